@@ -1,1 +1,5 @@
-//! (Being written.)
+//! The control path between `fwd` and its clients.
+//!
+//! - [`proto`]: the versioned request/response protocol (JSON Lines over a Unix socket),
+//!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
+pub mod proto;

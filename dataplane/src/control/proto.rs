@@ -1,0 +1,559 @@
+//! The control-socket protocol spoken between `fwd` (server) and `mgmt` / `fwctl`
+//! (clients). See `docs/control-protocol.md`.
+//!
+//! Transport: a Unix stream socket (root-only, mode 0600). Framing: one JSON document per
+//! line (JSON Lines), at most [`MAX_LINE`] bytes. Every request carries the protocol version
+//! and a client-chosen id that the response echoes:
+//!
+//! ```text
+//! -> {"v":1,"id":7,"request":{"op":"conntrack_count"}}
+//! <- {"v":1,"id":7,"result":{"type":"count","count":1234}}
+//! <- {"v":1,"id":8,"error":{"code":"bad_ruleset","message":"unknown statement","line":3,"column":5}}
+//! ```
+//!
+//! A `subscribe` request turns the connection into an event stream: after the
+//! `subscribed` result, the server writes one [`EventLine`] per line until the client
+//! closes the connection.
+//!
+//! These types are plain data transfer objects with no dependency on the data plane's
+//! internals, so `mgmt` (which must not link DPDK) uses them as they are.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. A request with another version is answered with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted line in bytes (a ruleset of 10 000 rules fits comfortably).
+pub const MAX_LINE: usize = 16 << 20;
+
+/// Largest page a `conntrack_list` may ask for.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// A request line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEnvelope {
+    /// Protocol version ([`PROTOCOL_VERSION`]).
+    pub v: u32,
+    /// Client-chosen id echoed in the response.
+    pub id: u64,
+    pub request: Request,
+}
+
+/// A response line: exactly one of `result` / `error` is present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseEnvelope {
+    pub v: u32,
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Response>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ControlError>,
+}
+
+impl ResponseEnvelope {
+    /// A successful response to request `id`.
+    pub fn ok(id: u64, result: Response) -> Self {
+        ResponseEnvelope { v: PROTOCOL_VERSION, id, result: Some(result), error: None }
+    }
+
+    /// A failed response to request `id`.
+    pub fn err(id: u64, error: ControlError) -> Self {
+        ResponseEnvelope { v: PROTOCOL_VERSION, id, result: None, error: Some(error) }
+    }
+
+    /// The result, or the error.
+    pub fn into_result(self) -> Result<Response, ControlError> {
+        match (self.result, self.error) {
+            (_, Some(e)) => Err(e),
+            (Some(r), None) => Ok(r),
+            (None, None) => Err(ControlError::new(
+                ErrorCode::Internal,
+                "response carries neither result nor error",
+            )),
+        }
+    }
+}
+
+/// What a client can ask `fwd`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Version, uptime, ruleset generation, worker and port counts.
+    Status,
+    /// Counters of ports and workers (conntrack `-S` statistics, drops by reason,
+    /// handoffs, NAT).
+    Stats,
+    /// The running ruleset as text and as nftables JSON, with per-rule counters.
+    RulesetGet,
+    /// Replace the running ruleset atomically (or only check it with `dry_run`).
+    RulesetReplace {
+        ruleset: RulesetSource,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// One page of the connection table (`conntrack -L`).
+    ConntrackList {
+        #[serde(default)]
+        filter: CtFilter,
+        /// Opaque cursor from the previous page; `None` starts at the beginning.
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Entries per page, 1..=[`MAX_PAGE`].
+        limit: u32,
+    },
+    /// Number of entries matching the filter (`conntrack -C` when unfiltered).
+    ConntrackCount {
+        #[serde(default)]
+        filter: CtFilter,
+    },
+    /// Delete matching entries (`conntrack -D`). An empty filter is refused unless
+    /// `all` is set (that is a flush, `conntrack -F`).
+    ConntrackDelete {
+        #[serde(default)]
+        filter: CtFilter,
+        #[serde(default)]
+        all: bool,
+    },
+    /// `conntrack -S`: per worker and total.
+    ConntrackStats,
+    /// The tunables by their sysctl names.
+    TuningGet,
+    /// Change tunables (validated as a whole; nothing is applied if one value is bad).
+    TuningSet { values: BTreeMap<String, u64> },
+    /// Port list with link state and counters.
+    Ports,
+    /// Worker list with counters.
+    Workers,
+    /// Turn this connection into a stream of conntrack events (`conntrack -E`).
+    Subscribe {
+        #[serde(default)]
+        filter: CtFilter,
+        /// Which event types; empty means all.
+        #[serde(default)]
+        events: Vec<EventType>,
+    },
+}
+
+/// A ruleset as sent by a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", content = "content", rename_all = "snake_case")]
+pub enum RulesetSource {
+    /// nftables text syntax (`nft -f`).
+    Text(String),
+    /// nftables JSON (`nft -j`), `{"nftables":[...]}`.
+    Json(serde_json::Value),
+}
+
+/// What `fwd` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Stats(Stats),
+    Ruleset(RulesetView),
+    /// Result of a ruleset replace or check.
+    RulesetApplied {
+        /// The new generation (for a dry run: the generation that is still running).
+        generation: u64,
+        dry_run: bool,
+        /// Number of rules in the ruleset.
+        rules: u32,
+    },
+    ConntrackPage {
+        entries: Vec<CtEntry>,
+        /// Cursor for the next page; `None` when the listing is complete.
+        next_cursor: Option<String>,
+    },
+    Count {
+        count: u64,
+    },
+    Deleted {
+        deleted: u64,
+    },
+    ConntrackStats(ConntrackStats),
+    Tuning {
+        values: BTreeMap<String, u64>,
+    },
+    Ports {
+        ports: Vec<PortStats>,
+    },
+    Workers {
+        workers: Vec<WorkerStats>,
+    },
+    /// The subscription is active; event lines follow.
+    Subscribed,
+}
+
+/// Stable error codes. Names are part of the API (mgmt maps them to HTTP statuses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not a valid request (JSON syntax, unknown field, wrong type).
+    BadRequest,
+    /// The request's protocol version is not spoken here.
+    UnsupportedVersion,
+    /// The ruleset does not parse or compile (line and column given).
+    BadRuleset,
+    /// A conntrack filter is malformed.
+    BadFilter,
+    /// A tunable name is unknown or its value out of range.
+    BadTunable,
+    /// An unfiltered delete without `all`.
+    RefusedUnfiltered,
+    /// The cursor is malformed or stale.
+    BadCursor,
+    /// A worker did not answer in time (its command ring is full or it is stuck).
+    WorkerTimeout,
+    /// The persisted state could not be written; the change was not applied.
+    Persist,
+    /// Anything else.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ControlError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// 1-based line of a ruleset error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column of a ruleset error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// Field a request error refers to (a tunable name, a filter key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ControlError {
+    /// An error without a location.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ControlError { code, message: message.into(), line: None, column: None, field: None }
+    }
+
+    /// The same error pointing at a ruleset line and column.
+    pub fn at(mut self, line: u32, column: u32) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    /// The same error naming the request field it is about.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+/// Filter for conntrack list/count/delete/subscribe, after `conntrack`'s options. Every
+/// given field must match (AND); an empty filter matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtFilter {
+    /// Original source address or prefix (`-s`), e.g. `198.18.1.2` or `198.18.1.0/24`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Original destination address or prefix (`-d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    /// Reply source (`-r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_src: Option<String>,
+    /// Reply destination (`-q`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_dst: Option<String>,
+    /// Original source port (`--sport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    /// Original destination port (`--dport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    /// Protocol name (`tcp`, `udp`, `icmp`, `icmpv6`, ...) or number (`-p`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// TCP state name as conntrack prints it (`ESTABLISHED`, `TIME_WAIT`, ...; `--state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Connection mark (`-m`), optionally `value/mask`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
+    /// Zone (`-w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<u16>,
+    /// `ipv4` or `ipv6` (`-f`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Status flag that must be set (`ASSURED`, `SEEN_REPLY`, `SRC_NAT`, `DST_NAT`;
+    /// `--status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl CtFilter {
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == CtFilter::default()
+    }
+}
+
+/// One direction of a connection, as `conntrack -L` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtTuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TCP/UDP ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    /// ICMP/ICMPv6 type, code and identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_id: Option<u16>,
+    /// Packets and bytes seen in this direction.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One connection-table entry (`conntrack -L` line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEntry {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// Protocol name (`tcp`, `udp`, `icmp`, `icmpv6`, or the number for others).
+    pub proto: String,
+    pub proto_num: u8,
+    /// TCP state (`ESTABLISHED`, ...); absent for other protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Seconds until the entry expires.
+    pub timeout: u64,
+    pub orig: CtTuple,
+    pub reply: CtTuple,
+    /// Status flags: `ASSURED`, `SEEN_REPLY`, `UNREPLIED`, `SRC_NAT`, `DST_NAT`.
+    pub status: Vec<String>,
+    pub mark: u32,
+    pub zone: u16,
+    /// Worker that owns the entry.
+    pub worker: u16,
+}
+
+/// The kinds of conntrack events (`conntrack -E`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    New,
+    Update,
+    Destroy,
+}
+
+/// One event line of a subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLine {
+    #[serde(rename = "event")]
+    pub kind: EventType,
+    /// Milliseconds since the Unix epoch when the event was read from the worker.
+    pub timestamp_ms: u64,
+    pub entry: CtEntry,
+    /// Events this subscriber lost because it read too slowly or a worker's event ring
+    /// overflowed, since the previous line.
+    #[serde(default)]
+    pub lost: u64,
+}
+
+/// `conntrack -S` counters of one worker (or their sum).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtCounters {
+    pub found: u64,
+    pub invalid: u64,
+    pub insert: u64,
+    pub insert_failed: u64,
+    pub drop: u64,
+    pub early_drop: u64,
+    pub error: u64,
+    pub search_restart: u64,
+    /// Live entries.
+    pub entries: u64,
+    /// The worker's share of `nf_conntrack_max`.
+    pub max: u64,
+}
+
+/// `conntrack -S` per worker and total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackStats {
+    pub workers: Vec<CtCounters>,
+    pub total: CtCounters,
+}
+
+/// General state of `fwd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// `fwd` version.
+    pub version: String,
+    pub protocol: u32,
+    pub uptime_s: u64,
+    pub ruleset_generation: u64,
+    pub workers: u32,
+    pub ports: u32,
+    /// DPDK version string.
+    pub dpdk: String,
+}
+
+/// One port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub name: String,
+    pub port_id: u16,
+    pub driver: String,
+    pub mac: String,
+    pub link_up: bool,
+    pub speed_mbps: u32,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// One worker lcore.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub worker: u16,
+    pub lcore: u32,
+    /// Packets received from the worker's RX queues.
+    pub rx_packets: u64,
+    /// Packets transmitted by the worker.
+    pub tx_packets: u64,
+    /// Packets dropped, by [`DropReason`](crate::DropReason) name.
+    pub drops: BTreeMap<String, u64>,
+    /// Packets this worker handed to the owning worker / received from others / lost
+    /// because the handoff ring was full.
+    pub handoff_tx: u64,
+    pub handoff_rx: u64,
+    pub handoff_drop: u64,
+    /// NAT allocations that failed because no port was free.
+    pub nat_port_exhausted: u64,
+    /// Conntrack events lost because the worker's event ring was full.
+    pub events_dropped: u64,
+    /// TSC cycles spent on loop iterations that carried packets, and all cycles since the
+    /// worker started: `busy_cycles / total_cycles` is the busy ratio.
+    pub busy_cycles: u64,
+    pub total_cycles: u64,
+    pub ct: CtCounters,
+}
+
+/// All counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    pub workers: Vec<WorkerStats>,
+    pub ruleset_generation: u64,
+}
+
+/// Counters of one rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounter {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The running ruleset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RulesetView {
+    pub generation: u64,
+    /// nftables text, with `counter packets N bytes M` filled in.
+    pub text: String,
+    /// nftables JSON (`nft -j list ruleset`).
+    pub json: serde_json::Value,
+    pub counters: Vec<RuleCounter>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format_is_stable() {
+        let req = RequestEnvelope {
+            v: PROTOCOL_VERSION,
+            id: 7,
+            request: Request::ConntrackList {
+                filter: CtFilter { proto: Some("tcp".into()), ..CtFilter::default() },
+                cursor: None,
+                limit: 100,
+            },
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"id":7,"request":{"op":"conntrack_list","filter":{"proto":"tcp"},"cursor":null,"limit":100}}"#
+        );
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn unknown_fields_and_ops_are_rejected() {
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"id":1,"request":{"op":"reboot"}}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(
+                r#"{"v":1,"id":1,"request":{"op":"conntrack_count","filter":{"srcc":"1.2.3.4"}}}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn response_carries_result_or_error() {
+        let ok = ResponseEnvelope::ok(3, Response::Count { count: 12 });
+        let line = serde_json::to_string(&ok).unwrap();
+        assert_eq!(line, r#"{"v":1,"id":3,"result":{"type":"count","count":12}}"#);
+        let back: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.into_result().unwrap(), Response::Count { count: 12 });
+
+        let err = ResponseEnvelope::err(
+            4,
+            ControlError::new(ErrorCode::BadRuleset, "unexpected token").at(3, 9),
+        );
+        let line = serde_json::to_string(&err).unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"id":4,"error":{"code":"bad_ruleset","message":"unexpected token","line":3,"column":9}}"#
+        );
+        let e = serde_json::from_str::<ResponseEnvelope>(&line).unwrap().into_result().unwrap_err();
+        assert_eq!((e.code, e.line, e.column), (ErrorCode::BadRuleset, Some(3), Some(9)));
+    }
+
+    #[test]
+    fn ruleset_source_formats() {
+        let t: RulesetSource =
+            serde_json::from_str(r#"{"format":"text","content":"flush ruleset"}"#).unwrap();
+        assert_eq!(t, RulesetSource::Text("flush ruleset".into()));
+        let j: RulesetSource =
+            serde_json::from_str(r#"{"format":"json","content":{"nftables":[]}}"#).unwrap();
+        assert!(matches!(j, RulesetSource::Json(_)));
+    }
+}
