@@ -91,6 +91,8 @@ pub enum Request {
     Stats,
     /// The running ruleset as text and as nftables JSON, with per-rule counters.
     RulesetGet,
+    /// Only the per-rule counters of the running ruleset (cheap; for metrics scrapes).
+    RuleCounters,
     /// Replace the running ruleset atomically (or only check it with `dry_run`).
     RulesetReplace {
         ruleset: RulesetSource,
@@ -157,6 +159,10 @@ pub enum Response {
     Status(Status),
     Stats(Stats),
     Ruleset(RulesetView),
+    RuleCounters {
+        generation: u64,
+        counters: Vec<RuleCounter>,
+    },
     /// Result of a ruleset replace or check.
     RulesetApplied {
         /// The new generation (for a dry run: the generation that is still running).
