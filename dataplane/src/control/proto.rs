@@ -59,12 +59,22 @@ pub struct ResponseEnvelope {
 impl ResponseEnvelope {
     /// A successful response to request `id`.
     pub fn ok(id: u64, result: Response) -> Self {
-        ResponseEnvelope { v: PROTOCOL_VERSION, id, result: Some(result), error: None }
+        ResponseEnvelope {
+            v: PROTOCOL_VERSION,
+            id,
+            result: Some(result),
+            error: None,
+        }
     }
 
     /// A failed response to request `id`.
     pub fn err(id: u64, error: ControlError) -> Self {
-        ResponseEnvelope { v: PROTOCOL_VERSION, id, result: None, error: Some(error) }
+        ResponseEnvelope {
+            v: PROTOCOL_VERSION,
+            id,
+            result: None,
+            error: Some(error),
+        }
     }
 
     /// The result, or the error.
@@ -242,7 +252,13 @@ pub struct ControlError {
 impl ControlError {
     /// An error without a location.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ControlError { code, message: message.into(), line: None, column: None, field: None }
+        ControlError {
+            code,
+            message: message.into(),
+            line: None,
+            column: None,
+            field: None,
+        }
     }
 
     /// The same error pointing at a ruleset line and column.
@@ -505,7 +521,10 @@ mod tests {
             v: PROTOCOL_VERSION,
             id: 7,
             request: Request::ConntrackList {
-                filter: CtFilter { proto: Some("tcp".into()), ..CtFilter::default() },
+                filter: CtFilter {
+                    proto: Some("tcp".into()),
+                    ..CtFilter::default()
+                },
                 cursor: None,
                 limit: 100,
             },
@@ -536,7 +555,10 @@ mod tests {
     fn response_carries_result_or_error() {
         let ok = ResponseEnvelope::ok(3, Response::Count { count: 12 });
         let line = serde_json::to_string(&ok).unwrap();
-        assert_eq!(line, r#"{"v":1,"id":3,"result":{"type":"count","count":12}}"#);
+        assert_eq!(
+            line,
+            r#"{"v":1,"id":3,"result":{"type":"count","count":12}}"#
+        );
         let back: ResponseEnvelope = serde_json::from_str(&line).unwrap();
         assert_eq!(back.into_result().unwrap(), Response::Count { count: 12 });
 
@@ -549,8 +571,14 @@ mod tests {
             line,
             r#"{"v":1,"id":4,"error":{"code":"bad_ruleset","message":"unexpected token","line":3,"column":9}}"#
         );
-        let e = serde_json::from_str::<ResponseEnvelope>(&line).unwrap().into_result().unwrap_err();
-        assert_eq!((e.code, e.line, e.column), (ErrorCode::BadRuleset, Some(3), Some(9)));
+        let e = serde_json::from_str::<ResponseEnvelope>(&line)
+            .unwrap()
+            .into_result()
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.line, e.column),
+            (ErrorCode::BadRuleset, Some(3), Some(9))
+        );
     }
 
     #[test]
