@@ -19,6 +19,7 @@
 //! fuzzed and benchmarked without EAL or hugepages.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod conntrack;
 pub mod control;
 pub mod drop;
