@@ -28,7 +28,6 @@ const LINK_LIBS: &[&str] = &[
 const PMD_LIBS: &[&str] = &[
     "rte_bus_vdev",
     "rte_mempool_ring",
-    "rte_net_ring",
     "rte_net_null",
     "rte_net_memif",
     "rte_net_af_packet",
@@ -89,6 +88,9 @@ fn main() {
         }
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
+    // rte_eth_from_rings (Eal::ring_port_pair) lives in the net_ring driver itself; with
+    // --as-needed only binaries that call it get the DT_NEEDED entry.
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
     if env::var_os("CARGO_FEATURE_LINK_PMDS").is_some() {
         for lib in PMD_LIBS {
             // `-as-needed`: keep the DT_NEEDED entry although no symbol of the driver is
@@ -244,6 +246,7 @@ fn generate_bindings(cflags: &[String], src_dir: &std::path::Path, out_dir: &std
         .allowlist_function("rte_eth_dev_(rss_reta_update|rss_reta_query)")
         .allowlist_function("rte_eth_dev_(rss_hash_update|rss_hash_conf_get)")
         .allowlist_function("rte_eth_find_next_owned_by")
+        .allowlist_function("rte_eth_from_rings")
         .allowlist_function("rte_eth_(rx|tx)_queue_setup")
         .allowlist_function("rte_eth_macaddr_get")
         .allowlist_function("rte_eth_promiscuous_(enable|disable|get)")

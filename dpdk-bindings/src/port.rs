@@ -106,7 +106,7 @@ pub enum RssKey {
     /// The symmetric Toeplitz key (0x6d5a repeated, [`crate::thash::symmetric_rss_key`])
     /// at the device's key size: both directions of a flow hash alike.
     Symmetric,
-    /// These bytes (must match the device's `hash_key_size` when it reports one).
+    /// These bytes: the device's `hash_key_size`, or 40 when it reports none.
     Bytes(Vec<u8>),
 }
 
@@ -457,7 +457,8 @@ impl Port {
                     RssKey::DeviceDefault => {}
                     RssKey::Symmetric => key_buf = crate::thash::symmetric_rss_key(key_len),
                     RssKey::Bytes(k) => {
-                        if info.hash_key_size != 0 && k.len() != key_len {
+                        // Devices that report no size take DPDK's documented 40 bytes.
+                        if k.len() != key_len {
                             return Err(Error::invalid(
                                 CALL,
                                 format!("RSS key of {} bytes, device needs {key_len}", k.len()),
@@ -514,6 +515,18 @@ impl Port {
             let ret =
                 unsafe { ffi::rte_eth_tx_queue_setup(self.id.0, q, txd, socket, std::ptr::null()) };
             check("rte_eth_tx_queue_setup", ret)?;
+        }
+        // Some PMDs (net_null among them) ignore the key in rte_eth_conf and only take one
+        // through rss_hash_update; others apply it at start. Program it explicitly too.
+        if let Some(key) = applied.rss_key.clone() {
+            match self.rss_hash_update(Some(&key), applied.rss_hf) {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(ENOTSUP) => applied.notes.push(format!(
+                    "{} cannot update the RSS key after configure; relying on rte_eth_conf",
+                    info.driver_name
+                )),
+                Err(e) => return Err(e),
+            }
         }
         self.pool = Some(pool.clone());
         self.nb_rx = cfg.rx_queues;
@@ -653,15 +666,26 @@ impl Port {
     /// Poll the link every 10 ms until it is up or `timeout` passes (memif's link comes
     /// up once both ends have connected over the control socket).
     pub fn wait_link_up(&self, timeout: Duration) -> Result<Link> {
+        self.wait_link(true, timeout)
+    }
+
+    /// Poll the link every 10 ms until it is down or `timeout` passes (e.g. a memif end
+    /// whose peer disconnected).
+    pub fn wait_link_down(&self, timeout: Duration) -> Result<Link> {
+        self.wait_link(false, timeout)
+    }
+
+    fn wait_link(&self, up: bool, timeout: Duration) -> Result<Link> {
         let deadline = Instant::now() + timeout;
         loop {
             let link = self.link()?;
-            if link.up {
+            if link.up == up {
                 return Ok(link);
             }
             if Instant::now() >= deadline {
+                let state = if up { "down" } else { "up" };
                 return Err(Error::Setup {
-                    problem: format!("{} link still down after {timeout:?}", self.id),
+                    problem: format!("{} link still {state} after {timeout:?}", self.id),
                     hint: "for memif, check that the peer uses the same socket and id".to_owned(),
                 });
             }
@@ -864,3 +888,60 @@ fn apply_hash_function(
 
 /// `ENODEV` on Linux.
 const ENODEV: i32 = 19;
+/// `ENOTSUP` on Linux.
+const ENOTSUP: i32 = 95;
+
+impl Eal {
+    /// Two ports joined back to back by two `rte_ring`s (`rte_eth_from_rings`): what port
+    /// A sends, port B receives, and the other way round. Named `net_ring_<name>_a` and
+    /// `net_ring_<name>_b`; each has one RX and one TX queue of `capacity` packets. For
+    /// tests and loopback set-ups without a kernel or peer process. The rings live as long
+    /// as the process (the net_ring driver does not free rings it did not create).
+    pub fn ring_port_pair(&self, name: &str, capacity: u32) -> Result<(PortId, PortId)> {
+        const CALL: &str = "rte_eth_from_rings";
+        // The driver names the port "net_ring_<name>" in a 32-byte buffer.
+        if name.is_empty() || name.len() > 20 || !name.is_ascii() {
+            return Err(Error::invalid(
+                CALL,
+                format!("name {name:?} must be 1 to 20 ASCII bytes"),
+            ));
+        }
+        let socket = self.socket_id().0.max(0).cast_unsigned();
+        let mk_ring = |suffix: &str| -> Result<*mut ffi::rte_ring> {
+            let c = std::ffi::CString::new(format!("{name}_{suffix}"))
+                .map_err(|_| Error::invalid(CALL, "name contains NUL"))?;
+            let flags = ffi::RING_F_SP_ENQ | ffi::RING_F_SC_DEQ;
+            // SAFETY: EAL is initialised (&self); valid C string; DPDK validates the size
+            // (power of two) and returns NULL with rte_errno on failure.
+            let r =
+                unsafe { ffi::rte_ring_create(c.as_ptr(), capacity, socket.cast_signed(), flags) };
+            if r.is_null() {
+                Err(Error::last("rte_ring_create"))
+            } else {
+                Ok(r)
+            }
+        };
+        let ab = mk_ring("ab")?;
+        let ba = mk_ring("ba")?;
+        let mk_port = |suffix: &str, rx: *mut ffi::rte_ring, tx: *mut ffi::rte_ring| {
+            let c = std::ffi::CString::new(format!("{name}_{suffix}"))
+                .map_err(|_| Error::invalid(CALL, "name contains NUL"))?;
+            let rx = [rx];
+            let tx = [tx];
+            // SAFETY: EAL is initialised; rx and tx are one-element arrays of valid rings
+            // that are never freed; the driver copies the pointers.
+            let ret = unsafe {
+                ffi::rte_eth_from_rings(c.as_ptr(), rx.as_ptr(), 1, tx.as_ptr(), 1, socket)
+            };
+            if ret < 0 {
+                return Err(Error::last(CALL));
+            }
+            u16::try_from(ret)
+                .map(PortId)
+                .map_err(|_| Error::invalid(CALL, format!("port id {ret} out of range")))
+        };
+        let a = mk_port("a", ba, ab)?;
+        let b = mk_port("b", ab, ba)?;
+        Ok((a, b))
+    }
+}

@@ -20,5 +20,6 @@
 #include <rte_ethdev.h>
 #include <rte_thash.h>
 #include <rte_dev.h>
+#include <rte_eth_ring.h>
 
 #include "shim.h"
