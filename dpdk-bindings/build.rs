@@ -22,9 +22,9 @@ const LINK_LIBS: &[&str] = &[
     "rte_telemetry",
 ];
 
-/// With the `link-pmds` feature: drivers linked with `-as-needed` off, so they are
-/// DT_NEEDED by every binary and register through their constructors even where EAL's
-/// plugin directory is not scanned.
+/// With the `link-pmds` feature: drivers linked with `--no-as-needed`, so they are
+/// DT_NEEDED by the binary and register through their constructors even where EAL's plugin
+/// directory is not scanned.
 const PMD_LIBS: &[&str] = &[
     "rte_bus_vdev",
     "rte_mempool_ring",
@@ -34,7 +34,11 @@ const PMD_LIBS: &[&str] = &[
     "rte_net_tap",
 ];
 
+/// Stop the build with `msg`: its first line as a `cargo::error` (shown at the top of
+/// cargo's output), the whole message on stderr.
 fn fail(msg: &str) -> ! {
+    let first = msg.lines().next().unwrap_or(msg);
+    println!("cargo::error={first}");
     eprintln!("\nerror: dpdk-bindings: {msg}\n");
     exit(1);
 }
@@ -56,11 +60,9 @@ fn main() {
     {
         Ok(lib) => lib,
         Err(e) => fail(&format!(
-            "`pkg-config libdpdk` (>= {MIN_DPDK}) failed.\n\
-             Install the DPDK development files and pkg-config:\n    \
-             apt-get install libdpdk-dev pkg-config\n\
-             (or point PKG_CONFIG_PATH at a DPDK build's lib/pkgconfig).\n\
-             pkg-config said: {e}"
+            "`pkg-config libdpdk` (>= {MIN_DPDK}) failed: install the DPDK development \
+             files with `apt-get install libdpdk-dev pkg-config` (or point PKG_CONFIG_PATH \
+             at a DPDK build's lib/pkgconfig)\npkg-config said: {e}"
         )),
     };
     let version = dpdk.version.clone();
@@ -91,11 +93,19 @@ fn main() {
     // rte_eth_from_rings (Eal::ring_port_pair) lives in the net_ring driver itself; with
     // --as-needed only binaries that call it get the DT_NEEDED entry.
     println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+    // Linking the PMDs themselves: they export no symbol (their only job is the
+    // constructor that registers the driver), so rustc's `-Wl,--as-needed` drops them, and
+    // the `-as-needed` link modifier is nightly-only. Wrap them in --no-as-needed instead.
+    // `rustc-link-arg` reaches only this package's own targets (tests, examples); a
+    // dependent binary forwards DEP_RTE_EAL_PMD_LINK_ARGS from its own build script.
+    let pmd_args: Vec<String> = std::iter::once("-Wl,--push-state,--no-as-needed".to_owned())
+        .chain(PMD_LIBS.iter().map(|l| format!("-l{l}")))
+        .chain(std::iter::once("-Wl,--pop-state".to_owned()))
+        .collect();
+    println!("cargo:pmd_link_args={}", pmd_args.join(" "));
     if env::var_os("CARGO_FEATURE_LINK_PMDS").is_some() {
-        for lib in PMD_LIBS {
-            // `-as-needed`: keep the DT_NEEDED entry although no symbol of the driver is
-            // referenced; its only job is the constructor that registers the driver.
-            println!("cargo:rustc-link-lib=dylib:-as-needed={lib}");
+        for arg in &pmd_args {
+            println!("cargo:rustc-link-arg={arg}");
         }
     }
     let (abi, pmd_dir) = abi_and_pmd_dir(&dpdk.link_paths);
@@ -194,9 +204,9 @@ fn check_libclang() {
             v.full
         )),
         Err(_) => fail(
-            "libclang not found (bindgen needs it to read the DPDK headers).\n\
-             Install it:\n    apt-get install libclang-dev clang\n\
-             or set LIBCLANG_PATH to the directory holding libclang.so.",
+            "libclang not found (bindgen needs it to read the DPDK headers): install it \
+             with `apt-get install libclang-dev clang`, or set LIBCLANG_PATH to the \
+             directory holding libclang.so",
         ),
     }
 }

@@ -8,6 +8,7 @@
 //! registered is told by whether its shared object is loaded (`dlopen(RTLD_NOLOAD)`).
 
 use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::eal::Eal;
 use crate::error::{Error, Result};
@@ -191,8 +192,13 @@ pub fn check_mempool_ops(ops: &str) -> Result<()> {
 /// Check that packet mempools can be created: the mempool driver is registered and a
 /// small pool fits in memory (the pool is freed again).
 pub fn check_mempool(eal: &Eal) -> Result<()> {
+    static PROBE: AtomicU32 = AtomicU32::new(0);
     check_mempool_ops(&best_mempool_ops())?;
-    let name = c"bindings_diag_probe";
+    let name = CString::new(format!(
+        "diag_probe_{}",
+        PROBE.fetch_add(1, Ordering::Relaxed)
+    ))
+    .map_err(|_| Error::invalid("check_mempool", "probe pool name"))?;
     // SAFETY: EAL is initialised (&Eal); valid C string; small valid sizes.
     let mp = unsafe {
         ffi::rte_pktmbuf_pool_create(

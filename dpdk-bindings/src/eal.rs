@@ -4,7 +4,7 @@
 //! Soundness of cleanup: after `rte_eal_cleanup` no DPDK function may be called and the
 //! hugepage memory holding mempools, rings and mbufs is unmapped. Every handle that can call
 //! into DPDK later ([`Mempool`](crate::Mempool), [`Port`](crate::Port), the queue handles,
-//! [`Ring`](crate::Ring) ends, [`LaunchHandle`](crate::LaunchHandle)) holds an [`EalToken`],
+//! [`Ring`](crate::Ring) ends, [`LaunchHandle`](crate::LaunchHandle)) holds an `EalToken`,
 //! and cleanup only runs when none is left and every mempool created through this crate has
 //! all its mbufs back (so no [`Mbuf`](crate::Mbuf) can still be dropped). Otherwise
 //! `cleanup` returns [`Error::Busy`] and the EAL stays up until the process exits, which is
@@ -23,6 +23,7 @@ use crate::port::PortId;
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
+const FAILED: u8 = 3;
 
 /// Process-wide EAL state: DPDK allows `rte_eal_init` once per process.
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
@@ -124,7 +125,10 @@ impl Eal {
         // process.
         let ret = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            return Err(Error::last("rte_eal_init"));
+            let err = Error::last("rte_eal_init");
+            // DPDK does not support a second rte_eal_init, even after a failed one.
+            STATE.store(FAILED, Ordering::SeqCst);
+            return Err(err);
         }
         // SAFETY: EAL is initialised; rte_get_main_lcore reads its immutable configuration.
         let main = LcoreId(unsafe { ffi::rte_get_main_lcore() });
