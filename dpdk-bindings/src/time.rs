@@ -1,0 +1,90 @@
+//! TSC time and cache prefetch, as safe functions (the data plane forbids `unsafe`).
+
+use crate::ffi;
+
+/// Read the time-stamp counter (`rte_rdtsc`). Works without EAL (for benchmarks).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: executes rdtsc; no memory access, no precondition.
+    unsafe { ffi::shim_rte_rdtsc() }
+}
+
+/// TSC frequency in Hz (`rte_get_tsc_hz`); 0 before EAL has measured it in `rte_eal_init`.
+#[inline]
+pub fn tsc_hz() -> u64 {
+    // SAFETY: reads a global set once by rte_eal_init (0 before); no precondition.
+    unsafe { ffi::rte_get_tsc_hz() }
+}
+
+#[inline]
+pub(crate) fn prefetch0_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never faults or dereferences, whatever the address
+    // (Intel SDM, PREFETCHh); SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+macro_rules! prefetch_fn {
+    ($(#[$m:meta])* $name:ident, $hint:ident) => {
+        $(#[$m])*
+        #[inline]
+        pub fn $name<T: ?Sized>(r: &T) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: prefetch is a hint that never faults and does not dereference; the
+            // address comes from a reference anyway. SSE is baseline on x86_64.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::$hint }>(
+                    (r as *const T).cast::<i8>(),
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = r;
+        }
+    };
+}
+
+prefetch_fn!(
+    /// Prefetch the cache line of `r` into all cache levels (`rte_prefetch0`).
+    prefetch0, _MM_HINT_T0
+);
+prefetch_fn!(
+    /// Prefetch into L2 and up (`rte_prefetch1`).
+    prefetch1, _MM_HINT_T1
+);
+prefetch_fn!(
+    /// Prefetch into L3 and up (`rte_prefetch2`).
+    prefetch2, _MM_HINT_T2
+);
+prefetch_fn!(
+    /// Prefetch with a non-temporal hint (`rte_prefetch_non_temporal`).
+    prefetch_non_temporal, _MM_HINT_NTA
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdtsc_without_eal_advances() {
+        let a = rdtsc();
+        let mut x = 0u64;
+        for i in 0..1000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let b = rdtsc();
+        assert!(b > a, "TSC did not advance: {a} -> {b} ({x})");
+    }
+
+    #[test]
+    fn prefetch_accepts_any_reference() {
+        let v = [1u8, 2, 3];
+        prefetch0(&v);
+        prefetch1(&v[..]);
+        prefetch2(&v[1]);
+        prefetch_non_temporal("str");
+    }
+}
