@@ -1,1 +1,69 @@
-//! (Being written.)
+//! The per-lcore worker: the packet pipeline and the loop around it.
+//!
+//! This file is the seam between the two halves, written first so both can be built at
+//! once:
+//!
+//! - the **pipeline** (`pipeline.rs`, pure Rust on byte slices, no EAL): parse, owner
+//!   check, conntrack, rules, NAT, routing, neighbour lookup; it decides an [`Action`]
+//!   for each frame and answers [`WorkerCommand`]s between bursts;
+//! - the **I/O edge** (`io.rs`, feature `dpdk`): RX/TX bursts on the worker's queues,
+//!   handoff rings, the slow-path ring, command rings, counters publication.
+//!
+//! See `docs/architecture.md` ("Worker loop").
+
+use crate::DropReason;
+use crate::control::proto::{ControlError, CtCounters, CtEntry, CtFilter, EventLine};
+
+/// What the I/O edge does with one received frame after the pipeline ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Transmit the (possibly rewritten in place) frame, now `len` bytes long, on port
+    /// `port`.
+    Forward { port: u16, len: u16 },
+    /// The pipeline built a new frame (an ICMP error, an echo reply, a TCP reset) of `len`
+    /// bytes in the caller's scratch buffer: transmit it on `port`, drop the received one.
+    Reply { port: u16, len: u16 },
+    /// Another worker owns this flow: hand the frame to it unchanged (counted).
+    Handoff { worker: u16 },
+    /// ARP, IPv6 neighbour discovery, or a next hop without a resolved MAC: give the
+    /// frame to the slow path (which queues a few per neighbour while resolving).
+    SlowPath,
+    /// Drop and count under `reason`.
+    Drop(DropReason),
+}
+
+/// Minimum size of the scratch buffer passed with each frame (room for an ICMP error
+/// quoting 576 bytes, plus VLAN-tagged Ethernet).
+pub const SCRATCH_LEN: usize = 1536;
+
+/// A per-worker operation requested by the control thread, carried on the worker's
+/// command ring and answered between bursts (bounded work per call: long operations are
+/// resumed with a cursor).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerCommand {
+    /// One page of the connection table.
+    CtList { filter: CtFilter, cursor: u64, limit: u32 },
+    /// Delete matching entries (all when the filter is empty), at most `budget` per call.
+    CtDelete { filter: CtFilter, budget: u32 },
+    /// Count matching entries.
+    CtCount { filter: CtFilter },
+    /// `conntrack -S` counters of this worker.
+    CtStats,
+    /// Apply tunables (sysctl name, value); `nf_conntrack_max` is the worker's share.
+    SetTunables(Vec<(String, u64)>),
+    /// Take up to `max` pending conntrack events.
+    TakeEvents { max: u32 },
+}
+
+/// The answer to a [`WorkerCommand`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerReply {
+    CtPage { entries: Vec<CtEntry>, next_cursor: Option<u64> },
+    /// Entries deleted; `more` when the budget ran out before the table was scanned.
+    Deleted { count: u64, more: bool },
+    Count(u64),
+    Stats(CtCounters),
+    Events { events: Vec<EventLine>, lost: u64 },
+    Done,
+    Error(ControlError),
+}
