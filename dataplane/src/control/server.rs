@@ -38,7 +38,7 @@ pub trait Backend {
     /// Number of workers.
     fn workers(&self) -> usize;
     /// Queue a command on worker `w`'s ring; `Err` when the ring is full.
-    fn send(&mut self, w: usize, cmd: WorkerCommand) -> Result<(), WorkerCommand>;
+    fn send(&mut self, w: usize, cmd: Box<WorkerCommand>) -> Result<(), Box<WorkerCommand>>;
     /// Take worker `w`'s next reply, if one is there.
     fn try_recv(&mut self, w: usize) -> Option<WorkerReply>;
     /// Port list with counters.
@@ -336,7 +336,7 @@ impl<B: Backend> Server<B> {
                 format!("worker {w} did not answer in time"),
             )
         };
-        let mut cmd = Some(cmd);
+        let mut cmd = Some(Box::new(cmd));
         while let Some(c) = cmd.take() {
             // Discard replies to commands we gave up on earlier.
             while self.owed[w] > 0 && self.backend.try_recv(w).is_some() {

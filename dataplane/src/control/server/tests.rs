@@ -52,9 +52,9 @@ impl Backend for Fake {
     fn workers(&self) -> usize {
         self.workers.len()
     }
-    fn send(&mut self, w: usize, cmd: WorkerCommand) -> Result<(), WorkerCommand> {
+    fn send(&mut self, w: usize, cmd: Box<WorkerCommand>) -> Result<(), Box<WorkerCommand>> {
         let fw = &mut self.workers[w];
-        let reply = match cmd {
+        let reply = match *cmd {
             WorkerCommand::CtList { cursor, limit, .. } => {
                 let start = usize::try_from(cursor).unwrap();
                 let end = (start + limit as usize).min(fw.table.len());
