@@ -27,14 +27,24 @@ fn check_table(t: &Table) -> Result<(), Error> {
             _ => true,
         };
         if !ok {
-            return Err(Error::at(s.pos, &s.name, "set type does not fit the table family"));
+            return Err(Error::at(
+                s.pos,
+                &s.name,
+                "set type does not fit the table family",
+            ));
         }
         for v in &s.elements {
-            if matches!(v, Value::Prefix(..) | Value::AddrRange(..) | Value::Range(..))
-                && !s.interval
+            if matches!(
+                v,
+                Value::Prefix(..) | Value::AddrRange(..) | Value::Range(..)
+            ) && !s.interval
                 && !matches!(v, Value::Prefix(_, l) if u32::from(*l) == if s.ty == SetType::Ipv4Addr { 32 } else { 128 })
             {
-                return Err(Error::at(s.pos, &s.name, "ranges and prefixes need `flags interval`"));
+                return Err(Error::at(
+                    s.pos,
+                    &s.name,
+                    "ranges and prefixes need `flags interval`",
+                ));
             }
         }
     }
@@ -43,7 +53,11 @@ fn check_table(t: &Table) -> Result<(), Error> {
     for (ci, c) in t.chains.iter().enumerate() {
         if let Some(b) = &c.base {
             if b.ty == ChainType::Nat && b.hook == Hook::Forward {
-                return Err(Error::at(c.pos, &c.name, "nat chains cannot use the forward hook"));
+                return Err(Error::at(
+                    c.pos,
+                    &c.name,
+                    "nat chains cannot use the forward hook",
+                ));
             }
         }
         for r in &c.rules {
@@ -81,7 +95,11 @@ fn check_table(t: &Table) -> Result<(), Error> {
 fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Error> {
     let name = super::print::stmt(&Stmt::Nat(*n, pos));
     if b.ty != ChainType::Nat {
-        return Err(Error::at(pos, &name, "NAT statement in a chain that is not of type nat"));
+        return Err(Error::at(
+            pos,
+            &name,
+            "NAT statement in a chain that is not of type nat",
+        ));
     }
     let ok = match n.kind {
         NatKind::Snat | NatKind::Masquerade => matches!(b.hook, Hook::Postrouting | Hook::Input),
@@ -91,7 +109,10 @@ fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Erro
         return Err(Error::at(
             pos,
             &name,
-            format!("this NAT statement is not valid in a {} chain", b.hook.name()),
+            format!(
+                "this NAT statement is not valid in a {} chain",
+                b.hook.name()
+            ),
         ));
     }
     if let Some((a, _)) = n.addr {
@@ -139,15 +160,26 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                 match (m.field.family(), t.family) {
                     (Some(TableFamily::Ip), TableFamily::Ip6)
                     | (Some(TableFamily::Ip6), TableFamily::Ip) => {
-                        return Err(Error::at(*pos, &text, format!(
-                            "this match cannot apply in a table of family {}",
-                            t.family.name()
-                        )));
+                        return Err(Error::at(
+                            *pos,
+                            &text,
+                            format!(
+                                "this match cannot apply in a table of family {}",
+                                t.family.name()
+                            ),
+                        ));
                     }
                     _ => {}
                 }
                 if m.field.l4proto().is_some()
-                    || matches!(m.field, Field::IpProtocol | Field::Ip6Nexthdr | Field::MetaL4proto | Field::ThDport | Field::ThSport)
+                    || matches!(
+                        m.field,
+                        Field::IpProtocol
+                            | Field::Ip6Nexthdr
+                            | Field::MetaL4proto
+                            | Field::ThDport
+                            | Field::ThSport
+                    )
                 {
                     l4_known = true;
                 }
@@ -156,10 +188,11 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                         return Err(Error::at(*pos, &format!("@{n}"), "undefined set"));
                     };
                     if set.ty.kind() != m.field.kind() {
-                        return Err(Error::at(*pos, &format!("@{n}"), format!(
-                            "set of type {} does not fit this match",
-                            set.ty.name()
-                        )));
+                        return Err(Error::at(
+                            *pos,
+                            &format!("@{n}"),
+                            format!("set of type {} does not fit this match", set.ty.name()),
+                        ));
                     }
                 }
             }
@@ -182,7 +215,11 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                 }
             }
             Stmt::Reject(Reject::TcpReset, pos) if !l4_known => {
-                return Err(Error::at(*pos, "reject", "`reject with tcp reset` needs a tcp match first"));
+                return Err(Error::at(
+                    *pos,
+                    "reject",
+                    "`reject with tcp reset` needs a tcp match first",
+                ));
             }
             Stmt::Reject(Reject::Icmp(_), pos) if t.family == TableFamily::Ip6 => {
                 return Err(Error::at(*pos, "reject", "`icmp` reject in an ip6 table"));

@@ -63,7 +63,11 @@ struct Tuple {
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 fn mask_w(len: u8, width: u32) -> u128 {
@@ -246,7 +250,13 @@ mod tests {
 
     #[test]
     fn prefix_split_covers_range_exactly() {
-        for (lo, hi) in [(0u128, 65535u128), (1000, 2000), (22, 22), (1, 65534), (80, 81)] {
+        for (lo, hi) in [
+            (0u128, 65535u128),
+            (1000, 2000),
+            (22, 22),
+            (1, 65534),
+            (80, 81),
+        ] {
             let mut out = Vec::new();
             assert!(prefixes(lo, hi, 16, &mut out));
             let mut covered = 0u128;

@@ -688,7 +688,13 @@ impl CompiledRuleset {
     /// Evaluates every base chain of `hook` (by priority) for one packet, with the
     /// classifier choosing candidate rules. `worker` selects the counter block; each
     /// worker index must be used by one thread only.
-    pub fn eval(&self, hook: Hook, ctx: &mut PacketCtx<'_>, worker: usize, now_ns: u64) -> EvalResult {
+    pub fn eval(
+        &self,
+        hook: Hook,
+        ctx: &mut PacketCtx<'_>,
+        worker: usize,
+        now_ns: u64,
+    ) -> EvalResult {
         self.eval_with(hook, ctx, worker, now_ns, true)
     }
 
@@ -794,7 +800,10 @@ impl CompiledRuleset {
                 },
                 Step::Jump(c) => {
                     let callee = self.frame(c, key, classify);
-                    if stack.try_push(std::mem::replace(&mut frame, callee)).is_err() {
+                    if stack
+                        .try_push(std::mem::replace(&mut frame, callee))
+                        .is_err()
+                    {
                         // Cannot happen for checked rulesets (depth is bounded there).
                         return Decision::Drop;
                     }

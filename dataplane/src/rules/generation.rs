@@ -77,8 +77,12 @@ impl Publisher {
     /// Drops retired generations no worker holds any more; returns how many are still
     /// held somewhere.
     pub fn reclaim(&mut self) -> usize {
+        // A handed-back `Arc` is one reference less; dropping it here frees nothing
+        // unless it was the last, which is the point: the control thread frees.
         while let Ok(old) = self.retired_rx.try_recv() {
-            self.pending.push(old);
+            if Arc::strong_count(&old) == 1 {
+                self.pending.push(old);
+            }
         }
         // `strong_count == 1`: only this list holds it (workers handed theirs back).
         self.pending.retain(|a| Arc::strong_count(a) > 1);

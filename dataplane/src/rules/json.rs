@@ -51,7 +51,9 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                 rs.flush = true;
             }
             "table" => {
-                let o = body.as_object().ok_or_else(|| Error::json(&path, "expected object"))?;
+                let o = body
+                    .as_object()
+                    .ok_or_else(|| Error::json(&path, "expected object"))?;
                 let fam = get_str(o, "family", &path)?;
                 let family = TableFamily::from_name(fam)
                     .ok_or_else(|| Error::json(&path, format!("unsupported family {fam}")))?;
@@ -64,7 +66,9 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                 });
             }
             "set" | "chain" | "rule" => {
-                let o = body.as_object().ok_or_else(|| Error::json(&path, "expected object"))?;
+                let o = body
+                    .as_object()
+                    .ok_or_else(|| Error::json(&path, "expected object"))?;
                 let fam = get_str(o, "family", &path)?;
                 let tname = get_str(o, "table", &path)?;
                 let Some(t) = rs
@@ -87,7 +91,12 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     }
                 }
             }
-            other => return jerr(&path, format!("`{other}` is not supported by this appliance")),
+            other => {
+                return jerr(
+                    &path,
+                    format!("`{other}` is not supported by this appliance"),
+                );
+            }
         }
     }
     Ok(rs)
@@ -105,7 +114,9 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
     };
     let mut elements = Vec::new();
     if let Some(e) = o.get("elem") {
-        let list = e.as_array().ok_or_else(|| Error::json(path, "elem must be a list"))?;
+        let list = e
+            .as_array()
+            .ok_or_else(|| Error::json(path, "elem must be a list"))?;
         for (i, x) in list.iter().enumerate() {
             elements.push(read_value(ty.kind(), x, &format!("{path}.elem[{i}]"))?);
         }
@@ -129,7 +140,8 @@ fn read_chain(o: &Map<String, J>, path: &str) -> Result<Chain, Error> {
                 t => return jerr(path, format!("unsupported chain type {t}")),
             };
             let h = get_str(o, "hook", path)?;
-            let hook = Hook::from_name(h).ok_or_else(|| Error::json(path, format!("unsupported hook {h}")))?;
+            let hook = Hook::from_name(h)
+                .ok_or_else(|| Error::json(path, format!("unsupported hook {h}")))?;
             let priority = o
                 .get("prio")
                 .and_then(J::as_i64)
@@ -194,16 +206,23 @@ fn read_field(left: &J, path: &str) -> Result<(Field, Option<u64>), Error> {
     } else {
         return jerr(path, format!("unsupported match operand {left}"));
     };
-    Field::from_words(a, b)
-        .map(|f| (f, None))
-        .ok_or_else(|| Error::json(path, format!("`{a} {b}` is not supported by this appliance")))
+    Field::from_words(a, b).map(|f| (f, None)).ok_or_else(|| {
+        Error::json(
+            path,
+            format!("`{a} {b}` is not supported by this appliance"),
+        )
+    })
 }
 
 fn flag_bits(kind: Kind, v: &J, path: &str) -> Result<u64, Error> {
     match v {
         J::Number(n) => n.as_u64().ok_or_else(|| Error::json(path, "bad number")),
-        J::String(s) => names::lookup(kind, s).ok_or_else(|| Error::json(path, format!("unknown flag {s}"))),
-        J::Array(a) => a.iter().try_fold(0, |acc, x| Ok(acc | flag_bits(kind, x, path)?)),
+        J::String(s) => {
+            names::lookup(kind, s).ok_or_else(|| Error::json(path, format!("unknown flag {s}")))
+        }
+        J::Array(a) => a
+            .iter()
+            .try_fold(0, |acc, x| Ok(acc | flag_bits(kind, x, path)?)),
         J::Object(o) if o.contains_key("|") => flag_bits(kind, &o["|"], path),
         _ => jerr(path, "bad flag value"),
     }
@@ -212,7 +231,10 @@ fn flag_bits(kind: Kind, v: &J, path: &str) -> Result<u64, Error> {
 fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
     let bad = |m: String| Error::json(path, m);
     match v {
-        J::Number(n) => n.as_u64().map(Value::Num).ok_or_else(|| bad("bad number".into())),
+        J::Number(n) => n
+            .as_u64()
+            .map(Value::Num)
+            .ok_or_else(|| bad("bad number".into())),
         J::String(s) => parse_value(kind, s).map_err(bad),
         J::Object(o) => {
             if let Some(p) = o.get("prefix") {
@@ -254,7 +276,9 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
     let rhs = match right {
         J::String(s) if s.starts_with('@') => Rhs::Named(s[1..].to_owned()),
         J::Object(o) if o.contains_key("set") => {
-            let list = o["set"].as_array().ok_or_else(|| Error::json(path, "set must be a list"))?;
+            let list = o["set"]
+                .as_array()
+                .ok_or_else(|| Error::json(path, "set must be a list"))?;
             let mut vals = Vec::new();
             for x in list {
                 vals.push(if kind.is_flags() {
@@ -278,7 +302,9 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
 
 fn nat_addr(v: &J, path: &str) -> Result<(Addr, Addr), Error> {
     let one = |s: &J| -> Result<Addr, Error> {
-        let s = s.as_str().ok_or_else(|| Error::json(path, "address must be a string"))?;
+        let s = s
+            .as_str()
+            .ok_or_else(|| Error::json(path, "address must be a string"))?;
         s.parse::<std::net::IpAddr>()
             .map(Addr::from)
             .map_err(|_| Error::json(path, format!("bad address {s}")))
@@ -324,7 +350,14 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
                 .and_then(J::as_str)
                 .ok_or_else(|| Error::json(path, "missing target"))?
                 .to_owned();
-            Stmt::Verdict(if k == "jump" { Verdict::Jump(t) } else { Verdict::Goto(t) }, pos)
+            Stmt::Verdict(
+                if k == "jump" {
+                    Verdict::Jump(t)
+                } else {
+                    Verdict::Goto(t)
+                },
+                pos,
+            )
         }
         "counter" => Stmt::Counter {
             packets: body.get("packets").and_then(J::as_u64).unwrap_or(0),
@@ -336,7 +369,11 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
             level: body.get("level").and_then(J::as_str).map(str::to_owned),
         },
         "limit" => {
-            if body.get("rate_unit").and_then(J::as_str).is_some_and(|u| u != "packets") {
+            if body
+                .get("rate_unit")
+                .and_then(J::as_str)
+                .is_some_and(|u| u != "packets")
+            {
                 return jerr(path, "byte-rate limits are not supported by this appliance");
             }
             let per = body.get("per").and_then(J::as_str).unwrap_or("second");
@@ -375,7 +412,10 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
             } else if key.get("ct").and_then(|m| m.get("key")) == Some(&json!("mark")) {
                 Stmt::CtMarkSet(v)
             } else {
-                return jerr(path, format!("setting {key} is not supported by this appliance"));
+                return jerr(
+                    path,
+                    format!("setting {key} is not supported by this appliance"),
+                );
             }
         }
         "reject" => {
@@ -383,7 +423,8 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
             let code = body.get("expr").and_then(J::as_str);
             let c = |t: &[(&str, u8)]| -> Result<u8, Error> {
                 let n = code.unwrap_or("port-unreachable");
-                names::code_lookup(t, n).ok_or_else(|| Error::json(path, format!("unknown code {n}")))
+                names::code_lookup(t, n)
+                    .ok_or_else(|| Error::json(path, format!("unknown code {n}")))
             };
             let r = match ty {
                 None => Reject::Default,
@@ -431,7 +472,12 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
                 pos,
             )
         }
-        other => return jerr(path, format!("`{other}` is not supported by this appliance")),
+        other => {
+            return jerr(
+                path,
+                format!("`{other}` is not supported by this appliance"),
+            );
+        }
     })
 }
 
@@ -462,7 +508,9 @@ fn value_json(kind: Kind, v: &Value) -> J {
             (Kind::Port | Kind::Mark, _) | (_, None) => json!(n),
             (_, Some(name)) => json!(name),
         },
-        Value::Range(a, b) => json!({"range": [value_json(kind, &Value::Num(*a)), value_json(kind, &Value::Num(*b))]}),
+        Value::Range(a, b) => {
+            json!({"range": [value_json(kind, &Value::Num(*a)), value_json(kind, &Value::Num(*b))]})
+        }
         Value::Prefix(a, len) => {
             let full = if kind == Kind::Addr4 { 32 } else { 128 };
             if *len == full {
@@ -510,11 +558,22 @@ fn nat_json(n: &NatStmt) -> J {
     if let Some((a, b)) = n.addr {
         o.insert(
             "addr".into(),
-            if a == b { json!(a.to_string()) } else { json!({"range": [a.to_string(), b.to_string()]}) },
+            if a == b {
+                json!(a.to_string())
+            } else {
+                json!({"range": [a.to_string(), b.to_string()]})
+            },
         );
     }
     if let Some((a, b)) = n.ports {
-        o.insert("port".into(), if a == b { json!(a) } else { json!({"range": [a, b]}) });
+        o.insert(
+            "port".into(),
+            if a == b {
+                json!(a)
+            } else {
+                json!({"range": [a, b]})
+            },
+        );
     }
     let mut flags = Vec::new();
     if n.flags.random {
@@ -535,7 +594,11 @@ fn nat_json(n: &NatStmt) -> J {
             o.insert("flags".into(), json!(flags));
         }
     }
-    if o.is_empty() { json!({kw: null}) } else { json!({kw: o}) }
+    if o.is_empty() {
+        json!({kw: null})
+    } else {
+        json!({kw: o})
+    }
 }
 
 fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
@@ -549,9 +612,15 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::Reject(r, _) => match r {
             Reject::Default => json!({"reject": null}),
             Reject::TcpReset => json!({"reject": {"type": "tcp reset"}}),
-            Reject::Icmp(c) => json!({"reject": {"type": "icmp", "expr": names::code_name(names::REJECT_ICMP, *c)}}),
-            Reject::Icmpv6(c) => json!({"reject": {"type": "icmpv6", "expr": names::code_name(names::REJECT_ICMPV6, *c)}}),
-            Reject::Icmpx(c) => json!({"reject": {"type": "icmpx", "expr": names::code_name(names::REJECT_ICMPX, *c)}}),
+            Reject::Icmp(c) => {
+                json!({"reject": {"type": "icmp", "expr": names::code_name(names::REJECT_ICMP, *c)}})
+            }
+            Reject::Icmpv6(c) => {
+                json!({"reject": {"type": "icmpv6", "expr": names::code_name(names::REJECT_ICMPV6, *c)}})
+            }
+            Reject::Icmpx(c) => {
+                json!({"reject": {"type": "icmpx", "expr": names::code_name(names::REJECT_ICMPX, *c)}})
+            }
         },
         Stmt::Counter { packets, bytes } => {
             let (p, b) = counter.unwrap_or((*packets, *bytes));
@@ -565,9 +634,18 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
             if let Some(l) = level {
                 o.insert("level".into(), json!(l));
             }
-            if o.is_empty() { json!({"log": null}) } else { json!({"log": o}) }
+            if o.is_empty() {
+                json!({"log": null})
+            } else {
+                json!({"log": o})
+            }
         }
-        Stmt::Limit { rate, unit, burst, over } => {
+        Stmt::Limit {
+            rate,
+            unit,
+            burst,
+            over,
+        } => {
             let mut o = json!({"rate": rate, "burst": burst, "per": unit.name()});
             if *over {
                 o["inv"] = json!(true);
@@ -603,12 +681,18 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
         let fam = t.family.name();
         items.push(json!({"table": {"family": fam, "name": t.name, "handle": ti + 1}}));
         for s in &t.sets {
-            let mut o = json!({"family": fam, "name": s.name, "table": t.name, "type": s.ty.name()});
+            let mut o =
+                json!({"family": fam, "name": s.name, "table": t.name, "type": s.ty.name()});
             if s.interval {
                 o["flags"] = json!(["interval"]);
             }
             if !s.elements.is_empty() {
-                o["elem"] = J::Array(s.elements.iter().map(|v| value_json(s.ty.kind(), v)).collect());
+                o["elem"] = J::Array(
+                    s.elements
+                        .iter()
+                        .map(|v| value_json(s.ty.kind(), v))
+                        .collect(),
+                );
             }
             items.push(json!({"set": o}));
         }
@@ -632,7 +716,8 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
         for (ci, c) in t.chains.iter().enumerate() {
             for (ri, r) in c.rules.iter().enumerate() {
                 let cnt = counters(ti, ci, ri);
-                let mut o = json!({"family": fam, "table": t.name, "chain": c.name, "handle": r.handle});
+                let mut o =
+                    json!({"family": fam, "table": t.name, "chain": c.name, "handle": r.handle});
                 if let Some(cm) = &r.comment {
                     o["comment"] = json!(cm);
                 }

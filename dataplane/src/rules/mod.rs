@@ -26,8 +26,8 @@ mod tests;
 
 pub use ast::{Hook, Ruleset};
 pub use compile::{
-    CompiledRuleset, CtCountToken, Decision, EvalResult, PacketCtx, PortsByName, RuleRef,
-    compile, ct_state,
+    CompiledRuleset, CtCountToken, Decision, EvalResult, PacketCtx, PortsByName, RuleRef, compile,
+    ct_state,
 };
 pub use generation::{Publisher, WorkerRuleset};
 

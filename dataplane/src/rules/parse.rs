@@ -271,7 +271,11 @@ impl Parser {
                 (name, npos) = self.word("table name")?;
             }
         } else if matches!(name.as_str(), "arp" | "bridge" | "netdev") {
-            return Err(Error::at(npos, &name, unsupported(&format!("table family {name}"))));
+            return Err(Error::at(
+                npos,
+                &name,
+                unsupported(&format!("table family {name}")),
+            ));
         }
         let _ = npos;
         self.expect_punct('{')?;
@@ -302,7 +306,12 @@ impl Parser {
                     }
                     table.sets.push(set);
                 }
-                Tok::Word(w) if matches!(w.as_str(), "map" | "flowtable" | "ct" | "counter" | "quota" | "limit") => {
+                Tok::Word(w)
+                    if matches!(
+                        w.as_str(),
+                        "map" | "flowtable" | "ct" | "counter" | "quota" | "limit"
+                    ) =>
+                {
                     return self.err(&t, unsupported(w));
                 }
                 _ => return self.err(&t, "expected `chain`, `set` or `}`"),
@@ -324,10 +333,9 @@ impl Parser {
                 Tok::Punct('}') => break,
                 Tok::Word(w) if w == "type" => {
                     let (tn, tp) = self.word("set type")?;
-                    ty = Some(
-                        SetType::from_name(&tn)
-                            .ok_or_else(|| Error::at(tp, &tn, unsupported(&format!("set type {tn}"))))?,
-                    );
+                    ty = Some(SetType::from_name(&tn).ok_or_else(|| {
+                        Error::at(tp, &tn, unsupported(&format!("set type {tn}")))
+                    })?);
                 }
                 Tok::Word(w) if w == "typeof" => {
                     let (a, ap) = self.word("field")?;
@@ -403,7 +411,13 @@ impl Parser {
                     let ty = match ty.as_str() {
                         "filter" => ChainType::Filter,
                         "nat" => ChainType::Nat,
-                        _ => return Err(Error::at(tp, &ty, unsupported(&format!("chain type {ty}")))),
+                        _ => {
+                            return Err(Error::at(
+                                tp,
+                                &ty,
+                                unsupported(&format!("chain type {ty}")),
+                            ));
+                        }
                     };
                     if !self.eat_word("hook") {
                         let t = self.next();
@@ -466,9 +480,13 @@ impl Parser {
             if let Some(rest) = next.strip_prefix('-') {
                 let t = self.next();
                 let n: i32 = if rest.is_empty() {
-                    self.word("number")?.0.parse().map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
+                    self.word("number")?
+                        .0
+                        .parse()
+                        .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
                 } else {
-                    rest.parse().map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
+                    rest.parse()
+                        .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
                 };
                 v -= n;
             }
@@ -546,7 +564,10 @@ impl Parser {
                         prefix = Some(self.string("log prefix")?);
                     } else if self.eat_word("level") {
                         level = Some(self.word("log level")?.0);
-                    } else if matches!(self.peek_word(), Some("group" | "flags" | "snaplen" | "queue-threshold")) {
+                    } else if matches!(
+                        self.peek_word(),
+                        Some("group" | "flags" | "snaplen" | "queue-threshold")
+                    ) {
                         let t = self.next();
                         return self.err(&t, unsupported(&format!("log {}", t.text())));
                     } else {
@@ -693,7 +714,8 @@ impl Parser {
             }
         };
         let rate = parse_num(&n).ok_or_else(|| Error::at(p, &w, "expected a rate number"))?;
-        let unit = TimeUnit::from_name(&unit).ok_or_else(|| Error::at(p, &w, "unknown time unit"))?;
+        let unit =
+            TimeUnit::from_name(&unit).ok_or_else(|| Error::at(p, &w, "unknown time unit"))?;
         if rate == 0 {
             return Err(Error::at(p, &w, "rate must be positive"));
         }
@@ -758,7 +780,11 @@ impl Parser {
             let (w, wp) = self.word("`:PORT`")?;
             let (addr, ports) = parse_nat_target(&w).map_err(|m| Error::at(wp, &w, m))?;
             if addr.is_some() || ports.is_none() {
-                return Err(Error::at(wp, &w, format!("`{kw} to` takes only `:PORT[-PORT]`")));
+                return Err(Error::at(
+                    wp,
+                    &w,
+                    format!("`{kw} to` takes only `:PORT[-PORT]`"),
+                ));
             }
             st.ports = ports;
         }
@@ -1021,7 +1047,11 @@ pub(crate) fn prefix_mask(kind: Kind, len: u8) -> u128 {
     } else {
         u32::from(len)
     };
-    if len == 0 { 0 } else { u128::MAX << (128 - len) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    }
 }
 
 type NatTarget = (Option<(Addr, Addr)>, Option<(u16, u16)>);
@@ -1032,7 +1062,14 @@ pub(crate) fn parse_nat_target(w: &str) -> Result<NatTarget, String> {
         let (a, after) = rest.split_once(']').ok_or("missing `]`")?;
         match after {
             "" => (a, None),
-            _ => (a, Some(after.strip_prefix(':').ok_or("expected `:PORT` after `]`")?)),
+            _ => (
+                a,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("expected `:PORT` after `]`")?,
+                ),
+            ),
         }
     } else if let Some(p) = w.strip_prefix(':') {
         ("", Some(p))
@@ -1047,7 +1084,11 @@ pub(crate) fn parse_nat_target(w: &str) -> Result<NatTarget, String> {
     let addr = if addr_part.is_empty() {
         None
     } else {
-        let kind = if addr_part.contains(':') { Kind::Addr6 } else { Kind::Addr4 };
+        let kind = if addr_part.contains(':') {
+            Kind::Addr6
+        } else {
+            Kind::Addr4
+        };
         match addr_part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (parse_addr(kind, a)?, parse_addr(kind, b)?);

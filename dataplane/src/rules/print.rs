@@ -186,7 +186,11 @@ fn nat(n: &NatStmt) -> String {
     match (n.addr, ports) {
         (Some((a, b)), p) => {
             let v6 = a.to_v4().is_none();
-            let addr = if a == b { a.to_string() } else { format!("{a}-{b}") };
+            let addr = if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            };
             match p {
                 Some(p) if v6 => {
                     let _ = write!(s, " to [{addr}]:{p}");
@@ -264,10 +268,17 @@ fn flags_or(kind: Kind, v: u64) -> String {
 
 fn rhs(kind: Kind, r: &Rhs) -> String {
     match r {
-        Rhs::Values(v) => v.iter().map(|v| value(kind, v)).collect::<Vec<_>>().join(","),
+        Rhs::Values(v) => v
+            .iter()
+            .map(|v| value(kind, v))
+            .collect::<Vec<_>>()
+            .join(","),
         Rhs::Set(v) => format!(
             "{{ {} }}",
-            v.iter().map(|v| value(kind, v)).collect::<Vec<_>>().join(", ")
+            v.iter()
+                .map(|v| value(kind, v))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Rhs::Named(n) => format!("@{n}"),
     }

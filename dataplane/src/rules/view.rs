@@ -31,7 +31,8 @@ pub fn rule_counters(rs: &CompiledRuleset) -> Vec<RuleCounter> {
 pub fn ruleset_view(rs: &CompiledRuleset) -> RulesetView {
     let counts = rs.counters();
     let lookup = |t: usize, c: usize, r: usize| {
-        rs.rule_id(t, c, r).and_then(|id| counts.get(id as usize).copied())
+        rs.rule_id(t, c, r)
+            .and_then(|id| counts.get(id as usize).copied())
     };
     RulesetView {
         generation: rs.generation(),
