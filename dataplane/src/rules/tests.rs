@@ -758,3 +758,127 @@ fn a_worker_that_has_not_moved_on_keeps_its_generation_alive() {
     assert_eq!(publisher.reclaim(), 0);
     assert!(!w.refresh());
 }
+
+// ----- classifier == oracle
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr_match() -> impl Strategy<Value = String> {
+        let pfx = (0u8..4, prop_oneof![Just(8u8), Just(16), Just(24), Just(32)]).prop_map(|(x, l)| {
+            let a = [10u8, x, x.wrapping_mul(3), 1];
+            let m = if l == 32 { u32::MAX } else { !(u32::MAX >> l) };
+            let v = u32::from_be_bytes(a) & m;
+            format!("{}/{l}", std::net::Ipv4Addr::from(v))
+        });
+        prop_oneof![
+            pfx.clone(),
+            (pfx.clone(), pfx).prop_map(|(a, b)| format!("{{ {a}, {b} }}")),
+            (0u8..4).prop_map(|x| format!("!= 10.{x}.0.0/16")),
+            (0u8..4, 0u8..4).prop_map(|(a, b)| format!("10.{}.0.0-10.{}.255.255", a.min(b), a.max(b))),
+        ]
+    }
+
+    fn port_match() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u16..8).prop_map(|p| format!("{}", 1000 + p)),
+            (0u16..8, 0u16..8).prop_map(|(a, b)| format!("{}-{}", 1000 + a.min(b), 1000 + a.max(b))),
+            (0u16..8, 0u16..8).prop_map(|(a, b)| format!("{{ {}, {} }}", 1000 + a, 1000 + b)),
+            (0u16..8).prop_map(|p| format!("!= {}", 1000 + p)),
+            (0u16..8).prop_map(|p| format!("< {}", 1000 + p)),
+        ]
+    }
+
+    fn rule(jump: bool) -> impl Strategy<Value = String> {
+        (
+            proptest::option::of(addr_match()),
+            proptest::option::of(addr_match()),
+            proptest::option::of((prop_oneof![Just("tcp"), Just("udp"), Just("th")], port_match())),
+            proptest::option::of(port_match()),
+            proptest::option::of(prop_oneof![Just("new"), Just("established"), Just("new,established")]),
+            0u8..(if jump { 6 } else { 5 }),
+            any::<bool>(),
+        )
+            .prop_map(|(s, d, dp, sp, st, v, counter_first)| {
+                let mut r = String::new();
+                if counter_first {
+                    r.push_str("counter ");
+                }
+                if let Some(s) = s {
+                    r += &format!("ip saddr {s} ");
+                }
+                if let Some(d) = d {
+                    r += &format!("ip daddr {d} ");
+                }
+                if let Some((p, m)) = dp {
+                    r += &format!("{p} dport {m} ");
+                    if let Some(sp) = sp {
+                        r += &format!("{p} sport {sp} ");
+                    }
+                }
+                if let Some(st) = st {
+                    r += &format!("ct state {st} ");
+                }
+                r += ["accept", "drop", "continue", "return", "counter", "jump sub"][v as usize];
+                r
+            })
+    }
+
+    fn ruleset() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(rule(true), 1..40),
+            proptest::collection::vec(rule(false), 0..10),
+        )
+            .prop_map(|(main, sub)| {
+                format!(
+                    "table ip t {{\n chain sub {{\n{} }}\n chain f {{\n  type filter hook forward priority 0; policy drop;\n{} }}\n}}\n",
+                    sub.iter().map(|r| format!("  {r}\n")).collect::<String>(),
+                    main.iter().map(|r| format!("  {r}\n")).collect::<String>()
+                )
+            })
+    }
+
+    fn packet() -> impl Strategy<Value = (IpInfo, u8)> {
+        (0u8..4, 0u8..4, 0u8..3, 0u16..9, 0u16..9, any::<bool>()).prop_map(|(a, b, p, sp, dp, new)| {
+            let s = v4([10, a, a.wrapping_mul(3), 1]);
+            let d = v4([10, b, 0, 9]);
+            let pkt = match p {
+                0 => tcp(s, d, 1000 + sp, 1000 + dp, TcpFlags::SYN),
+                1 => udp(s, d, 1000 + sp, 1000 + dp),
+                _ => ip(s, d, proto::ICMP, Some(L4Info::IcmpEcho { request: true, id: 1, seq: 1 })),
+            };
+            (pkt, if new { ct_state::NEW } else { ct_state::ESTABLISHED })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn classifier_agrees_with_linear_oracle(src in ruleset(), pkts in proptest::collection::vec(packet(), 1..20)) {
+            let c = load_text(&src, &ports(), 1).unwrap();
+            for (p, st) in &pkts {
+                let mut a = ctx(p, *st);
+                let mut b = ctx(p, *st);
+                let r = c.eval(Hook::Forward, &mut a, 0, 1);
+                let o = c.eval_linear(Hook::Forward, &mut b, 0, 1);
+                prop_assert_eq!(r.verdict, o.verdict, "{}", src);
+                prop_assert_eq!(r.rule, o.rule, "{}", src);
+                prop_assert_eq!(r.cacheable, o.cacheable);
+            }
+            // Counters: each eval path bumped the same rules (the two runs together are
+            // exactly twice one run).
+            let counts = c.counters();
+            prop_assert!(counts.iter().all(|(p, _)| p % 2 == 0), "{:?}", counts);
+        }
+
+        #[test]
+        fn printed_rulesets_reparse_to_the_same_ast(src in ruleset()) {
+            let a = parse::parse(&src).unwrap();
+            let b = parse::parse(&print::to_text(&a)).unwrap();
+            prop_assert_eq!(&a, &b);
+            let j = json::from_json(&json::to_json(&a)).unwrap();
+            prop_assert_eq!(a, j);
+        }
+    }
+}
