@@ -8,6 +8,9 @@
 //! Run: `cargo bench -p dataplane --no-default-features --bench classify --
 //! --warm-up-time 1 --measurement-time 2`
 
+// Synthetic addresses and ports wrap on purpose.
+#![allow(clippy::cast_possible_truncation)]
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use dataplane::rules::{Hook, PacketCtx, PortsByName, ct_state, load_text};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, TcpFlags, TcpInfo, proto};
@@ -74,17 +77,30 @@ fn bench(c: &mut Criterion) {
             first_packet: true,
         };
         g.bench_with_input(BenchmarkId::new("classifier_last_rule", n), &n, |b, _| {
-            b.iter(|| black_box(rs.eval(Hook::Forward, &mut ctx(black_box(&hit)), 0, 1).verdict))
+            b.iter(|| {
+                black_box(
+                    rs.eval(Hook::Forward, &mut ctx(black_box(&hit)), 0, 1)
+                        .verdict,
+                )
+            })
         });
         g.bench_with_input(BenchmarkId::new("linear_last_rule", n), &n, |b, _| {
             b.iter(|| {
-                black_box(rs.eval_linear(Hook::Forward, &mut ctx(black_box(&hit)), 0, 1).verdict)
+                black_box(
+                    rs.eval_linear(Hook::Forward, &mut ctx(black_box(&hit)), 0, 1)
+                        .verdict,
+                )
             })
         });
         let mut miss = packet(n - 1);
         miss.dst = Addr::from_v4([198, 51, 100, 1]);
         g.bench_with_input(BenchmarkId::new("classifier_no_match", n), &n, |b, _| {
-            b.iter(|| black_box(rs.eval(Hook::Forward, &mut ctx(black_box(&miss)), 0, 1).verdict))
+            b.iter(|| {
+                black_box(
+                    rs.eval(Hook::Forward, &mut ctx(black_box(&miss)), 0, 1)
+                        .verdict,
+                )
+            })
         });
     }
     g.finish();

@@ -46,7 +46,10 @@ const SRC: [u8; 4] = [198, 18, 0, 1];
 const DST: [u8; 4] = [198, 18, 0, 2];
 
 fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0]).args(&args[1..]).output().expect("run")
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run")
 }
 
 fn must(args: &[&str]) {
@@ -87,7 +90,16 @@ impl Netns {
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         // Resolve ARP once before the probes.
-        let _ = sh(&["ip", "netns", "exec", NS_A, "ping", "-c1", "-W1", "198.18.0.2"]);
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            NS_A,
+            "ping",
+            "-c1",
+            "-W1",
+            "198.18.0.2",
+        ]);
         Netns
     }
 
@@ -157,7 +169,10 @@ fn packet(p: Probe) -> IpInfo {
             sack_perm: true,
             mss: Some(1460),
         }),
-        Probe::Udp(dport) => L4Info::Udp { sport: 40000, dport },
+        Probe::Udp(dport) => L4Info::Udp {
+            sport: 40000,
+            dport,
+        },
         Probe::Ping => L4Info::IcmpEcho {
             request: true,
             id: 1,
@@ -188,7 +203,15 @@ fn verdicts_match_the_kernel() {
     let _ns = Netns::setup();
     let file = std::env::temp_dir().join("rules-kernel-diff.nft");
     std::fs::write(&file, format!("flush ruleset\n{RULESET}")).unwrap();
-    must(&["ip", "netns", "exec", NS_K, "nft", "-f", file.to_str().unwrap()]);
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        NS_K,
+        "nft",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
 
     let ports: PortsByName = [("rules-kv".to_owned(), 0u16)].into_iter().collect();
     let ours = load_text(RULESET, &ports, 1).unwrap();
@@ -244,7 +267,10 @@ fn verdicts_match_the_kernel() {
         ours_before = now;
         kernel_moved.sort();
         ours_moved.sort();
-        assert_eq!(ours_moved, kernel_moved, "probe {p:?} (our verdict {verdict:?})");
+        assert_eq!(
+            ours_moved, kernel_moved,
+            "probe {p:?} (our verdict {verdict:?})"
+        );
         eprintln!("{p:?}: {verdict:?} rules {ours_moved:?}");
     }
 }

@@ -22,10 +22,10 @@ fn chain_index(t: &Table, name: &str) -> Option<usize> {
 
 fn check_table(t: &Table) -> Result<(), Error> {
     for s in &t.sets {
-        let ok = match (s.ty, t.family) {
-            (SetType::Ipv4Addr, TableFamily::Ip6) | (SetType::Ipv6Addr, TableFamily::Ip) => false,
-            _ => true,
-        };
+        let ok = !matches!(
+            (s.ty, t.family),
+            (SetType::Ipv4Addr, TableFamily::Ip6) | (SetType::Ipv6Addr, TableFamily::Ip)
+        );
         if !ok {
             return Err(Error::at(
                 s.pos,
@@ -51,14 +51,15 @@ fn check_table(t: &Table) -> Result<(), Error> {
     // Per chain: its jump/goto targets (indices), and whether it holds NAT.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); t.chains.len()];
     for (ci, c) in t.chains.iter().enumerate() {
-        if let Some(b) = &c.base {
-            if b.ty == ChainType::Nat && b.hook == Hook::Forward {
-                return Err(Error::at(
-                    c.pos,
-                    &c.name,
-                    "nat chains cannot use the forward hook",
-                ));
-            }
+        if let Some(b) = &c.base
+            && b.ty == ChainType::Nat
+            && b.hook == Hook::Forward
+        {
+            return Err(Error::at(
+                c.pos,
+                &c.name,
+                "nat chains cannot use the forward hook",
+            ));
         }
         for r in &c.rules {
             check_rule(t, r, &mut edges[ci])?;
@@ -205,14 +206,12 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                 }
                 edges.push(ci);
             }
-            Stmt::Nat(n, pos) => {
-                if n.ports.is_some() && !l4_known {
-                    return Err(Error::at(
-                        *pos,
-                        &super::print::stmt(s),
-                        "transport protocol mapping is only valid after transport protocol match",
-                    ));
-                }
+            Stmt::Nat(n, pos) if n.ports.is_some() && !l4_known => {
+                return Err(Error::at(
+                    *pos,
+                    &super::print::stmt(s),
+                    "transport protocol mapping is only valid after transport protocol match",
+                ));
             }
             Stmt::Reject(Reject::TcpReset, pos) if !l4_known => {
                 return Err(Error::at(

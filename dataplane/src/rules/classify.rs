@@ -139,10 +139,10 @@ impl Classifier {
         let widths = [128u32, 128, 8, 16, 16];
         for s in stmts {
             let CStmt::Match(m) = s else { break };
-            if let Some(p) = m.field.l4proto() {
-                if dims[2].is_none() {
-                    dims[2] = Some(vec![(u128::from(p), 8)]);
-                }
+            if let Some(p) = m.field.l4proto()
+                && dims[2].is_none()
+            {
+                dims[2] = Some(vec![(u128::from(p), 8)]);
             }
             let dim = match m.field {
                 Field::IpSaddr | Field::Ip6Saddr => 0,
@@ -230,10 +230,10 @@ impl Classifier {
         out: &mut ArrayVec<&'a [u32], N>,
     ) {
         for t in &self.tuples {
-            if let Some(l) = t.map.get(&apply(&t.sig, key)) {
-                if out.try_push(&l[..]).is_err() {
-                    return;
-                }
+            if let Some(l) = t.map.get(&apply(&t.sig, key))
+                && out.try_push(&l[..]).is_err()
+            {
+                return;
             }
         }
     }

@@ -646,10 +646,10 @@ impl Frame<'_> {
     fn next(&mut self) -> Option<u32> {
         let mut best: Option<(usize, u32)> = None;
         for (i, l) in self.lists.iter().enumerate() {
-            if let Some(&h) = l.first() {
-                if best.is_none_or(|(_, b)| h < b) {
-                    best = Some((i, h));
-                }
+            if let Some(&h) = l.first()
+                && best.is_none_or(|(_, b)| h < b)
+            {
+                best = Some((i, h));
             }
         }
         let (i, h) = best?;

@@ -476,20 +476,20 @@ impl Parser {
                 .map_err(|_| Error::at(p, &w, "expected a priority number or name"))?
         };
         // `filter + 10` / `filter - 10` (the lexer keeps `-10` as one word).
-        if let Some(next) = self.peek_word().map(str::to_owned) {
-            if let Some(rest) = next.strip_prefix('-') {
-                let t = self.next();
-                let n: i32 = if rest.is_empty() {
-                    self.word("number")?
-                        .0
-                        .parse()
-                        .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
-                } else {
-                    rest.parse()
-                        .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
-                };
-                v -= n;
-            }
+        if let Some(next) = self.peek_word().map(str::to_owned)
+            && let Some(rest) = next.strip_prefix('-')
+        {
+            let t = self.next();
+            let n: i32 = if rest.is_empty() {
+                self.word("number")?
+                    .0
+                    .parse()
+                    .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
+            } else {
+                rest.parse()
+                    .map_err(|_| Error::at(t.pos, &next, "bad priority offset"))?
+            };
+            v -= n;
         }
         Ok(v)
     }
@@ -759,11 +759,11 @@ impl Parser {
             flags: NatFlags::default(),
         };
         if matches!(kind, NatKind::Snat | NatKind::Dnat) {
-            if let Some(f) = self.peek_word().and_then(TableFamily::from_name) {
-                if f != TableFamily::Inet {
-                    self.next();
-                    st.family = Some(f);
-                }
+            if let Some(f) = self.peek_word().and_then(TableFamily::from_name)
+                && f != TableFamily::Inet
+            {
+                self.next();
+                st.family = Some(f);
             }
             if !self.eat_word("to") {
                 let t = self.next();
@@ -1026,14 +1026,14 @@ pub(crate) fn parse_value(kind: Kind, w: &str) -> Result<Value, String> {
             if let Some(v) = names::lookup(kind, w) {
                 return Ok(Value::Num(v));
             }
-            if let Some((a, b)) = w.split_once('-') {
-                if !a.is_empty() {
-                    let (a, b) = (num(a)?, num(b)?);
-                    if a > b {
-                        return Err("empty range".into());
-                    }
-                    return Ok(Value::Range(a, b));
+            if let Some((a, b)) = w.split_once('-')
+                && !a.is_empty()
+            {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err("empty range".into());
                 }
+                return Ok(Value::Range(a, b));
             }
             num(w).map(Value::Num)
         }

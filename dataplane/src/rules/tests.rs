@@ -766,24 +766,33 @@ mod prop {
     use proptest::prelude::*;
 
     fn addr_match() -> impl Strategy<Value = String> {
-        let pfx = (0u8..4, prop_oneof![Just(8u8), Just(16), Just(24), Just(32)]).prop_map(|(x, l)| {
-            let a = [10u8, x, x.wrapping_mul(3), 1];
-            let m = if l == 32 { u32::MAX } else { !(u32::MAX >> l) };
-            let v = u32::from_be_bytes(a) & m;
-            format!("{}/{l}", std::net::Ipv4Addr::from(v))
-        });
+        let pfx =
+            (0u8..4, prop_oneof![Just(8u8), Just(16), Just(24), Just(32)]).prop_map(|(x, l)| {
+                let a = [10u8, x, x.wrapping_mul(3), 1];
+                let m = if l == 32 { u32::MAX } else { !(u32::MAX >> l) };
+                let v = u32::from_be_bytes(a) & m;
+                format!("{}/{l}", std::net::Ipv4Addr::from(v))
+            });
         prop_oneof![
             pfx.clone(),
             (pfx.clone(), pfx).prop_map(|(a, b)| format!("{{ {a}, {b} }}")),
             (0u8..4).prop_map(|x| format!("!= 10.{x}.0.0/16")),
-            (0u8..4, 0u8..4).prop_map(|(a, b)| format!("10.{}.0.0-10.{}.255.255", a.min(b), a.max(b))),
+            (0u8..4, 0u8..4).prop_map(|(a, b)| format!(
+                "10.{}.0.0-10.{}.255.255",
+                a.min(b),
+                a.max(b)
+            )),
         ]
     }
 
     fn port_match() -> impl Strategy<Value = String> {
         prop_oneof![
             (0u16..8).prop_map(|p| format!("{}", 1000 + p)),
-            (0u16..8, 0u16..8).prop_map(|(a, b)| format!("{}-{}", 1000 + a.min(b), 1000 + a.max(b))),
+            (0u16..8, 0u16..8).prop_map(|(a, b)| format!(
+                "{}-{}",
+                1000 + a.min(b),
+                1000 + a.max(b)
+            )),
             (0u16..8, 0u16..8).prop_map(|(a, b)| format!("{{ {}, {} }}", 1000 + a, 1000 + b)),
             (0u16..8).prop_map(|p| format!("!= {}", 1000 + p)),
             (0u16..8).prop_map(|p| format!("< {}", 1000 + p)),
@@ -794,9 +803,16 @@ mod prop {
         (
             proptest::option::of(addr_match()),
             proptest::option::of(addr_match()),
-            proptest::option::of((prop_oneof![Just("tcp"), Just("udp"), Just("th")], port_match())),
+            proptest::option::of((
+                prop_oneof![Just("tcp"), Just("udp"), Just("th")],
+                port_match(),
+            )),
             proptest::option::of(port_match()),
-            proptest::option::of(prop_oneof![Just("new"), Just("established"), Just("new,established")]),
+            proptest::option::of(prop_oneof![
+                Just("new"),
+                Just("established"),
+                Just("new,established")
+            ]),
             0u8..(if jump { 6 } else { 5 }),
             any::<bool>(),
         )
@@ -820,7 +836,9 @@ mod prop {
                 if let Some(st) = st {
                     r += &format!("ct state {st} ");
                 }
-                r += ["accept", "drop", "continue", "return", "counter", "jump sub"][v as usize];
+                r += [
+                    "accept", "drop", "continue", "return", "counter", "jump sub",
+                ][v as usize];
                 r
             })
     }
@@ -840,16 +858,34 @@ mod prop {
     }
 
     fn packet() -> impl Strategy<Value = (IpInfo, u8)> {
-        (0u8..4, 0u8..4, 0u8..3, 0u16..9, 0u16..9, any::<bool>()).prop_map(|(a, b, p, sp, dp, new)| {
-            let s = v4([10, a, a.wrapping_mul(3), 1]);
-            let d = v4([10, b, 0, 9]);
-            let pkt = match p {
-                0 => tcp(s, d, 1000 + sp, 1000 + dp, TcpFlags::SYN),
-                1 => udp(s, d, 1000 + sp, 1000 + dp),
-                _ => ip(s, d, proto::ICMP, Some(L4Info::IcmpEcho { request: true, id: 1, seq: 1 })),
-            };
-            (pkt, if new { ct_state::NEW } else { ct_state::ESTABLISHED })
-        })
+        (0u8..4, 0u8..4, 0u8..3, 0u16..9, 0u16..9, any::<bool>()).prop_map(
+            |(a, b, p, sp, dp, new)| {
+                let s = v4([10, a, a.wrapping_mul(3), 1]);
+                let d = v4([10, b, 0, 9]);
+                let pkt = match p {
+                    0 => tcp(s, d, 1000 + sp, 1000 + dp, TcpFlags::SYN),
+                    1 => udp(s, d, 1000 + sp, 1000 + dp),
+                    _ => ip(
+                        s,
+                        d,
+                        proto::ICMP,
+                        Some(L4Info::IcmpEcho {
+                            request: true,
+                            id: 1,
+                            seq: 1,
+                        }),
+                    ),
+                };
+                (
+                    pkt,
+                    if new {
+                        ct_state::NEW
+                    } else {
+                        ct_state::ESTABLISHED
+                    },
+                )
+            },
+        )
     }
 
     proptest! {
