@@ -81,3 +81,51 @@ fn missing_file_and_missing_arguments_fail() {
     let out = fwd().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn ruleset_files_are_checked_by_extension() {
+    let out = fwd()
+        .arg("check")
+        .arg(examples().join("router.nft"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = tmp(
+        "bad.nft",
+        "table inet filter {\n  chain input {\n    type filter hook input priority filter;\n    tcp dport 22 acept\n  }\n}\n",
+    );
+    let out = fwd().arg("check").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:4:", p.display())), "{err}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn a_config_whose_ruleset_names_an_unknown_port_fails_check() {
+    let dir = std::env::temp_dir().join(format!("fwd-cli-{}-rs", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("r.nft"),
+        "table inet f {\n  chain input {\n    type filter hook input priority filter;\n    iif \"dmz\" accept\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fwd.yaml"),
+        "ports:\n  - name: lan\n    device: net_null0\nruleset: r.nft\n",
+    )
+    .unwrap();
+    let out = fwd()
+        .arg("check")
+        .arg(dir.join("fwd.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("r.nft:4:"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -280,6 +280,20 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     let bad = lab.control(r#"{"op":"conntrack_delete"}"#);
     assert_eq!(bad["error"]["code"], "refused_unfiltered", "{bad}");
 
+    // Ruleset replace through the socket: persisted, generation bumped; a bad one is
+    // refused with its position.
+    let rs = r#"{"op":"ruleset_replace","ruleset":{"format":"text","content":"table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ct state invalid drop\n  }\n}\n"}}"#;
+    let r = lab.control(rs);
+    assert_eq!(r["result"]["generation"], 2, "{r}");
+    assert!(lab.dir.join("state/ruleset.nft").exists());
+    let r = lab.control(
+        r#"{"op":"ruleset_replace","ruleset":{"format":"text","content":"table inet f {\n  chian x {\n  }\n}\n"}}"#,
+    );
+    assert_eq!(r["error"]["code"], "bad_ruleset", "{r}");
+    assert_eq!(r["error"]["line"], 2, "{r}");
+    let st = lab.control(r#"{"op":"status"}"#);
+    assert_eq!(st["result"]["ruleset_generation"], 2, "{st}");
+
     assert_eq!(lab.stop_fwd(), Some(0), "{}", lab.log());
     assert!(lab.log().contains("fwd: stopped"), "{}", lab.log());
     assert!(

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 use dataplane::DropReason;
 use dataplane::config::{Config, ConfigError, parse_mac};
+use dataplane::conntrack::check_tunable;
 use dataplane::control::proto::{PortStats, WorkerStats};
-use dataplane::control::server::{
-    self, Backend, Server, ServerConfig, StateDir, default_tunable_check,
-};
+use dataplane::control::server::{self, Backend, RulesetState, Server, ServerConfig, StateDir};
+use dataplane::rules::{self, PortsByName};
 use dataplane::worker::counters::{CounterBlock, MAX_PORTS};
 use dataplane::worker::io::{BURST, PortMap, SlowPathIo, WorkerIo};
 use dataplane::worker::process::{DropSlowPath, PortForward};
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match (&cli.command, &cli.config, cli.demo) {
         (Some(Command::Check { file }), _, _) => check(file),
-        (None, Some(path), false) => match Config::load(path, &default_tunable_check) {
+        (None, Some(path), false) => match Config::load(path, &check_tunable) {
             Ok(cfg) => exit(run(&cfg, cli.stats_interval.unwrap_or(0))),
             Err(e) => {
                 eprintln!("{}", located(path, &e));
@@ -143,14 +143,9 @@ fn check(file: &Path) -> ExitCode {
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     if matches!(ext, "nft" | "conf") {
-        eprintln!(
-            "{}: cannot check an nftables ruleset yet: the rule language is not built into \
-             this fwd (issue 3)",
-            file.display()
-        );
-        return ExitCode::FAILURE;
+        return check_ruleset(file);
     }
-    let cfg = match Config::load(file, &default_tunable_check) {
+    let cfg = match Config::load(file, &check_tunable) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}", located(file, &e));
@@ -171,6 +166,26 @@ fn check(file: &Path) -> ExitCode {
         eprintln!("{}", located(file, &e));
         return ExitCode::FAILURE;
     }
+    if let Some(r) = &cfg.ruleset {
+        let text = match std::fs::read_to_string(r) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: ruleset {}: {e}", file.display(), r.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = rules::load_text(&text, &ports_by_name(&cfg), cfg.workers.cores.len()) {
+            eprintln!(
+                "{}:{}:{}: {} (at `{}`)",
+                r.display(),
+                e.line,
+                e.col,
+                e.msg,
+                e.token
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     println!(
         "{}: ok ({} ports, {} workers)",
         file.display(),
@@ -178,6 +193,53 @@ fn check(file: &Path) -> ExitCode {
         cfg.workers.cores.len()
     );
     ExitCode::SUCCESS
+}
+
+/// `fwd check FILE.nft`: parse and check (port names are not known without a config, so
+/// `iif`/`oif` are not resolved here; `fwd check CONFIG` compiles its ruleset fully).
+fn check_ruleset(file: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match rules::parse::parse(&text).and_then(|rs| rules::check::check(&rs).map(|()| rs)) {
+        Ok(rs) => {
+            let n: usize = rs
+                .tables
+                .iter()
+                .flat_map(|t| &t.chains)
+                .map(|c| c.rules.len())
+                .sum();
+            println!(
+                "{}: ok ({} tables, {n} rules)",
+                file.display(),
+                rs.tables.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "{}:{}:{}: {} (at `{}`)",
+                file.display(),
+                e.line,
+                e.col,
+                e.msg,
+                e.token
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ports_by_name(cfg: &Config) -> PortsByName {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((p.name.clone(), u16::try_from(i).ok()?)))
+        .collect()
 }
 
 /// One started port, owned by the control thread while running.
@@ -312,6 +374,13 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         Ok(t) => tunables.extend(t),
         Err(e) => eprintln!("fwd: ignoring persisted tunables: {e}"),
     }
+
+    let rules_state =
+        RulesetState::load(&state, cfg.ruleset.clone(), ports_by_name(cfg), nworkers)?;
+    eprintln!(
+        "fwd: ruleset generation 1: {} rules",
+        rules_state.current().rule_count()
+    );
 
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
@@ -491,6 +560,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         .copied()
         .unwrap_or(cfg.eal.main_core as usize);
     let ctl_stop = stop.clone();
+    let ctl_hup = hup.clone();
     let control = std::thread::Builder::new()
         .name("fwd-control".into())
         .spawn(move || {
@@ -501,13 +571,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
                 backend,
                 ServerConfig::default(),
                 state,
-                Box::new(default_tunable_check),
+                Box::new(check_tunable),
                 tunables,
-            );
+            )
+            .with_rules(rules_state);
             if let Err(e) = srv.apply_tunables() {
                 eprintln!("fwd: applying tunables: {e}");
             }
-            srv.serve(&listener, &ctl_stop, &mut || {});
+            srv.serve(&listener, &ctl_stop, &mut |srv| {
+                if ctl_hup.swap(false, Ordering::Relaxed) {
+                    eprintln!("fwd: {}", srv.reload_ruleset_file());
+                }
+            });
             srv.into_backend()
         })
         .map_err(|e| format!("control thread: {e}"))?;
@@ -550,9 +625,6 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     };
     let mut meter = Meter::new(stats_interval, eal.tsc_hz());
     slow.run(&mut DropSlowPath::default(), &stop, &mut || {
-        if hup.swap(false, Ordering::Relaxed) {
-            eprintln!("fwd: SIGHUP: no ruleset to reload (the rule language is not built in yet)");
-        }
         meter.maybe_print(&counters);
     });
 

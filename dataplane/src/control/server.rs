@@ -24,12 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::control::proto::RulesetSource;
 use crate::control::proto::{
     ConntrackStats, ControlError, CtCounters, CtEntry, CtFilter, ErrorCode, EventLine, EventType,
     MAX_LINE, MAX_PAGE, PROTOCOL_VERSION, PortStats, Request, RequestEnvelope, Response,
     ResponseEnvelope, Stats, Status, WorkerStats,
 };
 use crate::route::Prefix;
+use crate::rules::{self, CompiledRuleset, PortsByName, Publisher};
 use crate::wire::Addr;
 use crate::worker::{WorkerCommand, WorkerReply};
 
@@ -51,26 +53,6 @@ pub trait Backend {
 
 /// Validates one tunable (sysctl name, value).
 pub type TunableValidator = Box<dyn Fn(&str, u64) -> Result<(), String> + Send>;
-
-/// The tunables `fwd` knows, until the conntrack module supplies its own validator:
-/// `nf_conntrack_max` (>= 1), the two booleans (0/1), and `nf_conntrack_*_timeout*`
-/// seconds (1 ..= 10 days).
-pub fn default_tunable_check(name: &str, value: u64) -> Result<(), String> {
-    match name {
-        "nf_conntrack_max" if value >= 1 => Ok(()),
-        "nf_conntrack_max" => Err("must be at least 1".into()),
-        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" if value <= 1 => Ok(()),
-        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => Err("must be 0 or 1".into()),
-        n if n.starts_with("nf_conntrack_") && n.contains("_timeout") => {
-            if (1..=864_000).contains(&value) {
-                Ok(())
-            } else {
-                Err("a timeout is 1 to 864000 seconds".into())
-            }
-        }
-        _ => Err("unknown tunable".into()),
-    }
-}
 
 /// The state directory: files replaced atomically (temporary file, fsync, rename, fsync
 /// of the directory), so a crash leaves the old or the new content, never a mix.
@@ -217,6 +199,90 @@ impl CompiledFilter {
     }
 }
 
+/// The ruleset side of the server: the generation publisher, what compiling needs, and
+/// the file SIGHUP reloads.
+#[derive(Debug)]
+pub struct RulesetState {
+    publisher: Publisher,
+    ports: PortsByName,
+    workers: usize,
+    file: Option<PathBuf>,
+}
+
+/// A ruleset error as the protocol carries it (line and column for text; the JSON path as
+/// `field` for JSON).
+pub fn ruleset_error(e: &rules::Error) -> ControlError {
+    let err = ControlError::new(
+        ErrorCode::BadRuleset,
+        format!("{} (at `{}`)", e.msg, e.token),
+    );
+    if e.line == 0 {
+        err.field(e.token.clone())
+    } else {
+        err.at(e.line, e.col)
+    }
+}
+
+/// Parses a ruleset from a client (text or JSON) into its AST and its text form (what is
+/// persisted).
+fn parse_source(src: &RulesetSource) -> Result<(rules::Ruleset, String), rules::Error> {
+    match src {
+        RulesetSource::Text(t) => Ok((rules::parse::parse(t)?, t.clone())),
+        RulesetSource::Json(v) => {
+            let rs = rules::json::from_json(v)?;
+            let text = rules::print::to_text(&rs);
+            Ok((rs, text))
+        }
+    }
+}
+
+impl RulesetState {
+    /// The first generation: the persisted ruleset if the state directory has one, else
+    /// `file` (the config's `ruleset`), else the empty ruleset (accept everything).
+    /// Errors are `FILE:LINE:COL: message`.
+    pub fn load(
+        state: &StateDir,
+        file: Option<PathBuf>,
+        ports: PortsByName,
+        workers: usize,
+    ) -> Result<Self, String> {
+        let persisted = state.path(RULESET_FILE);
+        let (path, text) = match state.read(RULESET_FILE) {
+            Ok(Some(b)) => (Some(persisted), String::from_utf8_lossy(&b).into_owned()),
+            Ok(None) => match &file {
+                Some(f) => (
+                    Some(f.clone()),
+                    std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
+                ),
+                None => (None, String::new()),
+            },
+            Err(e) => return Err(format!("{}: {e}", persisted.display())),
+        };
+        let compiled = rules::load_text(&text, &ports, workers).map_err(|e| {
+            let name = path
+                .as_ref()
+                .map_or("ruleset".into(), |p| p.display().to_string());
+            format!("{name}:{}:{}: {} (at `{}`)", e.line, e.col, e.msg, e.token)
+        })?;
+        Ok(RulesetState {
+            publisher: Publisher::new(compiled),
+            ports,
+            workers,
+            file,
+        })
+    }
+
+    /// The publisher (to create the workers' handles at start).
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// The running generation.
+    pub fn current(&self) -> std::sync::Arc<CompiledRuleset> {
+        self.publisher.current()
+    }
+}
+
 /// The control server state.
 pub struct Server<B: Backend> {
     backend: B,
@@ -227,6 +293,7 @@ pub struct Server<B: Backend> {
     started: Instant,
     /// Replies still owed by each worker for commands we stopped waiting for.
     owed: Vec<u32>,
+    rules: Option<RulesetState>,
 }
 
 impl<B: Backend> std::fmt::Debug for Server<B> {
@@ -236,6 +303,10 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
             .field("tunables", &self.tunables)
             .finish_non_exhaustive()
     }
+}
+
+fn no_rules() -> ControlError {
+    internal("unsupported: this server has no ruleset (rules not configured)")
 }
 
 fn internal(msg: impl Into<String>) -> ControlError {
@@ -283,6 +354,92 @@ impl<B: Backend> Server<B> {
             tunables,
             started: Instant::now(),
             owed,
+            rules: None,
+        }
+    }
+
+    /// Serves the ruleset requests from `rules` (without it they answer that rules are
+    /// not configured).
+    pub fn with_rules(mut self, rules: RulesetState) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    fn generation(&self) -> u64 {
+        self.rules.as_ref().map_or(0, |r| r.current().generation())
+    }
+
+    /// Replaces (or with `dry_run` only checks) the running ruleset. A replacement is
+    /// persisted before it is published; a persistence failure publishes nothing.
+    pub fn replace_ruleset(
+        &mut self,
+        src: &RulesetSource,
+        dry_run: bool,
+    ) -> Result<Response, ControlError> {
+        let Some(r) = self.rules.as_mut() else {
+            return Err(no_rules());
+        };
+        let (ast, text) = parse_source(src).map_err(|e| ruleset_error(&e))?;
+        let compiled = rules::compile(&ast, &r.ports, r.workers).map_err(|e| ruleset_error(&e))?;
+        let count = u32::try_from(compiled.rule_count()).unwrap_or(u32::MAX);
+        if dry_run {
+            return Ok(Response::RulesetApplied {
+                generation: r.current().generation(),
+                dry_run: true,
+                rules: count,
+            });
+        }
+        self.state
+            .write_atomic(RULESET_FILE, text.as_bytes())
+            .map_err(|e| {
+                ControlError::new(
+                    ErrorCode::Persist,
+                    format!("{}: {e}", self.state.path(RULESET_FILE).display()),
+                )
+            })?;
+        let generation = r.publisher.publish(compiled);
+        Ok(Response::RulesetApplied {
+            generation,
+            dry_run: false,
+            rules: count,
+        })
+    }
+
+    /// SIGHUP: reloads the config's ruleset file (replacing the persisted one). Returns a
+    /// line for the log.
+    pub fn reload_ruleset_file(&mut self) -> String {
+        let Some(file) = self.rules.as_ref().and_then(|r| r.file.clone()) else {
+            return "SIGHUP: no ruleset file in the configuration".into();
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => return format!("SIGHUP: {}: {e}", file.display()),
+        };
+        match self.replace_ruleset(&RulesetSource::Text(text), false) {
+            Ok(Response::RulesetApplied {
+                generation, rules, ..
+            }) => format!(
+                "SIGHUP: {} loaded: generation {generation}, {rules} rules",
+                file.display()
+            ),
+            Ok(other) => format!("SIGHUP: unexpected {other:?}"),
+            Err(e) => match (e.line, e.column) {
+                (Some(l), Some(c)) => {
+                    format!(
+                        "SIGHUP: {}:{l}:{c}: {} (ruleset kept)",
+                        file.display(),
+                        e.message
+                    )
+                }
+                _ => format!("SIGHUP: {}: {} (ruleset kept)", file.display(), e.message),
+            },
+        }
+    }
+
+    /// Periodic control-thread work: frees ruleset generations the workers handed back.
+    pub fn housekeeping(&mut self) {
+        if let Some(r) = self.rules.as_mut() {
+            r.publisher.reclaim();
         }
     }
 
@@ -431,7 +588,7 @@ impl<B: Backend> Server<B> {
                 version: self.cfg.version.clone(),
                 protocol: PROTOCOL_VERSION,
                 uptime_s: self.started.elapsed().as_secs(),
-                ruleset_generation: 0,
+                ruleset_generation: self.generation(),
                 workers: u32::try_from(self.backend.workers()).unwrap_or(u32::MAX),
                 ports: u32::try_from(self.backend.port_stats().len()).unwrap_or(u32::MAX),
                 dpdk: self.backend.dpdk_version(),
@@ -442,7 +599,7 @@ impl<B: Backend> Server<B> {
                 Ok(Response::Stats(Stats {
                     ports,
                     workers,
-                    ruleset_generation: 0,
+                    ruleset_generation: self.generation(),
                 }))
             }
             Request::Ports => Ok(Response::Ports {
@@ -451,12 +608,21 @@ impl<B: Backend> Server<B> {
             Request::Workers => Ok(Response::Workers {
                 workers: self.workers_with_ct()?,
             }),
-            Request::RulesetGet | Request::RuleCounters | Request::RulesetReplace { .. } => {
-                Err(internal(
-                    "unsupported: the rule language is not built into this fwd yet (issue 3); \
-                 everything is accepted and nothing is NATed",
-                ))
-            }
+            Request::RulesetGet => match &self.rules {
+                Some(r) => Ok(Response::Ruleset(rules::view::ruleset_view(&r.current()))),
+                None => Err(no_rules()),
+            },
+            Request::RuleCounters => match &self.rules {
+                Some(r) => {
+                    let c = r.current();
+                    Ok(Response::RuleCounters {
+                        generation: c.generation(),
+                        counters: rules::view::rule_counters(&c),
+                    })
+                }
+                None => Err(no_rules()),
+            },
+            Request::RulesetReplace { ruleset, dry_run } => self.replace_ruleset(&ruleset, dry_run),
             Request::ConntrackList {
                 filter,
                 cursor,
@@ -657,7 +823,12 @@ impl<B: Backend> Server<B> {
 
     /// Serves `listener` until `stop` is set, calling `between` every poll (the daemon
     /// checks its signal flags there).
-    pub fn serve(&mut self, listener: &UnixListener, stop: &AtomicBool, between: &mut dyn FnMut()) {
+    pub fn serve(
+        &mut self,
+        listener: &UnixListener,
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(&mut Self),
+    ) {
         if let Err(e) = listener.set_nonblocking(true) {
             eprintln!("fwd: control socket: {e}");
             return;
@@ -691,7 +862,8 @@ impl<B: Backend> Server<B> {
                 busy |= !events.is_empty();
             }
             conns.retain(|c| !c.closed);
-            between();
+            self.housekeeping();
+            between(self);
             if !busy {
                 std::thread::sleep(Duration::from_millis(2));
             }

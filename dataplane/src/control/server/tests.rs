@@ -141,7 +141,7 @@ fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
             fake,
             cfg,
             StateDir::new(&dir),
-            Box::new(default_tunable_check),
+            Box::new(crate::conntrack::check_tunable),
             tun,
         ),
         dir,
@@ -196,7 +196,7 @@ fn bad_lines_answer_errors_with_the_id() {
     let r = ask(&mut s, "not json");
     assert_eq!(r.into_result().unwrap_err().code, ErrorCode::BadRequest);
     let r = ask(&mut s, r#"{"v":1,"id":1,"request":{"op":"ruleset_get"}}"#);
-    assert!(r.into_result().unwrap_err().message.contains("unsupported"));
+    assert!(r.into_result().unwrap_err().message.contains("no ruleset"));
 }
 
 #[test]
@@ -411,7 +411,7 @@ fn serves_a_socket_with_mode_0600_and_streams_events() {
     let stop2 = stop.clone();
     let t = std::thread::spawn(move || {
         let mut polls = 0;
-        s.serve(&listener, &stop2, &mut || {
+        s.serve(&listener, &stop2, &mut |_| {
             polls += 1;
             // Bounded: about 10 s at most.
             if polls > 5000 {
@@ -479,4 +479,99 @@ fn filters_match_prefixes_and_ports() {
         status: Some("ASSURED".into()),
         ..CtFilter::default()
     }));
+}
+
+const GOOD: &str = "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n    tcp dport 22 accept\n  }\n}\n";
+
+fn with_rules(name: &str) -> (Server<Fake>, PathBuf) {
+    let (s, dir) = server(&[0, 0], name);
+    let ports = PortsByName::from([("lan".to_string(), 0), ("wan".to_string(), 1)]);
+    let rules = RulesetState::load(&StateDir::new(&dir), None, ports, 2).unwrap();
+    (s.with_rules(rules), dir)
+}
+
+#[test]
+fn ruleset_replace_checks_persists_and_bumps_the_generation() {
+    let (mut s, dir) = with_rules("rules");
+    assert_eq!(s.generation(), 1);
+    let bad = RulesetSource::Text(
+        "table inet filter {\n  chain input {\n    tcp dprt 22 accept\n  }\n}\n".into(),
+    );
+    let e = s.replace_ruleset(&bad, false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRuleset);
+    assert_eq!(e.line, Some(3), "{e:?}");
+    assert!(e.column.is_some());
+    assert!(!dir.join(RULESET_FILE).exists());
+
+    let good = RulesetSource::Text(GOOD.into());
+    assert_eq!(
+        s.replace_ruleset(&good, true).unwrap(),
+        Response::RulesetApplied {
+            generation: 1,
+            dry_run: true,
+            rules: 1
+        }
+    );
+    assert!(!dir.join(RULESET_FILE).exists(), "a dry run persisted");
+    assert_eq!(
+        s.replace_ruleset(&good, false).unwrap(),
+        Response::RulesetApplied {
+            generation: 2,
+            dry_run: false,
+            rules: 1
+        }
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(RULESET_FILE)).unwrap(),
+        GOOD
+    );
+    match s.request(Request::RulesetGet).unwrap() {
+        Response::Ruleset(v) => {
+            assert_eq!(v.generation, 2);
+            assert!(v.text.contains("tcp dport 22 accept"), "{}", v.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    match s.request(Request::Status).unwrap() {
+        Response::Status(st) => assert_eq!(st.ruleset_generation, 2),
+        other => panic!("{other:?}"),
+    }
+    // A restart loads the persisted ruleset, not the (absent) config file.
+    let ports = PortsByName::from([("lan".to_string(), 0)]);
+    let again =
+        RulesetState::load(&StateDir::new(&dir), Some(dir.join("nope.nft")), ports, 1).unwrap();
+    assert_eq!(again.current().rule_count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sighup_reload_reads_the_config_file_and_keeps_the_old_one_on_error() {
+    let dir = tmpdir("hup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.nft");
+    std::fs::write(&file, GOOD).unwrap();
+    let state_dir = dir.join("state");
+    let ports = PortsByName::from([("lan".to_string(), 0)]);
+    let rules =
+        RulesetState::load(&StateDir::new(&state_dir), Some(file.clone()), ports, 1).unwrap();
+    assert_eq!(rules.current().rule_count(), 1);
+    let (s, _) = server(&[0], "hupsrv");
+    let mut s = Server {
+        state: StateDir::new(&state_dir),
+        ..s
+    }
+    .with_rules(rules);
+    std::fs::write(&file, "table ip t {\n  chain c {\n    bogus\n  }\n}\n").unwrap();
+    let msg = s.reload_ruleset_file();
+    assert!(msg.contains(":3:") && msg.contains("ruleset kept"), "{msg}");
+    assert_eq!(s.generation(), 1);
+    std::fs::write(
+        &file,
+        GOOD.replace("22", "22, 80")
+            .replace("dport 22, 80", "dport { 22, 80 }"),
+    )
+    .unwrap();
+    let msg = s.reload_ruleset_file();
+    assert!(msg.contains("generation 2"), "{msg}");
+    let _ = std::fs::remove_dir_all(dir);
 }
