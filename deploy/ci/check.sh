@@ -35,8 +35,10 @@ if [ -z "$fwd" ]; then
     done
 fi
 configs=()
-while IFS= read -r f; do configs+=("$f"); done < <(find deploy -type f \( -name '*.yaml' -o -name '*.nft' \) \
-    ! -path 'deploy/prometheus/*' | sort)
+while IFS= read -r f; do configs+=("$f"); done < <( { find deploy -type f \( -name '*.yaml' -o -name '*.nft' \) \
+    ! -path 'deploy/prometheus/*'; find perf/rulesets -name '*.nft' 2> /dev/null; } | sort)
+# A generated ruleset of the rule-count scenario, as the perf scripts feed it to fwd.
+perf/gen-rules.sh 100 > "$tmp/rules-100.nft" && configs+=("$tmp/rules-100.nft")
 # A file fwd must refuse: proves `fwd check` really checks (the placeholder binary exits 0).
 printf 'ports: [{name: "x", device: "not a device"}]\nbogus_field: 1\n' > "$tmp/bad.yaml"
 if [ -z "$fwd" ]; then
