@@ -41,7 +41,7 @@ cleanup_dut() {
     fi
     DUT_PID=""
 }
-trap 'cleanup_dut; rm -rf "$RUN_DIR"' EXIT
+trap 'cleanup_dut; [ -n "${KEEP_RUN_DIR:-}" ] || rm -rf "$RUN_DIR"' EXIT
 
 require() {
     [ "$(id -u)" -eq 0 ] || die "run as root (DPDK needs hugepages)"
@@ -62,11 +62,11 @@ meta_json() {
     commit=$(git -C "$REPO" rev-parse HEAD 2> /dev/null || echo unknown)
     dirty=$(git -C "$REPO" status --porcelain --untracked-files=no 2> /dev/null | grep -q . && echo true || echo false)
     jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$cpu" --arg nproc "$(nproc)" \
-        --arg kernel "$(uname -r)" --arg mem "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" \
+        --arg kernel "$(uname -r)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg mem "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" \
         --arg dpdk "$(pkg-config --modversion libdpdk 2> /dev/null || echo unknown)" \
         --arg commit "$commit" --argjson dirty "$dirty" --arg gen "$CORE_GEN" --arg dut "$CORE_DUT" \
         '{date: $date, machine: {cpu: $cpu, cores: ($nproc | tonumber), kernel: $kernel,
-          mem_kib: ($mem | tonumber)}, dpdk: $dpdk, commit: $commit, dirty: $dirty,
+          mem_kib: ($mem | tonumber), loadavg: $load}, dpdk: $dpdk, commit: $commit, dirty: $dirty,
           cores: {generator: ($gen | tonumber), dut_worker: ($dut | tonumber)}}'
 }
 
@@ -77,25 +77,31 @@ dut_vdevs() {
 
 # Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
 start_testpmd() {
-    DUT_CMD="$TESTPMD -l $CORE_GEN,$CORE_DUT --main-lcore $CORE_GEN --file-prefix perf-dut -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --burst=32 --rxd=1024 --txd=1024 --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $CORE_GEN,$CORE_DUT --main-lcore $CORE_GEN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
-    for _ in $(seq 100); do
-        grep -q "Press enter\|Port statistics" "$RUN_DIR/dut.log" 2> /dev/null && return 0
+    for _ in $(seq 300); do
+        grep -q "io packet forwarding - ports" "$RUN_DIR/dut.log" 2> /dev/null && return 0
         kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "testpmd exited"; }
         sleep 0.1
     done
-    die "testpmd did not start in 10 s (log: $RUN_DIR/dut.log)"
+    die "testpmd did not start in 30 s (log: $RUN_DIR/dut.log)"
 }
 
-# Runs perfgen with extra arguments; prints its JSON. Sets GEN_CMD.
+# Runs perfgen with extra arguments. Sets GEN (its JSON) and GEN_CMD (shell-quoted). Not
+# in a subshell: the variables must survive.
 run_gen() {
-    GEN_CMD="$PERFGEN --json $RUN_DIR/gen.json --duration $DURATION --tx-mac $DUT_MAC_A --rx-mac $DUT_MAC_B $* -- -l $CORE_GEN --file-prefix perf-gen -m $MEM_MB --vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A --vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B"
+    local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
+        --rx-mac "$DUT_MAC_B" "$@" -- -l "$CORE_GEN" --file-prefix perf-gen --no-pci -m "$MEM_MB"
+        "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
+        "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
+    GEN_CMD=$(printf '%q ' "${cmd[@]}")
+    GEN_CMD=${GEN_CMD% }
     # Bounded: perfgen stops by itself after DURATION; the timeout is a safety net.
-    # shellcheck disable=SC2086
-    timeout $(( ${DURATION%.*} + 60 )) $GEN_CMD > "$RUN_DIR/gen.log" 2>&1 || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
-    cat "$RUN_DIR/gen.json"
+    timeout $(( ${DURATION%.*} + 60 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 \
+        || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
+    GEN=$(cat "$RUN_DIR/gen.json")
 }
 
 # Writes one result file: scenario name, meta, commands, generator JSON.

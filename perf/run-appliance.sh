@@ -83,24 +83,24 @@ write_config "$PERF_DIR/rulesets/router.nft"
 start_fwd
 if has udp || has latency50; then
     for f in $FLOWS; do
-        run_gen --mode udp --flows "$f" --count "$f" --rate 1000000 > /dev/null # open every flow
-        gen=$(run_gen --mode udp --flows "$f" --rate 0 --label "fwd router+masquerade, established")
-        has udp && save "fwd-udp-$f" fwd "$gen"
-        [ "$MAX_UDP" = 0 ] && MAX_UDP=$(jq -r '.rx_pps | floor' <<< "$gen")
+        run_gen --mode udp --flows "$f" --count "$f" --rate 1000000 # opens every flow
+        run_gen --mode udp --flows "$f" --rate 0 --label "fwd router+masquerade, established"
+        has udp && save "fwd-udp-$f" fwd "$GEN"
+        [ "$MAX_UDP" = 0 ] && MAX_UDP=$(jq -r '.rx_pps | floor' <<< "$GEN")
     done
 fi
 if has latency50; then
     first=${FLOWS%% *}
-    gen=$(run_gen --mode udp --flows "$first" --rate $(( MAX_UDP / 2 )) --label "fwd, 50% of max")
-    save "fwd-latency50-$first" fwd "$gen" "{\"load\": 0.5, \"max_pps\": $MAX_UDP}"
+    run_gen --mode udp --flows "$first" --rate $(( MAX_UDP / 2 )) --label "fwd, 50% of max"
+    save "fwd-latency50-$first" fwd "$GEN" "{\"load\": 0.5, \"max_pps\": $MAX_UDP}"
 fi
 if has newconn-udp; then
-    gen=$(run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, single-packet UDP flows")
-    save "fwd-newconn-udp" fwd "$gen"
+    run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, single-packet UDP flows"
+    save "fwd-newconn-udp" fwd "$GEN"
 fi
 if has tcp; then
-    gen=$(run_gen --mode tcp --flows 1000000 --dport 80 --rate 0 --concurrency 4096 --label "fwd, tcp handshakes via masquerade")
-    save "fwd-tcp" fwd "$gen"
+    run_gen --mode tcp --flows 1000000 --dport 80 --rate 0 --concurrency 4096 --label "fwd, tcp handshakes via masquerade"
+    save "fwd-tcp" fwd "$GEN"
 fi
 cleanup_dut
 
@@ -109,8 +109,8 @@ if has rules; then
         "$PERF_DIR/gen-rules.sh" "$n" > "$RUN_DIR/rules.nft"
         write_config "$RUN_DIR/rules.nft"
         start_fwd
-        gen=$(run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, $n rules, new flows")
-        save "fwd-rules-$n" fwd "$gen" "{\"rules\": $n}"
+        run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, $n rules, new flows"
+        save "fwd-rules-$n" fwd "$GEN" "{\"rules\": $n}"
         cleanup_dut
     done
 fi

@@ -14,16 +14,16 @@ FLOWS=${FLOWS:-"1000 100000 1000000"}
 start_testpmd
 max=0
 for f in $FLOWS; do
-    gen=$(run_gen --mode udp --flows "$f" --rate 0 --label "baseline io, max rate")
-    save "baseline-io-udp-$f" testpmd-io "$gen"
-    [ "$max" = 0 ] && max=$(jq -r '.rx_pps | floor' <<< "$gen")
+    run_gen --mode udp --flows "$f" --rate 0 --label "baseline io, max rate"
+    save "baseline-io-udp-$f" testpmd-io "$GEN"
+    [ "$max" = 0 ] && max=$(jq -r '.rx_pps | floor' <<< "$GEN")
 done
 # Latency at half the measured maximum (first flow count), where queues are not standing.
 first=${FLOWS%% *}
 half=$(( max / 2 ))
-gen=$(run_gen --mode udp --flows "$first" --rate "$half" --label "baseline io, 50% of max")
-save "baseline-io-latency50-$first" testpmd-io "$gen" "{\"load\": 0.5, \"max_pps\": $max}"
+run_gen --mode udp --flows "$first" --rate "$half" --label "baseline io, 50% of max"
+save "baseline-io-latency50-$first" testpmd-io "$GEN" "{\"load\": 0.5, \"max_pps\": $max}"
 # New connections: TCP handshakes through the io forwarder (the generator's own limit).
-gen=$(run_gen --mode tcp --flows 1000000 --rate 0 --concurrency 4096 --label "baseline io, tcp handshakes")
-save "baseline-io-tcp" testpmd-io "$gen"
+run_gen --mode tcp --flows 1000000 --rate 0 --concurrency 4096 --label "baseline io, tcp handshakes"
+save "baseline-io-tcp" testpmd-io "$GEN"
 cleanup_dut

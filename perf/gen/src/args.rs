@@ -19,7 +19,9 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --count N             stop after N packets / connections; 0 = no limit   [0]
   --duration S          stop sending after S seconds (at most 600)         [10]
   --size BYTES          udp frame size with FCS, 64..=1518                 [64]
-  --concurrency N       tcp: connections open at once                      [4096]
+  --queues N            queue pairs per port, one lcore each (EAL -l needs N
+                        lcores); lane k sends flows k, k+N, ...            [1]
+  --concurrency N       tcp: connections open at once (per queue)          [4096]
   --timeout-ms N        tcp: a connection not done by then fails           [1000]
   --src-net A.B.C.D     first client address (a /16 is used)               [198.18.0.0]
   --dst A.B.C.D         server address                                     [198.19.0.1]
@@ -51,6 +53,7 @@ pub struct Args {
     pub count: u64,
     pub duration_s: f64,
     pub size: usize,
+    pub queues: u16,
     pub concurrency: usize,
     pub timeout_ms: u64,
     pub src_net: Ipv4Addr,
@@ -112,6 +115,7 @@ impl Args {
             count: 0,
             duration_s: 10.0,
             size: 64,
+            queues: 1,
             concurrency: 4096,
             timeout_ms: 1000,
             src_net: Ipv4Addr::new(198, 18, 0, 0),
@@ -152,6 +156,7 @@ impl Args {
                 "--count" => a.count = num(&flag, &v)?,
                 "--duration" => a.duration_s = num(&flag, &v)?,
                 "--size" => a.size = num(&flag, &v)?,
+                "--queues" => a.queues = num(&flag, &v)?,
                 "--concurrency" => a.concurrency = num(&flag, &v)?,
                 "--timeout-ms" => a.timeout_ms = num(&flag, &v)?,
                 "--src-net" => a.src_net = num(&flag, &v)?,
@@ -174,6 +179,9 @@ impl Args {
         }
         if !(MIN_UDP_FRAME + 4..=MAX_FRAME + 4).contains(&a.size) {
             return Err(format!("--size: {} is outside 64..=1518", a.size));
+        }
+        if a.queues == 0 || a.queues > 64 {
+            return Err(format!("--queues: {} is outside 1..=64", a.queues));
         }
         if a.concurrency == 0 || a.timeout_ms == 0 || a.drain_ms > 10_000 {
             return Err("--concurrency and --timeout-ms must be > 0, --drain-ms <= 10000".into());
@@ -215,6 +223,7 @@ mod tests {
             ("--duration 0", "--duration"),
             ("--duration 601", "--duration"),
             ("--size 63", "--size"),
+            ("--queues 0", "--queues"),
             ("--tx-mac 02:00:00:00:00", "--tx-mac"),
             ("--src-net 198.18.0", "--src-net"),
             ("--rate", "--rate"),

@@ -72,6 +72,17 @@ impl Histogram {
         self.sum += u128::from(ns);
     }
 
+    /// Adds the samples of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.n += other.n;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+
     pub fn len(&self) -> u64 {
         self.n
     }
@@ -158,6 +169,32 @@ mod tests {
         ] {
             assert!(got >= want && got <= want + want / 8, "{got} vs {want}");
         }
+    }
+
+    #[test]
+    fn merge_equals_recording_everything_in_one() {
+        let (mut a, mut b, mut all) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for v in 0..5000u64 {
+            let x = v * v % 100_003;
+            if v % 3 == 0 {
+                a.record(x)
+            } else {
+                b.record(x)
+            }
+            all.record(x);
+        }
+        a.merge(&b);
+        assert_eq!(a.summary(), all.summary());
+        a.merge(&Histogram::default());
+        assert_eq!(
+            a.summary(),
+            all.summary(),
+            "merging an empty one changes nothing"
+        );
     }
 
     #[test]

@@ -23,8 +23,11 @@ const POOL_MBUFS: u32 = 16383;
 struct Counters {
     tx_packets: u64,
     tx_bytes: u64,
-    /// Built but refused by the TX queue (ring full): not sent, not counted in tx.
-    tx_refused: u64,
+    /// UDP: frames the TX queue refused (ring full), retried on the next burst, summed
+    /// over bursts; TCP: segments refused and dropped (the handshake timeout covers them).
+    tx_retries: u64,
+    /// UDP: frames still refused when sending stopped (freed, not counted in tx).
+    tx_unsent: u64,
     tx_nombuf: u64,
     rx_packets: u64,
     rx_bytes: u64,
@@ -35,6 +38,61 @@ struct Counters {
     rx_other: u64,
     /// Frames arriving on the TX port in UDP mode (e.g. ICMP errors from the device).
     rx_reverse: u64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_retries += o.tx_retries;
+        self.tx_unsent += o.tx_unsent;
+        self.tx_nombuf += o.tx_nombuf;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_stamped += o.rx_stamped;
+        self.rx_bad_checksum += o.rx_bad_checksum;
+        self.rx_other += o.rx_other;
+        self.rx_reverse += o.rx_reverse;
+    }
+}
+
+/// What one lane (queue pair and lcore) measured.
+#[derive(Debug, Default)]
+struct LaneResult {
+    c: Counters,
+    h: Histogram,
+    send_s: f64,
+    tcp: Option<(ClientStats, u64)>,
+}
+
+/// What every lane shares (cloned into each lcore's closure).
+#[derive(Debug, Clone)]
+struct Ctx {
+    pool: Mempool,
+    a: Args,
+    flows: Flows,
+    hz: u64,
+    client_macs: Macs,
+    server_macs: Macs,
+}
+
+impl Ctx {
+    /// Lane `k`'s share of a total (rate or count): the total split evenly, the remainder
+    /// to the first lanes. 0 stays 0 (unlimited).
+    fn share(&self, total: u64, k: u16) -> u64 {
+        let n = u64::from(self.a.queues);
+        total / n + u64::from(u64::from(k) < total % n)
+    }
+}
+
+/// One queue pair on each port.
+#[derive(Debug)]
+struct Lane {
+    k: u16,
+    tx_rx: RxQueue,
+    tx_tx: TxQueue,
+    rx_rx: RxQueue,
+    rx_tx: TxQueue,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,7 +196,7 @@ fn send_segments(
         let sent = tx.tx_burst(&mut out);
         c.tx_packets += sent as u64;
         c.tx_bytes += before - bytes(&out); // what stays in `out` was refused
-        c.tx_refused += out.len() as u64;
+        c.tx_retries += out.len() as u64;
     }
     segs.clear();
 }
@@ -149,15 +207,19 @@ struct Io {
     rxp: Port,
     tx_name: String,
     rx_name: String,
-    tx_rx: RxQueue,
-    tx_tx: TxQueue,
-    rx_rx: RxQueue,
-    rx_tx: TxQueue,
+    lanes: Vec<Lane>,
 }
 
-fn open_port(eal: &Eal, id: PortId, pool: &Mempool) -> Result<(Port, RxQueue, TxQueue), String> {
+fn open_port(
+    eal: &Eal,
+    id: PortId,
+    pool: &Mempool,
+    queues: u16,
+) -> Result<(Port, Vec<RxQueue>, Vec<TxQueue>), String> {
     let mut p = Port::open(eal, id).map_err(|e| format!("port {id:?}: {e}"))?;
     let cfg = PortConfig {
+        rx_queues: queues,
+        tx_queues: queues,
         rx_desc: 1024,
         tx_desc: 1024,
         ..PortConfig::default()
@@ -165,12 +227,16 @@ fn open_port(eal: &Eal, id: PortId, pool: &Mempool) -> Result<(Port, RxQueue, Tx
     p.configure(&cfg, pool)
         .map_err(|e| format!("configure port {id:?}: {e}"))?;
     let _ = p.set_promiscuous(true);
-    let (mut rx, mut tx) = p.take_queues().map_err(|e| e.to_string())?;
+    let (rx, tx) = p.take_queues().map_err(|e| e.to_string())?;
     p.start().map_err(|e| format!("start port {id:?}: {e}"))?;
-    match (rx.pop(), tx.pop()) {
-        (Some(r), Some(t)) => Ok((p, r, t)),
-        _ => Err(format!("port {id:?} has no queue")),
+    if rx.len() != usize::from(queues) || tx.len() != usize::from(queues) {
+        return Err(format!(
+            "port {id:?}: got {} RX / {} TX queues, asked {queues}",
+            rx.len(),
+            tx.len()
+        ));
     }
+    Ok((p, rx, tx))
 }
 
 fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
@@ -189,8 +255,9 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
     }
     let pool = Mempool::pktmbuf(eal, "perfgen", POOL_MBUFS, 256, 2048 + 128, eal.socket_id())
         .map_err(|e| format!("mempool: {e}"))?;
-    let (txp, tx_rx, tx_tx) = open_port(eal, t, &pool)?;
-    let (rxp, rx_rx, rx_tx) = open_port(eal, r, &pool)?;
+    let q = a.queues;
+    let (txp, tx_rx, tx_tx) = open_port(eal, t, &pool, q)?;
+    let (rxp, rx_rx, rx_tx) = open_port(eal, r, &pool, q)?;
     let wait = Duration::from_secs(a.link_timeout_s);
     for p in [&txp, &rxp] {
         let up = p.wait_link_up(wait).map(|l| l.up).unwrap_or(false);
@@ -208,10 +275,19 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
         pool,
         txp,
         rxp,
-        tx_rx,
-        tx_tx,
-        rx_rx,
-        rx_tx,
+        lanes: tx_rx
+            .into_iter()
+            .zip(tx_tx)
+            .zip(rx_rx.into_iter().zip(rx_tx))
+            .zip(0..q)
+            .map(|(((tx_rx, tx_tx), (rx_rx, rx_tx)), k)| Lane {
+                k,
+                tx_rx,
+                tx_tx,
+                rx_rx,
+                rx_tx,
+            })
+            .collect(),
     })
 }
 
@@ -225,22 +301,16 @@ fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&[u8], &mut Coun
     n
 }
 
-fn run_udp(
-    io: &mut Io,
-    a: &Args,
-    flows: &Flows,
-    hz: u64,
-    c: &mut Counters,
-    h: &mut Histogram,
-) -> f64 {
-    let macs = Macs {
-        src: io.txp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfe]),
-        dst: a.tx_mac,
-    };
+fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
+    let (a, hz, macs) = (&x.a, x.hz, x.client_macs);
+    let mut r = LaneResult::default();
+    let (c, h) = (&mut r.c, &mut r.h);
+    let (lanes, k) = (u64::from(a.queues), u64::from(lane.k));
+    let count = x.share(a.count, lane.k);
     let len = a.size - 4;
     let start = rdtsc();
     let end = start + secs_to_cycles(a.duration_s, hz);
-    let mut pacer = Pacer::new(a.rate, hz, start, BURST);
+    let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
     let mut seq = 0u64;
     let mut send_end = end;
     let mut drain_end = u64::MAX;
@@ -248,16 +318,15 @@ fn run_udp(
     loop {
         let now = rdtsc();
         if drain_end == u64::MAX {
-            let left = if a.count == 0 {
-                u64::MAX
-            } else {
-                a.count - seq
-            };
+            let left = if count == 0 { u64::MAX } else { count - seq };
             let want = pacer.due(now).min(usize::try_from(left).unwrap_or(BURST));
-            if want > 0 {
-                if io.pool.alloc_bulk(&mut out, want) {
-                    for m in out.iter_mut() {
-                        let t = flows.tuple(seq);
+            // Frames the queue refused last time stay in `out` and go first.
+            let fresh = want.saturating_sub(out.len());
+            if fresh > 0 {
+                let first = out.len();
+                if x.pool.alloc_bulk(&mut out, fresh) {
+                    for m in out[first..].iter_mut() {
+                        let t = x.flows.tuple(seq * lanes + k);
                         if let Some(buf) = m.append(len) {
                             let _ = frame::udp(
                                 buf,
@@ -273,24 +342,27 @@ fn run_udp(
                         }
                         seq += 1;
                     }
-                    let sent = io.tx_tx.tx_burst(&mut out);
-                    c.tx_packets += sent as u64;
-                    c.tx_bytes += (sent * len) as u64;
-                    c.tx_refused += out.len() as u64;
-                    out.clear();
-                    pacer.sent(sent);
                 } else {
                     c.tx_nombuf += 1;
                 }
             }
-            if now >= end || (a.count != 0 && seq >= a.count) {
+            if !out.is_empty() {
+                let sent = lane.tx_tx.tx_burst(&mut out);
+                c.tx_packets += sent as u64;
+                c.tx_bytes += (sent * len) as u64;
+                c.tx_retries += out.len() as u64;
+                pacer.sent(sent);
+            }
+            if now >= end || (count != 0 && seq >= count && out.is_empty()) {
+                c.tx_unsent += out.len() as u64;
+                out.clear();
                 send_end = now;
                 drain_end = now + a.drain_ms * hz / 1000;
             }
         } else if now >= drain_end {
             break;
         }
-        receive(&mut io.rx_rx, c, |f, c| {
+        receive(&mut lane.rx_rx, c, |f, c| {
             let now = rdtsc();
             c.rx_packets += 1;
             c.rx_bytes += f.len() as u64;
@@ -307,32 +379,27 @@ fn run_udp(
                 None => c.rx_other += 1,
             }
         });
-        receive(&mut io.tx_rx, c, |_, c| c.rx_reverse += 1);
+        receive(&mut lane.tx_rx, c, |_, c| c.rx_reverse += 1);
     }
-    (send_end - start) as f64 / hz as f64
+    r.send_s = (send_end - start) as f64 / hz as f64;
+    r
 }
 
-fn run_tcp(
-    io: &mut Io,
-    a: &Args,
-    flows: &Flows,
-    hz: u64,
-    c: &mut Counters,
-    h: &mut Histogram,
-) -> Result<(f64, TcpReport), String> {
-    let client_macs = Macs {
-        src: io.txp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfe]),
-        dst: a.tx_mac,
-    };
-    let server_macs = Macs {
-        src: io.rxp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfd]),
-        dst: a.rx_mac,
-    };
-    let mut client = Client::new(*flows, a.concurrency)?;
+fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
+    let (a, hz) = (&x.a, x.hz);
+    let mut r = LaneResult::default();
+    let (c, h) = (&mut r.c, &mut r.h);
+    let count = x.share(a.count, lane.k);
+    let mut client = Client::lane(
+        x.flows,
+        a.concurrency,
+        u64::from(lane.k),
+        u64::from(a.queues),
+    )?;
     let timeout = a.timeout_ms * hz / 1000;
     let start = rdtsc();
     let end = start + secs_to_cycles(a.duration_s, hz);
-    let mut pacer = Pacer::new(a.rate, hz, start, BURST);
+    let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
     let (mut to_server, mut to_client) = (Vec::with_capacity(4 * BURST), Vec::with_capacity(BURST));
     let mut answers = 0u64;
     let mut send_end = end;
@@ -344,8 +411,8 @@ fn run_tcp(
         iter += 1;
         if sending {
             let mut n = pacer.due(now);
-            if a.count != 0 {
-                n = n.min(usize::try_from(a.count - client.stats.opened).unwrap_or(BURST));
+            if count != 0 {
+                n = n.min(usize::try_from(count - client.stats.opened).unwrap_or(BURST));
             }
             let mut opened = 0;
             for _ in 0..n {
@@ -358,7 +425,7 @@ fn run_tcp(
                 }
             }
             pacer.sent(opened);
-            if now >= end || (a.count != 0 && client.stats.opened >= a.count) {
+            if now >= end || (count != 0 && client.stats.opened >= count) {
                 sending = false;
                 send_end = now;
             }
@@ -368,9 +435,9 @@ fn run_tcp(
             // Let connections in flight finish (or time out), bounded.
             drain_end = now + timeout.max(a.drain_ms * hz / 1000);
         }
-        send_segments(&io.pool, &mut io.tx_tx, &client_macs, &mut to_server, c);
+        send_segments(&x.pool, &mut lane.tx_tx, &x.client_macs, &mut to_server, c);
         // Far side: the reflector answers as the server.
-        receive(&mut io.rx_rx, c, |f, c| {
+        receive(&mut lane.rx_rx, c, |f, c| {
             c.rx_packets += 1;
             c.rx_bytes += f.len() as u64;
             match frame::parse(f) {
@@ -386,9 +453,9 @@ fn run_tcp(
                 None => c.rx_other += 1,
             }
         });
-        send_segments(&io.pool, &mut io.rx_tx, &server_macs, &mut to_client, c);
+        send_segments(&x.pool, &mut lane.rx_tx, &x.server_macs, &mut to_client, c);
         // Near side: the client.
-        receive(&mut io.tx_rx, c, |f, c| {
+        receive(&mut lane.tx_rx, c, |f, c| {
             c.rx_packets += 1;
             c.rx_bytes += f.len() as u64;
             match frame::parse(f) {
@@ -409,31 +476,101 @@ fn run_tcp(
         }
     }
     client.expire(u64::MAX, 0);
-    let secs = (send_end - start) as f64 / hz as f64;
-    Ok((
-        secs,
-        TcpReport {
-            client: client.stats,
-            conns_per_s: client.stats.completed as f64 / secs.max(1e-9),
-            reflector_answers: answers,
-        },
-    ))
+    r.send_s = (send_end - start) as f64 / hz as f64;
+    r.tcp = Some((client.stats, answers));
+    Ok(r)
+}
+
+/// Runs lane `lane` in the chosen mode.
+fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
+    match x.a.mode {
+        Mode::Udp => Ok(run_udp(lane, x)),
+        Mode::Tcp => run_tcp(lane, x),
+    }
 }
 
 fn run(a: Args) -> Result<Report, String> {
     let flows = Flows::new(a.src_net, a.dst, a.dport, a.flows)?;
     let eal = Eal::init(&a.eal).map_err(|e| format!("EAL init: {e}"))?;
     let hz = eal.tsc_hz();
+    if a.rate != 0 && a.rate < u64::from(a.queues) || a.count != 0 && a.count < u64::from(a.queues)
+    {
+        return Err("--rate and --count must be 0 or at least --queues".into());
+    }
+    let workers: Vec<_> = eal
+        .worker_lcores()
+        .take(usize::from(a.queues) - 1)
+        .collect();
+    if workers.len() + 1 < usize::from(a.queues) {
+        return Err(format!(
+            "--queues {} needs {} lcores; EAL has {} (give -l / --lcores more)",
+            a.queues,
+            a.queues,
+            workers.len() + 1
+        ));
+    }
     let mut io = setup(&eal, &a)?;
+    let x = Ctx {
+        pool: io.pool.clone(),
+        a: a.clone(),
+        flows,
+        hz,
+        client_macs: Macs {
+            src: io.txp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfe]),
+            dst: a.tx_mac,
+        },
+        server_macs: Macs {
+            src: io.rxp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfd]),
+            dst: a.rx_mac,
+        },
+    };
+    // Lane 0 on the main lcore, lane k on worker lcore k.
+    let mut lanes = std::mem::take(&mut io.lanes).into_iter();
+    let mut main_lane = lanes.next().ok_or("no queue")?;
+    let (done, results) = std::sync::mpsc::channel();
+    let mut handles = Vec::new();
+    for (mut lane, lcore) in lanes.zip(workers) {
+        let (x, done) = (x.clone(), done.clone());
+        let h = eal
+            .launch_on(lcore, move || {
+                let _ = done.send(run_lane(&mut lane, &x));
+                0
+            })
+            .map_err(|e| format!("launch on {lcore}: {e}"))?;
+        handles.push(h);
+    }
+    let mut all = vec![run_lane(&mut main_lane, &x)];
+    drop(main_lane);
+    for h in handles {
+        h.join();
+    }
+    drop(done);
+    all.extend(results.iter());
     let mut c = Counters::default();
     let mut h = Histogram::default();
-    let (send_s, tcp) = match a.mode {
-        Mode::Udp => (run_udp(&mut io, &a, &flows, hz, &mut c, &mut h), None),
-        Mode::Tcp => {
-            let (s, t) = run_tcp(&mut io, &a, &flows, hz, &mut c, &mut h)?;
-            (s, Some(t))
+    let mut send_s = 0f64;
+    let mut tcp: Option<TcpReport> = None;
+    for r in all {
+        let r = r?;
+        c.add(&r.c);
+        h.merge(&r.h);
+        send_s = send_s.max(r.send_s);
+        if let Some((stats, answers)) = r.tcp {
+            let t = tcp.get_or_insert(TcpReport {
+                client: ClientStats::default(),
+                conns_per_s: 0.0,
+                reflector_answers: 0,
+            });
+            t.client.opened += stats.opened;
+            t.client.completed += stats.completed;
+            t.client.failed += stats.failed;
+            t.client.unexpected += stats.unexpected;
+            t.reflector_answers += answers;
         }
-    };
+    }
+    if let Some(t) = tcp.as_mut() {
+        t.conns_per_s = t.client.completed as f64 / send_s.max(1e-9);
+    }
     let ports = PortsReport {
         tx: port_stats(&io.tx_name, io.txp.stats().unwrap_or_default()),
         rx: port_stats(&io.rx_name, io.rxp.stats().unwrap_or_default()),
@@ -462,17 +599,8 @@ fn run(a: Args) -> Result<Report, String> {
         args: a,
     };
     // Shut down: queues first, then the ports, then EAL (Busy is harmless at exit).
-    let Io {
-        txp,
-        rxp,
-        tx_rx,
-        tx_tx,
-        rx_rx,
-        rx_tx,
-        pool,
-        ..
-    } = io;
-    drop((tx_rx, tx_tx, rx_rx, rx_tx));
+    drop(x);
+    let Io { txp, rxp, pool, .. } = io;
     for mut p in [txp, rxp] {
         let _ = p.stop();
         let _ = p.close();

@@ -40,10 +40,15 @@ pub struct ClientStats {
 }
 
 /// Handshake client over a flow set; a flow carries at most one connection at a time.
+/// With several lanes (one per queue and lcore), lane `k` of `n` owns the flows
+/// `k, k + n, k + 2n, ...`.
 #[derive(Debug)]
 pub struct Client {
     flows: Flows,
     conns: Vec<Conn>,
+    lane: u64,
+    lanes: u64,
+    /// Connections opened by this lane so far (the next flow is `lane + next * lanes`).
     next: u64,
     pending: VecDeque<(u64, u64)>,
     concurrency: usize,
@@ -60,10 +65,21 @@ impl Client {
     /// At most `concurrency` connections open at once. The flow count must fit in memory
     /// (16 bytes per flow).
     pub fn new(flows: Flows, concurrency: usize) -> Result<Self, String> {
-        let n = usize::try_from(flows.count)
+        Self::lane(flows, concurrency, 0, 1)
+    }
+
+    /// Lane `lane` of `lanes` (see [`Client`]).
+    pub fn lane(flows: Flows, concurrency: usize, lane: u64, lanes: u64) -> Result<Self, String> {
+        if lanes == 0 || lane >= lanes || lanes > flows.count {
+            return Err(format!(
+                "tcp: lane {lane} of {lanes} over {} flows",
+                flows.count
+            ));
+        }
+        let n = usize::try_from(flows.count.div_ceil(lanes))
             .ok()
             .filter(|&n| n <= 1 << 26)
-            .ok_or_else(|| format!("tcp: {} flows is more than 2^26", flows.count))?;
+            .ok_or_else(|| format!("tcp: {} flows is more than 2^26 per lane", flows.count))?;
         Ok(Client {
             flows,
             conns: vec![
@@ -73,6 +89,8 @@ impl Client {
                 };
                 n
             ],
+            lane,
+            lanes,
             next: 0,
             pending: VecDeque::with_capacity(concurrency),
             concurrency: concurrency.max(1),
@@ -91,8 +109,16 @@ impl Client {
         if self.open_count() >= self.concurrency as u64 {
             return None;
         }
-        let i = self.next % self.flows.count;
-        let slot = usize::try_from(i).ok()?;
+        let per_lane = self.conns.len() as u64;
+        let mut j = self.next % per_lane;
+        let mut i = self.lane + j * self.lanes;
+        if i >= self.flows.count {
+            // The last round of a lane can be short: wrap to its first flow.
+            j = 0;
+            i = self.lane;
+            self.next = self.next.next_multiple_of(per_lane);
+        }
+        let slot = usize::try_from(j).ok()?;
         if self.conns[slot].state != State::Idle {
             return None;
         }
@@ -126,11 +152,15 @@ impl Client {
             self.stats.unexpected += 1;
             return None;
         };
-        let Some(i) = self.flows.index(p.dst, p.dport) else {
+        let Some(i) = self
+            .flows
+            .index(p.dst, p.dport)
+            .filter(|i| i % self.lanes == self.lane)
+        else {
             self.stats.unexpected += 1;
             return None;
         };
-        let slot = usize::try_from(i).ok()?;
+        let slot = usize::try_from(i / self.lanes).ok()?;
         let c = self.conns[slot];
         let base = isn(i);
         let reply = |flags, seq, ack, stamp| Segment {
@@ -176,7 +206,9 @@ impl Client {
     /// Fails connections older than `timeout` cycles and forgets finished ones.
     pub fn expire(&mut self, now: u64, timeout: u64) {
         while let Some(&(i, start)) = self.pending.front() {
-            let Ok(slot) = usize::try_from(i) else { break };
+            let Ok(slot) = usize::try_from(i / self.lanes) else {
+                break;
+            };
             let c = self.conns[slot];
             let live = c.state != State::Idle && c.start == start;
             if live && now.saturating_sub(start) < timeout {
@@ -328,6 +360,57 @@ mod tests {
             handshake(&mut c, k * 1000);
         }
         assert_eq!(c.stats.completed, 5);
+    }
+
+    #[test]
+    fn lanes_split_the_flows_and_ignore_each_other() {
+        let f = flows(10);
+        let mut lanes: Vec<Client> = (0..3)
+            .map(|k| Client::lane(f, 100, k, 3).unwrap())
+            .collect();
+        let mut opened = vec![Vec::new(); 3];
+        for _ in 0..8 {
+            for (k, c) in lanes.iter_mut().enumerate() {
+                if let Some(s) = c.open(0) {
+                    opened[k].push(f.index(s.src, s.sport).unwrap());
+                }
+            }
+        }
+        // Lane 0 owns flows 0, 3, 6, 9; lane 1: 1, 4, 7; lane 2: 2, 5, 8. Each opens each
+        // of its flows once (they stay busy), then stops.
+        assert_eq!(opened, vec![vec![0, 3, 6, 9], vec![1, 4, 7], vec![2, 5, 8]]);
+        // A SYN-ACK for lane 1's flow 4 means nothing to lane 0.
+        let t = f.tuple(4);
+        let syn = Segment {
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+            flags: TCP_SYN,
+            seq: isn(4),
+            ack: 0,
+            stamp: None,
+        };
+        let sa = wire(&reflect(&wire(&syn)).unwrap());
+        let mut out = Vec::new();
+        lanes[0].on_segment(&sa, 1, &mut out);
+        assert_eq!(lanes[0].stats.unexpected, 1);
+        lanes[1].on_segment(&sa, 1, &mut out);
+        assert_eq!(out.len(), 3, "lane 1 answers ACK, data, FIN");
+    }
+
+    #[test]
+    fn a_lane_wraps_to_its_first_flow() {
+        let f = flows(5);
+        let mut c = Client::lane(f, 100, 1, 2).unwrap(); // flows 1, 3
+        for round in 0..3 {
+            for want in [1, 3] {
+                let s = c.open(0).unwrap();
+                assert_eq!(f.index(s.src, s.sport), Some(want), "round {round}");
+                c.expire(u64::MAX, 0); // fail it, freeing the flow
+            }
+        }
+        assert!(Client::lane(f, 1, 2, 2).is_err());
     }
 
     #[test]
