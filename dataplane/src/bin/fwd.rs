@@ -28,7 +28,7 @@ use dataplane::control::proto::{PortStats, WorkerStats};
 use dataplane::control::server::{self, Backend, RulesetState, Server, ServerConfig, StateDir};
 use dataplane::rules::{self, PortsByName};
 use dataplane::worker::counters::{CounterBlock, MAX_PORTS};
-use dataplane::worker::io::{BURST, PortMap, SlowPathIo, WorkerIo};
+use dataplane::worker::io::{BURST, SlowPathIo, WorkerIo};
 use dataplane::worker::process::{DropSlowPath, PortForward};
 use dataplane::worker::{WorkerCommand, WorkerReply};
 use dpdk_bindings::{
@@ -466,7 +466,6 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             tx_queues: ntx,
         });
     }
-    let port_map = PortMap::new(&ids.iter().map(|p| p.0).collect::<Vec<_>>());
 
     // Rings.
     let socket = eal.socket_id();
@@ -519,8 +518,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         let tx = tx_queues
             .iter_mut()
             .map(|qs| qs[w].take().map(TxBuffer::<BURST>::new))
-            .collect::<Option<Vec<_>>>()
-            .ok_or("missing TX queue")?;
+            .collect::<Vec<_>>();
         ios.push(WorkerIo {
             index: w16,
             rx,
@@ -531,15 +529,13 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             commands: cc,
             replies: rp,
             published: block,
-            ports: port_map.clone(),
             tsc_hz: eal.tsc_hz(),
         });
     }
     let slow_tx = tx_queues
         .iter_mut()
         .map(|qs| qs[nworkers].take().map(TxBuffer::<BURST>::new))
-        .collect::<Option<Vec<_>>>()
-        .ok_or("missing slow-path TX queue")?;
+        .collect::<Vec<_>>();
     // Unpolled RX queues are dropped now (their handles are not needed).
     drop(rx_queues);
     drop(tx_queues);
@@ -616,7 +612,6 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     let mut slow = SlowPathIo {
         from_workers: slow_in,
         tx: slow_tx,
-        ports: port_map,
         pool: pool.clone(),
         tsc_hz: eal.tsc_hz(),
         handled: 0,

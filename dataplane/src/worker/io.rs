@@ -24,33 +24,26 @@ pub const BURST: usize = 32;
 /// Control commands answered per tick (each is bounded work).
 pub const COMMANDS_PER_TICK: usize = 4;
 
-/// Maps DPDK port ids (as the PMD stamps them on received mbufs) to port indexes.
-#[derive(Debug, Clone)]
-pub struct PortMap {
-    index_of: [u16; 256],
+/// Frames on the handoff and slow-path rings carry their input port index in 2 bytes of
+/// headroom (little endian), so nothing depends on the PMD stamping `mbuf.port` (net_ring
+/// does not). Returns false (frame to be dropped) when there is no headroom.
+#[inline]
+fn tag_port(m: &mut Mbuf, port: u16) -> bool {
+    match m.prepend(2) {
+        Some(h) => {
+            h.copy_from_slice(&port.to_le_bytes());
+            true
+        }
+        None => false,
+    }
 }
 
-impl PortMap {
-    /// `ids[i]` is the DPDK port id of port index `i`.
-    pub fn new(ids: &[u16]) -> Self {
-        let mut index_of = [u16::MAX; 256];
-        for (i, id) in ids.iter().enumerate() {
-            if let (Some(slot), Ok(i)) = (index_of.get_mut(usize::from(*id)), u16::try_from(i)) {
-                *slot = i;
-            }
-        }
-        PortMap { index_of }
-    }
-
-    /// The port index of a received mbuf, `None` when the PMD did not stamp one we know.
-    #[inline]
-    pub fn index(&self, m: &Mbuf) -> Option<u16> {
-        let id = m.port()?.0;
-        self.index_of
-            .get(usize::from(id))
-            .copied()
-            .filter(|&i| i != u16::MAX)
-    }
+/// Removes the tag written by [`tag_port`] and returns the port.
+#[inline]
+fn untag_port(m: &mut Mbuf) -> Option<u16> {
+    let d = m.data();
+    let port = u16::from_le_bytes([*d.first()?, *d.get(1)?]);
+    m.adj(2).then_some(port)
 }
 
 /// Everything one worker polls and sends on.
@@ -60,8 +53,9 @@ pub struct WorkerIo {
     pub index: u16,
     /// Owned RX queues with their port index.
     pub rx: Vec<(u16, RxQueue)>,
-    /// This worker's TX queue of every port, by port index.
-    pub tx: Vec<TxBuffer<BURST>>,
+    /// This worker's TX queue of every port, by port index (`None`: this worker does not
+    /// transmit there; frames for it are counted as `edge_drop`).
+    pub tx: Vec<Option<TxBuffer<BURST>>>,
     /// Handoff producers to every other worker (`None` at our own index).
     pub handoff_out: Vec<Option<Producer<Mbuf>>>,
     /// Handoff consumers from every other worker.
@@ -73,8 +67,6 @@ pub struct WorkerIo {
     pub replies: Producer<Box<WorkerReply>>,
     /// Where counters are published.
     pub published: Arc<CounterBlock>,
-    /// DPDK port id to port index.
-    pub ports: PortMap,
     /// TSC frequency.
     pub tsc_hz: u64,
 }
@@ -103,8 +95,8 @@ impl WorkerIo {
                 let n = self.handoff_in[ring].dequeue_burst(&mut burst);
                 c.handoff_rx += n as u64;
                 work += n;
-                for m in burst.drain(..) {
-                    match self.ports.index(&m) {
+                for mut m in burst.drain(..) {
+                    match untag_port(&mut m) {
                         Some(port) => {
                             self.handle(proc, &mut c, port, m, now_ns, &mut scratch, false)
                         }
@@ -128,7 +120,7 @@ impl WorkerIo {
                     self.handle(proc, &mut c, port, m, now_ns, &mut scratch, true);
                 }
             }
-            for tx in &mut self.tx {
+            for tx in self.tx.iter_mut().flatten() {
                 if !tx.is_empty() {
                     tx.flush();
                 }
@@ -144,7 +136,7 @@ impl WorkerIo {
                 self.publish(&mut c, t1.wrapping_sub(start));
             }
         }
-        for tx in &mut self.tx {
+        for tx in self.tx.iter_mut().flatten() {
             tx.flush();
         }
         self.publish(&mut c, rdtsc().wrapping_sub(start));
@@ -153,7 +145,7 @@ impl WorkerIo {
 
     fn publish(&self, c: &mut Counters, total: u64) {
         c.total_cycles = total;
-        c.tx_dropped = self.tx.iter().map(TxBuffer::dropped).sum();
+        c.tx_dropped = self.tx.iter().flatten().map(TxBuffer::dropped).sum();
         self.published.publish(c);
     }
 
@@ -213,7 +205,7 @@ impl WorkerIo {
                     .get_mut(usize::from(worker))
                     .and_then(Option::as_mut);
                 match ring {
-                    Some(p) if may_hand_off => match p.enqueue(m) {
+                    Some(p) if may_hand_off && tag_port(&mut m, port) => match p.enqueue(m) {
                         Ok(()) => c.handoff_tx += 1,
                         Err(m) => {
                             c.handoff_drop += 1;
@@ -224,13 +216,14 @@ impl WorkerIo {
                     _ => c.handoff_drop += 1,
                 }
             }
-            Action::SlowPath => match self.slow.enqueue(m) {
+            Action::SlowPath if tag_port(&mut m, port) => match self.slow.enqueue(m) {
                 Ok(()) => c.slowpath_tx += 1,
                 Err(m) => {
                     c.slowpath_drop += 1;
                     drop(m);
                 }
             },
+            Action::SlowPath => c.slowpath_drop += 1,
             Action::Drop(reason) => {
                 c.drops[reason as usize] += 1;
             }
@@ -240,7 +233,7 @@ impl WorkerIo {
     #[inline]
     fn transmit(&mut self, c: &mut Counters, port: u16, m: Mbuf) {
         let p = usize::from(port);
-        match self.tx.get_mut(p) {
+        match self.tx.get_mut(p).and_then(Option::as_mut) {
             Some(tx) => {
                 if p < MAX_PORTS {
                     c.tx_packets[p] += 1;
@@ -269,8 +262,7 @@ fn set_len(m: &mut Mbuf, len: usize) -> bool {
 #[derive(Debug)]
 pub struct SlowPathIo {
     pub from_workers: Vec<Consumer<Mbuf>>,
-    pub tx: Vec<TxBuffer<BURST>>,
-    pub ports: PortMap,
+    pub tx: Vec<Option<TxBuffer<BURST>>>,
     pub pool: dpdk_bindings::Mempool,
     pub tsc_hz: u64,
     /// Frames handled / sent / dropped.
@@ -295,13 +287,15 @@ impl SlowPathIo {
                 work += self.from_workers[ring].dequeue_burst(&mut burst);
                 for mut m in burst.drain(..) {
                     self.handled += 1;
-                    let Some(port) = self.ports.index(&m) else {
+                    let Some(port) = untag_port(&mut m) else {
                         self.dropped += 1;
                         continue;
                     };
                     match slow.handle(port, m.data_mut(), now_ns) {
                         Some((out, len)) if set_len(&mut m, usize::from(len)) => {
-                            if let Some(tx) = self.tx.get_mut(usize::from(out)) {
+                            if let Some(tx) =
+                                self.tx.get_mut(usize::from(out)).and_then(Option::as_mut)
+                            {
                                 tx.push(m);
                                 self.sent += 1;
                             } else {
@@ -317,7 +311,7 @@ impl SlowPathIo {
                 let (tx, pool) = (&mut self.tx, &self.pool);
                 let mut sent = 0u64;
                 slow.tick(now_ns, &mut |port, bytes| {
-                    let Some(tx) = tx.get_mut(usize::from(port)) else {
+                    let Some(tx) = tx.get_mut(usize::from(port)).and_then(Option::as_mut) else {
                         return;
                     };
                     if let Some(mut m) = pool.alloc()
@@ -330,7 +324,7 @@ impl SlowPathIo {
                 });
                 self.sent += sent;
             }
-            for tx in &mut self.tx {
+            for tx in self.tx.iter_mut().flatten() {
                 if !tx.is_empty() {
                     tx.flush();
                 }
@@ -343,7 +337,7 @@ impl SlowPathIo {
                 std::thread::sleep(std::time::Duration::from_micros(100));
             }
         }
-        for tx in &mut self.tx {
+        for tx in self.tx.iter_mut().flatten() {
             tx.flush();
         }
     }
