@@ -74,7 +74,7 @@ fn frame(seq: u32) -> [u8; 64] {
     f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = if seq % SLOW_EVERY == 0 { 0xff } else { 0x45 };
+    f[14] = if seq.is_multiple_of(SLOW_EVERY) { 0xff } else { 0x45 };
     f[20..24].copy_from_slice(&seq.to_be_bytes());
     f
 }
@@ -265,7 +265,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
             u32::from_be_bytes(f[20..24].try_into().unwrap())
         })
         .collect();
-    let want: Vec<u32> = (0..FRAMES).filter(|s| s % SLOW_EVERY != 0).collect();
+    let want: Vec<u32> = (0..FRAMES).filter(|s| !s.is_multiple_of(SLOW_EVERY)).collect();
     assert_eq!(fwd_seqs, want);
     for f in &got_fwd {
         let seq = u32::from_be_bytes(f[20..24].try_into().unwrap());
