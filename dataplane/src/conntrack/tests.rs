@@ -595,14 +595,16 @@ fn index_fills_to_capacity_with_cuckoo_moves() {
     // 5000 entries = 10000 references in 2048 buckets of 8 (61 % load).
     let mut t = Table::new(5000, Tunables::default(), 11);
     for i in 0..5000u32 {
-        let a = [198, 18, (i >> 8) as u8, i as u8];
+        let [_, _, hi, lo] = i.to_be_bytes();
+        let a = [198, 18, hi, lo];
         let q = udp4(a, 1, B, 2);
         let k = FlowKey::from_info(&q, 0).unwrap();
         t.insert(k, k.inverse(), &q, 0).unwrap();
     }
     assert_eq!(t.len(), 5000);
     for i in 0..5000u32 {
-        let a = [198, 18, (i >> 8) as u8, i as u8];
+        let [_, _, hi, lo] = i.to_be_bytes();
+        let a = [198, 18, hi, lo];
         let k = FlowKey::from_info(&udp4(a, 1, B, 2), 0).unwrap();
         assert_eq!(t.lookup(&k).map(|x| x.1), Some(Direction::Original));
         assert_eq!(t.lookup(&k.inverse()).map(|x| x.1), Some(Direction::Reply));
