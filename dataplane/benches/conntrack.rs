@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dataplane::conntrack::{Direction, FlowKey, Table, Tunables};
+use dataplane::conntrack::{FlowKey, Table, Tunables};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, proto};
 
 /// A UDP packet of flow `i`: 198.18.x.y:(1024 + i % 50000) -> 203.0.113.1:53.
@@ -41,8 +41,7 @@ fn filled(n: u32) -> Table {
     let mut t = Table::new(n, tun, 0x1234_5678);
     for i in 0..n {
         let k = key(i);
-        t.insert(k, k.inverse(), &udp(i), 0)
-            .expect("capacity is n");
+        t.insert(k, k.inverse(), &udp(i), 0).expect("capacity is n");
     }
     t
 }
@@ -134,7 +133,7 @@ fn insert_expire(c: &mut Criterion) {
                     black_box(t.insert(k, k.inverse(), &p, now).ok());
                 }
             }
-            if i % 16 == 0 {
+            if i.is_multiple_of(16) {
                 black_box(t.expire(now, 64));
             }
         })
@@ -146,7 +145,6 @@ fn insert_expire(c: &mut Criterion) {
         t.stats(),
         t.bytes_per_entry()
     );
-    let _ = Direction::Original;
 }
 
 criterion_group!(benches, lookups, update, insert_expire);
