@@ -231,6 +231,9 @@ fn flag_bits(kind: Kind, v: &J, path: &str) -> Result<u64, Error> {
 fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
     let bad = |m: String| Error::json(path, m);
     match v {
+        J::Number(_) if matches!(kind, Kind::Addr4 | Kind::Addr6 | Kind::IfName) => {
+            Err(bad(format!("expected a string, got {v}")))
+        }
         J::Number(n) => n
             .as_u64()
             .map(Value::Num)
@@ -261,9 +264,13 @@ fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
 fn read_match(m: &J, path: &str) -> Result<Match, Error> {
     let (field, mask) = read_field(m.get("left").unwrap_or(&J::Null), path)?;
     let kind = field.kind();
+    let right = m.get("right").unwrap_or(&J::Null);
+    let exact_flags = kind.is_flags()
+        && !right.get("set").is_some()
+        && !right.as_str().is_some_and(|s| s.starts_with('@'));
     let op = match m.get("op").and_then(J::as_str).unwrap_or("==") {
         "in" => Op::Implicit,
-        "==" if kind.is_flags() => Op::Eq,
+        "==" if exact_flags => Op::Eq,
         "==" => Op::Implicit,
         "!=" => Op::Ne,
         "<" => Op::Lt,
@@ -272,7 +279,6 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
         ">=" => Op::Ge,
         o => return jerr(path, format!("unsupported op {o}")),
     };
-    let right = m.get("right").unwrap_or(&J::Null);
     let rhs = match right {
         J::String(s) if s.starts_with('@') => Rhs::Named(s[1..].to_owned()),
         J::Object(o) if o.contains_key("set") => {
@@ -508,18 +514,18 @@ fn value_json(kind: Kind, v: &Value) -> J {
             (Kind::Port | Kind::Mark, _) | (_, None) => json!(n),
             (_, Some(name)) => json!(name),
         },
-        Value::Range(a, b) => {
-            json!({"range": [value_json(kind, &Value::Num(*a)), value_json(kind, &Value::Num(*b))]})
-        }
+        Value::Range(a, b) => json!({"range": [a, b]}),
         Value::Prefix(a, len) => {
             let full = if kind == Kind::Addr4 { 32 } else { 128 };
             if *len == full {
-                json!(a.to_string())
+                json!(print::addr_text(kind, a))
             } else {
-                json!({"prefix": {"addr": a.to_string(), "len": len}})
+                json!({"prefix": {"addr": print::addr_text(kind, a), "len": len}})
             }
         }
-        Value::AddrRange(a, b) => json!({"range": [a.to_string(), b.to_string()]}),
+        Value::AddrRange(a, b) => {
+            json!({"range": [print::addr_text(kind, a), print::addr_text(kind, b)]})
+        }
         Value::Str(s) => json!(s),
     }
 }
