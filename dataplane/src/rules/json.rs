@@ -426,11 +426,18 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
         }
         "reject" => {
             let ty = body.get("type").and_then(J::as_str);
-            let code = body.get("expr").and_then(J::as_str);
+            let code = body.get("expr");
             let c = |t: &[(&str, u8)]| -> Result<u8, Error> {
-                let n = code.unwrap_or("port-unreachable");
-                names::code_lookup(t, n)
-                    .ok_or_else(|| Error::json(path, format!("unknown code {n}")))
+                match code {
+                    None => Ok(names::code_lookup(t, "port-unreachable").unwrap_or(3)),
+                    Some(J::Number(n)) => n
+                        .as_u64()
+                        .and_then(|n| u8::try_from(n).ok())
+                        .ok_or_else(|| Error::json(path, "bad code")),
+                    Some(J::String(n)) => names::code_lookup(t, n)
+                        .ok_or_else(|| Error::json(path, format!("unknown code {n}"))),
+                    Some(other) => jerr(path, format!("bad code {other}")),
+                }
             };
             let r = match ty {
                 None => Reject::Default,
@@ -607,6 +614,13 @@ fn nat_json(n: &NatStmt) -> J {
     }
 }
 
+fn reject_json(ty: &str, t: &[(&'static str, u8)], c: u8) -> J {
+    match names::code_name(t, c) {
+        Some(n) => json!({"reject": {"type": ty, "expr": n}}),
+        None => json!({"reject": {"type": ty, "expr": c}}),
+    }
+}
+
 fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
     match s {
         Stmt::Match(m, _) => match_json(m),
@@ -618,15 +632,9 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::Reject(r, _) => match r {
             Reject::Default => json!({"reject": null}),
             Reject::TcpReset => json!({"reject": {"type": "tcp reset"}}),
-            Reject::Icmp(c) => {
-                json!({"reject": {"type": "icmp", "expr": names::code_name(names::REJECT_ICMP, *c)}})
-            }
-            Reject::Icmpv6(c) => {
-                json!({"reject": {"type": "icmpv6", "expr": names::code_name(names::REJECT_ICMPV6, *c)}})
-            }
-            Reject::Icmpx(c) => {
-                json!({"reject": {"type": "icmpx", "expr": names::code_name(names::REJECT_ICMPX, *c)}})
-            }
+            Reject::Icmp(c) => reject_json("icmp", names::REJECT_ICMP, *c),
+            Reject::Icmpv6(c) => reject_json("icmpv6", names::REJECT_ICMPV6, *c),
+            Reject::Icmpx(c) => reject_json("icmpx", names::REJECT_ICMPX, *c),
         },
         Stmt::Counter { packets, bytes } => {
             let (p, b) = counter.unwrap_or((*packets, *bytes));
