@@ -266,7 +266,7 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
     let kind = field.kind();
     let right = m.get("right").unwrap_or(&J::Null);
     let exact_flags = kind.is_flags()
-        && !right.get("set").is_some()
+        && right.get("set").is_none()
         && !right.as_str().is_some_and(|s| s.starts_with('@'));
     let op = match m.get("op").and_then(J::as_str).unwrap_or("==") {
         "in" => Op::Implicit,
