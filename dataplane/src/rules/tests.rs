@@ -681,6 +681,51 @@ fn base_chains_run_by_priority_and_drop_stops() {
     assert_eq!((r.verdict, x.mark), (Decision::Drop, 1));
 }
 
+#[test]
+fn classifier_narrows_a_large_chain_to_few_candidates() {
+    let mut src = String::from(
+        "table ip t {\n chain f {\n  type filter hook forward priority 0; policy drop;\n  ct state established accept\n",
+    );
+    for i in 0..2000u32 {
+        src += &format!(
+            "  ip saddr 10.{}.{}.0/24 tcp dport {{ {}, {} }} accept\n",
+            i / 256,
+            i % 256,
+            1000 + i,
+            3000 + i
+        );
+        if i % 100 == 0 {
+            src += &format!("  ip daddr 192.0.2.{} udp dport 1000-1999 drop\n", i / 100);
+        }
+    }
+    src += " }\n}\n";
+    let c = load_text(&src, &ports(), 1).unwrap();
+    let p = tcp(
+        v4([10, 3, 7, 9]),
+        v4([192, 0, 2, 1]),
+        5,
+        3000 + 3 * 256 + 7,
+        TcpFlags::SYN,
+    );
+    let (candidates, tuples) = c.candidate_count(0, &p);
+    // The ct state rule (not indexed) and the one rule for 10.3.7.0/24 port 3775.
+    assert_eq!(candidates, 2, "tuples {tuples}");
+    // One tuple for the TCP rules, one wildcard, six for the prefix lengths of 1000-1999.
+    assert_eq!(tuples, 8);
+    let r = c.eval(Hook::Forward, &mut ctx(&p, ct_state::NEW), 0, 1);
+    assert_eq!(r.verdict, Decision::Accept);
+    let o = c.eval_linear(Hook::Forward, &mut ctx(&p, ct_state::NEW), 0, 1);
+    assert_eq!(r.rule, o.rule);
+    // A UDP packet to 192.0.2.5 port 1500: the ct state rule and the drop rule.
+    let u = udp(v4([10, 3, 7, 9]), v4([192, 0, 2, 5]), 5, 1500);
+    assert_eq!(c.candidate_count(0, &u).0, 2);
+    assert_eq!(
+        c.eval(Hook::Forward, &mut ctx(&u, ct_state::NEW), 0, 1)
+            .verdict,
+        Decision::Drop
+    );
+}
+
 // ----- generations
 
 #[test]
