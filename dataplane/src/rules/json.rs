@@ -588,16 +588,7 @@ fn nat_json(n: &NatStmt) -> J {
             },
         );
     }
-    let mut flags = Vec::new();
-    if n.flags.random {
-        flags.push("random");
-    }
-    if n.flags.fully_random {
-        flags.push("fully-random");
-    }
-    if n.flags.persistent {
-        flags.push("persistent");
-    }
+    let flags = print::nat_flag_names(&n.flags);
     match flags.len() {
         0 => {}
         1 => {

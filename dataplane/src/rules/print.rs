@@ -208,20 +208,23 @@ fn nat(n: &NatStmt) -> String {
         }
         (None, None) => {}
     }
-    let mut flags = Vec::new();
-    if n.flags.random {
-        flags.push("random");
-    }
-    if n.flags.fully_random {
-        flags.push("fully-random");
-    }
-    if n.flags.persistent {
-        flags.push("persistent");
-    }
+    let flags = nat_flag_names(&n.flags);
     if !flags.is_empty() {
         let _ = write!(s, " {}", flags.join(","));
     }
     s
+}
+
+/// The names of the set NAT flags, in nft's order.
+pub fn nat_flag_names(f: &crate::nat::NatFlags) -> Vec<&'static str> {
+    [
+        (f.random, "random"),
+        (f.fully_random, "fully-random"),
+        (f.persistent, "persistent"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
 }
 
 fn field_text(f: Field) -> String {
