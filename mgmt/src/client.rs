@@ -258,3 +258,197 @@ impl EventStream {
             .map_err(|e| ClientError::Protocol(format!("bad event line: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use dataplane::control::proto::{ControlError, ErrorCode};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    /// What the scripted server does with a request.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Act {
+        Answer,
+        /// A line with another id first (a late answer), then the answer.
+        StaleFirst,
+        /// Close the connection without answering.
+        Close,
+        Error,
+    }
+
+    struct Server {
+        path: std::path::PathBuf,
+        accepts: Arc<AtomicUsize>,
+        requests: Arc<std::sync::Mutex<Vec<Request>>>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A server that answers `count` for reads; `script(n)` decides for the n-th request.
+    async fn server(script: fn(usize) -> Act) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, r) = (accepts.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let (rd, mut wr) = s.into_split();
+                    let mut lines = BufReader::new(rd).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        let env: RequestEnvelope = serde_json::from_str(&l).unwrap();
+                        let n = {
+                            let mut g = r.lock().unwrap();
+                            g.push(env.request.clone());
+                            g.len()
+                        };
+                        let ok = ResponseEnvelope::ok(env.id, Response::Count { count: n as u64 });
+                        let mut out = String::new();
+                        match script(n) {
+                            Act::Close => return,
+                            Act::StaleFirst => {
+                                let stale = ResponseEnvelope::ok(
+                                    env.id - 1,
+                                    Response::Deleted { deleted: 9 },
+                                );
+                                out += &serde_json::to_string(&stale).unwrap();
+                                out.push('\n');
+                                out += &serde_json::to_string(&ok).unwrap();
+                            }
+                            Act::Answer => out += &serde_json::to_string(&ok).unwrap(),
+                            Act::Error => {
+                                let e = ResponseEnvelope::err(
+                                    env.id,
+                                    ControlError::new(ErrorCode::BadTunable, "no").field("x"),
+                                );
+                                out += &serde_json::to_string(&e).unwrap();
+                            }
+                        }
+                        out.push('\n');
+                        wr.write_all(out.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        Server {
+            path,
+            accepts,
+            requests,
+            _dir: dir,
+        }
+    }
+
+    fn count(r: Result<Response, ClientError>) -> u64 {
+        match r {
+            Ok(Response::Count { count }) => count,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_connection_is_reused_and_stale_answers_are_skipped() {
+        let s = server(|n| if n == 2 { Act::StaleFirst } else { Act::Answer }).await;
+        let c = ControlClient::new(&s.path, Duration::from_secs(5));
+        assert_eq!(count(c.call(Request::Status).await), 1);
+        assert_eq!(count(c.call(Request::Status).await), 2);
+        assert_eq!(count(c.call(Request::Status).await), 3);
+        assert_eq!(s.accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn fwd_errors_keep_the_connection() {
+        let s = server(|n| if n == 1 { Act::Error } else { Act::Answer }).await;
+        let c = ControlClient::new(&s.path, Duration::from_secs(5));
+        match c.call(Request::TuningGet).await {
+            Err(ClientError::Fwd(e)) => assert_eq!(
+                (e.code, e.field.as_deref()),
+                (ErrorCode::BadTunable, Some("x"))
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(count(c.call(Request::Status).await), 2);
+        assert_eq!(s.accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_read_is_retried_on_a_new_connection() {
+        let s = server(|n| if n == 2 { Act::Close } else { Act::Answer }).await;
+        let c = ControlClient::new(&s.path, Duration::from_secs(5));
+        assert_eq!(count(c.call(Request::Status).await), 1);
+        assert_eq!(count(c.call(Request::Status).await), 3);
+        assert_eq!(s.accepts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_is_reported_not_retried() {
+        let s = server(|n| if n == 2 { Act::Close } else { Act::Answer }).await;
+        let c = ControlClient::new(&s.path, Duration::from_secs(5));
+        assert_eq!(count(c.call(Request::Status).await), 1);
+        let r = c
+            .call(Request::TuningSet {
+                values: [("nf_conntrack_max".to_string(), 10)].into(),
+            })
+            .await;
+        assert!(matches!(r, Err(ClientError::Lost(_))), "{r:?}");
+        let sets = s
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, Request::TuningSet { .. }))
+            .count();
+        assert_eq!(sets, 1, "a write is sent once");
+        // The next request reconnects.
+        assert_eq!(count(c.call(Request::Status).await), 3);
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_unreachable_and_silence_is_a_timeout() {
+        let c = ControlClient::new("/nonexistent/fwd.sock", Duration::from_secs(1));
+        assert!(matches!(
+            c.call(Request::Status).await,
+            Err(ClientError::Unreachable(_))
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mute.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let hold = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            // Keep the connection open without answering.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let c = ControlClient::new(&path, Duration::from_millis(100));
+        assert!(matches!(
+            c.call(Request::Status).await,
+            Err(ClientError::Timeout(100))
+        ));
+        hold.abort();
+    }
+
+    #[test]
+    fn reads_and_writes() {
+        assert!(is_read(&Request::Stats));
+        assert!(is_read(&Request::RulesetReplace {
+            ruleset: dataplane::control::proto::RulesetSource::Text(String::new()),
+            dry_run: true
+        }));
+        assert!(!is_read(&Request::RulesetReplace {
+            ruleset: dataplane::control::proto::RulesetSource::Text(String::new()),
+            dry_run: false
+        }));
+        assert!(!is_read(&Request::ConntrackDelete {
+            filter: CtFilter::default(),
+            all: true
+        }));
+    }
+}
