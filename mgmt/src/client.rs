@@ -282,7 +282,7 @@ mod tests {
     }
 
     struct Server {
-        path: std::path::PathBuf,
+        path: PathBuf,
         accepts: Arc<AtomicUsize>,
         requests: Arc<std::sync::Mutex<Vec<Request>>>,
         _dir: tempfile::TempDir,
