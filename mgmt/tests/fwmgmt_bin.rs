@@ -55,7 +55,7 @@ async fn serves_applies_and_survives_its_own_restart() {
     let listen = format!("127.0.0.1:{port}");
     let sock = fake.path.to_str().unwrap().to_string();
     let tok = token.to_str().unwrap().to_string();
-    let args = vec![
+    let args = [
         "--listen".to_string(),
         listen,
         "--control-socket".into(),
