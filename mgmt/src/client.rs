@@ -1,8 +1,9 @@
 //! The control-socket client: JSON Lines over a Unix stream socket to `fwd`.
 //!
-//! - One connection is kept and reused; requests on it are serialized (fwd answers in
-//!   order). A connection that failed, timed out or answered garbage is dropped, and the
-//!   next request connects again.
+//! - A few connections ([`POOL`]) are kept and reused; requests on one connection are
+//!   serialized (fwd answers in order), so a slow request (a large page) does not hold up
+//!   a scrape or a health check on another. A connection that failed, timed out or
+//!   answered garbage is dropped, and the next request on that slot connects again.
 //! - Every request gets a fresh id; lines with another id (a late answer to a request that
 //!   timed out) are skipped.
 //! - A request that could not be written on a reused connection (fwd restarted) is retried
@@ -120,13 +121,16 @@ pub fn is_read(request: &Request) -> bool {
     }
 }
 
+/// Connections a [`ControlClient`] keeps at most.
+pub const POOL: usize = 4;
+
 /// A client of one control socket, shared by all handlers.
 #[derive(Debug)]
 pub struct ControlClient {
     path: PathBuf,
     timeout: Duration,
     next_id: AtomicU64,
-    conn: tokio::sync::Mutex<Option<ConnSlot>>,
+    slots: Vec<tokio::sync::Mutex<Option<ConnSlot>>>,
 }
 
 struct ConnSlot(Conn);
@@ -144,7 +148,7 @@ impl ControlClient {
             path: path.into(),
             timeout,
             next_id: AtomicU64::new(1),
-            conn: tokio::sync::Mutex::new(None),
+            slots: (0..POOL).map(|_| tokio::sync::Mutex::new(None)).collect(),
         }
     }
 
@@ -176,7 +180,15 @@ impl ControlClient {
     }
 
     async fn call_inner(&self, request: &Request) -> Result<Response, ClientError> {
-        let mut slot = self.conn.lock().await;
+        // The first idle slot (so a lone client reuses one connection), else wait for one.
+        let mut slot = match self.slots.iter().find_map(|s| s.try_lock().ok()) {
+            Some(s) => s,
+            None => {
+                let i = usize::try_from(self.next_id.load(Ordering::Relaxed) % POOL as u64)
+                    .unwrap_or(0);
+                self.slots[i].lock().await
+            }
+        };
         // Taken out while in use: if this future is dropped (deadline), the connection,
         // which may still carry our answer, goes with it.
         let (mut conn, reused) = match slot.take() {
@@ -433,6 +445,48 @@ mod tests {
             Err(ClientError::Timeout(100))
         ));
         hold.abort();
+    }
+
+    #[tokio::test]
+    async fn a_stalled_request_does_not_block_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slow.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // The first connection never answers; later ones answer.
+        tokio::spawn(async move {
+            let mut first = true;
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                if first {
+                    first = false;
+                    held.push(s);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let (rd, mut wr) = s.into_split();
+                    let mut lines = BufReader::new(rd).lines();
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        let env: RequestEnvelope = serde_json::from_str(&l).unwrap();
+                        let ok = ResponseEnvelope::ok(env.id, Response::Count { count: 7 });
+                        let line = format!("{}\n", serde_json::to_string(&ok).unwrap());
+                        wr.write_all(line.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let c = Arc::new(ControlClient::new(&path, Duration::from_secs(2)));
+        let c2 = c.clone();
+        let slow = tokio::spawn(async move { c2.call(Request::Status).await });
+        // Let the slow call take its slot and send.
+        while !slow.is_finished() && c.slots[0].try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(count(c.call(Request::Status).await), 7);
+        assert!(
+            !slow.is_finished(),
+            "answered on another connection while the slow one waits"
+        );
+        assert!(matches!(slow.await.unwrap(), Err(ClientError::Timeout(_))));
     }
 
     #[test]
