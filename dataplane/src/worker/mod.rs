@@ -80,3 +80,8 @@ pub enum WorkerReply {
     Done,
     Error(ControlError),
 }
+
+pub mod counters;
+#[cfg(feature = "dpdk")]
+pub mod io;
+pub mod process;
