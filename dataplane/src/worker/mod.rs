@@ -86,7 +86,7 @@ mod pipe_parse;
 pub mod pipeline;
 pub mod slowpath;
 
-pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};
+pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
 pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod pipe_tests;
