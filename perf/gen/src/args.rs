@@ -1,0 +1,237 @@
+//! Command line: `perfgen [OPTIONS] -- [EAL ARGUMENTS]`.
+
+use std::net::Ipv4Addr;
+
+use crate::frame::{MAX_FRAME, MIN_UDP_FRAME};
+
+pub const USAGE: &str = "\
+perfgen: UDP flows and TCP handshakes over two DPDK ports, for perf/.
+
+usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
+
+  --mode udp|tcp        udp: stamped 64-byte frames over --flows flows, counted at the sink;
+                        tcp: handshakes (SYN, SYN-ACK, ACK, data, FIN, FIN-ACK, ACK) with a
+                        reflector answering as the server on --rx-port      [udp]
+  --tx-port NAME        DPDK port the traffic leaves on (client side)      [first port]
+  --rx-port NAME        DPDK port it comes back on (sink / reflector)      [second port]
+  --flows N             distinct 5-tuples, 198.18.0.0/16 x ports 1024..    [1024]
+  --rate N              packets/s (udp) or new connections/s (tcp); 0 = max [0]
+  --count N             stop after N packets / connections; 0 = no limit   [0]
+  --duration S          stop sending after S seconds (at most 600)         [10]
+  --size BYTES          udp frame size with FCS, 64..=1518                 [64]
+  --queues N            queue pairs per port, one lcore each (EAL -l needs N
+                        lcores); lane k sends flows k, k+N, ...            [1]
+  --concurrency N       tcp: connections open at once (per queue)          [4096]
+  --timeout-ms N        tcp: a connection not done by then fails           [1000]
+  --src-net A.B.C.D     first client address (a /16 is used)               [198.18.0.0]
+  --dst A.B.C.D         server address                                     [198.19.0.1]
+  --dport N             server port                                        [9 udp, 80 tcp]
+  --tx-mac MAC          destination MAC of frames sent on --tx-port        [02:00:00:00:00:02]
+  --rx-mac MAC          destination MAC of reflector frames (tcp)          [02:00:00:00:00:01]
+  --drain-ms N          keep receiving this long after sending stops      [200]
+  --link-timeout S      wait this long for both links to come up           [10]
+  --label TEXT          free text stored in the result
+  --json FILE           write the result there (default: stdout)
+";
+
+/// Traffic kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Udp,
+    Tcp,
+}
+
+/// Parsed options.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Args {
+    pub mode: Mode,
+    pub tx_port: Option<String>,
+    pub rx_port: Option<String>,
+    pub flows: u64,
+    pub rate: u64,
+    pub count: u64,
+    pub duration_s: f64,
+    pub size: usize,
+    pub queues: u16,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+    pub src_net: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    #[serde(serialize_with = "mac_str")]
+    pub tx_mac: [u8; 6],
+    #[serde(serialize_with = "mac_str")]
+    pub rx_mac: [u8; 6],
+    pub drain_ms: u64,
+    pub link_timeout_s: u64,
+    pub label: String,
+    #[serde(skip)]
+    pub json: Option<String>,
+    pub eal: Vec<String>,
+}
+
+fn mac_str<S: serde::Serializer>(m: &[u8; 6], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_mac(m))
+}
+
+/// Formats `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+}
+
+impl Args {
+    /// Parses the arguments after the program name. `Err` carries the message (for
+    /// `--help`, the usage text).
+    pub fn parse<I: IntoIterator<Item = String>>(it: I) -> Result<Args, String> {
+        let mut a = Args {
+            mode: Mode::Udp,
+            tx_port: None,
+            rx_port: None,
+            flows: 1024,
+            rate: 0,
+            count: 0,
+            duration_s: 10.0,
+            size: 64,
+            queues: 1,
+            concurrency: 4096,
+            timeout_ms: 1000,
+            src_net: Ipv4Addr::new(198, 18, 0, 0),
+            dst: Ipv4Addr::new(198, 19, 0, 1),
+            dport: 0,
+            tx_mac: [2, 0, 0, 0, 0, 2],
+            rx_mac: [2, 0, 0, 0, 0, 1],
+            drain_ms: 200,
+            link_timeout_s: 10,
+            label: String::new(),
+            json: None,
+            eal: Vec::new(),
+        };
+        let mut it = it.into_iter();
+        while let Some(flag) = it.next() {
+            if flag == "--" {
+                a.eal = it.collect();
+                break;
+            }
+            if flag == "-h" || flag == "--help" {
+                return Err(USAGE.to_string());
+            }
+            let v = it
+                .next()
+                .ok_or_else(|| format!("{flag}: missing value (see --help)"))?;
+            match flag.as_str() {
+                "--mode" => {
+                    a.mode = match v.as_str() {
+                        "udp" => Mode::Udp,
+                        "tcp" => Mode::Tcp,
+                        _ => return Err(format!("--mode: '{v}' is not udp or tcp")),
+                    }
+                }
+                "--tx-port" => a.tx_port = Some(v),
+                "--rx-port" => a.rx_port = Some(v),
+                "--flows" => a.flows = num(&flag, &v)?,
+                "--rate" => a.rate = num(&flag, &v)?,
+                "--count" => a.count = num(&flag, &v)?,
+                "--duration" => a.duration_s = num(&flag, &v)?,
+                "--size" => a.size = num(&flag, &v)?,
+                "--queues" => a.queues = num(&flag, &v)?,
+                "--concurrency" => a.concurrency = num(&flag, &v)?,
+                "--timeout-ms" => a.timeout_ms = num(&flag, &v)?,
+                "--src-net" => a.src_net = num(&flag, &v)?,
+                "--dst" => a.dst = num(&flag, &v)?,
+                "--dport" => a.dport = num(&flag, &v)?,
+                "--tx-mac" => a.tx_mac = parse_mac(&v).ok_or(format!("{flag}: bad MAC '{v}'"))?,
+                "--rx-mac" => a.rx_mac = parse_mac(&v).ok_or(format!("{flag}: bad MAC '{v}'"))?,
+                "--drain-ms" => a.drain_ms = num(&flag, &v)?,
+                "--link-timeout" => a.link_timeout_s = num(&flag, &v)?,
+                "--label" => a.label = v,
+                "--json" => a.json = Some(v),
+                _ => return Err(format!("unknown option '{flag}' (see --help)")),
+            }
+        }
+        if !(a.duration_s > 0.0 && a.duration_s <= 600.0) {
+            return Err(format!(
+                "--duration: {} is outside (0, 600] seconds",
+                a.duration_s
+            ));
+        }
+        if !(MIN_UDP_FRAME + 4..=MAX_FRAME + 4).contains(&a.size) {
+            return Err(format!("--size: {} is outside 64..=1518", a.size));
+        }
+        if a.queues == 0 || a.queues > 64 {
+            return Err(format!("--queues: {} is outside 1..=64", a.queues));
+        }
+        if a.concurrency == 0 || a.timeout_ms == 0 || a.drain_ms > 10_000 {
+            return Err("--concurrency and --timeout-ms must be > 0, --drain-ms <= 10000".into());
+        }
+        if a.dport == 0 {
+            a.dport = if a.mode == Mode::Tcp { 80 } else { 9 };
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args, String> {
+        Args::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn defaults_and_eal_passthrough() {
+        let a = parse("--flows 100000 --rate 5000000 -- -l 0 --in-memory").unwrap();
+        assert_eq!(
+            (a.mode, a.flows, a.rate, a.size, a.dport),
+            (Mode::Udp, 100_000, 5_000_000, 64, 9)
+        );
+        assert_eq!(a.eal, vec!["-l", "0", "--in-memory"]);
+        assert_eq!(parse("--mode tcp").unwrap().dport, 80);
+        let a = parse("--tx-mac 0a:1B:00:00:00:ff").unwrap();
+        assert_eq!(a.tx_mac, [0x0a, 0x1b, 0, 0, 0, 0xff]);
+        assert_eq!(format_mac(&a.tx_mac), "0a:1b:00:00:00:ff");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_flag() {
+        for (args, flag) in [
+            ("--flows many", "--flows"),
+            ("--mode sctp", "--mode"),
+            ("--duration 0", "--duration"),
+            ("--duration 601", "--duration"),
+            ("--size 63", "--size"),
+            ("--queues 0", "--queues"),
+            ("--tx-mac 02:00:00:00:00", "--tx-mac"),
+            ("--src-net 198.18.0", "--src-net"),
+            ("--rate", "--rate"),
+            ("--bogus 1", "--bogus"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(flag), "{args}: {e}");
+        }
+        assert!(parse("--help").unwrap_err().contains("usage:"));
+    }
+}

@@ -1,0 +1,399 @@
+//! Frames the generator sends and the parser for what comes back. Everything is IPv4
+//! without options, no VLAN. The payload starts with a stamp: TSC at transmission (u64),
+//! sequence number (u64), magic (u16), big-endian, so a received frame gives its latency.
+//! Frames shorter than 60 bytes (64 on the wire with the FCS) are padded.
+
+use std::net::Ipv4Addr;
+
+pub const ETH_LEN: usize = 14;
+pub const IP_LEN: usize = 20;
+pub const UDP_LEN: usize = 8;
+pub const TCP_LEN: usize = 20;
+/// Smallest Ethernet frame without the FCS.
+pub const MIN_FRAME: usize = 60;
+/// Largest frame built (one mbuf, standard MTU).
+pub const MAX_FRAME: usize = 1514;
+/// Stamp: TSC, sequence, magic.
+pub const STAMP_LEN: usize = 18;
+pub const MAGIC: u16 = 0xF1D0;
+/// The smallest UDP frame that carries a stamp: 14 + 20 + 8 + 18 = 60.
+pub const MIN_UDP_FRAME: usize = ETH_LEN + IP_LEN + UDP_LEN + STAMP_LEN;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Source and destination MAC addresses of the frames on one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Macs {
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+}
+
+/// Adds big-endian 16-bit words of `data` to `acc` (ones'-complement sum, not folded).
+fn sum(data: &[u8], mut acc: u32) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [b] = chunks.remainder() {
+        acc += u32::from(*b) << 8;
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    u16::try_from(acc).unwrap_or(0xffff)
+}
+
+/// The internet checksum (RFC 1071) of `data` plus `init`.
+pub fn checksum(data: &[u8], init: u32) -> u16 {
+    !fold(sum(data, init))
+}
+
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+    sum(&src.octets(), 0)
+        + sum(&dst.octets(), 0)
+        + u32::from(proto)
+        + u32::from(u16::try_from(len).unwrap_or(u16::MAX))
+}
+
+fn write_eth_ip(
+    buf: &mut [u8],
+    macs: &Macs,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ip_len: usize,
+) {
+    buf[0..6].copy_from_slice(&macs.dst);
+    buf[6..12].copy_from_slice(&macs.src);
+    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut buf[ETH_LEN..ETH_LEN + IP_LEN];
+    ip[0] = 0x45;
+    ip[1] = 0;
+    ip[2..4].copy_from_slice(&u16::try_from(ip_len).unwrap_or(u16::MAX).to_be_bytes());
+    ip[4..6].copy_from_slice(&[0, 0]); // id
+    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+fn write_stamp(p: &mut [u8], seq: u64, tsc: u64) {
+    p[0..8].copy_from_slice(&tsc.to_be_bytes());
+    p[8..16].copy_from_slice(&seq.to_be_bytes());
+    p[16..18].copy_from_slice(&MAGIC.to_be_bytes());
+}
+
+/// Writes a UDP frame of `len` bytes (without FCS, `MIN_UDP_FRAME..=MAX_FRAME`) into the
+/// front of `buf`, stamped with `seq` and `tsc`. Returns `len`, or `None` when `len` is out
+/// of range or `buf` too short.
+#[allow(clippy::too_many_arguments, reason = "one frame's fields")]
+pub fn udp(
+    buf: &mut [u8],
+    macs: &Macs,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    len: usize,
+    seq: u64,
+    tsc: u64,
+) -> Option<usize> {
+    if !(MIN_UDP_FRAME..=MAX_FRAME).contains(&len) || buf.len() < len {
+        return None;
+    }
+    let udp_len = len - ETH_LEN - IP_LEN;
+    write_eth_ip(buf, macs, src, dst, 17, len - ETH_LEN);
+    let u = &mut buf[ETH_LEN + IP_LEN..len];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&u16::try_from(udp_len).unwrap_or(u16::MAX).to_be_bytes());
+    u[6..8].copy_from_slice(&[0, 0]);
+    write_stamp(&mut u[UDP_LEN..], seq, tsc);
+    u[UDP_LEN + STAMP_LEN..].fill(0);
+    let c = match checksum(u, pseudo(src, dst, 17, udp_len)) {
+        0 => 0xffff, // 0 means "no checksum" in UDP over IPv4
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    Some(len)
+}
+
+/// One TCP segment to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// A stamp `(seq, tsc)` as the 18-byte payload, or no payload.
+    pub stamp: Option<(u64, u64)>,
+}
+
+/// Writes a TCP frame (padded to 60 bytes) into `buf`; returns its length, or `None` when
+/// `buf` is shorter than 60 bytes.
+pub fn tcp(buf: &mut [u8], macs: &Macs, s: &Segment) -> Option<usize> {
+    let payload = if s.stamp.is_some() { STAMP_LEN } else { 0 };
+    let ip_len = IP_LEN + TCP_LEN + payload;
+    let len = (ETH_LEN + ip_len).max(MIN_FRAME);
+    if buf.len() < len {
+        return None;
+    }
+    write_eth_ip(buf, macs, s.src, s.dst, 6, ip_len);
+    let t = &mut buf[ETH_LEN + IP_LEN..ETH_LEN + ip_len];
+    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
+    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
+    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
+    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = s.flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t[16..20].copy_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    if let Some((seq, tsc)) = s.stamp {
+        write_stamp(&mut t[TCP_LEN..], seq, tsc);
+    }
+    let c = checksum(t, pseudo(s.src, s.dst, 6, TCP_LEN + payload));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    buf[ETH_LEN + ip_len..len].fill(0);
+    Some(len)
+}
+
+/// Transport part of a parsed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    Udp,
+    Tcp {
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: u16,
+    },
+}
+
+/// What the parser found in a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub l4: L4,
+    /// `(seq, tsc)` when the payload starts with a stamp.
+    pub stamp: Option<(u64, u64)>,
+    /// IPv4 header and L4 checksums both verify (a NAT that forgets one shows here).
+    pub checksums_ok: bool,
+}
+
+/// Parses an IPv4 UDP or TCP frame; `None` for anything else (ARP, IPv6, fragments,
+/// truncated).
+pub fn parse(f: &[u8]) -> Option<Parsed> {
+    if f.len() < ETH_LEN + IP_LEN || f[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &f[ETH_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < IP_LEN || total < ihl || total > ip.len() {
+        return None;
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None; // a fragment
+    }
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = &ip[ihl..total];
+    let ip_ok = checksum(&ip[..ihl], 0) == 0;
+    let (l4v, hdr, l4_ok) = match ip[9] {
+        17 if l4.len() >= UDP_LEN => {
+            let ok = u16::from_be_bytes([l4[6], l4[7]]) == 0
+                || checksum(l4, pseudo(src, dst, 17, l4.len())) == 0;
+            (L4::Udp, UDP_LEN, ok)
+        }
+        6 if l4.len() >= TCP_LEN => {
+            let off = usize::from(l4[12] >> 4) * 4;
+            if off < TCP_LEN || off > l4.len() {
+                return None;
+            }
+            let tcp = L4::Tcp {
+                flags: l4[13],
+                seq: u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]),
+                ack: u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]),
+                payload: u16::try_from(l4.len() - off).unwrap_or(u16::MAX),
+            };
+            (tcp, off, checksum(l4, pseudo(src, dst, 6, l4.len())) == 0)
+        }
+        _ => return None,
+    };
+    let p = &l4[hdr..];
+    let stamp = (p.len() >= STAMP_LEN && p[16..18] == MAGIC.to_be_bytes()).then(|| {
+        let tsc = u64::from_be_bytes(p[0..8].try_into().unwrap_or([0; 8]));
+        let seq = u64::from_be_bytes(p[8..16].try_into().unwrap_or([0; 8]));
+        (seq, tsc)
+    });
+    Some(Parsed {
+        src,
+        dst,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        l4: l4v,
+        stamp,
+        checksums_ok: ip_ok && l4_ok,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MACS: Macs = Macs {
+        src: [2, 0, 0, 0, 0, 1],
+        dst: [2, 0, 0, 0, 0, 2],
+    };
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 7);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+
+    #[test]
+    fn udp_64_byte_frame_round_trips() {
+        let mut buf = [0xaau8; 128];
+        let n = udp(
+            &mut buf,
+            &MACS,
+            A,
+            B,
+            1024,
+            9,
+            60,
+            42,
+            0x0123_4567_89ab_cdef,
+        )
+        .unwrap();
+        assert_eq!(n, 60);
+        let p = parse(&buf[..n]).unwrap();
+        assert_eq!((p.src, p.dst, p.sport, p.dport), (A, B, 1024, 9));
+        assert_eq!(p.l4, L4::Udp);
+        assert_eq!(p.stamp, Some((42, 0x0123_4567_89ab_cdef)));
+        assert!(p.checksums_ok);
+        assert_eq!(&buf[0..6], &MACS.dst);
+        assert_eq!(
+            u16::from_be_bytes([buf[16], buf[17]]),
+            46,
+            "IP total length"
+        );
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Byte-exact against frames built by scapy 2.5 (`Ether()/IP(src=A, dst=B, flags="DF",
+    /// ttl=64, id=0)/UDP(sport=1024, dport=9)/stamp`, and the TCP one with `flags="PA",
+    /// seq=1000, ack=77, window=65535`), whose checksums scapy computes itself.
+    #[test]
+    fn frames_match_scapy_byte_for_byte() {
+        let mut buf = [0u8; 72];
+        udp(&mut buf, &MACS, A, B, 1024, 9, 60, 1, 2).unwrap();
+        let want = "02000000000202000000000108004500002e000040004011ae91c6120007c613000104000009\
+                    001a7daf00000000000000020000000000000001f1d0";
+        assert_eq!(buf[..60], hex(want)[..]);
+        let s = Segment {
+            src: A,
+            dst: B,
+            sport: 1024,
+            dport: 80,
+            flags: TCP_PSH | TCP_ACK,
+            seq: 1000,
+            ack: 77,
+            stamp: Some((1, 2)),
+        };
+        assert_eq!(tcp(&mut buf, &MACS, &s), Some(72));
+        let want = "02000000000202000000000108004500003a000040004006ae90c6120007c613000104000050\
+                    000003e80000004d5018ffff2934000000000000000000020000000000000001f1d0";
+        assert_eq!(buf[..72], hex(want)[..]);
+        // Corrupt one payload byte: the parser's checksum check must catch it.
+        buf[60] ^= 1;
+        assert!(!parse(&buf).unwrap().checksums_ok);
+    }
+
+    #[test]
+    fn larger_udp_frames_are_padded_and_valid() {
+        let mut buf = [0xffu8; 1514];
+        let n = udp(&mut buf, &MACS, A, B, 5000, 53, 1514, 7, 9).unwrap();
+        let p = parse(&buf[..n]).unwrap();
+        assert!(p.checksums_ok);
+        assert!(buf[60..1514].iter().all(|&b| b == 0));
+        assert_eq!(
+            udp(&mut buf, &MACS, A, B, 1, 1, 59, 0, 0),
+            None,
+            "too short for a stamp"
+        );
+        assert_eq!(udp(&mut buf, &MACS, A, B, 1, 1, 1515, 0, 0), None);
+    }
+
+    #[test]
+    fn tcp_segments_round_trip() {
+        let mut buf = [0u8; 80];
+        for (flags, stamp, len) in [(TCP_SYN, None, 60), (TCP_ACK | TCP_PSH, Some((3, 4)), 72)] {
+            let s = Segment {
+                src: A,
+                dst: B,
+                sport: 1024,
+                dport: 80,
+                flags,
+                seq: 1000,
+                ack: 77,
+                stamp,
+            };
+            let n = tcp(&mut buf, &MACS, &s).unwrap();
+            assert_eq!(n, len, "a bare segment is padded to 60 bytes");
+            let p = parse(&buf[..n]).unwrap();
+            let payload = if stamp.is_some() { 18 } else { 0 };
+            assert_eq!(
+                p.l4,
+                L4::Tcp {
+                    flags,
+                    seq: 1000,
+                    ack: 77,
+                    payload
+                }
+            );
+            assert_eq!(p.stamp, stamp);
+            assert!(p.checksums_ok, "flags {flags:#x}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_what_is_not_ours() {
+        let mut buf = [0u8; 60];
+        udp(&mut buf, &MACS, A, B, 1, 2, 60, 0, 0).unwrap();
+        let mut arp = buf;
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(parse(&arp), None);
+        let mut frag = buf;
+        frag[20] = 0x20; // more fragments
+        assert_eq!(parse(&frag), None);
+        let mut long = buf;
+        long[16..18].copy_from_slice(&200u16.to_be_bytes()); // total length past the frame
+        assert_eq!(parse(&long), None);
+        assert_eq!(parse(&buf[..30]), None);
+        let mut icmp = buf;
+        icmp[23] = 1;
+        assert_eq!(parse(&icmp), None);
+    }
+}

@@ -1,0 +1,649 @@
+//! `perfgen`: the DPDK edge of the load generator (see `lib.rs` for the logic and
+//! `perf/README.md` for the method). One main lcore polls both ports: it sends on the TX
+//! port, counts and timestamps what arrives on the RX port (UDP), or plays the TCP client
+//! on the TX port and the server (reflector) on the RX port.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use arrayvec::ArrayVec;
+use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, Stats, TxQueue, rdtsc};
+use perfgen::args::{Args, Mode};
+use perfgen::flows::Flows;
+use perfgen::frame::{self, Macs, Segment};
+use perfgen::hist::{Histogram, Summary};
+use perfgen::pace::Pacer;
+use perfgen::tcp::{self, Client, ClientStats};
+use serde::Serialize;
+
+const BURST: usize = 32;
+const POOL_MBUFS: u32 = 16383;
+
+#[derive(Debug, Default, Serialize)]
+struct Counters {
+    tx_packets: u64,
+    tx_bytes: u64,
+    /// UDP: frames the TX queue refused (ring full), retried on the next burst, summed
+    /// over bursts; TCP: segments refused and dropped (the handshake timeout covers them).
+    tx_retries: u64,
+    /// UDP: frames still refused when sending stopped (freed, not counted in tx).
+    tx_unsent: u64,
+    tx_nombuf: u64,
+    rx_packets: u64,
+    rx_bytes: u64,
+    /// Received frames carrying a stamp of this run.
+    rx_stamped: u64,
+    rx_bad_checksum: u64,
+    /// Frames that are not IPv4 UDP/TCP.
+    rx_other: u64,
+    /// Frames arriving on the TX port in UDP mode (e.g. ICMP errors from the device).
+    rx_reverse: u64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_retries += o.tx_retries;
+        self.tx_unsent += o.tx_unsent;
+        self.tx_nombuf += o.tx_nombuf;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_stamped += o.rx_stamped;
+        self.rx_bad_checksum += o.rx_bad_checksum;
+        self.rx_other += o.rx_other;
+        self.rx_reverse += o.rx_reverse;
+    }
+}
+
+/// What one lane (queue pair and lcore) measured.
+#[derive(Debug, Default)]
+struct LaneResult {
+    c: Counters,
+    h: Histogram,
+    send_s: f64,
+    tcp: Option<(ClientStats, u64)>,
+}
+
+/// What every lane shares (cloned into each lcore's closure).
+#[derive(Debug, Clone)]
+struct Ctx {
+    pool: Mempool,
+    a: Args,
+    flows: Flows,
+    hz: u64,
+    client_macs: Macs,
+    server_macs: Macs,
+}
+
+impl Ctx {
+    /// Lane `k`'s share of a total (rate or count): the total split evenly, the remainder
+    /// to the first lanes. 0 stays 0 (unlimited).
+    fn share(&self, total: u64, k: u16) -> u64 {
+        let n = u64::from(self.a.queues);
+        total / n + u64::from(u64::from(k) < total % n)
+    }
+}
+
+/// One queue pair on each port.
+#[derive(Debug)]
+struct Lane {
+    k: u16,
+    tx_rx: RxQueue,
+    tx_tx: TxQueue,
+    rx_rx: RxQueue,
+    rx_tx: TxQueue,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    tool: &'static str,
+    dpdk: String,
+    tsc_hz: u64,
+    args: Args,
+    /// Seconds from the first packet to the end of sending.
+    send_s: f64,
+    counters: Counters,
+    tx_pps: f64,
+    rx_pps: f64,
+    /// RX bit rate on the wire (frame + FCS + preamble + inter-frame gap: +24 bytes).
+    rx_wire_gbps: f64,
+    lost: i64,
+    loss_ratio: f64,
+    /// UDP: one-way latency through the device; TCP: SYN to last ACK per connection.
+    latency: Summary,
+    tcp: Option<TcpReport>,
+    ports: PortsReport,
+}
+
+#[derive(Debug, Serialize)]
+struct TcpReport {
+    client: ClientStats,
+    conns_per_s: f64,
+    reflector_answers: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PortStats {
+    name: String,
+    ipackets: u64,
+    opackets: u64,
+    imissed: u64,
+    ierrors: u64,
+    oerrors: u64,
+    rx_nombuf: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PortsReport {
+    tx: PortStats,
+    rx: PortStats,
+}
+
+fn port_stats(name: &str, s: Stats) -> PortStats {
+    PortStats {
+        name: name.to_string(),
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
+}
+
+/// Seconds (at most 600, checked by `Args::parse`) to TSC cycles.
+fn secs_to_cycles(s: f64, hz: u64) -> u64 {
+    let us = u64::try_from(Duration::from_secs_f64(s).as_micros()).unwrap_or(600_000_000);
+    u64::try_from(u128::from(us) * u128::from(hz) / 1_000_000).unwrap_or(u64::MAX)
+}
+
+fn cycles_to_ns(c: u64, hz: u64) -> u64 {
+    u64::try_from(u128::from(c) * 1_000_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
+}
+
+/// Sends `segs` on `tx` as frames, counting what went, what the queue refused and what
+/// found no mbuf.
+fn send_segments(
+    pool: &Mempool,
+    tx: &mut TxQueue,
+    macs: &Macs,
+    segs: &mut Vec<Segment>,
+    c: &mut Counters,
+) {
+    for chunk in segs.chunks(BURST) {
+        let mut out: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        for s in chunk {
+            let Some(mut m) = pool.alloc() else {
+                c.tx_nombuf += 1;
+                continue;
+            };
+            let Some(buf) = m.append(frame::MIN_FRAME + frame::STAMP_LEN) else {
+                c.tx_nombuf += 1;
+                continue;
+            };
+            match frame::tcp(buf, macs, s) {
+                Some(n) => {
+                    let extra = buf.len() - n;
+                    m.trim(extra);
+                    out.push(m);
+                }
+                None => c.tx_nombuf += 1,
+            }
+        }
+        let bytes = |v: &ArrayVec<Mbuf, BURST>| v.iter().map(|m| m.len() as u64).sum::<u64>();
+        let before = bytes(&out);
+        let sent = tx.tx_burst(&mut out);
+        c.tx_packets += sent as u64;
+        c.tx_bytes += before - bytes(&out); // what stays in `out` was refused
+        c.tx_retries += out.len() as u64;
+    }
+    segs.clear();
+}
+
+struct Io {
+    pool: Mempool,
+    txp: Port,
+    rxp: Port,
+    tx_name: String,
+    rx_name: String,
+    lanes: Vec<Lane>,
+}
+
+fn open_port(
+    eal: &Eal,
+    id: PortId,
+    pool: &Mempool,
+    queues: u16,
+) -> Result<(Port, Vec<RxQueue>, Vec<TxQueue>), String> {
+    let mut p = Port::open(eal, id).map_err(|e| format!("port {id:?}: {e}"))?;
+    let cfg = PortConfig {
+        rx_queues: queues,
+        tx_queues: queues,
+        rx_desc: 1024,
+        tx_desc: 1024,
+        ..PortConfig::default()
+    };
+    p.configure(&cfg, pool)
+        .map_err(|e| format!("configure port {id:?}: {e}"))?;
+    let _ = p.set_promiscuous(true);
+    let (rx, tx) = p.take_queues().map_err(|e| e.to_string())?;
+    p.start().map_err(|e| format!("start port {id:?}: {e}"))?;
+    if rx.len() != usize::from(queues) || tx.len() != usize::from(queues) {
+        return Err(format!(
+            "port {id:?}: got {} RX / {} TX queues, asked {queues}",
+            rx.len(),
+            tx.len()
+        ));
+    }
+    Ok((p, rx, tx))
+}
+
+fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
+    let ids: Vec<PortId> = eal.ports().collect();
+    let pick = |name: &Option<String>, k: usize| -> Result<PortId, String> {
+        match name {
+            Some(n) => eal.port_by_name(n).map_err(|e| format!("port {n}: {e}")),
+            None => ids.get(k).copied().ok_or_else(|| {
+                format!("need two DPDK ports, found {} (add --vdev=...)", ids.len())
+            }),
+        }
+    };
+    let (t, r) = (pick(&a.tx_port, 0)?, pick(&a.rx_port, 1)?);
+    if t == r {
+        return Err("--tx-port and --rx-port must differ".into());
+    }
+    let pool = Mempool::pktmbuf(eal, "perfgen", POOL_MBUFS, 256, 2048 + 128, eal.socket_id())
+        .map_err(|e| format!("mempool: {e}"))?;
+    let q = a.queues;
+    let (txp, tx_rx, tx_tx) = open_port(eal, t, &pool, q)?;
+    let (rxp, rx_rx, rx_tx) = open_port(eal, r, &pool, q)?;
+    let wait = Duration::from_secs(a.link_timeout_s);
+    for p in [&txp, &rxp] {
+        let up = p.wait_link_up(wait).map(|l| l.up).unwrap_or(false);
+        if !up {
+            return Err(format!(
+                "port {} link down after {} s (is the peer, e.g. testpmd, running?)",
+                p.name().unwrap_or_default(),
+                a.link_timeout_s
+            ));
+        }
+    }
+    Ok(Io {
+        tx_name: txp.name().unwrap_or_default(),
+        rx_name: rxp.name().unwrap_or_default(),
+        pool,
+        txp,
+        rxp,
+        lanes: tx_rx
+            .into_iter()
+            .zip(tx_tx)
+            .zip(rx_rx.into_iter().zip(rx_tx))
+            .zip(0..q)
+            .map(|(((tx_rx, tx_tx), (rx_rx, rx_tx)), k)| Lane {
+                k,
+                tx_rx,
+                tx_tx,
+                rx_rx,
+                rx_tx,
+            })
+            .collect(),
+    })
+}
+
+/// Receives one burst on `q`; calls `f` with each frame; counts.
+fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&[u8], &mut Counters)) -> usize {
+    let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let n = q.rx_burst(&mut inb);
+    for m in inb.drain(..) {
+        f(m.data(), c);
+    }
+    n
+}
+
+fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
+    let (a, hz, macs) = (&x.a, x.hz, x.client_macs);
+    let mut r = LaneResult::default();
+    let (c, h) = (&mut r.c, &mut r.h);
+    let (lanes, k) = (u64::from(a.queues), u64::from(lane.k));
+    let count = x.share(a.count, lane.k);
+    let len = a.size - 4;
+    let start = rdtsc();
+    let end = start + secs_to_cycles(a.duration_s, hz);
+    let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
+    let mut seq = 0u64;
+    let mut send_end = end;
+    let mut drain_end = u64::MAX;
+    let mut out: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    loop {
+        let now = rdtsc();
+        if drain_end == u64::MAX {
+            let left = if count == 0 { u64::MAX } else { count - seq };
+            let want = pacer.due(now).min(usize::try_from(left).unwrap_or(BURST));
+            // Frames the queue refused last time stay in `out` and go first.
+            let fresh = want.saturating_sub(out.len());
+            if fresh > 0 {
+                let first = out.len();
+                if x.pool.alloc_bulk(&mut out, fresh) {
+                    for m in out[first..].iter_mut() {
+                        let t = x.flows.tuple(seq * lanes + k);
+                        if let Some(buf) = m.append(len) {
+                            let _ = frame::udp(
+                                buf,
+                                &macs,
+                                t.src,
+                                t.dst,
+                                t.sport,
+                                t.dport,
+                                len,
+                                seq,
+                                rdtsc(),
+                            );
+                        }
+                        seq += 1;
+                    }
+                } else {
+                    c.tx_nombuf += 1;
+                }
+            }
+            if !out.is_empty() {
+                let sent = lane.tx_tx.tx_burst(&mut out);
+                c.tx_packets += sent as u64;
+                c.tx_bytes += (sent * len) as u64;
+                c.tx_retries += out.len() as u64;
+                pacer.sent(sent);
+            }
+            if now >= end || (count != 0 && seq >= count && out.is_empty()) {
+                c.tx_unsent += out.len() as u64;
+                out.clear();
+                send_end = now;
+                drain_end = now + a.drain_ms * hz / 1000;
+            }
+        } else if now >= drain_end {
+            break;
+        }
+        receive(&mut lane.rx_rx, c, |f, c| {
+            let now = rdtsc();
+            c.rx_packets += 1;
+            c.rx_bytes += f.len() as u64;
+            match frame::parse(f) {
+                Some(p) => {
+                    if !p.checksums_ok {
+                        c.rx_bad_checksum += 1;
+                    }
+                    if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
+                        c.rx_stamped += 1;
+                        h.record(cycles_to_ns(now - tsc, hz));
+                    }
+                }
+                None => c.rx_other += 1,
+            }
+        });
+        receive(&mut lane.tx_rx, c, |_, c| c.rx_reverse += 1);
+    }
+    r.send_s = (send_end - start) as f64 / hz as f64;
+    r
+}
+
+fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
+    let (a, hz) = (&x.a, x.hz);
+    let mut r = LaneResult::default();
+    let (c, h) = (&mut r.c, &mut r.h);
+    let count = x.share(a.count, lane.k);
+    let mut client = Client::lane(
+        x.flows,
+        a.concurrency,
+        u64::from(lane.k),
+        u64::from(a.queues),
+    )?;
+    let timeout = a.timeout_ms * hz / 1000;
+    let start = rdtsc();
+    let end = start + secs_to_cycles(a.duration_s, hz);
+    let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
+    let (mut to_server, mut to_client) = (Vec::with_capacity(4 * BURST), Vec::with_capacity(BURST));
+    let mut answers = 0u64;
+    let mut send_end = end;
+    let mut sending = true;
+    let mut drain_end = u64::MAX;
+    let mut iter = 0u64;
+    loop {
+        let now = rdtsc();
+        iter += 1;
+        if sending {
+            let mut n = pacer.due(now);
+            if count != 0 {
+                n = n.min(usize::try_from(count - client.stats.opened).unwrap_or(BURST));
+            }
+            let mut opened = 0;
+            for _ in 0..n {
+                match client.open(now) {
+                    Some(s) => {
+                        to_server.push(s);
+                        opened += 1;
+                    }
+                    None => break,
+                }
+            }
+            pacer.sent(opened);
+            if now >= end || (count != 0 && client.stats.opened >= count) {
+                sending = false;
+                send_end = now;
+            }
+        } else if client.open_count() == 0 || now >= drain_end {
+            break;
+        } else if drain_end == u64::MAX {
+            // Let connections in flight finish (or time out), bounded.
+            drain_end = now + timeout.max(a.drain_ms * hz / 1000);
+        }
+        send_segments(&x.pool, &mut lane.tx_tx, &x.client_macs, &mut to_server, c);
+        // Far side: the reflector answers as the server.
+        receive(&mut lane.rx_rx, c, |f, c| {
+            c.rx_packets += 1;
+            c.rx_bytes += f.len() as u64;
+            match frame::parse(f) {
+                Some(p) => {
+                    if !p.checksums_ok {
+                        c.rx_bad_checksum += 1;
+                    }
+                    if let Some(r) = tcp::reflect(&p) {
+                        to_client.push(r);
+                        answers += 1;
+                    }
+                }
+                None => c.rx_other += 1,
+            }
+        });
+        send_segments(&x.pool, &mut lane.rx_tx, &x.server_macs, &mut to_client, c);
+        // Near side: the client.
+        receive(&mut lane.tx_rx, c, |f, c| {
+            c.rx_packets += 1;
+            c.rx_bytes += f.len() as u64;
+            match frame::parse(f) {
+                Some(p) => {
+                    if !p.checksums_ok {
+                        c.rx_bad_checksum += 1;
+                    }
+                    if let Some(t) = client.on_segment(&p, rdtsc(), &mut to_server) {
+                        c.rx_stamped += 1;
+                        h.record(cycles_to_ns(t, hz));
+                    }
+                }
+                None => c.rx_other += 1,
+            }
+        });
+        if iter.is_multiple_of(64) {
+            client.expire(now, timeout);
+        }
+    }
+    client.expire(u64::MAX, 0);
+    r.send_s = (send_end - start) as f64 / hz as f64;
+    r.tcp = Some((client.stats, answers));
+    Ok(r)
+}
+
+/// Runs lane `lane` in the chosen mode.
+fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
+    match x.a.mode {
+        Mode::Udp => Ok(run_udp(lane, x)),
+        Mode::Tcp => run_tcp(lane, x),
+    }
+}
+
+fn run(a: Args) -> Result<Report, String> {
+    let flows = Flows::new(a.src_net, a.dst, a.dport, a.flows)?;
+    let eal = Eal::init(&a.eal).map_err(|e| format!("EAL init: {e}"))?;
+    let hz = eal.tsc_hz();
+    if a.rate != 0 && a.rate < u64::from(a.queues) || a.count != 0 && a.count < u64::from(a.queues)
+    {
+        return Err("--rate and --count must be 0 or at least --queues".into());
+    }
+    let workers: Vec<_> = eal
+        .worker_lcores()
+        .take(usize::from(a.queues) - 1)
+        .collect();
+    if workers.len() + 1 < usize::from(a.queues) {
+        return Err(format!(
+            "--queues {} needs {} lcores; EAL has {} (give -l / --lcores more)",
+            a.queues,
+            a.queues,
+            workers.len() + 1
+        ));
+    }
+    let mut io = setup(&eal, &a)?;
+    let x = Ctx {
+        pool: io.pool.clone(),
+        a: a.clone(),
+        flows,
+        hz,
+        client_macs: Macs {
+            src: io.txp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfe]),
+            dst: a.tx_mac,
+        },
+        server_macs: Macs {
+            src: io.rxp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfd]),
+            dst: a.rx_mac,
+        },
+    };
+    // Lane 0 on the main lcore, lane k on worker lcore k.
+    let mut lanes = std::mem::take(&mut io.lanes).into_iter();
+    let mut main_lane = lanes.next().ok_or("no queue")?;
+    let (done, results) = std::sync::mpsc::channel();
+    let mut handles = Vec::new();
+    for (mut lane, lcore) in lanes.zip(workers) {
+        let (x, done) = (x.clone(), done.clone());
+        let h = eal
+            .launch_on(lcore, move || {
+                let _ = done.send(run_lane(&mut lane, &x));
+                0
+            })
+            .map_err(|e| format!("launch on {lcore}: {e}"))?;
+        handles.push(h);
+    }
+    let mut all = vec![run_lane(&mut main_lane, &x)];
+    drop(main_lane);
+    for h in handles {
+        h.join();
+    }
+    drop(done);
+    all.extend(results.iter());
+    let mut c = Counters::default();
+    let mut h = Histogram::default();
+    let mut send_s = 0f64;
+    let mut tcp: Option<TcpReport> = None;
+    for r in all {
+        let r = r?;
+        c.add(&r.c);
+        h.merge(&r.h);
+        send_s = send_s.max(r.send_s);
+        if let Some((stats, answers)) = r.tcp {
+            let t = tcp.get_or_insert(TcpReport {
+                client: ClientStats::default(),
+                conns_per_s: 0.0,
+                reflector_answers: 0,
+            });
+            t.client.opened += stats.opened;
+            t.client.completed += stats.completed;
+            t.client.failed += stats.failed;
+            t.client.unexpected += stats.unexpected;
+            t.reflector_answers += answers;
+        }
+    }
+    if let Some(t) = tcp.as_mut() {
+        t.conns_per_s = t.client.completed as f64 / send_s.max(1e-9);
+    }
+    let ports = PortsReport {
+        tx: port_stats(&io.tx_name, io.txp.stats().unwrap_or_default()),
+        rx: port_stats(&io.rx_name, io.rxp.stats().unwrap_or_default()),
+    };
+    let lost = i64::try_from(c.tx_packets).unwrap_or(i64::MAX)
+        - i64::try_from(c.rx_packets).unwrap_or(i64::MAX);
+    let rx_pps = c.rx_packets as f64 / send_s.max(1e-9);
+    let report = Report {
+        tool: "perfgen",
+        dpdk: Eal::version(),
+        tsc_hz: hz,
+        send_s,
+        tx_pps: c.tx_packets as f64 / send_s.max(1e-9),
+        rx_pps,
+        rx_wire_gbps: (c.rx_bytes + 24 * c.rx_packets) as f64 * 8.0 / send_s.max(1e-9) / 1e9,
+        lost: if a.mode == Mode::Udp { lost } else { 0 },
+        loss_ratio: if a.mode == Mode::Udp && c.tx_packets > 0 {
+            lost as f64 / c.tx_packets as f64
+        } else {
+            0.0
+        },
+        latency: h.summary(),
+        tcp,
+        ports,
+        counters: c,
+        args: a,
+    };
+    // Shut down: queues first, then the ports, then EAL (Busy is harmless at exit).
+    drop(x);
+    let Io { txp, rxp, pool, .. } = io;
+    for mut p in [txp, rxp] {
+        let _ = p.stop();
+        let _ = p.close();
+    }
+    drop(pool);
+    let _ = eal.cleanup();
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    let a = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) if e.starts_with("perfgen:") => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("perfgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = a.json.clone();
+    match run(a) {
+        Ok(r) => {
+            let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+            match json {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(&path, text + "\n") {
+                        eprintln!("perfgen: {path}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                None => {
+                    use std::io::Write;
+                    // A closed pipe (`| head`) is not worth a panic.
+                    let _ = writeln!(std::io::stdout(), "{text}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("perfgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,121 @@
+# Shared helpers for perf/run-*.sh (sourced, not run). Topology, on one host:
+#
+#   perfgen tx port (memif client) --a.sock--> DUT port 0 (memif server)
+#                                               DUT (testpmd io | fwd)
+#   perfgen rx port (memif client) <--b.sock-- DUT port 1 (memif server)
+#
+# perfgen sends on its tx port and counts on its rx port (UDP), or plays TCP client and
+# server (reflector) on the two ports. The DUT's forwarding lcore and the generator get
+# their own cores (CORE_DUT, CORE_GEN); the DUT's main lcore shares the generator's core
+# (it only prints statistics).
+set -euo pipefail
+
+PERF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$PERF_DIR/.." && pwd)
+RESULTS=${RESULTS:-$PERF_DIR/results}
+PERFGEN=${PERFGEN:-$REPO/target/release/perfgen}
+TESTPMD=${TESTPMD:-dpdk-testpmd}
+CORE_GEN=${CORE_GEN:-0}
+CORE_DUT=${CORE_DUT:-1}
+DURATION=${DURATION:-5}
+MEM_MB=${MEM_MB:-256}
+RUN_DIR=$(mktemp -d /tmp/perf-run.XXXXXX)
+# memif sockets (abstract namespace in DPDK 22.11; the path only names them).
+SOCK_A=$RUN_DIR/a.sock
+SOCK_B=$RUN_DIR/b.sock
+# Fixed MACs so the appliance can have static neighbours for the generator.
+GEN_MAC_A=02:00:00:00:01:01
+GEN_MAC_B=02:00:00:00:02:01
+DUT_MAC_A=02:00:00:00:01:fe
+DUT_MAC_B=02:00:00:00:02:fe
+DUT_PID=""
+DUT_SIG=INT # testpmd prints its statistics and stops on SIGINT; fwd stops on SIGTERM
+
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+cleanup_dut() {
+    if [ -n "$DUT_PID" ] && kill -0 "$DUT_PID" 2> /dev/null; then
+        kill -"$DUT_SIG" "$DUT_PID" 2> /dev/null || true
+        for _ in $(seq 50); do kill -0 "$DUT_PID" 2> /dev/null || break; sleep 0.1; done
+        kill -KILL "$DUT_PID" 2> /dev/null || true
+    fi
+    DUT_PID=""
+}
+trap 'cleanup_dut; [ -n "${KEEP_RUN_DIR:-}" ] || rm -rf "$RUN_DIR"' EXIT
+
+require() {
+    [ "$(id -u)" -eq 0 ] || die "run as root (DPDK needs hugepages)"
+    [ -x "$PERFGEN" ] || die "$PERFGEN missing: cargo build --release -p perfgen"
+    command -v jq > /dev/null || die "jq missing (apt-get install jq)"
+    local free
+    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+    # Two DPDK processes of MEM_MB MiB each, in 2 MiB pages, plus slack.
+    local need=$(( MEM_MB + 64 ))
+    [ "$free" -ge "$need" ] || die "only $free free 2 MiB hugepages; need $need (deploy/dev/setup-host.sh)"
+    mkdir -p "$RESULTS"
+}
+
+# Machine, DPDK and commit, as JSON.
+meta_json() {
+    local cpu commit dirty
+    cpu=$(lscpu 2> /dev/null | sed -n 's/^Model name: *//p' | head -1)
+    commit=$(git -C "$REPO" rev-parse HEAD 2> /dev/null || echo unknown)
+    dirty=$(git -C "$REPO" status --porcelain --untracked-files=no 2> /dev/null | grep -q . && echo true || echo false)
+    jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$cpu" --arg nproc "$(nproc)" \
+        --arg kernel "$(uname -r)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg mem "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" \
+        --arg dpdk "$(pkg-config --modversion libdpdk 2> /dev/null || echo unknown)" \
+        --arg commit "$commit" --argjson dirty "$dirty" --arg gen "$CORE_GEN" --arg dut "$CORE_DUT" \
+        '{date: $date, machine: {cpu: $cpu, cores: ($nproc | tonumber), kernel: $kernel,
+          mem_kib: ($mem | tonumber), loadavg: $load}, dpdk: $dpdk, commit: $commit, dirty: $dirty,
+          cores: {generator: ($gen | tonumber), dut_worker: ($dut | tonumber)}}'
+}
+
+# The DUT's EAL devices: two memif servers with fixed MACs.
+dut_vdevs() {
+    echo "--vdev=net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A --vdev=net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
+}
+
+# Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
+start_testpmd() {
+    DUT_CMD="$TESTPMD -l $CORE_GEN,$CORE_DUT --main-lcore $CORE_GEN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
+    # shellcheck disable=SC2086
+    $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
+    DUT_PID=$!
+    for _ in $(seq 300); do
+        grep -q "io packet forwarding - ports" "$RUN_DIR/dut.log" 2> /dev/null && return 0
+        kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "testpmd exited"; }
+        sleep 0.1
+    done
+    die "testpmd did not start in 30 s (log: $RUN_DIR/dut.log)"
+}
+
+# Runs perfgen with extra arguments. Sets GEN (its JSON) and GEN_CMD (shell-quoted). Not
+# in a subshell: the variables must survive.
+run_gen() {
+    local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
+        --rx-mac "$DUT_MAC_B" "$@" -- -l "$CORE_GEN" --file-prefix perf-gen --no-pci -m "$MEM_MB"
+        "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
+        "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
+    GEN_CMD=$(printf '%q ' "${cmd[@]}")
+    GEN_CMD=${GEN_CMD% }
+    # Bounded: perfgen stops by itself after DURATION; the timeout is a safety net.
+    timeout $(( ${DURATION%.*} + 60 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 \
+        || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
+    GEN=$(cat "$RUN_DIR/gen.json")
+}
+
+# Writes one result file: scenario name, meta, commands, generator JSON.
+#   save NAME DUT GEN_JSON [EXTRA_JSON]
+save() {
+    local name=$1 dut=$2 gen=$3 extra=${4:-'{}'} out
+    out=$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name.json
+    jq -n --arg scenario "$name" --arg dut "$dut" --arg dut_cmd "$DUT_CMD" --arg gen_cmd "$GEN_CMD" \
+        --argjson meta "$(meta_json)" --argjson gen "$gen" --argjson extra "$extra" \
+        '{scenario: $scenario, dut: $dut} + $meta + {commands: {dut: $dut_cmd, generator: $gen_cmd},
+          generator: $gen} + $extra' > "$out"
+    printf '%-28s %-10s flows=%-8s tx=%6.2f Mpps rx=%6.2f Mpps loss=%.4f%%%s\n' "$name" "$dut" \
+        "$(jq -r .args.flows <<< "$gen")" "$(jq -r '.tx_pps / 1e6' <<< "$gen")" \
+        "$(jq -r '.rx_pps / 1e6' <<< "$gen")" "$(jq -r '.loss_ratio * 100' <<< "$gen")" \
+        "$(jq -r 'if .tcp then "  conns/s=\(.tcp.conns_per_s | floor)" else "" end' <<< "$gen")"
+    echo "  -> $out"
+}
