@@ -110,8 +110,23 @@ def main():
         elif "newconn" in name or "rules" in name:
             lines.append(f"| {name} | single-packet UDP | {g['rx_pps']:,.0f} | "
                          f"{g['lost']} lost | - | - |")
-    lines += ["", "Scaling (1, 2, 4, 6 workers) needs the 16-core machine: see "
-              "`perf/run-scaling.sh`; no result yet.", ""]
+    scaling = {}
+    for name, r in latest.items():
+        if name.startswith("scaling-") and "tcp" not in name:
+            scaling.setdefault(r["dut"], {})[r["workers"]] = r["generator"]["rx_pps"]
+    lines += ["", "## Scaling (UDP, max rate)", ""]
+    if scaling:
+        lines += ["| DUT | workers | rx Mpps | per worker Mpps | efficiency |",
+                  "|---|---:|---:|---:|---:|"]
+        for dut, d in sorted(scaling.items()):
+            one = d.get(1)
+            for w in sorted(d):
+                eff = f"{d[w] / (w * one):.2f}" if one else "-"
+                lines.append(f"| {dut} | {w} | {mpps(d[w])} | {mpps(d[w] / w)} | {eff} |")
+    else:
+        lines.append("Not measured: `perf/run-scaling.sh` needs 2 x workers + 1 cores "
+                     "(the 16-core machine).")
+    lines.append("")
 
     plot = os.path.join(out, "throughput-vs-flows.png")
     try:
@@ -134,6 +149,20 @@ def main():
         fig.tight_layout()
         fig.savefig(plot, dpi=100)
         lines.insert(8, f"![throughput vs flows]({os.path.basename(plot)})\n")
+        if scaling:
+            wplot = os.path.join(out, "throughput-vs-workers.png")
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for dut, d in sorted(scaling.items()):
+                xs = sorted(d)
+                ax.plot(xs, [d[x] / 1e6 for x in xs], "o-", label=dut)
+            ax.set_xlabel("workers")
+            ax.set_ylabel("Mpps received (64-byte frames)")
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(wplot, dpi=100)
+            lines.append(f"![throughput vs workers]({os.path.basename(wplot)})")
     except ImportError:
         lines.append("(matplotlib missing: no plot; apt-get install python3-matplotlib)")
     report = os.path.join(out, "REPORT.md")
