@@ -3,7 +3,7 @@
 //! Layers, bottom up (see `../shared/DESIGN.md` and `docs/`):
 //!
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
-//!   `Copy` [`wire::PacketInfo`] summary, or a [`DropReason`].
+//!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].
 //! - [`conntrack`]: flow keys, the per-worker connection table, protocol trackers with
 //!   Linux `nf_conntrack` semantics, timers, statistics and events.
 //! - [`rules`]: the nftables-syntax rule language, its JSON form, the compiled ruleset

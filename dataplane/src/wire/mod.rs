@@ -7,7 +7,25 @@
 //! or into a [`DropReason`](crate::DropReason).
 //!
 //! This file holds the summary types: they are the contract between the parser and its
-//! consumers.
+//! consumers. See `docs/wire.md` for the decisions behind them.
+
+pub mod arp;
+pub mod checksum;
+pub mod eth;
+pub mod icmp;
+pub mod ipv4;
+pub mod ipv6;
+pub mod parse;
+pub mod rewrite;
+pub mod tcp;
+pub mod udp;
+
+#[cfg(test)]
+mod testdata;
+#[cfg(test)]
+mod tests;
+
+pub use parse::{HwCsum, ParseOptions, TRUST_ALL, VERIFY_ALL, check_invariants, parse};
 
 /// An IP address in a fixed 16-byte form: IPv6 as is, IPv4 as an IPv4-mapped IPv6 address
 /// (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2). One representation keeps flow keys a single

@@ -1,0 +1,47 @@
+# The two commands README.md gives a new user (run as root on Debian 12):
+#   make demo   set up the host, build, run fwd on its embedded virtual-port default with
+#               generated traffic, print what it did
+#   make test   set up the host, then every check CI runs
+# Everything else here is what those two are made of.
+
+CARGO ?= cargo
+FUZZ_SECONDS ?= 10
+
+.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools
+
+setup:
+	bash deploy/dev/setup-host.sh
+
+tools:
+	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release -p dataplane -p mgmt
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p dataplane --no-default-features --all-targets -- -D warnings
+	@! grep -rn --include='*.rs' 'unsafe' dataplane/src mgmt/src \
+		| grep -v 'forbid(unsafe_code)' | grep -v '^.*//' \
+		|| (echo "unsafe code outside dpdk-bindings" >&2; exit 1)
+
+unit:
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+# Each fuzz target runs FUZZ_SECONDS on the committed corpus plus fresh inputs.
+fuzz-smoke:
+	bash dataplane/fuzz/smoke.sh $(FUZZ_SECONDS)
+
+deploy-check: release
+	@if [ -x deploy/ci/check.sh ]; then deploy/ci/check.sh; fi
+
+test: setup tools lint unit fuzz-smoke deploy-check
+
+demo: setup release
+	bash deploy/dev/demo.sh

@@ -1,0 +1,280 @@
+//! Flow keys: the tuple an entry is found by, in one direction.
+
+use crate::wire::{Addr, Family, IpInfo, L4Info, proto};
+
+/// Which tuple of an entry a packet matched: the one of the packet that created the entry
+/// (`Original`) or the (possibly NATed) reply tuple (`Reply`), as Linux's
+/// `IP_CT_DIR_ORIGINAL` / `IP_CT_DIR_REPLY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Direction {
+    Original = 0,
+    Reply = 1,
+}
+
+impl Direction {
+    /// 0 for original, 1 for reply (index into per-direction arrays).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The other direction.
+    pub const fn flip(self) -> Self {
+        match self {
+            Direction::Original => Direction::Reply,
+            Direction::Reply => Direction::Original,
+        }
+    }
+
+    pub(crate) const fn from_bit(bit: u32) -> Self {
+        if bit & 1 == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        }
+    }
+}
+
+/// One direction of a flow: 40 bytes, no padding.
+///
+/// - TCP / UDP: `sport`, `dport` are the ports.
+/// - ICMP / ICMPv6 echo: `sport` is the identifier and `dport` the ICMP type of the
+///   message travelling in this direction (8 / 0, or 128 / 129), so [`FlowKey::inverse`]
+///   of an echo request key is the key of its reply, as Linux's ICMP tuple (id, type,
+///   code) inverts.
+/// - Other protocols (generic tracker): both zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// Conntrack zone (`ct zone`), 0 by default.
+    pub zone: u16,
+    pub proto: u8,
+    pub family: Family,
+}
+
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// ICMP echo request/reply types and their inverses.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// The echo type of the other direction (`nf_conntrack_proto_icmp.c` `invmap`), or the
+/// type itself when it has no inverse.
+fn icmp_inverse_type(t: u8) -> u8 {
+    match t {
+        ICMP_ECHO_REQUEST => ICMP_ECHO_REPLY,
+        ICMP_ECHO_REPLY => ICMP_ECHO_REQUEST,
+        ICMPV6_ECHO_REQUEST => ICMPV6_ECHO_REPLY,
+        ICMPV6_ECHO_REPLY => ICMPV6_ECHO_REQUEST,
+        other => other,
+    }
+}
+
+/// Whether `proto` is ICMP for the family (ICMP for IPv4, ICMPv6 for IPv6).
+pub(crate) fn is_icmp(family: Family, p: u8) -> bool {
+    matches!(
+        (family, p),
+        (Family::V4, proto::ICMP) | (Family::V6, proto::ICMPV6)
+    )
+}
+
+impl FlowKey {
+    /// The key of the packet as it travels, or `None` when it has no trackable tuple (a
+    /// later fragment without an L4 header, or an ICMP message that is neither an echo
+    /// nor an error).
+    ///
+    /// For an ICMP/ICMPv6 error the key is the **inverse of the embedded tuple**: the
+    /// embedded datagram travelled opposite to the error, so its inverse is the tuple in
+    /// the error's own direction (what Linux's `nf_conntrack_inet_error` looks up). A hit
+    /// therefore gives the direction the error travels in, like any other packet.
+    pub fn from_info(info: &IpInfo, zone: u16) -> Option<FlowKey> {
+        let mut key = FlowKey {
+            src: info.src,
+            dst: info.dst,
+            sport: 0,
+            dport: 0,
+            zone,
+            proto: info.proto,
+            family: info.family,
+        };
+        match info.l4? {
+            L4Info::Tcp(t) => {
+                key.sport = t.sport;
+                key.dport = t.dport;
+            }
+            L4Info::Udp { sport, dport } => {
+                key.sport = sport;
+                key.dport = dport;
+            }
+            L4Info::IcmpEcho { request, id, .. } => {
+                key.sport = id;
+                key.dport = match (info.family, request) {
+                    (Family::V4, true) => ICMP_ECHO_REQUEST,
+                    (Family::V4, false) => ICMP_ECHO_REPLY,
+                    (Family::V6, true) => ICMPV6_ECHO_REQUEST,
+                    (Family::V6, false) => ICMPV6_ECHO_REPLY,
+                }
+                .into();
+            }
+            L4Info::IcmpError { inner, .. } => {
+                let embedded = FlowKey {
+                    src: inner.src,
+                    dst: inner.dst,
+                    sport: inner.sport,
+                    dport: inner.dport,
+                    zone,
+                    proto: inner.proto,
+                    family: info.family,
+                };
+                let embedded = if is_icmp(info.family, inner.proto) {
+                    FlowKey {
+                        dport: inner.icmp_type.into(),
+                        ..embedded
+                    }
+                } else if matches!(inner.proto, proto::TCP | proto::UDP) {
+                    embedded
+                } else {
+                    FlowKey {
+                        sport: 0,
+                        dport: 0,
+                        ..embedded
+                    }
+                };
+                return Some(embedded.inverse());
+            }
+            L4Info::IcmpOther { .. } => return None,
+            L4Info::Other => {}
+        }
+        Some(key)
+    }
+
+    /// The key of the other direction without NAT: addresses and ports swapped; for ICMP
+    /// echo the identifier kept and the type mapped request <-> reply.
+    pub fn inverse(&self) -> FlowKey {
+        if is_icmp(self.family, self.proto) {
+            let t = u8::try_from(self.dport).map_or(u8::MAX, icmp_inverse_type);
+            FlowKey {
+                src: self.dst,
+                dst: self.src,
+                sport: self.sport,
+                dport: t.into(),
+                ..*self
+            }
+        } else {
+            FlowKey {
+                src: self.dst,
+                dst: self.src,
+                sport: self.dport,
+                dport: self.sport,
+                ..*self
+            }
+        }
+    }
+
+    /// Keyed 64-bit hash (folded multiplies over the five 8-byte words of the key).
+    #[inline]
+    pub(crate) fn hash(&self, k: &[u64; 4]) -> u64 {
+        let w = |a: &Addr, i: usize| {
+            let b = &a.0;
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        let tail = u64::from(self.sport)
+            | (u64::from(self.dport) << 16)
+            | (u64::from(self.zone) << 32)
+            | (u64::from(self.proto) << 48)
+            | ((self.family as u64) << 56);
+        let a = fold(w(&self.src, 0) ^ k[0], w(&self.src, 8) ^ k[1]);
+        let b = fold(w(&self.dst, 0) ^ k[2], w(&self.dst, 8) ^ k[3]);
+        let c = fold(tail ^ a ^ k[1], b ^ k[0]);
+        fold(c ^ k[2], 0x9e37_79b9_7f4a_7c15 ^ k[3])
+    }
+}
+
+/// Full 64x64 -> 128 multiply, high half XOR low half (the foldhash / wyhash mixer).
+#[inline]
+#[allow(clippy::cast_possible_truncation)] // taking the two halves of the product on purpose
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// splitmix64, to derive the hash keys from one seed.
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::testutil::*;
+
+    #[test]
+    fn tcp_key_and_inverse() {
+        let p = tcp4([198, 18, 0, 1], 1000, [198, 18, 0, 2], 80, SYN, 0, 0);
+        let k = FlowKey::from_info(&p, 3).unwrap();
+        assert_eq!(
+            (k.sport, k.dport, k.zone, k.proto),
+            (1000, 80, 3, proto::TCP)
+        );
+        let r = k.inverse();
+        assert_eq!((r.src, r.dst, r.sport, r.dport), (k.dst, k.src, 80, 1000));
+        assert_eq!(r.inverse(), k);
+    }
+
+    #[test]
+    fn icmp_echo_inverse_maps_type_and_keeps_id() {
+        let req = echo4([198, 18, 0, 1], [198, 18, 0, 2], true, 77);
+        let rep = echo4([198, 18, 0, 2], [198, 18, 0, 1], false, 77);
+        let kq = FlowKey::from_info(&req, 0).unwrap();
+        let kr = FlowKey::from_info(&rep, 0).unwrap();
+        assert_eq!(kq.inverse(), kr);
+        assert_ne!(kq, kr);
+    }
+
+    #[test]
+    fn icmp_error_key_is_inverse_of_embedded_tuple() {
+        let udp = udp4([198, 18, 0, 1], 5000, [198, 18, 0, 2], 53);
+        let err = icmp_err4([198, 18, 0, 2], [198, 18, 0, 1], &udp);
+        let k = FlowKey::from_info(&err, 0).unwrap();
+        assert_eq!(k, FlowKey::from_info(&udp, 0).unwrap().inverse());
+    }
+
+    #[test]
+    fn later_fragment_has_no_key() {
+        let mut p = udp4([198, 18, 0, 1], 1, [198, 18, 0, 2], 2);
+        p.l4 = None;
+        assert_eq!(FlowKey::from_info(&p, 0), None);
+    }
+
+    #[test]
+    fn hash_depends_on_every_field_and_seed() {
+        let p = tcp4([198, 18, 0, 1], 1000, [198, 18, 0, 2], 80, SYN, 0, 0);
+        let k = FlowKey::from_info(&p, 0).unwrap();
+        let seed = [1, 2, 3, 4];
+        let h = k.hash(&seed);
+        assert_ne!(h, k.hash(&[5, 6, 7, 8]));
+        assert_ne!(h, FlowKey { zone: 1, ..k }.hash(&seed));
+        assert_ne!(h, FlowKey { sport: 1001, ..k }.hash(&seed));
+        assert_ne!(h, FlowKey { proto: 17, ..k }.hash(&seed));
+        assert_ne!(h, k.inverse().hash(&seed));
+    }
+}

@@ -1,0 +1,1169 @@
+//! The per-worker connection table: entry slab, cuckoo index, timer wheel, trackers,
+//! statistics and events. See `docs/conntrack.md` for the layout and the timer design.
+
+use std::collections::VecDeque;
+
+use super::key::{Direction, FlowKey, is_icmp, splitmix};
+use super::tcp::{TcpConn, TcpState, TcpVerdict};
+use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
+use super::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
+use crate::control::proto::{CtCounters, EventType};
+use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
+
+/// Index of an entry in its worker's table. Valid until the entry is deleted (by
+/// [`Table::remove`], expiry, early drop, or an [`Outcome`] that says so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(pub u32);
+
+// Status bits, numbered as Linux's `enum ip_conntrack_status` (IPS_*_BIT).
+pub const SEEN_REPLY: u8 = 1 << 1;
+pub const ASSURED: u8 = 1 << 2;
+/// In the table (Linux: confirmed). A slot without it is free.
+pub const CONFIRMED: u8 = 1 << 3;
+pub const SRC_NAT: u8 = 1 << 4;
+pub const DST_NAT: u8 = 1 << 5;
+
+/// Per-protocol state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum L4State {
+    #[default]
+    Generic,
+    Tcp(TcpConn),
+    /// UDP: the tick after which a replied flow counts as a stream (Linux `stream_ts`,
+    /// first packet + 2 s).
+    Udp {
+        stream_tick: u32,
+    },
+    Icmp,
+}
+
+/// One connection. 192 bytes (three cache lines): the tuples, timer links and the fields
+/// read on every packet come first.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Entry {
+    orig: FlowKey,
+    reply: FlowKey,
+    /// Expiry tick (wrapping u32 ticks of [`TICK_NS`]).
+    deadline: u32,
+    /// Timer-wheel list links; `next` chains the free list while the slot is unused.
+    next: u32,
+    prev: u32,
+    mark: u32,
+    /// Opaque slot for the rules engine (a cached verdict).
+    verdict: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    /// Opaque slot for `ct count` bookkeeping.
+    count_slot: u16,
+    /// [`TcpState`] for TCP, 0 otherwise.
+    state: u8,
+    status: u8,
+    l4: L4State,
+}
+
+/// Bytes of table state per entry: the entry plus two index references at the index's
+/// load (see [`Table::new`]).
+pub const ENTRY_BYTES: usize = size_of::<Entry>();
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        orig: EMPTY_KEY,
+        reply: EMPTY_KEY,
+        deadline: 0,
+        next: NIL,
+        prev: NIL,
+        mark: 0,
+        verdict: 0,
+        packets: [0; 2],
+        bytes: [0; 2],
+        count_slot: 0,
+        state: 0,
+        status: 0,
+        l4: L4State::Generic,
+    };
+
+    fn tuple(&self, dir: Direction) -> &FlowKey {
+        match dir {
+            Direction::Original => &self.orig,
+            Direction::Reply => &self.reply,
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.status & CONFIRMED != 0
+    }
+}
+
+const EMPTY_KEY: FlowKey = FlowKey {
+    src: crate::wire::Addr([0; 16]),
+    dst: crate::wire::Addr([0; 16]),
+    sport: 0,
+    dport: 0,
+    zone: 0,
+    proto: 0,
+    family: Family::V4,
+};
+
+const NIL: u32 = u32::MAX;
+/// `prev` of a list head: this bit plus the wheel slot number.
+const HEAD: u32 = 1 << 31;
+
+/// Timer tick: 2^28 ns (about 268 ms). Entries expire at most one tick (plus the
+/// caller's expiry interval) after their deadline, never before.
+pub const TICK_SHIFT: u32 = 28;
+pub const TICK_NS: u64 = 1 << TICK_SHIFT;
+/// Wheel slots (a power of two): 4096 ticks, about 18 minutes per turn. Entries due
+/// later are visited once per turn and re-linked.
+const SLOTS: usize = 4096;
+/// The extra list head that holds a slot being expired when a budget ran out.
+const PENDING: usize = SLOTS;
+
+#[allow(clippy::cast_possible_truncation)] // wrapping tick arithmetic on purpose
+fn tick_of(ns: u64) -> u32 {
+    (ns >> TICK_SHIFT) as u32
+}
+
+/// `a <= b` on wrapping ticks.
+fn tick_le(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a).cast_signed() >= 0
+}
+
+/// Deadline tick for a timeout of `secs` seconds from `now`: rounded up, so never early.
+fn deadline_of(now: u64, secs: u32) -> u32 {
+    tick_of(
+        now.saturating_add(u64::from(secs) * 1_000_000_000)
+            .saturating_add(TICK_NS - 1),
+    )
+}
+
+const WAYS: usize = 8;
+
+/// One cache line of the index: 8 signatures and 8 references (`(entry << 1 | dir) + 1`,
+/// 0 = empty).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+pub struct Bucket {
+    sig: [u32; WAYS],
+    refs: [u32; WAYS],
+}
+
+/// `conntrack -S` counters of one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub found: u64,
+    pub invalid: u64,
+    pub insert: u64,
+    pub insert_failed: u64,
+    pub drop: u64,
+    pub early_drop: u64,
+    pub error: u64,
+    /// Always 0: the cuckoo index never restarts a lookup (kept for `conntrack -S`).
+    pub search_restart: u64,
+    /// Events lost because the event ring was full.
+    pub events_dropped: u64,
+    /// Entries deleted by the timer.
+    pub expired: u64,
+}
+
+/// A copy of an entry's visible state, for events and listings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: EntryId,
+    pub orig: FlowKey,
+    pub reply: FlowKey,
+    /// TCP state (`None` for other protocols).
+    pub tcp_state: Option<TcpState>,
+    pub status: u8,
+    pub mark: u32,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// Whole seconds until expiry (0 when due).
+    pub timeout_s: u64,
+}
+
+/// One conntrack event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtEvent {
+    pub kind: EventType,
+    pub entry: Snapshot,
+}
+
+/// Default capacity of the per-worker event ring.
+pub const EVENT_RING: usize = 4096;
+
+/// Which of the two candidate buckets and the signature of a hash.
+#[derive(Clone, Copy)]
+struct Hashed {
+    b1: usize,
+    b2: usize,
+    sig: u32,
+}
+
+/// The per-worker connection table. See the module docs.
+#[derive(Debug)]
+pub struct Table {
+    entries: Vec<Entry>,
+    free: u32,
+    live: u32,
+    max: u32,
+    buckets: Vec<Bucket>,
+    mask: usize,
+    keys: [u64; 4],
+    wheel: Vec<u32>,
+    /// Next tick to expire; every tick before it has been processed.
+    wheel_pos: u32,
+    wheel_started: bool,
+    tun: Tunables,
+    stats: Stats,
+    events: VecDeque<CtEvent>,
+    event_cap: usize,
+    /// Resume point of an interrupted [`Table::delete_matching`].
+    delete_cursor: u32,
+}
+
+impl Table {
+    /// A table for `capacity` entries, allocated now (nothing is allocated later). The
+    /// index has `2 * capacity / 8 * 1.25` buckets rounded up to a power of two (two
+    /// references per entry, load at most 80 %). `seed` keys the hash.
+    pub fn new(capacity: u32, tunables: Tunables, seed: u64) -> Table {
+        Self::with_event_ring(capacity, tunables, seed, EVENT_RING)
+    }
+
+    /// [`Table::new`] with an event ring of `events` slots.
+    pub fn with_event_ring(capacity: u32, tunables: Tunables, seed: u64, events: usize) -> Table {
+        let capacity = capacity.clamp(1, u32::try_from(MAX_ENTRIES).unwrap_or(u32::MAX));
+        let refs = 2 * capacity as usize;
+        let nb = (refs * 5 / 4).div_ceil(WAYS).next_power_of_two().max(2);
+        let mut entries = vec![Entry::EMPTY; capacity as usize];
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.next = u32::try_from(i + 1).unwrap_or(NIL);
+        }
+        if let Some(last) = entries.last_mut() {
+            last.next = NIL;
+        }
+        let mut s = seed;
+        let keys = [
+            splitmix(&mut s),
+            splitmix(&mut s),
+            splitmix(&mut s),
+            splitmix(&mut s),
+        ];
+        let max = tunables.max.min(capacity);
+        Table {
+            entries,
+            free: 0,
+            live: 0,
+            max,
+            buckets: vec![Bucket::default(); nb],
+            mask: nb - 1,
+            keys,
+            wheel: vec![NIL; SLOTS + 1],
+            wheel_pos: 0,
+            wheel_started: false,
+            tun: Tunables { max, ..tunables },
+            stats: Stats::default(),
+            events: VecDeque::with_capacity(events),
+            event_cap: events,
+            delete_cursor: 0,
+        }
+    }
+
+    /// Entries the table was allocated for.
+    pub fn capacity(&self) -> u32 {
+        u32::try_from(self.entries.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+
+    /// Whether no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Bytes allocated per entry: the entry and its share of the index.
+    pub fn bytes_per_entry(&self) -> usize {
+        (self.entries.len() * ENTRY_BYTES + self.buckets.len() * size_of::<Bucket>())
+            / self.entries.len()
+    }
+
+    /// The tunables in force.
+    pub fn tunables(&self) -> &Tunables {
+        &self.tun
+    }
+
+    /// Sets one tunable by sysctl name. `nf_conntrack_max` is this worker's share and may
+    /// not exceed the allocated capacity; lowering it below the live count refuses new
+    /// entries until enough have expired.
+    pub fn set_tunable(&mut self, name: &str, value: u64) -> Result<(), TunableError> {
+        if name == "nf_conntrack_max" && value > u64::from(self.capacity()) {
+            return Err(TunableError::Range {
+                name: name.to_string(),
+                value,
+                min: 1,
+                max: self.capacity().into(),
+            });
+        }
+        self.tun.set(name, value)?;
+        self.max = self.tun.max;
+        Ok(())
+    }
+
+    /// Sets the worker's share of `nf_conntrack_max` (see [`Table::set_tunable`]).
+    pub fn set_max(&mut self, max: u32) -> Result<(), TunableError> {
+        self.set_tunable("nf_conntrack_max", max.into())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The counters as the control protocol carries them.
+    pub fn counters(&self) -> CtCounters {
+        let s = &self.stats;
+        CtCounters {
+            found: s.found,
+            invalid: s.invalid,
+            insert: s.insert,
+            insert_failed: s.insert_failed,
+            drop: s.drop,
+            early_drop: s.early_drop,
+            error: s.error,
+            search_restart: s.search_restart,
+            entries: self.live.into(),
+            max: self.max.into(),
+        }
+    }
+
+    // ---------------------------------------------------------------- index
+
+    #[inline]
+    fn hashed(&self, key: &FlowKey) -> Hashed {
+        let h = key.hash(&self.keys);
+        #[allow(clippy::cast_possible_truncation)] // bucket index and signature halves
+        let (b1, sig) = ((h as usize) & self.mask, (h >> 32) as u32);
+        Hashed {
+            b1,
+            b2: self.alt(b1, sig),
+            sig,
+        }
+    }
+
+    /// The other bucket of a signature: an involution (`alt(alt(b)) == b`), so entries can
+    /// be moved without their key.
+    #[inline]
+    fn alt(&self, b: usize, sig: u32) -> usize {
+        let f = (u64::from(sig).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize;
+        (b ^ (f | 1)) & self.mask
+    }
+
+    #[inline]
+    fn find_in(&self, b: usize, sig: u32, key: &FlowKey) -> Option<(EntryId, Direction)> {
+        let bk = &self.buckets[b];
+        for i in 0..WAYS {
+            let r = bk.refs[i];
+            if r != 0 && bk.sig[i] == sig {
+                let r = r - 1;
+                let (idx, dir) = (r >> 1, Direction::from_bit(r));
+                if self.entries[idx as usize].tuple(dir) == key {
+                    return Some((EntryId(idx), dir));
+                }
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn find(&self, key: &FlowKey, h: Hashed) -> Option<(EntryId, Direction)> {
+        self.find_in(h.b1, h.sig, key)
+            .or_else(|| self.find_in(h.b2, h.sig, key))
+    }
+
+    /// The entry and direction a key belongs to. Does not check expiry
+    /// ([`Table::update`] does).
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(EntryId, Direction)> {
+        self.find(key, self.hashed(key))
+    }
+
+    /// Looks up a burst: hashes every key, prefetches both candidate buckets, then looks
+    /// up. `out[i]` answers `keys[i]`; at most `min(keys.len(), out.len())` are done.
+    pub fn lookup_burst(&self, keys: &[FlowKey], out: &mut [Option<(EntryId, Direction)>]) {
+        self.lookup_burst_with(keys, out, |_b: &Bucket| {});
+    }
+
+    /// [`Table::lookup_burst`] with the caller's prefetch hint (the daemon passes
+    /// `dpdk_bindings::prefetch0`; the default is a no-op, since `dataplane` has no
+    /// `unsafe` to issue one itself).
+    pub fn lookup_burst_with<P: Fn(&Bucket)>(
+        &self,
+        keys: &[FlowKey],
+        out: &mut [Option<(EntryId, Direction)>],
+        prefetch: P,
+    ) {
+        const CHUNK: usize = 32;
+        let n = keys.len().min(out.len());
+        let mut hs = [Hashed {
+            b1: 0,
+            b2: 0,
+            sig: 0,
+        }; CHUNK];
+        let mut base = 0;
+        while base < n {
+            let m = (n - base).min(CHUNK);
+            for i in 0..m {
+                let h = self.hashed(&keys[base + i]);
+                prefetch(&self.buckets[h.b1]);
+                prefetch(&self.buckets[h.b2]);
+                hs[i] = h;
+            }
+            for i in 0..m {
+                out[base + i] = self.find(&keys[base + i], hs[i]);
+            }
+            base += m;
+        }
+    }
+
+    /// Whether a tuple is tracked in either direction (NAT port allocation).
+    pub fn tuple_taken(&self, key: &FlowKey) -> bool {
+        self.lookup(key).is_some()
+    }
+
+    fn make_ref(idx: u32, dir: Direction) -> u32 {
+        ((idx << 1) | dir as u32) + 1
+    }
+
+    /// Adds a reference, moving others along a cuckoo path (breadth-first, bounded) when
+    /// both buckets are full. `false` when no path was found (nothing changed then).
+    fn index_insert(&mut self, h: Hashed, r: u32) -> bool {
+        for b in [h.b1, h.b2] {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.refs.iter().position(|&x| x == 0) {
+                bk.refs[i] = r;
+                bk.sig[i] = h.sig;
+                return true;
+            }
+        }
+        // BFS over buckets: node = (bucket, parent node, slot in parent's bucket).
+        const NODES: usize = 256;
+        let mut nodes = [(0usize, u16::MAX, 0u8); NODES];
+        let mut len = 0;
+        nodes[len] = (h.b1, u16::MAX, 0);
+        len += 1;
+        if h.b2 != h.b1 {
+            nodes[len] = (h.b2, u16::MAX, 0);
+            len += 1;
+        }
+        let mut head = 0;
+        while head < len {
+            let (b, _, _) = nodes[head];
+            for s in 0..WAYS {
+                let nb = self.alt(b, self.buckets[b].sig[s]);
+                if nb == b {
+                    continue;
+                }
+                if let Some(free) = self.buckets[nb].refs.iter().position(|&x| x == 0) {
+                    // Found: move along the path back to the root.
+                    let (mut to_b, mut to_s) = (nb, free);
+                    let (mut from_node, mut from_s) = (head, s);
+                    loop {
+                        let from_b = nodes[from_node].0;
+                        self.buckets[to_b].refs[to_s] = self.buckets[from_b].refs[from_s];
+                        self.buckets[to_b].sig[to_s] = self.buckets[from_b].sig[from_s];
+                        let (_, parent, pslot) = nodes[from_node];
+                        if parent == u16::MAX {
+                            self.buckets[from_b].refs[from_s] = r;
+                            self.buckets[from_b].sig[from_s] = h.sig;
+                            return true;
+                        }
+                        to_b = from_b;
+                        to_s = from_s;
+                        from_node = usize::from(parent);
+                        from_s = usize::from(pslot);
+                    }
+                }
+                if len < NODES {
+                    #[allow(clippy::cast_possible_truncation)] // head < NODES, s < WAYS
+                    {
+                        nodes[len] = (nb, head as u16, s as u8);
+                    }
+                    len += 1;
+                }
+            }
+            head += 1;
+        }
+        false
+    }
+
+    fn index_remove(&mut self, key: &FlowKey, r: u32) {
+        let h = self.hashed(key);
+        for b in [h.b1, h.b2] {
+            let bk = &mut self.buckets[b];
+            if let Some(i) = bk.refs.iter().position(|&x| x == r) {
+                bk.refs[i] = 0;
+                bk.sig[i] = 0;
+                return;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- timer wheel
+
+    fn link(&mut self, idx: u32, slot: usize) {
+        let head = self.wheel[slot];
+        let e = &mut self.entries[idx as usize];
+        e.next = head;
+        #[allow(clippy::cast_possible_truncation)] // slot <= SLOTS
+        {
+            e.prev = HEAD | slot as u32;
+        }
+        if head != NIL {
+            self.entries[head as usize].prev = idx;
+        }
+        self.wheel[slot] = idx;
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let (p, n) = {
+            let e = &self.entries[idx as usize];
+            (e.prev, e.next)
+        };
+        if p == NIL {
+            // Not linked.
+        } else if p & HEAD != 0 {
+            self.wheel[(p & !HEAD) as usize] = n;
+        } else {
+            self.entries[p as usize].next = n;
+        }
+        if n != NIL {
+            self.entries[n as usize].prev = p;
+        }
+        let e = &mut self.entries[idx as usize];
+        e.next = NIL;
+        e.prev = NIL;
+    }
+
+    /// Links an entry into the slot of its deadline (never behind the wheel position).
+    fn schedule(&mut self, idx: u32) {
+        let d = self.entries[idx as usize].deadline;
+        let at = if tick_le(d, self.wheel_pos) {
+            self.wheel_pos
+        } else {
+            d
+        };
+        self.link(idx, at as usize & (SLOTS - 1));
+    }
+
+    /// Sets a new timeout: one store when it moves later (the wheel finds the entry in
+    /// its old slot and re-links it lazily), a re-link when it moves earlier.
+    fn refresh(&mut self, idx: u32, now: u64, secs: u32) {
+        let d = deadline_of(now, secs);
+        let e = &mut self.entries[idx as usize];
+        let old = e.deadline;
+        e.deadline = d;
+        if !tick_le(old, d) {
+            self.unlink(idx);
+            self.schedule(idx);
+        }
+    }
+
+    /// Deletes entries whose deadline has passed, doing at most `budget` steps (one per
+    /// entry examined or wheel slot advanced). Returns the number deleted. Call it every
+    /// few bursts; work left over is resumed by the next call.
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        let now_tick = tick_of(now);
+        if !self.wheel_started {
+            self.wheel_pos = now_tick;
+            self.wheel_started = true;
+        }
+        if self.wheel[PENDING] == NIL {
+            let behind = now_tick.wrapping_sub(self.wheel_pos).cast_signed();
+            if i64::from(behind) >= SLOTS as i64 {
+                // More than a whole turn behind: every slot is due once.
+                self.wheel_pos = now_tick.wrapping_sub(SLOTS as u32 - 1);
+            }
+        }
+        let (mut work, mut expired) = (0, 0);
+        while work < budget {
+            let idx = self.wheel[PENDING];
+            if idx == NIL {
+                if !tick_le(self.wheel_pos, now_tick) {
+                    break;
+                }
+                let s = self.wheel_pos as usize & (SLOTS - 1);
+                let head = self.wheel[s];
+                self.wheel[s] = NIL;
+                self.wheel[PENDING] = head;
+                if head != NIL {
+                    self.entries[head as usize].prev = HEAD | PENDING as u32;
+                }
+                self.wheel_pos = self.wheel_pos.wrapping_add(1);
+                work += 1;
+                continue;
+            }
+            self.unlink(idx);
+            if tick_le(self.entries[idx as usize].deadline, now_tick) {
+                self.stats.expired += 1;
+                self.destroy(idx, now);
+                expired += 1;
+            } else {
+                self.schedule(idx);
+            }
+            work += 1;
+        }
+        expired
+    }
+
+    // ---------------------------------------------------------------- entries
+
+    fn emit(&mut self, kind: EventType, idx: u32, now: u64) {
+        if self.event_cap == 0 {
+            return;
+        }
+        if self.events.len() >= self.event_cap {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        let snap = self.snapshot_at(idx, now);
+        self.events.push_back(CtEvent { kind, entry: snap });
+    }
+
+    /// Takes up to `max` queued events (oldest first).
+    pub fn take_events(&mut self, max: usize) -> impl Iterator<Item = CtEvent> + '_ {
+        let n = max.min(self.events.len());
+        self.events.drain(..n)
+    }
+
+    /// Events waiting in the ring.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Removes a live entry: index references, timer link, DESTROY event, free list.
+    fn destroy(&mut self, idx: u32, now: u64) {
+        self.emit(EventType::Destroy, idx, now);
+        let (orig, reply) = {
+            let e = &self.entries[idx as usize];
+            (e.orig, e.reply)
+        };
+        self.index_remove(&orig, Self::make_ref(idx, Direction::Original));
+        self.index_remove(&reply, Self::make_ref(idx, Direction::Reply));
+        self.unlink(idx);
+        let e = &mut self.entries[idx as usize];
+        *e = Entry::EMPTY;
+        e.next = self.free;
+        self.free = idx;
+        self.live -= 1;
+    }
+
+    fn get(&self, id: EntryId) -> Option<&Entry> {
+        self.entries.get(id.0 as usize).filter(|e| e.live())
+    }
+
+    fn get_mut(&mut self, id: EntryId) -> Option<&mut Entry> {
+        self.entries.get_mut(id.0 as usize).filter(|e| e.live())
+    }
+
+    /// Deletes an entry (`conntrack -D` of one entry). `false` if it was not live.
+    pub fn remove(&mut self, id: EntryId, now: u64) -> bool {
+        if self.get(id).is_none() {
+            return false;
+        }
+        self.destroy(id.0, now);
+        true
+    }
+
+    /// Whether the entry is live (its id not stale).
+    pub fn contains(&self, id: EntryId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The entry's tuple in one direction.
+    pub fn tuple(&self, id: EntryId, dir: Direction) -> Option<FlowKey> {
+        self.get(id).map(|e| *e.tuple(dir))
+    }
+
+    /// TCP state of a TCP entry.
+    pub fn tcp_state(&self, id: EntryId) -> Option<TcpState> {
+        self.get(id)
+            .filter(|e| matches!(e.l4, L4State::Tcp(_)))
+            .map(|e| TcpState::from_u8(e.state))
+    }
+
+    /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
+    pub fn status(&self, id: EntryId) -> Option<u8> {
+        self.get(id).map(|e| e.status)
+    }
+
+    /// `ct mark`.
+    pub fn mark(&self, id: EntryId) -> Option<u32> {
+        self.get(id).map(|e| e.mark)
+    }
+
+    /// Sets `ct mark`.
+    pub fn set_mark(&mut self, id: EntryId, mark: u32) {
+        if let Some(e) = self.get_mut(id) {
+            e.mark = mark;
+        }
+    }
+
+    /// The rules engine's opaque verdict-cache slot.
+    pub fn verdict_slot(&self, id: EntryId) -> Option<u64> {
+        self.get(id).map(|e| e.verdict)
+    }
+
+    /// Sets the verdict-cache slot.
+    pub fn set_verdict_slot(&mut self, id: EntryId, v: u64) {
+        if let Some(e) = self.get_mut(id) {
+            e.verdict = v;
+        }
+    }
+
+    /// The `ct count` bookkeeping slot.
+    pub fn count_slot(&self, id: EntryId) -> Option<u16> {
+        self.get(id).map(|e| e.count_slot)
+    }
+
+    /// Sets the `ct count` bookkeeping slot.
+    pub fn set_count_slot(&mut self, id: EntryId, v: u16) {
+        if let Some(e) = self.get_mut(id) {
+            e.count_slot = v;
+        }
+    }
+
+    /// Packets and bytes seen in a direction.
+    pub fn counters_of(&self, id: EntryId, dir: Direction) -> Option<(u64, u64)> {
+        self.get(id)
+            .map(|e| (e.packets[dir.index()], e.bytes[dir.index()]))
+    }
+
+    /// Nanoseconds from `now` until the entry expires (0 when due).
+    pub fn timeout_ns(&self, id: EntryId, now: u64) -> Option<u64> {
+        self.get(id).map(|e| remaining_ns(e.deadline, now))
+    }
+
+    /// A copy of the entry's visible state.
+    pub fn snapshot(&self, id: EntryId, now: u64) -> Option<Snapshot> {
+        self.get(id).map(|_| self.snapshot_at(id.0, now))
+    }
+
+    fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
+        let e = &self.entries[idx as usize];
+        Snapshot {
+            id: EntryId(idx),
+            orig: e.orig,
+            reply: e.reply,
+            tcp_state: matches!(e.l4, L4State::Tcp(_)).then(|| TcpState::from_u8(e.state)),
+            status: e.status,
+            mark: e.mark,
+            packets: e.packets,
+            bytes: e.bytes,
+            timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
+        }
+    }
+
+    /// Whether the slot index holds a live entry (for scans).
+    pub(crate) fn live_at(&self, idx: u32) -> bool {
+        self.entries.get(idx as usize).is_some_and(Entry::live)
+    }
+
+    // ---------------------------------------------------------------- trackers
+
+    fn timeout_for(&self, family: Family, p: u8) -> u32 {
+        match p {
+            proto::UDP => self.tun.udp,
+            _ if is_icmp(family, p) => match family {
+                Family::V4 => self.tun.icmp,
+                Family::V6 => self.tun.icmpv6,
+            },
+            _ => self.tun.generic,
+        }
+    }
+
+    /// Decides what a packet whose key missed is: the start of a connection, an ICMP
+    /// error about a tracked one (RELATED), untracked, or invalid. Counts `invalid` and
+    /// `error` like Linux.
+    pub fn classify_new(&mut self, info: &IpInfo, zone: u16, now: u64) -> NewFlow {
+        let Some(l4) = info.l4 else {
+            self.stats.invalid += 1;
+            return NewFlow::Invalid(InvalidReason::Fragment);
+        };
+        match l4 {
+            L4Info::IcmpError { .. } => {
+                if let Some(key) = FlowKey::from_info(info, zone)
+                    && let Some((id, dir)) = self.lookup(&key)
+                    && self.related_ok(id, dir, info, now)
+                {
+                    return NewFlow::Related(id, dir);
+                }
+                self.stats.error += 1;
+                NewFlow::Invalid(InvalidReason::IcmpNoFlow)
+            }
+            L4Info::IcmpOther { icmp_type, .. } => {
+                // MLD (130-132, 143) and neighbour discovery (133-137) are untracked in
+                // Linux (`noct_valid_new`); other ICMP without a connection is invalid.
+                if info.family == Family::V6 && matches!(icmp_type, 130..=137 | 143) {
+                    NewFlow::Untracked
+                } else {
+                    self.stats.invalid += 1;
+                    NewFlow::Invalid(InvalidReason::IcmpType)
+                }
+            }
+            L4Info::IcmpEcho { request: false, .. } => {
+                self.stats.invalid += 1;
+                NewFlow::Invalid(InvalidReason::IcmpType)
+            }
+            L4Info::Tcp(t) => match TcpConn::new(&t, &self.tun) {
+                Ok(_) => FlowKey::from_info(info, zone)
+                    .map_or(NewFlow::Invalid(InvalidReason::Fragment), NewFlow::New),
+                Err(r) => {
+                    self.stats.invalid += 1;
+                    NewFlow::Invalid(r)
+                }
+            },
+            _ => match FlowKey::from_info(info, zone) {
+                Some(k) => NewFlow::New(k),
+                None => {
+                    self.stats.invalid += 1;
+                    NewFlow::Invalid(InvalidReason::Fragment)
+                }
+            },
+        }
+    }
+
+    /// Linux `nf_conntrack_inet_error`: the error must be addressed to the source of
+    /// the datagram it quotes (as seen in the error's direction), and the entry alive.
+    fn related_ok(&self, id: EntryId, dir: Direction, info: &IpInfo, now: u64) -> bool {
+        let Some(e) = self.get(id) else {
+            return false;
+        };
+        !tick_le(e.deadline, tick_of(now)) && e.tuple(dir).dst == info.dst
+    }
+
+    /// Creates an entry for the first packet of a connection. `orig` is the packet's key
+    /// (from [`NewFlow::New`]); `reply` is the tuple replies will carry: `orig.inverse()`
+    /// without NAT, the translated tuple with NAT (the SRC_NAT / DST_NAT status bits are
+    /// derived from the difference). The packet is then tracked as the first of the
+    /// connection (state, timeout, counters) and a NEW event is queued.
+    pub fn insert(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        info: &IpInfo,
+        now: u64,
+    ) -> Result<EntryId, InsertError> {
+        let l4 = match info.l4 {
+            Some(L4Info::Tcp(t)) => match TcpConn::new(&t, &self.tun) {
+                Ok(c) => L4State::Tcp(c),
+                Err(r) => {
+                    self.stats.invalid += 1;
+                    return Err(InsertError::Invalid(r));
+                }
+            },
+            Some(L4Info::Udp { .. }) => L4State::Udp {
+                stream_tick: tick_of(now.saturating_add(2_000_000_000)),
+            },
+            Some(L4Info::IcmpEcho { request: true, .. }) => L4State::Icmp,
+            Some(L4Info::Other) => L4State::Generic,
+            _ => {
+                self.stats.invalid += 1;
+                return Err(InsertError::Invalid(InvalidReason::IcmpType));
+            }
+        };
+        let ho = self.hashed(&orig);
+        let hr = self.hashed(&reply);
+        if self.find(&orig, ho).is_some() || self.find(&reply, hr).is_some() {
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return Err(InsertError::Clash);
+        }
+        if self.live >= self.max && !self.early_drop(ho, now) {
+            self.stats.drop += 1;
+            return Err(InsertError::Full);
+        }
+        let idx = self.free;
+        if idx == NIL {
+            self.stats.drop += 1;
+            return Err(InsertError::Full);
+        }
+        let ro = Self::make_ref(idx, Direction::Original);
+        let rr = Self::make_ref(idx, Direction::Reply);
+        // The index compares full keys through the entry, so fill it first.
+        let next_free = self.entries[idx as usize].next;
+        {
+            let e = &mut self.entries[idx as usize];
+            *e = Entry::EMPTY;
+            e.orig = orig;
+            e.reply = reply;
+        }
+        if !self.index_insert(ho, ro) {
+            self.entries[idx as usize].next = next_free;
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return Err(InsertError::IndexFull);
+        }
+        if !self.index_insert(hr, rr) {
+            self.index_remove(&orig, ro);
+            self.entries[idx as usize].next = next_free;
+            self.stats.insert_failed += 1;
+            self.stats.drop += 1;
+            return Err(InsertError::IndexFull);
+        }
+        self.free = next_free;
+        self.live += 1;
+        if !self.wheel_started {
+            self.wheel_pos = tick_of(now);
+            self.wheel_started = true;
+        }
+        let inv = orig.inverse();
+        let mut status = CONFIRMED;
+        if reply.src != inv.src || reply.sport != inv.sport {
+            status |= DST_NAT;
+        }
+        if reply.dst != inv.dst || reply.dport != inv.dport {
+            status |= SRC_NAT;
+        }
+        {
+            let e = &mut self.entries[idx as usize];
+            e.status = status;
+            e.l4 = l4;
+            e.deadline = tick_of(now);
+            e.next = NIL;
+            e.prev = NIL;
+        }
+        self.schedule(idx);
+        let id = EntryId(idx);
+        match self.track(idx, Direction::Original, info, now, false) {
+            Outcome::Tracked { .. } => {
+                self.stats.insert += 1;
+                self.emit_new(idx, now);
+                Ok(id)
+            }
+            Outcome::Invalid(r) => {
+                self.destroy_quiet(idx);
+                self.stats.invalid += 1;
+                Err(InsertError::Invalid(r))
+            }
+            Outcome::Gone => Err(InsertError::Invalid(InvalidReason::TcpState)),
+        }
+    }
+
+    fn emit_new(&mut self, idx: u32, now: u64) {
+        if self.live_at(idx) {
+            self.emit(EventType::New, idx, now);
+        }
+    }
+
+    /// Removes an entry that never became visible (no DESTROY event).
+    fn destroy_quiet(&mut self, idx: u32) {
+        let cap = self.event_cap;
+        self.event_cap = 0;
+        self.destroy(idx, 0);
+        self.event_cap = cap;
+    }
+
+    /// Table full: delete one not-yet-assured entry near the new key (Linux
+    /// `early_drop`: a bounded look at a few buckets). `true` when one was dropped.
+    fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
+        const BUCKETS: usize = 8;
+        for k in 0..BUCKETS {
+            let b = (if k % 2 == 0 { h.b1 } else { h.b2 } + k / 2) & self.mask;
+            for i in 0..WAYS {
+                let r = self.buckets[b].refs[i];
+                if r == 0 {
+                    continue;
+                }
+                let idx = (r - 1) >> 1;
+                if self.entries[idx as usize].status & ASSURED == 0 {
+                    self.destroy(idx, now);
+                    self.stats.early_drop += 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Runs the tracker for a packet of a tracked connection (`lookup` gave `id` and
+    /// `dir`): state, timeout, counters, status bits, events. Counts `found` and
+    /// `invalid`.
+    pub fn update(&mut self, id: EntryId, dir: Direction, info: &IpInfo, now: u64) -> Outcome {
+        let Some(e) = self.get(id) else {
+            return Outcome::Gone;
+        };
+        if tick_le(e.deadline, tick_of(now)) {
+            self.stats.expired += 1;
+            self.destroy(id.0, now);
+            return Outcome::Gone;
+        }
+        self.stats.found += 1;
+        if let Some(L4Info::IcmpError { .. }) = info.l4 {
+            // An error quoting this connection: RELATED, and it does not refresh it.
+            if self.related_ok(id, dir, info, now) {
+                return Outcome::Tracked {
+                    ct: CtState::Related,
+                    changed: false,
+                    destroyed: false,
+                };
+            }
+            self.stats.error += 1;
+            return Outcome::Invalid(InvalidReason::IcmpNoFlow);
+        }
+        let out = self.track(id.0, dir, info, now, true);
+        if let Outcome::Invalid(_) = out {
+            self.stats.invalid += 1;
+        }
+        out
+    }
+
+    /// The tracker proper (shared by the first packet in `insert` and `update`).
+    /// `announce`: queue an UPDATE event on change (not for the first packet, whose
+    /// result the NEW event carries).
+    fn track(
+        &mut self,
+        idx: u32,
+        dir: Direction,
+        info: &IpInfo,
+        now: u64,
+        announce: bool,
+    ) -> Outcome {
+        let (status, old_state, l4) = {
+            let e = &self.entries[idx as usize];
+            (e.status, e.state, e.l4)
+        };
+        let seen_reply = status & SEEN_REPLY != 0;
+        let assured = status & ASSURED != 0;
+        let ct = if dir == Direction::Reply || seen_reply {
+            CtState::Established
+        } else {
+            CtState::New
+        };
+        let mut new_status = status;
+        let mut new_state = old_state;
+        let mut timeout = None;
+        let mut kill = false;
+        match (l4, info.l4) {
+            (L4State::Tcp(mut conn), Some(L4Info::Tcp(t))) => {
+                let old = TcpState::from_u8(old_state);
+                match conn.packet(old, dir, &t, seen_reply, assured, &self.tun) {
+                    TcpVerdict::Accept {
+                        state,
+                        timeout: secs,
+                    } => {
+                        new_state = state as u8;
+                        let rst = t.flags.contains(TcpFlags::RST);
+                        let syn_only =
+                            t.flags.contains(TcpFlags::SYN) && !t.flags.contains(TcpFlags::ACK);
+                        if !seen_reply && rst {
+                            // Only answer was a RST: not a connection (Linux kills it).
+                            kill = true;
+                        } else if !seen_reply && syn_only && old == TcpState::SynSent {
+                            // Retransmitted SYN: no refresh, else port reuse keeps an
+                            // unanswered entry alive forever (Linux 5.15+).
+                        } else {
+                            timeout = Some(secs);
+                        }
+                        if seen_reply
+                            && !assured
+                            && matches!(old, TcpState::SynRecv | TcpState::Established)
+                            && state == TcpState::Established
+                        {
+                            new_status |= ASSURED;
+                        }
+                    }
+                    TcpVerdict::Ignore => {}
+                    TcpVerdict::Invalid(r) => return Outcome::Invalid(r),
+                    TcpVerdict::Reopen => {
+                        self.destroy(idx, now);
+                        return Outcome::Gone;
+                    }
+                }
+                if let L4State::Tcp(c) = &mut self.entries[idx as usize].l4 {
+                    *c = conn;
+                }
+            }
+            (L4State::Tcp(_), _) => return Outcome::Invalid(InvalidReason::TcpState),
+            (L4State::Udp { stream_tick }, _) => {
+                if seen_reply {
+                    if !tick_le(tick_of(now), stream_tick) {
+                        timeout = Some(self.tun.udp_stream);
+                        new_status |= ASSURED;
+                    } else {
+                        timeout = Some(self.tun.udp);
+                    }
+                } else {
+                    timeout = Some(self.tun.udp);
+                }
+            }
+            (L4State::Icmp | L4State::Generic, _) => {
+                let (f, p) = {
+                    let e = &self.entries[idx as usize];
+                    (e.orig.family, e.orig.proto)
+                };
+                timeout = Some(self.timeout_for(f, p));
+            }
+        }
+        if dir == Direction::Reply {
+            new_status |= SEEN_REPLY;
+        }
+        {
+            let e = &mut self.entries[idx as usize];
+            let d = dir.index();
+            e.packets[d] += 1;
+            e.bytes[d] += u64::from(info.ip_len);
+            e.state = new_state;
+            e.status = new_status;
+        }
+        let changed = new_state != old_state || new_status != status;
+        if kill {
+            self.destroy(idx, now);
+            return Outcome::Tracked {
+                ct,
+                changed,
+                destroyed: true,
+            };
+        }
+        if let Some(secs) = timeout {
+            self.refresh(idx, now, secs);
+        }
+        if changed && announce {
+            self.emit(EventType::Update, idx, now);
+        }
+        Outcome::Tracked {
+            ct,
+            changed,
+            destroyed: false,
+        }
+    }
+}
+
+fn remaining_ns(deadline: u32, now: u64) -> u64 {
+    let left = deadline.wrapping_sub(tick_of(now)).cast_signed();
+    if left <= 0 {
+        0
+    } else {
+        (u64::from(left.cast_unsigned()) << TICK_SHIFT).saturating_sub(now & (TICK_NS - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_is_three_cache_lines() {
+        assert_eq!(ENTRY_BYTES, 192);
+        assert_eq!(size_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn tick_compare_wraps() {
+        assert!(tick_le(u32::MAX, 0));
+        assert!(!tick_le(0, u32::MAX));
+        assert!(tick_le(5, 5));
+    }
+}

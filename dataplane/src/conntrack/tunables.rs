@@ -1,0 +1,270 @@
+//! Tunables by their Linux sysctl names (`net.netfilter.nf_conntrack_*`), with Linux's
+//! defaults and validated ranges.
+
+use super::tcp::TcpState;
+
+/// Longest accepted timeout: one year. Keeps every deadline far inside the timer's
+/// wrapping tick range (2^31 ticks of 2^28 ns, about 18 years).
+pub const MAX_TIMEOUT_S: u64 = 365 * 24 * 3600;
+
+/// Largest `nf_conntrack_max` accepted (entry ids are `u32`, two index references each).
+pub const MAX_ENTRIES: u64 = 1 << 30;
+
+/// Connection-tracking tunables of one worker. Timeouts are in seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// The worker's share of `nf_conntrack_max`.
+    pub max: u32,
+    /// `nf_conntrack_tcp_loose`: pick up established connections mid-stream.
+    pub tcp_loose: bool,
+    /// `nf_conntrack_tcp_be_liberal`: only out-of-window RST segments are invalid.
+    pub tcp_be_liberal: bool,
+    /// `nf_conntrack_tcp_timeout_*`, indexed by [`TcpState`] (`NONE` unused).
+    pub tcp: [u32; TcpState::COUNT],
+    /// `nf_conntrack_tcp_timeout_unacknowledged`: cap while data is unacknowledged.
+    pub tcp_unacknowledged: u32,
+    pub udp: u32,
+    pub udp_stream: u32,
+    pub icmp: u32,
+    pub icmpv6: u32,
+    pub generic: u32,
+}
+
+impl Default for Tunables {
+    /// Linux 6.x defaults (`nf_conntrack_proto_*.c`), `nf_conntrack_max` 262144.
+    fn default() -> Self {
+        let mut tcp = [0u32; TcpState::COUNT];
+        tcp[TcpState::SynSent as usize] = 120;
+        tcp[TcpState::SynRecv as usize] = 60;
+        tcp[TcpState::Established as usize] = 432_000;
+        tcp[TcpState::FinWait as usize] = 120;
+        tcp[TcpState::CloseWait as usize] = 60;
+        tcp[TcpState::LastAck as usize] = 30;
+        tcp[TcpState::TimeWait as usize] = 120;
+        tcp[TcpState::Close as usize] = 10;
+        tcp[TcpState::SynSent2 as usize] = 120;
+        Tunables {
+            max: 262_144,
+            tcp_loose: true,
+            tcp_be_liberal: false,
+            tcp,
+            tcp_unacknowledged: 300,
+            udp: 30,
+            udp_stream: 120,
+            icmp: 30,
+            icmpv6: 30,
+            generic: 600,
+        }
+    }
+}
+
+/// A tunable that was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TunableError {
+    #[error("unknown tunable {0:?}")]
+    Unknown(String),
+    #[error("{name}: {value} is out of range {min}..={max}")]
+    Range {
+        name: String,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+}
+
+/// TCP timeout sysctl names and the state each one sets.
+const TCP_NAMES: [(&str, TcpState); 9] = [
+    ("nf_conntrack_tcp_timeout_syn_sent", TcpState::SynSent),
+    ("nf_conntrack_tcp_timeout_syn_recv", TcpState::SynRecv),
+    (
+        "nf_conntrack_tcp_timeout_established",
+        TcpState::Established,
+    ),
+    ("nf_conntrack_tcp_timeout_fin_wait", TcpState::FinWait),
+    ("nf_conntrack_tcp_timeout_close_wait", TcpState::CloseWait),
+    ("nf_conntrack_tcp_timeout_last_ack", TcpState::LastAck),
+    ("nf_conntrack_tcp_timeout_time_wait", TcpState::TimeWait),
+    ("nf_conntrack_tcp_timeout_close", TcpState::Close),
+    ("nf_conntrack_tcp_timeout_syn_sent2", TcpState::SynSent2),
+];
+
+/// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
+pub const NAMES: [&str; 18] = [
+    "nf_conntrack_generic_timeout",
+    "nf_conntrack_icmp_timeout",
+    "nf_conntrack_icmpv6_timeout",
+    "nf_conntrack_max",
+    "nf_conntrack_tcp_be_liberal",
+    "nf_conntrack_tcp_loose",
+    "nf_conntrack_tcp_timeout_close",
+    "nf_conntrack_tcp_timeout_close_wait",
+    "nf_conntrack_tcp_timeout_established",
+    "nf_conntrack_tcp_timeout_fin_wait",
+    "nf_conntrack_tcp_timeout_last_ack",
+    "nf_conntrack_tcp_timeout_syn_recv",
+    "nf_conntrack_tcp_timeout_syn_sent",
+    "nf_conntrack_tcp_timeout_syn_sent2",
+    "nf_conntrack_tcp_timeout_time_wait",
+    "nf_conntrack_tcp_timeout_unacknowledged",
+    "nf_conntrack_udp_timeout",
+    "nf_conntrack_udp_timeout_stream",
+];
+
+/// The accepted range of a tunable, or `None` for an unknown name.
+fn range(name: &str) -> Option<(u64, u64)> {
+    match name {
+        "nf_conntrack_max" => Some((1, MAX_ENTRIES)),
+        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => Some((0, 1)),
+        n if NAMES.contains(&n) => Some((1, MAX_TIMEOUT_S)),
+        _ => None,
+    }
+}
+
+/// Checks one `(name, value)` without applying it: the validator that
+/// [`crate::config::Config::validate`] takes as its `TunableCheck`.
+pub fn check_tunable(name: &str, value: u64) -> Result<(), String> {
+    check(name, value).map_err(|e| e.to_string())
+}
+
+fn check(name: &str, value: u64) -> Result<(), TunableError> {
+    let (min, max) = range(name).ok_or_else(|| TunableError::Unknown(name.to_string()))?;
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(TunableError::Range {
+            name: name.to_string(),
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // ranges checked by `check` fit u32
+fn to_u32(v: u64) -> u32 {
+    v.min(u64::from(u32::MAX)) as u32
+}
+
+impl Tunables {
+    /// The value of a tunable by sysctl name (booleans as 0/1).
+    pub fn get(&self, name: &str) -> Option<u64> {
+        if let Some((_, st)) = TCP_NAMES.iter().find(|(n, _)| *n == name) {
+            return Some(self.tcp[*st as usize].into());
+        }
+        Some(match name {
+            "nf_conntrack_max" => self.max.into(),
+            "nf_conntrack_tcp_loose" => self.tcp_loose.into(),
+            "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal.into(),
+            "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged.into(),
+            "nf_conntrack_udp_timeout" => self.udp.into(),
+            "nf_conntrack_udp_timeout_stream" => self.udp_stream.into(),
+            "nf_conntrack_icmp_timeout" => self.icmp.into(),
+            "nf_conntrack_icmpv6_timeout" => self.icmpv6.into(),
+            "nf_conntrack_generic_timeout" => self.generic.into(),
+            _ => return None,
+        })
+    }
+
+    /// Sets one tunable after checking its name and range.
+    pub fn set(&mut self, name: &str, value: u64) -> Result<(), TunableError> {
+        check(name, value)?;
+        let v = to_u32(value);
+        if let Some((_, st)) = TCP_NAMES.iter().find(|(n, _)| *n == name) {
+            self.tcp[*st as usize] = v;
+            return Ok(());
+        }
+        match name {
+            "nf_conntrack_max" => self.max = v,
+            "nf_conntrack_tcp_loose" => self.tcp_loose = value != 0,
+            "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal = value != 0,
+            "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged = v,
+            "nf_conntrack_udp_timeout" => self.udp = v,
+            "nf_conntrack_udp_timeout_stream" => self.udp_stream = v,
+            "nf_conntrack_icmp_timeout" => self.icmp = v,
+            "nf_conntrack_icmpv6_timeout" => self.icmpv6 = v,
+            "nf_conntrack_generic_timeout" => self.generic = v,
+            _ => return Err(TunableError::Unknown(name.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Applies several values atomically: all are checked first, nothing changes if one
+    /// is refused.
+    pub fn set_all<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = (&'a str, u64)> + Clone,
+    ) -> Result<(), TunableError> {
+        for (n, v) in values.clone() {
+            check(n, v)?;
+        }
+        for (n, v) in values {
+            self.set(n, v)?;
+        }
+        Ok(())
+    }
+
+    /// Every tunable as `(name, value)`.
+    pub fn list(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        NAMES
+            .iter()
+            .filter_map(move |n| self.get(n).map(|v| (*n, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_defaults() {
+        let t = Tunables::default();
+        assert_eq!(t.get("nf_conntrack_tcp_timeout_established"), Some(432_000));
+        assert_eq!(t.get("nf_conntrack_tcp_timeout_syn_sent"), Some(120));
+        assert_eq!(t.get("nf_conntrack_tcp_timeout_time_wait"), Some(120));
+        assert_eq!(t.get("nf_conntrack_udp_timeout"), Some(30));
+        assert_eq!(t.get("nf_conntrack_udp_timeout_stream"), Some(120));
+        assert_eq!(t.get("nf_conntrack_tcp_loose"), Some(1));
+        assert_eq!(t.get("nf_conntrack_tcp_be_liberal"), Some(0));
+        assert_eq!(t.list().count(), NAMES.len());
+    }
+
+    #[test]
+    fn set_validates_name_and_range() {
+        let mut t = Tunables::default();
+        t.set("nf_conntrack_udp_timeout", 45).unwrap();
+        assert_eq!(t.udp, 45);
+        assert!(matches!(
+            t.set("nf_conntrack_udp_timeout", 0),
+            Err(TunableError::Range { .. })
+        ));
+        assert!(matches!(
+            t.set("nf_conntrack_tcp_loose", 2),
+            Err(TunableError::Range { .. })
+        ));
+        assert!(matches!(
+            t.set("nf_conntrack_bogus", 1),
+            Err(TunableError::Unknown(_))
+        ));
+        assert!(check_tunable("nf_conntrack_max", 0).is_err());
+        assert!(check_tunable("nf_conntrack_max", 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn set_all_is_atomic() {
+        let mut t = Tunables::default();
+        let before = t.clone();
+        let r = t.set_all([
+            ("nf_conntrack_udp_timeout", 10),
+            ("nf_conntrack_icmp_timeout", MAX_TIMEOUT_S + 1),
+        ]);
+        assert!(r.is_err());
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn fits_the_config_validator() {
+        let f: crate::config::TunableCheck<'_> = &check_tunable;
+        assert!(f("nf_conntrack_tcp_timeout_close", 5).is_ok());
+        assert!(f("nf_conntrack_tcp_timeout_close", 0).is_err());
+    }
+}

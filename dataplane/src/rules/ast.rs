@@ -1,0 +1,540 @@
+//! The ruleset AST: what the text parser and the JSON reader produce, what the printers,
+//! the checker and the compiler consume.
+//!
+//! Values are already typed (an address is an [`Addr`], a protocol a number): the printer
+//! turns numbers back into the names `nft list ruleset` prints. Positions ([`Pos`]) locate
+//! errors; they compare equal to each other so that round-trip tests compare meaning, not
+//! layout.
+
+use crate::nat::NatFlags;
+use crate::wire::Addr;
+
+/// A 1-based line and column in the source text (0:0 for JSON input or built ASTs).
+/// Every `Pos` equals every other: positions never take part in AST equality.
+#[derive(Clone, Copy, Debug, Default, Eq)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl PartialEq for Pos {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::hash::Hash for Pos {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// A whole ruleset (`nft -f` file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The file starts with `flush ruleset` (replace everything). The appliance always
+    /// replaces the whole ruleset; this only records what was written.
+    pub flush: bool,
+    pub tables: Vec<Table>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableFamily {
+    Ip,
+    Ip6,
+    Inet,
+}
+
+impl TableFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFamily::Ip => "ip",
+            TableFamily::Ip6 => "ip6",
+            TableFamily::Inet => "inet",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "ip" => TableFamily::Ip,
+            "ip6" => TableFamily::Ip6,
+            "inet" => TableFamily::Inet,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub family: TableFamily,
+    pub name: String,
+    pub sets: Vec<Set>,
+    pub chains: Vec<Chain>,
+    pub pos: Pos,
+}
+
+/// Element type of a named set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetService,
+    InetProto,
+    Mark,
+    IfName,
+}
+
+impl SetType {
+    pub fn name(self) -> &'static str {
+        match self {
+            SetType::Ipv4Addr => "ipv4_addr",
+            SetType::Ipv6Addr => "ipv6_addr",
+            SetType::InetService => "inet_service",
+            SetType::InetProto => "inet_proto",
+            SetType::Mark => "mark",
+            SetType::IfName => "ifname",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "ipv4_addr" => SetType::Ipv4Addr,
+            "ipv6_addr" => SetType::Ipv6Addr,
+            "inet_service" => SetType::InetService,
+            "inet_proto" => SetType::InetProto,
+            "mark" => SetType::Mark,
+            "ifname" => SetType::IfName,
+            _ => return None,
+        })
+    }
+    /// The value kind of the set's elements.
+    pub fn kind(self) -> Kind {
+        match self {
+            SetType::Ipv4Addr => Kind::Addr4,
+            SetType::Ipv6Addr => Kind::Addr6,
+            SetType::InetService => Kind::Port,
+            SetType::InetProto => Kind::Proto,
+            SetType::Mark => Kind::Mark,
+            SetType::IfName => Kind::IfName,
+        }
+    }
+}
+
+/// A named set (`set NAME { type T; [flags interval;] elements = { … } }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    pub ty: SetType,
+    pub interval: bool,
+    pub elements: Vec<Value>,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Hook::ALL.into_iter().find(|h| h.name() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChainType {
+    Filter,
+    Nat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+/// `type T hook H priority P; policy X;`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    pub ty: ChainType,
+    pub hook: Hook,
+    pub priority: i32,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    /// `None` for a regular chain (reached by `jump`/`goto` only).
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Statements in order (matches are statements, as in nftables).
+    pub stmts: Vec<Stmt>,
+    pub comment: Option<String>,
+    /// Handle: assigned in order by the parser (per table, 1-based), or read from JSON.
+    pub handle: u64,
+    pub pos: Pos,
+}
+
+/// What a match reads from the packet or its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    IpSaddr,
+    IpDaddr,
+    IpProtocol,
+    Ip6Saddr,
+    Ip6Daddr,
+    Ip6Nexthdr,
+    MetaL4proto,
+    MetaNfproto,
+    MetaMark,
+    TcpSport,
+    TcpDport,
+    TcpFlags,
+    UdpSport,
+    UdpDport,
+    ThSport,
+    ThDport,
+    IcmpType,
+    Icmpv6Type,
+    Iif,
+    Oif,
+    Iifname,
+    Oifname,
+    CtState,
+    CtStatus,
+    CtMark,
+}
+
+/// How the values of a field are written and compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Addr4,
+    Addr6,
+    Proto,
+    Nfproto,
+    Port,
+    Mark,
+    TcpFlags,
+    IcmpType,
+    Icmpv6Type,
+    IfName,
+    CtState,
+    CtStatus,
+}
+
+impl Kind {
+    /// Bitmask kinds: a bare list means "any of these bits".
+    pub fn is_flags(self) -> bool {
+        matches!(self, Kind::TcpFlags | Kind::CtState | Kind::CtStatus)
+    }
+}
+
+impl Field {
+    pub const ALL: [Field; 25] = [
+        Field::IpSaddr,
+        Field::IpDaddr,
+        Field::IpProtocol,
+        Field::Ip6Saddr,
+        Field::Ip6Daddr,
+        Field::Ip6Nexthdr,
+        Field::MetaL4proto,
+        Field::MetaNfproto,
+        Field::MetaMark,
+        Field::TcpSport,
+        Field::TcpDport,
+        Field::TcpFlags,
+        Field::UdpSport,
+        Field::UdpDport,
+        Field::ThSport,
+        Field::ThDport,
+        Field::IcmpType,
+        Field::Icmpv6Type,
+        Field::Iif,
+        Field::Oif,
+        Field::Iifname,
+        Field::Oifname,
+        Field::CtState,
+        Field::CtStatus,
+        Field::CtMark,
+    ];
+
+    /// The two words of the text syntax (`("ip", "saddr")`, `("meta", "mark")`).
+    pub fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Field::IpSaddr => ("ip", "saddr"),
+            Field::IpDaddr => ("ip", "daddr"),
+            Field::IpProtocol => ("ip", "protocol"),
+            Field::Ip6Saddr => ("ip6", "saddr"),
+            Field::Ip6Daddr => ("ip6", "daddr"),
+            Field::Ip6Nexthdr => ("ip6", "nexthdr"),
+            Field::MetaL4proto => ("meta", "l4proto"),
+            Field::MetaNfproto => ("meta", "nfproto"),
+            Field::MetaMark => ("meta", "mark"),
+            Field::TcpSport => ("tcp", "sport"),
+            Field::TcpDport => ("tcp", "dport"),
+            Field::TcpFlags => ("tcp", "flags"),
+            Field::UdpSport => ("udp", "sport"),
+            Field::UdpDport => ("udp", "dport"),
+            Field::ThSport => ("th", "sport"),
+            Field::ThDport => ("th", "dport"),
+            Field::IcmpType => ("icmp", "type"),
+            Field::Icmpv6Type => ("icmpv6", "type"),
+            Field::Iif => ("meta", "iif"),
+            Field::Oif => ("meta", "oif"),
+            Field::Iifname => ("meta", "iifname"),
+            Field::Oifname => ("meta", "oifname"),
+            Field::CtState => ("ct", "state"),
+            Field::CtStatus => ("ct", "status"),
+            Field::CtMark => ("ct", "mark"),
+        }
+    }
+
+    pub fn from_words(a: &str, b: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.words() == (a, b))
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Field::IpSaddr | Field::IpDaddr => Kind::Addr4,
+            Field::Ip6Saddr | Field::Ip6Daddr => Kind::Addr6,
+            Field::IpProtocol | Field::Ip6Nexthdr | Field::MetaL4proto => Kind::Proto,
+            Field::MetaNfproto => Kind::Nfproto,
+            Field::MetaMark | Field::CtMark => Kind::Mark,
+            Field::TcpSport
+            | Field::TcpDport
+            | Field::UdpSport
+            | Field::UdpDport
+            | Field::ThSport
+            | Field::ThDport => Kind::Port,
+            Field::TcpFlags => Kind::TcpFlags,
+            Field::IcmpType => Kind::IcmpType,
+            Field::Icmpv6Type => Kind::Icmpv6Type,
+            Field::Iif | Field::Oif | Field::Iifname | Field::Oifname => Kind::IfName,
+            Field::CtState => Kind::CtState,
+            Field::CtStatus => Kind::CtStatus,
+        }
+    }
+
+    /// The table family this field needs (`ip saddr` only in `ip`/`inet` tables).
+    pub fn family(self) -> Option<TableFamily> {
+        match self {
+            Field::IpSaddr | Field::IpDaddr | Field::IpProtocol | Field::IcmpType => {
+                Some(TableFamily::Ip)
+            }
+            Field::Ip6Saddr | Field::Ip6Daddr | Field::Ip6Nexthdr | Field::Icmpv6Type => {
+                Some(TableFamily::Ip6)
+            }
+            _ => None,
+        }
+    }
+
+    /// The L4 protocol a field implies (`tcp dport` implies `meta l4proto tcp`).
+    pub fn l4proto(self) -> Option<u8> {
+        use crate::wire::proto;
+        match self {
+            Field::TcpSport | Field::TcpDport | Field::TcpFlags => Some(proto::TCP),
+            Field::UdpSport | Field::UdpDport => Some(proto::UDP),
+            Field::IcmpType => Some(proto::ICMP),
+            Field::Icmpv6Type => Some(proto::ICMPV6),
+            _ => None,
+        }
+    }
+}
+
+/// One value of a match or a set element.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A number (port, protocol, mark, flag bits, ICMP type).
+    Num(u64),
+    /// An inclusive range of numbers (`1000-2000`).
+    Range(u64, u64),
+    /// An address with a prefix length in bits of its family (a host: 32 or 128).
+    Prefix(Addr, u8),
+    /// An inclusive address range (`10.0.0.1-10.0.0.9`).
+    AddrRange(Addr, Addr),
+    /// An interface name (`"eth0"`, `"eth*"` with a trailing wildcard).
+    Str(String),
+}
+
+/// The right-hand side of a match.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Rhs {
+    /// One value, or a bare comma list for flag kinds (`established,related`).
+    Values(Vec<Value>),
+    /// An anonymous set `{ a, b }`.
+    Set(Vec<Value>),
+    /// A named set `@NAME`.
+    Named(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// No operator written: equality, set membership, or "any of these bits" for flag
+    /// kinds.
+    Implicit,
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl Op {
+    pub fn text(self) -> &'static str {
+        match self {
+            Op::Implicit => "",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Gt => ">",
+            Op::Le => "<=",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// `FIELD [& MASK] [OP] RHS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub field: Field,
+    /// `tcp flags & (syn|ack) == syn` (text) / `tcp flags syn / syn,ack` (nft's output).
+    pub mask: Option<u64>,
+    pub op: Op,
+    pub rhs: Rhs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Continue,
+    Return,
+    Jump(String),
+    Goto(String),
+}
+
+/// `reject [with …]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Plain `reject`: ICMP port unreachable (TCP: still ICMP, as the kernel does).
+    Default,
+    TcpReset,
+    /// ICMP (v4) destination-unreachable code.
+    Icmp(u8),
+    /// ICMPv6 destination-unreachable code.
+    Icmpv6(u8),
+    /// `icmpx` (inet tables): family-independent code 0..=3.
+    Icmpx(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimeUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl TimeUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Second => "second",
+            TimeUnit::Minute => "minute",
+            TimeUnit::Hour => "hour",
+            TimeUnit::Day => "day",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "second" => TimeUnit::Second,
+            "minute" => TimeUnit::Minute,
+            "hour" => TimeUnit::Hour,
+            "day" => TimeUnit::Day,
+            _ => return None,
+        })
+    }
+    pub fn nanos(self) -> u64 {
+        match self {
+            TimeUnit::Second => 1_000_000_000,
+            TimeUnit::Minute => 60_000_000_000,
+            TimeUnit::Hour => 3_600_000_000_000,
+            TimeUnit::Day => 86_400_000_000_000,
+        }
+    }
+}
+
+/// NAT statement (`snat`, `dnat`, `masquerade`, `redirect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatStmt {
+    pub kind: crate::nat::NatKind,
+    /// `snat ip to` / `dnat ip6 to` in inet tables; `None` when not written.
+    pub family: Option<TableFamily>,
+    pub addr: Option<(Addr, Addr)>,
+    pub ports: Option<(u16, u16)>,
+    pub flags: NatFlags,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stmt {
+    Match(Match, Pos),
+    Verdict(Verdict, Pos),
+    Reject(Reject, Pos),
+    /// `counter [packets N bytes M]` (the numbers are what a listing printed).
+    Counter {
+        packets: u64,
+        bytes: u64,
+    },
+    /// `log [prefix "…"] [level L]` (rate-limited by the appliance).
+    Log {
+        prefix: Option<String>,
+        level: Option<String>,
+    },
+    /// `limit rate [over] N/UNIT [burst M packets]`.
+    Limit {
+        rate: u64,
+        unit: TimeUnit,
+        burst: u32,
+        over: bool,
+    },
+    /// `ct count [over] N`.
+    CtCount {
+        count: u32,
+        over: bool,
+    },
+    Notrack,
+    MetaMarkSet(u32),
+    CtMarkSet(u32),
+    Nat(NatStmt, Pos),
+}
+
+/// Default `limit` burst (nft's default).
+pub const DEFAULT_BURST: u32 = 5;

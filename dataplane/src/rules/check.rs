@@ -1,0 +1,233 @@
+//! Semantic checks on a parsed ruleset: undefined chains and sets, jump loops, NAT
+//! statements outside `nat` chains or on the wrong hook, family mismatches.
+
+use super::Error;
+use super::ast::*;
+use crate::nat::NatKind;
+
+/// Deepest jump stack the kernel allows (`NFT_JUMP_STACK_SIZE`).
+pub const MAX_JUMP_DEPTH: usize = 16;
+
+/// Checks a ruleset; the first problem found is returned with its location.
+pub fn check(rs: &Ruleset) -> Result<(), Error> {
+    for t in &rs.tables {
+        check_table(t)?;
+    }
+    Ok(())
+}
+
+fn chain_index(t: &Table, name: &str) -> Option<usize> {
+    t.chains.iter().position(|c| c.name == name)
+}
+
+fn check_table(t: &Table) -> Result<(), Error> {
+    for s in &t.sets {
+        let ok = !matches!(
+            (s.ty, t.family),
+            (SetType::Ipv4Addr, TableFamily::Ip6) | (SetType::Ipv6Addr, TableFamily::Ip)
+        );
+        if !ok {
+            return Err(Error::at(
+                s.pos,
+                &s.name,
+                "set type does not fit the table family",
+            ));
+        }
+        for v in &s.elements {
+            if matches!(
+                v,
+                Value::Prefix(..) | Value::AddrRange(..) | Value::Range(..)
+            ) && !s.interval
+                && !matches!(v, Value::Prefix(_, l) if u32::from(*l) == if s.ty == SetType::Ipv4Addr { 32 } else { 128 })
+            {
+                return Err(Error::at(
+                    s.pos,
+                    &s.name,
+                    "ranges and prefixes need `flags interval`",
+                ));
+            }
+        }
+    }
+    // Per chain: its jump/goto targets (indices), and whether it holds NAT.
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); t.chains.len()];
+    for (ci, c) in t.chains.iter().enumerate() {
+        if let Some(b) = &c.base
+            && b.ty == ChainType::Nat
+            && b.hook == Hook::Forward
+        {
+            return Err(Error::at(
+                c.pos,
+                &c.name,
+                "nat chains cannot use the forward hook",
+            ));
+        }
+        for r in &c.rules {
+            check_rule(t, r, &mut edges[ci])?;
+        }
+    }
+    // Jump loops and depth (DFS from every chain).
+    for start in 0..t.chains.len() {
+        let mut path = vec![start];
+        dfs_loops(t, &edges, &mut path)?;
+    }
+    // NAT statements: only in chains reachable from nat base chains, on the right hook.
+    for c in &t.chains {
+        let Some(b) = &c.base else { continue };
+        let ci = chain_index(t, &c.name).unwrap_or(0);
+        let mut seen = vec![false; t.chains.len()];
+        let mut todo = vec![ci];
+        while let Some(x) = todo.pop() {
+            if std::mem::replace(&mut seen[x], true) {
+                continue;
+            }
+            todo.extend(edges[x].iter().copied());
+            for r in &t.chains[x].rules {
+                for s in &r.stmts {
+                    if let Stmt::Nat(n, pos) = s {
+                        check_nat(t, b, n, *pos)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Error> {
+    let name = super::print::stmt(&Stmt::Nat(*n, pos));
+    if b.ty != ChainType::Nat {
+        return Err(Error::at(
+            pos,
+            &name,
+            "NAT statement in a chain that is not of type nat",
+        ));
+    }
+    let ok = match n.kind {
+        NatKind::Snat | NatKind::Masquerade => matches!(b.hook, Hook::Postrouting | Hook::Input),
+        NatKind::Dnat | NatKind::Redirect => matches!(b.hook, Hook::Prerouting | Hook::Output),
+    };
+    if !ok {
+        return Err(Error::at(
+            pos,
+            &name,
+            format!(
+                "this NAT statement is not valid in a {} chain",
+                b.hook.name()
+            ),
+        ));
+    }
+    if let Some((a, _)) = n.addr {
+        let v4 = a.to_v4().is_some();
+        let bad = match t.family {
+            TableFamily::Ip => !v4,
+            TableFamily::Ip6 => v4,
+            TableFamily::Inet => match n.family {
+                Some(TableFamily::Ip) => !v4,
+                Some(TableFamily::Ip6) => v4,
+                _ => false,
+            },
+        };
+        if bad {
+            return Err(Error::at(pos, &name, "NAT address family does not fit"));
+        }
+    }
+    Ok(())
+}
+
+fn dfs_loops(t: &Table, edges: &[Vec<usize>], path: &mut Vec<usize>) -> Result<(), Error> {
+    let last = *path.last().unwrap_or(&0);
+    for &next in &edges[last] {
+        if path.contains(&next) {
+            let c = &t.chains[next];
+            return Err(Error::at(c.pos, &c.name, "jump loop through this chain"));
+        }
+        if path.len() > MAX_JUMP_DEPTH {
+            let c = &t.chains[next];
+            return Err(Error::at(c.pos, &c.name, "jumps nested deeper than 16"));
+        }
+        path.push(next);
+        dfs_loops(t, edges, path)?;
+        path.pop();
+    }
+    Ok(())
+}
+
+fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> {
+    let mut l4_known = false;
+    for s in &r.stmts {
+        match s {
+            Stmt::Match(m, pos) => {
+                let text = super::print::stmt(s);
+                match (m.field.family(), t.family) {
+                    (Some(TableFamily::Ip), TableFamily::Ip6)
+                    | (Some(TableFamily::Ip6), TableFamily::Ip) => {
+                        return Err(Error::at(
+                            *pos,
+                            &text,
+                            format!(
+                                "this match cannot apply in a table of family {}",
+                                t.family.name()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                if m.field.l4proto().is_some()
+                    || matches!(
+                        m.field,
+                        Field::IpProtocol
+                            | Field::Ip6Nexthdr
+                            | Field::MetaL4proto
+                            | Field::ThDport
+                            | Field::ThSport
+                    )
+                {
+                    l4_known = true;
+                }
+                if let Rhs::Named(n) = &m.rhs {
+                    let Some(set) = t.sets.iter().find(|x| &x.name == n) else {
+                        return Err(Error::at(*pos, &format!("@{n}"), "undefined set"));
+                    };
+                    if set.ty.kind() != m.field.kind() {
+                        return Err(Error::at(
+                            *pos,
+                            &format!("@{n}"),
+                            format!("set of type {} does not fit this match", set.ty.name()),
+                        ));
+                    }
+                }
+            }
+            Stmt::Verdict(Verdict::Jump(c) | Verdict::Goto(c), pos) => {
+                let Some(ci) = chain_index(t, c) else {
+                    return Err(Error::at(*pos, c, "undefined chain"));
+                };
+                if t.chains[ci].base.is_some() {
+                    return Err(Error::at(*pos, c, "cannot jump to a base chain"));
+                }
+                edges.push(ci);
+            }
+            Stmt::Nat(n, pos) if n.ports.is_some() && !l4_known => {
+                return Err(Error::at(
+                    *pos,
+                    &super::print::stmt(s),
+                    "transport protocol mapping is only valid after transport protocol match",
+                ));
+            }
+            Stmt::Reject(Reject::TcpReset, pos) if !l4_known => {
+                return Err(Error::at(
+                    *pos,
+                    "reject",
+                    "`reject with tcp reset` needs a tcp match first",
+                ));
+            }
+            Stmt::Reject(Reject::Icmp(_), pos) if t.family == TableFamily::Ip6 => {
+                return Err(Error::at(*pos, "reject", "`icmp` reject in an ip6 table"));
+            }
+            Stmt::Reject(Reject::Icmpv6(_), pos) if t.family == TableFamily::Ip => {
+                return Err(Error::at(*pos, "reject", "`icmpv6` reject in an ip table"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

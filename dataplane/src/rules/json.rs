@@ -1,0 +1,730 @@
+//! The nftables JSON form (`nft -j list ruleset`, libnftables-json(5)) read into and
+//! written from the same AST. Fixtures in `testdata/` come from the kernel's `nft` 1.0.6.
+//! Errors name the JSON path of the offending object (JSON has no line numbers here).
+
+use super::Error;
+use super::ast::*;
+use super::names;
+use super::parse::parse_value;
+use super::print;
+use crate::nat::{NatFlags, NatKind};
+use crate::wire::Addr;
+use serde_json::{Map, Value as J, json};
+
+fn jerr<T>(path: &str, msg: impl Into<String>) -> Result<T, Error> {
+    Err(Error {
+        line: 0,
+        col: 0,
+        token: path.to_owned(),
+        msg: msg.into(),
+    })
+}
+
+fn get_str<'a>(o: &'a Map<String, J>, k: &str, path: &str) -> Result<&'a str, Error> {
+    match o.get(k).and_then(J::as_str) {
+        Some(s) => Ok(s),
+        None => jerr(path, format!("missing string `{k}`")),
+    }
+}
+
+/// Reads `{"nftables": [...]}`.
+pub fn from_json(v: &J) -> Result<Ruleset, Error> {
+    let Some(items) = v.get("nftables").and_then(J::as_array) else {
+        return jerr("$", "expected {\"nftables\": [...]}");
+    };
+    let mut rs = Ruleset::default();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("nftables[{i}]");
+        let Some(obj) = item.as_object() else {
+            return jerr(&path, "expected an object");
+        };
+        let Some((kind, body)) = obj.iter().next() else {
+            return jerr(&path, "empty object");
+        };
+        let path = format!("{path}.{kind}");
+        match kind.as_str() {
+            "metainfo" => {}
+            "flush" => {
+                if body.get("ruleset").is_none() {
+                    return jerr(&path, "only `flush ruleset` is supported");
+                }
+                rs.flush = true;
+            }
+            "table" => {
+                let o = body
+                    .as_object()
+                    .ok_or_else(|| Error::json(&path, "expected object"))?;
+                let fam = get_str(o, "family", &path)?;
+                let family = TableFamily::from_name(fam)
+                    .ok_or_else(|| Error::json(&path, format!("unsupported family {fam}")))?;
+                rs.tables.push(Table {
+                    family,
+                    name: get_str(o, "name", &path)?.to_owned(),
+                    sets: Vec::new(),
+                    chains: Vec::new(),
+                    pos: Pos::default(),
+                });
+            }
+            "set" | "chain" | "rule" => {
+                let o = body
+                    .as_object()
+                    .ok_or_else(|| Error::json(&path, "expected object"))?;
+                let fam = get_str(o, "family", &path)?;
+                let tname = get_str(o, "table", &path)?;
+                let Some(t) = rs
+                    .tables
+                    .iter_mut()
+                    .find(|t| t.family.name() == fam && t.name == tname)
+                else {
+                    return jerr(&path, format!("undefined table {fam} {tname}"));
+                };
+                match kind.as_str() {
+                    "set" => t.sets.push(read_set(o, &path)?),
+                    "chain" => t.chains.push(read_chain(o, &path)?),
+                    _ => {
+                        let cname = get_str(o, "chain", &path)?;
+                        let rule = read_rule(o, &path)?;
+                        let Some(c) = t.chains.iter_mut().find(|c| c.name == cname) else {
+                            return jerr(&path, format!("undefined chain {cname}"));
+                        };
+                        c.rules.push(rule);
+                    }
+                }
+            }
+            other => {
+                return jerr(
+                    &path,
+                    format!("`{other}` is not supported by this appliance"),
+                );
+            }
+        }
+    }
+    Ok(rs)
+}
+
+fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
+    let ty_name = get_str(o, "type", path)?;
+    let ty = SetType::from_name(ty_name)
+        .ok_or_else(|| Error::json(path, format!("unsupported set type {ty_name}")))?;
+    let interval = match o.get("flags") {
+        None => false,
+        Some(J::String(s)) => s == "interval",
+        Some(J::Array(a)) => a.iter().any(|f| f == "interval"),
+        Some(_) => return jerr(path, "bad flags"),
+    };
+    let mut elements = Vec::new();
+    if let Some(e) = o.get("elem") {
+        let list = e
+            .as_array()
+            .ok_or_else(|| Error::json(path, "elem must be a list"))?;
+        for (i, x) in list.iter().enumerate() {
+            elements.push(read_value(ty.kind(), x, &format!("{path}.elem[{i}]"))?);
+        }
+    }
+    Ok(Set {
+        name: get_str(o, "name", path)?.to_owned(),
+        ty,
+        interval,
+        elements,
+        pos: Pos::default(),
+    })
+}
+
+fn read_chain(o: &Map<String, J>, path: &str) -> Result<Chain, Error> {
+    let base = match o.get("hook") {
+        None => None,
+        Some(_) => {
+            let ty = match get_str(o, "type", path)? {
+                "filter" => ChainType::Filter,
+                "nat" => ChainType::Nat,
+                t => return jerr(path, format!("unsupported chain type {t}")),
+            };
+            let h = get_str(o, "hook", path)?;
+            let hook = Hook::from_name(h)
+                .ok_or_else(|| Error::json(path, format!("unsupported hook {h}")))?;
+            let priority = o
+                .get("prio")
+                .and_then(J::as_i64)
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| Error::json(path, "missing prio"))?;
+            let policy = match o.get("policy").and_then(J::as_str) {
+                None | Some("accept") => Policy::Accept,
+                Some("drop") => Policy::Drop,
+                Some(p) => return jerr(path, format!("bad policy {p}")),
+            };
+            Some(BaseChain {
+                ty,
+                hook,
+                priority,
+                policy,
+            })
+        }
+    };
+    Ok(Chain {
+        name: get_str(o, "name", path)?.to_owned(),
+        base,
+        rules: Vec::new(),
+        pos: Pos::default(),
+    })
+}
+
+fn read_rule(o: &Map<String, J>, path: &str) -> Result<Rule, Error> {
+    let exprs = o
+        .get("expr")
+        .and_then(J::as_array)
+        .ok_or_else(|| Error::json(path, "missing expr"))?;
+    let mut stmts = Vec::new();
+    for (i, e) in exprs.iter().enumerate() {
+        stmts.push(read_stmt(e, &format!("{path}.expr[{i}]"))?);
+    }
+    Ok(Rule {
+        stmts,
+        comment: o.get("comment").and_then(J::as_str).map(str::to_owned),
+        handle: o.get("handle").and_then(J::as_u64).unwrap_or(0),
+        pos: Pos::default(),
+    })
+}
+
+fn read_field(left: &J, path: &str) -> Result<(Field, Option<u64>), Error> {
+    if let Some(and) = left.get("&").and_then(J::as_array) {
+        let [inner, mask] = &and[..] else {
+            return jerr(path, "`&` takes two operands");
+        };
+        let (f, _) = read_field(inner, path)?;
+        let m = flag_bits(f.kind(), mask, path)?;
+        return Ok((f, Some(m)));
+    }
+    let (a, b) = if let Some(p) = left.get("payload") {
+        (
+            p.get("protocol").and_then(J::as_str).unwrap_or(""),
+            p.get("field").and_then(J::as_str).unwrap_or(""),
+        )
+    } else if let Some(m) = left.get("meta") {
+        ("meta", m.get("key").and_then(J::as_str).unwrap_or(""))
+    } else if let Some(m) = left.get("ct") {
+        ("ct", m.get("key").and_then(J::as_str).unwrap_or(""))
+    } else {
+        return jerr(path, format!("unsupported match operand {left}"));
+    };
+    Field::from_words(a, b).map(|f| (f, None)).ok_or_else(|| {
+        Error::json(
+            path,
+            format!("`{a} {b}` is not supported by this appliance"),
+        )
+    })
+}
+
+fn flag_bits(kind: Kind, v: &J, path: &str) -> Result<u64, Error> {
+    match v {
+        J::Number(n) => n.as_u64().ok_or_else(|| Error::json(path, "bad number")),
+        J::String(s) => {
+            names::lookup(kind, s).ok_or_else(|| Error::json(path, format!("unknown flag {s}")))
+        }
+        J::Array(a) => a
+            .iter()
+            .try_fold(0, |acc, x| Ok(acc | flag_bits(kind, x, path)?)),
+        J::Object(o) if o.contains_key("|") => flag_bits(kind, &o["|"], path),
+        _ => jerr(path, "bad flag value"),
+    }
+}
+
+fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
+    let bad = |m: String| Error::json(path, m);
+    match v {
+        J::Number(n) => n
+            .as_u64()
+            .map(Value::Num)
+            .ok_or_else(|| bad("bad number".into())),
+        J::String(s) => parse_value(kind, s).map_err(bad),
+        J::Object(o) => {
+            if let Some(p) = o.get("prefix") {
+                let addr = p.get("addr").and_then(J::as_str).unwrap_or("");
+                let len = p.get("len").and_then(J::as_u64).unwrap_or(0);
+                parse_value(kind, &format!("{addr}/{len}")).map_err(bad)
+            } else if let Some(J::Array(r)) = o.get("range") {
+                let [a, b] = &r[..] else {
+                    return Err(bad("range takes two values".into()));
+                };
+                match (read_value(kind, a, path)?, read_value(kind, b, path)?) {
+                    (Value::Num(a), Value::Num(b)) => Ok(Value::Range(a, b)),
+                    (Value::Prefix(a, _), Value::Prefix(b, _)) => Ok(Value::AddrRange(a, b)),
+                    _ => Err(bad("bad range".into())),
+                }
+            } else {
+                Err(bad(format!("unsupported value {v}")))
+            }
+        }
+        _ => Err(bad(format!("unsupported value {v}"))),
+    }
+}
+
+fn read_match(m: &J, path: &str) -> Result<Match, Error> {
+    let (field, mask) = read_field(m.get("left").unwrap_or(&J::Null), path)?;
+    let kind = field.kind();
+    let op = match m.get("op").and_then(J::as_str).unwrap_or("==") {
+        "in" => Op::Implicit,
+        "==" if kind.is_flags() => Op::Eq,
+        "==" => Op::Implicit,
+        "!=" => Op::Ne,
+        "<" => Op::Lt,
+        ">" => Op::Gt,
+        "<=" => Op::Le,
+        ">=" => Op::Ge,
+        o => return jerr(path, format!("unsupported op {o}")),
+    };
+    let right = m.get("right").unwrap_or(&J::Null);
+    let rhs = match right {
+        J::String(s) if s.starts_with('@') => Rhs::Named(s[1..].to_owned()),
+        J::Object(o) if o.contains_key("set") => {
+            let list = o["set"]
+                .as_array()
+                .ok_or_else(|| Error::json(path, "set must be a list"))?;
+            let mut vals = Vec::new();
+            for x in list {
+                vals.push(if kind.is_flags() {
+                    Value::Num(flag_bits(kind, x, path)?)
+                } else {
+                    read_value(kind, x, path)?
+                });
+            }
+            Rhs::Set(vals)
+        }
+        _ if kind.is_flags() => Rhs::Values(vec![Value::Num(flag_bits(kind, right, path)?)]),
+        _ => Rhs::Values(vec![read_value(kind, right, path)?]),
+    };
+    Ok(Match {
+        field,
+        mask,
+        op,
+        rhs,
+    })
+}
+
+fn nat_addr(v: &J, path: &str) -> Result<(Addr, Addr), Error> {
+    let one = |s: &J| -> Result<Addr, Error> {
+        let s = s
+            .as_str()
+            .ok_or_else(|| Error::json(path, "address must be a string"))?;
+        s.parse::<std::net::IpAddr>()
+            .map(Addr::from)
+            .map_err(|_| Error::json(path, format!("bad address {s}")))
+    };
+    match v.get("range").and_then(J::as_array) {
+        Some(r) if r.len() == 2 => Ok((one(&r[0])?, one(&r[1])?)),
+        _ => {
+            let a = one(v)?;
+            Ok((a, a))
+        }
+    }
+}
+
+fn nat_port(v: &J, path: &str) -> Result<(u16, u16), Error> {
+    let one = |x: &J| -> Result<u16, Error> {
+        x.as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| Error::json(path, "bad port"))
+    };
+    match v.get("range").and_then(J::as_array) {
+        Some(r) if r.len() == 2 => Ok((one(&r[0])?, one(&r[1])?)),
+        _ => {
+            let p = one(v)?;
+            Ok((p, p))
+        }
+    }
+}
+
+fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
+    let Some((k, body)) = e.as_object().and_then(|o| o.iter().next()) else {
+        return jerr(path, "expected a one-key object");
+    };
+    let pos = Pos::default();
+    Ok(match k.as_str() {
+        "match" => Stmt::Match(read_match(body, path)?, pos),
+        "accept" => Stmt::Verdict(Verdict::Accept, pos),
+        "drop" => Stmt::Verdict(Verdict::Drop, pos),
+        "continue" => Stmt::Verdict(Verdict::Continue, pos),
+        "return" => Stmt::Verdict(Verdict::Return, pos),
+        "jump" | "goto" => {
+            let t = body
+                .get("target")
+                .and_then(J::as_str)
+                .ok_or_else(|| Error::json(path, "missing target"))?
+                .to_owned();
+            Stmt::Verdict(
+                if k == "jump" {
+                    Verdict::Jump(t)
+                } else {
+                    Verdict::Goto(t)
+                },
+                pos,
+            )
+        }
+        "counter" => Stmt::Counter {
+            packets: body.get("packets").and_then(J::as_u64).unwrap_or(0),
+            bytes: body.get("bytes").and_then(J::as_u64).unwrap_or(0),
+        },
+        "notrack" => Stmt::Notrack,
+        "log" => Stmt::Log {
+            prefix: body.get("prefix").and_then(J::as_str).map(str::to_owned),
+            level: body.get("level").and_then(J::as_str).map(str::to_owned),
+        },
+        "limit" => {
+            if body
+                .get("rate_unit")
+                .and_then(J::as_str)
+                .is_some_and(|u| u != "packets")
+            {
+                return jerr(path, "byte-rate limits are not supported by this appliance");
+            }
+            let per = body.get("per").and_then(J::as_str).unwrap_or("second");
+            Stmt::Limit {
+                rate: body
+                    .get("rate")
+                    .and_then(J::as_u64)
+                    .filter(|&r| r > 0)
+                    .ok_or_else(|| Error::json(path, "missing rate"))?,
+                unit: TimeUnit::from_name(per).ok_or_else(|| Error::json(path, "bad unit"))?,
+                burst: body
+                    .get("burst")
+                    .and_then(J::as_u64)
+                    .and_then(|b| u32::try_from(b).ok())
+                    .unwrap_or(DEFAULT_BURST),
+                over: body.get("inv").and_then(J::as_bool).unwrap_or(false),
+            }
+        }
+        "ct count" => Stmt::CtCount {
+            count: body
+                .get("val")
+                .and_then(J::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| Error::json(path, "missing val"))?,
+            over: body.get("inv").and_then(J::as_bool).unwrap_or(false),
+        },
+        "mangle" => {
+            let key = body.get("key").unwrap_or(&J::Null);
+            let v = body
+                .get("value")
+                .and_then(J::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| Error::json(path, "mangle value must be a 32-bit number"))?;
+            if key.get("meta").and_then(|m| m.get("key")) == Some(&json!("mark")) {
+                Stmt::MetaMarkSet(v)
+            } else if key.get("ct").and_then(|m| m.get("key")) == Some(&json!("mark")) {
+                Stmt::CtMarkSet(v)
+            } else {
+                return jerr(
+                    path,
+                    format!("setting {key} is not supported by this appliance"),
+                );
+            }
+        }
+        "reject" => {
+            let ty = body.get("type").and_then(J::as_str);
+            let code = body.get("expr").and_then(J::as_str);
+            let c = |t: &[(&str, u8)]| -> Result<u8, Error> {
+                let n = code.unwrap_or("port-unreachable");
+                names::code_lookup(t, n)
+                    .ok_or_else(|| Error::json(path, format!("unknown code {n}")))
+            };
+            let r = match ty {
+                None => Reject::Default,
+                Some("tcp reset") => Reject::TcpReset,
+                Some("icmp") => Reject::Icmp(c(names::REJECT_ICMP)?),
+                Some("icmpv6") => Reject::Icmpv6(c(names::REJECT_ICMPV6)?),
+                Some("icmpx") => Reject::Icmpx(c(names::REJECT_ICMPX)?),
+                Some(t) => return jerr(path, format!("unsupported reject type {t}")),
+            };
+            Stmt::Reject(r, pos)
+        }
+        "snat" | "dnat" | "masquerade" | "redirect" => {
+            let kind = match k.as_str() {
+                "snat" => NatKind::Snat,
+                "dnat" => NatKind::Dnat,
+                "masquerade" => NatKind::Masquerade,
+                _ => NatKind::Redirect,
+            };
+            let mut flags = NatFlags::default();
+            let fl: Vec<&str> = match body.get("flags") {
+                Some(J::String(s)) => vec![s.as_str()],
+                Some(J::Array(a)) => a.iter().filter_map(J::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for f in fl {
+                match f {
+                    "random" => flags.random = true,
+                    "fully-random" => flags.fully_random = true,
+                    "persistent" => flags.persistent = true,
+                    _ => return jerr(path, format!("unsupported NAT flag {f}")),
+                }
+            }
+            let family = body
+                .get("family")
+                .and_then(J::as_str)
+                .and_then(TableFamily::from_name);
+            Stmt::Nat(
+                NatStmt {
+                    kind,
+                    family,
+                    addr: body.get("addr").map(|a| nat_addr(a, path)).transpose()?,
+                    ports: body.get("port").map(|p| nat_port(p, path)).transpose()?,
+                    flags,
+                },
+                pos,
+            )
+        }
+        other => {
+            return jerr(
+                path,
+                format!("`{other}` is not supported by this appliance"),
+            );
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writer
+
+fn field_json(f: Field) -> J {
+    let (a, b) = f.words();
+    match a {
+        "meta" => json!({"meta": {"key": b}}),
+        "ct" => json!({"ct": {"key": b}}),
+        _ => json!({"payload": {"protocol": a, "field": b}}),
+    }
+}
+
+fn flags_json(kind: Kind, v: u64) -> J {
+    match names::flag_names(kind, v) {
+        Some(n) if n.len() == 1 => json!(n[0]),
+        Some(n) => json!(n),
+        None => json!(v),
+    }
+}
+
+fn value_json(kind: Kind, v: &Value) -> J {
+    match v {
+        Value::Num(n) if kind.is_flags() => flags_json(kind, *n),
+        Value::Num(n) => match (kind, names::name_of(kind, *n)) {
+            (Kind::Port | Kind::Mark, _) | (_, None) => json!(n),
+            (_, Some(name)) => json!(name),
+        },
+        Value::Range(a, b) => {
+            json!({"range": [value_json(kind, &Value::Num(*a)), value_json(kind, &Value::Num(*b))]})
+        }
+        Value::Prefix(a, len) => {
+            let full = if kind == Kind::Addr4 { 32 } else { 128 };
+            if *len == full {
+                json!(a.to_string())
+            } else {
+                json!({"prefix": {"addr": a.to_string(), "len": len}})
+            }
+        }
+        Value::AddrRange(a, b) => json!({"range": [a.to_string(), b.to_string()]}),
+        Value::Str(s) => json!(s),
+    }
+}
+
+fn match_json(m: &Match) -> J {
+    let kind = m.field.kind();
+    let mut left = field_json(m.field);
+    if let Some(mask) = m.mask {
+        left = json!({"&": [left, flags_json(kind, mask)]});
+    }
+    let op = match m.op {
+        Op::Implicit if kind.is_flags() && matches!(m.rhs, Rhs::Values(_)) => "in",
+        Op::Implicit | Op::Eq => "==",
+        other => other.text(),
+    };
+    let right = match &m.rhs {
+        Rhs::Values(v) if v.len() == 1 => value_json(kind, &v[0]),
+        Rhs::Values(v) => J::Array(v.iter().map(|x| value_json(kind, x)).collect()),
+        Rhs::Set(v) => json!({"set": v.iter().map(|x| value_json(kind, x)).collect::<Vec<_>>()}),
+        Rhs::Named(n) => json!(format!("@{n}")),
+    };
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+fn nat_json(n: &NatStmt) -> J {
+    let kw = match n.kind {
+        NatKind::Snat => "snat",
+        NatKind::Dnat => "dnat",
+        NatKind::Masquerade => "masquerade",
+        NatKind::Redirect => "redirect",
+    };
+    let mut o = Map::new();
+    if let Some(f) = n.family {
+        o.insert("family".into(), json!(f.name()));
+    }
+    if let Some((a, b)) = n.addr {
+        o.insert(
+            "addr".into(),
+            if a == b {
+                json!(a.to_string())
+            } else {
+                json!({"range": [a.to_string(), b.to_string()]})
+            },
+        );
+    }
+    if let Some((a, b)) = n.ports {
+        o.insert(
+            "port".into(),
+            if a == b {
+                json!(a)
+            } else {
+                json!({"range": [a, b]})
+            },
+        );
+    }
+    let mut flags = Vec::new();
+    if n.flags.random {
+        flags.push("random");
+    }
+    if n.flags.fully_random {
+        flags.push("fully-random");
+    }
+    if n.flags.persistent {
+        flags.push("persistent");
+    }
+    match flags.len() {
+        0 => {}
+        1 => {
+            o.insert("flags".into(), json!(flags[0]));
+        }
+        _ => {
+            o.insert("flags".into(), json!(flags));
+        }
+    }
+    if o.is_empty() {
+        json!({kw: null})
+    } else {
+        json!({kw: o})
+    }
+}
+
+fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
+    match s {
+        Stmt::Match(m, _) => match_json(m),
+        Stmt::Verdict(v, _) => match v {
+            Verdict::Jump(t) => json!({"jump": {"target": t}}),
+            Verdict::Goto(t) => json!({"goto": {"target": t}}),
+            other => json!({print::verdict(other): null}),
+        },
+        Stmt::Reject(r, _) => match r {
+            Reject::Default => json!({"reject": null}),
+            Reject::TcpReset => json!({"reject": {"type": "tcp reset"}}),
+            Reject::Icmp(c) => {
+                json!({"reject": {"type": "icmp", "expr": names::code_name(names::REJECT_ICMP, *c)}})
+            }
+            Reject::Icmpv6(c) => {
+                json!({"reject": {"type": "icmpv6", "expr": names::code_name(names::REJECT_ICMPV6, *c)}})
+            }
+            Reject::Icmpx(c) => {
+                json!({"reject": {"type": "icmpx", "expr": names::code_name(names::REJECT_ICMPX, *c)}})
+            }
+        },
+        Stmt::Counter { packets, bytes } => {
+            let (p, b) = counter.unwrap_or((*packets, *bytes));
+            json!({"counter": {"packets": p, "bytes": b}})
+        }
+        Stmt::Log { prefix, level } => {
+            let mut o = Map::new();
+            if let Some(p) = prefix {
+                o.insert("prefix".into(), json!(p));
+            }
+            if let Some(l) = level {
+                o.insert("level".into(), json!(l));
+            }
+            if o.is_empty() {
+                json!({"log": null})
+            } else {
+                json!({"log": o})
+            }
+        }
+        Stmt::Limit {
+            rate,
+            unit,
+            burst,
+            over,
+        } => {
+            let mut o = json!({"rate": rate, "burst": burst, "per": unit.name()});
+            if *over {
+                o["inv"] = json!(true);
+            }
+            json!({"limit": o})
+        }
+        Stmt::CtCount { count, over } => {
+            let mut o = json!({"val": count});
+            if *over {
+                o["inv"] = json!(true);
+            }
+            json!({"ct count": o})
+        }
+        Stmt::Notrack => json!({"notrack": null}),
+        Stmt::MetaMarkSet(m) => json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": m}}),
+        Stmt::CtMarkSet(m) => json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": m}}),
+        Stmt::Nat(n, _) => nat_json(n),
+    }
+}
+
+/// Writes `{"nftables": [...]}`.
+pub fn to_json(rs: &Ruleset) -> J {
+    to_json_with(rs, &|_, _, _| None)
+}
+
+/// Writes JSON, filling `counter` statements from `counters`.
+pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
+    let mut items = vec![json!({"metainfo": {"json_schema_version": 1}})];
+    if rs.flush {
+        items.push(json!({"flush": {"ruleset": null}}));
+    }
+    for (ti, t) in rs.tables.iter().enumerate() {
+        let fam = t.family.name();
+        items.push(json!({"table": {"family": fam, "name": t.name, "handle": ti + 1}}));
+        for s in &t.sets {
+            let mut o =
+                json!({"family": fam, "name": s.name, "table": t.name, "type": s.ty.name()});
+            if s.interval {
+                o["flags"] = json!(["interval"]);
+            }
+            if !s.elements.is_empty() {
+                o["elem"] = J::Array(
+                    s.elements
+                        .iter()
+                        .map(|v| value_json(s.ty.kind(), v))
+                        .collect(),
+                );
+            }
+            items.push(json!({"set": o}));
+        }
+        for (ci, c) in t.chains.iter().enumerate() {
+            let mut o = json!({"family": fam, "table": t.name, "name": c.name});
+            if let Some(b) = &c.base {
+                o["type"] = json!(match b.ty {
+                    ChainType::Filter => "filter",
+                    ChainType::Nat => "nat",
+                });
+                o["hook"] = json!(b.hook.name());
+                o["prio"] = json!(b.priority);
+                o["policy"] = json!(match b.policy {
+                    Policy::Accept => "accept",
+                    Policy::Drop => "drop",
+                });
+            }
+            items.push(json!({"chain": o}));
+            let _ = ci;
+        }
+        for (ci, c) in t.chains.iter().enumerate() {
+            for (ri, r) in c.rules.iter().enumerate() {
+                let cnt = counters(ti, ci, ri);
+                let mut o =
+                    json!({"family": fam, "table": t.name, "chain": c.name, "handle": r.handle});
+                if let Some(cm) = &r.comment {
+                    o["comment"] = json!(cm);
+                }
+                o["expr"] = J::Array(r.stmts.iter().map(|s| stmt_json(s, cnt)).collect());
+                items.push(json!({"rule": o}));
+            }
+        }
+    }
+    json!({"nftables": items})
+}

@@ -1,0 +1,318 @@
+//! AST back to nftables text, in the layout `nft list ruleset` uses.
+
+use super::ast::*;
+use super::names;
+use crate::nat::NatKind;
+use crate::wire::Addr;
+use std::fmt::Write;
+
+/// Per-rule counter values to print instead of the ones in the AST (`counter packets N
+/// bytes M`), keyed by (table index, chain index, rule index).
+pub type CounterLookup<'a> = &'a dyn Fn(usize, usize, usize) -> Option<(u64, u64)>;
+
+/// Prints a ruleset as nftables text.
+pub fn to_text(rs: &Ruleset) -> String {
+    to_text_with(rs, &|_, _, _| None)
+}
+
+/// Prints a ruleset, filling `counter` statements from `counters`.
+pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
+    let mut out = String::new();
+    if rs.flush {
+        out.push_str("flush ruleset\n");
+    }
+    for (ti, t) in rs.tables.iter().enumerate() {
+        let _ = writeln!(out, "table {} {} {{", t.family.name(), t.name);
+        let mut first = true;
+        for s in &t.sets {
+            if !first {
+                out.push('\n');
+            }
+            first = false;
+            let _ = writeln!(out, "\tset {} {{", s.name);
+            let _ = writeln!(out, "\t\ttype {}", s.ty.name());
+            if s.interval {
+                out.push_str("\t\tflags interval\n");
+            }
+            if !s.elements.is_empty() {
+                let els: Vec<_> = s.elements.iter().map(|v| value(s.ty.kind(), v)).collect();
+                let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
+            }
+            out.push_str("\t}\n");
+        }
+        for (ci, c) in t.chains.iter().enumerate() {
+            if !first {
+                out.push('\n');
+            }
+            first = false;
+            let _ = writeln!(out, "\tchain {} {{", c.name);
+            if let Some(b) = &c.base {
+                let _ = writeln!(
+                    out,
+                    "\t\ttype {} hook {} priority {}; policy {};",
+                    match b.ty {
+                        ChainType::Filter => "filter",
+                        ChainType::Nat => "nat",
+                    },
+                    b.hook.name(),
+                    priority(b.priority),
+                    match b.policy {
+                        Policy::Accept => "accept",
+                        Policy::Drop => "drop",
+                    }
+                );
+            }
+            for (ri, r) in c.rules.iter().enumerate() {
+                let _ = writeln!(out, "\t\t{}", rule_with(r, counters(ti, ci, ri)));
+            }
+            out.push_str("\t}\n");
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+fn priority(p: i32) -> String {
+    match names::PRIORITIES.iter().find(|&&(_, v)| v == p) {
+        Some((n, _)) => (*n).to_owned(),
+        None => p.to_string(),
+    }
+}
+
+/// One rule on one line.
+pub fn rule(r: &Rule) -> String {
+    rule_with(r, None)
+}
+
+fn rule_with(r: &Rule, counter: Option<(u64, u64)>) -> String {
+    let mut parts: Vec<String> = r
+        .stmts
+        .iter()
+        .map(|s| match (s, counter) {
+            (Stmt::Counter { .. }, Some((p, b))) => format!("counter packets {p} bytes {b}"),
+            _ => stmt(s),
+        })
+        .collect();
+    if let Some(c) = &r.comment {
+        parts.push(format!("comment \"{c}\""));
+    }
+    parts.join(" ")
+}
+
+pub fn stmt(s: &Stmt) -> String {
+    match s {
+        Stmt::Match(m, _) => match_text(m),
+        Stmt::Verdict(v, _) => verdict(v),
+        Stmt::Reject(r, _) => match r {
+            Reject::Default => "reject".into(),
+            Reject::TcpReset => "reject with tcp reset".into(),
+            Reject::Icmp(c) => code("icmp", names::REJECT_ICMP, *c),
+            Reject::Icmpv6(c) => code("icmpv6", names::REJECT_ICMPV6, *c),
+            Reject::Icmpx(c) => code("icmpx", names::REJECT_ICMPX, *c),
+        },
+        Stmt::Counter { packets, bytes } => format!("counter packets {packets} bytes {bytes}"),
+        Stmt::Log { prefix, level } => {
+            let mut s = String::from("log");
+            if let Some(p) = prefix {
+                let _ = write!(s, " prefix \"{p}\"");
+            }
+            if let Some(l) = level {
+                let _ = write!(s, " level {l}");
+            }
+            s
+        }
+        Stmt::Limit {
+            rate,
+            unit,
+            burst,
+            over,
+        } => {
+            let mut s = format!(
+                "limit rate {}{rate}/{}",
+                if *over { "over " } else { "" },
+                unit.name()
+            );
+            if *burst != DEFAULT_BURST {
+                let _ = write!(s, " burst {burst} packets");
+            }
+            s
+        }
+        Stmt::CtCount { count, over } => {
+            format!("ct count {}{count}", if *over { "over " } else { "" })
+        }
+        Stmt::Notrack => "notrack".into(),
+        Stmt::MetaMarkSet(m) => format!("meta mark set 0x{m:08x}"),
+        Stmt::CtMarkSet(m) => format!("ct mark set 0x{m:08x}"),
+        Stmt::Nat(n, _) => nat(n),
+    }
+}
+
+fn code(kw: &str, t: &[(&'static str, u8)], c: u8) -> String {
+    match names::code_name(t, c) {
+        Some(n) => format!("reject with {kw} {n}"),
+        None => format!("reject with {kw} {c}"),
+    }
+}
+
+pub fn verdict(v: &Verdict) -> String {
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Continue => "continue".into(),
+        Verdict::Return => "return".into(),
+        Verdict::Jump(c) => format!("jump {c}"),
+        Verdict::Goto(c) => format!("goto {c}"),
+    }
+}
+
+fn nat(n: &NatStmt) -> String {
+    let kw = match n.kind {
+        NatKind::Snat => "snat",
+        NatKind::Dnat => "dnat",
+        NatKind::Masquerade => "masquerade",
+        NatKind::Redirect => "redirect",
+    };
+    let mut s = kw.to_owned();
+    if let Some(f) = n.family {
+        let _ = write!(s, " {}", f.name());
+    }
+    let ports = n.ports.map(|(a, b)| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    });
+    match (n.addr, ports) {
+        (Some((a, b)), p) => {
+            let v6 = a.to_v4().is_none();
+            let addr = if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            };
+            match p {
+                Some(p) if v6 => {
+                    let _ = write!(s, " to [{addr}]:{p}");
+                }
+                Some(p) => {
+                    let _ = write!(s, " to {addr}:{p}");
+                }
+                None => {
+                    let _ = write!(s, " to {addr}");
+                }
+            }
+        }
+        (None, Some(p)) => {
+            let _ = write!(s, " to :{p}");
+        }
+        (None, None) => {}
+    }
+    let mut flags = Vec::new();
+    if n.flags.random {
+        flags.push("random");
+    }
+    if n.flags.fully_random {
+        flags.push("fully-random");
+    }
+    if n.flags.persistent {
+        flags.push("persistent");
+    }
+    if !flags.is_empty() {
+        let _ = write!(s, " {}", flags.join(","));
+    }
+    s
+}
+
+fn field_text(f: Field) -> String {
+    match f {
+        Field::Iif | Field::Oif | Field::Iifname | Field::Oifname => f.words().1.to_owned(),
+        _ => {
+            let (a, b) = f.words();
+            format!("{a} {b}")
+        }
+    }
+}
+
+fn match_text(m: &Match) -> String {
+    let kind = m.field.kind();
+    let mut s = field_text(m.field);
+    if let Some(mask) = m.mask {
+        if kind.is_flags() && m.op == Op::Eq {
+            let _ = write!(s, " {} / {}", rhs(kind, &m.rhs), flags(kind, mask));
+            return s;
+        }
+        let _ = write!(s, " & {}", flags_or(kind, mask));
+    }
+    if m.op != Op::Implicit {
+        let _ = write!(s, " {}", m.op.text());
+    }
+    let _ = write!(s, " {}", rhs(kind, &m.rhs));
+    s
+}
+
+fn flags(kind: Kind, v: u64) -> String {
+    match names::flag_names(kind, v) {
+        Some(n) => n.join(","),
+        None => format!("0x{v:x}"),
+    }
+}
+
+fn flags_or(kind: Kind, v: u64) -> String {
+    match names::flag_names(kind, v) {
+        Some(n) if n.len() == 1 => n[0].to_owned(),
+        Some(n) => format!("({})", n.join(" | ")),
+        None => format!("0x{v:x}"),
+    }
+}
+
+fn rhs(kind: Kind, r: &Rhs) -> String {
+    match r {
+        Rhs::Values(v) => v
+            .iter()
+            .map(|v| value(kind, v))
+            .collect::<Vec<_>>()
+            .join(","),
+        Rhs::Set(v) => format!(
+            "{{ {} }}",
+            v.iter()
+                .map(|v| value(kind, v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Rhs::Named(n) => format!("@{n}"),
+    }
+}
+
+fn addr_text(a: &Addr) -> String {
+    a.to_string()
+}
+
+/// One value as nft prints it.
+pub fn value(kind: Kind, v: &Value) -> String {
+    match v {
+        Value::Num(n) => num(kind, *n),
+        Value::Range(a, b) => format!("{}-{}", num(kind, *a), num(kind, *b)),
+        Value::Prefix(a, len) => {
+            let full = if kind == Kind::Addr4 { 32 } else { 128 };
+            if *len == full {
+                addr_text(a)
+            } else {
+                format!("{}/{len}", addr_text(a))
+            }
+        }
+        Value::AddrRange(a, b) => format!("{}-{}", addr_text(a), addr_text(b)),
+        Value::Str(s) => format!("\"{s}\""),
+    }
+}
+
+fn num(kind: Kind, n: u64) -> String {
+    if kind.is_flags() {
+        return flags(kind, n);
+    }
+    match kind {
+        Kind::Mark => format!("0x{n:08x}"),
+        Kind::Port => n.to_string(),
+        _ => names::name_of(kind, n).map_or_else(|| n.to_string(), str::to_owned),
+    }
+}
