@@ -85,3 +85,12 @@ pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod io;
 pub mod process;
+mod pipe_build;
+mod pipe_parse;
+pub mod pipeline;
+pub mod slowpath;
+
+pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
+pub use slowpath::{SlowOut, SlowPath};
+#[cfg(test)]
+mod pipe_tests;
