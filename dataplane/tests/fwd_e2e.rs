@@ -2,8 +2,9 @@
 //! Linux hosts in their own network namespaces. Needs root (skips otherwise). Every step
 //! is bounded in time; namespaces are removed by a drop guard even when a step fails.
 //!
-//! Until the pipeline is merged, `fwd` runs the trivial port-forward processor (a
-//! two-port bridge): the hosts share 198.18.0.0/15 and resolve each other through it.
+//! `fwd` routes between 198.18.1.0/24 (lan, 198.18.1.1) and 198.18.2.0/24 (wan,
+//! 198.18.2.1); the hosts use it as their default gateway, so ARP for it is answered by
+//! fwd's slow path and fwd resolves the hosts in turn.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -74,9 +75,9 @@ impl Lab {
             ok(&["ip", "netns", "add", ns]);
             ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        for (host_ns, fw_if, addr) in [
-            (&lab.ns_a, &lab.fa, "198.18.1.2/15"),
-            (&lab.ns_b, &lab.fb, "198.18.2.2/15"),
+        for (host_ns, fw_if, addr, gw) in [
+            (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
+            (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
             ok(&[
                 "ip", "link", "add", fw_if, "netns", &lab.ns_fw, "type", "veth", "peer", "name",
@@ -102,6 +103,7 @@ impl Lab {
                 &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
             ]);
             ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
+            ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
         }
         lab
     }
@@ -216,6 +218,16 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     assert_eq!(st["result"]["workers"], 1, "{st}");
     assert_eq!(st["result"]["ports"], 2, "{st}");
 
+    // fwd answers ping on its own addresses (after ARP for the gateway).
+    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.1.1"]);
+    let out = lab.in_ns(&lab.ns_a, &["ping", "-c", "2", "-W", "2", "198.18.1.1"]);
+    assert!(
+        out.status.success(),
+        "ping fwd's address failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.log()
+    );
+
     // Ping through (bounded: 3 probes, 2 s each, after a warm-up for ARP).
     let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
     let out = lab.in_ns(&lab.ns_a, &["ping", "-c", "3", "-W", "2", "198.18.2.2"]);
@@ -224,6 +236,12 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
         "ping through fwd failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         lab.log()
+    );
+    // Routed, not bridged: the reply crossed one hop (TTL 64 -> 63).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ttl=63"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     // TCP through: a listener in B, a client in A.

@@ -17,7 +17,7 @@ use arrayvec::ArrayVec;
 use dataplane::control::proto::CtCounters;
 use dataplane::worker::counters::CounterBlock;
 use dataplane::worker::io::{BURST, SlowPathIo, WorkerIo};
-use dataplane::worker::process::{Process, SlowPath};
+use dataplane::worker::process::{Process, SlowProcess};
 use dataplane::worker::{Action, WorkerCommand, WorkerReply};
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, Ring, TxBuffer};
 
@@ -61,7 +61,7 @@ impl Process for Steer {
 /// Sends slow-path frames back out of their input port with byte 15 set.
 struct Echo;
 
-impl SlowPath for Echo {
+impl SlowProcess for Echo {
     fn handle(&mut self, in_port: u16, frame: &mut [u8], _now: u64) -> Option<(u16, u16)> {
         frame[15] = 0xee;
         Some((in_port, u16::try_from(frame.len()).unwrap()))
@@ -74,7 +74,11 @@ fn frame(seq: u32) -> [u8; 64] {
     f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = if seq.is_multiple_of(SLOW_EVERY) { 0xff } else { 0x45 };
+    f[14] = if seq.is_multiple_of(SLOW_EVERY) {
+        0xff
+    } else {
+        0x45
+    };
     f[20..24].copy_from_slice(&seq.to_be_bytes());
     f
 }
@@ -156,6 +160,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         commands: c0c,
         replies: r0p,
         published: blocks[0].clone(),
+        neigh: None,
         tsc_hz: eal.tsc_hz(),
     };
     let w1 = WorkerIo {
@@ -168,6 +173,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         commands: c1c,
         replies: r1p,
         published: blocks[1].clone(),
+        neigh: None,
         tsc_hz: eal.tsc_hz(),
     };
     let lcores: Vec<_> = eal.worker_lcores().collect();
@@ -265,7 +271,9 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
             u32::from_be_bytes(f[20..24].try_into().unwrap())
         })
         .collect();
-    let want: Vec<u32> = (0..FRAMES).filter(|s| !s.is_multiple_of(SLOW_EVERY)).collect();
+    let want: Vec<u32> = (0..FRAMES)
+        .filter(|s| !s.is_multiple_of(SLOW_EVERY))
+        .collect();
     assert_eq!(fwd_seqs, want);
     for f in &got_fwd {
         let seq = u32::from_be_bytes(f[20..24].try_into().unwrap());

@@ -672,8 +672,15 @@ impl<B: Backend> Server<B> {
             .collect()
     }
 
+    /// Worker counters with each worker's `conntrack -S` (left zero when the workers
+    /// cannot answer it, e.g. a processor without a connection table: the edge counters
+    /// are still worth reporting).
     fn workers_with_ct(&mut self) -> Result<Vec<WorkerStats>, ControlError> {
-        let ct = self.ct_stats()?;
+        let ct = match self.ct_stats() {
+            Ok(ct) => ct,
+            Err(e) if e.code == ErrorCode::Internal => Vec::new(),
+            Err(e) => return Err(e),
+        };
         let mut ws = self.backend.worker_stats();
         for (w, c) in ws.iter_mut().zip(ct) {
             w.ct = c;

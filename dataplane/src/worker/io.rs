@@ -14,8 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrayvec::ArrayVec;
 use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, rdtsc};
 
+use arc_swap::ArcSwap;
+use std::sync::atomic::AtomicU64;
+
+use crate::route::NeighborSnapshot;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowPath};
+use crate::worker::process::{Process, SlowProcess};
+use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
 /// Frames per RX burst and per TX buffer.
@@ -46,6 +51,43 @@ fn untag_port(m: &mut Mbuf) -> Option<u16> {
     m.adj(2).then_some(port)
 }
 
+/// Neighbour snapshots the slow path publishes and the workers adopt between bursts.
+#[derive(Debug)]
+pub struct NeighShare {
+    current: ArcSwap<NeighborSnapshot>,
+    generation: AtomicU64,
+}
+
+impl NeighShare {
+    /// Starts with `initial` (generation 0).
+    pub fn new(initial: Arc<NeighborSnapshot>) -> Self {
+        NeighShare {
+            current: ArcSwap::new(initial),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes a new snapshot (slow path).
+    pub fn publish(&self, snap: NeighborSnapshot) {
+        self.current.store(Arc::new(snap));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<NeighborSnapshot> {
+        self.current.load_full()
+    }
+}
+
+/// A worker's side of [`NeighShare`]: the generation it runs, and the ring on which it
+/// hands replaced snapshots back to the main lcore (which frees them).
+#[derive(Debug)]
+pub struct NeighWorker {
+    pub share: Arc<NeighShare>,
+    pub seen: u64,
+    pub back: Producer<Box<Arc<NeighborSnapshot>>>,
+}
+
 /// Everything one worker polls and sends on.
 #[derive(Debug)]
 pub struct WorkerIo {
@@ -67,6 +109,8 @@ pub struct WorkerIo {
     pub replies: Producer<Box<WorkerReply>>,
     /// Where counters are published.
     pub published: Arc<CounterBlock>,
+    /// Neighbour snapshots to adopt (`None`: the processor needs none).
+    pub neigh: Option<NeighWorker>,
     /// TSC frequency.
     pub tsc_hz: u64,
 }
@@ -132,6 +176,7 @@ impl WorkerIo {
             if t1.wrapping_sub(last_tick) >= tick_cycles {
                 last_tick = t1;
                 proc.tick(now_ns);
+                self.adopt(proc);
                 self.serve_commands(proc, &mut c);
                 self.publish(&mut c, t1.wrapping_sub(start));
             }
@@ -147,6 +192,20 @@ impl WorkerIo {
         c.total_cycles = total;
         c.tx_dropped = self.tx.iter().flatten().map(TxBuffer::dropped).sum();
         self.published.publish(c);
+    }
+
+    fn adopt<P: Process>(&mut self, proc: &mut P) {
+        let Some(n) = self.neigh.as_mut() else {
+            return;
+        };
+        let g = n.share.generation.load(Ordering::Acquire);
+        if g == n.seen {
+            return;
+        }
+        n.seen = g;
+        let old = proc.adopt_neighbors(n.share.current());
+        // Full ring: the main lcore is behind; the old snapshot is freed here instead.
+        let _ = n.back.enqueue(Box::new(old));
     }
 
     fn serve_commands<P: Process>(&mut self, proc: &mut P, c: &mut Counters) {
@@ -273,7 +332,12 @@ pub struct SlowPathIo {
 
 impl SlowPathIo {
     /// Runs until `stop` is set, calling `between` (signal checks) every ~10 ms.
-    pub fn run<S: SlowPath>(&mut self, slow: &mut S, stop: &AtomicBool, between: &mut dyn FnMut()) {
+    pub fn run<S: SlowProcess>(
+        &mut self,
+        slow: &mut S,
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(),
+    ) {
         let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
         let tick_cycles = (self.tsc_hz / 1000).max(1);
         let mut last_tick = rdtsc();
@@ -323,6 +387,97 @@ impl SlowPathIo {
                     }
                 });
                 self.sent += sent;
+            }
+            for tx in self.tx.iter_mut().flatten() {
+                if !tx.is_empty() {
+                    tx.flush();
+                }
+            }
+            if now.wrapping_sub(last_between) >= tick_cycles * 10 {
+                last_between = now;
+                between();
+            }
+            if work == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+        for tx in self.tx.iter_mut().flatten() {
+            tx.flush();
+        }
+    }
+}
+
+impl SlowPathIo {
+    /// The pipeline's slow path ([`SlowPath`] on mbufs): frames from the workers, its
+    /// output transmitted on the slow path's TX queues, neighbour snapshots published to
+    /// `share` when they change, replaced snapshots from the workers freed here. Runs
+    /// until `stop` is set, calling `between` every ~10 ms.
+    pub fn run_pipeline(
+        &mut self,
+        slow: &mut SlowPath<Mbuf>,
+        share: &NeighShare,
+        returned: &mut [Consumer<Box<Arc<NeighborSnapshot>>>],
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(),
+    ) {
+        let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        let mut out: Vec<SlowOut<Mbuf>> = Vec::with_capacity(64);
+        let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let mut last_tick = rdtsc();
+        let mut last_between = last_tick;
+        while !stop.load(Ordering::Relaxed) {
+            let now = rdtsc();
+            let now_ms = tsc_to_ns(now, self.tsc_hz) / 1_000_000;
+            let mut work = 0;
+            for ring in 0..self.from_workers.len() {
+                burst.clear();
+                work += self.from_workers[ring].dequeue_burst(&mut burst);
+                for mut m in burst.drain(..) {
+                    self.handled += 1;
+                    match untag_port(&mut m) {
+                        Some(port) => slow.handle(port, m, now_ms, &mut out),
+                        None => self.dropped += 1,
+                    }
+                }
+            }
+            if now.wrapping_sub(last_tick) >= tick_cycles {
+                last_tick = now;
+                slow.tick(now_ms, &mut out);
+                if let Some(snap) = slow.snapshot_if_changed() {
+                    share.publish(snap);
+                }
+                for r in returned.iter_mut() {
+                    while r.dequeue().is_some() {}
+                }
+            }
+            for o in out.drain(..) {
+                match o {
+                    SlowOut::Transmit { port, frame } => {
+                        match self.tx.get_mut(usize::from(port)).and_then(Option::as_mut) {
+                            Some(tx) => {
+                                tx.push(frame);
+                                self.sent += 1;
+                            }
+                            None => self.dropped += 1,
+                        }
+                    }
+                    SlowOut::Send { port, frame } => {
+                        let tx = self.tx.get_mut(usize::from(port)).and_then(Option::as_mut);
+                        match (tx, self.pool.alloc()) {
+                            (Some(tx), Some(mut m)) => match m.append(frame.len()) {
+                                Some(buf) => {
+                                    buf.copy_from_slice(&frame);
+                                    tx.push(m);
+                                    self.sent += 1;
+                                }
+                                None => self.dropped += 1,
+                            },
+                            _ => self.dropped += 1,
+                        }
+                    }
+                    SlowOut::Consumed(_) => {}
+                    SlowOut::Drop { .. } => self.dropped += 1,
+                }
             }
             for tx in self.tx.iter_mut().flatten() {
                 if !tx.is_empty() {
