@@ -6,6 +6,8 @@
 //! 198.18.2.1); the hosts use it as their default gateway, so ARP for it is answered by
 //! fwd's slow path and fwd resolves the hosts in turn.
 
+#![cfg(feature = "dpdk")]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

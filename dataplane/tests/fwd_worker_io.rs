@@ -4,6 +4,7 @@
 //! rings (with the in-port tag), the slow-path ring and its TX, the command ring, the
 //! published counters, and a clean stop. Bounded: gives up after 20 s.
 
+#![cfg(feature = "dpdk")]
 #![allow(
     clippy::disallowed_types,
     reason = "test: a wall-clock deadline bounds the run"
