@@ -126,13 +126,18 @@ impl Lab {
              \x20 - name: wan\n    device: net_af_packet1,iface={fb},qpairs=2\n    \
              addresses: [198.18.2.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
              workers:\n  cores: [1]\n\
-             control_socket: {sock}\nstate_dir: {state}\n",
+             control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n",
             pid = std::process::id(),
             fa = self.fa,
             fb = self.fb,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
         );
+        std::fs::write(
+            self.dir.join("rules.nft"),
+            "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy accept;\n  }\n}\n",
+        )
+        .unwrap();
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
         let log = std::fs::File::create(self.dir.join("fwd.log")).unwrap();
@@ -313,6 +318,24 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     assert_eq!(r["error"]["line"], 2, "{r}");
     let st = lab.control(r#"{"op":"status"}"#);
     assert_eq!(st["result"]["ruleset_generation"], 2, "{st}");
+
+    // SIGHUP reloads the configured ruleset file (generation 3).
+    ok(&[
+        "kill",
+        "-HUP",
+        &lab.child.as_ref().unwrap().id().to_string(),
+    ]);
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if lab.log().contains("loaded: generation 3") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reloaded, "SIGHUP did not reload:\n{}", lab.log());
+    let st = lab.control(r#"{"op":"status"}"#);
+    assert_eq!(st["result"]["ruleset_generation"], 3, "{st}");
 
     assert_eq!(lab.stop_fwd(), Some(0), "{}", lab.log());
     assert!(lab.log().contains("fwd: stopped"), "{}", lab.log());
