@@ -331,6 +331,34 @@ pub struct SlowPathIo {
 }
 
 impl SlowPathIo {
+    /// End of one slow-path iteration: flush, `between` every ~10 ms, a short sleep when
+    /// there was nothing to do.
+    fn end_iteration(
+        &mut self,
+        now: u64,
+        last_between: &mut u64,
+        tick_cycles: u64,
+        work: usize,
+        between: &mut dyn FnMut(),
+    ) {
+        self.flush_all();
+        if now.wrapping_sub(*last_between) >= tick_cycles * 10 {
+            *last_between = now;
+            between();
+        }
+        if work == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for tx in self.tx.iter_mut().flatten() {
+            if !tx.is_empty() {
+                tx.flush();
+            }
+        }
+    }
+
     /// Runs until `stop` is set, calling `between` (signal checks) every ~10 ms.
     pub fn run<S: SlowProcess>(
         &mut self,
@@ -388,22 +416,9 @@ impl SlowPathIo {
                 });
                 self.sent += sent;
             }
-            for tx in self.tx.iter_mut().flatten() {
-                if !tx.is_empty() {
-                    tx.flush();
-                }
-            }
-            if now.wrapping_sub(last_between) >= tick_cycles * 10 {
-                last_between = now;
-                between();
-            }
-            if work == 0 {
-                std::thread::sleep(std::time::Duration::from_micros(100));
-            }
+            self.end_iteration(now, &mut last_between, tick_cycles, work, between);
         }
-        for tx in self.tx.iter_mut().flatten() {
-            tx.flush();
-        }
+        self.flush_all();
     }
 }
 
@@ -479,21 +494,8 @@ impl SlowPathIo {
                     SlowOut::Drop { .. } => self.dropped += 1,
                 }
             }
-            for tx in self.tx.iter_mut().flatten() {
-                if !tx.is_empty() {
-                    tx.flush();
-                }
-            }
-            if now.wrapping_sub(last_between) >= tick_cycles * 10 {
-                last_between = now;
-                between();
-            }
-            if work == 0 {
-                std::thread::sleep(std::time::Duration::from_micros(100));
-            }
+            self.end_iteration(now, &mut last_between, tick_cycles, work, between);
         }
-        for tx in self.tx.iter_mut().flatten() {
-            tx.flush();
-        }
+        self.flush_all();
     }
 }
