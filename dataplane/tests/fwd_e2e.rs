@@ -67,8 +67,8 @@ impl Lab {
             ns_a: format!("fwd-{test}-{pid}-a"),
             ns_b: format!("fwd-{test}-{pid}-b"),
             ns_fw: format!("fwd-{test}-{pid}-fw"),
-            fa: format!("fwa{short}"),
-            fb: format!("fwb{short}"),
+            fa: format!("fa{}{short}", &test[..1]),
+            fb: format!("fb{}{short}", &test[..1]),
             dir: std::env::temp_dir().join(format!("fwd-{test}-{pid}")),
             child: None,
         };
@@ -116,18 +116,22 @@ impl Lab {
 
     /// Writes the configuration and starts `fwd` in the appliance namespace; waits (at
     /// most 30 s) for the control socket.
-    fn start_fwd(&mut self) {
+    /// `workers` workers on core 1; af_packet `qpairs` (and RX queues) = workers + 1, the
+    /// TX queue count, so no fanned-out socket goes unpolled.
+    fn start_fwd(&mut self, workers: usize) {
         let cfg = format!(
             "eal:\n  main_core: 0\n  hugepages: false\n  in_memory: true\n  memory_mb: 256\n  \
-             file_prefix: fwd-e2e-{pid}\n\
+             file_prefix: fwd-e2e-{pid}-{workers}\n\
              ports:\n\
-             \x20 - name: lan\n    device: net_af_packet0,iface={fa},qpairs=2\n    \
-             addresses: [198.18.1.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
-             \x20 - name: wan\n    device: net_af_packet1,iface={fb},qpairs=2\n    \
-             addresses: [198.18.2.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
-             workers:\n  cores: [1]\n\
+             \x20 - name: lan\n    device: net_af_packet0,iface={fa},qpairs={q}\n    \
+             addresses: [198.18.1.1/24]\n    rx_queues: {q}\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
+             \x20 - name: wan\n    device: net_af_packet1,iface={fb},qpairs={q}\n    \
+             addresses: [198.18.2.1/24]\n    rx_queues: {q}\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
+             workers:\n  cores: [{cores}]\n\
              control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n",
             pid = std::process::id(),
+            q = workers + 1,
+            cores = vec!["1"; workers].join(", "),
             fa = self.fa,
             fb = self.fb,
             sock = self.socket().display(),
@@ -219,7 +223,7 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
         return;
     }
     let mut lab = Lab::new("e2e");
-    lab.start_fwd();
+    lab.start_fwd(1);
 
     let st = lab.control(r#"{"op":"status"}"#);
     assert_eq!(st["result"]["workers"], 1, "{st}");
@@ -343,4 +347,71 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
         !Path::new(&lab.socket()).exists(),
         "control socket left behind"
     );
+}
+
+#[test]
+fn fwd_e2e_two_workers_route_ping_and_tcp() {
+    if !root_or_skip("fwd_e2e_two_workers_route_ping_and_tcp") {
+        return;
+    }
+    let mut lab = Lab::new("w2");
+    lab.start_fwd(2);
+    let st = lab.control(r#"{"op":"status"}"#);
+    assert_eq!(st["result"]["workers"], 2, "{st}");
+    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
+    let out = lab.in_ns(
+        &lab.ns_a,
+        &["ping", "-c", "4", "-i", "0.2", "-W", "2", "198.18.2.2"],
+    );
+    assert!(
+        out.status.success(),
+        "ping through 2 workers failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.log()
+    );
+    // Several TCP connections (different source ports spread over the af_packet fanout).
+    for i in 0..3 {
+        let port = (8081 + i).to_string();
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns_b,
+                "timeout",
+                "15",
+                "nc",
+                "-l",
+                "-N",
+                "198.18.2.2",
+                &port,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut sent = false;
+        for _ in 0..20 {
+            let cmd = format!("echo conn-{i} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
+            if lab.in_ns(&lab.ns_a, &["sh", "-c", &cmd]).status.success() {
+                sent = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let out = server.wait_with_output().unwrap();
+        assert!(sent, "TCP connection {i} failed:\n{}", lab.log());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("conn-{i}")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let w = lab.control(r#"{"op":"workers"}"#);
+    let workers = w["result"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{w}");
+    let rx: u64 = workers
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .sum();
+    assert!(rx >= 20, "{w}");
+    assert_eq!(lab.stop_fwd(), Some(0), "{}", lab.log());
 }
