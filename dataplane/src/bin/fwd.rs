@@ -440,6 +440,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         for n in &applied.notes {
             eprintln!("fwd: port {}: {n}", pc.name);
         }
+        // The RETA the owner function assumes (`nat::rss::RssOwner::spread`): bucket i to
+        // queue i % queues. Programmed explicitly rather than trusting the PMD's default.
+        if applied.rss && info.reta_size > 0 {
+            let reta: Vec<u16> = (0..nrx).cycle().take(usize::from(info.reta_size)).collect();
+            match port.reta_update(&reta) {
+                Ok(()) => eprintln!(
+                    "fwd: port {}: RETA {} entries round-robin over {nrx} queues",
+                    pc.name, info.reta_size
+                ),
+                Err(e) => eprintln!("fwd: port {}: RETA not programmed: {e}", pc.name),
+            }
+        }
         if let Some(mac) = pc.mac.as_deref().and_then(parse_mac) {
             port.set_mac(mac)
                 .map_err(|e| format!("ports[{i}].mac: {e}"))?;
