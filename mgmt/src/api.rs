@@ -101,11 +101,14 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/ruleset", tag = "ruleset", params(schema::RulesetParams),
-    responses((status = 200, description = "The running ruleset with per-rule counters", body = schema::RulesetView,
-            content_type = "application/json"),
-        (status = 200, description = "`format=text`: the nftables text", body = String, content_type = "text/plain"),
-        (status = 503, body = ApiError)),
-    security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "The running ruleset with per-rule counters (JSON), or with `format=text` the nftables text alone",
+            content((schema::RulesetView = "application/json"), (String = "text/plain"))),
+        (status = 400, body = ApiError),
+        (status = 503, body = ApiError)
+    ),
+    security(("bearer" = []))
+)]
 async fn ruleset_get(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
     let mut text = false;
     for (k, v) in &q {
