@@ -60,6 +60,11 @@ async fn call(
     )
 }
 
+async fn patch(app: &Router, body: impl Into<String>) -> (StatusCode, Value, String) {
+    let body = Some(("application/json", body.into()));
+    call(app, Method::PATCH, "/api/v1/tuning", body).await
+}
+
 #[tokio::test]
 #[ignore = "needs a running fwd: FWMGMT_TEST_SOCKET=... --run-ignored only"]
 async fn routes_against_the_real_fwd() {
@@ -146,46 +151,19 @@ async fn routes_against_the_real_fwd() {
     let old = tun["values"]["nf_conntrack_udp_timeout"]
         .as_u64()
         .unwrap_or(30);
-    let (s, v, t) = call(
-        &app,
-        Method::PATCH,
-        "/api/v1/tuning",
-        Some((
-            "application/json",
-            r#"{"nf_conntrack_udp_timeout": 17}"#.into(),
-        )),
-    )
-    .await;
+    let (s, v, t) = patch(&app, r#"{"nf_conntrack_udp_timeout": 17}"#).await;
     assert_eq!(
         (s, v["values"]["nf_conntrack_udp_timeout"].clone()),
         (StatusCode::OK, json!(17)),
         "{t}"
     );
-    let (s, v, t) = call(
-        &app,
-        Method::PATCH,
-        "/api/v1/tuning",
-        Some((
-            "application/json",
-            r#"{"nf_conntrack_tcp_loose": 9}"#.into(),
-        )),
-    )
-    .await;
+    let (s, v, t) = patch(&app, r#"{"nf_conntrack_tcp_loose": 9}"#).await;
     assert_eq!(
         (s, v["code"].clone()),
         (StatusCode::BAD_REQUEST, json!("bad_tunable")),
         "{t}"
     );
-    let (s, _, _) = call(
-        &app,
-        Method::PATCH,
-        "/api/v1/tuning",
-        Some((
-            "application/json",
-            format!(r#"{{"nf_conntrack_udp_timeout": {old}}}"#),
-        )),
-    )
-    .await;
+    let (s, _, _) = patch(&app, format!(r#"{{"nf_conntrack_udp_timeout": {old}}}"#)).await;
     assert_eq!(s, StatusCode::OK);
 
     // Ports, workers, metrics.
