@@ -902,3 +902,35 @@ async fn sse_stream_ends_with_an_error_event_when_fwd_goes_away() {
     }
     assert!(text.starts_with("event: error\n"), "{text}");
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_never_sent() {
+    let e = env().await;
+    let sent = e.fake.state().log.len();
+    // Over the body limit.
+    let big = vec![b'#'; proto::MAX_LINE + 1];
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", &big)),
+    )
+    .await
+    .error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    // Under the body limit, but over the control line once JSON-escaped.
+    let quotes = vec![b'"'; proto::MAX_LINE / 2 + 16];
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", &quotes)),
+    )
+    .await
+    .error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert_eq!(e.fake.state().log.len(), sent);
+    assert_eq!(e.fake.state().generation, 1);
+    // The connection is still usable.
+    assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+}
