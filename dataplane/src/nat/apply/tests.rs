@@ -324,3 +324,59 @@ fn truncated_summary_is_an_error_not_a_panic() {
         Err(RewriteError::OutOfBounds)
     );
 }
+
+/// NAT on top of the conntrack engine, 4 workers: 40 inside hosts masquerade UDP from the
+/// same source port to one server. Each worker binds against its own table only
+/// (`tuple_taken` through `Tuple::to_key`); every insert succeeds (no clash), every reply
+/// hashes to its worker, is found there in the reply direction, and is rewritten back to
+/// the right inside host with valid checksums.
+#[test]
+fn masquerade_through_conntrack_tables_on_four_workers() {
+    use crate::conntrack::{Table, tunables::Tunables};
+    let owner = Owner::spread(&SYMMETRIC_RSS_KEY, 128, 4).unwrap();
+    let mut tables: Vec<Table> = (0..4)
+        .map(|w| Table::new(256, Tunables::default(), w))
+        .collect();
+    let mut als: Vec<PortAllocator> = (0..4).map(PortAllocator::new).collect();
+    let masq = action(NatKind::Masquerade, None, None);
+    let mut replies = Vec::new();
+    for h in 0..40u8 {
+        let inside = [198, 18, 0, 100 + h];
+        let mut f = udp(inside, 5353, REMOTE, 53);
+        let info = ip_info(&f, &VERIFY_ALL);
+        let key = FlowKey::from_info(&info, 0).unwrap();
+        let w = usize::from(owner.owner(&Tuple::from_key(&key)));
+        let like = key.inverse();
+        let table = &tables[w];
+        let b = als[w]
+            .bind(
+                &Tuple::from_key(&key),
+                None,
+                Some(&masq),
+                &env(),
+                &owner,
+                |t| table.tuple_taken(&t.to_key(&like)),
+            )
+            .unwrap();
+        assert_eq!(usize::from(owner.owner(&b.reply)), w);
+        tables[w]
+            .insert(key, b.reply_key(&key), &info, 1_000)
+            .unwrap();
+        apply(&mut f, &info, &b, Direction::Original).unwrap();
+        assert_checksums(&f);
+        replies.push((inside, w, b));
+    }
+    for (inside, w, b) in replies {
+        let mut back = udp(REMOTE, 53, PUBLIC, b.reply.dport);
+        let info = ip_info(&back, &VERIFY_ALL);
+        let key = FlowKey::from_info(&info, 0).unwrap();
+        assert_eq!(usize::from(owner.owner(&Tuple::from_key(&key))), w);
+        let (_, dir) = tables[w]
+            .lookup(&key)
+            .expect("reply found in its worker's table");
+        assert_eq!(dir, Direction::Reply);
+        apply(&mut back, &info, &b, dir).unwrap();
+        let r = assert_checksums(&back);
+        assert_eq!((r.dst, ports(&r)), (a4(inside), (53, 5353)));
+    }
+}
