@@ -380,3 +380,58 @@ fn masquerade_through_conntrack_tables_on_four_workers() {
         assert_eq!((r.dst, ports(&r)), (a4(inside), (53, 5353)));
     }
 }
+
+fn a6(last: u8) -> Addr {
+    Addr::from_v6([
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+    ])
+}
+
+/// UDP over IPv6 (checksums from scratch).
+fn udp6(src: Addr, sport: u16, dst: Addr, dport: u16) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 12, proto::UDP, 64]);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 12, 0, 0, b'p', b'o', b'n', b'g']);
+    let info = ip_info(&f, &TRUST_ALL);
+    rewrite::fill_checksums(&mut f, &info).unwrap();
+    f
+}
+
+#[test]
+fn snat66_udp_both_directions() {
+    let mut out = udp6(a6(1), 5353, a6(0xee), 53);
+    let info = ip_info(&out, &VERIFY_ALL);
+    let key = FlowKey::from_info(&info, 0).unwrap();
+    let owner = Owner::spread(&SYMMETRIC_RSS_KEY, 128, 1).unwrap();
+    let snat = NatAction {
+        kind: NatKind::Snat,
+        range: NatRange {
+            addr: Some((a6(0x10), a6(0x10))),
+            ports: None,
+        },
+        flags: NatFlags::default(),
+    };
+    let b = PortAllocator::new(0)
+        .bind(
+            &Tuple::from_key(&key),
+            None,
+            Some(&snat),
+            &env(),
+            &owner,
+            |t| t.dport == 5353,
+        )
+        .unwrap();
+    let port = b.reply.dport;
+    apply(&mut out, &info, &b, Direction::Original).unwrap();
+    let o = assert_checksums(&out);
+    assert_eq!((o.src, o.dst, ports(&o)), (a6(0x10), a6(0xee), (port, 53)));
+    let mut back = udp6(a6(0xee), 53, a6(0x10), port);
+    let info = ip_info(&back, &VERIFY_ALL);
+    apply(&mut back, &info, &b, Direction::Reply).unwrap();
+    let r = assert_checksums(&back);
+    assert_eq!((r.src, r.dst, ports(&r)), (a6(0xee), a6(1), (53, 5353)));
+}
