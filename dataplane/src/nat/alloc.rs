@@ -315,7 +315,12 @@ impl PortAllocator {
             dport: 0,
             ..t.inverse()
         };
-        let base = owner.toeplitz().hash_tuple(&reply0, true);
+        // Toeplitz is linear: hash(reply with port p) = base ^ term(p).
+        let base = if constrained {
+            owner.toeplitz().hash_tuple(&reply0, true)
+        } else {
+            0
+        };
         let mine = |p: u16| {
             !constrained
                 || owner.worker_of_hash(base ^ owner.toeplitz().dport_term(&reply0, p)) == me
