@@ -493,8 +493,14 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         Some(("application/json", r#"{"nf_conntrack_tcp_loose": 9}"#)),
     );
     assert_eq!((s, v["code"].as_str()), (400, Some("bad_tunable")), "{v}");
+    // Every tunable is listed, at Linux's default unless configured (udp: 30 s).
     let (s, v) = lab.json("GET", "/api/v1/tuning", None);
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["values"]["nf_conntrack_udp_timeout"], 30, "{v}");
+    assert_eq!(
+        v["values"]["nf_conntrack_tcp_timeout_established"], 432_000,
+        "{v}"
+    );
     let udp_timeout = if PIPELINE_FILTERS_AND_TRACKS {
         let (s, v) = lab.json(
             "PATCH",
@@ -529,14 +535,12 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         ok_ && out.contains("chain forward"),
         "fwctl ruleset show: {out}"
     );
-    let (ok_, out) = lab.fwctl(&["tuning", "get"]);
-    assert!(ok_, "fwctl tuning get: {out}");
-    if let Some(t) = udp_timeout {
-        assert!(
-            out.contains(&format!("nf_conntrack_udp_timeout = {t}")),
-            "fwctl tuning get: {out}"
-        );
-    }
+    let (ok_, out) = lab.fwctl(&["tuning", "get", "udp_timeout"]);
+    let t = udp_timeout.unwrap_or(30);
+    assert!(
+        ok_ && out.trim() == format!("nf_conntrack_udp_timeout = {t}"),
+        "fwctl tuning get: {out}"
+    );
     let (ok_, out) = lab.fwctl(&["conntrack", "list"]);
     if PIPELINE_FILTERS_AND_TRACKS {
         assert!(ok_, "fwctl conntrack list: {out}");
