@@ -291,10 +291,14 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
     })
 }
 
-/// Receives one burst on `q`, counts every frame, and calls `f` with each IPv4 UDP/TCP one.
-fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Counters)) {
+/// Receives one burst on `q`, counts every frame, and calls `f` with each IPv4 UDP/TCP one
+/// and the TSC read once right after the burst arrived (one read per burst, not per frame).
+fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Counters, u64)) {
     let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-    q.rx_burst(&mut inb);
+    if q.rx_burst(&mut inb) == 0 {
+        return;
+    }
+    let now = rdtsc();
     for m in inb.drain(..) {
         c.rx_packets += 1;
         c.rx_bytes += m.len() as u64;
@@ -303,7 +307,7 @@ fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Co
                 if !p.checksums_ok {
                     c.rx_bad_checksum += 1;
                 }
-                f(&p, c);
+                f(&p, c, now);
             }
             None => c.rx_other += 1,
         }
@@ -340,19 +344,13 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
             if fresh > 0 {
                 let first = out.len();
                 if x.pool.alloc_bulk(&mut out, fresh) {
+                    // One TSC read per burst: the frames of a burst leave together.
+                    let stamp = rdtsc();
                     for m in out[first..].iter_mut() {
                         let t = x.flows.tuple(seq * lanes + k);
                         if let Some(buf) = m.append(len) {
                             let _ = frame::udp(
-                                buf,
-                                &macs,
-                                t.src,
-                                t.dst,
-                                t.sport,
-                                t.dport,
-                                len,
-                                seq,
-                                rdtsc(),
+                                buf, &macs, t.src, t.dst, t.sport, t.dport, len, seq, stamp,
                             );
                         }
                         seq += 1;
@@ -377,8 +375,7 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
         } else if now >= drain_end {
             break;
         }
-        receive(&mut lane.rx_rx, c, |p, c| {
-            let now = rdtsc();
+        receive(&mut lane.rx_rx, c, |p, c, now| {
             if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
                 c.rx_stamped += 1;
                 h.record(cycles_to_ns(now - tsc, hz));
@@ -442,7 +439,7 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
         }
         send_segments(&x.pool, &mut lane.tx_tx, &x.client_macs, &mut to_server, c);
         // Far side: the reflector answers as the server.
-        receive(&mut lane.rx_rx, c, |p, _| {
+        receive(&mut lane.rx_rx, c, |p, _, _| {
             if let Some(r) = tcp::reflect(p) {
                 to_client.push(r);
                 answers += 1;
@@ -450,8 +447,8 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
         });
         send_segments(&x.pool, &mut lane.rx_tx, &x.server_macs, &mut to_client, c);
         // Near side: the client.
-        receive(&mut lane.tx_rx, c, |p, c| {
-            if let Some(t) = client.on_segment(p, rdtsc(), &mut to_server) {
+        receive(&mut lane.tx_rx, c, |p, c, now| {
+            if let Some(t) = client.on_segment(p, now, &mut to_server) {
                 c.rx_stamped += 1;
                 h.record(cycles_to_ns(t, hz));
             }
