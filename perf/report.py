@@ -39,6 +39,20 @@ def load_range(latest):
     return f"{loads[0]:.1f}" if loads[0] == loads[-1] else f"{loads[0]:.1f} to {loads[-1]:.1f}"
 
 
+def contention_warning(latest):
+    """A warning when the machine was busier than its cores while results were taken."""
+    busy = [r for r in latest.values()
+            if float(r["machine"].get("loadavg", "0").split()[0]) > r["machine"]["cores"]]
+    if not busy:
+        return []
+    return ["",
+            f"**Warning: {len(busy)} of {len(latest)} results were taken with a load average "
+            "above the core count.** The generator and the DUT then share their cores with "
+            "other work, time slices bound the rate (a memif ring's worth of frames per slice) "
+            "and latency shows scheduling delays: these figures measure the machine's load, "
+            "not the DUT. Retake them on an idle machine.", ""]
+
+
 def mpps(x):
     return f"{x / 1e6:.2f}"
 
@@ -82,6 +96,7 @@ def main():
         "1-minute load average when the results were saved (other work on the machine skews "
         f"the figures): {load_range(latest)}.",
         "",
+        *contention_warning(latest),
         "## Throughput vs flows (UDP, max rate)",
         "",
         "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd / io | fwd loss | result files |",
