@@ -65,6 +65,31 @@ drop_reasons! {
     BadIcmp = "bad_icmp",
     /// ARP packet that is not Ethernet/IPv4 or is malformed.
     BadArp = "bad_arp",
+    /// NAT found no free port (or tuple) for a new connection whose reply hashes back to
+    /// the allocating worker; the connection is refused.
+    NatPortExhausted = "nat_port_exhausted",
+    /// NAT had no usable address: masquerade/redirect on an interface without one, or a
+    /// NAT range of the other address family.
+    NatNoAddress = "nat_no_address",
+    // Pipeline (routing and local delivery) reasons.
+    /// No route to the destination (an ICMP net unreachable is sent where allowed).
+    NoRoute = "no_route",
+    /// TTL / hop limit would reach 0 (an ICMP time exceeded is sent where allowed).
+    TtlExceeded = "ttl_exceeded",
+    /// Addressed to the appliance, accepted by `input`, but nothing listens there.
+    LocalNoSocket = "local_no_socket",
+    /// A blackhole route matched.
+    Blackhole = "blackhole",
+    /// Larger than the egress MTU with DF set / IPv6 (ICMP packet too big is sent).
+    PacketTooBig = "packet_too_big",
+    /// Unicast frame for another MAC address (promiscuous port).
+    OtherHost = "other_host",
+    /// Multicast or broadcast IP destination the appliance does not handle.
+    Multicast = "multicast",
+    /// Next hop could not be resolved (ARP/ND failed, queue full or cache full).
+    NeighborUnresolved = "neighbor_unresolved",
+    /// A filter chain (`input`, `forward`) decided `drop` (or its policy did).
+    FilterDrop = "filter_drop",
 }
 
 #[cfg(test)]

@@ -80,3 +80,17 @@ pub enum WorkerReply {
     Done,
     Error(ControlError),
 }
+
+pub mod counters;
+#[cfg(feature = "dpdk")]
+pub mod io;
+pub mod process;
+mod pipe_build;
+mod pipe_parse;
+pub mod pipeline;
+pub mod slowpath;
+
+pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
+pub use slowpath::{SlowOut, SlowPath};
+#[cfg(test)]
+mod pipe_tests;

@@ -1,0 +1,758 @@
+//! Tests of the pipeline (routing, local replies) and the slow path (ARP / ND, queued
+//! packets), on frames built here byte by byte and checksums verified by an independent
+//! naive implementation.
+
+#![allow(clippy::cast_possible_truncation)] // test data generators
+
+use std::sync::Arc;
+
+use super::pipe_build::{ETH_LEN, write_eth, write_ip};
+use super::pipeline::{Pipeline, PipelineConfig, PortInfo};
+use super::slowpath::{SlowOut, SlowPath};
+use super::{Action, SCRATCH_LEN};
+use crate::DropReason;
+use crate::route::{
+    Mac, NeighConfig, NeighborCache, NeighborSnapshot, Prefix, RouteTable, RouteTableBuilder,
+};
+use crate::wire::{Addr, Family, proto};
+
+const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
+const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
+const HOST_MAC: Mac = [2, 0, 0, 0, 1, 10];
+const GW1_MAC: Mac = [2, 0, 0, 0, 2, 254];
+const GW2_MAC: Mac = [2, 0, 0, 0, 2, 253];
+
+fn v4(a: [u8; 4]) -> Addr {
+    Addr::from_v4(a)
+}
+
+fn v6(s: &str) -> Addr {
+    Addr::from(s.parse::<std::net::IpAddr>().unwrap())
+}
+
+fn routes() -> Arc<RouteTable> {
+    let mut b = RouteTableBuilder::new();
+    b.port_address(0, v4([198, 18, 0, 1]), 24).unwrap();
+    b.port_address(1, v4([198, 19, 0, 1]), 24).unwrap();
+    b.port_address(0, v6("2001:db8:1::1"), 64).unwrap();
+    b.port_address(1, v6("2001:db8:2::1"), 64).unwrap();
+    let p: Prefix = "203.0.113.0/24".parse().unwrap();
+    b.static_route(p, v4([198, 19, 0, 254]), None).unwrap();
+    let p: Prefix = "203.0.113.128/25".parse().unwrap();
+    b.static_route(p, v4([198, 19, 0, 253]), None).unwrap();
+    let p: Prefix = "2001:db8:99::/48".parse().unwrap();
+    b.static_route(p, v6("2001:db8:2::fe"), None).unwrap();
+    Arc::new(b.build())
+}
+
+fn ports() -> Vec<PortInfo> {
+    vec![
+        PortInfo {
+            mac: LAN_MAC,
+            mtu: 1500,
+            hw_rss: true,
+        },
+        PortInfo {
+            mac: WAN_MAC,
+            mtu: 1500,
+            hw_rss: true,
+        },
+    ]
+}
+
+fn neighbors() -> Arc<NeighborSnapshot> {
+    let mut c: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
+    c.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
+    c.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
+    c.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
+    Arc::new(c.snapshot_if_changed().unwrap())
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::new(
+        0,
+        1,
+        &PipelineConfig { ports: ports() },
+        routes(),
+        neighbors(),
+    )
+}
+
+/// Naive Internet checksum (RFC 1071), written independently of `pipe_build`.
+fn naive_sum(parts: &[&[u8]]) -> u16 {
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(p);
+        if bytes.len() % 2 == 1 && !std::ptr::eq(*p, *parts.last().unwrap()) {
+            bytes.push(0);
+        }
+    }
+    let mut s: u64 = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        s += if i % 2 == 0 {
+            u64::from(*b) << 8
+        } else {
+            u64::from(*b)
+        };
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// Asserts the IP header checksum (IPv4) and the L4 checksum of the IP packet at `l3`.
+fn assert_checksums(f: &[u8], l3: usize) {
+    let (family, hl, p, src, dst) = if f[l3] >> 4 == 4 {
+        let hl = usize::from(f[l3] & 15) * 4;
+        assert_eq!(
+            naive_sum(&[&f[l3..l3 + hl]]),
+            0xffff,
+            "ipv4 header checksum"
+        );
+        (
+            Family::V4,
+            hl,
+            f[l3 + 9],
+            &f[l3 + 12..l3 + 16],
+            &f[l3 + 16..l3 + 20],
+        )
+    } else {
+        (
+            Family::V6,
+            40,
+            f[l3 + 6],
+            &f[l3 + 8..l3 + 24],
+            &f[l3 + 24..l3 + 40],
+        )
+    };
+    let total = match family {
+        Family::V4 => usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]])),
+        Family::V6 => 40 + usize::from(u16::from_be_bytes([f[l3 + 4], f[l3 + 5]])),
+    };
+    let seg = &f[l3 + hl..l3 + total];
+    let sum = if p == proto::ICMP {
+        naive_sum(&[seg])
+    } else {
+        let len = u32::try_from(seg.len()).unwrap().to_be_bytes();
+        let pseudo = [0, p];
+        naive_sum(&[src, dst, &len, &pseudo, seg])
+    };
+    assert_eq!(sum, 0xffff, "l4 checksum of proto {p}");
+}
+
+struct Pkt {
+    family: Family,
+    src: Addr,
+    dst: Addr,
+    ttl: u8,
+    dst_mac: Mac,
+    src_mac: Mac,
+}
+
+impl Pkt {
+    fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
+        Pkt {
+            family: Family::V4,
+            src: v4(src),
+            dst: v4(dst),
+            ttl: 64,
+            dst_mac: LAN_MAC,
+            src_mac: HOST_MAC,
+        }
+    }
+    fn v6(src: &str, dst: &str) -> Self {
+        Pkt {
+            family: Family::V6,
+            src: v6(src),
+            dst: v6(dst),
+            ttl: 64,
+            dst_mac: LAN_MAC,
+            src_mac: HOST_MAC,
+        }
+    }
+    fn ttl(mut self, t: u8) -> Self {
+        self.ttl = t;
+        self
+    }
+    fn dst_mac(mut self, m: Mac) -> Self {
+        self.dst_mac = m;
+        self
+    }
+
+    /// A frame carrying `l4` (checksum field at `csum_off` filled in).
+    fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
+        let hl = if self.family == Family::V4 { 20 } else { 40 };
+        let mut f = vec![0u8; ETH_LEN + hl + l4.len()];
+        let et = if self.family == Family::V4 {
+            0x0800
+        } else {
+            0x86dd
+        };
+        write_eth(&mut f, self.dst_mac, self.src_mac, et);
+        write_ip(
+            &mut f,
+            ETH_LEN,
+            self.family,
+            self.src,
+            self.dst,
+            p,
+            self.ttl,
+            l4.len(),
+        );
+        if let Some(o) = csum_off {
+            let acc = if p == proto::ICMP {
+                0
+            } else {
+                super::pipe_build::pseudo_sum(self.family, self.src, self.dst, p, l4.len())
+            };
+            let c = super::pipe_build::checksum(&l4, acc);
+            l4[o..o + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        f[ETH_LEN + hl..].copy_from_slice(&l4);
+        f
+    }
+
+    fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+        let mut l4 = vec![0u8; 8 + payload];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&u16::try_from(8 + payload).unwrap().to_be_bytes());
+        for (i, b) in l4[8..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        self.build(proto::UDP, l4, Some(6))
+    }
+
+    fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..8].copy_from_slice(&seq.to_be_bytes());
+        l4[8..12].copy_from_slice(&ack.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+        l4[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        self.build(proto::TCP, l4, Some(16))
+    }
+
+    fn echo(&self, id: u16, seq: u16) -> Vec<u8> {
+        let (t, p) = if self.family == Family::V4 {
+            (8, proto::ICMP)
+        } else {
+            (128, proto::ICMPV6)
+        };
+        let mut l4 = vec![0u8; 8 + 24];
+        l4[0] = t;
+        l4[4..6].copy_from_slice(&id.to_be_bytes());
+        l4[6..8].copy_from_slice(&seq.to_be_bytes());
+        l4[8..].fill(0xab);
+        self.build(p, l4, Some(2))
+    }
+}
+
+fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
+    p.process(port, frame, 1_000, scratch)
+}
+
+#[test]
+fn lpm_picks_longest_prefix_and_rewrites_l2_and_ttl() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    for (dst, gw) in [([203, 0, 113, 5], GW1_MAC), ([203, 0, 113, 200], GW2_MAC)] {
+        let mut f = Pkt::v4([198, 18, 0, 10], dst).udp(1000, 53, 10);
+        let orig = f.clone();
+        let a = run(&mut p, 0, &mut f, &mut s);
+        assert_eq!(
+            a,
+            Action::Forward {
+                port: 1,
+                len: u16::try_from(f.len()).unwrap()
+            }
+        );
+        assert_eq!(
+            &f[0..6],
+            &gw,
+            "destination MAC from the next hop of the longest prefix"
+        );
+        assert_eq!(&f[6..12], &WAN_MAC);
+        assert_eq!(f[ETH_LEN + 8], 63, "ttl decremented");
+        assert_checksums(&f, ETH_LEN);
+        assert_eq!(f[ETH_LEN + 20..], orig[ETH_LEN + 20..], "payload untouched");
+    }
+    // IPv6 through a static route: hop limit decremented, no IP checksum to fix.
+    let mut f = Pkt::v6("2001:db8:1::10", "2001:db8:99::5").udp(1000, 53, 3);
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward {
+            port: 1,
+            len: u16::try_from(f.len()).unwrap()
+        }
+    );
+    assert_eq!(f[ETH_LEN + 7], 63);
+    assert_eq!(&f[0..6], &GW1_MAC);
+    assert_checksums(&f, ETH_LEN);
+    assert_eq!(p.counters().forwarded, 3);
+}
+
+#[test]
+fn ttl_expiry_sends_time_exceeded_quoting_the_packet() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5])
+        .ttl(1)
+        .udp(1000, 53, 600);
+    let orig = f.clone();
+    let Action::Reply { port, len } = run(&mut p, 0, &mut f, &mut s) else {
+        panic!("no reply")
+    };
+    assert_eq!(port, 0);
+    let r = &s[..usize::from(len)];
+    assert_eq!(&r[0..6], &HOST_MAC, "back to the hop that delivered it");
+    assert_eq!(&r[6..12], &LAN_MAC);
+    assert_eq!(
+        &r[ETH_LEN + 12..ETH_LEN + 16],
+        &[198, 18, 0, 1],
+        "from the lan address"
+    );
+    assert_eq!(&r[ETH_LEN + 16..ETH_LEN + 20], &[198, 18, 0, 10]);
+    assert_eq!(r[ETH_LEN + 9], proto::ICMP);
+    assert_eq!((r[ETH_LEN + 20], r[ETH_LEN + 21]), (11, 0));
+    // 576-byte limit: 20 + 8 + 548 quoted bytes of the original IP packet.
+    assert_eq!(usize::from(len), ETH_LEN + 576);
+    assert_eq!(&r[ETH_LEN + 28..], &orig[ETH_LEN..ETH_LEN + 548]);
+    assert_checksums(r, ETH_LEN);
+    assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 1);
+    assert_eq!(p.counters().icmp_errors, 1);
+
+    // IPv6: hop limit 1 → ICMPv6 time exceeded (3/0), whole packet quoted (< 1280).
+    let mut f = Pkt::v6("2001:db8:1::10", "2001:db8:99::5")
+        .ttl(1)
+        .udp(1000, 53, 20);
+    let orig = f.clone();
+    let Action::Reply { len, .. } = run(&mut p, 0, &mut f, &mut s) else {
+        panic!("no reply")
+    };
+    let r = &s[..usize::from(len)];
+    assert_eq!((r[ETH_LEN + 40], r[ETH_LEN + 41]), (3, 0));
+    assert_eq!(&r[ETH_LEN + 48..], &orig[ETH_LEN..]);
+    assert_eq!(&r[ETH_LEN + 8..ETH_LEN + 24], &v6("2001:db8:1::1").0);
+    assert_checksums(r, ETH_LEN);
+}
+
+#[test]
+fn no_route_answers_net_unreachable_but_never_about_an_icmp_error() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [192, 0, 2, 1]).tcp(4000, 80, 0x02, 1, 0);
+    let Action::Reply { port: 0, len } = run(&mut p, 0, &mut f, &mut s) else {
+        panic!("no reply")
+    };
+    let r = s[..usize::from(len)].to_vec();
+    assert_eq!((r[ETH_LEN + 20], r[ETH_LEN + 21]), (3, 0));
+    assert_checksums(&r, ETH_LEN);
+    let mut f6 = Pkt::v6("2001:db8:1::10", "2001:db8:77::1").udp(1, 2, 0);
+    let Action::Reply { len, .. } = run(&mut p, 0, &mut f6, &mut s) else {
+        panic!("no reply")
+    };
+    assert_eq!((s[ETH_LEN + 40], s[ETH_LEN + 41]), (1, 0));
+    assert_checksums(&s[..usize::from(len)], ETH_LEN);
+    // The ICMP error we just built, sent to an unroutable place, is not answered.
+    let mut err = r.clone();
+    err[0..6].copy_from_slice(&LAN_MAC);
+    err[ETH_LEN + 16..ETH_LEN + 20].copy_from_slice(&[192, 0, 2, 9]);
+    err[ETH_LEN + 12..ETH_LEN + 16].copy_from_slice(&[198, 18, 0, 10]);
+    err[ETH_LEN + 10..ETH_LEN + 12].fill(0);
+    let c = super::pipe_build::checksum(&err[ETH_LEN..ETH_LEN + 20], 0);
+    err[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        run(&mut p, 0, &mut err, &mut s),
+        Action::Drop(DropReason::NoRoute)
+    );
+    assert_eq!(p.counters().drop_count(DropReason::NoRoute), 3);
+    assert_eq!(p.counters().icmp_errors, 2);
+}
+
+#[test]
+fn echo_requests_to_own_addresses_are_answered_in_place() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).echo(7, 1);
+    let a = run(&mut p, 0, &mut f, &mut s);
+    assert_eq!(
+        a,
+        Action::Forward {
+            port: 0,
+            len: u16::try_from(f.len()).unwrap()
+        }
+    );
+    assert_eq!(&f[0..6], &HOST_MAC);
+    assert_eq!(&f[6..12], &LAN_MAC);
+    assert_eq!(&f[ETH_LEN + 12..ETH_LEN + 16], &[198, 18, 0, 1]);
+    assert_eq!(&f[ETH_LEN + 16..ETH_LEN + 20], &[198, 18, 0, 10]);
+    assert_eq!(f[ETH_LEN + 20], 0, "echo reply");
+    assert_eq!(
+        &f[ETH_LEN + 24..ETH_LEN + 28],
+        &[0, 7, 0, 1],
+        "id and sequence kept"
+    );
+    assert_checksums(&f, ETH_LEN);
+    // The wan address answers from the lan side too (it is ours), out of the lan port.
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 1]).echo(7, 2);
+    assert!(matches!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    let mut f = Pkt::v6("2001:db8:1::10", "2001:db8:1::1").echo(9, 3);
+    assert!(matches!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    assert_eq!(f[ETH_LEN + 40], 129);
+    assert_eq!(&f[ETH_LEN + 24..ETH_LEN + 40], &v6("2001:db8:1::10").0);
+    assert_checksums(&f, ETH_LEN);
+    assert_eq!(p.counters().echo_replies, 3);
+}
+
+#[test]
+fn other_local_traffic_is_a_counted_drop() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(5000, 9999, 4);
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Drop(DropReason::LocalNoSocket)
+    );
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).tcp(5000, 22, 0x02, 1, 0);
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Drop(DropReason::LocalNoSocket)
+    );
+    assert_eq!(p.counters().drop_count(DropReason::LocalNoSocket), 2);
+}
+
+#[test]
+fn unresolved_next_hop_goes_to_the_slow_path_ready_to_send() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 77]).udp(1, 2, 0);
+    assert_eq!(run(&mut p, 0, &mut f, &mut s), Action::SlowPath);
+    assert_eq!(f[ETH_LEN + 8], 63, "already routed: ttl decremented");
+    assert_eq!(&f[6..12], &WAN_MAC);
+    assert_checksums(&f, ETH_LEN);
+    assert_eq!(p.counters().slow_path, 1);
+}
+
+#[test]
+fn l2_checks_and_bad_frames_are_counted_drops() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5])
+        .dst_mac([2, 9, 9, 9, 9, 9])
+        .udp(1, 2, 0);
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Drop(DropReason::OtherHost)
+    );
+    let mut f = Pkt::v4([198, 18, 0, 10], [224, 0, 0, 5])
+        .dst_mac([1, 0, 0x5e, 0, 0, 5])
+        .udp(1, 2, 0);
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Drop(DropReason::Multicast)
+    );
+    let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(1, 2, 0);
+    f[ETH_LEN + 10] ^= 0xff;
+    assert_eq!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Drop(DropReason::BadIpChecksum)
+    );
+    for n in 0..f.len() {
+        let mut t = f[..n].to_vec();
+        assert!(
+            matches!(run(&mut p, 0, &mut t, &mut s), Action::Drop(_)),
+            "truncated to {n}"
+        );
+    }
+    let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(1, 2, 1500);
+    f[ETH_LEN + 6] = 0x40; // DF
+    f[ETH_LEN + 10..ETH_LEN + 12].fill(0);
+    let c = super::pipe_build::checksum(&f[ETH_LEN..ETH_LEN + 20], 0);
+    f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    let Action::Reply { len, .. } = run(&mut p, 0, &mut f, &mut s) else {
+        panic!("no reply")
+    };
+    assert_eq!(
+        (s[ETH_LEN + 20], s[ETH_LEN + 21]),
+        (3, 4),
+        "fragmentation needed"
+    );
+    assert_eq!(
+        &s[ETH_LEN + 26..ETH_LEN + 28],
+        &1500u16.to_be_bytes(),
+        "next-hop mtu"
+    );
+    assert_checksums(&s[..usize::from(len)], ETH_LEN);
+}
+
+fn arp_frame(
+    op: u16,
+    sender_mac: Mac,
+    sender_ip: [u8; 4],
+    target_ip: [u8; 4],
+    eth_dst: Mac,
+) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    let a = super::pipe_build::ArpOut {
+        operation: op,
+        sender_mac,
+        sender_ip,
+        target_mac: [0; 6],
+        target_ip,
+    };
+    super::pipe_build::arp(&mut f, eth_dst, &a).unwrap();
+    f
+}
+
+/// A slow path with the same static neighbours as [`neighbors`].
+fn slow() -> SlowPath<Vec<u8>> {
+    let mut sp = SlowPath::new(ports(), routes(), NeighConfig::default());
+    sp.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
+    sp.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
+    sp.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
+    sp
+}
+
+#[test]
+fn arp_requests_for_own_addresses_are_answered_and_learned() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut req = arp_frame(1, HOST_MAC, [198, 18, 0, 10], [198, 18, 0, 1], [0xff; 6]);
+    assert_eq!(run(&mut p, 0, &mut req, &mut s), Action::SlowPath);
+    let mut sp = slow();
+    let mut out = Vec::new();
+    sp.handle(0, req, 0, &mut out);
+    let [SlowOut::Transmit { port: 0, frame }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&frame[0..6], &HOST_MAC);
+    assert_eq!(&frame[6..12], &LAN_MAC);
+    assert_eq!(&frame[12..14], &[8, 6]);
+    let a = &frame[ETH_LEN..];
+    assert_eq!(&a[0..8], &[0, 1, 8, 0, 6, 4, 0, 2], "ethernet/ipv4 reply");
+    assert_eq!(&a[8..14], &LAN_MAC);
+    assert_eq!(&a[14..18], &[198, 18, 0, 1]);
+    assert_eq!(&a[18..24], &HOST_MAC);
+    assert_eq!(&a[24..28], &[198, 18, 0, 10]);
+    assert_eq!(sp.counters().arp_replies, 1);
+    let snap = sp.snapshot_if_changed().unwrap();
+    assert_eq!(snap.lookup(0, v4([198, 18, 0, 10])), Some(HOST_MAC));
+
+    // A request for someone else's address (or ours on the wrong port) is not answered.
+    let mut out = Vec::new();
+    sp.handle(
+        0,
+        arp_frame(1, HOST_MAC, [198, 18, 0, 10], [198, 18, 0, 99], [0xff; 6]),
+        0,
+        &mut out,
+    );
+    sp.handle(
+        0,
+        arp_frame(1, HOST_MAC, [198, 18, 0, 10], [198, 19, 0, 1], [0xff; 6]),
+        0,
+        &mut out,
+    );
+    assert!(
+        out.iter().all(|o| matches!(o, SlowOut::Consumed(_))),
+        "{out:?}"
+    );
+    assert_eq!(sp.counters().arp_replies, 1);
+}
+
+#[test]
+fn queued_packets_are_released_when_the_neighbour_answers() {
+    let mut sp = slow();
+    let first = Arc::new(sp.snapshot_if_changed().unwrap());
+    let mut p = Pipeline::new(0, 1, &PipelineConfig { ports: ports() }, routes(), first);
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut out = Vec::new();
+    for i in 0..4u16 {
+        let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 77]).udp(1000 + i, 53, 0);
+        assert_eq!(run(&mut p, 0, &mut f, &mut s), Action::SlowPath);
+        sp.handle(0, f, 10, &mut out);
+    }
+    // One broadcast ARP request from the wan address; 3 queued; the 4th dropped.
+    let probes: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlowOut::Send { port, frame } => Some((*port, frame.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes.len(), 1);
+    let (port, probe) = &probes[0];
+    assert_eq!(*port, 1);
+    assert_eq!(&probe[0..6], &[0xff; 6]);
+    assert_eq!(&probe[ETH_LEN + 6..ETH_LEN + 8], &[0, 1]);
+    assert_eq!(&probe[ETH_LEN + 8..ETH_LEN + 14], &WAN_MAC);
+    assert_eq!(&probe[ETH_LEN + 14..ETH_LEN + 18], &[198, 19, 0, 1]);
+    assert_eq!(&probe[ETH_LEN + 24..ETH_LEN + 28], &[198, 19, 0, 77]);
+    // Linux drops the oldest queued packet on overflow: the first one (port 1000).
+    let Some(SlowOut::Drop {
+        reason: DropReason::NeighborUnresolved,
+        frame,
+    }) = out.last()
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 22], &1000u16.to_be_bytes());
+    assert_eq!(out.len(), 2);
+
+    // The reply releases the three queued frames, with the learned MAC.
+    let host2: Mac = [2, 0, 0, 0, 2, 77];
+    let mut out = Vec::new();
+    sp.handle(
+        1,
+        arp_frame(2, host2, [198, 19, 0, 77], [198, 19, 0, 1], WAN_MAC),
+        20,
+        &mut out,
+    );
+    let released: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            SlowOut::Transmit { port, frame } => Some((*port, frame)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released.len(), 3);
+    for (i, (port, f)) in released.iter().enumerate() {
+        assert_eq!(*port, 1);
+        assert_eq!(&f[0..6], &host2);
+        assert_eq!(&f[6..12], &WAN_MAC);
+        assert_eq!(
+            &f[ETH_LEN + 20..ETH_LEN + 22],
+            &(1001 + i as u16).to_be_bytes(),
+            "order kept"
+        );
+        assert_checksums(f, ETH_LEN);
+    }
+    // The worker adopts the new snapshot and forwards directly from then on.
+    let old = p.adopt_neighbors(Arc::new(sp.snapshot_if_changed().unwrap()));
+    assert!(old.lookup(1, v4([198, 19, 0, 77])).is_none());
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 77]).udp(2000, 53, 0);
+    assert!(matches!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward { port: 1, .. }
+    ));
+    assert_eq!(&f[0..6], &host2);
+}
+
+#[test]
+fn failed_resolution_drops_the_queue_after_the_probes() {
+    let mut sp = slow();
+    let mut out = Vec::new();
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 88]).udp(1, 2, 0);
+    assert_eq!(run(&mut p, 0, &mut f, &mut s), Action::SlowPath);
+    sp.handle(0, f, 0, &mut out);
+    let mut probes = 1;
+    let mut drops = 0;
+    for t in 1..=5u64 {
+        let mut o = Vec::new();
+        sp.tick(t * 1000, &mut o);
+        probes += o
+            .iter()
+            .filter(|x| matches!(x, SlowOut::Send { port: 1, .. }))
+            .count();
+        drops += o
+            .iter()
+            .filter(|x| {
+                matches!(
+                    x,
+                    SlowOut::Drop {
+                        reason: DropReason::NeighborUnresolved,
+                        ..
+                    }
+                )
+            })
+            .count();
+    }
+    assert_eq!(probes, 3, "mcast_solicit probes");
+    assert_eq!(drops, 1);
+    assert_eq!(
+        sp.counters().drops[DropReason::NeighborUnresolved as usize],
+        1
+    );
+}
+
+fn ns_frame(src: Addr, target: Addr, slla: Option<Mac>) -> Vec<u8> {
+    let (dst, eth) = super::pipe_build::solicited_node(target);
+    let mut l4 = vec![0u8; 24];
+    l4[0] = 135;
+    l4[8..24].copy_from_slice(&target.0);
+    if let Some(m) = slla {
+        l4.extend_from_slice(&[1, 1]);
+        l4.extend_from_slice(&m);
+    }
+    let mut pk = Pkt {
+        family: Family::V6,
+        src,
+        dst,
+        ttl: 255,
+        dst_mac: eth,
+        src_mac: HOST_MAC,
+    };
+    pk.ttl = 255;
+    pk.build(proto::ICMPV6, l4, Some(2))
+}
+
+#[test]
+fn neighbour_solicitations_for_own_addresses_get_an_advertisement() {
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let host = v6("2001:db8:1::10");
+    let mut ns = ns_frame(host, v6("2001:db8:1::1"), Some(HOST_MAC));
+    assert_eq!(run(&mut p, 0, &mut ns, &mut s), Action::SlowPath);
+    let mut sp = slow();
+    let mut out = Vec::new();
+    sp.handle(0, ns, 0, &mut out);
+    let Some(SlowOut::Send { port: 0, frame: na }) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert!(matches!(out.last(), Some(SlowOut::Consumed(_))));
+    assert_eq!(&na[0..6], &HOST_MAC);
+    assert_eq!(na[ETH_LEN + 7], 255, "hop limit 255");
+    assert_eq!(&na[ETH_LEN + 24..ETH_LEN + 40], &host.0);
+    let m = &na[ETH_LEN + 40..];
+    assert_eq!(m[0], 136);
+    assert_eq!(m[4], 0xe0, "router, solicited, override");
+    assert_eq!(&m[8..24], &v6("2001:db8:1::1").0);
+    assert_eq!(&m[24..26], &[2, 1], "target link-layer address option");
+    assert_eq!(&m[26..32], &LAN_MAC);
+    assert_checksums(na, ETH_LEN);
+    assert_eq!(
+        sp.snapshot_if_changed().unwrap().lookup(0, host),
+        Some(HOST_MAC)
+    );
+
+    // Unresolved IPv6 next hop: a solicitation to the solicited-node group.
+    let mut out = Vec::new();
+    let mut f = Pkt::v6("2001:db8:1::10", "2001:db8:2::77").udp(1, 2, 0);
+    assert_eq!(run(&mut p, 0, &mut f, &mut s), Action::SlowPath);
+    sp.handle(0, f, 0, &mut out);
+    let [
+        SlowOut::Send {
+            port: 1,
+            frame: probe,
+        },
+    ] = out.as_slice()
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&probe[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x77]);
+    assert_eq!(&probe[ETH_LEN + 24..ETH_LEN + 40], &v6("ff02::1:ff00:77").0);
+    assert_eq!(probe[ETH_LEN + 40], 135);
+    assert_eq!(&probe[ETH_LEN + 48..ETH_LEN + 64], &v6("2001:db8:2::77").0);
+    assert_checksums(probe, ETH_LEN);
+}

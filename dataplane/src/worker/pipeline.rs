@@ -1,0 +1,553 @@
+//! The per-worker packet pipeline: pure Rust on byte slices, no EAL.
+//!
+//! [`Pipeline::process`] takes one received Ethernet frame and decides an [`Action`]:
+//! parse → (ARP / neighbour discovery → slow path) → L2 checks → owner check →
+//! conntrack → rules → NAT → local delivery (echo reply, reject, `local_no_socket`) or
+//! forwarding (LPM route, TTL / hop limit with ICMP time exceeded, MTU, neighbour MAC from
+//! the snapshot; unresolved → slow path). See `docs/pipeline.md` for the stage-by-stage
+//! decisions and which stages are still seams.
+//!
+//! Counting contract: the pipeline counts every drop it decides in
+//! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
+//! error answers a dropped packet: `no_route`, `ttl_exceeded`, …). The I/O edge counts
+//! only what happens after the action (TX ring full, handoff ring full).
+
+use std::sync::Arc;
+
+use super::pipe_build::{self as build, L2Out};
+use super::pipe_parse;
+use super::{Action, WorkerCommand, WorkerReply};
+use crate::DropReason;
+use crate::control::proto::{ControlError, ErrorCode};
+use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
+use crate::wire::{Addr, Family, Fragment, IpInfo, L2Info, L4Info, Parsed};
+
+/// What the pipeline needs to know about one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port's MAC address (source of everything sent there).
+    pub mac: Mac,
+    /// L3 MTU in bytes.
+    pub mtu: u16,
+    /// The NIC spreads flows over the worker queues by RSS with the shared symmetric key:
+    /// a packet arriving on a worker's queue is owned by it. `false` for `net_memif`,
+    /// `net_af_packet`, `net_tap`, `net_ring`: ownership is computed in software.
+    pub hw_rss: bool,
+}
+
+/// Static configuration of every worker's pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Indexed by port index (the order of the configuration file).
+    pub ports: Vec<PortInfo>,
+}
+
+/// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Frames given to [`Pipeline::process`].
+    pub rx: u64,
+    /// Frames forwarded (routed) to another port.
+    pub forwarded: u64,
+    /// Frames addressed to the appliance (after the input chain).
+    pub local_in: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+    /// ICMP/ICMPv6 errors sent (time exceeded, unreachable, packet too big).
+    pub icmp_errors: u64,
+    /// TCP resets sent by `reject`.
+    pub tcp_resets: u64,
+    /// Frames given to the slow path (ARP, ND, unresolved next hops).
+    pub slow_path: u64,
+    /// Frames handed to the owning worker.
+    pub handoffs: u64,
+    /// Snapshots adopted (neighbour or route table).
+    pub snapshots_adopted: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            drops: [0; DropReason::COUNT],
+            rx: 0,
+            forwarded: 0,
+            local_in: 0,
+            echo_replies: 0,
+            icmp_errors: 0,
+            tcp_resets: 0,
+            slow_path: 0,
+            handoffs: 0,
+            snapshots_adopted: 0,
+        }
+    }
+}
+
+impl Counters {
+    /// Drops counted under `reason`.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+/// The verdict of a filter chain for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    /// `reject`: TCP reset for TCP, ICMP port unreachable otherwise.
+    Reject,
+}
+
+/// One worker's pipeline state.
+#[derive(Debug)]
+pub struct Pipeline {
+    worker_id: u16,
+    n_workers: u16,
+    ports: Vec<PortInfo>,
+    routes: Arc<RouteTable>,
+    neigh: Arc<NeighborSnapshot>,
+    counters: Counters,
+    now_ns: u64,
+}
+
+/// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
+const MIN_FRAME: usize = 14;
+
+fn is_multicast_or_broadcast(a: Addr) -> bool {
+    match a.to_v4() {
+        Some(v4) => v4[0] >= 224 || v4 == [255, 255, 255, 255],
+        None => a.0[0] == 0xff,
+    }
+}
+
+/// A source an ICMP error may be sent to (RFC 1812 §4.3.2.7): not multicast, broadcast,
+/// unspecified or loopback.
+fn is_valid_error_target(a: Addr) -> bool {
+    if is_multicast_or_broadcast(a) {
+        return false;
+    }
+    match a.to_v4() {
+        Some(v4) => v4[0] != 0 && v4[0] != 127,
+        None => a.0 != [0; 16] && a.0 != Addr::from_v6(std::net::Ipv6Addr::LOCALHOST.octets()).0,
+    }
+}
+
+impl Pipeline {
+    /// A pipeline for worker `worker_id` of `n_workers`, starting from the given route
+    /// table and neighbour snapshot.
+    pub fn new(
+        worker_id: u16,
+        n_workers: u16,
+        config: &PipelineConfig,
+        routes: Arc<RouteTable>,
+        neigh: Arc<NeighborSnapshot>,
+    ) -> Self {
+        Pipeline {
+            worker_id,
+            n_workers: n_workers.max(1),
+            ports: config.ports.clone(),
+            routes,
+            neigh,
+            counters: Counters::default(),
+            now_ns: 0,
+        }
+    }
+
+    /// This worker's index.
+    pub fn worker_id(&self) -> u16 {
+        self.worker_id
+    }
+
+    /// Number of workers the owner function spreads flows over.
+    pub fn n_workers(&self) -> u16 {
+        self.n_workers
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The neighbour snapshot in use.
+    pub fn neighbors(&self) -> &Arc<NeighborSnapshot> {
+        &self.neigh
+    }
+
+    /// Adopts a newer neighbour snapshot between bursts; returns the old one for the
+    /// caller to hand back to the control thread (the worker never runs a large `Drop`).
+    /// An older or equal generation is refused and returned as is.
+    pub fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
+        if snap.generation() <= self.neigh.generation() {
+            return snap;
+        }
+        self.counters.snapshots_adopted += 1;
+        std::mem::replace(&mut self.neigh, snap)
+    }
+
+    /// Adopts a new route table between bursts; returns the old one.
+    pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
+        self.counters.snapshots_adopted += 1;
+        std::mem::replace(&mut self.routes, routes)
+    }
+
+    /// Between bursts: timers with a bounded budget. SEAM(conntrack): expiry of the
+    /// connection table runs here once the table exists; today only the clock is kept.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    /// A control-thread command. SEAM(conntrack): every command is about the connection
+    /// table, which this pipeline does not hold yet; each is answered with an `Internal`
+    /// error that says so (never a made-up empty answer).
+    pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
+        let what = match cmd {
+            WorkerCommand::CtList { .. } => "ct list",
+            WorkerCommand::CtDelete { .. } => "ct delete",
+            WorkerCommand::CtCount { .. } => "ct count",
+            WorkerCommand::CtStats => "ct stats",
+            WorkerCommand::SetTunables(_) => "set tunables",
+            WorkerCommand::TakeEvents { .. } => "take events",
+        };
+        WorkerReply::Error(ControlError::new(
+            ErrorCode::Internal,
+            format!("{what}: connection tracking is not wired into the worker pipeline yet"),
+        ))
+    }
+
+    fn drop(&mut self, reason: DropReason) -> Action {
+        self.counters.drops[reason as usize] += 1;
+        Action::Drop(reason)
+    }
+
+    /// Runs the pipeline on every frame of a burst; `actions[i]` is the action of
+    /// `frames[i]`. Each frame gets its own scratch buffer (`scratch[i]`), so replies
+    /// built for several frames of a burst do not overwrite each other.
+    pub fn process_burst(
+        &mut self,
+        in_port: u16,
+        frames: &mut [&mut [u8]],
+        now_ns: u64,
+        scratch: &mut [&mut [u8]],
+        actions: &mut [Action],
+    ) {
+        for ((frame, s), a) in frames.iter_mut().zip(scratch.iter_mut()).zip(actions) {
+            *a = self.process(in_port, frame, now_ns, s);
+        }
+    }
+
+    /// Decides what happens to one received frame. `frame` may be rewritten in place;
+    /// `scratch` (at least [`SCRATCH_LEN`](super::SCRATCH_LEN) bytes) receives a built
+    /// reply.
+    pub fn process(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.counters.rx += 1;
+        self.now_ns = self.now_ns.max(now_ns);
+        let parsed = match pipe_parse::parse(frame) {
+            Ok(p) => p,
+            Err(r) => return self.drop(r),
+        };
+        let (l2, ip) = match parsed {
+            Parsed::Arp(..) => {
+                self.counters.slow_path += 1;
+                return Action::SlowPath;
+            }
+            Parsed::Ip(l2, ip) => (l2, ip),
+        };
+        let Some(port) = self.ports.get(usize::from(in_port)).copied() else {
+            return self.drop(DropReason::OtherHost);
+        };
+        if l2.vlan.is_some() {
+            return self.drop(DropReason::BadVlan);
+        }
+        if l2.dst_mac != port.mac && l2.dst_mac[0] & 1 == 0 {
+            return self.drop(DropReason::OtherHost);
+        }
+        if ip.family == Family::V6
+            && matches!(
+                ip.l4,
+                Some(L4Info::IcmpOther {
+                    icmp_type: 133..=137,
+                    ..
+                })
+            )
+        {
+            self.counters.slow_path += 1;
+            return Action::SlowPath;
+        }
+        if is_multicast_or_broadcast(ip.dst) {
+            return self.drop(DropReason::Multicast);
+        }
+        if !is_valid_error_target(ip.src) && ip.src.0 != [0; 16] {
+            return self.drop(DropReason::BadSourceAddress);
+        }
+        // SEAM(nat::rss): owner check for ports without hardware RSS (→ Action::Handoff).
+        // SEAM(conntrack, rules, nat): lookup / classify / bind happen here; until those
+        // land every packet is treated as accepted by prerouting and the filter chains.
+        if self.routes.local_port(ip.dst).is_some() {
+            self.local_deliver(in_port, frame, &l2, &ip, scratch)
+        } else {
+            self.forward(in_port, frame, &l2, &ip, scratch)
+        }
+    }
+
+    /// The `input` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
+    fn input_verdict(&self, _in_port: u16, _ip: &IpInfo) -> Verdict {
+        Verdict::Accept
+    }
+
+    /// The `forward` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
+    fn forward_verdict(&self, _in_port: u16, _out_port: u16, _ip: &IpInfo) -> Verdict {
+        Verdict::Accept
+    }
+
+    fn local_deliver(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+    ) -> Action {
+        match self.input_verdict(in_port, ip) {
+            Verdict::Accept => {}
+            Verdict::Drop => return self.drop(DropReason::FilterDrop),
+            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
+        }
+        self.counters.local_in += 1;
+        if let Some(L4Info::IcmpEcho { request: true, .. }) = ip.l4 {
+            let Some((port, dst_mac)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
+                return self.drop(DropReason::NeighborUnresolved);
+            };
+            if build::echo_reply_in_place(frame, ip).is_none() {
+                return self.drop(DropReason::BadIcmp);
+            }
+            let src = self.port_mac(port);
+            build::write_eth(frame, dst_mac, src, l2.ethertype);
+            self.counters.echo_replies += 1;
+            return Action::Forward {
+                port,
+                len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
+            };
+        }
+        self.drop(DropReason::LocalNoSocket)
+    }
+
+    /// `reject`: a TCP reset for TCP (never for a reset), ICMP port unreachable otherwise.
+    fn reject(
+        &mut self,
+        in_port: u16,
+        frame: &[u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+    ) -> Action {
+        if let Some(L4Info::Tcp(tcp)) = ip.l4 {
+            if tcp.flags.contains(crate::wire::TcpFlags::RST) {
+                return self.drop(DropReason::LocalNoSocket);
+            }
+            let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
+                return self.drop(DropReason::NeighborUnresolved);
+            };
+            let out = L2Out {
+                dst,
+                src: self.port_mac(port),
+            };
+            self.counters.drops[DropReason::LocalNoSocket as usize] += 1;
+            return match build::tcp_reset(scratch, ip, &tcp, out) {
+                Some(len) => {
+                    self.counters.tcp_resets += 1;
+                    Action::Reply {
+                        port,
+                        len: u16::try_from(len).unwrap_or(u16::MAX),
+                    }
+                }
+                None => Action::Drop(DropReason::LocalNoSocket),
+            };
+        }
+        let (t, c) = match ip.family {
+            Family::V4 => (3, 3),
+            Family::V6 => (1, 4),
+        };
+        self.icmp_error(
+            in_port,
+            frame,
+            l2,
+            ip,
+            scratch,
+            DropReason::LocalNoSocket,
+            t,
+            c,
+            0,
+        )
+    }
+
+    fn port_mac(&self, port: u16) -> Mac {
+        self.ports.get(usize::from(port)).map_or([0; 6], |p| p.mac)
+    }
+
+    /// Port and destination MAC for a packet the appliance sends to `dst` in answer to a
+    /// frame received on `in_port` from `l2.src_mac`: the route back to `dst`; when it
+    /// leaves by the ingress port and the neighbour is not in the snapshot, the frame's
+    /// source MAC (the hop that delivered it) is used.
+    fn reply_path(
+        &self,
+        in_port: u16,
+        l2: &L2Info,
+        family: Family,
+        dst: Addr,
+    ) -> Option<(u16, Mac)> {
+        match self.routes.next_hop(family, dst)? {
+            NextHop::Forward { port, neighbor } => match self.neigh.lookup(port, neighbor) {
+                Some(mac) => Some((port, mac)),
+                None if port == in_port => Some((port, l2.src_mac)),
+                None => None,
+            },
+            NextHop::Blackhole => None,
+        }
+    }
+
+    /// Drops the received packet under `reason` and, where RFC 1812 §4.3.2.7 / RFC 4443
+    /// §2.4(e) allow, answers it with an ICMP error built in `scratch`.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error(
+        &mut self,
+        in_port: u16,
+        frame: &[u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+        reason: DropReason,
+        icmp_type: u8,
+        code: u8,
+        extra: u32,
+    ) -> Action {
+        self.counters.drops[reason as usize] += 1;
+        let about_error = matches!(ip.l4, Some(L4Info::IcmpError { .. }));
+        if about_error || ip.frag == Fragment::Later || !is_valid_error_target(ip.src) {
+            return Action::Drop(reason);
+        }
+        let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
+            return Action::Drop(reason);
+        };
+        let Some(src) = self
+            .routes
+            .port_address(port, ip.family)
+            .or_else(|| self.routes.port_address(in_port, ip.family))
+        else {
+            return Action::Drop(reason);
+        };
+        let out = L2Out {
+            dst,
+            src: self.port_mac(port),
+        };
+        match build::icmp_error(scratch, frame, ip, out, src, icmp_type, code, extra) {
+            Some(len) if len >= MIN_FRAME => {
+                self.counters.icmp_errors += 1;
+                Action::Reply {
+                    port,
+                    len: u16::try_from(len).unwrap_or(u16::MAX),
+                }
+            }
+            _ => Action::Drop(reason),
+        }
+    }
+
+    fn forward(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+    ) -> Action {
+        let (port, neighbor) = match self.routes.next_hop(ip.family, ip.dst) {
+            Some(NextHop::Forward { port, neighbor }) => (port, neighbor),
+            Some(NextHop::Blackhole) => return self.drop(DropReason::Blackhole),
+            None => {
+                // ICMP destination unreachable: net unreachable / no route to destination.
+                let (t, c) = match ip.family {
+                    Family::V4 => (3, 0),
+                    Family::V6 => (1, 0),
+                };
+                return self.icmp_error(
+                    in_port,
+                    frame,
+                    l2,
+                    ip,
+                    scratch,
+                    DropReason::NoRoute,
+                    t,
+                    c,
+                    0,
+                );
+            }
+        };
+        match self.forward_verdict(in_port, port, ip) {
+            Verdict::Accept => {}
+            Verdict::Drop => return self.drop(DropReason::FilterDrop),
+            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
+        }
+        if ip.ttl <= 1 {
+            let t = match ip.family {
+                Family::V4 => 11,
+                Family::V6 => 3,
+            };
+            return self.icmp_error(
+                in_port,
+                frame,
+                l2,
+                ip,
+                scratch,
+                DropReason::TtlExceeded,
+                t,
+                0,
+                0,
+            );
+        }
+        let mtu = self
+            .ports
+            .get(usize::from(port))
+            .map_or(u16::MAX, |p| p.mtu);
+        if ip.ip_len > mtu {
+            let l3 = usize::from(ip.l3_off);
+            let df = frame.get(l3 + 6).is_some_and(|b| b & 0x40 != 0);
+            let (t, c) = match ip.family {
+                Family::V4 if df => (3, 4),
+                Family::V4 => return self.drop(DropReason::PacketTooBig),
+                Family::V6 => (2, 0),
+            };
+            return self.icmp_error(
+                in_port,
+                frame,
+                l2,
+                ip,
+                scratch,
+                DropReason::PacketTooBig,
+                t,
+                c,
+                u32::from(mtu),
+            );
+        }
+        build::decrement_ttl(frame, ip);
+        let src_mac = self.port_mac(port);
+        let Some(dst_mac) = self.neigh.lookup(port, neighbor) else {
+            // The frame is complete except for its destination MAC: the slow path resolves
+            // `neighbor` (route lookup again on the rewritten destination) and sends it.
+            build::write_eth(frame, l2.dst_mac, src_mac, l2.ethertype);
+            self.counters.slow_path += 1;
+            return Action::SlowPath;
+        };
+        build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
+        self.counters.forwarded += 1;
+        Action::Forward {
+            port,
+            len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
+        }
+    }
+}
