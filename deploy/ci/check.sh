@@ -148,7 +148,7 @@ else fail "$d differs from make-dashboard.py output (regenerate it)"; fi
 if [ -f mgmt/docs/metrics.md ] || [ -f docs/metrics.md ]; then
     doc=$(ls mgmt/docs/metrics.md docs/metrics.md 2>/dev/null | head -1)
     used=$( { grep -ohE 'fwd_[a-z_]+' deploy/prometheus/alerts.yml; python3 deploy/grafana/make-dashboard.py | grep -oE 'fwd_[a-z_]+'; } | sort -u)
-    missing=$(for m in $used; do grep -q "$m" "$doc" || echo "$m"; done)
+    missing=$(for m in $used; do grep -qF "\`$m\`" "$doc" || echo "$m"; done)
     [ -z "$missing" ] && ok "every metric used is in $doc" || fail "metrics not in $doc: $(echo $missing)"
 else
     skip "metric names not compared: mgmt's docs/metrics.md does not exist yet"
