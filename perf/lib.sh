@@ -118,8 +118,9 @@ save() {
     out=$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name.json
     jq -n --arg scenario "$name" --arg dut "$dut" --arg dut_cmd "$DUT_CMD" --arg gen_cmd "$GEN_CMD" \
         --argjson meta "$(meta_json)" --argjson gen "$gen" --argjson extra "$extra" \
+        --argjson more "${EXTRA_META:-"{}"}" \
         '{scenario: $scenario, dut: $dut} + $meta + {commands: {dut: $dut_cmd, generator: $gen_cmd},
-          generator: $gen} + $extra' > "$out"
+          generator: $gen} + $extra + $more' > "$out"
     printf '%-28s %-10s flows=%-8s tx=%6.2f Mpps rx=%6.2f Mpps loss=%.4f%%%s\n' "$name" "$dut" \
         "$(jq -r .args.flows <<< "$gen")" "$(jq -r '.tx_pps / 1e6' <<< "$gen")" \
         "$(jq -r '.rx_pps / 1e6' <<< "$gen")" "$(jq -r '.loss_ratio * 100' <<< "$gen")" \

@@ -110,6 +110,11 @@ def main():
         loss = f"{w['loss_ratio'] * 100:.3f}%" if w else "-"
         files = ", ".join(r["_file"] for r in latest.values() if r["generator"] in (b, w))
         lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {files} |")
+    procs = sorted({r.get("fwd_processor", "?") for r in latest.values() if r["dut"] == "fwd"})
+    if procs:
+        lines += ["", f"fwd ran with the processor: {', '.join(procs)} (`PortForward` is the "
+                  "bridge fwd used before the firewall pipeline was wired in: I/O edge only, "
+                  "no conntrack, rules or NAT)."]
     lines += ["", "## Latency (UDP, one way through the DUT, generator TSC stamps)", "",
               "| scenario | load | rx Mpps | p50 us | p90 us | p99 us | p99.9 us | max us |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
