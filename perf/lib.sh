@@ -140,7 +140,7 @@ require_fwd() {
     fi
 }
 
-# fwd config: lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
+# fwd config (memif cannot change its MAC at run time: the MAC is a devarg): lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
 # behind 203.0.113.2); static neighbours so nothing waits for ARP.
 write_fwd_config() { # write_fwd_config RULESET
     cp "$1" "$RUN_DIR/ruleset.nft"
@@ -152,13 +152,11 @@ eal:
   memory_mb: $(( MEM_MB * 4 ))
 ports:
   - name: lan
-    device: "net_memif0,role=server,id=0,socket=$SOCK_A"
+    device: "net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A"
     addresses: ["192.0.2.1/24"]
-    mac: "$DUT_MAC_A"
   - name: wan
-    device: "net_memif1,role=server,id=0,socket=$SOCK_B"
+    device: "net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
     addresses: ["203.0.113.1/24"]
-    mac: "$DUT_MAC_B"
 workers:
   cores: [$DUT_CORES]
 routes:

@@ -106,7 +106,11 @@ def main():
         b, w = base.get(f), fwd.get(f)
         bcell = f"{mpps(b['rx_pps'])} ({b['loss_ratio'] * 100:.3f}% lost)" if b else "-"
         wcell = mpps(w["rx_pps"]) if w else "not measured"
-        ratio = f"{w['rx_pps'] / b['rx_pps']:.2f}" if b and w and b["rx_pps"] > 0 else "-"
+        ratio = "-"
+        if b and w and b["rx_pps"] > 0:
+            q = w["rx_pps"] / b["rx_pps"]
+            # The io forwarder is the limit of the path: above it, conditions differed.
+            ratio = f"{q:.2f}" + (" (not comparable: above the path limit)" if q > 1.05 else "")
         loss = f"{w['loss_ratio'] * 100:.3f}%" if w else "-"
         files = ", ".join(r["_file"] for r in latest.values() if r["generator"] in (b, w))
         lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {files} |")
