@@ -84,7 +84,7 @@ dut_vdevs() {
 
 # Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
 start_testpmd() {
-    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --huge-unlink --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -100,7 +100,7 @@ start_testpmd() {
 # in a subshell: the variables must survive.
 run_gen() {
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
         "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
         "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
@@ -149,6 +149,7 @@ write_fwd_config() { # write_fwd_config RULESET
 eal:
   main_core: $DUT_MAIN
   file_prefix: perf-dut
+  in_memory: true
   memory_mb: $(( MEM_MB * 4 ))
 ports:
   - name: lan
