@@ -14,11 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Set to `true` once `worker::pipeline` evaluates the ruleset and keeps conntrack (the
-/// pipeline branch). Until then the ruleset is compiled, published and served but does not
-/// filter, and conntrack requests answer `internal`: the filtering and conntrack checks
-/// below are skipped (and say so on stderr).
-const PIPELINE_FILTERS_AND_TRACKS: bool = false;
+/// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
+/// `false` its checks below are skipped and say so on stderr; what they guard answers
+/// `internal` from the workers until then. Against the pipeline branch at 5f02e14 merged
+/// here, FILTERS, TUNING and CONNTRACK_COUNT set to `true` pass; LIST still answers
+/// `internal` there.
+/// - the forward chain filters (rules evaluated in `worker::pipeline`);
+const PIPELINE_FILTERS: bool = false;
+/// - tunables are applied by the workers' conntrack (`PATCH /api/v1/tuning`);
+const PIPELINE_TUNING: bool = false;
+/// - the workers count their conntrack entries (`/api/v1/conntrack/count`, `/stats`);
+const PIPELINE_CONNTRACK_COUNT: bool = false;
+/// - the workers list their conntrack entries (`GET /api/v1/conntrack`, `fwctl conntrack list`).
+const PIPELINE_CONNTRACK_LIST: bool = false;
 
 const TOKEN: &str = "integ-e2e-token";
 
@@ -459,10 +467,10 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         now["text"].as_str().unwrap().contains("icmp"),
         "ruleset not shown: {now}"
     );
-    if PIPELINE_FILTERS_AND_TRACKS {
+    if PIPELINE_FILTERS {
         assert!(!lab.ping_through(2), "ping passed a drop-icmp ruleset");
     } else {
-        eprintln!("PIPELINE_FILTERS_AND_TRACKS=false: not checking that ICMP is dropped");
+        eprintln!("PIPELINE_FILTERS=false: not checking that ICMP is dropped");
     }
     assert!(lab.tcp_through(8080, "through-fwd"), "TCP:\n{}", lab.logs());
 
@@ -471,8 +479,25 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
     assert_eq!(s, 200, "{v}");
     assert!(lab.ping_through(3), "ping after accept:\n{}", lab.logs());
 
+    // Conntrack counts the TCP connection (TIME_WAIT, 120 s, after the close).
+    if PIPELINE_CONNTRACK_COUNT {
+        let (s, v) = lab.json("GET", "/api/v1/conntrack/count", None);
+        assert_eq!(s, 200, "{v}");
+        assert!(v["count"].as_u64().is_some_and(|c| c >= 1), "{v}");
+        let (s, v) = lab.json("GET", "/api/v1/conntrack/stats", None);
+        assert_eq!(s, 200, "{v}");
+        let (ok_, out) = lab.fwctl(&["conntrack", "count"]);
+        assert!(
+            ok_ && out.trim().parse::<u64>().is_ok_and(|c| c >= 1),
+            "fwctl conntrack count: {out}"
+        );
+    } else {
+        let (s, v) = lab.json("GET", "/api/v1/conntrack/count", None);
+        eprintln!("PIPELINE_CONNTRACK_COUNT=false: conntrack count answered {s} {v}");
+    }
+
     // Conntrack lists the TCP connection (kept as TIME_WAIT after the close).
-    if PIPELINE_FILTERS_AND_TRACKS {
+    if PIPELINE_CONNTRACK_LIST {
         assert!(lab.tcp_through(8081, "tracked"), "TCP:\n{}", lab.logs());
         let (s, v) = lab.json("GET", "/api/v1/conntrack?proto=tcp&dport=8081", None);
         assert_eq!(s, 200, "{v}");
@@ -482,7 +507,7 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         assert!(ok_ && out.contains("dport=8081"), "{out}");
     } else {
         let (s, v) = lab.json("GET", "/api/v1/conntrack", None);
-        eprintln!("PIPELINE_FILTERS_AND_TRACKS=false: conntrack list answered {s} {v}");
+        eprintln!("PIPELINE_CONNTRACK_LIST=false: conntrack list answered {s} {v}");
     }
 
     // Tuning: an out-of-range value is refused before anything is applied; a valid change
@@ -501,7 +526,7 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         v["values"]["nf_conntrack_tcp_timeout_established"], 432_000,
         "{v}"
     );
-    let udp_timeout = if PIPELINE_FILTERS_AND_TRACKS {
+    let udp_timeout = if PIPELINE_TUNING {
         let (s, v) = lab.json(
             "PATCH",
             "/api/v1/tuning",
@@ -518,7 +543,7 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
             "/api/v1/tuning",
             Some(("application/json", r#"{"nf_conntrack_udp_timeout": 17}"#)),
         );
-        eprintln!("PIPELINE_FILTERS_AND_TRACKS=false: PATCH tuning answered {s} {v}");
+        eprintln!("PIPELINE_TUNING=false: PATCH tuning answered {s} {v}");
         None
     };
 
@@ -542,10 +567,10 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         "fwctl tuning get: {out}"
     );
     let (ok_, out) = lab.fwctl(&["conntrack", "list"]);
-    if PIPELINE_FILTERS_AND_TRACKS {
+    if PIPELINE_CONNTRACK_LIST {
         assert!(ok_, "fwctl conntrack list: {out}");
     } else {
-        eprintln!("PIPELINE_FILTERS_AND_TRACKS=false: fwctl conntrack list: {ok_} {out}");
+        eprintln!("PIPELINE_CONNTRACK_LIST=false: fwctl conntrack list: {ok_} {out}");
     }
     let (ok_, out) = lab.fwctl(&["ports"]);
     assert!(
