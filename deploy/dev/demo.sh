@@ -37,7 +37,13 @@ trap cleanup EXIT
 [ -x "$FWD" ] || die "$FWD missing: make release"
 command -v "$TESTPMD" >/dev/null || die "$TESTPMD missing: make setup"
 command -v python3 >/dev/null || die "python3 missing"
-[ -e "$SOCK" ] && die "$SOCK exists: another fwd --demo running? (stop it first)"
+if [ -e "$SOCK" ]; then
+    # A live socket is another fwd --demo; a dead one is left over from a killed run.
+    if timeout 5 python3 -c 'import socket,sys;socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$SOCK" 2>/dev/null; then
+        die "$SOCK answers: another fwd --demo is running (stop it first)"
+    fi
+    rm -f "$SOCK"
+fi
 mkdir -p /run/fwd
 rm -f /run/fwd/demo-lan.sock /run/fwd/demo-wan.sock
 
