@@ -82,7 +82,6 @@ pub enum WorkerReply {
 }
 
 mod pipe_build;
-mod pipe_parse;
 pub mod pipeline;
 pub mod slowpath;
 

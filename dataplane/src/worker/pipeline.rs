@@ -15,12 +15,11 @@
 use std::sync::Arc;
 
 use super::pipe_build::{self as build, L2Out};
-use super::pipe_parse;
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
 use crate::control::proto::{ControlError, ErrorCode};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
-use crate::wire::{Addr, Family, Fragment, IpInfo, L2Info, L4Info, Parsed};
+use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,9 +245,22 @@ impl Pipeline {
         now_ns: u64,
         scratch: &mut [u8],
     ) -> Action {
+        self.process_offload(in_port, frame, &wire::VERIFY_ALL, now_ns, scratch)
+    }
+
+    /// [`process`](Self::process) with the NIC's checksum verdicts for this frame
+    /// (`ParseOptions::with_offload` from the mbuf's offload flags).
+    pub fn process_offload(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
         self.counters.rx += 1;
         self.now_ns = self.now_ns.max(now_ns);
-        let parsed = match pipe_parse::parse(frame) {
+        let parsed = match wire::parse(frame, opts) {
             Ok(p) => p,
             Err(r) => return self.drop(r),
         };
@@ -348,7 +360,7 @@ impl Pipeline {
         scratch: &mut [u8],
     ) -> Action {
         if let Some(L4Info::Tcp(tcp)) = ip.l4 {
-            if tcp.flags.contains(crate::wire::TcpFlags::RST) {
+            if tcp.flags.contains(wire::TcpFlags::RST) {
                 return self.drop(DropReason::LocalNoSocket);
             }
             let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
@@ -534,7 +546,10 @@ impl Pipeline {
                 u32::from(mtu),
             );
         }
-        build::decrement_ttl(frame, ip);
+        if wire::rewrite::decrement_ttl(frame, ip).is_err() {
+            // Checked above (ttl > 1) and the header is within the frame after parse.
+            return self.drop(DropReason::TtlExceeded);
+        }
         let src_mac = self.port_mac(port);
         let Some(dst_mac) = self.neigh.lookup(port, neighbor) else {
             // The frame is complete except for its destination MAC: the slow path resolves
