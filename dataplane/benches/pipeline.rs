@@ -12,7 +12,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dataplane::conntrack::Tunables;
 use dataplane::route::{NeighConfig, NeighborCache, Prefix, RouteTableBuilder};
+use dataplane::rules::{Publisher, WorkerRuleset};
 use dataplane::wire::Addr;
 use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SCRATCH_LEN};
 
@@ -49,7 +51,7 @@ fn frame_v4(src: [u8; 4], dst: [u8; 4], p: u8, l4: &[u8]) -> Vec<u8> {
     f
 }
 
-fn pipeline() -> Pipeline {
+fn pipeline(rules: Option<WorkerRuleset>) -> Pipeline {
     let mut b = RouteTableBuilder::new();
     b.port_address(0, Addr::from_v4([198, 18, 0, 1]), 24)
         .unwrap();
@@ -74,12 +76,18 @@ fn pipeline() -> Pipeline {
             hw_rss: true,
         },
     ];
+    let config = PipelineConfig {
+        ports,
+        ct_capacity: 4096,
+        tunables: Tunables::default(),
+    };
     Pipeline::new(
         0,
         1,
-        &PipelineConfig { ports },
+        &config,
         Arc::new(b.build()),
         Arc::new(n.snapshot_if_changed().unwrap()),
+        rules,
     )
 }
 

@@ -85,7 +85,7 @@ mod pipe_build;
 pub mod pipeline;
 pub mod slowpath;
 
-pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
+pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};
 pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod pipe_tests;

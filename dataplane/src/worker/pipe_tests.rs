@@ -11,6 +11,7 @@ use super::pipeline::{Pipeline, PipelineConfig, PortInfo};
 use super::slowpath::{SlowOut, SlowPath};
 use super::{Action, SCRATCH_LEN};
 use crate::DropReason;
+use crate::conntrack::Tunables;
 use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, Prefix, RouteTable, RouteTableBuilder,
 };
@@ -60,8 +61,17 @@ fn ports() -> Vec<PortInfo> {
     ]
 }
 
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        ports: ports(),
+        ct_capacity: 1024,
+        tunables: Tunables::default(),
+    }
+}
+
 fn neighbors() -> Arc<NeighborSnapshot> {
     let mut c: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
+    c.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     c.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
     c.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
     c.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
@@ -69,13 +79,7 @@ fn neighbors() -> Arc<NeighborSnapshot> {
 }
 
 fn pipeline() -> Pipeline {
-    Pipeline::new(
-        0,
-        1,
-        &PipelineConfig { ports: ports() },
-        routes(),
-        neighbors(),
-    )
+    Pipeline::new(0, 1, &config(), routes(), neighbors(), None)
 }
 
 /// Naive Internet checksum (RFC 1071), written independently of `pipe_build`.
@@ -517,6 +521,7 @@ fn arp_frame(
 /// A slow path with the same static neighbours as [`neighbors`].
 fn slow() -> SlowPath<Vec<u8>> {
     let mut sp = SlowPath::new(ports(), routes(), NeighConfig::default());
+    sp.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     sp.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
     sp.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
     sp.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
@@ -573,7 +578,7 @@ fn arp_requests_for_own_addresses_are_answered_and_learned() {
 fn queued_packets_are_released_when_the_neighbour_answers() {
     let mut sp = slow();
     let first = Arc::new(sp.snapshot_if_changed().unwrap());
-    let mut p = Pipeline::new(0, 1, &PipelineConfig { ports: ports() }, routes(), first);
+    let mut p = Pipeline::new(0, 1, &config(), routes(), first, None);
     let mut s = vec![0u8; SCRATCH_LEN];
     let mut out = Vec::new();
     for i in 0..4u16 {
@@ -755,4 +760,138 @@ fn neighbour_solicitations_for_own_addresses_get_an_advertisement() {
     assert_eq!(probe[ETH_LEN + 40], 135);
     assert_eq!(&probe[ETH_LEN + 48..ETH_LEN + 64], &v6("2001:db8:2::77").0);
     assert_checksums(probe, ETH_LEN);
+}
+
+const RULESET: &str = r#"
+table inet filter {
+    chain input {
+        type filter hook input priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        ip protocol icmp accept
+        ip6 nexthdr icmpv6 accept
+        tcp dport 22 reject with tcp reset
+        udp dport 9 reject
+    }
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "lan" accept
+    }
+}
+"#;
+
+fn with_rules() -> Pipeline {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let compiled = crate::rules::load_text(RULESET, &names, 1).unwrap();
+    let publisher = crate::rules::Publisher::new(compiled);
+    let worker = publisher.worker();
+    // The publisher only coordinates generations; the worker handle keeps its own.
+    drop(publisher);
+    Pipeline::new(0, 1, &config(), routes(), neighbors(), Some(worker))
+}
+
+fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
+    f[0..6].copy_from_slice(&WAN_MAC);
+    f[6..12].copy_from_slice(&GW1_MAC);
+    f
+}
+
+#[test]
+fn stateful_forwarding_accepts_replies_and_blocks_new_inbound() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut out = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    assert!(matches!(
+        run(&mut p, 0, &mut out, &mut s),
+        Action::Forward { port: 1, .. }
+    ));
+    assert_eq!(p.conntrack().len(), 1, "the lan→wan flow is tracked");
+    let mut reply = from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+    assert!(
+        matches!(
+            run(&mut p, 1, &mut reply, &mut s),
+            Action::Forward { port: 0, .. }
+        ),
+        "reply is established"
+    );
+    assert_eq!(&reply[0..6], &HOST_MAC);
+    assert_eq!(p.conntrack().len(), 1, "the reply is not a second entry");
+    let mut inbound = from_wan(Pkt::v4([203, 0, 113, 9], [198, 18, 0, 10]).udp(53, 40000, 8));
+    assert_eq!(
+        run(&mut p, 1, &mut inbound, &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    // SYN|FIN is invalid (Linux `tcp_valid_flags`): dropped by `ct state invalid drop`.
+    let mut bad = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).tcp(40001, 80, 0x03, 1, 0);
+    assert_eq!(
+        run(&mut p, 0, &mut bad, &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    assert_eq!(p.conntrack().len(), 1);
+    assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
+    // Expiry between bursts: the UDP entry times out (30 s unreplied... replied: 120 s).
+    p.tick(1_000 + 200 * 1_000_000_000);
+    assert_eq!(p.conntrack().len(), 0);
+    assert_eq!(
+        p.command(super::WorkerCommand::CtCount {
+            filter: Default::default()
+        }),
+        super::WorkerReply::Count(0)
+    );
+}
+
+#[test]
+fn input_chain_rejects_with_reset_or_port_unreachable() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut syn = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).tcp(40000, 22, 0x02, 1000, 0);
+    let Action::Reply { port: 0, len } = run(&mut p, 0, &mut syn, &mut s) else {
+        panic!("no reset")
+    };
+    let r = &s[..usize::from(len)];
+    assert_eq!(&r[0..6], &HOST_MAC);
+    assert_eq!(&r[ETH_LEN + 12..ETH_LEN + 16], &[198, 18, 0, 1]);
+    let t = &r[ETH_LEN + 20..];
+    assert_eq!(&t[0..4], &[0, 22, 0x9c, 0x40], "ports swapped");
+    assert_eq!(&t[4..8], &[0; 4], "seq 0 for a segment without ACK");
+    assert_eq!(&t[8..12], &1001u32.to_be_bytes(), "ack = seq + 1 (SYN)");
+    assert_eq!(t[13], 0x14, "RST|ACK");
+    assert_checksums(r, ETH_LEN);
+    assert_eq!(p.counters().tcp_resets, 1);
+    let mut udp = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(40000, 9, 4);
+    let Action::Reply { len, .. } = run(&mut p, 0, &mut udp, &mut s) else {
+        panic!("no icmp")
+    };
+    assert_eq!(
+        (s[ETH_LEN + 20], s[ETH_LEN + 21]),
+        (3, 3),
+        "port unreachable"
+    );
+    assert_checksums(&s[..usize::from(len)], ETH_LEN);
+    let mut other = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(40000, 5353, 4);
+    assert_eq!(
+        run(&mut p, 0, &mut other, &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "policy drop"
+    );
+    let mut ping = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).echo(1, 1);
+    assert!(matches!(
+        run(&mut p, 0, &mut ping, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    assert_eq!(p.counters().drop_count(DropReason::Rejected), 2);
+    assert_eq!(p.conntrack().len(), 1, "only the accepted ping is tracked");
+    let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
+        panic!()
+    };
+    assert_eq!(st.insert, 1);
+    let bad = p.command(super::WorkerCommand::SetTunables(vec![(
+        "no_such".into(),
+        1,
+    )]));
+    assert!(matches!(bad, super::WorkerReply::Error(e) if e.field.as_deref() == Some("no_such")));
 }

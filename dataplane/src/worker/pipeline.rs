@@ -17,8 +17,11 @@ use std::sync::Arc;
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
-use crate::control::proto::{ControlError, ErrorCode};
+use crate::conntrack::{CtState, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
+use crate::control::proto::{ControlError, CtFilter, ErrorCode};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
+use crate::rules::ast::Reject;
+use crate::rules::{Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
 
 /// What the pipeline needs to know about one port.
@@ -39,6 +42,10 @@ pub struct PortInfo {
 pub struct PipelineConfig {
     /// Indexed by port index (the order of the configuration file).
     pub ports: Vec<PortInfo>,
+    /// Entries of this worker's connection table (its share of `nf_conntrack_max`).
+    pub ct_capacity: u32,
+    /// Conntrack tunables (timeouts, loose, liberal).
+    pub tunables: Tunables,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -90,15 +97,19 @@ impl Counters {
     }
 }
 
-/// The verdict of a filter chain for one packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Accept,
-    Drop,
-    /// `reject`: TCP reset for TCP, ICMP port unreachable otherwise.
-    Reject,
+/// Conntrack's view of the packet being processed.
+#[derive(Clone, Copy, Debug)]
+struct CtInfo {
+    /// One `ct state` bit (`rules::ct_state`).
+    bit: u8,
+    /// The entry the packet belongs to (ESTABLISHED / NEW of a known entry / RELATED).
+    entry: Option<EntryId>,
+    /// The key to insert when the packet starts a connection the rules accept.
+    new_key: Option<FlowKey>,
 }
 
+/// Expired entries reclaimed per [`Pipeline::tick`] (bounded work between bursts).
+const EXPIRE_BUDGET: usize = 256;
 /// One worker's pipeline state.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -109,6 +120,8 @@ pub struct Pipeline {
     neigh: Arc<NeighborSnapshot>,
     counters: Counters,
     now_ns: u64,
+    ct: Table,
+    rules: Option<WorkerRuleset>,
 }
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
@@ -135,14 +148,18 @@ fn is_valid_error_target(a: Addr) -> bool {
 
 impl Pipeline {
     /// A pipeline for worker `worker_id` of `n_workers`, starting from the given route
-    /// table and neighbour snapshot.
+    /// table and neighbour snapshot, with this worker's handle on the published ruleset
+    /// (`None`: no ruleset, every hook accepts, as an empty nftables ruleset). Allocates
+    /// the connection table: call it on the worker's own lcore.
     pub fn new(
         worker_id: u16,
         n_workers: u16,
         config: &PipelineConfig,
         routes: Arc<RouteTable>,
         neigh: Arc<NeighborSnapshot>,
+        rules: Option<WorkerRuleset>,
     ) -> Self {
+        let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(worker_id);
         Pipeline {
             worker_id,
             n_workers: n_workers.max(1),
@@ -151,7 +168,14 @@ impl Pipeline {
             neigh,
             counters: Counters::default(),
             now_ns: 0,
+            ct: Table::new(config.ct_capacity, config.tunables.clone(), seed),
+            rules,
         }
+    }
+
+    /// This worker's connection table (read-only: tests, listings).
+    pub fn conntrack(&self) -> &Table {
+        &self.ct
     }
 
     /// This worker's index.
@@ -190,28 +214,45 @@ impl Pipeline {
         std::mem::replace(&mut self.routes, routes)
     }
 
-    /// Between bursts: timers with a bounded budget. SEAM(conntrack): expiry of the
-    /// connection table runs here once the table exists; today only the clock is kept.
+    /// Between bursts: expire at most a bounded number of connections, adopt a newer
+    /// ruleset generation (the old one goes back to the control thread).
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        self.ct.expire(self.now_ns, EXPIRE_BUDGET);
+        if let Some(r) = &mut self.rules
+            && r.refresh()
+        {
+            self.counters.snapshots_adopted += 1;
+        }
     }
 
-    /// A control-thread command. SEAM(conntrack): every command is about the connection
-    /// table, which this pipeline does not hold yet; each is answered with an `Internal`
-    /// error that says so (never a made-up empty answer).
+    /// A control-thread command, answered between bursts. Listing, filtered deletion and
+    /// events need conntrack's filter matcher (`conntrack::listing`, still a stub on
+    /// `main`): those answer an error that says so, never a made-up empty answer.
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
-        let what = match cmd {
-            WorkerCommand::CtList { .. } => "ct list",
-            WorkerCommand::CtDelete { .. } => "ct delete",
-            WorkerCommand::CtCount { .. } => "ct count",
-            WorkerCommand::CtStats => "ct stats",
-            WorkerCommand::SetTunables(_) => "set tunables",
-            WorkerCommand::TakeEvents { .. } => "take events",
-        };
-        WorkerReply::Error(ControlError::new(
-            ErrorCode::Internal,
-            format!("{what}: connection tracking is not wired into the worker pipeline yet"),
-        ))
+        match cmd {
+            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
+            WorkerCommand::CtCount { filter } if filter == CtFilter::default() => {
+                WorkerReply::Count(u64::from(self.ct.len()))
+            }
+            WorkerCommand::SetTunables(list) => {
+                for (name, value) in list {
+                    if let Err(e) = self.ct.set_tunable(&name, value) {
+                        let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
+                        err.field = Some(name);
+                        return WorkerReply::Error(err);
+                    }
+                }
+                WorkerReply::Done
+            }
+            WorkerCommand::CtCount { .. }
+            | WorkerCommand::CtList { .. }
+            | WorkerCommand::CtDelete { .. }
+            | WorkerCommand::TakeEvents { .. } => WorkerReply::Error(ControlError::new(
+                ErrorCode::Internal,
+                "conntrack filters/listing/events are not available in the worker yet",
+            )),
+        }
     }
 
     fn drop(&mut self, reason: DropReason) -> Action {
@@ -299,23 +340,134 @@ impl Pipeline {
             return self.drop(DropReason::BadSourceAddress);
         }
         // SEAM(nat::rss): owner check for ports without hardware RSS (→ Action::Handoff).
-        // SEAM(conntrack, rules, nat): lookup / classify / bind happen here; until those
-        // land every packet is treated as accepted by prerouting and the filter chains.
+        let ct = self.track(&ip);
+        let pre = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
+        if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
+            return a;
+        }
+        // SEAM(nat): the DNAT decision of prerouting is applied here once NAT lands.
         if self.routes.local_port(ip.dst).is_some() {
-            self.local_deliver(in_port, frame, &l2, &ip, scratch)
+            let d = self.eval(Hook::Input, &ip, Some(in_port), None, ct);
+            if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
+                return a;
+            }
+            if let Err(a) = self.confirm(ct, &ip) {
+                return a;
+            }
+            self.local_deliver(in_port, frame, &l2, &ip)
         } else {
-            self.forward(in_port, frame, &l2, &ip, scratch)
+            self.forward(in_port, frame, &l2, &ip, scratch, ct)
         }
     }
 
-    /// The `input` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
-    fn input_verdict(&self, _in_port: u16, _ip: &IpInfo) -> Verdict {
-        Verdict::Accept
+    /// Conntrack lookup and tracker update, or the classification of a miss.
+    fn track(&mut self, ip: &IpInfo) -> CtInfo {
+        let now = self.now_ns;
+        let invalid = CtInfo {
+            bit: ct_state::INVALID,
+            entry: None,
+            new_key: None,
+        };
+        if let Some(key) = FlowKey::from_info(ip, 0)
+            && let Some((id, dir)) = self.ct.lookup(&key)
+            && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
+        {
+            match self.ct.update(id, dir, ip, now) {
+                Outcome::Tracked { ct, destroyed, .. } => {
+                    return CtInfo {
+                        bit: state_bit(ct),
+                        entry: (!destroyed).then_some(id),
+                        new_key: None,
+                    };
+                }
+                Outcome::Invalid(_) => return invalid,
+                Outcome::Gone => {}
+            }
+        }
+        match self.ct.classify_new(ip, 0, now) {
+            NewFlow::New(key) => CtInfo {
+                bit: ct_state::NEW,
+                entry: None,
+                new_key: Some(key),
+            },
+            NewFlow::Related(id, _) => CtInfo {
+                bit: ct_state::RELATED,
+                entry: Some(id),
+                new_key: None,
+            },
+            NewFlow::Invalid(_) => invalid,
+            NewFlow::Untracked => CtInfo {
+                bit: ct_state::UNTRACKED,
+                entry: None,
+                new_key: None,
+            },
+        }
     }
 
-    /// The `forward` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
-    fn forward_verdict(&self, _in_port: u16, _out_port: u16, _ip: &IpInfo) -> Verdict {
-        Verdict::Accept
+    /// Inserts the connection a NEW packet starts, after the last hook accepted it
+    /// (Linux confirms at the end of postrouting / input). The reply tuple is the inverse
+    /// of the original. SEAM(nat): with NAT the translated reply tuple goes here.
+    fn confirm(&mut self, ct: CtInfo, ip: &IpInfo) -> Result<(), Action> {
+        let Some(key) = ct.new_key else {
+            return Ok(());
+        };
+        match self.ct.insert(key, key.inverse(), ip, self.now_ns) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.drop(DropReason::CtInsertFailed)),
+        }
+    }
+
+    /// Evaluates the base chains of `hook` (an empty ruleset accepts).
+    fn eval(
+        &self,
+        hook: Hook,
+        ip: &IpInfo,
+        iif: Option<u16>,
+        oif: Option<u16>,
+        ct: CtInfo,
+    ) -> Decision {
+        let Some(rules) = &self.rules else {
+            return Decision::Accept;
+        };
+        let (ct_status, ct_mark) = match ct.entry {
+            Some(id) => (
+                u32::from(self.ct.status(id).unwrap_or(0)),
+                self.ct.mark(id).unwrap_or(0),
+            ),
+            None => (0, 0),
+        };
+        let mut ctx = PacketCtx {
+            ip,
+            iif,
+            oif,
+            ct_state: ct.bit,
+            ct_status,
+            ct_mark,
+            mark: 0,
+            len: u32::from(ip.ip_len),
+            first_packet: ct.new_key.is_some(),
+        };
+        rules
+            .get()
+            .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns)
+            .verdict
+    }
+
+    /// Acts on a hook's decision: `None` to continue, or the final action.
+    fn apply(
+        &mut self,
+        d: Decision,
+        in_port: u16,
+        frame: &[u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+    ) -> Option<Action> {
+        match d {
+            Decision::Accept => None,
+            Decision::Drop => Some(self.drop(DropReason::FilterDrop)),
+            Decision::Reject(r) => Some(self.reject(in_port, frame, l2, ip, scratch, r)),
+        }
     }
 
     fn local_deliver(
@@ -324,13 +476,7 @@ impl Pipeline {
         frame: &mut [u8],
         l2: &L2Info,
         ip: &IpInfo,
-        scratch: &mut [u8],
     ) -> Action {
-        match self.input_verdict(in_port, ip) {
-            Verdict::Accept => {}
-            Verdict::Drop => return self.drop(DropReason::FilterDrop),
-            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
-        }
         self.counters.local_in += 1;
         if let Some(L4Info::IcmpEcho { request: true, .. }) = ip.l4 {
             let Some((port, dst_mac)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
@@ -350,7 +496,8 @@ impl Pipeline {
         self.drop(DropReason::LocalNoSocket)
     }
 
-    /// `reject`: a TCP reset for TCP (never for a reset), ICMP port unreachable otherwise.
+    /// `reject [with …]`: a TCP reset (`with tcp reset`, never for a reset) or an ICMP /
+    /// ICMPv6 destination unreachable (port unreachable by default), from the appliance.
     fn reject(
         &mut self,
         in_port: u16,
@@ -358,43 +505,66 @@ impl Pipeline {
         l2: &L2Info,
         ip: &IpInfo,
         scratch: &mut [u8],
+        how: Reject,
     ) -> Action {
-        if let Some(L4Info::Tcp(tcp)) = ip.l4 {
-            if tcp.flags.contains(wire::TcpFlags::RST) {
-                return self.drop(DropReason::LocalNoSocket);
-            }
-            let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
-                return self.drop(DropReason::NeighborUnresolved);
-            };
-            let out = L2Out {
-                dst,
-                src: self.port_mac(port),
-            };
-            self.counters.drops[DropReason::LocalNoSocket as usize] += 1;
-            return match build::tcp_reset(scratch, ip, &tcp, out) {
-                Some(len) => {
-                    self.counters.tcp_resets += 1;
-                    Action::Reply {
-                        port,
-                        len: u16::try_from(len).unwrap_or(u16::MAX),
-                    }
+        let v4 = ip.family == Family::V4;
+        let code = match how {
+            Reject::TcpReset => {
+                let Some(L4Info::Tcp(tcp)) = ip.l4 else {
+                    // nft refuses `tcp reset` without a TCP match; be safe anyway.
+                    return self.drop(DropReason::Rejected);
+                };
+                self.counters.drops[DropReason::Rejected as usize] += 1;
+                if tcp.flags.contains(wire::TcpFlags::RST) {
+                    return Action::Drop(DropReason::Rejected);
                 }
-                None => Action::Drop(DropReason::LocalNoSocket),
-            };
-        }
-        let (t, c) = match ip.family {
-            Family::V4 => (3, 3),
-            Family::V6 => (1, 4),
+                let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
+                    return Action::Drop(DropReason::Rejected);
+                };
+                let out = L2Out {
+                    dst,
+                    src: self.port_mac(port),
+                };
+                return match build::tcp_reset(scratch, ip, &tcp, out) {
+                    Some(len) => {
+                        self.counters.tcp_resets += 1;
+                        Action::Reply {
+                            port,
+                            len: u16::try_from(len).unwrap_or(u16::MAX),
+                        }
+                    }
+                    None => Action::Drop(DropReason::Rejected),
+                };
+            }
+            Reject::Default => {
+                if v4 {
+                    3
+                } else {
+                    4
+                }
+            }
+            Reject::Icmp(c) | Reject::Icmpv6(c) => c,
+            // icmpx: 0 no-route, 1 port-unreachable, 2 host-unreachable, 3 admin-prohibited.
+            Reject::Icmpx(c) => match (c, v4) {
+                (0, _) => 0,
+                (1, true) => 3,
+                (1, false) => 4,
+                (2, true) => 1,
+                (2, false) => 3,
+                (_, true) => 13,
+                (_, false) => 1,
+            },
         };
+        let t = if v4 { 3 } else { 1 };
         self.icmp_error(
             in_port,
             frame,
             l2,
             ip,
             scratch,
-            DropReason::LocalNoSocket,
+            DropReason::Rejected,
             t,
-            c,
+            code,
             0,
         )
     }
@@ -470,6 +640,7 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         in_port: u16,
@@ -477,6 +648,7 @@ impl Pipeline {
         l2: &L2Info,
         ip: &IpInfo,
         scratch: &mut [u8],
+        ct: CtInfo,
     ) -> Action {
         let (port, neighbor) = match self.routes.next_hop(ip.family, ip.dst) {
             Some(NextHop::Forward { port, neighbor }) => (port, neighbor),
@@ -500,11 +672,8 @@ impl Pipeline {
                 );
             }
         };
-        match self.forward_verdict(in_port, port, ip) {
-            Verdict::Accept => {}
-            Verdict::Drop => return self.drop(DropReason::FilterDrop),
-            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
-        }
+        // Linux `ip_forward` / `ip6_forward` check the TTL and the MTU before the forward
+        // hook.
         if ip.ttl <= 1 {
             let t = match ip.family {
                 Family::V4 => 11,
@@ -546,6 +715,16 @@ impl Pipeline {
                 u32::from(mtu),
             );
         }
+        for hook in [Hook::Forward, Hook::Postrouting] {
+            let d = self.eval(hook, ip, Some(in_port), Some(port), ct);
+            if let Some(a) = self.apply(d, in_port, frame, l2, ip, scratch) {
+                return a;
+            }
+        }
+        if let Err(a) = self.confirm(ct, ip) {
+            return a;
+        }
+        // SEAM(nat): the NAT rewrite of the packet goes here.
         if wire::rewrite::decrement_ttl(frame, ip).is_err() {
             // Checked above (ttl > 1) and the header is within the frame after parse.
             return self.drop(DropReason::TtlExceeded);
@@ -564,5 +743,15 @@ impl Pipeline {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
         }
+    }
+}
+
+fn state_bit(ct: CtState) -> u8 {
+    match ct {
+        CtState::New => ct_state::NEW,
+        CtState::Established => ct_state::ESTABLISHED,
+        CtState::Related => ct_state::RELATED,
+        CtState::Invalid => ct_state::INVALID,
+        CtState::Untracked => ct_state::UNTRACKED,
     }
 }
