@@ -17,6 +17,13 @@ PERFGEN=${PERFGEN:-$REPO/target/release/perfgen}
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 CORE_GEN=${CORE_GEN:-0}
 CORE_DUT=${CORE_DUT:-1}
+# Several queues (scaling): QUEUES queue pairs per port, perfgen lcores GEN_CORES (a list
+# for EAL -l, QUEUES of them), DUT forwarding cores DUT_CORES (comma list, QUEUES of them),
+# DUT main lcore DUT_MAIN.
+QUEUES=${QUEUES:-1}
+GEN_CORES=${GEN_CORES:-$CORE_GEN}
+DUT_CORES=${DUT_CORES:-$CORE_DUT}
+DUT_MAIN=${DUT_MAIN:-$CORE_GEN}
 DURATION=${DURATION:-5}
 MEM_MB=${MEM_MB:-256}
 RUN_DIR=$(mktemp -d /tmp/perf-run.XXXXXX)
@@ -64,10 +71,10 @@ meta_json() {
     jq -n --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpu "$cpu" --arg nproc "$(nproc)" \
         --arg kernel "$(uname -r)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg mem "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" \
         --arg dpdk "$(pkg-config --modversion libdpdk 2> /dev/null || echo unknown)" \
-        --arg commit "$commit" --argjson dirty "$dirty" --arg gen "$CORE_GEN" --arg dut "$CORE_DUT" \
+        --arg commit "$commit" --argjson dirty "$dirty" --arg gen "$GEN_CORES" --arg dut "$DUT_CORES" \
         '{date: $date, machine: {cpu: $cpu, cores: ($nproc | tonumber), kernel: $kernel,
           mem_kib: ($mem | tonumber), loadavg: $load}, dpdk: $dpdk, commit: $commit, dirty: $dirty,
-          cores: {generator: ($gen | tonumber), dut_worker: ($dut | tonumber)}}'
+          cores: {generator: $gen, dut_workers: $dut, queues: '"$QUEUES"'}}'
 }
 
 # The DUT's EAL devices: two memif servers with fixed MACs.
@@ -77,7 +84,7 @@ dut_vdevs() {
 
 # Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
 start_testpmd() {
-    DUT_CMD="$TESTPMD -l $CORE_GEN,$CORE_DUT --main-lcore $CORE_GEN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=1 --rxq=1 --txq=1 --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -93,7 +100,7 @@ start_testpmd() {
 # in a subshell: the variables must survive.
 run_gen() {
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" "$@" -- -l "$CORE_GEN" --file-prefix perf-gen --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --no-pci -m "$MEM_MB"
         "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
         "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
@@ -118,4 +125,68 @@ save() {
         "$(jq -r '.rx_pps / 1e6' <<< "$gen")" "$(jq -r '.loss_ratio * 100' <<< "$gen")" \
         "$(jq -r 'if .tcp then "  conns/s=\(.tcp.conns_per_s | floor)" else "" end' <<< "$gen")"
     echo "  -> $out"
+}
+
+# --- fwd as the DUT ---------------------------------------------------------------
+FWD=${FWD:-$REPO/target/release/fwd}
+
+# Dies unless a release fwd that implements `check` is built.
+require_fwd() {
+    [ -x "$FWD" ] || die "$FWD missing: cargo build --release -p dataplane --bin fwd"
+    printf 'ports: []\nbogus: 1\n' > "$RUN_DIR/bad.yaml"
+    if "$FWD" check "$RUN_DIR/bad.yaml" > /dev/null 2>&1; then
+        die "$FWD accepts an invalid config: this fwd does not implement 'check' (not the daemon yet?)"
+    fi
+}
+
+# fwd config: lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
+# behind 203.0.113.2); static neighbours so nothing waits for ARP.
+write_fwd_config() { # write_fwd_config RULESET
+    cp "$1" "$RUN_DIR/ruleset.nft"
+    mkdir -p "$RUN_DIR/state"
+    cat > "$RUN_DIR/fwd.yaml" <<YAML
+eal:
+  main_core: $DUT_MAIN
+  file_prefix: perf-dut
+  memory_mb: $(( MEM_MB * 4 ))
+ports:
+  - name: lan
+    device: "net_memif0,role=server,id=0,socket=$SOCK_A"
+    addresses: ["192.0.2.1/24"]
+    mac: "$DUT_MAC_A"
+  - name: wan
+    device: "net_memif1,role=server,id=0,socket=$SOCK_B"
+    addresses: ["203.0.113.1/24"]
+    mac: "$DUT_MAC_B"
+workers:
+  cores: [$DUT_CORES]
+routes:
+  - prefix: 198.18.0.0/16
+    via: 192.0.2.2
+  - prefix: 198.19.0.0/16
+    via: 203.0.113.2
+neighbors:
+  - {address: 192.0.2.2, mac: "$GEN_MAC_A", port: lan}
+  - {address: 203.0.113.2, mac: "$GEN_MAC_B", port: wan}
+conntrack:
+  max: 2097152
+ruleset: ruleset.nft
+control_socket: $RUN_DIR/control.sock
+state_dir: $RUN_DIR/state
+YAML
+    "$FWD" check "$RUN_DIR/fwd.yaml" || die "generated config refused (see above): $RUN_DIR/fwd.yaml"
+}
+
+start_fwd() {
+    DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
+    DUT_SIG=TERM
+    # shellcheck disable=SC2086
+    $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
+    DUT_PID=$!
+    for _ in $(seq 150); do
+        [ -S "$RUN_DIR/control.sock" ] && return 0
+        kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "fwd exited"; }
+        sleep 0.1
+    done
+    die "fwd did not open its control socket in 15 s (log: $RUN_DIR/dut.log)"
 }

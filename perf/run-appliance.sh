@@ -14,72 +14,15 @@
 # Results: perf/results/<time>-fwd-*.json. Needs root, hugepages, release fwd and perfgen.
 source "$(dirname "$0")/lib.sh"
 require
-FWD=${FWD:-$REPO/target/release/fwd}
 FLOWS=${FLOWS:-"1000 100000 1000000"}
 SCENARIOS=${SCENARIOS:-"udp latency50 newconn-udp tcp rules"}
 RULE_COUNTS=${RULE_COUNTS:-"10 1000 10000"}
-[ -x "$FWD" ] || die "$FWD missing: cargo build --release -p dataplane --bin fwd"
-printf 'ports: []\nbogus: 1\n' > "$RUN_DIR/bad.yaml"
-if "$FWD" check "$RUN_DIR/bad.yaml" > /dev/null 2>&1; then
-    die "$FWD accepts an invalid config: this fwd does not implement 'check' (not the daemon yet?)"
-fi
-
-# fwd config: lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
-# behind 203.0.113.2); static neighbours so nothing waits for ARP.
-write_config() { # write_config RULESET
-    cp "$1" "$RUN_DIR/ruleset.nft"
-    mkdir -p "$RUN_DIR/state"
-    cat > "$RUN_DIR/fwd.yaml" <<YAML
-eal:
-  main_core: $CORE_GEN
-  file_prefix: perf-dut
-  memory_mb: $(( MEM_MB * 4 ))
-ports:
-  - name: lan
-    device: "net_memif0,role=server,id=0,socket=$SOCK_A"
-    addresses: ["192.0.2.1/24"]
-    mac: "$DUT_MAC_A"
-  - name: wan
-    device: "net_memif1,role=server,id=0,socket=$SOCK_B"
-    addresses: ["203.0.113.1/24"]
-    mac: "$DUT_MAC_B"
-workers:
-  cores: [$CORE_DUT]
-routes:
-  - prefix: 198.18.0.0/16
-    via: 192.0.2.2
-  - prefix: 198.19.0.0/16
-    via: 203.0.113.2
-neighbors:
-  - {address: 192.0.2.2, mac: "$GEN_MAC_A", port: lan}
-  - {address: 203.0.113.2, mac: "$GEN_MAC_B", port: wan}
-conntrack:
-  max: 2097152
-ruleset: ruleset.nft
-control_socket: $RUN_DIR/control.sock
-state_dir: $RUN_DIR/state
-YAML
-    "$FWD" check "$RUN_DIR/fwd.yaml" || die "generated config refused (see above): $RUN_DIR/fwd.yaml"
-}
-
-start_fwd() {
-    DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
-    DUT_SIG=TERM
-    # shellcheck disable=SC2086
-    $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
-    DUT_PID=$!
-    for _ in $(seq 150); do
-        [ -S "$RUN_DIR/control.sock" ] && return 0
-        kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "fwd exited"; }
-        sleep 0.1
-    done
-    die "fwd did not open its control socket in 15 s (log: $RUN_DIR/dut.log)"
-}
+require_fwd
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 MAX_UDP=0
 
-write_config "$PERF_DIR/rulesets/router.nft"
+write_fwd_config "$PERF_DIR/rulesets/router.nft"
 start_fwd
 if has udp || has latency50; then
     for f in $FLOWS; do
@@ -107,7 +50,7 @@ cleanup_dut
 if has rules; then
     for n in $RULE_COUNTS; do
         "$PERF_DIR/gen-rules.sh" "$n" > "$RUN_DIR/rules.nft"
-        write_config "$RUN_DIR/rules.nft"
+        write_fwd_config "$RUN_DIR/rules.nft"
         start_fwd
         run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, $n rules, new flows"
         save "fwd-rules-$n" fwd "$GEN" "{\"rules\": $n}"

@@ -65,6 +65,12 @@ drop_reasons! {
     BadIcmp = "bad_icmp",
     /// ARP packet that is not Ethernet/IPv4 or is malformed.
     BadArp = "bad_arp",
+    /// NAT found no free port (or tuple) for a new connection whose reply hashes back to
+    /// the allocating worker; the connection is refused.
+    NatPortExhausted = "nat_port_exhausted",
+    /// NAT had no usable address: masquerade/redirect on an interface without one, or a
+    /// NAT range of the other address family.
+    NatNoAddress = "nat_no_address",
     // Pipeline (routing and local delivery) reasons.
     /// No route to the destination (an ICMP net unreachable is sent where allowed).
     NoRoute = "no_route",

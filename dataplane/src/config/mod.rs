@@ -699,8 +699,12 @@ impl Config {
         if !e.hugepages {
             args.push("--no-huge".into());
         }
-        if e.in_memory {
+        // --no-huge implies legacy memory, which --in-memory refuses: --no-shconf keeps
+        // the no-shared-files part of it.
+        if e.in_memory && e.hugepages {
             args.push("--in-memory".into());
+        } else if e.in_memory {
+            args.push("--no-shconf".into());
         }
         let mut any_pci = false;
         for p in &self.ports {
@@ -778,6 +782,14 @@ ruleset: ruleset.nft
         assert!(args.windows(2).any(|w| w == ["-a", "0000:03:00.0"]));
         assert!(!args.contains(&"--no-pci".into()));
         assert!(args.contains(&"--in-memory".into()));
+        let mut nohuge = c.clone();
+        nohuge.eal.hugepages = false;
+        let args = nohuge.eal_args();
+        assert!(args.contains(&"--no-huge".into()) && args.contains(&"--no-shconf".into()));
+        assert!(
+            !args.contains(&"--in-memory".into()),
+            "EAL refuses it with --no-huge"
+        );
         let t = c.route_table().unwrap();
         assert_eq!(t.routes().len(), 5);
         assert_eq!(c.control_socket, PathBuf::from("/run/fwd/control.sock"));

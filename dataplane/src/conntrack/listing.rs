@@ -1,3 +1,504 @@
-//! stub
-#[derive(Debug)]
-pub struct CtMatcher;
+//! `conntrack -L / -C / -D` for the control socket: filters compiled once, bounded scans
+//! of the table, and the conversion to the control protocol's [`CtEntry`].
+
+use std::net::IpAddr;
+
+use super::key::FlowKey;
+use super::table::{ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, Snapshot, Table};
+use super::tcp::TcpState;
+use crate::control::proto::{ControlError, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine};
+use crate::wire::{Addr, Family, proto};
+
+/// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prefix {
+    addr: [u8; 16],
+    len: u8,
+}
+
+impl Prefix {
+    fn parse(s: &str) -> Option<Prefix> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = a.trim().parse().ok()?;
+        let (base, max) = if ip.is_ipv4() { (96, 32) } else { (0, 128) };
+        let len: u8 = match l {
+            Some(l) => l.trim().parse().ok().filter(|&n: &u8| n <= max)?,
+            None => max,
+        };
+        Some(Prefix {
+            addr: Addr::from(ip).0,
+            len: base + len,
+        })
+    }
+
+    fn contains(&self, a: &Addr) -> bool {
+        let full = usize::from(self.len / 8);
+        let rest = self.len % 8;
+        if self.addr[..full] != a.0[..full] {
+            return false;
+        }
+        if rest == 0 {
+            return true;
+        }
+        let m = 0xffu8 << (8 - rest);
+        self.addr[full] & m == a.0[full] & m
+    }
+}
+
+/// A compiled [`CtFilter`]: every set field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CtMatcher {
+    src: Option<Prefix>,
+    dst: Option<Prefix>,
+    reply_src: Option<Prefix>,
+    reply_dst: Option<Prefix>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    proto: Option<u8>,
+    state: Option<TcpState>,
+    mark: Option<(u32, u32)>,
+    zone: Option<u16>,
+    family: Option<Family>,
+    /// (bits that must be set, bits that must be clear)
+    status: Option<(u8, u8)>,
+}
+
+fn bad(field: &str, msg: String) -> ControlError {
+    ControlError::new(ErrorCode::BadFilter, msg).field(field)
+}
+
+fn prefix(field: &str, v: &Option<String>) -> Result<Option<Prefix>, ControlError> {
+    v.as_deref()
+        .map(|s| {
+            Prefix::parse(s).ok_or_else(|| bad(field, format!("{s:?} is not an address or prefix")))
+        })
+        .transpose()
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Protocol number of a `conntrack -p` name or number.
+pub fn proto_number(s: &str) -> Option<u8> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(proto::TCP),
+        "udp" => Some(proto::UDP),
+        "icmp" => Some(proto::ICMP),
+        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
+        "gre" => Some(proto::GRE),
+        "sctp" => Some(proto::SCTP),
+        n => n.parse().ok(),
+    }
+}
+
+/// The name `conntrack -L` prints for a protocol number.
+pub fn proto_name(p: u8) -> String {
+    match p {
+        proto::TCP => "tcp".into(),
+        proto::UDP => "udp".into(),
+        proto::ICMP => "icmp".into(),
+        proto::ICMPV6 => "icmpv6".into(),
+        proto::GRE => "gre".into(),
+        proto::SCTP => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+impl CtMatcher {
+    /// Compiles a filter; the error names the offending field.
+    pub fn new(f: &CtFilter) -> Result<CtMatcher, ControlError> {
+        let proto = f
+            .proto
+            .as_deref()
+            .map(|s| proto_number(s).ok_or_else(|| bad("proto", format!("unknown protocol {s:?}"))))
+            .transpose()?;
+        let state = f
+            .state
+            .as_deref()
+            .map(|s| {
+                TcpState::from_name(s)
+                    .ok_or_else(|| bad("state", format!("unknown TCP state {s:?}")))
+            })
+            .transpose()?;
+        let mark = f
+            .mark
+            .as_deref()
+            .map(|s| {
+                let (v, m) = match s.split_once('/') {
+                    Some((v, m)) => (parse_u32(v), parse_u32(m)),
+                    None => (parse_u32(s), Some(u32::MAX)),
+                };
+                v.zip(m)
+                    .ok_or_else(|| bad("mark", format!("{s:?} is not VALUE or VALUE/MASK")))
+            })
+            .transpose()?;
+        let family = f
+            .family
+            .as_deref()
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "ipv4" | "inet" => Ok(Family::V4),
+                "ipv6" | "inet6" => Ok(Family::V6),
+                _ => Err(bad("family", format!("{s:?} is not ipv4 or ipv6"))),
+            })
+            .transpose()?;
+        let status = f
+            .status
+            .as_deref()
+            .map(|s| match s.to_ascii_uppercase().as_str() {
+                "ASSURED" => Ok((ASSURED, 0)),
+                "SEEN_REPLY" => Ok((SEEN_REPLY, 0)),
+                "UNREPLIED" => Ok((0, SEEN_REPLY)),
+                "SRC_NAT" => Ok((SRC_NAT, 0)),
+                "DST_NAT" => Ok((DST_NAT, 0)),
+                "CONFIRMED" => Ok((CONFIRMED, 0)),
+                _ => Err(bad("status", format!("unknown status flag {s:?}"))),
+            })
+            .transpose()?;
+        Ok(CtMatcher {
+            src: prefix("src", &f.src)?,
+            dst: prefix("dst", &f.dst)?,
+            reply_src: prefix("reply_src", &f.reply_src)?,
+            reply_dst: prefix("reply_dst", &f.reply_dst)?,
+            sport: f.sport,
+            dport: f.dport,
+            proto,
+            state,
+            mark,
+            zone: f.zone,
+            family,
+            status,
+        })
+    }
+
+    /// Whether no field is set (matches everything).
+    pub fn is_empty(&self) -> bool {
+        *self == CtMatcher::default()
+    }
+
+    /// Whether an entry matches.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        let o = &s.orig;
+        let r = &s.reply;
+        let ports = matches!(o.proto, proto::TCP | proto::UDP | proto::SCTP);
+        self.src.is_none_or(|p| p.contains(&o.src))
+            && self.dst.is_none_or(|p| p.contains(&o.dst))
+            && self.reply_src.is_none_or(|p| p.contains(&r.src))
+            && self.reply_dst.is_none_or(|p| p.contains(&r.dst))
+            && self.sport.is_none_or(|p| ports && p == o.sport)
+            && self.dport.is_none_or(|p| ports && p == o.dport)
+            && self.proto.is_none_or(|p| p == o.proto)
+            && self.state.is_none_or(|st| s.tcp_state == Some(st))
+            && self.mark.is_none_or(|(v, m)| s.mark & m == v & m)
+            && self.zone.is_none_or(|z| z == o.zone)
+            && self.family.is_none_or(|f| f == o.family)
+            && self
+                .status
+                .is_none_or(|(set, clear)| s.status & set == set && s.status & clear == 0)
+    }
+}
+
+fn tuple(k: &FlowKey, packets: u64, bytes: u64) -> CtTuple {
+    let icmp = super::key::is_icmp(k.family, k.proto);
+    let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::SCTP);
+    CtTuple {
+        src: k.src.to_ip(),
+        dst: k.dst.to_ip(),
+        sport: ports.then_some(k.sport),
+        dport: ports.then_some(k.dport),
+        icmp_type: icmp.then(|| u8::try_from(k.dport).unwrap_or(u8::MAX)),
+        icmp_code: icmp.then_some(0),
+        icmp_id: icmp.then_some(k.sport),
+        packets,
+        bytes,
+    }
+}
+
+impl Snapshot {
+    /// The control protocol's form of the entry.
+    pub fn to_ct_entry(&self, worker: u16) -> CtEntry {
+        let o = &self.orig;
+        let mut status = Vec::new();
+        if self.status & SEEN_REPLY == 0 {
+            status.push("UNREPLIED".to_string());
+        } else {
+            status.push("SEEN_REPLY".to_string());
+        }
+        if self.status & ASSURED != 0 {
+            status.push("ASSURED".to_string());
+        }
+        if self.status & SRC_NAT != 0 {
+            status.push("SRC_NAT".to_string());
+        }
+        if self.status & DST_NAT != 0 {
+            status.push("DST_NAT".to_string());
+        }
+        CtEntry {
+            family: match o.family {
+                Family::V4 => "ipv4",
+                Family::V6 => "ipv6",
+            }
+            .to_string(),
+            proto: proto_name(o.proto),
+            proto_num: o.proto,
+            state: self.tcp_state.map(|s| s.name().to_string()),
+            timeout: self.timeout_s,
+            orig: tuple(o, self.packets[0], self.bytes[0]),
+            reply: tuple(&self.reply, self.packets[1], self.bytes[1]),
+            status,
+            mark: self.mark,
+            zone: o.zone,
+            worker,
+        }
+    }
+}
+
+impl CtEvent {
+    /// The event-stream line for this event.
+    pub fn to_line(&self, timestamp_ms: u64, worker: u16, lost: u64) -> EventLine {
+        EventLine {
+            kind: self.kind,
+            timestamp_ms,
+            entry: self.entry.to_ct_entry(worker),
+            lost,
+        }
+    }
+}
+
+/// Slots scanned per listed entry before a page is cut short (bounds the work of a page
+/// over a sparse table or a filter that matches little).
+const SCAN_PER_ENTRY: usize = 64;
+const SCAN_MIN: usize = 65_536;
+
+impl Table {
+    /// One page of matching entries starting at slot `cursor`: at most `limit` entries and
+    /// a bounded number of slots scanned. `next` is `None` when the table is done.
+    pub fn iter_page(
+        &self,
+        cursor: u64,
+        limit: u32,
+        m: &CtMatcher,
+        now: u64,
+        worker: u16,
+    ) -> (Vec<CtEntry>, Option<u64>) {
+        let cap = u64::from(self.capacity());
+        let limit = limit as usize;
+        let budget = (limit * SCAN_PER_ENTRY).max(SCAN_MIN);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut i = cursor;
+        let mut scanned = 0;
+        while i < cap && out.len() < limit && scanned < budget {
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            if self.live_at(idx) {
+                let s = self.snapshot_at(idx, now);
+                if m.matches(&s) {
+                    out.push(s.to_ct_entry(worker));
+                }
+            }
+            i += 1;
+            scanned += 1;
+        }
+        (out, (i < cap).then_some(i))
+    }
+
+    /// Counts matching entries from slot `cursor`, scanning at most `budget` slots.
+    pub fn count_matching(&self, m: &CtMatcher, cursor: u64, budget: usize) -> (u64, Option<u64>) {
+        let cap = u64::from(self.capacity());
+        let end = cap.min(cursor.saturating_add(budget as u64));
+        let mut n = 0;
+        for i in cursor..end {
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            if self.live_at(idx) && (m.is_empty() || m.matches(&self.snapshot_at(idx, 0))) {
+                n += 1;
+            }
+        }
+        (n, (end < cap).then_some(end))
+    }
+
+    /// Deletes matching entries, scanning at most `budget` slots per call and resuming
+    /// where the previous call stopped. Returns `(deleted, more)`; `more` is false once
+    /// the whole table has been scanned (the next call starts a new pass).
+    pub fn delete_matching(&mut self, m: &CtMatcher, budget: usize, now: u64) -> (u64, bool) {
+        let cap = self.capacity();
+        let start = self.delete_cursor.min(cap);
+        let end = u32::try_from(u64::from(start) + budget as u64)
+            .unwrap_or(u32::MAX)
+            .min(cap);
+        let mut n = 0;
+        for idx in start..end {
+            if self.live_at(idx) && m.matches(&self.snapshot_at(idx, now)) {
+                self.remove(super::EntryId(idx), now);
+                n += 1;
+            }
+        }
+        let more = end < cap;
+        self.delete_cursor = if more { end } else { 0 };
+        (n, more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::testutil::*;
+    use crate::conntrack::{Direction, Tunables};
+
+    fn filled() -> Table {
+        let mut t = Table::new(64, Tunables::default(), 5);
+        for p in 0..10u16 {
+            let q = udp4([198, 18, 0, 1], 1000 + p, [198, 18, 0, 2], 53);
+            let k = FlowKey::from_info(&q, 0).unwrap();
+            t.insert(k, k.inverse(), &q, 0).unwrap();
+        }
+        for p in 0..5u16 {
+            let q = tcp4([198, 18, 1, 1], 2000 + p, [198, 51, 100, 7], 80, SYN, 1, 0);
+            let k = FlowKey::from_info(&q, 0).unwrap();
+            t.insert(k, k.inverse(), &q, 0).unwrap();
+        }
+        t
+    }
+
+    fn filter(f: CtFilter) -> CtMatcher {
+        CtMatcher::new(&f).unwrap()
+    }
+
+    #[test]
+    fn filters_compile_and_match() {
+        let t = filled();
+        let all = CtMatcher::default();
+        assert_eq!(t.count_matching(&all, 0, 1 << 20).0, 15);
+        let tcp = filter(CtFilter {
+            proto: Some("tcp".into()),
+            ..CtFilter::default()
+        });
+        assert_eq!(t.count_matching(&tcp, 0, 1 << 20).0, 5);
+        let net = filter(CtFilter {
+            src: Some("198.18.1.0/24".into()),
+            dport: Some(80),
+            state: Some("syn_sent".into()),
+            ..CtFilter::default()
+        });
+        assert_eq!(t.count_matching(&net, 0, 1 << 20).0, 5);
+        let unreplied = filter(CtFilter {
+            status: Some("UNREPLIED".into()),
+            family: Some("ipv4".into()),
+            ..CtFilter::default()
+        });
+        assert_eq!(t.count_matching(&unreplied, 0, 1 << 20).0, 15);
+        let mark = filter(CtFilter {
+            mark: Some("0x10/0xf0".into()),
+            ..CtFilter::default()
+        });
+        assert_eq!(t.count_matching(&mark, 0, 1 << 20).0, 0);
+    }
+
+    #[test]
+    fn bad_filters_name_the_field() {
+        for (f, field) in [
+            (
+                CtFilter {
+                    src: Some("198.18.0.0/33".into()),
+                    ..CtFilter::default()
+                },
+                "src",
+            ),
+            (
+                CtFilter {
+                    proto: Some("bogus".into()),
+                    ..CtFilter::default()
+                },
+                "proto",
+            ),
+            (
+                CtFilter {
+                    state: Some("OPEN".into()),
+                    ..CtFilter::default()
+                },
+                "state",
+            ),
+            (
+                CtFilter {
+                    mark: Some("x/1".into()),
+                    ..CtFilter::default()
+                },
+                "mark",
+            ),
+        ] {
+            let e = CtMatcher::new(&f).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadFilter);
+            assert_eq!(e.field.as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn pages_cover_the_table_once() {
+        let t = filled();
+        let mut cursor = Some(0);
+        let mut seen = Vec::new();
+        while let Some(c) = cursor {
+            let (page, next) = t.iter_page(c, 4, &CtMatcher::default(), 0, 2);
+            assert!(page.len() <= 4);
+            seen.extend(page);
+            cursor = next;
+        }
+        assert_eq!(seen.len(), 15);
+        let e = seen.iter().find(|e| e.proto == "tcp").unwrap();
+        assert_eq!(e.state.as_deref(), Some("SYN_SENT"));
+        assert_eq!(e.timeout, 120);
+        assert_eq!(e.worker, 2);
+        assert_eq!(e.status, ["UNREPLIED"]);
+        assert_eq!(e.orig.dport, Some(80));
+        assert_eq!(e.reply.sport, Some(80));
+        assert_eq!((e.orig.packets, e.orig.bytes), (1, 40));
+    }
+
+    #[test]
+    fn icmp_entry_prints_type_code_id() {
+        let mut t = Table::new(8, Tunables::default(), 5);
+        let q = echo4([198, 18, 0, 1], [198, 18, 0, 2], true, 99);
+        let k = FlowKey::from_info(&q, 0).unwrap();
+        let id = t.insert(k, k.inverse(), &q, 0).unwrap();
+        let e = t.snapshot(id, 0).unwrap().to_ct_entry(0);
+        assert_eq!((e.orig.icmp_type, e.orig.icmp_id), (Some(8), Some(99)));
+        assert_eq!(e.reply.icmp_type, Some(0));
+        assert_eq!(e.orig.sport, None);
+        assert_eq!(e.proto, "icmp");
+        assert_eq!(t.tuple(id, Direction::Reply), Some(k.inverse()));
+    }
+
+    #[test]
+    fn delete_matching_is_bounded_and_resumes() {
+        let mut t = filled();
+        let udp = filter(CtFilter {
+            proto: Some("udp".into()),
+            ..CtFilter::default()
+        });
+        let mut total = 0;
+        let mut calls = 0;
+        loop {
+            let (n, more) = t.delete_matching(&udp, 8, 0);
+            total += n;
+            calls += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(total, 10);
+        assert_eq!(calls, 8, "64 slots, 8 per call");
+        assert_eq!(t.len(), 5);
+        let lines: Vec<_> = t
+            .take_events(100)
+            .filter(|e| e.kind == crate::control::proto::EventType::Destroy)
+            .map(|e| e.to_line(7, 1, 0))
+            .collect();
+        assert_eq!(lines.len(), 10);
+        assert_eq!(lines[0].entry.proto, "udp");
+    }
+}

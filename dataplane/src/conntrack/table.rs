@@ -118,6 +118,8 @@ pub const TICK_NS: u64 = 1 << TICK_SHIFT;
 const SLOTS: usize = 4096;
 /// The extra list head that holds a slot being expired when a budget ran out.
 const PENDING: usize = SLOTS;
+const SLOTS_U32: u32 = 4096;
+const PENDING_U32: u32 = SLOTS_U32;
 
 #[allow(clippy::cast_possible_truncation)] // wrapping tick arithmetic on purpose
 fn tick_of(ns: u64) -> u32 {
@@ -219,7 +221,7 @@ pub struct Table {
     events: VecDeque<CtEvent>,
     event_cap: usize,
     /// Resume point of an interrupted [`Table::delete_matching`].
-    delete_cursor: u32,
+    pub(crate) delete_cursor: u32,
 }
 
 impl Table {
@@ -582,9 +584,9 @@ impl Table {
         }
         if self.wheel[PENDING] == NIL {
             let behind = now_tick.wrapping_sub(self.wheel_pos).cast_signed();
-            if i64::from(behind) >= SLOTS as i64 {
+            if behind >= SLOTS_U32.cast_signed() {
                 // More than a whole turn behind: every slot is due once.
-                self.wheel_pos = now_tick.wrapping_sub(SLOTS as u32 - 1);
+                self.wheel_pos = now_tick.wrapping_sub(SLOTS_U32 - 1);
             }
         }
         let (mut work, mut expired) = (0, 0);
@@ -599,7 +601,7 @@ impl Table {
                 self.wheel[s] = NIL;
                 self.wheel[PENDING] = head;
                 if head != NIL {
-                    self.entries[head as usize].prev = HEAD | PENDING as u32;
+                    self.entries[head as usize].prev = HEAD | PENDING_U32;
                 }
                 self.wheel_pos = self.wheel_pos.wrapping_add(1);
                 work += 1;
@@ -751,7 +753,7 @@ impl Table {
         self.get(id).map(|_| self.snapshot_at(id.0, now))
     }
 
-    fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
+    pub(crate) fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
         let e = &self.entries[idx as usize];
         Snapshot {
             id: EntryId(idx),

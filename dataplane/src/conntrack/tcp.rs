@@ -158,6 +158,8 @@ const F_CLOSE_INIT: u8 = 0x04;
 const F_BE_LIBERAL: u8 = 0x08;
 const F_DATA_UNACKNOWLEDGED: u8 = 0x10;
 const F_MAXACK_SET: u8 = 0x20;
+// `last_flags` only (Linux IP_CT_TCP_SIMULTANEOUS_OPEN).
+const L_SIMULTANEOUS_OPEN: u8 = 0x80;
 
 /// Window-tracking state of one direction (Linux `struct ip_ct_tcp_state`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -333,29 +335,40 @@ impl TcpConn {
                 }
             }
             IV => return TcpVerdict::Invalid(InvalidReason::TcpState),
+            S2 => {
+                // The table alone cannot finish a simultaneous open: remember it.
+                self.last_flags |= L_SIMULTANEOUS_OPEN;
+            }
+            SR if d == 1 && index == ACK_SET && self.last_flags & L_SIMULTANEOUS_OPEN != 0 => {
+                new_s = ES;
+            }
             CL if index == RST_SET => {
                 let o = 1 - d;
-                if matches!(old_s, FW | CW | LA | TW | CL) || !assured {
-                    // Closing anyway (Linux `tcp_can_early_drop`): the tuple may be reused
-                    // already, so skip the sequence checks.
-                    skip_window = true;
-                } else if self.flags[o] & F_MAXACK_SET != 0 && self.last_index != SYN_SET {
+                let mut check_ignored = true;
+                if self.flags[o] & F_MAXACK_SET != 0 {
                     let seq = t.seq;
-                    let exact = seq == self.win[o][3];
+                    let maxack = self.win[o][3];
+                    if before(seq, maxack) {
+                        return TcpVerdict::Invalid(InvalidReason::TcpWindow);
+                    }
+                    let established = old_s == ES && assured;
                     let train = self.last_index == ACK_SET
                         && usize::from(self.last_dir) == d
                         && seq == self.last_end;
-                    if old_s == ES && !exact && !train {
+                    if !established || seq == maxack || train {
+                        check_ignored = false;
+                    } else {
                         // Inexact RST: keep the state so a challenge ACK can follow
                         // (RFC 5961 §3.2, as Linux does).
                         new_s = old_s;
                     }
                 }
-                if !skip_window
+                if check_ignored
                     && ((seen_reply && self.last_index == SYN_SET)
                         || (!assured && self.last_index == ACK_SET))
                     && t.ack == self.last_end
                 {
+                    // RST answering a SYN or ACK we let through while out of sync.
                     skip_window = true;
                 }
             }
@@ -371,9 +384,22 @@ impl TcpConn {
         if new_s != old_s && new_s == FW {
             self.flags[d] |= F_CLOSE_INIT;
         }
-        let mut timeout = tun.tcp[usize::from(new_s)];
+        // Linux's order: (retransmissions: not tracked here), RST, unacknowledged data, a
+        // zero last window (no in-window ACK seen yet, e.g. a picked-up connection), else
+        // the state's timeout.
+        let by_state = tun.tcp[usize::from(new_s)];
         let unacked = (self.flags[0] | self.flags[1]) & F_DATA_UNACKNOWLEDGED != 0;
-        if unacked && timeout > tun.tcp_unacknowledged {
+        let mut timeout = if index == RST_SET {
+            tun.tcp[TcpState::Close as usize]
+        } else if unacked && by_state > tun.tcp_unacknowledged {
+            tun.tcp_unacknowledged
+        } else if self.last_win == 0 && by_state > tun.tcp_max_retrans {
+            tun.tcp_max_retrans
+        } else {
+            by_state
+        };
+        if !seen_reply && new_s == ES && timeout > tun.tcp_unacknowledged {
+            // Picked up mid-stream and no reply yet: no 5-day timeout.
             timeout = tun.tcp_unacknowledged;
         }
         TcpVerdict::Accept {
@@ -405,7 +431,7 @@ impl TcpConn {
                     maxwin: u32::from(self.last_win).max(1),
                     maxack: 0,
                     scale: self.last_wscale,
-                    flags: self.last_flags & !F_CLOSE_INIT,
+                    flags: self.last_flags & (F_WINDOW_SCALE | F_SACK_PERM),
                 },
             );
             self.set_side(d, Side::default());
@@ -432,7 +458,8 @@ impl TcpConn {
         let rst = t.flags.contains(TcpFlags::RST);
         let mut seq = t.seq;
         let mut ack = t.ack;
-        let mut win = u32::from(t.window);
+        let win_raw = t.window;
+        let mut win = u32::from(win_raw);
         let mut end = seg_end(t);
 
         let mut sender = self.side(sender_i);
@@ -464,6 +491,9 @@ impl TcpConn {
                 if receiver.maxwin == 0 {
                     receiver.end = ack;
                     receiver.maxend = ack;
+                } else if ack == receiver.end.wrapping_add(1) {
+                    // Likely the answer to a keepalive.
+                    receiver.end = ack;
                 }
             }
         } else if ((state == SS && d == 0) || (state == SR && d == 1)) && after(end, sender.end) {
@@ -478,9 +508,8 @@ impl TcpConn {
             // No ACK (or a broken stack's RST|ACK with ack 0): pretend it acks all.
             ack = receiver.end;
         }
-        if seq == end && (!rst || (seq == 0 && state == SS)) {
-            // No data: valid by definition, check the ack only. RSTs are checked by seq,
-            // except seq 0 answering a SYN.
+        if rst && seq == 0 && state == SS {
+            // RST answering a SYN.
             seq = sender.end;
             end = sender.end;
         }
@@ -534,7 +563,12 @@ impl TcpConn {
             if ack == receiver.end {
                 receiver.flags &= !F_DATA_UNACKNOWLEDGED;
             }
-            let _ = index;
+            if index == ACK_SET {
+                // Linux keeps these for its retransmission check.
+                self.last_dir = u8::from(d == 1);
+                self.last_end = end;
+                self.last_win = win_raw;
+            }
             self.set_side(sender_i, sender);
             self.set_side(receiver_i, receiver);
             true

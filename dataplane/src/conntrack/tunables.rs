@@ -23,6 +23,10 @@ pub struct Tunables {
     pub tcp: [u32; TcpState::COUNT],
     /// `nf_conntrack_tcp_timeout_unacknowledged`: cap while data is unacknowledged.
     pub tcp_unacknowledged: u32,
+    /// `nf_conntrack_tcp_timeout_max_retrans`: cap while no in-window ACK has been seen
+    /// (Linux also applies it after `nf_conntrack_tcp_max_retrans` retransmissions, which
+    /// are not counted here).
+    pub tcp_max_retrans: u32,
     pub udp: u32,
     pub udp_stream: u32,
     pub icmp: u32,
@@ -49,6 +53,7 @@ impl Default for Tunables {
             tcp_be_liberal: false,
             tcp,
             tcp_unacknowledged: 300,
+            tcp_max_retrans: 300,
             udp: 30,
             udp_stream: 120,
             icmp: 30,
@@ -89,7 +94,7 @@ const TCP_NAMES: [(&str, TcpState); 9] = [
 ];
 
 /// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "nf_conntrack_generic_timeout",
     "nf_conntrack_icmp_timeout",
     "nf_conntrack_icmpv6_timeout",
@@ -101,6 +106,7 @@ pub const NAMES: [&str; 18] = [
     "nf_conntrack_tcp_timeout_established",
     "nf_conntrack_tcp_timeout_fin_wait",
     "nf_conntrack_tcp_timeout_last_ack",
+    "nf_conntrack_tcp_timeout_max_retrans",
     "nf_conntrack_tcp_timeout_syn_recv",
     "nf_conntrack_tcp_timeout_syn_sent",
     "nf_conntrack_tcp_timeout_syn_sent2",
@@ -156,6 +162,7 @@ impl Tunables {
             "nf_conntrack_tcp_loose" => self.tcp_loose.into(),
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal.into(),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged.into(),
+            "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans.into(),
             "nf_conntrack_udp_timeout" => self.udp.into(),
             "nf_conntrack_udp_timeout_stream" => self.udp_stream.into(),
             "nf_conntrack_icmp_timeout" => self.icmp.into(),
@@ -178,6 +185,7 @@ impl Tunables {
             "nf_conntrack_tcp_loose" => self.tcp_loose = value != 0,
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal = value != 0,
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged = v,
+            "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans = v,
             "nf_conntrack_udp_timeout" => self.udp = v,
             "nf_conntrack_udp_timeout_stream" => self.udp_stream = v,
             "nf_conntrack_icmp_timeout" => self.icmp = v,

@@ -3,3 +3,4 @@
 //! - [`proto`]: the versioned request/response protocol (JSON Lines over a Unix socket),
 //!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
 pub mod proto;
+pub mod server;

@@ -50,3 +50,80 @@ pub struct NatAction {
     pub range: NatRange,
     pub flags: NatFlags,
 }
+
+pub mod alloc;
+pub mod rss;
+
+pub use alloc::{Binding, NatEnv, NatStats, PortAllocator, Steering};
+pub use rss::{Owner, SYMMETRIC_RSS_KEY, Toeplitz};
+
+use crate::DropReason;
+
+/// A connection tuple as NAT sees it: addresses, protocol and ports. For ICMP/ICMPv6 echo,
+/// `sport` = `dport` = the identifier (the [`crate::wire::InnerTuple`] convention); for
+/// protocols without ports both are 0. The family is the addresses' (IPv4-mapped or not).
+///
+/// This is NAT's own minimal key so that the engine does not depend on conntrack's
+/// `FlowKey`; the two convert field by field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tuple {
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Tuple {
+    pub const fn new(src: Addr, dst: Addr, proto: u8, sport: u16, dport: u16) -> Self {
+        Self {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+        }
+    }
+
+    /// The tuple of the other direction (source and destination swapped).
+    pub const fn inverse(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            proto: self.proto,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+
+    /// Whether both addresses are IPv4 (mapped).
+    pub fn is_v4(&self) -> bool {
+        self.src.to_v4().is_some() && self.dst.to_v4().is_some()
+    }
+}
+
+/// Why a NAT binding could not be made. Each maps to a counted [`DropReason`]; the flow is
+/// refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NatError {
+    /// Every candidate port (or the one fixed tuple) is taken, or none hashes to this worker.
+    #[error("NAT port range exhausted")]
+    PortExhausted,
+    /// Masquerade/redirect without an interface address, or a range whose family differs
+    /// from the packet's, or an empty range (high below low).
+    #[error("no usable NAT address")]
+    NoAddress,
+    /// A source-NAT action passed where destination NAT is expected, or the reverse.
+    #[error("NAT action in the wrong place (source vs destination)")]
+    WrongKind,
+}
+
+impl NatError {
+    /// The drop counter this error is counted under.
+    pub const fn drop_reason(self) -> DropReason {
+        match self {
+            NatError::PortExhausted => DropReason::NatPortExhausted,
+            NatError::NoAddress | NatError::WrongKind => DropReason::NatNoAddress,
+        }
+    }
+}

@@ -916,6 +916,17 @@ impl CompiledRuleset {
         Step::Next
     }
 
+    /// Candidate rules the classifier yields for a packet in chain `chain` (tests).
+    #[cfg(test)]
+    pub(crate) fn candidate_count(&self, chain: usize, ip: &IpInfo) -> (usize, usize) {
+        let mut f = self.frame(u32_of(chain), &PacketKey::of(ip), true);
+        let mut n = 0;
+        while f.next().is_some() {
+            n += 1;
+        }
+        (n, self.chains[chain].classifier.tuple_count())
+    }
+
     /// Packets and bytes per rule id, summed over workers.
     pub fn counters(&self) -> Vec<(u64, u64)> {
         let mut out = vec![(0u64, 0u64); self.rules.len()];

@@ -231,6 +231,9 @@ fn flag_bits(kind: Kind, v: &J, path: &str) -> Result<u64, Error> {
 fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
     let bad = |m: String| Error::json(path, m);
     match v {
+        J::Number(_) if matches!(kind, Kind::Addr4 | Kind::Addr6 | Kind::IfName) => {
+            Err(bad(format!("expected a string, got {v}")))
+        }
         J::Number(n) => n
             .as_u64()
             .map(Value::Num)
@@ -261,9 +264,13 @@ fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
 fn read_match(m: &J, path: &str) -> Result<Match, Error> {
     let (field, mask) = read_field(m.get("left").unwrap_or(&J::Null), path)?;
     let kind = field.kind();
+    let right = m.get("right").unwrap_or(&J::Null);
+    let exact_flags = kind.is_flags()
+        && right.get("set").is_none()
+        && !right.as_str().is_some_and(|s| s.starts_with('@'));
     let op = match m.get("op").and_then(J::as_str).unwrap_or("==") {
         "in" => Op::Implicit,
-        "==" if kind.is_flags() => Op::Eq,
+        "==" if exact_flags => Op::Eq,
         "==" => Op::Implicit,
         "!=" => Op::Ne,
         "<" => Op::Lt,
@@ -272,7 +279,6 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
         ">=" => Op::Ge,
         o => return jerr(path, format!("unsupported op {o}")),
     };
-    let right = m.get("right").unwrap_or(&J::Null);
     let rhs = match right {
         J::String(s) if s.starts_with('@') => Rhs::Named(s[1..].to_owned()),
         J::Object(o) if o.contains_key("set") => {
@@ -420,11 +426,18 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
         }
         "reject" => {
             let ty = body.get("type").and_then(J::as_str);
-            let code = body.get("expr").and_then(J::as_str);
+            let code = body.get("expr");
             let c = |t: &[(&str, u8)]| -> Result<u8, Error> {
-                let n = code.unwrap_or("port-unreachable");
-                names::code_lookup(t, n)
-                    .ok_or_else(|| Error::json(path, format!("unknown code {n}")))
+                match code {
+                    None => Ok(names::code_lookup(t, "port-unreachable").unwrap_or(3)),
+                    Some(J::Number(n)) => n
+                        .as_u64()
+                        .and_then(|n| u8::try_from(n).ok())
+                        .ok_or_else(|| Error::json(path, "bad code")),
+                    Some(J::String(n)) => names::code_lookup(t, n)
+                        .ok_or_else(|| Error::json(path, format!("unknown code {n}"))),
+                    Some(other) => jerr(path, format!("bad code {other}")),
+                }
             };
             let r = match ty {
                 None => Reject::Default,
@@ -508,18 +521,18 @@ fn value_json(kind: Kind, v: &Value) -> J {
             (Kind::Port | Kind::Mark, _) | (_, None) => json!(n),
             (_, Some(name)) => json!(name),
         },
-        Value::Range(a, b) => {
-            json!({"range": [value_json(kind, &Value::Num(*a)), value_json(kind, &Value::Num(*b))]})
-        }
+        Value::Range(a, b) => json!({"range": [a, b]}),
         Value::Prefix(a, len) => {
             let full = if kind == Kind::Addr4 { 32 } else { 128 };
             if *len == full {
-                json!(a.to_string())
+                json!(print::addr_text(kind, a))
             } else {
-                json!({"prefix": {"addr": a.to_string(), "len": len}})
+                json!({"prefix": {"addr": print::addr_text(kind, a), "len": len}})
             }
         }
-        Value::AddrRange(a, b) => json!({"range": [a.to_string(), b.to_string()]}),
+        Value::AddrRange(a, b) => {
+            json!({"range": [print::addr_text(kind, a), print::addr_text(kind, b)]})
+        }
         Value::Str(s) => json!(s),
     }
 }
@@ -575,16 +588,7 @@ fn nat_json(n: &NatStmt) -> J {
             },
         );
     }
-    let mut flags = Vec::new();
-    if n.flags.random {
-        flags.push("random");
-    }
-    if n.flags.fully_random {
-        flags.push("fully-random");
-    }
-    if n.flags.persistent {
-        flags.push("persistent");
-    }
+    let flags = print::nat_flag_names(&n.flags);
     match flags.len() {
         0 => {}
         1 => {
@@ -601,6 +605,13 @@ fn nat_json(n: &NatStmt) -> J {
     }
 }
 
+fn reject_json(ty: &str, t: &[(&'static str, u8)], c: u8) -> J {
+    match names::code_name(t, c) {
+        Some(n) => json!({"reject": {"type": ty, "expr": n}}),
+        None => json!({"reject": {"type": ty, "expr": c}}),
+    }
+}
+
 fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
     match s {
         Stmt::Match(m, _) => match_json(m),
@@ -612,15 +623,9 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::Reject(r, _) => match r {
             Reject::Default => json!({"reject": null}),
             Reject::TcpReset => json!({"reject": {"type": "tcp reset"}}),
-            Reject::Icmp(c) => {
-                json!({"reject": {"type": "icmp", "expr": names::code_name(names::REJECT_ICMP, *c)}})
-            }
-            Reject::Icmpv6(c) => {
-                json!({"reject": {"type": "icmpv6", "expr": names::code_name(names::REJECT_ICMPV6, *c)}})
-            }
-            Reject::Icmpx(c) => {
-                json!({"reject": {"type": "icmpx", "expr": names::code_name(names::REJECT_ICMPX, *c)}})
-            }
+            Reject::Icmp(c) => reject_json("icmp", names::REJECT_ICMP, *c),
+            Reject::Icmpv6(c) => reject_json("icmpv6", names::REJECT_ICMPV6, *c),
+            Reject::Icmpx(c) => reject_json("icmpx", names::REJECT_ICMPX, *c),
         },
         Stmt::Counter { packets, bytes } => {
             let (p, b) = counter.unwrap_or((*packets, *bytes));

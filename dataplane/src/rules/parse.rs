@@ -850,6 +850,12 @@ impl Parser {
             }
             Rhs::Values(vec![v])
         };
+        // `==` means the same as no operator except for an exact flag value.
+        let op = if op == Op::Eq && !(kind.is_flags() && matches!(rhs, Rhs::Values(_))) {
+            Op::Implicit
+        } else {
+            op
+        };
         if !matches!(op, Op::Implicit | Op::Eq | Op::Ne) {
             let ok = matches!(&rhs, Rhs::Values(v) if matches!(v[..], [Value::Num(_)]));
             if !ok {

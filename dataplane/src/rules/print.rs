@@ -208,20 +208,23 @@ fn nat(n: &NatStmt) -> String {
         }
         (None, None) => {}
     }
-    let mut flags = Vec::new();
-    if n.flags.random {
-        flags.push("random");
-    }
-    if n.flags.fully_random {
-        flags.push("fully-random");
-    }
-    if n.flags.persistent {
-        flags.push("persistent");
-    }
+    let flags = nat_flag_names(&n.flags);
     if !flags.is_empty() {
         let _ = write!(s, " {}", flags.join(","));
     }
     s
+}
+
+/// The names of the set NAT flags, in nft's order.
+pub fn nat_flag_names(f: &crate::nat::NatFlags) -> Vec<&'static str> {
+    [
+        (f.random, "random"),
+        (f.fully_random, "fully-random"),
+        (f.persistent, "persistent"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
 }
 
 fn field_text(f: Field) -> String {
@@ -246,6 +249,8 @@ fn match_text(m: &Match) -> String {
     }
     if m.op != Op::Implicit {
         let _ = write!(s, " {}", m.op.text());
+    } else if m.mask.is_some() {
+        s.push_str(" ==");
     }
     let _ = write!(s, " {}", rhs(kind, &m.rhs));
     s
@@ -284,24 +289,32 @@ fn rhs(kind: Kind, r: &Rhs) -> String {
     }
 }
 
-fn addr_text(a: &Addr) -> String {
-    a.to_string()
+/// An address as its field's family writes it (an IPv4-mapped address in an `ip6` field
+/// stays IPv6).
+pub fn addr_text(kind: Kind, a: &Addr) -> String {
+    if kind == Kind::Addr6 {
+        std::net::Ipv6Addr::from(a.0).to_string()
+    } else {
+        a.to_string()
+    }
 }
 
 /// One value as nft prints it.
 pub fn value(kind: Kind, v: &Value) -> String {
     match v {
         Value::Num(n) => num(kind, *n),
-        Value::Range(a, b) => format!("{}-{}", num(kind, *a), num(kind, *b)),
+        // Numbers: names may hold `-` themselves (`echo-request`).
+        Value::Range(a, b) if kind == Kind::Mark => format!("0x{a:08x}-0x{b:08x}"),
+        Value::Range(a, b) => format!("{a}-{b}"),
         Value::Prefix(a, len) => {
             let full = if kind == Kind::Addr4 { 32 } else { 128 };
             if *len == full {
-                addr_text(a)
+                addr_text(kind, a)
             } else {
-                format!("{}/{len}", addr_text(a))
+                format!("{}/{len}", addr_text(kind, a))
             }
         }
-        Value::AddrRange(a, b) => format!("{}-{}", addr_text(a), addr_text(b)),
+        Value::AddrRange(a, b) => format!("{}-{}", addr_text(kind, a), addr_text(kind, b)),
         Value::Str(s) => format!("\"{s}\""),
     }
 }

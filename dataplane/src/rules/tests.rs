@@ -681,6 +681,51 @@ fn base_chains_run_by_priority_and_drop_stops() {
     assert_eq!((r.verdict, x.mark), (Decision::Drop, 1));
 }
 
+#[test]
+fn classifier_narrows_a_large_chain_to_few_candidates() {
+    let mut src = String::from(
+        "table ip t {\n chain f {\n  type filter hook forward priority 0; policy drop;\n  ct state established accept\n",
+    );
+    for i in 0..2000u32 {
+        src += &format!(
+            "  ip saddr 10.{}.{}.0/24 tcp dport {{ {}, {} }} accept\n",
+            i / 256,
+            i % 256,
+            1000 + i,
+            3000 + i
+        );
+        if i % 100 == 0 {
+            src += &format!("  ip daddr 192.0.2.{} udp dport 1000-1999 drop\n", i / 100);
+        }
+    }
+    src += " }\n}\n";
+    let c = load_text(&src, &ports(), 1).unwrap();
+    let p = tcp(
+        v4([10, 3, 7, 9]),
+        v4([192, 0, 2, 1]),
+        5,
+        3000 + 3 * 256 + 7,
+        TcpFlags::SYN,
+    );
+    let (candidates, tuples) = c.candidate_count(0, &p);
+    // The ct state rule (not indexed) and the one rule for 10.3.7.0/24 port 3775.
+    assert_eq!(candidates, 2, "tuples {tuples}");
+    // One tuple for the TCP rules, one wildcard, six for the prefix lengths of 1000-1999.
+    assert_eq!(tuples, 8);
+    let r = c.eval(Hook::Forward, &mut ctx(&p, ct_state::NEW), 0, 1);
+    assert_eq!(r.verdict, Decision::Accept);
+    let o = c.eval_linear(Hook::Forward, &mut ctx(&p, ct_state::NEW), 0, 1);
+    assert_eq!(r.rule, o.rule);
+    // A UDP packet to 192.0.2.5 port 1500: the ct state rule and the drop rule.
+    let u = udp(v4([10, 3, 7, 9]), v4([192, 0, 2, 5]), 5, 1500);
+    assert_eq!(c.candidate_count(0, &u).0, 2);
+    assert_eq!(
+        c.eval(Hook::Forward, &mut ctx(&u, ct_state::NEW), 0, 1)
+            .verdict,
+        Decision::Drop
+    );
+}
+
 // ----- generations
 
 #[test]
@@ -915,6 +960,91 @@ mod prop {
             prop_assert_eq!(&a, &b);
             let j = json::from_json(&json::to_json(&a)).unwrap();
             prop_assert_eq!(a, j);
+        }
+    }
+
+    /// The fuzz target's property on mutated copies of the fixture: parsing never panics;
+    /// what parses and checks prints and re-reads (text and JSON) to the same AST, and
+    /// compiles or fails without panicking.
+    fn mutated() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("ip saddr 10.0.0.0/8"),
+            Just("ip daddr != { 1.2.3.4, 5.6.7.0/24 }"),
+            Just("ip6 saddr ::ffff:1.2.3.4"),
+            Just("ip6 daddr 2001:db8::-2001:db8::5"),
+            Just("tcp dport 1-2"),
+            Just("udp sport { 53, 67-68 }"),
+            Just("th dport < 9"),
+            Just("icmp type { echo-request, 3-5 }"),
+            Just("icmpv6 type nd-router-advert"),
+            Just("tcp flags & (syn | fin) != 0x0"),
+            Just("tcp flags == syn,ack"),
+            Just("ct state != new"),
+            Just("ct status snat"),
+            Just("ct mark 0x1-0x5"),
+            Just("meta mark & 0xff == 3"),
+            Just("meta l4proto { tcp, udp }"),
+            Just("iifname \"eth*\""),
+            Just("oif eth1"),
+            Just("ip protocol tcp-udp"),
+            Just("counter"),
+            Just("counter packets 3 bytes 9"),
+            Just("log prefix \"p\" level warn"),
+            Just("limit rate over 3/minute burst 9 packets"),
+            Just("ct count 4"),
+            Just("meta mark set 7"),
+            Just("ct mark set 0x10"),
+            Just("notrack"),
+            Just("ip saddr @blocked"),
+            Just("jump sub"),
+            Just("goto sub2"),
+            Just("return"),
+            Just("continue"),
+            Just("accept"),
+            Just("drop"),
+            Just("reject"),
+            Just("reject with icmpx admin-prohibited"),
+            Just("reject with icmpv6 type 77"),
+            Just("dnat ip to 1.2.3.4"),
+            Just("dnat ip6 to [::1]:80"),
+            Just("masquerade random,persistent"),
+            Just("redirect to :1-2"),
+            Just("snat to 1.2.3.4-1.2.3.9"),
+            Just("comment \"c # d\""),
+            Just("{"),
+            Just("}"),
+            Just(";"),
+            Just(","),
+            Just("-"),
+            Just("65536"),
+            Just("@"),
+        ];
+        (0usize..40, proptest::collection::vec(piece, 1..5)).prop_map(|(line, pieces)| {
+            let lines: Vec<&str> = ISSUE.lines().collect();
+            let rule_lines: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].starts_with("        ") && !lines[i].contains("type "))
+                .collect();
+            let at = rule_lines[line % rule_lines.len()];
+            let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+            out[at] = format!("        {}", pieces.join(" "));
+            out.join("\n")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn mutated_rulesets_never_panic_and_round_trip(src in mutated()) {
+            if let Ok(rs) = parse::parse(&src) {
+                let text = print::to_text(&rs);
+                let again = parse::parse(&text);
+                prop_assert!(again.is_ok(), "{:?}\n{}", again, text);
+                prop_assert_eq!(&rs, &again.unwrap());
+                let j = json::from_json(&json::to_json(&rs));
+                prop_assert!(j.is_ok(), "{:?}", j);
+                prop_assert_eq!(&rs, &j.unwrap());
+                let _ = compile(&rs, &ports(), 2);
+            }
         }
     }
 }

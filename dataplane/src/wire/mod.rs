@@ -10,6 +10,7 @@
 //! consumers. See `docs/wire.md` for the decisions behind them.
 
 pub mod arp;
+pub mod build;
 pub mod checksum;
 pub mod eth;
 pub mod icmp;

@@ -372,6 +372,12 @@ pub fn set_inner_dport(frame: &mut [u8], ip: &IpInfo, inner: &InnerTuple, new: u
 /// scratch (TCP, UDP — a zero UDP/IPv4 checksum stays zero —, ICMP, ICMPv6). Used by the
 /// builders, by tests as the reference for the incremental functions, and by the fuzzers.
 pub fn fill_checksums(frame: &mut [u8], ip: &IpInfo) -> R {
+    fill_checksums_with(frame, ip, true)
+}
+
+/// As [`fill_checksums`]; `keep_udp4_zero: false` computes a UDP/IPv4 checksum even when
+/// the field is 0 (the builders use that).
+pub(crate) fn fill_checksums_with(frame: &mut [u8], ip: &IpInfo, keep_udp4_zero: bool) -> R {
     let l3 = usize::from(ip.l3_off);
     let l4 = usize::from(ip.l4_off);
     let end = l3 + usize::from(ip.ip_len);
@@ -392,7 +398,7 @@ pub fn fill_checksums(frame: &mut [u8], ip: &IpInfo) -> R {
     let (csum_off, pseudo, seg_end) = match l4info {
         L4Info::Tcp(_) => (l4 + super::tcp::CHECKSUM_OFF, true, end),
         L4Info::Udp { .. } => {
-            if v4 && rd16(frame, l4 + super::udp::CHECKSUM_OFF)? == 0 {
+            if keep_udp4_zero && v4 && rd16(frame, l4 + super::udp::CHECKSUM_OFF)? == 0 {
                 return Ok(());
             }
             (

@@ -81,6 +81,10 @@ pub enum WorkerReply {
     Error(ControlError),
 }
 
+pub mod counters;
+#[cfg(feature = "dpdk")]
+pub mod io;
+pub mod process;
 mod pipe_build;
 pub mod pipeline;
 pub mod slowpath;

@@ -1,0 +1,577 @@
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::*;
+use crate::control::proto::CtTuple;
+
+fn entry(worker: u16, i: u8) -> CtEntry {
+    let t = |a: u8| CtTuple {
+        src: IpAddr::from([198, 18, 1, a]),
+        dst: IpAddr::from([198, 18, 2, 2]),
+        sport: Some(1000 + u16::from(a)),
+        dport: Some(80),
+        icmp_type: None,
+        icmp_code: None,
+        icmp_id: None,
+        packets: 1,
+        bytes: 60,
+    };
+    CtEntry {
+        family: "ipv4".into(),
+        proto: "tcp".into(),
+        proto_num: 6,
+        state: Some("ESTABLISHED".into()),
+        timeout: 100,
+        orig: t(i),
+        reply: t(i),
+        status: vec!["ASSURED".into()],
+        mark: 0,
+        zone: 0,
+        worker,
+    }
+}
+
+/// A fake worker: a table, and whether it answers at all.
+#[derive(Default)]
+struct FakeWorker {
+    table: Vec<CtEntry>,
+    replies: VecDeque<WorkerReply>,
+    mute: bool,
+    tunables: Vec<(String, u64)>,
+    events: Vec<EventLine>,
+}
+
+#[derive(Default)]
+struct Fake {
+    workers: Vec<FakeWorker>,
+}
+
+impl Backend for Fake {
+    fn workers(&self) -> usize {
+        self.workers.len()
+    }
+    fn send(&mut self, w: usize, cmd: Box<WorkerCommand>) -> Result<(), Box<WorkerCommand>> {
+        let fw = &mut self.workers[w];
+        let reply = match *cmd {
+            WorkerCommand::CtList { cursor, limit, .. } => {
+                let start = usize::try_from(cursor).unwrap();
+                let end = (start + limit as usize).min(fw.table.len());
+                WorkerReply::CtPage {
+                    entries: fw.table[start..end].to_vec(),
+                    next_cursor: (end < fw.table.len()).then_some(end as u64),
+                }
+            }
+            WorkerCommand::CtDelete { budget, .. } => {
+                let n = (budget as usize).min(fw.table.len());
+                fw.table.drain(..n);
+                WorkerReply::Deleted {
+                    count: n as u64,
+                    more: !fw.table.is_empty(),
+                }
+            }
+            WorkerCommand::CtCount { .. } => WorkerReply::Count(fw.table.len() as u64),
+            WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
+                entries: fw.table.len() as u64,
+                ..CtCounters::default()
+            }),
+            WorkerCommand::SetTunables(v) => {
+                fw.tunables = v;
+                WorkerReply::Done
+            }
+            WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
+                events: std::mem::take(&mut fw.events),
+                lost: 0,
+            },
+        };
+        if !fw.mute {
+            fw.replies.push_back(reply);
+        }
+        Ok(())
+    }
+    fn try_recv(&mut self, w: usize) -> Option<WorkerReply> {
+        self.workers[w].replies.pop_front()
+    }
+    fn port_stats(&mut self) -> Vec<PortStats> {
+        vec![PortStats {
+            name: "lan".into(),
+            ipackets: 7,
+            ..PortStats::default()
+        }]
+    }
+    fn worker_stats(&self) -> Vec<WorkerStats> {
+        (0..self.workers.len())
+            .map(|w| WorkerStats {
+                worker: u16::try_from(w).unwrap(),
+                rx_packets: 10,
+                ..WorkerStats::default()
+            })
+            .collect()
+    }
+    fn dpdk_version(&self) -> String {
+        "DPDK test".into()
+    }
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fwd-server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
+    let mut fake = Fake::default();
+    for (w, &n) in tables.iter().enumerate() {
+        let mut fw = FakeWorker::default();
+        for i in 0..n {
+            fw.table
+                .push(entry(u16::try_from(w).unwrap(), u8::try_from(i).unwrap()));
+        }
+        fake.workers.push(fw);
+    }
+    let dir = tmpdir(name);
+    let cfg = ServerConfig {
+        worker_timeout: Duration::from_millis(50),
+        version: "test".into(),
+    };
+    let tun = BTreeMap::from([("nf_conntrack_max".to_string(), 1000)]);
+    (
+        Server::new(
+            fake,
+            cfg,
+            StateDir::new(&dir),
+            Box::new(crate::conntrack::check_tunable),
+            tun,
+        ),
+        dir,
+    )
+}
+
+fn ask(s: &mut Server<Fake>, line: &str) -> ResponseEnvelope {
+    s.handle_line(line).0
+}
+
+#[test]
+fn status_stats_ports_workers() {
+    let (mut s, _) = server(&[1, 2], "status");
+    let r = ask(&mut s, r#"{"v":1,"id":5,"request":{"op":"status"}}"#);
+    assert_eq!(r.id, 5);
+    match r.into_result().unwrap() {
+        Response::Status(st) => {
+            assert_eq!((st.workers, st.ports), (2, 1));
+            assert_eq!(st.dpdk, "DPDK test");
+        }
+        other => panic!("{other:?}"),
+    }
+    match ask(&mut s, r#"{"v":1,"id":6,"request":{"op":"stats"}}"#)
+        .into_result()
+        .unwrap()
+    {
+        Response::Stats(st) => {
+            assert_eq!(st.ports[0].ipackets, 7);
+            assert_eq!(st.workers.len(), 2);
+            // conntrack counters merged in from each worker's command reply.
+            assert_eq!(st.workers[1].ct.entries, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        ask(&mut s, r#"{"v":1,"id":7,"request":{"op":"workers"}}"#).into_result(),
+        Ok(Response::Workers { workers }) if workers.len() == 2
+    ));
+}
+
+#[test]
+fn bad_lines_answer_errors_with_the_id() {
+    let (mut s, _) = server(&[0], "bad");
+    let r = ask(&mut s, r#"{"v":1,"id":9,"request":{"op":"reboot"}}"#);
+    assert_eq!(r.id, 9);
+    assert_eq!(r.into_result().unwrap_err().code, ErrorCode::BadRequest);
+    let r = ask(&mut s, r#"{"v":2,"id":3,"request":{"op":"status"}}"#);
+    assert_eq!(
+        r.into_result().unwrap_err().code,
+        ErrorCode::UnsupportedVersion
+    );
+    let r = ask(&mut s, "not json");
+    assert_eq!(r.into_result().unwrap_err().code, ErrorCode::BadRequest);
+    let r = ask(&mut s, r#"{"v":1,"id":1,"request":{"op":"ruleset_get"}}"#);
+    assert!(r.into_result().unwrap_err().message.contains("no ruleset"));
+}
+
+#[test]
+fn listing_pages_across_workers_with_cursors() {
+    let (mut s, _) = server(&[3, 0, 2], "list");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 10, "listing does not end");
+        let req = Request::ConntrackList {
+            filter: CtFilter::default(),
+            cursor: cursor.clone(),
+            limit: 2,
+        };
+        match s.request(req).unwrap() {
+            Response::ConntrackPage {
+                entries,
+                next_cursor,
+            } => {
+                assert!(entries.len() <= 2);
+                seen.extend(entries.iter().map(|e| (e.worker, e.orig.sport)));
+                cursor = next_cursor;
+            }
+            other => panic!("{other:?}"),
+        }
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut d = seen.clone();
+    d.sort_unstable();
+    d.dedup();
+    assert_eq!(d.len(), 5, "an entry was listed twice: {seen:?}");
+    assert_eq!(
+        s.request(Request::ConntrackList {
+            filter: CtFilter::default(),
+            cursor: Some("9:0".into()),
+            limit: 2
+        })
+        .unwrap_err()
+        .code,
+        ErrorCode::BadCursor
+    );
+    assert_eq!(
+        s.request(Request::ConntrackList {
+            filter: CtFilter::default(),
+            cursor: None,
+            limit: 0
+        })
+        .unwrap_err()
+        .code,
+        ErrorCode::BadRequest
+    );
+}
+
+#[test]
+fn count_delete_and_flush() {
+    let (mut s, _) = server(&[3, 2], "delete");
+    let count = |s: &mut Server<Fake>| match s
+        .request(Request::ConntrackCount {
+            filter: CtFilter::default(),
+        })
+        .unwrap()
+    {
+        Response::Count { count } => count,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(&mut s), 5);
+    let err = s
+        .request(Request::ConntrackDelete {
+            filter: CtFilter::default(),
+            all: false,
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RefusedUnfiltered);
+    assert_eq!(count(&mut s), 5);
+    let bad = CtFilter {
+        src: Some("198.18.1.300".into()),
+        ..CtFilter::default()
+    };
+    assert_eq!(
+        s.request(Request::ConntrackDelete {
+            filter: bad,
+            all: false
+        })
+        .unwrap_err()
+        .code,
+        ErrorCode::BadFilter
+    );
+    assert_eq!(
+        s.request(Request::ConntrackDelete {
+            filter: CtFilter::default(),
+            all: true
+        })
+        .unwrap(),
+        Response::Deleted { deleted: 5 }
+    );
+    assert_eq!(count(&mut s), 0);
+}
+
+#[test]
+fn tuning_is_validated_persisted_and_applied_as_a_share() {
+    let (mut s, dir) = server(&[0, 0, 0], "tuning");
+    let bad = BTreeMap::from([
+        ("nf_conntrack_max".to_string(), 9000),
+        ("nf_conntrack_tcp_loose".to_string(), 7),
+    ]);
+    let e = s.request(Request::TuningSet { values: bad }).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadTunable);
+    assert_eq!(e.field.as_deref(), Some("nf_conntrack_tcp_loose"));
+    assert!(
+        !dir.join(TUNABLES_FILE).exists(),
+        "a refused change was persisted"
+    );
+    assert!(s.backend.workers[0].tunables.is_empty());
+
+    let good = BTreeMap::from([("nf_conntrack_max".to_string(), 9001)]);
+    match s.request(Request::TuningSet { values: good }).unwrap() {
+        Response::Tuning { values } => assert_eq!(values["nf_conntrack_max"], 9001),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.backend.workers[2].tunables,
+        vec![("nf_conntrack_max".to_string(), 3001)]
+    );
+    let persisted = StateDir::new(&dir).load_tunables().unwrap();
+    assert_eq!(persisted["nf_conntrack_max"], 9001);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn persist_failure_is_not_applied() {
+    let (mut s, dir) = server(&[0], "persistfail");
+    // The state "directory" is a file: writing into it fails.
+    std::fs::write(&dir, b"x").unwrap();
+    let e = s
+        .request(Request::TuningSet {
+            values: BTreeMap::from([("nf_conntrack_max".to_string(), 5)]),
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Persist);
+    assert!(s.backend.workers[0].tunables.is_empty());
+    assert!(matches!(
+        s.request(Request::TuningGet).unwrap(),
+        Response::Tuning { values } if values["nf_conntrack_max"] == 1000
+    ));
+    let _ = std::fs::remove_file(dir);
+}
+
+#[test]
+fn a_silent_worker_times_out_and_its_late_reply_is_discarded() {
+    let (mut s, _) = server(&[1, 1], "timeout");
+    s.backend.workers[1].mute = true;
+    let e = s
+        .request(Request::ConntrackCount {
+            filter: CtFilter::default(),
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WorkerTimeout);
+    // The late reply arrives now; the next request must not take it for its own.
+    s.backend.workers[1]
+        .replies
+        .push_back(WorkerReply::Count(99));
+    s.backend.workers[1].mute = false;
+    assert_eq!(
+        s.request(Request::ConntrackCount {
+            filter: CtFilter::default()
+        })
+        .unwrap(),
+        Response::Count { count: 2 }
+    );
+}
+
+#[test]
+fn state_dir_replaces_atomically() {
+    let dir = tmpdir("state");
+    let st = StateDir::new(&dir);
+    assert_eq!(st.read("x").unwrap(), None);
+    st.write_atomic("x", b"one").unwrap();
+    st.write_atomic("x", b"two").unwrap();
+    assert_eq!(st.read("x").unwrap().as_deref(), Some(&b"two"[..]));
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "temporary file left behind: {names:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serves_a_socket_with_mode_0600_and_streams_events() {
+    let dir = tmpdir("sock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.sock");
+    let listener = bind(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (mut s, _) = server(&[1], "sockstate");
+    let mut ev = EventLine {
+        kind: EventType::New,
+        timestamp_ms: 0,
+        entry: entry(0, 1),
+        lost: 0,
+    };
+    s.backend.workers[0].events.push(ev.clone());
+    ev.kind = EventType::Destroy;
+    s.backend.workers[0].events.push(ev);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut polls = 0;
+        s.serve(&listener, &stop2, &mut |_| {
+            polls += 1;
+            // Bounded: about 10 s at most.
+            if polls > 5000 {
+                stop2.store(true, Ordering::Relaxed);
+            }
+        });
+    });
+    let c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    w.write_all(b"{\"v\":1,\"id\":1,\"request\":{\"op\":\"status\"}}\ngarbage\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+    assert!(matches!(resp.into_result(), Ok(Response::Status(_))));
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+    assert_eq!(resp.into_result().unwrap_err().code, ErrorCode::BadRequest);
+    w.write_all(
+        b"{\"v\":1,\"id\":2,\"request\":{\"op\":\"subscribe\",\"events\":[\"DESTROY\"]}}\n",
+    )
+    .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+    assert_eq!(resp.into_result().unwrap(), Response::Subscribed);
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let ev: EventLine = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        ev.kind,
+        EventType::Destroy,
+        "the NEW event was not filtered out"
+    );
+    assert!(ev.timestamp_ms > 0);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn filters_match_prefixes_and_ports() {
+    let e = entry(0, 5);
+    let f = |f: CtFilter| CompiledFilter::new(&f).unwrap().matches(&e);
+    assert!(f(CtFilter::default()));
+    assert!(f(CtFilter {
+        src: Some("198.18.1.0/24".into()),
+        dport: Some(80),
+        proto: Some("tcp".into()),
+        ..CtFilter::default()
+    }));
+    assert!(!f(CtFilter {
+        src: Some("198.18.1.6".into()),
+        ..CtFilter::default()
+    }));
+    assert!(!f(CtFilter {
+        proto: Some("udp".into()),
+        ..CtFilter::default()
+    }));
+    assert!(f(CtFilter {
+        proto: Some("6".into()),
+        status: Some("ASSURED".into()),
+        ..CtFilter::default()
+    }));
+}
+
+const GOOD: &str = "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n    tcp dport 22 accept\n  }\n}\n";
+
+fn with_rules(name: &str) -> (Server<Fake>, PathBuf) {
+    let (s, dir) = server(&[0, 0], name);
+    let ports = PortsByName::from([("lan".to_string(), 0), ("wan".to_string(), 1)]);
+    let rules = RulesetState::load(&StateDir::new(&dir), None, ports, 2).unwrap();
+    (s.with_rules(rules), dir)
+}
+
+#[test]
+fn ruleset_replace_checks_persists_and_bumps_the_generation() {
+    let (mut s, dir) = with_rules("rules");
+    assert_eq!(s.generation(), 1);
+    let bad = RulesetSource::Text(
+        "table inet filter {\n  chain input {\n    tcp dprt 22 accept\n  }\n}\n".into(),
+    );
+    let e = s.replace_ruleset(&bad, false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRuleset);
+    assert_eq!(e.line, Some(3), "{e:?}");
+    assert!(e.column.is_some());
+    assert!(!dir.join(RULESET_FILE).exists());
+
+    let good = RulesetSource::Text(GOOD.into());
+    assert_eq!(
+        s.replace_ruleset(&good, true).unwrap(),
+        Response::RulesetApplied {
+            generation: 1,
+            dry_run: true,
+            rules: 1
+        }
+    );
+    assert!(!dir.join(RULESET_FILE).exists(), "a dry run persisted");
+    assert_eq!(
+        s.replace_ruleset(&good, false).unwrap(),
+        Response::RulesetApplied {
+            generation: 2,
+            dry_run: false,
+            rules: 1
+        }
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(RULESET_FILE)).unwrap(),
+        GOOD
+    );
+    match s.request(Request::RulesetGet).unwrap() {
+        Response::Ruleset(v) => {
+            assert_eq!(v.generation, 2);
+            assert!(v.text.contains("tcp dport 22 accept"), "{}", v.text);
+        }
+        other => panic!("{other:?}"),
+    }
+    match s.request(Request::Status).unwrap() {
+        Response::Status(st) => assert_eq!(st.ruleset_generation, 2),
+        other => panic!("{other:?}"),
+    }
+    // A restart loads the persisted ruleset, not the (absent) config file.
+    let ports = PortsByName::from([("lan".to_string(), 0)]);
+    let again =
+        RulesetState::load(&StateDir::new(&dir), Some(dir.join("nope.nft")), ports, 1).unwrap();
+    assert_eq!(again.current().rule_count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sighup_reload_reads_the_config_file_and_keeps_the_old_one_on_error() {
+    let dir = tmpdir("hup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.nft");
+    std::fs::write(&file, GOOD).unwrap();
+    let state_dir = dir.join("state");
+    let ports = PortsByName::from([("lan".to_string(), 0)]);
+    let rules =
+        RulesetState::load(&StateDir::new(&state_dir), Some(file.clone()), ports, 1).unwrap();
+    assert_eq!(rules.current().rule_count(), 1);
+    let (s, _) = server(&[0], "hupsrv");
+    let mut s = Server {
+        state: StateDir::new(&state_dir),
+        ..s
+    }
+    .with_rules(rules);
+    std::fs::write(&file, "table ip t {\n  chain c {\n    bogus\n  }\n}\n").unwrap();
+    let msg = s.reload_ruleset_file();
+    assert!(msg.contains(":3:") && msg.contains("ruleset kept"), "{msg}");
+    assert_eq!(s.generation(), 1);
+    std::fs::write(
+        &file,
+        GOOD.replace("22", "22, 80")
+            .replace("dport 22, 80", "dport { 22, 80 }"),
+    )
+    .unwrap();
+    let msg = s.reload_ruleset_file();
+    assert!(msg.contains("generation 2"), "{msg}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,350 @@
+//! The I/O edge of a worker (feature `dpdk`): the loop of docs/architecture.md ("Worker
+//! loop") around a [`Process`]or, and the slow-path loop of the main lcore.
+//!
+//! One iteration: drain the handoff rings, `rx_burst` up to [`BURST`] from each owned RX
+//! queue, run the processor on each frame, then act (transmit through the per-port
+//! [`TxBuffer`], hand off to the owner, give to the slow path, or drop and count), flush
+//! the TX buffers. About every millisecond (TSC): the processor's `tick`, up to
+//! [`COMMANDS_PER_TICK`] control commands, counter publication. No allocation, lock or
+//! syscall per packet: the only allocations are the boxed control replies, between bursts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrayvec::ArrayVec;
+use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, rdtsc};
+
+use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
+use crate::worker::process::{Process, SlowPath};
+use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
+
+/// Frames per RX burst and per TX buffer.
+pub const BURST: usize = 32;
+
+/// Control commands answered per tick (each is bounded work).
+pub const COMMANDS_PER_TICK: usize = 4;
+
+/// Maps DPDK port ids (as the PMD stamps them on received mbufs) to port indexes.
+#[derive(Debug, Clone)]
+pub struct PortMap {
+    index_of: [u16; 256],
+}
+
+impl PortMap {
+    /// `ids[i]` is the DPDK port id of port index `i`.
+    pub fn new(ids: &[u16]) -> Self {
+        let mut index_of = [u16::MAX; 256];
+        for (i, id) in ids.iter().enumerate() {
+            if let (Some(slot), Ok(i)) = (index_of.get_mut(usize::from(*id)), u16::try_from(i)) {
+                *slot = i;
+            }
+        }
+        PortMap { index_of }
+    }
+
+    /// The port index of a received mbuf, `None` when the PMD did not stamp one we know.
+    #[inline]
+    pub fn index(&self, m: &Mbuf) -> Option<u16> {
+        let id = m.port()?.0;
+        self.index_of
+            .get(usize::from(id))
+            .copied()
+            .filter(|&i| i != u16::MAX)
+    }
+}
+
+/// Everything one worker polls and sends on.
+#[derive(Debug)]
+pub struct WorkerIo {
+    /// This worker's index.
+    pub index: u16,
+    /// Owned RX queues with their port index.
+    pub rx: Vec<(u16, RxQueue)>,
+    /// This worker's TX queue of every port, by port index.
+    pub tx: Vec<TxBuffer<BURST>>,
+    /// Handoff producers to every other worker (`None` at our own index).
+    pub handoff_out: Vec<Option<Producer<Mbuf>>>,
+    /// Handoff consumers from every other worker.
+    pub handoff_in: Vec<Consumer<Mbuf>>,
+    /// Frames for the slow path.
+    pub slow: Producer<Mbuf>,
+    /// Control commands in, replies out.
+    pub commands: Consumer<Box<WorkerCommand>>,
+    pub replies: Producer<Box<WorkerReply>>,
+    /// Where counters are published.
+    pub published: Arc<CounterBlock>,
+    /// DPDK port id to port index.
+    pub ports: PortMap,
+    /// TSC frequency.
+    pub tsc_hz: u64,
+}
+
+/// Nanoseconds since the TSC started, from a TSC reading.
+#[inline]
+fn tsc_to_ns(tsc: u64, hz: u64) -> u64 {
+    u64::try_from(u128::from(tsc) * 1_000_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
+}
+
+impl WorkerIo {
+    /// Runs the loop until `stop` is set; returns the final counters (also published).
+    pub fn run<P: Process>(mut self, proc: &mut P, stop: &AtomicBool) -> Counters {
+        let mut c = Counters::default();
+        let mut scratch = [0u8; SCRATCH_LEN];
+        let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let start = rdtsc();
+        let mut last_tick = start;
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = rdtsc();
+            let now_ns = tsc_to_ns(t0, self.tsc_hz);
+            let mut work = 0usize;
+            for ring in 0..self.handoff_in.len() {
+                burst.clear();
+                let n = self.handoff_in[ring].dequeue_burst(&mut burst);
+                c.handoff_rx += n as u64;
+                work += n;
+                for m in burst.drain(..) {
+                    match self.ports.index(&m) {
+                        Some(port) => {
+                            self.handle(proc, &mut c, port, m, now_ns, &mut scratch, false)
+                        }
+                        None => {
+                            c.edge_drop += 1;
+                            drop(m);
+                        }
+                    }
+                }
+            }
+            for q in 0..self.rx.len() {
+                burst.clear();
+                let port = self.rx[q].0;
+                let n = self.rx[q].1.rx_burst(&mut burst);
+                work += n;
+                for m in burst.drain(..) {
+                    if let Some(s) = c.rx_packets.get_mut(usize::from(port)) {
+                        *s += 1;
+                        c.rx_bytes[usize::from(port)] += u64::from(m.pkt_len());
+                    }
+                    self.handle(proc, &mut c, port, m, now_ns, &mut scratch, true);
+                }
+            }
+            for tx in &mut self.tx {
+                if !tx.is_empty() {
+                    tx.flush();
+                }
+            }
+            let t1 = rdtsc();
+            if work > 0 {
+                c.busy_cycles += t1.wrapping_sub(t0);
+            }
+            if t1.wrapping_sub(last_tick) >= tick_cycles {
+                last_tick = t1;
+                proc.tick(now_ns);
+                self.serve_commands(proc, &mut c);
+                self.publish(&mut c, t1.wrapping_sub(start));
+            }
+        }
+        for tx in &mut self.tx {
+            tx.flush();
+        }
+        self.publish(&mut c, rdtsc().wrapping_sub(start));
+        c
+    }
+
+    fn publish(&self, c: &mut Counters, total: u64) {
+        c.total_cycles = total;
+        c.tx_dropped = self.tx.iter().map(TxBuffer::dropped).sum();
+        self.published.publish(c);
+    }
+
+    fn serve_commands<P: Process>(&mut self, proc: &mut P, c: &mut Counters) {
+        for _ in 0..COMMANDS_PER_TICK {
+            let Some(cmd) = self.commands.dequeue() else {
+                break;
+            };
+            let reply = Box::new(proc.command(*cmd));
+            c.commands += 1;
+            // The control thread waits for one reply per command; a full ring means it
+            // gave up on us, and the reply is dropped.
+            let _ = self.replies.enqueue(reply);
+        }
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the loop's state, passed by reference"
+    )]
+    #[inline]
+    fn handle<P: Process>(
+        &mut self,
+        proc: &mut P,
+        c: &mut Counters,
+        port: u16,
+        mut m: Mbuf,
+        now_ns: u64,
+        scratch: &mut [u8; SCRATCH_LEN],
+        may_hand_off: bool,
+    ) {
+        if m.nb_segs() > 1 && m.linearize().is_err() {
+            c.edge_drop += 1;
+            return;
+        }
+        let action = proc.process(port, m.data_mut(), now_ns, scratch);
+        match action {
+            Action::Forward { port: out, len } => {
+                if set_len(&mut m, usize::from(len)) {
+                    self.transmit(c, out, m);
+                } else {
+                    c.edge_drop += 1;
+                }
+            }
+            Action::Reply { port: out, len } => {
+                let len = usize::from(len);
+                if len <= SCRATCH_LEN && set_len(&mut m, len) {
+                    m.data_mut().copy_from_slice(&scratch[..len]);
+                    self.transmit(c, out, m);
+                } else {
+                    c.edge_drop += 1;
+                }
+            }
+            Action::Handoff { worker } => {
+                let ring = self
+                    .handoff_out
+                    .get_mut(usize::from(worker))
+                    .and_then(Option::as_mut);
+                match ring {
+                    Some(p) if may_hand_off => match p.enqueue(m) {
+                        Ok(()) => c.handoff_tx += 1,
+                        Err(m) => {
+                            c.handoff_drop += 1;
+                            drop(m);
+                        }
+                    },
+                    // A frame handed to us must not bounce again (owner disagreement).
+                    _ => c.handoff_drop += 1,
+                }
+            }
+            Action::SlowPath => match self.slow.enqueue(m) {
+                Ok(()) => c.slowpath_tx += 1,
+                Err(m) => {
+                    c.slowpath_drop += 1;
+                    drop(m);
+                }
+            },
+            Action::Drop(reason) => {
+                c.drops[reason as usize] += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn transmit(&mut self, c: &mut Counters, port: u16, m: Mbuf) {
+        let p = usize::from(port);
+        match self.tx.get_mut(p) {
+            Some(tx) => {
+                if p < MAX_PORTS {
+                    c.tx_packets[p] += 1;
+                    c.tx_bytes[p] += u64::from(m.pkt_len());
+                }
+                tx.push(m);
+            }
+            None => c.edge_drop += 1,
+        }
+    }
+}
+
+/// Sets the (single-segment) frame length to `len`; false if the buffer cannot hold it.
+fn set_len(m: &mut Mbuf, len: usize) -> bool {
+    let cur = m.len();
+    if len <= cur {
+        m.trim(cur - len)
+    } else {
+        m.append(len - cur).is_some()
+    }
+}
+
+/// The main lcore's loop: frames from every worker's slow-path ring through `slow`, sent
+/// on the slow path's own TX queue of each port; `slow.tick` every millisecond. Sleeps
+/// 100 µs when idle (nothing here is hot). Runs until `stop` is set.
+#[derive(Debug)]
+pub struct SlowPathIo {
+    pub from_workers: Vec<Consumer<Mbuf>>,
+    pub tx: Vec<TxBuffer<BURST>>,
+    pub ports: PortMap,
+    pub pool: dpdk_bindings::Mempool,
+    pub tsc_hz: u64,
+    /// Frames handled / sent / dropped.
+    pub handled: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl SlowPathIo {
+    /// Runs until `stop` is set, calling `between` (signal checks) every ~10 ms.
+    pub fn run<S: SlowPath>(&mut self, slow: &mut S, stop: &AtomicBool, between: &mut dyn FnMut()) {
+        let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let mut last_tick = rdtsc();
+        let mut last_between = last_tick;
+        while !stop.load(Ordering::Relaxed) {
+            let now = rdtsc();
+            let now_ns = tsc_to_ns(now, self.tsc_hz);
+            let mut work = 0;
+            for ring in 0..self.from_workers.len() {
+                burst.clear();
+                work += self.from_workers[ring].dequeue_burst(&mut burst);
+                for mut m in burst.drain(..) {
+                    self.handled += 1;
+                    let Some(port) = self.ports.index(&m) else {
+                        self.dropped += 1;
+                        continue;
+                    };
+                    match slow.handle(port, m.data_mut(), now_ns) {
+                        Some((out, len)) if set_len(&mut m, usize::from(len)) => {
+                            if let Some(tx) = self.tx.get_mut(usize::from(out)) {
+                                tx.push(m);
+                                self.sent += 1;
+                            } else {
+                                self.dropped += 1;
+                            }
+                        }
+                        _ => self.dropped += 1,
+                    }
+                }
+            }
+            if now.wrapping_sub(last_tick) >= tick_cycles {
+                last_tick = now;
+                let (tx, pool) = (&mut self.tx, &self.pool);
+                let mut sent = 0u64;
+                slow.tick(now_ns, &mut |port, bytes| {
+                    let Some(tx) = tx.get_mut(usize::from(port)) else {
+                        return;
+                    };
+                    if let Some(mut m) = pool.alloc()
+                        && let Some(buf) = m.append(bytes.len())
+                    {
+                        buf.copy_from_slice(bytes);
+                        tx.push(m);
+                        sent += 1;
+                    }
+                });
+                self.sent += sent;
+            }
+            for tx in &mut self.tx {
+                if !tx.is_empty() {
+                    tx.flush();
+                }
+            }
+            if now.wrapping_sub(last_between) >= tick_cycles * 10 {
+                last_between = now;
+                between();
+            }
+            if work == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+        for tx in &mut self.tx {
+            tx.flush();
+        }
+    }
+}

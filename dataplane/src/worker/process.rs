@@ -1,0 +1,148 @@
+//! What the I/O edge drives: one packet processor per worker and one slow-path handler on
+//! the main lcore. The real ones are the pipeline (`pipeline.rs`) and its slow path; the
+//! trivial [`PortForward`] here moves frames between paired ports (0<->1, 2<->3, ...) and
+//! lets the edge be run and tested before, and independently of, the pipeline.
+
+use crate::control::proto::CtCounters;
+use crate::worker::{Action, WorkerCommand, WorkerReply};
+
+/// A per-worker packet processor, called by the worker loop (no allocation, no locks, no
+/// syscalls in `process`).
+pub trait Process: Send {
+    /// Decide what happens to one received frame. `frame` may be rewritten in place;
+    /// [`Action::Reply`] frames are built in `scratch` (at least
+    /// [`SCRATCH_LEN`](crate::worker::SCRATCH_LEN) bytes).
+    fn process(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action;
+    /// Answer a control command (between bursts).
+    fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
+    /// Bounded periodic work (timers), about every millisecond.
+    fn tick(&mut self, now_ns: u64);
+}
+
+/// The slow path on the main lcore: ARP / neighbour discovery and frames waiting for a
+/// neighbour. Returns frames to transmit through `emit(port, bytes)`.
+pub trait SlowPath: Send {
+    /// One frame the workers gave up on; `frame` may be rewritten in place. Returns
+    /// `Some((port, len))` to transmit the (rewritten) frame, `None` to drop it.
+    fn handle(&mut self, in_port: u16, frame: &mut [u8], now_ns: u64) -> Option<(u16, u16)>;
+    /// Periodic work (resolution retries); frames to send go to `emit`.
+    fn tick(&mut self, now_ns: u64, emit: &mut dyn FnMut(u16, &[u8]));
+}
+
+/// Forwards every frame unchanged to the paired port (`port ^ 1`) when it exists, else
+/// back out of the port it came in on. Owns nothing: every worker may process any frame.
+#[derive(Debug, Clone)]
+pub struct PortForward {
+    ports: u16,
+}
+
+impl PortForward {
+    /// A forwarder over `ports` ports.
+    pub fn new(ports: u16) -> Self {
+        PortForward { ports }
+    }
+}
+
+impl Process for PortForward {
+    fn process(&mut self, in_port: u16, frame: &mut [u8], _now: u64, _s: &mut [u8]) -> Action {
+        let peer = in_port ^ 1;
+        let port = if peer < self.ports { peer } else { in_port };
+        match u16::try_from(frame.len()) {
+            Ok(len) => Action::Forward { port, len },
+            Err(_) => Action::Drop(crate::DropReason::BadIpLength),
+        }
+    }
+
+    fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
+        match cmd {
+            WorkerCommand::CtList { .. } => WorkerReply::CtPage {
+                entries: Vec::new(),
+                next_cursor: None,
+            },
+            WorkerCommand::CtDelete { .. } => WorkerReply::Deleted {
+                count: 0,
+                more: false,
+            },
+            WorkerCommand::CtCount { .. } => WorkerReply::Count(0),
+            WorkerCommand::CtStats => WorkerReply::Stats(CtCounters::default()),
+            WorkerCommand::SetTunables(_) => WorkerReply::Done,
+            WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
+                events: Vec::new(),
+                lost: 0,
+            },
+        }
+    }
+
+    fn tick(&mut self, _now_ns: u64) {}
+}
+
+/// A slow path that drops everything (no neighbour resolution): used with
+/// [`PortForward`], where hosts resolve each other across the bridge.
+#[derive(Debug, Default, Clone)]
+pub struct DropSlowPath {
+    /// Frames dropped.
+    pub dropped: u64,
+}
+
+impl SlowPath for DropSlowPath {
+    fn handle(&mut self, _in_port: u16, _frame: &mut [u8], _now_ns: u64) -> Option<(u16, u16)> {
+        self.dropped += 1;
+        None
+    }
+
+    fn tick(&mut self, _now_ns: u64, _emit: &mut dyn FnMut(u16, &[u8])) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::CtFilter;
+
+    #[test]
+    fn forwards_to_the_paired_port() {
+        let mut f = PortForward::new(3);
+        let mut frame = [0u8; 60];
+        let mut s = [0u8; 8];
+        assert_eq!(
+            f.process(0, &mut frame, 0, &mut s),
+            Action::Forward { port: 1, len: 60 }
+        );
+        assert_eq!(
+            f.process(1, &mut frame, 0, &mut s),
+            Action::Forward { port: 0, len: 60 }
+        );
+        // Port 2 has no partner (only 3 ports): hairpin.
+        assert_eq!(
+            f.process(2, &mut frame, 0, &mut s),
+            Action::Forward { port: 2, len: 60 }
+        );
+    }
+
+    #[test]
+    fn answers_commands_with_an_empty_table() {
+        let mut f = PortForward::new(2);
+        assert_eq!(
+            f.command(WorkerCommand::CtCount {
+                filter: CtFilter::default()
+            }),
+            WorkerReply::Count(0)
+        );
+        assert!(matches!(
+            f.command(WorkerCommand::CtList {
+                filter: CtFilter::default(),
+                cursor: 0,
+                limit: 10
+            }),
+            WorkerReply::CtPage {
+                next_cursor: None,
+                ..
+            }
+        ));
+    }
+}

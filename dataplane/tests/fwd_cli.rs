@@ -1,0 +1,131 @@
+//! `fwd` command line without EAL: `--version`, `check` on good and bad configurations.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fwd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fwd"))
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("fwd-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn version_names_the_package_version() {
+    let out = fwd().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("fwd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn example_configs_check_ok() {
+    for f in ["demo.yaml", "router.yaml", "edge-filter.yaml"] {
+        let out = fwd().arg("check").arg(examples().join(f)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
+    }
+}
+
+#[test]
+fn syntax_error_prints_file_line_column() {
+    let p = tmp(
+        "syntax.yaml",
+        "ports:\n  - name: lan\n    device: net_null0\n    colour: blue\n",
+    );
+    let out = fwd().arg("check").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:4:5: ", p.display())), "{err}");
+    assert!(err.contains("colour"), "{err}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn validation_error_names_the_field() {
+    let p = tmp(
+        "field.yaml",
+        "ports:\n  - name: lan\n    device: net_null0\n    addresses: [198.18.1.1/33]\n",
+    );
+    let out = fwd().arg("check").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{}: ports[0].addresses[0]: ", p.display())),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn missing_file_and_missing_arguments_fail() {
+    let out = fwd()
+        .args(["check", "/nonexistent/fwd.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/fwd.yaml"));
+    let out = fwd().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ruleset_files_are_checked_by_extension() {
+    let out = fwd()
+        .arg("check")
+        .arg(examples().join("router.nft"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = tmp(
+        "bad.nft",
+        "table inet filter {\n  chain input {\n    type filter hook input priority filter;\n    tcp dport 22 acept\n  }\n}\n",
+    );
+    let out = fwd().arg("check").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with(&format!("{}:4:", p.display())), "{err}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn a_config_whose_ruleset_names_an_unknown_port_fails_check() {
+    let dir = std::env::temp_dir().join(format!("fwd-cli-{}-rs", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("r.nft"),
+        "table inet f {\n  chain input {\n    type filter hook input priority filter;\n    iif \"dmz\" accept\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fwd.yaml"),
+        "ports:\n  - name: lan\n    device: net_null0\nruleset: r.nft\n",
+    )
+    .unwrap();
+    let out = fwd()
+        .arg("check")
+        .arg(dir.join("fwd.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("r.nft:4:"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

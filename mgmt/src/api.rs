@@ -1,0 +1,499 @@
+//! The HTTP API: routes, handlers and the OpenAPI document.
+//!
+//! Handlers only parse, validate, send one control request and map its answer
+//! (STYLE.md §4). Every answer of fwd that is not the expected success variant becomes an
+//! error response, so a request fwd did not apply never reports success.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dataplane::control::proto::{self, MAX_LINE, Request, RulesetSource};
+use futures_util::Stream;
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use crate::auth::{Auth, require_token};
+use crate::client::ControlClient;
+use crate::error::ApiError;
+use crate::filter::{self, DEFAULT_PAGE, Extra};
+use crate::schema;
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub client: Arc<ControlClient>,
+    /// Deadline of the control requests a `/metrics` scrape makes.
+    pub scrape_timeout: Duration,
+}
+
+/// The raw query pairs, with a malformed query string mapped to a 400.
+#[derive(Debug)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+    }
+}
+
+fn unexpected(r: &proto::Response) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "fwd_protocol",
+        format!("unexpected answer from fwd: {r:?}"),
+    )
+}
+
+macro_rules! expect {
+    ($resp:expr, $pat:pat => $val:expr) => {
+        match $resp {
+            $pat => Ok($val),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
+async fn call(s: &AppState, req: Request) -> Result<proto::Response, ApiError> {
+    Ok(s.client.call(req).await?)
+}
+
+/// `{"k": v, ...}` as a JSON response.
+fn json<T: Serialize>(v: T) -> Response {
+    Json(v).into_response()
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process serves requests", body = schema::Health)))]
+async fn healthz() -> Json<schema::Health> {
+    Json(schema::Health {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "fwd answers on its control socket", body = schema::Status),
+        (status = 503, description = "fwd unreachable", body = ApiError),
+        (status = 504, description = "fwd did not answer in time", body = ApiError)))]
+async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let st = expect!(call(&s, Request::Status).await?, proto::Response::Status(st) => st)?;
+    Ok(json(st))
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "health",
+    responses((status = 200, body = schema::Status), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
+    readyz(State(s)).await
+}
+
+#[utoipa::path(get, path = "/api/v1/ruleset", tag = "ruleset", params(schema::RulesetParams),
+    responses((status = 200, description = "The running ruleset with per-rule counters", body = schema::RulesetView,
+            content_type = "application/json"),
+        (status = 200, description = "`format=text`: the nftables text", body = String, content_type = "text/plain"),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ruleset_get(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
+    let mut text = false;
+    for (k, v) in &q {
+        match (k.as_str(), v.as_str()) {
+            ("format", "text") => text = true,
+            ("format", "json") => text = false,
+            ("format", _) => {
+                return Err(
+                    ApiError::bad_request("format is `text` or `json`").with_field("format")
+                );
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_field(k));
+            }
+        }
+    }
+    let view = expect!(call(&s, Request::RulesetGet).await?, proto::Response::Ruleset(v) => v)?;
+    if text {
+        Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            view.text,
+        )
+            .into_response())
+    } else {
+        Ok(json(view))
+    }
+}
+
+/// Reads a ruleset body: nftables text (any content type but JSON), nftables JSON
+/// (`{"nftables": [...]}`) or `{"format": ..., "content": ...}`.
+fn ruleset_source(headers: &HeaderMap, body: &Bytes) -> Result<RulesetSource, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::bad_request(format!("the ruleset is not UTF-8: {e}")))?;
+        return Ok(RulesetSource::Text(text.to_string()));
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    if v.get("nftables").is_some() {
+        return Ok(RulesetSource::Json(v));
+    }
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "a JSON ruleset is {{\"nftables\": [...]}} or {{\"format\": \"text\"|\"json\", \"content\": ...}}: {e}"
+        ))
+    })
+}
+
+async fn replace(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let ruleset = ruleset_source(headers, body)?;
+    let r = call(s, Request::RulesetReplace { ruleset, dry_run }).await?;
+    let (generation, applied_dry, rules) = expect!(r,
+        proto::Response::RulesetApplied { generation, dry_run, rules } => (generation, dry_run, rules))?;
+    if applied_dry != dry_run {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "fwd_protocol",
+            format!("asked dry_run={dry_run}, fwd answered dry_run={applied_dry}"),
+        ));
+    }
+    Ok(json(schema::RulesetApplied {
+        generation,
+        dry_run,
+        rules,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/ruleset", tag = "ruleset",
+    request_body(description = "nftables text (text/plain) or JSON (application/json)",
+        content((String = "text/plain"), (schema::RulesetBody = "application/json"))),
+    responses((status = 200, description = "Applied atomically", body = schema::RulesetApplied),
+        (status = 400, description = "Bad ruleset (line, column); the running ruleset is untouched", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ruleset_put(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    replace(&s, &headers, &body, false).await
+}
+
+#[utoipa::path(post, path = "/api/v1/ruleset/check", tag = "ruleset",
+    request_body(description = "nftables text (text/plain) or JSON (application/json)",
+        content((String = "text/plain"), (schema::RulesetBody = "application/json"))),
+    responses((status = 200, description = "The ruleset is valid (nothing applied)", body = schema::RulesetApplied),
+        (status = 400, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ruleset_check(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    replace(&s, &headers, &body, true).await
+}
+
+#[utoipa::path(get, path = "/api/v1/conntrack", tag = "conntrack",
+    params(schema::CtFilterParams, schema::PageParams),
+    responses((status = 200, description = "One page of matching entries (`conntrack -L`)", body = schema::ConntrackPage),
+        (status = 400, description = "Unknown or malformed filter", body = ApiError),
+        (status = 409, description = "Stale cursor: list again from the start", body = ApiError),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_list(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
+    let q = filter::parse(&q, Extra::Page)?;
+    let r = call(
+        &s,
+        Request::ConntrackList {
+            filter: q.filter,
+            cursor: q.cursor,
+            limit: q.limit.unwrap_or(DEFAULT_PAGE),
+        },
+    )
+    .await?;
+    let (entries, next_cursor) = expect!(r,
+        proto::Response::ConntrackPage { entries, next_cursor } => (entries, next_cursor))?;
+    Ok(json(
+        serde_json::json!({ "entries": entries, "next_cursor": next_cursor }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/conntrack", tag = "conntrack",
+    params(schema::CtFilterParams, schema::DeleteParams),
+    responses((status = 200, description = "Entries deleted (`conntrack -D`)", body = schema::Deleted),
+        (status = 400, description = "No filter and no `all=true`, or a bad filter", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_delete(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
+    let q = filter::parse(&q, Extra::All)?;
+    if q.filter.is_empty() && !q.all {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "refused_unfiltered",
+            "DELETE without a filter deletes every connection: add `all=true` to flush",
+        )
+        .with_field("all"));
+    }
+    let r = call(
+        &s,
+        Request::ConntrackDelete {
+            filter: q.filter,
+            all: q.all,
+        },
+    )
+    .await?;
+    let deleted = expect!(r, proto::Response::Deleted { deleted } => deleted)?;
+    Ok(json(schema::Deleted { deleted }))
+}
+
+#[utoipa::path(get, path = "/api/v1/conntrack/count", tag = "conntrack",
+    params(schema::CtFilterParams),
+    responses((status = 200, description = "Matching entries (`conntrack -C`)", body = schema::Count),
+        (status = 400, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_count(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
+    let q = filter::parse(&q, Extra::None)?;
+    let r = call(&s, Request::ConntrackCount { filter: q.filter }).await?;
+    let count = expect!(r, proto::Response::Count { count } => count)?;
+    Ok(json(schema::Count { count }))
+}
+
+#[utoipa::path(get, path = "/api/v1/conntrack/stats", tag = "conntrack",
+    responses((status = 200, description = "`conntrack -S` per worker and total", body = schema::ConntrackStats),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_stats(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let r = call(&s, Request::ConntrackStats).await?;
+    let st = expect!(r, proto::Response::ConntrackStats(st) => st)?;
+    Ok(json(st))
+}
+
+#[utoipa::path(get, path = "/api/v1/conntrack/events", tag = "conntrack",
+    params(schema::CtFilterParams, schema::EventParams),
+    responses((status = 200, description = "Server-sent events (`conntrack -E`): `event:` NEW, UPDATE or DESTROY; `data:` an EventLine. An `error` event ends the stream when fwd goes away.",
+            body = schema::EventLine, content_type = "text/event-stream"),
+        (status = 400, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_events(
+    State(s): State<AppState>,
+    Params(q): Params,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let q = filter::parse(&q, Extra::Events)?;
+    let sub = s.client.subscribe(q.filter, q.events).await?;
+    let stream = futures_util::stream::unfold(Some(sub), |state| async move {
+        let mut sub = state?;
+        match sub.next_event().await {
+            Ok(Some(ev)) => {
+                let name = match ev.kind {
+                    proto::EventType::New => "NEW",
+                    proto::EventType::Update => "UPDATE",
+                    proto::EventType::Destroy => "DESTROY",
+                };
+                let event = Event::default()
+                    .event(name)
+                    .json_data(&ev)
+                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
+                Some((Ok(event), Some(sub)))
+            }
+            Ok(None) => Some((
+                Ok(Event::default()
+                    .event("error")
+                    .data("fwd closed the event stream")),
+                None,
+            )),
+            Err(e) => Some((
+                Ok(Event::default().event("error").data(e.to_string())),
+                None,
+            )),
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[utoipa::path(get, path = "/api/v1/tuning", tag = "tuning",
+    responses((status = 200, description = "Tunables by sysctl name", body = schema::Tuning),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn tuning_get(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let values =
+        expect!(call(&s, Request::TuningGet).await?, proto::Response::Tuning { values } => values)?;
+    Ok(json(schema::Tuning { values }))
+}
+
+/// Validates a PATCH body into sysctl name → value.
+pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u64>, ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    let serde_json::Value::Object(map) = v else {
+        return Err(ApiError::bad_request(
+            "the body is a JSON object of sysctl names to values",
+        ));
+    };
+    if map.is_empty() {
+        return Err(ApiError::bad_request("no tunable given"));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (name, value) in map {
+        let full = if name.starts_with("nf_conntrack_") {
+            name.clone()
+        } else {
+            format!("nf_conntrack_{name}")
+        };
+        let bad =
+            |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_tunable", m).with_field(&name);
+        let n = match &value {
+            serde_json::Value::Bool(b) => u64::from(*b),
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| bad(format!("{name}: {n} is not a non-negative integer")))?,
+            other => return Err(bad(format!("{name}: {other} is not a number"))),
+        };
+        if out.insert(full.clone(), n).is_some() {
+            return Err(bad(format!("{full} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+#[utoipa::path(patch, path = "/api/v1/tuning", tag = "tuning",
+    request_body(content = schema::TuningPatch, content_type = "application/json"),
+    responses((status = 200, description = "Applied live; all tunables after the change", body = schema::Tuning),
+        (status = 400, description = "Unknown name or value out of range (`field` names it); nothing applied", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn tuning_patch(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let values = tuning_values(&body)?;
+    let values = expect!(call(&s, Request::TuningSet { values }).await?,
+        proto::Response::Tuning { values } => values)?;
+    Ok(json(schema::Tuning { values }))
+}
+
+#[utoipa::path(get, path = "/api/v1/ports", tag = "stats",
+    responses((status = 200, description = "Ports with link state and counters", body = schema::Ports),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ports(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let ports =
+        expect!(call(&s, Request::Ports).await?, proto::Response::Ports { ports } => ports)?;
+    Ok(json(serde_json::json!({ "ports": ports })))
+}
+
+/// The busy ratio of a worker.
+pub fn busy_ratio(w: &proto::WorkerStats) -> f64 {
+    if w.total_cycles == 0 {
+        0.0
+    } else {
+        // Precision loss is irrelevant for a ratio.
+        #[allow(clippy::cast_precision_loss)]
+        let r = w.busy_cycles as f64 / w.total_cycles as f64;
+        r
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/workers", tag = "stats",
+    responses((status = 200, description = "Per-core packets, drops by reason, handoffs, busy ratio", body = schema::Workers),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn workers(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let workers = expect!(call(&s, Request::Workers).await?, proto::Response::Workers { workers } => workers)?;
+    let workers: Vec<serde_json::Value> = workers
+        .iter()
+        .map(|w| {
+            let mut v = serde_json::to_value(w).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("busy_ratio".into(), serde_json::json!(busy_ratio(w)));
+            }
+            v
+        })
+        .collect();
+    Ok(json(serde_json::json!({ "workers": workers })))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format (see docs/metrics.md)", body = String,
+        content_type = "text/plain; version=0.0.4")),
+    security(("bearer" = [])))]
+async fn metrics(State(s): State<AppState>) -> Response {
+    let text = crate::metrics::scrape(&s.client, s.scrape_timeout).await;
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
+}
+
+async fn openapi_json() -> Response {
+    json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+#[derive(Debug)]
+struct BearerAddon;
+
+impl utoipa::Modify for BearerAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations and the schema types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Writes need a bearer token; reads too when fwmgmt runs with --auth-reads."),
+    paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ct_list, ct_delete,
+        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, metrics),
+    components(schemas(ApiError, schema::CtEntry, schema::CtTuple, schema::EventType)),
+    modifiers(&BearerAddon),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The router with every route, the auth layer and the JSON 404.
+pub fn router(state: AppState, auth: Auth) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/ruleset", get(ruleset_get).put(ruleset_put))
+        .route("/api/v1/ruleset/check", post(ruleset_check))
+        .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
+        .route("/api/v1/conntrack/count", get(ct_count))
+        .route("/api/v1/conntrack/stats", get(ct_stats))
+        .route("/api/v1/conntrack/events", get(ct_events))
+        .route("/api/v1/tuning", get(tuning_get).patch(tuning_patch))
+        .route("/api/v1/ports", get(ports))
+        .route("/api/v1/workers", get(workers))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_LINE))
+        .layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .with_state(state)
+}

@@ -1,0 +1,687 @@
+//! `fwctl`: the command line for the fwmgmt API, with the daily commands of `conntrack`
+//! and `nft`. Human output by default (like `conntrack -L`, `nft list ruleset`), `--json`
+//! for the API's JSON. See docs/mgmt.md.
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mgmt::error::ApiError;
+use mgmt::schema::{
+    ConntrackPage, ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, Ports, Tuning, Workers,
+};
+use serde_json::Value;
+
+/// Command line for the fwd management API.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// fwmgmt's base URL.
+    #[arg(
+        long,
+        env = "FWCTL_URL",
+        default_value = "http://127.0.0.1:9090",
+        global = true
+    )]
+    url: String,
+    /// File holding the bearer token (first line).
+    #[arg(long, env = "FWCTL_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Request timeout in seconds (not applied to `conntrack events`).
+    #[arg(long, default_value_t = 30, global = true)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per run: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connection tracking (like `conntrack`).
+    #[command(subcommand)]
+    Conntrack(Ct),
+    /// The ruleset (like `nft`).
+    #[command(subcommand)]
+    Ruleset(Ruleset),
+    /// Conntrack tunables by sysctl name.
+    #[command(subcommand)]
+    Tuning(TuningCmd),
+    /// Ports with link state and counters.
+    Ports,
+    /// Workers with packets, drops by reason, handoffs and busy ratio.
+    Workers,
+}
+
+#[derive(Debug, Args, Default)]
+struct Filter {
+    /// Original source address or prefix.
+    #[arg(short = 's', long = "src")]
+    src: Option<String>,
+    /// Original destination address or prefix.
+    #[arg(short = 'd', long = "dst")]
+    dst: Option<String>,
+    /// Reply source address or prefix.
+    #[arg(short = 'r', long = "reply-src")]
+    reply_src: Option<String>,
+    /// Reply destination address or prefix.
+    #[arg(short = 'q', long = "reply-dst")]
+    reply_dst: Option<String>,
+    /// Original source port.
+    #[arg(long)]
+    sport: Option<String>,
+    /// Original destination port.
+    #[arg(long)]
+    dport: Option<String>,
+    /// Protocol name or number.
+    #[arg(short = 'p', long = "proto")]
+    proto: Option<String>,
+    /// TCP state.
+    #[arg(long)]
+    state: Option<String>,
+    /// Mark, `value` or `value/mask`.
+    #[arg(short = 'm', long)]
+    mark: Option<String>,
+    /// Zone.
+    #[arg(short = 'w', long)]
+    zone: Option<String>,
+    /// `ipv4` or `ipv6`.
+    #[arg(short = 'f', long)]
+    family: Option<String>,
+    /// Status flag that must be set.
+    #[arg(long)]
+    status: Option<String>,
+}
+
+impl Filter {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let all = [
+            ("src", &self.src),
+            ("dst", &self.dst),
+            ("reply_src", &self.reply_src),
+            ("reply_dst", &self.reply_dst),
+            ("sport", &self.sport),
+            ("dport", &self.dport),
+            ("proto", &self.proto),
+            ("state", &self.state),
+            ("mark", &self.mark),
+            ("zone", &self.zone),
+            ("family", &self.family),
+            ("status", &self.status),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
+            .collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Ct {
+    /// List connections (`conntrack -L`), all pages.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// Entries per request.
+        #[arg(long, default_value_t = 1000)]
+        page: u32,
+    },
+    /// Delete connections (`conntrack -D`); with no filter, `--all` flushes the table.
+    Delete {
+        #[command(flatten)]
+        filter: Filter,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Count connections (`conntrack -C`).
+    Count {
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Statistics per worker and total (`conntrack -S`).
+    Stats,
+    /// Follow events (`conntrack -E`).
+    Events {
+        #[command(flatten)]
+        filter: Filter,
+        /// Event types, comma-separated (NEW,UPDATE,DESTROY).
+        #[arg(short = 'e', long = "event")]
+        events: Option<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Ruleset {
+    /// Print the running ruleset (`nft list ruleset`).
+    Show,
+    /// Replace the running ruleset atomically (`nft -f FILE`); `-` reads stdin. A `.json`
+    /// file is sent as nftables JSON.
+    Apply { file: PathBuf },
+    /// Check a ruleset without applying it (`nft -c -f FILE`).
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum TuningCmd {
+    /// Print tunables (all, or the given names).
+    Get { names: Vec<String> },
+    /// Set tunables, `NAME=VALUE` (the `nf_conntrack_` prefix may be left out).
+    Set {
+        #[arg(required = true)]
+        assignments: Vec<String>,
+    },
+}
+
+/// A failure to print: the API's error, or a local one.
+enum Failure {
+    Api(ApiError),
+    Local(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Local(s)
+    }
+}
+
+struct Client {
+    agent: ureq::Agent,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn request(&self, method: &str, path: &str, query: &[(&str, String)]) -> ureq::Request {
+        let mut r = self.agent.request(
+            method,
+            &format!("{}{}", self.url.trim_end_matches('/'), path),
+        );
+        for (k, v) in query {
+            r = r.query(k, v);
+        }
+        if let Some(t) = &self.token {
+            r = r.set("Authorization", &format!("Bearer {t}"));
+        }
+        r
+    }
+
+    fn finish(res: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, Failure> {
+        match res {
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                Err(match serde_json::from_str::<ApiError>(&text) {
+                    Ok(e) => Failure::Api(e),
+                    Err(_) => Failure::Local(format!("HTTP {code}: {text}")),
+                })
+            }
+            Err(e) => Err(Failure::Local(e.to_string())),
+        }
+    }
+
+    fn json(&self, method: &str, path: &str, query: &[(&str, String)]) -> Result<Value, Failure> {
+        let r = Self::finish(self.request(method, path, query).call())?;
+        r.into_json()
+            .map_err(|e| Failure::Local(format!("bad JSON answer: {e}")))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, Failure> {
+        let r = Self::finish(
+            self.request(method, path, &[])
+                .set("Content-Type", content_type)
+                .send_bytes(body),
+        )?;
+        r.into_json()
+            .map_err(|e| Failure::Local(format!("bad JSON answer: {e}")))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| Failure::Local(format!("unexpected answer: {e}")))
+}
+
+fn tuple_text(t: &CtTuple) -> String {
+    let mut s = format!("src={} dst={} ", t.src, t.dst);
+    if let (Some(sp), Some(dp)) = (t.sport, t.dport) {
+        s += &format!("sport={sp} dport={dp} ");
+    }
+    if let (Some(ty), Some(code)) = (t.icmp_type, t.icmp_code) {
+        s += &format!("type={ty} code={code} ");
+        if let Some(id) = t.icmp_id {
+            s += &format!("id={id} ");
+        }
+    }
+    s + &format!("packets={} bytes={}", t.packets, t.bytes)
+}
+
+/// One line as `conntrack -L` prints it.
+fn entry_text(e: &CtEntry) -> String {
+    let mut s = format!("{:<8} {:<2} {} ", e.proto, e.proto_num, e.timeout);
+    if let Some(st) = &e.state {
+        s += &format!("{st} ");
+    }
+    s += &tuple_text(&e.orig);
+    if e.status.iter().any(|f| f == "UNREPLIED") {
+        s += " [UNREPLIED]";
+    }
+    s += " ";
+    s += &tuple_text(&e.reply);
+    if e.status.iter().any(|f| f == "ASSURED") {
+        s += " [ASSURED]";
+    }
+    s += &format!(" mark={}", e.mark);
+    if e.zone != 0 {
+        s += &format!(" zone={}", e.zone);
+    }
+    s + " use=1"
+}
+
+fn counters_text(c: &CtCounters) -> String {
+    format!(
+        "found={} invalid={} insert={} insert_failed={} drop={} early_drop={} error={} search_restart={} entries={} max={}",
+        c.found,
+        c.invalid,
+        c.insert,
+        c.insert_failed,
+        c.drop,
+        c.early_drop,
+        c.error,
+        c.search_restart,
+        c.entries,
+        c.max
+    )
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("stdin: {e}"))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| Failure::Local(format!("{}: {e}", path.display())))
+}
+
+fn ruleset_send(c: &Client, cli_json: bool, file: &PathBuf, check: bool) -> Result<(), Failure> {
+    let body = read_file(file)?;
+    let ct = if file.extension().is_some_and(|e| e == "json") {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let path = if check {
+        "/api/v1/ruleset/check"
+    } else {
+        "/api/v1/ruleset"
+    };
+    let method = if check { "POST" } else { "PUT" };
+    let v = c.send(method, path, ct, &body).map_err(|f| match f {
+        // Point at the file like a compiler does.
+        Failure::Api(e) if e.line.is_some() => Failure::Local(format!(
+            "{}:{}:{}: {}: {}",
+            file.display(),
+            e.line.unwrap_or(0),
+            e.column.unwrap_or(0),
+            e.code,
+            e.message
+        )),
+        other => other,
+    })?;
+    if cli_json {
+        print_json(&v);
+    } else if check {
+        println!("{}: ok ({} rules)", file.display(), v["rules"]);
+    } else {
+        println!(
+            "ruleset applied: generation {}, {} rules",
+            v["generation"], v["rules"]
+        );
+    }
+    Ok(())
+}
+
+fn follow_events(
+    c: &Client,
+    json: bool,
+    filter: &Filter,
+    events: &Option<String>,
+    count: Option<u64>,
+) -> Result<(), Failure> {
+    let mut q = filter.pairs();
+    if let Some(e) = events {
+        q.push(("events", e.clone()));
+    }
+    let agent = ureq::AgentBuilder::new().build();
+    let mut req = agent.get(&format!(
+        "{}/api/v1/conntrack/events",
+        c.url.trim_end_matches('/')
+    ));
+    for (k, v) in &q {
+        req = req.query(k, v);
+    }
+    if let Some(t) = &c.token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = Client::finish(req.set("Accept", "text/event-stream").call())?;
+    let reader = std::io::BufReader::new(resp.into_reader());
+    let (mut name, mut data) = (String::new(), String::new());
+    let mut seen = 0u64;
+    let stdout = std::io::stdout();
+    for line in reader.lines() {
+        let line = line.map_err(|e| format!("event stream: {e}"))?;
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data += v.strip_prefix(' ').unwrap_or(v);
+        } else if line.is_empty() && !data.is_empty() {
+            if name == "error" {
+                return Err(Failure::Local(format!("event stream ended: {data}")));
+            }
+            let mut out = stdout.lock();
+            if json {
+                let _ = writeln!(out, "{data}");
+            } else {
+                let ev: EventLine =
+                    serde_json::from_str(&data).map_err(|e| format!("bad event: {e}"))?;
+                let _ = writeln!(out, "{:>9} {}", format!("[{name}]"), entry_text(&ev.entry));
+                if ev.lost > 0 {
+                    let _ = writeln!(out, "   [LOST] {} events", ev.lost);
+                }
+            }
+            let _ = out.flush();
+            data.clear();
+            name.clear();
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let token = match &cli.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let c = Client {
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(cli.timeout))
+            .build(),
+        url: cli.url.clone(),
+        token,
+    };
+    let json = cli.json;
+    match &cli.command {
+        Command::Conntrack(Ct::List { filter, page }) => {
+            let mut cursor: Option<String> = None;
+            let mut all = Vec::new();
+            let mut shown = 0u64;
+            loop {
+                let mut q = filter.pairs();
+                q.push(("limit", page.to_string()));
+                if let Some(c) = &cursor {
+                    q.push(("cursor", c.clone()));
+                }
+                let v = c.json("GET", "/api/v1/conntrack", &q)?;
+                let p: ConntrackPage = parse(v.clone())?;
+                if json {
+                    all.extend(v["entries"].as_array().cloned().unwrap_or_default());
+                } else {
+                    for e in &p.entries {
+                        println!("{}", entry_text(e));
+                    }
+                }
+                shown += p.entries.len() as u64;
+                match p.next_cursor {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            if json {
+                print_json(&Value::Array(all));
+            } else {
+                eprintln!("fwctl: {shown} flow entries have been shown.");
+            }
+        }
+        Command::Conntrack(Ct::Delete { filter, all }) => {
+            let mut q = filter.pairs();
+            if *all {
+                q.push(("all", "true".into()));
+            }
+            let v = c.json("DELETE", "/api/v1/conntrack", &q)?;
+            if json {
+                print_json(&v);
+            } else {
+                eprintln!("fwctl: {} flow entries have been deleted.", v["deleted"]);
+            }
+        }
+        Command::Conntrack(Ct::Count { filter }) => {
+            let v = c.json("GET", "/api/v1/conntrack/count", &filter.pairs())?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("{}", v["count"]);
+            }
+        }
+        Command::Conntrack(Ct::Stats) => {
+            let v = c.json("GET", "/api/v1/conntrack/stats", &[])?;
+            if json {
+                print_json(&v);
+            } else {
+                let s: ConntrackStats = parse(v)?;
+                for (i, w) in s.workers.iter().enumerate() {
+                    println!("{:<10}{}", format!("cpu={i}"), counters_text(w));
+                }
+                println!("{:<10}{}", "total", counters_text(&s.total));
+            }
+        }
+        Command::Conntrack(Ct::Events {
+            filter,
+            events,
+            count,
+        }) => {
+            follow_events(&c, json, filter, events, *count)?;
+        }
+        Command::Ruleset(Ruleset::Show) => {
+            let v = c.json("GET", "/api/v1/ruleset", &[])?;
+            if json {
+                print_json(&v);
+            } else {
+                print!("{}", v["text"].as_str().unwrap_or(""));
+            }
+        }
+        Command::Ruleset(Ruleset::Apply { file }) => ruleset_send(&c, json, file, false)?,
+        Command::Ruleset(Ruleset::Check { file }) => ruleset_send(&c, json, file, true)?,
+        Command::Tuning(TuningCmd::Get { names }) => {
+            let v = c.json("GET", "/api/v1/tuning", &[])?;
+            let t: Tuning = parse(v.clone())?;
+            let wanted = |k: &str| {
+                names.is_empty()
+                    || names
+                        .iter()
+                        .any(|n| n == k || format!("nf_conntrack_{n}") == k)
+            };
+            for n in names {
+                if !t
+                    .values
+                    .keys()
+                    .any(|k| *k == *n || *k == format!("nf_conntrack_{n}"))
+                {
+                    return Err(Failure::Local(format!("unknown tunable {n}")));
+                }
+            }
+            if json {
+                let sel: serde_json::Map<String, Value> = t
+                    .values
+                    .iter()
+                    .filter(|(k, _)| wanted(k))
+                    .map(|(k, v)| (k.clone(), Value::from(*v)))
+                    .collect();
+                print_json(&Value::Object(sel));
+            } else {
+                for (k, v) in t.values.iter().filter(|(k, _)| wanted(k)) {
+                    println!("{k} = {v}");
+                }
+            }
+        }
+        Command::Tuning(TuningCmd::Set { assignments }) => {
+            let mut body = serde_json::Map::new();
+            for a in assignments {
+                let (k, v) = a
+                    .split_once('=')
+                    .ok_or_else(|| format!("{a:?}: expected NAME=VALUE"))?;
+                let v: u64 = match v.trim() {
+                    "true" => 1,
+                    "false" => 0,
+                    n => n
+                        .parse()
+                        .map_err(|_| format!("{a:?}: {n:?} is not a non-negative integer"))?,
+                };
+                body.insert(k.trim().to_string(), Value::from(v));
+            }
+            let v = c.send(
+                "PATCH",
+                "/api/v1/tuning",
+                "application/json",
+                &serde_json::to_vec(&body).unwrap_or_default(),
+            )?;
+            if json {
+                print_json(&v);
+            } else {
+                let t: Tuning = parse(v)?;
+                for k in body.keys() {
+                    let full = if k.starts_with("nf_conntrack_") {
+                        k.clone()
+                    } else {
+                        format!("nf_conntrack_{k}")
+                    };
+                    if let Some(val) = t.values.get(&full) {
+                        println!("{full} = {val}");
+                    }
+                }
+            }
+        }
+        Command::Ports => {
+            let v = c.json("GET", "/api/v1/ports", &[])?;
+            if json {
+                print_json(&v);
+            } else {
+                let p: Ports = parse(v)?;
+                println!(
+                    "{:<8} {:>4} {:<10} {:<17} {:<5} {:>7} {:>14} {:>14} {:>10} {:>10}",
+                    "PORT",
+                    "ID",
+                    "DRIVER",
+                    "MAC",
+                    "LINK",
+                    "MBPS",
+                    "RX_PKTS",
+                    "TX_PKTS",
+                    "MISSED",
+                    "ERRORS"
+                );
+                for p in &p.ports {
+                    println!(
+                        "{:<8} {:>4} {:<10} {:<17} {:<5} {:>7} {:>14} {:>14} {:>10} {:>10}",
+                        p.name,
+                        p.port_id,
+                        p.driver,
+                        p.mac,
+                        if p.link_up { "up" } else { "down" },
+                        p.speed_mbps,
+                        p.ipackets,
+                        p.opackets,
+                        p.imissed,
+                        p.ierrors + p.oerrors
+                    );
+                }
+            }
+        }
+        Command::Workers => {
+            let v = c.json("GET", "/api/v1/workers", &[])?;
+            if json {
+                print_json(&v);
+            } else {
+                let w: Workers = parse(v)?;
+                println!(
+                    "{:<6} {:>5} {:>14} {:>14} {:>10} {:>10} {:>10} {:>6}  DROPS",
+                    "WORKER",
+                    "LCORE",
+                    "RX_PKTS",
+                    "TX_PKTS",
+                    "HANDOFF_TX",
+                    "HANDOFF_RX",
+                    "CT_ENTRIES",
+                    "BUSY"
+                );
+                for w in &w.workers {
+                    let drops: Vec<String> =
+                        w.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<6} {:>5} {:>14} {:>14} {:>10} {:>10} {:>10} {:>5.1}%  {}",
+                        w.worker,
+                        w.lcore,
+                        w.rx_packets,
+                        w.tx_packets,
+                        w.handoff_tx,
+                        w.handoff_rx,
+                        w.ct.entries,
+                        w.busy_ratio * 100.0,
+                        drops.join(" ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Api(e)) => {
+            let mut msg = format!("fwctl: error: {}: {}", e.code, e.message);
+            if let (Some(l), Some(c)) = (e.line, e.column) {
+                msg += &format!(" (line {l}, column {c})");
+            }
+            if let Some(f) = &e.field {
+                msg += &format!(" (field `{f}`)");
+            }
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Local(m)) => {
+            eprintln!("fwctl: error: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! `/metrics`: Prometheus text built at scrape time from two control requests (`stats` and
+//! `rule_counters`, both answered by fwd's control thread from per-worker counters that it
+//! reads without stopping a worker), with a short deadline. A fresh registry is built per
+//! scrape: fwd's counters are absolute, so there is no state to keep between scrapes, and
+//! a worker or port that disappears stops being exported.
+//!
+//! Names follow node_exporter's conntrack and network metrics where they exist; every
+//! metric is documented in `docs/metrics.md`.
+
+use std::time::Duration;
+
+use dataplane::control::proto::{self, Request, Response};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::client::ControlClient;
+
+/// Names of every metric family this module may export (for tests and docs).
+pub const NAMES: &[&str] = &[
+    "fwd_up",
+    "fwd_ruleset_generation",
+    "fwd_conntrack_entries",
+    "fwd_conntrack_entries_limit",
+    "fwd_conntrack_found_total",
+    "fwd_conntrack_invalid_total",
+    "fwd_conntrack_insert_total",
+    "fwd_conntrack_insert_failed_total",
+    "fwd_conntrack_drop_total",
+    "fwd_conntrack_early_drop_total",
+    "fwd_conntrack_error_total",
+    "fwd_conntrack_search_restart_total",
+    "fwd_conntrack_events_dropped_total",
+    "fwd_port_up",
+    "fwd_port_speed_mbps",
+    "fwd_port_receive_packets_total",
+    "fwd_port_transmit_packets_total",
+    "fwd_port_receive_bytes_total",
+    "fwd_port_transmit_bytes_total",
+    "fwd_port_receive_missed_total",
+    "fwd_port_receive_errors_total",
+    "fwd_port_transmit_errors_total",
+    "fwd_port_receive_nombuf_total",
+    "fwd_worker_receive_packets_total",
+    "fwd_worker_transmit_packets_total",
+    "fwd_worker_drops_total",
+    "fwd_worker_handoff_sent_total",
+    "fwd_worker_handoff_received_total",
+    "fwd_worker_handoff_dropped_total",
+    "fwd_worker_busy_cycles_total",
+    "fwd_worker_cycles_total",
+    "fwd_worker_conntrack_entries",
+    "fwd_nat_port_exhausted_total",
+    "fwd_rule_packets_total",
+    "fwd_rule_bytes_total",
+    "fwmgmt_scrape_errors",
+];
+
+/// Builds the families from one scrape's answers.
+struct Families {
+    registry: Registry,
+}
+
+impl Families {
+    fn new() -> Self {
+        Families {
+            registry: Registry::new(),
+        }
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        let g = IntGauge::new(name, help).expect("static metric name is valid");
+        self.registry
+            .register(Box::new(g.clone()))
+            .expect("each metric is registered once per scrape");
+        g
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let g =
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric name is valid");
+        self.registry
+            .register(Box::new(g.clone()))
+            .expect("each metric is registered once per scrape");
+        g
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c =
+            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric name is valid");
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("each metric is registered once per scrape");
+        c
+    }
+
+    fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric data, which we never build.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// A counter family read from one field: name, help, getter.
+type Field<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn add_stats(f: &Families, stats: &proto::Stats) {
+    f.gauge(
+        "fwd_ruleset_generation",
+        "Generation of the running ruleset.",
+    )
+    .set(clamp(stats.ruleset_generation));
+
+    // Conntrack: totals as node_exporter's node_nf_conntrack_entries(_limit); the
+    // `conntrack -S` counters per worker (sum() them for node_exporter's totals).
+    let entries: u64 = stats.workers.iter().map(|w| w.ct.entries).sum();
+    let limit: u64 = stats.workers.iter().map(|w| w.ct.max).sum();
+    f.gauge(
+        "fwd_conntrack_entries",
+        "Live connection-tracking entries (all workers).",
+    )
+    .set(clamp(entries));
+    f.gauge(
+        "fwd_conntrack_entries_limit",
+        "Maximum connection-tracking entries (nf_conntrack_max).",
+    )
+    .set(clamp(limit));
+    let w = &["worker"];
+    let ct: [Field<proto::CtCounters>; 8] = [
+        (
+            "fwd_conntrack_found_total",
+            "Lookups that found an entry (conntrack -S found).",
+            |c| c.found,
+        ),
+        (
+            "fwd_conntrack_invalid_total",
+            "Packets that could not be tracked (conntrack -S invalid).",
+            |c| c.invalid,
+        ),
+        (
+            "fwd_conntrack_insert_total",
+            "Entries inserted (conntrack -S insert).",
+            |c| c.insert,
+        ),
+        (
+            "fwd_conntrack_insert_failed_total",
+            "Insertions that failed (conntrack -S insert_failed).",
+            |c| c.insert_failed,
+        ),
+        (
+            "fwd_conntrack_drop_total",
+            "Packets dropped because the table was full (conntrack -S drop).",
+            |c| c.drop,
+        ),
+        (
+            "fwd_conntrack_early_drop_total",
+            "Unassured entries evicted to make room (conntrack -S early_drop).",
+            |c| c.early_drop,
+        ),
+        (
+            "fwd_conntrack_error_total",
+            "Packets with errors (conntrack -S error).",
+            |c| c.error,
+        ),
+        (
+            "fwd_conntrack_search_restart_total",
+            "Lookups restarted (conntrack -S search_restart).",
+            |c| c.search_restart,
+        ),
+    ];
+    for (name, help, get) in ct {
+        let c = f.counter_vec(name, help, w);
+        for ws in &stats.workers {
+            c.with_label_values(&[&ws.worker.to_string()])
+                .inc_by(get(&ws.ct));
+        }
+    }
+    let per_worker: [Field<proto::WorkerStats>; 9] = [
+        (
+            "fwd_worker_receive_packets_total",
+            "Packets received from the worker's RX queues.",
+            |w| w.rx_packets,
+        ),
+        (
+            "fwd_worker_transmit_packets_total",
+            "Packets transmitted by the worker.",
+            |w| w.tx_packets,
+        ),
+        (
+            "fwd_worker_handoff_sent_total",
+            "Packets handed to the worker owning their flow.",
+            |w| w.handoff_tx,
+        ),
+        (
+            "fwd_worker_handoff_received_total",
+            "Packets received from other workers.",
+            |w| w.handoff_rx,
+        ),
+        (
+            "fwd_worker_handoff_dropped_total",
+            "Packets lost because a handoff ring was full.",
+            |w| w.handoff_drop,
+        ),
+        (
+            "fwd_worker_busy_cycles_total",
+            "TSC cycles of loop iterations that carried packets.",
+            |w| w.busy_cycles,
+        ),
+        (
+            "fwd_worker_cycles_total",
+            "TSC cycles since the worker started.",
+            |w| w.total_cycles,
+        ),
+        (
+            "fwd_nat_port_exhausted_total",
+            "NAT allocations that failed because no port was free.",
+            |w| w.nat_port_exhausted,
+        ),
+        (
+            "fwd_conntrack_events_dropped_total",
+            "Conntrack events lost because the event ring was full.",
+            |w| w.events_dropped,
+        ),
+    ];
+    for (name, help, get) in per_worker {
+        let c = f.counter_vec(name, help, w);
+        for ws in &stats.workers {
+            c.with_label_values(&[&ws.worker.to_string()])
+                .inc_by(get(ws));
+        }
+    }
+    let wentries = f.gauge_vec(
+        "fwd_worker_conntrack_entries",
+        "Live connection-tracking entries owned by the worker.",
+        w,
+    );
+    let drops = f.counter_vec(
+        "fwd_worker_drops_total",
+        "Packets dropped by the worker, by drop reason.",
+        &["worker", "reason"],
+    );
+    for ws in &stats.workers {
+        let id = ws.worker.to_string();
+        wentries.with_label_values(&[&id]).set(clamp(ws.ct.entries));
+        for (reason, n) in &ws.drops {
+            drops.with_label_values(&[&id, reason]).inc_by(*n);
+        }
+    }
+
+    // Ports, after node_exporter's node_network_* names.
+    let p = &["port"];
+    let up = f.gauge_vec("fwd_port_up", "1 when the port's link is up.", p);
+    let speed = f.gauge_vec("fwd_port_speed_mbps", "Link speed in Mbit/s.", p);
+    for ps in &stats.ports {
+        up.with_label_values(&[&ps.name]).set(i64::from(ps.link_up));
+        speed
+            .with_label_values(&[&ps.name])
+            .set(i64::from(ps.speed_mbps));
+    }
+    let port: [Field<proto::PortStats>; 8] = [
+        (
+            "fwd_port_receive_packets_total",
+            "Packets received on the port.",
+            |p| p.ipackets,
+        ),
+        (
+            "fwd_port_transmit_packets_total",
+            "Packets transmitted on the port.",
+            |p| p.opackets,
+        ),
+        (
+            "fwd_port_receive_bytes_total",
+            "Bytes received on the port.",
+            |p| p.ibytes,
+        ),
+        (
+            "fwd_port_transmit_bytes_total",
+            "Bytes transmitted on the port.",
+            |p| p.obytes,
+        ),
+        (
+            "fwd_port_receive_missed_total",
+            "Packets the NIC dropped because RX queues were full.",
+            |p| p.imissed,
+        ),
+        (
+            "fwd_port_receive_errors_total",
+            "Erroneous received packets.",
+            |p| p.ierrors,
+        ),
+        (
+            "fwd_port_transmit_errors_total",
+            "Failed transmissions.",
+            |p| p.oerrors,
+        ),
+        (
+            "fwd_port_receive_nombuf_total",
+            "RX mbuf allocation failures.",
+            |p| p.rx_nombuf,
+        ),
+    ];
+    for (name, help, get) in port {
+        let c = f.counter_vec(name, help, p);
+        for ps in &stats.ports {
+            c.with_label_values(&[&ps.name]).inc_by(get(ps));
+        }
+    }
+}
+
+fn add_rules(f: &Families, counters: &[proto::RuleCounter]) {
+    let labels = &["family", "table", "chain", "handle"];
+    let packets = f.counter_vec(
+        "fwd_rule_packets_total",
+        "Packets matched by the rule's counter.",
+        labels,
+    );
+    let bytes = f.counter_vec(
+        "fwd_rule_bytes_total",
+        "Bytes matched by the rule's counter.",
+        labels,
+    );
+    for c in counters {
+        let l = [c.family.as_str(), &c.table, &c.chain, &c.handle.to_string()];
+        packets.with_label_values(&l).inc_by(c.packets);
+        bytes.with_label_values(&l).inc_by(c.bytes);
+    }
+}
+
+/// Builds the exposition from the answers (or errors) of one scrape.
+pub fn render(
+    stats: Option<&proto::Stats>,
+    rules: Option<&[proto::RuleCounter]>,
+    errors: u64,
+) -> String {
+    let f = Families::new();
+    f.gauge(
+        "fwd_up",
+        "1 when fwd answered the scrape on its control socket.",
+    )
+    .set(i64::from(stats.is_some()));
+    f.gauge(
+        "fwmgmt_scrape_errors",
+        "Control requests of this scrape that failed (0, 1 or 2).",
+    )
+    .set(clamp(errors));
+    if let Some(s) = stats {
+        add_stats(&f, s);
+    }
+    if let Some(r) = rules {
+        add_rules(&f, r);
+    }
+    f.encode()
+}
+
+/// One scrape: `stats` and `rule_counters`, each within `timeout`.
+pub async fn scrape(client: &ControlClient, timeout: Duration) -> String {
+    let (stats, rules) = tokio::join!(
+        client.call_within(Request::Stats, timeout),
+        client.call_within(Request::RuleCounters, timeout)
+    );
+    let mut errors = 0;
+    let stats = match stats {
+        Ok(Response::Stats(s)) => Some(s),
+        _ => {
+            errors += 1;
+            None
+        }
+    };
+    let rules = match rules {
+        Ok(Response::RuleCounters { counters, .. }) => Some(counters),
+        _ => {
+            errors += 1;
+            None
+        }
+    };
+    render(stats.as_ref(), rules.as_deref(), errors)
+}

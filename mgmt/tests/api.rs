@@ -1,0 +1,860 @@
+//! Router tests against the FakeDataplane over a real Unix socket.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use common::{FakeDataplane, INITIAL_RULESET};
+use dataplane::control::proto::{self, EventType};
+use http_body_util::BodyExt;
+use mgmt::api::{AppState, router};
+use mgmt::auth::Auth;
+use mgmt::client::ControlClient;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token-123";
+
+struct Env {
+    fake: FakeDataplane,
+    app: Router,
+}
+
+async fn env_with(entries: u16, auth: Auth, timeout: Duration) -> Env {
+    let fake = FakeDataplane::start(entries).await;
+    let state = AppState {
+        client: Arc::new(ControlClient::new(&fake.path, timeout)),
+        scrape_timeout: Duration::from_millis(500),
+    };
+    Env {
+        app: router(state, auth),
+        fake,
+    }
+}
+
+async fn env() -> Env {
+    env_with(
+        25,
+        Auth::new(Some(TOKEN.into()), false),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).unwrap()
+    }
+    /// Asserts an error response's status and code.
+    fn error(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> Resp {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ct, bytes)) => b
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(bytes.to_vec())),
+        None => b.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Resp {
+    send(app, Method::GET, uri, None, None).await
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let e = env().await;
+    let r = get(&e.app, "/healthz").await;
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (StatusCode::OK, json!("ok"))
+    );
+    let r = get(&e.app, "/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["ruleset_generation"], 1);
+    let r = get(&e.app, "/api/v1/status").await;
+    assert_eq!(r.json()["workers"], 2);
+}
+
+#[tokio::test]
+async fn fwd_down_is_503_and_not_ready() {
+    let e = env().await;
+    assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+    // The listener and the connection mgmt reuses are closed: the retry fails too.
+    e.fake.stop();
+    get(&e.app, "/readyz")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
+    get(&e.app, "/api/v1/conntrack/count")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
+    // healthz does not depend on fwd.
+    assert_eq!(get(&e.app, "/healthz").await.status, StatusCode::OK);
+    // A write fwd did not apply is not a success.
+    let r = send(
+        &e.app,
+        Method::PATCH,
+        "/api/v1/tuning",
+        Some(TOKEN),
+        Some(("application/json", br#"{"nf_conntrack_max": 1000}"#)),
+    )
+    .await;
+    r.error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
+}
+
+#[tokio::test]
+async fn unreachable_socket_path_is_503() {
+    let state = AppState {
+        client: Arc::new(ControlClient::new(
+            "/nonexistent/mgmt-test/control.sock",
+            Duration::from_secs(1),
+        )),
+        scrape_timeout: Duration::from_millis(100),
+    };
+    let app = router(state, Auth::new(None, false));
+    get(&app, "/readyz")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
+    let m = get(&app, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.text().contains("\nfwd_up 0\n"), "{}", m.text());
+    assert!(!m.text().contains("fwd_conntrack_entries"));
+}
+
+#[tokio::test]
+async fn stalled_fwd_is_504_and_the_next_request_reconnects() {
+    let e = env_with(
+        3,
+        Auth::new(Some(TOKEN.into()), false),
+        Duration::from_millis(300),
+    )
+    .await;
+    e.fake.state().stall = true;
+    get(&e.app, "/api/v1/conntrack/count")
+        .await
+        .error(StatusCode::GATEWAY_TIMEOUT, "fwd_timeout");
+    e.fake.state().stall = false;
+    let r = get(&e.app, "/api/v1/conntrack/count").await;
+    assert_eq!(
+        (r.status, r.json()["count"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+}
+
+#[tokio::test]
+async fn auth_for_writes_and_optional_reads() {
+    let e = env().await;
+    let put = |tok: Option<&'static str>| {
+        let app = e.app.clone();
+        async move {
+            send(
+                &app,
+                Method::PUT,
+                "/api/v1/ruleset",
+                tok,
+                Some(("text/plain", b"flush ruleset\n")),
+            )
+            .await
+        }
+    };
+    let r = put(None).await;
+    r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    put(Some("wrong"))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(
+        e.fake.state().generation,
+        1,
+        "refused writes must not reach fwd"
+    );
+    assert_eq!(put(Some(TOKEN)).await.status, StatusCode::OK);
+    assert_eq!(e.fake.state().generation, 2);
+    // Reads are open by default.
+    assert_eq!(get(&e.app, "/api/v1/tuning").await.status, StatusCode::OK);
+    // A malformed Authorization header is a 401 naming the header.
+    let req = Request::builder()
+        .method(Method::DELETE)
+        .uri("/api/v1/conntrack?all=true")
+        .header(header::AUTHORIZATION, "Basic Zm9vOmJhcg==")
+        .body(Body::empty())
+        .unwrap();
+    let resp = e.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // --auth-reads
+    let e = env_with(
+        1,
+        Auth::new(Some(TOKEN.into()), true),
+        Duration::from_secs(5),
+    )
+    .await;
+    get(&e.app, "/api/v1/tuning")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    get(&e.app, "/metrics")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        send(&e.app, Method::GET, "/api/v1/tuning", Some(TOKEN), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(get(&e.app, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+
+    // No token configured: writes are refused, whatever is sent.
+    let e = env_with(1, Auth::new(None, false), Duration::from_secs(5)).await;
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some("anything"),
+        Some(("text/plain", b"flush ruleset\n")),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(e.fake.state().generation, 1);
+}
+
+#[tokio::test]
+async fn ruleset_get_text_and_structured() {
+    let e = env().await;
+    let r = get(&e.app, "/api/v1/ruleset").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["text"], INITIAL_RULESET);
+    assert!(v["json"]["nftables"].is_array());
+    assert_eq!(v["counters"][0]["chain"], "input");
+    assert_eq!(v["counters"][0]["packets"], 42);
+    let r = get(&e.app, "/api/v1/ruleset?format=text").await;
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(r.text(), INITIAL_RULESET);
+    get(&e.app, "/api/v1/ruleset?format=xml")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    get(&e.app, "/api/v1/ruleset?verbose=1")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn ruleset_replace_check_and_bad_ruleset() {
+    let e = env().await;
+    let new = "table inet filter {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    udp dport 53 counter accept\n  }\n}\n";
+    // Check: valid, nothing applied.
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/check",
+        None,
+        Some(("text/plain", new.as_bytes())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"generation": 1, "dry_run": true, "rules": 1})
+    );
+    assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
+
+    // A bad ruleset: 400 with line and column, the running ruleset untouched.
+    let bad = "table inet filter {\n  chain input {\n    tcp dport 22 accept\n      frobnicate everything\n  }\n}\n";
+    for (method, uri) in [
+        (Method::PUT, "/api/v1/ruleset"),
+        (Method::POST, "/api/v1/ruleset/check"),
+    ] {
+        let r = send(
+            &e.app,
+            method,
+            uri,
+            Some(TOKEN),
+            Some(("text/plain", bad.as_bytes())),
+        )
+        .await;
+        let v = r.error(StatusCode::BAD_REQUEST, "bad_ruleset");
+        assert_eq!(
+            (v["line"].clone(), v["column"].clone()),
+            (json!(4), json!(7)),
+            "{v}"
+        );
+    }
+    let v = get(&e.app, "/api/v1/ruleset").await.json();
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["generation"].clone()),
+        (INITIAL_RULESET, json!(1))
+    );
+
+    // Replace.
+    let r = send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", new.as_bytes())),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"generation": 2, "dry_run": false, "rules": 1})
+    );
+    let v = get(&e.app, "/api/v1/ruleset").await.json();
+    assert_eq!(
+        (v["text"].as_str().unwrap(), v["generation"].clone()),
+        (new, json!(2))
+    );
+    assert_eq!(v["counters"][0]["chain"], "forward");
+
+    // Structured: nftables JSON, and the tagged form.
+    let r = send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some((
+            "application/json",
+            br#"{"nftables":[{"table":{"family":"inet","name":"json"}}]}"#,
+        )),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["generation"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let tagged = serde_json::to_vec(&json!({"format": "text", "content": new})).unwrap();
+    let r = send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("application/json", &tagged)),
+    )
+    .await;
+    assert_eq!(r.json()["generation"], 4);
+    assert!(
+        matches!(e.fake.state().log.last(), Some(proto::Request::RulesetReplace { ruleset: proto::RulesetSource::Text(t), dry_run: false }) if t == new)
+    );
+
+    // Malformed JSON: 400 with the position in the body; nothing sent to fwd.
+    let sent = e.fake.state().log.len();
+    let v = send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("application/json", b"{\n  \"nftables\": [,]\n}")),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(
+        (v["line"].clone(), v["column"].clone()),
+        (json!(2), json!(16)),
+        "{v}"
+    );
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("application/json", br#"{"rules": []}"#)),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", &[0xff, 0xfe])),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(e.fake.state().log.len(), sent);
+    assert_eq!(e.fake.state().generation, 4);
+}
+
+#[tokio::test]
+async fn conntrack_list_pages_with_a_cursor() {
+    let e = env().await;
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/conntrack?limit=10".to_string();
+    let mut pages = 0;
+    loop {
+        let v = get(&e.app, &uri).await.json();
+        pages += 1;
+        for en in v["entries"].as_array().unwrap() {
+            seen.push(en["orig"]["sport"].as_u64().unwrap());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/conntrack?limit=10&cursor={c}"),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen,
+        (40000..40025).collect::<Vec<u64>>(),
+        "every entry exactly once, in order"
+    );
+
+    // Default page size covers all 25.
+    let v = get(&e.app, "/api/v1/conntrack").await.json();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 25);
+    assert!(v["next_cursor"].is_null());
+    let en = &v["entries"][0];
+    assert_eq!(
+        (
+            en["orig"]["src"].clone(),
+            en["reply"]["src"].clone(),
+            en["state"].clone()
+        ),
+        (
+            json!("198.18.0.1"),
+            json!("203.0.113.1"),
+            json!("ESTABLISHED")
+        )
+    );
+
+    get(&e.app, "/api/v1/conntrack?cursor=zzz")
+        .await
+        .error(StatusCode::CONFLICT, "bad_cursor");
+    let v = get(&e.app, "/api/v1/conntrack?limit=0")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_filter");
+    assert_eq!(v["field"], "limit");
+}
+
+#[tokio::test]
+async fn conntrack_filters() {
+    let e = env().await;
+    let count = |q: &'static str| {
+        let app = e.app.clone();
+        async move {
+            let v = get(&app, &format!("/api/v1/conntrack?{q}")).await.json();
+            let listed = v["entries"].as_array().unwrap().len() as u64;
+            let c = get(&app, &format!("/api/v1/conntrack/count?{q}"))
+                .await
+                .json()["count"]
+                .as_u64()
+                .unwrap();
+            assert_eq!(listed, c, "list and count agree for {q}");
+            c
+        }
+    };
+    assert_eq!(count("").await, 25);
+    assert_eq!(count("proto=tcp").await, 13);
+    assert_eq!(count("proto=udp&dport=53").await, 12);
+    assert_eq!(count("src=198.18.0.3").await, 1);
+    assert_eq!(count("src=198.18.0.0/30").await, 3);
+    assert_eq!(count("dst=203.0.113.1&sport=40004").await, 1);
+    assert_eq!(count("state=ESTABLISHED").await, 13);
+    assert_eq!(count("mark=1").await, 6);
+    assert_eq!(count("mark=0x2/0x2").await, 12);
+    assert_eq!(count("zone=1").await, 0);
+    assert_eq!(count("family=ipv6").await, 0);
+    assert_eq!(count("status=ASSURED&reply_dst=198.18.0.2").await, 1);
+    // Unknown and malformed filters.
+    for (q, field) in [
+        ("srcc=1.2.3.4", "srcc"),
+        ("dport=http", "dport"),
+        ("state=DANCING", "state"),
+        ("src=198.18.0.0/40", "src"),
+        ("cursor=x", "cursor"),
+    ] {
+        let v = get(&e.app, &format!("/api/v1/conntrack/count?{q}"))
+            .await
+            .error(StatusCode::BAD_REQUEST, "bad_filter");
+        assert_eq!(v["field"], field);
+    }
+}
+
+#[tokio::test]
+async fn conntrack_delete_needs_a_filter_or_all() {
+    let e = env().await;
+    let del = |q: &'static str| {
+        let app = e.app.clone();
+        async move {
+            send(
+                &app,
+                Method::DELETE,
+                &format!("/api/v1/conntrack{q}"),
+                Some(TOKEN),
+                None,
+            )
+            .await
+        }
+    };
+    del("")
+        .await
+        .error(StatusCode::BAD_REQUEST, "refused_unfiltered");
+    del("?all=false")
+        .await
+        .error(StatusCode::BAD_REQUEST, "refused_unfiltered");
+    assert!(
+        !e.fake
+            .state()
+            .log
+            .iter()
+            .any(|r| matches!(r, proto::Request::ConntrackDelete { .. }))
+    );
+    assert_eq!(e.fake.state().entries.len(), 25);
+    let r = del("?proto=udp").await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::OK, json!({"deleted": 12}))
+    );
+    assert_eq!(
+        get(&e.app, "/api/v1/conntrack/count").await.json()["count"],
+        13
+    );
+    del("?limit=5")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_filter");
+    let r = del("?all=true").await;
+    assert_eq!(r.json(), json!({"deleted": 13}));
+    assert_eq!(
+        get(&e.app, "/api/v1/conntrack/count").await.json()["count"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn conntrack_stats_ports_workers() {
+    let e = env().await;
+    let v = get(&e.app, "/api/v1/conntrack/stats").await.json();
+    assert_eq!(v["workers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["total"]["found"], 300);
+    assert_eq!(v["total"]["entries"], 23);
+    let v = get(&e.app, "/api/v1/ports").await.json();
+    assert_eq!(v["ports"][1]["name"], "wan");
+    assert_eq!(v["ports"][0]["link_up"], true);
+    let v = get(&e.app, "/api/v1/workers").await.json();
+    assert_eq!(v["workers"][0]["busy_ratio"], 0.25);
+    assert_eq!(v["workers"][1]["drops"]["ct_invalid"], 7);
+    assert_eq!(v["workers"][1]["handoff_tx"], 5);
+}
+
+#[tokio::test]
+async fn tuning_get_and_patch() {
+    let e = env().await;
+    let v = get(&e.app, "/api/v1/tuning").await.json();
+    assert_eq!(v["values"]["nf_conntrack_tcp_timeout_established"], 432000);
+    let patch = |body: &'static str| {
+        let app = e.app.clone();
+        async move {
+            send(
+                &app,
+                Method::PATCH,
+                "/api/v1/tuning",
+                Some(TOKEN),
+                Some(("application/json", body.as_bytes())),
+            )
+            .await
+        }
+    };
+    let r = patch(r#"{"nf_conntrack_udp_timeout": 10, "tcp_loose": false}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["values"]["nf_conntrack_udp_timeout"], 10);
+    assert_eq!(e.fake.state().tuning["nf_conntrack_tcp_loose"], 0);
+    assert_eq!(
+        get(&e.app, "/api/v1/tuning").await.json()["values"]["nf_conntrack_udp_timeout"],
+        10
+    );
+
+    // Out of range, unknown, wrong type: 400 naming the field; nothing applied.
+    let before = e.fake.state().tuning.clone();
+    let v = patch(r#"{"nf_conntrack_udp_timeout": 20, "nf_conntrack_tcp_loose": 7}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "nf_conntrack_tcp_loose");
+    let v = patch(r#"{"nf_conntrack_bogus_timeout_x": 1, "nf_conntrack_frobs": 1}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "nf_conntrack_frobs");
+    let v = patch(r#"{"nf_conntrack_max": -1}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "nf_conntrack_max");
+    patch(r#"{"nf_conntrack_max": "big"}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    patch(r#"{}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    patch(r#"[1]"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    patch(r#"{"nf_conntrack_max": "#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(e.fake.state().tuning, before);
+}
+
+#[tokio::test]
+async fn not_found_and_method_not_allowed_are_json() {
+    let e = env().await;
+    get(&e.app, "/api/v1/nothing")
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    send(&e.app, Method::POST, "/api/v1/ports", Some(TOKEN), None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let kind = rest.split(' ').nth(1).unwrap();
+                assert!(["counter", "gauge"].contains(&kind), "{line}");
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => {
+                assert!(l.ends_with('}'), "{line}");
+                (n.to_string(), l.trim_end_matches('}').to_string())
+            }
+            None => (series.to_string(), String::new()),
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        out.push((name, labels, value));
+    }
+    out
+}
+
+fn metric(m: &[(String, String, f64)], name: &str, labels: &str) -> f64 {
+    m.iter()
+        .find(|(n, l, _)| n == name && l == labels)
+        .unwrap_or_else(|| panic!("no {name}{{{labels}}}"))
+        .2
+}
+
+#[tokio::test]
+async fn metrics_scrape_has_the_names_and_values() {
+    let e = env().await;
+    let before = e.fake.state().log.len();
+    let r = get(&e.app, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(
+        e.fake.state().log.len() - before,
+        2,
+        "a scrape makes two control requests"
+    );
+    let m = parse_metrics(&r.text());
+    for name in mgmt::metrics::NAMES {
+        assert!(m.iter().any(|(n, _, _)| n == name), "{name} missing");
+    }
+    assert_eq!(metric(&m, "fwd_up", ""), 1.0);
+    assert_eq!(metric(&m, "fwd_conntrack_entries", ""), 23.0);
+    assert_eq!(metric(&m, "fwd_conntrack_entries_limit", ""), 262144.0);
+    assert_eq!(
+        metric(&m, "fwd_conntrack_found_total", "worker=\"1\""),
+        200.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "fwd_worker_drops_total",
+            "reason=\"no_route\",worker=\"0\""
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_port_receive_packets_total", "port=\"lan\""),
+        5000.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_nat_port_exhausted_total", "worker=\"0\""),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "fwd_rule_packets_total",
+            "chain=\"input\",family=\"inet\",handle=\"5\",table=\"filter\""
+        ),
+        42.0
+    );
+    assert_eq!(metric(&m, "fwd_ruleset_generation", ""), 1.0);
+
+    // Counters move.
+    e.fake.state().stats.workers[0].rx_packets += 500;
+    let m = parse_metrics(&get(&e.app, "/metrics").await.text());
+    assert_eq!(
+        metric(&m, "fwd_worker_receive_packets_total", "worker=\"0\""),
+        1500.0
+    );
+    insta::assert_snapshot!("metrics_scrape", get(&e.app, "/metrics").await.text());
+}
+
+#[tokio::test]
+async fn sse_stream_delivers_filtered_events() {
+    let e = env().await;
+    let req = Request::builder()
+        .uri("/api/v1/conntrack/events?proto=tcp&events=NEW,DESTROY")
+        .body(Body::empty())
+        .unwrap();
+    let resp = e.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = resp.into_body();
+    // The subscription is open before the response starts.
+    assert_eq!(e.fake.subscribers(), 1);
+    e.fake.emit(EventType::Update, common::entry(0, "tcp")); // type filtered out
+    e.fake.emit(EventType::New, common::entry(1, "udp")); // proto filtered out
+    e.fake.emit(EventType::New, common::entry(2, "tcp"));
+    e.fake.emit(EventType::Destroy, common::entry(4, "tcp"));
+    let mut text = String::new();
+    while text.matches("\n\n").count() < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .unwrap();
+        if let Ok(d) = frame.into_data() {
+            text += std::str::from_utf8(&d).unwrap();
+        }
+    }
+    let events: Vec<(&str, Value)> = text
+        .split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let ev = b.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
+            let data = b.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (ev, serde_json::from_str(data).unwrap())
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0].0, "NEW");
+    assert_eq!(events[0].1["entry"]["orig"]["sport"], 40002);
+    assert_eq!(events[1].0, "DESTROY");
+    assert_eq!(events[1].1["event"], "DESTROY");
+    get(&e.app, "/api/v1/conntrack/events?events=EXPLODE")
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_filter");
+}
+
+#[tokio::test]
+async fn openapi_document_covers_every_route() {
+    let e = env().await;
+    let v = get(&e.app, "/api/v1/openapi.json").await.json();
+    assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = v["paths"].as_object().unwrap();
+    for (p, m) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/ruleset", "get"),
+        ("/api/v1/ruleset", "put"),
+        ("/api/v1/ruleset/check", "post"),
+        ("/api/v1/conntrack", "get"),
+        ("/api/v1/conntrack", "delete"),
+        ("/api/v1/conntrack/count", "get"),
+        ("/api/v1/conntrack/stats", "get"),
+        ("/api/v1/conntrack/events", "get"),
+        ("/api/v1/tuning", "get"),
+        ("/api/v1/tuning", "patch"),
+        ("/api/v1/ports", "get"),
+        ("/api/v1/workers", "get"),
+    ] {
+        assert!(
+            paths.get(p).and_then(|x| x.get(m)).is_some(),
+            "{m} {p} missing"
+        );
+    }
+    let schemas = v["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "ApiError",
+        "CtEntry",
+        "ConntrackPage",
+        "Tuning",
+        "RulesetView",
+        "Workers",
+        "EventLine",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    let params: Vec<&str> = v["paths"]["/api/v1/conntrack"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "src", "dst", "sport", "dport", "proto", "state", "mark", "zone", "family", "status",
+        "cursor", "limit",
+    ] {
+        assert!(params.contains(&p), "parameter {p} missing");
+    }
+    insta::assert_snapshot!("openapi", serde_json::to_string_pretty(&v).unwrap());
+}

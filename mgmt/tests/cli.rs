@@ -1,0 +1,267 @@
+//! fwctl against a real fwmgmt router (TCP) in front of the FakeDataplane.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{FakeDataplane, INITIAL_RULESET};
+use dataplane::control::proto::EventType;
+use mgmt::api::{AppState, router};
+use mgmt::auth::Auth;
+use mgmt::client::ControlClient;
+
+const TOKEN: &str = "cli-token";
+
+struct Env {
+    fake: FakeDataplane,
+    url: String,
+    token_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let fake = FakeDataplane::start(25).await;
+    let state = AppState {
+        client: Arc::new(ControlClient::new(&fake.path, Duration::from_secs(5))),
+        scrape_timeout: Duration::from_millis(500),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state, Auth::new(Some(TOKEN.into()), false));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    Env {
+        fake,
+        url,
+        token_file,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn cmd(&self, args: &[&str], token: bool) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+        c.arg("--url").arg(&self.url);
+        if token {
+            c.arg("--token-file").arg(&self.token_file);
+        }
+        c.args(args);
+        c.env_remove("FWCTL_URL").env_remove("FWCTL_TOKEN_FILE");
+        c
+    }
+
+    async fn run(&self, args: &[&str], token: bool) -> (bool, String, String) {
+        let mut c = self.cmd(args, token);
+        let out: Output = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conntrack_list_count_delete_like_conntrack() {
+    let e = env().await;
+    let (ok, out, err) = e.run(&["conntrack", "list", "--page", "10"], false).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 25, "all pages listed");
+    assert_eq!(
+        lines[0],
+        "tcp      6  300 ESTABLISHED src=198.18.0.1 dst=203.0.113.1 sport=40000 dport=443 packets=10 bytes=1000 \
+         src=203.0.113.1 dst=198.18.0.1 sport=443 dport=40000 packets=10 bytes=1000 [ASSURED] mark=0 use=1"
+    );
+    assert!(err.contains("25 flow entries have been shown"), "{err}");
+
+    let (ok, out, _) = e
+        .run(&["--json", "conntrack", "list", "-p", "udp"], false)
+        .await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 12);
+
+    let (ok, out, _) = e
+        .run(&["conntrack", "count", "-s", "198.18.0.0/29"], false)
+        .await;
+    assert!(ok);
+    assert_eq!(out.trim(), "7");
+
+    // Delete: needs the token, and a filter or --all.
+    let (ok, _, err) = e.run(&["conntrack", "delete", "-p", "udp"], false).await;
+    assert!(!ok && err.contains("unauthorized"), "{err}");
+    let (ok, _, err) = e.run(&["conntrack", "delete"], true).await;
+    assert!(!ok && err.contains("refused_unfiltered"), "{err}");
+    let (ok, _, err) = e.run(&["conntrack", "delete", "-p", "udp"], true).await;
+    assert!(
+        ok && err.contains("12 flow entries have been deleted"),
+        "{err}"
+    );
+    assert_eq!(e.fake.state().entries.len(), 13);
+    let (ok, _, err) = e
+        .run(&["conntrack", "count", "--dport", "http"], false)
+        .await;
+    assert!(
+        !ok && err.contains("bad_filter") && err.contains("field `dport`"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ruleset_show_apply_check() {
+    let e = env().await;
+    let (ok, out, _) = e.run(&["ruleset", "show"], false).await;
+    assert!(ok);
+    assert_eq!(out, INITIAL_RULESET);
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.nft");
+    std::fs::write(
+        &good,
+        "table inet t {\n  chain c {\n    tcp dport 80 counter accept\n  }\n}\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.nft");
+    std::fs::write(
+        &bad,
+        "table inet t {\n  chain c {\n    tcp dport 80 accept\n   wibble\n  }\n}\n",
+    )
+    .unwrap();
+    let (g, b) = (good.to_str().unwrap(), bad.to_str().unwrap());
+
+    let (ok, out, _) = e.run(&["ruleset", "check", g], false).await;
+    assert!(ok && out.contains("ok (1 rules)"), "{out}");
+    let (ok, _, err) = e.run(&["ruleset", "apply", b], true).await;
+    assert!(!ok);
+    assert!(err.contains(&format!("{b}:4:4: bad_ruleset")), "{err}");
+    assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
+    let (ok, out, err) = e.run(&["ruleset", "apply", g], true).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "ruleset applied: generation 2, 1 rules");
+    let (_, out, _) = e.run(&["ruleset", "show"], false).await;
+    assert!(out.contains("tcp dport 80 counter accept"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuning_stats_ports_workers() {
+    let e = env().await;
+    let (ok, out, _) = e.run(&["tuning", "get", "udp_timeout"], false).await;
+    assert!(ok);
+    assert_eq!(out.trim(), "nf_conntrack_udp_timeout = 30");
+    let (ok, out, err) = e
+        .run(
+            &[
+                "tuning",
+                "set",
+                "udp_timeout=10",
+                "nf_conntrack_tcp_loose=false",
+            ],
+            true,
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("nf_conntrack_udp_timeout = 10") && out.contains("nf_conntrack_tcp_loose = 0"),
+        "{out}"
+    );
+    assert_eq!(e.fake.state().tuning["nf_conntrack_udp_timeout"], 10);
+    let (ok, _, err) = e
+        .run(&["tuning", "set", "nf_conntrack_tcp_be_liberal=5"], true)
+        .await;
+    assert!(
+        !ok && err.contains("bad_tunable") && err.contains("nf_conntrack_tcp_be_liberal"),
+        "{err}"
+    );
+    let (ok, _, err) = e.run(&["tuning", "set", "udp_timeout"], true).await;
+    assert!(!ok && err.contains("NAME=VALUE"), "{err}");
+
+    let (ok, out, _) = e.run(&["conntrack", "stats"], false).await;
+    assert!(ok);
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with("cpu=0     found=100 invalid=1 insert=10"),
+        "{out}"
+    );
+    assert!(out.contains("total     found=300"), "{out}");
+    let (ok, out, _) = e.run(&["ports"], false).await;
+    assert!(
+        ok && out.lines().count() == 3 && out.contains("wan") && out.contains(" up "),
+        "{out}"
+    );
+    let (ok, out, _) = e.run(&["workers"], false).await;
+    assert!(
+        ok && out.contains("25.0%") && out.contains("ct_invalid=7"),
+        "{out}"
+    );
+    let (ok, out, _) = e.run(&["--json", "workers"], false).await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workers"][0]["busy_ratio"], 0.25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_until_count() {
+    let e = env().await;
+    let mut child = e
+        .cmd(&["conntrack", "events", "-p", "tcp", "--count", "2"], false)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for the subscription to reach the fake.
+    for _ in 0..100 {
+        if e.fake.subscribers() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(e.fake.subscribers(), 1, "fwctl subscribed");
+    e.fake.emit(EventType::New, common::entry(1, "udp"));
+    e.fake.emit(EventType::New, common::entry(2, "tcp"));
+    e.fake.emit(EventType::Destroy, common::entry(2, "tcp"));
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(10), lines)
+        .await
+        .expect("fwctl exits after two events")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("    [NEW] tcp      6  300 ESTABLISHED src=198.18.0.3"),
+        "{lines:?}"
+    );
+    assert!(lines[1].starts_with("[DESTROY] tcp"), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_api_is_an_error() {
+    let e = env().await;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+    c.args(["--url", "http://127.0.0.1:1", "conntrack", "count"]);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("fwctl: error:"));
+    // fwd down behind a running fwmgmt.
+    e.fake.stop();
+    let (ok, _, err) = e.run(&["conntrack", "count"], false).await;
+    assert!(!ok && err.contains("fwd_unreachable"), "{err}");
+}

@@ -1,0 +1,636 @@
+//! FakeDataplane: a control-socket server speaking the real protocol
+//! (`dataplane::control::proto`) over a real Unix socket, with in-memory state. It stands
+//! in for `fwd` in the API and CLI tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use dataplane::control::proto::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::broadcast;
+
+/// The fake's state; tests read and change it directly.
+#[derive(Debug)]
+pub struct FakeState {
+    pub ruleset: String,
+    pub generation: u64,
+    pub entries: Vec<CtEntry>,
+    pub tuning: BTreeMap<String, u64>,
+    pub stats: Stats,
+    /// Answer nothing (to test deadlines).
+    pub stall: bool,
+    /// Every request received, in order.
+    pub log: Vec<Request>,
+}
+
+#[derive(Debug)]
+pub struct FakeDataplane {
+    pub path: PathBuf,
+    pub state: Arc<Mutex<FakeState>>,
+    events: broadcast::Sender<EventLine>,
+    task: tokio::task::JoinHandle<()>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub const INITIAL_RULESET: &str = "table inet filter {\n  chain input {\n    type filter hook input priority 0; policy drop;\n    ct state established,related accept\n    tcp dport 22 counter accept\n  }\n}\n";
+
+/// Statements the fake's "parser" knows (the first word of a line).
+const KEYWORDS: &[&str] = &[
+    "table",
+    "chain",
+    "type",
+    "policy",
+    "ct",
+    "tcp",
+    "udp",
+    "ip",
+    "ip6",
+    "icmp",
+    "icmpv6",
+    "iif",
+    "oif",
+    "iifname",
+    "oifname",
+    "meta",
+    "counter",
+    "accept",
+    "drop",
+    "reject",
+    "jump",
+    "goto",
+    "return",
+    "snat",
+    "dnat",
+    "masquerade",
+    "log",
+    "flush",
+    "define",
+    "set",
+    "map",
+    "elements",
+    "}",
+    "#",
+];
+
+pub fn tuple(src: &str, dst: &str, sport: u16, dport: u16) -> CtTuple {
+    CtTuple {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport: Some(sport),
+        dport: Some(dport),
+        icmp_type: None,
+        icmp_code: None,
+        icmp_id: None,
+        packets: 10,
+        bytes: 1000,
+    }
+}
+
+pub fn entry(i: u16, proto: &str) -> CtEntry {
+    let src = format!("198.18.0.{}", i + 1);
+    let (state, num) = match proto {
+        "tcp" => (Some("ESTABLISHED".to_string()), 6),
+        _ => (None, 17),
+    };
+    CtEntry {
+        family: "ipv4".into(),
+        proto: proto.into(),
+        proto_num: num,
+        state,
+        timeout: 300,
+        orig: tuple(
+            &src,
+            "203.0.113.1",
+            40000 + i,
+            if num == 6 { 443 } else { 53 },
+        ),
+        reply: tuple(
+            "203.0.113.1",
+            &src,
+            if num == 6 { 443 } else { 53 },
+            40000 + i,
+        ),
+        status: vec!["ASSURED".into(), "SEEN_REPLY".into()],
+        mark: u32::from(i % 4),
+        zone: 0,
+        worker: i % 2,
+    }
+}
+
+fn counters(k: u64) -> CtCounters {
+    CtCounters {
+        found: 100 * k,
+        invalid: k,
+        insert: 10 * k,
+        insert_failed: 0,
+        drop: 0,
+        early_drop: 0,
+        error: 0,
+        search_restart: 0,
+        entries: 10 + k,
+        max: 131_072,
+    }
+}
+
+pub fn initial_stats() -> Stats {
+    let worker = |i: u16| WorkerStats {
+        worker: i,
+        lcore: u32::from(i) + 2,
+        rx_packets: 1000 + u64::from(i),
+        tx_packets: 900,
+        drops: [("ct_invalid".to_string(), 7), ("no_route".to_string(), 3)].into(),
+        handoff_tx: 5,
+        handoff_rx: 6,
+        handoff_drop: 1,
+        nat_port_exhausted: 2,
+        events_dropped: 0,
+        busy_cycles: 250,
+        total_cycles: 1000,
+        ct: counters(u64::from(i) + 1),
+    };
+    let port = |i: u16, name: &str| PortStats {
+        name: name.into(),
+        port_id: i,
+        driver: "net_null".into(),
+        mac: format!("02:00:00:00:00:0{i}"),
+        link_up: true,
+        speed_mbps: 10_000,
+        rx_queues: 2,
+        tx_queues: 2,
+        ipackets: 5000,
+        opackets: 4000,
+        ibytes: 500_000,
+        obytes: 400_000,
+        imissed: 1,
+        ierrors: 0,
+        oerrors: 0,
+        rx_nombuf: 0,
+    };
+    Stats {
+        ports: vec![port(0, "lan"), port(1, "wan")],
+        workers: vec![worker(0), worker(1)],
+        ruleset_generation: 1,
+    }
+}
+
+pub fn initial_tuning() -> BTreeMap<String, u64> {
+    [
+        ("nf_conntrack_max", 262_144),
+        ("nf_conntrack_tcp_loose", 1),
+        ("nf_conntrack_tcp_be_liberal", 0),
+        ("nf_conntrack_tcp_timeout_established", 432_000),
+        ("nf_conntrack_tcp_timeout_syn_sent", 120),
+        ("nf_conntrack_tcp_timeout_time_wait", 120),
+        ("nf_conntrack_udp_timeout", 30),
+        ("nf_conntrack_udp_timeout_stream", 120),
+        ("nf_conntrack_icmp_timeout", 30),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Checks a ruleset text: known first words, balanced braces; returns the rule count.
+pub fn check_ruleset(text: &str) -> Result<u32, ControlError> {
+    let mut depth = 0i32;
+    let mut rules = 0;
+    for (n, line) in text.lines().enumerate() {
+        let ln = u32::try_from(n).unwrap() + 1;
+        let t = line.trim_start();
+        if t.is_empty() {
+            continue;
+        }
+        let col = u32::try_from(line.len() - t.len()).unwrap() + 1;
+        let word = t.split_whitespace().next().unwrap();
+        if !KEYWORDS.contains(&word) && !word.starts_with('#') {
+            return Err(ControlError::new(
+                ErrorCode::BadRuleset,
+                format!("syntax error, unexpected {word:?}"),
+            )
+            .at(ln, col));
+        }
+        depth += i32::try_from(t.matches('{').count()).unwrap();
+        depth -= i32::try_from(t.matches('}').count()).unwrap();
+        if depth < 0 {
+            return Err(ControlError::new(ErrorCode::BadRuleset, "unbalanced `}`").at(ln, col));
+        }
+        if (t.contains("accept") || t.contains("drop")) && !t.starts_with("type") {
+            rules += 1;
+        }
+    }
+    if depth != 0 {
+        let last = u32::try_from(text.lines().count()).unwrap();
+        return Err(
+            ControlError::new(ErrorCode::BadRuleset, "missing `}` at end of input")
+                .at(last.max(1), 1),
+        );
+    }
+    Ok(rules)
+}
+
+fn rule_counters(text: &str, generation: u64) -> Vec<RuleCounter> {
+    let (mut table, mut chain) = (String::new(), String::new());
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["table", _, name, ..] => table = (*name).to_string(),
+            ["chain", name, ..] => chain = (*name).to_string(),
+            _ if w.contains(&"counter") => out.push(RuleCounter {
+                family: "inet".into(),
+                table: table.clone(),
+                chain: chain.clone(),
+                handle: n as u64 + 1,
+                packets: 42 * generation,
+                bytes: 4200 * generation,
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn in_prefix(addr: IpAddr, p: &str) -> bool {
+    let (a, len) = match p.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u32>().unwrap()),
+        None => (p, 128),
+    };
+    let a: IpAddr = a.parse().unwrap();
+    match (addr, a) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let len = len.min(32);
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let len = len.min(128);
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+pub fn matches(f: &CtFilter, e: &CtEntry) -> bool {
+    let mark_ok = f.mark.as_ref().is_none_or(|m| {
+        let num = |s: &str| match s.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16).unwrap(),
+            None => s.parse().unwrap(),
+        };
+        let (v, mask) = match m.split_once('/') {
+            Some((v, k)) => (num(v), num(k)),
+            None => (num(m), u32::MAX),
+        };
+        e.mark & mask == v & mask
+    });
+    f.src.as_ref().is_none_or(|p| in_prefix(e.orig.src, p))
+        && f.dst.as_ref().is_none_or(|p| in_prefix(e.orig.dst, p))
+        && f.reply_src
+            .as_ref()
+            .is_none_or(|p| in_prefix(e.reply.src, p))
+        && f.reply_dst
+            .as_ref()
+            .is_none_or(|p| in_prefix(e.reply.dst, p))
+        && f.sport.is_none_or(|p| e.orig.sport == Some(p))
+        && f.dport.is_none_or(|p| e.orig.dport == Some(p))
+        && f.proto
+            .as_ref()
+            .is_none_or(|p| *p == e.proto || *p == e.proto_num.to_string())
+        && f.state.as_ref().is_none_or(|s| e.state.as_ref() == Some(s))
+        && f.zone.is_none_or(|z| z == e.zone)
+        && f.family.as_ref().is_none_or(|x| *x == e.family)
+        && f.status.as_ref().is_none_or(|s| e.status.contains(s))
+        && mark_ok
+}
+
+fn check_tunable(name: &str, v: u64) -> Result<(), ControlError> {
+    let range = match name {
+        "nf_conntrack_max" => 2..=(1 << 27),
+        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => 0..=1,
+        n if n.starts_with("nf_conntrack_") && n.contains("timeout") => 1..=(1 << 31),
+        _ => {
+            return Err(ControlError::new(
+                ErrorCode::BadTunable,
+                format!("unknown tunable {name}"),
+            )
+            .field(name));
+        }
+    };
+    if !range.contains(&v) {
+        return Err(ControlError::new(
+            ErrorCode::BadTunable,
+            format!(
+                "{name}: {v} is out of range {}..={}",
+                range.start(),
+                range.end()
+            ),
+        )
+        .field(name));
+    }
+    Ok(())
+}
+
+impl FakeState {
+    fn handle(&mut self, req: Request) -> Result<Response, ControlError> {
+        self.log.push(req.clone());
+        Ok(match req {
+            Request::Status => Response::Status(Status {
+                version: "fake".into(),
+                protocol: PROTOCOL_VERSION,
+                uptime_s: 1,
+                ruleset_generation: self.generation,
+                workers: 2,
+                ports: 2,
+                dpdk: "none".into(),
+            }),
+            Request::Stats => {
+                let mut s = self.stats.clone();
+                s.ruleset_generation = self.generation;
+                Response::Stats(s)
+            }
+            Request::RulesetGet => Response::Ruleset(RulesetView {
+                generation: self.generation,
+                text: self.ruleset.clone(),
+                json: serde_json::json!({"nftables": [{"metainfo": {"json_schema_version": 1}}]}),
+                counters: rule_counters(&self.ruleset, self.generation),
+            }),
+            Request::RuleCounters => Response::RuleCounters {
+                generation: self.generation,
+                counters: rule_counters(&self.ruleset, self.generation),
+            },
+            Request::RulesetReplace { ruleset, dry_run } => {
+                let text = match ruleset {
+                    RulesetSource::Text(t) => t,
+                    RulesetSource::Json(v) => {
+                        if !v["nftables"].is_array() {
+                            return Err(ControlError::new(
+                                ErrorCode::BadRuleset,
+                                "`nftables` must be an array",
+                            )
+                            .at(1, 1));
+                        }
+                        "table inet json {\n}\n".to_string()
+                    }
+                };
+                let rules = check_ruleset(&text)?;
+                if !dry_run {
+                    self.ruleset = text;
+                    self.generation += 1;
+                }
+                Response::RulesetApplied {
+                    generation: self.generation,
+                    dry_run,
+                    rules,
+                }
+            }
+            Request::ConntrackList {
+                filter,
+                cursor,
+                limit,
+            } => {
+                if limit == 0 || limit > MAX_PAGE {
+                    return Err(
+                        ControlError::new(ErrorCode::BadRequest, "limit out of range")
+                            .field("limit"),
+                    );
+                }
+                let start = match cursor {
+                    None => 0,
+                    Some(c) => c
+                        .strip_prefix("c")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n <= self.entries.len())
+                        .ok_or_else(|| {
+                            ControlError::new(ErrorCode::BadCursor, "stale or malformed cursor")
+                        })?,
+                };
+                let mut entries = Vec::new();
+                let mut i = start;
+                while i < self.entries.len() && entries.len() < limit as usize {
+                    if matches(&filter, &self.entries[i]) {
+                        entries.push(self.entries[i].clone());
+                    }
+                    i += 1;
+                }
+                let rest = self.entries[i..].iter().any(|e| matches(&filter, e));
+                Response::ConntrackPage {
+                    entries,
+                    next_cursor: rest.then(|| format!("c{i}")),
+                }
+            }
+            Request::ConntrackCount { filter } => Response::Count {
+                count: self.entries.iter().filter(|e| matches(&filter, e)).count() as u64,
+            },
+            Request::ConntrackDelete { filter, all } => {
+                if filter.is_empty() && !all {
+                    return Err(ControlError::new(
+                        ErrorCode::RefusedUnfiltered,
+                        "refusing to flush without all",
+                    ));
+                }
+                let before = self.entries.len();
+                self.entries.retain(|e| !matches(&filter, e));
+                Response::Deleted {
+                    deleted: (before - self.entries.len()) as u64,
+                }
+            }
+            Request::ConntrackStats => {
+                let workers: Vec<CtCounters> =
+                    self.stats.workers.iter().map(|w| w.ct.clone()).collect();
+                let mut total = CtCounters::default();
+                for w in &workers {
+                    total.found += w.found;
+                    total.invalid += w.invalid;
+                    total.insert += w.insert;
+                    total.entries += w.entries;
+                    total.max += w.max;
+                }
+                Response::ConntrackStats(ConntrackStats { workers, total })
+            }
+            Request::TuningGet => Response::Tuning {
+                values: self.tuning.clone(),
+            },
+            Request::TuningSet { values } => {
+                for (k, v) in &values {
+                    check_tunable(k, *v)?;
+                }
+                self.tuning.extend(values);
+                Response::Tuning {
+                    values: self.tuning.clone(),
+                }
+            }
+            Request::Ports => Response::Ports {
+                ports: self.stats.ports.clone(),
+            },
+            Request::Workers => Response::Workers {
+                workers: self.stats.workers.clone(),
+            },
+            Request::Subscribe { .. } => Response::Subscribed,
+        })
+    }
+}
+
+impl FakeDataplane {
+    /// Starts the fake with `n` conntrack entries (alternating tcp/udp).
+    pub async fn start(n: u16) -> FakeDataplane {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let state = Arc::new(Mutex::new(FakeState {
+            ruleset: INITIAL_RULESET.to_string(),
+            generation: 1,
+            entries: (0..n)
+                .map(|i| entry(i, if i % 2 == 0 { "tcp" } else { "udp" }))
+                .collect(),
+            tuning: initial_tuning(),
+            stats: initial_stats(),
+            stall: false,
+            log: Vec::new(),
+        }));
+        let (events, _) = broadcast::channel(1024);
+        let listener = UnixListener::bind(&path).unwrap();
+        let st = state.clone();
+        let ev = events.clone();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let cs = conns.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let h = tokio::spawn(serve(stream, st.clone(), ev.clone()));
+                cs.lock().unwrap().push(h);
+            }
+        });
+        FakeDataplane {
+            path,
+            state,
+            events,
+            task,
+            conns,
+            _dir: dir,
+        }
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Sends an event to every subscriber whose filter matches; returns how many
+    /// subscriptions are open.
+    pub fn emit(&self, kind: EventType, entry: CtEntry) -> usize {
+        self.events
+            .send(EventLine {
+                kind,
+                timestamp_ms: 1_700_000_000_000,
+                entry,
+                lost: 0,
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// Stops listening, closes every connection and removes the socket (fwd down).
+    pub fn stop(&self) {
+        self.task.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for FakeDataplane {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    stream: tokio::net::UnixStream,
+    state: Arc<Mutex<FakeState>>,
+    events: broadcast::Sender<EventLine>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let env: RequestEnvelope = match serde_json::from_str(&line) {
+            Ok(e) => e,
+            Err(e) => {
+                let id = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["id"].as_u64())
+                    .unwrap_or(0);
+                let resp = ResponseEnvelope::err(
+                    id,
+                    ControlError::new(ErrorCode::BadRequest, e.to_string()),
+                );
+                let _ = w
+                    .write_all(format!("{}\n", serde_json::to_string(&resp).unwrap()).as_bytes())
+                    .await;
+                continue;
+            }
+        };
+        let resp = if env.v != PROTOCOL_VERSION {
+            ResponseEnvelope::err(
+                env.id,
+                ControlError::new(ErrorCode::UnsupportedVersion, "v1 only"),
+            )
+        } else {
+            let sub = match &env.request {
+                Request::Subscribe { filter, events } => Some((filter.clone(), events.clone())),
+                _ => None,
+            };
+            let result = {
+                let mut s = state.lock().unwrap();
+                if s.stall {
+                    None
+                } else {
+                    Some(s.handle(env.request))
+                }
+            };
+            let Some(result) = result else { continue };
+            if let (Some((filter, kinds)), Ok(_)) = (sub, &result) {
+                let mut rx = events.subscribe();
+                let ok = ResponseEnvelope::ok(env.id, Response::Subscribed);
+                if w.write_all(format!("{}\n", serde_json::to_string(&ok).unwrap()).as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                while let Ok(ev) = rx.recv().await {
+                    if (kinds.is_empty() || kinds.contains(&ev.kind)) && matches(&filter, &ev.entry)
+                    {
+                        let line = format!("{}\n", serde_json::to_string(&ev).unwrap());
+                        if w.write_all(line.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                return;
+            }
+            match result {
+                Ok(r) => ResponseEnvelope::ok(env.id, r),
+                Err(e) => ResponseEnvelope::err(env.id, e),
+            }
+        };
+        if w.write_all(format!("{}\n", serde_json::to_string(&resp).unwrap()).as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
