@@ -84,9 +84,9 @@ pub enum WorkerReply {
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod io;
-pub mod process;
 mod pipe_build;
 pub mod pipeline;
+pub mod process;
 pub mod slowpath;
 
 pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};

@@ -755,3 +755,23 @@ fn state_bit(ct: CtState) -> u8 {
         CtState::Untracked => ct_state::UNTRACKED,
     }
 }
+
+impl super::process::Process for Pipeline {
+    fn process(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        Pipeline::process(self, in_port, frame, now_ns, scratch)
+    }
+
+    fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
+        Pipeline::command(self, cmd)
+    }
+
+    fn tick(&mut self, now_ns: u64) {
+        Pipeline::tick(self, now_ns);
+    }
+}
