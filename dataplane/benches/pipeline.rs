@@ -83,6 +83,7 @@ fn pipeline(rules: Option<WorkerRuleset>) -> Pipeline {
         ports,
         ct_capacity: 65_536,
         tunables: Tunables::default(),
+        owner: None,
     };
     Pipeline::new(
         0,

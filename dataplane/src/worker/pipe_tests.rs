@@ -66,6 +66,7 @@ fn config() -> PipelineConfig {
         ports: ports(),
         ct_capacity: 1024,
         tunables: Tunables::default(),
+        owner: None,
     }
 }
 

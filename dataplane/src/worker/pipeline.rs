@@ -17,12 +17,16 @@ use std::sync::Arc;
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
-use crate::conntrack::{CtState, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
+use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
 use crate::control::proto::{ControlError, CtFilter, ErrorCode};
+use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
+use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
+use crate::nat::{NatAction, Tuple};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::{Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
+use rustc_hash::FxHashMap;
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub struct PipelineConfig {
     pub ct_capacity: u32,
     /// Conntrack tunables (timeouts, loose, liberal).
     pub tunables: Tunables,
+    /// The flow-ownership function (RSS key, RETA, queue → worker), the same for every
+    /// port. `None`: the symmetric key spread over `n_workers` (`Owner::spread`).
+    pub owner: Option<Arc<Owner>>,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -102,8 +109,9 @@ impl Counters {
 struct CtInfo {
     /// One `ct state` bit (`rules::ct_state`).
     bit: u8,
-    /// The entry the packet belongs to (ESTABLISHED / NEW of a known entry / RELATED).
-    entry: Option<EntryId>,
+    /// The entry the packet belongs to (ESTABLISHED / NEW of a known entry / RELATED) and
+    /// the direction the packet travels in.
+    entry: Option<(EntryId, Direction)>,
     /// The key to insert when the packet starts a connection the rules accept.
     new_key: Option<FlowKey>,
 }
@@ -122,6 +130,12 @@ pub struct Pipeline {
     now_ns: u64,
     ct: Table,
     rules: Option<WorkerRuleset>,
+    owner: Arc<Owner>,
+    nat: PortAllocator,
+    /// Steering records received from other workers: reply tuple → owning worker.
+    steering: FxHashMap<Tuple, u16>,
+    /// Steering records this worker created, for the I/O edge to send.
+    steering_out: Vec<Steering>,
 }
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
@@ -160,9 +174,16 @@ impl Pipeline {
         rules: Option<WorkerRuleset>,
     ) -> Self {
         let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(worker_id);
+        let n_workers = n_workers.max(1);
+        let owner = config.owner.clone().unwrap_or_else(|| {
+            Arc::new(
+                Owner::spread(&SYMMETRIC_RSS_KEY, 128, n_workers)
+                    .expect("the symmetric key and a 128-entry RETA are valid"),
+            )
+        });
         Pipeline {
             worker_id,
-            n_workers: n_workers.max(1),
+            n_workers,
             ports: config.ports.clone(),
             routes,
             neigh,
@@ -170,7 +191,23 @@ impl Pipeline {
             now_ns: 0,
             ct: Table::new(config.ct_capacity, config.tunables.clone(), seed),
             rules,
+            owner,
+            nat: PortAllocator::new(worker_id),
+            steering: FxHashMap::default(),
+            steering_out: Vec::new(),
         }
+    }
+
+    /// Steering records (DNAT replies that hash to another worker) created since the last
+    /// call: the I/O edge sends each to `reply_worker` before transmitting the burst.
+    pub fn take_steering(&mut self) -> std::vec::Drain<'_, Steering> {
+        self.steering_out.drain(..)
+    }
+
+    /// A steering record from another worker: packets with tuple `reply` that miss this
+    /// worker's table are handed to `owner`.
+    pub fn add_steering(&mut self, st: Steering) {
+        self.steering.insert(st.reply, st.owner);
     }
 
     /// This worker's connection table (read-only: tests, listings).
@@ -299,6 +336,30 @@ impl Pipeline {
         now_ns: u64,
         scratch: &mut [u8],
     ) -> Action {
+        self.run(in_port, frame, opts, now_ns, scratch, false)
+    }
+
+    /// A frame another worker handed over (its owner check already chose this worker):
+    /// processed like a received one minus the owner check.
+    pub fn process_handoff(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.run(in_port, frame, &wire::VERIFY_ALL, now_ns, scratch, true)
+    }
+
+    fn run(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+        handed_off: bool,
+    ) -> Action {
         self.counters.rx += 1;
         self.now_ns = self.now_ns.max(now_ns);
         let parsed = match wire::parse(frame, opts) {
@@ -339,25 +400,137 @@ impl Pipeline {
         if !is_valid_error_target(ip.src) && ip.src.0 != [0; 16] {
             return self.drop(DropReason::BadSourceAddress);
         }
-        // SEAM(nat::rss): owner check for ports without hardware RSS (→ Action::Handoff).
+        let tuple = flow_tuple(&ip);
+        if !handed_off && self.n_workers > 1 && !port.hw_rss {
+            let w = self.owner.owner(&tuple);
+            if w != self.worker_id {
+                self.counters.handoffs += 1;
+                return Action::Handoff { worker: w };
+            }
+        }
+        if !handed_off
+            && let Some(&w) = self.steering.get(&tuple)
+            && w != self.worker_id
+            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
+        {
+            self.counters.handoffs += 1;
+            return Action::Handoff { worker: w };
+        }
         let ct = self.track(&ip);
-        let pre = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
+        let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
             return a;
         }
-        // SEAM(nat): the DNAT decision of prerouting is applied here once NAT lands.
-        if self.routes.local_port(ip.dst).is_some() {
-            let d = self.eval(Hook::Input, &ip, Some(in_port), None, ct);
+        // Where the packet goes after NAT: the entry's translation, or the DNAT decision
+        // of a first packet (the address is chosen here, the binding at confirm time).
+        let target = match ct.entry {
+            Some((id, dir)) => self.ct.tuple(id, dir.flip()).map(|t| t.inverse()),
+            None => None,
+        };
+        let mut route_dst = target.map_or(ip.dst, |t| t.dst);
+        if let (Some(d), Some(_)) = (dnat.as_ref(), ct.new_key) {
+            let env = self.nat_env(&ip, Some(in_port), None);
+            let ct_table = &self.ct;
+            match self
+                .nat
+                .bind(&tuple, Some(d), None, &env, &self.owner, |t| {
+                    ct_table.tuple_taken(&key_of(t, &ip))
+                }) {
+                Ok(b) => route_dst = b.translated().dst,
+                Err(e) => return self.drop(e.drop_reason()),
+            }
+        }
+        let nat = NatPlan { dnat, target };
+        if self.routes.local_port(route_dst).is_some() {
+            let (d, _) = self.eval(Hook::Input, &ip, Some(in_port), None, ct);
             if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
                 return a;
             }
-            if let Err(a) = self.confirm(ct, &ip) {
+            if let Err(a) = self.confirm(ct, &ip, &nat, None, in_port, None) {
                 return a;
             }
             self.local_deliver(in_port, frame, &l2, &ip)
         } else {
-            self.forward(in_port, frame, &l2, &ip, scratch, ct)
+            self.forward(in_port, frame, &l2, &ip, scratch, ct, route_dst, &nat)
         }
+    }
+
+    fn nat_env(&self, ip: &IpInfo, iif: Option<u16>, oif: Option<u16>) -> NatEnv {
+        NatEnv {
+            egress_addr: oif.and_then(|p| self.routes.port_address(p, ip.family)),
+            ingress_addr: iif.and_then(|p| self.routes.port_address(p, ip.family)),
+        }
+    }
+
+    /// Rewrites the packet to the translated tuple `target` (addresses and ports; for an
+    /// ICMP error the embedded datagram and the outer destination) with incremental
+    /// checksum updates. No-op where nothing differs.
+    fn nat_rewrite(
+        &mut self,
+        frame: &mut [u8],
+        ip: &IpInfo,
+        target: &FlowKey,
+    ) -> Result<(), Action> {
+        use wire::rewrite as rw;
+        let r = (|| {
+            match ip.l4 {
+                Some(L4Info::IcmpError { inner, .. }) => {
+                    // The embedded datagram travelled the other way: it becomes the
+                    // inverse of the target.
+                    if inner.src != target.dst {
+                        rw::set_inner_src_addr(frame, ip, &inner, target.dst)?;
+                    }
+                    if inner.dst != target.src {
+                        rw::set_inner_dst_addr(frame, ip, &inner, target.src)?;
+                    }
+                    if matches!(inner.proto, wire::proto::TCP | wire::proto::UDP) {
+                        if inner.sport != target.dport {
+                            rw::set_inner_sport(frame, ip, &inner, target.dport)?;
+                        }
+                        if inner.dport != target.sport {
+                            rw::set_inner_dport(frame, ip, &inner, target.sport)?;
+                        }
+                    } else if inner.sport != target.sport {
+                        rw::set_inner_sport(frame, ip, &inner, target.sport)?;
+                    }
+                    if ip.dst != target.dst {
+                        rw::set_dst_addr(frame, ip, target.dst)?;
+                    }
+                }
+                _ => {
+                    if ip.src != target.src {
+                        rw::set_src_addr(frame, ip, target.src)?;
+                    }
+                    if ip.dst != target.dst {
+                        rw::set_dst_addr(frame, ip, target.dst)?;
+                    }
+                    match ip.l4 {
+                        Some(L4Info::Tcp(t)) => {
+                            if t.sport != target.sport {
+                                rw::set_src_port(frame, ip, target.sport)?;
+                            }
+                            if t.dport != target.dport {
+                                rw::set_dst_port(frame, ip, target.dport)?;
+                            }
+                        }
+                        Some(L4Info::Udp { sport, dport }) => {
+                            if sport != target.sport {
+                                rw::set_src_port(frame, ip, target.sport)?;
+                            }
+                            if dport != target.dport {
+                                rw::set_dst_port(frame, ip, target.dport)?;
+                            }
+                        }
+                        Some(L4Info::IcmpEcho { id, .. }) if id != target.sport => {
+                            rw::set_src_port(frame, ip, target.sport)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok::<(), wire::rewrite::RewriteError>(())
+        })();
+        r.map_err(|_| self.drop(DropReason::Truncated))
     }
 
     /// Conntrack lookup and tracker update, or the classification of a miss.
@@ -376,7 +549,7 @@ impl Pipeline {
                 Outcome::Tracked { ct, destroyed, .. } => {
                     return CtInfo {
                         bit: state_bit(ct),
-                        entry: (!destroyed).then_some(id),
+                        entry: (!destroyed).then_some((id, dir)),
                         new_key: None,
                     };
                 }
@@ -390,9 +563,9 @@ impl Pipeline {
                 entry: None,
                 new_key: Some(key),
             },
-            NewFlow::Related(id, _) => CtInfo {
+            NewFlow::Related(id, dir) => CtInfo {
                 bit: ct_state::RELATED,
-                entry: Some(id),
+                entry: Some((id, dir)),
                 new_key: None,
             },
             NewFlow::Invalid(_) => invalid,
@@ -405,14 +578,47 @@ impl Pipeline {
     }
 
     /// Inserts the connection a NEW packet starts, after the last hook accepted it
-    /// (Linux confirms at the end of postrouting / input). The reply tuple is the inverse
-    /// of the original. SEAM(nat): with NAT the translated reply tuple goes here.
-    fn confirm(&mut self, ct: CtInfo, ip: &IpInfo) -> Result<(), Action> {
+    /// (Linux confirms at the end of postrouting / input), with the NAT binding of the
+    /// prerouting (DNAT) and postrouting (SNAT / masquerade) decisions: the entry's reply
+    /// tuple is the translated one. Returns the translated tuple to rewrite the packet to.
+    fn confirm(
+        &mut self,
+        ct: CtInfo,
+        ip: &IpInfo,
+        nat: &NatPlan,
+        snat: Option<NatAction>,
+        in_port: u16,
+        out_port: Option<u16>,
+    ) -> Result<Option<FlowKey>, Action> {
         let Some(key) = ct.new_key else {
-            return Ok(());
+            return Ok(nat.target);
         };
-        match self.ct.insert(key, key.inverse(), ip, self.now_ns) {
-            Ok(_) => Ok(()),
+        let mut reply = key.inverse();
+        if nat.dnat.is_some() || snat.is_some() {
+            let env = self.nat_env(ip, Some(in_port), out_port);
+            let ct_table = &self.ct;
+            let b = self
+                .nat
+                .bind(
+                    &flow_tuple(ip),
+                    nat.dnat.as_ref(),
+                    snat.as_ref(),
+                    &env,
+                    &self.owner,
+                    |t| ct_table.tuple_taken(&key_of(t, ip)),
+                )
+                .map_err(|e| self.drop(e.drop_reason()))?;
+            reply = key_of(&b.reply, ip);
+            if is_echo(ip) {
+                // FlowKey's echo convention: sport = identifier, dport = ICMP type.
+                reply.dport = key.inverse().dport;
+            }
+            if let Some(st) = b.steering {
+                self.steering_out.push(st);
+            }
+        }
+        match self.ct.insert(key, reply, ip, self.now_ns) {
+            Ok(_) => Ok((reply != key.inverse()).then(|| reply.inverse())),
             Err(_) => Err(self.drop(DropReason::CtInsertFailed)),
         }
     }
@@ -425,12 +631,12 @@ impl Pipeline {
         iif: Option<u16>,
         oif: Option<u16>,
         ct: CtInfo,
-    ) -> Decision {
+    ) -> (Decision, Option<NatAction>) {
         let Some(rules) = &self.rules else {
-            return Decision::Accept;
+            return (Decision::Accept, None);
         };
         let (ct_status, ct_mark) = match ct.entry {
-            Some(id) => (
+            Some((id, _)) => (
                 u32::from(self.ct.status(id).unwrap_or(0)),
                 self.ct.mark(id).unwrap_or(0),
             ),
@@ -447,10 +653,10 @@ impl Pipeline {
             len: u32::from(ip.ip_len),
             first_packet: ct.new_key.is_some(),
         };
-        rules
+        let r = rules
             .get()
-            .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns)
-            .verdict
+            .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
+        (r.verdict, r.nat)
     }
 
     /// Acts on a hook's decision: `None` to continue, or the final action.
@@ -649,8 +855,10 @@ impl Pipeline {
         ip: &IpInfo,
         scratch: &mut [u8],
         ct: CtInfo,
+        route_dst: Addr,
+        nat: &NatPlan,
     ) -> Action {
-        let (port, neighbor) = match self.routes.next_hop(ip.family, ip.dst) {
+        let (port, neighbor) = match self.routes.next_hop(ip.family, route_dst) {
             Some(NextHop::Forward { port, neighbor }) => (port, neighbor),
             Some(NextHop::Blackhole) => return self.drop(DropReason::Blackhole),
             None => {
@@ -715,16 +923,25 @@ impl Pipeline {
                 u32::from(mtu),
             );
         }
+        let mut snat = None;
         for hook in [Hook::Forward, Hook::Postrouting] {
-            let d = self.eval(hook, ip, Some(in_port), Some(port), ct);
+            let (d, n) = self.eval(hook, ip, Some(in_port), Some(port), ct);
             if let Some(a) = self.apply(d, in_port, frame, l2, ip, scratch) {
                 return a;
             }
+            if hook == Hook::Postrouting {
+                snat = n;
+            }
         }
-        if let Err(a) = self.confirm(ct, ip) {
+        let target = match self.confirm(ct, ip, nat, snat, in_port, Some(port)) {
+            Ok(t) => t,
+            Err(a) => return a,
+        };
+        if let Some(t) = target
+            && let Err(a) = self.nat_rewrite(frame, ip, &t)
+        {
             return a;
         }
-        // SEAM(nat): the NAT rewrite of the packet goes here.
         if wire::rewrite::decrement_ttl(frame, ip).is_err() {
             // Checked above (ttl > 1) and the header is within the frame after parse.
             return self.drop(DropReason::TtlExceeded);
@@ -773,5 +990,47 @@ impl super::process::Process for Pipeline {
 
     fn tick(&mut self, now_ns: u64) {
         Pipeline::tick(self, now_ns);
+    }
+}
+
+/// NAT facts of the packet being processed.
+#[derive(Clone, Copy, Debug)]
+struct NatPlan {
+    /// The DNAT decision of prerouting (first packet only).
+    dnat: Option<NatAction>,
+    /// For a packet of a tracked connection: the tuple it leaves with (equal to its own
+    /// when the connection is not NATed).
+    target: Option<FlowKey>,
+}
+
+fn is_echo(ip: &IpInfo) -> bool {
+    matches!(ip.l4, Some(L4Info::IcmpEcho { .. }))
+}
+
+/// The tuple the owner function and NAT see (for an ICMP error, the embedded datagram's:
+/// the key is symmetric, so its owner is the owner of the flow it belongs to).
+fn flow_tuple(ip: &IpInfo) -> Tuple {
+    match ip.l4 {
+        Some(L4Info::Tcp(t)) => Tuple::new(ip.src, ip.dst, ip.proto, t.sport, t.dport),
+        Some(L4Info::Udp { sport, dport }) => Tuple::new(ip.src, ip.dst, ip.proto, sport, dport),
+        Some(L4Info::IcmpEcho { id, .. }) => Tuple::new(ip.src, ip.dst, ip.proto, id, id),
+        Some(L4Info::IcmpError { inner, .. }) => {
+            Tuple::new(inner.src, inner.dst, inner.proto, inner.sport, inner.dport)
+        }
+        _ => Tuple::new(ip.src, ip.dst, ip.proto, 0, 0),
+    }
+}
+
+/// A conntrack key from a NAT tuple (zone 0; for ICMP echo, `dport` is filled by the
+/// caller from the key it derives from).
+fn key_of(t: &Tuple, ip: &IpInfo) -> FlowKey {
+    FlowKey {
+        src: t.src,
+        dst: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+        zone: 0,
+        proto: t.proto,
+        family: ip.family,
     }
 }
