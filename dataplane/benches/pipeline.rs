@@ -165,7 +165,7 @@ fn bench(c: &mut Criterion) {
             while left > 0 {
                 let n = left.min(frames.len() as u64);
                 let mut p = pipeline(Some(ten_rules()));
-                let mut batch: Vec<Vec<u8>> = frames[..n as usize].to_vec();
+                let mut batch: Vec<Vec<u8>> = frames[..usize::try_from(n).unwrap()].to_vec();
                 let t = std::time::Instant::now();
                 for f in &mut batch {
                     let a = p.process(0, f, 2, &mut scratch);

@@ -933,3 +933,250 @@ fn io_edge_adapter_answers_arp_in_the_mbuf_and_sends_the_rest_on_tick() {
     EdgeSlowPath::tick(&mut sp, 2_000_000, &mut |p, b| sent.push((p, b.to_vec())));
     assert!(sent.is_empty(), "{sent:?}");
 }
+
+// ------------------------------------------------------------------ multi-worker proof
+
+const NAT_RULESET: &str = r#"
+table inet filter {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "lan" accept
+        ct state new tcp dport 80 accept
+    }
+}
+table ip nat {
+    chain prerouting {
+        type nat hook prerouting priority -100;
+        tcp dport 8080 dnat to 198.18.0.20:80
+    }
+    chain postrouting {
+        type nat hook postrouting priority 100;
+        oifname "wan" masquerade
+    }
+}
+"#;
+
+const N_WORKERS: u16 = 4;
+
+/// `N_WORKERS` pipelines sharing one ruleset and the symmetric-key owner function, on
+/// ports without hardware RSS (so ownership is computed in software and handed off).
+struct Cluster {
+    workers: Vec<Pipeline>,
+    rng: u64,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let names: crate::rules::PortsByName =
+            [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+                .into_iter()
+                .collect();
+        let compiled =
+            crate::rules::load_text(NAT_RULESET, &names, usize::from(N_WORKERS)).unwrap();
+        let publisher = crate::rules::Publisher::new(compiled);
+        let mut cfg = config();
+        for p in &mut cfg.ports {
+            p.hw_rss = false;
+        }
+        let mut neigh: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
+        for i in 1..=254u8 {
+            neigh.add_static(0, v4([198, 18, 0, i]), [2, 0, 0, 0, 1, i]);
+            neigh.add_static(1, v4([198, 19, 0, i]), [2, 0, 0, 0, 2, i]);
+        }
+        let snap = Arc::new(neigh.snapshot_if_changed().unwrap());
+        let workers = (0..N_WORKERS)
+            .map(|w| {
+                Pipeline::new(
+                    w,
+                    N_WORKERS,
+                    &cfg,
+                    routes(),
+                    snap.clone(),
+                    Some(publisher.worker()),
+                )
+            })
+            .collect();
+        Cluster {
+            workers,
+            rng: 0x1234_5678_9abc_def1,
+        }
+    }
+
+    fn random_worker(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        usize::try_from(self.rng % u64::from(N_WORKERS)).unwrap()
+    }
+
+    /// Delivers `frame` on `port` to a random worker's queue and follows handoffs; steering
+    /// records are delivered to their worker at once (the edge drains message rings before
+    /// a conntrack miss is final). Returns the final action and the number of hops.
+    fn deliver(&mut self, port: u16, frame: &mut [u8]) -> (Action, u32) {
+        let mut s = vec![0u8; SCRATCH_LEN];
+        let mut w = self.random_worker();
+        let mut handed = false;
+        for hops in 0..4 {
+            let a = if handed {
+                self.workers[w].process_handoff(port, frame, 1_000, &mut s)
+            } else {
+                self.workers[w].process(port, frame, 1_000, &mut s)
+            };
+            let records: Vec<_> = self.workers[w].take_steering().collect();
+            for st in records {
+                self.workers[usize::from(st.reply_worker)].add_steering(st);
+            }
+            match a {
+                Action::Handoff { worker } => {
+                    assert_ne!(usize::from(worker), w, "handoff to itself");
+                    w = usize::from(worker);
+                    handed = true;
+                }
+                other => return (other, hops),
+            }
+        }
+        panic!("handoff loop");
+    }
+
+    fn entries(&self) -> u32 {
+        self.workers.iter().map(|p| p.conntrack().len()).sum()
+    }
+}
+
+fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+    let ip = &f[ETH_LEN..];
+    let l4 = &ip[20..];
+    (
+        ip[12..16].try_into().unwrap(),
+        ip[16..20].try_into().unwrap(),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    )
+}
+
+/// The answer a host would send to `f`: addresses and ports swapped.
+fn answer(f: &[u8], tcp_flags: Option<u8>, to_mac: Mac, from_mac: Mac) -> Vec<u8> {
+    let (src, dst, sport, dport) = tuple_of(f);
+    let pk = Pkt {
+        family: Family::V4,
+        src: v4(dst),
+        dst: v4(src),
+        ttl: 64,
+        dst_mac: to_mac,
+        src_mac: from_mac,
+    };
+    match tcp_flags {
+        Some(fl) => {
+            let seq = u32::from_be_bytes(f[ETH_LEN + 24..ETH_LEN + 28].try_into().unwrap());
+            pk.tcp(dport, sport, fl, 5000, seq.wrapping_add(1))
+        }
+        None => pk.udp(dport, sport, 12),
+    }
+}
+
+#[test]
+fn multi_worker_nat_tracks_each_flow_once_and_reverses_replies() {
+    let mut c = Cluster::new();
+    let wan_addr = [198, 19, 0, 1];
+    let mut flows = 0u32;
+    // lan → wan through masquerade: TCP (SYN, SYN-ACK, ACK) and UDP (request, answer).
+    for i in 0..40u16 {
+        let client = [198, 18, 0, u8::try_from(10 + i % 20).unwrap()];
+        let server = [203, 0, 113, u8::try_from(1 + i % 7).unwrap()];
+        let tcp = i % 2 == 0;
+        let sport = 30_000 + i;
+        let pk = Pkt::v4(client, server);
+        let mut f = if tcp {
+            pk.tcp(sport, 443, 0x02, 100, 0)
+        } else {
+            pk.udp(sport, 53, 12)
+        };
+        let (a, _) = c.deliver(0, &mut f);
+        assert!(
+            matches!(a, Action::Forward { port: 1, .. }),
+            "flow {i}: {a:?}"
+        );
+        flows += 1;
+        let (src, dst, _, dport) = tuple_of(&f);
+        assert_eq!(src, wan_addr, "masqueraded to the wan address");
+        assert_eq!((dst, dport), (server, if tcp { 443 } else { 53 }));
+        assert_checksums(&f, ETH_LEN);
+        // The server answers the translated tuple, arriving on any wan queue.
+        let mut r = answer(&f, tcp.then_some(0x12), WAN_MAC, GW1_MAC);
+        let (a, _) = c.deliver(1, &mut r);
+        assert!(
+            matches!(a, Action::Forward { port: 0, .. }),
+            "reply of flow {i}: {a:?}"
+        );
+        let (rsrc, rdst, rsport, rdport) = tuple_of(&r);
+        assert_eq!(
+            (rsrc, rdst, rsport, rdport),
+            (server, client, if tcp { 443 } else { 53 }, sport),
+            "inverse rewrite"
+        );
+        assert_checksums(&r, ETH_LEN);
+        if tcp {
+            let mut ack = Pkt::v4(client, server).tcp(sport, 443, 0x10, 101, 5001);
+            let (a, _) = c.deliver(0, &mut ack);
+            assert!(
+                matches!(a, Action::Forward { port: 1, .. }),
+                "ack of flow {i}: {a:?}"
+            );
+        }
+    }
+    // wan → lan port forward (DNAT 8080 → 198.18.0.20:80), with SNAT not applying (lan).
+    for i in 0..20u16 {
+        let remote = [203, 0, 113, u8::try_from(100 + i).unwrap()];
+        let mut syn = from_wan(Pkt::v4(remote, wan_addr).tcp(40_000 + i, 8080, 0x02, 7, 0));
+        let (a, _) = c.deliver(1, &mut syn);
+        assert!(
+            matches!(a, Action::Forward { port: 0, .. }),
+            "dnat flow {i}: {a:?}"
+        );
+        flows += 1;
+        assert_eq!(
+            tuple_of(&syn),
+            (remote, [198, 18, 0, 20], 40_000 + i, 80),
+            "destination translated"
+        );
+        assert_checksums(&syn, ETH_LEN);
+        let mut synack = answer(&syn, Some(0x12), LAN_MAC, [2, 0, 0, 0, 1, 20]);
+        let (a, _) = c.deliver(0, &mut synack);
+        assert!(
+            matches!(a, Action::Forward { port: 1, .. }),
+            "dnat reply {i}: {a:?}"
+        );
+        assert_eq!(
+            tuple_of(&synack),
+            (wan_addr, remote, 8080, 40_000 + i),
+            "source translated back"
+        );
+        assert_checksums(&synack, ETH_LEN);
+    }
+    assert_eq!(
+        c.entries(),
+        flows,
+        "every flow tracked exactly once across the workers"
+    );
+    let handoffs: u64 = c.workers.iter().map(|p| p.counters().handoffs).sum();
+    assert!(handoffs > 0, "random queues made some handoffs");
+    for (w, p) in c.workers.iter_mut().enumerate() {
+        let d = &p.counters().drops;
+        assert_eq!(
+            d.iter().sum::<u64>(),
+            0,
+            "worker {w} dropped: {:?}",
+            DropReason::ALL
+                .iter()
+                .zip(d)
+                .filter(|(_, n)| **n > 0)
+                .collect::<Vec<_>>()
+        );
+        let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
+            panic!()
+        };
+        assert_eq!(st.invalid, 0, "worker {w}: a packet was judged invalid");
+    }
+}

@@ -408,8 +408,9 @@ impl Pipeline {
                 return Action::Handoff { worker: w };
             }
         }
-        if !handed_off
-            && let Some(&w) = self.steering.get(&tuple)
+        // Steering applies to handed-off packets too: the owner check sends a DNAT reply
+        // to the worker its tuple hashes to, whose record sends it on to the entry's owner.
+        if let Some(&w) = self.steering.get(&tuple)
             && w != self.worker_id
             && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
         {
@@ -428,6 +429,17 @@ impl Pipeline {
             None => None,
         };
         let mut route_dst = target.map_or(ip.dst, |t| t.dst);
+        // What the later hooks see: the destination after prerouting NAT (DNAT of the
+        // original direction, un-SNAT of replies), the source not yet translated (that is
+        // postrouting's), as in Linux.
+        let mut view = ip;
+        if let Some(t) = target {
+            if matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
+                view.dst = t.dst;
+            } else {
+                set_view_dst(&mut view, t.dst, t.dport);
+            }
+        }
         if let (Some(d), Some(_)) = (dnat.as_ref(), ct.new_key) {
             let env = self.nat_env(&ip, Some(in_port), None);
             let ct_table = &self.ct;
@@ -436,13 +448,17 @@ impl Pipeline {
                 .bind(&tuple, Some(d), None, &env, &self.owner, |t| {
                     ct_table.tuple_taken(&key_of(t, &ip))
                 }) {
-                Ok(b) => route_dst = b.translated().dst,
+                Ok(b) => {
+                    let t = b.translated();
+                    route_dst = t.dst;
+                    set_view_dst(&mut view, t.dst, t.dport);
+                }
                 Err(e) => return self.drop(e.drop_reason()),
             }
         }
         let nat = NatPlan { dnat, target };
         if self.routes.local_port(route_dst).is_some() {
-            let (d, _) = self.eval(Hook::Input, &ip, Some(in_port), None, ct);
+            let (d, _) = self.eval(Hook::Input, &view, Some(in_port), None, ct);
             if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
                 return a;
             }
@@ -451,7 +467,7 @@ impl Pipeline {
             }
             self.local_deliver(in_port, frame, &l2, &ip)
         } else {
-            self.forward(in_port, frame, &l2, &ip, scratch, ct, route_dst, &nat)
+            self.forward(in_port, frame, &l2, &ip, scratch, ct, &view, &nat)
         }
     }
 
@@ -855,10 +871,10 @@ impl Pipeline {
         ip: &IpInfo,
         scratch: &mut [u8],
         ct: CtInfo,
-        route_dst: Addr,
+        view: &IpInfo,
         nat: &NatPlan,
     ) -> Action {
-        let (port, neighbor) = match self.routes.next_hop(ip.family, route_dst) {
+        let (port, neighbor) = match self.routes.next_hop(ip.family, view.dst) {
             Some(NextHop::Forward { port, neighbor }) => (port, neighbor),
             Some(NextHop::Blackhole) => return self.drop(DropReason::Blackhole),
             None => {
@@ -925,7 +941,7 @@ impl Pipeline {
         }
         let mut snat = None;
         for hook in [Hook::Forward, Hook::Postrouting] {
-            let (d, n) = self.eval(hook, ip, Some(in_port), Some(port), ct);
+            let (d, n) = self.eval(hook, view, Some(in_port), Some(port), ct);
             if let Some(a) = self.apply(d, in_port, frame, l2, ip, scratch) {
                 return a;
             }
@@ -1032,5 +1048,15 @@ fn key_of(t: &Tuple, ip: &IpInfo) -> FlowKey {
         zone: 0,
         proto: t.proto,
         family: ip.family,
+    }
+}
+
+/// Sets the destination address and port of a packet summary (the view later hooks see).
+fn set_view_dst(view: &mut IpInfo, dst: Addr, dport: u16) {
+    view.dst = dst;
+    match &mut view.l4 {
+        Some(L4Info::Tcp(t)) => t.dport = dport,
+        Some(L4Info::Udp { dport: d, .. }) => *d = dport,
+        _ => {}
     }
 }
