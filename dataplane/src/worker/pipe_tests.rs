@@ -1180,3 +1180,43 @@ fn multi_worker_nat_tracks_each_flow_once_and_reverses_replies() {
         assert_eq!(st.invalid, 0, "worker {w}: a packet was judged invalid");
     }
 }
+
+#[test]
+fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
+    let mut c = Cluster::new();
+    let client = [198, 18, 0, 10];
+    let server = [203, 0, 113, 9];
+    let mut f = Pkt::v4(client, server).udp(33_333, 9999, 12);
+    let orig_len = f.len();
+    assert!(matches!(
+        c.deliver(0, &mut f).0,
+        Action::Forward { port: 1, .. }
+    ));
+    let (_, _, nat_port, _) = tuple_of(&f);
+    // The server's port is closed: ICMP port unreachable quoting the translated datagram.
+    let mut l4 = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    l4.extend_from_slice(&f[ETH_LEN..orig_len]);
+    let pk = Pkt {
+        family: Family::V4,
+        src: v4(server),
+        dst: v4([198, 19, 0, 1]),
+        ttl: 64,
+        dst_mac: WAN_MAC,
+        src_mac: GW1_MAC,
+    };
+    let mut err = pk.build(proto::ICMP, l4, Some(2));
+    let (a, _) = c.deliver(1, &mut err);
+    assert!(matches!(a, Action::Forward { port: 0, .. }), "{a:?}");
+    let ip = &err[ETH_LEN..];
+    assert_eq!(&ip[16..20], &client, "outer destination translated back");
+    let inner = &ip[28..];
+    assert_eq!(&inner[12..16], &client, "embedded source translated back");
+    assert_eq!(
+        &inner[20..22],
+        &33_333u16.to_be_bytes(),
+        "embedded source port translated back"
+    );
+    assert_ne!(nat_port, 0);
+    assert_checksums(&err, ETH_LEN);
+    assert_eq!(c.entries(), 1);
+}
