@@ -107,8 +107,8 @@ fn update(c: &mut Criterion) {
 fn insert_expire(c: &mut Criterion) {
     let mut g = c.benchmark_group("ct_insert_expire");
     g.throughput(Throughput::Elements(1));
-    // 1 µs per new flow and a 30 s UDP timeout would need 30 M entries; use a 1 s timeout
-    // so the table holds about 1 M live entries in steady state, and expire a few
+    // One new flow per 10 µs of virtual time with a 1 s UDP timeout: about 100 k live
+    // entries in steady state, so every insert is matched by an expiry; expire a few
     // entries per insert as the worker would between bursts.
     let tun = Tunables {
         udp: 1,
@@ -121,7 +121,7 @@ fn insert_expire(c: &mut Criterion) {
     g.bench_function("udp_new_flow", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            now += 1_000;
+            now += 10_000;
             let p = udp(i);
             let k = FlowKey::from_info(&p, 0).expect("key");
             // Reused tuples (i wraps the port range) are tracked already: update them.

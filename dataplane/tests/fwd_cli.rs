@@ -1,5 +1,7 @@
 //! `fwd` command line without EAL: `--version`, `check` on good and bad configurations.
 
+#![cfg(feature = "dpdk")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

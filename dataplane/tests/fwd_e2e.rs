@@ -2,8 +2,11 @@
 //! Linux hosts in their own network namespaces. Needs root (skips otherwise). Every step
 //! is bounded in time; namespaces are removed by a drop guard even when a step fails.
 //!
-//! Until the pipeline is merged, `fwd` runs the trivial port-forward processor (a
-//! two-port bridge): the hosts share 198.18.0.0/15 and resolve each other through it.
+//! `fwd` routes between 198.18.1.0/24 (lan, 198.18.1.1) and 198.18.2.0/24 (wan,
+//! 198.18.2.1); the hosts use it as their default gateway, so ARP for it is answered by
+//! fwd's slow path and fwd resolves the hosts in turn.
+
+#![cfg(feature = "dpdk")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -50,7 +53,9 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for ns in [&self.ns_a, &self.ns_b, &self.ns_fw] {
-            let _ = sh(&["ip", "netns", "del", ns]);
+            if !ns.is_empty() {
+                let _ = sh(&["ip", "netns", "del", ns]);
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -64,8 +69,8 @@ impl Lab {
             ns_a: format!("fwd-{test}-{pid}-a"),
             ns_b: format!("fwd-{test}-{pid}-b"),
             ns_fw: format!("fwd-{test}-{pid}-fw"),
-            fa: format!("fwa{short}"),
-            fb: format!("fwb{short}"),
+            fa: format!("fa{}{short}", &test[..1]),
+            fb: format!("fb{}{short}", &test[..1]),
             dir: std::env::temp_dir().join(format!("fwd-{test}-{pid}")),
             child: None,
         };
@@ -74,9 +79,9 @@ impl Lab {
             ok(&["ip", "netns", "add", ns]);
             ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        for (host_ns, fw_if, addr) in [
-            (&lab.ns_a, &lab.fa, "198.18.1.2/15"),
-            (&lab.ns_b, &lab.fb, "198.18.2.2/15"),
+        for (host_ns, fw_if, addr, gw) in [
+            (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
+            (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
             ok(&[
                 "ip", "link", "add", fw_if, "netns", &lab.ns_fw, "type", "veth", "peer", "name",
@@ -102,6 +107,7 @@ impl Lab {
                 &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
             ]);
             ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
+            ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
         }
         lab
     }
@@ -112,23 +118,32 @@ impl Lab {
 
     /// Writes the configuration and starts `fwd` in the appliance namespace; waits (at
     /// most 30 s) for the control socket.
-    fn start_fwd(&mut self) {
+    /// `workers` workers on core 1; af_packet `qpairs` (and RX queues) = workers + 1, the
+    /// TX queue count, so no fanned-out socket goes unpolled.
+    fn start_fwd(&mut self, workers: usize) {
         let cfg = format!(
             "eal:\n  main_core: 0\n  hugepages: false\n  in_memory: true\n  memory_mb: 256\n  \
-             file_prefix: fwd-e2e-{pid}\n\
+             file_prefix: fwd-e2e-{pid}-{workers}\n\
              ports:\n\
-             \x20 - name: lan\n    device: net_af_packet0,iface={fa},qpairs=2\n    \
-             addresses: [198.18.1.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
-             \x20 - name: wan\n    device: net_af_packet1,iface={fb},qpairs=2\n    \
-             addresses: [198.18.2.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
-             workers:\n  cores: [1]\n\
-             control_socket: {sock}\nstate_dir: {state}\n",
+             \x20 - name: lan\n    device: net_af_packet0,iface={fa},qpairs={q}\n    \
+             addresses: [198.18.1.1/24]\n    rx_queues: {q}\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
+             \x20 - name: wan\n    device: net_af_packet1,iface={fb},qpairs={q}\n    \
+             addresses: [198.18.2.1/24]\n    rx_queues: {q}\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
+             workers:\n  cores: [{cores}]\n\
+             control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n",
             pid = std::process::id(),
+            q = workers + 1,
+            cores = vec!["1"; workers].join(", "),
             fa = self.fa,
             fb = self.fb,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
         );
+        std::fs::write(
+            self.dir.join("rules.nft"),
+            "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy accept;\n  }\n}\n",
+        )
+        .unwrap();
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
         let log = std::fs::File::create(self.dir.join("fwd.log")).unwrap();
@@ -210,11 +225,21 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
         return;
     }
     let mut lab = Lab::new("e2e");
-    lab.start_fwd();
+    lab.start_fwd(1);
 
     let st = lab.control(r#"{"op":"status"}"#);
     assert_eq!(st["result"]["workers"], 1, "{st}");
     assert_eq!(st["result"]["ports"], 2, "{st}");
+
+    // fwd answers ping on its own addresses (after ARP for the gateway).
+    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.1.1"]);
+    let out = lab.in_ns(&lab.ns_a, &["ping", "-c", "2", "-W", "2", "198.18.1.1"]);
+    assert!(
+        out.status.success(),
+        "ping fwd's address failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.log()
+    );
 
     // Ping through (bounded: 3 probes, 2 s each, after a warm-up for ARP).
     let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
@@ -224,6 +249,12 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
         "ping through fwd failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         lab.log()
+    );
+    // Routed, not bridged: the reply crossed one hop (TTL 64 -> 63).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ttl=63"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     // TCP through: a listener in B, a client in A.
@@ -294,10 +325,159 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     let st = lab.control(r#"{"op":"status"}"#);
     assert_eq!(st["result"]["ruleset_generation"], 2, "{st}");
 
+    // SIGHUP reloads the configured ruleset file (generation 3).
+    ok(&[
+        "kill",
+        "-HUP",
+        &lab.child.as_ref().unwrap().id().to_string(),
+    ]);
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if lab.log().contains("loaded: generation 3") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(reloaded, "SIGHUP did not reload:\n{}", lab.log());
+    let st = lab.control(r#"{"op":"status"}"#);
+    assert_eq!(st["result"]["ruleset_generation"], 3, "{st}");
+
     assert_eq!(lab.stop_fwd(), Some(0), "{}", lab.log());
     assert!(lab.log().contains("fwd: stopped"), "{}", lab.log());
     assert!(
         !Path::new(&lab.socket()).exists(),
         "control socket left behind"
     );
+}
+
+#[test]
+fn fwd_e2e_two_workers_route_ping_and_tcp() {
+    if !root_or_skip("fwd_e2e_two_workers_route_ping_and_tcp") {
+        return;
+    }
+    let mut lab = Lab::new("w2");
+    lab.start_fwd(2);
+    let st = lab.control(r#"{"op":"status"}"#);
+    assert_eq!(st["result"]["workers"], 2, "{st}");
+    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
+    let out = lab.in_ns(
+        &lab.ns_a,
+        &["ping", "-c", "4", "-i", "0.2", "-W", "2", "198.18.2.2"],
+    );
+    assert!(
+        out.status.success(),
+        "ping through 2 workers failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.log()
+    );
+    // Several TCP connections (different source ports spread over the af_packet fanout).
+    for i in 0..3 {
+        let port = (8081 + i).to_string();
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns_b,
+                "timeout",
+                "15",
+                "nc",
+                "-l",
+                "-N",
+                "198.18.2.2",
+                &port,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut sent = false;
+        for _ in 0..20 {
+            let cmd = format!("echo conn-{i} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
+            if lab.in_ns(&lab.ns_a, &["sh", "-c", &cmd]).status.success() {
+                sent = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let out = server.wait_with_output().unwrap();
+        assert!(sent, "TCP connection {i} failed:\n{}", lab.log());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("conn-{i}")
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let w = lab.control(r#"{"op":"workers"}"#);
+    let workers = w["result"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{w}");
+    let rx: u64 = workers
+        .iter()
+        .map(|w| w["rx_packets"].as_u64().unwrap())
+        .sum();
+    assert!(rx >= 20, "{w}");
+    assert_eq!(lab.stop_fwd(), Some(0), "{}", lab.log());
+}
+
+/// `net_null` ports with two RX queues: symmetric RSS on, the RETA programmed round-robin,
+/// both workers receive, the control socket reports queue counts, SIGTERM exits 0.
+#[test]
+fn fwd_null_ports_rss_reta_and_clean_stop() {
+    if !root_or_skip("fwd_null_ports_rss_reta_and_clean_stop") {
+        return;
+    }
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("fwd-null-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    let cfg = format!(
+        "eal: {{main_core: 0, hugepages: false, in_memory: true, memory_mb: 256, file_prefix: fwd-null-{pid}}}\n\
+         ports:\n\
+         \x20 - {{name: a, device: net_null0, addresses: [198.18.1.1/24], rx_descriptors: 256, tx_descriptors: 256}}\n\
+         \x20 - {{name: b, device: net_null1, addresses: [198.18.2.1/24], rx_descriptors: 256, tx_descriptors: 256}}\n\
+         workers: {{cores: [1, 1]}}\n\
+         control_socket: {}\nstate_dir: {}\n",
+        sock.display(),
+        dir.join("state").display()
+    );
+    std::fs::write(dir.join("fwd.yaml"), cfg).unwrap();
+    let log = dir.join("fwd.log");
+    let mut lab = Lab {
+        ns_a: String::new(),
+        ns_b: String::new(),
+        ns_fw: String::new(),
+        fa: String::new(),
+        fb: String::new(),
+        dir: dir.clone(),
+        child: Some(
+            Command::new(env!("CARGO_BIN_EXE_fwd"))
+                .arg("--config")
+                .arg(dir.join("fwd.yaml"))
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(dir.join("fwd.err")).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    let mut up = false;
+    for _ in 0..300 {
+        if UnixStream::connect(&sock).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = || std::fs::read_to_string(dir.join("fwd.err")).unwrap_or_default();
+    assert!(up, "no control socket:\n{}", err());
+    assert!(err().contains("round-robin over 2 queues"), "{}", err());
+    assert!(err().contains("symmetric RSS"), "{}", err());
+    std::thread::sleep(Duration::from_millis(200));
+    let p = lab.control(r#"{"op":"ports"}"#);
+    assert_eq!(p["result"]["ports"][0]["rx_queues"], 2, "{p}");
+    assert_eq!(p["result"]["ports"][0]["tx_queues"], 3, "{p}");
+    let w = lab.control(r#"{"op":"workers"}"#);
+    for wk in w["result"]["workers"].as_array().unwrap() {
+        // net_null delivers on every queue: both workers are busy.
+        assert!(wk["rx_packets"].as_u64().unwrap() > 0, "{w}");
+    }
+    assert_eq!(lab.stop_fwd(), Some(0), "{}", err());
 }

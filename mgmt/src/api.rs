@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -47,6 +47,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+    }
+}
+
+/// The request body, with a read error or an oversized body mapped to a JSON error.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                let status = e.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "too_large"
+                } else {
+                    "bad_request"
+                };
+                ApiError::new(status, code, e.body_text())
+            })
     }
 }
 
@@ -101,11 +124,14 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/ruleset", tag = "ruleset", params(schema::RulesetParams),
-    responses((status = 200, description = "The running ruleset with per-rule counters", body = schema::RulesetView,
-            content_type = "application/json"),
-        (status = 200, description = "`format=text`: the nftables text", body = String, content_type = "text/plain"),
-        (status = 503, body = ApiError)),
-    security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "The running ruleset with per-rule counters (JSON), or with `format=text` the nftables text alone",
+            content((schema::RulesetView = "application/json"), (String = "text/plain"))),
+        (status = 400, body = ApiError),
+        (status = 503, body = ApiError)
+    ),
+    security(("bearer" = []))
+)]
 async fn ruleset_get(State(s): State<AppState>, Params(q): Params) -> Result<Response, ApiError> {
     let mut text = false;
     for (k, v) in &q {
@@ -191,7 +217,7 @@ async fn replace(
 async fn ruleset_put(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     replace(&s, &headers, &body, false).await
 }
@@ -205,7 +231,7 @@ async fn ruleset_put(
 async fn ruleset_check(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     replace(&s, &headers, &body, true).await
 }
@@ -377,7 +403,7 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
         (status = 400, description = "Unknown name or value out of range (`field` names it); nothing applied", body = ApiError),
         (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = [])))]
-async fn tuning_patch(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn tuning_patch(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     let values = tuning_values(&body)?;
     let values = expect!(call(&s, Request::TuningSet { values }).await?,
         proto::Response::Tuning { values } => values)?;

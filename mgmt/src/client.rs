@@ -42,6 +42,9 @@ pub enum ClientError {
     /// The answer was not a valid response line.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The request line would exceed [`MAX_LINE`] bytes (not sent).
+    #[error("request of {0} bytes exceeds the control protocol's line limit")]
+    TooLarge(usize),
 }
 
 struct Conn {
@@ -89,6 +92,12 @@ impl Conn {
             request: request.clone(),
         };
         let mut line = serde_json::to_vec(&env).map_err(std::io::Error::other)?;
+        if line.len() >= MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                TooLargeLine(line.len()),
+            ));
+        }
         line.push(b'\n');
         self.writer.write_all(&line).await?;
         self.writer.flush().await
@@ -109,6 +118,19 @@ impl Conn {
             }
             return env.into_result().map_err(ClientError::Fwd);
         }
+    }
+}
+
+/// Marker inside the I/O error of a request line over [`MAX_LINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("request line of {0} bytes")]
+struct TooLargeLine(usize);
+
+/// A send error: an oversized line is [`ClientError::TooLarge`] (nothing was written).
+fn send_error(e: std::io::Error, otherwise: fn(String) -> ClientError) -> ClientError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<TooLargeLine>()) {
+        Some(TooLargeLine(n)) => ClientError::TooLarge(*n),
+        None => otherwise(e.to_string()),
     }
 }
 
@@ -198,8 +220,10 @@ impl ControlClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut result = match conn.send(id, request).await {
             Ok(()) => conn.answer(id).await,
-            Err(e) if reused => Err(ClientError::Unreachable(format!("stale connection: {e}"))),
-            Err(e) => Err(ClientError::Lost(e.to_string())),
+            Err(e) if reused => Err(send_error(e, |m| {
+                ClientError::Unreachable(format!("stale connection: {m}"))
+            })),
+            Err(e) => Err(send_error(e, ClientError::Lost)),
         };
         let retry = reused
             && match &result {
@@ -212,11 +236,13 @@ impl ControlClient {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             result = match conn.send(id, request).await {
                 Ok(()) => conn.answer(id).await,
-                Err(e) => Err(ClientError::Lost(e.to_string())),
+                Err(e) => Err(send_error(e, ClientError::Lost)),
             };
         }
         match &result {
-            Ok(_) | Err(ClientError::Fwd(_)) => *slot = Some(ConnSlot(conn)),
+            Ok(_) | Err(ClientError::Fwd(_) | ClientError::TooLarge(_)) => {
+                *slot = Some(ConnSlot(conn));
+            }
             Err(_) => {}
         }
         result
@@ -234,7 +260,7 @@ impl ControlClient {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             conn.send(id, &Request::Subscribe { filter, events })
                 .await
-                .map_err(|e| ClientError::Lost(e.to_string()))?;
+                .map_err(|e| send_error(e, ClientError::Lost))?;
             match conn.answer(id).await? {
                 Response::Subscribed => Ok(EventStream { conn }),
                 other => Err(ClientError::Protocol(format!(

@@ -165,6 +165,13 @@ impl From<ClientError> for ApiError {
                     "fwd closed the control connection before answering ({m}); the request may or may not have been applied"
                 ),
             ),
+            ClientError::TooLarge(n) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the request ({n} bytes encoded) exceeds fwd's control-line limit; nothing was sent"
+                ),
+            ),
             ClientError::Protocol(m) => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "fwd_protocol",

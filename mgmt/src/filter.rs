@@ -25,10 +25,25 @@ pub const TCP_STATES: &[&str] = &[
 ];
 
 /// Status flags accepted by `status=`.
-pub const STATUS_FLAGS: &[&str] = &["ASSURED", "SEEN_REPLY", "UNREPLIED", "SRC_NAT", "DST_NAT"];
+pub const STATUS_FLAGS: &[&str] = &[
+    "ASSURED",
+    "SEEN_REPLY",
+    "UNREPLIED",
+    "SRC_NAT",
+    "DST_NAT",
+    "CONFIRMED",
+];
 
 const PROTO_NAMES: &[&str] = &[
-    "tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "ipv6-icmp",
+    "sctp",
+    "dccp",
+    "udplite",
+    "gre",
 ];
 
 /// Everything the conntrack routes take from the query string.
@@ -125,11 +140,12 @@ pub fn parse(pairs: &[(String, String)], extra: Extra) -> Result<CtQuery, ApiErr
                 f.status = Some(s);
             }
             ("family", _) => {
-                let s = v.to_ascii_lowercase();
-                if s != "ipv4" && s != "ipv6" {
-                    return Err(ApiError::bad_filter(k, "family is `ipv4` or `ipv6`"));
-                }
-                f.family = Some(s);
+                let s = match v.to_ascii_lowercase().as_str() {
+                    "ipv4" | "inet" => "ipv4",
+                    "ipv6" | "inet6" => "ipv6",
+                    _ => return Err(ApiError::bad_filter(k, "family is `ipv4` or `ipv6`")),
+                };
+                f.family = Some(s.to_string());
             }
             ("mark", _) => {
                 let ok = match v.split_once('/') {

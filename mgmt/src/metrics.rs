@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use dataplane::control::proto::{self, Request, Response};
+use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::client::ControlClient;
@@ -66,30 +67,25 @@ impl Families {
         }
     }
 
-    fn gauge(&self, name: &str, help: &str) -> IntGauge {
-        let g = IntGauge::new(name, help).expect("static metric name is valid");
+    /// Registers `metric` (built from a static name) and returns it.
+    fn add<M: Collector + Clone + 'static>(&self, metric: prometheus::Result<M>) -> M {
+        let m = metric.expect("static metric name and labels are valid");
         self.registry
-            .register(Box::new(g.clone()))
+            .register(Box::new(m.clone()))
             .expect("each metric is registered once per scrape");
-        g
+        m
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
     }
 
     fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        let g =
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric name is valid");
-        self.registry
-            .register(Box::new(g.clone()))
-            .expect("each metric is registered once per scrape");
-        g
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
     }
 
     fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let c =
-            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric name is valid");
-        self.registry
-            .register(Box::new(c.clone()))
-            .expect("each metric is registered once per scrape");
-        c
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
     }
 
     fn encode(&self) -> String {

@@ -858,3 +858,79 @@ async fn openapi_document_covers_every_route() {
     }
     insta::assert_snapshot!("openapi", serde_json::to_string_pretty(&v).unwrap());
 }
+
+#[tokio::test]
+async fn sse_client_leaving_closes_the_subscription() {
+    let e = env().await;
+    let req = Request::builder()
+        .uri("/api/v1/conntrack/events")
+        .body(Body::empty())
+        .unwrap();
+    let resp = e.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(e.fake.subscribers(), 1);
+    drop(resp);
+    // The fake notices the closed connection on its next write.
+    let mut left = false;
+    for _ in 0..100 {
+        e.fake.emit(EventType::New, common::entry(0, "tcp"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if e.fake.subscribers() == 0 {
+            left = true;
+            break;
+        }
+    }
+    assert!(left, "the control connection of the subscription is closed");
+}
+
+#[tokio::test]
+async fn sse_stream_ends_with_an_error_event_when_fwd_goes_away() {
+    let e = env().await;
+    let req = Request::builder()
+        .uri("/api/v1/conntrack/events")
+        .body(Body::empty())
+        .unwrap();
+    let mut body = e.app.clone().oneshot(req).await.unwrap().into_body();
+    e.fake.stop();
+    let mut text = String::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the stream ends")
+    {
+        if let Ok(d) = frame.unwrap().into_data() {
+            text += std::str::from_utf8(&d).unwrap();
+        }
+    }
+    assert!(text.starts_with("event: error\n"), "{text}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_never_sent() {
+    let e = env().await;
+    let sent = e.fake.state().log.len();
+    // Over the body limit.
+    let big = vec![b'#'; proto::MAX_LINE + 1];
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", &big)),
+    )
+    .await
+    .error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    // Under the body limit, but over the control line once JSON-escaped.
+    let quotes = vec![b'"'; proto::MAX_LINE / 2 + 16];
+    send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", &quotes)),
+    )
+    .await
+    .error(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert_eq!(e.fake.state().log.len(), sent);
+    assert_eq!(e.fake.state().generation, 1);
+    // The connection is still usable.
+    assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+}

@@ -149,6 +149,48 @@ async fn ruleset_show_apply_check() {
     assert_eq!(out.trim(), "ruleset applied: generation 2, 1 rules");
     let (_, out, _) = e.run(&["ruleset", "show"], false).await;
     assert!(out.contains("tcp dport 80 counter accept"));
+
+    // A .json file goes as nftables JSON; `-` reads stdin.
+    let json = dir.path().join("rules.json");
+    std::fs::write(
+        &json,
+        r#"{"nftables": [{"table": {"family": "inet", "name": "j"}}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = e
+        .run(&["ruleset", "apply", json.to_str().unwrap()], true)
+        .await;
+    assert!(ok && out.contains("generation 3"), "{out}{err}");
+    assert!(matches!(
+        e.fake.state().log.last(),
+        Some(dataplane::control::proto::Request::RulesetReplace {
+            ruleset: dataplane::control::proto::RulesetSource::Json(_),
+            ..
+        })
+    ));
+    let mut c = e.cmd(&["ruleset", "apply", "-"], true);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"table inet s {\n}\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(e.fake.state().ruleset, "table inet s {\n}\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

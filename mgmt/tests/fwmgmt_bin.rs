@@ -134,3 +134,47 @@ fn bad_configuration_exits_with_status_2() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_it_even_with_an_open_event_stream() {
+    let fake = FakeDataplane::start(1).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let sock = fake.path.to_str().unwrap().to_string();
+    let mut child = spawn(&["--listen", &listen, "--control-socket", &sock]);
+    let base = format!("http://127.0.0.1:{port}");
+    let b = base.clone();
+    let stream = blocking(move || {
+        wait_up(&format!("{b}/healthz"));
+        ureq::get(&format!("{b}/api/v1/conntrack/events"))
+            .call()
+            .unwrap()
+    })
+    .await;
+    assert_eq!(fake.subscribers(), 1);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = None;
+    for _ in 0..100 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if status.is_none() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "fwmgmt exits within 5 s: {status:?}"
+    );
+    drop(stream);
+}

@@ -6,7 +6,9 @@ use dataplane::rules::{check::check, json, parse::parse, print};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(rs) = parse(src) else { return };
     let _ = check(&rs);
     let text = print::to_text(&rs);

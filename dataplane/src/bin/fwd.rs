@@ -26,11 +26,12 @@ use dataplane::config::{Config, ConfigError, parse_mac};
 use dataplane::conntrack::check_tunable;
 use dataplane::control::proto::{PortStats, WorkerStats};
 use dataplane::control::server::{self, Backend, RulesetState, Server, ServerConfig, StateDir};
+use dataplane::route::{NeighConfig, NeighborSnapshot};
 use dataplane::rules::{self, PortsByName};
+use dataplane::wire::Addr;
 use dataplane::worker::counters::{CounterBlock, MAX_PORTS};
-use dataplane::worker::io::{BURST, PortMap, SlowPathIo, WorkerIo};
-use dataplane::worker::process::{DropSlowPath, PortForward};
-use dataplane::worker::{WorkerCommand, WorkerReply};
+use dataplane::worker::io::{BURST, NeighShare, NeighWorker, SlowPathIo, WorkerIo};
+use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SlowPath, WorkerCommand, WorkerReply};
 use dpdk_bindings::{
     Consumer, Eal, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring, RssConfig,
     TxBuffer, diag, ffi,
@@ -363,7 +364,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         return Err(format!("ports: at most {MAX_PORTS} ports"));
     }
     let plan = cfg.queue_plan().map_err(|e| e.to_string())?;
-    cfg.route_table().map_err(|e| e.to_string())?;
+    let routes = Arc::new(cfg.route_table().map_err(|e| e.to_string())?);
     let nworkers = cfg.workers.cores.len();
     let nports = cfg.ports.len();
 
@@ -416,6 +417,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
 
     // Ports: configure, take queues, start.
     let mut run_ports = Vec::new();
+    let mut port_infos = Vec::new();
     let mut rx_queues = Vec::new(); // per port: Vec<Option<RxQueue>>
     let mut tx_queues = Vec::new(); // per port: Vec<Option<TxQueue>>
     for (i, (pc, id)) in cfg.ports.iter().zip(&ids).enumerate() {
@@ -438,6 +440,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         for n in &applied.notes {
             eprintln!("fwd: port {}: {n}", pc.name);
         }
+        // The RETA the owner function assumes (`nat::rss::RssOwner::spread`): bucket i to
+        // queue i % queues. Programmed explicitly rather than trusting the PMD's default.
+        if applied.rss && info.reta_size > 0 {
+            let reta: Vec<u16> = (0..nrx).cycle().take(usize::from(info.reta_size)).collect();
+            match port.reta_update(&reta) {
+                Ok(()) => eprintln!(
+                    "fwd: port {}: RETA {} entries round-robin over {nrx} queues",
+                    pc.name, info.reta_size
+                ),
+                Err(e) => eprintln!("fwd: port {}: RETA not programmed: {e}", pc.name),
+            }
+        }
         if let Some(mac) = pc.mac.as_deref().and_then(parse_mac) {
             port.set_mac(mac)
                 .map_err(|e| format!("ports[{i}].mac: {e}"))?;
@@ -456,6 +470,11 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             port.mac().map(mac_string).unwrap_or_default(),
             if applied.rss { ", symmetric RSS" } else { "" }
         );
+        port_infos.push(PortInfo {
+            mac: port.mac().map_err(|e| format!("ports[{i}]: {e}"))?,
+            mtu: pc.mtu,
+            hw_rss: applied.rss,
+        });
         rx_queues.push(rx.into_iter().map(Some).collect::<Vec<_>>());
         tx_queues.push(tx.into_iter().map(Some).collect::<Vec<_>>());
         run_ports.push(RunPort {
@@ -466,7 +485,24 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             tx_queues: ntx,
         });
     }
-    let port_map = PortMap::new(&ids.iter().map(|p| p.0).collect::<Vec<_>>());
+
+    // The slow path (ARP/ND, neighbour cache) and the neighbour snapshots it publishes.
+    let mut slow =
+        SlowPath::<Mbuf>::new(port_infos.clone(), routes.clone(), NeighConfig::default());
+    for (i, n) in cfg.neighbors.iter().enumerate() {
+        let addr: std::net::IpAddr = n
+            .address
+            .parse()
+            .map_err(|_| format!("neighbors[{i}].address: not an address"))?;
+        let mac = parse_mac(&n.mac).ok_or(format!("neighbors[{i}].mac: not a MAC"))?;
+        let port = cfg
+            .port_index(&n.port)
+            .ok_or(format!("neighbors[{i}].port: no such port"))?;
+        slow.add_static(port, Addr::from(addr), mac);
+    }
+    let first = slow.snapshot_if_changed().unwrap_or_default();
+    let share = Arc::new(NeighShare::new(Arc::new(first)));
+    let pcfg = PipelineConfig { ports: port_infos };
 
     // Rings.
     let socket = eal.socket_id();
@@ -491,6 +527,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         }
     }
     let mut slow_in = Vec::new();
+    let mut neigh_back = Vec::new();
     let mut commands = Vec::new();
     let mut replies = Vec::new();
     let mut counters = Vec::new();
@@ -505,6 +542,10 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             .map_err(ring_err)?;
         commands.push(cp);
         replies.push(rc);
+        let (np, nc) =
+            Ring::<Box<Arc<NeighborSnapshot>>>::spsc(&eal, &format!("fwd_nb_{w}"), 16, socket)
+                .map_err(ring_err)?;
+        neigh_back.push(nc);
         let block = Arc::new(CounterBlock::default());
         counters.push(block.clone());
         let w16 = u16::try_from(w).map_err(|_| "too many workers".to_string())?;
@@ -519,8 +560,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         let tx = tx_queues
             .iter_mut()
             .map(|qs| qs[w].take().map(TxBuffer::<BURST>::new))
-            .collect::<Option<Vec<_>>>()
-            .ok_or("missing TX queue")?;
+            .collect::<Vec<_>>();
         ios.push(WorkerIo {
             index: w16,
             rx,
@@ -531,15 +571,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             commands: cc,
             replies: rp,
             published: block,
-            ports: port_map.clone(),
+            neigh: Some(NeighWorker {
+                share: share.clone(),
+                seen: 0,
+                back: np,
+            }),
             tsc_hz: eal.tsc_hz(),
         });
     }
     let slow_tx = tx_queues
         .iter_mut()
         .map(|qs| qs[nworkers].take().map(TxBuffer::<BURST>::new))
-        .collect::<Option<Vec<_>>>()
-        .ok_or("missing slow-path TX queue")?;
+        .collect::<Vec<_>>();
     // Unpolled RX queues are dropped now (their handles are not needed).
     drop(rx_queues);
     drop(tx_queues);
@@ -589,12 +632,12 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
 
     // Workers.
     let mut handles = Vec::new();
-    let nports16 = u16::try_from(nports).unwrap_or(u16::MAX);
+    let nworkers16 = u16::try_from(nworkers).unwrap_or(u16::MAX);
     for (io, lcore) in ios.into_iter().zip(&lcores) {
         let wstop = stop.clone();
+        let mut p = Pipeline::new(io.index, nworkers16, &pcfg, routes.clone(), share.current());
         let h = eal
             .launch_on(*lcore, move || {
-                let mut p = PortForward::new(nports16);
                 io.run(&mut p, &wstop);
                 0
             })
@@ -613,10 +656,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     );
 
     // Slow path on the main lcore until a stop signal.
-    let mut slow = SlowPathIo {
+    let mut slow_io = SlowPathIo {
         from_workers: slow_in,
         tx: slow_tx,
-        ports: port_map,
         pool: pool.clone(),
         tsc_hz: eal.tsc_hz(),
         handled: 0,
@@ -624,7 +666,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         dropped: 0,
     };
     let mut meter = Meter::new(stats_interval, eal.tsc_hz());
-    slow.run(&mut DropSlowPath::default(), &stop, &mut || {
+    slow_io.run_pipeline(&mut slow, &share, &mut neigh_back, &stop, &mut || {
         meter.maybe_print(&counters);
     });
 
@@ -632,7 +674,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     for h in handles {
         h.join();
     }
+    drop(slow_io);
     drop(slow);
+    drop(neigh_back);
     let backend = control
         .join()
         .map_err(|_| "control thread panicked".to_string())?;

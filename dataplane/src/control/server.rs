@@ -672,8 +672,15 @@ impl<B: Backend> Server<B> {
             .collect()
     }
 
+    /// Worker counters with each worker's `conntrack -S` (left zero when the workers
+    /// cannot answer it, e.g. a processor without a connection table: the edge counters
+    /// are still worth reporting).
     fn workers_with_ct(&mut self) -> Result<Vec<WorkerStats>, ControlError> {
-        let ct = self.ct_stats()?;
+        let ct = match self.ct_stats() {
+            Ok(ct) => ct,
+            Err(e) if e.code == ErrorCode::Internal => Vec::new(),
+            Err(e) => return Err(e),
+        };
         let mut ws = self.backend.worker_stats();
         for (w, c) in ws.iter_mut().zip(ct) {
             w.ct = c;
@@ -1014,21 +1021,32 @@ impl Conn {
 }
 
 /// Binds the control socket at `path` with mode 0600 (removing a stale socket file; the
-/// parent directory is created).
+/// parent directory is created). The socket is bound inside a fresh 0700 directory, made
+/// 0600, then renamed into place, so there is no moment at which another user could
+/// connect to it.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+    let private = dir.join(format!(".fwd-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let tmp = private.join("s");
+    let result = UnixListener::bind(&tmp).and_then(|l| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 #[cfg(test)]

@@ -68,9 +68,9 @@ pub struct NatStats {
     pub allocations: u64,
     /// Source-NAT bindings that kept the original source port (or ICMP id).
     pub ports_kept: u64,
-    /// Bindings that searched their port range.
+    /// Bindings that searched their port range (SNAT, or DNAT with a busy port range).
     pub ports_searched: u64,
-    /// Candidate ports whose reply hash was computed during searches.
+    /// Candidate ports examined during searches (for SNAT: reply hashes computed).
     pub hash_probes: u64,
     /// Calls of the `taken` predicate.
     pub taken_checks: u64,
@@ -255,26 +255,12 @@ impl PortAllocator {
         if (lo..=hi).contains(&t.dport) && (lo == hi || !taken(&t.inverse())) {
             return Ok(t);
         }
-        let size = u32::from(hi - lo) + 1;
         let off = if a.flags.random || a.flags.fully_random {
             self.next_rand()
         } else {
             0
         };
-        let mut checks = 0u32;
-        for i in 0..size {
-            let p = port_at(lo, size, off, i);
-            let c = Tuple { dport: p, ..t };
-            self.stats.taken_checks += 1;
-            if !taken(&c.inverse()) {
-                return Ok(c);
-            }
-            checks += 1;
-            if checks >= self.max_taken_checks {
-                break;
-            }
-        }
-        Err(NatError::PortExhausted)
+        self.search((lo, hi), off, |_| true, |p| Tuple { dport: p, ..t }, taken)
     }
 
     /// SNAT / masquerade: rewrite the source of `t` (already destination-translated).
@@ -329,7 +315,12 @@ impl PortAllocator {
             dport: 0,
             ..t.inverse()
         };
-        let base = owner.toeplitz().hash_tuple(&reply0, true);
+        // Toeplitz is linear: hash(reply with port p) = base ^ term(p).
+        let base = if constrained {
+            owner.toeplitz().hash_tuple(&reply0, true)
+        } else {
+            0
+        };
         let mine = |p: u16| {
             !constrained
                 || owner.worker_of_hash(base ^ owner.toeplitz().dport_term(&reply0, p)) == me
@@ -355,6 +346,20 @@ impl PortAllocator {
                 return Ok(c);
             }
         }
+        self.search((lo, hi), off, mine, with_port, taken)
+    }
+
+    /// Walk `lo ..= hi` from offset `off`; the first candidate port `p` that is `mine` and
+    /// whose tuple `cand(p)` has an unused reply wins. At most `max_taken_checks` calls of
+    /// `taken`.
+    fn search(
+        &mut self,
+        (lo, hi): (u16, u16),
+        off: u32,
+        mine: impl Fn(u16) -> bool,
+        cand: impl Fn(u16) -> Tuple,
+        taken: &dyn Fn(&Tuple) -> bool,
+    ) -> Result<Tuple, NatError> {
         self.stats.ports_searched += 1;
         let size = u32::from(hi - lo) + 1;
         let mut checks = 0u32;
@@ -364,7 +369,7 @@ impl PortAllocator {
             if !mine(p) {
                 continue;
             }
-            let c = with_port(p);
+            let c = cand(p);
             self.stats.taken_checks += 1;
             if !taken(&c.inverse()) {
                 return Ok(c);

@@ -52,9 +52,11 @@ pub struct NatAction {
 }
 
 pub mod alloc;
+pub mod apply;
 pub mod rss;
 
 pub use alloc::{Binding, NatEnv, NatStats, PortAllocator, Steering};
+pub use apply::apply;
 pub use rss::{Owner, SYMMETRIC_RSS_KEY, Toeplitz};
 
 use crate::DropReason;

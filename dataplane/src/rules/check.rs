@@ -65,10 +65,11 @@ fn check_table(t: &Table) -> Result<(), Error> {
             check_rule(t, r, &mut edges[ci])?;
         }
     }
-    // Jump loops and depth (DFS from every chain).
+    // Jump loops and depth: one DFS with memoised depths (linear in chains + jumps).
+    let mut depth: Vec<Option<usize>> = vec![None; t.chains.len()];
+    let mut on_stack = vec![false; t.chains.len()];
     for start in 0..t.chains.len() {
-        let mut path = vec![start];
-        dfs_loops(t, &edges, &mut path)?;
+        jump_depth(t, &edges, start, &mut depth, &mut on_stack)?;
     }
     // NAT statements: only in chains reachable from nat base chains, on the right hook.
     for c in &t.chains {
@@ -134,22 +135,41 @@ fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Erro
     Ok(())
 }
 
-fn dfs_loops(t: &Table, edges: &[Vec<usize>], path: &mut Vec<usize>) -> Result<(), Error> {
-    let last = *path.last().unwrap_or(&0);
-    for &next in &edges[last] {
-        if path.contains(&next) {
-            let c = &t.chains[next];
-            return Err(Error::at(c.pos, &c.name, "jump loop through this chain"));
-        }
-        if path.len() > MAX_JUMP_DEPTH {
-            let c = &t.chains[next];
-            return Err(Error::at(c.pos, &c.name, "jumps nested deeper than 16"));
-        }
-        path.push(next);
-        dfs_loops(t, edges, path)?;
-        path.pop();
+/// Longest jump chain starting at `c` (1 for a chain that jumps nowhere); errors on a loop
+/// or a depth beyond [`MAX_JUMP_DEPTH`].
+fn jump_depth(
+    t: &Table,
+    edges: &[Vec<usize>],
+    c: usize,
+    depth: &mut [Option<usize>],
+    on_stack: &mut [bool],
+) -> Result<usize, Error> {
+    if let Some(d) = depth[c] {
+        return Ok(d);
     }
-    Ok(())
+    let chain = &t.chains[c];
+    if on_stack[c] {
+        return Err(Error::at(
+            chain.pos,
+            &chain.name,
+            "jump loop through this chain",
+        ));
+    }
+    on_stack[c] = true;
+    let mut d = 1;
+    for &next in &edges[c] {
+        d = d.max(1 + jump_depth(t, edges, next, depth, on_stack)?);
+    }
+    on_stack[c] = false;
+    if d > MAX_JUMP_DEPTH {
+        return Err(Error::at(
+            chain.pos,
+            &chain.name,
+            "jumps nested deeper than 16",
+        ));
+    }
+    depth[c] = Some(d);
+    Ok(d)
 }
 
 fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> {

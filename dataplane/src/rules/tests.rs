@@ -349,6 +349,37 @@ fn checker_errors_carry_location() {
 }
 
 #[test]
+fn deep_and_wide_jump_graphs_are_checked_in_linear_time() {
+    // 40 chains, each jumping to every later one: exponentially many paths.
+    let mut src = String::from("table ip t {\n");
+    for i in 0..40 {
+        src += &format!(" chain c{i} {{\n");
+        for j in i + 1..40 {
+            src += &format!("  tcp dport {j} jump c{j}\n");
+        }
+        src += " }\n";
+    }
+    src += "}\n";
+    let e = err(&src);
+    assert!(e.msg.contains("deeper than 16"), "{e}");
+    // 16 levels are fine, 17 are not.
+    let chain = |n: usize| {
+        let mut s = String::from("table ip t {\n");
+        for i in 0..n {
+            let body = if i + 1 < n {
+                format!("jump c{}", i + 1)
+            } else {
+                "accept".into()
+            };
+            s += &format!(" chain c{i} {{\n  {body}\n }}\n");
+        }
+        s + "}\n"
+    };
+    check::check(&parse::parse(&chain(16)).unwrap()).unwrap();
+    assert!(err(&chain(17)).msg.contains("deeper"));
+}
+
+#[test]
 fn nat_in_regular_chain_reached_from_filter_is_refused() {
     let src = "table ip t {\n chain f {\n  type filter hook postrouting priority 0;\n  jump n\n }\n chain n {\n  masquerade\n }\n}\n";
     let e = err(src);

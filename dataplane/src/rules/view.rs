@@ -41,3 +41,70 @@ pub fn ruleset_view(rs: &CompiledRuleset) -> RulesetView {
         counters: rule_counters(rs),
     }
 }
+
+/// A ruleset error as the control protocol's `BadRuleset` answer: line and column for
+/// text, the JSON path in `field` for JSON.
+pub fn control_error(e: &super::Error) -> crate::control::proto::ControlError {
+    use crate::control::proto::{ControlError, ErrorCode};
+    let mut c = ControlError::new(ErrorCode::BadRuleset, e.to_string());
+    if e.line > 0 {
+        c.line = Some(e.line);
+        c.column = Some(e.col);
+    } else {
+        c.field = Some(e.token.clone());
+    }
+    c
+}
+
+/// Reads a `RulesetReplace` source (text or JSON) and compiles it.
+pub fn load(
+    src: &crate::control::proto::RulesetSource,
+    ports: &super::PortsByName,
+    workers: usize,
+) -> Result<CompiledRuleset, crate::control::proto::ControlError> {
+    use crate::control::proto::RulesetSource;
+    let rs = match src {
+        RulesetSource::Text(t) => super::parse::parse(t),
+        RulesetSource::Json(j) => json::from_json(j),
+    }
+    .map_err(|e| control_error(&e))?;
+    super::compile(&rs, ports, workers).map_err(|e| control_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::{ErrorCode, RulesetSource};
+
+    #[test]
+    fn load_reports_text_and_json_errors_with_their_location() {
+        let ports = super::super::tests::ports();
+        let e = load(
+            &RulesetSource::Text(
+                "table ip t {\n chain c {\n  ct helper set \"ftp\"\n }\n}\n".into(),
+            ),
+            &ports,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.line, e.column),
+            (ErrorCode::BadRuleset, Some(3), Some(3))
+        );
+        let j = serde_json::json!({"nftables": [
+            {"table": {"family": "ip", "name": "t"}},
+            {"chain": {"family": "ip", "table": "t", "name": "c"}},
+            {"rule": {"family": "ip", "table": "t", "chain": "c", "expr": [{"queue": {"num": 1}}]}}
+        ]});
+        let e = load(&RulesetSource::Json(j), &ports, 1).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("nftables[2].rule.expr[0]"));
+        assert!(e.message.contains("not supported"), "{}", e.message);
+        let ok = load(
+            &RulesetSource::Text(super::super::tests::ISSUE.into()),
+            &ports,
+            2,
+        )
+        .unwrap();
+        assert_eq!(ok.rule_count(), 27);
+    }
+}

@@ -14,8 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrayvec::ArrayVec;
 use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, rdtsc};
 
+use arc_swap::ArcSwap;
+use std::sync::atomic::AtomicU64;
+
+use crate::route::NeighborSnapshot;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowPath};
+use crate::worker::process::{Process, SlowProcess};
+use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
 /// Frames per RX burst and per TX buffer.
@@ -24,33 +29,63 @@ pub const BURST: usize = 32;
 /// Control commands answered per tick (each is bounded work).
 pub const COMMANDS_PER_TICK: usize = 4;
 
-/// Maps DPDK port ids (as the PMD stamps them on received mbufs) to port indexes.
-#[derive(Debug, Clone)]
-pub struct PortMap {
-    index_of: [u16; 256],
+/// Frames on the handoff and slow-path rings carry their input port index in 2 bytes of
+/// headroom (little endian), so nothing depends on the PMD stamping `mbuf.port` (net_ring
+/// does not). Returns false (frame to be dropped) when there is no headroom.
+#[inline]
+fn tag_port(m: &mut Mbuf, port: u16) -> bool {
+    match m.prepend(2) {
+        Some(h) => {
+            h.copy_from_slice(&port.to_le_bytes());
+            true
+        }
+        None => false,
+    }
 }
 
-impl PortMap {
-    /// `ids[i]` is the DPDK port id of port index `i`.
-    pub fn new(ids: &[u16]) -> Self {
-        let mut index_of = [u16::MAX; 256];
-        for (i, id) in ids.iter().enumerate() {
-            if let (Some(slot), Ok(i)) = (index_of.get_mut(usize::from(*id)), u16::try_from(i)) {
-                *slot = i;
-            }
+/// Removes the tag written by [`tag_port`] and returns the port.
+#[inline]
+fn untag_port(m: &mut Mbuf) -> Option<u16> {
+    let d = m.data();
+    let port = u16::from_le_bytes([*d.first()?, *d.get(1)?]);
+    m.adj(2).then_some(port)
+}
+
+/// Neighbour snapshots the slow path publishes and the workers adopt between bursts.
+#[derive(Debug)]
+pub struct NeighShare {
+    current: ArcSwap<NeighborSnapshot>,
+    generation: AtomicU64,
+}
+
+impl NeighShare {
+    /// Starts with `initial` (generation 0).
+    pub fn new(initial: Arc<NeighborSnapshot>) -> Self {
+        NeighShare {
+            current: ArcSwap::new(initial),
+            generation: AtomicU64::new(0),
         }
-        PortMap { index_of }
     }
 
-    /// The port index of a received mbuf, `None` when the PMD did not stamp one we know.
-    #[inline]
-    pub fn index(&self, m: &Mbuf) -> Option<u16> {
-        let id = m.port()?.0;
-        self.index_of
-            .get(usize::from(id))
-            .copied()
-            .filter(|&i| i != u16::MAX)
+    /// Publishes a new snapshot (slow path).
+    pub fn publish(&self, snap: NeighborSnapshot) {
+        self.current.store(Arc::new(snap));
+        self.generation.fetch_add(1, Ordering::Release);
     }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<NeighborSnapshot> {
+        self.current.load_full()
+    }
+}
+
+/// A worker's side of [`NeighShare`]: the generation it runs, and the ring on which it
+/// hands replaced snapshots back to the main lcore (which frees them).
+#[derive(Debug)]
+pub struct NeighWorker {
+    pub share: Arc<NeighShare>,
+    pub seen: u64,
+    pub back: Producer<Box<Arc<NeighborSnapshot>>>,
 }
 
 /// Everything one worker polls and sends on.
@@ -60,8 +95,9 @@ pub struct WorkerIo {
     pub index: u16,
     /// Owned RX queues with their port index.
     pub rx: Vec<(u16, RxQueue)>,
-    /// This worker's TX queue of every port, by port index.
-    pub tx: Vec<TxBuffer<BURST>>,
+    /// This worker's TX queue of every port, by port index (`None`: this worker does not
+    /// transmit there; frames for it are counted as `edge_drop`).
+    pub tx: Vec<Option<TxBuffer<BURST>>>,
     /// Handoff producers to every other worker (`None` at our own index).
     pub handoff_out: Vec<Option<Producer<Mbuf>>>,
     /// Handoff consumers from every other worker.
@@ -73,8 +109,8 @@ pub struct WorkerIo {
     pub replies: Producer<Box<WorkerReply>>,
     /// Where counters are published.
     pub published: Arc<CounterBlock>,
-    /// DPDK port id to port index.
-    pub ports: PortMap,
+    /// Neighbour snapshots to adopt (`None`: the processor needs none).
+    pub neigh: Option<NeighWorker>,
     /// TSC frequency.
     pub tsc_hz: u64,
 }
@@ -103,8 +139,8 @@ impl WorkerIo {
                 let n = self.handoff_in[ring].dequeue_burst(&mut burst);
                 c.handoff_rx += n as u64;
                 work += n;
-                for m in burst.drain(..) {
-                    match self.ports.index(&m) {
+                for mut m in burst.drain(..) {
+                    match untag_port(&mut m) {
                         Some(port) => {
                             self.handle(proc, &mut c, port, m, now_ns, &mut scratch, false)
                         }
@@ -128,7 +164,7 @@ impl WorkerIo {
                     self.handle(proc, &mut c, port, m, now_ns, &mut scratch, true);
                 }
             }
-            for tx in &mut self.tx {
+            for tx in self.tx.iter_mut().flatten() {
                 if !tx.is_empty() {
                     tx.flush();
                 }
@@ -140,11 +176,12 @@ impl WorkerIo {
             if t1.wrapping_sub(last_tick) >= tick_cycles {
                 last_tick = t1;
                 proc.tick(now_ns);
+                self.adopt(proc);
                 self.serve_commands(proc, &mut c);
                 self.publish(&mut c, t1.wrapping_sub(start));
             }
         }
-        for tx in &mut self.tx {
+        for tx in self.tx.iter_mut().flatten() {
             tx.flush();
         }
         self.publish(&mut c, rdtsc().wrapping_sub(start));
@@ -153,8 +190,22 @@ impl WorkerIo {
 
     fn publish(&self, c: &mut Counters, total: u64) {
         c.total_cycles = total;
-        c.tx_dropped = self.tx.iter().map(TxBuffer::dropped).sum();
+        c.tx_dropped = self.tx.iter().flatten().map(TxBuffer::dropped).sum();
         self.published.publish(c);
+    }
+
+    fn adopt<P: Process>(&mut self, proc: &mut P) {
+        let Some(n) = self.neigh.as_mut() else {
+            return;
+        };
+        let g = n.share.generation.load(Ordering::Acquire);
+        if g == n.seen {
+            return;
+        }
+        n.seen = g;
+        let old = proc.adopt_neighbors(n.share.current());
+        // Full ring: the main lcore is behind; the old snapshot is freed here instead.
+        let _ = n.back.enqueue(Box::new(old));
     }
 
     fn serve_commands<P: Process>(&mut self, proc: &mut P, c: &mut Counters) {
@@ -213,7 +264,7 @@ impl WorkerIo {
                     .get_mut(usize::from(worker))
                     .and_then(Option::as_mut);
                 match ring {
-                    Some(p) if may_hand_off => match p.enqueue(m) {
+                    Some(p) if may_hand_off && tag_port(&mut m, port) => match p.enqueue(m) {
                         Ok(()) => c.handoff_tx += 1,
                         Err(m) => {
                             c.handoff_drop += 1;
@@ -224,13 +275,14 @@ impl WorkerIo {
                     _ => c.handoff_drop += 1,
                 }
             }
-            Action::SlowPath => match self.slow.enqueue(m) {
+            Action::SlowPath if tag_port(&mut m, port) => match self.slow.enqueue(m) {
                 Ok(()) => c.slowpath_tx += 1,
                 Err(m) => {
                     c.slowpath_drop += 1;
                     drop(m);
                 }
             },
+            Action::SlowPath => c.slowpath_drop += 1,
             Action::Drop(reason) => {
                 c.drops[reason as usize] += 1;
             }
@@ -240,7 +292,7 @@ impl WorkerIo {
     #[inline]
     fn transmit(&mut self, c: &mut Counters, port: u16, m: Mbuf) {
         let p = usize::from(port);
-        match self.tx.get_mut(p) {
+        match self.tx.get_mut(p).and_then(Option::as_mut) {
             Some(tx) => {
                 if p < MAX_PORTS {
                     c.tx_packets[p] += 1;
@@ -269,8 +321,7 @@ fn set_len(m: &mut Mbuf, len: usize) -> bool {
 #[derive(Debug)]
 pub struct SlowPathIo {
     pub from_workers: Vec<Consumer<Mbuf>>,
-    pub tx: Vec<TxBuffer<BURST>>,
-    pub ports: PortMap,
+    pub tx: Vec<Option<TxBuffer<BURST>>>,
     pub pool: dpdk_bindings::Mempool,
     pub tsc_hz: u64,
     /// Frames handled / sent / dropped.
@@ -280,8 +331,41 @@ pub struct SlowPathIo {
 }
 
 impl SlowPathIo {
+    /// End of one slow-path iteration: flush, `between` every ~10 ms, a short sleep when
+    /// there was nothing to do.
+    fn end_iteration(
+        &mut self,
+        now: u64,
+        last_between: &mut u64,
+        tick_cycles: u64,
+        work: usize,
+        between: &mut dyn FnMut(),
+    ) {
+        self.flush_all();
+        if now.wrapping_sub(*last_between) >= tick_cycles * 10 {
+            *last_between = now;
+            between();
+        }
+        if work == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for tx in self.tx.iter_mut().flatten() {
+            if !tx.is_empty() {
+                tx.flush();
+            }
+        }
+    }
+
     /// Runs until `stop` is set, calling `between` (signal checks) every ~10 ms.
-    pub fn run<S: SlowPath>(&mut self, slow: &mut S, stop: &AtomicBool, between: &mut dyn FnMut()) {
+    pub fn run<S: SlowProcess>(
+        &mut self,
+        slow: &mut S,
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(),
+    ) {
         let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
         let tick_cycles = (self.tsc_hz / 1000).max(1);
         let mut last_tick = rdtsc();
@@ -295,13 +379,15 @@ impl SlowPathIo {
                 work += self.from_workers[ring].dequeue_burst(&mut burst);
                 for mut m in burst.drain(..) {
                     self.handled += 1;
-                    let Some(port) = self.ports.index(&m) else {
+                    let Some(port) = untag_port(&mut m) else {
                         self.dropped += 1;
                         continue;
                     };
                     match slow.handle(port, m.data_mut(), now_ns) {
                         Some((out, len)) if set_len(&mut m, usize::from(len)) => {
-                            if let Some(tx) = self.tx.get_mut(usize::from(out)) {
+                            if let Some(tx) =
+                                self.tx.get_mut(usize::from(out)).and_then(Option::as_mut)
+                            {
                                 tx.push(m);
                                 self.sent += 1;
                             } else {
@@ -317,7 +403,7 @@ impl SlowPathIo {
                 let (tx, pool) = (&mut self.tx, &self.pool);
                 let mut sent = 0u64;
                 slow.tick(now_ns, &mut |port, bytes| {
-                    let Some(tx) = tx.get_mut(usize::from(port)) else {
+                    let Some(tx) = tx.get_mut(usize::from(port)).and_then(Option::as_mut) else {
                         return;
                     };
                     if let Some(mut m) = pool.alloc()
@@ -330,21 +416,86 @@ impl SlowPathIo {
                 });
                 self.sent += sent;
             }
-            for tx in &mut self.tx {
-                if !tx.is_empty() {
-                    tx.flush();
+            self.end_iteration(now, &mut last_between, tick_cycles, work, between);
+        }
+        self.flush_all();
+    }
+}
+
+impl SlowPathIo {
+    /// The pipeline's slow path ([`SlowPath`] on mbufs): frames from the workers, its
+    /// output transmitted on the slow path's TX queues, neighbour snapshots published to
+    /// `share` when they change, replaced snapshots from the workers freed here. Runs
+    /// until `stop` is set, calling `between` every ~10 ms.
+    pub fn run_pipeline(
+        &mut self,
+        slow: &mut SlowPath<Mbuf>,
+        share: &NeighShare,
+        returned: &mut [Consumer<Box<Arc<NeighborSnapshot>>>],
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(),
+    ) {
+        let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        let mut out: Vec<SlowOut<Mbuf>> = Vec::with_capacity(64);
+        let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let mut last_tick = rdtsc();
+        let mut last_between = last_tick;
+        while !stop.load(Ordering::Relaxed) {
+            let now = rdtsc();
+            let now_ms = tsc_to_ns(now, self.tsc_hz) / 1_000_000;
+            let mut work = 0;
+            for ring in 0..self.from_workers.len() {
+                burst.clear();
+                work += self.from_workers[ring].dequeue_burst(&mut burst);
+                for mut m in burst.drain(..) {
+                    self.handled += 1;
+                    match untag_port(&mut m) {
+                        Some(port) => slow.handle(port, m, now_ms, &mut out),
+                        None => self.dropped += 1,
+                    }
                 }
             }
-            if now.wrapping_sub(last_between) >= tick_cycles * 10 {
-                last_between = now;
-                between();
+            if now.wrapping_sub(last_tick) >= tick_cycles {
+                last_tick = now;
+                slow.tick(now_ms, &mut out);
+                if let Some(snap) = slow.snapshot_if_changed() {
+                    share.publish(snap);
+                }
+                for r in returned.iter_mut() {
+                    while r.dequeue().is_some() {}
+                }
             }
-            if work == 0 {
-                std::thread::sleep(std::time::Duration::from_micros(100));
+            for o in out.drain(..) {
+                match o {
+                    SlowOut::Transmit { port, frame } => {
+                        match self.tx.get_mut(usize::from(port)).and_then(Option::as_mut) {
+                            Some(tx) => {
+                                tx.push(frame);
+                                self.sent += 1;
+                            }
+                            None => self.dropped += 1,
+                        }
+                    }
+                    SlowOut::Send { port, frame } => {
+                        let tx = self.tx.get_mut(usize::from(port)).and_then(Option::as_mut);
+                        match (tx, self.pool.alloc()) {
+                            (Some(tx), Some(mut m)) => match m.append(frame.len()) {
+                                Some(buf) => {
+                                    buf.copy_from_slice(&frame);
+                                    tx.push(m);
+                                    self.sent += 1;
+                                }
+                                None => self.dropped += 1,
+                            },
+                            _ => self.dropped += 1,
+                        }
+                    }
+                    SlowOut::Consumed(_) => {}
+                    SlowOut::Drop { .. } => self.dropped += 1,
+                }
             }
+            self.end_iteration(now, &mut last_between, tick_cycles, work, between);
         }
-        for tx in &mut self.tx {
-            tx.flush();
-        }
+        self.flush_all();
     }
 }

@@ -3,7 +3,11 @@
 //! trivial [`PortForward`] here moves frames between paired ports (0<->1, 2<->3, ...) and
 //! lets the edge be run and tested before, and independently of, the pipeline.
 
+use std::sync::Arc;
+
 use crate::control::proto::CtCounters;
+use crate::route::NeighborSnapshot;
+use crate::worker::Pipeline;
 use crate::worker::{Action, WorkerCommand, WorkerReply};
 
 /// A per-worker packet processor, called by the worker loop (no allocation, no locks, no
@@ -23,11 +27,41 @@ pub trait Process: Send {
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
     fn tick(&mut self, now_ns: u64);
+    /// Adopt a new neighbour snapshot published by the slow path; returns the old one
+    /// (the I/O edge hands it back to the main lcore, which frees it). The default keeps
+    /// nothing.
+    fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
+        snap
+    }
+}
+
+impl Process for Pipeline {
+    fn process(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        Pipeline::process(self, in_port, frame, now_ns, scratch)
+    }
+
+    fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
+        Pipeline::command(self, cmd)
+    }
+
+    fn tick(&mut self, now_ns: u64) {
+        Pipeline::tick(self, now_ns);
+    }
+
+    fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
+        Pipeline::adopt_neighbors(self, snap)
+    }
 }
 
 /// The slow path on the main lcore: ARP / neighbour discovery and frames waiting for a
 /// neighbour. Returns frames to transmit through `emit(port, bytes)`.
-pub trait SlowPath: Send {
+pub trait SlowProcess: Send {
     /// One frame the workers gave up on; `frame` may be rewritten in place. Returns
     /// `Some((port, len))` to transmit the (rewritten) frame, `None` to drop it.
     fn handle(&mut self, in_port: u16, frame: &mut [u8], now_ns: u64) -> Option<(u16, u16)>;
@@ -90,7 +124,7 @@ pub struct DropSlowPath {
     pub dropped: u64,
 }
 
-impl SlowPath for DropSlowPath {
+impl SlowProcess for DropSlowPath {
     fn handle(&mut self, _in_port: u16, _frame: &mut [u8], _now_ns: u64) -> Option<(u16, u16)> {
         self.dropped += 1;
         None

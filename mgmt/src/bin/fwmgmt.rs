@@ -39,6 +39,24 @@ struct Args {
     scrape_timeout_ms: u64,
 }
 
+/// How long open connections may take to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let auth = match &args.token_file {
@@ -89,17 +107,32 @@ fn main() -> ExitCode {
             args.listen,
             args.control_socket.display()
         );
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // On SIGINT/SIGTERM stop accepting, let requests finish, and exit after at most
+        // SHUTDOWN_GRACE even if event streams (which never end by themselves) are open.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(());
         };
-        match axum::serve(listener, router(state, auth))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("fwmgmt: {e}");
-                ExitCode::FAILURE
+        let server = axum::serve(listener, router(state, auth)).with_graceful_shutdown(shutdown);
+        let grace = async move {
+            if stop_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            r = server => match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fwmgmt: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            () = grace => {
+                eprintln!("fwmgmt: open connections closed after {SHUTDOWN_GRACE:?}");
+                ExitCode::SUCCESS
             }
         }
     })
