@@ -42,7 +42,11 @@ pub const SCRATCH_LEN: usize = 1536;
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerCommand {
     /// One page of the connection table.
-    CtList { filter: CtFilter, cursor: u64, limit: u32 },
+    CtList {
+        filter: CtFilter,
+        cursor: u64,
+        limit: u32,
+    },
     /// Delete matching entries (all when the filter is empty), at most `budget` per call.
     CtDelete { filter: CtFilter, budget: u32 },
     /// Count matching entries.
@@ -58,12 +62,21 @@ pub enum WorkerCommand {
 /// The answer to a [`WorkerCommand`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerReply {
-    CtPage { entries: Vec<CtEntry>, next_cursor: Option<u64> },
+    CtPage {
+        entries: Vec<CtEntry>,
+        next_cursor: Option<u64>,
+    },
     /// Entries deleted; `more` when the budget ran out before the table was scanned.
-    Deleted { count: u64, more: bool },
+    Deleted {
+        count: u64,
+        more: bool,
+    },
     Count(u64),
     Stats(CtCounters),
-    Events { events: Vec<EventLine>, lost: u64 },
+    Events {
+        events: Vec<EventLine>,
+        lost: u64,
+    },
     Done,
     Error(ControlError),
 }

@@ -897,43 +897,6 @@ fn input_chain_rejects_with_reset_or_port_unreachable() {
     assert!(matches!(bad, super::WorkerReply::Error(e) if e.field.as_deref() == Some("no_such")));
 }
 
-#[test]
-fn io_edge_adapter_answers_arp_in_the_mbuf_and_sends_the_rest_on_tick() {
-    use super::process::SlowPath as EdgeSlowPath;
-    let mut sp = slow();
-    // A frame waiting for 198.19.0.77: no frame now; the probe comes out of `tick`.
-    let mut f = Pkt::v4([198, 18, 0, 10], [198, 19, 0, 77]).udp(1, 2, 30);
-    let queued = f.clone();
-    assert_eq!(
-        EdgeSlowPath::handle(&mut sp, 0, &mut f, 0),
-        Some((1, 60)),
-        "probe reuses the mbuf"
-    );
-    assert_eq!(&f[ETH_LEN + 24..ETH_LEN + 28], &[198, 19, 0, 77]);
-    // The ARP reply from the neighbour releases the queued frame: sent from the mbuf.
-    let mut reply = arp_frame(
-        2,
-        [2, 0, 0, 0, 2, 77],
-        [198, 19, 0, 77],
-        [198, 19, 0, 1],
-        WAN_MAC,
-    );
-    reply.resize(200, 0);
-    let Some((1, len)) = EdgeSlowPath::handle(&mut sp, 1, &mut reply, 1_000_000) else {
-        panic!()
-    };
-    assert_eq!(&reply[0..6], &[2, 0, 0, 0, 2, 77]);
-    assert_eq!(usize::from(len), queued.len());
-    assert_eq!(
-        reply[12..usize::from(len)],
-        queued[12..],
-        "the queued frame, unchanged past L2"
-    );
-    let mut sent = Vec::new();
-    EdgeSlowPath::tick(&mut sp, 2_000_000, &mut |p, b| sent.push((p, b.to_vec())));
-    assert!(sent.is_empty(), "{sent:?}");
-}
-
 // ------------------------------------------------------------------ multi-worker proof
 
 const NAT_RULESET: &str = r#"

@@ -989,26 +989,6 @@ fn state_bit(ct: CtState) -> u8 {
     }
 }
 
-impl super::process::Process for Pipeline {
-    fn process(
-        &mut self,
-        in_port: u16,
-        frame: &mut [u8],
-        now_ns: u64,
-        scratch: &mut [u8],
-    ) -> Action {
-        Pipeline::process(self, in_port, frame, now_ns, scratch)
-    }
-
-    fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
-        Pipeline::command(self, cmd)
-    }
-
-    fn tick(&mut self, now_ns: u64) {
-        Pipeline::tick(self, now_ns);
-    }
-}
-
 /// NAT facts of the packet being processed.
 #[derive(Clone, Copy, Debug)]
 struct NatPlan {

@@ -68,9 +68,6 @@ pub struct SlowPath<P> {
     routes: Arc<RouteTable>,
     cache: NeighborCache<P>,
     counters: SlowCounters,
-    /// Frames to send at the next tick (the I/O edge's synchronous `handle` can transmit
-    /// one frame per call; see the `process::SlowPath` impl).
-    outbox: Vec<(u16, Vec<u8>)>,
 }
 
 const ND_NS: u8 = 135;
@@ -84,7 +81,6 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
             routes,
             cache: NeighborCache::new(config),
             counters: SlowCounters::default(),
-            outbox: Vec::new(),
         }
     }
 
@@ -398,43 +394,4 @@ fn ll_option(mut opts: &[u8], kind: u8) -> Option<Mac> {
         opts = &opts[len..];
     }
     None
-}
-
-/// The I/O edge's slow-path interface (`process::SlowPath`): the received mbuf is copied
-/// (the slow path may allocate), the first frame to transmit reuses the mbuf, any others
-/// (released queued packets, probes) are sent from the next `tick`.
-impl super::process::SlowPath for SlowPath<Vec<u8>> {
-    fn handle(&mut self, in_port: u16, frame: &mut [u8], now_ns: u64) -> Option<(u16, u16)> {
-        let mut out = Vec::new();
-        SlowPath::handle(self, in_port, frame.to_vec(), now_ns / 1_000_000, &mut out);
-        let mut first = None;
-        for o in out {
-            let (port, f) = match o {
-                SlowOut::Transmit { port, frame } => (port, frame),
-                SlowOut::Send { port, frame } => (port, frame),
-                SlowOut::Consumed(_) | SlowOut::Drop { .. } => continue,
-            };
-            match (first, frame.get_mut(..f.len()), u16::try_from(f.len())) {
-                (None, Some(dst), Ok(len)) => {
-                    dst.copy_from_slice(&f);
-                    first = Some((port, len));
-                }
-                _ => self.outbox.push((port, f)),
-            }
-        }
-        first
-    }
-
-    fn tick(&mut self, now_ns: u64, emit: &mut dyn FnMut(u16, &[u8])) {
-        let mut out = Vec::new();
-        SlowPath::tick(self, now_ns / 1_000_000, &mut out);
-        for o in out {
-            if let SlowOut::Send { port, frame } | SlowOut::Transmit { port, frame } = o {
-                self.outbox.push((port, frame));
-            }
-        }
-        for (port, f) in self.outbox.drain(..) {
-            emit(port, &f);
-        }
-    }
 }
