@@ -383,7 +383,10 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         rules_state.current().rule_count()
     );
     // Each worker's handle on the ruleset generations (made here, moved to the worker).
-    let mut worker_rules = (0..nworkers).map(|_| rules_state.publisher().worker());
+    let mut worker_rules = (0..nworkers)
+        .map(|_| rules_state.publisher().worker())
+        .collect::<Vec<_>>()
+        .into_iter();
 
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
