@@ -5,7 +5,7 @@
 //! conntrack → rules → NAT → local delivery (echo reply, reject, `local_no_socket`) or
 //! forwarding (LPM route, TTL / hop limit with ICMP time exceeded, MTU, neighbour MAC from
 //! the snapshot; unresolved → slow path). See `docs/pipeline.md` for the stage-by-stage
-//! decisions and which stages are still seams.
+//! decisions and the known gaps.
 //!
 //! Counting contract: the pipeline counts every drop it decides in
 //! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
