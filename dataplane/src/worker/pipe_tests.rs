@@ -928,6 +928,8 @@ const N_WORKERS: u16 = 4;
 struct Cluster {
     workers: Vec<Pipeline>,
     rng: u64,
+    /// The edge gives handed-off frames to `process_handoff` (else to `process`).
+    edge_marks_handoffs: bool,
 }
 
 impl Cluster {
@@ -964,6 +966,7 @@ impl Cluster {
         Cluster {
             workers,
             rng: 0x1234_5678_9abc_def1,
+            edge_marks_handoffs: true,
         }
     }
 
@@ -982,7 +985,7 @@ impl Cluster {
         let mut w = self.random_worker();
         let mut handed = false;
         for hops in 0..4 {
-            let a = if handed {
+            let a = if handed && self.edge_marks_handoffs {
                 self.workers[w].process_handoff(port, frame, 1_000, &mut s)
             } else {
                 self.workers[w].process(port, frame, 1_000, &mut s)
@@ -1041,7 +1044,14 @@ fn answer(f: &[u8], tcp_flags: Option<u8>, to_mac: Mac, from_mac: Mac) -> Vec<u8
 
 #[test]
 fn multi_worker_nat_tracks_each_flow_once_and_reverses_replies() {
+    for marks in [true, false] {
+        multi_worker_run(marks);
+    }
+}
+
+fn multi_worker_run(edge_marks_handoffs: bool) {
     let mut c = Cluster::new();
+    c.edge_marks_handoffs = edge_marks_handoffs;
     let wan_addr = [198, 19, 0, 1];
     let mut flows = 0u32;
     // lan → wan through masquerade: TCP (SYN, SYN-ACK, ACK) and UDP (request, answer).

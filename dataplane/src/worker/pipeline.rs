@@ -403,7 +403,13 @@ impl Pipeline {
         let tuple = flow_tuple(&ip);
         if !handed_off && self.n_workers > 1 && !port.hw_rss {
             let w = self.owner.owner(&tuple);
-            if w != self.worker_id {
+            // A packet of a connection this worker holds stays here whatever its hash (a
+            // DNAT reply steered here by the worker its tuple hashes to), so a steered
+            // packet is not handed back even by an edge that does not use
+            // `process_handoff`.
+            if w != self.worker_id
+                && !FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_some())
+            {
                 self.counters.handoffs += 1;
                 return Action::Handoff { worker: w };
             }
