@@ -408,7 +408,7 @@ impl Pipeline {
             // packet is not handed back even by an edge that does not use
             // `process_handoff`.
             if w != self.worker_id
-                && !FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_some())
+                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.ct.lookup(&k).is_none())
             {
                 self.counters.handoffs += 1;
                 return Action::Handoff { worker: w };
