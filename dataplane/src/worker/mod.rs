@@ -84,10 +84,10 @@ pub enum WorkerReply {
 pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod io;
-pub mod process;
 mod pipe_build;
 mod pipe_parse;
 pub mod pipeline;
+pub mod process;
 pub mod slowpath;
 
 pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
