@@ -37,8 +37,8 @@ enum L4State {
     Icmp,
 }
 
-/// Which tracker an entry uses (the tag of its [`Cold::l4`]), kept in the hot part so
-/// lookups and listings need not read the cold part.
+/// Which tracker an entry uses, kept in the hot part so only TCP entries read the
+/// cold TCP state.
 const KIND_GENERIC: u8 = 0;
 const KIND_TCP: u8 = 1;
 const KIND_UDP: u8 = 2;
@@ -56,8 +56,9 @@ impl L4State {
 }
 
 /// The hot part of one connection: 128 bytes (two cache lines), everything a lookup,
-/// the timer wheel, removal and the rules engine read. Per-protocol state and the
-/// accounting counters live in [`Cold`] at the same slot.
+/// the timer wheel, removal and the rules engine read, and the whole tracker state of
+/// non-TCP entries. The accounting counters ([`Acct`]) and the TCP window state
+/// ([`TcpConn`]) live in side arrays at the same slot.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Entry {
@@ -76,35 +77,26 @@ struct Entry {
     hash: [u64; 2],
     /// Opaque slot for `ct count` bookkeeping.
     count_slot: u16,
-    /// [`TcpState`] for TCP, 0 otherwise.
+    /// `KIND_* << 4 | TcpState` (the tracker, and the TCP state: 0 for other trackers).
     state: u8,
     status: u8,
-    /// `KIND_*`: which variant `Cold::l4` holds.
-    kind: u8,
+    /// UDP: the tick after which a replied flow counts as a stream (see [`L4State`]).
+    stream_tick: u32,
 }
 
-/// The cold part of a connection (same slot as its [`Entry`]): the tracker state (TCP
-/// window tracking, UDP stream time) and the accounting counters. Written by the
-/// tracker and read by listings; never by lookups, the timer wheel or removal.
-#[derive(Clone, Copy, Debug)]
-struct Cold {
-    l4: L4State,
+/// Accounting counters of a connection (Linux `acct` extension), 32 bytes aligned to
+/// 32, so one cache line. Written by every tracked packet, read by listings/events.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+struct Acct {
     packets: [u64; 2],
     bytes: [u64; 2],
 }
 
-impl Cold {
-    const EMPTY: Cold = Cold {
-        l4: L4State::Generic,
-        packets: [0; 2],
-        bytes: [0; 2],
-    };
-}
-
 /// Bytes of the hot part of an entry (what the per-packet lookup touches).
 pub const ENTRY_BYTES: usize = size_of::<Entry>();
-/// Bytes of the cold part of an entry (tracker state and counters).
-pub const COLD_BYTES: usize = size_of::<Cold>();
+/// Bytes of the side arrays per entry: accounting counters and TCP window state.
+pub const COLD_BYTES: usize = size_of::<Acct>() + size_of::<TcpConn>();
 
 impl Entry {
     const EMPTY: Entry = Entry {
@@ -119,7 +111,7 @@ impl Entry {
         count_slot: 0,
         state: 0,
         status: 0,
-        kind: KIND_GENERIC,
+        stream_tick: 0,
     };
 
     fn tuple(&self, dir: Direction) -> &FlowKey {
@@ -131,6 +123,16 @@ impl Entry {
 
     fn live(&self) -> bool {
         self.status & CONFIRMED != 0
+    }
+
+    /// `KIND_*`: the tracker ([`L4State`] variant).
+    fn kind(&self) -> u8 {
+        self.state >> 4
+    }
+
+    /// The TCP state (low nibble of `state`; [`TcpState::None`] for other trackers).
+    fn tcp_state(&self) -> u8 {
+        self.state & 0x0f
     }
 }
 
@@ -245,7 +247,9 @@ struct Hashed {
 #[derive(Debug)]
 pub struct Table {
     entries: Vec<Entry>,
-    cold: Vec<Cold>,
+    acct: Vec<Acct>,
+    /// TCP window state; meaningful for TCP entries only.
+    tcp: Vec<TcpConn>,
     free: u32,
     live: u32,
     max: u32,
@@ -293,7 +297,8 @@ impl Table {
         ];
         let max = tunables.max.min(capacity);
         Table {
-            cold: vec![Cold::EMPTY; entries.len()],
+            acct: vec![Acct::default(); entries.len()],
+            tcp: vec![TcpConn::default(); entries.len()],
             entries,
             free: 0,
             live: 0,
@@ -332,7 +337,7 @@ impl Table {
         self.memory() / self.entries.len()
     }
 
-    /// Bytes allocated for entries (hot and cold parts) and the index (not the event
+    /// Bytes allocated for entries (hot part and side arrays) and the index (not the event
     /// ring or the timer wheel, which do not grow with the capacity).
     pub fn memory(&self) -> usize {
         self.entries.len() * (ENTRY_BYTES + COLD_BYTES) + self.buckets.len() * size_of::<Bucket>()
@@ -746,8 +751,8 @@ impl Table {
     /// TCP state of a TCP entry.
     pub fn tcp_state(&self, id: EntryId) -> Option<TcpState> {
         self.get(id)
-            .filter(|e| e.kind == KIND_TCP)
-            .map(|e| TcpState::from_u8(e.state))
+            .filter(|e| e.kind() == KIND_TCP)
+            .map(|e| TcpState::from_u8(e.tcp_state()))
     }
 
     /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
@@ -794,7 +799,7 @@ impl Table {
     /// Packets and bytes seen in a direction.
     pub fn counters_of(&self, id: EntryId, dir: Direction) -> Option<(u64, u64)> {
         self.get(id).map(|_| {
-            let c = &self.cold[id.0 as usize];
+            let c = &self.acct[id.0 as usize];
             (c.packets[dir.index()], c.bytes[dir.index()])
         })
     }
@@ -811,12 +816,12 @@ impl Table {
 
     pub(crate) fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
         let e = &self.entries[idx as usize];
-        let c = &self.cold[idx as usize];
+        let c = &self.acct[idx as usize];
         Snapshot {
             id: EntryId(idx),
             orig: e.orig,
             reply: e.reply,
-            tcp_state: (e.kind == KIND_TCP).then(|| TcpState::from_u8(e.state)),
+            tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
             status: e.status,
             mark: e.mark,
             packets: c.packets,
@@ -990,12 +995,18 @@ impl Table {
         {
             let e = &mut self.entries[idx as usize];
             e.status = status;
-            e.kind = l4.kind();
+            e.state = l4.kind() << 4;
+            if let L4State::Udp { stream_tick } = l4 {
+                e.stream_tick = stream_tick;
+            }
             e.deadline = tick_of(now);
             e.next = NIL;
             e.prev = NIL;
         }
-        self.cold[idx as usize] = Cold { l4, ..Cold::EMPTY };
+        if let L4State::Tcp(c) = l4 {
+            self.tcp[idx as usize] = c;
+        }
+        self.acct[idx as usize] = Acct::default();
         self.schedule(idx);
         let id = EntryId(idx);
         match self.track(idx, Direction::Original, info, now, false) {
@@ -1094,9 +1105,19 @@ impl Table {
     ) -> Outcome {
         let (status, old_state) = {
             let e = &self.entries[idx as usize];
-            (e.status, e.state)
+            (e.status, e.tcp_state())
         };
-        let l4 = self.cold[idx as usize].l4;
+        let l4 = {
+            let e = &self.entries[idx as usize];
+            match e.kind() {
+                KIND_TCP => L4State::Tcp(self.tcp[idx as usize]),
+                KIND_UDP => L4State::Udp {
+                    stream_tick: e.stream_tick,
+                },
+                KIND_ICMP => L4State::Icmp,
+                _ => L4State::Generic,
+            }
+        };
         let seen_reply = status & SEEN_REPLY != 0;
         let assured = status & ASSURED != 0;
         let ct = if dir == Direction::Reply || seen_reply {
@@ -1144,9 +1165,7 @@ impl Table {
                         return Outcome::Gone;
                     }
                 }
-                if let L4State::Tcp(c) = &mut self.cold[idx as usize].l4 {
-                    *c = conn;
-                }
+                self.tcp[idx as usize] = conn;
             }
             (L4State::Tcp(_), _) => return Outcome::Invalid(InvalidReason::TcpState),
             (L4State::Udp { stream_tick }, _) => {
@@ -1173,12 +1192,12 @@ impl Table {
             new_status |= SEEN_REPLY;
         }
         {
-            let c = &mut self.cold[idx as usize];
+            let c = &mut self.acct[idx as usize];
             let d = dir.index();
             c.packets[d] += 1;
             c.bytes[d] += u64::from(info.ip_len);
             let e = &mut self.entries[idx as usize];
-            e.state = new_state;
+            e.state = (e.state & 0xf0) | new_state;
             e.status = new_status;
         }
         let changed = new_state != old_state || new_status != status;
@@ -1220,7 +1239,7 @@ mod tests {
     #[test]
     fn hot_entry_is_two_cache_lines() {
         assert_eq!(ENTRY_BYTES, 128);
-        assert_eq!(COLD_BYTES, 88);
+        assert_eq!(COLD_BYTES, 32 + 48);
         assert_eq!(size_of::<Bucket>(), 64);
     }
 
