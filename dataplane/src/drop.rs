@@ -90,6 +90,10 @@ drop_reasons! {
     NeighborUnresolved = "neighbor_unresolved",
     /// A filter chain (`input`, `forward`) decided `drop` (or its policy did).
     FilterDrop = "filter_drop",
+    /// A filter chain decided `reject` (a TCP reset or ICMP error is sent where allowed).
+    Rejected = "rejected",
+    /// A new connection could not be tracked (table full, tuple clash, tracker refused).
+    CtInsertFailed = "ct_insert_failed",
 }
 
 #[cfg(test)]

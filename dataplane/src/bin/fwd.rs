@@ -388,6 +388,11 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         "fwd: ruleset generation 1: {} rules",
         rules_state.current().rule_count()
     );
+    // Each worker's handle on the ruleset generations (made here, moved to the worker).
+    let mut worker_rules = (0..nworkers)
+        .map(|_| rules_state.publisher().worker())
+        .collect::<Vec<_>>()
+        .into_iter();
 
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
@@ -508,7 +513,14 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     }
     let first = slow.snapshot_if_changed().unwrap_or_default();
     let share = Arc::new(NeighShare::new(Arc::new(first)));
-    let pcfg = PipelineConfig { ports: port_infos };
+    let ct_share = cfg.conntrack.max / u64::try_from(nworkers.max(1)).unwrap_or(1);
+    let pcfg = PipelineConfig {
+        ports: port_infos,
+        ct_capacity: u32::try_from(ct_share).unwrap_or(u32::MAX),
+        // The effective tunables reach the workers as a SetTunables command at start.
+        tunables: Tunables::default(),
+        owner: None,
+    };
 
     // Rings.
     let socket = eal.socket_id();
@@ -641,7 +653,14 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     let nworkers16 = u16::try_from(nworkers).unwrap_or(u16::MAX);
     for (io, lcore) in ios.into_iter().zip(&lcores) {
         let wstop = stop.clone();
-        let mut p = Pipeline::new(io.index, nworkers16, &pcfg, routes.clone(), share.current());
+        let mut p = Pipeline::new(
+            io.index,
+            nworkers16,
+            &pcfg,
+            routes.clone(),
+            share.current(),
+            worker_rules.next(),
+        );
         let h = eal
             .launch_on(*lcore, move || {
                 io.run(&mut p, &wstop);

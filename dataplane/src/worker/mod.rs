@@ -85,12 +85,11 @@ pub mod counters;
 #[cfg(feature = "dpdk")]
 pub mod io;
 mod pipe_build;
-mod pipe_parse;
 pub mod pipeline;
 pub mod process;
 pub mod slowpath;
 
-pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo, Verdict};
+pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};
 pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod pipe_tests;

@@ -1,15 +1,18 @@
 //! Frames the pipeline and the slow path originate: ICMP/ICMPv6 errors quoting the
 //! offending packet, echo replies (in place), TCP resets, ARP requests/replies, IPv6
 //! neighbour solicitations/advertisements, and the Internet checksum (RFC 1071) with its
-//! incremental update (RFC 1624).
+//! incremental update (RFC 1624) from `wire::checksum`.
 //!
-//! SEAM(wire): `wire::build` is being written on another branch; these builders cover what
-//! routing needs until then. Every builder writes into a caller buffer and returns the
+//! `wire` has parsers and in-place rewrites but no builders for whole frames; these are
+//! the ones routing needs. Every builder writes into a caller buffer and returns the
 //! frame length, or `None` when the buffer is too small (never panics).
 
+use crate::wire::checksum as cs;
 use crate::wire::{Addr, Family, IpInfo, TcpFlags, TcpInfo, proto};
 
-use super::pipe_parse::{ETH_ARP, ETH_IPV4, ETH_IPV6};
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_ARP: u16 = 0x0806;
 
 /// Ethernet header length (no VLAN tag).
 pub const ETH_LEN: usize = 14;
@@ -23,48 +26,23 @@ const ICMP4_MAX: usize = 576;
 /// RFC 4443 §2.4(c): an ICMPv6 error must not exceed the minimum IPv6 MTU.
 const ICMP6_MAX: usize = 1280;
 
-/// One's-complement sum of `data` added to `acc` (not folded).
-pub fn sum16(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
-    }
-    acc
-}
-
-/// Folds a sum to 16 bits and complements it: the value to store in a checksum field.
-/// Over data that includes a correct checksum field the result is 0.
-pub fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !u16::try_from(acc).unwrap_or(0xffff)
-}
-
-/// The Internet checksum of `data` starting from the partial sum `acc`.
+/// The Internet checksum of `data` plus the partial sum `acc` (a pseudo-header).
 pub fn checksum(data: &[u8], acc: u32) -> u16 {
-    fold(sum16(data, acc))
-}
-
-/// RFC 1624 eqn. 3: the new checksum after a 16-bit word changed from `old` to `new`.
-pub fn update16(check: u16, old: u16, new: u16) -> u16 {
-    let acc = u32::from(!check) + u32::from(!old) + u32::from(new);
-    fold(acc)
+    cs::finish(cs::add(cs::sum(data), acc))
 }
 
 /// Sum of the TCP/UDP/ICMPv6 pseudo-header (RFC 793 / RFC 8200 §8.1).
 pub fn pseudo_sum(family: Family, src: Addr, dst: Addr, proto: u8, len: usize) -> u32 {
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    let acc = match family {
-        Family::V4 => sum16(&src.0[12..], sum16(&dst.0[12..], 0)),
-        Family::V6 => sum16(&src.0, sum16(&dst.0, 0)),
-    };
-    let acc = acc + (len >> 16) + (len & 0xffff) + u32::from(proto);
-    (acc & 0xffff) + (acc >> 16)
+    match family {
+        Family::V4 => {
+            let (s, d) = (
+                src.to_v4().unwrap_or_default(),
+                dst.to_v4().unwrap_or_default(),
+            );
+            cs::pseudo_v4(s, d, proto, len16(len))
+        }
+        Family::V6 => cs::pseudo_v6(&src.0, &dst.0, proto, u32::try_from(len).unwrap_or(0)),
+    }
 }
 
 fn put16(b: &mut [u8], off: usize, v: u16) {
@@ -361,45 +339,9 @@ pub const NA_ROUTER: u8 = 0x80;
 pub const NA_SOLICITED: u8 = 0x40;
 pub const NA_OVERRIDE: u8 = 0x20;
 
-/// Decrements the TTL / hop limit of the IP packet at `ip.l3_off` in place, updating the
-/// IPv4 header checksum incrementally.
-pub fn decrement_ttl(frame: &mut [u8], ip: &IpInfo) {
-    let l3 = usize::from(ip.l3_off);
-    match ip.family {
-        Family::V4 => {
-            let old = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
-            frame[l3 + 8] = frame[l3 + 8].wrapping_sub(1);
-            let new = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
-            let check = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
-            put16(frame, l3 + 10, update16(check, old, new));
-        }
-        Family::V6 => frame[l3 + 7] = frame[l3 + 7].wrapping_sub(1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc1071_example_and_incremental_update_agree() {
-        // RFC 1071 §3 example words.
-        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(sum16(&data, 0), 0xddf2);
-        assert_eq!(checksum(&data, 0), !0xddf2);
-        let mut hdr = [
-            0x45, 0, 0, 0x54, 0, 0, 0x40, 0, 0x40, 1, 0, 0, 198, 18, 0, 1, 198, 19, 0, 2,
-        ];
-        let c = checksum(&hdr, 0);
-        put16(&mut hdr, 10, c);
-        assert_eq!(checksum(&hdr, 0), 0);
-        let old = u16::from_be_bytes([hdr[8], hdr[9]]);
-        hdr[8] -= 1;
-        let new = u16::from_be_bytes([hdr[8], hdr[9]]);
-        let inc = update16(c, old, new);
-        hdr[10..12].fill(0);
-        assert_eq!(inc, checksum(&hdr, 0));
-    }
 
     #[test]
     fn builders_refuse_small_buffers() {

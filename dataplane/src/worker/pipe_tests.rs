@@ -11,6 +11,7 @@ use super::pipeline::{Pipeline, PipelineConfig, PortInfo};
 use super::slowpath::{SlowOut, SlowPath};
 use super::{Action, SCRATCH_LEN};
 use crate::DropReason;
+use crate::conntrack::Tunables;
 use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, Prefix, RouteTable, RouteTableBuilder,
 };
@@ -60,8 +61,18 @@ fn ports() -> Vec<PortInfo> {
     ]
 }
 
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        ports: ports(),
+        ct_capacity: 1024,
+        tunables: Tunables::default(),
+        owner: None,
+    }
+}
+
 fn neighbors() -> Arc<NeighborSnapshot> {
     let mut c: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
+    c.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     c.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
     c.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
     c.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
@@ -69,13 +80,7 @@ fn neighbors() -> Arc<NeighborSnapshot> {
 }
 
 fn pipeline() -> Pipeline {
-    Pipeline::new(
-        0,
-        1,
-        &PipelineConfig { ports: ports() },
-        routes(),
-        neighbors(),
-    )
+    Pipeline::new(0, 1, &config(), routes(), neighbors(), None)
 }
 
 /// Naive Internet checksum (RFC 1071), written independently of `pipe_build`.
@@ -517,6 +522,7 @@ fn arp_frame(
 /// A slow path with the same static neighbours as [`neighbors`].
 fn slow() -> SlowPath<Vec<u8>> {
     let mut sp = SlowPath::new(ports(), routes(), NeighConfig::default());
+    sp.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     sp.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
     sp.add_static(1, v4([198, 19, 0, 253]), GW2_MAC);
     sp.add_static(1, v6("2001:db8:2::fe"), GW1_MAC);
@@ -573,7 +579,7 @@ fn arp_requests_for_own_addresses_are_answered_and_learned() {
 fn queued_packets_are_released_when_the_neighbour_answers() {
     let mut sp = slow();
     let first = Arc::new(sp.snapshot_if_changed().unwrap());
-    let mut p = Pipeline::new(0, 1, &PipelineConfig { ports: ports() }, routes(), first);
+    let mut p = Pipeline::new(0, 1, &config(), routes(), first, None);
     let mut s = vec![0u8; SCRATCH_LEN];
     let mut out = Vec::new();
     for i in 0..4u16 {
@@ -755,4 +761,435 @@ fn neighbour_solicitations_for_own_addresses_get_an_advertisement() {
     assert_eq!(probe[ETH_LEN + 40], 135);
     assert_eq!(&probe[ETH_LEN + 48..ETH_LEN + 64], &v6("2001:db8:2::77").0);
     assert_checksums(probe, ETH_LEN);
+}
+
+const RULESET: &str = r#"
+table inet filter {
+    chain input {
+        type filter hook input priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        ip protocol icmp accept
+        ip6 nexthdr icmpv6 accept
+        tcp dport 22 reject with tcp reset
+        udp dport 9 reject
+    }
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "lan" accept
+    }
+}
+"#;
+
+fn with_rules() -> Pipeline {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let compiled = crate::rules::load_text(RULESET, &names, 1).unwrap();
+    let publisher = crate::rules::Publisher::new(compiled);
+    let worker = publisher.worker();
+    // The publisher only coordinates generations; the worker handle keeps its own.
+    drop(publisher);
+    Pipeline::new(0, 1, &config(), routes(), neighbors(), Some(worker))
+}
+
+fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
+    f[0..6].copy_from_slice(&WAN_MAC);
+    f[6..12].copy_from_slice(&GW1_MAC);
+    f
+}
+
+#[test]
+fn stateful_forwarding_accepts_replies_and_blocks_new_inbound() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut out = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    assert!(matches!(
+        run(&mut p, 0, &mut out, &mut s),
+        Action::Forward { port: 1, .. }
+    ));
+    assert_eq!(p.conntrack().len(), 1, "the lan→wan flow is tracked");
+    let mut reply = from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+    assert!(
+        matches!(
+            run(&mut p, 1, &mut reply, &mut s),
+            Action::Forward { port: 0, .. }
+        ),
+        "reply is established"
+    );
+    assert_eq!(&reply[0..6], &HOST_MAC);
+    assert_eq!(p.conntrack().len(), 1, "the reply is not a second entry");
+    let mut inbound = from_wan(Pkt::v4([203, 0, 113, 9], [198, 18, 0, 10]).udp(53, 40000, 8));
+    assert_eq!(
+        run(&mut p, 1, &mut inbound, &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    // SYN|FIN is invalid (Linux `tcp_valid_flags`): dropped by `ct state invalid drop`.
+    let mut bad = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).tcp(40001, 80, 0x03, 1, 0);
+    assert_eq!(
+        run(&mut p, 0, &mut bad, &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    assert_eq!(p.conntrack().len(), 1);
+    assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
+    // Expiry between bursts: the UDP entry times out (30 s unreplied... replied: 120 s).
+    p.tick(1_000 + 200 * 1_000_000_000);
+    assert_eq!(p.conntrack().len(), 0);
+    assert_eq!(
+        p.command(super::WorkerCommand::CtCount {
+            filter: Default::default()
+        }),
+        super::WorkerReply::Count(0)
+    );
+}
+
+#[test]
+fn input_chain_rejects_with_reset_or_port_unreachable() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut syn = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).tcp(40000, 22, 0x02, 1000, 0);
+    let Action::Reply { port: 0, len } = run(&mut p, 0, &mut syn, &mut s) else {
+        panic!("no reset")
+    };
+    let r = &s[..usize::from(len)];
+    assert_eq!(&r[0..6], &HOST_MAC);
+    assert_eq!(&r[ETH_LEN + 12..ETH_LEN + 16], &[198, 18, 0, 1]);
+    let t = &r[ETH_LEN + 20..];
+    assert_eq!(&t[0..4], &[0, 22, 0x9c, 0x40], "ports swapped");
+    assert_eq!(&t[4..8], &[0; 4], "seq 0 for a segment without ACK");
+    assert_eq!(&t[8..12], &1001u32.to_be_bytes(), "ack = seq + 1 (SYN)");
+    assert_eq!(t[13], 0x14, "RST|ACK");
+    assert_checksums(r, ETH_LEN);
+    assert_eq!(p.counters().tcp_resets, 1);
+    let mut udp = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(40000, 9, 4);
+    let Action::Reply { len, .. } = run(&mut p, 0, &mut udp, &mut s) else {
+        panic!("no icmp")
+    };
+    assert_eq!(
+        (s[ETH_LEN + 20], s[ETH_LEN + 21]),
+        (3, 3),
+        "port unreachable"
+    );
+    assert_checksums(&s[..usize::from(len)], ETH_LEN);
+    let mut other = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(40000, 5353, 4);
+    assert_eq!(
+        run(&mut p, 0, &mut other, &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "policy drop"
+    );
+    let mut ping = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).echo(1, 1);
+    assert!(matches!(
+        run(&mut p, 0, &mut ping, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    assert_eq!(p.counters().drop_count(DropReason::Rejected), 2);
+    assert_eq!(p.conntrack().len(), 1, "only the accepted ping is tracked");
+    let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
+        panic!()
+    };
+    assert_eq!(st.insert, 1);
+    let bad = p.command(super::WorkerCommand::SetTunables(vec![(
+        "no_such".into(),
+        1,
+    )]));
+    assert!(matches!(bad, super::WorkerReply::Error(e) if e.field.as_deref() == Some("no_such")));
+}
+
+// ------------------------------------------------------------------ multi-worker proof
+
+const NAT_RULESET: &str = r#"
+table inet filter {
+    chain forward {
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "lan" accept
+        ct state new tcp dport 80 accept
+    }
+}
+table ip nat {
+    chain prerouting {
+        type nat hook prerouting priority -100;
+        tcp dport 8080 dnat to 198.18.0.20:80
+    }
+    chain postrouting {
+        type nat hook postrouting priority 100;
+        oifname "wan" masquerade
+    }
+}
+"#;
+
+const N_WORKERS: u16 = 4;
+
+/// `N_WORKERS` pipelines sharing one ruleset and the symmetric-key owner function, on
+/// ports without hardware RSS (so ownership is computed in software and handed off).
+struct Cluster {
+    workers: Vec<Pipeline>,
+    rng: u64,
+    /// The edge gives handed-off frames to `process_handoff` (else to `process`).
+    edge_marks_handoffs: bool,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let names: crate::rules::PortsByName =
+            [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+                .into_iter()
+                .collect();
+        let compiled =
+            crate::rules::load_text(NAT_RULESET, &names, usize::from(N_WORKERS)).unwrap();
+        let publisher = crate::rules::Publisher::new(compiled);
+        let mut cfg = config();
+        for p in &mut cfg.ports {
+            p.hw_rss = false;
+        }
+        let mut neigh: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
+        for i in 1..=254u8 {
+            neigh.add_static(0, v4([198, 18, 0, i]), [2, 0, 0, 0, 1, i]);
+            neigh.add_static(1, v4([198, 19, 0, i]), [2, 0, 0, 0, 2, i]);
+        }
+        let snap = Arc::new(neigh.snapshot_if_changed().unwrap());
+        let workers = (0..N_WORKERS)
+            .map(|w| {
+                Pipeline::new(
+                    w,
+                    N_WORKERS,
+                    &cfg,
+                    routes(),
+                    snap.clone(),
+                    Some(publisher.worker()),
+                )
+            })
+            .collect();
+        Cluster {
+            workers,
+            rng: 0x1234_5678_9abc_def1,
+            edge_marks_handoffs: true,
+        }
+    }
+
+    fn random_worker(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        usize::try_from(self.rng % u64::from(N_WORKERS)).unwrap()
+    }
+
+    /// Delivers `frame` on `port` to a random worker's queue and follows handoffs; steering
+    /// records are delivered to their worker at once (the edge drains message rings before
+    /// a conntrack miss is final). Returns the final action and the number of hops.
+    fn deliver(&mut self, port: u16, frame: &mut [u8]) -> (Action, u32) {
+        let mut s = vec![0u8; SCRATCH_LEN];
+        let mut w = self.random_worker();
+        let mut handed = false;
+        for hops in 0..4 {
+            let a = if handed && self.edge_marks_handoffs {
+                self.workers[w].process_handoff(port, frame, 1_000, &mut s)
+            } else {
+                self.workers[w].process(port, frame, 1_000, &mut s)
+            };
+            let records: Vec<_> = self.workers[w].take_steering().collect();
+            for st in records {
+                self.workers[usize::from(st.reply_worker)].add_steering(st);
+            }
+            match a {
+                Action::Handoff { worker } => {
+                    assert_ne!(usize::from(worker), w, "handoff to itself");
+                    w = usize::from(worker);
+                    handed = true;
+                }
+                other => return (other, hops),
+            }
+        }
+        panic!("handoff loop");
+    }
+
+    fn entries(&self) -> u32 {
+        self.workers.iter().map(|p| p.conntrack().len()).sum()
+    }
+}
+
+fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+    let ip = &f[ETH_LEN..];
+    let l4 = &ip[20..];
+    (
+        ip[12..16].try_into().unwrap(),
+        ip[16..20].try_into().unwrap(),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    )
+}
+
+/// The answer a host would send to `f`: addresses and ports swapped.
+fn answer(f: &[u8], tcp_flags: Option<u8>, to_mac: Mac, from_mac: Mac) -> Vec<u8> {
+    let (src, dst, sport, dport) = tuple_of(f);
+    let pk = Pkt {
+        family: Family::V4,
+        src: v4(dst),
+        dst: v4(src),
+        ttl: 64,
+        dst_mac: to_mac,
+        src_mac: from_mac,
+    };
+    match tcp_flags {
+        Some(fl) => {
+            let seq = u32::from_be_bytes(f[ETH_LEN + 24..ETH_LEN + 28].try_into().unwrap());
+            pk.tcp(dport, sport, fl, 5000, seq.wrapping_add(1))
+        }
+        None => pk.udp(dport, sport, 12),
+    }
+}
+
+#[test]
+fn multi_worker_nat_tracks_each_flow_once_and_reverses_replies() {
+    for marks in [true, false] {
+        multi_worker_run(marks);
+    }
+}
+
+fn multi_worker_run(edge_marks_handoffs: bool) {
+    let mut c = Cluster::new();
+    c.edge_marks_handoffs = edge_marks_handoffs;
+    let wan_addr = [198, 19, 0, 1];
+    let mut flows = 0u32;
+    // lan → wan through masquerade: TCP (SYN, SYN-ACK, ACK) and UDP (request, answer).
+    for i in 0..40u16 {
+        let client = [198, 18, 0, u8::try_from(10 + i % 20).unwrap()];
+        let server = [203, 0, 113, u8::try_from(1 + i % 7).unwrap()];
+        let tcp = i % 2 == 0;
+        let sport = 30_000 + i;
+        let pk = Pkt::v4(client, server);
+        let mut f = if tcp {
+            pk.tcp(sport, 443, 0x02, 100, 0)
+        } else {
+            pk.udp(sport, 53, 12)
+        };
+        let (a, _) = c.deliver(0, &mut f);
+        assert!(
+            matches!(a, Action::Forward { port: 1, .. }),
+            "flow {i}: {a:?}"
+        );
+        flows += 1;
+        let (src, dst, _, dport) = tuple_of(&f);
+        assert_eq!(src, wan_addr, "masqueraded to the wan address");
+        assert_eq!((dst, dport), (server, if tcp { 443 } else { 53 }));
+        assert_checksums(&f, ETH_LEN);
+        // The server answers the translated tuple, arriving on any wan queue.
+        let mut r = answer(&f, tcp.then_some(0x12), WAN_MAC, GW1_MAC);
+        let (a, _) = c.deliver(1, &mut r);
+        assert!(
+            matches!(a, Action::Forward { port: 0, .. }),
+            "reply of flow {i}: {a:?}"
+        );
+        let (rsrc, rdst, rsport, rdport) = tuple_of(&r);
+        assert_eq!(
+            (rsrc, rdst, rsport, rdport),
+            (server, client, if tcp { 443 } else { 53 }, sport),
+            "inverse rewrite"
+        );
+        assert_checksums(&r, ETH_LEN);
+        if tcp {
+            let mut ack = Pkt::v4(client, server).tcp(sport, 443, 0x10, 101, 5001);
+            let (a, _) = c.deliver(0, &mut ack);
+            assert!(
+                matches!(a, Action::Forward { port: 1, .. }),
+                "ack of flow {i}: {a:?}"
+            );
+        }
+    }
+    // wan → lan port forward (DNAT 8080 → 198.18.0.20:80), with SNAT not applying (lan).
+    for i in 0..20u16 {
+        let remote = [203, 0, 113, u8::try_from(100 + i).unwrap()];
+        let mut syn = from_wan(Pkt::v4(remote, wan_addr).tcp(40_000 + i, 8080, 0x02, 7, 0));
+        let (a, _) = c.deliver(1, &mut syn);
+        assert!(
+            matches!(a, Action::Forward { port: 0, .. }),
+            "dnat flow {i}: {a:?}"
+        );
+        flows += 1;
+        assert_eq!(
+            tuple_of(&syn),
+            (remote, [198, 18, 0, 20], 40_000 + i, 80),
+            "destination translated"
+        );
+        assert_checksums(&syn, ETH_LEN);
+        let mut synack = answer(&syn, Some(0x12), LAN_MAC, [2, 0, 0, 0, 1, 20]);
+        let (a, _) = c.deliver(0, &mut synack);
+        assert!(
+            matches!(a, Action::Forward { port: 1, .. }),
+            "dnat reply {i}: {a:?}"
+        );
+        assert_eq!(
+            tuple_of(&synack),
+            (wan_addr, remote, 8080, 40_000 + i),
+            "source translated back"
+        );
+        assert_checksums(&synack, ETH_LEN);
+    }
+    assert_eq!(
+        c.entries(),
+        flows,
+        "every flow tracked exactly once across the workers"
+    );
+    let handoffs: u64 = c.workers.iter().map(|p| p.counters().handoffs).sum();
+    assert!(handoffs > 0, "random queues made some handoffs");
+    for (w, p) in c.workers.iter_mut().enumerate() {
+        let d = &p.counters().drops;
+        assert_eq!(
+            d.iter().sum::<u64>(),
+            0,
+            "worker {w} dropped: {:?}",
+            DropReason::ALL
+                .iter()
+                .zip(d)
+                .filter(|(_, n)| **n > 0)
+                .collect::<Vec<_>>()
+        );
+        let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
+            panic!()
+        };
+        assert_eq!(st.invalid, 0, "worker {w}: a packet was judged invalid");
+    }
+}
+
+#[test]
+fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
+    let mut c = Cluster::new();
+    let client = [198, 18, 0, 10];
+    let server = [203, 0, 113, 9];
+    let mut f = Pkt::v4(client, server).udp(33_333, 9999, 12);
+    let orig_len = f.len();
+    assert!(matches!(
+        c.deliver(0, &mut f).0,
+        Action::Forward { port: 1, .. }
+    ));
+    let (_, _, nat_port, _) = tuple_of(&f);
+    // The server's port is closed: ICMP port unreachable quoting the translated datagram.
+    let mut l4 = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    l4.extend_from_slice(&f[ETH_LEN..orig_len]);
+    let pk = Pkt {
+        family: Family::V4,
+        src: v4(server),
+        dst: v4([198, 19, 0, 1]),
+        ttl: 64,
+        dst_mac: WAN_MAC,
+        src_mac: GW1_MAC,
+    };
+    let mut err = pk.build(proto::ICMP, l4, Some(2));
+    let (a, _) = c.deliver(1, &mut err);
+    assert!(matches!(a, Action::Forward { port: 0, .. }), "{a:?}");
+    let ip = &err[ETH_LEN..];
+    assert_eq!(&ip[16..20], &client, "outer destination translated back");
+    let inner = &ip[28..];
+    assert_eq!(&inner[12..16], &client, "embedded source translated back");
+    assert_eq!(
+        &inner[20..22],
+        &33_333u16.to_be_bytes(),
+        "embedded source port translated back"
+    );
+    assert_ne!(nat_port, 0);
+    assert_checksums(&err, ETH_LEN);
+    assert_eq!(c.entries(), 1);
 }

@@ -5,7 +5,7 @@
 //! conntrack → rules → NAT → local delivery (echo reply, reject, `local_no_socket`) or
 //! forwarding (LPM route, TTL / hop limit with ICMP time exceeded, MTU, neighbour MAC from
 //! the snapshot; unresolved → slow path). See `docs/pipeline.md` for the stage-by-stage
-//! decisions and which stages are still seams.
+//! decisions and the known gaps.
 //!
 //! Counting contract: the pipeline counts every drop it decides in
 //! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
@@ -15,12 +15,18 @@
 use std::sync::Arc;
 
 use super::pipe_build::{self as build, L2Out};
-use super::pipe_parse;
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
-use crate::control::proto::{ControlError, ErrorCode};
+use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
+use crate::control::proto::{ControlError, CtFilter, ErrorCode};
+use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
+use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
+use crate::nat::{NatAction, Tuple};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
-use crate::wire::{Addr, Family, Fragment, IpInfo, L2Info, L4Info, Parsed};
+use crate::rules::ast::Reject;
+use crate::rules::{Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
+use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
+use rustc_hash::FxHashMap;
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +46,13 @@ pub struct PortInfo {
 pub struct PipelineConfig {
     /// Indexed by port index (the order of the configuration file).
     pub ports: Vec<PortInfo>,
+    /// Entries of this worker's connection table (its share of `nf_conntrack_max`).
+    pub ct_capacity: u32,
+    /// Conntrack tunables (timeouts, loose, liberal).
+    pub tunables: Tunables,
+    /// The flow-ownership function (RSS key, RETA, queue → worker), the same for every
+    /// port. `None`: the symmetric key spread over `n_workers` (`Owner::spread`).
+    pub owner: Option<Arc<Owner>>,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -91,15 +104,20 @@ impl Counters {
     }
 }
 
-/// The verdict of a filter chain for one packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Accept,
-    Drop,
-    /// `reject`: TCP reset for TCP, ICMP port unreachable otherwise.
-    Reject,
+/// Conntrack's view of the packet being processed.
+#[derive(Clone, Copy, Debug)]
+struct CtInfo {
+    /// One `ct state` bit (`rules::ct_state`).
+    bit: u8,
+    /// The entry the packet belongs to (ESTABLISHED / NEW of a known entry / RELATED) and
+    /// the direction the packet travels in.
+    entry: Option<(EntryId, Direction)>,
+    /// The key to insert when the packet starts a connection the rules accept.
+    new_key: Option<FlowKey>,
 }
 
+/// Expired entries reclaimed per [`Pipeline::tick`] (bounded work between bursts).
+const EXPIRE_BUDGET: usize = 256;
 /// One worker's pipeline state.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -110,6 +128,14 @@ pub struct Pipeline {
     neigh: Arc<NeighborSnapshot>,
     counters: Counters,
     now_ns: u64,
+    ct: Table,
+    rules: Option<WorkerRuleset>,
+    owner: Arc<Owner>,
+    nat: PortAllocator,
+    /// Steering records received from other workers: reply tuple → owning worker.
+    steering: FxHashMap<Tuple, u16>,
+    /// Steering records this worker created, for the I/O edge to send.
+    steering_out: Vec<Steering>,
 }
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
@@ -136,23 +162,57 @@ fn is_valid_error_target(a: Addr) -> bool {
 
 impl Pipeline {
     /// A pipeline for worker `worker_id` of `n_workers`, starting from the given route
-    /// table and neighbour snapshot.
+    /// table and neighbour snapshot, with this worker's handle on the published ruleset
+    /// (`None`: no ruleset, every hook accepts, as an empty nftables ruleset). Allocates
+    /// the connection table: call it on the worker's own lcore.
     pub fn new(
         worker_id: u16,
         n_workers: u16,
         config: &PipelineConfig,
         routes: Arc<RouteTable>,
         neigh: Arc<NeighborSnapshot>,
+        rules: Option<WorkerRuleset>,
     ) -> Self {
+        let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(worker_id);
+        let n_workers = n_workers.max(1);
+        let owner = config.owner.clone().unwrap_or_else(|| {
+            Arc::new(
+                Owner::spread(&SYMMETRIC_RSS_KEY, 128, n_workers)
+                    .expect("the symmetric key and a 128-entry RETA are valid"),
+            )
+        });
         Pipeline {
             worker_id,
-            n_workers: n_workers.max(1),
+            n_workers,
             ports: config.ports.clone(),
             routes,
             neigh,
             counters: Counters::default(),
             now_ns: 0,
+            ct: Table::new(config.ct_capacity, config.tunables.clone(), seed),
+            rules,
+            owner,
+            nat: PortAllocator::new(worker_id),
+            steering: FxHashMap::default(),
+            steering_out: Vec::new(),
         }
+    }
+
+    /// Steering records (DNAT replies that hash to another worker) created since the last
+    /// call: the I/O edge sends each to `reply_worker` before transmitting the burst.
+    pub fn take_steering(&mut self) -> std::vec::Drain<'_, Steering> {
+        self.steering_out.drain(..)
+    }
+
+    /// A steering record from another worker: packets with tuple `reply` that miss this
+    /// worker's table are handed to `owner`.
+    pub fn add_steering(&mut self, st: Steering) {
+        self.steering.insert(st.reply, st.owner);
+    }
+
+    /// This worker's connection table (read-only: tests, listings).
+    pub fn conntrack(&self) -> &Table {
+        &self.ct
     }
 
     /// This worker's index.
@@ -191,28 +251,45 @@ impl Pipeline {
         std::mem::replace(&mut self.routes, routes)
     }
 
-    /// Between bursts: timers with a bounded budget. SEAM(conntrack): expiry of the
-    /// connection table runs here once the table exists; today only the clock is kept.
+    /// Between bursts: expire at most a bounded number of connections, adopt a newer
+    /// ruleset generation (the old one goes back to the control thread).
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        self.ct.expire(self.now_ns, EXPIRE_BUDGET);
+        if let Some(r) = &mut self.rules
+            && r.refresh()
+        {
+            self.counters.snapshots_adopted += 1;
+        }
     }
 
-    /// A control-thread command. SEAM(conntrack): every command is about the connection
-    /// table, which this pipeline does not hold yet; each is answered with an `Internal`
-    /// error that says so (never a made-up empty answer).
+    /// A control-thread command, answered between bursts. Listing, filtered deletion and
+    /// events need conntrack's filter matcher (`conntrack::listing`, still a stub on
+    /// `main`): those answer an error that says so, never a made-up empty answer.
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
-        let what = match cmd {
-            WorkerCommand::CtList { .. } => "ct list",
-            WorkerCommand::CtDelete { .. } => "ct delete",
-            WorkerCommand::CtCount { .. } => "ct count",
-            WorkerCommand::CtStats => "ct stats",
-            WorkerCommand::SetTunables(_) => "set tunables",
-            WorkerCommand::TakeEvents { .. } => "take events",
-        };
-        WorkerReply::Error(ControlError::new(
-            ErrorCode::Internal,
-            format!("{what}: connection tracking is not wired into the worker pipeline yet"),
-        ))
+        match cmd {
+            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
+            WorkerCommand::CtCount { filter } if filter == CtFilter::default() => {
+                WorkerReply::Count(u64::from(self.ct.len()))
+            }
+            WorkerCommand::SetTunables(list) => {
+                for (name, value) in list {
+                    if let Err(e) = self.ct.set_tunable(&name, value) {
+                        let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
+                        err.field = Some(name);
+                        return WorkerReply::Error(err);
+                    }
+                }
+                WorkerReply::Done
+            }
+            WorkerCommand::CtCount { .. }
+            | WorkerCommand::CtList { .. }
+            | WorkerCommand::CtDelete { .. }
+            | WorkerCommand::TakeEvents { .. } => WorkerReply::Error(ControlError::new(
+                ErrorCode::Internal,
+                "conntrack filters/listing/events are not available in the worker yet",
+            )),
+        }
     }
 
     fn drop(&mut self, reason: DropReason) -> Action {
@@ -246,9 +323,46 @@ impl Pipeline {
         now_ns: u64,
         scratch: &mut [u8],
     ) -> Action {
+        self.process_offload(in_port, frame, &wire::VERIFY_ALL, now_ns, scratch)
+    }
+
+    /// [`process`](Self::process) with the NIC's checksum verdicts for this frame
+    /// (`ParseOptions::with_offload` from the mbuf's offload flags).
+    pub fn process_offload(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.run(in_port, frame, opts, now_ns, scratch, false)
+    }
+
+    /// A frame another worker handed over (its owner check already chose this worker):
+    /// processed like a received one minus the owner check.
+    pub fn process_handoff(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.run(in_port, frame, &wire::VERIFY_ALL, now_ns, scratch, true)
+    }
+
+    fn run(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+        handed_off: bool,
+    ) -> Action {
         self.counters.rx += 1;
         self.now_ns = self.now_ns.max(now_ns);
-        let parsed = match pipe_parse::parse(frame) {
+        let parsed = match wire::parse(frame, opts) {
             Ok(p) => p,
             Err(r) => return self.drop(r),
         };
@@ -286,24 +400,302 @@ impl Pipeline {
         if !is_valid_error_target(ip.src) && ip.src.0 != [0; 16] {
             return self.drop(DropReason::BadSourceAddress);
         }
-        // SEAM(nat::rss): owner check for ports without hardware RSS (→ Action::Handoff).
-        // SEAM(conntrack, rules, nat): lookup / classify / bind happen here; until those
-        // land every packet is treated as accepted by prerouting and the filter chains.
-        if self.routes.local_port(ip.dst).is_some() {
-            self.local_deliver(in_port, frame, &l2, &ip, scratch)
+        let tuple = flow_tuple(&ip);
+        if !handed_off && self.n_workers > 1 && !port.hw_rss {
+            let w = self.owner.owner(&tuple);
+            // A packet of a connection this worker holds stays here whatever its hash (a
+            // DNAT reply steered here by the worker its tuple hashes to), so a steered
+            // packet is not handed back even by an edge that does not use
+            // `process_handoff`.
+            if w != self.worker_id
+                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.ct.lookup(&k).is_none())
+            {
+                self.counters.handoffs += 1;
+                return Action::Handoff { worker: w };
+            }
+        }
+        // Steering applies to handed-off packets too: the owner check sends a DNAT reply
+        // to the worker its tuple hashes to, whose record sends it on to the entry's owner.
+        if let Some(&w) = self.steering.get(&tuple)
+            && w != self.worker_id
+            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
+        {
+            self.counters.handoffs += 1;
+            return Action::Handoff { worker: w };
+        }
+        let ct = self.track(&ip);
+        let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
+        if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
+            return a;
+        }
+        // Where the packet goes after NAT: the entry's translation, or the DNAT decision
+        // of a first packet (the address is chosen here, the binding at confirm time).
+        let target = match ct.entry {
+            Some((id, dir)) => self.ct.tuple(id, dir.flip()).map(|t| t.inverse()),
+            None => None,
+        };
+        let mut route_dst = target.map_or(ip.dst, |t| t.dst);
+        // What the later hooks see: the destination after prerouting NAT (DNAT of the
+        // original direction, un-SNAT of replies), the source not yet translated (that is
+        // postrouting's), as in Linux.
+        let mut view = ip;
+        if let Some(t) = target {
+            if matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
+                view.dst = t.dst;
+            } else {
+                set_view_dst(&mut view, t.dst, t.dport);
+            }
+        }
+        if let (Some(d), Some(_)) = (dnat.as_ref(), ct.new_key) {
+            let env = self.nat_env(&ip, Some(in_port), None);
+            let ct_table = &self.ct;
+            match self
+                .nat
+                .bind(&tuple, Some(d), None, &env, &self.owner, |t| {
+                    ct_table.tuple_taken(&key_of(t, &ip))
+                }) {
+                Ok(b) => {
+                    let t = b.translated();
+                    route_dst = t.dst;
+                    set_view_dst(&mut view, t.dst, t.dport);
+                }
+                Err(e) => return self.drop(e.drop_reason()),
+            }
+        }
+        let nat = NatPlan { dnat, target };
+        if self.routes.local_port(route_dst).is_some() {
+            let (d, _) = self.eval(Hook::Input, &view, Some(in_port), None, ct);
+            if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
+                return a;
+            }
+            if let Err(a) = self.confirm(ct, &ip, &nat, None, in_port, None) {
+                return a;
+            }
+            self.local_deliver(in_port, frame, &l2, &ip)
         } else {
-            self.forward(in_port, frame, &l2, &ip, scratch)
+            self.forward(in_port, frame, &l2, &ip, scratch, ct, &view, &nat)
         }
     }
 
-    /// The `input` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
-    fn input_verdict(&self, _in_port: u16, _ip: &IpInfo) -> Verdict {
-        Verdict::Accept
+    fn nat_env(&self, ip: &IpInfo, iif: Option<u16>, oif: Option<u16>) -> NatEnv {
+        NatEnv {
+            egress_addr: oif.and_then(|p| self.routes.port_address(p, ip.family)),
+            ingress_addr: iif.and_then(|p| self.routes.port_address(p, ip.family)),
+        }
     }
 
-    /// The `forward` chain verdict. SEAM(rules): accept until the compiled ruleset lands.
-    fn forward_verdict(&self, _in_port: u16, _out_port: u16, _ip: &IpInfo) -> Verdict {
-        Verdict::Accept
+    /// Rewrites the packet to the translated tuple `target` (addresses and ports; for an
+    /// ICMP error the embedded datagram and the outer destination) with incremental
+    /// checksum updates. No-op where nothing differs.
+    fn nat_rewrite(
+        &mut self,
+        frame: &mut [u8],
+        ip: &IpInfo,
+        target: &FlowKey,
+    ) -> Result<(), Action> {
+        use wire::rewrite as rw;
+        let r = (|| {
+            match ip.l4 {
+                Some(L4Info::IcmpError { inner, .. }) => {
+                    // The embedded datagram travelled the other way: it becomes the
+                    // inverse of the target.
+                    if inner.src != target.dst {
+                        rw::set_inner_src_addr(frame, ip, &inner, target.dst)?;
+                    }
+                    if inner.dst != target.src {
+                        rw::set_inner_dst_addr(frame, ip, &inner, target.src)?;
+                    }
+                    if matches!(inner.proto, wire::proto::TCP | wire::proto::UDP) {
+                        if inner.sport != target.dport {
+                            rw::set_inner_sport(frame, ip, &inner, target.dport)?;
+                        }
+                        if inner.dport != target.sport {
+                            rw::set_inner_dport(frame, ip, &inner, target.sport)?;
+                        }
+                    } else if inner.sport != target.sport {
+                        rw::set_inner_sport(frame, ip, &inner, target.sport)?;
+                    }
+                    if ip.dst != target.dst {
+                        rw::set_dst_addr(frame, ip, target.dst)?;
+                    }
+                }
+                _ => {
+                    if ip.src != target.src {
+                        rw::set_src_addr(frame, ip, target.src)?;
+                    }
+                    if ip.dst != target.dst {
+                        rw::set_dst_addr(frame, ip, target.dst)?;
+                    }
+                    match ip.l4 {
+                        Some(L4Info::Tcp(t)) => {
+                            if t.sport != target.sport {
+                                rw::set_src_port(frame, ip, target.sport)?;
+                            }
+                            if t.dport != target.dport {
+                                rw::set_dst_port(frame, ip, target.dport)?;
+                            }
+                        }
+                        Some(L4Info::Udp { sport, dport }) => {
+                            if sport != target.sport {
+                                rw::set_src_port(frame, ip, target.sport)?;
+                            }
+                            if dport != target.dport {
+                                rw::set_dst_port(frame, ip, target.dport)?;
+                            }
+                        }
+                        Some(L4Info::IcmpEcho { id, .. }) if id != target.sport => {
+                            rw::set_src_port(frame, ip, target.sport)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok::<(), wire::rewrite::RewriteError>(())
+        })();
+        r.map_err(|_| self.drop(DropReason::Truncated))
+    }
+
+    /// Conntrack lookup and tracker update, or the classification of a miss.
+    fn track(&mut self, ip: &IpInfo) -> CtInfo {
+        let now = self.now_ns;
+        let invalid = CtInfo {
+            bit: ct_state::INVALID,
+            entry: None,
+            new_key: None,
+        };
+        if let Some(key) = FlowKey::from_info(ip, 0)
+            && let Some((id, dir)) = self.ct.lookup(&key)
+            && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
+        {
+            match self.ct.update(id, dir, ip, now) {
+                Outcome::Tracked { ct, destroyed, .. } => {
+                    return CtInfo {
+                        bit: state_bit(ct),
+                        entry: (!destroyed).then_some((id, dir)),
+                        new_key: None,
+                    };
+                }
+                Outcome::Invalid(_) => return invalid,
+                Outcome::Gone => {}
+            }
+        }
+        match self.ct.classify_new(ip, 0, now) {
+            NewFlow::New(key) => CtInfo {
+                bit: ct_state::NEW,
+                entry: None,
+                new_key: Some(key),
+            },
+            NewFlow::Related(id, dir) => CtInfo {
+                bit: ct_state::RELATED,
+                entry: Some((id, dir)),
+                new_key: None,
+            },
+            NewFlow::Invalid(_) => invalid,
+            NewFlow::Untracked => CtInfo {
+                bit: ct_state::UNTRACKED,
+                entry: None,
+                new_key: None,
+            },
+        }
+    }
+
+    /// Inserts the connection a NEW packet starts, after the last hook accepted it
+    /// (Linux confirms at the end of postrouting / input), with the NAT binding of the
+    /// prerouting (DNAT) and postrouting (SNAT / masquerade) decisions: the entry's reply
+    /// tuple is the translated one. Returns the translated tuple to rewrite the packet to.
+    fn confirm(
+        &mut self,
+        ct: CtInfo,
+        ip: &IpInfo,
+        nat: &NatPlan,
+        snat: Option<NatAction>,
+        in_port: u16,
+        out_port: Option<u16>,
+    ) -> Result<Option<FlowKey>, Action> {
+        let Some(key) = ct.new_key else {
+            return Ok(nat.target);
+        };
+        let mut reply = key.inverse();
+        if nat.dnat.is_some() || snat.is_some() {
+            let env = self.nat_env(ip, Some(in_port), out_port);
+            let ct_table = &self.ct;
+            let b = self
+                .nat
+                .bind(
+                    &flow_tuple(ip),
+                    nat.dnat.as_ref(),
+                    snat.as_ref(),
+                    &env,
+                    &self.owner,
+                    |t| ct_table.tuple_taken(&key_of(t, ip)),
+                )
+                .map_err(|e| self.drop(e.drop_reason()))?;
+            reply = key_of(&b.reply, ip);
+            if is_echo(ip) {
+                // FlowKey's echo convention: sport = identifier, dport = ICMP type.
+                reply.dport = key.inverse().dport;
+            }
+            if let Some(st) = b.steering {
+                self.steering_out.push(st);
+            }
+        }
+        match self.ct.insert(key, reply, ip, self.now_ns) {
+            Ok(_) => Ok((reply != key.inverse()).then(|| reply.inverse())),
+            Err(_) => Err(self.drop(DropReason::CtInsertFailed)),
+        }
+    }
+
+    /// Evaluates the base chains of `hook` (an empty ruleset accepts).
+    fn eval(
+        &self,
+        hook: Hook,
+        ip: &IpInfo,
+        iif: Option<u16>,
+        oif: Option<u16>,
+        ct: CtInfo,
+    ) -> (Decision, Option<NatAction>) {
+        let Some(rules) = &self.rules else {
+            return (Decision::Accept, None);
+        };
+        let (ct_status, ct_mark) = match ct.entry {
+            Some((id, _)) => (
+                u32::from(self.ct.status(id).unwrap_or(0)),
+                self.ct.mark(id).unwrap_or(0),
+            ),
+            None => (0, 0),
+        };
+        let mut ctx = PacketCtx {
+            ip,
+            iif,
+            oif,
+            ct_state: ct.bit,
+            ct_status,
+            ct_mark,
+            mark: 0,
+            len: u32::from(ip.ip_len),
+            first_packet: ct.new_key.is_some(),
+        };
+        let r = rules
+            .get()
+            .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
+        (r.verdict, r.nat)
+    }
+
+    /// Acts on a hook's decision: `None` to continue, or the final action.
+    fn apply(
+        &mut self,
+        d: Decision,
+        in_port: u16,
+        frame: &[u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        scratch: &mut [u8],
+    ) -> Option<Action> {
+        match d {
+            Decision::Accept => None,
+            Decision::Drop => Some(self.drop(DropReason::FilterDrop)),
+            Decision::Reject(r) => Some(self.reject(in_port, frame, l2, ip, scratch, r)),
+        }
     }
 
     fn local_deliver(
@@ -312,13 +704,7 @@ impl Pipeline {
         frame: &mut [u8],
         l2: &L2Info,
         ip: &IpInfo,
-        scratch: &mut [u8],
     ) -> Action {
-        match self.input_verdict(in_port, ip) {
-            Verdict::Accept => {}
-            Verdict::Drop => return self.drop(DropReason::FilterDrop),
-            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
-        }
         self.counters.local_in += 1;
         if let Some(L4Info::IcmpEcho { request: true, .. }) = ip.l4 {
             let Some((port, dst_mac)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
@@ -338,7 +724,8 @@ impl Pipeline {
         self.drop(DropReason::LocalNoSocket)
     }
 
-    /// `reject`: a TCP reset for TCP (never for a reset), ICMP port unreachable otherwise.
+    /// `reject [with …]`: a TCP reset (`with tcp reset`, never for a reset) or an ICMP /
+    /// ICMPv6 destination unreachable (port unreachable by default), from the appliance.
     fn reject(
         &mut self,
         in_port: u16,
@@ -346,43 +733,66 @@ impl Pipeline {
         l2: &L2Info,
         ip: &IpInfo,
         scratch: &mut [u8],
+        how: Reject,
     ) -> Action {
-        if let Some(L4Info::Tcp(tcp)) = ip.l4 {
-            if tcp.flags.contains(crate::wire::TcpFlags::RST) {
-                return self.drop(DropReason::LocalNoSocket);
-            }
-            let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
-                return self.drop(DropReason::NeighborUnresolved);
-            };
-            let out = L2Out {
-                dst,
-                src: self.port_mac(port),
-            };
-            self.counters.drops[DropReason::LocalNoSocket as usize] += 1;
-            return match build::tcp_reset(scratch, ip, &tcp, out) {
-                Some(len) => {
-                    self.counters.tcp_resets += 1;
-                    Action::Reply {
-                        port,
-                        len: u16::try_from(len).unwrap_or(u16::MAX),
-                    }
+        let v4 = ip.family == Family::V4;
+        let code = match how {
+            Reject::TcpReset => {
+                let Some(L4Info::Tcp(tcp)) = ip.l4 else {
+                    // nft refuses `tcp reset` without a TCP match; be safe anyway.
+                    return self.drop(DropReason::Rejected);
+                };
+                self.counters.drops[DropReason::Rejected as usize] += 1;
+                if tcp.flags.contains(wire::TcpFlags::RST) {
+                    return Action::Drop(DropReason::Rejected);
                 }
-                None => Action::Drop(DropReason::LocalNoSocket),
-            };
-        }
-        let (t, c) = match ip.family {
-            Family::V4 => (3, 3),
-            Family::V6 => (1, 4),
+                let Some((port, dst)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
+                    return Action::Drop(DropReason::Rejected);
+                };
+                let out = L2Out {
+                    dst,
+                    src: self.port_mac(port),
+                };
+                return match build::tcp_reset(scratch, ip, &tcp, out) {
+                    Some(len) => {
+                        self.counters.tcp_resets += 1;
+                        Action::Reply {
+                            port,
+                            len: u16::try_from(len).unwrap_or(u16::MAX),
+                        }
+                    }
+                    None => Action::Drop(DropReason::Rejected),
+                };
+            }
+            Reject::Default => {
+                if v4 {
+                    3
+                } else {
+                    4
+                }
+            }
+            Reject::Icmp(c) | Reject::Icmpv6(c) => c,
+            // icmpx: 0 no-route, 1 port-unreachable, 2 host-unreachable, 3 admin-prohibited.
+            Reject::Icmpx(c) => match (c, v4) {
+                (0, _) => 0,
+                (1, true) => 3,
+                (1, false) => 4,
+                (2, true) => 1,
+                (2, false) => 3,
+                (_, true) => 13,
+                (_, false) => 1,
+            },
         };
+        let t = if v4 { 3 } else { 1 };
         self.icmp_error(
             in_port,
             frame,
             l2,
             ip,
             scratch,
-            DropReason::LocalNoSocket,
+            DropReason::Rejected,
             t,
-            c,
+            code,
             0,
         )
     }
@@ -458,6 +868,7 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         in_port: u16,
@@ -465,8 +876,11 @@ impl Pipeline {
         l2: &L2Info,
         ip: &IpInfo,
         scratch: &mut [u8],
+        ct: CtInfo,
+        view: &IpInfo,
+        nat: &NatPlan,
     ) -> Action {
-        let (port, neighbor) = match self.routes.next_hop(ip.family, ip.dst) {
+        let (port, neighbor) = match self.routes.next_hop(ip.family, view.dst) {
             Some(NextHop::Forward { port, neighbor }) => (port, neighbor),
             Some(NextHop::Blackhole) => return self.drop(DropReason::Blackhole),
             None => {
@@ -488,11 +902,8 @@ impl Pipeline {
                 );
             }
         };
-        match self.forward_verdict(in_port, port, ip) {
-            Verdict::Accept => {}
-            Verdict::Drop => return self.drop(DropReason::FilterDrop),
-            Verdict::Reject => return self.reject(in_port, frame, l2, ip, scratch),
-        }
+        // Linux `ip_forward` / `ip6_forward` check the TTL and the MTU before the forward
+        // hook.
         if ip.ttl <= 1 {
             let t = match ip.family {
                 Family::V4 => 11,
@@ -534,7 +945,29 @@ impl Pipeline {
                 u32::from(mtu),
             );
         }
-        build::decrement_ttl(frame, ip);
+        let mut snat = None;
+        for hook in [Hook::Forward, Hook::Postrouting] {
+            let (d, n) = self.eval(hook, view, Some(in_port), Some(port), ct);
+            if let Some(a) = self.apply(d, in_port, frame, l2, ip, scratch) {
+                return a;
+            }
+            if hook == Hook::Postrouting {
+                snat = n;
+            }
+        }
+        let target = match self.confirm(ct, ip, nat, snat, in_port, Some(port)) {
+            Ok(t) => t,
+            Err(a) => return a,
+        };
+        if let Some(t) = target
+            && let Err(a) = self.nat_rewrite(frame, ip, &t)
+        {
+            return a;
+        }
+        if wire::rewrite::decrement_ttl(frame, ip).is_err() {
+            // Checked above (ttl > 1) and the header is within the frame after parse.
+            return self.drop(DropReason::TtlExceeded);
+        }
         let src_mac = self.port_mac(port);
         let Some(dst_mac) = self.neigh.lookup(port, neighbor) else {
             // The frame is complete except for its destination MAC: the slow path resolves
@@ -549,5 +982,67 @@ impl Pipeline {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
         }
+    }
+}
+
+fn state_bit(ct: CtState) -> u8 {
+    match ct {
+        CtState::New => ct_state::NEW,
+        CtState::Established => ct_state::ESTABLISHED,
+        CtState::Related => ct_state::RELATED,
+        CtState::Invalid => ct_state::INVALID,
+        CtState::Untracked => ct_state::UNTRACKED,
+    }
+}
+
+/// NAT facts of the packet being processed.
+#[derive(Clone, Copy, Debug)]
+struct NatPlan {
+    /// The DNAT decision of prerouting (first packet only).
+    dnat: Option<NatAction>,
+    /// For a packet of a tracked connection: the tuple it leaves with (equal to its own
+    /// when the connection is not NATed).
+    target: Option<FlowKey>,
+}
+
+fn is_echo(ip: &IpInfo) -> bool {
+    matches!(ip.l4, Some(L4Info::IcmpEcho { .. }))
+}
+
+/// The tuple the owner function and NAT see (for an ICMP error, the embedded datagram's:
+/// the key is symmetric, so its owner is the owner of the flow it belongs to).
+fn flow_tuple(ip: &IpInfo) -> Tuple {
+    match ip.l4 {
+        Some(L4Info::Tcp(t)) => Tuple::new(ip.src, ip.dst, ip.proto, t.sport, t.dport),
+        Some(L4Info::Udp { sport, dport }) => Tuple::new(ip.src, ip.dst, ip.proto, sport, dport),
+        Some(L4Info::IcmpEcho { id, .. }) => Tuple::new(ip.src, ip.dst, ip.proto, id, id),
+        Some(L4Info::IcmpError { inner, .. }) => {
+            Tuple::new(inner.src, inner.dst, inner.proto, inner.sport, inner.dport)
+        }
+        _ => Tuple::new(ip.src, ip.dst, ip.proto, 0, 0),
+    }
+}
+
+/// A conntrack key from a NAT tuple (zone 0; for ICMP echo, `dport` is filled by the
+/// caller from the key it derives from).
+fn key_of(t: &Tuple, ip: &IpInfo) -> FlowKey {
+    FlowKey {
+        src: t.src,
+        dst: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+        zone: 0,
+        proto: t.proto,
+        family: ip.family,
+    }
+}
+
+/// Sets the destination address and port of a packet summary (the view later hooks see).
+fn set_view_dst(view: &mut IpInfo, dst: Addr, dport: u16) {
+    view.dst = dst;
+    match &mut view.l4 {
+        Some(L4Info::Tcp(t)) => t.dport = dport,
+        Some(L4Info::Udp { dport: d, .. }) => *d = dport,
+        _ => {}
     }
 }

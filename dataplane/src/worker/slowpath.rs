@@ -15,12 +15,11 @@
 use std::sync::Arc;
 
 use super::pipe_build::{self as build, ArpOut, L2Out};
-use super::pipe_parse;
 use super::pipeline::PortInfo;
 use crate::DropReason;
 use crate::route::neigh::Action as NeighAction;
 use crate::route::{Mac, NeighConfig, NeighborCache, NeighborSnapshot, NextHop, RouteTable};
-use crate::wire::{Addr, Family, L4Info, Parsed};
+use crate::wire::{self, Addr, Family, L4Info, Parsed};
 
 /// What the I/O edge does after the slow path handled a frame or a tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -148,7 +147,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
     /// frame waiting for a neighbour, the port it arrived on; its egress port is found
     /// again by route lookup).
     pub fn handle(&mut self, in_port: u16, frame: P, now_ms: u64, out: &mut Vec<SlowOut<P>>) {
-        let parsed = match pipe_parse::parse(frame.as_ref()) {
+        let parsed = match wire::parse(frame.as_ref(), &wire::VERIFY_ALL) {
             Ok(p) => p,
             Err(r) => return self.drop(frame, r, out),
         };
@@ -202,7 +201,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         &mut self,
         in_port: u16,
         mut frame: P,
-        a: crate::wire::ArpInfo,
+        a: wire::ArpInfo,
         now_ms: u64,
         out: &mut Vec<SlowOut<P>>,
     ) {
