@@ -16,15 +16,15 @@ use std::time::Duration;
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
-/// `internal` from the workers until then. Against the pipeline branch at 5f02e14 merged
-/// here, FILTERS, TUNING and CONNTRACK_COUNT set to `true` pass; LIST still answers
-/// `internal` there.
+/// `internal` from the workers until then. On main at 41fe927 the first three are on;
+/// the list still answers `internal` ("conntrack filters/listing/events are not available
+/// in the worker yet").
 /// - the forward chain filters (rules evaluated in `worker::pipeline`);
-const PIPELINE_FILTERS: bool = false;
+const PIPELINE_FILTERS: bool = true;
 /// - tunables are applied by the workers' conntrack (`PATCH /api/v1/tuning`);
-const PIPELINE_TUNING: bool = false;
+const PIPELINE_TUNING: bool = true;
 /// - the workers count their conntrack entries (`/api/v1/conntrack/count`, `/stats`);
-const PIPELINE_CONNTRACK_COUNT: bool = false;
+const PIPELINE_CONNTRACK_COUNT: bool = true;
 /// - the workers list their conntrack entries (`GET /api/v1/conntrack`, `fwctl conntrack list`).
 const PIPELINE_CONNTRACK_LIST: bool = false;
 
