@@ -554,6 +554,34 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
     let rx1 = metric_sum(&m1, "fwd_port_receive_packets_total", "port=\"lan\"");
     assert!(rx1 >= rx0 + 10, "lan rx {rx0} -> {rx1}\n{m1}");
 
+    for name in [
+        "fwd_conntrack_entries",
+        "fwd_conntrack_found_total",
+        "fwd_worker_receive_packets_total",
+        "fwd_port_transmit_packets_total",
+    ] {
+        assert!(m1.contains(name), "{name} missing from the scrape:\n{m1}");
+    }
+    if PIPELINE_CONNTRACK_COUNT {
+        let entries: u64 = m1
+            .lines()
+            .filter(|l| l.starts_with("fwd_conntrack_entries"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(entries >= 1, "fwd_conntrack_entries {entries}:\n{m1}");
+    }
+    for path in ["/api/v1/ports", "/api/v1/workers", "/api/v1/status"] {
+        let (s, v) = lab.json("GET", path, None);
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    // A flush needs `all=true`: refused before it reaches the workers.
+    let (s, v) = lab.json("DELETE", "/api/v1/conntrack", None);
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (400, Some("refused_unfiltered")),
+        "{v}"
+    );
+
     // fwctl against the same API.
     let (ok_, out) = lab.fwctl(&["ruleset", "show"]);
     assert!(
