@@ -38,8 +38,11 @@ unit:
 fuzz-smoke:
 	bash dataplane/fuzz/smoke.sh $(FUZZ_SECONDS)
 
-deploy-check: release
-	@if [ -x deploy/ci/check.sh ]; then deploy/ci/check.sh; fi
+# Every example config and ruleset through `fwd check`, units through systemd-analyze,
+# alert rules through promtool, the dashboard through jq (deploy/ci/check.sh).
+deploy-check:
+	$(CARGO) build --workspace --bins
+	FWD_CHECK_STRICT=1 FWD=target/debug/fwd deploy/ci/check.sh
 
 test: setup tools lint unit fuzz-smoke deploy-check
 

@@ -120,11 +120,9 @@ done
 keep 0644 "$repo/deploy/systemd/fwd.default" /etc/default/fwd
 keep 0644 "$repo/deploy/systemd/fwmgmt.default" /etc/default/fwmgmt
 run install -d -m 0750 "$destdir/etc/fwd"
-if [ -e "$repo/deploy/examples/router.yaml" ]; then
-    keep 0640 "$repo/deploy/examples/router.yaml" /etc/fwd/fwd.yaml
-else
-    keep 0640 "$repo/deploy/skeleton/fwd.yaml" /etc/fwd/fwd.yaml
-fi
+# The skeleton (PCI ports, hugepages, the default control socket the units expect); the
+# examples (virtual ports, their own sockets) go to the doc directory.
+keep 0640 "$repo/deploy/skeleton/fwd.yaml" /etc/fwd/fwd.yaml
 for r in router.nft; do
     [ -e "$repo/deploy/examples/$r" ] && keep 0640 "$repo/deploy/examples/$r" "/etc/fwd/$r"
 done

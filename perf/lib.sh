@@ -84,7 +84,7 @@ dut_vdevs() {
 
 # Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
 start_testpmd() {
-    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --huge-unlink --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -100,7 +100,7 @@ start_testpmd() {
 # in a subshell: the variables must survive.
 run_gen() {
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
         "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
         "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
@@ -118,8 +118,9 @@ save() {
     out=$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name.json
     jq -n --arg scenario "$name" --arg dut "$dut" --arg dut_cmd "$DUT_CMD" --arg gen_cmd "$GEN_CMD" \
         --argjson meta "$(meta_json)" --argjson gen "$gen" --argjson extra "$extra" \
+        --argjson more "${EXTRA_META:-"{}"}" \
         '{scenario: $scenario, dut: $dut} + $meta + {commands: {dut: $dut_cmd, generator: $gen_cmd},
-          generator: $gen} + $extra' > "$out"
+          generator: $gen} + $extra + $more' > "$out"
     printf '%-28s %-10s flows=%-8s tx=%6.2f Mpps rx=%6.2f Mpps loss=%.4f%%%s\n' "$name" "$dut" \
         "$(jq -r .args.flows <<< "$gen")" "$(jq -r '.tx_pps / 1e6' <<< "$gen")" \
         "$(jq -r '.rx_pps / 1e6' <<< "$gen")" "$(jq -r '.loss_ratio * 100' <<< "$gen")" \
@@ -139,7 +140,7 @@ require_fwd() {
     fi
 }
 
-# fwd config: lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
+# fwd config (memif cannot change its MAC at run time: the MAC is a devarg): lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
 # behind 203.0.113.2); static neighbours so nothing waits for ARP.
 write_fwd_config() { # write_fwd_config RULESET
     cp "$1" "$RUN_DIR/ruleset.nft"
@@ -148,16 +149,15 @@ write_fwd_config() { # write_fwd_config RULESET
 eal:
   main_core: $DUT_MAIN
   file_prefix: perf-dut
+  in_memory: true
   memory_mb: $(( MEM_MB * 4 ))
 ports:
   - name: lan
-    device: "net_memif0,role=server,id=0,socket=$SOCK_A"
+    device: "net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A"
     addresses: ["192.0.2.1/24"]
-    mac: "$DUT_MAC_A"
   - name: wan
-    device: "net_memif1,role=server,id=0,socket=$SOCK_B"
+    device: "net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
     addresses: ["203.0.113.1/24"]
-    mac: "$DUT_MAC_B"
 workers:
   cores: [$DUT_CORES]
 routes:

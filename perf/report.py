@@ -39,6 +39,20 @@ def load_range(latest):
     return f"{loads[0]:.1f}" if loads[0] == loads[-1] else f"{loads[0]:.1f} to {loads[-1]:.1f}"
 
 
+def contention_warning(latest):
+    """A warning when the machine was busier than its cores while results were taken."""
+    busy = [r for r in latest.values()
+            if float(r["machine"].get("loadavg", "0").split()[0]) > r["machine"]["cores"]]
+    if not busy:
+        return []
+    return ["",
+            f"**Warning: {len(busy)} of {len(latest)} results were taken with a load average "
+            "above the core count.** The generator and the DUT then share their cores with "
+            "other work, time slices bound the rate (a memif ring's worth of frames per slice) "
+            "and latency shows scheduling delays: these figures measure the machine's load, "
+            "not the DUT. Retake them on an idle machine.", ""]
+
+
 def mpps(x):
     return f"{x / 1e6:.2f}"
 
@@ -82,6 +96,7 @@ def main():
         "1-minute load average when the results were saved (other work on the machine skews "
         f"the figures): {load_range(latest)}.",
         "",
+        *contention_warning(latest),
         "## Throughput vs flows (UDP, max rate)",
         "",
         "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd / io | fwd loss | result files |",
@@ -91,10 +106,19 @@ def main():
         b, w = base.get(f), fwd.get(f)
         bcell = f"{mpps(b['rx_pps'])} ({b['loss_ratio'] * 100:.3f}% lost)" if b else "-"
         wcell = mpps(w["rx_pps"]) if w else "not measured"
-        ratio = f"{w['rx_pps'] / b['rx_pps']:.2f}" if b and w and b["rx_pps"] > 0 else "-"
+        ratio = "-"
+        if b and w and b["rx_pps"] > 0:
+            q = w["rx_pps"] / b["rx_pps"]
+            # The io forwarder is the limit of the path: above it, conditions differed.
+            ratio = f"{q:.2f}" + (" (not comparable: above the path limit)" if q > 1.05 else "")
         loss = f"{w['loss_ratio'] * 100:.3f}%" if w else "-"
         files = ", ".join(r["_file"] for r in latest.values() if r["generator"] in (b, w))
         lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {files} |")
+    procs = sorted({r.get("fwd_processor", "?") for r in latest.values() if r["dut"] == "fwd"})
+    if procs:
+        lines += ["", f"fwd ran with the processor: {', '.join(procs)} (`PortForward` is the "
+                  "bridge fwd used before the firewall pipeline was wired in: I/O edge only, "
+                  "no conntrack, rules or NAT)."]
     lines += ["", "## Latency (UDP, one way through the DUT, generator TSC stamps)", "",
               "| scenario | load | rx Mpps | p50 us | p90 us | p99 us | p99.9 us | max us |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

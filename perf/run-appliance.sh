@@ -12,12 +12,15 @@
 #   SCENARIOS="udp tcp" FLOWS=1000 perf/run-appliance.sh
 #
 # Results: perf/results/<time>-fwd-*.json. Needs root, hugepages, release fwd and perfgen.
+# FWD_PROCESSOR (default "pipeline") is recorded in each result: set it to "PortForward"
+# while fwd still runs its bridge processor instead of the firewall pipeline.
 source "$(dirname "$0")/lib.sh"
 require
 FLOWS=${FLOWS:-"1000 100000 1000000"}
 SCENARIOS=${SCENARIOS:-"udp latency50 newconn-udp tcp rules"}
 RULE_COUNTS=${RULE_COUNTS:-"10 1000 10000"}
 require_fwd
+EXTRA_META=$(jq -n --arg p "${FWD_PROCESSOR:-pipeline}" '{fwd_processor: $p}')
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 MAX_UDP=0

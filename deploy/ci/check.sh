@@ -64,6 +64,32 @@ quiet "bind-nics.sh --dry-run (no device)" deploy/scripts/bind-nics.sh --dry-run
 if deploy/scripts/bind-nics.sh --dry-run 00:zz.0 > /dev/null 2>&1; then
     fail "bind-nics.sh accepted a malformed PCI address"
 else ok "bind-nics.sh refuses a malformed PCI address"; fi
+# The scripts against a fake sysfs (SYSFS=...): they must change exactly the right files.
+fs=$tmp/sys
+mkdir -p "$fs/kernel/mm/hugepages/hugepages-2048kB"
+echo 0 > "$fs/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+quiet "hugepages.sh on a fake sysfs" env SYSFS="$fs" deploy/scripts/hugepages.sh --pages 16 --no-mount
+[ "$(cat "$fs/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")" = 16 ] && ok "hugepages.sh reserved 16 pages" \
+    || fail "hugepages.sh: nr_hugepages is $(cat "$fs/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), want 16"
+for n in 0 1; do
+    mkdir -p "$fs/devices/system/node/node$n/hugepages/hugepages-2048kB"
+    echo 0 > "$fs/devices/system/node/node$n/hugepages/hugepages-2048kB/nr_hugepages"
+done
+quiet "hugepages.sh on a fake 2-node sysfs" env SYSFS="$fs" deploy/scripts/hugepages.sh --pages 16 --no-mount
+got=$(cat "$fs"/devices/system/node/node{0,1}/hugepages/hugepages-2048kB/nr_hugepages | tr '\n' ' ')
+[ "$got" = "8 8 " ] && ok "hugepages.sh split 16 pages over 2 nodes" || fail "hugepages.sh per node: $got, want 8 8"
+dev=$fs/bus/pci/devices/0000:03:00.0
+mkdir -p "$dev/net/eth9" "$fs/bus/pci/drivers/ixgbe"
+ln -s ../../../bus/pci/drivers/ixgbe "$dev/driver"
+echo up > "$dev/net/eth9/operstate"
+if env SYSFS="$fs" PATH=/usr/bin:/bin deploy/scripts/bind-nics.sh --dry-run 03:00.0 > "$tmp/out" 2>&1; then
+    fail "bind-nics.sh would take interface eth9 that is up"
+elif grep -q "kernel interface eth9 and it is up" "$tmp/out"; then ok "bind-nics.sh refuses a NIC whose interface is up"
+else fail "bind-nics.sh failed for another reason: $(cat "$tmp/out")"; fi
+echo down > "$dev/net/eth9/operstate"
+env SYSFS="$fs" PATH=/usr/bin:/bin deploy/scripts/bind-nics.sh --dry-run 03:00.0 > "$tmp/out" 2>&1
+grep -q "0000:03:00.0: ixgbe -> vfio-pci (kernel interface eth9 goes away)" "$tmp/out" \
+    && ok "bind-nics.sh --dry-run names the driver change" || { fail "bind-nics.sh --dry-run output"; cat "$tmp/out"; }
 quiet "install.sh --dry-run" env DESTDIR="$tmp/dry" deploy/install.sh --dry-run --no-build
 [ ! -e "$tmp/dry" ] && ok "install.sh --dry-run wrote nothing" || fail "install.sh --dry-run wrote $tmp/dry"
 
@@ -122,7 +148,7 @@ else fail "$d differs from make-dashboard.py output (regenerate it)"; fi
 if [ -f mgmt/docs/metrics.md ] || [ -f docs/metrics.md ]; then
     doc=$(ls mgmt/docs/metrics.md docs/metrics.md 2>/dev/null | head -1)
     used=$( { grep -ohE 'fwd_[a-z_]+' deploy/prometheus/alerts.yml; python3 deploy/grafana/make-dashboard.py | grep -oE 'fwd_[a-z_]+'; } | sort -u)
-    missing=$(for m in $used; do grep -q "$m" "$doc" || echo "$m"; done)
+    missing=$(for m in $used; do grep -qF "\`$m\`" "$doc" || echo "$m"; done)
     [ -z "$missing" ] && ok "every metric used is in $doc" || fail "metrics not in $doc: $(echo $missing)"
 else
     skip "metric names not compared: mgmt's docs/metrics.md does not exist yet"

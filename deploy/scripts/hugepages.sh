@@ -4,6 +4,7 @@
 #   hugepages.sh --pages 1024 --size 2M            # reserve 1024 x 2 MiB now, mount hugetlbfs
 #   hugepages.sh --pages 4 --size 1G --persist     # + sysctl.d (2M) or a kernel-arg hint (1G)
 #   hugepages.sh --pages 1024 --dry-run            # print what would change, change nothing
+#   hugepages.sh --pages 1024 --no-mount           # reserve only (systemd mounts /dev/hugepages)
 #
 # Uses dpdk-hugepages.py (Debian package `dpdk`) when it is installed, else sysfs directly.
 # Pages are reserved on every NUMA node evenly unless --node N is given (fwd's workers and
@@ -11,8 +12,8 @@
 # boot: --persist prints the kernel command line for them instead.
 set -euo pipefail
 
-pages=1024 size=2M node="" persist=0 dry=0 mnt=/dev/hugepages
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+pages=1024 size=2M node="" persist=0 dry=0 mnt=/dev/hugepages mount=1
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --pages) pages=${2:?--pages needs a number}; shift 2 ;;
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
         --node) node=${2:?--node needs a NUMA node number}; shift 2 ;;
         --mount) mnt=${2:?--mount needs a directory}; shift 2 ;;
         --persist) persist=1; shift ;;
+        --no-mount) mount=0; shift ;;
         --dry-run|-n) dry=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "hugepages.sh: unknown argument '$1'" >&2; usage 2 >&2 ;;
@@ -77,7 +79,9 @@ fi
 
 # The hugetlbfs mount (systemd's dev-hugepages.mount provides /dev/hugepages for the
 # default size; 1 GiB pages need their own mount when the default is 2 MiB).
-if ! grep -qs " $mnt hugetlbfs " /proc/mounts; then
+if [ "$mount" = 0 ]; then
+    :
+elif ! grep -qs " $mnt hugetlbfs " /proc/mounts; then
     run mkdir -p "$mnt"
     run mount -t hugetlbfs -o "pagesize=$size" nodev "$mnt"
 else

@@ -368,9 +368,15 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     let nworkers = cfg.workers.cores.len();
     let nports = cfg.ports.len();
 
-    // Effective tunables: the config's, overlaid with the persisted ones.
+    // Effective tunables: every one at its Linux default (so `tuning_get` lists them all,
+    // like `sysctl net.netfilter`), overlaid with the config's, then the persisted ones.
     let state = StateDir::new(&cfg.state_dir);
-    let mut tunables: BTreeMap<String, u64> = cfg.conntrack.sysctls().into_iter().collect();
+    let defaults = Tunables::default();
+    let mut tunables: BTreeMap<String, u64> = dataplane::conntrack::tunables::NAMES
+        .iter()
+        .filter_map(|n| Some(((*n).to_string(), defaults.get(n)?)))
+        .collect();
+    tunables.extend(cfg.conntrack.sysctls());
     match state.load_tunables() {
         Ok(t) => tunables.extend(t),
         Err(e) => eprintln!("fwd: ignoring persisted tunables: {e}"),

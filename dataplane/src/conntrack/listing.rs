@@ -308,8 +308,12 @@ impl Table {
         (out, (i < cap).then_some(i))
     }
 
-    /// Counts matching entries from slot `cursor`, scanning at most `budget` slots.
+    /// Counts matching entries from slot `cursor`, scanning at most `budget` slots. An
+    /// empty filter from cursor 0 is answered at once from the live count (no scan).
     pub fn count_matching(&self, m: &CtMatcher, cursor: u64, budget: usize) -> (u64, Option<u64>) {
+        if cursor == 0 && m.is_empty() {
+            return (self.len().into(), None);
+        }
         let cap = u64::from(self.capacity());
         let end = cap.min(cursor.saturating_add(budget as u64));
         let mut n = 0;
@@ -374,6 +378,8 @@ mod tests {
         let t = filled();
         let all = CtMatcher::default();
         assert_eq!(t.count_matching(&all, 0, 1 << 20).0, 15);
+        // Empty filter: the live count, whatever the budget.
+        assert_eq!(t.count_matching(&all, 0, 1), (15, None));
         let tcp = filter(CtFilter {
             proto: Some("tcp".into()),
             ..CtFilter::default()

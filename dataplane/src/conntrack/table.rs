@@ -37,8 +37,28 @@ enum L4State {
     Icmp,
 }
 
-/// One connection. 192 bytes (three cache lines): the tuples, timer links and the fields
-/// read on every packet come first.
+/// Which tracker an entry uses, kept in the hot part so only TCP entries read the
+/// cold TCP state.
+const KIND_GENERIC: u8 = 0;
+const KIND_TCP: u8 = 1;
+const KIND_UDP: u8 = 2;
+const KIND_ICMP: u8 = 3;
+
+impl L4State {
+    fn kind(&self) -> u8 {
+        match self {
+            L4State::Generic => KIND_GENERIC,
+            L4State::Tcp(_) => KIND_TCP,
+            L4State::Udp { .. } => KIND_UDP,
+            L4State::Icmp => KIND_ICMP,
+        }
+    }
+}
+
+/// The hot part of one connection: 128 bytes (two cache lines), everything a lookup,
+/// the timer wheel, removal and the rules engine read, and the whole tracker state of
+/// non-TCP entries. The accounting counters ([`Acct`]) and the TCP window state
+/// ([`TcpConn`]) live in side arrays at the same slot.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Entry {
@@ -52,19 +72,31 @@ struct Entry {
     mark: u32,
     /// Opaque slot for the rules engine (a cached verdict).
     verdict: u64,
-    packets: [u64; 2],
-    bytes: [u64; 2],
+    /// Keyed hashes of `orig` and `reply`, so removal finds the index buckets without
+    /// rehashing the tuples.
+    hash: [u64; 2],
     /// Opaque slot for `ct count` bookkeeping.
     count_slot: u16,
-    /// [`TcpState`] for TCP, 0 otherwise.
+    /// `KIND_* << 4 | TcpState` (the tracker, and the TCP state: 0 for other trackers).
     state: u8,
     status: u8,
-    l4: L4State,
+    /// UDP: the tick after which a replied flow counts as a stream (see [`L4State`]).
+    stream_tick: u32,
 }
 
-/// Bytes of table state per entry: the entry plus two index references at the index's
-/// load (see [`Table::new`]).
+/// Accounting counters of a connection (Linux `acct` extension), 32 bytes aligned to
+/// 32, so one cache line. Written by every tracked packet, read by listings/events.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+struct Acct {
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+/// Bytes of the hot part of an entry (what the per-packet lookup touches).
 pub const ENTRY_BYTES: usize = size_of::<Entry>();
+/// Bytes of the side arrays per entry: accounting counters and TCP window state.
+pub const COLD_BYTES: usize = size_of::<Acct>() + size_of::<TcpConn>();
 
 impl Entry {
     const EMPTY: Entry = Entry {
@@ -75,12 +107,11 @@ impl Entry {
         prev: NIL,
         mark: 0,
         verdict: 0,
-        packets: [0; 2],
-        bytes: [0; 2],
+        hash: [0; 2],
         count_slot: 0,
         state: 0,
         status: 0,
-        l4: L4State::Generic,
+        stream_tick: 0,
     };
 
     fn tuple(&self, dir: Direction) -> &FlowKey {
@@ -92,6 +123,16 @@ impl Entry {
 
     fn live(&self) -> bool {
         self.status & CONFIRMED != 0
+    }
+
+    /// `KIND_*`: the tracker ([`L4State`] variant).
+    fn kind(&self) -> u8 {
+        self.state >> 4
+    }
+
+    /// The TCP state (low nibble of `state`; [`TcpState::None`] for other trackers).
+    fn tcp_state(&self) -> u8 {
+        self.state & 0x0f
     }
 }
 
@@ -206,6 +247,9 @@ struct Hashed {
 #[derive(Debug)]
 pub struct Table {
     entries: Vec<Entry>,
+    acct: Vec<Acct>,
+    /// TCP window state; meaningful for TCP entries only.
+    tcp: Vec<TcpConn>,
     free: u32,
     live: u32,
     max: u32,
@@ -253,6 +297,8 @@ impl Table {
         ];
         let max = tunables.max.min(capacity);
         Table {
+            acct: vec![Acct::default(); entries.len()],
+            tcp: vec![TcpConn::default(); entries.len()],
             entries,
             free: 0,
             live: 0,
@@ -286,8 +332,19 @@ impl Table {
         self.live == 0
     }
 
-    /// Bytes allocated per entry: the entry and its share of the index.
+    /// Bytes allocated per entry: hot part, cold part and the share of the index.
     pub fn bytes_per_entry(&self) -> usize {
+        self.memory() / self.entries.len()
+    }
+
+    /// Bytes allocated for entries (hot part and side arrays) and the index (not the event
+    /// ring or the timer wheel, which do not grow with the capacity).
+    pub fn memory(&self) -> usize {
+        self.entries.len() * (ENTRY_BYTES + COLD_BYTES) + self.buckets.len() * size_of::<Bucket>()
+    }
+
+    /// Bytes per entry of the index and the hot parts only: what lookups touch.
+    pub fn hot_bytes_per_entry(&self) -> usize {
         (self.entries.len() * ENTRY_BYTES + self.buckets.len() * size_of::<Bucket>())
             / self.entries.len()
     }
@@ -345,7 +402,12 @@ impl Table {
 
     #[inline]
     fn hashed(&self, key: &FlowKey) -> Hashed {
-        let h = key.hash(&self.keys);
+        self.split(key.hash(&self.keys))
+    }
+
+    /// Buckets and signature of a 64-bit hash.
+    #[inline]
+    fn split(&self, h: u64) -> Hashed {
         #[allow(clippy::cast_possible_truncation)] // bucket index and signature halves
         let (b1, sig) = ((h as usize) & self.mask, (h >> 32) as u32);
         Hashed {
@@ -501,8 +563,8 @@ impl Table {
         false
     }
 
-    fn index_remove(&mut self, key: &FlowKey, r: u32) {
-        let h = self.hashed(key);
+    fn index_remove(&mut self, hash: u64, r: u32) {
+        let h = self.split(hash);
         for b in [h.b1, h.b2] {
             let bk = &mut self.buckets[b];
             if let Some(i) = bk.refs.iter().position(|&x| x == r) {
@@ -648,12 +710,9 @@ impl Table {
     /// Removes a live entry: index references, timer link, DESTROY event, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
         self.emit(EventType::Destroy, idx, now);
-        let (orig, reply) = {
-            let e = &self.entries[idx as usize];
-            (e.orig, e.reply)
-        };
-        self.index_remove(&orig, Self::make_ref(idx, Direction::Original));
-        self.index_remove(&reply, Self::make_ref(idx, Direction::Reply));
+        let [ho, hr] = self.entries[idx as usize].hash;
+        self.index_remove(ho, Self::make_ref(idx, Direction::Original));
+        self.index_remove(hr, Self::make_ref(idx, Direction::Reply));
         self.unlink(idx);
         let e = &mut self.entries[idx as usize];
         *e = Entry::EMPTY;
@@ -692,8 +751,8 @@ impl Table {
     /// TCP state of a TCP entry.
     pub fn tcp_state(&self, id: EntryId) -> Option<TcpState> {
         self.get(id)
-            .filter(|e| matches!(e.l4, L4State::Tcp(_)))
-            .map(|e| TcpState::from_u8(e.state))
+            .filter(|e| e.kind() == KIND_TCP)
+            .map(|e| TcpState::from_u8(e.tcp_state()))
     }
 
     /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
@@ -739,8 +798,10 @@ impl Table {
 
     /// Packets and bytes seen in a direction.
     pub fn counters_of(&self, id: EntryId, dir: Direction) -> Option<(u64, u64)> {
-        self.get(id)
-            .map(|e| (e.packets[dir.index()], e.bytes[dir.index()]))
+        self.get(id).map(|_| {
+            let c = &self.acct[id.0 as usize];
+            (c.packets[dir.index()], c.bytes[dir.index()])
+        })
     }
 
     /// Nanoseconds from `now` until the entry expires (0 when due).
@@ -755,15 +816,16 @@ impl Table {
 
     pub(crate) fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
         let e = &self.entries[idx as usize];
+        let c = &self.acct[idx as usize];
         Snapshot {
             id: EntryId(idx),
             orig: e.orig,
             reply: e.reply,
-            tcp_state: matches!(e.l4, L4State::Tcp(_)).then(|| TcpState::from_u8(e.state)),
+            tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
             status: e.status,
             mark: e.mark,
-            packets: e.packets,
-            bytes: e.bytes,
+            packets: c.packets,
+            bytes: c.bytes,
             timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
         }
     }
@@ -876,8 +938,8 @@ impl Table {
                 return Err(InsertError::Invalid(InvalidReason::IcmpType));
             }
         };
-        let ho = self.hashed(&orig);
-        let hr = self.hashed(&reply);
+        let (ho64, hr64) = (orig.hash(&self.keys), reply.hash(&self.keys));
+        let (ho, hr) = (self.split(ho64), self.split(hr64));
         if self.find(&orig, ho).is_some() || self.find(&reply, hr).is_some() {
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
@@ -901,6 +963,7 @@ impl Table {
             *e = Entry::EMPTY;
             e.orig = orig;
             e.reply = reply;
+            e.hash = [ho64, hr64];
         }
         if !self.index_insert(ho, ro) {
             self.entries[idx as usize].next = next_free;
@@ -909,7 +972,7 @@ impl Table {
             return Err(InsertError::IndexFull);
         }
         if !self.index_insert(hr, rr) {
-            self.index_remove(&orig, ro);
+            self.index_remove(ho64, ro);
             self.entries[idx as usize].next = next_free;
             self.stats.insert_failed += 1;
             self.stats.drop += 1;
@@ -932,11 +995,18 @@ impl Table {
         {
             let e = &mut self.entries[idx as usize];
             e.status = status;
-            e.l4 = l4;
+            e.state = l4.kind() << 4;
+            if let L4State::Udp { stream_tick } = l4 {
+                e.stream_tick = stream_tick;
+            }
             e.deadline = tick_of(now);
             e.next = NIL;
             e.prev = NIL;
         }
+        if let L4State::Tcp(c) = l4 {
+            self.tcp[idx as usize] = c;
+        }
+        self.acct[idx as usize] = Acct::default();
         self.schedule(idx);
         let id = EntryId(idx);
         match self.track(idx, Direction::Original, info, now, false) {
@@ -1033,9 +1103,20 @@ impl Table {
         now: u64,
         announce: bool,
     ) -> Outcome {
-        let (status, old_state, l4) = {
+        let (status, old_state) = {
             let e = &self.entries[idx as usize];
-            (e.status, e.state, e.l4)
+            (e.status, e.tcp_state())
+        };
+        let l4 = {
+            let e = &self.entries[idx as usize];
+            match e.kind() {
+                KIND_TCP => L4State::Tcp(self.tcp[idx as usize]),
+                KIND_UDP => L4State::Udp {
+                    stream_tick: e.stream_tick,
+                },
+                KIND_ICMP => L4State::Icmp,
+                _ => L4State::Generic,
+            }
         };
         let seen_reply = status & SEEN_REPLY != 0;
         let assured = status & ASSURED != 0;
@@ -1084,9 +1165,7 @@ impl Table {
                         return Outcome::Gone;
                     }
                 }
-                if let L4State::Tcp(c) = &mut self.entries[idx as usize].l4 {
-                    *c = conn;
-                }
+                self.tcp[idx as usize] = conn;
             }
             (L4State::Tcp(_), _) => return Outcome::Invalid(InvalidReason::TcpState),
             (L4State::Udp { stream_tick }, _) => {
@@ -1113,11 +1192,12 @@ impl Table {
             new_status |= SEEN_REPLY;
         }
         {
-            let e = &mut self.entries[idx as usize];
+            let c = &mut self.acct[idx as usize];
             let d = dir.index();
-            e.packets[d] += 1;
-            e.bytes[d] += u64::from(info.ip_len);
-            e.state = new_state;
+            c.packets[d] += 1;
+            c.bytes[d] += u64::from(info.ip_len);
+            let e = &mut self.entries[idx as usize];
+            e.state = (e.state & 0xf0) | new_state;
             e.status = new_status;
         }
         let changed = new_state != old_state || new_status != status;
@@ -1157,8 +1237,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_three_cache_lines() {
-        assert_eq!(ENTRY_BYTES, 192);
+    fn hot_entry_is_two_cache_lines() {
+        assert_eq!(ENTRY_BYTES, 128);
+        assert_eq!(COLD_BYTES, 32 + 48);
         assert_eq!(size_of::<Bucket>(), 64);
     }
 

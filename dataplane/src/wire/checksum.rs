@@ -8,12 +8,20 @@
 /// Partial ones'-complement sum of `data` as big-endian 16-bit words; an odd trailing byte
 /// is padded with zero (RFC 1071 §4.1). Not folded; add sums with [`add`].
 pub fn sum(data: &[u8]) -> u32 {
+    // 32-bit big-endian words into a 64-bit accumulator: the folded result equals the sum
+    // of 16-bit words (ones'-complement addition is associative across word sizes), with
+    // half the additions. 2^32 words cannot overflow 64 bits for any frame.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        acc += u64::from(u32::from_be_bytes([q[0], q[1], q[2], q[3]]));
     }
-    if let [last] = chunks.remainder() {
+    let mut rest = quads.remainder();
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let [last] = rest {
         acc += u64::from(*last) << 8;
     }
     fold64(acc)
@@ -162,6 +170,18 @@ mod tests {
                 _ => update_addr16(before, old.as_slice().try_into().unwrap(), &new),
             };
             prop_assert_eq!(normalize(inc), normalize(after));
+        }
+
+        #[test]
+        fn sum_equals_16_bit_word_sum(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut reference: u64 = 0;
+            for w in data.chunks(2) {
+                reference += u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)]));
+            }
+            while reference > 0xffff {
+                reference = (reference & 0xffff) + (reference >> 16);
+            }
+            prop_assert_eq!(u64::from(fold(sum(&data))), reference);
         }
 
         #[test]

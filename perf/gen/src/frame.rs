@@ -5,6 +5,8 @@
 
 use std::net::Ipv4Addr;
 
+use dataplane::wire::checksum;
+
 pub const ETH_LEN: usize = 14;
 pub const IP_LEN: usize = 20;
 pub const UDP_LEN: usize = 8;
@@ -32,35 +34,19 @@ pub struct Macs {
     pub dst: [u8; 6],
 }
 
-/// Adds big-endian 16-bit words of `data` to `acc` (ones'-complement sum, not folded).
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        acc += u32::from(*b) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    u16::try_from(acc).unwrap_or(0xffff)
-}
-
-/// The internet checksum (RFC 1071) of `data` plus `init`.
-pub fn checksum(data: &[u8], init: u32) -> u16 {
-    !fold(sum(data, init))
-}
-
 fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
-    sum(&src.octets(), 0)
-        + sum(&dst.octets(), 0)
-        + u32::from(proto)
-        + u32::from(u16::try_from(len).unwrap_or(u16::MAX))
+    let len = u16::try_from(len).unwrap_or(u16::MAX);
+    checksum::pseudo_v4(src.octets(), dst.octets(), proto, len)
+}
+
+/// Checksum field value of `data` (checksum field zeroed) plus the partial sum `init`.
+fn csum(data: &[u8], init: u32) -> u16 {
+    checksum::finish(checksum::add(checksum::sum(data), init))
+}
+
+/// Whether `data`, checksum field included, plus `init` verifies.
+fn verifies(data: &[u8], init: u32) -> bool {
+    checksum::verify(checksum::add(checksum::sum(data), init))
 }
 
 fn write_eth_ip(
@@ -85,7 +71,7 @@ fn write_eth_ip(
     ip[10..12].copy_from_slice(&[0, 0]);
     ip[12..16].copy_from_slice(&src.octets());
     ip[16..20].copy_from_slice(&dst.octets());
-    let c = checksum(ip, 0);
+    let c = csum(ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -122,7 +108,7 @@ pub fn udp(
     u[6..8].copy_from_slice(&[0, 0]);
     write_stamp(&mut u[UDP_LEN..], seq, tsc);
     u[UDP_LEN + STAMP_LEN..].fill(0);
-    let c = match checksum(u, pseudo(src, dst, 17, udp_len)) {
+    let c = match csum(u, pseudo(src, dst, 17, udp_len)) {
         0 => 0xffff, // 0 means "no checksum" in UDP over IPv4
         c => c,
     };
@@ -166,7 +152,7 @@ pub fn tcp(buf: &mut [u8], macs: &Macs, s: &Segment) -> Option<usize> {
     if let Some((seq, tsc)) = s.stamp {
         write_stamp(&mut t[TCP_LEN..], seq, tsc);
     }
-    let c = checksum(t, pseudo(s.src, s.dst, 6, TCP_LEN + payload));
+    let c = csum(t, pseudo(s.src, s.dst, 6, TCP_LEN + payload));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     buf[ETH_LEN + ip_len..len].fill(0);
     Some(len)
@@ -216,11 +202,11 @@ pub fn parse(f: &[u8]) -> Option<Parsed> {
     let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
     let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     let l4 = &ip[ihl..total];
-    let ip_ok = checksum(&ip[..ihl], 0) == 0;
+    let ip_ok = verifies(&ip[..ihl], 0);
     let (l4v, hdr, l4_ok) = match ip[9] {
         17 if l4.len() >= UDP_LEN => {
             let ok = u16::from_be_bytes([l4[6], l4[7]]) == 0
-                || checksum(l4, pseudo(src, dst, 17, l4.len())) == 0;
+                || verifies(l4, pseudo(src, dst, 17, l4.len()));
             (L4::Udp, UDP_LEN, ok)
         }
         6 if l4.len() >= TCP_LEN => {
@@ -234,7 +220,7 @@ pub fn parse(f: &[u8]) -> Option<Parsed> {
                 ack: u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]),
                 payload: u16::try_from(l4.len() - off).unwrap_or(u16::MAX),
             };
-            (tcp, off, checksum(l4, pseudo(src, dst, 6, l4.len())) == 0)
+            (tcp, off, verifies(l4, pseudo(src, dst, 6, l4.len())))
         }
         _ => return None,
     };

@@ -10,7 +10,7 @@ use arrayvec::ArrayVec;
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, Stats, TxQueue, rdtsc};
 use perfgen::args::{Args, Mode};
 use perfgen::flows::Flows;
-use perfgen::frame::{self, Macs, Segment};
+use perfgen::frame::{self, Macs, Parsed, Segment};
 use perfgen::hist::{Histogram, Summary};
 use perfgen::pace::Pacer;
 use perfgen::tcp::{self, Client, ClientStats};
@@ -291,14 +291,33 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
     })
 }
 
-/// Receives one burst on `q`; calls `f` with each frame; counts.
-fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&[u8], &mut Counters)) -> usize {
+/// Receives one burst on `q`, counts every frame, and calls `f` with each IPv4 UDP/TCP one
+/// and the TSC read once right after the burst arrived (one read per burst, not per frame).
+fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Counters, u64)) {
     let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-    let n = q.rx_burst(&mut inb);
-    for m in inb.drain(..) {
-        f(m.data(), c);
+    if q.rx_burst(&mut inb) == 0 {
+        return;
     }
-    n
+    let now = rdtsc();
+    for m in inb.drain(..) {
+        c.rx_packets += 1;
+        c.rx_bytes += m.len() as u64;
+        match frame::parse(m.data()) {
+            Some(p) => {
+                if !p.checksums_ok {
+                    c.rx_bad_checksum += 1;
+                }
+                f(&p, c, now);
+            }
+            None => c.rx_other += 1,
+        }
+    }
+}
+
+/// Receives and frees one burst on `q`; returns how many frames there were.
+fn discard(q: &mut RxQueue) -> u64 {
+    let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    q.rx_burst(&mut inb) as u64
 }
 
 fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
@@ -325,19 +344,13 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
             if fresh > 0 {
                 let first = out.len();
                 if x.pool.alloc_bulk(&mut out, fresh) {
+                    // One TSC read per burst: the frames of a burst leave together.
+                    let stamp = rdtsc();
                     for m in out[first..].iter_mut() {
                         let t = x.flows.tuple(seq * lanes + k);
                         if let Some(buf) = m.append(len) {
                             let _ = frame::udp(
-                                buf,
-                                &macs,
-                                t.src,
-                                t.dst,
-                                t.sport,
-                                t.dport,
-                                len,
-                                seq,
-                                rdtsc(),
+                                buf, &macs, t.src, t.dst, t.sport, t.dport, len, seq, stamp,
                             );
                         }
                         seq += 1;
@@ -362,24 +375,13 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
         } else if now >= drain_end {
             break;
         }
-        receive(&mut lane.rx_rx, c, |f, c| {
-            let now = rdtsc();
-            c.rx_packets += 1;
-            c.rx_bytes += f.len() as u64;
-            match frame::parse(f) {
-                Some(p) => {
-                    if !p.checksums_ok {
-                        c.rx_bad_checksum += 1;
-                    }
-                    if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
-                        c.rx_stamped += 1;
-                        h.record(cycles_to_ns(now - tsc, hz));
-                    }
-                }
-                None => c.rx_other += 1,
+        receive(&mut lane.rx_rx, c, |p, c, now| {
+            if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
+                c.rx_stamped += 1;
+                h.record(cycles_to_ns(now - tsc, hz));
             }
         });
-        receive(&mut lane.tx_rx, c, |_, c| c.rx_reverse += 1);
+        c.rx_reverse += discard(&mut lane.tx_rx);
     }
     r.send_s = (send_end - start) as f64 / hz as f64;
     r
@@ -437,38 +439,18 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
         }
         send_segments(&x.pool, &mut lane.tx_tx, &x.client_macs, &mut to_server, c);
         // Far side: the reflector answers as the server.
-        receive(&mut lane.rx_rx, c, |f, c| {
-            c.rx_packets += 1;
-            c.rx_bytes += f.len() as u64;
-            match frame::parse(f) {
-                Some(p) => {
-                    if !p.checksums_ok {
-                        c.rx_bad_checksum += 1;
-                    }
-                    if let Some(r) = tcp::reflect(&p) {
-                        to_client.push(r);
-                        answers += 1;
-                    }
-                }
-                None => c.rx_other += 1,
+        receive(&mut lane.rx_rx, c, |p, _, _| {
+            if let Some(r) = tcp::reflect(p) {
+                to_client.push(r);
+                answers += 1;
             }
         });
         send_segments(&x.pool, &mut lane.rx_tx, &x.server_macs, &mut to_client, c);
         // Near side: the client.
-        receive(&mut lane.tx_rx, c, |f, c| {
-            c.rx_packets += 1;
-            c.rx_bytes += f.len() as u64;
-            match frame::parse(f) {
-                Some(p) => {
-                    if !p.checksums_ok {
-                        c.rx_bad_checksum += 1;
-                    }
-                    if let Some(t) = client.on_segment(&p, rdtsc(), &mut to_server) {
-                        c.rx_stamped += 1;
-                        h.record(cycles_to_ns(t, hz));
-                    }
-                }
-                None => c.rx_other += 1,
+        receive(&mut lane.tx_rx, c, |p, c, now| {
+            if let Some(t) = client.on_segment(p, now, &mut to_server) {
+                c.rx_stamped += 1;
+                h.record(cycles_to_ns(t, hz));
             }
         });
         if iter.is_multiple_of(64) {

@@ -163,16 +163,7 @@ impl Client {
         let slot = usize::try_from(i / self.lanes).ok()?;
         let c = self.conns[slot];
         let base = isn(i);
-        let reply = |flags, seq, ack, stamp| Segment {
-            src: p.dst,
-            dst: p.src,
-            sport: p.dport,
-            dport: p.sport,
-            flags,
-            seq,
-            ack,
-            stamp,
-        };
+        let reply = |flags, seq, ack, stamp| answer(p, flags, seq, ack, stamp);
         if flags & TCP_RST != 0 && c.state != State::Idle {
             self.conns[slot].state = State::Idle;
             self.stats.failed += 1;
@@ -223,6 +214,20 @@ impl Client {
     }
 }
 
+/// A segment answering `p` (addresses and ports swapped).
+fn answer(p: &Parsed, flags: u8, seq: u32, ack: u32, stamp: Option<(u64, u64)>) -> Segment {
+    Segment {
+        src: p.dst,
+        dst: p.src,
+        sport: p.dport,
+        dport: p.sport,
+        flags,
+        seq,
+        ack,
+        stamp,
+    }
+}
+
 /// Server initial sequence number for a client address and port.
 fn server_isn(p: &Parsed) -> u32 {
     u32::from(p.src).rotate_left(16) ^ u32::from(p.sport).wrapping_mul(40_503)
@@ -239,16 +244,7 @@ pub fn reflect(p: &Parsed) -> Option<Segment> {
     else {
         return None;
     };
-    let reply = |flags, seq, ack| Segment {
-        src: p.dst,
-        dst: p.src,
-        sport: p.dport,
-        dport: p.sport,
-        flags,
-        seq,
-        ack,
-        stamp: None,
-    };
+    let reply = |flags, seq, ack| answer(p, flags, seq, ack, None);
     if flags & TCP_RST != 0 {
         None
     } else if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
