@@ -1193,3 +1193,79 @@ fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
     assert_checksums(&err, ETH_LEN);
     assert_eq!(c.entries(), 1);
 }
+
+#[test]
+fn conntrack_listing_count_delete_and_events_use_the_filters() {
+    use super::{WorkerCommand, WorkerReply};
+    use crate::control::proto::{CtFilter, EventType};
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    for dport in [53u16, 80, 443] {
+        let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, dport, 8);
+        assert!(matches!(
+            run(&mut p, 0, &mut f, &mut s),
+            Action::Forward { port: 1, .. }
+        ));
+    }
+    let dns = CtFilter {
+        dport: Some(53),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.command(WorkerCommand::CtCount {
+            filter: dns.clone()
+        }),
+        WorkerReply::Count(1)
+    );
+    let WorkerReply::CtPage {
+        entries,
+        next_cursor,
+    } = p.command(WorkerCommand::CtList {
+        filter: dns.clone(),
+        cursor: 0,
+        limit: 10,
+    })
+    else {
+        panic!("no page")
+    };
+    assert_eq!(next_cursor, None);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].orig.dport, Some(53));
+    assert_eq!(entries[0].proto, "udp");
+    let bad = CtFilter {
+        src: Some("not an address".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.command(WorkerCommand::CtCount { filter: bad }),
+        WorkerReply::Error(_)
+    ));
+    assert_eq!(
+        p.command(WorkerCommand::CtDelete {
+            filter: dns,
+            budget: 4096
+        }),
+        WorkerReply::Deleted {
+            count: 1,
+            more: false
+        }
+    );
+    assert_eq!(p.conntrack().len(), 2);
+    let WorkerReply::Events { events, lost } = p.command(WorkerCommand::TakeEvents { max: 100 })
+    else {
+        panic!("no events")
+    };
+    assert_eq!(lost, 0);
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == EventType::New).count(),
+        3,
+        "{kinds:?}"
+    );
+    let destroyed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Destroy)
+        .collect();
+    assert_eq!(destroyed.len(), 1);
+    assert_eq!(destroyed[0].entry.orig.dport, Some(53));
+}

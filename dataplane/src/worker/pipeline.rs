@@ -17,8 +17,9 @@ use std::sync::Arc;
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
+use crate::conntrack::listing::CtMatcher;
 use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
-use crate::control::proto::{ControlError, CtFilter, ErrorCode};
+use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{NatAction, Tuple};
@@ -136,6 +137,9 @@ pub struct Pipeline {
     steering: FxHashMap<Tuple, u16>,
     /// Steering records this worker created, for the I/O edge to send.
     steering_out: Vec<Steering>,
+    /// conntrack's `events_dropped` when events were last taken (the `lost` of the next
+    /// `TakeEvents`).
+    events_lost_seen: u64,
 }
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
@@ -195,6 +199,7 @@ impl Pipeline {
             nat: PortAllocator::new(worker_id),
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
+            events_lost_seen: 0,
         }
     }
 
@@ -263,15 +268,12 @@ impl Pipeline {
         }
     }
 
-    /// A control-thread command, answered between bursts. Listing, filtered deletion and
-    /// events need conntrack's filter matcher (`conntrack::listing`, still a stub on
-    /// `main`): those answer an error that says so, never a made-up empty answer.
+    /// A control-thread command, answered between bursts (bounded work: a listing page
+    /// and a deletion scan are bounded by conntrack's `iter_page` / `delete_matching`;
+    /// a filtered count scans the whole table once).
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
             WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
-            WorkerCommand::CtCount { filter } if filter == CtFilter::default() => {
-                WorkerReply::Count(u64::from(self.ct.len()))
-            }
             WorkerCommand::SetTunables(list) => {
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
@@ -282,13 +284,51 @@ impl Pipeline {
                 }
                 WorkerReply::Done
             }
-            WorkerCommand::CtCount { .. }
-            | WorkerCommand::CtList { .. }
-            | WorkerCommand::CtDelete { .. }
-            | WorkerCommand::TakeEvents { .. } => WorkerReply::Error(ControlError::new(
-                ErrorCode::Internal,
-                "conntrack filters/listing/events are not available in the worker yet",
-            )),
+            WorkerCommand::CtCount { filter } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let cap = self.ct.capacity() as usize;
+                    WorkerReply::Count(self.ct.count_matching(&m, 0, cap).0)
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::CtList {
+                filter,
+                cursor,
+                limit,
+            } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let (entries, next_cursor) =
+                        self.ct
+                            .iter_page(cursor, limit, &m, self.now_ns, self.worker_id);
+                    WorkerReply::CtPage {
+                        entries,
+                        next_cursor,
+                    }
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::CtDelete { filter, budget } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let (count, more) =
+                        self.ct
+                            .delete_matching(&m, budget.max(1) as usize, self.now_ns);
+                    WorkerReply::Deleted { count, more }
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::TakeEvents { max } => {
+                let dropped = self.ct.stats().events_dropped;
+                let lost = dropped - self.events_lost_seen;
+                self.events_lost_seen = dropped;
+                let ts = self.now_ns / 1_000_000;
+                let w = self.worker_id;
+                let events = self
+                    .ct
+                    .take_events(max as usize)
+                    .map(|e| e.to_line(ts, w, lost))
+                    .collect();
+                WorkerReply::Events { events, lost }
+            }
         }
     }
 
