@@ -1269,3 +1269,25 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
     assert_eq!(destroyed.len(), 1);
     assert_eq!(destroyed[0].entry.orig.dport, Some(53));
 }
+
+#[test]
+fn edge_dispatch_gives_handed_off_frames_to_process_handoff() {
+    use super::process::dispatch;
+    let mut c = Cluster::new();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut checked = 0;
+    for sport in 30_000..30_064u16 {
+        let f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(sport, 53, 8);
+        let mut probe = f.clone();
+        let a = dispatch(&mut c.workers[0], false, 0, &mut probe, 1_000, &mut s);
+        if !matches!(a, Action::Handoff { .. }) {
+            continue;
+        }
+        // The same frame, as it arrives on worker 0's handoff ring: processed here.
+        let mut handed = f.clone();
+        let a = dispatch(&mut c.workers[0], true, 0, &mut handed, 1_000, &mut s);
+        assert!(matches!(a, Action::Forward { port: 1, .. }), "{a:?}");
+        checked += 1;
+    }
+    assert!(checked > 0, "no flow owned by another worker");
+}
