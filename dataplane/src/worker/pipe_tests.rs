@@ -1291,3 +1291,57 @@ fn edge_dispatch_gives_handed_off_frames_to_process_handoff() {
     }
     assert!(checked > 0, "no flow owned by another worker");
 }
+
+#[test]
+fn established_packets_take_the_cached_verdict_of_the_running_generation() {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let mut publisher =
+        crate::rules::Publisher::new(crate::rules::load_text(RULESET, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    let back = || from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+    let fwd = |a: Action| matches!(a, Action::Forward { .. });
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "new, from lan");
+    assert!(
+        fwd(run(&mut p, 1, &mut back(), &mut s)),
+        "reply: evaluated, cached"
+    );
+    assert_eq!(p.counters().verdict_cache_hits, 0);
+    assert!(fwd(run(&mut p, 1, &mut back(), &mut s)));
+    assert!(
+        fwd(run(&mut p, 0, &mut out(), &mut s)),
+        "original: evaluated"
+    );
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
+    assert_eq!(p.counters().verdict_cache_hits, 2, "one hit per direction");
+    // A new generation that drops the flow: the cached accept is not used.
+    let dropping = RULESET.replace(
+        "        ct state established,related accept\n        ct state invalid drop\n        iifname",
+        "        udp sport 53 drop\n        ct state established,related accept\n        iifname",
+    );
+    assert_ne!(dropping, RULESET);
+    publisher.publish(crate::rules::load_text(&dropping, &names, 1).unwrap());
+    p.tick(2_000);
+    assert_eq!(
+        run(&mut p, 1, &mut back(), &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    assert_eq!(
+        run(&mut p, 1, &mut back(), &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "the cached drop"
+    );
+    assert_eq!(p.counters().verdict_cache_hits, 3);
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "other direction");
+    assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
+}

@@ -79,6 +79,8 @@ pub struct Counters {
     pub handoffs: u64,
     /// Snapshots adopted (neighbour or route table).
     pub snapshots_adopted: u64,
+    /// Packets whose filter verdict came from the conntrack entry's verdict cache.
+    pub verdict_cache_hits: u64,
 }
 
 impl Default for Counters {
@@ -94,6 +96,7 @@ impl Default for Counters {
             slow_path: 0,
             handoffs: 0,
             snapshots_adopted: 0,
+            verdict_cache_hits: 0,
         }
     }
 }
@@ -140,7 +143,20 @@ pub struct Pipeline {
     /// conntrack's `events_dropped` when events were last taken (the `lost` of the next
     /// `TakeEvents`).
     events_lost_seen: u64,
+    /// Bumped by `adopt_routes` (part of the verdict-cache key: `oif` may change).
+    route_epoch: u16,
+    /// The packet being processed: its verdict-cache entry and key (an established
+    /// packet of a ruleset), whether its verdict came from the cache, and whether every
+    /// hook evaluated so far was cacheable.
+    cache: Option<(EntryId, u64)>,
+    cache_hit: bool,
+    path_cacheable: bool,
 }
+
+/// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
+/// state bit, input port, route epoch (14 bits), ruleset generation (32 bits).
+const CACHE_VALID: u64 = 1 << 63;
+const CACHE_DROP: u64 = 1 << 62;
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
 const MIN_FRAME: usize = 14;
@@ -200,6 +216,10 @@ impl Pipeline {
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
             events_lost_seen: 0,
+            route_epoch: 0,
+            cache: None,
+            cache_hit: false,
+            path_cacheable: false,
         }
     }
 
@@ -253,6 +273,7 @@ impl Pipeline {
     /// Adopts a new route table between bursts; returns the old one.
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
         self.counters.snapshots_adopted += 1;
+        self.route_epoch = self.route_epoch.wrapping_add(1);
         std::mem::replace(&mut self.routes, routes)
     }
 
@@ -464,6 +485,19 @@ impl Pipeline {
             return Action::Handoff { worker: w };
         }
         let ct = self.track(&ip);
+        self.cache = self.cache_key(ct, &ip, in_port);
+        self.cache_hit = false;
+        self.path_cacheable = true;
+        if let Some((id, key)) = self.cache
+            && let Some(v) = self.ct.verdict_slot(id)
+            && v & !CACHE_DROP == key
+        {
+            self.counters.verdict_cache_hits += 1;
+            if v & CACHE_DROP != 0 {
+                return self.drop(DropReason::FilterDrop);
+            }
+            self.cache_hit = true;
+        }
         let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
             return a;
@@ -508,6 +542,7 @@ impl Pipeline {
             if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
                 return a;
             }
+            self.cache_accept();
             if let Err(a) = self.confirm(ct, &ip, &nat, None, in_port, None) {
                 return a;
             }
@@ -685,15 +720,52 @@ impl Pipeline {
         }
     }
 
-    /// Evaluates the base chains of `hook` (an empty ruleset accepts).
+    /// The verdict-cache key of the packet being processed: `None` unless it belongs
+    /// to an established connection (not an ICMP error: its outer header is not the
+    /// flow's) and a ruleset is loaded.
+    fn cache_key(&self, ct: CtInfo, ip: &IpInfo, in_port: u16) -> Option<(EntryId, u64)> {
+        let rules = self.rules.as_ref()?;
+        let (id, dir) = ct.entry?;
+        if ct.new_key.is_some()
+            || ct.bit != ct_state::ESTABLISHED
+            || matches!(ip.l4, Some(L4Info::IcmpError { .. }))
+        {
+            return None;
+        }
+        let port = u8::try_from(in_port).ok()?;
+        let key = CACHE_VALID
+            | u64::from(dir == Direction::Reply) << 61
+            | u64::from(ct.bit & 0x7f) << 54
+            | u64::from(port) << 46
+            | u64::from(self.route_epoch & 0x3fff) << 32
+            | (rules.get().generation() & 0xffff_ffff);
+        Some((id, key))
+    }
+
+    /// Every hook on the packet's path accepted: remember it in the entry when each
+    /// evaluation was cacheable.
+    fn cache_accept(&mut self) {
+        if !self.cache_hit
+            && self.path_cacheable
+            && let Some((id, key)) = self.cache
+        {
+            self.ct.set_verdict_slot(id, key);
+        }
+    }
+
+    /// Evaluates the base chains of `hook` (an empty ruleset accepts; a verdict-cache
+    /// hit accepts without evaluating). A cacheable drop is remembered in the entry.
     fn eval(
-        &self,
+        &mut self,
         hook: Hook,
         ip: &IpInfo,
         iif: Option<u16>,
         oif: Option<u16>,
         ct: CtInfo,
     ) -> (Decision, Option<NatAction>) {
+        if self.cache_hit {
+            return (Decision::Accept, None);
+        }
         let Some(rules) = &self.rules else {
             return (Decision::Accept, None);
         };
@@ -718,6 +790,13 @@ impl Pipeline {
         let r = rules
             .get()
             .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
+        self.path_cacheable &= r.cacheable;
+        if r.verdict == Decision::Drop
+            && self.path_cacheable
+            && let Some((id, key)) = self.cache
+        {
+            self.ct.set_verdict_slot(id, key | CACHE_DROP);
+        }
         (r.verdict, r.nat)
     }
 
@@ -995,6 +1074,7 @@ impl Pipeline {
                 snat = n;
             }
         }
+        self.cache_accept();
         let target = match self.confirm(ct, ip, nat, snat, in_port, Some(port)) {
             Ok(t) => t,
             Err(a) => return a,
