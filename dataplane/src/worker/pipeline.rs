@@ -721,15 +721,13 @@ impl Pipeline {
     }
 
     /// The verdict-cache key of the packet being processed: `None` unless it belongs
-    /// to an established connection (not an ICMP error: its outer header is not the
-    /// flow's) and a ruleset is loaded.
+    /// to a confirmed connection (a later packet: ESTABLISHED, or NEW before the first
+    /// reply; the state is part of the key) and a ruleset is loaded. Never for an ICMP
+    /// error: its outer header is not the flow's.
     fn cache_key(&self, ct: CtInfo, ip: &IpInfo, in_port: u16) -> Option<(EntryId, u64)> {
         let rules = self.rules.as_ref()?;
         let (id, dir) = ct.entry?;
-        if ct.new_key.is_some()
-            || ct.bit != ct_state::ESTABLISHED
-            || matches!(ip.l4, Some(L4Info::IcmpError { .. }))
-        {
+        if ct.new_key.is_some() || matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
             return None;
         }
         let port = u8::try_from(in_port).ok()?;
