@@ -145,7 +145,10 @@ fn bench(c: &mut Criterion) {
             black_box(p.process(0, black_box(&mut f), 2, &mut scratch))
         })
     });
-    assert!(p.counters().verdict_cache_hits > 0, "the verdict cache was not used");
+    assert!(
+        p.counters().verdict_cache_hits > 0,
+        "the verdict cache was not used"
+    );
 
     // Routing only: no ruleset, conntrack still on.
     let mut p = pipeline(None);

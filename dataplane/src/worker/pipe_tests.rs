@@ -1345,3 +1345,101 @@ fn established_packets_take_the_cached_verdict_of_the_running_generation() {
     assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "other direction");
     assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
 }
+
+#[test]
+fn ct_count_tokens_are_held_for_the_connection_lifetime() {
+    use super::{WorkerCommand, WorkerReply};
+    use crate::control::proto::CtFilter;
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let src = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  ct state new ct count over 2 drop\n }\n}\n";
+    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut flow = |p: &mut Pipeline, sport: u16, now: u64| {
+        let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(sport, 53, 8);
+        p.process(0, &mut f, now, &mut s)
+    };
+    let fwd = |a: Action| matches!(a, Action::Forward { .. });
+    assert!(fwd(flow(&mut p, 1001, 1_000)));
+    assert!(fwd(flow(&mut p, 1002, 1_000)));
+    assert_eq!(
+        flow(&mut p, 1003, 1_000),
+        Action::Drop(DropReason::FilterDrop),
+        "two live connections hold the count"
+    );
+    assert!(fwd(flow(&mut p, 1001, 1_000)), "an established one passes");
+    assert_eq!(p.held_len(), 2);
+    // `conntrack -D` of one connection releases its token.
+    let one = CtFilter {
+        sport: Some(1001),
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.command(WorkerCommand::CtDelete {
+            filter: one,
+            budget: 4096
+        }),
+        WorkerReply::Deleted { count: 1, .. }
+    ));
+    assert_eq!(p.held_len(), 1);
+    assert!(fwd(flow(&mut p, 1003, 1_000)));
+    assert_eq!(
+        flow(&mut p, 1004, 1_000),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    // Expiry (UDP unreplied: 30 s) releases both.
+    let later = 200 * 1_000_000_000;
+    for i in 0..4 {
+        p.tick(later + i);
+    }
+    assert_eq!(p.conntrack().len(), 0);
+    assert_eq!(p.held_len(), 0);
+    assert!(fwd(flow(&mut p, 1005, later)));
+    assert!(fwd(flow(&mut p, 1006, later)));
+    assert_eq!(
+        flow(&mut p, 1007, later),
+        Action::Drop(DropReason::FilterDrop)
+    );
+}
+
+#[test]
+fn steering_records_are_withdrawn_when_their_connection_dies() {
+    use super::{WorkerCommand, WorkerReply};
+    let mut c = Cluster::new();
+    let wan_addr = [198, 19, 0, 1];
+    for i in 0..40u16 {
+        let remote = [203, 0, 113, u8::try_from(100 + i).unwrap()];
+        let mut syn = from_wan(Pkt::v4(remote, wan_addr).tcp(40_000 + i, 8080, 0x02, 7, 0));
+        let (a, _) = c.deliver(1, &mut syn);
+        assert!(matches!(a, Action::Forward { port: 0, .. }), "{a:?}");
+    }
+    let steered: usize = c.workers.iter().map(Pipeline::steering_len).sum();
+    assert!(steered > 0, "some DNAT replies hash to another worker");
+    for w in 0..c.workers.len() {
+        assert!(matches!(
+            c.workers[w].command(WorkerCommand::CtDelete {
+                filter: Default::default(),
+                budget: 1 << 20
+            }),
+            WorkerReply::Deleted { more: false, .. }
+        ));
+        let gone: Vec<_> = c.workers[w].take_unsteering().collect();
+        for st in &gone {
+            assert_eq!(usize::from(st.owner), w);
+            c.workers[usize::from(st.reply_worker)].remove_steering(st);
+        }
+    }
+    assert_eq!(c.entries(), 0);
+    let left: usize = c.workers.iter().map(Pipeline::steering_len).sum();
+    assert_eq!(left, 0, "every record withdrawn ({steered} before)");
+    assert!(c.workers.iter().all(|p| p.held_len() == 0));
+}

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use super::held::{Held, HeldTable};
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
@@ -25,8 +26,10 @@ use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{NatAction, Tuple};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
-use crate::rules::{Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
+use crate::rules::compile::MAX_CT_TOKENS;
+use crate::rules::{CtCountToken, Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
+use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
 
 /// What the pipeline needs to know about one port.
@@ -151,7 +154,17 @@ pub struct Pipeline {
     cache: Option<(EntryId, u64)>,
     cache_hit: bool,
     path_cacheable: bool,
+    /// `ct count` tokens the rules gave the packet being processed; kept by `confirm`
+    /// for the connection's lifetime, dropped (released) otherwise.
+    pending_tokens: ArrayVec<CtCountToken, MAX_CT_TOKENS>,
+    /// Tokens and steering records of live connections, released when they die.
+    held: HeldTable,
+    /// Steering records of dead connections, for the I/O edge to withdraw.
+    unsteer_out: Vec<Steering>,
 }
+
+/// Connections of the held table examined per [`Pipeline::tick`].
+const SWEEP_BUDGET: usize = 256;
 
 /// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
 /// state bit, input port, route epoch (14 bits), ruleset generation (32 bits).
@@ -220,6 +233,9 @@ impl Pipeline {
             cache: None,
             cache_hit: false,
             path_cacheable: false,
+            pending_tokens: ArrayVec::new(),
+            held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
+            unsteer_out: Vec::new(),
         }
     }
 
@@ -233,6 +249,30 @@ impl Pipeline {
     /// worker's table are handed to `owner`.
     pub fn add_steering(&mut self, st: Steering) {
         self.steering.insert(st.reply, st.owner);
+    }
+
+    /// Steering records of connections that died since the last call: the I/O edge
+    /// sends each to `reply_worker`, which calls [`Pipeline::remove_steering`].
+    pub fn take_unsteering(&mut self) -> std::vec::Drain<'_, Steering> {
+        self.unsteer_out.drain(..)
+    }
+
+    /// Withdraws a steering record (its connection died on `st.owner`). A record for the
+    /// same tuple from another owner (a newer connection) is kept.
+    pub fn remove_steering(&mut self, st: &Steering) {
+        if self.steering.get(&st.reply) == Some(&st.owner) {
+            self.steering.remove(&st.reply);
+        }
+    }
+
+    /// Steering records received and in force (tests, statistics).
+    pub fn steering_len(&self) -> usize {
+        self.steering.len()
+    }
+
+    /// Connections holding `ct count` tokens or a steering record.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
     }
 
     /// This worker's connection table (read-only: tests, listings).
@@ -282,6 +322,8 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire(self.now_ns, EXPIRE_BUDGET);
+        self.held
+            .sweep(&self.ct, SWEEP_BUDGET, &mut self.unsteer_out);
         if let Some(r) = &mut self.rules
             && r.refresh()
         {
@@ -333,6 +375,8 @@ impl Pipeline {
                     let (count, more) =
                         self.ct
                             .delete_matching(&m, budget.max(1) as usize, self.now_ns);
+                    let n = self.held.len();
+                    self.held.sweep(&self.ct, n, &mut self.unsteer_out);
                     WorkerReply::Deleted { count, more }
                 }
                 Err(e) => WorkerReply::Error(e),
@@ -413,6 +457,22 @@ impl Pipeline {
     }
 
     fn run(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+        handed_off: bool,
+    ) -> Action {
+        let a = self.run_packet(in_port, frame, opts, now_ns, scratch, handed_off);
+        // Tokens of a packet that started no connection (dropped, rejected, local):
+        // released now.
+        self.pending_tokens.clear();
+        a
+    }
+
+    fn run_packet(
         &mut self,
         in_port: u16,
         frame: &mut [u8],
@@ -691,6 +751,7 @@ impl Pipeline {
             return Ok(nat.target);
         };
         let mut reply = key.inverse();
+        let mut steering = None;
         if nat.dnat.is_some() || snat.is_some() {
             let env = self.nat_env(ip, Some(in_port), out_port);
             let ct_table = &self.ct;
@@ -710,12 +771,20 @@ impl Pipeline {
                 // FlowKey's echo convention: sport = identifier, dport = ICMP type.
                 reply.dport = key.inverse().dport;
             }
-            if let Some(st) = b.steering {
-                self.steering_out.push(st);
-            }
+            steering = b.steering;
         }
         match self.ct.insert(key, reply, ip, self.now_ns) {
-            Ok(_) => Ok((reply != key.inverse()).then(|| reply.inverse())),
+            Ok(id) => {
+                if let Some(st) = steering {
+                    self.steering_out.push(st);
+                }
+                let held = Held {
+                    tokens: std::mem::take(&mut self.pending_tokens),
+                    steering,
+                };
+                self.held.insert(id, held, &mut self.unsteer_out);
+                Ok((reply != key.inverse()).then(|| reply.inverse()))
+            }
             Err(_) => Err(self.drop(DropReason::CtInsertFailed)),
         }
     }
@@ -788,14 +857,19 @@ impl Pipeline {
         let r = rules
             .get()
             .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
+        let (verdict, nat) = (r.verdict, r.nat);
         self.path_cacheable &= r.cacheable;
-        if r.verdict == Decision::Drop
+        for t in r.ct_count {
+            // More than MAX_CT_TOKENS on one path: the extra slot is not held.
+            let _ = self.pending_tokens.try_push(t);
+        }
+        if verdict == Decision::Drop
             && self.path_cacheable
             && let Some((id, key)) = self.cache
         {
             self.ct.set_verdict_slot(id, key | CACHE_DROP);
         }
-        (r.verdict, r.nat)
+        (verdict, nat)
     }
 
     /// Acts on a hook's decision: `None` to continue, or the final action.
