@@ -118,3 +118,68 @@ impl HeldTable {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::Tunables;
+    use crate::nat::Tuple;
+    use crate::wire::Addr;
+
+    fn st(sport: u16, owner: u16) -> Steering {
+        Steering {
+            reply: Tuple::new(
+                Addr::from_v4([198, 18, 0, 20]),
+                Addr::from_v4([203, 0, 113, 9]),
+                6,
+                sport,
+                80,
+            ),
+            reply_worker: 1,
+            owner,
+        }
+    }
+
+    fn held(s: Option<Steering>) -> Held {
+        Held {
+            tokens: ArrayVec::new(),
+            steering: s,
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_releases_the_old_holdings() {
+        let mut h = HeldTable::with_capacity(4);
+        let mut out = Vec::new();
+        h.insert(EntryId(3), held(Some(st(1, 0))), &mut out);
+        h.insert(EntryId(5), held(Some(st(2, 0))), &mut out);
+        assert!(out.is_empty());
+        h.insert(EntryId(3), held(Some(st(3, 0))), &mut out);
+        assert_eq!(out, vec![st(1, 0)]);
+        assert_eq!(h.len(), 2);
+        // A new connection holding nothing in a slot that held something.
+        h.insert(EntryId(5), held(None), &mut out);
+        assert_eq!(out, vec![st(1, 0), st(2, 0)]);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn the_sweep_releases_dead_entries_within_its_budget() {
+        let ct = Table::new(64, Tunables::default(), 1);
+        let mut h = HeldTable::with_capacity(4);
+        let mut out = Vec::new();
+        for i in 0..10 {
+            h.insert(EntryId(i), held(Some(st(i as u16, 0))), &mut out);
+        }
+        assert_eq!(h.sweep(&ct, 4, &mut out), 4, "bounded by the budget");
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.sweep(&ct, 100, &mut out), 6);
+        assert!(h.is_empty());
+        let mut ports: Vec<u16> = out.iter().map(|s| s.reply.sport).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, (0..10).collect::<Vec<_>>(), "each released once");
+        // The index stays consistent after swap-removals: a later insert of a swept id.
+        h.insert(EntryId(9), held(Some(st(99, 0))), &mut out);
+        assert_eq!(h.len(), 1);
+    }
+}
