@@ -168,8 +168,8 @@ mod tests {
         let ct = Table::new(64, Tunables::default(), 1);
         let mut h = HeldTable::with_capacity(4);
         let mut out = Vec::new();
-        for i in 0..10 {
-            h.insert(EntryId(i), held(Some(st(i as u16, 0))), &mut out);
+        for i in 0..10u16 {
+            h.insert(EntryId(u32::from(i)), held(Some(st(i, 0))), &mut out);
         }
         assert_eq!(h.sweep(&ct, 4, &mut out), 4, "bounded by the budget");
         assert_eq!(h.len(), 6);
