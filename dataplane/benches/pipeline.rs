@@ -128,8 +128,8 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let mut scratch = vec![0u8; SCRATCH_LEN];
 
-    // Established flow, 10-rule ruleset loaded (the verdict is evaluated per packet: the
-    // verdict cache in the entry is not implemented yet).
+    // A tracked flow, 10-rule ruleset loaded: the first packet evaluates the chains, the
+    // later ones take the verdict cached in the conntrack entry.
     let mut p = pipeline(Some(ten_rules()));
     let template = udp_frame(4000);
     let mut f = template.clone();
@@ -145,6 +145,10 @@ fn bench(c: &mut Criterion) {
             black_box(p.process(0, black_box(&mut f), 2, &mut scratch))
         })
     });
+    assert!(
+        p.counters().verdict_cache_hits > 0,
+        "the verdict cache was not used"
+    );
 
     // Routing only: no ruleset, conntrack still on.
     let mut p = pipeline(None);

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::route::NeighborSnapshot;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowProcess};
+use crate::worker::process::{Process, SlowProcess, dispatch};
 use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
@@ -240,7 +240,7 @@ impl WorkerIo {
             c.edge_drop += 1;
             return;
         }
-        let action = proc.process(port, m.data_mut(), now_ns, scratch);
+        let action = dispatch(proc, !may_hand_off, port, m.data_mut(), now_ns, scratch);
         match action {
             Action::Forward { port: out, len } => {
                 if set_len(&mut m, usize::from(len)) {

@@ -82,6 +82,7 @@ pub enum WorkerReply {
 }
 
 pub mod counters;
+pub mod held;
 #[cfg(feature = "dpdk")]
 pub mod io;
 mod pipe_build;

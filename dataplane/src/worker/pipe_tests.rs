@@ -1193,3 +1193,253 @@ fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
     assert_checksums(&err, ETH_LEN);
     assert_eq!(c.entries(), 1);
 }
+
+#[test]
+fn conntrack_listing_count_delete_and_events_use_the_filters() {
+    use super::{WorkerCommand, WorkerReply};
+    use crate::control::proto::{CtFilter, EventType};
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    for dport in [53u16, 80, 443] {
+        let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, dport, 8);
+        assert!(matches!(
+            run(&mut p, 0, &mut f, &mut s),
+            Action::Forward { port: 1, .. }
+        ));
+    }
+    let dns = CtFilter {
+        dport: Some(53),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.command(WorkerCommand::CtCount {
+            filter: dns.clone()
+        }),
+        WorkerReply::Count(1)
+    );
+    let WorkerReply::CtPage {
+        entries,
+        next_cursor,
+    } = p.command(WorkerCommand::CtList {
+        filter: dns.clone(),
+        cursor: 0,
+        limit: 10,
+    })
+    else {
+        panic!("no page")
+    };
+    assert_eq!(next_cursor, None);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].orig.dport, Some(53));
+    assert_eq!(entries[0].proto, "udp");
+    let bad = CtFilter {
+        src: Some("not an address".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.command(WorkerCommand::CtCount { filter: bad }),
+        WorkerReply::Error(_)
+    ));
+    assert_eq!(
+        p.command(WorkerCommand::CtDelete {
+            filter: dns,
+            budget: 4096
+        }),
+        WorkerReply::Deleted {
+            count: 1,
+            more: false
+        }
+    );
+    assert_eq!(p.conntrack().len(), 2);
+    let WorkerReply::Events { events, lost } = p.command(WorkerCommand::TakeEvents { max: 100 })
+    else {
+        panic!("no events")
+    };
+    assert_eq!(lost, 0);
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == EventType::New).count(),
+        3,
+        "{kinds:?}"
+    );
+    let destroyed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Destroy)
+        .collect();
+    assert_eq!(destroyed.len(), 1);
+    assert_eq!(destroyed[0].entry.orig.dport, Some(53));
+}
+
+#[test]
+fn edge_dispatch_gives_handed_off_frames_to_process_handoff() {
+    use super::process::dispatch;
+    let mut c = Cluster::new();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut checked = 0;
+    for sport in 30_000..30_064u16 {
+        let f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(sport, 53, 8);
+        let mut probe = f.clone();
+        let a = dispatch(&mut c.workers[0], false, 0, &mut probe, 1_000, &mut s);
+        if !matches!(a, Action::Handoff { .. }) {
+            continue;
+        }
+        // The same frame, as it arrives on worker 0's handoff ring: processed here.
+        let mut handed = f.clone();
+        let a = dispatch(&mut c.workers[0], true, 0, &mut handed, 1_000, &mut s);
+        assert!(matches!(a, Action::Forward { port: 1, .. }), "{a:?}");
+        checked += 1;
+    }
+    assert!(checked > 0, "no flow owned by another worker");
+}
+
+#[test]
+fn established_packets_take_the_cached_verdict_of_the_running_generation() {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let mut publisher =
+        crate::rules::Publisher::new(crate::rules::load_text(RULESET, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    let back = || from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+    let fwd = |a: Action| matches!(a, Action::Forward { .. });
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "new, from lan");
+    assert!(
+        fwd(run(&mut p, 1, &mut back(), &mut s)),
+        "reply: evaluated, cached"
+    );
+    assert_eq!(p.counters().verdict_cache_hits, 0);
+    assert!(fwd(run(&mut p, 1, &mut back(), &mut s)));
+    assert!(
+        fwd(run(&mut p, 0, &mut out(), &mut s)),
+        "original: evaluated"
+    );
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
+    assert_eq!(p.counters().verdict_cache_hits, 2, "one hit per direction");
+    // A new generation that drops the flow: the cached accept is not used.
+    let dropping = RULESET.replace(
+        "        ct state established,related accept\n        ct state invalid drop\n        iifname",
+        "        udp sport 53 drop\n        ct state established,related accept\n        iifname",
+    );
+    assert_ne!(dropping, RULESET);
+    publisher.publish(crate::rules::load_text(&dropping, &names, 1).unwrap());
+    p.tick(2_000);
+    assert_eq!(
+        run(&mut p, 1, &mut back(), &mut s),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    assert_eq!(
+        run(&mut p, 1, &mut back(), &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "the cached drop"
+    );
+    assert_eq!(p.counters().verdict_cache_hits, 3);
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "other direction");
+    assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
+}
+
+#[test]
+fn ct_count_tokens_are_held_for_the_connection_lifetime() {
+    use super::{WorkerCommand, WorkerReply};
+    use crate::control::proto::CtFilter;
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let src = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  ct state new ct count over 2 drop\n }\n}\n";
+    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut flow = |p: &mut Pipeline, sport: u16, now: u64| {
+        let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(sport, 53, 8);
+        p.process(0, &mut f, now, &mut s)
+    };
+    let fwd = |a: Action| matches!(a, Action::Forward { .. });
+    assert!(fwd(flow(&mut p, 1001, 1_000)));
+    assert!(fwd(flow(&mut p, 1002, 1_000)));
+    assert_eq!(
+        flow(&mut p, 1003, 1_000),
+        Action::Drop(DropReason::FilterDrop),
+        "two live connections hold the count"
+    );
+    assert!(fwd(flow(&mut p, 1001, 1_000)), "an established one passes");
+    assert_eq!(p.held_len(), 2);
+    // `conntrack -D` of one connection releases its token.
+    let one = CtFilter {
+        sport: Some(1001),
+        ..Default::default()
+    };
+    assert!(matches!(
+        p.command(WorkerCommand::CtDelete {
+            filter: one,
+            budget: 4096
+        }),
+        WorkerReply::Deleted { count: 1, .. }
+    ));
+    assert_eq!(p.held_len(), 1);
+    assert!(fwd(flow(&mut p, 1003, 1_000)));
+    assert_eq!(
+        flow(&mut p, 1004, 1_000),
+        Action::Drop(DropReason::FilterDrop)
+    );
+    // Expiry (UDP unreplied: 30 s) releases both.
+    let later = 200 * 1_000_000_000;
+    for i in 0..4 {
+        p.tick(later + i);
+    }
+    assert_eq!(p.conntrack().len(), 0);
+    assert_eq!(p.held_len(), 0);
+    assert!(fwd(flow(&mut p, 1005, later)));
+    assert!(fwd(flow(&mut p, 1006, later)));
+    assert_eq!(
+        flow(&mut p, 1007, later),
+        Action::Drop(DropReason::FilterDrop)
+    );
+}
+
+#[test]
+fn steering_records_are_withdrawn_when_their_connection_dies() {
+    use super::{WorkerCommand, WorkerReply};
+    let mut c = Cluster::new();
+    let wan_addr = [198, 19, 0, 1];
+    for i in 0..40u16 {
+        let remote = [203, 0, 113, u8::try_from(100 + i).unwrap()];
+        let mut syn = from_wan(Pkt::v4(remote, wan_addr).tcp(40_000 + i, 8080, 0x02, 7, 0));
+        let (a, _) = c.deliver(1, &mut syn);
+        assert!(matches!(a, Action::Forward { port: 0, .. }), "{a:?}");
+    }
+    let steered: usize = c.workers.iter().map(Pipeline::steering_len).sum();
+    assert!(steered > 0, "some DNAT replies hash to another worker");
+    for w in 0..c.workers.len() {
+        assert!(matches!(
+            c.workers[w].command(WorkerCommand::CtDelete {
+                filter: Default::default(),
+                budget: 1 << 20
+            }),
+            WorkerReply::Deleted { more: false, .. }
+        ));
+        let gone: Vec<_> = c.workers[w].take_unsteering().collect();
+        for st in &gone {
+            assert_eq!(usize::from(st.owner), w);
+            c.workers[usize::from(st.reply_worker)].remove_steering(st);
+        }
+    }
+    assert_eq!(c.entries(), 0);
+    let left: usize = c.workers.iter().map(Pipeline::steering_len).sum();
+    assert_eq!(left, 0, "every record withdrawn ({steered} before)");
+    assert!(c.workers.iter().all(|p| p.held_len() == 0));
+}

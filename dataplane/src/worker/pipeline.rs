@@ -14,18 +14,22 @@
 
 use std::sync::Arc;
 
+use super::held::{Held, HeldTable};
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
+use crate::conntrack::listing::CtMatcher;
 use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
-use crate::control::proto::{ControlError, CtFilter, ErrorCode};
+use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{NatAction, Tuple};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
-use crate::rules::{Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
+use crate::rules::compile::MAX_CT_TOKENS;
+use crate::rules::{CtCountToken, Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
+use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
 
 /// What the pipeline needs to know about one port.
@@ -78,6 +82,8 @@ pub struct Counters {
     pub handoffs: u64,
     /// Snapshots adopted (neighbour or route table).
     pub snapshots_adopted: u64,
+    /// Packets whose filter verdict came from the conntrack entry's verdict cache.
+    pub verdict_cache_hits: u64,
 }
 
 impl Default for Counters {
@@ -93,6 +99,7 @@ impl Default for Counters {
             slow_path: 0,
             handoffs: 0,
             snapshots_adopted: 0,
+            verdict_cache_hits: 0,
         }
     }
 }
@@ -136,7 +143,33 @@ pub struct Pipeline {
     steering: FxHashMap<Tuple, u16>,
     /// Steering records this worker created, for the I/O edge to send.
     steering_out: Vec<Steering>,
+    /// conntrack's `events_dropped` when events were last taken (the `lost` of the next
+    /// `TakeEvents`).
+    events_lost_seen: u64,
+    /// Bumped by `adopt_routes` (part of the verdict-cache key: `oif` may change).
+    route_epoch: u16,
+    /// The packet being processed: its verdict-cache entry and key (an established
+    /// packet of a ruleset), whether its verdict came from the cache, and whether every
+    /// hook evaluated so far was cacheable.
+    cache: Option<(EntryId, u64)>,
+    cache_hit: bool,
+    path_cacheable: bool,
+    /// `ct count` tokens the rules gave the packet being processed; kept by `confirm`
+    /// for the connection's lifetime, dropped (released) otherwise.
+    pending_tokens: ArrayVec<CtCountToken, MAX_CT_TOKENS>,
+    /// Tokens and steering records of live connections, released when they die.
+    held: HeldTable,
+    /// Steering records of dead connections, for the I/O edge to withdraw.
+    unsteer_out: Vec<Steering>,
 }
+
+/// Connections of the held table examined per [`Pipeline::tick`].
+const SWEEP_BUDGET: usize = 256;
+
+/// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
+/// state bit, input port, route epoch (14 bits), ruleset generation (32 bits).
+const CACHE_VALID: u64 = 1 << 63;
+const CACHE_DROP: u64 = 1 << 62;
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
 const MIN_FRAME: usize = 14;
@@ -195,6 +228,14 @@ impl Pipeline {
             nat: PortAllocator::new(worker_id),
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
+            events_lost_seen: 0,
+            route_epoch: 0,
+            cache: None,
+            cache_hit: false,
+            path_cacheable: false,
+            pending_tokens: ArrayVec::new(),
+            held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
+            unsteer_out: Vec::new(),
         }
     }
 
@@ -208,6 +249,30 @@ impl Pipeline {
     /// worker's table are handed to `owner`.
     pub fn add_steering(&mut self, st: Steering) {
         self.steering.insert(st.reply, st.owner);
+    }
+
+    /// Steering records of connections that died since the last call: the I/O edge
+    /// sends each to `reply_worker`, which calls [`Pipeline::remove_steering`].
+    pub fn take_unsteering(&mut self) -> std::vec::Drain<'_, Steering> {
+        self.unsteer_out.drain(..)
+    }
+
+    /// Withdraws a steering record (its connection died on `st.owner`). A record for the
+    /// same tuple from another owner (a newer connection) is kept.
+    pub fn remove_steering(&mut self, st: &Steering) {
+        if self.steering.get(&st.reply) == Some(&st.owner) {
+            self.steering.remove(&st.reply);
+        }
+    }
+
+    /// Steering records received and in force (tests, statistics).
+    pub fn steering_len(&self) -> usize {
+        self.steering.len()
+    }
+
+    /// Connections holding `ct count` tokens or a steering record.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
     }
 
     /// This worker's connection table (read-only: tests, listings).
@@ -248,6 +313,7 @@ impl Pipeline {
     /// Adopts a new route table between bursts; returns the old one.
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
         self.counters.snapshots_adopted += 1;
+        self.route_epoch = self.route_epoch.wrapping_add(1);
         std::mem::replace(&mut self.routes, routes)
     }
 
@@ -256,6 +322,8 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire(self.now_ns, EXPIRE_BUDGET);
+        self.held
+            .sweep(&self.ct, SWEEP_BUDGET, &mut self.unsteer_out);
         if let Some(r) = &mut self.rules
             && r.refresh()
         {
@@ -263,15 +331,12 @@ impl Pipeline {
         }
     }
 
-    /// A control-thread command, answered between bursts. Listing, filtered deletion and
-    /// events need conntrack's filter matcher (`conntrack::listing`, still a stub on
-    /// `main`): those answer an error that says so, never a made-up empty answer.
+    /// A control-thread command, answered between bursts (bounded work: a listing page
+    /// and a deletion scan are bounded by conntrack's `iter_page` / `delete_matching`;
+    /// a filtered count scans the whole table once).
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
             WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
-            WorkerCommand::CtCount { filter } if filter == CtFilter::default() => {
-                WorkerReply::Count(u64::from(self.ct.len()))
-            }
             WorkerCommand::SetTunables(list) => {
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
@@ -282,13 +347,53 @@ impl Pipeline {
                 }
                 WorkerReply::Done
             }
-            WorkerCommand::CtCount { .. }
-            | WorkerCommand::CtList { .. }
-            | WorkerCommand::CtDelete { .. }
-            | WorkerCommand::TakeEvents { .. } => WorkerReply::Error(ControlError::new(
-                ErrorCode::Internal,
-                "conntrack filters/listing/events are not available in the worker yet",
-            )),
+            WorkerCommand::CtCount { filter } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let cap = self.ct.capacity() as usize;
+                    WorkerReply::Count(self.ct.count_matching(&m, 0, cap).0)
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::CtList {
+                filter,
+                cursor,
+                limit,
+            } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let (entries, next_cursor) =
+                        self.ct
+                            .iter_page(cursor, limit, &m, self.now_ns, self.worker_id);
+                    WorkerReply::CtPage {
+                        entries,
+                        next_cursor,
+                    }
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::CtDelete { filter, budget } => match CtMatcher::new(&filter) {
+                Ok(m) => {
+                    let (count, more) =
+                        self.ct
+                            .delete_matching(&m, budget.max(1) as usize, self.now_ns);
+                    let n = self.held.len();
+                    self.held.sweep(&self.ct, n, &mut self.unsteer_out);
+                    WorkerReply::Deleted { count, more }
+                }
+                Err(e) => WorkerReply::Error(e),
+            },
+            WorkerCommand::TakeEvents { max } => {
+                let dropped = self.ct.stats().events_dropped;
+                let lost = dropped - self.events_lost_seen;
+                self.events_lost_seen = dropped;
+                let ts = self.now_ns / 1_000_000;
+                let w = self.worker_id;
+                let events = self
+                    .ct
+                    .take_events(max as usize)
+                    .map(|e| e.to_line(ts, w, lost))
+                    .collect();
+                WorkerReply::Events { events, lost }
+            }
         }
     }
 
@@ -352,6 +457,22 @@ impl Pipeline {
     }
 
     fn run(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+        scratch: &mut [u8],
+        handed_off: bool,
+    ) -> Action {
+        let a = self.run_packet(in_port, frame, opts, now_ns, scratch, handed_off);
+        // Tokens of a packet that started no connection (dropped, rejected, local):
+        // released now.
+        self.pending_tokens.clear();
+        a
+    }
+
+    fn run_packet(
         &mut self,
         in_port: u16,
         frame: &mut [u8],
@@ -424,6 +545,19 @@ impl Pipeline {
             return Action::Handoff { worker: w };
         }
         let ct = self.track(&ip);
+        self.cache = self.cache_key(ct, &ip, in_port);
+        self.cache_hit = false;
+        self.path_cacheable = true;
+        if let Some((id, key)) = self.cache
+            && let Some(v) = self.ct.verdict_slot(id)
+            && v & !CACHE_DROP == key
+        {
+            self.counters.verdict_cache_hits += 1;
+            if v & CACHE_DROP != 0 {
+                return self.drop(DropReason::FilterDrop);
+            }
+            self.cache_hit = true;
+        }
         let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
             return a;
@@ -468,6 +602,7 @@ impl Pipeline {
             if let Some(a) = self.apply(d, in_port, frame, &l2, &ip, scratch) {
                 return a;
             }
+            self.cache_accept();
             if let Err(a) = self.confirm(ct, &ip, &nat, None, in_port, None) {
                 return a;
             }
@@ -616,6 +751,7 @@ impl Pipeline {
             return Ok(nat.target);
         };
         let mut reply = key.inverse();
+        let mut steering = None;
         if nat.dnat.is_some() || snat.is_some() {
             let env = self.nat_env(ip, Some(in_port), out_port);
             let ct_table = &self.ct;
@@ -635,25 +771,68 @@ impl Pipeline {
                 // FlowKey's echo convention: sport = identifier, dport = ICMP type.
                 reply.dport = key.inverse().dport;
             }
-            if let Some(st) = b.steering {
-                self.steering_out.push(st);
-            }
+            steering = b.steering;
         }
         match self.ct.insert(key, reply, ip, self.now_ns) {
-            Ok(_) => Ok((reply != key.inverse()).then(|| reply.inverse())),
+            Ok(id) => {
+                if let Some(st) = steering {
+                    self.steering_out.push(st);
+                }
+                let held = Held {
+                    tokens: std::mem::take(&mut self.pending_tokens),
+                    steering,
+                };
+                self.held.insert(id, held, &mut self.unsteer_out);
+                Ok((reply != key.inverse()).then(|| reply.inverse()))
+            }
             Err(_) => Err(self.drop(DropReason::CtInsertFailed)),
         }
     }
 
-    /// Evaluates the base chains of `hook` (an empty ruleset accepts).
+    /// The verdict-cache key of the packet being processed: `None` unless it belongs
+    /// to a confirmed connection (a later packet: ESTABLISHED, or NEW before the first
+    /// reply; the state is part of the key) and a ruleset is loaded. Never for an ICMP
+    /// error: its outer header is not the flow's.
+    fn cache_key(&self, ct: CtInfo, ip: &IpInfo, in_port: u16) -> Option<(EntryId, u64)> {
+        let rules = self.rules.as_ref()?;
+        let (id, dir) = ct.entry?;
+        if ct.new_key.is_some() || matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
+            return None;
+        }
+        let port = u8::try_from(in_port).ok()?;
+        let key = CACHE_VALID
+            | u64::from(dir == Direction::Reply) << 61
+            | u64::from(ct.bit & 0x7f) << 54
+            | u64::from(port) << 46
+            | u64::from(self.route_epoch & 0x3fff) << 32
+            | (rules.get().generation() & 0xffff_ffff);
+        Some((id, key))
+    }
+
+    /// Every hook on the packet's path accepted: remember it in the entry when each
+    /// evaluation was cacheable.
+    fn cache_accept(&mut self) {
+        if !self.cache_hit
+            && self.path_cacheable
+            && let Some((id, key)) = self.cache
+        {
+            self.ct.set_verdict_slot(id, key);
+        }
+    }
+
+    /// Evaluates the base chains of `hook` (an empty ruleset accepts; a verdict-cache
+    /// hit accepts without evaluating). A cacheable drop is remembered in the entry.
     fn eval(
-        &self,
+        &mut self,
         hook: Hook,
         ip: &IpInfo,
         iif: Option<u16>,
         oif: Option<u16>,
         ct: CtInfo,
     ) -> (Decision, Option<NatAction>) {
+        if self.cache_hit {
+            return (Decision::Accept, None);
+        }
         let Some(rules) = &self.rules else {
             return (Decision::Accept, None);
         };
@@ -678,7 +857,19 @@ impl Pipeline {
         let r = rules
             .get()
             .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
-        (r.verdict, r.nat)
+        let (verdict, nat) = (r.verdict, r.nat);
+        self.path_cacheable &= r.cacheable;
+        for t in r.ct_count {
+            // More than MAX_CT_TOKENS on one path: the extra slot is not held.
+            let _ = self.pending_tokens.try_push(t);
+        }
+        if verdict == Decision::Drop
+            && self.path_cacheable
+            && let Some((id, key)) = self.cache
+        {
+            self.ct.set_verdict_slot(id, key | CACHE_DROP);
+        }
+        (verdict, nat)
     }
 
     /// Acts on a hook's decision: `None` to continue, or the final action.
@@ -955,6 +1146,7 @@ impl Pipeline {
                 snat = n;
             }
         }
+        self.cache_accept();
         let target = match self.confirm(ct, ip, nat, snat, in_port, Some(port)) {
             Ok(t) => t,
             Err(a) => return a,

@@ -23,6 +23,18 @@ pub trait Process: Send {
         now_ns: u64,
         scratch: &mut [u8],
     ) -> Action;
+    /// Decide what happens to a frame another worker handed to this one (from a handoff
+    /// ring): the owner check is skipped, the frame must not bounce again. The default
+    /// is [`Process::process`] (processors that own nothing).
+    fn process_handoff(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.process(in_port, frame, now_ns, scratch)
+    }
     /// Answer a control command (between bursts).
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
@@ -46,6 +58,16 @@ impl Process for Pipeline {
         Pipeline::process(self, in_port, frame, now_ns, scratch)
     }
 
+    fn process_handoff(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        Pipeline::process_handoff(self, in_port, frame, now_ns, scratch)
+    }
+
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         Pipeline::command(self, cmd)
     }
@@ -56,6 +78,24 @@ impl Process for Pipeline {
 
     fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
         Pipeline::adopt_neighbors(self, snap)
+    }
+}
+
+/// What the I/O edge calls for one frame: [`Process::process_handoff`] for a frame from
+/// a handoff ring (`handed_off`), [`Process::process`] for one from an RX queue.
+#[inline]
+pub fn dispatch<P: Process + ?Sized>(
+    proc: &mut P,
+    handed_off: bool,
+    in_port: u16,
+    frame: &mut [u8],
+    now_ns: u64,
+    scratch: &mut [u8],
+) -> Action {
+    if handed_off {
+        proc.process_handoff(in_port, frame, now_ns, scratch)
+    } else {
+        proc.process(in_port, frame, now_ns, scratch)
     }
 }
 
