@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: run `fwd --demo` (deploy/examples/demo.yaml, embedded: two memif ports, fwd
 # the memif server, one worker, no hugepages), drive ~10 s of traffic into it with
-# dpdk-testpmd txonly as the memif client (198.18.1.2 -> 198.18.2.2, routed lan -> wan),
+# dpdk-testpmd txonly into lan (198.18.1.2 -> 198.18.2.2) and rxonly on wan (memif clients),
 # print what fwd did (its control socket, queried with python3), stop everything by PID.
-# Exits 0 only if fwd forwarded packets (wan tx > 0). Bounded: < 2 min.
+# Exits 0 only if fwd forwarded packets (wan port tx > 0). Bounded: < 2 min.
 #
 # Needs root (memif sockets in /run/fwd). Overrides: FWD (default target/release/fwd),
 # TESTPMD (dpdk-testpmd), DEMO_SECONDS (10).
@@ -17,12 +17,13 @@ SOCK=/run/fwd/demo.sock
 work=$(mktemp -d /tmp/fwd-demo.XXXXXX)
 fwd_pid=
 gen_pid=
+sink_pid=
 
 die() { echo "demo: $*" >&2; exit 1; }
 
 cleanup() {
     # Only the processes this script started, by PID.
-    for pid in $gen_pid $fwd_pid; do
+    for pid in $gen_pid $sink_pid $fwd_pid; do
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -37,7 +38,13 @@ trap cleanup EXIT
 [ -x "$FWD" ] || die "$FWD missing: make release"
 command -v "$TESTPMD" >/dev/null || die "$TESTPMD missing: make setup"
 command -v python3 >/dev/null || die "python3 missing"
-[ -e "$SOCK" ] && die "$SOCK exists: another fwd --demo running? (stop it first)"
+if [ -e "$SOCK" ]; then
+    # A live socket is another fwd --demo; a dead one is left over from a killed run.
+    if timeout 5 python3 -c 'import socket,sys;socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$SOCK" 2>/dev/null; then
+        die "$SOCK answers: another fwd --demo is running (stop it first)"
+    fi
+    rm -f "$SOCK"
+fi
 mkdir -p /run/fwd
 rm -f /run/fwd/demo-lan.sock /run/fwd/demo-wan.sock
 
@@ -69,37 +76,49 @@ for _ in $(seq 300); do
 done
 [ -S "$SOCK" ] || { cat "$work/fwd.log" >&2; die "no control socket after 30 s"; }
 
-echo "== driving traffic for ${DEMO_SECONDS}s: dpdk-testpmd txonly 198.18.1.2 -> 198.18.2.2 (memif client)"
-# txonly sends on both ports; only the lan port's peer MAC (fwd's lan) matters here: those
-# frames are routed out wan to the static neighbour 198.18.2.2.
-timeout -s INT $((DEMO_SECONDS + 60)) "$TESTPMD" -l 0,1 --no-huge --no-shconf -m 512 --no-pci \
-    --file-prefix "fwd-demo-gen-$$" \
-    --vdev=net_memif0,role=client,socket=/run/fwd/demo-lan.sock,mac=02:00:00:00:01:02 \
-    --vdev=net_memif1,role=client,socket=/run/fwd/demo-wan.sock,mac=02:00:00:00:02:02 \
-    -- --forward-mode=txonly --tx-ip=198.18.1.2,198.18.2.2 --total-num-mbufs=16384 \
-    --eth-peer=0,02:00:00:00:01:01 --eth-peer=1,02:00:00:00:02:01 \
-    --stats-period 2 </dev/null >"$work/gen.log" 2>&1 &
+echo "== driving traffic for ${DEMO_SECONDS}s: dpdk-testpmd txonly 198.18.1.2 -> 198.18.2.2 into lan, rxonly on wan (memif clients)"
+# Two testpmd instances: the sink drains wan (rxonly), so fwd's wan TX ring never stays
+# full; the generator sends on lan to fwd's lan MAC; fwd routes the frames out wan to the
+# static neighbour 198.18.2.2.
+pmd() { # NAME VDEV MODE-ARGS...
+    local name=$1 vdev=$2
+    shift 2
+    timeout -s INT $((DEMO_SECONDS + 60)) "$TESTPMD" -l 0,1 --no-huge --no-shconf -m 256 \
+        --no-pci --file-prefix "fwd-demo-$name-$$" --vdev="$vdev" \
+        -- --total-num-mbufs=8192 --stats-period 2 "$@" </dev/null >"$work/$name.log" 2>&1 &
+}
+pmd sink net_memif1,role=client,socket=/run/fwd/demo-wan.sock,mac=02:00:00:00:02:02 \
+    --forward-mode=rxonly
+sink_pid=$!
+pmd gen net_memif0,role=client,socket=/run/fwd/demo-lan.sock,mac=02:00:00:00:01:02 \
+    --forward-mode=txonly --tx-ip=198.18.1.2,198.18.2.2 --eth-peer=0,02:00:00:00:01:01
 gen_pid=$!
-# The generator needs a few seconds to start (mbuf pool without hugepages); count the
-# demo time from its first frames, waiting at most 40 s for them.
+# Each needs a few seconds to start (mbuf pool without hugepages); count the demo time
+# from the generator's first frames, waiting at most 40 s for both.
 for _ in $(seq 400); do
-    grep -q 'Start automatic packet forwarding' "$work/gen.log" 2>/dev/null && break
-    kill -0 "$gen_pid" 2>/dev/null || break
+    grep -q 'Start automatic packet forwarding' "$work/gen.log" 2>/dev/null &&
+        grep -q 'Start automatic packet forwarding' "$work/sink.log" 2>/dev/null && break
+    kill -0 "$gen_pid" 2>/dev/null && kill -0 "$sink_pid" 2>/dev/null || break
     sleep 0.1
 done
 sleep "$DEMO_SECONDS"
-kill -INT "$gen_pid" 2>/dev/null || true
-for _ in $(seq 100); do kill -0 "$gen_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$gen_pid" 2>/dev/null && kill -KILL "$gen_pid" 2>/dev/null
-wait "$gen_pid" 2>/dev/null || true
+# Read the counters while both are still connected: memif resets a port's ring count
+# (and so what rte_eth_stats_get sums) when its peer goes away.
+stats=$(control stats) || die "stats request failed"
+for pid in $gen_pid $sink_pid; do
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+done
 gen_pid=
+sink_pid=
 sleep 0.2
 
 echo "== fwd's throughput lines"
 grep -v '^EAL\|^TELEMETRY' "$work/fwd.log" | tail -8 || true
 
-echo "== what fwd did (control socket $SOCK)"
-stats=$(control stats) || die "stats request failed"
+echo "== what fwd did (control socket $SOCK, read at the end of the traffic)"
 report=$(python3 - "$stats" <<'EOF'
 import json, sys
 r = json.loads(sys.argv[1])
@@ -112,8 +131,9 @@ for p in res.get("ports", []):
 for i, w in enumerate(res.get("workers", [])):
     drops = {k: v for k, v in (w.get("drops") or {}).items() if v} if isinstance(w.get("drops"), dict) else w.get("drops")
     print(f"worker {i}: rx {w.get('rx_packets', 0)} tx {w.get('tx_packets', 0)} drops {drops}")
-# The workers' transmitted frames: what fwd routed (memif port counters may read 0).
-print(f"FORWARDED {sum(w.get('tx_packets', 0) for w in res.get('workers', []))}")
+# What left the wan port (the PMD's count): frames routed lan -> wan and accepted.
+wan = [p for p in res.get("ports", []) if p["name"] == "wan"]
+print(f"FORWARDED {wan[0].get('opackets', 0) if wan else 0}")
 EOF
 ) || { echo "$stats"; die "could not read stats"; }
 echo "$report" | grep -v '^FORWARDED'
@@ -128,9 +148,10 @@ fwd_pid=
 [ "$status" = 0 ] || echo "demo: fwd exited with status $status" >&2
 
 if [ "${forwarded:-0}" -gt 0 ]; then
-    echo "demo: OK, fwd forwarded $forwarded packets in ${DEMO_SECONDS}s"
+    echo "demo: OK, fwd forwarded $forwarded packets lan -> wan in ${DEMO_SECONDS}s"
     exit 0
 fi
 echo "--- fwd log ---" >&2; tail -30 "$work/fwd.log" >&2
 echo "--- generator log ---" >&2; tail -30 "$work/gen.log" >&2
+echo "--- sink log ---" >&2; tail -30 "$work/sink.log" >&2
 die "no packets forwarded"

@@ -16,15 +16,15 @@ use std::time::Duration;
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
-/// `internal` from the workers until then. Against the pipeline branch at 5f02e14 merged
-/// here, FILTERS, TUNING and CONNTRACK_COUNT set to `true` pass; LIST still answers
-/// `internal` there.
+/// `internal` from the workers until then. On main at 41fe927 the first three are on;
+/// the list still answers `internal` ("conntrack filters/listing/events are not available
+/// in the worker yet").
 /// - the forward chain filters (rules evaluated in `worker::pipeline`);
-const PIPELINE_FILTERS: bool = false;
+const PIPELINE_FILTERS: bool = true;
 /// - tunables are applied by the workers' conntrack (`PATCH /api/v1/tuning`);
-const PIPELINE_TUNING: bool = false;
+const PIPELINE_TUNING: bool = true;
 /// - the workers count their conntrack entries (`/api/v1/conntrack/count`, `/stats`);
-const PIPELINE_CONNTRACK_COUNT: bool = false;
+const PIPELINE_CONNTRACK_COUNT: bool = true;
 /// - the workers list their conntrack entries (`GET /api/v1/conntrack`, `fwctl conntrack list`).
 const PIPELINE_CONNTRACK_LIST: bool = false;
 
@@ -553,6 +553,34 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
     assert!(m1.contains("\nfwd_up 1\n"), "{m1}");
     let rx1 = metric_sum(&m1, "fwd_port_receive_packets_total", "port=\"lan\"");
     assert!(rx1 >= rx0 + 10, "lan rx {rx0} -> {rx1}\n{m1}");
+
+    for name in [
+        "fwd_conntrack_entries",
+        "fwd_conntrack_found_total",
+        "fwd_worker_receive_packets_total",
+        "fwd_port_transmit_packets_total",
+    ] {
+        assert!(m1.contains(name), "{name} missing from the scrape:\n{m1}");
+    }
+    if PIPELINE_CONNTRACK_COUNT {
+        let entries: u64 = m1
+            .lines()
+            .filter(|l| l.starts_with("fwd_conntrack_entries"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(entries >= 1, "fwd_conntrack_entries {entries}:\n{m1}");
+    }
+    for path in ["/api/v1/ports", "/api/v1/workers", "/api/v1/status"] {
+        let (s, v) = lab.json("GET", path, None);
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    // A flush needs `all=true`: refused before it reaches the workers.
+    let (s, v) = lab.json("DELETE", "/api/v1/conntrack", None);
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (400, Some("refused_unfiltered")),
+        "{v}"
+    );
 
     // fwctl against the same API.
     let (ok_, out) = lab.fwctl(&["ruleset", "show"]);
