@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""fwd_nat_e2e helper: small bounded clients/servers run inside the test namespaces.
+Every operation has a timeout; output is one line a test can assert on."""
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def udp_echo(addr, port, seconds):
+    """Answer each datagram with 'from <source ip>' for `seconds`."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    s.settimeout(0.2)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            data, peer = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        s.sendto(b"from " + peer[0].encode(), peer)
+
+
+def udp_ask(host, port):
+    """Send one datagram (3 tries); print the answer or the error."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    s.connect((host, int(port)))
+    for _ in range(3):
+        s.send(b"hello")
+        try:
+            print(s.recv(2048).decode())
+            return
+        except ConnectionRefusedError:
+            print("refused")
+            return
+        except socket.timeout:
+            continue
+    print("timeout")
+
+
+def hold_server(addr, port, seconds):
+    """Accept connections and echo lines on each for `seconds` (one thread per peer)."""
+    import threading
+
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((addr, int(port)))
+    ls.listen(16)
+    ls.settimeout(0.2)
+    end = time.time() + float(seconds)
+
+    def serve(c):
+        c.settimeout(0.2)
+        buf = b""
+        while time.time() < end:
+            try:
+                d = c.recv(1024)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not d:
+                break
+            c.sendall(d)
+        c.close()
+
+    while time.time() < end:
+        try:
+            c, _ = ls.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def connect_many(host, port, n, hold):
+    """Open n connections one after the other (2 s connect timeout each), hold them all
+    `hold` seconds, then print how many connected, e.g. 'connected 2 of 3'."""
+    socks = []
+    ok = 0
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.settimeout(2.0)
+        try:
+            s.connect((host, int(port)))
+            ok += 1
+        except OSError:
+            pass
+        socks.append(s)
+    time.sleep(float(hold))
+    print("connected %d of %s" % (ok, n))
+
+
+def echo_session(host, port, go_file, wait_s):
+    """One connection: a line before, then (after `go_file` appears) a line after; print
+    'before-ok after-ok' or where it failed."""
+    s = socket.create_connection((host, int(port)), timeout=3)
+    s.settimeout(3)
+    s.sendall(b"before\n")
+    if s.recv(64) != b"before\n":
+        print("before-failed")
+        return
+    print("before-ok", flush=True)
+    end = time.time() + float(wait_s)
+    while not os.path.exists(go_file):
+        if time.time() > end:
+            print("no-go")
+            return
+        time.sleep(0.05)
+    try:
+        s.sendall(b"after\n")
+        got = s.recv(64)
+    except OSError as e:
+        print("after-failed %s" % e)
+        return
+    print("after-ok" if got == b"after\n" else "after-failed %r" % got)
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def raw_tcp(src, dst, sport, dport, flags, count):
+    """Send `count` TCP segments with the given flag byte (the kernel adds the IP header)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    for i in range(int(count)):
+        hdr = struct.pack("!HHIIBBHHH", int(sport), int(dport), 1000 + i, 0, 5 << 4,
+                          int(flags, 0), 64240, 0, 0)
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr))
+        c = csum(pseudo + hdr)
+        hdr = hdr[:16] + struct.pack("!H", c) + hdr[18:]
+        s.sendto(hdr, (dst, 0))
+        time.sleep(0.05)
+    print("sent %s" % count)
+
+
+def control(path, request):
+    """One JSON line request on the control socket; print the response line."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(('{"v":1,"id":1,"request":%s}\n' % request).encode())
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    print(buf.decode().strip())
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    fn = {
+        "udp-echo": udp_echo,
+        "udp-ask": udp_ask,
+        "hold-server": hold_server,
+        "connect-many": connect_many,
+        "echo-session": echo_session,
+        "raw-tcp": raw_tcp,
+        "control": control,
+    }[cmd]
+    fn(*sys.argv[2:])
