@@ -712,7 +712,6 @@ fn nat_dnat_port_forward() {
 
 /// The port forward accepted by `ct status dnat` (as `deploy/examples/router.nft`).
 #[test]
-#[ignore = "bug: `ct status dnat` does not match the first packet in the forward hook (pipeline passes ct_status 0 until the entry is confirmed; Linux sets IPS_DST_NAT at the prerouting NAT binding)"]
 fn nat_dnat_port_forward_ct_status_dnat() {
     if can_run("nat_dnat_port_forward_ct_status_dnat") {
         dnat_port_forward('e', "router.nft", false);
@@ -722,7 +721,6 @@ fn nat_dnat_port_forward_ct_status_dnat() {
 /// `ct count over 2` admits two concurrent connections to tcp/9200 and drops the third;
 /// once those are gone (a flush) two fit again.
 #[test]
-#[ignore = "bug: the pipeline drops the ct count tokens of the rule evaluation instead of keeping them with the connection, so the count never rises (3 of 3 connect); the flush also answers `internal`"]
 fn nat_ct_count_limit_holds() {
     if !can_run("nat_ct_count_limit_holds") {
         return;
@@ -759,7 +757,6 @@ fn nat_ct_count_limit_holds() {
 /// A conntrack flush over the control socket (`conntrack_delete` with `all`) empties the
 /// table while connections are tracked.
 #[test]
-#[ignore = "bug: conntrack_delete answers `internal` (\"conntrack filters/listing/events are not available in the worker yet\"), even unfiltered with all=true"]
 fn nat_conntrack_flush_empties_table() {
     if !can_run("nat_conntrack_flush_empties_table") {
         return;

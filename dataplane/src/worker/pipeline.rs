@@ -19,6 +19,7 @@ use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
 use crate::conntrack::listing::CtMatcher;
+use crate::conntrack::table::DST_NAT;
 use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
 use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
@@ -157,6 +158,10 @@ pub struct Pipeline {
     /// `ct count` tokens the rules gave the packet being processed; kept by `confirm`
     /// for the connection's lifetime, dropped (released) otherwise.
     pending_tokens: ArrayVec<CtCountToken, MAX_CT_TOKENS>,
+    /// Conntrack status bits the packet being processed has gained before its entry
+    /// exists: `DST_NAT` once prerouting bound a DNAT for a first packet, so `ct status
+    /// dnat` matches in forward/postrouting as in Linux (which sets the bit at binding).
+    pending_status: u8,
     /// Tokens and steering records of live connections, released when they die.
     held: HeldTable,
     /// Steering records of dead connections, for the I/O edge to withdraw.
@@ -234,6 +239,7 @@ impl Pipeline {
             cache_hit: false,
             path_cacheable: false,
             pending_tokens: ArrayVec::new(),
+            pending_status: 0,
             held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
             unsteer_out: Vec::new(),
         }
@@ -469,6 +475,7 @@ impl Pipeline {
         // Tokens of a packet that started no connection (dropped, rejected, local):
         // released now.
         self.pending_tokens.clear();
+        self.pending_status = 0;
         a
     }
 
@@ -590,6 +597,7 @@ impl Pipeline {
                 }) {
                 Ok(b) => {
                     let t = b.translated();
+                    self.pending_status |= DST_NAT;
                     route_dst = t.dst;
                     set_view_dst(&mut view, t.dst, t.dport);
                 }
@@ -843,6 +851,7 @@ impl Pipeline {
             ),
             None => (0, 0),
         };
+        let ct_status = ct_status | u32::from(self.pending_status);
         let mut ctx = PacketCtx {
             ip,
             iif,
