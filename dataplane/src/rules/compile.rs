@@ -95,6 +95,10 @@ impl Drop for CtCountToken {
 /// statements on the same path are evaluated without holding a slot.
 pub const MAX_CT_TOKENS: usize = 4;
 
+/// At most this many counted rules are listed per [`EvalResult::counted`]; a longer path
+/// sets [`EvalResult::counted_overflow`].
+pub const MAX_COUNTED: usize = 16;
+
 /// The outcome of one hook.
 #[derive(Debug)]
 pub struct EvalResult {
@@ -115,6 +119,12 @@ pub struct EvalResult {
     pub cacheable: bool,
     /// `ct count` slots the new connection holds.
     pub ct_count: ArrayVec<CtCountToken, MAX_CT_TOKENS>,
+    /// Ids of the rules whose counter this evaluation bumped, in order (a rule counted
+    /// twice is listed twice). With `cacheable`, a later packet of the flow would count
+    /// the same rules: [`CompiledRuleset::credit`] them instead of evaluating.
+    pub counted: ArrayVec<u32, MAX_COUNTED>,
+    /// More than [`MAX_COUNTED`] counter bumps: `counted` is incomplete.
+    pub counted_overflow: bool,
 }
 
 impl EvalResult {
@@ -129,6 +139,8 @@ impl EvalResult {
             log: None,
             cacheable: true,
             ct_count: ArrayVec::new(),
+            counted: ArrayVec::new(),
+            counted_overflow: false,
         }
     }
 }
@@ -832,9 +844,10 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::Counter => {
-                    let c = &block.counters[id as usize];
-                    c[0].store(c[0].load(Relaxed) + 1, Relaxed);
-                    c[1].store(c[1].load(Relaxed) + u64::from(ctx.len), Relaxed);
+                    bump(&block.counters[id as usize], ctx.len);
+                    if res.counted.try_push(id).is_err() {
+                        res.counted_overflow = true;
+                    }
                 }
                 CStmt::Verdict(v) => {
                     return match v {
@@ -927,6 +940,19 @@ impl CompiledRuleset {
         (n, self.chains[chain].classifier.tuple_count())
     }
 
+    /// Credits one packet of `len` bytes to the counter of each rule in `rules` (ids from
+    /// [`EvalResult::counted`]) on `worker`'s block, without evaluating: what a cached
+    /// verdict's packet would have counted. Ids out of range are ignored. The same
+    /// one-writer-per-worker rule as [`eval`](Self::eval).
+    pub fn credit(&self, worker: usize, rules: &[u32], len: u32) {
+        let block = &self.workers[worker % self.workers.len()];
+        for &id in rules {
+            if let Some(c) = block.counters.get(id as usize) {
+                bump(c, len);
+            }
+        }
+    }
+
     /// Packets and bytes per rule id, summed over workers.
     pub fn counters(&self) -> Vec<(u64, u64)> {
         let mut out = vec![(0u64, 0u64); self.rules.len()];
@@ -954,6 +980,12 @@ impl CompiledRuleset {
         let (t, c) = self.chain_pos[r.chain as usize];
         Some((t as usize, c as usize, r.index as usize, r.handle))
     }
+}
+
+/// One packet of `len` bytes on a (packets, bytes) counter (one writer: plain load/store).
+fn bump(c: &[AtomicU64; 2], len: u32) {
+    c[0].store(c[0].load(Relaxed) + 1, Relaxed);
+    c[1].store(c[1].load(Relaxed) + u64::from(len), Relaxed);
 }
 
 /// Name of a ct state bit (for messages).

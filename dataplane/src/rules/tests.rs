@@ -661,6 +661,33 @@ fn limit_rate_is_a_token_bucket_per_worker_share() {
 }
 
 #[test]
+fn credit_counts_what_the_evaluation_counted() {
+    // Path: `counter` (non-terminal), the jump rule, the deciding rule in the callee; the
+    // rule that does not match is not listed.
+    let src = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy drop;\n  counter\n  udp dport 9 drop\n  ct state established jump e\n }\n chain e {\n  ip saddr 1.1.1.1 accept\n }\n}\n";
+    let c = load_text(src, &ports(), 2).unwrap();
+    let p = udp(v4([1, 1, 1, 1]), v4([2, 2, 2, 2]), 1, 53);
+    let r = c.eval(Hook::Forward, &mut ctx(&p, ct_state::ESTABLISHED), 1, 1);
+    assert_eq!(r.verdict, Decision::Accept);
+    assert!(r.cacheable && !r.counted_overflow);
+    let ids: Vec<u32> = [(0, 0, 0), (0, 0, 2), (0, 1, 0)]
+        .iter()
+        .map(|&(t, ch, i)| c.rule_id(t, ch, i).unwrap())
+        .collect();
+    assert_eq!(r.counted.as_slice(), ids.as_slice());
+    assert_eq!(r.rule.map(|x| x.id), Some(ids[2]));
+    let len = u64::from(ctx(&p, ct_state::ESTABLISHED).len);
+    c.credit(1, &r.counted, ctx(&p, ct_state::ESTABLISHED).len);
+    c.credit(1, &[u32::MAX], 100); // out of range: ignored
+    let counts = c.counters();
+    for &id in &ids {
+        assert_eq!(counts[id as usize], (2, 2 * len));
+    }
+    let skipped = c.rule_id(0, 0, 1).unwrap() as usize;
+    assert_eq!(counts[skipped], (0, 0));
+}
+
+#[test]
 fn counters_per_rule_sum_over_workers() {
     let c = issue_compiled();
     let p = tcp(v4([1, 1, 1, 1]), v4([2, 2, 2, 2]), 1, 22, TcpFlags::SYN);
@@ -977,6 +1004,8 @@ mod prop {
                 prop_assert_eq!(r.verdict, o.verdict, "{}", src);
                 prop_assert_eq!(r.rule, o.rule, "{}", src);
                 prop_assert_eq!(r.cacheable, o.cacheable);
+                prop_assert_eq!(&r.counted, &o.counted, "{}", src);
+                prop_assert_eq!(r.counted_overflow, o.counted_overflow);
             }
             // Counters: each eval path bumped the same rules (the two runs together are
             // exactly twice one run).

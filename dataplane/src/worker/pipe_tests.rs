@@ -1347,6 +1347,65 @@ fn established_packets_take_the_cached_verdict_of_the_running_generation() {
 }
 
 #[test]
+fn cached_verdicts_credit_every_rule_the_evaluation_would_count() {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let src = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy drop;\n  counter\n  ct state new accept\n  udp sport 7 drop\n  ct state established counter accept\n }\n chain p {\n  type filter hook postrouting priority 0; policy accept;\n  udp dport 53 counter\n }\n}\n";
+    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let fwd = |a: Action| matches!(a, Action::Forward { .. });
+    // Flow A (accepted both ways): the first packet, 3 replies, 3 more originals (one
+    // slot per entry: a run in one direction hits, alternating directions would not).
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
+    for _ in 0..3 {
+        let mut back = from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+        assert!(fwd(run(&mut p, 1, &mut back, &mut s)));
+    }
+    for _ in 0..3 {
+        assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
+    }
+    // Flow B: its replies (from port 7) are dropped, the drop is cached.
+    let mut out = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40001, 7, 8);
+    assert!(fwd(run(&mut p, 0, &mut out, &mut s)));
+    for _ in 0..3 {
+        let mut back = from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(7, 40001, 8));
+        assert_eq!(
+            run(&mut p, 1, &mut back, &mut s),
+            Action::Drop(DropReason::FilterDrop)
+        );
+    }
+    // A: 2 hits per direction (the first of each run is evaluated); B: 2 cached drops.
+    assert_eq!(p.counters().verdict_cache_hits, 6);
+    let rs = publisher.current();
+    let counts = rs.counters();
+    let count = |chain: usize, rule: usize| counts[rs.rule_id(0, chain, rule).unwrap() as usize];
+    let (new_packets, new_bytes) = count(0, 1);
+    assert_eq!(new_packets, 2, "the two first packets");
+    let len = new_bytes / 2; // every packet here has the same length
+    // Every packet passed the leading `counter`; the established rule counted every
+    // packet of A after the first, cache hits included.
+    assert_eq!(count(0, 0), (11, 11 * len));
+    assert_eq!(count(0, 3), (6, 6 * len));
+    assert_eq!(
+        count(0, 2),
+        (3, 3 * len),
+        "every reply of B, cached drops included"
+    );
+    // Postrouting: only A's original direction (dport 53), never B's dropped replies.
+    assert_eq!(count(1, 0), (4, 4 * len), "A's 4 originals");
+}
+
+#[test]
 fn ct_count_tokens_are_held_for_the_connection_lifetime() {
     use super::{WorkerCommand, WorkerReply};
     use crate::control::proto::CtFilter;

@@ -155,6 +155,15 @@ pub struct Pipeline {
     cache: Option<(EntryId, u64)>,
     cache_hit: bool,
     path_cacheable: bool,
+    /// Rules the hooks counted so far for the packet being processed (with a cache key).
+    path: ArrayVec<(Hook, u32), MAX_PATH>,
+    /// The counted-rule lists of cached verdicts of ruleset generation `paths_gen`,
+    /// indexed by the path id in the slot (`path_ids` interns them): a hit credits them.
+    paths: Vec<Box<[(Hook, u32)]>>,
+    path_ids: FxHashMap<Box<[(Hook, u32)]>, u16>,
+    paths_gen: u64,
+    /// The path id of the packet's cache hit.
+    hit_path: usize,
     /// `ct count` tokens the rules gave the packet being processed; kept by `confirm`
     /// for the connection's lifetime, dropped (released) otherwise.
     pending_tokens: ArrayVec<CtCountToken, MAX_CT_TOKENS>,
@@ -172,9 +181,17 @@ pub struct Pipeline {
 const SWEEP_BUDGET: usize = 256;
 
 /// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
-/// state bit, input port, route epoch (14 bits), ruleset generation (32 bits).
+/// state bit, input port, route epoch (14 bits), path id (16 bits: the rules to credit),
+/// ruleset generation (16 bits).
 const CACHE_VALID: u64 = 1 << 63;
 const CACHE_DROP: u64 = 1 << 62;
+const CACHE_PATH_SHIFT: u32 = 16;
+const CACHE_PATH: u64 = 0xffff << CACHE_PATH_SHIFT;
+
+/// Most counter bumps on one cached path (a longer path is not cached).
+const MAX_PATH: usize = 32;
+/// Most distinct counted-rule paths per worker and generation (more are not cached).
+const MAX_PATHS: usize = 4096;
 
 /// Minimum frame length of an ICMP error to build (Ethernet + IPv6 + ICMPv6 + 8).
 const MIN_FRAME: usize = 14;
@@ -238,6 +255,11 @@ impl Pipeline {
             cache: None,
             cache_hit: false,
             path_cacheable: false,
+            path: ArrayVec::new(),
+            paths: Vec::new(),
+            path_ids: FxHashMap::default(),
+            paths_gen: 0,
+            hit_path: 0,
             pending_tokens: ArrayVec::new(),
             pending_status: 0,
             held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
@@ -334,6 +356,9 @@ impl Pipeline {
             && r.refresh()
         {
             self.counters.snapshots_adopted += 1;
+            // Slots of the old generation miss from now on: their paths are garbage.
+            self.paths.clear();
+            self.path_ids.clear();
         }
     }
 
@@ -555,15 +580,20 @@ impl Pipeline {
         self.cache = self.cache_key(ct, &ip, in_port);
         self.cache_hit = false;
         self.path_cacheable = true;
+        self.path.clear();
         if let Some((id, key)) = self.cache
             && let Some(v) = self.ct.verdict_slot(id)
-            && v & !CACHE_DROP == key
+            && v & !(CACHE_DROP | CACHE_PATH) == key
+            && let Some(pid) = self.cached_path(v)
         {
             self.counters.verdict_cache_hits += 1;
             if v & CACHE_DROP != 0 {
+                // Every hook up to the dropping one would have run: credit them all.
+                self.credit_path(pid, None, ip.ip_len);
                 return self.drop(DropReason::FilterDrop);
             }
             self.cache_hit = true;
+            self.hit_path = pid;
         }
         let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
@@ -813,8 +843,56 @@ impl Pipeline {
             | u64::from(ct.bit & 0x7f) << 54
             | u64::from(port) << 46
             | u64::from(self.route_epoch & 0x3fff) << 32
-            | (rules.get().generation() & 0xffff_ffff);
+            | (rules.get().generation() & 0xffff);
         Some((id, key))
+    }
+
+    /// The path id of a matching slot `v`, when it names a path of the current
+    /// generation's table (`None`: a miss).
+    fn cached_path(&self, v: u64) -> Option<usize> {
+        let rules = self.rules.as_ref()?;
+        let pid = ((v & CACHE_PATH) >> CACHE_PATH_SHIFT) as usize;
+        (self.paths_gen == rules.get().generation() && pid < self.paths.len()).then_some(pid)
+    }
+
+    /// Credits the counters of the rules of cached path `pid` that `hook` (every hook
+    /// for `None`) would have counted, for one packet of `len` bytes.
+    fn credit_path(&self, pid: usize, hook: Option<Hook>, len: u16) {
+        let (Some(rules), Some(path)) = (&self.rules, self.paths.get(pid)) else {
+            return;
+        };
+        let rs = rules.get();
+        for &(h, id) in path.iter() {
+            if hook.is_none_or(|k| k == h) {
+                rs.credit(usize::from(self.worker_id), &[id], u32::from(len));
+            }
+        }
+    }
+
+    /// The slot value for the packet's verdict (`key` plus the id of its counted-rule
+    /// path, interned for the current generation); `None` when the path cannot be
+    /// cached (too long, the table full).
+    fn cache_value(&mut self, key: u64) -> Option<u64> {
+        let generation = self.rules.as_ref()?.get().generation();
+        if self.paths_gen != generation {
+            self.paths.clear();
+            self.path_ids.clear();
+            self.paths_gen = generation;
+        }
+        let pid = match self.path_ids.get(self.path.as_slice()) {
+            Some(&pid) => pid,
+            None => {
+                if self.paths.len() >= MAX_PATHS {
+                    return None;
+                }
+                let pid = u16::try_from(self.paths.len()).ok()?;
+                let p: Box<[(Hook, u32)]> = self.path.as_slice().into();
+                self.paths.push(p.clone());
+                self.path_ids.insert(p, pid);
+                pid
+            }
+        };
+        Some(key | u64::from(pid) << CACHE_PATH_SHIFT)
     }
 
     /// Every hook on the packet's path accepted: remember it in the entry when each
@@ -823,8 +901,9 @@ impl Pipeline {
         if !self.cache_hit
             && self.path_cacheable
             && let Some((id, key)) = self.cache
+            && let Some(v) = self.cache_value(key)
         {
-            self.ct.set_verdict_slot(id, key);
+            self.ct.set_verdict_slot(id, v);
         }
     }
 
@@ -839,6 +918,7 @@ impl Pipeline {
         ct: CtInfo,
     ) -> (Decision, Option<NatAction>) {
         if self.cache_hit {
+            self.credit_path(self.hit_path, Some(hook), ip.ip_len);
             return (Decision::Accept, None);
         }
         let Some(rules) = &self.rules else {
@@ -867,7 +947,14 @@ impl Pipeline {
             .get()
             .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
         let (verdict, nat) = (r.verdict, r.nat);
-        self.path_cacheable &= r.cacheable;
+        self.path_cacheable &= r.cacheable && !r.counted_overflow;
+        if self.cache.is_some() {
+            for &id in &r.counted {
+                if self.path.try_push((hook, id)).is_err() {
+                    self.path_cacheable = false;
+                }
+            }
+        }
         for t in r.ct_count {
             // More than MAX_CT_TOKENS on one path: the extra slot is not held.
             let _ = self.pending_tokens.try_push(t);
@@ -875,8 +962,9 @@ impl Pipeline {
         if verdict == Decision::Drop
             && self.path_cacheable
             && let Some((id, key)) = self.cache
+            && let Some(v) = self.cache_value(key)
         {
-            self.ct.set_verdict_slot(id, key | CACHE_DROP);
+            self.ct.set_verdict_slot(id, v | CACHE_DROP);
         }
         (verdict, nat)
     }
