@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::route::NeighborSnapshot;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowProcess, dispatch};
+use crate::worker::process::{Process, SlowProcess, SteerMsg, dispatch};
 use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
@@ -102,6 +102,10 @@ pub struct WorkerIo {
     pub handoff_out: Vec<Option<Producer<Mbuf>>>,
     /// Handoff consumers from every other worker.
     pub handoff_in: Vec<Consumer<Mbuf>>,
+    /// Steering message producers to every other worker (`None` at our own index).
+    pub steer_out: Vec<Option<Producer<Box<SteerMsg>>>>,
+    /// Steering message consumers from every other worker.
+    pub steer_in: Vec<Consumer<Box<SteerMsg>>>,
     /// Frames for the slow path.
     pub slow: Producer<Mbuf>,
     /// Control commands in, replies out.
@@ -133,7 +137,7 @@ impl WorkerIo {
         while !stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let now_ns = tsc_to_ns(t0, self.tsc_hz);
-            let mut work = 0usize;
+            let mut work = self.receive_steering(proc, &mut c);
             for ring in 0..self.handoff_in.len() {
                 burst.clear();
                 let n = self.handoff_in[ring].dequeue_burst(&mut burst);
@@ -164,6 +168,8 @@ impl WorkerIo {
                     self.handle(proc, &mut c, port, m, now_ns, &mut scratch, true);
                 }
             }
+            // Every iteration: `tick` and commands (between bursts) also retire connections.
+            self.send_steering(proc, &mut c);
             for tx in self.tx.iter_mut().flatten() {
                 if !tx.is_empty() {
                     tx.flush();
@@ -186,6 +192,36 @@ impl WorkerIo {
         }
         self.publish(&mut c, rdtsc().wrapping_sub(start));
         c
+    }
+
+    /// Applies every steering message waiting on the rings from the other workers (before
+    /// each burst, so a reply that arrives after its record is steered). Returns how many.
+    fn receive_steering<P: Process>(&mut self, proc: &mut P, c: &mut Counters) -> usize {
+        let mut n = 0;
+        for ring in &mut self.steer_in {
+            while let Some(msg) = ring.dequeue() {
+                proc.receive_steering(*msg);
+                n += 1;
+            }
+        }
+        c.steer_rx += n as u64;
+        n
+    }
+
+    /// Sends the steering messages the processor created (after each burst, before its
+    /// frames are transmitted). One box per message: they are made per new DNAT
+    /// connection whose reply belongs elsewhere (and per death of one), not per packet.
+    fn send_steering<P: Process>(&mut self, proc: &mut P, c: &mut Counters) {
+        let outs = &mut self.steer_out;
+        proc.drain_steering(&mut |msg| {
+            let ring = outs.get_mut(usize::from(msg.to())).and_then(Option::as_mut);
+            match ring.map(|p| p.enqueue(Box::new(msg))) {
+                Some(Ok(())) => c.steer_tx += 1,
+                // Full ring (the receiver is far behind) or no such worker: the record
+                // is lost; the replies of that connection are dropped as untracked.
+                _ => c.steer_drop += 1,
+            }
+        });
     }
 
     fn publish(&self, c: &mut Counters, total: u64) {
