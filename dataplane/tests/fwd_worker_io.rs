@@ -391,3 +391,130 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     drop(pool);
     eal.cleanup().expect("EAL cleanup: every mbuf returned");
 }
+
+/// A TX queue that refuses frames: port 1's peer is never drained, so its ring (64
+/// slots) fills. What the device took is `tx_packets`, the rest is counted as
+/// `tx_refused` drops and freed (EAL cleanup checks every mbuf came back).
+#[test]
+fn fwd_worker_io_counts_refused_tx_as_drops() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("skipped: needs root for EAL");
+        return;
+    }
+    let eal = Eal::init([
+        "fwd-io-txfull",
+        "--lcores",
+        "0@0,1@1",
+        "--file-prefix",
+        &format!("fwd-txf-{}", std::process::id()),
+        "-m",
+        "128",
+        "--no-huge",
+        "--no-shconf",
+        "--no-pci",
+        "--no-telemetry",
+        "--log-level=*:notice",
+    ])
+    .expect("EAL init");
+    let pool = Mempool::pktmbuf(&eal, "txf_pool", 4095, 64, 2176, eal.socket_id()).unwrap();
+    let (a0, h0) = eal.ring_port_pair("txf0", 1024).unwrap();
+    let (a1, h1) = eal.ring_port_pair("txf1", 64).unwrap();
+    let mut ports: Vec<Port> = [a0, a1, h0, h1]
+        .iter()
+        .map(|&id| open(&eal, id, &pool))
+        .collect();
+    let mut queues: Vec<_> = ports.iter_mut().map(|p| p.take_queues().unwrap()).collect();
+    for p in &mut ports {
+        p.start().unwrap();
+    }
+    let (mut h1q, mut h0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let (mut a1q, mut a0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let s = eal.socket_id();
+    let (sp_p, sp_c) = Ring::<Mbuf>::spsc(&eal, "txf_sp", 64, s).unwrap();
+    let (cp, cc) = Ring::<Box<WorkerCommand>>::spsc(&eal, "txf_c", 8, s).unwrap();
+    let (rp, rc) = Ring::<Box<WorkerReply>>::spsc(&eal, "txf_r", 8, s).unwrap();
+    let block = Arc::new(CounterBlock::default());
+
+    // Every frame waits on port 0 before the worker starts.
+    let mut inject = h0q.1.pop().unwrap();
+    let mut out: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    for seq in 0..FRAMES {
+        let mut m = pool.alloc().unwrap();
+        m.append(64).unwrap().copy_from_slice(&frame(seq));
+        out.push(m);
+        if out.is_full() || seq == FRAMES - 1 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !out.is_empty() {
+                inject.tx_burst(&mut out);
+                assert!(Instant::now() < deadline, "port 0 does not take frames");
+            }
+        }
+    }
+
+    let io = WorkerIo {
+        index: 0,
+        rx: vec![(0, a0q.0.pop().unwrap())],
+        tx: vec![None, Some(TxBuffer::new(a1q.1.pop().unwrap()))],
+        handoff_out: vec![None],
+        handoff_in: Vec::new(),
+        steer_out: vec![None],
+        steer_in: Vec::new(),
+        slow: sp_p,
+        commands: cc,
+        replies: rp,
+        published: block.clone(),
+        neigh: None,
+        tsc_hz: eal.tsc_hz(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let lcore = eal.worker_lcores().next().unwrap();
+    let stop2 = stop.clone();
+    let handle = eal
+        .launch_on(lcore, move || {
+            io.run(&mut dataplane::worker::process::PortForward::new(2), &stop2);
+            0
+        })
+        .unwrap();
+    let refused = |c: &dataplane::worker::counters::Counters| {
+        c.drops[dataplane::DropReason::TxRefused as usize]
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = block.read();
+        if c.tx_packets[1] + refused(&c) == u64::from(FRAMES) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(handle.join(), 0);
+
+    let mut delivered = 0u64;
+    let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut rx1 = h1q.0.pop().unwrap();
+    while rx1.rx_burst(&mut inb) > 0 {
+        delivered += inb.len() as u64;
+        inb.clear();
+    }
+    let c = block.read();
+    assert_eq!(c.rx_packets[0], u64::from(FRAMES));
+    assert!(refused(&c) > 0, "the full queue refused nothing: {c:?}");
+    assert_eq!(c.tx_packets[1] + refused(&c), u64::from(FRAMES));
+    assert_eq!(
+        c.tx_packets[1], delivered,
+        "tx_packets counts only what the device took"
+    );
+    assert_eq!(c.tx_bytes[1], delivered * 64);
+    assert_eq!(c.tx_dropped, refused(&c));
+
+    drop((rx1, inject, h0q, h1q, a0q, a1q, sp_c, cp, rc));
+    for p in ports {
+        p.close().unwrap();
+    }
+    drop(pool);
+    eal.cleanup().expect("EAL cleanup: every mbuf returned");
+}

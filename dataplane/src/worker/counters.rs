@@ -15,7 +15,8 @@ pub struct Counters {
     /// Per port index: frames received from this port's RX queues.
     pub rx_packets: [u64; MAX_PORTS],
     pub rx_bytes: [u64; MAX_PORTS],
-    /// Per port index: frames handed to this port's TX queue.
+    /// Per port index: frames this port's TX queue took (refused ones are
+    /// `drops[TxRefused]`).
     pub tx_packets: [u64; MAX_PORTS],
     pub tx_bytes: [u64; MAX_PORTS],
     /// Frames the TX queue refused (freed).
