@@ -94,6 +94,8 @@ drop_reasons! {
     Rejected = "rejected",
     /// A new connection could not be tracked (table full, tuple clash, tracker refused).
     CtInsertFailed = "ct_insert_failed",
+    /// The port's TX queue refused the frame (`tx_burst` took fewer; the mbuf is freed).
+    TxRefused = "tx_refused",
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! two workers. Worker 0 polls port 0 and hands every frame to worker 1 (or gives marked
 //! frames to the slow path); worker 1 forwards them out of port 1. Proves the handoff
 //! rings (with the in-port tag), the slow-path ring and its TX, the command ring, the
-//! published counters, and a clean stop. Bounded: gives up after 20 s.
+//! steering-message rings (worker 0 makes a DNAT steering record per slow-path frame and
+//! withdraws the first; worker 1 must hold the others), the published counters, and a
+//! clean stop. Bounded: gives up after 20 s.
 
 #![cfg(feature = "dpdk")]
 #![allow(
@@ -16,9 +18,12 @@ use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
 use dataplane::control::proto::CtCounters;
+use dataplane::nat::Tuple;
+use dataplane::nat::alloc::Steering;
+use dataplane::wire::Addr;
 use dataplane::worker::counters::CounterBlock;
 use dataplane::worker::io::{BURST, SlowPathIo, WorkerIo};
-use dataplane::worker::process::{Process, SlowProcess};
+use dataplane::worker::process::{Process, SlowProcess, SteerMsg};
 use dataplane::worker::{Action, WorkerCommand, WorkerReply};
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, Ring, TxBuffer};
 
@@ -31,6 +36,26 @@ struct Steer {
     worker: u16,
     seen: u64,
     wrong_port: u64,
+    /// Worker 0: steering messages not yet taken by the edge.
+    outbox: Vec<SteerMsg>,
+    /// Worker 1: records in force (reply source port), and malformed messages.
+    steered: std::collections::BTreeSet<u16>,
+    bad_steer: u64,
+}
+
+/// The steering record of slow-path frame `seq`: its reply goes to worker 1, owner 0.
+fn record(seq: u32) -> Steering {
+    Steering {
+        reply: Tuple::new(
+            Addr::from_v4([198, 51, 100, 2]),
+            Addr::from_v4([203, 0, 113, 1]),
+            6,
+            u16::try_from(seq).unwrap(),
+            80,
+        ),
+        reply_worker: 1,
+        owner: 0,
+    }
 }
 
 impl Process for Steer {
@@ -40,6 +65,13 @@ impl Process for Steer {
             self.wrong_port += 1;
         }
         let len = u16::try_from(frame.len()).unwrap();
+        if self.worker == 0 && frame[14] == 0xff {
+            let seq = u32::from_be_bytes(frame[20..24].try_into().unwrap());
+            self.outbox.push(SteerMsg::Add(record(seq)));
+            if seq == 0 {
+                self.outbox.push(SteerMsg::Remove(record(seq)));
+            }
+        }
         match self.worker {
             0 if frame[14] == 0xff => Action::SlowPath,
             0 => Action::Handoff { worker: 1 },
@@ -50,13 +82,28 @@ impl Process for Steer {
         match cmd {
             WorkerCommand::CtCount { .. } => WorkerReply::Count(self.seen),
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
-                error: self.wrong_port,
+                error: self.wrong_port + self.bad_steer,
+                entries: self.steered.len() as u64,
                 ..CtCounters::default()
             }),
             _ => WorkerReply::Done,
         }
     }
     fn tick(&mut self, _now_ns: u64) {}
+    fn drain_steering(&mut self, send: &mut dyn FnMut(SteerMsg)) {
+        self.outbox.drain(..).for_each(send);
+    }
+    fn receive_steering(&mut self, msg: SteerMsg) {
+        let (SteerMsg::Add(s) | SteerMsg::Remove(s)) = msg;
+        if self.worker != 1 || msg.to() != 1 || s.owner != 0 {
+            self.bad_steer += 1;
+        }
+        let port = s.reply.sport;
+        match msg {
+            SteerMsg::Add(_) => self.steered.insert(port),
+            SteerMsg::Remove(_) => self.steered.remove(&port),
+        };
+    }
 }
 
 /// Sends slow-path frames back out of their input port with byte 15 set.
@@ -139,6 +186,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
 
     let s = eal.socket_id();
     let (ho_p, ho_c) = Ring::<Mbuf>::spsc(&eal, "fwdio_ho01", 1024, s).unwrap();
+    let (st_p, st_c) = Ring::<Box<SteerMsg>>::spsc(&eal, "fwdio_st01", 1024, s).unwrap();
     let (sp0_p, sp0_c) = Ring::<Mbuf>::spsc(&eal, "fwdio_sp0", 1024, s).unwrap();
     let (sp1_p, sp1_c) = Ring::<Mbuf>::spsc(&eal, "fwdio_sp1", 1024, s).unwrap();
     let (c0p, c0c) = Ring::<Box<WorkerCommand>>::spsc(&eal, "fwdio_c0", 8, s).unwrap();
@@ -157,6 +205,8 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         tx: vec![None, None],
         handoff_out: vec![None, Some(ho_p)],
         handoff_in: Vec::new(),
+        steer_out: vec![None, Some(st_p)],
+        steer_in: Vec::new(),
         slow: sp0_p,
         commands: c0c,
         replies: r0p,
@@ -170,6 +220,8 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         tx: vec![None, Some(TxBuffer::new(a1q.1.pop().unwrap()))],
         handoff_out: vec![None, None],
         handoff_in: vec![ho_c],
+        steer_out: vec![None, None],
+        steer_in: vec![st_c],
         slow: sp1_p,
         commands: c1c,
         replies: r1p,
@@ -189,6 +241,9 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
                     worker: u16::try_from(i).unwrap(),
                     seen: 0,
                     wrong_port: 0,
+                    outbox: Vec::new(),
+                    steered: Default::default(),
+                    bad_steer: 0,
                 };
                 io.run(&mut p, &stop);
                 0
@@ -232,6 +287,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut asked = false;
     let mut reply = None;
+    let mut stats = None;
     let stop2 = stop.clone();
     slow.run(&mut Echo, &stop2, &mut || {
         let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
@@ -241,20 +297,26 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         while rx0.rx_burst(&mut inb) > 0 {
             got_slow.extend(inb.drain(..).map(|m| m.data().to_vec()));
         }
-        let all = got_fwd.len() == want_fwd as usize && got_slow.len() == want_slow as usize;
+        let all = got_fwd.len() == want_fwd as usize
+            && got_slow.len() == want_slow as usize
+            && blocks[1].read().steer_rx == u64::from(want_slow) + 1;
         if all && !asked {
             asked = c1p
                 .enqueue(Box::new(WorkerCommand::CtCount {
                     filter: Default::default(),
                 }))
-                .is_ok();
+                .is_ok()
+                && c1p.enqueue(Box::new(WorkerCommand::CtStats)).is_ok();
         }
         if asked && reply.is_none() {
             reply = r1c.dequeue();
         }
+        if reply.is_some() && stats.is_none() {
+            stats = r1c.dequeue();
+        }
         // Counters are published every ~1 ms: wait until they show everything.
         let published = blocks[1].read().tx_packets[1] == u64::from(want_fwd);
-        if (reply.is_some() && published) || Instant::now() > deadline {
+        if (stats.is_some() && published) || Instant::now() > deadline {
             stop.store(true, Ordering::Relaxed);
         }
     });
@@ -284,6 +346,18 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         assert_eq!((f[14], f[15]), (0xff, 0xee), "slow path did not rewrite");
     }
     assert_eq!(*reply.unwrap(), WorkerReply::Count(u64::from(want_fwd)));
+    // Every steering record reached worker 1 through the edge, the withdrawn one is gone.
+    match *stats.expect("CtStats reply") {
+        WorkerReply::Stats(st) => {
+            assert_eq!(st.error, 0, "wrong in-port or misaddressed steering");
+            assert_eq!(
+                st.entries,
+                u64::from(want_slow) - 1,
+                "steering records held"
+            );
+        }
+        other => panic!("unexpected reply {other:?}"),
+    }
 
     let c0 = blocks[0].read();
     let c1 = blocks[1].read();
@@ -299,7 +373,10 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         0
     );
     assert!(c0.busy_cycles > 0 && c0.busy_cycles <= c0.total_cycles);
-    assert_eq!(c1.commands, 1);
+    assert_eq!(c1.commands, 2);
+    assert_eq!(c0.steer_tx, u64::from(want_slow) + 1);
+    assert_eq!(c1.steer_rx, u64::from(want_slow) + 1);
+    assert_eq!(c0.steer_drop + c1.steer_drop + c1.steer_tx, 0);
     assert_eq!(
         (slow.handled, slow.sent, slow.dropped),
         (u64::from(want_slow), u64::from(want_slow), 0)
@@ -308,6 +385,133 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     drop(slow);
     drop((rx0, rx1, inject, h0q, h1q, a0q, a1q));
     drop((c0p, r0c, c1p, r1c));
+    for p in ports {
+        p.close().unwrap();
+    }
+    drop(pool);
+    eal.cleanup().expect("EAL cleanup: every mbuf returned");
+}
+
+/// A TX queue that refuses frames: port 1's peer is never drained, so its ring (64
+/// slots) fills. What the device took is `tx_packets`, the rest is counted as
+/// `tx_refused` drops and freed (EAL cleanup checks every mbuf came back).
+#[test]
+fn fwd_worker_io_counts_refused_tx_as_drops() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("skipped: needs root for EAL");
+        return;
+    }
+    let eal = Eal::init([
+        "fwd-io-txfull",
+        "--lcores",
+        "0@0,1@1",
+        "--file-prefix",
+        &format!("fwd-txf-{}", std::process::id()),
+        "-m",
+        "128",
+        "--no-huge",
+        "--no-shconf",
+        "--no-pci",
+        "--no-telemetry",
+        "--log-level=*:notice",
+    ])
+    .expect("EAL init");
+    let pool = Mempool::pktmbuf(&eal, "txf_pool", 4095, 64, 2176, eal.socket_id()).unwrap();
+    let (a0, h0) = eal.ring_port_pair("txf0", 1024).unwrap();
+    let (a1, h1) = eal.ring_port_pair("txf1", 64).unwrap();
+    let mut ports: Vec<Port> = [a0, a1, h0, h1]
+        .iter()
+        .map(|&id| open(&eal, id, &pool))
+        .collect();
+    let mut queues: Vec<_> = ports.iter_mut().map(|p| p.take_queues().unwrap()).collect();
+    for p in &mut ports {
+        p.start().unwrap();
+    }
+    let (mut h1q, mut h0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let (mut a1q, mut a0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let s = eal.socket_id();
+    let (sp_p, sp_c) = Ring::<Mbuf>::spsc(&eal, "txf_sp", 64, s).unwrap();
+    let (cp, cc) = Ring::<Box<WorkerCommand>>::spsc(&eal, "txf_c", 8, s).unwrap();
+    let (rp, rc) = Ring::<Box<WorkerReply>>::spsc(&eal, "txf_r", 8, s).unwrap();
+    let block = Arc::new(CounterBlock::default());
+
+    // Every frame waits on port 0 before the worker starts.
+    let mut inject = h0q.1.pop().unwrap();
+    let mut out: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    for seq in 0..FRAMES {
+        let mut m = pool.alloc().unwrap();
+        m.append(64).unwrap().copy_from_slice(&frame(seq));
+        out.push(m);
+        if out.is_full() || seq == FRAMES - 1 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !out.is_empty() {
+                inject.tx_burst(&mut out);
+                assert!(Instant::now() < deadline, "port 0 does not take frames");
+            }
+        }
+    }
+
+    let io = WorkerIo {
+        index: 0,
+        rx: vec![(0, a0q.0.pop().unwrap())],
+        tx: vec![None, Some(TxBuffer::new(a1q.1.pop().unwrap()))],
+        handoff_out: vec![None],
+        handoff_in: Vec::new(),
+        steer_out: vec![None],
+        steer_in: Vec::new(),
+        slow: sp_p,
+        commands: cc,
+        replies: rp,
+        published: block.clone(),
+        neigh: None,
+        tsc_hz: eal.tsc_hz(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let lcore = eal.worker_lcores().next().unwrap();
+    let stop2 = stop.clone();
+    let handle = eal
+        .launch_on(lcore, move || {
+            io.run(&mut dataplane::worker::process::PortForward::new(2), &stop2);
+            0
+        })
+        .unwrap();
+    let refused = |c: &dataplane::worker::counters::Counters| {
+        c.drops[dataplane::DropReason::TxRefused as usize]
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = block.read();
+        if c.tx_packets[1] + refused(&c) == u64::from(FRAMES) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(handle.join(), 0);
+
+    let mut delivered = 0u64;
+    let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    let mut rx1 = h1q.0.pop().unwrap();
+    while rx1.rx_burst(&mut inb) > 0 {
+        delivered += inb.len() as u64;
+        inb.clear();
+    }
+    let c = block.read();
+    assert_eq!(c.rx_packets[0], u64::from(FRAMES));
+    assert!(refused(&c) > 0, "the full queue refused nothing: {c:?}");
+    assert_eq!(c.tx_packets[1] + refused(&c), u64::from(FRAMES));
+    assert_eq!(
+        c.tx_packets[1], delivered,
+        "tx_packets counts only what the device took"
+    );
+    assert_eq!(c.tx_bytes[1], delivered * 64);
+    assert_eq!(c.tx_dropped, refused(&c));
+
+    drop((rx1, inject, h0q, h1q, a0q, a1q, sp_c, cp, rc));
     for p in ports {
         p.close().unwrap();
     }

@@ -26,7 +26,7 @@ const PIPELINE_TUNING: bool = true;
 /// - the workers count their conntrack entries (`/api/v1/conntrack/count`, `/stats`);
 const PIPELINE_CONNTRACK_COUNT: bool = true;
 /// - the workers list their conntrack entries (`GET /api/v1/conntrack`, `fwctl conntrack list`).
-const PIPELINE_CONNTRACK_LIST: bool = false;
+const PIPELINE_CONNTRACK_LIST: bool = true;
 
 const TOKEN: &str = "integ-e2e-token";
 
@@ -505,6 +505,12 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         assert_eq!(entries.len(), 1, "{v}");
         let (ok_, out) = lab.fwctl(&["conntrack", "list", "-p", "tcp", "--dport", "8081"]);
         assert!(ok_ && out.contains("dport=8081"), "{out}");
+        // Delete by filter: exactly that connection goes, and the list no longer has it.
+        let (s, v) = lab.json("DELETE", "/api/v1/conntrack?proto=tcp&dport=8081", None);
+        assert_eq!((s, v["deleted"].as_u64()), (200, Some(1)), "{v}");
+        let (s, v) = lab.json("GET", "/api/v1/conntrack?proto=tcp&dport=8081", None);
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["entries"].as_array().map(Vec::len), Some(0), "{v}");
     } else {
         let (s, v) = lab.json("GET", "/api/v1/conntrack", None);
         eprintln!("PIPELINE_CONNTRACK_LIST=false: conntrack list answered {s} {v}");

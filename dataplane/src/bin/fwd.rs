@@ -31,11 +31,16 @@ use dataplane::rules::{self, PortsByName};
 use dataplane::wire::Addr;
 use dataplane::worker::counters::{CounterBlock, MAX_PORTS};
 use dataplane::worker::io::{BURST, NeighShare, NeighWorker, SlowPathIo, WorkerIo};
+use dataplane::worker::process::SteerMsg;
 use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SlowPath, WorkerCommand, WorkerReply};
 use dpdk_bindings::{
     Consumer, Eal, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring, RssConfig,
     TxBuffer, diag, ffi,
 };
+
+/// Slots of each worker-pair steering ring (messages are made per new DNAT connection
+/// whose reply belongs to another worker, and per death of one).
+const STEER_RING: u32 = 4096;
 
 const DEMO_YAML: &str = include_str!("../../../deploy/examples/demo.yaml");
 
@@ -544,6 +549,28 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             }
         }
     }
+    // Steering messages (DNAT reply tuples owned elsewhere), one ring per worker pair.
+    let mut steer_out: Vec<Vec<Option<Producer<Box<SteerMsg>>>>> = (0..nworkers)
+        .map(|_| (0..nworkers).map(|_| None).collect())
+        .collect();
+    let mut steer_in: Vec<Vec<Consumer<Box<SteerMsg>>>> =
+        (0..nworkers).map(|_| Vec::new()).collect();
+    for (from, outs) in steer_out.iter_mut().enumerate() {
+        for (to, out) in outs.iter_mut().enumerate() {
+            if from != to {
+                let (p, c) = Ring::<Box<SteerMsg>>::spsc(
+                    &eal,
+                    &format!("fwd_st_{from}_{to}"),
+                    STEER_RING,
+                    socket,
+                )
+                .map_err(ring_err)?;
+                *out = Some(p);
+                steer_in[to].push(c);
+            }
+        }
+    }
+    let mut steer = steer_out.into_iter().zip(steer_in);
     let mut slow_in = Vec::new();
     let mut neigh_back = Vec::new();
     let mut commands = Vec::new();
@@ -579,12 +606,15 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             .iter_mut()
             .map(|qs| qs[w].take().map(TxBuffer::<BURST>::new))
             .collect::<Vec<_>>();
+        let (steer_out, steer_in) = steer.next().unwrap_or_default();
         ios.push(WorkerIo {
             index: w16,
             rx,
             tx,
             handoff_out: outs,
             handoff_in: ins,
+            steer_out,
+            steer_in,
             slow: sp,
             commands: cc,
             replies: rp,

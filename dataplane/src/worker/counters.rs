@@ -15,7 +15,8 @@ pub struct Counters {
     /// Per port index: frames received from this port's RX queues.
     pub rx_packets: [u64; MAX_PORTS],
     pub rx_bytes: [u64; MAX_PORTS],
-    /// Per port index: frames handed to this port's TX queue.
+    /// Per port index: frames this port's TX queue took (refused ones are
+    /// `drops[TxRefused]`).
     pub tx_packets: [u64; MAX_PORTS],
     pub tx_bytes: [u64; MAX_PORTS],
     /// Frames the TX queue refused (freed).
@@ -36,11 +37,15 @@ pub struct Counters {
     pub total_cycles: u64,
     /// Control commands answered.
     pub commands: u64,
+    /// Steering messages sent to other workers / received / lost (ring full, no ring).
+    pub steer_tx: u64,
+    pub steer_rx: u64,
+    pub steer_drop: u64,
 }
 
 impl Counters {
     /// Number of `u64` slots in the flat form.
-    pub const SLOTS: usize = 4 * MAX_PORTS + DropReason::COUNT + 10;
+    pub const SLOTS: usize = 4 * MAX_PORTS + DropReason::COUNT + 13;
 
     /// Visits every slot in a fixed order (the same for write and read).
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
@@ -61,6 +66,9 @@ impl Counters {
                 &mut self.busy_cycles,
                 &mut self.total_cycles,
                 &mut self.commands,
+                &mut self.steer_tx,
+                &mut self.steer_rx,
+                &mut self.steer_drop,
             ])
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::route::NeighborSnapshot;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowProcess, dispatch};
+use crate::worker::process::{Process, SlowProcess, SteerMsg, dispatch};
 use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
@@ -102,6 +102,10 @@ pub struct WorkerIo {
     pub handoff_out: Vec<Option<Producer<Mbuf>>>,
     /// Handoff consumers from every other worker.
     pub handoff_in: Vec<Consumer<Mbuf>>,
+    /// Steering message producers to every other worker (`None` at our own index).
+    pub steer_out: Vec<Option<Producer<Box<SteerMsg>>>>,
+    /// Steering message consumers from every other worker.
+    pub steer_in: Vec<Consumer<Box<SteerMsg>>>,
     /// Frames for the slow path.
     pub slow: Producer<Mbuf>,
     /// Control commands in, replies out.
@@ -127,13 +131,16 @@ impl WorkerIo {
         let mut c = Counters::default();
         let mut scratch = [0u8; SCRATCH_LEN];
         let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        // Lengths of the frames buffered in each TX buffer, to count what the device takes.
+        let mut pending: Vec<ArrayVec<u32, BURST>> =
+            (0..self.tx.len()).map(|_| ArrayVec::new()).collect();
         let tick_cycles = (self.tsc_hz / 1000).max(1);
         let start = rdtsc();
         let mut last_tick = start;
         while !stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let now_ns = tsc_to_ns(t0, self.tsc_hz);
-            let mut work = 0usize;
+            let mut work = self.receive_steering(proc, &mut c);
             for ring in 0..self.handoff_in.len() {
                 burst.clear();
                 let n = self.handoff_in[ring].dequeue_burst(&mut burst);
@@ -141,9 +148,16 @@ impl WorkerIo {
                 work += n;
                 for mut m in burst.drain(..) {
                     match untag_port(&mut m) {
-                        Some(port) => {
-                            self.handle(proc, &mut c, port, m, now_ns, &mut scratch, false)
-                        }
+                        Some(port) => self.handle(
+                            proc,
+                            &mut c,
+                            &mut pending,
+                            port,
+                            m,
+                            now_ns,
+                            &mut scratch,
+                            false,
+                        ),
                         None => {
                             c.edge_drop += 1;
                             drop(m);
@@ -161,14 +175,21 @@ impl WorkerIo {
                         *s += 1;
                         c.rx_bytes[usize::from(port)] += u64::from(m.pkt_len());
                     }
-                    self.handle(proc, &mut c, port, m, now_ns, &mut scratch, true);
+                    self.handle(
+                        proc,
+                        &mut c,
+                        &mut pending,
+                        port,
+                        m,
+                        now_ns,
+                        &mut scratch,
+                        true,
+                    );
                 }
             }
-            for tx in self.tx.iter_mut().flatten() {
-                if !tx.is_empty() {
-                    tx.flush();
-                }
-            }
+            // Every iteration: `tick` and commands (between bursts) also retire connections.
+            self.send_steering(proc, &mut c);
+            self.flush_tx(&mut c, &mut pending);
             let t1 = rdtsc();
             if work > 0 {
                 c.busy_cycles += t1.wrapping_sub(t0);
@@ -181,11 +202,51 @@ impl WorkerIo {
                 self.publish(&mut c, t1.wrapping_sub(start));
             }
         }
-        for tx in self.tx.iter_mut().flatten() {
-            tx.flush();
-        }
+        self.flush_tx(&mut c, &mut pending);
         self.publish(&mut c, rdtsc().wrapping_sub(start));
         c
+    }
+
+    /// Flushes every non-empty TX buffer and counts what the device took and refused.
+    fn flush_tx(&mut self, c: &mut Counters, pending: &mut [ArrayVec<u32, BURST>]) {
+        for (p, (tx, pend)) in self.tx.iter_mut().zip(pending).enumerate() {
+            if let Some(tx) = tx
+                && !tx.is_empty()
+            {
+                let sent = tx.flush();
+                settle(c, p, pend, sent);
+            }
+        }
+    }
+
+    /// Applies every steering message waiting on the rings from the other workers (before
+    /// each burst, so a reply that arrives after its record is steered). Returns how many.
+    fn receive_steering<P: Process>(&mut self, proc: &mut P, c: &mut Counters) -> usize {
+        let mut n = 0;
+        for ring in &mut self.steer_in {
+            while let Some(msg) = ring.dequeue() {
+                proc.receive_steering(*msg);
+                n += 1;
+            }
+        }
+        c.steer_rx += n as u64;
+        n
+    }
+
+    /// Sends the steering messages the processor created (after each burst, before its
+    /// frames are transmitted). One box per message: they are made per new DNAT
+    /// connection whose reply belongs elsewhere (and per death of one), not per packet.
+    fn send_steering<P: Process>(&mut self, proc: &mut P, c: &mut Counters) {
+        let outs = &mut self.steer_out;
+        proc.drain_steering(&mut |msg| {
+            let ring = outs.get_mut(usize::from(msg.to())).and_then(Option::as_mut);
+            match ring.map(|p| p.enqueue(Box::new(msg))) {
+                Some(Ok(())) => c.steer_tx += 1,
+                // Full ring (the receiver is far behind) or no such worker: the record
+                // is lost; the replies of that connection are dropped as untracked.
+                _ => c.steer_drop += 1,
+            }
+        });
     }
 
     fn publish(&self, c: &mut Counters, total: u64) {
@@ -230,6 +291,7 @@ impl WorkerIo {
         &mut self,
         proc: &mut P,
         c: &mut Counters,
+        pending: &mut [ArrayVec<u32, BURST>],
         port: u16,
         mut m: Mbuf,
         now_ns: u64,
@@ -244,7 +306,7 @@ impl WorkerIo {
         match action {
             Action::Forward { port: out, len } => {
                 if set_len(&mut m, usize::from(len)) {
-                    self.transmit(c, out, m);
+                    self.transmit(c, pending, out, m);
                 } else {
                     c.edge_drop += 1;
                 }
@@ -253,7 +315,7 @@ impl WorkerIo {
                 let len = usize::from(len);
                 if len <= SCRATCH_LEN && set_len(&mut m, len) {
                     m.data_mut().copy_from_slice(&scratch[..len]);
-                    self.transmit(c, out, m);
+                    self.transmit(c, pending, out, m);
                 } else {
                     c.edge_drop += 1;
                 }
@@ -289,20 +351,53 @@ impl WorkerIo {
         }
     }
 
+    /// Buffers `m` on `port`'s TX queue; counted as transmitted (or refused) when the
+    /// buffer is flushed, by [`settle`].
     #[inline]
-    fn transmit(&mut self, c: &mut Counters, port: u16, m: Mbuf) {
+    fn transmit(
+        &mut self,
+        c: &mut Counters,
+        pending: &mut [ArrayVec<u32, BURST>],
+        port: u16,
+        m: Mbuf,
+    ) {
         let p = usize::from(port);
-        match self.tx.get_mut(p).and_then(Option::as_mut) {
-            Some(tx) => {
-                if p < MAX_PORTS {
-                    c.tx_packets[p] += 1;
-                    c.tx_bytes[p] += u64::from(m.pkt_len());
+        match (
+            self.tx.get_mut(p).and_then(Option::as_mut),
+            pending.get_mut(p),
+        ) {
+            (Some(tx), Some(pend)) => {
+                // The buffer flushes when it fills, so it never holds BURST frames here.
+                if pend.try_push(m.pkt_len()).is_err() {
+                    c.edge_drop += 1;
+                    return;
                 }
-                tx.push(m);
+                let sent = tx.push(m);
+                if tx.is_empty() {
+                    settle(c, p, pend, sent);
+                }
             }
-            None => c.edge_drop += 1,
+            _ => c.edge_drop += 1,
         }
     }
+}
+
+/// Counts one flush of port `p`'s TX buffer that held the frames of lengths `pending`, of
+/// which the device took `sent`: `tx_burst` takes a prefix, so those are transmitted and
+/// the rest were refused (freed by the buffer), counted as [`DropReason::TxRefused`].
+///
+/// [`DropReason::TxRefused`]: crate::DropReason::TxRefused
+fn settle(c: &mut Counters, p: usize, pending: &mut ArrayVec<u32, BURST>, sent: usize) {
+    let refused = pending.len().saturating_sub(sent);
+    c.drops[crate::DropReason::TxRefused as usize] += refused as u64;
+    if p < MAX_PORTS {
+        c.tx_packets[p] += (pending.len() - refused) as u64;
+        c.tx_bytes[p] += pending[..pending.len() - refused]
+            .iter()
+            .map(|&l| u64::from(l))
+            .sum::<u64>();
+    }
+    pending.clear();
 }
 
 /// Sets the (single-segment) frame length to `len`; false if the buffer cannot hold it.

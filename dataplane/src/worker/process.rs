@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::control::proto::CtCounters;
+use crate::nat::alloc::Steering;
 use crate::route::NeighborSnapshot;
 use crate::worker::Pipeline;
 use crate::worker::{Action, WorkerCommand, WorkerReply};
@@ -39,11 +40,41 @@ pub trait Process: Send {
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
     fn tick(&mut self, now_ns: u64);
+    /// Steering messages (DNAT reply tuples owned elsewhere, and their withdrawal) this
+    /// processor created since the last call, each passed to `send`; the I/O edge calls it
+    /// after each burst and puts each message on the ring to [`SteerMsg::to`]. The
+    /// default has none.
+    fn drain_steering(&mut self, send: &mut dyn FnMut(SteerMsg)) {
+        let _ = send;
+    }
+    /// A steering message from another worker (the I/O edge calls it before each burst).
+    /// The default ignores it.
+    fn receive_steering(&mut self, msg: SteerMsg) {
+        let _ = msg;
+    }
     /// Adopt a new neighbour snapshot published by the slow path; returns the old one
     /// (the I/O edge hands it back to the main lcore, which frees it). The default keeps
     /// nothing.
     fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
         snap
+    }
+}
+
+/// A steering message between workers (docs/architecture.md, "Flow ownership").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SteerMsg {
+    /// Packets with this reply tuple belong to `owner`: hand them there on a miss.
+    Add(Steering),
+    /// The connection died on `owner`: withdraw the record.
+    Remove(Steering),
+}
+
+impl SteerMsg {
+    /// The worker the message goes to (the one receiving the replies).
+    pub fn to(&self) -> u16 {
+        match self {
+            SteerMsg::Add(s) | SteerMsg::Remove(s) => s.reply_worker,
+        }
     }
 }
 
@@ -78,6 +109,22 @@ impl Process for Pipeline {
 
     fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {
         Pipeline::adopt_neighbors(self, snap)
+    }
+
+    fn drain_steering(&mut self, send: &mut dyn FnMut(SteerMsg)) {
+        for s in Pipeline::take_steering(self) {
+            send(SteerMsg::Add(s));
+        }
+        for s in Pipeline::take_unsteering(self) {
+            send(SteerMsg::Remove(s));
+        }
+    }
+
+    fn receive_steering(&mut self, msg: SteerMsg) {
+        match msg {
+            SteerMsg::Add(s) => Pipeline::add_steering(self, s),
+            SteerMsg::Remove(s) => Pipeline::remove_steering(self, &s),
+        }
     }
 }
 
