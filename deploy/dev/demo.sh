@@ -101,7 +101,16 @@ for _ in $(seq 400); do
     kill -0 "$gen_pid" 2>/dev/null && kill -0 "$sink_pid" 2>/dev/null || break
     sleep 0.1
 done
-sleep "$DEMO_SECONDS"
+# Live view while the generator runs: fwd's own throughput lines go to its log; here the
+# connection table, every 2 s, over the control socket.
+elapsed=0
+while [ "$elapsed" -lt "$DEMO_SECONDS" ]; do
+    step=$(( DEMO_SECONDS - elapsed < 2 ? DEMO_SECONDS - elapsed : 2 ))
+    sleep "$step"
+    elapsed=$((elapsed + step))
+    count=$(control conntrack_count 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r.get("result", {}).get("count", "?"))' 2>/dev/null || echo "?")
+    echo "   ${elapsed}s: connections tracked: $count  | fwd: $(grep -v '^EAL\|^TELEMETRY' "$work/fwd.log" | tail -1)"
+done
 # Read the counters while both are still connected: memif resets a port's ring count
 # (and so what rte_eth_stats_get sums) when its peer goes away.
 stats=$(control stats) || die "stats request failed"
