@@ -15,7 +15,9 @@ import sys
 
 
 def load(results):
+    """The newest result of each scenario, and every result (for same-session pairing)."""
     latest = {}
+    every = []
     for path in sorted(glob.glob(os.path.join(results, "*.json"))):
         try:
             with open(path) as f:
@@ -28,7 +30,22 @@ def load(results):
         r["_file"] = os.path.basename(path)
         # File names start with a UTC timestamp: sorted order is time order.
         latest[r["scenario"]] = r
-    return latest
+        every.append(r)
+    return latest, every
+
+
+def same_session_baseline(every, fwd_result):
+    """The newest testpmd io result with the fwd result's flow count and session id."""
+    run_id = fwd_result.get("run_id")
+    flows = fwd_result["generator"]["args"]["flows"]
+    found = None
+    for r in every:
+        g = r["generator"]
+        if run_id and r.get("run_id") == run_id and r["dut"] == "testpmd-io" \
+                and g["args"]["mode"] == "udp" and g["args"]["rate"] == 0 \
+                and g["args"]["flows"] == flows:
+            found = r
+    return found
 
 
 def load_range(latest):
@@ -78,12 +95,21 @@ def main():
     ap.add_argument("--out", default=None, help="default: the results directory")
     a = ap.parse_args()
     out = a.out or a.results
-    latest = load(a.results)
+    latest, every = load(a.results)
     if not latest:
         sys.exit(f"report.py: no results in {a.results} (run perf/run-quick.sh)")
 
     base = {f: g for f, g, _ in throughput_rows(latest, "testpmd-io")}
-    fwd = {f: g for f, g, _ in throughput_rows(latest, "fwd")}
+    fwd_rows = throughput_rows(latest, "fwd")
+    fwd = {f: g for f, g, _ in fwd_rows}
+    # The ratio divides fwd by the baseline of the same session (same machine conditions)
+    # where there is one; else by the newest baseline, flagged.
+    paired = {}
+    for f, _, r in fwd_rows:
+        b = same_session_baseline(every, r)
+        if b:
+            base[f] = b["generator"]
+            paired[f] = True
     any_r = next(iter(latest.values()))
     m = any_r["machine"]
     lines = [
@@ -99,8 +125,8 @@ def main():
         *contention_warning(latest),
         "## Throughput vs flows (UDP, max rate)",
         "",
-        "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd / io | fwd loss | result files |",
-        "|---:|---:|---:|---:|---:|---|",
+        "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd / io | fwd loss | same session | result files |",
+        "|---:|---:|---:|---:|---:|---|---|",
     ]
     for f in sorted(set(base) | set(fwd)):
         b, w = base.get(f), fwd.get(f)
@@ -112,8 +138,10 @@ def main():
             # The io forwarder is the limit of the path: above it, conditions differed.
             ratio = f"{q:.2f}" + (" (not comparable: above the path limit)" if q > 1.05 else "")
         loss = f"{w['loss_ratio'] * 100:.3f}%" if w else "-"
-        files = ", ".join(r["_file"] for r in latest.values() if r["generator"] in (b, w))
-        lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {files} |")
+        files = ", ".join(sorted({r["_file"] for r in every
+                                  if r["generator"] is b or r["generator"] is w}))
+        same = "yes" if paired.get(f) else ("no" if b and w else "-")
+        lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {same} | {files} |")
     procs = sorted({r.get("fwd_processor", "?") for r in latest.values() if r["dut"] == "fwd"})
     if procs:
         lines += ["", f"fwd ran with the processor: {', '.join(procs)} (`PortForward` is the "
@@ -142,6 +170,26 @@ def main():
         elif "newconn" in name or "rules" in name:
             lines.append(f"| {name} | single-packet UDP | {g['rx_pps']:,.0f} | "
                          f"{g['lost']} lost | - | - |")
+    lines += ["", "## fwd counters after each run (cumulative since fwd started)", "",
+              "| scenario | worker rx | worker tx | drops by reason | conntrack entries | "
+              "NAT exhausted | busy |", "|---|---:|---:|---|---:|---:|---:|"]
+    for name, r in sorted(latest.items()):
+        st = r.get("fwd_stats")
+        if r["dut"] != "fwd" or not st:
+            continue
+        ws = st.get("workers", [])
+        drops = {}
+        for w in ws:
+            for k, v in w.get("drops", {}).items():
+                drops[k] = drops.get(k, 0) + v
+        dtext = ", ".join(f"{k} {v:,}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1])
+                          if v) or "none"
+        total = sum(w.get("total_cycles", 0) for w in ws)
+        busy = f"{sum(w.get('busy_cycles', 0) for w in ws) / total:.2f}" if total else "-"
+        lines.append(f"| {name} | {sum(w.get('rx_packets', 0) for w in ws):,} | "
+                     f"{sum(w.get('tx_packets', 0) for w in ws):,} | {dtext} | "
+                     f"{sum(w.get('ct', {}).get('entries', 0) for w in ws):,} | "
+                     f"{sum(w.get('nat_port_exhausted', 0) for w in ws):,} | {busy} |")
     scaling = {}
     for name, r in latest.items():
         if name.startswith("scaling-") and "tcp" not in name:
