@@ -88,11 +88,77 @@ def throughput_rows(latest, dut):
     return sorted(rows, key=lambda t: t[0])
 
 
+def session_result(every, run_id, scenario):
+    """The newest result of a scenario in one session, else None."""
+    found = None
+    for r in every:
+        if r["scenario"] == scenario and r.get("run_id") == run_id:
+            found = r
+    return found
+
+
+def figures(latest, every, path):
+    """perf/FIGURES.md's table: fwd against testpmd io of the same session, one row per
+    figure, with the script invocation and the result files."""
+    fwd = [r for r in latest.values() if r["dut"] == "fwd"]
+    if not fwd:
+        sys.exit("report.py --figures: no fwd results")
+    run_id = max(fwd, key=lambda r: r["_file"]).get("run_id")
+    rows = []
+
+    def row(what, fname, bname, metric, unit, note=""):
+        w = session_result(every, run_id, fname)
+        b = session_result(every, run_id, bname) if bname else None
+        if not w:
+            rows.append(f"| {what} | not measured | | | | | |")
+            return
+        wv, bv = metric(w["generator"]), (metric(b["generator"]) if b else None)
+        ratio = f"{wv / bv:.2f}" if bv else "-"
+        bcell = f"{bv:,.{unit}f}" if bv is not None else "-"
+        files = w["_file"] + (f", {b['_file']}" if b else "")
+        rows.append(f"| {what} | {wv:,.{unit}f} | {bcell} | {ratio} | "
+                    f"{w['machine']['loadavg'].split()[0]} | {note} | "
+                    f"`{w.get('invocation', '?')}`: {files} |")
+
+    mp = lambda g: g["rx_pps"] / 1e6  # noqa: E731
+    for f in (1000, 100000, 1000000):
+        row(f"UDP established, {f:,} flows, 64 B (Mpps)", f"fwd-udp-{f}",
+            f"baseline-io-udp-{f}", mp, 3)
+    lat = lambda q: (lambda g: g["latency"][q] / 1000)  # noqa: E731
+    for q in ("p50_ns", "p99_ns", "p999_ns"):
+        row(f"latency {q[:-3]} at 50% of max, 1k flows (us)", "fwd-latency50-1000",
+            "baseline-io-latency50-1000", lat(q), 1, "lower is better")
+    row("new UDP flows/s (single-packet flows, 16 M tuples)", "fwd-newconn-udp",
+        "baseline-io-udp-1000000", lambda g: g["rx_pps"], 0,
+        "io column: io max pps at 1M flows (io tracks nothing)")
+    row("TCP handshakes/s (SYN .. last ACK, via SNAT)", "fwd-tcp", "baseline-io-tcp",
+        lambda g: g["tcp"]["conns_per_s"], 0, "io column: generator+reflector limit")
+    for n in (10, 1000, 10000):
+        row(f"new UDP flows/s, {n:,} rules in forward", f"fwd-rules-{n}",
+            "baseline-io-udp-1000000", lambda g: g["rx_pps"], 0,
+            "io column: io max pps at 1M flows")
+    any_r = max(fwd, key=lambda r: r["_file"])
+    m = any_r["machine"]
+    head = [
+        f"Session `{run_id}`, {any_r['date']}; {m['cpu']}, {m['cores']} cores, "
+        f"kernel {m['kernel']}; DPDK {any_r['dpdk']}; commit {any_r['commit'][:12]}"
+        + (" (dirty tree)" if any_r.get("dirty") else "") + ".",
+        "",
+        "| figure | fwd | testpmd io | fwd / io | load avg | note | command: result files |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(head + rows) + "\n")
+    print(f"report.py: wrote the figures table to {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--results", default=os.path.join(here, "results"))
     ap.add_argument("--out", default=None, help="default: the results directory")
+    ap.add_argument("--figures", default=None, metavar="FILE",
+                    help="also write the fwd-vs-io table of the newest session to FILE")
     a = ap.parse_args()
     out = a.out or a.results
     latest, every = load(a.results)
@@ -249,6 +315,8 @@ def main():
     with open(report, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"report.py: wrote {report}" + (f" and {plot}" if os.path.exists(plot) else ""))
+    if a.figures:
+        figures(latest, every, a.figures)
 
 
 if __name__ == "__main__":
