@@ -12,6 +12,7 @@ repo=$(cd "$here/.." && pwd)
 export DURATION=${DURATION:-3}
 [ -x "$repo/target/release/perfgen" ] || cargo build --release -p perfgen --manifest-path "$repo/Cargo.toml"
 export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-quick}
+export PERF_INVOCATION=${PERF_INVOCATION:-"DURATION=$DURATION perf/run-quick.sh"}
 if [ -x "$repo/target/release/fwd" ]; then
     # run-appliance.sh runs the testpmd io baseline first, in the same session.
     FLOWS="1000 100000 1000000" RULE_COUNTS="10 1000 10000" "$here/run-appliance.sh" \
