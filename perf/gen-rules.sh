@@ -26,7 +26,9 @@ cat <<TAIL
 table ip nat {
     chain postrouting {
         type nat hook postrouting priority 100; policy accept;
-        oifname "wan" masquerade
+        # A pool, not masquerade: one address gives ~64 k source ports per destination
+        # (as in Linux), and the generator sends its 100 k - 16 M flows to one server.
+        oifname "wan" snat to 203.0.113.64-203.0.113.127
     }
 }
 TAIL

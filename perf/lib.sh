@@ -27,6 +27,17 @@ DUT_MAIN=${DUT_MAIN:-$CORE_GEN}
 DURATION=${DURATION:-5}
 MEM_MB=${MEM_MB:-256}
 RUN_DIR=$(mktemp -d /tmp/perf-run.XXXXXX)
+# One id per measuring session (run-quick.sh / run-appliance.sh export it to the scripts
+# they call): report.py divides fwd by the testpmd io baseline of the same session only.
+export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
+# The command line of the outermost script, with the settings it read, for the results.
+if [ -z "${PERF_INVOCATION:-}" ]; then
+    PERF_INVOCATION=""
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE; do
+        [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
+    done
+    export PERF_INVOCATION+="perf/$(basename "$0")"
+fi
 # memif sockets (abstract namespace in DPDK 22.11; the path only names them).
 SOCK_A=$RUN_DIR/a.sock
 SOCK_B=$RUN_DIR/b.sock
@@ -119,7 +130,8 @@ save() {
     jq -n --arg scenario "$name" --arg dut "$dut" --arg dut_cmd "$DUT_CMD" --arg gen_cmd "$GEN_CMD" \
         --argjson meta "$(meta_json)" --argjson gen "$gen" --argjson extra "$extra" \
         --argjson more "${EXTRA_META:-"{}"}" \
-        '{scenario: $scenario, dut: $dut} + $meta + {commands: {dut: $dut_cmd, generator: $gen_cmd},
+        --arg run_id "$PERF_RUN_ID" --arg invocation "$PERF_INVOCATION" \
+        '{scenario: $scenario, dut: $dut, run_id: $run_id, invocation: $invocation} + $meta + {commands: {dut: $dut_cmd, generator: $gen_cmd},
           generator: $gen} + $extra + $more' > "$out"
     printf '%-28s %-10s flows=%-8s tx=%6.2f Mpps rx=%6.2f Mpps loss=%.4f%%%s\n' "$name" "$dut" \
         "$(jq -r .args.flows <<< "$gen")" "$(jq -r '.tx_pps / 1e6' <<< "$gen")" \
@@ -175,6 +187,28 @@ control_socket: $RUN_DIR/control.sock
 state_dir: $RUN_DIR/state
 YAML
     "$FWD" check "$RUN_DIR/fwd.yaml" || die "generated config refused (see above): $RUN_DIR/fwd.yaml"
+}
+
+# fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
+# null when the socket does not answer in 5 s. Cumulative since fwd started.
+fwd_stats() {
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    "$py" - "$RUN_DIR/control.sock" <<'PY' 2> /dev/null || echo null
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(b'{"v":1,"id":1,"request":{"op":"stats"}}\n')
+buf = b""
+while not buf.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+r = json.loads(buf)
+print(json.dumps(r.get("result")))
+PY
 }
 
 start_fwd() {
