@@ -107,6 +107,10 @@ struct Lab {
     fwmgmt: Option<Child>,
     port: u16,
     mgmt_starts: u32,
+    /// Held (an exclusive `flock`) for the Lab's life, released after its cleanup: the
+    /// tests of this file run one at a time even under nextest's one process per test, as
+    /// several busy-polling `fwd`s pinned to the same core starve each other on a small box.
+    _serial: std::fs::File,
 }
 
 impl Drop for Lab {
@@ -128,6 +132,9 @@ impl Lab {
     fn new() -> Lab {
         let pid = std::process::id();
         let short = pid % 100_000;
+        let serial = std::fs::File::create(std::env::temp_dir().join("integ-e2e_fwd.lock"))
+            .expect("lock file");
+        serial.lock().expect("flock");
         let mut lab = Lab {
             ns_a: String::new(),
             ns_b: String::new(),
@@ -139,6 +146,7 @@ impl Lab {
             fwmgmt: None,
             port: free_port(),
             mgmt_starts: 0,
+            _serial: serial,
         };
         std::fs::create_dir_all(&lab.dir).unwrap();
         // Names set one by one so the guard deletes exactly the ones that were created.
@@ -228,10 +236,19 @@ impl Lab {
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
         );
-        std::fs::write(self.dir.join("rules.nft"), ACCEPT_ALL).unwrap();
+        // Written once: a restart (same config, same state dir) finds the same files.
+        let rules = self.dir.join("rules.nft");
+        if !rules.exists() {
+            std::fs::write(&rules, ACCEPT_ALL).unwrap();
+        }
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
-        let log = std::fs::File::create(self.dir.join("fwd.log")).unwrap();
+        // Appended: the log of a restarted fwd follows the first one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("fwd.log"))
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns_fw])
             .arg(fwd_binary())
@@ -407,6 +424,24 @@ impl Lab {
 const ACCEPT_ALL: &str = "table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n  }\n}\n";
 
 const DROP_ICMP: &str = "table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip protocol icmp drop\n  }\n}\n";
+
+/// SIGTERM to a child (by PID), then waits for it, at most 15 s (SIGKILL after that).
+/// True when it exited by itself.
+fn terminate(child: &mut Option<Child>) -> bool {
+    let Some(mut c) = child.take() else {
+        return true;
+    };
+    let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
+    for _ in 0..150 {
+        if c.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    false
+}
 
 /// `NAME{...label...} VALUE` summed over the lines of a Prometheus scrape that match.
 fn metric_sum(text: &str, name: &str, label: &str) -> u64 {
@@ -663,4 +698,144 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
     assert_eq!(s, 200);
     let (ok_, out) = lab.fwctl(&["ruleset", "show"]);
     assert!(!ok_ && out.contains("fwd_unreachable"), "{out}");
+}
+
+/// Issue 6: "change a timeout and see entries expire sooner". With
+/// `nf_conntrack_udp_timeout` at 3 s, one unanswered UDP datagram's entry shows a timeout
+/// of at most 3 s and is gone within a few seconds (at the default 30 s it would stay).
+#[test]
+fn udp_timeout_change_expires_entries_sooner() {
+    if !is_root() {
+        eprintln!("udp_timeout_change_expires_entries_sooner: skipped (needs root)");
+        return;
+    }
+    const NEW: u64 = 3;
+    let mut lab = Lab::new();
+    lab.start_fwd();
+    lab.start_fwmgmt();
+    // Forwarding works (and fwd has resolved B's MAC) before the datagram.
+    let _ = lab.ping_through(1);
+    assert!(lab.ping_through(2), "ping through fwd:\n{}", lab.logs());
+
+    let (s, v) = lab.json(
+        "PATCH",
+        "/api/v1/tuning",
+        Some((
+            "application/json",
+            &format!(r#"{{"nf_conntrack_udp_timeout": {NEW}}}"#),
+        )),
+    );
+    assert_eq!(s, 200, "{v}\n{}", lab.logs());
+    assert_eq!(v["values"]["nf_conntrack_udp_timeout"], NEW, "{v}");
+
+    // One datagram A -> B:5353 (nobody answers: the entry stays UNREPLIED).
+    let send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                s.bind(('198.18.1.2', 40123)); s.sendto(b'expire-me', ('198.18.2.2', 5353))";
+    let out = lab.in_ns(&lab.ns_a, &["python3", "-c", send]);
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let filter = "/api/v1/conntrack?proto=udp&dport=5353";
+    let mut created = None;
+    for _ in 0..20 {
+        let (s, v) = lab.json("GET", filter, None);
+        assert_eq!(s, 200, "{v}");
+        if let Some(e) = v["entries"].as_array().and_then(|a| a.first()) {
+            created = Some(e.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let entry = created.unwrap_or_else(|| panic!("no udp entry for :5353\n{}", lab.logs()));
+    let started = std::time::Instant::now();
+    let t = entry["timeout"].as_u64().expect("timeout");
+    assert!(
+        t <= NEW,
+        "a new udp entry expires in {t} s, the tunable is {NEW}: {entry}"
+    );
+    assert_eq!(entry["orig"]["sport"], 40123, "{entry}");
+
+    // Gone within the timeout + 3 s (polled every 250 ms).
+    let mut gone = false;
+    while started.elapsed() < Duration::from_secs(NEW + 3) {
+        let (s, v) = lab.json("GET", filter, None);
+        assert_eq!(s, 200, "{v}");
+        if v["entries"].as_array().is_some_and(Vec::is_empty) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        gone,
+        "udp entry still listed {} ms after creation (timeout {NEW} s)",
+        started.elapsed().as_millis()
+    );
+}
+
+/// Issue 6: "apply a ruleset, restart both processes, find the same ruleset and tunables
+/// in force". A ruleset dropping ICMP and a changed tunable, set through the API, survive
+/// SIGTERM of fwd and fwmgmt and a start with the same config and state directory.
+#[test]
+fn ruleset_and_tunables_survive_restart() {
+    if !is_root() {
+        eprintln!("ruleset_and_tunables_survive_restart: skipped (needs root)");
+        return;
+    }
+    const MARK: &str = "ip protocol icmp counter drop comment \"integ-restart\"";
+    let ruleset = DROP_ICMP.replace("ip protocol icmp drop", MARK);
+    let mut lab = Lab::new();
+    lab.start_fwd();
+    lab.start_fwmgmt();
+    let _ = lab.ping_through(1);
+    assert!(lab.ping_through(2), "ping through fwd:\n{}", lab.logs());
+
+    let (s, v) = lab.json("PUT", "/api/v1/ruleset", Some(("text/plain", &ruleset)));
+    assert_eq!(s, 200, "{v}\n{}", lab.logs());
+    let (s, v) = lab.json(
+        "PATCH",
+        "/api/v1/tuning",
+        Some(("application/json", r#"{"nf_conntrack_udp_timeout": 23}"#)),
+    );
+    assert_eq!(s, 200, "{v}\n{}", lab.logs());
+    assert!(!lab.ping_through(2), "ping passed the drop-icmp ruleset");
+
+    // Both stopped the polite way, then started again with the same files.
+    assert!(terminate(&mut lab.fwmgmt), "fwmgmt ignored SIGTERM");
+    assert!(
+        terminate(&mut lab.fwd),
+        "fwd ignored SIGTERM:\n{}",
+        lab.fwd_log()
+    );
+    lab.start_fwd();
+    lab.start_fwmgmt();
+    let (s, v) = lab.json("GET", "/readyz", None);
+    assert_eq!(s, 200, "{v}\n{}", lab.logs());
+
+    let (s, v) = lab.json("GET", "/api/v1/ruleset", None);
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("integ-restart"),
+        "ruleset after restart: {v}\n{}",
+        lab.logs()
+    );
+    let (s, v) = lab.json("GET", "/api/v1/tuning", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["values"]["nf_conntrack_udp_timeout"], 23, "{v}");
+    // In force on traffic: ICMP still dropped, TCP still through.
+    assert!(
+        !lab.ping_through(3),
+        "ping passed after restart:\n{}",
+        lab.logs()
+    );
+    assert!(
+        lab.tcp_through(8082, "after-restart"),
+        "TCP:\n{}",
+        lab.logs()
+    );
 }
