@@ -14,25 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn is_root() -> bool {
-    sh(&["id", "-u"]).stdout.starts_with(b"0\n")
-}
+mod common;
+use common::netns::{is_root, ok, sh, veth_to_host};
 
 /// Two host namespaces and the appliance namespace, wired with two veth pairs.
 struct Lab {
@@ -83,29 +66,7 @@ impl Lab {
             (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
             (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
-            ok(&[
-                "ip", "link", "add", fw_if, "netns", &lab.ns_fw, "type", "veth", "peer", "name",
-                "eth0", "netns", host_ns,
-            ]);
-            for (ns, dev) in [
-                (host_ns.as_str(), "eth0"),
-                (lab.ns_fw.as_str(), fw_if.as_str()),
-            ] {
-                ok(&[
-                    "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
-                    "tso", "off", "gso", "off", "gro", "off",
-                ]);
-                ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            }
-            ok(&[
-                "ip",
-                "netns",
-                "exec",
-                &lab.ns_fw,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
-            ]);
+            veth_to_host(&lab.ns_fw, fw_if, host_ns);
             ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
             ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
         }

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+mod common;
+use common::netns::{ok, sh, veth_to_host};
+
 const LAN_HOST: &str = "198.18.1.2";
 const LAN_GW: &str = "198.18.1.1";
 const WAN_HOST: &str = "198.19.0.2";
@@ -26,22 +29,6 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/nat_e2e")
         .join(name)
-}
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn text(out: &Output) -> String {
@@ -172,29 +159,7 @@ impl Lab {
                 "198.18.1.0/24",
             ),
         ] {
-            ok(&[
-                "ip", "link", "add", fw_if, "netns", &lab.fw, "type", "veth", "peer", "name",
-                "eth0", "netns", host_ns,
-            ]);
-            for (ns, dev) in [
-                (host_ns.as_str(), "eth0"),
-                (lab.fw.as_str(), fw_if.as_str()),
-            ] {
-                ok(&[
-                    "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
-                    "tso", "off", "gso", "off", "gro", "off",
-                ]);
-                ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            }
-            ok(&[
-                "ip",
-                "netns",
-                "exec",
-                &lab.fw,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
-            ]);
+            veth_to_host(&lab.fw, fw_if, host_ns);
             ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
             ok(&["ip", "-n", host_ns, "route", "add", route, "via", gw]);
         }

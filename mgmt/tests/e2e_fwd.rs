@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+#[path = "../../dataplane/tests/common/netns.rs"]
+mod netns;
+use netns::{is_root, ok, sh, veth_to_host};
+
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
 /// `internal` from the workers until then. On main at 41fe927 the first three are on;
@@ -29,26 +33,6 @@ const PIPELINE_CONNTRACK_COUNT: bool = true;
 const PIPELINE_CONNTRACK_LIST: bool = true;
 
 const TOKEN: &str = "integ-e2e-token";
-
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn is_root() -> bool {
-    sh(&["id", "-u"]).stdout.starts_with(b"0\n")
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -164,29 +148,7 @@ impl Lab {
             (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
             (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
-            ok(&[
-                "ip", "link", "add", fw_if, "netns", &lab.ns_fw, "type", "veth", "peer", "name",
-                "eth0", "netns", host_ns,
-            ]);
-            for (ns, dev) in [
-                (host_ns.as_str(), "eth0"),
-                (lab.ns_fw.as_str(), fw_if.as_str()),
-            ] {
-                ok(&[
-                    "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off",
-                    "tso", "off", "gso", "off", "gro", "off",
-                ]);
-                ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            }
-            ok(&[
-                "ip",
-                "netns",
-                "exec",
-                &lab.ns_fw,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
-            ]);
+            veth_to_host(&lab.ns_fw, fw_if, host_ns);
             ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
             ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
         }

@@ -1,0 +1,2 @@
+//! Support code shared by dataplane's integration tests.
+pub mod netns;

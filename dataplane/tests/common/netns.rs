@@ -1,0 +1,55 @@
+//! Network-namespace plumbing shared by the end-to-end tests that run the real `fwd` on
+//! `net_af_packet` ports (dataplane's fwd_e2e and fwd_nat_e2e, mgmt's e2e_fwd, which
+//! includes this file by path). Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Runs a command; panics only if it cannot be started.
+pub fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Runs a command that must succeed.
+pub fn ok(args: &[&str]) {
+    let out = sh(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn is_root() -> bool {
+    sh(&["id", "-u"]).stdout.starts_with(b"0\n")
+}
+
+/// A veth pair from `fw_if` in the appliance namespace `fw_ns` to `eth0` in `host_ns`,
+/// both ends up with checksum/segmentation offloads off (af_packet would otherwise hand
+/// fwd frames with unfinished checksums), IPv6 off on the appliance end (no router
+/// solicitations from the kernel side of fwd's port).
+pub fn veth_to_host(fw_ns: &str, fw_if: &str, host_ns: &str) {
+    ok(&[
+        "ip", "link", "add", fw_if, "netns", fw_ns, "type", "veth", "peer", "name", "eth0",
+        "netns", host_ns,
+    ]);
+    for (ns, dev) in [(host_ns, "eth0"), (fw_ns, fw_if)] {
+        ok(&[
+            "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso",
+            "off", "gso", "off", "gro", "off",
+        ]);
+        ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        fw_ns,
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{fw_if}.disable_ipv6=1"),
+    ]);
+}
