@@ -1502,3 +1502,80 @@ fn steering_records_are_withdrawn_when_their_connection_dies() {
     assert_eq!(left, 0, "every record withdrawn ({steered} before)");
     assert!(c.workers.iter().all(|p| p.held_len() == 0));
 }
+
+/// The cache-hit fast path (`fast_forward`) must leave exactly the bytes the full
+/// evaluation leaves, both directions of a masqueraded connection and a DNAT one, and
+/// hand the cases it does not handle (TTL 1) back to the full path.
+#[test]
+fn cached_packets_leave_the_bytes_the_full_path_leaves() {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let src = "table ip nat {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n  iifname \"wan\" udp dport 8080 dnat to 198.18.0.10:80\n }\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"wan\" masquerade\n }\n}\ntable inet filter {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related counter accept\n  iifname \"lan\" accept\n  ct status dnat accept\n }\n}\n";
+    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
+    let mut p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    // First packet: translated source, the entry is created.
+    let mut f = out();
+    assert!(matches!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward { port: 1, .. }
+    ));
+    let (_, _, nat_port, _) = tuple_of(&f);
+    let back = || from_wan(Pkt::v4([203, 0, 113, 5], [198, 19, 0, 1]).udp(53, nat_port, 8));
+    // Each direction: the first later packet is evaluated (and cached), the next ones
+    // take the fast path; all leave the same bytes.
+    for (port, make) in [(1u16, &back as &dyn Fn() -> Vec<u8>), (0, &out)] {
+        let hits = p.counters().verdict_cache_hits;
+        let mut full = make();
+        let a = run(&mut p, port, &mut full, &mut s);
+        assert!(matches!(a, Action::Forward { .. }), "{a:?}");
+        assert_eq!(p.counters().verdict_cache_hits, hits, "evaluated");
+        for i in 0..2 {
+            let mut fast = make();
+            assert_eq!(run(&mut p, port, &mut fast, &mut s), a);
+            assert_eq!(fast, full, "packet {i} from port {port}");
+            assert_checksums(&fast, ETH_LEN);
+        }
+        assert_eq!(p.counters().verdict_cache_hits, hits + 2, "cache hits");
+    }
+    let (_, dst, _, dport) = tuple_of(&{
+        let mut f = back();
+        run(&mut p, 1, &mut f, &mut s);
+        f
+    });
+    assert_eq!((dst, dport), ([198, 18, 0, 10], 40000), "un-masqueraded");
+    // DNAT: wan → 198.19.0.1:8080 reaches 198.18.0.10:80, cached packets alike.
+    let dnat = || from_wan(Pkt::v4([203, 0, 113, 7], [198, 19, 0, 1]).udp(5000, 8080, 8));
+    let mut first = dnat();
+    assert!(matches!(
+        run(&mut p, 1, &mut first, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    let mut full = dnat();
+    let a = run(&mut p, 1, &mut full, &mut s);
+    let mut fast = dnat();
+    assert_eq!(run(&mut p, 1, &mut fast, &mut s), a);
+    assert_eq!(fast, full);
+    assert_eq!(tuple_of(&fast).1, [198, 18, 0, 10]);
+    assert_eq!(tuple_of(&fast).3, 80);
+    // TTL 1 on a cached connection: the full path answers with time exceeded. (One
+    // slot per entry: the reply above took it; an original packet caches it again.)
+    run(&mut p, 0, &mut out(), &mut s);
+    let hits = p.counters().verdict_cache_hits;
+    let mut pk = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]);
+    pk.ttl = 1;
+    let mut dying = pk.udp(40000, 53, 8);
+    let a = run(&mut p, 0, &mut dying, &mut s);
+    assert!(matches!(a, Action::Reply { port: 0, .. }), "{a:?}");
+    assert_eq!(p.counters().verdict_cache_hits, hits + 1);
+    assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 1);
+}

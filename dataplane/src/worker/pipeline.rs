@@ -594,6 +594,9 @@ impl Pipeline {
             }
             self.cache_hit = true;
             self.hit_path = pid;
+            if let Some(a) = self.fast_forward(frame, &l2, &ip, ct) {
+                return a;
+            }
         }
         let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
@@ -648,6 +651,56 @@ impl Pipeline {
         } else {
             self.forward(in_port, frame, &l2, &ip, scratch, ct, &view, &nat)
         }
+    }
+
+    /// The forwarding of a packet whose accept verdict came from its entry's verdict
+    /// cache (a later packet of a connection forwarded before, same ruleset generation,
+    /// state, input port and routes): what the full path would do with every hook
+    /// accepting — credit the cached path's rule counters, route to the translated
+    /// destination, NAT-rewrite, TTL, MACs — without evaluating the hooks or building
+    /// the later hooks' view (nftables' flowtable fast path, with counters kept).
+    /// `None` (nothing done yet) leaves the packet to the full path: a local
+    /// destination, no route or a blackhole, TTL or MTU to answer with an ICMP error, an
+    /// unresolved neighbour.
+    fn fast_forward(
+        &mut self,
+        frame: &mut [u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        ct: CtInfo,
+    ) -> Option<Action> {
+        let (id, dir) = ct.entry?;
+        // Cached packets are never ICMP errors (`cache_key`): the destination after
+        // prerouting NAT is the translated tuple's.
+        let target = self.ct.tuple(id, dir.flip()).map(|t| t.inverse());
+        let dst = target.map_or(ip.dst, |t| t.dst);
+        if ip.ttl <= 1 || self.routes.local_port(dst).is_some() {
+            return None;
+        }
+        let NextHop::Forward { port, neighbor } = self.routes.next_hop(ip.family, dst)? else {
+            return None;
+        };
+        let info = self.ports.get(usize::from(port))?;
+        let src_mac = info.mac;
+        if ip.ip_len > info.mtu {
+            return None;
+        }
+        let dst_mac = self.neigh.lookup(port, neighbor)?;
+        self.credit_path(self.hit_path, None, ip.ip_len);
+        if let Some(t) = target
+            && let Err(a) = self.nat_rewrite(frame, ip, &t)
+        {
+            return Some(a);
+        }
+        if wire::rewrite::decrement_ttl(frame, ip).is_err() {
+            return Some(self.drop(DropReason::TtlExceeded));
+        }
+        build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
+        self.counters.forwarded += 1;
+        Some(Action::Forward {
+            port,
+            len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
+        })
     }
 
     fn nat_env(&self, ip: &IpInfo, iif: Option<u16>, oif: Option<u16>) -> NatEnv {
