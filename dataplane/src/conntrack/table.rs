@@ -70,11 +70,9 @@ struct Entry {
     next: u32,
     prev: u32,
     mark: u32,
-    /// Opaque slot for the rules engine (a cached verdict).
-    verdict: u64,
-    /// Keyed hashes of `orig` and `reply`, so removal finds the index buckets without
-    /// rehashing the tuples.
-    hash: [u64; 2],
+    /// Opaque slots for the rules engine (a cached verdict), one per direction: the
+    /// two directions of a connection take different paths through the hooks.
+    verdict: [u64; 2],
     /// Opaque slot for `ct count` bookkeeping.
     count_slot: u16,
     /// `KIND_* << 4 | TcpState` (the tracker, and the TCP state: 0 for other trackers).
@@ -106,8 +104,7 @@ impl Entry {
         next: NIL,
         prev: NIL,
         mark: 0,
-        verdict: 0,
-        hash: [0; 2],
+        verdict: [0; 2],
         count_slot: 0,
         state: 0,
         status: 0,
@@ -710,7 +707,12 @@ impl Table {
     /// Removes a live entry: index references, timer link, DESTROY event, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
         self.emit(EventType::Destroy, idx, now);
-        let [ho, hr] = self.entries[idx as usize].hash;
+        // Rehashed here (once per connection) rather than stored in the hot entry, whose
+        // room holds the per-direction verdict slots.
+        let (ho, hr) = {
+            let e = &self.entries[idx as usize];
+            (e.orig.hash(&self.keys), e.reply.hash(&self.keys))
+        };
         self.index_remove(ho, Self::make_ref(idx, Direction::Original));
         self.index_remove(hr, Self::make_ref(idx, Direction::Reply));
         self.unlink(idx);
@@ -772,15 +774,15 @@ impl Table {
         }
     }
 
-    /// The rules engine's opaque verdict-cache slot.
-    pub fn verdict_slot(&self, id: EntryId) -> Option<u64> {
-        self.get(id).map(|e| e.verdict)
+    /// The rules engine's opaque verdict-cache slot of direction `dir`.
+    pub fn verdict_slot(&self, id: EntryId, dir: Direction) -> Option<u64> {
+        self.get(id).map(|e| e.verdict[dir as usize])
     }
 
-    /// Sets the verdict-cache slot.
-    pub fn set_verdict_slot(&mut self, id: EntryId, v: u64) {
+    /// Sets the verdict-cache slot of direction `dir`.
+    pub fn set_verdict_slot(&mut self, id: EntryId, dir: Direction, v: u64) {
         if let Some(e) = self.get_mut(id) {
-            e.verdict = v;
+            e.verdict[dir as usize] = v;
         }
     }
 
@@ -963,7 +965,6 @@ impl Table {
             *e = Entry::EMPTY;
             e.orig = orig;
             e.reply = reply;
-            e.hash = [ho64, hr64];
         }
         if !self.index_insert(ho, ro) {
             self.entries[idx as usize].next = next_free;
@@ -1243,11 +1244,10 @@ mod tests {
         assert_eq!(size_of::<Bucket>(), 64);
     }
 
-    /// Removal goes by the stored hashes: after filling the table (3276 entries: 80 %
-    /// load on 1024 buckets) and removing every entry, no reference is left anywhere,
-    /// and the stored hashes match the tuples.
+    /// Removal rehashes the tuples: after filling the table (3276 entries: 80 % load on
+    /// 1024 buckets) and removing every entry, no reference is left anywhere.
     #[test]
-    fn removal_by_stored_hash_empties_the_index() {
+    fn removal_by_hash_empties_the_index() {
         use crate::conntrack::testutil::udp4;
         let n = 3276u32;
         let mut t = Table::new(n, Tunables::default(), 7);
@@ -1259,9 +1259,7 @@ mod tests {
             ids.push(t.insert(k, k.inverse(), &q, 0).unwrap());
         }
         for id in &ids {
-            let e = &t.entries[id.0 as usize];
-            assert_eq!(e.hash, [e.orig.hash(&t.keys), e.reply.hash(&t.keys)]);
-            assert_eq!(e.kind(), KIND_UDP);
+            assert_eq!(t.entries[id.0 as usize].kind(), KIND_UDP);
         }
         let used = t.buckets.iter().flat_map(|b| b.refs).filter(|&r| r != 0);
         assert_eq!(used.count(), 2 * n as usize);

@@ -1363,8 +1363,8 @@ fn cached_verdicts_credit_every_rule_the_evaluation_would_count() {
     );
     let mut s = vec![0u8; SCRATCH_LEN];
     let fwd = |a: Action| matches!(a, Action::Forward { .. });
-    // Flow A (accepted both ways): the first packet, 3 replies, 3 more originals (one
-    // slot per entry: a run in one direction hits, alternating directions would not).
+    // Flow A (accepted both ways): the first packet, 3 replies, 3 more originals (the
+    // first packet of each direction with an entry is evaluated, the rest hit).
     let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
     assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
     for _ in 0..3 {
@@ -1567,9 +1567,7 @@ fn cached_packets_leave_the_bytes_the_full_path_leaves() {
     assert_eq!(fast, full);
     assert_eq!(tuple_of(&fast).1, [198, 18, 0, 10]);
     assert_eq!(tuple_of(&fast).3, 80);
-    // TTL 1 on a cached connection: the full path answers with time exceeded. (One
-    // slot per entry: the reply above took it; an original packet caches it again.)
-    run(&mut p, 0, &mut out(), &mut s);
+    // TTL 1 on a cached connection: the full path answers with time exceeded.
     let hits = p.counters().verdict_cache_hits;
     let mut pk = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]);
     pk.ttl = 1;
@@ -1578,4 +1576,27 @@ fn cached_packets_leave_the_bytes_the_full_path_leaves() {
     assert!(matches!(a, Action::Reply { port: 0, .. }), "{a:?}");
     assert_eq!(p.counters().verdict_cache_hits, hits + 1);
     assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 1);
+}
+
+/// One verdict slot per direction: a request/response exchange (directions alternating
+/// packet by packet) hits the cache in both directions after one evaluation each.
+#[test]
+fn alternating_directions_both_hit_the_cache() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    let back = || from_wan(Pkt::v4([203, 0, 113, 5], [198, 18, 0, 10]).udp(53, 40000, 8));
+    for _ in 0..6 {
+        assert!(matches!(
+            run(&mut p, 0, &mut out(), &mut s),
+            Action::Forward { port: 1, .. }
+        ));
+        assert!(matches!(
+            run(&mut p, 1, &mut back(), &mut s),
+            Action::Forward { port: 0, .. }
+        ));
+    }
+    // 12 packets: the first (new) and the first of each direction with an entry are
+    // evaluated.
+    assert_eq!(p.counters().verdict_cache_hits, 12 - 3);
 }

@@ -152,7 +152,7 @@ pub struct Pipeline {
     /// The packet being processed: its verdict-cache entry and key (an established
     /// packet of a ruleset), whether its verdict came from the cache, and whether every
     /// hook evaluated so far was cacheable.
-    cache: Option<(EntryId, u64)>,
+    cache: Option<(EntryId, Direction, u64)>,
     cache_hit: bool,
     path_cacheable: bool,
     /// Rules the hooks counted so far for the packet being processed (with a cache key).
@@ -581,8 +581,8 @@ impl Pipeline {
         self.cache_hit = false;
         self.path_cacheable = true;
         self.path.clear();
-        if let Some((id, key)) = self.cache
-            && let Some(v) = self.ct.verdict_slot(id)
+        if let Some((id, dir, key)) = self.cache
+            && let Some(v) = self.ct.verdict_slot(id, dir)
             && v & !(CACHE_DROP | CACHE_PATH) == key
             && let Some(pid) = self.cached_path(v)
         {
@@ -884,7 +884,12 @@ impl Pipeline {
     /// to a confirmed connection (a later packet: ESTABLISHED, or NEW before the first
     /// reply; the state is part of the key) and a ruleset is loaded. Never for an ICMP
     /// error: its outer header is not the flow's.
-    fn cache_key(&self, ct: CtInfo, ip: &IpInfo, in_port: u16) -> Option<(EntryId, u64)> {
+    fn cache_key(
+        &self,
+        ct: CtInfo,
+        ip: &IpInfo,
+        in_port: u16,
+    ) -> Option<(EntryId, Direction, u64)> {
         let rules = self.rules.as_ref()?;
         let (id, dir) = ct.entry?;
         if ct.new_key.is_some() || matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
@@ -897,7 +902,7 @@ impl Pipeline {
             | u64::from(port) << 46
             | u64::from(self.route_epoch & 0x3fff) << 32
             | (rules.get().generation() & 0xffff);
-        Some((id, key))
+        Some((id, dir, key))
     }
 
     /// The path id of a matching slot `v`, when it names a path of the current
@@ -953,10 +958,10 @@ impl Pipeline {
     fn cache_accept(&mut self) {
         if !self.cache_hit
             && self.path_cacheable
-            && let Some((id, key)) = self.cache
+            && let Some((id, dir, key)) = self.cache
             && let Some(v) = self.cache_value(key)
         {
-            self.ct.set_verdict_slot(id, v);
+            self.ct.set_verdict_slot(id, dir, v);
         }
     }
 
@@ -1014,10 +1019,10 @@ impl Pipeline {
         }
         if verdict == Decision::Drop
             && self.path_cacheable
-            && let Some((id, key)) = self.cache
+            && let Some((id, dir, key)) = self.cache
             && let Some(v) = self.cache_value(key)
         {
-            self.ct.set_verdict_slot(id, v | CACHE_DROP);
+            self.ct.set_verdict_slot(id, dir, v | CACHE_DROP);
         }
         (verdict, nat)
     }
