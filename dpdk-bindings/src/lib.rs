@@ -81,4 +81,6 @@ pub use thash::{
     MAX_RSS_KEY_LEN, RSS_KEY_LEN, SYMMETRIC_RSS_KEY, convert_rss_key, softrss, softrss_be,
     symmetric_rss_key,
 };
-pub use time::{prefetch_non_temporal, prefetch0, prefetch1, prefetch2, rdtsc, tsc_hz};
+pub use time::{
+    advise_hugepages, prefetch_non_temporal, prefetch0, prefetch1, prefetch2, rdtsc, tsc_hz,
+};

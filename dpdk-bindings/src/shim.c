@@ -1,5 +1,7 @@
 /* See shim.h. One line per wrapper; the DPDK function does the work. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <sys/mman.h>
 
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -97,6 +99,11 @@ void shim_rte_errno_set(int value)
 uint64_t shim_rte_rdtsc(void)
 {
 	return rte_rdtsc();
+}
+
+int shim_madvise_hugepage(void *addr, size_t len)
+{
+	return madvise(addr, len, MADV_HUGEPAGE) == 0 ? 0 : errno;
 }
 
 unsigned int shim_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table,

@@ -42,6 +42,9 @@ void shim_rte_errno_set(int value);
 /* rte_cycles.h */
 uint64_t shim_rte_rdtsc(void);
 
+/* sys/mman.h: madvise(MADV_HUGEPAGE); 0 or errno. Not DPDK, but C, so here. */
+int shim_madvise_hugepage(void *addr, size_t len);
+
 /* rte_ring.h */
 unsigned int shim_rte_ring_enqueue_burst(struct rte_ring *r, void *const *obj_table,
 					 unsigned int n, unsigned int *free_space);

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
 use dataplane::DropReason;
@@ -399,6 +399,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         .collect::<Vec<_>>()
         .into_iter();
 
+    // Connection tables (created on the workers below) ask for transparent huge pages:
+    // hundreds of MiB read at random would otherwise miss the TLB on most lookups.
+    dataplane::conntrack::set_large_alloc_hint(dpdk_bindings::advise_hugepages);
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| format!("EAL init: {e}"))?;
@@ -635,6 +638,57 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     drop(rx_queues);
     drop(tx_queues);
 
+    // Workers. Each builds its pipeline (the connection table: hundreds of MiB, first
+    // touched here) on its own lcore, then reports ready; the control socket opens only
+    // when every worker polls, so whoever waits for it (systemd, scripts, tests) never
+    // sends traffic or commands to a half-started daemon.
+    let mut handles = Vec::new();
+    let nworkers16 = u16::try_from(nworkers).unwrap_or(u16::MAX);
+    let ready = Arc::new(AtomicUsize::new(0));
+    for (io, lcore) in ios.into_iter().zip(&lcores) {
+        let wstop = stop.clone();
+        let wready = ready.clone();
+        let (wcfg, wroutes, wneigh, wrules) = (
+            pcfg.clone(),
+            routes.clone(),
+            share.current(),
+            worker_rules.next(),
+        );
+        let h = eal
+            .launch_on(*lcore, move || {
+                let mut p = Pipeline::new(io.index, nworkers16, &wcfg, wroutes, wneigh, wrules);
+                wready.fetch_add(1, Ordering::Release);
+                io.run(&mut p, &wstop);
+                0
+            })
+            .map_err(|e| format!("launch worker on {lcore}: {e}"));
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    }
+    // Bounded: 120 s (a 10 M-entry table per worker takes seconds, not minutes).
+    let mut waited = 0u32;
+    while ready.load(Ordering::Acquire) < handles.len() {
+        if waited >= 12_000 || stop.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                h.join();
+            }
+            return Err(format!(
+                "workers: {} of {} ready after {} s",
+                ready.load(Ordering::Acquire),
+                nworkers,
+                waited / 100
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+
     // Control thread.
     let listener = server::bind(&cfg.control_socket)
         .map_err(|e| format!("control socket {}: {e}", cfg.control_socket.display()))?;
@@ -678,33 +732,6 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         })
         .map_err(|e| format!("control thread: {e}"))?;
 
-    // Workers.
-    let mut handles = Vec::new();
-    let nworkers16 = u16::try_from(nworkers).unwrap_or(u16::MAX);
-    for (io, lcore) in ios.into_iter().zip(&lcores) {
-        let wstop = stop.clone();
-        let mut p = Pipeline::new(
-            io.index,
-            nworkers16,
-            &pcfg,
-            routes.clone(),
-            share.current(),
-            worker_rules.next(),
-        );
-        let h = eal
-            .launch_on(*lcore, move || {
-                io.run(&mut p, &wstop);
-                0
-            })
-            .map_err(|e| format!("launch worker on {lcore}: {e}"));
-        match h {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-        }
-    }
     eprintln!(
         "fwd: running: {nworkers} workers, {nports} ports, control socket {}",
         cfg.control_socket.display()

@@ -12,6 +12,7 @@
 //! Time is a `now` argument in nanoseconds from any monotonic origin (the worker's TSC
 //! converted). The design note is `docs/conntrack.md`.
 
+pub mod alloc;
 pub mod key;
 pub mod listing;
 pub mod table;
@@ -23,6 +24,7 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use alloc::set_large_alloc_hint;
 pub use key::{Direction, FlowKey};
 pub use listing::CtMatcher;
 pub use table::{Bucket, CtEvent, EntryId, Snapshot, Stats, Table};

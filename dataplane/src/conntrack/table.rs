@@ -278,7 +278,7 @@ impl Table {
         let capacity = capacity.clamp(1, u32::try_from(MAX_ENTRIES).unwrap_or(u32::MAX));
         let refs = 2 * capacity as usize;
         let nb = (refs * 5 / 4).div_ceil(WAYS).next_power_of_two().max(2);
-        let mut entries = vec![Entry::EMPTY; capacity as usize];
+        let mut entries = super::alloc::filled(capacity as usize, Entry::EMPTY);
         for (i, e) in entries.iter_mut().enumerate() {
             e.next = u32::try_from(i + 1).unwrap_or(NIL);
         }
@@ -294,13 +294,13 @@ impl Table {
         ];
         let max = tunables.max.min(capacity);
         Table {
-            acct: vec![Acct::default(); entries.len()],
-            tcp: vec![TcpConn::default(); entries.len()],
+            acct: super::alloc::filled(entries.len(), Acct::default()),
+            tcp: super::alloc::filled(entries.len(), TcpConn::default()),
             entries,
             free: 0,
             live: 0,
             max,
-            buckets: vec![Bucket::default(); nb],
+            buckets: super::alloc::filled(nb, Bucket::default()),
             mask: nb - 1,
             keys,
             wheel: vec![NIL; SLOTS + 1],
