@@ -26,6 +26,10 @@ DUT_CORES=${DUT_CORES:-$CORE_DUT}
 DUT_MAIN=${DUT_MAIN:-$CORE_GEN}
 DURATION=${DURATION:-5}
 MEM_MB=${MEM_MB:-256}
+# perfgen sleeps this long after its links are up before sending: the DUT's memif end
+# (served by a control thread on the generator's core) may come up later, and frames sent
+# before it does are lost (a 1 000-packet warm-up was lost whole without it).
+SETTLE_MS=${SETTLE_MS:-300}
 RUN_DIR=$(mktemp -d /tmp/perf-run.XXXXXX)
 # One id per measuring session (run-quick.sh / run-appliance.sh export it to the scripts
 # they call): report.py divides fwd by the testpmd io baseline of the same session only.
@@ -33,7 +37,7 @@ export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 # The command line of the outermost script, with the settings it read, for the results.
 if [ -z "${PERF_INVOCATION:-}" ]; then
     PERF_INVOCATION=""
-    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE; do
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 LATENCY TCP; do
         [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
     done
     export PERF_INVOCATION+="perf/$(basename "$0")"
@@ -111,7 +115,7 @@ start_testpmd() {
 # in a subshell: the variables must survive.
 run_gen() {
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
         "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
         "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
@@ -181,25 +185,28 @@ neighbors:
   - {address: 192.0.2.2, mac: "$GEN_MAC_A", port: lan}
   - {address: 203.0.113.2, mac: "$GEN_MAC_B", port: wan}
 conntrack:
-  max: 2097152
-ruleset: ruleset.nft
+  max: ${CT_MAX:-2097152}
+${CT_TIMEOUTS:+  timeouts:
+$CT_TIMEOUTS
+}ruleset: ruleset.nft
 control_socket: $RUN_DIR/control.sock
 state_dir: $RUN_DIR/state
 YAML
     "$FWD" check "$RUN_DIR/fwd.yaml" || die "generated config refused (see above): $RUN_DIR/fwd.yaml"
 }
 
-# fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
-# null when the socket does not answer in 5 s. Cumulative since fwd started.
-fwd_stats() {
+# One control request to fwd (docs/control-protocol.md): fwd_req '{"op":"stats"}' prints
+# the result as JSON; null when the socket does not answer in 5 s (or answers an error).
+fwd_req() {
     local py=python3
     [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-    "$py" - "$RUN_DIR/control.sock" <<'PY' 2> /dev/null || echo null
+    "$py" - "$RUN_DIR/control.sock" "$1" <<'PY' 2> /dev/null || echo null
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect(sys.argv[1])
-s.sendall(b'{"v":1,"id":1,"request":{"op":"stats"}}\n')
+req = {"v": 1, "id": 1, "request": json.loads(sys.argv[2])}
+s.sendall(json.dumps(req).encode() + b"\n")
 buf = b""
 while not buf.endswith(b"\n"):
     chunk = s.recv(65536)
@@ -211,9 +218,40 @@ print(json.dumps(r.get("result")))
 PY
 }
 
+# fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
+# null when the socket does not answer. Cumulative since fwd started.
+fwd_stats() { fwd_req '{"op":"stats"}'; }
+
+# Conntrack counters summed over fwd's workers, from a stats JSON (null stays null).
+ct_totals() {
+    jq -c 'if . == null then null else [.workers[].ct] as $w
+        | reduce ("insert", "found", "early_drop", "drop", "insert_failed", "invalid", "entries", "max") as $k
+            ({}; .[$k] = ($w | map(.[$k] // 0) | add)) end' <<< "$1"
+}
+
+# The conntrack work between two stats snapshots over SECONDS (perfgen's send time), as
+# JSON: entries inserted (new connections), inserted per second, early drops, lookups
+# that found an entry, failed inserts. ct_rate BEFORE AFTER SECONDS
+ct_rate() {
+    jq -n --argjson b "$(ct_totals "$1")" --argjson a "$(ct_totals "$2")" --argjson s "$3" '
+        if $a == null or $b == null then null else
+        {seconds: $s, inserts: ($a.insert - $b.insert),
+         inserts_per_s: (($a.insert - $b.insert) / $s),
+         early_drop: ($a.early_drop - $b.early_drop), found: ($a.found - $b.found),
+         insert_failed: ($a.insert_failed - $b.insert_failed), drop: ($a.drop - $b.drop),
+         entries_before: $b.entries, entries_after: $a.entries, max: $a.max} end'
+}
+
+# Number of conntrack entries matching a filter (control op conntrack_count), e.g.
+# ct_count '{"status":"SEEN_REPLY"}'; null when fwd does not answer.
+ct_count() {
+    fwd_req "{\"op\":\"conntrack_count\",\"filter\":$1}" | jq -c 'if . == null then null else .count end'
+}
+
 start_fwd() {
     DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
     DUT_SIG=TERM
+    rm -f "$RUN_DIR/control.sock" # the previous fwd's, if it left it
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!

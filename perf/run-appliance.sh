@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The appliance: fwd in place of testpmd (same memif ports, same cores), routing lan -> wan
-# with perf/rulesets/router.nft (filter + masquerade). Scenarios:
-#   udp-<flows>      established-flow throughput, 64-byte frames, max rate (after a warm-up
-#                    pass that opens every flow)
-#   latency50        latency percentiles at 50% of the 1k-flow maximum
-#   newconn-udp      single-packet UDP flows over 16 M tuples (far above conntrack.max)
-#   tcp              TCP handshakes (SYN .. last ACK) through NAT, reflector on wan
+# with perf/rulesets/router.nft (filter + source NAT to a pool). Scenarios:
+#   udp-<flows>      established-flow throughput, 64-byte frames, max rate, one way, after
+#                    a warm-up pass that opens every flow and answers it (perfgen
+#                    --reflect), so every entry has seen a reply (ESTABLISHED, as in Linux)
+#   udp2-<flows>     the same flows both ways at max rate: every frame answered by the
+#                    reflector, the answers through fwd's reverse NAT (scenario udp2)
+#   latency50        latency percentiles at 50% of the 1k-flow maximum (one run; for
+#                    figures use perf/run-latency.sh, which repeats it)
+#   newconn-udp      single-packet UDP flows over 16 M tuples, on a fresh fwd
+#   tcp              TCP handshakes (SYN .. last ACK) through NAT, reflector on wan, on a
+#                    fresh fwd
 #   rules-<n>        new-flow rate with n rules in the forward chain (perf/gen-rules.sh)
+# newconn-udp, tcp and rules-<n> also hold `ct_rate`: fwd's own count of conntrack
+# inserts (new connections) per second of sending, early drops and lookups that found an
+# entry, from its `stats` before and after the run.
 #
 #   perf/run-appliance.sh
 #   SCENARIOS="udp tcp" FLOWS=1000 perf/run-appliance.sh
@@ -21,31 +29,70 @@
 source "$(dirname "$0")/lib.sh"
 require
 FLOWS=${FLOWS:-"1000 100000 1000000"}
-SCENARIOS=${SCENARIOS:-"udp latency50 newconn-udp tcp rules"}
+SCENARIOS=${SCENARIOS:-"udp udp2 latency50 newconn-udp tcp rules"}
 RULE_COUNTS=${RULE_COUNTS:-"10 1000 10000"}
 require_fwd
-if [ "${BASELINE:-1}" != 0 ] && [[ " ${SCENARIOS:-udp} " == *" udp "* ]]; then
-    FLOWS="$FLOWS" "$PERF_DIR/run-baseline.sh"
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+flag() { if has "$1"; then echo 1; else echo 0; fi; }
+if [ "${BASELINE:-1}" != 0 ] && { has udp || has udp2; }; then
+    FLOWS="$FLOWS" LATENCY=$(flag latency50) UDP2=$(flag udp2) TCP=$(flag tcp) \
+        "$PERF_DIR/run-baseline.sh"
 fi
 EXTRA_META=$(jq -n --arg p "${FWD_PROCESSOR:-pipeline}" '{fwd_processor: $p}')
 
-has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
-# save with fwd's counters (drops by reason, conntrack) appended: fsave NAME [EXTRA_JSON]
+# save with fwd's counters (drops by reason, conntrack) appended:
+#   fsave NAME [EXTRA_JSON] [STATS_BEFORE]
+# With STATS_BEFORE (fwd_stats right before the generator ran) the result also holds
+# ct_rate (lib.sh): conntrack inserts per second of sending, early drops, lookups.
 fsave() {
-    local extra
-    extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$(fwd_stats)" '$a + {fwd_stats: $s}')
+    local after extra rate=null
+    after=$(fwd_stats)
+    if [ -n "${3:-}" ]; then
+        rate=$(ct_rate "$3" "$after" "$(jq -r .send_s <<< "$GEN")")
+    fi
+    extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$after" --argjson r "$rate" \
+        '$a + {fwd_stats: $s} + (if $r == null then {} else {ct_rate: $r} end)')
     save "$1" fwd "$GEN" "$extra"
+    if [ "$rate" != null ]; then
+        jq -r '"  fwd conntrack: \(.inserts) inserted in \(.seconds * 100 | round / 100) s = \(.inserts_per_s | floor)/s, early_drop \(.early_drop), found \(.found), insert_failed \(.insert_failed)"' <<< "$rate"
+    fi
 }
-MAX_UDP=0
 
+# One packet per flow, each answered by perfgen's reflector through fwd's reverse NAT, so
+# every entry has seen a reply (ESTABLISHED, as in Linux) before the one-way measurement.
+# Repeated (at most 3 passes) until fwd counts every flow replied. Sets WARM (JSON: what
+# was sent and answered, and fwd's count of entries and of replied entries).
+warm_up() { # warm_up FLOWS
+    local pass seen=0
+    for pass in 1 2 3; do
+        # Its own time limit (enough at 100 k flows/s), not DURATION.
+        DURATION=$(( $1 / 100000 + 5 )) run_gen --mode udp --flows "$1" --count "$1" \
+            --rate 1000000 --reflect --label "fwd, warm-up: open and answer every flow"
+        seen=$(ct_count '{"status":"SEEN_REPLY"}')
+        WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
+            --argjson pass "$pass" \
+            '{flows: $g.args.flows, pass: $pass, sent: $g.counters.tx_packets,
+              forwarded: $g.counters.rx_packets, answered: $g.counters.reflected,
+              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen}')
+        jq -r '"  warm-up pass \(.pass): \(.sent) sent, \(.answers_back) answers back; fwd entries \(.entries), replied \(.entries_seen_reply)"' <<< "$WARM"
+        [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
+    done
+    echo "  warm-up: not every flow replied after 3 passes (measuring anyway)" >&2
+}
+
+MAX_UDP=0
 write_fwd_config "$PERF_DIR/rulesets/router.nft"
 start_fwd
-if has udp || has latency50; then
+if has udp || has udp2 || has latency50; then
     for f in $FLOWS; do
-        run_gen --mode udp --flows "$f" --count "$f" --rate 1000000 # opens every flow
-        run_gen --mode udp --flows "$f" --rate 0 --label "fwd router+masquerade, established"
-        has udp && fsave "fwd-udp-$f"
+        warm_up "$f"
+        run_gen --mode udp --flows "$f" --rate 0 --label "fwd router+snat, established (replied), one way"
+        has udp && fsave "fwd-udp-$f" "{\"warmup\": $WARM}"
         [ "$MAX_UDP" = 0 ] && MAX_UDP=$(jq -r '.rx_pps | floor' <<< "$GEN")
+        if has udp2; then
+            run_gen --mode udp --flows "$f" --rate 0 --reflect --label "fwd router+snat, both ways"
+            fsave "fwd-udp2-$f" "{\"warmup\": $WARM}"
+        fi
     done
 fi
 if has latency50; then
@@ -53,23 +100,33 @@ if has latency50; then
     run_gen --mode udp --flows "$first" --rate $(( MAX_UDP / 2 )) --label "fwd, 50% of max"
     fsave "fwd-latency50-$first" "{\"load\": 0.5, \"max_pps\": $MAX_UDP}"
 fi
+cleanup_dut
+
+# New connections on a fresh fwd each: nothing left in the table from the runs above (the
+# 16 M single-packet flows start with the same tuples as udp-<flows>).
 if has newconn-udp; then
+    start_fwd
+    before=$(fwd_stats)
     run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, single-packet UDP flows"
-    fsave "fwd-newconn-udp"
+    fsave "fwd-newconn-udp" "{}" "$before"
+    cleanup_dut
 fi
 if has tcp; then
-    run_gen --mode tcp --flows 1000000 --dport 80 --rate 0 --concurrency 4096 --label "fwd, tcp handshakes via masquerade"
-    fsave "fwd-tcp"
+    start_fwd
+    before=$(fwd_stats)
+    run_gen --mode tcp --flows 1000000 --dport 80 --rate 0 --concurrency 4096 --label "fwd, tcp handshakes via snat"
+    fsave "fwd-tcp" "{}" "$before"
+    cleanup_dut
 fi
-cleanup_dut
 
 if has rules; then
     for n in $RULE_COUNTS; do
         "$PERF_DIR/gen-rules.sh" "$n" > "$RUN_DIR/rules.nft"
         write_fwd_config "$RUN_DIR/rules.nft"
         start_fwd
+        before=$(fwd_stats)
         run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, $n rules, new flows"
-        fsave "fwd-rules-$n" "{\"rules\": $n}"
+        fsave "fwd-rules-$n" "{\"rules\": $n}" "$before"
         cleanup_dut
     done
 fi

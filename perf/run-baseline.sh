@@ -2,9 +2,11 @@
 # Baseline: dpdk-testpmd --forward-mode=io between two memif ports, perfgen on the other
 # ends. The limit of the path the appliance is measured on (same ports, same cores).
 #
-#   perf/run-baseline.sh                       # 1k, 100k, 1M flows at max rate, latency at
-#                                              # 50% load, TCP handshakes
+#   perf/run-baseline.sh                       # 1k, 100k, 1M flows at max rate one way and
+#                                              # both ways (udp2), latency at 50% load, TCP
+#                                              # handshakes
 #   FLOWS="1000" DURATION=3 perf/run-baseline.sh
+#   UDP2=0 LATENCY=0 TCP=0 perf/run-baseline.sh   # max-rate one-way runs only
 #
 # Results: perf/results/<time>-baseline-*.json. Needs root, hugepages, a release perfgen.
 source "$(dirname "$0")/lib.sh"
@@ -22,15 +24,30 @@ for f in $FLOWS; do
     [ "$max" = 0 ] && max=$(jq -r '.rx_pps | floor' <<< "$GEN")
     cleanup_dut
 done
-# Latency at half the measured maximum (first flow count), where queues are not standing.
-first=${FLOWS%% *}
-half=$(( max / 2 ))
-start_testpmd
-run_gen --mode udp --flows "$first" --rate "$half" --label "baseline io, 50% of max"
-save "baseline-io-latency50-$first" testpmd-io "$GEN" "{\"load\": 0.5, \"max_pps\": $max}"
-cleanup_dut
-start_testpmd
-# New connections: TCP handshakes through the io forwarder (the generator's own limit).
-run_gen --mode tcp --flows 1000000 --rate 0 --concurrency 4096 --label "baseline io, tcp handshakes"
-save "baseline-io-tcp" testpmd-io "$GEN"
-cleanup_dut
+if [ "${UDP2:-1}" != 0 ]; then
+    # Both ways: perfgen's reflector answers every frame, testpmd io forwards the answers
+    # back (port 1 -> port 0), as fwd's udp2-<flows>.
+    for f in $FLOWS; do
+        start_testpmd
+        run_gen --mode udp --flows "$f" --rate 0 --reflect --label "baseline io, both ways"
+        save "baseline-io-udp2-$f" testpmd-io "$GEN"
+        cleanup_dut
+    done
+fi
+if [ "${LATENCY:-1}" != 0 ]; then
+    # Latency at half the measured maximum (first flow count), where queues are not
+    # standing. One run; perf/run-latency.sh repeats it for figures.
+    first=${FLOWS%% *}
+    half=$(( max / 2 ))
+    start_testpmd
+    run_gen --mode udp --flows "$first" --rate "$half" --label "baseline io, 50% of max"
+    save "baseline-io-latency50-$first" testpmd-io "$GEN" "{\"load\": 0.5, \"max_pps\": $max}"
+    cleanup_dut
+fi
+if [ "${TCP:-1}" != 0 ]; then
+    start_testpmd
+    # New connections: TCP handshakes through the io forwarder (the generator's own limit).
+    run_gen --mode tcp --flows 1000000 --rate 0 --concurrency 4096 --label "baseline io, tcp handshakes"
+    save "baseline-io-tcp" testpmd-io "$GEN"
+    cleanup_dut
+fi
