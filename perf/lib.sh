@@ -37,7 +37,7 @@ export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 # The command line of the outermost script, with the settings it read, for the results.
 if [ -z "${PERF_INVOCATION:-}" ]; then
     PERF_INVOCATION=""
-    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 LATENCY TCP; do
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 LATENCY TCP REPEATS TABLE_SIZES; do
         [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
     done
     export PERF_INVOCATION+="perf/$(basename "$0")"
@@ -248,6 +248,40 @@ ct_count() {
     fwd_req "{\"op\":\"conntrack_count\",\"filter\":$1}" | jq -c 'if . == null then null else .count end'
 }
 
+# Polls fwd's conntrack entry count (op "stats", summed over workers) every INTERVAL
+# seconds on one connection, writing "SECONDS_SINCE_START ENTRIES" lines to OUT, until the
+# count reaches TARGET or LIMIT seconds have passed. Run it in the background:
+#   ct_poll OUT TARGET LIMIT [INTERVAL] &
+ct_poll() {
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    "$py" - "$RUN_DIR/control.sock" "$@" <<'PY'
+import json, socket, sys, time
+sock, out, target, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+interval = float(sys.argv[5]) if len(sys.argv) > 5 else 0.1
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sock)
+f = s.makefile("rb")
+t0 = time.monotonic()
+with open(out, "w") as o:
+    n = 0
+    while time.monotonic() - t0 < limit:
+        n += 1
+        s.sendall(json.dumps({"v": 1, "id": n, "request": {"op": "stats"}}).encode() + b"\n")
+        r = json.loads(f.readline())
+        entries = sum(w["ct"]["entries"] for w in r["result"]["workers"])
+        o.write(f"{time.monotonic() - t0:.3f} {entries}\n")
+        o.flush()
+        if entries >= target:
+            break
+        time.sleep(interval)
+PY
+}
+
+# Resident memory of the DUT process in KiB (VmRSS; hugepages are not in it).
+dut_rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$DUT_PID/status"; }
+
 start_fwd() {
     DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
     DUT_SIG=TERM
@@ -261,4 +295,44 @@ start_fwd() {
         sleep 0.1
     done
     die "fwd did not open its control socket in 15 s (log: $RUN_DIR/dut.log)"
+}
+
+# save with fwd's counters (drops by reason, conntrack) appended:
+#   fsave NAME [EXTRA_JSON] [STATS_BEFORE]
+# With STATS_BEFORE (fwd_stats right before the generator ran) the result also holds
+# ct_rate (lib.sh): conntrack inserts per second of sending, early drops, lookups.
+fsave() {
+    local after extra rate=null
+    after=$(fwd_stats)
+    if [ -n "${3:-}" ]; then
+        rate=$(ct_rate "$3" "$after" "$(jq -r .send_s <<< "$GEN")")
+    fi
+    extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$after" --argjson r "$rate" \
+        '$a + {fwd_stats: $s} + (if $r == null then {} else {ct_rate: $r} end)')
+    save "$1" fwd "$GEN" "$extra"
+    if [ "$rate" != null ]; then
+        jq -r '"  fwd conntrack: \(.inserts) inserted in \(.seconds * 100 | round / 100) s = \(.inserts_per_s | floor)/s, early_drop \(.early_drop), found \(.found), insert_failed \(.insert_failed)"' <<< "$rate"
+    fi
+}
+
+# One packet per flow, each answered by perfgen's reflector through fwd's reverse NAT, so
+# every entry has seen a reply (ESTABLISHED, as in Linux) before the one-way measurement.
+# Repeated (at most 3 passes) until fwd counts every flow replied. Sets WARM (JSON: what
+# was sent and answered, and fwd's count of entries and of replied entries).
+warm_up() { # warm_up FLOWS
+    local pass seen=0
+    for pass in 1 2 3; do
+        # Its own time limit (enough at 100 k flows/s), not DURATION.
+        DURATION=$(( $1 / 100000 + 5 )) run_gen --mode udp --flows "$1" --count "$1" \
+            --rate 1000000 --reflect --label "fwd, warm-up: open and answer every flow"
+        seen=$(ct_count '{"status":"SEEN_REPLY"}')
+        WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
+            --argjson pass "$pass" \
+            '{flows: $g.args.flows, pass: $pass, sent: $g.counters.tx_packets,
+              forwarded: $g.counters.rx_packets, answered: $g.counters.reflected,
+              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen}')
+        jq -r '"  warm-up pass \(.pass): \(.sent) sent, \(.answers_back) answers back; fwd entries \(.entries), replied \(.entries_seen_reply)"' <<< "$WARM"
+        [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
+    done
+    echo "  warm-up: not every flow replied after 3 passes (measuring anyway)" >&2
 }

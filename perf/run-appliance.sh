@@ -40,46 +40,6 @@ if [ "${BASELINE:-1}" != 0 ] && { has udp || has udp2; }; then
 fi
 EXTRA_META=$(jq -n --arg p "${FWD_PROCESSOR:-pipeline}" '{fwd_processor: $p}')
 
-# save with fwd's counters (drops by reason, conntrack) appended:
-#   fsave NAME [EXTRA_JSON] [STATS_BEFORE]
-# With STATS_BEFORE (fwd_stats right before the generator ran) the result also holds
-# ct_rate (lib.sh): conntrack inserts per second of sending, early drops, lookups.
-fsave() {
-    local after extra rate=null
-    after=$(fwd_stats)
-    if [ -n "${3:-}" ]; then
-        rate=$(ct_rate "$3" "$after" "$(jq -r .send_s <<< "$GEN")")
-    fi
-    extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$after" --argjson r "$rate" \
-        '$a + {fwd_stats: $s} + (if $r == null then {} else {ct_rate: $r} end)')
-    save "$1" fwd "$GEN" "$extra"
-    if [ "$rate" != null ]; then
-        jq -r '"  fwd conntrack: \(.inserts) inserted in \(.seconds * 100 | round / 100) s = \(.inserts_per_s | floor)/s, early_drop \(.early_drop), found \(.found), insert_failed \(.insert_failed)"' <<< "$rate"
-    fi
-}
-
-# One packet per flow, each answered by perfgen's reflector through fwd's reverse NAT, so
-# every entry has seen a reply (ESTABLISHED, as in Linux) before the one-way measurement.
-# Repeated (at most 3 passes) until fwd counts every flow replied. Sets WARM (JSON: what
-# was sent and answered, and fwd's count of entries and of replied entries).
-warm_up() { # warm_up FLOWS
-    local pass seen=0
-    for pass in 1 2 3; do
-        # Its own time limit (enough at 100 k flows/s), not DURATION.
-        DURATION=$(( $1 / 100000 + 5 )) run_gen --mode udp --flows "$1" --count "$1" \
-            --rate 1000000 --reflect --label "fwd, warm-up: open and answer every flow"
-        seen=$(ct_count '{"status":"SEEN_REPLY"}')
-        WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
-            --argjson pass "$pass" \
-            '{flows: $g.args.flows, pass: $pass, sent: $g.counters.tx_packets,
-              forwarded: $g.counters.rx_packets, answered: $g.counters.reflected,
-              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen}')
-        jq -r '"  warm-up pass \(.pass): \(.sent) sent, \(.answers_back) answers back; fwd entries \(.entries), replied \(.entries_seen_reply)"' <<< "$WARM"
-        [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
-    done
-    echo "  warm-up: not every flow replied after 3 passes (measuring anyway)" >&2
-}
-
 MAX_UDP=0
 write_fwd_config "$PERF_DIR/rulesets/router.nft"
 start_fwd
