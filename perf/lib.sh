@@ -37,7 +37,7 @@ export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 # The command line of the outermost script, with the settings it read, for the results.
 if [ -z "${PERF_INVOCATION:-}" ]; then
     PERF_INVOCATION=""
-    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 LATENCY TCP REPEATS TABLE_SIZES; do
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 UDP1518 LATENCY TCP REPEATS TABLE_SIZES; do
         [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
     done
     export PERF_INVOCATION+="perf/$(basename "$0")"

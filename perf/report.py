@@ -156,6 +156,24 @@ def both_ways_section(latest):
     return out
 
 
+def big_frames_section(latest):
+    """udp1518-1000: 1518-byte frames, 1 000 established flows, one way, max rate."""
+    b = latest.get("baseline-io-udp1518-1000")
+    w = latest.get("fwd-udp1518-1000")
+    if not b and not w:
+        return []
+    cell = lambda r: (f"{mpps(r['generator']['rx_pps'])} Mpps = "  # noqa: E731
+                      f"{r['generator']['rx_wire_gbps']:.1f} Gbit/s") if r else "-"
+    ratio = f"{w['generator']['rx_pps'] / b['generator']['rx_pps']:.2f}" \
+        if b and w and b["generator"]["rx_pps"] else "-"
+    same = "yes" if b and w and b.get("run_id") == w.get("run_id") else "no"
+    return ["", "## 1518-byte frames (1 000 established flows, one way, max rate)", "",
+            "| testpmd io | fwd | fwd / io | same session |", "|---:|---:|---:|---|",
+            f"| {cell(b)} | {cell(w)} | {ratio} | {same} |",
+            "", "Gbit/s on the wire: frame + FCS + 20 bytes of preamble and gap. memif copies "
+            "every frame, so large frames cost the path per byte, not only per packet."]
+
+
 def latency_section(every):
     """Latency at 50% load: median [range] over the repeats of perf/run-latency.sh."""
     out = ["", "## Latency at 50% of each DUT's max (median [min - max] over repeats)", ""]
@@ -236,6 +254,10 @@ def figures(latest, every, path):
         if session_result(every, run_id, f"fwd-udp2-{f}"):
             row(f"UDP both ways (every frame answered), {f:,} flows, 64 B (Mpps, sum of "
                 "directions)", f"fwd-udp2-{f}", f"baseline-io-udp2-{f}", both, 3)
+    if session_result(every, run_id, "fwd-udp1518-1000"):
+        row("UDP established, 1,000 flows, 1518 B, one way (Gbit/s on the wire)",
+            "fwd-udp1518-1000", "baseline-io-udp1518-1000",
+            lambda r: r["generator"]["rx_wire_gbps"], 2)
     for q in ("p50_ns", "p99_ns", "p999_ns"):
         wr, _ = latency_runs(every, "fwd-latency50-1000")
         br, _ = latency_runs(every, "baseline-io-latency50-1000")
@@ -370,6 +392,7 @@ def main():
               "(`warmup` in each result: fwd's count of entries with SEEN_REPLY); the "
               "measurement pass is one way."]
     lines += both_ways_section(latest)
+    lines += big_frames_section(latest)
     lines += latency_section(every)
     lines += table_section(latest)
     lines += ["", "## Latency, each newest run (UDP, one way through the DUT, generator TSC stamps)", "",

@@ -4,6 +4,7 @@
 #   udp-<flows>      established-flow throughput, 64-byte frames, max rate, one way, after
 #                    a warm-up pass that opens every flow and answers it (perfgen
 #                    --reflect), so every entry has seen a reply (ESTABLISHED, as in Linux)
+#   udp1518-1000     1 000 established flows, 1518-byte frames, one way, max rate
 #   udp2-<flows>     the same flows both ways at max rate: every frame answered by the
 #                    reflector, the answers through fwd's reverse NAT (scenario udp2)
 #   latency50        latency percentiles at 50% of the 1k-flow maximum (one run; for
@@ -29,13 +30,13 @@
 source "$(dirname "$0")/lib.sh"
 require
 FLOWS=${FLOWS:-"1000 100000 1000000"}
-SCENARIOS=${SCENARIOS:-"udp udp2 latency50 newconn-udp tcp rules"}
+SCENARIOS=${SCENARIOS:-"udp udp2 udp1518 latency50 newconn-udp tcp rules"}
 RULE_COUNTS=${RULE_COUNTS:-"10 1000 10000"}
 require_fwd
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 flag() { if has "$1"; then echo 1; else echo 0; fi; }
 if [ "${BASELINE:-1}" != 0 ] && { has udp || has udp2; }; then
-    FLOWS="$FLOWS" LATENCY=$(flag latency50) UDP2=$(flag udp2) TCP=$(flag tcp) \
+    FLOWS="$FLOWS" LATENCY=$(flag latency50) UDP2=$(flag udp2) UDP1518=$(flag udp1518) TCP=$(flag tcp) \
         "$PERF_DIR/run-baseline.sh"
 fi
 EXTRA_META=$(jq -n --arg p "${FWD_PROCESSOR:-pipeline}" '{fwd_processor: $p}')
@@ -54,6 +55,14 @@ if has udp || has udp2 || has latency50; then
             fsave "fwd-udp2-$f" "{\"warmup\": $WARM}"
         fi
     done
+fi
+if has udp1518; then
+    # Flows 0..999 were answered by the udp warm-ups when they ran with 1 000 or more flows.
+    if ! { has udp || has udp2 || has latency50; } || [ "$(echo "$FLOWS" | tr ' ' '\n' | sort -n | tail -1)" -lt 1000 ]; then
+        warm_up 1000
+    fi
+    run_gen --mode udp --flows 1000 --rate 0 --size 1518 --label "fwd router+snat, established, 1518-byte frames"
+    fsave "fwd-udp1518-1000" "{\"warmup\": $WARM}"
 fi
 if has latency50; then
     first=${FLOWS%% *}

@@ -3,10 +3,10 @@
 # ends. The limit of the path the appliance is measured on (same ports, same cores).
 #
 #   perf/run-baseline.sh                       # 1k, 100k, 1M flows at max rate one way and
-#                                              # both ways (udp2), latency at 50% load, TCP
-#                                              # handshakes
+#                                              # both ways (udp2), 1518-byte frames at 1k
+#                                              # flows, latency at 50% load, TCP handshakes
 #   FLOWS="1000" DURATION=3 perf/run-baseline.sh
-#   UDP2=0 LATENCY=0 TCP=0 perf/run-baseline.sh   # max-rate one-way runs only
+#   UDP2=0 UDP1518=0 LATENCY=0 TCP=0 perf/run-baseline.sh   # 64-byte one-way runs only
 #
 # Results: perf/results/<time>-baseline-*.json. Needs root, hugepages, a release perfgen.
 source "$(dirname "$0")/lib.sh"
@@ -24,6 +24,13 @@ for f in $FLOWS; do
     [ "$max" = 0 ] && max=$(jq -r '.rx_pps | floor' <<< "$GEN")
     cleanup_dut
 done
+if [ "${UDP1518:-1}" != 0 ]; then
+    # 1518-byte frames at 1 000 flows (fwd's udp1518-1000).
+    start_testpmd
+    run_gen --mode udp --flows 1000 --rate 0 --size 1518 --label "baseline io, 1518-byte frames"
+    save "baseline-io-udp1518-1000" testpmd-io "$GEN"
+    cleanup_dut
+fi
 if [ "${UDP2:-1}" != 0 ]; then
     # Both ways: perfgen's reflector answers every frame, testpmd io forwards the answers
     # back (port 1 -> port 0), as fwd's udp2-<flows>.
