@@ -327,10 +327,11 @@ warm_up() { # warm_up FLOWS
             --rate 1000000 --reflect --label "fwd, warm-up: open and answer every flow"
         seen=$(ct_count '{"status":"SEEN_REPLY"}')
         WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
-            --argjson pass "$pass" \
+            --argjson pass "$pass" --argjson one "$(fwd_req '{"op":"conntrack_list","limit":1}')" \
             '{flows: $g.args.flows, pass: $pass, sent: $g.counters.tx_packets,
               forwarded: $g.counters.rx_packets, answered: $g.counters.reflected,
-              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen}')
+              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen,
+              first_entry: ($one.entries[0]? // $one)}')
         jq -r '"  warm-up pass \(.pass): \(.sent) sent, \(.answers_back) answers back; fwd entries \(.entries), replied \(.entries_seen_reply)"' <<< "$WARM"
         [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
     done

@@ -298,14 +298,18 @@ def figures(latest, every, path):
                     if k.startswith("fwd-table-") and "table" in r):
         w = latest[f"fwd-table-{n}"]
         fl, m = w["table"]["fill"], w["table"]["memory"]
-        b = latest.get("baseline-io-udp-1000000")
+        b = session_result(every, w.get("run_id"), "baseline-io-udp-1000000")
+        io_note = "io: udp-1000000 of the same session"
+        if not b:
+            b = latest.get("baseline-io-udp-1000000")
+            io_note = "io: newest udp-1000000 (another session)"
         if fl.get("fill_s") is not None:
             put(f"time to fill {n:,} entries, single-packet flows (s)", w, None, fl["fill_s"],
                 None, 1, f"{fl['entries_per_s']:,.0f} entries/s (first half "
                 f"{fl['first_half_per_s']:,.0f}, second half {fl['second_half_per_s']:,.0f}); "
                 "filter.nft, no NAT")
         put(f"UDP established, 1,000,000 flows, table holding {n:,} (Mpps)", w, b, mp(w),
-            mp(b) if b else None, 3, "io: newest udp-1000000 (other session)")
+            mp(b) if b else None, 3, io_note)
         if m.get("bytes_per_entry_rss_filled"):
             put(f"memory per entry, table of {m['ct_max']:,} with {n:,} live (B, by RSS)", w,
                 None, m["bytes_per_entry_rss_filled"], None, 0,

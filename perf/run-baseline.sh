@@ -16,45 +16,42 @@ FLOWS=${FLOWS:-"1000 100000 1000000"}
 # testpmd is restarted for every generator run: DPDK 22.11's memif server can crash
 # (SIGSEGV) when a client disconnects while the forwarding lcore polls the queue, the race
 # described in docs/dpdk-bindings.md.
+# One run on a fresh testpmd: io_run NAME EXTRA_JSON PERFGEN-ARGUMENTS...
+io_run() {
+    local name=$1 extra=$2
+    shift 2
+    start_testpmd
+    run_gen "$@"
+    save "$name" testpmd-io "$GEN" "$extra"
+    cleanup_dut
+}
 max=0
 for f in $FLOWS; do
-    start_testpmd
-    run_gen --mode udp --flows "$f" --rate 0 --label "baseline io, max rate"
-    save "baseline-io-udp-$f" testpmd-io "$GEN"
+    io_run "baseline-io-udp-$f" "{}" --mode udp --flows "$f" --rate 0 --label "baseline io, max rate"
     [ "$max" = 0 ] && max=$(jq -r '.rx_pps | floor' <<< "$GEN")
-    cleanup_dut
 done
 if [ "${UDP1518:-1}" != 0 ]; then
     # 1518-byte frames at 1 000 flows (fwd's udp1518-1000).
-    start_testpmd
-    run_gen --mode udp --flows 1000 --rate 0 --size 1518 --label "baseline io, 1518-byte frames"
-    save "baseline-io-udp1518-1000" testpmd-io "$GEN"
-    cleanup_dut
+    io_run "baseline-io-udp1518-1000" "{}" --mode udp --flows 1000 --rate 0 --size 1518 \
+        --label "baseline io, 1518-byte frames"
 fi
 if [ "${UDP2:-1}" != 0 ]; then
     # Both ways: perfgen's reflector answers every frame, testpmd io forwards the answers
     # back (port 1 -> port 0), as fwd's udp2-<flows>.
     for f in $FLOWS; do
-        start_testpmd
-        run_gen --mode udp --flows "$f" --rate 0 --reflect --label "baseline io, both ways"
-        save "baseline-io-udp2-$f" testpmd-io "$GEN"
-        cleanup_dut
+        io_run "baseline-io-udp2-$f" "{}" --mode udp --flows "$f" --rate 0 --reflect \
+            --label "baseline io, both ways"
     done
 fi
 if [ "${LATENCY:-1}" != 0 ]; then
     # Latency at half the measured maximum (first flow count), where queues are not
     # standing. One run; perf/run-latency.sh repeats it for figures.
     first=${FLOWS%% *}
-    half=$(( max / 2 ))
-    start_testpmd
-    run_gen --mode udp --flows "$first" --rate "$half" --label "baseline io, 50% of max"
-    save "baseline-io-latency50-$first" testpmd-io "$GEN" "{\"load\": 0.5, \"max_pps\": $max}"
-    cleanup_dut
+    io_run "baseline-io-latency50-$first" "{\"load\": 0.5, \"max_pps\": $max}" --mode udp \
+        --flows "$first" --rate $(( max / 2 )) --label "baseline io, 50% of max"
 fi
 if [ "${TCP:-1}" != 0 ]; then
-    start_testpmd
     # New connections: TCP handshakes through the io forwarder (the generator's own limit).
-    run_gen --mode tcp --flows 1000000 --rate 0 --concurrency 4096 --label "baseline io, tcp handshakes"
-    save "baseline-io-tcp" testpmd-io "$GEN"
-    cleanup_dut
+    io_run "baseline-io-tcp" "{}" --mode tcp --flows 1000000 --rate 0 --concurrency 4096 \
+        --label "baseline io, tcp handshakes"
 fi
