@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The set that fits the 2-core development machine in about five minutes, all in one
 # session (PERF_RUN_ID), then the report:
-#   - the testpmd io baseline (1k, 100k, 1M flows one way and both ways, TCP handshakes),
+#   - the testpmd io baseline (1k, 100k, 1M flows one way and both ways, 1518-byte frames
+#     at 1k flows, TCP handshakes),
 #   - the same through fwd (replied flows one way and both ways), new UDP connections/s
 #     and TCP handshakes on fresh fwds, 10/1000/10000 rules (perf/run-appliance.sh),
 #   - latency at 50 % load, REPEATS (5) runs of each DUT alternated (perf/run-latency.sh),
@@ -21,7 +22,7 @@ export PERF_INVOCATION=${PERF_INVOCATION:-"DURATION=$DURATION${REPEATS:+ REPEATS
 fwd=${FWD:-$repo/target/release/fwd}
 if [ -x "$fwd" ]; then
     # run-appliance.sh runs the testpmd io baseline first, in the same session.
-    FLOWS="1000 100000 1000000" RULE_COUNTS="10 1000 10000" SCENARIOS="udp udp2 newconn-udp tcp rules" \
+    FLOWS="1000 100000 1000000" RULE_COUNTS="10 1000 10000" SCENARIOS="udp udp2 udp1518 newconn-udp tcp rules" \
         "$here/run-appliance.sh" || echo "run-quick.sh: appliance runs failed (see above)"
     "$here/run-latency.sh" || echo "run-quick.sh: latency runs failed (see above)"
     if [ -n "${TABLE_SIZES-1000000 10000000}" ]; then
