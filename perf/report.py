@@ -283,6 +283,13 @@ def figures(latest, every, path):
             "(io tracks nothing)")
     else:
         rows.append("| new UDP connections/s | not measured | | | | | |")
+    w = session_result(every, run_id, "fwd-newconn-full")
+    if w and w.get("ct_rate"):
+        c = w["ct_rate"]
+        put(f"new UDP connections/s at a full table ({w.get('ct_max', c['max']):,} entries, "
+            "fwd inserts/s)", w, None, ins(w), None, 0,
+            f"{c['early_drop'] / c['seconds']:,.0f} early drops/s over the run (the first "
+            f"{c['max']:,} inserts needed none); {c['drop']:,} dropped for want of room")
     row("TCP handshakes/s (SYN .. last ACK, via SNAT, fresh fwd)", "fwd-tcp", "baseline-io-tcp",
         lambda r: r["generator"]["tcp"]["conns_per_s"], 0,
         "io column: generator+reflector limit")

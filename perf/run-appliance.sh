@@ -10,6 +10,9 @@
 #   latency50        latency percentiles at 50% of the 1k-flow maximum (one run; for
 #                    figures use perf/run-latency.sh, which repeats it)
 #   newconn-udp      single-packet UDP flows over 16 M tuples, on a fresh fwd
+#   newconn-full     the same with conntrack.max NEWCONN_FULL_MAX (256 Ki): the table fills
+#                    in the first second and every new connection then needs an early
+#                    drop (an unreplied entry evicted), as in Linux at nf_conntrack_max
 #   tcp              TCP handshakes (SYN .. last ACK) through NAT, reflector on wan, on a
 #                    fresh fwd
 #   rules-<n>        new-flow rate with n rules in the forward chain (perf/gen-rules.sh)
@@ -30,7 +33,7 @@
 source "$(dirname "$0")/lib.sh"
 require
 FLOWS=${FLOWS:-"1000 100000 1000000"}
-SCENARIOS=${SCENARIOS:-"udp udp2 udp1518 latency50 newconn-udp tcp rules"}
+SCENARIOS=${SCENARIOS:-"udp udp2 udp1518 latency50 newconn-udp newconn-full tcp rules"}
 RULE_COUNTS=${RULE_COUNTS:-"10 1000 10000"}
 require_fwd
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -79,6 +82,15 @@ if has newconn-udp; then
     run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, single-packet UDP flows"
     fsave "fwd-newconn-udp" "{}" "$before"
     cleanup_dut
+fi
+if has newconn-full; then
+    CT_MAX=${NEWCONN_FULL_MAX:-262144} write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
+    start_fwd
+    before=$(fwd_stats)
+    run_gen --mode udp --flows 16000000 --rate 0 --label "fwd, single-packet UDP flows, full table"
+    fsave "fwd-newconn-full" "{\"ct_max\": ${NEWCONN_FULL_MAX:-262144}}" "$before"
+    cleanup_dut
+    write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
 fi
 if has tcp; then
     start_fwd

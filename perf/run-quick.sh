@@ -22,7 +22,7 @@ export PERF_INVOCATION=${PERF_INVOCATION:-"DURATION=$DURATION${REPEATS:+ REPEATS
 fwd=${FWD:-$repo/target/release/fwd}
 if [ -x "$fwd" ]; then
     # run-appliance.sh runs the testpmd io baseline first, in the same session.
-    FLOWS="1000 100000 1000000" RULE_COUNTS="10 1000 10000" SCENARIOS="udp udp2 udp1518 newconn-udp tcp rules" \
+    FLOWS="1000 100000 1000000" RULE_COUNTS="10 1000 10000" SCENARIOS="udp udp2 udp1518 newconn-udp newconn-full tcp rules" \
         "$here/run-appliance.sh" || echo "run-quick.sh: appliance runs failed (see above)"
     "$here/run-latency.sh" || echo "run-quick.sh: latency runs failed (see above)"
     if [ -n "${TABLE_SIZES-1000000 10000000}" ]; then
