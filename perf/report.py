@@ -42,10 +42,8 @@ def same_session_baseline(every, fwd_result):
     flows = fwd_result["generator"]["args"]["flows"]
     found = None
     for r in every:
-        g = r["generator"]
-        if run_id and r.get("run_id") == run_id and r["dut"] == "testpmd-io" \
-                and g["args"]["mode"] == "udp" and g["args"]["rate"] == 0 \
-                and g["args"]["flows"] == flows:
+        if run_id and r.get("run_id") == run_id and r["scenario"] == f"baseline-io-udp-{flows}" \
+                and r["generator"]["args"]["rate"] == 0:
             found = r
     return found
 
@@ -480,8 +478,12 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(7, 4))
+        both = lambda dut: {f: {"rx_pps": both_ways_pps(g)}  # noqa: E731
+                            for f, g, _ in throughput_rows(latest, dut, "udp2")}
         for label, d, style in (("testpmd io (path limit)", base, "o--"),
-                                ("fwd (router + masquerade)", fwd, "s-")):
+                                ("fwd (router + SNAT, replied flows)", fwd, "s-"),
+                                ("testpmd io, both ways", both("testpmd-io"), "^:"),
+                                ("fwd, both ways", both("fwd"), "v-.")):
             if d:
                 xs = sorted(d)
                 ax.plot(xs, [d[x]["rx_pps"] / 1e6 for x in xs], style, label=label)
