@@ -172,6 +172,39 @@ def big_frames_section(latest):
             "every frame, so large frames cost the path per byte, not only per packet."]
 
 
+def rounds(every, flows=1000):
+    """perf/run-latency.sh's max-rate runs of the newest session, paired by round:
+    (io Mpps list, fwd Mpps list, per-round fwd / io list, session)."""
+    w, run_id = latency_runs(every, f"fwd-latmax-{flows}")
+    b, _ = latency_runs(every, f"baseline-io-latmax-{flows}")
+    w = [r for r in w if "rep" in r]
+    b = {r["rep"]: r for r in b if "rep" in r and r.get("run_id") == run_id}
+    if not w or not b:
+        return None
+    mp = lambda r: r["generator"]["rx_pps"] / 1e6  # noqa: E731
+    ratios = [mp(r) / mp(b[r["rep"]]) for r in w if r["rep"] in b and mp(b[r["rep"]])]
+    return [mp(r) for r in b.values()], [mp(r) for r in w], ratios, run_id
+
+
+def rounds_section(every):
+    r = rounds(every)
+    if not r:
+        return []
+    io, fwd, ratios, run_id = r
+    return ["", "## Max rate at 1 000 flows, repeated rounds (perf/run-latency.sh: io and fwd "
+            "alternated; median [min - max])", "",
+            "| rounds | testpmd io Mpps | fwd Mpps | fwd / io of each round | session |",
+            "|---:|---:|---:|---:|---|",
+            f"| {len(fwd)} | {spread3(io)} | {spread3(fwd)} | {spread3(ratios)} | `{run_id}` |"]
+
+
+def spread3(values):
+    """'median [min - max]' with three decimals (Mpps, ratios)."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.3f} [{min(values):.3f} - {max(values):.3f}]"
+
+
 def latency_section(every):
     """Latency at 50% load: median [range] over the repeats of perf/run-latency.sh."""
     out = ["", "## Latency at 50% of each DUT's max (median [min - max] over repeats)", ""]
@@ -256,6 +289,14 @@ def figures(latest, every, path):
         row("UDP established, 1,000 flows, 1518 B, one way (Gbit/s on the wire)",
             "fwd-udp1518-1000", "baseline-io-udp1518-1000",
             lambda r: r["generator"]["rx_wire_gbps"], 2)
+    rd = rounds(every)
+    if rd:
+        io, fw, ratios, rid = rd
+        rows.append(f"| UDP established (replied), 1,000 flows, 64 B, max rate, {len(fw)} "
+                    f"alternated rounds (Mpps; median [min - max]) | {spread3(fw)} | "
+                    f"{spread3(io)} | {statistics.median(ratios):.2f} "
+                    f"[{min(ratios):.2f} - {max(ratios):.2f}] | - | ratio: median of each "
+                    f"round's fwd / io | session `{rid}` (perf/run-latency.sh) |")
     for q in ("p50_ns", "p99_ns", "p999_ns"):
         wr, _ = latency_runs(every, "fwd-latency50-1000")
         br, _ = latency_runs(every, "baseline-io-latency50-1000")
@@ -402,6 +443,7 @@ def main():
               "measurement pass is one way."]
     lines += both_ways_section(latest)
     lines += big_frames_section(latest)
+    lines += rounds_section(every)
     lines += latency_section(every)
     lines += table_section(latest)
     lines += ["", "## Latency, each newest run (UDP, one way through the DUT, generator TSC stamps)", "",

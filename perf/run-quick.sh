@@ -5,7 +5,8 @@
 #     at 1k flows, TCP handshakes),
 #   - the same through fwd (replied flows one way and both ways), new UDP connections/s
 #     and TCP handshakes on fresh fwds, 10/1000/10000 rules (perf/run-appliance.sh),
-#   - latency at 50 % load, REPEATS (5) runs of each DUT alternated (perf/run-latency.sh),
+#   - REPEATS (5) rounds at 1k flows, io and fwd alternated: max rate, then latency at
+#     50 % of it (perf/run-latency.sh),
 #   - the connection table: fill 1 M and 10 M entries, 1 M flows established while it
 #     holds them (perf/run-table.sh; TABLE_SIZES="" skips it; fwd takes ~2.5 GB of RAM).
 # The appliance parts need a release fwd.
