@@ -236,7 +236,7 @@ ct_rate() {
     jq -n --argjson b "$(ct_totals "$1")" --argjson a "$(ct_totals "$2")" --argjson s "$3" '
         if $a == null or $b == null then null else
         {seconds: $s, inserts: ($a.insert - $b.insert),
-         inserts_per_s: (($a.insert - $b.insert) / $s),
+         inserts_per_s: (if $s > 0 then ($a.insert - $b.insert) / $s else null end),
          early_drop: ($a.early_drop - $b.early_drop), found: ($a.found - $b.found),
          insert_failed: ($a.insert_failed - $b.insert_failed), drop: ($a.drop - $b.drop),
          entries_before: $b.entries, entries_after: $a.entries, max: $a.max} end'
@@ -324,7 +324,7 @@ warm_up() { # warm_up FLOWS
     for pass in 1 2 3; do
         # Its own time limit (enough at 100 k flows/s), not DURATION.
         DURATION=$(( $1 / 100000 + 5 )) run_gen --mode udp --flows "$1" --count "$1" \
-            --rate 1000000 --reflect --label "fwd, warm-up: open and answer every flow"
+            --rate 1000000 --reflect --drain-ms 1000 --label "fwd, warm-up: open and answer every flow"
         seen=$(ct_count '{"status":"SEEN_REPLY"}')
         WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
             --argjson pass "$pass" --argjson one "$(fwd_req '{"op":"conntrack_list","limit":1}')" \

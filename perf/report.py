@@ -118,7 +118,7 @@ def spread(values):
 def ct_rate_cell(r):
     """fwd's own count of new connections per second (conntrack inserts), if recorded."""
     c = r.get("ct_rate") if r else None
-    if not c:
+    if not c or c.get("inserts_per_s") is None:
         return "-"
     extra = f", early drop {c['early_drop']:,}" if c.get("early_drop") else ""
     return f"{c['inserts_per_s']:,.0f}{extra}"
@@ -311,7 +311,7 @@ def figures(latest, every, path):
                     f"{spread(wv)} | {spread(bv)} | {ratio} | "
                     f"{wr[0]['machine']['loadavg'].split()[0]} | lower is better | "
                     f"`{wr[0].get('invocation', '?')}`: {files} |")
-    ins = lambda r: r["ct_rate"]["inserts_per_s"] if r.get("ct_rate") else r["generator"]["rx_pps"]  # noqa: E731
+    ins = lambda r: (r.get("ct_rate") or {}).get("inserts_per_s") or r["generator"]["rx_pps"]  # noqa: E731
     io_path = lambda r: r["generator"]["rx_pps"]  # noqa: E731
     w = session_result(every, run_id, "fwd-newconn-udp")
     if w:
@@ -534,7 +534,8 @@ def main():
         ax.set_ylabel("Mpps received (64-byte frames)")
         ax.set_ylim(bottom=0)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
         ax.set_title(f"Throughput vs flows, 1 DUT core ({m['cores']}-core machine)")
         fig.tight_layout()
         fig.savefig(plot, dpi=100)
