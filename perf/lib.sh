@@ -26,6 +26,10 @@ DUT_CORES=${DUT_CORES:-$CORE_DUT}
 DUT_MAIN=${DUT_MAIN:-$CORE_GEN}
 DURATION=${DURATION:-5}
 MEM_MB=${MEM_MB:-256}
+# perfgen sleeps this long after its links are up before sending: the DUT's memif end
+# (served by a control thread on the generator's core) may come up later, and frames sent
+# before it does are lost (a 1 000-packet warm-up was lost whole without it).
+SETTLE_MS=${SETTLE_MS:-300}
 RUN_DIR=$(mktemp -d /tmp/perf-run.XXXXXX)
 # One id per measuring session (run-quick.sh / run-appliance.sh export it to the scripts
 # they call): report.py divides fwd by the testpmd io baseline of the same session only.
@@ -33,7 +37,7 @@ export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 # The command line of the outermost script, with the settings it read, for the results.
 if [ -z "${PERF_INVOCATION:-}" ]; then
     PERF_INVOCATION=""
-    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE; do
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 UDP1518 LATENCY TCP REPEATS TABLE_SIZES; do
         [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
     done
     export PERF_INVOCATION+="perf/$(basename "$0")"
@@ -111,7 +115,7 @@ start_testpmd() {
 # in a subshell: the variables must survive.
 run_gen() {
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
         "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
         "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
@@ -181,25 +185,28 @@ neighbors:
   - {address: 192.0.2.2, mac: "$GEN_MAC_A", port: lan}
   - {address: 203.0.113.2, mac: "$GEN_MAC_B", port: wan}
 conntrack:
-  max: 2097152
-ruleset: ruleset.nft
+  max: ${CT_MAX:-2097152}
+${CT_TIMEOUTS:+  timeouts:
+$CT_TIMEOUTS
+}ruleset: ruleset.nft
 control_socket: $RUN_DIR/control.sock
 state_dir: $RUN_DIR/state
 YAML
     "$FWD" check "$RUN_DIR/fwd.yaml" || die "generated config refused (see above): $RUN_DIR/fwd.yaml"
 }
 
-# fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
-# null when the socket does not answer in 5 s. Cumulative since fwd started.
-fwd_stats() {
+# One control request to fwd (docs/control-protocol.md): fwd_req '{"op":"stats"}' prints
+# the result as JSON; null when the socket does not answer in 5 s (or answers an error).
+fwd_req() {
     local py=python3
     [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-    "$py" - "$RUN_DIR/control.sock" <<'PY' 2> /dev/null || echo null
+    "$py" - "$RUN_DIR/control.sock" "$1" <<'PY' 2> /dev/null || echo null
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect(sys.argv[1])
-s.sendall(b'{"v":1,"id":1,"request":{"op":"stats"}}\n')
+req = {"v": 1, "id": 1, "request": json.loads(sys.argv[2])}
+s.sendall(json.dumps(req).encode() + b"\n")
 buf = b""
 while not buf.endswith(b"\n"):
     chunk = s.recv(65536)
@@ -211,9 +218,74 @@ print(json.dumps(r.get("result")))
 PY
 }
 
+# fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
+# null when the socket does not answer. Cumulative since fwd started.
+fwd_stats() { fwd_req '{"op":"stats"}'; }
+
+# Conntrack counters summed over fwd's workers, from a stats JSON (null stays null).
+ct_totals() {
+    jq -c 'if . == null then null else [.workers[].ct] as $w
+        | reduce ("insert", "found", "early_drop", "drop", "insert_failed", "invalid", "entries", "max") as $k
+            ({}; .[$k] = ($w | map(.[$k] // 0) | add)) end' <<< "$1"
+}
+
+# The conntrack work between two stats snapshots over SECONDS (perfgen's send time), as
+# JSON: entries inserted (new connections), inserted per second, early drops, lookups
+# that found an entry, failed inserts. ct_rate BEFORE AFTER SECONDS
+ct_rate() {
+    jq -n --argjson b "$(ct_totals "$1")" --argjson a "$(ct_totals "$2")" --argjson s "$3" '
+        if $a == null or $b == null then null else
+        {seconds: $s, inserts: ($a.insert - $b.insert),
+         inserts_per_s: (if $s > 0 then ($a.insert - $b.insert) / $s else null end),
+         early_drop: ($a.early_drop - $b.early_drop), found: ($a.found - $b.found),
+         insert_failed: ($a.insert_failed - $b.insert_failed), drop: ($a.drop - $b.drop),
+         entries_before: $b.entries, entries_after: $a.entries, max: $a.max} end'
+}
+
+# Number of conntrack entries matching a filter (control op conntrack_count), e.g.
+# ct_count '{"status":"SEEN_REPLY"}'; null when fwd does not answer.
+ct_count() {
+    fwd_req "{\"op\":\"conntrack_count\",\"filter\":$1}" | jq -c 'if . == null then null else .count end'
+}
+
+# Polls fwd's conntrack entry count (op "stats", summed over workers) every INTERVAL
+# seconds on one connection, writing "SECONDS_SINCE_START ENTRIES" lines to OUT, until the
+# count reaches TARGET or LIMIT seconds have passed. Run it in the background:
+#   ct_poll OUT TARGET LIMIT [INTERVAL] &
+ct_poll() {
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    "$py" - "$RUN_DIR/control.sock" "$@" <<'PY'
+import json, socket, sys, time
+sock, out, target, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+interval = float(sys.argv[5]) if len(sys.argv) > 5 else 0.1
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sock)
+f = s.makefile("rb")
+t0 = time.monotonic()
+with open(out, "w") as o:
+    n = 0
+    while time.monotonic() - t0 < limit:
+        n += 1
+        s.sendall(json.dumps({"v": 1, "id": n, "request": {"op": "stats"}}).encode() + b"\n")
+        r = json.loads(f.readline())
+        entries = sum(w["ct"]["entries"] for w in r["result"]["workers"])
+        o.write(f"{time.monotonic() - t0:.3f} {entries}\n")
+        o.flush()
+        if entries >= target:
+            break
+        time.sleep(interval)
+PY
+}
+
+# Resident memory of the DUT process in KiB (VmRSS; hugepages are not in it).
+dut_rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$DUT_PID/status"; }
+
 start_fwd() {
     DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
     DUT_SIG=TERM
+    rm -f "$RUN_DIR/control.sock" # the previous fwd's, if it left it
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -223,4 +295,45 @@ start_fwd() {
         sleep 0.1
     done
     die "fwd did not open its control socket in 15 s (log: $RUN_DIR/dut.log)"
+}
+
+# save with fwd's counters (drops by reason, conntrack) appended:
+#   fsave NAME [EXTRA_JSON] [STATS_BEFORE]
+# With STATS_BEFORE (fwd_stats right before the generator ran) the result also holds
+# ct_rate (lib.sh): conntrack inserts per second of sending, early drops, lookups.
+fsave() {
+    local after extra rate=null
+    after=$(fwd_stats)
+    if [ -n "${3:-}" ]; then
+        rate=$(ct_rate "$3" "$after" "$(jq -r .send_s <<< "$GEN")")
+    fi
+    extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$after" --argjson r "$rate" \
+        '$a + {fwd_stats: $s} + (if $r == null then {} else {ct_rate: $r} end)')
+    save "$1" fwd "$GEN" "$extra"
+    if [ "$rate" != null ]; then
+        jq -r '"  fwd conntrack: \(.inserts) inserted in \(.seconds * 100 | round / 100) s = \(.inserts_per_s | floor)/s, early_drop \(.early_drop), found \(.found), insert_failed \(.insert_failed)"' <<< "$rate"
+    fi
+}
+
+# One packet per flow, each answered by perfgen's reflector through fwd's reverse NAT, so
+# every entry has seen a reply (ESTABLISHED, as in Linux) before the one-way measurement.
+# Repeated (at most 3 passes) until fwd counts every flow replied. Sets WARM (JSON: what
+# was sent and answered, and fwd's count of entries and of replied entries).
+warm_up() { # warm_up FLOWS
+    local pass seen=0
+    for pass in 1 2 3; do
+        # Its own time limit (enough at 100 k flows/s), not DURATION.
+        DURATION=$(( $1 / 100000 + 5 )) run_gen --mode udp --flows "$1" --count "$1" \
+            --rate 1000000 --reflect --drain-ms 1000 --label "fwd, warm-up: open and answer every flow"
+        seen=$(ct_count '{"status":"SEEN_REPLY"}')
+        WARM=$(jq -n --argjson g "$GEN" --argjson seen "$seen" --argjson all "$(ct_count '{}')" \
+            --argjson pass "$pass" --argjson one "$(fwd_req '{"op":"conntrack_list","limit":1}')" \
+            '{flows: $g.args.flows, pass: $pass, sent: $g.counters.tx_packets,
+              forwarded: $g.counters.rx_packets, answered: $g.counters.reflected,
+              answers_back: $g.counters.rx_replies, entries: $all, entries_seen_reply: $seen,
+              first_entry: ($one.entries[0]? // $one)}')
+        jq -r '"  warm-up pass \(.pass): \(.sent) sent, \(.answers_back) answers back; fwd entries \(.entries), replied \(.entries_seen_reply)"' <<< "$WARM"
+        [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
+    done
+    echo "  warm-up: not every flow replied after 3 passes (measuring anyway)" >&2
 }

@@ -11,6 +11,8 @@ import argparse
 import glob
 import json
 import os
+import re
+import statistics
 import sys
 
 
@@ -40,10 +42,8 @@ def same_session_baseline(every, fwd_result):
     flows = fwd_result["generator"]["args"]["flows"]
     found = None
     for r in every:
-        g = r["generator"]
-        if run_id and r.get("run_id") == run_id and r["dut"] == "testpmd-io" \
-                and g["args"]["mode"] == "udp" and g["args"]["rate"] == 0 \
-                and g["args"]["flows"] == flows:
+        if run_id and r.get("run_id") == run_id and r["scenario"] == f"baseline-io-udp-{flows}" \
+                and r["generator"]["args"]["rate"] == 0:
             found = r
     return found
 
@@ -78,14 +78,50 @@ def us(ns):
     return f"{ns / 1000:.1f}"
 
 
-def throughput_rows(latest, dut):
+def throughput_rows(latest, dut, kind="udp"):
+    """(flows, generator, result) of the newest `<dut>-<kind>-<flows>` results (kind udp:
+    one way, udp2: both ways)."""
+    prefix = {"fwd": "fwd", "testpmd-io": "baseline-io"}[dut]
+    pat = re.compile(rf"^{prefix}-{kind}-(\d+)$")
     rows = []
     for name, r in latest.items():
-        g = r["generator"]
-        if r["dut"] == dut and g["args"]["mode"] == "udp" and g["args"]["rate"] == 0 \
-                and name.split("-")[-1].isdigit() and "rules" not in name:
-            rows.append((g["args"]["flows"], g, r))
+        if pat.match(name) and r["generator"]["args"]["rate"] == 0:
+            rows.append((r["generator"]["args"]["flows"], r["generator"], r))
     return sorted(rows, key=lambda t: t[0])
+
+
+def both_ways_pps(g):
+    """Frames received per second in both directions (forward + answers)."""
+    return g["rx_pps"] + g.get("reply_pps", 0)
+
+
+def latency_runs(every, scenario):
+    """The repeated runs (`rep` set, perf/run-latency.sh) of a latency scenario in the
+    newest session that has them; else the newest single run. Returns (runs, run_id)."""
+    reps = [r for r in every if r["scenario"] == scenario and "rep" in r]
+    if reps:
+        run_id = max(reps, key=lambda r: r["_file"]).get("run_id")
+        return [r for r in reps if r.get("run_id") == run_id], run_id
+    single = [r for r in every if r["scenario"] == scenario]
+    return (single[-1:], single[-1].get("run_id")) if single else ([], None)
+
+
+def spread(values):
+    """'median [min - max]' of a list of numbers (microseconds), or the one value."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:,.1f} (one run)"
+    return f"{statistics.median(values):,.1f} [{min(values):,.1f} - {max(values):,.1f}]"
+
+
+def ct_rate_cell(r):
+    """fwd's own count of new connections per second (conntrack inserts), if recorded."""
+    c = r.get("ct_rate") if r else None
+    if not c or c.get("inserts_per_s") is None:
+        return "-"
+    extra = f", early drop {c['early_drop']:,}" if c.get("early_drop") else ""
+    return f"{c['inserts_per_s']:,.0f}{extra}"
 
 
 def session_result(every, run_id, scenario):
@@ -97,22 +133,134 @@ def session_result(every, run_id, scenario):
     return found
 
 
+def both_ways_section(latest):
+    """udp2-<flows>: every frame answered by perfgen's reflector, both directions through
+    the DUT at max rate."""
+    base = {f: (g, r) for f, g, r in throughput_rows(latest, "testpmd-io", "udp2")}
+    fwd = {f: (g, r) for f, g, r in throughput_rows(latest, "fwd", "udp2")}
+    if not base and not fwd:
+        return []
+    out = ["", "## Both ways (udp2: every frame answered by perfgen's reflector through the "
+           "DUT, max rate)", "",
+           "| flows | testpmd io Mpps (fwd + rev) | fwd Mpps (fwd + rev) | fwd / io | fwd answers lost |",
+           "|---:|---:|---:|---:|---:|"]
+    for f in sorted(set(base) | set(fwd)):
+        b, w = base.get(f, (None, None))[0], fwd.get(f, (None, None))[0]
+        cell = lambda g: (f"{mpps(both_ways_pps(g))} ({mpps(g['rx_pps'])} + "  # noqa: E731
+                          f"{mpps(g.get('reply_pps', 0))})") if g else "-"
+        ratio = f"{both_ways_pps(w) / both_ways_pps(b):.2f}" if b and w and both_ways_pps(b) else "-"
+        out.append(f"| {f:,} | {cell(b)} | {cell(w)} | {ratio} | "
+                   f"{w.get('reply_lost', '-') if w else '-'} |")
+    return out
+
+
+def big_frames_section(latest):
+    """udp1518-1000: 1518-byte frames, 1 000 established flows, one way, max rate."""
+    b = latest.get("baseline-io-udp1518-1000")
+    w = latest.get("fwd-udp1518-1000")
+    if not b and not w:
+        return []
+    cell = lambda r: (f"{mpps(r['generator']['rx_pps'])} Mpps = "  # noqa: E731
+                      f"{r['generator']['rx_wire_gbps']:.1f} Gbit/s") if r else "-"
+    ratio = f"{w['generator']['rx_pps'] / b['generator']['rx_pps']:.2f}" \
+        if b and w and b["generator"]["rx_pps"] else "-"
+    same = "yes" if b and w and b.get("run_id") == w.get("run_id") else "no"
+    return ["", "## 1518-byte frames (1 000 established flows, one way, max rate)", "",
+            "| testpmd io | fwd | fwd / io | same session |", "|---:|---:|---:|---|",
+            f"| {cell(b)} | {cell(w)} | {ratio} | {same} |",
+            "", "Gbit/s on the wire: frame + FCS + 20 bytes of preamble and gap. memif copies "
+            "every frame, so large frames cost the path per byte, not only per packet."]
+
+
+def rounds(every, flows=1000):
+    """perf/run-latency.sh's max-rate runs of the newest session, paired by round:
+    (io Mpps list, fwd Mpps list, per-round fwd / io list, session)."""
+    w, run_id = latency_runs(every, f"fwd-latmax-{flows}")
+    b, _ = latency_runs(every, f"baseline-io-latmax-{flows}")
+    w = [r for r in w if "rep" in r]
+    b = {r["rep"]: r for r in b if "rep" in r and r.get("run_id") == run_id}
+    if not w or not b:
+        return None
+    mp = lambda r: r["generator"]["rx_pps"] / 1e6  # noqa: E731
+    ratios = [mp(r) / mp(b[r["rep"]]) for r in w if r["rep"] in b and mp(b[r["rep"]])]
+    return [mp(r) for r in b.values()], [mp(r) for r in w], ratios, run_id
+
+
+def rounds_section(every):
+    r = rounds(every)
+    if not r:
+        return []
+    io, fwd, ratios, run_id = r
+    return ["", "## Max rate at 1 000 flows, repeated rounds (perf/run-latency.sh: io and fwd "
+            "alternated; median [min - max])", "",
+            "| rounds | testpmd io Mpps | fwd Mpps | fwd / io of each round | session |",
+            "|---:|---:|---:|---:|---|",
+            f"| {len(fwd)} | {spread3(io)} | {spread3(fwd)} | {spread3(ratios)} | `{run_id}` |"]
+
+
+def spread3(values):
+    """'median [min - max]' with three decimals (Mpps, ratios)."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.3f} [{min(values):.3f} - {max(values):.3f}]"
+
+
+def latency_section(every):
+    """Latency at 50% load: median [range] over the repeats of perf/run-latency.sh."""
+    out = ["", "## Latency at 50% of each DUT's max (median [min - max] over repeats)", ""]
+    rows = []
+    for dut, scen in (("testpmd io", "baseline-io-latency50-1000"), ("fwd", "fwd-latency50-1000")):
+        runs, run_id = latency_runs(every, scen)
+        if not runs:
+            continue
+        col = lambda q: [r["generator"]["latency"][q] / 1000 for r in runs]  # noqa: E731
+        rows.append(f"| {dut} | {len(runs)} | {mpps(runs[0]['generator']['args']['rate'])} | "
+                    f"{spread(col('p50_ns'))} | {spread(col('p99_ns'))} | "
+                    f"{spread(col('p999_ns'))} | {min(col('min_ns')):,.1f} | `{run_id}` |")
+    if not rows:
+        return out + ["Not measured (`perf/run-latency.sh`)."]
+    return out + ["| DUT | runs | rate Mpps | p50 us | p99 us | p99.9 us | min us | session |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"] + rows
+
+
+def table_section(latest):
+    """perf/run-table.sh: fill time, memory per entry, throughput with the table full."""
+    rows = sorted((r["table"]["entries"], r) for n, r in latest.items()
+                  if n.startswith("fwd-table-") and "table" in r)
+    if not rows:
+        return []
+    out = ["", "## Connection table (perf/run-table.sh: filter.nft, no NAT; one worker)", "",
+           "| entries | fill time s | entries/s (first half / second half) | B/entry by RSS "
+           "(layout) | fwd RSS MiB | 1 M established flows, Mpps | result file |",
+           "|---:|---:|---|---:|---:|---:|---|"]
+    for n, r in rows:
+        fl, m, g = r["table"]["fill"], r["table"]["memory"], r["generator"]
+        fs = f"{fl['fill_s']:.1f}" if fl.get("fill_s") is not None else "not reached"
+        rate = (f"{fl['entries_per_s']:,.0f} ({fl['first_half_per_s']:,.0f} / "
+                f"{fl['second_half_per_s']:,.0f})") if fl.get("entries_per_s") else "-"
+        bpe = m.get("bytes_per_entry_rss_filled")
+        out.append(f"| {n:,} | {fs} | {rate} | {f'{bpe:.0f}' if bpe else '-'} "
+                   f"({m['bytes_per_entry_layout']:.1f}) of {m['ct_max']:,} | "
+                   f"{m['rss_kib_filled'] / 1024:,.0f} | {mpps(g['rx_pps'])} | {r['_file']} |")
+    out += ["", "B/entry: fwd's RSS after the fill minus its RSS with a 64 Ki-entry table, per "
+            "entry of capacity (the table is allocated whole at start; its pages are committed "
+            "on first touch); layout: docs/conntrack.md (`Table::memory`)."]
+    return out
+
+
 def figures(latest, every, path):
     """perf/FIGURES.md's table: fwd against testpmd io of the same session, one row per
-    figure, with the script invocation and the result files."""
+    figure, with the script invocation and the result files. Latency rows: median [range]
+    over the repeats of perf/run-latency.sh; table rows: the newest perf/run-table.sh
+    results (their own session)."""
     fwd = [r for r in latest.values() if r["dut"] == "fwd"]
     if not fwd:
         sys.exit("report.py --figures: no fwd results")
-    run_id = max(fwd, key=lambda r: r["_file"]).get("run_id")
+    run_id = max((r for r in fwd if not r["scenario"].startswith("fwd-table-")),
+                 key=lambda r: r["_file"], default=max(fwd, key=lambda r: r["_file"])).get("run_id")
     rows = []
 
-    def row(what, fname, bname, metric, unit, note=""):
-        w = session_result(every, run_id, fname)
-        b = session_result(every, run_id, bname) if bname else None
-        if not w:
-            rows.append(f"| {what} | not measured | | | | | |")
-            return
-        wv, bv = metric(w["generator"]), (metric(b["generator"]) if b else None)
+    def put(what, w, b, wv, bv, unit, note=""):
         ratio = f"{wv / bv:.2f}" if bv else "-"
         bcell = f"{bv:,.{unit}f}" if bv is not None else "-"
         files = w["_file"] + (f", {b['_file']}" if b else "")
@@ -120,23 +268,99 @@ def figures(latest, every, path):
                     f"{w['machine']['loadavg'].split()[0]} | {note} | "
                     f"`{w.get('invocation', '?')}`: {files} |")
 
-    mp = lambda g: g["rx_pps"] / 1e6  # noqa: E731
+    def row(what, fname, bname, metric, unit, note="", session=True):
+        w = session_result(every, run_id, fname) if session else latest.get(fname)
+        b = session_result(every, run_id, bname) if bname else None
+        if not w:
+            rows.append(f"| {what} | not measured | | | | | |")
+            return
+        put(what, w, b, metric(w), metric(b) if b else None, unit, note)
+
+    mp = lambda r: r["generator"]["rx_pps"] / 1e6  # noqa: E731
+    both = lambda r: both_ways_pps(r["generator"]) / 1e6  # noqa: E731
     for f in (1000, 100000, 1000000):
-        row(f"UDP established, {f:,} flows, 64 B (Mpps)", f"fwd-udp-{f}",
+        row(f"UDP established (replied), {f:,} flows, 64 B, one way (Mpps)", f"fwd-udp-{f}",
             f"baseline-io-udp-{f}", mp, 3)
-    lat = lambda q: (lambda g: g["latency"][q] / 1000)  # noqa: E731
+    for f in (1000, 100000, 1000000):
+        if session_result(every, run_id, f"fwd-udp2-{f}"):
+            row(f"UDP both ways (every frame answered), {f:,} flows, 64 B (Mpps, sum of "
+                "directions)", f"fwd-udp2-{f}", f"baseline-io-udp2-{f}", both, 3)
+    if session_result(every, run_id, "fwd-udp1518-1000"):
+        row("UDP established, 1,000 flows, 1518 B, one way (Gbit/s on the wire)",
+            "fwd-udp1518-1000", "baseline-io-udp1518-1000",
+            lambda r: r["generator"]["rx_wire_gbps"], 2)
+    rd = rounds(every)
+    if rd:
+        io, fw, ratios, rid = rd
+        rows.append(f"| UDP established (replied), 1,000 flows, 64 B, max rate, {len(fw)} "
+                    f"alternated rounds (Mpps; median [min - max]) | {spread3(fw)} | "
+                    f"{spread3(io)} | {statistics.median(ratios):.2f} "
+                    f"[{min(ratios):.2f} - {max(ratios):.2f}] | - | ratio: median of each "
+                    f"round's fwd / io | session `{rid}` (perf/run-latency.sh) |")
     for q in ("p50_ns", "p99_ns", "p999_ns"):
-        row(f"latency {q[:-3]} at 50% of max, 1k flows (us)", "fwd-latency50-1000",
-            "baseline-io-latency50-1000", lat(q), 1, "lower is better")
-    row("new UDP flows/s (single-packet flows, 16 M tuples)", "fwd-newconn-udp",
-        "baseline-io-udp-1000000", lambda g: g["rx_pps"], 0,
-        "io column: io max pps at 1M flows (io tracks nothing)")
-    row("TCP handshakes/s (SYN .. last ACK, via SNAT)", "fwd-tcp", "baseline-io-tcp",
-        lambda g: g["tcp"]["conns_per_s"], 0, "io column: generator+reflector limit")
+        wr, _ = latency_runs(every, "fwd-latency50-1000")
+        br, _ = latency_runs(every, "baseline-io-latency50-1000")
+        if not wr:
+            rows.append(f"| latency {q[:-3]} at 50% of max, 1k flows (us) | not measured | | | | | |")
+            continue
+        wv = [r["generator"]["latency"][q] / 1000 for r in wr]
+        bv = [r["generator"]["latency"][q] / 1000 for r in br]
+        ratio = f"{statistics.median(wv) / statistics.median(bv):.2f}" if bv else "-"
+        files = f"{len(wr)} + {len(br)} runs, session `{wr[0].get('run_id')}`"
+        rows.append(f"| latency {q[:-3]} at 50% of max, 1k flows (us; median [min - max]) | "
+                    f"{spread(wv)} | {spread(bv)} | {ratio} | "
+                    f"{wr[0]['machine']['loadavg'].split()[0]} | lower is better | "
+                    f"`{wr[0].get('invocation', '?')}`: {files} |")
+    ins = lambda r: (r.get("ct_rate") or {}).get("inserts_per_s") or r["generator"]["rx_pps"]  # noqa: E731
+    io_path = lambda r: r["generator"]["rx_pps"]  # noqa: E731
+    w = session_result(every, run_id, "fwd-newconn-udp")
+    if w:
+        b = session_result(every, run_id, "baseline-io-udp-1000000")
+        put("new UDP connections/s (fwd conntrack inserts/s; single-packet flows, 16 M tuples, "
+            "fresh fwd)", w, b, ins(w), io_path(b) if b else None, 0,
+            f"perfgen rx {w['generator']['rx_pps']:,.0f}/s; io column: io max pps at 1M flows "
+            "(io tracks nothing)")
+    else:
+        rows.append("| new UDP connections/s | not measured | | | | | |")
+    w = session_result(every, run_id, "fwd-newconn-full")
+    if w and w.get("ct_rate"):
+        c = w["ct_rate"]
+        put(f"new UDP connections/s at a full table ({w.get('ct_max', c['max']):,} entries, "
+            "fwd inserts/s)", w, None, ins(w), None, 0,
+            f"{c['early_drop'] / c['seconds']:,.0f} early drops/s over the run (the first "
+            f"{c['max']:,} inserts needed none); {c['drop']:,} dropped for want of room")
+    row("TCP handshakes/s (SYN .. last ACK, via SNAT, fresh fwd)", "fwd-tcp", "baseline-io-tcp",
+        lambda r: r["generator"]["tcp"]["conns_per_s"], 0,
+        "io column: generator+reflector limit")
     for n in (10, 1000, 10000):
-        row(f"new UDP flows/s, {n:,} rules in forward", f"fwd-rules-{n}",
-            "baseline-io-udp-1000000", lambda g: g["rx_pps"], 0,
-            "io column: io max pps at 1M flows")
+        w = session_result(every, run_id, f"fwd-rules-{n}")
+        if not w:
+            rows.append(f"| new UDP connections/s, {n:,} rules in forward | not measured | | | | | |")
+            continue
+        b = session_result(every, run_id, "baseline-io-udp-1000000")
+        put(f"new UDP connections/s (fwd inserts/s), {n:,} rules in forward", w, b, ins(w),
+            io_path(b) if b else None, 0, "io column: io max pps at 1M flows")
+    for n in sorted(r["table"]["entries"] for k, r in latest.items()
+                    if k.startswith("fwd-table-") and "table" in r):
+        w = latest[f"fwd-table-{n}"]
+        fl, m = w["table"]["fill"], w["table"]["memory"]
+        b = session_result(every, w.get("run_id"), "baseline-io-udp-1000000")
+        io_note = "io: udp-1000000 of the same session"
+        if not b:
+            b = latest.get("baseline-io-udp-1000000")
+            io_note = "io: newest udp-1000000 (another session)"
+        if fl.get("fill_s") is not None:
+            put(f"time to fill {n:,} entries, single-packet flows (s)", w, None, fl["fill_s"],
+                None, 1, f"{fl['entries_per_s']:,.0f} entries/s (first half "
+                f"{fl['first_half_per_s']:,.0f}, second half {fl['second_half_per_s']:,.0f}); "
+                "filter.nft, no NAT")
+        put(f"UDP established, 1,000,000 flows, table holding {n:,} (Mpps)", w, b, mp(w),
+            mp(b) if b else None, 3, io_note)
+        if m.get("bytes_per_entry_rss_filled"):
+            put(f"memory per entry, table of {m['ct_max']:,} with {n:,} live (B, by RSS)", w,
+                None, m["bytes_per_entry_rss_filled"], None, 0,
+                f"layout {m['bytes_per_entry_layout']:.1f} B (docs/conntrack.md); fwd RSS "
+                f"{m['rss_kib_filled'] / 1024:,.0f} MiB")
     any_r = max(fwd, key=lambda r: r["_file"])
     m = any_r["machine"]
     head = [
@@ -213,7 +437,16 @@ def main():
         lines += ["", f"fwd ran with the processor: {', '.join(procs)} (`PortForward` is the "
                   "bridge fwd used before the firewall pipeline was wired in: I/O edge only, "
                   "no conntrack, rules or NAT)."]
-    lines += ["", "## Latency (UDP, one way through the DUT, generator TSC stamps)", "",
+    lines += ["", "fwd's udp-<flows> entries are replied (ESTABLISHED): a warm-up pass sends one "
+              "packet per flow and perfgen's reflector answers each through fwd's reverse NAT "
+              "(`warmup` in each result: fwd's count of entries with SEEN_REPLY); the "
+              "measurement pass is one way."]
+    lines += both_ways_section(latest)
+    lines += big_frames_section(latest)
+    lines += rounds_section(every)
+    lines += latency_section(every)
+    lines += table_section(latest)
+    lines += ["", "## Latency, each newest run (UDP, one way through the DUT, generator TSC stamps)", "",
               "| scenario | load | rx Mpps | p50 us | p90 us | p99 us | p99.9 us | max us |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in sorted(latest.items()):
@@ -225,17 +458,23 @@ def main():
                          f"{us(lat['p90_ns'])} | {us(lat['p99_ns'])} | {us(lat['p999_ns'])} | "
                          f"{us(lat['max_ns'])} |")
     lines += ["", "## New connections", "",
-              "| scenario | kind | completed/s | failed | p50 setup us | p99 setup us |",
-              "|---|---|---:|---:|---:|---:|"]
+              "fwd inserts/s: fwd's own count of conntrack inserts (its `stats` before and "
+              "after the run, on a fresh fwd) per second of sending: the true new-connection "
+              "rate (results before 2026-11-30 23:00 ran newconn-udp on a fwd whose table "
+              "still held the udp-<flows> entries, and have no such column).", "",
+              "| scenario | kind | completed/s (perfgen) | fwd inserts/s | failed | "
+              "p50 setup us | p99 setup us |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for name, r in sorted(latest.items()):
         g = r["generator"]
         if g.get("tcp"):
             t, lat = g["tcp"], g["latency"]
             lines.append(f"| {name} | TCP handshake | {t['conns_per_s']:,.0f} | "
-                         f"{t['client']['failed']} | {us(lat['p50_ns'])} | {us(lat['p99_ns'])} |")
+                         f"{ct_rate_cell(r)} | {t['client']['failed']} | {us(lat['p50_ns'])} | "
+                         f"{us(lat['p99_ns'])} |")
         elif "newconn" in name or "rules" in name:
             lines.append(f"| {name} | single-packet UDP | {g['rx_pps']:,.0f} | "
-                         f"{g['lost']} lost | - | - |")
+                         f"{ct_rate_cell(r)} | {g['lost']} lost | - | - |")
     lines += ["", "## fwd counters after each run (cumulative since fwd started)", "",
               "| scenario | worker rx | worker tx | drops by reason | conntrack entries | "
               "NAT exhausted | busy |", "|---|---:|---:|---|---:|---:|---:|"]
@@ -256,7 +495,7 @@ def main():
                      f"{sum(w.get('tx_packets', 0) for w in ws):,} | {dtext} | "
                      f"{sum(w.get('ct', {}).get('entries', 0) for w in ws):,} | "
                      f"{sum(w.get('nat_port_exhausted', 0) for w in ws):,} | {busy} |")
-    scaling = {}
+    scaling = {}  # perf/run-scaling.sh results (the 16-core machine)
     for name, r in latest.items():
         if name.startswith("scaling-") and "tcp" not in name:
             scaling.setdefault(r["dut"], {})[r["workers"]] = r["generator"]["rx_pps"]
@@ -271,7 +510,8 @@ def main():
                 lines.append(f"| {dut} | {w} | {mpps(d[w])} | {mpps(d[w] / w)} | {eff} |")
     else:
         lines.append("Not measured: `perf/run-scaling.sh` needs 2 x workers + 1 cores "
-                     "(the 16-core machine).")
+                     "(the 16-core machine, which was not lent to the sessions that took "
+                     "these figures); no throughput-vs-workers plot without it.")
     lines.append("")
 
     plot = os.path.join(out, "throughput-vs-flows.png")
@@ -280,8 +520,12 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(7, 4))
+        both = lambda dut: {f: {"rx_pps": both_ways_pps(g)}  # noqa: E731
+                            for f, g, _ in throughput_rows(latest, dut, "udp2")}
         for label, d, style in (("testpmd io (path limit)", base, "o--"),
-                                ("fwd (router + masquerade)", fwd, "s-")):
+                                ("fwd (router + SNAT, replied flows)", fwd, "s-"),
+                                ("testpmd io, both ways", both("testpmd-io"), "^:"),
+                                ("fwd, both ways", both("fwd"), "v-.")):
             if d:
                 xs = sorted(d)
                 ax.plot(xs, [d[x]["rx_pps"] / 1e6 for x in xs], style, label=label)
@@ -290,7 +534,8 @@ def main():
         ax.set_ylabel("Mpps received (64-byte frames)")
         ax.set_ylim(bottom=0)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
         ax.set_title(f"Throughput vs flows, 1 DUT core ({m['cores']}-core machine)")
         fig.tight_layout()
         fig.savefig(plot, dpi=100)

@@ -34,7 +34,7 @@ for w in $WORKERS; do
     if [ "$with_fwd" = 1 ]; then
         write_fwd_config "$PERF_DIR/rulesets/router.nft"
         start_fwd
-        run_gen --mode udp --flows "$FLOW_COUNT" --count "$FLOW_COUNT" --rate 1000000 # opens every flow
+        warm_up "$FLOW_COUNT" # opens and answers every flow: replied (established) entries
         run_gen --mode udp --flows "$FLOW_COUNT" --rate 0 --label "scaling, fwd, $w workers"
         save "scaling-fwd-w$w" fwd "$GEN" "{\"workers\": $w}"
         run_gen --mode tcp --flows 1000000 --rate 0 --label "scaling, fwd tcp, $w workers"

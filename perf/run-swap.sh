@@ -54,7 +54,7 @@ print(json.dumps(out))
 PY
 }
 
-run_gen --mode udp --flows "$FLOWS" --count "$FLOWS" --rate 1000000 # opens every flow
+warm_up "$FLOWS" # opens and answers every flow: replied (established) entries
 run_gen --mode udp --flows "$FLOWS" --rate "$RATE" --label "fwd, no swaps"
 quiet=$GEN
 quiet_cmd=$GEN_CMD
@@ -66,7 +66,8 @@ run_gen --mode udp --flows "$FLOWS" --rate "$RATE" --label "fwd, $SWAPS ruleset 
 wait "$swapper" || die "swap loop failed"
 swaps=$(cat "$RUN_DIR/swaps.json")
 extra=$(jq -n --argjson q "$quiet" --argjson s "$swaps" --arg qc "$quiet_cmd" --argjson st "$(fwd_stats)" \
+    --argjson w "$WARM" \
     '{baseline_no_swaps: $q, baseline_command: $qc, swaps: $s, fwd_stats: $st,
-      lost_no_swaps: $q.lost}')
+      lost_no_swaps: $q.lost, warmup: $w}')
 save "fwd-swap-$FLOWS" fwd "$GEN" "$extra"
 jq -r --argjson g "$GEN" '"swaps ok \(.swaps.ok) errors \(.swaps.errors | length), generation \(.swaps.before.ruleset_generation // "?") -> \(.swaps.after.ruleset_generation // "?"); lost without swaps \(.lost_no_swaps), lost with swaps \($g.lost)"' <<< "$extra"

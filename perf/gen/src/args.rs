@@ -29,9 +29,15 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --dst A.B.C.D         server address                                     [198.19.0.1]
   --dport N             server port                                        [9 udp, 80 tcp]
   --tx-mac MAC          destination MAC of frames sent on --tx-port        [02:00:00:00:00:02]
-  --rx-mac MAC          destination MAC of reflector frames (tcp)          [02:00:00:00:00:01]
+  --rx-mac MAC          destination MAC of answers sent on --rx-port       [02:00:00:00:00:01]
   --drain-ms N          keep receiving this long after sending stops      [200]
   --link-timeout S      wait this long for both links to come up           [10]
+  --settle-ms N         then sleep this long before sending, so the device's end of
+                        the link is up too (memif: its control thread may share a
+                        core with this one); at most 10000                   [0]
+  --reflect             udp: the rx port answers every UDP frame it receives (addresses
+                        and ports swapped, sent back on the rx port, so the device sees
+                        replies: established flows); the tx port counts the answers
   --label TEXT          free text stored in the result
   --json FILE           write the result there (default: stdout)
 ";
@@ -67,6 +73,9 @@ pub struct Args {
     pub rx_mac: [u8; 6],
     pub drain_ms: u64,
     pub link_timeout_s: u64,
+    pub settle_ms: u64,
+    /// UDP: the rx port answers what it receives (`--reflect`).
+    pub reflect: bool,
     pub label: String,
     #[serde(skip)]
     pub json: Option<String>,
@@ -113,6 +122,8 @@ impl Args {
             rx_mac: [2, 0, 0, 0, 0, 1],
             drain_ms: 200,
             link_timeout_s: 10,
+            settle_ms: 0,
+            reflect: false,
             label: String::new(),
             json: None,
             eal: Vec::new(),
@@ -125,6 +136,10 @@ impl Args {
             }
             if flag == "-h" || flag == "--help" {
                 return Err(USAGE.to_string());
+            }
+            if flag == "--reflect" {
+                a.reflect = true;
+                continue;
             }
             let v = it
                 .next()
@@ -154,6 +169,7 @@ impl Args {
                 "--rx-mac" => a.rx_mac = parse_mac(&v).ok_or(format!("{flag}: bad MAC '{v}'"))?,
                 "--drain-ms" => a.drain_ms = num(&flag, &v)?,
                 "--link-timeout" => a.link_timeout_s = num(&flag, &v)?,
+                "--settle-ms" => a.settle_ms = num(&flag, &v)?,
                 "--label" => a.label = v,
                 "--json" => a.json = Some(v),
                 _ => return Err(format!("unknown option '{flag}' (see --help)")),
@@ -171,8 +187,14 @@ impl Args {
         if a.queues == 0 || a.queues > 64 {
             return Err(format!("--queues: {} is outside 1..=64", a.queues));
         }
-        if a.concurrency == 0 || a.timeout_ms == 0 || a.drain_ms > 10_000 {
-            return Err("--concurrency and --timeout-ms must be > 0, --drain-ms <= 10000".into());
+        if a.concurrency == 0 || a.timeout_ms == 0 || a.drain_ms > 10_000 || a.settle_ms > 10_000 {
+            return Err(
+                "--concurrency and --timeout-ms must be > 0, --drain-ms and --settle-ms <= 10000"
+                    .into(),
+            );
+        }
+        if a.reflect && a.mode != Mode::Udp {
+            return Err("--reflect: only with --mode udp (tcp always answers)".into());
         }
         if a.dport == 0 {
             a.dport = if a.mode == Mode::Tcp { 80 } else { 9 };
@@ -201,6 +223,10 @@ mod tests {
         let a = parse("--tx-mac 0a:1B:00:00:00:ff").unwrap();
         assert_eq!(a.tx_mac, [0x0a, 0x1b, 0, 0, 0, 0xff]);
         assert_eq!(format_mac(&a.tx_mac), "0a:1b:00:00:00:ff");
+        assert!(!a.reflect);
+        let a = parse("--reflect --flows 10 -- -l 0").unwrap();
+        assert!(a.reflect, "a flag without a value");
+        assert_eq!((a.flows, a.eal.len()), (10, 2));
     }
 
     #[test]
@@ -216,6 +242,8 @@ mod tests {
             ("--src-net 198.18.0", "--src-net"),
             ("--rate", "--rate"),
             ("--bogus 1", "--bogus"),
+            ("--mode tcp --reflect", "--reflect"),
+            ("--settle-ms 10001", "--settle-ms"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(flag), "{args}: {e}");

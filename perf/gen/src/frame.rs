@@ -241,6 +241,30 @@ pub fn parse(f: &[u8]) -> Option<Parsed> {
     })
 }
 
+/// Turns a received IPv4 UDP frame into its answer, in place, as a server would send it:
+/// MACs from `macs`, addresses and ports swapped, TTL 64 with the IPv4 header checksum
+/// recomputed. The UDP checksum stays right unchanged: the pseudo header and the ports are
+/// the same 16-bit words in another order. Returns `false`, the frame untouched, for
+/// anything that is not IPv4 UDP (see [`parse`]).
+pub fn reflect_udp(f: &mut [u8], macs: &Macs) -> bool {
+    if !matches!(parse(f), Some(Parsed { l4: L4::Udp, .. })) {
+        return false;
+    }
+    f[0..6].copy_from_slice(&macs.dst);
+    f[6..12].copy_from_slice(&macs.src);
+    let ip = &mut f[ETH_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let (src, dst) = ip[12..20].split_at_mut(4);
+    src.swap_with_slice(dst);
+    ip[8] = 64;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&ip[..ihl], 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let (sport, rest) = ip[ihl..ihl + 4].split_at_mut(2);
+    sport.swap_with_slice(rest);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +405,51 @@ mod tests {
         let mut icmp = buf;
         icmp[23] = 1;
         assert_eq!(parse(&icmp), None);
+    }
+    #[test]
+    fn reflected_udp_answers_with_valid_checksums() {
+        let mut buf = [0u8; 60];
+        udp(&mut buf, &MACS, A, B, 1024, 9, 60, 5, 77).unwrap();
+        // As a router would forward it: TTL decremented, header checksum fixed.
+        buf[22] = 63;
+        buf[24..26].copy_from_slice(&[0, 0]);
+        let c = csum(&buf[14..34], 0);
+        buf[24..26].copy_from_slice(&c.to_be_bytes());
+        let back = Macs {
+            src: [2, 0, 0, 0, 0, 9],
+            dst: [2, 0, 0, 0, 0, 8],
+        };
+        assert!(reflect_udp(&mut buf, &back));
+        let p = parse(&buf).unwrap();
+        assert_eq!((p.src, p.dst, p.sport, p.dport), (B, A, 9, 1024));
+        assert!(p.checksums_ok, "IPv4 and UDP checksums of the answer");
+        assert_eq!(p.stamp, Some((5, 77)), "the stamp travels back");
+        assert_eq!((&buf[0..6], &buf[6..12]), (&back.dst[..], &back.src[..]));
+        assert_eq!(buf[22], 64, "a fresh TTL");
+        // Reflecting the answer gives the original addresses back.
+        assert!(reflect_udp(&mut buf, &MACS));
+        let q = parse(&buf).unwrap();
+        assert_eq!((q.src, q.dst, q.sport, q.dport), (A, B, 1024, 9));
+        assert!(q.checksums_ok);
+    }
+
+    #[test]
+    fn reflect_leaves_other_frames_alone() {
+        let mut buf = [0u8; 60];
+        let s = Segment {
+            src: A,
+            dst: B,
+            sport: 1024,
+            dport: 80,
+            flags: TCP_SYN,
+            seq: 1,
+            ack: 0,
+            stamp: None,
+        };
+        tcp(&mut buf, &MACS, &s).unwrap();
+        let before = buf;
+        assert!(!reflect_udp(&mut buf, &MACS), "TCP is not reflected");
+        assert_eq!(buf, before);
+        assert!(!reflect_udp(&mut buf[..20], &MACS), "truncated");
     }
 }

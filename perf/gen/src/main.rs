@@ -36,8 +36,16 @@ struct Counters {
     rx_bad_checksum: u64,
     /// Frames that are not IPv4 UDP/TCP.
     rx_other: u64,
-    /// Frames arriving on the TX port in UDP mode (e.g. ICMP errors from the device).
+    /// Frames arriving on the TX port in UDP mode that are not answers of this run (e.g.
+    /// ICMP errors from the device).
     rx_reverse: u64,
+    /// `--reflect`: frames the rx port answered (sent back), and answers its TX queue
+    /// refused (freed, not retried).
+    reflected: u64,
+    reflect_unsent: u64,
+    /// `--reflect`: answers that came back through the device to the TX port (stamped
+    /// UDP frames of this run).
+    rx_replies: u64,
 }
 
 impl Counters {
@@ -53,6 +61,9 @@ impl Counters {
         self.rx_bad_checksum += o.rx_bad_checksum;
         self.rx_other += o.rx_other;
         self.rx_reverse += o.rx_reverse;
+        self.reflected += o.reflected;
+        self.reflect_unsent += o.reflect_unsent;
+        self.rx_replies += o.rx_replies;
     }
 }
 
@@ -61,6 +72,8 @@ impl Counters {
 struct LaneResult {
     c: Counters,
     h: Histogram,
+    /// `--reflect`: round trip (tx port, device, reflector, device, tx port).
+    rtt: Histogram,
     send_s: f64,
     tcp: Option<(ClientStats, u64)>,
 }
@@ -112,6 +125,12 @@ struct Report {
     loss_ratio: f64,
     /// UDP: one-way latency through the device; TCP: SYN to last ACK per connection.
     latency: Summary,
+    /// `--reflect`: answers received per second of sending (the reverse direction), and
+    /// answers sent by the reflector but not received back.
+    reply_pps: f64,
+    reply_lost: i64,
+    /// `--reflect`: round trip of the answered frames (through the device both ways).
+    reply_latency: Option<Summary>,
     tcp: Option<TcpReport>,
     ports: PortsReport,
 }
@@ -269,6 +288,8 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
             ));
         }
     }
+    // Asleep, not polling: the device's memif control thread may need this core.
+    std::thread::sleep(Duration::from_millis(a.settle_ms));
     Ok(Io {
         tx_name: txp.name().unwrap_or_default(),
         rx_name: rxp.name().unwrap_or_default(),
@@ -294,6 +315,16 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
 /// Receives one burst on `q`, counts every frame, and calls `f` with each IPv4 UDP/TCP one
 /// and the TSC read once right after the burst arrived (one read per burst, not per frame).
 fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Counters, u64)) {
+    receive_frames(q, c, |p, c, now, _| f(p, c, now));
+}
+
+/// [`receive`], handing `f` the frame too: `f` may keep it (to send it back); what it
+/// drops is freed.
+fn receive_frames(
+    q: &mut RxQueue,
+    c: &mut Counters,
+    mut f: impl FnMut(&Parsed, &mut Counters, u64, Mbuf),
+) {
     let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     if q.rx_burst(&mut inb) == 0 {
         return;
@@ -307,11 +338,56 @@ fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Co
                 if !p.checksums_ok {
                     c.rx_bad_checksum += 1;
                 }
-                f(&p, c, now);
+                f(&p, c, now, m);
             }
             None => c.rx_other += 1,
         }
     }
+}
+
+/// The sink on the rx port: counts and times what arrives; with `--reflect` also answers
+/// every UDP frame on the same port (see [`frame::reflect_udp`]).
+fn sink(lane: &mut Lane, x: &Ctx, c: &mut Counters, h: &mut Histogram, start: u64) {
+    let (hz, reflect) = (x.hz, x.a.reflect);
+    let mut back: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    receive_frames(&mut lane.rx_rx, c, |p, c, now, mut m| {
+        if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
+            c.rx_stamped += 1;
+            h.record(cycles_to_ns(now - tsc, hz));
+        }
+        if reflect && frame::reflect_udp(m.data_mut(), &x.server_macs) {
+            back.push(m);
+        }
+    });
+    if !back.is_empty() {
+        let sent = lane.rx_tx.tx_burst(&mut back);
+        c.reflected += sent as u64;
+        c.reflect_unsent += back.len() as u64; // freed when `back` drops
+    }
+}
+
+/// The TX port's receive side in UDP mode: answers of this run (`--reflect`) are counted
+/// and timed (round trip); anything else is counted as `rx_reverse`.
+fn replies(lane: &mut Lane, x: &Ctx, c: &mut Counters, rtt: &mut Histogram, start: u64) {
+    if !x.a.reflect {
+        c.rx_reverse += discard(&mut lane.tx_rx);
+        return;
+    }
+    let hz = x.hz;
+    let mut got = Counters::default();
+    receive(&mut lane.tx_rx, &mut got, |p, got, now| {
+        match p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
+            Some((_, tsc)) if p.l4 == frame::L4::Udp => {
+                got.rx_replies += 1;
+                rtt.record(cycles_to_ns(now - tsc, hz));
+            }
+            _ => got.rx_reverse += 1,
+        }
+    });
+    // Answers are not forward-direction frames: only their own counters move.
+    c.rx_replies += got.rx_replies;
+    c.rx_reverse += got.rx_reverse + got.rx_other;
+    c.rx_bad_checksum += got.rx_bad_checksum;
 }
 
 /// Receives and frees one burst on `q`; returns how many frames there were.
@@ -323,7 +399,7 @@ fn discard(q: &mut RxQueue) -> u64 {
 fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
     let (a, hz, macs) = (&x.a, x.hz, x.client_macs);
     let mut r = LaneResult::default();
-    let (c, h) = (&mut r.c, &mut r.h);
+    let (c, h, rtt) = (&mut r.c, &mut r.h, &mut r.rtt);
     let (lanes, k) = (u64::from(a.queues), u64::from(lane.k));
     let count = x.share(a.count, lane.k);
     let len = a.size - 4;
@@ -375,13 +451,8 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
         } else if now >= drain_end {
             break;
         }
-        receive(&mut lane.rx_rx, c, |p, c, now| {
-            if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
-                c.rx_stamped += 1;
-                h.record(cycles_to_ns(now - tsc, hz));
-            }
-        });
-        c.rx_reverse += discard(&mut lane.tx_rx);
+        sink(lane, x, c, h, start);
+        replies(lane, x, c, rtt, start);
     }
     r.send_s = (send_end - start) as f64 / hz as f64;
     r
@@ -530,12 +601,14 @@ fn run(a: Args) -> Result<Report, String> {
     all.extend(results.iter());
     let mut c = Counters::default();
     let mut h = Histogram::default();
+    let mut rtt = Histogram::default();
     let mut send_s = 0f64;
     let mut tcp: Option<TcpReport> = None;
     for r in all {
         let r = r?;
         c.add(&r.c);
         h.merge(&r.h);
+        rtt.merge(&r.rtt);
         send_s = send_s.max(r.send_s);
         if let Some((stats, answers)) = r.tcp {
             let t = tcp.get_or_insert(TcpReport {
@@ -575,6 +648,10 @@ fn run(a: Args) -> Result<Report, String> {
             0.0
         },
         latency: h.summary(),
+        reply_pps: c.rx_replies as f64 / send_s.max(1e-9),
+        reply_lost: i64::try_from(c.reflected).unwrap_or(i64::MAX)
+            - i64::try_from(c.rx_replies).unwrap_or(i64::MAX),
+        reply_latency: a.reflect.then(|| rtt.summary()),
         tcp,
         ports,
         counters: c,
