@@ -16,6 +16,14 @@ pub fn tsc_hz() -> u64 {
     unsafe { ffi::rte_get_tsc_hz() }
 }
 
+/// Prefetch the cache line at address `p` into all levels (`rte_prefetch0`). Safe for
+/// any address: a prefetch is a hint that never faults and never dereferences (for
+/// callers that compute addresses, as the connection table's burst prefetch does).
+#[inline]
+pub fn prefetch0_addr(p: *const u8) {
+    prefetch0_ptr(p);
+}
+
 #[inline]
 pub(crate) fn prefetch0_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]

@@ -85,6 +85,51 @@ pub(crate) fn is_icmp(family: Family, p: u8) -> bool {
 }
 
 impl FlowKey {
+    /// A guess at the key of a raw Ethernet frame without parsing or validating it:
+    /// untagged IPv4 (not a fragment) or IPv6 (no extension header) carrying TCP or UDP,
+    /// zone 0; `None` for anything else. Equal to [`FlowKey::from_info`] of the parsed
+    /// frame for those packets. Only for prefetching ([`Table::probe`](super::Table::probe)):
+    /// a wrong guess costs a wasted prefetch, never a decision.
+    #[inline]
+    pub fn peek(frame: &[u8]) -> Option<FlowKey> {
+        let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+        let (family, src, dst, proto, l4) = match ethertype {
+            0x0800 => {
+                let ip = frame.get(14..34)?;
+                let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+                if frag != 0 {
+                    return None;
+                }
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                let a = |o: usize| Addr::from_v4([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
+                (Family::V4, a(12), a(16), ip[9], 14 + ihl)
+            }
+            0x86dd => {
+                let ip = frame.get(14..54)?;
+                let a = |o: usize| {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&ip[o..o + 16]);
+                    Addr(b)
+                };
+                (Family::V6, a(8), a(24), ip[6], 54)
+            }
+            _ => return None,
+        };
+        if proto != proto::TCP && proto != proto::UDP {
+            return None;
+        }
+        let ports = frame.get(l4..l4 + 4)?;
+        Some(FlowKey {
+            src,
+            dst,
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+            zone: 0,
+            proto,
+            family,
+        })
+    }
+
     /// The key of the packet as it travels, or `None` when it has no trackable tuple (a
     /// later fragment without an L4 header, or an ICMP message that is neither an echo
     /// nor an error).

@@ -27,7 +27,7 @@ pub(crate) mod testutil;
 pub use alloc::set_large_alloc_hint;
 pub use key::{Direction, FlowKey};
 pub use listing::CtMatcher;
-pub use table::{Bucket, CtEvent, EntryId, Snapshot, Stats, Table};
+pub use table::{Bucket, CtEvent, EntryId, Probe, Snapshot, Stats, Table};
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};
 

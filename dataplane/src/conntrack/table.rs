@@ -232,8 +232,12 @@ pub struct CtEvent {
 /// Default capacity of the per-worker event ring.
 pub const EVENT_RING: usize = 4096;
 
+/// A key's hash between the two stages of a burst prefetch ([`Table::probe`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Probe(Hashed);
+
 /// Which of the two candidate buckets and the signature of a hash.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Hashed {
     b1: usize,
     b2: usize,
@@ -486,6 +490,37 @@ impl Table {
                 out[base + i] = self.find(&keys[base + i], hs[i]);
             }
             base += m;
+        }
+    }
+
+    /// Burst prefetch, stage 1: the hash of `key` (kept by the caller for stage 2) after
+    /// `hint` was given the addresses of its two candidate index buckets. The caller
+    /// issues the prefetch (`dataplane` has no `unsafe`); addresses are never read here.
+    #[inline]
+    pub fn probe(&self, key: &FlowKey, hint: &mut impl FnMut(*const u8)) -> Probe {
+        let h = self.hashed(key);
+        hint(std::ptr::from_ref(&self.buckets[h.b1]).cast());
+        hint(std::ptr::from_ref(&self.buckets[h.b2]).cast());
+        Probe(h)
+    }
+
+    /// Burst prefetch, stage 2 (once the buckets of a burst have had time to arrive): the
+    /// addresses of both cache lines of every hot entry whose signature matches in the
+    /// probe's buckets, so the lookup and update that follow find them in cache.
+    #[inline]
+    pub fn probe_entries(&self, p: &Probe, hint: &mut impl FnMut(*const u8)) {
+        let h = p.0;
+        for b in [h.b1, h.b2] {
+            let bk = &self.buckets[b];
+            for i in 0..WAYS {
+                let r = bk.refs[i];
+                if r != 0 && bk.sig[i] == h.sig {
+                    let e: *const u8 =
+                        std::ptr::from_ref(&self.entries[((r - 1) >> 1) as usize]).cast();
+                    hint(e);
+                    hint(e.wrapping_add(64));
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
-use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, rdtsc};
+use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, prefetch0_addr, rdtsc};
 
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
@@ -170,6 +170,10 @@ impl WorkerIo {
                 let port = self.rx[q].0;
                 let n = self.rx[q].1.rx_burst(&mut burst);
                 work += n;
+                if n > 1 {
+                    let frames: ArrayVec<&[u8], BURST> = burst.iter().map(Mbuf::data).collect();
+                    proc.prefetch_burst(&frames, prefetch0_addr);
+                }
                 for m in burst.drain(..) {
                     if let Some(s) = c.rx_packets.get_mut(usize::from(port)) {
                         *s += 1;

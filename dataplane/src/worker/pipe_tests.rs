@@ -1600,3 +1600,39 @@ fn alternating_directions_both_hit_the_cache() {
     // evaluated.
     assert_eq!(p.counters().verdict_cache_hits, 12 - 3);
 }
+
+/// The prefetch guess (`FlowKey::peek`) is the parser's key for IPv4/IPv6 TCP/UDP and
+/// nothing for the rest; a burst prefetch names the entry lines a lookup then reads.
+#[test]
+fn peeked_keys_equal_parsed_keys_and_prefetch_names_the_entry() {
+    use crate::conntrack::FlowKey;
+    let frames = [
+        Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8),
+        Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).tcp(40001, 80, 0x02, 1, 0),
+        Pkt::v6("2001:db8:1::10", "2001:db8:99::5").udp(5353, 53, 20),
+        Pkt::v6("2001:db8:1::10", "2001:db8:99::5").tcp(40002, 443, 0x02, 7, 0),
+    ];
+    for f in &frames {
+        let Ok(crate::wire::Parsed::Ip(_, ip)) = crate::wire::parse(f, &crate::wire::VERIFY_ALL)
+        else {
+            panic!("test frame does not parse");
+        };
+        assert_eq!(FlowKey::peek(f), FlowKey::from_info(&ip, 0));
+        assert!(FlowKey::peek(f).is_some());
+    }
+    let ping = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).echo(1, 1);
+    assert_eq!(FlowKey::peek(&ping), None, "not TCP/UDP");
+    assert_eq!(FlowKey::peek(&frames[0][..30]), None, "truncated");
+    // After one packet of the first flow the burst prefetch names its entry's lines
+    // (two per matching entry) besides the two buckets per frame.
+    let mut p = pipeline();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = frames[0].clone();
+    assert!(matches!(
+        run(&mut p, 0, &mut f, &mut s),
+        Action::Forward { .. }
+    ));
+    let mut n = 0;
+    p.prefetch_burst(&[&frames[0], &frames[1]], |_| n += 1);
+    assert_eq!(n, 2 + 2 + 2, "2 frames x 2 buckets + 1 entry x 2 lines");
+}

@@ -36,6 +36,12 @@ pub trait Process: Send {
     ) -> Action {
         self.process(in_port, frame, now_ns, scratch)
     }
+    /// Before a received burst is processed: prefetch what processing its frames will
+    /// read (the connection table's buckets and entries) by passing their addresses to
+    /// `hint` (the edge's prefetch instruction). The default does nothing.
+    fn prefetch_burst(&self, frames: &[&[u8]], hint: fn(*const u8)) {
+        let _ = (frames, hint);
+    }
     /// Answer a control command (between bursts).
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
@@ -103,6 +109,9 @@ impl Process for Pipeline {
         Pipeline::command(self, cmd)
     }
 
+    fn prefetch_burst(&self, frames: &[&[u8]], hint: fn(*const u8)) {
+        Pipeline::prefetch_burst(self, frames, hint);
+    }
     fn tick(&mut self, now_ns: u64) {
         Pipeline::tick(self, now_ns);
     }
