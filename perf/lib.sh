@@ -289,12 +289,19 @@ start_fwd() {
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
-    for _ in $(seq 150); do
-        [ -S "$RUN_DIR/control.sock" ] && return 0
+    # fwd opens its socket once every worker has built its connection table and polls:
+    # seconds for a 10 M-entry table. FWD_START_MS: how long that took.
+    local t0
+    t0=$(date +%s%N)
+    for _ in $(seq 1200); do
+        if [ -S "$RUN_DIR/control.sock" ]; then
+            FWD_START_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+            return 0
+        fi
         kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "fwd exited"; }
         sleep 0.1
     done
-    die "fwd did not open its control socket in 15 s (log: $RUN_DIR/dut.log)"
+    die "fwd did not open its control socket in 120 s (log: $RUN_DIR/dut.log)"
 }
 
 # save with fwd's counters (drops by reason, conntrack) appended:

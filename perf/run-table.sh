@@ -10,8 +10,9 @@
 # entry to the first with N. Then a warm-up answers the first TABLE_FLOWS flows (replied
 # entries, as udp-<flows>) and perfgen sends them one way at max rate for DURATION s.
 #
-# Memory: fwd allocates each worker's table whole at start (conntrack Table::new, on the
-# heap, not in hugepages; pages are committed on first touch). Measured as fwd's RSS with
+# Memory: fwd allocates each worker's table whole at start (conntrack Table::new on the
+# worker's lcore, on the heap in transparent huge pages, written whole before fwd opens
+# its control socket; `start_ms` is how long fwd took to open it). Measured as fwd's RSS with
 # CT_MAX entries minus its RSS with CT_SMALL (64 Ki) entries, per entry of capacity, right
 # after start and after the fill, beside the layout's figure (docs/conntrack.md: 128 + 32
 # + 48 bytes of entry arrays plus the index's 64-byte buckets, next power of two of
@@ -47,6 +48,7 @@ for n in $TABLE_SIZES; do
     [ "$n" -le "$CT_MAX" ] || die "table size $n is above CT_MAX $CT_MAX"
     [ "$TABLE_FLOWS" -le "$n" ] || die "TABLE_FLOWS $TABLE_FLOWS is above the table size $n"
     start_fwd
+    start_ms=$FWD_START_MS
     sleep 1
     rss_start=$(dut_rss_kib)
     before=$(fwd_stats)
@@ -75,16 +77,16 @@ for n in $TABLE_SIZES; do
            tx_retries: $g.counters.tx_retries, tx_pps: $g.tx_pps, rx_pps: $g.rx_pps}, ct_rate: $r}')
     jq -r '"  fill: \(.target) entries in \(.fill_s // "?") s (\(.entries_per_s // 0 | floor)/s; first half \(.first_half_per_s // 0 | floor)/s, second half \(.second_half_per_s // 0 | floor)/s); perfgen sent \(.generator.tx_packets) in \(.generator.send_s * 100 | round / 100) s; fwd inserted \(.ct_rate.inserts // "?"), failed \(.ct_rate.insert_failed // "?")"' <<< "$fill"
     memory=$(jq -n --argjson cap "$CT_MAX" --argjson small "$CT_SMALL" --argjson rs "$rss_small" \
-        --argjson r0 "$rss_start" --argjson r1 "$rss_filled" '
+        --argjson r0 "$rss_start" --argjson r1 "$rss_filled" --argjson st "$start_ms" '
         def pow2($x): reduce range(0; 40) as $i (1; if . < $x then . * 2 else . end);
         def layout($c): ($c * 208 + pow2(($c * 2 * 1.25 / 8) | ceil) * 64);
-        {ct_max: $cap, ct_small: $small, rss_kib_small_table: $rs, rss_kib_start: $r0, rss_kib_filled: $r1,
+        {ct_max: $cap, ct_small: $small, start_ms: $st, rss_kib_small_table: $rs, rss_kib_start: $r0, rss_kib_filled: $r1,
          bytes_per_entry_rss_start: ((($r0 - $rs) * 1024) / ($cap - $small)),
          bytes_per_entry_rss_filled: ((($r1 - $rs) * 1024) / ($cap - $small)),
          bytes_per_entry_layout: (layout($cap) / $cap),
          table_bytes_layout: layout($cap),
          note: "fwd RSS with ct_max entries minus RSS with ct_small entries (one worker), per entry of capacity, right after start and after the fill (pages are committed on first touch); layout: docs/conntrack.md (Table::memory)"}')
-    jq -r '"  memory: \(.bytes_per_entry_rss_filled | floor) B/entry of capacity by RSS after the fill (\(.bytes_per_entry_rss_start | floor) at start; layout \(.bytes_per_entry_layout * 10 | floor / 10)); RSS \(.rss_kib_start / 1024 | floor) MiB at start, \(.rss_kib_filled / 1024 | floor) MiB filled"' <<< "$memory"
+    jq -r '"  memory: fwd ready in \(.start_ms) ms; \(.bytes_per_entry_rss_filled | floor) B/entry of capacity by RSS after the fill (\(.bytes_per_entry_rss_start | floor) at start; layout \(.bytes_per_entry_layout * 10 | floor / 10)); RSS \(.rss_kib_start / 1024 | floor) MiB at start, \(.rss_kib_filled / 1024 | floor) MiB filled"' <<< "$memory"
     warm_up "$TABLE_FLOWS"
     run_gen --mode udp --flows "$TABLE_FLOWS" --rate 0 --label "fwd, $TABLE_FLOWS established flows, table holds $n"
     fsave "fwd-table-$n" "$(jq -n --argjson f "$fill" --argjson m "$memory" --argjson w "$WARM" \

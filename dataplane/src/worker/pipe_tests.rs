@@ -795,6 +795,24 @@ fn with_rules() -> Pipeline {
     Pipeline::new(0, 1, &config(), routes(), neighbors(), Some(worker))
 }
 
+/// A pipeline (worker 0 of 1, ports lan/wan) running ruleset `src`, and the publisher of
+/// its generations (its counters are the rules' counters).
+fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
+    let p = Pipeline::new(
+        0,
+        1,
+        &config(),
+        routes(),
+        neighbors(),
+        Some(publisher.worker()),
+    );
+    (p, publisher)
+}
+
 fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
     f[0..6].copy_from_slice(&WAN_MAC);
     f[6..12].copy_from_slice(&GW1_MAC);
@@ -1348,19 +1366,8 @@ fn established_packets_take_the_cached_verdict_of_the_running_generation() {
 
 #[test]
 fn cached_verdicts_credit_every_rule_the_evaluation_would_count() {
-    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
-        .into_iter()
-        .collect();
     let src = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy drop;\n  counter\n  ct state new accept\n  udp sport 7 drop\n  ct state established counter accept\n }\n chain p {\n  type filter hook postrouting priority 0; policy accept;\n  udp dport 53 counter\n }\n}\n";
-    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
-    let mut p = Pipeline::new(
-        0,
-        1,
-        &config(),
-        routes(),
-        neighbors(),
-        Some(publisher.worker()),
-    );
+    let (mut p, publisher) = with_ruleset(src);
     let mut s = vec![0u8; SCRATCH_LEN];
     let fwd = |a: Action| matches!(a, Action::Forward { .. });
     // Flow A (accepted both ways): the first packet, 3 replies, 3 more originals (the
@@ -1508,19 +1515,8 @@ fn steering_records_are_withdrawn_when_their_connection_dies() {
 /// hand the cases it does not handle (TTL 1) back to the full path.
 #[test]
 fn cached_packets_leave_the_bytes_the_full_path_leaves() {
-    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
-        .into_iter()
-        .collect();
     let src = "table ip nat {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n  iifname \"wan\" udp dport 8080 dnat to 198.18.0.10:80\n }\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"wan\" masquerade\n }\n}\ntable inet filter {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related counter accept\n  iifname \"lan\" accept\n  ct status dnat accept\n }\n}\n";
-    let publisher = crate::rules::Publisher::new(crate::rules::load_text(src, &names, 1).unwrap());
-    let mut p = Pipeline::new(
-        0,
-        1,
-        &config(),
-        routes(),
-        neighbors(),
-        Some(publisher.worker()),
-    );
+    let (mut p, _publisher) = with_ruleset(src);
     let mut s = vec![0u8; SCRATCH_LEN];
     let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
     // First packet: translated source, the entry is created.
