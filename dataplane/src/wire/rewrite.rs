@@ -54,11 +54,17 @@ fn wr16(frame: &mut [u8], off: usize, v: u16) -> R {
     Ok(())
 }
 
-/// A checksum field to update: its offset and whether the IPv4 UDP zero rule applies.
+/// A checksum field to update: its offset, whether the IPv4 UDP zero rule applies (a zero
+/// field means "no checksum" and stays), and whether a computed 0x0000 is written as
+/// 0xFFFF: UDP (RFC 768, RFC 8200 §8.1: zero means "none") and ICMPv4, which has no
+/// pseudo-header, so an all-zero message is possible and only 0xFFFF verifies for it
+/// (RFC 1624 §3: the incremental update yields 0x0000 there). Both values verify in every
+/// other case, and `fill_checksums` writes the same.
 #[derive(Clone, Copy)]
 struct Csum {
     off: usize,
     udp4: bool,
+    zero_ffff: bool,
 }
 
 /// Updates the checksum at `c` for a covered field that changed from `old` to `new`;
@@ -69,7 +75,7 @@ fn adjust(frame: &mut [u8], c: Csum, old: &[u8], new: &[u8]) -> R<(u16, u16)> {
         return Ok((0, 0));
     }
     let mut after = checksum::update_bytes(before, old, new);
-    if c.udp4 && after == 0 {
+    if c.zero_ffff && after == 0 {
         after = 0xffff;
     }
     wr16(frame, c.off, after)?;
@@ -124,15 +130,18 @@ fn pseudo_csum(ip: &IpInfo) -> Option<Csum> {
         L4Info::Tcp(_) => Some(Csum {
             off: l4 + super::tcp::CHECKSUM_OFF,
             udp4: false,
+            zero_ffff: false,
         }),
         L4Info::Udp { .. } => Some(Csum {
             off: l4 + super::udp::CHECKSUM_OFF,
             udp4: v4,
+            zero_ffff: true,
         }),
         L4Info::IcmpEcho { .. } | L4Info::IcmpError { .. } | L4Info::IcmpOther { .. } if !v4 => {
             Some(Csum {
                 off: l4 + super::icmp::CHECKSUM_OFF,
                 udp4: false,
+                zero_ffff: false,
             })
         }
         _ => None,
@@ -145,12 +154,14 @@ fn set_addr(frame: &mut [u8], ip: &IpInfo, new: Addr, dst: bool) -> R {
     let mut csums = [Csum {
         off: 0,
         udp4: false,
+        zero_ffff: false,
     }; 2];
     let mut n = 0;
     if ip.family == Family::V4 {
         csums[n] = Csum {
             off: l3 + super::ipv4::CHECKSUM_OFF,
             udp4: false,
+            zero_ffff: false,
         };
         n += 1;
     }
@@ -180,6 +191,7 @@ fn set_port(frame: &mut [u8], ip: &IpInfo, new: u16, dst: bool) -> R {
             Csum {
                 off: l4 + super::tcp::CHECKSUM_OFF,
                 udp4: false,
+                zero_ffff: false,
             },
         ),
         L4Info::Udp { .. } => (
@@ -187,6 +199,7 @@ fn set_port(frame: &mut [u8], ip: &IpInfo, new: u16, dst: bool) -> R {
             Csum {
                 off: l4 + super::udp::CHECKSUM_OFF,
                 udp4: v4,
+                zero_ffff: true,
             },
         ),
         L4Info::IcmpEcho { .. } => (
@@ -194,6 +207,7 @@ fn set_port(frame: &mut [u8], ip: &IpInfo, new: u16, dst: bool) -> R {
             Csum {
                 off: l4 + super::icmp::CHECKSUM_OFF,
                 udp4: false,
+                zero_ffff: v4,
             },
         ),
         _ => return Err(RewriteError::NoSuchField),
@@ -250,6 +264,7 @@ fn error_ctx(ip: &IpInfo) -> R<(Csum, usize)> {
             Csum {
                 off: usize::from(ip.l4_off) + super::icmp::CHECKSUM_OFF,
                 udp4: false,
+                zero_ffff: ip.family == Family::V4,
             },
             usize::from(ip.l3_off) + usize::from(ip.ip_len),
         )),
@@ -261,14 +276,18 @@ fn error_ctx(ip: &IpInfo) -> R<(Csum, usize)> {
 fn inner_l4_csum(ip: &IpInfo, inner: &InnerTuple, end: usize, addr_change: bool) -> Option<Csum> {
     let l4 = usize::from(inner.l4_off);
     let v4 = ip.family == Family::V4;
-    let (off, udp4) = match inner.proto {
-        proto::TCP => (l4 + super::tcp::CHECKSUM_OFF, false),
-        proto::UDP => (l4 + super::udp::CHECKSUM_OFF, v4),
-        proto::ICMPV6 if !v4 => (l4 + super::icmp::CHECKSUM_OFF, false),
-        proto::ICMP if v4 && !addr_change => (l4 + super::icmp::CHECKSUM_OFF, false),
+    let (off, udp4, zero_ffff) = match inner.proto {
+        proto::TCP => (l4 + super::tcp::CHECKSUM_OFF, false, false),
+        proto::UDP => (l4 + super::udp::CHECKSUM_OFF, v4, true),
+        proto::ICMPV6 if !v4 => (l4 + super::icmp::CHECKSUM_OFF, false, false),
+        proto::ICMP if v4 && !addr_change => (l4 + super::icmp::CHECKSUM_OFF, false, true),
         _ => return None,
     };
-    (off + 2 <= end).then_some(Csum { off, udp4 })
+    (off + 2 <= end).then_some(Csum {
+        off,
+        udp4,
+        zero_ffff,
+    })
 }
 
 /// Changes `new.len()` bytes at `off` inside an ICMP error's quote: the inner checksums in
@@ -306,6 +325,7 @@ fn set_inner_addr(frame: &mut [u8], ip: &IpInfo, inner: &InnerTuple, new: Addr, 
     let ip_csum = (ip.family == Family::V4).then_some(Csum {
         off: il3 + super::ipv4::CHECKSUM_OFF,
         udp4: false,
+        zero_ffff: false,
     });
     let l4_csum = inner_l4_csum(ip, inner, end, true);
     patch_inner(
@@ -437,7 +457,9 @@ pub(crate) fn fill_checksums_with(frame: &mut [u8], ip: &IpInfo, keep_udp4_zero:
         s = checksum::add(s, ps);
     }
     let mut c = checksum::finish(s);
-    if c == 0 && matches!(l4info, L4Info::Udp { .. }) {
+    // UDP: zero means "no checksum"; ICMPv4 (no pseudo-header): an all-zero message
+    // needs 0xFFFF. The incremental updates write the same (`Csum::zero_ffff`).
+    if c == 0 && (matches!(l4info, L4Info::Udp { .. }) || !pseudo) {
         c = 0xffff;
     }
     wr16(frame, csum_off, c)
