@@ -1702,3 +1702,21 @@ fn each_worker_gets_its_share_of_the_icmp_error_budget() {
     let mut p = Pipeline::new(0, 64, &config(), routes(), neighbors(), None);
     assert_eq!(expire_ttl(&mut p, 10, now), 1);
 }
+
+#[test]
+fn icmp_limiter_ignores_time_going_back_and_saturates_long_gaps() {
+    use super::pipeline::IcmpLimiter;
+    let mut l = IcmpLimiter::new(1000, 2);
+    assert!(l.allow(10_000_000_000));
+    assert!(l.allow(10_000_000_000));
+    assert!(!l.allow(10_000_000_000), "burst spent");
+    // Earlier `now` (another clock reading): no refill, and no underflow.
+    assert!(!l.allow(5_000_000_000));
+    // Half a token's time later: still nothing; the other half: one.
+    assert!(!l.allow(10_000_500_000));
+    assert!(l.allow(10_001_000_000));
+    // A gap of ~585 years: capped at the burst, no overflow.
+    assert!(l.allow(u64::MAX));
+    assert!(l.allow(u64::MAX));
+    assert!(!l.allow(u64::MAX));
+}
