@@ -52,7 +52,7 @@ pub struct Counters {
 
 /// Counters a packet processor keeps beyond its [`Action`](crate::worker::Action)s (which
 /// the edge counts itself): what the pipeline sent on its own, and how it decided.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcCounters {
     /// Frames forwarded (routed) to another port.
     pub forwarded: u64,
@@ -76,13 +76,35 @@ pub struct ProcCounters {
     pub snapshots_adopted: u64,
     /// Conntrack events lost because the event ring was full.
     pub events_dropped: u64,
+    /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
+    /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
+    pub replied_drops: [u64; DropReason::COUNT],
+}
+
+impl Default for ProcCounters {
+    fn default() -> Self {
+        ProcCounters {
+            forwarded: 0,
+            local_in: 0,
+            echo_replies: 0,
+            icmp_errors: 0,
+            icmp_ratelimited: 0,
+            tcp_resets: 0,
+            verdict_cache_hits: 0,
+            slow_path: 0,
+            handoffs: 0,
+            snapshots_adopted: 0,
+            events_dropped: 0,
+            replied_drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl ProcCounters {
     /// Number of `u64` slots.
-    pub const SLOTS: usize = 11;
+    pub const SLOTS: usize = 11 + DropReason::COUNT;
 
-    fn slots_mut(&mut self) -> [&mut u64; Self::SLOTS] {
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
         [
             &mut self.forwarded,
             &mut self.local_in,
@@ -96,6 +118,13 @@ impl ProcCounters {
             &mut self.snapshots_adopted,
             &mut self.events_dropped,
         ]
+        .into_iter()
+        .chain(self.replied_drops.iter_mut())
+    }
+
+    /// Drops of `reason` the processor answered with a reply.
+    pub fn replied(&self, reason: DropReason) -> u64 {
+        self.replied_drops[reason as usize]
     }
 }
 
@@ -129,6 +158,12 @@ impl Counters {
             .chain(self.proc.slots_mut())
     }
 
+    /// Drops of `reason`: the edge's (the processor's `Action::Drop`s, refused TX) and
+    /// those the processor answered with a reply.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].wrapping_add(self.proc.replied(reason))
+    }
+
     /// Sum over all ports of received frames.
     pub fn rx_total(&self) -> u64 {
         self.rx_packets.iter().sum()
@@ -149,12 +184,12 @@ impl Counters {
             tx_packets: self.tx_total(),
             drops: DropReason::ALL
                 .iter()
-                .map(|r| (r.name().to_string(), self.drops[*r as usize]))
+                .map(|r| (r.name().to_string(), self.drop_count(*r)))
                 .collect::<BTreeMap<_, _>>(),
             handoff_tx: self.handoff_tx,
             handoff_rx: self.handoff_rx,
             handoff_drop: self.handoff_drop,
-            nat_port_exhausted: self.drops[DropReason::NatPortExhausted as usize],
+            nat_port_exhausted: self.drop_count(DropReason::NatPortExhausted),
             events_dropped: self.proc.events_dropped,
             busy_cycles: self.busy_cycles,
             total_cycles: self.total_cycles,
@@ -248,6 +283,7 @@ mod tests {
         c.rx_packets[2] = 1;
         c.drops[DropReason::NatPortExhausted as usize] = 6;
         c.drops[DropReason::TtlExceeded as usize] = 2;
+        c.proc.replied_drops[DropReason::TtlExceeded as usize] = 3;
         c.proc.events_dropped = 3;
         c.proc.icmp_errors = 7;
         c.proc.icmp_ratelimited = 8;
@@ -259,7 +295,7 @@ mod tests {
         assert_eq!((w.worker, w.lcore, w.rx_packets), (1, 5, 5));
         assert_eq!(w.nat_port_exhausted, 6, "from drops[NatPortExhausted]");
         assert_eq!(w.drops["nat_port_exhausted"], 6);
-        assert_eq!(w.drops["ttl_exceeded"], 2);
+        assert_eq!(w.drops["ttl_exceeded"], 5, "dropped plus answered");
         assert_eq!(w.events_dropped, 3);
         assert_eq!((w.icmp_errors, w.icmp_ratelimited), (7, 8));
         assert_eq!((w.verdict_cache_hits, w.forwarded), (9, 10));

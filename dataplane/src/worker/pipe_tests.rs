@@ -903,6 +903,8 @@ fn input_chain_rejects_with_reset_or_port_unreachable() {
         Action::Forward { port: 0, .. }
     ));
     assert_eq!(p.counters().drop_count(DropReason::Rejected), 2);
+    // Both were answered (reset, port unreachable): the edge saw replies, not drops.
+    assert_eq!(p.proc_counters().replied(DropReason::Rejected), 2);
     assert_eq!(p.conntrack().len(), 1, "only the accepted ping is tracked");
     let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
         panic!()
@@ -1682,6 +1684,9 @@ fn icmp_errors_are_rate_limited_like_icmp_msgs_per_sec() {
     let pc = p.proc_counters();
     assert_eq!((pc.icmp_errors, pc.icmp_ratelimited), (101, 109));
     assert_eq!(pc.echo_replies, 1);
+    // The edge counts the 109 `Action::Drop`s; the 101 answered drops come from here.
+    assert_eq!(pc.replied(DropReason::TtlExceeded), 101);
+    assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 210);
 }
 
 #[test]

@@ -9,8 +9,11 @@
 //!
 //! Counting contract: the pipeline counts every drop it decides in
 //! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
-//! error answers a dropped packet: `no_route`, `ttl_exceeded`, …). The I/O edge counts
-//! only what happens after the action (TX ring full, handoff ring full).
+//! error answers a dropped packet: `no_route`, `ttl_exceeded`, …), those answered in
+//! [`Counters::replied_drops`] as well. The I/O edge counts each [`Action::Drop`] by its
+//! reason and what happens after the action (TX ring full, handoff ring full); the
+//! published drop counts are the edge's plus `replied_drops` (`ProcCounters`), so each
+//! dropped packet is counted once whether or not it was answered.
 
 use std::sync::Arc;
 
@@ -66,6 +69,9 @@ pub struct PipelineConfig {
 pub struct Counters {
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
+    /// Of `drops`, those answered by an [`Action::Reply`] (ICMP error, TCP reset): the
+    /// I/O edge sees a reply there, not a drop, and adds these to its own drop counts.
+    pub replied_drops: [u64; DropReason::COUNT],
     /// Frames given to [`Pipeline::process`].
     pub rx: u64,
     /// Frames forwarded (routed) to another port.
@@ -95,6 +101,7 @@ impl Default for Counters {
     fn default() -> Self {
         Counters {
             drops: [0; DropReason::COUNT],
+            replied_drops: [0; DropReason::COUNT],
             rx: 0,
             forwarded: 0,
             local_in: 0,
@@ -410,6 +417,7 @@ impl Pipeline {
             handoffs: c.handoffs,
             snapshots_adopted: c.snapshots_adopted,
             events_dropped: self.ct.stats().events_dropped,
+            replied_drops: c.replied_drops,
         }
     }
 
@@ -1211,6 +1219,7 @@ impl Pipeline {
                 return match build::tcp_reset(scratch, ip, &tcp, out) {
                     Some(len) => {
                         self.counters.tcp_resets += 1;
+                        self.counters.replied_drops[DropReason::Rejected as usize] += 1;
                         Action::Reply {
                             port,
                             len: u16::try_from(len).unwrap_or(u16::MAX),
@@ -1320,6 +1329,7 @@ impl Pipeline {
         match build::icmp_error(scratch, frame, ip, out, src, icmp_type, code, extra) {
             Some(len) if len >= MIN_FRAME => {
                 self.counters.icmp_errors += 1;
+                self.counters.replied_drops[reason as usize] += 1;
                 Action::Reply {
                     port,
                     len: u16::try_from(len).unwrap_or(u16::MAX),
