@@ -3,7 +3,8 @@
 //! frames to the slow path); worker 1 forwards them out of port 1. Proves the handoff
 //! rings (with the in-port tag), the slow-path ring and its TX, the command ring, the
 //! steering-message rings (worker 0 makes a DNAT steering record per slow-path frame and
-//! withdraws the first; worker 1 must hold the others), the published counters, and a
+//! withdraws the first; worker 1 must hold the others), the published counters (the
+//! edge's and the processors' own, `Process::proc_counters`), and a
 //! clean stop. Bounded: gives up after 20 s.
 
 #![cfg(feature = "dpdk")]
@@ -21,7 +22,7 @@ use dataplane::control::proto::CtCounters;
 use dataplane::nat::Tuple;
 use dataplane::nat::alloc::Steering;
 use dataplane::wire::Addr;
-use dataplane::worker::counters::CounterBlock;
+use dataplane::worker::counters::{CounterBlock, ProcCounters};
 use dataplane::worker::io::{BURST, SlowPathIo, WorkerIo};
 use dataplane::worker::process::{Process, SlowProcess, SteerMsg};
 use dataplane::worker::{Action, WorkerCommand, WorkerReply};
@@ -90,6 +91,12 @@ impl Process for Steer {
         }
     }
     fn tick(&mut self, _now_ns: u64) {}
+    fn proc_counters(&self) -> ProcCounters {
+        ProcCounters {
+            local_in: self.seen,
+            ..ProcCounters::default()
+        }
+    }
     fn drain_steering(&mut self, send: &mut dyn FnMut(SteerMsg)) {
         self.outbox.drain(..).for_each(send);
     }
@@ -374,6 +381,9 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     );
     assert!(c0.busy_cycles > 0 && c0.busy_cycles <= c0.total_cycles);
     assert_eq!(c1.commands, 2);
+    // The processors' own counters ride along with the edge's.
+    assert_eq!(c0.proc.local_in, u64::from(FRAMES));
+    assert_eq!(c1.proc.local_in, u64::from(want_fwd));
     assert_eq!(c0.steer_tx, u64::from(want_slow) + 1);
     assert_eq!(c1.steer_rx, u64::from(want_slow) + 1);
     assert_eq!(c0.steer_drop + c1.steer_drop + c1.steer_tx, 0);

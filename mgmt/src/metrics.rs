@@ -50,6 +50,14 @@ pub const NAMES: &[&str] = &[
     "fwd_worker_cycles_total",
     "fwd_worker_conntrack_entries",
     "fwd_nat_port_exhausted_total",
+    "fwd_worker_forwarded_packets_total",
+    "fwd_worker_local_packets_total",
+    "fwd_worker_slow_path_packets_total",
+    "fwd_verdict_cache_hits_total",
+    "fwd_echo_replies_sent_total",
+    "fwd_icmp_errors_sent_total",
+    "fwd_icmp_errors_ratelimited_total",
+    "fwd_tcp_resets_sent_total",
     "fwd_rule_packets_total",
     "fwd_rule_bytes_total",
     "fwmgmt_scrape_errors",
@@ -179,7 +187,7 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
                 .inc_by(get(&ws.ct));
         }
     }
-    let per_worker: [Field<proto::WorkerStats>; 9] = [
+    let per_worker: [Field<proto::WorkerStats>; 17] = [
         (
             "fwd_worker_receive_packets_total",
             "Packets received from the worker's RX queues.",
@@ -224,6 +232,44 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
             "fwd_conntrack_events_dropped_total",
             "Conntrack events lost because the event ring was full.",
             |w| w.events_dropped,
+        ),
+        (
+            "fwd_worker_forwarded_packets_total",
+            "Packets routed out of a port.",
+            |w| w.forwarded,
+        ),
+        (
+            "fwd_worker_local_packets_total",
+            "Packets addressed to the appliance (past the input chain).",
+            |w| w.local_in,
+        ),
+        (
+            "fwd_worker_slow_path_packets_total",
+            "Packets given to the slow path (ARP, ND, unresolved next hops).",
+            |w| w.slow_path,
+        ),
+        (
+            "fwd_verdict_cache_hits_total",
+            "Packets whose filter verdict came from the connection's verdict cache.",
+            |w| w.verdict_cache_hits,
+        ),
+        ("fwd_echo_replies_sent_total", "Echo replies sent.", |w| {
+            w.echo_replies
+        }),
+        (
+            "fwd_icmp_errors_sent_total",
+            "ICMP/ICMPv6 errors sent (time exceeded, unreachable, packet too big).",
+            |w| w.icmp_errors,
+        ),
+        (
+            "fwd_icmp_errors_ratelimited_total",
+            "ICMP/ICMPv6 errors not sent because the worker's rate limit was spent.",
+            |w| w.icmp_ratelimited,
+        ),
+        (
+            "fwd_tcp_resets_sent_total",
+            "TCP resets sent by reject.",
+            |w| w.tcp_resets,
         ),
     ];
     for (name, help, get) in per_worker {

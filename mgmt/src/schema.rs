@@ -175,6 +175,30 @@ pub struct WorkerStats {
     pub busy_cycles: u64,
     pub total_cycles: u64,
     pub ct: CtCounters,
+    /// Packets routed out of a port.
+    #[serde(default)]
+    pub forwarded: u64,
+    /// Packets addressed to the appliance (past the input chain).
+    #[serde(default)]
+    pub local_in: u64,
+    /// Echo replies sent.
+    #[serde(default)]
+    pub echo_replies: u64,
+    /// ICMP/ICMPv6 errors sent.
+    #[serde(default)]
+    pub icmp_errors: u64,
+    /// ICMP/ICMPv6 errors not sent because the worker's rate limit was spent.
+    #[serde(default)]
+    pub icmp_ratelimited: u64,
+    /// TCP resets sent by `reject`.
+    #[serde(default)]
+    pub tcp_resets: u64,
+    /// Packets whose filter verdict came from the connection's verdict cache.
+    #[serde(default)]
+    pub verdict_cache_hits: u64,
+    /// Packets given to the slow path (ARP, ND, unresolved next hops).
+    #[serde(default)]
+    pub slow_path: u64,
     /// `busy_cycles / total_cycles` (0 when the worker has not run yet). Added by mgmt.
     #[serde(default)]
     pub busy_ratio: f64,
@@ -452,6 +476,8 @@ pub(crate) mod tests {
             worker: 1,
             drops: [("ttl_exceeded".to_string(), 3)].into(),
             ct: full_counters(),
+            icmp_ratelimited: 4,
+            verdict_cache_hits: 5,
             ..Default::default()
         };
         let mut v = serde_json::to_value(&w).unwrap();

@@ -733,6 +733,18 @@ async fn metrics_scrape_has_the_names_and_values() {
         2.0
     );
     assert_eq!(
+        metric(&m, "fwd_icmp_errors_sent_total", "worker=\"1\""),
+        13.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_icmp_errors_ratelimited_total", "worker=\"0\""),
+        4.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_verdict_cache_hits_total", "worker=\"0\""),
+        700.0
+    );
+    assert_eq!(
         metric(
             &m,
             "fwd_rule_packets_total",

@@ -243,7 +243,7 @@ async fn tuning_stats_ports_workers() {
     );
     let (ok, out, _) = e.run(&["workers"], false).await;
     assert!(
-        ok && out.contains("25.0%") && out.contains("ct_invalid=7"),
+        ok && out.contains("25.0%") && out.contains("ct_invalid=7") && out.contains("ICMP_RLIM"),
         "{out}"
     );
     let (ok, out, _) = e.run(&["--json", "workers"], false).await;

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Parser, Subcommand};
-use dataplane::DropReason;
 use dataplane::config::{Config, ConfigError, parse_mac};
 use dataplane::conntrack::{Tunables, check_tunable};
 use dataplane::control::proto::{PortStats, WorkerStats};
@@ -321,23 +320,10 @@ impl Backend for DpdkBackend {
             .iter()
             .enumerate()
             .map(|(w, block)| {
-                let c = block.read();
-                WorkerStats {
-                    worker: u16::try_from(w).unwrap_or(u16::MAX),
-                    lcore: self.lcores.get(w).copied().unwrap_or(0),
-                    rx_packets: c.rx_total(),
-                    tx_packets: c.tx_total(),
-                    drops: DropReason::ALL
-                        .iter()
-                        .map(|r| (r.name().to_string(), c.drops[*r as usize]))
-                        .collect::<BTreeMap<_, _>>(),
-                    handoff_tx: c.handoff_tx,
-                    handoff_rx: c.handoff_rx,
-                    handoff_drop: c.handoff_drop,
-                    busy_cycles: c.busy_cycles,
-                    total_cycles: c.total_cycles,
-                    ..WorkerStats::default()
-                }
+                block.read().worker_stats(
+                    u16::try_from(w).unwrap_or(u16::MAX),
+                    self.lcores.get(w).copied().unwrap_or(0),
+                )
             })
             .collect()
     }

@@ -470,7 +470,7 @@ pub struct WorkerStats {
     pub handoff_tx: u64,
     pub handoff_rx: u64,
     pub handoff_drop: u64,
-    /// NAT allocations that failed because no port was free.
+    /// NAT allocations that failed because no port was free (`drops.nat_port_exhausted`).
     pub nat_port_exhausted: u64,
     /// Conntrack events lost because the worker's event ring was full.
     pub events_dropped: u64,
@@ -479,6 +479,31 @@ pub struct WorkerStats {
     pub busy_cycles: u64,
     pub total_cycles: u64,
     pub ct: CtCounters,
+    /// Packets routed out of a port.
+    #[serde(default)]
+    pub forwarded: u64,
+    /// Packets addressed to the appliance (past the input chain).
+    #[serde(default)]
+    pub local_in: u64,
+    /// Echo replies sent.
+    #[serde(default)]
+    pub echo_replies: u64,
+    /// ICMP/ICMPv6 errors sent (time exceeded, unreachable, packet too big).
+    #[serde(default)]
+    pub icmp_errors: u64,
+    /// ICMP/ICMPv6 errors not sent: the worker's share of the rate limit (1000/s, burst
+    /// 50 for the appliance) was spent. The packet is still dropped under its reason.
+    #[serde(default)]
+    pub icmp_ratelimited: u64,
+    /// TCP resets sent by `reject`.
+    #[serde(default)]
+    pub tcp_resets: u64,
+    /// Packets whose filter verdict came from the connection's verdict cache.
+    #[serde(default)]
+    pub verdict_cache_hits: u64,
+    /// Packets given to the slow path (ARP, ND, unresolved next hops).
+    #[serde(default)]
+    pub slow_path: u64,
 }
 
 /// All counters.

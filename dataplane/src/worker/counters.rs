@@ -2,9 +2,11 @@
 //! worker's block of `AtomicU64`s (relaxed stores, one writer) that the control thread
 //! reads at any time. A scrape never waits for a worker.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::DropReason;
+use crate::control::proto::{CtCounters, WorkerStats};
 
 /// Most ports a worker keeps per-port counters for (configs with more are refused).
 pub const MAX_PORTS: usize = 16;
@@ -41,11 +43,94 @@ pub struct Counters {
     pub steer_tx: u64,
     pub steer_rx: u64,
     pub steer_drop: u64,
+    /// The processor's own counters, read from [`Process::proc_counters`] when the edge
+    /// publishes (not per packet).
+    ///
+    /// [`Process::proc_counters`]: crate::worker::process::Process::proc_counters
+    pub proc: ProcCounters,
+}
+
+/// Counters a packet processor keeps beyond its [`Action`](crate::worker::Action)s (which
+/// the edge counts itself): what the pipeline sent on its own, and how it decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcCounters {
+    /// Frames forwarded (routed) to another port.
+    pub forwarded: u64,
+    /// Frames addressed to the appliance (after the input chain).
+    pub local_in: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+    /// ICMP/ICMPv6 errors sent.
+    pub icmp_errors: u64,
+    /// ICMP/ICMPv6 errors not sent because the worker's rate limit was reached.
+    pub icmp_ratelimited: u64,
+    /// TCP resets sent by `reject`.
+    pub tcp_resets: u64,
+    /// Packets whose filter verdict came from the connection's verdict cache.
+    pub verdict_cache_hits: u64,
+    /// Frames given to the slow path (ARP, ND, unresolved next hops).
+    pub slow_path: u64,
+    /// Frames handed to the owning worker.
+    pub handoffs: u64,
+    /// Neighbour or route snapshots adopted.
+    pub snapshots_adopted: u64,
+    /// Conntrack events lost because the event ring was full.
+    pub events_dropped: u64,
+    /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
+    /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
+    pub replied_drops: [u64; DropReason::COUNT],
+}
+
+impl Default for ProcCounters {
+    fn default() -> Self {
+        ProcCounters {
+            forwarded: 0,
+            local_in: 0,
+            echo_replies: 0,
+            icmp_errors: 0,
+            icmp_ratelimited: 0,
+            tcp_resets: 0,
+            verdict_cache_hits: 0,
+            slow_path: 0,
+            handoffs: 0,
+            snapshots_adopted: 0,
+            events_dropped: 0,
+            replied_drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl ProcCounters {
+    /// Number of `u64` slots.
+    pub const SLOTS: usize = 11 + DropReason::COUNT;
+
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
+        [
+            &mut self.forwarded,
+            &mut self.local_in,
+            &mut self.echo_replies,
+            &mut self.icmp_errors,
+            &mut self.icmp_ratelimited,
+            &mut self.tcp_resets,
+            &mut self.verdict_cache_hits,
+            &mut self.slow_path,
+            &mut self.handoffs,
+            &mut self.snapshots_adopted,
+            &mut self.events_dropped,
+        ]
+        .into_iter()
+        .chain(self.replied_drops.iter_mut())
+    }
+
+    /// Drops of `reason` the processor answered with a reply.
+    pub fn replied(&self, reason: DropReason) -> u64 {
+        self.replied_drops[reason as usize]
+    }
 }
 
 impl Counters {
     /// Number of `u64` slots in the flat form.
-    pub const SLOTS: usize = 4 * MAX_PORTS + DropReason::COUNT + 13;
+    pub const SLOTS: usize = 4 * MAX_PORTS + DropReason::COUNT + 13 + ProcCounters::SLOTS;
 
     /// Visits every slot in a fixed order (the same for write and read).
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
@@ -70,6 +155,13 @@ impl Counters {
                 &mut self.steer_rx,
                 &mut self.steer_drop,
             ])
+            .chain(self.proc.slots_mut())
+    }
+
+    /// Drops of `reason`: the edge's (the processor's `Action::Drop`s, refused TX) and
+    /// those the processor answered with a reply.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].wrapping_add(self.proc.replied(reason))
     }
 
     /// Sum over all ports of received frames.
@@ -80,6 +172,37 @@ impl Counters {
     /// Sum over all ports of transmitted frames.
     pub fn tx_total(&self) -> u64 {
         self.tx_packets.iter().sum()
+    }
+
+    /// The control protocol's view of worker `worker` on `lcore` (its `ct` counters are
+    /// filled by the control thread from a `CtStats` command).
+    pub fn worker_stats(&self, worker: u16, lcore: u32) -> WorkerStats {
+        WorkerStats {
+            worker,
+            lcore,
+            rx_packets: self.rx_total(),
+            tx_packets: self.tx_total(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), self.drop_count(*r)))
+                .collect::<BTreeMap<_, _>>(),
+            handoff_tx: self.handoff_tx,
+            handoff_rx: self.handoff_rx,
+            handoff_drop: self.handoff_drop,
+            nat_port_exhausted: self.drop_count(DropReason::NatPortExhausted),
+            events_dropped: self.proc.events_dropped,
+            busy_cycles: self.busy_cycles,
+            total_cycles: self.total_cycles,
+            ct: CtCounters::default(),
+            forwarded: self.proc.forwarded,
+            local_in: self.proc.local_in,
+            echo_replies: self.proc.echo_replies,
+            icmp_errors: self.proc.icmp_errors,
+            icmp_ratelimited: self.proc.icmp_ratelimited,
+            tcp_resets: self.proc.tcp_resets,
+            verdict_cache_hits: self.proc.verdict_cache_hits,
+            slow_path: self.proc.slow_path,
+        }
     }
 
     /// Adds `other` slot by slot (for totals).
@@ -149,6 +272,33 @@ mod tests {
             block.read().drops[DropReason::Truncated as usize],
             c.drops[0]
         );
+        assert_ne!(block.read().proc.events_dropped, 0);
+        assert_eq!(block.read().proc, c.proc);
+    }
+
+    #[test]
+    fn worker_stats_carry_the_drop_and_processor_counters() {
+        let mut c = Counters::default();
+        c.rx_packets[0] = 4;
+        c.rx_packets[2] = 1;
+        c.drops[DropReason::NatPortExhausted as usize] = 6;
+        c.drops[DropReason::TtlExceeded as usize] = 2;
+        c.proc.replied_drops[DropReason::TtlExceeded as usize] = 3;
+        c.proc.events_dropped = 3;
+        c.proc.icmp_errors = 7;
+        c.proc.icmp_ratelimited = 8;
+        c.proc.verdict_cache_hits = 9;
+        c.proc.forwarded = 10;
+        let block = CounterBlock::default();
+        block.publish(&c);
+        let w = block.read().worker_stats(1, 5);
+        assert_eq!((w.worker, w.lcore, w.rx_packets), (1, 5, 5));
+        assert_eq!(w.nat_port_exhausted, 6, "from drops[NatPortExhausted]");
+        assert_eq!(w.drops["nat_port_exhausted"], 6);
+        assert_eq!(w.drops["ttl_exceeded"], 5, "dropped plus answered");
+        assert_eq!(w.events_dropped, 3);
+        assert_eq!((w.icmp_errors, w.icmp_ratelimited), (7, 8));
+        assert_eq!((w.verdict_cache_hits, w.forwarded), (9, 10));
     }
 
     #[test]
@@ -158,10 +308,12 @@ mod tests {
         a.handoff_tx = 2;
         let mut b = a.clone();
         b.drops[3] = 7;
+        b.proc.icmp_ratelimited = 9;
         a.add(&b);
         assert_eq!(a.rx_packets[1], 10);
         assert_eq!(a.handoff_tx, 4);
         assert_eq!(a.drops[3], 7);
+        assert_eq!(a.proc.icmp_ratelimited, 9);
         assert_eq!(a.rx_total(), 10);
     }
 }

@@ -203,11 +203,11 @@ impl WorkerIo {
                 proc.tick(now_ns);
                 self.adopt(proc);
                 self.serve_commands(proc, &mut c);
-                self.publish(&mut c, t1.wrapping_sub(start));
+                self.publish(proc, &mut c, t1.wrapping_sub(start));
             }
         }
         self.flush_tx(&mut c, &mut pending);
-        self.publish(&mut c, rdtsc().wrapping_sub(start));
+        self.publish(proc, &mut c, rdtsc().wrapping_sub(start));
         c
     }
 
@@ -253,8 +253,10 @@ impl WorkerIo {
         });
     }
 
-    fn publish(&self, c: &mut Counters, total: u64) {
+    /// Publishes the edge's counters with the processor's (read here, not per packet).
+    fn publish<P: Process>(&self, proc: &P, c: &mut Counters, total: u64) {
         c.total_cycles = total;
+        c.proc = proc.proc_counters();
         c.tx_dropped = self.tx.iter().flatten().map(TxBuffer::dropped).sum();
         self.published.publish(c);
     }

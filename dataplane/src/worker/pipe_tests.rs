@@ -903,6 +903,8 @@ fn input_chain_rejects_with_reset_or_port_unreachable() {
         Action::Forward { port: 0, .. }
     ));
     assert_eq!(p.counters().drop_count(DropReason::Rejected), 2);
+    // Both were answered (reset, port unreachable): the edge saw replies, not drops.
+    assert_eq!(p.proc_counters().replied(DropReason::Rejected), 2);
     assert_eq!(p.conntrack().len(), 1, "only the accepted ping is tracked");
     let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
         panic!()
@@ -1631,4 +1633,95 @@ fn peeked_keys_equal_parsed_keys_and_prefetch_names_the_entry() {
     let mut n = 0;
     p.prefetch_burst(&[&frames[0], &frames[1]], |_| n += 1);
     assert_eq!(n, 2 + 2 + 2, "2 frames x 2 buckets + 1 entry x 2 lines");
+}
+
+/// Sends `n` TTL-expiring packets to `p` at `now`; returns how many were answered.
+fn expire_ttl(p: &mut Pipeline, n: usize, now: u64) -> usize {
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut replies = 0;
+    for i in 0..n {
+        let mut f = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5])
+            .ttl(1)
+            .udp(1000 + i as u16, 53, 10);
+        match p.process(0, &mut f, now, &mut s) {
+            Action::Reply { .. } => replies += 1,
+            a => assert_eq!(a, Action::Drop(DropReason::TtlExceeded)),
+        }
+    }
+    replies
+}
+
+#[test]
+fn icmp_errors_are_rate_limited_like_icmp_msgs_per_sec() {
+    use super::pipeline::{ICMP_MSGS_BURST, ICMP_MSGS_PER_SEC};
+    assert_eq!((ICMP_MSGS_PER_SEC, ICMP_MSGS_BURST), (1000, 50));
+    let mut p = pipeline();
+    let t0 = 5_000_000_000;
+    assert_eq!(expire_ttl(&mut p, 100, t0), 50, "the burst");
+    let c = p.counters();
+    assert_eq!(c.icmp_errors, 50);
+    assert_eq!(c.icmp_ratelimited, 50);
+    assert_eq!(
+        c.drop_count(DropReason::TtlExceeded),
+        100,
+        "all still dropped"
+    );
+    // 1 ms later: one token back (1000/s).
+    assert_eq!(expire_ttl(&mut p, 10, t0 + 1_000_000), 1);
+    // 1 s later: the bucket is full again, no more than the burst.
+    assert_eq!(expire_ttl(&mut p, 100, t0 + 1_001_000_000), 50);
+    assert_eq!(p.counters().icmp_errors, 101);
+    assert_eq!(p.counters().icmp_ratelimited, 109);
+    // Echo replies take no token.
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let mut f = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).echo(7, 1);
+    assert!(matches!(
+        p.process(0, &mut f, t0 + 1_001_000_000, &mut s),
+        Action::Forward { port: 0, .. }
+    ));
+    assert_eq!(p.counters().echo_replies, 1);
+    // The published view carries both counters.
+    let pc = p.proc_counters();
+    assert_eq!((pc.icmp_errors, pc.icmp_ratelimited), (101, 109));
+    assert_eq!(pc.echo_replies, 1);
+    // The edge counts the 109 `Action::Drop`s; the 101 answered drops come from here.
+    assert_eq!(pc.replied(DropReason::TtlExceeded), 101);
+    assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 210);
+}
+
+#[test]
+fn each_worker_gets_its_share_of_the_icmp_error_budget() {
+    let now = 1_000_000_000;
+    let mut total = 0;
+    for w in 0..2 {
+        let mut p = Pipeline::new(w, 2, &config(), routes(), neighbors(), None);
+        let sent = expire_ttl(&mut p, 100, now);
+        assert_eq!(sent, 25, "worker {w}: half the burst");
+        assert_eq!(p.counters().icmp_ratelimited, 75);
+        // Half the rate: 40 ms bring 20 tokens back (not 40).
+        assert_eq!(expire_ttl(&mut p, 100, now + 40_000_000), 20);
+        total += sent;
+    }
+    assert_eq!(total, 50);
+    // More workers than the burst: each keeps one token.
+    let mut p = Pipeline::new(0, 64, &config(), routes(), neighbors(), None);
+    assert_eq!(expire_ttl(&mut p, 10, now), 1);
+}
+
+#[test]
+fn icmp_limiter_ignores_time_going_back_and_saturates_long_gaps() {
+    use super::pipeline::IcmpLimiter;
+    let mut l = IcmpLimiter::new(1000, 2);
+    assert!(l.allow(10_000_000_000));
+    assert!(l.allow(10_000_000_000));
+    assert!(!l.allow(10_000_000_000), "burst spent");
+    // Earlier `now` (another clock reading): no refill, and no underflow.
+    assert!(!l.allow(5_000_000_000));
+    // Half a token's time later: still nothing; the other half: one.
+    assert!(!l.allow(10_000_500_000));
+    assert!(l.allow(10_001_000_000));
+    // A gap of ~585 years: capped at the burst, no overflow.
+    assert!(l.allow(u64::MAX));
+    assert!(l.allow(u64::MAX));
+    assert!(!l.allow(u64::MAX));
 }

@@ -9,11 +9,15 @@
 //!
 //! Counting contract: the pipeline counts every drop it decides in
 //! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
-//! error answers a dropped packet: `no_route`, `ttl_exceeded`, …). The I/O edge counts
-//! only what happens after the action (TX ring full, handoff ring full).
+//! error answers a dropped packet: `no_route`, `ttl_exceeded`, …), those answered in
+//! [`Counters::replied_drops`] as well. The I/O edge counts each [`Action::Drop`] by its
+//! reason and what happens after the action (TX ring full, handoff ring full); the
+//! published drop counts are the edge's plus `replied_drops` (`ProcCounters`), so each
+//! dropped packet is counted once whether or not it was answered.
 
 use std::sync::Arc;
 
+use super::counters::ProcCounters;
 use super::held::{Held, HeldTable};
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
@@ -65,6 +69,9 @@ pub struct PipelineConfig {
 pub struct Counters {
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
+    /// Of `drops`, those answered by an [`Action::Reply`] (ICMP error, TCP reset): the
+    /// I/O edge sees a reply there, not a drop, and adds these to its own drop counts.
+    pub replied_drops: [u64; DropReason::COUNT],
     /// Frames given to [`Pipeline::process`].
     pub rx: u64,
     /// Frames forwarded (routed) to another port.
@@ -75,6 +82,9 @@ pub struct Counters {
     pub echo_replies: u64,
     /// ICMP/ICMPv6 errors sent (time exceeded, unreachable, packet too big).
     pub icmp_errors: u64,
+    /// ICMP/ICMPv6 errors not sent because the worker's [`IcmpLimiter`] was empty (the
+    /// packet is still dropped and counted under its own reason).
+    pub icmp_ratelimited: u64,
     /// TCP resets sent by `reject`.
     pub tcp_resets: u64,
     /// Frames given to the slow path (ARP, ND, unresolved next hops).
@@ -91,11 +101,13 @@ impl Default for Counters {
     fn default() -> Self {
         Counters {
             drops: [0; DropReason::COUNT],
+            replied_drops: [0; DropReason::COUNT],
             rx: 0,
             forwarded: 0,
             local_in: 0,
             echo_replies: 0,
             icmp_errors: 0,
+            icmp_ratelimited: 0,
             tcp_resets: 0,
             slow_path: 0,
             handoffs: 0,
@@ -109,6 +121,70 @@ impl Counters {
     /// Drops counted under `reason`.
     pub fn drop_count(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
+    }
+}
+
+/// ICMP errors per second the whole appliance sends at most: Linux's
+/// `net.ipv4.icmp_msgs_per_sec` default (one global bucket for ICMP and ICMPv6,
+/// `icmp_global_allow`). Split evenly over the workers. Not tunable.
+pub const ICMP_MSGS_PER_SEC: u64 = 1000;
+/// ICMP errors the appliance may send at once after a quiet period: Linux's
+/// `net.ipv4.icmp_msgs_burst` default. Split over the workers (at least 1 each).
+pub const ICMP_MSGS_BURST: u64 = 50;
+
+/// One worker's share of the appliance's ICMP error budget: a token bucket of
+/// `burst` tokens refilled at `rate` per second from the packets' `now` (Linux's
+/// `icmp_global_allow`, without the per-destination `icmp_ratelimit`). Echo replies and
+/// TCP resets do not take tokens. Integer arithmetic in nano-tokens: no drift.
+#[derive(Clone, Debug)]
+pub struct IcmpLimiter {
+    /// Tokens added per second.
+    rate: u64,
+    /// Most tokens kept, in nano-tokens.
+    cap: u64,
+    /// Tokens available, in nano-tokens (one token = 10^9).
+    nano_tokens: u64,
+    /// When the bucket was last refilled.
+    last_ns: u64,
+}
+
+impl IcmpLimiter {
+    const NANO: u64 = 1_000_000_000;
+
+    /// A full bucket of `burst` tokens refilled at `rate` per second.
+    pub fn new(rate: u64, burst: u64) -> Self {
+        let cap = burst.saturating_mul(Self::NANO);
+        IcmpLimiter {
+            rate,
+            cap,
+            nano_tokens: cap,
+            last_ns: 0,
+        }
+    }
+
+    /// Worker `1/n_workers`'s share of the appliance budget ([`ICMP_MSGS_PER_SEC`],
+    /// [`ICMP_MSGS_BURST`]): rate / n, burst max(1, burst / n).
+    pub fn worker_share(n_workers: u16) -> Self {
+        let n = u64::from(n_workers.max(1));
+        IcmpLimiter::new(ICMP_MSGS_PER_SEC / n, (ICMP_MSGS_BURST / n).max(1))
+    }
+
+    /// Takes one token at `now_ns` if there is one (refilling first). `now_ns` going
+    /// backwards adds nothing.
+    pub fn allow(&mut self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last_ns);
+        self.last_ns = self.last_ns.max(now_ns);
+        // ns × tokens/s = nano-tokens.
+        self.nano_tokens = self
+            .nano_tokens
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(self.cap);
+        if self.nano_tokens >= Self::NANO {
+            self.nano_tokens -= Self::NANO;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -136,6 +212,8 @@ pub struct Pipeline {
     neigh: Arc<NeighborSnapshot>,
     counters: Counters,
     now_ns: u64,
+    /// This worker's share of the ICMP error rate limit.
+    icmp_limit: IcmpLimiter,
     ct: Table,
     rules: Option<WorkerRuleset>,
     owner: Arc<Owner>,
@@ -244,6 +322,7 @@ impl Pipeline {
             neigh,
             counters: Counters::default(),
             now_ns: 0,
+            icmp_limit: IcmpLimiter::worker_share(n_workers),
             ct: Table::new(config.ct_capacity, config.tunables.clone(), seed),
             rules,
             owner,
@@ -320,6 +399,26 @@ impl Pipeline {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The counters the I/O edge publishes besides its own (drops are the edge's, from
+    /// the actions), with conntrack's lost events. Cheap copies: called every ~1 ms.
+    pub fn proc_counters(&self) -> ProcCounters {
+        let c = &self.counters;
+        ProcCounters {
+            forwarded: c.forwarded,
+            local_in: c.local_in,
+            echo_replies: c.echo_replies,
+            icmp_errors: c.icmp_errors,
+            icmp_ratelimited: c.icmp_ratelimited,
+            tcp_resets: c.tcp_resets,
+            verdict_cache_hits: c.verdict_cache_hits,
+            slow_path: c.slow_path,
+            handoffs: c.handoffs,
+            snapshots_adopted: c.snapshots_adopted,
+            events_dropped: self.ct.stats().events_dropped,
+            replied_drops: c.replied_drops,
+        }
     }
 
     /// The neighbour snapshot in use.
@@ -1120,6 +1219,7 @@ impl Pipeline {
                 return match build::tcp_reset(scratch, ip, &tcp, out) {
                     Some(len) => {
                         self.counters.tcp_resets += 1;
+                        self.counters.replied_drops[DropReason::Rejected as usize] += 1;
                         Action::Reply {
                             port,
                             len: u16::try_from(len).unwrap_or(u16::MAX),
@@ -1216,6 +1316,12 @@ impl Pipeline {
         else {
             return Action::Drop(reason);
         };
+        // Last, as Linux's `icmpv4_xrlim_allow`: only an error that would be sent takes a
+        // token.
+        if !self.icmp_limit.allow(self.now_ns) {
+            self.counters.icmp_ratelimited += 1;
+            return Action::Drop(reason);
+        }
         let out = L2Out {
             dst,
             src: self.port_mac(port),
@@ -1223,6 +1329,7 @@ impl Pipeline {
         match build::icmp_error(scratch, frame, ip, out, src, icmp_type, code, extra) {
             Some(len) if len >= MIN_FRAME => {
                 self.counters.icmp_errors += 1;
+                self.counters.replied_drops[reason as usize] += 1;
                 Action::Reply {
                     port,
                     len: u16::try_from(len).unwrap_or(u16::MAX),

@@ -9,6 +9,7 @@ use crate::control::proto::CtCounters;
 use crate::nat::alloc::Steering;
 use crate::route::NeighborSnapshot;
 use crate::worker::Pipeline;
+use crate::worker::counters::ProcCounters;
 use crate::worker::{Action, WorkerCommand, WorkerReply};
 
 /// A per-worker packet processor, called by the worker loop (no allocation, no locks, no
@@ -46,6 +47,11 @@ pub trait Process: Send {
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
     fn tick(&mut self, now_ns: u64);
+    /// The processor's own counters, read by the I/O edge when it publishes its counters
+    /// (about every millisecond, never per packet). The default is all zeros.
+    fn proc_counters(&self) -> ProcCounters {
+        ProcCounters::default()
+    }
     /// Steering messages (DNAT reply tuples owned elsewhere, and their withdrawal) this
     /// processor created since the last call, each passed to `send`; the I/O edge calls it
     /// after each burst and puts each message on the ring to [`SteerMsg::to`]. The
@@ -114,6 +120,10 @@ impl Process for Pipeline {
     }
     fn tick(&mut self, now_ns: u64) {
         Pipeline::tick(self, now_ns);
+    }
+
+    fn proc_counters(&self) -> ProcCounters {
+        Pipeline::proc_counters(self)
     }
 
     fn adopt_neighbors(&mut self, snap: Arc<NeighborSnapshot>) -> Arc<NeighborSnapshot> {

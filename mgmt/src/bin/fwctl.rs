@@ -54,7 +54,8 @@ enum Command {
     Tuning(TuningCmd),
     /// Ports with link state and counters.
     Ports,
-    /// Workers with packets, drops by reason, handoffs and busy ratio.
+    /// Workers with packets, forwarded, verdict-cache hits, ICMP errors sent and
+    /// rate-limited, drops by reason, handoffs and busy ratio.
     Workers,
 }
 
@@ -632,11 +633,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             } else {
                 let w: Workers = parse(v)?;
                 println!(
-                    "{:<6} {:>5} {:>14} {:>14} {:>10} {:>10} {:>10} {:>6}  DROPS",
+                    "{:<6} {:>5} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}  DROPS",
                     "WORKER",
                     "LCORE",
                     "RX_PKTS",
                     "TX_PKTS",
+                    "FORWARDED",
+                    "CACHE_HITS",
+                    "ICMP_ERR",
+                    "ICMP_RLIM",
                     "HANDOFF_TX",
                     "HANDOFF_RX",
                     "CT_ENTRIES",
@@ -646,11 +651,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     let drops: Vec<String> =
                         w.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     println!(
-                        "{:<6} {:>5} {:>14} {:>14} {:>10} {:>10} {:>10} {:>5.1}%  {}",
+                        "{:<6} {:>5} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5.1}%  {}",
                         w.worker,
                         w.lcore,
                         w.rx_packets,
                         w.tx_packets,
+                        w.forwarded,
+                        w.verdict_cache_hits,
+                        w.icmp_errors,
+                        w.icmp_ratelimited,
                         w.handoff_tx,
                         w.handoff_rx,
                         w.ct.entries,

@@ -152,6 +152,14 @@ pub fn initial_stats() -> Stats {
         busy_cycles: 250,
         total_cycles: 1000,
         ct: counters(u64::from(i) + 1),
+        forwarded: 800,
+        local_in: 40,
+        echo_replies: 11,
+        icmp_errors: 12 + u64::from(i),
+        icmp_ratelimited: 4,
+        tcp_resets: 2,
+        verdict_cache_hits: 700,
+        slow_path: 9,
     };
     let port = |i: u16, name: &str| PortStats {
         name: name.into(),
