@@ -146,7 +146,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     assert!(
-        p.counters().verdict_cache_hits > 0,
+        p.counters().proc.verdict_cache_hits > 0,
         "the verdict cache was not used"
     );
 

@@ -297,7 +297,7 @@ fn lpm_picks_longest_prefix_and_rewrites_l2_and_ttl() {
     assert_eq!(f[ETH_LEN + 7], 63);
     assert_eq!(&f[0..6], &GW1_MAC);
     assert_checksums(&f, ETH_LEN);
-    assert_eq!(p.counters().forwarded, 3);
+    assert_eq!(p.counters().proc.forwarded, 3);
 }
 
 #[test]
@@ -328,7 +328,7 @@ fn ttl_expiry_sends_time_exceeded_quoting_the_packet() {
     assert_eq!(&r[ETH_LEN + 28..], &orig[ETH_LEN..ETH_LEN + 548]);
     assert_checksums(r, ETH_LEN);
     assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 1);
-    assert_eq!(p.counters().icmp_errors, 1);
+    assert_eq!(p.counters().proc.icmp_errors, 1);
 
     // IPv6: hop limit 1 → ICMPv6 time exceeded (3/0), whole packet quoted (< 1280).
     let mut f = Pkt::v6("2001:db8:1::10", "2001:db8:99::5")
@@ -375,7 +375,7 @@ fn no_route_answers_net_unreachable_but_never_about_an_icmp_error() {
         Action::Drop(DropReason::NoRoute)
     );
     assert_eq!(p.counters().drop_count(DropReason::NoRoute), 3);
-    assert_eq!(p.counters().icmp_errors, 2);
+    assert_eq!(p.counters().proc.icmp_errors, 2);
 }
 
 #[test]
@@ -416,7 +416,7 @@ fn echo_requests_to_own_addresses_are_answered_in_place() {
     assert_eq!(f[ETH_LEN + 40], 129);
     assert_eq!(&f[ETH_LEN + 24..ETH_LEN + 40], &v6("2001:db8:1::10").0);
     assert_checksums(&f, ETH_LEN);
-    assert_eq!(p.counters().echo_replies, 3);
+    assert_eq!(p.counters().proc.echo_replies, 3);
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn unresolved_next_hop_goes_to_the_slow_path_ready_to_send() {
     assert_eq!(f[ETH_LEN + 8], 63, "already routed: ttl decremented");
     assert_eq!(&f[6..12], &WAN_MAC);
     assert_checksums(&f, ETH_LEN);
-    assert_eq!(p.counters().slow_path, 1);
+    assert_eq!(p.counters().proc.slow_path, 1);
 }
 
 #[test]
@@ -880,7 +880,7 @@ fn input_chain_rejects_with_reset_or_port_unreachable() {
     assert_eq!(&t[8..12], &1001u32.to_be_bytes(), "ack = seq + 1 (SYN)");
     assert_eq!(t[13], 0x14, "RST|ACK");
     assert_checksums(r, ETH_LEN);
-    assert_eq!(p.counters().tcp_resets, 1);
+    assert_eq!(p.counters().proc.tcp_resets, 1);
     let mut udp = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).udp(40000, 9, 4);
     let Action::Reply { len, .. } = run(&mut p, 0, &mut udp, &mut s) else {
         panic!("no icmp")
@@ -1153,7 +1153,7 @@ fn multi_worker_run(edge_marks_handoffs: bool) {
         flows,
         "every flow tracked exactly once across the workers"
     );
-    let handoffs: u64 = c.workers.iter().map(|p| p.counters().handoffs).sum();
+    let handoffs: u64 = c.workers.iter().map(|p| p.counters().proc.handoffs).sum();
     assert!(handoffs > 0, "random queues made some handoffs");
     for (w, p) in c.workers.iter_mut().enumerate() {
         let d = &p.counters().drops;
@@ -1336,14 +1336,18 @@ fn established_packets_take_the_cached_verdict_of_the_running_generation() {
         fwd(run(&mut p, 1, &mut back(), &mut s)),
         "reply: evaluated, cached"
     );
-    assert_eq!(p.counters().verdict_cache_hits, 0);
+    assert_eq!(p.counters().proc.verdict_cache_hits, 0);
     assert!(fwd(run(&mut p, 1, &mut back(), &mut s)));
     assert!(
         fwd(run(&mut p, 0, &mut out(), &mut s)),
         "original: evaluated"
     );
     assert!(fwd(run(&mut p, 0, &mut out(), &mut s)));
-    assert_eq!(p.counters().verdict_cache_hits, 2, "one hit per direction");
+    assert_eq!(
+        p.counters().proc.verdict_cache_hits,
+        2,
+        "one hit per direction"
+    );
     // A new generation that drops the flow: the cached accept is not used.
     let dropping = RULESET.replace(
         "        ct state established,related accept\n        ct state invalid drop\n        iifname",
@@ -1361,7 +1365,7 @@ fn established_packets_take_the_cached_verdict_of_the_running_generation() {
         Action::Drop(DropReason::FilterDrop),
         "the cached drop"
     );
-    assert_eq!(p.counters().verdict_cache_hits, 3);
+    assert_eq!(p.counters().proc.verdict_cache_hits, 3);
     assert!(fwd(run(&mut p, 0, &mut out(), &mut s)), "other direction");
     assert_eq!(p.counters().drop_count(DropReason::FilterDrop), 2);
 }
@@ -1394,7 +1398,7 @@ fn cached_verdicts_credit_every_rule_the_evaluation_would_count() {
         );
     }
     // A: 2 hits per direction (the first of each run is evaluated); B: 2 cached drops.
-    assert_eq!(p.counters().verdict_cache_hits, 6);
+    assert_eq!(p.counters().proc.verdict_cache_hits, 6);
     let rs = publisher.current();
     let counts = rs.counters();
     let count = |chain: usize, rule: usize| counts[rs.rule_id(0, chain, rule).unwrap() as usize];
@@ -1532,18 +1536,18 @@ fn cached_packets_leave_the_bytes_the_full_path_leaves() {
     // Each direction: the first later packet is evaluated (and cached), the next ones
     // take the fast path; all leave the same bytes.
     for (port, make) in [(1u16, &back as &dyn Fn() -> Vec<u8>), (0, &out)] {
-        let hits = p.counters().verdict_cache_hits;
+        let hits = p.counters().proc.verdict_cache_hits;
         let mut full = make();
         let a = run(&mut p, port, &mut full, &mut s);
         assert!(matches!(a, Action::Forward { .. }), "{a:?}");
-        assert_eq!(p.counters().verdict_cache_hits, hits, "evaluated");
+        assert_eq!(p.counters().proc.verdict_cache_hits, hits, "evaluated");
         for i in 0..2 {
             let mut fast = make();
             assert_eq!(run(&mut p, port, &mut fast, &mut s), a);
             assert_eq!(fast, full, "packet {i} from port {port}");
             assert_checksums(&fast, ETH_LEN);
         }
-        assert_eq!(p.counters().verdict_cache_hits, hits + 2, "cache hits");
+        assert_eq!(p.counters().proc.verdict_cache_hits, hits + 2, "cache hits");
     }
     let (_, dst, _, dport) = tuple_of(&{
         let mut f = back();
@@ -1566,13 +1570,13 @@ fn cached_packets_leave_the_bytes_the_full_path_leaves() {
     assert_eq!(tuple_of(&fast).1, [198, 18, 0, 10]);
     assert_eq!(tuple_of(&fast).3, 80);
     // TTL 1 on a cached connection: the full path answers with time exceeded.
-    let hits = p.counters().verdict_cache_hits;
+    let hits = p.counters().proc.verdict_cache_hits;
     let mut pk = Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]);
     pk.ttl = 1;
     let mut dying = pk.udp(40000, 53, 8);
     let a = run(&mut p, 0, &mut dying, &mut s);
     assert!(matches!(a, Action::Reply { port: 0, .. }), "{a:?}");
-    assert_eq!(p.counters().verdict_cache_hits, hits + 1);
+    assert_eq!(p.counters().proc.verdict_cache_hits, hits + 1);
     assert_eq!(p.counters().drop_count(DropReason::TtlExceeded), 1);
 }
 
@@ -1596,7 +1600,7 @@ fn alternating_directions_both_hit_the_cache() {
     }
     // 12 packets: the first (new) and the first of each direction with an entry are
     // evaluated.
-    assert_eq!(p.counters().verdict_cache_hits, 12 - 3);
+    assert_eq!(p.counters().proc.verdict_cache_hits, 12 - 3);
 }
 
 /// The prefetch guess (`FlowKey::peek`) is the parser's key for IPv4/IPv6 TCP/UDP and
@@ -1659,8 +1663,8 @@ fn icmp_errors_are_rate_limited_like_icmp_msgs_per_sec() {
     let t0 = 5_000_000_000;
     assert_eq!(expire_ttl(&mut p, 100, t0), 50, "the burst");
     let c = p.counters();
-    assert_eq!(c.icmp_errors, 50);
-    assert_eq!(c.icmp_ratelimited, 50);
+    assert_eq!(c.proc.icmp_errors, 50);
+    assert_eq!(c.proc.icmp_ratelimited, 50);
     assert_eq!(
         c.drop_count(DropReason::TtlExceeded),
         100,
@@ -1670,8 +1674,8 @@ fn icmp_errors_are_rate_limited_like_icmp_msgs_per_sec() {
     assert_eq!(expire_ttl(&mut p, 10, t0 + 1_000_000), 1);
     // 1 s later: the bucket is full again, no more than the burst.
     assert_eq!(expire_ttl(&mut p, 100, t0 + 1_001_000_000), 50);
-    assert_eq!(p.counters().icmp_errors, 101);
-    assert_eq!(p.counters().icmp_ratelimited, 109);
+    assert_eq!(p.counters().proc.icmp_errors, 101);
+    assert_eq!(p.counters().proc.icmp_ratelimited, 109);
     // Echo replies take no token.
     let mut s = vec![0u8; SCRATCH_LEN];
     let mut f = Pkt::v4([198, 18, 0, 10], [198, 18, 0, 1]).echo(7, 1);
@@ -1679,7 +1683,7 @@ fn icmp_errors_are_rate_limited_like_icmp_msgs_per_sec() {
         p.process(0, &mut f, t0 + 1_001_000_000, &mut s),
         Action::Forward { port: 0, .. }
     ));
-    assert_eq!(p.counters().echo_replies, 1);
+    assert_eq!(p.counters().proc.echo_replies, 1);
     // The published view carries both counters.
     let pc = p.proc_counters();
     assert_eq!((pc.icmp_errors, pc.icmp_ratelimited), (101, 109));
@@ -1697,7 +1701,7 @@ fn each_worker_gets_its_share_of_the_icmp_error_budget() {
         let mut p = Pipeline::new(w, 2, &config(), routes(), neighbors(), None);
         let sent = expire_ttl(&mut p, 100, now);
         assert_eq!(sent, 25, "worker {w}: half the burst");
-        assert_eq!(p.counters().icmp_ratelimited, 75);
+        assert_eq!(p.counters().proc.icmp_ratelimited, 75);
         // Half the rate: 40 ms bring 20 tokens back (not 40).
         assert_eq!(expire_ttl(&mut p, 100, now + 40_000_000), 20);
         total += sent;

@@ -10,7 +10,7 @@
 //! Counting contract: the pipeline counts every drop it decides in
 //! [`Counters::drops`], including the received packet of an [`Action::Reply`] (an ICMP
 //! error answers a dropped packet: `no_route`, `ttl_exceeded`, …), those answered in
-//! [`Counters::replied_drops`] as well. The I/O edge counts each [`Action::Drop`] by its
+//! `Counters::proc.replied_drops` as well. The I/O edge counts each [`Action::Drop`] by its
 //! reason and what happens after the action (TX ring full, handoff ring full); the
 //! published drop counts are the edge's plus `replied_drops` (`ProcCounters`), so each
 //! dropped packet is counted once whether or not it was answered.
@@ -69,50 +69,23 @@ pub struct PipelineConfig {
 pub struct Counters {
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
-    /// Of `drops`, those answered by an [`Action::Reply`] (ICMP error, TCP reset): the
-    /// I/O edge sees a reply there, not a drop, and adds these to its own drop counts.
-    pub replied_drops: [u64; DropReason::COUNT],
     /// Frames given to [`Pipeline::process`].
     pub rx: u64,
-    /// Frames forwarded (routed) to another port.
-    pub forwarded: u64,
-    /// Frames addressed to the appliance (after the input chain).
-    pub local_in: u64,
-    /// Echo replies sent.
-    pub echo_replies: u64,
-    /// ICMP/ICMPv6 errors sent (time exceeded, unreachable, packet too big).
-    pub icmp_errors: u64,
-    /// ICMP/ICMPv6 errors not sent because the worker's [`IcmpLimiter`] was empty (the
-    /// packet is still dropped and counted under its own reason).
-    pub icmp_ratelimited: u64,
-    /// TCP resets sent by `reject`.
-    pub tcp_resets: u64,
-    /// Frames given to the slow path (ARP, ND, unresolved next hops).
-    pub slow_path: u64,
-    /// Frames handed to the owning worker.
-    pub handoffs: u64,
-    /// Snapshots adopted (neighbour or route table).
-    pub snapshots_adopted: u64,
-    /// Packets whose filter verdict came from the conntrack entry's verdict cache.
-    pub verdict_cache_hits: u64,
+    /// The counters the I/O edge publishes ([`Pipeline::proc_counters`]): forwarded,
+    /// local, sent (echo replies, ICMP errors, resets), rate-limited ICMP errors,
+    /// verdict-cache hits, slow path, handoffs, snapshots, and of `drops` those answered
+    /// by an [`Action::Reply`] (`replied_drops`: the edge sees a reply there, not a drop,
+    /// and adds these to its own drop counts). `events_dropped` is conntrack's, filled
+    /// when they are read.
+    pub proc: ProcCounters,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
             drops: [0; DropReason::COUNT],
-            replied_drops: [0; DropReason::COUNT],
             rx: 0,
-            forwarded: 0,
-            local_in: 0,
-            echo_replies: 0,
-            icmp_errors: 0,
-            icmp_ratelimited: 0,
-            tcp_resets: 0,
-            slow_path: 0,
-            handoffs: 0,
-            snapshots_adopted: 0,
-            verdict_cache_hits: 0,
+            proc: ProcCounters::default(),
         }
     }
 }
@@ -404,20 +377,9 @@ impl Pipeline {
     /// The counters the I/O edge publishes besides its own (drops are the edge's, from
     /// the actions), with conntrack's lost events. Cheap copies: called every ~1 ms.
     pub fn proc_counters(&self) -> ProcCounters {
-        let c = &self.counters;
         ProcCounters {
-            forwarded: c.forwarded,
-            local_in: c.local_in,
-            echo_replies: c.echo_replies,
-            icmp_errors: c.icmp_errors,
-            icmp_ratelimited: c.icmp_ratelimited,
-            tcp_resets: c.tcp_resets,
-            verdict_cache_hits: c.verdict_cache_hits,
-            slow_path: c.slow_path,
-            handoffs: c.handoffs,
-            snapshots_adopted: c.snapshots_adopted,
             events_dropped: self.ct.stats().events_dropped,
-            replied_drops: c.replied_drops,
+            ..self.counters.proc
         }
     }
 
@@ -433,13 +395,13 @@ impl Pipeline {
         if snap.generation() <= self.neigh.generation() {
             return snap;
         }
-        self.counters.snapshots_adopted += 1;
+        self.counters.proc.snapshots_adopted += 1;
         std::mem::replace(&mut self.neigh, snap)
     }
 
     /// Adopts a new route table between bursts; returns the old one.
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
-        self.counters.snapshots_adopted += 1;
+        self.counters.proc.snapshots_adopted += 1;
         self.route_epoch = self.route_epoch.wrapping_add(1);
         std::mem::replace(&mut self.routes, routes)
     }
@@ -454,7 +416,7 @@ impl Pipeline {
         if let Some(r) = &mut self.rules
             && r.refresh()
         {
-            self.counters.snapshots_adopted += 1;
+            self.counters.proc.snapshots_adopted += 1;
             // Slots of the old generation miss from now on: their paths are garbage.
             self.paths.clear();
             self.path_ids.clear();
@@ -638,7 +600,7 @@ impl Pipeline {
         };
         let (l2, ip) = match parsed {
             Parsed::Arp(..) => {
-                self.counters.slow_path += 1;
+                self.counters.proc.slow_path += 1;
                 return Action::SlowPath;
             }
             Parsed::Ip(l2, ip) => (l2, ip),
@@ -661,7 +623,7 @@ impl Pipeline {
                 })
             )
         {
-            self.counters.slow_path += 1;
+            self.counters.proc.slow_path += 1;
             return Action::SlowPath;
         }
         if is_multicast_or_broadcast(ip.dst) {
@@ -680,7 +642,7 @@ impl Pipeline {
             if w != self.worker_id
                 && FlowKey::from_info(&ip, 0).is_none_or(|k| self.ct.lookup(&k).is_none())
             {
-                self.counters.handoffs += 1;
+                self.counters.proc.handoffs += 1;
                 return Action::Handoff { worker: w };
             }
         }
@@ -690,7 +652,7 @@ impl Pipeline {
             && w != self.worker_id
             && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
         {
-            self.counters.handoffs += 1;
+            self.counters.proc.handoffs += 1;
             return Action::Handoff { worker: w };
         }
         let ct = self.track(&ip);
@@ -703,7 +665,7 @@ impl Pipeline {
             && v & !(CACHE_DROP | CACHE_PATH) == key
             && let Some(pid) = self.cached_path(v)
         {
-            self.counters.verdict_cache_hits += 1;
+            self.counters.proc.verdict_cache_hits += 1;
             if v & CACHE_DROP != 0 {
                 // Every hook up to the dropping one would have run: credit them all.
                 self.credit_path(pid, None, ip.ip_len);
@@ -813,7 +775,7 @@ impl Pipeline {
             return Some(self.drop(DropReason::TtlExceeded));
         }
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
-        self.counters.forwarded += 1;
+        self.counters.proc.forwarded += 1;
         Some(Action::Forward {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
@@ -1168,7 +1130,7 @@ impl Pipeline {
         l2: &L2Info,
         ip: &IpInfo,
     ) -> Action {
-        self.counters.local_in += 1;
+        self.counters.proc.local_in += 1;
         if let Some(L4Info::IcmpEcho { request: true, .. }) = ip.l4 {
             let Some((port, dst_mac)) = self.reply_path(in_port, l2, ip.family, ip.src) else {
                 return self.drop(DropReason::NeighborUnresolved);
@@ -1178,7 +1140,7 @@ impl Pipeline {
             }
             let src = self.port_mac(port);
             build::write_eth(frame, dst_mac, src, l2.ethertype);
-            self.counters.echo_replies += 1;
+            self.counters.proc.echo_replies += 1;
             return Action::Forward {
                 port,
                 len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
@@ -1218,8 +1180,8 @@ impl Pipeline {
                 };
                 return match build::tcp_reset(scratch, ip, &tcp, out) {
                     Some(len) => {
-                        self.counters.tcp_resets += 1;
-                        self.counters.replied_drops[DropReason::Rejected as usize] += 1;
+                        self.counters.proc.tcp_resets += 1;
+                        self.counters.proc.replied_drops[DropReason::Rejected as usize] += 1;
                         Action::Reply {
                             port,
                             len: u16::try_from(len).unwrap_or(u16::MAX),
@@ -1319,7 +1281,7 @@ impl Pipeline {
         // Last, as Linux's `icmpv4_xrlim_allow`: only an error that would be sent takes a
         // token.
         if !self.icmp_limit.allow(self.now_ns) {
-            self.counters.icmp_ratelimited += 1;
+            self.counters.proc.icmp_ratelimited += 1;
             return Action::Drop(reason);
         }
         let out = L2Out {
@@ -1328,8 +1290,8 @@ impl Pipeline {
         };
         match build::icmp_error(scratch, frame, ip, out, src, icmp_type, code, extra) {
             Some(len) if len >= MIN_FRAME => {
-                self.counters.icmp_errors += 1;
-                self.counters.replied_drops[reason as usize] += 1;
+                self.counters.proc.icmp_errors += 1;
+                self.counters.proc.replied_drops[reason as usize] += 1;
                 Action::Reply {
                     port,
                     len: u16::try_from(len).unwrap_or(u16::MAX),
@@ -1445,11 +1407,11 @@ impl Pipeline {
             // The frame is complete except for its destination MAC: the slow path resolves
             // `neighbor` (route lookup again on the rewritten destination) and sends it.
             build::write_eth(frame, l2.dst_mac, src_mac, l2.ethertype);
-            self.counters.slow_path += 1;
+            self.counters.proc.slow_path += 1;
             return Action::SlowPath;
         };
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
-        self.counters.forwarded += 1;
+        self.counters.proc.forwarded += 1;
         Action::Forward {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),

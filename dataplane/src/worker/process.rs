@@ -118,6 +118,7 @@ impl Process for Pipeline {
     fn prefetch_burst(&self, frames: &[&[u8]], hint: fn(*const u8)) {
         Pipeline::prefetch_burst(self, frames, hint);
     }
+
     fn tick(&mut self, now_ns: u64) {
         Pipeline::tick(self, now_ns);
     }
