@@ -759,27 +759,48 @@ impl Pipeline {
         let NextHop::Forward { port, neighbor } = self.routes.next_hop(ip.family, dst)? else {
             return None;
         };
-        let info = self.ports.get(usize::from(port))?;
-        let src_mac = info.mac;
-        if ip.ip_len > info.mtu {
+        if ip.ip_len > self.ports.get(usize::from(port))?.mtu {
             return None;
         }
         let dst_mac = self.neigh.lookup(port, neighbor)?;
         self.credit_path(self.hit_path, None, ip.ip_len);
+        Some(self.send_out(frame, l2, ip, target, port, Some(dst_mac)))
+    }
+
+    /// The end of forwarding, once every hook accepted: NAT rewrite to `target` (the
+    /// translated tuple, if any), TTL, MACs for `port`, and the packet leaves; without a
+    /// resolved `dst_mac` it goes to the slow path complete but for its destination MAC
+    /// (the slow path resolves the next hop again on the rewritten destination).
+    fn send_out(
+        &mut self,
+        frame: &mut [u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        target: Option<FlowKey>,
+        port: u16,
+        dst_mac: Option<Mac>,
+    ) -> Action {
         if let Some(t) = target
             && let Err(a) = self.nat_rewrite(frame, ip, &t)
         {
-            return Some(a);
+            return a;
         }
         if wire::rewrite::decrement_ttl(frame, ip).is_err() {
-            return Some(self.drop(DropReason::TtlExceeded));
+            // Checked before (ttl > 1) and the header is within the frame after parse.
+            return self.drop(DropReason::TtlExceeded);
         }
+        let src_mac = self.port_mac(port);
+        let Some(dst_mac) = dst_mac else {
+            build::write_eth(frame, l2.dst_mac, src_mac, l2.ethertype);
+            self.counters.proc.slow_path += 1;
+            return Action::SlowPath;
+        };
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
         self.counters.proc.forwarded += 1;
-        Some(Action::Forward {
+        Action::Forward {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
-        })
+        }
     }
 
     fn nat_env(&self, ip: &IpInfo, iif: Option<u16>, oif: Option<u16>) -> NatEnv {
@@ -1393,29 +1414,8 @@ impl Pipeline {
             Ok(t) => t,
             Err(a) => return a,
         };
-        if let Some(t) = target
-            && let Err(a) = self.nat_rewrite(frame, ip, &t)
-        {
-            return a;
-        }
-        if wire::rewrite::decrement_ttl(frame, ip).is_err() {
-            // Checked above (ttl > 1) and the header is within the frame after parse.
-            return self.drop(DropReason::TtlExceeded);
-        }
-        let src_mac = self.port_mac(port);
-        let Some(dst_mac) = self.neigh.lookup(port, neighbor) else {
-            // The frame is complete except for its destination MAC: the slow path resolves
-            // `neighbor` (route lookup again on the rewritten destination) and sends it.
-            build::write_eth(frame, l2.dst_mac, src_mac, l2.ethertype);
-            self.counters.proc.slow_path += 1;
-            return Action::SlowPath;
-        };
-        build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
-        self.counters.proc.forwarded += 1;
-        Action::Forward {
-            port,
-            len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
-        }
+        let dst_mac = self.neigh.lookup(port, neighbor);
+        self.send_out(frame, l2, ip, target, port, dst_mac)
     }
 }
 
