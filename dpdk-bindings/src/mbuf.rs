@@ -346,7 +346,7 @@ impl Mbuf {
     /// Prefetch the first cache line of packet data.
     #[inline]
     pub fn prefetch_data(&self) {
-        crate::time::prefetch0_ptr(self.data_ptr().cast_const());
+        crate::time::prefetch0_addr(self.data_ptr().cast_const());
     }
 }
 

@@ -21,11 +21,6 @@ pub fn tsc_hz() -> u64 {
 /// callers that compute addresses, as the connection table's burst prefetch does).
 #[inline]
 pub fn prefetch0_addr(p: *const u8) {
-    prefetch0_ptr(p);
-}
-
-#[inline]
-pub(crate) fn prefetch0_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint that never faults or dereferences, whatever the address
     // (Intel SDM, PREFETCHh); SSE is part of the x86_64 baseline.
