@@ -432,8 +432,7 @@ impl Table {
         for i in 0..WAYS {
             let r = bk.refs[i];
             if r != 0 && bk.sig[i] == sig {
-                let r = r - 1;
-                let (idx, dir) = (r >> 1, Direction::from_bit(r));
+                let (idx, dir) = Self::split_ref(r);
                 if self.entries[idx as usize].tuple(dir) == key {
                     return Some((EntryId(idx), dir));
                 }
@@ -516,7 +515,7 @@ impl Table {
                 let r = bk.refs[i];
                 if r != 0 && bk.sig[i] == h.sig {
                     let e: *const u8 =
-                        std::ptr::from_ref(&self.entries[((r - 1) >> 1) as usize]).cast();
+                        std::ptr::from_ref(&self.entries[Self::split_ref(r).0 as usize]).cast();
                     hint(e);
                     hint(e.wrapping_add(64));
                 }
@@ -531,6 +530,12 @@ impl Table {
 
     fn make_ref(idx: u32, dir: Direction) -> u32 {
         ((idx << 1) | dir as u32) + 1
+    }
+
+    /// The entry index and direction of a non-zero reference (inverse of `make_ref`).
+    fn split_ref(r: u32) -> (u32, Direction) {
+        let r = r - 1;
+        (r >> 1, Direction::from_bit(r))
     }
 
     /// Adds a reference, moving others along a cuckoo path (breadth-first, bounded) when
@@ -1085,7 +1090,7 @@ impl Table {
                 if r == 0 {
                     continue;
                 }
-                let idx = (r - 1) >> 1;
+                let (idx, _) = Self::split_ref(r);
                 if self.entries[idx as usize].status & ASSURED == 0 {
                     self.destroy(idx, now);
                     self.stats.early_drop += 1;
