@@ -267,6 +267,47 @@ impl Lab {
         self.spawn(ns, name, &cmd)
     }
 
+    /// `python3 -m http.server` on `bind:80` in `ns` (30 s at most), listening when this
+    /// returns; its log (one line per request, with the client address) is `dir/<log>`.
+    fn web_server(&mut self, ns: &str, log: &str, bind: &str) -> PathBuf {
+        let out = self.spawn(
+            ns,
+            log,
+            &[
+                "timeout",
+                "30",
+                "python3",
+                "-u",
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                bind,
+            ],
+        );
+        self.wait_listen(ns, 80);
+        out
+    }
+
+    /// The HTTP status code of a GET of `url` from `ns` (curl, 5 s at most).
+    fn http_code(&self, ns: &str, url: &str) -> String {
+        let out = self.in_ns(
+            ns,
+            &[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        );
+        text(&out)
+    }
+
     /// A TCP listener in `ns` on `addr:port` is accepting (polled with `ss`, at most 5 s).
     fn wait_listen(&self, ns: &str, port: u16) {
         for _ in 0..50 {
@@ -357,38 +398,10 @@ fn nat_masquerade_policy_related_and_own_ping() {
     }
 
     // lan -> wan HTTP through masquerade; the server logs fwd's wan address as the client.
-    let web = lab.spawn(
-        &wan,
-        "wan-http.log",
-        &[
-            "timeout",
-            "30",
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            WAN_HOST,
-        ],
-    );
-    lab.wait_listen(&wan, 80);
-    let out = lab.in_ns(
-        &lan,
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "5",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://198.19.0.2/",
-        ],
-    );
+    let web = lab.web_server(&wan, "wan-http.log", WAN_HOST);
+    let out = lab.http_code(&lan, "http://198.19.0.2/");
     assert_eq!(
-        text(&out),
+        out,
         "200",
         "lan -> wan HTTP through masquerade\n{}",
         lab.log()
@@ -609,38 +622,10 @@ fn nat_ruleset_swap_keeps_established() {
 fn dnat_port_forward(test: char, ruleset: &str, direct_allowed: bool) {
     let mut lab = Lab::start(test, ruleset);
     let (lan, wan) = (lab.lan.clone(), lab.wan.clone());
-    let lanweb = lab.spawn(
-        &lan,
-        "lan-http.log",
-        &[
-            "timeout",
-            "30",
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            LAN_HOST,
-        ],
-    );
-    lab.wait_listen(&lan, 80);
-    let out = lab.in_ns(
-        &wan,
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "5",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://198.19.0.1:8080/",
-        ],
-    );
+    let lanweb = lab.web_server(&lan, "lan-http.log", LAN_HOST);
+    let out = lab.http_code(&wan, "http://198.19.0.1:8080/");
     assert_eq!(
-        text(&out),
+        out,
         "200",
         "wan:8080 -> lan:80 port forward\n{}\n{}",
         lab.log(),
