@@ -26,7 +26,10 @@ use dataplane::worker::counters::{CounterBlock, ProcCounters};
 use dataplane::worker::io::{BURST, SlowPathIo, WorkerIo};
 use dataplane::worker::process::{Process, SlowProcess, SteerMsg};
 use dataplane::worker::{Action, WorkerCommand, WorkerReply};
-use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, Ring, TxBuffer};
+use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, Ring, RxQueue, TxBuffer, TxQueue};
+
+mod common;
+use common::netns::is_root;
 
 const FRAMES: u32 = 600;
 const SLOW_EVERY: u32 = 10;
@@ -152,22 +155,14 @@ fn open(eal: &Eal, id: dpdk_bindings::PortId, pool: &Mempool) -> Port {
     p
 }
 
-#[test]
-fn fwd_worker_io_handoff_slowpath_commands_counters() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    {
-        eprintln!("skipped: needs root for EAL");
-        return;
-    }
-    let eal = Eal::init([
-        "fwd-io-test",
+/// EAL for one test: in memory, no hugepages, lcores as given, its own file prefix.
+fn eal(name: &str, lcores: &str, prefix: &str) -> Eal {
+    Eal::init([
+        name,
         "--lcores",
-        "0@0,1@1,2@1",
+        lcores,
         "--file-prefix",
-        &format!("fwd-io-{}", std::process::id()),
+        &format!("{prefix}-{}", std::process::id()),
         "-m",
         "128",
         "--no-huge",
@@ -176,20 +171,40 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         "--no-telemetry",
         "--log-level=*:notice",
     ])
-    .expect("EAL init");
-    let pool = Mempool::pktmbuf(&eal, "fwdio_pool", 8191, 64, 2176, eal.socket_id()).unwrap();
-    let (a0, h0) = eal.ring_port_pair("fwdio0", 1024).unwrap();
-    let (a1, h1) = eal.ring_port_pair("fwdio1", 1024).unwrap();
+    .expect("EAL init")
+}
+
+type Queues = (Vec<RxQueue>, Vec<TxQueue>);
+
+/// Two started `net_ring` pairs named `<tag>0` / `<tag>1`: the worker's ports 0 and 1
+/// (a0, a1) and the harness's ends (h0, h1); port 1's rings hold `wan_depth` frames. The
+/// ports (to close) and their queues in the order a0, a1, h0, h1.
+fn ring_ports(eal: &Eal, pool: &Mempool, tag: &str, wan_depth: u32) -> (Vec<Port>, [Queues; 4]) {
+    let (a0, h0) = eal.ring_port_pair(&format!("{tag}0"), 1024).unwrap();
+    let (a1, h1) = eal.ring_port_pair(&format!("{tag}1"), wan_depth).unwrap();
     let mut ports: Vec<Port> = [a0, a1, h0, h1]
         .iter()
-        .map(|&id| open(&eal, id, &pool))
+        .map(|&id| open(eal, id, pool))
         .collect();
-    let mut queues: Vec<_> = ports.iter_mut().map(|p| p.take_queues().unwrap()).collect();
+    let queues: Vec<Queues> = ports.iter_mut().map(|p| p.take_queues().unwrap()).collect();
     for p in &mut ports {
         p.start().unwrap();
     }
-    let (mut h1q, mut h0q) = (queues.pop().unwrap(), queues.pop().unwrap());
-    let (mut a1q, mut a0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let Ok(queues) = <[Queues; 4]>::try_from(queues) else {
+        unreachable!("four ports")
+    };
+    (ports, queues)
+}
+
+#[test]
+fn fwd_worker_io_handoff_slowpath_commands_counters() {
+    if !is_root() {
+        eprintln!("skipped: needs root for EAL");
+        return;
+    }
+    let eal = eal("fwd-io-test", "0@0,1@1,2@1", "fwd-io");
+    let pool = Mempool::pktmbuf(&eal, "fwdio_pool", 8191, 64, 2176, eal.socket_id()).unwrap();
+    let (ports, [mut a0q, mut a1q, mut h0q, mut h1q]) = ring_ports(&eal, &pool, "fwdio", 1024);
 
     let s = eal.socket_id();
     let (ho_p, ho_c) = Ring::<Mbuf>::spsc(&eal, "fwdio_ho01", 1024, s).unwrap();
@@ -407,42 +422,13 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
 /// `tx_refused` drops and freed (EAL cleanup checks every mbuf came back).
 #[test]
 fn fwd_worker_io_counts_refused_tx_as_drops() {
-    if !std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    {
+    if !is_root() {
         eprintln!("skipped: needs root for EAL");
         return;
     }
-    let eal = Eal::init([
-        "fwd-io-txfull",
-        "--lcores",
-        "0@0,1@1",
-        "--file-prefix",
-        &format!("fwd-txf-{}", std::process::id()),
-        "-m",
-        "128",
-        "--no-huge",
-        "--no-shconf",
-        "--no-pci",
-        "--no-telemetry",
-        "--log-level=*:notice",
-    ])
-    .expect("EAL init");
+    let eal = eal("fwd-io-txfull", "0@0,1@1", "fwd-txf");
     let pool = Mempool::pktmbuf(&eal, "txf_pool", 4095, 64, 2176, eal.socket_id()).unwrap();
-    let (a0, h0) = eal.ring_port_pair("txf0", 1024).unwrap();
-    let (a1, h1) = eal.ring_port_pair("txf1", 64).unwrap();
-    let mut ports: Vec<Port> = [a0, a1, h0, h1]
-        .iter()
-        .map(|&id| open(&eal, id, &pool))
-        .collect();
-    let mut queues: Vec<_> = ports.iter_mut().map(|p| p.take_queues().unwrap()).collect();
-    for p in &mut ports {
-        p.start().unwrap();
-    }
-    let (mut h1q, mut h0q) = (queues.pop().unwrap(), queues.pop().unwrap());
-    let (mut a1q, mut a0q) = (queues.pop().unwrap(), queues.pop().unwrap());
+    let (ports, [mut a0q, mut a1q, mut h0q, mut h1q]) = ring_ports(&eal, &pool, "txf", 64);
     let s = eal.socket_id();
     let (sp_p, sp_c) = Ring::<Mbuf>::spsc(&eal, "txf_sp", 64, s).unwrap();
     let (cp, cc) = Ring::<Box<WorkerCommand>>::spsc(&eal, "txf_c", 8, s).unwrap();
