@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::netns::{is_root, ok, sh, veth_to_host};
+use common::netns::{attach_host, is_root, ok, sh};
 
 /// Two host namespaces and the appliance namespace, wired with two veth pairs.
 struct Lab {
@@ -66,9 +66,7 @@ impl Lab {
             (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
             (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
-            veth_to_host(&lab.ns_fw, fw_if, host_ns);
-            ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
-            ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
+            attach_host(&lab.ns_fw, fw_if, host_ns, addr, "default", gw);
         }
         lab
     }
@@ -137,6 +135,39 @@ impl Lab {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("fwd.log")).unwrap_or_default()
+    }
+
+    /// `msg` over TCP from host A to a listener (nc, 15 s at most) on host B's
+    /// 198.18.2.2:`port`, through fwd, connecting up to 20 times 200 ms apart: whether a
+    /// client got it out, and the listener's exit status and what it received.
+    fn tcp_through(&self, port: u16, msg: &str) -> (bool, std::process::Output) {
+        let port = port.to_string();
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns_b,
+                "timeout",
+                "15",
+                "nc",
+                "-l",
+                "-N",
+                "198.18.2.2",
+                &port,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let cmd = format!("echo {msg} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
+        let mut sent = false;
+        for _ in 0..20 {
+            if self.in_ns(&self.ns_a, &["sh", "-c", &cmd]).status.success() {
+                sent = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (sent, server.wait_with_output().unwrap())
     }
 
     fn in_ns(&self, ns: &str, cmd: &[&str]) -> std::process::Output {
@@ -219,46 +250,10 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     );
 
     // TCP through: a listener in B, a client in A.
-    let received = lab.dir.join("received");
-    let server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns_b,
-            "timeout",
-            "15",
-            "nc",
-            "-l",
-            "-N",
-            "198.18.2.2",
-            "8080",
-        ])
-        .stdout(std::fs::File::create(&received).unwrap())
-        .spawn()
-        .unwrap();
-    let mut sent = false;
-    for _ in 0..20 {
-        let out = lab.in_ns(
-            &lab.ns_a,
-            &[
-                "sh",
-                "-c",
-                "echo through-fwd | timeout 5 nc -N -w 3 198.18.2.2 8080",
-            ],
-        );
-        if out.status.success() {
-            sent = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let out = server.wait_with_output().unwrap();
+    let (sent, out) = lab.tcp_through(8080, "through-fwd");
     assert!(sent, "TCP connect through fwd failed:\n{}", lab.log());
     assert!(out.status.success());
-    assert_eq!(
-        std::fs::read_to_string(&received).unwrap().trim(),
-        "through-fwd"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "through-fwd");
 
     // Counters are published within a few ms; read them through the socket.
     std::thread::sleep(Duration::from_millis(50));
@@ -333,34 +328,8 @@ fn fwd_e2e_two_workers_route_ping_and_tcp() {
         lab.log()
     );
     // Several TCP connections (different source ports spread over the af_packet fanout).
-    for i in 0..3 {
-        let port = (8081 + i).to_string();
-        let server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns_b,
-                "timeout",
-                "15",
-                "nc",
-                "-l",
-                "-N",
-                "198.18.2.2",
-                &port,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut sent = false;
-        for _ in 0..20 {
-            let cmd = format!("echo conn-{i} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
-            if lab.in_ns(&lab.ns_a, &["sh", "-c", &cmd]).status.success() {
-                sent = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let out = server.wait_with_output().unwrap();
+    for i in 0..3u16 {
+        let (sent, out) = lab.tcp_through(8081 + i, &format!("conn-{i}"));
         assert!(sent, "TCP connection {i} failed:\n{}", lab.log());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::netns::{ok, sh, veth_to_host};
+use common::netns::{attach_host, ok, sh};
 
 const LAN_HOST: &str = "198.18.1.2";
 const LAN_GW: &str = "198.18.1.1";
@@ -159,9 +159,7 @@ impl Lab {
                 "198.18.1.0/24",
             ),
         ] {
-            veth_to_host(&lab.fw, fw_if, host_ns);
-            ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
-            ok(&["ip", "-n", host_ns, "route", "add", route, "via", gw]);
+            attach_host(&lab.fw, fw_if, host_ns, addr, route, gw);
         }
         lab.start_fwd(ruleset);
         for (ns, addr) in [(&lab.lan, LAN_GW), (&lab.wan, WAN_FWD)] {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[path = "../../dataplane/tests/common/netns.rs"]
 mod netns;
-use netns::{is_root, ok, sh, veth_to_host};
+use netns::{attach_host, is_root, ok, sh};
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
@@ -148,9 +148,7 @@ impl Lab {
             (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
             (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
         ] {
-            veth_to_host(&lab.ns_fw, fw_if, host_ns);
-            ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
-            ok(&["ip", "-n", host_ns, "route", "add", "default", "via", gw]);
+            attach_host(&lab.ns_fw, fw_if, host_ns, addr, "default", gw);
         }
         lab
     }

@@ -27,6 +27,14 @@ pub fn is_root() -> bool {
     sh(&["id", "-u"]).stdout.starts_with(b"0\n")
 }
 
+/// A host namespace behind the appliance: [`veth_to_host`], then `addr` (with its prefix
+/// length) on the host's `eth0` and a route to `route` ("default" or a prefix) via `gw`.
+pub fn attach_host(fw_ns: &str, fw_if: &str, host_ns: &str, addr: &str, route: &str, gw: &str) {
+    veth_to_host(fw_ns, fw_if, host_ns);
+    ok(&["ip", "-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
+    ok(&["ip", "-n", host_ns, "route", "add", route, "via", gw]);
+}
+
 /// A veth pair from `fw_if` in the appliance namespace `fw_ns` to `eth0` in `host_ns`,
 /// both ends up with checksum/segmentation offloads off (af_packet would otherwise hand
 /// fwd frames with unfinished checksums), IPv6 off on the appliance end (no router
