@@ -1,6 +1,6 @@
 //! The firewall/NAT data plane.
 //!
-//! Layers, bottom up (see `../shared/DESIGN.md` and `docs/`):
+//! Layers, bottom up (see `docs/architecture.md`):
 //!
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
 //!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].

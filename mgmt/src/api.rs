@@ -1,8 +1,8 @@
 //! The HTTP API: routes, handlers and the OpenAPI document.
 //!
-//! Handlers only parse, validate, send one control request and map its answer
-//! (STYLE.md §4). Every answer of fwd that is not the expected success variant becomes an
-//! error response, so a request fwd did not apply never reports success.
+//! Handlers only parse, validate, send one control request and map its answer. Every
+//! answer of fwd that is not the expected success variant becomes an error response, so a
+//! request fwd did not apply never reports success.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The `fwd` configuration file (YAML).
 //!
-//! Loaded in two steps (STYLE.md §6): [`Config::parse`] (syntax and types, unknown fields
+//! Loaded in two steps: [`Config::parse`] (syntax and types, unknown fields
 //! rejected, errors with line and column) then [`Config::validate`] (cross-field rules, errors
 //! naming the field, e.g. `ports[1].addresses[0]`). The result is compiled into the runtime
 //! pieces (EAL arguments, route table, worker/queue plan) by the daemon.
