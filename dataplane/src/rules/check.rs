@@ -3,15 +3,61 @@
 
 use super::Error;
 use super::ast::*;
+use super::limits::Limits;
 use crate::nat::NatKind;
 
 /// Deepest jump stack the kernel allows (`NFT_JUMP_STACK_SIZE`).
 pub const MAX_JUMP_DEPTH: usize = 16;
 
-/// Checks a ruleset; the first problem found is returned with its location.
+/// Checks a ruleset within the default [`Limits`]; the first problem found is returned
+/// with its location.
 pub fn check(rs: &Ruleset) -> Result<(), Error> {
+    check_with(rs, &Limits::default())
+}
+
+/// Checks a ruleset within `limits` (rules, set elements, rule evaluations per packet).
+pub fn check_with(rs: &Ruleset, limits: &Limits) -> Result<(), Error> {
+    let (mut rules, mut elements) = (0usize, 0usize);
     for t in &rs.tables {
-        check_table(t)?;
+        elements += t.sets.iter().map(|s| s.elements.len()).sum::<usize>();
+        for c in &t.chains {
+            rules += c.rules.len();
+            for r in &c.rules {
+                for s in &r.stmts {
+                    if let Stmt::Match(
+                        Match {
+                            rhs: Rhs::Set(v), ..
+                        },
+                        _,
+                    ) = s
+                    {
+                        elements += v.len();
+                    }
+                }
+            }
+        }
+    }
+    let over = |what: &str, n: usize, max: usize, name: &str| {
+        Err(Error::at(
+            Pos::default(),
+            "ruleset",
+            format!("{n} {what}, more than the limit of {max} (limits.{name})"),
+        ))
+    };
+    if rules > limits.rules {
+        return over("rules", rules, limits.rules, "rules");
+    }
+    if elements > limits.set_elements {
+        return over(
+            "set elements",
+            elements,
+            limits.set_elements,
+            "set_elements",
+        );
+    }
+    let mut evaluations = 0u64;
+    for t in &rs.tables {
+        check_table(t, limits, &mut evaluations)?;
     }
     Ok(())
 }
@@ -20,7 +66,7 @@ fn chain_index(t: &Table, name: &str) -> Option<usize> {
     t.chains.iter().position(|c| c.name == name)
 }
 
-fn check_table(t: &Table) -> Result<(), Error> {
+fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), Error> {
     for s in &t.sets {
         let ok = !matches!(
             (s.ty, t.family),
@@ -70,6 +116,28 @@ fn check_table(t: &Table) -> Result<(), Error> {
     let mut on_stack = vec![false; t.chains.len()];
     for start in 0..t.chains.len() {
         jump_depth(t, &edges, start, &mut depth, &mut on_stack)?;
+    }
+    // Evaluation cost: no loops are left, so the cost of a chain is its own rules plus the
+    // cost of every chain each jump/goto site reaches (memoised: linear in chains + jumps,
+    // while the paths it counts may be exponentially many).
+    let mut cost: Vec<Option<u64>> = vec![None; t.chains.len()];
+    for (ci, c) in t.chains.iter().enumerate() {
+        if c.base.is_none() {
+            continue;
+        }
+        *evaluations = evaluations.saturating_add(chain_cost(t, &edges, ci, &mut cost));
+        if *evaluations > limits.rule_evaluations {
+            return Err(Error::at(
+                c.pos,
+                &c.name,
+                format!(
+                    "a packet may run through {} rule evaluations along the jumps from this \
+                     chain and the base chains before it, more than the limit of {} \
+                     (limits.rule_evaluations)",
+                    evaluations, limits.rule_evaluations
+                ),
+            ));
+        }
     }
     // NAT statements: only in chains reachable from nat base chains, on the right hook.
     for c in &t.chains {
@@ -133,6 +201,19 @@ fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Erro
         }
     }
     Ok(())
+}
+
+/// Rule evaluations a packet entering chain `c` may cost in the worst case (saturating).
+fn chain_cost(t: &Table, edges: &[Vec<usize>], c: usize, memo: &mut [Option<u64>]) -> u64 {
+    if let Some(v) = memo[c] {
+        return v;
+    }
+    let mut v = u64::try_from(t.chains[c].rules.len()).unwrap_or(u64::MAX);
+    for &next in &edges[c] {
+        v = v.saturating_add(chain_cost(t, edges, next, memo));
+    }
+    memo[c] = Some(v);
+    v
 }
 
 /// Longest jump chain starting at `c` (1 for a chain that jumps nowhere); errors on a loop

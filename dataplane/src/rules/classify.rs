@@ -123,17 +123,24 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Indexes the rules of one chain (their compiled statements, in order).
-    pub(crate) fn build(rules: &[Box<[CStmt]>]) -> Self {
+    /// Indexes the rules of one chain (their compiled statements, in order). `charge` is
+    /// asked before each rule's entries are inserted (their number); `None` when it
+    /// refuses (the compile budget is spent).
+    pub(crate) fn build(
+        rules: &[Box<[CStmt]>],
+        charge: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<Self> {
         let mut c = Classifier::default();
         for (pos, stmts) in rules.iter().enumerate() {
             let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-            c.add(pos, stmts);
+            if !c.add(pos, stmts, charge) {
+                return None;
+            }
         }
-        c
+        Some(c)
     }
 
-    fn add(&mut self, pos: u32, stmts: &[CStmt]) {
+    fn add(&mut self, pos: u32, stmts: &[CStmt], charge: &mut dyn FnMut(usize) -> bool) -> bool {
         // Entries per dimension; `None` = wildcard.
         let mut dims: [Option<Vec<(u128, u8)>>; 5] = Default::default();
         let widths = [128u32, 128, 8, 16, 16];
@@ -178,6 +185,13 @@ impl Classifier {
                 .unwrap_or(0);
             dims[widest] = None;
         }
+        let entries: usize = dims
+            .iter()
+            .map(|d| d.as_ref().map_or(1, Vec::len))
+            .product();
+        if !charge(entries) {
+            return false;
+        }
         let wild = [(0u128, 0u8)];
         let d = |i: usize| -> &[(u128, u8)] { dims[i].as_deref().unwrap_or(&wild) };
         for &(s, sl) in d(0) {
@@ -198,6 +212,7 @@ impl Classifier {
                 }
             }
         }
+        true
     }
 
     fn insert(&mut self, sig: Sig, key: PacketKey, pos: u32) {

@@ -14,6 +14,7 @@
 use super::Error;
 use super::ast::*;
 use super::classify::{Classifier, MAX_TUPLES, PacketKey};
+use super::limits::{Budget, Limits};
 use super::names;
 use crate::nat::{NatAction, NatRange};
 use crate::wire::{Addr, Family, IpInfo, L4Info, proto};
@@ -147,8 +148,9 @@ impl EvalResult {
 
 #[derive(Clone, Debug)]
 enum Test {
-    /// Value within one of the sorted, disjoint inclusive intervals.
-    In(Box<[(u128, u128)]>),
+    /// Value within one of the sorted, disjoint inclusive intervals (a named set's table
+    /// is shared by every rule that uses it).
+    In(Arc<[(u128, u128)]>),
     /// Any of the bits set.
     AnyBits(u128),
     /// `value & mask == expect`.
@@ -256,14 +258,38 @@ pub struct CompiledRuleset {
     pub(crate) generation: u64,
 }
 
-/// Compiles a ruleset for `workers` workers. Runs [`check`](super::check::check) first.
+/// Compiles a ruleset for `workers` workers within the default [`Limits`]. Runs
+/// [`check`](super::check::check) first.
 pub fn compile(
     rs: &Ruleset,
     ports: &PortsByName,
     workers: usize,
 ) -> Result<CompiledRuleset, Error> {
-    super::check::check(rs)?;
+    compile_with(rs, ports, workers, &Limits::default())
+}
+
+/// Bytes charged to the compile budget per classifier entry (hash slot, key, candidate
+/// list) and per per-worker counter or bucket.
+const ENTRY_BYTES: usize = 128;
+const SLOT_BYTES: usize = 16;
+
+/// The compiled interval tables of the named sets, one per (table, set, by-name) and
+/// shared by every rule that uses the set.
+type SetTables<'a> = BTreeMap<(usize, &'a str, bool), Arc<[(u128, u128)]>>;
+
+/// Compiles a ruleset for `workers` workers within `limits`: the checker bounds rules, set
+/// elements and rule evaluations per packet; the compile budget (`limits.compiled_mib`) is
+/// charged before each allocation that grows with the input.
+pub fn compile_with(
+    rs: &Ruleset,
+    ports: &PortsByName,
+    workers: usize,
+    limits: &Limits,
+) -> Result<CompiledRuleset, Error> {
+    super::check::check_with(rs, limits)?;
     let workers = workers.max(1);
+    let mut budget = Budget::new(limits);
+    let mut sets: SetTables<'_> = BTreeMap::new();
     let mut chain_ids = BTreeMap::new();
     let mut chain_pos = Vec::new();
     for (ti, t) in rs.tables.iter().enumerate() {
@@ -272,7 +298,22 @@ pub fn compile(
             chain_pos.push((u32_of(ti), u32_of(ci)));
         }
     }
-    let mut rules = Vec::new();
+    let n_rules: usize = rs
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
+    // Per-worker counters, rule records and chain lists: known before anything is built.
+    if !budget.charge(
+        n_rules
+            .saturating_mul(workers)
+            .saturating_mul(SLOT_BYTES)
+            .saturating_add(n_rules.saturating_mul(size_of::<CRule>() + 8)),
+    ) {
+        return Err(Error::at(Pos::default(), "ruleset", budget.exceeded()));
+    }
+    let mut rules = Vec::with_capacity(n_rules);
     let mut chains = Vec::new();
     let mut hooks: [Vec<(i32, BaseEntry)>; 5] = Default::default();
     let (mut n_limits, mut n_counts) = (0u32, 0u32);
@@ -283,12 +324,13 @@ pub fn compile(
             let mut compiled = Vec::new();
             for (ri, r) in c.rules.iter().enumerate() {
                 let cr = compile_rule(
-                    t,
+                    (ti, t),
                     r,
                     ports,
                     workers,
                     &|name| chain_ids[&(ti, name)],
                     (&mut n_limits, &mut n_counts),
+                    (&mut sets, &mut budget),
                 )?;
                 ids.push(u32_of(rules.len()));
                 compiled.push(cr.stmts.clone());
@@ -298,7 +340,10 @@ pub fn compile(
                     ..cr
                 });
             }
-            let classifier = Classifier::build(&compiled);
+            let classifier = Classifier::build(&compiled, &mut |n| {
+                budget.charge(n.saturating_mul(ENTRY_BYTES))
+            })
+            .ok_or_else(|| Error::at(c.pos, &c.name, budget.exceeded()))?;
             chains.push(CChain {
                 all: (0..u32_of(ids.len())).collect(),
                 rules: ids.into(),
@@ -326,7 +371,13 @@ pub fn compile(
         v.sort_by_key(|(p, _)| *p); // stable: equal priorities keep file order
         v.into_iter().map(|(_, e)| e).collect()
     });
-    let n_rules = rules.len();
+    if !budget.charge(
+        (n_limits as usize)
+            .saturating_mul(workers)
+            .saturating_mul(SLOT_BYTES),
+    ) {
+        return Err(Error::at(Pos::default(), "ruleset", budget.exceeded()));
+    }
     let blocks = (0..workers)
         .map(|_| WorkerBlock {
             counters: (0..n_rules).map(|_| Default::default()).collect(),
@@ -351,14 +402,18 @@ fn u32_of(n: usize) -> u32 {
 
 type ChainLookup<'a> = &'a dyn Fn(&str) -> u32;
 
-fn compile_rule(
-    t: &Table,
+fn compile_rule<'a>(
+    (ti, t): (usize, &'a Table),
     r: &Rule,
     ports: &PortsByName,
     workers: usize,
     chain_id: ChainLookup<'_>,
     (n_limits, n_counts): (&mut u32, &mut u32),
+    (sets, budget): (&mut SetTables<'a>, &mut Budget),
 ) -> Result<CRule, Error> {
+    if !budget.charge((r.stmts.len() + 1).saturating_mul(size_of::<CStmt>())) {
+        return Err(Error::at(r.pos, "rule", budget.exceeded()));
+    }
     let mut stmts = Vec::new();
     let mut cacheable = true;
     let has_counter = r.stmts.iter().any(|s| matches!(s, Stmt::Counter { .. }));
@@ -377,7 +432,7 @@ fn compile_rule(
                 ) {
                     cacheable = false;
                 }
-                CStmt::Match(compile_match(t, m, *pos, ports)?)
+                CStmt::Match(compile_match((ti, t), m, *pos, ports, sets, budget)?)
             }
             Stmt::Counter { .. } => CStmt::Counter,
             Stmt::Verdict(v, _) => CStmt::Verdict(match v {
@@ -470,7 +525,7 @@ fn value_interval(kind: Kind, v: &Value) -> Option<(u128, u128)> {
 }
 
 /// Sorts and merges intervals.
-fn normalize(mut v: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
+fn normalize(mut v: Vec<(u128, u128)>) -> Arc<[(u128, u128)]> {
     v.sort_unstable();
     let mut out: Vec<(u128, u128)> = Vec::with_capacity(v.len());
     for (a, b) in v {
@@ -482,22 +537,47 @@ fn normalize(mut v: Vec<(u128, u128)>) -> Box<[(u128, u128)]> {
     out.into()
 }
 
-fn compile_match(t: &Table, m: &Match, pos: Pos, ports: &PortsByName) -> Result<CMatch, Error> {
+fn compile_match<'a>(
+    (ti, t): (usize, &'a Table),
+    m: &Match,
+    pos: Pos,
+    ports: &PortsByName,
+    sets: &mut SetTables<'a>,
+    budget: &mut Budget,
+) -> Result<CMatch, Error> {
     let kind = m.field.kind();
-    let values: &[Value] = match &m.rhs {
-        Rhs::Values(v) | Rhs::Set(v) => v,
+    let neg = m.op == Op::Ne;
+    let by_name = matches!(m.field, Field::Iifname | Field::Oifname);
+    let (values, shared): (&[Value], _) = match &m.rhs {
+        Rhs::Values(v) | Rhs::Set(v) => (v, None),
         Rhs::Named(n) => {
             let set = t
                 .sets
                 .iter()
                 .find(|s| &s.name == n)
                 .ok_or_else(|| Error::at(pos, n, "undefined set"))?;
-            &set.elements
+            (&set.elements[..], Some((ti, set.name.as_str(), by_name)))
         }
     };
-    let neg = m.op == Op::Ne;
+    let plain = m.mask.is_none()
+        && !(kind.is_flags() && m.op != Op::Eq && matches!(m.rhs, Rhs::Values(_)))
+        && matches!(m.op, Op::Implicit | Op::Eq | Op::Ne);
+    // A named set's interval table is built once and shared (the same test for `==` and
+    // `!=`; `<`/`>` never take a set).
+    if plain
+        && let Some(key) = shared
+        && let Some(iv) = sets.get(&key)
+    {
+        return Ok(CMatch {
+            field: m.field,
+            neg,
+            test: Test::In(Arc::clone(iv)),
+        });
+    }
+    if !budget.charge(values.len().saturating_mul(32)) {
+        return Err(Error::at(pos, "set", budget.exceeded()));
+    }
     let test = if kind == Kind::IfName {
-        let by_name = matches!(m.field, Field::Iifname | Field::Oifname);
         let mut iv = Vec::new();
         for v in values {
             let Value::Str(name) = v else {
@@ -535,7 +615,7 @@ fn compile_match(t: &Table, m: &Match, pos: Pos, ports: &PortsByName) -> Result<
         });
         Test::AnyBits(bits)
     } else {
-        let mut iv = Vec::new();
+        let mut iv = Vec::with_capacity(values.len());
         for v in values {
             let (lo, hi) = value_interval(kind, v)
                 .ok_or_else(|| Error::at(pos, "", "value does not fit this match"))?;
@@ -552,6 +632,11 @@ fn compile_match(t: &Table, m: &Match, pos: Pos, ports: &PortsByName) -> Result<
         }
         Test::In(normalize(iv))
     };
+    if plain
+        && let (Some(key), Test::In(iv)) = (shared, &test)
+    {
+        sets.insert(key, Arc::clone(iv));
+    }
     Ok(CMatch {
         field: m.field,
         neg,
@@ -927,6 +1012,24 @@ impl CompiledRuleset {
             }
         }
         Step::Next
+    }
+
+    /// Number of distinct interval tables the rules' matches hold (tests: a named set used
+    /// by many rules is one table).
+    #[cfg(test)]
+    pub(crate) fn interval_tables(&self) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.rules {
+            for s in r.stmts.iter() {
+                if let CStmt::Match(CMatch {
+                    test: Test::In(iv), ..
+                }) = s
+                {
+                    seen.insert(iv.as_ptr() as usize);
+                }
+            }
+        }
+        seen.len()
     }
 
     /// Candidate rules the classifier yields for a packet in chain `chain` (tests).

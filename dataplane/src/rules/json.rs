@@ -7,6 +7,7 @@ use super::ast::*;
 use super::names;
 use super::parse::parse_value;
 use super::print;
+use super::validate;
 use crate::nat::{NatFlags, NatKind};
 use crate::wire::Addr;
 use serde_json::{Map, Value as J, json};
@@ -57,6 +58,9 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                 let fam = get_str(o, "family", &path)?;
                 let family = TableFamily::from_name(fam)
                     .ok_or_else(|| Error::json(&path, format!("unsupported family {fam}")))?;
+                if let Some(m) = validate::name_problem(get_str(o, "name", &path)?) {
+                    return jerr(&path, format!("table name: {m}"));
+                }
                 rs.tables.push(Table {
                     family,
                     name: get_str(o, "name", &path)?.to_owned(),
@@ -79,11 +83,22 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     return jerr(&path, format!("undefined table {fam} {tname}"));
                 };
                 match kind.as_str() {
-                    "set" => t.sets.push(read_set(o, &path)?),
-                    "chain" => t.chains.push(read_chain(o, &path)?),
+                    "set" => {
+                        let set = read_set(o, &path)?;
+                        valid(validate::set(&set), &path)?;
+                        t.sets.push(set);
+                    }
+                    "chain" => {
+                        let chain = read_chain(o, &path)?;
+                        if let Some(m) = validate::name_problem(&chain.name) {
+                            return jerr(&path, format!("chain name: {m}"));
+                        }
+                        t.chains.push(chain);
+                    }
                     _ => {
                         let cname = get_str(o, "chain", &path)?;
                         let rule = read_rule(o, &path)?;
+                        valid(validate::rule(&rule), &path)?;
                         let Some(c) = t.chains.iter_mut().find(|c| c.name == cname) else {
                             return jerr(&path, format!("undefined chain {cname}"));
                         };
@@ -99,7 +114,16 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
             }
         }
     }
+    // The same rules as for text (names, strings, value ranges), checked per object above
+    // with its path and here as a whole (duplicates): what is accepted prints as text that
+    // reads back to the same ruleset.
+    validate::ruleset(&rs).map_err(|e| Error::json("nftables", format!("{} (`{}`)", e.msg, e.token)))?;
     Ok(rs)
+}
+
+/// The validator's verdict on one object, with the object's JSON path.
+fn valid(r: Result<(), Error>, path: &str) -> Result<(), Error> {
+    r.map_err(|e| Error::json(path, format!("{} (`{}`)", e.msg, e.token)))
 }
 
 fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
@@ -177,9 +201,14 @@ fn read_rule(o: &Map<String, J>, path: &str) -> Result<Rule, Error> {
     for (i, e) in exprs.iter().enumerate() {
         stmts.push(read_stmt(e, &format!("{path}.expr[{i}]"))?);
     }
+    let comment = match o.get("comment") {
+        None | Some(J::Null) => None,
+        Some(J::String(c)) => Some(c.clone()),
+        Some(other) => return jerr(path, format!("comment must be a string, not {other}")),
+    };
     Ok(Rule {
         stmts,
-        comment: o.get("comment").and_then(J::as_str).map(str::to_owned),
+        comment,
         handle: o.get("handle").and_then(J::as_u64).unwrap_or(0),
         pos: Pos::default(),
     })

@@ -16,18 +16,22 @@ pub mod classify;
 pub mod compile;
 pub mod generation;
 pub mod json;
+pub mod limits;
 mod names;
 pub mod parse;
 pub mod print;
+pub mod validate;
 pub mod view;
 
+#[cfg(test)]
+mod roundtrip_tests;
 #[cfg(test)]
 mod tests;
 
 pub use ast::{Hook, Ruleset};
 pub use compile::{
     CompiledRuleset, CtCountToken, Decision, EvalResult, PacketCtx, PortsByName, RuleRef, compile,
-    ct_state,
+    compile_with, ct_state,
 };
 pub use generation::{Publisher, WorkerRuleset};
 
@@ -62,7 +66,19 @@ impl Error {
     }
 }
 
-/// Parses text, checks it and compiles it.
+/// Parses text, checks it and compiles it within the default [`limits::Limits`].
 pub fn load_text(src: &str, ports: &PortsByName, workers: usize) -> Result<CompiledRuleset, Error> {
-    compile(&parse::parse(src)?, ports, workers)
+    load_text_with(src, ports, workers, &limits::Limits::default())
+}
+
+/// Parses text, checks it and compiles it within `limits` (the text's size is checked
+/// before it is parsed).
+pub fn load_text_with(
+    src: &str,
+    ports: &PortsByName,
+    workers: usize,
+    limits: &limits::Limits,
+) -> Result<CompiledRuleset, Error> {
+    limits.check_text(src)?;
+    compile_with(&parse::parse(src)?, ports, workers, limits)
 }

@@ -132,7 +132,9 @@ fn lex(src: &str) -> Result<Vec<Token>, Error> {
 pub fn parse(src: &str) -> Result<Ruleset, Error> {
     let toks = lex(src)?;
     let mut p = Parser { toks, i: 0 };
-    p.ruleset()
+    let rs = p.ruleset()?;
+    super::validate::ruleset(&rs)?;
+    Ok(rs)
 }
 
 struct Parser {
@@ -1009,17 +1011,14 @@ pub(crate) fn parse_value(kind: Kind, w: &str) -> Result<Value, String> {
             }
         }
         Kind::IfName => {
-            if w.is_empty() || w.len() > 15 {
-                return Err("interface names have 1 to 15 characters".into());
+            let v = Value::Str(w.to_owned());
+            match super::validate::value_problem(kind, &v) {
+                Some(m) => Err(m),
+                None => Ok(v),
             }
-            Ok(Value::Str(w.to_owned()))
         }
         _ => {
-            let max: u64 = match kind {
-                Kind::Port => 65535,
-                Kind::Mark | Kind::CtStatus => u64::from(u32::MAX),
-                _ => 255,
-            };
+            let max = super::validate::max_value(kind);
             let num = |s: &str| -> Result<u64, String> {
                 let v = names::lookup(kind, s)
                     .or_else(|| parse_num(s))

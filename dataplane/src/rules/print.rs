@@ -15,6 +15,50 @@ pub fn to_text(rs: &Ruleset) -> String {
     to_text_with(rs, &|_, _, _| None)
 }
 
+/// Prints a ruleset as text and checks that the text parses back to the same ruleset
+/// (handles aside: the parser numbers rules itself). This is the only form in which a
+/// ruleset is persisted, so the state directory always holds what `fwd` can read again.
+pub fn to_text_verified(rs: &Ruleset) -> Result<String, super::Error> {
+    let text = to_text(rs);
+    let back = super::parse::parse(&text).map_err(|e| super::Error {
+        msg: format!("the ruleset prints as text that does not read back: {}", e.msg),
+        ..e
+    })?;
+    match first_difference(rs, &back) {
+        None => Ok(text),
+        Some((pos, what)) => Err(super::Error::at(
+            pos,
+            &what,
+            "the ruleset prints as text that reads back differently",
+        )),
+    }
+}
+
+/// Where two rulesets differ, handles aside (`None`: they are the same).
+pub fn first_difference(a: &Ruleset, b: &Ruleset) -> Option<(Pos, String)> {
+    if a.flush != b.flush || a.tables.len() != b.tables.len() {
+        return Some((Pos::default(), "ruleset".into()));
+    }
+    for (x, y) in a.tables.iter().zip(&b.tables) {
+        if (x.family, &x.name, &x.sets) != (y.family, &y.name, &y.sets)
+            || x.chains.len() != y.chains.len()
+        {
+            return Some((x.pos, x.name.clone()));
+        }
+        for (c, d) in x.chains.iter().zip(&y.chains) {
+            if (&c.name, c.base) != (&d.name, d.base) || c.rules.len() != d.rules.len() {
+                return Some((c.pos, c.name.clone()));
+            }
+            for (r, s) in c.rules.iter().zip(&d.rules) {
+                if (&r.stmts, &r.comment) != (&s.stmts, &s.comment) {
+                    return Some((r.pos, rule(r)));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Prints a ruleset, filling `counter` statements from `counters`.
 pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
     let mut out = String::new();
@@ -281,11 +325,20 @@ fn rhs(kind: Kind, r: &Rhs) -> String {
         Rhs::Set(v) => format!(
             "{{ {} }}",
             v.iter()
-                .map(|v| value(kind, v))
+                .map(|v| set_element(kind, v))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         Rhs::Named(n) => format!("@{n}"),
+    }
+}
+
+/// One element of an anonymous set: a flag value of several bits is written as a number
+/// (`a,b` would read as two elements).
+fn set_element(kind: Kind, v: &Value) -> String {
+    match v {
+        Value::Num(n) if kind.is_flags() && n.count_ones() > 1 => format!("0x{n:x}"),
+        _ => value(kind, v),
     }
 }
 

@@ -1,0 +1,313 @@
+//! Every ruleset the appliance accepts is persisted as text that parses back to the same
+//! ruleset: a property over generated ASTs (arbitrary strings in names, comments, log
+//! prefixes and interface names; numbers and ranges in and out of range), through the
+//! text printer and through the JSON reader.
+
+use super::ast::*;
+use super::{json, parse, print, validate};
+use crate::nat::{NatFlags, NatKind};
+use crate::wire::Addr;
+use proptest::prelude::*;
+
+/// Mostly valid names, sometimes anything (quotes, spaces, line breaks, unicode).
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[a-zA-Z_.][a-zA-Z0-9_./-]{0,10}",
+        1 => "(?s).{0,12}",
+        1 => Just("a b".to_string()),
+        1 => Just("".to_string()),
+    ]
+}
+
+/// Mostly printable strings with the odd quote or line break.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[ -!#-~]{0,20}",
+        2 => "(?s).{0,20}",
+        1 => Just("say \"hi\"".to_string()),
+        1 => "[a-z]{120,140}",
+    ]
+}
+
+fn addr() -> impl Strategy<Value = Addr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(Addr::from_v4),
+        any::<[u8; 16]>().prop_map(Addr::from_v6),
+    ]
+}
+
+fn value(kind: Kind) -> BoxedStrategy<Value> {
+    let max = validate::max_value(kind).min(70_000);
+    match kind {
+        Kind::Addr4 | Kind::Addr6 => prop_oneof![
+            4 => (addr(), 0u8..=130).prop_map(move |(a, l)| {
+                // Mostly host bits cleared, so most prefixes are valid.
+                let full = if a.to_v4().is_some() { 32u8 } else { 128 };
+                let l = l.min(full);
+                let m = super::parse::prefix_mask(if full == 32 { Kind::Addr4 } else { Kind::Addr6 }, l);
+                let v = super::compile::addr_to_u128(a) & m;
+                Value::Prefix(Addr(v.to_be_bytes()), l)
+            }),
+            1 => (addr(), any::<u8>()).prop_map(|(a, l)| Value::Prefix(a, l)),
+            1 => (addr(), addr()).prop_map(|(a, b)| Value::AddrRange(a, b)),
+            1 => any::<u64>().prop_map(Value::Num),
+        ]
+        .boxed(),
+        Kind::IfName => prop_oneof![
+            4 => "[a-z][a-z0-9*]{0,8}".prop_map(Value::Str),
+            1 => text().prop_map(Value::Str),
+        ]
+        .boxed(),
+        _ => prop_oneof![
+            4 => (0..=max).prop_map(Value::Num),
+            2 => (0..=max, 0..=max).prop_map(|(a, b)| Value::Range(a, b)),
+            1 => any::<u64>().prop_map(Value::Num),
+        ]
+        .boxed(),
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => Just(Op::Implicit),
+        1 => Just(Op::Eq),
+        1 => Just(Op::Ne),
+        1 => Just(Op::Lt),
+        1 => Just(Op::Ge),
+    ]
+}
+
+fn matcher() -> impl Strategy<Value = Stmt> {
+    (0..Field::ALL.len()).prop_flat_map(|fi| {
+        let field = Field::ALL[fi];
+        let kind = field.kind();
+        let rhs = prop_oneof![
+            4 => value(kind).prop_map(|v| Rhs::Values(vec![v])),
+            2 => proptest::collection::vec(value(kind), 0..4).prop_map(Rhs::Set),
+            1 => name().prop_map(Rhs::Named),
+        ];
+        let mask = if kind.is_flags() || kind == Kind::Mark {
+            proptest::option::weighted(0.2, 1u64..256).boxed()
+        } else {
+            Just(None).boxed()
+        };
+        (op(), rhs, mask).prop_map(move |(op, rhs, mask)| {
+            Stmt::Match(
+                Match {
+                    field,
+                    mask,
+                    op,
+                    rhs,
+                },
+                Pos::default(),
+            )
+        })
+    })
+}
+
+fn nat() -> impl Strategy<Value = Stmt> {
+    let kinds = prop_oneof![
+        Just(NatKind::Snat),
+        Just(NatKind::Dnat),
+        Just(NatKind::Masquerade),
+        Just(NatKind::Redirect)
+    ];
+    let fam = proptest::option::weighted(
+        0.3,
+        prop_oneof![
+            Just(TableFamily::Ip),
+            Just(TableFamily::Ip6),
+            Just(TableFamily::Inet)
+        ],
+    );
+    let v4 = any::<[u8; 4]>().prop_map(Addr::from_v4);
+    let addrs = proptest::option::of(prop_oneof![
+        3 => v4.clone().prop_map(|a| (a, a)),
+        1 => (v4.clone(), v4).prop_map(|(a, b)| (a, b)),
+        1 => (addr(), addr()),
+    ]);
+    let ports = proptest::option::of((any::<u16>(), any::<u16>()));
+    (kinds, fam, addrs, ports, any::<[bool; 3]>()).prop_map(|(kind, family, addr, ports, f)| {
+        Stmt::Nat(
+            NatStmt {
+                kind,
+                family,
+                addr,
+                ports,
+                flags: NatFlags {
+                    random: f[0],
+                    fully_random: f[1],
+                    persistent: f[2],
+                },
+            },
+            Pos::default(),
+        )
+    })
+}
+
+fn stmt() -> impl Strategy<Value = Stmt> {
+    let verdict = prop_oneof![
+        Just(Verdict::Accept),
+        Just(Verdict::Drop),
+        Just(Verdict::Continue),
+        Just(Verdict::Return),
+        name().prop_map(Verdict::Jump),
+        name().prop_map(Verdict::Goto),
+    ];
+    let level = prop_oneof![
+        3 => (0..validate::LOG_LEVELS.len()).prop_map(|i| validate::LOG_LEVELS[i].to_string()),
+        1 => name(),
+    ];
+    prop_oneof![
+        3 => matcher(),
+        3 => verdict.prop_map(|v| Stmt::Verdict(v, Pos::default())),
+        1 => (0u64..1000, 0u64..100_000).prop_map(|(packets, bytes)| Stmt::Counter { packets, bytes }),
+        1 => (proptest::option::of(text()), proptest::option::of(level))
+            .prop_map(|(prefix, level)| Stmt::Log { prefix, level }),
+        1 => (0u64..100, 0usize..4, 1u32..20, any::<bool>()).prop_map(|(rate, u, burst, over)| {
+            let unit = [TimeUnit::Second, TimeUnit::Minute, TimeUnit::Hour, TimeUnit::Day][u];
+            Stmt::Limit { rate, unit, burst, over }
+        }),
+        1 => (0u32..100, any::<bool>()).prop_map(|(count, over)| Stmt::CtCount { count, over }),
+        1 => any::<u32>().prop_map(Stmt::MetaMarkSet),
+        1 => (0u8..4).prop_map(|c| Stmt::Reject(Reject::Icmpx(c), Pos::default())),
+        1 => nat(),
+    ]
+}
+
+fn rule() -> impl Strategy<Value = Rule> {
+    (
+        proptest::collection::vec(stmt(), 1..4),
+        proptest::option::weighted(0.4, text()),
+    )
+        .prop_map(|(stmts, comment)| Rule {
+            stmts,
+            comment,
+            handle: 0,
+            pos: Pos::default(),
+        })
+}
+
+fn chain() -> impl Strategy<Value = Chain> {
+    let base = proptest::option::of((any::<bool>(), 0usize..5, any::<i32>(), any::<bool>()).prop_map(
+        |(nat, h, priority, drop)| BaseChain {
+            ty: if nat { ChainType::Nat } else { ChainType::Filter },
+            hook: Hook::ALL[h],
+            priority,
+            policy: if drop { Policy::Drop } else { Policy::Accept },
+        },
+    ));
+    (name(), base, proptest::collection::vec(rule(), 0..4)).prop_map(|(name, base, rules)| Chain {
+        name,
+        base,
+        rules,
+        pos: Pos::default(),
+    })
+}
+
+fn set() -> impl Strategy<Value = Set> {
+    let types = [
+        SetType::Ipv4Addr,
+        SetType::Ipv6Addr,
+        SetType::InetService,
+        SetType::InetProto,
+        SetType::Mark,
+        SetType::IfName,
+    ];
+    (name(), 0..types.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
+        let ty = types[ti];
+        proptest::collection::vec(value(ty.kind()), 0..4).prop_map(move |elements| Set {
+            name: name.clone(),
+            ty,
+            interval,
+            elements,
+            pos: Pos::default(),
+        })
+    })
+}
+
+fn ruleset() -> impl Strategy<Value = Ruleset> {
+    let table = (
+        prop_oneof![
+            Just(TableFamily::Ip),
+            Just(TableFamily::Ip6),
+            Just(TableFamily::Inet)
+        ],
+        name(),
+        proptest::collection::vec(set(), 0..2),
+        proptest::collection::vec(chain(), 0..3),
+    )
+        .prop_map(|(family, name, sets, chains)| Table {
+            family,
+            name,
+            sets,
+            chains,
+            pos: Pos::default(),
+        });
+    (any::<bool>(), proptest::collection::vec(table, 0..3))
+        .prop_map(|(flush, tables)| Ruleset { flush, tables })
+}
+
+/// The printed text parses back to `rs` (handles aside: the parser numbers rules).
+fn reads_back(rs: &Ruleset) -> Result<(), String> {
+    let text = print::to_text(rs);
+    let back = parse::parse(&text).map_err(|e| format!("{e}\n{text}"))?;
+    match print::first_difference(rs, &back) {
+        None => Ok(()),
+        Some((_, what)) => Err(format!("differs at {what}:\n{text}\n{rs:?}\n{back:?}")),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// What the validator accepts (the text parser runs it too) prints as text that
+    /// parses back to the same ruleset, and `to_text_verified` agrees.
+    #[test]
+    fn valid_rulesets_print_to_text_that_reads_back(rs in ruleset()) {
+        if validate::ruleset(&rs).is_ok() {
+            if let Err(e) = reads_back(&rs) {
+                return Err(TestCaseError::fail(e));
+            }
+            prop_assert!(print::to_text_verified(&rs).is_ok());
+        }
+    }
+
+    /// Whatever the JSON reader accepts (the API's JSON input) prints as text that parses
+    /// back to the same ruleset; and every valid ruleset survives JSON unchanged.
+    #[test]
+    fn json_input_is_held_to_the_text_rules(rs in ruleset()) {
+        let j = json::to_json(&rs);
+        match json::from_json(&j) {
+            Ok(back) => {
+                if let Err(e) = reads_back(&back) {
+                    return Err(TestCaseError::fail(e));
+                }
+                if validate::ruleset(&rs).is_ok() {
+                    prop_assert!(print::first_difference(&rs, &back).is_none(), "{rs:?}\n{back:?}");
+                }
+            }
+            Err(_) => prop_assert!(validate::ruleset(&rs).is_err() || print::to_text_verified(&rs).is_err(),
+                "JSON refused a valid ruleset: {rs:?}"),
+        }
+    }
+}
+
+/// The generator is not vacuous: a fair share of its rulesets are valid and non-trivial.
+#[test]
+fn the_generator_makes_valid_rulesets() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = ruleset();
+    let (mut valid, mut with_rules) = (0, 0);
+    for _ in 0..1000 {
+        let rs = strategy.new_tree(&mut runner).unwrap().current();
+        if validate::ruleset(&rs).is_ok() {
+            valid += 1;
+            if rs.tables.iter().flat_map(|t| &t.chains).any(|c| !c.rules.is_empty()) {
+                with_rules += 1;
+            }
+        }
+    }
+    assert!(valid >= 50 && with_rules >= 20, "{valid} valid, {with_rules} with rules");
+}
