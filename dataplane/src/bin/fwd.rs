@@ -179,7 +179,12 @@ fn check(file: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(e) = rules::load_text(&text, &ports_by_name(&cfg), cfg.workers.cores.len()) {
+        if let Err(e) = rules::load_text_with(
+            &text,
+            &ports_by_name(&cfg),
+            cfg.workers.cores.len(),
+            &cfg.limits,
+        ) {
             eprintln!(
                 "{}:{}:{}: {} (at `{}`)",
                 r.display(),
@@ -190,6 +195,11 @@ fn check(file: &Path) -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
+    }
+    // What fwd would start from: the persisted ruleset and tunables, read as strictly.
+    if let Err(e) = load_state(&cfg, &StateDir::new(&cfg.state_dir)) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
     }
     println!(
         "{}: ok ({} ports, {} workers)",
@@ -349,6 +359,48 @@ fn pool_size(cfg: &Config) -> u32 {
     u32::try_from(pow - 1).unwrap_or(u32::MAX)
 }
 
+/// The tunable validator of this configuration: names and ranges, and `nf_conntrack_max`
+/// within the connection tables `conntrack.max` sized (each worker's table holds its share
+/// of it, rounded up, as [`server::worker_share`] splits any smaller maximum).
+fn tunable_check(cfg: &Config) -> impl Fn(&str, u64) -> Result<(), String> + Send + 'static {
+    let capacity = cfg.conntrack.max;
+    move |name: &str, value: u64| {
+        check_tunable(name, value)?;
+        if name == "nf_conntrack_max" && value > capacity {
+            return Err(format!(
+                "{value} is more than the connection tables hold ({capacity}, conntrack.max \
+                 in the configuration)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the state directory strictly (errors are `FILE:LINE:COL: message`; nothing is
+/// skipped): the effective tunables — every one at its Linux default (so `tuning_get` lists
+/// them all, like `sysctl net.netfilter`), overlaid with the config's, then the persisted
+/// ones — and the first ruleset generation.
+fn load_state(
+    cfg: &Config,
+    state: &StateDir,
+) -> Result<(BTreeMap<String, u64>, RulesetState), String> {
+    let defaults = Tunables::default();
+    let mut tunables: BTreeMap<String, u64> = dataplane::conntrack::tunables::NAMES
+        .iter()
+        .filter_map(|n| Some(((*n).to_string(), defaults.get(n)?)))
+        .collect();
+    tunables.extend(cfg.conntrack.sysctls());
+    tunables.extend(state.load_tunables(&tunable_check(cfg))?);
+    let rules = RulesetState::load(
+        state,
+        cfg.ruleset.clone(),
+        ports_by_name(cfg),
+        cfg.workers.cores.len(),
+        cfg.limits,
+    )?;
+    Ok((tunables, rules))
+}
+
 /// Runs the appliance until SIGTERM/SIGINT.
 fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     if cfg.ports.len() > MAX_PORTS {
@@ -359,22 +411,8 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     let nworkers = cfg.workers.cores.len();
     let nports = cfg.ports.len();
 
-    // Effective tunables: every one at its Linux default (so `tuning_get` lists them all,
-    // like `sysctl net.netfilter`), overlaid with the config's, then the persisted ones.
     let state = StateDir::new(&cfg.state_dir);
-    let defaults = Tunables::default();
-    let mut tunables: BTreeMap<String, u64> = dataplane::conntrack::tunables::NAMES
-        .iter()
-        .filter_map(|n| Some(((*n).to_string(), defaults.get(n)?)))
-        .collect();
-    tunables.extend(cfg.conntrack.sysctls());
-    match state.load_tunables() {
-        Ok(t) => tunables.extend(t),
-        Err(e) => eprintln!("fwd: ignoring persisted tunables: {e}"),
-    }
-
-    let rules_state =
-        RulesetState::load(&state, cfg.ruleset.clone(), ports_by_name(cfg), nworkers)?;
+    let (tunables, rules_state) = load_state(cfg, &state)?;
     eprintln!(
         "fwd: ruleset generation 1: {} rules",
         rules_state.current().rule_count()
@@ -507,7 +545,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     }
     let first = slow.snapshot_if_changed().unwrap_or_default();
     let share = Arc::new(NeighShare::new(Arc::new(first)));
-    let ct_share = cfg.conntrack.max / u64::try_from(nworkers.max(1)).unwrap_or(1);
+    // The same rounding as the share the control thread sends (`worker_share`), so the
+    // configured maximum always fits its tables.
+    let ct_share = server::worker_share(cfg.conntrack.max, nworkers);
     let pcfg = PipelineConfig {
         ports: port_infos,
         ct_capacity: u32::try_from(ct_share).unwrap_or(u32::MAX),
@@ -692,6 +732,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         .unwrap_or(cfg.eal.main_core as usize);
     let ctl_stop = stop.clone();
     let ctl_hup = hup.clone();
+    let check = tunable_check(cfg);
     let control = std::thread::Builder::new()
         .name("fwd-control".into())
         .spawn(move || {
@@ -702,12 +743,15 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
                 backend,
                 ServerConfig::default(),
                 state,
-                Box::new(check_tunable),
+                Box::new(check),
                 tunables,
             )
             .with_rules(rules_state);
             if let Err(e) = srv.apply_tunables() {
-                eprintln!("fwd: applying tunables: {e}");
+                // Checked at start like the server checks a change: cannot happen short of
+                // a stuck worker, which is no state to forward in.
+                eprintln!("fwd: applying tunables: {e}; stopping");
+                ctl_stop.store(true, Ordering::Relaxed);
             }
             srv.serve(&listener, &ctl_stop, &mut |srv| {
                 if ctl_hup.swap(false, Ordering::Relaxed) {

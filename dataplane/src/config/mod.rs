@@ -75,6 +75,12 @@ pub struct Config {
     /// CPU cores for the control thread (default: the EAL main core).
     #[serde(default)]
     pub housekeeping_cores: Vec<usize>,
+    /// Limits on what a ruleset may cost (text size, rules, set elements, rule
+    /// evaluations per packet, compiled memory); see `rules::limits::Limits` for each
+    /// field and its default. Every ruleset is held to them: the config's file, the
+    /// persisted one, SIGHUP reloads and API replacements.
+    #[serde(default)]
+    pub limits: crate::rules::limits::Limits,
 }
 
 fn default_control_socket() -> PathBuf {

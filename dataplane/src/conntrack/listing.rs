@@ -273,13 +273,17 @@ impl CtEvent {
 }
 
 /// Slots scanned per listed entry before a page is cut short (bounds the work of a page
-/// over a sparse table or a filter that matches little).
+/// over a sparse table or a filter that matches little), between these bounds.
 const SCAN_PER_ENTRY: usize = 64;
-const SCAN_MIN: usize = 65_536;
+const SCAN_MIN: usize = 16_384;
+const SCAN_MAX: usize = 65_536;
+/// Most entries one call converts (the control thread asks again for the rest of a page).
+pub const ENTRIES_PER_CALL: usize = 1024;
 
 impl Table {
-    /// One page of matching entries starting at slot `cursor`: at most `limit` entries and
-    /// a bounded number of slots scanned. `next` is `None` when the table is done.
+    /// One page of matching entries starting at slot `cursor`: at most `limit` (and
+    /// [`ENTRIES_PER_CALL`]) entries and a bounded number of slots scanned. `next` is
+    /// `None` when the table is done.
     pub fn iter_page(
         &self,
         cursor: u64,
@@ -289,8 +293,8 @@ impl Table {
         worker: u16,
     ) -> (Vec<CtEntry>, Option<u64>) {
         let cap = u64::from(self.capacity());
-        let limit = limit as usize;
-        let budget = (limit * SCAN_PER_ENTRY).max(SCAN_MIN);
+        let limit = (limit as usize).min(ENTRIES_PER_CALL);
+        let budget = (limit * SCAN_PER_ENTRY).clamp(SCAN_MIN, SCAN_MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut i = cursor;
         let mut scanned = 0;

@@ -126,6 +126,38 @@ fn range(name: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// Checks a list of `(name, value)` as a whole against a worker's table without applying
+/// any: names, ranges, and `nf_conntrack_max` within the table's capacity. The worker
+/// applies the list only when this passes, so it never applies part of one.
+pub fn check_all(
+    table: &super::Table,
+    list: &[(String, u64)],
+) -> Result<(), crate::control::proto::ControlError> {
+    use crate::control::proto::{ControlError, ErrorCode};
+    for (name, value) in list {
+        let capacity = u64::from(table.capacity());
+        let err = match check(name, *value) {
+            Err(e) => Some(e.to_string()),
+            Ok(()) if name == "nf_conntrack_max" && *value > capacity => Some(format!(
+                "{name}: {value} is more than this worker's table holds ({capacity})"
+            )),
+            Ok(()) => None,
+        };
+        if let Some(m) = err {
+            return Err(ControlError::new(ErrorCode::BadTunable, m).field(name));
+        }
+    }
+    Ok(())
+}
+
+/// The accepted range of every tunable, by sysctl name (the table the server validates
+/// with; the API's schema is generated from it).
+pub fn ranges() -> impl Iterator<Item = (&'static str, u64, u64)> {
+    NAMES
+        .iter()
+        .filter_map(|n| range(n).map(|(lo, hi)| (*n, lo, hi)))
+}
+
 /// Checks one `(name, value)` without applying it: the validator that
 /// [`crate::config::Config::validate`] takes as its `TunableCheck`.
 pub fn check_tunable(name: &str, value: u64) -> Result<(), String> {

@@ -4,3 +4,4 @@
 //!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
 pub mod proto;
 pub mod server;
+pub mod state;

@@ -180,6 +180,12 @@ pub enum Response {
         dry_run: bool,
         /// Number of rules in the ruleset.
         rules: u32,
+        /// The running ruleset before the request.
+        #[serde(default)]
+        before: RulesetSummary,
+        /// The ruleset sent (after a replacement: the running one).
+        #[serde(default)]
+        after: RulesetSummary,
     },
     ConntrackPage {
         entries: Vec<CtEntry>,
@@ -206,6 +212,14 @@ pub enum Response {
     Subscribed,
 }
 
+/// What a ruleset holds: how many tables, chains and rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesetSummary {
+    pub tables: u32,
+    pub chains: u32,
+    pub rules: u32,
+}
+
 /// Stable error codes. Names are part of the API (mgmt maps them to HTTP statuses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,6 +240,8 @@ pub enum ErrorCode {
     BadCursor,
     /// A worker did not answer in time (its command ring is full or it is stuck).
     WorkerTimeout,
+    /// A bounded resource is in use (the event subscriptions); try again later.
+    Busy,
     /// The persisted state could not be written; the change was not applied.
     Persist,
     /// Anything else.

@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::control::proto::RulesetSource;
 use crate::control::proto::{
     ConntrackStats, ControlError, CtCounters, CtEntry, CtFilter, ErrorCode, EventLine, EventType,
     MAX_LINE, MAX_PAGE, PROTOCOL_VERSION, PortStats, Request, RequestEnvelope, Response,
     ResponseEnvelope, Stats, Status, WorkerStats,
 };
+use crate::control::proto::{RulesetSource, RulesetSummary};
 use crate::route::Prefix;
+use crate::rules::limits::Limits;
 use crate::rules::{self, CompiledRuleset, PortsByName, Publisher};
 use crate::wire::Addr;
 use crate::worker::{WorkerCommand, WorkerReply};
@@ -54,61 +55,21 @@ pub trait Backend {
 /// Validates one tunable (sysctl name, value).
 pub type TunableValidator = Box<dyn Fn(&str, u64) -> Result<(), String> + Send>;
 
-/// The state directory: files replaced atomically (temporary file, fsync, rename, fsync
-/// of the directory), so a crash leaves the old or the new content, never a mix.
-#[derive(Debug, Clone)]
-pub struct StateDir {
-    dir: PathBuf,
-}
+pub use super::state::{RULESET_FILE, StateDir, TUNABLES_FILE};
 
-/// File name of the persisted tunables (JSON object, sysctl name to value).
-pub const TUNABLES_FILE: &str = "tunables.json";
-/// File name of the persisted ruleset (nftables text).
-pub const RULESET_FILE: &str = "ruleset.nft";
+/// Largest ruleset listing (`ruleset_get`) a replacement may lead to, with room in the
+/// control line for the envelope: a ruleset whose listing could not be sent is refused.
+pub const MAX_VIEW: usize = MAX_LINE - 4096;
 
-impl StateDir {
-    /// The directory (created on first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StateDir { dir: dir.into() }
-    }
+/// Table slots one filtered-count command scans on a worker (a slice between bursts; the
+/// control thread sums the slices of every worker, in parallel across workers).
+pub const COUNT_SLICE: u32 = 16_384;
 
-    /// Path of a file in the directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
+/// Most control connections served at once; more are closed when accepted.
+pub const MAX_CONNECTIONS: usize = 64;
 
-    /// Replaces `name` with `bytes` atomically.
-    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, self.path(name))?;
-        std::fs::File::open(&self.dir)?.sync_all()
-    }
-
-    /// Contents of `name`, `None` when it does not exist.
-    pub fn read(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The persisted tunables (empty when none).
-    pub fn load_tunables(&self) -> Result<BTreeMap<String, u64>, String> {
-        match self.read(TUNABLES_FILE) {
-            Ok(None) => Ok(BTreeMap::new()),
-            Ok(Some(b)) => serde_json::from_slice(&b)
-                .map_err(|e| format!("{}: {e}", self.path(TUNABLES_FILE).display())),
-            Err(e) => Err(format!("{}: {e}", self.path(TUNABLES_FILE).display())),
-        }
-    }
-}
+/// Most event subscriptions at once; one more is answered `busy`.
+pub const MAX_SUBSCRIBERS: usize = 16;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -207,58 +168,49 @@ pub struct RulesetState {
     ports: PortsByName,
     workers: usize,
     file: Option<PathBuf>,
+    limits: Limits,
 }
 
 /// A ruleset error as the protocol carries it (line and column for text; the JSON path as
 /// `field` for JSON).
 pub fn ruleset_error(e: &rules::Error) -> ControlError {
-    let err = ControlError::new(
-        ErrorCode::BadRuleset,
-        format!("{} (at `{}`)", e.msg, e.token),
-    );
-    if e.line == 0 {
-        err.field(e.token.clone())
-    } else {
-        err.at(e.line, e.col)
-    }
+    rules::view::control_error(e)
 }
 
-/// Parses a ruleset from a client (text or JSON) into its AST and its text form (what is
-/// persisted).
-fn parse_source(src: &RulesetSource) -> Result<(rules::Ruleset, String), rules::Error> {
-    match src {
-        RulesetSource::Text(t) => Ok((rules::parse::parse(t)?, t.clone())),
-        RulesetSource::Json(v) => {
-            let rs = rules::json::from_json(v)?;
-            let text = rules::print::to_text(&rs);
-            Ok((rs, text))
-        }
+/// Tables, chains and rules of a ruleset (what a replacement reports before and after).
+pub fn summary(rs: &rules::Ruleset) -> RulesetSummary {
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let chains = rs.tables.iter().flat_map(|t| &t.chains);
+    RulesetSummary {
+        tables: n(rs.tables.len()),
+        chains: n(chains.clone().count()),
+        rules: n(chains.map(|c| c.rules.len()).sum()),
     }
 }
 
 impl RulesetState {
     /// The first generation: the persisted ruleset if the state directory has one, else
     /// `file` (the config's `ruleset`), else the empty ruleset (accept everything).
-    /// Errors are `FILE:LINE:COL: message`.
+    /// Errors are `FILE:LINE:COL: message`; a persisted ruleset that cannot be read or
+    /// compiled stops the start (it is never skipped in favour of the config's file).
     pub fn load(
         state: &StateDir,
         file: Option<PathBuf>,
         ports: PortsByName,
         workers: usize,
+        limits: Limits,
     ) -> Result<Self, String> {
-        let persisted = state.path(RULESET_FILE);
-        let (path, text) = match state.read(RULESET_FILE) {
-            Ok(Some(b)) => (Some(persisted), String::from_utf8_lossy(&b).into_owned()),
-            Ok(None) => match &file {
+        let (path, text) = match state.read_text(RULESET_FILE)? {
+            Some(t) => (Some(state.path(RULESET_FILE)), t),
+            None => match &file {
                 Some(f) => (
                     Some(f.clone()),
                     std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
                 ),
                 None => (None, String::new()),
             },
-            Err(e) => return Err(format!("{}: {e}", persisted.display())),
         };
-        let compiled = rules::load_text(&text, &ports, workers).map_err(|e| {
+        let compiled = rules::load_text_with(&text, &ports, workers, &limits).map_err(|e| {
             let name = path
                 .as_ref()
                 .map_or("ruleset".into(), |p| p.display().to_string());
@@ -269,6 +221,7 @@ impl RulesetState {
             ports,
             workers,
             file,
+            limits,
         })
     }
 
@@ -313,7 +266,9 @@ fn internal(msg: impl Into<String>) -> ControlError {
     ControlError::new(ErrorCode::Internal, msg)
 }
 
-/// Worker `w`'s share of `nf_conntrack_max` across `n` workers (rounded up).
+/// Each worker's share of `nf_conntrack_max` across `n` workers (rounded up). `fwd` sizes
+/// each worker's table with the share of the configured maximum, so every maximum up to
+/// the configured one fits.
 pub fn worker_share(max: u64, n: usize) -> u64 {
     let n = u64::try_from(n.max(1)).unwrap_or(u64::MAX);
     max.div_ceil(n)
@@ -369,8 +324,11 @@ impl<B: Backend> Server<B> {
         self.rules.as_ref().map_or(0, |r| r.current().generation())
     }
 
-    /// Replaces (or with `dry_run` only checks) the running ruleset. A replacement is
-    /// persisted before it is published; a persistence failure publishes nothing.
+    /// Replaces (or with `dry_run` only checks) the running ruleset. The source is held
+    /// to the limits before it is parsed (text) or compiled (both); an empty source is
+    /// refused (replacing everything with nothing takes an explicit `flush ruleset`, as
+    /// with nft); a replacement is persisted, as text that reads back to the same ruleset,
+    /// before it is published, and a persistence failure publishes nothing.
     pub fn replace_ruleset(
         &mut self,
         src: &RulesetSource,
@@ -379,14 +337,47 @@ impl<B: Backend> Server<B> {
         let Some(r) = self.rules.as_mut() else {
             return Err(no_rules());
         };
-        let (ast, text) = parse_source(src).map_err(|e| ruleset_error(&e))?;
-        let compiled = rules::compile(&ast, &r.ports, r.workers).map_err(|e| ruleset_error(&e))?;
+        let bad = |e: rules::Error| ruleset_error(&e);
+        let (ast, text) = match src {
+            RulesetSource::Text(t) => {
+                r.limits.check_text(t).map_err(bad)?;
+                (rules::parse::parse(t).map_err(bad)?, t.clone())
+            }
+            RulesetSource::Json(v) => {
+                let ast = rules::json::from_json(v).map_err(bad)?;
+                let text = rules::print::to_text_verified(&ast).map_err(bad)?;
+                r.limits.check_text(&text).map_err(bad)?;
+                (ast, text)
+            }
+        };
+        if ast.tables.is_empty() && !ast.flush {
+            return Err(ControlError::new(
+                ErrorCode::BadRuleset,
+                "the ruleset is empty: nothing was changed (to remove every rule, send \
+                 `flush ruleset`)",
+            ));
+        }
+        let compiled = rules::compile_with(&ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
+        let view = rules::view::max_view_bytes(&compiled);
+        if view > MAX_VIEW {
+            return Err(ControlError::new(
+                ErrorCode::BadRuleset,
+                format!(
+                    "the ruleset's listing (text, JSON and counters) would take {view} bytes, \
+                     more than the {MAX_VIEW} a control answer may carry"
+                ),
+            ));
+        }
         let count = u32::try_from(compiled.rule_count()).unwrap_or(u32::MAX);
+        let before = summary(r.current().source());
+        let after = summary(&ast);
         if dry_run {
             return Ok(Response::RulesetApplied {
                 generation: r.current().generation(),
                 dry_run: true,
                 rules: count,
+                before,
+                after,
             });
         }
         self.state
@@ -402,6 +393,8 @@ impl<B: Backend> Server<B> {
             generation,
             dry_run: false,
             rules: count,
+            before,
+            after,
         })
     }
 
@@ -487,12 +480,53 @@ impl<B: Backend> Server<B> {
     /// Sends one command to worker `w` and waits for its reply.
     fn ask(&mut self, w: usize, cmd: WorkerCommand) -> Result<WorkerReply, ControlError> {
         let deadline = Instant::now() + self.cfg.worker_timeout;
-        let timeout = || {
-            ControlError::new(
-                ErrorCode::WorkerTimeout,
-                format!("worker {w} did not answer in time"),
-            )
-        };
+        self.send_cmd(w, cmd, deadline)?;
+        self.recv_reply(w, deadline)
+    }
+
+    /// Sends one command to each listed worker, then waits for each reply (the workers
+    /// work in parallel); the replies come back with their worker.
+    fn ask_each(
+        &mut self,
+        cmds: Vec<(usize, WorkerCommand)>,
+    ) -> Result<Vec<(usize, WorkerReply)>, ControlError> {
+        let deadline = Instant::now() + self.cfg.worker_timeout;
+        let mut sent = Vec::with_capacity(cmds.len());
+        for (w, cmd) in cmds {
+            self.send_cmd(w, cmd, deadline)?;
+            sent.push(w);
+        }
+        let mut out = Vec::with_capacity(sent.len());
+        let mut first_err = None;
+        for w in sent {
+            // Every sent command's reply is taken or marked owed, even after an error.
+            match self.recv_reply(w, deadline) {
+                Ok(r) => out.push((w, r)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn timeout(w: usize) -> ControlError {
+        ControlError::new(
+            ErrorCode::WorkerTimeout,
+            format!("worker {w} did not answer in time"),
+        )
+    }
+
+    /// Queues a command on worker `w`'s ring, retrying while it is full until `deadline`.
+    fn send_cmd(
+        &mut self,
+        w: usize,
+        cmd: WorkerCommand,
+        deadline: Instant,
+    ) -> Result<(), ControlError> {
         let mut cmd = Some(Box::new(cmd));
         while let Some(c) = cmd.take() {
             // Discard replies to commands we gave up on earlier.
@@ -501,12 +535,18 @@ impl<B: Backend> Server<B> {
             }
             if let Err(c) = self.backend.send(w, c) {
                 if Instant::now() >= deadline {
-                    return Err(timeout());
+                    return Err(Self::timeout(w));
                 }
                 cmd = Some(c);
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
+        Ok(())
+    }
+
+    /// Waits for worker `w`'s reply to the command sent last; past `deadline` the reply
+    /// is owed (discarded when it comes).
+    fn recv_reply(&mut self, w: usize, deadline: Instant) -> Result<WorkerReply, ControlError> {
         loop {
             if self.owed[w] == 0
                 && let Some(r) = self.backend.try_recv(w)
@@ -518,7 +558,7 @@ impl<B: Backend> Server<B> {
             }
             if Instant::now() >= deadline {
                 self.owed[w] += 1;
-                return Err(timeout());
+                return Err(Self::timeout(w));
             }
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -526,7 +566,11 @@ impl<B: Backend> Server<B> {
 
     /// Answers one request line (the connection stays open whatever the answer). The
     /// second value is set when the connection turns into an event stream.
-    fn handle_line(&mut self, line: &str) -> (ResponseEnvelope, Option<Subscription>) {
+    fn handle_line(
+        &mut self,
+        line: &str,
+        may_subscribe: bool,
+    ) -> (ResponseEnvelope, Option<Subscription>) {
         let env: RequestEnvelope = match serde_json::from_str(line) {
             Ok(e) => e,
             Err(e) => {
@@ -561,6 +605,10 @@ impl<B: Backend> Server<B> {
         }
         let mut sub = None;
         let result = match env.request {
+            Request::Subscribe { .. } if !may_subscribe => Err(ControlError::new(
+                ErrorCode::Busy,
+                format!("{MAX_SUBSCRIBERS} event subscriptions are open already"),
+            )),
             Request::Subscribe { filter, events } => match CompiledFilter::new(&filter) {
                 Ok(filter) => {
                     sub = Some(Subscription {
@@ -628,20 +676,7 @@ impl<B: Backend> Server<B> {
                 cursor,
                 limit,
             } => self.ct_list(filter, cursor, limit),
-            Request::ConntrackCount { filter } => {
-                CompiledFilter::new(&filter)?;
-                let mut count = 0u64;
-                for r in self.ask_all(|_| WorkerCommand::CtCount {
-                    filter: filter.clone(),
-                })? {
-                    match r {
-                        WorkerReply::Count(c) => count += c,
-                        WorkerReply::Error(e) => return Err(e),
-                        other => return Err(internal(format!("unexpected reply {other:?}"))),
-                    }
-                }
-                Ok(Response::Count { count })
-            }
+            Request::ConntrackCount { filter } => self.ct_count(filter),
             Request::ConntrackDelete { filter, all } => self.ct_delete(filter, all),
             Request::ConntrackStats => {
                 let workers = self.ct_stats()?;
@@ -781,6 +816,9 @@ impl<B: Backend> Server<B> {
         Ok(Response::Deleted { deleted })
     }
 
+    /// Validates every value, applies them to every worker, then persists the result; a
+    /// worker or persistence failure puts the previous values back on the workers, so a
+    /// refused request changes nothing anywhere.
     fn tuning_set(&mut self, values: BTreeMap<String, u64>) -> Result<Response, ControlError> {
         for (k, v) in &values {
             (self.check)(k, *v).map_err(|m| {
@@ -789,18 +827,67 @@ impl<B: Backend> Server<B> {
         }
         let mut next = self.tunables.clone();
         next.extend(values.iter().map(|(k, v)| (k.clone(), *v)));
+        let previous: BTreeMap<String, u64> = values
+            .keys()
+            .filter_map(|k| Some((k.clone(), *self.tunables.get(k)?)))
+            .collect();
         let json = serde_json::to_vec_pretty(&next).map_err(|e| internal(e.to_string()))?;
-        self.state.write_atomic(TUNABLES_FILE, &json).map_err(|e| {
-            ControlError::new(
-                ErrorCode::Persist,
-                format!("{}: {e}", self.state.path(TUNABLES_FILE).display()),
-            )
-        })?;
-        self.push_tunables(&values)?;
+        let applied = self.push_tunables(&values).and_then(|()| {
+            self.state.write_atomic(TUNABLES_FILE, &json).map_err(|e| {
+                ControlError::new(
+                    ErrorCode::Persist,
+                    format!("{}: {e}", self.state.path(TUNABLES_FILE).display()),
+                )
+            })
+        });
+        if let Err(e) = applied {
+            if let Err(back) = self.push_tunables(&previous) {
+                eprintln!("fwd: tunables: restoring the previous values failed: {back}");
+            }
+            return Err(e);
+        }
         self.tunables = next;
         Ok(Response::Tuning {
             values: self.tunables.clone(),
         })
+    }
+
+    /// Counts matching entries in slices of [`COUNT_SLICE`] slots per worker command, the
+    /// workers in parallel: no command scans a whole table.
+    fn ct_count(&mut self, filter: CtFilter) -> Result<Response, ControlError> {
+        CompiledFilter::new(&filter)?;
+        let mut next: Vec<Option<u64>> = vec![Some(0); self.backend.workers()];
+        let mut count = 0u64;
+        while next.iter().any(Option::is_some) {
+            let cmds: Vec<(usize, WorkerCommand)> = next
+                .iter()
+                .enumerate()
+                .filter_map(|(w, c)| {
+                    Some((
+                        w,
+                        WorkerCommand::CtCount {
+                            filter: filter.clone(),
+                            cursor: (*c)?,
+                            budget: COUNT_SLICE,
+                        },
+                    ))
+                })
+                .collect();
+            for (w, r) in self.ask_each(cmds)? {
+                match r {
+                    WorkerReply::Count {
+                        count: c,
+                        next_cursor,
+                    } => {
+                        count += c;
+                        next[w] = next_cursor;
+                    }
+                    WorkerReply::Error(e) => return Err(e),
+                    other => return Err(internal(format!("unexpected reply {other:?}"))),
+                }
+            }
+        }
+        Ok(Response::Count { count })
     }
 
     /// Drains up to 256 events per worker and returns them (only called while someone
@@ -846,7 +933,8 @@ impl<B: Backend> Server<B> {
             loop {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        if s.set_nonblocking(true).is_ok() {
+                        // Over the cap the connection is closed at once (dropped).
+                        if conns.len() < MAX_CONNECTIONS && s.set_nonblocking(true).is_ok() {
                             conns.push(Conn::new(s));
                             busy = true;
                         }
@@ -858,8 +946,9 @@ impl<B: Backend> Server<B> {
                     }
                 }
             }
-            for c in &mut conns {
-                busy |= c.poll(self);
+            for i in 0..conns.len() {
+                let subscribers = conns.iter().filter(|c| c.sub.is_some()).count();
+                busy |= conns[i].poll(self, subscribers < MAX_SUBSCRIBERS);
             }
             if conns.iter().any(|c| c.sub.is_some() && !c.closed) {
                 let (events, lost) = self.take_events();
@@ -904,8 +993,9 @@ struct Conn {
     closed: bool,
 }
 
-/// Most bytes a subscriber may have pending before events are counted as lost.
-const MAX_PENDING: usize = 4 << 20;
+/// Most bytes a subscriber may have pending before events are counted as lost (a slow
+/// reader costs at most this much memory).
+const MAX_PENDING: usize = 256 << 10;
 
 impl Conn {
     fn new(stream: UnixStream) -> Self {
@@ -920,7 +1010,7 @@ impl Conn {
 
     /// Reads what is there, answers complete lines, writes what it can. True if anything
     /// happened.
-    fn poll<B: Backend>(&mut self, server: &mut Server<B>) -> bool {
+    fn poll<B: Backend>(&mut self, server: &mut Server<B>, may_subscribe: bool) -> bool {
         let mut busy = false;
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -952,7 +1042,7 @@ impl Conn {
             if text.is_empty() || self.sub.is_some() {
                 continue;
             }
-            let (resp, sub) = server.handle_line(text);
+            let (resp, sub) = server.handle_line(text, may_subscribe);
             if sub.is_some() {
                 self.sub = sub;
             }

@@ -632,9 +632,7 @@ fn compile_match<'a>(
         }
         Test::In(normalize(iv))
     };
-    if plain
-        && let (Some(key), Test::In(iv)) = (shared, &test)
-    {
+    if plain && let (Some(key), Test::In(iv)) = (shared, &test) {
         sets.insert(key, Arc::clone(iv));
     }
     Ok(CMatch {

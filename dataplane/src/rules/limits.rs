@@ -120,7 +120,9 @@ mod tests {
     /// `chains` regular chains, each jumping `fanout` times to the next (issue 15's
     /// reproduction: 16 chains of 4 jumps is 4^15 evaluations per packet).
     fn jump_fan(chains: usize, fanout: usize) -> String {
-        let mut s = String::from("table inet j {\n chain input {\n  type filter hook input priority filter; policy accept;\n");
+        let mut s = String::from(
+            "table inet j {\n chain input {\n  type filter hook input priority filter; policy accept;\n",
+        );
         s += &"  jump c1\n".repeat(fanout);
         s += " }\n";
         for i in 1..chains {
@@ -154,7 +156,14 @@ mod tests {
     /// A set of `n` distinct, non-adjacent IPv4 addresses used by `rules` rules.
     fn shared_set(n: usize, rules: usize) -> String {
         let els: Vec<String> = (0..n)
-            .map(|i| format!("198.{}.{}.{}", 18 + i / 32_512, (i / 127) % 256, 1 + 2 * (i % 127)))
+            .map(|i| {
+                format!(
+                    "198.{}.{}.{}",
+                    18 + i / 32_512,
+                    (i / 127) % 256,
+                    1 + 2 * (i % 127)
+                )
+            })
             .collect();
         let mut s = format!(
             "table inet t {{\n set big {{\n  type ipv4_addr\n  elements = {{ {} }}\n }}\n chain input {{\n  type filter hook input priority filter; policy accept;\n",
@@ -214,7 +223,10 @@ mod tests {
             ..Limits::default()
         };
         let e = load_text_with(&shared_set(10, 11), &ports(), 1, &l).unwrap_err();
-        assert!(e.msg.contains("11 rules") && e.msg.contains("limits.rules"), "{e}");
+        assert!(
+            e.msg.contains("11 rules") && e.msg.contains("limits.rules"),
+            "{e}"
+        );
         let e = load_text_with(&shared_set(101, 1), &ports(), 1, &l).unwrap_err();
         assert!(e.msg.contains("limits.set_elements"), "{e}");
         let e = load_text_with(&shared_set(2000, 1), &ports(), 1, &l).unwrap_err();

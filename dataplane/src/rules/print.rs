@@ -21,7 +21,10 @@ pub fn to_text(rs: &Ruleset) -> String {
 pub fn to_text_verified(rs: &Ruleset) -> Result<String, super::Error> {
     let text = to_text(rs);
     let back = super::parse::parse(&text).map_err(|e| super::Error {
-        msg: format!("the ruleset prints as text that does not read back: {}", e.msg),
+        msg: format!(
+            "the ruleset prints as text that does not read back: {}",
+            e.msg
+        ),
         ..e
     })?;
     match first_difference(rs, &back) {

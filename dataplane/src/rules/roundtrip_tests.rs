@@ -189,14 +189,20 @@ fn rule() -> impl Strategy<Value = Rule> {
 }
 
 fn chain() -> impl Strategy<Value = Chain> {
-    let base = proptest::option::of((any::<bool>(), 0usize..5, any::<i32>(), any::<bool>()).prop_map(
-        |(nat, h, priority, drop)| BaseChain {
-            ty: if nat { ChainType::Nat } else { ChainType::Filter },
-            hook: Hook::ALL[h],
-            priority,
-            policy: if drop { Policy::Drop } else { Policy::Accept },
-        },
-    ));
+    let base = proptest::option::of(
+        (any::<bool>(), 0usize..5, any::<i32>(), any::<bool>()).prop_map(
+            |(nat, h, priority, drop)| BaseChain {
+                ty: if nat {
+                    ChainType::Nat
+                } else {
+                    ChainType::Filter
+                },
+                hook: Hook::ALL[h],
+                priority,
+                policy: if drop { Policy::Drop } else { Policy::Accept },
+            },
+        ),
+    );
     (name(), base, proptest::collection::vec(rule(), 0..4)).prop_map(|(name, base, rules)| Chain {
         name,
         base,
@@ -304,10 +310,18 @@ fn the_generator_makes_valid_rulesets() {
         let rs = strategy.new_tree(&mut runner).unwrap().current();
         if validate::ruleset(&rs).is_ok() {
             valid += 1;
-            if rs.tables.iter().flat_map(|t| &t.chains).any(|c| !c.rules.is_empty()) {
+            if rs
+                .tables
+                .iter()
+                .flat_map(|t| &t.chains)
+                .any(|c| !c.rules.is_empty())
+            {
                 with_rules += 1;
             }
         }
     }
-    assert!(valid >= 50 && with_rules >= 20, "{valid} valid, {with_rules} with rules");
+    assert!(
+        valid >= 50 && with_rules >= 20,
+        "{valid} valid, {with_rules} with rules"
+    );
 }

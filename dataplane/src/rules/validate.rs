@@ -41,9 +41,7 @@ pub fn name_problem(s: &str) -> Option<String> {
         return Some(format!("names have at most {MAX_NAME} bytes"));
     }
     if !(first.is_ascii_alphabetic() || first == '_' || first == '.') {
-        return Some(format!(
-            "{s:?}: a name starts with a letter, `_` or `.`"
-        ));
+        return Some(format!("{s:?}: a name starts with a letter, `_` or `.`"));
     }
     if chars.any(|c| !(c.is_ascii_alphanumeric() || "/-_.".contains(c))) {
         return Some(format!(
@@ -91,8 +89,7 @@ pub fn value_problem(kind: Kind, v: &Value) -> Option<String> {
                 Some(format!("{a} is not an IPv4 address"))
             } else if *len > full {
                 Some("prefix length too long".into())
-            } else if super::compile::addr_to_u128(*a) & !super::parse::prefix_mask(kind, *len)
-                != 0
+            } else if super::compile::addr_to_u128(*a) & !super::parse::prefix_mask(kind, *len) != 0
             {
                 Some("address has bits set beyond the prefix length".into())
             } else {
@@ -114,18 +111,16 @@ pub fn value_problem(kind: Kind, v: &Value) -> Option<String> {
         }
         (Kind::IfName, Value::Str(s)) => string_problem("an interface name", s, MAX_IFNAME),
         (Kind::IfName, _) => Some("expected an interface name".into()),
-        (_, Value::Num(n)) if *n > max_value(kind) => Some(format!(
-            "value {n} out of range (max {})",
-            max_value(kind)
-        )),
+        (_, Value::Num(n)) if *n > max_value(kind) => {
+            Some(format!("value {n} out of range (max {})", max_value(kind)))
+        }
         (_, Value::Num(_)) => None,
         (_, Value::Range(..)) if kind.is_flags() => {
             Some("flags are matched by name or number, not a range".into())
         }
-        (_, Value::Range(a, b)) if *b > max_value(kind) => Some(format!(
-            "value {b} out of range (max {})",
-            max_value(kind)
-        )),
+        (_, Value::Range(a, b)) if *b > max_value(kind) => {
+            Some(format!("value {b} out of range (max {})", max_value(kind)))
+        }
         (_, Value::Range(a, b)) if a > b => Some("empty range".into()),
         (_, Value::Range(..)) => None,
         _ => Some("this value does not fit the match".into()),
@@ -241,7 +236,10 @@ fn match_problem(m: &Match) -> Option<String> {
         Op::Lt | Op::Gt | Op::Le | Op::Ge => single_num && m.mask.is_none(),
     };
     if !op_ok {
-        return Some(format!("operator `{}` does not fit this match", m.op.text()));
+        return Some(format!(
+            "operator `{}` does not fit this match",
+            m.op.text()
+        ));
     }
     if m.mask.is_some() && kind.is_flags() && m.op == Op::Implicit {
         return Some("a masked flag match needs `==` or `!=`".into());
@@ -308,7 +306,10 @@ mod tests {
     fn refused(v: &serde_json::Value, needle: &str) {
         let e = json::from_json(v).unwrap_err();
         assert!(e.msg.contains(needle), "{e}");
-        assert!(e.token.starts_with("nftables["), "JSON errors name the object: {e}");
+        assert!(
+            e.token.starts_with("nftables["),
+            "JSON errors name the object: {e}"
+        );
     }
 
     #[test]
@@ -333,7 +334,9 @@ mod tests {
             "log level",
         );
         refused(
-            &rule_json(json!({"expr": [{"snat": {"addr": "198.18.0.1", "port": {"range": [9, 1]}}}]})),
+            &rule_json(
+                json!({"expr": [{"snat": {"addr": "198.18.0.1", "port": {"range": [9, 1]}}}]}),
+            ),
             "empty port range",
         );
         refused(&rule_json(json!({"expr": []})), "empty rule");

@@ -42,6 +42,14 @@ pub fn ruleset_view(rs: &CompiledRuleset) -> RulesetView {
     }
 }
 
+/// The largest a [`ruleset_view`] of this ruleset can be once serialized: its size now
+/// plus every counter at its widest (20 digits for each number of `counter packets N
+/// bytes M`, in the text, the JSON and the counter list).
+pub fn max_view_bytes(rs: &CompiledRuleset) -> usize {
+    let now = serde_json::to_vec(&ruleset_view(rs)).map_or(usize::MAX, |v| v.len());
+    now.saturating_add(rs.rule_count().saturating_mul(6 * 20))
+}
+
 /// A ruleset error as the control protocol's `BadRuleset` answer: line and column for
 /// text, the JSON path in `field` for JSON.
 pub fn control_error(e: &super::Error) -> crate::control::proto::ControlError {

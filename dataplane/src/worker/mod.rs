@@ -49,8 +49,12 @@ pub enum WorkerCommand {
     },
     /// Delete matching entries (all when the filter is empty), at most `budget` per call.
     CtDelete { filter: CtFilter, budget: u32 },
-    /// Count matching entries.
-    CtCount { filter: CtFilter },
+    /// Count matching entries in at most `budget` table slots from slot `cursor`.
+    CtCount {
+        filter: CtFilter,
+        cursor: u64,
+        budget: u32,
+    },
     /// `conntrack -S` counters of this worker.
     CtStats,
     /// Apply tunables (sysctl name, value); `nf_conntrack_max` is the worker's share.
@@ -71,7 +75,11 @@ pub enum WorkerReply {
         count: u64,
         more: bool,
     },
-    Count(u64),
+    /// Matching entries in the slice; `next_cursor` resumes, `None` when the table is done.
+    Count {
+        count: u64,
+        next_cursor: Option<u64>,
+    },
     Stats(CtCounters),
     Events {
         events: Vec<EventLine>,

@@ -857,9 +857,14 @@ fn stateful_forwarding_accepts_replies_and_blocks_new_inbound() {
     assert_eq!(p.conntrack().len(), 0);
     assert_eq!(
         p.command(super::WorkerCommand::CtCount {
-            filter: Default::default()
+            filter: Default::default(),
+            cursor: 0,
+            budget: 64,
         }),
-        super::WorkerReply::Count(0)
+        super::WorkerReply::Count {
+            count: 0,
+            next_cursor: None
+        }
     );
 }
 
@@ -1231,12 +1236,29 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
         dport: Some(53),
         ..Default::default()
     };
-    assert_eq!(
+    // A filtered count covers at most `budget` slots per command and says where to go on.
+    let slice = |p: &mut Pipeline, cursor, budget| {
         p.command(WorkerCommand::CtCount {
-            filter: dns.clone()
-        }),
-        WorkerReply::Count(1)
-    );
+            filter: dns.clone(),
+            cursor,
+            budget,
+        })
+    };
+    let WorkerReply::Count {
+        count: a,
+        next_cursor: Some(512),
+    } = slice(&mut p, 0, 512)
+    else {
+        panic!("no cursor after a partial slice")
+    };
+    let WorkerReply::Count {
+        count: b,
+        next_cursor: None,
+    } = slice(&mut p, 512, 4096)
+    else {
+        panic!("the second slice should end the table")
+    };
+    assert_eq!(a + b, 1);
     let WorkerReply::CtPage {
         entries,
         next_cursor,
@@ -1257,7 +1279,11 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
         ..Default::default()
     };
     assert!(matches!(
-        p.command(WorkerCommand::CtCount { filter: bad }),
+        p.command(WorkerCommand::CtCount {
+            filter: bad,
+            cursor: 0,
+            budget: 16
+        }),
         WorkerReply::Error(_)
     ));
     assert_eq!(

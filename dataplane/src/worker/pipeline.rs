@@ -423,13 +423,17 @@ impl Pipeline {
         }
     }
 
-    /// A control-thread command, answered between bursts (bounded work: a listing page
-    /// and a deletion scan are bounded by conntrack's `iter_page` / `delete_matching`;
-    /// a filtered count scans the whole table once).
+    /// A control-thread command, answered between bursts (bounded work: a listing page,
+    /// a count slice and a deletion scan are bounded by conntrack's `iter_page`,
+    /// `count_matching` and `delete_matching`).
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
             WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
             WorkerCommand::SetTunables(list) => {
+                // All or nothing: checked as a set before any is applied.
+                if let Err(e) = crate::conntrack::tunables::check_all(&self.ct, &list) {
+                    return WorkerReply::Error(e);
+                }
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
                         let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
@@ -439,10 +443,14 @@ impl Pipeline {
                 }
                 WorkerReply::Done
             }
-            WorkerCommand::CtCount { filter } => match CtMatcher::new(&filter) {
+            WorkerCommand::CtCount {
+                filter,
+                cursor,
+                budget,
+            } => match CtMatcher::new(&filter) {
                 Ok(m) => {
-                    let cap = self.ct.capacity() as usize;
-                    WorkerReply::Count(self.ct.count_matching(&m, 0, cap).0)
+                    let (count, next_cursor) = self.ct.count_matching(&m, cursor, budget as usize);
+                    WorkerReply::Count { count, next_cursor }
                 }
                 Err(e) => WorkerReply::Error(e),
             },

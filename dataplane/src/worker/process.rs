@@ -210,7 +210,10 @@ impl Process for PortForward {
                 count: 0,
                 more: false,
             },
-            WorkerCommand::CtCount { .. } => WorkerReply::Count(0),
+            WorkerCommand::CtCount { .. } => WorkerReply::Count {
+                count: 0,
+                next_cursor: None,
+            },
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters::default()),
             WorkerCommand::SetTunables(_) => WorkerReply::Done,
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
@@ -270,9 +273,14 @@ mod tests {
         let mut f = PortForward::new(2);
         assert_eq!(
             f.command(WorkerCommand::CtCount {
-                filter: CtFilter::default()
+                filter: CtFilter::default(),
+                cursor: 0,
+                budget: 16,
             }),
-            WorkerReply::Count(0)
+            WorkerReply::Count {
+                count: 0,
+                next_cursor: None
+            }
         );
         assert!(matches!(
             f.command(WorkerCommand::CtList {

@@ -37,6 +37,12 @@ fn entry(worker: u16, i: u8) -> CtEntry {
 #[derive(Default)]
 struct FakeWorker {
     table: Vec<CtEntry>,
+    /// Table slots a count scans (entry `i` sits in slot `i`); 0: the table's length.
+    slots: u64,
+    /// (cursor, budget) of every count command.
+    counts: Vec<(u64, u32)>,
+    /// Refuse `SetTunables` (as a worker whose table is too small would).
+    refuse_tunables: bool,
     replies: VecDeque<WorkerReply>,
     mute: bool,
     tunables: Vec<(String, u64)>,
@@ -71,11 +77,23 @@ impl Backend for Fake {
                     more: !fw.table.is_empty(),
                 }
             }
-            WorkerCommand::CtCount { .. } => WorkerReply::Count(fw.table.len() as u64),
+            WorkerCommand::CtCount { cursor, budget, .. } => {
+                fw.counts.push((cursor, budget));
+                let slots = fw.slots.max(fw.table.len() as u64);
+                let end = (cursor + u64::from(budget)).min(slots);
+                let n = (cursor..end).filter(|&i| i < fw.table.len() as u64).count();
+                WorkerReply::Count {
+                    count: n as u64,
+                    next_cursor: (end < slots).then_some(end),
+                }
+            }
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
                 entries: fw.table.len() as u64,
                 ..CtCounters::default()
             }),
+            WorkerCommand::SetTunables(_) if fw.refuse_tunables => WorkerReply::Error(
+                ControlError::new(ErrorCode::BadTunable, "refused by the worker"),
+            ),
             WorkerCommand::SetTunables(v) => {
                 fw.tunables = v;
                 WorkerReply::Done
@@ -149,7 +167,7 @@ fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
 }
 
 fn ask(s: &mut Server<Fake>, line: &str) -> ResponseEnvelope {
-    s.handle_line(line).0
+    s.handle_line(line, true).0
 }
 
 #[test]
@@ -325,7 +343,9 @@ fn tuning_is_validated_persisted_and_applied_as_a_share() {
         s.backend.workers[2].tunables,
         vec![("nf_conntrack_max".to_string(), 3001)]
     );
-    let persisted = StateDir::new(&dir).load_tunables().unwrap();
+    let persisted = StateDir::new(&dir)
+        .load_tunables(&crate::conntrack::check_tunable)
+        .unwrap();
     assert_eq!(persisted["nf_conntrack_max"], 9001);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -341,7 +361,11 @@ fn persist_failure_is_not_applied() {
         })
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Persist);
-    assert!(s.backend.workers[0].tunables.is_empty());
+    // Applied first, then put back when the file could not be written.
+    assert_eq!(
+        s.backend.workers[0].tunables,
+        vec![("nf_conntrack_max".to_string(), 1000)]
+    );
     assert!(matches!(
         s.request(Request::TuningGet).unwrap(),
         Response::Tuning { values } if values["nf_conntrack_max"] == 1000
@@ -360,9 +384,10 @@ fn a_silent_worker_times_out_and_its_late_reply_is_discarded() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::WorkerTimeout);
     // The late reply arrives now; the next request must not take it for its own.
-    s.backend.workers[1]
-        .replies
-        .push_back(WorkerReply::Count(99));
+    s.backend.workers[1].replies.push_back(WorkerReply::Count {
+        count: 99,
+        next_cursor: None,
+    });
     s.backend.workers[1].mute = false;
     assert_eq!(
         s.request(Request::ConntrackCount {
@@ -486,7 +511,8 @@ const GOOD: &str = "table inet filter {\n  chain input {\n    type filter hook i
 fn with_rules(name: &str) -> (Server<Fake>, PathBuf) {
     let (s, dir) = server(&[0, 0], name);
     let ports = PortsByName::from([("lan".to_string(), 0), ("wan".to_string(), 1)]);
-    let rules = RulesetState::load(&StateDir::new(&dir), None, ports, 2).unwrap();
+    let rules =
+        RulesetState::load(&StateDir::new(&dir), None, ports, 2, Limits::default()).unwrap();
     (s.with_rules(rules), dir)
 }
 
@@ -509,7 +535,13 @@ fn ruleset_replace_checks_persists_and_bumps_the_generation() {
         Response::RulesetApplied {
             generation: 1,
             dry_run: true,
-            rules: 1
+            rules: 1,
+            before: RulesetSummary::default(),
+            after: RulesetSummary {
+                tables: 1,
+                chains: 1,
+                rules: 1
+            }
         }
     );
     assert!(!dir.join(RULESET_FILE).exists(), "a dry run persisted");
@@ -518,7 +550,13 @@ fn ruleset_replace_checks_persists_and_bumps_the_generation() {
         Response::RulesetApplied {
             generation: 2,
             dry_run: false,
-            rules: 1
+            rules: 1,
+            before: RulesetSummary::default(),
+            after: RulesetSummary {
+                tables: 1,
+                chains: 1,
+                rules: 1
+            }
         }
     );
     assert_eq!(
@@ -538,8 +576,14 @@ fn ruleset_replace_checks_persists_and_bumps_the_generation() {
     }
     // A restart loads the persisted ruleset, not the (absent) config file.
     let ports = PortsByName::from([("lan".to_string(), 0)]);
-    let again =
-        RulesetState::load(&StateDir::new(&dir), Some(dir.join("nope.nft")), ports, 1).unwrap();
+    let again = RulesetState::load(
+        &StateDir::new(&dir),
+        Some(dir.join("nope.nft")),
+        ports,
+        1,
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(again.current().rule_count(), 1);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -552,8 +596,14 @@ fn sighup_reload_reads_the_config_file_and_keeps_the_old_one_on_error() {
     std::fs::write(&file, GOOD).unwrap();
     let state_dir = dir.join("state");
     let ports = PortsByName::from([("lan".to_string(), 0)]);
-    let rules =
-        RulesetState::load(&StateDir::new(&state_dir), Some(file.clone()), ports, 1).unwrap();
+    let rules = RulesetState::load(
+        &StateDir::new(&state_dir),
+        Some(file.clone()),
+        ports,
+        1,
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(rules.current().rule_count(), 1);
     let (s, _) = server(&[0], "hupsrv");
     let mut s = Server {
@@ -574,4 +624,203 @@ fn sighup_reload_reads_the_config_file_and_keeps_the_old_one_on_error() {
     let msg = s.reload_ruleset_file();
     assert!(msg.contains("generation 2"), "{msg}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_tuning_refused_by_a_worker_changes_nothing_anywhere() {
+    // Issue 15: `nf_conntrack_max` beyond the tables was refused (400) by the workers, yet
+    // tunables.json held it and the request's other value afterwards.
+    let (mut s, dir) = server(&[0, 0], "tunrefused");
+    s.backend.workers[1].refuse_tunables = true;
+    let e = s
+        .request(Request::TuningSet {
+            values: BTreeMap::from([
+                ("nf_conntrack_max".to_string(), 800),
+                ("nf_conntrack_udp_timeout".to_string(), 7),
+            ]),
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadTunable);
+    assert!(
+        !dir.join(TUNABLES_FILE).exists(),
+        "a refused change was persisted"
+    );
+    // Worker 0 took the change and was given its previous value back.
+    assert_eq!(
+        s.backend.workers[0].tunables,
+        vec![("nf_conntrack_max".to_string(), 500)]
+    );
+    assert!(matches!(
+        s.request(Request::TuningGet).unwrap(),
+        Response::Tuning { values } if values["nf_conntrack_max"] == 1000
+            && !values.contains_key("nf_conntrack_udp_timeout")
+    ));
+}
+
+#[test]
+fn the_max_share_rounds_up_so_every_maximum_fits() {
+    // 262 145 over 2 workers: each table holds 131 073 (fwd sizes them with this share).
+    assert_eq!(worker_share(262_145, 2), 131_073);
+    assert_eq!(worker_share(262_144, 2), 131_072);
+    assert!((1..=64u64).all(|m| worker_share(m, 3) * 3 >= m));
+}
+
+#[test]
+fn filtered_counts_scan_bounded_slices_of_every_worker() {
+    // Issue 15: a filtered count was one scan of each whole table in one command.
+    let (mut s, _) = server(&[3, 2], "slices");
+    for w in &mut s.backend.workers {
+        w.slots = 40_000;
+    }
+    let filter = CtFilter {
+        dport: Some(80),
+        ..CtFilter::default()
+    };
+    assert_eq!(
+        s.request(Request::ConntrackCount { filter }).unwrap(),
+        Response::Count { count: 5 }
+    );
+    for w in &s.backend.workers {
+        assert_eq!(
+            w.counts,
+            [
+                (0, COUNT_SLICE),
+                (16_384, COUNT_SLICE),
+                (32_768, COUNT_SLICE)
+            ]
+        );
+    }
+}
+
+fn replace(s: &mut Server<Fake>, text: &str) -> Result<Response, ControlError> {
+    s.replace_ruleset(&RulesetSource::Text(text.into()), false)
+}
+
+#[test]
+fn an_empty_ruleset_needs_flush_ruleset_and_changes_are_reported() {
+    let (mut s, dir) = with_rules("empty");
+    replace(&mut s, GOOD).unwrap();
+    for empty in ["", "\n  # nothing\n"] {
+        let e = replace(&mut s, empty).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRuleset);
+        assert!(e.message.contains("flush ruleset"), "{e:?}");
+    }
+    let e = s
+        .replace_ruleset(
+            &RulesetSource::Json(serde_json::json!({"nftables": []})),
+            true,
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRuleset);
+    assert_eq!(s.generation(), 2, "an empty write changed the ruleset");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(RULESET_FILE)).unwrap(),
+        GOOD
+    );
+    match replace(&mut s, "flush ruleset\n").unwrap() {
+        Response::RulesetApplied {
+            generation,
+            rules,
+            before,
+            after,
+            ..
+        } => {
+            assert_eq!((generation, rules), (3, 0));
+            assert_eq!((before.tables, before.chains, before.rules), (1, 1, 1));
+            assert_eq!(after, RulesetSummary::default());
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn json_that_would_persist_as_unreadable_text_is_refused() {
+    let (mut s, dir) = with_rules("jsonquote");
+    let j = serde_json::json!({"nftables": [
+        {"table": {"family": "inet", "name": "f"}},
+        {"chain": {"family": "inet", "table": "f", "name": "input", "type": "filter",
+                   "hook": "input", "prio": 0, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "f", "chain": "input",
+                  "comment": "say \"hi\"", "expr": [{"accept": null}]}}
+    ]});
+    let e = s
+        .replace_ruleset(&RulesetSource::Json(j), false)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRuleset);
+    assert!(
+        e.field
+            .as_deref()
+            .is_some_and(|f| f.starts_with("nftables[2]")),
+        "{e:?}"
+    );
+    assert!(!dir.join(RULESET_FILE).exists());
+    assert_eq!(s.generation(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rulesets_over_the_limits_are_refused_at_check_time() {
+    let (mut s, dir) = with_rules("limits");
+    // Issue 15's jump fan-out: 16 chains of 4 jumps, 4^15 evaluations per packet.
+    let mut bomb = String::from(
+        "table inet j {\n chain input {\n  type filter hook input priority filter; policy accept;\n",
+    );
+    bomb += &"  jump c1\n".repeat(4);
+    bomb += " }\n";
+    for i in 1..16 {
+        bomb += &format!(" chain c{i} {{\n");
+        bomb += &if i < 15 {
+            format!("  jump c{}\n", i + 1).repeat(4)
+        } else {
+            "  counter\n".to_string()
+        };
+        bomb += " }\n";
+    }
+    bomb += "}\n";
+    let e = s
+        .replace_ruleset(&RulesetSource::Text(bomb), true)
+        .unwrap_err();
+    assert!(e.message.contains("limits.rule_evaluations"), "{e:?}");
+    let big = format!("# {}\n{GOOD}", "x".repeat(5 << 20));
+    let e = s
+        .replace_ruleset(&RulesetSource::Text(big), true)
+        .unwrap_err();
+    assert!(e.message.contains("limits.ruleset_bytes"), "{e:?}");
+    assert!(!dir.join(RULESET_FILE).exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_persisted_ruleset_that_does_not_read_stops_the_start() {
+    let dir = tmpdir("badstate");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(RULESET_FILE),
+        "table inet f {\n\tchain input {\n\t\taccept comment \"say \"hi\"\"\n\t}\n}\n",
+    )
+    .unwrap();
+    let good = dir.join("good.nft");
+    std::fs::write(&good, GOOD).unwrap();
+    let e = RulesetState::load(
+        &StateDir::new(&dir),
+        Some(good),
+        PortsByName::new(),
+        1,
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("ruleset.nft:3:"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn subscriptions_are_capped() {
+    let (mut s, _) = server(&[0], "subcap");
+    let line = r#"{"v":1,"id":4,"request":{"op":"subscribe"}}"#;
+    let (resp, sub) = s.handle_line(line, false);
+    assert!(sub.is_none());
+    assert_eq!(resp.error.map(|e| e.code), Some(ErrorCode::Busy));
+    let (resp, sub) = s.handle_line(line, true);
+    assert!(sub.is_some() && resp.error.is_none());
 }
