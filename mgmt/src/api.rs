@@ -12,15 +12,16 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::http::Method;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dataplane::control::proto::{self, MAX_LINE, Request, RulesetSource};
+use dataplane::control::proto::{self, Request, RulesetSource};
 use futures_util::Stream;
 use serde::Serialize;
-use utoipa::OpenApi;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Auth, require_token};
 use crate::client::ControlClient;
@@ -34,6 +35,28 @@ pub struct AppState {
     pub client: Arc<ControlClient>,
     /// Deadline of the control requests a `/metrics` scrape makes.
     pub scrape_timeout: Duration,
+    /// The auth policy (the OpenAPI document's security follows it).
+    pub auth: Auth,
+    /// Open event streams: one permit each (`ct_events` answers 429 when none is left).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// Default cap on concurrent event streams.
+pub const MAX_STREAMS: usize = 8;
+
+impl AppState {
+    /// State with the default stream cap and body timeout.
+    pub fn new(client: Arc<ControlClient>, scrape_timeout: Duration, auth: Auth) -> Self {
+        AppState {
+            client,
+            scrape_timeout,
+            auth,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            body_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The raw query pairs, with a malformed query string mapped to a 400.
@@ -50,18 +73,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
-/// The request body, with a read error or an oversized body mapped to a JSON error.
+/// The request body of a write: read within the body timeout, over the route's size limit
+/// a 413, empty a 400 (an empty write never changes anything).
 #[derive(Debug)]
 pub struct Body(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for Body {
+impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e| {
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let read = Bytes::from_request(req, state);
+        let body = match tokio::time::timeout(state.body_timeout, read).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        state.body_timeout.as_secs()
+                    ),
+                ));
+            }
+            Ok(r) => r.map_err(|e| {
                 let status = e.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
                     "too_large"
@@ -69,7 +102,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                     "bad_request"
                 };
                 ApiError::new(status, code, e.body_text())
-            })
+            })?,
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "the request body is empty: nothing was changed (to remove every rule, send a \
+                 ruleset that says `flush ruleset`)",
+            ));
+        }
+        Ok(Body(body))
     }
 }
 
@@ -103,12 +144,12 @@ fn json<T: Serialize>(v: T) -> Response {
     responses((status = 200, description = "The process serves requests", body = schema::Health)))]
 async fn healthz() -> Json<schema::Health> {
     Json(schema::Health {
-        status: "ok".into(),
+        status: schema::HealthStatus::Ok,
     })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "fwd answers on its control socket", body = schema::Status),
+    responses((status = 200, description = "fwd answers on its control socket", body = proto::Status),
         (status = 503, description = "fwd unreachable", body = ApiError),
         (status = 504, description = "fwd did not answer in time", body = ApiError)))]
 async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -117,7 +158,7 @@ async fn readyz(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "health",
-    responses((status = 200, body = schema::Status), (status = 503, body = ApiError)),
+    responses((status = 200, body = proto::Status), (status = 503, body = ApiError), (status = 504, body = ApiError)),
     security(("bearer" = [])))]
 async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
     readyz(State(s)).await
@@ -126,7 +167,7 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
 #[utoipa::path(get, path = "/api/v1/ruleset", tag = "ruleset", params(schema::RulesetParams),
     responses(
         (status = 200, description = "The running ruleset with per-rule counters (JSON), or with `format=text` the nftables text alone",
-            content((schema::RulesetView = "application/json"), (String = "text/plain"))),
+            content((proto::RulesetView = "application/json"), (String = "text/plain"))),
         (status = 400, body = ApiError),
         (status = 503, body = ApiError)
     ),
@@ -191,8 +232,9 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     let ruleset = ruleset_source(headers, body)?;
     let r = call(s, Request::RulesetReplace { ruleset, dry_run }).await?;
-    let (generation, applied_dry, rules) = expect!(r,
-        proto::Response::RulesetApplied { generation, dry_run, rules } => (generation, dry_run, rules))?;
+    let (generation, applied_dry, rules, before, after) = expect!(r,
+        proto::Response::RulesetApplied { generation, dry_run, rules, before, after } =>
+            (generation, dry_run, rules, before, after))?;
     if applied_dry != dry_run {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -204,15 +246,17 @@ async fn replace(
         generation,
         dry_run,
         rules,
+        before,
+        after,
     }))
 }
 
 #[utoipa::path(put, path = "/api/v1/ruleset", tag = "ruleset",
-    request_body(description = "nftables text (text/plain) or JSON (application/json)",
-        content((String = "text/plain"), (schema::RulesetBody = "application/json"))),
-    responses((status = 200, description = "Applied atomically", body = schema::RulesetApplied),
-        (status = 400, description = "Bad ruleset (line, column); the running ruleset is untouched", body = ApiError),
-        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+    request_body(description = "nftables text (text/plain) or JSON (application/json); not empty (`flush ruleset` empties the ruleset)",
+        content((RulesetText = "text/plain"), (schema::RulesetBody = "application/json"))),
+    responses((status = 200, description = "Applied atomically; what changed", body = schema::RulesetApplied),
+        (status = 400, description = "Bad or empty ruleset (line, column); the running ruleset is untouched", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = [])))]
 async fn ruleset_put(
     State(s): State<AppState>,
@@ -223,10 +267,11 @@ async fn ruleset_put(
 }
 
 #[utoipa::path(post, path = "/api/v1/ruleset/check", tag = "ruleset",
-    request_body(description = "nftables text (text/plain) or JSON (application/json)",
-        content((String = "text/plain"), (schema::RulesetBody = "application/json"))),
-    responses((status = 200, description = "The ruleset is valid (nothing applied)", body = schema::RulesetApplied),
-        (status = 400, body = ApiError), (status = 503, body = ApiError)),
+    request_body(description = "nftables text (text/plain) or JSON (application/json); not empty",
+        content((RulesetText = "text/plain"), (schema::RulesetBody = "application/json"))),
+    responses((status = 200, description = "The ruleset is valid (nothing applied); what would change", body = schema::RulesetApplied),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 413, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = [])))]
 async fn ruleset_check(
     State(s): State<AppState>,
@@ -256,9 +301,10 @@ async fn ct_list(State(s): State<AppState>, Params(q): Params) -> Result<Respons
     .await?;
     let (entries, next_cursor) = expect!(r,
         proto::Response::ConntrackPage { entries, next_cursor } => (entries, next_cursor))?;
-    Ok(json(
-        serde_json::json!({ "entries": entries, "next_cursor": next_cursor }),
-    ))
+    Ok(json(schema::ConntrackPage {
+        entries,
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/conntrack", tag = "conntrack",
@@ -302,7 +348,7 @@ async fn ct_count(State(s): State<AppState>, Params(q): Params) -> Result<Respon
 }
 
 #[utoipa::path(get, path = "/api/v1/conntrack/stats", tag = "conntrack",
-    responses((status = 200, description = "`conntrack -S` per worker and total", body = schema::ConntrackStats),
+    responses((status = 200, description = "`conntrack -S` per worker and total", body = proto::ConntrackStats),
         (status = 503, body = ApiError)),
     security(("bearer" = [])))]
 async fn ct_stats(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -314,17 +360,26 @@ async fn ct_stats(State(s): State<AppState>) -> Result<Response, ApiError> {
 #[utoipa::path(get, path = "/api/v1/conntrack/events", tag = "conntrack",
     params(schema::CtFilterParams, schema::EventParams),
     responses((status = 200, description = "Server-sent events (`conntrack -E`): `event:` NEW, UPDATE or DESTROY; `data:` an EventLine. An `error` event ends the stream when fwd goes away.",
-            body = schema::EventLine, content_type = "text/event-stream"),
-        (status = 400, body = ApiError), (status = 503, body = ApiError)),
+            body = proto::EventLine, content_type = "text/event-stream"),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 429, description = "Too many event streams are open", body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = [])))]
 async fn ct_events(
     State(s): State<AppState>,
     Params(q): Params,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = filter::parse(&q, Extra::Events)?;
+    let permit = Arc::clone(&s.streams).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("{MAX_STREAMS} event streams are open already"),
+        )
+    })?;
     let sub = s.client.subscribe(q.filter, q.events).await?;
-    let stream = futures_util::stream::unfold(Some(sub), |state| async move {
-        let mut sub = state?;
+    // The permit lives as long as the stream.
+    let stream = futures_util::stream::unfold(Some((sub, permit)), |state| async move {
+        let (mut sub, permit) = state?;
         match sub.next_event().await {
             Ok(Some(ev)) => {
                 let name = match ev.kind {
@@ -336,7 +391,7 @@ async fn ct_events(
                     .event(name)
                     .json_data(&ev)
                     .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
-                Some((Ok(event), Some(sub)))
+                Some((Ok(event), Some((sub, permit))))
             }
             Ok(None) => Some((
                 Ok(Event::default()
@@ -363,7 +418,9 @@ async fn tuning_get(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(schema::Tuning { values }))
 }
 
-/// Validates a PATCH body into sysctl name → value.
+/// Validates a PATCH body into sysctl name → value: a non-empty JSON object of full sysctl
+/// names to non-negative integers (booleans for the two 0/1 tunables); fwd checks names
+/// and ranges as a whole.
 pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u64>, ApiError> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
     let serde_json::Value::Object(map) = v else {
@@ -376,11 +433,6 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
     }
     let mut out = std::collections::BTreeMap::new();
     for (name, value) in map {
-        let full = if name.starts_with("nf_conntrack_") {
-            name.clone()
-        } else {
-            format!("nf_conntrack_{name}")
-        };
         let bad =
             |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_tunable", m).with_field(&name);
         let n = match &value {
@@ -390,18 +442,16 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
                 .ok_or_else(|| bad(format!("{name}: {n} is not a non-negative integer")))?,
             other => return Err(bad(format!("{name}: {other} is not a number"))),
         };
-        if out.insert(full.clone(), n).is_some() {
-            return Err(bad(format!("{full} is given twice")));
-        }
+        out.insert(name, n);
     }
     Ok(out)
 }
 
 #[utoipa::path(patch, path = "/api/v1/tuning", tag = "tuning",
-    request_body(content = schema::TuningPatch, content_type = "application/json"),
+    request_body(content = TuningPatch, content_type = "application/json"),
     responses((status = 200, description = "Applied live; all tunables after the change", body = schema::Tuning),
         (status = 400, description = "Unknown name or value out of range (`field` names it); nothing applied", body = ApiError),
-        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 503, body = ApiError)),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError), (status = 503, body = ApiError)),
     security(("bearer" = [])))]
 async fn tuning_patch(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     let values = tuning_values(&body)?;
@@ -417,7 +467,7 @@ async fn tuning_patch(State(s): State<AppState>, Body(body): Body) -> Result<Res
 async fn ports(State(s): State<AppState>) -> Result<Response, ApiError> {
     let ports =
         expect!(call(&s, Request::Ports).await?, proto::Response::Ports { ports } => ports)?;
-    Ok(json(serde_json::json!({ "ports": ports })))
+    Ok(json(schema::Ports { ports }))
 }
 
 /// The busy ratio of a worker.
@@ -438,17 +488,14 @@ pub fn busy_ratio(w: &proto::WorkerStats) -> f64 {
     security(("bearer" = [])))]
 async fn workers(State(s): State<AppState>) -> Result<Response, ApiError> {
     let workers = expect!(call(&s, Request::Workers).await?, proto::Response::Workers { workers } => workers)?;
-    let workers: Vec<serde_json::Value> = workers
-        .iter()
-        .map(|w| {
-            let mut v = serde_json::to_value(w).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("busy_ratio".into(), serde_json::json!(busy_ratio(w)));
-            }
-            v
+    let workers = workers
+        .into_iter()
+        .map(|stats| schema::WorkerView {
+            busy_ratio: busy_ratio(&stats),
+            stats,
         })
         .collect();
-    Ok(json(serde_json::json!({ "workers": workers })))
+    Ok(json(schema::Workers { workers }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
@@ -460,9 +507,100 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
 }
 
-async fn openapi_json() -> Response {
-    json(ApiDoc::openapi())
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "This document (the tunables' ranges are fwd's when it answers)", body = Object)))]
+async fn openapi_json(State(s): State<AppState>) -> Response {
+    let ranges: Vec<(String, u64, u64)> =
+        match tokio::time::timeout(s.scrape_timeout, s.client.call(Request::TuningRanges)).await {
+            Ok(Ok(proto::Response::TuningRanges { ranges })) => {
+                ranges.into_iter().map(|(n, r)| (n, r.min, r.max)).collect()
+            }
+            // fwd away: the static table (nf_conntrack_max up to what any table holds).
+            _ => dataplane::conntrack::tunables::ranges()
+                .map(|(n, lo, hi)| (n.to_string(), lo, hi))
+                .collect(),
+        };
+    json(document(&s.auth, &ranges))
 }
+
+/// The OpenAPI document for this policy: each operation's security is what the auth layer
+/// enforces for it (with its 401/403 answers), and the `PATCH /api/v1/tuning` body is
+/// generated from `ranges` (fwd's validation table).
+pub fn document(auth: &Auth, ranges: &[(String, u64, u64)]) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::HttpMethod;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder};
+    let mut doc = ApiDoc::openapi();
+    let error = || {
+        ResponseBuilder::new()
+            .description("Error")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiError")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(op) = op.as_mut() else { continue };
+            let _ = HttpMethod::Get;
+            if auth.needs_token(&method, path) {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                for code in ["401", "403"] {
+                    op.responses
+                        .responses
+                        .entry(code.into())
+                        .or_insert_with(|| error().into());
+                }
+            } else {
+                op.security = Some(vec![SecurityRequirement::default()]);
+                op.responses.responses.remove("401");
+                op.responses.responses.remove("403");
+            }
+            // Every route answers a Host it does not serve with 421.
+            op.responses.responses.insert("421".into(), error().into());
+        }
+    }
+    if let Some(c) = doc.components.as_mut() {
+        c.schemas.insert(
+            "TuningPatch".into(),
+            schema::tuning_patch_schema(ranges).into(),
+        );
+    }
+    doc
+}
+
+/// nftables text (`nft -f`): not empty; at most [`schema::MAX_BODY`] bytes.
+struct RulesetText;
+
+impl utoipa::PartialSchema for RulesetText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .pattern(Some("\\S"))
+            .max_length(Some(schema::MAX_BODY))
+            .into()
+    }
+}
+
+impl ToSchema for RulesetText {}
+
+/// Placeholder replaced in [`document`] by the schema generated from fwd's ranges.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "a schema, never built")]
+struct TuningPatch(std::collections::BTreeMap<String, u64>);
 
 async fn not_found() -> ApiError {
     ApiError::not_found()
@@ -482,33 +620,46 @@ impl utoipa::Modify for BearerAddon {
     }
 }
 
-/// The OpenAPI document, generated from the handlers' annotations and the schema types.
+/// The OpenAPI document, generated from the handlers' annotations and the control
+/// protocol's types; [`document`] sets each operation's security from the auth policy.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Writes need a bearer token; reads too when fwmgmt runs with --auth-reads."),
+    info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ct_list, ct_delete,
-        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, metrics),
-    components(schemas(ApiError, schema::CtEntry, schema::CtTuple, schema::EventType)),
+        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, metrics, openapi_json),
+    components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson)),
     modifiers(&BearerAddon),
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
 
 /// The router with every route, the auth layer and the JSON 404.
-pub fn router(state: AppState, auth: Auth) -> Router {
+pub fn router(state: AppState) -> Router {
+    let auth = state.auth.clone();
+    let ruleset_body = DefaultBodyLimit::max(schema::MAX_BODY);
+    let tuning_body = DefaultBodyLimit::max(schema::MAX_TUNING_BODY);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/ruleset", get(ruleset_get).put(ruleset_put))
-        .route("/api/v1/ruleset/check", post(ruleset_check))
+        .route(
+            "/api/v1/ruleset",
+            get(ruleset_get).put(ruleset_put).layer(ruleset_body),
+        )
+        .route(
+            "/api/v1/ruleset/check",
+            post(ruleset_check).layer(ruleset_body),
+        )
         .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
         .route("/api/v1/conntrack/count", get(ct_count))
         .route("/api/v1/conntrack/stats", get(ct_stats))
         .route("/api/v1/conntrack/events", get(ct_events))
-        .route("/api/v1/tuning", get(tuning_get).patch(tuning_patch))
+        .route(
+            "/api/v1/tuning",
+            get(tuning_get).patch(tuning_patch).layer(tuning_body),
+        )
         .route("/api/v1/ports", get(ports))
         .route("/api/v1/workers", get(workers))
         .fallback(not_found)
@@ -519,7 +670,7 @@ pub fn router(state: AppState, auth: Auth) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_LINE))
+        .layer(DefaultBodyLimit::max(schema::MAX_TUNING_BODY))
         .layer(axum::middleware::from_fn_with_state(auth, require_token))
         .with_state(state)
 }

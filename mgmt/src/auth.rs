@@ -1,14 +1,21 @@
-//! Bearer-token authentication.
+//! Bearer-token authentication and the Host check.
 //!
-//! Writes (every method except GET/HEAD, and except `POST /api/v1/ruleset/check`, a dry
-//! run) always need the token; reads need it when `auth_reads` is set. `/healthz` and
-//! `/readyz` are always open (liveness and readiness probes). Without a configured token,
-//! writes are refused (403): the API never accepts an unauthenticated change.
+//! Every route under `/api/v1` needs the token (writes, and reads too: the connection
+//! table, live events and the ruleset are what `conntrack -L` and `nft list` keep to
+//! CAP_NET_ADMIN), except the OpenAPI document. `--open-reads` opens the `GET` routes
+//! explicitly. `/healthz`, `/readyz` and `/metrics` are open (probes and Prometheus;
+//! `--auth-metrics` closes `/metrics`). Without a configured token every route that needs
+//! it is refused (403): the API never accepts an unauthenticated change.
+//!
+//! The Host check: a browser on the appliance could be led by a web page to a name that
+//! resolves to 127.0.0.1 (DNS rebinding) and read the API from the page's origin. Such a
+//! request carries the attacker's name in `Host`; only IP literals, `localhost` and the
+//! names given with `--allowed-host` (a reverse proxy's `server_name`) are served.
 
 use std::path::Path;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -18,14 +25,21 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct Auth {
     token: Option<String>,
-    auth_reads: bool,
+    /// `GET` routes under `/api/v1` are open.
+    pub open_reads: bool,
+    /// `/metrics` needs the token.
+    pub auth_metrics: bool,
+    /// Host names served besides IP literals and `localhost` (lowercase, no port).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("auth_reads", &self.auth_reads)
+            .field("open_reads", &self.open_reads)
+            .field("auth_metrics", &self.auth_metrics)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -43,16 +57,19 @@ pub enum TokenFileError {
 }
 
 impl Auth {
-    /// A policy with `token` (trimmed; `None` disables writes).
-    pub fn new(token: Option<String>, auth_reads: bool) -> Self {
+    /// The default policy with `token` (trimmed; `None`: every route that needs the token
+    /// is refused).
+    pub fn new(token: Option<String>) -> Self {
         Auth {
             token: token.map(|t| t.trim().to_string()),
-            auth_reads,
+            open_reads: false,
+            auth_metrics: false,
+            allowed_hosts: Vec::new(),
         }
     }
 
     /// Reads the token from the first line of `path`.
-    pub fn from_file(path: &Path, auth_reads: bool) -> Result<Self, TokenFileError> {
+    pub fn from_file(path: &Path) -> Result<Self, TokenFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
             path: path.display().to_string(),
             source,
@@ -61,13 +78,13 @@ impl Auth {
         if token.is_empty() {
             return Err(TokenFileError::Empty(path.display().to_string()));
         }
-        Ok(Auth::new(Some(token), auth_reads))
+        Ok(Auth::new(Some(token)))
     }
 
     fn check(&self, given: Option<&str>) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {
             return Err(ApiError::forbidden(
-                "this fwmgmt has no token configured (--token-file); changes are disabled",
+                "this fwmgmt has no token configured (--token-file): this route is disabled",
             ));
         };
         let given = given.ok_or_else(ApiError::unauthorized)?;
@@ -87,17 +104,55 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether a request changes state.
-fn is_write(method: &Method, path: &str) -> bool {
-    !(method == Method::GET || method == Method::HEAD || path == "/api/v1/ruleset/check")
+impl Auth {
+    /// Whether `method path` needs the token under this policy.
+    pub fn needs_token(&self, method: &Method, path: &str) -> bool {
+        match path {
+            "/healthz" | "/readyz" | "/api/v1/openapi.json" => false,
+            "/metrics" => self.auth_metrics,
+            _ => !(self.open_reads && (method == Method::GET || method == Method::HEAD)),
+        }
+    }
+
+    /// Whether a `Host` header value may be served.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            // `[v6]:port`
+            return rest
+                .split_once(']')
+                .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok());
+        } else {
+            host.rsplit_once(':').map_or(host.as_str(), |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    host.as_str()
+                }
+            })
+        };
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || self.allowed_hosts.iter().any(|h| h == name)
+    }
 }
 
-/// The middleware.
+/// The middleware: the Host check, then the token where the policy needs it.
 pub async fn require_token(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    if let Some(h) = req.headers().get(header::HOST) {
+        let ok = h.to_str().is_ok_and(|h| auth.host_allowed(h));
+        if !ok {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "bad_host",
+                "this Host is not served (IP addresses, localhost and --allowed-host names are)",
+            )
+            .with_field("Host")
+            .into_response();
+        }
+    }
     let path = req.uri().path();
-    let open = path == "/healthz" || path == "/readyz";
-    let needed = !open && (is_write(req.method(), path) || auth.auth_reads);
-    if needed {
+    if auth.needs_token(req.method(), path) {
         let header_value = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -129,22 +184,60 @@ mod tests {
 
     #[test]
     fn token_checks() {
-        let a = Auth::new(Some("s3cret\n".into()), false);
+        let a = Auth::new(Some("s3cret\n".into()));
         assert!(a.check(Some("s3cret")).is_ok());
         assert_eq!(a.check(Some("s3cres")).unwrap_err().code, "forbidden");
         assert_eq!(a.check(Some("s3cret2")).unwrap_err().code, "forbidden");
         assert_eq!(a.check(None).unwrap_err().code, "unauthorized");
-        let none = Auth::new(None, false);
+        let none = Auth::new(None);
         assert_eq!(none.check(Some("x")).unwrap_err().code, "forbidden");
     }
 
     #[test]
-    fn writes_are_recognised() {
-        assert!(!is_write(&Method::GET, "/api/v1/ruleset"));
-        assert!(is_write(&Method::PUT, "/api/v1/ruleset"));
-        assert!(!is_write(&Method::POST, "/api/v1/ruleset/check"));
-        assert!(is_write(&Method::DELETE, "/api/v1/conntrack"));
-        assert!(is_write(&Method::PATCH, "/api/v1/tuning"));
+    fn reads_need_the_token_unless_opened() {
+        let mut a = Auth::new(Some("t".into()));
+        for (m, p) in [
+            (Method::GET, "/api/v1/ruleset"),
+            (Method::GET, "/api/v1/conntrack"),
+            (Method::GET, "/api/v1/conntrack/events"),
+            (Method::PUT, "/api/v1/ruleset"),
+            (Method::POST, "/api/v1/ruleset/check"),
+            (Method::DELETE, "/api/v1/conntrack"),
+        ] {
+            assert!(a.needs_token(&m, p), "{m} {p}");
+        }
+        for p in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+            assert!(!a.needs_token(&Method::GET, p), "{p}");
+        }
+        a.open_reads = true;
+        a.auth_metrics = true;
+        assert!(!a.needs_token(&Method::GET, "/api/v1/conntrack"));
+        assert!(a.needs_token(&Method::POST, "/api/v1/ruleset/check"));
+        assert!(a.needs_token(&Method::GET, "/metrics"));
+    }
+
+    #[test]
+    fn hosts_are_ip_literals_localhost_or_allowed() {
+        let mut a = Auth::new(None);
+        for h in [
+            "127.0.0.1:9477",
+            "127.0.0.1",
+            "[::1]:9477",
+            "localhost:9477",
+            "LOCALHOST",
+        ] {
+            assert!(a.host_allowed(h), "{h}");
+        }
+        for h in [
+            "evil.example:9477",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "[evil]:1",
+        ] {
+            assert!(!a.host_allowed(h), "{h}");
+        }
+        a.allowed_hosts.push("fw1.example.net".into());
+        assert!(a.host_allowed("fw1.example.net"));
     }
 
     #[test]
@@ -152,16 +245,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("token");
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(
-            Auth::from_file(&p, false),
-            Err(TokenFileError::Empty(_))
-        ));
+        assert!(matches!(Auth::from_file(&p), Err(TokenFileError::Empty(_))));
         std::fs::write(&p, "abc\n").unwrap();
-        assert!(
-            Auth::from_file(&p, true)
-                .unwrap()
-                .check(Some("abc"))
-                .is_ok()
-        );
+        assert!(Auth::from_file(&p).unwrap().check(Some("abc")).is_ok());
     }
 }

@@ -115,6 +115,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         // The listing changed under the cursor (or it was forged): start again.
         ErrorCode::BadCursor => StatusCode::CONFLICT,
         ErrorCode::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
         // fwd speaks another protocol version than this mgmt build.
         ErrorCode::UnsupportedVersion => StatusCode::BAD_GATEWAY,
         ErrorCode::Persist | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

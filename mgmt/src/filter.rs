@@ -34,17 +34,8 @@ pub const STATUS_FLAGS: &[&str] = &[
     "CONFIRMED",
 ];
 
-const PROTO_NAMES: &[&str] = &[
-    "tcp",
-    "udp",
-    "icmp",
-    "icmpv6",
-    "ipv6-icmp",
-    "sctp",
-    "dccp",
-    "udplite",
-    "gre",
-];
+/// Protocol names fwd knows (`conntrack::listing::proto_number`); any number 0..=255 too.
+pub const PROTO_NAMES: &[&str] = &["tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "gre", "sctp"];
 
 /// Everything the conntrack routes take from the query string.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,9 +77,14 @@ fn parse_u32(s: &str) -> Option<u32> {
     }
 }
 
+/// A decimal number, digits only (Rust's `parse` also takes a leading `+`, which the
+/// published schema does not).
 fn parse_num<T: std::str::FromStr>(field: &str, v: &str, what: &str) -> Result<T, ApiError> {
-    v.parse()
-        .map_err(|_| ApiError::bad_filter(field, format!("{v:?} is not {what}")))
+    let bad = || ApiError::bad_filter(field, format!("{v:?} is not {what}"));
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    v.parse().map_err(|_| bad())
 }
 
 /// Parses the query pairs of a conntrack route.

@@ -733,6 +733,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     let ctl_stop = stop.clone();
     let ctl_hup = hup.clone();
     let check = tunable_check(cfg);
+    let max_entries = cfg.conntrack.max;
     let control = std::thread::Builder::new()
         .name("fwd-control".into())
         .spawn(move || {
@@ -741,7 +742,10 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             }
             let mut srv = Server::new(
                 backend,
-                ServerConfig::default(),
+                ServerConfig {
+                    max_entries,
+                    ..ServerConfig::default()
+                },
                 state,
                 Box::new(check),
                 tunables,

@@ -138,6 +138,8 @@ pub enum Request {
     TuningGet,
     /// Change tunables (validated as a whole; nothing is applied if one value is bad).
     TuningSet { values: BTreeMap<String, u64> },
+    /// The accepted range of every tunable (what `tuning_set` validates with).
+    TuningRanges,
     /// Port list with link state and counters.
     Ports,
     /// Worker list with counters.
@@ -153,12 +155,14 @@ pub enum Request {
 }
 
 /// A ruleset as sent by a client.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "format", content = "content", rename_all = "snake_case")]
 pub enum RulesetSource {
     /// nftables text syntax (`nft -f`).
     Text(String),
     /// nftables JSON (`nft -j`), `{"nftables":[...]}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = NftablesJson))]
     Json(serde_json::Value),
 }
 
@@ -202,6 +206,10 @@ pub enum Response {
     Tuning {
         values: BTreeMap<String, u64>,
     },
+    TuningRanges {
+        /// Sysctl name to its inclusive range.
+        ranges: BTreeMap<String, TunableRange>,
+    },
     Ports {
         ports: Vec<PortStats>,
     },
@@ -212,7 +220,26 @@ pub enum Response {
     Subscribed,
 }
 
+/// nftables JSON as `nft -j` reads and writes it: `{"nftables": [...]}` (libnftables-json(5));
+/// the objects are checked by fwd, which answers `bad_ruleset` with the JSON path.
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code, reason = "a schema, never built")]
+pub struct NftablesJson {
+    #[schema(value_type = Vec<Object>)]
+    nftables: (),
+}
+
+/// The inclusive range a tunable accepts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunableRange {
+    pub min: u64,
+    pub max: u64,
+}
+
 /// What a ruleset holds: how many tables, chains and rules.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RulesetSummary {
     pub tables: u32,
@@ -221,6 +248,7 @@ pub struct RulesetSummary {
 }
 
 /// Stable error codes. Names are part of the API (mgmt maps them to HTTP statuses).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -343,9 +371,12 @@ impl CtFilter {
 }
 
 /// One direction of a connection, as `conntrack -L` prints it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtTuple {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.18.1.2"))]
     pub src: IpAddr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.18.2.2"))]
     pub dst: IpAddr,
     /// TCP/UDP ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -365,6 +396,7 @@ pub struct CtTuple {
 }
 
 /// One connection-table entry (`conntrack -L` line).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtEntry {
     /// `ipv4` or `ipv6`.
@@ -388,6 +420,7 @@ pub struct CtEntry {
 }
 
 /// The kinds of conntrack events (`conntrack -E`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum EventType {
@@ -397,6 +430,7 @@ pub enum EventType {
 }
 
 /// One event line of a subscription.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventLine {
@@ -412,6 +446,7 @@ pub struct EventLine {
 }
 
 /// `conntrack -S` counters of one worker (or their sum).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtCounters {
     pub found: u64,
@@ -429,6 +464,7 @@ pub struct CtCounters {
 }
 
 /// `conntrack -S` per worker and total.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConntrackStats {
     pub workers: Vec<CtCounters>,
@@ -436,6 +472,7 @@ pub struct ConntrackStats {
 }
 
 /// General state of `fwd`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// `fwd` version.
@@ -450,6 +487,7 @@ pub struct Status {
 }
 
 /// One port.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStats {
     pub name: String,
@@ -471,6 +509,7 @@ pub struct PortStats {
 }
 
 /// One worker lcore.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStats {
     pub worker: u16,
@@ -531,6 +570,7 @@ pub struct Stats {
 }
 
 /// Counters of one rule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleCounter {
     pub family: String,
@@ -542,12 +582,14 @@ pub struct RuleCounter {
 }
 
 /// The running ruleset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RulesetView {
     pub generation: u64,
     /// nftables text, with `counter packets N bytes M` filled in.
     pub text: String,
     /// nftables JSON (`nft -j list ruleset`).
+    #[cfg_attr(feature = "openapi", schema(value_type = NftablesJson))]
     pub json: serde_json::Value,
     pub counters: Vec<RuleCounter>,
 }

@@ -29,7 +29,7 @@ use crate::control::proto::{
     MAX_LINE, MAX_PAGE, PROTOCOL_VERSION, PortStats, Request, RequestEnvelope, Response,
     ResponseEnvelope, Stats, Status, WorkerStats,
 };
-use crate::control::proto::{RulesetSource, RulesetSummary};
+use crate::control::proto::{RulesetSource, RulesetSummary, TunableRange};
 use crate::route::Prefix;
 use crate::rules::limits::Limits;
 use crate::rules::{self, CompiledRuleset, PortsByName, Publisher};
@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub worker_timeout: Duration,
     /// `fwd` version reported by `status`.
     pub version: String,
+    /// The largest `nf_conntrack_max` the tables hold (`conntrack.max` of the config).
+    pub max_entries: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +87,7 @@ impl Default for ServerConfig {
         ServerConfig {
             worker_timeout: Duration::from_secs(2),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            max_entries: crate::conntrack::tunables::MAX_ENTRIES,
         }
     }
 }
@@ -689,6 +692,16 @@ impl<B: Backend> Server<B> {
                 values: self.tunables.clone(),
             }),
             Request::TuningSet { values } => self.tuning_set(values),
+            Request::TuningRanges => Ok(Response::TuningRanges {
+                ranges: crate::conntrack::tunables::ranges()
+                    .map(|(name, min, mut max)| {
+                        if name == "nf_conntrack_max" {
+                            max = max.min(self.cfg.max_entries);
+                        }
+                        (name.to_string(), TunableRange { min, max })
+                    })
+                    .collect(),
+            }),
             Request::Subscribe { .. } => Err(ControlError::new(
                 ErrorCode::BadRequest,
                 "subscribe needs a connection",

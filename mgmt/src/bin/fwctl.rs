@@ -8,10 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use dataplane::control::proto::{ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine};
 use mgmt::error::ApiError;
-use mgmt::schema::{
-    ConntrackPage, ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, Ports, Tuning, Workers,
-};
+use mgmt::schema::{ConntrackPage, Ports, Tuning, Workers};
 use serde_json::Value;
 
 /// Command line for the fwd management API.
@@ -22,7 +21,7 @@ struct Cli {
     #[arg(
         long,
         env = "FWCTL_URL",
-        default_value = "http://127.0.0.1:9090",
+        default_value = "http://127.0.0.1:9477",
         global = true
     )]
     url: String,
@@ -566,7 +565,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                         .parse()
                         .map_err(|_| format!("{a:?}: {n:?} is not a non-negative integer"))?,
                 };
-                body.insert(k.trim().to_string(), Value::from(v));
+                // `udp_timeout` is short for `nf_conntrack_udp_timeout` (the API takes
+                // the full sysctl names only).
+                let k = k.trim();
+                let k = if k.starts_with("nf_conntrack_") {
+                    k.to_string()
+                } else {
+                    format!("nf_conntrack_{k}")
+                };
+                body.insert(k, Value::from(v));
             }
             let v = c.send(
                 "PATCH",

@@ -10,13 +10,14 @@ use clap::Parser;
 use mgmt::api::{AppState, router};
 use mgmt::auth::Auth;
 use mgmt::client::ControlClient;
+use tower::ServiceExt;
 
 /// The fwd management API and Prometheus exporter.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Address to listen on (TLS belongs to a reverse proxy in front).
-    #[arg(long, env = "FWMGMT_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(long, env = "FWMGMT_LISTEN", default_value = "127.0.0.1:9477")]
     listen: SocketAddr,
     /// fwd's control socket.
     #[arg(
@@ -28,9 +29,30 @@ struct Args {
     /// File holding the bearer token (first line). Without it every write is refused.
     #[arg(long, env = "FWMGMT_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Require the token for reads too (including /metrics).
-    #[arg(long, env = "FWMGMT_AUTH_READS")]
-    auth_reads: bool,
+    /// Serve the GET routes under /api/v1 without the token (the connection table, live
+    /// events and the ruleset become readable by anyone who reaches the port).
+    #[arg(long, env = "FWMGMT_OPEN_READS")]
+    open_reads: bool,
+    /// Require the token for /metrics too (then give Prometheus the token file).
+    #[arg(long, env = "FWMGMT_AUTH_METRICS")]
+    auth_metrics: bool,
+    /// A host name served besides IP addresses and localhost (a reverse proxy's
+    /// server_name); repeat or separate with commas.
+    #[arg(long, env = "FWMGMT_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_host: Vec<String>,
+    /// Most HTTP connections at once; more are closed when accepted.
+    #[arg(long, env = "FWMGMT_MAX_CONNECTIONS", default_value_t = 64)]
+    max_connections: usize,
+    /// Most event streams (GET /api/v1/conntrack/events) at once; more get 429.
+    #[arg(long, env = "FWMGMT_MAX_STREAMS", default_value_t = mgmt::api::MAX_STREAMS)]
+    max_streams: usize,
+    /// Time a client has to send a request's headers (and between requests on a kept-alive
+    /// connection), in milliseconds.
+    #[arg(long, env = "FWMGMT_HEADER_TIMEOUT_MS", default_value_t = 5000)]
+    header_timeout_ms: u64,
+    /// Time a client has to send a request's body, in milliseconds.
+    #[arg(long, env = "FWMGMT_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    body_timeout_ms: u64,
     /// Deadline of one control request, in milliseconds.
     #[arg(long, env = "FWMGMT_TIMEOUT_MS", default_value_t = 5000)]
     timeout_ms: u64,
@@ -38,9 +60,6 @@ struct Args {
     #[arg(long, env = "FWMGMT_SCRAPE_TIMEOUT_MS", default_value_t = 1000)]
     scrape_timeout_ms: u64,
 }
-
-/// How long open connections may take to finish after a stop signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -59,8 +78,8 @@ async fn wait_for_signal() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let auth = match &args.token_file {
-        Some(p) => match Auth::from_file(p, args.auth_reads) {
+    let mut auth = match &args.token_file {
+        Some(p) => match Auth::from_file(p) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("fwmgmt: token file: {e}");
@@ -68,21 +87,32 @@ fn main() -> ExitCode {
             }
         },
         None => {
-            eprintln!("fwmgmt: no --token-file: the API is read-only");
-            if args.auth_reads {
-                eprintln!("fwmgmt: --auth-reads needs --token-file");
-                return ExitCode::from(2);
-            }
-            Auth::new(None, false)
+            eprintln!("fwmgmt: no --token-file: only the open routes are served");
+            Auth::new(None)
         }
     };
-    let state = AppState {
-        client: Arc::new(ControlClient::new(
+    auth.open_reads = args.open_reads;
+    auth.auth_metrics = args.auth_metrics;
+    auth.allowed_hosts = args
+        .allowed_host
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if args.auth_metrics && args.token_file.is_none() {
+        eprintln!("fwmgmt: --auth-metrics needs --token-file");
+        return ExitCode::from(2);
+    }
+    let mut state = AppState::new(
+        Arc::new(ControlClient::new(
             &args.control_socket,
             Duration::from_millis(args.timeout_ms),
         )),
-        scrape_timeout: Duration::from_millis(args.scrape_timeout_ms),
-    };
+        Duration::from_millis(args.scrape_timeout_ms),
+        auth,
+    );
+    state.streams = Arc::new(tokio::sync::Semaphore::new(args.max_streams));
+    state.body_timeout = Duration::from_millis(args.body_timeout_ms);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -107,33 +137,62 @@ fn main() -> ExitCode {
             args.listen,
             args.control_socket.display()
         );
-        // On SIGINT/SIGTERM stop accepting, let requests finish, and exit after at most
-        // SHUTDOWN_GRACE even if event streams (which never end by themselves) are open.
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            wait_for_signal().await;
-            let _ = stop_tx.send(());
-        };
-        let server = axum::serve(listener, router(state, auth)).with_graceful_shutdown(shutdown);
-        let grace = async move {
-            if stop_rx.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+        let limits = ServeLimits {
+            connections: args.max_connections,
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
         };
         tokio::select! {
-            r = server => match r {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fwmgmt: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            () = grace => {
-                eprintln!("fwmgmt: open connections closed after {SHUTDOWN_GRACE:?}");
+            () = serve(listener, router(state), limits) => ExitCode::FAILURE,
+            () = wait_for_signal() => {
+                eprintln!("fwmgmt: stopping");
                 ExitCode::SUCCESS
             }
         }
     })
+}
+
+/// Connection-level limits of the HTTP server.
+#[derive(Clone, Copy, Debug)]
+struct ServeLimits {
+    connections: usize,
+    header_timeout: Duration,
+}
+
+/// Accepts connections, at most `limits.connections` at once (one more is closed at
+/// once), each served by hyper with a header read timeout (slow or idle clients are cut
+/// off); request bodies have their own timeout in the handlers.
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router, limits: ServeLimits) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("fwmgmt: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let svc =
+            hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+                |r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+            ));
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await
+                && !e.is_incomplete_message()
+                && !e.is_timeout()
+            {
+                eprintln!("fwmgmt: connection from {peer}: {e}");
+            }
+            drop(slot);
+        });
+    }
 }

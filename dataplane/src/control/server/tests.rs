@@ -152,6 +152,7 @@ fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
     let cfg = ServerConfig {
         worker_timeout: Duration::from_millis(50),
         version: "test".into(),
+        max_entries: 5000,
     };
     let tun = BTreeMap::from([("nf_conntrack_max".to_string(), 1000)]);
     (
@@ -823,4 +824,21 @@ fn subscriptions_are_capped() {
     assert_eq!(resp.error.map(|e| e.code), Some(ErrorCode::Busy));
     let (resp, sub) = s.handle_line(line, true);
     assert!(sub.is_some() && resp.error.is_none());
+}
+
+#[test]
+fn tuning_ranges_are_the_validators() {
+    let (mut s, _) = server(&[0], "ranges");
+    let Response::TuningRanges { ranges } = s.request(Request::TuningRanges).unwrap() else {
+        panic!("no ranges");
+    };
+    assert_eq!(
+        ranges["nf_conntrack_max"],
+        TunableRange { min: 1, max: 5000 }
+    );
+    assert_eq!(
+        ranges["nf_conntrack_tcp_loose"],
+        TunableRange { min: 0, max: 1 }
+    );
+    assert_eq!(ranges.len(), crate::conntrack::tunables::NAMES.len());
 }
