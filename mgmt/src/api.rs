@@ -437,8 +437,14 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
             |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_tunable", m).with_field(&name);
         let n = match &value {
             serde_json::Value::Bool(b) => u64::from(*b),
+            // JSON has one number type: `30.0` is the integer 30 (JSON Schema agrees).
             serde_json::Value::Number(n) => n
                 .as_u64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..=9.0e15).contains(f))
+                        .map(|f| f as u64)
+                })
                 .ok_or_else(|| bad(format!("{name}: {n} is not a non-negative integer")))?,
             other => return Err(bad(format!("{name}: {other} is not a number"))),
         };
@@ -627,7 +633,8 @@ impl utoipa::Modify for BearerAddon {
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ct_list, ct_delete,
         ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, metrics, openapi_json),
-    components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson)),
+    components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
+        schema::FamilyParam, schema::RulesetFormat)),
     modifiers(&BearerAddon),
 )]
 #[derive(Debug)]

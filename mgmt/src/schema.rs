@@ -262,8 +262,10 @@ pub struct CtFilterParams {
     #[param(schema_with = prefix_schema)]
     pub reply_dst: Option<String>,
     /// Original source port.
+    #[param(minimum = 0, maximum = 65535)]
     pub sport: Option<u16>,
     /// Original destination port.
+    #[param(minimum = 0, maximum = 65535)]
     pub dport: Option<u16>,
     /// Protocol name or number.
     #[param(schema_with = proto_schema)]
@@ -275,6 +277,7 @@ pub struct CtFilterParams {
     #[param(schema_with = mark_schema)]
     pub mark: Option<String>,
     /// Zone.
+    #[param(minimum = 0, maximum = 65535)]
     pub zone: Option<u16>,
     pub family: Option<FamilyParam>,
     /// Status flag that must be set.

@@ -54,14 +54,13 @@ pub fn max_view_bytes(rs: &CompiledRuleset) -> usize {
 /// text, the JSON path in `field` for JSON.
 pub fn control_error(e: &super::Error) -> crate::control::proto::ControlError {
     use crate::control::proto::{ControlError, ErrorCode};
-    let mut c = ControlError::new(ErrorCode::BadRuleset, e.to_string());
     if e.line > 0 {
-        c.line = Some(e.line);
-        c.column = Some(e.col);
+        ControlError::new(ErrorCode::BadRuleset, e.to_string()).at(e.line, e.col)
     } else {
-        c.field = Some(e.token.clone());
+        // JSON: no position; the path is the field.
+        ControlError::new(ErrorCode::BadRuleset, format!("{}: {}", e.token, e.msg))
+            .field(e.token.clone())
     }
-    c
 }
 
 /// Reads a `RulesetReplace` source (text or JSON) and compiles it.
