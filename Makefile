@@ -7,7 +7,12 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 10
 
-.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools
+.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools api-fuzz
+
+# schemathesis, pinned, in a virtual environment of its own (Debian's pip refuses system
+# installs); deploy/ci/api-fuzz.sh runs it against a real fwd + fwmgmt.
+SCHEMATHESIS_VERSION ?= 4.32.5
+API_FUZZ_VENV ?= target/api-fuzz-venv
 
 setup:
 	bash deploy/dev/setup-host.sh
@@ -44,7 +49,14 @@ deploy-check:
 	$(CARGO) build --workspace --bins
 	FWD_CHECK_STRICT=1 FWD=target/debug/fwd deploy/ci/check.sh
 
-test: setup tools lint unit fuzz-smoke deploy-check
+# Property-based API fuzzing from the OpenAPI document (bounded: examples and ~2.5 min).
+api-fuzz:
+	$(CARGO) build -p dataplane --bin fwd -p mgmt --bin fwmgmt
+	@test -x $(API_FUZZ_VENV)/bin/st && $(API_FUZZ_VENV)/bin/st --version | grep -q $(SCHEMATHESIS_VERSION) \
+		|| (python3 -m venv $(API_FUZZ_VENV) && $(API_FUZZ_VENV)/bin/pip install -q schemathesis==$(SCHEMATHESIS_VERSION))
+	ST=$(API_FUZZ_VENV)/bin/st FWD=target/debug/fwd FWMGMT=target/debug/fwmgmt bash deploy/ci/api-fuzz.sh
+
+test: setup tools lint unit fuzz-smoke deploy-check api-fuzz
 
 demo: setup release
 	bash deploy/dev/demo.sh

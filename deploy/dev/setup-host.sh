@@ -22,6 +22,8 @@ packages=(
     iproute2 ethtool nftables conntrack iputils-ping netcat-openbsd tcpdump python3-scapy
     # deploy checks, perf plots
     systemd jq curl python3-matplotlib
+    # the API fuzzer (schemathesis from PyPI) lives in a virtual environment (make api-fuzz)
+    python3-venv python3-pip
 )
 missing=()
 for p in "${packages[@]}"; do
