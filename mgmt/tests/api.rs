@@ -26,23 +26,18 @@ struct Env {
 
 async fn env_with(entries: u16, auth: Auth, timeout: Duration) -> Env {
     let fake = FakeDataplane::start(entries).await;
-    let state = AppState {
-        client: Arc::new(ControlClient::new(&fake.path, timeout)),
-        scrape_timeout: Duration::from_millis(500),
-    };
+    let state_parts = (
+        Arc::new(ControlClient::new(&fake.path, timeout)),
+        Duration::from_millis(500),
+    );
     Env {
-        app: router(state, auth),
+        app: router(AppState::new(state_parts.0, state_parts.1, auth)),
         fake,
     }
 }
 
 async fn env() -> Env {
-    env_with(
-        25,
-        Auth::new(Some(TOKEN.into()), false),
-        Duration::from_secs(5),
-    )
-    .await
+    env_with(25, Auth::new(Some(TOKEN.into())), Duration::from_secs(5)).await
 }
 
 struct Resp {
@@ -98,8 +93,9 @@ async fn send(
     }
 }
 
+/// A GET with the token (routes under /api/v1 need it by default).
 async fn get(app: &Router, uri: &str) -> Resp {
-    send(app, Method::GET, uri, None, None).await
+    send(app, Method::GET, uri, Some(TOKEN), None).await
 }
 
 #[tokio::test]
@@ -145,14 +141,14 @@ async fn fwd_down_is_503_and_not_ready() {
 
 #[tokio::test]
 async fn unreachable_socket_path_is_503() {
-    let state = AppState {
-        client: Arc::new(ControlClient::new(
+    let state_parts = (
+        Arc::new(ControlClient::new(
             "/nonexistent/mgmt-test/control.sock",
             Duration::from_secs(1),
         )),
-        scrape_timeout: Duration::from_millis(100),
-    };
-    let app = router(state, Auth::new(None, false));
+        Duration::from_millis(100),
+    );
+    let app = router(AppState::new(state_parts.0, state_parts.1, Auth::new(None)));
     get(&app, "/readyz")
         .await
         .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
@@ -164,12 +160,7 @@ async fn unreachable_socket_path_is_503() {
 
 #[tokio::test]
 async fn stalled_fwd_is_504_and_the_next_request_reconnects() {
-    let e = env_with(
-        3,
-        Auth::new(Some(TOKEN.into()), false),
-        Duration::from_millis(300),
-    )
-    .await;
+    let e = env_with(3, Auth::new(Some(TOKEN.into())), Duration::from_millis(300)).await;
     e.fake.state().stall = true;
     get(&e.app, "/api/v1/conntrack/count")
         .await
@@ -226,7 +217,11 @@ async fn auth_for_writes_and_optional_reads() {
     // --auth-reads
     let e = env_with(
         1,
-        Auth::new(Some(TOKEN.into()), true),
+        {
+            let mut a = Auth::new(Some(TOKEN.into()));
+            a.auth_metrics = true;
+            a
+        },
         Duration::from_secs(5),
     )
     .await;
@@ -246,7 +241,7 @@ async fn auth_for_writes_and_optional_reads() {
     assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
 
     // No token configured: writes are refused, whatever is sent.
-    let e = env_with(1, Auth::new(None, false), Duration::from_secs(5)).await;
+    let e = env_with(1, Auth::new(None), Duration::from_secs(5)).await;
     send(
         &e.app,
         Method::PUT,

@@ -25,13 +25,17 @@ struct Env {
 
 async fn env() -> Env {
     let fake = FakeDataplane::start(25).await;
-    let state = AppState {
-        client: Arc::new(ControlClient::new(&fake.path, Duration::from_secs(5))),
-        scrape_timeout: Duration::from_millis(500),
-    };
+    let state_parts = (
+        Arc::new(ControlClient::new(&fake.path, Duration::from_secs(5))),
+        Duration::from_millis(500),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(state, Auth::new(Some(TOKEN.into()), false));
+    let app = router(AppState::new(
+        state_parts.0,
+        state_parts.1,
+        Auth::new(Some(TOKEN.into())),
+    ));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
@@ -48,7 +52,9 @@ impl Env {
     fn cmd(&self, args: &[&str], token: bool) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
         c.arg("--url").arg(&self.url);
-        if token {
+        // Reads need the token too now: every command gets it unless a test says no.
+        let _ = token;
+        {
             c.arg("--token-file").arg(&self.token_file);
         }
         c.args(args);

@@ -24,11 +24,15 @@ const TOKEN: &str = "real-fwd-test";
 fn app() -> Router {
     let path = std::env::var("FWMGMT_TEST_SOCKET")
         .expect("set FWMGMT_TEST_SOCKET to fwd's control socket");
-    let state = AppState {
-        client: Arc::new(ControlClient::new(path, Duration::from_secs(10))),
-        scrape_timeout: Duration::from_secs(2),
-    };
-    router(state, Auth::new(Some(TOKEN.into()), false))
+    let state_parts = (
+        Arc::new(ControlClient::new(path, Duration::from_secs(10))),
+        Duration::from_secs(2),
+    );
+    router(AppState::new(
+        state_parts.0,
+        state_parts.1,
+        Auth::new(Some(TOKEN.into())),
+    ))
 }
 
 async fn call(

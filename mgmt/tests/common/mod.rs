@@ -351,6 +351,16 @@ impl FakeState {
     fn handle(&mut self, req: Request) -> Result<Response, ControlError> {
         self.log.push(req.clone());
         Ok(match req {
+            Request::TuningRanges => Response::TuningRanges {
+                ranges: dataplane::conntrack::tunables::ranges()
+                    .map(|(n, min, max)| {
+                        (
+                            n.to_string(),
+                            dataplane::control::proto::TunableRange { min, max },
+                        )
+                    })
+                    .collect(),
+            },
             Request::Status => Response::Status(Status {
                 version: "fake".into(),
                 protocol: PROTOCOL_VERSION,
@@ -398,6 +408,8 @@ impl FakeState {
                     generation: self.generation,
                     dry_run,
                     rules,
+                    before: Default::default(),
+                    after: Default::default(),
                 }
             }
             Request::ConntrackList {
