@@ -533,13 +533,23 @@ async fn openapi_json(State(s): State<AppState>) -> Response {
 /// enforces for it (with its 401/403 answers), and the `PATCH /api/v1/tuning` body is
 /// generated from `ranges` (fwd's validation table).
 pub fn document(auth: &Auth, ranges: &[(String, u64, u64)]) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::path::HttpMethod;
     use utoipa::openapi::security::SecurityRequirement;
     use utoipa::openapi::{Ref, ResponseBuilder, content::ContentBuilder};
     let mut doc = ApiDoc::openapi();
-    let error = || {
+    let error = |code: &str| {
+        let description = match code {
+            "401" => "No bearer token, or a malformed Authorization header",
+            "403" => "The token is not valid, or fwmgmt has none configured",
+            "408" => "The request body did not arrive within the body timeout",
+            "413" => "The body is over this route's limit",
+            "421" => "This Host is not served (DNS rebinding guard)",
+            "502" => "fwd answered outside the control protocol",
+            "503" => "fwd is not running (its control socket does not answer)",
+            "504" => "fwd did not answer in time",
+            _ => "Error",
+        };
         ResponseBuilder::new()
-            .description("Error")
+            .description(description)
             .content(
                 "application/json",
                 ContentBuilder::new()
@@ -557,7 +567,6 @@ pub fn document(auth: &Auth, ranges: &[(String, u64, u64)]) -> utoipa::openapi::
             (Method::PATCH, &mut item.patch),
         ] {
             let Some(op) = op.as_mut() else { continue };
-            let _ = HttpMethod::Get;
             if auth.needs_token(&method, path) {
                 op.security = Some(vec![SecurityRequirement::new(
                     "bearer",
@@ -567,7 +576,7 @@ pub fn document(auth: &Auth, ranges: &[(String, u64, u64)]) -> utoipa::openapi::
                     op.responses
                         .responses
                         .entry(code.into())
-                        .or_insert_with(|| error().into());
+                        .or_insert_with(|| error(code).into());
                 }
             } else {
                 op.security = Some(vec![SecurityRequirement::default()]);
@@ -575,7 +584,25 @@ pub fn document(auth: &Auth, ranges: &[(String, u64, u64)]) -> utoipa::openapi::
                 op.responses.responses.remove("403");
             }
             // Every route answers a Host it does not serve with 421.
-            op.responses.responses.insert("421".into(), error().into());
+            let mut codes = vec!["421"];
+            // Routes that ask fwd: absent (503), too slow (504), an answer that makes no
+            // sense (502).
+            if !matches!(
+                path.as_str(),
+                "/healthz" | "/metrics" | "/api/v1/openapi.json"
+            ) {
+                codes.extend(["502", "503", "504"]);
+            }
+            // Bodies: too slow to arrive (408), too large (413).
+            if op.request_body.is_some() {
+                codes.extend(["408", "413"]);
+            }
+            for code in codes {
+                op.responses
+                    .responses
+                    .entry(code.into())
+                    .or_insert_with(|| error(code).into());
+            }
         }
     }
     if let Some(c) = doc.components.as_mut() {

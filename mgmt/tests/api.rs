@@ -202,8 +202,41 @@ async fn auth_for_writes_and_optional_reads() {
     );
     assert_eq!(put(Some(TOKEN)).await.status, StatusCode::OK);
     assert_eq!(e.fake.state().generation, 2);
-    // Reads are open by default.
+    // Reads need the token by default too (`conntrack -L` needs CAP_NET_ADMIN); what
+    // Prometheus and the probes read stays open.
+    let sent = e.fake.state().log.len();
+    for uri in [
+        "/api/v1/tuning",
+        "/api/v1/conntrack",
+        "/api/v1/conntrack/count",
+        "/api/v1/ruleset",
+        "/api/v1/status",
+        "/api/v1/conntrack/events",
+    ] {
+        let r = send(&e.app, Method::GET, uri, None, None).await;
+        r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer", "{uri}");
+    }
+    // Checking a ruleset compiles it in fwd: it needs the token like a write.
+    send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/check",
+        None,
+        Some(("text/plain", b"flush ruleset\n")),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        e.fake.state().log.len(),
+        sent,
+        "refused reads must not reach fwd"
+    );
     assert_eq!(get(&e.app, "/api/v1/tuning").await.status, StatusCode::OK);
+    for uri in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+        let r = send(&e.app, Method::GET, uri, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+    }
     // A malformed Authorization header is a 401 naming the header.
     let req = Request::builder()
         .method(Method::DELETE)
@@ -214,7 +247,46 @@ async fn auth_for_writes_and_optional_reads() {
     let resp = e.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
-    // --auth-reads
+    // --open-reads: GET routes open, writes and the check still need the token.
+    let e = env_with(
+        1,
+        {
+            let mut a = Auth::new(Some(TOKEN.into()));
+            a.open_reads = true;
+            a
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    for uri in [
+        "/api/v1/tuning",
+        "/api/v1/conntrack/count",
+        "/api/v1/ruleset",
+    ] {
+        let r = send(&e.app, Method::GET, uri, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+    }
+    send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/check",
+        None,
+        Some(("text/plain", b"flush ruleset\n")),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    send(
+        &e.app,
+        Method::DELETE,
+        "/api/v1/conntrack?all=true",
+        None,
+        None,
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(e.fake.state().generation, 1);
+
+    // --auth-metrics: /metrics needs the token; the probes stay open.
     let e = env_with(
         1,
         {
@@ -225,20 +297,17 @@ async fn auth_for_writes_and_optional_reads() {
         Duration::from_secs(5),
     )
     .await;
-    get(&e.app, "/api/v1/tuning")
+    send(&e.app, Method::GET, "/metrics", None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
-    get(&e.app, "/metrics")
+    assert_eq!(get(&e.app, "/metrics").await.status, StatusCode::OK);
+    send(&e.app, Method::GET, "/api/v1/tuning", None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_eq!(
-        send(&e.app, Method::GET, "/api/v1/tuning", Some(TOKEN), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(get(&e.app, "/healthz").await.status, StatusCode::OK);
-    assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+    for uri in ["/healthz", "/readyz"] {
+        let r = send(&e.app, Method::GET, uri, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+    }
 
     // No token configured: writes are refused, whatever is sent.
     let e = env_with(1, Auth::new(None), Duration::from_secs(5)).await;
@@ -284,21 +353,54 @@ async fn ruleset_get_text_and_structured() {
 async fn ruleset_replace_check_and_bad_ruleset() {
     let e = env().await;
     let new = "table inet filter {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n    udp dport 53 counter accept\n  }\n}\n";
-    // Check: valid, nothing applied.
+    let initial = json!({"tables": 1, "chains": 1, "rules": 2});
+    let replaced = json!({"tables": 1, "chains": 1, "rules": 1});
+    // Check: valid, nothing applied; what would change.
     let r = send(
         &e.app,
         Method::POST,
         "/api/v1/ruleset/check",
-        None,
+        Some(TOKEN),
         Some(("text/plain", new.as_bytes())),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(
         r.json(),
-        json!({"generation": 1, "dry_run": true, "rules": 1})
+        json!({"generation": 1, "dry_run": true, "rules": 1, "before": initial, "after": replaced})
     );
     assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
+
+    // An empty or blank body is refused before fwd sees it, for the check and the
+    // replacement alike: the running ruleset and its generation are untouched.
+    let sent = e.fake.state().log.len();
+    for (method, uri) in [
+        (Method::PUT, "/api/v1/ruleset"),
+        (Method::POST, "/api/v1/ruleset/check"),
+    ] {
+        for (ct, body) in [
+            (None, &b""[..]),
+            (Some("text/plain"), &b""[..]),
+            (Some("text/plain"), &b" \n\t\n"[..]),
+            (Some("application/json"), &b""[..]),
+        ] {
+            let r = match ct {
+                Some(ct) => send(&e.app, method.clone(), uri, Some(TOKEN), Some((ct, body))).await,
+                None => send(&e.app, method.clone(), uri, Some(TOKEN), None).await,
+            };
+            let v = r.error(StatusCode::BAD_REQUEST, "bad_request");
+            assert!(
+                v["message"].as_str().unwrap().contains("flush ruleset"),
+                "{method} {uri} {ct:?}: {v}"
+            );
+        }
+    }
+    assert_eq!(e.fake.state().log.len(), sent);
+    let (ruleset, generation) = {
+        let st = e.fake.state();
+        (st.ruleset.clone(), st.generation)
+    };
+    assert_eq!((ruleset.as_str(), generation), (INITIAL_RULESET, 1));
 
     // A bad ruleset: 400 with line and column, the running ruleset untouched.
     let bad = "table inet filter {\n  chain input {\n    tcp dport 22 accept\n      frobnicate everything\n  }\n}\n";
@@ -338,7 +440,7 @@ async fn ruleset_replace_check_and_bad_ruleset() {
     .await;
     assert_eq!(
         r.json(),
-        json!({"generation": 2, "dry_run": false, "rules": 1})
+        json!({"generation": 2, "dry_run": false, "rules": 1, "before": initial, "after": replaced})
     );
     let v = get(&e.app, "/api/v1/ruleset").await.json();
     assert_eq!(
@@ -595,7 +697,7 @@ async fn tuning_get_and_patch() {
             .await
         }
     };
-    let r = patch(r#"{"nf_conntrack_udp_timeout": 10, "tcp_loose": false}"#).await;
+    let r = patch(r#"{"nf_conntrack_udp_timeout": 10, "nf_conntrack_tcp_loose": false}"#).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["values"]["nf_conntrack_udp_timeout"], 10);
     assert_eq!(e.fake.state().tuning["nf_conntrack_tcp_loose"], 0);
@@ -614,6 +716,15 @@ async fn tuning_get_and_patch() {
         .await
         .error(StatusCode::BAD_REQUEST, "bad_tunable");
     assert_eq!(v["field"], "nf_conntrack_frobs");
+    // The API takes the full sysctl names only (fwctl expands the short ones).
+    let v = patch(r#"{"nf_conntrack_udp_timeout": 20, "tcp_loose": 1}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "tcp_loose");
+    let v = patch(r#"{"nf_conntrack_udp_timeout": 20.5}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "nf_conntrack_udp_timeout");
     let v = patch(r#"{"nf_conntrack_max": -1}"#)
         .await
         .error(StatusCode::BAD_REQUEST, "bad_tunable");
@@ -764,6 +875,7 @@ async fn sse_stream_delivers_filtered_events() {
     let e = env().await;
     let req = Request::builder()
         .uri("/api/v1/conntrack/events?proto=tcp&events=NEW,DESTROY")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .unwrap();
     let resp = e.app.clone().oneshot(req).await.unwrap();
@@ -864,6 +976,73 @@ async fn openapi_document_covers_every_route() {
         assert!(params.contains(&p), "parameter {p} missing");
     }
     insta::assert_snapshot!("openapi", serde_json::to_string_pretty(&v).unwrap());
+    let open = env_with(
+        1,
+        {
+            let mut a = Auth::new(Some(TOKEN.into()));
+            a.open_reads = true;
+            a
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let open_doc = get(&open.app, "/api/v1/openapi.json").await.json();
+    // Each operation's security is what the server enforces: sent without a token, an
+    // operation that declares the bearer scheme is a 401 and one that declares none is not.
+    for (app, doc) in [(&e.app, &v), (&open.app, &open_doc)] {
+        let mut secured = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let needs = op["security"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.get("bearer").is_some());
+                let has_401 = op["responses"].get("401").is_some();
+                assert_eq!(needs, has_401, "{method} {path}");
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                // The status only: an open event stream never ends.
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                assert_eq!(
+                    status == StatusCode::UNAUTHORIZED,
+                    needs,
+                    "{method} {path}: {status}"
+                );
+                secured += usize::from(needs);
+            }
+        }
+        assert!(secured > 0);
+    }
+    // --open-reads opens the GET routes and nothing else.
+    let ops = |doc: &Value, secured: bool| -> Vec<String> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if op["responses"].get("401").is_some() == secured {
+                    out.push(format!("{method} {path}"));
+                }
+            }
+        }
+        out
+    };
+    let opened: Vec<String> = ops(&open_doc, false)
+        .into_iter()
+        .filter(|o| !ops(&v, false).contains(o))
+        .collect();
+    assert!(opened.iter().all(|o| o.starts_with("get ")), "{opened:?}");
+    assert!(
+        opened.contains(&"get /api/v1/conntrack".to_string()),
+        "{opened:?}"
+    );
+    assert!(
+        ops(&open_doc, true).contains(&"post /api/v1/ruleset/check".to_string()),
+        "the check compiles in fwd: it keeps the token"
+    );
 }
 
 #[tokio::test]
@@ -871,6 +1050,7 @@ async fn sse_client_leaving_closes_the_subscription() {
     let e = env().await;
     let req = Request::builder()
         .uri("/api/v1/conntrack/events")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .unwrap();
     let resp = e.app.clone().oneshot(req).await.unwrap();
@@ -894,6 +1074,7 @@ async fn sse_stream_ends_with_an_error_event_when_fwd_goes_away() {
     let e = env().await;
     let req = Request::builder()
         .uri("/api/v1/conntrack/events")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .unwrap();
     let mut body = e.app.clone().oneshot(req).await.unwrap().into_body();

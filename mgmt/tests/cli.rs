@@ -52,9 +52,7 @@ impl Env {
     fn cmd(&self, args: &[&str], token: bool) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
         c.arg("--url").arg(&self.url);
-        // Reads need the token too now: every command gets it unless a test says no.
-        let _ = token;
-        {
+        if token {
             c.arg("--token-file").arg(&self.token_file);
         }
         c.args(args);
@@ -78,7 +76,7 @@ impl Env {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conntrack_list_count_delete_like_conntrack() {
     let e = env().await;
-    let (ok, out, err) = e.run(&["conntrack", "list", "--page", "10"], false).await;
+    let (ok, out, err) = e.run(&["conntrack", "list", "--page", "10"], true).await;
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 25, "all pages listed");
@@ -90,21 +88,37 @@ async fn conntrack_list_count_delete_like_conntrack() {
     assert!(err.contains("25 flow entries have been shown"), "{err}");
 
     let (ok, out, _) = e
-        .run(&["--json", "conntrack", "list", "-p", "udp"], false)
+        .run(&["--json", "conntrack", "list", "-p", "udp"], true)
         .await;
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 12);
 
     let (ok, out, _) = e
-        .run(&["conntrack", "count", "-s", "198.18.0.0/29"], false)
+        .run(&["conntrack", "count", "-s", "198.18.0.0/29"], true)
         .await;
     assert!(ok);
     assert_eq!(out.trim(), "7");
 
+    // Reads need the token (like `conntrack -L` needs CAP_NET_ADMIN); nothing reaches fwd.
+    let sent = e.fake.state().log.len();
+    for args in [
+        &["conntrack", "list"][..],
+        &["conntrack", "count", "-p", "udp"],
+        &["conntrack", "stats"],
+    ] {
+        let (ok, out, err) = e.run(args, false).await;
+        assert!(
+            !ok && out.is_empty() && err.contains("unauthorized"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(e.fake.state().log.len(), sent);
+
     // Delete: needs the token, and a filter or --all.
     let (ok, _, err) = e.run(&["conntrack", "delete", "-p", "udp"], false).await;
     assert!(!ok && err.contains("unauthorized"), "{err}");
+    assert_eq!(e.fake.state().entries.len(), 25);
     let (ok, _, err) = e.run(&["conntrack", "delete"], true).await;
     assert!(!ok && err.contains("refused_unfiltered"), "{err}");
     let (ok, _, err) = e.run(&["conntrack", "delete", "-p", "udp"], true).await;
@@ -114,7 +128,7 @@ async fn conntrack_list_count_delete_like_conntrack() {
     );
     assert_eq!(e.fake.state().entries.len(), 13);
     let (ok, _, err) = e
-        .run(&["conntrack", "count", "--dport", "http"], false)
+        .run(&["conntrack", "count", "--dport", "http"], true)
         .await;
     assert!(
         !ok && err.contains("bad_filter") && err.contains("field `dport`"),
@@ -125,7 +139,7 @@ async fn conntrack_list_count_delete_like_conntrack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ruleset_show_apply_check() {
     let e = env().await;
-    let (ok, out, _) = e.run(&["ruleset", "show"], false).await;
+    let (ok, out, _) = e.run(&["ruleset", "show"], true).await;
     assert!(ok);
     assert_eq!(out, INITIAL_RULESET);
 
@@ -144,16 +158,23 @@ async fn ruleset_show_apply_check() {
     .unwrap();
     let (g, b) = (good.to_str().unwrap(), bad.to_str().unwrap());
 
-    let (ok, out, _) = e.run(&["ruleset", "check", g], false).await;
+    let (ok, out, _) = e.run(&["ruleset", "check", g], true).await;
     assert!(ok && out.contains("ok (1 rules)"), "{out}");
+    assert!(
+        out.contains("would change tables 1 -> 1, chains 1 -> 1, rules 2 -> 1"),
+        "{out}"
+    );
     let (ok, _, err) = e.run(&["ruleset", "apply", b], true).await;
     assert!(!ok);
     assert!(err.contains(&format!("{b}:4:4: bad_ruleset")), "{err}");
     assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
     let (ok, out, err) = e.run(&["ruleset", "apply", g], true).await;
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "ruleset applied: generation 2, 1 rules");
-    let (_, out, _) = e.run(&["ruleset", "show"], false).await;
+    assert_eq!(
+        out.trim(),
+        "ruleset applied: generation 2, 1 rules; tables 1 -> 1, chains 1 -> 1, rules 2 -> 1"
+    );
+    let (_, out, _) = e.run(&["ruleset", "show"], true).await;
     assert!(out.contains("tcp dport 80 counter accept"));
 
     // A .json file goes as nftables JSON; `-` reads stdin.
@@ -202,7 +223,7 @@ async fn ruleset_show_apply_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tuning_stats_ports_workers() {
     let e = env().await;
-    let (ok, out, _) = e.run(&["tuning", "get", "udp_timeout"], false).await;
+    let (ok, out, _) = e.run(&["tuning", "get", "udp_timeout"], true).await;
     assert!(ok);
     assert_eq!(out.trim(), "nf_conntrack_udp_timeout = 30");
     let (ok, out, err) = e
@@ -232,7 +253,7 @@ async fn tuning_stats_ports_workers() {
     let (ok, _, err) = e.run(&["tuning", "set", "udp_timeout"], true).await;
     assert!(!ok && err.contains("NAME=VALUE"), "{err}");
 
-    let (ok, out, _) = e.run(&["conntrack", "stats"], false).await;
+    let (ok, out, _) = e.run(&["conntrack", "stats"], true).await;
     assert!(ok);
     assert!(
         out.lines()
@@ -242,17 +263,17 @@ async fn tuning_stats_ports_workers() {
         "{out}"
     );
     assert!(out.contains("total     found=300"), "{out}");
-    let (ok, out, _) = e.run(&["ports"], false).await;
+    let (ok, out, _) = e.run(&["ports"], true).await;
     assert!(
         ok && out.lines().count() == 3 && out.contains("wan") && out.contains(" up "),
         "{out}"
     );
-    let (ok, out, _) = e.run(&["workers"], false).await;
+    let (ok, out, _) = e.run(&["workers"], true).await;
     assert!(
         ok && out.contains("25.0%") && out.contains("ct_invalid=7") && out.contains("ICMP_RLIM"),
         "{out}"
     );
-    let (ok, out, _) = e.run(&["--json", "workers"], false).await;
+    let (ok, out, _) = e.run(&["--json", "workers"], true).await;
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["workers"][0]["busy_ratio"], 0.25);
@@ -262,7 +283,7 @@ async fn tuning_stats_ports_workers() {
 async fn events_follow_until_count() {
     let e = env().await;
     let mut child = e
-        .cmd(&["conntrack", "events", "-p", "tcp", "--count", "2"], false)
+        .cmd(&["conntrack", "events", "-p", "tcp", "--count", "2"], true)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -310,6 +331,6 @@ async fn unreachable_api_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("fwctl: error:"));
     // fwd down behind a running fwmgmt.
     e.fake.stop();
-    let (ok, _, err) = e.run(&["conntrack", "count"], false).await;
+    let (ok, _, err) = e.run(&["conntrack", "count"], true).await;
     assert!(!ok && err.contains("fwd_unreachable"), "{err}");
 }

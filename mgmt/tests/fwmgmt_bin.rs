@@ -21,7 +21,9 @@ fn spawn(args: &[&str]) -> Child {
         .env_remove("FWMGMT_LISTEN")
         .env_remove("FWMGMT_CONTROL_SOCKET")
         .env_remove("FWMGMT_TOKEN_FILE")
-        .env_remove("FWMGMT_AUTH_READS")
+        .env_remove("FWMGMT_OPEN_READS")
+        .env_remove("FWMGMT_AUTH_METRICS")
+        .env_remove("FWMGMT_ALLOWED_HOSTS")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,15 +101,22 @@ async fn serves_applies_and_survives_its_own_restart() {
     // A new fwmgmt finds fwd's state as it was: it keeps none of its own.
     let mut child = spawn(&argv);
     let b = base.clone();
-    let text = blocking(move || {
+    let (noauth, text) = blocking(move || {
         wait_up(&format!("{b}/healthz"));
-        ureq::get(&format!("{b}/api/v1/ruleset?format=text"))
+        let noauth = match ureq::get(&format!("{b}/api/v1/ruleset?format=text")).call() {
+            Err(ureq::Error::Status(s, _)) => s,
+            _ => 0,
+        };
+        let text = ureq::get(&format!("{b}/api/v1/ruleset?format=text"))
+            .set("Authorization", "Bearer bin-token")
             .call()
             .unwrap()
             .into_string()
-            .unwrap()
+            .unwrap();
+        (noauth, text)
     })
     .await;
+    assert_eq!(noauth, 401, "reads need the token by default");
     assert_eq!(text, "table inet t {\n}\n");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -121,7 +130,9 @@ fn bad_configuration_exits_with_status_2() {
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     for args in [
+        // Removed in favour of reads needing the token by default: refused, not ignored.
         vec!["--listen", &listen, "--auth-reads"],
+        vec!["--listen", &listen, "--auth-metrics"],
         vec!["--listen", &listen, "--token-file", empty.to_str().unwrap()],
         vec!["--listen", &listen, "--token-file", "/nonexistent/token"],
     ] {
@@ -141,7 +152,14 @@ async fn sigterm_stops_it_even_with_an_open_event_stream() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let sock = fake.path.to_str().unwrap().to_string();
-    let mut child = spawn(&["--listen", &listen, "--control-socket", &sock]);
+    // --open-reads: the event stream needs no token (and none is configured).
+    let mut child = spawn(&[
+        "--listen",
+        &listen,
+        "--control-socket",
+        &sock,
+        "--open-reads",
+    ]);
     let base = format!("http://127.0.0.1:{port}");
     let b = base.clone();
     let stream = blocking(move || {

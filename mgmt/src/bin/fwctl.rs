@@ -305,6 +305,16 @@ fn counters_text(c: &CtCounters) -> String {
     )
 }
 
+/// What a ruleset write changed: `tables 1 -> 2, chains 3 -> 3, rules 10 -> 12` (the
+/// running ruleset before, the ruleset sent after).
+fn changes(v: &Value) -> String {
+    ["tables", "chains", "rules"]
+        .iter()
+        .map(|k| format!("{k} {} -> {}", v["before"][k], v["after"][k]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -348,11 +358,18 @@ fn ruleset_send(c: &Client, cli_json: bool, file: &PathBuf, check: bool) -> Resu
     if cli_json {
         print_json(&v);
     } else if check {
-        println!("{}: ok ({} rules)", file.display(), v["rules"]);
+        println!(
+            "{}: ok ({} rules); would change {}",
+            file.display(),
+            v["rules"],
+            changes(&v)
+        );
     } else {
         println!(
-            "ruleset applied: generation {}, {} rules",
-            v["generation"], v["rules"]
+            "ruleset applied: generation {}, {} rules; {}",
+            v["generation"],
+            v["rules"],
+            changes(&v)
         );
     }
     Ok(())

@@ -203,10 +203,11 @@ pub fn initial_tuning() -> BTreeMap<String, u64> {
     .collect()
 }
 
-/// Checks a ruleset text: known first words, balanced braces; returns the rule count.
-pub fn check_ruleset(text: &str) -> Result<u32, ControlError> {
+/// Checks a ruleset text: known first words, balanced braces; returns its tables, chains
+/// and rules.
+pub fn check_ruleset(text: &str) -> Result<RulesetSummary, ControlError> {
     let mut depth = 0i32;
-    let mut rules = 0;
+    let mut sum = RulesetSummary::default();
     for (n, line) in text.lines().enumerate() {
         let ln = u32::try_from(n).unwrap() + 1;
         let t = line.trim_start();
@@ -227,8 +228,13 @@ pub fn check_ruleset(text: &str) -> Result<u32, ControlError> {
         if depth < 0 {
             return Err(ControlError::new(ErrorCode::BadRuleset, "unbalanced `}`").at(ln, col));
         }
-        if (t.contains("accept") || t.contains("drop")) && !t.starts_with("type") {
-            rules += 1;
+        match word {
+            "table" => sum.tables += 1,
+            "chain" => sum.chains += 1,
+            _ if (t.contains("accept") || t.contains("drop")) && !t.starts_with("type") => {
+                sum.rules += 1;
+            }
+            _ => {}
         }
     }
     if depth != 0 {
@@ -238,7 +244,7 @@ pub fn check_ruleset(text: &str) -> Result<u32, ControlError> {
                 .at(last.max(1), 1),
         );
     }
-    Ok(rules)
+    Ok(sum)
 }
 
 fn rule_counters(text: &str, generation: u64) -> Vec<RuleCounter> {
@@ -353,12 +359,7 @@ impl FakeState {
         Ok(match req {
             Request::TuningRanges => Response::TuningRanges {
                 ranges: dataplane::conntrack::tunables::ranges()
-                    .map(|(n, min, max)| {
-                        (
-                            n.to_string(),
-                            dataplane::control::proto::TunableRange { min, max },
-                        )
-                    })
+                    .map(|(n, min, max)| (n.to_string(), TunableRange { min, max }))
                     .collect(),
             },
             Request::Status => Response::Status(Status {
@@ -399,7 +400,8 @@ impl FakeState {
                         "table inet json {\n}\n".to_string()
                     }
                 };
-                let rules = check_ruleset(&text)?;
+                let after = check_ruleset(&text)?;
+                let before = check_ruleset(&self.ruleset)?;
                 if !dry_run {
                     self.ruleset = text;
                     self.generation += 1;
@@ -407,9 +409,9 @@ impl FakeState {
                 Response::RulesetApplied {
                     generation: self.generation,
                     dry_run,
-                    rules,
-                    before: Default::default(),
-                    after: Default::default(),
+                    rules: after.rules,
+                    before,
+                    after,
                 }
             }
             Request::ConntrackList {
