@@ -96,6 +96,9 @@ drop_reasons! {
     CtInsertFailed = "ct_insert_failed",
     /// The port's TX queue refused the frame (`tx_burst` took fewer; the mbuf is freed).
     TxRefused = "tx_refused",
+    /// IPv4 loose or strict source route option (LSRR, SSRR): dropped whatever its
+    /// destination, as Linux does with `accept_source_route = 0` (its default).
+    SourceRoute = "source_route",
 }
 
 #[cfg(test)]

@@ -84,7 +84,10 @@ impl Process for Steer {
     }
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
-            WorkerCommand::CtCount { .. } => WorkerReply::Count(self.seen),
+            WorkerCommand::CtCount { .. } => WorkerReply::Count {
+                count: self.seen,
+                next_cursor: None,
+            },
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
                 error: self.wrong_port + self.bad_steer,
                 entries: self.steered.len() as u64,
@@ -326,6 +329,8 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
             asked = c1p
                 .enqueue(Box::new(WorkerCommand::CtCount {
                     filter: Default::default(),
+                    cursor: 0,
+                    budget: u32::MAX,
                 }))
                 .is_ok()
                 && c1p.enqueue(Box::new(WorkerCommand::CtStats)).is_ok();
@@ -367,7 +372,13 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     for f in &got_slow {
         assert_eq!((f[14], f[15]), (0xff, 0xee), "slow path did not rewrite");
     }
-    assert_eq!(*reply.unwrap(), WorkerReply::Count(u64::from(want_fwd)));
+    assert_eq!(
+        *reply.unwrap(),
+        WorkerReply::Count {
+            count: u64::from(want_fwd),
+            next_cursor: None
+        }
+    );
     // Every steering record reached worker 1 through the edge, the withdrawn one is gone.
     match *stats.expect("CtStats reply") {
         WorkerReply::Stats(st) => {

@@ -440,17 +440,23 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
             // JSON has one number type: `30.0` is the integer 30 (JSON Schema agrees).
             serde_json::Value::Number(n) => n
                 .as_u64()
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.fract() == 0.0 && (0.0..=9.0e15).contains(f))
-                        .map(|f| f as u64)
-                })
+                .or_else(|| n.as_f64().and_then(integral))
                 .ok_or_else(|| bad(format!("{name}: {n} is not a non-negative integer")))?,
             other => return Err(bad(format!("{name}: {other} is not a number"))),
         };
         out.insert(name, n);
     }
     Ok(out)
+}
+
+/// `f` as an integer when it is one, non-negative and exact (up to 9e15 < 2^53).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "integral and within 0..=9e15: exact in u64"
+)]
+fn integral(f: f64) -> Option<u64> {
+    (f.fract() == 0.0 && (0.0..=9.0e15).contains(&f)).then_some(f as u64)
 }
 
 #[utoipa::path(patch, path = "/api/v1/tuning", tag = "tuning",

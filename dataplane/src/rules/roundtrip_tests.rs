@@ -44,7 +44,7 @@ fn value(kind: Kind) -> BoxedStrategy<Value> {
                 // Mostly host bits cleared, so most prefixes are valid.
                 let full = if a.to_v4().is_some() { 32u8 } else { 128 };
                 let l = l.min(full);
-                let m = super::parse::prefix_mask(if full == 32 { Kind::Addr4 } else { Kind::Addr6 }, l);
+                let m = parse::prefix_mask(if full == 32 { Kind::Addr4 } else { Kind::Addr6 }, l);
                 let v = super::compile::addr_to_u128(a) & m;
                 Value::Prefix(Addr(v.to_be_bytes()), l)
             }),

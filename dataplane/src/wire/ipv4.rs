@@ -146,6 +146,24 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
+    /// Whether the options carry a loose or strict source route (LSRR, SSRR). A list cut
+    /// short (framing is `check_len`'s business) ends the walk.
+    pub fn has_source_route(&self) -> bool {
+        let mut opts = self.options();
+        while let Some(&kind) = opts.first() {
+            match kind {
+                0 => return false,
+                1 => opts = &opts[1..],
+                option::LSRR | option::SSRR => return true,
+                _ => {
+                    let len = opts.get(1).map_or(opts.len(), |&l| usize::from(l).max(2));
+                    opts = opts.get(len..).unwrap_or(&[]);
+                }
+            }
+        }
+        false
+    }
+
     /// Whether the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(checksum::sum(&self.buffer.as_ref()[..self.header_len()]))
@@ -209,6 +227,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let c = checksum::checksum(&self.buffer.as_ref()[..hl]);
         self.set_checksum(c);
     }
+}
+
+/// IPv4 option types (RFC 791 §3.1, copied flag included).
+pub mod option {
+    /// Loose source and record route.
+    pub const LSRR: u8 = 0x83;
+    /// Strict source and record route.
+    pub const SSRR: u8 = 0x89;
 }
 
 /// Option framing (RFC 791 §3.1): type 0 ends the list, type 1 is one byte, every other

@@ -156,6 +156,10 @@ fn parse_v4(frame: &[u8], l3_off: usize, opts: &ParseOptions) -> Result<IpInfo, 
     if src[0] >= 224 && src[0] < 240 || src == [255; 4] || src[0] == 127 {
         return Err(DropReason::BadSourceAddress);
     }
+    // Only the outer header: a quoted header inside an ICMP error is not routed.
+    if ip.has_source_route() {
+        return Err(DropReason::SourceRoute);
+    }
     let frag = match (ip.more_frags(), ip.frag_offset()) {
         (false, 0) => Fragment::None,
         (true, 0) => Fragment::First,

@@ -1,6 +1,6 @@
 //! Parse-level tests: real captures, one malformed case per drop reason, and properties.
 
-use super::testdata::{capture, captures};
+use super::testdata::{capture, captures, source_routed};
 use super::*;
 use crate::DropReason;
 use proptest::prelude::*;
@@ -228,6 +228,45 @@ fn each_drop_reason() {
     f[20] = 60; // fixed header says dest-opts, whose next header (byte 54) is hop-by-hop
     f[54] = 0;
     assert_eq!(parse(&f, &TRUST_ALL), Err(DropReason::BadIpOptions));
+}
+
+#[test]
+fn source_routed_frames_are_dropped_like_linux() {
+    let frames = source_routed();
+    assert_eq!(frames.len(), 2);
+    for (desc, frame) in &frames {
+        // Linux's own frames: well formed, checksums complete.
+        let ip = ipv4::Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        assert!(ip.verify_checksum(), "{desc}");
+        assert!(ip.has_source_route(), "{desc}");
+        assert_eq!(
+            parse(frame, &VERIFY_ALL),
+            Err(DropReason::SourceRoute),
+            "{desc}"
+        );
+        // The same option turned into record route (type 7, same framing) is forwarded:
+        // only a source route is refused, not every option.
+        let mut f = frame.clone();
+        f[34] = 7;
+        let mut ip = ipv4::Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.fill_checksum();
+        let p = parse(&f, &VERIFY_ALL).unwrap_or_else(|e| panic!("{desc}: {e:?}"));
+        assert!(
+            matches!(ip_of(p).l4, Some(L4Info::Udp { dport: 5005, .. })),
+            "{desc}"
+        );
+    }
+    // A source route behind a NOP and another option is found too.
+    let (_, lsrr) = &frames[0];
+    let mut f = lsrr[..14].to_vec();
+    f.extend_from_slice(&[0x48, 0, 0, 0, 0, 0, 0x40, 0x11, 0, 0]);
+    f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+    f.extend_from_slice(&[1, 7, 3, 4, 0x83, 3, 4, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&[0x9c, 0x40, 0x13, 0x8d, 0, 8, 0, 0]);
+    let len = u16::try_from(f.len() - 14).unwrap();
+    f[16..18].copy_from_slice(&len.to_be_bytes());
+    ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    assert_eq!(parse(&f, &TRUST_ALL), Err(DropReason::SourceRoute));
 }
 
 #[test]

@@ -24,6 +24,15 @@ echo hello6 | ip netns exec wire-a timeout 2 nc -q0 2001:db8::2 5002
 echo udp | ip netns exec wire-a timeout 1 nc -u -q0 198.18.0.2 5003
 echo udp6 | ip netns exec wire-a timeout 1 nc -u -q0 2001:db8::2 5004
 ip netns exec wire-a ping -c1 -W1 -s 3000 198.18.0.2
+# source-routed.txt: UDP with a loose (0x83) and a strict (0x89) source route option, set
+# with IP_OPTIONS (captured on their own: they go in a separate file).
+ip netns exec wire-b timeout 4 tcpdump -i wire-vb -n -xx -c 2 'ip[0] & 0xf > 5' > srr.txt 2>/dev/null &
+TD2=$!
+sleep 1
+for t in 0x83 0x89; do
+    ip netns exec wire-a python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, bytes([$t, 7, 4, 198, 18, 0, 2, 0])); s.sendto(b'lsrr', ('198.18.0.2', 5005))"
+done
+wait $TD2
 wait $NC1 $NC2
 wait $TD
 ip netns del wire-a; ip netns del wire-b
