@@ -93,6 +93,26 @@ async fn send(
     }
 }
 
+/// The default policy with the token, changed by `f`.
+fn policy(f: impl FnOnce(&mut Auth)) -> Auth {
+    let mut a = Auth::new(Some(TOKEN.into()));
+    f(&mut a);
+    a
+}
+
+/// A ruleset check without the token: 401 (it compiles in fwd, so it is never open).
+async fn check_without_token(app: &Router) {
+    send(
+        app,
+        Method::POST,
+        "/api/v1/ruleset/check",
+        None,
+        Some(("text/plain", b"flush ruleset\n")),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
 /// A GET with the token (routes under /api/v1 need it by default).
 async fn get(app: &Router, uri: &str) -> Resp {
     send(app, Method::GET, uri, Some(TOKEN), None).await
@@ -218,15 +238,7 @@ async fn auth_for_writes_and_optional_reads() {
         assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer", "{uri}");
     }
     // Checking a ruleset compiles it in fwd: it needs the token like a write.
-    send(
-        &e.app,
-        Method::POST,
-        "/api/v1/ruleset/check",
-        None,
-        Some(("text/plain", b"flush ruleset\n")),
-    )
-    .await
-    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    check_without_token(&e.app).await;
     assert_eq!(
         e.fake.state().log.len(),
         sent,
@@ -248,16 +260,7 @@ async fn auth_for_writes_and_optional_reads() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // --open-reads: GET routes open, writes and the check still need the token.
-    let e = env_with(
-        1,
-        {
-            let mut a = Auth::new(Some(TOKEN.into()));
-            a.open_reads = true;
-            a
-        },
-        Duration::from_secs(5),
-    )
-    .await;
+    let e = env_with(1, policy(|a| a.open_reads = true), Duration::from_secs(5)).await;
     for uri in [
         "/api/v1/tuning",
         "/api/v1/conntrack/count",
@@ -266,15 +269,7 @@ async fn auth_for_writes_and_optional_reads() {
         let r = send(&e.app, Method::GET, uri, None, None).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
     }
-    send(
-        &e.app,
-        Method::POST,
-        "/api/v1/ruleset/check",
-        None,
-        Some(("text/plain", b"flush ruleset\n")),
-    )
-    .await
-    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    check_without_token(&e.app).await;
     send(
         &e.app,
         Method::DELETE,
@@ -287,16 +282,7 @@ async fn auth_for_writes_and_optional_reads() {
     assert_eq!(e.fake.state().generation, 1);
 
     // --auth-metrics: /metrics needs the token; the probes stay open.
-    let e = env_with(
-        1,
-        {
-            let mut a = Auth::new(Some(TOKEN.into()));
-            a.auth_metrics = true;
-            a
-        },
-        Duration::from_secs(5),
-    )
-    .await;
+    let e = env_with(1, policy(|a| a.auth_metrics = true), Duration::from_secs(5)).await;
     send(&e.app, Method::GET, "/metrics", None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
@@ -976,16 +962,7 @@ async fn openapi_document_covers_every_route() {
         assert!(params.contains(&p), "parameter {p} missing");
     }
     insta::assert_snapshot!("openapi", serde_json::to_string_pretty(&v).unwrap());
-    let open = env_with(
-        1,
-        {
-            let mut a = Auth::new(Some(TOKEN.into()));
-            a.open_reads = true;
-            a
-        },
-        Duration::from_secs(5),
-    )
-    .await;
+    let open = env_with(1, policy(|a| a.open_reads = true), Duration::from_secs(5)).await;
     let open_doc = get(&open.app, "/api/v1/openapi.json").await.json();
     // Each operation's security is what the server enforces: sent without a token, an
     // operation that declares the bearer scheme is a 401 and one that declares none is not.

@@ -259,7 +259,7 @@ fn source_routed_frames_are_dropped_like_linux() {
     // A source route behind a NOP and another option is found too.
     let (_, lsrr) = &frames[0];
     let mut f = lsrr[..14].to_vec();
-    f.extend_from_slice(&[0x48, 0, 0, 0, 0, 0, 0x40, 0x11, 0, 0]);
+    f.extend_from_slice(&[0x48, 0, 0, 0, 0, 0, 0x40, 0, 0x40, 0x11, 0, 0]);
     f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
     f.extend_from_slice(&[1, 7, 3, 4, 0x83, 3, 4, 0, 0, 0, 0, 0]);
     f.extend_from_slice(&[0x9c, 0x40, 0x13, 0x8d, 0, 8, 0, 0]);
@@ -267,6 +267,10 @@ fn source_routed_frames_are_dropped_like_linux() {
     f[16..18].copy_from_slice(&len.to_be_bytes());
     ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
     assert_eq!(parse(&f, &TRUST_ALL), Err(DropReason::SourceRoute));
+    // Without the source route (NOPs in its place) the same header parses.
+    f[38..41].copy_from_slice(&[1, 1, 1]);
+    ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    assert!(parse(&f, &TRUST_ALL).is_ok());
 }
 
 #[test]

@@ -351,26 +351,32 @@ fn tuning_is_validated_persisted_and_applied_as_a_share() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn set_tunables(s: &mut Server<Fake>, values: &[(&str, u64)]) -> Result<Response, ControlError> {
+    s.request(Request::TuningSet {
+        values: values.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+    })
+}
+
+fn running_tunables(s: &mut Server<Fake>) -> BTreeMap<String, u64> {
+    match s.request(Request::TuningGet).unwrap() {
+        Response::Tuning { values } => values,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn persist_failure_is_not_applied() {
     let (mut s, dir) = server(&[0], "persistfail");
     // The state "directory" is a file: writing into it fails.
     std::fs::write(&dir, b"x").unwrap();
-    let e = s
-        .request(Request::TuningSet {
-            values: BTreeMap::from([("nf_conntrack_max".to_string(), 5)]),
-        })
-        .unwrap_err();
+    let e = set_tunables(&mut s, &[("nf_conntrack_max", 5)]).unwrap_err();
     assert_eq!(e.code, ErrorCode::Persist);
     // Applied first, then put back when the file could not be written.
     assert_eq!(
         s.backend.workers[0].tunables,
         vec![("nf_conntrack_max".to_string(), 1000)]
     );
-    assert!(matches!(
-        s.request(Request::TuningGet).unwrap(),
-        Response::Tuning { values } if values["nf_conntrack_max"] == 1000
-    ));
+    assert_eq!(running_tunables(&mut s)["nf_conntrack_max"], 1000);
     let _ = std::fs::remove_file(dir);
 }
 
@@ -531,35 +537,21 @@ fn ruleset_replace_checks_persists_and_bumps_the_generation() {
     assert!(!dir.join(RULESET_FILE).exists());
 
     let good = RulesetSource::Text(GOOD.into());
-    assert_eq!(
-        s.replace_ruleset(&good, true).unwrap(),
-        Response::RulesetApplied {
-            generation: 1,
-            dry_run: true,
+    // From no ruleset to GOOD's one table, one chain, one rule.
+    let applied = |generation, dry_run| Response::RulesetApplied {
+        generation,
+        dry_run,
+        rules: 1,
+        before: RulesetSummary::default(),
+        after: RulesetSummary {
+            tables: 1,
+            chains: 1,
             rules: 1,
-            before: RulesetSummary::default(),
-            after: RulesetSummary {
-                tables: 1,
-                chains: 1,
-                rules: 1
-            }
-        }
-    );
+        },
+    };
+    assert_eq!(s.replace_ruleset(&good, true).unwrap(), applied(1, true));
     assert!(!dir.join(RULESET_FILE).exists(), "a dry run persisted");
-    assert_eq!(
-        s.replace_ruleset(&good, false).unwrap(),
-        Response::RulesetApplied {
-            generation: 2,
-            dry_run: false,
-            rules: 1,
-            before: RulesetSummary::default(),
-            after: RulesetSummary {
-                tables: 1,
-                chains: 1,
-                rules: 1
-            }
-        }
-    );
+    assert_eq!(s.replace_ruleset(&good, false).unwrap(), applied(2, false));
     assert_eq!(
         std::fs::read_to_string(dir.join(RULESET_FILE)).unwrap(),
         GOOD
@@ -633,14 +625,11 @@ fn a_tuning_refused_by_a_worker_changes_nothing_anywhere() {
     // tunables.json held it and the request's other value afterwards.
     let (mut s, dir) = server(&[0, 0], "tunrefused");
     s.backend.workers[1].refuse_tunables = true;
-    let e = s
-        .request(Request::TuningSet {
-            values: BTreeMap::from([
-                ("nf_conntrack_max".to_string(), 800),
-                ("nf_conntrack_udp_timeout".to_string(), 7),
-            ]),
-        })
-        .unwrap_err();
+    let e = set_tunables(
+        &mut s,
+        &[("nf_conntrack_max", 800), ("nf_conntrack_udp_timeout", 7)],
+    )
+    .unwrap_err();
     assert_eq!(e.code, ErrorCode::BadTunable);
     assert!(
         !dir.join(TUNABLES_FILE).exists(),
@@ -651,11 +640,9 @@ fn a_tuning_refused_by_a_worker_changes_nothing_anywhere() {
         s.backend.workers[0].tunables,
         vec![("nf_conntrack_max".to_string(), 500)]
     );
-    assert!(matches!(
-        s.request(Request::TuningGet).unwrap(),
-        Response::Tuning { values } if values["nf_conntrack_max"] == 1000
-            && !values.contains_key("nf_conntrack_udp_timeout")
-    ));
+    let values = running_tunables(&mut s);
+    assert_eq!(values["nf_conntrack_max"], 1000);
+    assert!(!values.contains_key("nf_conntrack_udp_timeout"));
 }
 
 #[test]
