@@ -7,7 +7,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 10
 
-.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools
+.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools deb deb-tools deb-check
 
 setup:
 	bash deploy/dev/setup-host.sh
@@ -44,7 +44,20 @@ deploy-check:
 	$(CARGO) build --workspace --bins
 	FWD_CHECK_STRICT=1 FWD=target/debug/fwd deploy/ci/check.sh
 
-test: setup tools lint unit fuzz-smoke deploy-check
+# The Debian package (deploy/debian, docs/deploy.md). `make deb`: release build, then
+# target/deb/fwd_VERSION_ARCH.deb. deb-check packages the debug binaries deploy-check
+# built and tests install, upgrade, remove and purge in a Debian 12 chroot, with lintian.
+deb-tools:
+	bash deploy/dev/setup-host.sh --only debhelper dpkg-dev lintian debootstrap
+
+deb: setup deb-tools
+	bash deploy/build-deb.sh
+
+deb-check: deb-tools
+	$(CARGO) build --workspace --bins
+	bash deploy/ci/deb-check.sh
+
+test: setup tools lint unit fuzz-smoke deploy-check deb-check
 
 demo: setup release
 	bash deploy/dev/demo.sh
