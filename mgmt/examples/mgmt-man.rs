@@ -23,7 +23,9 @@ mod fwmgmt;
 mod fwctl;
 
 fn write(dir: &Path) -> std::io::Result<()> {
-    Man::new(fwmgmt::Args::command()).section("8").generate_to(dir)?;
+    Man::new(fwmgmt::Args::command())
+        .section("8")
+        .generate_to(dir)?;
     clap_mangen::generate_to(fwctl::Cli::command(), dir)
 }
 
