@@ -54,9 +54,12 @@ done
 stage=$out/fwd-$upstream
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/man" "$stage/docs"
+# The generators compile the binaries' sources: in the release profile fat LTO would take
+# minutes for two throw-away programs, so they always use the dev profile (the one CI and
+# development builds already have).
 say "man pages from the clap definitions"
-cargo run --locked -q --profile "$profile" -p dataplane --example fwd-man -- "$stage/man"
-cargo run --locked -q --profile "$profile" -p mgmt --example mgmt-man -- "$stage/man"
+cargo run --locked -q -p dataplane --example fwd-man -- "$stage/man"
+cargo run --locked -q -p mgmt --example mgmt-man -- "$stage/man"
 # The crates linked into the binaries, with their licenses (debian/copyright points here).
 cargo tree --locked -q -e normal -p dataplane -p mgmt --prefix none -f '{p} {l}' \
     | sed 's/ (\/[^)]*)//; s/ (\*)$//' | sort -u > "$stage/crate-licenses.txt"

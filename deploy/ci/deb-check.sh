@@ -39,8 +39,12 @@ root=$tmp/root
 mounts=()
 cleanup() {
     local i
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2> /dev/null; done
-    rm -rf "$tmp"
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+        umount "${mounts[i]}" 2> /dev/null || umount -l "${mounts[i]}"
+    done
+    # Never recurse into a bind mount of the host's /dev or of the cache.
+    if findmnt -rn -o TARGET | grep -q "^$tmp/"; then echo "deb-check.sh: $tmp still has mounts; left in place" >&2
+    else rm -rf --one-file-system "$tmp"; fi
 }
 trap cleanup EXIT
 failed=0
@@ -116,6 +120,8 @@ mount --bind /dev "$root/dev" && mounts+=("$root/dev")
 mount -t tmpfs tmpfs "$root/run" && mounts+=("$root/run")
 mount --bind "$cache/archives" "$root/var/cache/apt/archives" && mounts+=("$root/var/cache/apt/archives")
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The dependencies' init scripts stay stopped too (invoke-rc.d runs them without systemd).
+printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d" && chmod 0755 "$root/usr/sbin/policy-rc.d"
 apt_root update > "$tmp/apt" 2>&1 || { cat "$tmp/apt"; fail "apt-get update in the chroot"; }
 # What is on the system before the package: compared with what is left after the purge.
 snapshot() {
