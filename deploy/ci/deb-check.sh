@@ -123,7 +123,8 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 # The dependencies' init scripts stay stopped too (invoke-rc.d runs them without systemd).
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d" && chmod 0755 "$root/usr/sbin/policy-rc.d"
 apt_root update > "$tmp/apt" 2>&1 || { cat "$tmp/apt"; fail "apt-get update in the chroot"; }
-# What is on the system before the package: compared with what is left after the purge.
+# What is on the system before the package: compared with what is left after the purge
+# (the cache of the dynamic linker and adduser's backups of the account files aside).
 snapshot() {
     in_root find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
         -o -path /var/cache -o -path /var/log -o -path /var/lib/apt -o -path /var/lib/dpkg \) -prune \
