@@ -7,7 +7,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 10
 
-.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools api-fuzz
+.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools api-fuzz deb deb-tools deb-check
 
 # schemathesis, pinned, in a virtual environment of its own (Debian's pip refuses system
 # installs); deploy/ci/api-fuzz.sh runs it against a real fwd + fwmgmt.
@@ -56,7 +56,20 @@ api-fuzz:
 		|| (python3 -m venv $(API_FUZZ_VENV) && $(API_FUZZ_VENV)/bin/pip install -q schemathesis==$(SCHEMATHESIS_VERSION))
 	ST=$(API_FUZZ_VENV)/bin/st FWD=target/debug/fwd FWMGMT=target/debug/fwmgmt bash deploy/ci/api-fuzz.sh
 
-test: setup tools lint unit fuzz-smoke deploy-check api-fuzz
+# The Debian package (deploy/debian, docs/deploy.md). `make deb`: release build, then
+# target/deb/fwd_VERSION_ARCH.deb. deb-check packages the debug binaries deploy-check
+# built and tests install, upgrade, remove and purge in a Debian 12 chroot, with lintian.
+deb-tools:
+	bash deploy/dev/setup-host.sh --only debhelper dpkg-dev lintian debootstrap
+
+deb: setup deb-tools
+	bash deploy/build-deb.sh
+
+deb-check: deb-tools
+	$(CARGO) build --workspace --bins
+	bash deploy/ci/deb-check.sh
+
+test: setup tools lint unit fuzz-smoke deploy-check api-fuzz deb-check
 
 demo: setup release
 	bash deploy/dev/demo.sh

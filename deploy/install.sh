@@ -135,12 +135,12 @@ if [ ! -e "$destdir/etc/fwd/fwmgmt.token" ]; then
     fi
 fi
 
-# The fwd group opens the control socket; fwmgmt is a system user in it.
+# The fwd group opens the control socket and reads the token; fwmgmt is a system user in it.
 getent group fwd > /dev/null 2>&1 || live groupadd --system fwd
 id fwmgmt > /dev/null 2>&1 || live useradd --system --no-create-home --home-dir /nonexistent \
     --shell /usr/sbin/nologin --user-group --groups fwd fwmgmt
 live chgrp fwd /etc/fwd
-live chown root:fwmgmt /etc/fwd/fwmgmt.token
+live chown root:fwd /etc/fwd/fwmgmt.token
 run chmod 0640 "$destdir/etc/fwd/fwmgmt.token"
 
 if [ "$dry" = 1 ]; then

@@ -5,6 +5,7 @@
 #
 #   deploy/dev/setup-host.sh            # install what is missing, reserve hugepages
 #   HUGEPAGES=2048 deploy/dev/setup-host.sh
+#   deploy/dev/setup-host.sh --only PACKAGE...   # just these packages (make deb-tools)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,6 +26,12 @@ packages=(
     # the API fuzzer (schemathesis from PyPI) lives in a virtual environment (make api-fuzz)
     python3-venv python3-pip
 )
+only=0
+if [ "${1:-}" = --only ]; then
+    only=1
+    shift
+    packages=("$@")
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +41,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+[ "$only" = 0 ] || exit 0
 
 # Hugepages: DPDK allocates mbufs and tables from them.
 want=${HUGEPAGES:-1024}

@@ -49,7 +49,8 @@ const DEMO_YAML: &str = include_str!("../../../deploy/examples/demo.yaml");
     version,
     about = "DPDK stateful firewall and NAT appliance"
 )]
-struct Cli {
+// pub(crate): examples/fwd-man.rs renders the man page from it.
+pub(crate) struct Cli {
     /// Configuration file (YAML).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,

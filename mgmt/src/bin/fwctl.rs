@@ -15,8 +15,9 @@ use serde_json::Value;
 
 /// Command line for the fwd management API.
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Cli {
+#[command(name = "fwctl", version)]
+// pub(crate): examples/mgmt-man.rs renders the man pages from it.
+pub(crate) struct Cli {
     /// fwmgmt's base URL.
     #[arg(
         long,

@@ -14,8 +14,9 @@ use tower::ServiceExt;
 
 /// The fwd management API and Prometheus exporter.
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
+#[command(name = "fwmgmt", version)]
+// pub(crate): examples/mgmt-man.rs renders the man page from it.
+pub(crate) struct Args {
     /// Address to listen on (TLS belongs to a reverse proxy in front).
     #[arg(long, env = "FWMGMT_LISTEN", default_value = "127.0.0.1:9477")]
     listen: SocketAddr,
