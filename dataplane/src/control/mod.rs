@@ -5,3 +5,4 @@
 pub mod proto;
 pub mod server;
 pub mod state;
+pub mod view;

@@ -177,7 +177,7 @@ pub struct RulesetState {
 /// A ruleset error as the protocol carries it (line and column for text; the JSON path as
 /// `field` for JSON).
 pub fn ruleset_error(e: &rules::Error) -> ControlError {
-    rules::view::control_error(e)
+    super::view::control_error(e)
 }
 
 /// Tables, chains and rules of a ruleset (what a replacement reports before and after).
@@ -348,7 +348,7 @@ impl<B: Backend> Server<B> {
             }
             RulesetSource::Json(v) => {
                 let ast = rules::json::from_json(v).map_err(bad)?;
-                let text = rules::print::to_text_verified(&ast).map_err(bad)?;
+                let text = rules::to_text_verified(&ast).map_err(bad)?;
                 r.limits.check_text(&text).map_err(bad)?;
                 (ast, text)
             }
@@ -361,7 +361,7 @@ impl<B: Backend> Server<B> {
             ));
         }
         let compiled = rules::compile_with(&ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
-        let view = rules::view::max_view_bytes(&compiled);
+        let view = super::view::max_view_bytes(&compiled);
         if view > MAX_VIEW {
             return Err(ControlError::new(
                 ErrorCode::BadRuleset,
@@ -660,7 +660,7 @@ impl<B: Backend> Server<B> {
                 workers: self.workers_with_ct()?,
             }),
             Request::RulesetGet => match &self.rules {
-                Some(r) => Ok(Response::Ruleset(rules::view::ruleset_view(&r.current()))),
+                Some(r) => Ok(Response::Ruleset(super::view::ruleset_view(&r.current()))),
                 None => Err(no_rules()),
             },
             Request::RuleCounters => match &self.rules {
@@ -668,7 +668,7 @@ impl<B: Backend> Server<B> {
                     let c = r.current();
                     Ok(Response::RuleCounters {
                         generation: c.generation(),
-                        counters: rules::view::rule_counters(&c),
+                        counters: super::view::rule_counters(&c),
                     })
                 }
                 None => Err(no_rules()),

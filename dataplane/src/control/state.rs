@@ -4,7 +4,7 @@
 //! Files are replaced atomically (temporary file, fsync, rename, fsync of the directory),
 //! so a crash leaves the old or the new content, never a mix. Nothing is written that
 //! `fwd` could not read back: a ruleset is persisted only as text that parses to the same
-//! ruleset (`rules::print::to_text_verified`), tunables only after the workers took them.
+//! ruleset (`rules::to_text_verified`), tunables only after the workers took them.
 //! At start the directory is read strictly: a file that does not parse or holds a value
 //! the server would refuse stops `fwd` with `FILE:LINE:COLUMN: message`, never a silent
 //! fallback to defaults.

@@ -384,6 +384,26 @@ pub enum Value {
     Str(String),
 }
 
+/// An address as one 128-bit number (an IPv4 address in the low 32 bits, as
+/// [`Addr`] stores it): what prefixes, ranges and the classifier compare.
+pub fn addr_to_u128(a: Addr) -> u128 {
+    u128::from_be_bytes(a.0)
+}
+
+/// Mask of the top `len` bits of the family's part of a 128-bit address.
+pub(crate) fn prefix_mask(kind: Kind, len: u8) -> u128 {
+    let len = if kind == Kind::Addr4 {
+        u32::from(len) + 96
+    } else {
+        u32::from(len)
+    };
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    }
+}
+
 /// The right-hand side of a match.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Rhs {

@@ -14,7 +14,8 @@
 //! match counts packets the match would reject).
 
 use super::ast::Field;
-use super::compile::{CStmt, addr_to_u128};
+use super::ast::addr_to_u128;
+use super::compile::CStmt;
 use crate::wire::{IpInfo, L4Info};
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;

@@ -6,7 +6,6 @@
 //! - [`compile`](compile::compile): AST → immutable [`CompiledRuleset`] with a tuple-space
 //!   classifier per chain ([`classify`]); [`CompiledRuleset::eval`] evaluates a hook.
 //! - [`generation`]: generations ([`Publisher`] / [`WorkerRuleset`]).
-//! - [`view`]: the control protocol's `RulesetView` / `RuleCounter`.
 //!
 //! See `docs/rules.md` for the supported subset and the deviations from the kernel.
 
@@ -14,6 +13,7 @@ pub mod ast;
 pub mod check;
 pub mod classify;
 pub mod compile;
+mod error;
 pub mod generation;
 pub mod json;
 pub mod limits;
@@ -21,50 +21,19 @@ mod names;
 pub mod parse;
 pub mod print;
 pub mod validate;
-pub mod view;
 
 #[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use ast::{Hook, Ruleset};
 pub use compile::{
     CompiledRuleset, CtCountToken, Decision, EvalResult, PacketCtx, PortsByName, RuleRef, compile,
     compile_with, ct_state,
 };
+pub use error::Error;
 pub use generation::{Publisher, WorkerRuleset};
-
-/// A ruleset error: where (1-based line and column; 0:0 for JSON, where `token` is the
-/// JSON path), the offending token, and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{line}:{col}: {msg} (at `{token}`)")]
-pub struct Error {
-    pub line: u32,
-    pub col: u32,
-    pub token: String,
-    pub msg: String,
-}
-
-impl Error {
-    pub(crate) fn at(pos: ast::Pos, token: &str, msg: impl Into<String>) -> Self {
-        Error {
-            line: pos.line,
-            col: pos.col,
-            token: token.to_owned(),
-            msg: msg.into(),
-        }
-    }
-
-    pub(crate) fn json(path: &str, msg: impl Into<String>) -> Self {
-        Error {
-            line: 0,
-            col: 0,
-            token: path.to_owned(),
-            msg: msg.into(),
-        }
-    }
-}
 
 /// Parses text, checks it and compiles it within the default [`limits::Limits`].
 pub fn load_text(src: &str, ports: &PortsByName, workers: usize) -> Result<CompiledRuleset, Error> {
@@ -81,4 +50,26 @@ pub fn load_text_with(
 ) -> Result<CompiledRuleset, Error> {
     limits.check_text(src)?;
     compile_with(&parse::parse(src)?, ports, workers, limits)
+}
+
+/// Prints a ruleset as text and checks that the text parses back to the same ruleset
+/// (handles aside: the parser numbers rules itself). This is the only form in which a
+/// ruleset is persisted, so the state directory always holds what `fwd` can read again.
+pub fn to_text_verified(rs: &Ruleset) -> Result<String, Error> {
+    let text = print::to_text(rs);
+    let back = parse::parse(&text).map_err(|e| Error {
+        msg: format!(
+            "the ruleset prints as text that does not read back: {}",
+            e.msg
+        ),
+        ..e
+    })?;
+    match print::first_difference(rs, &back) {
+        None => Ok(text),
+        Some((pos, what)) => Err(Error::at(
+            pos,
+            &what,
+            "the ruleset prints as text that reads back differently",
+        )),
+    }
 }

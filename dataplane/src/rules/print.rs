@@ -15,28 +15,6 @@ pub fn to_text(rs: &Ruleset) -> String {
     to_text_with(rs, &|_, _, _| None)
 }
 
-/// Prints a ruleset as text and checks that the text parses back to the same ruleset
-/// (handles aside: the parser numbers rules itself). This is the only form in which a
-/// ruleset is persisted, so the state directory always holds what `fwd` can read again.
-pub fn to_text_verified(rs: &Ruleset) -> Result<String, super::Error> {
-    let text = to_text(rs);
-    let back = super::parse::parse(&text).map_err(|e| super::Error {
-        msg: format!(
-            "the ruleset prints as text that does not read back: {}",
-            e.msg
-        ),
-        ..e
-    })?;
-    match first_difference(rs, &back) {
-        None => Ok(text),
-        Some((pos, what)) => Err(super::Error::at(
-            pos,
-            &what,
-            "the ruleset prints as text that reads back differently",
-        )),
-    }
-}
-
 /// Where two rulesets differ, handles aside (`None`: they are the same).
 pub fn first_difference(a: &Ruleset, b: &Ruleset) -> Option<(Pos, String)> {
     if a.flush != b.flush || a.tables.len() != b.tables.len() {

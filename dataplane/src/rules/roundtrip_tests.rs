@@ -44,8 +44,8 @@ fn value(kind: Kind) -> BoxedStrategy<Value> {
                 // Mostly host bits cleared, so most prefixes are valid.
                 let full = if a.to_v4().is_some() { 32u8 } else { 128 };
                 let l = l.min(full);
-                let m = parse::prefix_mask(if full == 32 { Kind::Addr4 } else { Kind::Addr6 }, l);
-                let v = super::compile::addr_to_u128(a) & m;
+                let m = prefix_mask(if full == 32 { Kind::Addr4 } else { Kind::Addr6 }, l);
+                let v = addr_to_u128(a) & m;
                 Value::Prefix(Addr(v.to_be_bytes()), l)
             }),
             1 => (addr(), any::<u8>()).prop_map(|(a, l)| Value::Prefix(a, l)),
@@ -275,7 +275,7 @@ proptest! {
             if let Err(e) = reads_back(&rs) {
                 return Err(TestCaseError::fail(e));
             }
-            prop_assert!(print::to_text_verified(&rs).is_ok());
+            prop_assert!(super::to_text_verified(&rs).is_ok());
         }
     }
 
@@ -293,7 +293,7 @@ proptest! {
                     prop_assert!(print::first_difference(&rs, &back).is_none(), "{rs:?}\n{back:?}");
                 }
             }
-            Err(_) => prop_assert!(validate::ruleset(&rs).is_err() || print::to_text_verified(&rs).is_err(),
+            Err(_) => prop_assert!(validate::ruleset(&rs).is_err() || super::to_text_verified(&rs).is_err(),
                 "JSON refused a valid ruleset: {rs:?}"),
         }
     }

@@ -698,7 +698,7 @@ fn counters_per_rule_sum_over_workers() {
     }
     let id = c.rule_id(0, 0, 4).unwrap() as usize;
     assert_eq!(c.counters()[id], (6, 360));
-    let view = view::ruleset_view(&c);
+    let view = crate::control::view::ruleset_view(&c);
     let rc = view
         .counters
         .iter()
@@ -714,7 +714,7 @@ fn counters_per_rule_sum_over_workers() {
         TcpFlags::SYN,
     );
     c.eval(Hook::Input, &mut ctx(&blocked, ct_state::NEW), 1, 1);
-    let view = view::ruleset_view(&c);
+    let view = crate::control::view::ruleset_view(&c);
     assert!(
         view.text
             .contains("ip saddr @blocked counter packets 1 bytes 60 drop"),

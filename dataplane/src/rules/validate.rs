@@ -5,7 +5,7 @@
 //! port of 70000, a reversed range). [`ruleset`] runs on both, so JSON input is held to
 //! exactly the rules of text input, and whatever passes prints as text that parses back to
 //! the same AST: the appliance persists rulesets as text and must be able to read its own
-//! state directory ([`super::print::to_text_verified`] checks that once more before
+//! state directory ([`super::to_text_verified`] checks that once more before
 //! anything is written).
 //!
 //! Names follow nft's scanner (`string` in `scanner.l`): a letter, `_` or `.`, then
@@ -89,8 +89,7 @@ pub fn value_problem(kind: Kind, v: &Value) -> Option<String> {
                 Some(format!("{a} is not an IPv4 address"))
             } else if *len > full {
                 Some("prefix length too long".into())
-            } else if super::compile::addr_to_u128(*a) & !super::parse::prefix_mask(kind, *len) != 0
-            {
+            } else if addr_to_u128(*a) & !prefix_mask(kind, *len) != 0 {
                 Some("address has bits set beyond the prefix length".into())
             } else {
                 None
@@ -343,7 +342,7 @@ mod tests {
         // The same ruleset with a plain comment is fine, and so is its text.
         let ok = rule_json(json!({"comment": "say hi", "expr": [{"accept": null}]}));
         let rs = json::from_json(&ok).unwrap();
-        let back = parse::parse(&crate::rules::print::to_text_verified(&rs).unwrap()).unwrap();
+        let back = parse::parse(&crate::rules::to_text_verified(&rs).unwrap()).unwrap();
         assert_eq!(crate::rules::print::first_difference(&rs, &back), None);
     }
 

@@ -1,9 +1,9 @@
-//! Glue to the control protocol: [`RulesetView`] and [`RuleCounter`] from a compiled
-//! ruleset and its live counters.
+//! The ruleset as the control protocol shows it: [`RulesetView`] and [`RuleCounter`] from
+//! a compiled ruleset and its live counters, and [`control_error`], the one conversion of
+//! a ruleset error into the protocol's `BadRuleset` answer.
 
-use super::compile::CompiledRuleset;
-use super::{json, print};
-use crate::control::proto::{RuleCounter, RulesetView};
+use crate::control::proto::{ControlError, ErrorCode, RuleCounter, RulesetView};
+use crate::rules::{self, CompiledRuleset, json, print};
 
 /// Per-rule counters of a compiled ruleset (every rule; see docs/rules.md for what a rule
 /// without a `counter` statement counts).
@@ -52,8 +52,7 @@ pub fn max_view_bytes(rs: &CompiledRuleset) -> usize {
 
 /// A ruleset error as the control protocol's `BadRuleset` answer: line and column for
 /// text, the JSON path in `field` for JSON.
-pub fn control_error(e: &super::Error) -> crate::control::proto::ControlError {
-    use crate::control::proto::{ControlError, ErrorCode};
+pub fn control_error(e: &rules::Error) -> ControlError {
     if e.line > 0 {
         ControlError::new(ErrorCode::BadRuleset, e.to_string()).at(e.line, e.col)
     } else {
@@ -63,29 +62,30 @@ pub fn control_error(e: &super::Error) -> crate::control::proto::ControlError {
     }
 }
 
-/// Reads a `RulesetReplace` source (text or JSON) and compiles it.
-pub fn load(
-    src: &crate::control::proto::RulesetSource,
-    ports: &super::PortsByName,
-    workers: usize,
-) -> Result<CompiledRuleset, crate::control::proto::ControlError> {
-    use crate::control::proto::RulesetSource;
-    let rs = match src {
-        RulesetSource::Text(t) => super::parse::parse(t),
-        RulesetSource::Json(j) => json::from_json(j),
-    }
-    .map_err(|e| control_error(&e))?;
-    super::compile(&rs, ports, workers).map_err(|e| control_error(&e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::proto::{ErrorCode, RulesetSource};
+    use crate::control::proto::RulesetSource;
+    use crate::rules::PortsByName;
+
+    /// What the server's replace does with a source, minus publishing: read it, compile
+    /// it, convert an error with [`control_error`].
+    fn load(
+        src: &RulesetSource,
+        ports: &PortsByName,
+        workers: usize,
+    ) -> Result<CompiledRuleset, ControlError> {
+        let rs = match src {
+            RulesetSource::Text(t) => rules::parse::parse(t),
+            RulesetSource::Json(j) => json::from_json(j),
+        }
+        .map_err(|e| control_error(&e))?;
+        rules::compile(&rs, ports, workers).map_err(|e| control_error(&e))
+    }
 
     #[test]
     fn load_reports_text_and_json_errors_with_their_location() {
-        let ports = super::super::tests::ports();
+        let ports = rules::tests::ports();
         let e = load(
             &RulesetSource::Text(
                 "table ip t {\n chain c {\n  ct helper set \"ftp\"\n }\n}\n".into(),
@@ -106,12 +106,7 @@ mod tests {
         let e = load(&RulesetSource::Json(j), &ports, 1).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("nftables[2].rule.expr[0]"));
         assert!(e.message.contains("not supported"), "{}", e.message);
-        let ok = load(
-            &RulesetSource::Text(super::super::tests::ISSUE.into()),
-            &ports,
-            2,
-        )
-        .unwrap();
+        let ok = load(&RulesetSource::Text(rules::tests::ISSUE.into()), &ports, 2).unwrap();
         assert_eq!(ok.rule_count(), 27);
     }
 }

@@ -1,0 +1,396 @@
+//! Lowering: a checked [`Ruleset`] → [`CompiledRuleset`] (values as sorted `u128`
+//! intervals, named sets shared, one classifier per chain), charged against the compile
+//! budget of [`Limits`].
+
+use super::ir::{CMatch, CStmt, CVerdict, Test};
+use super::ruleset::{
+    BaseEntry, CChain, CRule, CompiledRuleset, LOOPBACK, PortsByName, WorkerBlock, u32_of,
+};
+use crate::nat::{NatAction, NatRange};
+use crate::rules::Error;
+use crate::rules::ast::*;
+use crate::rules::classify::Classifier;
+use crate::rules::limits::{Budget, Limits};
+use crate::wire::Family;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+/// [`check`](crate::rules::check::check) first.
+pub fn compile(
+    rs: &Ruleset,
+    ports: &PortsByName,
+    workers: usize,
+) -> Result<CompiledRuleset, Error> {
+    compile_with(rs, ports, workers, &Limits::default())
+}
+
+/// Bytes charged to the compile budget per classifier entry (hash slot, key, candidate
+/// list) and per per-worker counter or bucket.
+const ENTRY_BYTES: usize = 128;
+const SLOT_BYTES: usize = 16;
+
+/// The compiled interval tables of the named sets, one per (table, set, by-name) and
+/// shared by every rule that uses the set.
+type SetTables<'a> = BTreeMap<(usize, &'a str, bool), Arc<[(u128, u128)]>>;
+
+/// Compiles a ruleset for `workers` workers within `limits`: the checker bounds rules, set
+/// elements and rule evaluations per packet; the compile budget (`limits.compiled_mib`) is
+/// charged before each allocation that grows with the input.
+pub fn compile_with(
+    rs: &Ruleset,
+    ports: &PortsByName,
+    workers: usize,
+    limits: &Limits,
+) -> Result<CompiledRuleset, Error> {
+    crate::rules::check::check_with(rs, limits)?;
+    let workers = workers.max(1);
+    let mut budget = Budget::new(limits);
+    let mut sets: SetTables<'_> = BTreeMap::new();
+    let mut chain_ids = BTreeMap::new();
+    let mut chain_pos = Vec::new();
+    for (ti, t) in rs.tables.iter().enumerate() {
+        for (ci, c) in t.chains.iter().enumerate() {
+            chain_ids.insert((ti, c.name.as_str()), u32_of(chain_pos.len()));
+            chain_pos.push((u32_of(ti), u32_of(ci)));
+        }
+    }
+    let n_rules: usize = rs
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
+    // Per-worker counters, rule records and chain lists: known before anything is built.
+    if !budget.charge(
+        n_rules
+            .saturating_mul(workers)
+            .saturating_mul(SLOT_BYTES)
+            .saturating_add(n_rules.saturating_mul(size_of::<CRule>() + 8)),
+    ) {
+        return Err(Error::at(Pos::default(), "ruleset", budget.exceeded()));
+    }
+    let mut rules = Vec::with_capacity(n_rules);
+    let mut chains = Vec::new();
+    let mut hooks: [Vec<(i32, BaseEntry)>; 5] = Default::default();
+    let (mut n_limits, mut n_counts) = (0u32, 0u32);
+    for (ti, t) in rs.tables.iter().enumerate() {
+        for c in &t.chains {
+            let cid = chain_ids[&(ti, c.name.as_str())];
+            let mut ids = Vec::new();
+            let mut compiled = Vec::new();
+            for (ri, r) in c.rules.iter().enumerate() {
+                let cr = compile_rule(
+                    (ti, t),
+                    r,
+                    ports,
+                    workers,
+                    &|name| chain_ids[&(ti, name)],
+                    (&mut n_limits, &mut n_counts),
+                    (&mut sets, &mut budget),
+                )?;
+                ids.push(u32_of(rules.len()));
+                compiled.push(cr.stmts.clone());
+                rules.push(CRule {
+                    chain: cid,
+                    index: u32_of(ri),
+                    ..cr
+                });
+            }
+            let classifier = Classifier::build(&compiled, &mut |n| {
+                budget.charge(n.saturating_mul(ENTRY_BYTES))
+            })
+            .ok_or_else(|| Error::at(c.pos, &c.name, budget.exceeded()))?;
+            chains.push(CChain {
+                all: (0..u32_of(ids.len())).collect(),
+                rules: ids.into(),
+                classifier,
+                policy_drop: c.base.is_some_and(|b| b.policy == Policy::Drop),
+            });
+            if let Some(b) = &c.base {
+                let family = match t.family {
+                    TableFamily::Ip => Some(Family::V4),
+                    TableFamily::Ip6 => Some(Family::V6),
+                    TableFamily::Inet => None,
+                };
+                hooks[b.hook as usize].push((
+                    b.priority,
+                    BaseEntry {
+                        chain: cid,
+                        family,
+                        nat: b.ty == ChainType::Nat,
+                    },
+                ));
+            }
+        }
+    }
+    let hooks = hooks.map(|mut v| {
+        v.sort_by_key(|(p, _)| *p); // stable: equal priorities keep file order
+        v.into_iter().map(|(_, e)| e).collect()
+    });
+    if !budget.charge(
+        (n_limits as usize)
+            .saturating_mul(workers)
+            .saturating_mul(SLOT_BYTES),
+    ) {
+        return Err(Error::at(Pos::default(), "ruleset", budget.exceeded()));
+    }
+    let blocks = (0..workers)
+        .map(|_| WorkerBlock {
+            counters: (0..n_rules).map(|_| Default::default()).collect(),
+            limits: (0..n_limits).map(|_| Default::default()).collect(),
+        })
+        .collect();
+    Ok(CompiledRuleset {
+        source: rs.clone(),
+        hooks,
+        chains,
+        chain_pos,
+        rules,
+        workers: blocks,
+        ct_counts: (0..n_counts).map(|_| Arc::new(AtomicU32::new(0))).collect(),
+        generation: 0,
+    })
+}
+
+type ChainLookup<'a> = &'a dyn Fn(&str) -> u32;
+
+fn compile_rule<'a>(
+    (ti, t): (usize, &'a Table),
+    r: &Rule,
+    ports: &PortsByName,
+    workers: usize,
+    chain_id: ChainLookup<'_>,
+    (n_limits, n_counts): (&mut u32, &mut u32),
+    (sets, budget): (&mut SetTables<'a>, &mut Budget),
+) -> Result<CRule, Error> {
+    if !budget.charge((r.stmts.len() + 1).saturating_mul(size_of::<CStmt>())) {
+        return Err(Error::at(r.pos, "rule", budget.exceeded()));
+    }
+    let mut stmts = Vec::new();
+    let mut cacheable = true;
+    let has_counter = r.stmts.iter().any(|s| matches!(s, Stmt::Counter { .. }));
+    let mut counted = has_counter;
+    for s in &r.stmts {
+        let terminal = matches!(s, Stmt::Verdict(..) | Stmt::Reject(..) | Stmt::Nat(..));
+        if terminal && !counted {
+            stmts.push(CStmt::Counter);
+            counted = true;
+        }
+        stmts.push(match s {
+            Stmt::Match(m, pos) => {
+                if matches!(
+                    m.field,
+                    Field::TcpFlags | Field::MetaMark | Field::CtMark | Field::CtStatus
+                ) {
+                    cacheable = false;
+                }
+                CStmt::Match(compile_match((ti, t), m, *pos, ports, sets, budget)?)
+            }
+            Stmt::Counter { .. } => CStmt::Counter,
+            Stmt::Verdict(v, _) => CStmt::Verdict(match v {
+                Verdict::Accept => CVerdict::Accept,
+                Verdict::Drop => CVerdict::Drop,
+                Verdict::Continue => CVerdict::Continue,
+                Verdict::Return => CVerdict::Return,
+                Verdict::Jump(c) => CVerdict::Jump(chain_id(c)),
+                Verdict::Goto(c) => CVerdict::Goto(chain_id(c)),
+            }),
+            Stmt::Reject(x, _) => CStmt::Reject(*x),
+            Stmt::Log { .. } => {
+                cacheable = false;
+                CStmt::Log
+            }
+            Stmt::Limit {
+                rate,
+                unit,
+                burst,
+                over,
+            } => {
+                cacheable = false;
+                let slot = *n_limits;
+                *n_limits += 1;
+                // Each worker gets 1/workers of the rate and of the burst (at least one
+                // packet of burst).
+                let cost = u128::from(unit.nanos()) * workers as u128 / u128::from(*rate);
+                let cost_ns = u64::try_from(cost.max(1)).unwrap_or(u64::MAX);
+                let share = u64::from(*burst / u32_of(workers)).max(1);
+                CStmt::Limit {
+                    slot,
+                    cost_ns,
+                    cap_ns: cost_ns.saturating_mul(share),
+                    over: *over,
+                }
+            }
+            Stmt::CtCount { count, over } => {
+                cacheable = false;
+                let slot = *n_counts;
+                *n_counts += 1;
+                CStmt::CtCount {
+                    slot,
+                    limit: *count,
+                    over: *over,
+                }
+            }
+            Stmt::Notrack => CStmt::Notrack,
+            Stmt::MetaMarkSet(m) => {
+                cacheable = false;
+                CStmt::MetaMarkSet(*m)
+            }
+            Stmt::CtMarkSet(m) => {
+                cacheable = false;
+                CStmt::CtMarkSet(*m)
+            }
+            Stmt::Nat(n, _) => CStmt::Nat(NatAction {
+                kind: n.kind,
+                range: NatRange {
+                    addr: n.addr,
+                    ports: n.ports,
+                },
+                flags: n.flags,
+            }),
+        });
+    }
+    if !counted {
+        stmts.push(CStmt::Counter);
+    }
+    Ok(CRule {
+        stmts: stmts.into(),
+        handle: r.handle,
+        chain: 0,
+        index: 0,
+        cacheable,
+    })
+}
+
+fn value_interval(kind: Kind, v: &Value) -> Option<(u128, u128)> {
+    Some(match v {
+        Value::Num(n) => (u128::from(*n), u128::from(*n)),
+        Value::Range(a, b) => (u128::from(*a), u128::from(*b)),
+        Value::Prefix(a, len) => {
+            let m = prefix_mask(kind, *len);
+            let lo = addr_to_u128(*a) & m;
+            (lo, lo | !m)
+        }
+        Value::AddrRange(a, b) => (addr_to_u128(*a), addr_to_u128(*b)),
+        Value::Str(_) => return None,
+    })
+}
+
+/// Sorts and merges intervals.
+fn normalize(mut v: Vec<(u128, u128)>) -> Arc<[(u128, u128)]> {
+    v.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out.into()
+}
+
+fn compile_match<'a>(
+    (ti, t): (usize, &'a Table),
+    m: &Match,
+    pos: Pos,
+    ports: &PortsByName,
+    sets: &mut SetTables<'a>,
+    budget: &mut Budget,
+) -> Result<CMatch, Error> {
+    let kind = m.field.kind();
+    let neg = m.op == Op::Ne;
+    let by_name = matches!(m.field, Field::Iifname | Field::Oifname);
+    let (values, shared): (&[Value], _) = match &m.rhs {
+        Rhs::Values(v) | Rhs::Set(v) => (v, None),
+        Rhs::Named(n) => {
+            let set = t
+                .sets
+                .iter()
+                .find(|s| &s.name == n)
+                .ok_or_else(|| Error::at(pos, n, "undefined set"))?;
+            (&set.elements[..], Some((ti, set.name.as_str(), by_name)))
+        }
+    };
+    let plain = m.mask.is_none()
+        && !(kind.is_flags() && m.op != Op::Eq && matches!(m.rhs, Rhs::Values(_)))
+        && matches!(m.op, Op::Implicit | Op::Eq | Op::Ne);
+    // A named set's interval table is built once and shared (the same test for `==` and
+    // `!=`; `<`/`>` never take a set).
+    if plain
+        && let Some(key) = shared
+        && let Some(iv) = sets.get(&key)
+    {
+        return Ok(CMatch {
+            field: m.field,
+            neg,
+            test: Test::In(Arc::clone(iv)),
+        });
+    }
+    if !budget.charge(values.len().saturating_mul(32)) {
+        return Err(Error::at(pos, "set", budget.exceeded()));
+    }
+    let test = if kind == Kind::IfName {
+        let mut iv = Vec::new();
+        for v in values {
+            let Value::Str(name) = v else {
+                return Err(Error::at(pos, "", "expected an interface name"));
+            };
+            let pattern = name.strip_suffix('*');
+            let mut found = name == LOOPBACK;
+            for (pname, &idx) in ports {
+                let hit = match pattern {
+                    Some(p) if by_name => pname.starts_with(p),
+                    _ => pname == name,
+                };
+                if hit {
+                    iv.push((u128::from(idx), u128::from(idx)));
+                    found = true;
+                }
+            }
+            if !found && !by_name {
+                return Err(Error::at(pos, name, "no port of this name"));
+            }
+        }
+        Test::In(normalize(iv))
+    } else if let Some(mask) = m.mask {
+        let Some(Value::Num(v)) = values.first() else {
+            return Err(Error::at(pos, "&", "a masked match needs one value"));
+        };
+        Test::Masked {
+            mask: u128::from(mask),
+            expect: u128::from(*v),
+        }
+    } else if kind.is_flags() && m.op != Op::Eq && matches!(m.rhs, Rhs::Values(_)) {
+        let bits = values.iter().fold(0u128, |acc, v| match v {
+            Value::Num(n) => acc | u128::from(*n),
+            _ => acc,
+        });
+        Test::AnyBits(bits)
+    } else {
+        let mut iv = Vec::with_capacity(values.len());
+        for v in values {
+            let (lo, hi) = value_interval(kind, v)
+                .ok_or_else(|| Error::at(pos, "", "value does not fit this match"))?;
+            let (lo, hi) = match m.op {
+                Op::Lt => (0, lo.saturating_sub(1)),
+                Op::Le => (0, hi),
+                Op::Gt => (hi.saturating_add(1), u128::MAX),
+                Op::Ge => (lo, u128::MAX),
+                _ => (lo, hi),
+            };
+            if lo <= hi && !(m.op == Op::Lt && lo == 0 && v == &Value::Num(0)) {
+                iv.push((lo, hi));
+            }
+        }
+        Test::In(normalize(iv))
+    };
+    if plain && let (Some(key), Test::In(iv)) = (shared, &test) {
+        sets.insert(key, Arc::clone(iv));
+    }
+    Ok(CMatch {
+        field: m.field,
+        neg,
+        test,
+    })
+}
