@@ -346,7 +346,7 @@ fn untranslatable_input_is_an_error_with_line_and_option() {
         (
             "# c\n\niptables -A INPUT -p tcp -m connlimit --connlimit-above 3 -j DROP\n",
             3,
-            40,
+            39,
             "--connlimit-above",
             "connlimit-mask",
         ),
@@ -458,8 +458,8 @@ fn untranslatable_input_is_an_error_with_line_and_option() {
         (
             "iptables -t nat -A PREROUTING -j DNAT --to-destination 192.0.2.1:80\n",
             1,
-            33,
-            "DNAT",
+            34,
+            "dnat to 192.0.2.1:80",
             "transport protocol",
         ),
     ] {
