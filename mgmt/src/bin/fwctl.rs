@@ -390,7 +390,7 @@ fn iptables_restore(c: &Client, cli_json: bool, a: &IptablesRestore) -> Result<(
 fn ruleset_put(
     c: &Client,
     cli_json: bool,
-    file: &PathBuf,
+    file: &std::path::Path,
     ct: &str,
     body: &[u8],
     check: bool,

@@ -161,13 +161,15 @@ fn parse_policy(w: &Word) -> Result<Policy, Error> {
 
 /// The chain type and built-in chains (name, hook, priority) of a table, as iptables-nft
 /// creates them.
-fn table_kind(table: &str) -> Option<(ChainType, &'static [(&'static str, Hook, i32)])> {
-    const FILTER: &[(&str, Hook, i32)] = &[
+type Builtins = &'static [(&'static str, Hook, i32)];
+
+fn table_kind(table: &str) -> Option<(ChainType, Builtins)> {
+    const FILTER: Builtins = &[
         ("INPUT", Hook::Input, 0),
         ("FORWARD", Hook::Forward, 0),
         ("OUTPUT", Hook::Output, 0),
     ];
-    const NAT: &[(&str, Hook, i32)] = &[
+    const NAT: Builtins = &[
         ("PREROUTING", Hook::Prerouting, -100),
         ("INPUT", Hook::Input, 100),
         ("OUTPUT", Hook::Output, -100),
