@@ -433,6 +433,17 @@ fn l4(s: &Spec<'_>, w: &Word, allowed: &[u8]) -> Result<u8, Error> {
     }
 }
 
+/// `tcp|udp dport|sport` after `-p tcp|udp`.
+fn port_field(s: &Spec<'_>, w: &Word, dst: bool) -> Result<Field, Error> {
+    let tcp = l4(s, w, &[proto::TCP, proto::UDP])? == proto::TCP;
+    Ok(match (tcp, dst) {
+        (true, true) => Field::TcpDport,
+        (true, false) => Field::TcpSport,
+        (false, true) => Field::UdpDport,
+        (false, false) => Field::UdpSport,
+    })
+}
+
 /// One port or an iptables range `a:b`, `a:`, `:b`.
 fn port_value(w: &Word, t: &str) -> Result<Value, Error> {
     let one = |x: &str| -> Result<u64, Error> {
@@ -518,15 +529,9 @@ fn module_option(s: &mut Spec<'_>, w: &Word, neg: bool, rest: &[Word]) -> Result
     let m = |field, rhs| Stmt::Match(plain(field, neg, rhs), pw);
     let (key, stmt, used) = match (name.as_str(), o) {
         ("tcp" | "udp", "--dport" | "--destination-port" | "--sport" | "--source-port") => {
-            let p = l4(s, w, &[proto::TCP, proto::UDP])?;
-            let a = arg(0)?;
             let dst = o.contains('d');
-            let field = match (p == proto::TCP, dst) {
-                (true, true) => Field::TcpDport,
-                (true, false) => Field::TcpSport,
-                (false, true) => Field::UdpDport,
-                (false, false) => Field::UdpSport,
-            };
+            let field = port_field(s, w, dst)?;
+            let a = arg(0)?;
             let v = port_value(a, &a.text)?;
             (u8::from(dst), m(field, Rhs::Values(vec![v])), 1)
         }
@@ -593,15 +598,8 @@ fn module_option(s: &mut Spec<'_>, w: &Word, neg: bool, rest: &[Word]) -> Result
             );
         }
         ("multiport", _) => {
-            let p = l4(s, w, &[proto::TCP, proto::UDP])?;
+            let field = port_field(s, w, o.contains("-d"))?;
             let a = arg(0)?;
-            let dst = o.contains("-d");
-            let field = match (p == proto::TCP, dst) {
-                (true, true) => Field::TcpDport,
-                (true, false) => Field::TcpSport,
-                (false, true) => Field::UdpDport,
-                (false, false) => Field::UdpSport,
-            };
             let vals = a
                 .text
                 .split(',')
