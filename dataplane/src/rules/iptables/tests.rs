@@ -488,3 +488,41 @@ fn quoting_continuation_and_counters() {
     );
     assert_eq!(rs.tables[0].chains[0].rules[0].pos.line, 1);
 }
+
+/// Mutated fixtures (bytes dropped, duplicated, replaced by option-ish characters) never
+/// panic the translator, and what translates prints as text the parser reads back.
+#[test]
+fn mutated_inputs_never_panic() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % u64::try_from(n.max(1)).unwrap()).unwrap()
+    };
+    let alphabet = b" -!:,/+\"'\\#*[]0123456789ADGJNPXasdpmi\n";
+    let mut translated = 0;
+    for i in 0..1000 {
+        let src = if i % 2 == 0 { SAVE } else { SCRIPT };
+        let mut b = src.as_bytes().to_vec();
+        for _ in 0..1 + next(4) {
+            let at = next(b.len());
+            match next(3) {
+                0 => {
+                    b.remove(at);
+                }
+                1 => b.insert(at, b[at]),
+                _ => b[at] = alphabet[next(alphabet.len())],
+            }
+        }
+        let text = String::from_utf8_lossy(&b);
+        for fam in [TableFamily::Ip, TableFamily::Ip6] {
+            if let Ok(rs) = translate(&text, fam) {
+                translated += 1;
+                let back = super::super::parse::parse(&print::to_text(&rs)).unwrap();
+                assert_eq!(print::first_difference(&rs, &back), None, "{text}");
+            }
+        }
+    }
+    assert!(translated > 50, "{translated} of 2000 translated");
+}
