@@ -18,7 +18,7 @@ mod tests;
 use super::Error;
 use super::ast::{BaseChain, Chain, ChainType, Hook, Policy, Pos, Rule, Ruleset, Stmt, Table};
 use super::ast::{TableFamily, Verdict};
-use words::Word;
+use words::{Word, at, pos};
 
 /// Reads an iptables-restore file or an iptables shell script; `family` is the family of
 /// the restore format (`ip` for `iptables-restore`, `ip6` for `ip6tables-restore`);
@@ -96,7 +96,7 @@ pub fn translate(src: &str, family: TableFamily) -> Result<Ruleset, Error> {
     }
     let rs = m.into_ruleset();
     super::check::check(&rs)?;
-    super::print::to_text_verified(&rs)?;
+    super::to_text_verified(&rs)?;
     Ok(rs)
 }
 
@@ -139,15 +139,6 @@ fn command_family(w: &str) -> Option<TableFamily> {
         "iptables" => Some(TableFamily::Ip),
         "ip6tables" => Some(TableFamily::Ip6),
         _ => None,
-    }
-}
-
-pub(super) fn at(w: &Word, msg: impl Into<String>) -> Error {
-    Error {
-        line: w.line,
-        col: w.col,
-        token: w.text.clone(),
-        msg: msg.into(),
     }
 }
 
@@ -597,12 +588,5 @@ fn no_more(rest: &[Word]) -> Result<(), Error> {
     match rest.first() {
         Some(w) => Err(at(w, "unexpected argument")),
         None => Ok(()),
-    }
-}
-
-fn pos(w: &Word) -> Pos {
-    Pos {
-        line: w.line,
-        col: w.col,
     }
 }

@@ -9,8 +9,7 @@ use super::super::ast::{
     Verdict,
 };
 use super::super::names;
-use super::words::Word;
-use super::{at, pos};
+use super::words::{Word, at, pos};
 use crate::nat::{NatFlags, NatKind};
 use crate::wire::{Addr, proto};
 
@@ -664,7 +663,7 @@ fn module_option(s: &mut Spec<'_>, w: &Word, neg: bool, rest: &[Word]) -> Result
         }
         ("mark", _) => {
             let a = arg(0)?;
-            let v = super::super::parse::parse_num(&a.text)
+            let v = mark_value(&a.text)
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| at(a, "a mark value without a mask expected"))?;
             (
@@ -677,6 +676,14 @@ fn module_option(s: &mut Spec<'_>, w: &Word, neg: bool, rest: &[Word]) -> Result
     };
     s.modules[mi].stmts.push((key, stmt));
     Ok(used)
+}
+
+/// A mark: decimal or `0x` hex (a `/mask` is refused by the caller's error).
+fn mark_value(t: &str) -> Option<u64> {
+    match t.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    }
 }
 
 /// `N/second` (also `/sec`, `/s`, `/minute`, `/min`, `/m`, `/hour`, `/h`, `/day`, `/d`).

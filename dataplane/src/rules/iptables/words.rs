@@ -2,6 +2,7 @@
 //! `\` line continuation. No expansion: `$VAR` and command substitution are errors.
 
 use super::super::Error;
+use super::super::ast::Pos;
 
 /// One word with the line and column where it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,4 +124,22 @@ pub(crate) fn split(line: &str, n: u32) -> Result<Vec<Word>, Error> {
         });
     }
     Ok(out)
+}
+
+/// An error at a word.
+pub(crate) fn at(w: &Word, msg: impl Into<String>) -> Error {
+    Error {
+        line: w.line,
+        col: w.col,
+        token: w.text.clone(),
+        msg: msg.into(),
+    }
+}
+
+/// Where a word starts, as an AST position.
+pub(crate) fn pos(w: &Word) -> Pos {
+    Pos {
+        line: w.line,
+        col: w.col,
+    }
 }
