@@ -131,3 +131,42 @@ fn a_config_whose_ruleset_names_an_unknown_port_fails_check() {
     assert!(err.contains("r.nft:4:"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn iptables_input_is_detected_translated_and_printed() {
+    let script = tmp(
+        "fw.sh",
+        "#!/bin/sh\niptables -P INPUT DROP\niptables -A INPUT -p tcp --dport 22 -j ACCEPT\n",
+    );
+    let out = fwd().arg("check").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tables, 1 rules)"));
+    let out = fwd()
+        .args(["check", "--print"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("policy drop;\n\t\ttcp dport 22 counter packets 0 bytes 0 accept"),
+        "{text}"
+    );
+    let bad = tmp("bad.rules", "*filter\n-A INPUT -j NOTRACK\nCOMMIT\n");
+    let out = fwd()
+        .args(["check", "--ip6tables"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{}:2:13: target NOTRACK", bad.display())),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(script);
+    let _ = std::fs::remove_file(bad);
+}

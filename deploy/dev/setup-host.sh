@@ -20,7 +20,7 @@ packages=(
     # bindgen needs libclang
     clang libclang-dev
     # reference hosts and the kernel as semantic reference in tests
-    iproute2 ethtool nftables conntrack iputils-ping netcat-openbsd tcpdump python3-scapy
+    iproute2 ethtool nftables iptables conntrack iputils-ping netcat-openbsd tcpdump python3-scapy
     # deploy checks, perf plots
     systemd jq curl python3-matplotlib
     # the API fuzzer (schemathesis from PyPI) lives in a virtual environment (make api-fuzz)

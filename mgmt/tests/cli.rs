@@ -334,3 +334,45 @@ async fn unreachable_api_is_an_error() {
     let (ok, _, err) = e.run(&["conntrack", "count"], true).await;
     assert!(!ok && err.contains("fwd_unreachable"), "{err}");
 }
+
+/// `fwctl iptables-restore`: translated locally, sent through the ruleset-replace API as
+/// nft text (one new generation); `--print` sends nothing; errors name the iptables line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iptables_restore_translates_and_replaces_the_ruleset() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.v4");
+    std::fs::write(
+        &file,
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m multiport --dports 22,80 -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, out, err) = e.run(&["iptables-restore", "--print", f], true).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ip protocol tcp tcp dport { 22, 80 } counter packets 0 bytes 0 accept"),
+        "{out}"
+    );
+    assert_eq!(
+        e.fake.state().ruleset,
+        INITIAL_RULESET,
+        "--print sends nothing"
+    );
+
+    let (ok, out, err) = e.run(&["iptables-restore", f], true).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ruleset applied: generation 2, 1 rules"),
+        "{out}"
+    );
+    assert!(e.fake.state().ruleset.contains("table ip filter"));
+
+    std::fs::write(&file, "*filter\n-A INPUT -m recent --set -j DROP\nCOMMIT\n").unwrap();
+    let (ok, _, err) = e.run(&["iptables-restore", f], true).await;
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("{f}:2:13: match `recent` is not supported")),
+        "{err}"
+    );
+}

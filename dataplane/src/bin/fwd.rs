@@ -4,6 +4,7 @@
 //! fwd --config /etc/fwd/fwd.yaml   run the appliance
 //! fwd --demo                       run the embedded demo configuration
 //! fwd check FILE                   validate a configuration (or a ruleset) and exit
+//! fwd check --iptables FILE --print translate an iptables ruleset, print it as nft
 //! fwd --version
 //! ```
 //!
@@ -66,18 +67,46 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate a configuration (.yaml/.yml) or an nftables ruleset (.nft/.conf) and exit:
-    /// 0 when valid, 1 with `FILE:LINE:COL: message` (or `FILE: field: message`) when not.
+    /// Validate a configuration (.yaml/.yml), an nftables ruleset (.nft/.conf) or an
+    /// iptables ruleset (iptables-save output or a script of iptables commands, detected
+    /// by its first line) and exit: 0 when valid, 1 with `FILE:LINE:COL: message` (or
+    /// `FILE: field: message`) when not.
     Check {
         /// The file to check.
         file: PathBuf,
+        /// Read FILE as iptables input (iptables-restore format or iptables commands).
+        #[arg(long)]
+        iptables: bool,
+        /// Read FILE as ip6tables input (the restore format's tables become ip6 tables).
+        #[arg(long, conflicts_with = "iptables")]
+        ip6tables: bool,
+        /// Print the ruleset as nftables text (for iptables input: the translation, like
+        /// iptables-restore-translate).
+        #[arg(long)]
+        print: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match (&cli.command, &cli.config, cli.demo) {
-        (Some(Command::Check { file }), _, _) => check(file),
+        (
+            Some(Command::Check {
+                file,
+                iptables,
+                ip6tables,
+                print,
+            }),
+            _,
+            _,
+        ) => {
+            let family = match (iptables, ip6tables) {
+                (_, true) => Some(rules::ast::TableFamily::Ip6),
+                (true, _) => Some(rules::ast::TableFamily::Ip),
+                _ => None,
+            };
+            check(file, family, *print)
+        }
         (None, Some(path), false) => match Config::load(path, &check_tunable) {
             Ok(cfg) => exit(run(&cfg, cli.stats_interval.unwrap_or(0))),
             Err(e) => {
@@ -143,13 +172,19 @@ fn line_col(m: &str) -> Option<(u32, u32)> {
     Some((num_after("line")?, num_after("column")?))
 }
 
-fn check(file: &Path) -> ExitCode {
+fn check(file: &Path, iptables: Option<rules::ast::TableFamily>, print: bool) -> ExitCode {
     let ext = file
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
-    if matches!(ext, "nft" | "conf") {
-        return check_ruleset(file);
+    let sniff =
+        || std::fs::read_to_string(file).is_ok_and(|t| rules::iptables::looks_like_iptables(&t));
+    if iptables.is_some()
+        || matches!(ext, "nft" | "conf")
+        || print
+        || !matches!(ext, "yaml" | "yml") && sniff()
+    {
+        return check_ruleset(file, iptables, print);
     }
     let cfg = match Config::load(file, &check_tunable) {
         Ok(c) => c,
@@ -213,7 +248,8 @@ fn check(file: &Path) -> ExitCode {
 
 /// `fwd check FILE.nft`: parse and check (port names are not known without a config, so
 /// `iif`/`oif` are not resolved here; `fwd check CONFIG` compiles its ruleset fully).
-fn check_ruleset(file: &Path) -> ExitCode {
+/// iptables input (`--iptables`, `--ip6tables`, or detected) is translated first.
+fn check_ruleset(file: &Path, iptables: Option<rules::ast::TableFamily>, print: bool) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -221,7 +257,18 @@ fn check_ruleset(file: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rules::parse::parse(&text).and_then(|rs| rules::check::check(&rs).map(|()| rs)) {
+    let iptables = iptables.or_else(|| {
+        rules::iptables::looks_like_iptables(&text).then_some(rules::ast::TableFamily::Ip)
+    });
+    let result = match iptables {
+        Some(family) => rules::iptables::translate(&text, family),
+        None => rules::parse::parse(&text).and_then(|rs| rules::check::check(&rs).map(|()| rs)),
+    };
+    match result {
+        Ok(rs) if print => {
+            print!("{}", rules::print::to_text(&rs));
+            ExitCode::SUCCESS
+        }
         Ok(rs) => {
             let n: usize = rs
                 .tables

@@ -15,6 +15,7 @@ pub mod classify;
 pub mod compile;
 mod error;
 pub mod generation;
+pub mod iptables;
 pub mod json;
 pub mod limits;
 mod names;

@@ -52,6 +52,10 @@ enum Command {
     /// Conntrack tunables by sysctl name.
     #[command(subcommand)]
     Tuning(TuningCmd),
+    /// Translate an iptables ruleset (iptables-save output or a script of iptables
+    /// commands) to nftables as iptables-nft does and replace the running ruleset with it;
+    /// `-` reads stdin.
+    IptablesRestore(IptablesRestore),
     /// Ports with link state and counters.
     Ports,
     /// Workers with packets, forwarded, verdict-cache hits, ICMP errors sent and
@@ -167,6 +171,20 @@ enum Ruleset {
     Apply { file: PathBuf },
     /// Check a ruleset without applying it (`nft -c -f FILE`).
     Check { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+struct IptablesRestore {
+    file: PathBuf,
+    /// ip6tables input: the restore format's tables become `ip6` tables.
+    #[arg(short = '6', long)]
+    ipv6: bool,
+    /// Print the nftables translation (like iptables-restore-translate) and send nothing.
+    #[arg(long)]
+    print: bool,
+    /// Check the translation against the running appliance without applying it.
+    #[arg(long, conflicts_with = "print")]
+    check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,13 +356,52 @@ fn ruleset_send(c: &Client, cli_json: bool, file: &PathBuf, check: bool) -> Resu
     } else {
         "text/plain"
     };
+    ruleset_put(c, cli_json, file, ct, &body, check)
+}
+
+/// `fwctl iptables-restore`: translated here, sent as nftables text (errors in the
+/// iptables input point at its lines; the server sees only the translation).
+fn iptables_restore(c: &Client, cli_json: bool, a: &IptablesRestore) -> Result<(), Failure> {
+    let body = read_file(&a.file)?;
+    let text = String::from_utf8(body).map_err(|_| format!("{}: not UTF-8", a.file.display()))?;
+    let family = if a.ipv6 {
+        dataplane::rules::ast::TableFamily::Ip6
+    } else {
+        dataplane::rules::ast::TableFamily::Ip
+    };
+    let nft = dataplane::rules::iptables::to_nft(&text, family).map_err(|e| {
+        format!(
+            "{}:{}:{}: {} (at `{}`)",
+            a.file.display(),
+            e.line,
+            e.col,
+            e.msg,
+            e.token
+        )
+    })?;
+    if a.print {
+        print!("{nft}");
+        return Ok(());
+    }
+    let label = PathBuf::from(format!("{} (translated)", a.file.display()));
+    ruleset_put(c, cli_json, &label, "text/plain", nft.as_bytes(), a.check)
+}
+
+fn ruleset_put(
+    c: &Client,
+    cli_json: bool,
+    file: &std::path::Path,
+    ct: &str,
+    body: &[u8],
+    check: bool,
+) -> Result<(), Failure> {
     let path = if check {
         "/api/v1/ruleset/check"
     } else {
         "/api/v1/ruleset"
     };
     let method = if check { "POST" } else { "PUT" };
-    let v = c.send(method, path, ct, &body).map_err(|f| match f {
+    let v = c.send(method, path, ct, body).map_err(|f| match f {
         // Point at the file like a compiler does.
         Failure::Api(e) if e.line.is_some() => Failure::Local(format!(
             "{}:{}:{}: {}: {}",
@@ -538,6 +595,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Ruleset(Ruleset::Apply { file }) => ruleset_send(&c, json, file, false)?,
         Command::Ruleset(Ruleset::Check { file }) => ruleset_send(&c, json, file, true)?,
+        Command::IptablesRestore(a) => iptables_restore(&c, json, a)?,
         Command::Tuning(TuningCmd::Get { names }) => {
             let v = c.json("GET", "/api/v1/tuning", &[])?;
             let t: Tuning = parse(v.clone())?;

@@ -1,0 +1,217 @@
+//! Differential testing of rulesets against the kernel (rules_kernel, iptables_kernel): a
+//! namespace pair joined by a veth (`A` sends, `K` holds the kernel's ruleset), probes
+//! sent from A to K and evaluated by `dataplane::rules` on the input hook, and the
+//! per-rule counters that moved compared after each probe. Every rule carries a
+//! `counter`, so "the same counters moved" means the same rules matched and the same
+//! verdict was reached. Names carry the test process's PID.
+#![allow(dead_code)]
+
+use super::netns::{ok, sh};
+use dataplane::rules::{CompiledRuleset, Hook, PacketCtx, ct_state};
+use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, TcpFlags, TcpInfo, proto};
+
+pub const SRC: [u8; 4] = [198, 18, 0, 1];
+pub const DST: [u8; 4] = [198, 18, 0, 2];
+
+/// The namespace pair; deleted on drop.
+pub struct Pair {
+    pub a: String,
+    pub k: String,
+    /// The kernel side's interface name (what `iifname` rules see).
+    pub k_if: String,
+}
+
+impl Pair {
+    pub fn setup(tag: &str) -> Pair {
+        let pid = std::process::id();
+        let p = Pair {
+            a: format!("{tag}a-{pid}"),
+            k: format!("{tag}k-{pid}"),
+            k_if: format!("{tag}k{pid}"),
+        };
+        let a_if = format!("{tag}a{pid}");
+        p.cleanup();
+        ok(&["ip", "netns", "add", &p.a]);
+        ok(&["ip", "netns", "add", &p.k]);
+        ok(&[
+            "ip", "link", "add", &a_if, "netns", &p.a, "type", "veth", "peer", "name", &p.k_if,
+            "netns", &p.k,
+        ]);
+        for (ns, dev, addr) in [
+            (&p.a, &a_if, "198.18.0.1/24"),
+            (&p.k, &p.k_if, "198.18.0.2/24"),
+        ] {
+            ok(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ]);
+            ok(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // Resolve ARP once before the probes.
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &p.a,
+            "ping",
+            "-c1",
+            "-W1",
+            "198.18.0.2",
+        ]);
+        p
+    }
+
+    fn cleanup(&self) {
+        let _ = sh(&["ip", "netns", "del", &self.a]);
+        let _ = sh(&["ip", "netns", "del", &self.k]);
+    }
+
+    /// Kernel counters: ((table, chain, rule index), packets), in listing order.
+    pub fn kernel_counters(&self) -> Vec<((String, String, usize), u64)> {
+        let o = sh(&[
+            "ip", "netns", "exec", &self.k, "nft", "-j", "list", "ruleset",
+        ]);
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft json");
+        let mut out = Vec::new();
+        let mut idx: std::collections::HashMap<(String, String), usize> = Default::default();
+        for item in j["nftables"].as_array().unwrap() {
+            let Some(r) = item.get("rule") else { continue };
+            let table = r["table"].as_str().unwrap().to_owned();
+            let chain = r["chain"].as_str().unwrap().to_owned();
+            let i = idx.entry((table.clone(), chain.clone())).or_default();
+            let packets = r["expr"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
+                .unwrap_or(0);
+            out.push(((table, chain, *i), packets));
+            *i += 1;
+        }
+        out
+    }
+
+    pub fn send(&self, p: Probe) {
+        let cmd = match p {
+            Probe::Tcp(port) => format!("echo > /dev/tcp/198.18.0.2/{port}"),
+            Probe::Udp(port) => format!("echo x > /dev/udp/198.18.0.2/{port}"),
+            Probe::Ping => "ping -c1 -W1 198.18.0.2".into(),
+        };
+        let _ = sh(&[
+            "ip", "netns", "exec", &self.a, "timeout", "0.3", "bash", "-c", &cmd,
+        ]);
+    }
+
+    /// Sends each probe to the kernel and evaluates it with `ours` on the input hook (a
+    /// new connection arriving on port 0); asserts that the same rules counted.
+    pub fn compare(&self, ours: &CompiledRuleset, probes: &[Probe]) {
+        let mut before = self.kernel_counters();
+        let mut ours_before = ours.counters();
+        for &p in probes {
+            self.send(p);
+            let after = self.kernel_counters();
+            let mut kernel_moved: Vec<_> = after
+                .iter()
+                .zip(&before)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0.clone())
+                .collect();
+            before = after;
+
+            let ip = packet(p);
+            let mut ctx = PacketCtx {
+                ip: &ip,
+                iif: Some(0),
+                oif: None,
+                ct_state: ct_state::NEW,
+                ct_status: 0,
+                ct_mark: 0,
+                mark: 0,
+                len: 60,
+                first_packet: true,
+            };
+            let verdict = ours.eval(Hook::Input, &mut ctx, 0, 1).verdict;
+            let now = ours.counters();
+            let src = ours.source();
+            let mut ours_moved = Vec::new();
+            for (id, (a, b)) in now.iter().zip(&ours_before).enumerate() {
+                if a.0 != b.0 {
+                    let (t, c, r, _) = ours.rule_location(u32::try_from(id).unwrap()).unwrap();
+                    let table = &src.tables[t];
+                    ours_moved.push((table.name.clone(), table.chains[c].name.clone(), r));
+                }
+            }
+            ours_before = now;
+            kernel_moved.sort();
+            ours_moved.sort();
+            assert_eq!(
+                ours_moved, kernel_moved,
+                "probe {p:?} (our verdict {verdict:?})"
+            );
+            eprintln!("{p:?}: {verdict:?} rules {ours_moved:?}");
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Probe {
+    Tcp(u16),
+    Udp(u16),
+    Ping,
+}
+
+/// The probe as the data plane parses it (a SYN with the options Linux sends).
+pub fn packet(p: Probe) -> IpInfo {
+    let l4 = match p {
+        Probe::Tcp(dport) => L4Info::Tcp(TcpInfo {
+            sport: 40000,
+            dport,
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(TcpFlags::SYN),
+            window: 64240,
+            payload_len: 0,
+            wscale: Some(7),
+            sack_perm: true,
+            mss: Some(1460),
+        }),
+        Probe::Udp(dport) => L4Info::Udp {
+            sport: 40000,
+            dport,
+        },
+        Probe::Ping => L4Info::IcmpEcho {
+            request: true,
+            id: 1,
+            seq: 1,
+        },
+    };
+    IpInfo {
+        family: Family::V4,
+        src: Addr::from_v4(SRC),
+        dst: Addr::from_v4(DST),
+        proto: match p {
+            Probe::Tcp(_) => proto::TCP,
+            Probe::Udp(_) => proto::UDP,
+            Probe::Ping => proto::ICMP,
+        },
+        ttl: 64,
+        l3_off: 14,
+        l4_off: 34,
+        ip_len: 60,
+        frag: Fragment::None,
+        l4: Some(l4),
+    }
+}
