@@ -25,9 +25,9 @@ mod tests;
 pub(crate) mod testutil;
 
 pub use alloc::set_large_alloc_hint;
-pub use key::{Direction, FlowKey};
+pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
-pub use table::{Bucket, CtEvent, EntryId, Probe, Snapshot, Stats, Table};
+pub use table::{Bucket, CtEvent, EntryId, InsertHints, Miss, Probe, Snapshot, Stats, Table};
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};
 
