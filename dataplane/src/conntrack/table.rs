@@ -1129,46 +1129,4 @@ fn remaining_ns(deadline: u32, now: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hot_entry_is_two_cache_lines() {
-        assert_eq!(ENTRY_BYTES, 128);
-        assert_eq!(COLD_BYTES, 32 + 48);
-        assert_eq!(size_of::<Bucket>(), 64);
-    }
-
-    /// Removal rehashes the tuples: after filling the table (3276 entries: 80 % load on
-    /// 1024 buckets) and removing every entry, no reference is left anywhere.
-    #[test]
-    fn removal_by_hash_empties_the_index() {
-        use crate::conntrack::testutil::udp4;
-        let n = 3276u32;
-        let mut t = Table::new(n, Tunables::default(), 7);
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let [_, _, hi, lo] = i.to_be_bytes();
-            let q = udp4([198, 18, hi, lo], 1000, [203, 0, 113, 9], 53);
-            let k = FlowKey::from_info(&q, 0).unwrap();
-            ids.push(t.insert(k, k.inverse(), &q, 0).unwrap());
-        }
-        for id in &ids {
-            assert_eq!(t.entries[id.0 as usize].kind(), KIND_UDP);
-        }
-        let used = t.buckets.iter().flat_map(|b| b.refs).filter(|&r| r != 0);
-        assert_eq!(used.count(), 2 * n as usize);
-        for id in ids {
-            assert!(t.remove(id, 1));
-        }
-        assert!(t.buckets.iter().all(|b| b.refs.iter().all(|&r| r == 0)));
-        assert!(t.is_empty());
-    }
-
-    #[test]
-    fn tick_compare_wraps() {
-        assert!(tick_le(u32::MAX, 0));
-        assert!(!tick_le(0, u32::MAX));
-        assert!(tick_le(5, 5));
-    }
-}
+mod tests;
