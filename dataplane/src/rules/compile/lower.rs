@@ -10,6 +10,7 @@ use crate::nat::{NatAction, NatRange};
 use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::classify::Classifier;
+use crate::rules::first::FirstPartitions;
 use crate::rules::limits::{Budget, Limits};
 use crate::wire::Family;
 use std::collections::BTreeMap;
@@ -141,8 +142,10 @@ pub fn compile_with(
             limits: (0..n_limits).map(|_| Default::default()).collect(),
         })
         .collect();
+    let first = FirstPartitions::build(rules.iter().map(|r| &r.stmts[..]));
     Ok(CompiledRuleset {
         source: rs.clone(),
+        first,
         hooks,
         chains,
         chain_pos,

@@ -4,6 +4,7 @@
 use super::ir::CStmt;
 use crate::rules::ast::{Kind, Ruleset};
 use crate::rules::classify::Classifier;
+use crate::rules::first::FirstPartitions;
 use crate::rules::names;
 use crate::wire::Family;
 use std::collections::BTreeMap;
@@ -66,6 +67,8 @@ pub struct CompiledRuleset {
     pub(super) workers: Box<[WorkerBlock]>,
     pub(super) ct_counts: Box<[Arc<AtomicU32>]>,
     pub(crate) generation: u64,
+    /// The first-packet classes of the address and port fields (`rules/first.rs`).
+    pub(crate) first: FirstPartitions,
 }
 
 /// Compiles a ruleset for `workers` workers within the default [`Limits`]. Runs
