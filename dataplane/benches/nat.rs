@@ -56,16 +56,9 @@ fn masquerade() -> (NatEnv, NatAction) {
 }
 
 /// A table whose pools hold `port` of `addr` for `proto` (a connection kept it).
-fn holding(addr: Addr, proto_: u8, port: u16) -> TupleSet {
+fn holding(addr: Addr, proto: u8, port: u16) -> TupleSet {
     let mut t = TupleSet::default();
-    let s = t
-        .pools
-        .slot(PoolKey {
-            addr,
-            proto: proto_,
-        })
-        .unwrap();
-    assert!(t.pools.take(s, port));
+    assert!(t.hold(PoolKey { addr, proto }, port));
     t
 }
 

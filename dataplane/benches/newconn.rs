@@ -15,11 +15,17 @@
 //!   connection (so the fill stays put), on 1 and 4 workers (worker 0's share).
 //!
 //! `cargo bench -p dataplane --no-default-features --bench newconn -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Instruction counts (repeatable on a loaded machine): with `NEWCONN_STEPS=N` each scenario
+//! named in `NEWCONN_ONLY` (all when unset) runs its set-up and then N steps without
+//! criterion; under `valgrind --tool=callgrind --toggle-collect='*::step'` the collected
+//! instructions / N are one step's.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::conntrack::{EntryId, FlowKey, InsertHints, Table, Tunables};
 use dataplane::nat::{
     CtNat, NatAction, NatEnv, NatFlags, NatKind, NatRange, Owner, PortAllocator, SYMMETRIC_RSS_KEY,
@@ -51,6 +57,28 @@ fn udp(i: u32) -> IpInfo {
 
 fn key(p: &IpInfo) -> FlowKey {
     FlowKey::from_info(p, 0).expect("UDP has a key")
+}
+
+/// Benchmarks `step` under `name`, or (with `NEWCONN_STEPS`) runs it that many times.
+fn run(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut step: impl FnMut()) {
+    match std::env::var("NEWCONN_STEPS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) => {
+            for _ in 0..n {
+                step();
+            }
+        }
+        None => {
+            g.bench_function(name, |b| b.iter(&mut step));
+        }
+    }
+}
+
+/// Whether scenario `name` is to be set up (`NEWCONN_ONLY`: a comma list; all when unset).
+fn wanted(name: &str) -> bool {
+    std::env::var("NEWCONN_ONLY").map_or(true, |v| v.split(',').any(|x| x == name))
 }
 
 /// One worker's conntrack step for a packet at virtual time `now`: update on a hit,
@@ -91,6 +119,7 @@ impl Stream {
         }
     }
 
+    #[inline(never)]
     fn step(&mut self) {
         self.i = self.i.wrapping_add(1);
         self.now += self.ns_per_flow;
@@ -123,17 +152,19 @@ fn conntrack(c: &mut Criterion) {
         udp: 1,
         ..Tunables::default()
     };
-    let mut s = Stream::new(table(1 << 20, tun), 2_000, 0);
-    for _ in 0..2_000_000 {
-        s.step();
+    if wanted("udp_steady") {
+        let mut s = Stream::new(table(1 << 20, tun), 2_000, 0);
+        for _ in 0..2_000_000 {
+            s.step();
+        }
+        run(&mut g, "udp_steady", || s.step());
+        eprintln!(
+            "udp_steady: {} live of {}, {:?}",
+            s.t.len(),
+            s.t.capacity(),
+            s.t.stats()
+        );
     }
-    g.bench_function("udp_steady", |b| b.iter(|| s.step()));
-    eprintln!(
-        "udp_steady: {} live of {}, {:?}",
-        s.t.len(),
-        s.t.capacity(),
-        s.t.stats()
-    );
 
     // A full table of unreplied flows with hour-long timeouts: every insert early-drops.
     let cap = 1 << 18;
@@ -141,12 +172,18 @@ fn conntrack(c: &mut Criterion) {
         udp: 3600,
         ..Tunables::default()
     };
-    let mut s = Stream::new(table(cap, tun.clone()), 1_000, 0);
-    for _ in 0..cap {
-        s.step();
+    if wanted("udp_full") {
+        let mut s = Stream::new(table(cap, tun.clone()), 1_000, 0);
+        for _ in 0..cap {
+            s.step();
+        }
+        run(&mut g, "udp_full", || s.step());
+        eprintln!("udp_full: {} live, {:?}", s.t.len(), s.t.stats());
     }
-    g.bench_function("udp_full", |b| b.iter(|| s.step()));
-    eprintln!("udp_full: {} live, {:?}", s.t.len(), s.t.stats());
+    if !wanted("flood_into_assured") {
+        g.finish();
+        return;
+    }
 
     // Half the table ASSURED (replied, then traffic 3 s later), the other half and every
     // new flow unreplied.
@@ -178,7 +215,7 @@ fn conntrack(c: &mut Criterion) {
     for _ in 0..cap {
         s.step();
     }
-    g.bench_function("flood_into_assured", |b| b.iter(|| s.step()));
+    run(&mut g, "flood_into_assured", || s.step());
     eprintln!("flood_into_assured: {} live, {:?}", s.t.len(), s.t.stats());
     g.finish();
 }
@@ -272,6 +309,7 @@ impl Natted {
         }
     }
 
+    #[inline(never)]
     fn step(&mut self) {
         self.open();
         if let Some(id) = self.live.pop_front() {
@@ -285,10 +323,12 @@ fn nat(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for workers in [1u16, 4] {
         for fill in [50u32, 90, 99] {
+            let name = format!("masquerade_fill_{fill}_w{workers}");
+            if !wanted(&name) {
+                continue;
+            }
             let mut n = Natted::new(workers, f64::from(fill) / 100.0);
-            g.bench_function(format!("masquerade_fill_{fill}_w{workers}"), |b| {
-                b.iter(|| n.step())
-            });
+            run(&mut g, &name, || n.step());
             eprintln!(
                 "masquerade fill {fill} % w{workers}: {} live, {:?}, pools {:?}",
                 n.live.len(),

@@ -65,6 +65,14 @@ impl TupleSet {
         o && r
     }
 
+    /// Holds `port` of `key` as a live connection would; `false` if it was held (or no
+    /// pool slot is left).
+    pub fn hold(&mut self, key: PoolKey, port: u16) -> bool {
+        self.pools
+            .slot(key)
+            .is_some_and(|s| self.pools.take(s, port))
+    }
+
     /// Forgets a connection and releases its port (what conntrack does when it dies).
     pub fn remove(&mut self, b: &Binding) {
         self.tuples.remove(&b.orig);

@@ -63,112 +63,105 @@ impl Table {
         now: u64,
         hints: InsertHints,
     ) -> Result<EntryId, InsertError> {
-        let r = self.insert_inner(orig, reply, info, now, hints);
+        // Every refusal breaks out of this block, so a port the entry was to hold is
+        // released in one place.
+        let r = 'insert: {
+            let first = match self.first_packet(&orig, info, now) {
+                Ok(f) => f,
+                Err(r) => {
+                    self.stats.invalid += 1;
+                    break 'insert Err(InsertError::Invalid(r));
+                }
+            };
+            let ho = match hints.miss {
+                Some(m) if m.inserts == self.stats.insert => {
+                    debug_assert_eq!(m.h, self.hashed(&orig), "the miss is of this key");
+                    m.h
+                }
+                _ => {
+                    let h = self.hashed(&orig);
+                    if self.find(&orig, h).is_some() {
+                        break 'insert Err(self.clash());
+                    }
+                    h
+                }
+            };
+            let hr = self.hashed(&reply);
+            if self.find(&reply, hr).is_some() {
+                break 'insert Err(self.clash());
+            }
+            // Full: reap due entries first (a few steps), else drop an unassured one.
+            if self.live >= self.max && self.expire(now, 8) == 0 && !self.early_drop(ho, now) {
+                self.stats.drop += 1;
+                break 'insert Err(InsertError::Full);
+            }
+            let idx = self.free;
+            if idx == NIL {
+                self.stats.drop += 1;
+                break 'insert Err(InsertError::Full);
+            }
+            let inv = orig.inverse();
+            let mut status = CONFIRMED;
+            if reply.src != inv.src || reply.sport != inv.sport {
+                status |= DST_NAT;
+            }
+            if reply.dst != inv.dst || reply.dport != inv.dport {
+                status |= SRC_NAT;
+            }
+            if hints.nat_port {
+                status |= PORT_HELD;
+            }
+            let next_free = self.entries[idx as usize].next;
+            self.entries[idx as usize] = Entry {
+                orig,
+                reply,
+                deadline: first.timeout.map_or(tick_of(now), |s| deadline_of(now, s)),
+                next: NIL,
+                prev: NIL,
+                mark: 0,
+                verdict: [0; 2],
+                count_slot: 0,
+                state: first.kind << 4 | first.tcp_state,
+                status,
+                stream_tick: first.stream_tick,
+                pos: [0; 2],
+            };
+            let indexed = self.index_insert(ho, Self::make_ref(idx, Direction::Original) | HINT)
+                && (self.index_insert(hr, Self::make_ref(idx, Direction::Reply) | HINT) || {
+                    self.remove_ref(idx, Direction::Original);
+                    false
+                });
+            if !indexed {
+                self.entries[idx as usize] = Entry {
+                    next: next_free,
+                    ..Entry::EMPTY
+                };
+                self.stats.insert_failed += 1;
+                self.stats.drop += 1;
+                break 'insert Err(InsertError::IndexFull);
+            }
+            self.free = next_free;
+            self.live += 1;
+            if !self.wheel_started {
+                self.wheel_pos = tick_of(now);
+                self.wheel_started = true;
+            }
+            self.acct[idx as usize] = Acct {
+                packets: [1, 0],
+                bytes: [u64::from(info.ip_len), 0],
+            };
+            if let Some(c) = first.tcp {
+                self.tcp[idx as usize] = c;
+            }
+            self.schedule(idx);
+            self.stats.insert += 1;
+            self.emit(EventType::New, idx, now);
+            Ok(EntryId(idx))
+        };
         if r.is_err() && hints.nat_port {
             self.release_port(&reply);
         }
         r
-    }
-
-    fn insert_inner(
-        &mut self,
-        orig: FlowKey,
-        reply: FlowKey,
-        info: &IpInfo,
-        now: u64,
-        hints: InsertHints,
-    ) -> Result<EntryId, InsertError> {
-        let first = match self.first_packet(&orig, info, now) {
-            Ok(f) => f,
-            Err(r) => {
-                self.stats.invalid += 1;
-                return Err(InsertError::Invalid(r));
-            }
-        };
-        let ho = match hints.miss {
-            Some(m) if m.inserts == self.stats.insert => {
-                debug_assert_eq!(m.h, self.hashed(&orig), "the miss is of this key");
-                m.h
-            }
-            _ => {
-                let h = self.hashed(&orig);
-                if self.find(&orig, h).is_some() {
-                    return Err(self.clash());
-                }
-                h
-            }
-        };
-        let hr = self.hashed(&reply);
-        if self.find(&reply, hr).is_some() {
-            return Err(self.clash());
-        }
-        // Full: reap due entries first (a few steps), else drop an unassured one.
-        if self.live >= self.max && self.expire(now, 8) == 0 && !self.early_drop(ho, now) {
-            self.stats.drop += 1;
-            return Err(InsertError::Full);
-        }
-        let idx = self.free;
-        if idx == NIL {
-            self.stats.drop += 1;
-            return Err(InsertError::Full);
-        }
-        let inv = orig.inverse();
-        let mut status = CONFIRMED;
-        if reply.src != inv.src || reply.sport != inv.sport {
-            status |= DST_NAT;
-        }
-        if reply.dst != inv.dst || reply.dport != inv.dport {
-            status |= SRC_NAT;
-        }
-        if hints.nat_port {
-            status |= PORT_HELD;
-        }
-        let next_free = self.entries[idx as usize].next;
-        self.entries[idx as usize] = Entry {
-            orig,
-            reply,
-            deadline: first.timeout.map_or(tick_of(now), |s| deadline_of(now, s)),
-            next: NIL,
-            prev: NIL,
-            mark: 0,
-            verdict: [0; 2],
-            count_slot: 0,
-            state: first.kind << 4 | first.tcp_state,
-            status,
-            stream_tick: first.stream_tick,
-            pos: [0; 2],
-        };
-        let indexed = self.index_insert(ho, Self::make_ref(idx, Direction::Original) | HINT)
-            && (self.index_insert(hr, Self::make_ref(idx, Direction::Reply) | HINT) || {
-                self.remove_ref(idx, Direction::Original);
-                false
-            });
-        if !indexed {
-            self.entries[idx as usize] = Entry {
-                next: next_free,
-                ..Entry::EMPTY
-            };
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return Err(InsertError::IndexFull);
-        }
-        self.free = next_free;
-        self.live += 1;
-        if !self.wheel_started {
-            self.wheel_pos = tick_of(now);
-            self.wheel_started = true;
-        }
-        self.acct[idx as usize] = Acct {
-            packets: [1, 0],
-            bytes: [u64::from(info.ip_len), 0],
-        };
-        if let Some(c) = first.tcp {
-            self.tcp[idx as usize] = c;
-        }
-        self.schedule(idx);
-        self.stats.insert += 1;
-        self.emit(EventType::New, idx, now);
-        Ok(EntryId(idx))
     }
 
     fn clash(&mut self) -> InsertError {

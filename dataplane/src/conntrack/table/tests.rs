@@ -206,7 +206,7 @@ fn a_full_table_reaps_due_entries_before_dropping_live_ones() {
     let st = t.stats();
     assert_eq!((st.early_drop, st.drop), (0, 0));
     assert!(st.expired >= 1);
-    assert_eq!(t.len(), 8 - st.expired as u32 + 1);
+    assert_eq!(u64::from(t.len()), 8 - st.expired + 1);
 }
 
 /// One worker at 40 000 new flows per second (400 per 10 ms tick) with a 1 s UDP

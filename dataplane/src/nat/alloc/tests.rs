@@ -67,14 +67,11 @@ impl NatTable for AllTaken {
 
 /// Holds `port` of `addr` (TCP) in `t`'s pools, as a live connection would.
 fn hold(t: &mut TupleSet, addr: Addr, port: u16) {
-    let s = t
-        .pools
-        .slot(PoolKey {
-            addr,
-            proto: proto::TCP,
-        })
-        .unwrap();
-    assert!(t.pools.take(s, port));
+    let key = PoolKey {
+        addr,
+        proto: proto::TCP,
+    };
+    assert!(t.hold(key, port));
 }
 
 /// The oracle of the RSS constraint: whether SNAT port `p` for remote `r` and address `a`

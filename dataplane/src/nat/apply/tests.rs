@@ -144,17 +144,10 @@ fn env() -> NatEnv {
 }
 
 /// A table whose pools hold `busy` ports of `addr` for `proto`.
-fn busy_table(addr: Addr, proto_: u8, busy: &[u16]) -> TupleSet {
+fn busy_table(addr: Addr, proto: u8, busy: &[u16]) -> TupleSet {
     let mut t = TupleSet::default();
-    let s = t
-        .pools
-        .slot(PoolKey {
-            addr,
-            proto: proto_,
-        })
-        .unwrap();
     for &p in busy {
-        assert!(t.pools.take(s, p));
+        assert!(t.hold(PoolKey { addr, proto }, p));
     }
     t
 }
