@@ -80,7 +80,8 @@ steady() {
                     else (($fin.insert - ($w | first).insert) / ($fin.t - ($w | first).t)) end),
              early_drop_rate: (if ($w | length) < 2 or $fin.t <= ($w | first).t then null
                     else (($fin.early_drop - ($w | first).early_drop) / ($fin.t - ($w | first).t)) end),
-             entries_min: ($w | map(.entries) | min), entries_max: ($w | map(.entries) | max),
+             entries_min: ($w | map(select(.t <= $fin.t) | .entries) | min),
+             entries_max: ($w | map(select(.t <= $fin.t) | .entries) | max),
              series: .} end' "$1"
 }
 
