@@ -686,6 +686,7 @@ impl Table {
 
     /// Whether events are recorded now (`nf_conntrack_events`: 0 never, 1 always, 2 while
     /// someone takes them).
+    #[inline]
     fn events_on(&self) -> bool {
         match self.tun.events {
             0 => false,
@@ -711,10 +712,17 @@ impl Table {
         }
     }
 
+    /// Queues an event of entry `idx` if events are recorded: without a subscriber this is
+    /// one inlined test.
+    #[inline]
     fn emit(&mut self, kind: EventType, idx: u32, now: u64) {
-        if self.event_cap == 0 || !self.events_on() {
-            return;
+        if self.event_cap != 0 && self.events_on() {
+            self.record(kind, idx, now);
         }
+    }
+
+    #[inline(never)]
+    fn record(&mut self, kind: EventType, idx: u32, now: u64) {
         if self.events.len() >= self.event_cap {
             self.stats.events_dropped += 1;
             return;
@@ -723,8 +731,7 @@ impl Table {
         self.events.push_back(CtEvent { kind, entry: snap });
     }
 
-    /// Takes up to `max` queued events (oldest first).
-    /// A take is a subscriber: in auto mode (`nf_conntrack_events` = 2) it turns recording
+    /// Takes up to `max` queued events (oldest first). A take is a subscriber: in auto mode (`nf_conntrack_events` = 2) it turns recording
     /// on until no take has come for [`EVENT_IDLE_NS`].
     pub fn take_events(&mut self, max: usize) -> impl Iterator<Item = CtEvent> + '_ {
         self.takes += 1;
