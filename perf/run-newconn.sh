@@ -19,13 +19,18 @@
 #
 # BASE_FWD (a second fwd binary, e.g. main's) runs each scenario too, right before FWD,
 # in the same session: quote FWD / BASE_FWD, not the absolute rates. Results:
-# perf/results/<time>-fwd-newconn-<scenario>[-base].json, with `steady` (the series and
-# the steady-state rate) beside lib.sh's `ct_rate` (over the whole run).
+# perf/results/newconn/<time>-fwd-newconn-<scenario>[-base].json, with `steady` (the series
+# and the steady-state rate) beside lib.sh's `ct_rate` (over the whole run).
 #
 #   perf/run-newconn.sh
 #   SCENARIOS="udp full" DURATION=20 BASE_FWD=/work/main/target/release/fwd perf/run-newconn.sh
 #
+# Results go to perf/results/newconn/ (RESULTS), apart from run-appliance.sh's
+# newconn-udp / newconn-full (a 4 s run on a fresh fwd: no entry expires there), which
+# report.py reads from perf/results/.
+#
 # Needs root, hugepages, release fwd and perfgen (lib.sh `require`).
+RESULTS=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results/newconn}
 source "$(dirname "$0")/lib.sh"
 require
 DURATION=${DURATION:-20}
