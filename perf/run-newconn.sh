@@ -16,6 +16,9 @@
 #            closed connections expire during the run; steady rate from 2 x the longest
 #            shortened timeout on.
 #   synflood not run: perfgen has no SYN-only mode (see the end of this file).
+#   memory   (not in the default set) bytes per conntrack entry: fwd's RSS with a table of
+#            MEM_MAX (10 Mi) entries minus its RSS with 64 Ki, per entry (run-table.sh's
+#            method, without the fill: the table is written whole at start).
 #
 # BASE_FWD (a second fwd binary, e.g. main's) runs each scenario too, right before FWD,
 # in the same session: quote FWD / BASE_FWD, not the absolute rates. Results:
@@ -154,6 +157,30 @@ if has tcp; then
     write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
     both fwd-newconn-tcp 5 --mode tcp --flows 16000000 --dport 80 --rate 0 --concurrency 4096 \
         --label "fwd, TCP connections through SNAT, TCP timeouts 2 s (expiry throughout)"
+fi
+if has memory; then
+    for bin in ${BASE_FWD:-} "$FWD"; do
+        FWD_SAVED=$FWD
+        FWD=$bin
+        require_fwd
+        declare -A rss=()
+        for cap in 65536 "${MEM_MAX:-10485760}"; do
+            CT_MAX=$cap CT_TIMEOUTS="    nf_conntrack_udp_timeout: 3600" \
+                write_fwd_config "$PERF_DIR/rulesets/filter.nft" > /dev/null
+            start_fwd
+            sleep 2
+            rss[$cap]=$(dut_rss_kib)
+            cleanup_dut
+        done
+        out=$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-fwd-newconn-memory.json
+        jq -n --arg fwd "$bin" --argjson meta "$(meta_json)" --argjson small "${rss[65536]}" \
+            --argjson big "${rss[${MEM_MAX:-10485760}]}" --argjson cap "${MEM_MAX:-10485760}" \
+            '{scenario: "fwd-newconn-memory", fwd_binary: $fwd, rss_kib_64ki: $small,
+              rss_kib: $big, capacity: $cap,
+              bytes_per_entry: ((($big - $small) * 1024 / $cap) * 10 | round / 10)} + $meta' > "$out"
+        jq -r '"memory: \(.fwd_binary): \(.bytes_per_entry) B per entry at \(.capacity) entries"' "$out"
+        FWD=$FWD_SAVED
+    done
 fi
 if has synflood; then
     echo "run-newconn.sh: synflood skipped: perfgen cannot send SYN-only flows (see the note at the end of perf/run-newconn.sh)" >&2
