@@ -27,7 +27,9 @@ pub(crate) mod testutil;
 pub use alloc::set_large_alloc_hint;
 pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
-pub use table::{Bucket, CtEvent, EntryId, InsertHints, Miss, Probe, Snapshot, Stats, Table};
+pub use table::insert::InsertHints;
+pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
+pub use table::{Bucket, CtEvent, EntryId, Miss, Probe, Snapshot, Stats, Table};
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};
 

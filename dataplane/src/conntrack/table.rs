@@ -4,11 +4,8 @@
 
 use std::collections::VecDeque;
 
-mod insert;
-mod wheel;
-
-pub use insert::InsertHints;
-pub use wheel::{EXPIRE_MAX, EXPIRE_MIN};
+pub(super) mod insert;
+pub(super) mod wheel;
 
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
 use super::tcp::{TcpConn, TcpState, TcpVerdict};

@@ -1,6 +1,8 @@
 //! Tests of the table's internals: layout, the index's recorded buckets and marks, the
 //! one-pass insert, early drop, the per-tick expiry budget, NAT ports and auto events.
 
+use super::insert::InsertHints;
+use super::wheel::EXPIRE_MIN;
 use super::*;
 use crate::conntrack::testutil::{S, udp4};
 use crate::nat::pool::PoolKey;

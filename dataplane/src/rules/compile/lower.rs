@@ -2,6 +2,7 @@
 //! intervals, named sets shared, one classifier per chain), charged against the compile
 //! budget of [`Limits`].
 
+use super::classes::FirstPartitions;
 use super::ir::{CMatch, CStmt, CVerdict, Test};
 use super::ruleset::{
     BaseEntry, CChain, CRule, CompiledRuleset, LOOPBACK, PortsByName, WorkerBlock, u32_of,
@@ -10,7 +11,6 @@ use crate::nat::{NatAction, NatRange};
 use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::classify::Classifier;
-use crate::rules::first::FirstPartitions;
 use crate::rules::limits::{Budget, Limits};
 use crate::wire::Family;
 use std::collections::BTreeMap;

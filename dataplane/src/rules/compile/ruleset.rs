@@ -1,10 +1,10 @@
 //! The shape of a compiled ruleset: chains, rules, base-chain lists per hook, per-worker
 //! counter blocks; what the lowering builds and the evaluator walks.
 
+use super::classes::FirstPartitions;
 use super::ir::CStmt;
 use crate::rules::ast::{Kind, Ruleset};
 use crate::rules::classify::Classifier;
-use crate::rules::first::FirstPartitions;
 use crate::rules::names;
 use crate::wire::Family;
 use std::collections::BTreeMap;
