@@ -84,6 +84,7 @@ fn pipeline(rules: Option<WorkerRuleset>) -> Pipeline {
         ct_capacity: 65_536,
         tunables: Tunables::default(),
         owner: None,
+        ct_seed: Some(0x5eed),
     };
     Pipeline::new(
         0,

@@ -10,9 +10,9 @@
 
 use dataplane::nat::{
     NatAction, NatEnv, NatFlags, NatKind, NatRange, Owner, PortAllocator, SYMMETRIC_RSS_KEY, Tuple,
+    TupleSet,
 };
 use dataplane::wire::{Addr, proto};
-use std::collections::HashSet;
 use std::process::Command;
 
 const SCRIPT: &str = r#"
@@ -125,16 +125,14 @@ fn masquerade_port_choices_match_the_kernel() {
         },
         flags: NatFlags::default(),
     };
-    let mut table = HashSet::new();
+    let mut table = TupleSet::default();
     for (src, port, kport) in &kernel {
         let ip: std::net::Ipv4Addr = src.parse().unwrap();
         let orig = Tuple::new(Addr::from_v4(ip.octets()), server, proto::UDP, *port, 5000);
         let b = al
-            .bind(&orig, None, Some(&masq), &env, &owner, |t| {
-                table.contains(t)
-            })
+            .bind(&orig, None, Some(&masq), &env, &owner, &mut table)
             .unwrap();
-        table.insert(b.reply);
+        table.insert(&b);
         let ours = b.reply.dport;
         eprintln!("{src}:{port}: kernel {kport}, ours {ours}");
         let range = dataplane::nat::alloc::default_port_range(*port);

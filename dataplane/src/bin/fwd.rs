@@ -602,6 +602,8 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         // The effective tunables reach the workers as a SetTunables command at start.
         tunables: Tunables::default(),
         owner: None,
+        // A random hash seed at every start (`conntrack::random_seed`).
+        ct_seed: None,
     };
 
     // Rings.

@@ -258,6 +258,17 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// A seed for [`crate::conntrack::Table::new`] that differs at every start of the
+/// process (and every call): from the standard library's randomly keyed `RandomState`,
+/// seeded by the operating system. The index hash is then not predictable offline, so
+/// nobody can compute a set of tuples that all land in one bucket.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5eed);
+    h.finish()
+}
+
 /// splitmix64, to derive the hash keys from one seed.
 pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -25,9 +25,11 @@ mod tests;
 pub(crate) mod testutil;
 
 pub use alloc::set_large_alloc_hint;
-pub use key::{Direction, FlowKey};
+pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
-pub use table::{Bucket, CtEvent, EntryId, Probe, Snapshot, Stats, Table};
+pub use table::insert::InsertHints;
+pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
+pub use table::{Bucket, CtEvent, EntryId, Miss, Probe, Snapshot, Stats, Table};
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};
 

@@ -1,13 +1,19 @@
-//! The per-worker connection table: entry slab, cuckoo index, timer wheel, trackers,
-//! statistics and events. See `docs/conntrack.md` for the layout and the timer design.
+//! The per-worker connection table: entry slab, cuckoo index, trackers, statistics and
+//! events; insertion and early drop in [`insert`], the timer wheel in [`wheel`]. See
+//! `docs/conntrack.md` for the layout and the timer design.
 
 use std::collections::VecDeque;
+
+pub(super) mod insert;
+pub(super) mod wheel;
 
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
 use super::tcp::{TcpConn, TcpState, TcpVerdict};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use super::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use crate::control::proto::{CtCounters, EventType};
+use crate::nat::alloc::pool_port;
+use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
 
 /// Index of an entry in its worker's table. Valid until the entry is deleted (by
@@ -22,6 +28,9 @@ pub const ASSURED: u8 = 1 << 2;
 pub const CONFIRMED: u8 = 1 << 3;
 pub const SRC_NAT: u8 = 1 << 4;
 pub const DST_NAT: u8 = 1 << 5;
+/// The entry holds its translated source port in the table's port pools (released when
+/// it dies). Private: masked out of what [`Table::status`] and snapshots show.
+const PORT_HELD: u8 = 1 << 7;
 
 /// Per-protocol state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,17 +52,6 @@ const KIND_GENERIC: u8 = 0;
 const KIND_TCP: u8 = 1;
 const KIND_UDP: u8 = 2;
 const KIND_ICMP: u8 = 3;
-
-impl L4State {
-    fn kind(&self) -> u8 {
-        match self {
-            L4State::Generic => KIND_GENERIC,
-            L4State::Tcp(_) => KIND_TCP,
-            L4State::Udp { .. } => KIND_UDP,
-            L4State::Icmp => KIND_ICMP,
-        }
-    }
-}
 
 /// The hot part of one connection: 128 bytes (two cache lines), everything a lookup,
 /// the timer wheel, removal and the rules engine read, and the whole tracker state of
@@ -80,6 +78,9 @@ struct Entry {
     status: u8,
     /// UDP: the tick after which a replied flow counts as a stream (see [`L4State`]).
     stream_tick: u32,
+    /// The index bucket holding each direction's reference (kept up to date by cuckoo
+    /// moves), so removal needs no hashing.
+    pos: [u32; 2],
 }
 
 /// Accounting counters of a connection (Linux `acct` extension), 32 bytes aligned to
@@ -109,6 +110,7 @@ impl Entry {
         state: 0,
         status: 0,
         stream_tick: 0,
+        pos: [0; 2],
     };
 
     fn tuple(&self, dir: Direction) -> &FlowKey {
@@ -144,6 +146,11 @@ const EMPTY_KEY: FlowKey = FlowKey {
 };
 
 const NIL: u32 = u32::MAX;
+/// Bit of an index reference: the entry was not ASSURED when the reference was written.
+/// Set for every new entry; early drop looks only at references with it, and clears it
+/// when the entry turns out to be ASSURED by now (entry ids stay below 2^30, so the
+/// reference itself never reaches this bit).
+const HINT: u32 = 1 << 31;
 /// `prev` of a list head: this bit plus the wheel slot number.
 const HEAD: u32 = 1 << 31;
 
@@ -236,8 +243,17 @@ pub const EVENT_RING: usize = 4096;
 #[derive(Clone, Copy, Debug)]
 pub struct Probe(Hashed);
 
-/// Which of the two candidate buckets and the signature of a hash.
+/// A lookup that missed ([`Table::lookup_or_miss`]): the key's hash, for
+/// [`Table::insert_with`] to insert the key without hashing or looking it up again.
 #[derive(Clone, Copy, Debug)]
+pub struct Miss {
+    h: Hashed,
+    /// `stats.insert` at the time of the miss: an insert since makes the miss stale.
+    inserts: u64,
+}
+
+/// Which of the two candidate buckets and the signature of a hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Hashed {
     b1: usize,
     b2: usize,
@@ -265,9 +281,24 @@ pub struct Table {
     stats: Stats,
     events: VecDeque<CtEvent>,
     event_cap: usize,
+    /// `nf_conntrack_events` = 2 (auto): events are recorded while someone takes them.
+    events_live: bool,
+    /// [`Table::take_events`] calls, and the count when the idle clock last restarted.
+    takes: u64,
+    takes_seen: u64,
+    /// When events were last taken (or the first tick): the idle clock of auto mode.
+    idle_since: Option<u64>,
+    /// `stats.insert` at the last [`Table::expire_tick`].
+    inserts_at_tick: u64,
+    /// Source ports held by this worker's SNAT connections (`nat::pool`).
+    ports: PortPools,
     /// Resume point of an interrupted [`Table::delete_matching`].
     pub(crate) delete_cursor: u32,
 }
+
+/// Auto events (`nf_conntrack_events` = 2) stop this long after the last take, and the
+/// ring is emptied: nobody subscribes any more.
+pub const EVENT_IDLE_NS: u64 = 10_000_000_000;
 
 impl Table {
     /// A table for `capacity` entries, allocated now (nothing is allocated later). The
@@ -279,6 +310,8 @@ impl Table {
 
     /// [`Table::new`] with an event ring of `events` slots.
     pub fn with_event_ring(capacity: u32, tunables: Tunables, seed: u64, events: usize) -> Table {
+        // Below 2^30: a reference (`(entry << 1 | direction) + 1`) then leaves bit 31 to
+        // `HINT`.
         let capacity = capacity.clamp(1, u32::try_from(MAX_ENTRIES).unwrap_or(u32::MAX));
         let refs = 2 * capacity as usize;
         let nb = (refs * 5 / 4).div_ceil(WAYS).next_power_of_two().max(2);
@@ -314,6 +347,12 @@ impl Table {
             stats: Stats::default(),
             events: VecDeque::with_capacity(events),
             event_cap: events,
+            events_live: true,
+            takes: 0,
+            takes_seen: 0,
+            idle_since: None,
+            inserts_at_tick: 0,
+            ports: PortPools::for_capacity(capacity),
             delete_cursor: 0,
         }
     }
@@ -454,6 +493,17 @@ impl Table {
         self.find(key, self.hashed(key))
     }
 
+    /// [`Table::lookup`] that keeps a miss for [`Table::insert_with`] (the new
+    /// connection's key is then neither hashed nor looked up again).
+    #[inline]
+    pub fn lookup_or_miss(&self, key: &FlowKey) -> Result<(EntryId, Direction), Miss> {
+        let h = self.hashed(key);
+        self.find(key, h).ok_or(Miss {
+            h,
+            inserts: self.stats.insert,
+        })
+    }
+
     /// Looks up a burst: hashes every key, prefetches both candidate buckets, then looks
     /// up. `out[i]` answers `keys[i]`; at most `min(keys.len(), out.len())` are done.
     pub fn lookup_burst(&self, keys: &[FlowKey], out: &mut [Option<(EntryId, Direction)>]) {
@@ -532,20 +582,30 @@ impl Table {
         ((idx << 1) | dir as u32) + 1
     }
 
-    /// The entry index and direction of a non-zero reference (inverse of `make_ref`).
+    /// The entry index and direction of a non-zero reference (inverse of `make_ref`; the
+    /// early-drop mark [`HINT`] is ignored).
     fn split_ref(r: u32) -> (u32, Direction) {
-        let r = r - 1;
+        let r = (r & !HINT) - 1;
         (r >> 1, Direction::from_bit(r))
+    }
+
+    /// Writes reference `r` with signature `sig` into way `i` of bucket `b`, and records
+    /// the bucket in the entry (removal finds the reference there).
+    fn place(&mut self, b: usize, i: usize, r: u32, sig: u32) {
+        let bk = &mut self.buckets[b];
+        bk.refs[i] = r;
+        bk.sig[i] = sig;
+        let (idx, dir) = Self::split_ref(r);
+        // Bucket indices are below 2^31 (the index has at most 2^31 buckets).
+        self.entries[idx as usize].pos[dir.index()] = u32::try_from(b).unwrap_or(u32::MAX);
     }
 
     /// Adds a reference, moving others along a cuckoo path (breadth-first, bounded) when
     /// both buckets are full. `false` when no path was found (nothing changed then).
     fn index_insert(&mut self, h: Hashed, r: u32) -> bool {
         for b in [h.b1, h.b2] {
-            let bk = &mut self.buckets[b];
-            if let Some(i) = bk.refs.iter().position(|&x| x == 0) {
-                bk.refs[i] = r;
-                bk.sig[i] = h.sig;
+            if let Some(i) = self.buckets[b].refs.iter().position(|&x| x == 0) {
+                self.place(b, i, r, h.sig);
                 return true;
             }
         }
@@ -573,12 +633,14 @@ impl Table {
                     let (mut from_node, mut from_s) = (head, s);
                     loop {
                         let from_b = nodes[from_node].0;
-                        self.buckets[to_b].refs[to_s] = self.buckets[from_b].refs[from_s];
-                        self.buckets[to_b].sig[to_s] = self.buckets[from_b].sig[from_s];
+                        let (mr, ms) = {
+                            let f = &self.buckets[from_b];
+                            (f.refs[from_s], f.sig[from_s])
+                        };
+                        self.place(to_b, to_s, mr, ms);
                         let (_, parent, pslot) = nodes[from_node];
                         if parent == u16::MAX {
-                            self.buckets[from_b].refs[from_s] = r;
-                            self.buckets[from_b].sig[from_s] = h.sig;
+                            self.place(from_b, from_s, r, h.sig);
                             return true;
                         }
                         to_b = from_b;
@@ -600,131 +662,64 @@ impl Table {
         false
     }
 
-    fn index_remove(&mut self, hash: u64, r: u32) {
-        let h = self.split(hash);
-        for b in [h.b1, h.b2] {
-            let bk = &mut self.buckets[b];
-            if let Some(i) = bk.refs.iter().position(|&x| x == r) {
-                bk.refs[i] = 0;
-                bk.sig[i] = 0;
-                return;
-            }
+    /// Removes the reference of `idx` in direction `dir` from the bucket the entry
+    /// records for it (no hashing).
+    fn remove_ref(&mut self, idx: u32, dir: Direction) {
+        let r = Self::make_ref(idx, dir);
+        let b = self.entries[idx as usize].pos[dir.index()] as usize;
+        let bk = &mut self.buckets[b];
+        let found = bk.refs.iter().position(|&x| x & !HINT == r);
+        debug_assert!(
+            found.is_some(),
+            "entry {idx} {dir:?}: reference not in bucket {b}"
+        );
+        if let Some(i) = found {
+            bk.refs[i] = 0;
+            bk.sig[i] = 0;
         }
-    }
-
-    // ---------------------------------------------------------------- timer wheel
-
-    fn link(&mut self, idx: u32, slot: usize) {
-        let head = self.wheel[slot];
-        let e = &mut self.entries[idx as usize];
-        e.next = head;
-        #[allow(clippy::cast_possible_truncation)] // slot <= SLOTS
-        {
-            e.prev = HEAD | slot as u32;
-        }
-        if head != NIL {
-            self.entries[head as usize].prev = idx;
-        }
-        self.wheel[slot] = idx;
-    }
-
-    fn unlink(&mut self, idx: u32) {
-        let (p, n) = {
-            let e = &self.entries[idx as usize];
-            (e.prev, e.next)
-        };
-        if p == NIL {
-            // Not linked.
-        } else if p & HEAD != 0 {
-            self.wheel[(p & !HEAD) as usize] = n;
-        } else {
-            self.entries[p as usize].next = n;
-        }
-        if n != NIL {
-            self.entries[n as usize].prev = p;
-        }
-        let e = &mut self.entries[idx as usize];
-        e.next = NIL;
-        e.prev = NIL;
-    }
-
-    /// Links an entry into the slot of its deadline (never behind the wheel position).
-    fn schedule(&mut self, idx: u32) {
-        let d = self.entries[idx as usize].deadline;
-        let at = if tick_le(d, self.wheel_pos) {
-            self.wheel_pos
-        } else {
-            d
-        };
-        self.link(idx, at as usize & (SLOTS - 1));
-    }
-
-    /// Sets a new timeout: one store when it moves later (the wheel finds the entry in
-    /// its old slot and re-links it lazily), a re-link when it moves earlier.
-    fn refresh(&mut self, idx: u32, now: u64, secs: u32) {
-        let d = deadline_of(now, secs);
-        let e = &mut self.entries[idx as usize];
-        let old = e.deadline;
-        e.deadline = d;
-        if !tick_le(old, d) {
-            self.unlink(idx);
-            self.schedule(idx);
-        }
-    }
-
-    /// Deletes entries whose deadline has passed, doing at most `budget` steps (one per
-    /// entry examined or wheel slot advanced). Returns the number deleted. Call it every
-    /// few bursts; work left over is resumed by the next call.
-    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
-        let now_tick = tick_of(now);
-        if !self.wheel_started {
-            self.wheel_pos = now_tick;
-            self.wheel_started = true;
-        }
-        if self.wheel[PENDING] == NIL {
-            let behind = now_tick.wrapping_sub(self.wheel_pos).cast_signed();
-            if behind >= SLOTS_U32.cast_signed() {
-                // More than a whole turn behind: every slot is due once.
-                self.wheel_pos = now_tick.wrapping_sub(SLOTS_U32 - 1);
-            }
-        }
-        let (mut work, mut expired) = (0, 0);
-        while work < budget {
-            let idx = self.wheel[PENDING];
-            if idx == NIL {
-                if !tick_le(self.wheel_pos, now_tick) {
-                    break;
-                }
-                let s = self.wheel_pos as usize & (SLOTS - 1);
-                let head = self.wheel[s];
-                self.wheel[s] = NIL;
-                self.wheel[PENDING] = head;
-                if head != NIL {
-                    self.entries[head as usize].prev = HEAD | PENDING_U32;
-                }
-                self.wheel_pos = self.wheel_pos.wrapping_add(1);
-                work += 1;
-                continue;
-            }
-            self.unlink(idx);
-            if tick_le(self.entries[idx as usize].deadline, now_tick) {
-                self.stats.expired += 1;
-                self.destroy(idx, now);
-                expired += 1;
-            } else {
-                self.schedule(idx);
-            }
-            work += 1;
-        }
-        expired
     }
 
     // ---------------------------------------------------------------- entries
 
-    fn emit(&mut self, kind: EventType, idx: u32, now: u64) {
-        if self.event_cap == 0 {
-            return;
+    /// Whether events are recorded now (`nf_conntrack_events`: 0 never, 1 always, 2 while
+    /// someone takes them).
+    #[inline]
+    fn events_on(&self) -> bool {
+        match self.tun.events {
+            0 => false,
+            1 => true,
+            _ => self.events_live,
         }
+    }
+
+    /// The idle clock of auto events (from [`Table::expire_tick`]): restarted by every
+    /// take; past [`EVENT_IDLE_NS`] without one, recording stops and the ring is emptied.
+    fn events_idle(&mut self, now: u64) {
+        match self.idle_since {
+            Some(t) if self.takes == self.takes_seen => {
+                if self.events_live && now.saturating_sub(t) > EVENT_IDLE_NS {
+                    self.events_live = false;
+                    self.events.clear();
+                }
+            }
+            _ => {
+                self.takes_seen = self.takes;
+                self.idle_since = Some(now);
+            }
+        }
+    }
+
+    /// Queues an event of entry `idx` if events are recorded: without a subscriber this is
+    /// one inlined test.
+    #[inline]
+    fn emit(&mut self, kind: EventType, idx: u32, now: u64) {
+        if self.event_cap != 0 && self.events_on() {
+            self.record(kind, idx, now);
+        }
+    }
+
+    #[inline(never)]
+    fn record(&mut self, kind: EventType, idx: u32, now: u64) {
         if self.events.len() >= self.event_cap {
             self.stats.events_dropped += 1;
             return;
@@ -733,8 +728,11 @@ impl Table {
         self.events.push_back(CtEvent { kind, entry: snap });
     }
 
-    /// Takes up to `max` queued events (oldest first).
+    /// Takes up to `max` queued events (oldest first). A take is a subscriber: in auto mode (`nf_conntrack_events` = 2) it turns recording
+    /// on until no take has come for [`EVENT_IDLE_NS`].
     pub fn take_events(&mut self, max: usize) -> impl Iterator<Item = CtEvent> + '_ {
+        self.takes += 1;
+        self.events_live = true;
         let n = max.min(self.events.len());
         self.events.drain(..n)
     }
@@ -744,23 +742,35 @@ impl Table {
         self.events.len()
     }
 
-    /// Removes a live entry: index references, timer link, DESTROY event, free list.
+    /// Removes a live entry: index references (from the buckets the entry records, no
+    /// hashing), timer link, DESTROY event, its NAT port, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
         self.emit(EventType::Destroy, idx, now);
-        // Rehashed here (once per connection) rather than stored in the hot entry, whose
-        // room holds the per-direction verdict slots.
-        let (ho, hr) = {
-            let e = &self.entries[idx as usize];
-            (e.orig.hash(&self.keys), e.reply.hash(&self.keys))
-        };
-        self.index_remove(ho, Self::make_ref(idx, Direction::Original));
-        self.index_remove(hr, Self::make_ref(idx, Direction::Reply));
+        self.remove_ref(idx, Direction::Original);
+        self.remove_ref(idx, Direction::Reply);
         self.unlink(idx);
         let e = &mut self.entries[idx as usize];
-        *e = Entry::EMPTY;
-        e.next = self.free;
+        let (status, reply) = (e.status, e.reply);
+        *e = Entry {
+            next: self.free,
+            ..Entry::EMPTY
+        };
         self.free = idx;
         self.live -= 1;
+        if status & PORT_HELD != 0 {
+            self.release_port(&reply);
+        }
+    }
+
+    /// The source-port pools of this worker's SNAT connections (released here when an
+    /// entry holding a port dies).
+    pub fn port_pools(&self) -> &PortPools {
+        &self.ports
+    }
+
+    /// The port pools, for NAT to take ports from (`nat::CtNat`).
+    pub fn port_pools_mut(&mut self) -> &mut PortPools {
+        &mut self.ports
     }
 
     fn get(&self, id: EntryId) -> Option<&Entry> {
@@ -799,7 +809,7 @@ impl Table {
 
     /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
     pub fn status(&self, id: EntryId) -> Option<u8> {
-        self.get(id).map(|e| e.status)
+        self.get(id).map(|e| e.status & !PORT_HELD)
     }
 
     /// `ct mark`.
@@ -864,7 +874,7 @@ impl Table {
             orig: e.orig,
             reply: e.reply,
             tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
-            status: e.status,
+            status: e.status & !PORT_HELD,
             mark: e.mark,
             packets: c.packets,
             bytes: c.bytes,
@@ -948,157 +958,6 @@ impl Table {
             return false;
         };
         !tick_le(e.deadline, tick_of(now)) && e.tuple(dir).dst == info.dst
-    }
-
-    /// Creates an entry for the first packet of a connection. `orig` is the packet's key
-    /// (from [`NewFlow::New`]); `reply` is the tuple replies will carry: `orig.inverse()`
-    /// without NAT, the translated tuple with NAT (the SRC_NAT / DST_NAT status bits are
-    /// derived from the difference). The packet is then tracked as the first of the
-    /// connection (state, timeout, counters) and a NEW event is queued.
-    pub fn insert(
-        &mut self,
-        orig: FlowKey,
-        reply: FlowKey,
-        info: &IpInfo,
-        now: u64,
-    ) -> Result<EntryId, InsertError> {
-        let l4 = match info.l4 {
-            Some(L4Info::Tcp(t)) => match TcpConn::new(&t, &self.tun) {
-                Ok(c) => L4State::Tcp(c),
-                Err(r) => {
-                    self.stats.invalid += 1;
-                    return Err(InsertError::Invalid(r));
-                }
-            },
-            Some(L4Info::Udp { .. }) => L4State::Udp {
-                stream_tick: tick_of(now.saturating_add(2_000_000_000)),
-            },
-            Some(L4Info::IcmpEcho { request: true, .. }) => L4State::Icmp,
-            Some(L4Info::Other) => L4State::Generic,
-            _ => {
-                self.stats.invalid += 1;
-                return Err(InsertError::Invalid(InvalidReason::IcmpType));
-            }
-        };
-        let (ho64, hr64) = (orig.hash(&self.keys), reply.hash(&self.keys));
-        let (ho, hr) = (self.split(ho64), self.split(hr64));
-        if self.find(&orig, ho).is_some() || self.find(&reply, hr).is_some() {
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return Err(InsertError::Clash);
-        }
-        if self.live >= self.max && !self.early_drop(ho, now) {
-            self.stats.drop += 1;
-            return Err(InsertError::Full);
-        }
-        let idx = self.free;
-        if idx == NIL {
-            self.stats.drop += 1;
-            return Err(InsertError::Full);
-        }
-        let ro = Self::make_ref(idx, Direction::Original);
-        let rr = Self::make_ref(idx, Direction::Reply);
-        // The index compares full keys through the entry, so fill it first.
-        let next_free = self.entries[idx as usize].next;
-        {
-            let e = &mut self.entries[idx as usize];
-            *e = Entry::EMPTY;
-            e.orig = orig;
-            e.reply = reply;
-        }
-        if !self.index_insert(ho, ro) {
-            self.entries[idx as usize].next = next_free;
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return Err(InsertError::IndexFull);
-        }
-        if !self.index_insert(hr, rr) {
-            self.index_remove(ho64, ro);
-            self.entries[idx as usize].next = next_free;
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return Err(InsertError::IndexFull);
-        }
-        self.free = next_free;
-        self.live += 1;
-        if !self.wheel_started {
-            self.wheel_pos = tick_of(now);
-            self.wheel_started = true;
-        }
-        let inv = orig.inverse();
-        let mut status = CONFIRMED;
-        if reply.src != inv.src || reply.sport != inv.sport {
-            status |= DST_NAT;
-        }
-        if reply.dst != inv.dst || reply.dport != inv.dport {
-            status |= SRC_NAT;
-        }
-        {
-            let e = &mut self.entries[idx as usize];
-            e.status = status;
-            e.state = l4.kind() << 4;
-            if let L4State::Udp { stream_tick } = l4 {
-                e.stream_tick = stream_tick;
-            }
-            e.deadline = tick_of(now);
-            e.next = NIL;
-            e.prev = NIL;
-        }
-        if let L4State::Tcp(c) = l4 {
-            self.tcp[idx as usize] = c;
-        }
-        self.acct[idx as usize] = Acct::default();
-        self.schedule(idx);
-        let id = EntryId(idx);
-        match self.track(idx, Direction::Original, info, now, false) {
-            Outcome::Tracked { .. } => {
-                self.stats.insert += 1;
-                self.emit_new(idx, now);
-                Ok(id)
-            }
-            Outcome::Invalid(r) => {
-                self.destroy_quiet(idx);
-                self.stats.invalid += 1;
-                Err(InsertError::Invalid(r))
-            }
-            Outcome::Gone => Err(InsertError::Invalid(InvalidReason::TcpState)),
-        }
-    }
-
-    fn emit_new(&mut self, idx: u32, now: u64) {
-        if self.live_at(idx) {
-            self.emit(EventType::New, idx, now);
-        }
-    }
-
-    /// Removes an entry that never became visible (no DESTROY event).
-    fn destroy_quiet(&mut self, idx: u32) {
-        let cap = self.event_cap;
-        self.event_cap = 0;
-        self.destroy(idx, 0);
-        self.event_cap = cap;
-    }
-
-    /// Table full: delete one not-yet-assured entry near the new key (Linux
-    /// `early_drop`: a bounded look at a few buckets). `true` when one was dropped.
-    fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
-        const BUCKETS: usize = 8;
-        for k in 0..BUCKETS {
-            let b = (if k % 2 == 0 { h.b1 } else { h.b2 } + k / 2) & self.mask;
-            for i in 0..WAYS {
-                let r = self.buckets[b].refs[i];
-                if r == 0 {
-                    continue;
-                }
-                let (idx, _) = Self::split_ref(r);
-                if self.entries[idx as usize].status & ASSURED == 0 {
-                    self.destroy(idx, now);
-                    self.stats.early_drop += 1;
-                    return true;
-                }
-            }
-        }
-        false
     }
 
     /// Runs the tracker for a packet of a tracked connection (`lookup` gave `id` and
@@ -1274,46 +1133,4 @@ fn remaining_ns(deadline: u32, now: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hot_entry_is_two_cache_lines() {
-        assert_eq!(ENTRY_BYTES, 128);
-        assert_eq!(COLD_BYTES, 32 + 48);
-        assert_eq!(size_of::<Bucket>(), 64);
-    }
-
-    /// Removal rehashes the tuples: after filling the table (3276 entries: 80 % load on
-    /// 1024 buckets) and removing every entry, no reference is left anywhere.
-    #[test]
-    fn removal_by_hash_empties_the_index() {
-        use crate::conntrack::testutil::udp4;
-        let n = 3276u32;
-        let mut t = Table::new(n, Tunables::default(), 7);
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let [_, _, hi, lo] = i.to_be_bytes();
-            let q = udp4([198, 18, hi, lo], 1000, [203, 0, 113, 9], 53);
-            let k = FlowKey::from_info(&q, 0).unwrap();
-            ids.push(t.insert(k, k.inverse(), &q, 0).unwrap());
-        }
-        for id in &ids {
-            assert_eq!(t.entries[id.0 as usize].kind(), KIND_UDP);
-        }
-        let used = t.buckets.iter().flat_map(|b| b.refs).filter(|&r| r != 0);
-        assert_eq!(used.count(), 2 * n as usize);
-        for id in ids {
-            assert!(t.remove(id, 1));
-        }
-        assert!(t.buckets.iter().all(|b| b.refs.iter().all(|&r| r == 0)));
-        assert!(t.is_empty());
-    }
-
-    #[test]
-    fn tick_compare_wraps() {
-        assert!(tick_le(u32::MAX, 0));
-        assert!(!tick_le(0, u32::MAX));
-        assert!(tick_le(5, 5));
-    }
-}
+mod tests;

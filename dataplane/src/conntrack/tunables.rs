@@ -7,8 +7,9 @@ use super::tcp::TcpState;
 /// wrapping tick range (2^31 ticks of 2^28 ns, about 18 years).
 pub const MAX_TIMEOUT_S: u64 = 365 * 24 * 3600;
 
-/// Largest `nf_conntrack_max` accepted (entry ids are `u32`, two index references each).
-pub const MAX_ENTRIES: u64 = 1 << 30;
+/// Largest `nf_conntrack_max` accepted (entry ids are `u32`, two index references each,
+/// and a reference keeps its top bit for early drop's mark).
+pub const MAX_ENTRIES: u64 = (1 << 30) - 1;
 
 /// Connection-tracking tunables of one worker. Timeouts are in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub struct Tunables {
     pub icmp: u32,
     pub icmpv6: u32,
     pub generic: u32,
+    /// `nf_conntrack_events`: 0 no events, 1 always, 2 (default) only while someone takes
+    /// them (Linux's auto mode: no cost without a listener).
+    pub events: u8,
 }
 
 impl Default for Tunables {
@@ -59,6 +63,7 @@ impl Default for Tunables {
             icmp: 30,
             icmpv6: 30,
             generic: 600,
+            events: 2,
         }
     }
 }
@@ -94,7 +99,8 @@ const TCP_NAMES: [(&str, TcpState); 9] = [
 ];
 
 /// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
+    "nf_conntrack_events",
     "nf_conntrack_generic_timeout",
     "nf_conntrack_icmp_timeout",
     "nf_conntrack_icmpv6_timeout",
@@ -121,6 +127,7 @@ fn range(name: &str) -> Option<(u64, u64)> {
     match name {
         "nf_conntrack_max" => Some((1, MAX_ENTRIES)),
         "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => Some((0, 1)),
+        "nf_conntrack_events" => Some((0, 2)),
         n if NAMES.contains(&n) => Some((1, MAX_TIMEOUT_S)),
         _ => None,
     }
@@ -193,6 +200,7 @@ impl Tunables {
             "nf_conntrack_max" => self.max.into(),
             "nf_conntrack_tcp_loose" => self.tcp_loose.into(),
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal.into(),
+            "nf_conntrack_events" => self.events.into(),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged.into(),
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans.into(),
             "nf_conntrack_udp_timeout" => self.udp.into(),
@@ -216,6 +224,7 @@ impl Tunables {
             "nf_conntrack_max" => self.max = v,
             "nf_conntrack_tcp_loose" => self.tcp_loose = value != 0,
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal = value != 0,
+            "nf_conntrack_events" => self.events = u8::try_from(value).unwrap_or(2),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged = v,
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans = v,
             "nf_conntrack_udp_timeout" => self.udp = v,

@@ -2,12 +2,19 @@
 //! conntrack tracks the connection under, with the port chosen so that the reply comes back
 //! to the allocating worker (`docs/nat.md`).
 //!
-//! The allocator keeps no port pool: a port is in use exactly while a conntrack entry holds
-//! its reply tuple, which the caller's `taken` predicate answers. Because a candidate port
-//! is accepted only if its reply tuple hashes to this worker, and a tuple that hashes to
-//! this worker can only live in this worker's table, `taken` needs to consult only the
-//! local table, and two workers never pick the same reply tuple.
+//! Source ports come from the worker's [`PortPools`] (owned by its connection table, which
+//! releases a port when its entry dies): a port of an address and protocol is either held
+//! by one live connection of this worker or free, and the search reads the pool's bitmap 64
+//! candidates at a time, masked by the ports whose reply hashes to this worker
+//! ([`MineMasks`], from the linearity of Toeplitz). It never asks the connection table.
+//! Because an accepted port's reply hashes to this worker, and a tuple that hashes here can
+//! only be created here, two workers never pick the same reply tuple.
+//!
+//! Destination ports (DNAT ranges) and address-only translations still ask the table
+//! whether the one tuple they would create is in use ([`NatTable::taken`]): those are
+//! per client by nature, and rare.
 
+use super::pool::{PoolKey, PortPools, Slot};
 use super::rss::Owner;
 use super::{NatAction, NatError, NatKind, Tuple};
 use crate::wire::{Addr, proto};
@@ -19,6 +26,69 @@ pub struct NatEnv {
     pub egress_addr: Option<Addr>,
     /// Primary address of the ingress interface, of the packet's family (redirect).
     pub ingress_addr: Option<Addr>,
+}
+
+/// What a binding needs from the worker's connection table.
+pub trait NatTable {
+    /// Whether `reply` is already a tuple of a live connection (either direction): asked
+    /// once per DNAT port candidate and once for an address-only translation.
+    fn taken(&self, reply: &Tuple) -> bool;
+    /// The worker's source-port pools.
+    fn ports(&mut self) -> &mut PortPools;
+}
+
+/// A [`NatTable`] without a connection table: the tuples in use and a slab of port pools
+/// (tests, benches and tools; the daemon binds against its table through
+/// [`crate::nat::CtNat`]).
+#[derive(Debug)]
+pub struct TupleSet {
+    /// Tuples of live connections (both directions).
+    pub tuples: rustc_hash::FxHashSet<Tuple>,
+    /// Source ports held by them.
+    pub pools: PortPools,
+}
+
+impl Default for TupleSet {
+    fn default() -> Self {
+        TupleSet {
+            tuples: Default::default(),
+            pools: PortPools::new(64),
+        }
+    }
+}
+
+impl TupleSet {
+    /// Records a bound connection (both tuples); `false` when one was there already.
+    pub fn insert(&mut self, b: &Binding) -> bool {
+        let o = self.tuples.insert(b.orig);
+        let r = self.tuples.insert(b.reply);
+        o && r
+    }
+
+    /// Holds `port` of `key` as a live connection would; `false` if it was held (or no
+    /// pool slot is left).
+    pub fn hold(&mut self, key: PoolKey, port: u16) -> bool {
+        self.pools
+            .slot(key)
+            .is_some_and(|s| self.pools.take(s, port))
+    }
+
+    /// Forgets a connection and releases its port (what conntrack does when it dies).
+    pub fn remove(&mut self, b: &Binding) {
+        self.tuples.remove(&b.orig);
+        self.tuples.remove(&b.reply);
+        b.release(&mut self.pools);
+    }
+}
+
+impl NatTable for TupleSet {
+    fn taken(&self, reply: &Tuple) -> bool {
+        self.tuples.contains(reply)
+    }
+
+    fn ports(&mut self) -> &mut PortPools {
+        &mut self.pools
+    }
 }
 
 /// A DNAT (or address-only SNAT) reply that hashes to another worker: that worker must hand
@@ -42,6 +112,11 @@ pub struct Binding {
     pub reply: Tuple,
     /// Set where replies hash to another worker.
     pub steering: Option<Steering>,
+    /// The translated source port (ICMP: identifier) is held in the table's port pools
+    /// for this binding: insert the entry saying so (conntrack `InsertHints::nat_port`),
+    /// and the entry releases it when it dies; a binding not inserted must
+    /// [`release`](Binding::release) it.
+    pub port_held: bool,
 }
 
 impl Binding {
@@ -59,6 +134,24 @@ impl Binding {
     pub fn is_dnat(&self) -> bool {
         self.reply.src != self.orig.dst || self.reply.sport != self.orig.dport
     }
+
+    /// The pool and port a held source port is recorded under.
+    pub fn held_port(&self) -> Option<(PoolKey, u16)> {
+        self.port_held
+            .then(|| pool_port(&self.reply.dst, self.reply.proto, self.reply.dport))
+    }
+
+    /// Gives the held source port back (a binding whose connection was not created).
+    pub fn release(&self, pools: &mut PortPools) {
+        if let Some((key, port)) = self.held_port() {
+            pools.release(&key, port);
+        }
+    }
+}
+
+/// The pool key and port of a translated source `addr` and `port` of `proto`.
+pub fn pool_port(addr: &Addr, proto: u8, port: u16) -> (PoolKey, u16) {
+    (PoolKey { addr: *addr, proto }, port)
 }
 
 /// Per-worker NAT counters (summed by the control thread for metrics).
@@ -70,9 +163,9 @@ pub struct NatStats {
     pub ports_kept: u64,
     /// Bindings that searched their port range (SNAT, or DNAT with a busy port range).
     pub ports_searched: u64,
-    /// Candidate ports examined during searches (for SNAT: reply hashes computed).
+    /// Candidate ports examined one by one (DNAT port ranges).
     pub hash_probes: u64,
-    /// Calls of the `taken` predicate.
+    /// Calls of [`NatTable::taken`] (DNAT ports, address-only translations).
     pub taken_checks: u64,
     /// Connections refused: no free port/tuple ([`NatError::PortExhausted`]).
     pub exhausted: u64,
@@ -119,6 +212,70 @@ const fn is_echo(t: &Tuple) -> bool {
     matches!(t.proto, proto::ICMP | proto::ICMPV6)
 }
 
+/// Which ports of a 64-port word have a reply that hashes to one worker, for any remote
+/// endpoint: the RSS-aligned candidate generator of the port search.
+///
+/// The reply of an SNAT connection is (remote, pool address, remote port, NAT port *p*).
+/// Toeplitz is linear, so `hash(reply) = base ^ term(p)` with `base` the hash of the reply
+/// with port 0, and, for *p* = 64 *j* + *b*, `term(p) = term(64 j) ^ term(b)`. The worker
+/// is `reta[hash & mask]`, so bit *b* of word *j* is ours exactly when
+/// `reta[(base ^ term(64 j) ^ term(b)) & mask] == worker`: a function of
+/// `x = (base ^ term(64 j)) & mask` alone. `mine[x]` holds that 64-bit mask for each of the
+/// RETA's `mask + 1` values of `x`, and `word_term[j] = term(64 j) & mask`: a word's
+/// candidates cost two loads, for any remote endpoint.
+#[derive(Clone, Debug)]
+pub struct MineMasks {
+    owner_id: u64,
+    worker: u16,
+    mask: u32,
+    /// Per family (IPv4, IPv6): `word_term` then `mine`.
+    word_term: [Box<[u32]>; 2],
+    mine: [Box<[u64]>; 2],
+}
+
+impl MineMasks {
+    /// The tables of `worker` under `owner` (2 x (1 024 + RETA size) words).
+    pub fn new(owner: &Owner, worker: u16) -> Self {
+        let t = owner.toeplitz();
+        let mask = owner.reta_mask();
+        let build = |v4: bool| {
+            let word_term: Box<[u32]> = (0..1024u16)
+                .map(|j| t.dport_term_of(v4, j << 6) & mask)
+                .collect();
+            let mine: Box<[u64]> = (0..=mask)
+                .map(|x| {
+                    (0..64u16).fold(0u64, |m, b| {
+                        let idx = x ^ (t.dport_term_of(v4, b) & mask);
+                        if owner.worker_of_hash(idx) == worker {
+                            m | 1 << b
+                        } else {
+                            m
+                        }
+                    })
+                })
+                .collect();
+            (word_term, mine)
+        };
+        let (w4, m4) = build(true);
+        let (w6, m6) = build(false);
+        MineMasks {
+            owner_id: owner.id(),
+            worker,
+            mask,
+            word_term: [w4, w6],
+            mine: [m4, m6],
+        }
+    }
+
+    /// Ports `64 j ..= 64 j + 63` whose reply hashes to the worker, for a reply whose hash
+    /// with port 0 is `base` (family: IPv4 when `v4`).
+    #[inline]
+    pub fn word(&self, v4: bool, base: u32, j: usize) -> u64 {
+        let f = usize::from(!v4);
+        self.mine[f][((base ^ self.word_term[f][j]) & self.mask) as usize]
+    }
+}
+
 /// One worker's NAT allocator.
 #[derive(Clone, Debug)]
 pub struct PortAllocator {
@@ -126,23 +283,43 @@ pub struct PortAllocator {
     stats: NatStats,
     /// xorshift32 state for search offsets (never 0).
     rng: u32,
-    /// Most `taken` checks one search makes before refusing (Linux stops after 128 + 64 +
-    /// 32 + 16); `u32::MAX` searches the whole range.
+    /// Most `taken` checks one DNAT port search makes before refusing (Linux stops after
+    /// 128 + 64 + 32 + 16); `u32::MAX` searches the whole range.
     max_taken_checks: u32,
+    /// Candidate masks for the owner function last used (built on first use).
+    masks: Option<MineMasks>,
 }
 
 impl PortAllocator {
-    /// The allocator of worker `worker`, searching whole ranges.
+    /// The allocator of worker `worker`, searching whole ranges, with a fixed
+    /// per-worker start of its pseudo-random sequence (tests; the daemon seeds it).
     pub fn new(worker: u16) -> Self {
+        Self::with_seed(worker, 0x9e37_79b9)
+    }
+
+    /// The allocator of worker `worker` whose search offsets (and `random` /
+    /// `fully-random` choices) come from `seed`.
+    pub fn with_seed(worker: u16, seed: u64) -> Self {
+        #[allow(clippy::cast_possible_truncation)] // folding the seed into 32 bits
+        let folded = (seed ^ (seed >> 32)) as u32;
         Self {
             worker,
             stats: NatStats::default(),
-            rng: 0x9e37_79b9 ^ (u32::from(worker) << 16) | 1,
+            rng: (folded ^ (u32::from(worker) << 16)) | 1,
             max_taken_checks: u32::MAX,
+            masks: None,
         }
     }
 
-    /// Bound the `taken` checks per search (a busy range then fails fast, as in Linux).
+    /// Builds the candidate masks for `owner` now (the daemon does, so that no packet
+    /// pays for it; otherwise the first search under an owner builds them).
+    pub fn prepared(mut self, owner: &Owner) -> Self {
+        self.masks_for(owner);
+        self
+    }
+
+    /// Bound the `taken` checks per DNAT port search (a busy range then fails fast, as in
+    /// Linux).
     pub fn with_max_taken_checks(mut self, n: u32) -> Self {
         self.max_taken_checks = n.max(1);
         self
@@ -165,10 +342,24 @@ impl PortAllocator {
         x
     }
 
+    fn masks_for(&mut self, owner: &Owner) -> &MineMasks {
+        if self
+            .masks
+            .as_ref()
+            .is_none_or(|m| m.owner_id != owner.id() || m.worker != self.worker)
+        {
+            self.masks = Some(MineMasks::new(owner, self.worker));
+        }
+        self.masks
+            .as_ref()
+            .expect("the masks were built just above")
+    }
+
     /// Bind a new connection whose first packet has tuple `orig`. `dnat` is the decision
     /// of the prerouting/output NAT chains (DNAT or redirect), `snat` that of postrouting
-    /// (SNAT or masquerade); either may be absent. `taken(reply)` says whether a reply
-    /// tuple is already in use (as either key of a live conntrack entry).
+    /// (SNAT or masquerade); either may be absent. `ct` is the worker's connection table:
+    /// its port pools give source ports (a held port is marked in the binding), its
+    /// `taken` answers for DNAT ports and address-only translations.
     ///
     /// Errors are counted in [`Self::stats`]; the caller drops the packet with
     /// [`NatError::drop_reason`].
@@ -179,9 +370,9 @@ impl PortAllocator {
         snat: Option<&NatAction>,
         env: &NatEnv,
         owner: &Owner,
-        taken: impl Fn(&Tuple) -> bool,
+        ct: &mut impl NatTable,
     ) -> Result<Binding, NatError> {
-        let r = self.bind_inner(orig, dnat, snat, env, owner, &taken);
+        let r = self.bind_inner(orig, dnat, snat, env, owner, ct);
         match r {
             Ok(b) => {
                 self.stats.allocations += 1;
@@ -202,21 +393,32 @@ impl PortAllocator {
         snat: Option<&NatAction>,
         env: &NatEnv,
         owner: &Owner,
-        taken: &dyn Fn(&Tuple) -> bool,
+        ct: &mut impl NatTable,
     ) -> Result<Binding, NatError> {
         // `t` is the original-direction tuple as translated so far.
         let mut t = *orig;
         if let Some(a) = dnat {
-            t = self.destination(t, a, env, taken)?;
+            t = self.destination(t, a, env, &*ct)?;
         }
+        let (mut aligned, mut port_held) = (false, false);
         if let Some(a) = snat {
-            t = self.source(orig, t, a, env, owner, taken)?;
-        } else if dnat.is_some() && taken(&t.inverse()) {
-            // A single DNAT target port already in use by the same client endpoint.
-            return Err(NatError::PortExhausted);
+            let s = self.source(orig, t, a, env, owner, ct)?;
+            (t, aligned, port_held) = (s.tuple, s.aligned, s.held);
+        } else if dnat.is_some() {
+            self.stats.taken_checks += 1;
+            if ct.taken(&t.inverse()) {
+                // A single DNAT target port already in use by the same client endpoint.
+                return Err(NatError::PortExhausted);
+            }
         }
         let reply = t.inverse();
-        let reply_worker = owner.owner(&reply);
+        // A port chosen by the RSS-aligned search hashes here by construction; with one
+        // worker everything does.
+        let reply_worker = if aligned || owner.workers() == 1 {
+            self.worker
+        } else {
+            owner.owner(&reply)
+        };
         let steering = (reply_worker != self.worker).then_some(Steering {
             reply,
             reply_worker,
@@ -226,6 +428,7 @@ impl PortAllocator {
             orig: *orig,
             reply,
             steering,
+            port_held,
         })
     }
 
@@ -235,7 +438,7 @@ impl PortAllocator {
         mut t: Tuple,
         a: &NatAction,
         env: &NatEnv,
-        taken: &dyn Fn(&Tuple) -> bool,
+        ct: &impl NatTable,
     ) -> Result<Tuple, NatError> {
         let v4 = t.is_v4();
         t.dst = match (a.kind, a.range.addr) {
@@ -252,15 +455,21 @@ impl PortAllocator {
             return Err(NatError::PortExhausted);
         }
         // Linux keeps an in-range port if it is the only one or still unused.
-        if (lo..=hi).contains(&t.dport) && (lo == hi || !taken(&t.inverse())) {
+        if (lo..=hi).contains(&t.dport) && lo == hi {
             return Ok(t);
+        }
+        if (lo..=hi).contains(&t.dport) {
+            self.stats.taken_checks += 1;
+            if !ct.taken(&t.inverse()) {
+                return Ok(t);
+            }
         }
         let off = if a.flags.random || a.flags.fully_random {
             self.next_rand()
         } else {
             0
         };
-        self.search((lo, hi), off, |_| true, |p| Tuple { dport: p, ..t }, taken)
+        self.search((lo, hi), off, |p| Tuple { dport: p, ..t }, ct)
     }
 
     /// SNAT / masquerade: rewrite the source of `t` (already destination-translated).
@@ -271,8 +480,8 @@ impl PortAllocator {
         a: &NatAction,
         env: &NatEnv,
         owner: &Owner,
-        taken: &dyn Fn(&Tuple) -> bool,
-    ) -> Result<Tuple, NatError> {
+        ct: &mut impl NatTable,
+    ) -> Result<Source, NatError> {
         let v4 = t.is_v4();
         t.src = match (a.kind, a.range.addr) {
             (NatKind::Masquerade, _) => env.egress_addr.ok_or(NatError::NoAddress)?,
@@ -286,10 +495,14 @@ impl PortAllocator {
         if !has_ports(t.proto) && !echo {
             // Nothing to choose: the address alone must make the tuple unique.
             self.stats.taken_checks += 1;
-            return if taken(&t.inverse()) {
+            return if ct.taken(&t.inverse()) {
                 Err(NatError::PortExhausted)
             } else {
-                Ok(t)
+                Ok(Source {
+                    tuple: t,
+                    aligned: false,
+                    held: false,
+                })
             };
         }
         let (lo, hi) = match a.range.ports {
@@ -300,30 +513,14 @@ impl PortAllocator {
         if lo > hi {
             return Err(NatError::PortExhausted);
         }
-        // Where the reply's owner depends on the port (L4 RSS), accept only ports whose
-        // reply hashes here. Where it does not (ICMP ids, ports hashed on addresses only),
-        // use this worker's fixed slice of the range so workers never collide.
-        let constrained = owner.hashes_ports(t.proto);
-        let (lo, hi) = if constrained {
+        // Where the reply's owner depends on the port (L4 RSS), use only ports whose reply
+        // hashes here. Where it does not (ICMP ids, ports hashed on addresses only), use
+        // this worker's fixed slice of the range so workers never collide.
+        let constrained = owner.hashes_ports(t.proto) && owner.workers() > 1;
+        let (lo, hi) = if owner.hashes_ports(t.proto) {
             (lo, hi)
         } else {
             slice(lo, hi, self.worker, owner.workers())?
-        };
-        let me = self.worker;
-        let off = self.next_rand();
-        let reply0 = Tuple {
-            dport: 0,
-            ..t.inverse()
-        };
-        // Toeplitz is linear: hash(reply with port p) = base ^ term(p).
-        let base = if constrained {
-            owner.toeplitz().hash_tuple(&reply0, true)
-        } else {
-            0
-        };
-        let mine = |p: u16| {
-            !constrained
-                || owner.worker_of_hash(base ^ owner.toeplitz().dport_term(&reply0, p)) == me
         };
         let with_port = |p: u16| {
             if echo {
@@ -336,29 +533,92 @@ impl PortAllocator {
                 Tuple { sport: p, ..t }
             }
         };
-
+        // Toeplitz is linear: hash(reply with port p) = base ^ term(p).
+        let reply0 = Tuple {
+            dport: 0,
+            ..t.inverse()
+        };
+        let base = if constrained {
+            owner.toeplitz().hash_tuple(&reply0, true)
+        } else {
+            0
+        };
+        let me = self.worker;
+        let mine = |p: u16| {
+            !constrained || owner.worker_of_hash(base ^ owner.toeplitz().dport_term_of(v4, p)) == me
+        };
         let random = a.flags.random || a.flags.fully_random;
-        if !random && (lo..=hi).contains(&orig.sport) && mine(orig.sport) {
-            let c = with_port(orig.sport);
-            self.stats.taken_checks += 1;
-            if !taken(&c.inverse()) {
-                self.stats.ports_kept += 1;
-                return Ok(c);
-            }
+        let Some(slot) = ct.ports().slot(PoolKey {
+            addr: t.src,
+            proto: t.proto,
+        }) else {
+            return Err(NatError::PortExhausted);
+        };
+        if !random
+            && (lo..=hi).contains(&orig.sport)
+            && mine(orig.sport)
+            && ct.ports().take(slot, orig.sport)
+        {
+            self.stats.ports_kept += 1;
+            return Ok(Source {
+                tuple: with_port(orig.sport),
+                aligned: constrained,
+                held: true,
+            });
         }
-        self.search((lo, hi), off, mine, with_port, taken)
+        self.stats.ports_searched += 1;
+        let port = self.search_pool(
+            ct.ports(),
+            slot,
+            (lo, hi),
+            v4,
+            constrained.then_some(base),
+            owner,
+        )?;
+        Ok(Source {
+            tuple: with_port(port),
+            aligned: constrained,
+            held: true,
+        })
     }
 
-    /// Walk `lo ..= hi` from offset `off`; the first candidate port `p` that is `mine` and
+    /// The pool search: the first free port of `lo ..= hi` from a pseudo-random start
+    /// whose reply hashes here (`base`: the reply's hash with port 0, when that matters).
+    fn search_pool(
+        &mut self,
+        pools: &mut PortPools,
+        slot: Slot,
+        (lo, hi): (u16, u16),
+        v4: bool,
+        base: Option<u32>,
+        owner: &Owner,
+    ) -> Result<u16, NatError> {
+        let size = u32::from(hi - lo) + 1;
+        let r = self.next_rand();
+        // lo + r * size / 2^32 < lo + size: in range.
+        let start =
+            u16::try_from(u64::from(lo) + ((u64::from(r) * u64::from(size)) >> 32)).unwrap_or(hi);
+        let found = match base {
+            None => pools.take_first(slot, (lo, hi), start, ANY_PORT, |_| u64::MAX),
+            Some(base) => {
+                let m = self.masks_for(owner);
+                // The candidate function depends on the family and the RETA bits of base.
+                let tag = (base & m.mask) | u32::from(!v4) << 31;
+                pools.take_first(slot, (lo, hi), start, tag, |j| m.word(v4, base, j))
+            }
+        };
+        found.ok_or(NatError::PortExhausted)
+    }
+
+    /// DNAT port search: walk `lo ..= hi` from offset `off`; the first candidate port `p`
     /// whose tuple `cand(p)` has an unused reply wins. At most `max_taken_checks` calls of
     /// `taken`.
     fn search(
         &mut self,
         (lo, hi): (u16, u16),
         off: u32,
-        mine: impl Fn(u16) -> bool,
         cand: impl Fn(u16) -> Tuple,
-        taken: &dyn Fn(&Tuple) -> bool,
+        ct: &impl NatTable,
     ) -> Result<Tuple, NatError> {
         self.stats.ports_searched += 1;
         let size = u32::from(hi - lo) + 1;
@@ -366,12 +626,9 @@ impl PortAllocator {
         for i in 0..size {
             let p = port_at(lo, size, off, i);
             self.stats.hash_probes += 1;
-            if !mine(p) {
-                continue;
-            }
             let c = cand(p);
             self.stats.taken_checks += 1;
-            if !taken(&c.inverse()) {
+            if !ct.taken(&c.inverse()) {
                 return Ok(c);
             }
             checks += 1;
@@ -381,6 +638,18 @@ impl PortAllocator {
         }
         Err(NatError::PortExhausted)
     }
+}
+
+/// The memory tag of searches whose every port is a candidate.
+const ANY_PORT: u32 = u32::MAX >> 1;
+
+/// What the source translation chose.
+struct Source {
+    tuple: Tuple,
+    /// The port was chosen so that the reply hashes to this worker.
+    aligned: bool,
+    /// The port is held in the pools.
+    held: bool,
 }
 
 /// The `i`-th candidate of a search over `lo .. lo + size` starting at offset `off`.
@@ -443,12 +712,15 @@ fn pick_addr(r: (Addr, Addr), t: &Tuple, persistent: bool) -> Result<Addr, NatEr
     } else {
         hash_addr(t.dst, 0x5eed)
     };
-    let h = u128::from(hash_addr(t.src, seed));
-    let v = match (hi - lo).checked_add(1) {
-        Some(size) => lo + h % size,
-        None => h,
+    let h = hash_addr(t.src, seed);
+    // `h * size / 2^64` (one 64 x 64 multiply) picks uniformly in a range of up to 2^64
+    // addresses; a wider (IPv6) range takes `h` itself, which is below its size.
+    let span = hi - lo;
+    let off = match u64::try_from(span) {
+        Ok(s) if s < u64::MAX => (u128::from(h) * u128::from(s + 1)) >> 64,
+        _ => u128::from(h),
     };
-    Ok(Addr(v.to_be_bytes()))
+    Ok(Addr((lo + off).to_be_bytes()))
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@
 //! destination NAT), the corresponding outer address is set whatever it was (the error may
 //! come from a router on the path; its address is then replaced, hiding the inside).
 
+use super::alloc::NatTable;
+use super::pool::PortPools;
 use super::{Binding, Tuple};
-use crate::conntrack::{Direction, FlowKey};
+use crate::conntrack::{Direction, FlowKey, Table};
 use crate::wire::rewrite::{self, RewriteError};
 use crate::wire::{IpInfo, L4Info, proto};
 
@@ -40,6 +42,35 @@ impl Tuple {
             dport: if id_only { like.dport } else { self.dport },
             ..*like
         }
+    }
+}
+
+/// The connection table of a worker as the [`NatTable`] of a new connection: `taken`
+/// converts NAT tuples to keys of the zone and family of the connection's original key.
+#[derive(Debug)]
+pub struct CtNat<'a> {
+    table: &'a mut Table,
+    /// The key of the reply direction without NAT (zone, family, ICMP reply type).
+    like: FlowKey,
+}
+
+impl<'a> CtNat<'a> {
+    /// `table` for a connection whose original key is `orig`.
+    pub fn new(table: &'a mut Table, orig: &FlowKey) -> Self {
+        CtNat {
+            table,
+            like: orig.inverse(),
+        }
+    }
+}
+
+impl NatTable for CtNat<'_> {
+    fn taken(&self, reply: &Tuple) -> bool {
+        self.table.tuple_taken(&reply.to_key(&self.like))
+    }
+
+    fn ports(&mut self) -> &mut PortPools {
+        self.table.port_pools_mut()
     }
 }
 

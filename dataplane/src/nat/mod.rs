@@ -53,10 +53,14 @@ pub struct NatAction {
 
 pub mod alloc;
 pub mod apply;
+pub mod pool;
 pub mod rss;
 
-pub use alloc::{Binding, NatEnv, NatStats, PortAllocator, Steering};
-pub use apply::apply;
+pub use alloc::{
+    Binding, MineMasks, NatEnv, NatStats, NatTable, PortAllocator, Steering, TupleSet,
+};
+pub use apply::{CtNat, apply};
+pub use pool::{PoolKey, PortPools};
 pub use rss::{Owner, SYMMETRIC_RSS_KEY, Toeplitz};
 
 use crate::DropReason;

@@ -151,6 +151,12 @@ impl Toeplitz {
         self.term16(if t.is_v4() { V4_DPORT } else { V6_DPORT }, port)
     }
 
+    /// [`Self::dport_term`] for a tuple of the given family (IPv4 when `v4`).
+    #[inline]
+    pub fn dport_term_of(&self, v4: bool, port: u16) -> u32 {
+        self.term16(if v4 { V4_DPORT } else { V6_DPORT }, port)
+    }
+
     /// As [`Self::dport_term`], for the source port.
     #[inline]
     pub fn sport_term(&self, t: &Tuple, port: u16) -> u32 {
@@ -188,9 +194,14 @@ pub const fn proto_hashes_ports(proto: u8) -> bool {
     matches!(proto, proto::TCP | proto::UDP)
 }
 
+/// Ids of owner functions (tables derived from one are rebuilt for another).
+static OWNER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The owner function: which worker a tuple belongs to.
 #[derive(Clone, Debug)]
 pub struct Owner {
+    /// Unique per constructed function (clones keep it): names it for derived tables.
+    id: u64,
     toeplitz: Toeplitz,
     /// Worker per RETA entry (RETA queue composed with the queue → worker map).
     reta: Box<[u16]>,
@@ -235,6 +246,7 @@ impl Owner {
             .collect::<Result<Box<[u16]>, _>>()?;
         let mask = u32::try_from(reta.len() - 1).map_err(|_| RssError::BadRetaSize(reta.len()))?;
         Ok(Self {
+            id: OWNER_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             toeplitz,
             reta,
             mask,
@@ -260,6 +272,16 @@ impl Owner {
     /// The Toeplitz tables (for incremental hashing).
     pub fn toeplitz(&self) -> &Toeplitz {
         &self.toeplitz
+    }
+
+    /// This function's id: equal ids, equal functions (a clone keeps its original's id).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The RETA index mask (RETA size - 1): the hash bits that choose the worker.
+    pub fn reta_mask(&self) -> u32 {
+        self.mask
     }
 
     /// Number of workers the map names (highest worker id + 1).

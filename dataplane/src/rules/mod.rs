@@ -5,6 +5,7 @@
 //! - [`check`](check::check): undefined chains/sets, jump loops, NAT placement, families.
 //! - [`compile`](compile::compile): AST → immutable [`CompiledRuleset`] with a tuple-space
 //!   classifier per chain ([`classify`]); [`CompiledRuleset::eval`] evaluates a hook.
+//! - [`first`]: first-packet classes ([`FirstKey`]) and their verdict cache.
 //! - [`generation`]: generations ([`Publisher`] / [`WorkerRuleset`]).
 //!
 //! See `docs/rules.md` for the supported subset and the deviations from the kernel.
@@ -14,6 +15,7 @@ pub mod check;
 pub mod classify;
 pub mod compile;
 mod error;
+pub mod first;
 pub mod generation;
 pub mod iptables;
 pub mod json;
@@ -34,6 +36,7 @@ pub use compile::{
     compile_with, ct_state,
 };
 pub use error::Error;
+pub use first::{FirstCache, FirstKey, FirstVerdict};
 pub use generation::{Publisher, WorkerRuleset};
 
 /// Parses text, checks it and compiles it within the default [`limits::Limits`].

@@ -67,6 +67,7 @@ fn config() -> PipelineConfig {
         ct_capacity: 1024,
         tunables: Tunables::default(),
         owner: None,
+        ct_seed: Some(0x5eed),
     }
 }
 

@@ -24,11 +24,14 @@ use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
 use crate::conntrack::listing::CtMatcher;
 use crate::conntrack::table::DST_NAT;
-use crate::conntrack::{CtState, Direction, EntryId, FlowKey, NewFlow, Outcome, Table, Tunables};
+use crate::conntrack::{
+    CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Table, Tunables,
+    random_seed,
+};
 use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
-use crate::nat::{NatAction, Tuple};
+use crate::nat::{CtNat, NatAction, Tuple};
 use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::compile::MAX_CT_TOKENS;
@@ -62,6 +65,9 @@ pub struct PipelineConfig {
     /// The flow-ownership function (RSS key, RETA, queue → worker), the same for every
     /// port. `None`: the symmetric key spread over `n_workers` (`Owner::spread`).
     pub owner: Option<Arc<Owner>>,
+    /// Seed of the connection table's hash and of NAT's port choices. `None` (the
+    /// daemon): a random one at every start (`conntrack::random_seed`); tests fix it.
+    pub ct_seed: Option<u64>,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -171,10 +177,10 @@ struct CtInfo {
     entry: Option<(EntryId, Direction)>,
     /// The key to insert when the packet starts a connection the rules accept.
     new_key: Option<FlowKey>,
+    /// The lookup of `new_key` that missed (the insert reuses its hash).
+    miss: Option<Miss>,
 }
 
-/// Expired entries reclaimed per [`Pipeline::tick`] (bounded work between bursts).
-const EXPIRE_BUDGET: usize = 256;
 /// One worker's pipeline state.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -279,7 +285,7 @@ impl Pipeline {
         neigh: Arc<NeighborSnapshot>,
         rules: Option<WorkerRuleset>,
     ) -> Self {
-        let seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(worker_id);
+        let seed = config.ct_seed.unwrap_or_else(random_seed) ^ u64::from(worker_id);
         let n_workers = n_workers.max(1);
         let owner = config.owner.clone().unwrap_or_else(|| {
             Arc::new(
@@ -287,6 +293,7 @@ impl Pipeline {
                     .expect("the symmetric key and a 128-entry RETA are valid"),
             )
         });
+        let nat = PortAllocator::with_seed(worker_id, seed).prepared(&owner);
         Pipeline {
             worker_id,
             n_workers,
@@ -299,7 +306,7 @@ impl Pipeline {
             ct: Table::new(config.ct_capacity, config.tunables.clone(), seed),
             rules,
             owner,
-            nat: PortAllocator::new(worker_id),
+            nat,
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
             events_lost_seen: 0,
@@ -406,11 +413,12 @@ impl Pipeline {
         std::mem::replace(&mut self.routes, routes)
     }
 
-    /// Between bursts: expire at most a bounded number of connections, adopt a newer
-    /// ruleset generation (the old one goes back to the control thread).
+    /// Between bursts: expire connections (a budget that follows the inserts since the
+    /// last tick, bounded: `Table::expire_tick`), adopt a newer ruleset generation (the
+    /// old one goes back to the control thread).
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
-        self.ct.expire(self.now_ns, EXPIRE_BUDGET);
+        self.ct.expire_tick(self.now_ns);
         self.held
             .sweep(&self.ct, SWEEP_BUDGET, &mut self.unsteer_out);
         if let Some(r) = &mut self.rules
@@ -707,14 +715,13 @@ impl Pipeline {
                 set_view_dst(&mut view, t.dst, t.dport);
             }
         }
-        if let (Some(d), Some(_)) = (dnat.as_ref(), ct.new_key) {
+        if let (Some(d), Some(key)) = (dnat.as_ref(), ct.new_key) {
             let env = self.nat_env(&ip, Some(in_port), None);
-            let ct_table = &self.ct;
+            let mut table = CtNat::new(&mut self.ct, &key);
             match self
                 .nat
-                .bind(&tuple, Some(d), None, &env, &self.owner, |t| {
-                    ct_table.tuple_taken(&key_of(t, &ip))
-                }) {
+                .bind(&tuple, Some(d), None, &env, &self.owner, &mut table)
+            {
                 Ok(b) => {
                     let t = b.translated();
                     self.pending_status |= DST_NAT;
@@ -896,21 +903,26 @@ impl Pipeline {
             bit: ct_state::INVALID,
             entry: None,
             new_key: None,
+            miss: None,
         };
+        let mut miss = None;
         if let Some(key) = FlowKey::from_info(ip, 0)
-            && let Some((id, dir)) = self.ct.lookup(&key)
             && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
         {
-            match self.ct.update(id, dir, ip, now) {
-                Outcome::Tracked { ct, destroyed, .. } => {
-                    return CtInfo {
-                        bit: state_bit(ct),
-                        entry: (!destroyed).then_some((id, dir)),
-                        new_key: None,
-                    };
-                }
-                Outcome::Invalid(_) => return invalid,
-                Outcome::Gone => {}
+            match self.ct.lookup_or_miss(&key) {
+                Ok((id, dir)) => match self.ct.update(id, dir, ip, now) {
+                    Outcome::Tracked { ct, destroyed, .. } => {
+                        return CtInfo {
+                            bit: state_bit(ct),
+                            entry: (!destroyed).then_some((id, dir)),
+                            new_key: None,
+                            miss: None,
+                        };
+                    }
+                    Outcome::Invalid(_) => return invalid,
+                    Outcome::Gone => {}
+                },
+                Err(m) => miss = Some(m),
             }
         }
         match self.ct.classify_new(ip, 0, now) {
@@ -918,17 +930,20 @@ impl Pipeline {
                 bit: ct_state::NEW,
                 entry: None,
                 new_key: Some(key),
+                miss,
             },
             NewFlow::Related(id, dir) => CtInfo {
                 bit: ct_state::RELATED,
                 entry: Some((id, dir)),
                 new_key: None,
+                miss: None,
             },
             NewFlow::Invalid(_) => invalid,
             NewFlow::Untracked => CtInfo {
                 bit: ct_state::UNTRACKED,
                 entry: None,
                 new_key: None,
+                miss: None,
             },
         }
     }
@@ -951,9 +966,9 @@ impl Pipeline {
         };
         let mut reply = key.inverse();
         let mut steering = None;
+        let mut nat_port = false;
         if nat.dnat.is_some() || snat.is_some() {
             let env = self.nat_env(ip, Some(in_port), out_port);
-            let ct_table = &self.ct;
             let b = self
                 .nat
                 .bind(
@@ -962,7 +977,7 @@ impl Pipeline {
                     snat.as_ref(),
                     &env,
                     &self.owner,
-                    |t| ct_table.tuple_taken(&key_of(t, ip)),
+                    &mut CtNat::new(&mut self.ct, &key),
                 )
                 .map_err(|e| self.drop(e.drop_reason()))?;
             reply = key_of(&b.reply, ip);
@@ -971,8 +986,13 @@ impl Pipeline {
                 reply.dport = key.inverse().dport;
             }
             steering = b.steering;
+            nat_port = b.port_held;
         }
-        match self.ct.insert(key, reply, ip, self.now_ns) {
+        let hints = InsertHints {
+            miss: ct.miss,
+            nat_port,
+        };
+        match self.ct.insert_with(key, reply, ip, self.now_ns, hints) {
             Ok(id) => {
                 if let Some(st) = steering {
                     self.steering_out.push(st);

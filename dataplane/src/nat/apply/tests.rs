@@ -3,8 +3,11 @@
 //! a from-scratch recomputation, and the expected header fields.
 
 use super::*;
+use crate::conntrack::InsertHints;
 use crate::nat::rss::SYMMETRIC_RSS_KEY;
-use crate::nat::{NatAction, NatEnv, NatFlags, NatKind, NatRange, Owner, PortAllocator};
+use crate::nat::{
+    CtNat, NatAction, NatEnv, NatFlags, NatKind, NatRange, Owner, PoolKey, PortAllocator, TupleSet,
+};
 use crate::wire::{Addr, Parsed, TRUST_ALL, VERIFY_ALL, checksum, parse};
 
 const INSIDE: [u8; 4] = [198, 18, 0, 10];
@@ -140,7 +143,17 @@ fn env() -> NatEnv {
     }
 }
 
-/// Bind the connection of `first` with one worker; taken = the ports in `busy`.
+/// A table whose pools hold `busy` ports of `addr` for `proto`.
+fn busy_table(addr: Addr, proto: u8, busy: &[u16]) -> TupleSet {
+    let mut t = TupleSet::default();
+    for &p in busy {
+        assert!(t.hold(PoolKey { addr, proto }, p));
+    }
+    t
+}
+
+/// Bind the connection of `first` with one worker; the `busy` ports of the masquerade
+/// address are held by other connections.
 fn bind(first: &[u8], dnat: Option<NatAction>, snat: Option<NatAction>, busy: &[u16]) -> Binding {
     let info = ip_info(first, &VERIFY_ALL);
     let key = FlowKey::from_info(&info, 0).unwrap();
@@ -152,7 +165,7 @@ fn bind(first: &[u8], dnat: Option<NatAction>, snat: Option<NatAction>, busy: &[
         snat.as_ref(),
         &env(),
         &owner,
-        |t| busy.contains(&t.dport),
+        &mut busy_table(a4(PUBLIC), key.proto, busy),
     )
     .unwrap()
 }
@@ -326,10 +339,10 @@ fn truncated_summary_is_an_error_not_a_panic() {
 }
 
 /// NAT on top of the conntrack engine, 4 workers: 40 inside hosts masquerade UDP from the
-/// same source port to one server. Each worker binds against its own table only
-/// (`tuple_taken` through `Tuple::to_key`); every insert succeeds (no clash), every reply
-/// hashes to its worker, is found there in the reply direction, and is rewritten back to
-/// the right inside host with valid checksums.
+/// same source port to one server. Each worker binds against its own table only (its
+/// port pools, through `CtNat`); every insert succeeds (no clash), every reply hashes to
+/// its worker, is found there in the reply direction, and is rewritten back to the right
+/// inside host with valid checksums. Deleting the entries gives every port back.
 #[test]
 fn masquerade_through_conntrack_tables_on_four_workers() {
     use crate::conntrack::{Table, tunables::Tunables};
@@ -346,8 +359,6 @@ fn masquerade_through_conntrack_tables_on_four_workers() {
         let info = ip_info(&f, &VERIFY_ALL);
         let key = FlowKey::from_info(&info, 0).unwrap();
         let w = usize::from(owner.owner(&Tuple::from_key(&key)));
-        let like = key.inverse();
-        let table = &tables[w];
         let b = als[w]
             .bind(
                 &Tuple::from_key(&key),
@@ -355,12 +366,16 @@ fn masquerade_through_conntrack_tables_on_four_workers() {
                 Some(&masq),
                 &env(),
                 &owner,
-                |t| table.tuple_taken(&t.to_key(&like)),
+                &mut CtNat::new(&mut tables[w], &key),
             )
             .unwrap();
         assert_eq!(usize::from(owner.owner(&b.reply)), w);
+        let hints = InsertHints {
+            miss: None,
+            nat_port: b.port_held,
+        };
         tables[w]
-            .insert(key, b.reply_key(&key), &info, 1_000)
+            .insert_with(key, b.reply_key(&key), &info, 1_000, hints)
             .unwrap();
         apply(&mut f, &info, &b, Direction::Original).unwrap();
         assert_checksums(&f);
@@ -378,6 +393,17 @@ fn masquerade_through_conntrack_tables_on_four_workers() {
         apply(&mut back, &info, &b, dir).unwrap();
         let r = assert_checksums(&back);
         assert_eq!((r.dst, ports(&r)), (a4(inside), (53, 5353)));
+        let held = PoolKey {
+            addr: a4(PUBLIC),
+            proto: proto::UDP,
+        };
+        assert!(tables[w].port_pools().is_held(&held, b.reply.dport));
+        let (id, _) = tables[w].lookup(&key).unwrap();
+        assert!(tables[w].remove(id, 2_000));
+        assert!(!tables[w].port_pools().is_held(&held, b.reply.dport));
+    }
+    for t in &tables {
+        assert_eq!(t.port_pools().stats().bad_releases, 0);
     }
 }
 
@@ -422,7 +448,7 @@ fn snat66_udp_both_directions() {
             Some(&snat),
             &env(),
             &owner,
-            |t| t.dport == 5353,
+            &mut busy_table(a6(0x10), proto::UDP, &[5353]),
         )
         .unwrap();
     let port = b.reply.dport;

@@ -316,6 +316,7 @@ impl CompiledRuleset {
                 }
                 CStmt::Reject(r) => return Step::Verdict(Decision::Reject(*r)),
                 CStmt::Log => {
+                    res.stateful = true;
                     res.log = Some(RuleRef {
                         id,
                         handle: rule.handle,
@@ -327,6 +328,7 @@ impl CompiledRuleset {
                     cap_ns,
                     over,
                 } => {
+                    res.stateful = true;
                     let [credit, last] = &block.limits[*slot as usize];
                     let prev = last.load(Relaxed);
                     // First use: a full bucket.
@@ -349,6 +351,7 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::CtCount { slot, limit, over } => {
+                    res.stateful = true;
                     let cell = &self.ct_counts[*slot as usize];
                     let n = if ctx.first_packet && !res.ct_count.is_full() {
                         let n = cell.fetch_add(1, Relaxed) + 1;
@@ -364,10 +367,12 @@ impl CompiledRuleset {
                 }
                 CStmt::Notrack => res.notrack = true,
                 CStmt::MetaMarkSet(m) => {
+                    res.stateful = true;
                     ctx.mark = *m;
                     res.meta_mark = Some(*m);
                 }
                 CStmt::CtMarkSet(m) => {
+                    res.stateful = true;
                     ctx.ct_mark = *m;
                     res.ct_mark = Some(*m);
                 }

@@ -99,6 +99,11 @@ pub struct EvalResult {
     pub counted: ArrayVec<u32, MAX_COUNTED>,
     /// More than [`MAX_COUNTED`] counter bumps: `counted` is incomplete.
     pub counted_overflow: bool,
+    /// A statement with state or a side effect ran (`limit`, `ct count`, `log`, mark
+    /// setting): another packet of the same first-packet class
+    /// ([`crate::rules::first::FirstKey`]) may be treated differently, so this result is
+    /// not cached for first packets.
+    pub stateful: bool,
 }
 
 impl EvalResult {
@@ -115,6 +120,7 @@ impl EvalResult {
             ct_count: ArrayVec::new(),
             counted: ArrayVec::new(),
             counted_overflow: false,
+            stateful: false,
         }
     }
 }
@@ -142,6 +148,15 @@ impl CMatch {
     pub(crate) fn intervals(&self) -> Option<&[(u128, u128)]> {
         match (&self.test, self.neg) {
             (Test::In(v), false) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The intervals the match tests the field against (negated or not); `None` for a
+    /// mask or bit test.
+    pub(crate) fn tested_intervals(&self) -> Option<&[(u128, u128)]> {
+        match &self.test {
+            Test::In(v) => Some(v),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 //! intervals, named sets shared, one classifier per chain), charged against the compile
 //! budget of [`Limits`].
 
+use super::classes::FirstPartitions;
 use super::ir::{CMatch, CStmt, CVerdict, Test};
 use super::ruleset::{
     BaseEntry, CChain, CRule, CompiledRuleset, LOOPBACK, PortsByName, WorkerBlock, u32_of,
@@ -141,8 +142,10 @@ pub fn compile_with(
             limits: (0..n_limits).map(|_| Default::default()).collect(),
         })
         .collect();
+    let first = FirstPartitions::build(rules.iter().map(|r| &r.stmts[..]));
     Ok(CompiledRuleset {
         source: rs.clone(),
+        first,
         hooks,
         chains,
         chain_pos,

@@ -14,12 +14,14 @@
 //! The statement IR is in [`ir`], the ruleset's shape in [`ruleset`], the lowering in
 //! [`lower`], the evaluator in [`eval`].
 
+mod classes;
 mod eval;
 mod ir;
 mod lower;
 mod ruleset;
 
 pub use super::ast::addr_to_u128;
+pub(crate) use classes::Cuts;
 pub(crate) use ir::CStmt;
 pub use ir::{
     CtCountToken, Decision, EvalResult, MAX_COUNTED, MAX_CT_TOKENS, PacketCtx, RuleRef, ct_state,

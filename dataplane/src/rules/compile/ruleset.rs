@@ -1,6 +1,7 @@
 //! The shape of a compiled ruleset: chains, rules, base-chain lists per hook, per-worker
 //! counter blocks; what the lowering builds and the evaluator walks.
 
+use super::classes::FirstPartitions;
 use super::ir::CStmt;
 use crate::rules::ast::{Kind, Ruleset};
 use crate::rules::classify::Classifier;
@@ -66,6 +67,8 @@ pub struct CompiledRuleset {
     pub(super) workers: Box<[WorkerBlock]>,
     pub(super) ct_counts: Box<[Arc<AtomicU32>]>,
     pub(crate) generation: u64,
+    /// The first-packet classes of the address and port fields (`rules/first.rs`).
+    pub(crate) first: FirstPartitions,
 }
 
 /// Compiles a ruleset for `workers` workers within the default [`Limits`]. Runs

@@ -1,0 +1,212 @@
+//! The verdict cache of first packets: which facts of a new packet decide what the hooks
+//! do with it, as one key, so that a new connection of a class seen before takes the
+//! verdict, NAT decision and counted rules of its class without evaluating
+//! (`docs/rules.md`, "First-packet verdict cache").
+//!
+//! Every match of a compiled ruleset tests one field against sorted intervals, a bit
+//! mask or a set of bits. For the interval tests of the address and port fields, the
+//! boundaries of all intervals of the ruleset cut each field's value space into
+//! elementary intervals: two values in one elementary interval pass or fail every such
+//! test alike. [`FirstKey`] holds, for a packet, the index of its elementary interval for
+//! source and destination address and port (or the value itself where a field is also
+//! tested with a mask), and the exact value of every other field a match can read
+//! (family, protocol, TCP flags, ICMP type, ports in and out, `ct state`, `ct status`,
+//! marks). Two packets with equal keys take the same path through every chain: the same
+//! matches pass, so the same rules count, the same verdict and NAT statement decide.
+//!
+//! What the key does not hold is state: `limit` (time), `ct count` (other connections),
+//! `log` (a side effect per packet) and mark setting. An evaluation that reached one of
+//! those is not cached ([`EvalResult::stateful`]).
+//!
+//! The key is exact, not minimal: a field no rule reads has one class, but a boundary of
+//! a rule that cannot be reached in this hook still splits classes. Classes are
+//! invalidated with the ruleset: a [`FirstCache`] entry carries the generation it was
+//! made under.
+//!
+//! Wiring into the worker pipeline (a miss looks its key up before evaluating prerouting,
+//! forward/input and postrouting, and fills the cache after) is the pipeline's part.
+
+use super::Hook;
+use super::compile::{
+    CompiledRuleset, Cuts, Decision, EvalResult, MAX_COUNTED, PacketCtx, RuleRef, addr_to_u128,
+};
+use crate::nat::NatAction;
+use crate::wire::{Family, L4Info};
+use arrayvec::ArrayVec;
+
+/// No value (the field does not apply to the packet: the match fails).
+const NONE: u32 = u32::MAX;
+
+/// The class of a first packet: equal keys, equal evaluation (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FirstKey {
+    src: u128,
+    dst: u128,
+    sport: u32,
+    dport: u32,
+    iif: u32,
+    oif: u32,
+    ct_status: u32,
+    ct_mark: u32,
+    mark: u32,
+    /// `0x100 | flags` for TCP, 0 otherwise.
+    tcp_flags: u16,
+    /// `0x100 | type` for ICMP/ICMPv6 messages with a type, 0 otherwise.
+    icmp_type: u16,
+    proto: u8,
+    v6: bool,
+    ct_state: u8,
+    first: bool,
+}
+
+impl CompiledRuleset {
+    /// The first-packet class of the packet `ctx` describes (its `ct state`, status,
+    /// marks, ports in and out as the hook sees them).
+    pub fn first_key(&self, ctx: &PacketCtx<'_>) -> FirstKey {
+        let p = &self.first;
+        let ip = ctx.ip;
+        let (ports, flags) = match ip.l4 {
+            Some(L4Info::Tcp(t)) => (Some((t.sport, t.dport)), 0x100 | u16::from(t.flags.0)),
+            Some(L4Info::Udp { sport, dport }) => (Some((sport, dport)), 0),
+            _ => (None, 0),
+        };
+        let icmp_type = match ip.l4 {
+            Some(L4Info::IcmpEcho { request, .. }) => {
+                let t = match (ip.family, request) {
+                    (Family::V4, true) => 8,
+                    (Family::V4, false) => 0,
+                    (Family::V6, true) => 128,
+                    (Family::V6, false) => 129,
+                };
+                0x100 | t
+            }
+            Some(L4Info::IcmpError { icmp_type, .. } | L4Info::IcmpOther { icmp_type, .. }) => {
+                0x100 | u16::from(icmp_type)
+            }
+            _ => 0,
+        };
+        // Port classes are below 2^17 (at most two starts per port value).
+        let port = |c: &Cuts, v: Option<u16>| {
+            v.map_or(NONE, |v| {
+                u32::try_from(c.class(u128::from(v))).unwrap_or(NONE - 1)
+            })
+        };
+        FirstKey {
+            src: p.src.class(addr_to_u128(ip.src)),
+            dst: p.dst.class(addr_to_u128(ip.dst)),
+            sport: port(&p.sport, ports.map(|x| x.0)),
+            dport: port(&p.dport, ports.map(|x| x.1)),
+            iif: ctx.iif.map_or(NONE, u32::from),
+            oif: ctx.oif.map_or(NONE, u32::from),
+            ct_status: ctx.ct_status,
+            ct_mark: ctx.ct_mark,
+            mark: ctx.mark,
+            tcp_flags: flags,
+            icmp_type,
+            proto: ip.proto,
+            v6: ip.family == Family::V6,
+            ct_state: ctx.ct_state,
+            first: ctx.first_packet,
+        }
+    }
+}
+
+/// What a cached class's evaluation of one hook gave: everything the worker acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstVerdict {
+    pub verdict: Decision,
+    pub rule: Option<RuleRef>,
+    pub nat: Option<NatAction>,
+    pub notrack: bool,
+    /// The rules to credit (`CompiledRuleset::credit`) for a packet of the class.
+    pub counted: ArrayVec<u32, MAX_COUNTED>,
+}
+
+impl FirstVerdict {
+    /// The cacheable part of an evaluation; `None` when it may not be cached (it reached
+    /// a stateful statement, or counted more rules than it lists).
+    pub fn of(r: &EvalResult) -> Option<Self> {
+        (!r.stateful && !r.counted_overflow && r.ct_count.is_empty()).then(|| FirstVerdict {
+            verdict: r.verdict,
+            rule: r.rule,
+            nat: r.nat,
+            notrack: r.notrack,
+            counted: r.counted.clone(),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    generation: u64,
+    hook: Hook,
+    key: FirstKey,
+    verdict: FirstVerdict,
+}
+
+/// One worker's cache of first-packet verdicts: direct-mapped, `2^k` slots allocated
+/// once, keyed by (ruleset generation, hook, [`FirstKey`]). A slot of an older
+/// generation never answers.
+#[derive(Debug)]
+pub struct FirstCache {
+    slots: Box<[Option<Slot>]>,
+    mask: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl FirstCache {
+    /// A cache of `slots` entries (rounded up to a power of two, at least 1).
+    pub fn new(slots: usize) -> Self {
+        let n = slots.max(1).next_power_of_two();
+        FirstCache {
+            slots: vec![None; n].into(),
+            mask: n - 1,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn index(&self, hook: Hook, key: &FirstKey) -> usize {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        hook.hash(&mut h);
+        key.hash(&mut h);
+        // The high bits of an Fx hash mix best.
+        (h.finish() >> 40) as usize & self.mask
+    }
+
+    /// The verdict cached for `key` in `hook` under ruleset `generation`.
+    pub fn get(&mut self, generation: u64, hook: Hook, key: &FirstKey) -> Option<&FirstVerdict> {
+        let i = self.index(hook, key);
+        match &self.slots[i] {
+            Some(s) if s.generation == generation && s.hook == hook && s.key == *key => {
+                self.hits += 1;
+                self.slots[i].as_ref().map(|s| &s.verdict)
+            }
+            _ => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Remembers the evaluation `r` of `hook` for `key` under `generation`, if it may be
+    /// cached ([`FirstVerdict::of`]). `true` when stored.
+    pub fn put(&mut self, generation: u64, hook: Hook, key: FirstKey, r: &EvalResult) -> bool {
+        let Some(verdict) = FirstVerdict::of(r) else {
+            return false;
+        };
+        let i = self.index(hook, &key);
+        self.slots[i] = Some(Slot {
+            generation,
+            hook,
+            key,
+            verdict,
+        });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
