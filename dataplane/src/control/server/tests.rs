@@ -1,10 +1,22 @@
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::*;
-use crate::control::proto::CtTuple;
+use crate::control::proto::{
+    ControlError, CtCounters, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine, EventType,
+    PortStats, Request, Response, ResponseEnvelope, RulesetSource, RulesetSummary, TunableRange,
+    WorkerStats,
+};
+use crate::rules::PortsByName;
+use crate::rules::limits::Limits;
+use crate::worker::{WorkerCommand, WorkerReply};
 
 fn entry(worker: u16, i: u8) -> CtEntry {
     let t = |a: u8| CtTuple {
