@@ -436,7 +436,14 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
         let bad =
             |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_tunable", m).with_field(&name);
         let n = match &value {
-            serde_json::Value::Bool(b) => u64::from(*b),
+            // A boolean only for an on/off switch (range 0..=1), as the schema says: `true`
+            // for `nf_conntrack_events` (0, 1 or 2) would be a guess.
+            serde_json::Value::Bool(b) if is_switch(&name) => u64::from(*b),
+            serde_json::Value::Bool(b) => {
+                return Err(bad(format!(
+                    "{name}: {b} is not a number (only the 0/1 switches take a boolean)"
+                )));
+            }
             // JSON has one number type: `30.0` is the integer 30 (JSON Schema agrees).
             serde_json::Value::Number(n) => n
                 .as_u64()
@@ -447,6 +454,11 @@ pub fn tuning_values(body: &[u8]) -> Result<std::collections::BTreeMap<String, u
         out.insert(name, n);
     }
     Ok(out)
+}
+
+/// Whether `name` is an on/off tunable (range exactly 0..=1): the ones that take a boolean.
+fn is_switch(name: &str) -> bool {
+    dataplane::conntrack::tunables::ranges().any(|(n, lo, hi)| n == name && (lo, hi) == (0, 1))
 }
 
 /// `f` as an integer when it is one, non-negative and exact (up to 9e15 < 2^53).

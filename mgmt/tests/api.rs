@@ -715,6 +715,11 @@ async fn tuning_get_and_patch() {
         .await
         .error(StatusCode::BAD_REQUEST, "bad_tunable");
     assert_eq!(v["field"], "nf_conntrack_max");
+    // A boolean only for the 0/1 switches: `nf_conntrack_events` is 0, 1 or 2.
+    let v = patch(r#"{"nf_conntrack_events": false}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_tunable");
+    assert_eq!(v["field"], "nf_conntrack_events");
     patch(r#"{"nf_conntrack_max": "big"}"#)
         .await
         .error(StatusCode::BAD_REQUEST, "bad_tunable");
