@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use dataplane::config::parse_mac;
 
 use crate::frame::{MAX_FRAME, MIN_UDP_FRAME};
+use crate::order::Order;
 
 pub const USAGE: &str = "\
 perfgen: UDP flows and TCP handshakes over two DPDK ports, for perf/.
@@ -17,12 +18,26 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --tx-port NAME        DPDK port the traffic leaves on (client side)      [first port]
   --rx-port NAME        DPDK port it comes back on (sink / reflector)      [second port]
   --flows N             distinct 5-tuples, 198.18.0.0/16 x ports 1024..    [1024]
+  --order ORDER         udp: the order flows are sent in: random (a shuffled permutation,
+                        each flow once per round), zipf[:S] (skewed, exponent S, default
+                        1), seq (round robin; lets the device's prefetcher hide table
+                        misses)                                            [random]
+  --seed N              seed of the random and zipf orders                 [1]
+  --stamp-every N       udp: stamp one frame in N (TSC, sequence; the sink parses and
+                        verifies the stamped ones and counts the rest); 1 = every frame
+                                                                           [32]
+  --tx-only             udp: open only --tx-port and send (no sink, no latency): for a
+                        device whose egress is elsewhere (e.g. net_null); its rate is
+                        what the port took
   --rate N              packets/s (udp) or new connections/s (tcp); 0 = max [0]
   --count N             stop after N packets / connections; 0 = no limit   [0]
   --duration S          stop sending after S seconds (at most 600)         [10]
   --size BYTES          udp frame size with FCS, 64..=1518                 [64]
   --queues N            queue pairs per port, one lcore each (EAL -l needs N
                         lcores); lane k sends flows k, k+N, ...            [1]
+  --rx-queues N         RX queues per port (>= --queues); lane 0 also polls those beyond
+                        --queues: for a device that answers on more TX queues than
+                        the generator has lanes (OVS-DPDK: one per thread)  [--queues]
   --concurrency N       tcp: connections open at once (per queue)          [4096]
   --timeout-ms N        tcp: a connection not done by then fails           [1000]
   --src-net A.B.C.D     first client address (a /16 is used)               [198.18.0.0]
@@ -57,11 +72,17 @@ pub struct Args {
     pub tx_port: Option<String>,
     pub rx_port: Option<String>,
     pub flows: u64,
+    pub order: Order,
+    pub seed: u64,
+    pub stamp_every: u64,
+    /// UDP: only the TX port is opened (`--tx-only`).
+    pub tx_only: bool,
     pub rate: u64,
     pub count: u64,
     pub duration_s: f64,
     pub size: usize,
     pub queues: u16,
+    pub rx_queues: u16,
     pub concurrency: usize,
     pub timeout_ms: u64,
     pub src_net: Ipv4Addr,
@@ -108,11 +129,16 @@ impl Args {
             tx_port: None,
             rx_port: None,
             flows: 1024,
+            order: Order::Random,
+            seed: 1,
+            stamp_every: 32,
+            tx_only: false,
             rate: 0,
             count: 0,
             duration_s: 10.0,
             size: 64,
             queues: 1,
+            rx_queues: 0,
             concurrency: 4096,
             timeout_ms: 1000,
             src_net: Ipv4Addr::new(198, 18, 0, 0),
@@ -141,6 +167,10 @@ impl Args {
                 a.reflect = true;
                 continue;
             }
+            if flag == "--tx-only" {
+                a.tx_only = true;
+                continue;
+            }
             let v = it
                 .next()
                 .ok_or_else(|| format!("{flag}: missing value (see --help)"))?;
@@ -155,11 +185,15 @@ impl Args {
                 "--tx-port" => a.tx_port = Some(v),
                 "--rx-port" => a.rx_port = Some(v),
                 "--flows" => a.flows = num(&flag, &v)?,
+                "--order" => a.order = Order::parse(&v).map_err(|e| format!("{flag}: {e}"))?,
+                "--seed" => a.seed = num(&flag, &v)?,
+                "--stamp-every" => a.stamp_every = num(&flag, &v)?,
                 "--rate" => a.rate = num(&flag, &v)?,
                 "--count" => a.count = num(&flag, &v)?,
                 "--duration" => a.duration_s = num(&flag, &v)?,
                 "--size" => a.size = num(&flag, &v)?,
                 "--queues" => a.queues = num(&flag, &v)?,
+                "--rx-queues" => a.rx_queues = num(&flag, &v)?,
                 "--concurrency" => a.concurrency = num(&flag, &v)?,
                 "--timeout-ms" => a.timeout_ms = num(&flag, &v)?,
                 "--src-net" => a.src_net = num(&flag, &v)?,
@@ -187,6 +221,15 @@ impl Args {
         if a.queues == 0 || a.queues > 64 {
             return Err(format!("--queues: {} is outside 1..=64", a.queues));
         }
+        if a.rx_queues == 0 {
+            a.rx_queues = a.queues;
+        }
+        if a.rx_queues < a.queues || a.rx_queues > 64 {
+            return Err(format!(
+                "--rx-queues: {} is outside --queues ({})..=64",
+                a.rx_queues, a.queues
+            ));
+        }
         if a.concurrency == 0 || a.timeout_ms == 0 || a.drain_ms > 10_000 || a.settle_ms > 10_000 {
             return Err(
                 "--concurrency and --timeout-ms must be > 0, --drain-ms and --settle-ms <= 10000"
@@ -195,6 +238,12 @@ impl Args {
         }
         if a.reflect && a.mode != Mode::Udp {
             return Err("--reflect: only with --mode udp (tcp always answers)".into());
+        }
+        if a.tx_only && (a.mode != Mode::Udp || a.reflect) {
+            return Err("--tx-only: only with --mode udp, without --reflect".into());
+        }
+        if a.stamp_every == 0 {
+            return Err("--stamp-every: must be at least 1".into());
         }
         if a.dport == 0 {
             a.dport = if a.mode == Mode::Tcp { 80 } else { 9 };
@@ -224,6 +273,15 @@ mod tests {
         assert_eq!(a.tx_mac, [0x0a, 0x1b, 0, 0, 0, 0xff]);
         assert_eq!(format_mac(&a.tx_mac), "0a:1b:00:00:00:ff");
         assert!(!a.reflect);
+        assert_eq!(
+            (a.order, a.stamp_every, a.tx_only),
+            (Order::Random, 32, false)
+        );
+        let a = parse("--order zipf:1.2 --stamp-every 1 --tx-only --seed 9").unwrap();
+        assert_eq!(
+            (a.order, a.stamp_every, a.tx_only, a.seed),
+            (Order::Zipf(1.2), 1, true, 9)
+        );
         let a = parse("--reflect --flows 10 -- -l 0").unwrap();
         assert!(a.reflect, "a flag without a value");
         assert_eq!((a.flows, a.eal.len()), (10, 2));
@@ -244,6 +302,11 @@ mod tests {
             ("--bogus 1", "--bogus"),
             ("--mode tcp --reflect", "--reflect"),
             ("--settle-ms 10001", "--settle-ms"),
+            ("--order rr", "--order"),
+            ("--queues 2 --rx-queues 1", "--rx-queues"),
+            ("--stamp-every 0", "--stamp-every"),
+            ("--tx-only --reflect", "--tx-only"),
+            ("--mode tcp --tx-only", "--tx-only"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(flag), "{args}: {e}");

@@ -80,15 +80,26 @@ impl Flows {
 
     /// The tuple of flow `i mod count`.
     pub fn tuple(&self, i: u64) -> Tuple {
-        let i = i % self.count;
-        let host = u32::try_from(i % u64::from(HOSTS)).unwrap_or(0);
-        let port = u32::try_from(i / u64::from(HOSTS)).unwrap_or(0) + FIRST_PORT;
+        let (src, sport) = self.source(i % self.count);
         Tuple {
-            src: Ipv4Addr::from(u32::from(self.src_base).wrapping_add(host)),
+            src: Ipv4Addr::from(src),
             dst: self.dst,
-            sport: u16::try_from(port).unwrap_or(u16::MAX),
+            sport,
             dport: self.dport,
         }
+    }
+
+    /// The source address and port of flow `i`, which must be below `count` (what an
+    /// [`order::Cursor`](crate::order::Cursor) yields): shifts, no division, per frame.
+    #[inline]
+    pub fn source(&self, i: u64) -> (u32, u16) {
+        const _: () = assert!(HOSTS == 1 << 16);
+        let host = u32::try_from(i & 0xffff).unwrap_or(0);
+        let port = u32::try_from(i >> 16).unwrap_or(0) + FIRST_PORT;
+        (
+            u32::from(self.src_base).wrapping_add(host),
+            u16::try_from(port).unwrap_or(u16::MAX),
+        )
     }
 
     /// The flow number of a client address and port, if it is one of this run's flows.

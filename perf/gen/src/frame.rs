@@ -241,27 +241,67 @@ pub fn parse(f: &[u8]) -> Option<Parsed> {
     })
 }
 
+/// What a quick look at a received frame finds (see [`peek`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// IPv4 (no options) UDP carrying a stamp: parse and verify it (the sample).
+    Stamped,
+    /// IPv4 (no options) UDP without a stamp: count it.
+    Unstamped,
+    /// Anything else: [`parse`] decides.
+    Other,
+}
+
+/// Offset of the stamp's magic in a UDP frame without IP options.
+const MAGIC_AT: usize = ETH_LEN + IP_LEN + UDP_LEN + 16;
+
+/// Classifies a frame from four fixed fields, without checksums: what the sink does for
+/// every frame, so that only the stamped sample costs a full [`parse`].
+#[inline]
+pub fn peek(f: &[u8]) -> Peek {
+    if f.len() < MIN_UDP_FRAME || f[12..14] != [0x08, 0x00] || f[14] != 0x45 || f[23] != 17 {
+        return Peek::Other;
+    }
+    if f[MAGIC_AT..MAGIC_AT + 2] == MAGIC.to_be_bytes() {
+        Peek::Stamped
+    } else {
+        Peek::Unstamped
+    }
+}
+
 /// Turns a received IPv4 UDP frame into its answer, in place, as a server would send it:
 /// MACs from `macs`, addresses and ports swapped, TTL 64 with the IPv4 header checksum
-/// recomputed. The UDP checksum stays right unchanged: the pseudo header and the ports are
-/// the same 16-bit words in another order. Returns `false`, the frame untouched, for
-/// anything that is not IPv4 UDP (see [`parse`]).
+/// updated (RFC 1624; the swap leaves the sum alone). The UDP checksum stays right
+/// unchanged: the pseudo header and the ports are the same 16-bit words in another order.
+/// Checksums are not verified here (the sink verifies its sample). Returns `false`, the
+/// frame untouched, for anything that is not an unfragmented IPv4 UDP frame.
 pub fn reflect_udp(f: &mut [u8], macs: &Macs) -> bool {
-    if !matches!(parse(f), Some(Parsed { l4: L4::Udp, .. })) {
+    if f.len() < ETH_LEN + IP_LEN || f[12..14] != [0x08, 0x00] {
         return false;
     }
-    f[0..6].copy_from_slice(&macs.dst);
-    f[6..12].copy_from_slice(&macs.src);
     let ip = &mut f[ETH_LEN..];
     let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4
+        || ihl < IP_LEN
+        || ip[9] != 17
+        || total < ihl + UDP_LEN
+        || total > ip.len()
+        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+    {
+        return false;
+    }
     let (src, dst) = ip[12..20].split_at_mut(4);
     src.swap_with_slice(dst);
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
     ip[8] = 64;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    let c = csum(&ip[..ihl], 0);
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let c = checksum::update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let (sport, rest) = ip[ihl..ihl + 4].split_at_mut(2);
     sport.swap_with_slice(rest);
+    f[0..6].copy_from_slice(&macs.dst);
+    f[6..12].copy_from_slice(&macs.src);
     true
 }
 
@@ -434,6 +474,34 @@ mod tests {
     }
 
     #[test]
+    fn peek_tells_stamped_udp_from_the_rest() {
+        let mut buf = [0u8; 64];
+        udp(&mut buf, &MACS, A, B, 1024, 9, 60, 5, 77).unwrap();
+        assert_eq!(peek(&buf[..60]), Peek::Stamped);
+        assert_eq!(peek(&buf), Peek::Stamped, "padding after the frame is fine");
+        let mut plain = buf;
+        plain[42..60].fill(0);
+        assert_eq!(peek(&plain[..60]), Peek::Unstamped);
+        assert_eq!(peek(&buf[..59]), Peek::Other, "too short");
+        let mut opts = buf;
+        opts[14] = 0x46;
+        assert_eq!(peek(&opts), Peek::Other, "IP options: parse decides");
+        let s = Segment {
+            src: A,
+            dst: B,
+            sport: 1024,
+            dport: 80,
+            flags: TCP_ACK,
+            seq: 1,
+            ack: 1,
+            stamp: Some((5, 77)),
+        };
+        let mut seg = [0u8; 80];
+        let n = tcp(&mut seg, &MACS, &s).unwrap();
+        assert_eq!(peek(&seg[..n]), Peek::Other, "TCP");
+    }
+
+    #[test]
     fn reflect_leaves_other_frames_alone() {
         let mut buf = [0u8; 60];
         let s = Segment {
@@ -451,5 +519,11 @@ mod tests {
         assert!(!reflect_udp(&mut buf, &MACS), "TCP is not reflected");
         assert_eq!(buf, before);
         assert!(!reflect_udp(&mut buf[..20], &MACS), "truncated");
+        let mut frag = [0u8; 60];
+        udp(&mut frag, &MACS, A, B, 1024, 9, 60, 5, 77).unwrap();
+        frag[20] = 0x20; // more fragments
+        let before = frag;
+        assert!(!reflect_udp(&mut frag, &MACS), "a fragment");
+        assert_eq!(frag, before);
     }
 }

@@ -4,6 +4,10 @@
 //! - [`flows`]: flow index <-> addresses, only in 198.18.0.0/15 and documentation ranges.
 //! - [`frame`]: Ethernet/IPv4/UDP and TCP frames with correct checksums, a payload carrying
 //!   a TSC timestamp and sequence number, and a parser for what comes back.
+//! - [`template`]: the prebuilt UDP frame of a run; per frame only the source address and
+//!   port, the stamp (on a sample) and the two checksums (incrementally) are written.
+//! - [`order`]: the order flows are sent in (random permutation, Zipf, or sequential),
+//!   precomputed as a table.
 //! - [`pace`]: TSC-based packet pacing (rate limit or unlimited).
 //! - [`hist`]: a log-linear latency histogram with percentiles.
 //! - [`tcp`]: the handshake client (SYN, ACK, data, FIN, last ACK) and the stateless
@@ -14,5 +18,7 @@ pub mod args;
 pub mod flows;
 pub mod frame;
 pub mod hist;
+pub mod order;
 pub mod pace;
 pub mod tcp;
+pub mod template;

@@ -10,10 +10,12 @@ use arrayvec::ArrayVec;
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, Stats, TxQueue, rdtsc};
 use perfgen::args::{Args, Mode};
 use perfgen::flows::Flows;
-use perfgen::frame::{self, Macs, Parsed, Segment};
+use perfgen::frame::{self, Macs, Parsed, Peek, Segment};
 use perfgen::hist::{Histogram, Summary};
+use perfgen::order::{Order, Sequence};
 use perfgen::pace::Pacer;
 use perfgen::tcp::{self, Client, ClientStats};
+use perfgen::template::UdpTemplate;
 use serde::Serialize;
 
 const BURST: usize = 32;
@@ -33,6 +35,9 @@ struct Counters {
     rx_bytes: u64,
     /// Received frames carrying a stamp of this run.
     rx_stamped: u64,
+    /// Received frames whose checksums were verified (UDP: the stamped sample and
+    /// whatever is not plain UDP; TCP: every segment), and those that failed.
+    rx_verified: u64,
     rx_bad_checksum: u64,
     /// Frames that are not IPv4 UDP/TCP.
     rx_other: u64,
@@ -58,6 +63,7 @@ impl Counters {
         self.rx_packets += o.rx_packets;
         self.rx_bytes += o.rx_bytes;
         self.rx_stamped += o.rx_stamped;
+        self.rx_verified += o.rx_verified;
         self.rx_bad_checksum += o.rx_bad_checksum;
         self.rx_other += o.rx_other;
         self.rx_reverse += o.rx_reverse;
@@ -84,6 +90,8 @@ struct Ctx {
     pool: Mempool,
     a: Args,
     flows: Flows,
+    /// UDP: the order flows are sent in.
+    seq: Sequence,
     hz: u64,
     client_macs: Macs,
     server_macs: Macs,
@@ -98,14 +106,14 @@ impl Ctx {
     }
 }
 
-/// One queue pair on each port.
+/// One queue pair on each port (the rx port's pair absent with `--tx-only`). Lane 0 also
+/// polls the RX queues beyond `--queues` (`--rx-queues`).
 #[derive(Debug)]
 struct Lane {
     k: u16,
-    tx_rx: RxQueue,
+    tx_rx: Vec<RxQueue>,
     tx_tx: TxQueue,
-    rx_rx: RxQueue,
-    rx_tx: TxQueue,
+    rx: Option<(Vec<RxQueue>, TxQueue)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,7 +164,8 @@ struct PortStats {
 #[derive(Debug, Serialize)]
 struct PortsReport {
     tx: PortStats,
-    rx: PortStats,
+    /// `None` with `--tx-only`.
+    rx: Option<PortStats>,
 }
 
 fn port_stats(name: &str, s: Stats) -> PortStats {
@@ -223,22 +232,23 @@ fn send_segments(
 struct Io {
     pool: Mempool,
     txp: Port,
-    rxp: Port,
+    /// `None` with `--tx-only`.
+    rxp: Option<Port>,
     tx_name: String,
     rx_name: String,
     lanes: Vec<Lane>,
 }
 
-fn open_port(
-    eal: &Eal,
-    id: PortId,
-    pool: &Mempool,
-    queues: u16,
-) -> Result<(Port, Vec<RxQueue>, Vec<TxQueue>), String> {
+/// A started port, its RX queues grouped by lane, its TX queues.
+type Opened = (Port, Vec<Vec<RxQueue>>, Vec<TxQueue>);
+
+/// Opens port `id` with `rxq` RX and `txq` TX queues and hands out the RX queues grouped
+/// by lane: queue k to lane k, and the queues beyond `txq` to lane 0 as well.
+fn open_port(eal: &Eal, id: PortId, pool: &Mempool, txq: u16, rxq: u16) -> Result<Opened, String> {
     let mut p = Port::open(eal, id).map_err(|e| format!("port {id:?}: {e}"))?;
     let cfg = PortConfig {
-        rx_queues: queues,
-        tx_queues: queues,
+        rx_queues: rxq,
+        tx_queues: txq,
         rx_desc: 1024,
         tx_desc: 1024,
         ..PortConfig::default()
@@ -248,14 +258,18 @@ fn open_port(
     let _ = p.set_promiscuous(true);
     let (rx, tx) = p.take_queues().map_err(|e| e.to_string())?;
     p.start().map_err(|e| format!("start port {id:?}: {e}"))?;
-    if rx.len() != usize::from(queues) || tx.len() != usize::from(queues) {
+    if rx.len() != usize::from(rxq) || tx.len() != usize::from(txq) {
         return Err(format!(
-            "port {id:?}: got {} RX / {} TX queues, asked {queues}",
+            "port {id:?}: got {} RX / {} TX queues, asked {rxq} / {txq}",
             rx.len(),
             tx.len()
         ));
     }
-    Ok((p, rx, tx))
+    let mut lanes: Vec<Vec<RxQueue>> = (0..txq).map(|_| Vec::new()).collect();
+    for (i, q) in rx.into_iter().enumerate() {
+        lanes[if i < usize::from(txq) { i } else { 0 }].push(q);
+    }
+    Ok((p, lanes, tx))
 }
 
 fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
@@ -264,21 +278,37 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
         match name {
             Some(n) => eal.port_by_name(n).map_err(|e| format!("port {n}: {e}")),
             None => ids.get(k).copied().ok_or_else(|| {
-                format!("need two DPDK ports, found {} (add --vdev=...)", ids.len())
+                let need = if a.tx_only {
+                    "one DPDK port"
+                } else {
+                    "two DPDK ports"
+                };
+                format!("need {need}, found {} (add --vdev=...)", ids.len())
             }),
         }
     };
-    let (t, r) = (pick(&a.tx_port, 0)?, pick(&a.rx_port, 1)?);
-    if t == r {
+    let t = pick(&a.tx_port, 0)?;
+    let r = if a.tx_only {
+        None
+    } else {
+        Some(pick(&a.rx_port, 1)?)
+    };
+    if r == Some(t) {
         return Err("--tx-port and --rx-port must differ".into());
     }
     let pool = Mempool::pktmbuf(eal, "perfgen", POOL_MBUFS, 256, 2048 + 128, eal.socket_id())
         .map_err(|e| format!("mempool: {e}"))?;
     let q = a.queues;
-    let (txp, tx_rx, tx_tx) = open_port(eal, t, &pool, q)?;
-    let (rxp, rx_rx, rx_tx) = open_port(eal, r, &pool, q)?;
+    let (txp, tx_rx, tx_tx) = open_port(eal, t, &pool, q, a.rx_queues)?;
+    let (rxp, rx_queues) = match r {
+        Some(r) => {
+            let (p, rx, tx) = open_port(eal, r, &pool, q, a.rx_queues)?;
+            (Some(p), rx.into_iter().zip(tx).map(Some).collect())
+        }
+        None => (None, (0..q).map(|_| None).collect::<Vec<_>>()),
+    };
     let wait = Duration::from_secs(a.link_timeout_s);
-    for p in [&txp, &rxp] {
+    for p in std::iter::once(&txp).chain(rxp.as_ref()) {
         let up = p.wait_link_up(wait).map(|l| l.up).unwrap_or(false);
         if !up {
             return Err(format!(
@@ -292,39 +322,32 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
     std::thread::sleep(Duration::from_millis(a.settle_ms));
     Ok(Io {
         tx_name: txp.name().unwrap_or_default(),
-        rx_name: rxp.name().unwrap_or_default(),
+        rx_name: rxp
+            .as_ref()
+            .map(|p| p.name().unwrap_or_default())
+            .unwrap_or_default(),
         pool,
         txp,
         rxp,
         lanes: tx_rx
             .into_iter()
             .zip(tx_tx)
-            .zip(rx_rx.into_iter().zip(rx_tx))
+            .zip(rx_queues)
             .zip(0..q)
-            .map(|(((tx_rx, tx_tx), (rx_rx, rx_tx)), k)| Lane {
+            .map(|(((tx_rx, tx_tx), rx), k)| Lane {
                 k,
                 tx_rx,
                 tx_tx,
-                rx_rx,
-                rx_tx,
+                rx,
             })
             .collect(),
     })
 }
 
-/// Receives one burst on `q`, counts every frame, and calls `f` with each IPv4 UDP/TCP one
-/// and the TSC read once right after the burst arrived (one read per burst, not per frame).
+/// Receives one burst on `q`, counts every frame, verifies its checksums, and calls `f`
+/// with each IPv4 UDP/TCP one and the TSC read once right after the burst arrived (one
+/// read per burst, not per frame). For TCP, where every segment is parsed anyway.
 fn receive(q: &mut RxQueue, c: &mut Counters, mut f: impl FnMut(&Parsed, &mut Counters, u64)) {
-    receive_frames(q, c, |p, c, now, _| f(p, c, now));
-}
-
-/// [`receive`], handing `f` the frame too: `f` may keep it (to send it back); what it
-/// drops is freed.
-fn receive_frames(
-    q: &mut RxQueue,
-    c: &mut Counters,
-    mut f: impl FnMut(&Parsed, &mut Counters, u64, Mbuf),
-) {
     let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     if q.rx_burst(&mut inb) == 0 {
         return;
@@ -335,59 +358,149 @@ fn receive_frames(
         c.rx_bytes += m.len() as u64;
         match frame::parse(m.data()) {
             Some(p) => {
-                if !p.checksums_ok {
-                    c.rx_bad_checksum += 1;
-                }
-                f(&p, c, now, m);
+                verified(c, &p);
+                f(&p, c, now);
             }
             None => c.rx_other += 1,
         }
     }
 }
 
-/// The sink on the rx port: counts and times what arrives; with `--reflect` also answers
-/// every UDP frame on the same port (see [`frame::reflect_udp`]).
+fn verified(c: &mut Counters, p: &Parsed) {
+    c.rx_verified += 1;
+    if !p.checksums_ok {
+        c.rx_bad_checksum += 1;
+    }
+}
+
+/// The stamp of `p` if it was sent in this run (between `start` and `now`).
+fn own_stamp(p: &Parsed, start: u64, now: u64) -> Option<u64> {
+    p.stamp
+        .map(|(_, tsc)| tsc)
+        .filter(|&tsc| tsc >= start && tsc <= now)
+}
+
+/// What a UDP-mode receiver found in one frame.
+enum Seen {
+    /// Plain UDP, not parsed (only counted).
+    Udp,
+    /// Parsed and verified; `Some(tsc)` when it carries a stamp of this run.
+    Parsed(Parsed, Option<u64>),
+    /// Not IPv4 UDP/TCP.
+    Other,
+}
+
+/// Looks at one received frame in UDP mode: unstamped UDP is only counted; the stamped
+/// sample (and anything unusual) is parsed and its checksums verified.
+#[inline]
+fn look(data: &[u8], c: &mut Counters, start: u64, now: u64) -> Seen {
+    if frame::peek(data) == Peek::Unstamped {
+        return Seen::Udp;
+    }
+    match frame::parse(data) {
+        Some(p) => {
+            verified(c, &p);
+            let own = own_stamp(&p, start, now);
+            Seen::Parsed(p, own)
+        }
+        None => Seen::Other,
+    }
+}
+
+/// The sink on the rx port: counts every frame, times and verifies the stamped sample;
+/// with `--reflect` also answers every UDP frame on the same port (see
+/// [`frame::reflect_udp`]).
 fn sink(lane: &mut Lane, x: &Ctx, c: &mut Counters, h: &mut Histogram, start: u64) {
+    let Some((rxs, tx)) = lane.rx.as_mut() else {
+        return;
+    };
+    for rx in rxs {
+        sink_burst(rx, tx, x, c, h, start);
+    }
+}
+
+fn sink_burst(
+    rx: &mut RxQueue,
+    tx: &mut TxQueue,
+    x: &Ctx,
+    c: &mut Counters,
+    h: &mut Histogram,
+    start: u64,
+) {
     let (hz, reflect) = (x.hz, x.a.reflect);
+    let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+    if rx.rx_burst(&mut inb) == 0 {
+        return;
+    }
+    let now = rdtsc();
     let mut back: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-    receive_frames(&mut lane.rx_rx, c, |p, c, now, mut m| {
-        if let Some((_, tsc)) = p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
-            c.rx_stamped += 1;
-            h.record(cycles_to_ns(now - tsc, hz));
+    for mut m in inb.drain(..) {
+        c.rx_packets += 1;
+        c.rx_bytes += m.len() as u64;
+        match look(m.data(), c, start, now) {
+            Seen::Udp => {}
+            Seen::Parsed(_, own) => {
+                if let Some(tsc) = own {
+                    c.rx_stamped += 1;
+                    h.record(cycles_to_ns(now - tsc, hz));
+                }
+            }
+            Seen::Other => {
+                c.rx_other += 1;
+                continue;
+            }
         }
         if reflect && frame::reflect_udp(m.data_mut(), &x.server_macs) {
             back.push(m);
         }
-    });
+    }
     if !back.is_empty() {
-        let sent = lane.rx_tx.tx_burst(&mut back);
+        let sent = tx.tx_burst(&mut back);
         c.reflected += sent as u64;
         c.reflect_unsent += back.len() as u64; // freed when `back` drops
     }
 }
 
-/// The TX port's receive side in UDP mode: answers of this run (`--reflect`) are counted
-/// and timed (round trip); anything else is counted as `rx_reverse`.
+/// The TX port's receive side in UDP mode: answers (`--reflect`) are counted, the stamped
+/// sample timed (round trip) and verified; anything else is counted as `rx_reverse`.
+/// Answers are not forward-direction frames: only their own counters move.
 fn replies(lane: &mut Lane, x: &Ctx, c: &mut Counters, rtt: &mut Histogram, start: u64) {
-    if !x.a.reflect {
-        c.rx_reverse += discard(&mut lane.tx_rx);
-        return;
-    }
-    let hz = x.hz;
-    let mut got = Counters::default();
-    receive(&mut lane.tx_rx, &mut got, |p, got, now| {
-        match p.stamp.filter(|&(_, tsc)| tsc >= start && tsc <= now) {
-            Some((_, tsc)) if p.l4 == frame::L4::Udp => {
-                got.rx_replies += 1;
-                rtt.record(cycles_to_ns(now - tsc, hz));
-            }
-            _ => got.rx_reverse += 1,
+    for q in &mut lane.tx_rx {
+        if !x.a.reflect {
+            c.rx_reverse += discard(q);
+            continue;
         }
-    });
-    // Answers are not forward-direction frames: only their own counters move.
-    c.rx_replies += got.rx_replies;
-    c.rx_reverse += got.rx_reverse + got.rx_other;
-    c.rx_bad_checksum += got.rx_bad_checksum;
+        let mut inb: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        if q.rx_burst(&mut inb) == 0 {
+            continue;
+        }
+        let now = rdtsc();
+        answers(&mut inb, x, c, rtt, start, now);
+    }
+}
+
+fn answers(
+    inb: &mut ArrayVec<Mbuf, BURST>,
+    x: &Ctx,
+    c: &mut Counters,
+    rtt: &mut Histogram,
+    start: u64,
+    now: u64,
+) {
+    for m in inb.drain(..) {
+        match look(m.data(), c, start, now) {
+            Seen::Udp => c.rx_replies += 1,
+            Seen::Parsed(p, own)
+                if p.l4 == frame::L4::Udp && (own.is_some() || p.stamp.is_none()) =>
+            {
+                c.rx_replies += 1;
+                if let Some(tsc) = own {
+                    rtt.record(cycles_to_ns(now - tsc, x.hz));
+                }
+            }
+            Seen::Parsed(..) | Seen::Other => c.rx_reverse += 1,
+        }
+    }
 }
 
 /// Receives and frees one burst on `q`; returns how many frames there were.
@@ -396,17 +509,21 @@ fn discard(q: &mut RxQueue) -> u64 {
     q.rx_burst(&mut inb) as u64
 }
 
-fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
-    let (a, hz, macs) = (&x.a, x.hz, x.client_macs);
+fn run_udp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
+    let (a, hz) = (&x.a, x.hz);
     let mut r = LaneResult::default();
     let (c, h, rtt) = (&mut r.c, &mut r.h, &mut r.rtt);
-    let (lanes, k) = (u64::from(a.queues), u64::from(lane.k));
     let count = x.share(a.count, lane.k);
     let len = a.size - 4;
+    let tpl = UdpTemplate::new(&x.client_macs, x.flows.dst, x.flows.dport, len)
+        .ok_or_else(|| format!("--size {}: no UDP frame of that size", a.size))?;
+    let mut flows = x.seq.cursor(u64::from(lane.k), u64::from(a.queues));
     let start = rdtsc();
     let end = start + secs_to_cycles(a.duration_s, hz);
     let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
     let mut seq = 0u64;
+    // Frames until the next stamped one.
+    let mut to_stamp = 0u64;
     let mut send_end = end;
     let mut drain_end = u64::MAX;
     let mut out: ArrayVec<Mbuf, BURST> = ArrayVec::new();
@@ -421,13 +538,18 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
                 let first = out.len();
                 if x.pool.alloc_bulk(&mut out, fresh) {
                     // One TSC read per burst: the frames of a burst leave together.
-                    let stamp = rdtsc();
+                    let tsc = rdtsc();
                     for m in out[first..].iter_mut() {
-                        let t = x.flows.tuple(seq * lanes + k);
+                        let (src, sport) = x.flows.source(flows.next_flow());
+                        let stamp = if to_stamp == 0 {
+                            to_stamp = a.stamp_every - 1;
+                            Some((seq, tsc))
+                        } else {
+                            to_stamp -= 1;
+                            None
+                        };
                         if let Some(buf) = m.append(len) {
-                            let _ = frame::udp(
-                                buf, &macs, t.src, t.dst, t.sport, t.dport, len, seq, stamp,
-                            );
+                            tpl.write(buf, src, sport, stamp);
                         }
                         seq += 1;
                     }
@@ -455,7 +577,7 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> LaneResult {
         replies(lane, x, c, rtt, start);
     }
     r.send_s = (send_end - start) as f64 / hz as f64;
-    r
+    Ok(r)
 }
 
 fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
@@ -463,6 +585,7 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     let mut r = LaneResult::default();
     let (c, h) = (&mut r.c, &mut r.h);
     let count = x.share(a.count, lane.k);
+    let (rx_rx, rx_tx) = lane.rx.as_mut().ok_or("tcp needs the rx port")?;
     let mut client = Client::lane(
         x.flows,
         a.concurrency,
@@ -510,20 +633,24 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
         }
         send_segments(&x.pool, &mut lane.tx_tx, &x.client_macs, &mut to_server, c);
         // Far side: the reflector answers as the server.
-        receive(&mut lane.rx_rx, c, |p, _, _| {
-            if let Some(r) = tcp::reflect(p) {
-                to_client.push(r);
-                answers += 1;
-            }
-        });
-        send_segments(&x.pool, &mut lane.rx_tx, &x.server_macs, &mut to_client, c);
+        for q in rx_rx.iter_mut() {
+            receive(q, c, |p, _, _| {
+                if let Some(r) = tcp::reflect(p) {
+                    to_client.push(r);
+                    answers += 1;
+                }
+            });
+        }
+        send_segments(&x.pool, rx_tx, &x.server_macs, &mut to_client, c);
         // Near side: the client.
-        receive(&mut lane.tx_rx, c, |p, c, now| {
-            if let Some(t) = client.on_segment(p, now, &mut to_server) {
-                c.rx_stamped += 1;
-                h.record(cycles_to_ns(t, hz));
-            }
-        });
+        for q in &mut lane.tx_rx {
+            receive(q, c, |p, c, now| {
+                if let Some(t) = client.on_segment(p, now, &mut to_server) {
+                    c.rx_stamped += 1;
+                    h.record(cycles_to_ns(t, hz));
+                }
+            });
+        }
         if iter.is_multiple_of(64) {
             client.expire(now, timeout);
         }
@@ -537,13 +664,20 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
 /// Runs lane `lane` in the chosen mode.
 fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     match x.a.mode {
-        Mode::Udp => Ok(run_udp(lane, x)),
+        Mode::Udp => run_udp(lane, x),
         Mode::Tcp => run_tcp(lane, x),
     }
 }
 
 fn run(a: Args) -> Result<Report, String> {
     let flows = Flows::new(a.src_net, a.dst, a.dport, a.flows)?;
+    // TCP opens its flows in its own order (tcp::Client); the table is for UDP.
+    let order = if a.mode == Mode::Udp {
+        a.order
+    } else {
+        Order::Seq
+    };
+    let seq = Sequence::new(order, a.flows, a.seed)?;
     let eal = Eal::init(&a.eal).map_err(|e| format!("EAL init: {e}"))?;
     let hz = eal.tsc_hz();
     if a.rate != 0 && a.rate < u64::from(a.queues) || a.count != 0 && a.count < u64::from(a.queues)
@@ -567,16 +701,23 @@ fn run(a: Args) -> Result<Report, String> {
         pool: io.pool.clone(),
         a: a.clone(),
         flows,
+        seq,
         hz,
         client_macs: Macs {
             src: io.txp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfe]),
             dst: a.tx_mac,
         },
         server_macs: Macs {
-            src: io.rxp.mac().unwrap_or([2, 0, 0, 0, 0, 0xfd]),
+            src: io
+                .rxp
+                .as_ref()
+                .and_then(|p| p.mac().ok())
+                .unwrap_or([2, 0, 0, 0, 0, 0xfd]),
             dst: a.rx_mac,
         },
     };
+    // Scripts wait for this line (e.g. to count the device's cycles while traffic flows).
+    eprintln!("perfgen: sending");
     // Lane 0 on the main lcore, lane k on worker lcore k.
     let mut lanes = std::mem::take(&mut io.lanes).into_iter();
     let mut main_lane = lanes.next().ok_or("no queue")?;
@@ -628,7 +769,10 @@ fn run(a: Args) -> Result<Report, String> {
     }
     let ports = PortsReport {
         tx: port_stats(&io.tx_name, io.txp.stats().unwrap_or_default()),
-        rx: port_stats(&io.rx_name, io.rxp.stats().unwrap_or_default()),
+        rx: io
+            .rxp
+            .as_ref()
+            .map(|p| port_stats(&io.rx_name, p.stats().unwrap_or_default())),
     };
     let lost = i64::try_from(c.tx_packets).unwrap_or(i64::MAX)
         - i64::try_from(c.rx_packets).unwrap_or(i64::MAX);
@@ -641,8 +785,13 @@ fn run(a: Args) -> Result<Report, String> {
         tx_pps: c.tx_packets as f64 / send_s.max(1e-9),
         rx_pps,
         rx_wire_gbps: (c.rx_bytes + 24 * c.rx_packets) as f64 * 8.0 / send_s.max(1e-9) / 1e9,
-        lost: if a.mode == Mode::Udp { lost } else { 0 },
-        loss_ratio: if a.mode == Mode::Udp && c.tx_packets > 0 {
+        // --tx-only: nothing is received here; the device's counters tell what arrived.
+        lost: if a.mode == Mode::Udp && !a.tx_only {
+            lost
+        } else {
+            0
+        },
+        loss_ratio: if a.mode == Mode::Udp && !a.tx_only && c.tx_packets > 0 {
             lost as f64 / c.tx_packets as f64
         } else {
             0.0
@@ -660,7 +809,7 @@ fn run(a: Args) -> Result<Report, String> {
     // Shut down: queues first, then the ports, then EAL (Busy is harmless at exit).
     drop(x);
     let Io { txp, rxp, pool, .. } = io;
-    for mut p in [txp, rxp] {
+    for mut p in std::iter::once(txp).chain(rxp) {
         let _ = p.stop();
         let _ = p.close();
     }
