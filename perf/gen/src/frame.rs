@@ -75,6 +75,12 @@ fn write_eth_ip(
     ip[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The UDP checksum field for a sum that finishes to `c`: 0 means "no checksum" in UDP
+/// over IPv4, so a computed 0 is sent as its other ones'-complement form, 0xffff.
+pub fn udp_csum_field(c: u16) -> u16 {
+    if c == 0 { 0xffff } else { c }
+}
+
 fn write_stamp(p: &mut [u8], seq: u64, tsc: u64) {
     p[0..8].copy_from_slice(&tsc.to_be_bytes());
     p[8..16].copy_from_slice(&seq.to_be_bytes());
@@ -108,10 +114,7 @@ pub fn udp(
     u[6..8].copy_from_slice(&[0, 0]);
     write_stamp(&mut u[UDP_LEN..], seq, tsc);
     u[UDP_LEN + STAMP_LEN..].fill(0);
-    let c = match csum(u, pseudo(src, dst, 17, udp_len)) {
-        0 => 0xffff, // 0 means "no checksum" in UDP over IPv4
-        c => c,
-    };
+    let c = udp_csum_field(csum(u, pseudo(src, dst, 17, udp_len)));
     u[6..8].copy_from_slice(&c.to_be_bytes());
     Some(len)
 }
@@ -305,14 +308,18 @@ pub fn reflect_udp(f: &mut [u8], macs: &Macs) -> bool {
     true
 }
 
+/// The MACs the unit tests build frames with.
+#[cfg(test)]
+pub(crate) const TEST_MACS: Macs = Macs {
+    src: [2, 0, 0, 0, 0, 1],
+    dst: [2, 0, 0, 0, 0, 2],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MACS: Macs = Macs {
-        src: [2, 0, 0, 0, 0, 1],
-        dst: [2, 0, 0, 0, 0, 2],
-    };
+    const MACS: Macs = TEST_MACS;
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 7);
     const B: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 

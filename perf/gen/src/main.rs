@@ -475,30 +475,19 @@ fn replies(lane: &mut Lane, x: &Ctx, c: &mut Counters, rtt: &mut Histogram, star
             continue;
         }
         let now = rdtsc();
-        answers(&mut inb, x, c, rtt, start, now);
-    }
-}
-
-fn answers(
-    inb: &mut ArrayVec<Mbuf, BURST>,
-    x: &Ctx,
-    c: &mut Counters,
-    rtt: &mut Histogram,
-    start: u64,
-    now: u64,
-) {
-    for m in inb.drain(..) {
-        match look(m.data(), c, start, now) {
-            Seen::Udp => c.rx_replies += 1,
-            Seen::Parsed(p, own)
-                if p.l4 == frame::L4::Udp && (own.is_some() || p.stamp.is_none()) =>
-            {
-                c.rx_replies += 1;
-                if let Some(tsc) = own {
-                    rtt.record(cycles_to_ns(now - tsc, x.hz));
+        for m in inb.drain(..) {
+            match look(m.data(), c, start, now) {
+                Seen::Udp => c.rx_replies += 1,
+                Seen::Parsed(p, own)
+                    if p.l4 == frame::L4::Udp && (own.is_some() || p.stamp.is_none()) =>
+                {
+                    c.rx_replies += 1;
+                    if let Some(tsc) = own {
+                        rtt.record(cycles_to_ns(now - tsc, x.hz));
+                    }
                 }
+                Seen::Parsed(..) | Seen::Other => c.rx_reverse += 1,
             }
-            Seen::Parsed(..) | Seen::Other => c.rx_reverse += 1,
         }
     }
 }

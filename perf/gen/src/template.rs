@@ -124,10 +124,7 @@ impl UdpTemplate {
         buf[UDP_SPORT..UDP_SPORT + 2].copy_from_slice(&sport.to_be_bytes());
         let ip = checksum::finish(self.ip_sum + src_words);
         buf[IP_CSUM..IP_CSUM + 2].copy_from_slice(&ip.to_be_bytes());
-        let udp = match checksum::finish(udp) {
-            0 => 0xffff, // 0 means "no checksum" in UDP over IPv4
-            c => c,
-        };
+        let udp = frame::udp_csum_field(checksum::finish(udp));
         buf[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&udp.to_be_bytes());
     }
 }
@@ -136,12 +133,8 @@ impl UdpTemplate {
 mod tests {
     use super::*;
     use crate::flows::Flows;
-    use crate::frame::{L4, MAX_FRAME, MIN_UDP_FRAME, parse};
+    use crate::frame::{L4, MAX_FRAME, MIN_UDP_FRAME, TEST_MACS as MACS, parse};
 
-    const MACS: Macs = Macs {
-        src: [2, 0, 0, 0, 0, 1],
-        dst: [2, 0, 0, 0, 0, 2],
-    };
     const DST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 
     /// The full builder's frame for the same fields, unstamped (zero payload, checksum
@@ -155,10 +148,8 @@ mod tests {
             b[UDP_CSUM..UDP_CSUM + 2].fill(0);
             let udp_len = u16::try_from(len - UDP).unwrap();
             let pseudo = checksum::pseudo_v4(src.octets(), DST.octets(), 17, udp_len);
-            let c = match checksum::finish(checksum::add(checksum::sum(&b[UDP..]), pseudo)) {
-                0 => 0xffff,
-                c => c,
-            };
+            let sum = checksum::add(checksum::sum(&b[UDP..]), pseudo);
+            let c = frame::udp_csum_field(checksum::finish(sum));
             b[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
         }
         b
