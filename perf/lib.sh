@@ -5,7 +5,9 @@
 #   perfgen rx port (memif client) <--b.sock-- DUT port 1 (memif server)
 #
 # perfgen sends on its tx port and counts on its rx port (UDP), or plays TCP client and
-# server (reflector) on the two ports. The DUT's forwarding lcore and the generator get
+# server (reflector) on the two ports. Throughput runs into a null sink (run-peers.sh) use
+# only the tx port: the DUT forwards to net_null (testpmd io, OVS) or to a wan port that
+# nobody drains (fwd; see run-peers.sh), so the generator's core only sends. The DUT's forwarding lcore and the generator get
 # their own cores (CORE_DUT, CORE_GEN); the DUT's main lcore shares the generator's core
 # (it only prints statistics).
 set -euo pipefail
@@ -37,7 +39,8 @@ export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$}
 # The command line of the outermost script, with the settings it read, for the results.
 if [ -z "${PERF_INVOCATION:-}" ]; then
     PERF_INVOCATION=""
-    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 UDP1518 LATENCY TCP REPEATS TABLE_SIZES; do
+    for v in DURATION FLOWS SCENARIOS RULE_COUNTS BASELINE UDP2 UDP1518 LATENCY TCP REPEATS TABLE_SIZES \
+        PEERS REPEAT SIZE ORDER FWD_EGRESS FWD_WARM; do
         [ -n "${!v:-}" ] && PERF_INVOCATION+="$v=\"${!v}\" "
     done
     export PERF_INVOCATION+="perf/$(basename "$0")"
@@ -52,6 +55,7 @@ DUT_MAC_A=02:00:00:00:01:fe
 DUT_MAC_B=02:00:00:00:02:fe
 DUT_PID=""
 DUT_SIG=INT # testpmd prints its statistics and stops on SIGINT; fwd stops on SIGTERM
+DUT_KIND="" # testpmd, fwd or ovs: what start_* started last
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
@@ -97,12 +101,24 @@ dut_vdevs() {
     echo "--vdev=net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A --vdev=net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
 }
 
-# Starts testpmd io forwarding between the two memif ports on CORE_DUT. Sets DUT_CMD.
+# Starts testpmd io on CORE_DUT. Sets DUT_CMD. Without argument it forwards between the
+# two memif ports. `start_testpmd null`: from the memif port (a.sock) to a net_null port
+# that takes every frame and frees it (`no-rx=1`: nothing comes back), with
+# --record-core-cycles: at exit it prints its busy cycles per packet (cycles of polls that
+# received something / packets received), read by testpmd_counters.
 start_testpmd() {
-    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut --huge-unlink --no-pci -m $MEM_MB $(dut_vdevs) -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 --auto-start --stats-period 1"
+    local vdevs extra=""
+    vdevs=$(dut_vdevs)
+    if [ "${1:-}" = null ]; then
+        vdevs="--vdev=net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A --vdev=net_null0,no-rx=1"
+        extra="--record-core-cycles"
+    fi
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut-$$ --huge-unlink --no-pci -m $MEM_MB $vdevs -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 $extra --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
+    DUT_SIG=INT
+    DUT_KIND=testpmd
     for _ in $(seq 300); do
         grep -q "io packet forwarding - ports" "$RUN_DIR/dut.log" 2> /dev/null && return 0
         kill -0 "$DUT_PID" 2> /dev/null || { tail -20 "$RUN_DIR/dut.log" >&2; die "testpmd exited"; }
@@ -111,19 +127,61 @@ start_testpmd() {
     die "testpmd did not start in 30 s (log: $RUN_DIR/dut.log)"
 }
 
-# Runs perfgen with extra arguments. Sets GEN (its JSON) and GEN_CMD (shell-quoted). Not
-# in a subshell: the variables must survive.
+# What a stopped testpmd (start_testpmd null) printed at exit, as JSON: the frames it sent
+# out of port 1 (the null sink), its busy cycles, and busy cycles per frame. Its own
+# cycles/packet line divides by the memif port's RX count, which memif resets when the
+# generator disconnects (before testpmd stops), so it is recomputed here from the sink's
+# count (io forwards every frame it receives to it).
+testpmd_counters() {
+    python3 - "$RUN_DIR/dut.log" <<'PY'
+import json, re, sys
+log = open(sys.argv[1], errors="replace").read()
+out = {"source": "testpmd forward statistics at exit (--record-core-cycles)"}
+m = re.findall(r"Forward statistics for port 1 .*?TX-packets: (\d+)", log, re.S)
+if m:
+    out["egress_packets"] = int(m[-1])
+c = re.findall(r"CPU cycles/packet=\S+ \(total cycles=(\d+) ", log)
+if c:
+    out["busy_cycles"] = int(c[-1])
+    if out.get("egress_packets"):
+        out["cycles_per_packet"] = out["busy_cycles"] / out["egress_packets"]
+print(json.dumps(out))
+PY
+}
+
+# Runs perfgen with extra arguments. Sets GEN (its JSON) and GEN_CMD (shell-quoted); with
+# fwd as the DUT also FWD_WINDOW (fwd_window: fwd's own packets and busy cycles per packet
+# over the run), and PERF_JSON (perf stat on the DUT's forwarding thread, when PERF_STAT_DUT
+# is 1 and the machine counts cycles; else why not). Not in a subshell: the variables must
+# survive.
 run_gen() {
+    local vdevs=("--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A")
+    # --tx-only: the rx port is not opened, so the DUT's second memif stays unconnected.
+    [[ " $* " == *" --tx-only "* ]] || vdevs+=("--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
+    # GEN_VDEVS replaces the ports (e.g. a net_null of perfgen's own: no DUT at all).
+    # shellcheck disable=SC2206
+    [ -n "${GEN_VDEVS:-}" ] && vdevs=($GEN_VDEVS)
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen --huge-unlink --no-pci -m "$MEM_MB"
-        "--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A"
-        "--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen-$$ --huge-unlink --no-pci -m "$MEM_MB"
+        "${vdevs[@]}")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
     GEN_CMD=${GEN_CMD% }
+    local before="" window=""
+    [ "$DUT_KIND" = fwd ] && before=$(fwd_stats)
+    [ "${PERF_STAT_DUT:-0}" = 1 ] && perf_stat_probe
+    PERF_JSON=$(jq -n --arg s "${PERF_STAT_STATE:-not asked (PERF_STAT_DUT=0)}" '{state: $s}')
     # Bounded: perfgen stops by itself after DURATION; the timeout is a safety net.
-    timeout $(( ${DURATION%.*} + 60 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 \
-        || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
+    timeout $(( ${DURATION%.*} + 60 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 &
+    local gen_pid=$!
+    if [ "${PERF_STAT_DUT:-0}" = 1 ] && [ "$PERF_STAT_STATE" = ok ]; then
+        window=$(perf_stat_window)
+    fi
+    wait "$gen_pid" || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
     GEN=$(cat "$RUN_DIR/gen.json")
+    [ -n "$window" ] && PERF_JSON=$(perf_stat_json "$window")
+    FWD_WINDOW=null
+    [ -n "$before" ] && FWD_WINDOW=$(fwd_window "$before" "$(fwd_stats)")
+    return 0
 }
 
 # Writes one result file: scenario name, meta, commands, generator JSON.
@@ -157,14 +215,15 @@ require_fwd() {
 }
 
 # fwd config (memif cannot change its MAC at run time: the MAC is a devarg): lan = memif0 (generator clients behind 192.0.2.2), wan = memif1 (servers
-# behind 203.0.113.2); static neighbours so nothing waits for ARP.
+# behind 203.0.113.2; FWD_WAN_DEVICE replaces it, e.g. net_null0,no-rx=1); static
+# neighbours so nothing waits for ARP.
 write_fwd_config() { # write_fwd_config RULESET
     cp "$1" "$RUN_DIR/ruleset.nft"
     mkdir -p "$RUN_DIR/state"
     cat > "$RUN_DIR/fwd.yaml" <<YAML
 eal:
   main_core: $DUT_MAIN
-  file_prefix: perf-dut
+  file_prefix: perf-dut-$$
   in_memory: true
   memory_mb: $(( MEM_MB * 4 ))
 ports:
@@ -172,7 +231,7 @@ ports:
     device: "net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A"
     addresses: ["192.0.2.1/24"]
   - name: wan
-    device: "net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
+    device: "${FWD_WAN_DEVICE:-net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B}"
     addresses: ["203.0.113.1/24"]
 workers:
   cores: [$DUT_CORES]
@@ -221,6 +280,25 @@ PY
 # fwd's counters (control op "stats": ports, workers, drops by reason, conntrack), as JSON;
 # null when the socket does not answer. Cumulative since fwd started.
 fwd_stats() { fwd_req '{"op":"stats"}'; }
+
+# What fwd's workers did between two stats snapshots, as JSON: packets received,
+# forwarded (routed out, whether or not the egress took them), taken by the egress ports,
+# refused by them, busy cycles and busy cycles per received packet (the worker's own
+# measure: cycles of loop iterations that had work, PMD included).
+#   fwd_window BEFORE AFTER
+fwd_window() {
+    jq -n --argjson b "$1" --argjson a "$2" '
+        def tot($s; f): [$s.workers[] | f // 0] | add;
+        if $a == null or $b == null then null else
+        {rx_packets: (tot($a; .rx_packets) - tot($b; .rx_packets)),
+         forwarded: (tot($a; .forwarded) - tot($b; .forwarded)),
+         egress_packets: (tot($a; .tx_packets) - tot($b; .tx_packets)),
+         tx_refused: (tot($a; .drops.tx_refused) - tot($b; .drops.tx_refused)),
+         busy_cycles: (tot($a; .busy_cycles) - tot($b; .busy_cycles)),
+         source: "fwd control op stats before and after"}
+        | .cycles_per_packet = (if .rx_packets > 0 then .busy_cycles / .rx_packets else null end)
+        end'
+}
 
 # Conntrack counters summed over fwd's workers, from a stats JSON (null stays null).
 ct_totals() {
@@ -285,6 +363,7 @@ dut_rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$DUT_PID/status"; }
 start_fwd() {
     DUT_CMD="$FWD --config $RUN_DIR/fwd.yaml"
     DUT_SIG=TERM
+    DUT_KIND=fwd
     rm -f "$RUN_DIR/control.sock" # the previous fwd's, if it left it
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
@@ -315,7 +394,8 @@ fsave() {
         rate=$(ct_rate "$3" "$after" "$(jq -r .send_s <<< "$GEN")")
     fi
     extra=$(jq -n --argjson a "${2:-"{}"}" --argjson s "$after" --argjson r "$rate" \
-        '$a + {fwd_stats: $s} + (if $r == null then {} else {ct_rate: $r} end)')
+        --argjson w "${FWD_WINDOW:-null}" \
+        '$a + {fwd_stats: $s, fwd_window: $w} + (if $r == null then {} else {ct_rate: $r} end)')
     save "$1" fwd "$GEN" "$extra"
     if [ "$rate" != null ]; then
         jq -r '"  fwd conntrack: \(.inserts) inserted in \(.seconds * 100 | round / 100) s = \(.inserts_per_s | floor)/s, early_drop \(.early_drop), found \(.found), insert_failed \(.insert_failed)"' <<< "$rate"
@@ -343,4 +423,78 @@ warm_up() { # warm_up FLOWS
         [ "$seen" != null ] && [ "$seen" -ge "$1" ] && return 0
     done
     echo "  warm-up: not every flow replied after 3 passes (measuring anyway)" >&2
+}
+
+# --- perf stat on the DUT's forwarding thread ----------------------------------------
+# Cycles and instructions per packet from the CPU's counters, for A/B comparisons (Debian's
+# linux-perf, installed here when missing). Needs a PMU: a VM without a virtual one (this development VM: "PMU not available due to
+# virtualization") counts nothing, and the results say so. PERF_EVENTS overrides the
+# events (e.g. task-clock, to try the plumbing where cycles are unsupported).
+PERF_EVENTS=${PERF_EVENTS:-cycles,instructions}
+PERF_STAT_STATE=""
+perf_stat_probe() {
+    [ -n "$PERF_STAT_STATE" ] && return 0
+    if [ "${PERF_STAT:-1}" = 0 ]; then
+        PERF_STAT_STATE="off (PERF_STAT=0)"
+    elif ! command -v perf > /dev/null && ! { DEBIAN_FRONTEND=noninteractive apt-get \
+            -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends linux-perf \
+            > /dev/null 2>&1 && command -v perf > /dev/null; }; then
+        PERF_STAT_STATE="unsupported: perf is not installed and apt-get install linux-perf failed"
+    else
+        # Captured first: with pipefail, `perf | grep -q` fails when grep exits early.
+        local probe
+        probe=$(perf stat -x, -e "$PERF_EVENTS" true 2>&1 > /dev/null || true)
+        if [[ "$probe" == *"<not supported>"* || "$probe" == *"<not counted>"* ]]; then
+            PERF_STAT_STATE="unsupported: perf stat -e $PERF_EVENTS counts nothing on this machine (no PMU, e.g. a VM without a virtual PMU)"
+        else
+            PERF_STAT_STATE=ok
+        fi
+    fi
+}
+
+# The DUT thread that runs on CORE_DUT (the busiest one there): its forwarding lcore.
+dut_worker_tid() {
+    ps -L -o tid=,psr=,pcpu= -p "$DUT_PID" 2> /dev/null | awk -v c="${CORE_DUT}" '$2 == c {print $3, $1}' \
+        | sort -rn | awk 'NR == 1 {print $2}'
+}
+
+# Counts PERF_EVENTS on the DUT's forwarding thread for a window inside perfgen's sending
+# (from its "perfgen: sending" line, DURATION - 1 s, at least 1 s): the counts then hold
+# no idle polling from before the traffic. Prints "SECONDS" (the window), or nothing.
+perf_stat_window() {
+    local tid w
+    for _ in $(seq 300); do
+        grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
+        sleep 0.1
+    done
+    tid=$(dut_worker_tid)
+    [ -n "$tid" ] || return 0
+    w=$(( ${DURATION%.*} - 1 ))
+    [ "$w" -ge 1 ] || w=1
+    if perf stat -x, -e "$PERF_EVENTS" -t "$tid" -o "$RUN_DIR/perf-stat.csv" -- sleep "$w" > /dev/null 2>&1; then
+        echo "$w"
+    fi
+}
+
+# JSON of the last perf_stat_window: each event's count and count per packet, packets
+# being the generator's rate (what the DUT took, steady while sending) x the window.
+perf_stat_json() { # perf_stat_json SECONDS
+    python3 - "$RUN_DIR/perf-stat.csv" "$1" "$(jq -r .tx_pps <<< "$GEN")" "$PERF_EVENTS" <<'PY'
+import json, sys
+path, secs, pps, events = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+packets = pps * secs
+out = {"state": "ok", "events": events, "window_s": secs, "packets_est": packets}
+for line in open(path, errors="replace"):
+    f = line.strip().split(",")
+    if len(f) < 3 or line.startswith("#"):
+        continue
+    try:
+        v = float(f[0])
+    except ValueError:
+        continue
+    out[f[2]] = v
+    if packets:
+        out[f[2] + "_per_packet"] = v / packets
+print(json.dumps(out))
+PY
 }

@@ -248,6 +248,129 @@ def table_section(latest):
     return out
 
 
+PEER_NAMES = {"fwd": "fwd", "ovs": "Open vSwitch-DPDK", "io": "testpmd io",
+              "gen": "perfgen alone"}
+PEER_RE = re.compile(r"^peers-(io|fwd|ovs|gen)-(\d+)(?:-(\d+))?$")
+
+
+def peers_session(every, run_id=None):
+    """perf/run-peers.sh results of one session (the newest that has any, or `run_id`):
+    (run_id, {(size, flows): {"io"|"fwd"|"ovs"|"gen": [results, one per repeat]}})."""
+    peers = [r for r in every if PEER_RE.match(r["scenario"])]
+    if not peers:
+        return None, {}
+    rid = run_id or max(peers, key=lambda r: r["_file"]).get("run_id")
+    table = {}
+    for r in peers:
+        if r.get("run_id") != rid:
+            continue
+        dut, flows, size = PEER_RE.match(r["scenario"]).groups()
+        table.setdefault((int(size or 64), int(flows)), {}).setdefault(dut, []).append(r)
+    return rid, table
+
+
+def peer_pps(r):
+    """The DUT's own count of frames it sent on (forwarded) per second of sending, else
+    what the generator got into it."""
+    d = r.get("dut_counters") or {}
+    return d.get("pps") or r["generator"]["tx_pps"]
+
+
+def peer_cpp(r):
+    d = r.get("dut_counters") or {}
+    return d.get("cycles_per_packet")
+
+
+def peer_perf(r, event):
+    p = r.get("perf_stat") or {}
+    return p.get(f"{event}_per_packet") if p.get("state") == "ok" else None
+
+
+def median_cell(values, fmt):
+    """'median [min - max]' of the repeats (just the value for one), '-' for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    m = fmt(statistics.median(values))
+    return m if len(values) == 1 else f"{m} [{fmt(min(values))} - {fmt(max(values))}]"
+
+
+def peers_table(every, run_id=None):
+    """The side-by-side table (markdown lines) of one perf/run-peers.sh session: per flow
+    count and DUT the median [min - max] over its repeats."""
+    rid, table = peers_session(every, run_id)
+    if not table:
+        return []
+    allr = [r for cell in table.values() for runs in cell.values() for r in runs]
+    anyr = max(allr, key=lambda r: r["_file"])
+    m = anyr["machine"]
+    perf = {(r.get("perf_stat") or {}).get("state", "not recorded") for r in allr}
+    reps = sorted({len(runs) for cell in table.values() for runs in cell.values()})
+    hz = anyr["generator"].get("tsc_hz", 0)
+    out = [f"Session `{rid}` ({anyr['date']}; {m['cpu']}, {m['cores']} cores, TSC "
+           f"{hz / 1e6:,.0f} MHz; DPDK {anyr['dpdk']}; commit {anyr['commit'][:12]}"
+           + (" (dirty tree)" if anyr.get("dirty") else "") + f"): `{anyr.get('invocation', '?')}`; "
+           f"{'/'.join(map(str, reps))} run(s) per cell, median [min - max].",
+           "",
+           "| flows | frame | fwd Mpps | fwd cycles/pkt | OVS-DPDK Mpps | OVS cycles/pkt | "
+           "testpmd io Mpps | io cycles/pkt | fwd / OVS | fwd / io (best) | perfgen alone Mpps |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    io_best = {}
+    for (size, _), cell in table.items():
+        for r in cell.get("io", []):
+            io_best[size] = max(io_best.get(size, 0), peer_pps(r))
+    mpps = lambda v: f"{v / 1e6:.2f}"  # noqa: E731
+    cyc = lambda v: f"{v:,.0f}"  # noqa: E731
+    has_perf = False
+    for (size, flows), cell in sorted(table.items()):
+        rate = {d: statistics.median(peer_pps(r) for r in runs) for d, runs in cell.items()}
+        # testpmd io is the path's limit: interference only lowers a run, and io never
+        # reads a frame, so its limit is the same for every flow count: its best run.
+        if io_best.get(size):
+            rate["io"] = io_best[size]
+
+        def col(d, f, fmt):
+            return median_cell([f(r) for r in cell.get(d, [])], fmt)
+
+        def ratio(a, b):
+            return f"{rate[a] / rate[b]:.2f}" if a in rate and b in rate and rate[b] else "-"
+        out.append(f"| {flows:,} | {size} B | {col('fwd', peer_pps, mpps)} | "
+                   f"{col('fwd', peer_cpp, cyc)} | {col('ovs', peer_pps, mpps)} | "
+                   f"{col('ovs', peer_cpp, cyc)} | {col('io', peer_pps, mpps)} | "
+                   f"{col('io', peer_cpp, cyc)} | {ratio('fwd', 'ovs')} | {ratio('fwd', 'io')} | "
+                   f"{col('gen', peer_pps, mpps)} |")
+        has_perf |= any(peer_perf(r, "instructions") for runs in cell.values() for r in runs)
+    out += ["", "Rates: frames the DUT sent on per second of the generator's sending (its own "
+            "counter: testpmd's net_null TX, fwd's `forwarded`, OVS's net_null port TX); "
+            "cycles/pkt: the DUT's own busy cycles (loop iterations or polls that had "
+            "packets, PMD included) per packet received (TSC cycles). fwd / OVS: of the "
+            "medians; fwd / io: fwd's median over testpmd io's best run of the session at "
+            "that frame size (io is the path's limit: interference on a shared machine only "
+            "lowers a run, and io never reads a frame, so the flow count does not change "
+            "it). perfgen alone: the generator into a net_null port of its own, no DUT: "
+            "its ceiling on one core. perf stat (cycles, instructions per packet): "
+            + "; ".join(sorted(perf)) + "."]
+    if has_perf:
+        out += ["", "| flows | frame | DUT | cycles/pkt (perf) | instructions/pkt (perf) |",
+                "|---:|---:|---|---:|---:|"]
+        for (size, flows), cell in sorted(table.items()):
+            for d in ("fwd", "ovs", "io"):
+                runs = cell.get(d, [])
+                if any(peer_perf(r, "instructions") for r in runs):
+                    out.append(f"| {flows:,} | {size} B | {PEER_NAMES[d]} | "
+                               f"{median_cell([peer_perf(r, 'cycles') for r in runs], cyc)} | "
+                               f"{median_cell([peer_perf(r, 'instructions') for r in runs], cyc)} |")
+    return out
+
+
+def peers_section(every):
+    t = peers_table(every)
+    if not t:
+        return []
+    return ["", "## Peers side by side (perf/run-peers.sh: generator sending only, DUT "
+            "egress a sink, established flows in random order)", ""] + t
+
+
 def figures(latest, every, path):
     """perf/FIGURES.md's table: fwd against testpmd io of the same session, one row per
     figure, with the script invocation and the result files. Latency rows: median [range]
@@ -383,6 +506,9 @@ def main():
     ap.add_argument("--out", default=None, help="default: the results directory")
     ap.add_argument("--figures", default=None, metavar="FILE",
                     help="also write the fwd-vs-io table of the newest session to FILE")
+    ap.add_argument("--peers", default=None, metavar="FILE",
+                    help="also write the side-by-side table (fwd, OVS-DPDK, testpmd io) of "
+                    "the newest perf/run-peers.sh session to FILE")
     a = ap.parse_args()
     out = a.out or a.results
     latest, every = load(a.results)
@@ -392,6 +518,7 @@ def main():
     base = {f: g for f, g, _ in throughput_rows(latest, "testpmd-io")}
     fwd_rows = throughput_rows(latest, "fwd")
     fwd = {f: g for f, g, _ in fwd_rows}
+    fwd_cpp = {f: (r.get("fwd_window") or {}).get("cycles_per_packet") for f, _, r in fwd_rows}
     # The ratio divides fwd by the baseline of the same session (same machine conditions)
     # where there is one; else by the newest baseline, flagged.
     paired = {}
@@ -415,8 +542,8 @@ def main():
         *contention_warning(latest),
         "## Throughput vs flows (UDP, max rate)",
         "",
-        "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd / io | fwd loss | same session | result files |",
-        "|---:|---:|---:|---:|---:|---|---|",
+        "| flows | testpmd io rx Mpps | fwd rx Mpps | fwd cycles/pkt | fwd / io | fwd loss | same session | result files |",
+        "|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for f in sorted(set(base) | set(fwd)):
         b, w = base.get(f), fwd.get(f)
@@ -431,7 +558,8 @@ def main():
         files = ", ".join(sorted({r["_file"] for r in every
                                   if r["generator"] is b or r["generator"] is w}))
         same = "yes" if paired.get(f) else ("no" if b and w else "-")
-        lines.append(f"| {f:,} | {bcell} | {wcell} | {ratio} | {loss} | {same} | {files} |")
+        cpp = f"{fwd_cpp[f]:,.0f}" if fwd_cpp.get(f) else "-"
+        lines.append(f"| {f:,} | {bcell} | {wcell} | {cpp} | {ratio} | {loss} | {same} | {files} |")
     procs = sorted({r.get("fwd_processor", "?") for r in latest.values() if r["dut"] == "fwd"})
     if procs:
         lines += ["", f"fwd ran with the processor: {', '.join(procs)} (`PortForward` is the "
@@ -446,6 +574,7 @@ def main():
     lines += rounds_section(every)
     lines += latency_section(every)
     lines += table_section(latest)
+    lines += peers_section(every)
     lines += ["", "## Latency, each newest run (UDP, one way through the DUT, generator TSC stamps)", "",
               "| scenario | load | rx Mpps | p50 us | p90 us | p99 us | p99.9 us | max us |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -562,6 +691,13 @@ def main():
     print(f"report.py: wrote {report}" + (f" and {plot}" if os.path.exists(plot) else ""))
     if a.figures:
         figures(latest, every, a.figures)
+    if a.peers:
+        t = peers_table(every)
+        if not t:
+            sys.exit("report.py --peers: no perf/run-peers.sh results")
+        with open(a.peers, "w") as f:
+            f.write("\n".join(t) + "\n")
+        print(f"report.py: wrote the side-by-side table to {a.peers}")
 
 
 if __name__ == "__main__":
