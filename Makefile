@@ -72,4 +72,5 @@ deb-check: deb-tools
 test: setup tools lint unit fuzz-smoke deploy-check api-fuzz deb-check
 
 demo: setup release
+	$(CARGO) build --release -p perfgen
 	bash deploy/dev/demo.sh

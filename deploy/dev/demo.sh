@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
 # `make demo`: run `fwd --demo` (deploy/examples/demo.yaml, embedded: two memif ports, fwd
-# the memif server, one worker, no hugepages), drive ~10 s of traffic into it with
-# dpdk-testpmd txonly into lan (198.18.1.2 -> 198.18.2.2) and rxonly on wan (memif clients),
-# print what fwd did (its control socket, queried with python3), stop everything by PID.
-# Exits 0 only if fwd forwarded packets (wan port tx > 0). Bounded: < 2 min.
+# the memif server, one worker on core 1, no hugepages), drive ~10 s of traffic through it
+# with perfgen (perf/gen: 64-byte UDP over 1 000 flows in random order, as fast as fwd
+# takes them, from clients in 198.18.16.0/22 on lan to 198.18.2.2 behind wan, where perfgen's sink
+# counts every frame and verifies the checksums of a stamped sample), then print the rate
+# through fwd in Mpps, fwd's cycles per packet (its worker's busy cycles / packets
+# received) and what fwd counted, read over its control socket; stop everything by PID.
+# Exits 0 only if frames went through fwd (perfgen received them on the wan side, fwd
+# counted them forwarded) with no bad checksum. Bounded: < 2 min.
 #
 # Needs root (memif sockets in /run/fwd). Overrides: FWD (default target/release/fwd),
-# TESTPMD (dpdk-testpmd), DEMO_SECONDS (10).
+# PERFGEN (target/release/perfgen), DEMO_SECONDS (10), DEMO_FLOWS (1000), GEN_CORE (0).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 FWD=${FWD:-$repo/target/release/fwd}
-TESTPMD=${TESTPMD:-dpdk-testpmd}
+PERFGEN=${PERFGEN:-$repo/target/release/perfgen}
 DEMO_SECONDS=${DEMO_SECONDS:-10}
+DEMO_FLOWS=${DEMO_FLOWS:-1000}
+GEN_CORE=${GEN_CORE:-0}
 SOCK=/run/fwd/demo.sock
 work=$(mktemp -d /tmp/fwd-demo.XXXXXX)
 fwd_pid=
 gen_pid=
-sink_pid=
 
 die() { echo "demo: $*" >&2; exit 1; }
 
 cleanup() {
     # Only the processes this script started, by PID.
-    for pid in $gen_pid $sink_pid $fwd_pid; do
+    for pid in $gen_pid $fwd_pid; do
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -36,7 +41,7 @@ trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || die "needs root (memif sockets under /run/fwd)"
 [ -x "$FWD" ] || die "$FWD missing: make release"
-command -v "$TESTPMD" >/dev/null || die "$TESTPMD missing: make setup"
+[ -x "$PERFGEN" ] || die "$PERFGEN missing: cargo build --release -p perfgen"
 command -v python3 >/dev/null || die "python3 missing"
 if [ -e "$SOCK" ]; then
     # A live socket is another fwd --demo; a dead one is left over from a killed run.
@@ -75,78 +80,71 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 [ -S "$SOCK" ] || { cat "$work/fwd.log" >&2; die "no control socket after 30 s"; }
+before=$(control stats) || die "stats request failed"
 
-echo "== driving traffic for ${DEMO_SECONDS}s: dpdk-testpmd txonly 198.18.1.2 -> 198.18.2.2 into lan, rxonly on wan (memif clients)"
-# Two testpmd instances: the sink drains wan (rxonly), so fwd's wan TX ring never stays
-# full; the generator sends on lan to fwd's lan MAC; fwd routes the frames out wan to the
-# static neighbour 198.18.2.2.
-pmd() { # NAME VDEV MODE-ARGS...
-    local name=$1 vdev=$2
-    shift 2
-    timeout -s INT $((DEMO_SECONDS + 60)) "$TESTPMD" -l 0,1 --no-huge --no-shconf -m 256 \
-        --no-pci --file-prefix "fwd-demo-$name-$$" --vdev="$vdev" \
-        -- --total-num-mbufs=8192 --stats-period 2 "$@" </dev/null >"$work/$name.log" 2>&1 &
-}
-pmd sink net_memif1,role=client,socket=/run/fwd/demo-wan.sock,mac=02:00:00:00:02:02 \
-    --forward-mode=rxonly
-sink_pid=$!
-pmd gen net_memif0,role=client,socket=/run/fwd/demo-lan.sock,mac=02:00:00:00:01:02 \
-    --forward-mode=txonly --tx-ip=198.18.1.2,198.18.2.2 --eth-peer=0,02:00:00:00:01:01
+# perfgen's EAL: hugepages when enough are free (make demo reserves them), else none.
+free_mb=$(awk '/HugePages_Free/ {f = $2} /Hugepagesize/ {s = $2} END {print f * s / 1024}' /proc/meminfo)
+mem=(-m 256 --in-memory)
+[ "${free_mb%.*}" -ge 320 ] || mem=(-m 256 --no-huge --no-shconf)
+echo "== driving traffic for ${DEMO_SECONDS}s: perfgen, $DEMO_FLOWS UDP flows 198.18.16.0/22 -> 198.18.2.2:9 into lan, sink on wan (memif clients, core $GEN_CORE)"
+timeout $((DEMO_SECONDS + 60)) "$PERFGEN" --mode udp --flows "$DEMO_FLOWS" --rate 0 \
+    --duration "$DEMO_SECONDS" --src-net 198.18.16.0 --dst 198.18.2.2 \
+    --tx-mac 02:00:00:00:01:01 --rx-mac 02:00:00:00:02:01 --settle-ms 300 \
+    --json "$work/gen.json" --label "make demo" -- \
+    -l "$GEN_CORE" --file-prefix "fwd-demo-gen-$$" --no-pci "${mem[@]}" \
+    --vdev=net_memif0,role=client,socket=/run/fwd/demo-lan.sock,mac=02:00:00:00:01:02 \
+    --vdev=net_memif1,role=client,socket=/run/fwd/demo-wan.sock,mac=02:00:00:00:02:02 \
+    >"$work/gen.log" 2>&1 &
 gen_pid=$!
-# Each needs a few seconds to start (mbuf pool without hugepages); count the demo time
-# from the generator's first frames, waiting at most 40 s for both.
-for _ in $(seq 400); do
-    grep -q 'Start automatic packet forwarding' "$work/gen.log" 2>/dev/null &&
-        grep -q 'Start automatic packet forwarding' "$work/sink.log" 2>/dev/null && break
-    kill -0 "$gen_pid" 2>/dev/null && kill -0 "$sink_pid" 2>/dev/null || break
-    sleep 0.1
-done
-# Live view while the generator runs: fwd's own throughput lines go to its log; here the
-# connection table, every 2 s, over the control socket.
+# Live view while the generator runs: fwd's own throughput line and the connection table,
+# every 2 s, over the control socket. Bounded by the generator's own duration.
+for _ in $(seq 100); do grep -q "perfgen: sending" "$work/gen.log" 2>/dev/null && break; sleep 0.1; done
 elapsed=0
-while [ "$elapsed" -lt "$DEMO_SECONDS" ]; do
+while [ "$elapsed" -lt "$DEMO_SECONDS" ] && kill -0 "$gen_pid" 2>/dev/null; do
     step=$(( DEMO_SECONDS - elapsed < 2 ? DEMO_SECONDS - elapsed : 2 ))
     sleep "$step"
     elapsed=$((elapsed + step))
     count=$(control conntrack_count 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r.get("result", {}).get("count", "?"))' 2>/dev/null || echo "?")
     echo "   ${elapsed}s: connections tracked: $count  | fwd: $(grep -v '^EAL\|^TELEMETRY' "$work/fwd.log" | tail -1)"
 done
-# Read the counters while both are still connected: memif resets a port's ring count
-# (and so what rte_eth_stats_get sums) when its peer goes away.
-stats=$(control stats) || die "stats request failed"
-for pid in $gen_pid $sink_pid; do
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-done
+status=0
+wait "$gen_pid" || status=$?
 gen_pid=
-sink_pid=
-sleep 0.2
+[ "$status" = 0 ] && [ -s "$work/gen.json" ] || { tail -20 "$work/gen.log" >&2; die "perfgen failed (status $status)"; }
+after=$(control stats) || die "stats request failed"
 
-echo "== fwd's throughput lines"
-grep -v '^EAL\|^TELEMETRY' "$work/fwd.log" | tail -8 || true
-
-echo "== what fwd did (control socket $SOCK, read at the end of the traffic)"
-report=$(python3 - "$stats" <<'EOF'
+echo "== what went through fwd"
+# Worker counters (memif resets a port's counters when its peer goes away, the workers'
+# do not): the difference over the run.
+report=$(python3 - "$before" "$after" "$work/gen.json" <<'EOF'
 import json, sys
-r = json.loads(sys.argv[1])
-if "error" in r:
-    print("error:", r["error"]); sys.exit(2)
-res = r["result"]
-for p in res.get("ports", []):
-    print(f"port {p['name']:4}: rx {p.get('ipackets', 0):>12} pkts  tx {p.get('opackets', 0):>12} pkts"
-          f"  rx missed {p.get('imissed', 0)}  tx errors {p.get('oerrors', 0)}")
-for i, w in enumerate(res.get("workers", [])):
-    drops = {k: v for k, v in (w.get("drops") or {}).items() if v} if isinstance(w.get("drops"), dict) else w.get("drops")
-    print(f"worker {i}: rx {w.get('rx_packets', 0)} tx {w.get('tx_packets', 0)} drops {drops}")
-# What left the wan port (the PMD's count): frames routed lan -> wan and accepted.
-wan = [p for p in res.get("ports", []) if p["name"] == "wan"]
-print(f"FORWARDED {wan[0].get('opackets', 0) if wan else 0}")
+b, a = (json.loads(x)["result"] for x in sys.argv[1:3])
+g = json.load(open(sys.argv[3]))
+def tot(s, k):
+    return sum(w.get(k, 0) for w in s["workers"])
+d = {k: tot(a, k) - tot(b, k) for k in ("rx_packets", "tx_packets", "forwarded", "busy_cycles")}
+drops = {}
+for w in a["workers"]:
+    for k, v in w.get("drops", {}).items():
+        if v:
+            drops[k] = drops.get(k, 0) + v
+c = g["counters"]
+hz = g["tsc_hz"]
+cpp = d["busy_cycles"] / d["rx_packets"] if d["rx_packets"] else 0
+lat = g["latency"]
+print(f"perfgen: sent {g['tx_pps'] / 1e6:.2f} Mpps, received through fwd {g['rx_pps'] / 1e6:.2f} Mpps "
+      f"({c['rx_packets']:,} frames in {g['send_s']:.1f} s; {g['args']['flows']:,} flows, random order, 64 B)")
+print(f"perfgen: checksums verified on a sample of {c['rx_verified']:,} frames, {c['rx_bad_checksum']} bad; "
+      f"one-way latency p50 {lat['p50_ns'] / 1000:.1f} us, p99 {lat['p99_ns'] / 1000:.1f} us")
+print(f"fwd worker: rx {d['rx_packets']:,} forwarded {d['forwarded']:,} tx {d['tx_packets']:,}; "
+      f"{cpp:.0f} cycles per packet (busy cycles / packets received, TSC {hz / 1e6:,.0f} MHz); "
+      f"drops since start {drops or 'none'}")
+ok = c["rx_packets"] > 0 and d["forwarded"] > 0 and c["rx_bad_checksum"] == 0
+print(f"RESULT {'ok' if ok else 'fail'} {c['rx_packets']} {g['rx_pps'] / 1e6:.2f} {cpp:.0f}")
 EOF
-) || { echo "$stats"; die "could not read stats"; }
-echo "$report" | grep -v '^FORWARDED'
-forwarded=$(echo "$report" | sed -n 's/^FORWARDED //p')
+) || { echo "$after"; die "could not read the results"; }
+echo "$report" | grep -v '^RESULT'
+read -r _ verdict received mpps cpp <<< "$(echo "$report" | grep '^RESULT')"
 
 echo "== stopping fwd (SIGTERM)"
 kill -TERM "$fwd_pid"
@@ -156,11 +154,10 @@ wait "$fwd_pid" || status=$?
 fwd_pid=
 [ "$status" = 0 ] || echo "demo: fwd exited with status $status" >&2
 
-if [ "${forwarded:-0}" -gt 0 ]; then
-    echo "demo: OK, fwd forwarded $forwarded packets lan -> wan in ${DEMO_SECONDS}s"
+if [ "$verdict" = ok ]; then
+    echo "demo: OK, $received frames through fwd lan -> wan at $mpps Mpps, $cpp cycles/packet in fwd's worker"
     exit 0
 fi
 echo "--- fwd log ---" >&2; tail -30 "$work/fwd.log" >&2
 echo "--- generator log ---" >&2; tail -30 "$work/gen.log" >&2
-echo "--- sink log ---" >&2; tail -30 "$work/sink.log" >&2
-die "no packets forwarded"
+die "no frames through fwd, or bad checksums (see above)"
