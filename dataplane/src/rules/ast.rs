@@ -554,6 +554,35 @@ pub enum Stmt {
     MetaMarkSet(u32),
     CtMarkSet(u32),
     Nat(NatStmt, Pos),
+    /// A concatenated key tested against an anonymous set
+    /// (`ip saddr . tcp dport { 198.18.1.2 . 22 }`).
+    Lookup(Lookup, Pos),
+    /// A verdict map (`ct state vmap { established : accept, invalid : drop }`).
+    Vmap(Vmap, Pos),
+}
+
+/// Most fields in one concatenation.
+pub const MAX_CONCAT: usize = 4;
+
+/// One element of a set or map keyed by a concatenation: one value per key field.
+pub type Elem = Vec<Value>;
+
+/// `KEY [!=] { e, … }` where `KEY` is two or more fields joined by `.` (one field is a
+/// [`Match`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub key: Vec<Field>,
+    pub neg: bool,
+    pub elements: Vec<Elem>,
+}
+
+/// `KEY vmap { e : VERDICT, … }` (`KEY`: one field or a concatenation). A packet whose key
+/// is in the map takes the element's verdict; one whose key is not ends the rule as a
+/// failed match does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmap {
+    pub key: Vec<Field>,
+    pub elements: Vec<(Elem, Verdict)>,
 }
 
 /// Default `limit` burst (nft's default).

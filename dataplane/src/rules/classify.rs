@@ -92,7 +92,7 @@ fn apply(sig: &Sig, k: &PacketKey) -> PacketKey {
 }
 
 /// Splits `[lo, hi]` of a `width`-bit field into prefixes (value, length).
-fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>) -> bool {
+pub(crate) fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>) -> bool {
     let mut lo = lo;
     loop {
         if out.len() > MAX_PREFIXES {
