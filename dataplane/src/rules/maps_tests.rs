@@ -17,7 +17,7 @@ const MAPS: &str = r#"table inet f {
 	}
 
 	chain ssh {
-		ip saddr vmap { 198.18.1.0/24 : accept, 198.18.0.0/16 : drop }
+		ip saddr vmap { 198.18.1.0/24 : accept, 198.18.7.0/24 : drop }
 	}
 }
 "#;
@@ -84,6 +84,13 @@ fn vmap_and_concatenation_errors_carry_location() {
     let rs = parse::parse("table ip6 t { chain c { ip saddr . tcp dport { 198.18.1.2 . 22 } } }")
         .unwrap();
     assert!(check::check(&rs).is_err());
+    let e = load_text(
+        "table ip t { chain c { ip saddr vmap { 198.18.0.1 : accept, 198.18.0.0/16 : drop } } }",
+        &ports(),
+        1,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("conflicting intervals"), "{e}");
 }
 
 #[test]
@@ -142,6 +149,23 @@ fn verdict_maps_and_concatenations_decide_and_count() {
     assert_eq!(run(&udp(far, me, 1, 9), ct_state::NEW, 1), Decision::Accept);
     assert_eq!(run(&udp(far, me, 1, 9), ct_state::NEW, 2), Decision::Accept);
     assert_eq!(run(&udp(far, me, 1, 9), ct_state::NEW, 0), Decision::Drop);
+    // `!=` on a concatenation whose field does not apply (a UDP packet, `meta mark` set
+    // aside) fails, as a plain match does: the last rule (a counter) does not count it.
+    let last = c.rule_id(0, 0, 4).unwrap() as usize;
+    let before = c.counters()[last].0;
+    run(&udp(far, me, 1, 9), ct_state::NEW, 0);
+    assert_eq!(
+        c.counters()[last].0,
+        before + 1,
+        "ip saddr applies: counted"
+    );
+    let v6 = crate::wire::Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    run(&udp(v6, v6, 1, 9), ct_state::NEW, 0);
+    assert_eq!(
+        c.counters()[last].0,
+        before + 1,
+        "ip saddr does not apply to IPv6"
+    );
     // Counters: the ct state vmap rule counted its two hits, the dport vmap its four.
     let counters = c.counters();
     let id = |r| c.rule_id(0, 0, r).unwrap() as usize;

@@ -305,17 +305,16 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::Verdict(v) => return step(v),
-                CStmt::Lookup { table, neg } => {
-                    if table.lookup(ctx).is_some() == *neg {
-                        return Step::Next;
-                    }
-                }
+                CStmt::Lookup { table, neg } => match table.lookup(ctx) {
+                    Some(hit) if hit.is_some() != *neg => {}
+                    _ => return Step::Next,
+                },
                 CStmt::Vmap {
                     table,
                     verdicts,
                     count,
                 } => {
-                    let Some(e) = table.lookup(ctx) else {
+                    let Some(Some(e)) = table.lookup(ctx) else {
                         return Step::Next;
                     };
                     if *count {

@@ -70,7 +70,15 @@ impl KeyTable {
             fields: fields.into(),
             shapes: Vec::new(),
         };
+        // One field: overlapping elements are refused, as the kernel's interval sets do
+        // ("conflicting intervals specified").
+        let mut spans = Vec::new();
         for (i, e) in elements.enumerate() {
+            if let ([f], [v]) = (fields, e)
+                && let Some(span) = value_interval(f.kind(), v)
+            {
+                spans.push(span);
+            }
             // Per field: the (value, prefix length) entries of this element.
             let mut dims: Vec<Vec<(u128, u8)>> = Vec::with_capacity(fields.len());
             for (&f, v) in fields.iter().zip(e) {
@@ -122,6 +130,10 @@ impl KeyTable {
                 }
             }
         }
+        spans.sort_unstable();
+        if spans.windows(2).any(|w| w[1].0 <= w[0].1) {
+            return Err("conflicting intervals specified (elements overlap)".into());
+        }
         Ok(t)
     }
 
@@ -150,16 +162,21 @@ impl KeyTable {
         Ok(())
     }
 
-    /// The first element the packet's key falls in (`None`: a field does not apply, or no
-    /// element holds the key).
-    pub(super) fn lookup(&self, ctx: &PacketCtx<'_>) -> Option<u32> {
+    /// The first element holding the packet's key: `None` when a key field does not apply
+    /// to the packet (the match fails, also under `!=`), `Some(None)` when no element
+    /// holds the key.
+    pub(super) fn lookup(&self, ctx: &PacketCtx<'_>) -> Option<Option<u32>> {
         let mut key = [0u128; MAX_CONCAT];
         for (k, &f) in key.iter_mut().zip(self.fields.iter()) {
             *k = field_value(f, ctx)?;
         }
+        Some(self.find(&key))
+    }
+
+    fn find(&self, key: &Key) -> Option<u32> {
         let mut best: Option<u32> = None;
         for s in &self.shapes {
-            let mut k = key;
+            let mut k = *key;
             for (x, m) in k.iter_mut().zip(s.masks) {
                 *x &= m;
             }
