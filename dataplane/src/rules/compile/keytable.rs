@@ -22,6 +22,9 @@ pub const MAX_SHAPES: usize = 32;
 
 type Key = [u128; MAX_CONCAT];
 
+/// The port indices an interface-name value stands for, or why it names none.
+pub(super) type PortsOf<'a> = &'a dyn Fn(Field, &str) -> Result<Vec<u16>, String>;
+
 #[derive(Debug)]
 struct Shape {
     masks: Key,
@@ -63,7 +66,7 @@ impl KeyTable {
     pub(super) fn build<'e>(
         fields: &[Field],
         elements: impl Iterator<Item = &'e [Value]>,
-        ports_of: &dyn Fn(Field, &str) -> Result<Vec<u16>, String>,
+        ports_of: PortsOf<'_>,
         charge: &mut dyn FnMut(usize) -> bool,
     ) -> Result<KeyTable, String> {
         let mut t = KeyTable {
@@ -110,7 +113,10 @@ impl KeyTable {
             }
             // Odometer over the cross product (an empty dimension: no entries).
             let mut idx = vec![0usize; dims.len()];
-            while n > 0 {
+            if n == 0 {
+                continue;
+            }
+            loop {
                 let (mut key, mut lens) = ([0u128; MAX_CONCAT], [0u8; MAX_CONCAT]);
                 for (d, (&j, dim)) in idx.iter().zip(&dims).enumerate() {
                     (key[d], lens[d]) = dim[j];
