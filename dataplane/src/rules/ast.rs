@@ -390,6 +390,36 @@ pub fn addr_to_u128(a: Addr) -> u128 {
     u128::from_be_bytes(a.0)
 }
 
+/// Most prefixes one range may expand to (a classifier dimension, a set element field).
+const MAX_PREFIXES: usize = 64;
+
+/// Splits `[lo, hi]` of a `width`-bit field into prefixes (value, length); `false` when it
+/// needs more than [`MAX_PREFIXES`].
+pub(crate) fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>) -> bool {
+    let mut lo = lo;
+    loop {
+        if out.len() > MAX_PREFIXES {
+            return false;
+        }
+        // Largest aligned block at `lo` that stays within `hi`.
+        let mut bits = lo.trailing_zeros().min(width);
+        while bits > 0 && (bits >= 128 || lo + ((1u128 << bits) - 1) > hi) {
+            bits -= 1;
+        }
+        if bits == width {
+            out.push((0, 0));
+            return true;
+        }
+        let len = u8::try_from(width - bits).unwrap_or(0);
+        out.push((lo, len));
+        let end = lo + ((1u128 << bits) - 1);
+        if end >= hi {
+            return true;
+        }
+        lo = end + 1;
+    }
+}
+
 /// Mask of the top `len` bits of the family's part of a 128-bit address.
 pub(crate) fn prefix_mask(kind: Kind, len: u8) -> u128 {
     let len = if kind == Kind::Addr4 {

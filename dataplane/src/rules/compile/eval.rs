@@ -305,7 +305,7 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::Verdict(v) => return step(v),
-                CStmt::Lookup { table, neg } => match table.lookup(ctx) {
+                CStmt::Lookup { table, neg } => match table.lookup(|f| field_value(f, ctx)) {
                     Some(hit) if hit.is_some() != *neg => {}
                     _ => return Step::Next,
                 },
@@ -314,7 +314,7 @@ impl CompiledRuleset {
                     verdicts,
                     count,
                 } => {
-                    let Some(Some(e)) = table.lookup(ctx) else {
+                    let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
                         return Step::Next;
                     };
                     if *count {

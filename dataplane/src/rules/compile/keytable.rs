@@ -9,10 +9,7 @@
 //! of exact values has one shape), never a scan over the elements. When elements overlap
 //! the first one written wins (nft refuses overlapping elements).
 
-use super::eval::field_value;
-use super::ir::PacketCtx;
-use crate::rules::ast::{Field, Kind, MAX_CONCAT, Value, addr_to_u128, prefix_mask};
-use crate::rules::classify::prefixes;
+use crate::rules::ast::{Field, Kind, MAX_CONCAT, Value, addr_to_u128, prefix_mask, prefixes};
 use rustc_hash::FxHashMap;
 
 /// Most entries one element may expand to (cross product of its fields' prefixes).
@@ -171,10 +168,11 @@ impl KeyTable {
     /// The first element holding the packet's key: `None` when a key field does not apply
     /// to the packet (the match fails, also under `!=`), `Some(None)` when no element
     /// holds the key.
-    pub(super) fn lookup(&self, ctx: &PacketCtx<'_>) -> Option<Option<u32>> {
+    /// `value` gives a field's value in the packet (the evaluator's `field_value`).
+    pub(super) fn lookup(&self, value: impl Fn(Field) -> Option<u128>) -> Option<Option<u32>> {
         let mut key = [0u128; MAX_CONCAT];
         for (k, &f) in key.iter_mut().zip(self.fields.iter()) {
-            *k = field_value(f, ctx)?;
+            *k = value(f)?;
         }
         Some(self.find(&key))
     }
