@@ -79,3 +79,66 @@ fn verdicts_match_the_kernel() {
         ],
     );
 }
+
+/// Verdict maps and concatenations (`K_IF` stands for the kernel side's interface). Every
+/// rule carries a `counter` before its map, so a rule counts what reaches it in both; the
+/// maps' effect shows in the chains they jump to and in the rules after a miss.
+const MAPS: &str = r#"table inet fw {
+	chain ssh {
+		counter ip saddr vmap { 198.18.0.1 : accept, 198.18.0.2-198.18.255.255 : drop }
+		counter
+	}
+
+	chain fresh {
+		counter
+	}
+
+	chain input {
+		type filter hook input priority filter; policy drop;
+		counter ct state vmap { established : accept, related : accept, invalid : drop, new : jump fresh }
+		counter tcp dport vmap { 22 : jump ssh, 80 : accept, 1000-1999 : drop }
+		ip saddr . tcp dport { 198.18.0.1 . 443, 198.18.0.0/24 . 8000-8999 } counter accept
+		ip saddr . tcp dport != { 198.18.0.1 . 5000 } counter drop
+		counter meta l4proto . th dport vmap { udp . 53 : accept, udp . 54 : drop }
+		iifname . ip saddr { "K_IF" . 198.18.0.1 } counter accept
+		counter
+	}
+}
+"#;
+
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn verdict_maps_and_concatenations_match_the_kernel() {
+    let ns = Pair::setup("rm");
+    let text = MAPS.replace("K_IF", &ns.k_if);
+    let file = std::env::temp_dir().join(format!("rules-kernel-maps-{}.nft", std::process::id()));
+    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.k,
+        "nft",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+
+    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
+    let ours = load_text(&text, &ports, 1).unwrap();
+    ns.compare(
+        &ours,
+        &[
+            Probe::Tcp(22),
+            Probe::Tcp(80),
+            Probe::Tcp(1500),
+            Probe::Tcp(443),
+            Probe::Tcp(8500),
+            Probe::Tcp(5000),
+            Probe::Tcp(9999),
+            Probe::Udp(53),
+            Probe::Udp(54),
+            Probe::Ping,
+        ],
+    );
+}

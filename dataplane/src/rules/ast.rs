@@ -390,6 +390,36 @@ pub fn addr_to_u128(a: Addr) -> u128 {
     u128::from_be_bytes(a.0)
 }
 
+/// Most prefixes one range may expand to (a classifier dimension, a set element field).
+const MAX_PREFIXES: usize = 64;
+
+/// Splits `[lo, hi]` of a `width`-bit field into prefixes (value, length); `false` when it
+/// needs more than [`MAX_PREFIXES`].
+pub(crate) fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>) -> bool {
+    let mut lo = lo;
+    loop {
+        if out.len() > MAX_PREFIXES {
+            return false;
+        }
+        // Largest aligned block at `lo` that stays within `hi`.
+        let mut bits = lo.trailing_zeros().min(width);
+        while bits > 0 && (bits >= 128 || lo + ((1u128 << bits) - 1) > hi) {
+            bits -= 1;
+        }
+        if bits == width {
+            out.push((0, 0));
+            return true;
+        }
+        let len = u8::try_from(width - bits).unwrap_or(0);
+        out.push((lo, len));
+        let end = lo + ((1u128 << bits) - 1);
+        if end >= hi {
+            return true;
+        }
+        lo = end + 1;
+    }
+}
+
 /// Mask of the top `len` bits of the family's part of a 128-bit address.
 pub(crate) fn prefix_mask(kind: Kind, len: u8) -> u128 {
     let len = if kind == Kind::Addr4 {
@@ -554,6 +584,35 @@ pub enum Stmt {
     MetaMarkSet(u32),
     CtMarkSet(u32),
     Nat(NatStmt, Pos),
+    /// A concatenated key tested against an anonymous set
+    /// (`ip saddr . tcp dport { 198.18.1.2 . 22 }`).
+    Lookup(Lookup, Pos),
+    /// A verdict map (`ct state vmap { established : accept, invalid : drop }`).
+    Vmap(Vmap, Pos),
+}
+
+/// Most fields in one concatenation.
+pub const MAX_CONCAT: usize = 4;
+
+/// One element of a set or map keyed by a concatenation: one value per key field.
+pub type Elem = Vec<Value>;
+
+/// `KEY [!=] { e, … }` where `KEY` is two or more fields joined by `.` (one field is a
+/// [`Match`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub key: Vec<Field>,
+    pub neg: bool,
+    pub elements: Vec<Elem>,
+}
+
+/// `KEY vmap { e : VERDICT, … }` (`KEY`: one field or a concatenation). A packet whose key
+/// is in the map takes the element's verdict; one whose key is not ends the rule as a
+/// failed match does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmap {
+    pub key: Vec<Field>,
+    pub elements: Vec<(Elem, Verdict)>,
 }
 
 /// Default `limit` burst (nft's default).

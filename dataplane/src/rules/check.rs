@@ -24,15 +24,17 @@ pub fn check_with(rs: &Ruleset, limits: &Limits) -> Result<(), Error> {
             rules += c.rules.len();
             for r in &c.rules {
                 for s in &r.stmts {
-                    if let Stmt::Match(
-                        Match {
-                            rhs: Rhs::Set(v), ..
-                        },
-                        _,
-                    ) = s
-                    {
-                        elements += v.len();
-                    }
+                    elements += match s {
+                        Stmt::Match(
+                            Match {
+                                rhs: Rhs::Set(v), ..
+                            },
+                            _,
+                        ) => v.len(),
+                        Stmt::Lookup(l, _) => l.elements.len(),
+                        Stmt::Vmap(v, _) => v.elements.len(),
+                        _ => 0,
+                    };
                 }
             }
         }
@@ -257,34 +259,20 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
     let mut l4_known = false;
     for s in &r.stmts {
         match s {
-            Stmt::Match(m, pos) => {
-                let text = super::print::stmt(s);
-                match (m.field.family(), t.family) {
-                    (Some(TableFamily::Ip), TableFamily::Ip6)
-                    | (Some(TableFamily::Ip6), TableFamily::Ip) => {
-                        return Err(Error::at(
-                            *pos,
-                            &text,
-                            format!(
-                                "this match cannot apply in a table of family {}",
-                                t.family.name()
-                            ),
-                        ));
+            Stmt::Lookup(Lookup { key, .. }, pos) | Stmt::Vmap(Vmap { key, .. }, pos) => {
+                for &f in key {
+                    l4_known |= field_fits(t, f, *pos, s)?;
+                }
+                if let Stmt::Vmap(v, _) = s {
+                    for (_, d) in &v.elements {
+                        if let Verdict::Jump(c) | Verdict::Goto(c) = d {
+                            edges.push(jump_target(t, c, *pos)?);
+                        }
                     }
-                    _ => {}
                 }
-                if m.field.l4proto().is_some()
-                    || matches!(
-                        m.field,
-                        Field::IpProtocol
-                            | Field::Ip6Nexthdr
-                            | Field::MetaL4proto
-                            | Field::ThDport
-                            | Field::ThSport
-                    )
-                {
-                    l4_known = true;
-                }
+            }
+            Stmt::Match(m, pos) => {
+                l4_known |= field_fits(t, m.field, *pos, s)?;
                 if let Rhs::Named(n) = &m.rhs {
                     let Some(set) = t.sets.iter().find(|x| &x.name == n) else {
                         return Err(Error::at(*pos, &format!("@{n}"), "undefined set"));
@@ -299,13 +287,7 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                 }
             }
             Stmt::Verdict(Verdict::Jump(c) | Verdict::Goto(c), pos) => {
-                let Some(ci) = chain_index(t, c) else {
-                    return Err(Error::at(*pos, c, "undefined chain"));
-                };
-                if t.chains[ci].base.is_some() {
-                    return Err(Error::at(*pos, c, "cannot jump to a base chain"));
-                }
-                edges.push(ci);
+                edges.push(jump_target(t, c, *pos)?);
             }
             Stmt::Nat(n, pos) if n.ports.is_some() && !l4_known => {
                 return Err(Error::at(
@@ -331,4 +313,42 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// The chain a `jump`/`goto` (a statement's or a verdict map element's) reaches.
+fn jump_target(t: &Table, c: &str, pos: Pos) -> Result<usize, Error> {
+    let Some(ci) = chain_index(t, c) else {
+        return Err(Error::at(pos, c, "undefined chain"));
+    };
+    if t.chains[ci].base.is_some() {
+        return Err(Error::at(pos, c, "cannot jump to a base chain"));
+    }
+    Ok(ci)
+}
+
+/// Checks that a field of statement `s` may apply in table `t`; true when it fixes the
+/// transport protocol (`tcp dport`, `meta l4proto`).
+fn field_fits(t: &Table, f: Field, pos: Pos, s: &Stmt) -> Result<bool, Error> {
+    match (f.family(), t.family) {
+        (Some(TableFamily::Ip), TableFamily::Ip6) | (Some(TableFamily::Ip6), TableFamily::Ip) => {
+            return Err(Error::at(
+                pos,
+                &super::print::stmt(s),
+                format!(
+                    "this match cannot apply in a table of family {}",
+                    t.family.name()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(f.l4proto().is_some()
+        || matches!(
+            f,
+            Field::IpProtocol
+                | Field::Ip6Nexthdr
+                | Field::MetaL4proto
+                | Field::ThDport
+                | Field::ThSport
+        ))
 }

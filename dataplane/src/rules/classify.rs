@@ -14,7 +14,7 @@
 //! match counts packets the match would reject).
 
 use super::ast::Field;
-use super::ast::addr_to_u128;
+use super::ast::{addr_to_u128, prefixes};
 use super::compile::CStmt;
 use crate::wire::{IpInfo, L4Info};
 use arrayvec::ArrayVec;
@@ -24,8 +24,6 @@ use rustc_hash::FxHashMap;
 pub const MAX_TUPLES: usize = 32;
 /// Most index entries one rule may add (product of its dimension entries).
 const MAX_ENTRIES_PER_RULE: usize = 256;
-/// Most prefixes one dimension of a rule may expand to.
-const MAX_PREFIXES: usize = 64;
 
 /// The five classified fields of a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -88,32 +86,6 @@ fn apply(sig: &Sig, k: &PacketKey) -> PacketKey {
         proto: u8::try_from(u128::from(k.proto) & mask_w(sig[2], 8)).unwrap_or(0),
         sport: u16::try_from(u128::from(k.sport) & mask_w(sig[3], 16)).unwrap_or(0),
         dport: u16::try_from(u128::from(k.dport) & mask_w(sig[4], 16)).unwrap_or(0),
-    }
-}
-
-/// Splits `[lo, hi]` of a `width`-bit field into prefixes (value, length).
-fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>) -> bool {
-    let mut lo = lo;
-    loop {
-        if out.len() > MAX_PREFIXES {
-            return false;
-        }
-        // Largest aligned block at `lo` that stays within `hi`.
-        let mut bits = lo.trailing_zeros().min(width);
-        while bits > 0 && (bits >= 128 || lo + ((1u128 << bits) - 1) > hi) {
-            bits -= 1;
-        }
-        if bits == width {
-            out.push((0, 0));
-            return true;
-        }
-        let len = u8::try_from(width - bits).unwrap_or(0);
-        out.push((lo, len));
-        let end = lo + ((1u128 << bits) - 1);
-        if end >= hi {
-            return true;
-        }
-        lo = end + 1;
     }
 }
 

@@ -336,6 +336,73 @@ fn read_match(m: &J, path: &str) -> Result<Match, Error> {
     })
 }
 
+/// A map or concatenation key: one field or `{"concat": [FIELD, …]}`.
+fn read_key(left: &J, path: &str) -> Result<Vec<Field>, Error> {
+    let one = |f: &J| match read_field(f, path)? {
+        (f, None) => Ok(f),
+        _ => jerr(path, "a masked field in a map key"),
+    };
+    match left.get("concat").and_then(J::as_array) {
+        Some(fields) => fields.iter().map(one).collect(),
+        None => Ok(vec![one(left)?]),
+    }
+}
+
+/// One element for `key`: a value, or `{"concat": [VALUE, …]}`.
+fn read_elem(key: &[Field], v: &J, path: &str) -> Result<Elem, Error> {
+    let one = |f: &Field, x: &J| {
+        let kind = f.kind();
+        if kind.is_flags() {
+            flag_bits(kind, x, path).map(Value::Num)
+        } else {
+            read_value(kind, x, path)
+        }
+    };
+    match (key, v.get("concat").and_then(J::as_array)) {
+        ([f], None) => Ok(vec![one(f, v)?]),
+        (_, Some(vals)) if vals.len() == key.len() => {
+            key.iter().zip(vals).map(|(f, x)| one(f, x)).collect()
+        }
+        _ => jerr(path, format!("element {v} does not fit the key")),
+    }
+}
+
+fn set_list<'a>(v: &'a J, path: &str) -> Result<&'a [J], Error> {
+    v.get("set")
+        .and_then(J::as_array)
+        .map(Vec::as_slice)
+        .ok_or_else(|| Error::json(path, "expected {\"set\": [...]}"))
+}
+
+fn read_lookup(m: &J, path: &str) -> Result<Lookup, Error> {
+    let key = read_key(m.get("left").unwrap_or(&J::Null), path)?;
+    let neg = match m.get("op").and_then(J::as_str).unwrap_or("==") {
+        "==" | "in" => false,
+        "!=" => true,
+        o => return jerr(path, format!("unsupported op {o} for a concatenation")),
+    };
+    let elements = set_list(m.get("right").unwrap_or(&J::Null), path)?
+        .iter()
+        .map(|e| read_elem(&key, e, path))
+        .collect::<Result<_, _>>()?;
+    Ok(Lookup { key, neg, elements })
+}
+
+fn read_vmap(m: &J, path: &str) -> Result<Vmap, Error> {
+    let key = read_key(m.get("key").unwrap_or(&J::Null), path)?;
+    let mut elements = Vec::new();
+    for pair in set_list(m.get("data").unwrap_or(&J::Null), path)? {
+        let Some([e, d]) = pair.as_array().map(Vec::as_slice) else {
+            return jerr(path, "a verdict map element is [KEY, VERDICT]");
+        };
+        let Stmt::Verdict(v, _) = read_stmt(d, path)? else {
+            return jerr(path, format!("expected a verdict, got {d}"));
+        };
+        elements.push((read_elem(&key, e, path)?, v));
+    }
+    Ok(Vmap { key, elements })
+}
+
 fn nat_addr(v: &J, path: &str) -> Result<(Addr, Addr), Error> {
     let one = |s: &J| -> Result<Addr, Error> {
         let s = s
@@ -375,7 +442,11 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
     };
     let pos = Pos::default();
     Ok(match k.as_str() {
+        "match" if body.get("left").is_some_and(|l| l.get("concat").is_some()) => {
+            Stmt::Lookup(read_lookup(body, path)?, pos)
+        }
         "match" => Stmt::Match(read_match(body, path)?, pos),
+        "vmap" => Stmt::Vmap(read_vmap(body, path)?, pos),
         "accept" => Stmt::Verdict(Verdict::Accept, pos),
         "drop" => Stmt::Verdict(Verdict::Drop, pos),
         "continue" => Stmt::Verdict(Verdict::Continue, pos),
@@ -587,6 +658,25 @@ fn match_json(m: &Match) -> J {
     json!({"match": {"op": op, "left": left, "right": right}})
 }
 
+fn key_json(key: &[Field]) -> J {
+    match key {
+        [f] => field_json(*f),
+        _ => json!({"concat": key.iter().map(|&f| field_json(f)).collect::<Vec<_>>()}),
+    }
+}
+
+fn elem_json(key: &[Field], e: &[Value]) -> J {
+    let mut vals: Vec<J> = key
+        .iter()
+        .zip(e)
+        .map(|(f, v)| value_json(f.kind(), v))
+        .collect();
+    match vals.len() {
+        1 => vals.remove(0),
+        _ => json!({"concat": vals}),
+    }
+}
+
 fn nat_json(n: &NatStmt) -> J {
     let kw = match n.kind {
         NatKind::Snat => "snat",
@@ -698,6 +788,24 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::MetaMarkSet(m) => json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": m}}),
         Stmt::CtMarkSet(m) => json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": m}}),
         Stmt::Nat(n, _) => nat_json(n),
+        Stmt::Lookup(l, _) => {
+            let els: Vec<J> = l.elements.iter().map(|e| elem_json(&l.key, e)).collect();
+            let op = if l.neg { "!=" } else { "==" };
+            json!({"match": {"op": op, "left": key_json(&l.key), "right": {"set": els}}})
+        }
+        Stmt::Vmap(v, _) => {
+            let els: Vec<J> = v
+                .elements
+                .iter()
+                .map(|(e, d)| {
+                    json!([
+                        elem_json(&v.key, e),
+                        stmt_json(&Stmt::Verdict(d.clone(), Pos::default()), None)
+                    ])
+                })
+                .collect();
+            json!({"vmap": {"key": key_json(&v.key), "data": {"set": els}}})
+        }
     }
 }
 

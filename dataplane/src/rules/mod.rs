@@ -26,6 +26,8 @@ pub mod print;
 pub mod validate;
 
 #[cfg(test)]
+mod maps_tests;
+#[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -169,7 +169,37 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::MetaMarkSet(m) => format!("meta mark set 0x{m:08x}"),
         Stmt::CtMarkSet(m) => format!("ct mark set 0x{m:08x}"),
         Stmt::Nat(n, _) => nat(n),
+        Stmt::Lookup(l, _) => {
+            let els: Vec<_> = l.elements.iter().map(|e| elem(&l.key, e)).collect();
+            let op = if l.neg { " !=" } else { "" };
+            format!("{}{op} {{ {} }}", key_text(&l.key), els.join(", "))
+        }
+        Stmt::Vmap(v, _) => {
+            let els: Vec<_> = v
+                .elements
+                .iter()
+                .map(|(e, d)| format!("{} : {}", elem(&v.key, e), verdict(d)))
+                .collect();
+            format!("{} vmap {{ {} }}", key_text(&v.key), els.join(", "))
+        }
     }
+}
+
+/// A concatenation key (`ip saddr . tcp dport`).
+fn key_text(key: &[Field]) -> String {
+    key.iter()
+        .map(|&f| field_text(f))
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+/// One element of a concatenated set or map (`198.18.1.2 . 22`).
+fn elem(key: &[Field], e: &[Value]) -> String {
+    key.iter()
+        .zip(e)
+        .map(|(f, v)| set_element(f.kind(), v))
+        .collect::<Vec<_>>()
+        .join(" . ")
 }
 
 fn code(kw: &str, t: &[(&'static str, u8)], c: u8) -> String {

@@ -67,6 +67,35 @@ fn value(kind: Kind) -> BoxedStrategy<Value> {
     }
 }
 
+/// A value `validate` accepts for `kind` (what the keyed statements mostly hold, so that
+/// a fair share of multi-field elements is valid).
+fn good_value(kind: Kind) -> BoxedStrategy<Value> {
+    let max = validate::max_value(kind).min(70_000);
+    match kind {
+        Kind::Addr4 | Kind::Addr6 => {
+            let full = if kind == Kind::Addr4 { 32u8 } else { 128 };
+            let a = if kind == Kind::Addr4 {
+                any::<[u8; 4]>().prop_map(Addr::from_v4).boxed()
+            } else {
+                any::<[u8; 16]>().prop_map(Addr::from_v6).boxed()
+            };
+            (a, 0..=full)
+                .prop_map(move |(a, l)| {
+                    let v = addr_to_u128(a) & prefix_mask(kind, l);
+                    Value::Prefix(Addr(v.to_be_bytes()), l)
+                })
+                .boxed()
+        }
+        Kind::IfName => "[a-z][a-z0-9]{0,8}[*]?".prop_map(Value::Str).boxed(),
+        _ if kind.is_flags() => (1..=max).prop_map(Value::Num).boxed(),
+        _ => prop_oneof![
+            3 => (0..=max).prop_map(Value::Num),
+            1 => (0..=max, 0..=max).prop_map(|(a, b)| Value::Range(a.min(b), a.max(b))),
+        ]
+        .boxed(),
+    }
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => Just(Op::Implicit),
@@ -145,21 +174,65 @@ fn nat() -> impl Strategy<Value = Stmt> {
     })
 }
 
-fn stmt() -> impl Strategy<Value = Stmt> {
-    let verdict = prop_oneof![
+fn verdict() -> BoxedStrategy<Verdict> {
+    prop_oneof![
         Just(Verdict::Accept),
         Just(Verdict::Drop),
         Just(Verdict::Continue),
         Just(Verdict::Return),
         name().prop_map(Verdict::Jump),
         name().prop_map(Verdict::Goto),
-    ];
+    ]
+    .boxed()
+}
+
+/// A key of `lo..=hi` fields and elements for it (some of the wrong arity).
+fn keyed<T: std::fmt::Debug + Clone + 'static>(
+    lo: usize,
+    hi: usize,
+    data: impl Strategy<Value = T> + Clone + 'static,
+) -> impl Strategy<Value = (Vec<Field>, Vec<(Elem, T)>)> {
+    let len = prop_oneof![12 => lo..=hi.min(3), 1 => lo..=hi];
+    (len, proptest::collection::vec(0..Field::ALL.len(), hi)).prop_flat_map(move |(n, fi)| {
+        let key: Vec<Field> = fi.into_iter().take(n).map(|i| Field::ALL[i]).collect();
+        let elem: BoxedStrategy<Elem> = prop_oneof![
+            12 => key.iter().map(|f| good_value(f.kind())).collect::<Vec<_>>().boxed(),
+            1 => key.iter().map(|f| value(f.kind())).collect::<Vec<_>>().boxed(),
+            1 => proptest::collection::vec(value(Kind::Port), 0..3).boxed(),
+        ]
+        .boxed();
+        let count = prop_oneof![12 => 1usize..4, 1 => 0usize..1];
+        let data = data.clone();
+        (Just(key), count).prop_flat_map(move |(key, count)| {
+            (
+                Just(key),
+                proptest::collection::vec((elem.clone(), data.clone()), count),
+            )
+        })
+    })
+}
+
+/// Concatenations in anonymous sets and verdict maps.
+fn keyed_stmt() -> impl Strategy<Value = Stmt> {
+    prop_oneof![
+        (keyed(2, MAX_CONCAT + 1, Just(())), any::<bool>()).prop_map(|((key, els), neg)| {
+            let elements = els.into_iter().map(|(e, ())| e).collect();
+            Stmt::Lookup(Lookup { key, neg, elements }, Pos::default())
+        }),
+        keyed(1, MAX_CONCAT, verdict())
+            .prop_map(|(key, elements)| Stmt::Vmap(Vmap { key, elements }, Pos::default())),
+    ]
+}
+
+fn stmt() -> impl Strategy<Value = Stmt> {
+    let verdict = verdict();
     let level = prop_oneof![
         3 => (0..validate::LOG_LEVELS.len()).prop_map(|i| validate::LOG_LEVELS[i].to_string()),
         1 => name(),
     ];
     prop_oneof![
         3 => matcher(),
+        1 => keyed_stmt(),
         3 => verdict.prop_map(|v| Stmt::Verdict(v, Pos::default())),
         1 => (0u64..1000, 0u64..100_000).prop_map(|(packets, bytes)| Stmt::Counter { packets, bytes }),
         1 => (proptest::option::of(text()), proptest::option::of(level))

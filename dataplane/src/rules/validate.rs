@@ -197,6 +197,24 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
                     return Err(Error::at(*pos, c, format!("chain name: {m}")));
                 }
             }
+            Stmt::Lookup(Lookup { key, elements, .. }, pos) => {
+                let elems = elements.iter().map(Vec::as_slice);
+                if let Some(m) = concat_problem(key, 2, elems) {
+                    return Err(Error::at(*pos, &super::print::stmt(s), m));
+                }
+            }
+            Stmt::Vmap(Vmap { key, elements }, pos) => {
+                let elems = elements.iter().map(|(e, _)| e.as_slice());
+                let chain = elements.iter().find_map(|(_, d)| match d {
+                    Verdict::Jump(c) | Verdict::Goto(c) => {
+                        name_problem(c).map(|m| format!("chain name: {m}"))
+                    }
+                    _ => None,
+                });
+                if let Some(m) = concat_problem(key, 1, elems).or(chain) {
+                    return Err(Error::at(*pos, &super::print::stmt(s), m));
+                }
+            }
             Stmt::Log { prefix, level } => {
                 if let Some(p) = prefix
                     && let Some(m) = string_problem("a log prefix", p, MAX_LOG_PREFIX)
@@ -222,6 +240,37 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A concatenation key of `min..=MAX_CONCAT` fields and elements that fit it (one value
+/// of the field's kind per field, no empty set).
+fn concat_problem<'a>(
+    key: &[Field],
+    min: usize,
+    mut elements: impl ExactSizeIterator<Item = &'a [Value]>,
+) -> Option<String> {
+    if !(min..=MAX_CONCAT).contains(&key.len()) {
+        return Some(format!("a key of {min} to {MAX_CONCAT} fields"));
+    }
+    if elements.len() == 0 {
+        return Some("empty set".into());
+    }
+    elements.find_map(|e| {
+        if e.len() != key.len() {
+            return Some(format!(
+                "an element of {} values for a key of {}",
+                e.len(),
+                key.len()
+            ));
+        }
+        key.iter().zip(e).find_map(|(f, v)| {
+            let kind = f.kind();
+            if kind.is_flags() && !matches!(v, Value::Num(_)) {
+                return Some("flags are matched by name or number, not a range".into());
+            }
+            value_problem(kind, v)
+        })
+    })
 }
 
 fn match_problem(m: &Match) -> Option<String> {

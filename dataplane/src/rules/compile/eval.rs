@@ -39,7 +39,7 @@ fn icmp_type(ip: &IpInfo) -> Option<u8> {
 }
 
 /// The value of a field for a packet (`None`: the field does not apply, the match fails).
-fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
+pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
     let ip = ctx.ip;
     let v4 = ip.family == Family::V4;
     let v = |x: Addr| Some(addr_to_u128(x));
@@ -304,15 +304,26 @@ impl CompiledRuleset {
                         res.counted_overflow = true;
                     }
                 }
-                CStmt::Verdict(v) => {
-                    return match v {
-                        CVerdict::Accept => Step::Verdict(Decision::Accept),
-                        CVerdict::Drop => Step::Verdict(Decision::Drop),
-                        CVerdict::Continue => Step::Next,
-                        CVerdict::Return => Step::Return,
-                        CVerdict::Jump(c) => Step::Jump(*c),
-                        CVerdict::Goto(c) => Step::Goto(*c),
+                CStmt::Verdict(v) => return step(v),
+                CStmt::Lookup { table, neg } => match table.lookup(|f| field_value(f, ctx)) {
+                    Some(hit) if hit.is_some() != *neg => {}
+                    _ => return Step::Next,
+                },
+                CStmt::Vmap {
+                    table,
+                    verdicts,
+                    count,
+                } => {
+                    let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
+                        return Step::Next;
                     };
+                    if *count {
+                        bump(&block.counters[id as usize], ctx.len);
+                        if res.counted.try_push(id).is_err() {
+                            res.counted_overflow = true;
+                        }
+                    }
+                    return verdicts.get(e as usize).map_or(Step::Next, step);
                 }
                 CStmt::Reject(r) => return Step::Verdict(Decision::Reject(*r)),
                 CStmt::Log => {
@@ -457,6 +468,17 @@ impl CompiledRuleset {
         let r = self.rules.get(id as usize)?;
         let (t, c) = self.chain_pos[r.chain as usize];
         Some((t as usize, c as usize, r.index as usize, r.handle))
+    }
+}
+
+fn step(v: &CVerdict) -> Step {
+    match v {
+        CVerdict::Accept => Step::Verdict(Decision::Accept),
+        CVerdict::Drop => Step::Verdict(Decision::Drop),
+        CVerdict::Continue => Step::Next,
+        CVerdict::Return => Step::Return,
+        CVerdict::Jump(c) => Step::Jump(*c),
+        CVerdict::Goto(c) => Step::Goto(*c),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The compiled form of rules (the statement IR the lowering produces and the classifier
 //! and evaluator read) and the facts and outcomes of one evaluation.
 
+use super::keytable::KeyTable;
 use crate::nat::NatAction;
 use crate::rules::ast::{Field, Reject};
 use crate::wire::IpInfo;
@@ -194,4 +195,16 @@ pub(crate) enum CStmt {
     MetaMarkSet(u32),
     CtMarkSet(u32),
     Nat(NatAction),
+    /// A concatenation in an anonymous set (`!=`: `neg`).
+    Lookup {
+        table: Arc<KeyTable>,
+        neg: bool,
+    },
+    /// A verdict map: the element's verdict; no element: the rule ends. `count`: the rule
+    /// has no counter before this statement, so a hit bumps the rule's counter.
+    Vmap {
+        table: Arc<KeyTable>,
+        verdicts: Box<[CVerdict]>,
+        count: bool,
+    },
 }

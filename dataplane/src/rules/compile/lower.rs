@@ -4,6 +4,7 @@
 
 use super::classes::FirstPartitions;
 use super::ir::{CMatch, CStmt, CVerdict, Test};
+use super::keytable::{KeyTable, value_interval};
 use super::ruleset::{
     BaseEntry, CChain, CRule, CompiledRuleset, LOOPBACK, PortsByName, WorkerBlock, u32_of,
 };
@@ -174,6 +175,14 @@ fn compile_rule<'a>(
     let mut cacheable = true;
     let has_counter = r.stmts.iter().any(|s| matches!(s, Stmt::Counter { .. }));
     let mut counted = has_counter;
+    let cverdict = |v: &Verdict| match v {
+        Verdict::Accept => CVerdict::Accept,
+        Verdict::Drop => CVerdict::Drop,
+        Verdict::Continue => CVerdict::Continue,
+        Verdict::Return => CVerdict::Return,
+        Verdict::Jump(c) => CVerdict::Jump(chain_id(c)),
+        Verdict::Goto(c) => CVerdict::Goto(chain_id(c)),
+    };
     for s in &r.stmts {
         let terminal = matches!(s, Stmt::Verdict(..) | Stmt::Reject(..) | Stmt::Nat(..));
         if terminal && !counted {
@@ -182,23 +191,28 @@ fn compile_rule<'a>(
         }
         stmts.push(match s {
             Stmt::Match(m, pos) => {
-                if matches!(
-                    m.field,
-                    Field::TcpFlags | Field::MetaMark | Field::CtMark | Field::CtStatus
-                ) {
-                    cacheable = false;
-                }
+                cacheable &= flow_field(m.field);
                 CStmt::Match(compile_match((ti, t), m, *pos, ports, sets, budget)?)
             }
+            Stmt::Lookup(l, pos) => {
+                cacheable &= l.key.iter().all(|&f| flow_field(f));
+                let els = l.elements.iter().map(Vec::as_slice);
+                CStmt::Lookup {
+                    table: key_table(&l.key, els, ports, budget, s, *pos)?,
+                    neg: l.neg,
+                }
+            }
+            Stmt::Vmap(v, pos) => {
+                cacheable &= v.key.iter().all(|&f| flow_field(f));
+                let els = v.elements.iter().map(|(e, _)| e.as_slice());
+                CStmt::Vmap {
+                    table: key_table(&v.key, els, ports, budget, s, *pos)?,
+                    verdicts: v.elements.iter().map(|(_, d)| cverdict(d)).collect(),
+                    count: !counted,
+                }
+            }
             Stmt::Counter { .. } => CStmt::Counter,
-            Stmt::Verdict(v, _) => CStmt::Verdict(match v {
-                Verdict::Accept => CVerdict::Accept,
-                Verdict::Drop => CVerdict::Drop,
-                Verdict::Continue => CVerdict::Continue,
-                Verdict::Return => CVerdict::Return,
-                Verdict::Jump(c) => CVerdict::Jump(chain_id(c)),
-                Verdict::Goto(c) => CVerdict::Goto(chain_id(c)),
-            }),
+            Stmt::Verdict(v, _) => CStmt::Verdict(cverdict(v)),
             Stmt::Reject(x, _) => CStmt::Reject(*x),
             Stmt::Log { .. } => {
                 cacheable = false;
@@ -266,18 +280,52 @@ fn compile_rule<'a>(
     })
 }
 
-fn value_interval(kind: Kind, v: &Value) -> Option<(u128, u128)> {
-    Some(match v {
-        Value::Num(n) => (u128::from(*n), u128::from(*n)),
-        Value::Range(a, b) => (u128::from(*a), u128::from(*b)),
-        Value::Prefix(a, len) => {
-            let m = prefix_mask(kind, *len);
-            let lo = addr_to_u128(*a) & m;
-            (lo, lo | !m)
-        }
-        Value::AddrRange(a, b) => (addr_to_u128(*a), addr_to_u128(*b)),
-        Value::Str(_) => return None,
-    })
+/// A match on this field depends only on the flow, direction and ct state (its verdict
+/// may be cached in the conntrack entry).
+fn flow_field(f: Field) -> bool {
+    !matches!(
+        f,
+        Field::TcpFlags | Field::MetaMark | Field::CtMark | Field::CtStatus
+    )
+}
+
+/// The port indices an interface name stands for (`eth*` with `iifname`/`oifname`: every
+/// port it prefixes; `lo`: none). An unknown name is an error for `iif`/`oif` (an index is
+/// resolved when the rules are loaded) and matches nothing for `iifname`/`oifname`.
+fn port_indices(f: Field, name: &str, ports: &PortsByName) -> Result<Vec<u16>, String> {
+    let by_name = matches!(f, Field::Iifname | Field::Oifname);
+    let pattern = name.strip_suffix('*');
+    let hits: Vec<u16> = ports
+        .iter()
+        .filter(|(pname, _)| match pattern {
+            Some(p) if by_name => pname.starts_with(p),
+            _ => *pname == name,
+        })
+        .map(|(_, &idx)| idx)
+        .collect();
+    if hits.is_empty() && !by_name && name != LOOPBACK {
+        return Err(format!("no port named `{name}`"));
+    }
+    Ok(hits)
+}
+
+/// The hash table of a concatenation or verdict map, charged to the budget.
+fn key_table<'e>(
+    key: &[Field],
+    elements: impl Iterator<Item = &'e [Value]>,
+    ports: &PortsByName,
+    budget: &mut Budget,
+    s: &Stmt,
+    pos: Pos,
+) -> Result<Arc<KeyTable>, Error> {
+    let table = KeyTable::build(
+        key,
+        elements,
+        &|f, name| port_indices(f, name, ports),
+        &mut |n| budget.charge(n.saturating_mul(ENTRY_BYTES)),
+    )
+    .map_err(|m| Error::at(pos, &crate::rules::print::stmt(s), m))?;
+    Ok(Arc::new(table))
 }
 
 /// Sorts and merges intervals.
@@ -339,21 +387,9 @@ fn compile_match<'a>(
             let Value::Str(name) = v else {
                 return Err(Error::at(pos, "", "expected an interface name"));
             };
-            let pattern = name.strip_suffix('*');
-            let mut found = name == LOOPBACK;
-            for (pname, &idx) in ports {
-                let hit = match pattern {
-                    Some(p) if by_name => pname.starts_with(p),
-                    _ => pname == name,
-                };
-                if hit {
-                    iv.push((u128::from(idx), u128::from(idx)));
-                    found = true;
-                }
-            }
-            if !found && !by_name {
-                return Err(Error::at(pos, name, "no port of this name"));
-            }
+            let hits = port_indices(m.field, name, ports)
+                .map_err(|_| Error::at(pos, name, "no port of this name"))?;
+            iv.extend(hits.into_iter().map(|i| (u128::from(i), u128::from(i))));
         }
         Test::In(normalize(iv))
     } else if let Some(mask) = m.mask {

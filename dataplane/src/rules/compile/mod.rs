@@ -12,11 +12,13 @@
 //! touched only by new connections.
 //!
 //! The statement IR is in [`ir`], the ruleset's shape in [`ruleset`], the lowering in
-//! [`lower`], the evaluator in [`eval`].
+//! [`lower`], the evaluator in [`eval`], the hash tables of
+//! concatenations and verdict maps in [`keytable`].
 
 mod classes;
 mod eval;
 mod ir;
+mod keytable;
 mod lower;
 mod ruleset;
 

@@ -17,20 +17,8 @@ impl Parser {
         };
         let pos = t.pos;
         match w.as_str() {
-            "accept" => Ok(Stmt::Verdict(Verdict::Accept, pos)),
-            "drop" => Ok(Stmt::Verdict(Verdict::Drop, pos)),
-            "continue" => Ok(Stmt::Verdict(Verdict::Continue, pos)),
-            "return" => Ok(Stmt::Verdict(Verdict::Return, pos)),
-            "jump" | "goto" => {
-                let (target, _) = self.word("chain name")?;
-                Ok(Stmt::Verdict(
-                    if w == "jump" {
-                        Verdict::Jump(target)
-                    } else {
-                        Verdict::Goto(target)
-                    },
-                    pos,
-                ))
+            "accept" | "drop" | "continue" | "return" | "jump" | "goto" => {
+                Ok(Stmt::Verdict(self.verdict_rest(&w)?, pos))
             }
             "reject" => self.reject(pos),
             "counter" => {
@@ -92,26 +80,106 @@ impl Parser {
         }
     }
 
-    pub(super) fn meta_key(&mut self, k: &str, kp: Pos) -> Result<Stmt, Error> {
-        let field = match k {
-            "l4proto" => Field::MetaL4proto,
-            "nfproto" => Field::MetaNfproto,
-            "iif" => Field::Iif,
-            "oif" => Field::Oif,
-            "iifname" => Field::Iifname,
-            "oifname" => Field::Oifname,
-            "mark" => {
-                if self.eat_word("set") {
-                    let v = self.number_word()?;
-                    return u32::try_from(v)
-                        .map(Stmt::MetaMarkSet)
-                        .map_err(|_| Error::at(kp, k, "mark does not fit 32 bits"));
+    /// A verdict after its first word (`accept`, `jump CHAIN`, …).
+    pub(super) fn verdict_rest(&mut self, w: &str) -> Result<Verdict, Error> {
+        Ok(match w {
+            "accept" => Verdict::Accept,
+            "drop" => Verdict::Drop,
+            "continue" => Verdict::Continue,
+            "return" => Verdict::Return,
+            _ => {
+                let (target, _) = self.word("chain name")?;
+                if w == "jump" {
+                    Verdict::Jump(target)
+                } else {
+                    Verdict::Goto(target)
                 }
-                Field::MetaMark
             }
-            _ => return Err(Error::at(kp, k, unsupported(&format!("meta {k}")))),
-        };
+        })
+    }
+
+    pub(super) fn meta_key(&mut self, k: &str, kp: Pos) -> Result<Stmt, Error> {
+        if k == "mark" && self.eat_word("set") {
+            let v = self.number_word()?;
+            return u32::try_from(v)
+                .map(Stmt::MetaMarkSet)
+                .map_err(|_| Error::at(kp, k, "mark does not fit 32 bits"));
+        }
+        let field = Field::from_words("meta", k)
+            .ok_or_else(|| Error::at(kp, k, unsupported(&format!("meta {k}"))))?;
         self.match_rest(field, kp)
+    }
+
+    /// One field of a concatenation (after a `.`).
+    fn key_field(&mut self) -> Result<Field, Error> {
+        let (w, p) = self.word("a field")?;
+        let (a, b) = match w.as_str() {
+            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" => {
+                ("meta".to_owned(), w.clone())
+            }
+            _ => (w.clone(), self.word("a field")?.0),
+        };
+        Field::from_words(&a, &b)
+            .ok_or_else(|| Error::at(p, &w, unsupported(&format!("{a} {b} in a concatenation"))))
+    }
+
+    /// After the first field of a concatenation or a verdict map key:
+    /// `[. FIELD]… vmap { e : VERDICT, … }` or `. FIELD [. FIELD]… [!=] { e, … }`.
+    fn concat_rest(&mut self, first: Field, pos: Pos) -> Result<Stmt, Error> {
+        let mut key = vec![first];
+        while self.peek_word() == Some(".") {
+            let t = self.next();
+            if key.len() == MAX_CONCAT {
+                return self.err(
+                    &t,
+                    format!("more than {MAX_CONCAT} fields in a concatenation"),
+                );
+            }
+            key.push(self.key_field()?);
+        }
+        if self.eat_word("vmap") {
+            let elements = self.brace_list(|p| {
+                let e = p.elem(&key)?;
+                let t = p.next();
+                if t.tok != Tok::Word(":".into()) {
+                    return p.err(&t, "expected ` : ` and a verdict");
+                }
+                let (w, wp) = p.word("a verdict")?;
+                if !matches!(
+                    w.as_str(),
+                    "accept" | "drop" | "continue" | "return" | "jump" | "goto"
+                ) {
+                    return Err(Error::at(wp, &w, "expected a verdict"));
+                }
+                Ok((e, p.verdict_rest(&w)?))
+            })?;
+            return Ok(Stmt::Vmap(Vmap { key, elements }, pos));
+        }
+        let t = self.peek().clone();
+        let neg = match self.op()? {
+            Op::Implicit | Op::Eq => false,
+            Op::Ne => true,
+            _ => return self.err(&t, "a concatenation is compared with `{ … }`"),
+        };
+        if !self.is_punct('{') {
+            let t = self.peek().clone();
+            return self.err(&t, "expected `{` after a concatenation");
+        }
+        let elements = self.brace_list(|p| p.elem(&key))?;
+        Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
+    }
+
+    /// One element of a concatenated key: `v1 . v2 …`.
+    fn elem(&mut self, key: &[Field]) -> Result<Elem, Error> {
+        let mut e = Vec::with_capacity(key.len());
+        for (i, f) in key.iter().enumerate() {
+            if i > 0 && !self.eat_word(".") {
+                let t = self.next();
+                return self.err(&t, "expected ` . ` and the next value of the concatenation");
+            }
+            e.push(self.value(f.kind())?);
+        }
+        Ok(e)
     }
 
     pub(super) fn ct(&mut self, pos: Pos) -> Result<Stmt, Error> {
@@ -291,6 +359,9 @@ impl Parser {
 
     /// After a field: `[& MASK] [OP] RHS` or `VALUE / MASK`.
     pub(super) fn match_rest(&mut self, field: Field, pos: Pos) -> Result<Stmt, Error> {
+        if matches!(self.peek_word(), Some("." | "vmap")) {
+            return self.concat_rest(field, pos);
+        }
         let kind = field.kind();
         let mut mask = None;
         if self.eat_punct('&') {
@@ -415,6 +486,14 @@ impl Parser {
     }
 
     pub(super) fn brace_values(&mut self, kind: Kind) -> Result<Vec<Value>, Error> {
+        self.brace_list(|p| p.value(kind))
+    }
+
+    /// `{ ITEM, … }` (not empty; newlines allowed between items).
+    fn brace_list<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
         self.expect_punct('{')?;
         let mut out = Vec::new();
         loop {
@@ -424,7 +503,7 @@ impl Parser {
             if self.eat_punct('}') {
                 break;
             }
-            out.push(self.value(kind)?);
+            out.push(item(self)?);
             while matches!(self.peek().tok, Tok::Newline) {
                 self.next();
             }
