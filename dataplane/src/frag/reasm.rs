@@ -434,13 +434,13 @@ impl ReasmTable {
             limits,
             capacity,
             queues: vec![Queue::empty(); nqueues].into_boxed_slice(),
-            free_queues: (0..nqueues as u32).rev().collect(),
+            free_queues: (0..nqueues).rev().map(sat_u32).collect(),
             buckets: vec![NIL; nbuckets].into_boxed_slice(),
             oldest: NIL,
             newest: NIL,
             live: 0,
             arena: vec![0u8; nchunks * CHUNK].into_boxed_slice(),
-            free_chunks: (0..nchunks as u16).rev().collect(),
+            free_chunks: (0..nchunks).rev().map(sat_u16).collect(),
             mem: 0,
             hasher: RandomState::new(),
             stats: FragStats::default(),
@@ -580,7 +580,7 @@ impl ReasmTable {
     }
 
     fn bucket(&self, key: &FragKey) -> usize {
-        (self.hasher.hash_one(key) as usize) & (self.buckets.len() - 1)
+        usize::try_from(self.hasher.hash_one(key) & (self.buckets.len() as u64 - 1)).unwrap_or(0)
     }
 
     fn find(&self, key: &FragKey) -> Option<u32> {
@@ -719,7 +719,7 @@ impl ReasmTable {
             }
         };
         let mut end = inc.end;
-        if end > 65535 || (v4 && end + inc.size as u32 - inc.data.len() as u32 > 65535) {
+        if end > 65535 || (v4 && end + u32::from(inc.size) - sat_u32(inc.data.len()) > 65535) {
             return Err(malformed(FragDrop::Oversize));
         }
         let q = &mut self.queues[qi as usize];
@@ -746,7 +746,7 @@ impl ReasmTable {
         if end <= inc.offset {
             return Err(malformed(FragDrop::Malformed));
         }
-        let (start, end16) = (inc.offset as u16, end as u16);
+        let (start, end16) = (sat_u16(inc.offset as usize), sat_u16(end as usize));
         let pos = runs_insert(&q.frags[..usize::from(q.nfrags)], start, end16)?;
         if usize::from(q.nfrags) == MAX_FRAGS {
             return Err(Refused::Datagram(FragDrop::TooMany));
@@ -795,11 +795,11 @@ impl ReasmTable {
         q.meat += u32::from(end16 - start);
         if start == 0 {
             q.hdr[..inc.hdr.len()].copy_from_slice(inc.hdr);
-            q.hdr_len = inc.hdr.len() as u8;
+            q.hdr_len = u8::try_from(inc.hdr.len()).unwrap_or(u8::MAX);
             q.nh_off = inc.nh_off;
             q.next_proto = inc.next_proto;
         }
-        let size = inc.size - (inc.end - u32::from(end16)) as u16;
+        let size = inc.size - sat_u16((inc.end - u32::from(end16)) as usize);
         q.max_size = q.max_size.max(size);
         if inc.df {
             q.max_df_size = q.max_df_size.max(size);
@@ -824,14 +824,14 @@ impl ReasmTable {
         match self.family {
             Family::V4 => {
                 let mut ip = Ipv4Packet::new_unchecked(&mut out[..hl + len]);
-                ip.set_total_len((hl + len) as u16);
+                ip.set_total_len(sat_u16(hl + len));
                 ip.set_frag(df, false, 0);
                 ip.fill_checksum();
             }
             Family::V6 => {
                 out[usize::from(q.nh_off)] = q.next_proto;
                 let mut ip = Ipv6Packet::new_unchecked(&mut out[..hl + len]);
-                ip.set_payload_len((hl - ipv6::HEADER_LEN + len) as u16);
+                ip.set_payload_len(sat_u16(hl - ipv6::HEADER_LEN + len));
             }
         }
         let mut ends = [0u16; MAX_FRAGS];
@@ -910,7 +910,7 @@ fn incoming_v4(packet: &[u8]) -> Result<Option<Incoming<'_>>, FragDrop> {
     Ok(Some(Incoming {
         key,
         offset,
-        end: offset + data.len() as u32,
+        end: offset + sat_u32(data.len()),
         more: ip.more_frags(),
         df: ip.dont_frag(),
         size: ip.total_len(),
@@ -971,15 +971,24 @@ fn incoming_v6(packet: &[u8]) -> Result<Option<Incoming<'_>>, FragDrop> {
     Ok(Some(Incoming {
         key,
         offset,
-        end: offset + data.len() as u32,
+        end: offset + sat_u32(data.len()),
         more,
         df: false,
-        size: (ipv6::HEADER_LEN + payload.len()) as u16,
+        size: sat_u16(ipv6::HEADER_LEN + payload.len()),
         hdr: &packet[..unfrag],
         nh_off: u8::try_from(nh_at).unwrap_or(u8::MAX),
         next_proto: h[0],
         data,
     }))
+}
+
+/// `x` as u16 (callers have bounded it; saturates otherwise).
+pub(super) fn sat_u16(x: usize) -> u16 {
+    u16::try_from(x).unwrap_or(u16::MAX)
+}
+
+fn sat_u32(x: usize) -> u32 {
+    u32::try_from(x).unwrap_or(u32::MAX)
 }
 
 /// The IPv4 header checksum of `hdr` is complete (used by tests and refragmentation).

@@ -20,7 +20,7 @@
 //! Buffers: the caller iterates the [`Plan`] and hands one output buffer per [`Piece`] to
 //! [`write_fragment`] (an mbuf's data room in the pipeline); nothing allocates.
 
-use super::reasm::{Geometry, Reassembled};
+use super::reasm::{Geometry, Reassembled, sat_u16};
 use crate::DropReason;
 use crate::wire::Family;
 use crate::wire::ipv4::{HEADER_LEN as V4_HEADER_LEN, Ipv4Packet};
@@ -113,7 +113,7 @@ pub fn plan(r: &Reassembled, mtu: usize) -> Result<Plan, DropReason> {
             if step < 8 {
                 return Err(DropReason::PacketTooBig);
             }
-            Some(step as u16)
+            Some(sat_u16(step))
         };
     Ok(Plan {
         geometry: *g,
@@ -145,7 +145,7 @@ pub fn write_fragment(
             }
             out[hl..].copy_from_slice(data);
             let mut ip = Ipv4Packet::new_unchecked(&mut *out);
-            ip.set_total_len(total as u16);
+            ip.set_total_len(sat_u16(total));
             ip.set_frag(r.geometry.df, piece.more, piece.offset);
             ip.fill_checksum();
         }
@@ -161,7 +161,7 @@ pub fn write_fragment(
             fh[4..8].copy_from_slice(&r.geometry.ident.to_be_bytes());
             out[hl + FRAG_HDR_LEN..].copy_from_slice(data);
             let mut ip = Ipv6Packet::new_unchecked(&mut *out);
-            ip.set_payload_len((total - ipv6::HEADER_LEN) as u16);
+            ip.set_payload_len(sat_u16(total - ipv6::HEADER_LEN));
         }
     }
     Some(total)

@@ -1,3 +1,4 @@
+#![allow(clippy::cast_possible_truncation)] // test data built from small lengths and counters
 use super::reasm::{CHUNK, QUEUE_COST};
 use super::testdata::linux;
 use super::*;
