@@ -99,6 +99,14 @@ drop_reasons! {
     /// IPv4 loose or strict source route option (LSRR, SSRR): dropped whatever its
     /// destination, as Linux does with `accept_source_route = 0` (its default).
     SourceRoute = "source_route",
+    // IP reassembly (`frag`): the finer reason of each is a `frag::FragDrop` counter.
+    /// A fragment refused for what it is: overlapping, duplicate, malformed, oversize, or
+    /// beyond what a reassembly queue holds (and held fragments of a datagram such a
+    /// fragment killed).
+    FragInvalid = "frag_invalid",
+    /// A fragment dropped for lack of resources: the memory budget, or held by a datagram
+    /// that timed out (`ipfrag_time`) or was evicted.
+    FragDiscarded = "frag_discarded",
 }
 
 #[cfg(test)]

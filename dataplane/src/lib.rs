@@ -8,6 +8,8 @@
 //! - [`drop`]: [`DropReason`], the counted reasons a packet is dropped.
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
 //!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].
+//! - [`frag`]: IP reassembly for tracking and refragmentation on output (per-worker
+//!   tables with Linux's `ipfrag_*` limits; byte slices in, caller-owned buffers out).
 //! - [`route`]: interfaces, connected and static routes, neighbour tables.
 //! - [`conntrack`]: flow keys, the per-worker connection table, protocol trackers with
 //!   Linux `nf_conntrack` semantics, timers, statistics and events. (Today it still speaks
@@ -34,6 +36,7 @@ pub mod config;
 pub mod conntrack;
 pub mod control;
 pub mod drop;
+pub mod frag;
 pub mod nat;
 pub mod route;
 pub mod rules;

@@ -22,7 +22,7 @@ pub mod tcp;
 pub mod udp;
 
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;
 

@@ -20,7 +20,7 @@ pub fn source_routed() -> Vec<(String, Vec<u8>)> {
 }
 
 /// `tcpdump -xx` output: a description line, then `0xOFFS:  hex` lines.
-fn read(text: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn read(text: &str) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for line in text.lines() {
         if let Some(hex) = line.trim_start().strip_prefix("0x") {
