@@ -39,36 +39,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
         "applying tunables takes the Table that holds them",
     ),
     (
-        "dataplane/src/nat/alloc.rs",
-        "dataplane/src/nat/mod.rs",
-        "NatAction, NatError, NatKind, Tuple live in mod.rs, which re-exports alloc",
-    ),
-    (
-        "dataplane/src/nat/apply.rs",
-        "dataplane/src/nat/mod.rs",
-        "Binding, Tuple live in mod.rs, which re-exports apply",
-    ),
-    (
-        "dataplane/src/nat/rss.rs",
-        "dataplane/src/nat/mod.rs",
-        "Tuple lives in mod.rs, which re-exports rss",
-    ),
-    (
-        "dataplane/src/wire/arp.rs",
-        "dataplane/src/wire/mod.rs",
-        "ArpInfo (the parse summary types) lives in mod.rs, which re-exports parse",
-    ),
-    (
-        "dataplane/src/wire/tcp.rs",
-        "dataplane/src/wire/mod.rs",
-        "TcpFlags, TcpInfo live in mod.rs, which re-exports parse",
-    ),
-    (
-        "dataplane/src/wire/parse.rs",
-        "dataplane/src/wire/mod.rs",
-        "Parsed and the summary types live in mod.rs, which re-exports parse",
-    ),
-    (
         "dataplane/src/worker/pipeline.rs",
         "dataplane/src/worker/mod.rs",
         "Action, WorkerCommand, WorkerReply live in mod.rs, which re-exports the pipeline",
