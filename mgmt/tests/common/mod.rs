@@ -326,31 +326,11 @@ pub fn matches(f: &CtFilter, e: &CtEntry) -> bool {
         && mark_ok
 }
 
+/// fwd's own validator (names and ranges; the real one also checks `nf_conntrack_max`
+/// against each worker's table), so the fake cannot drift from it.
 fn check_tunable(name: &str, v: u64) -> Result<(), ControlError> {
-    let range = match name {
-        "nf_conntrack_max" => 2..=(1 << 27),
-        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => 0..=1,
-        n if n.starts_with("nf_conntrack_") && n.contains("timeout") => 1..=(1 << 31),
-        _ => {
-            return Err(ControlError::new(
-                ErrorCode::BadTunable,
-                format!("unknown tunable {name}"),
-            )
-            .field(name));
-        }
-    };
-    if !range.contains(&v) {
-        return Err(ControlError::new(
-            ErrorCode::BadTunable,
-            format!(
-                "{name}: {v} is out of range {}..={}",
-                range.start(),
-                range.end()
-            ),
-        )
-        .field(name));
-    }
-    Ok(())
+    dataplane::conntrack::tunables::check_tunable(name, v)
+        .map_err(|m| ControlError::new(ErrorCode::BadTunable, m).field(name))
 }
 
 impl FakeState {
