@@ -836,6 +836,13 @@ impl Table {
         }
     }
 
+    /// Clears the verdict-cache slots of every entry (the rules engine's epoch wrapped).
+    pub fn clear_verdict_slots(&mut self) {
+        for e in self.entries.iter_mut() {
+            e.verdict = [0; 2];
+        }
+    }
+
     /// The `ct count` bookkeeping slot.
     pub fn count_slot(&self, id: EntryId) -> Option<u16> {
         self.get(id).map(|e| e.count_slot)

@@ -1756,3 +1756,66 @@ fn icmp_limiter_ignores_time_going_back_and_saturates_long_gaps() {
     assert!(l.allow(u64::MAX));
     assert!(!l.allow(u64::MAX));
 }
+
+/// Issue 15: the verdict cache kept 16 bits of the ruleset generation, so a verdict
+/// cached under generation g was taken again under g + 65 536. The slot's epoch is exact
+/// now: a flow cached under the first generation is evaluated afresh (and dropped) by a
+/// generation 65 536 publishes later, even when another flow's path of the new
+/// generation has the same path id.
+#[test]
+fn a_cached_verdict_never_outlives_its_generation_even_after_65536_publishes() {
+    let accept = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  udp dport 53 counter accept\n }\n}\n";
+    let drop_53 = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  udp dport 53 drop\n }\n}\n";
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let (mut p, mut publisher) = with_ruleset(accept);
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let a = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    let b = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 54, 8);
+    let fwd = |x: Action| matches!(x, Action::Forward { .. });
+    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: new");
+    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: evaluated, cached");
+    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: cache hit");
+    assert_eq!(p.counters().proc.verdict_cache_hits, 1);
+    // 65 536 publishes later the generation's low 16 bits are those of the first.
+    let compiled = crate::rules::load_text(drop_53, &names, 1).unwrap();
+    let mut last = publisher.publish(compiled);
+    for _ in 1..65_536 {
+        last = publisher.publish(crate::rules::load_text(drop_53, &names, 1).unwrap());
+    }
+    assert_eq!(last & 0xffff, 1);
+    p.tick(2_000);
+    // B is cached under the new generation with the first path id of its table.
+    assert!(fwd(run(&mut p, 0, &mut b(), &mut s)), "B: new");
+    assert!(fwd(run(&mut p, 0, &mut b(), &mut s)), "B: evaluated, cached");
+    assert_eq!(
+        run(&mut p, 0, &mut a(), &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "A is evaluated by the running generation"
+    );
+}
+
+/// When the verdict epoch's bits in the slot wrap, every slot is cleared: a verdict
+/// cached just before the wrap is not taken after it.
+#[test]
+fn the_verdict_epoch_wrap_clears_every_slot() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    p.set_verdict_epoch((1 << 30) - 1);
+    for _ in 0..3 {
+        run(&mut p, 0, &mut out(), &mut s);
+    }
+    assert_eq!(p.counters().proc.verdict_cache_hits, 1);
+    // The bump wraps the 30 bits to 0 (then 1): the slot holding epoch 2^30 - 1 would
+    // not match anyway; 2^30 bumps later it would, were it not cleared now.
+    drop(p.adopt_routes(routes()));
+    p.set_verdict_epoch((1 << 30) - 1);
+    run(&mut p, 0, &mut out(), &mut s);
+    assert_eq!(
+        p.counters().proc.verdict_cache_hits,
+        1,
+        "evaluated: the slot was cleared by the wrap"
+    );
+}

@@ -204,8 +204,11 @@ pub struct Pipeline {
     /// conntrack's `events_dropped` when events were last taken (the `lost` of the next
     /// `TakeEvents`).
     events_lost_seen: u64,
-    /// Bumped by `adopt_routes` (part of the verdict-cache key: `oif` may change).
-    route_epoch: u16,
+    /// Bumped whenever a cached verdict may no longer hold: a ruleset generation is
+    /// adopted, or a route table (`oif` may change). Its low [`CACHE_EPOCH_BITS`] bits
+    /// are part of every verdict-cache key; when they wrap, every slot is cleared
+    /// ([`Pipeline::bump_verdict_epoch`]), so a slot never matches a later epoch.
+    verdict_epoch: u64,
     /// The packet being processed: its verdict-cache entry and key (an established
     /// packet of a ruleset), whether its verdict came from the cache, and whether every
     /// hook evaluated so far was cacheable.
@@ -237,13 +240,15 @@ pub struct Pipeline {
 /// Connections of the held table examined per [`Pipeline::tick`].
 const SWEEP_BUDGET: usize = 256;
 
-/// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
-/// state bit, input port, route epoch (14 bits), path id (16 bits: the rules to credit),
-/// ruleset generation (16 bits).
+/// Verdict-cache slot layout (the entry's opaque `u64`): valid (bit 63), drop (62),
+/// direction (61), ct state bit (54..61), input port (46..54), path id (30..46: the rules
+/// to credit), verdict epoch (0..30, [`Pipeline::verdict_epoch`]).
 const CACHE_VALID: u64 = 1 << 63;
 const CACHE_DROP: u64 = 1 << 62;
-const CACHE_PATH_SHIFT: u32 = 16;
+const CACHE_PATH_SHIFT: u32 = 30;
 const CACHE_PATH: u64 = 0xffff << CACHE_PATH_SHIFT;
+const CACHE_EPOCH_BITS: u32 = 30;
+const CACHE_EPOCH: u64 = (1 << CACHE_EPOCH_BITS) - 1;
 
 /// Most counter bumps on one cached path (a longer path is not cached).
 const MAX_PATH: usize = 32;
@@ -310,7 +315,7 @@ impl Pipeline {
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
             events_lost_seen: 0,
-            route_epoch: 0,
+            verdict_epoch: 1,
             cache: None,
             cache_hit: false,
             path_cacheable: false,
@@ -409,8 +414,25 @@ impl Pipeline {
     /// Adopts a new route table between bursts; returns the old one.
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
         self.counters.proc.snapshots_adopted += 1;
-        self.route_epoch = self.route_epoch.wrapping_add(1);
+        self.bump_verdict_epoch();
         std::mem::replace(&mut self.routes, routes)
+    }
+
+    /// Test hook: the verdict epoch (to reach its wrap without 2^30 route adoptions).
+    #[cfg(test)]
+    pub(crate) fn set_verdict_epoch(&mut self, e: u64) {
+        self.verdict_epoch = e;
+    }
+
+    /// A new verdict epoch: every cached verdict misses from now on. When the epoch's
+    /// bits in the slot wrap (after 2^30 bumps) every slot of the table is cleared first,
+    /// so an old slot can never match again.
+    fn bump_verdict_epoch(&mut self) {
+        self.verdict_epoch += 1;
+        if self.verdict_epoch & CACHE_EPOCH == 0 {
+            self.ct.clear_verdict_slots();
+            self.verdict_epoch += 1;
+        }
     }
 
     /// Between bursts: expire connections (a budget that follows the inserts since the
@@ -426,6 +448,7 @@ impl Pipeline {
         {
             self.counters.proc.snapshots_adopted += 1;
             // Slots of the old generation miss from now on: their paths are garbage.
+            self.bump_verdict_epoch();
             self.paths.clear();
             self.path_ids.clear();
         }
@@ -1018,7 +1041,7 @@ impl Pipeline {
         ip: &IpInfo,
         in_port: u16,
     ) -> Option<(EntryId, Direction, u64)> {
-        let rules = self.rules.as_ref()?;
+        self.rules.as_ref()?;
         let (id, dir) = ct.entry?;
         if ct.new_key.is_some() || matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
             return None;
@@ -1028,8 +1051,7 @@ impl Pipeline {
             | u64::from(dir == Direction::Reply) << 61
             | u64::from(ct.bit & 0x7f) << 54
             | u64::from(port) << 46
-            | u64::from(self.route_epoch & 0x3fff) << 32
-            | (rules.get().generation() & 0xffff);
+            | (self.verdict_epoch & CACHE_EPOCH);
         Some((id, dir, key))
     }
 
