@@ -16,6 +16,11 @@ use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
 
+#[path = "recipe.rs"]
+mod recipe;
+use recipe::Recipe;
+pub use recipe::{FastKey, FastPlan, NO_PATH, RecipeArgs, apply_delta};
+
 /// Index of an entry in its worker's table. Valid until the entry is deleted (by
 /// [`Table::remove`], expiry, early drop, or an [`Outcome`] that says so).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +86,10 @@ struct Entry {
     /// The index bucket holding each direction's reference (kept up to date by cuckoo
     /// moves), so removal needs no hashing.
     pos: [u32; 2],
+    /// The timeout of the entry's valid fast-path recipes (0: none; `recipe.rs`).
+    recipe_secs: u32,
+    /// Non-zero once a recipe was built at this slot (its line then needs clearing).
+    recipe_used: u8,
 }
 
 /// Accounting counters of a connection (Linux `acct` extension), 32 bytes aligned to
@@ -111,6 +120,8 @@ impl Entry {
         status: 0,
         stream_tick: 0,
         pos: [0; 2],
+        recipe_secs: 0,
+        recipe_used: 0,
     };
 
     fn tuple(&self, dir: Direction) -> &FlowKey {
@@ -292,6 +303,10 @@ pub struct Table {
     inserts_at_tick: u64,
     /// Source ports held by this worker's SNAT connections (`nat::pool`).
     ports: PortPools,
+    /// Fast-path recipes, two per slot (`recipe.rs`).
+    recipes: Vec<Recipe>,
+    /// Slot, direction and timeout (0: none) of the last packet the tracker refreshed.
+    last_track: (u32, Direction, u32),
     /// Resume point of an interrupted [`Table::delete_matching`].
     pub(crate) delete_cursor: u32,
 }
@@ -353,6 +368,8 @@ impl Table {
             idle_since: None,
             inserts_at_tick: 0,
             ports: PortPools::for_capacity(capacity),
+            recipes: super::alloc::filled(2 * capacity as usize, Recipe::default()),
+            last_track: (NIL, Direction::Original, 0),
             delete_cursor: 0,
         }
     }
@@ -380,7 +397,9 @@ impl Table {
     /// Bytes allocated for entries (hot part and side arrays) and the index (not the event
     /// ring or the timer wheel, which do not grow with the capacity).
     pub fn memory(&self) -> usize {
-        self.entries.len() * (ENTRY_BYTES + COLD_BYTES) + self.buckets.len() * size_of::<Bucket>()
+        self.entries.len() * (ENTRY_BYTES + COLD_BYTES)
+            + self.recipes.len() * size_of::<Recipe>()
+            + self.buckets.len() * size_of::<Bucket>()
     }
 
     /// Bytes per entry of the index and the hot parts only: what lookups touch.
@@ -746,6 +765,7 @@ impl Table {
     /// hashing), timer link, DESTROY event, its NAT port, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
         self.emit(EventType::Destroy, idx, now);
+        self.recipe_clear(idx);
         self.remove_ref(idx, Direction::Original);
         self.remove_ref(idx, Direction::Reply);
         self.unlink(idx);
@@ -831,8 +851,11 @@ impl Table {
 
     /// Sets the verdict-cache slot of direction `dir`.
     pub fn set_verdict_slot(&mut self, id: EntryId, dir: Direction, v: u64) {
-        if let Some(e) = self.get_mut(id) {
+        if let Some(e) = self.get_mut(id)
+            && e.verdict[dir as usize] != v
+        {
             e.verdict[dir as usize] = v;
+            self.recipe_slot_changed(id.0, dir);
         }
     }
 
@@ -859,7 +882,11 @@ impl Table {
     pub fn counters_of(&self, id: EntryId, dir: Direction) -> Option<(u64, u64)> {
         self.get(id).map(|_| {
             let c = &self.acct[id.0 as usize];
-            (c.packets[dir.index()], c.bytes[dir.index()])
+            let (p, b) = self.recipe_pending(id.0);
+            (
+                c.packets[dir.index()] + p[dir.index()],
+                c.bytes[dir.index()] + b[dir.index()],
+            )
         })
     }
 
@@ -876,6 +903,7 @@ impl Table {
     pub(crate) fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
         let e = &self.entries[idx as usize];
         let c = &self.acct[idx as usize];
+        let (p, b) = self.recipe_pending(idx);
         Snapshot {
             id: EntryId(idx),
             orig: e.orig,
@@ -883,8 +911,8 @@ impl Table {
             tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
             status: e.status & !PORT_HELD,
             mark: e.mark,
-            packets: c.packets,
-            bytes: c.bytes,
+            packets: [c.packets[0] + p[0], c.packets[1] + p[1]],
+            bytes: [c.bytes[0] + b[0], c.bytes[1] + b[1]],
             timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
         }
     }
@@ -1108,6 +1136,7 @@ impl Table {
             e.status = new_status;
         }
         let changed = new_state != old_state || new_status != status;
+        self.recipe_tracked(idx, dir, timeout, changed);
         if kill {
             self.destroy(idx, now);
             return Outcome::Tracked {

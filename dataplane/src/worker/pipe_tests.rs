@@ -17,13 +17,13 @@ use crate::route::{
 };
 use crate::wire::{Addr, Family, proto};
 
-const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
-const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
-const HOST_MAC: Mac = [2, 0, 0, 0, 1, 10];
-const GW1_MAC: Mac = [2, 0, 0, 0, 2, 254];
-const GW2_MAC: Mac = [2, 0, 0, 0, 2, 253];
+pub(super) const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
+pub(super) const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
+pub(super) const HOST_MAC: Mac = [2, 0, 0, 0, 1, 10];
+pub(super) const GW1_MAC: Mac = [2, 0, 0, 0, 2, 254];
+pub(super) const GW2_MAC: Mac = [2, 0, 0, 0, 2, 253];
 
-fn v4(a: [u8; 4]) -> Addr {
+pub(super) fn v4(a: [u8; 4]) -> Addr {
     Addr::from_v4(a)
 }
 
@@ -31,7 +31,7 @@ fn v6(s: &str) -> Addr {
     Addr::from(s.parse::<std::net::IpAddr>().unwrap())
 }
 
-fn routes() -> Arc<RouteTable> {
+pub(super) fn routes() -> Arc<RouteTable> {
     let mut b = RouteTableBuilder::new();
     b.port_address(0, v4([198, 18, 0, 1]), 24).unwrap();
     b.port_address(1, v4([198, 19, 0, 1]), 24).unwrap();
@@ -46,7 +46,7 @@ fn routes() -> Arc<RouteTable> {
     Arc::new(b.build())
 }
 
-fn ports() -> Vec<PortInfo> {
+pub(super) fn ports() -> Vec<PortInfo> {
     vec![
         PortInfo {
             mac: LAN_MAC,
@@ -61,7 +61,7 @@ fn ports() -> Vec<PortInfo> {
     ]
 }
 
-fn config() -> PipelineConfig {
+pub(super) fn config() -> PipelineConfig {
     PipelineConfig {
         ports: ports(),
         ct_capacity: 1024,
@@ -71,7 +71,7 @@ fn config() -> PipelineConfig {
     }
 }
 
-fn neighbors() -> Arc<NeighborSnapshot> {
+pub(super) fn neighbors() -> Arc<NeighborSnapshot> {
     let mut c: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
     c.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     c.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
@@ -108,7 +108,7 @@ fn naive_sum(parts: &[&[u8]]) -> u16 {
 }
 
 /// Asserts the IP header checksum (IPv4) and the L4 checksum of the IP packet at `l3`.
-fn assert_checksums(f: &[u8], l3: usize) {
+pub(super) fn assert_checksums(f: &[u8], l3: usize) {
     let (family, hl, p, src, dst) = if f[l3] >> 4 == 4 {
         let hl = usize::from(f[l3] & 15) * 4;
         assert_eq!(
@@ -147,17 +147,17 @@ fn assert_checksums(f: &[u8], l3: usize) {
     assert_eq!(sum, 0xffff, "l4 checksum of proto {p}");
 }
 
-struct Pkt {
-    family: Family,
-    src: Addr,
-    dst: Addr,
-    ttl: u8,
-    dst_mac: Mac,
-    src_mac: Mac,
+pub(super) struct Pkt {
+    pub(super) family: Family,
+    pub(super) src: Addr,
+    pub(super) dst: Addr,
+    pub(super) ttl: u8,
+    pub(super) dst_mac: Mac,
+    pub(super) src_mac: Mac,
 }
 
 impl Pkt {
-    fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
+    pub(super) fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
         Pkt {
             family: Family::V4,
             src: v4(src),
@@ -177,17 +177,17 @@ impl Pkt {
             src_mac: HOST_MAC,
         }
     }
-    fn ttl(mut self, t: u8) -> Self {
+    pub(super) fn ttl(mut self, t: u8) -> Self {
         self.ttl = t;
         self
     }
-    fn dst_mac(mut self, m: Mac) -> Self {
+    pub(super) fn dst_mac(mut self, m: Mac) -> Self {
         self.dst_mac = m;
         self
     }
 
     /// A frame carrying `l4` (checksum field at `csum_off` filled in).
-    fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
+    pub(super) fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
         let hl = if self.family == Family::V4 { 20 } else { 40 };
         let mut f = vec![0u8; ETH_LEN + hl + l4.len()];
         let et = if self.family == Family::V4 {
@@ -219,7 +219,7 @@ impl Pkt {
         f
     }
 
-    fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+    pub(super) fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
         let mut l4 = vec![0u8; 8 + payload];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -230,7 +230,7 @@ impl Pkt {
         self.build(proto::UDP, l4, Some(6))
     }
 
-    fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    pub(super) fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
         let mut l4 = vec![0u8; 20];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -257,7 +257,7 @@ impl Pkt {
     }
 }
 
-fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
+pub(super) fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
     p.process(port, frame, 1_000, scratch)
 }
 
@@ -798,7 +798,7 @@ fn with_rules() -> Pipeline {
 
 /// A pipeline (worker 0 of 1, ports lan/wan) running ruleset `src`, and the publisher of
 /// its generations (its counters are the rules' counters).
-fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
+pub(super) fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
     let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
         .collect();
@@ -814,7 +814,7 @@ fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
     (p, publisher)
 }
 
-fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
+pub(super) fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
     f[0..6].copy_from_slice(&WAN_MAC);
     f[6..12].copy_from_slice(&GW1_MAC);
     f
@@ -1037,7 +1037,7 @@ impl Cluster {
     }
 }
 
-fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+pub(super) fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
     let ip = &f[ETH_LEN..];
     let l4 = &ip[20..];
     (
@@ -1775,7 +1775,10 @@ fn a_cached_verdict_never_outlives_its_generation_even_after_65536_publishes() {
     let b = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 54, 8);
     let fwd = |x: Action| matches!(x, Action::Forward { .. });
     assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: new");
-    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: evaluated, cached");
+    assert!(
+        fwd(run(&mut p, 0, &mut a(), &mut s)),
+        "A: evaluated, cached"
+    );
     assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: cache hit");
     assert_eq!(p.counters().proc.verdict_cache_hits, 1);
     // 65 536 publishes later the generation's low 16 bits are those of the first.
@@ -1788,7 +1791,10 @@ fn a_cached_verdict_never_outlives_its_generation_even_after_65536_publishes() {
     p.tick(2_000);
     // B is cached under the new generation with the first path id of its table.
     assert!(fwd(run(&mut p, 0, &mut b(), &mut s)), "B: new");
-    assert!(fwd(run(&mut p, 0, &mut b(), &mut s)), "B: evaluated, cached");
+    assert!(
+        fwd(run(&mut p, 0, &mut b(), &mut s)),
+        "B: evaluated, cached"
+    );
     assert_eq!(
         run(&mut p, 0, &mut a(), &mut s),
         Action::Drop(DropReason::FilterDrop),

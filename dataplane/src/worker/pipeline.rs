@@ -32,13 +32,17 @@ use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{CtNat, NatAction, Tuple};
-use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
+use crate::route::{AdjTable, Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::compile::MAX_CT_TOKENS;
 use crate::rules::{CtCountToken, Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
+
+#[path = "fast.rs"]
+mod fast;
+pub use fast::MAX_VECTOR;
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,7 +239,18 @@ pub struct Pipeline {
     held: HeldTable,
     /// Steering records of dead connections, for the I/O edge to withdraw.
     unsteer_out: Vec<Steering>,
+    /// The fast path (`fast.rs`): the vector being processed, the adjacencies of the
+    /// current epoch, the epoch recipes are valid for (bumped whenever a ruleset
+    /// generation, route table, neighbour snapshot or tunables are adopted), and the
+    /// forwarded established packet that may leave a recipe.
+    vector: fast::VectorState,
+    adj: AdjTable,
+    recipe_epoch: u64,
+    sent: Option<fast::Sent>,
 }
+
+/// Adjacencies (output port, next-hop MAC) a worker's fast path holds per epoch.
+const MAX_ADJACENCIES: usize = 4096;
 
 /// Connections of the held table examined per [`Pipeline::tick`].
 const SWEEP_BUDGET: usize = 256;
@@ -328,6 +343,10 @@ impl Pipeline {
             pending_status: 0,
             held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
             unsteer_out: Vec::new(),
+            vector: fast::VectorState::default(),
+            adj: AdjTable::with_capacity(MAX_ADJACENCIES),
+            recipe_epoch: 1,
+            sent: None,
         }
     }
 
@@ -408,6 +427,7 @@ impl Pipeline {
             return snap;
         }
         self.counters.proc.snapshots_adopted += 1;
+        self.bump_recipe_epoch();
         std::mem::replace(&mut self.neigh, snap)
     }
 
@@ -415,6 +435,7 @@ impl Pipeline {
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
         self.counters.proc.snapshots_adopted += 1;
         self.bump_verdict_epoch();
+        self.bump_recipe_epoch();
         std::mem::replace(&mut self.routes, routes)
     }
 
@@ -439,6 +460,8 @@ impl Pipeline {
     /// last tick, bounded: `Table::expire_tick`), adopt a newer ruleset generation (the
     /// old one goes back to the control thread).
     pub fn tick(&mut self, now_ns: u64) {
+        // Credits of a vector go to the generation its packets were forwarded under.
+        self.finish_vector();
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire_tick(self.now_ns);
         self.held
@@ -449,6 +472,7 @@ impl Pipeline {
             self.counters.proc.snapshots_adopted += 1;
             // Slots of the old generation miss from now on: their paths are garbage.
             self.bump_verdict_epoch();
+            self.bump_recipe_epoch();
             self.paths.clear();
             self.path_ids.clear();
         }
@@ -465,6 +489,8 @@ impl Pipeline {
                 if let Err(e) = crate::conntrack::tunables::check_all(&self.ct, &list) {
                     return WorkerReply::Error(e);
                 }
+                // Recipes hold timeouts: none survives a change of tunables.
+                self.bump_recipe_epoch();
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
                         let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
@@ -614,11 +640,16 @@ impl Pipeline {
         scratch: &mut [u8],
         handed_off: bool,
     ) -> Action {
-        let a = self.run_packet(in_port, frame, opts, now_ns, scratch, handed_off);
+        self.sent = None;
+        let opts = self.parse_options(opts);
+        let a = self.run_packet(in_port, frame, &opts, now_ns, scratch, handed_off);
         // Tokens of a packet that started no connection (dropped, rejected, local):
         // released now.
         self.pending_tokens.clear();
         self.pending_status = 0;
+        if let (Action::Forward { .. }, Some(sent)) = (a, self.sent.take()) {
+            self.build_recipe(in_port, sent);
+        }
         a
     }
 
@@ -802,18 +833,20 @@ impl Pipeline {
         }
         let dst_mac = self.neigh.lookup(port, neighbor)?;
         self.credit_path(self.hit_path, None, ip.ip_len);
-        Some(self.send_out(frame, l2, ip, target, port, Some(dst_mac)))
+        Some(self.send_out(frame, l2, ip, ct, target, port, Some(dst_mac)))
     }
 
     /// The end of forwarding, once every hook accepted: NAT rewrite to `target` (the
     /// translated tuple, if any), TTL, MACs for `port`, and the packet leaves; without a
     /// resolved `dst_mac` it goes to the slow path complete but for its destination MAC
     /// (the slow path resolves the next hop again on the rewritten destination).
+    #[allow(clippy::too_many_arguments)]
     fn send_out(
         &mut self,
         frame: &mut [u8],
         l2: &L2Info,
         ip: &IpInfo,
+        ct: CtInfo,
         target: Option<FlowKey>,
         port: u16,
         dst_mac: Option<Mac>,
@@ -835,6 +868,13 @@ impl Pipeline {
         };
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
         self.counters.proc.forwarded += 1;
+        if let Some(entry) = Self::recipe_candidate(ct.bit, ct.new_key.is_some(), ct.entry) {
+            self.sent = Some(fast::Sent {
+                entry,
+                port,
+                dst_mac,
+            });
+        }
         Action::Forward {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
@@ -1074,6 +1114,17 @@ impl Pipeline {
             if hook.is_none_or(|k| k == h) {
                 rs.credit(usize::from(self.worker_id), &[id], u32::from(len));
             }
+        }
+    }
+
+    /// [`Pipeline::credit_path`] of every hook for `packets` packets of `bytes` bytes.
+    fn credit_path_n(&self, pid: usize, packets: u64, bytes: u64) {
+        let (Some(rules), Some(path)) = (&self.rules, self.paths.get(pid)) else {
+            return;
+        };
+        let rs = rules.get();
+        for &(_, id) in path.iter() {
+            rs.credit_n(usize::from(self.worker_id), &[id], packets, bytes);
         }
     }
 
@@ -1465,7 +1516,7 @@ impl Pipeline {
             Err(a) => return a,
         };
         let dst_mac = self.neigh.lookup(port, neighbor);
-        self.send_out(frame, l2, ip, target, port, dst_mac)
+        self.send_out(frame, l2, ip, ct, target, port, dst_mac)
     }
 }
 
