@@ -35,7 +35,7 @@ use dataplane::worker::process::SteerMsg;
 use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SlowPath, WorkerCommand, WorkerReply};
 use dpdk_bindings::{
     Consumer, Eal, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring, RssConfig,
-    TxBuffer, diag, ffi,
+    RxOffloads, TxBuffer, diag, ffi,
 };
 
 /// Slots of each worker-pair steering ring (messages are made per new DNAT connection
@@ -523,6 +523,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             tx_desc: pc.tx_descriptors,
             mtu: Some(pc.mtu),
             rss: (nrx > 1).then(RssConfig::symmetric),
+            // The NIC's checksum verdicts where it has them (the workers read them from
+            // `ol_flags`; software verifies the rest).
+            rx_offloads: RxOffloads::CHECKSUM.intersection(info.rx_offload_capa),
             ..DevPortConfig::default()
         };
         let applied = port

@@ -1662,8 +1662,32 @@ fn peeked_keys_equal_parsed_keys_and_prefetch_names_the_entry() {
         Action::Forward { .. }
     ));
     let mut n = 0;
-    p.prefetch_burst(&[&frames[0], &frames[1]], |_| n += 1);
-    assert_eq!(n, 2 + 2 + 2, "2 frames x 2 buckets + 1 entry x 2 lines");
+    p.prepare_vector(&[&frames[0], &frames[1]], |_| n += 1);
+    assert_eq!(
+        n,
+        2 + 2 + 1,
+        "2 frames x 2 buckets + the entry's recipe line"
+    );
+    let mut n = 0;
+    p.prepare_vector(&[&frames[2], &frames[3]], |_| n += 1);
+    assert_eq!(
+        n,
+        2 + 2,
+        "IPv6 (the full path's): 2 frames x 2 buckets, no entry"
+    );
+    let mut ping = ping;
+    let mut f6 = frames[2].clone();
+    assert!(matches!(
+        run(&mut p, 0, &mut f6, &mut s),
+        Action::Forward { .. }
+    ));
+    let mut n = 0;
+    p.prepare_vector(&[&frames[2], &ping], |_| n += 1);
+    assert_eq!(n, 2 + 2, "the IPv6 entry's two lines; nothing for the ping");
+    assert!(matches!(
+        run(&mut p, 0, &mut ping, &mut s),
+        Action::Forward { .. }
+    ));
 }
 
 /// Sends `n` TTL-expiring packets to `p` at `now`; returns how many were answered.

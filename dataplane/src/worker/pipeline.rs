@@ -559,24 +559,6 @@ impl Pipeline {
         Action::Drop(reason)
     }
 
-    /// Prefetches the connection-table lines a burst's frames will touch, in two stages
-    /// so the misses overlap: the index buckets of every frame's key
-    /// ([`FlowKey::peek`]: IPv4/IPv6 TCP/UDP), then the hot entries those buckets name.
-    /// `hint` issues the prefetch; nothing is decided here.
-    pub fn prefetch_burst(&self, frames: &[&[u8]], mut hint: impl FnMut(*const u8)) {
-        let mut probes: ArrayVec<crate::conntrack::Probe, 64> = ArrayVec::new();
-        for f in frames {
-            if let Some(k) = FlowKey::peek(f)
-                && probes.try_push(self.ct.probe(&k, &mut hint)).is_err()
-            {
-                break;
-            }
-        }
-        for p in &probes {
-            self.ct.probe_entries(p, &mut hint);
-        }
-    }
-
     /// Runs the pipeline on every frame of a burst; `actions[i]` is the action of
     /// `frames[i]`. Each frame gets its own scratch buffer (`scratch[i]`), so replies
     /// built for several frames of a burst do not overwrite each other.
@@ -617,6 +599,21 @@ impl Pipeline {
         scratch: &mut [u8],
     ) -> Action {
         self.run(in_port, frame, opts, now_ns, scratch, false)
+    }
+
+    /// [`process_offload`](Self::process_offload), or for a frame another worker handed
+    /// over (`handed_off`) [`process_handoff`](Self::process_handoff), with the NIC's
+    /// checksum verdicts.
+    pub fn process_frame(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        handed_off: bool,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.run(in_port, frame, opts, now_ns, scratch, handed_off)
     }
 
     /// A frame another worker handed over (its owner check already chose this worker):
