@@ -34,8 +34,8 @@ use dataplane::worker::io::{BURST, NeighShare, NeighWorker, SlowPathIo, WorkerIo
 use dataplane::worker::process::SteerMsg;
 use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SlowPath, WorkerCommand, WorkerReply};
 use dpdk_bindings::{
-    Consumer, Eal, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring, RssConfig,
-    RxOffloads, TxBuffer, diag, ffi,
+    Consumer, Eal, HugeMem, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring,
+    RssConfig, RxOffloads, SocketId, TxBuffer, diag, ffi,
 };
 
 /// Slots of each worker-pair steering ring (messages are made per new DNAT connection
@@ -471,12 +471,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         .collect::<Vec<_>>()
         .into_iter();
 
-    // Connection tables (created on the workers below) ask for transparent huge pages:
-    // hundreds of MiB read at random would otherwise miss the TLB on most lookups.
-    dataplane::conntrack::set_large_alloc_hint(dpdk_bindings::advise_hugepages);
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| format!("EAL init: {e}"))?;
+    // Connection tables (created on the workers below, each on its lcore's socket) come
+    // from DPDK's hugepages: hundreds of MiB read at random would otherwise miss the TLB
+    // on most lookups, and reserved pages need no compaction at start-up. Short of
+    // hugepages (or with `hugepages: false`) they fall back to the heap with a
+    // transparent-huge-page hint, and the worker says so.
+    let huge = HugeMem::new(&eal, SocketId::ANY);
+    if let Some(mem) = huge.clone() {
+        dataplane::conntrack::use_dpdk_memory(mem);
+    }
     // After EAL init (which installs its own handlers for some signals).
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -727,6 +733,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     for (io, lcore) in ios.into_iter().zip(&lcores) {
         let wstop = stop.clone();
         let wready = ready.clone();
+        let whuge = huge.is_some();
         let (wcfg, wroutes, wneigh, wrules) = (
             pcfg.clone(),
             routes.clone(),
@@ -736,6 +743,17 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         let h = eal
             .launch_on(*lcore, move || {
                 let mut p = Pipeline::new(io.index, nworkers16, &wcfg, wroutes, wneigh, wrules);
+                let ct = p.conntrack();
+                if whuge && !ct.on_hugepages() {
+                    eprintln!(
+                        "fwd: worker {}: the connection table ({} MiB) did not fit in DPDK's \
+                         free hugepages and is on the heap (transparent huge pages): \
+                         reserve more (echo N > /proc/sys/vm/nr_hugepages) or lower \
+                         nf_conntrack_max",
+                        io.index,
+                        ct.memory() >> 20
+                    );
+                }
                 wready.fetch_add(1, Ordering::Release);
                 io.run(&mut p, &wstop);
                 0

@@ -24,7 +24,8 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use alloc::set_large_alloc_hint;
+#[cfg(feature = "dpdk")]
+pub use alloc::use_dpdk_memory;
 pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
 pub use table::insert::InsertHints;

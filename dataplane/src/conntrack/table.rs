@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 pub(super) mod insert;
 pub(super) mod wheel;
 
+use super::alloc::{Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
 use super::tcp::{TcpConn, TcpState, TcpVerdict};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
@@ -274,14 +275,14 @@ struct Hashed {
 /// The per-worker connection table. See the module docs.
 #[derive(Debug)]
 pub struct Table {
-    entries: Vec<Entry>,
-    acct: Vec<Acct>,
+    entries: Slab<Entry>,
+    acct: Slab<Acct>,
     /// TCP window state; meaningful for TCP entries only.
-    tcp: Vec<TcpConn>,
+    tcp: Slab<TcpConn>,
     free: u32,
     live: u32,
     max: u32,
-    buckets: Vec<Bucket>,
+    buckets: Slab<Bucket>,
     mask: usize,
     keys: [u64; 4],
     wheel: Vec<u32>,
@@ -304,7 +305,7 @@ pub struct Table {
     /// Source ports held by this worker's SNAT connections (`nat::pool`).
     ports: PortPools,
     /// Fast-path recipes, two per slot (`recipe.rs`).
-    recipes: Vec<Recipe>,
+    recipes: Slab<Recipe>,
     /// Slot, direction and timeout (0: none) of the last packet the tracker refreshed.
     last_track: (u32, Direction, u32),
     /// Resume point of an interrupted [`Table::delete_matching`].
@@ -400,6 +401,16 @@ impl Table {
         self.entries.len() * (ENTRY_BYTES + COLD_BYTES)
             + self.recipes.len() * size_of::<Recipe>()
             + self.buckets.len() * size_of::<Bucket>()
+    }
+
+    /// Whether every large array of the table is in DPDK hugepage memory (`alloc.rs`);
+    /// false outside EAL, under `--no-huge`, or when hugepages were short.
+    pub fn on_hugepages(&self) -> bool {
+        on_hugepages(&self.entries)
+            && on_hugepages(&self.acct)
+            && on_hugepages(&self.tcp)
+            && on_hugepages(&self.buckets)
+            && on_hugepages(&self.recipes)
     }
 
     /// Bytes per entry of the index and the hot parts only: what lookups touch.

@@ -576,11 +576,14 @@ enum Op {
     Tunable(u8),
 }
 
+/// Source, destination, source port, destination port.
+type Tuple4 = ([u8; 4], [u8; 4], u16, u16);
+
 /// The generator's per-flow memory: sequence numbers, and the tuple the originator's
 /// last forwarded packet left with (what the far side answers).
 struct Gen {
     seq: [[u32; 2]; FLOWS.len()],
-    wire: [Option<([u8; 4], [u8; 4], u16, u16)>; FLOWS.len()],
+    wire: [Option<Tuple4>; FLOWS.len()],
 }
 
 impl Gen {
