@@ -85,6 +85,6 @@ pub use thash::{
     symmetric_rss_key,
 };
 pub use time::{
-    advise_hugepages, prefetch_non_temporal, prefetch0, prefetch0_addr, prefetch1, prefetch2,
-    rdtsc, tsc_hz,
+    advise_hugepages, eq_mask8, prefetch_non_temporal, prefetch0, prefetch0_addr, prefetch1,
+    prefetch2, rdtsc, tsc_hz,
 };

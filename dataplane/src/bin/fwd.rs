@@ -87,7 +87,26 @@ enum Command {
     },
 }
 
+/// A binary built for x86-64-v3 (`make release-v3`) on a CPU without its features would
+/// die of an illegal instruction somewhere; say why instead, first thing.
+fn cpu_level_missing() -> Option<String> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("bmi2")
+    {
+        return Some(
+            "this fwd was built for x86-64-v3 (make release-v3) and the CPU lacks AVX2/BMI2: \
+             use the portable build (make release)"
+                .to_string(),
+        );
+    }
+    None
+}
+
 fn main() -> ExitCode {
+    if let Some(e) = cpu_level_missing() {
+        eprintln!("fwd: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     match (&cli.command, &cli.config, cli.demo) {
         (

@@ -29,8 +29,7 @@
 //!   same tuple must not find the old translation).
 
 use super::{
-    ASSURED, CONFIRMED, KIND_TCP, KIND_UDP, Probe, SEEN_REPLY, Table, WAYS, deadline_of, tick_le,
-    tick_of,
+    ASSURED, CONFIRMED, KIND_TCP, KIND_UDP, Probe, SEEN_REPLY, Table, deadline_of, tick_le, tick_of,
 };
 use crate::conntrack::key::Direction;
 use crate::conntrack::tcp::{TcpState, TcpVerdict};
@@ -169,6 +168,18 @@ pub fn apply_delta(csum: u16, delta: u16) -> u16 {
     !checksum::fold(u32::from(!csum) + u32::from(delta))
 }
 
+/// The lanes equal to `v`, as a bit mask (SSE2 from `dpdk-bindings` where there is one).
+#[cfg(feature = "dpdk")]
+use dpdk_bindings::eq_mask8;
+
+#[cfg(not(feature = "dpdk"))]
+fn eq_mask8(lanes: &[u32; super::WAYS], v: u32) -> u32 {
+    lanes
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, &x)| m | u32::from(x == v) << i)
+}
+
 fn tuple_bytes(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; 12] {
     let mut b = [0u8; 12];
     b[0..4].copy_from_slice(&src);
@@ -183,17 +194,21 @@ impl Table {
         slot as usize * 2 + dir.index()
     }
 
-    /// Burst stage 2 for the fast path: the addresses of the recipe line of every
-    /// reference whose signature matches in the probe's buckets (and, for TCP, of the
-    /// entry's window state, which the fast path's tracker reads).
+    /// Burst stage 2 for the fast path, with the stage-1 hash: the first index
+    /// reference whose signature matches in the probe's buckets (0: none), after `hint`
+    /// was given the address of its recipe line (and, for TCP, of the entry's window
+    /// state, which the fast path's tracker reads). The buckets are read here, once;
+    /// [`Table::recipe_match`] then checks the recipe alone.
     #[inline]
-    pub fn prefetch_recipes(&self, p: &Probe, tcp: bool, hint: &mut impl FnMut(*const u8)) {
+    pub fn recipe_candidate(&self, p: &Probe, tcp: bool, hint: &mut impl FnMut(*const u8)) -> u32 {
         let h = p.0;
         for b in [h.b1, h.b2] {
             let bk = &self.buckets[b];
-            for i in 0..WAYS {
-                let r = bk.refs[i];
-                if r != 0 && bk.sig[i] == h.sig {
+            let mut m = eq_mask8(&bk.sig, h.sig);
+            while m != 0 {
+                let r = bk.refs[m.trailing_zeros() as usize];
+                m &= m - 1;
+                if r != 0 {
                     let (slot, dir) = Self::split_ref(r);
                     hint(std::ptr::from_ref(&self.recipes[Self::recipe_index(slot, dir)]).cast());
                     if tcp {
@@ -201,45 +216,41 @@ impl Table {
                         hint(t);
                         hint(t.wrapping_add(47));
                     }
+                    return r;
                 }
             }
         }
+        0
     }
 
-    /// The recipe of epoch `epoch` that `key` (hashed into `p`) belongs to, found through
-    /// the index with the precomputed hash and checked against the recipe's own copy of
-    /// the tuple (a valid recipe's tuple is its entry's, and tuples are unique in the
-    /// table). `None`: no valid recipe; the slow path decides.
-    #[inline]
-    pub fn recipe_match(&self, p: &Probe, key: &FastKey, epoch: u64) -> Option<FastPlan> {
-        let h = p.0;
-        for b in [h.b1, h.b2] {
-            let bk = &self.buckets[b];
-            for i in 0..WAYS {
-                let r = bk.refs[i];
-                if r == 0 || bk.sig[i] != h.sig {
-                    continue;
-                }
-                let (slot, dir) = Self::split_ref(r);
-                let rc = &self.recipes[Self::recipe_index(slot, dir)];
-                if rc.epoch == epoch
-                    && rc.key == key.tuple
-                    && rc.proto == key.proto
-                    && rc.in_port == key.in_port
-                {
-                    return Some(FastPlan {
-                        slot,
-                        dir,
-                        adj: rc.adj,
-                        path: rc.path,
-                        rewrite: (rc.flags & REWRITE != 0).then_some(rc.out),
-                        ip_delta: rc.ip_delta,
-                        l4_delta: (rc.flags & L4_UPDATE != 0).then_some(rc.l4_delta),
-                    });
-                }
-            }
+    /// The plan of the recipe named by index reference `cand` (from
+    /// [`Table::recipe_candidate`]) when it is valid for `epoch` and holds `key`. A valid
+    /// recipe's tuple is its live entry's, and tuples are unique in the table, so this is
+    /// the entry a lookup of `key` finds, even if the index changed since stage 2 (slots
+    /// never move; a freed slot's recipes are cleared). `None`: the slow path decides.
+    #[inline(always)]
+    pub fn recipe_match(&self, cand: u32, key: &FastKey, epoch: u64) -> Option<FastPlan> {
+        if cand == 0 {
+            return None;
         }
-        None
+        let (slot, dir) = Self::split_ref(cand);
+        let rc = self.recipes.get(Self::recipe_index(slot, dir))?;
+        if rc.epoch != epoch
+            || rc.key != key.tuple
+            || rc.proto != key.proto
+            || rc.in_port != key.in_port
+        {
+            return None;
+        }
+        Some(FastPlan {
+            slot,
+            dir,
+            adj: rc.adj,
+            path: rc.path,
+            rewrite: (rc.flags & REWRITE != 0).then_some(rc.out),
+            ip_delta: rc.ip_delta,
+            l4_delta: (rc.flags & L4_UPDATE != 0).then_some(rc.l4_delta),
+        })
     }
 
     /// The conntrack part of a fast-path packet (what [`Table::update`] would do for it,
@@ -248,7 +259,7 @@ impl Table {
     /// the deadline, the accounting, `found`. `false` (nothing changed) when the packet
     /// must take the slow path: possibly expired, or the tracker would not answer
     /// ESTABLISHED with the recipe's timeout.
-    #[inline]
+    #[inline(always)]
     pub fn recipe_commit(
         &mut self,
         plan: &FastPlan,

@@ -49,7 +49,7 @@ pub const UDP_CSUM_OFF: usize = L4 + 6;
 
 /// The tuple and protocol of a frame that looks like the accepted shape, without
 /// verifying anything (the burst's hash-and-prefetch stage; [`parse_fast`] decides).
-#[inline]
+#[inline(always)]
 pub fn peek_fast(frame: &[u8]) -> Option<([u8; 12], u8)> {
     let h = frame.get(..L4 + 4)?;
     let proto = h[L3 + 9];
@@ -66,7 +66,7 @@ pub fn peek_fast(frame: &[u8]) -> Option<([u8; 12], u8)> {
 }
 
 /// [`ParseOptions::check`]'s rule: the NIC's verdict wins, else software when asked.
-#[inline]
+#[inline(always)]
 fn csum_ok(verify: bool, hw: HwCsum, ok: impl FnOnce() -> bool) -> bool {
     match hw {
         HwCsum::Bad => false,
@@ -77,7 +77,7 @@ fn csum_ok(verify: bool, hw: HwCsum, ok: impl FnOnce() -> bool) -> bool {
 
 /// Checks a frame of the accepted shape and summarises it; `None` for anything else
 /// (including anything `parse` would drop).
-#[inline]
+#[inline(always)]
 pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
     let (tuple, proto) = peek_fast(frame)?;
     let total = usize::from(be16(&frame[L3 + 2..L3 + 4]));
@@ -89,23 +89,22 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
     if (224..240).contains(&s0) || s0 == 127 || tuple[..4] == [255; 4] {
         return None;
     }
-    let hdr = &frame[L3..L4];
     if !csum_ok(opts.verify_ip, opts.hw_ip, || {
-        checksum::verify(checksum::sum(hdr))
+        checksum::verify(checksum::sum(&frame[L3..L4]))
     }) {
         return None;
     }
     let payload = &frame[L4..L3 + total];
-    let pseudo = |len: usize| {
-        let src = [tuple[0], tuple[1], tuple[2], tuple[3]];
-        let dst = [tuple[4], tuple[5], tuple[6], tuple[7]];
-        checksum::pseudo_v4(src, dst, proto, u16::try_from(len).unwrap_or(0))
+    // The pseudo-header (RFC 768, RFC 793 §3.1): both addresses, adjacent in the tuple,
+    // summed as one run, plus protocol and length; with the segment's own sum.
+    let with_pseudo = |seg: &[u8]| {
+        let len = u32::try_from(seg.len()).unwrap_or(0);
+        let head = checksum::add(checksum::sum(&tuple[..8]), u32::from(proto) + len);
+        checksum::verify(checksum::add(head, checksum::sum(seg)))
     };
     let tcp = if proto == proto::TCP {
         let seg = TcpPacket::new_checked(payload).ok()?;
-        if !csum_ok(opts.verify_l4, opts.hw_l4, || {
-            checksum::verify(checksum::add(pseudo(payload.len()), checksum::sum(payload)))
-        }) {
+        if !csum_ok(opts.verify_l4, opts.hw_l4, || with_pseudo(payload)) {
             return None;
         }
         Some(seg.info())
@@ -117,10 +116,10 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
         if ulen < 8 || ulen > payload.len() {
             return None;
         }
-        let field = be16(&payload[6..8]);
+        // RFC 768: a zero checksum over IPv4 means none was sent.
+        let none = be16(&payload[6..8]) == 0;
         if !csum_ok(opts.verify_l4, opts.hw_l4, || {
-            field == 0
-                || checksum::verify(checksum::add(pseudo(ulen), checksum::sum(&payload[..ulen])))
+            none || with_pseudo(&payload[..ulen])
         }) {
             return None;
         }

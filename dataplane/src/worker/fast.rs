@@ -8,11 +8,12 @@
 //! 1. [`Pipeline::prepare_vector`], every frame: shape check and key (`peek_fast`), the
 //!    key's hash (kept for stage 3: each key is hashed once), prefetch of both candidate
 //!    index buckets.
-//! 2. Still in `prepare_vector`, every frame: prefetch of the recipe line of every
-//!    reference whose signature matches (and, for TCP, the window state); frames of
-//!    other shapes get the entry lines the slow path will read (as before).
+//! 2. Still in `prepare_vector`, every frame: the buckets are read with the stage-1 hash,
+//!    the first reference whose signature matches is kept and its recipe line prefetched
+//!    (for TCP also the window state); frames of other shapes get the entry lines the
+//!    slow path will read (as before).
 //! 3. [`Pipeline::fast_path`], frame by frame in order: full check of the narrow shape
-//!    (`parse_fast`: checksums as the full parser), recipe match through the stage-1 hash,
+//!    (`parse_fast`: checksums as the full parser), the kept reference's recipe checked,
 //!    TTL and MTU, the conntrack update the recipe allows (`Table::recipe_commit`), then
 //!    the rewrite: tuple, checksums by the precomputed sums, TTL, MACs from the adjacency.
 //!    `None` hands the frame, untouched, to the full pipeline, which the caller runs at
@@ -43,8 +44,9 @@ const CREDIT_SLOTS: usize = 8;
 /// Stage-1 results of the vector being processed.
 #[derive(Debug, Default)]
 pub(super) struct VectorState {
-    /// Per frame: the hash of its key, when it has the fast shape.
-    probes: ArrayVec<Option<Probe>, MAX_VECTOR>,
+    /// Per frame with the fast shape: its key's hash, then (stage 2) the index
+    /// reference whose recipe the fast path checks (0: none).
+    probes: ArrayVec<Option<(Probe, u32)>, MAX_VECTOR>,
     /// Rule credits not yet given: (path, packets, bytes).
     credits: ArrayVec<(u16, u64, u64), CREDIT_SLOTS>,
 }
@@ -86,7 +88,7 @@ impl Pipeline {
         let mut slow_probes: ArrayVec<Probe, 64> = ArrayVec::new();
         for f in frames.iter().take(MAX_VECTOR) {
             let p = match peek_fast(f) {
-                Some((t, proto)) => Some(self.ct.probe(&key_of(&t, proto), &mut hint)),
+                Some((t, proto)) => Some((self.ct.probe(&key_of(&t, proto), &mut hint), 0)),
                 None => {
                     // Other shapes: the slow path's lookup still gains from the prefetch.
                     if let Some(k) = FlowKey::peek(f) {
@@ -97,10 +99,10 @@ impl Pipeline {
             };
             v.probes.push(p);
         }
-        for (f, p) in frames.iter().zip(&v.probes) {
-            if let Some(p) = p {
+        for (f, p) in frames.iter().zip(v.probes.iter_mut()) {
+            if let Some((probe, cand)) = p {
                 let tcp = f.get(23) == Some(&proto::TCP);
-                self.ct.prefetch_recipes(p, tcp, &mut hint);
+                *cand = self.ct.recipe_candidate(probe, tcp, &mut hint);
             }
         }
         for p in &slow_probes {
@@ -120,7 +122,7 @@ impl Pipeline {
         opts: &ParseOptions,
         now_ns: u64,
     ) -> Option<Action> {
-        let probe = (*self.vector.probes.get(i)?)?;
+        let (_, cand) = (*self.vector.probes.get(i)?)?;
         let port = self.ports.get(usize::from(in_port))?;
         if frame.get(..6)? != port.mac {
             return None;
@@ -132,7 +134,7 @@ impl Pipeline {
             proto: pkt.proto,
             in_port: u8::try_from(in_port).ok()?,
         };
-        let plan = self.ct.recipe_match(&probe, &key, self.recipe_epoch)?;
+        let plan = self.ct.recipe_match(cand, &key, self.recipe_epoch)?;
         let adj: Adjacency = *self.adj.get(plan.adj)?;
         if pkt.ttl <= 1 || pkt.ip_len > adj.mtu {
             return None;
@@ -196,8 +198,16 @@ impl Pipeline {
     }
 
     /// Adds one packet of `len` bytes to the vector's credits of `path`.
+    #[inline(always)]
     fn credit_later(&mut self, path: u16, len: u16) {
         let credits = &mut self.vector.credits;
+        if let Some(c) = credits.last_mut()
+            && c.0 == path
+        {
+            c.1 += 1;
+            c.2 += u64::from(len);
+            return;
+        }
         if let Some(c) = credits.iter_mut().find(|c| c.0 == path) {
             c.1 += 1;
             c.2 += u64::from(len);
