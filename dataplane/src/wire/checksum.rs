@@ -9,11 +9,20 @@
 /// is padded with zero (RFC 1071 §4.1). Not folded; add sums with [`add`].
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
-    // Native-endian 64-bit words with the carries added back (end-around): 2^16 ≡ 1
-    // modulo 0xFFFF, so a 64-bit word adds its four 16-bit words, and the sum does not
-    // depend on the byte order once swapped back at the end (RFC 1071 §2(A), (B)). A
-    // little-endian load of the big-endian words [a b] is b·2^8 + a, so the folded sum is
-    // byte-swapped; an odd trailing byte `a` (a·2^8 big-endian) is `a` little-endian.
+    u32::from(fold(sum_native(data)).swap_bytes())
+}
+
+/// [`sum`] in native (little-endian) byte order: the same sum with the bytes of each
+/// 16-bit word swapped (RFC 1071 §2(B): the sum does not depend on the byte order), so
+/// `fold(..).swap_bytes()` is the big-endian sum, and [`verify`] works on it as it is
+/// (0xFFFF reads the same both ways). Partial sums of this kind add with [`add`]; a
+/// big-endian 16-bit word `w` joins them as `w.swap_bytes()`.
+#[inline]
+pub fn sum_native(data: &[u8]) -> u32 {
+    // 64-bit words with the carries added back (end-around): 2^16 ≡ 1 modulo 0xFFFF, so
+    // a 64-bit word adds its four 16-bit words (RFC 1071 §2(A)). A little-endian load of
+    // the big-endian words [a b] gives b·2^8 + a; an odd trailing byte `a` (a·2^8
+    // big-endian) is `a` here.
     let mut acc: u64 = 0;
     let mut carries: u64 = 0;
     let mut words = data.chunks_exact(8);
@@ -39,8 +48,7 @@ pub fn sum(data: &[u8]) -> u32 {
     }
     let (s, c) = acc.overflowing_add(tail);
     // The carries (at most 2^61) added back: below 2^33, no overflow.
-    let folded = u64::from(fold64(s)) + carries + u64::from(c);
-    u32::from(fold(fold64(folded)).swap_bytes())
+    fold64(u64::from(fold64(s)) + carries + u64::from(c))
 }
 
 /// Folds 64 bits to 32 with end-around carries: two steps always suffice (after the

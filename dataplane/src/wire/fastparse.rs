@@ -81,7 +81,8 @@ fn csum_ok(verify: bool, hw: HwCsum, ok: impl FnOnce() -> bool) -> bool {
 pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
     let (tuple, proto) = peek_fast(frame)?;
     let total = usize::from(be16(&frame[L3 + 2..L3 + 4]));
-    if total < 20 || L3 + total > frame.len() {
+    let end = L3 + total;
+    if total < 20 || end > frame.len() {
         return None;
     }
     // `parse`'s martian sources (multicast, limited broadcast, loopback).
@@ -90,21 +91,24 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
         return None;
     }
     if !csum_ok(opts.verify_ip, opts.hw_ip, || {
-        checksum::verify(checksum::sum(&frame[L3..L4]))
+        checksum::verify(checksum::sum_native(&frame[L3..L4]))
     }) {
         return None;
     }
-    let payload = &frame[L4..L3 + total];
-    // The pseudo-header (RFC 768, RFC 793 §3.1): both addresses, adjacent in the tuple,
-    // summed as one run, plus protocol and length; with the segment's own sum.
-    let with_pseudo = |seg: &[u8]| {
-        let len = u32::try_from(seg.len()).unwrap_or(0);
-        let head = checksum::add(checksum::sum(&tuple[..8]), u32::from(proto) + len);
-        checksum::verify(checksum::add(head, checksum::sum(seg)))
+    let payload = &frame[L4..end];
+    // The L4 checksum covers the pseudo-header (RFC 768, RFC 793 §3.1): the two
+    // addresses, which sit just before the segment in the frame, so one run from the
+    // source address to the segment's end sums both; protocol and length are added.
+    // (Native byte order: protocol and length as byte-swapped big-endian words.)
+    let l4_ok = |seg_end: usize| {
+        let len = u16::try_from(seg_end - L4).unwrap_or(0);
+        let s = checksum::sum_native(&frame[TUPLE_OFF..seg_end]);
+        let p = u32::from(u16::from(proto).swap_bytes()) + u32::from(len.swap_bytes());
+        checksum::verify(checksum::add(s, p))
     };
     let tcp = if proto == proto::TCP {
         let seg = TcpPacket::new_checked(payload).ok()?;
-        if !csum_ok(opts.verify_l4, opts.hw_l4, || with_pseudo(payload)) {
+        if !csum_ok(opts.verify_l4, opts.hw_l4, || l4_ok(end)) {
             return None;
         }
         Some(seg.info())
@@ -118,9 +122,7 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
         }
         // RFC 768: a zero checksum over IPv4 means none was sent.
         let none = be16(&payload[6..8]) == 0;
-        if !csum_ok(opts.verify_l4, opts.hw_l4, || {
-            none || with_pseudo(&payload[..ulen])
-        }) {
+        if !csum_ok(opts.verify_l4, opts.hw_l4, || none || l4_ok(L4 + ulen)) {
             return None;
         }
         None

@@ -189,11 +189,10 @@ impl Pipeline {
     /// Stage 4: credits the rules of the vector's fast-path packets (one call per path
     /// instead of one per packet). Call it after the vector, before `tick`.
     pub fn finish_vector(&mut self) {
-        let credits = std::mem::take(&mut self.vector.credits);
-        for (path, packets, bytes) in &credits {
-            self.credit_path_n(usize::from(*path), *packets, *bytes);
+        for i in 0..self.vector.credits.len() {
+            let (path, packets, bytes) = self.vector.credits[i];
+            self.credit_path_n(usize::from(path), packets, bytes);
         }
-        self.vector.credits = credits;
         self.vector.credits.clear();
     }
 
