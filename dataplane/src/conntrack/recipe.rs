@@ -223,6 +223,30 @@ impl Table {
         0
     }
 
+    /// [`Table::lookup`] with the hash a burst's stage 1 computed ([`Table::probe`]) for
+    /// the same key: the full path's lookup of a frame the fast path handed back.
+    #[inline]
+    pub fn lookup_probe(
+        &self,
+        key: &crate::conntrack::FlowKey,
+        p: &Probe,
+    ) -> Option<(super::EntryId, Direction)> {
+        self.find(key, p.0)
+    }
+
+    /// [`Table::lookup_or_miss`] with the stage-1 hash ([`Table::lookup_probe`]).
+    #[inline]
+    pub fn lookup_probe_or_miss(
+        &self,
+        key: &crate::conntrack::FlowKey,
+        p: &Probe,
+    ) -> Result<(super::EntryId, Direction), super::Miss> {
+        self.find(key, p.0).ok_or(super::Miss {
+            h: p.0,
+            inserts: self.stats.insert,
+        })
+    }
+
     /// The plan of the recipe named by index reference `cand` (from
     /// [`Table::recipe_candidate`]) when it is valid for `epoch` and holds `key`. A valid
     /// recipe's tuple is its live entry's, and tuples are unique in the table, so this is

@@ -49,6 +49,10 @@ pub(super) struct VectorState {
     probes: ArrayVec<Option<(Probe, u32)>, MAX_VECTOR>,
     /// Rule credits not yet given: (path, packets, bytes).
     credits: ArrayVec<(u16, u64, u64), CREDIT_SLOTS>,
+    /// The key and stage-1 hash of the frame the fast path just gave back to the full
+    /// path, which looks it up with that hash (`Pipeline::lookup`) instead of hashing it
+    /// again; cleared once that frame is processed.
+    pub(super) handed: Option<(FlowKey, Probe)>,
 }
 
 /// A forwarded packet of an established connection, noted by `send_out` for
@@ -122,7 +126,25 @@ impl Pipeline {
         opts: &ParseOptions,
         now_ns: u64,
     ) -> Option<Action> {
-        let (_, cand) = (*self.vector.probes.get(i)?)?;
+        let (probe, cand) = (*self.vector.probes.get(i)?)?;
+        let action = self.fast_apply(cand, in_port, frame, opts, now_ns);
+        if action.is_none() {
+            // The full path takes the frame next: it may look the key up with this hash.
+            self.vector.handed = peek_fast(frame).map(|(t, p)| (key_of(&t, p), probe));
+        }
+        action
+    }
+
+    /// [`Pipeline::fast_path`] with the frame's stage-2 candidate reference.
+    #[inline(always)]
+    fn fast_apply(
+        &mut self,
+        cand: u32,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+    ) -> Option<Action> {
         let port = self.ports.get(usize::from(in_port))?;
         if frame.get(..6)? != port.mac {
             return None;
@@ -184,6 +206,30 @@ impl Pipeline {
             port: adj.port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
         })
+    }
+
+    /// The full path's conntrack lookup of `key`: with the stage-1 hash when the fast path
+    /// just handed this frame over (the key hashed once), else hashing it.
+    pub(super) fn lookup(
+        &self,
+        key: &FlowKey,
+    ) -> Option<(crate::conntrack::EntryId, crate::conntrack::Direction)> {
+        match &self.vector.handed {
+            Some((k, p)) if k == key => self.ct.lookup_probe(key, p),
+            _ => self.ct.lookup(key),
+        }
+    }
+
+    /// [`Pipeline::lookup`] that keeps a miss for the insert (`Table::lookup_or_miss`).
+    pub(super) fn lookup_or_miss(
+        &self,
+        key: &FlowKey,
+    ) -> Result<(crate::conntrack::EntryId, crate::conntrack::Direction), crate::conntrack::Miss>
+    {
+        match &self.vector.handed {
+            Some((k, p)) if k == key => self.ct.lookup_probe_or_miss(key, p),
+            _ => self.ct.lookup_or_miss(key),
+        }
     }
 
     /// Stage 4: credits the rules of the vector's fast-path packets (one call per path

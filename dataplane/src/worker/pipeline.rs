@@ -640,6 +640,7 @@ impl Pipeline {
         self.sent = None;
         let opts = self.parse_options(opts);
         let a = self.run_packet(in_port, frame, &opts, now_ns, scratch, handed_off);
+        self.vector.handed = None;
         // Tokens of a packet that started no connection (dropped, rejected, local):
         // released now.
         self.pending_tokens.clear();
@@ -707,7 +708,7 @@ impl Pipeline {
             // packet is not handed back even by an edge that does not use
             // `process_handoff`.
             if w != self.worker_id
-                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.ct.lookup(&k).is_none())
+                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.lookup(&k).is_none())
             {
                 self.counters.proc.handoffs += 1;
                 return Action::Handoff { worker: w };
@@ -717,7 +718,7 @@ impl Pipeline {
         // to the worker its tuple hashes to, whose record sends it on to the entry's owner.
         if let Some(&w) = self.steering.get(&tuple)
             && w != self.worker_id
-            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
+            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.lookup(&k).is_none())
         {
             self.counters.proc.handoffs += 1;
             return Action::Handoff { worker: w };
@@ -969,7 +970,7 @@ impl Pipeline {
         if let Some(key) = FlowKey::from_info(ip, 0)
             && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
         {
-            match self.ct.lookup_or_miss(&key) {
+            match self.lookup_or_miss(&key) {
                 Ok((id, dir)) => match self.ct.update(id, dir, ip, now) {
                     Outcome::Tracked { ct, destroyed, .. } => {
                         return CtInfo {
