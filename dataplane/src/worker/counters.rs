@@ -211,6 +211,8 @@ impl Counters {
             tcp_resets: self.proc.tcp_resets,
             verdict_cache_hits: self.proc.verdict_cache_hits,
             slow_path: self.proc.slow_path,
+            fast_path: self.proc.fast_path,
+            recipes_built: self.proc.recipes_built,
         }
     }
 
