@@ -31,8 +31,8 @@ pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
 pub use table::{
-    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, Snapshot,
-    Stats, Table, apply_delta,
+    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, Snapshot, Stats,
+    Table, apply_delta,
 };
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};

@@ -15,21 +15,28 @@
 //! - **Tracker state**: a recipe exists only for an entry that saw a reply and is
 //!   ASSURED, UDP (so every later packet refreshes to `udp_stream`) or TCP in
 //!   ESTABLISHED. The slow path's tracker invalidates the entry's recipes when a packet
-//!   changes its state or status, or refreshes it to another timeout than the recipes'
-//!   (`Entry::recipe_secs`), and when it rewrites a verdict-cache slot. TCP packets run
+//!   changes its state or status, or refreshes it to another timeout than the recipe's
+//!   (`Recipe::secs`), and when it rewrites a verdict-cache slot. TCP packets run
 //!   the same window tracking on the fast path ([`TcpConn::packet`] on a copy, kept only
 //!   when it answers ESTABLISHED with the recipe's timeout).
 //! - **Deadline**: `deadline` is the last deadline the recipe saw written; every writer
 //!   since uses the same timeout and a later `now`, so the entry's deadline is at least
 //!   that. A packet whose deadline would not move writes nothing; one whose tick is at or
-//!   past `deadline` (possibly expired) goes to the slow path.
+//!   past `deadline` (possibly expired) goes to the slow path. So both directions' valid
+//!   recipes share one timeout ([`Table::build_recipe`] refuses a second one).
 //! - **Counters**: the packets and bytes of the direction are kept here (pending) and
 //!   added to the entry's accounting wherever it is read ([`Table::snapshot_at`]).
 //! - **Slot reuse**: a destroyed entry's recipes are cleared (a new connection with the
 //!   same tuple must not find the old translation).
+//!
+//! The entry itself carries one private status bit, `RECIPE` (a recipe was built since
+//! the entry was inserted), so the slow path reads the recipe lines only for entries that
+//! had one; the entry's 128 bytes have no room for more (the spare bytes hold the index
+//! positions).
 
 use super::{
-    ASSURED, CONFIRMED, KIND_TCP, KIND_UDP, Probe, SEEN_REPLY, Table, deadline_of, tick_le, tick_of,
+    ASSURED, CONFIRMED, KIND_TCP, KIND_UDP, Probe, RECIPE, SEEN_REPLY, Table, deadline_of, tick_le,
+    tick_of,
 };
 use crate::conntrack::key::Direction;
 use crate::conntrack::tcp::{TcpState, TcpVerdict};
@@ -357,8 +364,13 @@ impl Table {
             || here.zone != 0
             || !matches!(here.proto, proto::TCP | proto::UDP)
             || e.orig == e.reply
-            || (e.recipe_secs != 0 && e.recipe_secs != secs)
         {
+            return false;
+        }
+        // A valid recipe of the other direction with another timeout could write an
+        // earlier deadline than this one saw (see the module docs).
+        let other = &self.recipes[Self::recipe_index(slot, dir.flip())];
+        if other.epoch == args.epoch && other.secs != secs {
             return false;
         }
         let target = there.inverse();
@@ -399,9 +411,7 @@ impl Table {
             flags,
             _pad: 0,
         };
-        let e = &mut self.entries[slot as usize];
-        e.recipe_secs = secs;
-        e.recipe_used = 1;
+        self.entries[slot as usize].status |= RECIPE;
         true
     }
 
@@ -417,12 +427,13 @@ impl Table {
         changed: bool,
     ) {
         self.last_track = (slot, dir, timeout.unwrap_or(0));
-        let e = &mut self.entries[slot as usize];
-        let secs = e.recipe_secs;
-        if secs != 0 && (changed || timeout.is_some_and(|t| t != secs)) {
-            e.recipe_secs = 0;
-            for d in [Direction::Original, Direction::Reply] {
-                self.recipes[Self::recipe_index(slot, d)].epoch = 0;
+        if self.entries[slot as usize].status & RECIPE == 0 {
+            return;
+        }
+        for d in [Direction::Original, Direction::Reply] {
+            let r = &mut self.recipes[Self::recipe_index(slot, d)];
+            if r.epoch != 0 && (changed || timeout.is_some_and(|t| t != r.secs)) {
+                r.epoch = 0;
             }
         }
     }
@@ -430,14 +441,14 @@ impl Table {
     /// The verdict-cache slot of `dir` changed: that direction's recipe (which repeats
     /// the old verdict) is stale.
     pub(super) fn recipe_slot_changed(&mut self, slot: u32, dir: Direction) {
-        if self.entries[slot as usize].recipe_used != 0 {
+        if self.entries[slot as usize].status & RECIPE != 0 {
             self.recipes[Self::recipe_index(slot, dir)].epoch = 0;
         }
     }
 
     /// Clears both recipes of a slot being freed.
     pub(super) fn recipe_clear(&mut self, slot: u32) {
-        if self.entries[slot as usize].recipe_used != 0 {
+        if self.entries[slot as usize].status & RECIPE != 0 {
             for d in [Direction::Original, Direction::Reply] {
                 self.recipes[Self::recipe_index(slot, d)] = Recipe::default();
             }
@@ -448,7 +459,7 @@ impl Table {
     /// accounting.
     pub(super) fn recipe_pending(&self, slot: u32) -> ([u64; 2], [u64; 2]) {
         let mut out = ([0; 2], [0; 2]);
-        if self.entries[slot as usize].recipe_used != 0 {
+        if self.entries[slot as usize].status & RECIPE != 0 {
             for d in [Direction::Original, Direction::Reply] {
                 let r = &self.recipes[Self::recipe_index(slot, d)];
                 out.0[d.index()] = u64::from(r.packets);

@@ -37,6 +37,11 @@ pub const DST_NAT: u8 = 1 << 5;
 /// The entry holds its translated source port in the table's port pools (released when
 /// it dies). Private: masked out of what [`Table::status`] and snapshots show.
 const PORT_HELD: u8 = 1 << 7;
+/// A fast-path recipe was built at this slot since the entry was inserted: its lines
+/// (`recipe.rs`) may hold a valid recipe or pending counters. Private, as `PORT_HELD`.
+const RECIPE: u8 = 1 << 6;
+/// The status bits only the table sees.
+const PRIVATE: u8 = PORT_HELD | RECIPE;
 
 /// Per-protocol state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,10 +92,6 @@ struct Entry {
     /// The index bucket holding each direction's reference (kept up to date by cuckoo
     /// moves), so removal needs no hashing.
     pos: [u32; 2],
-    /// The timeout of the entry's valid fast-path recipes (0: none; `recipe.rs`).
-    recipe_secs: u32,
-    /// Non-zero once a recipe was built at this slot (its line then needs clearing).
-    recipe_used: u8,
 }
 
 /// Accounting counters of a connection (Linux `acct` extension), 32 bytes aligned to
@@ -121,8 +122,6 @@ impl Entry {
         status: 0,
         stream_tick: 0,
         pos: [0; 2],
-        recipe_secs: 0,
-        recipe_used: 0,
     };
 
     fn tuple(&self, dir: Direction) -> &FlowKey {
@@ -840,7 +839,7 @@ impl Table {
 
     /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
     pub fn status(&self, id: EntryId) -> Option<u8> {
-        self.get(id).map(|e| e.status & !PORT_HELD)
+        self.get(id).map(|e| e.status & !PRIVATE)
     }
 
     /// `ct mark`.
@@ -920,7 +919,7 @@ impl Table {
             orig: e.orig,
             reply: e.reply,
             tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
-            status: e.status & !PORT_HELD,
+            status: e.status & !PRIVATE,
             mark: e.mark,
             packets: [c.packets[0] + p[0], c.packets[1] + p[1]],
             bytes: [c.bytes[0] + b[0], c.bytes[1] + b[1]],
