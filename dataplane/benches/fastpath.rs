@@ -129,6 +129,7 @@ fn pipeline(capacity: u32) -> (Pipeline, Publisher) {
             ..Tunables::default()
         },
         owner: None,
+        ct_seed: Some(0x5eed),
     };
     let names = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()

@@ -605,6 +605,41 @@ mod tests {
         check([0; 12], all, 64, false, true);
     }
 
+    /// The `RECIPE` status bit (the entry has recipe lines to look at) is never shown, and
+    /// a freed slot's lines are cleared with it.
+    #[test]
+    fn the_recipe_bit_is_private_and_leaves_with_the_slot() {
+        use crate::conntrack::testutil::{S, udp4};
+        use crate::conntrack::{FlowKey, Tunables};
+        let mut t = Table::new(16, Tunables::default(), 1);
+        let out = udp4([198, 18, 0, 10], 40000, [203, 0, 113, 5], 53);
+        let back = udp4([203, 0, 113, 5], 53, [198, 18, 0, 10], 40000);
+        let key = FlowKey::from_info(&out, 0).unwrap();
+        let id = t.insert(key, key.inverse(), &out, 0).unwrap();
+        let args = RecipeArgs {
+            in_port: 0,
+            epoch: 7,
+            adj: 0,
+            path: NO_PATH,
+        };
+        t.update(id, Direction::Reply, &back, S / 10);
+        assert!(
+            !t.build_recipe(id, Direction::Reply, &args),
+            "not assured yet"
+        );
+        t.update(id, Direction::Original, &out, 3 * S);
+        assert!(t.build_recipe(id, Direction::Original, &args));
+        assert!(t.has_recipe(id, Direction::Original, 7));
+        assert_ne!(t.entries[id.0 as usize].status & RECIPE, 0);
+        let shown = t.status(id).unwrap();
+        assert_eq!(shown & RECIPE, 0, "private");
+        assert_eq!(shown, SEEN_REPLY | ASSURED | CONFIRMED);
+        assert_eq!(t.snapshot(id, 3 * S).unwrap().status, shown);
+        assert!(t.remove(id, 4 * S));
+        let line = Table::recipe_index(id.0, Direction::Original);
+        assert_eq!(t.recipes[line], Recipe::default(), "cleared with the slot");
+    }
+
     proptest! {
         #[test]
         fn summed_deltas_match_the_slow_path(
