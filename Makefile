@@ -7,7 +7,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 10
 
-.PHONY: demo test setup build release lint unit fuzz-smoke deploy-check tools api-fuzz deb deb-tools deb-check
+.PHONY: demo test setup build release release-v3 lint unit fuzz-smoke deploy-check tools api-fuzz deb deb-tools deb-check
 
 # schemathesis, pinned, in a virtual environment of its own (Debian's pip refuses system
 # installs); deploy/ci/api-fuzz.sh runs it against a real fwd + fwmgmt.
@@ -26,6 +26,14 @@ build:
 
 release:
 	$(CARGO) build --release -p dataplane -p mgmt
+
+# Opt-in: the same release build for x86-64-v3 CPUs (AVX2, BMI2, FMA, MOVBE: Haswell,
+# Zen and later) in its own target directory, target/x86-64-v3/release/. The default
+# build stays portable to any x86-64; fwd built this way refuses to start on a CPU
+# without AVX2. See docs/fwd.md ("CPU level").
+release-v3:
+	RUSTFLAGS="-C target-cpu=x86-64-v3" $(CARGO) build --release -p dataplane -p mgmt \
+		--target-dir target/x86-64-v3
 
 lint:
 	$(CARGO) fmt --all --check

@@ -243,6 +243,7 @@ fn generate_bindings(cflags: &[String], src_dir: &std::path::Path, out_dir: &std
         .allowlist_function("rte_(get_main_lcore|get_next_lcore|lcore_count|lcore_index)")
         .allowlist_function("rte_(lcore_to_socket_id|socket_id|socket_count|lcore_is_enabled)")
         .allowlist_function("rte_get_tsc_hz")
+        .allowlist_function("rte_(malloc_socket|free)")
         .allowlist_function("rte_pktmbuf_pool_create(_by_ops)?")
         .allowlist_function("rte_mbuf_best_mempool_ops")
         .allowlist_function(

@@ -13,7 +13,7 @@
 use std::ffi::{CString, c_char};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::error::{Error, Result, check};
 use crate::ffi;
@@ -63,6 +63,17 @@ impl std::fmt::Debug for PoolPtr {
 pub(crate) struct EalToken(Arc<EalShared>);
 
 impl EalToken {
+    /// A reference that does not keep EAL up ([`EalToken::upgrade`] gives a token back
+    /// while it runs).
+    pub(crate) fn downgrade(&self) -> Weak<EalShared> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// A token again, if every token was not dropped yet (EAL may still be up).
+    pub(crate) fn upgrade(w: &Weak<EalShared>) -> Option<EalToken> {
+        w.upgrade().map(EalToken)
+    }
+
     pub(crate) fn register_pool(&self, pool: NonNull<ffi::rte_mempool>) {
         self.0
             .pools

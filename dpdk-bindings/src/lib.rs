@@ -15,7 +15,8 @@
 //!    [`Port`] with [`RxQueue`]/[`TxQueue`]/[`TxBuffer`], typed SPSC rings
 //!    ([`Ring::spsc`] → [`Producer`]/[`Consumer`]), lcore launch ([`Eal::launch_on`] →
 //!    [`LaunchHandle`]), TSC time and prefetch ([`rdtsc`], [`prefetch0`]), software
-//!    Toeplitz ([`softrss`]) and start-up diagnostics ([`diag`]).
+//!    Toeplitz ([`softrss`]), large arrays in hugepage memory ([`HugeArray`]) and
+//!    start-up diagnostics ([`diag`]).
 //!
 //! Ids are newtypes ([`PortId`], [`QueueId`], [`LcoreId`], [`SocketId`]); failures are
 //! [`Error`] values carrying the DPDK call, errno and `rte_strerror` text. Every `unsafe`
@@ -57,6 +58,7 @@ pub mod diag;
 pub mod eal;
 mod error;
 mod flags;
+mod huge;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -69,6 +71,7 @@ mod time;
 pub use eal::{Eal, Ports, SocketId, WorkerLcores};
 pub use error::{Error, Result, strerror};
 pub use flags::{RssHf, RxOffloads, TxFlags, TxOffloads};
+pub use huge::{HugeArray, HugeMem};
 pub use lcore::{LaunchHandle, LcoreId, current_lcore};
 pub use mbuf::{CksumStatus, Mbuf, TxOffload};
 pub use mempool::Mempool;
@@ -82,6 +85,6 @@ pub use thash::{
     symmetric_rss_key,
 };
 pub use time::{
-    advise_hugepages, prefetch_non_temporal, prefetch0, prefetch0_addr, prefetch1, prefetch2,
-    rdtsc, tsc_hz,
+    advise_hugepages, eq_mask8, prefetch_non_temporal, prefetch0, prefetch0_addr, prefetch1,
+    prefetch2, rdtsc, tsc_hz,
 };

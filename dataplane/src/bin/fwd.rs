@@ -34,8 +34,8 @@ use dataplane::worker::io::{BURST, NeighShare, NeighWorker, SlowPathIo, WorkerIo
 use dataplane::worker::process::SteerMsg;
 use dataplane::worker::{Pipeline, PipelineConfig, PortInfo, SlowPath, WorkerCommand, WorkerReply};
 use dpdk_bindings::{
-    Consumer, Eal, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring, RssConfig,
-    TxBuffer, diag, ffi,
+    Consumer, Eal, HugeMem, Mbuf, Mempool, Port, PortConfig as DevPortConfig, Producer, Ring,
+    RssConfig, RxOffloads, SocketId, TxBuffer, diag, ffi,
 };
 
 /// Slots of each worker-pair steering ring (messages are made per new DNAT connection
@@ -87,7 +87,26 @@ enum Command {
     },
 }
 
+/// A binary built for x86-64-v3 (`make release-v3`) on a CPU without its features would
+/// die of an illegal instruction somewhere; say why instead, first thing.
+fn cpu_level_missing() -> Option<String> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("bmi2")
+    {
+        return Some(
+            "this fwd was built for x86-64-v3 (make release-v3) and the CPU lacks AVX2/BMI2: \
+             use the portable build (make release)"
+                .to_string(),
+        );
+    }
+    None
+}
+
 fn main() -> ExitCode {
+    if let Some(e) = cpu_level_missing() {
+        eprintln!("fwd: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     match (&cli.command, &cli.config, cli.demo) {
         (
@@ -471,12 +490,18 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         .collect::<Vec<_>>()
         .into_iter();
 
-    // Connection tables (created on the workers below) ask for transparent huge pages:
-    // hundreds of MiB read at random would otherwise miss the TLB on most lookups.
-    dataplane::conntrack::set_large_alloc_hint(dpdk_bindings::advise_hugepages);
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| format!("EAL init: {e}"))?;
+    // Connection tables (created on the workers below, each on its lcore's socket) come
+    // from DPDK's hugepages: hundreds of MiB read at random would otherwise miss the TLB
+    // on most lookups, and reserved pages need no compaction at start-up. Short of
+    // hugepages (or with `hugepages: false`) they fall back to the heap with a
+    // transparent-huge-page hint, and the worker says so.
+    let huge = HugeMem::new(&eal, SocketId::ANY);
+    if let Some(mem) = huge.clone() {
+        dataplane::conntrack::use_dpdk_memory(mem);
+    }
     // After EAL init (which installs its own handlers for some signals).
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -523,6 +548,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             tx_desc: pc.tx_descriptors,
             mtu: Some(pc.mtu),
             rss: (nrx > 1).then(RssConfig::symmetric),
+            // The NIC's checksum verdicts where it has them (the workers read them from
+            // `ol_flags`; software verifies the rest).
+            rx_offloads: RxOffloads::CHECKSUM.intersection(info.rx_offload_capa),
             ..DevPortConfig::default()
         };
         let applied = port
@@ -724,6 +752,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     for (io, lcore) in ios.into_iter().zip(&lcores) {
         let wstop = stop.clone();
         let wready = ready.clone();
+        let whuge = huge.is_some();
         let (wcfg, wroutes, wneigh, wrules) = (
             pcfg.clone(),
             routes.clone(),
@@ -733,6 +762,17 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         let h = eal
             .launch_on(*lcore, move || {
                 let mut p = Pipeline::new(io.index, nworkers16, &wcfg, wroutes, wneigh, wrules);
+                let ct = p.conntrack();
+                if whuge && !ct.on_hugepages() {
+                    eprintln!(
+                        "fwd: worker {}: the connection table ({} MiB) did not fit in DPDK's \
+                         free hugepages and is on the heap (transparent huge pages): \
+                         reserve more (echo N > /proc/sys/vm/nr_hugepages) or lower \
+                         nf_conntrack_max",
+                        io.index,
+                        ct.memory() >> 20
+                    );
+                }
                 wready.fetch_add(1, Ordering::Release);
                 io.run(&mut p, &wstop);
                 0

@@ -1,63 +1,68 @@
-//! Allocation of the table's large arrays, with an optional huge-page hint.
+//! Allocation of the table's large arrays (entries, side arrays, recipes, index).
 //!
-//! A 1 M-entry table is ~240 MiB touched at random: with 4 KiB pages nearly every lookup
-//! also misses the TLB (a two-dimensional page walk in a VM). The daemon installs a hint
-//! (`fwd`: `dpdk_bindings::advise_hugepages`, `madvise(MADV_HUGEPAGE)`) that is called
-//! on each large array after it is reserved and before it is first written, so the
-//! first touch faults in 2 MiB pages. This crate has no `unsafe` and no libc: without a
-//! hint (tests, benches, mgmt) arrays are plain `Vec`s.
+//! A 1 M-entry table is hundreds of MiB touched at random: with 4 KiB pages nearly every
+//! lookup would also miss the TLB. With the `dpdk` feature the arrays are
+//! [`dpdk_bindings::HugeArray`]s: in DPDK's hugepage memory once the daemon has called
+//! [`use_dpdk_memory`] (after EAL init, with hugepages), else — EAL without hugepages, or
+//! its hugepages short, or no EAL at all (tests, benches) — on the heap with a
+//! transparent-huge-page hint; [`Table::on_hugepages`](super::Table::on_hugepages) tells
+//! which. Without the feature (the pure library `mgmt` links) they are plain `Vec`s.
+//! Either way they are allocated once, when the table is made, and never grow.
 
-use std::sync::OnceLock;
+#[cfg(feature = "dpdk")]
+mod imp {
+    use std::sync::OnceLock;
 
-/// `(address, length)` of freshly reserved, unwritten memory → whether the hint took.
-pub type LargeAllocHint = fn(usize, usize) -> bool;
+    use dpdk_bindings::{HugeArray, HugeMem};
 
-static HINT: OnceLock<LargeAllocHint> = OnceLock::new();
+    /// A table array.
+    pub type Slab<T> = HugeArray<T>;
 
-/// Arrays below this are left alone (a huge page would mostly be empty).
-const MIN_BYTES: usize = 4 << 20;
+    static MEM: OnceLock<HugeMem> = OnceLock::new();
 
-/// Installs the hint for every table created afterwards (first call wins; returns
-/// whether this call installed it).
-pub fn set_large_alloc_hint(hint: LargeAllocHint) -> bool {
-    HINT.set(hint).is_ok()
-}
-
-/// `n` copies of `v`, the hint applied before the first write when the array is large.
-pub(crate) fn filled<T: Clone>(n: usize, v: T) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(n);
-    let bytes = n.saturating_mul(size_of::<T>());
-    if bytes >= MIN_BYTES
-        && let Some(hint) = HINT.get()
-    {
-        hint(out.as_mut_ptr().addr(), bytes);
+    /// Puts every table made afterwards in `mem` (first call wins; returns whether this
+    /// call set it).
+    pub fn use_dpdk_memory(mem: HugeMem) -> bool {
+        MEM.set(mem).is_ok()
     }
-    out.resize(n, v);
-    out
+
+    pub(crate) fn filled<T: Copy>(n: usize, v: T) -> Slab<T> {
+        HugeArray::filled(n, v, MEM.get())
+    }
+
+    pub(crate) fn on_hugepages<T: Copy>(s: &Slab<T>) -> bool {
+        s.on_hugepages()
+    }
 }
+
+#[cfg(not(feature = "dpdk"))]
+mod imp {
+    /// A table array.
+    pub type Slab<T> = Vec<T>;
+
+    pub(crate) fn filled<T: Copy>(n: usize, v: T) -> Slab<T> {
+        vec![v; n]
+    }
+
+    pub(crate) fn on_hugepages<T>(_: &Slab<T>) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "dpdk")]
+pub use imp::use_dpdk_memory;
+pub(crate) use imp::{Slab, filled, on_hugepages};
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
-    static SEEN: AtomicUsize = AtomicUsize::new(0);
-
-    fn record(_addr: usize, len: usize) -> bool {
-        SEEN.fetch_add(len, Ordering::Relaxed);
-        true
-    }
-
     #[test]
-    fn large_arrays_get_the_hint_small_ones_do_not() {
-        set_large_alloc_hint(record);
-        let before = SEEN.load(Ordering::Relaxed);
+    fn arrays_are_filled_and_outside_eal_not_on_hugepages() {
         let small = filled(1024, 7u64);
-        assert_eq!(SEEN.load(Ordering::Relaxed), before);
         let big = filled(1 << 20, 3u64);
-        assert!(SEEN.load(Ordering::Relaxed) >= before + (8 << 20));
         assert_eq!((small.len(), small[1023]), (1024, 7));
         assert_eq!((big.len(), big[(1 << 20) - 1]), (1 << 20, 3));
+        assert!(!on_hugepages(&big), "no EAL in unit tests");
     }
 }

@@ -24,12 +24,16 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use alloc::set_large_alloc_hint;
+#[cfg(feature = "dpdk")]
+pub use alloc::use_dpdk_memory;
 pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
-pub use table::{Bucket, CtEvent, EntryId, Miss, Probe, Snapshot, Stats, Table};
+pub use table::{
+    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, Snapshot, Stats,
+    Table, apply_delta,
+};
 pub use tcp::TcpState;
 pub use tunables::{TunableError, Tunables, check_tunable};
 

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 pub(super) mod insert;
 pub(super) mod wheel;
 
+use super::alloc::{Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
 use super::tcp::{TcpConn, TcpState, TcpVerdict};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
@@ -15,6 +16,11 @@ use crate::control::proto::{CtCounters, EventType};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
+
+#[path = "recipe.rs"]
+mod recipe;
+use recipe::Recipe;
+pub use recipe::{FastKey, FastPlan, NO_PATH, RecipeArgs, apply_delta};
 
 /// Index of an entry in its worker's table. Valid until the entry is deleted (by
 /// [`Table::remove`], expiry, early drop, or an [`Outcome`] that says so).
@@ -31,6 +37,11 @@ pub const DST_NAT: u8 = 1 << 5;
 /// The entry holds its translated source port in the table's port pools (released when
 /// it dies). Private: masked out of what [`Table::status`] and snapshots show.
 const PORT_HELD: u8 = 1 << 7;
+/// A fast-path recipe was built at this slot since the entry was inserted: its lines
+/// (`recipe.rs`) may hold a valid recipe or pending counters. Private, as `PORT_HELD`.
+const RECIPE: u8 = 1 << 6;
+/// The status bits only the table sees.
+const PRIVATE: u8 = PORT_HELD | RECIPE;
 
 /// Per-protocol state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -263,14 +274,14 @@ struct Hashed {
 /// The per-worker connection table. See the module docs.
 #[derive(Debug)]
 pub struct Table {
-    entries: Vec<Entry>,
-    acct: Vec<Acct>,
+    entries: Slab<Entry>,
+    acct: Slab<Acct>,
     /// TCP window state; meaningful for TCP entries only.
-    tcp: Vec<TcpConn>,
+    tcp: Slab<TcpConn>,
     free: u32,
     live: u32,
     max: u32,
-    buckets: Vec<Bucket>,
+    buckets: Slab<Bucket>,
     mask: usize,
     keys: [u64; 4],
     wheel: Vec<u32>,
@@ -292,6 +303,10 @@ pub struct Table {
     inserts_at_tick: u64,
     /// Source ports held by this worker's SNAT connections (`nat::pool`).
     ports: PortPools,
+    /// Fast-path recipes, two per slot (`recipe.rs`).
+    recipes: Slab<Recipe>,
+    /// Slot, direction and timeout (0: none) of the last packet the tracker refreshed.
+    last_track: (u32, Direction, u32),
     /// Resume point of an interrupted [`Table::delete_matching`].
     pub(crate) delete_cursor: u32,
 }
@@ -353,6 +368,8 @@ impl Table {
             idle_since: None,
             inserts_at_tick: 0,
             ports: PortPools::for_capacity(capacity),
+            recipes: super::alloc::filled(2 * capacity as usize, Recipe::default()),
+            last_track: (NIL, Direction::Original, 0),
             delete_cursor: 0,
         }
     }
@@ -380,7 +397,19 @@ impl Table {
     /// Bytes allocated for entries (hot part and side arrays) and the index (not the event
     /// ring or the timer wheel, which do not grow with the capacity).
     pub fn memory(&self) -> usize {
-        self.entries.len() * (ENTRY_BYTES + COLD_BYTES) + self.buckets.len() * size_of::<Bucket>()
+        self.entries.len() * (ENTRY_BYTES + COLD_BYTES)
+            + self.recipes.len() * size_of::<Recipe>()
+            + self.buckets.len() * size_of::<Bucket>()
+    }
+
+    /// Whether every large array of the table is in DPDK hugepage memory (`alloc.rs`);
+    /// false outside EAL, under `--no-huge`, or when hugepages were short.
+    pub fn on_hugepages(&self) -> bool {
+        on_hugepages(&self.entries)
+            && on_hugepages(&self.acct)
+            && on_hugepages(&self.tcp)
+            && on_hugepages(&self.buckets)
+            && on_hugepages(&self.recipes)
     }
 
     /// Bytes per entry of the index and the hot parts only: what lookups touch.
@@ -746,6 +775,7 @@ impl Table {
     /// hashing), timer link, DESTROY event, its NAT port, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
         self.emit(EventType::Destroy, idx, now);
+        self.recipe_clear(idx);
         self.remove_ref(idx, Direction::Original);
         self.remove_ref(idx, Direction::Reply);
         self.unlink(idx);
@@ -809,7 +839,7 @@ impl Table {
 
     /// Status bits ([`SEEN_REPLY`], [`ASSURED`], [`SRC_NAT`], [`DST_NAT`], ...).
     pub fn status(&self, id: EntryId) -> Option<u8> {
-        self.get(id).map(|e| e.status & !PORT_HELD)
+        self.get(id).map(|e| e.status & !PRIVATE)
     }
 
     /// `ct mark`.
@@ -831,8 +861,18 @@ impl Table {
 
     /// Sets the verdict-cache slot of direction `dir`.
     pub fn set_verdict_slot(&mut self, id: EntryId, dir: Direction, v: u64) {
-        if let Some(e) = self.get_mut(id) {
+        if let Some(e) = self.get_mut(id)
+            && e.verdict[dir as usize] != v
+        {
             e.verdict[dir as usize] = v;
+            self.recipe_slot_changed(id.0, dir);
+        }
+    }
+
+    /// Clears the verdict-cache slots of every entry (the rules engine's epoch wrapped).
+    pub fn clear_verdict_slots(&mut self) {
+        for e in self.entries.iter_mut() {
+            e.verdict = [0; 2];
         }
     }
 
@@ -852,7 +892,11 @@ impl Table {
     pub fn counters_of(&self, id: EntryId, dir: Direction) -> Option<(u64, u64)> {
         self.get(id).map(|_| {
             let c = &self.acct[id.0 as usize];
-            (c.packets[dir.index()], c.bytes[dir.index()])
+            let (p, b) = self.recipe_pending(id.0);
+            (
+                c.packets[dir.index()] + p[dir.index()],
+                c.bytes[dir.index()] + b[dir.index()],
+            )
         })
     }
 
@@ -869,15 +913,16 @@ impl Table {
     pub(crate) fn snapshot_at(&self, idx: u32, now: u64) -> Snapshot {
         let e = &self.entries[idx as usize];
         let c = &self.acct[idx as usize];
+        let (p, b) = self.recipe_pending(idx);
         Snapshot {
             id: EntryId(idx),
             orig: e.orig,
             reply: e.reply,
             tcp_state: (e.kind() == KIND_TCP).then(|| TcpState::from_u8(e.tcp_state())),
-            status: e.status & !PORT_HELD,
+            status: e.status & !PRIVATE,
             mark: e.mark,
-            packets: c.packets,
-            bytes: c.bytes,
+            packets: [c.packets[0] + p[0], c.packets[1] + p[1]],
+            bytes: [c.bytes[0] + b[0], c.bytes[1] + b[1]],
             timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
         }
     }
@@ -1101,6 +1146,7 @@ impl Table {
             e.status = new_status;
         }
         let changed = new_state != old_state || new_status != status;
+        self.recipe_tracked(idx, dir, timeout, changed);
         if kill {
             self.destroy(idx, now);
             return Outcome::Tracked {

@@ -613,11 +613,12 @@ fn index_fills_to_capacity_with_cuckoo_moves() {
         assert_eq!(t.lookup(&k).map(|x| x.1), Some(Direction::Original));
         assert_eq!(t.lookup(&k.inverse()).map(|x| x.1), Some(Direction::Reply));
     }
-    // Hot part (128) + side arrays (32 + 48) + the index share.
-    assert!(t.bytes_per_entry() >= 128 + 80);
+    // Hot part (128) + side arrays (32 + 48) + two fast-path recipe lines (128) + the
+    // index share.
+    assert!(t.bytes_per_entry() >= 128 + 80 + 128);
     assert!(t.hot_bytes_per_entry() >= 128 && t.hot_bytes_per_entry() < 128 + 64);
     // 5000 entries: 2 * 5000 * 1.25 / 8 = 1563 buckets, rounded up to 2048.
-    assert_eq!(t.memory(), 5000 * (128 + 80) + 2048 * 64);
+    assert_eq!(t.memory(), 5000 * (128 + 80 + 128) + 2048 * 64);
 }
 
 trait IntoAddr {

@@ -20,6 +20,9 @@ pub struct Tunables {
     pub tcp_loose: bool,
     /// `nf_conntrack_tcp_be_liberal`: only out-of-window RST segments are invalid.
     pub tcp_be_liberal: bool,
+    /// `nf_conntrack_checksum`: verify TCP/UDP/ICMP checksums in software where the NIC
+    /// gave no verdict (0: trust them, as Linux's conntrack then does).
+    pub checksum: bool,
     /// `nf_conntrack_tcp_timeout_*`, indexed by [`TcpState`] (`NONE` unused).
     pub tcp: [u32; TcpState::COUNT],
     /// `nf_conntrack_tcp_timeout_unacknowledged`: cap while data is unacknowledged.
@@ -55,6 +58,7 @@ impl Default for Tunables {
             max: 262_144,
             tcp_loose: true,
             tcp_be_liberal: false,
+            checksum: true,
             tcp,
             tcp_unacknowledged: 300,
             tcp_max_retrans: 300,
@@ -99,7 +103,8 @@ const TCP_NAMES: [(&str, TcpState); 9] = [
 ];
 
 /// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 21] = [
+    "nf_conntrack_checksum",
     "nf_conntrack_events",
     "nf_conntrack_generic_timeout",
     "nf_conntrack_icmp_timeout",
@@ -126,7 +131,9 @@ pub const NAMES: [&str; 20] = [
 fn range(name: &str) -> Option<(u64, u64)> {
     match name {
         "nf_conntrack_max" => Some((1, MAX_ENTRIES)),
-        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" => Some((0, 1)),
+        "nf_conntrack_tcp_loose" | "nf_conntrack_tcp_be_liberal" | "nf_conntrack_checksum" => {
+            Some((0, 1))
+        }
         "nf_conntrack_events" => Some((0, 2)),
         n if NAMES.contains(&n) => Some((1, MAX_TIMEOUT_S)),
         _ => None,
@@ -200,6 +207,7 @@ impl Tunables {
             "nf_conntrack_max" => self.max.into(),
             "nf_conntrack_tcp_loose" => self.tcp_loose.into(),
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal.into(),
+            "nf_conntrack_checksum" => self.checksum.into(),
             "nf_conntrack_events" => self.events.into(),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged.into(),
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans.into(),
@@ -224,6 +232,7 @@ impl Tunables {
             "nf_conntrack_max" => self.max = v,
             "nf_conntrack_tcp_loose" => self.tcp_loose = value != 0,
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal = value != 0,
+            "nf_conntrack_checksum" => self.checksum = value != 0,
             "nf_conntrack_events" => self.events = u8::try_from(value).unwrap_or(2),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged = v,
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans = v,
@@ -274,6 +283,7 @@ mod tests {
         assert_eq!(t.get("nf_conntrack_udp_timeout_stream"), Some(120));
         assert_eq!(t.get("nf_conntrack_tcp_loose"), Some(1));
         assert_eq!(t.get("nf_conntrack_tcp_be_liberal"), Some(0));
+        assert_eq!(t.get("nf_conntrack_checksum"), Some(1));
         assert_eq!(t.list().count(), NAMES.len());
     }
 

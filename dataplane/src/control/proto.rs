@@ -559,6 +559,14 @@ pub struct WorkerStats {
     /// Packets given to the slow path (ARP, ND, unresolved next hops).
     #[serde(default)]
     pub slow_path: u64,
+    /// Packets the vector fast path forwarded from a connection's recipe (also in
+    /// `forwarded`).
+    #[serde(default)]
+    pub fast_path: u64,
+    /// Fast-path recipes the pipeline built (one per connection direction, again after
+    /// every ruleset, route, neighbour or tunables change).
+    #[serde(default)]
+    pub recipes_built: u64,
 }
 
 /// All counters.

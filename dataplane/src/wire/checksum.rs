@@ -7,46 +7,75 @@
 
 /// Partial ones'-complement sum of `data` as big-endian 16-bit words; an odd trailing byte
 /// is padded with zero (RFC 1071 §4.1). Not folded; add sums with [`add`].
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
-    // 32-bit big-endian words into a 64-bit accumulator: the folded result equals the sum
-    // of 16-bit words (ones'-complement addition is associative across word sizes), with
-    // half the additions. 2^32 words cannot overflow 64 bits for any frame.
+    u32::from(fold(sum_native(data)).swap_bytes())
+}
+
+/// [`sum`] in native (little-endian) byte order: the same sum with the bytes of each
+/// 16-bit word swapped (RFC 1071 §2(B): the sum does not depend on the byte order), so
+/// `fold(..).swap_bytes()` is the big-endian sum, and [`verify`] works on it as it is
+/// (0xFFFF reads the same both ways). Partial sums of this kind add with [`add`]; a
+/// big-endian 16-bit word `w` joins them as `w.swap_bytes()`.
+#[inline]
+pub fn sum_native(data: &[u8]) -> u32 {
+    // 64-bit words with the carries added back (end-around): 2^16 ≡ 1 modulo 0xFFFF, so
+    // a 64-bit word adds its four 16-bit words (RFC 1071 §2(A)). A little-endian load of
+    // the big-endian words [a b] gives b·2^8 + a; an odd trailing byte `a` (a·2^8
+    // big-endian) is `a` here.
     let mut acc: u64 = 0;
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        acc += u64::from(u32::from_be_bytes([q[0], q[1], q[2], q[3]]));
+    let mut carries: u64 = 0;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let (s, c) = acc.overflowing_add(u64::from_le_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]));
+        acc = s;
+        carries += u64::from(c);
     }
-    let mut rest = quads.remainder();
+    let mut rest = words.remainder();
+    let mut tail: u64 = 0;
+    if rest.len() >= 4 {
+        tail += u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        rest = &rest[4..];
+    }
     if rest.len() >= 2 {
-        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
+        tail += u64::from(u16::from_le_bytes([rest[0], rest[1]]));
         rest = &rest[2..];
     }
     if let [last] = rest {
-        acc += u64::from(*last) << 8;
+        tail += u64::from(*last);
     }
-    fold64(acc)
+    let (s, c) = acc.overflowing_add(tail);
+    // The carries (at most 2^61) added back: below 2^33, no overflow.
+    fold64(u64::from(fold64(s)) + carries + u64::from(c))
 }
 
-fn fold64(mut acc: u64) -> u32 {
-    while acc > 0xffff_ffff {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    // Lossless: the loop leaves at most 32 bits.
+/// Folds 64 bits to 32 with end-around carries: two steps always suffice (after the
+/// first the value is below 2^33, after the second below 2^32), and a value already
+/// below 2^32 is unchanged, as with a loop.
+#[inline]
+fn fold64(acc: u64) -> u32 {
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    // Lossless: below 2^32 after two steps.
     u32::try_from(acc).unwrap_or(u32::MAX)
 }
 
 /// Adds two partial sums (ones'-complement, end-around carry).
+#[inline]
 pub fn add(a: u32, b: u32) -> u32 {
     let (s, carry) = a.overflowing_add(b);
     s + u32::from(carry)
 }
 
-/// Folds a partial sum to 16 bits (not complemented).
-pub fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    // Lossless after the loop.
+/// Folds a partial sum to 16 bits (not complemented). Two steps always suffice (below
+/// 2^17, then below 2^16), and a value already below 2^16 is unchanged.
+#[inline]
+pub fn fold(s: u32) -> u16 {
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    // Lossless after two steps.
     u16::try_from(s).unwrap_or(u16::MAX)
 }
 

@@ -13,6 +13,7 @@ pub mod arp;
 pub mod build;
 pub mod checksum;
 pub mod eth;
+pub mod fastparse;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;

@@ -76,6 +76,11 @@ pub struct ProcCounters {
     pub snapshots_adopted: u64,
     /// Conntrack events lost because the event ring was full.
     pub events_dropped: u64,
+    /// Packets forwarded by the vector fast path (from a connection's recipe; they are
+    /// counted in `forwarded` too).
+    pub fast_path: u64,
+    /// Fast-path recipes built by the full pipeline.
+    pub recipes_built: u64,
     /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
     /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
     pub replied_drops: [u64; DropReason::COUNT],
@@ -95,6 +100,8 @@ impl Default for ProcCounters {
             handoffs: 0,
             snapshots_adopted: 0,
             events_dropped: 0,
+            fast_path: 0,
+            recipes_built: 0,
             replied_drops: [0; DropReason::COUNT],
         }
     }
@@ -102,7 +109,7 @@ impl Default for ProcCounters {
 
 impl ProcCounters {
     /// Number of `u64` slots.
-    pub const SLOTS: usize = 11 + DropReason::COUNT;
+    pub const SLOTS: usize = 13 + DropReason::COUNT;
 
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
         [
@@ -117,6 +124,8 @@ impl ProcCounters {
             &mut self.handoffs,
             &mut self.snapshots_adopted,
             &mut self.events_dropped,
+            &mut self.fast_path,
+            &mut self.recipes_built,
         ]
         .into_iter()
         .chain(self.replied_drops.iter_mut())
@@ -202,6 +211,8 @@ impl Counters {
             tcp_resets: self.proc.tcp_resets,
             verdict_cache_hits: self.proc.verdict_cache_hits,
             slow_path: self.proc.slow_path,
+            fast_path: self.proc.fast_path,
+            recipes_built: self.proc.recipes_built,
         }
     }
 

@@ -2,9 +2,12 @@
 //! loop") around a [`Process`]or, and the slow-path loop of the main lcore.
 //!
 //! One iteration: drain the handoff rings, `rx_burst` up to [`BURST`] from each owned RX
-//! queue, run the processor on each frame, then act (transmit through the per-port
-//! [`TxBuffer`], hand off to the owner, give to the slow path, or drop and count), flush
-//! the TX buffers. About every millisecond (TSC): the processor's `tick`, up to
+//! queue; each burst is one vector for the processor (`prepare_vector` for all frames,
+//! then frame by frame the fast path or, failing that, the full pipeline, then
+//! `finish_vector`), then act (transmit through the per-port [`TxBuffer`], hand off to
+//! the owner, give to the slow path, or drop and count), flush the TX buffers (one
+//! `tx_burst` per port and vector). Receive counters are added per burst; the NIC's
+//! checksum verdicts (`ol_flags`) go with each frame. About every millisecond (TSC): the processor's `tick`, up to
 //! [`COMMANDS_PER_TICK`] control commands, counter publication. No allocation, lock or
 //! syscall per packet: the only allocations are the boxed control replies, between bursts.
 
@@ -12,14 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
-use dpdk_bindings::{Consumer, Mbuf, Producer, RxQueue, TxBuffer, prefetch0_addr, rdtsc};
+use dpdk_bindings::{
+    CksumStatus, Consumer, Mbuf, Producer, RxQueue, TxBuffer, prefetch0_addr, rdtsc,
+};
 
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
 
 use crate::route::NeighborSnapshot;
+use crate::wire::{HwCsum, ParseOptions};
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
-use crate::worker::process::{Process, SlowProcess, SteerMsg, dispatch};
+use crate::worker::process::{Process, SlowProcess, SteerMsg};
 use crate::worker::slowpath::{SlowOut, SlowPath};
 use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
@@ -49,6 +55,23 @@ fn untag_port(m: &mut Mbuf) -> Option<u16> {
     let d = m.data();
     let port = u16::from_le_bytes([*d.first()?, *d.get(1)?]);
     m.adj(2).then_some(port)
+}
+
+/// The NIC's checksum verdict as the parser takes it (`*_CKSUM_NONE`: the data is
+/// intact, treated as good).
+fn hw_csum(s: CksumStatus) -> HwCsum {
+    match s {
+        CksumStatus::Unknown => HwCsum::Unknown,
+        CksumStatus::Good | CksumStatus::IntegrityOk => HwCsum::Good,
+        CksumStatus::Bad => HwCsum::Bad,
+    }
+}
+
+/// The parse options for a received mbuf: software verification where the NIC gave no
+/// verdict (a port without RX checksum offload never gives one).
+#[inline]
+fn offload_opts(m: &Mbuf) -> ParseOptions {
+    ParseOptions::with_offload(hw_csum(m.ip_cksum()), hw_csum(m.l4_cksum()))
 }
 
 /// Neighbour snapshots the slow path publishes and the workers adopt between bursts.
@@ -141,55 +164,63 @@ impl WorkerIo {
             let t0 = rdtsc();
             let now_ns = tsc_to_ns(t0, self.tsc_hz);
             let mut work = self.receive_steering(proc, &mut c);
+            let mut ports: ArrayVec<u16, BURST> = ArrayVec::new();
             for ring in 0..self.handoff_in.len() {
                 burst.clear();
                 let n = self.handoff_in[ring].dequeue_burst(&mut burst);
+                if n == 0 {
+                    continue;
+                }
                 c.handoff_rx += n as u64;
                 work += n;
-                for mut m in burst.drain(..) {
-                    match untag_port(&mut m) {
-                        Some(port) => self.handle(
-                            proc,
-                            &mut c,
-                            &mut pending,
-                            port,
-                            m,
-                            now_ns,
-                            &mut scratch,
-                            false,
-                        ),
-                        None => {
-                            c.edge_drop += 1;
-                            drop(m);
-                        }
+                // Each frame carries its input port; a frame without the tag is dropped.
+                ports.clear();
+                burst.retain(|m| match untag_port(m) {
+                    Some(p) => {
+                        ports.push(p);
+                        true
                     }
-                }
+                    None => {
+                        c.edge_drop += 1;
+                        false
+                    }
+                });
+                self.vector(
+                    proc,
+                    &mut c,
+                    &mut pending,
+                    &mut burst,
+                    &ports,
+                    now_ns,
+                    &mut scratch,
+                    false,
+                );
             }
             for q in 0..self.rx.len() {
                 burst.clear();
                 let port = self.rx[q].0;
                 let n = self.rx[q].1.rx_burst(&mut burst);
+                if n == 0 {
+                    continue;
+                }
                 work += n;
-                if n > 1 {
-                    let frames: ArrayVec<&[u8], BURST> = burst.iter().map(Mbuf::data).collect();
-                    proc.prefetch_burst(&frames, prefetch0_addr);
+                if let Some(s) = c.rx_packets.get_mut(usize::from(port)) {
+                    *s += n as u64;
+                    c.rx_bytes[usize::from(port)] +=
+                        burst.iter().map(|m| u64::from(m.pkt_len())).sum::<u64>();
                 }
-                for m in burst.drain(..) {
-                    if let Some(s) = c.rx_packets.get_mut(usize::from(port)) {
-                        *s += 1;
-                        c.rx_bytes[usize::from(port)] += u64::from(m.pkt_len());
-                    }
-                    self.handle(
-                        proc,
-                        &mut c,
-                        &mut pending,
-                        port,
-                        m,
-                        now_ns,
-                        &mut scratch,
-                        true,
-                    );
-                }
+                ports.clear();
+                ports.extend(std::iter::repeat_n(port, n));
+                self.vector(
+                    proc,
+                    &mut c,
+                    &mut pending,
+                    &mut burst,
+                    &ports,
+                    now_ns,
+                    &mut scratch,
+                    true,
+                );
             }
             // Every iteration: `tick` and commands (between bursts) also retire connections.
             self.send_steering(proc, &mut c);
@@ -288,6 +319,56 @@ impl WorkerIo {
         }
     }
 
+    /// One vector (an RX burst, or a burst from a handoff ring; `ports[i]` is the input
+    /// port of `burst[i]`): the processor's stages 1–2 for every frame, then each frame
+    /// through its fast path or, failing that, its full pipeline, in order; then its
+    /// stage 4. The burst is drained.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the loop's state, passed by reference"
+    )]
+    #[inline]
+    fn vector<P: Process>(
+        &mut self,
+        proc: &mut P,
+        c: &mut Counters,
+        pending: &mut [ArrayVec<u32, BURST>],
+        burst: &mut ArrayVec<Mbuf, BURST>,
+        ports: &[u16],
+        now_ns: u64,
+        scratch: &mut [u8; SCRATCH_LEN],
+        may_hand_off: bool,
+    ) {
+        for m in burst.iter() {
+            m.prefetch_data();
+        }
+        {
+            let frames: ArrayVec<&[u8], BURST> = burst.iter().map(Mbuf::data).collect();
+            proc.prepare_vector(&frames, prefetch0_addr);
+        }
+        for (i, (mut m, &port)) in burst.drain(..).zip(ports).enumerate() {
+            let opts = offload_opts(&m);
+            if m.nb_segs() == 1
+                && let Some(a) = proc.fast_path(i, port, m.data_mut(), &opts, now_ns)
+            {
+                self.act(c, pending, port, m, a, scratch, may_hand_off);
+                continue;
+            }
+            self.handle(
+                proc,
+                c,
+                pending,
+                port,
+                m,
+                &opts,
+                now_ns,
+                scratch,
+                may_hand_off,
+            );
+        }
+        proc.finish_vector();
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "the loop's state, passed by reference"
@@ -300,6 +381,7 @@ impl WorkerIo {
         pending: &mut [ArrayVec<u32, BURST>],
         port: u16,
         mut m: Mbuf,
+        opts: &ParseOptions,
         now_ns: u64,
         scratch: &mut [u8; SCRATCH_LEN],
         may_hand_off: bool,
@@ -308,7 +390,26 @@ impl WorkerIo {
             c.edge_drop += 1;
             return;
         }
-        let action = dispatch(proc, !may_hand_off, port, m.data_mut(), now_ns, scratch);
+        let action = proc.process_offload(port, m.data_mut(), opts, !may_hand_off, now_ns, scratch);
+        self.act(c, pending, port, m, action, scratch, may_hand_off);
+    }
+
+    /// What the edge does with a frame once the processor decided `action`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the loop's state, passed by reference"
+    )]
+    #[inline]
+    fn act(
+        &mut self,
+        c: &mut Counters,
+        pending: &mut [ArrayVec<u32, BURST>],
+        port: u16,
+        mut m: Mbuf,
+        action: Action,
+        scratch: &[u8; SCRATCH_LEN],
+        may_hand_off: bool,
+    ) {
         match action {
             Action::Forward { port: out, len } => {
                 if set_len(&mut m, usize::from(len)) {
@@ -407,9 +508,12 @@ fn settle(c: &mut Counters, p: usize, pending: &mut ArrayVec<u32, BURST>, sent: 
 }
 
 /// Sets the (single-segment) frame length to `len`; false if the buffer cannot hold it.
+#[inline]
 fn set_len(m: &mut Mbuf, len: usize) -> bool {
     let cur = m.len();
-    if len <= cur {
+    if len == cur {
+        true
+    } else if len < cur {
         m.trim(cur - len)
     } else {
         m.append(len - cur).is_some()

@@ -101,4 +101,6 @@ pub mod slowpath;
 pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};
 pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
+mod fast_tests;
+#[cfg(test)]
 mod pipe_tests;

@@ -17,13 +17,13 @@ use crate::route::{
 };
 use crate::wire::{Addr, Family, proto};
 
-const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
-const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
-const HOST_MAC: Mac = [2, 0, 0, 0, 1, 10];
-const GW1_MAC: Mac = [2, 0, 0, 0, 2, 254];
-const GW2_MAC: Mac = [2, 0, 0, 0, 2, 253];
+pub(super) const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
+pub(super) const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
+pub(super) const HOST_MAC: Mac = [2, 0, 0, 0, 1, 10];
+pub(super) const GW1_MAC: Mac = [2, 0, 0, 0, 2, 254];
+pub(super) const GW2_MAC: Mac = [2, 0, 0, 0, 2, 253];
 
-fn v4(a: [u8; 4]) -> Addr {
+pub(super) fn v4(a: [u8; 4]) -> Addr {
     Addr::from_v4(a)
 }
 
@@ -31,7 +31,7 @@ fn v6(s: &str) -> Addr {
     Addr::from(s.parse::<std::net::IpAddr>().unwrap())
 }
 
-fn routes() -> Arc<RouteTable> {
+pub(super) fn routes() -> Arc<RouteTable> {
     let mut b = RouteTableBuilder::new();
     b.port_address(0, v4([198, 18, 0, 1]), 24).unwrap();
     b.port_address(1, v4([198, 19, 0, 1]), 24).unwrap();
@@ -46,7 +46,7 @@ fn routes() -> Arc<RouteTable> {
     Arc::new(b.build())
 }
 
-fn ports() -> Vec<PortInfo> {
+pub(super) fn ports() -> Vec<PortInfo> {
     vec![
         PortInfo {
             mac: LAN_MAC,
@@ -61,7 +61,7 @@ fn ports() -> Vec<PortInfo> {
     ]
 }
 
-fn config() -> PipelineConfig {
+pub(super) fn config() -> PipelineConfig {
     PipelineConfig {
         ports: ports(),
         ct_capacity: 1024,
@@ -71,7 +71,7 @@ fn config() -> PipelineConfig {
     }
 }
 
-fn neighbors() -> Arc<NeighborSnapshot> {
+pub(super) fn neighbors() -> Arc<NeighborSnapshot> {
     let mut c: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
     c.add_static(0, v4([198, 18, 0, 10]), HOST_MAC);
     c.add_static(1, v4([198, 19, 0, 254]), GW1_MAC);
@@ -108,7 +108,7 @@ fn naive_sum(parts: &[&[u8]]) -> u16 {
 }
 
 /// Asserts the IP header checksum (IPv4) and the L4 checksum of the IP packet at `l3`.
-fn assert_checksums(f: &[u8], l3: usize) {
+pub(super) fn assert_checksums(f: &[u8], l3: usize) {
     let (family, hl, p, src, dst) = if f[l3] >> 4 == 4 {
         let hl = usize::from(f[l3] & 15) * 4;
         assert_eq!(
@@ -147,17 +147,17 @@ fn assert_checksums(f: &[u8], l3: usize) {
     assert_eq!(sum, 0xffff, "l4 checksum of proto {p}");
 }
 
-struct Pkt {
-    family: Family,
-    src: Addr,
-    dst: Addr,
-    ttl: u8,
-    dst_mac: Mac,
-    src_mac: Mac,
+pub(super) struct Pkt {
+    pub(super) family: Family,
+    pub(super) src: Addr,
+    pub(super) dst: Addr,
+    pub(super) ttl: u8,
+    pub(super) dst_mac: Mac,
+    pub(super) src_mac: Mac,
 }
 
 impl Pkt {
-    fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
+    pub(super) fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
         Pkt {
             family: Family::V4,
             src: v4(src),
@@ -177,17 +177,17 @@ impl Pkt {
             src_mac: HOST_MAC,
         }
     }
-    fn ttl(mut self, t: u8) -> Self {
+    pub(super) fn ttl(mut self, t: u8) -> Self {
         self.ttl = t;
         self
     }
-    fn dst_mac(mut self, m: Mac) -> Self {
+    pub(super) fn dst_mac(mut self, m: Mac) -> Self {
         self.dst_mac = m;
         self
     }
 
     /// A frame carrying `l4` (checksum field at `csum_off` filled in).
-    fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
+    pub(super) fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
         let hl = if self.family == Family::V4 { 20 } else { 40 };
         let mut f = vec![0u8; ETH_LEN + hl + l4.len()];
         let et = if self.family == Family::V4 {
@@ -219,7 +219,7 @@ impl Pkt {
         f
     }
 
-    fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+    pub(super) fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
         let mut l4 = vec![0u8; 8 + payload];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -230,7 +230,7 @@ impl Pkt {
         self.build(proto::UDP, l4, Some(6))
     }
 
-    fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    pub(super) fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
         let mut l4 = vec![0u8; 20];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -257,7 +257,7 @@ impl Pkt {
     }
 }
 
-fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
+pub(super) fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
     p.process(port, frame, 1_000, scratch)
 }
 
@@ -798,7 +798,7 @@ fn with_rules() -> Pipeline {
 
 /// A pipeline (worker 0 of 1, ports lan/wan) running ruleset `src`, and the publisher of
 /// its generations (its counters are the rules' counters).
-fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
+pub(super) fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
     let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
         .collect();
@@ -814,7 +814,7 @@ fn with_ruleset(src: &str) -> (Pipeline, crate::rules::Publisher) {
     (p, publisher)
 }
 
-fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
+pub(super) fn from_wan(mut f: Vec<u8>) -> Vec<u8> {
     f[0..6].copy_from_slice(&WAN_MAC);
     f[6..12].copy_from_slice(&GW1_MAC);
     f
@@ -1037,7 +1037,7 @@ impl Cluster {
     }
 }
 
-fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
+pub(super) fn tuple_of(f: &[u8]) -> ([u8; 4], [u8; 4], u16, u16) {
     let ip = &f[ETH_LEN..];
     let l4 = &ip[20..];
     (
@@ -1662,8 +1662,32 @@ fn peeked_keys_equal_parsed_keys_and_prefetch_names_the_entry() {
         Action::Forward { .. }
     ));
     let mut n = 0;
-    p.prefetch_burst(&[&frames[0], &frames[1]], |_| n += 1);
-    assert_eq!(n, 2 + 2 + 2, "2 frames x 2 buckets + 1 entry x 2 lines");
+    p.prepare_vector(&[&frames[0], &frames[1]], |_| n += 1);
+    assert_eq!(
+        n,
+        2 + 2 + 1,
+        "2 frames x 2 buckets + the entry's recipe line"
+    );
+    let mut n = 0;
+    p.prepare_vector(&[&frames[2], &frames[3]], |_| n += 1);
+    assert_eq!(
+        n,
+        2 + 2,
+        "IPv6 (the full path's): 2 frames x 2 buckets, no entry"
+    );
+    let mut ping = ping;
+    let mut f6 = frames[2].clone();
+    assert!(matches!(
+        run(&mut p, 0, &mut f6, &mut s),
+        Action::Forward { .. }
+    ));
+    let mut n = 0;
+    p.prepare_vector(&[&frames[2], &ping], |_| n += 1);
+    assert_eq!(n, 2 + 2, "the IPv6 entry's two lines; nothing for the ping");
+    assert!(matches!(
+        run(&mut p, 0, &mut ping, &mut s),
+        Action::Forward { .. }
+    ));
 }
 
 /// Sends `n` TTL-expiring packets to `p` at `now`; returns how many were answered.
@@ -1755,4 +1779,73 @@ fn icmp_limiter_ignores_time_going_back_and_saturates_long_gaps() {
     assert!(l.allow(u64::MAX));
     assert!(l.allow(u64::MAX));
     assert!(!l.allow(u64::MAX));
+}
+
+/// Issue 15: the verdict cache kept 16 bits of the ruleset generation, so a verdict
+/// cached under generation g was taken again under g + 65 536. The slot's epoch is exact
+/// now: a flow cached under the first generation is evaluated afresh (and dropped) by a
+/// generation 65 536 publishes later, even when another flow's path of the new
+/// generation has the same path id.
+#[test]
+fn a_cached_verdict_never_outlives_its_generation_even_after_65536_publishes() {
+    let accept = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  udp dport 53 counter accept\n }\n}\n";
+    let drop_53 = "table ip t {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  udp dport 53 drop\n }\n}\n";
+    let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+        .into_iter()
+        .collect();
+    let (mut p, mut publisher) = with_ruleset(accept);
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let a = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    let b = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 54, 8);
+    let fwd = |x: Action| matches!(x, Action::Forward { .. });
+    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: new");
+    assert!(
+        fwd(run(&mut p, 0, &mut a(), &mut s)),
+        "A: evaluated, cached"
+    );
+    assert!(fwd(run(&mut p, 0, &mut a(), &mut s)), "A: cache hit");
+    assert_eq!(p.counters().proc.verdict_cache_hits, 1);
+    // 65 536 publishes later the generation's low 16 bits are those of the first.
+    let compiled = crate::rules::load_text(drop_53, &names, 1).unwrap();
+    let mut last = publisher.publish(compiled);
+    for _ in 1..65_536 {
+        last = publisher.publish(crate::rules::load_text(drop_53, &names, 1).unwrap());
+    }
+    assert_eq!(last & 0xffff, 1);
+    p.tick(2_000);
+    // B is cached under the new generation with the first path id of its table.
+    assert!(fwd(run(&mut p, 0, &mut b(), &mut s)), "B: new");
+    assert!(
+        fwd(run(&mut p, 0, &mut b(), &mut s)),
+        "B: evaluated, cached"
+    );
+    assert_eq!(
+        run(&mut p, 0, &mut a(), &mut s),
+        Action::Drop(DropReason::FilterDrop),
+        "A is evaluated by the running generation"
+    );
+}
+
+/// When the verdict epoch's bits in the slot wrap, every slot is cleared: a verdict
+/// cached just before the wrap is not taken after it.
+#[test]
+fn the_verdict_epoch_wrap_clears_every_slot() {
+    let mut p = with_rules();
+    let mut s = vec![0u8; SCRATCH_LEN];
+    let out = || Pkt::v4([198, 18, 0, 10], [203, 0, 113, 5]).udp(40000, 53, 8);
+    p.set_verdict_epoch((1 << 30) - 1);
+    for _ in 0..3 {
+        run(&mut p, 0, &mut out(), &mut s);
+    }
+    assert_eq!(p.counters().proc.verdict_cache_hits, 1);
+    // The bump wraps the 30 bits to 0 (then 1): the slot holding epoch 2^30 - 1 would
+    // not match anyway; 2^30 bumps later it would, were it not cleared now.
+    drop(p.adopt_routes(routes()));
+    p.set_verdict_epoch((1 << 30) - 1);
+    run(&mut p, 0, &mut out(), &mut s);
+    assert_eq!(
+        p.counters().proc.verdict_cache_hits,
+        1,
+        "evaluated: the slot was cleared by the wrap"
+    );
 }

@@ -32,13 +32,17 @@ use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{CtNat, NatAction, Tuple};
-use crate::route::{Mac, NeighborSnapshot, NextHop, RouteTable};
+use crate::route::{AdjTable, Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::compile::MAX_CT_TOKENS;
 use crate::rules::{CtCountToken, Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
+
+#[path = "fast.rs"]
+mod fast;
+pub use fast::MAX_VECTOR;
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,8 +208,11 @@ pub struct Pipeline {
     /// conntrack's `events_dropped` when events were last taken (the `lost` of the next
     /// `TakeEvents`).
     events_lost_seen: u64,
-    /// Bumped by `adopt_routes` (part of the verdict-cache key: `oif` may change).
-    route_epoch: u16,
+    /// Bumped whenever a cached verdict may no longer hold: a ruleset generation is
+    /// adopted, or a route table (`oif` may change). Its low [`CACHE_EPOCH_BITS`] bits
+    /// are part of every verdict-cache key; when they wrap, every slot is cleared
+    /// ([`Pipeline::bump_verdict_epoch`]), so a slot never matches a later epoch.
+    verdict_epoch: u64,
     /// The packet being processed: its verdict-cache entry and key (an established
     /// packet of a ruleset), whether its verdict came from the cache, and whether every
     /// hook evaluated so far was cacheable.
@@ -232,18 +239,31 @@ pub struct Pipeline {
     held: HeldTable,
     /// Steering records of dead connections, for the I/O edge to withdraw.
     unsteer_out: Vec<Steering>,
+    /// The fast path (`fast.rs`): the vector being processed, the adjacencies of the
+    /// current epoch, the epoch recipes are valid for (bumped whenever a ruleset
+    /// generation, route table, neighbour snapshot or tunables are adopted), and the
+    /// forwarded established packet that may leave a recipe.
+    vector: fast::VectorState,
+    adj: AdjTable,
+    recipe_epoch: u64,
+    sent: Option<fast::Sent>,
 }
+
+/// Adjacencies (output port, next-hop MAC) a worker's fast path holds per epoch.
+const MAX_ADJACENCIES: usize = 4096;
 
 /// Connections of the held table examined per [`Pipeline::tick`].
 const SWEEP_BUDGET: usize = 256;
 
-/// Verdict-cache slot layout (the entry's opaque `u64`): valid, drop, direction, ct
-/// state bit, input port, route epoch (14 bits), path id (16 bits: the rules to credit),
-/// ruleset generation (16 bits).
+/// Verdict-cache slot layout (the entry's opaque `u64`): valid (bit 63), drop (62),
+/// direction (61), ct state bit (54..61), input port (46..54), path id (30..46: the rules
+/// to credit), verdict epoch (0..30, [`Pipeline::verdict_epoch`]).
 const CACHE_VALID: u64 = 1 << 63;
 const CACHE_DROP: u64 = 1 << 62;
-const CACHE_PATH_SHIFT: u32 = 16;
+const CACHE_PATH_SHIFT: u32 = 30;
 const CACHE_PATH: u64 = 0xffff << CACHE_PATH_SHIFT;
+const CACHE_EPOCH_BITS: u32 = 30;
+const CACHE_EPOCH: u64 = (1 << CACHE_EPOCH_BITS) - 1;
 
 /// Most counter bumps on one cached path (a longer path is not cached).
 const MAX_PATH: usize = 32;
@@ -310,7 +330,7 @@ impl Pipeline {
             steering: FxHashMap::default(),
             steering_out: Vec::new(),
             events_lost_seen: 0,
-            route_epoch: 0,
+            verdict_epoch: 1,
             cache: None,
             cache_hit: false,
             path_cacheable: false,
@@ -323,6 +343,10 @@ impl Pipeline {
             pending_status: 0,
             held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
             unsteer_out: Vec::new(),
+            vector: fast::VectorState::default(),
+            adj: AdjTable::with_capacity(MAX_ADJACENCIES),
+            recipe_epoch: 1,
+            sent: None,
         }
     }
 
@@ -403,20 +427,41 @@ impl Pipeline {
             return snap;
         }
         self.counters.proc.snapshots_adopted += 1;
+        self.bump_recipe_epoch();
         std::mem::replace(&mut self.neigh, snap)
     }
 
     /// Adopts a new route table between bursts; returns the old one.
     pub fn adopt_routes(&mut self, routes: Arc<RouteTable>) -> Arc<RouteTable> {
         self.counters.proc.snapshots_adopted += 1;
-        self.route_epoch = self.route_epoch.wrapping_add(1);
+        self.bump_verdict_epoch();
+        self.bump_recipe_epoch();
         std::mem::replace(&mut self.routes, routes)
+    }
+
+    /// Test hook: the verdict epoch (to reach its wrap without 2^30 route adoptions).
+    #[cfg(test)]
+    pub(crate) fn set_verdict_epoch(&mut self, e: u64) {
+        self.verdict_epoch = e;
+    }
+
+    /// A new verdict epoch: every cached verdict misses from now on. When the epoch's
+    /// bits in the slot wrap (after 2^30 bumps) every slot of the table is cleared first,
+    /// so an old slot can never match again.
+    fn bump_verdict_epoch(&mut self) {
+        self.verdict_epoch += 1;
+        if self.verdict_epoch & CACHE_EPOCH == 0 {
+            self.ct.clear_verdict_slots();
+            self.verdict_epoch += 1;
+        }
     }
 
     /// Between bursts: expire connections (a budget that follows the inserts since the
     /// last tick, bounded: `Table::expire_tick`), adopt a newer ruleset generation (the
     /// old one goes back to the control thread).
     pub fn tick(&mut self, now_ns: u64) {
+        // Credits of a vector go to the generation its packets were forwarded under.
+        self.finish_vector();
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire_tick(self.now_ns);
         self.held
@@ -426,6 +471,8 @@ impl Pipeline {
         {
             self.counters.proc.snapshots_adopted += 1;
             // Slots of the old generation miss from now on: their paths are garbage.
+            self.bump_verdict_epoch();
+            self.bump_recipe_epoch();
             self.paths.clear();
             self.path_ids.clear();
         }
@@ -442,6 +489,8 @@ impl Pipeline {
                 if let Err(e) = crate::conntrack::tunables::check_all(&self.ct, &list) {
                     return WorkerReply::Error(e);
                 }
+                // Recipes hold timeouts: none survives a change of tunables.
+                self.bump_recipe_epoch();
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
                         let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
@@ -510,24 +559,6 @@ impl Pipeline {
         Action::Drop(reason)
     }
 
-    /// Prefetches the connection-table lines a burst's frames will touch, in two stages
-    /// so the misses overlap: the index buckets of every frame's key
-    /// ([`FlowKey::peek`]: IPv4/IPv6 TCP/UDP), then the hot entries those buckets name.
-    /// `hint` issues the prefetch; nothing is decided here.
-    pub fn prefetch_burst(&self, frames: &[&[u8]], mut hint: impl FnMut(*const u8)) {
-        let mut probes: ArrayVec<crate::conntrack::Probe, 64> = ArrayVec::new();
-        for f in frames {
-            if let Some(k) = FlowKey::peek(f)
-                && probes.try_push(self.ct.probe(&k, &mut hint)).is_err()
-            {
-                break;
-            }
-        }
-        for p in &probes {
-            self.ct.probe_entries(p, &mut hint);
-        }
-    }
-
     /// Runs the pipeline on every frame of a burst; `actions[i]` is the action of
     /// `frames[i]`. Each frame gets its own scratch buffer (`scratch[i]`), so replies
     /// built for several frames of a burst do not overwrite each other.
@@ -570,6 +601,21 @@ impl Pipeline {
         self.run(in_port, frame, opts, now_ns, scratch, false)
     }
 
+    /// [`process_offload`](Self::process_offload), or for a frame another worker handed
+    /// over (`handed_off`) [`process_handoff`](Self::process_handoff), with the NIC's
+    /// checksum verdicts.
+    pub fn process_frame(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        handed_off: bool,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        self.run(in_port, frame, opts, now_ns, scratch, handed_off)
+    }
+
     /// A frame another worker handed over (its owner check already chose this worker):
     /// processed like a received one minus the owner check.
     pub fn process_handoff(
@@ -591,11 +637,17 @@ impl Pipeline {
         scratch: &mut [u8],
         handed_off: bool,
     ) -> Action {
-        let a = self.run_packet(in_port, frame, opts, now_ns, scratch, handed_off);
+        self.sent = None;
+        let opts = self.parse_options(opts);
+        let a = self.run_packet(in_port, frame, &opts, now_ns, scratch, handed_off);
+        self.vector.handed = None;
         // Tokens of a packet that started no connection (dropped, rejected, local):
         // released now.
         self.pending_tokens.clear();
         self.pending_status = 0;
+        if let (Action::Forward { .. }, Some(sent)) = (a, self.sent.take()) {
+            self.build_recipe(in_port, sent);
+        }
         a
     }
 
@@ -656,7 +708,7 @@ impl Pipeline {
             // packet is not handed back even by an edge that does not use
             // `process_handoff`.
             if w != self.worker_id
-                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.ct.lookup(&k).is_none())
+                && FlowKey::from_info(&ip, 0).is_none_or(|k| self.lookup(&k).is_none())
             {
                 self.counters.proc.handoffs += 1;
                 return Action::Handoff { worker: w };
@@ -666,7 +718,7 @@ impl Pipeline {
         // to the worker its tuple hashes to, whose record sends it on to the entry's owner.
         if let Some(&w) = self.steering.get(&tuple)
             && w != self.worker_id
-            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.ct.lookup(&k).is_none())
+            && FlowKey::from_info(&ip, 0).is_some_and(|k| self.lookup(&k).is_none())
         {
             self.counters.proc.handoffs += 1;
             return Action::Handoff { worker: w };
@@ -779,18 +831,20 @@ impl Pipeline {
         }
         let dst_mac = self.neigh.lookup(port, neighbor)?;
         self.credit_path(self.hit_path, None, ip.ip_len);
-        Some(self.send_out(frame, l2, ip, target, port, Some(dst_mac)))
+        Some(self.send_out(frame, l2, ip, ct, target, port, Some(dst_mac)))
     }
 
     /// The end of forwarding, once every hook accepted: NAT rewrite to `target` (the
     /// translated tuple, if any), TTL, MACs for `port`, and the packet leaves; without a
     /// resolved `dst_mac` it goes to the slow path complete but for its destination MAC
     /// (the slow path resolves the next hop again on the rewritten destination).
+    #[allow(clippy::too_many_arguments)]
     fn send_out(
         &mut self,
         frame: &mut [u8],
         l2: &L2Info,
         ip: &IpInfo,
+        ct: CtInfo,
         target: Option<FlowKey>,
         port: u16,
         dst_mac: Option<Mac>,
@@ -812,6 +866,13 @@ impl Pipeline {
         };
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
         self.counters.proc.forwarded += 1;
+        if let Some(entry) = Self::recipe_candidate(ct.bit, ct.new_key.is_some(), ct.entry) {
+            self.sent = Some(fast::Sent {
+                entry,
+                port,
+                dst_mac,
+            });
+        }
         Action::Forward {
             port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
@@ -909,7 +970,7 @@ impl Pipeline {
         if let Some(key) = FlowKey::from_info(ip, 0)
             && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
         {
-            match self.ct.lookup_or_miss(&key) {
+            match self.lookup_or_miss(&key) {
                 Ok((id, dir)) => match self.ct.update(id, dir, ip, now) {
                     Outcome::Tracked { ct, destroyed, .. } => {
                         return CtInfo {
@@ -1018,7 +1079,7 @@ impl Pipeline {
         ip: &IpInfo,
         in_port: u16,
     ) -> Option<(EntryId, Direction, u64)> {
-        let rules = self.rules.as_ref()?;
+        self.rules.as_ref()?;
         let (id, dir) = ct.entry?;
         if ct.new_key.is_some() || matches!(ip.l4, Some(L4Info::IcmpError { .. })) {
             return None;
@@ -1028,8 +1089,7 @@ impl Pipeline {
             | u64::from(dir == Direction::Reply) << 61
             | u64::from(ct.bit & 0x7f) << 54
             | u64::from(port) << 46
-            | u64::from(self.route_epoch & 0x3fff) << 32
-            | (rules.get().generation() & 0xffff);
+            | (self.verdict_epoch & CACHE_EPOCH);
         Some((id, dir, key))
     }
 
@@ -1052,6 +1112,17 @@ impl Pipeline {
             if hook.is_none_or(|k| k == h) {
                 rs.credit(usize::from(self.worker_id), &[id], u32::from(len));
             }
+        }
+    }
+
+    /// [`Pipeline::credit_path`] of every hook for `packets` packets of `bytes` bytes.
+    fn credit_path_n(&self, pid: usize, packets: u64, bytes: u64) {
+        let (Some(rules), Some(path)) = (&self.rules, self.paths.get(pid)) else {
+            return;
+        };
+        let rs = rules.get();
+        for &(_, id) in path.iter() {
+            rs.credit_n(usize::from(self.worker_id), &[id], packets, bytes);
         }
     }
 
@@ -1443,7 +1514,7 @@ impl Pipeline {
             Err(a) => return a,
         };
         let dst_mac = self.neigh.lookup(port, neighbor);
-        self.send_out(frame, l2, ip, target, port, dst_mac)
+        self.send_out(frame, l2, ip, ct, target, port, dst_mac)
     }
 }
 

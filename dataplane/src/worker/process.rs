@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::control::proto::CtCounters;
 use crate::nat::alloc::Steering;
 use crate::route::NeighborSnapshot;
+use crate::wire::ParseOptions;
 use crate::worker::Pipeline;
 use crate::worker::counters::ProcCounters;
 use crate::worker::{Action, WorkerCommand, WorkerReply};
@@ -37,12 +38,44 @@ pub trait Process: Send {
     ) -> Action {
         self.process(in_port, frame, now_ns, scratch)
     }
-    /// Before a received burst is processed: prefetch what processing its frames will
-    /// read (the connection table's buckets and entries) by passing their addresses to
-    /// `hint` (the edge's prefetch instruction). The default does nothing.
-    fn prefetch_burst(&self, frames: &[&[u8]], hint: fn(*const u8)) {
+    /// [`Process::process`] or, for a frame from a handoff ring (`handed_off`),
+    /// [`Process::process_handoff`], with the NIC's checksum verdicts for the frame
+    /// (`opts`). The default ignores them (processors that parse nothing).
+    fn process_offload(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        handed_off: bool,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        let _ = opts;
+        dispatch(self, handed_off, in_port, frame, now_ns, scratch)
+    }
+    /// Before a vector (a received burst) is processed: whatever can be done for all its
+    /// frames at once (hash their keys, prefetch the connection table's lines they will
+    /// touch through `hint`, the edge's prefetch instruction). The default does nothing.
+    fn prepare_vector(&mut self, frames: &[&[u8]], hint: fn(*const u8)) {
         let _ = (frames, hint);
     }
+    /// Frame `i` of the vector given to [`Process::prepare_vector`], in order: its
+    /// action when the processor's fast path takes it, else `None` (the frame is
+    /// unchanged and the edge calls [`Process::process_offload`] next). The default
+    /// takes none.
+    fn fast_path(
+        &mut self,
+        i: usize,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+    ) -> Option<Action> {
+        let _ = (i, in_port, frame, opts, now_ns);
+        None
+    }
+    /// After the vector's frames: whatever was deferred to once per vector.
+    fn finish_vector(&mut self) {}
     /// Answer a control command (between bursts).
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply;
     /// Bounded periodic work (timers), about every millisecond.
@@ -115,8 +148,35 @@ impl Process for Pipeline {
         Pipeline::command(self, cmd)
     }
 
-    fn prefetch_burst(&self, frames: &[&[u8]], hint: fn(*const u8)) {
-        Pipeline::prefetch_burst(self, frames, hint);
+    fn process_offload(
+        &mut self,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        handed_off: bool,
+        now_ns: u64,
+        scratch: &mut [u8],
+    ) -> Action {
+        Pipeline::process_frame(self, in_port, frame, opts, handed_off, now_ns, scratch)
+    }
+
+    fn prepare_vector(&mut self, frames: &[&[u8]], hint: fn(*const u8)) {
+        Pipeline::prepare_vector(self, frames, hint);
+    }
+
+    fn fast_path(
+        &mut self,
+        i: usize,
+        in_port: u16,
+        frame: &mut [u8],
+        opts: &ParseOptions,
+        now_ns: u64,
+    ) -> Option<Action> {
+        Pipeline::fast_path(self, i, in_port, frame, opts, now_ns)
+    }
+
+    fn finish_vector(&mut self) {
+        Pipeline::finish_vector(self);
     }
 
     fn tick(&mut self, now_ns: u64) {

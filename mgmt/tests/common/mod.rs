@@ -160,6 +160,8 @@ pub fn initial_stats() -> Stats {
         tcp_resets: 2,
         verdict_cache_hits: 700,
         slow_path: 9,
+        fast_path: 600,
+        recipes_built: 3,
     };
     let port = |i: u16, name: &str| PortStats {
         name: name.into(),

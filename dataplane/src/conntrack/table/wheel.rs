@@ -62,7 +62,11 @@ impl Table {
     /// Sets a new timeout: one store when it moves later (the wheel finds the entry in
     /// its old slot and re-links it lazily), a re-link when it moves earlier.
     pub(super) fn refresh(&mut self, idx: u32, now: u64, secs: u32) {
-        let d = deadline_of(now, secs);
+        self.set_deadline(idx, deadline_of(now, secs));
+    }
+
+    /// [`Table::refresh`] to a computed deadline tick.
+    pub(super) fn set_deadline(&mut self, idx: u32, d: u32) {
         let e = &mut self.entries[idx as usize];
         let old = e.deadline;
         e.deadline = d;

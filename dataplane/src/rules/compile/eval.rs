@@ -434,10 +434,16 @@ impl CompiledRuleset {
     /// verdict's packet would have counted. Ids out of range are ignored. The same
     /// one-writer-per-worker rule as [`eval`](Self::eval).
     pub fn credit(&self, worker: usize, rules: &[u32], len: u32) {
+        self.credit_n(worker, rules, 1, u64::from(len));
+    }
+
+    /// [`credit`](Self::credit) for `packets` packets of `bytes` bytes in all (a vector's
+    /// worth of cached-verdict packets at once).
+    pub fn credit_n(&self, worker: usize, rules: &[u32], packets: u64, bytes: u64) {
         let block = &self.workers[worker % self.workers.len()];
         for &id in rules {
             if let Some(c) = block.counters.get(id as usize) {
-                bump(c, len);
+                bump_n(c, packets, bytes);
             }
         }
     }
@@ -484,6 +490,11 @@ fn step(v: &CVerdict) -> Step {
 
 /// One packet of `len` bytes on a (packets, bytes) counter (one writer: plain load/store).
 fn bump(c: &[AtomicU64; 2], len: u32) {
-    c[0].store(c[0].load(Relaxed) + 1, Relaxed);
-    c[1].store(c[1].load(Relaxed) + u64::from(len), Relaxed);
+    bump_n(c, 1, u64::from(len));
+}
+
+/// Adds packets and bytes to a rule's counter pair (one writer: load + store).
+fn bump_n(c: &[AtomicU64; 2], packets: u64, bytes: u64) {
+    c[0].store(c[0].load(Relaxed) + packets, Relaxed);
+    c[1].store(c[1].load(Relaxed) + bytes, Relaxed);
 }
