@@ -30,11 +30,12 @@ pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
+pub use table::sync::{SyncApplied, Synced};
 pub use table::{
-    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, Snapshot, Stats,
-    Table, apply_delta,
+    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, SYNCED,
+    Snapshot, Stats, Table, apply_delta,
 };
-pub use tcp::TcpState;
+pub use tcp::{TcpState, TcpWindow};
 pub use tunables::{TunableError, Tunables, check_tunable};
 
 /// `ct state` as nftables reports it for a packet.

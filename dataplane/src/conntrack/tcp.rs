@@ -188,6 +188,55 @@ pub(crate) struct TcpConn {
     last_flags: u8,
 }
 
+/// The window-tracking state of a connection as plain fields (state sync carries it so a
+/// peer that takes the connection over checks sequence numbers as we do, docs/ha.md).
+/// `win[d]` is `end, maxend, maxwin, maxack` of direction `d` (Linux
+/// `struct ip_ct_tcp_state`), `last_*` the retransmission-detection fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpWindow {
+    pub win: [[u32; 4]; 2],
+    pub scale: [u8; 2],
+    pub flags: [u8; 2],
+    pub last_end: u32,
+    pub last_win: u16,
+    pub last_index: u8,
+    pub last_dir: u8,
+    pub last_wscale: u8,
+    pub last_flags: u8,
+}
+
+impl From<TcpConn> for TcpWindow {
+    fn from(c: TcpConn) -> Self {
+        TcpWindow {
+            win: c.win,
+            scale: c.scale,
+            flags: c.flags,
+            last_end: c.last_end,
+            last_win: c.last_win,
+            last_index: c.last_index,
+            last_dir: c.last_dir,
+            last_wscale: c.last_wscale,
+            last_flags: c.last_flags,
+        }
+    }
+}
+
+impl From<TcpWindow> for TcpConn {
+    fn from(w: TcpWindow) -> Self {
+        TcpConn {
+            win: w.win,
+            scale: w.scale,
+            flags: w.flags,
+            last_end: w.last_end,
+            last_win: w.last_win,
+            last_index: w.last_index,
+            last_dir: w.last_dir,
+            last_wscale: w.last_wscale,
+            last_flags: w.last_flags,
+        }
+    }
+}
+
 /// What the tracker decided for one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TcpVerdict {

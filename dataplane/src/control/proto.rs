@@ -417,6 +417,28 @@ pub struct CtEntry {
     pub zone: u16,
     /// Worker that owns the entry.
     pub worker: u16,
+    /// TCP window tracking (state sync carries it, docs/ha.md); absent for other
+    /// protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_window: Option<CtTcpWindow>,
+}
+
+/// The TCP window-tracking state of a connection (Linux `struct ip_ct_tcp`): `win[d]` is
+/// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
+/// flags and the last-segment fields used to spot retransmissions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtTcpWindow {
+    pub win: [[u32; 4]; 2],
+    pub scale: [u8; 2],
+    pub flags: [u8; 2],
+    pub last_end: u32,
+    pub last_win: u16,
+    pub last_index: u8,
+    pub last_dir: u8,
+    pub last_wscale: u8,
+    pub last_flags: u8,
 }
 
 /// The kinds of conntrack events (`conntrack -E`).

@@ -119,6 +119,7 @@ pub fn entry(i: u16, proto: &str) -> CtEntry {
         mark: u32::from(i % 4),
         zone: 0,
         worker: i % 2,
+        tcp_window: None,
     }
 }
 

@@ -164,7 +164,7 @@ impl Table {
         r
     }
 
-    fn clash(&mut self) -> InsertError {
+    pub(super) fn clash(&mut self) -> InsertError {
         self.stats.insert_failed += 1;
         self.stats.drop += 1;
         InsertError::Clash
@@ -233,7 +233,7 @@ impl Table {
     /// references marked not-assured ([`HINT`]) are considered, so an index full of
     /// ASSURED connections costs no entry reads; a mark found stale is cleared. At most
     /// [`DROP_EXAMINE`] entries are read. `true` when room was made.
-    fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
+    pub(super) fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
         let now_tick = tick_of(now);
         let mut examined = 0;
         for k in 0..DROP_BUCKETS {

@@ -42,6 +42,7 @@ fn entry(worker: u16, i: u8) -> CtEntry {
         mark: 0,
         zone: 0,
         worker,
+        tcp_window: None,
     }
 }
 
