@@ -37,7 +37,7 @@ impl Synced {
             reply: s.reply,
             tcp_state: s.tcp_state,
             tcp_window: s.tcp_window,
-            status: s.status,
+            status: s.status & (SEEN_REPLY | ASSURED),
             mark: s.mark,
             timeout_s: Some(u32::try_from(s.timeout_s).unwrap_or(u32::MAX)),
         }
@@ -209,3 +209,6 @@ impl Table {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
