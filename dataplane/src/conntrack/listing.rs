@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 
 use super::key::FlowKey;
+use super::table::sync::Synced;
 use super::table::{
     ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table,
 };
 use super::tcp::TcpState;
-use super::table::sync::Synced;
 use super::tcp::TcpWindow;
 use crate::control::proto::{
     ControlError, CtEntry, CtFilter, CtTcpWindow, CtTuple, ErrorCode, EventLine,

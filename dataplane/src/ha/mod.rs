@@ -10,3 +10,21 @@
 
 pub mod ftfw;
 pub mod wire;
+
+use crate::conntrack::Table;
+use wire::Record;
+
+/// Applies synced records to a table (the worker's `CtSync` command): upserts with
+/// [`Table::apply_synced`], destroys with [`Table::remove_synced`]. Returns (applied,
+/// refused); a destroy of an entry not tracked here is refused.
+pub fn apply_records(t: &mut Table, records: &[Record], adopt: bool, now: u64) -> (u64, u64) {
+    let mut ok = 0;
+    for r in records {
+        let done = match r {
+            Record::Upsert { entry, .. } => t.apply_synced(entry, adopt, now).is_ok(),
+            Record::Destroy(k) => t.remove_synced(k, now),
+        };
+        ok += u64::from(done);
+    }
+    (ok, records.len() as u64 - ok)
+}

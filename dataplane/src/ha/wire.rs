@@ -161,7 +161,11 @@ pub fn record_len(r: &Record) -> usize {
                 + 2
                 + 4
                 + if e.timeout_s.is_some() { 4 } else { 0 }
-                + if e.tcp_window.is_some() { WINDOW_LEN } else { 0 }
+                + if e.tcp_window.is_some() {
+                    WINDOW_LEN
+                } else {
+                    0
+                }
         }
     }
 }

@@ -22,6 +22,7 @@ mod conntrack;
 mod dispatch;
 mod fanout;
 mod filter;
+mod ha;
 mod replace;
 mod ruleset;
 mod socket;

@@ -134,7 +134,10 @@ fn malformed_datagrams_are_errors() {
     b[16..20].fill(0);
     let c = crc32(&b);
     b[16..20].copy_from_slice(&c.to_be_bytes());
-    assert!(matches!(decode(&b), Err(DecodeError::Record { index: 3, .. })));
+    assert!(matches!(
+        decode(&b),
+        Err(DecodeError::Record { index: 3, .. })
+    ));
     // Valid CRC, one record fewer: bytes left over.
     let mut b = good;
     b[7] -= 1;

@@ -18,8 +18,24 @@ fn established(a: &mut Table) -> (FlowKey, FlowKey) {
     reply.dst = Addr::from_v4([198, 51, 100, 1]);
     reply.dport = 61000;
     let id = a.insert(orig, reply, &syn, S).unwrap();
-    let sa = tcp4([203, 0, 113, 9], 443, [198, 51, 100, 1], 61000, SYNACK, 5000, 1001);
-    let ack = tcp4([198, 18, 0, 2], 40000, [203, 0, 113, 9], 443, ACK, 1001, 5001);
+    let sa = tcp4(
+        [203, 0, 113, 9],
+        443,
+        [198, 51, 100, 1],
+        61000,
+        SYNACK,
+        5000,
+        1001,
+    );
+    let ack = tcp4(
+        [198, 18, 0, 2],
+        40000,
+        [203, 0, 113, 9],
+        443,
+        ACK,
+        1001,
+        5001,
+    );
     a.update(id, Direction::Reply, &sa, 2 * S);
     a.update(id, Direction::Original, &ack, 3 * S);
     assert_eq!(a.tcp_state(id), Some(TcpState::Established));
@@ -55,13 +71,33 @@ fn a_synced_connection_continues_on_the_peer() {
     let (k, p) = pool_port(&reply.dst, reply.proto, reply.dport);
     assert!(b.port_pools().is_held(&k, p));
     // The next segments are in window on the peer (the window came along).
-    let data = tcp4([203, 0, 113, 9], 443, [198, 51, 100, 1], 61000, PSHACK, 5001, 1001);
+    let data = tcp4(
+        [203, 0, 113, 9],
+        443,
+        [198, 51, 100, 1],
+        61000,
+        PSHACK,
+        5001,
+        1001,
+    );
     let out = b.update(bid, Direction::Reply, &data, 11 * S);
-    assert!(matches!(out, Outcome::Tracked { ct: CtState::Established, .. }), "{out:?}");
+    assert!(
+        matches!(
+            out,
+            Outcome::Tracked {
+                ct: CtState::Established,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     // The snapshot says the same as the origin's (tuples, state, window, mark).
     let sa = a.snapshot(id, 3 * S).unwrap();
     let sb = b.snapshot(bid, 10 * S).unwrap();
-    assert_eq!((sa.orig, sa.reply, sa.tcp_state), (sb.orig, sb.reply, sb.tcp_state));
+    assert_eq!(
+        (sa.orig, sa.reply, sa.tcp_state),
+        (sb.orig, sb.reply, sb.tcp_state)
+    );
 }
 
 #[test]
@@ -117,7 +153,10 @@ fn ct_entry_form_converts_back() {
     let (id, _) = a.lookup(&orig).unwrap();
     let snap = a.snapshot(id, 3 * S).unwrap();
     let e = snap.to_ct_entry(0);
-    assert_eq!(Synced::from_ct_entry(&e).unwrap(), Synced::from_snapshot(&snap));
+    assert_eq!(
+        Synced::from_ct_entry(&e).unwrap(),
+        Synced::from_snapshot(&snap)
+    );
     let mut bad = e;
     bad.state = Some("BOGUS".into());
     assert_eq!(
