@@ -120,6 +120,7 @@ const FAMILY_V6: u8 = 6;
 const WINDOW_LEN: usize = 46;
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), table built at compile time.
+#[allow(clippy::cast_possible_truncation)] // i < 256
 const CRC_TABLE: [u32; 256] = {
     let mut t = [0u32; 256];
     let mut i = 0;

@@ -480,6 +480,10 @@ impl FakeState {
                 workers: self.stats.workers.clone(),
             },
             Request::Subscribe { .. } => Response::Subscribed,
+            // fwmgmt serves no HA route yet (docs/ha.md).
+            Request::HaApply { .. } | Request::HaCommit | Request::HaStatus => {
+                Response::HaStatus(HaCounters::default())
+            }
         })
     }
 }

@@ -75,7 +75,7 @@ impl<B: Backend> Server<B> {
                     self.count(ok, 1);
                 }
             }
-            HaTarget::Workers => self.to_workers(records, false)?,
+            HaTarget::Workers => self.apply_on_workers(records, false)?,
         }
         let mut c = self.ha_counters();
         c.applied -= before.applied;
@@ -92,7 +92,7 @@ impl<B: Backend> Server<B> {
             .map(|(_, entry)| Record::Upsert { new: true, entry })
             .collect();
         let before = self.ha.counters;
-        self.to_workers(records, true)?;
+        self.apply_on_workers(records, true)?;
         let c = &mut self.ha.counters;
         c.commits += 1;
         c.committed += c.applied - before.applied;
@@ -132,7 +132,7 @@ impl<B: Backend> Server<B> {
     }
 
     /// Sends records to their owners in slices of [`SYNC_SLICE`], the workers in parallel.
-    fn to_workers(&mut self, records: Vec<Record>, adopt: bool) -> Result<(), ControlError> {
+    fn apply_on_workers(&mut self, records: Vec<Record>, adopt: bool) -> Result<(), ControlError> {
         let n = self.backend.workers();
         let mut per: Vec<Vec<Record>> = vec![Vec::new(); n];
         for r in records {

@@ -145,7 +145,7 @@ fn huge_gap_is_lost_not_tracked() {
     let mut r = Receiver::new(2, 100);
     let mk = |seq| wire::encode_data(1, seq, &[rec(0)]);
     feed(&mut r, &mk(0));
-    let got = feed(&mut r, &mk(1 + MAX_MISSING as u32 + 10));
+    let got = feed(&mut r, &mk(1 + u32::try_from(MAX_MISSING).unwrap() + 10));
     assert!(got.deliver && got.want_resync);
     assert_eq!(r.missing(), 0);
     assert_eq!(r.stats().lost_datagrams, MAX_MISSING as u64 + 10);
