@@ -382,6 +382,9 @@ impl<'a> Reader<'a> {
                 return None;
             }
             Some(s)
+        } else if st != 0 {
+            // One encoding per record: a state byte without its flag is refused.
+            return None;
         } else {
             None
         };
