@@ -9,10 +9,7 @@ use super::table::{
     ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table,
 };
 use super::tcp::TcpState;
-use super::tcp::TcpWindow;
-use crate::control::proto::{
-    ControlError, CtEntry, CtFilter, CtTcpWindow, CtTuple, ErrorCode, EventLine,
-};
+use crate::control::proto::{ControlError, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine};
 use crate::wire::{Addr, Family, proto};
 
 /// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96).
@@ -212,38 +209,6 @@ impl CtMatcher {
     }
 }
 
-impl From<TcpWindow> for CtTcpWindow {
-    fn from(w: TcpWindow) -> Self {
-        CtTcpWindow {
-            win: w.win,
-            scale: w.scale,
-            flags: w.flags,
-            last_end: w.last_end,
-            last_win: w.last_win,
-            last_index: w.last_index,
-            last_dir: w.last_dir,
-            last_wscale: w.last_wscale,
-            last_flags: w.last_flags,
-        }
-    }
-}
-
-impl From<CtTcpWindow> for TcpWindow {
-    fn from(w: CtTcpWindow) -> Self {
-        TcpWindow {
-            win: w.win,
-            scale: w.scale,
-            flags: w.flags,
-            last_end: w.last_end,
-            last_win: w.last_win,
-            last_index: w.last_index,
-            last_dir: w.last_dir,
-            last_wscale: w.last_wscale,
-            last_flags: w.last_flags,
-        }
-    }
-}
-
 impl Synced {
     /// The synced form of a control-protocol entry (what [`Snapshot::to_ct_entry`] wrote):
     /// the inverse conversion, for entries a sync peer sent. Errors name the field.
@@ -299,7 +264,7 @@ impl Synced {
             orig: key("orig", &e.orig)?,
             reply: key("reply", &e.reply)?,
             tcp_state,
-            tcp_window: e.tcp_window.map(TcpWindow::from),
+            tcp_window: e.tcp_window,
             status,
             mark: e.mark,
             timeout_s: Some(u32::try_from(e.timeout).unwrap_or(u32::MAX)),
@@ -361,7 +326,7 @@ impl Snapshot {
             mark: self.mark,
             zone: o.zone,
             worker,
-            tcp_window: self.tcp_window.map(CtTcpWindow::from),
+            tcp_window: self.tcp_window,
         }
     }
 }

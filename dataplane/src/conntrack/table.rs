@@ -930,7 +930,7 @@ impl Table {
             packets: [c.packets[0] + p[0], c.packets[1] + p[1]],
             bytes: [c.bytes[0] + b[0], c.bytes[1] + b[1]],
             timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
-            tcp_window: (e.kind() == KIND_TCP).then(|| self.tcp[idx as usize].into()),
+            tcp_window: (e.kind() == KIND_TCP).then(|| self.tcp[idx as usize]),
         }
     }
 

@@ -173,26 +173,13 @@ pub(crate) struct Side {
 }
 
 /// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
-/// counter), 48 bytes: the two [`Side`]s are stored split so no padding is wasted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TcpConn {
-    /// end, maxend, maxwin, maxack of each direction.
-    win: [[u32; 4]; 2],
-    scale: [u8; 2],
-    flags: [u8; 2],
-    last_end: u32,
-    last_win: u16,
-    last_index: u8,
-    last_dir: u8,
-    last_wscale: u8,
-    last_flags: u8,
-}
-
-/// The window-tracking state of a connection as plain fields (state sync carries it so a
-/// peer that takes the connection over checks sequence numbers as we do, docs/ha.md).
-/// `win[d]` is `end, maxend, maxwin, maxack` of direction `d` (Linux
-/// `struct ip_ct_tcp_state`), `last_*` the retransmission-detection fields.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// counter), 48 bytes: the two [`Side`]s are stored split so no padding is wasted. The
+/// fields are public because state sync carries them whole (docs/ha.md): `win[d]` is
+/// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
+/// flags and the last-segment fields used to spot retransmissions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TcpWindow {
     pub win: [[u32; 4]; 2],
     pub scale: [u8; 2],
@@ -205,37 +192,8 @@ pub struct TcpWindow {
     pub last_flags: u8,
 }
 
-impl From<TcpConn> for TcpWindow {
-    fn from(c: TcpConn) -> Self {
-        TcpWindow {
-            win: c.win,
-            scale: c.scale,
-            flags: c.flags,
-            last_end: c.last_end,
-            last_win: c.last_win,
-            last_index: c.last_index,
-            last_dir: c.last_dir,
-            last_wscale: c.last_wscale,
-            last_flags: c.last_flags,
-        }
-    }
-}
-
-impl From<TcpWindow> for TcpConn {
-    fn from(w: TcpWindow) -> Self {
-        TcpConn {
-            win: w.win,
-            scale: w.scale,
-            flags: w.flags,
-            last_end: w.last_end,
-            last_win: w.last_win,
-            last_index: w.last_index,
-            last_dir: w.last_dir,
-            last_wscale: w.last_wscale,
-            last_flags: w.last_flags,
-        }
-    }
-}
+/// The tracker's name for [`TcpWindow`].
+pub(crate) type TcpConn = TcpWindow;
 
 /// What the tracker decided for one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

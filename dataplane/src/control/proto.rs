@@ -437,23 +437,8 @@ pub struct CtEntry {
     pub tcp_window: Option<CtTcpWindow>,
 }
 
-/// The TCP window-tracking state of a connection (Linux `struct ip_ct_tcp`): `win[d]` is
-/// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
-/// flags and the last-segment fields used to spot retransmissions.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CtTcpWindow {
-    pub win: [[u32; 4]; 2],
-    pub scale: [u8; 2],
-    pub flags: [u8; 2],
-    pub last_end: u32,
-    pub last_win: u16,
-    pub last_index: u8,
-    pub last_dir: u8,
-    pub last_wscale: u8,
-    pub last_flags: u8,
-}
+/// The TCP window-tracking state of a connection (state sync carries it).
+pub use crate::conntrack::TcpWindow as CtTcpWindow;
 
 /// One change of a sync peer's table: the event kind and the entry as its event said.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

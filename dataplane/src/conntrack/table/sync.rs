@@ -100,7 +100,7 @@ impl Table {
             _ => self.timeout_for(s.orig.family, s.orig.proto),
         });
         let window = match (kind, s.tcp_window) {
-            (KIND_TCP, Some(w)) => TcpConn::from(w),
+            (KIND_TCP, Some(w)) => w,
             _ => TcpConn::default(),
         };
         if let Some((id, _)) = self.lookup(&s.orig) {
@@ -155,20 +155,7 @@ impl Table {
             pos: [0; 2],
         };
         let hint = if status & ASSURED == 0 { HINT } else { 0 };
-        let indexed = self.index_insert(ho, Self::make_ref(idx, Direction::Original) | hint)
-            && (self.index_insert(hr, Self::make_ref(idx, Direction::Reply) | hint) || {
-                self.remove_ref(idx, Direction::Original);
-                false
-            });
-        if !indexed {
-            self.entries[idx as usize] = Entry {
-                next: next_free,
-                ..Entry::EMPTY
-            };
-            self.stats.insert_failed += 1;
-            self.stats.drop += 1;
-            return Err(InsertError::IndexFull);
-        }
+        self.index_new(idx, next_free, ho, hr, hint)?;
         self.free = next_free;
         self.live += 1;
         if !self.wheel_started {
