@@ -18,6 +18,7 @@ pub mod listing;
 pub mod table;
 pub mod tcp;
 pub mod tunables;
+pub mod window;
 
 #[cfg(test)]
 mod tests;

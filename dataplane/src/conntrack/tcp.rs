@@ -172,28 +172,9 @@ pub(crate) struct Side {
     flags: u8,
 }
 
-/// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
-/// counter), 48 bytes: the two [`Side`]s are stored split so no padding is wasted. The
-/// fields are public because state sync carries them whole (docs/ha.md): `win[d]` is
-/// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
-/// flags and the last-segment fields used to spot retransmissions.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpWindow {
-    pub win: [[u32; 4]; 2],
-    pub scale: [u8; 2],
-    pub flags: [u8; 2],
-    pub last_end: u32,
-    pub last_win: u16,
-    pub last_index: u8,
-    pub last_dir: u8,
-    pub last_wscale: u8,
-    pub last_flags: u8,
-}
-
-/// The tracker's name for [`TcpWindow`].
+/// The tracker's name for [`TcpWindow`] (the state it keeps per connection).
 pub(crate) type TcpConn = TcpWindow;
+pub use super::window::TcpWindow;
 
 /// What the tracker decided for one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

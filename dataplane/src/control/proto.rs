@@ -438,7 +438,7 @@ pub struct CtEntry {
 }
 
 /// The TCP window-tracking state of a connection (state sync carries it).
-pub use crate::conntrack::TcpWindow as CtTcpWindow;
+pub use crate::conntrack::window::TcpWindow as CtTcpWindow;
 
 /// One change of a sync peer's table: the event kind and the entry as its event said.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -84,7 +84,7 @@ pub struct Server<B: Backend> {
     pub(super) owed: Vec<u32>,
     pub(super) rules: Option<RulesetState>,
     /// State sync: the external cache and its counters (`ha.rs`).
-    pub(super) ha: super::ha::HaState,
+    pub(super) ha: super::ha_state::HaState,
 }
 
 impl<B: Backend> std::fmt::Debug for Server<B> {
@@ -124,7 +124,7 @@ impl<B: Backend> Server<B> {
             started: Instant::now(),
             owed,
             rules: None,
-            ha: super::ha::HaState::default(),
+            ha: super::ha_state::HaState::default(),
         }
     }
 

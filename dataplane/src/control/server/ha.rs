@@ -8,8 +8,6 @@
 //! to (`bin/fwd.rs`). A DNAT entry whose reply tuple another worker owns has no steering
 //! record on the new box yet (docs/ha.md, "Limits").
 
-use std::collections::HashMap;
-
 use super::dispatch::internal;
 use super::{Backend, Server};
 use crate::conntrack::{FlowKey, Synced};
@@ -18,18 +16,11 @@ use crate::control::proto::{
 };
 use crate::ha::wire::Record;
 use crate::nat::{Owner, SYMMETRIC_RSS_KEY, Tuple};
+
 use crate::worker::{WorkerCommand, WorkerReply};
 
 /// Records per worker command (bounded work between bursts).
 pub const SYNC_SLICE: usize = 1024;
-
-/// The external cache and the counters.
-#[derive(Debug, Default)]
-pub struct HaState {
-    cache: HashMap<FlowKey, Synced>,
-    counters: HaCounters,
-    owner: Option<Owner>,
-}
 
 impl<B: Backend> Server<B> {
     /// `ha_apply`.

@@ -23,6 +23,7 @@ mod dispatch;
 mod fanout;
 mod filter;
 mod ha;
+mod ha_state;
 mod replace;
 mod ruleset;
 mod socket;
