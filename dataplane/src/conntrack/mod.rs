@@ -30,8 +30,8 @@ pub use alloc::use_dpdk_memory;
 pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
-pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
 pub use table::sync::{SyncApplied, Synced};
+pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
 pub use table::{
     Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, SYNCED,
     Snapshot, Stats, Table, apply_delta,
