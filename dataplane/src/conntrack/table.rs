@@ -36,8 +36,10 @@ pub const CONFIRMED: u8 = 1 << 3;
 pub const SRC_NAT: u8 = 1 << 4;
 pub const DST_NAT: u8 = 1 << 5;
 /// Inserted by state sync from a peer ([`Table::apply_synced`]), not created by a packet
-/// here: the sync daemon does not send its events back (docs/ha.md, "Loops").
-pub const SYNCED: u8 = 1 << 6;
+/// here: the sync daemon does not send its events back (docs/ha.md, "Loops"). Bit 0 is
+/// Linux's `IPS_EXPECTED`, which this table has no use for yet (no helpers); the other
+/// free bits are taken.
+pub const SYNCED: u8 = 1 << 0;
 /// The entry holds its translated source port in the table's port pools (released when
 /// it dies). Private: masked out of what [`Table::status`] and snapshots show.
 const PORT_HELD: u8 = 1 << 7;

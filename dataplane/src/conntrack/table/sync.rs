@@ -110,10 +110,13 @@ impl Table {
                 return Err(self.clash());
             }
             e.state = kind << 4 | tcp_state as u8;
-            e.status = (e.status & (CONFIRMED | SRC_NAT | DST_NAT | PORT_HELD)) | status_bits;
+            e.status = (e.status & (CONFIRMED | SRC_NAT | DST_NAT | PRIVATE)) | status_bits;
             e.mark = s.mark;
             self.tcp[id.0 as usize] = window;
             self.refresh(id.0, now, secs);
+            // The fast path's recipes repeat the old state and timeout.
+            self.recipe_slot_changed(id.0, Direction::Original);
+            self.recipe_slot_changed(id.0, Direction::Reply);
             return Ok(SyncApplied::Updated(id));
         }
         let ho = self.hashed(&s.orig);
