@@ -37,6 +37,7 @@ pub mod conntrack;
 pub mod control;
 pub mod drop;
 pub mod frag;
+pub mod ha;
 pub mod nat;
 pub mod route;
 pub mod rules;

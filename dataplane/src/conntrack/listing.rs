@@ -4,7 +4,10 @@
 use std::net::IpAddr;
 
 use super::key::FlowKey;
-use super::table::{ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, Snapshot, Table};
+use super::table::sync::Synced;
+use super::table::{
+    ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table,
+};
 use super::tcp::TcpState;
 use crate::control::proto::{ControlError, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine};
 use crate::wire::{Addr, Family, proto};
@@ -159,6 +162,7 @@ impl CtMatcher {
                 "SRC_NAT" => Ok((SRC_NAT, 0)),
                 "DST_NAT" => Ok((DST_NAT, 0)),
                 "CONFIRMED" => Ok((CONFIRMED, 0)),
+                "SYNCED" => Ok((SYNCED, 0)),
                 _ => Err(bad("status", format!("unknown status flag {s:?}"))),
             })
             .transpose()?;
@@ -205,6 +209,69 @@ impl CtMatcher {
     }
 }
 
+impl Synced {
+    /// The synced form of a control-protocol entry (what [`Snapshot::to_ct_entry`] wrote):
+    /// the inverse conversion, for entries a sync peer sent. Errors name the field.
+    pub fn from_ct_entry(e: &CtEntry) -> Result<Synced, ControlError> {
+        let bad = |field: &str, msg: String| {
+            let mut err = ControlError::new(ErrorCode::BadRequest, msg);
+            err.field = Some(field.to_string());
+            err
+        };
+        let family = match e.family.as_str() {
+            "ipv4" => Family::V4,
+            "ipv6" => Family::V6,
+            f => return Err(bad("family", format!("{f:?} is not ipv4 or ipv6"))),
+        };
+        let key = |name: &str, t: &CtTuple| -> Result<FlowKey, ControlError> {
+            let v4 = t.src.is_ipv4() && t.dst.is_ipv4();
+            if v4 != (family == Family::V4) {
+                return Err(bad(name, "address family differs from the entry's".into()));
+            }
+            let icmp = super::key::is_icmp(family, e.proto_num);
+            let (sport, dport) = if icmp {
+                (t.icmp_id.unwrap_or(0), t.icmp_type.map_or(0, u16::from))
+            } else {
+                (t.sport.unwrap_or(0), t.dport.unwrap_or(0))
+            };
+            Ok(FlowKey {
+                src: Addr::from(t.src),
+                dst: Addr::from(t.dst),
+                sport,
+                dport,
+                zone: e.zone,
+                proto: e.proto_num,
+                family,
+            })
+        };
+        let tcp_state = match &e.state {
+            Some(n) => Some(
+                TcpState::from_name(n)
+                    .ok_or_else(|| bad("state", format!("unknown TCP state {n:?}")))?,
+            ),
+            None => None,
+        };
+        let mut status = 0;
+        for f in &e.status {
+            status |= match f.as_str() {
+                "SEEN_REPLY" => SEEN_REPLY,
+                "ASSURED" => ASSURED,
+                "UNREPLIED" | "SRC_NAT" | "DST_NAT" | "SYNCED" | "CONFIRMED" => 0,
+                _ => return Err(bad("status", format!("unknown status flag {f:?}"))),
+            };
+        }
+        Ok(Synced {
+            orig: key("orig", &e.orig)?,
+            reply: key("reply", &e.reply)?,
+            tcp_state,
+            tcp_window: e.tcp_window,
+            status,
+            mark: e.mark,
+            timeout_s: Some(u32::try_from(e.timeout).unwrap_or(u32::MAX)),
+        })
+    }
+}
+
 fn tuple(k: &FlowKey, packets: u64, bytes: u64) -> CtTuple {
     let icmp = super::key::is_icmp(k.family, k.proto);
     let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::SCTP);
@@ -240,6 +307,9 @@ impl Snapshot {
         if self.status & DST_NAT != 0 {
             status.push("DST_NAT".to_string());
         }
+        if self.status & SYNCED != 0 {
+            status.push("SYNCED".to_string());
+        }
         CtEntry {
             family: match o.family {
                 Family::V4 => "ipv4",
@@ -256,6 +326,7 @@ impl Snapshot {
             mark: self.mark,
             zone: o.zone,
             worker,
+            tcp_window: self.tcp_window,
         }
     }
 }

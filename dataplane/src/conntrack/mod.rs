@@ -18,6 +18,7 @@ pub mod listing;
 pub mod table;
 pub mod tcp;
 pub mod tunables;
+pub mod window;
 
 #[cfg(test)]
 mod tests;
@@ -29,12 +30,13 @@ pub use alloc::use_dpdk_memory;
 pub use key::{Direction, FlowKey, random_seed};
 pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
+pub use table::sync::{SyncApplied, Synced};
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
 pub use table::{
-    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, Snapshot, Stats,
-    Table, apply_delta,
+    Bucket, CtEvent, EntryId, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, SYNCED,
+    Snapshot, Stats, Table, apply_delta,
 };
-pub use tcp::TcpState;
+pub use tcp::{TcpState, TcpWindow};
 pub use tunables::{TunableError, Tunables, check_tunable};
 
 /// `ct state` as nftables reports it for a packet.

@@ -5,11 +5,12 @@
 use std::collections::VecDeque;
 
 pub(super) mod insert;
+pub(super) mod sync;
 pub(super) mod wheel;
 
 use super::alloc::{Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
-use super::tcp::{TcpConn, TcpState, TcpVerdict};
+use super::tcp::{TcpConn, TcpState, TcpVerdict, TcpWindow};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use super::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use crate::control::proto::{CtCounters, EventType};
@@ -34,6 +35,11 @@ pub const ASSURED: u8 = 1 << 2;
 pub const CONFIRMED: u8 = 1 << 3;
 pub const SRC_NAT: u8 = 1 << 4;
 pub const DST_NAT: u8 = 1 << 5;
+/// Inserted by state sync from a peer ([`Table::apply_synced`]), not created by a packet
+/// here: the sync daemon does not send its events back (docs/ha.md, "Loops"). Bit 0 is
+/// Linux's `IPS_EXPECTED`, which this table has no use for yet (no helpers); the other
+/// free bits are taken.
+pub const SYNCED: u8 = 1 << 0;
 /// The entry holds its translated source port in the table's port pools (released when
 /// it dies). Private: masked out of what [`Table::status`] and snapshots show.
 const PORT_HELD: u8 = 1 << 7;
@@ -238,6 +244,8 @@ pub struct Snapshot {
     pub bytes: [u64; 2],
     /// Whole seconds until expiry (0 when due).
     pub timeout_s: u64,
+    /// TCP window tracking (`None` for other protocols).
+    pub tcp_window: Option<TcpWindow>,
 }
 
 /// One conntrack event.
@@ -924,6 +932,7 @@ impl Table {
             packets: [c.packets[0] + p[0], c.packets[1] + p[1]],
             bytes: [c.bytes[0] + b[0], c.bytes[1] + b[1]],
             timeout_s: remaining_ns(e.deadline, now) / 1_000_000_000,
+            tcp_window: (e.kind() == KIND_TCP).then(|| self.tcp[idx as usize]),
         }
     }
 

@@ -172,21 +172,9 @@ pub(crate) struct Side {
     flags: u8,
 }
 
-/// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
-/// counter), 48 bytes: the two [`Side`]s are stored split so no padding is wasted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TcpConn {
-    /// end, maxend, maxwin, maxack of each direction.
-    win: [[u32; 4]; 2],
-    scale: [u8; 2],
-    flags: [u8; 2],
-    last_end: u32,
-    last_win: u16,
-    last_index: u8,
-    last_dir: u8,
-    last_wscale: u8,
-    last_flags: u8,
-}
+/// The tracker's name for [`TcpWindow`] (the state it keeps per connection).
+pub(crate) type TcpConn = TcpWindow;
+pub use super::window::TcpWindow;
 
 /// What the tracker decided for one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

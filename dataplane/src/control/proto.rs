@@ -144,6 +144,17 @@ pub enum Request {
     Ports,
     /// Worker list with counters.
     Workers,
+    /// State sync (docs/ha.md): apply a peer's connection changes, into the external
+    /// cache (`target: cache`, a backup) or into the owning workers (`target: workers`,
+    /// active/active). Entries are written without events of their own.
+    HaApply {
+        changes: Vec<HaChange>,
+        target: HaTarget,
+    },
+    /// Takeover: move every cached entry into the owning workers (they become ours).
+    HaCommit,
+    /// External cache size and the counters of `ha_apply` / `ha_commit`.
+    HaStatus,
     /// Turn this connection into a stream of conntrack events (`conntrack -E`).
     Subscribe {
         #[serde(default)]
@@ -218,6 +229,9 @@ pub enum Response {
     },
     /// The subscription is active; event lines follow.
     Subscribed,
+    /// What `ha_apply` / `ha_commit` did.
+    HaApplied(HaCounters),
+    HaStatus(HaCounters),
 }
 
 /// nftables JSON as `nft -j` reads and writes it: `{"nftables": [...]}` (libnftables-json(5));
@@ -417,6 +431,50 @@ pub struct CtEntry {
     pub zone: u16,
     /// Worker that owns the entry.
     pub worker: u16,
+    /// TCP window tracking (state sync carries it, docs/ha.md); absent for other
+    /// protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_window: Option<CtTcpWindow>,
+}
+
+/// The TCP window-tracking state of a connection (state sync carries it).
+pub use crate::conntrack::window::TcpWindow as CtTcpWindow;
+
+/// One change of a sync peer's table: the event kind and the entry as its event said.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaChange {
+    #[serde(rename = "event")]
+    pub kind: EventType,
+    pub entry: CtEntry,
+}
+
+/// Where `ha_apply` puts synced entries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaTarget {
+    /// The external cache, outside the workers, until `ha_commit` (backup role).
+    Cache,
+    /// The owning workers' tables at once (active/active role).
+    Workers,
+}
+
+/// State-sync counters of fwd's side (the daemon keeps the transport's own).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaCounters {
+    /// Entries in the external cache now.
+    pub cache_entries: u64,
+    /// Changes applied to the cache or the workers.
+    pub applied: u64,
+    /// Changes refused (tuple clash, table full, cache full, unknown destroy).
+    pub failed: u64,
+    /// Entries moved from the cache into the workers by `ha_commit`.
+    pub committed: u64,
+    /// `ha_commit` requests served.
+    pub commits: u64,
 }
 
 /// The kinds of conntrack events (`conntrack -E`).

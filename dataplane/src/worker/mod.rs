@@ -61,6 +61,12 @@ pub enum WorkerCommand {
     SetTunables(Vec<(String, u64)>),
     /// Take up to `max` pending conntrack events.
     TakeEvents { max: u32 },
+    /// Apply synced changes of connections this worker owns (docs/ha.md); `adopt`: the
+    /// entries become ours (takeover) instead of the peer's copies.
+    CtSync {
+        records: Vec<crate::ha::wire::Record>,
+        adopt: bool,
+    },
 }
 
 /// The answer to a [`WorkerCommand`].
@@ -84,6 +90,11 @@ pub enum WorkerReply {
     Events {
         events: Vec<EventLine>,
         lost: u64,
+    },
+    /// Synced changes applied and refused.
+    Synced {
+        applied: u64,
+        failed: u64,
     },
     Done,
     Error(ControlError),

@@ -551,6 +551,11 @@ impl Pipeline {
                     .collect();
                 WorkerReply::Events { events, lost }
             }
+            WorkerCommand::CtSync { records, adopt } => {
+                let (applied, failed) =
+                    crate::ha::apply_records(&mut self.ct, &records, adopt, self.now_ns);
+                WorkerReply::Synced { applied, failed }
+            }
         }
     }
 

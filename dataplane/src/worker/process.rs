@@ -280,6 +280,10 @@ impl Process for PortForward {
                 events: Vec::new(),
                 lost: 0,
             },
+            WorkerCommand::CtSync { records, .. } => WorkerReply::Synced {
+                applied: 0,
+                failed: records.len() as u64,
+            },
         }
     }
 

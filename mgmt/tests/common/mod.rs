@@ -119,6 +119,7 @@ pub fn entry(i: u16, proto: &str) -> CtEntry {
         mark: u32::from(i % 4),
         zone: 0,
         worker: i % 2,
+        tcp_window: None,
     }
 }
 
@@ -479,6 +480,10 @@ impl FakeState {
                 workers: self.stats.workers.clone(),
             },
             Request::Subscribe { .. } => Response::Subscribed,
+            // fwmgmt serves no HA route yet (docs/ha.md).
+            Request::HaApply { .. } | Request::HaCommit | Request::HaStatus => {
+                Response::HaStatus(HaCounters::default())
+            }
         })
     }
 }

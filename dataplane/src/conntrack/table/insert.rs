@@ -126,19 +126,8 @@ impl Table {
                 stream_tick: first.stream_tick,
                 pos: [0; 2],
             };
-            let indexed = self.index_insert(ho, Self::make_ref(idx, Direction::Original) | HINT)
-                && (self.index_insert(hr, Self::make_ref(idx, Direction::Reply) | HINT) || {
-                    self.remove_ref(idx, Direction::Original);
-                    false
-                });
-            if !indexed {
-                self.entries[idx as usize] = Entry {
-                    next: next_free,
-                    ..Entry::EMPTY
-                };
-                self.stats.insert_failed += 1;
-                self.stats.drop += 1;
-                break 'insert Err(InsertError::IndexFull);
+            if let Err(e) = self.index_new(idx, next_free, ho, hr, HINT) {
+                break 'insert Err(e);
             }
             self.free = next_free;
             self.live += 1;
@@ -164,7 +153,35 @@ impl Table {
         r
     }
 
-    fn clash(&mut self) -> InsertError {
+    /// Indexes both tuples of the entry just written at `idx` (references marked with
+    /// `hint`); when the index has no room, undoes it (the slot back on the free list
+    /// before `next_free`) and counts the failure.
+    pub(super) fn index_new(
+        &mut self,
+        idx: u32,
+        next_free: u32,
+        ho: Hashed,
+        hr: Hashed,
+        hint: u32,
+    ) -> Result<(), InsertError> {
+        let indexed = self.index_insert(ho, Self::make_ref(idx, Direction::Original) | hint)
+            && (self.index_insert(hr, Self::make_ref(idx, Direction::Reply) | hint) || {
+                self.remove_ref(idx, Direction::Original);
+                false
+            });
+        if indexed {
+            return Ok(());
+        }
+        self.entries[idx as usize] = Entry {
+            next: next_free,
+            ..Entry::EMPTY
+        };
+        self.stats.insert_failed += 1;
+        self.stats.drop += 1;
+        Err(InsertError::IndexFull)
+    }
+
+    pub(super) fn clash(&mut self) -> InsertError {
         self.stats.insert_failed += 1;
         self.stats.drop += 1;
         InsertError::Clash
@@ -233,7 +250,7 @@ impl Table {
     /// references marked not-assured ([`HINT`]) are considered, so an index full of
     /// ASSURED connections costs no entry reads; a mark found stale is cleared. At most
     /// [`DROP_EXAMINE`] entries are read. `true` when room was made.
-    fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
+    pub(super) fn early_drop(&mut self, h: Hashed, now: u64) -> bool {
         let now_tick = tick_of(now);
         let mut examined = 0;
         for k in 0..DROP_BUCKETS {

@@ -83,6 +83,8 @@ pub struct Server<B: Backend> {
     /// Replies still owed by each worker for commands we stopped waiting for.
     pub(super) owed: Vec<u32>,
     pub(super) rules: Option<RulesetState>,
+    /// State sync: the external cache and its counters (`ha.rs`).
+    pub(super) ha: super::ha_state::HaState,
 }
 
 impl<B: Backend> std::fmt::Debug for Server<B> {
@@ -122,6 +124,7 @@ impl<B: Backend> Server<B> {
             started: Instant::now(),
             owed,
             rules: None,
+            ha: super::ha_state::HaState::default(),
         }
     }
 
@@ -203,6 +206,9 @@ impl<B: Backend> Server<B> {
                     })
                     .collect(),
             }),
+            Request::HaApply { changes, target } => self.ha_apply(&changes, target),
+            Request::HaCommit => self.ha_commit(),
+            Request::HaStatus => Ok(Response::HaStatus(self.ha_counters())),
             Request::Subscribe { .. } => Err(ControlError::new(
                 ErrorCode::BadRequest,
                 "subscribe needs a connection",

@@ -22,6 +22,8 @@ mod conntrack;
 mod dispatch;
 mod fanout;
 mod filter;
+mod ha;
+mod ha_state;
 mod replace;
 mod ruleset;
 mod socket;

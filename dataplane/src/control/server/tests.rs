@@ -42,6 +42,7 @@ fn entry(worker: u16, i: u8) -> CtEntry {
         mark: 0,
         zone: 0,
         worker,
+        tcp_window: None,
     }
 }
 
@@ -59,6 +60,8 @@ struct FakeWorker {
     mute: bool,
     tunables: Vec<(String, u64)>,
     events: Vec<EventLine>,
+    /// Every `CtSync` command: its records and `adopt`.
+    synced: Vec<(Vec<crate::ha::wire::Record>, bool)>,
 }
 
 #[derive(Default)]
@@ -114,6 +117,14 @@ impl Backend for Fake {
                 events: std::mem::take(&mut fw.events),
                 lost: 0,
             },
+            WorkerCommand::CtSync { records, adopt } => {
+                let n = records.len() as u64;
+                fw.synced.push((records, adopt));
+                WorkerReply::Synced {
+                    applied: n,
+                    failed: 0,
+                }
+            }
         };
         if !fw.mute {
             fw.replies.push_back(reply);
@@ -840,4 +851,105 @@ fn tuning_ranges_are_the_validators() {
         TunableRange { min: 0, max: 1 }
     );
     assert_eq!(ranges.len(), crate::conntrack::tunables::NAMES.len());
+}
+
+fn ha_request(s: &mut Server<Fake>, req: Request) -> crate::control::proto::HaCounters {
+    match s.request(req).unwrap() {
+        Response::HaApplied(c) | Response::HaStatus(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn changes(kind: EventType, n: u8) -> Vec<crate::control::proto::HaChange> {
+    (0..n)
+        .map(|i| crate::control::proto::HaChange {
+            kind,
+            entry: entry(0, i),
+        })
+        .collect()
+}
+
+#[test]
+fn ha_cache_holds_entries_until_commit_sends_them_to_their_owners() {
+    use crate::control::proto::HaTarget;
+    use crate::ha::wire::Record;
+    let (mut s, _) = server(&[0, 0], "ha_cache");
+    let c = ha_request(
+        &mut s,
+        Request::HaApply {
+            changes: changes(EventType::New, 40),
+            target: HaTarget::Cache,
+        },
+    );
+    assert_eq!((c.applied, c.failed, c.cache_entries), (40, 0, 40));
+    // Nothing reached a worker yet.
+    assert!(s.backend.workers.iter().all(|w| w.synced.is_empty()));
+    // A destroy removes from the cache; one of an unknown entry is refused.
+    let mut d = changes(EventType::Destroy, 1);
+    d[0].entry = entry(0, 200);
+    d.extend(changes(EventType::Destroy, 1));
+    let c = ha_request(
+        &mut s,
+        Request::HaApply {
+            changes: d,
+            target: HaTarget::Cache,
+        },
+    );
+    assert_eq!((c.applied, c.failed, c.cache_entries), (1, 1, 39));
+    let c = ha_request(&mut s, Request::HaCommit);
+    assert_eq!((c.committed, c.commits, c.cache_entries), (39, 1, 0));
+    let owner = crate::nat::Owner::spread(&crate::nat::SYMMETRIC_RSS_KEY, 128, 2).unwrap();
+    let mut seen = 0;
+    for (w, fw) in s.backend.workers.iter().enumerate() {
+        for (records, adopt) in &fw.synced {
+            assert!(*adopt);
+            for r in records {
+                let Record::Upsert { entry, .. } = r else {
+                    panic!("{r:?}")
+                };
+                let t = crate::nat::Tuple::from_key(&entry.orig);
+                assert_eq!(usize::from(owner.owner(&t)), w);
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 39);
+    // Both workers got some (40 tuples spread over 2 workers).
+    assert!(s.backend.workers.iter().all(|w| !w.synced.is_empty()));
+}
+
+#[test]
+fn ha_apply_to_workers_bypasses_the_cache_and_bad_entries_name_their_field() {
+    use crate::control::proto::HaTarget;
+    let (mut s, _) = server(&[0, 0, 0], "ha_workers");
+    let c = ha_request(
+        &mut s,
+        Request::HaApply {
+            changes: changes(EventType::Update, 10),
+            target: HaTarget::Workers,
+        },
+    );
+    assert_eq!((c.applied, c.cache_entries), (10, 0));
+    let sent: usize = s
+        .backend
+        .workers
+        .iter()
+        .flat_map(|w| &w.synced)
+        .map(|(r, adopt)| {
+            assert!(!adopt);
+            r.len()
+        })
+        .sum();
+    assert_eq!(sent, 10);
+    let mut bad = changes(EventType::New, 3);
+    bad[2].entry.family = "ipx".into();
+    let e = s
+        .request(Request::HaApply {
+            changes: bad,
+            target: HaTarget::Cache,
+        })
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("changes[2].entry.family"));
+    // All or nothing: the good ones before it were not applied.
+    assert_eq!(ha_request(&mut s, Request::HaStatus).cache_entries, 0);
 }

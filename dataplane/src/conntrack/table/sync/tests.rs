@@ -1,0 +1,166 @@
+use super::*;
+use crate::conntrack::testutil::tcp4;
+use crate::nat::alloc::pool_port;
+use crate::wire::Addr;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYNACK: u8 = 0x12;
+const PSHACK: u8 = 0x18;
+const S: u64 = 1_000_000_000;
+
+/// A masqueraded connection, 198.18.0.2:40000 -> 203.0.113.9:443 leaving as
+/// 198.51.100.1:61000, established on table `a` by its handshake.
+fn established(a: &mut Table) -> (FlowKey, FlowKey) {
+    let syn = tcp4([198, 18, 0, 2], 40000, [203, 0, 113, 9], 443, SYN, 1000, 0);
+    let orig = FlowKey::from_info(&syn, 0).unwrap();
+    let mut reply = orig.inverse();
+    reply.dst = Addr::from_v4([198, 51, 100, 1]);
+    reply.dport = 61000;
+    let id = a.insert(orig, reply, &syn, S).unwrap();
+    let sa = tcp4(
+        [203, 0, 113, 9],
+        443,
+        [198, 51, 100, 1],
+        61000,
+        SYNACK,
+        5000,
+        1001,
+    );
+    let ack = tcp4(
+        [198, 18, 0, 2],
+        40000,
+        [203, 0, 113, 9],
+        443,
+        ACK,
+        1001,
+        5001,
+    );
+    a.update(id, Direction::Reply, &sa, 2 * S);
+    a.update(id, Direction::Original, &ack, 3 * S);
+    assert_eq!(a.tcp_state(id), Some(TcpState::Established));
+    (orig, reply)
+}
+
+fn table() -> Table {
+    Table::new(1024, Tunables::default(), 7)
+}
+
+#[test]
+fn a_synced_connection_continues_on_the_peer() {
+    let mut a = table();
+    let (orig, reply) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    assert!(s.tcp_window.is_some());
+
+    let mut b = table();
+    let got = b.apply_synced(&s, false, 10 * S).unwrap();
+    let SyncApplied::Inserted(bid) = got else {
+        panic!("{got:?}")
+    };
+    // Both tuples are indexed: replies to the NAT address find the entry.
+    assert_eq!(b.lookup(&orig), Some((bid, Direction::Original)));
+    assert_eq!(b.lookup(&reply), Some((bid, Direction::Reply)));
+    let st = b.status(bid).unwrap();
+    let want = SRC_NAT | SYNCED | ASSURED | SEEN_REPLY;
+    assert_eq!(st & (want | DST_NAT), want);
+    // No event: the daemon would send it back.
+    assert_eq!(b.pending_events(), 0);
+    // The NAT port is held in the peer's pools, so its own connections never take it.
+    let (k, p) = pool_port(&reply.dst, reply.proto, reply.dport);
+    assert!(b.port_pools().is_held(&k, p));
+    // The next segments are in window on the peer (the window came along).
+    let data = tcp4(
+        [203, 0, 113, 9],
+        443,
+        [198, 51, 100, 1],
+        61000,
+        PSHACK,
+        5001,
+        1001,
+    );
+    let out = b.update(bid, Direction::Reply, &data, 11 * S);
+    assert!(
+        matches!(
+            out,
+            Outcome::Tracked {
+                ct: CtState::Established,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    // The snapshot says the same as the origin's (tuples, state, window, mark).
+    let sa = a.snapshot(id, 3 * S).unwrap();
+    let sb = b.snapshot(bid, 10 * S).unwrap();
+    assert_eq!(
+        (sa.orig, sa.reply, sa.tcp_state),
+        (sb.orig, sb.reply, sb.tcp_state)
+    );
+}
+
+#[test]
+fn update_overwrites_destroy_removes_and_releases_the_port() {
+    let mut a = table();
+    let (orig, reply) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let mut s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    let mut b = table();
+    let SyncApplied::Inserted(bid) = b.apply_synced(&s, false, S).unwrap() else {
+        panic!()
+    };
+    s.tcp_state = Some(TcpState::FinWait);
+    s.mark = 42;
+    s.timeout_s = Some(100);
+    assert_eq!(b.apply_synced(&s, false, S), Ok(SyncApplied::Updated(bid)));
+    assert_eq!(b.tcp_state(bid), Some(TcpState::FinWait));
+    assert_eq!(b.mark(bid), Some(42));
+    assert!(b.timeout_ns(bid, S).unwrap() <= 100 * S + TICK_NS);
+    assert_eq!(b.len(), 1);
+    // Same original tuple, another binding: refused.
+    let mut other = s;
+    other.reply.dport = 61001;
+    assert_eq!(b.apply_synced(&other, false, S), Err(InsertError::Clash));
+    assert!(b.remove_synced(&orig, 2 * S));
+    assert!(b.is_empty());
+    assert!(!b.remove_synced(&orig, 2 * S));
+    let (k, p) = pool_port(&reply.dst, reply.proto, reply.dport);
+    assert!(!b.port_pools().is_held(&k, p));
+}
+
+#[test]
+fn adopted_entries_are_ours_and_get_the_state_timeout() {
+    let mut a = table();
+    let (orig, _) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let mut s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    s.timeout_s = None;
+    let mut b = table();
+    let SyncApplied::Inserted(bid) = b.apply_synced(&s, true, S).unwrap() else {
+        panic!()
+    };
+    assert_eq!(b.status(bid).unwrap() & SYNCED, 0);
+    let est = u64::from(Tunables::default().tcp[TcpState::Established as usize]);
+    let left = b.timeout_ns(bid, S).unwrap();
+    assert!(left >= est * S && left <= est * S + TICK_NS, "{left}");
+}
+
+#[test]
+fn ct_entry_form_converts_back() {
+    let mut a = table();
+    let (orig, _) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let snap = a.snapshot(id, 3 * S).unwrap();
+    let e = snap.to_ct_entry(0);
+    assert_eq!(
+        Synced::from_ct_entry(&e).unwrap(),
+        Synced::from_snapshot(&snap)
+    );
+    let mut bad = e;
+    bad.state = Some("BOGUS".into());
+    assert_eq!(
+        Synced::from_ct_entry(&bad).unwrap_err().field.as_deref(),
+        Some("state")
+    );
+}

@@ -1,0 +1,168 @@
+//! State sync on fwd's side (docs/ha.md): a peer's changes applied to the external cache
+//! (backup) or to the owning workers (active/active), and the takeover commit that moves
+//! the cache into the workers.
+//!
+//! Each entry goes to the worker that owns its original tuple: the software owner
+//! function every worker uses without a configured one (symmetric key, RETA of 128 spread
+//! over the workers, `worker::pipeline`), which is also what the NIC's RSS is programmed
+//! to (`bin/fwd.rs`). A DNAT entry whose reply tuple another worker owns has no steering
+//! record on the new box yet (docs/ha.md, "Limits").
+
+use super::dispatch::internal;
+use super::{Backend, Server};
+use crate::conntrack::{FlowKey, Synced};
+use crate::control::proto::{
+    ControlError, ErrorCode, EventType, HaChange, HaCounters, HaTarget, Response,
+};
+use crate::ha::wire::Record;
+use crate::nat::{Owner, SYMMETRIC_RSS_KEY, Tuple};
+
+use crate::worker::{WorkerCommand, WorkerReply};
+
+/// Records per worker command (bounded work between bursts).
+pub const SYNC_SLICE: usize = 1024;
+
+impl<B: Backend> Server<B> {
+    /// `ha_apply`.
+    pub(super) fn ha_apply(
+        &mut self,
+        changes: &[HaChange],
+        target: HaTarget,
+    ) -> Result<Response, ControlError> {
+        let mut records = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let s = Synced::from_ct_entry(&c.entry).map_err(|mut e| {
+                e.field = Some(format!(
+                    "changes[{i}].entry.{}",
+                    e.field.unwrap_or_default()
+                ));
+                e
+            })?;
+            records.push(match c.kind {
+                EventType::Destroy => Record::Destroy(s.orig),
+                kind => Record::Upsert {
+                    new: kind == EventType::New,
+                    entry: s,
+                },
+            });
+        }
+        let before = self.ha.counters;
+        match target {
+            HaTarget::Cache => {
+                let max = usize::try_from(self.cfg.max_entries).unwrap_or(usize::MAX);
+                for r in records {
+                    let ok = match r {
+                        Record::Upsert { entry, .. } => {
+                            if self.ha.cache.len() < max || self.ha.cache.contains_key(&entry.orig)
+                            {
+                                self.ha.cache.insert(entry.orig, entry);
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                        Record::Destroy(k) => self.ha.cache.remove(&k).is_some(),
+                    };
+                    self.count(ok, 1);
+                }
+            }
+            HaTarget::Workers => self.apply_on_workers(records, false)?,
+        }
+        let mut c = self.ha_counters();
+        c.applied -= before.applied;
+        c.failed -= before.failed;
+        Ok(Response::HaApplied(c))
+    }
+
+    /// `ha_commit`: the cache into the owning workers, adopted.
+    pub(super) fn ha_commit(&mut self) -> Result<Response, ControlError> {
+        let records: Vec<Record> = self
+            .ha
+            .cache
+            .drain()
+            .map(|(_, entry)| Record::Upsert { new: true, entry })
+            .collect();
+        let before = self.ha.counters;
+        self.apply_on_workers(records, true)?;
+        let c = &mut self.ha.counters;
+        c.commits += 1;
+        c.committed += c.applied - before.applied;
+        Ok(Response::HaApplied(self.ha_counters()))
+    }
+
+    /// `ha_status`.
+    pub(super) fn ha_counters(&self) -> HaCounters {
+        HaCounters {
+            cache_entries: self.ha.cache.len() as u64,
+            ..self.ha.counters
+        }
+    }
+
+    fn count(&mut self, ok: bool, n: u64) {
+        if ok {
+            self.ha.counters.applied += n;
+        } else {
+            self.ha.counters.failed += n;
+        }
+    }
+
+    /// The worker that owns an original tuple.
+    fn owner_of(&mut self, k: &FlowKey) -> Result<usize, ControlError> {
+        let n = u16::try_from(self.backend.workers()).unwrap_or(u16::MAX);
+        if self.ha.owner.as_ref().is_none_or(|o| o.workers() != n) {
+            let o = Owner::spread(&SYMMETRIC_RSS_KEY, 128, n)
+                .map_err(|e| internal(format!("owner function: {e}")))?;
+            self.ha.owner = Some(o);
+        }
+        let o = self
+            .ha
+            .owner
+            .as_ref()
+            .ok_or_else(|| internal("no owner function"))?;
+        Ok(usize::from(o.owner(&Tuple::from_key(k))))
+    }
+
+    /// Sends records to their owners in slices of [`SYNC_SLICE`], the workers in parallel.
+    fn apply_on_workers(&mut self, records: Vec<Record>, adopt: bool) -> Result<(), ControlError> {
+        let n = self.backend.workers();
+        let mut per: Vec<Vec<Record>> = vec![Vec::new(); n];
+        for r in records {
+            let k = match &r {
+                Record::Upsert { entry, .. } => entry.orig,
+                Record::Destroy(k) => *k,
+            };
+            let w = self.owner_of(&k)?;
+            per.get_mut(w)
+                .ok_or_else(|| internal(format!("owner {w} of {n} workers")))?
+                .push(r);
+        }
+        while per.iter().any(|v| !v.is_empty()) {
+            let cmds: Vec<(usize, WorkerCommand)> = per
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(w, v)| {
+                    let rest = v.split_off(v.len().min(SYNC_SLICE));
+                    let records = std::mem::replace(v, rest);
+                    (w, WorkerCommand::CtSync { records, adopt })
+                })
+                .collect();
+            for (w, reply) in self.ask_each(cmds)? {
+                match reply {
+                    WorkerReply::Synced { applied, failed } => {
+                        self.count(true, applied);
+                        self.count(false, failed);
+                    }
+                    WorkerReply::Error(e) => return Err(e),
+                    other => {
+                        return Err(ControlError::new(
+                            ErrorCode::Internal,
+                            format!("worker {w}: unexpected reply {other:?} to ct_sync"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
