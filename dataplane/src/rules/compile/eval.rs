@@ -325,6 +325,30 @@ impl CompiledRuleset {
                     }
                     return verdicts.get(e as usize).map_or(Step::Next, step);
                 }
+                CStmt::NatMap {
+                    table,
+                    actions,
+                    count,
+                } => {
+                    let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
+                        return Step::Next;
+                    };
+                    let Some(a) = actions.get(e as usize) else {
+                        return Step::Next;
+                    };
+                    if *count {
+                        bump(&block.counters[id as usize], ctx.len);
+                        if res.counted.try_push(id).is_err() {
+                            res.counted_overflow = true;
+                        }
+                    }
+                    res.nat.get_or_insert(*a);
+                    res.rule = Some(RuleRef {
+                        id,
+                        handle: rule.handle,
+                    });
+                    return Step::NatDone;
+                }
                 CStmt::Reject(r) => return Step::Verdict(Decision::Reject(*r)),
                 CStmt::Log => {
                     res.stateful = true;

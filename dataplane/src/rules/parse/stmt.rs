@@ -138,20 +138,13 @@ impl Parser {
             key.push(self.key_field()?);
         }
         if self.eat_word("vmap") {
-            let elements = self.brace_list(|p| {
+            let elements = self.elements(|p| {
                 let e = p.elem(&key)?;
                 let t = p.next();
                 if t.tok != Tok::Word(":".into()) {
                     return p.err(&t, "expected ` : ` and a verdict");
                 }
-                let (w, wp) = p.word("a verdict")?;
-                if !matches!(
-                    w.as_str(),
-                    "accept" | "drop" | "continue" | "return" | "jump" | "goto"
-                ) {
-                    return Err(Error::at(wp, &w, "expected a verdict"));
-                }
-                Ok((e, p.verdict_rest(&w)?))
+                Ok((e, p.verdict()?))
             })?;
             return Ok(Stmt::Vmap(Vmap { key, elements }, pos));
         }
@@ -161,25 +154,110 @@ impl Parser {
             Op::Ne => true,
             _ => return self.err(&t, "a concatenation is compared with `{ … }`"),
         };
-        if !self.is_punct('{') {
+        if !self.is_punct('{') && !self.is_punct('@') {
             let t = self.peek().clone();
-            return self.err(&t, "expected `{` after a concatenation");
+            return self.err(&t, "expected `{` or `@SET` after a concatenation");
         }
-        let elements = self.brace_list(|p| p.elem(&key))?;
+        let elements = self.elements(|p| p.elem(&key))?;
         Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
+    }
+
+    /// `@NAME` or `{ ITEM, … }`.
+    fn elements<T>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Result<T, Error>,
+    ) -> Result<Elements<T>, Error> {
+        if self.eat_punct('@') {
+            return Ok(Elements::Named(self.word("set name")?.0));
+        }
+        self.brace_list(item).map(Elements::Anon)
+    }
+
+    /// A verdict (`accept`, `jump CHAIN`, …) where only a verdict may stand.
+    pub(super) fn verdict(&mut self) -> Result<Verdict, Error> {
+        let (w, wp) = self.word("a verdict")?;
+        if !matches!(
+            w.as_str(),
+            "accept" | "drop" | "continue" | "return" | "jump" | "goto"
+        ) {
+            return Err(Error::at(wp, &w, "expected a verdict"));
+        }
+        self.verdict_rest(&w)
     }
 
     /// One element of a concatenated key: `v1 . v2 …`.
     fn elem(&mut self, key: &[Field]) -> Result<Elem, Error> {
-        let mut e = Vec::with_capacity(key.len());
-        for (i, f) in key.iter().enumerate() {
+        let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+        self.elem_of(&kinds)
+    }
+
+    /// One value per kind, joined by ` . `.
+    pub(super) fn elem_of(&mut self, kinds: &[Kind]) -> Result<Elem, Error> {
+        let mut e = Vec::with_capacity(kinds.len());
+        for (i, &k) in kinds.iter().enumerate() {
             if i > 0 && !self.eat_word(".") {
                 let t = self.next();
                 return self.err(&t, "expected ` . ` and the next value of the concatenation");
             }
-            e.push(self.value(f.kind())?);
+            e.push(self.value(k)?);
         }
         Ok(e)
+    }
+
+    /// After `snat|dnat [ip|ip6] to`: `KEY map @NAME` or `KEY map { k : ADDR [. PORT], … }`.
+    fn nat_map(&mut self, nat: NatStmt, pos: Pos) -> Result<Stmt, Error> {
+        let mut key = vec![self.key_field()?];
+        while self.peek_word() == Some(".") {
+            let t = self.next();
+            if key.len() == MAX_CONCAT {
+                return self.err(
+                    &t,
+                    format!("more than {MAX_CONCAT} fields in a concatenation"),
+                );
+            }
+            key.push(self.key_field()?);
+        }
+        if !self.eat_word("map") {
+            let t = self.next();
+            return self.err(&t, "expected `map` after the key");
+        }
+        let elements = self.elements(|p| {
+            let e = p.elem(&key)?;
+            let t = p.next();
+            if t.tok != Tok::Word(":".into()) {
+                return p.err(&t, "expected ` : ` and an address");
+            }
+            let (w, wp) = p.word("address")?;
+            let kind = if w.contains(':') {
+                Kind::Addr6
+            } else {
+                Kind::Addr4
+            };
+            let mut d = vec![parse_value(kind, &w).map_err(|m| Error::at(wp, &w, m))?];
+            if p.eat_word(".") {
+                d.push(p.value(Kind::Port)?);
+            }
+            Ok((e, d))
+        })?;
+        let mut nat = nat;
+        nat.flags = self.nat_flags();
+        Ok(Stmt::NatMap(NatMap { nat, key, elements }, pos))
+    }
+
+    /// `random`, `fully-random`, `persistent` (comma or space separated).
+    fn nat_flags(&mut self) -> NatFlags {
+        let mut flags = NatFlags::default();
+        while let Some(f) = self.peek_word().map(str::to_owned) {
+            match f.as_str() {
+                "random" => flags.random = true,
+                "fully-random" => flags.fully_random = true,
+                "persistent" => flags.persistent = true,
+                _ => break,
+            }
+            self.next();
+            self.eat_punct(',');
+        }
+        flags
     }
 
     pub(super) fn ct(&mut self, pos: Pos) -> Result<Stmt, Error> {
@@ -325,6 +403,28 @@ impl Parser {
                 let t = self.next();
                 return self.err(&t, format!("expected `to` after `{kw}`"));
             }
+            if matches!(
+                self.peek_word(),
+                Some(
+                    "ip" | "ip6"
+                        | "tcp"
+                        | "udp"
+                        | "th"
+                        | "meta"
+                        | "ct"
+                        | "iif"
+                        | "oif"
+                        | "iifname"
+                        | "oifname"
+                        | "mark"
+                        | "l4proto"
+                        | "nfproto"
+                        | "icmp"
+                        | "icmpv6"
+                )
+            ) {
+                return self.nat_map(st, pos);
+            }
             let (w, wp) = self.word("address")?;
             let (addr, ports) = parse_nat_target(&w).map_err(|m| Error::at(wp, &w, m))?;
             if addr.is_none() {
@@ -344,16 +444,7 @@ impl Parser {
             }
             st.ports = ports;
         }
-        while let Some(f) = self.peek_word().map(str::to_owned) {
-            match f.as_str() {
-                "random" => st.flags.random = true,
-                "fully-random" => st.flags.fully_random = true,
-                "persistent" => st.flags.persistent = true,
-                _ => break,
-            }
-            self.next();
-            self.eat_punct(',');
-        }
+        st.flags = self.nat_flags();
         Ok(Stmt::Nat(st, pos))
     }
 
@@ -490,7 +581,7 @@ impl Parser {
     }
 
     /// `{ ITEM, … }` (not empty; newlines allowed between items).
-    fn brace_list<T>(
+    pub(super) fn brace_list<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
