@@ -197,6 +197,8 @@ const NAMED: &str = r#"table ip fw {
 		counter ip saddr . tcp dport vmap @pairs
 		ip saddr . tcp dport @allowed counter accept
 		meta l4proto . th dport @l4 counter accept
+		icmp code != net-unreachable counter drop
+		icmp type . icmp code { echo-request . net-unreachable } counter accept
 		counter
 	}
 }

@@ -266,6 +266,8 @@ pub enum Field {
     ThDport,
     IcmpType,
     Icmpv6Type,
+    IcmpCode,
+    Icmpv6Code,
     Iif,
     Oif,
     Iifname,
@@ -287,6 +289,8 @@ pub enum Kind {
     TcpFlags,
     IcmpType,
     Icmpv6Type,
+    IcmpCode,
+    Icmpv6Code,
     IfName,
     CtState,
     CtStatus,
@@ -300,7 +304,7 @@ impl Kind {
 }
 
 impl Field {
-    pub const ALL: [Field; 25] = [
+    pub const ALL: [Field; 27] = [
         Field::IpSaddr,
         Field::IpDaddr,
         Field::IpProtocol,
@@ -319,6 +323,8 @@ impl Field {
         Field::ThDport,
         Field::IcmpType,
         Field::Icmpv6Type,
+        Field::IcmpCode,
+        Field::Icmpv6Code,
         Field::Iif,
         Field::Oif,
         Field::Iifname,
@@ -349,6 +355,8 @@ impl Field {
             Field::ThDport => ("th", "dport"),
             Field::IcmpType => ("icmp", "type"),
             Field::Icmpv6Type => ("icmpv6", "type"),
+            Field::IcmpCode => ("icmp", "code"),
+            Field::Icmpv6Code => ("icmpv6", "code"),
             Field::Iif => ("meta", "iif"),
             Field::Oif => ("meta", "oif"),
             Field::Iifname => ("meta", "iifname"),
@@ -379,6 +387,8 @@ impl Field {
             Field::TcpFlags => Kind::TcpFlags,
             Field::IcmpType => Kind::IcmpType,
             Field::Icmpv6Type => Kind::Icmpv6Type,
+            Field::IcmpCode => Kind::IcmpCode,
+            Field::Icmpv6Code => Kind::Icmpv6Code,
             Field::Iif | Field::Oif | Field::Iifname | Field::Oifname => Kind::IfName,
             Field::CtState => Kind::CtState,
             Field::CtStatus => Kind::CtStatus,
@@ -388,12 +398,16 @@ impl Field {
     /// The table family this field needs (`ip saddr` only in `ip`/`inet` tables).
     pub fn family(self) -> Option<TableFamily> {
         match self {
-            Field::IpSaddr | Field::IpDaddr | Field::IpProtocol | Field::IcmpType => {
-                Some(TableFamily::Ip)
-            }
-            Field::Ip6Saddr | Field::Ip6Daddr | Field::Ip6Nexthdr | Field::Icmpv6Type => {
-                Some(TableFamily::Ip6)
-            }
+            Field::IpSaddr
+            | Field::IpDaddr
+            | Field::IpProtocol
+            | Field::IcmpType
+            | Field::IcmpCode => Some(TableFamily::Ip),
+            Field::Ip6Saddr
+            | Field::Ip6Daddr
+            | Field::Ip6Nexthdr
+            | Field::Icmpv6Type
+            | Field::Icmpv6Code => Some(TableFamily::Ip6),
             _ => None,
         }
     }
@@ -404,8 +418,8 @@ impl Field {
         match self {
             Field::TcpSport | Field::TcpDport | Field::TcpFlags => Some(proto::TCP),
             Field::UdpSport | Field::UdpDport => Some(proto::UDP),
-            Field::IcmpType => Some(proto::ICMP),
-            Field::Icmpv6Type => Some(proto::ICMPV6),
+            Field::IcmpType | Field::IcmpCode => Some(proto::ICMP),
+            Field::Icmpv6Type | Field::Icmpv6Code => Some(proto::ICMPV6),
             _ => None,
         }
     }

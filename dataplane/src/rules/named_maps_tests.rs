@@ -236,3 +236,56 @@ fn named_map_errors_carry_location() {
         assert!(e.to_string().contains(want), "{text}: {e}");
     }
 }
+
+/// `icmp code` / `icmpv6 code` as `nft list ruleset` and `nft -j` (1.0.6) write them.
+#[test]
+fn icmp_codes_print_and_read_as_the_kernel() {
+    let text = "table ip t {
+\tchain c {
+\t\ttype filter hook input priority filter; policy accept;
+\t\ticmp code port-unreachable accept
+\t\ticmp code { host-unreachable, port-unreachable, admin-prohibited } counter packets 0 bytes 0
+\t\ticmp type . icmp code { destination-unreachable . frag-needed } accept
+\t}
+}
+table ip6 t6 {
+\tchain c {
+\t\ttype filter hook input priority filter; policy accept;
+\t\ticmpv6 code { no-route, port-unreachable } accept
+\t}
+}
+";
+    let rs = parse::parse(text).unwrap();
+    check::check(&rs).unwrap();
+    assert_eq!(print::to_text(&rs), text);
+    let kernel: serde_json::Value = serde_json::from_str(
+        r#"[[{"match": {"op": "==", "left": {"payload": {"protocol": "icmp", "field": "code"}}, "right": "port-unreachable"}}, {"accept": null}],
+        [{"match": {"op": "==", "left": {"payload": {"protocol": "icmp", "field": "code"}}, "right": {"set": ["host-unreachable", "port-unreachable", "admin-prohibited"]}}}, {"counter": {"packets": 0, "bytes": 0}}],
+        [{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "icmp", "field": "type"}}, {"payload": {"protocol": "icmp", "field": "code"}}]}, "right": {"set": [{"concat": ["destination-unreachable", "frag-needed"]}]}}}, {"accept": null}],
+        [{"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "code"}}, "right": {"set": ["no-route", "port-unreachable"]}}}, {"accept": null}]]"#,
+    )
+    .unwrap();
+    let ours: Vec<serde_json::Value> = objects(&json::to_json(&rs), "rule")
+        .into_iter()
+        .map(|r| r["expr"].clone())
+        .collect();
+    assert_eq!(serde_json::Value::Array(ours), kernel);
+    // Evaluation: an ICMP port unreachable, a fragmentation-needed, an echo request.
+    let c = load_text(text, &ports(), 1).unwrap();
+    let icmp = |t, code| {
+        tests::ip(
+            v4([198, 18, 0, 1]),
+            v4([198, 18, 0, 2]),
+            crate::wire::proto::ICMP,
+            Some(crate::wire::L4Info::IcmpOther { icmp_type: t, code }),
+        )
+    };
+    let decide = |ip: &crate::wire::IpInfo| {
+        let mut x = ctx(ip, ct_state::NEW);
+        c.eval(Hook::Input, &mut x, 0, 1).rule.map(|r| r.handle)
+    };
+    assert_eq!(decide(&icmp(3, 3)), Some(1));
+    assert_eq!(decide(&icmp(3, 4)), Some(3));
+    assert_eq!(decide(&icmp(3, 1)), None, "counted by rule 2, no verdict");
+    assert_eq!(c.counters()[c.rule_id(0, 0, 1).unwrap() as usize].0, 1);
+}

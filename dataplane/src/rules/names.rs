@@ -41,6 +41,26 @@ const TCP_FLAGS: &[(&str, u64)] = &[
     ("ecn", 64),
     ("cwr", 128),
 ];
+/// `icmp code` names (nft's `icmp_code` type).
+const ICMP_CODES: &[(&str, u64)] = &[
+    ("net-unreachable", 0),
+    ("host-unreachable", 1),
+    ("prot-unreachable", 2),
+    ("port-unreachable", 3),
+    ("frag-needed", 4),
+    ("net-prohibited", 9),
+    ("host-prohibited", 10),
+    ("admin-prohibited", 13),
+];
+/// `icmpv6 code` names (nft's `icmpv6_code` type).
+const ICMPV6_CODES: &[(&str, u64)] = &[
+    ("no-route", 0),
+    ("admin-prohibited", 1),
+    ("addr-unreachable", 3),
+    ("port-unreachable", 4),
+    ("policy-fail", 5),
+    ("reject-route", 6),
+];
 const ICMP_TYPES: &[(&str, u64)] = &[
     ("echo-reply", 0),
     ("destination-unreachable", 3),
@@ -121,6 +141,8 @@ fn table(kind: Kind) -> &'static [(&'static str, u64)] {
         Kind::TcpFlags => TCP_FLAGS,
         Kind::IcmpType => ICMP_TYPES,
         Kind::Icmpv6Type => ICMPV6_TYPES,
+        Kind::IcmpCode => ICMP_CODES,
+        Kind::Icmpv6Code => ICMPV6_CODES,
         _ => &[],
     }
 }

@@ -22,6 +22,15 @@ fn ports_of(ip: &IpInfo) -> Option<(u16, u16)> {
     }
 }
 
+/// The ICMP/ICMPv6 code (echo messages: 0).
+pub(crate) fn icmp_code(ip: &IpInfo) -> Option<u8> {
+    match ip.l4? {
+        L4Info::IcmpEcho { .. } => Some(0),
+        L4Info::IcmpError { code, .. } | L4Info::IcmpOther { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
 fn icmp_type(ip: &IpInfo) -> Option<u8> {
     let v6 = ip.family == Family::V6;
     match ip.l4? {
@@ -68,6 +77,8 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
         }
         Field::IcmpType if v4 && ip.proto == proto::ICMP => icmp_type(ip).map(u128::from),
         Field::Icmpv6Type if !v4 && ip.proto == proto::ICMPV6 => icmp_type(ip).map(u128::from),
+        Field::IcmpCode if v4 && ip.proto == proto::ICMP => icmp_code(ip).map(u128::from),
+        Field::Icmpv6Code if !v4 && ip.proto == proto::ICMPV6 => icmp_code(ip).map(u128::from),
         Field::Iif | Field::Iifname => ctx.iif.map(u128::from),
         Field::Oif | Field::Oifname => ctx.oif.map(u128::from),
         Field::CtState => Some(u128::from(ctx.ct_state)),
