@@ -11,7 +11,7 @@ mod common;
 
 use common::kernel_diff::{Pair, Probe};
 use common::netns::ok;
-use dataplane::rules::{Hook, PortsByName, load_text};
+use dataplane::rules::{CompiledRuleset, Hook, PortsByName, load_text};
 
 const RULESET: &str = r#"table inet fw {
 	set allowed {
@@ -42,12 +42,12 @@ const RULESET: &str = r#"table inet fw {
 }
 "#;
 
-#[test]
-#[ignore = "needs root, ip, nft (run with --ignored)"]
-fn verdicts_match_the_kernel() {
-    let ns = Pair::setup("rk");
-    let file = std::env::temp_dir().join(format!("rules-kernel-diff-{}.nft", std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{RULESET}")).unwrap();
+/// Loads `text` into the kernel side with `nft -f` (after `flush ruleset`) and compiles it
+/// for ours, `ns.k_if` as port 0.
+fn load_both(ns: &Pair, text: &str) -> CompiledRuleset {
+    let file =
+        std::env::temp_dir().join(format!("rules-kernel-{}-{}.nft", ns.k, std::process::id()));
+    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
     ok(&[
         "ip",
         "netns",
@@ -58,9 +58,15 @@ fn verdicts_match_the_kernel() {
         file.to_str().unwrap(),
     ]);
     let _ = std::fs::remove_file(&file);
-
     let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
-    let ours = load_text(RULESET, &ports, 1).unwrap();
+    load_text(text, &ports, 1).unwrap()
+}
+
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn verdicts_match_the_kernel() {
+    let ns = Pair::setup("rk");
+    let ours = load_both(&ns, RULESET);
     ns.compare(
         &ours,
         &[
@@ -111,21 +117,7 @@ const MAPS: &str = r#"table inet fw {
 fn verdict_maps_and_concatenations_match_the_kernel() {
     let ns = Pair::setup("rm");
     let text = MAPS.replace("K_IF", &ns.k_if);
-    let file = std::env::temp_dir().join(format!("rules-kernel-maps-{}.nft", std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.k,
-        "nft",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&file);
-
-    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
-    let ours = load_text(&text, &ports, 1).unwrap();
+    let ours = load_both(&ns, &text);
     ns.compare(
         &ours,
         &[
@@ -208,21 +200,7 @@ const NAMED: &str = r#"table ip fw {
 #[ignore = "needs root, ip, nft (run with --ignored)"]
 fn named_maps_and_sets_match_the_kernel() {
     let ns = Pair::setup("rn");
-    let file = std::env::temp_dir().join(format!("rules-kernel-named-{}.nft", std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{NAMED}")).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.k,
-        "nft",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&file);
-
-    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
-    let ours = load_text(NAMED, &ports, 1).unwrap();
+    let ours = load_both(&ns, NAMED);
     ns.compare_hooks(
         &ours,
         &[

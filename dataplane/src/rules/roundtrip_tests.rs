@@ -389,16 +389,8 @@ fn chain() -> impl Strategy<Value = Chain> {
 }
 
 fn set() -> impl Strategy<Value = Set> {
-    let types = [
-        SetType::Ipv4Addr,
-        SetType::Ipv6Addr,
-        SetType::InetService,
-        SetType::InetProto,
-        SetType::Mark,
-        SetType::IfName,
-    ];
-    (name(), 0..types.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
-        let ty = types[ti];
+    (name(), 0..SET_TYPES.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
+        let ty = SET_TYPES[ti];
         proptest::collection::vec(value(ty.kind()), 0..4).prop_map(move |elements| Set {
             name: name.clone(),
             ty,

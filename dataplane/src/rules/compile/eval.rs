@@ -310,10 +310,7 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::Counter => {
-                    bump(&block.counters[id as usize], ctx.len);
-                    if res.counted.try_push(id).is_err() {
-                        res.counted_overflow = true;
-                    }
+                    count_rule(&block.counters[id as usize], id, ctx.len, res);
                 }
                 CStmt::Verdict(v) => return step(v),
                 CStmt::Lookup { table, neg } => match table.lookup(|f| field_value(f, ctx)) {
@@ -329,10 +326,7 @@ impl CompiledRuleset {
                         return Step::Next;
                     };
                     if *count {
-                        bump(&block.counters[id as usize], ctx.len);
-                        if res.counted.try_push(id).is_err() {
-                            res.counted_overflow = true;
-                        }
+                        count_rule(&block.counters[id as usize], id, ctx.len, res);
                     }
                     return verdicts.get(e as usize).map_or(Step::Next, step);
                 }
@@ -348,10 +342,7 @@ impl CompiledRuleset {
                         return Step::Next;
                     };
                     if *count {
-                        bump(&block.counters[id as usize], ctx.len);
-                        if res.counted.try_push(id).is_err() {
-                            res.counted_overflow = true;
-                        }
+                        count_rule(&block.counters[id as usize], id, ctx.len, res);
                     }
                     res.nat.get_or_insert(*a);
                     res.rule = Some(RuleRef {
@@ -520,6 +511,14 @@ fn step(v: &CVerdict) -> Step {
         CVerdict::Return => Step::Return,
         CVerdict::Jump(c) => Step::Jump(*c),
         CVerdict::Goto(c) => Step::Goto(*c),
+    }
+}
+
+/// One packet of `len` bytes on rule `id`'s counter `c`, listed in `res.counted`.
+fn count_rule(c: &[AtomicU64; 2], id: u32, len: u32, res: &mut EvalResult) {
+    bump(c, len);
+    if res.counted.try_push(id).is_err() {
+        res.counted_overflow = true;
     }
 }
 

@@ -201,35 +201,23 @@ fn compile_rule<'a>(
             }
             Stmt::Lookup(l, pos) => {
                 cacheable &= l.key.iter().all(|&f| flow_field(f));
-                let els = l.elements.anon().iter().map(|e| (e, &MapValue::None));
                 let (table, _) = keyed_table(
                     (ti, t),
-                    &l.key,
-                    &l.elements,
-                    els,
+                    (&l.key, &l.elements, |e: &Elem| (e, MapValue::None)),
                     (ports, maps, budget),
-                    s,
-                    *pos,
+                    (s, *pos),
                 )?;
                 CStmt::Lookup { table, neg: l.neg }
             }
             Stmt::Vmap(v, pos) => {
                 cacheable &= v.key.iter().all(|&f| flow_field(f));
-                let anon: Vec<(&Elem, MapValue)> = v
-                    .elements
-                    .anon()
-                    .iter()
-                    .map(|(e, d)| (e, MapValue::Verdict(d.clone())))
-                    .collect();
-                let els = anon.iter().map(|(e, d)| (*e, d));
                 let (table, data) = keyed_table(
                     (ti, t),
-                    &v.key,
-                    &v.elements,
-                    els,
+                    (&v.key, &v.elements, |(e, d): &(Elem, Verdict)| {
+                        (e, MapValue::Verdict(d.clone()))
+                    }),
                     (ports, maps, budget),
-                    s,
-                    *pos,
+                    (s, *pos),
                 )?;
                 let verdicts = data
                     .iter()
@@ -246,21 +234,13 @@ fn compile_rule<'a>(
             }
             Stmt::NatMap(n, pos) => {
                 cacheable &= n.key.iter().all(|&f| flow_field(f));
-                let anon: Vec<(&Elem, MapValue)> = n
-                    .elements
-                    .anon()
-                    .iter()
-                    .map(|(e, d)| (e, MapValue::Data(d.clone())))
-                    .collect();
-                let els = anon.iter().map(|(e, d)| (*e, d));
                 let (table, data) = keyed_table(
                     (ti, t),
-                    &n.key,
-                    &n.elements,
-                    els,
+                    (&n.key, &n.elements, |(e, d): &(Elem, Elem)| {
+                        (e, MapValue::Data(d.clone()))
+                    }),
                     (ports, maps, budget),
-                    s,
-                    *pos,
+                    (s, *pos),
                 )?;
                 let actions = data
                     .iter()
@@ -409,28 +389,28 @@ fn key_table<'e>(
 }
 
 /// The hash table of a statement's set or map and each element's data: built from the
-/// elements written in place (`anon`), or the named map's (built once per key and shared).
-#[allow(clippy::too_many_arguments)]
-fn keyed_table<'a, 'e, T>(
+/// elements written in place (`split` gives an element's key values and data), or the
+/// named map's (built once per key and shared).
+fn keyed_table<'a, T>(
     (ti, t): (usize, &'a Table),
-    key: &[Field],
-    source: &Elements<T>,
-    anon: impl Iterator<Item = (&'e Elem, &'e MapValue)>,
+    (key, source, split): (&[Field], &Elements<T>, impl Fn(&T) -> (&Elem, MapValue)),
     (ports, maps, budget): (&PortsByName, &mut MapTables<'a>, &mut Budget),
-    s: &Stmt,
-    pos: Pos,
+    (s, pos): (&Stmt, Pos),
 ) -> Result<(Arc<KeyTable>, Vec<MapValue>), Error> {
-    let Elements::Named(name) = source else {
-        let (els, data): (Vec<&Elem>, Vec<MapValue>) = anon.map(|(e, d)| (e, d.clone())).unzip();
-        let table = key_table(
-            key,
-            els.into_iter().map(Vec::as_slice),
-            ports,
-            budget,
-            s,
-            pos,
-        )?;
-        return Ok((table, data));
+    let name = match source {
+        Elements::Anon(v) => {
+            let (els, data): (Vec<&Elem>, Vec<MapValue>) = v.iter().map(split).unzip();
+            let table = key_table(
+                key,
+                els.into_iter().map(Vec::as_slice),
+                ports,
+                budget,
+                s,
+                pos,
+            )?;
+            return Ok((table, data));
+        }
+        Elements::Named(name) => name,
     };
     let m = t
         .maps

@@ -126,17 +126,7 @@ impl Parser {
     /// After the first field of a concatenation or a verdict map key:
     /// `[. FIELD]… vmap { e : VERDICT, … }` or `. FIELD [. FIELD]… [!=] { e, … }`.
     fn concat_rest(&mut self, first: Field, pos: Pos) -> Result<Stmt, Error> {
-        let mut key = vec![first];
-        while self.peek_word() == Some(".") {
-            let t = self.next();
-            if key.len() == MAX_CONCAT {
-                return self.err(
-                    &t,
-                    format!("more than {MAX_CONCAT} fields in a concatenation"),
-                );
-            }
-            key.push(self.key_field()?);
-        }
+        let key = self.key_rest(first)?;
         if self.eat_word("vmap") {
             let elements = self.elements(|p| {
                 let e = p.elem(&key)?;
@@ -160,6 +150,22 @@ impl Parser {
         }
         let elements = self.elements(|p| p.elem(&key))?;
         Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
+    }
+
+    /// The fields after a key's first: `[. FIELD]…`.
+    fn key_rest(&mut self, first: Field) -> Result<Vec<Field>, Error> {
+        let mut key = vec![first];
+        while self.peek_word() == Some(".") {
+            let t = self.next();
+            if key.len() == MAX_CONCAT {
+                return self.err(
+                    &t,
+                    format!("more than {MAX_CONCAT} fields in a concatenation"),
+                );
+            }
+            key.push(self.key_field()?);
+        }
+        Ok(key)
     }
 
     /// `@NAME` or `{ ITEM, … }`.
@@ -206,17 +212,8 @@ impl Parser {
 
     /// After `snat|dnat [ip|ip6] to`: `KEY map @NAME` or `KEY map { k : ADDR [. PORT], … }`.
     fn nat_map(&mut self, nat: NatStmt, pos: Pos) -> Result<Stmt, Error> {
-        let mut key = vec![self.key_field()?];
-        while self.peek_word() == Some(".") {
-            let t = self.next();
-            if key.len() == MAX_CONCAT {
-                return self.err(
-                    &t,
-                    format!("more than {MAX_CONCAT} fields in a concatenation"),
-                );
-            }
-            key.push(self.key_field()?);
-        }
+        let first = self.key_field()?;
+        let key = self.key_rest(first)?;
         if !self.eat_word("map") {
             let t = self.next();
             return self.err(&t, "expected `map` after the key");
