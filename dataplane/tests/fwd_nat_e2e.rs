@@ -666,6 +666,15 @@ fn nat_dnat_port_forward_ct_status_dnat() {
     }
 }
 
+/// The port forward from a named NAT map (`dnat ip to tcp dport map @fwd4`), with the
+/// state rules as verdict maps and the lan -> wan rule as a concatenation.
+#[test]
+fn nat_dnat_port_forward_named_map() {
+    if can_run("nat_dnat_port_forward_named_map") {
+        dnat_port_forward('m', "router-maps.nft", false);
+    }
+}
+
 /// `ct count over 2` admits two concurrent connections to tcp/9200 and drops the third;
 /// once those are gone (a flush) two fit again.
 #[test]

@@ -11,7 +11,7 @@ mod common;
 
 use common::kernel_diff::{Pair, Probe};
 use common::netns::ok;
-use dataplane::rules::{PortsByName, load_text};
+use dataplane::rules::{CompiledRuleset, Hook, PortsByName, load_text};
 
 const RULESET: &str = r#"table inet fw {
 	set allowed {
@@ -42,12 +42,12 @@ const RULESET: &str = r#"table inet fw {
 }
 "#;
 
-#[test]
-#[ignore = "needs root, ip, nft (run with --ignored)"]
-fn verdicts_match_the_kernel() {
-    let ns = Pair::setup("rk");
-    let file = std::env::temp_dir().join(format!("rules-kernel-diff-{}.nft", std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{RULESET}")).unwrap();
+/// Loads `text` into the kernel side with `nft -f` (after `flush ruleset`) and compiles it
+/// for ours, `ns.k_if` as port 0.
+fn load_both(ns: &Pair, text: &str) -> CompiledRuleset {
+    let file =
+        std::env::temp_dir().join(format!("rules-kernel-{}-{}.nft", ns.k, std::process::id()));
+    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
     ok(&[
         "ip",
         "netns",
@@ -58,9 +58,15 @@ fn verdicts_match_the_kernel() {
         file.to_str().unwrap(),
     ]);
     let _ = std::fs::remove_file(&file);
-
     let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
-    let ours = load_text(RULESET, &ports, 1).unwrap();
+    load_text(text, &ports, 1).unwrap()
+}
+
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn verdicts_match_the_kernel() {
+    let ns = Pair::setup("rk");
+    let ours = load_both(&ns, RULESET);
     ns.compare(
         &ours,
         &[
@@ -111,21 +117,7 @@ const MAPS: &str = r#"table inet fw {
 fn verdict_maps_and_concatenations_match_the_kernel() {
     let ns = Pair::setup("rm");
     let text = MAPS.replace("K_IF", &ns.k_if);
-    let file = std::env::temp_dir().join(format!("rules-kernel-maps-{}.nft", std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.k,
-        "nft",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&file);
-
-    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
-    let ours = load_text(&text, &ports, 1).unwrap();
+    let ours = load_both(&ns, &text);
     ns.compare(
         &ours,
         &[
@@ -140,5 +132,91 @@ fn verdict_maps_and_concatenations_match_the_kernel() {
             Probe::Udp(54),
             Probe::Ping,
         ],
+    );
+}
+
+/// Named maps and sets of concatenations, a NAT map (to the probe's own address and
+/// port, so the input hook sees the same packet in both). As in `MAPS`, a `counter`
+/// before each map counts what reaches the rule; a map's effect shows in the rules after
+/// a miss and in the chains it jumps to.
+const NAMED: &str = r#"table ip fw {
+	map src {
+		type ipv4_addr : verdict
+		elements = { 198.18.0.1 : accept }
+	}
+
+	map ports {
+		type inet_service : verdict
+		flags interval
+		elements = { 22 : jump ssh, 80 : accept, 1000-1999 : drop }
+	}
+
+	map pairs {
+		type ipv4_addr . inet_service : verdict
+		flags interval
+		elements = { 198.18.0.0/24 . 8000-8999 : accept, 198.18.0.1 . 5000 : drop }
+	}
+
+	set allowed {
+		type ipv4_addr . inet_service
+		elements = { 198.18.0.1 . 443, 198.18.0.9 . 444 }
+	}
+
+	set l4 {
+		type inet_proto . inet_service
+		elements = { udp . 53 }
+	}
+
+	map fp {
+		type inet_service : ipv4_addr . inet_service
+		elements = { 80 : 198.18.0.2 . 80, 81 : 198.18.0.2 . 81 }
+	}
+
+	chain ssh {
+		counter ip saddr vmap @src
+		counter
+	}
+
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		counter dnat ip to tcp dport map @fp
+		counter
+	}
+
+	chain input {
+		type filter hook input priority filter; policy drop;
+		counter tcp dport vmap @ports
+		counter ip saddr . tcp dport vmap @pairs
+		ip saddr . tcp dport @allowed counter accept
+		meta l4proto . th dport @l4 counter accept
+		icmp code != net-unreachable counter drop
+		icmp type . icmp code { echo-request . net-unreachable } counter accept
+		counter
+	}
+}
+"#;
+
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn named_maps_and_sets_match_the_kernel() {
+    let ns = Pair::setup("rn");
+    let ours = load_both(&ns, NAMED);
+    ns.compare_hooks(
+        &ours,
+        &[
+            Probe::Tcp(22),
+            Probe::Tcp(80),
+            Probe::Tcp(81),
+            Probe::Tcp(82),
+            Probe::Tcp(1500),
+            Probe::Tcp(8500),
+            Probe::Tcp(5000),
+            Probe::Tcp(443),
+            Probe::Tcp(444),
+            Probe::Udp(53),
+            Probe::Udp(54),
+            Probe::Ping,
+        ],
+        &[Hook::Prerouting, Hook::Input],
     );
 }

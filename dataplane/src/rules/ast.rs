@@ -72,6 +72,9 @@ pub struct Table {
     pub family: TableFamily,
     pub name: String,
     pub sets: Vec<Set>,
+    /// Maps and sets keyed by a concatenation (`map m { type K : V; … }`, `set s { type A .
+    /// B; … }`).
+    pub maps: Vec<Map>,
     pub chains: Vec<Chain>,
     pub pos: Pos,
 }
@@ -130,6 +133,45 @@ pub struct Set {
     pub interval: bool,
     pub elements: Vec<Value>,
     pub pos: Pos,
+}
+
+/// What the elements of a named map map to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapData {
+    /// `type K : verdict` (used with `vmap @NAME`).
+    Verdict,
+    /// `type K : T [. T]…` (used with `snat|dnat to KEY map @NAME`).
+    Types(Vec<SetType>),
+}
+
+/// What one element of a [`Map`] maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapValue {
+    /// A set of concatenations: no data.
+    None,
+    Verdict(Verdict),
+    /// One value per data type.
+    Data(Elem),
+}
+
+/// A named map (`map NAME { type K [. K]… : verdict|T [. T]…; [flags interval;] elements =
+/// { k : v, … } }`) or a named set keyed by a concatenation (`set NAME { type A . B; … }`,
+/// `data` `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Map {
+    pub name: String,
+    pub key: Vec<SetType>,
+    pub data: Option<MapData>,
+    pub interval: bool,
+    pub elements: Vec<(Elem, MapValue)>,
+    pub pos: Pos,
+}
+
+impl Map {
+    /// `set` or `map`, as the listing writes it.
+    pub fn keyword(&self) -> &'static str {
+        if self.data.is_some() { "map" } else { "set" }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -224,6 +266,8 @@ pub enum Field {
     ThDport,
     IcmpType,
     Icmpv6Type,
+    IcmpCode,
+    Icmpv6Code,
     Iif,
     Oif,
     Iifname,
@@ -245,6 +289,8 @@ pub enum Kind {
     TcpFlags,
     IcmpType,
     Icmpv6Type,
+    IcmpCode,
+    Icmpv6Code,
     IfName,
     CtState,
     CtStatus,
@@ -258,7 +304,7 @@ impl Kind {
 }
 
 impl Field {
-    pub const ALL: [Field; 25] = [
+    pub const ALL: [Field; 27] = [
         Field::IpSaddr,
         Field::IpDaddr,
         Field::IpProtocol,
@@ -277,6 +323,8 @@ impl Field {
         Field::ThDport,
         Field::IcmpType,
         Field::Icmpv6Type,
+        Field::IcmpCode,
+        Field::Icmpv6Code,
         Field::Iif,
         Field::Oif,
         Field::Iifname,
@@ -307,6 +355,8 @@ impl Field {
             Field::ThDport => ("th", "dport"),
             Field::IcmpType => ("icmp", "type"),
             Field::Icmpv6Type => ("icmpv6", "type"),
+            Field::IcmpCode => ("icmp", "code"),
+            Field::Icmpv6Code => ("icmpv6", "code"),
             Field::Iif => ("meta", "iif"),
             Field::Oif => ("meta", "oif"),
             Field::Iifname => ("meta", "iifname"),
@@ -337,6 +387,8 @@ impl Field {
             Field::TcpFlags => Kind::TcpFlags,
             Field::IcmpType => Kind::IcmpType,
             Field::Icmpv6Type => Kind::Icmpv6Type,
+            Field::IcmpCode => Kind::IcmpCode,
+            Field::Icmpv6Code => Kind::Icmpv6Code,
             Field::Iif | Field::Oif | Field::Iifname | Field::Oifname => Kind::IfName,
             Field::CtState => Kind::CtState,
             Field::CtStatus => Kind::CtStatus,
@@ -346,12 +398,16 @@ impl Field {
     /// The table family this field needs (`ip saddr` only in `ip`/`inet` tables).
     pub fn family(self) -> Option<TableFamily> {
         match self {
-            Field::IpSaddr | Field::IpDaddr | Field::IpProtocol | Field::IcmpType => {
-                Some(TableFamily::Ip)
-            }
-            Field::Ip6Saddr | Field::Ip6Daddr | Field::Ip6Nexthdr | Field::Icmpv6Type => {
-                Some(TableFamily::Ip6)
-            }
+            Field::IpSaddr
+            | Field::IpDaddr
+            | Field::IpProtocol
+            | Field::IcmpType
+            | Field::IcmpCode => Some(TableFamily::Ip),
+            Field::Ip6Saddr
+            | Field::Ip6Daddr
+            | Field::Ip6Nexthdr
+            | Field::Icmpv6Type
+            | Field::Icmpv6Code => Some(TableFamily::Ip6),
             _ => None,
         }
     }
@@ -362,8 +418,8 @@ impl Field {
         match self {
             Field::TcpSport | Field::TcpDport | Field::TcpFlags => Some(proto::TCP),
             Field::UdpSport | Field::UdpDport => Some(proto::UDP),
-            Field::IcmpType => Some(proto::ICMP),
-            Field::Icmpv6Type => Some(proto::ICMPV6),
+            Field::IcmpType | Field::IcmpCode => Some(proto::ICMP),
+            Field::Icmpv6Type | Field::Icmpv6Code => Some(proto::ICMPV6),
             _ => None,
         }
     }
@@ -589,6 +645,26 @@ pub enum Stmt {
     Lookup(Lookup, Pos),
     /// A verdict map (`ct state vmap { established : accept, invalid : drop }`).
     Vmap(Vmap, Pos),
+    /// NAT to the address (and port) a map gives for the packet's key (`dnat ip to tcp
+    /// dport map @fp`, `snat to ip saddr map { 198.18.0.0/24 : 203.0.113.1 }`).
+    NatMap(NatMap, Pos),
+}
+
+/// The elements of a statement's set or map: written in place, or a named one (`@NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Elements<T> {
+    Anon(Vec<T>),
+    Named(String),
+}
+
+impl<T> Elements<T> {
+    /// The elements written in place (none for a named set or map).
+    pub fn anon(&self) -> &[T] {
+        match self {
+            Elements::Anon(v) => v,
+            Elements::Named(_) => &[],
+        }
+    }
 }
 
 /// Most fields in one concatenation.
@@ -603,7 +679,7 @@ pub type Elem = Vec<Value>;
 pub struct Lookup {
     pub key: Vec<Field>,
     pub neg: bool,
-    pub elements: Vec<Elem>,
+    pub elements: Elements<Elem>,
 }
 
 /// `KEY vmap { e : VERDICT, … }` (`KEY`: one field or a concatenation). A packet whose key
@@ -612,7 +688,20 @@ pub struct Lookup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vmap {
     pub key: Vec<Field>,
-    pub elements: Vec<(Elem, Verdict)>,
+    pub elements: Elements<(Elem, Verdict)>,
+}
+
+/// `snat|dnat [ip|ip6] to KEY map { k : ADDR [. PORT], … }` or `… map @NAME`: the element
+/// holding the packet's key gives the address (and port); no element: the rule ends as a
+/// failed match does (the kernel's lookup breaks the rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatMap {
+    /// Kind, family and flags (`addr` and `ports` are `None`).
+    pub nat: NatStmt,
+    pub key: Vec<Field>,
+    /// Each element's data: an address (`Value::Prefix` of a host), then optionally a port
+    /// (`Value::Num`).
+    pub elements: Elements<(Elem, Elem)>,
 }
 
 /// Default `limit` burst (nft's default).

@@ -20,6 +20,7 @@ pub fn check_with(rs: &Ruleset, limits: &Limits) -> Result<(), Error> {
     let (mut rules, mut elements) = (0usize, 0usize);
     for t in &rs.tables {
         elements += t.sets.iter().map(|s| s.elements.len()).sum::<usize>();
+        elements += t.maps.iter().map(|m| m.elements.len()).sum::<usize>();
         for c in &t.chains {
             rules += c.rules.len();
             for r in &c.rules {
@@ -31,8 +32,9 @@ pub fn check_with(rs: &Ruleset, limits: &Limits) -> Result<(), Error> {
                             },
                             _,
                         ) => v.len(),
-                        Stmt::Lookup(l, _) => l.elements.len(),
-                        Stmt::Vmap(v, _) => v.elements.len(),
+                        Stmt::Lookup(l, _) => l.elements.anon().len(),
+                        Stmt::Vmap(v, _) => v.elements.anon().len(),
+                        Stmt::NatMap(n, _) => n.elements.anon().len(),
                         _ => 0,
                     };
                 }
@@ -96,6 +98,9 @@ fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), 
             }
         }
     }
+    for m in &t.maps {
+        check_map(t, m)?;
+    }
     // Per chain: its jump/goto targets (indices), and whether it holds NAT.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); t.chains.len()];
     for (ci, c) in t.chains.iter().enumerate() {
@@ -154,14 +159,127 @@ fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), 
             todo.extend(edges[x].iter().copied());
             for r in &t.chains[x].rules {
                 for s in &r.stmts {
-                    if let Stmt::Nat(n, pos) = s {
-                        check_nat(t, b, n, *pos)?;
+                    match s {
+                        Stmt::Nat(n, pos) => check_nat(t, b, n, *pos)?,
+                        Stmt::NatMap(m, pos) => {
+                            for a in nat_map_addrs(t, m) {
+                                let n = NatStmt {
+                                    addr: Some((a, a)),
+                                    ..m.nat
+                                };
+                                check_nat(t, b, &n, *pos).map_err(|mut e| {
+                                    e.token = super::print::stmt(s);
+                                    e
+                                })?;
+                            }
+                            check_nat(t, b, &m.nat, *pos).map_err(|mut e| {
+                                e.token = super::print::stmt(s);
+                                e
+                            })?;
+                        }
+                        _ => {}
                     }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The addresses a NAT map may give (its elements' data, written or named).
+fn nat_map_addrs<'a>(t: &'a Table, m: &'a NatMap) -> impl Iterator<Item = crate::wire::Addr> + 'a {
+    let named = match &m.elements {
+        Elements::Named(n) => t.maps.iter().find(|x| &x.name == n),
+        Elements::Anon(_) => None,
+    };
+    let anon = m.elements.anon().iter().map(|(_, d)| d.first());
+    let named = named
+        .into_iter()
+        .flat_map(|x| &x.elements)
+        .map(|(_, v)| match v {
+            MapValue::Data(d) => d.first(),
+            _ => None,
+        });
+    anon.chain(named).filter_map(|v| match v {
+        Some(Value::Prefix(a, _)) => Some(*a),
+        _ => None,
+    })
+}
+
+/// A named map or set of concatenations: types that fit the table's family, ranges and
+/// prefixes only with `flags interval`, jump targets that exist.
+fn check_map(t: &Table, m: &Map) -> Result<(), Error> {
+    let wrong_family = |ty: &SetType| {
+        matches!(
+            (ty, t.family),
+            (SetType::Ipv4Addr, TableFamily::Ip6) | (SetType::Ipv6Addr, TableFamily::Ip)
+        )
+    };
+    let data_types = match &m.data {
+        Some(MapData::Types(ts)) => &ts[..],
+        _ => &[],
+    };
+    if m.key.iter().chain(data_types).any(wrong_family) {
+        return Err(Error::at(
+            m.pos,
+            &m.name,
+            "set type does not fit the table family",
+        ));
+    }
+    for (e, v) in &m.elements {
+        let wide = m.key.iter().zip(e).any(|(ty, v)| match v {
+            Value::Prefix(_, l) => u32::from(*l) != if *ty == SetType::Ipv4Addr { 32 } else { 128 },
+            Value::AddrRange(..) | Value::Range(..) => true,
+            _ => false,
+        });
+        if wide && !m.interval {
+            return Err(Error::at(
+                m.pos,
+                &m.name,
+                "ranges and prefixes need `flags interval`",
+            ));
+        }
+        if let MapValue::Verdict(Verdict::Jump(c) | Verdict::Goto(c)) = v {
+            jump_target(t, c, m.pos)?;
+        }
+    }
+    Ok(())
+}
+
+/// The named map `@name` used by statement `s` with key `key`: it exists, its key types
+/// fit the key's fields and it holds `data` (`None`: a set of concatenations).
+fn named_map<'a>(
+    t: &'a Table,
+    name: &str,
+    key: &[Field],
+    data: fn(&Option<MapData>) -> bool,
+    pos: Pos,
+) -> Result<&'a Map, Error> {
+    let token = format!("@{name}");
+    let Some(m) = t.maps.iter().find(|m| m.name == name) else {
+        return Err(Error::at(pos, &token, "undefined set or map"));
+    };
+    let fits =
+        m.key.len() == key.len() && m.key.iter().zip(key).all(|(ty, f)| ty.kind() == f.kind());
+    if !fits {
+        return Err(Error::at(
+            pos,
+            &token,
+            format!(
+                "{} of type {} does not fit this key",
+                m.keyword(),
+                super::print::types_text(&m.key)
+            ),
+        ));
+    }
+    if !data(&m.data) {
+        return Err(Error::at(
+            pos,
+            &token,
+            "this set or map does not hold what the statement needs",
+        ));
+    }
+    Ok(m)
 }
 
 fn check_nat(t: &Table, b: &BaseChain, n: &NatStmt, pos: Pos) -> Result<(), Error> {
@@ -259,16 +377,74 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
     let mut l4_known = false;
     for s in &r.stmts {
         match s {
-            Stmt::Lookup(Lookup { key, .. }, pos) | Stmt::Vmap(Vmap { key, .. }, pos) => {
+            Stmt::Lookup(Lookup { key, .. }, pos)
+            | Stmt::Vmap(Vmap { key, .. }, pos)
+            | Stmt::NatMap(NatMap { key, .. }, pos) => {
                 for &f in key {
                     l4_known |= field_fits(t, f, *pos, s)?;
                 }
-                if let Stmt::Vmap(v, _) = s {
-                    for (_, d) in &v.elements {
-                        if let Verdict::Jump(c) | Verdict::Goto(c) = d {
-                            edges.push(jump_target(t, c, *pos)?);
+                match s {
+                    Stmt::Vmap(v, _) => {
+                        let named = match &v.elements {
+                            Elements::Named(n) => {
+                                let m = named_map(
+                                    t,
+                                    n,
+                                    key,
+                                    |d| matches!(d, Some(MapData::Verdict)),
+                                    *pos,
+                                )?;
+                                m.elements
+                                    .iter()
+                                    .filter_map(|(_, v)| match v {
+                                        MapValue::Verdict(d) => Some(d),
+                                        _ => None,
+                                    })
+                                    .collect()
+                            }
+                            Elements::Anon(els) => els.iter().map(|(_, d)| d).collect::<Vec<_>>(),
+                        };
+                        for d in named {
+                            if let Verdict::Jump(c) | Verdict::Goto(c) = d {
+                                edges.push(jump_target(t, c, *pos)?);
+                            }
                         }
                     }
+                    Stmt::Lookup(l, _) => {
+                        if let Elements::Named(n) = &l.elements {
+                            named_map(t, n, key, |d| d.is_none(), *pos)?;
+                        }
+                    }
+                    Stmt::NatMap(n, _) => {
+                        let port = match &n.elements {
+                            Elements::Named(name) => {
+                                let m = named_map(
+                                    t,
+                                    name,
+                                    key,
+                                    |d| {
+                                        matches!(d, Some(MapData::Types(ts)) if matches!(
+                                            ts[..],
+                                            [SetType::Ipv4Addr | SetType::Ipv6Addr]
+                                                | [SetType::Ipv4Addr | SetType::Ipv6Addr, SetType::InetService]
+                                        ))
+                                    },
+                                    *pos,
+                                )?;
+                                matches!(&m.data, Some(MapData::Types(ts)) if ts.len() == 2)
+                            }
+                            Elements::Anon(els) => els.iter().any(|(_, d)| d.len() == 2),
+                        };
+                        if port && !l4_known {
+                            return Err(Error::at(
+                                *pos,
+                                &super::print::stmt(s),
+                                "transport protocol mapping is only valid after transport \
+                                 protocol match",
+                            ));
+                        }
+                    }
+                    _ => {}
                 }
             }
             Stmt::Match(m, pos) => {

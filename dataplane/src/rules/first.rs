@@ -53,6 +53,8 @@ pub struct FirstKey {
     tcp_flags: u16,
     /// `0x100 | type` for ICMP/ICMPv6 messages with a type, 0 otherwise.
     icmp_type: u16,
+    /// `0x100 | code` for ICMP/ICMPv6 messages, 0 otherwise.
+    icmp_code: u16,
     proto: u8,
     v6: bool,
     ct_state: u8,
@@ -103,6 +105,7 @@ impl CompiledRuleset {
             mark: ctx.mark,
             tcp_flags: flags,
             icmp_type,
+            icmp_code: crate::rules::compile::icmp_code(ip).map_or(0, |c| 0x100 | u16::from(c)),
             proto: ip.proto,
             v6: ip.family == Family::V6,
             ct_state: ctx.ct_state,

@@ -65,11 +65,12 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     family,
                     name: get_str(o, "name", &path)?.to_owned(),
                     sets: Vec::new(),
+                    maps: Vec::new(),
                     chains: Vec::new(),
                     pos: Pos::default(),
                 });
             }
-            "set" | "chain" | "rule" => {
+            "set" | "map" | "chain" | "rule" => {
                 let o = body
                     .as_object()
                     .ok_or_else(|| Error::json(&path, "expected object"))?;
@@ -83,6 +84,11 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     return jerr(&path, format!("undefined table {fam} {tname}"));
                 };
                 match kind.as_str() {
+                    "set" | "map" if kind == "map" || o.get("type").is_some_and(J::is_array) => {
+                        let map = read_map(o, &path)?;
+                        valid(validate::map(&map), &path)?;
+                        t.maps.push(map);
+                    }
                     "set" => {
                         let set = read_set(o, &path)?;
                         valid(validate::set(&set), &path)?;
@@ -149,6 +155,79 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
     Ok(Set {
         name: get_str(o, "name", path)?.to_owned(),
         ty,
+        interval,
+        elements,
+        pos: Pos::default(),
+    })
+}
+
+/// `"ipv4_addr"`, `["ipv4_addr", "inet_service"]` or `"ipv4_addr . inet_service"`.
+fn read_types(v: &J, path: &str) -> Result<Vec<SetType>, Error> {
+    let names: Vec<&str> = match v {
+        J::String(s) => s.split(" . ").collect(),
+        J::Array(a) => a.iter().filter_map(J::as_str).collect(),
+        _ => return jerr(path, "bad type"),
+    };
+    names
+        .into_iter()
+        .map(|n| {
+            SetType::from_name(n)
+                .ok_or_else(|| Error::json(path, format!("unsupported set type {n}")))
+        })
+        .collect()
+}
+
+/// A map, or a set keyed by a concatenation.
+fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Error> {
+    let key = read_types(o.get("type").unwrap_or(&J::Null), path)?;
+    let data = match o.get("map") {
+        None => None,
+        Some(J::String(s)) if s == "verdict" => Some(MapData::Verdict),
+        Some(v) => Some(MapData::Types(read_types(v, path)?)),
+    };
+    let interval = match o.get("flags") {
+        None => false,
+        Some(J::String(s)) => s == "interval",
+        Some(J::Array(a)) => a.iter().any(|f| f == "interval"),
+        Some(_) => return jerr(path, "bad flags"),
+    };
+    let kinds: Vec<Kind> = key.iter().map(|t| t.kind()).collect();
+    let mut elements = Vec::new();
+    for (i, x) in o
+        .get("elem")
+        .map(|e| {
+            e.as_array()
+                .ok_or_else(|| Error::json(path, "elem must be a list"))
+        })
+        .transpose()?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let p = format!("{path}.elem[{i}]");
+        let (k, d) = match (&data, x.as_array().map(Vec::as_slice)) {
+            (None, _) => (x, None),
+            (Some(_), Some([k, d])) => (k, Some(d)),
+            _ => return jerr(&p, "a map element is [KEY, DATA]"),
+        };
+        let e = read_kinds_elem(&kinds, k, &p)?;
+        let v = match (&data, d) {
+            (Some(MapData::Verdict), Some(d)) => match read_stmt(d, &p)? {
+                Stmt::Verdict(v, _) => MapValue::Verdict(v),
+                _ => return jerr(&p, format!("expected a verdict, got {d}")),
+            },
+            (Some(MapData::Types(ts)), Some(d)) => {
+                let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+                MapValue::Data(read_kinds_elem(&dk, d, &p)?)
+            }
+            _ => MapValue::None,
+        };
+        elements.push((e, v));
+    }
+    Ok(crate::rules::ast::Map {
+        name: get_str(o, "name", path)?.to_owned(),
+        key,
+        data,
         interval,
         elements,
         pos: Pos::default(),
@@ -350,21 +429,68 @@ fn read_key(left: &J, path: &str) -> Result<Vec<Field>, Error> {
 
 /// One element for `key`: a value, or `{"concat": [VALUE, …]}`.
 fn read_elem(key: &[Field], v: &J, path: &str) -> Result<Elem, Error> {
-    let one = |f: &Field, x: &J| {
-        let kind = f.kind();
+    let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+    read_kinds_elem(&kinds, v, path)
+}
+
+/// One element of values of `kinds`: a value, or `{"concat": [VALUE, …]}`.
+fn read_kinds_elem(kinds: &[Kind], v: &J, path: &str) -> Result<Elem, Error> {
+    let one = |&kind: &Kind, x: &J| {
         if kind.is_flags() {
             flag_bits(kind, x, path).map(Value::Num)
         } else {
             read_value(kind, x, path)
         }
     };
-    match (key, v.get("concat").and_then(J::as_array)) {
-        ([f], None) => Ok(vec![one(f, v)?]),
-        (_, Some(vals)) if vals.len() == key.len() => {
-            key.iter().zip(vals).map(|(f, x)| one(f, x)).collect()
+    match (kinds, v.get("concat").and_then(J::as_array)) {
+        ([k], None) => Ok(vec![one(k, v)?]),
+        (_, Some(vals)) if vals.len() == kinds.len() => {
+            kinds.iter().zip(vals).map(|(k, x)| one(k, x)).collect()
         }
         _ => jerr(path, format!("element {v} does not fit the key")),
     }
+}
+
+/// `"@NAME"` or `{"set": [ITEM, …]}` with each item read by `item`.
+fn read_elements<T>(
+    v: &J,
+    path: &str,
+    item: impl Fn(&J) -> Result<T, Error>,
+) -> Result<Elements<T>, Error> {
+    if let Some(n) = v.as_str().and_then(|s| s.strip_prefix('@')) {
+        return Ok(Elements::Named(n.to_owned()));
+    }
+    set_list(v, path)?
+        .iter()
+        .map(item)
+        .collect::<Result<_, _>>()
+        .map(Elements::Anon)
+}
+
+/// `{"map": {"key": K, "data": "@NAME" | {"set": [[k, ADDR | {"concat": [ADDR, PORT]}], …]}}}`
+/// of a NAT statement.
+fn read_nat_map(nat: NatStmt, m: &J, path: &str) -> Result<NatMap, Error> {
+    let key = read_key(m.get("key").unwrap_or(&J::Null), path)?;
+    let elements = read_elements(m.get("data").unwrap_or(&J::Null), path, |pair| {
+        let Some([e, d]) = pair.as_array().map(Vec::as_slice) else {
+            return jerr(path, "a NAT map element is [KEY, ADDRESS]");
+        };
+        let vals: Vec<&J> = match d.get("concat").and_then(J::as_array) {
+            Some(v) => v.iter().collect(),
+            None => vec![d],
+        };
+        let mut data = Vec::new();
+        for (i, x) in vals.into_iter().enumerate() {
+            let kind = match (i, x.as_str()) {
+                (0, Some(a)) if a.contains(':') => Kind::Addr6,
+                (0, _) => Kind::Addr4,
+                _ => Kind::Port,
+            };
+            data.push(read_value(kind, x, path)?);
+        }
+        Ok((read_elem(&key, e, path)?, data))
+    })?;
+    Ok(NatMap { nat, key, elements })
 }
 
 fn set_list<'a>(v: &'a J, path: &str) -> Result<&'a [J], Error> {
@@ -381,25 +507,23 @@ fn read_lookup(m: &J, path: &str) -> Result<Lookup, Error> {
         "!=" => true,
         o => return jerr(path, format!("unsupported op {o} for a concatenation")),
     };
-    let elements = set_list(m.get("right").unwrap_or(&J::Null), path)?
-        .iter()
-        .map(|e| read_elem(&key, e, path))
-        .collect::<Result<_, _>>()?;
+    let elements = read_elements(m.get("right").unwrap_or(&J::Null), path, |e| {
+        read_elem(&key, e, path)
+    })?;
     Ok(Lookup { key, neg, elements })
 }
 
 fn read_vmap(m: &J, path: &str) -> Result<Vmap, Error> {
     let key = read_key(m.get("key").unwrap_or(&J::Null), path)?;
-    let mut elements = Vec::new();
-    for pair in set_list(m.get("data").unwrap_or(&J::Null), path)? {
+    let elements = read_elements(m.get("data").unwrap_or(&J::Null), path, |pair| {
         let Some([e, d]) = pair.as_array().map(Vec::as_slice) else {
             return jerr(path, "a verdict map element is [KEY, VERDICT]");
         };
         let Stmt::Verdict(v, _) = read_stmt(d, path)? else {
             return jerr(path, format!("expected a verdict, got {d}"));
         };
-        elements.push((read_elem(&key, e, path)?, v));
-    }
+        Ok((read_elem(&key, e, path)?, v))
+    })?;
     Ok(Vmap { key, elements })
 }
 
@@ -575,16 +699,19 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
                 .get("family")
                 .and_then(J::as_str)
                 .and_then(TableFamily::from_name);
-            Stmt::Nat(
-                NatStmt {
-                    kind,
-                    family,
-                    addr: body.get("addr").map(|a| nat_addr(a, path)).transpose()?,
-                    ports: body.get("port").map(|p| nat_port(p, path)).transpose()?,
-                    flags,
-                },
-                pos,
-            )
+            let mut nat = NatStmt {
+                kind,
+                family,
+                addr: None,
+                ports: None,
+                flags,
+            };
+            if let Some(m) = body.get("addr").and_then(|a| a.get("map")) {
+                return Ok(Stmt::NatMap(read_nat_map(nat, m, path)?, pos));
+            }
+            nat.addr = body.get("addr").map(|a| nat_addr(a, path)).transpose()?;
+            nat.ports = body.get("port").map(|p| nat_port(p, path)).transpose()?;
+            Stmt::Nat(nat, pos)
         }
         other => {
             return jerr(
@@ -666,10 +793,23 @@ fn key_json(key: &[Field]) -> J {
 }
 
 fn elem_json(key: &[Field], e: &[Value]) -> J {
-    let mut vals: Vec<J> = key
+    let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+    kinds_elem_json(&kinds, e)
+}
+
+/// `"@NAME"` or `{"set": [ITEM, …]}`.
+fn elements_json<T>(els: &Elements<T>, one: impl Fn(&T) -> J) -> J {
+    match els {
+        Elements::Named(n) => json!(format!("@{n}")),
+        Elements::Anon(v) => json!({"set": v.iter().map(one).collect::<Vec<_>>()}),
+    }
+}
+
+fn kinds_elem_json(kinds: &[Kind], e: &[Value]) -> J {
+    let mut vals: Vec<J> = kinds
         .iter()
         .zip(e)
-        .map(|(f, v)| value_json(f.kind(), v))
+        .map(|(&k, v)| value_json(k, v))
         .collect();
     match vals.len() {
         1 => vals.remove(0),
@@ -677,13 +817,65 @@ fn elem_json(key: &[Field], e: &[Value]) -> J {
     }
 }
 
-fn nat_json(n: &NatStmt) -> J {
-    let kw = match n.kind {
-        NatKind::Snat => "snat",
-        NatKind::Dnat => "dnat",
-        NatKind::Masquerade => "masquerade",
-        NatKind::Redirect => "redirect",
+fn verdict_json(v: &Verdict) -> J {
+    stmt_json(&Stmt::Verdict(v.clone(), Pos::default()), None)
+}
+
+fn nat_map_json(n: &NatMap) -> J {
+    let data = elements_json(&n.elements, |(e, d)| {
+        json!([
+            elem_json(&n.key, e),
+            kinds_elem_json(&print::nat_data_kinds(d), d)
+        ])
+    });
+    let mut o = nat_json(&n.nat);
+    let kw = print::nat_keyword(n.nat.kind);
+    let map = json!({"map": {"key": key_json(&n.key), "data": data}});
+    match o.get_mut(kw) {
+        Some(J::Object(body)) => {
+            body.insert("addr".into(), map);
+        }
+        _ => o = json!({kw: {"addr": map}}),
+    }
+    o
+}
+
+fn map_json(fam: &str, table: &str, m: &crate::rules::ast::Map) -> J {
+    let ty = match &m.key[..] {
+        [t] => json!(t.name()),
+        ts => json!(ts.iter().map(|t| t.name()).collect::<Vec<_>>()),
     };
+    let mut o = json!({"family": fam, "name": m.name, "table": table, "type": ty});
+    if let Some(d) = &m.data {
+        o["map"] = json!(print::map_data_text(d));
+    }
+    if m.interval {
+        o["flags"] = json!(["interval"]);
+    }
+    if !m.elements.is_empty() {
+        let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
+        o["elem"] = J::Array(
+            m.elements
+                .iter()
+                .map(|(e, v)| {
+                    let k = kinds_elem_json(&kinds, e);
+                    match (v, &m.data) {
+                        (MapValue::Verdict(d), _) => json!([k, verdict_json(d)]),
+                        (MapValue::Data(d), Some(MapData::Types(ts))) => {
+                            let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+                            json!([k, kinds_elem_json(&dk, d)])
+                        }
+                        _ => k,
+                    }
+                })
+                .collect(),
+        );
+    }
+    json!({m.keyword(): o})
+}
+
+fn nat_json(n: &NatStmt) -> J {
+    let kw = print::nat_keyword(n.kind);
     let mut o = Map::new();
     if let Some(f) = n.family {
         o.insert("family".into(), json!(f.name()));
@@ -789,23 +981,17 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::CtMarkSet(m) => json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": m}}),
         Stmt::Nat(n, _) => nat_json(n),
         Stmt::Lookup(l, _) => {
-            let els: Vec<J> = l.elements.iter().map(|e| elem_json(&l.key, e)).collect();
+            let els = elements_json(&l.elements, |e| elem_json(&l.key, e));
             let op = if l.neg { "!=" } else { "==" };
-            json!({"match": {"op": op, "left": key_json(&l.key), "right": {"set": els}}})
+            json!({"match": {"op": op, "left": key_json(&l.key), "right": els}})
         }
         Stmt::Vmap(v, _) => {
-            let els: Vec<J> = v
-                .elements
-                .iter()
-                .map(|(e, d)| {
-                    json!([
-                        elem_json(&v.key, e),
-                        stmt_json(&Stmt::Verdict(d.clone(), Pos::default()), None)
-                    ])
-                })
-                .collect();
-            json!({"vmap": {"key": key_json(&v.key), "data": {"set": els}}})
+            let els = elements_json(&v.elements, |(e, d)| {
+                json!([elem_json(&v.key, e), verdict_json(d)])
+            });
+            json!({"vmap": {"key": key_json(&v.key), "data": els}})
         }
+        Stmt::NatMap(n, _) => nat_map_json(n),
     }
 }
 
@@ -838,6 +1024,9 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
                 );
             }
             items.push(json!({"set": o}));
+        }
+        for m in &t.maps {
+            items.push(map_json(fam, &t.name, m));
         }
         for (ci, c) in t.chains.iter().enumerate() {
             let mut o = json!({"family": fam, "table": t.name, "name": c.name});

@@ -42,13 +42,13 @@ fn maps_and_concatenations_print_as_written_and_read_back() {
         panic!("not a vmap")
     };
     assert_eq!(v.key, vec![Field::CtState]);
-    assert_eq!(v.elements.len(), 3);
-    assert_eq!(v.elements[2], (vec![Value::Num(1)], Verdict::Drop));
+    assert_eq!(v.elements.anon().len(), 3);
+    assert_eq!(v.elements.anon()[2], (vec![Value::Num(1)], Verdict::Drop));
     let Stmt::Lookup(l, _) = &rs.tables[0].chains[0].rules[2].stmts[0] else {
         panic!("not a concatenation")
     };
     assert_eq!(l.key, vec![Field::IpSaddr, Field::TcpDport]);
-    assert_eq!(l.elements[1][1], Value::Range(8000, 8080));
+    assert_eq!(l.elements.anon()[1][1], Value::Range(8000, 8080));
     // JSON as nft -j writes it, and back.
     let j = json::to_json(&rs);
     let s = j.to_string();

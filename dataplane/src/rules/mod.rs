@@ -28,6 +28,8 @@ pub mod validate;
 #[cfg(test)]
 mod maps_tests;
 #[cfg(test)]
+mod named_maps_tests;
+#[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]
 pub(crate) mod tests;

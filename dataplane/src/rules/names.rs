@@ -79,15 +79,18 @@ const SERVICES: &[(&str, u64)] = &[
     ("ntp", 123),
     ("https", 443),
 ];
+/// nft's `icmp_code` names: `reject with icmp CODE` and `icmp code`.
 pub const REJECT_ICMP: &[(&str, u8)] = &[
     ("net-unreachable", 0),
     ("host-unreachable", 1),
     ("prot-unreachable", 2),
     ("port-unreachable", 3),
+    ("frag-needed", 4),
     ("net-prohibited", 9),
     ("host-prohibited", 10),
     ("admin-prohibited", 13),
 ];
+/// nft's `icmpv6_code` names: `reject with icmpv6 CODE` and `icmpv6 code`.
 pub const REJECT_ICMPV6: &[(&str, u8)] = &[
     ("no-route", 0),
     ("admin-prohibited", 1),
@@ -125,8 +128,20 @@ fn table(kind: Kind) -> &'static [(&'static str, u64)] {
     }
 }
 
+/// The code names of an ICMP code kind.
+fn codes(kind: Kind) -> Option<&'static [(&'static str, u8)]> {
+    match kind {
+        Kind::IcmpCode => Some(REJECT_ICMP),
+        Kind::Icmpv6Code => Some(REJECT_ICMPV6),
+        _ => None,
+    }
+}
+
 /// The number a symbolic name stands for in a field of `kind`.
 pub fn lookup(kind: Kind, name: &str) -> Option<u64> {
+    if let Some(t) = codes(kind) {
+        return code_lookup(t, name).map(u64::from);
+    }
     let extra: &[(&str, u64)] = match kind {
         Kind::Proto => PROTO_ALIASES,
         Kind::Port => SERVICES,
@@ -141,6 +156,9 @@ pub fn lookup(kind: Kind, name: &str) -> Option<u64> {
 
 /// The name `nft` prints for a value (`None`: print the number).
 pub fn name_of(kind: Kind, v: u64) -> Option<&'static str> {
+    if let Some(t) = codes(kind) {
+        return code_name(t, u8::try_from(v).ok()?);
+    }
     table(kind).iter().find(|&&(_, x)| x == v).map(|&(n, _)| n)
 }
 

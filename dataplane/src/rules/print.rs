@@ -21,7 +21,7 @@ pub fn first_difference(a: &Ruleset, b: &Ruleset) -> Option<(Pos, String)> {
         return Some((Pos::default(), "ruleset".into()));
     }
     for (x, y) in a.tables.iter().zip(&b.tables) {
-        if (x.family, &x.name, &x.sets) != (y.family, &y.name, &y.sets)
+        if (x.family, &x.name, &x.sets, &x.maps) != (y.family, &y.name, &y.sets, &y.maps)
             || x.chains.len() != y.chains.len()
         {
             return Some((x.pos, x.name.clone()));
@@ -65,6 +65,13 @@ pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
             }
             out.push_str("\t}\n");
         }
+        for m in &t.maps {
+            if !first {
+                out.push('\n');
+            }
+            first = false;
+            map_decl(&mut out, m);
+        }
         for (ci, c) in t.chains.iter().enumerate() {
             if !first {
                 out.push('\n');
@@ -95,6 +102,83 @@ pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
         out.push_str("}\n");
     }
     out
+}
+
+/// Types joined by ` . ` (`ipv4_addr . inet_service`).
+pub fn types_text(ts: &[SetType]) -> String {
+    ts.iter().map(|t| t.name()).collect::<Vec<_>>().join(" . ")
+}
+
+/// The data types of a map, as the listing writes them after ` : `.
+pub fn map_data_text(d: &MapData) -> String {
+    match d {
+        MapData::Verdict => "verdict".into(),
+        MapData::Types(ts) => types_text(ts),
+    }
+}
+
+fn map_decl(out: &mut String, m: &Map) {
+    let _ = writeln!(out, "\t{} {} {{", m.keyword(), m.name);
+    let _ = write!(out, "\t\ttype {}", types_text(&m.key));
+    if let Some(d) = &m.data {
+        let _ = write!(out, " : {}", map_data_text(d));
+    }
+    out.push('\n');
+    if m.interval {
+        out.push_str("\t\tflags interval\n");
+    }
+    if !m.elements.is_empty() {
+        let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
+        let els: Vec<_> = m
+            .elements
+            .iter()
+            .map(|(e, v)| {
+                let k = kinds_elem(&kinds, e);
+                match (v, &m.data) {
+                    (MapValue::Verdict(d), _) => format!("{k} : {}", verdict(d)),
+                    (MapValue::Data(d), Some(MapData::Types(ts))) => {
+                        let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+                        format!("{k} : {}", kinds_elem(&dk, d))
+                    }
+                    _ => k,
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
+    }
+    out.push_str("\t}\n");
+}
+
+/// One element given its values' kinds (`198.18.1.2 . 22`).
+fn kinds_elem(kinds: &[Kind], e: &[Value]) -> String {
+    kinds
+        .iter()
+        .zip(e)
+        .map(|(&k, v)| set_element(k, v))
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+/// The kinds of a NAT map's data values (an address of its own family, then a port).
+pub fn nat_data_kinds(d: &[Value]) -> Vec<Kind> {
+    d.iter()
+        .map(|v| match v {
+            Value::Prefix(a, _) | Value::AddrRange(a, _) if a.to_v4().is_none() => Kind::Addr6,
+            Value::Prefix(..) | Value::AddrRange(..) => Kind::Addr4,
+            _ => Kind::Port,
+        })
+        .collect()
+}
+
+/// `@NAME` or `{ e, … }` with each element printed by `one`.
+fn elements_text<T>(els: &Elements<T>, one: impl Fn(&T) -> String) -> String {
+    match els {
+        Elements::Named(n) => format!("@{n}"),
+        Elements::Anon(v) => {
+            let v: Vec<_> = v.iter().map(one).collect();
+            format!("{{ {} }}", v.join(", "))
+        }
+    }
 }
 
 fn priority(p: i32) -> String {
@@ -170,17 +254,37 @@ pub fn stmt(s: &Stmt) -> String {
         Stmt::CtMarkSet(m) => format!("ct mark set 0x{m:08x}"),
         Stmt::Nat(n, _) => nat(n),
         Stmt::Lookup(l, _) => {
-            let els: Vec<_> = l.elements.iter().map(|e| elem(&l.key, e)).collect();
+            let els = elements_text(&l.elements, |e| elem(&l.key, e));
             let op = if l.neg { " !=" } else { "" };
-            format!("{}{op} {{ {} }}", key_text(&l.key), els.join(", "))
+            format!("{}{op} {els}", key_text(&l.key))
         }
         Stmt::Vmap(v, _) => {
-            let els: Vec<_> = v
-                .elements
-                .iter()
-                .map(|(e, d)| format!("{} : {}", elem(&v.key, e), verdict(d)))
-                .collect();
-            format!("{} vmap {{ {} }}", key_text(&v.key), els.join(", "))
+            let els = elements_text(&v.elements, |(e, d)| {
+                format!("{} : {}", elem(&v.key, e), verdict(d))
+            });
+            format!("{} vmap {els}", key_text(&v.key))
+        }
+        Stmt::NatMap(n, _) => {
+            let els = elements_text(&n.elements, |(e, d)| {
+                format!(
+                    "{} : {}",
+                    elem(&n.key, e),
+                    kinds_elem(&nat_data_kinds(d), d)
+                )
+            });
+            let fam = n
+                .nat
+                .family
+                .map(|f| format!(" {}", f.name()))
+                .unwrap_or_default();
+            let flags = nat_flag_names(&n.nat.flags);
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", flags.join(","))
+            };
+            let kw = nat_keyword(n.nat.kind);
+            format!("{kw}{fam} to {} map {els}{flags}", key_text(&n.key))
         }
     }
 }
@@ -220,14 +324,18 @@ pub fn verdict(v: &Verdict) -> String {
     }
 }
 
-fn nat(n: &NatStmt) -> String {
-    let kw = match n.kind {
+/// `snat`, `dnat`, `masquerade` or `redirect`.
+pub fn nat_keyword(k: NatKind) -> &'static str {
+    match k {
         NatKind::Snat => "snat",
         NatKind::Dnat => "dnat",
         NatKind::Masquerade => "masquerade",
         NatKind::Redirect => "redirect",
-    };
-    let mut s = kw.to_owned();
+    }
+}
+
+fn nat(n: &NatStmt) -> String {
+    let mut s = nat_keyword(n.kind).to_owned();
     if let Some(f) = n.family {
         let _ = write!(s, " {}", f.name());
     }

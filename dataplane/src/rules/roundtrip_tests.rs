@@ -212,16 +212,120 @@ fn keyed<T: std::fmt::Debug + Clone + 'static>(
     })
 }
 
-/// Concatenations in anonymous sets and verdict maps.
+/// Written in place, or (one in five) a name.
+fn elements<T: std::fmt::Debug + Clone + 'static>(
+    els: Vec<T>,
+) -> impl Strategy<Value = Elements<T>> {
+    prop_oneof![8 => Just(Elements::Anon(els)), 1 => map_name().prop_map(Elements::Named)]
+}
+
+/// A set or map name: mostly a valid one.
+fn map_name() -> BoxedStrategy<String> {
+    prop_oneof![4 => "[a-z][a-z0-9_]{0,5}", 1 => name()].boxed()
+}
+
+/// The data of a NAT map element: an address, or an address and a port (sometimes not a
+/// host, or a port out of range).
+fn nat_data() -> BoxedStrategy<Elem> {
+    let host = |a: Addr| Value::Prefix(a, if a.to_v4().is_some() { 32 } else { 128 });
+    prop_oneof![
+        4 => addr().prop_map(move |a| vec![host(a)]),
+        4 => (addr(), 0u64..65_536).prop_map(move |(a, p)| vec![host(a), Value::Num(p)]),
+        1 => (value(Kind::Addr6), 0u64..70_000).prop_map(|(a, p)| vec![a, Value::Num(p)]),
+    ]
+    .boxed()
+}
+
+/// Concatenations in sets, verdict maps and NAT maps (anonymous or named).
 fn keyed_stmt() -> impl Strategy<Value = Stmt> {
     prop_oneof![
-        (keyed(2, MAX_CONCAT + 1, Just(())), any::<bool>()).prop_map(|((key, els), neg)| {
-            let elements = els.into_iter().map(|(e, ())| e).collect();
-            Stmt::Lookup(Lookup { key, neg, elements }, Pos::default())
+        (keyed(2, MAX_CONCAT + 1, Just(())), any::<bool>()).prop_flat_map(|((key, els), neg)| {
+            let els: Vec<Elem> = els.into_iter().map(|(e, ())| e).collect();
+            elements(els).prop_map(move |elements| {
+                Stmt::Lookup(
+                    Lookup {
+                        key: key.clone(),
+                        neg,
+                        elements,
+                    },
+                    Pos::default(),
+                )
+            })
         }),
-        keyed(1, MAX_CONCAT, verdict())
-            .prop_map(|(key, elements)| Stmt::Vmap(Vmap { key, elements }, Pos::default())),
+        keyed(1, MAX_CONCAT, verdict()).prop_flat_map(|(key, els)| {
+            elements(els).prop_map(move |elements| {
+                Stmt::Vmap(
+                    Vmap {
+                        key: key.clone(),
+                        elements,
+                    },
+                    Pos::default(),
+                )
+            })
+        }),
+        (keyed(1, 2, nat_data()), nat()).prop_flat_map(|((key, els), n)| {
+            let Stmt::Nat(mut nat, _) = n else {
+                unreachable!()
+            };
+            (nat.addr, nat.ports) = (None, None);
+            if nat.kind == NatKind::Masquerade {
+                nat.kind = NatKind::Snat;
+            }
+            if nat.family == Some(TableFamily::Inet) {
+                nat.family = None;
+            }
+            elements(els).prop_map(move |elements| {
+                Stmt::NatMap(
+                    NatMap {
+                        nat,
+                        key: key.clone(),
+                        elements,
+                    },
+                    Pos::default(),
+                )
+            })
+        }),
     ]
+}
+
+const SET_TYPES: [SetType; 6] = [
+    SetType::Ipv4Addr,
+    SetType::Ipv6Addr,
+    SetType::InetService,
+    SetType::InetProto,
+    SetType::Mark,
+    SetType::IfName,
+];
+
+fn set_types(lo: usize, hi: usize) -> impl Strategy<Value = Vec<SetType>> {
+    proptest::collection::vec((0..SET_TYPES.len()).prop_map(|i| SET_TYPES[i]), lo..=hi)
+}
+
+/// A named map or set of concatenations with elements of its types (some not).
+fn map_decl() -> impl Strategy<Value = Map> {
+    let data = prop_oneof![
+        Just(None),
+        Just(Some(MapData::Verdict)),
+        set_types(1, 2).prop_map(|t| Some(MapData::Types(t))),
+    ];
+    (map_name(), set_types(1, 3), data, any::<bool>()).prop_flat_map(
+        |(name, key, data, interval)| {
+            let elem = |ts: &[SetType]| ts.iter().map(|t| good_value(t.kind())).collect::<Vec<_>>();
+            let value: BoxedStrategy<MapValue> = match &data {
+                None => Just(MapValue::None).boxed(),
+                Some(MapData::Verdict) => verdict().prop_map(MapValue::Verdict).boxed(),
+                Some(MapData::Types(ts)) => elem(ts).prop_map(MapValue::Data).boxed(),
+            };
+            proptest::collection::vec((elem(&key), value), 0..3).prop_map(move |elements| Map {
+                name: name.clone(),
+                key: key.clone(),
+                data: data.clone(),
+                interval,
+                elements,
+                pos: Pos::default(),
+            })
+        },
+    )
 }
 
 fn stmt() -> impl Strategy<Value = Stmt> {
@@ -285,16 +389,8 @@ fn chain() -> impl Strategy<Value = Chain> {
 }
 
 fn set() -> impl Strategy<Value = Set> {
-    let types = [
-        SetType::Ipv4Addr,
-        SetType::Ipv6Addr,
-        SetType::InetService,
-        SetType::InetProto,
-        SetType::Mark,
-        SetType::IfName,
-    ];
-    (name(), 0..types.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
-        let ty = types[ti];
+    (name(), 0..SET_TYPES.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
+        let ty = SET_TYPES[ti];
         proptest::collection::vec(value(ty.kind()), 0..4).prop_map(move |elements| Set {
             name: name.clone(),
             ty,
@@ -314,15 +410,19 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
         ],
         name(),
         proptest::collection::vec(set(), 0..2),
+        proptest::option::weighted(0.3, map_decl()).prop_map(|m| m.into_iter().collect()),
         proptest::collection::vec(chain(), 0..3),
     )
-        .prop_map(|(family, name, sets, chains)| Table {
-            family,
-            name,
-            sets,
-            chains,
-            pos: Pos::default(),
-        });
+        .prop_map(
+            |(family, name, sets, maps, chains): (_, _, _, Vec<Map>, _)| Table {
+                family,
+                name,
+                sets,
+                maps,
+                chains,
+                pos: Pos::default(),
+            },
+        );
     (any::<bool>(), proptest::collection::vec(table, 0..3))
         .prop_map(|(flush, tables)| Ruleset { flush, tables })
 }

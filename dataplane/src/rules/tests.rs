@@ -1078,6 +1078,13 @@ mod prop {
             Just("-"),
             Just("65536"),
             Just("@"),
+            Just("ip saddr vmap @m"),
+            Just("ip saddr . tcp dport != @cs"),
+            Just("dnat ip to tcp dport map @fp"),
+            Just("snat to ip saddr map { 10.0.0.0/8 : 1.2.3.4 }"),
+            Just("dnat to tcp dport . ip saddr map { 1 . 1.2.3.4 : 5.6.7.8 . 9 }"),
+            Just("map"),
+            Just(":"),
         ];
         (0usize..40, proptest::collection::vec(piece, 1..5)).prop_map(|(line, pieces)| {
             let lines: Vec<&str> = ISSUE.lines().collect();

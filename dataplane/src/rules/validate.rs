@@ -146,6 +146,14 @@ pub fn ruleset(rs: &Ruleset) -> Result<(), Error> {
                 return at(s.pos, &s.name, "duplicate set".into());
             }
         }
+        for (mi, m) in t.maps.iter().enumerate() {
+            map(m)?;
+            if t.maps[..mi].iter().any(|x| x.name == m.name)
+                || t.sets.iter().any(|x| x.name == m.name)
+            {
+                return at(m.pos, &m.name, "duplicate set".into());
+            }
+        }
         for (ci, c) in t.chains.iter().enumerate() {
             if let Some(m) = name_problem(&c.name) {
                 return at(c.pos, &c.name, format!("chain name: {m}"));
@@ -174,6 +182,84 @@ pub fn set(s: &Set) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a named map or set of concatenations: its name, types and elements.
+pub fn map(m: &Map) -> Result<(), Error> {
+    let err = |msg: String| Err(Error::at(m.pos, &m.name, msg));
+    if let Some(p) = name_problem(&m.name) {
+        return err(format!("set name: {p}"));
+    }
+    let min = if m.data.is_some() { 1 } else { 2 };
+    if !(min..=MAX_CONCAT).contains(&m.key.len()) {
+        return err(format!("a key of {min} to {MAX_CONCAT} types"));
+    }
+    let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
+    let data_kinds: Option<Vec<Kind>> = match &m.data {
+        Some(MapData::Types(ts)) => {
+            if ts.is_empty() || ts.len() > MAX_CONCAT {
+                return err(format!("data of 1 to {MAX_CONCAT} types"));
+            }
+            Some(ts.iter().map(|t| t.kind()).collect())
+        }
+        _ => None,
+    };
+    for (e, v) in &m.elements {
+        if let Some(p) = kinds_problem(&kinds, e) {
+            return err(format!("element: {p}"));
+        }
+        let ok = match (&m.data, v) {
+            (None, MapValue::None) => true,
+            (Some(MapData::Verdict), MapValue::Verdict(d)) => match d {
+                Verdict::Jump(c) | Verdict::Goto(c) => {
+                    if let Some(p) = name_problem(c) {
+                        return err(format!("chain name: {p}"));
+                    }
+                    true
+                }
+                _ => true,
+            },
+            (Some(MapData::Types(_)), MapValue::Data(d)) => {
+                if let Some(p) = data_kinds.as_deref().and_then(|k| kinds_problem(k, d)) {
+                    return err(format!("element data: {p}"));
+                }
+                true
+            }
+            _ => false,
+        };
+        if !ok {
+            return err("an element's data does not fit the map's type".into());
+        }
+    }
+    Ok(())
+}
+
+/// One value per kind, each fitting its kind.
+fn kinds_problem(kinds: &[Kind], e: &[Value]) -> Option<String> {
+    if e.len() != kinds.len() {
+        return Some(format!(
+            "an element of {} values for a key of {}",
+            e.len(),
+            kinds.len()
+        ));
+    }
+    kinds.iter().zip(e).find_map(|(&kind, v)| {
+        if kind.is_flags() && !matches!(v, Value::Num(_)) {
+            return Some("flags are matched by name or number, not a range".into());
+        }
+        value_problem(kind, v)
+    })
+}
+
+/// The data of a NAT map element: one host address, then optionally one port.
+fn nat_data_problem(d: &[Value]) -> Option<String> {
+    let kinds = super::print::nat_data_kinds(d);
+    let host = |v: &Value, k: Kind| matches!(v, Value::Prefix(_, l) if u32::from(*l) == if k == Kind::Addr4 { 32 } else { 128 });
+    match (d, &kinds[..]) {
+        ([a], [k]) if host(a, *k) => None,
+        ([a, Value::Num(p)], [k, Kind::Port]) if host(a, *k) && *p <= 65535 => None,
+        _ => Some("NAT map data is an address, or an address . port".into()),
+    }
+}
+
 /// Checks one rule: its statements and comment.
 pub fn rule(r: &Rule) -> Result<(), Error> {
     let err = |token: &str, m: String| Err(Error::at(r.pos, token, m));
@@ -198,20 +284,36 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
                 }
             }
             Stmt::Lookup(Lookup { key, elements, .. }, pos) => {
-                let elems = elements.iter().map(Vec::as_slice);
-                if let Some(m) = concat_problem(key, 2, elems) {
+                let elems = elements.anon().iter().map(Vec::as_slice);
+                if let Some(m) = concat_problem(key, 2, elems, elements) {
+                    return Err(Error::at(*pos, &super::print::stmt(s), m));
+                }
+            }
+            Stmt::NatMap(NatMap { nat, key, elements }, pos) => {
+                let elems = elements.anon().iter().map(|(e, _)| e.as_slice());
+                let data = elements
+                    .anon()
+                    .iter()
+                    .find_map(|(_, d)| nat_data_problem(d));
+                let nat = if matches!(nat.kind, NatKind::Snat | NatKind::Dnat) {
+                    (nat.family == Some(TableFamily::Inet))
+                        .then(|| "the NAT family is ip or ip6".into())
+                } else {
+                    Some("only snat and dnat take a map".into())
+                };
+                if let Some(m) = concat_problem(key, 1, elems, elements).or(data).or(nat) {
                     return Err(Error::at(*pos, &super::print::stmt(s), m));
                 }
             }
             Stmt::Vmap(Vmap { key, elements }, pos) => {
-                let elems = elements.iter().map(|(e, _)| e.as_slice());
-                let chain = elements.iter().find_map(|(_, d)| match d {
+                let elems = elements.anon().iter().map(|(e, _)| e.as_slice());
+                let chain = elements.anon().iter().find_map(|(_, d)| match d {
                     Verdict::Jump(c) | Verdict::Goto(c) => {
                         name_problem(c).map(|m| format!("chain name: {m}"))
                     }
                     _ => None,
                 });
-                if let Some(m) = concat_problem(key, 1, elems).or(chain) {
+                if let Some(m) = concat_problem(key, 1, elems, elements).or(chain) {
                     return Err(Error::at(*pos, &super::print::stmt(s), m));
                 }
             }
@@ -244,33 +346,23 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
 
 /// A concatenation key of `min..=MAX_CONCAT` fields and elements that fit it (one value
 /// of the field's kind per field, no empty set).
-fn concat_problem<'a>(
+fn concat_problem<'a, T>(
     key: &[Field],
     min: usize,
     mut elements: impl ExactSizeIterator<Item = &'a [Value]>,
+    source: &Elements<T>,
 ) -> Option<String> {
     if !(min..=MAX_CONCAT).contains(&key.len()) {
         return Some(format!("a key of {min} to {MAX_CONCAT} fields"));
     }
+    if let Elements::Named(n) = source {
+        return name_problem(n).map(|m| format!("set name: {m}"));
+    }
     if elements.len() == 0 {
         return Some("empty set".into());
     }
-    elements.find_map(|e| {
-        if e.len() != key.len() {
-            return Some(format!(
-                "an element of {} values for a key of {}",
-                e.len(),
-                key.len()
-            ));
-        }
-        key.iter().zip(e).find_map(|(f, v)| {
-            let kind = f.kind();
-            if kind.is_flags() && !matches!(v, Value::Num(_)) {
-                return Some("flags are matched by name or number, not a range".into());
-            }
-            value_problem(kind, v)
-        })
-    })
+    let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+    elements.find_map(|e| kinds_problem(&kinds, e))
 }
 
 fn match_problem(m: &Match) -> Option<String> {

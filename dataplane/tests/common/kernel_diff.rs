@@ -112,6 +112,13 @@ impl Pair {
     /// Sends each probe to the kernel and evaluates it with `ours` on the input hook (a
     /// new connection arriving on port 0); asserts that the same rules counted.
     pub fn compare(&self, ours: &CompiledRuleset, probes: &[Probe]) {
+        self.compare_hooks(ours, probes, &[Hook::Input]);
+    }
+
+    /// [`compare`](Self::compare) with each probe evaluated on `hooks` in order (the
+    /// first packet of a new connection: `nat` chains run). A NAT statement does not
+    /// rewrite the probe: the rulesets map to the probe's own address and port.
+    pub fn compare_hooks(&self, ours: &CompiledRuleset, probes: &[Probe], hooks: &[Hook]) {
         let mut before = self.kernel_counters();
         let mut ours_before = ours.counters();
         for &p in probes {
@@ -137,7 +144,10 @@ impl Pair {
                 len: 60,
                 first_packet: true,
             };
-            let verdict = ours.eval(Hook::Input, &mut ctx, 0, 1).verdict;
+            let mut verdict = None;
+            for &h in hooks {
+                verdict = Some(ours.eval(h, &mut ctx, 0, 1).verdict);
+            }
             let now = ours.counters();
             let src = ours.source();
             let mut ours_moved = Vec::new();

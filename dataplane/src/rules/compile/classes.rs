@@ -68,6 +68,13 @@ impl FirstPartitions {
         let mut exact = [false; 4];
         for stmts in rules {
             for s in stmts {
+                // A hash-table key field is keyed by its value (the table's elements are
+                // not cut into intervals).
+                for &f in s.key_fields() {
+                    if let Some(d) = dimension(f) {
+                        exact[d] = true;
+                    }
+                }
                 let CStmt::Match(m) = s else { continue };
                 let Some(d) = dimension(m.field) else {
                     continue;

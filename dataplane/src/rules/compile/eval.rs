@@ -22,6 +22,15 @@ fn ports_of(ip: &IpInfo) -> Option<(u16, u16)> {
     }
 }
 
+/// The ICMP/ICMPv6 code (echo messages: 0).
+pub(crate) fn icmp_code(ip: &IpInfo) -> Option<u8> {
+    match ip.l4? {
+        L4Info::IcmpEcho { .. } => Some(0),
+        L4Info::IcmpError { code, .. } | L4Info::IcmpOther { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
 fn icmp_type(ip: &IpInfo) -> Option<u8> {
     let v6 = ip.family == Family::V6;
     match ip.l4? {
@@ -68,6 +77,8 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
         }
         Field::IcmpType if v4 && ip.proto == proto::ICMP => icmp_type(ip).map(u128::from),
         Field::Icmpv6Type if !v4 && ip.proto == proto::ICMPV6 => icmp_type(ip).map(u128::from),
+        Field::IcmpCode if v4 && ip.proto == proto::ICMP => icmp_code(ip).map(u128::from),
+        Field::Icmpv6Code if !v4 && ip.proto == proto::ICMPV6 => icmp_code(ip).map(u128::from),
         Field::Iif | Field::Iifname => ctx.iif.map(u128::from),
         Field::Oif | Field::Oifname => ctx.oif.map(u128::from),
         Field::CtState => Some(u128::from(ctx.ct_state)),
@@ -299,10 +310,7 @@ impl CompiledRuleset {
                     }
                 }
                 CStmt::Counter => {
-                    bump(&block.counters[id as usize], ctx.len);
-                    if res.counted.try_push(id).is_err() {
-                        res.counted_overflow = true;
-                    }
+                    count_rule(&block.counters[id as usize], id, ctx.len, res);
                 }
                 CStmt::Verdict(v) => return step(v),
                 CStmt::Lookup { table, neg } => match table.lookup(|f| field_value(f, ctx)) {
@@ -318,12 +326,30 @@ impl CompiledRuleset {
                         return Step::Next;
                     };
                     if *count {
-                        bump(&block.counters[id as usize], ctx.len);
-                        if res.counted.try_push(id).is_err() {
-                            res.counted_overflow = true;
-                        }
+                        count_rule(&block.counters[id as usize], id, ctx.len, res);
                     }
                     return verdicts.get(e as usize).map_or(Step::Next, step);
+                }
+                CStmt::NatMap {
+                    table,
+                    actions,
+                    count,
+                } => {
+                    let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
+                        return Step::Next;
+                    };
+                    let Some(a) = actions.get(e as usize) else {
+                        return Step::Next;
+                    };
+                    if *count {
+                        count_rule(&block.counters[id as usize], id, ctx.len, res);
+                    }
+                    res.nat.get_or_insert(*a);
+                    res.rule = Some(RuleRef {
+                        id,
+                        handle: rule.handle,
+                    });
+                    return Step::NatDone;
                 }
                 CStmt::Reject(r) => return Step::Verdict(Decision::Reject(*r)),
                 CStmt::Log => {
@@ -485,6 +511,14 @@ fn step(v: &CVerdict) -> Step {
         CVerdict::Return => Step::Return,
         CVerdict::Jump(c) => Step::Jump(*c),
         CVerdict::Goto(c) => Step::Goto(*c),
+    }
+}
+
+/// One packet of `len` bytes on rule `id`'s counter `c`, listed in `res.counted`.
+fn count_rule(c: &[AtomicU64; 2], id: u32, len: u32, res: &mut EvalResult) {
+    bump(c, len);
+    if res.counted.try_push(id).is_err() {
+        res.counted_overflow = true;
     }
 }
 

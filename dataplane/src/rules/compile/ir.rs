@@ -207,4 +207,23 @@ pub(crate) enum CStmt {
         verdicts: Box<[CVerdict]>,
         count: bool,
     },
+    /// A NAT map: the element's NAT action ends the chain; no element: the rule ends.
+    /// `count` as for [`CStmt::Vmap`].
+    NatMap {
+        table: Arc<KeyTable>,
+        actions: Box<[NatAction]>,
+        count: bool,
+    },
+}
+
+impl CStmt {
+    /// The key fields of a hash-table lookup (`Lookup`, `Vmap`, `NatMap`).
+    pub(crate) fn key_fields(&self) -> &[Field] {
+        match self {
+            CStmt::Lookup { table, .. }
+            | CStmt::Vmap { table, .. }
+            | CStmt::NatMap { table, .. } => table.fields(),
+            _ => &[],
+        }
+    }
 }

@@ -140,6 +140,11 @@ impl KeyTable {
         Ok(t)
     }
 
+    /// The key's fields.
+    pub(crate) fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
     fn insert(&mut self, key: Key, lens: [u8; MAX_CONCAT], elem: u32) -> Result<(), String> {
         let masks = lens.map(mask128);
         let si = match self.shapes.iter().position(|s| s.masks == masks) {

@@ -36,6 +36,10 @@ const SLOT_BYTES: usize = 16;
 /// shared by every rule that uses the set.
 type SetTables<'a> = BTreeMap<(usize, &'a str, bool), Arc<[(u128, u128)]>>;
 
+/// The hash tables of the named maps and sets of concatenations, one per (table, name,
+/// key fields) and shared by every rule that uses it with that key.
+type MapTables<'a> = BTreeMap<(usize, &'a str, Vec<Field>), Arc<KeyTable>>;
+
 /// Compiles a ruleset for `workers` workers within `limits`: the checker bounds rules, set
 /// elements and rule evaluations per packet; the compile budget (`limits.compiled_mib`) is
 /// charged before each allocation that grows with the input.
@@ -49,6 +53,7 @@ pub fn compile_with(
     let workers = workers.max(1);
     let mut budget = Budget::new(limits);
     let mut sets: SetTables<'_> = BTreeMap::new();
+    let mut maps: MapTables<'_> = BTreeMap::new();
     let mut chain_ids = BTreeMap::new();
     let mut chain_pos = Vec::new();
     for (ti, t) in rs.tables.iter().enumerate() {
@@ -89,7 +94,7 @@ pub fn compile_with(
                     workers,
                     &|name| chain_ids[&(ti, name)],
                     (&mut n_limits, &mut n_counts),
-                    (&mut sets, &mut budget),
+                    (&mut sets, &mut maps, &mut budget),
                 )?;
                 ids.push(u32_of(rules.len()));
                 compiled.push(cr.stmts.clone());
@@ -166,7 +171,7 @@ fn compile_rule<'a>(
     workers: usize,
     chain_id: ChainLookup<'_>,
     (n_limits, n_counts): (&mut u32, &mut u32),
-    (sets, budget): (&mut SetTables<'a>, &mut Budget),
+    (sets, maps, budget): (&mut SetTables<'a>, &mut MapTables<'a>, &mut Budget),
 ) -> Result<CRule, Error> {
     if !budget.charge((r.stmts.len() + 1).saturating_mul(size_of::<CStmt>())) {
         return Err(Error::at(r.pos, "rule", budget.exceeded()));
@@ -196,18 +201,73 @@ fn compile_rule<'a>(
             }
             Stmt::Lookup(l, pos) => {
                 cacheable &= l.key.iter().all(|&f| flow_field(f));
-                let els = l.elements.iter().map(Vec::as_slice);
-                CStmt::Lookup {
-                    table: key_table(&l.key, els, ports, budget, s, *pos)?,
-                    neg: l.neg,
-                }
+                let (table, _) = keyed_table(
+                    (ti, t),
+                    (&l.key, &l.elements, |e: &Elem| (e, MapValue::None)),
+                    (ports, maps, budget),
+                    (s, *pos),
+                )?;
+                CStmt::Lookup { table, neg: l.neg }
             }
             Stmt::Vmap(v, pos) => {
                 cacheable &= v.key.iter().all(|&f| flow_field(f));
-                let els = v.elements.iter().map(|(e, _)| e.as_slice());
+                let (table, data) = keyed_table(
+                    (ti, t),
+                    (&v.key, &v.elements, |(e, d): &(Elem, Verdict)| {
+                        (e, MapValue::Verdict(d.clone()))
+                    }),
+                    (ports, maps, budget),
+                    (s, *pos),
+                )?;
+                let verdicts = data
+                    .iter()
+                    .map(|d| match d {
+                        MapValue::Verdict(v) => cverdict(v),
+                        _ => CVerdict::Continue,
+                    })
+                    .collect();
                 CStmt::Vmap {
-                    table: key_table(&v.key, els, ports, budget, s, *pos)?,
-                    verdicts: v.elements.iter().map(|(_, d)| cverdict(d)).collect(),
+                    table,
+                    verdicts,
+                    count: !counted,
+                }
+            }
+            Stmt::NatMap(n, pos) => {
+                cacheable &= n.key.iter().all(|&f| flow_field(f));
+                let (table, data) = keyed_table(
+                    (ti, t),
+                    (&n.key, &n.elements, |(e, d): &(Elem, Elem)| {
+                        (e, MapValue::Data(d.clone()))
+                    }),
+                    (ports, maps, budget),
+                    (s, *pos),
+                )?;
+                let actions = data
+                    .iter()
+                    .map(|d| {
+                        let (addr, port) = match d {
+                            MapValue::Data(d) => (d.first(), d.get(1)),
+                            _ => (None, None),
+                        };
+                        NatAction {
+                            kind: n.nat.kind,
+                            range: NatRange {
+                                addr: match addr {
+                                    Some(Value::Prefix(a, _)) => Some((*a, *a)),
+                                    _ => None,
+                                },
+                                ports: match port {
+                                    Some(Value::Num(p)) => u16::try_from(*p).ok().map(|p| (p, p)),
+                                    _ => None,
+                                },
+                            },
+                            flags: n.nat.flags,
+                        }
+                    })
+                    .collect();
+                CStmt::NatMap {
+                    table,
+                    actions,
                     count: !counted,
                 }
             }
@@ -326,6 +386,46 @@ fn key_table<'e>(
     )
     .map_err(|m| Error::at(pos, &crate::rules::print::stmt(s), m))?;
     Ok(Arc::new(table))
+}
+
+/// The hash table of a statement's set or map and each element's data: built from the
+/// elements written in place (`split` gives an element's key values and data), or the
+/// named map's (built once per key and shared).
+fn keyed_table<'a, T>(
+    (ti, t): (usize, &'a Table),
+    (key, source, split): (&[Field], &Elements<T>, impl Fn(&T) -> (&Elem, MapValue)),
+    (ports, maps, budget): (&PortsByName, &mut MapTables<'a>, &mut Budget),
+    (s, pos): (&Stmt, Pos),
+) -> Result<(Arc<KeyTable>, Vec<MapValue>), Error> {
+    let name = match source {
+        Elements::Anon(v) => {
+            let (els, data): (Vec<&Elem>, Vec<MapValue>) = v.iter().map(split).unzip();
+            let table = key_table(
+                key,
+                els.into_iter().map(Vec::as_slice),
+                ports,
+                budget,
+                s,
+                pos,
+            )?;
+            return Ok((table, data));
+        }
+        Elements::Named(name) => name,
+    };
+    let m = t
+        .maps
+        .iter()
+        .find(|m| &m.name == name)
+        .ok_or_else(|| Error::at(pos, name, "undefined set or map"))?;
+    let data = m.elements.iter().map(|(_, d)| d.clone()).collect();
+    let k = (ti, m.name.as_str(), key.to_vec());
+    if let Some(table) = maps.get(&k) {
+        return Ok((Arc::clone(table), data));
+    }
+    let els = m.elements.iter().map(|(e, _)| e.as_slice());
+    let table = key_table(key, els, ports, budget, s, pos)?;
+    maps.insert(k, Arc::clone(&table));
+    Ok((table, data))
 }
 
 /// Sorts and merges intervals.

@@ -24,6 +24,7 @@ mod ruleset;
 
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
+pub(crate) use eval::icmp_code;
 pub(crate) use ir::CStmt;
 pub use ir::{
     CtCountToken, Decision, EvalResult, MAX_COUNTED, MAX_CT_TOKENS, PacketCtx, RuleRef, ct_state,

@@ -234,6 +234,7 @@ impl Model {
                     family,
                     name: name.to_owned(),
                     sets: Vec::new(),
+                    maps: Vec::new(),
                     chains: Vec::new(),
                     pos,
                 });

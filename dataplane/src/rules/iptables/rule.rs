@@ -916,8 +916,9 @@ fn reject_with(family: TableFamily, w: &Word) -> Result<Reject, Error> {
     } else {
         names::REJECT_ICMP
     };
+    // `frag-needed` is nft's name only (iptables has no `icmp-frag-needed`).
     let code = names::code_lookup(table, name)
-        .filter(|_| named_v6 == v6)
+        .filter(|_| named_v6 == v6 && name != "frag-needed")
         .ok_or_else(|| at(w, format!("`--reject-with {t}` is not supported here")))?;
     Ok(match (v6, code) {
         (false, 3) | (true, 4) => Reject::Default,

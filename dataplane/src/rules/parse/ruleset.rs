@@ -6,6 +6,12 @@ use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::names;
 
+/// A `set` or `map` declaration: a set of one type, or a map / set of concatenations.
+pub(crate) enum Keyed {
+    Set(Set),
+    Map(Map),
+}
+
 impl Parser {
     pub(super) fn ruleset(&mut self) -> Result<Ruleset, Error> {
         let mut rs = Ruleset::default();
@@ -65,6 +71,7 @@ impl Parser {
             family,
             name,
             sets: Vec::new(),
+            maps: Vec::new(),
             chains: Vec::new(),
             pos,
         };
@@ -81,17 +88,41 @@ impl Parser {
                     }
                     table.chains.push(chain);
                 }
-                Tok::Word(w) if w == "set" => {
-                    let set = self.set(t.pos)?;
-                    if table.sets.iter().any(|s| s.name == set.name) {
-                        return Err(Error::at(set.pos, &set.name, "duplicate set"));
+                Tok::Word(w) if w == "set" || w == "map" => {
+                    let (name, npos) = match self.keyed(t.pos, w == "map")? {
+                        Keyed::Set(set) => {
+                            let n = (set.name.clone(), set.pos);
+                            table.sets.push(set);
+                            n
+                        }
+                        Keyed::Map(map) => {
+                            let n = (map.name.clone(), map.pos);
+                            table.maps.push(map);
+                            n
+                        }
+                    };
+                    let same = |n: &String| *n == name;
+                    if table
+                        .sets
+                        .iter()
+                        .map(|s| &s.name)
+                        .filter(|n| same(n))
+                        .count()
+                        + table
+                            .maps
+                            .iter()
+                            .map(|m| &m.name)
+                            .filter(|n| same(n))
+                            .count()
+                        > 1
+                    {
+                        return Err(Error::at(npos, &name, "duplicate set"));
                     }
-                    table.sets.push(set);
                 }
                 Tok::Word(w)
                     if matches!(
                         w.as_str(),
-                        "map" | "flowtable" | "ct" | "counter" | "quota" | "limit"
+                        "flowtable" | "ct" | "counter" | "quota" | "limit"
                     ) =>
                 {
                     return self.err(&t, unsupported(w));
@@ -101,38 +132,74 @@ impl Parser {
         }
     }
 
-    pub(super) fn set(&mut self, pos: Pos) -> Result<Set, Error> {
-        let (name, _) = self.word("set name")?;
+    /// One type of a set or map declaration (`ipv4_addr`), or a `typeof` field's type.
+    fn set_type(&mut self, typeof_: bool) -> Result<SetType, Error> {
+        if !typeof_ {
+            let (tn, tp) = self.word("set type")?;
+            return SetType::from_name(&tn)
+                .ok_or_else(|| Error::at(tp, &tn, unsupported(&format!("set type {tn}"))));
+        }
+        let (a, ap) = self.word("field")?;
+        let (b, _) = self.word("field")?;
+        let f = Field::from_words(&a, &b)
+            .ok_or_else(|| Error::at(ap, &a, "unknown field in `typeof`"))?;
+        Ok(match f.kind() {
+            Kind::Addr4 => SetType::Ipv4Addr,
+            Kind::Addr6 => SetType::Ipv6Addr,
+            Kind::Port => SetType::InetService,
+            Kind::Proto => SetType::InetProto,
+            Kind::Mark => SetType::Mark,
+            Kind::IfName => SetType::IfName,
+            _ => return Err(Error::at(ap, &a, unsupported("typeof of this field"))),
+        })
+    }
+
+    /// Types joined by ` . ` (`ipv4_addr . inet_service`).
+    fn set_types(&mut self, typeof_: bool) -> Result<Vec<SetType>, Error> {
+        let mut v = vec![self.set_type(typeof_)?];
+        while self.peek_word() == Some(".") {
+            let t = self.next();
+            if v.len() == MAX_CONCAT {
+                return self.err(
+                    &t,
+                    format!("more than {MAX_CONCAT} types in a concatenation"),
+                );
+            }
+            v.push(self.set_type(typeof_)?);
+        }
+        Ok(v)
+    }
+
+    /// A `set` or `map` declaration after its keyword: a [`Set`] for a set of one type, a
+    /// [`Map`] for a map or a set of concatenations.
+    pub(super) fn keyed(&mut self, pos: Pos, is_map: bool) -> Result<Keyed, Error> {
+        let (name, _) = self.word(if is_map { "map name" } else { "set name" })?;
         self.expect_punct('{')?;
-        let mut ty = None;
+        let mut key: Option<Vec<SetType>> = None;
+        let mut data = None;
         let mut interval = false;
-        let mut elements = Vec::new();
-        let mut elem_toks = None;
+        let mut elements: Vec<(Elem, MapValue)> = Vec::new();
         loop {
             self.skip_separators();
             let t = self.next();
             match &t.tok {
                 Tok::Punct('}') => break,
-                Tok::Word(w) if w == "type" => {
-                    let (tn, tp) = self.word("set type")?;
-                    ty = Some(SetType::from_name(&tn).ok_or_else(|| {
-                        Error::at(tp, &tn, unsupported(&format!("set type {tn}")))
-                    })?);
-                }
-                Tok::Word(w) if w == "typeof" => {
-                    let (a, ap) = self.word("field")?;
-                    let (b, _) = self.word("field")?;
-                    let f = Field::from_words(&a, &b)
-                        .ok_or_else(|| Error::at(ap, &a, "unknown field in `typeof`"))?;
-                    ty = Some(match f.kind() {
-                        Kind::Addr4 => SetType::Ipv4Addr,
-                        Kind::Addr6 => SetType::Ipv6Addr,
-                        Kind::Port => SetType::InetService,
-                        Kind::Proto => SetType::InetProto,
-                        Kind::Mark => SetType::Mark,
-                        Kind::IfName => SetType::IfName,
-                        _ => return Err(Error::at(ap, &a, unsupported("typeof of this field"))),
-                    });
+                Tok::Word(w) if w == "type" || w == "typeof" => {
+                    key = Some(self.set_types(w == "typeof")?);
+                    if self.peek_word() == Some(":") {
+                        let c = self.next();
+                        if !is_map {
+                            return self.err(&c, "a set has no data type (declare a `map`)");
+                        }
+                        data = Some(if self.eat_word("verdict") {
+                            MapData::Verdict
+                        } else {
+                            MapData::Types(self.set_types(w == "typeof")?)
+                        });
+                    }
+                    if is_map && data.is_none() {
+                        return self.err(&t, "a map type is `KEY : verdict` or `KEY : TYPE`");
+                    }
                 }
                 Tok::Word(w) if w == "flags" => loop {
                     let (f, fp) = self.word("set flag")?;
@@ -148,24 +215,54 @@ impl Parser {
                 Tok::Word(w) if w == "auto-merge" => {}
                 Tok::Word(w) if w == "elements" => {
                     self.expect_punct('=')?;
-                    let Some(ty) = ty else {
+                    let Some(k) = &key else {
                         return self.err(&t, "set `type` must come before `elements`");
                     };
-                    elem_toks = Some(t.pos);
-                    elements = self.brace_values(ty.kind())?;
+                    let kinds: Vec<Kind> = k.iter().map(|t| t.kind()).collect();
+                    let data = data.clone();
+                    elements = self.brace_list(|p| {
+                        let e = p.elem_of(&kinds)?;
+                        let v = match &data {
+                            None => return Ok((e, MapValue::None)),
+                            Some(d) => {
+                                let c = p.next();
+                                if c.tok != Tok::Word(":".into()) {
+                                    return p.err(&c, "expected ` : ` and the element's data");
+                                }
+                                match d {
+                                    MapData::Verdict => MapValue::Verdict(p.verdict()?),
+                                    MapData::Types(ts) => {
+                                        let kinds: Vec<Kind> =
+                                            ts.iter().map(|t| t.kind()).collect();
+                                        MapValue::Data(p.elem_of(&kinds)?)
+                                    }
+                                }
+                            }
+                        };
+                        Ok((e, v))
+                    })?;
                 }
                 _ => return self.err(&t, "expected `type`, `flags`, `elements` or `}`"),
             }
         }
-        let _ = elem_toks;
-        let ty = ty.ok_or_else(|| Error::at(pos, &name, "set has no `type`"))?;
-        Ok(Set {
+        let key = key.ok_or_else(|| Error::at(pos, &name, "set has no `type`"))?;
+        if let ([ty], None) = (&key[..], &data) {
+            return Ok(Keyed::Set(Set {
+                name,
+                ty: *ty,
+                interval,
+                elements: elements.into_iter().flat_map(|(e, _)| e).collect(),
+                pos,
+            }));
+        }
+        Ok(Keyed::Map(Map {
             name,
-            ty,
+            key,
+            data,
             interval,
             elements,
             pos,
-        })
+        }))
     }
 
     pub(super) fn chain(&mut self, pos: Pos, handle: &mut u64) -> Result<Chain, Error> {

@@ -126,6 +126,34 @@ impl Parser {
     /// After the first field of a concatenation or a verdict map key:
     /// `[. FIELD]… vmap { e : VERDICT, … }` or `. FIELD [. FIELD]… [!=] { e, … }`.
     fn concat_rest(&mut self, first: Field, pos: Pos) -> Result<Stmt, Error> {
+        let key = self.key_rest(first)?;
+        if self.eat_word("vmap") {
+            let elements = self.elements(|p| {
+                let e = p.elem(&key)?;
+                let t = p.next();
+                if t.tok != Tok::Word(":".into()) {
+                    return p.err(&t, "expected ` : ` and a verdict");
+                }
+                Ok((e, p.verdict()?))
+            })?;
+            return Ok(Stmt::Vmap(Vmap { key, elements }, pos));
+        }
+        let t = self.peek().clone();
+        let neg = match self.op()? {
+            Op::Implicit | Op::Eq => false,
+            Op::Ne => true,
+            _ => return self.err(&t, "a concatenation is compared with `{ … }`"),
+        };
+        if !self.is_punct('{') && !self.is_punct('@') {
+            let t = self.peek().clone();
+            return self.err(&t, "expected `{` or `@SET` after a concatenation");
+        }
+        let elements = self.elements(|p| p.elem(&key))?;
+        Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
+    }
+
+    /// The fields after a key's first: `[. FIELD]…`.
+    fn key_rest(&mut self, first: Field) -> Result<Vec<Field>, Error> {
         let mut key = vec![first];
         while self.peek_word() == Some(".") {
             let t = self.next();
@@ -137,49 +165,96 @@ impl Parser {
             }
             key.push(self.key_field()?);
         }
-        if self.eat_word("vmap") {
-            let elements = self.brace_list(|p| {
-                let e = p.elem(&key)?;
-                let t = p.next();
-                if t.tok != Tok::Word(":".into()) {
-                    return p.err(&t, "expected ` : ` and a verdict");
-                }
-                let (w, wp) = p.word("a verdict")?;
-                if !matches!(
-                    w.as_str(),
-                    "accept" | "drop" | "continue" | "return" | "jump" | "goto"
-                ) {
-                    return Err(Error::at(wp, &w, "expected a verdict"));
-                }
-                Ok((e, p.verdict_rest(&w)?))
-            })?;
-            return Ok(Stmt::Vmap(Vmap { key, elements }, pos));
+        Ok(key)
+    }
+
+    /// `@NAME` or `{ ITEM, … }`.
+    fn elements<T>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Result<T, Error>,
+    ) -> Result<Elements<T>, Error> {
+        if self.eat_punct('@') {
+            return Ok(Elements::Named(self.word("set name")?.0));
         }
-        let t = self.peek().clone();
-        let neg = match self.op()? {
-            Op::Implicit | Op::Eq => false,
-            Op::Ne => true,
-            _ => return self.err(&t, "a concatenation is compared with `{ … }`"),
-        };
-        if !self.is_punct('{') {
-            let t = self.peek().clone();
-            return self.err(&t, "expected `{` after a concatenation");
+        self.brace_list(item).map(Elements::Anon)
+    }
+
+    /// A verdict (`accept`, `jump CHAIN`, …) where only a verdict may stand.
+    pub(super) fn verdict(&mut self) -> Result<Verdict, Error> {
+        let (w, wp) = self.word("a verdict")?;
+        if !matches!(
+            w.as_str(),
+            "accept" | "drop" | "continue" | "return" | "jump" | "goto"
+        ) {
+            return Err(Error::at(wp, &w, "expected a verdict"));
         }
-        let elements = self.brace_list(|p| p.elem(&key))?;
-        Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
+        self.verdict_rest(&w)
     }
 
     /// One element of a concatenated key: `v1 . v2 …`.
     fn elem(&mut self, key: &[Field]) -> Result<Elem, Error> {
-        let mut e = Vec::with_capacity(key.len());
-        for (i, f) in key.iter().enumerate() {
+        let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+        self.elem_of(&kinds)
+    }
+
+    /// One value per kind, joined by ` . `.
+    pub(super) fn elem_of(&mut self, kinds: &[Kind]) -> Result<Elem, Error> {
+        let mut e = Vec::with_capacity(kinds.len());
+        for (i, &k) in kinds.iter().enumerate() {
             if i > 0 && !self.eat_word(".") {
                 let t = self.next();
                 return self.err(&t, "expected ` . ` and the next value of the concatenation");
             }
-            e.push(self.value(f.kind())?);
+            e.push(self.value(k)?);
         }
         Ok(e)
+    }
+
+    /// After `snat|dnat [ip|ip6] to`: `KEY map @NAME` or `KEY map { k : ADDR [. PORT], … }`.
+    fn nat_map(&mut self, nat: NatStmt, pos: Pos) -> Result<Stmt, Error> {
+        let first = self.key_field()?;
+        let key = self.key_rest(first)?;
+        if !self.eat_word("map") {
+            let t = self.next();
+            return self.err(&t, "expected `map` after the key");
+        }
+        let elements = self.elements(|p| {
+            let e = p.elem(&key)?;
+            let t = p.next();
+            if t.tok != Tok::Word(":".into()) {
+                return p.err(&t, "expected ` : ` and an address");
+            }
+            let (w, wp) = p.word("address")?;
+            let kind = if w.contains(':') {
+                Kind::Addr6
+            } else {
+                Kind::Addr4
+            };
+            let mut d = vec![parse_value(kind, &w).map_err(|m| Error::at(wp, &w, m))?];
+            if p.eat_word(".") {
+                d.push(p.value(Kind::Port)?);
+            }
+            Ok((e, d))
+        })?;
+        let mut nat = nat;
+        nat.flags = self.nat_flags();
+        Ok(Stmt::NatMap(NatMap { nat, key, elements }, pos))
+    }
+
+    /// `random`, `fully-random`, `persistent` (comma or space separated).
+    fn nat_flags(&mut self) -> NatFlags {
+        let mut flags = NatFlags::default();
+        while let Some(f) = self.peek_word().map(str::to_owned) {
+            match f.as_str() {
+                "random" => flags.random = true,
+                "fully-random" => flags.fully_random = true,
+                "persistent" => flags.persistent = true,
+                _ => break,
+            }
+            self.next();
+            self.eat_punct(',');
+        }
+        flags
     }
 
     pub(super) fn ct(&mut self, pos: Pos) -> Result<Stmt, Error> {
@@ -325,6 +400,28 @@ impl Parser {
                 let t = self.next();
                 return self.err(&t, format!("expected `to` after `{kw}`"));
             }
+            if matches!(
+                self.peek_word(),
+                Some(
+                    "ip" | "ip6"
+                        | "tcp"
+                        | "udp"
+                        | "th"
+                        | "meta"
+                        | "ct"
+                        | "iif"
+                        | "oif"
+                        | "iifname"
+                        | "oifname"
+                        | "mark"
+                        | "l4proto"
+                        | "nfproto"
+                        | "icmp"
+                        | "icmpv6"
+                )
+            ) {
+                return self.nat_map(st, pos);
+            }
             let (w, wp) = self.word("address")?;
             let (addr, ports) = parse_nat_target(&w).map_err(|m| Error::at(wp, &w, m))?;
             if addr.is_none() {
@@ -344,16 +441,7 @@ impl Parser {
             }
             st.ports = ports;
         }
-        while let Some(f) = self.peek_word().map(str::to_owned) {
-            match f.as_str() {
-                "random" => st.flags.random = true,
-                "fully-random" => st.flags.fully_random = true,
-                "persistent" => st.flags.persistent = true,
-                _ => break,
-            }
-            self.next();
-            self.eat_punct(',');
-        }
+        st.flags = self.nat_flags();
         Ok(Stmt::Nat(st, pos))
     }
 
@@ -490,7 +578,7 @@ impl Parser {
     }
 
     /// `{ ITEM, … }` (not empty; newlines allowed between items).
-    fn brace_list<T>(
+    pub(super) fn brace_list<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
