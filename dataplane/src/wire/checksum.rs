@@ -19,19 +19,17 @@ pub fn sum(data: &[u8]) -> u32 {
 /// big-endian 16-bit word `w` joins them as `w.swap_bytes()`.
 #[inline]
 pub fn sum_native(data: &[u8]) -> u32 {
-    // 64-bit words with the carries added back (end-around): 2^16 ≡ 1 modulo 0xFFFF, so
-    // a 64-bit word adds its four 16-bit words (RFC 1071 §2(A)). A little-endian load of
-    // the big-endian words [a b] gives b·2^8 + a; an odd trailing byte `a` (a·2^8
-    // big-endian) is `a` here.
-    let mut acc: u64 = 0;
-    let mut carries: u64 = 0;
+    // 64-bit words summed in a `u128` (one add and one add-with-carry per word; the
+    // high half counts the carries, at most 2^61), then the carries added back
+    // (end-around): 2^16 ≡ 1 modulo 0xFFFF, so a 64-bit word adds its four 16-bit words
+    // (RFC 1071 §2(A)). A little-endian load of the big-endian words [a b] gives
+    // b·2^8 + a; an odd trailing byte `a` (a·2^8 big-endian) is `a` here.
+    let mut acc: u128 = 0;
     let mut words = data.chunks_exact(8);
     for w in &mut words {
-        let (s, c) = acc.overflowing_add(u64::from_le_bytes([
+        acc += u128::from(u64::from_le_bytes([
             w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
         ]));
-        acc = s;
-        carries += u64::from(c);
     }
     let mut rest = words.remainder();
     let mut tail: u64 = 0;
@@ -46,20 +44,24 @@ pub fn sum_native(data: &[u8]) -> u32 {
     if let [last] = rest {
         tail += u64::from(*last);
     }
-    let (s, c) = acc.overflowing_add(tail);
-    // The carries (at most 2^61) added back: below 2^33, no overflow.
-    fold64(u64::from(fold64(s)) + carries + u64::from(c))
+    acc += u128::from(tail);
+    #[allow(clippy::cast_possible_truncation)] // the two halves of the sum, on purpose
+    let (lo, carries) = (acc as u64, (acc >> 64) as u64);
+    let (s, c) = lo.overflowing_add(carries);
+    // After a wrap `s` is below the carries: adding the end-around 1 cannot overflow.
+    fold64(s + u64::from(c))
 }
 
 /// Folds 64 bits to 32 with end-around carries: two steps always suffice (after the
-/// first the value is below 2^33, after the second below 2^32), and a value already
+/// first the value is at most 2^33 - 2, after the second below 2^32), and a value already
 /// below 2^32 is unchanged, as with a loop.
 #[inline]
 fn fold64(acc: u64) -> u32 {
     let acc = (acc & 0xffff_ffff) + (acc >> 32);
     let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    // Lossless: below 2^32 after two steps.
-    u32::try_from(acc).unwrap_or(u32::MAX)
+    #[allow(clippy::cast_possible_truncation)] // lossless: below 2^32 after two steps
+    let folded = acc as u32;
+    folded
 }
 
 /// Adds two partial sums (ones'-complement, end-around carry).
@@ -150,6 +152,26 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    /// Every 64-bit word carries out (all ones): the carries added back still give the
+    /// 16-bit word sum, and a run of zeros sums to zero, not to 0xFFFF.
+    #[test]
+    fn carries_of_long_runs_are_added_back() {
+        for len in [8, 64, 1500, 9000, 65535] {
+            let ones = vec![0xffu8; len];
+            assert_eq!(fold(sum_native(&ones)), 0xffff, "{len}");
+            let mut data = ones;
+            data[len - 1] = 0xfe;
+            let words = fold(data.chunks(2).fold(0, |s, w| {
+                add(
+                    s,
+                    u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])),
+                )
+            }));
+            assert_eq!(fold(sum(&data)), words, "{len}");
+        }
+        assert_eq!(sum_native(&[0; 1500]), 0);
     }
 
     #[test]

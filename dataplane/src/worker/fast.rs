@@ -49,6 +49,9 @@ pub(super) struct VectorState {
     probes: ArrayVec<Option<(Probe, u32)>, MAX_VECTOR>,
     /// Rule credits not yet given: (path, packets, bytes).
     credits: ArrayVec<(u16, u64, u64), CREDIT_SLOTS>,
+    /// Frames the fast path forwarded in this vector, not yet in the worker counters
+    /// (added once per vector by `finish_vector`).
+    forwarded: u64,
     /// The key and stage-1 hash of the frame the fast path just gave back to the full
     /// path, which looks it up with that hash (`Pipeline::lookup`) instead of hashing it
     /// again; cleared once that frame is processed.
@@ -192,13 +195,7 @@ impl Pipeline {
         }
         frame[0..6].copy_from_slice(&adj.dst);
         frame[6..12].copy_from_slice(&adj.src);
-        let c = &mut self.counters;
-        c.rx += 1;
-        c.proc.forwarded += 1;
-        c.proc.fast_path += 1;
-        if self.rules.is_some() {
-            c.proc.verdict_cache_hits += 1;
-        }
+        self.vector.forwarded += 1;
         if plan.path != NO_PATH {
             self.credit_later(plan.path, pkt.ip_len);
         }
@@ -235,6 +232,16 @@ impl Pipeline {
     /// Stage 4: credits the rules of the vector's fast-path packets (one call per path
     /// instead of one per packet). Call it after the vector, before `tick`.
     pub fn finish_vector(&mut self) {
+        // The worker counters of the vector's fast-path frames, as the full path counts
+        // each: received, forwarded, and a verdict-cache hit when a ruleset is loaded.
+        let n = std::mem::take(&mut self.vector.forwarded);
+        let c = &mut self.counters;
+        c.rx += n;
+        c.proc.forwarded += n;
+        c.proc.fast_path += n;
+        if self.rules.is_some() {
+            c.proc.verdict_cache_hits += n;
+        }
         for i in 0..self.vector.credits.len() {
             let (path, packets, bytes) = self.vector.credits[i];
             self.credit_path_n(usize::from(path), packets, bytes);
