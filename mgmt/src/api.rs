@@ -526,12 +526,12 @@ async fn workers(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/ha", tag = "ha",
-    responses((status = 200, description = "State sync: fwd's cache and counters; the daemon's role, peer, queue and loss counters when fwmgmt runs with --ha", body = schema::HaView),
+    responses((status = 200, description = "State sync: fwd's cache and counters; the daemon's role, peer, queue and loss counters when fwmgmt runs with --ha", body = crate::ha::HaView),
         (status = 503, body = ApiError), (status = 504, body = ApiError)),
     security(("bearer" = [])))]
 async fn ha_get(State(s): State<AppState>) -> Result<Response, ApiError> {
     let fwd = expect!(call(&s, Request::HaStatus).await?, proto::Response::HaStatus(c) => c)?;
-    Ok(json(schema::HaView {
+    Ok(json(crate::ha::HaView {
         enabled: s.ha.is_some(),
         fwd,
         sync: s.ha.as_ref().map(|h| h.status()),

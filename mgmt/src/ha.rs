@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use dataplane::conntrack::Synced;
 use dataplane::control::proto::{
-    CtEntry, CtFilter, EventLine, EventType, HaChange, HaTarget, MAX_PAGE, Request, Response,
+    CtEntry, CtFilter, EventLine, EventType, HaChange, HaCounters, HaTarget, MAX_PAGE, Request,
+    Response,
 };
 use dataplane::ha::ftfw::{Receiver, Sender};
 use dataplane::ha::wire::{self, Datagram, Kind, Record};
@@ -235,6 +236,18 @@ pub struct SyncStatus {
     /// Holes in the peer's sequence not filled yet.
     pub missing: u64,
     pub counters: SyncCounters,
+}
+
+/// `GET /api/v1/ha`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HaView {
+    /// Whether fwmgmt runs the sync daemon (`--ha FILE`).
+    pub enabled: bool,
+    /// fwd's side: the external cache and what `ha_apply` / `ha_commit` did.
+    pub fwd: HaCounters,
+    /// The daemon: role, peer, queue and loss counters (absent without `--ha`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
 }
 
 /// What one received datagram asks of the daemon.

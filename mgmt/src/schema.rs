@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 
 use dataplane::control::proto;
-
-use crate::ha::SyncStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{RefOr, schema::AdditionalProperties};
@@ -351,18 +349,6 @@ pub fn tuning_patch_schema(ranges: &[(String, u64, u64)]) -> Schema {
         };
     }
     o.into()
-}
-
-/// `GET /api/v1/ha`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct HaView {
-    /// Whether fwmgmt runs the sync daemon (`--ha FILE`).
-    pub enabled: bool,
-    /// fwd's side: the external cache and what `ha_apply` / `ha_commit` did.
-    pub fwd: proto::HaCounters,
-    /// The daemon: role, peer, queue and loss counters (absent without `--ha`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync: Option<SyncStatus>,
 }
 
 /// `POST /api/v1/ha/resync`.
