@@ -260,7 +260,7 @@ impl Box_ {
     /// One control request straight to fwd's socket.
     fn control(&self, request: Request) -> Response {
         let mut s = std::os::unix::net::UnixStream::connect(self.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut line = serde_json::to_vec(&RequestEnvelope {
             v: PROTOCOL_VERSION,
             id: 1,
@@ -272,7 +272,8 @@ impl Box_ {
         let mut answer = String::new();
         BufReader::new(s).read_line(&mut answer).unwrap();
         let env: ResponseEnvelope = serde_json::from_str(&answer).unwrap();
-        env.into_result().unwrap()
+        env.into_result()
+            .unwrap_or_else(|e| panic!("{}: {e:?}\n{}", self.name, self.logs()))
     }
 
     /// The whole table, by original tuple, with what sync must carry.
@@ -455,7 +456,7 @@ impl Lab {
     fn start_backup(&mut self) {
         let ports = "  - {name: lan, device: net_null0, addresses: [198.18.1.1/24], rx_descriptors: 256, tx_descriptors: 256}\n  \
                      - {name: wan, device: net_null1, addresses: [198.18.2.1/24], rx_descriptors: 256, tx_descriptors: 256}\n";
-        self.backup.start_fwd(ports, (1, 0));
+        self.backup.start_fwd(ports, (0, 1));
         self.backup.start_mgmt("backup", "198.18.9.2", "198.18.9.1");
     }
 
@@ -510,6 +511,16 @@ fn backup_cache_commit_and_resync_match_the_primary_entry_by_entry() {
     });
 
     eprintln!("ha_e2e: {:?} peers up", t0.elapsed());
+    // The flows must outlive the slowest run of this test on a loaded box.
+    for b in [&lab.primary, &lab.backup] {
+        let values = [
+            ("nf_conntrack_udp_timeout".to_string(), 600),
+            ("nf_conntrack_udp_timeout_stream".to_string(), 600),
+        ];
+        b.control(Request::TuningSet {
+            values: values.into_iter().collect(),
+        });
+    }
     // Traffic through the primary: three answered UDP flows and one held TCP connection.
     lab.spawn(1, 60, &["udp-echo"]);
     lab.spawn(1, 150, &["tcp-server"]);
