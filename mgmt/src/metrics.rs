@@ -64,6 +64,10 @@ pub const NAMES: &[&str] = &[
     "fwd_rule_packets_total",
     "fwd_rule_bytes_total",
     "fwmgmt_scrape_errors",
+];
+
+/// Names of the state-sync families, exported when fwmgmt runs with `--ha`.
+pub const HA_NAMES: &[&str] = &[
     "fwd_ha_peer_up",
     "fwd_ha_records_total",
     "fwd_ha_datagrams_total",
@@ -421,6 +425,17 @@ pub fn render(
     f.encode()
 }
 
+/// `dataplane::ha::wire::DecodeError::name` of every decode error.
+const DECODE_REASONS: [&str; 7] = [
+    "truncated",
+    "magic",
+    "version",
+    "checksum",
+    "type",
+    "record",
+    "trailing",
+];
+
 /// The state-sync daemon's families (`fwmgmt --ha`), and fwd's cache size when known.
 fn add_ha(f: &Families, s: &SyncStatus, fwd: Option<&proto::HaCounters>) {
     let c = &s.counters;
@@ -468,6 +483,10 @@ fn add_ha(f: &Families, s: &SyncStatus, fwd: Option<&proto::HaCounters>) {
         "Sync datagrams refused by the decoder, by reason.",
         &["reason"],
     );
+    // Every reason shown from the start (0 until one happens).
+    for r in DECODE_REASONS {
+        dec.with_label_values(&[r]);
+    }
     for (r, n) in &c.decode_errors {
         dec.with_label_values(&[r.as_str()]).inc_by(*n);
     }
