@@ -519,7 +519,8 @@ fn random_session() -> u32 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.write_u32(std::process::id());
-    h.finish() as u32
+    let x = h.finish();
+    u32::try_from(x >> 32).unwrap_or(0) ^ u32::try_from(x & 0xffff_ffff).unwrap_or(0)
 }
 
 /// Changes waiting for `ha_apply` (bounded; a full queue loses the datagram's changes,

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,10 @@ use dataplane::control::proto::{
 
 #[path = "../../dataplane/tests/common/netns.rs"]
 mod netns;
+#[path = "common/real_fwd.rs"]
+mod real_fwd;
 use netns::{attach_host, is_root, ok, sh};
+use real_fwd::{fwd_binary, kill};
 
 const TOKEN: &str = "ha-e2e-token";
 
@@ -85,39 +88,6 @@ elif mode == "tcp-client":
     print("tcp ok", flush=True)
     time.sleep(120)
 "#;
-
-fn fwd_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let fwd = profile_dir.join("fwd");
-    if !fwd.exists() {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "dataplane",
-                "--bin",
-                "fwd",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .status()
-            .expect("running cargo build for fwd");
-        assert!(
-            status.success(),
-            "cargo build -p dataplane --bin fwd failed"
-        );
-    }
-    fwd
-}
-
-fn kill(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
 
 /// One box: its namespace, `fwd`, `fwmgmt --ha`.
 struct Box_ {
