@@ -41,6 +41,8 @@ pub struct AppState {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// The state-sync daemon, when fwmgmt runs with `--ha` (docs/ha.md).
+    pub ha: Option<Arc<crate::ha::HaHandle>>,
 }
 
 /// Default cap on concurrent event streams.
@@ -55,6 +57,7 @@ impl AppState {
             auth,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             body_timeout: Duration::from_secs(10),
+            ha: None,
         }
     }
 }
@@ -522,12 +525,54 @@ async fn workers(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(schema::Workers { workers }))
 }
 
+#[utoipa::path(get, path = "/api/v1/ha", tag = "ha",
+    responses((status = 200, description = "State sync: fwd's cache and counters; the daemon's role, peer, queue and loss counters when fwmgmt runs with --ha", body = crate::ha::HaView),
+        (status = 503, body = ApiError), (status = 504, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ha_get(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let fwd = expect!(call(&s, Request::HaStatus).await?, proto::Response::HaStatus(c) => c)?;
+    Ok(json(crate::ha::HaView {
+        enabled: s.ha.is_some(),
+        fwd,
+        sync: s.ha.as_ref().map(|h| h.status()),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/ha/commit", tag = "ha",
+    responses((status = 200, description = "The external cache moved into the workers (takeover); fwd's counters after it", body = proto::HaCounters),
+        (status = 503, body = ApiError), (status = 504, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ha_commit(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let c = expect!(call(&s, Request::HaCommit).await?, proto::Response::HaApplied(c) => c)?;
+    Ok(json(c))
+}
+
+#[utoipa::path(post, path = "/api/v1/ha/resync", tag = "ha",
+    responses((status = 202, description = "A RESYNC request is on its way to the peer (it answers with its whole table)", body = schema::ResyncRequested),
+        (status = 409, description = "fwmgmt runs without --ha (`ha_disabled`)", body = ApiError)),
+    security(("bearer" = [])))]
+async fn ha_resync(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let Some(h) = &s.ha else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ha_disabled",
+            "fwmgmt runs without --ha: there is no sync peer to ask",
+        ));
+    };
+    h.resync.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(schema::ResyncRequested { requested: true }),
+    )
+        .into_response())
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
     responses((status = 200, description = "Prometheus text format (see docs/metrics.md)", body = String,
         content_type = "text/plain; version=0.0.4")),
     security(("bearer" = [])))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = crate::metrics::scrape(&s.client, s.scrape_timeout).await;
+    let text = crate::metrics::scrape(&s.client, s.scrape_timeout, s.ha.as_deref()).await;
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
 }
 
@@ -677,7 +722,8 @@ impl utoipa::Modify for BearerAddon {
 #[openapi(
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ct_list, ct_delete,
-        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, metrics, openapi_json),
+        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_resync,
+        metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
         schema::FamilyParam, schema::RulesetFormat)),
     modifiers(&BearerAddon),
@@ -714,6 +760,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/ports", get(ports))
         .route("/api/v1/workers", get(workers))
+        .route("/api/v1/ha", get(ha_get))
+        .route("/api/v1/ha/commit", post(ha_commit))
+        .route("/api/v1/ha/resync", post(ha_resync))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -9,5 +9,6 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod filter;
+pub mod ha;
 pub mod metrics;
 pub mod schema;

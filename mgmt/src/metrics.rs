@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use dataplane::control::proto::{self, Request, Response};
 use prometheus::core::Collector;
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::client::ControlClient;
+use crate::ha::{HaHandle, SyncStatus};
 
 /// Names of every metric family this module may export (for tests and docs).
 pub const NAMES: &[&str] = &[
@@ -63,6 +66,22 @@ pub const NAMES: &[&str] = &[
     "fwmgmt_scrape_errors",
 ];
 
+/// Names of the state-sync families, exported when fwmgmt runs with `--ha`.
+pub const HA_NAMES: &[&str] = &[
+    "fwd_ha_peer_up",
+    "fwd_ha_records_total",
+    "fwd_ha_datagrams_total",
+    "fwd_ha_retransmitted_total",
+    "fwd_ha_lost_records_total",
+    "fwd_ha_peer_lost_datagrams_total",
+    "fwd_ha_decode_errors_total",
+    "fwd_ha_queue",
+    "fwd_ha_queue_limit",
+    "fwd_ha_apply_total",
+    "fwd_ha_resyncs_total",
+    "fwd_ha_cache_entries",
+];
+
 /// Builds the families from one scrape's answers.
 struct Families {
     registry: Registry,
@@ -90,6 +109,10 @@ impl Families {
 
     fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
     }
 
     fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -402,8 +425,108 @@ pub fn render(
     f.encode()
 }
 
-/// One scrape: `stats` and `rule_counters`, each within `timeout`.
-pub async fn scrape(client: &ControlClient, timeout: Duration) -> String {
+/// `dataplane::ha::wire::DecodeError::name` of every decode error.
+const DECODE_REASONS: [&str; 7] = [
+    "truncated",
+    "magic",
+    "version",
+    "checksum",
+    "type",
+    "record",
+    "trailing",
+];
+
+/// The state-sync daemon's families (`fwmgmt --ha`), and fwd's cache size when known.
+fn add_ha(f: &Families, s: &SyncStatus, fwd: Option<&proto::HaCounters>) {
+    let c = &s.counters;
+    f.gauge(
+        "fwd_ha_peer_up",
+        "1 when the sync peer was heard within three ALIVE intervals.",
+    )
+    .set(i64::from(s.peer.up));
+    let dir = f.counter_vec(
+        "fwd_ha_records_total",
+        "Connection changes sent to the peer (dir=tx, resync dumps included) and received from it (dir=rx, delivered datagrams' records applied by fwd).",
+        &["dir"],
+    );
+    dir.with_label_values(&["tx"]).inc_by(c.sent_records);
+    dir.with_label_values(&["rx"])
+        .inc_by(c.applied + c.apply_failed);
+    let d = f.counter_vec(
+        "fwd_ha_datagrams_total",
+        "DATA datagrams sent (dir=tx) and received (dir=rx).",
+        &["dir"],
+    );
+    d.with_label_values(&["tx"]).inc_by(c.sent_datagrams);
+    d.with_label_values(&["rx"]).inc_by(c.received_datagrams);
+    f.counter(
+        "fwd_ha_retransmitted_total",
+        "DATA datagrams sent again after a NACK.",
+    )
+    .inc_by(c.retransmitted);
+    let lost = f.counter_vec(
+        "fwd_ha_lost_records_total",
+        "Connection changes lost: reason=queue (pushed out of the full retransmission queue), apply (dropped before fwd applied them), subscription (events fwd's subscription lost).",
+        &["reason"],
+    );
+    lost.with_label_values(&["queue"]).inc_by(c.lost_records);
+    lost.with_label_values(&["apply"]).inc_by(c.apply_lost);
+    lost.with_label_values(&["subscription"])
+        .inc_by(c.events_lost);
+    f.counter(
+        "fwd_ha_peer_lost_datagrams_total",
+        "The peer's datagrams known lost (SKIP, holes too large).",
+    )
+    .inc_by(c.peer_lost_datagrams);
+    let dec = f.counter_vec(
+        "fwd_ha_decode_errors_total",
+        "Sync datagrams refused by the decoder, by reason.",
+        &["reason"],
+    );
+    // Every reason shown from the start (0 until one happens).
+    for r in DECODE_REASONS {
+        dec.with_label_values(&[r]);
+    }
+    for (r, n) in &c.decode_errors {
+        dec.with_label_values(&[r.as_str()]).inc_by(*n);
+    }
+    f.gauge(
+        "fwd_ha_queue",
+        "Sent datagrams waiting for the peer's acknowledgement.",
+    )
+    .set(clamp(s.queue));
+    f.gauge(
+        "fwd_ha_queue_limit",
+        "Size of the retransmission queue (datagrams).",
+    )
+    .set(clamp(s.queue_cap));
+    let a = f.counter_vec(
+        "fwd_ha_apply_total",
+        "The peer's changes fwd applied (result=ok) or refused (result=failed).",
+        &["result"],
+    );
+    a.with_label_values(&["ok"]).inc_by(c.applied);
+    a.with_label_values(&["failed"]).inc_by(c.apply_failed);
+    let r = f.counter_vec(
+        "fwd_ha_resyncs_total",
+        "Resyncs requested from the peer (dir=requested) and table dumps served to it (dir=served).",
+        &["dir"],
+    );
+    r.with_label_values(&["requested"])
+        .inc_by(c.resyncs_requested);
+    r.with_label_values(&["served"]).inc_by(c.resyncs_served);
+    if let Some(h) = fwd {
+        f.gauge(
+            "fwd_ha_cache_entries",
+            "Entries in fwd's external cache (the peer's, until a commit).",
+        )
+        .set(clamp(h.cache_entries));
+    }
+}
+
+/// One scrape: `stats` and `rule_counters`, each within `timeout`; with the sync daemon,
+/// its counters and fwd's `ha_status` too (not counted as a scrape error).
+pub async fn scrape(client: &ControlClient, timeout: Duration, ha: Option<&HaHandle>) -> String {
     let (stats, rules) = tokio::join!(
         client.call_within(Request::Stats, timeout),
         client.call_within(Request::RuleCounters, timeout)
@@ -423,5 +546,15 @@ pub async fn scrape(client: &ControlClient, timeout: Duration) -> String {
             None
         }
     };
-    render(stats.as_ref(), rules.as_deref(), errors)
+    let mut text = render(stats.as_ref(), rules.as_deref(), errors);
+    if let Some(h) = ha {
+        let fwd = match client.call_within(Request::HaStatus, timeout).await {
+            Ok(Response::HaStatus(c)) => Some(c),
+            _ => None,
+        };
+        let f = Families::new();
+        add_ha(&f, &h.status(), fwd.as_ref());
+        text.push_str(&f.encode());
+    }
+    text
 }

@@ -350,3 +350,9 @@ pub fn tuning_patch_schema(ranges: &[(String, u64, u64)]) -> Schema {
     }
     o.into()
 }
+
+/// `POST /api/v1/ha/resync`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResyncRequested {
+    pub requested: bool,
+}

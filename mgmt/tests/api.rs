@@ -917,6 +917,57 @@ async fn sse_stream_delivers_filtered_events() {
 }
 
 #[tokio::test]
+async fn ha_daemon_status_and_metrics() {
+    let e = env().await;
+    let cfg = mgmt::ha::HaConfig::parse(
+        r#"{"role": "backup", "peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400"}"#,
+    )
+    .unwrap();
+    // The daemon's tasks are not started: its status is what the API and /metrics show.
+    let mut state = AppState::new(
+        Arc::new(ControlClient::new(&e.fake.path, Duration::from_secs(5))),
+        Duration::from_secs(1),
+        policy(|_| {}),
+    );
+    state.ha = Some(mgmt::ha::HaHandle::new(cfg));
+    let app = router(state);
+    let v = get(&app, "/api/v1/ha").await.json();
+    assert_eq!(v["enabled"], true, "{v}");
+    assert_eq!(v["sync"]["role"], "backup", "{v}");
+    assert_eq!(v["sync"]["peer"]["address"], "198.18.9.1:7400", "{v}");
+    assert_eq!(v["sync"]["peer"]["up"], false, "{v}");
+    assert_eq!(v["sync"]["queue_cap"], 4096, "{v}");
+    let r = send(&app, Method::POST, "/api/v1/ha/resync", Some(TOKEN), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let m = parse_metrics(&get(&app, "/metrics").await.text());
+    for name in mgmt::metrics::HA_NAMES {
+        assert!(m.iter().any(|(n, _, _)| n == name), "{name} missing");
+    }
+    assert_eq!(metric(&m, "fwd_ha_cache_entries", ""), 3.0);
+    assert_eq!(metric(&m, "fwd_ha_queue_limit", ""), 4096.0);
+    assert_eq!(metric(&m, "fwd_ha_peer_up", ""), 0.0);
+}
+
+#[tokio::test]
+async fn ha_status_commit_and_resync_without_the_daemon() {
+    let e = env().await;
+    let v = get(&e.app, "/api/v1/ha").await.json();
+    assert_eq!(v["enabled"], false, "{v}");
+    assert_eq!(v["fwd"]["cache_entries"], 3, "{v}");
+    assert!(v.get("sync").is_none(), "{v}");
+    let r = send(&e.app, Method::POST, "/api/v1/ha/commit", Some(TOKEN), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["committed"], 3);
+    send(&e.app, Method::POST, "/api/v1/ha/resync", Some(TOKEN), None)
+        .await
+        .error(StatusCode::CONFLICT, "ha_disabled");
+    // Writes need the token.
+    send(&e.app, Method::POST, "/api/v1/ha/commit", None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
 async fn openapi_document_covers_every_route() {
     let e = env().await;
     let v = get(&e.app, "/api/v1/openapi.json").await.json();
@@ -938,6 +989,9 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/tuning", "patch"),
         ("/api/v1/ports", "get"),
         ("/api/v1/workers", "get"),
+        ("/api/v1/ha", "get"),
+        ("/api/v1/ha/commit", "post"),
+        ("/api/v1/ha/resync", "post"),
     ] {
         assert!(
             paths.get(p).and_then(|x| x.get(m)).is_some(),

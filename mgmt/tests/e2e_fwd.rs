@@ -10,13 +10,16 @@
 //! `fwd` routes between 198.18.1.0/24 (lan, 198.18.1.1) and 198.18.2.0/24 (wan,
 //! 198.18.2.1); the hosts use it as their default gateway.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[path = "../../dataplane/tests/common/netns.rs"]
 mod netns;
+#[path = "common/real_fwd.rs"]
+mod real_fwd;
 use netns::{attach_host, is_root, ok, sh};
+use real_fwd::{fwd_binary, kill};
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
@@ -40,43 +43,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `target/<profile>/fwd` beside this test binary (`target/<profile>/deps/e2e_fwd-*`);
-/// built when missing.
-fn fwd_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let fwd = profile_dir.join("fwd");
-    if !fwd.exists() {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "dataplane",
-                "--bin",
-                "fwd",
-                "--manifest-path",
-            ])
-            .arg(&manifest)
-            .status()
-            .expect("running cargo build for fwd");
-        assert!(
-            status.success(),
-            "cargo build -p dataplane --bin fwd failed"
-        );
-    }
-    assert!(fwd.exists(), "{} missing", fwd.display());
-    fwd
-}
-
-/// Kills a child by PID (SIGKILL) and reaps it.
-fn kill(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
 }
 
 /// The namespaces, the two processes and a scratch directory; all removed on drop.

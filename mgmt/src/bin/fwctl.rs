@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dataplane::control::proto::{ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine};
+use dataplane::control::proto::{
+    ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, HaCounters,
+};
 use mgmt::error::ApiError;
+use mgmt::ha::HaView;
 use mgmt::schema::{ConntrackPage, Ports, Tuning, Workers};
 use serde_json::Value;
 
@@ -61,6 +64,19 @@ enum Command {
     /// Workers with packets, forwarded, verdict-cache hits, ICMP errors sent and
     /// rate-limited, drops by reason, handoffs and busy ratio.
     Workers,
+    /// Connection-state sync (docs/ha.md).
+    #[command(subcommand)]
+    Ha(HaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum HaCmd {
+    /// Role, peer, queue and loss counters, fwd's external cache.
+    Status,
+    /// Takeover: move the external cache into the workers.
+    Commit,
+    /// Ask the peer for its whole table.
+    Resync,
 }
 
 #[derive(Debug, Args, Default)]
@@ -709,6 +725,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Ha(cmd) => ha(&c, json, cmd)?,
         Command::Workers => {
             let v = c.json("GET", "/api/v1/workers", &[])?;
             if json {
@@ -752,6 +769,85 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn ha(c: &Client, json: bool, cmd: &HaCmd) -> Result<(), Failure> {
+    let v = match cmd {
+        HaCmd::Status => c.json("GET", "/api/v1/ha", &[])?,
+        HaCmd::Commit => c.json("POST", "/api/v1/ha/commit", &[])?,
+        HaCmd::Resync => c.json("POST", "/api/v1/ha/resync", &[])?,
+    };
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    match cmd {
+        HaCmd::Status => {
+            let h: HaView = parse(v)?;
+            let f = &h.fwd;
+            println!(
+                "fwd: cache_entries={} applied={} failed={} committed={} commits={}",
+                f.cache_entries, f.applied, f.failed, f.committed, f.commits
+            );
+            let Some(s) = h.sync else {
+                println!("sync: not running (fwmgmt without --ha)");
+                return Ok(());
+            };
+            let k = &s.counters;
+            println!(
+                "sync: role={} bind={} peer={} {} last_heard_ms={} queue={}/{} missing={}",
+                serde_json::to_value(s.role)
+                    .ok()
+                    .and_then(|r| r.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                s.bind,
+                s.peer.address,
+                if s.peer.up { "up" } else { "down" },
+                s.peer.last_heard_ms.map_or("-".into(), |m| m.to_string()),
+                s.queue,
+                s.queue_cap,
+                s.missing
+            );
+            println!(
+                "tx: records={} datagrams={} retransmitted={} acked={} lost_records={} skips={}",
+                k.sent_records, k.sent_datagrams, k.retransmitted, k.acked, k.lost_records, k.skips
+            );
+            println!(
+                "rx: datagrams={} delivered={} duplicates={} peer_lost={} applied={} apply_failed={} apply_lost={}",
+                k.received_datagrams,
+                k.delivered,
+                k.duplicates,
+                k.peer_lost_datagrams,
+                k.applied,
+                k.apply_failed,
+                k.apply_lost
+            );
+            let dec: Vec<String> = k
+                .decode_errors
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
+            println!(
+                "events={} synced_skipped={} lost={} resyncs requested={} served={} aborted={} decode_errors: {}",
+                k.events,
+                k.events_synced_skipped,
+                k.events_lost,
+                k.resyncs_requested,
+                k.resyncs_served,
+                k.resyncs_aborted,
+                dec.join(" ")
+            );
+        }
+        HaCmd::Commit => {
+            let f: HaCounters = parse(v)?;
+            println!(
+                "committed: {} entries in all, cache_entries={} commits={}",
+                f.committed, f.cache_entries, f.commits
+            );
+        }
+        HaCmd::Resync => println!("resync requested from the peer"),
     }
     Ok(())
 }

@@ -60,6 +60,10 @@ pub(crate) struct Args {
     /// Deadline of the control requests of one /metrics scrape, in milliseconds.
     #[arg(long, env = "FWMGMT_SCRAPE_TIMEOUT_MS", default_value_t = 1000)]
     scrape_timeout_ms: u64,
+    /// Run the connection-state sync daemon with this configuration (JSON: role, peer,
+    /// bind, queue, ack_every, alive_ms; docs/ha.md).
+    #[arg(long, env = "FWMGMT_HA")]
+    ha: Option<PathBuf>,
 }
 
 async fn wait_for_signal() {
@@ -104,16 +108,33 @@ fn main() -> ExitCode {
         eprintln!("fwmgmt: --auth-metrics needs --token-file");
         return ExitCode::from(2);
     }
+    let ha = match &args.ha {
+        Some(p) => {
+            let cfg = std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| mgmt::ha::HaConfig::parse(&t).map_err(|e| e.to_string()));
+            match cfg {
+                Ok(c) => Some(mgmt::ha::HaHandle::new(c)),
+                Err(e) => {
+                    eprintln!("fwmgmt: {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let client = Arc::new(ControlClient::new(
+        &args.control_socket,
+        Duration::from_millis(args.timeout_ms),
+    ));
     let mut state = AppState::new(
-        Arc::new(ControlClient::new(
-            &args.control_socket,
-            Duration::from_millis(args.timeout_ms),
-        )),
+        Arc::clone(&client),
         Duration::from_millis(args.scrape_timeout_ms),
         auth,
     );
     state.streams = Arc::new(tokio::sync::Semaphore::new(args.max_streams));
     state.body_timeout = Duration::from_millis(args.body_timeout_ms);
+    state.ha.clone_from(&ha);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -138,6 +159,19 @@ fn main() -> ExitCode {
             args.listen,
             args.control_socket.display()
         );
+        if let Some(h) = ha {
+            let bind = h.with(|s| s.config().bind);
+            // Bound here so a bad address stops fwmgmt at once.
+            let sync = match mgmt::ha::bind(&h).await {
+                Ok(sock) => sock,
+                Err(e) => {
+                    eprintln!("fwmgmt: ha: bind {bind}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            eprintln!("fwmgmt: state sync on {bind}");
+            tokio::spawn(mgmt::ha::run(h, client, sync));
+        }
         let limits = ServeLimits {
             connections: args.max_connections,
             header_timeout: Duration::from_millis(args.header_timeout_ms),

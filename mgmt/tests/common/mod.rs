@@ -480,10 +480,15 @@ impl FakeState {
                 workers: self.stats.workers.clone(),
             },
             Request::Subscribe { .. } => Response::Subscribed,
-            // fwmgmt serves no HA route yet (docs/ha.md).
-            Request::HaApply { .. } | Request::HaCommit | Request::HaStatus => {
-                Response::HaStatus(HaCounters::default())
-            }
+            Request::HaStatus => Response::HaStatus(HaCounters {
+                cache_entries: 3,
+                ..HaCounters::default()
+            }),
+            Request::HaApply { .. } | Request::HaCommit => Response::HaApplied(HaCounters {
+                committed: 3,
+                commits: 1,
+                ..HaCounters::default()
+            }),
         })
     }
 }
