@@ -61,6 +61,15 @@ pub const NAMES: &[&str] = &[
     "fwd_icmp_errors_sent_total",
     "fwd_icmp_errors_ratelimited_total",
     "fwd_tcp_resets_sent_total",
+    "fwd_first_cache_hits_total",
+    "fwd_first_cache_misses_total",
+    "fwd_nat_allocations_total",
+    "fwd_nat_ports_kept_total",
+    "fwd_nat_ports_searched_total",
+    "fwd_nat_pool_words_scanned_total",
+    "fwd_nat_pools_full_total",
+    "fwd_conntrack_expired_total",
+    "fwd_conntrack_expire_ticks_total",
     "fwd_rule_packets_total",
     "fwd_rule_bytes_total",
     "fwmgmt_scrape_errors",
@@ -210,7 +219,7 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
                 .inc_by(get(&ws.ct));
         }
     }
-    let per_worker: [Field<proto::WorkerStats>; 17] = [
+    let per_worker: [Field<proto::WorkerStats>; 26] = [
         (
             "fwd_worker_receive_packets_total",
             "Packets received from the worker's RX queues.",
@@ -293,6 +302,49 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
             "fwd_tcp_resets_sent_total",
             "TCP resets sent by reject.",
             |w| w.tcp_resets,
+        ),
+        (
+            "fwd_first_cache_hits_total",
+            "First-packet cache lookups (one per hook a new connection's first packet reaches) answered without evaluating the rules.",
+            |w| w.first_cache_hits,
+        ),
+        (
+            "fwd_first_cache_misses_total",
+            "First-packet cache lookups that evaluated the rules.",
+            |w| w.first_cache_misses,
+        ),
+        ("fwd_nat_allocations_total", "NAT bindings made.", |w| {
+            w.nat_allocations
+        }),
+        (
+            "fwd_nat_ports_kept_total",
+            "Source-NAT bindings that kept the original source port.",
+            |w| w.nat_ports_kept,
+        ),
+        (
+            "fwd_nat_ports_searched_total",
+            "NAT bindings that searched the port pools.",
+            |w| w.nat_ports_searched,
+        ),
+        (
+            "fwd_nat_pool_words_scanned_total",
+            "Port-pool bitmap words read by NAT port searches (64 ports each).",
+            |w| w.nat_pool_words_scanned,
+        ),
+        (
+            "fwd_nat_pools_full_total",
+            "Connections to a new NAT address refused: every port-pool slot held ports.",
+            |w| w.nat_pools_full,
+        ),
+        (
+            "fwd_conntrack_expired_total",
+            "Connections deleted by the timer wheel.",
+            |w| w.ct_expired,
+        ),
+        (
+            "fwd_conntrack_expire_ticks_total",
+            "Expiry ticks run (about one per millisecond).",
+            |w| w.ct_expire_ticks,
         ),
     ];
     for (name, help, get) in per_worker {

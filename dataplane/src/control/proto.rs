@@ -625,6 +625,38 @@ pub struct WorkerStats {
     /// every ruleset, route, neighbour or tunables change).
     #[serde(default)]
     pub recipes_built: u64,
+    /// First-packet cache lookups (one per hook a new connection's first packet reaches)
+    /// answered from the cache of first-packet classes, without evaluating the rules.
+    #[serde(default)]
+    pub first_cache_hits: u64,
+    /// First-packet cache lookups that evaluated the rules (and filled the cache where
+    /// the outcome may be cached).
+    #[serde(default)]
+    pub first_cache_misses: u64,
+    /// NAT bindings made (source and destination NAT).
+    #[serde(default)]
+    pub nat_allocations: u64,
+    /// Source-NAT bindings that kept the original source port (or ICMP id).
+    #[serde(default)]
+    pub nat_ports_kept: u64,
+    /// Bindings that searched their port range in the worker's port pools.
+    #[serde(default)]
+    pub nat_ports_searched: u64,
+    /// Port-pool bitmap words the searches read (64 ports each): divided by
+    /// `nat_ports_searched`, the cost of a search.
+    #[serde(default)]
+    pub nat_pool_words_scanned: u64,
+    /// Connections to a new (address, protocol) refused because every port-pool slot
+    /// held ports (counted in `nat_port_exhausted` too).
+    #[serde(default)]
+    pub nat_pools_full: u64,
+    /// Connections the timer wheel deleted (expired).
+    #[serde(default)]
+    pub ct_expired: u64,
+    /// Expiry ticks run (about one per millisecond): `ct_expired` / `ct_expire_ticks`
+    /// is the number deleted per tick.
+    #[serde(default)]
+    pub ct_expire_ticks: u64,
 }
 
 /// All counters.

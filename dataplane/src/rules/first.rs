@@ -23,8 +23,13 @@
 //! invalidated with the ruleset: a [`FirstCache`] entry carries the generation it was
 //! made under.
 //!
-//! Wiring into the worker pipeline (a miss looks its key up before evaluating prerouting,
-//! forward/input and postrouting, and fills the cache after) is the pipeline's part.
+//! A match on a field the key does not hold (`compile/classes.rs`, `keyed`, answers `false`) makes the whole
+//! ruleset's first packets uncacheable ([`CompiledRuleset::first_cacheable`]). Sets of
+//! concatenations and verdict maps key their fields by value.
+//!
+//! The worker pipeline looks a first packet's key up before it evaluates each hook
+//! (prerouting, forward or input, postrouting) and fills the cache after a miss
+//! (`docs/pipeline.md`, "First-packet cache").
 
 use super::Hook;
 use super::compile::{
@@ -62,6 +67,12 @@ pub struct FirstKey {
 }
 
 impl CompiledRuleset {
+    /// Whether first packets of this ruleset may be cached by class: every field its
+    /// matches read is held by [`FirstKey`].
+    pub fn first_cacheable(&self) -> bool {
+        !self.first.unkeyed
+    }
+
     /// The first-packet class of the packet `ctx` describes (its `ct state`, status,
     /// marks, ports in and out as the hook sees them).
     pub fn first_key(&self, ctx: &PacketCtx<'_>) -> FirstKey {

@@ -81,6 +81,24 @@ pub struct ProcCounters {
     pub fast_path: u64,
     /// Fast-path recipes built by the full pipeline.
     pub recipes_built: u64,
+    /// First-packet cache lookups (one per hook a first packet reaches) answered from the
+    /// cache / evaluated (`rules::first`).
+    pub first_cache_hits: u64,
+    pub first_cache_misses: u64,
+    /// NAT bindings made (`NatStats::allocations`).
+    pub nat_allocations: u64,
+    /// Source-NAT bindings that kept the original source port or ICMP id.
+    pub nat_ports_kept: u64,
+    /// Bindings that searched their port range in the port pools.
+    pub nat_ports_searched: u64,
+    /// Port-pool bitmap words the searches read (64 ports each).
+    pub nat_pool_words_scanned: u64,
+    /// New (address, protocol) pools refused: every pool slot held ports.
+    pub nat_pools_full: u64,
+    /// Connections the timer wheel deleted.
+    pub ct_expired: u64,
+    /// Expiry ticks run (`ct_expired` / `ct_expire_ticks`: deleted per tick).
+    pub ct_expire_ticks: u64,
     /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
     /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
     pub replied_drops: [u64; DropReason::COUNT],
@@ -102,6 +120,15 @@ impl Default for ProcCounters {
             events_dropped: 0,
             fast_path: 0,
             recipes_built: 0,
+            first_cache_hits: 0,
+            first_cache_misses: 0,
+            nat_allocations: 0,
+            nat_ports_kept: 0,
+            nat_ports_searched: 0,
+            nat_pool_words_scanned: 0,
+            nat_pools_full: 0,
+            ct_expired: 0,
+            ct_expire_ticks: 0,
             replied_drops: [0; DropReason::COUNT],
         }
     }
@@ -109,7 +136,7 @@ impl Default for ProcCounters {
 
 impl ProcCounters {
     /// Number of `u64` slots.
-    pub const SLOTS: usize = 13 + DropReason::COUNT;
+    pub const SLOTS: usize = 22 + DropReason::COUNT;
 
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
         [
@@ -126,6 +153,15 @@ impl ProcCounters {
             &mut self.events_dropped,
             &mut self.fast_path,
             &mut self.recipes_built,
+            &mut self.first_cache_hits,
+            &mut self.first_cache_misses,
+            &mut self.nat_allocations,
+            &mut self.nat_ports_kept,
+            &mut self.nat_ports_searched,
+            &mut self.nat_pool_words_scanned,
+            &mut self.nat_pools_full,
+            &mut self.ct_expired,
+            &mut self.ct_expire_ticks,
         ]
         .into_iter()
         .chain(self.replied_drops.iter_mut())
@@ -213,6 +249,15 @@ impl Counters {
             slow_path: self.proc.slow_path,
             fast_path: self.proc.fast_path,
             recipes_built: self.proc.recipes_built,
+            first_cache_hits: self.proc.first_cache_hits,
+            first_cache_misses: self.proc.first_cache_misses,
+            nat_allocations: self.proc.nat_allocations,
+            nat_ports_kept: self.proc.nat_ports_kept,
+            nat_ports_searched: self.proc.nat_ports_searched,
+            nat_pool_words_scanned: self.proc.nat_pool_words_scanned,
+            nat_pools_full: self.proc.nat_pools_full,
+            ct_expired: self.proc.ct_expired,
+            ct_expire_ticks: self.proc.ct_expire_ticks,
         }
     }
 
@@ -300,6 +345,12 @@ mod tests {
         c.proc.icmp_ratelimited = 8;
         c.proc.verdict_cache_hits = 9;
         c.proc.forwarded = 10;
+        c.proc.first_cache_hits = 11;
+        c.proc.first_cache_misses = 12;
+        c.proc.nat_allocations = 13;
+        c.proc.nat_pool_words_scanned = 14;
+        c.proc.ct_expired = 15;
+        c.proc.ct_expire_ticks = 16;
         let block = CounterBlock::default();
         block.publish(&c);
         let w = block.read().worker_stats(1, 5);
@@ -310,6 +361,9 @@ mod tests {
         assert_eq!(w.events_dropped, 3);
         assert_eq!((w.icmp_errors, w.icmp_ratelimited), (7, 8));
         assert_eq!((w.verdict_cache_hits, w.forwarded), (9, 10));
+        assert_eq!((w.first_cache_hits, w.first_cache_misses), (11, 12));
+        assert_eq!((w.nat_allocations, w.nat_pool_words_scanned), (13, 14));
+        assert_eq!((w.ct_expired, w.ct_expire_ticks), (15, 16));
     }
 
     #[test]

@@ -114,4 +114,6 @@ pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod fast_tests;
 #[cfg(test)]
+mod first_tests;
+#[cfg(test)]
 mod pipe_tests;

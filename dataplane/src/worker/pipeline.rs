@@ -35,7 +35,7 @@ use crate::nat::{CtNat, NatAction, Tuple};
 use crate::route::{AdjTable, Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::compile::MAX_CT_TOKENS;
-use crate::rules::{CtCountToken, Decision, Hook, PacketCtx, WorkerRuleset, ct_state};
+use crate::rules::{CtCountToken, Decision, FirstCache, Hook, PacketCtx, WorkerRuleset, ct_state};
 use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOptions, Parsed};
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
@@ -247,7 +247,14 @@ pub struct Pipeline {
     adj: AdjTable,
     recipe_epoch: u64,
     sent: Option<fast::Sent>,
+    /// The verdicts of first-packet classes (`rules::first`): a first packet whose class
+    /// was evaluated under the current generation takes the class's outcome per hook.
+    first: FirstCache,
+    first_on: bool,
 }
+
+/// Slots of a worker's first-packet cache (direct-mapped).
+const FIRST_CACHE_SLOTS: usize = 1024;
 
 /// Adjacencies (output port, next-hop MAC) a worker's fast path holds per epoch.
 const MAX_ADJACENCIES: usize = 4096;
@@ -347,6 +354,8 @@ impl Pipeline {
             adj: AdjTable::with_capacity(MAX_ADJACENCIES),
             recipe_epoch: 1,
             sent: None,
+            first: FirstCache::new(FIRST_CACHE_SLOTS),
+            first_on: true,
         }
     }
 
@@ -408,10 +417,27 @@ impl Pipeline {
     /// The counters the I/O edge publishes besides its own (drops are the edge's, from
     /// the actions), with conntrack's lost events. Cheap copies: called every ~1 ms.
     pub fn proc_counters(&self) -> ProcCounters {
+        let ct = self.ct.stats();
+        let nat = self.nat.stats();
+        let pools = self.ct.port_pools().stats();
         ProcCounters {
-            events_dropped: self.ct.stats().events_dropped,
+            events_dropped: ct.events_dropped,
+            first_cache_hits: self.first.hits,
+            first_cache_misses: self.first.misses,
+            nat_allocations: nat.allocations,
+            nat_ports_kept: nat.ports_kept,
+            nat_ports_searched: nat.ports_searched,
+            nat_pool_words_scanned: pools.words_scanned,
+            nat_pools_full: pools.slots_full,
+            ct_expired: ct.expired,
             ..self.counters.proc
         }
+    }
+
+    /// Turns the first-packet cache on (the default) or off: off, every hook of a first
+    /// packet is evaluated (tests compare both).
+    pub fn set_first_cache(&mut self, on: bool) {
+        self.first_on = on;
     }
 
     /// The neighbour snapshot in use.
@@ -464,6 +490,7 @@ impl Pipeline {
         self.finish_vector();
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire_tick(self.now_ns);
+        self.counters.proc.ct_expire_ticks += 1;
         self.held
             .sweep(&self.ct, SWEEP_BUDGET, &mut self.unsteer_out);
         if let Some(r) = &mut self.rules
@@ -1205,9 +1232,24 @@ impl Pipeline {
             len: u32::from(ip.ip_len),
             first_packet: ct.new_key.is_some(),
         };
-        let r = rules
-            .get()
-            .eval(hook, &mut ctx, usize::from(self.worker_id), self.now_ns);
+        let rs = rules.get();
+        let worker = usize::from(self.worker_id);
+        // A first packet of a class evaluated before under this generation: the class's
+        // verdict and NAT decision, its rules credited, no chain walked. Only outcomes
+        // without state are cached (`FirstVerdict::of`): no `ct count` token, no limit,
+        // log or mark, so nothing else of the evaluation reaches the pipeline.
+        let first =
+            (self.first_on && ctx.first_packet && rs.first_cacheable()).then(|| rs.first_key(&ctx));
+        if let Some(k) = &first
+            && let Some(v) = self.first.get(rs.generation(), hook, k)
+        {
+            rs.credit(worker, &v.counted, ctx.len);
+            return (v.verdict, v.nat);
+        }
+        let r = rs.eval(hook, &mut ctx, worker, self.now_ns);
+        if let Some(k) = first {
+            self.first.put(rs.generation(), hook, k, &r);
+        }
         let (verdict, nat) = (r.verdict, r.nat);
         self.path_cacheable &= r.cacheable && !r.counted_overflow;
         if self.cache.is_some() {

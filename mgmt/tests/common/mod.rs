@@ -163,6 +163,15 @@ pub fn initial_stats() -> Stats {
         slow_path: 9,
         fast_path: 600,
         recipes_built: 3,
+        first_cache_hits: 500,
+        first_cache_misses: 20,
+        nat_allocations: 300,
+        nat_ports_kept: 100,
+        nat_ports_searched: 200,
+        nat_pool_words_scanned: 220,
+        nat_pools_full: 1,
+        ct_expired: 250,
+        ct_expire_ticks: 50,
     };
     let port = |i: u16, name: &str| PortStats {
         name: name.into(),

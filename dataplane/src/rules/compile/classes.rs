@@ -48,6 +48,44 @@ pub(crate) struct FirstPartitions {
     pub(crate) dst: Cuts,
     pub(crate) sport: Cuts,
     pub(crate) dport: Cuts,
+    /// Some match reads a field the first-packet key does not hold
+    /// ([`keyed`]): the ruleset's first packets are never cached.
+    pub(crate) unkeyed: bool,
+}
+
+/// Whether `rules::first::FirstKey` holds everything a match on `f` reads. Exhaustive on purpose: a
+/// new field must be decided here; one the key does not hold answers `false`, and a
+/// ruleset that matches on it is evaluated for every first packet.
+pub(crate) fn keyed(f: Field) -> bool {
+    match f {
+        Field::IpSaddr
+        | Field::IpDaddr
+        | Field::IpProtocol
+        | Field::Ip6Saddr
+        | Field::Ip6Daddr
+        | Field::Ip6Nexthdr
+        | Field::MetaL4proto
+        | Field::MetaNfproto
+        | Field::MetaMark
+        | Field::TcpSport
+        | Field::TcpDport
+        | Field::TcpFlags
+        | Field::UdpSport
+        | Field::UdpDport
+        | Field::ThSport
+        | Field::ThDport
+        | Field::IcmpType
+        | Field::Icmpv6Type
+        | Field::IcmpCode
+        | Field::Icmpv6Code
+        | Field::Iif
+        | Field::Oif
+        | Field::Iifname
+        | Field::Oifname
+        | Field::CtState
+        | Field::CtStatus
+        | Field::CtMark => true,
+    }
 }
 
 /// Which partition a field's interval tests cut, if any.
@@ -66,16 +104,19 @@ impl FirstPartitions {
     pub(crate) fn build<'a>(rules: impl Iterator<Item = &'a [CStmt]>) -> Self {
         let mut starts: [Vec<u128>; 4] = Default::default();
         let mut exact = [false; 4];
+        let mut unkeyed = false;
         for stmts in rules {
             for s in stmts {
                 // A hash-table key field is keyed by its value (the table's elements are
                 // not cut into intervals).
                 for &f in s.key_fields() {
+                    unkeyed |= !keyed(f);
                     if let Some(d) = dimension(f) {
                         exact[d] = true;
                     }
                 }
                 let CStmt::Match(m) = s else { continue };
+                unkeyed |= !keyed(m.field);
                 let Some(d) = dimension(m.field) else {
                     continue;
                 };
@@ -98,6 +139,7 @@ impl FirstPartitions {
             dst: Cuts::build(d, exact[1]),
             sport: Cuts::build(sp, exact[2]),
             dport: Cuts::build(dp, exact[3]),
+            unkeyed,
         }
     }
 
