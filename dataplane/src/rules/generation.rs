@@ -8,8 +8,10 @@
 //! `Arc` back to the control thread on a channel. [`Publisher::reclaim`] drains that channel
 //! and drops the generations no worker and no publisher holds any more.
 
+use super::ast::{Rule, TableFamily};
 use super::compile::CompiledRuleset;
 use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -22,7 +24,16 @@ pub struct Publisher {
     retired_tx: Sender<Arc<CompiledRuleset>>,
     retired_rx: Receiver<Arc<CompiledRuleset>>,
     /// Generations handed back but still held elsewhere (by a slower worker).
-    pending: Vec<Arc<CompiledRuleset>>,
+    pending: Vec<Retired>,
+}
+
+/// A generation no longer current. `snapshot`: its counters when it was replaced by
+/// [`Publisher::publish_keeping_counters`]; what its workers counted after that is carried
+/// into the current generation when the last worker lets it go.
+#[derive(Debug)]
+struct Retired {
+    rs: Arc<CompiledRuleset>,
+    snapshot: Option<Vec<(u64, u64)>>,
 }
 
 /// A worker's side: its current generation.
@@ -58,13 +69,35 @@ impl Publisher {
         }
     }
 
-    /// Publishes a new ruleset; returns its generation number.
-    pub fn publish(&mut self, mut next: CompiledRuleset) -> u64 {
+    /// Publishes a new ruleset; returns its generation number. Its counters start at
+    /// zero (a whole-ruleset replacement, as `nft -f` of a file after `flush ruleset`).
+    pub fn publish(&mut self, next: CompiledRuleset) -> u64 {
+        self.publish_inner(next, None)
+    }
+
+    /// Publishes a new ruleset whose rules that did not change (same table, chain,
+    /// handle and statements: what an incremental change leaves alone) keep their
+    /// counters: the running generation's counts now, plus, once every worker has moved
+    /// on, what they counted in it meanwhile. Returns the generation number.
+    pub fn publish_keeping_counters(&mut self, next: CompiledRuleset) -> u64 {
+        let old = self.current();
+        let snapshot = old.counters();
+        for (o, n) in same_rules(&old, &next) {
+            next.carry(n, snapshot[o as usize]);
+        }
+        self.publish_inner(next, Some(snapshot))
+    }
+
+    fn publish_inner(
+        &mut self,
+        mut next: CompiledRuleset,
+        snapshot: Option<Vec<(u64, u64)>>,
+    ) -> u64 {
         let g = self.generation.load(Ordering::Relaxed) + 1;
         next.generation = g;
         let old = self.current.swap(Arc::new(next));
         self.generation.store(g, Ordering::Release);
-        self.pending.push(old);
+        self.pending.push(Retired { rs: old, snapshot });
         self.reclaim();
         g
     }
@@ -81,13 +114,55 @@ impl Publisher {
         // unless it was the last, which is the point: the control thread frees.
         while let Ok(old) = self.retired_rx.try_recv() {
             if Arc::strong_count(&old) == 1 {
-                self.pending.push(old);
+                self.pending.push(Retired {
+                    rs: old,
+                    snapshot: None,
+                });
             }
         }
-        // `strong_count == 1`: only this list holds it (workers handed theirs back).
-        self.pending.retain(|a| Arc::strong_count(a) > 1);
+        // `strong_count == 1`: only this list holds it (workers handed theirs back), so
+        // its counters are final.
+        let current = self.current();
+        self.pending.retain(|r| {
+            if Arc::strong_count(&r.rs) > 1 {
+                return true;
+            }
+            if let Some(snap) = &r.snapshot {
+                let now = r.rs.counters();
+                for (o, n) in same_rules(&r.rs, &current) {
+                    let (a, b) = (now[o as usize], snap[o as usize]);
+                    current.carry(n, (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)));
+                }
+            }
+            false
+        });
         self.pending.len()
     }
+}
+
+/// Rule ids (old, new) of the rules `new` has unchanged from `old`: the same table
+/// (family and name), chain, handle, statements and comment.
+fn same_rules(old: &CompiledRuleset, new: &CompiledRuleset) -> Vec<(u32, u32)> {
+    let by_key: HashMap<RuleKey<'_>, (u32, &Rule)> = rules_by_key(old).collect();
+    rules_by_key(new)
+        .filter_map(|(k, (n, rule))| {
+            let &(o, before) = by_key.get(&k)?;
+            (before.stmts == rule.stmts && before.comment == rule.comment).then_some((o, n))
+        })
+        .collect()
+}
+
+/// A rule's identity across generations: table family and name, chain, handle.
+type RuleKey<'a> = (TableFamily, &'a str, &'a str, u64);
+
+fn rules_by_key(rs: &CompiledRuleset) -> impl Iterator<Item = (RuleKey<'_>, (u32, &Rule))> {
+    (0..u32::try_from(rs.rule_count()).unwrap_or(u32::MAX)).filter_map(move |id| {
+        let (t, c, r, handle) = rs.rule_location(id)?;
+        let table = &rs.source().tables[t];
+        let chain = &table.chains[c];
+        let key: RuleKey<'_> = (table.family, &table.name, &chain.name, handle);
+        Some((key, (id, &chain.rules[r])))
+    })
 }
 
 impl WorkerRuleset {

@@ -14,6 +14,7 @@ pub mod ast;
 pub mod check;
 pub mod classify;
 pub mod compile;
+pub mod edit;
 mod error;
 pub mod first;
 pub mod generation;
@@ -25,6 +26,8 @@ pub mod parse;
 pub mod print;
 pub mod validate;
 
+#[cfg(test)]
+mod edit_tests;
 #[cfg(test)]
 mod maps_tests;
 #[cfg(test)]

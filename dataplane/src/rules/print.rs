@@ -42,6 +42,17 @@ pub fn first_difference(a: &Ruleset, b: &Ruleset) -> Option<(Pos, String)> {
 
 /// Prints a ruleset, filling `counter` statements from `counters`.
 pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
+    write_text(rs, counters, false)
+}
+
+/// Prints a ruleset as `nft -a list ruleset` does: each rule followed by `# handle N`
+/// (the handle `replace rule`, `delete rule` and `position` name). The comment is
+/// ignored when the text is read back.
+pub fn to_text_with_handles(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
+    write_text(rs, counters, true)
+}
+
+fn write_text(rs: &Ruleset, counters: CounterLookup<'_>, handles: bool) -> String {
     let mut out = String::new();
     if rs.flush {
         out.push_str("flush ruleset\n");
@@ -95,7 +106,12 @@ pub fn to_text_with(rs: &Ruleset, counters: CounterLookup<'_>) -> String {
                 );
             }
             for (ri, r) in c.rules.iter().enumerate() {
-                let _ = writeln!(out, "\t\t{}", rule_with(r, counters(ti, ci, ri)));
+                let text = rule_with(r, counters(ti, ci, ri));
+                if handles {
+                    let _ = writeln!(out, "\t\t{text} # handle {}", r.handle);
+                } else {
+                    let _ = writeln!(out, "\t\t{text}");
+                }
             }
             out.push_str("\t}\n");
         }

@@ -474,9 +474,14 @@ impl CompiledRuleset {
         }
     }
 
-    /// Packets and bytes per rule id, summed over workers.
+    /// Packets and bytes per rule id, summed over workers (plus what an unchanged rule
+    /// carried over from earlier generations).
     pub fn counters(&self) -> Vec<(u64, u64)> {
-        let mut out = vec![(0u64, 0u64); self.rules.len()];
+        let mut out: Vec<(u64, u64)> = self
+            .carried
+            .iter()
+            .map(|c| (c[0].load(Relaxed), c[1].load(Relaxed)))
+            .collect();
         for b in self.workers.iter() {
             for (o, c) in out.iter_mut().zip(b.counters.iter()) {
                 o.0 += c[0].load(Relaxed);
@@ -484,6 +489,15 @@ impl CompiledRuleset {
             }
         }
         out
+    }
+
+    /// Adds packets and bytes to a rule's carried-over count (control thread only: the
+    /// generation publisher, `generation.rs`). Ids out of range are ignored.
+    pub(crate) fn carry(&self, id: u32, (packets, bytes): (u64, u64)) {
+        if let Some(c) = self.carried.get(id as usize) {
+            c[0].fetch_add(packets, Relaxed);
+            c[1].fetch_add(bytes, Relaxed);
+        }
     }
 
     /// Rule id of (table index, chain index, rule index) in the source ruleset.

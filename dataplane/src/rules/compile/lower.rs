@@ -157,6 +157,7 @@ pub fn compile_with(
         chain_pos,
         rules,
         workers: blocks,
+        carried: (0..n_rules).map(|_| Default::default()).collect(),
         ct_counts: (0..n_counts).map(|_| Arc::new(AtomicU32::new(0))).collect(),
         generation: 0,
     })

@@ -65,6 +65,9 @@ pub struct CompiledRuleset {
     pub(crate) chain_pos: Vec<(u32, u32)>,
     pub(crate) rules: Vec<CRule>,
     pub(super) workers: Box<[WorkerBlock]>,
+    /// packets, bytes per rule carried over from earlier generations (an unchanged rule
+    /// of an incremental change keeps its count); written on the control thread only.
+    pub(super) carried: Box<[[AtomicU64; 2]]>,
     pub(super) ct_counts: Box<[Arc<AtomicU32>]>,
     pub(crate) generation: u64,
     /// The first-packet classes of the address and port fields (`rules/first.rs`).

@@ -1,8 +1,9 @@
 //! The nftables text parser: a small lexer ([`lexer`]) and a recursive-descent parser over
 //! it ([`cursor`] the token cursor, [`ruleset`] tables/sets/chains/rules, [`stmt`] the
-//! statements); [`value`] parses single values (shared with the JSON reader). Every error
-//! carries the line and column of the offending token.
+//! statements, [`cmd`] nft command scripts); [`value`] parses single values (shared with
+//! the JSON reader). Every error carries the line and column of the offending token.
 
+mod cmd;
 mod cursor;
 mod lexer;
 mod ruleset;
@@ -13,12 +14,61 @@ pub(crate) use value::parse_value;
 
 use super::Error;
 use super::ast::Ruleset;
+use lexer::{Tok, Token};
 
-/// Parses nftables text into a [`Ruleset`].
+/// Parses nftables text into a [`Ruleset`]: a ruleset file (`flush ruleset` and `table {
+/// … }` blocks) or a script of nft commands (`add table`, `add chain`, `add rule`, …,
+/// mixed with blocks), which is run on the empty ruleset as `nft -f` runs it after a
+/// `flush ruleset`.
 pub fn parse(src: &str) -> Result<Ruleset, Error> {
     let toks = lexer::lex(src)?;
+    if has_commands(&toks) {
+        return run(toks, Ruleset::default());
+    }
     let mut p = cursor::Parser { toks, i: 0 };
     let rs = p.ruleset()?;
     super::validate::ruleset(&rs)?;
     Ok(rs)
+}
+
+/// Runs a script of nft commands (and `table { … }` blocks, which merge into tables that
+/// exist, as with `nft -f`) on a copy of `base`: all commands or none (the first error,
+/// with its line and column, leaves `base` as it was). The result is validated; the
+/// caller checks and compiles it (`compile_with`) and publishes it as one generation.
+pub fn apply(base: &Ruleset, src: &str) -> Result<Ruleset, Error> {
+    run(lexer::lex(src)?, base.clone())
+}
+
+fn run(toks: Vec<Token>, mut rs: Ruleset) -> Result<Ruleset, Error> {
+    let mut p = cursor::Parser { toks, i: 0 };
+    p.script(&mut rs)?;
+    super::validate::ruleset(&rs)?;
+    Ok(rs)
+}
+
+/// Whether a statement at the top level (outside braces) is a command other than
+/// `table` and `flush ruleset`.
+fn has_commands(toks: &[Token]) -> bool {
+    let mut depth = 0usize;
+    let mut start = true;
+    for (i, t) in toks.iter().enumerate() {
+        match &t.tok {
+            Tok::Punct('{') => depth += 1,
+            Tok::Punct('}') => depth = depth.saturating_sub(1),
+            Tok::Newline | Tok::Punct(';') => {
+                start = true;
+                continue;
+            }
+            Tok::Word(w) if depth == 0 && start => {
+                let flush_other = w == "flush"
+                    && matches!(&toks.get(i + 1).map(|t| &t.tok), Some(Tok::Word(x)) if x != "ruleset");
+                if cmd::is_command(w) || flush_other {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        start = false;
+    }
+    false
 }

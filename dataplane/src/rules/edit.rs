@@ -1,0 +1,332 @@
+//! Incremental changes to a ruleset AST: what nft's commands do (`add table`, `add chain`,
+//! `add|insert|replace|delete rule`, `add|delete element`, `flush`, `delete`), applied one
+//! at a time to a working copy. The command parser (`parse/cmd.rs`) reads a command and
+//! calls these; [`super::parse::apply`] runs a whole script on a copy of the running
+//! ruleset, so a script is all or nothing (the caller checks, compiles and publishes the
+//! result as one generation).
+//!
+//! Handles: a rule keeps its handle for its whole life (`replace` keeps it too, as the
+//! kernel does); a new rule gets one more than the largest handle of its table, so the
+//! handles of a table are unique. Errors carry the position of the command's token.
+
+use super::Error;
+use super::ast::*;
+
+/// A table of `rs` by family and name.
+pub fn table_index(rs: &Ruleset, family: TableFamily, name: &str) -> Option<usize> {
+    rs.tables
+        .iter()
+        .position(|t| t.family == family && t.name == name)
+}
+
+/// A table of `rs`, or an error at `pos` naming it.
+pub fn table_mut<'a>(
+    rs: &'a mut Ruleset,
+    family: TableFamily,
+    name: &str,
+    pos: Pos,
+) -> Result<&'a mut Table, Error> {
+    let i = table_index(rs, family, name).ok_or_else(|| {
+        Error::at(
+            pos,
+            name,
+            format!("no such table `{} {name}`", family.name()),
+        )
+    })?;
+    Ok(&mut rs.tables[i])
+}
+
+/// A chain of `t`, or an error at `pos` naming it.
+pub fn chain_mut<'a>(t: &'a mut Table, name: &str, pos: Pos) -> Result<&'a mut Chain, Error> {
+    let tn = format!("{} {}", t.family.name(), t.name);
+    t.chains
+        .iter_mut()
+        .find(|c| c.name == name)
+        .ok_or_else(|| Error::at(pos, name, format!("no such chain `{name}` in table `{tn}`")))
+}
+
+/// The handle a new rule of `t` gets: one more than the largest it has.
+pub fn next_handle(t: &Table) -> u64 {
+    t.chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .map(|r| r.handle)
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// Adds a table (`add table`, a `table { … }` block): a new one is added as written
+/// (its rules numbered from 1); into an existing one (`add`, not `create`) its sets,
+/// chains and rules are merged as nft merges a block for a table that exists.
+pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(), Error> {
+    match table_index(rs, table.family, &table.name) {
+        None => {
+            let mut h = 0;
+            for r in table.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+                h += 1;
+                r.handle = h;
+            }
+            rs.tables.push(table);
+            Ok(())
+        }
+        Some(_) if create => Err(Error::at(
+            table.pos,
+            &table.name,
+            format!(
+                "table `{} {}` exists (`create` refuses an existing table)",
+                table.family.name(),
+                table.name
+            ),
+        )),
+        Some(i) => {
+            for s in std::mem::take(&mut table.sets) {
+                add_set(&mut rs.tables[i], s, false)?;
+            }
+            for c in std::mem::take(&mut table.chains) {
+                add_chain(&mut rs.tables[i], c, false)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Adds a chain (`add chain`, a chain in a block): an existing one (`add`) keeps its
+/// rules and gets the new ones after them; its type, hook and priority cannot change, its
+/// policy may (as `nft add chain … { policy drop; }` does).
+pub fn add_chain(t: &mut Table, mut chain: Chain, create: bool) -> Result<(), Error> {
+    let mut h = next_handle(t);
+    for r in &mut chain.rules {
+        r.handle = h;
+        h += 1;
+    }
+    let Some(old) = t.chains.iter_mut().find(|c| c.name == chain.name) else {
+        t.chains.push(chain);
+        return Ok(());
+    };
+    if create {
+        return Err(Error::at(
+            chain.pos,
+            &chain.name,
+            "chain exists (`create` refuses an existing chain)",
+        ));
+    }
+    match (&mut old.base, chain.base) {
+        (_, None) => {}
+        (Some(a), Some(b)) if (a.ty, a.hook, a.priority) == (b.ty, b.hook, b.priority) => {
+            a.policy = b.policy;
+        }
+        _ => {
+            return Err(Error::at(
+                chain.pos,
+                &chain.name,
+                "chain exists with another type, hook or priority (delete it first)",
+            ));
+        }
+    }
+    old.rules.append(&mut chain.rules);
+    Ok(())
+}
+
+/// Adds a named set; an existing one (`add`) of the same type and flags gets the new
+/// elements it lacks.
+pub fn add_set(t: &mut Table, set: Set, create: bool) -> Result<(), Error> {
+    let Some(old) = t.sets.iter_mut().find(|s| s.name == set.name) else {
+        t.sets.push(set);
+        return Ok(());
+    };
+    if create || (old.ty, old.interval) != (set.ty, set.interval) {
+        return Err(Error::at(
+            set.pos,
+            &set.name,
+            if create {
+                "set exists (`create` refuses an existing set)"
+            } else {
+                "set exists with another type or flags"
+            },
+        ));
+    }
+    for e in set.elements {
+        if !old.elements.contains(&e) {
+            old.elements.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Where `add rule` / `insert rule` put a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `add rule` (append) or `insert rule` (prepend) without a position.
+    End { insert: bool },
+    /// `position N` / `handle N`: after (add) or before (insert) the rule with handle N.
+    Handle { handle: u64, insert: bool },
+    /// `index N`: after (add) or before (insert) the chain's rule number N (0-based).
+    Index { index: u64, insert: bool },
+}
+
+/// Adds a rule to a chain of `t` at `place`, giving it the table's next handle.
+pub fn add_rule(
+    t: &mut Table,
+    chain: &str,
+    chain_pos: Pos,
+    mut rule: Rule,
+    place: Place,
+    place_pos: Pos,
+) -> Result<u64, Error> {
+    rule.handle = next_handle(t);
+    let h = rule.handle;
+    let c = chain_mut(t, chain, chain_pos)?;
+    let at = match place {
+        Place::End { insert } => {
+            if insert {
+                0
+            } else {
+                c.rules.len()
+            }
+        }
+        Place::Handle { handle, insert } => {
+            let i = rule_index(c, handle, place_pos)?;
+            if insert { i } else { i + 1 }
+        }
+        Place::Index { index, insert } => {
+            let i = usize::try_from(index)
+                .ok()
+                .filter(|&i| i < c.rules.len())
+                .ok_or_else(|| {
+                    Error::at(
+                        place_pos,
+                        &index.to_string(),
+                        format!("no rule at index {index} (the chain has {})", c.rules.len()),
+                    )
+                })?;
+            if insert { i } else { i + 1 }
+        }
+    };
+    c.rules.insert(at, rule);
+    Ok(h)
+}
+
+fn rule_index(c: &Chain, handle: u64, pos: Pos) -> Result<usize, Error> {
+    c.rules
+        .iter()
+        .position(|r| r.handle == handle)
+        .ok_or_else(|| {
+            Error::at(
+                pos,
+                &handle.to_string(),
+                format!("no rule with handle {handle} in chain `{}`", c.name),
+            )
+        })
+}
+
+/// `replace rule … handle N`: the rule keeps its handle (its counter starts again).
+pub fn replace_rule(
+    c: &mut Chain,
+    handle: u64,
+    handle_pos: Pos,
+    mut rule: Rule,
+) -> Result<(), Error> {
+    let i = rule_index(c, handle, handle_pos)?;
+    rule.handle = handle;
+    c.rules[i] = rule;
+    Ok(())
+}
+
+/// `delete rule … handle N`.
+pub fn delete_rule(c: &mut Chain, handle: u64, handle_pos: Pos) -> Result<(), Error> {
+    let i = rule_index(c, handle, handle_pos)?;
+    c.rules.remove(i);
+    Ok(())
+}
+
+/// Whether a rule of `t` jumps to (or goes to) chain `name`.
+fn chain_referenced(t: &Table, name: &str) -> bool {
+    t.chains.iter().flat_map(|c| &c.rules).any(|r| {
+        r.stmts.iter().any(|s| match s {
+            Stmt::Verdict(Verdict::Jump(n) | Verdict::Goto(n), _) => n == name,
+            Stmt::Vmap(m, _) => m
+                .elements
+                .iter()
+                .any(|(_, v)| matches!(v, Verdict::Jump(n) | Verdict::Goto(n) if n == name)),
+            _ => false,
+        })
+    })
+}
+
+/// `delete chain`: refused while a rule jumps to it (the kernel's "Resource busy").
+pub fn delete_chain(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
+    chain_mut(t, name, pos)?;
+    if chain_referenced(t, name) {
+        return Err(Error::at(
+            pos,
+            name,
+            "chain is the target of a `jump` or `goto`: delete those rules first",
+        ));
+    }
+    t.chains.retain(|c| c.name != name);
+    Ok(())
+}
+
+/// A named set of `t`, or an error at `pos` naming it.
+pub fn set_mut<'a>(t: &'a mut Table, name: &str, pos: Pos) -> Result<&'a mut Set, Error> {
+    t.sets
+        .iter_mut()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::at(pos, name, format!("no such set `{name}`")))
+}
+
+/// `delete set`: refused while a rule uses it (the kernel's "Resource busy").
+pub fn delete_set(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
+    set_mut(t, name, pos)?;
+    let used = t
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.stmts)
+        .any(|s| matches!(s, Stmt::Match(m, _) if matches!(&m.rhs, Rhs::Named(n) if n == name)));
+    if used {
+        return Err(Error::at(
+            pos,
+            name,
+            "set is used by a rule: delete those rules first",
+        ));
+    }
+    t.sets.retain(|s| s.name != name);
+    Ok(())
+}
+
+/// `add element` (`create`: an element that is there is an error) and `delete element`
+/// (an element that is not there is an error, as in the kernel).
+pub fn set_elements(
+    s: &mut Set,
+    elements: Vec<Value>,
+    op: ElementOp,
+    pos: Pos,
+) -> Result<(), Error> {
+    for e in elements {
+        let at = s.elements.iter().position(|x| *x == e);
+        match (op, at) {
+            (ElementOp::Add, None) | (ElementOp::Create, None) => s.elements.push(e),
+            (ElementOp::Add, Some(_)) => {}
+            (ElementOp::Create, Some(_)) => {
+                return Err(Error::at(pos, &s.name, "element exists in the set"));
+            }
+            (ElementOp::Delete, Some(i)) => {
+                s.elements.remove(i);
+            }
+            (ElementOp::Delete, None) => {
+                return Err(Error::at(pos, &s.name, "element is not in the set"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What an element command does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElementOp {
+    Add,
+    Create,
+    Delete,
+}
