@@ -170,3 +170,44 @@ fn iptables_input_is_detected_translated_and_printed() {
     let _ = std::fs::remove_file(script);
     let _ = std::fs::remove_file(bad);
 }
+
+#[test]
+fn nft_command_scripts_are_checked_and_printed() {
+    // The form of issue 23: commands, not `table` blocks (was "expected `table` or
+    // `flush ruleset` (at `add`)").
+    let script = tmp(
+        "cmds.nft",
+        "flush ruleset\nadd table ip filter\nadd chain ip filter input { type filter hook input \
+         priority 0 ; policy drop ; }\nadd rule ip filter input ct state established,related \
+         accept\ninsert rule ip filter input position 1 tcp dport 22 accept\n",
+    );
+    let out = fwd().arg("check").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tables, 2 rules)"));
+    let out = fwd()
+        .args(["check", "--print"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "policy drop;\n\t\ttcp dport 22 accept\n\t\tct state established,related accept\n"
+        ),
+        "{text}"
+    );
+    let bad = tmp(
+        "bad.nft",
+        "add table ip filter\ndelete rule ip filter input handle 3\n",
+    );
+    let out = fwd().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":2:23: no such chain `input`"), "{err}");
+    let _ = std::fs::remove_file(script);
+    let _ = std::fs::remove_file(bad);
+}
