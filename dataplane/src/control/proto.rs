@@ -109,6 +109,15 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Apply nft commands (`add rule …`, `delete rule … handle N`, `add element …`,
+    /// `table { … }` blocks; docs/rules.md) to the running ruleset as one atomic change
+    /// (or only check them with `dry_run`). Rules the commands leave alone keep their
+    /// handles and counters. Answers `ruleset_applied`.
+    RulesetCommands {
+        commands: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// One page of the connection table (`conntrack -L`).
     ConntrackList {
         #[serde(default)]

@@ -184,6 +184,9 @@ impl<B: Backend> Server<B> {
                 None => Err(no_rules()),
             },
             Request::RulesetReplace { ruleset, dry_run } => self.replace_ruleset(&ruleset, dry_run),
+            Request::RulesetCommands { commands, dry_run } => {
+                self.ruleset_commands(&commands, dry_run)
+            }
             Request::ConntrackList {
                 filter,
                 cursor,

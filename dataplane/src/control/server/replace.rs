@@ -52,7 +52,52 @@ impl<B: Backend> Server<B> {
                  `flush ruleset`)",
             ));
         }
-        let compiled = rules::compile_with(&ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
+        self.install(&ast, &text, dry_run, false)
+    }
+
+    /// Applies nft commands to the running ruleset (`parse::apply`: all of them or
+    /// none), then installs the result as [`replace_ruleset`](Self::replace_ruleset)
+    /// does, except that the rules the commands left alone keep their counters.
+    pub fn ruleset_commands(
+        &mut self,
+        commands: &str,
+        dry_run: bool,
+    ) -> Result<Response, ControlError> {
+        let Some(r) = self.rules.as_ref() else {
+            return Err(no_rules());
+        };
+        let bad = |e: rules::Error| ruleset_error(&e);
+        r.limits.check_text(commands).map_err(bad)?;
+        let has_command = commands.lines().any(|l| {
+            let l = l.trim_start();
+            !l.is_empty() && !l.starts_with('#')
+        });
+        if !has_command {
+            return Err(ControlError::new(
+                ErrorCode::BadRuleset,
+                "no commands: nothing was changed",
+            ));
+        }
+        let ast = rules::parse::apply(r.current().source(), commands).map_err(bad)?;
+        let text = rules::to_text_verified(&ast).map_err(bad)?;
+        r.limits.check_text(&text).map_err(bad)?;
+        self.install(&ast, &text, dry_run, true)
+    }
+
+    /// Compiles `ast`, checks the size of its listing, and unless `dry_run` persists
+    /// `text` and publishes (`keep_counters`: rules that did not change keep theirs).
+    fn install(
+        &mut self,
+        ast: &rules::Ruleset,
+        text: &str,
+        dry_run: bool,
+        keep_counters: bool,
+    ) -> Result<Response, ControlError> {
+        let Some(r) = self.rules.as_mut() else {
+            return Err(no_rules());
+        };
+        let bad = |e: rules::Error| ruleset_error(&e);
+        let compiled = rules::compile_with(ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
         let view = crate::control::view::max_view_bytes(&compiled);
         if view > MAX_VIEW {
             return Err(ControlError::new(
@@ -65,7 +110,7 @@ impl<B: Backend> Server<B> {
         }
         let count = u32::try_from(compiled.rule_count()).unwrap_or(u32::MAX);
         let before = summary(r.current().source());
-        let after = summary(&ast);
+        let after = summary(ast);
         if dry_run {
             return Ok(Response::RulesetApplied {
                 generation: r.current().generation(),
@@ -83,7 +128,11 @@ impl<B: Backend> Server<B> {
                     format!("{}: {e}", self.state.path(RULESET_FILE).display()),
                 )
             })?;
-        let generation = r.publisher.publish(compiled);
+        let generation = if keep_counters {
+            r.publisher.publish_keeping_counters(compiled)
+        } else {
+            r.publisher.publish(compiled)
+        };
         Ok(Response::RulesetApplied {
             generation,
             dry_run: false,

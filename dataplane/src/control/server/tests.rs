@@ -953,3 +953,84 @@ fn ha_apply_to_workers_bypasses_the_cache_and_bad_entries_name_their_field() {
     // All or nothing: the good ones before it were not applied.
     assert_eq!(ha_request(&mut s, Request::HaStatus).cache_entries, 0);
 }
+
+#[test]
+fn ruleset_commands_apply_atomically_and_keep_untouched_counters() {
+    use crate::rules::compile::ct_state;
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("cmds");
+    replace(&mut s, GOOD).unwrap();
+    let ssh = tcp(v4([198, 18, 0, 1]), v4([198, 18, 0, 2]), 1000, 22, 0x02);
+    let running = s.rules.as_ref().unwrap().current();
+    running.eval(
+        crate::rules::Hook::Input,
+        &mut ctx(&ssh, ct_state::NEW),
+        0,
+        1,
+    );
+    drop(running);
+    // A failing command: nothing changes, the error names its line and column.
+    let e = s
+        .ruleset_commands(
+            "add rule inet filter input udp dport 53 accept\ndelete rule inet filter input handle 9\n",
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.line, e.column),
+        (ErrorCode::BadRuleset, Some(2), Some(38))
+    );
+    assert_eq!(s.generation(), 2);
+    let e = s.ruleset_commands("# nothing\n\n", false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRuleset);
+    let dry = s
+        .ruleset_commands("add rule inet filter input udp dport 53 accept\n", true)
+        .unwrap();
+    assert!(matches!(
+        dry,
+        Response::RulesetApplied {
+            generation: 2,
+            dry_run: true,
+            rules: 2,
+            ..
+        }
+    ));
+    let r = ask(
+        &mut s,
+        r#"{"v":1,"id":7,"request":{"op":"ruleset_commands","commands":"add rule inet filter input udp dport 53 accept"}}"#,
+    );
+    assert!(
+        matches!(
+            r.result,
+            Some(Response::RulesetApplied {
+                generation: 3,
+                dry_run: false,
+                rules: 2,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join(RULESET_FILE))
+            .unwrap()
+            .contains("udp dport 53 accept")
+    );
+    let counters = match s.request(Request::RuleCounters).unwrap() {
+        Response::RuleCounters { counters, .. } => counters,
+        other => panic!("{other:?}"),
+    };
+    let packets: Vec<(u64, u64)> = counters.iter().map(|c| (c.handle, c.packets)).collect();
+    assert_eq!(packets, [(1, 1), (2, 0)], "the SSH rule kept its count");
+    s.ruleset_commands("delete rule inet filter input handle 2\n", false)
+        .unwrap();
+    match s.request(Request::RulesetGet).unwrap() {
+        Response::Ruleset(v) => {
+            assert_eq!(v.generation, 4);
+            assert!(!v.text.contains("dport 53"), "{}", v.text);
+            assert_eq!(v.counters[0].packets, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
