@@ -204,14 +204,18 @@ async fn ruleset_get(State(s): State<AppState>, Params(q): Params) -> Result<Res
     }
 }
 
+/// Whether the request says its body is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
 /// Reads a ruleset body: nftables text (any content type but JSON), nftables JSON
 /// (`{"nftables": [...]}`) or `{"format": ..., "content": ...}`.
 fn ruleset_source(headers: &HeaderMap, body: &Bytes) -> Result<RulesetSource, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
+    if !is_json(headers) {
         let text = std::str::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the ruleset is not UTF-8: {e}")))?;
         return Ok(RulesetSource::Text(text.to_string()));
@@ -234,7 +238,12 @@ async fn replace(
     dry_run: bool,
 ) -> Result<Response, ApiError> {
     let ruleset = ruleset_source(headers, body)?;
-    let r = call(s, Request::RulesetReplace { ruleset, dry_run }).await?;
+    applied(s, Request::RulesetReplace { ruleset, dry_run }, dry_run).await
+}
+
+/// Sends a ruleset change and maps its `ruleset_applied` answer.
+async fn applied(s: &AppState, req: Request, dry_run: bool) -> Result<Response, ApiError> {
+    let r = call(s, req).await?;
     let (generation, applied_dry, rules, before, after) = expect!(r,
         proto::Response::RulesetApplied { generation, dry_run, rules, before, after } =>
             (generation, dry_run, rules, before, after))?;
@@ -282,6 +291,41 @@ async fn ruleset_check(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     replace(&s, &headers, &body, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/ruleset/commands", tag = "ruleset",
+    request_body(description = "nft command lines (text/plain), as `nft -f` reads them: `add rule ip filter input tcp dport 22 accept`, `insert rule … position N`, `replace|delete rule … handle N`, `add|delete element …`, `table { … }` blocks; not empty",
+        content((RulesetText = "text/plain"))),
+    responses((status = 200, description = "Applied atomically as one new generation (untouched rules keep their handles and counters); what changed", body = schema::RulesetApplied),
+        (status = 400, description = "A command that does not parse or apply, or a result that does not check (line, column); nothing changed", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 413, body = ApiError),
+        (status = 415, description = "Not text: send the commands as text/plain", body = ApiError),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ruleset_commands(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    if is_json(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "nft commands are text: send them as text/plain",
+        ));
+    }
+    let commands = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the commands are not UTF-8: {e}")))?
+        .to_string();
+    applied(
+        &s,
+        Request::RulesetCommands {
+            commands,
+            dry_run: false,
+        },
+        false,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/conntrack", tag = "conntrack",
@@ -721,7 +765,7 @@ impl utoipa::Modify for BearerAddon {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
-    paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ct_list, ct_delete,
+    paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ct_list, ct_delete,
         ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_resync,
         metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
@@ -749,6 +793,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/ruleset/check",
             post(ruleset_check).layer(ruleset_body),
+        )
+        .route(
+            "/api/v1/ruleset/commands",
+            post(ruleset_commands).layer(ruleset_body),
         )
         .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
         .route("/api/v1/conntrack/count", get(ct_count))

@@ -980,6 +980,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/ruleset", "get"),
         ("/api/v1/ruleset", "put"),
         ("/api/v1/ruleset/check", "post"),
+        ("/api/v1/ruleset/commands", "post"),
         ("/api/v1/conntrack", "get"),
         ("/api/v1/conntrack", "delete"),
         ("/api/v1/conntrack/count", "get"),
@@ -1159,4 +1160,70 @@ async fn oversized_bodies_are_413_and_never_sent() {
     assert_eq!(e.fake.state().generation, 1);
     // The connection is still usable.
     assert_eq!(get(&e.app, "/readyz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ruleset_commands_apply_one_change_or_nothing() {
+    let e = env().await;
+    let cmds = "add rule inet filter input udp dport 53 accept\n";
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands",
+        None,
+        Some(("text/plain", cmds.as_bytes())),
+    )
+    .await;
+    r.error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands",
+        Some(TOKEN),
+        Some(("application/json", b"{}")),
+    )
+    .await;
+    r.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands",
+        Some(TOKEN),
+        Some(("text/plain", b"  \n")),
+    )
+    .await;
+    r.error(StatusCode::BAD_REQUEST, "bad_request");
+    let bad =
+        "add rule inet filter input udp dport 53 accept\ndelete rule inet filter input handle 9\n";
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands",
+        Some(TOKEN),
+        Some(("text/plain", bad.as_bytes())),
+    )
+    .await;
+    let v = r.error(StatusCode::BAD_REQUEST, "bad_ruleset");
+    assert_eq!(
+        (v["line"].as_u64(), v["column"].as_u64()),
+        (Some(2), Some(38)),
+        "{v}"
+    );
+    assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands",
+        Some(TOKEN),
+        Some(("text/plain", cmds.as_bytes())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"generation": 2, "dry_run": false, "rules": 3,
+            "before": {"tables": 1, "chains": 1, "rules": 2},
+            "after": {"tables": 1, "chains": 1, "rules": 3}})
+    );
+    assert!(e.fake.state().ruleset.contains("udp dport 53 accept"));
 }

@@ -376,3 +376,63 @@ async fn iptables_restore_translates_and_replaces_the_ruleset() {
         "{err}"
     );
 }
+
+/// `fwctl nft`: one command as nft's words, `-f FILE`, `-a list ruleset` with handles;
+/// an error points at the command's column and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nft_commands_change_the_ruleset_one_rule_at_a_time() {
+    let e = env().await;
+    let (ok, out, err) = e
+        .run(
+            &[
+                "nft", "add", "rule", "inet", "filter", "input", "tcp", "dport", "80", "accept",
+            ],
+            true,
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("generation 2") && out.contains("rules 2 -> 3"),
+        "{out}"
+    );
+    let (ok, out, _) = e.run(&["nft", "-a", "list", "ruleset"], true).await;
+    assert!(ok);
+    assert!(
+        out.contains("\t\ttcp dport 22 counter packets 0 bytes 0 accept # handle 2\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\t\ttcp dport 80 accept # handle 3\n"),
+        "{out}"
+    );
+    let (ok, _, err) = e
+        .run(
+            &[
+                "nft", "delete", "rule", "inet", "filter", "input", "handle", "9",
+            ],
+            true,
+        )
+        .await;
+    assert!(!ok);
+    assert!(err.contains("command:1:38: bad_ruleset"), "{err}");
+    assert_eq!(e.fake.state().generation, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cmds.nft");
+    std::fs::write(
+        &f,
+        "delete rule inet filter input handle 3\ninsert rule inet filter input position 2 udp dport 53 accept comment \"dns\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = e.run(&["nft", "-f", f.to_str().unwrap()], true).await;
+    assert!(ok && out.contains("generation 3"), "{out}{err}");
+    let text = e.fake.state().ruleset.clone();
+    assert!(
+        text.contains("ct state established,related accept\n\t\tudp dport 53 accept comment \"dns\"\n\t\ttcp dport 22"),
+        "{text}"
+    );
+    assert!(!text.contains("dport 80"), "{text}");
+    assert!(matches!(
+        e.fake.state().log.last(),
+        Some(dataplane::control::proto::Request::RulesetCommands { dry_run: false, .. })
+    ));
+}

@@ -59,6 +59,10 @@ enum Command {
     /// commands) to nftables as iptables-nft does and replace the running ruleset with it;
     /// `-` reads stdin.
     IptablesRestore(IptablesRestore),
+    /// nft's own words, as one atomic change of the running ruleset: `nft add rule ip
+    /// filter input tcp dport 22 accept`, `nft delete rule ip filter input handle 7`,
+    /// `nft -f FILE` (a script of commands; `-` reads stdin), `nft [-a] list ruleset`.
+    Nft(Nft),
     /// Ports with link state and counters.
     Ports,
     /// Workers with packets, forwarded, verdict-cache hits, ICMP errors sent and
@@ -201,6 +205,19 @@ struct IptablesRestore {
     /// Check the translation against the running appliance without applying it.
     #[arg(long, conflicts_with = "print")]
     check: bool,
+}
+
+#[derive(Debug, Args)]
+struct Nft {
+    /// List with `# handle N` after each rule (`nft -a list ruleset`).
+    #[arg(short = 'a', long = "handle")]
+    handles: bool,
+    /// Apply the commands of a file (`nft -f FILE`); `-` reads stdin.
+    #[arg(short = 'f', long = "file", conflicts_with = "words")]
+    file: Option<PathBuf>,
+    /// One command (`add rule ip filter input tcp dport 22 accept`) or `list ruleset`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -403,6 +420,67 @@ fn iptables_restore(c: &Client, cli_json: bool, a: &IptablesRestore) -> Result<(
     ruleset_put(c, cli_json, &label, "text/plain", nft.as_bytes(), a.check)
 }
 
+/// `fwctl nft`: `list ruleset` reads the running ruleset (with `-a`, the handles from its
+/// JSON form); anything else is sent as nft commands (`POST /api/v1/ruleset/commands`).
+fn nft(c: &Client, cli_json: bool, a: &Nft) -> Result<(), Failure> {
+    let (label, body) = match (&a.file, a.words.as_slice()) {
+        (Some(f), _) => (f.clone(), read_file(f)?),
+        (None, []) => {
+            return Err("nft: a command, `list ruleset` or -f FILE"
+                .to_string()
+                .into());
+        }
+        (None, [l, r]) if l == "list" && r == "ruleset" => {
+            let v = c.json("GET", "/api/v1/ruleset", &[])?;
+            if cli_json {
+                print_json(&v);
+            } else if a.handles {
+                let rs = dataplane::rules::json::from_json(&v["json"])
+                    .map_err(|e| format!("the running ruleset's JSON: {e}"))?;
+                print!(
+                    "{}",
+                    dataplane::rules::print::to_text_with_handles(&rs, &|_, _, _| None)
+                );
+            } else {
+                print!("{}", v["text"].as_str().unwrap_or(""));
+            }
+            return Ok(());
+        }
+        (None, [l, ..]) if l == "list" => {
+            return Err("nft: only `list ruleset` is supported (add -a for handles)"
+                .to_string()
+                .into());
+        }
+        (None, words) => {
+            // The shell took the quotes off: put them back around a word with a blank
+            // (`comment "my rule"`), as nft needs them.
+            let line: Vec<String> = words
+                .iter()
+                .map(|w| {
+                    if w.contains(char::is_whitespace) {
+                        format!("\"{w}\"")
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
+            (
+                PathBuf::from("command"),
+                (line.join(" ") + "\n").into_bytes(),
+            )
+        }
+    };
+    send_change(
+        c,
+        cli_json,
+        &label,
+        ("POST", "/api/v1/ruleset/commands"),
+        "text/plain",
+        &body,
+        false,
+    )
+}
+
 fn ruleset_put(
     c: &Client,
     cli_json: bool,
@@ -411,12 +489,25 @@ fn ruleset_put(
     body: &[u8],
     check: bool,
 ) -> Result<(), Failure> {
-    let path = if check {
-        "/api/v1/ruleset/check"
+    let route = if check {
+        ("POST", "/api/v1/ruleset/check")
     } else {
-        "/api/v1/ruleset"
+        ("PUT", "/api/v1/ruleset")
     };
-    let method = if check { "POST" } else { "PUT" };
+    send_change(c, cli_json, file, route, ct, body, check)
+}
+
+/// Sends a ruleset change and prints what it changed; an error with a position points at
+/// `file` like a compiler's.
+fn send_change(
+    c: &Client,
+    cli_json: bool,
+    file: &std::path::Path,
+    (method, path): (&str, &str),
+    ct: &str,
+    body: &[u8],
+    check: bool,
+) -> Result<(), Failure> {
     let v = c.send(method, path, ct, body).map_err(|f| match f {
         // Point at the file like a compiler does.
         Failure::Api(e) if e.line.is_some() => Failure::Local(format!(
@@ -612,6 +703,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Ruleset(Ruleset::Apply { file }) => ruleset_send(&c, json, file, false)?,
         Command::Ruleset(Ruleset::Check { file }) => ruleset_send(&c, json, file, true)?,
         Command::IptablesRestore(a) => iptables_restore(&c, json, a)?,
+        Command::Nft(a) => nft(&c, json, a)?,
         Command::Tuning(TuningCmd::Get { names }) => {
             let v = c.json("GET", "/api/v1/tuning", &[])?;
             let t: Tuning = parse(v.clone())?;

@@ -371,7 +371,12 @@ impl FakeState {
             Request::RulesetGet => Response::Ruleset(RulesetView {
                 generation: self.generation,
                 text: self.ruleset.clone(),
-                json: serde_json::json!({"nftables": [{"metainfo": {"json_schema_version": 1}}]}),
+                // The JSON form of the text when it is a real ruleset (`fwctl nft -a` reads
+                // the handles from it).
+                json: dataplane::rules::parse::parse(&self.ruleset).map_or_else(
+                    |_| serde_json::json!({"nftables": [{"metainfo": {"json_schema_version": 1}}]}),
+                    |rs| dataplane::rules::json::to_json(&rs),
+                ),
                 counters: rule_counters(&self.ruleset, self.generation),
             }),
             Request::RuleCounters => Response::RuleCounters {
@@ -392,6 +397,26 @@ impl FakeState {
                         "table inet json {\n}\n".to_string()
                     }
                 };
+                let after = check_ruleset(&text)?;
+                let before = check_ruleset(&self.ruleset)?;
+                if !dry_run {
+                    self.ruleset = text;
+                    self.generation += 1;
+                }
+                Response::RulesetApplied {
+                    generation: self.generation,
+                    dry_run,
+                    rules: after.rules,
+                    before,
+                    after,
+                }
+            }
+            Request::RulesetCommands { commands, dry_run } => {
+                // The real command language on the fake's ruleset text.
+                let bad = |e: dataplane::rules::Error| dataplane::control::view::control_error(&e);
+                let base = dataplane::rules::parse::parse(&self.ruleset).map_err(bad)?;
+                let next = dataplane::rules::parse::apply(&base, &commands).map_err(bad)?;
+                let text = dataplane::rules::print::to_text(&next);
                 let after = check_ruleset(&text)?;
                 let before = check_ruleset(&self.ruleset)?;
                 if !dry_run {
