@@ -15,7 +15,7 @@
 mod common;
 
 use common::kernel_diff::{Pair, Probe};
-use common::netns::{ok, sh};
+use common::netns::sh;
 use dataplane::rules::{PortsByName, Publisher, Ruleset, compile, parse};
 
 /// The documents' form: commands, every rule with a counter (so the kernel's counters
@@ -99,30 +99,12 @@ fn with_handles(handle: impl Fn(&str) -> u64) -> String {
     out
 }
 
-fn nft_f(ns: &Pair, text: &str, step: &str) {
-    let file = std::env::temp_dir().join(format!(
-        "nft-commands-kernel-{}-{step}.nft",
-        std::process::id()
-    ));
-    std::fs::write(&file, text).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.k,
-        "nft",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&file);
-}
-
 #[test]
 #[ignore = "needs root, ip, nft (run with --ignored)"]
 fn nft_command_scripts_match_the_kernel() {
     let ns = Pair::setup("nc");
     let script = SCRIPT.replace("K_IF", &ns.k_if);
-    nft_f(&ns, &script, "base");
+    ns.nft_f(&script, "base");
     let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
     let base = parse::parse(&script).unwrap();
     let mut publisher = Publisher::new(compile(&base, &ports, 1).unwrap());
@@ -131,8 +113,8 @@ fn nft_command_scripts_match_the_kernel() {
     let kernel_change = with_handles(|n| kernel_handle(&ns, n));
     let our_change = with_handles(|n| our_handle(&base, n));
     let (first, rest) = kernel_change.split_once('\n').unwrap();
-    nft_f(&ns, first, "index");
-    nft_f(&ns, rest, "change");
+    ns.nft_f(first, "index");
+    ns.nft_f(rest, "change");
     let next = parse::apply(&base, &our_change).unwrap();
     publisher.publish_keeping_counters(compile(&next, &ports, 1).unwrap());
     assert_eq!(publisher.reclaim(), 0);

@@ -10,7 +10,6 @@
 mod common;
 
 use common::kernel_diff::{Pair, Probe};
-use common::netns::ok;
 use dataplane::rules::{CompiledRuleset, Hook, PortsByName, load_text};
 
 const RULESET: &str = r#"table inet fw {
@@ -45,19 +44,7 @@ const RULESET: &str = r#"table inet fw {
 /// Loads `text` into the kernel side with `nft -f` (after `flush ruleset`) and compiles it
 /// for ours, `ns.k_if` as port 0.
 fn load_both(ns: &Pair, text: &str) -> CompiledRuleset {
-    let file =
-        std::env::temp_dir().join(format!("rules-kernel-{}-{}.nft", ns.k, std::process::id()));
-    std::fs::write(&file, format!("flush ruleset\n{text}")).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.k,
-        "nft",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    let _ = std::fs::remove_file(&file);
+    ns.nft_f(&format!("flush ruleset\n{text}"), &ns.k);
     let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
     load_text(text, &ports, 1).unwrap()
 }

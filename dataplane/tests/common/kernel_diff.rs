@@ -73,6 +73,24 @@ impl Pair {
         let _ = sh(&["ip", "netns", "del", &self.k]);
     }
 
+    /// Applies `text` with `nft -f` in the kernel's namespace (a scratch file named
+    /// after `step` and the PID).
+    pub fn nft_f(&self, text: &str, step: &str) {
+        let file =
+            std::env::temp_dir().join(format!("kernel-diff-{}-{step}.nft", std::process::id()));
+        std::fs::write(&file, text).unwrap();
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.k,
+            "nft",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+    }
+
     /// Kernel counters: ((table, chain, rule index), packets), in listing order.
     pub fn kernel_counters(&self) -> Vec<((String, String, usize), u64)> {
         let o = sh(&[

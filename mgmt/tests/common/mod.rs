@@ -346,6 +346,23 @@ fn check_tunable(name: &str, v: u64) -> Result<(), ControlError> {
 }
 
 impl FakeState {
+    /// Replaces (or with `dry_run` only checks) the fake's ruleset text.
+    fn install(&mut self, text: String, dry_run: bool) -> Result<Response, ControlError> {
+        let after = check_ruleset(&text)?;
+        let before = check_ruleset(&self.ruleset)?;
+        if !dry_run {
+            self.ruleset = text;
+            self.generation += 1;
+        }
+        Ok(Response::RulesetApplied {
+            generation: self.generation,
+            dry_run,
+            rules: after.rules,
+            before,
+            after,
+        })
+    }
+
     fn handle(&mut self, req: Request) -> Result<Response, ControlError> {
         self.log.push(req.clone());
         Ok(match req {
@@ -397,19 +414,7 @@ impl FakeState {
                         "table inet json {\n}\n".to_string()
                     }
                 };
-                let after = check_ruleset(&text)?;
-                let before = check_ruleset(&self.ruleset)?;
-                if !dry_run {
-                    self.ruleset = text;
-                    self.generation += 1;
-                }
-                Response::RulesetApplied {
-                    generation: self.generation,
-                    dry_run,
-                    rules: after.rules,
-                    before,
-                    after,
-                }
+                self.install(text, dry_run)?
             }
             Request::RulesetCommands { commands, dry_run } => {
                 // The real command language on the fake's ruleset text.
@@ -417,19 +422,7 @@ impl FakeState {
                 let base = dataplane::rules::parse::parse(&self.ruleset).map_err(bad)?;
                 let next = dataplane::rules::parse::apply(&base, &commands).map_err(bad)?;
                 let text = dataplane::rules::print::to_text(&next);
-                let after = check_ruleset(&text)?;
-                let before = check_ruleset(&self.ruleset)?;
-                if !dry_run {
-                    self.ruleset = text;
-                    self.generation += 1;
-                }
-                Response::RulesetApplied {
-                    generation: self.generation,
-                    dry_run,
-                    rules: after.rules,
-                    before,
-                    after,
-                }
+                self.install(text, dry_run)?
             }
             Request::ConntrackList {
                 filter,
