@@ -349,6 +349,8 @@ impl Lab {
 
 const ACCEPT_ALL: &str = "table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n  }\n}\n";
 
+const COUNT_ICMP: &str = "table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip protocol icmp counter accept\n  }\n}\n";
+
 const DROP_ICMP: &str = "table inet filter {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip protocol icmp drop\n  }\n}\n";
 
 /// SIGTERM to a child (by PID), then waits for it, at most 15 s (SIGKILL after that).
@@ -439,6 +441,58 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
     let (s, v) = lab.json("PUT", "/api/v1/ruleset", Some(("text/plain", ACCEPT_ALL)));
     assert_eq!(s, 200, "{v}");
     assert!(lab.ping_through(3), "ping after accept:\n{}", lab.logs());
+
+    // Issue 23: one rule at a time through fwctl nft; the untouched rule keeps its counter.
+    if PIPELINE_FILTERS {
+        let (s, v) = lab.json("PUT", "/api/v1/ruleset", Some(("text/plain", COUNT_ICMP)));
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            lab.ping_through(2),
+            "ping with a counting rule:\n{}",
+            lab.logs()
+        );
+        let icmp_count = |lab: &Lab| {
+            let (_, v) = lab.json("GET", "/api/v1/ruleset", None);
+            v["counters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["handle"] == 1)
+                .and_then(|c| c["packets"].as_u64())
+                .unwrap()
+        };
+        let counted = icmp_count(&lab);
+        assert!(counted >= 2, "icmp rule counted {counted}");
+        let (ok_, out) = lab.fwctl(&[
+            "nft", "add", "rule", "inet", "filter", "forward", "tcp", "dport", "9", "drop",
+        ]);
+        assert!(
+            ok_ && out.contains("rules 1 -> 2"),
+            "fwctl nft add rule: {out}"
+        );
+        assert_eq!(
+            icmp_count(&lab),
+            counted,
+            "the untouched rule lost its counter"
+        );
+        let (ok_, out) = lab.fwctl(&["nft", "-a", "list", "ruleset"]);
+        assert!(
+            ok_ && out.contains("tcp dport 9 drop # handle 2"),
+            "fwctl nft -a list ruleset: {out}"
+        );
+        assert!(lab.ping_through(1), "ping after add rule:\n{}", lab.logs());
+        let (ok_, out) = lab.fwctl(&[
+            "nft", "delete", "rule", "inet", "filter", "forward", "handle", "2",
+        ]);
+        assert!(
+            ok_ && out.contains("rules 2 -> 1"),
+            "fwctl nft delete rule: {out}"
+        );
+        assert!(
+            icmp_count(&lab) > counted,
+            "the rule kept counting across two changes"
+        );
+    }
 
     // Conntrack counts the TCP connection (TIME_WAIT, 120 s, after the close).
     if PIPELINE_CONNTRACK_COUNT {
