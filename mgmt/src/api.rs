@@ -307,25 +307,42 @@ async fn ruleset_commands(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    if is_json(&headers) {
+    commands(&s, &headers, &body, false).await
+}
+
+#[utoipa::path(post, path = "/api/v1/ruleset/commands/check", tag = "ruleset",
+    request_body(description = "nft command lines (text/plain), as for `POST /api/v1/ruleset/commands`; not empty",
+        content((RulesetText = "text/plain"))),
+    responses((status = 200, description = "The commands apply and the result checks (nothing applied); what would change", body = schema::RulesetApplied),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ruleset_commands_check(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    commands(&s, &headers, &body, true).await
+}
+
+/// Sends nft command lines (text, never JSON) as one change, or with `dry_run` a check.
+async fn commands(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    if is_json(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "nft commands are text: send them as text/plain",
         ));
     }
-    let commands = std::str::from_utf8(&body)
+    let commands = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request(format!("the commands are not UTF-8: {e}")))?
         .to_string();
-    applied(
-        &s,
-        Request::RulesetCommands {
-            commands,
-            dry_run: false,
-        },
-        false,
-    )
-    .await
+    applied(s, Request::RulesetCommands { commands, dry_run }, dry_run).await
 }
 
 #[utoipa::path(get, path = "/api/v1/conntrack", tag = "conntrack",
@@ -765,9 +782,9 @@ impl utoipa::Modify for BearerAddon {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
-    paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ct_list, ct_delete,
-        ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_resync,
-        metrics, openapi_json),
+    paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ruleset_commands_check,
+        ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit,
+        ha_resync, metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
         schema::FamilyParam, schema::RulesetFormat)),
     modifiers(&BearerAddon),
@@ -797,6 +814,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/ruleset/commands",
             post(ruleset_commands).layer(ruleset_body),
+        )
+        .route(
+            "/api/v1/ruleset/commands/check",
+            post(ruleset_commands_check).layer(ruleset_body),
         )
         .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
         .route("/api/v1/conntrack/count", get(ct_count))

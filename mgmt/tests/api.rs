@@ -981,6 +981,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/ruleset", "put"),
         ("/api/v1/ruleset/check", "post"),
         ("/api/v1/ruleset/commands", "post"),
+        ("/api/v1/ruleset/commands/check", "post"),
         ("/api/v1/conntrack", "get"),
         ("/api/v1/conntrack", "delete"),
         ("/api/v1/conntrack/count", "get"),
@@ -1207,6 +1208,23 @@ async fn ruleset_commands_apply_one_change_or_nothing() {
     assert_eq!(
         (v["line"].as_u64(), v["column"].as_u64()),
         (Some(2), Some(38)),
+        "{v}"
+    );
+    assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);
+    // The check route: what would change, nothing applied.
+    let r = send(
+        &e.app,
+        Method::POST,
+        "/api/v1/ruleset/commands/check",
+        Some(TOKEN),
+        Some(("text/plain", cmds.as_bytes())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["dry_run"].as_bool(), v["generation"].as_u64()),
+        (Some(true), Some(1)),
         "{v}"
     );
     assert_eq!(e.fake.state().ruleset, INITIAL_RULESET);

@@ -423,6 +423,9 @@ async fn nft_commands_change_the_ruleset_one_rule_at_a_time() {
         "delete rule inet filter input handle 3\ninsert rule inet filter input position 2 udp dport 53 accept comment \"dns\"\n",
     )
     .unwrap();
+    let (ok, out, err) = e.run(&["nft", "-c", "-f", f.to_str().unwrap()], true).await;
+    assert!(ok && out.contains("ok (3 rules)"), "{out}{err}");
+    assert_eq!(e.fake.state().generation, 2);
     let (ok, out, err) = e.run(&["nft", "-f", f.to_str().unwrap()], true).await;
     assert!(ok && out.contains("generation 3"), "{out}{err}");
     let text = e.fake.state().ruleset.clone();

@@ -61,7 +61,8 @@ enum Command {
     IptablesRestore(IptablesRestore),
     /// nft's own words, as one atomic change of the running ruleset: `nft add rule ip
     /// filter input tcp dport 22 accept`, `nft delete rule ip filter input handle 7`,
-    /// `nft -f FILE` (a script of commands; `-` reads stdin), `nft [-a] list ruleset`.
+    /// `nft -f FILE` (a script of commands; `-` reads stdin), `nft -c …` (check only),
+    /// `nft [-a] list ruleset`.
     Nft(Nft),
     /// Ports with link state and counters.
     Ports,
@@ -212,6 +213,9 @@ struct Nft {
     /// List with `# handle N` after each rule (`nft -a list ruleset`).
     #[arg(short = 'a', long = "handle")]
     handles: bool,
+    /// Check the commands against the running ruleset without applying them (`nft -c`).
+    #[arg(short = 'c', long = "check")]
+    check: bool,
     /// Apply the commands of a file (`nft -f FILE`); `-` reads stdin.
     #[arg(short = 'f', long = "file", conflicts_with = "words")]
     file: Option<PathBuf>,
@@ -470,14 +474,19 @@ fn nft(c: &Client, cli_json: bool, a: &Nft) -> Result<(), Failure> {
             )
         }
     };
+    let path = if a.check {
+        "/api/v1/ruleset/commands/check"
+    } else {
+        "/api/v1/ruleset/commands"
+    };
     send_change(
         c,
         cli_json,
         &label,
-        ("POST", "/api/v1/ruleset/commands"),
+        ("POST", path),
         "text/plain",
         &body,
-        false,
+        a.check,
     )
 }
 
