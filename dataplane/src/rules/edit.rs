@@ -62,9 +62,7 @@ pub fn next_handle(t: &Table) -> u64 {
 pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(), Error> {
     match table_index(rs, table.family, &table.name) {
         None => {
-            let mut h = 0;
-            for r in table.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
-                h += 1;
+            for (h, r) in (1..).zip(table.chains.iter_mut().flat_map(|c| c.rules.iter_mut())) {
                 r.handle = h;
             }
             rs.tables.push(table);
@@ -95,10 +93,8 @@ pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(),
 /// rules and gets the new ones after them; its type, hook and priority cannot change, its
 /// policy may (as `nft add chain … { policy drop; }` does).
 pub fn add_chain(t: &mut Table, mut chain: Chain, create: bool) -> Result<(), Error> {
-    let mut h = next_handle(t);
-    for r in &mut chain.rules {
+    for (h, r) in (next_handle(t)..).zip(chain.rules.iter_mut()) {
         r.handle = h;
-        h += 1;
     }
     let Some(old) = t.chains.iter_mut().find(|c| c.name == chain.name) else {
         t.chains.push(chain);

@@ -249,12 +249,9 @@ fn counters_of_untouched_rules_survive_an_add_rule() {
     let cur = publisher.current();
     let counts = cur.counters();
     let by_handle = |h: u64| {
-        let id = (0..cur.rule_count() as u32)
-            .find(|&id| {
-                cur.rule_location(id).unwrap().3 == h && cur.rule_location(id).unwrap().0 == 0
-            })
-            .unwrap();
-        counts[id as usize].0
+        let mut rules = cur.source().tables[0].chains[0].rules.iter();
+        let index = rules.position(|r| r.handle == h).unwrap();
+        counts[cur.rule_id(0, 0, index).unwrap() as usize].0
     };
     assert_eq!(
         by_handle(3),
