@@ -81,6 +81,9 @@ pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(),
             for s in std::mem::take(&mut table.sets) {
                 add_set(&mut rs.tables[i], s, false)?;
             }
+            for m in std::mem::take(&mut table.maps) {
+                add_map(&mut rs.tables[i], m, false)?;
+            }
             for c in std::mem::take(&mut table.chains) {
                 add_chain(&mut rs.tables[i], c, false)?;
             }
@@ -144,6 +147,32 @@ pub fn add_set(t: &mut Table, set: Set, create: bool) -> Result<(), Error> {
     }
     for e in set.elements {
         if !old.elements.contains(&e) {
+            old.elements.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Adds a named map or set of concatenations; an existing one (`add`) of the same key,
+/// data and flags gets the new elements it lacks.
+pub fn add_map(t: &mut Table, map: Map, create: bool) -> Result<(), Error> {
+    let Some(old) = t.maps.iter_mut().find(|m| m.name == map.name) else {
+        t.maps.push(map);
+        return Ok(());
+    };
+    if create || (&old.key, &old.data, old.interval) != (&map.key, &map.data, map.interval) {
+        return Err(Error::at(
+            map.pos,
+            &map.name,
+            if create {
+                "map exists (`create` refuses an existing map)"
+            } else {
+                "map exists with another type or flags"
+            },
+        ));
+    }
+    for e in map.elements {
+        if !old.elements.iter().any(|x| x.0 == e.0) {
             old.elements.push(e);
         }
     }
@@ -236,18 +265,22 @@ pub fn delete_rule(c: &mut Chain, handle: u64, handle_pos: Pos) -> Result<(), Er
     Ok(())
 }
 
-/// Whether a rule of `t` jumps to (or goes to) chain `name`.
+/// Whether a rule or a verdict map of `t` jumps to (or goes to) chain `name`.
 fn chain_referenced(t: &Table, name: &str) -> bool {
-    t.chains.iter().flat_map(|c| &c.rules).any(|r| {
+    let to = |v: &Verdict| matches!(v, Verdict::Jump(n) | Verdict::Goto(n) if n == name);
+    let in_rules = t.chains.iter().flat_map(|c| &c.rules).any(|r| {
         r.stmts.iter().any(|s| match s {
-            Stmt::Verdict(Verdict::Jump(n) | Verdict::Goto(n), _) => n == name,
-            Stmt::Vmap(m, _) => m
-                .elements
-                .iter()
-                .any(|(_, v)| matches!(v, Verdict::Jump(n) | Verdict::Goto(n) if n == name)),
+            Stmt::Verdict(v, _) => to(v),
+            Stmt::Vmap(m, _) => m.elements.anon().iter().any(|(_, v)| to(v)),
             _ => false,
         })
-    })
+    });
+    let in_maps = t
+        .maps
+        .iter()
+        .flat_map(|m| &m.elements)
+        .any(|(_, v)| matches!(v, MapValue::Verdict(v) if to(v)));
+    in_rules || in_maps
 }
 
 /// `delete chain`: refused while a rule jumps to it (the kernel's "Resource busy").
@@ -266,14 +299,27 @@ pub fn delete_chain(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
 
 /// A named set of `t`, or an error at `pos` naming it.
 pub fn set_mut<'a>(t: &'a mut Table, name: &str, pos: Pos) -> Result<&'a mut Set, Error> {
+    if t.maps.iter().any(|m| m.name == name) {
+        return Err(Error::at(
+            pos,
+            name,
+            "the elements of a map or a set of concatenations are not changed by commands \
+             yet: declare them in a `table { … }` block",
+        ));
+    }
     t.sets
         .iter_mut()
         .find(|s| s.name == name)
         .ok_or_else(|| Error::at(pos, name, format!("no such set `{name}`")))
 }
 
-/// `delete set`: refused while a rule uses it (the kernel's "Resource busy").
+/// `delete set|map`: a set is refused while a rule uses it (the kernel's "Resource
+/// busy"); a map still used makes the result fail the checker.
 pub fn delete_set(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
+    if t.maps.iter().any(|m| m.name == name) {
+        t.maps.retain(|m| m.name != name);
+        return Ok(());
+    }
     set_mut(t, name, pos)?;
     let used = t
         .chains

@@ -135,8 +135,16 @@ fn a_failing_command_applies_nothing_and_names_its_position() {
     assert_eq!((e.line, e.col), (3, 24), "{e}");
     let e = parse::apply(&base, "create table ip filter\n").unwrap_err();
     assert!(e.msg.contains("exists"), "{e}");
-    let e = parse::apply(&base, "add map ip filter m { type ipv4_addr : verdict; }\n").unwrap_err();
-    assert!(e.msg.contains("not supported"), "{e}");
+    // Named maps: declared and used by command; their elements change only in blocks.
+    let rs = parse::apply(
+        &base,
+        "add map ip filter m { type ipv4_addr : verdict; elements = { 198.18.0.1 : drop } }\n\
+         add rule ip filter input ip saddr vmap @m\n",
+    )
+    .unwrap();
+    compile(&rs, &ports(), 1).unwrap();
+    let e = parse::apply(&rs, "add element ip filter m { 198.18.0.2 : accept }\n").unwrap_err();
+    assert!(e.msg.contains("not changed by commands"), "{e}");
     let e = parse::apply(
         &base,
         "add chain ip filter input { type filter hook forward priority 0; }\n",

@@ -6,6 +6,7 @@
 
 use super::cursor::{Parser, unsupported};
 use super::lexer::Tok;
+use super::ruleset::Keyed;
 use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::edit::{self, ElementOp, Place};
@@ -136,6 +137,7 @@ impl Parser {
                         family: f,
                         name: n,
                         sets: Vec::new(),
+                        maps: Vec::new(),
                         chains: Vec::new(),
                         pos: p,
                     }
@@ -159,12 +161,16 @@ impl Parser {
                 };
                 edit::add_chain(&mut rs.tables[ti], chain, create)
             }
-            "set" => {
+            "set" | "map" => {
                 let ti = self.table_ref(rs)?;
                 let pos = self.peek().pos;
-                let set = self.set(pos)?;
-                crate::rules::validate::set(&set)?;
-                edit::add_set(&mut rs.tables[ti], set, create)
+                match self.keyed(pos, what == "map")? {
+                    Keyed::Set(set) => {
+                        crate::rules::validate::set(&set)?;
+                        edit::add_set(&mut rs.tables[ti], set, create)
+                    }
+                    Keyed::Map(map) => edit::add_map(&mut rs.tables[ti], map, create),
+                }
             }
             "rule" if !create => self.add_rule(rs, false),
             "element" => self.element(
@@ -175,11 +181,6 @@ impl Parser {
                     ElementOp::Add
                 },
             ),
-            "map" => Err(Error::at(
-                wp,
-                &what,
-                unsupported("named maps (`add map`): write the map in the rule"),
-            )),
             _ => Err(Error::at(
                 wp,
                 &what,
@@ -287,17 +288,12 @@ impl Parser {
                 let c = edit::chain_mut(&mut rs.tables[ti], &chain, cpos)?;
                 edit::delete_rule(c, handle, hpos)
             }
-            "set" => {
+            "set" | "map" => {
                 let ti = self.table_ref(rs)?;
                 let (name, np) = self.word("set name")?;
                 edit::delete_set(&mut rs.tables[ti], &name, np)
             }
             "element" => self.element(rs, ElementOp::Delete),
-            "map" => Err(Error::at(
-                wp,
-                &what,
-                unsupported("named maps (`delete map`)"),
-            )),
             _ => Err(Error::at(
                 wp,
                 &what,
