@@ -6,7 +6,8 @@
 //! Traffic: 64-byte UDP/IPv4 frames (18 bytes of payload, software checksum verification
 //! of the IPv4 header and the UDP checksum) of N established, ASSURED flows from lan to
 //! wan, the issue's ruleset (`ct state established,related accept`, `iifname "lan"
-//! oifname "wan" accept`, SNAT to the wan address), flows in random order (a fixed
+//! oifname "wan" accept`, SNAT to 64 wan addresses: one address holds at most 64 512
+//! connections per worker whatever the servers, docs/nat.md), flows in random order (a fixed
 //! permutation, so the hardware prefetcher cannot hide table misses). Each iteration
 //! copies a vector of frames from the per-flow templates into the receive buffers (as a
 //! NIC or memif delivers them; `copy_only` measures that part alone) and processes it.
@@ -36,7 +37,7 @@ const RULESET: &str = r#"
 table ip nat {
  chain post {
   type nat hook postrouting priority 100; policy accept;
-  oifname "wan" snat to 198.19.0.1
+  oifname "wan" snat to 198.19.0.64-198.19.0.127
  }
 }
 table inet filter {
@@ -164,13 +165,17 @@ fn flow(i: u32) -> [u8; FRAME] {
 /// `n` established, ASSURED flows with their recipe built (first packet, the reply, one
 /// more packet 3 s later); returns the pipeline and the lan→wan frames.
 fn established(n: u32) -> (Pipeline, Publisher, Vec<[u8; FRAME]>) {
-    let (mut p, publisher) = pipeline(n + n / 4 + 1024);
+    // At least 128 NAT pools (one per 1 024 entries): the 64 SNAT addresses times UDP.
+    let (mut p, publisher) = pipeline((n + n / 4 + 1024).max(1 << 17));
     let mut s = vec![0u8; SCRATCH_LEN];
     let frames: Vec<[u8; FRAME]> = (0..n).map(flow).collect();
-    for f in &frames {
+    for (i, f) in frames.iter().enumerate() {
         let mut x = *f;
         let a = p.process(0, &mut x, SEC, &mut s);
-        assert!(matches!(a, Action::Forward { port: 1, .. }), "{a:?}");
+        assert!(
+            matches!(a, Action::Forward { port: 1, .. }),
+            "flow {i} of {n}: {a:?}"
+        );
         // The reply: from the wan side to the translated source.
         let mut r = udp_frame(
             [x[30], x[31], x[32], x[33]],
