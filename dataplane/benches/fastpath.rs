@@ -18,18 +18,15 @@
 //! `dpdk-bindings`; no EAL is started).
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dataplane::conntrack::Tunables;
-use dataplane::route::{NeighConfig, NeighborCache, Prefix, RouteTableBuilder};
 use dataplane::rules::{Publisher, load_text};
-use dataplane::wire::{Addr, VERIFY_ALL};
-use dataplane::worker::{Action, Pipeline, PipelineConfig, PortInfo, SCRATCH_LEN};
+use dataplane::wire::VERIFY_ALL;
+use dataplane::worker::{Action, Pipeline, SCRATCH_LEN};
 
-const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const GW_MAC: [u8; 6] = [2, 0, 0, 0, 2, 254];
+mod common;
+use common::{GW_MAC, LAN_MAC, WAN_MAC};
 const SEC: u64 = 1_000_000_000;
 const FRAME: usize = 60;
 
@@ -98,52 +95,15 @@ fn udp_frame(
 }
 
 fn pipeline(capacity: u32) -> (Pipeline, Publisher) {
-    let mut b = RouteTableBuilder::new();
-    b.port_address(0, Addr::from_v4([198, 18, 0, 1]), 16)
-        .unwrap();
-    b.port_address(1, Addr::from_v4([198, 19, 0, 1]), 24)
-        .unwrap();
-    let gw = Addr::from_v4([198, 19, 0, 254]);
-    for i in 0..100u8 {
-        let p: Prefix = format!("203.0.{i}.0/24").parse().unwrap();
-        b.static_route(p, gw, None).unwrap();
-    }
-    let mut n: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
-    n.add_static(1, gw, GW_MAC);
-    let ports = vec![
-        PortInfo {
-            mac: LAN_MAC,
-            mtu: 1500,
-            hw_rss: true,
-        },
-        PortInfo {
-            mac: WAN_MAC,
-            mtu: 1500,
-            hw_rss: true,
-        },
-    ];
-    let config = PipelineConfig {
-        ports,
-        ct_capacity: capacity,
-        tunables: Tunables {
-            max: capacity,
-            ..Tunables::default()
-        },
-        owner: None,
-        ct_seed: Some(0x5eed),
-    };
     let names = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
         .collect();
     let publisher = Publisher::new(load_text(RULESET, &names, 1).unwrap());
-    let p = Pipeline::new(
-        0,
-        1,
-        &config,
-        Arc::new(b.build()),
-        Arc::new(n.snapshot_if_changed().unwrap()),
-        Some(publisher.worker()),
-    );
+    let tunables = Tunables {
+        max: capacity,
+        ..Tunables::default()
+    };
+    let p = common::router(16, capacity, tunables, Some(publisher.worker()));
     (p, publisher)
 }
 

@@ -12,17 +12,14 @@
 //! --warm-up-time 1 --measurement-time 2`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::conntrack::Tunables;
-use dataplane::route::{NeighConfig, NeighborCache, Prefix, RouteTableBuilder};
 use dataplane::rules::{Publisher, WorkerRuleset, load_text};
-use dataplane::wire::Addr;
-use dataplane::worker::{Action, Pipeline, PipelineConfig, PortInfo, SCRATCH_LEN};
+use dataplane::worker::{Action, Pipeline, SCRATCH_LEN};
 
-const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+mod common;
+use common::LAN_MAC;
 
 fn csum(data: &[u8]) -> u16 {
     let mut s: u32 = 0;
@@ -55,45 +52,7 @@ fn frame_v4(src: [u8; 4], dst: [u8; 4], p: u8, l4: &[u8]) -> Vec<u8> {
 }
 
 fn pipeline(rules: Option<WorkerRuleset>) -> Pipeline {
-    let mut b = RouteTableBuilder::new();
-    b.port_address(0, Addr::from_v4([198, 18, 0, 1]), 24)
-        .unwrap();
-    b.port_address(1, Addr::from_v4([198, 19, 0, 1]), 24)
-        .unwrap();
-    let gw = Addr::from_v4([198, 19, 0, 254]);
-    for i in 0..100u8 {
-        let p: Prefix = format!("203.0.{i}.0/24").parse().unwrap();
-        b.static_route(p, gw, None).unwrap();
-    }
-    let mut n: NeighborCache<()> = NeighborCache::new(NeighConfig::default());
-    n.add_static(1, gw, [2, 0, 0, 0, 2, 254]);
-    let ports = vec![
-        PortInfo {
-            mac: LAN_MAC,
-            mtu: 1500,
-            hw_rss: true,
-        },
-        PortInfo {
-            mac: WAN_MAC,
-            mtu: 1500,
-            hw_rss: true,
-        },
-    ];
-    let config = PipelineConfig {
-        ports,
-        ct_capacity: 65_536,
-        tunables: Tunables::default(),
-        owner: None,
-        ct_seed: Some(0x5eed),
-    };
-    Pipeline::new(
-        0,
-        1,
-        &config,
-        Arc::new(b.build()),
-        Arc::new(n.snapshot_if_changed().unwrap()),
-        rules,
-    )
+    common::router(24, 65_536, Tunables::default(), rules)
 }
 
 /// A forward chain of 10 rules; the UDP flows of the bench match the 10th.

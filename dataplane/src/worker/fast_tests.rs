@@ -12,11 +12,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::pipe_tests::{
-    GW1_MAC, GW2_MAC, HOST_MAC, Pkt, WAN_MAC, assert_checksums, config, routes,
+    GW1_MAC, GW2_MAC, HOST_MAC, Pkt, WAN_MAC, assert_checksums, assert_same_tables, config, routes,
 };
 use super::pipeline::Pipeline;
 use super::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
-use crate::control::proto::CtFilter;
 use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, RouteTable, RouteTableBuilder,
 };
@@ -258,26 +257,9 @@ impl Twin {
         assert_eq!(cs.proc.fast_path, 0);
         cs.proc.recipes_built = 0;
         assert_eq!(cf, cs, "worker counters");
-        assert_eq!(
-            self.fast.conntrack().stats(),
-            self.slow.conntrack().stats(),
-            "conntrack -S"
-        );
-        let list = |p: &mut Pipeline| {
-            p.command(WorkerCommand::CtList {
-                filter: CtFilter::default(),
-                cursor: 0,
-                limit: 100_000,
-            })
-        };
-        assert_eq!(list(&mut self.fast), list(&mut self.slow), "conntrack -L");
+        assert_same_tables(&mut self.fast, &mut self.slow, &self.pubs);
         let events = |p: &mut Pipeline| p.command(WorkerCommand::TakeEvents { max: 100_000 });
         assert_eq!(events(&mut self.fast), events(&mut self.slow), "events");
-        assert_eq!(
-            self.pubs[0].current().counters(),
-            self.pubs[1].current().counters(),
-            "rule counters"
-        );
     }
 
     fn fast_count(&self) -> u64 {

@@ -8,10 +8,11 @@
 
 use proptest::prelude::*;
 
-use super::pipe_tests::{GW1_MAC, HOST_MAC, Pkt, WAN_MAC, config, neighbors, routes};
+use super::pipe_tests::{
+    GW1_MAC, HOST_MAC, Pkt, WAN_MAC, assert_same_tables, config, neighbors, routes,
+};
 use super::pipeline::Pipeline;
-use super::{Action, SCRATCH_LEN, WorkerCommand};
-use crate::control::proto::CtFilter;
+use super::{Action, SCRATCH_LEN};
 use crate::rules::{PortsByName, Publisher};
 use crate::wire::proto;
 
@@ -161,24 +162,7 @@ impl Twin {
         pb.first_cache_hits = 0;
         pb.first_cache_misses = 0;
         assert_eq!(pa, pb, "published counters");
-        assert_eq!(
-            self.on.conntrack().stats(),
-            self.off.conntrack().stats(),
-            "conntrack -S"
-        );
-        let list = |p: &mut Pipeline| {
-            p.command(WorkerCommand::CtList {
-                filter: CtFilter::default(),
-                cursor: 0,
-                limit: 100_000,
-            })
-        };
-        assert_eq!(list(&mut self.on), list(&mut self.off), "conntrack -L");
-        assert_eq!(
-            self.pubs[0].current().counters(),
-            self.pubs[1].current().counters(),
-            "rule counters"
-        );
+        assert_same_tables(&mut self.on, &mut self.off, &self.pubs);
     }
 }
 

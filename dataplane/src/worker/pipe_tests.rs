@@ -257,6 +257,30 @@ impl Pkt {
     }
 }
 
+/// What two twin pipelines (same traffic, one variation) must agree on beyond their worker
+/// counters: `conntrack -S`, `conntrack -L` and the rule counters of their publishers
+/// (`pubs[0]` feeds `a`, `pubs[1]` feeds `b`).
+pub(super) fn assert_same_tables(
+    a: &mut Pipeline,
+    b: &mut Pipeline,
+    pubs: &[crate::rules::Publisher; 2],
+) {
+    assert_eq!(a.conntrack().stats(), b.conntrack().stats(), "conntrack -S");
+    let list = |p: &mut Pipeline| {
+        p.command(super::WorkerCommand::CtList {
+            filter: crate::control::proto::CtFilter::default(),
+            cursor: 0,
+            limit: 100_000,
+        })
+    };
+    assert_eq!(list(a), list(b), "conntrack -L");
+    assert_eq!(
+        pubs[0].current().counters(),
+        pubs[1].current().counters(),
+        "rule counters"
+    );
+}
+
 pub(super) fn run(p: &mut Pipeline, port: u16, frame: &mut [u8], scratch: &mut [u8]) -> Action {
     p.process(port, frame, 1_000, scratch)
 }
