@@ -238,6 +238,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         published: blocks[0].clone(),
         neigh: None,
         tsc_hz: eal.tsc_hz(),
+        pool: None,
     };
     let w1 = WorkerIo {
         index: 1,
@@ -253,6 +254,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
         published: blocks[1].clone(),
         neigh: None,
         tsc_hz: eal.tsc_hz(),
+        pool: None,
     };
     let lcores: Vec<_> = eal.worker_lcores().collect();
     let handles: Vec<_> = [w0, w1]
@@ -476,6 +478,7 @@ fn fwd_worker_io_counts_refused_tx_as_drops() {
         published: block.clone(),
         neigh: None,
         tsc_hz: eal.tsc_hz(),
+        pool: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let lcore = eal.worker_lcores().next().unwrap();

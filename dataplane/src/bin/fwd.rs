@@ -732,6 +732,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
                 back: np,
             }),
             tsc_hz: eal.tsc_hz(),
+            pool: Some(pool.clone()),
         });
     }
     let slow_tx = tx_queues

@@ -2,6 +2,8 @@
 //! defaults and validated ranges.
 
 use super::tcp::TcpState;
+use crate::frag::FragLimits;
+use crate::wire::Family;
 
 /// Longest accepted timeout: one year. Keeps every deadline far inside the timer's
 /// wrapping tick range (2^31 ticks of 2^28 ns, about 18 years).
@@ -39,6 +41,10 @@ pub struct Tunables {
     /// `nf_conntrack_events`: 0 no events, 1 always, 2 (default) only while someone takes
     /// them (Linux's auto mode: no cost without a listener).
     pub events: u8,
+    /// `net.ipv4.ipfrag_*` and `net.ipv6.ip6frag_*`: the worker's reassembly limits
+    /// (`crate::frag`; not conntrack's, kept here so every tunable travels one way).
+    pub ipfrag: FragLimits,
+    pub ip6frag: FragLimits,
 }
 
 impl Default for Tunables {
@@ -68,6 +74,8 @@ impl Default for Tunables {
             icmpv6: 30,
             generic: 600,
             events: 2,
+            ipfrag: FragLimits::IPV4_DEFAULT,
+            ip6frag: FragLimits::IPV6_DEFAULT,
         }
     }
 }
@@ -103,7 +111,7 @@ const TCP_NAMES: [(&str, TcpState); 9] = [
 ];
 
 /// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
-pub const NAMES: [&str; 21] = [
+pub const NAMES: [&str; 27] = [
     "nf_conntrack_checksum",
     "nf_conntrack_events",
     "nf_conntrack_generic_timeout",
@@ -125,7 +133,30 @@ pub const NAMES: [&str; 21] = [
     "nf_conntrack_tcp_timeout_unacknowledged",
     "nf_conntrack_udp_timeout",
     "nf_conntrack_udp_timeout_stream",
+    "ipfrag_high_thresh",
+    "ipfrag_low_thresh",
+    "ipfrag_time",
+    "ip6frag_high_thresh",
+    "ip6frag_low_thresh",
+    "ip6frag_time",
 ];
+
+/// The reassembly tunables: name, family, which limit (0 high, 1 low, 2 time).
+const FRAG_NAMES: [(&str, Family, u8); 6] = [
+    ("ipfrag_high_thresh", Family::V4, 0),
+    ("ipfrag_low_thresh", Family::V4, 1),
+    ("ipfrag_time", Family::V4, 2),
+    ("ip6frag_high_thresh", Family::V6, 0),
+    ("ip6frag_low_thresh", Family::V6, 1),
+    ("ip6frag_time", Family::V6, 2),
+];
+
+/// Most bytes a worker's reassembly table holds per family: what it is allocated for
+/// (Linux's default `ipfrag_high_thresh`, 4 MiB); higher values are refused.
+pub const MAX_IPFRAG_THRESH: u64 = 4 << 20;
+
+/// Longest `ipfrag_time` accepted (seconds).
+pub const MAX_IPFRAG_TIME_S: u64 = 3600;
 
 /// The accepted range of a tunable, or `None` for an unknown name.
 fn range(name: &str) -> Option<(u64, u64)> {
@@ -135,6 +166,9 @@ fn range(name: &str) -> Option<(u64, u64)> {
             Some((0, 1))
         }
         "nf_conntrack_events" => Some((0, 2)),
+        "ipfrag_high_thresh" | "ipfrag_low_thresh" | "ip6frag_high_thresh"
+        | "ip6frag_low_thresh" => Some((0, MAX_IPFRAG_THRESH)),
+        "ipfrag_time" | "ip6frag_time" => Some((1, MAX_IPFRAG_TIME_S)),
         n if NAMES.contains(&n) => Some((1, MAX_TIMEOUT_S)),
         _ => None,
     }
@@ -159,6 +193,23 @@ pub fn check_all(
         };
         if let Some(m) = err {
             return Err(ControlError::new(ErrorCode::BadTunable, m).field(name));
+        }
+    }
+    // Reassembly: the low threshold may not exceed the high one once the whole list is
+    // applied (Linux bounds each by the other).
+    let mut t = table.tunables().clone();
+    for (name, value) in list {
+        if FRAG_NAMES.iter().any(|(n, ..)| n == name) {
+            let _ = t.set(name, *value);
+        }
+    }
+    for (limits, low) in [(t.ipfrag, "ipfrag_low_thresh"), (t.ip6frag, "ip6frag_low_thresh")] {
+        if limits.low_thresh > limits.high_thresh {
+            let m = format!(
+                "{low}: {} is above the high threshold {}",
+                limits.low_thresh, limits.high_thresh
+            );
+            return Err(ControlError::new(ErrorCode::BadTunable, m).field(low));
         }
     }
     Ok(())
@@ -216,7 +267,15 @@ impl Tunables {
             "nf_conntrack_icmp_timeout" => self.icmp.into(),
             "nf_conntrack_icmpv6_timeout" => self.icmpv6.into(),
             "nf_conntrack_generic_timeout" => self.generic.into(),
-            _ => return None,
+            _ => {
+                let (_, family, which) = FRAG_NAMES.iter().find(|(n, ..)| *n == name)?;
+                let l = self.frag_limits(*family);
+                match which {
+                    0 => l.high_thresh as u64,
+                    1 => l.low_thresh as u64,
+                    _ => l.time_ns / 1_000_000_000,
+                }
+            }
         })
     }
 
@@ -241,7 +300,24 @@ impl Tunables {
             "nf_conntrack_icmp_timeout" => self.icmp = v,
             "nf_conntrack_icmpv6_timeout" => self.icmpv6 = v,
             "nf_conntrack_generic_timeout" => self.generic = v,
-            _ => return Err(TunableError::Unknown(name.to_string())),
+            _ => {
+                let Some((_, family, which)) = FRAG_NAMES.iter().find(|(n, ..)| *n == name)
+                else {
+                    return Err(TunableError::Unknown(name.to_string()));
+                };
+                // The range bounds the value; low <= high is `check_all`'s (a list may
+                // move both).
+                let n = usize::try_from(value).unwrap_or(usize::MAX);
+                let l = match family {
+                    Family::V4 => &mut self.ipfrag,
+                    Family::V6 => &mut self.ip6frag,
+                };
+                match which {
+                    0 => l.high_thresh = n,
+                    1 => l.low_thresh = n,
+                    _ => l.time_ns = value * 1_000_000_000,
+                }
+            }
         }
         Ok(())
     }
@@ -259,6 +335,14 @@ impl Tunables {
             self.set(n, v)?;
         }
         Ok(())
+    }
+
+    /// The reassembly limits of `family`.
+    pub fn frag_limits(&self, family: Family) -> FragLimits {
+        match family {
+            Family::V4 => self.ipfrag,
+            Family::V6 => self.ip6frag,
+        }
     }
 
     /// Every tunable as `(name, value)`.

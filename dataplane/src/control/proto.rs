@@ -666,6 +666,13 @@ pub struct WorkerStats {
     /// is the number deleted per tick.
     #[serde(default)]
     pub ct_expire_ticks: u64,
+    /// IP reassembly, per family (`ipv4.`, `ipv6.`): Linux's SNMP counters
+    /// (`ReasmReqds`, `ReasmOKs`, `ReasmFails`, `ReasmTimeout`, `ReasmOverlaps`, IPv6 with
+    /// the `Ip6` prefix), `ReasmEvictions`, and the fragments dropped by reason
+    /// (`frag_overlap`, `frag_duplicate`, `frag_malformed`, `frag_oversize`,
+    /// `frag_too_many`, `frag_no_memory`, `frag_timeout`, `frag_evicted`).
+    #[serde(default)]
+    pub frag: BTreeMap<String, u64>,
 }
 
 /// All counters.

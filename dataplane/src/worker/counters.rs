@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::DropReason;
+use crate::wire::Family;
+use crate::worker::pipeline::{FRAG_COUNTERS, FRAG_SLOTS_PER_FAMILY, counter_names};
 use crate::control::proto::{CtCounters, WorkerStats};
 
 /// Most ports a worker keeps per-port counters for (configs with more are refused).
@@ -102,6 +104,8 @@ pub struct ProcCounters {
     /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
     /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
     pub replied_drops: [u64; DropReason::COUNT],
+    /// IP reassembly counters, IPv4 then IPv6 (`worker::pipeline::counter_names`).
+    pub frag: [u64; FRAG_COUNTERS],
 }
 
 impl Default for ProcCounters {
@@ -130,13 +134,14 @@ impl Default for ProcCounters {
             ct_expired: 0,
             ct_expire_ticks: 0,
             replied_drops: [0; DropReason::COUNT],
+            frag: [0; FRAG_COUNTERS],
         }
     }
 }
 
 impl ProcCounters {
     /// Number of `u64` slots.
-    pub const SLOTS: usize = 22 + DropReason::COUNT;
+    pub const SLOTS: usize = 22 + DropReason::COUNT + FRAG_COUNTERS;
 
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
         [
@@ -165,6 +170,7 @@ impl ProcCounters {
         ]
         .into_iter()
         .chain(self.replied_drops.iter_mut())
+        .chain(self.frag.iter_mut())
     }
 
     /// Drops of `reason` the processor answered with a reply.
@@ -258,6 +264,18 @@ impl Counters {
             nat_pools_full: self.proc.nat_pools_full,
             ct_expired: self.proc.ct_expired,
             ct_expire_ticks: self.proc.ct_expire_ticks,
+            frag: [Family::V4, Family::V6]
+                .into_iter()
+                .enumerate()
+                .flat_map(|(i, f)| {
+                    let prefix = if f == Family::V4 { "ipv4" } else { "ipv6" };
+                    let slots = &self.proc.frag[i * FRAG_SLOTS_PER_FAMILY..];
+                    counter_names(f)
+                        .into_iter()
+                        .zip(slots)
+                        .map(move |(n, v)| (format!("{prefix}.{n}"), *v))
+                })
+                .collect(),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::wire::{HwCsum, ParseOptions};
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
 use crate::worker::process::{Process, SlowProcess, SteerMsg};
 use crate::worker::slowpath::{SlowOut, SlowPath};
-use crate::worker::{Action, SCRATCH_LEN, WorkerCommand, WorkerReply};
+use crate::worker::{Action, FragOut, SCRATCH_LEN, WorkerCommand, WorkerReply};
 
 /// Frames per RX burst and per TX buffer.
 pub const BURST: usize = 32;
@@ -140,6 +140,9 @@ pub struct WorkerIo {
     pub neigh: Option<NeighWorker>,
     /// TSC frequency.
     pub tsc_hz: u64,
+    /// Where the buffers of refragmented datagrams come from (`Action::Fragments`;
+    /// `None`: those fragments are counted as `edge_drop`).
+    pub pool: Option<dpdk_bindings::Mempool>,
 }
 
 /// Nanoseconds since the TSC started, from a TSC reading.
@@ -391,7 +394,57 @@ impl WorkerIo {
             return;
         }
         let action = proc.process_offload(port, m.data_mut(), opts, !may_hand_off, now_ns, scratch);
+        if let Action::Fragments { out, count } = action {
+            drop(m);
+            self.emit_fragments(proc, c, pending, port, out, count, scratch, may_hand_off);
+            return;
+        }
         self.act(c, pending, port, m, action, scratch, may_hand_off);
+    }
+
+    /// The fragments of a datagram the processor reassembled (`Action::Fragments`), each
+    /// in a buffer from the pool, sent where `out` says as a frame of that action would
+    /// be; a buffer that cannot be had is counted as `edge_drop` (with the fragments
+    /// after it).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the loop's state, passed by reference"
+    )]
+    fn emit_fragments<P: Process>(
+        &mut self,
+        proc: &mut P,
+        c: &mut Counters,
+        pending: &mut [ArrayVec<u32, BURST>],
+        port: u16,
+        out: FragOut,
+        count: u16,
+        scratch: &[u8; SCRATCH_LEN],
+        may_hand_off: bool,
+    ) {
+        for i in 0..count {
+            let Some(mut m) = self.pool.as_ref().and_then(dpdk_bindings::Mempool::alloc) else {
+                c.edge_drop += u64::from(count - i);
+                return;
+            };
+            let room = m.tailroom();
+            let Some(n) = m.append(room).and_then(|buf| proc.next_fragment(buf)) else {
+                c.edge_drop += u64::from(count - i);
+                return;
+            };
+            if !m.trim(room - n) {
+                c.edge_drop += 1;
+                continue;
+            }
+            let action = match out {
+                FragOut::Port(p) => Action::Forward {
+                    port: p,
+                    len: u16::try_from(n).unwrap_or(u16::MAX),
+                },
+                FragOut::Worker(worker) => Action::Handoff { worker },
+                FragOut::SlowPath => Action::SlowPath,
+            };
+            self.act(c, pending, port, m, action, scratch, may_hand_off);
+        }
     }
 
     /// What the edge does with a frame once the processor decided `action`.
@@ -455,6 +508,10 @@ impl WorkerIo {
             Action::Drop(reason) => {
                 c.drops[reason as usize] += 1;
             }
+            // A held fragment: its frame is freed, nothing else happens.
+            Action::Held => {}
+            // Only `handle` gets these (the processor's full path), and emits them.
+            Action::Fragments { .. } => c.edge_drop += 1,
         }
     }
 

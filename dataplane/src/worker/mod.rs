@@ -30,6 +30,24 @@ pub enum Action {
     SlowPath,
     /// Drop and count under `reason`.
     Drop(DropReason),
+    /// A fragment copied into the worker's reassembly table (`frag.rs`): free the frame;
+    /// nothing is sent yet, nothing is dropped.
+    Held,
+    /// The frame completed a datagram that leaves as `count` fragments, each taken with
+    /// `Pipeline::next_fragment` (`Process::next_fragment`) into a buffer of the edge's,
+    /// in order, to `out`; the received frame is freed.
+    Fragments { out: FragOut, count: u16 },
+}
+
+/// Where the fragments of an [`Action::Fragments`] go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragOut {
+    /// Transmitted on this port.
+    Port(u16),
+    /// Handed to this worker (the connection's owner), which reassembles them again.
+    Worker(u16),
+    /// Given to the slow path (next hop unresolved), each ready but for its MAC.
+    SlowPath,
 }
 
 /// Minimum size of the scratch buffer passed with each frame (room for an ICMP error

@@ -43,6 +43,9 @@ use rustc_hash::FxHashMap;
 #[path = "fast.rs"]
 mod fast;
 pub use fast::MAX_VECTOR;
+#[path = "frag.rs"]
+mod frag;
+pub use frag::{FRAG_COUNTERS, FRAG_SLOTS_PER_FAMILY, FragState, counter_names};
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +254,8 @@ pub struct Pipeline {
     /// was evaluated under the current generation takes the class's outcome per hook.
     first: FirstCache,
     first_on: bool,
+    /// IP reassembly and refragmentation (`frag.rs`).
+    frag: FragState,
 }
 
 /// Slots of a worker's first-packet cache (direct-mapped).
@@ -356,6 +361,7 @@ impl Pipeline {
             sent: None,
             first: FirstCache::new(FIRST_CACHE_SLOTS),
             first_on: true,
+            frag: FragState::new(&config.tunables),
         }
     }
 
@@ -430,6 +436,7 @@ impl Pipeline {
             nat_pool_words_scanned: pools.words_scanned,
             nat_pools_full: pools.slots_full,
             ct_expired: ct.expired,
+            frag: self.frag.counters(),
             ..self.counters.proc
         }
     }
@@ -490,6 +497,7 @@ impl Pipeline {
         self.finish_vector();
         self.now_ns = self.now_ns.max(now_ns);
         self.ct.expire_tick(self.now_ns);
+        self.frag.expire(self.now_ns);
         self.counters.proc.ct_expire_ticks += 1;
         self.held
             .sweep(&self.ct, SWEEP_BUDGET, &mut self.unsteer_out);
@@ -524,6 +532,9 @@ impl Pipeline {
                         err.field = Some(name);
                         return WorkerReply::Error(err);
                     }
+                }
+                if let Err(e) = self.frag.set_limits(self.ct.tunables()) {
+                    return WorkerReply::Error(ControlError::new(ErrorCode::BadTunable, e));
                 }
                 WorkerReply::Done
             }
@@ -731,6 +742,10 @@ impl Pipeline {
         }
         if !is_valid_error_target(ip.src) && ip.src.0 != [0; 16] {
             return self.drop(DropReason::BadSourceAddress);
+        }
+        // Fragments are reassembled before the owner check and conntrack (`frag.rs`).
+        if ip.frag != Fragment::None {
+            return self.defrag(in_port, frame, &ip, scratch, handed_off);
         }
         let tuple = flow_tuple(&ip);
         if !handed_off && self.n_workers > 1 && !port.hw_rss {
@@ -1525,7 +1540,7 @@ impl Pipeline {
             .ports
             .get(usize::from(port))
             .map_or(u16::MAX, |p| p.mtu);
-        if ip.ip_len > mtu {
+        if ip.ip_len > mtu && self.exceeds_mtu(mtu) {
             let l3 = usize::from(ip.l3_off);
             let df = frame.get(l3 + 6).is_some_and(|b| b & 0x40 != 0);
             let (t, c) = match ip.family {

@@ -56,6 +56,13 @@ pub trait Process: Send {
     /// Before a vector (a received burst) is processed: whatever can be done for all its
     /// frames at once (hash their keys, prefetch the connection table's lines they will
     /// touch through `hint`, the edge's prefetch instruction). The default does nothing.
+    /// The next fragment of an [`Action::Fragments`], written into `out`: its length, or
+    /// `None` when there is none left or `out` is too short. The default has none
+    /// (processors that do not reassemble).
+    fn next_fragment(&mut self, out: &mut [u8]) -> Option<usize> {
+        let _ = out;
+        None
+    }
     fn prepare_vector(&mut self, frames: &[&[u8]], hint: fn(*const u8)) {
         let _ = (frames, hint);
     }
@@ -146,6 +153,10 @@ impl Process for Pipeline {
 
     fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         Pipeline::command(self, cmd)
+    }
+
+    fn next_fragment(&mut self, out: &mut [u8]) -> Option<usize> {
+        Pipeline::next_fragment(self, out)
     }
 
     fn process_offload(
