@@ -743,3 +743,44 @@ fn nat_conntrack_flush_empties_table() {
     );
     assert_eq!(lab.ct_count(), 0, "table not empty after the flush");
 }
+
+/// Issue 18's scenario: a 4000-byte UDP datagram (three fragments on the 1500-byte MTU) from
+/// the lan host to an echo server on the wan side through masquerade, and its 4000-byte
+/// echo back (fragmented by the wan host's kernel). fwd reassembles each direction before
+/// conntrack, masquerades / un-masquerades the whole datagram and sends it on as
+/// fragments; the server sees fwd's wan address.
+#[test]
+fn nat_masquerade_fragmented_udp_echo() {
+    if !can_run("nat_masquerade_fragmented_udp_echo") {
+        return;
+    }
+    let mut lab = Lab::start('g', "router.nft");
+    let (lan, wan) = (lab.lan.clone(), lab.wan.clone());
+    let log = lab.spawn_helper(
+        &wan,
+        "udp-mirror.log",
+        20,
+        &["udp-mirror", WAN_HOST, "5400", "15"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let got = lab.helper(&lan, 10, &["udp-big", WAN_HOST, "5400", "4000"]);
+    assert_eq!(
+        got.trim(),
+        "echo 4000 ok",
+        "4000-byte UDP echo through masquerade\nserver: {}\n{}",
+        read(&log),
+        lab.log()
+    );
+    assert!(
+        read(&log).starts_with(&format!("4000 {WAN_FWD}")),
+        "the server should get 4000 bytes from {WAN_FWD}: {}",
+        read(&log)
+    );
+    let stats = lab.control(r#"{"op":"stats"}"#);
+    let frag = &stats["result"]["workers"][0]["frag"];
+    assert!(
+        frag["ipv4.ReasmOKs"].as_u64() >= Some(2),
+        "both directions reassembled: {frag}"
+    );
+    assert_eq!(frag["ipv4.ReasmFails"].as_u64(), Some(0), "{frag}");
+}

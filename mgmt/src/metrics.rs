@@ -46,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "fwd_worker_receive_packets_total",
     "fwd_worker_transmit_packets_total",
     "fwd_worker_drops_total",
+    "fwd_worker_frag_total",
     "fwd_worker_handoff_sent_total",
     "fwd_worker_handoff_received_total",
     "fwd_worker_handoff_dropped_total",
@@ -369,6 +370,21 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
         wentries.with_label_values(&[&id]).set(clamp(ws.ct.entries));
         for (reason, n) in &ws.drops {
             drops.with_label_values(&[&id, reason]).inc_by(*n);
+        }
+    }
+    let frag = f.counter_vec(
+        "fwd_worker_frag_total",
+        "IP reassembly, by family and counter: Linux's SNMP names (ReasmReqds, ReasmOKs, \
+         ReasmFails, ReasmTimeout, ReasmOverlaps; Ip6 prefix for IPv6), ReasmEvictions, and \
+         the fragments dropped by reason (frag_*).",
+        &["worker", "family", "counter"],
+    );
+    for ws in &stats.workers {
+        let id = ws.worker.to_string();
+        for (key, n) in &ws.frag {
+            if let Some((family, counter)) = key.split_once('.') {
+                frag.with_label_values(&[&id, family, counter]).inc_by(*n);
+            }
         }
     }
 

@@ -16,7 +16,7 @@ pub mod reasm;
 pub mod refrag;
 
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,6 @@
 #![allow(clippy::cast_possible_truncation)] // test data built from small lengths and counters
 use super::reasm::{CHUNK, QUEUE_COST};
-use super::testdata::linux;
+use super::testdata::{fragments, linux};
 use super::*;
 use crate::DropReason;
 use crate::wire::{self, Addr, Family, Parsed, TRUST_ALL};
@@ -32,39 +32,6 @@ fn reassemble(t: &mut ReasmTable, frags: &[Vec<u8>], out: &mut DatagramBuf) -> R
     done.expect("complete")
 }
 
-/// A datagram `dgram` (header `hdr_len` bytes) cut at `ends`, as `write_fragment` emits it.
-fn fragments(
-    family: Family,
-    dgram: &[u8],
-    hdr_len: usize,
-    ends: &[u16],
-    ident: u32,
-) -> Vec<Vec<u8>> {
-    let mut e = [0u16; MAX_FRAGS];
-    e[..ends.len()].copy_from_slice(ends);
-    let r = Reassembled {
-        len: dgram.len(),
-        hdr_len,
-        geometry: Geometry {
-            family,
-            ident,
-            max_size: u16::MAX,
-            df: false,
-            nh_off: 6,
-            n: ends.len() as u8,
-            ends: e,
-        },
-    };
-    let mut p = plan(&r, 65535).unwrap();
-    assert!(p.keeps_original_boundaries());
-    p.by_ref()
-        .map(|piece| {
-            let mut b = vec![0u8; piece.wire_len(&r)];
-            assert_eq!(write_fragment(dgram, &r, piece, &mut b), Some(b.len()));
-            b
-        })
-        .collect()
-}
 
 /// The whole datagram Linux's `in:` train carries, reassembled by hand (the tests below
 /// check the table against it).

@@ -152,6 +152,12 @@ impl FragState {
         out
     }
 
+    /// Whether the pipeline is running on a reassembled datagram.
+    #[inline]
+    pub fn in_datagram(&self) -> bool {
+        self.active
+    }
+
     /// The reassembly table of `family` (tests, listing).
     pub fn table(&self, family: Family) -> &ReasmTable {
         match family {

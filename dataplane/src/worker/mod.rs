@@ -134,4 +134,6 @@ mod fast_tests;
 #[cfg(test)]
 mod first_tests;
 #[cfg(test)]
+mod frag_tests;
+#[cfg(test)]
 mod pipe_tests;

@@ -748,7 +748,9 @@ impl Pipeline {
             return self.defrag(in_port, frame, &ip, scratch, handed_off);
         }
         let tuple = flow_tuple(&ip);
-        if !handed_off && self.n_workers > 1 && !port.hw_rss {
+        // A reassembled datagram is checked on every port: the NIC hashed its fragments
+        // by addresses, not as the flow's other packets (`frag.rs`).
+        if !handed_off && self.n_workers > 1 && (!port.hw_rss || self.frag.in_datagram()) {
             let w = self.owner.owner(&tuple);
             // A packet of a connection this worker holds stays here whatever its hash (a
             // DNAT reply steered here by the worker its tuple hashes to), so a steered

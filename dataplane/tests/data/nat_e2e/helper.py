@@ -40,6 +40,40 @@ def udp_ask(host, port):
     print("timeout")
 
 
+def udp_mirror(addr, port, seconds):
+    """Send each datagram back as it came (any size) for `seconds`; log its size and
+    source."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    s.settimeout(0.2)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            data, peer = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        print(len(data), peer[0], flush=True)
+        s.sendto(data, peer)
+
+
+def udp_big(host, port, size):
+    """Send one datagram of `size` patterned bytes (3 tries); print 'echo <n> ok' when the
+    same bytes come back, else what came or the error."""
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(int(size)))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    s.connect((host, int(port)))
+    for _ in range(3):
+        s.send(payload)
+        try:
+            data = s.recv(65535)
+        except socket.timeout:
+            continue
+        print("echo", len(data), "ok" if data == payload else "differs")
+        return
+    print("timeout")
+
+
 def hold_server(addr, port, seconds):
     """Accept connections and echo lines on each for `seconds` (one thread per peer)."""
     import threading
@@ -160,6 +194,8 @@ if __name__ == "__main__":
     fn = {
         "udp-echo": udp_echo,
         "udp-ask": udp_ask,
+        "udp-mirror": udp_mirror,
+        "udp-big": udp_big,
         "hold-server": hold_server,
         "connect-many": connect_many,
         "echo-session": echo_session,
