@@ -43,7 +43,7 @@ def udp_ask(host, port):
 def udp_mirror(addr, port, seconds):
     """Send each datagram back as it came (any size) for `seconds`; log its size and
     source."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, int(port)))
     s.settimeout(0.2)
     end = time.time() + float(seconds)
@@ -60,7 +60,7 @@ def udp_big(host, port, size):
     """Send one datagram of `size` patterned bytes (3 tries); print 'echo <n> ok' when the
     same bytes come back, else what came or the error."""
     payload = bytes((i * 7 + 3) & 0xFF for i in range(int(size)))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1.0)
     s.connect((host, int(port)))
     for _ in range(3):
