@@ -422,3 +422,55 @@ fn a_datagram_reassembled_by_another_worker_is_handed_to_the_owner() {
         assert_eq!(w[owner].conntrack().len(), 1);
     }
 }
+
+/// The fast path leaves fragments to the full path, even those of a connection that has
+/// a recipe: in one vector, the flow's whole packets are the fast path's, its fragments
+/// are held and the datagram leaves as Linux sent it.
+#[test]
+fn fragments_of_a_flow_with_a_recipe_take_the_full_path() {
+    let mut p = router();
+    let small = |src: &str, dst: &str, sport, dport, macs: (Mac, Mac)| {
+        Pkt {
+            family: Family::V4,
+            src: addr(src),
+            dst: addr(dst),
+            ttl: 64,
+            dst_mac: macs.0,
+            src_mac: macs.1,
+        }
+        .udp(sport, dport, 18)
+    };
+    let out = || small("198.18.0.1", "198.51.100.2", 40000, 7, (LAN_MAC, A_MAC));
+    let back = small("198.51.100.2", "198.51.100.254", 7, 40000, (WAN_MAC, B_MAC));
+    let mut s = vec![0u8; SCRATCH_LEN];
+    for (port, f, t) in [(0, out(), SEC), (1, back, SEC + SEC / 10), (0, out(), 4 * SEC)] {
+        let a = p.process(port, &mut f.clone(), t, &mut s);
+        assert!(matches!(a, Action::Forward { .. }), "{a:?}");
+    }
+    let mut frames = vec![out()];
+    frames.extend(linux_in(Family::V4));
+    frames.push(out());
+    let mut fs: Vec<&mut [u8]> = frames.iter_mut().map(Vec::as_mut_slice).collect();
+    let mut scratch = vec![vec![0u8; SCRATCH_LEN]; fs.len()];
+    let mut ss: Vec<&mut [u8]> = scratch.iter_mut().map(Vec::as_mut_slice).collect();
+    let mut acts = vec![Action::SlowPath; fs.len()];
+    let fast = p.counters().proc.fast_path;
+    p.process_vector(0, &mut fs, 4 * SEC + 1, &mut ss, &mut acts);
+    assert_eq!(p.counters().proc.fast_path, fast + 2, "the whole packets are fast");
+    assert!(matches!(acts[0], Action::Forward { port: 1, .. }));
+    assert_eq!(acts[1..3], [Action::Held, Action::Held]);
+    assert_eq!(
+        acts[3],
+        Action::Fragments {
+            out: FragOut::Port(1),
+            count: 3
+        }
+    );
+    assert!(matches!(acts[4], Action::Forward { port: 1, .. }));
+    let mut got = Vec::new();
+    let mut b = [0u8; 2048];
+    while let Some(n) = p.next_fragment(&mut b) {
+        got.push(b[..n].to_vec());
+    }
+    assert!(got == linux_out(Family::V4), "the datagram as Linux sent it");
+}
