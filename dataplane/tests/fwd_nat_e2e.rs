@@ -180,7 +180,9 @@ impl Lab {
                 (&lab.wan, WAN6_HOST, "2001:db8:1::/64", WAN6_FWD),
             ] {
                 let a = format!("{addr}/64");
-                ok(&["ip", "-n", ns, "-6", "addr", "add", &a, "dev", "eth0", "nodad"]);
+                ok(&[
+                    "ip", "-n", ns, "-6", "addr", "add", &a, "dev", "eth0", "nodad",
+                ]);
                 ok(&["ip", "-n", ns, "-6", "route", "add", route, "via", gw]);
             }
         }

@@ -166,7 +166,9 @@ fn range(name: &str) -> Option<(u64, u64)> {
             Some((0, 1))
         }
         "nf_conntrack_events" => Some((0, 2)),
-        "ipfrag_high_thresh" | "ipfrag_low_thresh" | "ip6frag_high_thresh"
+        "ipfrag_high_thresh"
+        | "ipfrag_low_thresh"
+        | "ip6frag_high_thresh"
         | "ip6frag_low_thresh" => Some((0, MAX_IPFRAG_THRESH)),
         "ipfrag_time" | "ip6frag_time" => Some((1, MAX_IPFRAG_TIME_S)),
         n if NAMES.contains(&n) => Some((1, MAX_TIMEOUT_S)),
@@ -203,7 +205,10 @@ pub fn check_all(
             let _ = t.set(name, *value);
         }
     }
-    for (limits, low) in [(t.ipfrag, "ipfrag_low_thresh"), (t.ip6frag, "ip6frag_low_thresh")] {
+    for (limits, low) in [
+        (t.ipfrag, "ipfrag_low_thresh"),
+        (t.ip6frag, "ip6frag_low_thresh"),
+    ] {
         if limits.low_thresh > limits.high_thresh {
             let m = format!(
                 "{low}: {} is above the high threshold {}",
@@ -301,8 +306,7 @@ impl Tunables {
             "nf_conntrack_icmpv6_timeout" => self.icmpv6 = v,
             "nf_conntrack_generic_timeout" => self.generic = v,
             _ => {
-                let Some((_, family, which)) = FRAG_NAMES.iter().find(|(n, ..)| *n == name)
-                else {
+                let Some((_, family, which)) = FRAG_NAMES.iter().find(|(n, ..)| *n == name) else {
                     return Err(TunableError::Unknown(name.to_string()));
                 };
                 // The range bounds the value; low <= high is `check_all`'s (a list may
@@ -369,6 +373,41 @@ mod tests {
         assert_eq!(t.get("nf_conntrack_tcp_be_liberal"), Some(0));
         assert_eq!(t.get("nf_conntrack_checksum"), Some(1));
         assert_eq!(t.list().count(), NAMES.len());
+    }
+
+    #[test]
+    fn ipfrag_tunables_by_their_sysctl_names() {
+        let mut t = Tunables::default();
+        assert_eq!(t.get("ipfrag_high_thresh"), Some(4 << 20));
+        assert_eq!(t.get("ipfrag_low_thresh"), Some(3 << 20));
+        assert_eq!(t.get("ipfrag_time"), Some(30));
+        assert_eq!(t.get("ip6frag_time"), Some(60));
+        t.set("ip6frag_time", 90).unwrap();
+        t.set("ipfrag_low_thresh", 1 << 20).unwrap();
+        assert_eq!(t.ip6frag.time_ns, 90_000_000_000);
+        assert_eq!(t.ipfrag.low_thresh, 1 << 20);
+        assert_eq!(t.ip6frag.low_thresh, 3 << 20, "the families are apart");
+        // No more than a worker's table is allocated for; no zero time.
+        assert!(matches!(
+            t.set("ipfrag_high_thresh", (4 << 20) + 1),
+            Err(TunableError::Range { .. })
+        ));
+        assert!(matches!(
+            t.set("ipfrag_time", 0),
+            Err(TunableError::Range { .. })
+        ));
+        // Low above high is refused for the list as a whole, not per value.
+        let table = super::super::Table::new(64, Tunables::default(), 1);
+        let list = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(n, x)| ((*n).to_string(), *x)).collect()
+        };
+        let e = check_all(&table, &list(&[("ip6frag_high_thresh", 1 << 20)])).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ip6frag_low_thresh"));
+        let both = list(&[
+            ("ip6frag_high_thresh", 1 << 20),
+            ("ip6frag_low_thresh", 1 << 19),
+        ]);
+        assert!(check_all(&table, &both).is_ok());
     }
 
     #[test]

@@ -32,7 +32,6 @@ fn reassemble(t: &mut ReasmTable, frags: &[Vec<u8>], out: &mut DatagramBuf) -> R
     done.expect("complete")
 }
 
-
 /// The whole datagram Linux's `in:` train carries, reassembled by hand (the tests below
 /// check the table against it).
 fn linux_datagram(family: Family) -> (Vec<u8>, usize) {

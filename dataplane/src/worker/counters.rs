@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::DropReason;
+use crate::control::proto::{CtCounters, WorkerStats};
 use crate::wire::Family;
 use crate::worker::pipeline::{FRAG_COUNTERS, FRAG_SLOTS_PER_FAMILY, counter_names};
-use crate::control::proto::{CtCounters, WorkerStats};
 
 /// Most ports a worker keeps per-port counters for (configs with more are refused).
 pub const MAX_PORTS: usize = 16;

@@ -263,8 +263,7 @@ impl Pipeline {
     pub(super) fn exceeds_mtu(&self, mtu: u16) -> bool {
         match self.frag.current {
             Some(r) if self.frag.active => {
-                (r.geometry.df || r.geometry.family == Family::V6)
-                    && r.geometry.max_size > mtu
+                (r.geometry.df || r.geometry.family == Family::V6) && r.geometry.max_size > mtu
             }
             _ => true,
         }

@@ -126,7 +126,11 @@ fn deliver(p: &mut Pipeline, port: u16, f: &[u8], now: u64, handed: bool) -> Out
         b.truncate(n);
         frames.push(b);
     }
-    assert_eq!(p.next_fragment(&mut [0u8; 2048]), None, "more than announced");
+    assert_eq!(
+        p.next_fragment(&mut [0u8; 2048]),
+        None,
+        "more than announced"
+    );
     Out::Frames(out, frames)
 }
 
@@ -220,7 +224,11 @@ fn check_masquerade_train(family: Family, order: &[usize]) {
     };
     assert_eq!(frag_counter(&p, &format!("{v}{p6}ReasmReqds")), 3);
     assert_eq!(frag_counter(&p, &format!("{v}{p6}ReasmOKs")), 1);
-    assert_eq!(p.counters().rx, 3, "the datagram is not counted as received");
+    assert_eq!(
+        p.counters().rx,
+        3,
+        "the datagram is not counted as received"
+    );
     assert_eq!(p.frag_state().table(family).mem(), 0);
 }
 
@@ -344,7 +352,9 @@ fn incomplete_datagrams_time_out_after_ipfrag_time_which_is_tunable() {
         ("ipfrag_high_thresh".into(), 1 << 20),
         ("ipfrag_low_thresh".into(), 2 << 20),
     ]);
-    assert!(matches!(p.command(bad), WorkerReply::Error(e) if e.field.as_deref() == Some("ipfrag_low_thresh")));
+    assert!(
+        matches!(p.command(bad), WorkerReply::Error(e) if e.field.as_deref() == Some("ipfrag_low_thresh"))
+    );
     let set = WorkerCommand::SetTunables(vec![("ipfrag_time".into(), 5)]);
     assert_eq!(p.command(set), WorkerReply::Done);
     assert_eq!(p.frag_state().table(Family::V4).limits().time_ns, 5 * SEC);
@@ -394,7 +404,11 @@ fn a_datagram_reassembled_by_another_worker_is_handed_to_the_owner() {
             }
         };
         assert_ne!(owner, receiver);
-        assert_eq!(w[receiver].conntrack().len(), 0, "the receiver tracks nothing");
+        assert_eq!(
+            w[receiver].conntrack().len(),
+            0,
+            "the receiver tracks nothing"
+        );
         // The original fragments, as received.
         let orig: Vec<_> = input.iter().map(|f| f[ETH_LEN..].to_vec()).collect();
         let handed_ip: Vec<_> = handed.iter().map(|f| f[ETH_LEN..].to_vec()).collect();
@@ -416,8 +430,15 @@ fn a_datagram_reassembled_by_another_worker_is_handed_to_the_owner() {
         assert_eq!(lens, want.iter().map(Vec::len).collect::<Vec<_>>());
         let (got_d, want_d) = (reassemble(family, &v), reassemble(family, &want));
         let hl = if family == Family::V4 { 20 } else { 40 };
-        assert_eq!(got_d[..hl], want_d[..hl], "{family:?}: the masqueraded header");
-        assert!(got_d[hl + 8..] == want_d[hl + 8..], "{family:?}: the payload");
+        assert_eq!(
+            got_d[..hl],
+            want_d[..hl],
+            "{family:?}: the masqueraded header"
+        );
+        assert!(
+            got_d[hl + 8..] == want_d[hl + 8..],
+            "{family:?}: the payload"
+        );
         assert_checksums(&frame(&got_d, B_MAC, WAN_MAC), ETH_LEN);
         assert_eq!(w[owner].conntrack().len(), 1);
     }
@@ -443,7 +464,11 @@ fn fragments_of_a_flow_with_a_recipe_take_the_full_path() {
     let out = || small("198.18.0.1", "198.51.100.2", 40000, 7, (LAN_MAC, A_MAC));
     let back = small("198.51.100.2", "198.51.100.254", 7, 40000, (WAN_MAC, B_MAC));
     let mut s = vec![0u8; SCRATCH_LEN];
-    for (port, f, t) in [(0, out(), SEC), (1, back, SEC + SEC / 10), (0, out(), 4 * SEC)] {
+    for (port, f, t) in [
+        (0, out(), SEC),
+        (1, back, SEC + SEC / 10),
+        (0, out(), 4 * SEC),
+    ] {
         let a = p.process(port, &mut f.clone(), t, &mut s);
         assert!(matches!(a, Action::Forward { .. }), "{a:?}");
     }
@@ -456,7 +481,11 @@ fn fragments_of_a_flow_with_a_recipe_take_the_full_path() {
     let mut acts = vec![Action::SlowPath; fs.len()];
     let fast = p.counters().proc.fast_path;
     p.process_vector(0, &mut fs, 4 * SEC + 1, &mut ss, &mut acts);
-    assert_eq!(p.counters().proc.fast_path, fast + 2, "the whole packets are fast");
+    assert_eq!(
+        p.counters().proc.fast_path,
+        fast + 2,
+        "the whole packets are fast"
+    );
     assert!(matches!(acts[0], Action::Forward { port: 1, .. }));
     assert_eq!(acts[1..3], [Action::Held, Action::Held]);
     assert_eq!(
@@ -472,5 +501,8 @@ fn fragments_of_a_flow_with_a_recipe_take_the_full_path() {
     while let Some(n) = p.next_fragment(&mut b) {
         got.push(b[..n].to_vec());
     }
-    assert!(got == linux_out(Family::V4), "the datagram as Linux sent it");
+    assert!(
+        got == linux_out(Family::V4),
+        "the datagram as Linux sent it"
+    );
 }

@@ -172,6 +172,11 @@ pub fn initial_stats() -> Stats {
         nat_pools_full: 1,
         ct_expired: 250,
         ct_expire_ticks: 50,
+        frag: [
+            ("ipv4.ReasmOKs".to_string(), 4),
+            ("ipv6.Ip6ReasmFails".to_string(), 1),
+        ]
+        .into(),
     };
     let port = |i: u16, name: &str| PortStats {
         name: name.into(),
