@@ -190,6 +190,61 @@ pub struct FragStats {
     pub drops: [u64; FragDrop::ALL.len()],
 }
 
+impl FragStats {
+    /// Counter slots of [`FragStats::slots`]: the six datagram counters, then the dropped
+    /// fragments by [`FragDrop`].
+    pub const SLOTS: usize = 6 + FragDrop::ALL.len();
+
+    /// The counters as slots, in the order of [`FragStats::names`].
+    pub fn slots(&self) -> [u64; Self::SLOTS] {
+        let d = self.drops;
+        [
+            self.reasm_reqds,
+            self.reasm_oks,
+            self.reasm_fails,
+            self.reasm_timeout,
+            self.reasm_overlaps,
+            self.reasm_evictions,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5],
+            d[6],
+            d[7],
+        ]
+    }
+
+    /// The names of the slots for `family`: Linux's `/proc/net/snmp` (`Ip:`) and
+    /// `/proc/net/snmp6` (`Ip6`) names, our `ReasmEvictions`, the [`FragDrop`] names.
+    pub fn names(family: Family) -> [&'static str; Self::SLOTS] {
+        let d = FragDrop::ALL.map(FragDrop::name);
+        let snmp = match family {
+            Family::V4 => [
+                "ReasmReqds",
+                "ReasmOKs",
+                "ReasmFails",
+                "ReasmTimeout",
+                "ReasmOverlaps",
+                "ReasmEvictions",
+            ],
+            Family::V6 => [
+                "Ip6ReasmReqds",
+                "Ip6ReasmOKs",
+                "Ip6ReasmFails",
+                "Ip6ReasmTimeout",
+                "Ip6ReasmOverlaps",
+                "Ip6ReasmEvictions",
+            ],
+        };
+        [
+            snmp[0], snmp[1], snmp[2], snmp[3], snmp[4], snmp[5], d[0], d[1], d[2], d[3], d[4],
+            d[5], d[6], d[7],
+        ]
+    }
+}
+
 impl Default for FragStats {
     fn default() -> Self {
         FragStats {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::DropReason;
 use crate::control::proto::{CtCounters, WorkerStats};
+use crate::frag::FragStats;
 use crate::wire::Family;
-use crate::worker::pipeline::{FRAG_COUNTERS, FRAG_SLOTS_PER_FAMILY, counter_names};
 
 /// Most ports a worker keeps per-port counters for (configs with more are refused).
 pub const MAX_PORTS: usize = 16;
@@ -104,8 +104,8 @@ pub struct ProcCounters {
     /// Packets the processor dropped but answered (ICMP error, TCP reset) by reason: the
     /// edge counts an [`Action::Reply`](crate::worker::Action::Reply) there, not a drop.
     pub replied_drops: [u64; DropReason::COUNT],
-    /// IP reassembly counters, IPv4 then IPv6 (`worker::pipeline::counter_names`).
-    pub frag: [u64; FRAG_COUNTERS],
+    /// IP reassembly counters, IPv4 then IPv6 (`FragStats::names`).
+    pub frag: [u64; 2 * FragStats::SLOTS],
 }
 
 impl Default for ProcCounters {
@@ -134,14 +134,14 @@ impl Default for ProcCounters {
             ct_expired: 0,
             ct_expire_ticks: 0,
             replied_drops: [0; DropReason::COUNT],
-            frag: [0; FRAG_COUNTERS],
+            frag: [0; 2 * FragStats::SLOTS],
         }
     }
 }
 
 impl ProcCounters {
     /// Number of `u64` slots.
-    pub const SLOTS: usize = 22 + DropReason::COUNT + FRAG_COUNTERS;
+    pub const SLOTS: usize = 22 + DropReason::COUNT + 2 * FragStats::SLOTS;
 
     fn slots_mut(&mut self) -> impl Iterator<Item = &mut u64> {
         [
@@ -269,8 +269,8 @@ impl Counters {
                 .enumerate()
                 .flat_map(|(i, f)| {
                     let prefix = if f == Family::V4 { "ipv4" } else { "ipv6" };
-                    let slots = &self.proc.frag[i * FRAG_SLOTS_PER_FAMILY..];
-                    counter_names(f)
+                    let slots = &self.proc.frag[i * FragStats::SLOTS..];
+                    FragStats::names(f)
                         .into_iter()
                         .zip(slots)
                         .map(move |(n, v)| (format!("{prefix}.{n}"), *v))

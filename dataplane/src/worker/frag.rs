@@ -26,7 +26,7 @@ use super::{Action, Pipeline};
 use crate::DropReason;
 use crate::conntrack::Tunables;
 use crate::frag::{
-    self, DatagramBuf, FragDrop, FragLimits, FragStats, Outcome, Plan, ReasmTable, Reassembled,
+    self, DatagramBuf, FragLimits, FragStats, Outcome, Plan, ReasmTable, Reassembled,
 };
 use crate::wire::{self, Family, IpInfo};
 use crate::worker::FragOut;
@@ -35,60 +35,8 @@ use crate::worker::FragOut;
 /// tagged frames are refused later anyway).
 const L2_ROOM: usize = 64;
 
-/// Counter slots per family in [`FRAG_COUNTERS`]: the six SNMP-named datagram counters,
-/// then the dropped fragments by [`FragDrop`].
-pub const FRAG_SLOTS_PER_FAMILY: usize = 6 + FragDrop::ALL.len();
-/// Fragment counter slots of a worker (IPv4, then IPv6).
-pub const FRAG_COUNTERS: usize = 2 * FRAG_SLOTS_PER_FAMILY;
-
-/// The names of the counters of [`FragState::counters`], slot by slot, per family:
-/// Linux's `/proc/net/snmp` (`Ip:`) and `/proc/net/snmp6` (`Ip6`) names, our
-/// `ReasmEvictions`, and the [`FragDrop`] names.
-pub fn counter_names(family: Family) -> [&'static str; FRAG_SLOTS_PER_FAMILY] {
-    let d = FragDrop::ALL.map(FragDrop::name);
-    let snmp = match family {
-        Family::V4 => [
-            "ReasmReqds",
-            "ReasmOKs",
-            "ReasmFails",
-            "ReasmTimeout",
-            "ReasmOverlaps",
-            "ReasmEvictions",
-        ],
-        Family::V6 => [
-            "Ip6ReasmReqds",
-            "Ip6ReasmOKs",
-            "Ip6ReasmFails",
-            "Ip6ReasmTimeout",
-            "Ip6ReasmOverlaps",
-            "Ip6ReasmEvictions",
-        ],
-    };
-    [
-        snmp[0], snmp[1], snmp[2], snmp[3], snmp[4], snmp[5], d[0], d[1], d[2], d[3], d[4], d[5],
-        d[6], d[7],
-    ]
-}
-
-fn slots(s: &FragStats) -> [u64; FRAG_SLOTS_PER_FAMILY] {
-    let d = s.drops;
-    [
-        s.reasm_reqds,
-        s.reasm_oks,
-        s.reasm_fails,
-        s.reasm_timeout,
-        s.reasm_overlaps,
-        s.reasm_evictions,
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        d[4],
-        d[5],
-        d[6],
-        d[7],
-    ]
-}
+/// Fragment counter slots of a worker (IPv4, then IPv6; [`FragStats::names`]).
+pub const FRAG_COUNTERS: usize = 2 * FragStats::SLOTS;
 
 /// One worker's reassembly tables, the datagram being processed and its emission.
 #[derive(Debug)]
@@ -143,12 +91,12 @@ impl FragState {
         self.v6.expire(now_ns);
     }
 
-    /// The counters, IPv4 slots then IPv6 (names: [`counter_names`]).
+    /// The counters, IPv4 slots then IPv6 (names: [`FragStats::names`]).
     pub fn counters(&self) -> [u64; FRAG_COUNTERS] {
         let mut out = [0u64; FRAG_COUNTERS];
-        let (a, b) = out.split_at_mut(FRAG_SLOTS_PER_FAMILY);
-        a.copy_from_slice(&slots(self.v4.stats()));
-        b.copy_from_slice(&slots(self.v6.stats()));
+        let (a, b) = out.split_at_mut(FragStats::SLOTS);
+        a.copy_from_slice(&self.v4.stats().slots());
+        b.copy_from_slice(&self.v6.stats().slots());
         out
     }
 

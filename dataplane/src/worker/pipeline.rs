@@ -45,7 +45,7 @@ mod fast;
 pub use fast::MAX_VECTOR;
 #[path = "frag.rs"]
 mod frag;
-pub use frag::{FRAG_COUNTERS, FRAG_SLOTS_PER_FAMILY, FragState, counter_names};
+pub use frag::{FRAG_COUNTERS, FragState};
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

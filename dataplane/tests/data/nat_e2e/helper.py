@@ -8,18 +8,23 @@ import sys
 import time
 
 
-def udp_echo(addr, port, seconds):
-    """Answer each datagram with 'from <source ip>' for `seconds`."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp_serve(addr, port, seconds, answer):
+    """Answer each datagram on `addr:port` with `answer(data, peer)` for `seconds`."""
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((addr, int(port)))
     s.settimeout(0.2)
     end = time.time() + float(seconds)
     while time.time() < end:
         try:
-            data, peer = s.recvfrom(2048)
+            data, peer = s.recvfrom(65535)
         except socket.timeout:
             continue
-        s.sendto(b"from " + peer[0].encode(), peer)
+        s.sendto(answer(data, peer), peer)
+
+
+def udp_echo(addr, port, seconds):
+    """Answer each datagram with 'from <source ip>' for `seconds`."""
+    udp_serve(addr, port, seconds, lambda data, peer: b"from " + peer[0].encode())
 
 
 def udp_ask(host, port):
@@ -43,17 +48,12 @@ def udp_ask(host, port):
 def udp_mirror(addr, port, seconds):
     """Send each datagram back as it came (any size) for `seconds`; log its size and
     source."""
-    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((addr, int(port)))
-    s.settimeout(0.2)
-    end = time.time() + float(seconds)
-    while time.time() < end:
-        try:
-            data, peer = s.recvfrom(65535)
-        except socket.timeout:
-            continue
+
+    def answer(data, peer):
         print(len(data), peer[0], flush=True)
-        s.sendto(data, peer)
+        return data
+
+    udp_serve(addr, port, seconds, answer)
 
 
 def udp_big(host, port, size):
