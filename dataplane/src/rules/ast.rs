@@ -132,6 +132,8 @@ pub struct Set {
     pub ty: SetType,
     pub interval: bool,
     pub elements: Vec<Value>,
+    /// `flags dynamic,timeout`, `timeout`, `size` (a set the data path updates).
+    pub dynamic: DynOpts,
     pub pos: Pos,
 }
 
@@ -648,6 +650,9 @@ pub enum Stmt {
     /// NAT to the address (and port) a map gives for the packet's key (`dnat ip to tcp
     /// dport map @fp`, `snat to ip saddr map { 198.18.0.0/24 : 203.0.113.1 }`).
     NatMap(NatMap, Pos),
+    /// `add|update @SET { KEY [timeout T] [STMT]… }` or `meter NAME size N { … }`: an
+    /// element added to a dynamic set from the data path (`rules/dynset.rs`).
+    SetElem(SetElem, Pos),
 }
 
 /// The elements of a statement's set or map: written in place, or a named one (`@NAME`).
@@ -706,3 +711,5 @@ pub struct NatMap {
 
 /// Default `limit` burst (nft's default).
 pub const DEFAULT_BURST: u32 = 5;
+
+pub use super::dynset::{DynOpts, SetElem, SetOp};

@@ -462,6 +462,10 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                     }
                 }
             }
+            Stmt::SetElem(e, pos) => {
+                l4_known |= field_fits(t, e.key, *pos, s)?;
+                super::dynset::check_elem(e, *pos, &t.sets)?;
+            }
             Stmt::Verdict(Verdict::Jump(c) | Verdict::Goto(c), pos) => {
                 edges.push(jump_target(t, c, *pos)?);
             }

@@ -79,8 +79,9 @@ impl Publisher {
     /// handle and statements: what an incremental change leaves alone) keep their
     /// counters: the running generation's counts now, plus, once every worker has moved
     /// on, what they counted in it meanwhile. Returns the generation number.
-    pub fn publish_keeping_counters(&mut self, next: CompiledRuleset) -> u64 {
+    pub fn publish_keeping_counters(&mut self, mut next: CompiledRuleset) -> u64 {
         let old = self.current();
+        next.adopt_dynsets(&old);
         let snapshot = old.counters();
         for (o, n) in same_rules(&old, &next) {
             next.carry(n, snapshot[o as usize]);

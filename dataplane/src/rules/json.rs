@@ -157,6 +157,7 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
         ty,
         interval,
         elements,
+        dynamic: crate::rules::dynset::opts_from_json(o),
         pos: Pos::default(),
     })
 }
@@ -571,6 +572,16 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
         }
         "match" => Stmt::Match(read_match(body, path)?, pos),
         "vmap" => Stmt::Vmap(read_vmap(body, path)?, pos),
+        "set" | "meter" => Stmt::SetElem(
+            crate::rules::dynset::elem_from_json(
+                body,
+                k == "meter",
+                path,
+                |v, p| read_field(v, p).map(|(f, _)| f),
+                read_stmt,
+            )?,
+            pos,
+        ),
         "accept" => Stmt::Verdict(Verdict::Accept, pos),
         "drop" => Stmt::Verdict(Verdict::Drop, pos),
         "continue" => Stmt::Verdict(Verdict::Continue, pos),
@@ -992,6 +1003,9 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
             json!({"vmap": {"key": key_json(&v.key), "data": els}})
         }
         Stmt::NatMap(n, _) => nat_map_json(n),
+        Stmt::SetElem(e, _) => {
+            crate::rules::dynset::elem_json(e, field_json(e.key), |s| stmt_json(s, None))
+        }
     }
 }
 
@@ -1012,7 +1026,9 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
         for s in &t.sets {
             let mut o =
                 json!({"family": fam, "name": s.name, "table": t.name, "type": s.ty.name()});
-            if s.interval {
+            if s.dynamic.any() {
+                crate::rules::dynset::opts_json(&mut o, &s.dynamic, s.interval);
+            } else if s.interval {
                 o["flags"] = json!(["interval"]);
             }
             if !s.elements.is_empty() {

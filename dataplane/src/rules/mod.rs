@@ -14,6 +14,7 @@ pub mod ast;
 pub mod check;
 pub mod classify;
 pub mod compile;
+pub mod dynset;
 pub mod edit;
 mod error;
 pub mod first;
@@ -26,6 +27,8 @@ pub mod parse;
 pub mod print;
 pub mod validate;
 
+#[cfg(test)]
+mod dynset_tests;
 #[cfg(test)]
 mod edit_tests;
 #[cfg(test)]

@@ -67,7 +67,9 @@ fn write_text(rs: &Ruleset, counters: CounterLookup<'_>, handles: bool) -> Strin
             first = false;
             let _ = writeln!(out, "\tset {} {{", s.name);
             let _ = writeln!(out, "\t\ttype {}", s.ty.name());
-            if s.interval {
+            if s.dynamic.any() {
+                crate::rules::dynset::opts_text(&mut out, &s.dynamic, s.interval);
+            } else if s.interval {
                 out.push_str("\t\tflags interval\n");
             }
             if !s.elements.is_empty() {
@@ -280,6 +282,7 @@ pub fn stmt(s: &Stmt) -> String {
             });
             format!("{} vmap {els}", key_text(&v.key))
         }
+        Stmt::SetElem(e, _) => crate::rules::dynset::elem_text(e, &field_text(e.key), stmt),
         Stmt::NatMap(n, _) => {
             let els = elements_text(&n.elements, |(e, d)| {
                 format!(

@@ -396,6 +396,7 @@ fn set() -> impl Strategy<Value = Set> {
             ty,
             interval,
             elements,
+            dynamic: Default::default(),
             pos: Pos::default(),
         })
     })

@@ -402,6 +402,11 @@ impl CompiledRuleset {
                         return Step::Next;
                     }
                 }
+                CStmt::Dyn(d) => {
+                    if !self.exec_dyn(d, ctx, now, res) {
+                        return Step::Next;
+                    }
+                }
                 CStmt::Notrack => res.notrack = true,
                 CStmt::MetaMarkSet(m) => {
                     res.stateful = true;

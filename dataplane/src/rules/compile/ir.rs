@@ -214,6 +214,8 @@ pub(crate) enum CStmt {
         actions: Box<[NatAction]>,
         count: bool,
     },
+    /// A dynamic set's match or update (`compile/dynstmt.rs`).
+    Dyn(super::dynstmt::DynStmt),
 }
 
 impl CStmt {

@@ -3,6 +3,7 @@
 //! budget of [`Limits`].
 
 use super::classes::FirstPartitions;
+use super::dynstmt::DynSets;
 use super::ir::{CMatch, CStmt, CVerdict, Test};
 use super::keytable::{KeyTable, value_interval};
 use super::ruleset::{
@@ -54,6 +55,7 @@ pub fn compile_with(
     let mut budget = Budget::new(limits);
     let mut sets: SetTables<'_> = BTreeMap::new();
     let mut maps: MapTables<'_> = BTreeMap::new();
+    let dyns = DynSets::collect(rs, &mut budget)?;
     let mut chain_ids = BTreeMap::new();
     let mut chain_pos = Vec::new();
     for (ti, t) in rs.tables.iter().enumerate() {
@@ -94,7 +96,7 @@ pub fn compile_with(
                     workers,
                     &|name| chain_ids[&(ti, name)],
                     (&mut n_limits, &mut n_counts),
-                    (&mut sets, &mut maps, &mut budget),
+                    (&mut sets, &mut maps, &mut budget, &dyns),
                 )?;
                 ids.push(u32_of(rules.len()));
                 compiled.push(cr.stmts.clone());
@@ -159,6 +161,7 @@ pub fn compile_with(
         workers: blocks,
         carried: (0..n_rules).map(|_| Default::default()).collect(),
         ct_counts: (0..n_counts).map(|_| Arc::new(AtomicU32::new(0))).collect(),
+        dynsets: dyns.entries.into(),
         generation: 0,
     })
 }
@@ -172,7 +175,12 @@ fn compile_rule<'a>(
     workers: usize,
     chain_id: ChainLookup<'_>,
     (n_limits, n_counts): (&mut u32, &mut u32),
-    (sets, maps, budget): (&mut SetTables<'a>, &mut MapTables<'a>, &mut Budget),
+    (sets, maps, budget, dyns): (
+        &mut SetTables<'a>,
+        &mut MapTables<'a>,
+        &mut Budget,
+        &DynSets,
+    ),
 ) -> Result<CRule, Error> {
     if !budget.charge((r.stmts.len() + 1).saturating_mul(size_of::<CStmt>())) {
         return Err(Error::at(r.pos, "rule", budget.exceeded()));
@@ -196,6 +204,15 @@ fn compile_rule<'a>(
             counted = true;
         }
         stmts.push(match s {
+            // A dynamic set's content changes with the traffic: never cached.
+            Stmt::Match(m, _) if let Some(d) = dyns.lower_match(ti, m) => {
+                cacheable = false;
+                d
+            }
+            Stmt::SetElem(e, pos) => {
+                cacheable = false;
+                dyns.lower_elem(ti, e, *pos)?
+            }
             Stmt::Match(m, pos) => {
                 cacheable &= flow_field(m.field);
                 CStmt::Match(compile_match((ti, t), m, *pos, ports, sets, budget)?)

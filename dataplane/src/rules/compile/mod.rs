@@ -16,6 +16,8 @@
 //! concatenations and verdict maps in [`keytable`].
 
 mod classes;
+mod dynstmt;
+mod dynstore;
 mod eval;
 mod ir;
 mod keytable;
@@ -24,6 +26,7 @@ mod ruleset;
 
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
+pub use dynstore::{DynElement, DynStore};
 pub(crate) use eval::icmp_code;
 pub(crate) use ir::CStmt;
 pub use ir::{

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod cursor;
+mod dynset;
 mod lexer;
 mod ruleset;
 mod stmt;

@@ -178,6 +178,7 @@ impl Parser {
         let mut key: Option<Vec<SetType>> = None;
         let mut data = None;
         let mut interval = false;
+        let mut dynamic = DynOpts::default();
         let mut elements: Vec<(Elem, MapValue)> = Vec::new();
         loop {
             self.skip_separators();
@@ -206,6 +207,8 @@ impl Parser {
                     match f.as_str() {
                         "interval" => interval = true,
                         "constant" => {}
+                        "dynamic" if !is_map => dynamic.dynamic = true,
+                        "timeout" if !is_map => dynamic.timeout_flag = true,
                         _ => return Err(Error::at(fp, &f, unsupported(&format!("set flag {f}")))),
                     }
                     if !self.eat_punct(',') {
@@ -213,6 +216,11 @@ impl Parser {
                     }
                 },
                 Tok::Word(w) if w == "auto-merge" => {}
+                Tok::Word(w) if w == "timeout" && !is_map => {
+                    dynamic.timeout_ms = Some(self.duration()?);
+                    dynamic.timeout_flag = true;
+                }
+                Tok::Word(w) if w == "size" && !is_map => dynamic.size = Some(self.set_size()?),
                 Tok::Word(w) if w == "elements" => {
                     self.expect_punct('=')?;
                     let Some(k) = &key else {
@@ -246,11 +254,19 @@ impl Parser {
             }
         }
         let key = key.ok_or_else(|| Error::at(pos, &name, "set has no `type`"))?;
+        if dynamic.any() && (key.len() > 1 || interval) {
+            return Err(Error::at(
+                pos,
+                &name,
+                unsupported("a dynamic set of a concatenation or with intervals"),
+            ));
+        }
         if let ([ty], None) = (&key[..], &data) {
             return Ok(Keyed::Set(Set {
                 name,
                 ty: *ty,
                 interval,
+                dynamic,
                 elements: elements.into_iter().flat_map(|(e, _)| e).collect(),
                 pos,
             }));

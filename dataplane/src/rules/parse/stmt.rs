@@ -70,12 +70,13 @@ impl Parser {
                     None => Err(Error::at(kp, &k, unsupported(&format!("{w} {k}")))),
                 }
             }
-            "queue" | "fwd" | "dup" | "meter" | "tproxy" | "synproxy" | "quota" | "numgen"
-            | "jhash" | "symhash" | "osf" | "socket" | "rt" | "fib" | "exthdr" | "ether"
-            | "vlan" | "arp" | "sctp" | "dccp" | "udplite" | "ah" | "esp" | "comp" | "add"
-            | "update" | "delete" | "set" | "map" | "vmap" | "flow" | "xt" => {
-                self.err(&t, unsupported(&w))
-            }
+            "add" if self.is_punct('@') => self.set_elem_stmt(SetOp::Add, pos),
+            "update" if self.is_punct('@') => self.set_elem_stmt(SetOp::Update, pos),
+            "meter" => self.meter_stmt(pos),
+            "queue" | "fwd" | "dup" | "tproxy" | "synproxy" | "quota" | "numgen" | "jhash"
+            | "symhash" | "osf" | "socket" | "rt" | "fib" | "exthdr" | "ether" | "vlan" | "arp"
+            | "sctp" | "dccp" | "udplite" | "ah" | "esp" | "comp" | "add" | "update" | "delete"
+            | "set" | "map" | "vmap" | "flow" | "xt" => self.err(&t, unsupported(&w)),
             _ => self.err(&t, "unknown statement"),
         }
     }

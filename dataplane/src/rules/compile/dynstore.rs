@@ -1,0 +1,354 @@
+//! The runtime store of a dynamic set: one table shared by every worker, so an element
+//! one worker adds is matched by all at once (docs/rules.md, "Dynamic sets and meters").
+//!
+//! A fixed array of slots (twice the set's `size`, a power of two), open addressing over a
+//! bounded window of [`WINDOW`] slots from the key's seeded hash. Each slot is four atomics:
+//!
+//! - `state`: [`EMPTY`] (never used: a lookup stops here), [`BUSY`] (being written),
+//!   [`DEAD`] (deleted or collected: free, a lookup goes on), or the element's expiry time
+//!   in ns of the workers' clock ([`NEVER`]: no timeout);
+//! - `key`: the key's 128 bits;
+//! - `tat`: the per-element `limit` (GCRA: the theoretical arrival time; 0: a full bucket).
+//!
+//! Readers check `state`, read the key, and check `state` again (a seqlock: a slot being
+//! reused is never mistaken for its new or its old key). Writers claim a slot with a
+//! compare-and-swap to `BUSY`; two workers adding the same key at once may claim two slots:
+//! the later one in window order sees the earlier and frees itself, so one element stays.
+//! No locks, no allocation: a lookup costs one hash and a few cache lines of one window; an
+//! add one CAS and three stores more.
+//!
+//! `size` is counted as the kernel counts it: expired elements take room until they are
+//! collected. An add that finds the set full collects a bounded sweep of expired slots
+//! ([`GC_STEP`]) and then fails: the statement does not match (the kernel's dynset breaks
+//! the rule), counted in `full`.
+
+use crate::rules::compile::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+
+const EMPTY: u64 = 0;
+const BUSY: u64 = 1;
+const DEAD: u64 = 2;
+/// The state of an element without a timeout.
+pub(crate) const NEVER: u64 = u64::MAX;
+/// Slots a key may sit in (from its hash on).
+pub(crate) const WINDOW: usize = 16;
+/// Slots one full add sweeps for expired elements.
+pub(crate) const GC_STEP: usize = 256;
+/// Largest `size` of a dynamic set (its slots: twice that, 32 bytes each).
+pub(crate) const MAX_SIZE: u32 = 1 << 22;
+
+#[derive(Debug, Default)]
+struct Slot {
+    state: AtomicU64,
+    key: [AtomicU64; 2],
+    tat: AtomicU64,
+}
+
+/// One dynamic set's elements, shared by every worker (see the module documentation).
+#[derive(Debug)]
+pub struct DynStore {
+    slots: Box<[Slot]>,
+    /// `ct count` connections per slot (empty when no statement counts connections).
+    conns: Box<[Arc<AtomicU32>]>,
+    mask: usize,
+    size: u32,
+    len: AtomicU32,
+    seed: u64,
+    gc_cursor: AtomicUsize,
+    /// Adds refused because the set was full.
+    full: AtomicU64,
+}
+
+/// One element of a listing: the key and, for an element with a timeout, the time left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynElement {
+    pub key: u128,
+    /// Nanoseconds until it expires (`None`: no timeout).
+    pub expires_ns: Option<u64>,
+}
+
+/// A per-element `limit` (costs in ns of the workers' clock).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ElemLimit {
+    pub cost_ns: u64,
+    pub cap_ns: u64,
+    pub over: bool,
+}
+
+impl DynStore {
+    /// A store for at most `size` elements; `conns`: keep a `ct count` per element.
+    pub(crate) fn new(size: u32, conns: bool) -> Self {
+        let size = size.clamp(1, MAX_SIZE);
+        let n = (size as usize * 2).next_power_of_two().max(WINDOW * 4);
+        DynStore {
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            conns: if conns {
+                (0..n).map(|_| Arc::new(AtomicU32::new(0))).collect()
+            } else {
+                Box::default()
+            },
+            mask: n - 1,
+            size,
+            len: AtomicU32::new(0),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+            gc_cursor: AtomicUsize::new(0),
+            full: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes the slots of a store of `size` elements take (the compile budget).
+    pub(crate) fn bytes(size: u32, conns: bool) -> usize {
+        let n = (size.clamp(1, MAX_SIZE) as usize * 2)
+            .next_power_of_two()
+            .max(WINDOW * 4);
+        n * (size_of::<Slot>() + if conns { 32 } else { 0 })
+    }
+
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Elements held now (expired ones not yet collected included, as the kernel counts).
+    pub fn len(&self) -> u32 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds refused because the set was full.
+    pub fn full_count(&self) -> u64 {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    fn home(&self, key: u128) -> usize {
+        let mut h = (key as u64) ^ self.seed;
+        h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= ((key >> 64) as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        h = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (h ^ (h >> 32)) as usize
+    }
+
+    fn idx(&self, home: usize, i: usize) -> usize {
+        home.wrapping_add(i) & self.mask
+    }
+
+    /// The slot's state and whether it holds `key` (a consistent read: `None` while the
+    /// slot changes under the reader).
+    fn read(&self, i: usize, key: u128) -> (u64, bool) {
+        let s = &self.slots[i];
+        for _ in 0..4 {
+            let st = s.state.load(Ordering::Acquire);
+            if st <= DEAD {
+                return (st, false);
+            }
+            let k = (u128::from(s.key[0].load(Ordering::Relaxed)) << 64)
+                | u128::from(s.key[1].load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if s.state.load(Ordering::Relaxed) == st {
+                return (st, k == key);
+            }
+        }
+        (BUSY, false)
+    }
+
+    /// The slot of a live (not expired at `now`) element `key`.
+    pub(crate) fn lookup(&self, key: u128, now: u64) -> Option<usize> {
+        let home = self.home(key);
+        for j in 0..WINDOW {
+            let i = self.idx(home, j);
+            match self.read(i, key) {
+                (EMPTY, _) => return None,
+                (st, true) if st > now => return Some(i),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn conns_of(&self, i: usize) -> u32 {
+        self.conns.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Adds `key` (absent) expiring at `expiry` ([`NEVER`]); its slot, or `None` when the
+    /// set is full (counted) or the key's window holds no free slot.
+    pub(crate) fn insert(&self, key: u128, expiry: u64, now: u64) -> Option<usize> {
+        let home = self.home(key);
+        let mut gc_done = false;
+        'scan: loop {
+            for j in 0..WINDOW {
+                let i = self.idx(home, j);
+                let st = self.slots[i].state.load(Ordering::Acquire);
+                let reclaim = st > DEAD && st <= now && self.conns_of(i) == 0;
+                if !(st == EMPTY || st == DEAD || reclaim) {
+                    continue;
+                }
+                // An expired element keeps its place in `len`; a free slot takes one.
+                if !reclaim && !self.reserve() {
+                    if gc_done {
+                        break 'scan;
+                    }
+                    gc_done = true;
+                    self.gc(now, GC_STEP);
+                    continue 'scan;
+                }
+                if self.slots[i]
+                    .state
+                    .compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    if !reclaim {
+                        self.len.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                fence(Ordering::Release);
+                let s = &self.slots[i];
+                s.key[0].store((key >> 64) as u64, Ordering::Relaxed);
+                s.key[1].store(key as u64, Ordering::Relaxed);
+                s.tat.store(0, Ordering::Relaxed);
+                s.state.store(expiry.max(DEAD + 1), Ordering::Release);
+                // Another worker may have added the same key at once: the first in window
+                // order stays.
+                for jj in 0..j {
+                    let o = self.idx(home, jj);
+                    if let (st, true) = self.read(o, key)
+                        && st > now
+                    {
+                        self.retire(i);
+                        return Some(o);
+                    }
+                }
+                return Some(i);
+            }
+            break;
+        }
+        self.full.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Takes one place of `size`; false when the set is full.
+    fn reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                (l < self.size).then_some(l + 1)
+            })
+            .is_ok()
+    }
+
+    fn retire(&self, i: usize) {
+        self.slots[i].state.store(DEAD, Ordering::Release);
+        self.len.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Restarts a live element's timeout (`update`): its expiry becomes `expiry` unless
+    /// the slot changed meanwhile.
+    pub(crate) fn refresh(&self, i: usize, expiry: u64) {
+        let s = &self.slots[i].state;
+        let st = s.load(Ordering::Relaxed);
+        if st > DEAD && st != NEVER {
+            let _ = s.compare_exchange(
+                st,
+                expiry.max(DEAD + 1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Collects up to `n` slots from the sweep cursor: expired elements no connection
+    /// counts against are freed.
+    pub(crate) fn gc(&self, now: u64, n: usize) {
+        let start = self.gc_cursor.fetch_add(n, Ordering::Relaxed);
+        for j in 0..n.min(self.slots.len()) {
+            let i = start.wrapping_add(j) & self.mask;
+            let s = &self.slots[i].state;
+            let st = s.load(Ordering::Relaxed);
+            if st > DEAD
+                && st <= now
+                && self.conns_of(i) == 0
+                && s.compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.retire(i);
+            }
+        }
+    }
+
+    /// The per-element `limit` of slot `i` at `now`: true when the statement matches
+    /// (within the rate, or over it for `over`).
+    pub(crate) fn limit(&self, i: usize, l: &ElemLimit, now: u64) -> bool {
+        let tat = &self.slots[i].tat;
+        let within = tat
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                let next = t.max(now).saturating_add(l.cost_ns);
+                (next <= now.saturating_add(l.cap_ns)).then_some(next)
+            })
+            .is_ok();
+        within != l.over
+    }
+
+    /// The per-element `ct count` of slot `i`: a first packet takes a slot (held in
+    /// `res` until its connection dies); true when the statement matches.
+    pub(crate) fn ct_count(
+        &self,
+        i: usize,
+        (limit, over): (u32, bool),
+        first_packet: bool,
+        res: &mut EvalResult,
+    ) -> bool {
+        let Some(cell) = self.conns.get(i) else {
+            return false;
+        };
+        let n = if first_packet && res.ct_count.len() < MAX_CT_TOKENS {
+            let n = cell.fetch_add(1, Ordering::Relaxed) + 1;
+            res.ct_count.push(CtCountToken(Arc::clone(cell)));
+            n
+        } else {
+            cell.load(Ordering::Relaxed)
+        };
+        if over { n > limit } else { n <= limit }
+    }
+
+    /// The live elements at `now`, in slot order (the control thread: a listing).
+    pub fn elements(&self, now: u64) -> Vec<DynElement> {
+        let mut out = Vec::new();
+        for s in self.slots.iter() {
+            let st = s.state.load(Ordering::Acquire);
+            if st <= DEAD || st <= now {
+                continue;
+            }
+            let key = (u128::from(s.key[0].load(Ordering::Relaxed)) << 64)
+                | u128::from(s.key[1].load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if s.state.load(Ordering::Relaxed) != st {
+                continue;
+            }
+            out.push(DynElement {
+                key,
+                expires_ns: (st != NEVER).then(|| st - now),
+            });
+        }
+        out
+    }
+
+    /// Deletes a live element (an API request); true when it was there.
+    pub fn delete(&self, key: u128, now: u64) -> bool {
+        let Some(i) = self.lookup(key, now) else {
+            return false;
+        };
+        let s = &self.slots[i].state;
+        let st = s.load(Ordering::Relaxed);
+        if st > DEAD
+            && s.compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.retire(i);
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,379 @@
+//! Dynamic sets in the rule language: the set options (`flags dynamic,timeout; timeout
+//! 10m; size 65535;`), the statements that add elements from the data path (`add @bl {
+//! ip saddr limit rate over 5/minute }`, `update @bl { ip saddr timeout 1m }`, `meter m {
+//! ip saddr limit rate 5/second }`), their text and JSON forms as nft 1.0.6 lists them.
+//!
+//! The runtime store the workers share is `compile/dynstore.rs`; the design and its cost
+//! per packet are in docs/rules.md ("Dynamic sets and meters").
+
+use super::Error;
+use super::ast::{Field, Pos, Stmt};
+use serde_json::{Value as J, json};
+use std::fmt::Write as _;
+
+/// The options of a set the data path may update. All `false`/`None`: a plain set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DynOpts {
+    /// `flags dynamic`.
+    pub dynamic: bool,
+    /// `flags timeout` (implied by `timeout T`).
+    pub timeout_flag: bool,
+    /// `timeout T`: the default lifetime of an element, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `size N`: most elements.
+    pub size: Option<u32>,
+}
+
+impl DynOpts {
+    /// Any option written: the set lives in a runtime store.
+    pub fn any(&self) -> bool {
+        *self != DynOpts::default()
+    }
+}
+
+/// The default and largest `size` of a dynamic set without one (nft gives a meter 65535;
+/// the kernel grows a hash set without a size: the appliance bounds it).
+pub const DEFAULT_SIZE: u32 = 65_535;
+
+/// `add` or `update`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetOp {
+    /// Adds the element when it is absent (an existing element keeps its expiry).
+    Add,
+    /// Adds the element, or restarts an existing element's timeout.
+    Update,
+}
+
+impl SetOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            SetOp::Add => "add",
+            SetOp::Update => "update",
+        }
+    }
+}
+
+/// `add|update @SET { KEY [timeout T] [limit …|ct count …|counter]… }`, or `meter NAME
+/// [size N] { … }` (`meter` set: the statement declares its own set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetElem {
+    pub op: SetOp,
+    pub set: String,
+    pub key: Field,
+    pub timeout_ms: Option<u64>,
+    /// Per-element statements: `limit`, `ct count`, `counter`.
+    pub stmts: Vec<Stmt>,
+    /// `meter NAME size N`: the size of the meter's own set.
+    pub meter: Option<u32>,
+}
+
+/// Parses nft's time form: `10m`, `1h30m`, `30s`, `500ms`, `1d` (a bare number: seconds).
+pub fn parse_duration(w: &str) -> Option<u64> {
+    if let Ok(secs) = w.parse::<u64>() {
+        return secs.checked_mul(1000);
+    }
+    let mut total: u64 = 0;
+    let mut rest = w;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(ms)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// nft's time form of `ms` milliseconds (`1h30m`, `10m`, `500ms`; 0: `0s`).
+pub fn duration_text(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut left = ms;
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if left >= len {
+            let _ = write!(out, "{}{unit}", left / len);
+            left %= len;
+        }
+    }
+    out
+}
+
+/// The lines of a set declaration the options add, after `type`, as nft lists them
+/// (`size`, `flags`, `timeout`).
+pub(crate) fn opts_text(out: &mut String, o: &DynOpts, interval: bool) {
+    if let Some(n) = o.size {
+        let _ = writeln!(out, "\t\tsize {n}");
+    }
+    let mut flags = Vec::new();
+    if o.dynamic {
+        flags.push("dynamic");
+    }
+    if interval {
+        flags.push("interval");
+    }
+    if o.timeout_flag {
+        flags.push("timeout");
+    }
+    if !flags.is_empty() {
+        let _ = writeln!(out, "\t\tflags {}", flags.join(","));
+    }
+    if let Some(t) = o.timeout_ms {
+        let _ = writeln!(out, "\t\ttimeout {}", duration_text(t));
+    }
+}
+
+/// The statement's text (`add @bl { ip saddr timeout 1m limit rate over 5/minute }`).
+pub(crate) fn elem_text(e: &SetElem, key: &str, stmt: impl Fn(&Stmt) -> String) -> String {
+    let mut inner = key.to_owned();
+    if let Some(t) = e.timeout_ms {
+        let _ = write!(inner, " timeout {}", duration_text(t));
+    }
+    for s in &e.stmts {
+        let _ = write!(inner, " {}", stmt(s));
+    }
+    match e.meter {
+        Some(size) => format!("meter {} size {size} {{ {inner} }}", e.set),
+        None => format!("{} @{} {{ {inner} }}", e.op.name(), e.set),
+    }
+}
+
+/// The set options in a JSON `set` object (nft 1.0.6 writes `size`, the `timeout` flag and
+/// `timeout` in seconds; it leaves the `dynamic` flag out).
+pub(crate) fn opts_json(o: &mut J, d: &DynOpts, interval: bool) {
+    if let Some(n) = d.size {
+        o["size"] = json!(n);
+    }
+    let mut flags = Vec::new();
+    if interval {
+        flags.push("interval");
+    }
+    if d.timeout_flag {
+        flags.push("timeout");
+    }
+    if !flags.is_empty() {
+        o["flags"] = json!(flags);
+    }
+    if let Some(t) = d.timeout_ms {
+        o["timeout"] = json!(t / 1000);
+    }
+}
+
+/// Reads the set options of a JSON `set` object. JSON does not carry the `dynamic` flag
+/// (nft leaves it out): a set with a `size` or a timeout is read as dynamic only through
+/// the statements that update it.
+pub(crate) fn opts_from_json(o: &serde_json::Map<String, J>) -> DynOpts {
+    let has_flag = |f: &str| match o.get("flags") {
+        Some(J::String(s)) => s == f,
+        Some(J::Array(a)) => a.iter().any(|x| x == f),
+        _ => false,
+    };
+    let timeout_ms = o.get("timeout").and_then(J::as_u64).map(|s| s * 1000);
+    DynOpts {
+        dynamic: has_flag("dynamic"),
+        timeout_flag: has_flag("timeout") || timeout_ms.is_some(),
+        timeout_ms,
+        size: o
+            .get("size")
+            .and_then(J::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
+    }
+}
+
+/// The statement as nft -j writes it: `{"set": {"op", "elem", "set", "stmt"}}` or
+/// `{"meter": {"key", "stmt", "size", "name"}}`.
+pub(crate) fn elem_json(e: &SetElem, key: J, stmt: impl Fn(&Stmt) -> J) -> J {
+    let key = match e.timeout_ms {
+        Some(t) => json!({"elem": {"val": key, "timeout": t / 1000}}),
+        None => key,
+    };
+    let stmts: Vec<J> = e.stmts.iter().map(stmt).collect();
+    match e.meter {
+        Some(size) => {
+            let mut o = json!({"key": key});
+            // nft writes a meter's one statement as an object.
+            match stmts.len() {
+                0 => {}
+                1 => o["stmt"] = stmts[0].clone(),
+                _ => o["stmt"] = J::Array(stmts),
+            }
+            o["size"] = json!(size);
+            o["name"] = json!(e.set);
+            json!({ "meter": o })
+        }
+        None => {
+            let mut o = json!({"op": e.op.name(), "elem": key, "set": format!("@{}", e.set)});
+            if !stmts.is_empty() {
+                o["stmt"] = J::Array(stmts);
+            }
+            json!({ "set": o })
+        }
+    }
+}
+
+/// Reads a JSON `set` (`meter`: `meter`) statement body; `field` reads a key, `stmt` a
+/// nested statement.
+pub(crate) fn elem_from_json(
+    body: &J,
+    meter: bool,
+    path: &str,
+    field: impl Fn(&J, &str) -> Result<Field, Error>,
+    stmt: impl Fn(&J, &str) -> Result<Stmt, Error>,
+) -> Result<SetElem, Error> {
+    let key_v = body
+        .get(if meter { "key" } else { "elem" })
+        .ok_or_else(|| Error::json(path, "missing the element key"))?;
+    let (key_v, timeout_ms) = match key_v.get("elem") {
+        Some(inner) => (
+            inner
+                .get("val")
+                .ok_or_else(|| Error::json(path, "missing elem.val"))?,
+            inner.get("timeout").and_then(J::as_u64).map(|s| s * 1000),
+        ),
+        None => (key_v, None),
+    };
+    let key = field(key_v, path)?;
+    let stmts = match body.get("stmt") {
+        None => Vec::new(),
+        Some(J::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, s)| stmt(s, &format!("{path}.stmt[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(one) => vec![stmt(one, &format!("{path}.stmt"))?],
+    };
+    let (op, set, size) = if meter {
+        let name = body
+            .get("name")
+            .and_then(J::as_str)
+            .ok_or_else(|| Error::json(path, "missing meter name"))?;
+        let size = body
+            .get("size")
+            .and_then(J::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(DEFAULT_SIZE);
+        (SetOp::Update, name.to_owned(), Some(size))
+    } else {
+        let op = match body.get("op").and_then(J::as_str) {
+            Some("add") => SetOp::Add,
+            Some("update") => SetOp::Update,
+            Some(o) => return Err(Error::json(path, format!("set op `{o}` is not supported"))),
+            None => return Err(Error::json(path, "missing op")),
+        };
+        let set = body
+            .get("set")
+            .and_then(J::as_str)
+            .and_then(|s| s.strip_prefix('@'))
+            .ok_or_else(|| Error::json(path, "set must be `@NAME`"))?;
+        (op, set.to_owned(), None)
+    };
+    Ok(SetElem {
+        op,
+        set,
+        key,
+        timeout_ms,
+        stmts,
+        meter: size,
+    })
+}
+
+/// Checks one statement against the table's sets: the set exists (a meter declares its
+/// own), its type fits the key, the element statements are `limit`, `ct count` or
+/// `counter`, and the set is not an interval set.
+pub(crate) fn check_elem(e: &SetElem, pos: Pos, sets: &[super::ast::Set]) -> Result<(), Error> {
+    for s in &e.stmts {
+        if !matches!(
+            s,
+            Stmt::Limit { .. } | Stmt::CtCount { .. } | Stmt::Counter { .. }
+        ) {
+            return Err(Error::at(
+                pos,
+                &super::print::stmt(s),
+                "only `limit`, `ct count` and `counter` may stand in a set element",
+            ));
+        }
+    }
+    if e.meter.is_some() {
+        if sets.iter().any(|s| s.name == e.set) {
+            return Err(Error::at(
+                pos,
+                &e.set,
+                "a meter has the name of a set of this table",
+            ));
+        }
+        return Ok(());
+    }
+    let Some(set) = sets.iter().find(|s| s.name == e.set) else {
+        return Err(Error::at(pos, &e.set, "undefined set"));
+    };
+    if set.ty.kind() != e.key.kind() {
+        return Err(Error::at(
+            pos,
+            &e.set,
+            format!(
+                "set `{}` holds {} values, the key is `{} {}`",
+                set.name,
+                set.ty.name(),
+                e.key.words().0,
+                e.key.words().1
+            ),
+        ));
+    }
+    if set.interval {
+        return Err(Error::at(
+            pos,
+            &e.set,
+            "an interval set cannot be updated from the data path",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_print_as_nft() {
+        for (text, ms) in [
+            ("10m", 600_000),
+            ("1h30m", 5_400_000),
+            ("30s", 30_000),
+            ("500ms", 500),
+            ("1d", 86_400_000),
+            ("7", 7000),
+        ] {
+            assert_eq!(parse_duration(text), Some(ms), "{text}");
+        }
+        assert_eq!(duration_text(5_400_000), "1h30m");
+        assert_eq!(duration_text(600_000), "10m");
+        assert_eq!(duration_text(61_500), "1m1s500ms");
+        for bad in ["", "m", "10x", "1.5s", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Dynamic sets and meters: the forms nft 1.0.6 lists, and evaluation with a fake clock
+//! (element added by one packet and matched by the next on any worker, timeouts, `update`,
+//! per-element `limit` and `ct count`, a full set, generations).
+
+use super::ast::*;
+use super::compile::{Decision, ct_state};
+use super::tests::{ctx, ports, tcp, v4};
+use super::*;
+use crate::wire::{Addr, TcpFlags};
+
+/// What `nft list ruleset` printed for the issue's forms (nft 1.0.6, Debian 12's kernel).
+const LISTED: &str = "table inet t {
+\tset bl {
+\t\ttype ipv4_addr
+\t\tsize 65535
+\t\tflags dynamic,timeout
+\t\ttimeout 10m
+\t}
+
+\tset rl {
+\t\ttype ipv4_addr
+\t\tsize 2
+\t\tflags dynamic
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip saddr @bl drop
+\t\ttcp dport 22 ct state new add @bl { ip saddr limit rate over 5/minute } drop
+\t\tudp dport 53 update @bl { ip saddr timeout 1m }
+\t\ttcp dport 80 add @rl { ip saddr ct count over 20 } reject with icmp port-unreachable
+\t\tmeter m size 65535 { ip saddr limit rate 5/second } accept
+\t\ttcp dport 81 meter m2 size 100 { ip saddr timeout 30s limit rate over 10/second burst 3 packets } drop
+\t}
+}
+";
+
+const SEC: u64 = 1_000_000_000;
+
+fn syn(src: Addr, dport: u16) -> crate::wire::IpInfo {
+    tcp(src, v4([198, 18, 0, 1]), 40000, dport, TcpFlags::SYN)
+}
+
+/// Evaluates the input hook for a new TCP connection from `src` to `dport`.
+fn verdict(c: &CompiledRuleset, src: Addr, dport: u16, worker: usize, now: u64) -> Decision {
+    let ip = syn(src, dport);
+    let mut x = ctx(&ip, ct_state::NEW);
+    let r = c.eval(Hook::Input, &mut x, worker, now);
+    assert!(!r.cacheable, "a rule on a dynamic set is never cached");
+    r.verdict
+}
+
+fn load(src: &str, workers: usize) -> CompiledRuleset {
+    load_text(src, &ports(), workers).unwrap()
+}
+
+#[test]
+fn dynamic_sets_and_meters_print_as_nft_lists_them() {
+    let rs = parse::parse(LISTED).unwrap();
+    check::check(&rs).unwrap();
+    assert_eq!(print::to_text(&rs), LISTED);
+    let bl = &rs.tables[0].sets[0];
+    assert_eq!(
+        bl.dynamic,
+        DynOpts {
+            dynamic: true,
+            timeout_flag: true,
+            timeout_ms: Some(600_000),
+            size: Some(65535)
+        }
+    );
+    // JSON as nft -j wrote it for the same ruleset (`dynamic` is not in JSON).
+    let j = json::to_json(&rs).to_string();
+    for want in [
+        r#""size":65535,"table":"t","timeout":600,"type":"ipv4_addr""#,
+        r#"{"set":{"elem":{"payload":{"field":"saddr","protocol":"ip"}},"op":"add","set":"@bl","stmt":[{"limit":{"burst":5,"inv":true,"per":"minute","rate":5}}]}}"#,
+        r#"{"set":{"elem":{"elem":{"timeout":60,"val":{"payload":{"field":"saddr","protocol":"ip"}}}},"op":"update","set":"@bl"}}"#,
+        r#"{"set":{"elem":{"payload":{"field":"saddr","protocol":"ip"}},"op":"add","set":"@rl","stmt":[{"ct count":{"inv":true,"val":20}}]}}"#,
+        r#"{"meter":{"key":{"payload":{"field":"saddr","protocol":"ip"}},"name":"m","size":65535,"stmt":{"limit":{"burst":5,"per":"second","rate":5}}}}"#,
+        r#"{"meter":{"key":{"elem":{"timeout":30,"val":{"payload":{"field":"saddr","protocol":"ip"}}}},"name":"m2","size":100,"stmt":{"limit":{"burst":3,"inv":true,"per":"second","rate":10}}}}"#,
+    ] {
+        assert!(j.contains(want), "{want}\nin\n{j}");
+    }
+    // Back from JSON: the same rules (the sets keep size and timeout).
+    let back = json::from_json(&json::to_json(&rs)).unwrap();
+    assert_eq!(back.tables[0].chains, rs.tables[0].chains);
+    assert_eq!(back.tables[0].sets[0].dynamic.timeout_ms, Some(600_000));
+    // The older form without a size reads as nft lists it.
+    let rs = parse::parse(
+        "table ip t { chain c { type filter hook input priority 0; meter m { ip saddr limit rate 5/second } accept } }",
+    )
+    .unwrap();
+    assert!(
+        print::to_text(&rs).contains("meter m size 65535 { ip saddr limit rate 5/second } accept")
+    );
+    load_text(LISTED, &ports(), 2).unwrap();
+}
+
+#[test]
+fn dynamic_set_errors_carry_location() {
+    let e = parse::parse("table ip t { chain c { add @s { ip saddr drop } } }").unwrap_err();
+    assert!(e.to_string().starts_with("1:42"), "{e}");
+    assert!(
+        e.msg.contains("only `limit`, `ct count` and `counter`"),
+        "{e}"
+    );
+    let e = parse::parse("table ip t { set s { type ipv4_addr; timeout 10x; } }").unwrap_err();
+    assert!(e.msg.contains("expected a time"), "{e}");
+    let rs = parse::parse("table ip t { chain c { add @nope { ip saddr } } }").unwrap();
+    assert!(check::check(&rs).unwrap_err().msg.contains("undefined set"));
+    let rs = parse::parse(
+        "table ip t { set s { type inet_service; flags dynamic; }\n chain c { add @s { ip saddr } } }",
+    )
+    .unwrap();
+    let e = check::check(&rs).unwrap_err();
+    assert!(e.msg.contains("holds inet_service values"), "{e}");
+    assert_eq!(e.line, 2, "{e}");
+}
+
+const BLOCK: &str = "table inet f {
+ set bl { type ipv4_addr; flags dynamic,timeout; timeout 10m; }
+ chain input {
+  type filter hook input priority filter; policy accept;
+  ip saddr @bl drop
+  tcp dport 22 add @bl { ip saddr }
+  tcp dport 53 update @bl { ip saddr timeout 1m }
+ }
+}";
+
+#[test]
+fn an_element_added_by_one_worker_is_matched_by_all() {
+    let c = load(BLOCK, 2);
+    let (a, b) = (v4([198, 51, 100, 1]), v4([198, 51, 100, 2]));
+    let t0 = 5 * SEC;
+    // Before: nothing in the set.
+    assert_eq!(verdict(&c, a, 80, 1, t0), Decision::Accept);
+    // Worker 0 sees a on port 22 (added, accepted by the policy) ...
+    assert_eq!(verdict(&c, a, 22, 0, t0), Decision::Accept);
+    // ... and worker 1 drops a's next packet; b is not in the set.
+    assert_eq!(verdict(&c, a, 80, 1, t0 + 1), Decision::Drop);
+    assert_eq!(verdict(&c, b, 80, 1, t0 + 1), Decision::Accept);
+    let (ty, els) = c
+        .dynset_elements(TableFamily::Inet, "f", "bl", t0 + SEC)
+        .unwrap();
+    assert_eq!(ty, SetType::Ipv4Addr);
+    assert_eq!(els.len(), 1);
+    assert_eq!(els[0].key, addr_to_u128(a));
+    assert_eq!(els[0].expires_ns, Some(600 * SEC - SEC));
+}
+
+#[test]
+fn elements_expire_after_their_timeout_and_update_restarts_it() {
+    let c = load(BLOCK, 1);
+    let (a, b) = (v4([198, 51, 100, 1]), v4([198, 51, 100, 2]));
+    let t0 = 5 * SEC;
+    assert_eq!(verdict(&c, a, 22, 0, t0), Decision::Accept);
+    assert_eq!(verdict(&c, a, 80, 0, t0 + 600 * SEC - 1), Decision::Drop);
+    // Expired at exactly its expiry time, as the kernel's element is.
+    assert_eq!(verdict(&c, a, 80, 0, t0 + 600 * SEC), Decision::Accept);
+    // `add` of an existing element keeps its expiry; `update` restarts it (with the
+    // statement's 1m).
+    assert_eq!(verdict(&c, b, 22, 0, t0), Decision::Accept);
+    assert_eq!(verdict(&c, b, 22, 0, t0 + 300 * SEC), Decision::Drop);
+    assert_eq!(verdict(&c, b, 80, 0, t0 + 600 * SEC), Decision::Accept);
+    assert_eq!(verdict(&c, b, 53, 0, t0 + 700 * SEC), Decision::Accept);
+    assert_eq!(verdict(&c, b, 80, 0, t0 + 759 * SEC), Decision::Drop);
+    assert_eq!(verdict(&c, b, 80, 0, t0 + 760 * SEC), Decision::Accept);
+    let store = c.dynset_store(TableFamily::Inet, "f", "bl").unwrap();
+    assert!(store.elements(t0 + 760 * SEC).is_empty());
+}
+
+#[test]
+fn a_per_element_rate_limit_is_shared_by_every_worker() {
+    let c = load(
+        "table inet f {
+ set bl { type ipv4_addr; flags dynamic; }
+ chain input {
+  type filter hook input priority filter; policy accept;
+  tcp dport 22 ct state new add @bl { ip saddr limit rate over 5/minute } drop
+ }
+}",
+        2,
+    );
+    let (a, b) = (v4([198, 51, 100, 1]), v4([198, 51, 100, 2]));
+    let t0 = SEC;
+    // Five new connections within the burst, from either worker; the sixth is over.
+    for i in 0..5 {
+        assert_eq!(verdict(&c, a, 22, i % 2, t0), Decision::Accept, "{i}");
+    }
+    assert_eq!(verdict(&c, a, 22, 1, t0), Decision::Drop);
+    assert_eq!(verdict(&c, a, 22, 0, t0), Decision::Drop);
+    // Another source has its own bucket.
+    assert_eq!(verdict(&c, b, 22, 0, t0), Decision::Accept);
+    // 12 s later (60 s / 5) one more fits.
+    assert_eq!(verdict(&c, a, 22, 1, t0 + 12 * SEC), Decision::Accept);
+    assert_eq!(verdict(&c, a, 22, 0, t0 + 12 * SEC), Decision::Drop);
+}
+
+#[test]
+fn a_meter_limits_each_source() {
+    let c = load(
+        "table ip f { chain input { type filter hook input priority 0; policy drop;
+  meter m { ip saddr limit rate 5/second } accept } }",
+        1,
+    );
+    let a = v4([198, 51, 100, 1]);
+    for i in 0..5 {
+        assert_eq!(verdict(&c, a, 22, 0, SEC), Decision::Accept, "{i}");
+    }
+    assert_eq!(verdict(&c, a, 22, 0, SEC), Decision::Drop);
+    assert_eq!(
+        verdict(&c, v4([198, 51, 100, 9]), 22, 0, SEC),
+        Decision::Accept
+    );
+    assert_eq!(
+        c.dynset_elements(TableFamily::Ip, "f", "m", SEC)
+            .unwrap()
+            .1
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_full_set_refuses_the_add_and_the_rule_does_not_match() {
+    let c = load(
+        "table ip f {
+ set rl { type ipv4_addr; size 2; flags dynamic,timeout; timeout 1m; }
+ chain input { type filter hook input priority 0; policy drop;
+  tcp dport 80 add @rl { ip saddr } accept } }",
+        1,
+    );
+    let src = |i| v4([198, 51, 100, i]);
+    assert_eq!(verdict(&c, src(1), 80, 0, SEC), Decision::Accept);
+    assert_eq!(verdict(&c, src(2), 80, 0, SEC), Decision::Accept);
+    // Full: the third source's add fails and the rule does not match (policy drop) ...
+    assert_eq!(verdict(&c, src(3), 80, 0, SEC), Decision::Drop);
+    // ... while the elements already there still match.
+    assert_eq!(verdict(&c, src(1), 80, 0, 2 * SEC), Decision::Accept);
+    let store = c.dynset_store(TableFamily::Ip, "f", "rl").unwrap();
+    assert_eq!((store.len(), store.full_count()), (2, 1));
+    // Once they expired, they are collected and there is room again.
+    assert_eq!(verdict(&c, src(3), 80, 0, 62 * SEC), Decision::Accept);
+    assert_eq!(store.elements(62 * SEC).len(), 1);
+}
+
+#[test]
+fn ct_count_per_element_counts_the_connections_of_each_key() {
+    let c = load(
+        "table ip f {
+ set m { type ipv4_addr; flags dynamic; }
+ chain input { type filter hook input priority 0; policy accept;
+  tcp dport 80 add @m { ip saddr ct count over 2 } drop } }",
+        1,
+    );
+    let (a, b) = (v4([198, 51, 100, 1]), v4([198, 51, 100, 2]));
+    let mut held = Vec::new();
+    let new_conn = |src, held: &mut Vec<_>| {
+        let ip = syn(src, 80);
+        let mut x = ctx(&ip, ct_state::NEW);
+        let mut r = c.eval(Hook::Input, &mut x, 0, SEC);
+        held.extend(r.ct_count.drain(..));
+        r.verdict
+    };
+    assert_eq!(new_conn(a, &mut held), Decision::Accept);
+    assert_eq!(new_conn(a, &mut held), Decision::Accept);
+    assert_eq!(new_conn(a, &mut held), Decision::Drop);
+    assert_eq!(new_conn(b, &mut held), Decision::Accept);
+    // A dropped connection holds no slot; one that ends gives its slot back.
+    assert_eq!(held.len(), 3);
+    held.remove(0);
+    assert_eq!(new_conn(a, &mut held), Decision::Accept);
+}
+
+#[test]
+fn two_workers_adding_the_same_keys_at_once_keep_one_element_each() {
+    let c = load(
+        "table ip f { set s { type ipv4_addr; size 4096; flags dynamic; }
+ chain input { type filter hook input priority 0; add @s { ip saddr } } }",
+        2,
+    );
+    std::thread::scope(|sc| {
+        for w in 0..2 {
+            let c = &c;
+            sc.spawn(move || {
+                for i in 0..2000u32 {
+                    let b = i.to_be_bytes();
+                    verdict(c, v4([198, 18, b[2], b[3]]), 80, w, SEC);
+                }
+            });
+        }
+    });
+    let store = c.dynset_store(TableFamily::Ip, "f", "s").unwrap();
+    let els = store.elements(SEC);
+    let mut keys: Vec<u128> = els.iter().map(|e| e.key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!((els.len(), keys.len(), store.len()), (2000, 2000, 2000));
+}
+
+#[test]
+fn an_incremental_change_keeps_the_elements_a_new_definition_does_not() {
+    let a = v4([198, 51, 100, 1]);
+    let old = load(BLOCK, 1);
+    assert_eq!(verdict(&old, a, 22, 0, SEC), Decision::Accept);
+    let mut next = load(&BLOCK.replace("policy accept", "policy drop"), 1);
+    next.adopt_dynsets(&old);
+    assert_eq!(verdict(&next, a, 80, 0, 2 * SEC), Decision::Drop);
+    let mut other = load(&BLOCK.replace("timeout 10m", "timeout 5m"), 1);
+    other.adopt_dynsets(&old);
+    assert_eq!(verdict(&other, a, 80, 0, 2 * SEC), Decision::Accept);
+}
+
+#[test]
+fn a_rule_on_a_dynamic_set_is_never_cached_for_first_packets() {
+    let c = load(BLOCK, 1);
+    let ip = syn(v4([198, 51, 100, 1]), 80);
+    let mut x = ctx(&ip, ct_state::NEW);
+    let r = c.eval(Hook::Input, &mut x, 0, SEC);
+    // The set's match ran (no element): the verdict may change with the set.
+    assert!(r.stateful && !r.cacheable);
+    assert!(FirstVerdict::of(&r).is_none());
+}
