@@ -1,0 +1,108 @@
+//! Differential test against the Linux kernel for dynamic sets and meters: the same
+//! ruleset in a namespace with `nft -f` and in `dataplane::rules`, the same probes (see
+//! `common/kernel_diff.rs`), the same rule counters after each probe, then the same
+//! elements in each set (`nft -j list set` against `dynset_elements`).
+//!
+//! Needs root, `ip`, `nft`, `bash`:
+//! `cargo test -p dataplane --no-default-features --test dynset_kernel -- --ignored`
+
+mod common;
+
+use common::kernel_diff::{Pair, Probe};
+use dataplane::rules::ast::{SetType, TableFamily, addr_to_u128};
+use dataplane::rules::{PortsByName, load_text};
+use dataplane::wire::Addr;
+use std::process::Command;
+
+const RULESET: &str = r#"table inet fw {
+	set bl {
+		type ipv4_addr
+		flags dynamic,timeout
+		timeout 10m
+	}
+
+	set ssh {
+		type ipv4_addr
+		size 65535
+		flags dynamic
+	}
+
+	set full {
+		type inet_service
+		size 2
+		flags dynamic
+	}
+
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ip saddr @bl counter drop
+		tcp dport 22 ct state new add @ssh { ip saddr limit rate over 3/minute } counter drop
+		tcp dport 22 counter accept
+		tcp dport 23 meter m size 16 { ip saddr limit rate 2/minute burst 2 packets } counter accept
+		tcp dport 23 counter drop
+		udp dport 1000-1999 add @full { udp dport } counter accept
+		udp dport 1000-1999 counter drop
+		udp dport 53 update @bl { ip saddr timeout 1m } counter
+		counter
+	}
+}
+"#;
+
+/// The elements of a set as `nft -j list set` shows them (a value, or `{"elem": {"val":
+/// …, "expires": …}}`), as 128-bit keys.
+fn kernel_elements(ns: &Pair, set: &str, ty: SetType) -> Vec<u128> {
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.k, "nft", "-j", "list", "set", "inet", "fw", set,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut out = Vec::new();
+    for item in j["nftables"].as_array().unwrap() {
+        let Some(els) = item.get("set").and_then(|s| s.get("elem")) else {
+            continue;
+        };
+        for e in els.as_array().unwrap() {
+            let v = e.get("elem").map_or(e, |x| &x["val"]);
+            out.push(match ty {
+                SetType::Ipv4Addr => {
+                    let a: std::net::Ipv4Addr = v.as_str().unwrap().parse().unwrap();
+                    addr_to_u128(Addr::from_v4(a.octets()))
+                }
+                _ => u128::from(v.as_u64().unwrap()),
+            });
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn dynamic_sets_and_meters_match_the_kernel() {
+    let ns = Pair::setup("dk");
+    ns.nft_f(&format!("flush ruleset\n{RULESET}"), &ns.k);
+    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
+    let ours = load_text(RULESET, &ports, 1).unwrap();
+    let mut probes = vec![Probe::Tcp(22); 7];
+    probes.extend([Probe::Tcp(23); 3]);
+    probes.extend([1000, 1001, 1002, 1000, 1500].map(Probe::Udp));
+    probes.extend([Probe::Tcp(80), Probe::Udp(53), Probe::Tcp(80), Probe::Ping]);
+    ns.compare(&ours, &probes);
+    for (set, ty) in [
+        ("bl", SetType::Ipv4Addr),
+        ("ssh", SetType::Ipv4Addr),
+        ("full", SetType::InetService),
+    ] {
+        let (t, els) = ours
+            .dynset_elements(TableFamily::Inet, "fw", set, 2)
+            .unwrap();
+        assert_eq!(t, ty);
+        let mut keys: Vec<u128> = els.iter().map(|e| e.key).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, kernel_elements(&ns, set, ty), "set {set}");
+        eprintln!("{set}: {} elements", keys.len());
+    }
+}
