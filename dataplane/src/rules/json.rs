@@ -753,7 +753,7 @@ fn flags_json(kind: Kind, v: u64) -> J {
     }
 }
 
-fn value_json(kind: Kind, v: &Value) -> J {
+pub(crate) fn value_json(kind: Kind, v: &Value) -> J {
     match v {
         Value::Num(n) if kind.is_flags() => flags_json(kind, *n),
         Value::Num(n) => match (kind, names::name_of(kind, *n)) {
