@@ -192,7 +192,10 @@ pub(crate) fn opts_from_json(o: &serde_json::Map<String, J>) -> DynOpts {
         Some(J::Array(a)) => a.iter().any(|x| x == f),
         _ => false,
     };
-    let timeout_ms = o.get("timeout").and_then(J::as_u64).map(|s| s * 1000);
+    let timeout_ms = o
+        .get("timeout")
+        .and_then(J::as_u64)
+        .map(|s| s.saturating_mul(1000));
     DynOpts {
         dynamic: has_flag("dynamic"),
         timeout_flag: has_flag("timeout") || timeout_ms.is_some(),
@@ -252,7 +255,10 @@ pub(crate) fn elem_from_json(
             inner
                 .get("val")
                 .ok_or_else(|| Error::json(path, "missing elem.val"))?,
-            inner.get("timeout").and_then(J::as_u64).map(|s| s * 1000),
+            inner
+                .get("timeout")
+                .and_then(J::as_u64)
+                .map(|s| s.saturating_mul(1000)),
         ),
         None => (key_v, None),
     };
@@ -301,21 +307,29 @@ pub(crate) fn elem_from_json(
     })
 }
 
+/// What the text form cannot express in a set statement (`None`: fine): the set's
+/// name, a meter's size, the element statements (`limit` with a positive rate, `ct
+/// count`, `counter`).
+pub(crate) fn elem_problem(e: &SetElem) -> Option<String> {
+    if let Some(m) = super::validate::name_problem(&e.set) {
+        return Some(format!("set name: {m}"));
+    }
+    if e.meter == Some(0) {
+        return Some("a meter's size must be positive".into());
+    }
+    e.stmts.iter().find_map(|s| match s {
+        Stmt::Limit { rate: 0, .. } => Some("rate must be positive".into()),
+        Stmt::Limit { .. } | Stmt::CtCount { .. } | Stmt::Counter { .. } => None,
+        _ => Some("only `limit`, `ct count` and `counter` may stand in a set element".into()),
+    })
+}
+
 /// Checks one statement against the table's sets: the set exists (a meter declares its
 /// own), its type fits the key, the element statements are `limit`, `ct count` or
 /// `counter`, and the set is not an interval set.
 pub(crate) fn check_elem(e: &SetElem, pos: Pos, sets: &[super::ast::Set]) -> Result<(), Error> {
-    for s in &e.stmts {
-        if !matches!(
-            s,
-            Stmt::Limit { .. } | Stmt::CtCount { .. } | Stmt::Counter { .. }
-        ) {
-            return Err(Error::at(
-                pos,
-                &super::print::stmt(s),
-                "only `limit`, `ct count` and `counter` may stand in a set element",
-            ));
-        }
+    if let Some(m) = elem_problem(e) {
+        return Err(Error::at(pos, &e.set, m));
     }
     if e.meter.is_some() {
         if sets.iter().any(|s| s.name == e.set) {

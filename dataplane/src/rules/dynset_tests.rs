@@ -115,6 +115,28 @@ fn dynamic_set_errors_carry_location() {
     let e = check::check(&rs).unwrap_err();
     assert!(e.msg.contains("holds inet_service values"), "{e}");
     assert_eq!(e.line, 2, "{e}");
+    // JSON is held to what the text can say.
+    let j = json::to_json(
+        &parse::parse(
+            "table ip t { set s { type ipv4_addr; flags dynamic; }\n chain c { add @s { ip saddr } } }",
+        )
+        .unwrap(),
+    )
+    .to_string();
+    assert!(j.contains(r#""op":"add","set":"@s"}"#), "{j}");
+    for (from, to, why) in [
+        (r#""op":"add""#, r#""op":"delete""#, "set op `delete`"),
+        (
+            r#""set":"@s"}"#,
+            r#""set":"@s","stmt":[{"drop":null}]}"#,
+            "only `limit`, `ct count` and `counter`",
+        ),
+        (r#""set":"@s"}"#, r#""set":"@s s"}"#, "set name"),
+    ] {
+        let bad: serde_json::Value = serde_json::from_str(&j.replace(from, to)).unwrap();
+        let e = json::from_json(&bad).unwrap_err();
+        assert!(e.msg.contains(why), "{why}: {e}");
+    }
 }
 
 const BLOCK: &str = "table inet f {

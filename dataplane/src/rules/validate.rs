@@ -179,6 +179,9 @@ pub fn set(s: &Set) -> Result<(), Error> {
             return Err(Error::at(s.pos, &s.name, format!("set element: {m}")));
         }
     }
+    if s.dynamic.size == Some(0) {
+        return Err(Error::at(s.pos, &s.name, "a set's size must be positive"));
+    }
     Ok(())
 }
 
@@ -276,6 +279,11 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
             Stmt::Match(m, pos) => {
                 if let Some(msg) = match_problem(m) {
                     return Err(Error::at(*pos, &super::print::stmt(s), msg));
+                }
+            }
+            Stmt::SetElem(e, pos) => {
+                if let Some(m) = super::dynset::elem_problem(e) {
+                    return Err(Error::at(*pos, &super::print::stmt(s), m));
                 }
             }
             Stmt::Verdict(Verdict::Jump(c) | Verdict::Goto(c), pos) => {
