@@ -307,6 +307,37 @@ pub(crate) fn elem_from_json(
     })
 }
 
+/// Gives every dynamic set the form the kernel lists: a set with `flags dynamic`, a
+/// `size`, or updated by a rule of its table has both (`size 65535` when none was
+/// written). Run by the text parser and the JSON reader, so that JSON (which has no
+/// `dynamic` flag) reads back what the text said.
+pub(crate) fn normalize(rs: &mut super::ast::Ruleset) {
+    for t in &mut rs.tables {
+        let updated: Vec<String> = t
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.stmts)
+            .filter_map(|s| match s {
+                Stmt::SetElem(e, _) if e.meter.is_none() => Some(e.set.clone()),
+                _ => None,
+            })
+            .collect();
+        for s in &mut t.sets {
+            if s.dynamic.dynamic || s.dynamic.size.is_some() || updated.contains(&s.name) {
+                s.dynamic.dynamic = true;
+                s.dynamic.size.get_or_insert(DEFAULT_SIZE);
+            }
+        }
+    }
+}
+
+/// Why a timeout cannot be written (`None`: it can): nft's JSON form counts whole seconds.
+pub(crate) fn timeout_problem(ms: u64) -> Option<String> {
+    (ms == 0 || ms % 1000 != 0)
+        .then(|| "a timeout is a positive number of whole seconds (`30s`, `10m`)".into())
+}
+
 /// What the text form cannot express in a set statement (`None`: fine): the set's
 /// name, a meter's size, the element statements (`limit` with a positive rate, `ct
 /// count`, `counter`).
@@ -316,6 +347,9 @@ pub(crate) fn elem_problem(e: &SetElem) -> Option<String> {
     }
     if e.meter == Some(0) {
         return Some("a meter's size must be positive".into());
+    }
+    if let Some(m) = e.timeout_ms.and_then(timeout_problem) {
+        return Some(m);
     }
     e.stmts.iter().find_map(|s| match s {
         Stmt::Limit { rate: 0, .. } => Some("rate must be positive".into()),

@@ -123,6 +123,7 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
     // The same rules as for text (names, strings, value ranges), checked per object above
     // with its path and here as a whole (duplicates): what is accepted prints as text that
     // reads back to the same ruleset.
+    crate::rules::dynset::normalize(&mut rs);
     validate::ruleset(&rs)
         .map_err(|e| Error::json("nftables", format!("{} (`{}`)", e.msg, e.token)))?;
     Ok(rs)

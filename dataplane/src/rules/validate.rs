@@ -182,6 +182,13 @@ pub fn set(s: &Set) -> Result<(), Error> {
     if s.dynamic.size == Some(0) {
         return Err(Error::at(s.pos, &s.name, "a set's size must be positive"));
     }
+    if let Some(m) = s
+        .dynamic
+        .timeout_ms
+        .and_then(super::dynset::timeout_problem)
+    {
+        return Err(Error::at(s.pos, &s.name, m));
+    }
     Ok(())
 }
 

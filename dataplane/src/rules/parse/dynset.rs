@@ -11,7 +11,12 @@ impl Parser {
     /// A time (`10m`, `1h30m`) in milliseconds.
     pub(super) fn duration(&mut self) -> Result<u64, Error> {
         let (w, p) = self.word("a time (`10m`, `30s`)")?;
-        parse_duration(&w).ok_or_else(|| Error::at(p, &w, "expected a time such as `10m`"))
+        let ms =
+            parse_duration(&w).ok_or_else(|| Error::at(p, &w, "expected a time such as `10m`"))?;
+        match crate::rules::dynset::timeout_problem(ms) {
+            Some(m) => Err(Error::at(p, &w, m)),
+            None => Ok(ms),
+        }
     }
 
     /// `size N` after its keyword.

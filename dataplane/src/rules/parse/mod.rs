@@ -27,7 +27,8 @@ pub fn parse(src: &str) -> Result<Ruleset, Error> {
         return run(toks, Ruleset::default());
     }
     let mut p = cursor::Parser { toks, i: 0 };
-    let rs = p.ruleset()?;
+    let mut rs = p.ruleset()?;
+    super::dynset::normalize(&mut rs);
     super::validate::ruleset(&rs)?;
     Ok(rs)
 }
@@ -43,6 +44,7 @@ pub fn apply(base: &Ruleset, src: &str) -> Result<Ruleset, Error> {
 fn run(toks: Vec<Token>, mut rs: Ruleset) -> Result<Ruleset, Error> {
     let mut p = cursor::Parser { toks, i: 0 };
     p.script(&mut rs)?;
+    super::dynset::normalize(&mut rs);
     super::validate::ruleset(&rs)?;
     Ok(rs)
 }
