@@ -334,7 +334,7 @@ pub(crate) fn normalize(rs: &mut super::ast::Ruleset) {
 
 /// Why a timeout cannot be written (`None`: it can): nft's JSON form counts whole seconds.
 pub(crate) fn timeout_problem(ms: u64) -> Option<String> {
-    (ms == 0 || ms % 1000 != 0)
+    (ms == 0 || !ms.is_multiple_of(1000))
         .then(|| "a timeout is a positive number of whole seconds (`30s`, `10m`)".into())
 }
 

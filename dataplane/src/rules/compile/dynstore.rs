@@ -125,11 +125,13 @@ impl DynStore {
     }
 
     fn home(&self, key: u128) -> usize {
-        let mut h = (key as u64) ^ self.seed;
+        let [hi, lo] = halves(key);
+        let mut h = lo ^ self.seed;
         h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h ^= ((key >> 64) as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        h ^= hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
         h = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (h ^ (h >> 32)) as usize
+        // Only the low bits index the table (`mask` < 2^32 on any target).
+        usize::try_from((h ^ (h >> 32)) & u64::from(u32::MAX)).unwrap_or(0)
     }
 
     fn idx(&self, home: usize, i: usize) -> usize {
@@ -207,8 +209,9 @@ impl DynStore {
                 }
                 fence(Ordering::Release);
                 let s = &self.slots[i];
-                s.key[0].store((key >> 64) as u64, Ordering::Relaxed);
-                s.key[1].store(key as u64, Ordering::Relaxed);
+                let [hi, lo] = halves(key);
+                s.key[0].store(hi, Ordering::Relaxed);
+                s.key[1].store(lo, Ordering::Relaxed);
                 s.tat.store(0, Ordering::Relaxed);
                 s.state.store(expiry.max(DEAD + 1), Ordering::Release);
                 // Another worker may have added the same key at once: the first in window
@@ -351,4 +354,11 @@ impl DynStore {
         }
         false
     }
+}
+
+/// The high and low 64 bits of a key.
+fn halves(key: u128) -> [u64; 2] {
+    let b = key.to_be_bytes();
+    let (hi, lo) = b.split_at(8);
+    [hi, lo].map(|h| u64::from_be_bytes(h.try_into().unwrap_or_default()))
 }
