@@ -712,4 +712,58 @@ pub struct NatMap {
 /// Default `limit` burst (nft's default).
 pub const DEFAULT_BURST: u32 = 5;
 
-pub use super::dynset::{DynOpts, SetElem, SetOp};
+/// The options of a set the data path may update. All `false`/`None`: a plain set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DynOpts {
+    /// `flags dynamic`.
+    pub dynamic: bool,
+    /// `flags timeout` (implied by `timeout T`).
+    pub timeout_flag: bool,
+    /// `timeout T`: the default lifetime of an element, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `size N`: most elements.
+    pub size: Option<u32>,
+}
+
+impl DynOpts {
+    /// Any option written: the set lives in a runtime store.
+    pub fn any(&self) -> bool {
+        *self != DynOpts::default()
+    }
+}
+
+/// The default and largest `size` of a dynamic set without one (nft gives a meter 65535;
+/// the kernel grows a hash set without a size: the appliance bounds it).
+pub const DEFAULT_SIZE: u32 = 65_535;
+
+/// `add` or `update`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetOp {
+    /// Adds the element when it is absent (an existing element keeps its expiry).
+    Add,
+    /// Adds the element, or restarts an existing element's timeout.
+    Update,
+}
+
+impl SetOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            SetOp::Add => "add",
+            SetOp::Update => "update",
+        }
+    }
+}
+
+/// `add|update @SET { KEY [timeout T] [limit …|ct count …|counter]… }`, or `meter NAME
+/// [size N] { … }` (`meter` set: the statement declares its own set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetElem {
+    pub op: SetOp,
+    pub set: String,
+    pub key: Field,
+    pub timeout_ms: Option<u64>,
+    /// Per-element statements: `limit`, `ct count`, `counter`.
+    pub stmts: Vec<Stmt>,
+    /// `meter NAME size N`: the size of the meter's own set.
+    pub meter: Option<u32>,
+}

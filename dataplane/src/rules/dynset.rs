@@ -7,65 +7,9 @@
 //! per packet are in docs/rules.md ("Dynamic sets and meters").
 
 use super::Error;
-use super::ast::{Field, Pos, Stmt};
+use super::ast::{DEFAULT_SIZE, DynOpts, Field, Pos, SetElem, SetOp, Stmt};
 use serde_json::{Value as J, json};
 use std::fmt::Write as _;
-
-/// The options of a set the data path may update. All `false`/`None`: a plain set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct DynOpts {
-    /// `flags dynamic`.
-    pub dynamic: bool,
-    /// `flags timeout` (implied by `timeout T`).
-    pub timeout_flag: bool,
-    /// `timeout T`: the default lifetime of an element, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// `size N`: most elements.
-    pub size: Option<u32>,
-}
-
-impl DynOpts {
-    /// Any option written: the set lives in a runtime store.
-    pub fn any(&self) -> bool {
-        *self != DynOpts::default()
-    }
-}
-
-/// The default and largest `size` of a dynamic set without one (nft gives a meter 65535;
-/// the kernel grows a hash set without a size: the appliance bounds it).
-pub const DEFAULT_SIZE: u32 = 65_535;
-
-/// `add` or `update`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SetOp {
-    /// Adds the element when it is absent (an existing element keeps its expiry).
-    Add,
-    /// Adds the element, or restarts an existing element's timeout.
-    Update,
-}
-
-impl SetOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            SetOp::Add => "add",
-            SetOp::Update => "update",
-        }
-    }
-}
-
-/// `add|update @SET { KEY [timeout T] [limit …|ct count …|counter]… }`, or `meter NAME
-/// [size N] { … }` (`meter` set: the statement declares its own set).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetElem {
-    pub op: SetOp,
-    pub set: String,
-    pub key: Field,
-    pub timeout_ms: Option<u64>,
-    /// Per-element statements: `limit`, `ct count`, `counter`.
-    pub stmts: Vec<Stmt>,
-    /// `meter NAME size N`: the size of the meter's own set.
-    pub meter: Option<u32>,
-}
 
 /// Parses nft's time form: `10m`, `1h30m`, `30s`, `500ms`, `1d` (a bare number: seconds).
 pub fn parse_duration(w: &str) -> Option<u64> {
@@ -338,13 +282,10 @@ pub(crate) fn timeout_problem(ms: u64) -> Option<String> {
         .then(|| "a timeout is a positive number of whole seconds (`30s`, `10m`)".into())
 }
 
-/// What the text form cannot express in a set statement (`None`: fine): the set's
-/// name, a meter's size, the element statements (`limit` with a positive rate, `ct
+/// What the text form cannot express in a set statement (`None`: fine; the set's name
+/// is the validator's): a meter's size, its timeout, the element statements (`limit` with a positive rate, `ct
 /// count`, `counter`).
 pub(crate) fn elem_problem(e: &SetElem) -> Option<String> {
-    if let Some(m) = super::validate::name_problem(&e.set) {
-        return Some(format!("set name: {m}"));
-    }
     if e.meter == Some(0) {
         return Some("a meter's size must be positive".into());
     }
@@ -401,36 +342,6 @@ pub(crate) fn check_elem(e: &SetElem, pos: Pos, sets: &[super::ast::Set]) -> Res
     Ok(())
 }
 
-/// The value of a dynamic set's key (`key` as the store holds it).
-pub fn key_value(ty: super::ast::SetType, key: u128) -> super::ast::Value {
-    use super::ast::{Kind, Value};
-    match ty.kind() {
-        Kind::Addr4 => Value::Prefix(crate::wire::Addr(key.to_be_bytes()), 32),
-        Kind::Addr6 => Value::Prefix(crate::wire::Addr(key.to_be_bytes()), 128),
-        _ => Value::Num(u64::try_from(key).unwrap_or(u64::MAX)),
-    }
-}
-
-/// One live element as `nft list set` writes it (`198.18.0.1 expires 9m58s784ms`; the
-/// element's own timeout is not kept, so `timeout` is not written).
-pub fn element_text(ty: super::ast::SetType, e: &super::compile::DynElement) -> String {
-    let mut s = super::print::value(ty.kind(), &key_value(ty, e.key));
-    if let Some(ns) = e.expires_ns {
-        let _ = write!(s, " expires {}", duration_text(ns / 1_000_000));
-    }
-    s
-}
-
-/// One live element as `nft -j list set` writes it: the value, or `{"elem": {"val": V,
-/// "expires": SECONDS}}` for an element with a timeout.
-pub fn element_json(ty: super::ast::SetType, e: &super::compile::DynElement) -> J {
-    let v = super::json::value_json(ty.kind(), &key_value(ty, e.key));
-    match e.expires_ns {
-        Some(ns) => json!({"elem": {"val": v, "expires": ns / 1_000_000_000}}),
-        None => v,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,30 +364,5 @@ mod tests {
         for bad in ["", "m", "10x", "1.5s", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn elements_list_as_nft_lists_them() {
-        use crate::rules::ast::SetType;
-        use crate::rules::compile::DynElement;
-        let a = crate::rules::ast::addr_to_u128(crate::wire::Addr::from_v4([127, 0, 0, 2]));
-        let e = DynElement {
-            key: a,
-            expires_ns: Some(598_784_000_000),
-        };
-        assert_eq!(
-            element_text(SetType::Ipv4Addr, &e),
-            "127.0.0.2 expires 9m58s784ms"
-        );
-        assert_eq!(
-            element_json(SetType::Ipv4Addr, &e).to_string(),
-            r#"{"elem":{"expires":598,"val":"127.0.0.2"}}"#
-        );
-        let p = DynElement {
-            key: 22,
-            expires_ns: None,
-        };
-        assert_eq!(element_text(SetType::InetService, &p), "22");
-        assert_eq!(element_json(SetType::InetService, &p), json!(22));
     }
 }

@@ -14,6 +14,7 @@ pub mod ast;
 pub mod check;
 pub mod classify;
 pub mod compile;
+pub mod dynlist;
 pub mod dynset;
 pub mod edit;
 mod error;

@@ -289,7 +289,10 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
                 }
             }
             Stmt::SetElem(e, pos) => {
-                if let Some(m) = super::dynset::elem_problem(e) {
+                if let Some(m) = name_problem(&e.set)
+                    .map(|p| format!("set name: {p}"))
+                    .or_else(|| super::dynset::elem_problem(e))
+                {
                     return Err(Error::at(*pos, &super::print::stmt(s), m));
                 }
             }

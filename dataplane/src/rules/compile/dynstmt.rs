@@ -2,53 +2,17 @@
 //! (shared by every rule and every worker), the statements that read and update it, and
 //! their evaluation.
 
-use super::dynstore::{DynElement, DynStore, ElemLimit, NEVER};
+use super::dynir::{DynStmt, ElemLimit};
+use super::dynstore::{DynDef, DynElement, DynEntry, DynStore, NEVER};
 use super::eval::field_value;
 use super::ir::{CStmt, EvalResult, PacketCtx};
 use super::keytable::value_interval;
 use super::ruleset::{CompiledRuleset, u32_of};
 use crate::rules::Error;
 use crate::rules::ast::*;
-use crate::rules::dynset::{DEFAULT_SIZE, SetElem, SetOp};
 use crate::rules::limits::Budget;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// A compiled statement on a dynamic set.
-#[derive(Clone, Debug)]
-pub(crate) enum DynStmt {
-    /// `FIELD [!=] @SET`: the packet's value is a live element.
-    Match { set: u32, field: Field, neg: bool },
-    /// `add|update @SET { FIELD [timeout T] [limit …] [ct count …] }` and `meter`.
-    Elem {
-        set: u32,
-        field: Field,
-        op: SetOp,
-        timeout_ns: Option<u64>,
-        limit: Option<ElemLimit>,
-        count: Option<(u32, bool)>,
-    },
-}
-
-/// What a store was built for: a new generation adopts the old generation's store (and
-/// its elements) only when this is the same.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct DynDef {
-    pub family: TableFamily,
-    pub table: String,
-    pub name: String,
-    pub ty: SetType,
-    pub size: u32,
-    pub timeout_ns: Option<u64>,
-    pub conns: bool,
-}
-
-/// One dynamic set or meter of the compiled ruleset.
-#[derive(Debug)]
-pub(crate) struct DynEntry {
-    pub def: DynDef,
-    pub store: Arc<DynStore>,
-}
 
 /// The dynamic sets of a ruleset while it is lowered: (table index, name) → entry index.
 #[derive(Debug, Default)]

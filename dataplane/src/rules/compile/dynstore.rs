@@ -22,7 +22,9 @@
 //! ([`GC_STEP`]) and then fails: the statement does not match (the kernel's dynset breaks
 //! the rule), counted in `full`.
 
-use crate::rules::compile::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
+use super::dynir::ElemLimit;
+use super::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
+use crate::rules::ast::{SetType, TableFamily};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
@@ -67,14 +69,6 @@ pub struct DynElement {
     pub key: u128,
     /// Nanoseconds until it expires (`None`: no timeout).
     pub expires_ns: Option<u64>,
-}
-
-/// A per-element `limit` (costs in ns of the workers' clock).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ElemLimit {
-    pub cost_ns: u64,
-    pub cap_ns: u64,
-    pub over: bool,
 }
 
 impl DynStore {
@@ -361,4 +355,24 @@ fn halves(key: u128) -> [u64; 2] {
     let b = key.to_be_bytes();
     let (hi, lo) = b.split_at(8);
     [hi, lo].map(|h| u64::from_be_bytes(h.try_into().unwrap_or_default()))
+}
+
+/// What a store was built for: a new generation adopts the old generation's store (and
+/// its elements) only when this is the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DynDef {
+    pub family: TableFamily,
+    pub table: String,
+    pub name: String,
+    pub ty: SetType,
+    pub size: u32,
+    pub timeout_ns: Option<u64>,
+    pub conns: bool,
+}
+
+/// One dynamic set or meter of the compiled ruleset.
+#[derive(Debug)]
+pub(crate) struct DynEntry {
+    pub def: DynDef,
+    pub store: Arc<DynStore>,
 }

@@ -215,7 +215,7 @@ pub(crate) enum CStmt {
         count: bool,
     },
     /// A dynamic set's match or update (`compile/dynstmt.rs`).
-    Dyn(super::dynstmt::DynStmt),
+    Dyn(super::dynir::DynStmt),
 }
 
 impl CStmt {

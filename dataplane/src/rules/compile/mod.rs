@@ -16,6 +16,7 @@
 //! concatenations and verdict maps in [`keytable`].
 
 mod classes;
+mod dynir;
 mod dynstmt;
 mod dynstore;
 mod eval;

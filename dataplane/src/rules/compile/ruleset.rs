@@ -70,7 +70,7 @@ pub struct CompiledRuleset {
     pub(super) carried: Box<[[AtomicU64; 2]]>,
     pub(super) ct_counts: Box<[Arc<AtomicU32>]>,
     /// The dynamic sets and meters (`compile/dynstmt.rs`), shared by every worker.
-    pub(super) dynsets: Box<[super::dynstmt::DynEntry]>,
+    pub(super) dynsets: Box<[super::dynstore::DynEntry]>,
     pub(crate) generation: u64,
     /// The first-packet classes of the address and port fields (`rules/first.rs`).
     pub(crate) first: FirstPartitions,

@@ -5,7 +5,7 @@ use super::cursor::{Parser, unsupported};
 use super::value::parse_num;
 use crate::rules::Error;
 use crate::rules::ast::*;
-use crate::rules::dynset::{DEFAULT_SIZE, parse_duration};
+use crate::rules::dynset::parse_duration;
 
 impl Parser {
     /// A time (`10m`, `1h30m`) in milliseconds.
