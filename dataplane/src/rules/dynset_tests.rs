@@ -351,6 +351,18 @@ fn an_incremental_change_keeps_the_elements_a_new_definition_does_not() {
 }
 
 #[test]
+fn the_publisher_keeps_elements_through_an_incremental_change_only() {
+    let a = v4([198, 51, 100, 1]);
+    let mut p = Publisher::new(load(BLOCK, 1));
+    assert_eq!(verdict(&p.current(), a, 22, 0, SEC), Decision::Accept);
+    p.publish_keeping_counters(load(&BLOCK.replace("policy accept", "policy drop"), 1));
+    assert_eq!(verdict(&p.current(), a, 80, 0, 2 * SEC), Decision::Drop);
+    // A whole replacement (`flush ruleset`) starts empty.
+    p.publish(load(BLOCK, 1));
+    assert_eq!(verdict(&p.current(), a, 80, 0, 2 * SEC), Decision::Accept);
+}
+
+#[test]
 fn a_rule_on_a_dynamic_set_is_never_cached_for_first_packets() {
     let c = load(BLOCK, 1);
     let ip = syn(v4([198, 51, 100, 1]), 80);
