@@ -222,9 +222,19 @@ impl FlowKey {
         }
     }
 
-    /// Keyed 64-bit hash (folded multiplies over the five 8-byte words of the key).
+    /// Keyed 64-bit hash: for IPv4 keys [`hash_v4`] of the tuple as the frame carries
+    /// it (so the fast path hashes the frame's 12 bytes without building a key), for
+    /// IPv6 keys folded multiplies over the five 8-byte words of the key.
     #[inline]
     pub(crate) fn hash(&self, k: &[u64; 4]) -> u64 {
+        if self.family == Family::V4 {
+            let v4 = |a: &Addr| u32::from_le_bytes([a.0[12], a.0[13], a.0[14], a.0[15]]);
+            let addrs = u64::from(v4(&self.src)) | (u64::from(v4(&self.dst)) << 32);
+            let [s0, s1] = self.sport.to_be_bytes();
+            let [d0, d1] = self.dport.to_be_bytes();
+            let ports = u32::from_le_bytes([s0, s1, d0, d1]);
+            return hash_v4(addrs, ports, self.zone, self.proto, k);
+        }
         let w = |a: &Addr, i: usize| {
             let b = &a.0;
             u64::from_le_bytes([
@@ -248,6 +258,29 @@ impl FlowKey {
         let c = fold(tail ^ a ^ k[1], b ^ k[0]);
         fold(c ^ k[2], 0x9e37_79b9_7f4a_7c15 ^ k[3])
     }
+}
+
+/// The keyed hash of an IPv4 key ([`FlowKey::hash`] of every key of family V4):
+/// `addrs` = the source and destination addresses' 8 bytes as the IPv4 header carries
+/// them, read little-endian, `ports` = the source and destination ports' 4 bytes as the
+/// L4 header carries them, read little-endian (the frame's bytes 26..34 and 34..38 for
+/// an untagged frame without IP options). Two folded multiplies: the first mixes the 12
+/// bytes of the tuple with zone and protocol under two keys, the second the result under
+/// the other two.
+#[inline(always)]
+pub(crate) fn hash_v4(addrs: u64, ports: u32, zone: u16, proto: u8, k: &[u64; 4]) -> u64 {
+    let tail = u64::from(ports) | (u64::from(zone) << 32) | (u64::from(proto) << 48);
+    let a = fold(addrs ^ k[0], tail ^ k[1]);
+    fold(a ^ k[2], 0x9e37_79b9_7f4a_7c15 ^ k[3])
+}
+
+/// [`hash_v4`] of a tuple as the frame carries it (source, destination, source port,
+/// destination port: 12 bytes), zone 0: equal to [`FlowKey::hash`] of its key.
+#[inline(always)]
+pub(crate) fn hash_tuple_v4(t: &[u8; 12], proto: u8, k: &[u64; 4]) -> u64 {
+    let addrs = u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]);
+    let ports = u32::from_le_bytes([t[8], t[9], t[10], t[11]]);
+    hash_v4(addrs, ports, 0, proto, k)
 }
 
 /// Full 64x64 -> 128 multiply, high half XOR low half (the foldhash / wyhash mixer).
@@ -332,5 +365,46 @@ mod tests {
         assert_ne!(h, FlowKey { sport: 1001, ..k }.hash(&seed));
         assert_ne!(h, FlowKey { proto: 17, ..k }.hash(&seed));
         assert_ne!(h, k.inverse().hash(&seed));
+        assert_ne!(h, FlowKey { dport: 81, ..k }.hash(&seed));
+        let mut src = k.src;
+        src.0[15] ^= 1;
+        assert_ne!(h, FlowKey { src, ..k }.hash(&seed));
+        let mut dst = k.dst;
+        dst.0[12] ^= 0x80;
+        assert_ne!(h, FlowKey { dst, ..k }.hash(&seed));
+        for i in 0..4 {
+            let mut other = seed;
+            other[i] ^= 1 << 40;
+            assert_ne!(h, k.hash(&other), "seed word {i}");
+        }
+        let v6 = FlowKey {
+            src: Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            family: Family::V6,
+            ..k
+        };
+        assert_ne!(v6.hash(&seed), FlowKey { zone: 1, ..v6 }.hash(&seed));
+    }
+
+    proptest::proptest! {
+        /// The fast path's hash of a frame's 12-byte tuple is the hash of its key, the one
+        /// every insert and lookup uses.
+        #[test]
+        fn the_tuple_hash_is_the_keys_hash(
+            t in proptest::prelude::any::<[u8; 12]>(),
+            tcp in proptest::prelude::any::<bool>(),
+            seed in proptest::prelude::any::<[u64; 4]>(),
+        ) {
+            let p = if tcp { proto::TCP } else { proto::UDP };
+            let key = FlowKey {
+                src: Addr::from_v4([t[0], t[1], t[2], t[3]]),
+                dst: Addr::from_v4([t[4], t[5], t[6], t[7]]),
+                sport: u16::from_be_bytes([t[8], t[9]]),
+                dport: u16::from_be_bytes([t[10], t[11]]),
+                zone: 0,
+                proto: p,
+                family: Family::V4,
+            };
+            proptest::prop_assert_eq!(hash_tuple_v4(&t, p, &seed), key.hash(&seed));
+        }
     }
 }

@@ -38,8 +38,9 @@ use super::{
     ASSURED, CONFIRMED, KIND_TCP, KIND_UDP, Probe, RECIPE, SEEN_REPLY, Table, deadline_of, tick_le,
     tick_of,
 };
-use crate::conntrack::key::Direction;
+use crate::conntrack::key::{Direction, hash_tuple_v4};
 use crate::conntrack::tcp::{TcpState, TcpVerdict};
+use crate::wire::fastparse::{IP_CSUM_OFF, TCP_CSUM_OFF, TTL_OFF, TUPLE_OFF, UDP_CSUM_OFF};
 use crate::wire::{Family, TcpInfo, checksum, proto};
 
 /// One direction of a connection as the fast path applies it (64 bytes, one line).
@@ -95,7 +96,9 @@ pub struct FastKey {
     pub in_port: u8,
 }
 
-/// What the fast path does with a packet whose recipe matched (a copy of the line).
+/// A packet whose recipe matched ([`Table::recipe_match`]): which line, and the two
+/// fields the worker needs before the rewrite. The rewrite reads the rest from the line
+/// itself ([`Table::recipe_rewrite`]), nothing is copied out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastPlan {
     /// The entry slot and direction (for [`Table::recipe_commit`]).
@@ -105,12 +108,6 @@ pub struct FastPlan {
     pub adj: u16,
     /// The verdict-cache path to credit ([`NO_PATH`]: none).
     pub path: u16,
-    /// New source, destination and ports, when the connection is translated.
-    pub rewrite: Option<[u8; 12]>,
-    /// To add to the IPv4 header checksum (includes the TTL decrement).
-    pub ip_delta: u16,
-    /// To add to the L4 checksum, when it changes.
-    pub l4_delta: Option<u16>,
 }
 
 /// What [`Table::build_recipe`] needs from the worker.
@@ -201,6 +198,18 @@ impl Table {
         slot as usize * 2 + dir.index()
     }
 
+    /// Burst stage 1 for the fast path: [`Table::probe`] of the key of a frame's IPv4
+    /// tuple (`t`: source, destination, ports as the frame carries them; zone 0), hashed
+    /// from those 12 bytes (`hash_tuple_v4`, equal to the key's hash) without building
+    /// the key.
+    #[inline]
+    pub fn probe_v4(&self, t: &[u8; 12], proto: u8, hint: &mut impl FnMut(*const u8)) -> Probe {
+        let h = self.split(hash_tuple_v4(t, proto, &self.keys));
+        hint(std::ptr::from_ref(&self.buckets[h.b1]).cast());
+        hint(std::ptr::from_ref(&self.buckets[h.b2]).cast());
+        Probe(h)
+    }
+
     /// Burst stage 2 for the fast path, with the stage-1 hash: the first index
     /// reference whose signature matches in the probe's buckets (0: none), after `hint`
     /// was given the address of its recipe line (and, for TCP, of the entry's window
@@ -278,10 +287,40 @@ impl Table {
             dir,
             adj: rc.adj,
             path: rc.path,
-            rewrite: (rc.flags & REWRITE != 0).then_some(rc.out),
-            ip_delta: rc.ip_delta,
-            l4_delta: (rc.flags & L4_UPDATE != 0).then_some(rc.l4_delta),
         })
+    }
+
+    /// The rewrite of a frame of the fast path's shape (`wire::fastparse`: untagged
+    /// IPv4 without options, `udp` or TCP) by the matched recipe, read in place: the
+    /// translated tuple, the IPv4 header checksum by the recipe's sum (address changes
+    /// and the TTL decrement), the TTL, the L4 checksum by its sum (a zero UDP checksum
+    /// stays zero, a computed zero is sent as 0xFFFF, as `wire::rewrite`). The MACs are
+    /// the caller's. `frame` is one `parse_fast` accepted (every offset written is inside
+    /// such a frame).
+    #[inline(always)]
+    pub fn recipe_rewrite(&self, plan: &FastPlan, frame: &mut [u8], udp: bool) {
+        let rc = &self.recipes[Self::recipe_index(plan.slot, plan.dir)];
+        let csum_off = if udp { UDP_CSUM_OFF } else { TCP_CSUM_OFF };
+        let h = frame;
+        if rc.flags & REWRITE != 0 {
+            h[TUPLE_OFF..TUPLE_OFF + 12].copy_from_slice(&rc.out);
+        }
+        let rd = |h: &[u8], o: usize| u16::from_be_bytes([h[o], h[o + 1]]);
+        let c = apply_delta(rd(h, IP_CSUM_OFF), rc.ip_delta);
+        h[IP_CSUM_OFF..IP_CSUM_OFF + 2].copy_from_slice(&c.to_be_bytes());
+        h[TTL_OFF] = h[TTL_OFF].wrapping_sub(1);
+        if rc.flags & L4_UPDATE != 0 {
+            let old = rd(h, csum_off);
+            // RFC 768: a zero UDP checksum over IPv4 means none, and stays; a computed
+            // zero is sent as 0xFFFF (`wire::rewrite`).
+            if !(udp && old == 0) {
+                let mut c = apply_delta(old, rc.l4_delta);
+                if udp && c == 0 {
+                    c = 0xffff;
+                }
+                h[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
     }
 
     /// The conntrack part of a fast-path packet (what [`Table::update`] would do for it,

@@ -19,17 +19,35 @@ pub fn sum(data: &[u8]) -> u32 {
 /// big-endian 16-bit word `w` joins them as `w.swap_bytes()`.
 #[inline]
 pub fn sum_native(data: &[u8]) -> u32 {
-    // 64-bit words summed in a `u128` (one add and one add-with-carry per word; the
-    // high half counts the carries, at most 2^61), then the carries added back
+    // 64-bit words summed in `u128`s (one add and one add-with-carry per word; the
+    // high halves count the carries, at most 2^61 in all), then the carries added back
     // (end-around): 2^16 ≡ 1 modulo 0xFFFF, so a 64-bit word adds its four 16-bit words
     // (RFC 1071 §2(A)). A little-endian load of the big-endian words [a b] gives
     // b·2^8 + a; an odd trailing byte `a` (a·2^8 big-endian) is `a` here.
-    let mut acc: u128 = 0;
-    let mut words = data.chunks_exact(8);
+    // Blocks of 32 bytes first, in two independent sums (fewer loop steps per byte,
+    // and the two add-with-carry chains run side by side), then single words.
+    let rd = |w: &[u8], i: usize| {
+        u128::from(u64::from_le_bytes([
+            w[i],
+            w[i + 1],
+            w[i + 2],
+            w[i + 3],
+            w[i + 4],
+            w[i + 5],
+            w[i + 6],
+            w[i + 7],
+        ]))
+    };
+    let (mut acc, mut acc2): (u128, u128) = (0, 0);
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        acc += rd(b, 0) + rd(b, 8);
+        acc2 += rd(b, 16) + rd(b, 24);
+    }
+    acc += acc2;
+    let mut words = blocks.remainder().chunks_exact(8);
     for w in &mut words {
-        acc += u128::from(u64::from_le_bytes([
-            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
-        ]));
+        acc += rd(w, 0);
     }
     let mut rest = words.remainder();
     let mut tail: u64 = 0;
@@ -227,7 +245,7 @@ mod tests {
         }
 
         #[test]
-        fn sum_equals_16_bit_word_sum(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn sum_equals_16_bit_word_sum(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let mut reference: u64 = 0;
             for w in data.chunks(2) {
                 reference += u64::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)]));

@@ -75,6 +75,20 @@ fn csum_ok(verify: bool, hw: HwCsum, ok: impl FnOnce() -> bool) -> bool {
     }
 }
 
+/// Whether the L4 checksum of the segment ending at `seg_end` verifies. It covers the
+/// pseudo-header (RFC 768, RFC 793 §3.1): the two addresses, which sit just before the
+/// segment in the frame, so one run from the source address to the segment's end sums
+/// both; protocol and length are added. (Native byte order: protocol and length as
+/// byte-swapped big-endian words.) Inlined into [`parse_fast`]: a call per packet costs
+/// more than the short sum of a small segment.
+#[inline(always)]
+fn l4_verifies(frame: &[u8], seg_end: usize, proto: u8) -> bool {
+    let len = u16::try_from(seg_end - L4).unwrap_or(0);
+    let s = checksum::sum_native(&frame[TUPLE_OFF..seg_end]);
+    let p = u32::from(u16::from(proto).swap_bytes()) + u32::from(len.swap_bytes());
+    checksum::verify(checksum::add(s, p))
+}
+
 /// Checks a frame of the accepted shape and summarises it; `None` for anything else
 /// (including anything `parse` would drop).
 #[inline(always)]
@@ -96,19 +110,11 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
         return None;
     }
     let payload = &frame[L4..end];
-    // The L4 checksum covers the pseudo-header (RFC 768, RFC 793 §3.1): the two
-    // addresses, which sit just before the segment in the frame, so one run from the
-    // source address to the segment's end sums both; protocol and length are added.
-    // (Native byte order: protocol and length as byte-swapped big-endian words.)
-    let l4_ok = |seg_end: usize| {
-        let len = u16::try_from(seg_end - L4).unwrap_or(0);
-        let s = checksum::sum_native(&frame[TUPLE_OFF..seg_end]);
-        let p = u32::from(u16::from(proto).swap_bytes()) + u32::from(len.swap_bytes());
-        checksum::verify(checksum::add(s, p))
-    };
     let tcp = if proto == proto::TCP {
         let seg = TcpPacket::new_checked(payload).ok()?;
-        if !csum_ok(opts.verify_l4, opts.hw_l4, || l4_ok(end)) {
+        if !csum_ok(opts.verify_l4, opts.hw_l4, || {
+            l4_verifies(frame, end, proto)
+        }) {
             return None;
         }
         Some(seg.info())
@@ -122,7 +128,9 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
         }
         // RFC 768: a zero checksum over IPv4 means none was sent.
         let none = be16(&payload[6..8]) == 0;
-        if !csum_ok(opts.verify_l4, opts.hw_l4, || none || l4_ok(L4 + ulen)) {
+        if !csum_ok(opts.verify_l4, opts.hw_l4, || {
+            none || l4_verifies(frame, L4 + ulen, proto)
+        }) {
             return None;
         }
         None

@@ -26,12 +26,10 @@
 //! accounting, rule counters), plus `fast_path`.
 
 use super::{Action, Pipeline};
-use crate::conntrack::{FastKey, FlowKey, NO_PATH, Probe, RecipeArgs, apply_delta};
+use crate::conntrack::{FastKey, FlowKey, NO_PATH, Probe, RecipeArgs};
 use crate::route::Adjacency;
 use crate::rules::ct_state;
-use crate::wire::fastparse::{
-    IP_CSUM_OFF, TCP_CSUM_OFF, TTL_OFF, TUPLE_OFF, UDP_CSUM_OFF, parse_fast, peek_fast,
-};
+use crate::wire::fastparse::{parse_fast, peek_fast};
 use crate::wire::{Addr, Family, ParseOptions, proto};
 use arrayvec::ArrayVec;
 
@@ -80,10 +78,6 @@ fn key_of(t: &[u8; 12], proto: u8) -> FlowKey {
     }
 }
 
-fn rd16(f: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([f[off], f[off + 1]])
-}
-
 impl Pipeline {
     /// Stages 1 and 2 for a vector of frames (before any of them is processed): hash
     /// every key once, prefetch its buckets, then the recipe lines they name. `hint`
@@ -95,7 +89,7 @@ impl Pipeline {
         let mut slow_probes: ArrayVec<Probe, 64> = ArrayVec::new();
         for f in frames.iter().take(MAX_VECTOR) {
             let p = match peek_fast(f) {
-                Some((t, proto)) => Some((self.ct.probe(&key_of(&t, proto), &mut hint), 0)),
+                Some((t, proto)) => Some((self.ct.probe_v4(&t, proto, &mut hint), 0)),
                 None => {
                     // Other shapes: the slow path's lookup still gains from the prefetch.
                     if let Some(k) = FlowKey::peek(f) {
@@ -160,7 +154,7 @@ impl Pipeline {
             in_port: u8::try_from(in_port).ok()?,
         };
         let plan = self.ct.recipe_match(cand, &key, self.recipe_epoch)?;
-        let adj: Adjacency = *self.adj.get(plan.adj)?;
+        let adj = self.adj.get(plan.adj)?;
         if pkt.ttl <= 1 || pkt.ip_len > adj.mtu {
             return None;
         }
@@ -173,34 +167,17 @@ impl Pipeline {
         }
         // From here on the packet is the fast path's: nothing below can fail (the
         // offsets are inside the frame `parse_fast` accepted).
-        if let Some(out) = plan.rewrite {
-            frame[TUPLE_OFF..TUPLE_OFF + 12].copy_from_slice(&out);
-        }
-        let c = apply_delta(rd16(frame, IP_CSUM_OFF), plan.ip_delta);
-        frame[IP_CSUM_OFF..IP_CSUM_OFF + 2].copy_from_slice(&c.to_be_bytes());
-        frame[TTL_OFF] -= 1;
-        if let Some(d) = plan.l4_delta {
-            let udp = pkt.proto == proto::UDP;
-            let off = if udp { UDP_CSUM_OFF } else { TCP_CSUM_OFF };
-            let old = rd16(frame, off);
-            // RFC 768: a zero UDP checksum over IPv4 means none, and stays; a computed
-            // zero is sent as 0xFFFF (`wire::rewrite`).
-            if !(udp && old == 0) {
-                let mut c = apply_delta(old, d);
-                if udp && c == 0 {
-                    c = 0xffff;
-                }
-                frame[off..off + 2].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        self.ct
+            .recipe_rewrite(&plan, frame, pkt.proto == proto::UDP);
         frame[0..6].copy_from_slice(&adj.dst);
         frame[6..12].copy_from_slice(&adj.src);
+        let port = adj.port;
         self.vector.forwarded += 1;
         if plan.path != NO_PATH {
             self.credit_later(plan.path, pkt.ip_len);
         }
         Some(Action::Forward {
-            port: adj.port,
+            port,
             len: u16::try_from(frame.len()).unwrap_or(u16::MAX),
         })
     }
