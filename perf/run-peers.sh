@@ -41,6 +41,9 @@
 #   PEERS=fwd FWD_WARM=0 perf/run-peers.sh       # the detached memif, unreplied (compare)
 #   SIZE=1518 FLOWS=1000 perf/run-peers.sh       # large frames
 #   ORDER=seq perf/run-peers.sh                  # round robin instead of random order
+#   FWD_TUNING='{"nf_conntrack_checksum":0}' PEERS=fwd perf/run-peers.sh
+#                                                # fwd tunables set before the warm-up
+#                                                # (tuning_set; e.g. trust checksums)
 #
 # Results: perf/results/<time>-peers-{gen,io,fwd,ovs}-<flows>[-<size>].json; at the end
 # the side-by-side table (`python3 perf/report.py --peers FILE` writes it again). Needs
@@ -121,6 +124,11 @@ if has fwd; then
     for f in $FLOWS; do
         write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
         start_fwd
+        if [ -n "${FWD_TUNING:-}" ]; then
+            # Before the warm-up: a tunables change makes every recipe stale.
+            [ "$(fwd_req "{\"op\":\"tuning_set\",\"values\":$FWD_TUNING}")" != null ] ||
+                die "fwd refused tuning_set $FWD_TUNING"
+        fi
         WARM=null
         if [ "$FWD_EGRESS" != null ] && [ "${FWD_WARM:-1}" != 0 ]; then
             warm_up "$f"
@@ -128,7 +136,7 @@ if has fwd; then
         for rep in $(seq "$REPEAT"); do
             measure "$f" "peers: fwd router+snat, $FWD_EGRESS egress"
             x=$(extras "$(jq '. + {egress_packets: .forwarded}' <<< "$FWD_WINDOW")" \
-                "{\"warmup\": $WARM, \"fwd_egress\": \"$FWD_EGRESS\", \"fwd_stats\": $(fwd_stats)}" "$egress")
+                "{\"warmup\": $WARM, \"fwd_egress\": \"$FWD_EGRESS\", \"fwd_tuning\": ${FWD_TUNING:-null}, \"fwd_binary\": \"$FWD\", \"fwd_stats\": $(fwd_stats)}" "$egress")
             report_line "$x"
             rep_meta "$rep"
             save "peers-fwd-$f$suffix" fwd "$GEN" "$x"
