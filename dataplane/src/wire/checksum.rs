@@ -17,7 +17,7 @@ pub fn sum(data: &[u8]) -> u32 {
 /// `fold(..).swap_bytes()` is the big-endian sum, and [`verify`] works on it as it is
 /// (0xFFFF reads the same both ways). Partial sums of this kind add with [`add`]; a
 /// big-endian 16-bit word `w` joins them as `w.swap_bytes()`.
-#[inline(always)]
+#[inline]
 pub fn sum_native(data: &[u8]) -> u32 {
     // 64-bit words summed in `u128`s (one add and one add-with-carry per word; the
     // high halves count the carries, at most 2^61 in all), then the carries added back
