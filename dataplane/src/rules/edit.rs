@@ -297,20 +297,39 @@ pub fn delete_chain(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
     Ok(())
 }
 
-/// A named set of `t`, or an error at `pos` naming it.
+/// A named set of one type of `t`, or an error at `pos` naming it.
 pub fn set_mut<'a>(t: &'a mut Table, name: &str, pos: Pos) -> Result<&'a mut Set, Error> {
-    if t.maps.iter().any(|m| m.name == name) {
-        return Err(Error::at(
-            pos,
-            name,
-            "the elements of a map or a set of concatenations are not changed by commands \
-             yet: declare them in a `table { … }` block",
-        ));
-    }
     t.sets
         .iter_mut()
         .find(|s| s.name == name)
         .ok_or_else(|| Error::at(pos, name, format!("no such set `{name}`")))
+}
+
+/// The types of the elements of a named set or map of `t`: the key's, and a map's data
+/// (`None` for a set); an error at `pos` when `t` has none by that name.
+pub fn element_type(
+    t: &Table,
+    name: &str,
+    pos: Pos,
+) -> Result<(Vec<SetType>, Option<MapData>), Error> {
+    if let Some(s) = t.sets.iter().find(|s| s.name == name) {
+        return Ok((vec![s.ty], None));
+    }
+    t.maps
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| (m.key.clone(), m.data.clone()))
+        .ok_or_else(|| Error::at(pos, name, format!("no such set or map `{name}`")))
+}
+
+/// `flush set|map`: removes every element of a named set or map.
+pub fn flush_elements(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
+    if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
+        m.elements.clear();
+        return Ok(());
+    }
+    set_mut(t, name, pos)?.elements.clear();
+    Ok(())
 }
 
 /// `delete set|map`: a set is refused while a rule uses it (the kernel's "Resource
@@ -338,27 +357,93 @@ pub fn delete_set(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
     Ok(())
 }
 
-/// `add element` (`create`: an element that is there is an error) and `delete element`
-/// (an element that is not there is an error, as in the kernel).
-pub fn set_elements(
-    s: &mut Set,
-    elements: Vec<Value>,
-    op: ElementOp,
+/// One element of an element command: its key (one value per key type; one value for a
+/// set of one type), its data (a map's; [`MapValue::None`] for a set, and ignored by
+/// `delete`) and where it was written (errors point there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    pub key: Elem,
+    pub data: MapValue,
+    pub pos: Pos,
+}
+
+/// `add element` (an element whose key is there with the same data is left alone, with
+/// other data it is an error), `create element` (a key that is there is an error) and
+/// `delete element` (a key that is not there is an error; the data is not compared), as
+/// the kernel does them, one element after the other. The caller validates the result.
+pub fn change_elements(
+    t: &mut Table,
+    name: &str,
     pos: Pos,
+    elements: Vec<Element>,
+    op: ElementOp,
 ) -> Result<(), Error> {
+    if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
+        let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
+        return change(
+            &mut m.elements,
+            elements.into_iter().map(|e| ((e.key, e.data), e.pos)),
+            op,
+            |x, y| x.0 == y.0,
+            |x| crate::rules::print::kinds_elem(&kinds, &x.0),
+        );
+    }
+    let s = set_mut(t, name, pos)?;
+    let kind = s.ty.kind();
+    let mut values = Vec::with_capacity(elements.len());
     for e in elements {
-        let at = s.elements.iter().position(|x| *x == e);
+        match <[Value; 1]>::try_from(e.key) {
+            Ok([v]) => values.push((v, e.pos)),
+            Err(key) => {
+                return Err(Error::at(
+                    e.pos,
+                    &name,
+                    format!("an element of {} values for a set of one type", key.len()),
+                ));
+            }
+        }
+    }
+    change(
+        &mut s.elements,
+        values.into_iter(),
+        op,
+        |x, y| x == y,
+        |x| crate::rules::print::value(kind, x),
+    )
+}
+
+/// [`change_elements`] on the elements of one set or map.
+fn change<T: PartialEq>(
+    els: &mut Vec<T>,
+    new: impl Iterator<Item = (T, Pos)>,
+    op: ElementOp,
+    same_key: impl Fn(&T, &T) -> bool,
+    text: impl Fn(&T) -> String,
+) -> Result<(), Error> {
+    for (e, pos) in new {
+        let at = els.iter().position(|x| same_key(x, &e));
         match (op, at) {
-            (ElementOp::Add, None) | (ElementOp::Create, None) => s.elements.push(e),
-            (ElementOp::Add, Some(_)) => {}
+            (ElementOp::Add | ElementOp::Create, None) => els.push(e),
+            (ElementOp::Add, Some(i)) if els[i] == e => {}
+            (ElementOp::Add, Some(_)) => {
+                return Err(Error::at(
+                    pos,
+                    &text(&e),
+                    "element exists with other data (delete it first)",
+                ));
+            }
             (ElementOp::Create, Some(_)) => {
-                return Err(Error::at(pos, &s.name, "element exists in the set"));
+                return Err(Error::at(
+                    pos,
+                    &text(&e),
+                    "element exists (`create` refuses an existing element)",
+                ));
             }
             (ElementOp::Delete, Some(i)) => {
-                s.elements.remove(i);
+                els.remove(i);
             }
             (ElementOp::Delete, None) => {
-                return Err(Error::at(pos, &s.name, "element is not in the set"));
+                return Err(Error::at(pos, &text(&e), "element does not exist"));
             }
         }
     }

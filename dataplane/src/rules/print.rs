@@ -168,7 +168,7 @@ fn map_decl(out: &mut String, m: &Map) {
 }
 
 /// One element given its values' kinds (`198.18.1.2 . 22`).
-fn kinds_elem(kinds: &[Kind], e: &[Value]) -> String {
+pub fn kinds_elem(kinds: &[Kind], e: &[Value]) -> String {
     kinds
         .iter()
         .zip(e)

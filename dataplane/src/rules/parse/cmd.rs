@@ -219,19 +219,22 @@ impl Parser {
         Ok(())
     }
 
-    /// `add|create|delete element [FAMILY] TABLE SET { ELEMENT, … }`.
+    /// `add|create|delete element [FAMILY] TABLE SET { ELEMENT, … }` on a named set or
+    /// map (an element of a map is `KEY : DATA`; `delete` needs only the key).
     fn element(&mut self, rs: &mut Ruleset, op: ElementOp) -> Result<(), Error> {
         let ti = self.table_ref(rs)?;
         let (name, np) = self.word("set name")?;
-        let kind = edit::set_mut(&mut rs.tables[ti], &name, np)?.ty.kind();
-        let elements = self.brace_values(kind)?;
-        let s = edit::set_mut(&mut rs.tables[ti], &name, np)?;
-        edit::set_elements(s, elements, op, np)?;
-        crate::rules::validate::set(s)
+        let (key, data) = edit::element_type(&rs.tables[ti], &name, np)?;
+        let elements = self.brace_list(|p| {
+            let pos = p.peek().pos;
+            let (key, data) = p.map_element(&key, data.as_ref(), op == ElementOp::Delete)?;
+            Ok(edit::Element { key, data, pos })
+        })?;
+        edit::change_elements(&mut rs.tables[ti], &name, np, elements, op)
     }
 
     fn flush(&mut self, rs: &mut Ruleset) -> Result<(), Error> {
-        let (what, wp) = self.word("`ruleset`, `table`, `chain` or `set`")?;
+        let (what, wp) = self.word("`ruleset`, `table`, `chain`, `set` or `map`")?;
         match what.as_str() {
             "ruleset" => {
                 if let Some(f) = self.peek_word()
@@ -245,11 +248,9 @@ impl Parser {
             }
             "table" => {
                 let ti = self.table_ref(rs)?;
+                // The rules only: the kernel keeps the elements of sets and maps.
                 for c in &mut rs.tables[ti].chains {
                     c.rules.clear();
-                }
-                for s in &mut rs.tables[ti].sets {
-                    s.elements.clear();
                 }
             }
             "chain" => {
@@ -258,12 +259,10 @@ impl Parser {
                     .rules
                     .clear();
             }
-            "set" => {
+            "set" | "map" => {
                 let ti = self.table_ref(rs)?;
                 let (name, np) = self.word("set name")?;
-                edit::set_mut(&mut rs.tables[ti], &name, np)?
-                    .elements
-                    .clear();
+                edit::flush_elements(&mut rs.tables[ti], &name, np)?;
             }
             _ => return Err(Error::at(wp, &what, unsupported(&format!("flush {what}")))),
         }

@@ -226,29 +226,9 @@ impl Parser {
                     let Some(k) = &key else {
                         return self.err(&t, "set `type` must come before `elements`");
                     };
-                    let kinds: Vec<Kind> = k.iter().map(|t| t.kind()).collect();
+                    let k = k.clone();
                     let data = data.clone();
-                    elements = self.brace_list(|p| {
-                        let e = p.elem_of(&kinds)?;
-                        let v = match &data {
-                            None => return Ok((e, MapValue::None)),
-                            Some(d) => {
-                                let c = p.next();
-                                if c.tok != Tok::Word(":".into()) {
-                                    return p.err(&c, "expected ` : ` and the element's data");
-                                }
-                                match d {
-                                    MapData::Verdict => MapValue::Verdict(p.verdict()?),
-                                    MapData::Types(ts) => {
-                                        let kinds: Vec<Kind> =
-                                            ts.iter().map(|t| t.kind()).collect();
-                                        MapValue::Data(p.elem_of(&kinds)?)
-                                    }
-                                }
-                            }
-                        };
-                        Ok((e, v))
-                    })?;
+                    elements = self.brace_list(|p| p.map_element(&k, data.as_ref(), false))?;
                 }
                 _ => return self.err(&t, "expected `type`, `flags`, `elements` or `}`"),
             }
@@ -279,6 +259,37 @@ impl Parser {
             elements,
             pos,
         }))
+    }
+
+    /// One element of a set or map: `KEY [. KEY]…` and, for a map (`data`), ` : DATA`
+    /// (a verdict or values); with `data_optional` (`delete element`) the data may be
+    /// left out, and is then [`MapValue::None`].
+    pub(super) fn map_element(
+        &mut self,
+        key: &[SetType],
+        data: Option<&MapData>,
+        data_optional: bool,
+    ) -> Result<(Elem, MapValue), Error> {
+        let kinds: Vec<Kind> = key.iter().map(|t| t.kind()).collect();
+        let e = self.elem_of(&kinds)?;
+        let Some(d) = data else {
+            return Ok((e, MapValue::None));
+        };
+        if data_optional && self.peek_word() != Some(":") {
+            return Ok((e, MapValue::None));
+        }
+        let c = self.next();
+        if c.tok != Tok::Word(":".into()) {
+            return self.err(&c, "expected ` : ` and the element's data");
+        }
+        let v = match d {
+            MapData::Verdict => MapValue::Verdict(self.verdict()?),
+            MapData::Types(ts) => {
+                let kinds: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+                MapValue::Data(self.elem_of(&kinds)?)
+            }
+        };
+        Ok((e, v))
     }
 
     pub(super) fn chain(&mut self, pos: Pos, handle: &mut u64) -> Result<Chain, Error> {
