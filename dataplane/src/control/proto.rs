@@ -118,6 +118,27 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// The elements of a named set or map (`nft list set|map`). Answers `set_elements`.
+    SetElementsGet {
+        /// The table's family; may be left out when one family has a table by that name.
+        #[serde(default)]
+        family: Option<TableFamilyName>,
+        table: String,
+        set: String,
+    },
+    /// Add, create or delete elements of a named set or map (`nft add|create|delete
+    /// element`) as one atomic change: a new generation in which every rule keeps its
+    /// counter (or only a check with `dry_run`). Answers `ruleset_applied`.
+    SetElementsChange {
+        #[serde(default)]
+        family: Option<TableFamilyName>,
+        table: String,
+        set: String,
+        change: ElementChange,
+        elements: Vec<SetElement>,
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// One page of the connection table (`conntrack -L`).
     ConntrackList {
         #[serde(default)]
@@ -211,6 +232,8 @@ pub enum Response {
         #[serde(default)]
         after: RulesetSummary,
     },
+    /// The elements of a named set or map.
+    SetElements(SetElementsView),
     ConntrackPage {
         entries: Vec<CtEntry>,
         /// Cursor for the next page; `None` when the listing is complete.
@@ -297,6 +320,10 @@ pub enum ErrorCode {
     Persist,
     /// Anything else.
     Internal,
+    /// What the request names does not exist (a table, a set, an element to delete).
+    NotFound,
+    /// The request conflicts with what exists (an element that is there already).
+    Conflict,
 }
 
 /// An error answer.
@@ -693,6 +720,74 @@ pub struct RuleCounter {
     pub handle: u64,
     pub packets: u64,
     pub bytes: u64,
+}
+
+/// The family of an nftables table.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFamilyName {
+    Ip,
+    Ip6,
+    Inet,
+}
+
+/// What an element change does: `nft add element` (an element that is there with the
+/// same data is left alone), `nft create element` (an element that is there is a
+/// conflict), `nft delete element` (an element that is not there is not found).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ElementChange {
+    Add,
+    Create,
+    Delete,
+}
+
+/// One element of a named set or map, its values written as nft writes them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetElement {
+    /// The key: one value (`198.18.0.1`, `198.18.0.0/24`, `22`, `"eth0"`) or a
+    /// concatenation (`198.18.0.1 . 22`).
+    pub key: String,
+    /// A map element's data: a verdict (`accept`, `jump web`) or values (`198.18.1.2 .
+    /// 8080`). Absent for a set; may be left out to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// The element's timeout in seconds (`timeout 10m`): only sets with `flags timeout`
+    /// have one; no set of this version does, so it is refused when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// Seconds until the element expires (listings of sets with timeouts); refused when
+    /// sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+/// A named set or map and its elements (`nft list set|map`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetElementsView {
+    /// The running generation.
+    pub generation: u64,
+    pub family: TableFamilyName,
+    pub table: String,
+    pub set: String,
+    /// `set` or `map`.
+    pub keyword: String,
+    /// The key type (`ipv4_addr`, `ipv4_addr . inet_service`).
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// A map's data type (`verdict`, `ipv4_addr . inet_service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    /// The set's flags (`interval`).
+    pub flags: Vec<String>,
+    pub elements: Vec<SetElement>,
+    /// The set as `nft list set` prints it.
+    pub text: String,
 }
 
 /// The running ruleset.

@@ -377,7 +377,7 @@ pub fn change_elements(
     pos: Pos,
     elements: Vec<Element>,
     op: ElementOp,
-) -> Result<(), Error> {
+) -> Result<(), ElementError> {
     if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
         let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
         return change(
@@ -388,17 +388,20 @@ pub fn change_elements(
             |x| crate::rules::print::kinds_elem(&kinds, &x.0),
         );
     }
-    let s = set_mut(t, name, pos)?;
+    let s = set_mut(t, name, pos).map_err(|e| fault(ElementFault::NoSet, e))?;
     let kind = s.ty.kind();
     let mut values = Vec::with_capacity(elements.len());
     for e in elements {
         match <[Value; 1]>::try_from(e.key) {
             Ok([v]) => values.push((v, e.pos)),
             Err(key) => {
-                return Err(Error::at(
-                    e.pos,
-                    &name,
-                    format!("an element of {} values for a set of one type", key.len()),
+                return Err(fault(
+                    ElementFault::Invalid,
+                    Error::at(
+                        e.pos,
+                        name,
+                        format!("an element of {} values for a set of one type", key.len()),
+                    ),
                 ));
             }
         }
@@ -419,35 +422,74 @@ fn change<T: PartialEq>(
     op: ElementOp,
     same_key: impl Fn(&T, &T) -> bool,
     text: impl Fn(&T) -> String,
-) -> Result<(), Error> {
+) -> Result<(), ElementError> {
     for (e, pos) in new {
         let at = els.iter().position(|x| same_key(x, &e));
         match (op, at) {
             (ElementOp::Add | ElementOp::Create, None) => els.push(e),
             (ElementOp::Add, Some(i)) if els[i] == e => {}
             (ElementOp::Add, Some(_)) => {
-                return Err(Error::at(
-                    pos,
-                    &text(&e),
-                    "element exists with other data (delete it first)",
+                return Err(fault(
+                    ElementFault::Exists,
+                    Error::at(
+                        pos,
+                        &text(&e),
+                        "element exists with other data (delete it first)",
+                    ),
                 ));
             }
             (ElementOp::Create, Some(_)) => {
-                return Err(Error::at(
-                    pos,
-                    &text(&e),
-                    "element exists (`create` refuses an existing element)",
+                return Err(fault(
+                    ElementFault::Exists,
+                    Error::at(
+                        pos,
+                        &text(&e),
+                        "element exists (`create` refuses an existing element)",
+                    ),
                 ));
             }
             (ElementOp::Delete, Some(i)) => {
                 els.remove(i);
             }
             (ElementOp::Delete, None) => {
-                return Err(Error::at(pos, &text(&e), "element does not exist"));
+                return Err(fault(
+                    ElementFault::Missing,
+                    Error::at(pos, &text(&e), "element does not exist"),
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// Why an element change failed (the API answers 404, 409 or 400 by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElementFault {
+    /// No set or map by that name.
+    NoSet,
+    /// `delete` of an element that is not there.
+    Missing,
+    /// `create` of an element that is there, or `add` of one with other data.
+    Exists,
+    /// An element that does not fit the set.
+    Invalid,
+}
+
+/// A failed element change: why, and the error with its position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElementError {
+    pub fault: ElementFault,
+    pub error: Error,
+}
+
+fn fault(fault: ElementFault, error: Error) -> ElementError {
+    ElementError { fault, error }
+}
+
+impl From<ElementError> for Error {
+    fn from(e: ElementError) -> Error {
+        e.error
+    }
 }
 
 /// What an element command does.

@@ -187,6 +187,17 @@ impl<B: Backend> Server<B> {
             Request::RulesetCommands { commands, dry_run } => {
                 self.ruleset_commands(&commands, dry_run)
             }
+            Request::SetElementsGet { family, table, set } => {
+                self.set_elements(family, &table, &set)
+            }
+            Request::SetElementsChange {
+                family,
+                table,
+                set,
+                change,
+                elements,
+                dry_run,
+            } => self.set_elements_change(family, &table, &set, change, &elements, dry_run),
             Request::ConntrackList {
                 filter,
                 cursor,

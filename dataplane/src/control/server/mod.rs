@@ -20,6 +20,7 @@
 
 mod conntrack;
 mod dispatch;
+mod elements;
 mod fanout;
 mod filter;
 mod ha;

@@ -86,7 +86,7 @@ impl<B: Backend> Server<B> {
 
     /// Compiles `ast`, checks the size of its listing, and unless `dry_run` persists
     /// `text` and publishes (`keep_counters`: rules that did not change keep theirs).
-    fn install(
+    pub(super) fn install(
         &mut self,
         ast: &rules::Ruleset,
         text: &str,

@@ -1034,3 +1034,168 @@ fn ruleset_commands_apply_atomically_and_keep_untouched_counters() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn set_elements_list_add_delete_as_one_generation_each() {
+    use crate::control::proto::{ElementChange, SetElement, TableFamilyName};
+    use crate::rules::compile::ct_state;
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("elements");
+    replace(
+        &mut s,
+        "table inet filter {\n  map fw { type ipv4_addr . inet_service : verdict; elements = { 198.18.0.1 . 22 : accept } }\n  set bl { type ipv4_addr; flags interval; }\n  chain input {\n    type filter hook input priority filter; policy drop;\n    ip saddr @bl drop\n    ip saddr . tcp dport vmap @fw\n  }\n}\n",
+    )
+    .unwrap();
+    let ssh = tcp(v4([198, 18, 0, 1]), v4([198, 18, 0, 2]), 1000, 22, 0x02);
+    s.rules.as_ref().unwrap().current().eval(
+        crate::rules::Hook::Input,
+        &mut ctx(&ssh, ct_state::NEW),
+        0,
+        1,
+    );
+    let el = |key: &str, data: Option<&str>| SetElement {
+        key: key.into(),
+        data: data.map(Into::into),
+        timeout: None,
+        expires: None,
+    };
+    let change = |s: &mut Server<Fake>, set: &str, change, elements| {
+        s.request(Request::SetElementsChange {
+            family: None,
+            table: "filter".into(),
+            set: set.into(),
+            change,
+            elements,
+            dry_run: false,
+        })
+    };
+    let r = change(
+        &mut s,
+        "fw",
+        ElementChange::Add,
+        vec![
+            el("198.18.0.3 . 80", Some("drop")),
+            el("198.18.0.1 . 22", Some("accept")),
+        ],
+    )
+    .unwrap();
+    assert!(
+        matches!(r, Response::RulesetApplied { generation: 3, .. }),
+        "{r:?}"
+    );
+    change(
+        &mut s,
+        "bl",
+        ElementChange::Add,
+        vec![el("203.0.113.0/24", None)],
+    )
+    .unwrap();
+    let view = match s
+        .request(Request::SetElementsGet {
+            family: Some(TableFamilyName::Inet),
+            table: "filter".into(),
+            set: "fw".into(),
+        })
+        .unwrap()
+    {
+        Response::SetElements(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((view.generation, view.keyword.as_str()), (4, "map"));
+    assert_eq!(view.key_type, "ipv4_addr . inet_service");
+    assert_eq!(view.data_type.as_deref(), Some("verdict"));
+    assert_eq!(
+        view.elements,
+        [
+            el("198.18.0.1 . 22", Some("accept")),
+            el("198.18.0.3 . 80", Some("drop"))
+        ]
+    );
+    assert!(view.text.contains("map fw {"), "{}", view.text);
+    // Errors: each a code the API maps to its status, naming the field; nothing changes.
+    let e = change(
+        &mut s,
+        "fw",
+        ElementChange::Add,
+        vec![el("198.18.0.3 . 80", Some("accept"))],
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Conflict, Some("elements[0]")),
+        "{e:?}"
+    );
+    let e = change(
+        &mut s,
+        "fw",
+        ElementChange::Delete,
+        vec![el("198.18.0.3 . 80", None), el("198.18.0.9 . 80", None)],
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::NotFound, Some("elements[1]")),
+        "{e:?}"
+    );
+    let e = change(
+        &mut s,
+        "fw",
+        ElementChange::Add,
+        vec![el("198.18.0.3", Some("drop"))],
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::BadRequest, Some("elements[0].key"))
+    );
+    let e = change(
+        &mut s,
+        "fw",
+        ElementChange::Add,
+        vec![el("198.18.0.3 . 1; flush ruleset", Some("drop"))],
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("elements[0].key"), "{e:?}");
+    let e = change(
+        &mut s,
+        "fw",
+        ElementChange::Add,
+        vec![el("198.18.0.4 . 1", None)],
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("elements[0].data"));
+    let e = change(&mut s, "nope", ElementChange::Add, vec![el("1", None)]).unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::NotFound, Some("set"))
+    );
+    let mut timed = el("203.0.113.9", None);
+    timed.timeout = Some(60);
+    let e = change(&mut s, "bl", ElementChange::Add, vec![timed]).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("elements[0].timeout"));
+    assert_eq!(s.generation(), 4, "no failed change made a generation");
+    // Delete (the data is not compared); the vmap rule kept its counter throughout.
+    change(
+        &mut s,
+        "fw",
+        ElementChange::Delete,
+        vec![el("198.18.0.3 . 80", Some("accept"))],
+    )
+    .unwrap();
+    let counters = match s.request(Request::RuleCounters).unwrap() {
+        Response::RuleCounters { counters, .. } => counters,
+        other => panic!("{other:?}"),
+    };
+    let packets: Vec<(u64, u64)> = counters.iter().map(|c| (c.handle, c.packets)).collect();
+    assert_eq!(packets, [(1, 0), (2, 1)]);
+    let persisted = std::fs::read_to_string(dir.join(RULESET_FILE)).unwrap();
+    assert!(
+        persisted.contains("elements = { 198.18.0.1 . 22 : accept }"),
+        "{persisted}"
+    );
+    assert!(
+        persisted.contains("elements = { 203.0.113.0/24 }"),
+        "{persisted}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

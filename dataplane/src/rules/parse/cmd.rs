@@ -14,6 +14,55 @@ use crate::rules::edit::{self, ElementOp, Place};
 const EXPECTED: &str =
     "expected `table`, `flush`, `add`, `create`, `insert`, `replace` or `delete`";
 
+/// One element of a named set or map given as text, as the element API sends it: its
+/// key (`198.18.1.2 . 22`) and, for a map, its data (`accept`, `198.18.1.2 . 8080`; may
+/// be left out to delete). Each text holds exactly one value of its type (anything more
+/// is an error), so nothing but the element is ever read from it.
+pub fn element(
+    key: &[SetType],
+    data: Option<&MapData>,
+    key_text: &str,
+    data_text: Option<&str>,
+) -> Result<(Elem, MapValue), Error> {
+    let whole = |text: &str, f: &mut dyn FnMut(&mut Parser) -> Result<(), Error>| {
+        let mut p = Parser {
+            toks: super::lexer::lex(text)?,
+            i: 0,
+        };
+        f(&mut p)?;
+        match p.peek().tok {
+            Tok::Eof => Ok(()),
+            _ => {
+                let t = p.next();
+                p.err(&t, "expected the end of the element")
+            }
+        }
+    };
+    let mut k = Vec::new();
+    whole(key_text, &mut |p| {
+        k = p.map_element(key, None, false)?.0;
+        Ok(())
+    })?;
+    let v = match (data, data_text) {
+        (_, None) => MapValue::None,
+        (None, Some(t)) => {
+            return Err(Error::at(Pos::default(), t, "a set element has no data"));
+        }
+        (Some(d), Some(t)) => {
+            let mut v = MapValue::None;
+            whole(t, &mut |p| {
+                v = match d {
+                    MapData::Verdict => MapValue::Verdict(p.verdict()?),
+                    MapData::Types(ts) => MapValue::Data(p.map_element(ts, None, false)?.0),
+                };
+                Ok(())
+            })?;
+            v
+        }
+    };
+    Ok((k, v))
+}
+
 /// Whether a word starts a command other than `table` and `flush ruleset`.
 pub(super) fn is_command(w: &str) -> bool {
     matches!(
@@ -230,7 +279,13 @@ impl Parser {
             let (key, data) = p.map_element(&key, data.as_ref(), op == ElementOp::Delete)?;
             Ok(edit::Element { key, data, pos })
         })?;
-        edit::change_elements(&mut rs.tables[ti], &name, np, elements, op)
+        Ok(edit::change_elements(
+            &mut rs.tables[ti],
+            &name,
+            np,
+            elements,
+            op,
+        )?)
     }
 
     fn flush(&mut self, rs: &mut Ruleset) -> Result<(), Error> {

@@ -11,6 +11,7 @@ mod ruleset;
 mod stmt;
 mod value;
 
+pub use cmd::element;
 pub(crate) use value::parse_value;
 
 use super::Error;

@@ -1,0 +1,235 @@
+//! The elements of named sets and maps for the control requests `set_elements_get` and
+//! `set_elements_change` (the element API, docs/mgmt.md): a listing like `nft list set`,
+//! and `nft add|create|delete element` applied with the same edit layer as nft command
+//! scripts ([`rules::edit::change_elements`]) to a copy of the running ruleset. These
+//! work on the ruleset's AST only; the server compiles and publishes the result as one
+//! generation in which every rule keeps its counter.
+//!
+//! Errors name the request field they are about (`table`, `set`, `elements[2].key`) and
+//! carry the code the API maps to its status: `not_found` (404) for a table, set or
+//! element to delete that is not there, `conflict` (409) for an element that is there
+//! (`create`, or `add` with other data), `bad_request` (400) for the rest.
+
+use crate::control::proto::{
+    ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
+};
+use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
+use crate::rules::edit::{self, Element, ElementFault, ElementOp};
+use crate::rules::{self, print};
+
+fn family_of(f: TableFamilyName) -> TableFamily {
+    match f {
+        TableFamilyName::Ip => TableFamily::Ip,
+        TableFamilyName::Ip6 => TableFamily::Ip6,
+        TableFamilyName::Inet => TableFamily::Inet,
+    }
+}
+
+fn family_name(f: TableFamily) -> TableFamilyName {
+    match f {
+        TableFamily::Ip => TableFamilyName::Ip,
+        TableFamily::Ip6 => TableFamilyName::Ip6,
+        TableFamily::Inet => TableFamilyName::Inet,
+    }
+}
+
+/// The table `name` of `family`, or with no family the one table by that name.
+pub fn table_index(
+    rs: &Ruleset,
+    family: Option<TableFamilyName>,
+    name: &str,
+) -> Result<usize, ControlError> {
+    let mut found = rs
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.name == name && family.is_none_or(|f| t.family == family_of(f)));
+    match (found.next(), found.next()) {
+        (Some((i, _)), None) => Ok(i),
+        (None, _) => Err(
+            ControlError::new(ErrorCode::NotFound, format!("no such table `{name}`"))
+                .field("table"),
+        ),
+        (Some(_), Some(_)) => Err(ControlError::new(
+            ErrorCode::BadRequest,
+            format!("tables `{name}` of several families: name the family"),
+        )
+        .field("family")),
+    }
+}
+
+fn no_set(name: &str) -> ControlError {
+    ControlError::new(ErrorCode::NotFound, format!("no such set or map `{name}`")).field("set")
+}
+
+/// The elements of set or map `set` of a table as the listing writes them.
+pub fn view(
+    rs: &Ruleset,
+    generation: u64,
+    family: Option<TableFamilyName>,
+    table: &str,
+    set: &str,
+) -> Result<SetElementsView, ControlError> {
+    let t = &rs.tables[table_index(rs, family, table)?];
+    let mut one = Table {
+        sets: Vec::new(),
+        maps: Vec::new(),
+        chains: Vec::new(),
+        ..t.clone()
+    };
+    let (key_type, data_type, interval, keyword, elements);
+    if let Some(s) = t.sets.iter().find(|s| s.name == set) {
+        let kind = s.ty.kind();
+        elements = s
+            .elements
+            .iter()
+            .map(|v| element(print::value(kind, v), None))
+            .collect();
+        (key_type, data_type, interval, keyword) =
+            (s.ty.name().to_string(), None, s.interval, "set");
+        one.sets.push(s.clone());
+    } else if let Some(m) = t.maps.iter().find(|m| m.name == set) {
+        let key_kinds = kinds(&m.key);
+        elements = m
+            .elements
+            .iter()
+            .map(|(k, v)| {
+                let data = match (v, &m.data) {
+                    (MapValue::Verdict(d), _) => Some(print::verdict(d)),
+                    (MapValue::Data(d), Some(MapData::Types(ts))) => {
+                        Some(print::kinds_elem(&kinds(ts), d))
+                    }
+                    _ => None,
+                };
+                element(print::kinds_elem(&key_kinds, k), data)
+            })
+            .collect();
+        key_type = print::types_text(&m.key);
+        data_type = m.data.as_ref().map(print::map_data_text);
+        (interval, keyword) = (m.interval, m.keyword());
+        one.maps.push(m.clone());
+    } else {
+        return Err(no_set(set));
+    }
+    Ok(SetElementsView {
+        generation,
+        family: family_name(t.family),
+        table: t.name.clone(),
+        set: set.to_string(),
+        keyword: keyword.to_string(),
+        key_type,
+        data_type,
+        flags: if interval {
+            vec!["interval".into()]
+        } else {
+            Vec::new()
+        },
+        elements,
+        text: print::to_text(&Ruleset {
+            flush: false,
+            tables: vec![one],
+        }),
+    })
+}
+
+fn element(key: String, data: Option<String>) -> SetElement {
+    SetElement {
+        key,
+        data,
+        timeout: None,
+        expires: None,
+    }
+}
+
+fn kinds(ts: &[SetType]) -> Vec<Kind> {
+    ts.iter().map(|t| t.kind()).collect()
+}
+
+/// A copy of `rs` with `elements` added to, created in or deleted from set or map `set`
+/// (all of them or none), validated; the caller compiles and publishes it.
+pub fn change(
+    rs: &Ruleset,
+    family: Option<TableFamilyName>,
+    table: &str,
+    set: &str,
+    op: ElementChange,
+    elements: &[SetElement],
+) -> Result<Ruleset, ControlError> {
+    let ti = table_index(rs, family, table)?;
+    if elements.is_empty() {
+        return Err(
+            ControlError::new(ErrorCode::BadRequest, "no elements: nothing was changed")
+                .field("elements"),
+        );
+    }
+    let (key, data) =
+        edit::element_type(&rs.tables[ti], set, Pos::default()).map_err(|_| no_set(set))?;
+    let op = match op {
+        ElementChange::Add => ElementOp::Add,
+        ElementChange::Create => ElementOp::Create,
+        ElementChange::Delete => ElementOp::Delete,
+    };
+    let mut parsed = Vec::with_capacity(elements.len());
+    for (i, e) in elements.iter().enumerate() {
+        let bad = |field: &str, msg: String| {
+            ControlError::new(
+                ErrorCode::BadRequest,
+                format!("elements[{i}].{field}: {msg}"),
+            )
+            .field(format!("elements[{i}].{field}"))
+        };
+        if e.timeout.is_some() || e.expires.is_some() {
+            let field = if e.timeout.is_some() {
+                "timeout"
+            } else {
+                "expires"
+            };
+            return Err(bad(
+                field,
+                "element timeouts need a set with `flags timeout`, which this version does \
+                 not have"
+                    .into(),
+            ));
+        }
+        if data.is_some() && e.data.is_none() && op != ElementOp::Delete {
+            return Err(bad("data", "a map element needs its data".into()));
+        }
+        let (k, v) = rules::parse::element(&key, data.as_ref(), &e.key, None)
+            .map_err(|x| bad("key", x.to_string()))?;
+        let v = match &e.data {
+            None => v,
+            Some(d) => {
+                rules::parse::element(&key, data.as_ref(), &e.key, Some(d))
+                    .map_err(|x| bad("data", x.to_string()))?
+                    .1
+            }
+        };
+        // The element's index travels in its position: an error of the edit layer names
+        // the element by it.
+        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        parsed.push(Element {
+            key: k,
+            data: v,
+            pos: Pos { line, col: 1 },
+        });
+    }
+    let mut next = rs.clone();
+    edit::change_elements(&mut next.tables[ti], set, Pos::default(), parsed, op).map_err(|e| {
+        let code = match e.fault {
+            ElementFault::NoSet => return no_set(set),
+            ElementFault::Missing => ErrorCode::NotFound,
+            ElementFault::Exists => ErrorCode::Conflict,
+            ElementFault::Invalid => ErrorCode::BadRequest,
+        };
+        let i = e.error.line.saturating_sub(1);
+        ControlError::new(
+            code,
+            format!("elements[{i}]: {} (`{}`)", e.error.msg, e.error.token),
+        )
+        .field(format!("elements[{i}]"))
+    })?;
+    rules::validate::ruleset(&next).map_err(|e| {
+        ControlError::new(ErrorCode::BadRequest, format!("elements: {}", e.msg)).field("elements")
+    })?;
+    Ok(next)
+}
