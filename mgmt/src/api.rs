@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
 use axum::http::Method;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -343,6 +344,127 @@ async fn commands(
         .map_err(|e| ApiError::bad_request(format!("the commands are not UTF-8: {e}")))?
         .to_string();
     applied(s, Request::RulesetCommands { commands, dry_run }, dry_run).await
+}
+
+/// The table and set of a `/api/v1/sets/{table}/{set}/elements` route, and its `family`
+/// parameter.
+async fn set_ref(
+    path: Result<Path<(String, String)>, PathRejection>,
+    q: &[(String, String)],
+) -> Result<(Option<proto::TableFamilyName>, String, String), ApiError> {
+    let Path((table, set)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut family = None;
+    for (k, v) in q {
+        match k.as_str() {
+            "family" => {
+                family = Some(
+                    serde_json::from_value(serde_json::Value::String(v.clone())).map_err(|_| {
+                        ApiError::bad_request("family is `ip`, `ip6` or `inet`")
+                            .with_field("family")
+                    })?,
+                );
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_field(k));
+            }
+        }
+    }
+    Ok((family, table, set))
+}
+
+#[utoipa::path(get, path = "/api/v1/sets/{table}/{set}/elements", tag = "sets",
+    params(("table" = String, Path, description = "Table name"), ("set" = String, Path, description = "Named set or map"), schema::SetParams),
+    responses((status = 200, description = "The set or map and its elements (`nft list set`)", body = proto::SetElementsView),
+        (status = 400, description = "Bad parameter, or a table name of several families without `family`", body = ApiError),
+        (status = 404, description = "No such table or set (`field` says which)", body = ApiError),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn set_elements_get(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (family, table, set) = set_ref(path, &q).await?;
+    let r = call(&s, Request::SetElementsGet { family, table, set }).await?;
+    let view = expect!(r, proto::Response::SetElements(v) => v)?;
+    Ok(json(view))
+}
+
+#[utoipa::path(post, path = "/api/v1/sets/{table}/{set}/elements", tag = "sets",
+    params(("table" = String, Path, description = "Table name"), ("set" = String, Path, description = "Named set or map"), schema::SetParams),
+    request_body(content = schema::ElementsBody, content_type = "application/json"),
+    responses((status = 200, description = "Added atomically as one new generation (`nft add element`; every rule keeps its counter)", body = schema::RulesetApplied),
+        (status = 400, description = "An element that does not parse or fit the set (`field`: `elements[N].key`, …); nothing changed", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, description = "No such table or set", body = ApiError),
+        (status = 409, description = "An element that is there with other data, or with `create` at all (`field`: `elements[N]`); nothing changed", body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn set_elements_post(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Params(q): Params,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    elements_change(&s, path, &q, &headers, &body, false).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/sets/{table}/{set}/elements", tag = "sets",
+    params(("table" = String, Path, description = "Table name"), ("set" = String, Path, description = "Named set or map"), schema::SetParams),
+    request_body(content = schema::ElementsBody, content_type = "application/json"),
+    responses((status = 200, description = "Deleted atomically as one new generation (`nft delete element`; a map element's data may be left out)", body = schema::RulesetApplied),
+        (status = 400, description = "An element that does not parse (`field`); nothing changed", body = ApiError),
+        (status = 401, body = ApiError), (status = 403, body = ApiError),
+        (status = 404, description = "No such table or set, or an element that is not there (`field`: `elements[N]`); nothing changed", body = ApiError),
+        (status = 413, body = ApiError), (status = 415, body = ApiError), (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn set_elements_delete(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    Params(q): Params,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    elements_change(&s, path, &q, &headers, &body, true).await
+}
+
+/// `POST` (add, or with `create` create) or `DELETE` of elements.
+async fn elements_change(
+    s: &AppState,
+    path: Result<Path<(String, String)>, PathRejection>,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+    body: &Bytes,
+    delete: bool,
+) -> Result<Response, ApiError> {
+    let (family, table, set) = set_ref(path, q).await?;
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "elements are JSON: send them as application/json",
+        ));
+    }
+    let b: schema::ElementsBody =
+        serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    let change = match (delete, b.create) {
+        (true, true) => {
+            return Err(ApiError::bad_request("`create` is for POST").with_field("create"));
+        }
+        (true, false) => proto::ElementChange::Delete,
+        (false, true) => proto::ElementChange::Create,
+        (false, false) => proto::ElementChange::Add,
+    };
+    let req = Request::SetElementsChange {
+        family,
+        table,
+        set,
+        change,
+        elements: b.elements,
+        dry_run: false,
+    };
+    applied(s, req, false).await
 }
 
 #[utoipa::path(get, path = "/api/v1/conntrack", tag = "conntrack",
@@ -781,9 +903,9 @@ impl utoipa::Modify for BearerAddon {
 /// protocol's types; [`document`] sets each operation's security from the auth policy.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
+    info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset or a list of set elements up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ruleset_commands_check,
-        ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit,
+        set_elements_get, set_elements_post, set_elements_delete, ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit,
         ha_resync, metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
         schema::FamilyParam, schema::RulesetFormat)),
@@ -818,6 +940,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/ruleset/commands/check",
             post(ruleset_commands_check).layer(ruleset_body),
+        )
+        .route(
+            "/api/v1/sets/{table}/{set}/elements",
+            get(set_elements_get)
+                .post(set_elements_post)
+                .delete(set_elements_delete)
+                .layer(ruleset_body),
         )
         .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
         .route("/api/v1/conntrack/count", get(ct_count))

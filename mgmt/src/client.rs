@@ -137,9 +137,9 @@ fn send_error(e: std::io::Error, otherwise: fn(String) -> ClientError) -> Client
 /// Whether a request changes nothing in fwd (safe to send twice).
 pub fn is_read(request: &Request) -> bool {
     match request {
-        Request::RulesetReplace { dry_run, .. } | Request::RulesetCommands { dry_run, .. } => {
-            *dry_run
-        }
+        Request::RulesetReplace { dry_run, .. }
+        | Request::RulesetCommands { dry_run, .. }
+        | Request::SetElementsChange { dry_run, .. } => *dry_run,
         Request::ConntrackDelete { .. } | Request::TuningSet { .. } => false,
         _ => true,
     }

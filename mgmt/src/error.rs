@@ -113,7 +113,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::BadTunable
         | ErrorCode::RefusedUnfiltered => StatusCode::BAD_REQUEST,
         // The listing changed under the cursor (or it was forged): start again.
-        ErrorCode::BadCursor => StatusCode::CONFLICT,
+        ErrorCode::BadCursor | ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
         // fwd speaks another protocol version than this mgmt build.

@@ -321,6 +321,27 @@ pub struct RulesetParams {
     pub format: Option<RulesetFormat>,
 }
 
+/// Parameter of the `/api/v1/sets/{table}/{set}/elements` routes.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SetParams {
+    /// The table's family; may be left out when one family has a table by that name.
+    pub family: Option<proto::TableFamilyName>,
+}
+
+/// The body of `POST` and `DELETE /api/v1/sets/{table}/{set}/elements`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElementsBody {
+    /// The elements, applied in order, all of them or none.
+    #[schema(min_items = 1)]
+    pub elements: Vec<proto::SetElement>,
+    /// `POST` only: `nft create element` (an element that is there is a 409) instead of
+    /// `nft add element` (an element that is there with the same data is left alone).
+    #[serde(default)]
+    pub create: bool,
+}
+
 /// The `PATCH /api/v1/tuning` body, generated from the ranges fwd validates with (`ranges`:
 /// sysctl name, min, max): at least one of the names, each an integer in its range
 /// (`nf_conntrack_tcp_loose` and `nf_conntrack_tcp_be_liberal` also as a boolean), nothing

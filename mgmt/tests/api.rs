@@ -982,6 +982,9 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/ruleset/check", "post"),
         ("/api/v1/ruleset/commands", "post"),
         ("/api/v1/ruleset/commands/check", "post"),
+        ("/api/v1/sets/{table}/{set}/elements", "get"),
+        ("/api/v1/sets/{table}/{set}/elements", "post"),
+        ("/api/v1/sets/{table}/{set}/elements", "delete"),
         ("/api/v1/conntrack", "get"),
         ("/api/v1/conntrack", "delete"),
         ("/api/v1/conntrack/count", "get"),
@@ -1244,4 +1247,226 @@ async fn ruleset_commands_apply_one_change_or_nothing() {
             "after": {"tables": 1, "chains": 1, "rules": 3}})
     );
     assert!(e.fake.state().ruleset.contains("udp dport 53 accept"));
+}
+
+#[tokio::test]
+async fn set_elements_list_add_delete() {
+    let e = env().await;
+    let rs = "table inet filter {\n  map fw {\n    type ipv4_addr . inet_service : verdict\n    elements = { 198.18.0.1 . 22 : accept }\n  }\n  chain input {\n    type filter hook input priority 0; policy drop;\n    ip saddr . tcp dport vmap @fw\n  }\n}\n";
+    let r = send(
+        &e.app,
+        Method::PUT,
+        "/api/v1/ruleset",
+        Some(TOKEN),
+        Some(("text/plain", rs.as_bytes())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let path = "/api/v1/sets/filter/fw/elements";
+    let body = |v: Value| v.to_string().into_bytes();
+    // Reads and writes need the token.
+    send(&e.app, Method::GET, path, None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let add = body(serde_json::json!({"elements": [{"key": "198.18.0.3 . 80", "data": "drop"}]}));
+    send(
+        &e.app,
+        Method::POST,
+        path,
+        None,
+        Some(("application/json", &add)),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &add)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["generation"], 3);
+    let r = send(
+        &e.app,
+        Method::GET,
+        &format!("{path}?family=inet"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (
+            v["keyword"].as_str(),
+            v["key_type"].as_str(),
+            v["data_type"].as_str()
+        ),
+        (
+            Some("map"),
+            Some("ipv4_addr . inet_service"),
+            Some("verdict")
+        )
+    );
+    assert_eq!(
+        v["elements"],
+        serde_json::json!([
+            {"key": "198.18.0.1 . 22", "data": "accept"},
+            {"key": "198.18.0.3 . 80", "data": "drop"}
+        ])
+    );
+    // 409: there with other data (and `create` of anything there); 404: delete of what is
+    // not there, an unknown set or table; 400: an element that does not parse, a bad
+    // family, a missing body; 415: not JSON. Nothing changes.
+    let clash =
+        body(serde_json::json!({"elements": [{"key": "198.18.0.3 . 80", "data": "accept"}]}));
+    let v = send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &clash)),
+    )
+    .await
+    .error(StatusCode::CONFLICT, "conflict");
+    assert_eq!(v["field"], "elements[0]");
+    let create = body(
+        serde_json::json!({"elements": [{"key": "198.18.0.1 . 22", "data": "accept"}], "create": true}),
+    );
+    send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &create)),
+    )
+    .await
+    .error(StatusCode::CONFLICT, "conflict");
+    let missing = body(
+        serde_json::json!({"elements": [{"key": "198.18.0.3 . 80"}, {"key": "198.18.0.9 . 1"}]}),
+    );
+    let v = send(
+        &e.app,
+        Method::DELETE,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &missing)),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(v["field"], "elements[1]");
+    let v = send(
+        &e.app,
+        Method::GET,
+        "/api/v1/sets/filter/nope/elements",
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(v["field"], "set");
+    let v = send(
+        &e.app,
+        Method::GET,
+        "/api/v1/sets/nat/fw/elements",
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(v["field"], "table");
+    let v = send(
+        &e.app,
+        Method::GET,
+        &format!("{path}?family=ip"),
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(v["field"], "table");
+    let v = send(
+        &e.app,
+        Method::GET,
+        &format!("{path}?family=arp"),
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(v["field"], "family");
+    let bad = body(serde_json::json!({"elements": [{"key": "198.18.0.4", "data": "drop"}]}));
+    let v = send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &bad)),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(v["field"], "elements[0].key");
+    let v = send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", b"{\"elements\": []}")),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(v["field"], "elements");
+    send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", b"{\"elements\": 1}")),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("application/json", b" ")),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "bad_request");
+    send(
+        &e.app,
+        Method::POST,
+        path,
+        Some(TOKEN),
+        Some(("text/plain", &add)),
+    )
+    .await
+    .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_eq!(
+        e.fake.state().generation,
+        3,
+        "no failed request changed anything"
+    );
+    // DELETE by key (a map element's data may be left out).
+    let del = body(serde_json::json!({"elements": [{"key": "198.18.0.3 . 80"}]}));
+    let r = send(
+        &e.app,
+        Method::DELETE,
+        path,
+        Some(TOKEN),
+        Some(("application/json", &del)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        e.fake
+            .state()
+            .ruleset
+            .contains("elements = { 198.18.0.1 . 22 : accept }"),
+        "{}",
+        e.fake.state().ruleset
+    );
 }

@@ -752,8 +752,8 @@ pub struct SetElement {
     /// The key: one value (`198.18.0.1`, `198.18.0.0/24`, `22`, `"eth0"`) or a
     /// concatenation (`198.18.0.1 . 22`).
     pub key: String,
-    /// A map element's data: a verdict (`accept`, `jump web`) or values (`198.18.1.2 .
-    /// 8080`). Absent for a set; may be left out to delete.
+    /// A map element's data: a verdict (`accept`, `jump web`) or values
+    /// (`198.18.1.2 . 8080`). Absent for a set; may be left out to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// The element's timeout in seconds (`timeout 10m`): only sets with `flags timeout`
@@ -778,7 +778,6 @@ pub struct SetElementsView {
     /// `set` or `map`.
     pub keyword: String,
     /// The key type (`ipv4_addr`, `ipv4_addr . inet_service`).
-    #[serde(rename = "type")]
     pub key_type: String,
     /// A map's data type (`verdict`, `ipv4_addr . inet_service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

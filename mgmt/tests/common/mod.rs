@@ -429,6 +429,33 @@ impl FakeState {
                 let text = dataplane::rules::print::to_text(&next);
                 self.install(text, dry_run)?
             }
+            Request::SetElementsGet { family, table, set } => {
+                let bad = |e: dataplane::rules::Error| dataplane::control::view::control_error(&e);
+                let base = dataplane::rules::parse::parse(&self.ruleset).map_err(bad)?;
+                Response::SetElements(dataplane::control::elements::view(
+                    &base,
+                    self.generation,
+                    family,
+                    &table,
+                    &set,
+                )?)
+            }
+            Request::SetElementsChange {
+                family,
+                table,
+                set,
+                change,
+                elements,
+                dry_run,
+            } => {
+                // fwd's own element change on the fake's ruleset text.
+                let bad = |e: dataplane::rules::Error| dataplane::control::view::control_error(&e);
+                let base = dataplane::rules::parse::parse(&self.ruleset).map_err(bad)?;
+                let next = dataplane::control::elements::change(
+                    &base, family, &table, &set, change, &elements,
+                )?;
+                self.install(dataplane::rules::print::to_text(&next), dry_run)?
+            }
             Request::ConntrackList {
                 filter,
                 cursor,
