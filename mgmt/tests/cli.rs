@@ -439,3 +439,100 @@ async fn nft_commands_change_the_ruleset_one_rule_at_a_time() {
         Some(dataplane::control::proto::Request::RulesetCommands { dry_run: false, .. })
     ));
 }
+
+/// `fwctl set list|add|delete`: nft's words for elements, each change one generation; an
+/// error names the element and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_elements_in_nfts_words() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("map.nft");
+    std::fs::write(
+        &f,
+        "table inet filter {\n map fw { type ipv4_addr . inet_service : verdict; }\n set bl { type ipv4_addr; }\n}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = e.run(&["nft", "-f", f.to_str().unwrap()], true).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = e
+        .run(
+            &[
+                "set",
+                "add",
+                "inet",
+                "filter",
+                "fw",
+                "{",
+                "198.18.0.1",
+                ".",
+                "22",
+                ":",
+                "accept,",
+                "198.18.0.2 . 80 : jump input",
+                "}",
+            ],
+            true,
+        )
+        .await;
+    assert!(
+        ok && out.contains("elements added: generation 3"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = e
+        .run(
+            &["set", "add", "filter", "bl", "198.18.0.7,", "198.18.0.8"],
+            true,
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = e.run(&["set", "list", "inet", "filter", "fw"], true).await;
+    assert!(ok);
+    assert!(
+        out.contains("elements = { 198.18.0.1 . 22 : accept, 198.18.0.2 . 80 : jump input }"),
+        "{out}"
+    );
+    let (ok, out, _) = e
+        .run(&["--json", "set", "list", "filter", "bl"], true)
+        .await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["elements"],
+        serde_json::json!([{"key": "198.18.0.7"}, {"key": "198.18.0.8"}])
+    );
+    let (ok, _, err) = e
+        .run(
+            &[
+                "set",
+                "delete",
+                "filter",
+                "bl",
+                "198.18.0.8",
+                ",",
+                "198.18.0.9",
+            ],
+            true,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("not_found") && err.contains("elements[1]"),
+        "{err}"
+    );
+    let (ok, _, err) = e
+        .run(
+            &["set", "add", "--create", "filter", "bl", "198.18.0.7"],
+            true,
+        )
+        .await;
+    assert!(!ok && err.contains("conflict"), "{err}");
+    assert_eq!(e.fake.state().generation, 4);
+    let (ok, out, err) = e
+        .run(&["set", "delete", "filter", "bl", "198.18.0.8"], true)
+        .await;
+    assert!(
+        ok && out.contains("elements deleted: generation 5"),
+        "{out}{err}"
+    );
+    assert!(e.fake.state().ruleset.contains("elements = { 198.18.0.7 }"));
+}

@@ -64,6 +64,14 @@ enum Command {
     /// `nft -f FILE` (a script of commands; `-` reads stdin), `nft -c …` (check only),
     /// `nft [-a] list ruleset`.
     Nft(Nft),
+    /// Elements of a named set or map, in nft's words: `set list [FAMILY] TABLE SET` (`nft
+    /// list set`), `set add [FAMILY] TABLE SET ELEMENT…` (`nft add element`; `--create`:
+    /// `nft create element`), `set delete [FAMILY] TABLE SET ELEMENT…` (`nft delete
+    /// element`). An element is `198.18.0.1`, `198.18.0.1 . 22` or for a map `KEY :
+    /// DATA`; several are separated by commas and may be wrapped in `{ }`. Without a
+    /// family, the one table by that name.
+    #[command(subcommand)]
+    Set(SetCmd),
     /// Ports with link state and counters.
     Ports,
     /// Workers with packets, forwarded, verdict-cache hits, ICMP errors sent and
@@ -222,6 +230,29 @@ struct Nft {
     /// One command (`add rule ip filter input tcp dport 22 accept`) or `list ruleset`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     words: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SetCmd {
+    /// The set's or map's elements (`nft list set [FAMILY] TABLE SET`).
+    List {
+        #[arg(num_args = 2..=3, required = true)]
+        words: Vec<String>,
+    },
+    /// Add elements as one atomic change (`nft add element [FAMILY] TABLE SET { … }`).
+    Add {
+        /// An element that is there already is an error (`nft create element`).
+        #[arg(long)]
+        create: bool,
+        #[arg(num_args = 3.., required = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// Delete elements as one atomic change (`nft delete element [FAMILY] TABLE SET { …
+    /// }`); each must be there.
+    Delete {
+        #[arg(num_args = 3.., required = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -490,6 +521,108 @@ fn nft(c: &Client, cli_json: bool, a: &Nft) -> Result<(), Failure> {
     )
 }
 
+/// `[FAMILY] TABLE SET [ELEMENT…]`: the family (nft's names), table, set and the rest.
+fn set_words(words: &[String]) -> (Option<&str>, &str, &str, &[String]) {
+    match words {
+        [f, t, n, rest @ ..] if matches!(f.as_str(), "ip" | "ip6" | "inet") => {
+            (Some(f), t, n, rest)
+        }
+        [t, n, rest @ ..] => (None, t, n, rest),
+        // clap requires at least two words.
+        _ => (None, "", "", &[]),
+    }
+}
+
+/// Elements as nft writes them, from the command's words: `{ a : x, b : y }` or `a : x,
+/// b : y` into `[{"key": "a", "data": "x"}, …]` (a comma or `:` inside quotes is text).
+fn elements_of(words: &[String]) -> Vec<Value> {
+    let text = words.join(" ");
+    let text = text.trim();
+    let text = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    for ch in text.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(p) = parts.last_mut() {
+            p.push(ch);
+        }
+    }
+    parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once(" : ") {
+            Some((k, d)) => serde_json::json!({"key": k.trim(), "data": d.trim()}),
+            None => serde_json::json!({"key": p}),
+        })
+        .collect()
+}
+
+fn set_cmd(c: &Client, cli_json: bool, cmd: &SetCmd) -> Result<(), Failure> {
+    let (words, method, create) = match cmd {
+        SetCmd::List { words } => (words, "GET", false),
+        SetCmd::Add { words, create } => (words, "POST", *create),
+        SetCmd::Delete { words } => (words, "DELETE", false),
+    };
+    let (family, table, set, rest) = set_words(words);
+    let mut path = format!(
+        "/api/v1/sets/{}/{}/elements",
+        urlencoding(table),
+        urlencoding(set)
+    );
+    if let Some(f) = family {
+        path += &format!("?family={f}");
+    }
+    if method == "GET" {
+        let v = c.json("GET", &path, &[])?;
+        if cli_json {
+            print_json(&v);
+        } else {
+            print!("{}", v["text"].as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    let elements = elements_of(rest);
+    if elements.is_empty() {
+        return Err("set: no elements given".to_string().into());
+    }
+    let body = serde_json::json!({"elements": elements, "create": create}).to_string();
+    let v = c.send(method, &path, "application/json", body.as_bytes())?;
+    if cli_json {
+        print_json(&v);
+    } else {
+        println!(
+            "elements {}: generation {}",
+            if method == "POST" { "added" } else { "deleted" },
+            v["generation"]
+        );
+    }
+    Ok(())
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn ruleset_put(
     c: &Client,
     cli_json: bool,
@@ -713,6 +846,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Ruleset(Ruleset::Check { file }) => ruleset_send(&c, json, file, true)?,
         Command::IptablesRestore(a) => iptables_restore(&c, json, a)?,
         Command::Nft(a) => nft(&c, json, a)?,
+        Command::Set(cmd) => set_cmd(&c, json, cmd)?,
         Command::Tuning(TuningCmd::Get { names }) => {
             let v = c.json("GET", "/api/v1/tuning", &[])?;
             let t: Tuning = parse(v.clone())?;
