@@ -492,6 +492,45 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
             icmp_count(&lab) > counted,
             "the rule kept counting across two changes"
         );
+        // Issue 17: the element API on a named set: A's address added, ping dropped;
+        // deleted, ping passes; the ICMP rule's counter survives each change.
+        for cmd in [
+            &[
+                "nft",
+                "add",
+                "set",
+                "inet",
+                "filter",
+                "bl",
+                "{ type ipv4_addr; }",
+            ][..],
+            &[
+                "nft", "insert", "rule", "inet", "filter", "forward", "ip", "saddr", "@bl", "drop",
+            ],
+            &["set", "add", "inet", "filter", "bl", "198.18.1.2"],
+        ] {
+            let (ok_, out) = lab.fwctl(cmd);
+            assert!(ok_, "fwctl {cmd:?}: {out}");
+        }
+        let (s, v) = lab.json("GET", "/api/v1/sets/filter/bl/elements", None);
+        assert_eq!(
+            (s, &v["elements"][0]["key"]),
+            (200, &serde_json::json!("198.18.1.2")),
+            "{v}"
+        );
+        let counted = icmp_count(&lab);
+        assert!(!lab.ping_through(2), "ping passed with its source in @bl");
+        let (ok_, out) = lab.fwctl(&["set", "delete", "inet", "filter", "bl", "198.18.1.2"]);
+        assert!(ok_, "fwctl set delete: {out}");
+        assert!(
+            lab.ping_through(2),
+            "ping after the element's delete:\n{}",
+            lab.logs()
+        );
+        assert!(
+            icmp_count(&lab) > counted,
+            "the ICMP rule counts again, from where it was"
+        );
     }
 
     // Conntrack counts the TCP connection (TIME_WAIT, 120 s, after the close).

@@ -488,11 +488,12 @@ fn nft(c: &Client, cli_json: bool, a: &Nft) -> Result<(), Failure> {
         }
         (None, words) => {
             // The shell took the quotes off: put them back around a word with a blank
-            // (`comment "my rule"`), as nft needs them.
+            // (`comment "my rule"`), as nft needs them; a word that is nft syntax itself
+            // (`'{ type ipv4_addr; }'`, `'{ 80, 443 }'`) goes as it is, as nft joins it.
             let line: Vec<String> = words
                 .iter()
                 .map(|w| {
-                    if w.contains(char::is_whitespace) {
+                    if w.contains(char::is_whitespace) && !w.contains(['{', '}', ';', '"']) {
                         format!("\"{w}\"")
                     } else {
                         w.clone()
