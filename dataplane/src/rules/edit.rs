@@ -6,8 +6,11 @@
 //! result as one generation).
 //!
 //! Handles: a rule keeps its handle for its whole life (`replace` keeps it too, as the
-//! kernel does); a new rule gets one more than the largest handle of its table, so the
-//! handles of a table are unique. Errors carry the position of the command's token.
+//! kernel does); a new rule gets one more than the largest handle its table has given out
+//! ([`HandleMarks`], kept across generations by the caller), so a handle is never given
+//! twice in a table's life. Errors carry the position of the command's token.
+
+use std::collections::BTreeMap;
 
 use super::Error;
 use super::ast::*;
@@ -45,25 +48,91 @@ pub fn chain_mut<'a>(t: &'a mut Table, name: &str, pos: Pos) -> Result<&'a mut C
         .ok_or_else(|| Error::at(pos, name, format!("no such chain `{name}` in table `{tn}`")))
 }
 
-/// The handle a new rule of `t` gets: one more than the largest it has.
-pub fn next_handle(t: &Table) -> u64 {
-    t.chains
+/// The largest rule handle each table has given out in its life, kept by the caller from
+/// one generation to the next: the kernel never gives a handle twice in a table's life,
+/// not even that of the last rule after its deletion. A table deleted (or `flush
+/// ruleset`) starts a new life, numbered from 1 again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandleMarks(BTreeMap<(&'static str, String), u64>);
+
+impl HandleMarks {
+    fn get(&self, t: &Table) -> u64 {
+        self.0
+            .get(&(t.family.name(), t.name.clone()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn raise(&mut self, t: &Table, h: u64) {
+        let m = self.0.entry((t.family.name(), t.name.clone())).or_insert(0);
+        *m = (*m).max(h);
+    }
+
+    /// Table `t` is gone: its next life numbers from 1.
+    pub(crate) fn forget(&mut self, t: &Table) {
+        self.0.remove(&(t.family.name(), t.name.clone()));
+    }
+
+    /// Every table is gone (`flush ruleset`, a whole new ruleset).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The marks of the tables of `rs` only, each at least its largest handle.
+    pub fn observe(&mut self, rs: &Ruleset) {
+        self.0.retain(|(f, n), _| {
+            rs.tables
+                .iter()
+                .any(|t| t.family.name() == *f && t.name == *n)
+        });
+        for t in &rs.tables {
+            let max = t
+                .chains
+                .iter()
+                .flat_map(|c| &c.rules)
+                .map(|r| r.handle)
+                .max();
+            self.raise(t, max.unwrap_or(0));
+        }
+    }
+}
+
+/// The handle a new rule of `t` gets: one more than the largest it has given out (its
+/// rules' and `marks`'), which is then marked as given.
+pub fn next_handle(t: &Table, marks: &mut HandleMarks) -> u64 {
+    let h = t
+        .chains
         .iter()
         .flat_map(|c| &c.rules)
         .map(|r| r.handle)
         .max()
         .unwrap_or(0)
-        + 1
+        .max(marks.get(t))
+        + 1;
+    marks.raise(t, h);
+    h
 }
 
 /// Adds a table (`add table`, a `table { … }` block): a new one is added as written
 /// (its rules numbered from 1); into an existing one (`add`, not `create`) its sets,
 /// chains and rules are merged as nft merges a block for a table that exists.
-pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(), Error> {
+pub fn add_table(
+    rs: &mut Ruleset,
+    mut table: Table,
+    create: bool,
+    marks: &mut HandleMarks,
+) -> Result<(), Error> {
     match table_index(rs, table.family, &table.name) {
         None => {
-            for (h, r) in (1..).zip(table.chains.iter_mut().flat_map(|c| c.rules.iter_mut())) {
-                r.handle = h;
+            marks.forget(&table);
+            for r in table.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+                r.handle = 0;
+            }
+            for r in 0..table.chains.len() {
+                for i in 0..table.chains[r].rules.len() {
+                    let h = next_handle(&table, marks);
+                    table.chains[r].rules[i].handle = h;
+                }
             }
             rs.tables.push(table);
             Ok(())
@@ -85,7 +154,7 @@ pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(),
                 add_map(&mut rs.tables[i], m, false)?;
             }
             for c in std::mem::take(&mut table.chains) {
-                add_chain(&mut rs.tables[i], c, false)?;
+                add_chain(&mut rs.tables[i], c, false, marks)?;
             }
             Ok(())
         }
@@ -95,9 +164,14 @@ pub fn add_table(rs: &mut Ruleset, mut table: Table, create: bool) -> Result<(),
 /// Adds a chain (`add chain`, a chain in a block): an existing one (`add`) keeps its
 /// rules and gets the new ones after them; its type, hook and priority cannot change, its
 /// policy may (as `nft add chain … { policy drop; }` does).
-pub fn add_chain(t: &mut Table, mut chain: Chain, create: bool) -> Result<(), Error> {
-    for (h, r) in (next_handle(t)..).zip(chain.rules.iter_mut()) {
-        r.handle = h;
+pub fn add_chain(
+    t: &mut Table,
+    mut chain: Chain,
+    create: bool,
+    marks: &mut HandleMarks,
+) -> Result<(), Error> {
+    for r in &mut chain.rules {
+        r.handle = next_handle(t, marks);
     }
     let Some(old) = t.chains.iter_mut().find(|c| c.name == chain.name) else {
         t.chains.push(chain);
@@ -198,8 +272,10 @@ pub fn add_rule(
     mut rule: Rule,
     place: Place,
     place_pos: Pos,
+    marks: &mut HandleMarks,
 ) -> Result<u64, Error> {
-    rule.handle = next_handle(t);
+    chain_mut(t, chain, chain_pos)?;
+    rule.handle = next_handle(t, marks);
     let h = rule.handle;
     let c = chain_mut(t, chain, chain_pos)?;
     let at = match place {

@@ -386,3 +386,47 @@ fn counters_survive_an_element_change() {
         "vmap rule: 1 before + 1 after; web: 1"
     );
 }
+
+/// The kernel never gives a rule handle twice in a table's life, not even the last rule's
+/// after its deletion (nft 1.0.6: delete handle 5 of 5, add: handle 6); a deleted and
+/// re-created table starts again. `HandleMarks` carries that from one script (generation)
+/// to the next.
+#[test]
+fn handles_are_never_given_twice_in_a_tables_life() {
+    let base = parse::parse(BLOCKS).unwrap();
+    let mut marks = edit::HandleMarks::default();
+    let del = "delete rule ip filter input handle 5\n";
+    let add = "add rule ip filter input udp dport 53 accept\n";
+    let rs = parse::apply_marked(&base, del, &mut marks).unwrap();
+    let rs = parse::apply_marked(&rs, add, &mut marks).unwrap();
+    assert_eq!(handles(&rs, 0, 0), [1, 2, 3, 4, 6]);
+    // Without the marks of the earlier generation, 5 would come back.
+    let forgetful = parse::apply(&parse::apply(&base, del).unwrap(), add).unwrap();
+    assert_eq!(handles(&forgetful, 0, 0), [1, 2, 3, 4, 5]);
+    // Within one script too.
+    let rs = parse::apply_marked(
+        &rs,
+        "delete rule ip filter input handle 6\nadd rule ip filter input drop\n",
+        &mut marks,
+    )
+    .unwrap();
+    assert_eq!(handles(&rs, 0, 0), [1, 2, 3, 4, 7]);
+    // A failing script leaves the marks as they were.
+    let before = marks.clone();
+    parse::apply_marked(
+        &rs,
+        "add rule ip filter input drop\ndelete rule ip filter input handle 99\n",
+        &mut marks,
+    )
+    .unwrap_err();
+    assert_eq!(marks, before);
+    // A new table: a new life, from 1.
+    let rs = parse::apply_marked(
+        &rs,
+        "delete table ip filter\nadd table ip filter\nadd chain ip filter c\nadd rule ip filter c accept\n",
+        &mut marks,
+    )
+    .unwrap();
+    assert_eq!(rs.tables[1].name, "filter");
+    assert_eq!(handles(&rs, 1, 0), [1]);
+}

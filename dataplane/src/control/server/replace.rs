@@ -52,7 +52,12 @@ impl<B: Backend> Server<B> {
                  `flush ruleset`)",
             ));
         }
-        self.install(&ast, &text, dry_run, false)
+        let r = self.install(&ast, &text, dry_run, false)?;
+        if !dry_run && let Some(state) = self.rules.as_mut() {
+            // New tables: their handles start again, as after `flush ruleset`.
+            state.handle_marks.clear();
+        }
+        Ok(r)
     }
 
     /// Applies nft commands to the running ruleset (`parse::apply`: all of them or
@@ -78,10 +83,16 @@ impl<B: Backend> Server<B> {
                 "no commands: nothing was changed",
             ));
         }
-        let ast = rules::parse::apply(r.current().source(), commands).map_err(bad)?;
+        let mut marks = r.handle_marks.clone();
+        let ast =
+            rules::parse::apply_marked(r.current().source(), commands, &mut marks).map_err(bad)?;
         let text = rules::to_text_verified(&ast).map_err(bad)?;
         r.limits.check_text(&text).map_err(bad)?;
-        self.install(&ast, &text, dry_run, true)
+        let applied = self.install(&ast, &text, dry_run, true)?;
+        if !dry_run && let Some(state) = self.rules.as_mut() {
+            state.handle_marks = marks;
+        }
+        Ok(applied)
     }
 
     /// Compiles `ast`, checks the size of its listing, and unless `dry_run` persists

@@ -17,6 +17,9 @@ pub struct RulesetState {
     pub(super) workers: usize,
     pub(super) file: Option<PathBuf>,
     pub(super) limits: Limits,
+    /// The rule handles each table has given out (never given twice; `fwd` restarts
+    /// number from the persisted ruleset's).
+    pub(super) handle_marks: rules::edit::HandleMarks,
 }
 
 /// A ruleset error as the protocol carries it (line and column for text; the JSON path as
@@ -70,6 +73,7 @@ impl RulesetState {
             workers,
             file,
             limits,
+            handle_marks: rules::edit::HandleMarks::default(),
         })
     }
 

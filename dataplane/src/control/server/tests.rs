@@ -1024,9 +1024,22 @@ fn ruleset_commands_apply_atomically_and_keep_untouched_counters() {
     assert_eq!(packets, [(1, 1), (2, 0)], "the SSH rule kept its count");
     s.ruleset_commands("delete rule inet filter input handle 2\n", false)
         .unwrap();
+    // The deleted rule's handle is not given again (the kernel's rule).
+    s.ruleset_commands("add rule inet filter input udp dport 54 accept\n", false)
+        .unwrap();
+    let counters = match s.request(Request::RuleCounters).unwrap() {
+        Response::RuleCounters { counters, .. } => counters,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        counters.iter().map(|c| c.handle).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    s.ruleset_commands("delete rule inet filter input handle 3\n", false)
+        .unwrap();
     match s.request(Request::RulesetGet).unwrap() {
         Response::Ruleset(v) => {
-            assert_eq!(v.generation, 4);
+            assert_eq!(v.generation, 6);
             assert!(!v.text.contains("dport 53"), "{}", v.text);
             assert_eq!(v.counters[0].packets, 1);
         }

@@ -9,7 +9,7 @@ use super::lexer::Tok;
 use super::ruleset::Keyed;
 use crate::rules::Error;
 use crate::rules::ast::*;
-use crate::rules::edit::{self, ElementOp, Place};
+use crate::rules::edit::{self, ElementOp, HandleMarks, Place};
 
 const EXPECTED: &str =
     "expected `table`, `flush`, `add`, `create`, `insert`, `replace` or `delete`";
@@ -73,7 +73,11 @@ pub(super) fn is_command(w: &str) -> bool {
 
 impl Parser {
     /// Reads and applies every command of the script to `rs`.
-    pub(super) fn script(&mut self, rs: &mut Ruleset) -> Result<(), Error> {
+    pub(super) fn script(
+        &mut self,
+        rs: &mut Ruleset,
+        marks: &mut HandleMarks,
+    ) -> Result<(), Error> {
         loop {
             self.skip_separators();
             let t = self.next();
@@ -85,13 +89,13 @@ impl Parser {
             match w.as_str() {
                 "table" => {
                     let table = self.table(t.pos)?;
-                    edit::add_table(rs, table, false)?;
+                    edit::add_table(rs, table, false, marks)?;
                 }
-                "flush" => self.flush(rs)?,
-                "add" | "create" => self.add(rs, w == "create")?,
+                "flush" => self.flush(rs, marks)?,
+                "add" | "create" => self.add(rs, w == "create", marks)?,
                 "insert" => {
                     self.expect_word("rule")?;
-                    self.add_rule(rs, true)?;
+                    self.add_rule(rs, true, marks)?;
                 }
                 "replace" => {
                     self.expect_word("rule")?;
@@ -101,7 +105,7 @@ impl Parser {
                     let c = edit::chain_mut(&mut rs.tables[ti], &chain, cpos)?;
                     edit::replace_rule(c, handle, hpos, rule)?;
                 }
-                "delete" | "destroy" => self.delete(rs)?,
+                "delete" | "destroy" => self.delete(rs, marks)?,
                 "list" | "reset" | "rename" | "monitor" | "describe" | "get" | "export"
                 | "import" | "include" | "define" => {
                     return self.err(
@@ -172,7 +176,12 @@ impl Parser {
         Ok((n, p))
     }
 
-    fn add(&mut self, rs: &mut Ruleset, create: bool) -> Result<(), Error> {
+    fn add(
+        &mut self,
+        rs: &mut Ruleset,
+        create: bool,
+        marks: &mut HandleMarks,
+    ) -> Result<(), Error> {
         let (what, wp) = self.word("`table`, `chain`, `rule`, `set` or `element`")?;
         match what.as_str() {
             "table" => {
@@ -191,7 +200,7 @@ impl Parser {
                         pos: p,
                     }
                 };
-                edit::add_table(rs, table, create)
+                edit::add_table(rs, table, create, marks)
             }
             "chain" => {
                 let ti = self.table_ref(rs)?;
@@ -208,7 +217,7 @@ impl Parser {
                         pos: np,
                     }
                 };
-                edit::add_chain(&mut rs.tables[ti], chain, create)
+                edit::add_chain(&mut rs.tables[ti], chain, create, marks)
             }
             "set" | "map" => {
                 let ti = self.table_ref(rs)?;
@@ -221,7 +230,7 @@ impl Parser {
                     Keyed::Map(map) => edit::add_map(&mut rs.tables[ti], map, create),
                 }
             }
-            "rule" if !create => self.add_rule(rs, false),
+            "rule" if !create => self.add_rule(rs, false, marks),
             "element" => self.element(
                 rs,
                 if create {
@@ -247,7 +256,12 @@ impl Parser {
 
     /// `add rule` / `insert rule`: `[FAMILY] TABLE CHAIN [position N | handle N | index
     /// N] STATEMENTS`.
-    fn add_rule(&mut self, rs: &mut Ruleset, insert: bool) -> Result<(), Error> {
+    fn add_rule(
+        &mut self,
+        rs: &mut Ruleset,
+        insert: bool,
+        marks: &mut HandleMarks,
+    ) -> Result<(), Error> {
         let (ti, chain, cpos) = self.chain_ref(rs)?;
         let ppos = self.peek().pos;
         let place = match self.peek_word() {
@@ -264,7 +278,7 @@ impl Parser {
             _ => Place::End { insert },
         };
         let rule = self.rule(0)?;
-        edit::add_rule(&mut rs.tables[ti], &chain, cpos, rule, place, ppos)?;
+        edit::add_rule(&mut rs.tables[ti], &chain, cpos, rule, place, ppos, marks)?;
         Ok(())
     }
 
@@ -288,7 +302,7 @@ impl Parser {
         )?)
     }
 
-    fn flush(&mut self, rs: &mut Ruleset) -> Result<(), Error> {
+    fn flush(&mut self, rs: &mut Ruleset, marks: &mut HandleMarks) -> Result<(), Error> {
         let (what, wp) = self.word("`ruleset`, `table`, `chain`, `set` or `map`")?;
         match what.as_str() {
             "ruleset" => {
@@ -299,6 +313,7 @@ impl Parser {
                     return self.err(&t, unsupported("flush ruleset FAMILY"));
                 }
                 rs.tables.clear();
+                marks.clear();
                 rs.flush = true;
             }
             "table" => {
@@ -324,12 +339,12 @@ impl Parser {
         Ok(())
     }
 
-    fn delete(&mut self, rs: &mut Ruleset) -> Result<(), Error> {
+    fn delete(&mut self, rs: &mut Ruleset, marks: &mut HandleMarks) -> Result<(), Error> {
         let (what, wp) = self.word("`table`, `chain`, `rule`, `set` or `element`")?;
         match what.as_str() {
             "table" => {
                 let ti = self.table_ref(rs)?;
-                rs.tables.remove(ti);
+                marks.forget(&rs.tables.remove(ti));
                 Ok(())
             }
             "chain" => {

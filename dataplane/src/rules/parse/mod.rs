@@ -16,6 +16,7 @@ pub(crate) use value::parse_value;
 
 use super::Error;
 use super::ast::Ruleset;
+use super::edit::HandleMarks;
 use lexer::{Tok, Token};
 
 /// Parses nftables text into a [`Ruleset`]: a ruleset file (`flush ruleset` and `table {
@@ -25,7 +26,7 @@ use lexer::{Tok, Token};
 pub fn parse(src: &str) -> Result<Ruleset, Error> {
     let toks = lexer::lex(src)?;
     if has_commands(&toks) {
-        return run(toks, Ruleset::default());
+        return run(toks, Ruleset::default(), &mut HandleMarks::default());
     }
     let mut p = cursor::Parser { toks, i: 0 };
     let mut rs = p.ruleset()?;
@@ -38,13 +39,27 @@ pub fn parse(src: &str) -> Result<Ruleset, Error> {
 /// exist, as with `nft -f`) on a copy of `base`: all commands or none (the first error,
 /// with its line and column, leaves `base` as it was). The result is validated; the
 /// caller checks and compiles it (`compile_with`) and publishes it as one generation.
+/// New rules get handles after the largest of their table ([`apply_marked`] also never
+/// gives one a deleted rule had).
 pub fn apply(base: &Ruleset, src: &str) -> Result<Ruleset, Error> {
-    run(lexer::lex(src)?, base.clone())
+    apply_marked(base, src, &mut HandleMarks::default())
 }
 
-fn run(toks: Vec<Token>, mut rs: Ruleset) -> Result<Ruleset, Error> {
+/// [`apply`] with the handles each table has given out in earlier generations
+/// (`marks`, updated only when the script applies): a new rule never gets a handle its
+/// table gave before, as in the kernel.
+pub fn apply_marked(base: &Ruleset, src: &str, marks: &mut HandleMarks) -> Result<Ruleset, Error> {
+    let mut m = marks.clone();
+    m.observe(base);
+    let rs = run(lexer::lex(src)?, base.clone(), &mut m)?;
+    m.observe(&rs);
+    *marks = m;
+    Ok(rs)
+}
+
+fn run(toks: Vec<Token>, mut rs: Ruleset, marks: &mut HandleMarks) -> Result<Ruleset, Error> {
     let mut p = cursor::Parser { toks, i: 0 };
-    p.script(&mut rs)?;
+    p.script(&mut rs, marks)?;
     super::dynset::normalize(&mut rs);
     super::validate::ruleset(&rs)?;
     Ok(rs)
