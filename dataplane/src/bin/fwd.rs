@@ -279,9 +279,22 @@ fn check_ruleset(file: &Path, iptables: Option<rules::ast::TableFamily>, print: 
     let iptables = iptables.or_else(|| {
         rules::iptables::looks_like_iptables(&text).then_some(rules::ast::TableFamily::Ip)
     });
+    // An error names the file it is in (the one given or one it includes).
     let result = match iptables {
-        Some(family) => rules::iptables::translate(&text, family),
-        None => rules::parse::parse(&text).and_then(|rs| rules::check::check(&rs).map(|()| rs)),
+        Some(family) => {
+            rules::iptables::translate(&text, family).map_err(|error| rules::parse::FileError {
+                path: file.to_path_buf(),
+                error,
+            })
+        }
+        None => rules::parse::parse_file(file).and_then(|rs| {
+            rules::check::check(&rs)
+                .map(|()| rs)
+                .map_err(|error| rules::parse::FileError {
+                    path: file.to_path_buf(),
+                    error,
+                })
+        }),
     };
     match result {
         Ok(rs) if print => {
@@ -303,14 +316,7 @@ fn check_ruleset(file: &Path, iptables: Option<rules::ast::TableFamily>, print: 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
-                "{}:{}:{}: {} (at `{}`)",
-                file.display(),
-                e.line,
-                e.col,
-                e.msg,
-                e.token
-            );
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

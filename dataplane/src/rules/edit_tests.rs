@@ -430,3 +430,72 @@ fn handles_are_never_given_twice_in_a_tables_life() {
     assert_eq!(rs.tables[1].name, "filter");
     assert_eq!(handles(&rs, 1, 0), [1]);
 }
+
+/// `define`/`$NAME`, `include` (files read from disk only, relative to the including
+/// file) and `list` commands (accepted, changing nothing, what they name must exist), as
+/// nft 1.0.6 does them (`redefinition`, `unknown identifier`).
+#[test]
+fn define_include_and_list_in_scripts() {
+    let rs = parse::parse(
+        "define ports = { 22, 80 }\ndefine lan = 198.18.1.0/24\ndefine src = $lan\nadd table ip x\n\
+         add chain ip x c\nadd rule ip x c ip saddr $src tcp dport $ports accept\nlist table ip x\n\
+         list chain ip x c\nlist ruleset\nlist tables ip\n",
+    )
+    .unwrap();
+    assert_eq!(
+        rule_texts(&rs, 0, 0),
+        ["ip saddr 198.18.1.0/24 tcp dport { 22, 80 } accept"]
+    );
+    let blocks =
+        parse::parse("define p = 22; table ip x {\n chain c {\n  tcp dport $p accept\n }\n}\n")
+            .unwrap();
+    assert_eq!(rule_texts(&blocks, 0, 0), ["tcp dport 22 accept"]);
+    let err = |src: &str| parse::parse(src).unwrap_err();
+    let e = err("add table ip x\nadd chain ip x c\nadd rule ip x c tcp dport $nope drop\n");
+    assert_eq!((e.line, e.col, e.token.as_str()), (3, 27, "$nope"), "{e}");
+    let e = err("define a = 1\ndefine a = 2\n");
+    assert_eq!((e.line, e.col), (2, 8), "{e}");
+    assert!(e.msg.contains("redefinition"), "{e}");
+    // An error in a value points at its use.
+    let e = err(
+        "define p = 99999\nadd table ip x\nadd chain ip x c\nadd rule ip x c tcp dport $p drop\n",
+    );
+    assert_eq!((e.line, e.col), (4, 27), "{e}");
+    let e = err("include \"other.nft\"\n");
+    assert!(e.msg.contains("fwd check FILE"), "{e}");
+    let e = err("add table ip x\nlist chain ip x nope\n");
+    assert_eq!((e.line, e.col), (2, 17), "{e}");
+    let e = err("add table ip x\nlist set ip x nope\n");
+    assert!(e.msg.contains("no such set"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("fwd-include-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "sub/t.nft",
+        "add table ip x\nadd chain ip x c\ndefine p = 22\n",
+    );
+    write(
+        "main.nft",
+        "include \"sub/t.nft\"\nadd rule ip x c tcp dport $p accept\n",
+    );
+    let rs = parse::parse_file(&dir.join("main.nft")).unwrap();
+    assert_eq!(rule_texts(&rs, 0, 0), ["tcp dport 22 accept"]);
+    // An error in an included file names that file and its line.
+    write(
+        "sub/bad.nft",
+        "add table ip x\n\nadd chain ip x c { frob }\n",
+    );
+    write("bad.nft", "# comment\ninclude \"sub/bad.nft\"\n");
+    let e = parse::parse_file(&dir.join("bad.nft")).unwrap_err();
+    assert!(e.path.ends_with("sub/bad.nft"), "{e}");
+    assert_eq!((e.error.line, e.error.col), (3, 20), "{e}");
+    write("loop.nft", "include \"loop.nft\"\n");
+    let e = parse::parse_file(&dir.join("loop.nft")).unwrap_err();
+    assert!(e.error.msg.contains("nested includes"), "{e}");
+    write("missing.nft", "\n include \"nope.nft\"\n");
+    let e = parse::parse_file(&dir.join("missing.nft")).unwrap_err();
+    assert_eq!((e.error.line, e.error.col), (2, 2), "{e}");
+    assert!(e.path.ends_with("missing.nft"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -12,7 +12,7 @@ use crate::rules::ast::*;
 use crate::rules::edit::{self, ElementOp, HandleMarks, Place};
 
 const EXPECTED: &str =
-    "expected `table`, `flush`, `add`, `create`, `insert`, `replace` or `delete`";
+    "expected `table`, `flush`, `add`, `create`, `insert`, `replace`, `delete` or `list`";
 
 /// One element of a named set or map given as text, as the element API sends it: its
 /// key (`198.18.1.2 . 22`) and, for a map, its data (`accept`, `198.18.1.2 . 8080`; may
@@ -67,7 +67,7 @@ pub fn element(
 pub(super) fn is_command(w: &str) -> bool {
     matches!(
         w,
-        "add" | "create" | "insert" | "replace" | "delete" | "destroy"
+        "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "list"
     )
 }
 
@@ -106,8 +106,8 @@ impl Parser {
                     edit::replace_rule(c, handle, hpos, rule)?;
                 }
                 "delete" | "destroy" => self.delete(rs, marks)?,
-                "list" | "reset" | "rename" | "monitor" | "describe" | "get" | "export"
-                | "import" | "include" | "define" => {
+                "list" => self.list(rs)?,
+                "reset" | "rename" | "monitor" | "describe" | "get" | "export" | "import" => {
                     return self.err(
                         &t,
                         format!("`{w}` is not a command a script may carry here"),
@@ -300,6 +300,38 @@ impl Parser {
             elements,
             op,
         )?)
+    }
+
+    /// `list ruleset|tables|chains|sets|maps [FAMILY]`, `list table [F] T`, `list chain
+    /// [F] T C`, `list set|map [F] T S`: `nft -f` accepts these (and prints a listing);
+    /// here they change nothing, but what they name must exist, as in nft.
+    fn list(&mut self, rs: &Ruleset) -> Result<(), Error> {
+        let (what, wp) = self.word("`ruleset`, `table`, `chain`, `set` or `map`")?;
+        match what.as_str() {
+            "ruleset" | "tables" | "chains" | "sets" | "maps" => {
+                if self
+                    .peek_word()
+                    .is_some_and(|f| TableFamily::from_name(f).is_some())
+                {
+                    self.next();
+                }
+            }
+            "table" => {
+                self.table_ref(rs)?;
+            }
+            "chain" => {
+                let (ti, chain, cpos) = self.chain_ref(rs)?;
+                let mut t = rs.tables[ti].clone();
+                edit::chain_mut(&mut t, &chain, cpos)?;
+            }
+            "set" | "map" => {
+                let ti = self.table_ref(rs)?;
+                let (name, np) = self.word("set name")?;
+                edit::element_type(&rs.tables[ti], &name, np)?;
+            }
+            _ => return Err(Error::at(wp, &what, unsupported(&format!("list {what}")))),
+        }
+        Ok(())
     }
 
     fn flush(&mut self, rs: &mut Ruleset, marks: &mut HandleMarks) -> Result<(), Error> {

@@ -7,6 +7,7 @@ mod cmd;
 mod cursor;
 mod dynset;
 mod lexer;
+mod preproc;
 mod ruleset;
 mod stmt;
 mod value;
@@ -24,7 +25,10 @@ use lexer::{Tok, Token};
 /// mixed with blocks), which is run on the empty ruleset as `nft -f` runs it after a
 /// `flush ruleset`.
 pub fn parse(src: &str) -> Result<Ruleset, Error> {
-    let toks = lexer::lex(src)?;
+    parse_tokens(preproc::expand(lexer::lex(src)?, None)?)
+}
+
+fn parse_tokens(toks: Vec<Token>) -> Result<Ruleset, Error> {
     if has_commands(&toks) {
         return run(toks, Ruleset::default(), &mut HandleMarks::default());
     }
@@ -51,7 +55,8 @@ pub fn apply(base: &Ruleset, src: &str) -> Result<Ruleset, Error> {
 pub fn apply_marked(base: &Ruleset, src: &str, marks: &mut HandleMarks) -> Result<Ruleset, Error> {
     let mut m = marks.clone();
     m.observe(base);
-    let rs = run(lexer::lex(src)?, base.clone(), &mut m)?;
+    let toks = preproc::expand(lexer::lex(src)?, None)?;
+    let rs = run(toks, base.clone(), &mut m)?;
     m.observe(&rs);
     *marks = m;
     Ok(rs)
@@ -63,6 +68,40 @@ fn run(toks: Vec<Token>, mut rs: Ruleset, marks: &mut HandleMarks) -> Result<Rul
     super::dynset::normalize(&mut rs);
     super::validate::ruleset(&rs)?;
     Ok(rs)
+}
+
+/// An error in a file read from disk, naming the file (the one given or one it includes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{}", path.display(), error)]
+pub struct FileError {
+    pub path: std::path::PathBuf,
+    /// The error, its line that of `path`.
+    pub error: Error,
+}
+
+/// [`parse`] of a file, with its `include "FILE"`s read relative to its directory
+/// (`fwd check FILE`); an error names the file it is in.
+pub fn parse_file(path: &std::path::Path) -> Result<Ruleset, FileError> {
+    let mut files = preproc::Files {
+        paths: vec![path.to_path_buf()],
+    };
+    let result = std::fs::read_to_string(path)
+        .map_err(|e| {
+            Error::at(
+                super::ast::Pos { line: 0, col: 0 },
+                &path.display().to_string(),
+                e.to_string(),
+            )
+        })
+        .and_then(|text| lexer::lex(&text))
+        .and_then(|toks| preproc::numbered(toks, 0))
+        .and_then(|toks| preproc::expand(toks, Some(&mut files)))
+        .and_then(parse_tokens);
+    result.map_err(|mut error| {
+        let (path, line) = preproc::locate(&files, error.line);
+        error.line = line;
+        FileError { path, error }
+    })
 }
 
 /// Whether a statement at the top level (outside braces) is a command other than
