@@ -1320,122 +1320,104 @@ async fn set_elements_list_add_delete() {
     // 409: there with other data (and `create` of anything there); 404: delete of what is
     // not there, an unknown set or table; 400: an element that does not parse, a bad
     // family, a missing body; 415: not JSON. Nothing changes.
-    let clash =
-        body(serde_json::json!({"elements": [{"key": "198.18.0.3 . 80", "data": "accept"}]}));
-    let v = send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", &clash)),
-    )
-    .await
-    .error(StatusCode::CONFLICT, "conflict");
-    assert_eq!(v["field"], "elements[0]");
-    let create = body(
-        serde_json::json!({"elements": [{"key": "198.18.0.1 . 22", "data": "accept"}], "create": true}),
-    );
-    send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", &create)),
-    )
-    .await
-    .error(StatusCode::CONFLICT, "conflict");
-    let missing = body(
-        serde_json::json!({"elements": [{"key": "198.18.0.3 . 80"}, {"key": "198.18.0.9 . 1"}]}),
-    );
-    let v = send(
-        &e.app,
-        Method::DELETE,
-        path,
-        Some(TOKEN),
-        Some(("application/json", &missing)),
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(v["field"], "elements[1]");
-    let v = send(
-        &e.app,
-        Method::GET,
-        "/api/v1/sets/filter/nope/elements",
-        Some(TOKEN),
-        None,
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(v["field"], "set");
-    let v = send(
-        &e.app,
-        Method::GET,
-        "/api/v1/sets/nat/fw/elements",
-        Some(TOKEN),
-        None,
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(v["field"], "table");
-    let v = send(
-        &e.app,
-        Method::GET,
-        &format!("{path}?family=ip"),
-        Some(TOKEN),
-        None,
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(v["field"], "table");
-    let v = send(
-        &e.app,
-        Method::GET,
-        &format!("{path}?family=arp"),
-        Some(TOKEN),
-        None,
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "bad_request");
-    assert_eq!(v["field"], "family");
-    let bad = body(serde_json::json!({"elements": [{"key": "198.18.0.4", "data": "drop"}]}));
-    let v = send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", &bad)),
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "bad_request");
-    assert_eq!(v["field"], "elements[0].key");
-    let v = send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", b"{\"elements\": []}")),
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "bad_request");
-    assert_eq!(v["field"], "elements");
-    send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", b"{\"elements\": 1}")),
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "bad_request");
-    send(
-        &e.app,
-        Method::POST,
-        path,
-        Some(TOKEN),
-        Some(("application/json", b" ")),
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "bad_request");
+    let j = |v: Value| v.to_string();
+    let cases = [
+        (
+            Method::POST,
+            path.to_string(),
+            j(json!({"elements": [{"key": "198.18.0.3 . 80", "data": "accept"}]})),
+            StatusCode::CONFLICT,
+            "conflict",
+            Some("elements[0]"),
+        ),
+        (
+            Method::POST,
+            path.to_string(),
+            j(json!({"elements": [{"key": "198.18.0.1 . 22", "data": "accept"}], "create": true})),
+            StatusCode::CONFLICT,
+            "conflict",
+            Some("elements[0]"),
+        ),
+        (
+            Method::DELETE,
+            path.to_string(),
+            j(json!({"elements": [{"key": "198.18.0.3 . 80"}, {"key": "198.18.0.9 . 1"}]})),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("elements[1]"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/sets/filter/nope/elements".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("set"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/sets/nat/fw/elements".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("table"),
+        ),
+        (
+            Method::GET,
+            format!("{path}?family=ip"),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Some("table"),
+        ),
+        (
+            Method::GET,
+            format!("{path}?family=arp"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Some("family"),
+        ),
+        (
+            Method::POST,
+            path.to_string(),
+            j(json!({"elements": [{"key": "198.18.0.4", "data": "drop"}]})),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Some("elements[0].key"),
+        ),
+        (
+            Method::POST,
+            path.to_string(),
+            j(json!({"elements": []})),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Some("elements"),
+        ),
+        (
+            Method::POST,
+            path.to_string(),
+            j(json!({"elements": 1})),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+        ),
+        (
+            Method::POST,
+            path.to_string(),
+            " ".into(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+        ),
+    ];
+    for (method, uri, b, status, code, field) in cases {
+        let body = (!b.is_empty()).then_some(("application/json", b.as_bytes()));
+        let v = send(&e.app, method.clone(), &uri, Some(TOKEN), body)
+            .await
+            .error(status, code);
+        assert_eq!(v["field"].as_str(), field, "{method} {uri} {b}: {v}");
+    }
     send(
         &e.app,
         Method::POST,
