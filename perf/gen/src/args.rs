@@ -8,17 +8,20 @@ use crate::frame::{MAX_FRAME, MIN_UDP_FRAME};
 use crate::order::Order;
 
 pub const USAGE: &str = "\
-perfgen: UDP flows and TCP handshakes over two DPDK ports, for perf/.
+perfgen: UDP flows, TCP handshakes and SYN floods over two DPDK ports, for perf/.
 
 usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
 
-  --mode udp|tcp        udp: stamped 64-byte frames over --flows flows, counted at the sink;
+  --mode udp|tcp|syn    udp: stamped 64-byte frames over --flows flows, counted at the sink;
                         tcp: handshakes (SYN, SYN-ACK, ACK, data, FIN, FIN-ACK, ACK) with a
-                        reflector answering as the server on --rx-port      [udp]
+                        reflector answering as the server on --rx-port;
+                        syn: one TCP SYN per flow per round (a SYN flood: new connections
+                        only), 64-byte frames in --order, counted and verified at the sink,
+                        never answered                                      [udp]
   --tx-port NAME        DPDK port the traffic leaves on (client side)      [first port]
   --rx-port NAME        DPDK port it comes back on (sink / reflector)      [second port]
   --flows N             distinct 5-tuples, 198.18.0.0/16 x ports 1024..    [1024]
-  --order ORDER         udp: the order flows are sent in: random (a shuffled permutation,
+  --order ORDER         udp, syn: the order flows are sent in: random (a shuffled permutation,
                         each flow once per round), zipf[:S] (skewed, exponent S, default
                         1), seq (round robin; lets the device's prefetcher hide table
                         misses)                                            [random]
@@ -26,13 +29,13 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --stamp-every N       udp: stamp one frame in N (TSC, sequence; the sink parses and
                         verifies the stamped ones and counts the rest); 1 = every frame
                                                                            [32]
-  --tx-only             udp: open only --tx-port and send (no sink, no latency): for a
+  --tx-only             udp, syn: open only --tx-port and send (no sink, no latency): for a
                         device whose egress is elsewhere (e.g. net_null); its rate is
                         what the port took
-  --rate N              packets/s (udp) or new connections/s (tcp); 0 = max [0]
+  --rate N              packets/s (udp, syn) or new connections/s (tcp); 0 = max [0]
   --count N             stop after N packets / connections; 0 = no limit   [0]
   --duration S          stop sending after S seconds (at most 600)         [10]
-  --size BYTES          udp frame size with FCS, 64..=1518                 [64]
+  --size BYTES          udp frame size with FCS, 64..=1518 (syn: 64 only)  [64]
   --queues N            queue pairs per port, one lcore each (EAL -l needs N
                         lcores); lane k sends flows k, k+N, ...            [1]
   --rx-queues N         RX queues per port (>= --queues); lane 0 also polls those beyond
@@ -42,7 +45,7 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --timeout-ms N        tcp: a connection not done by then fails           [1000]
   --src-net A.B.C.D     first client address (a /16 is used)               [198.18.0.0]
   --dst A.B.C.D         server address                                     [198.19.0.1]
-  --dport N             server port                                        [9 udp, 80 tcp]
+  --dport N             server port                                  [9 udp, 80 tcp, syn]
   --tx-mac MAC          destination MAC of frames sent on --tx-port        [02:00:00:00:00:02]
   --rx-mac MAC          destination MAC of answers sent on --rx-port       [02:00:00:00:00:01]
   --drain-ms N          keep receiving this long after sending stops      [200]
@@ -63,6 +66,8 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
 pub enum Mode {
     Udp,
     Tcp,
+    /// SYN-only TCP: the UDP loop's frames are SYNs (`template::Template::syn`).
+    Syn,
 }
 
 /// Parsed options.
@@ -179,7 +184,8 @@ impl Args {
                     a.mode = match v.as_str() {
                         "udp" => Mode::Udp,
                         "tcp" => Mode::Tcp,
-                        _ => return Err(format!("--mode: '{v}' is not udp or tcp")),
+                        "syn" => Mode::Syn,
+                        _ => return Err(format!("--mode: '{v}' is not udp, tcp or syn")),
                     }
                 }
                 "--tx-port" => a.tx_port = Some(v),
@@ -239,14 +245,20 @@ impl Args {
         if a.reflect && a.mode != Mode::Udp {
             return Err("--reflect: only with --mode udp (tcp always answers)".into());
         }
-        if a.tx_only && (a.mode != Mode::Udp || a.reflect) {
-            return Err("--tx-only: only with --mode udp, without --reflect".into());
+        if a.tx_only && (a.mode == Mode::Tcp || a.reflect) {
+            return Err("--tx-only: only with --mode udp or syn, without --reflect".into());
+        }
+        if a.mode == Mode::Syn && a.size != 64 {
+            return Err(format!(
+                "--size: {} with --mode syn (a SYN is 64 bytes)",
+                a.size
+            ));
         }
         if a.stamp_every == 0 {
             return Err("--stamp-every: must be at least 1".into());
         }
         if a.dport == 0 {
-            a.dport = if a.mode == Mode::Tcp { 80 } else { 9 };
+            a.dport = if a.mode == Mode::Udp { 9 } else { 80 };
         }
         Ok(a)
     }
@@ -269,6 +281,11 @@ mod tests {
         );
         assert_eq!(a.eal, vec!["-l", "0", "--in-memory"]);
         assert_eq!(parse("--mode tcp").unwrap().dport, 80);
+        let a = parse("--mode syn --tx-only --order seq").unwrap();
+        assert_eq!(
+            (a.mode, a.dport, a.tx_only, a.size),
+            (Mode::Syn, 80, true, 64)
+        );
         let a = parse("--tx-mac 0a:1B:00:00:00:ff").unwrap();
         assert_eq!(a.tx_mac, [0x0a, 0x1b, 0, 0, 0, 0xff]);
         assert_eq!(format_mac(&a.tx_mac), "0a:1b:00:00:00:ff");
@@ -307,6 +324,8 @@ mod tests {
             ("--stamp-every 0", "--stamp-every"),
             ("--tx-only --reflect", "--tx-only"),
             ("--mode tcp --tx-only", "--tx-only"),
+            ("--mode syn --size 128", "--size"),
+            ("--mode syn --reflect", "--reflect"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(flag), "{args}: {e}");

@@ -4,8 +4,9 @@
 //! - [`flows`]: flow index <-> addresses, only in 198.18.0.0/15 and documentation ranges.
 //! - [`frame`]: Ethernet/IPv4/UDP and TCP frames with correct checksums, a payload carrying
 //!   a TSC timestamp and sequence number, and a parser for what comes back.
-//! - [`template`]: the prebuilt UDP frame of a run; per frame only the source address and
-//!   port, the stamp (on a sample) and the two checksums (incrementally) are written.
+//! - [`template`]: the prebuilt UDP frame or TCP SYN of a run; per frame only the source
+//!   address and port, the stamp (on a UDP sample) and the two checksums (incrementally)
+//!   are written.
 //! - [`order`]: the order flows are sent in (random permutation, Zipf, or sequential),
 //!   precomputed as a table.
 //! - [`pace`]: TSC-based packet pacing (rate limit or unlimited).

@@ -15,7 +15,7 @@ use perfgen::hist::{Histogram, Summary};
 use perfgen::order::{Order, Sequence};
 use perfgen::pace::Pacer;
 use perfgen::tcp::{self, Client, ClientStats};
-use perfgen::template::UdpTemplate;
+use perfgen::template::Template;
 use serde::Serialize;
 
 const BURST: usize = 32;
@@ -131,7 +131,8 @@ struct Report {
     rx_wire_gbps: f64,
     lost: i64,
     loss_ratio: f64,
-    /// UDP: one-way latency through the device; TCP: SYN to last ACK per connection.
+    /// UDP: one-way latency through the device; TCP: SYN to last ACK per connection; SYN
+    /// flood: none (SYNs carry no stamp).
     latency: Summary,
     /// `--reflect`: answers received per second of sending (the reverse direction), and
     /// answers sent by the reflector but not received back.
@@ -498,14 +499,20 @@ fn discard(q: &mut RxQueue) -> u64 {
     q.rx_burst(&mut inb) as u64
 }
 
+/// UDP (`--mode udp`) or SYN-flood (`--mode syn`) frames from a template, in the order of
+/// `x.seq`, paced; the sink counts (and verifies the stamped or non-UDP) arrivals.
 fn run_udp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     let (a, hz) = (&x.a, x.hz);
     let mut r = LaneResult::default();
     let (c, h, rtt) = (&mut r.c, &mut r.h, &mut r.rtt);
     let count = x.share(a.count, lane.k);
     let len = a.size - 4;
-    let tpl = UdpTemplate::new(&x.client_macs, x.flows.dst, x.flows.dport, len)
-        .ok_or_else(|| format!("--size {}: no UDP frame of that size", a.size))?;
+    let tpl = match a.mode {
+        Mode::Syn => Template::syn(&x.client_macs, x.flows.dst, x.flows.dport),
+        _ => Template::udp(&x.client_macs, x.flows.dst, x.flows.dport, len),
+    }
+    .ok_or_else(|| format!("--size {}: no {:?} frame of that size", a.size, a.mode))?;
+    let len = tpl.len();
     let mut flows = x.seq.cursor(u64::from(lane.k), u64::from(a.queues));
     let start = rdtsc();
     let end = start + secs_to_cycles(a.duration_s, hz);
@@ -653,7 +660,8 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
 /// Runs lane `lane` in the chosen mode.
 fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     match x.a.mode {
-        Mode::Udp => run_udp(lane, x),
+        // A SYN flood is the UDP loop with SYN frames (unstamped, never answered).
+        Mode::Udp | Mode::Syn => run_udp(lane, x),
         Mode::Tcp => run_tcp(lane, x),
     }
 }
@@ -661,7 +669,7 @@ fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
 fn run(a: Args) -> Result<Report, String> {
     let flows = Flows::new(a.src_net, a.dst, a.dport, a.flows)?;
     // TCP opens its flows in its own order (tcp::Client); the table is for UDP.
-    let order = if a.mode == Mode::Udp {
+    let order = if a.mode != Mode::Tcp {
         a.order
     } else {
         Order::Seq
@@ -775,12 +783,12 @@ fn run(a: Args) -> Result<Report, String> {
         rx_pps,
         rx_wire_gbps: (c.rx_bytes + 24 * c.rx_packets) as f64 * 8.0 / send_s.max(1e-9) / 1e9,
         // --tx-only: nothing is received here; the device's counters tell what arrived.
-        lost: if a.mode == Mode::Udp && !a.tx_only {
+        lost: if a.mode != Mode::Tcp && !a.tx_only {
             lost
         } else {
             0
         },
-        loss_ratio: if a.mode == Mode::Udp && !a.tx_only && c.tx_packets > 0 {
+        loss_ratio: if a.mode != Mode::Tcp && !a.tx_only && c.tx_packets > 0 {
             lost as f64 / c.tx_packets as f64
         } else {
             0.0
