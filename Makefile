@@ -7,7 +7,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 10
 
-.PHONY: demo test setup build release release-v3 lint unit fuzz-smoke deploy-check tools api-fuzz deb deb-tools deb-check
+.PHONY: demo test setup build release release-v3 lint unit bench-smoke fuzz-smoke deploy-check tools api-fuzz deb deb-tools deb-check
 
 # schemathesis, pinned, in a virtual environment of its own (Debian's pip refuses system
 # installs); deploy/ci/api-fuzz.sh runs it against a real fwd + fwmgmt.
@@ -47,6 +47,12 @@ unit:
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
+# Every criterion bench once (`--test`: one iteration per bench, each set-up's assertions
+# checked), so a bench that no longer runs shows here and not in the next perf session.
+# Only the bench targets: the unit tests ran in `unit`. About 1.5 min once built.
+bench-smoke:
+	$(CARGO) bench --workspace --bench '*' -- --test
+
 # Each fuzz target runs FUZZ_SECONDS on the committed corpus plus fresh inputs.
 fuzz-smoke:
 	bash dataplane/fuzz/smoke.sh $(FUZZ_SECONDS)
@@ -77,7 +83,7 @@ deb-check: deb-tools
 	$(CARGO) build --workspace --bins
 	bash deploy/ci/deb-check.sh
 
-test: setup tools lint unit fuzz-smoke deploy-check api-fuzz deb-check
+test: setup tools lint unit bench-smoke fuzz-smoke deploy-check api-fuzz deb-check
 
 demo: setup release
 	$(CARGO) build --release -p perfgen
