@@ -21,6 +21,7 @@ pub mod parse;
 pub mod rewrite;
 mod summary;
 pub mod tcp;
+pub mod tcpopt;
 pub mod udp;
 
 #[cfg(test)]
