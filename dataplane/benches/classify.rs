@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
             mark: 0,
             len: 60,
             first_packet: true,
+            facts: Default::default(),
         };
         g.bench_with_input(BenchmarkId::new("classifier_last_rule", n), &n, |b, _| {
             b.iter(|| {

@@ -653,6 +653,16 @@ pub enum Stmt {
     /// `add|update @SET { KEY [timeout T] [STMT]… }` or `meter NAME size N { … }`: an
     /// element added to a dynamic set from the data path (`rules/dynset.rs`).
     SetElem(SetElem, Pos),
+    /// `tcp option maxseg size set N|rt mtu`: MSS clamping (`mangle.rs`).
+    MssSet(MssValue, Pos),
+}
+
+/// What `tcp option maxseg size set` writes: a number, or `rt mtu` (the route's MTU less
+/// the IP and TCP headers). The kernel only ever lowers the option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MssValue {
+    Num(u16),
+    RtMtu,
 }
 
 /// The elements of a statement's set or map: written in place, or a named one (`@NAME`).

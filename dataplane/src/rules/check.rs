@@ -146,7 +146,8 @@ fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), 
             ));
         }
     }
-    // NAT statements: only in chains reachable from nat base chains, on the right hook.
+    // NAT statements: only in chains reachable from nat base chains, on the right hook;
+    // `rt mtu` only where the packet has a route.
     for c in &t.chains {
         let Some(b) = &c.base else { continue };
         let ci = chain_index(t, &c.name).unwrap_or(0);
@@ -161,6 +162,7 @@ fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), 
                 for s in &r.stmts {
                     match s {
                         Stmt::Nat(n, pos) => check_nat(t, b, n, *pos)?,
+                        Stmt::MssSet(v, pos) => super::mangle::check_mss(b.hook, *v, *pos)?,
                         Stmt::NatMap(m, pos) => {
                             for a in nat_map_addrs(t, m) {
                                 let n = NatStmt {

@@ -643,6 +643,9 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
                 .ok_or_else(|| Error::json(path, "missing val"))?,
             over: body.get("inv").and_then(J::as_bool).unwrap_or(false),
         },
+        "mangle" if let Some(v) = super::mangle::read_mangle_json(body, path) => {
+            Stmt::MssSet(v?, pos)
+        }
         "mangle" => {
             let key = body.get("key").unwrap_or(&J::Null);
             let v = body
@@ -1007,6 +1010,7 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         Stmt::SetElem(e, _) => {
             crate::rules::dynset::elem_json(e, field_json(e.key), |s| stmt_json(s, None))
         }
+        Stmt::MssSet(v, _) => super::mangle::mss_json(*v),
     }
 }
 

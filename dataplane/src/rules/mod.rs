@@ -23,6 +23,7 @@ pub mod generation;
 pub mod iptables;
 pub mod json;
 pub mod limits;
+pub mod mangle;
 mod names;
 pub mod parse;
 pub mod print;
@@ -32,6 +33,8 @@ pub mod validate;
 mod dynset_tests;
 #[cfg(test)]
 mod edit_tests;
+#[cfg(test)]
+mod mangle_tests;
 #[cfg(test)]
 mod maps_tests;
 #[cfg(test)]

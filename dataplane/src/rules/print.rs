@@ -305,6 +305,7 @@ pub fn stmt(s: &Stmt) -> String {
             let kw = nat_keyword(n.nat.kind);
             format!("{kw}{fam} to {} map {els}{flags}", key_text(&n.key))
         }
+        Stmt::MssSet(v, _) => super::mangle::mss_text(*v),
     }
 }
 

@@ -349,6 +349,8 @@ fn stmt() -> impl Strategy<Value = Stmt> {
         1 => any::<u32>().prop_map(Stmt::MetaMarkSet),
         1 => (0u8..4).prop_map(|c| Stmt::Reject(Reject::Icmpx(c), Pos::default())),
         1 => nat(),
+        1 => prop_oneof![any::<u16>().prop_map(MssValue::Num), Just(MssValue::RtMtu)]
+            .prop_map(|v| Stmt::MssSet(v, Pos::default())),
     ]
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn ctx(ip: &IpInfo, state: u8) -> PacketCtx<'_> {
         mark: 0,
         len: 60,
         first_packet: state == ct_state::NEW,
+        facts: Default::default(),
     }
 }
 

@@ -160,7 +160,12 @@ mod tests {
             }
         }
         // The parser drops these (`wire::tcp`); the walk must still answer for them.
-        for bad in [[2u8, 0xff, 5, 0xb4], [2, 2, 0, 0], [2, 0, 0, 0], [2, 3, 0, 0]] {
+        for bad in [
+            [2u8, 0xff, 5, 0xb4],
+            [2, 2, 0, 0],
+            [2, 0, 0, 0],
+            [2, 3, 0, 0],
+        ] {
             let (f, ip) = syn(&bad);
             assert_eq!(find_mss(&f, &ip), Mss::Malformed, "{bad:?}");
         }

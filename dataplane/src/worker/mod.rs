@@ -137,5 +137,6 @@ mod fast_tests;
 mod first_tests;
 #[cfg(test)]
 mod frag_tests;
+mod mss_tests;
 #[cfg(test)]
 mod pipe_tests;

@@ -40,6 +40,8 @@ use crate::wire::{self, Addr, Family, Fragment, IpInfo, L2Info, L4Info, ParseOpt
 use arrayvec::ArrayVec;
 use rustc_hash::FxHashMap;
 
+#[path = "facts.rs"]
+mod facts;
 #[path = "fast.rs"]
 mod fast;
 pub use fast::MAX_VECTOR;
@@ -256,6 +258,10 @@ pub struct Pipeline {
     first_on: bool,
     /// IP reassembly and refragmentation (`frag.rs`).
     frag: FragState,
+    /// The packet's facts beyond its summary that the ruleset reads (`facts.rs`), and
+    /// the MSS its hooks lowered the option to (written before it leaves).
+    facts: crate::rules::compile::Facts,
+    mss_to: Option<u16>,
 }
 
 /// Slots of a worker's first-packet cache (direct-mapped).
@@ -362,6 +368,8 @@ impl Pipeline {
             first: FirstCache::new(FIRST_CACHE_SLOTS),
             first_on: true,
             frag: FragState::new(&config.tunables),
+            facts: Default::default(),
+            mss_to: None,
         }
     }
 
@@ -688,6 +696,7 @@ impl Pipeline {
         // released now.
         self.pending_tokens.clear();
         self.pending_status = 0;
+        self.mss_to = None;
         if let (Action::Forward { .. }, Some(sent)) = (a, self.sent.take()) {
             self.build_recipe(in_port, sent);
         }
@@ -772,6 +781,7 @@ impl Pipeline {
             self.counters.proc.handoffs += 1;
             return Action::Handoff { worker: w };
         }
+        self.facts = self.frame_facts(frame, &ip);
         let ct = self.track(&ip);
         self.cache = self.cache_key(ct, &ip, in_port);
         self.cache_hit = false;
@@ -1238,6 +1248,8 @@ impl Pipeline {
             None => (0, 0),
         };
         let ct_status = ct_status | u32::from(self.pending_status);
+        let rs = rules.get();
+        let needs = rs.needs();
         let mut ctx = PacketCtx {
             ip,
             iif,
@@ -1248,8 +1260,12 @@ impl Pipeline {
             mark: 0,
             len: u32::from(ip.ip_len),
             first_packet: ct.new_key.is_some(),
+            facts: if needs.any() {
+                self.hook_facts(needs, ip, oif)
+            } else {
+                self.facts
+            },
         };
-        let rs = rules.get();
         let worker = usize::from(self.worker_id);
         // A first packet of a class evaluated before under this generation: the class's
         // verdict and NAT decision, its rules credited, no chain walked. Only outcomes
@@ -1268,6 +1284,7 @@ impl Pipeline {
             self.first.put(rs.generation(), hook, k, &r);
         }
         let (verdict, nat) = (r.verdict, r.nat);
+        self.mss_to = r.mss.or(self.mss_to);
         self.path_cacheable &= r.cacheable && !r.counted_overflow;
         if self.cache.is_some() {
             for &id in &r.counted {
@@ -1578,6 +1595,7 @@ impl Pipeline {
             Err(a) => return a,
         };
         let dst_mac = self.neigh.lookup(port, neighbor);
+        self.clamp_mss(frame, ip);
         self.send_out(frame, l2, ip, ct, target, port, dst_mac)
     }
 }

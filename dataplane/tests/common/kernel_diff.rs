@@ -161,6 +161,7 @@ impl Pair {
                 mark: 0,
                 len: 60,
                 first_packet: true,
+                facts: Default::default(),
             };
             let mut verdict = None;
             for &h in hooks {

@@ -418,6 +418,11 @@ impl CompiledRuleset {
                     ctx.ct_mark = *m;
                     res.ct_mark = Some(*m);
                 }
+                CStmt::MssSet(v) => {
+                    if !super::facts::mss_set(*v, ctx, res) {
+                        return Step::Next;
+                    }
+                }
                 CStmt::Nat(a) => {
                     res.nat.get_or_insert(*a);
                     res.rule = Some(RuleRef {

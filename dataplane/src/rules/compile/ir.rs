@@ -1,6 +1,7 @@
 //! The compiled form of rules (the statement IR the lowering produces and the classifier
 //! and evaluator read) and the facts and outcomes of one evaluation.
 
+use super::facts::Facts;
 use super::keytable::KeyTable;
 use crate::nat::NatAction;
 use crate::rules::ast::{Field, Reject};
@@ -29,6 +30,9 @@ pub struct PacketCtx<'a> {
     /// First packet of a connection: `nat` chains are consulted only then. The caller
     /// (the worker pipeline) sets it on a conntrack miss that creates an entry.
     pub first_packet: bool,
+    /// Facts only some statements read (`facts.rs`; the defaults where the ruleset reads
+    /// none).
+    pub facts: Facts,
 }
 
 /// `ct state` bits as nftables numbers them.
@@ -105,6 +109,9 @@ pub struct EvalResult {
     /// ([`crate::rules::first::FirstKey`]) may be treated differently, so this result is
     /// not cached for first packets.
     pub stateful: bool,
+    /// `tcp option maxseg size set`: the lowered MSS to write (the option's offset is in
+    /// [`PacketCtx::facts`]).
+    pub mss: Option<u16>,
 }
 
 impl EvalResult {
@@ -122,6 +129,7 @@ impl EvalResult {
             counted: ArrayVec::new(),
             counted_overflow: false,
             stateful: false,
+            mss: None,
         }
     }
 }
@@ -216,6 +224,8 @@ pub(crate) enum CStmt {
     },
     /// A dynamic set's match or update (`compile/dynstmt.rs`).
     Dyn(super::dynir::DynStmt),
+    /// `tcp option maxseg size set` (MSS clamping).
+    MssSet(crate::rules::ast::MssValue),
 }
 
 impl CStmt {

@@ -151,9 +151,15 @@ pub fn compile_with(
         })
         .collect();
     let first = FirstPartitions::build(rules.iter().map(|r| &r.stmts[..]));
+    let mut needs = super::facts::Needs::default();
+    rules
+        .iter()
+        .flat_map(|r| r.stmts.iter())
+        .for_each(|s| needs.of_stmt(s));
     Ok(CompiledRuleset {
         source: rs.clone(),
         first,
+        needs,
         hooks,
         chains,
         chain_pos,
@@ -335,6 +341,10 @@ fn compile_rule<'a>(
             Stmt::CtMarkSet(m) => {
                 cacheable = false;
                 CStmt::CtMarkSet(*m)
+            }
+            Stmt::MssSet(v, _) => {
+                cacheable = false;
+                CStmt::MssSet(*v)
             }
             Stmt::Nat(n, _) => CStmt::Nat(NatAction {
                 kind: n.kind,

@@ -20,6 +20,7 @@ mod dynir;
 mod dynstmt;
 mod dynstore;
 mod eval;
+mod facts;
 mod ir;
 mod keytable;
 mod lower;
@@ -29,6 +30,7 @@ pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
 pub use dynstore::{DynElement, DynStore};
 pub(crate) use eval::icmp_code;
+pub use facts::{Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
 pub(crate) use ir::CStmt;
 pub use ir::{
     CtCountToken, Decision, EvalResult, MAX_COUNTED, MAX_CT_TOKENS, PacketCtx, RuleRef, ct_state,

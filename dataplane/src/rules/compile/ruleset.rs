@@ -74,6 +74,8 @@ pub struct CompiledRuleset {
     pub(crate) generation: u64,
     /// The first-packet classes of the address and port fields (`rules/first.rs`).
     pub(crate) first: FirstPartitions,
+    /// The packet facts beyond the summary the rules read (`facts.rs`).
+    pub(super) needs: super::facts::Needs,
 }
 
 /// Compiles a ruleset for `workers` workers within the default [`Limits`]. Runs

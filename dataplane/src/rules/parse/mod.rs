@@ -8,6 +8,7 @@ mod cursor;
 mod dynset;
 mod lexer;
 mod preproc;
+mod mangle;
 mod ruleset;
 mod stmt;
 mod value;

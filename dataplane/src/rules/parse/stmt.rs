@@ -63,6 +63,7 @@ impl Parser {
             "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" => {
                 self.meta_key(&w, pos)
             }
+            "tcp" if self.peek_word() == Some("option") => self.tcp_option(pos),
             "ip" | "ip6" | "tcp" | "udp" | "th" | "icmp" | "icmpv6" => {
                 let (k, kp) = self.word("header field")?;
                 match Field::from_words(&w, &k) {

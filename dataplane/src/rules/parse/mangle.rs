@@ -1,0 +1,50 @@
+//! Packet mangling statements: `tcp option maxseg size set N|rt mtu` (MSS clamping).
+
+use super::cursor::{Parser, unsupported};
+use crate::rules::Error;
+use crate::rules::ast::{MssValue, Pos, Stmt};
+
+impl Parser {
+    /// After `tcp`, with `option` next: `option maxseg size set N|rt mtu`. Matches on TCP
+    /// options and other options are refused.
+    pub(super) fn tcp_option(&mut self, pos: Pos) -> Result<Stmt, Error> {
+        self.next();
+        let (name, np) = self.word("a TCP option name")?;
+        if name != "maxseg" {
+            return Err(Error::at(
+                np,
+                &name,
+                unsupported(&format!("tcp option {name}")),
+            ));
+        }
+        let (field, fp) = self.word("`size`")?;
+        if field != "size" {
+            return Err(Error::at(
+                fp,
+                &field,
+                unsupported(&format!("tcp option maxseg {field}")),
+            ));
+        }
+        if !self.eat_word("set") {
+            let t = self.next();
+            return self.err(
+                &t,
+                "matching on `tcp option maxseg size` is not supported by this appliance \
+                 (only `set`)",
+            );
+        }
+        if self.eat_word("rt") {
+            let (k, kp) = self.word("`mtu`")?;
+            if k != "mtu" {
+                return Err(Error::at(kp, &k, "expected `rt mtu`"));
+            }
+            return Ok(Stmt::MssSet(MssValue::RtMtu, pos));
+        }
+        let (w, wp) = self.word("an MSS value or `rt mtu`")?;
+        let n = super::value::parse_num(&w)
+            .ok_or_else(|| Error::at(wp, &w, "expected a number or `rt mtu`"))?;
+        let n = u16::try_from(n)
+            .map_err(|_| Error::at(wp, &w, format!("Value {n} exceeds valid range 0-65535")))?;
+        Ok(Stmt::MssSet(MssValue::Num(n), pos))
+    }
+}
