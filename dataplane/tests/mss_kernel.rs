@@ -312,6 +312,7 @@ fn mss_clamping_matches_the_kernel() {
             facts: Facts {
                 mss: tcpopt::find_mss(&f, &ip),
                 rt_mss: rt_mss(Family::V4, MTU.min(1500)),
+                ..Facts::default()
             },
         };
         let res = ours.eval(Hook::Forward, &mut ctx, 0, 1);

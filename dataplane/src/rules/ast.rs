@@ -277,6 +277,25 @@ pub enum Field {
     CtState,
     CtStatus,
     CtMark,
+    MetaPkttype,
+    IpDscp,
+    Ip6Dscp,
+    CtDirection,
+    CtExpiration,
+    CtOrigIpSaddr,
+    CtOrigIpDaddr,
+    CtReplyIpSaddr,
+    CtReplyIpDaddr,
+    CtOrigIp6Saddr,
+    CtOrigIp6Daddr,
+    CtReplyIp6Saddr,
+    CtReplyIp6Daddr,
+    CtOrigProtoSrc,
+    CtOrigProtoDst,
+    CtReplyProtoSrc,
+    CtReplyProtoDst,
+    FibDaddrType,
+    FibSaddrIifOif,
 }
 
 /// How the values of a field are written and compared.
@@ -296,6 +315,18 @@ pub enum Kind {
     IfName,
     CtState,
     CtStatus,
+    /// `meta pkttype`: host, broadcast, multicast, other.
+    Pkttype,
+    /// `ip dscp`, `ip6 dscp`: 0..=63 (cs0…cs7, af11…af43, ef).
+    Dscp,
+    /// `ct direction`: original (0), reply (1).
+    CtDir,
+    /// `ct expiration`: milliseconds, written as `1m30s`.
+    Millis,
+    /// `fib … type`: the route type (unicast, local, …).
+    FibType,
+    /// `fib … oif missing|exists`.
+    Presence,
 }
 
 impl Kind {
@@ -306,7 +337,7 @@ impl Kind {
 }
 
 impl Field {
-    pub const ALL: [Field; 27] = [
+    pub const ALL: [Field; 46] = [
         Field::IpSaddr,
         Field::IpDaddr,
         Field::IpProtocol,
@@ -334,6 +365,25 @@ impl Field {
         Field::CtState,
         Field::CtStatus,
         Field::CtMark,
+        Field::MetaPkttype,
+        Field::IpDscp,
+        Field::Ip6Dscp,
+        Field::CtDirection,
+        Field::CtExpiration,
+        Field::CtOrigIpSaddr,
+        Field::CtOrigIpDaddr,
+        Field::CtReplyIpSaddr,
+        Field::CtReplyIpDaddr,
+        Field::CtOrigIp6Saddr,
+        Field::CtOrigIp6Daddr,
+        Field::CtReplyIp6Saddr,
+        Field::CtReplyIp6Daddr,
+        Field::CtOrigProtoSrc,
+        Field::CtOrigProtoDst,
+        Field::CtReplyProtoSrc,
+        Field::CtReplyProtoDst,
+        Field::FibDaddrType,
+        Field::FibSaddrIifOif,
     ];
 
     /// The two words of the text syntax (`("ip", "saddr")`, `("meta", "mark")`).
@@ -366,6 +416,25 @@ impl Field {
             Field::CtState => ("ct", "state"),
             Field::CtStatus => ("ct", "status"),
             Field::CtMark => ("ct", "mark"),
+            Field::MetaPkttype => ("meta", "pkttype"),
+            Field::IpDscp => ("ip", "dscp"),
+            Field::Ip6Dscp => ("ip6", "dscp"),
+            Field::CtDirection => ("ct", "direction"),
+            Field::CtExpiration => ("ct", "expiration"),
+            Field::CtOrigIpSaddr => ("ct original", "ip saddr"),
+            Field::CtOrigIpDaddr => ("ct original", "ip daddr"),
+            Field::CtReplyIpSaddr => ("ct reply", "ip saddr"),
+            Field::CtReplyIpDaddr => ("ct reply", "ip daddr"),
+            Field::CtOrigIp6Saddr => ("ct original", "ip6 saddr"),
+            Field::CtOrigIp6Daddr => ("ct original", "ip6 daddr"),
+            Field::CtReplyIp6Saddr => ("ct reply", "ip6 saddr"),
+            Field::CtReplyIp6Daddr => ("ct reply", "ip6 daddr"),
+            Field::CtOrigProtoSrc => ("ct original", "proto-src"),
+            Field::CtOrigProtoDst => ("ct original", "proto-dst"),
+            Field::CtReplyProtoSrc => ("ct reply", "proto-src"),
+            Field::CtReplyProtoDst => ("ct reply", "proto-dst"),
+            Field::FibDaddrType => ("fib daddr", "type"),
+            Field::FibSaddrIifOif => ("fib saddr . iif", "oif"),
         }
     }
 
@@ -394,6 +463,24 @@ impl Field {
             Field::Iif | Field::Oif | Field::Iifname | Field::Oifname => Kind::IfName,
             Field::CtState => Kind::CtState,
             Field::CtStatus => Kind::CtStatus,
+            Field::MetaPkttype => Kind::Pkttype,
+            Field::IpDscp | Field::Ip6Dscp => Kind::Dscp,
+            Field::CtDirection => Kind::CtDir,
+            Field::CtExpiration => Kind::Millis,
+            Field::CtOrigIpSaddr
+            | Field::CtOrigIpDaddr
+            | Field::CtReplyIpSaddr
+            | Field::CtReplyIpDaddr => Kind::Addr4,
+            Field::CtOrigIp6Saddr
+            | Field::CtOrigIp6Daddr
+            | Field::CtReplyIp6Saddr
+            | Field::CtReplyIp6Daddr => Kind::Addr6,
+            Field::CtOrigProtoSrc
+            | Field::CtOrigProtoDst
+            | Field::CtReplyProtoSrc
+            | Field::CtReplyProtoDst => Kind::Port,
+            Field::FibDaddrType => Kind::FibType,
+            Field::FibSaddrIifOif => Kind::Presence,
         }
     }
 
@@ -404,12 +491,22 @@ impl Field {
             | Field::IpDaddr
             | Field::IpProtocol
             | Field::IcmpType
-            | Field::IcmpCode => Some(TableFamily::Ip),
+            | Field::IcmpCode
+            | Field::IpDscp
+            | Field::CtOrigIpSaddr
+            | Field::CtOrigIpDaddr
+            | Field::CtReplyIpSaddr
+            | Field::CtReplyIpDaddr => Some(TableFamily::Ip),
             Field::Ip6Saddr
             | Field::Ip6Daddr
             | Field::Ip6Nexthdr
             | Field::Icmpv6Type
-            | Field::Icmpv6Code => Some(TableFamily::Ip6),
+            | Field::Icmpv6Code
+            | Field::Ip6Dscp
+            | Field::CtOrigIp6Saddr
+            | Field::CtOrigIp6Daddr
+            | Field::CtReplyIp6Saddr
+            | Field::CtReplyIp6Daddr => Some(TableFamily::Ip6),
             _ => None,
         }
     }

@@ -305,6 +305,9 @@ fn read_field(left: &J, path: &str) -> Result<(Field, Option<u64>), Error> {
         let m = flag_bits(f.kind(), mask, path)?;
         return Ok((f, Some(m)));
     }
+    if let Some(f) = super::facts::read_field_json(left, path) {
+        return f.map(|f| (f, None));
+    }
     let (a, b) = if let Some(p) = left.get("payload") {
         (
             p.get("protocol").and_then(J::as_str).unwrap_or(""),
@@ -344,6 +347,11 @@ fn read_value(kind: Kind, v: &J, path: &str) -> Result<Value, Error> {
     match v {
         J::Number(_) if matches!(kind, Kind::Addr4 | Kind::Addr6 | Kind::IfName) => {
             Err(bad(format!("expected a string, got {v}")))
+        }
+        J::Number(_) | J::Bool(_) if matches!(kind, Kind::Millis | Kind::Presence) => {
+            super::facts::read_value_json(kind, v)
+                .map(Value::Num)
+                .ok_or_else(|| bad(format!("bad value {v}")))
         }
         J::Number(n) => n
             .as_u64()
@@ -741,6 +749,9 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
 // Writer
 
 fn field_json(f: Field) -> J {
+    if let Some(j) = super::facts::field_json(f) {
+        return j;
+    }
     let (a, b) = f.words();
     match a {
         "meta" => json!({"meta": {"key": b}}),
@@ -760,6 +771,13 @@ fn flags_json(kind: Kind, v: u64) -> J {
 pub(crate) fn value_json(kind: Kind, v: &Value) -> J {
     match v {
         Value::Num(n) if kind.is_flags() => flags_json(kind, *n),
+        Value::Num(n) if matches!(kind, Kind::Millis | Kind::Presence) => {
+            super::facts::value_json(kind, *n)
+        }
+        Value::Range(a, b) if kind == Kind::Millis => json!({"range": [
+            super::facts::value_json(kind, *a),
+            super::facts::value_json(kind, *b)
+        ]}),
         Value::Num(n) => match (kind, names::name_of(kind, *n)) {
             (Kind::Port | Kind::Mark, _) | (_, None) => json!(n),
             (_, Some(name)) => json!(name),

@@ -116,7 +116,11 @@ fn the_option_is_only_lowered_and_a_malformed_one_ends_the_rule() {
     );
     let run = |mss: Mss, rt: u16| {
         let mut c = ctx(&ip, ct_state::NEW);
-        c.facts = Facts { mss, rt_mss: rt };
+        c.facts = Facts {
+            mss,
+            rt_mss: rt,
+            ..Facts::default()
+        };
         let before = rs.counters();
         let r = rs.eval(Hook::Forward, &mut c, 0, 1);
         let after = rs.counters();

@@ -18,6 +18,7 @@ pub mod dynlist;
 pub mod dynset;
 pub mod edit;
 mod error;
+mod facts;
 pub mod first;
 pub mod generation;
 pub mod iptables;
@@ -33,6 +34,8 @@ pub mod validate;
 mod dynset_tests;
 #[cfg(test)]
 mod edit_tests;
+#[cfg(test)]
+mod facts_tests;
 #[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]

@@ -124,6 +124,9 @@ fn table(kind: Kind) -> &'static [(&'static str, u64)] {
         Kind::TcpFlags => TCP_FLAGS,
         Kind::IcmpType => ICMP_TYPES,
         Kind::Icmpv6Type => ICMPV6_TYPES,
+        Kind::Pkttype | Kind::Dscp | Kind::CtDir | Kind::FibType | Kind::Presence => {
+            super::facts::names(kind)
+        }
         _ => &[],
     }
 }

@@ -497,6 +497,9 @@ pub fn value(kind: Kind, v: &Value) -> String {
         Value::Num(n) => num(kind, *n),
         // Numbers: names may hold `-` themselves (`echo-request`).
         Value::Range(a, b) if kind == Kind::Mark => format!("0x{a:08x}-0x{b:08x}"),
+        Value::Range(a, b) if kind == Kind::Millis => {
+            format!("{}-{}", num(kind, *a), num(kind, *b))
+        }
         Value::Range(a, b) => format!("{a}-{b}"),
         Value::Prefix(a, len) => {
             let full = if kind == Kind::Addr4 { 32 } else { 128 };
@@ -518,6 +521,7 @@ fn num(kind: Kind, n: u64) -> String {
     match kind {
         Kind::Mark => format!("0x{n:08x}"),
         Kind::Port => n.to_string(),
+        Kind::Millis => super::facts::millis_text(n),
         _ => names::name_of(kind, n).map_or_else(|| n.to_string(), str::to_owned),
     }
 }

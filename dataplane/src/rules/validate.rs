@@ -68,7 +68,9 @@ pub fn string_problem(what: &str, s: &str, max: usize) -> Option<String> {
 pub fn max_value(kind: Kind) -> u64 {
     match kind {
         Kind::Port => 65535,
-        Kind::Mark | Kind::CtStatus => u64::from(u32::MAX),
+        Kind::Mark | Kind::CtStatus | Kind::Millis => u64::from(u32::MAX),
+        Kind::Dscp => 63,
+        Kind::Presence => 1,
         _ => 255,
     }
 }

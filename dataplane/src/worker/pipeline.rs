@@ -781,7 +781,7 @@ impl Pipeline {
             self.counters.proc.handoffs += 1;
             return Action::Handoff { worker: w };
         }
-        self.facts = self.frame_facts(frame, &ip);
+        self.facts = self.frame_facts(frame, &l2, in_port, &ip);
         let ct = self.track(&ip);
         self.cache = self.cache_key(ct, &ip, in_port);
         self.cache_hit = false;
@@ -1261,7 +1261,7 @@ impl Pipeline {
             len: u32::from(ip.ip_len),
             first_packet: ct.new_key.is_some(),
             facts: if needs.any() {
-                self.hook_facts(needs, ip, oif)
+                self.hook_facts(needs, ip, (iif, oif), ct)
             } else {
                 self.facts
             },

@@ -85,6 +85,26 @@ pub(crate) fn keyed(f: Field) -> bool {
         | Field::CtState
         | Field::CtStatus
         | Field::CtMark => true,
+        // Facts beyond the summary (`facts.rs`): not in the key.
+        Field::MetaPkttype
+        | Field::IpDscp
+        | Field::Ip6Dscp
+        | Field::CtDirection
+        | Field::CtExpiration
+        | Field::CtOrigIpSaddr
+        | Field::CtOrigIpDaddr
+        | Field::CtReplyIpSaddr
+        | Field::CtReplyIpDaddr
+        | Field::CtOrigIp6Saddr
+        | Field::CtOrigIp6Daddr
+        | Field::CtReplyIp6Saddr
+        | Field::CtReplyIp6Daddr
+        | Field::CtOrigProtoSrc
+        | Field::CtOrigProtoDst
+        | Field::CtReplyProtoSrc
+        | Field::CtReplyProtoDst
+        | Field::FibDaddrType
+        | Field::FibSaddrIifOif => false,
     }
 }
 

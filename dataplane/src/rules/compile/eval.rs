@@ -83,7 +83,7 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
         Field::Oif | Field::Oifname => ctx.oif.map(u128::from),
         Field::CtState => Some(u128::from(ctx.ct_state)),
         Field::CtStatus => Some(u128::from(ctx.ct_status)),
-        _ => None,
+        _ => super::facts::field_value(f, ctx),
     }
 }
 

@@ -1,17 +1,31 @@
 //! Packet facts beyond the parsed summary that some statements read: the TCP MSS option
-//! and the route's MSS for MSS clamping. The worker fills only the facts the loaded
-//! ruleset reads ([`CompiledRuleset::needs`]); the rest keep their defaults.
+//! and the route's MSS for MSS clamping; the packet type, DSCP, conntrack direction,
+//! tuples and time left, and the `fib` lookups for matches. The worker fills only the
+//! facts the loaded ruleset reads ([`CompiledRuleset::needs`]); the rest keep their
+//! defaults.
 //!
-//! None of these facts is part of the first-packet key or the verdict cache's key: a
-//! statement reading one is marked stateful when it runs (the first-packet cache does
-//! not keep the outcome) and its rule is not cacheable (no verdict-cache slot, so no
-//! fast-path recipe either).
+//! None of these facts is part of the first-packet key: a ruleset matching on one is
+//! never served from the first-packet cache (`classes.rs`, `keyed`), and the MSS
+//! statement is marked stateful when it runs. The verdict cache (and so the fast path)
+//! keeps the verdicts of rules reading the facts fixed for a flow and direction (`ct
+//! direction`, the tuples, `fib`: a route change starts a new epoch); a rule reading the
+//! DSCP, the packet type or the time left, or mangling, is not cacheable (`lower.rs`,
+//! `flow_field`).
 
 use super::ir::CStmt;
 use super::ruleset::CompiledRuleset;
-use crate::rules::ast::MssValue;
-use crate::wire::Family;
+use crate::rules::ast::{Field, MssValue, addr_to_u128};
 use crate::wire::tcpopt::Mss;
+use crate::wire::{Addr, Family};
+
+/// One direction's tuple of a connection: source, destination, ports (ICMP: the id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtTuple {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
 
 /// The facts of one packet (and hook) that only some rulesets read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +34,22 @@ pub struct Facts {
     pub mss: Mss,
     /// What `rt mtu` writes ([`Needs::RT_MSS`], [`rt_mss`]).
     pub rt_mss: u16,
+    /// `meta pkttype`: 0 host, 1 broadcast, 2 multicast, 3 other ([`Needs::PKTTYPE`]).
+    pub pkttype: u8,
+    /// The DSCP, the top six bits of the IPv4 TOS / IPv6 traffic class ([`Needs::DSCP`]).
+    pub dscp: u8,
+    /// `ct direction` (0 original, 1 reply; `None`: no connection) ([`Needs::CT`]).
+    pub ct_dir: Option<u8>,
+    /// The connection's original and reply tuples ([`Needs::CT`]).
+    pub ct_tuples: Option<[CtTuple; 2]>,
+    /// Milliseconds until the connection expires (0 before it is confirmed, as in
+    /// Linux) ([`Needs::CT_EXPIRATION`]).
+    pub ct_expiration: Option<u32>,
+    /// `fib daddr type` ([`Needs::FIB`]; `crate::rules::facts::FIB_TYPES` numbers).
+    pub fib_daddr_type: u8,
+    /// `fib saddr . iif oif`: the route back to the source leaves by the input port
+    /// ([`Needs::FIB`]).
+    pub fib_rpf: bool,
 }
 
 impl Default for Facts {
@@ -27,6 +57,13 @@ impl Default for Facts {
         Facts {
             mss: Mss::NotTcp,
             rt_mss: TCP_MSS_DEFAULT,
+            pkttype: 0,
+            dscp: 0,
+            ct_dir: None,
+            ct_tuples: None,
+            ct_expiration: None,
+            fib_daddr_type: 0,
+            fib_rpf: false,
         }
     }
 }
@@ -38,6 +75,11 @@ pub struct Needs(u32);
 impl Needs {
     pub const MSS: u32 = 1;
     pub const RT_MSS: u32 = 1 << 1;
+    pub const PKTTYPE: u32 = 1 << 2;
+    pub const DSCP: u32 = 1 << 3;
+    pub const CT: u32 = 1 << 4;
+    pub const CT_EXPIRATION: u32 = 1 << 5;
+    pub const FIB: u32 = 1 << 6;
 
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -49,12 +91,80 @@ impl Needs {
     }
 
     pub(super) fn of_stmt(&mut self, s: &CStmt) {
+        if let CStmt::Match(m) = s {
+            self.0 |= Needs::of_field(m.field);
+        }
+        for &f in s.key_fields() {
+            self.0 |= Needs::of_field(f);
+        }
         if let CStmt::MssSet(v) = s {
             self.0 |= Needs::MSS;
             if *v == MssValue::RtMtu {
                 self.0 |= Needs::RT_MSS;
             }
         }
+    }
+}
+
+impl Needs {
+    fn of_field(f: Field) -> u32 {
+        match f {
+            Field::MetaPkttype => Needs::PKTTYPE,
+            Field::IpDscp | Field::Ip6Dscp => Needs::DSCP,
+            Field::CtDirection
+            | Field::CtOrigIpSaddr
+            | Field::CtOrigIpDaddr
+            | Field::CtReplyIpSaddr
+            | Field::CtReplyIpDaddr
+            | Field::CtOrigIp6Saddr
+            | Field::CtOrigIp6Daddr
+            | Field::CtReplyIp6Saddr
+            | Field::CtReplyIp6Daddr
+            | Field::CtOrigProtoSrc
+            | Field::CtOrigProtoDst
+            | Field::CtReplyProtoSrc
+            | Field::CtReplyProtoDst => Needs::CT,
+            Field::CtExpiration => Needs::CT_EXPIRATION,
+            Field::FibDaddrType | Field::FibSaddrIifOif => Needs::FIB,
+            _ => 0,
+        }
+    }
+}
+
+/// The value of a fact field for the evaluator (`None`: the match fails, as the kernel's
+/// expression breaks the rule: no connection, or an address of the other family).
+pub(super) fn field_value(f: Field, ctx: &super::PacketCtx<'_>) -> Option<u128> {
+    let x = &ctx.facts;
+    let v4 = ctx.ip.family == Family::V4;
+    let tuple = |reply: bool| x.ct_tuples.map(|t| t[usize::from(reply)]);
+    let addr = |reply: bool, dst: bool, want_v4: bool| {
+        let t = tuple(reply)?;
+        (v4 == want_v4).then(|| addr_to_u128(if dst { t.dst } else { t.src }))
+    };
+    let port = |reply: bool, dst: bool| {
+        tuple(reply).map(|t| u128::from(if dst { t.dport } else { t.sport }))
+    };
+    match f {
+        Field::MetaPkttype => Some(u128::from(x.pkttype)),
+        Field::IpDscp if v4 => Some(u128::from(x.dscp)),
+        Field::Ip6Dscp if !v4 => Some(u128::from(x.dscp)),
+        Field::CtDirection => x.ct_dir.map(u128::from),
+        Field::CtExpiration => x.ct_expiration.map(u128::from),
+        Field::CtOrigIpSaddr => addr(false, false, true),
+        Field::CtOrigIpDaddr => addr(false, true, true),
+        Field::CtReplyIpSaddr => addr(true, false, true),
+        Field::CtReplyIpDaddr => addr(true, true, true),
+        Field::CtOrigIp6Saddr => addr(false, false, false),
+        Field::CtOrigIp6Daddr => addr(false, true, false),
+        Field::CtReplyIp6Saddr => addr(true, false, false),
+        Field::CtReplyIp6Daddr => addr(true, true, false),
+        Field::CtOrigProtoSrc => port(false, false),
+        Field::CtOrigProtoDst => port(false, true),
+        Field::CtReplyProtoSrc => port(true, false),
+        Field::CtReplyProtoDst => port(true, true),
+        Field::FibDaddrType => Some(u128::from(x.fib_daddr_type)),
+        Field::FibSaddrIifOif => Some(u128::from(x.fib_rpf)),
+        _ => None,
     }
 }
 

@@ -369,11 +369,20 @@ fn compile_rule<'a>(
 }
 
 /// A match on this field depends only on the flow, direction and ct state (its verdict
-/// may be cached in the conntrack entry).
+/// may be cached in the conntrack entry). `ct direction`, the conntrack tuples and `fib`
+/// do (a route table change starts a new verdict epoch); the DSCP, the packet type and
+/// the time left do not.
 fn flow_field(f: Field) -> bool {
     !matches!(
         f,
-        Field::TcpFlags | Field::MetaMark | Field::CtMark | Field::CtStatus
+        Field::TcpFlags
+            | Field::MetaMark
+            | Field::CtMark
+            | Field::CtStatus
+            | Field::MetaPkttype
+            | Field::IpDscp
+            | Field::Ip6Dscp
+            | Field::CtExpiration
     )
 }
 

@@ -30,7 +30,7 @@ pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
 pub use dynstore::{DynElement, DynStore};
 pub(crate) use eval::icmp_code;
-pub use facts::{Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
+pub use facts::{CtTuple, Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
 pub(crate) use ir::CStmt;
 pub use ir::{
     CtCountToken, Decision, EvalResult, MAX_COUNTED, MAX_CT_TOKENS, PacketCtx, RuleRef, ct_state,

@@ -6,6 +6,7 @@
 mod cmd;
 mod cursor;
 mod dynset;
+mod facts;
 mod lexer;
 mod preproc;
 mod mangle;

@@ -60,9 +60,10 @@ impl Parser {
                 let (k, kp) = self.word("meta key")?;
                 self.meta_key(&k, kp)
             }
-            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" => {
+            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" | "pkttype" => {
                 self.meta_key(&w, pos)
             }
+            "fib" => self.fib(pos),
             "tcp" if self.peek_word() == Some("option") => self.tcp_option(pos),
             "ip" | "ip6" | "tcp" | "udp" | "th" | "icmp" | "icmpv6" => {
                 let (k, kp) = self.word("header field")?;
@@ -75,7 +76,7 @@ impl Parser {
             "update" if self.is_punct('@') => self.set_elem_stmt(SetOp::Update, pos),
             "meter" => self.meter_stmt(pos),
             "queue" | "fwd" | "dup" | "tproxy" | "synproxy" | "quota" | "numgen" | "jhash"
-            | "symhash" | "osf" | "socket" | "rt" | "fib" | "exthdr" | "ether" | "vlan" | "arp"
+            | "symhash" | "osf" | "socket" | "rt" | "exthdr" | "ether" | "vlan" | "arp"
             | "sctp" | "dccp" | "udplite" | "ah" | "esp" | "comp" | "add" | "update" | "delete"
             | "set" | "map" | "vmap" | "flow" | "xt" => self.err(&t, unsupported(&w)),
             _ => self.err(&t, "unknown statement"),
@@ -116,11 +117,20 @@ impl Parser {
     fn key_field(&mut self) -> Result<Field, Error> {
         let (w, p) = self.word("a field")?;
         let (a, b) = match w.as_str() {
-            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" => {
+            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" | "pkttype" => {
                 ("meta".to_owned(), w.clone())
             }
+            "fib" => return self.fib_field(),
             _ => (w.clone(), self.word("a field")?.0),
         };
+        if a == "ct"
+            && matches!(
+                b.as_str(),
+                "direction" | "expiration" | "original" | "reply"
+            )
+        {
+            return self.ct_fact_field(&b, p);
+        }
         Field::from_words(&a, &b)
             .ok_or_else(|| Error::at(p, &w, unsupported(&format!("{a} {b} in a concatenation"))))
     }
@@ -279,6 +289,7 @@ impl Parser {
                 let count = u32::try_from(n).map_err(|_| Error::at(kp, &k, "count too large"))?;
                 Ok(Stmt::CtCount { count, over })
             }
+            "direction" | "expiration" | "original" | "reply" => self.ct_fact(&k, kp, pos),
             "helper" => Err(Error::at(
                 pos,
                 "ct helper",

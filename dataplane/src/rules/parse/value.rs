@@ -62,7 +62,10 @@ pub(crate) fn parse_value(kind: Kind, w: &str) -> Result<Value, String> {
             let max = validate::max_value(kind);
             let num = |s: &str| -> Result<u64, String> {
                 let v = names::lookup(kind, s)
-                    .or_else(|| parse_num(s))
+                    .or_else(|| match kind {
+                        Kind::Millis => crate::rules::facts::parse_millis(s),
+                        _ => parse_num(s),
+                    })
                     .ok_or_else(|| format!("unknown value `{s}`"))?;
                 if v > max {
                     return Err(format!("value {v} out of range (max {max})"));
