@@ -132,6 +132,8 @@ pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod dynset_tests;
 #[cfg(test)]
+mod facts_tests;
+#[cfg(test)]
 mod fast_tests;
 #[cfg(test)]
 mod first_tests;
