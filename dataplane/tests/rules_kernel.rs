@@ -207,3 +207,84 @@ fn named_maps_and_sets_match_the_kernel() {
         &[Hook::Prerouting, Hook::Input],
     );
 }
+
+/// Fact matches (`fib`, `ct direction`, `ct original|reply`, `ct expiration`, `meta
+/// pkttype`, `ip dscp`) on the input hook. Each probe is a new connection from the
+/// connected subnet to the kernel side's own address, DSCP 0: the facts fwd's worker
+/// derives for such a packet (`worker/facts.rs`; `worker/facts_tests.rs` checks it
+/// does) are given to our evaluation, and the same rules must count as in the kernel.
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn fact_matches_count_as_in_the_kernel() {
+    use dataplane::rules::compile::{CtTuple, Facts};
+    use dataplane::wire::{IpInfo, L4Info};
+    let ns = Pair::setup("rf");
+    let ours = load_both(
+        &ns,
+        "table inet fw {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		fib daddr type local counter
+		fib daddr type unicast counter
+		fib saddr . iif oif missing counter
+		fib saddr . iif oif exists counter
+		ct direction original counter
+		ct direction reply counter
+		ct original ip saddr 198.18.0.1 counter
+		ct original ip daddr 198.18.0.9 counter
+		ct reply ip saddr 198.18.0.2 counter
+		meta l4proto tcp ct original proto-dst 22 counter
+		meta l4proto udp ct reply proto-src 53 counter
+		ct expiration < 1s counter
+		ct expiration > 1m counter
+		meta pkttype host counter
+		meta pkttype broadcast counter
+		ip dscp cs0 counter
+		ip dscp ef counter
+	}
+}
+",
+    );
+    let facts = |ip: &IpInfo| {
+        let (sport, dport) = match ip.l4 {
+            Some(L4Info::Tcp(t)) => (t.sport, t.dport),
+            Some(L4Info::Udp { sport, dport }) => (sport, dport),
+            Some(L4Info::IcmpEcho { id, .. }) => (id, id),
+            _ => (0, 0),
+        };
+        let orig = CtTuple {
+            src: ip.src,
+            dst: ip.dst,
+            sport,
+            dport,
+        };
+        let reply = CtTuple {
+            src: ip.dst,
+            dst: ip.src,
+            sport: dport,
+            dport: sport,
+        };
+        Facts {
+            pkttype: 0,
+            dscp: 0,
+            ct_dir: Some(0),
+            ct_tuples: Some([orig, reply]),
+            ct_expiration: Some(0),
+            fib_daddr_type: 2,
+            fib_rpf: true,
+            ..Facts::default()
+        }
+    };
+    ns.compare_with_facts(
+        &ours,
+        &[
+            Probe::Tcp(22),
+            Probe::Tcp(80),
+            Probe::Udp(53),
+            Probe::Udp(5353),
+            Probe::Ping,
+        ],
+        &[Hook::Input],
+        &facts,
+    );
+}

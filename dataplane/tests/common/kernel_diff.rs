@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use super::netns::{ok, sh};
+use dataplane::rules::compile::Facts;
 use dataplane::rules::{CompiledRuleset, Hook, PacketCtx, ct_state};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, TcpFlags, TcpInfo, proto};
 
@@ -137,6 +138,18 @@ impl Pair {
     /// first packet of a new connection: `nat` chains run). A NAT statement does not
     /// rewrite the probe: the rulesets map to the probe's own address and port.
     pub fn compare_hooks(&self, ours: &CompiledRuleset, probes: &[Probe], hooks: &[Hook]) {
+        self.compare_with_facts(ours, probes, hooks, &|_| Facts::default());
+    }
+
+    /// [`compare_hooks`](Self::compare_hooks) with the facts beyond the summary (`fib`,
+    /// `ct direction`, …) that `facts` gives for each probe.
+    pub fn compare_with_facts(
+        &self,
+        ours: &CompiledRuleset,
+        probes: &[Probe],
+        hooks: &[Hook],
+        facts: &dyn Fn(&IpInfo) -> Facts,
+    ) {
         let mut before = self.kernel_counters();
         let mut ours_before = ours.counters();
         for &p in probes {
@@ -161,7 +174,7 @@ impl Pair {
                 mark: 0,
                 len: 60,
                 first_packet: true,
-                facts: Default::default(),
+                facts: facts(&ip),
             };
             let mut verdict = None;
             for &h in hooks {
