@@ -102,26 +102,9 @@ impl Router {
             ok(&["ip", "-n", n, "link", "set", dev, "up"]);
         }
         ok(&["ip", "-n", rt, "link", "set", &rb, "mtu", &MTU.to_string()]);
-        ok(&[
-            "ip",
-            "-n",
-            a,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.1.1",
-        ]);
-        ok(&[
-            "ip",
-            "-n",
-            b,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.2.1",
-        ]);
+        for (n, gw) in [(a, "198.18.1.1"), (b, "198.18.2.1")] {
+            ok(&["ip", "-n", n, "route", "add", "default", "via", gw]);
+        }
         ok(&[
             "ip",
             "netns",

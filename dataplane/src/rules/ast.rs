@@ -438,6 +438,26 @@ impl Field {
         }
     }
 
+    /// A field of a connection's original or reply tuple (`ct original ip saddr`, `ct
+    /// reply proto-dst`, …).
+    pub fn is_ct_tuple(self) -> bool {
+        matches!(
+            self,
+            Field::CtOrigIpSaddr
+                | Field::CtOrigIpDaddr
+                | Field::CtReplyIpSaddr
+                | Field::CtReplyIpDaddr
+                | Field::CtOrigIp6Saddr
+                | Field::CtOrigIp6Daddr
+                | Field::CtReplyIp6Saddr
+                | Field::CtReplyIp6Daddr
+                | Field::CtOrigProtoSrc
+                | Field::CtOrigProtoDst
+                | Field::CtReplyProtoSrc
+                | Field::CtReplyProtoDst
+        )
+    }
+
     pub fn from_words(a: &str, b: &str) -> Option<Field> {
         Field::ALL.into_iter().find(|f| f.words() == (a, b))
     }

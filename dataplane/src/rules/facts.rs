@@ -129,18 +129,7 @@ pub(crate) fn field_json(f: Field) -> Option<J> {
     Some(match f {
         Field::FibDaddrType => json!({"fib": {"result": "type", "flags": ["daddr"]}}),
         Field::FibSaddrIifOif => json!({"fib": {"result": "oif", "flags": ["saddr", "iif"]}}),
-        Field::CtOrigIpSaddr
-        | Field::CtOrigIpDaddr
-        | Field::CtReplyIpSaddr
-        | Field::CtReplyIpDaddr
-        | Field::CtOrigIp6Saddr
-        | Field::CtOrigIp6Daddr
-        | Field::CtReplyIp6Saddr
-        | Field::CtReplyIp6Daddr
-        | Field::CtOrigProtoSrc
-        | Field::CtOrigProtoDst
-        | Field::CtReplyProtoSrc
-        | Field::CtReplyProtoDst => {
+        f if f.is_ct_tuple() => {
             let (a, b) = f.words();
             ct(a.trim_start_matches("ct "), b)
         }
@@ -188,7 +177,7 @@ pub(crate) fn read_field_json(left: &J, path: &str) -> Option<Result<Field, Erro
 pub(crate) fn value_json(kind: Kind, n: u64) -> J {
     match kind {
         Kind::Presence => json!(n != 0),
-        _ if n % 1000 == 0 => json!(n / 1000),
+        _ if n.is_multiple_of(1000) => json!(n / 1000),
         _ => json!(millis_text(n)),
     }
 }

@@ -4,6 +4,7 @@
 
 use super::ast::*;
 use super::compile::{CtTuple, Decision, Facts, ct_state};
+use super::mangle_tests::handles_zero;
 use super::tests::{ctx, ports, tcp, udp, v4};
 use super::*;
 use crate::wire::{Addr, TcpFlags};
@@ -11,18 +12,6 @@ use crate::wire::{Addr, TcpFlags};
 /// `nft list ruleset` of `facts.kernel.json`'s ruleset (nft 1.0.6).
 const KERNEL: &str = include_str!("testdata/facts.kernel.nft");
 const KERNEL_JSON: &str = include_str!("testdata/facts.kernel.json");
-
-fn no_handles(mut rs: Ruleset) -> Ruleset {
-    for r in rs
-        .tables
-        .iter_mut()
-        .flat_map(|t| &mut t.chains)
-        .flat_map(|c| &mut c.rules)
-    {
-        r.handle = 0;
-    }
-    rs
-}
 
 fn rule_exprs(j: &serde_json::Value) -> Vec<serde_json::Value> {
     j["nftables"]
@@ -41,8 +30,8 @@ fn fact_matches_list_and_read_as_the_kernel_writes_them() {
     assert_eq!(print::to_text(&rs), KERNEL);
     let kj: serde_json::Value = serde_json::from_str(KERNEL_JSON).unwrap();
     assert_eq!(
-        no_handles(json::from_json(&kj).unwrap()),
-        no_handles(rs.clone())
+        handles_zero(json::from_json(&kj).unwrap()),
+        handles_zero(rs.clone())
     );
     // Our JSON statements are the kernel's, one by one.
     let ours = rule_exprs(&json::to_json(&rs));

@@ -25,7 +25,7 @@ const KERNEL_JSON: &str = r#"{"nftables": [{"table": {"family": "inet", "name": 
 {"rule": {"family": "inet", "table": "t", "chain": "f", "handle": 2, "expr": [{"match": {"op": "in", "left": {"payload": {"protocol": "tcp", "field": "flags"}}, "right": "syn"}}, {"counter": {"packets": 0, "bytes": 0}}, {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}}, "value": 1400}}, {"counter": {"packets": 0, "bytes": 0}}]}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "handle": 3, "expr": [{"match": {"op": "==", "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "rst"]]}, "right": "syn"}}, {"counter": {"packets": 0, "bytes": 0}}, {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}}, "value": {"rt": {"key": "mtu"}}}}, {"counter": {"packets": 0, "bytes": 0}}]}}]}"#;
 
-fn handles_zero(mut rs: Ruleset) -> Ruleset {
+pub(super) fn handles_zero(mut rs: Ruleset) -> Ruleset {
     for r in rs
         .tables
         .iter_mut()

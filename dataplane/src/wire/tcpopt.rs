@@ -73,7 +73,7 @@ pub fn set_mss(frame: &mut [u8], ip: &IpInfo, off: u16, new: u16) -> bool {
     let csum_off = l4 + super::tcp::CHECKSUM_OFF;
     // The aligned window (relative to the header) holding the two value bytes.
     let start = off - (off - l4) % 2;
-    let end = start + if (off - l4) % 2 == 0 { 2 } else { 4 };
+    let end = start + if (off - l4).is_multiple_of(2) { 2 } else { 4 };
     if off < l4 + super::tcp::HEADER_LEN || end > frame.len() || csum_off + 2 > frame.len() {
         return false;
     }

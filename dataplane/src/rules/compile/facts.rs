@@ -111,19 +111,8 @@ impl Needs {
         match f {
             Field::MetaPkttype => Needs::PKTTYPE,
             Field::IpDscp | Field::Ip6Dscp => Needs::DSCP,
-            Field::CtDirection
-            | Field::CtOrigIpSaddr
-            | Field::CtOrigIpDaddr
-            | Field::CtReplyIpSaddr
-            | Field::CtReplyIpDaddr
-            | Field::CtOrigIp6Saddr
-            | Field::CtOrigIp6Daddr
-            | Field::CtReplyIp6Saddr
-            | Field::CtReplyIp6Daddr
-            | Field::CtOrigProtoSrc
-            | Field::CtOrigProtoDst
-            | Field::CtReplyProtoSrc
-            | Field::CtReplyProtoDst => Needs::CT,
+            Field::CtDirection => Needs::CT,
+            f if f.is_ct_tuple() => Needs::CT,
             Field::CtExpiration => Needs::CT_EXPIRATION,
             Field::FibDaddrType | Field::FibSaddrIifOif => Needs::FIB,
             _ => 0,
