@@ -139,6 +139,7 @@ mod fast_tests;
 mod first_tests;
 #[cfg(test)]
 mod frag_tests;
+#[cfg(test)]
 mod mss_tests;
 #[cfg(test)]
 mod pipe_tests;
