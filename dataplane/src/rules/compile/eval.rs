@@ -83,7 +83,7 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
         Field::Oif | Field::Oifname => ctx.oif.map(u128::from),
         Field::CtState => Some(u128::from(ctx.ct_state)),
         Field::CtStatus => Some(u128::from(ctx.ct_status)),
-        _ => super::facts::field_value(f, ctx),
+        _ => super::facts_eval::field_value(f, ctx),
     }
 }
 
@@ -419,7 +419,7 @@ impl CompiledRuleset {
                     res.ct_mark = Some(*m);
                 }
                 CStmt::MssSet(v) => {
-                    if !super::facts::mss_set(*v, ctx, res) {
+                    if !super::facts_eval::mss_set(*v, ctx, res) {
                         return Step::Next;
                     }
                 }

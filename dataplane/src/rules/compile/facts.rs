@@ -1,7 +1,7 @@
 //! Packet facts beyond the parsed summary that some statements read: the TCP MSS option
 //! and the route's MSS for MSS clamping; the packet type, DSCP, conntrack direction,
 //! tuples and time left, and the `fib` lookups for matches. The worker fills only the
-//! facts the loaded ruleset reads ([`CompiledRuleset::needs`]); the rest keep their
+//! facts the loaded ruleset reads (`CompiledRuleset::needs`, `facts_eval.rs`); the rest keep their
 //! defaults.
 //!
 //! None of these facts is part of the first-packet key: a ruleset matching on one is
@@ -12,9 +12,7 @@
 //! DSCP, the packet type or the time left, or mangling, is not cacheable (`lower.rs`,
 //! `flow_field`).
 
-use super::ir::CStmt;
-use super::ruleset::CompiledRuleset;
-use crate::rules::ast::{Field, MssValue, addr_to_u128};
+use crate::rules::ast::Field;
 use crate::wire::tcpopt::Mss;
 use crate::wire::{Addr, Family};
 
@@ -90,19 +88,13 @@ impl Needs {
         self.0 != 0
     }
 
-    pub(super) fn of_stmt(&mut self, s: &CStmt) {
-        if let CStmt::Match(m) = s {
-            self.0 |= Needs::of_field(m.field);
-        }
-        for &f in s.key_fields() {
-            self.0 |= Needs::of_field(f);
-        }
-        if let CStmt::MssSet(v) = s {
-            self.0 |= Needs::MSS;
-            if *v == MssValue::RtMtu {
-                self.0 |= Needs::RT_MSS;
-            }
-        }
+    /// Adds the facts a field reads.
+    pub(super) fn add_field(&mut self, f: Field) {
+        self.0 |= Needs::of_field(f);
+    }
+
+    pub(super) fn add(&mut self, bits: u32) {
+        self.0 |= bits;
     }
 }
 
@@ -117,50 +109,6 @@ impl Needs {
             Field::FibDaddrType | Field::FibSaddrIifOif => Needs::FIB,
             _ => 0,
         }
-    }
-}
-
-/// The value of a fact field for the evaluator (`None`: the match fails, as the kernel's
-/// expression breaks the rule: no connection, or an address of the other family).
-pub(super) fn field_value(f: Field, ctx: &super::PacketCtx<'_>) -> Option<u128> {
-    let x = &ctx.facts;
-    let v4 = ctx.ip.family == Family::V4;
-    let tuple = |reply: bool| x.ct_tuples.map(|t| t[usize::from(reply)]);
-    let addr = |reply: bool, dst: bool, want_v4: bool| {
-        let t = tuple(reply)?;
-        (v4 == want_v4).then(|| addr_to_u128(if dst { t.dst } else { t.src }))
-    };
-    let port = |reply: bool, dst: bool| {
-        tuple(reply).map(|t| u128::from(if dst { t.dport } else { t.sport }))
-    };
-    match f {
-        Field::MetaPkttype => Some(u128::from(x.pkttype)),
-        Field::IpDscp if v4 => Some(u128::from(x.dscp)),
-        Field::Ip6Dscp if !v4 => Some(u128::from(x.dscp)),
-        Field::CtDirection => x.ct_dir.map(u128::from),
-        Field::CtExpiration => x.ct_expiration.map(u128::from),
-        Field::CtOrigIpSaddr => addr(false, false, true),
-        Field::CtOrigIpDaddr => addr(false, true, true),
-        Field::CtReplyIpSaddr => addr(true, false, true),
-        Field::CtReplyIpDaddr => addr(true, true, true),
-        Field::CtOrigIp6Saddr => addr(false, false, false),
-        Field::CtOrigIp6Daddr => addr(false, true, false),
-        Field::CtReplyIp6Saddr => addr(true, false, false),
-        Field::CtReplyIp6Daddr => addr(true, true, false),
-        Field::CtOrigProtoSrc => port(false, false),
-        Field::CtOrigProtoDst => port(false, true),
-        Field::CtReplyProtoSrc => port(true, false),
-        Field::CtReplyProtoDst => port(true, true),
-        Field::FibDaddrType => Some(u128::from(x.fib_daddr_type)),
-        Field::FibSaddrIifOif => Some(u128::from(x.fib_rpf)),
-        _ => None,
-    }
-}
-
-impl CompiledRuleset {
-    /// The facts beyond the summary that this ruleset's statements read.
-    pub fn needs(&self) -> Needs {
-        self.needs
     }
 }
 
@@ -179,31 +127,5 @@ pub fn rt_mss(family: Family, mtu: u16) -> u16 {
         TCP_MSS_DEFAULT
     } else {
         mtu - min
-    }
-}
-
-/// Runs `tcp option maxseg size set v`: `false` ends the rule (not TCP, or a malformed
-/// MSS option: the kernel's `NFT_BREAK`). The option is only ever lowered; the value to
-/// write goes to `res.mss` and later statements see it.
-pub(super) fn mss_set(
-    v: MssValue,
-    ctx: &mut super::PacketCtx<'_>,
-    res: &mut super::EvalResult,
-) -> bool {
-    res.stateful = true;
-    match ctx.facts.mss {
-        Mss::NotTcp | Mss::Malformed => false,
-        Mss::Absent => true,
-        Mss::Found { off, value } => {
-            let new = match v {
-                MssValue::Num(n) => n,
-                MssValue::RtMtu => ctx.facts.rt_mss,
-            };
-            if new < value {
-                ctx.facts.mss = Mss::Found { off, value: new };
-                res.mss = Some(new);
-            }
-            true
-        }
     }
 }

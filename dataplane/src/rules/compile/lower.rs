@@ -155,7 +155,7 @@ pub fn compile_with(
     rules
         .iter()
         .flat_map(|r| r.stmts.iter())
-        .for_each(|s| needs.of_stmt(s));
+        .for_each(|s| super::facts_eval::add_needs(&mut needs, s));
     Ok(CompiledRuleset {
         source: rs.clone(),
         first,

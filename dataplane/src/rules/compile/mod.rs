@@ -21,6 +21,7 @@ mod dynstmt;
 mod dynstore;
 mod eval;
 mod facts;
+mod facts_eval;
 mod ir;
 mod keytable;
 mod lower;
