@@ -625,6 +625,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
             .ok_or(format!("neighbors[{i}].port: no such port"))?;
         slow.add_static(port, Addr::from(addr), mac);
     }
+    // HA takeover announcements (control `ha_takeover`, sent from the slow path).
+    let announcer = Arc::new(dataplane::ha::announce::Announcer::default());
+    slow.set_announcer(announcer.clone());
     let first = slow.snapshot_if_changed().unwrap_or_default();
     let share = Arc::new(NeighShare::new(Arc::new(first)));
     // The same rounding as the share the control thread sends (`worker_share`), so the
@@ -841,6 +844,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
                 backend,
                 ServerConfig {
                     max_entries,
+                    announcer: Some(announcer),
                     ..ServerConfig::default()
                 },
                 state,

@@ -185,6 +185,13 @@ pub enum Request {
     HaCommit,
     /// External cache size and the counters of `ha_apply` / `ha_commit`.
     HaStatus,
+    /// Takeover for an external controller (docs/ha.md): `ha_commit`, then a gratuitous
+    /// ARP / unsolicited neighbour advertisement for each service address on the port
+    /// that owns it (empty: every address of every port). Idempotent.
+    HaTakeover {
+        #[serde(default)]
+        addresses: Vec<IpAddr>,
+    },
     /// Turn this connection into a stream of conntrack events (`conntrack -E`).
     Subscribe {
         #[serde(default)]
@@ -264,6 +271,22 @@ pub enum Response {
     /// What `ha_apply` / `ha_commit` did.
     HaApplied(HaCounters),
     HaStatus(HaCounters),
+    /// What `ha_takeover` did.
+    HaTakeover(HaTakeover),
+}
+
+/// The answer to `ha_takeover`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaTakeover {
+    /// fwd's state-sync counters after the commit.
+    pub counters: HaCounters,
+    /// Gratuitous ARP frames sent (IPv4 service addresses).
+    pub garp_sent: u64,
+    /// Unsolicited neighbour advertisements sent (IPv6 service addresses).
+    pub na_sent: u64,
+    /// Requested addresses that are none of fwd's own: nothing was announced for them.
+    pub not_local: Vec<IpAddr>,
 }
 
 /// nftables JSON as `nft -j` reads and writes it: `{"nftables": [...]}` (libnftables-json(5));

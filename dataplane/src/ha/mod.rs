@@ -8,6 +8,7 @@
 //! I/O, and fwd applies what it receives through the control socket (`ha_apply`,
 //! `ha_commit`), into its workers' tables with [`crate::conntrack::Table::apply_synced`].
 
+pub mod announce;
 pub mod ftfw;
 pub mod wire;
 

@@ -322,6 +322,13 @@ impl RouteTable {
         self.local.get(&addr).copied()
     }
 
+    /// Every one of the appliance's own addresses with its port, sorted by address.
+    pub fn local_addresses(&self) -> Vec<(Addr, PortIndex)> {
+        let mut v: Vec<(Addr, PortIndex)> = self.local.iter().map(|(a, p)| (*a, *p)).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// The first address of `family` configured on `port` (the source of packets the
     /// appliance originates there, and the `masquerade` address).
     pub fn port_address(&self, port: PortIndex, family: Family) -> Option<Addr> {

@@ -130,6 +130,8 @@ pub mod slowpath;
 pub use pipeline::{Counters, Pipeline, PipelineConfig, PortInfo};
 pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
+mod announce_tests;
+#[cfg(test)]
 mod dynset_tests;
 #[cfg(test)]
 mod facts_tests;

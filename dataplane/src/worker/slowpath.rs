@@ -17,6 +17,7 @@ use std::sync::Arc;
 use super::pipe_build::{self as build, ArpOut, L2Out};
 use super::pipeline::PortInfo;
 use crate::DropReason;
+use crate::ha::announce::{Announced, Announcer};
 use crate::route::neigh::Action as NeighAction;
 use crate::route::{Mac, NeighConfig, NeighborCache, NeighborSnapshot, NextHop, RouteTable};
 use crate::wire::{self, Addr, Family, L4Info, Parsed};
@@ -46,6 +47,10 @@ pub struct SlowCounters {
     pub released: u64,
     /// ARP / ND frames not about our addresses (learned from where allowed, else ignored).
     pub ignored: u64,
+    /// Gratuitous ARP frames sent by takeovers (docs/ha.md).
+    pub garp_sent: u64,
+    /// Unsolicited neighbour advertisements sent by takeovers.
+    pub unsolicited_na_sent: u64,
 }
 
 impl Default for SlowCounters {
@@ -57,6 +62,8 @@ impl Default for SlowCounters {
             probes_sent: 0,
             released: 0,
             ignored: 0,
+            garp_sent: 0,
+            unsolicited_na_sent: 0,
         }
     }
 }
@@ -68,6 +75,8 @@ pub struct SlowPath<P> {
     routes: Arc<RouteTable>,
     cache: NeighborCache<P>,
     counters: SlowCounters,
+    /// Takeover announcements asked for by the control thread (docs/ha.md).
+    announcer: Option<Arc<Announcer>>,
 }
 
 const ND_NS: u8 = 135;
@@ -81,7 +90,13 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
             routes,
             cache: NeighborCache::new(config),
             counters: SlowCounters::default(),
+            announcer: None,
         }
+    }
+
+    /// Serves the takeover announcements `a` asks for, from [`SlowPath::tick`].
+    pub fn set_announcer(&mut self, a: Arc<Announcer>) {
+        self.announcer = Some(a);
     }
 
     /// A static neighbour entry (never probed, never expires).
@@ -370,6 +385,13 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
 
     /// Timers: probe retries, failed resolutions (their queued packets become drops).
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<SlowOut<P>>) {
+        if let Some(a) = &self.announcer
+            && let Some((generation, addrs)) = a.pending()
+        {
+            let a = a.clone();
+            let result = self.announce(&addrs, out);
+            a.finish(generation, result);
+        }
         let (probes, dropped) = self.cache.tick(now_ms);
         for a in probes {
             self.neigh_action(a, 0, out);
@@ -377,6 +399,67 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         for p in dropped {
             self.drop(p, DropReason::NeighborUnresolved, out);
         }
+    }
+}
+
+impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
+    /// Takeover (docs/ha.md): for each of `addrs` that is one of our own addresses (all
+    /// of them when `addrs` is empty), on the port that owns it, a gratuitous ARP as
+    /// `arping -U` and keepalived send it (a broadcast request, sender = target = the
+    /// address, target MAC zero) or an unsolicited neighbour advertisement (RFC 4861
+    /// §7.2.6: to all-nodes, Override set, Solicited clear, our target link-layer
+    /// address), so that hosts and switches move the address to this box's ports.
+    pub fn announce(&mut self, addrs: &[Addr], out: &mut Vec<SlowOut<P>>) -> Announced {
+        let mut r = Announced::default();
+        let targets: Vec<(Addr, u16)> = if addrs.is_empty() {
+            self.routes.local_addresses()
+        } else {
+            addrs
+                .iter()
+                .filter_map(|a| match self.routes.local_port(*a) {
+                    Some(p) => Some((*a, p)),
+                    None => {
+                        r.not_local.push(*a);
+                        None
+                    }
+                })
+                .collect()
+        };
+        for (addr, port) in targets {
+            let mac = self.port_mac(port);
+            let mut v = vec![0u8; 128];
+            let len = match addr.to_v4() {
+                Some(ip) => {
+                    let garp = ArpOut {
+                        operation: 1,
+                        sender_mac: mac,
+                        sender_ip: ip,
+                        target_mac: [0; 6],
+                        target_ip: ip,
+                    };
+                    build::arp(&mut v, build::BROADCAST, &garp)
+                }
+                None => {
+                    let l2 = L2Out {
+                        dst: [0x33, 0x33, 0, 0, 0, 1],
+                        src: mac,
+                    };
+                    let flags = build::NA_ROUTER | build::NA_OVERRIDE;
+                    build::neighbor_message(&mut v, l2, addr, ALL_NODES, ND_NA, flags, addr)
+                }
+            };
+            let Some(len) = len else { continue };
+            v.truncate(len);
+            if addr.to_v4().is_some() {
+                self.counters.garp_sent += 1;
+                r.garp += 1;
+            } else {
+                self.counters.unsolicited_na_sent += 1;
+                r.na += 1;
+            }
+            out.push(SlowOut::Send { port, frame: v });
+        }
+        r
     }
 }
 

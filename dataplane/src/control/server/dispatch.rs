@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub version: String,
     /// The largest `nf_conntrack_max` the tables hold (`conntrack.max` of the config).
     pub max_entries: u64,
+    /// The slow path's takeover announcements (`ha_takeover`); `None` where no slow
+    /// path runs (the takeover is then refused).
+    pub announcer: Option<std::sync::Arc<crate::ha::announce::Announcer>>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             worker_timeout: Duration::from_secs(2),
             version: env!("CARGO_PKG_VERSION").to_string(),
             max_entries: crate::conntrack::tunables::MAX_ENTRIES,
+            announcer: None,
         }
     }
 }
@@ -223,6 +227,7 @@ impl<B: Backend> Server<B> {
             Request::HaApply { changes, target } => self.ha_apply(&changes, target),
             Request::HaCommit => self.ha_commit(),
             Request::HaStatus => Ok(Response::HaStatus(self.ha_counters())),
+            Request::HaTakeover { addresses } => self.ha_takeover(&addresses),
             Request::Subscribe { .. } => Err(ControlError::new(
                 ErrorCode::BadRequest,
                 "subscribe needs a connection",

@@ -12,12 +12,19 @@ use super::dispatch::internal;
 use super::{Backend, Server};
 use crate::conntrack::{FlowKey, Synced};
 use crate::control::proto::{
-    ControlError, ErrorCode, EventType, HaChange, HaCounters, HaTarget, Response,
+    ControlError, ErrorCode, EventType, HaChange, HaCounters, HaTakeover, HaTarget, Response,
 };
 use crate::ha::wire::Record;
 use crate::nat::{Owner, SYMMETRIC_RSS_KEY, Tuple};
 
+use crate::wire::Addr;
 use crate::worker::{WorkerCommand, WorkerReply};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How long a takeover waits for the slow path's announcements (it serves them on its
+/// next millisecond tick).
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
 
 /// Records per worker command (bounded work between bursts).
 pub const SYNC_SLICE: usize = 1024;
@@ -88,6 +95,37 @@ impl<B: Backend> Server<B> {
         c.commits += 1;
         c.committed += c.applied - before.applied;
         Ok(Response::HaApplied(self.ha_counters()))
+    }
+
+    /// `ha_takeover`: the commit, then the announcements, sent by the slow path (asked
+    /// only after the commit succeeded, so the box forwards the synced connections before
+    /// traffic is moved to it).
+    pub(super) fn ha_takeover(&mut self, addresses: &[IpAddr]) -> Result<Response, ControlError> {
+        let Some(a) = self.cfg.announcer.clone() else {
+            return Err(internal(
+                "no slow path to announce the service addresses from",
+            ));
+        };
+        let Response::HaApplied(counters) = self.ha_commit()? else {
+            return Err(internal("ha_commit gave no counters"));
+        };
+        let generation = a.request(addresses.iter().map(|&ip| Addr::from(ip)).collect());
+        let r = a.wait(generation, ANNOUNCE_WAIT).ok_or_else(|| {
+            ControlError::new(
+                ErrorCode::WorkerTimeout,
+                format!(
+                    "the slow path did not send the announcements within {} ms (the commit \
+                     is done; ask again)",
+                    ANNOUNCE_WAIT.as_millis()
+                ),
+            )
+        })?;
+        Ok(Response::HaTakeover(HaTakeover {
+            counters,
+            garp_sent: r.garp,
+            na_sent: r.na,
+            not_local: r.not_local.into_iter().map(Addr::to_ip).collect(),
+        }))
     }
 
     /// `ha_status`.

@@ -176,6 +176,7 @@ fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
         worker_timeout: Duration::from_millis(50),
         version: "test".into(),
         max_entries: 5000,
+        announcer: None,
     };
     let tun = BTreeMap::from([("nf_conntrack_max".to_string(), 1000)]);
     (
@@ -1211,4 +1212,109 @@ fn set_elements_list_add_delete_as_one_generation_each() {
         "{persisted}"
     );
     let _ = std::fs::remove_dir_all(dir);
+fn ha_takeover_commits_then_has_the_slow_path_announce() {
+    use crate::control::proto::{HaTakeover, HaTarget};
+    use crate::route::{NeighConfig, RouteTableBuilder};
+    use crate::worker::{PortInfo, SlowOut, SlowPath};
+    let (mut s, _) = server(&[0, 0], "ha_takeover");
+    // Without a slow path the takeover is refused before anything is committed.
+    s.request(Request::HaApply {
+        changes: changes(EventType::New, 5),
+        target: HaTarget::Cache,
+    })
+    .unwrap();
+    let e = s
+        .request(Request::HaTakeover { addresses: vec![] })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert_eq!(ha_request(&mut s, Request::HaStatus).cache_entries, 5);
+
+    let announcer = Arc::new(crate::ha::announce::Announcer::default());
+    s.cfg.announcer = Some(announcer.clone());
+    let mut b = RouteTableBuilder::new();
+    let own: IpAddr = "198.18.0.1".parse().unwrap();
+    let own6: IpAddr = "2001:db8::1".parse().unwrap();
+    b.port_address(1, own.into(), 24).unwrap();
+    b.port_address(0, own6.into(), 64).unwrap();
+    let port = PortInfo {
+        mac: [2, 0, 0, 0, 0, 7],
+        mtu: 1500,
+        hw_rss: false,
+    };
+    let mut slow = SlowPath::<Vec<u8>>::new(
+        vec![port.clone(), port],
+        Arc::new(b.build()),
+        NeighConfig::default(),
+    );
+    slow.set_announcer(announcer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let slow_thread = std::thread::spawn(move || {
+        let mut frames = Vec::new();
+        let mut out = Vec::new();
+        for now in 0..20_000u64 {
+            if stop2.load(Ordering::Relaxed) {
+                break;
+            }
+            slow.tick(now, &mut out);
+            frames.extend(out.drain(..).filter_map(|o| match o {
+                SlowOut::Send { port, frame } => Some((port, frame)),
+                _ => None,
+            }));
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        frames
+    });
+    let foreign: IpAddr = "198.18.0.2".parse().unwrap();
+    let takeover = |s: &mut Server<Fake>, addresses| match s
+        .request(Request::HaTakeover { addresses })
+        .unwrap()
+    {
+        Response::HaTakeover(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let t = takeover(&mut s, vec![own, own6, foreign]);
+    assert_eq!(
+        t,
+        HaTakeover {
+            counters: crate::control::proto::HaCounters {
+                cache_entries: 0,
+                applied: 10,
+                failed: 0,
+                committed: 5,
+                commits: 1,
+            },
+            garp_sent: 1,
+            na_sent: 1,
+            not_local: vec![foreign],
+        }
+    );
+    let synced: usize = s
+        .backend
+        .workers
+        .iter()
+        .flat_map(|w| &w.synced)
+        .map(|(r, _)| r.len())
+        .sum();
+    assert_eq!(synced, 5, "the cache reached the workers");
+    // Idempotent: nothing left to commit, the addresses announced again.
+    let t = takeover(&mut s, vec![]);
+    assert_eq!((t.counters.committed, t.counters.commits), (5, 2));
+    assert_eq!((t.garp_sent, t.na_sent), (1, 1));
+    stop.store(true, Ordering::Relaxed);
+    let frames = slow_thread.join().unwrap();
+    assert_eq!(frames.len(), 4);
+    for (port, f) in &frames {
+        if f[12..14] == [0x08, 0x06] {
+            assert_eq!(*port, 1);
+            assert_eq!(&f[20..22], &[0, 1], "ARP request");
+            assert_eq!(
+                (&f[28..32], &f[38..42]),
+                (&[198, 18, 0, 1][..], &[198, 18, 0, 1][..])
+            );
+        } else {
+            assert_eq!(*port, 0);
+            assert_eq!(f[54], 136, "neighbour advertisement");
+        }
+    }
 }
