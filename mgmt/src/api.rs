@@ -730,6 +730,38 @@ async fn ha_commit(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(c))
 }
 
+#[utoipa::path(post, path = "/api/v1/ha/takeover", tag = "ha",
+    request_body(content = crate::ha::TakeoverRequest, description = "Optional: the service addresses to announce (else the HA config's `service_addresses`, else every address of fwd's ports)"),
+    responses((status = 200, description = "Takeover: the external cache committed into the workers, then gratuitous ARP / unsolicited NA sent for the service addresses; idempotent", body = proto::HaTakeover),
+        (status = 400, body = ApiError), (status = 503, body = ApiError), (status = 504, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ha_takeover(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: crate::ha::TakeoverRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        crate::ha::TakeoverRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("takeover body: {e}")))?
+    };
+    let mut addresses = req
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse().map_err(|_| {
+                ApiError::bad_request(format!("addresses[{i}]: {a:?} is not an IP address"))
+            })
+        })
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
+    if addresses.is_empty()
+        && let Some(h) = &s.ha
+    {
+        addresses = h.with(|x| x.config().service_addresses.clone());
+    }
+    let t = expect!(call(&s, Request::HaTakeover { addresses }).await?,
+        proto::Response::HaTakeover(t) => t)?;
+    Ok(json(t))
+}
+
 #[utoipa::path(post, path = "/api/v1/ha/resync", tag = "ha",
     responses((status = 202, description = "A RESYNC request is on its way to the peer (it answers with its whole table)", body = schema::ResyncRequested),
         (status = 409, description = "fwmgmt runs without --ha (`ha_disabled`)", body = ApiError)),
@@ -905,7 +937,7 @@ impl utoipa::Modify for BearerAddon {
 #[openapi(
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset or a list of set elements up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ruleset_commands_check,
-        set_elements_get, set_elements_post, set_elements_delete, ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit,
+        set_elements_get, set_elements_post, set_elements_delete, ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_takeover,
         ha_resync, metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
         schema::FamilyParam, schema::RulesetFormat)),
@@ -960,6 +992,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workers", get(workers))
         .route("/api/v1/ha", get(ha_get))
         .route("/api/v1/ha/commit", post(ha_commit))
+        .route("/api/v1/ha/takeover", post(ha_takeover))
         .route("/api/v1/ha/resync", post(ha_resync))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {

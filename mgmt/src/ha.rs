@@ -61,6 +61,9 @@ pub struct HaConfig {
     pub ack_every: u32,
     /// ALIVE interval in milliseconds (the peer counts as down after three missed).
     pub alive_ms: u64,
+    /// The addresses a takeover announces (`POST /api/v1/ha/takeover` without a list);
+    /// empty: every address of fwd's data ports.
+    pub service_addresses: Vec<std::net::IpAddr>,
 }
 
 /// Bounds of the numeric fields (inclusive).
@@ -77,6 +80,8 @@ struct RawConfig {
     queue: Option<u64>,
     ack_every: Option<u64>,
     alive_ms: Option<u64>,
+    #[serde(default)]
+    service_addresses: Vec<String>,
 }
 
 /// A configuration error: the field it is about (or the JSON position) and why.
@@ -155,8 +160,31 @@ impl HaConfig {
             queue: usize::try_from(queue).unwrap_or(4096),
             ack_every: u32::try_from(ack_every).unwrap_or(16),
             alive_ms: ranged("alive_ms", raw.alive_ms, 500, ALIVE_MS_RANGE)?,
+            service_addresses: raw
+                .service_addresses
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.parse().map_err(|_| {
+                        config_error(
+                            &format!("service_addresses[{i}]"),
+                            format!("{a:?} is not an IP address"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// The body of `POST /api/v1/ha/takeover` (optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TakeoverRequest {
+    /// Service addresses to announce; empty: the HA config's `service_addresses`, else
+    /// every address of fwd's ports.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// Counters of the daemon (all since it started).

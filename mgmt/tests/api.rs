@@ -968,6 +968,67 @@ async fn ha_status_commit_and_resync_without_the_daemon() {
 }
 
 #[tokio::test]
+async fn ha_takeover_passes_the_addresses_given_else_the_configured_ones() {
+    let e = env().await;
+    let takeover = |app: Router, body: Option<&'static str>| async move {
+        let body = body.map(|b| ("application/json", b.as_bytes()));
+        send(&app, Method::POST, "/api/v1/ha/takeover", Some(TOKEN), body).await
+    };
+    // No daemon, no body: fwd announces all of its addresses (an empty list).
+    let r = takeover(e.app.clone(), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(
+        (
+            v["counters"]["committed"].clone(),
+            v["garp_sent"].clone(),
+            v["na_sent"].clone()
+        ),
+        (3.into(), 0.into(), 0.into()),
+        "{v}"
+    );
+    let r = takeover(
+        e.app.clone(),
+        Some(r#"{"addresses": ["198.51.100.1", "2001:db8::1", "192.0.2.99"]}"#),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(
+        (v["garp_sent"].clone(), v["na_sent"].clone()),
+        (1.into(), 1.into()),
+        "{v}"
+    );
+    assert_eq!(v["not_local"], serde_json::json!(["192.0.2.99"]), "{v}");
+    takeover(e.app.clone(), Some(r#"{"addresses": ["198.51.100.300"]}"#))
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    takeover(e.app.clone(), Some(r#"{"adresses": []}"#))
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
+    send(&e.app, Method::POST, "/api/v1/ha/takeover", None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // With the daemon: its service_addresses when the body names none.
+    let cfg = mgmt::ha::HaConfig::parse(
+        r#"{"role": "backup", "peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400",
+            "service_addresses": ["198.51.100.1", "198.51.100.2"]}"#,
+    )
+    .unwrap();
+    let mut state = AppState::new(
+        Arc::new(ControlClient::new(&e.fake.path, Duration::from_secs(5))),
+        Duration::from_secs(1),
+        policy(|_| {}),
+    );
+    state.ha = Some(mgmt::ha::HaHandle::new(cfg));
+    let v = takeover(router(state), None).await.json();
+    assert_eq!(
+        (v["garp_sent"].clone(), v["na_sent"].clone()),
+        (2.into(), 0.into()),
+        "{v}"
+    );
+}
+
+#[tokio::test]
 async fn openapi_document_covers_every_route() {
     let e = env().await;
     let v = get(&e.app, "/api/v1/openapi.json").await.json();
@@ -996,6 +1057,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/workers", "get"),
         ("/api/v1/ha", "get"),
         ("/api/v1/ha/commit", "post"),
+        ("/api/v1/ha/takeover", "post"),
         ("/api/v1/ha/resync", "post"),
     ] {
         assert!(

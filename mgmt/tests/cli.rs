@@ -535,4 +535,41 @@ async fn set_elements_in_nfts_words() {
         "{out}{err}"
     );
     assert!(e.fake.state().ruleset.contains("elements = { 198.18.0.7 }"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_takeover_sends_the_addresses_and_warns_about_foreign_ones() {
+    let e = env().await;
+    let (ok, out, err) = e
+        .run(
+            &[
+                "ha",
+                "takeover",
+                "198.51.100.1",
+                "2001:db8::1",
+                "192.0.2.99",
+            ],
+            true,
+        )
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "takeover: committed 3 entries in all, cache_entries=0 commits=1; announced: garp=1 na=1"
+    );
+    assert!(
+        err.contains("192.0.2.99 is not one of fwd's addresses"),
+        "{err}"
+    );
+    let last = e.fake.state().log.last().cloned().unwrap();
+    assert!(
+        matches!(&last, dataplane::control::proto::Request::HaTakeover { addresses } if addresses.len() == 3),
+        "{last:?}"
+    );
+    let (ok, out, err) = e.run(&["--json", "ha", "takeover"], true).await;
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["garp_sent"], 0, "{v}");
+    let (ok, _, err) = e.run(&["ha", "takeover"], false).await;
+    assert!(!ok && err.contains("unauthorized"), "{err}");
+    let (ok, _, err) = e.run(&["ha", "takeover", "not-an-ip"], true).await;
+    assert!(!ok && err.contains("addresses[0]"), "{err}");
 }

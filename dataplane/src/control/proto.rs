@@ -286,6 +286,7 @@ pub struct HaTakeover {
     /// Unsolicited neighbour advertisements sent (IPv6 service addresses).
     pub na_sent: u64,
     /// Requested addresses that are none of fwd's own: nothing was announced for them.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub not_local: Vec<IpAddr>,
 }
 

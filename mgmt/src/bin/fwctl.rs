@@ -88,6 +88,13 @@ enum HaCmd {
     Status,
     /// Takeover: move the external cache into the workers.
     Commit,
+    /// Takeover for an external controller (keepalived's notify script): commit, then
+    /// gratuitous ARP / unsolicited NA for the service addresses (the ones given, else
+    /// the HA config's `service_addresses`, else every address of fwd's ports).
+    Takeover {
+        /// Service addresses to announce.
+        addresses: Vec<String>,
+    },
     /// Ask the peer for its whole table.
     Resync,
 }
@@ -1014,6 +1021,15 @@ fn ha(c: &Client, json: bool, cmd: &HaCmd) -> Result<(), Failure> {
         HaCmd::Status => c.json("GET", "/api/v1/ha", &[])?,
         HaCmd::Commit => c.json("POST", "/api/v1/ha/commit", &[])?,
         HaCmd::Resync => c.json("POST", "/api/v1/ha/resync", &[])?,
+        HaCmd::Takeover { addresses } => {
+            let body = serde_json::json!({ "addresses": addresses }).to_string();
+            c.send(
+                "POST",
+                "/api/v1/ha/takeover",
+                "application/json",
+                body.as_bytes(),
+            )?
+        }
     };
     if json {
         print_json(&v);
@@ -1084,6 +1100,21 @@ fn ha(c: &Client, json: bool, cmd: &HaCmd) -> Result<(), Failure> {
             );
         }
         HaCmd::Resync => println!("resync requested from the peer"),
+        HaCmd::Takeover { .. } => {
+            let t: dataplane::control::proto::HaTakeover = parse(v)?;
+            println!(
+                "takeover: committed {} entries in all, cache_entries={} commits={}; \
+                 announced: garp={} na={}",
+                t.counters.committed,
+                t.counters.cache_entries,
+                t.counters.commits,
+                t.garp_sent,
+                t.na_sent
+            );
+            for a in &t.not_local {
+                eprintln!("fwctl: {a} is not one of fwd's addresses: not announced");
+            }
+        }
     }
     Ok(())
 }

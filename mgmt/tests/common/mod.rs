@@ -548,6 +548,22 @@ impl FakeState {
                 commits: 1,
                 ..HaCounters::default()
             }),
+            // Echoes the request: one GARP per IPv4 address, one NA per IPv6 one, and
+            // 192.0.2.99 is "not fwd's".
+            Request::HaTakeover { addresses } => {
+                let foreign: IpAddr = [192, 0, 2, 99].into();
+                let ours = addresses.iter().filter(|a| **a != foreign);
+                Response::HaTakeover(HaTakeover {
+                    counters: HaCounters {
+                        committed: 3,
+                        commits: 1,
+                        ..HaCounters::default()
+                    },
+                    garp_sent: ours.clone().filter(|a| a.is_ipv4()).count() as u64,
+                    na_sent: ours.filter(|a| a.is_ipv6()).count() as u64,
+                    not_local: addresses.into_iter().filter(|a| *a == foreign).collect(),
+                })
+            }
         })
     }
 }
