@@ -562,11 +562,19 @@ fn backup_cache_commit_and_resync_match_the_primary_entry_by_entry() {
     lab.wait(60, "the restarted backup's cache is resynced", || {
         lab.cache_entries() == n
     });
-    let c = lab
+    // This time the takeover an external controller runs: the commit, then fwd's slow
+    // path announces both service addresses (one gratuitous ARP each, sent on `net_null`
+    // ports here: the count shows a running fwd's slow path served the request).
+    let t = lab
         .backup
-        .fwctl(&["ha", "commit"])
-        .expect("fwctl ha commit");
-    assert_eq!(c["committed"].as_u64(), Some(n), "{c}");
+        .fwctl(&["ha", "takeover"])
+        .expect("fwctl ha takeover");
+    assert_eq!(t["counters"]["committed"].as_u64(), Some(n), "{t}");
+    assert_eq!(
+        (t["garp_sent"].as_u64(), t["na_sent"].as_u64()),
+        (Some(2), Some(0)),
+        "{t}"
+    );
     assert_eq!(
         lab.backup.table(),
         lab.primary.table(),
