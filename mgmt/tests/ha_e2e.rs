@@ -11,8 +11,9 @@
 //!   primary; the backup's external cache fills; `fwctl ha commit` moves it into the
 //!   backup's workers; both tables are compared entry by entry (tuples, NAT binding, TCP
 //!   state, status, mark). Then the backup (fwd and daemon) is killed and started again:
-//!   its daemon asks the primary for a resync, and after a commit the tables are equal
-//!   again.
+//!   its daemon asks the primary for a resync, and after `fwctl ha takeover` (commit,
+//!   then one gratuitous ARP per service address from fwd's slow path, counted) the
+//!   tables are equal again.
 //!
 //! Every wait is bounded; processes are killed by PID and namespaces deleted by name by a
 //! drop guard. The lab holds the same lock as `e2e_fwd.rs` (busy-polling `fwd`s on a

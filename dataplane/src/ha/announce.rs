@@ -7,6 +7,12 @@
 //! sits behind a mutex that the slow path takes only when the generation moved (never
 //! on a worker, never per packet).
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "control thread and slow path (main lcore), never a worker: the mutex is taken \
+              only while a takeover is pending, the wait's clock runs on the control thread"
+)]
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -1242,7 +1242,7 @@ fn ha_takeover_commits_then_has_the_slow_path_announce() {
         hw_rss: false,
     };
     let mut slow = SlowPath::<Vec<u8>>::new(
-        vec![port.clone(), port],
+        vec![port, port],
         Arc::new(b.build()),
         NeighConfig::default(),
     );
