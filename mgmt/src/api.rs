@@ -731,7 +731,7 @@ async fn ha_commit(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/ha/takeover", tag = "ha",
-    request_body(content = crate::ha::TakeoverRequest, description = "Optional: the service addresses to announce (else the HA config's `service_addresses`, else every address of fwd's ports)"),
+    request_body(content = Option<crate::ha::TakeoverRequest>, description = "Optional: the service addresses to announce (else the HA config's `service_addresses`, else every address of fwd's ports)"),
     responses((status = 200, description = "Takeover: the external cache committed into the workers, then gratuitous ARP / unsolicited NA sent for the service addresses; idempotent", body = proto::HaTakeover),
         (status = 400, body = ApiError), (status = 503, body = ApiError), (status = 504, body = ApiError)),
     security(("bearer" = [])))]
@@ -739,8 +739,10 @@ async fn ha_takeover(State(s): State<AppState>, body: Bytes) -> Result<Response,
     let req: crate::ha::TakeoverRequest = if body.iter().all(u8::is_ascii_whitespace) {
         crate::ha::TakeoverRequest::default()
     } else {
-        serde_json::from_slice(&body)
+        // `null` is the declared "no body" too.
+        serde_json::from_slice::<Option<crate::ha::TakeoverRequest>>(&body)
             .map_err(|e| ApiError::bad_request(format!("takeover body: {e}")))?
+            .unwrap_or_default()
     };
     let mut addresses = req
         .addresses

@@ -184,7 +184,31 @@ pub struct TakeoverRequest {
     /// Service addresses to announce; empty: the HA config's `service_addresses`, else
     /// every address of fwd's ports.
     #[serde(default)]
+    #[schema(schema_with = ip_list_schema)]
     pub addresses: Vec<String>,
+}
+
+/// An array of IPv4 or IPv6 addresses (string formats `ipv4` / `ipv6`).
+fn ip_list_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{
+        ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, SchemaType, Type,
+    };
+    let ip = |f| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    ArrayBuilder::new()
+        .description(Some(
+            "Service addresses to announce; empty: the HA config's `service_addresses`, else \
+             every address of fwd's ports.",
+        ))
+        .items(
+            OneOfBuilder::new()
+                .item(ip(KnownFormat::Ipv4))
+                .item(ip(KnownFormat::Ipv6)),
+        )
+        .build()
 }
 
 /// Counters of the daemon (all since it started).
