@@ -916,21 +916,27 @@ async fn sse_stream_delivers_filtered_events() {
         .error(StatusCode::BAD_REQUEST, "bad_filter");
 }
 
-#[tokio::test]
-async fn ha_daemon_status_and_metrics() {
-    let e = env().await;
-    let cfg = mgmt::ha::HaConfig::parse(
-        r#"{"role": "backup", "peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400"}"#,
-    )
-    .unwrap();
-    // The daemon's tasks are not started: its status is what the API and /metrics show.
+/// The API over the fake with an `--ha` daemon of config `ha_json` (its tasks not started).
+fn app_with_ha(e: &Env, ha_json: &str) -> Router {
     let mut state = AppState::new(
         Arc::new(ControlClient::new(&e.fake.path, Duration::from_secs(5))),
         Duration::from_secs(1),
         policy(|_| {}),
     );
-    state.ha = Some(mgmt::ha::HaHandle::new(cfg));
-    let app = router(state);
+    state.ha = Some(mgmt::ha::HaHandle::new(
+        mgmt::ha::HaConfig::parse(ha_json).unwrap(),
+    ));
+    router(state)
+}
+
+#[tokio::test]
+async fn ha_daemon_status_and_metrics() {
+    let e = env().await;
+    // The daemon's tasks are not started: its status is what the API and /metrics show.
+    let app = app_with_ha(
+        &e,
+        r#"{"role": "backup", "peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400"}"#,
+    );
     let v = get(&app, "/api/v1/ha").await.json();
     assert_eq!(v["enabled"], true, "{v}");
     assert_eq!(v["sync"]["role"], "backup", "{v}");
@@ -1009,18 +1015,12 @@ async fn ha_takeover_passes_the_addresses_given_else_the_configured_ones() {
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
     // With the daemon: its service_addresses when the body names none.
-    let cfg = mgmt::ha::HaConfig::parse(
+    let app = app_with_ha(
+        &e,
         r#"{"role": "backup", "peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400",
             "service_addresses": ["198.51.100.1", "198.51.100.2"]}"#,
-    )
-    .unwrap();
-    let mut state = AppState::new(
-        Arc::new(ControlClient::new(&e.fake.path, Duration::from_secs(5))),
-        Duration::from_secs(1),
-        policy(|_| {}),
     );
-    state.ha = Some(mgmt::ha::HaHandle::new(cfg));
-    let v = takeover(router(state), None).await.json();
+    let v = takeover(app, None).await.json();
     assert_eq!(
         (v["garp_sent"].clone(), v["na_sent"].clone()),
         (2.into(), 0.into()),
