@@ -50,7 +50,7 @@ const KNOWN_CONTROL_IMPORTS: &[(&str, &str, &str)] = &[
     (
         "dataplane/src/conntrack/listing.rs",
         "dataplane/src/control/proto.rs",
-        "lists and filters entries as the protocol's CtEntry / CtFilter / EventLine",
+        "lists entries as the protocol's CtEntry / EventLine (the filter is conntrack/filter.rs)",
     ),
     (
         "dataplane/src/conntrack/table.rs",

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use dataplane::conntrack::filter as ct;
 use dataplane::control::proto::{CtFilter, EventType, MAX_PAGE};
 
 use crate::error::ApiError;
@@ -10,32 +11,14 @@ use crate::error::ApiError;
 /// Default page size of `GET /api/v1/conntrack`.
 pub const DEFAULT_PAGE: u32 = 100;
 
-/// TCP states as `conntrack` prints them.
-pub const TCP_STATES: &[&str] = &[
-    "NONE",
-    "SYN_SENT",
-    "SYN_RECV",
-    "ESTABLISHED",
-    "FIN_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "TIME_WAIT",
-    "CLOSE",
-    "SYN_SENT2",
-];
+/// TCP states as `conntrack` prints them (fwd's filter takes exactly these).
+pub const TCP_STATES: &[&str] = &ct::TCP_STATES;
 
-/// Status flags accepted by `status=`.
-pub const STATUS_FLAGS: &[&str] = &[
-    "ASSURED",
-    "SEEN_REPLY",
-    "UNREPLIED",
-    "SRC_NAT",
-    "DST_NAT",
-    "CONFIRMED",
-];
+/// Status flags accepted by `status=` (fwd's filter's published ones).
+pub const STATUS_FLAGS: &[&str] = &ct::STATUS_NAMES;
 
-/// Protocol names fwd knows (`conntrack::listing::proto_number`); any number 0..=255 too.
-pub const PROTO_NAMES: &[&str] = &["tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "gre", "sctp"];
+/// Protocol names fwd's filter knows; any number 0..=255 too.
+pub const PROTO_NAMES: &[&str] = &ct::PROTO_NAMES;
 
 /// Everything the conntrack routes take from the query string.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

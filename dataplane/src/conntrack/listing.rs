@@ -1,213 +1,15 @@
-//! `conntrack -L / -C / -D` for the control socket: filters compiled once, bounded scans
-//! of the table, and the conversion to the control protocol's [`CtEntry`].
+//! `conntrack -L / -C / -D` for the control socket: bounded scans of the table with a
+//! compiled filter ([`super::filter`]), and the conversion to the control protocol's
+//! [`CtEntry`].
 
-use std::net::IpAddr;
-
+use super::filter::has_ports;
+pub use super::filter::{CtMatcher, proto_name, proto_number};
 use super::key::FlowKey;
 use super::table::sync::Synced;
-use super::table::{
-    ASSURED, CONFIRMED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table,
-};
+use super::table::{ASSURED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table};
 use super::tcp::TcpState;
-use crate::control::proto::{ControlError, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine};
-use crate::wire::{Addr, Family, proto};
-
-/// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Prefix {
-    addr: [u8; 16],
-    len: u8,
-}
-
-impl Prefix {
-    fn parse(s: &str) -> Option<Prefix> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = a.trim().parse().ok()?;
-        let (base, max) = if ip.is_ipv4() { (96, 32) } else { (0, 128) };
-        let len: u8 = match l {
-            Some(l) => l.trim().parse().ok().filter(|&n: &u8| n <= max)?,
-            None => max,
-        };
-        Some(Prefix {
-            addr: Addr::from(ip).0,
-            len: base + len,
-        })
-    }
-
-    fn contains(&self, a: &Addr) -> bool {
-        let full = usize::from(self.len / 8);
-        let rest = self.len % 8;
-        if self.addr[..full] != a.0[..full] {
-            return false;
-        }
-        if rest == 0 {
-            return true;
-        }
-        let m = 0xffu8 << (8 - rest);
-        self.addr[full] & m == a.0[full] & m
-    }
-}
-
-/// A compiled [`CtFilter`]: every set field must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CtMatcher {
-    src: Option<Prefix>,
-    dst: Option<Prefix>,
-    reply_src: Option<Prefix>,
-    reply_dst: Option<Prefix>,
-    sport: Option<u16>,
-    dport: Option<u16>,
-    proto: Option<u8>,
-    state: Option<TcpState>,
-    mark: Option<(u32, u32)>,
-    zone: Option<u16>,
-    family: Option<Family>,
-    /// (bits that must be set, bits that must be clear)
-    status: Option<(u8, u8)>,
-}
-
-fn bad(field: &str, msg: String) -> ControlError {
-    ControlError::new(ErrorCode::BadFilter, msg).field(field)
-}
-
-fn prefix(field: &str, v: &Option<String>) -> Result<Option<Prefix>, ControlError> {
-    v.as_deref()
-        .map(|s| {
-            Prefix::parse(s).ok_or_else(|| bad(field, format!("{s:?} is not an address or prefix")))
-        })
-        .transpose()
-}
-
-fn parse_u32(s: &str) -> Option<u32> {
-    let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
-/// Protocol number of a `conntrack -p` name or number.
-pub fn proto_number(s: &str) -> Option<u8> {
-    match s.to_ascii_lowercase().as_str() {
-        "tcp" => Some(proto::TCP),
-        "udp" => Some(proto::UDP),
-        "icmp" => Some(proto::ICMP),
-        "icmpv6" | "ipv6-icmp" => Some(proto::ICMPV6),
-        "gre" => Some(proto::GRE),
-        "sctp" => Some(proto::SCTP),
-        n => n.parse().ok(),
-    }
-}
-
-/// The name `conntrack -L` prints for a protocol number.
-pub fn proto_name(p: u8) -> String {
-    match p {
-        proto::TCP => "tcp".into(),
-        proto::UDP => "udp".into(),
-        proto::ICMP => "icmp".into(),
-        proto::ICMPV6 => "icmpv6".into(),
-        proto::GRE => "gre".into(),
-        proto::SCTP => "sctp".into(),
-        n => n.to_string(),
-    }
-}
-
-impl CtMatcher {
-    /// Compiles a filter; the error names the offending field.
-    pub fn new(f: &CtFilter) -> Result<CtMatcher, ControlError> {
-        let proto = f
-            .proto
-            .as_deref()
-            .map(|s| proto_number(s).ok_or_else(|| bad("proto", format!("unknown protocol {s:?}"))))
-            .transpose()?;
-        let state = f
-            .state
-            .as_deref()
-            .map(|s| {
-                TcpState::from_name(s)
-                    .ok_or_else(|| bad("state", format!("unknown TCP state {s:?}")))
-            })
-            .transpose()?;
-        let mark = f
-            .mark
-            .as_deref()
-            .map(|s| {
-                let (v, m) = match s.split_once('/') {
-                    Some((v, m)) => (parse_u32(v), parse_u32(m)),
-                    None => (parse_u32(s), Some(u32::MAX)),
-                };
-                v.zip(m)
-                    .ok_or_else(|| bad("mark", format!("{s:?} is not VALUE or VALUE/MASK")))
-            })
-            .transpose()?;
-        let family = f
-            .family
-            .as_deref()
-            .map(|s| match s.to_ascii_lowercase().as_str() {
-                "ipv4" | "inet" => Ok(Family::V4),
-                "ipv6" | "inet6" => Ok(Family::V6),
-                _ => Err(bad("family", format!("{s:?} is not ipv4 or ipv6"))),
-            })
-            .transpose()?;
-        let status = f
-            .status
-            .as_deref()
-            .map(|s| match s.to_ascii_uppercase().as_str() {
-                "ASSURED" => Ok((ASSURED, 0)),
-                "SEEN_REPLY" => Ok((SEEN_REPLY, 0)),
-                "UNREPLIED" => Ok((0, SEEN_REPLY)),
-                "SRC_NAT" => Ok((SRC_NAT, 0)),
-                "DST_NAT" => Ok((DST_NAT, 0)),
-                "CONFIRMED" => Ok((CONFIRMED, 0)),
-                "SYNCED" => Ok((SYNCED, 0)),
-                _ => Err(bad("status", format!("unknown status flag {s:?}"))),
-            })
-            .transpose()?;
-        Ok(CtMatcher {
-            src: prefix("src", &f.src)?,
-            dst: prefix("dst", &f.dst)?,
-            reply_src: prefix("reply_src", &f.reply_src)?,
-            reply_dst: prefix("reply_dst", &f.reply_dst)?,
-            sport: f.sport,
-            dport: f.dport,
-            proto,
-            state,
-            mark,
-            zone: f.zone,
-            family,
-            status,
-        })
-    }
-
-    /// Whether no field is set (matches everything).
-    pub fn is_empty(&self) -> bool {
-        *self == CtMatcher::default()
-    }
-
-    /// Whether an entry matches.
-    pub fn matches(&self, s: &Snapshot) -> bool {
-        let o = &s.orig;
-        let r = &s.reply;
-        let ports = matches!(o.proto, proto::TCP | proto::UDP | proto::SCTP);
-        self.src.is_none_or(|p| p.contains(&o.src))
-            && self.dst.is_none_or(|p| p.contains(&o.dst))
-            && self.reply_src.is_none_or(|p| p.contains(&r.src))
-            && self.reply_dst.is_none_or(|p| p.contains(&r.dst))
-            && self.sport.is_none_or(|p| ports && p == o.sport)
-            && self.dport.is_none_or(|p| ports && p == o.dport)
-            && self.proto.is_none_or(|p| p == o.proto)
-            && self.state.is_none_or(|st| s.tcp_state == Some(st))
-            && self.mark.is_none_or(|(v, m)| s.mark & m == v & m)
-            && self.zone.is_none_or(|z| z == o.zone)
-            && self.family.is_none_or(|f| f == o.family)
-            && self
-                .status
-                .is_none_or(|(set, clear)| s.status & set == set && s.status & clear == 0)
-    }
-}
+use crate::control::proto::{ControlError, CtEntry, CtTuple, ErrorCode, EventLine};
+use crate::wire::{Addr, Family};
 
 impl Synced {
     /// The synced form of a control-protocol entry (what [`Snapshot::to_ct_entry`] wrote):
@@ -274,7 +76,7 @@ impl Synced {
 
 fn tuple(k: &FlowKey, packets: u64, bytes: u64) -> CtTuple {
     let icmp = super::key::is_icmp(k.family, k.proto);
-    let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::SCTP);
+    let ports = has_ports(k.proto);
     CtTuple {
         src: k.src.to_ip(),
         dst: k.dst.to_ip(),
@@ -428,6 +230,8 @@ mod tests {
     use super::*;
     use crate::conntrack::testutil::*;
     use crate::conntrack::{Direction, Tunables};
+    use crate::control::filter::MatcherFromFilter;
+    use crate::control::proto::CtFilter;
 
     fn filled() -> Table {
         let mut t = Table::new(64, Tunables::default(), 5);

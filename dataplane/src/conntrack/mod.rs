@@ -7,12 +7,15 @@
 //! - [`tcp`]: the TCP state machine and window tracking of `nf_conntrack_proto_tcp.c`;
 //!   UDP, ICMP/ICMPv6 echo and the generic tracker live in `table.rs` (a few lines each).
 //! - [`tunables`]: the `nf_conntrack_*` sysctls with Linux defaults.
-//! - [`listing`]: `conntrack -L/-D/-C` filters and the conversion to the control protocol.
+//! - [`filter`]: the one connection filter (listing, deletion, counts, event streams).
+//! - [`listing`]: `conntrack -L/-D/-C` table scans and the conversion to the control
+//!   protocol.
 //!
 //! Time is a `now` argument in nanoseconds from any monotonic origin (the worker's TSC
 //! converted). The design note is `docs/conntrack.md`.
 
 pub mod alloc;
+pub mod filter;
 pub mod key;
 pub mod listing;
 pub mod table;
@@ -27,8 +30,8 @@ pub(crate) mod testutil;
 
 #[cfg(feature = "dpdk")]
 pub use alloc::use_dpdk_memory;
+pub use filter::CtMatcher;
 pub use key::{Direction, FlowKey, random_seed};
-pub use listing::CtMatcher;
 pub use table::insert::InsertHints;
 pub use table::sync::{SyncApplied, Synced};
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};

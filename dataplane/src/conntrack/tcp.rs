@@ -30,7 +30,7 @@ impl TcpState {
     /// Number of states (the size of per-state arrays).
     pub const COUNT: usize = 10;
 
-    const ALL: [TcpState; 10] = [
+    pub const ALL: [TcpState; 10] = [
         TcpState::None,
         TcpState::SynSent,
         TcpState::SynRecv,

@@ -1,8 +1,10 @@
 //! The control path between `fwd` and its clients.
 //!
+//! - [`filter`]: the protocol's connection filter on the engine's compiled one.
 //! - [`proto`]: the versioned request/response protocol (JSON Lines over a Unix socket),
 //!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
 pub mod elements;
+pub mod filter;
 pub mod proto;
 pub mod server;
 pub mod state;

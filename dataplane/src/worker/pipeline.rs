@@ -28,6 +28,7 @@ use crate::conntrack::{
     CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Table, Tunables,
     random_seed,
 };
+use crate::control::filter::MatcherFromFilter;
 use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -286,61 +285,9 @@ fn rule_counters(text: &str, generation: u64) -> Vec<RuleCounter> {
     out
 }
 
-fn in_prefix(addr: IpAddr, p: &str) -> bool {
-    let (a, len) = match p.split_once('/') {
-        Some((a, l)) => (a, l.parse::<u32>().unwrap()),
-        None => (p, 128),
-    };
-    let a: IpAddr = a.parse().unwrap();
-    match (addr, a) {
-        (IpAddr::V4(x), IpAddr::V4(y)) => {
-            let len = len.min(32);
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(x) & mask == u32::from(y) & mask
-        }
-        (IpAddr::V6(x), IpAddr::V6(y)) => {
-            let len = len.min(128);
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(x) & mask == u128::from(y) & mask
-        }
-        _ => false,
-    }
-}
-
+/// fwd's own connection filter (the one the server evaluates on entries it holds).
 pub fn matches(f: &CtFilter, e: &CtEntry) -> bool {
-    let mark_ok = f.mark.as_ref().is_none_or(|m| {
-        let num = |s: &str| match s.strip_prefix("0x") {
-            Some(h) => u32::from_str_radix(h, 16).unwrap(),
-            None => s.parse().unwrap(),
-        };
-        let (v, mask) = match m.split_once('/') {
-            Some((v, k)) => (num(v), num(k)),
-            None => (num(m), u32::MAX),
-        };
-        e.mark & mask == v & mask
-    });
-    f.src.as_ref().is_none_or(|p| in_prefix(e.orig.src, p))
-        && f.dst.as_ref().is_none_or(|p| in_prefix(e.orig.dst, p))
-        && f.reply_src
-            .as_ref()
-            .is_none_or(|p| in_prefix(e.reply.src, p))
-        && f.reply_dst
-            .as_ref()
-            .is_none_or(|p| in_prefix(e.reply.dst, p))
-        && f.sport.is_none_or(|p| e.orig.sport == Some(p))
-        && f.dport.is_none_or(|p| e.orig.dport == Some(p))
-        && f.proto
-            .as_ref()
-            .is_none_or(|p| *p == e.proto || *p == e.proto_num.to_string())
-        && f.state.as_ref().is_none_or(|s| e.state.as_ref() == Some(s))
-        && f.zone.is_none_or(|z| z == e.zone)
-        && f.family.as_ref().is_none_or(|x| *x == e.family)
-        && f.status.as_ref().is_none_or(|s| e.status.contains(s))
-        && mark_ok
+    dataplane::control::filter::CompiledFilter::new(f).is_ok_and(|m| m.matches(e))
 }
 
 /// fwd's own validator (names and ranges; the real one also checks `nf_conntrack_max`

@@ -13,8 +13,8 @@
 //!
 //! The files: `dispatch.rs` (the [`Backend`] trait, settings, limits, the [`Server`] and
 //! its request dispatch), `fanout.rs` (commands to every worker with a deadline, tunables,
-//! events), `conntrack.rs` (listing with cursors, deletion, sliced counts), `filter.rs`
-//! (the filter the server evaluates itself), `ruleset.rs` (the ruleset state and its
+//! events), `conntrack.rs` (listing with cursors, deletion, sliced counts; the filter it
+//! evaluates itself is `control/filter.rs`), `ruleset.rs` (the ruleset state and its
 //! loading) and `replace.rs` (replacement and SIGHUP reload), `socket.rs` (the socket
 //! loop, connections, binding). The state directory is `control/state.rs`.
 
@@ -22,7 +22,6 @@ mod conntrack;
 mod dispatch;
 mod elements;
 mod fanout;
-mod filter;
 mod ha;
 mod ha_state;
 mod replace;
@@ -30,12 +29,12 @@ mod ruleset;
 mod socket;
 
 pub use super::state::{RULESET_FILE, StateDir, TUNABLES_FILE};
+pub use crate::control::filter::CompiledFilter;
 pub use dispatch::{
     Backend, COUNT_SLICE, MAX_CONNECTIONS, MAX_SUBSCRIBERS, MAX_VIEW, Server, ServerConfig,
     TunableValidator,
 };
 pub use fanout::worker_share;
-pub use filter::CompiledFilter;
 pub use ruleset::{RulesetState, ruleset_error, summary};
 pub use socket::bind;
 
