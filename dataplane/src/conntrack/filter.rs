@@ -33,38 +33,29 @@ pub const STATUS_FLAGS: &[(&str, u8, u8)] = &[
     ("CONFIRMED", CONFIRMED, 0),
 ];
 
+/// A constant array of `len` names, the `i`th given by `name` (`const` has no closures).
+macro_rules! name_array {
+    ($len:expr, |$i:ident| $name:expr) => {{
+        let mut names = [""; $len];
+        let mut $i = 0;
+        while $i < $len {
+            names[$i] = $name;
+            $i += 1;
+        }
+        names
+    }};
+}
+
 /// The names of [`PROTOCOLS`].
-pub const PROTO_NAMES: [&str; PROTOCOLS.len()] = {
-    let mut names = [""; PROTOCOLS.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = PROTOCOLS[i].0;
-        i += 1;
-    }
-    names
-};
+pub const PROTO_NAMES: [&str; PROTOCOLS.len()] = name_array!(PROTOCOLS.len(), |i| PROTOCOLS[i].0);
 
 /// The names of [`STATUS_FLAGS`].
-pub const STATUS_NAMES: [&str; STATUS_FLAGS.len()] = {
-    let mut names = [""; STATUS_FLAGS.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = STATUS_FLAGS[i].0;
-        i += 1;
-    }
-    names
-};
+pub const STATUS_NAMES: [&str; STATUS_FLAGS.len()] =
+    name_array!(STATUS_FLAGS.len(), |i| STATUS_FLAGS[i].0);
 
 /// TCP state names as `conntrack` prints them.
-pub const TCP_STATES: [&str; TcpState::ALL.len()] = {
-    let mut names = [""; TcpState::ALL.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = TcpState::ALL[i].name();
-        i += 1;
-    }
-    names
-};
+pub const TCP_STATES: [&str; TcpState::ALL.len()] =
+    name_array!(TcpState::ALL.len(), |i| TcpState::ALL[i].name());
 
 /// The text fields of a filter, as the control protocol carries them; `None` = any.
 #[derive(Clone, Copy, Debug, Default)]
