@@ -535,6 +535,8 @@ async fn set_elements_in_nfts_words() {
         "{out}{err}"
     );
     assert!(e.fake.state().ruleset.contains("elements = { 198.18.0.7 }"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_takeover_sends_the_addresses_and_warns_about_foreign_ones() {
     let e = env().await;

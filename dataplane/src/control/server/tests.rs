@@ -1212,6 +1212,9 @@ fn set_elements_list_add_delete_as_one_generation_each() {
         "{persisted}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn ha_takeover_commits_then_has_the_slow_path_announce() {
     use crate::control::proto::{HaTakeover, HaTarget};
     use crate::route::{NeighConfig, RouteTableBuilder};
