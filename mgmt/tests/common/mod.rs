@@ -498,7 +498,7 @@ impl FakeState {
             // Echoes the request: one GARP per IPv4 address, one NA per IPv6 one, and
             // 192.0.2.99 is "not fwd's".
             Request::HaTakeover { addresses } => {
-                let foreign: IpAddr = [192, 0, 2, 99].into();
+                let foreign: std::net::IpAddr = [192, 0, 2, 99].into();
                 let ours = addresses.iter().filter(|a| **a != foreign);
                 Response::HaTakeover(HaTakeover {
                     counters: HaCounters {
