@@ -362,6 +362,10 @@ impl Backend for DpdkBackend {
         self.commands.len()
     }
 
+    fn now_ns(&self) -> u64 {
+        dataplane::worker::io::tsc_now_ns()
+    }
+
     fn send(&mut self, w: usize, cmd: Box<WorkerCommand>) -> Result<(), Box<WorkerCommand>> {
         self.commands[w].enqueue(cmd)
     }

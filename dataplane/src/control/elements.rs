@@ -14,10 +14,11 @@ use crate::control::proto::{
     ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
 };
 use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
+use crate::rules::compile::DynElement;
 use crate::rules::edit::{self, Element, ElementFault, ElementOp};
-use crate::rules::{self, print};
+use crate::rules::{self, dynlist, print};
 
-fn family_of(f: TableFamilyName) -> TableFamily {
+pub(crate) fn family_of(f: TableFamilyName) -> TableFamily {
     match f {
         TableFamilyName::Ip => TableFamily::Ip,
         TableFamilyName::Ip6 => TableFamily::Ip6,
@@ -139,6 +140,37 @@ fn element(key: String, data: Option<String>) -> SetElement {
         timeout: None,
         expires: None,
     }
+}
+
+/// A dynamic set's (or meter's) listing holds the data path's elements: `live`, read from
+/// its store at the workers' clock, replaces the declared ones (which the store holds
+/// too), each with the whole seconds until it expires rounded up (`expires`), and the
+/// text gains them as `nft list set` writes them (`elements = { 198.18.0.1 expires
+/// 9m58s784ms }`, in the store's order).
+pub(crate) fn live(v: &mut SetElementsView, ty: SetType, live: &[DynElement]) {
+    v.elements = live
+        .iter()
+        .map(|e| SetElement {
+            key: print::value(ty.kind(), &dynlist::key_value(ty, e.key)),
+            data: None,
+            timeout: None,
+            expires: e.expires_ns.map(|ns| ns.div_ceil(1_000_000_000)),
+        })
+        .collect();
+    let mut lines: Vec<String> = v
+        .text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("elements = "))
+        .map(str::to_string)
+        .collect();
+    let head = format!("\t{} {} {{", v.keyword, v.set);
+    let start = lines.iter().position(|l| *l == head);
+    let end = start.and_then(|s| lines[s..].iter().position(|l| l == "\t}").map(|e| s + e));
+    if let (Some(end), false) = (end, live.is_empty()) {
+        let els: Vec<String> = live.iter().map(|e| dynlist::element_text(ty, e)).collect();
+        lines.insert(end, format!("\t\telements = {{ {} }}", els.join(", ")));
+    }
+    v.text = lines.join("\n") + "\n";
 }
 
 fn kinds(ts: &[SetType]) -> Vec<Kind> {

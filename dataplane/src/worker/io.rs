@@ -145,6 +145,11 @@ pub struct WorkerIo {
     pub pool: Option<dpdk_bindings::Mempool>,
 }
 
+/// The workers' clock now (nanoseconds since the TSC started), for the control thread.
+pub fn tsc_now_ns() -> u64 {
+    tsc_to_ns(rdtsc(), dpdk_bindings::tsc_hz())
+}
+
 /// Nanoseconds since the TSC started, from a TSC reading.
 #[inline]
 fn tsc_to_ns(tsc: u64, hz: u64) -> u64 {

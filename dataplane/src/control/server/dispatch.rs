@@ -32,6 +32,9 @@ pub trait Backend {
     fn worker_stats(&self) -> Vec<WorkerStats>;
     /// DPDK version string.
     fn dpdk_version(&self) -> String;
+    /// The workers' clock in nanoseconds (the TSC's; the time base of dynamic sets'
+    /// expiry), for listing a dynamic set's live elements.
+    fn now_ns(&self) -> u64;
 }
 
 /// Validates one tunable (sysctl name, value).

@@ -18,8 +18,13 @@ impl<B: Backend> Server<B> {
     ) -> Result<Response, ControlError> {
         let r = self.rules.as_ref().ok_or_else(no_rules)?;
         let cur = r.current();
-        elements::view(cur.source(), cur.generation(), family, table, set)
-            .map(Response::SetElements)
+        let mut v = elements::view(cur.source(), cur.generation(), family, table, set)?;
+        let fam = elements::family_of(v.family);
+        if let Some((ty, live)) = cur.dynset_elements(fam, &v.table, &v.set, self.backend.now_ns())
+        {
+            elements::live(&mut v, ty, &live);
+        }
+        Ok(Response::SetElements(v))
     }
 
     /// `set_elements_change`: the changed ruleset is persisted and published (or with

@@ -67,6 +67,8 @@ struct FakeWorker {
 #[derive(Default)]
 struct Fake {
     workers: Vec<FakeWorker>,
+    /// The workers' clock `now_ns` reports.
+    now_ns: u64,
 }
 
 impl Backend for Fake {
@@ -152,6 +154,9 @@ impl Backend for Fake {
     }
     fn dpdk_version(&self) -> String {
         "DPDK test".into()
+    }
+    fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 }
 
@@ -1320,4 +1325,68 @@ fn ha_takeover_commits_then_has_the_slow_path_announce() {
             assert_eq!(f[54], 136, "neighbour advertisement");
         }
     }
+}
+
+#[test]
+fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
+    use crate::control::proto::TableFamilyName;
+    use crate::rules::ast::TableFamily;
+    let (mut s, dir) = with_rules("dynlist");
+    replace(
+        &mut s,
+        "table ip filter {\n  set bl {\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout 10m\n    elements = { 198.18.0.9 }\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr @bl drop\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = 100 * sec;
+    s.backend.now_ns = now;
+    let key = |o: [u8; 4]| u128::from_be_bytes(crate::wire::Addr::from_v4(o).0);
+    {
+        let cur = s.rules.as_ref().unwrap().current();
+        let store = cur
+            .dynset_store(TableFamily::Ip, "filter", "bl")
+            .expect("a dynamic set has a store");
+        // Added by the data path 2 s ago with the set's 10 m timeout.
+        assert!(
+            store
+                .insert(key([198, 18, 0, 7]), now - 2 * sec + 600 * sec, now)
+                .is_some()
+        );
+    }
+    let r = s
+        .set_elements(Some(TableFamilyName::Ip), "filter", "bl")
+        .unwrap();
+    let Response::SetElements(v) = r else {
+        panic!("{r:?}")
+    };
+    let mut got: Vec<(String, Option<u64>)> = v
+        .elements
+        .iter()
+        .map(|e| (e.key.clone(), e.expires))
+        .collect();
+    got.sort();
+    // The declared element never expires; the live one has 598 s left.
+    assert_eq!(
+        got,
+        [
+            ("198.18.0.7".to_string(), Some(598)),
+            ("198.18.0.9".to_string(), None)
+        ]
+    );
+    let line = v
+        .text
+        .lines()
+        .find(|l| l.trim_start().starts_with("elements = "))
+        .unwrap_or_else(|| panic!("{}", v.text));
+    assert!(line.contains("198.18.0.7 expires 9m58s"), "{}", v.text);
+    assert!(line.contains("198.18.0.9"), "{}", v.text);
+    assert_eq!(v.text.matches("elements = ").count(), 1, "{}", v.text);
+    // Expired: gone from the listing.
+    s.backend.now_ns = now + 599 * sec;
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    let keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["198.18.0.9"], "{}", v.text);
+    let _ = std::fs::remove_dir_all(dir);
 }
