@@ -431,6 +431,8 @@ impl Parser {
                         | "nfproto"
                         | "icmp"
                         | "icmpv6"
+                        | "fib"
+                        | "pkttype"
                 )
             ) {
                 return self.nat_map(st, pos);
