@@ -151,7 +151,7 @@ pub(crate) fn live(v: &mut SetElementsView, ty: SetType, live: &[DynElement]) {
     v.elements = live
         .iter()
         .map(|e| SetElement {
-            key: print::value(ty.kind(), &dynlist::key_value(ty, e.key)),
+            key: dynlist::key_text(ty, e.key),
             data: None,
             timeout: None,
             expires: e.expires_ns.map(|ns| ns.div_ceil(1_000_000_000)),

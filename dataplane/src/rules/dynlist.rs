@@ -16,10 +16,15 @@ pub fn key_value(ty: SetType, key: u128) -> Value {
     }
 }
 
+/// A live element's key as nft writes a value of the set's type (`198.18.0.1`).
+pub fn key_text(ty: SetType, key: u128) -> String {
+    super::print::value(ty.kind(), &key_value(ty, key))
+}
+
 /// One live element as `nft list set` writes it (`198.18.0.1 expires 9m58s784ms`; the
 /// element's own timeout is not kept, so `timeout` is not written).
 pub fn element_text(ty: SetType, e: &DynElement) -> String {
-    let mut s = super::print::value(ty.kind(), &key_value(ty, e.key));
+    let mut s = key_text(ty, e.key);
     if let Some(ns) = e.expires_ns {
         let _ = write!(s, " expires {}", duration_text(ns / 1_000_000));
     }
