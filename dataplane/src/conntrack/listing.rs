@@ -8,8 +8,8 @@ use super::key::FlowKey;
 use super::table::sync::Synced;
 use super::table::{ASSURED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table};
 use super::tcp::TcpState;
-use crate::control::proto::{ControlError, CtEntry, CtTuple, ErrorCode, EventLine};
 use crate::wire::{Addr, Family};
+use fwd_proto::{ControlError, CtEntry, CtTuple, ErrorCode, EventLine};
 
 impl Synced {
     /// The synced form of a control-protocol entry (what [`Snapshot::to_ct_entry`] wrote):
@@ -66,7 +66,7 @@ impl Synced {
             orig: key("orig", &e.orig)?,
             reply: key("reply", &e.reply)?,
             tcp_state,
-            tcp_window: e.tcp_window,
+            tcp_window: e.tcp_window.map(Into::into),
             status,
             mark: e.mark,
             timeout_s: Some(u32::try_from(e.timeout).unwrap_or(u32::MAX)),
@@ -128,7 +128,7 @@ impl Snapshot {
             mark: self.mark,
             zone: o.zone,
             worker,
-            tcp_window: self.tcp_window,
+            tcp_window: self.tcp_window.map(Into::into),
         }
     }
 }
@@ -231,7 +231,7 @@ mod tests {
     use crate::conntrack::testutil::*;
     use crate::conntrack::{Direction, Tunables};
     use crate::control::filter::MatcherFromFilter;
-    use crate::control::proto::CtFilter;
+    use fwd_proto::CtFilter;
 
     fn filled() -> Table {
         let mut t = Table::new(64, Tunables::default(), 5);
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(t.len(), 5);
         let lines: Vec<_> = t
             .take_events(100)
-            .filter(|e| e.kind == crate::control::proto::EventType::Destroy)
+            .filter(|e| e.kind == fwd_proto::EventType::Destroy)
             .map(|e| e.to_line(7, 1, 0))
             .collect();
         assert_eq!(lines.len(), 10);

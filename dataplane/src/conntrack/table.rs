@@ -13,10 +13,10 @@ use super::key::{Direction, FlowKey, is_icmp, splitmix};
 use super::tcp::{TcpConn, TcpState, TcpVerdict, TcpWindow};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use super::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
-use crate::control::proto::{CtCounters, EventType};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
+use fwd_proto::{CtCounters, EventType};
 
 #[path = "recipe.rs"]
 mod recipe;

@@ -4,8 +4,8 @@
 use super::table::{ASSURED, DST_NAT, SEEN_REPLY, SRC_NAT};
 use super::testutil::*;
 use super::*;
-use crate::control::proto::EventType;
 use crate::wire::IpInfo;
+use fwd_proto::EventType;
 
 const A: [u8; 4] = [198, 18, 0, 1];
 const B: [u8; 4] = [198, 18, 0, 2];

@@ -182,8 +182,8 @@ fn range(name: &str) -> Option<(u64, u64)> {
 pub fn check_all(
     table: &super::Table,
     list: &[(String, u64)],
-) -> Result<(), crate::control::proto::ControlError> {
-    use crate::control::proto::{ControlError, ErrorCode};
+) -> Result<(), fwd_proto::ControlError> {
+    use fwd_proto::{ControlError, ErrorCode};
     for (name, value) in list {
         let capacity = u64::from(table.capacity());
         let err = match check(name, *value) {

@@ -1,15 +1,14 @@
-//! The TCP window-tracking state as plain data, in a file of its own that imports
-//! nothing: the tracker (`tcp.rs`) keeps it per connection, state sync and the control
-//! protocol (`CtTcpWindow`) carry it whole (docs/ha.md).
+//! The TCP window-tracking state as plain data, in a file of its own that imports only
+//! the protocol crate: the tracker (`tcp.rs`) keeps it per connection, state sync and the
+//! control protocol (`fwd_proto::CtTcpWindow`, converted here field by field) carry it
+//! whole (docs/ha.md).
 
 /// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
 /// counter), 48 bytes: the two sides (`tcp.rs`'s `Side`) are stored split so no padding is wasted. The
 /// fields are public because state sync carries them whole (docs/ha.md): `win[d]` is
 /// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
 /// flags and the last-segment fields used to spot retransmissions.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpWindow {
     pub win: [[u32; 4]; 2],
     pub scale: [u8; 2],
@@ -20,4 +19,58 @@ pub struct TcpWindow {
     pub last_dir: u8,
     pub last_wscale: u8,
     pub last_flags: u8,
+}
+
+impl From<TcpWindow> for fwd_proto::CtTcpWindow {
+    fn from(w: TcpWindow) -> Self {
+        let TcpWindow {
+            win,
+            scale,
+            flags,
+            last_end,
+            last_win,
+            last_index,
+            last_dir,
+            last_wscale,
+            last_flags,
+        } = w;
+        fwd_proto::CtTcpWindow {
+            win,
+            scale,
+            flags,
+            last_end,
+            last_win,
+            last_index,
+            last_dir,
+            last_wscale,
+            last_flags,
+        }
+    }
+}
+
+impl From<fwd_proto::CtTcpWindow> for TcpWindow {
+    fn from(w: fwd_proto::CtTcpWindow) -> Self {
+        let fwd_proto::CtTcpWindow {
+            win,
+            scale,
+            flags,
+            last_end,
+            last_win,
+            last_index,
+            last_dir,
+            last_wscale,
+            last_flags,
+        } = w;
+        TcpWindow {
+            win,
+            scale,
+            flags,
+            last_end,
+            last_win,
+            last_index,
+            last_dir,
+            last_wscale,
+            last_flags,
+        }
+    }
 }

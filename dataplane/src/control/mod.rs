@@ -5,7 +5,10 @@
 //!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
 pub mod elements;
 pub mod filter;
-pub mod proto;
 pub mod server;
 pub mod state;
 pub mod view;
+
+/// The protocol lives in its own crate (`proto/`, package `fwd-proto`) so that clients use
+/// it without the data plane; re-exported here under its old path.
+pub use fwd_proto as proto;

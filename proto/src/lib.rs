@@ -351,8 +351,7 @@ pub enum ErrorCode {
 }
 
 /// An error answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{code:?}: {message}")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlError {
     pub code: ErrorCode,
     pub message: String,
@@ -366,6 +365,14 @@ pub struct ControlError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ControlError {}
 
 impl ControlError {
     /// An error without a location.
@@ -497,8 +504,28 @@ pub struct CtEntry {
     pub tcp_window: Option<CtTcpWindow>,
 }
 
-/// The TCP window-tracking state of a connection (state sync carries it).
-pub use crate::conntrack::window::TcpWindow as CtTcpWindow;
+/// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
+/// counter), 48 bytes: the two sides (`tcp.rs`'s `Side`) are stored split so no padding is wasted. The
+/// fields are public because state sync carries them whole (docs/ha.md): `win[d]` is
+/// `end, maxend, maxwin, maxack` of direction `d`, then the window scales, the per-side
+/// flags and the last-segment fields used to spot retransmissions.
+// The protocol's copy of the tracker's `dataplane::conntrack::TcpWindow` (the data plane
+// converts between the two, field by field); the doc text above is the schema's.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TcpWindow))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtTcpWindow {
+    pub win: [[u32; 4]; 2],
+    pub scale: [u8; 2],
+    pub flags: [u8; 2],
+    pub last_end: u32,
+    pub last_win: u16,
+    pub last_index: u8,
+    pub last_dir: u8,
+    pub last_wscale: u8,
+    pub last_flags: u8,
+}
 
 /// One change of a sync peer's table: the event kind and the entry as its event said.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -636,7 +663,7 @@ pub struct WorkerStats {
     pub rx_packets: u64,
     /// Packets transmitted by the worker.
     pub tx_packets: u64,
-    /// Packets dropped, by [`DropReason`](crate::DropReason) name.
+    /// Packets dropped, by `dataplane::DropReason` name.
     pub drops: BTreeMap<String, u64>,
     /// Packets this worker handed to the owning worker / received from others / lost
     /// because the handoff ring was full.
