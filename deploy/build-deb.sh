@@ -38,7 +38,7 @@ case "$profile" in dev|debug) profile=dev bindir=target/debug ;; *) bindir=targe
 
 # The changelog's upstream version is the crates' version.
 upstream=$(dpkg-parsechangelog -l deploy/debian/changelog -S Version | sed 's/-[^-]*$//')
-for c in dataplane mgmt; do
+for c in proto dataplane mgmt; do
     v=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$c/Cargo.toml" | head -1)
     [ "$v" = "$upstream" ] || { echo "build-deb.sh: $c/Cargo.toml is $v, deploy/debian/changelog $upstream" >&2; exit 1; }
 done

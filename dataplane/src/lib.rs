@@ -2,9 +2,10 @@
 //!
 //! Layers, bottom up; a module imports only modules listed before it (see
 //! `docs/architecture.md`, "Layers"; `tests/import_graph.rs` checks that files import
-//! no cycles and that the engine does not import `control`, with today's exceptions
-//! listed there):
+//! no cycles and that the engine does not import `control`):
 //!
+//! - `fwd_proto` (its own crate, `proto/`): the control protocol's types, plain serde
+//!   data; re-exported as [`control::proto`].
 //! - [`drop`]: [`DropReason`], the counted reasons a packet is dropped.
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
 //!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].
@@ -12,21 +13,22 @@
 //!   tables with Linux's `ipfrag_*` limits; byte slices in, caller-owned buffers out).
 //! - [`route`]: interfaces, connected and static routes, neighbour tables.
 //! - [`conntrack`]: flow keys, the per-worker connection table, protocol trackers with
-//!   Linux `nf_conntrack` semantics, timers, statistics and events. (Today it still speaks
-//!   `control::proto` types for counters, events, listings and tunable errors, and reads
-//!   `config`'s tunable check: phase 2 gives it its own types.)
+//!   Linux `nf_conntrack` semantics, timers, statistics and events. (Today it still builds
+//!   the protocol's types for counters, events, listings and tunable errors, from
+//!   `fwd_proto` directly: phase 2 gives it its own types, converted by `control`.)
 //! - [`nat`]: SNAT / masquerade / DNAT bindings, port allocation aligned with RSS,
 //!   incremental checksum rewrite (uses conntrack's `FlowKey`).
 //! - [`rules`]: the nftables-syntax rule language, its JSON form, the compiled ruleset
 //!   and its evaluation (NAT statements produce [`nat`] actions).
 //! - [`config`]: the `fwd` configuration file: schema, validation, runtime plans.
+//! - [`ha`]: the state-sync wire format and its reliable transport (used by `mgmt`'s
+//!   sync daemon; the data plane applies what it carries through `control`).
 //! - [`worker`]: the per-lcore run-to-completion loop (its I/O edge needs the `dpdk`
 //!   feature; the packet pipeline itself works on byte slices).
-//! - [`control`]: the control-socket protocol spoken between `fwd` and `mgmt`, the server
-//!   (persistence, ruleset replacement, fan-out of commands to the workers) and the
-//!   protocol's view of a ruleset. (`worker` still imports `control::proto` for its
-//!   command replies and `control` imports `worker`'s command types: phase 2 moves the
-//!   protocol to its own crate.)
+//! - [`control`]: the server (persistence, ruleset replacement, fan-out of commands to
+//!   the workers), the protocol's view of a ruleset and of a connection filter. (`worker`
+//!   answers its commands in protocol types and `control` imports `worker`'s command
+//!   types.)
 //!
 //! Everything except the I/O edge works on `&[u8]` and plain structs, so it is tested,
 //! fuzzed and benchmarked without EAL or hugepages.

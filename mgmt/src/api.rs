@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dataplane::control::proto::{self, Request, RulesetSource};
 use futures_util::Stream;
+use fwd_proto::{self as proto, Request, RulesetSource};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dataplane::control::proto::{
+use fwd_proto::{
     ControlError, CtFilter, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, Request,
     RequestEnvelope, Response, ResponseEnvelope,
 };
@@ -304,7 +304,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
-    use dataplane::control::proto::{ControlError, ErrorCode};
+    use fwd_proto::{ControlError, ErrorCode};
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixListener;
 
@@ -521,11 +521,11 @@ mod tests {
     fn reads_and_writes() {
         assert!(is_read(&Request::Stats));
         assert!(is_read(&Request::RulesetReplace {
-            ruleset: dataplane::control::proto::RulesetSource::Text(String::new()),
+            ruleset: fwd_proto::RulesetSource::Text(String::new()),
             dry_run: true
         }));
         assert!(!is_read(&Request::RulesetReplace {
-            ruleset: dataplane::control::proto::RulesetSource::Text(String::new()),
+            ruleset: fwd_proto::RulesetSource::Text(String::new()),
             dry_run: false
         }));
         assert!(!is_read(&Request::ConntrackDelete {

@@ -7,7 +7,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dataplane::control::proto::{ControlError, ErrorCode};
+use fwd_proto::{ControlError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

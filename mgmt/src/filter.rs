@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use dataplane::conntrack::filter as ct;
-use dataplane::control::proto::{CtFilter, EventType, MAX_PAGE};
+use fwd_proto::{CtFilter, EventType, MAX_PAGE};
 
 use crate::error::ApiError;
 

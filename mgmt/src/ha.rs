@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dataplane::conntrack::Synced;
-use dataplane::control::proto::{
+use dataplane::ha::ftfw::{Receiver, Sender};
+use dataplane::ha::wire::{self, Datagram, Kind, Record};
+use fwd_proto::{
     CtEntry, CtFilter, EventLine, EventType, HaChange, HaCounters, HaTarget, MAX_PAGE, Request,
     Response,
 };
-use dataplane::ha::ftfw::{Receiver, Sender};
-use dataplane::ha::wire::{self, Datagram, Kind, Record};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -1,7 +1,7 @@
 //! The management process: `fwmgmt` (REST API + Prometheus metrics) and `fwctl` (CLI).
 //!
 //! `fwmgmt` talks to `fwd` only through the control socket ([`client`], with the types of
-//! `dataplane::control::proto`); it never links DPDK. See `docs/mgmt.md`.
+//! `fwd_proto`); it never links DPDK. See `docs/mgmt.md`.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use dataplane::control::proto::{self, Request, Response};
+use fwd_proto::{self as proto, Request, Response};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,

@@ -1,14 +1,14 @@
 //! OpenAPI pieces of the API's own: the envelopes mgmt wraps fwd's answers in, the query
 //! parameters, and the schemas generated from dataplane's tables.
 //!
-//! The data types themselves are the control protocol's (`dataplane::control::proto`,
+//! The data types themselves are the control protocol's (`fwd_proto`,
 //! which derives `utoipa::ToSchema` behind its `openapi` feature): the document describes
 //! the very types the handlers serialize, so the two cannot drift. What is here references
 //! them; nothing mirrors them.
 
 use std::collections::BTreeMap;
 
-use dataplane::control::proto;
+use fwd_proto as proto;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{RefOr, schema::AdditionalProperties};

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use common::{FakeDataplane, INITIAL_RULESET};
-use dataplane::control::proto::{self, EventType};
+use fwd_proto::{self as proto, EventType};
 use http_body_util::BodyExt;
 use mgmt::api::{AppState, router};
 use mgmt::auth::Auth;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{FakeDataplane, INITIAL_RULESET};
-use dataplane::control::proto::EventType;
+use fwd_proto::EventType;
 use mgmt::api::{AppState, router};
 use mgmt::auth::Auth;
 use mgmt::client::ControlClient;
@@ -190,8 +190,8 @@ async fn ruleset_show_apply_check() {
     assert!(ok && out.contains("generation 3"), "{out}{err}");
     assert!(matches!(
         e.fake.state().log.last(),
-        Some(dataplane::control::proto::Request::RulesetReplace {
-            ruleset: dataplane::control::proto::RulesetSource::Json(_),
+        Some(fwd_proto::Request::RulesetReplace {
+            ruleset: fwd_proto::RulesetSource::Json(_),
             ..
         })
     ));
@@ -436,7 +436,7 @@ async fn nft_commands_change_the_ruleset_one_rule_at_a_time() {
     assert!(!text.contains("dport 80"), "{text}");
     assert!(matches!(
         e.fake.state().log.last(),
-        Some(dataplane::control::proto::Request::RulesetCommands { dry_run: false, .. })
+        Some(fwd_proto::Request::RulesetCommands { dry_run: false, .. })
     ));
 }
 
@@ -563,7 +563,7 @@ async fn ha_takeover_sends_the_addresses_and_warns_about_foreign_ones() {
     );
     let last = e.fake.state().log.last().cloned().unwrap();
     assert!(
-        matches!(&last, dataplane::control::proto::Request::HaTakeover { addresses } if addresses.len() == 3),
+        matches!(&last, fwd_proto::Request::HaTakeover { addresses } if addresses.len() == 3),
         "{last:?}"
     );
     let (ok, out, err) = e.run(&["--json", "ha", "takeover"], true).await;

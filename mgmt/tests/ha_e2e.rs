@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataplane::control::proto::{
+use fwd_proto::{
     CtEntry, CtFilter, PROTOCOL_VERSION, Request, RequestEnvelope, Response, ResponseEnvelope,
 };
 
@@ -275,7 +275,7 @@ impl Box_ {
     }
 }
 
-fn tuple(t: &dataplane::control::proto::CtTuple) -> String {
+fn tuple(t: &fwd_proto::CtTuple) -> String {
     format!(
         "{}:{:?} -> {}:{:?} icmp {:?}/{:?}",
         t.src, t.sport, t.dst, t.dport, t.icmp_type, t.icmp_id

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dataplane::control::proto::{
-    ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, HaCounters,
-};
+use fwd_proto::{ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, HaCounters};
 use mgmt::error::ApiError;
 use mgmt::ha::HaView;
 use mgmt::schema::{ConntrackPage, Ports, Tuning, Workers};
@@ -1101,7 +1099,7 @@ fn ha(c: &Client, json: bool, cmd: &HaCmd) -> Result<(), Failure> {
         }
         HaCmd::Resync => println!("resync requested from the peer"),
         HaCmd::Takeover { .. } => {
-            let t: dataplane::control::proto::HaTakeover = parse(v)?;
+            let t: fwd_proto::HaTakeover = parse(v)?;
             println!(
                 "takeover: committed {} entries in all, cache_entries={} commits={}; \
                  announced: garp={} na={}",

@@ -1,5 +1,5 @@
 //! FakeDataplane: a control-socket server speaking the real protocol
-//! (`dataplane::control::proto`) over a real Unix socket, with in-memory state. It stands
+//! (`fwd_proto`) over a real Unix socket, with in-memory state. It stands
 //! in for `fwd` in the API and CLI tests.
 #![allow(dead_code)]
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use dataplane::control::proto::*;
+use fwd_proto::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::broadcast;
