@@ -575,3 +575,88 @@ fn the_reader_follows_re_exports_and_skips_tests() {
     let names: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names, ["a", "c", "e", "super"]);
 }
+
+/// What `mgmt` takes from `dataplane` (its sources, tests left out), by the first two
+/// segments after `dataplane::`, with why; docs/architecture.md ("The protocol crate")
+/// says the same. The protocol itself comes from `fwd-proto`: nothing here may name
+/// `dataplane::control`.
+const MGMT_FROM_DATAPLANE: &[(&str, &str)] = &[
+    (
+        "conntrack::Synced",
+        "the HA sync daemon applies and sends entries in this form",
+    ),
+    (
+        "conntrack::filter",
+        "the filter's vocabulary: protocol names, TCP states, status flags",
+    ),
+    (
+        "conntrack::tunables",
+        "the tunables' static ranges, when fwd does not answer",
+    ),
+    ("ha::ftfw", "the sync daemon's reliable transport"),
+    ("ha::wire", "the sync wire format"),
+    (
+        "rules::ast",
+        "fwctl: the table family of an iptables translation",
+    ),
+    (
+        "rules::iptables",
+        "fwctl: iptables-restore input translated to nft",
+    ),
+    (
+        "rules::json",
+        "fwctl: a ruleset's JSON read back for printing",
+    ),
+    ("rules::print", "fwctl: `nft -a list ruleset` text"),
+];
+
+/// `dataplane::a::b` paths in `text` as `a::b` (a `{` or a non-path character ends one).
+fn dataplane_paths(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (pos, _) in text.match_indices("dataplane::") {
+        if pos > 0 && text[..pos].ends_with(|c: char| is_ident_char(c) || c == ':') {
+            continue;
+        }
+        let rest = &text[pos + "dataplane::".len()..];
+        let segs: Vec<&str> = rest
+            .split("::")
+            .map(|s| &s[..s.find(|c: char| !is_ident_char(c)).unwrap_or(s.len())])
+            .take_while(|s| !s.is_empty())
+            .take(2)
+            .collect();
+        out.insert(segs.join("::"));
+    }
+    out
+}
+
+#[test]
+fn mgmt_takes_the_protocol_from_fwd_proto_and_only_the_listed_engine_parts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mgmt/src");
+    let mut files = Vec::new();
+    rs_files(&root, &mut files);
+    let mut used = BTreeSet::new();
+    for f in files {
+        let (text, _) = production_text(&std::fs::read_to_string(&f).unwrap());
+        for p in dataplane_paths(&text) {
+            assert!(
+                !p.starts_with("control"),
+                "{}: names dataplane::{p}: take the protocol from fwd_proto",
+                f.display()
+            );
+            used.insert(p);
+        }
+    }
+    let listed: BTreeSet<String> = MGMT_FROM_DATAPLANE
+        .iter()
+        .map(|(p, _)| (*p).to_owned())
+        .collect();
+    assert_eq!(
+        used, listed,
+        "mgmt's uses of dataplane differ from MGMT_FROM_DATAPLANE (add a new one with its \
+         reason, or delete one no longer used)"
+    );
+    assert_eq!(
+        dataplane_paths("use dataplane::ha::wire::{self, Kind};\nx(dataplane::rules::print::f);"),
+        BTreeSet::from(["ha::wire".to_owned(), "rules::print".to_owned()])
+    );
+}
