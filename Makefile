@@ -39,7 +39,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p dataplane --no-default-features --all-targets -- -D warnings
-	@! grep -rn --include='*.rs' 'unsafe' dataplane/src mgmt/src \
+	@! grep -rn --include='*.rs' 'unsafe' proto/src dataplane/src mgmt/src \
 		| grep -v 'forbid(unsafe_code)' | grep -v '^.*//' \
 		|| (echo "unsafe code outside dpdk-bindings" >&2; exit 1)
 

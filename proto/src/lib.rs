@@ -16,7 +16,10 @@
 //! closes the connection.
 //!
 //! These types are plain data transfer objects with no dependency on the data plane's
-//! internals, so `mgmt` (which must not link DPDK) uses them as they are.
+//! internals, so `mgmt` (which must not link DPDK) uses them as they are. The crate depends
+//! on serde and serde_json only; its `openapi` feature derives `utoipa::ToSchema` for the
+//! document fwmgmt publishes. `fwd` re-exports it as `dataplane::control::proto`.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
