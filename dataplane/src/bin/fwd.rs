@@ -776,6 +776,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         let h = eal
             .launch_on(*lcore, move || {
                 let mut p = Pipeline::new(io.index, nworkers16, &wcfg, wroutes, wneigh, wrules);
+                p.set_prefetch(dpdk_bindings::prefetch0_addr);
                 let ct = p.conntrack();
                 if whuge && !ct.on_hugepages() {
                     eprintln!(

@@ -456,6 +456,12 @@ impl Pipeline {
         self.first_on = on;
     }
 
+    /// The cache-line prefetch the connection table issues ahead of its own misses
+    /// (`Table::set_prefetch`; the daemon passes `dpdk_bindings::prefetch0_addr`).
+    pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
+        self.ct.set_prefetch(hint);
+    }
+
     /// The neighbour snapshot in use.
     pub fn neighbors(&self) -> &Arc<NeighborSnapshot> {
         &self.neigh

@@ -66,6 +66,13 @@ impl Table {
         // Every refusal breaks out of this block, so a port the entry was to hold is
         // released in one place.
         let r = 'insert: {
+            // The reply's buckets (looked up for a clash, then written) and the free slot's
+            // counters are fetched together while the first packet is tracked, instead of
+            // one miss after the other.
+            let hr = self.hashed(&reply);
+            self.prefetch_bucket(hr.b1);
+            self.prefetch_bucket(hr.b2);
+            self.prefetch_acct(self.free);
             let first = match self.first_packet(&orig, info, now) {
                 Ok(f) => f,
                 Err(r) => {
@@ -86,7 +93,6 @@ impl Table {
                     h
                 }
             };
-            let hr = self.hashed(&reply);
             if self.find(&reply, hr).is_some() {
                 break 'insert Err(self.clash());
             }
