@@ -401,3 +401,59 @@ fn random_seeds_differ_and_give_different_indexes() {
     assert_ne!(place(a), place(b));
     assert_eq!(place(a), place(a));
 }
+
+static HINTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_hint(_: *const u8) {
+    HINTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The prefetch hint changes no result: the same inserts, expiry ticks and early drops
+/// (a table that fills) give the same entry ids, counters and event sequence with and
+/// without it, while the hint is given addresses (expiry's deferred deletions keep their
+/// order).
+#[test]
+fn the_prefetch_hint_changes_no_result() {
+    let run = |hint: Option<fn(*const u8)>| {
+        let cap = 2048;
+        let tun = Tunables {
+            max: cap,
+            udp: 1,
+            events: 1,
+            ..Tunables::default()
+        };
+        let mut t = Table::with_event_ring(cap, tun, 5, 1 << 16);
+        if let Some(h) = hint {
+            t.set_prefetch(h);
+        }
+        let (mut ids, mut events) = (Vec::new(), Vec::new());
+        let mut i = 0u32;
+        for tick in 0..60u64 {
+            let now = tick * 50_000_000;
+            for _ in 0..150 {
+                let q = flow(i);
+                i += 1;
+                let miss = t.lookup_or_miss(&key(&q)).err();
+                let hints = InsertHints {
+                    miss,
+                    nat_port: false,
+                };
+                ids.push(t.insert_with(key(&q), key(&q).inverse(), &q, now, hints));
+            }
+            t.expire_tick(now);
+            events.extend(t.take_events(usize::MAX).map(|e| (e.kind, e.entry.id)));
+        }
+        assert_positions(&t);
+        (ids, t.stats(), events, t.len())
+    };
+    let before = HINTS.load(std::sync::atomic::Ordering::Relaxed);
+    let hinted = run(Some(count_hint));
+    assert!(HINTS.load(std::sync::atomic::Ordering::Relaxed) > before);
+    let plain = run(None);
+    assert!(
+        plain.1.expired > 1000 && plain.1.early_drop > 0,
+        "{:?}",
+        plain.1
+    );
+    assert_eq!(hinted, plain);
+}
