@@ -53,9 +53,17 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --settle-ms N         then sleep this long before sending, so the device's end of
                         the link is up too (memif: its control thread may share a
                         core with this one); at most 10000                   [0]
-  --reflect             udp: the rx port answers every UDP frame it receives (addresses
-                        and ports swapped, sent back on the rx port, so the device sees
-                        replies: established flows); the tx port counts the answers
+  --reflect             udp (and syn with --established): the rx port answers every UDP
+                        frame it receives (addresses and ports swapped, sent back on the
+                        rx port, so the device sees replies: established flows); the tx
+                        port counts the answers
+  --established N       syn: also N UDP flows to --dst port 9 (the first N sources of
+                        --flows, as UDP), round robin at --established-rate, with
+                        --reflect answered: established connections beside the flood,
+                        counted apart at the sink before and after the flood starts  [0]
+  --established-rate N  syn: packets/s of the established flows           [100000]
+  --flood-after-ms N    syn: the SYNs start this long after the established flows
+                        (time for those to become ASSURED)                   [0]
   --label TEXT          free text stored in the result
   --json FILE           write the result there (default: stdout)
 ";
@@ -102,6 +110,11 @@ pub struct Args {
     pub settle_ms: u64,
     /// UDP: the rx port answers what it receives (`--reflect`).
     pub reflect: bool,
+    /// SYN: established UDP flows sent beside the flood (`--established`), their rate,
+    /// and how long they run alone before the flood starts.
+    pub established: u64,
+    pub established_rate: u64,
+    pub flood_after_ms: u64,
     pub label: String,
     #[serde(skip)]
     pub json: Option<String>,
@@ -155,6 +168,9 @@ impl Args {
             link_timeout_s: 10,
             settle_ms: 0,
             reflect: false,
+            established: 0,
+            established_rate: 100_000,
+            flood_after_ms: 0,
             label: String::new(),
             json: None,
             eal: Vec::new(),
@@ -210,6 +226,9 @@ impl Args {
                 "--drain-ms" => a.drain_ms = num(&flag, &v)?,
                 "--link-timeout" => a.link_timeout_s = num(&flag, &v)?,
                 "--settle-ms" => a.settle_ms = num(&flag, &v)?,
+                "--established" => a.established = num(&flag, &v)?,
+                "--established-rate" => a.established_rate = num(&flag, &v)?,
+                "--flood-after-ms" => a.flood_after_ms = num(&flag, &v)?,
                 "--label" => a.label = v,
                 "--json" => a.json = Some(v),
                 _ => return Err(format!("unknown option '{flag}' (see --help)")),
@@ -242,8 +261,24 @@ impl Args {
                     .into(),
             );
         }
-        if a.reflect && a.mode != Mode::Udp {
-            return Err("--reflect: only with --mode udp (tcp always answers)".into());
+        if a.reflect && a.mode != Mode::Udp && !(a.mode == Mode::Syn && a.established > 0) {
+            return Err(
+                "--reflect: only with --mode udp, or syn with --established (tcp always answers)"
+                    .into(),
+            );
+        }
+        if a.established > 0
+            && (a.mode != Mode::Syn
+                || a.tx_only
+                || a.established > a.flows
+                || a.established_rate < u64::from(a.queues)
+                || a.flood_after_ms as f64 >= a.duration_s * 1000.0)
+        {
+            return Err(
+                "--established: only with --mode syn (not --tx-only), at most --flows \
+                 flows, a rate of at least --queues and --flood-after-ms within --duration"
+                    .into(),
+            );
         }
         if a.tx_only && (a.mode == Mode::Tcp || a.reflect) {
             return Err("--tx-only: only with --mode udp or syn, without --reflect".into());
@@ -299,6 +334,16 @@ mod tests {
             (a.order, a.stamp_every, a.tx_only, a.seed),
             (Order::Zipf(1.2), 1, true, 9)
         );
+        let a = parse("--mode syn --established 100 --reflect --flood-after-ms 3000").unwrap();
+        assert_eq!(
+            (
+                a.established,
+                a.established_rate,
+                a.flood_after_ms,
+                a.reflect
+            ),
+            (100, 100_000, 3000, true)
+        );
         let a = parse("--reflect --flows 10 -- -l 0").unwrap();
         assert!(a.reflect, "a flag without a value");
         assert_eq!((a.flows, a.eal.len()), (10, 2));
@@ -326,6 +371,13 @@ mod tests {
             ("--mode tcp --tx-only", "--tx-only"),
             ("--mode syn --size 128", "--size"),
             ("--mode syn --reflect", "--reflect"),
+            ("--established 10", "--established"),
+            ("--mode syn --established 2000", "--established"),
+            ("--mode syn --established 10 --tx-only", "--established"),
+            (
+                "--mode syn --established 10 --flood-after-ms 10000",
+                "--established",
+            ),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(flag), "{args}: {e}");

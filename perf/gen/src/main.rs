@@ -10,7 +10,7 @@ use arrayvec::ArrayVec;
 use dpdk_bindings::{Eal, Mbuf, Mempool, Port, PortConfig, PortId, RxQueue, Stats, TxQueue, rdtsc};
 use perfgen::args::{Args, Mode};
 use perfgen::flows::Flows;
-use perfgen::frame::{self, Macs, Parsed, Peek, Segment};
+use perfgen::frame::{self, MIN_UDP_FRAME, Macs, Parsed, Peek, Segment};
 use perfgen::hist::{Histogram, Summary};
 use perfgen::order::{Order, Sequence};
 use perfgen::pace::Pacer;
@@ -51,6 +51,11 @@ struct Counters {
     /// `--reflect`: answers that came back through the device to the TX port (stamped
     /// UDP frames of this run).
     rx_replies: u64,
+    /// `--established`: UDP frames of the established flows sent, and received at the
+    /// sink before the flood started and from then on.
+    tx_established: u64,
+    rx_established_alone: u64,
+    rx_established_flood: u64,
 }
 
 impl Counters {
@@ -70,6 +75,9 @@ impl Counters {
         self.reflected += o.reflected;
         self.reflect_unsent += o.reflect_unsent;
         self.rx_replies += o.rx_replies;
+        self.tx_established += o.tx_established;
+        self.rx_established_alone += o.rx_established_alone;
+        self.rx_established_flood += o.rx_established_flood;
     }
 }
 
@@ -141,7 +149,20 @@ struct Report {
     /// `--reflect`: round trip of the answered frames (through the device both ways).
     reply_latency: Option<Summary>,
     tcp: Option<TcpReport>,
+    /// `--established`: the established flows' rate alone and during the flood.
+    established: Option<EstablishedReport>,
     ports: PortsReport,
+}
+
+#[derive(Debug, Serialize)]
+struct EstablishedReport {
+    flows: u64,
+    offered_pps: u64,
+    /// Received per second before the flood (the first --flood-after-ms) and after.
+    alone_pps: f64,
+    flood_pps: f64,
+    /// `flood_pps / alone_pps`.
+    ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -434,11 +455,16 @@ fn sink_burst(
         return;
     }
     let now = rdtsc();
+    let established = x.a.established > 0;
+    let alone = now < flood_start(x, start);
     let mut back: ArrayVec<Mbuf, BURST> = ArrayVec::new();
     for mut m in inb.drain(..) {
         c.rx_packets += 1;
         c.rx_bytes += m.len() as u64;
         match look(m.data(), c, start, now) {
+            // The established flows' frames (the flood is TCP).
+            Seen::Udp if established && alone => c.rx_established_alone += 1,
+            Seen::Udp if established => c.rx_established_flood += 1,
             Seen::Udp => {}
             Seen::Parsed(_, own) => {
                 if let Some(tsc) = own {
@@ -499,8 +525,15 @@ fn discard(q: &mut RxQueue) -> u64 {
     q.rx_burst(&mut inb) as u64
 }
 
+/// When a lane that started at TSC `start` starts its SYNs (`--flood-after-ms`).
+fn flood_start(x: &Ctx, start: u64) -> u64 {
+    start + x.a.flood_after_ms * x.hz / 1000
+}
+
 /// UDP (`--mode udp`) or SYN-flood (`--mode syn`) frames from a template, in the order of
-/// `x.seq`, paced; the sink counts (and verifies the stamped or non-UDP) arrivals.
+/// `x.seq`, paced; the sink counts (and verifies the stamped or non-UDP) arrivals. With
+/// `--established`, the established flows' UDP frames go first in each burst, paced on
+/// their own, and the SYNs start after `--flood-after-ms`.
 fn run_udp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     let (a, hz) = (&x.a, x.hz);
     let mut r = LaneResult::default();
@@ -517,6 +550,17 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     let start = rdtsc();
     let end = start + secs_to_cycles(a.duration_s, hz);
     let mut pacer = Pacer::new(x.share(a.rate, lane.k), hz, start, BURST);
+    let est = if a.established > 0 {
+        let t = Template::udp(&x.client_macs, x.flows.dst, 9, MIN_UDP_FRAME)
+            .ok_or("no UDP template for the established flows")?;
+        Some((t, x.share(a.established_rate, lane.k)))
+    } else {
+        None
+    };
+    let mut est_pacer = Pacer::new(est.as_ref().map_or(0, |e| e.1), hz, start, BURST);
+    // Lane k sends established flows k, k + queues, ...
+    let mut est_flow = u64::from(lane.k);
+    let flood_at = flood_start(x, start);
     let mut seq = 0u64;
     // Frames until the next stamped one.
     let mut to_stamp = 0u64;
@@ -527,15 +571,33 @@ fn run_udp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
         let now = rdtsc();
         if drain_end == u64::MAX {
             let left = if count == 0 { u64::MAX } else { count - seq };
-            let want = pacer.due(now).min(usize::try_from(left).unwrap_or(BURST));
+            let want = if now >= flood_at {
+                pacer.due(now).min(usize::try_from(left).unwrap_or(BURST))
+            } else {
+                0
+            };
+            let est_want = if est.is_some() { est_pacer.due(now) } else { 0 };
             // Frames the queue refused last time stay in `out` and go first.
-            let fresh = want.saturating_sub(out.len());
+            let fresh = (want + est_want).min(BURST).saturating_sub(out.len());
+            let est_n = est_want.min(fresh);
             if fresh > 0 {
                 let first = out.len();
                 if x.pool.alloc_bulk(&mut out, fresh) {
                     // One TSC read per burst: the frames of a burst leave together.
                     let tsc = rdtsc();
-                    for m in out[first..].iter_mut() {
+                    let (ests, syns) = out[first..].split_at_mut(est_n);
+                    if let Some((t, _)) = &est {
+                        for m in ests.iter_mut() {
+                            let (src, sport) = x.flows.source(est_flow % a.established);
+                            est_flow += u64::from(a.queues);
+                            if let Some(buf) = m.append(t.len()) {
+                                t.write(buf, src, sport, None);
+                            }
+                        }
+                        c.tx_established += est_n as u64;
+                        est_pacer.sent(est_n);
+                    }
+                    for m in syns.iter_mut() {
                         let (src, sport) = x.flows.source(flows.next_flow());
                         let stamp = if to_stamp == 0 {
                             to_stamp = a.stamp_every - 1;
@@ -798,6 +860,18 @@ fn run(a: Args) -> Result<Report, String> {
         reply_lost: i64::try_from(c.reflected).unwrap_or(i64::MAX)
             - i64::try_from(c.rx_replies).unwrap_or(i64::MAX),
         reply_latency: a.reflect.then(|| rtt.summary()),
+        established: (a.established > 0).then(|| {
+            let alone_s = a.flood_after_ms as f64 / 1000.0;
+            let alone_pps = c.rx_established_alone as f64 / alone_s.max(1e-9);
+            let flood_pps = c.rx_established_flood as f64 / (send_s - alone_s).max(1e-9);
+            EstablishedReport {
+                flows: a.established,
+                offered_pps: a.established_rate,
+                alone_pps,
+                flood_pps,
+                ratio: flood_pps / alone_pps.max(1e-9),
+            }
+        }),
         tcp,
         ports,
         counters: c,
