@@ -25,6 +25,13 @@
 #            an hour; from the second the table is full on, every SYN early-drops an
 #            unreplied (SYN_SENT) entry (`early_drop` rate beside `insert`; `drop`: the
 #            SYNs refused when no entry could be dropped).
+#   synmix   the SYN flood of `synfull` beside established traffic (perfgen --established:
+#            EST_FLOWS (1000) UDP flows at EST_RATE (100 k) packets/s, answered by the
+#            reflector; the SYNs start FLOOD_AFTER_MS (3 s) later, when those flows are
+#            ASSURED): `established` in the generator's JSON gives their received rate alone
+#            and during the flood (ratio; target >= 0.9), and the series counts fwd's ASSURED
+#            entries every poll (`assured`): early drop must never evict one, so it stays
+#            at EST_FLOWS from before the flood to the end.
 #   memory   (not in the default set) bytes per conntrack entry: fwd's RSS with a table of
 #            MEM_MAX (10 Mi) entries minus its RSS with 64 Ki, per entry (run-table.sh's
 #            method, without the fill: the table is written whole at start).
@@ -46,7 +53,7 @@ RESULTS=${RESULTS:-$(cd "$(dirname "$0")" && pwd)/results/newconn}
 source "$(dirname "$0")/lib.sh"
 require
 DURATION=${DURATION:-20}
-SCENARIOS=${SCENARIOS:-"udp full tcp syn synfull"}
+SCENARIOS=${SCENARIOS:-"udp full tcp syn synfull synmix"}
 UDP_TIMEOUT=${UDP_TIMEOUT:-2}
 SYN_TIMEOUT=${SYN_TIMEOUT:-2}
 FULL_MAX=${FULL_MAX:-262144}
@@ -56,13 +63,15 @@ has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # Polls fwd's conntrack counters (summed over workers) every POLL_S seconds until LIMIT
 # seconds have passed, one JSON object a line: t (seconds), insert, early_drop, drop,
-# entries. Run in the background:  ct_series OUT LIMIT &
+# entries; with POLL_ASSURED=1 also assured (the count of ASSURED entries). Run in the
+# background:  ct_series OUT LIMIT &
 ct_series() {
     local py=python3
     [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-    "$py" - "$RUN_DIR/control.sock" "$1" "$2" "$POLL_S" <<'PY'
+    "$py" - "$RUN_DIR/control.sock" "$1" "$2" "$POLL_S" "${POLL_ASSURED:-0}" <<'PY'
 import json, socket, sys, time
 sock, out, limit, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+assured = sys.argv[5] == "1"
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect(sock)
@@ -76,6 +85,11 @@ with open(out, "w") as o:
         r = json.loads(f.readline())
         ws = [w["ct"] for w in r["result"]["workers"]]
         row = {k: sum(w.get(k, 0) for w in ws) for k in ("insert", "early_drop", "drop", "entries")}
+        if assured:
+            n += 1
+            req = {"op": "conntrack_count", "filter": {"status": "ASSURED"}}
+            s.sendall(json.dumps({"v": 1, "id": n, "request": req}).encode() + b"\n")
+            row["assured"] = json.loads(f.readline())["result"]["count"]
         row["t"] = round(time.monotonic() - t0, 3)
         o.write(json.dumps(row) + "\n")
         o.flush()
@@ -100,6 +114,8 @@ steady() {
                     else (($fin.early_drop - ($w | first).early_drop) / ($fin.t - ($w | first).t)) end),
              entries_min: ($w | map(select(.t <= $fin.t) | .entries) | min),
              entries_max: ($w | map(select(.t <= $fin.t) | .entries) | max),
+             assured_min: ($w | map(select(.t <= $fin.t) | .assured // empty) | min),
+             assured_max: ($w | map(select(.t <= $fin.t) | .assured // empty) | max),
              series: .} end' "$1"
 }
 
@@ -118,7 +134,10 @@ measure() {
     local st
     st=$(steady "$RUN_DIR/series.jsonl" "$from")
     fsave "$name" "$(jq -c --argjson s "$st" --arg fwd "$FWD" '{steady: $s, fwd_binary: $fwd}' <<< '{}')" "$before"
-    jq -r '"  steady (from \(.from_s) s after the first insert): \(.rate // 0 | floor) inserts/s, early_drop \(.early_drop_rate // 0 | floor)/s, entries \(.entries_min)-\(.entries_max)"' <<< "$st"
+    jq -r '"  steady (from \(.from_s) s after the first insert): \(.rate // 0 | floor) inserts/s, early_drop \(.early_drop_rate // 0 | floor)/s, entries \(.entries_min)-\(.entries_max)"
+        + if .assured_min then ", ASSURED \(.assured_min)-\(.assured_max)" else "" end' <<< "$st"
+    jq -r 'select(.established) | .established
+        | "  established flows: \(.alone_pps | floor) pps alone, \(.flood_pps | floor) pps during the flood (\(.ratio * 1000 | round / 1000)x)"' <<< "$GEN"
     cleanup_dut
 }
 
@@ -206,13 +225,14 @@ if has synfull; then
     both fwd-newconn-synfull 2 --mode syn --flows 16000000 --dport 80 --rate 0 \
         --label "fwd, SYN flood through SNAT into a full table ($FULL_MAX): early drop"
 fi
+if has synmix; then
+    export CT_MAX=$FULL_MAX
+    export CT_TIMEOUTS="    nf_conntrack_tcp_timeout_syn_sent: 3600"
+    write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
+    # From the flood's start (FLOOD_AFTER_MS after the first insert) on.
+    POLL_ASSURED=1 both fwd-newconn-synmix $(( ${FLOOD_AFTER_MS:-3000} / 1000 + 1 )) --mode syn \
+        --flows 16000000 --dport 80 --rate 0 --established "${EST_FLOWS:-1000}" \
+        --established-rate "${EST_RATE:-100000}" --flood-after-ms "${FLOOD_AFTER_MS:-3000}" --reflect \
+        --label "fwd, SYN flood into a full table ($FULL_MAX) beside ${EST_FLOWS:-1000} established UDP flows"
+fi
 
-# Not yet measured (issue 14): a SYN flood of 10 M distinct sources into a full table must
-# not evict an ASSURED connection, and established traffic keeps >= 0.9 x its rate during
-# the flood. The flood is `--mode syn` above; what is missing is running it at the same
-# time as an established (replied, --reflect) UDP stream over a separate flow set, with
-# each stream's rx rate reported separately (two perfgen instances on separate memif
-# pairs, or a perfgen option mixing the two per lane). The scenario would then be:
-# warm_up 1000 (ASSURED after a reply and a second packet), CT_MAX small (the flood fills
-# the table), the established pps alone, then with the flood, and fwd's count of ASSURED
-# entries before and after.
