@@ -32,7 +32,7 @@ use crate::control::filter::MatcherFromFilter;
 use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
-use crate::nat::{CtNat, NatAction, Tuple};
+use crate::nat::{CtNat, NatAction, NatKind, Tuple};
 use crate::route::{AdjTable, Mac, NeighborSnapshot, NextHop, RouteTable};
 use crate::rules::ast::Reject;
 use crate::rules::compile::MAX_CT_TOKENS;
@@ -834,7 +834,7 @@ impl Pipeline {
             }
         }
         if let (Some(d), Some(key)) = (dnat.as_ref(), ct.new_key) {
-            let env = self.nat_env(&ip, Some(in_port), None);
+            let env = self.nat_env(&ip, (Some(in_port), Some(d)), (None, None));
             let mut table = CtNat::new(&mut self.ct, &key);
             match self
                 .nat
@@ -945,10 +945,22 @@ impl Pipeline {
         }
     }
 
-    fn nat_env(&self, ip: &IpInfo, iif: Option<u16>, oif: Option<u16>) -> NatEnv {
+    /// The port addresses NAT may need: the output port's for masquerade, the input
+    /// port's for redirect; each looked up only when that action is taken (a scan of the
+    /// port's routes, once per new connection otherwise).
+    fn nat_env(
+        &self,
+        ip: &IpInfo,
+        (iif, dnat): (Option<u16>, Option<&NatAction>),
+        (oif, snat): (Option<u16>, Option<&NatAction>),
+    ) -> NatEnv {
+        let addr = |port: Option<u16>, a: Option<&NatAction>, kind: NatKind| {
+            port.filter(|_| a.is_some_and(|a| a.kind == kind))
+                .and_then(|p| self.routes.port_address(p, ip.family))
+        };
         NatEnv {
-            egress_addr: oif.and_then(|p| self.routes.port_address(p, ip.family)),
-            ingress_addr: iif.and_then(|p| self.routes.port_address(p, ip.family)),
+            egress_addr: addr(oif, snat, NatKind::Masquerade),
+            ingress_addr: addr(iif, dnat, NatKind::Redirect),
         }
     }
 
@@ -1095,7 +1107,11 @@ impl Pipeline {
         let mut steering = None;
         let mut nat_port = false;
         if nat.dnat.is_some() || snat.is_some() {
-            let env = self.nat_env(ip, Some(in_port), out_port);
+            let env = self.nat_env(
+                ip,
+                (Some(in_port), nat.dnat.as_ref()),
+                (out_port, snat.as_ref()),
+            );
             let b = self
                 .nat
                 .bind(
