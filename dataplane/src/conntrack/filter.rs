@@ -127,11 +127,13 @@ pub fn has_ports(p: u8) -> bool {
     matches!(p, proto::TCP | proto::UDP | proto::SCTP)
 }
 
-/// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96).
+/// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96). It
+/// matches addresses of its own family only, as `conntrack -d ::/0` lists no IPv4 entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Prefix {
     addr: [u8; 16],
     len: u8,
+    v4: bool,
 }
 
 impl Prefix {
@@ -149,10 +151,14 @@ impl Prefix {
         Some(Prefix {
             addr: Addr::from(ip).0,
             len: base + len,
+            v4: ip.is_ipv4(),
         })
     }
 
     fn contains(&self, a: &Addr) -> bool {
+        if a.to_v4().is_some() != self.v4 {
+            return false;
+        }
         let full = usize::from(self.len / 8);
         let rest = self.len % 8;
         if self.addr[..full] != a.0[..full] {
