@@ -632,6 +632,15 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
     // HA takeover announcements (control `ha_takeover`, sent from the slow path).
     let announcer = Arc::new(dataplane::ha::announce::Announcer::default());
     slow.set_announcer(announcer.clone());
+    // An HA backup keeps its service addresses silent until takeover (docs/ha.md).
+    let standby = cfg.standby_addresses();
+    if !standby.is_empty() {
+        eprintln!(
+            "fwd: HA backup: {} service address(es) silent until takeover",
+            standby.len()
+        );
+    }
+    slow.set_standby(standby);
     let first = slow.snapshot_if_changed().unwrap_or_default();
     let share = Arc::new(NeighShare::new(Arc::new(first)));
     // The same rounding as the share the control thread sends (`worker_share`), so the

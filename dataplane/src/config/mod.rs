@@ -20,8 +20,8 @@ mod schema;
 mod validate;
 
 pub use schema::{
-    Config, ConntrackConfig, DeviceKind, EalConfig, NeighborConfig, PortConfig, QueueAssignment,
-    RouteConfig, RxAssignment, WorkersConfig, parse_interface_address, parse_mac,
+    Config, ConntrackConfig, DeviceKind, EalConfig, HaConfig, HaRole, NeighborConfig, PortConfig,
+    QueueAssignment, RouteConfig, RxAssignment, WorkersConfig, parse_interface_address, parse_mac,
 };
 
 /// A configuration error: where (a field path or a file position) and what.
@@ -235,5 +235,44 @@ ruleset: ruleset.nft
         assert_eq!(parse_mac("02:00:00:00:00"), None);
         assert_eq!(parse_mac("02:00:00:00:00:00:01"), None);
         assert_eq!(parse_mac("zz:00:00:00:00:00"), None);
+    }
+
+    #[test]
+    fn a_backups_standby_addresses_are_its_service_addresses_or_every_port_address() {
+        let base = "ports:\n  - name: lan\n    device: net_null0\n    addresses: [198.18.1.1/24, \"2001:db8:1::1/64\"]\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.ha.role, HaRole::Primary);
+        assert!(
+            c.standby_addresses().is_empty(),
+            "a primary answers at once"
+        );
+        let all = Config::parse(&format!("{base}ha:\n  role: backup\n")).unwrap();
+        all.validate(&any_tunable).unwrap();
+        let v4 = crate::wire::Addr::from_v4([198, 18, 1, 1]);
+        let v6 = crate::wire::Addr::from("2001:db8:1::1".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(all.standby_addresses(), vec![v4, v6]);
+        let one = Config::parse(&format!(
+            "{base}ha:\n  role: backup\n  service_addresses: [198.18.1.1]\n"
+        ))
+        .unwrap();
+        one.validate(&any_tunable).unwrap();
+        assert_eq!(one.standby_addresses(), vec![v4]);
+        let aa = Config::parse(&format!(
+            "{base}ha:\n  role: active-active\n  service_addresses: [198.18.1.1]\n"
+        ))
+        .unwrap();
+        assert!(aa.standby_addresses().is_empty());
+        assert_eq!(
+            field(check(&format!(
+                "{base}ha:\n  role: backup\n  service_addresses: [198.18.1.1, 198.18.1.2]\n"
+            ))),
+            "ha.service_addresses[1]",
+            "not an address of a port"
+        );
+        assert_eq!(
+            field(check(&format!("{base}ha:\n  service_addresses: [lan]\n"))),
+            "ha.service_addresses[0]"
+        );
+        assert!(Config::parse(&format!("{base}ha:\n  role: master\n")).is_err());
     }
 }

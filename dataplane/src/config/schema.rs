@@ -49,6 +49,58 @@ pub struct Config {
     /// persisted one, SIGHUP reloads and API replacements.
     #[serde(default)]
     pub limits: crate::rules::limits::Limits,
+    /// High availability (docs/ha.md, "Backup role"): this box's role at start.
+    #[serde(default)]
+    pub ha: HaConfig,
+}
+
+/// High availability: the role at start and the service addresses. A `backup` keeps its
+/// service addresses silent on the segment (no ARP / neighbour-solicitation answers, no
+/// ARP probes or solicitations sent from them) until a takeover announces them, as a
+/// VRRP backup does; `primary` and `active-active` answer from the start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    #[serde(default)]
+    pub role: HaRole,
+    /// The addresses a backup keeps silent until takeover (each one of the ports'
+    /// addresses, without prefix length); empty: every port address.
+    #[serde(default)]
+    pub service_addresses: Vec<String>,
+}
+
+/// The role of `ha.role`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HaRole {
+    #[default]
+    Primary,
+    Backup,
+    ActiveActive,
+}
+
+impl Config {
+    /// The addresses the slow path keeps silent at start: a backup's service addresses
+    /// (every port address when none are listed); none for the other roles. Call on a
+    /// validated config (unparsable entries are skipped).
+    pub fn standby_addresses(&self) -> Vec<Addr> {
+        if self.ha.role != HaRole::Backup {
+            return Vec::new();
+        }
+        if self.ha.service_addresses.is_empty() {
+            return self
+                .ports
+                .iter()
+                .flat_map(|p| &p.addresses)
+                .filter_map(|a| parse_interface_address(a).map(|(a, _)| a))
+                .collect();
+        }
+        self.ha
+            .service_addresses
+            .iter()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok().map(Addr::from))
+            .collect()
+    }
 }
 
 fn default_control_socket() -> PathBuf {

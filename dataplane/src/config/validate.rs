@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::wire::Addr;
+
 use super::{
     Config, ConfigError, DeviceKind, TunableCheck, invalid, parse_interface_address, parse_mac,
 };
@@ -133,6 +135,21 @@ impl Config {
             }
             if self.port_index(&n.port).is_none() {
                 return Err(invalid(f("port"), format!("no port named {:?}", n.port)));
+            }
+        }
+        for (i, a) in self.ha.service_addresses.iter().enumerate() {
+            let field = format!("ha.service_addresses[{i}]");
+            let Ok(ip) = a.parse::<std::net::IpAddr>() else {
+                return Err(invalid(field, format!("{a:?} is not an address")));
+            };
+            let own = self
+                .ports
+                .iter()
+                .flat_map(|p| &p.addresses)
+                .filter_map(|p| parse_interface_address(p))
+                .any(|(p, _)| p == Addr::from(ip));
+            if !own {
+                return Err(invalid(field, format!("{a} is not an address of any port")));
             }
         }
         let workers = self.workers.cores.len() as u64;

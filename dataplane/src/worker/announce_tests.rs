@@ -113,3 +113,83 @@ fn tick_serves_an_announcer_request_once() {
     sp.tick(2, &mut out);
     assert!(out.is_empty(), "served once");
 }
+
+/// An HA backup (docs/ha.md, "Backup role"): no ARP / NS answers for its standby service
+/// addresses and no probes from them, until a takeover's announcement; other own
+/// addresses are answered all along.
+#[test]
+fn a_backup_is_silent_for_its_service_addresses_until_the_takeover_announces_them() {
+    use super::pipe_tests::HOST_MAC;
+    let mut sp = SlowPath::<Vec<u8>>::new(ports(), routes(), NeighConfig::default());
+    let lan = [198, 18, 0, 1];
+    let host = [198, 18, 0, 10];
+    sp.set_standby(vec![v4(lan), v6("2001:db8:1::1")]);
+    let arp_req = |target: [u8; 4]| {
+        let mut f = vec![0u8; 60];
+        let a = super::pipe_build::ArpOut {
+            operation: 1,
+            sender_mac: HOST_MAC,
+            sender_ip: host,
+            target_mac: [0; 6],
+            target_ip: target,
+        };
+        super::pipe_build::arp(&mut f, [0xff; 6], &a).unwrap();
+        f
+    };
+    let mut out = Vec::new();
+    sp.handle(0, arp_req(lan), 0, &mut out);
+    assert!(
+        matches!(out.as_slice(), [SlowOut::Consumed(_)]),
+        "no answer while standby: {out:?}"
+    );
+    assert_eq!(sp.counters().arp_replies, 0);
+    assert_eq!(sp.counters().standby_silent, 1);
+    // The wan address is not a service address: answered.
+    out.clear();
+    let mut wan_req = arp_req([198, 19, 0, 1]);
+    wan_req[28..32].copy_from_slice(&[198, 19, 0, 10]);
+    sp.handle(1, wan_req, 0, &mut out);
+    assert!(
+        matches!(out.as_slice(), [SlowOut::Transmit { port: 1, .. }]),
+        "{out:?}"
+    );
+    // A probe from the lan port is sent from 0.0.0.0 (RFC 5227), not from the address.
+    out.clear();
+    let f = super::pipe_tests::Pkt::v4([198, 19, 0, 10], [198, 18, 0, 77]).udp(1, 2, 0);
+    sp.handle(1, f, 0, &mut out);
+    let [SlowOut::Send { port: 0, frame }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&frame[20..22], &[0, 1], "request");
+    assert_eq!(&frame[22..28], &LAN_MAC);
+    assert_eq!(&frame[28..32], &[0; 4], "sender IP 0.0.0.0");
+    assert_eq!(&frame[38..42], &[198, 18, 0, 77]);
+    // IPv6: no solicitation from a standby source at all.
+    out.clear();
+    let f = super::pipe_tests::Pkt::v6("2001:db8:2::10", "2001:db8:1::77").udp(1, 2, 0);
+    sp.handle(1, f, 0, &mut out);
+    assert!(
+        out.iter().all(|o| !matches!(o, SlowOut::Send { .. })),
+        "{out:?}"
+    );
+    assert_eq!(sp.counters().standby_silent, 2);
+
+    // Takeover of the IPv4 address: announced, then answered; the IPv6 one stays silent.
+    out.clear();
+    let r = sp.announce(&[v4(lan)], &mut out);
+    assert_eq!(r.garp, 1);
+    assert_eq!(sp.standby(), &[v6("2001:db8:1::1")]);
+    out.clear();
+    sp.handle(0, arp_req(lan), 0, &mut out);
+    let [SlowOut::Transmit { port: 0, frame }] = out.as_slice() else {
+        panic!("answered after takeover: {out:?}")
+    };
+    assert_eq!(&frame[20..22], &[0, 2], "reply");
+    assert_eq!(&frame[22..28], &LAN_MAC);
+    assert_eq!(&frame[28..32], &lan);
+    assert_eq!(sp.counters().arp_replies, 2);
+    // A takeover naming nothing leaves standby for every address.
+    out.clear();
+    sp.announce(&[], &mut out);
+    assert!(sp.standby().is_empty());
+}

@@ -167,7 +167,7 @@ impl Pkt {
             src_mac: HOST_MAC,
         }
     }
-    fn v6(src: &str, dst: &str) -> Self {
+    pub(super) fn v6(src: &str, dst: &str) -> Self {
         Pkt {
             family: Family::V6,
             src: v6(src),

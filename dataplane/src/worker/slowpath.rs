@@ -51,6 +51,9 @@ pub struct SlowCounters {
     pub garp_sent: u64,
     /// Unsolicited neighbour advertisements sent by takeovers.
     pub unsolicited_na_sent: u64,
+    /// ARP requests / solicitations for a standby service address left unanswered, and
+    /// IPv6 solicitations not sent because their source would be one (docs/ha.md).
+    pub standby_silent: u64,
 }
 
 impl Default for SlowCounters {
@@ -64,6 +67,7 @@ impl Default for SlowCounters {
             ignored: 0,
             garp_sent: 0,
             unsolicited_na_sent: 0,
+            standby_silent: 0,
         }
     }
 }
@@ -77,6 +81,10 @@ pub struct SlowPath<P> {
     counters: SlowCounters,
     /// Takeover announcements asked for by the control thread (docs/ha.md).
     announcer: Option<Arc<Announcer>>,
+    /// Service addresses kept silent while this box is an HA backup (docs/ha.md, "Backup
+    /// role"): no ARP / NS answers for them, no probes from them; a takeover's
+    /// announcement removes the addresses it announces.
+    standby: Vec<Addr>,
 }
 
 const ND_NS: u8 = 135;
@@ -91,7 +99,19 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
             cache: NeighborCache::new(config),
             counters: SlowCounters::default(),
             announcer: None,
+            standby: Vec::new(),
         }
+    }
+
+    /// Keeps `addrs` silent until a takeover announces them (an HA backup's service
+    /// addresses, from the config's `ha` section).
+    pub fn set_standby(&mut self, addrs: Vec<Addr>) {
+        self.standby = addrs;
+    }
+
+    /// The service addresses still kept silent.
+    pub fn standby(&self) -> &[Addr] {
+        &self.standby
     }
 
     /// Serves the takeover announcements `a` asks for, from [`SlowPath::tick`].
@@ -224,6 +244,14 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         let target = Addr::from_v4(a.target_ip);
         let ours = self.routes.local_port(target) == Some(in_port);
         let valid_sender = a.sender_ip != [0; 4] && a.sender_mac[0] & 1 == 0;
+        if a.operation == 1 && ours && self.standby.contains(&target) {
+            // An HA backup: the primary answers for it (docs/ha.md, "Backup role").
+            self.counters.standby_silent += 1;
+            if valid_sender {
+                self.learn(in_port, sender, a.sender_mac, false, now_ms, out);
+            }
+            return out.push(SlowOut::Consumed(frame));
+        }
         if a.operation == 1 && ours {
             if valid_sender {
                 self.learn(in_port, sender, a.sender_mac, true, now_ms, out);
@@ -278,6 +306,10 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
     ) {
         if self.routes.local_port(target) != Some(in_port) {
             self.counters.ignored += 1;
+            return out.push(SlowOut::Consumed(frame));
+        }
+        if self.standby.contains(&target) {
+            self.counters.standby_silent += 1;
             return out.push(SlowOut::Consumed(frame));
         }
         let unspecified = src.0 == [0; 16];
@@ -350,9 +382,12 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         let mut v = vec![0u8; 128];
         let len = match addr.to_v4() {
             Some(target_ip) => {
+                // A standby address must not reach the neighbours' caches: probe from
+                // 0.0.0.0 as RFC 5227 does (hosts answer it without learning).
                 let sender_ip = self
                     .routes
                     .port_address(port, Family::V4)
+                    .filter(|a| !self.standby.contains(a))
                     .and_then(Addr::to_v4)
                     .unwrap_or([0; 4]);
                 let req = ArpOut {
@@ -368,6 +403,11 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
                 let Some(src) = self.routes.port_address(port, Family::V6) else {
                     return;
                 };
+                if self.standby.contains(&src) {
+                    // A solicitation's source is learned by its receivers.
+                    self.counters.standby_silent += 1;
+                    return;
+                }
                 let (dst, eth) = match unicast {
                     Some(m) => (addr, m),
                     None => build::solicited_node(addr),
@@ -409,7 +449,14 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
     /// address, target MAC zero) or an unsolicited neighbour advertisement (RFC 4861
     /// §7.2.6: to all-nodes, Override set, Solicited clear, our target link-layer
     /// address), so that hosts and switches move the address to this box's ports.
+    ///
+    /// The announced addresses leave standby first (this box now answers for them).
     pub fn announce(&mut self, addrs: &[Addr], out: &mut Vec<SlowOut<P>>) -> Announced {
+        if addrs.is_empty() {
+            self.standby.clear();
+        } else {
+            self.standby.retain(|s| !addrs.contains(s));
+        }
         let mut r = Announced::default();
         let targets: Vec<(Addr, u16)> = if addrs.is_empty() {
             self.routes.local_addresses()
