@@ -74,6 +74,96 @@ elif mode == "tcp-server":
     c, a = l.accept()
     c.sendall(c.recv(64))
     time.sleep(120)
+elif mode == "tcp-lines":
+    # One connection: prints its peer, echoes every line, reports how it ended.
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("198.18.2.2", 5500))
+    l.listen(4)
+    while True:
+        c, a = l.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        print("accept %s %d" % a, flush=True)
+        n = 0
+        f = c.makefile("rb")
+        try:
+            for line in f:
+                c.sendall(line)
+                n += 1
+            print("eof after %d lines" % n, flush=True)
+        except OSError as e:
+            print("error after %d lines: %s" % (n, e), flush=True)
+elif mode == "udp-log":
+    # UDP echo that prints each source it has not seen before.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("198.18.2.2", 5301))
+    seen = set()
+    while True:
+        d, a = s.recvfrom(2048)
+        if a not in seen:
+            seen.add(a)
+            print("source %s %d" % a, flush=True)
+        s.sendto(d, a)
+elif mode == "stream":
+    # A TCP line and a UDP datagram every 100 ms for argv[2] seconds; each echo printed
+    # with its arrival time ("tcp N T" / "udp N T"); a TCP error ends it ("tcp-error").
+    import select
+    until = time.time() + float(sys.argv[2])
+    deadline = time.time() + 25
+    while True:
+        try:
+            c = socket.create_connection(("198.18.2.2", 5500), timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.setblocking(False)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("198.18.1.2", 41100))
+    u.connect(("198.18.2.2", 5301))
+    u.setblocking(False)
+    buf, n, expect, nxt = b"", 0, 0, time.time()
+    while time.time() < until:
+        now = time.time()
+        if now >= nxt:
+            try:
+                c.sendall(b"%d\n" % n)
+            except OSError as e:
+                print("tcp-error send %s" % e, flush=True)
+                sys.exit(3)
+            try:
+                u.send(b"%d" % n)
+            except OSError:
+                pass
+            n += 1
+            nxt = now + 0.1
+        r, _, _ = select.select([c, u], [], [], max(0.0, nxt - time.time()))
+        if c in r:
+            try:
+                d = c.recv(4096)
+            except OSError as e:
+                print("tcp-error recv %s" % e, flush=True)
+                sys.exit(3)
+            if not d:
+                print("tcp-error eof", flush=True)
+                sys.exit(3)
+            buf += d
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if int(line) != expect:
+                    print("tcp-error order got %s want %d" % (line, expect), flush=True)
+                    sys.exit(3)
+                print("tcp %d %.3f" % (expect, time.time()), flush=True)
+                expect += 1
+        if u in r:
+            try:
+                d = u.recv(2048)
+                print("udp %s %.3f" % (d.decode(), time.time()), flush=True)
+            except OSError:
+                pass
+    print("done sent %d echoed %d" % (n, expect), flush=True)
 elif mode == "tcp-client":
     deadline = time.time() + 25
     while True:
@@ -98,6 +188,8 @@ struct Box_ {
     fwd: Option<Child>,
     mgmt: Option<Child>,
     starts: u32,
+    /// Appended to the fwd config (the backup's `ha` section).
+    extra_cfg: String,
 }
 
 impl Box_ {
@@ -131,7 +223,7 @@ impl Box_ {
              file_prefix: ha-{pid}-{name}-{n}\n\
              ports:\n{ports}\
              workers:\n  cores: [{worker}]\n\
-             control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n",
+             control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n{extra}",
             main = cores.0,
             worker = cores.1,
             pid = std::process::id(),
@@ -139,6 +231,7 @@ impl Box_ {
             n = self.starts,
             sock = self.socket().display(),
             state = self.dir.join(format!("state{}", self.starts)).display(),
+            extra = self.extra_cfg,
         );
         self.starts += 1;
         let path = self.dir.join("fwd.yaml");
@@ -335,7 +428,10 @@ impl Drop for Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// The namespaces, the sync link and the data segments: `switched` puts both boxes'
+    /// ports on two bridges (lan, wan) in `ha-<pid>-x` with the client and the server
+    /// ([`Lab::switch`]); otherwise client and server hang off the primary directly.
+    fn new(switched: bool) -> Lab {
         let pid = std::process::id();
         let short = pid % 100_000;
         let serial = std::fs::File::create(std::env::temp_dir().join("integ-e2e_fwd.lock"))
@@ -352,6 +448,7 @@ impl Lab {
                 fwd: None,
                 mgmt: None,
                 starts: 0,
+                extra_cfg: String::new(),
             }
         };
         let mut lab = Lab {
@@ -363,31 +460,41 @@ impl Lab {
             _serial: serial,
         };
         std::fs::write(dir.join("peers.py"), PEERS_PY).unwrap();
-        for s in ["a", "b", "p", "s"] {
+        let names: &[&str] = if switched {
+            &["a", "b", "p", "s", "x"]
+        } else {
+            &["a", "b", "p", "s"]
+        };
+        for s in names {
             let ns = format!("ha-{pid}-{s}");
             ok(&["ip", "netns", "add", &ns]);
             lab.nss.push(ns.clone());
             ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
-        let (a, b, p, s) = (&lab.nss[0], &lab.nss[1], &lab.nss[2], &lab.nss[3]);
-        attach_host(
-            p,
-            &format!("ha{short}a"),
-            a,
-            "198.18.1.2/24",
-            "default",
-            "198.18.1.1",
-        );
-        attach_host(
-            p,
-            &format!("ha{short}b"),
-            b,
-            "198.18.2.2/24",
-            "default",
-            "198.18.2.1",
-        );
+        let (a, b, p) = (&lab.nss[0], &lab.nss[1], &lab.nss[2]);
+        if switched {
+            lab.switch(short);
+        } else {
+            attach_host(
+                p,
+                &format!("ha{short}a"),
+                a,
+                "198.18.1.2/24",
+                "default",
+                "198.18.1.1",
+            );
+            attach_host(
+                p,
+                &format!("ha{short}b"),
+                b,
+                "198.18.2.2/24",
+                "default",
+                "198.18.2.1",
+            );
+        }
         // The sync link: kernel interfaces, not fwd's ports.
         let (sp, ss) = (format!("hy{short}p"), format!("hy{short}s"));
+        let (p, s) = (&lab.nss[2], &lab.nss[3]);
         ok(&[
             "ip", "link", "add", &sp, "netns", p, "type", "veth", "peer", "name", &ss, "netns", s,
         ]);
@@ -398,8 +505,76 @@ impl Lab {
         lab
     }
 
+    /// Two bridges in the switch namespace `x`: `brl` (lan: the client `a`, both boxes'
+    /// lan ports) and `brw` (wan: the server `b`, both wan ports). The boxes' ends
+    /// (`ha<short><p|s><l|w>`, for `net_af_packet`) get fixed MACs ([`port_mac`]).
+    fn switch(&self, short: u32) {
+        let x = &self.nss[4];
+        for br in ["brl", "brw"] {
+            ok(&["ip", "-n", x, "link", "add", br, "type", "bridge"]);
+            ok(&["ip", "-n", x, "link", "set", br, "up"]);
+        }
+        let plug = |ns: &str, dev: &str, br: &str, mac: Option<String>| {
+            let peer = format!("{}x", &dev[..dev.len().min(14)]);
+            ok(&[
+                "ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", &peer,
+                "netns", x,
+            ]);
+            if let Some(m) = mac {
+                ok(&["ip", "-n", ns, "link", "set", dev, "address", &m]);
+            }
+            for (n, d) in [(ns, dev), (x.as_str(), peer.as_str())] {
+                // Full checksums on the wire: af_packet hands fwd the frames as they are.
+                ok(&[
+                    "ip", "netns", "exec", n, "ethtool", "-K", d, "tx", "off", "rx", "off", "tso",
+                    "off", "gso", "off", "gro", "off",
+                ]);
+                ok(&["ip", "-n", n, "link", "set", d, "up"]);
+            }
+            ok(&["ip", "-n", x, "link", "set", &peer, "master", br]);
+        };
+        for ns in &self.nss {
+            ok(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ]);
+        }
+        let (a, b) = (&self.nss[0], &self.nss[1]);
+        plug(a, &format!("hc{short}a"), "brl", None);
+        plug(b, &format!("hc{short}b"), "brw", None);
+        for (host, dev, addr, gw) in [
+            (a, format!("hc{short}a"), "198.18.1.2/24", "198.18.1.1"),
+            (b, format!("hc{short}b"), "198.18.2.2/24", "198.18.2.1"),
+        ] {
+            ok(&["ip", "-n", host, "addr", "add", addr, "dev", &dev]);
+            ok(&["ip", "-n", host, "route", "add", "default", "via", gw]);
+        }
+        for (i, ns) in [(2, &self.nss[2]), (3, &self.nss[3])] {
+            let who = if i == 2 { 'p' } else { 's' };
+            for (seg, br) in [('l', "brl"), ('w', "brw")] {
+                plug(
+                    ns,
+                    &format!("ha{short}{who}{seg}"),
+                    br,
+                    Some(port_mac(who, seg)),
+                );
+            }
+        }
+    }
+
     fn logs(&self) -> String {
-        format!("{}{}", self.primary.logs(), self.backup.logs())
+        let mut s = format!("{}{}", self.primary.logs(), self.backup.logs());
+        for f in ["stream.log", "tcp-lines.log", "udp-log.log"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
+                s += &format!("--- {f} ---\n{t}");
+            }
+        }
+        s
     }
 
     fn spawn(&mut self, ns: usize, secs: u32, args: &[&str]) -> usize {
@@ -457,10 +632,21 @@ impl Lab {
     }
 }
 
-fn af_packet_ports(short: u32) -> String {
+/// Both boxes' ports: lan 198.18.1.1/24 and wan 198.18.2.1/24 on `net_af_packet` over
+/// the kernel interfaces `lan` and `wan`.
+fn af_packet_ports(lan: &str, wan: &str) -> String {
     format!(
-        "  - name: lan\n    device: net_af_packet0,iface=ha{short}a,qpairs=2\n    addresses: [198.18.1.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n  \
-         - name: wan\n    device: net_af_packet1,iface=ha{short}b,qpairs=2\n    addresses: [198.18.2.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n"
+        "  - name: lan\n    device: net_af_packet0,iface={lan},qpairs=2\n    addresses: [198.18.1.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n  \
+         - name: wan\n    device: net_af_packet1,iface={wan},qpairs=2\n    addresses: [198.18.2.1/24]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n"
+    )
+}
+
+/// The fixed MAC of box `who`'s (`p`, `s`) port on segment `seg` (`l`, `w`).
+fn port_mac(who: char, seg: char) -> String {
+    format!(
+        "02:00:00:00:{:02x}:{:02x}",
+        u32::from(who == 's') + 1,
+        u32::from(seg == 'w') + 1
     )
 }
 
@@ -471,9 +657,12 @@ fn backup_cache_commit_and_resync_match_the_primary_entry_by_entry() {
         return;
     }
     let t0 = Instant::now();
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(false);
     let short = std::process::id() % 100_000;
-    lab.primary.start_fwd(&af_packet_ports(short), (0, 1));
+    lab.primary.start_fwd(
+        &af_packet_ports(&format!("ha{short}a"), &format!("ha{short}b")),
+        (0, 1),
+    );
     lab.primary
         .start_mgmt("primary", "198.18.9.1", "198.18.9.2");
     lab.start_backup();
@@ -590,4 +779,165 @@ fn backup_cache_commit_and_resync_match_the_primary_entry_by_entry() {
         st["sync"]["counters"]["resync_records"].as_u64().unwrap() >= n,
         "{st}"
     );
+}
+
+/// Arrival times (UNIX seconds) of the stream client's echoes of `kind` ("tcp", "udp").
+fn echoes(lab: &Lab, kind: &str) -> Vec<f64> {
+    std::fs::read_to_string(lab.dir.join("stream.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            (w.next() == Some(kind))
+                .then(|| w.nth(1).and_then(|t| t.parse().ok()))
+                .flatten()
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The MAC a host namespace's neighbour table holds for `addr` (`None`: no entry).
+fn neighbour_mac(ns: &str, addr: &str) -> Option<String> {
+    let out = sh(&["ip", "-n", ns, "neigh", "show", addr]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut w = text.split_whitespace();
+    w.find(|t| *t == "lladdr")?;
+    w.next().map(str::to_string)
+}
+
+/// Failover (docs/ha.md, "Tested"): both boxes on the same two bridged segments, the same
+/// addresses and ruleset (masquerade); the backup (`ha.role: backup`) stays silent for
+/// the service addresses, so the client and the server resolve them to the primary. A
+/// TCP session (a line every 100 ms, echoed) and a UDP stream run through the primary;
+/// the primary's fwd is killed with SIGKILL and `fwctl ha takeover` runs on the backup (as
+/// keepalived's notify would). Within 3 s of the kill both streams are echoed again, through
+/// the backup; the TCP session never saw an error or a gap, and the server saw one TCP
+/// connection and one UDP source (the masquerade address and port of the synced binding).
+#[test]
+fn failover_keeps_a_masqueraded_tcp_session_and_a_udp_stream_after_kill_9_of_the_primary() {
+    if !is_root() {
+        eprintln!("ha_e2e: skipped (needs root for network namespaces)");
+        return;
+    }
+    let t0 = Instant::now();
+    let mut lab = Lab::new(true);
+    let short = std::process::id() % 100_000;
+    let ports =
+        |who: char| af_packet_ports(&format!("ha{short}{who}l"), &format!("ha{short}{who}w"));
+    lab.primary.start_fwd(&ports('p'), (0, 1));
+    lab.primary
+        .start_mgmt("primary", "198.18.9.1", "198.18.9.2");
+    lab.backup.extra_cfg = "ha:\n  role: backup\n".into();
+    lab.backup.start_fwd(&ports('s'), (0, 1));
+    lab.backup.start_mgmt("backup", "198.18.9.2", "198.18.9.1");
+    lab.wait(30, "both daemons see their peer", || {
+        Lab::peer_up(&lab.primary) && Lab::peer_up(&lab.backup)
+    });
+    eprintln!("ha_e2e failover: {:?} peers up", t0.elapsed());
+
+    lab.spawn(1, 120, &["tcp-lines"]);
+    lab.spawn(1, 120, &["udp-log"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let stream = lab.spawn(0, 100, &["stream", "60"]);
+    lab.wait(40, "10 TCP and 10 UDP echoes through the primary", || {
+        echoes(&lab, "tcp").len() >= 10 && echoes(&lab, "udp").len() >= 10
+    });
+    // The backup answered no ARP for the service addresses: both hosts hold the primary.
+    let (a, b) = (lab.nss[0].clone(), lab.nss[1].clone());
+    assert_eq!(
+        neighbour_mac(&a, "198.18.1.1"),
+        Some(port_mac('p', 'l')),
+        "the client resolved the gateway to the primary\n{}",
+        lab.logs()
+    );
+    assert_eq!(
+        neighbour_mac(&b, "198.18.2.1"),
+        Some(port_mac('p', 'w')),
+        "the server resolved the masquerade address to the primary"
+    );
+    // The backup's cache holds both connections (outside its workers).
+    let n = lab.primary.table().len() as u64;
+    assert!(n >= 2, "TCP and UDP tracked on the primary");
+    lab.wait(30, "the backup's cache holds the primary's entries", || {
+        lab.cache_entries() == n
+    });
+    assert!(
+        lab.backup.table().is_empty(),
+        "nothing in the backup's workers"
+    );
+
+    // Failover.
+    let killed = unix_now();
+    kill(&mut lab.primary.fwd);
+    let t = lab
+        .backup
+        .fwctl(&["ha", "takeover"])
+        .expect("fwctl ha takeover");
+    let took = unix_now() - killed;
+    eprintln!("ha_e2e failover: takeover answered {took:.3} s after the kill: {t}");
+    assert_eq!(t["counters"]["committed"].as_u64(), Some(n), "{t}");
+    assert_eq!(t["garp_sent"].as_u64(), Some(2), "{t}");
+    lab.wait(10, "TCP and UDP echoed after the kill", || {
+        let after = |k| echoes(&lab, k).iter().filter(|&&e| e > killed).count();
+        after("tcp") >= 10 && after("udp") >= 10
+    });
+    let first = |k| {
+        echoes(&lab, k)
+            .into_iter()
+            .find(|&e| e > killed)
+            .map_or(f64::MAX, |e| e - killed)
+    };
+    let (tcp_gap, udp_gap) = (first("tcp"), first("udp"));
+    eprintln!("ha_e2e failover: first echo after the kill: TCP {tcp_gap:.3} s, UDP {udp_gap:.3} s");
+    assert!(
+        tcp_gap <= 3.0,
+        "TCP resumed {tcp_gap:.3} s after the kill\n{}",
+        lab.logs()
+    );
+    assert!(
+        udp_gap <= 3.0,
+        "UDP resumed {udp_gap:.3} s after the kill\n{}",
+        lab.logs()
+    );
+    // The hosts now reach the backup.
+    assert_eq!(neighbour_mac(&a, "198.18.1.1"), Some(port_mac('s', 'l')));
+    assert_eq!(neighbour_mac(&b, "198.18.2.1"), Some(port_mac('s', 'w')));
+
+    // One TCP connection, no reset, every line echoed in order (the client checks the
+    // order and would have stopped with "tcp-error"); one UDP source: the binding the
+    // primary chose, which the backup's table holds too.
+    let client = std::fs::read_to_string(lab.dir.join("stream.log")).unwrap();
+    assert!(!client.contains("tcp-error"), "{}", lab.logs());
+    let server = std::fs::read_to_string(lab.dir.join("tcp-lines.log")).unwrap();
+    let accepts: Vec<&str> = server.lines().filter(|l| l.starts_with("accept")).collect();
+    assert_eq!(accepts.len(), 1, "{}", lab.logs());
+    assert!(!server.contains("error"), "{}", lab.logs());
+    let udp = std::fs::read_to_string(lab.dir.join("udp-log.log")).unwrap();
+    let sources: Vec<&str> = udp.lines().filter(|l| l.starts_with("source")).collect();
+    assert_eq!(
+        sources.len(),
+        1,
+        "one UDP source before and after\n{}",
+        lab.logs()
+    );
+    let backup = lab.backup.table();
+    for (seen, proto, dport) in [(accepts[0], "tcp", "5500"), (sources[0], "udp", "5301")] {
+        let port = seen.rsplit(' ').next().unwrap();
+        assert!(seen.contains(" 198.18.2.1 "), "masqueraded: {seen}");
+        let binding = format!("reply 198.18.2.2:Some({dport}) -> 198.18.2.1:Some({port})");
+        assert!(
+            backup
+                .iter()
+                .any(|(k, v)| k.contains(proto) && v.starts_with(&binding)),
+            "the backup's {proto} entry carries the server's view {seen}: {backup:#?}"
+        );
+    }
+    let _ = lab.helpers[stream].kill();
+    eprintln!("ha_e2e failover: done in {:?}", t0.elapsed());
 }

@@ -225,6 +225,22 @@ fn syn_options(t: &TcpInfo, side: &mut Side) {
 }
 
 impl TcpConn {
+    /// This window without its sequence positions: the window scales and the options
+    /// each side offered are kept, and each direction's next segment re-seeds its
+    /// window as a mid-stream pickup does (`maxwin` 0). What a takeover commits (docs/ha.md):
+    /// packets move the positions without events, so the synced ones are stale by then,
+    /// and an acknowledgement of data the copy never saw would be out of window. Linux
+    /// does the same for an entry conntrackd commits (ctnetlink carries scale and
+    /// flags, no positions).
+    pub(crate) fn unanchored(&self) -> TcpConn {
+        let keep = F_WINDOW_SCALE | F_SACK_PERM | F_BE_LIBERAL;
+        TcpConn {
+            scale: self.scale,
+            flags: [self.flags[0] & keep, self.flags[1] & keep],
+            ..TcpConn::default()
+        }
+    }
+
     fn side(&self, i: usize) -> Side {
         let [end, maxend, maxwin, maxack] = self.win[i];
         Side {

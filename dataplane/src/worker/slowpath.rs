@@ -246,9 +246,10 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         let valid_sender = a.sender_ip != [0; 4] && a.sender_mac[0] & 1 == 0;
         if a.operation == 1 && ours && self.standby.contains(&target) {
             // An HA backup: the primary answers for it (docs/ha.md, "Backup role").
+            // It still learns the asker, so that it forwards at once after a takeover.
             self.counters.standby_silent += 1;
             if valid_sender {
-                self.learn(in_port, sender, a.sender_mac, false, now_ms, out);
+                self.learn(in_port, sender, a.sender_mac, true, now_ms, out);
             }
             return out.push(SlowOut::Consumed(frame));
         }

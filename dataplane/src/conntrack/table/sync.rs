@@ -100,6 +100,8 @@ impl Table {
             _ => self.timeout_for(s.orig.family, s.orig.proto),
         });
         let window = match (kind, s.tcp_window) {
+            // Adopted on takeover: the positions are stale, keep scales and options.
+            (KIND_TCP, Some(w)) if adopt => w.unanchored(),
             (KIND_TCP, Some(w)) => w,
             _ => TcpConn::default(),
         };

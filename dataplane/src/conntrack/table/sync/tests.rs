@@ -146,6 +146,96 @@ fn adopted_entries_are_ours_and_get_the_state_timeout() {
     assert!(left >= est * S && left <= est * S + TICK_NS, "{left}");
 }
 
+/// Takeover after the connection moved on: the primary's last event carried the window
+/// of the handshake, then data flowed both ways without events. The adopted entry takes
+/// the next segments (which acknowledge data the copy never saw) as established, keeps
+/// its NAT binding, and a segment far outside any window is still invalid afterwards.
+#[test]
+fn an_adopted_connection_continues_after_data_its_synced_window_never_saw() {
+    use crate::conntrack::testutil::tcp_data;
+    let mut a = table();
+    let (orig, reply) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    let (c, srv, nat) = (
+        Addr::from_v4([198, 18, 0, 2]),
+        Addr::from_v4([203, 0, 113, 9]),
+        Addr::from_v4([198, 51, 100, 1]),
+    );
+    // 300 lines of 10 bytes each way on the primary, no events.
+    let events = a.pending_events();
+    for i in 0..300u32 {
+        let q = tcp_data(c, 40000, srv, 443, PSHACK, 1001 + 10 * i, 5001 + 10 * i, 10);
+        let r = tcp_data(
+            srv,
+            443,
+            nat,
+            61000,
+            PSHACK,
+            5001 + 10 * i,
+            1011 + 10 * i,
+            10,
+        );
+        a.update(id, Direction::Original, &q, 4 * S);
+        a.update(id, Direction::Reply, &r, 4 * S);
+    }
+    assert_eq!(
+        a.pending_events(),
+        events,
+        "the primary sent nothing after the handshake"
+    );
+    let mut b = table();
+    let SyncApplied::Inserted(bid) = b.apply_synced(&s, true, 5 * S).unwrap() else {
+        panic!()
+    };
+    // The client's next line acknowledges 3000 bytes of the server's the copy never saw.
+    let q = tcp_data(c, 40000, srv, 443, PSHACK, 4001, 8001, 10);
+    let out = b.update(bid, Direction::Original, &q, 6 * S);
+    assert!(
+        matches!(
+            out,
+            Outcome::Tracked {
+                ct: CtState::Established,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let r = tcp_data(srv, 443, nat, 61000, PSHACK, 8001, 4011, 10);
+    let out = b.update(bid, Direction::Reply, &r, 6 * S);
+    assert!(
+        matches!(
+            out,
+            Outcome::Tracked {
+                ct: CtState::Established,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        b.lookup(&reply),
+        Some((bid, Direction::Reply)),
+        "same binding"
+    );
+    // Re-seeded, not disabled: a segment 1 GB ahead is out of window.
+    let far = tcp_data(c, 40000, srv, 443, PSHACK, 4011 + (1 << 30), 8011, 10);
+    assert!(matches!(
+        b.update(bid, Direction::Original, &far, 7 * S),
+        Outcome::Invalid(_)
+    ));
+    // The peer's copy (not adopted) keeps the synced window as it came.
+    let mut c2 = table();
+    let SyncApplied::Inserted(cid) = c2.apply_synced(&s, false, 5 * S).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        c2.snapshot(cid, 5 * S).unwrap().tcp_window,
+        s.tcp_window,
+        "a cache copy is not re-seeded"
+    );
+}
+
 #[test]
 fn ct_entry_form_converts_back() {
     let mut a = table();
