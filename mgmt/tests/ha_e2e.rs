@@ -6,7 +6,7 @@
 //!   `ha-<pid>-a` (198.18.1.2) and the server namespace `ha-<pid>-b` (198.18.2.2), with
 //!   masquerade to its wan address 198.18.2.1;
 //! - backup `fwd` in `ha-<pid>-s` on two `net_null` ports with the same addresses and
-//!   ruleset (it forwards nothing here: the failover itself is not part of this test);
+//!   ruleset (it forwards nothing in this test);
 //! - UDP flows (answered) and one TCP connection (established, held open) through the
 //!   primary; the backup's external cache fills; `fwctl ha commit` moves it into the
 //!   backup's workers; both tables are compared entry by entry (tuples, NAT binding, TCP
@@ -14,6 +14,11 @@
 //!   its daemon asks the primary for a resync, and after `fwctl ha takeover` (commit,
 //!   then one gratuitous ARP per service address from fwd's slow path, counted) the
 //!   tables are equal again.
+//!
+//! The failover test (`failover_keeps_…`) puts both boxes on `net_af_packet` ports on two
+//! bridges in `ha-<pid>-x` (the backup with `ha.role: backup`), kills the primary's fwd
+//! with SIGKILL during a TCP session and a UDP stream, and checks that both carry on
+//! through the backup (docs/ha.md, "Tested").
 //!
 //! Every wait is bounded; processes are killed by PID and namespaces deleted by name by a
 //! drop guard. The lab holds the same lock as `e2e_fwd.rs` (busy-polling `fwd`s on a
@@ -875,12 +880,15 @@ fn failover_keeps_a_masqueraded_tcp_session_and_a_udp_stream_after_kill_9_of_the
     // Failover.
     let killed = unix_now();
     kill(&mut lab.primary.fwd);
+    let reaped = unix_now() - killed;
     let t = lab
         .backup
         .fwctl(&["ha", "takeover"])
         .expect("fwctl ha takeover");
     let took = unix_now() - killed;
-    eprintln!("ha_e2e failover: takeover answered {took:.3} s after the kill: {t}");
+    eprintln!(
+        "ha_e2e failover: primary reaped {reaped:.3} s, takeover answered {took:.3} s after the kill: {t}"
+    );
     assert_eq!(t["counters"]["committed"].as_u64(), Some(n), "{t}");
     assert_eq!(t["garp_sent"].as_u64(), Some(2), "{t}");
     lab.wait(10, "TCP and UDP echoed after the kill", || {
