@@ -105,6 +105,15 @@ impl Table {
             (KIND_TCP, Some(w)) => w,
             _ => TcpConn::default(),
         };
+        if let Some((id, Direction::Original)) = self.lookup(&s.orig)
+            && adopt
+            && self.entries[id.0 as usize].reply != s.reply
+        {
+            // Takeover: a packet that reached this box before the commit was picked up
+            // with a binding of its own; the binding the server knows wins (docs/ha.md,
+            // "Before the commit"): ours goes (its DESTROY event, its port released).
+            self.remove(id, now);
+        }
         if let Some((id, _)) = self.lookup(&s.orig) {
             let e = &mut self.entries[id.0 as usize];
             if e.reply != s.reply {

@@ -236,6 +236,43 @@ fn an_adopted_connection_continues_after_data_its_synced_window_never_saw() {
     );
 }
 
+/// A packet picked up before the commit chose another NAT port; the commit replaces that
+/// entry with the synced one (the server knows the synced binding), a plain apply refuses.
+#[test]
+fn a_takeover_commit_replaces_an_entry_picked_up_early_with_another_binding() {
+    let mut a = table();
+    let (orig, reply) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    let mut b = table();
+    let early = tcp4(
+        [198, 18, 0, 2],
+        40000,
+        [203, 0, 113, 9],
+        443,
+        ACK,
+        1001,
+        5001,
+    );
+    let mut other = reply;
+    other.dport = 61001;
+    let eid = b.insert(orig, other, &early, S).unwrap();
+    assert_eq!(b.apply_synced(&s, false, 2 * S), Err(InsertError::Clash));
+    let got = b.apply_synced(&s, true, 2 * S).unwrap();
+    let SyncApplied::Inserted(bid) = got else {
+        panic!("{got:?}")
+    };
+    assert!(!b.contains(eid) || eid == bid);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.lookup(&orig), Some((bid, Direction::Original)));
+    assert_eq!(b.lookup(&reply), Some((bid, Direction::Reply)));
+    assert_eq!(b.lookup(&other), None, "the early binding is gone");
+    let (k, p) = pool_port(&other.dst, other.proto, other.dport);
+    assert!(!b.port_pools().is_held(&k, p), "its port released");
+    let (k, p) = pool_port(&reply.dst, reply.proto, reply.dport);
+    assert!(b.port_pools().is_held(&k, p), "the synced port held");
+}
+
 #[test]
 fn ct_entry_form_converts_back() {
     let mut a = table();
