@@ -14,7 +14,7 @@ use crate::control::proto::{
     ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
 };
 use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
-use crate::rules::compile::DynElement;
+use crate::rules::compile::{DynElement, DynStore, NEVER, dyn_key};
 use crate::rules::edit::{self, Element, ElementFault, ElementOp};
 use crate::rules::{self, dynlist, print};
 
@@ -218,9 +218,7 @@ pub fn change(
             };
             return Err(bad(
                 field,
-                "element timeouts need a set with `flags timeout`, which this version does \
-                 not have"
-                    .into(),
+                "an element timeout needs a set with `flags timeout` (a dynamic set)".into(),
             ));
         }
         if data.is_some() && e.data.is_none() && op != ElementOp::Delete {
@@ -264,4 +262,143 @@ pub fn change(
         ControlError::new(ErrorCode::BadRequest, format!("elements: {}", e.msg)).field("elements")
     })?;
     Ok(next)
+}
+
+/// A change of a dynamic set's (or meter's) live elements, checked against its store and
+/// ready to apply ([`live_change`]).
+#[derive(Debug)]
+pub struct LiveChange {
+    op: ElementOp,
+    /// Each element's key and, for an add, its expiry (ns of the workers' clock).
+    keys: Vec<(u128, u64)>,
+    /// For a delete of declared elements: the ruleset without them (to publish first, so
+    /// that a later ruleset does not bring them back).
+    pub declaration: Option<Ruleset>,
+}
+
+/// `nft add|create|delete element` on a dynamic set or meter `set` of table `ti` (key type
+/// `ty`) acts on the elements the data path sees, as the kernel's does: an add inserts the
+/// absent elements into `store` with the element's `timeout` or the set's, a delete
+/// removes live elements (data-path ones included). Checked whole before anything
+/// changes: a `create` of a live element is a conflict, a delete of one that is not live
+/// not found. Elements added here live in the store only (as the data path's do: a
+/// restart or a change of the set's definition drops them); a delete of a declared
+/// element also takes it out of the declaration.
+pub fn live_change(
+    rs: &Ruleset,
+    ti: usize,
+    set: &str,
+    (ty, store): (SetType, &DynStore),
+    op: ElementChange,
+    elements: &[SetElement],
+    now: u64,
+) -> Result<LiveChange, ControlError> {
+    if elements.is_empty() {
+        return Err(
+            ControlError::new(ErrorCode::BadRequest, "no elements: nothing was changed")
+                .field("elements"),
+        );
+    }
+    let declared = rs.tables[ti].sets.iter().position(|s| s.name == set);
+    // A meter has no declaration, and no default timeout.
+    let opts = declared
+        .map(|i| rs.tables[ti].sets[i].dynamic)
+        .unwrap_or_default();
+    let op = match op {
+        ElementChange::Add => ElementOp::Add,
+        ElementChange::Create => ElementOp::Create,
+        ElementChange::Delete => ElementOp::Delete,
+    };
+    let mut keys = Vec::with_capacity(elements.len());
+    for (i, e) in elements.iter().enumerate() {
+        let err = |code, field: &str, msg: &str| {
+            let at = format!("elements[{i}]{}", if field.is_empty() { "" } else { "." });
+            ControlError::new(code, format!("{at}{field}: {msg}")).field(format!("{at}{field}"))
+        };
+        let bad = |field: &str, msg: &str| err(ErrorCode::BadRequest, field, msg);
+        if e.data.is_some() {
+            return Err(bad("data", "a set element has no data"));
+        }
+        if e.expires.is_some() {
+            return Err(bad("expires", "`expires` is listed, not sent"));
+        }
+        if e.timeout.is_some() && !(opts.timeout_flag || opts.timeout_ms.is_some()) {
+            return Err(bad(
+                "timeout",
+                &format!("set `{set}` has no `flags timeout`: its elements have no timeout"),
+            ));
+        }
+        let (k, _) = rules::parse::element(&[ty], None, &e.key, None)
+            .map_err(|x| bad("key", &x.to_string()))?;
+        let key = match k.as_slice() {
+            [v] => dyn_key(ty, v),
+            _ => None,
+        }
+        .ok_or_else(|| bad("key", "a dynamic set's elements are single values"))?;
+        let ttl_ms = e
+            .timeout
+            .map(|s| s.saturating_mul(1000))
+            .or(opts.timeout_ms);
+        let expiry = ttl_ms.map_or(NEVER, |ms| now.saturating_add(ms.saturating_mul(1_000_000)));
+        let live = store.lookup(key, now).is_some();
+        match op {
+            ElementOp::Create if live => {
+                return Err(err(ErrorCode::Conflict, "", "the element exists"));
+            }
+            ElementOp::Delete if !live => {
+                return Err(err(ErrorCode::NotFound, "", "no such element"));
+            }
+            _ => {}
+        }
+        keys.push((key, expiry));
+    }
+    let mut declaration = None;
+    if let (ElementOp::Delete, Some(si)) = (op, declared) {
+        let gone =
+            |v: &rules::ast::Value| dyn_key(ty, v).is_some_and(|k| keys.iter().any(|x| x.0 == k));
+        if rs.tables[ti].sets[si].elements.iter().any(gone) {
+            let mut next = rs.clone();
+            next.tables[ti].sets[si].elements.retain(|v| !gone(v));
+            declaration = Some(next);
+        }
+    }
+    Ok(LiveChange {
+        op,
+        keys,
+        declaration,
+    })
+}
+
+impl LiveChange {
+    /// Applies the change to `store` at `now`. An add that finds the set full takes back
+    /// what it added and fails (nothing changed), as the kernel's transaction does.
+    pub fn apply(&self, set: &str, store: &DynStore, now: u64) -> Result<(), ControlError> {
+        if self.op == ElementOp::Delete {
+            for &(k, _) in &self.keys {
+                store.delete(k, now);
+            }
+            return Ok(());
+        }
+        let mut added = Vec::new();
+        for (i, &(k, expiry)) in self.keys.iter().enumerate() {
+            if store.lookup(k, now).is_some() {
+                continue;
+            }
+            if store.insert(k, expiry, now).is_none() {
+                for &a in &added {
+                    store.delete(a, now);
+                }
+                return Err(ControlError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "elements[{i}]: set `{set}` is full ({} elements): nothing was added",
+                        store.size()
+                    ),
+                )
+                .field(format!("elements[{i}]")));
+            }
+            added.push(k);
+        }
+        Ok(())
+    }
 }

@@ -3,10 +3,12 @@
 //! as nft commands are installed, keeping every rule's counter).
 
 use super::dispatch::no_rules;
+use super::ruleset::summary;
 use super::{Backend, Server, ruleset_error};
 use crate::control::elements;
 use crate::control::proto::{ControlError, ElementChange, Response, SetElement, TableFamilyName};
 use crate::rules;
+use std::sync::Arc;
 
 impl<B: Backend> Server<B> {
     /// `set_elements_get`.
@@ -39,7 +41,34 @@ impl<B: Backend> Server<B> {
         dry_run: bool,
     ) -> Result<Response, ControlError> {
         let r = self.rules.as_ref().ok_or_else(no_rules)?;
-        let ast = elements::change(r.current().source(), family, table, set, op, els)?;
+        let cur = r.current();
+        let ti = elements::table_index(cur.source(), family, table)?;
+        let t = &cur.source().tables[ti];
+        if let Some((ty, store)) = cur.dynset_typed(t.family, &t.name, set) {
+            // A dynamic set or meter: its live elements change (`nft add|delete element`
+            // on the kernel's dynamic set), not only its declaration.
+            let store = Arc::clone(store);
+            let now = self.backend.now_ns();
+            let change = elements::live_change(cur.source(), ti, set, (ty, &store), op, els, now)?;
+            if let Some(ast) = &change.declaration {
+                let text = rules::to_text_verified(ast).map_err(|e| ruleset_error(&e))?;
+                self.install(ast, &text, dry_run, true)?;
+            }
+            if !dry_run {
+                change.apply(set, &store, now)?;
+            }
+            let r = self.rules.as_ref().ok_or_else(no_rules)?;
+            let cur = r.current();
+            let s = summary(cur.source());
+            return Ok(Response::RulesetApplied {
+                generation: cur.generation(),
+                dry_run,
+                rules: u32::try_from(cur.rule_count()).unwrap_or(u32::MAX),
+                before: s,
+                after: s,
+            });
+        }
+        let ast = elements::change(cur.source(), family, table, set, op, els)?;
         let bad = |e: rules::Error| ruleset_error(&e);
         let text = rules::to_text_verified(&ast).map_err(bad)?;
         r.limits.check_text(&text).map_err(bad)?;

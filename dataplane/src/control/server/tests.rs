@@ -1390,3 +1390,213 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
     assert_eq!(keys, ["198.18.0.9"], "{}", v.text);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
+    use crate::control::proto::{ElementChange, SetElement};
+    use crate::rules::ast::TableFamily;
+    use crate::rules::compile::{Decision, ct_state};
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("dynchange");
+    replace(
+        &mut s,
+        "table ip filter {\n  set bl {\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout 10m\n    elements = { 198.18.0.9 }\n  }\n  set plain {\n    type ipv4_addr\n    flags dynamic\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr @bl drop\n    ip saddr @plain drop\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = 100 * sec;
+    s.backend.now_ns = now;
+    let key = |o: [u8; 4]| u128::from_be_bytes(crate::wire::Addr::from_v4(o).0);
+    let store = |s: &Server<Fake>, set: &str| {
+        let cur = s.rules.as_ref().unwrap().current();
+        Arc::clone(cur.dynset_store(TableFamily::Ip, "filter", set).unwrap())
+    };
+    // Added by the data path (as `add @bl { ip saddr }` would).
+    assert!(
+        store(&s, "bl")
+            .insert(key([198, 18, 0, 7]), now + 600 * sec, now)
+            .is_some()
+    );
+    let el = |k: &str, timeout: Option<u64>| SetElement {
+        key: k.into(),
+        data: None,
+        timeout,
+        expires: None,
+    };
+    let change = |s: &mut Server<Fake>, set: &str, change, elements, dry_run| {
+        s.request(Request::SetElementsChange {
+            family: None,
+            table: "filter".into(),
+            set: set.into(),
+            change,
+            elements,
+            dry_run,
+        })
+    };
+    let drops = |s: &Server<Fake>, src: [u8; 4]| {
+        let p = tcp(v4(src), v4([198, 18, 1, 1]), 1000, 22, 0x02);
+        let cur = s.rules.as_ref().unwrap().current();
+        let r = cur.eval(
+            crate::rules::Hook::Input,
+            &mut ctx(&p, ct_state::NEW),
+            0,
+            now + sec,
+        );
+        r.verdict == Decision::Drop
+    };
+    let gen0 = s.generation();
+    // Add: into the store, with the set's timeout or the element's; no new generation.
+    let r = change(
+        &mut s,
+        "bl",
+        ElementChange::Add,
+        vec![el("198.18.0.5", None), el("198.18.0.6", Some(30))],
+        false,
+    )
+    .unwrap();
+    assert!(
+        matches!(r, Response::RulesetApplied { generation, dry_run: false, .. } if generation == gen0),
+        "{r:?}"
+    );
+    assert!(drops(&s, [198, 18, 0, 5]) && drops(&s, [198, 18, 0, 6]));
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    let mut got: Vec<(String, Option<u64>)> = v
+        .elements
+        .iter()
+        .map(|e| (e.key.clone(), e.expires))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("198.18.0.5".to_string(), Some(600)),
+            ("198.18.0.6".to_string(), Some(30)),
+            ("198.18.0.7".to_string(), Some(600)),
+            ("198.18.0.9".to_string(), None)
+        ]
+    );
+    // Add of a live element: nothing changes (its expiry included); create: conflict.
+    change(
+        &mut s,
+        "bl",
+        ElementChange::Add,
+        vec![el("198.18.0.6", None)],
+        false,
+    )
+    .unwrap();
+    let e = store(&s, "bl").elements(now);
+    let six = e.iter().find(|x| x.key == key([198, 18, 0, 6])).unwrap();
+    assert_eq!(six.expires_ns, Some(30 * sec));
+    let e = change(
+        &mut s,
+        "bl",
+        ElementChange::Create,
+        vec![el("198.18.0.8", None), el("198.18.0.5", None)],
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Conflict, Some("elements[1]")),
+        "{e:?}"
+    );
+    assert!(
+        !drops(&s, [198, 18, 0, 8]),
+        "a refused create added nothing"
+    );
+    // Delete: a missing element refuses the whole request.
+    let e = change(
+        &mut s,
+        "bl",
+        ElementChange::Delete,
+        vec![el("198.18.0.7", None), el("198.18.0.4", None)],
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::NotFound, Some("elements[1]")),
+        "{e:?}"
+    );
+    assert!(drops(&s, [198, 18, 0, 7]));
+    // A dry run changes nothing.
+    change(
+        &mut s,
+        "bl",
+        ElementChange::Delete,
+        vec![el("198.18.0.7", None)],
+        true,
+    )
+    .unwrap();
+    assert!(drops(&s, [198, 18, 0, 7]));
+    // The data path's element is deleted from the store.
+    change(
+        &mut s,
+        "bl",
+        ElementChange::Delete,
+        vec![el("198.18.0.7", None)],
+        false,
+    )
+    .unwrap();
+    assert!(!drops(&s, [198, 18, 0, 7]));
+    assert_eq!(s.generation(), gen0);
+    // A declared element leaves the store and the declaration (a new generation that
+    // keeps the store: the other elements stay).
+    change(
+        &mut s,
+        "bl",
+        ElementChange::Delete,
+        vec![el("198.18.0.9", None)],
+        false,
+    )
+    .unwrap();
+    assert!(s.generation() > gen0);
+    assert!(!drops(&s, [198, 18, 0, 9]));
+    assert!(drops(&s, [198, 18, 0, 5]), "the store was kept");
+    let src = s.rules.as_ref().unwrap().current().source().clone();
+    assert!(
+        src.tables[0].sets[0].elements.is_empty(),
+        "{:?}",
+        src.tables[0].sets[0]
+    );
+    // Faults name their field.
+    for (set, els, field) in [
+        (
+            "plain",
+            vec![el("198.18.0.1", Some(5))],
+            "elements[0].timeout",
+        ),
+        ("bl", vec![el("198.18.0.0/24", None)], "elements[0].key"),
+        ("bl", vec![el("nonsense", None)], "elements[0].key"),
+        (
+            "bl",
+            vec![SetElement {
+                data: Some("accept".into()),
+                ..el("198.18.0.1", None)
+            }],
+            "elements[0].data",
+        ),
+    ] {
+        let e = change(&mut s, set, ElementChange::Add, els, false).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::BadRequest, Some(field)),
+            "{e:?}"
+        );
+    }
+    // A set without a timeout keeps its elements until deleted.
+    change(
+        &mut s,
+        "plain",
+        ElementChange::Add,
+        vec![el("198.18.0.3", None)],
+        false,
+    )
+    .unwrap();
+    let e = store(&s, "plain").elements(now + 100_000 * sec);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].expires_ns, None);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -32,6 +32,14 @@ fn set_type_of(kind: Kind) -> Option<SetType> {
     })
 }
 
+/// The store's key of value `v` of a dynamic set of type `ty`: `None` for a range, a
+/// shorter prefix or a name (a dynamic set's elements are single values).
+pub fn dyn_key(ty: SetType, v: &Value) -> Option<u128> {
+    value_interval(ty.kind(), v)
+        .filter(|(lo, hi)| lo == hi)
+        .map(|(lo, _)| lo)
+}
+
 /// The set statements of table `t`'s rules.
 fn elem_stmts(t: &Table) -> impl Iterator<Item = (&SetElem, Pos)> {
     t.chains
@@ -96,13 +104,10 @@ impl DynSets {
                 }
                 let store = DynStore::new(size, conns);
                 for v in &elements {
-                    let (lo, hi) = value_interval(ty.kind(), v)
-                        .filter(|(lo, hi)| lo == hi)
-                        .ok_or_else(|| {
-                            Error::at(pos, &name, "a dynamic set's elements are single values")
-                        })?;
-                    let _ = hi;
-                    if store.insert(lo, NEVER, 0).is_none() {
+                    let key = dyn_key(ty, v).ok_or_else(|| {
+                        Error::at(pos, &name, "a dynamic set's elements are single values")
+                    })?;
+                    if store.insert(key, NEVER, 0).is_none() {
                         return Err(Error::at(pos, &name, "more elements than the set's size"));
                     }
                 }
@@ -254,6 +259,17 @@ impl CompiledRuleset {
     ) -> Option<(SetType, Vec<DynElement>)> {
         let e = self.dynset(family, table, name)?;
         Some((e.def.ty, e.store.elements(now_ns)))
+    }
+
+    /// The key type and store of a dynamic set or meter (the element API).
+    pub fn dynset_typed(
+        &self,
+        family: TableFamily,
+        table: &str,
+        name: &str,
+    ) -> Option<(SetType, &Arc<DynStore>)> {
+        self.dynset(family, table, name)
+            .map(|e| (e.def.ty, &e.store))
     }
 
     /// The store of a dynamic set (tests, the control thread).

@@ -33,7 +33,7 @@ const EMPTY: u64 = 0;
 const BUSY: u64 = 1;
 const DEAD: u64 = 2;
 /// The state of an element without a timeout.
-pub(crate) const NEVER: u64 = u64::MAX;
+pub const NEVER: u64 = u64::MAX;
 /// Slots a key may sit in (from its hash on).
 pub(crate) const WINDOW: usize = 16;
 /// Slots one full add sweeps for expired elements.

@@ -29,7 +29,8 @@ mod ruleset;
 
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
-pub use dynstore::{DynElement, DynStore};
+pub use dynstmt::dyn_key;
+pub use dynstore::{DynElement, DynStore, NEVER};
 pub(crate) use eval::icmp_code;
 pub use facts::{CtTuple, Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
 pub(crate) use ir::CStmt;
