@@ -535,6 +535,35 @@ async fn set_elements_in_nfts_words() {
         "{out}{err}"
     );
     assert!(e.fake.state().ruleset.contains("elements = { 198.18.0.7 }"));
+    // `KEY timeout T` (a dynamic set's element): the timeout travels in seconds, rounded
+    // up; the fake refuses it (a plain set), the request is what is checked.
+    let (ok, _, err) = e
+        .run(
+            &[
+                "set",
+                "add",
+                "filter",
+                "bl",
+                "{ 198.18.0.5 timeout 1m30s500ms, 198.18.0.6 }",
+            ],
+            true,
+        )
+        .await;
+    assert!(!ok && err.contains("elements[0].timeout"), "{err}");
+    let Some(fwd_proto::Request::SetElementsChange { elements, .. }) =
+        e.fake.state().log.last().cloned()
+    else {
+        panic!("no element request sent")
+    };
+    let sent: Vec<(String, Option<u64>)> =
+        elements.into_iter().map(|x| (x.key, x.timeout)).collect();
+    assert_eq!(
+        sent,
+        [
+            ("198.18.0.5".to_string(), Some(91)),
+            ("198.18.0.6".to_string(), None)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -531,6 +531,52 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
             icmp_count(&lab) > counted,
             "the ICMP rule counts again, from where it was"
         );
+        // A dynamic set: the element API changes the elements the data path matches
+        // (`nft add|delete element` on the kernel's dynamic set), no new generation.
+        for cmd in [
+            &[
+                "nft",
+                "add",
+                "set",
+                "inet",
+                "filter",
+                "dyn",
+                "{ type ipv4_addr; flags dynamic,timeout; timeout 10m; }",
+            ][..],
+            &[
+                "nft", "insert", "rule", "inet", "filter", "forward", "ip", "saddr", "@dyn", "drop",
+            ],
+        ] {
+            let (ok_, out) = lab.fwctl(cmd);
+            assert!(ok_, "fwctl {cmd:?}: {out}");
+        }
+        let (_, v) = lab.json("GET", "/api/v1/ruleset", None);
+        let gen_dyn = v["generation"].as_u64().unwrap();
+        let (ok_, out) = lab.fwctl(&["set", "add", "inet", "filter", "dyn", "198.18.1.2"]);
+        assert!(ok_, "fwctl set add (dynamic): {out}");
+        assert!(
+            !lab.ping_through(2),
+            "ping passed with its source in the dynamic set"
+        );
+        let (s, v) = lab.json("GET", "/api/v1/sets/filter/dyn/elements", None);
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["elements"][0]["key"], "198.18.1.2", "{v}");
+        assert!(
+            v["elements"][0]["expires"]
+                .as_u64()
+                .is_some_and(|e| e > 500 && e <= 600),
+            "{v}"
+        );
+        assert_eq!(v["generation"], gen_dyn, "{v}");
+        let (ok_, out) = lab.fwctl(&["set", "delete", "inet", "filter", "dyn", "198.18.1.2"]);
+        assert!(ok_, "fwctl set delete (dynamic): {out}");
+        assert!(
+            lab.ping_through(2),
+            "ping after the dynamic element's delete:\n{}",
+            lab.logs()
+        );
+        let (ok_, out) = lab.fwctl(&["set", "delete", "inet", "filter", "dyn", "198.18.1.2"]);
+        assert!(!ok_ && out.contains("not_found"), "a second delete: {out}");
     }
 
     // Conntrack counts the TCP connection (TIME_WAIT, 120 s, after the close).

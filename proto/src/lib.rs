@@ -810,8 +810,8 @@ pub struct SetElement {
     /// (`198.18.1.2 . 8080`). Absent for a set; may be left out to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-    /// The element's timeout in seconds (`timeout 10m`): only sets with `flags timeout`
-    /// have one; no set of this version does, so it is refused when sent.
+    /// The element's timeout in seconds (`timeout 10m`): only elements of a set with
+    /// `flags timeout` (a dynamic set) have one; absent, such an element takes the set's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
     /// Seconds until the element expires (listings of sets with timeouts); refused when

@@ -569,9 +569,20 @@ fn elements_of(words: &[String]) -> Vec<Value> {
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once(" : ") {
             Some((k, d)) => serde_json::json!({"key": k.trim(), "data": d.trim()}),
-            None => serde_json::json!({"key": p}),
+            None => match element_timeout(p) {
+                Some((k, secs)) => serde_json::json!({"key": k, "timeout": secs}),
+                None => serde_json::json!({"key": p}),
+            },
         })
         .collect()
+}
+
+/// `KEY timeout T` (an element of a set with `flags timeout`): the key and T in whole
+/// seconds (rounded up; the API takes seconds).
+fn element_timeout(p: &str) -> Option<(&str, u64)> {
+    let (k, t) = p.rsplit_once(" timeout ")?;
+    let ms = dataplane::rules::dynset::parse_duration(t.trim())?;
+    Some((k.trim(), ms.div_ceil(1000)))
 }
 
 fn set_cmd(c: &Client, cli_json: bool, cmd: &SetCmd) -> Result<(), Failure> {
