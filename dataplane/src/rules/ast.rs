@@ -772,6 +772,9 @@ pub enum Stmt {
     SetElem(SetElem, Pos),
     /// `tcp option maxseg size set N|rt mtu`: MSS clamping (`mangle.rs`).
     MssSet(MssValue, Pos),
+    /// `ip dscp set N` / `ip6 dscp set N` (the field: [`Field::IpDscp`] or
+    /// [`Field::Ip6Dscp`]; N 0..=63): rewrites the packet's DSCP (`mangle.rs`).
+    DscpSet(Field, u8, Pos),
 }
 
 /// What `tcp option maxseg size set` writes: a number, or `rt mtu` (the route's MTU less

@@ -464,6 +464,9 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                     }
                 }
             }
+            Stmt::DscpSet(f, _, pos) => {
+                field_fits(t, *f, *pos, s)?;
+            }
             Stmt::SetElem(e, pos) => {
                 l4_known |= field_fits(t, e.key, *pos, s)?;
                 super::dynset::check_elem(e, *pos, &t.sets)?;

@@ -654,6 +654,10 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
         "mangle" if let Some(v) = super::mangle::read_mangle_json(body, path) => {
             Stmt::MssSet(v?, pos)
         }
+        "mangle" if let Some(v) = super::mangle::read_dscp_json(body, path) => {
+            let (f, n) = v?;
+            Stmt::DscpSet(f, n, pos)
+        }
         "mangle" => {
             let key = body.get("key").unwrap_or(&J::Null);
             let v = body
@@ -1029,6 +1033,7 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
             crate::rules::dynset::elem_json(e, field_json(e.key), |s| stmt_json(s, None))
         }
         Stmt::MssSet(v, _) => super::mangle::mss_json(*v),
+        Stmt::DscpSet(f, v, _) => super::mangle::dscp_json(*f, *v),
     }
 }
 

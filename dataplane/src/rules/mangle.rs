@@ -5,8 +5,48 @@
 //! without the option and a malformed option alone (docs/rules.md, "MSS clamping").
 
 use super::Error;
-use super::ast::{Hook, MssValue, Pos};
+use super::ast::{Field, Hook, Kind, MssValue, Pos, Value};
 use serde_json::{Value as J, json};
+
+/// The listing of `ip|ip6 dscp set N` (nft writes a value's name, `cs1`, or its number
+/// in hex, `0x3f`).
+pub fn dscp_text(f: Field, v: u8) -> String {
+    let (proto, _) = f.words();
+    let value = super::print::value(Kind::Dscp, &Value::Num(u64::from(v)));
+    format!("{proto} dscp set {value}")
+}
+
+/// The `nft -j` form: `{"mangle": {"key": {"payload": {"protocol": "ip", "field":
+/// "dscp"}}, "value": "cs1" | 63}}`.
+pub fn dscp_json(f: Field, v: u8) -> J {
+    let (proto, _) = f.words();
+    let value = super::json::value_json(Kind::Dscp, &Value::Num(u64::from(v)));
+    json!({"mangle": {"key": {"payload": {"protocol": proto, "field": "dscp"}}, "value": value}})
+}
+
+/// Reads a `mangle` statement's body when it sets `ip|ip6 dscp` (`None`: another key).
+pub fn read_dscp_json(body: &J, path: &str) -> Option<Result<(Field, u8), Error>> {
+    let p = body.get("key")?.get("payload")?;
+    if p.get("field").and_then(J::as_str) != Some("dscp") {
+        return None;
+    }
+    let f = match p.get("protocol").and_then(J::as_str) {
+        Some("ip") => Field::IpDscp,
+        Some("ip6") => Field::Ip6Dscp,
+        _ => return None,
+    };
+    let v = body.get("value").unwrap_or(&J::Null);
+    let n = match v {
+        J::String(s) => super::names::lookup(Kind::Dscp, s),
+        _ => v.as_u64(),
+    };
+    Some(
+        n.and_then(|n| u8::try_from(n).ok())
+            .filter(|&n| n <= 63)
+            .map(|n| (f, n))
+            .ok_or_else(|| Error::json(path, "the DSCP must be 0-63 or a DSCP name")),
+    )
+}
 
 /// The listing of `tcp option maxseg size set …`.
 pub fn mss_text(v: MssValue) -> String {

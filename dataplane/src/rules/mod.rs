@@ -31,6 +31,8 @@ pub mod print;
 pub mod validate;
 
 #[cfg(test)]
+mod dscp_tests;
+#[cfg(test)]
 mod dynset_tests;
 #[cfg(test)]
 mod edit_tests;

@@ -306,6 +306,7 @@ pub fn stmt(s: &Stmt) -> String {
             format!("{kw}{fam} to {} map {els}{flags}", key_text(&n.key))
         }
         Stmt::MssSet(v, _) => super::mangle::mss_text(*v),
+        Stmt::DscpSet(f, v, _) => super::mangle::dscp_text(*f, *v),
     }
 }
 
@@ -497,6 +498,8 @@ pub fn value(kind: Kind, v: &Value) -> String {
         Value::Num(n) => num(kind, *n),
         // Numbers: names may hold `-` themselves (`echo-request`).
         Value::Range(a, b) if kind == Kind::Mark => format!("0x{a:08x}-0x{b:08x}"),
+        // A DSCP range in hex even where a bound has a name (`0x01-0x04`, as nft).
+        Value::Range(a, b) if kind == Kind::Dscp => format!("0x{a:02x}-0x{b:02x}"),
         Value::Range(a, b) if kind == Kind::Millis => {
             format!("{}-{}", num(kind, *a), num(kind, *b))
         }
@@ -522,6 +525,8 @@ fn num(kind: Kind, n: u64) -> String {
         Kind::Mark => format!("0x{n:08x}"),
         Kind::Port => n.to_string(),
         Kind::Millis => super::facts::millis_text(n),
+        // nft writes a DSCP without a name in hex (`0x3f`).
+        Kind::Dscp => names::name_of(kind, n).map_or_else(|| format!("0x{n:02x}"), str::to_owned),
         _ => names::name_of(kind, n).map_or_else(|| n.to_string(), str::to_owned),
     }
 }

@@ -12,6 +12,7 @@
 pub mod arp;
 pub mod build;
 pub mod checksum;
+pub mod dscp;
 pub mod eth;
 pub mod fastparse;
 pub mod icmp;

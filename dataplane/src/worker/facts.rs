@@ -122,6 +122,9 @@ impl Pipeline {
         if let (Some(new), Mss::Found { off, .. }) = (self.mss_to, f.mss) {
             f.mss = Mss::Found { off, value: new };
         }
+        if let Some(d) = self.dscp_to {
+            f.dscp = d;
+        }
         if needs.has(Needs::RT_MSS) {
             let mtu = |p: u16| self.ports.get(usize::from(p)).map(|p| p.mtu);
             let out = oif.and_then(mtu);
@@ -176,10 +179,14 @@ impl Pipeline {
 
     /// Writes the MSS the hooks lowered (`tcp option maxseg size set`) into the frame,
     /// with the TCP checksum updated (not counted: neither is it in the kernel).
+    /// And the DSCP they set (`ip|ip6 dscp set`), with the IPv4 header checksum updated.
     pub(super) fn clamp_mss(&mut self, frame: &mut [u8], ip: &IpInfo) {
         if let (Some(new), Mss::Found { off, .. }) = (self.mss_to.take(), self.facts.mss) {
             // The offsets come from this frame's walk: within the frame.
             let _ = tcpopt::set_mss(frame, ip, off, new);
+        }
+        if let Some(d) = self.dscp_to.take() {
+            let _ = crate::wire::dscp::set_dscp(frame, ip, d);
         }
     }
 }

@@ -263,6 +263,8 @@ pub struct Pipeline {
     /// the MSS its hooks lowered the option to (written before it leaves).
     facts: crate::rules::compile::Facts,
     mss_to: Option<u16>,
+    /// The DSCP its hooks set (`ip|ip6 dscp set`), written before it leaves.
+    dscp_to: Option<u8>,
 }
 
 /// Slots of a worker's first-packet cache (direct-mapped).
@@ -371,6 +373,7 @@ impl Pipeline {
             frag: FragState::new(&config.tunables),
             facts: Default::default(),
             mss_to: None,
+            dscp_to: None,
         }
     }
 
@@ -704,6 +707,7 @@ impl Pipeline {
         self.pending_tokens.clear();
         self.pending_status = 0;
         self.mss_to = None;
+        self.dscp_to = None;
         if let (Action::Forward { .. }, Some(sent)) = (a, self.sent.take()) {
             self.build_recipe(in_port, sent);
         }
@@ -1308,6 +1312,7 @@ impl Pipeline {
         }
         let (verdict, nat) = (r.verdict, r.nat);
         self.mss_to = r.mss.or(self.mss_to);
+        self.dscp_to = r.dscp.or(self.dscp_to);
         self.path_cacheable &= r.cacheable && !r.counted_overflow;
         if self.cache.is_some() {
             for &id in &r.counted {

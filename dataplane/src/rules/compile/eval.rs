@@ -423,6 +423,11 @@ impl CompiledRuleset {
                         return Step::Next;
                     }
                 }
+                CStmt::DscpSet(v6, d) => {
+                    if !super::facts_eval::dscp_set(*v6, *d, ctx, res) {
+                        return Step::Next;
+                    }
+                }
                 CStmt::Nat(a) => {
                     res.nat.get_or_insert(*a);
                     res.rule = Some(RuleRef {

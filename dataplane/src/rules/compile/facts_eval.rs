@@ -31,6 +31,19 @@ impl CompiledRuleset {
     }
 }
 
+/// `ip dscp set` (`v6` false) / `ip6 dscp set`: the packet's DSCP becomes `d` for the
+/// rest of the evaluation and is written before it leaves. A packet of the other family
+/// ends the rule (the kernel's implied `meta nfproto` dependency in an inet table).
+pub(super) fn dscp_set(v6: bool, d: u8, ctx: &mut PacketCtx<'_>, res: &mut EvalResult) -> bool {
+    res.stateful = true;
+    if (ctx.ip.family == Family::V6) != v6 {
+        return false;
+    }
+    ctx.facts.dscp = d;
+    res.dscp = Some(d);
+    true
+}
+
 /// The value of a fact field for the evaluator (`None`: the match fails, as the kernel's
 /// expression breaks the rule: no connection, or an address of the other family).
 pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {

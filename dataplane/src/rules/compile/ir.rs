@@ -112,6 +112,8 @@ pub struct EvalResult {
     /// `tcp option maxseg size set`: the lowered MSS to write (the option's offset is in
     /// [`PacketCtx::facts`]).
     pub mss: Option<u16>,
+    /// `ip|ip6 dscp set`: the DSCP to write before the packet leaves.
+    pub dscp: Option<u8>,
 }
 
 impl EvalResult {
@@ -130,6 +132,7 @@ impl EvalResult {
             counted_overflow: false,
             stateful: false,
             mss: None,
+            dscp: None,
         }
     }
 }
@@ -226,6 +229,8 @@ pub(crate) enum CStmt {
     Dyn(super::dynir::DynStmt),
     /// `tcp option maxseg size set` (MSS clamping).
     MssSet(crate::rules::ast::MssValue),
+    /// `ip dscp set` (false) / `ip6 dscp set` (true): the DSCP to write.
+    DscpSet(bool, u8),
 }
 
 impl CStmt {

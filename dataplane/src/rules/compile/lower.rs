@@ -346,6 +346,12 @@ fn compile_rule<'a>(
                 cacheable = false;
                 CStmt::MssSet(*v)
             }
+            // A mangling statement: every packet is evaluated (no verdict cache, no
+            // fast-path recipe), as for the MSS.
+            Stmt::DscpSet(f, v, _) => {
+                cacheable = false;
+                CStmt::DscpSet(*f == Field::Ip6Dscp, *v)
+            }
             Stmt::Nat(n, _) => CStmt::Nat(NatAction {
                 kind: n.kind,
                 range: NatRange {

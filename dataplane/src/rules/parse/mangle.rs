@@ -1,10 +1,27 @@
-//! Packet mangling statements: `tcp option maxseg size set N|rt mtu` (MSS clamping).
+//! Packet mangling statements: `tcp option maxseg size set N|rt mtu` (MSS clamping),
+//! `ip|ip6 dscp set N`.
 
 use super::cursor::{Parser, unsupported};
 use crate::rules::Error;
-use crate::rules::ast::{MssValue, Pos, Stmt};
+use crate::rules::ast::{Field, Kind, MssValue, Pos, Stmt, Value};
 
 impl Parser {
+    /// After `ip dscp` / `ip6 dscp`, with `set` next: `set N` (a number 0-63 or a name,
+    /// `cs1`, `af41`, `ef`).
+    pub(super) fn dscp_set(&mut self, f: Field, pos: Pos) -> Result<Stmt, Error> {
+        self.next();
+        let (w, wp) = self.word("a DSCP value")?;
+        match super::value::parse_value(Kind::Dscp, &w) {
+            Ok(Value::Num(n)) => {
+                let n = u8::try_from(n)
+                    .map_err(|_| Error::at(wp, &w, "Value exceeds valid range 0-63"))?;
+                Ok(Stmt::DscpSet(f, n, pos))
+            }
+            Ok(_) => Err(Error::at(wp, &w, "`dscp set` takes one value")),
+            Err(m) => Err(Error::at(wp, &w, m)),
+        }
+    }
+
     /// After `tcp`, with `option` next: `option maxseg size set N|rt mtu`. Matches on TCP
     /// options and other options are refused.
     pub(super) fn tcp_option(&mut self, pos: Pos) -> Result<Stmt, Error> {

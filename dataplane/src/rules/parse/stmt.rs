@@ -68,6 +68,11 @@ impl Parser {
             "ip" | "ip6" | "tcp" | "udp" | "th" | "icmp" | "icmpv6" => {
                 let (k, kp) = self.word("header field")?;
                 match Field::from_words(&w, &k) {
+                    Some(f @ (Field::IpDscp | Field::Ip6Dscp))
+                        if self.peek_word() == Some("set") =>
+                    {
+                        self.dscp_set(f, pos)
+                    }
                     Some(f) => self.match_rest(f, pos),
                     None => Err(Error::at(kp, &k, unsupported(&format!("{w} {k}")))),
                 }
