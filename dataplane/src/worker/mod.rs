@@ -132,6 +132,8 @@ pub use slowpath::{SlowOut, SlowPath};
 #[cfg(test)]
 mod announce_tests;
 #[cfg(test)]
+mod dscp_tests;
+#[cfg(test)]
 mod dynset_tests;
 #[cfg(test)]
 mod facts_tests;

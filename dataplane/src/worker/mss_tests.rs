@@ -24,7 +24,7 @@ fn seg(p: &Pkt, sport: u16, dport: u16, flags: u8, opts: &[u8]) -> Vec<u8> {
 }
 
 /// A pipeline running `rules` with the wan port's MTU `wan_mtu`.
-fn pipeline(rules: &str, wan_mtu: u16) -> (Pipeline, crate::rules::Publisher) {
+pub(super) fn pipeline(rules: &str, wan_mtu: u16) -> (Pipeline, crate::rules::Publisher) {
     let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
         .collect();
