@@ -34,7 +34,7 @@ const RULES: &str = "table inet t {
 /// The server side's MTU: `rt mtu` gives 1360.
 const MTU: u16 = 1400;
 
-/// Sends one TCP segment over a raw socket: src dst sport dport flags options-hex.
+/// Sends one TCP segment over a raw socket: src dst sport dport flags options-hex [tos].
 const SEND: &str = r#"
 import socket, struct, sys
 def csum(b):
@@ -44,10 +44,13 @@ src, dst, sport, dport, flags, opts = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tcp = struct.pack('!HHIIBBHHH', sport, dport, 1000, 0, ((20 + len(opts)) // 4) << 4, flags, 64240, 0, 0) + opts
 ph = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(tcp))
 tcp = tcp[:16] + struct.pack('!H', csum(ph + tcp)) + tcp[18:]
-socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP).sendto(tcp, (dst, 0))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+if len(sys.argv) > 7: s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[7]))
+s.sendto(tcp, (dst, 0))
 "#;
 
-/// Prints `sport options-hex checksum-ok` for each TCP segment received within argv[1] s.
+/// Prints `sport options-hex checksum-ok tos` for each TCP segment received within argv[1]
+/// s (the kernel checked the IP header checksum before a raw socket sees the packet).
 const RECV: &str = r#"
 import socket, struct, sys
 def csum(b):
@@ -59,7 +62,7 @@ try:
     while True:
         p = s.recv(2000); t = p[(p[0] & 15) * 4:]
         ph = p[12:20] + struct.pack('!BBH', 0, 6, len(t))
-        print(struct.unpack('!H', t[:2])[0], t[20:(t[12] >> 4) * 4].hex(), int(csum(ph + t) == 0), flush=True)
+        print(struct.unpack('!H', t[:2])[0], t[20:(t[12] >> 4) * 4].hex() or '-', int(csum(ph + t) == 0), p[1], flush=True)
 except socket.timeout:
     pass
 "#;
@@ -212,134 +215,272 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-#[ignore = "needs root, ip, nft, python3 (run with --ignored)"]
-fn mss_clamping_matches_the_kernel() {
-    let r = Router::setup();
-    let dir = std::env::temp_dir();
-    let pid = std::process::id();
-    let (send, recv, rules) = (
-        dir.join(format!("mss-send-{pid}.py")),
-        dir.join(format!("mss-recv-{pid}.py")),
-        dir.join(format!("mss-rules-{pid}.nft")),
-    );
-    std::fs::write(&send, SEND).unwrap();
-    std::fs::write(&recv, RECV).unwrap();
-    std::fs::write(&rules, RULES).unwrap();
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &r.ns[1],
-        "nft",
-        "-f",
-        rules.to_str().unwrap(),
-    ]);
-    let ours = load_text(RULES, &PortsByName::new(), 1).unwrap();
+/// The sender and receiver scripts and the ruleset, written for this process, and the
+/// ruleset loaded into the router.
+struct Files {
+    send: std::path::PathBuf,
+    recv: std::path::PathBuf,
+    rules: std::path::PathBuf,
+}
 
-    let rx = std::process::Command::new("ip")
-        .args([
+impl Files {
+    fn load(r: &Router, rules: &str) -> Files {
+        let dir = std::env::temp_dir();
+        let pid = std::process::id();
+        let f = Files {
+            send: dir.join(format!("mss-send-{pid}.py")),
+            recv: dir.join(format!("mss-recv-{pid}.py")),
+            rules: dir.join(format!("mss-rules-{pid}.nft")),
+        };
+        std::fs::write(&f.send, SEND).unwrap();
+        std::fs::write(&f.recv, RECV).unwrap();
+        std::fs::write(&f.rules, rules).unwrap();
+        ok(&[
+            "ip",
             "netns",
             "exec",
-            &r.ns[2],
-            "python3",
-            recv.to_str().unwrap(),
-            "4",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut kernel_moved = Vec::new();
-    let mut ours_out = HashMap::new();
-    let mut before = r.counters();
-    let mut ours_before: Vec<u64> = ours.counters().iter().map(|c| c.0).collect();
-    for (i, &(dport, opts)) in PROBES.iter().enumerate() {
-        let sport = 41000 + u16::try_from(i).unwrap();
+            &r.ns[1],
+            "nft",
+            "-f",
+            f.rules.to_str().unwrap(),
+        ]);
+        f
+    }
+
+    /// Starts the receiver in the server namespace (it stops after 4 s of silence).
+    fn listen(&self, r: &Router) -> std::process::Child {
+        let rx = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &r.ns[2],
+                "python3",
+                self.recv.to_str().unwrap(),
+                "4",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        rx
+    }
+
+    /// Sends a SYN from the client through the router.
+    fn send(&self, r: &Router, sport: u16, dport: u16, opts: &str, tos: u8) {
         ok(&[
             "ip",
             "netns",
             "exec",
             &r.ns[0],
             "python3",
-            send.to_str().unwrap(),
+            self.send.to_str().unwrap(),
             "198.18.1.2",
             "198.18.2.2",
             &sport.to_string(),
             &dport.to_string(),
             "2",
             opts,
+            &tos.to_string(),
         ]);
-        let after = r.counters();
-        kernel_moved.push(
-            after
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| a != b)
-                .collect::<Vec<_>>(),
-        );
-        before = after;
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        for p in [&self.send, &self.recv, &self.rules] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// What the receiver printed: (source port, options hex, TCP checksum ok, TOS) a line.
+fn received(rx: std::process::Child) -> (Vec<(u16, String, bool, u8)>, String) {
+    let out = rx.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines = text
+        .lines()
+        .filter_map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let [sport, opts, csum_ok, tos] = w[..] else {
+                return None;
+            };
+            Some((
+                sport.parse().ok()?,
+                opts.trim_matches('-').to_string(),
+                csum_ok == "1",
+                tos.parse().ok()?,
+            ))
+        })
+        .collect();
+    (lines, text)
+}
+
+/// fwd's packet context for a forwarded segment.
+fn fwd_ctx<'a>(ip: &'a IpInfo, facts: Facts) -> PacketCtx<'a> {
+    PacketCtx {
+        ip,
+        iif: Some(0),
+        oif: Some(1),
+        ct_state: ct_state::NEW,
+        ct_status: 0,
+        ct_mark: 0,
+        mark: 0,
+        len: u32::from(ip.ip_len),
+        first_packet: true,
+        facts,
+    }
+}
+
+/// Which rule counters moved since `before` (updated).
+fn moved(now: Vec<u64>, before: &mut Vec<u64>) -> Vec<bool> {
+    let m = now.iter().zip(before.iter()).map(|(a, b)| a != b).collect();
+    *before = now;
+    m
+}
+
+#[test]
+#[ignore = "needs root, ip, nft, python3 (run with --ignored)"]
+fn mss_clamping_matches_the_kernel() {
+    let r = Router::setup();
+    let files = Files::load(&r, RULES);
+    let ours = load_text(RULES, &PortsByName::new(), 1).unwrap();
+    let rx = files.listen(&r);
+    let mut ours_out = HashMap::new();
+    let mut before = r.counters();
+    let mut ours_before: Vec<u64> = ours.counters().iter().map(|c| c.0).collect();
+    for (i, &(dport, opts)) in PROBES.iter().enumerate() {
+        let sport = 41000 + u16::try_from(i).unwrap();
+        files.send(&r, sport, dport, opts, 0);
+        let kernel_moved = moved(r.counters(), &mut before);
 
         // fwd: the same segment through the forward hook and the MSS rewrite.
         let (mut f, ip) = segment(sport, dport, &hex(opts));
-        let mut ctx = PacketCtx {
-            ip: &ip,
-            iif: Some(0),
-            oif: Some(1),
-            ct_state: ct_state::NEW,
-            ct_status: 0,
-            ct_mark: 0,
-            mark: 0,
-            len: u32::from(ip.ip_len),
-            first_packet: true,
-            facts: Facts {
+        let mut ctx = fwd_ctx(
+            &ip,
+            Facts {
                 mss: tcpopt::find_mss(&f, &ip),
                 rt_mss: rt_mss(Family::V4, MTU.min(1500)),
                 ..Facts::default()
             },
-        };
+        );
         let res = ours.eval(Hook::Forward, &mut ctx, 0, 1);
         if let (Some(new), Mss::Found { off, .. }) = (res.mss, ctx.facts.mss) {
             assert!(tcpopt::set_mss(&mut f, &ip, off, new));
         }
-        let now: Vec<u64> = ours.counters().iter().map(|c| c.0).collect();
-        let moved: Vec<bool> = now.iter().zip(&ours_before).map(|(a, b)| a != b).collect();
-        ours_before = now;
+        let ours_moved = moved(
+            ours.counters().iter().map(|c| c.0).collect(),
+            &mut ours_before,
+        );
         assert_eq!(
-            moved, kernel_moved[i],
+            ours_moved, kernel_moved,
             "counters, probe {i} ({dport}, {opts})"
         );
         let doff = usize::from(f[14 + 32] >> 4) * 4;
         ours_out.insert(sport, f[54..34 + doff].to_vec());
     }
-    let out = rx.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (lines, text) = received(rx);
     let mut seen = 0;
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        let [sport, opts, csum_ok] = w[..] else {
-            continue;
-        };
-        let sport: u16 = sport.parse().unwrap();
+    for (sport, opts, csum_ok, _) in lines {
         let Some(ours) = ours_out.get(&sport) else {
             continue;
         };
         seen += 1;
         let i = usize::from(sport - 41000);
         assert_eq!(
-            hex(opts),
+            hex(&opts),
             *ours,
             "options after the router, probe {i} ({PROBES:?})"
         );
         // The kernel's checksum is wrong only for the value at an odd offset.
         assert_eq!(
-            csum_ok == "1",
+            csum_ok,
             PROBES[i].1 != "01020405b4000000",
             "kernel checksum, probe {i}"
         );
     }
     assert_eq!(seen, PROBES.len(), "every probe crossed the router: {text}");
-    for p in [send, recv, rules] {
-        let _ = std::fs::remove_file(p);
+}
+
+const DSCP_RULES: &str = "table inet t {
+	chain f {
+		type filter hook forward priority filter; policy accept;
+		tcp dport 90 ip dscp set ef counter
+		tcp dport 91 ip dscp set cs1 counter
+		ip dscp cs1 counter
+		tcp dport 92 ip dscp set 0x3f counter
+		tcp dport 93 ip6 dscp set ef counter
+	}
+}
+";
+
+/// Destination port and the TOS the client sends.
+const DSCP_PROBES: &[(u16, u8)] = &[
+    (90, 0x00),
+    (90, 0x03), // ECN bits: kept
+    (91, 0xb8), // ef → cs1, then the match sees cs1
+    (92, 0x21), // cs1 (matched) → 0x3f
+    (93, 0x20), // ip6 on IPv4: the rule ends, nothing written
+    (94, 0x28), // no rule
+];
+
+#[test]
+#[ignore = "needs root, ip, nft, python3 (run with --ignored)"]
+fn dscp_set_matches_the_kernel() {
+    let r = Router::setup();
+    let files = Files::load(&r, DSCP_RULES);
+    let ours = load_text(DSCP_RULES, &PortsByName::new(), 1).unwrap();
+    let rx = files.listen(&r);
+    let mut ours_tos = HashMap::new();
+    let mut before = r.counters();
+    let mut ours_before: Vec<u64> = ours.counters().iter().map(|c| c.0).collect();
+    for (i, &(dport, tos)) in DSCP_PROBES.iter().enumerate() {
+        let sport = 42000 + u16::try_from(i).unwrap();
+        files.send(&r, sport, dport, "", tos);
+        let kernel_moved = moved(r.counters(), &mut before);
+        // fwd: the same segment (that TOS, header checksum refilled) through the forward
+        // hook and the DSCP rewrite.
+        let (mut f, ip) = segment(sport, dport, &[]);
+        f[15] = tos;
+        wire::rewrite::fill_checksums(&mut f, &ip).unwrap();
+        let mut ctx = fwd_ctx(
+            &ip,
+            Facts {
+                dscp: tos >> 2,
+                ..Facts::default()
+            },
+        );
+        let res = ours.eval(Hook::Forward, &mut ctx, 0, 1);
+        if let Some(d) = res.dscp {
+            assert!(wire::dscp::set_dscp(&mut f, &ip, d));
+        }
+        let ours_moved = moved(
+            ours.counters().iter().map(|c| c.0).collect(),
+            &mut ours_before,
+        );
+        assert_eq!(
+            ours_moved, kernel_moved,
+            "counters, probe {i} ({dport}, {tos:#x})"
+        );
+        let hdr = &f[14..34];
+        let sum: u32 = hdr
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        assert_eq!(
+            (sum & 0xffff) + (sum >> 16),
+            0xffff,
+            "fwd's header checksum, probe {i}"
+        );
+        ours_tos.insert(sport, f[15]);
     }
+    let (lines, text) = received(rx);
+    let mut seen = 0;
+    for (sport, _, _, tos) in lines {
+        let Some(&ours) = ours_tos.get(&sport) else {
+            continue;
+        };
+        seen += 1;
+        assert_eq!(tos, ours, "TOS after the router, port {sport}");
+    }
+    assert_eq!(seen, DSCP_PROBES.len(), "every probe crossed: {text}");
 }
