@@ -351,6 +351,10 @@ fn stmt() -> impl Strategy<Value = Stmt> {
         1 => nat(),
         1 => prop_oneof![any::<u16>().prop_map(MssValue::Num), Just(MssValue::RtMtu)]
             .prop_map(|v| Stmt::MssSet(v, Pos::default())),
+        1 => (any::<bool>(), prop_oneof![8 => 0u8..64, 1 => any::<u8>()]).prop_map(|(v6, d)| {
+            let f = if v6 { Field::Ip6Dscp } else { Field::IpDscp };
+            Stmt::DscpSet(f, d, Pos::default())
+        }),
     ]
 }
 

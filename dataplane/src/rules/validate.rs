@@ -290,6 +290,9 @@ pub fn rule(r: &Rule) -> Result<(), Error> {
                     return Err(Error::at(*pos, &super::print::stmt(s), msg));
                 }
             }
+            Stmt::DscpSet(f, v, pos) if *v > 63 || !matches!(f, Field::IpDscp | Field::Ip6Dscp) => {
+                return Err(Error::at(*pos, &super::print::stmt(s), "a DSCP is 0-63"));
+            }
             Stmt::SetElem(e, pos) => {
                 if let Some(m) = name_problem(&e.set)
                     .map(|p| format!("set name: {p}"))
