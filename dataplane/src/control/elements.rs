@@ -133,6 +133,31 @@ pub fn view(
     })
 }
 
+/// A copy of `rs` whose table `t` declares meter `name` as the dynamic set the kernel
+/// makes of it (`type T; size N; flags dynamic;`), for its listing.
+pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, ty: SetType, size: u32) -> Ruleset {
+    let mut out = rs.clone();
+    if let Some(tt) = out
+        .tables
+        .iter_mut()
+        .find(|x| x.family == t.family && x.name == t.name)
+    {
+        tt.sets.push(rules::ast::Set {
+            name: name.to_string(),
+            ty,
+            interval: false,
+            elements: Vec::new(),
+            dynamic: rules::ast::DynOpts {
+                dynamic: true,
+                size: Some(size),
+                ..Default::default()
+            },
+            pos: Pos::default(),
+        });
+    }
+    out
+}
+
 fn element(key: String, data: Option<String>) -> SetElement {
     SetElement {
         key,

@@ -6,7 +6,9 @@ use super::dispatch::no_rules;
 use super::ruleset::summary;
 use super::{Backend, Server, ruleset_error};
 use crate::control::elements;
-use crate::control::proto::{ControlError, ElementChange, Response, SetElement, TableFamilyName};
+use crate::control::proto::{
+    ControlError, ElementChange, ErrorCode, Response, SetElement, TableFamilyName,
+};
 use crate::rules;
 use std::sync::Arc;
 
@@ -20,7 +22,19 @@ impl<B: Backend> Server<B> {
     ) -> Result<Response, ControlError> {
         let r = self.rules.as_ref().ok_or_else(no_rules)?;
         let cur = r.current();
-        let mut v = elements::view(cur.source(), cur.generation(), family, table, set)?;
+        let mut v = match elements::view(cur.source(), cur.generation(), family, table, set) {
+            // A meter has no declaration: listed as the dynamic set it is.
+            Err(e) if e.code == ErrorCode::NotFound && e.field.as_deref() == Some("set") => {
+                let src = cur.source();
+                let t = &src.tables[elements::table_index(src, family, table)?];
+                let Some((ty, store)) = cur.dynset_typed(t.family, &t.name, set) else {
+                    return Err(e);
+                };
+                let with = elements::with_meter(src, t, set, ty, store.size());
+                elements::view(&with, cur.generation(), family, table, set)?
+            }
+            v => v?,
+        };
         let fam = elements::family_of(v.family);
         if let Some((ty, live)) = cur.dynset_elements(fam, &v.table, &v.set, self.backend.now_ns())
         {

@@ -1600,3 +1600,51 @@ fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
     assert_eq!(e[0].expires_ns, None);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
+    use crate::control::proto::{ElementChange, SetElement};
+    use crate::rules::ast::TableFamily;
+    let (mut s, dir) = with_rules("meter");
+    replace(
+        &mut s,
+        "table ip t {\n  chain c {\n    type filter hook input priority filter; policy accept;\n    tcp dport 22 meter m size 128 { ip saddr limit rate 5/second } accept\n  }\n}\n",
+    )
+    .unwrap();
+    let now = 50_000_000_000u64;
+    s.backend.now_ns = now;
+    let key = u128::from_be_bytes(crate::wire::Addr::from_v4([198, 18, 0, 7]).0);
+    {
+        let cur = s.rules.as_ref().unwrap().current();
+        let store = cur.dynset_store(TableFamily::Ip, "t", "m").unwrap();
+        assert!(store.insert(key, u64::MAX, now).is_some());
+    }
+    let Response::SetElements(v) = s.set_elements(None, "t", "m").unwrap() else {
+        panic!()
+    };
+    let keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["198.18.0.7"], "{}", v.text);
+    assert!(v.text.contains("size 128"), "{}", v.text);
+    assert!(v.text.contains("flags dynamic"), "{}", v.text);
+    s.request(Request::SetElementsChange {
+        family: None,
+        table: "t".into(),
+        set: "m".into(),
+        change: ElementChange::Delete,
+        elements: vec![SetElement {
+            key: "198.18.0.7".into(),
+            data: None,
+            timeout: None,
+            expires: None,
+        }],
+        dry_run: false,
+    })
+    .unwrap();
+    let Response::SetElements(v) = s.set_elements(None, "t", "m").unwrap() else {
+        panic!()
+    };
+    assert!(v.elements.is_empty(), "{}", v.text);
+    let e = s.set_elements(None, "t", "nope").unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    let _ = std::fs::remove_dir_all(dir);
+}
