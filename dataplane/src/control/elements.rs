@@ -198,6 +198,24 @@ pub(crate) fn live(v: &mut SetElementsView, ty: SetType, live: &[DynElement]) {
     v.text = lines.join("\n") + "\n";
 }
 
+fn op_of(op: ElementChange) -> ElementOp {
+    match op {
+        ElementChange::Add => ElementOp::Add,
+        ElementChange::Create => ElementOp::Create,
+        ElementChange::Delete => ElementOp::Delete,
+    }
+}
+
+fn not_empty(elements: &[SetElement]) -> Result<(), ControlError> {
+    if elements.is_empty() {
+        return Err(
+            ControlError::new(ErrorCode::BadRequest, "no elements: nothing was changed")
+                .field("elements"),
+        );
+    }
+    Ok(())
+}
+
 fn kinds(ts: &[SetType]) -> Vec<Kind> {
     ts.iter().map(|t| t.kind()).collect()
 }
@@ -213,19 +231,10 @@ pub fn change(
     elements: &[SetElement],
 ) -> Result<Ruleset, ControlError> {
     let ti = table_index(rs, family, table)?;
-    if elements.is_empty() {
-        return Err(
-            ControlError::new(ErrorCode::BadRequest, "no elements: nothing was changed")
-                .field("elements"),
-        );
-    }
+    not_empty(elements)?;
     let (key, data) =
         edit::element_type(&rs.tables[ti], set, Pos::default()).map_err(|_| no_set(set))?;
-    let op = match op {
-        ElementChange::Add => ElementOp::Add,
-        ElementChange::Create => ElementOp::Create,
-        ElementChange::Delete => ElementOp::Delete,
-    };
+    let op = op_of(op);
     let mut parsed = Vec::with_capacity(elements.len());
     for (i, e) in elements.iter().enumerate() {
         let bad = |field: &str, msg: String| {
@@ -318,22 +327,13 @@ pub fn live_change(
     elements: &[SetElement],
     now: u64,
 ) -> Result<LiveChange, ControlError> {
-    if elements.is_empty() {
-        return Err(
-            ControlError::new(ErrorCode::BadRequest, "no elements: nothing was changed")
-                .field("elements"),
-        );
-    }
+    not_empty(elements)?;
     let declared = rs.tables[ti].sets.iter().position(|s| s.name == set);
     // A meter has no declaration, and no default timeout.
     let opts = declared
         .map(|i| rs.tables[ti].sets[i].dynamic)
         .unwrap_or_default();
-    let op = match op {
-        ElementChange::Add => ElementOp::Add,
-        ElementChange::Create => ElementOp::Create,
-        ElementChange::Delete => ElementOp::Delete,
-    };
+    let op = op_of(op);
     let mut keys = Vec::with_capacity(elements.len());
     for (i, e) in elements.iter().enumerate() {
         let err = |code, field: &str, msg: &str| {
