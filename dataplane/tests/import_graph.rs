@@ -600,6 +600,10 @@ const MGMT_FROM_DATAPLANE: &[(&str, &str)] = &[
         "fwctl: the table family of an iptables translation",
     ),
     (
+        "rules::dynset",
+        "fwctl: an element's `timeout 1m30s` in nft's time form",
+    ),
+    (
         "rules::iptables",
         "fwctl: iptables-restore input translated to nft",
     ),
