@@ -15,8 +15,9 @@
 //!    [`Port`] with [`RxQueue`]/[`TxQueue`]/[`TxBuffer`], typed SPSC rings
 //!    ([`Ring::spsc`] → [`Producer`]/[`Consumer`]), lcore launch ([`Eal::launch_on`] →
 //!    [`LaunchHandle`]), TSC time and prefetch ([`rdtsc`], [`prefetch0`]), software
-//!    Toeplitz ([`softrss`]), large arrays in hugepage memory ([`HugeArray`]) and
-//!    start-up diagnostics ([`diag`]).
+//!    Toeplitz ([`softrss`]), large arrays in hugepage memory ([`HugeArray`]), the
+//!    checksum loop built for the CPU it runs on ([`cpu::ones_sum`], AVX2 by runtime
+//!    dispatch) and start-up diagnostics ([`diag`]).
 //!
 //! Ids are newtypes ([`PortId`], [`QueueId`], [`LcoreId`], [`SocketId`]); failures are
 //! [`Error`] values carrying the DPDK call, errno and `rte_strerror` text. Every `unsafe`
@@ -54,6 +55,7 @@ pub mod ffi {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
+pub mod cpu;
 pub mod diag;
 pub mod eal;
 mod error;
