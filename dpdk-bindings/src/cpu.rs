@@ -73,8 +73,8 @@ mod tests {
 
     #[test]
     fn the_sum_is_the_word_sum_in_both_builds() {
-        let steps: Vec<[u8; ONES_STEP]> = (0..100u32)
-            .map(|i| std::array::from_fn(|j| (i * 151 + j as u32 * 7) as u8))
+        let steps: Vec<[u8; ONES_STEP]> = (0..100usize)
+            .map(|i| std::array::from_fn(|j| ((i * 151 + j * 7) % 256).to_le_bytes()[0]))
             .collect();
         assert_eq!(ones_sum(&steps), reference(&steps));
         assert_eq!(ones_sum_loop(&steps), reference(&steps));
@@ -86,6 +86,7 @@ mod tests {
     fn lanes_are_emptied_before_they_overflow() {
         let steps = vec![[0xffu8; ONES_STEP]; 2 * ONES_RUN + 3];
         assert_eq!(ones_sum(&steps), reference(&steps));
-        assert_eq!(ones_sum(&steps), (2 * ONES_RUN as u64 + 3) * 32 * 0xffff);
+        let words = u64::try_from((2 * ONES_RUN + 3) * 32).unwrap();
+        assert_eq!(ones_sum(&steps), words * 0xffff);
     }
 }
