@@ -40,6 +40,7 @@ pub mod control;
 pub mod drop;
 pub mod frag;
 pub mod ha;
+pub mod helper;
 pub mod nat;
 pub mod route;
 pub mod rules;
