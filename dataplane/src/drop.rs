@@ -107,6 +107,13 @@ drop_reasons! {
     /// A fragment dropped for lack of resources: the memory budget, or held by a datagram
     /// that timed out (`ipfrag_time`) or was evicted.
     FragDiscarded = "frag_discarded",
+    // Connection helpers (`helper`, docs/helpers.md).
+    /// A helper's announcement line did not end inside its segment (Linux's FTP helper
+    /// drops such a "partial" line: the sender retransmits it whole).
+    HelperPartial = "helper_partial",
+    /// A helper could not add its expectation: `nf_conntrack_expect_max` reached (Linux's
+    /// helpers drop the announcing packet).
+    HelperExpectFull = "helper_expect_full",
 }
 
 #[cfg(test)]

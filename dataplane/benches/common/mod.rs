@@ -48,6 +48,7 @@ pub fn router(
         tunables,
         owner: None,
         ct_seed: Some(0x5eed),
+        expect: None,
     };
     Pipeline::new(
         0,

@@ -654,6 +654,13 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         owner: None,
         // A random hash seed at every start (`conntrack::random_seed`).
         ct_seed: None,
+        // One expectation table for every worker (docs/helpers.md), allocated for the
+        // largest `nf_conntrack_expect_max`.
+        expect: Some(Arc::new({
+            let t = dataplane::helper::ExpectTable::new(dataplane::helper::expect::MAX_EXPECT);
+            t.set_max(dataplane::conntrack::tunables::DEFAULT_EXPECT_MAX);
+            t
+        })),
     };
 
     // Rings.

@@ -13,6 +13,9 @@ pub const MAX_TIMEOUT_S: u64 = 365 * 24 * 3600;
 /// and a reference keeps its top bit for early drop's mark).
 pub const MAX_ENTRIES: u64 = (1 << 30) - 1;
 
+/// Linux's `nf_conntrack_expect_max` for its default hash size (4 × 262144 / 256).
+pub const DEFAULT_EXPECT_MAX: u32 = 4096;
+
 /// Connection-tracking tunables of one worker. Timeouts are in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tunables {
@@ -45,6 +48,9 @@ pub struct Tunables {
     /// (`crate::frag`; not conntrack's, kept here so every tunable travels one way).
     pub ipfrag: FragLimits,
     pub ip6frag: FragLimits,
+    /// `nf_conntrack_expect_max`: expectations in all (`crate::helper`; one table shared
+    /// by every worker, allocated for the value at start).
+    pub expect_max: u32,
 }
 
 impl Default for Tunables {
@@ -76,6 +82,7 @@ impl Default for Tunables {
             events: 2,
             ipfrag: FragLimits::IPV4_DEFAULT,
             ip6frag: FragLimits::IPV6_DEFAULT,
+            expect_max: DEFAULT_EXPECT_MAX,
         }
     }
 }
@@ -111,9 +118,10 @@ const TCP_NAMES: [(&str, TcpState); 9] = [
 ];
 
 /// Every name [`Tunables::get`] and [`Tunables::set`] know, in `sysctl -a` order.
-pub const NAMES: [&str; 27] = [
+pub const NAMES: [&str; 28] = [
     "nf_conntrack_checksum",
     "nf_conntrack_events",
+    "nf_conntrack_expect_max",
     "nf_conntrack_generic_timeout",
     "nf_conntrack_icmp_timeout",
     "nf_conntrack_icmpv6_timeout",
@@ -166,6 +174,7 @@ fn range(name: &str) -> Option<(u64, u64)> {
             Some((0, 1))
         }
         "nf_conntrack_events" => Some((0, 2)),
+        "nf_conntrack_expect_max" => Some((1, u64::from(crate::helper::expect::MAX_EXPECT))),
         "ipfrag_high_thresh"
         | "ipfrag_low_thresh"
         | "ip6frag_high_thresh"
@@ -265,6 +274,7 @@ impl Tunables {
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal.into(),
             "nf_conntrack_checksum" => self.checksum.into(),
             "nf_conntrack_events" => self.events.into(),
+            "nf_conntrack_expect_max" => self.expect_max.into(),
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged.into(),
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans.into(),
             "nf_conntrack_udp_timeout" => self.udp.into(),
@@ -298,6 +308,7 @@ impl Tunables {
             "nf_conntrack_tcp_be_liberal" => self.tcp_be_liberal = value != 0,
             "nf_conntrack_checksum" => self.checksum = value != 0,
             "nf_conntrack_events" => self.events = u8::try_from(value).unwrap_or(2),
+            "nf_conntrack_expect_max" => self.expect_max = v,
             "nf_conntrack_tcp_timeout_unacknowledged" => self.tcp_unacknowledged = v,
             "nf_conntrack_tcp_timeout_max_retrans" => self.tcp_max_retrans = v,
             "nf_conntrack_udp_timeout" => self.udp = v,

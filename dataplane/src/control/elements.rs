@@ -75,6 +75,7 @@ pub fn view(
     let mut one = Table {
         sets: Vec::new(),
         maps: Vec::new(),
+        helpers: Vec::new(),
         chains: Vec::new(),
         ..t.clone()
     };

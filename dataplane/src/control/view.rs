@@ -96,7 +96,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (e.code, e.line, e.column),
-            (ErrorCode::BadRuleset, Some(3), Some(3))
+            (ErrorCode::BadRuleset, Some(3), Some(17))
         );
         let j = serde_json::json!({"nftables": [
             {"table": {"family": "ip", "name": "t"}},

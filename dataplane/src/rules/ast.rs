@@ -75,7 +75,20 @@ pub struct Table {
     /// Maps and sets keyed by a concatenation (`map m { type K : V; … }`, `set s { type A .
     /// B; … }`).
     pub maps: Vec<Map>,
+    /// `ct helper NAME { type "ftp" protocol tcp; }` objects (`rules/helper.rs`).
+    pub helpers: Vec<CtHelperObj>,
     pub chains: Vec<Chain>,
+    pub pos: Pos,
+}
+
+/// A `ct helper` object: which helper (`type "ftp"`), on which layer-4 protocol, for
+/// which layer-3 family (`l3proto`; the table's family when absent, as nft lists it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtHelperObj {
+    pub name: String,
+    pub kind: String,
+    pub proto: u8,
+    pub l3proto: Option<TableFamily>,
     pub pos: Pos,
 }
 
@@ -775,6 +788,8 @@ pub enum Stmt {
     /// `ip dscp set N` / `ip6 dscp set N` (the field: [`Field::IpDscp`] or
     /// [`Field::Ip6Dscp`]; N 0..=63): rewrites the packet's DSCP (`mangle.rs`).
     DscpSet(Field, u8, Pos),
+    /// `ct helper set "NAME"`: the new connection gets the table's helper object NAME.
+    CtHelperSet(String, Pos),
 }
 
 /// What `tcp option maxseg size set` writes: a number, or `rt mtu` (the route's MTU less

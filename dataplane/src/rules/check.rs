@@ -71,6 +71,7 @@ fn chain_index(t: &Table, name: &str) -> Option<usize> {
 }
 
 fn check_table(t: &Table, limits: &Limits, evaluations: &mut u64) -> Result<(), Error> {
+    super::helper::check(t)?;
     for s in &t.sets {
         let ok = !matches!(
             (s.ty, t.family),

@@ -66,11 +66,12 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     name: get_str(o, "name", &path)?.to_owned(),
                     sets: Vec::new(),
                     maps: Vec::new(),
+                    helpers: Vec::new(),
                     chains: Vec::new(),
                     pos: Pos::default(),
                 });
             }
-            "set" | "map" | "chain" | "rule" => {
+            "set" | "map" | "chain" | "rule" | "ct helper" => {
                 let o = body
                     .as_object()
                     .ok_or_else(|| Error::json(&path, "expected object"))?;
@@ -84,6 +85,7 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     return jerr(&path, format!("undefined table {fam} {tname}"));
                 };
                 match kind.as_str() {
+                    "ct helper" => t.helpers.push(super::helper::read_obj_json(o, &path)?),
                     "set" | "map" if kind == "map" || o.get("type").is_some_and(J::is_array) => {
                         let map = read_map(o, &path)?;
                         valid(validate::map(&map), &path)?;
@@ -643,6 +645,7 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
                 over: body.get("inv").and_then(J::as_bool).unwrap_or(false),
             }
         }
+        "ct helper" => super::helper::read_stmt_json(body, path, pos)?,
         "ct count" => Stmt::CtCount {
             count: body
                 .get("val")
@@ -1034,6 +1037,7 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         }
         Stmt::MssSet(v, _) => super::mangle::mss_json(*v),
         Stmt::DscpSet(f, v, _) => super::mangle::dscp_json(*f, *v),
+        Stmt::CtHelperSet(n, _) => json!({"ct helper": n}),
     }
 }
 
@@ -1051,6 +1055,9 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
     for (ti, t) in rs.tables.iter().enumerate() {
         let fam = t.family.name();
         items.push(json!({"table": {"family": fam, "name": t.name, "handle": ti + 1}}));
+        for (hi, h) in t.helpers.iter().enumerate() {
+            items.push(super::helper::obj_json(t, h, hi + 2));
+        }
         for s in &t.sets {
             let mut o =
                 json!({"family": fam, "name": s.name, "table": t.name, "type": s.ty.name()});

@@ -21,6 +21,7 @@ mod error;
 mod facts;
 pub mod first;
 pub mod generation;
+pub mod helper;
 pub mod iptables;
 pub mod json;
 pub mod limits;

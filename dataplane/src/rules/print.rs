@@ -21,7 +21,8 @@ pub fn first_difference(a: &Ruleset, b: &Ruleset) -> Option<(Pos, String)> {
         return Some((Pos::default(), "ruleset".into()));
     }
     for (x, y) in a.tables.iter().zip(&b.tables) {
-        if (x.family, &x.name, &x.sets, &x.maps) != (y.family, &y.name, &y.sets, &y.maps)
+        if (x.family, &x.name, &x.sets, &x.maps, &x.helpers)
+            != (y.family, &y.name, &y.sets, &y.maps, &y.helpers)
             || x.chains.len() != y.chains.len()
         {
             return Some((x.pos, x.name.clone()));
@@ -60,6 +61,14 @@ fn write_text(rs: &Ruleset, counters: CounterLookup<'_>, handles: bool) -> Strin
     for (ti, t) in rs.tables.iter().enumerate() {
         let _ = writeln!(out, "table {} {} {{", t.family.name(), t.name);
         let mut first = true;
+        // nft lists a table's objects before its sets.
+        for h in &t.helpers {
+            if !first {
+                out.push('\n');
+            }
+            first = false;
+            crate::rules::helper::obj_text(&mut out, t, h);
+        }
         for s in &t.sets {
             if !first {
                 out.push('\n');
@@ -307,6 +316,7 @@ pub fn stmt(s: &Stmt) -> String {
         }
         Stmt::MssSet(v, _) => super::mangle::mss_text(*v),
         Stmt::DscpSet(f, v, _) => super::mangle::dscp_text(*f, *v),
+        Stmt::CtHelperSet(n, _) => super::helper::stmt_text(n),
     }
 }
 

@@ -426,6 +426,7 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                 name,
                 sets,
                 maps,
+                helpers: Vec::new(),
                 chains,
                 pos: Pos::default(),
             },

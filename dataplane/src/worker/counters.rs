@@ -14,7 +14,7 @@ use crate::wire::Family;
 pub const MAX_PORTS: usize = 16;
 
 /// The counters of one worker (one writer: the worker itself).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counters {
     /// Per port index: frames received from this port's RX queues.
     pub rx_packets: [u64; MAX_PORTS],
@@ -50,6 +50,33 @@ pub struct Counters {
     ///
     /// [`Process::proc_counters`]: crate::worker::process::Process::proc_counters
     pub proc: ProcCounters,
+}
+
+// Written out: `[u64; N]` has no `Default` beyond 32 elements (`DropReason::COUNT`).
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            rx_packets: [0; MAX_PORTS],
+            rx_bytes: [0; MAX_PORTS],
+            tx_packets: [0; MAX_PORTS],
+            tx_bytes: [0; MAX_PORTS],
+            tx_dropped: 0,
+            drops: [0; DropReason::COUNT],
+            handoff_tx: 0,
+            handoff_rx: 0,
+            handoff_drop: 0,
+            slowpath_tx: 0,
+            slowpath_drop: 0,
+            edge_drop: 0,
+            busy_cycles: 0,
+            total_cycles: 0,
+            commands: 0,
+            steer_tx: 0,
+            steer_rx: 0,
+            steer_drop: 0,
+            proc: ProcCounters::default(),
+        }
+    }
 }
 
 /// Counters a packet processor keeps beyond its [`Action`](crate::worker::Action)s (which

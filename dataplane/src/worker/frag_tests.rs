@@ -51,6 +51,7 @@ fn config(hw_rss: bool) -> PipelineConfig {
         tunables: Tunables::default(),
         owner: None,
         ct_seed: Some(0x5eed),
+        expect: None,
     }
 }
 

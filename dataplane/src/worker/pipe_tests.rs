@@ -68,6 +68,7 @@ pub(super) fn config() -> PipelineConfig {
         tunables: Tunables::default(),
         owner: None,
         ct_seed: Some(0x5eed),
+        expect: None,
     }
 }
 

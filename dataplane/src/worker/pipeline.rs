@@ -48,7 +48,10 @@ mod fast;
 pub use fast::MAX_VECTOR;
 #[path = "frag.rs"]
 mod frag;
+#[path = "helper.rs"]
+mod helper;
 pub use frag::{FRAG_COUNTERS, FragState};
+pub use helper::HelperCounters;
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +81,9 @@ pub struct PipelineConfig {
     /// Seed of the connection table's hash and of NAT's port choices. `None` (the
     /// daemon): a random one at every start (`conntrack::random_seed`); tests fix it.
     pub ct_seed: Option<u64>,
+    /// The expectation table every worker shares (`crate::helper`). `None`: this pipeline
+    /// makes its own (tests with one worker).
+    pub expect: Option<Arc<crate::helper::ExpectTable>>,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -197,6 +203,8 @@ pub struct Pipeline {
     worker_id: u16,
     n_workers: u16,
     ports: Vec<PortInfo>,
+    /// Connection helpers: expectations, helper state of entries (`helper.rs`).
+    helpers: helper::HelperState,
     routes: Arc<RouteTable>,
     neigh: Arc<NeighborSnapshot>,
     counters: Counters,
@@ -339,6 +347,12 @@ impl Pipeline {
             worker_id,
             n_workers,
             ports: config.ports.clone(),
+            helpers: helper::HelperState::new(
+                config.expect.clone().unwrap_or_else(|| {
+                    Arc::new(crate::helper::ExpectTable::new(config.tunables.expect_max))
+                }),
+                config.ct_capacity,
+            ),
             routes,
             neigh,
             counters: Counters::default(),
@@ -554,6 +568,7 @@ impl Pipeline {
                 if let Err(e) = self.frag.set_limits(self.ct.tunables()) {
                     return WorkerReply::Error(ControlError::new(ErrorCode::BadTunable, e));
                 }
+                self.helpers.expect.set_max(self.ct.tunables().expect_max);
                 WorkerReply::Done
             }
             WorkerCommand::CtCount {
@@ -706,6 +721,7 @@ impl Pipeline {
         // released now.
         self.pending_tokens.clear();
         self.pending_status = 0;
+        self.helpers.reset();
         self.mss_to = None;
         self.dscp_to = None;
         if let (Action::Forward { .. }, Some(sent)) = (a, self.sent.take()) {
@@ -794,7 +810,9 @@ impl Pipeline {
         }
         self.facts = self.frame_facts(frame, &l2, in_port, &ip);
         let ct = self.track(&ip);
+        let ct = self.helper_track(ct, &ip);
         self.cache = self.cache_key(ct, &ip, in_port);
+        self.helper_uncached(ct);
         self.cache_hit = false;
         self.path_cacheable = true;
         self.path.clear();
@@ -1141,6 +1159,7 @@ impl Pipeline {
         };
         match self.ct.insert_with(key, reply, ip, self.now_ns, hints) {
             Ok(id) => {
+                self.helpers.confirmed(id, &key);
                 if let Some(st) = steering {
                     self.steering_out.push(st);
                 }
@@ -1274,7 +1293,7 @@ impl Pipeline {
             ),
             None => (0, 0),
         };
-        let ct_status = ct_status | u32::from(self.pending_status);
+        let ct_status = self.helper_status(ct, ct_status) | u32::from(self.pending_status);
         let rs = rules.get();
         let needs = rs.needs();
         let mut ctx = PacketCtx {
@@ -1313,6 +1332,9 @@ impl Pipeline {
         let (verdict, nat) = (r.verdict, r.nat);
         self.mss_to = r.mss.or(self.mss_to);
         self.dscp_to = r.dscp.or(self.dscp_to);
+        if r.helper.is_some() {
+            self.helpers.pending = r.helper;
+        }
         self.path_cacheable &= r.cacheable && !r.counted_overflow;
         if self.cache.is_some() {
             for &id in &r.counted {
@@ -1622,6 +1644,9 @@ impl Pipeline {
             Ok(t) => t,
             Err(a) => return a,
         };
+        if let Some(a) = self.helper_inspect(ct, ip, frame) {
+            return a;
+        }
         let dst_mac = self.neigh.lookup(port, neighbor);
         self.clamp_mss(frame, ip);
         self.send_out(frame, l2, ip, ct, target, port, dst_mac)

@@ -418,6 +418,12 @@ impl CompiledRuleset {
                     ctx.ct_mark = *m;
                     res.ct_mark = Some(*m);
                 }
+                CStmt::CtHelperSet(h) => {
+                    res.stateful = true;
+                    if ctx.first_packet {
+                        res.helper = Some(*h);
+                    }
+                }
                 CStmt::MssSet(v) => {
                     if !super::facts_eval::mss_set(*v, ctx, res) {
                         return Step::Next;

@@ -114,6 +114,9 @@ pub struct EvalResult {
     pub mss: Option<u16>,
     /// `ip|ip6 dscp set`: the DSCP to write before the packet leaves.
     pub dscp: Option<u8>,
+    /// `ct helper set`: the helper the new connection gets (Linux assigns it before
+    /// confirmation; a confirmed connection keeps its own).
+    pub helper: Option<crate::helper::HelperKind>,
 }
 
 impl EvalResult {
@@ -133,6 +136,7 @@ impl EvalResult {
             stateful: false,
             mss: None,
             dscp: None,
+            helper: None,
         }
     }
 }
@@ -205,6 +209,8 @@ pub(crate) enum CStmt {
     Notrack,
     MetaMarkSet(u32),
     CtMarkSet(u32),
+    /// `ct helper set`: the helper a new connection gets.
+    CtHelperSet(crate::helper::HelperKind),
     Nat(NatAction),
     /// A concatenation in an anonymous set (`!=`: `neg`).
     Lookup {

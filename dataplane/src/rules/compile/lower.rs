@@ -352,6 +352,14 @@ fn compile_rule<'a>(
                 cacheable = false;
                 CStmt::DscpSet(*f == Field::Ip6Dscp, *v)
             }
+            // Only a first packet's evaluation assigns it (the connection's later
+            // packets see no effect, as the kernel ignores it on a confirmed entry): the
+            // verdict of later packets may be cached; the first-packet cache may not
+            // hold it (`stateful`).
+            Stmt::CtHelperSet(n, pos) => CStmt::CtHelperSet(
+                crate::rules::helper::resolve(t, n)
+                    .ok_or_else(|| Error::at(*pos, n, "undefined ct helper"))?,
+            ),
             Stmt::Nat(n, _) => CStmt::Nat(NatAction {
                 kind: n.kind,
                 range: NatRange {

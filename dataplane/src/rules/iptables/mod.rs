@@ -235,6 +235,7 @@ impl Model {
                     name: name.to_owned(),
                     sets: Vec::new(),
                     maps: Vec::new(),
+                    helpers: Vec::new(),
                     chains: Vec::new(),
                     pos,
                 });

@@ -196,6 +196,7 @@ impl Parser {
                         name: n,
                         sets: Vec::new(),
                         maps: Vec::new(),
+                        helpers: Vec::new(),
                         chains: Vec::new(),
                         pos: p,
                     }

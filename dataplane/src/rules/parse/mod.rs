@@ -7,6 +7,7 @@ mod cmd;
 mod cursor;
 mod dynset;
 mod facts;
+mod helper;
 mod lexer;
 mod mangle;
 mod preproc;

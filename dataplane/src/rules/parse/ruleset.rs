@@ -72,6 +72,7 @@ impl Parser {
             name,
             sets: Vec::new(),
             maps: Vec::new(),
+            helpers: Vec::new(),
             chains: Vec::new(),
             pos,
         };
@@ -118,6 +119,14 @@ impl Parser {
                     {
                         return Err(Error::at(npos, &name, "duplicate set"));
                     }
+                }
+                Tok::Word(w) if w == "ct" && self.peek_word() == Some("helper") => {
+                    self.next();
+                    let h = self.ct_helper_obj(t.pos)?;
+                    if table.helpers.iter().any(|x| x.name == h.name) {
+                        return Err(Error::at(h.pos, &h.name, "duplicate ct helper"));
+                    }
+                    table.helpers.push(h);
                 }
                 Tok::Word(w)
                     if matches!(

@@ -295,11 +295,7 @@ impl Parser {
                 Ok(Stmt::CtCount { count, over })
             }
             "direction" | "expiration" | "original" | "reply" => self.ct_fact(&k, kp, pos),
-            "helper" => Err(Error::at(
-                pos,
-                "ct helper",
-                "`ct helper` is not supported by this appliance (no conntrack helpers)",
-            )),
+            "helper" => self.ct_helper_stmt(pos),
             _ => Err(Error::at(kp, &k, unsupported(&format!("ct {k}")))),
         }
     }
