@@ -85,7 +85,13 @@ pub fn from_json(v: &J) -> Result<Ruleset, Error> {
                     return jerr(&path, format!("undefined table {fam} {tname}"));
                 };
                 match kind.as_str() {
-                    "ct helper" => t.helpers.push(super::helper::read_obj_json(o, &path)?),
+                    "ct helper" => {
+                        let mut h = super::helper::read_obj_json(o, &path)?;
+                        if h.l3proto == Some(t.family) {
+                            h.l3proto = None;
+                        }
+                        t.helpers.push(h);
+                    }
                     "set" | "map" if kind == "map" || o.get("type").is_some_and(J::is_array) => {
                         let map = read_map(o, &path)?;
                         valid(validate::map(&map), &path)?;

@@ -143,6 +143,16 @@ impl HelperState {
 }
 
 impl Pipeline {
+    /// This worker's helper counters.
+    pub fn helper_counters(&self) -> HelperCounters {
+        self.helpers.counters
+    }
+
+    /// The expectation table this worker shares with the others.
+    pub fn expectations(&self) -> &Arc<ExpectTable> {
+        &self.helpers.expect
+    }
+
     /// After the conntrack lookup: a first packet that matches an expectation is
     /// `ct state related` (and takes it); so is every original-direction packet of an
     /// expected connection until its first reply, as Linux's `resolve_normal_ct`.

@@ -144,6 +144,8 @@ mod first_tests;
 #[cfg(test)]
 mod frag_tests;
 #[cfg(test)]
+mod helper_tests;
+#[cfg(test)]
 mod mss_tests;
 #[cfg(test)]
 mod pipe_tests;

@@ -122,7 +122,11 @@ impl Parser {
                 }
                 Tok::Word(w) if w == "ct" && self.peek_word() == Some("helper") => {
                     self.next();
-                    let h = self.ct_helper_obj(t.pos)?;
+                    let mut h = self.ct_helper_obj(t.pos)?;
+                    // The table's own family is the default nft lists: one form.
+                    if h.l3proto == Some(table.family) {
+                        h.l3proto = None;
+                    }
                     if table.helpers.iter().any(|x| x.name == h.name) {
                         return Err(Error::at(h.pos, &h.name, "duplicate ct helper"));
                     }
