@@ -107,6 +107,7 @@ fn meta(e: &Expectation) -> u64 {
         | u64::from(e.helper as u8) << 32
 }
 
+#[allow(clippy::cast_possible_truncation)] // the low half, on purpose
 fn halves(a: Addr) -> [u64; 2] {
     let v = u128::from_be_bytes(a.0);
     [(v >> 64) as u64, v as u64]
@@ -139,6 +140,7 @@ fn encode(e: &Expectation) -> [u64; WORDS] {
     ]
 }
 
+#[allow(clippy::cast_possible_truncation)] // bit fields `encode` packed
 fn decode(w: &[u64; WORDS]) -> Option<Expectation> {
     let family = match w[4] as u8 {
         4 => Family::V4,
@@ -227,6 +229,7 @@ impl ExpectTable {
         }
     }
 
+    #[allow(clippy::cast_possible_truncation)] // masked to the table
     fn home(&self, k: &[u64; 5]) -> usize {
         let h = std::hash::BuildHasherDefault::<rustc_hash::FxHasher>::default()
             .hash_one((self.seed, k));
@@ -294,7 +297,7 @@ impl ExpectTable {
             self.len.fetch_add(1, Ordering::Relaxed);
             self.create.fetch_add(1, Ordering::Relaxed);
             s.state.store(expiry.max(DEAD + 1), Ordering::Release);
-            return Ok(i as u32);
+            return Ok(u32::try_from(i).unwrap_or(u32::MAX));
         }
         self.full.fetch_add(1, Ordering::Relaxed);
         Err(ExpectError::Full)

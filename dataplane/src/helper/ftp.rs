@@ -148,7 +148,7 @@ fn rfc959(t: &[u8]) -> Option<(Option<Addr>, u16, usize)> {
     let mut i = 0;
     for (k, slot) in v.iter_mut().enumerate() {
         let (n, d) = number(&t[i..], 255)?;
-        *slot = n as u8;
+        *slot = u8::try_from(n).ok()?;
         i += d;
         if k < 5 {
             if t.get(i) != Some(&b',') {
@@ -188,7 +188,7 @@ fn eprt(t: &[u8], family: Family) -> Option<(Option<Addr>, u16, usize)> {
     if p.get(n) != Some(&d) || port == 0 {
         return None;
     }
-    Some((Some(addr), port as u16, 3 + alen + 1 + n + 1))
+    Some((Some(addr), u16::try_from(port).ok()?, 3 + alen + 1 + n + 1))
 }
 
 /// `|||port|` (Linux `try_epsv_response`): three delimiters, the port, the delimiter.
@@ -201,7 +201,7 @@ fn epsv(t: &[u8]) -> Option<(Option<Addr>, u16, usize)> {
     if t.get(3 + n) != Some(&d) || port == 0 {
         return None;
     }
-    Some((None, port as u16, 3 + n + 1))
+    Some((None, u16::try_from(port).ok()?, 3 + n + 1))
 }
 
 #[cfg(test)]
