@@ -232,7 +232,20 @@ impl Pkt {
     }
 
     pub(super) fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-        let mut l4 = vec![0u8; 20];
+        self.tcp_data(sport, dport, flags, seq, ack, &[])
+    }
+
+    /// A TCP segment carrying `payload`.
+    pub(super) fn tcp_data(
+        &self,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20 + payload.len()];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
         l4[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -240,6 +253,7 @@ impl Pkt {
         l4[12] = 5 << 4;
         l4[13] = flags;
         l4[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        l4[20..].copy_from_slice(payload);
         self.build(proto::TCP, l4, Some(16))
     }
 
