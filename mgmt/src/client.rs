@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fwd_proto::{
-    ControlError, CtFilter, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, Request,
+    ControlError, CtFilter, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, RecordBatch, Request,
     RequestEnvelope, Response, ResponseEnvelope,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -256,15 +256,30 @@ impl ControlClient {
         filter: CtFilter,
         events: Vec<EventType>,
     ) -> Result<EventStream, ClientError> {
+        let conn = self
+            .open_stream(&Request::Subscribe { filter, events })
+            .await?;
+        Ok(EventStream { conn })
+    }
+
+    /// Opens a dedicated connection for the sync daemon's binary event stream
+    /// (`subscribe_records`: batches of sync wire records).
+    pub async fn subscribe_records(&self) -> Result<RecordStream, ClientError> {
+        let conn = self.open_stream(&Request::SubscribeRecords).await?;
+        Ok(RecordStream { conn })
+    }
+
+    /// A new connection that sent `request` and was answered `subscribed`.
+    async fn open_stream(&self, request: &Request) -> Result<Conn, ClientError> {
         let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let fut = async {
             let mut conn = Conn::open(&self.path).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            conn.send(id, &Request::Subscribe { filter, events })
+            conn.send(id, request)
                 .await
                 .map_err(|e| send_error(e, ClientError::Lost))?;
             match conn.answer(id).await? {
-                Response::Subscribed => Ok(EventStream { conn }),
+                Response::Subscribed => Ok(conn),
                 other => Err(ClientError::Protocol(format!(
                     "expected `subscribed`, got {other:?}"
                 ))),
@@ -273,6 +288,29 @@ impl ControlClient {
         tokio::time::timeout(self.timeout, fut)
             .await
             .unwrap_or(Err(ClientError::Timeout(ms)))
+    }
+}
+
+/// A `subscribe_records` stream: one [`RecordBatch`] per line until fwd closes it.
+pub struct RecordStream {
+    conn: Conn,
+}
+
+impl std::fmt::Debug for RecordStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordStream")
+    }
+}
+
+impl RecordStream {
+    /// The next batch; `Ok(None)` when fwd closed the stream.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>, ClientError> {
+        let Some(line) = self.conn.read_line().await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(format!("bad record batch line: {e}")))
     }
 }
 

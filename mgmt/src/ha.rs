@@ -17,8 +17,8 @@ use dataplane::conntrack::Synced;
 use dataplane::ha::ftfw::{Receiver, Sender};
 use dataplane::ha::wire::{self, Datagram, Kind, Record};
 use fwd_proto::{
-    CtEntry, CtFilter, EventLine, EventType, HaChange, HaCounters, HaTarget, MAX_PAGE, Request,
-    Response,
+    CtEntry, CtFilter, EventLine, EventType, HaChange, HaCounters, HaTarget, MAX_PAGE, RecordBatch,
+    Request, Response,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -307,10 +307,23 @@ pub struct HaView {
 pub struct Incoming {
     /// Send these to the peer.
     pub send: Vec<Vec<u8>>,
-    /// Hand these to fwd (`ha_apply`).
-    pub apply: Vec<HaChange>,
+    /// Hand these to fwd (`ha_apply_records`): the datagram's records as the peer encoded
+    /// them (back to back), and how many.
+    pub records: Vec<u8>,
+    pub count: u64,
     /// The peer asked for our whole table.
     pub dump: bool,
+}
+
+impl Incoming {
+    /// The records as `ha_apply`'s changes (what the JSON form would carry).
+    pub fn changes(&self) -> Vec<HaChange> {
+        wire::decode_records(&self.records)
+            .unwrap_or_default()
+            .iter()
+            .map(record_change)
+            .collect()
+    }
 }
 
 /// The protocol core: no sockets, no clock of its own.
@@ -406,6 +419,27 @@ impl Sync {
         })
     }
 
+    /// One batch of fwd's binary event stream (`subscribe_records`): its records go into
+    /// datagrams as they are, split at their boundaries, never decoded. Returns the
+    /// datagrams that filled. A batch that does not split is counted in `events_bad`.
+    pub fn record_batch(&mut self, b: &RecordBatch) -> Vec<Vec<u8>> {
+        let c = &mut self.counters;
+        c.events += b.count + b.synced_skipped;
+        c.events_synced_skipped += b.synced_skipped;
+        c.events_lost += b.lost;
+        let split = wire::base64_decode(&b.records)
+            .ok()
+            .and_then(|body| Some((wire::split_records(&body).ok()?, body)));
+        let Some((parts, body)) = split.filter(|(p, _)| p.len() as u64 == b.count) else {
+            c.events_bad += b.count;
+            return Vec::new();
+        };
+        parts
+            .iter()
+            .filter_map(|&(at, n)| self.sender.push_raw(&body[at..at + n]))
+            .collect()
+    }
+
     /// One entry of a table dump (a RESYNC answer), sent as UPDATE.
     pub fn dump_entry(&mut self, e: &CtEntry) -> Option<Vec<u8>> {
         if is_synced(e) {
@@ -468,7 +502,8 @@ impl Sync {
                 let first = self.receiver.peer_session().is_none();
                 let r = self.receiver.on_datagram(&d);
                 if r.deliver {
-                    out.apply = d.records.iter().map(record_change).collect();
+                    out.records = wire::data_body(bytes).to_vec();
+                    out.count = d.records.len() as u64;
                 }
                 out.send = r.replies;
                 // A peer heard for the first time (we or it just started) or one that
@@ -577,7 +612,7 @@ fn random_session() -> u32 {
 
 /// Changes waiting for `ha_apply` (bounded; a full queue loses the datagram's changes,
 /// counted, and asks the peer for a resync).
-pub const APPLY_QUEUE: usize = 1024;
+pub const APPLY_QUEUE: usize = 8192;
 /// Changes per `ha_apply` request at most.
 pub const APPLY_BATCH: usize = 4096;
 /// Entries per listing page of a table dump.
@@ -605,7 +640,7 @@ pub async fn bind(h: &HaHandle) -> std::io::Result<tokio::net::UdpSocket> {
 pub async fn run(h: Arc<HaHandle>, client: Arc<ControlClient>, sock: tokio::net::UdpSocket) {
     let cfg = h.with(|s| s.config().clone());
     let sock = Arc::new(sock);
-    let (apply_tx, apply_rx) = tokio::sync::mpsc::channel::<Vec<HaChange>>(APPLY_QUEUE);
+    let (apply_tx, apply_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, u64)>(APPLY_QUEUE);
     let dump = Arc::new(tokio::sync::Notify::new());
     let tasks = [
         tokio::spawn(events_task(
@@ -656,7 +691,7 @@ async fn events_task(
 ) {
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
-        let mut stream = match client.subscribe(CtFilter::default(), Vec::new()).await {
+        let mut stream = match client.subscribe_records().await {
             Ok(s) => s,
             Err(_) => {
                 h.with(|s| s.counters_mut().subscribe_errors += 1);
@@ -664,15 +699,25 @@ async fn events_task(
                 continue;
             }
         };
+        // Lines are read by a task of their own: a line read is not cancel-safe (a
+        // `select!` that dropped it on the flush tick would lose the part of a line
+        // already read and break the stream), a channel receive is.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(64);
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(b)) = stream.next_batch().await {
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+        });
         loop {
             tokio::select! {
-                ev = stream.next_event() => match ev {
-                    Ok(Some(e)) => {
-                        if let Some(d) = h.with(|s| s.event(&e)) {
-                            send_all(&h, &sock, peer, vec![d]).await;
-                        }
+                batch = rx.recv() => match batch {
+                    Some(b) => {
+                        let d = h.with(|s| s.record_batch(&b));
+                        send_all(&h, &sock, peer, d).await;
                     }
-                    Ok(None) | Err(_) => break,
+                    None => break,
                 },
                 _ = flush.tick() => {
                     if let Some(d) = h.with(Sync::flush) {
@@ -681,6 +726,7 @@ async fn events_task(
                 }
             }
         }
+        reader.abort();
         h.with(|s| s.counters_mut().subscribe_errors += 1);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -691,7 +737,7 @@ async fn receive_task(
     h: Arc<HaHandle>,
     sock: Arc<tokio::net::UdpSocket>,
     peer: SocketAddr,
-    apply: tokio::sync::mpsc::Sender<Vec<HaChange>>,
+    apply: tokio::sync::mpsc::Sender<(Vec<u8>, u64)>,
     dump: Arc<tokio::sync::Notify>,
 ) {
     let mut buf = vec![0u8; 65_536];
@@ -709,9 +755,12 @@ async fn receive_task(
         }
         let Some(data) = buf.get(..n) else { continue };
         let mut inc = h.with(|s| s.datagram(data, Instant::now()));
-        if !inc.apply.is_empty() {
-            let n = inc.apply.len() as u64;
-            if apply.try_send(std::mem::take(&mut inc.apply)).is_err() {
+        if inc.count > 0 {
+            let n = inc.count;
+            if apply
+                .try_send((std::mem::take(&mut inc.records), n))
+                .is_err()
+            {
                 let q = h.with(|s| {
                     s.counters_mut().apply_lost += n;
                     s.resync_request()
@@ -726,26 +775,33 @@ async fn receive_task(
     }
 }
 
-/// Changes → fwd (`ha_apply`), coalesced up to [`APPLY_BATCH`]. A failed request loses
+/// Changes → fwd (`ha_apply_records`: the peer's records as they came, base64),
+/// coalesced up to [`APPLY_BATCH`]. A failed request loses
 /// its changes (counted) and asks the peer for a resync once fwd answers again.
 async fn apply_task(
     h: Arc<HaHandle>,
     client: Arc<ControlClient>,
     sock: Arc<tokio::net::UdpSocket>,
     peer: SocketAddr,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<HaChange>>,
+    mut rx: tokio::sync::mpsc::Receiver<(Vec<u8>, u64)>,
 ) {
     let target = h.with(|s| s.config().role.target());
     let mut owed_resync = false;
-    while let Some(mut changes) = rx.recv().await {
-        while changes.len() < APPLY_BATCH {
+    while let Some((mut records, mut n)) = rx.recv().await {
+        while n < APPLY_BATCH as u64 {
             match rx.try_recv() {
-                Ok(more) => changes.extend(more),
+                Ok((more, k)) => {
+                    records.extend_from_slice(&more);
+                    n += k;
+                }
                 Err(_) => break,
             }
         }
-        let n = changes.len() as u64;
-        match client.call(Request::HaApply { changes, target }).await {
+        let records = wire::base64_encode(&records);
+        match client
+            .call(Request::HaApplyRecords { records, target })
+            .await
+        {
             Ok(Response::HaApplied(c)) => {
                 let q = h.with(|s| {
                     let k = s.counters_mut();

@@ -195,6 +195,17 @@ pub enum Request {
         #[serde(default)]
         addresses: Vec<IpAddr>,
     },
+    /// State sync's binary form of `ha_apply` (docs/ha.md, "Binary event path"):
+    /// `records` is the base64 of sync wire records back to back (as DATA datagrams carry
+    /// them, `dataplane/src/ha/wire.rs`), so the daemon hands over what its peer sent
+    /// without converting each change. Validated as a whole; an error names the record
+    /// (`records[i]`) and its byte offset.
+    HaApplyRecords { records: String, target: HaTarget },
+    /// Turn this connection into the sync daemon's event stream: one [`RecordBatch`] line
+    /// per poll that had events, each holding every local event as a sync wire record.
+    /// Events of entries that came from the peer (`SYNCED`) are left out (counted). No
+    /// filter: the daemon wants every connection.
+    SubscribeRecords,
     /// Turn this connection into a stream of conntrack events (`conntrack -E`).
     Subscribe {
         #[serde(default)]
@@ -575,6 +586,23 @@ pub enum EventType {
     New,
     Update,
     Destroy,
+}
+
+/// One line of a `subscribe_records` stream: a batch of conntrack events as sync wire
+/// records (`dataplane/src/ha/wire.rs`), base64 of the records back to back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBatch {
+    pub records: String,
+    /// Records in `records`.
+    pub count: u64,
+    /// Events lost since the previous line (slow reader, a worker's full event ring).
+    #[serde(default)]
+    pub lost: u64,
+    /// Events of `SYNCED` entries (the peer's) left out since the previous line.
+    #[serde(default)]
+    pub synced_skipped: u64,
 }
 
 /// One event line of a subscription.

@@ -45,8 +45,9 @@ pub struct Sender {
     next_seq: u32,
     queue: VecDeque<Queued>,
     cap: usize,
-    batch: Vec<Record>,
-    batch_len: usize,
+    /// The records of the open batch, encoded back to back, and how many.
+    batch: Vec<u8>,
+    batch_count: usize,
     stats: SenderStats,
 }
 
@@ -59,8 +60,8 @@ impl Sender {
             next_seq: 0,
             queue: VecDeque::with_capacity(cap.min(65_536)),
             cap: cap.max(1),
-            batch: Vec::new(),
-            batch_len: wire::HEADER_LEN,
+            batch: Vec::with_capacity(MAX_DATAGRAM),
+            batch_count: 0,
             stats: SenderStats::default(),
         }
     }
@@ -81,29 +82,44 @@ impl Sender {
     /// Adds a record to the batch. When it does not fit, the batch so far is sealed and
     /// returned (send it); the record starts the next one.
     pub fn push(&mut self, r: Record) -> Option<Vec<u8>> {
-        let n = wire::record_len(&r);
-        let out = if self.batch_len + n > MAX_DATAGRAM || self.batch.len() == usize::from(u16::MAX)
+        let out = self.room(wire::record_len(&r));
+        wire::put_record(&mut self.batch, &r);
+        self.batch_count += 1;
+        out
+    }
+
+    /// Adds one record already encoded (the binary event stream's, split with
+    /// [`wire::split_records`]): copied as it is, never decoded. As [`Sender::push`].
+    pub fn push_raw(&mut self, record: &[u8]) -> Option<Vec<u8>> {
+        let out = self.room(record.len());
+        self.batch.extend_from_slice(record);
+        self.batch_count += 1;
+        out
+    }
+
+    /// Seals the batch if `n` more bytes would not fit in a datagram.
+    fn room(&mut self, n: usize) -> Option<Vec<u8>> {
+        if wire::HEADER_LEN + self.batch.len() + n > MAX_DATAGRAM
+            || self.batch_count == usize::from(u16::MAX)
         {
             self.flush()
         } else {
             None
-        };
-        self.batch.push(r);
-        self.batch_len += n;
-        out
+        }
     }
 
     /// Seals the records batched so far into a datagram (`None` when there are none).
     pub fn flush(&mut self) -> Option<Vec<u8>> {
-        if self.batch.is_empty() {
+        if self.batch_count == 0 {
             return None;
         }
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
-        let bytes = wire::encode_data(self.session, seq, &self.batch);
-        let records = self.batch.len() as u64;
+        let count = u16::try_from(self.batch_count).unwrap_or(u16::MAX);
+        let bytes = wire::encode_data_raw(self.session, seq, count, &self.batch);
+        let records = self.batch_count as u64;
         self.batch.clear();
-        self.batch_len = wire::HEADER_LEN;
+        self.batch_count = 0;
         if self.queue.len() == self.cap
             && let Some(old) = self.queue.pop_front()
         {

@@ -214,7 +214,95 @@ pub fn encode_data(session: u32, seq: u32, records: &[Record]) -> Vec<u8> {
         put_record(&mut body, r);
     }
     let count = u16::try_from(records.len()).unwrap_or(u16::MAX);
-    finish(Kind::Data, session, seq, count, &body)
+    encode_data_raw(session, seq, count, &body)
+}
+
+/// A DATA datagram around `body`, `count` records already encoded back to back (as
+/// [`put_record`] writes them): the binary event path's records go out unchanged.
+pub fn encode_data_raw(session: u32, seq: u32, count: u16, body: &[u8]) -> Vec<u8> {
+    finish(Kind::Data, session, seq, count, body)
+}
+
+/// The records of a datagram that [`decode`] accepted (its body, back to back): what the
+/// daemon hands to fwd's `ha_apply_records` without decoding them again.
+pub fn data_body(buf: &[u8]) -> &[u8] {
+    let len = buf
+        .get(4..6)
+        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    buf.get(HEADER_LEN..len.min(buf.len())).unwrap_or(&[])
+}
+
+/// The length of the record that starts `buf`, read from its first three bytes (kind,
+/// flags, family) as [`record_len`] computes it; `None` for an unknown kind, flag or
+/// family or a record longer than `buf`. Splits a batch of records without decoding them.
+pub fn raw_record_len(buf: &[u8]) -> Option<usize> {
+    let (&tag, &flags, &family) = (buf.first()?, buf.get(1)?, buf.get(2)?);
+    let tuple = match family {
+        FAMILY_V4 => tuple_len(Family::V4),
+        FAMILY_V6 => tuple_len(Family::V6),
+        _ => return None,
+    };
+    let n = match tag {
+        REC_DESTROY if flags == 0 => 6 + tuple,
+        REC_NEW | REC_UPDATE if flags & !(F_TCP_STATE | F_WINDOW | F_TIMEOUT) == 0 => {
+            6 + 2 * tuple
+                + 2
+                + 4
+                + if flags & F_TIMEOUT != 0 { 4 } else { 0 }
+                + if flags & F_WINDOW != 0 { WINDOW_LEN } else { 0 }
+        }
+        _ => return None,
+    };
+    (n <= buf.len()).then_some(n)
+}
+
+/// Splits a batch of records (back to back) at their boundaries without decoding them:
+/// the offset and length of each. A batch that does not end on a record boundary is an
+/// error naming the record.
+pub fn split_records(body: &[u8]) -> Result<Vec<(usize, usize)>, DecodeError> {
+    let mut out = Vec::with_capacity(body.len() / 18);
+    let mut pos = 0;
+    while pos < body.len() {
+        let n = body
+            .get(pos..)
+            .and_then(raw_record_len)
+            .ok_or(DecodeError::Record {
+                index: u16::try_from(out.len()).unwrap_or(u16::MAX),
+                offset: pos,
+            })?;
+        out.push((pos, n));
+        pos += n;
+    }
+    Ok(out)
+}
+
+/// A batch of records (back to back) as the control protocol carries it: standard base64
+/// with padding, inside a JSON string (`ha_apply_records`, `subscribe_records`).
+pub fn base64_encode(body: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(body)
+}
+
+/// The bytes of a [`base64_encode`]d batch; the error says what is wrong.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes a batch of records (back to back, no header: `ha_apply_records`, the binary
+/// event stream). Every record is checked as a datagram's are; any bytes left over are
+/// an error.
+pub fn decode_records(body: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    let mut r = Reader { buf: body, pos: 0 };
+    let mut out = Vec::with_capacity(body.len() / 18);
+    while r.pos < body.len() {
+        let offset = r.pos;
+        let index = u16::try_from(out.len()).unwrap_or(u16::MAX);
+        out.push(r.record().ok_or(DecodeError::Record { index, offset })?);
+    }
+    Ok(out)
 }
 
 fn put_tuple(out: &mut Vec<u8>, k: &FlowKey) {
@@ -232,7 +320,9 @@ fn put_tuple(out: &mut Vec<u8>, k: &FlowKey) {
     out.extend_from_slice(&k.dport.to_be_bytes());
 }
 
-fn put_record(out: &mut Vec<u8>, r: &Record) {
+/// Appends the encoding of `r` to `out` (the form DATA datagrams and the binary event
+/// stream carry).
+pub fn put_record(out: &mut Vec<u8>, r: &Record) {
     let (tag, key) = match r {
         Record::Upsert { new: true, entry } => (REC_NEW, &entry.orig),
         Record::Upsert { new: false, entry } => (REC_UPDATE, &entry.orig),

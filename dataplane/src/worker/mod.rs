@@ -79,6 +79,9 @@ pub enum WorkerCommand {
     SetTunables(Vec<(String, u64)>),
     /// Take up to `max` pending conntrack events.
     TakeEvents { max: u32 },
+    /// Take up to `max` pending conntrack events unconverted (the control thread encodes
+    /// them as sync records for the binary event stream, docs/ha.md).
+    TakeRawEvents { max: u32 },
     /// Apply synced changes of connections this worker owns (docs/ha.md); `adopt`: the
     /// entries become ours (takeover) instead of the peer's copies.
     CtSync {
@@ -107,6 +110,11 @@ pub enum WorkerReply {
     Stats(CtCounters),
     Events {
         events: Vec<EventLine>,
+        lost: u64,
+    },
+    /// The answer to `TakeRawEvents`.
+    RawEvents {
+        events: Vec<crate::conntrack::CtEvent>,
         lost: u64,
     },
     /// Synced changes applied and refused.

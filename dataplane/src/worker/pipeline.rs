@@ -609,10 +609,13 @@ impl Pipeline {
                 }
                 Err(e) => WorkerReply::Error(e),
             },
+            WorkerCommand::TakeRawEvents { max } => {
+                let lost = self.events_lost_since();
+                let events = self.ct.take_events(max as usize).collect();
+                WorkerReply::RawEvents { events, lost }
+            }
             WorkerCommand::TakeEvents { max } => {
-                let dropped = self.ct.stats().events_dropped;
-                let lost = dropped - self.events_lost_seen;
-                self.events_lost_seen = dropped;
+                let lost = self.events_lost_since();
                 let ts = self.now_ns / 1_000_000;
                 let w = self.worker_id;
                 let events = self
@@ -628,6 +631,14 @@ impl Pipeline {
                 WorkerReply::Synced { applied, failed }
             }
         }
+    }
+
+    /// Events the table dropped (full ring) since the last take.
+    fn events_lost_since(&mut self) -> u64 {
+        let dropped = self.ct.stats().events_dropped;
+        let lost = dropped - self.events_lost_seen;
+        self.events_lost_seen = dropped;
+        lost
     }
 
     fn drop(&mut self, reason: DropReason) -> Action {

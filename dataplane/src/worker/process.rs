@@ -291,6 +291,10 @@ impl Process for PortForward {
                 events: Vec::new(),
                 lost: 0,
             },
+            WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
+                events: Vec::new(),
+                lost: 0,
+            },
             WorkerCommand::CtSync { records, .. } => WorkerReply::Synced {
                 applied: 0,
                 failed: records.len() as u64,

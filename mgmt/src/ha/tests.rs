@@ -129,14 +129,18 @@ fn events_reach_the_peer_as_changes_and_synced_entries_are_never_sent_back() {
     let d = a.flush().expect("a datagram");
     assert!(a.flush().is_none());
     let inc = b.datagram(&d, now);
-    assert_eq!(inc.apply.len(), 3, "the two SYNCED events were left out");
-    let kinds: Vec<EventType> = inc.apply.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        inc.changes().len(),
+        3,
+        "the two SYNCED events were left out"
+    );
+    let kinds: Vec<EventType> = inc.changes().iter().map(|c| c.kind).collect();
     assert_eq!(
         kinds,
         [EventType::New, EventType::Update, EventType::Destroy]
     );
-    assert_eq!(carried(&inc.apply[1].entry), carried(&sent[1].entry));
-    assert_eq!(inc.apply[2].entry.orig.sport, Some(40000));
+    assert_eq!(carried(&inc.changes()[1].entry), carried(&sent[1].entry));
+    assert_eq!(inc.changes()[2].entry.orig.sport, Some(40000));
     // First datagram of a peer: B asks for its whole table.
     let resync: Vec<Datagram> = inc.send.iter().map(|b| wire::decode(b).unwrap()).collect();
     assert!(resync.iter().any(|d| d.kind == Kind::Resync), "{resync:?}");
@@ -172,10 +176,10 @@ fn a_lost_datagram_is_nacked_and_sent_again() {
         a.event(&event(EventType::New, entry(50000 + p, &["UNREPLIED"])));
         dgrams.push(a.flush().unwrap());
     }
-    assert_eq!(b.datagram(&dgrams[0], now).apply.len(), 1);
+    assert_eq!(b.datagram(&dgrams[0], now).changes().len(), 1);
     // dgrams[1] is lost; dgrams[2] reveals the hole.
     let inc = b.datagram(&dgrams[2], now);
-    assert_eq!(inc.apply.len(), 1);
+    assert_eq!(inc.changes().len(), 1);
     let nack = inc
         .send
         .iter()
@@ -184,7 +188,7 @@ fn a_lost_datagram_is_nacked_and_sent_again() {
     let again = a.datagram(nack, now).send;
     assert_eq!(again, vec![dgrams[1].clone()]);
     let inc = b.datagram(&again[0], now);
-    assert_eq!(inc.apply[0].entry.orig.sport, Some(50001));
+    assert_eq!(inc.changes()[0].entry.orig.sport, Some(50001));
     assert_eq!(b.status(now).missing, 0);
     assert_eq!(a.status(now).counters.retransmitted, 1);
 }
@@ -232,8 +236,8 @@ fn bad_datagrams_are_counted_by_reason_and_change_nothing() {
     let last = d.len() - 1;
     d[last] ^= 0xff;
     let inc = b.datagram(&d, now);
-    assert!(inc.apply.is_empty() && inc.send.is_empty());
-    assert!(b.datagram(b"xx", now).apply.is_empty());
+    assert!(inc.changes().is_empty() && inc.send.is_empty());
+    assert!(b.datagram(b"xx", now).changes().is_empty());
     let st = b.status(now);
     assert_eq!(st.counters.decode_errors.get("checksum"), Some(&1));
     assert_eq!(st.counters.decode_errors.get("truncated"), Some(&1));
@@ -253,12 +257,115 @@ fn a_dump_sends_our_entries_as_updates_and_leaves_the_peers_out() {
             &["SEEN_REPLY"]
         };
         if let Some(d) = a.dump_entry(&entry(20000 + p, st)) {
-            apply.extend(b.datagram(&d, now).apply);
+            apply.extend(b.datagram(&d, now).changes());
         }
     }
-    apply.extend(b.datagram(&a.flush().unwrap(), now).apply);
+    apply.extend(b.datagram(&a.flush().unwrap(), now).changes());
     assert_eq!(a.status(now).counters.resync_records, 30);
     assert_eq!(apply.len(), 30);
     assert!(apply.iter().all(|c| c.kind == EventType::Update));
     assert!(apply.iter().all(|c| c.entry.orig.sport.unwrap() % 4 != 0));
+}
+
+/// The batch fwd's `subscribe_records` stream would carry for these events (what the
+/// control thread encodes from the workers' snapshots).
+fn batch_of(events: &[EventLine]) -> RecordBatch {
+    let mut body = Vec::new();
+    let mut count = 0;
+    for e in events {
+        let s = Synced::from_ct_entry(&e.entry).unwrap();
+        let r = match e.kind {
+            EventType::Destroy => Record::Destroy(s.orig),
+            kind => Record::Upsert {
+                new: kind == EventType::New,
+                entry: s,
+            },
+        };
+        wire::put_record(&mut body, &r);
+        count += 1;
+    }
+    RecordBatch {
+        records: wire::base64_encode(&body),
+        count,
+        lost: 0,
+        synced_skipped: 0,
+    }
+}
+
+#[test]
+fn the_binary_stream_delivers_the_same_changes_as_the_json_events() {
+    let now = Instant::now();
+    let events: Vec<EventLine> = (0..50u16)
+        .map(|i| {
+            let kind = [EventType::New, EventType::Update, EventType::Destroy][usize::from(i % 3)];
+            event(kind, entry(30000 + i, &["SEEN_REPLY", "ASSURED"]))
+        })
+        .collect();
+    // JSON: one event at a time through the core.
+    let (mut a, mut b) = (
+        Sync::new(cfg("primary", 64), 1),
+        Sync::new(cfg("backup", 64), 2),
+    );
+    let mut dgrams: Vec<Vec<u8>> = events.iter().filter_map(|e| a.event(e)).collect();
+    dgrams.extend(a.flush());
+    let json: Vec<HaChange> = dgrams
+        .iter()
+        .flat_map(|d| b.datagram(d, now).changes())
+        .collect();
+    // Binary: the same events as fwd's record batches (in two lines), forwarded raw.
+    let (mut a2, mut b2) = (
+        Sync::new(cfg("primary", 64), 1),
+        Sync::new(cfg("backup", 64), 2),
+    );
+    let mut raw = a2.record_batch(&batch_of(&events[..20]));
+    raw.extend(a2.record_batch(&batch_of(&events[20..])));
+    raw.extend(a2.flush());
+    assert_eq!(raw, dgrams, "byte for byte the datagrams of the JSON path");
+    let mut count = 0;
+    let mut body = Vec::new();
+    for d in &raw {
+        let inc = b2.datagram(d, now);
+        count += inc.count;
+        body.extend_from_slice(&inc.records);
+    }
+    assert_eq!(count, 50);
+    let bin: Vec<HaChange> = wire::decode_records(&body)
+        .unwrap()
+        .iter()
+        .map(record_change)
+        .collect();
+    assert_eq!(bin, json);
+    assert_eq!(json.len(), 50);
+    let st = a2.status(now).counters;
+    assert_eq!((st.events, st.events_bad, st.sent_records), (50, 0, 50));
+}
+
+#[test]
+fn a_bad_record_batch_is_counted_and_sends_nothing() {
+    let mut a = Sync::new(cfg("primary", 64), 1);
+    let mut b = batch_of(&[event(EventType::New, entry(1, &["SEEN_REPLY"]))]);
+    let good = b.clone();
+    b.records = "!!".into();
+    assert!(a.record_batch(&b).is_empty());
+    let mut short = good.clone();
+    let mut body = wire::base64_decode(&good.records).unwrap();
+    body.pop();
+    short.records = wire::base64_encode(&body);
+    assert!(a.record_batch(&short).is_empty());
+    // A count that disagrees with the records is refused too.
+    let mut miscount = good.clone();
+    miscount.count = 2;
+    assert!(a.record_batch(&miscount).is_empty());
+    assert!(a.flush().is_none(), "nothing was batched");
+    let mut skipped = good;
+    skipped.synced_skipped = 3;
+    skipped.lost = 4;
+    a.record_batch(&skipped);
+    let c = a.status(Instant::now()).counters;
+    assert_eq!(c.events_bad, 4);
+    assert_eq!(
+        (c.events, c.events_synced_skipped, c.events_lost),
+        (1 + 1 + 2 + 4, 3, 4)
+    );
+    assert!(a.flush().is_some());
 }

@@ -485,16 +485,18 @@ impl FakeState {
             Request::Workers => Response::Workers {
                 workers: self.stats.workers.clone(),
             },
-            Request::Subscribe { .. } => Response::Subscribed,
+            Request::Subscribe { .. } | Request::SubscribeRecords => Response::Subscribed,
             Request::HaStatus => Response::HaStatus(HaCounters {
                 cache_entries: 3,
                 ..HaCounters::default()
             }),
-            Request::HaApply { .. } | Request::HaCommit => Response::HaApplied(HaCounters {
-                committed: 3,
-                commits: 1,
-                ..HaCounters::default()
-            }),
+            Request::HaApply { .. } | Request::HaApplyRecords { .. } | Request::HaCommit => {
+                Response::HaApplied(HaCounters {
+                    committed: 3,
+                    commits: 1,
+                    ..HaCounters::default()
+                })
+            }
             // Echoes the request: one GARP per IPv4 address, one NA per IPv6 one, and
             // 192.0.2.99 is "not fwd's".
             Request::HaTakeover { addresses } => {

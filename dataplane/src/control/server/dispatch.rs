@@ -228,10 +228,11 @@ impl<B: Backend> Server<B> {
                     .collect(),
             }),
             Request::HaApply { changes, target } => self.ha_apply(&changes, target),
+            Request::HaApplyRecords { records, target } => self.ha_apply_records(&records, target),
             Request::HaCommit => self.ha_commit(),
             Request::HaStatus => Ok(Response::HaStatus(self.ha_counters())),
             Request::HaTakeover { addresses } => self.ha_takeover(&addresses),
-            Request::Subscribe { .. } => Err(ControlError::new(
+            Request::Subscribe { .. } | Request::SubscribeRecords => Err(ControlError::new(
                 ErrorCode::BadRequest,
                 "subscribe needs a connection",
             )),

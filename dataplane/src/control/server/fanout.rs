@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::dispatch::internal;
 use super::{Backend, Server, TUNABLES_FILE};
-use crate::control::proto::{ControlError, ErrorCode, EventLine, Response};
+use crate::conntrack::{SYNCED, Synced};
+use crate::control::proto::{ControlError, ErrorCode, EventLine, EventType, Response};
+use crate::ha::wire::{self, Record};
 use crate::worker::{WorkerCommand, WorkerReply};
 
 /// Each worker's share of `nf_conntrack_max` across `n` workers (rounded up). `fwd` sizes
@@ -197,6 +199,42 @@ impl<B: Backend> Server<B> {
         })
     }
 
+    /// Drains up to [`RAW_TAKE`] events per worker unconverted and returns them as sync
+    /// records (the binary stream, `subscribe_records`) and, when `lines`, as event lines
+    /// too (for the JSON subscribers of the same poll).
+    pub(super) fn take_raw_events(&mut self, lines: bool) -> TakenEvents {
+        let mut out = TakenEvents::default();
+        let now_ms = epoch_ms();
+        for w in 0..self.backend.workers() {
+            let Ok(WorkerReply::RawEvents { events, lost }) =
+                self.ask(w, WorkerCommand::TakeRawEvents { max: RAW_TAKE })
+            else {
+                continue;
+            };
+            out.lost += lost;
+            let worker = u16::try_from(w).unwrap_or(u16::MAX);
+            for e in &events {
+                if lines {
+                    out.lines.push(e.to_line(now_ms, worker, 0));
+                }
+                if e.entry.status & SYNCED != 0 {
+                    out.synced_skipped += 1;
+                    continue;
+                }
+                let r = match e.kind {
+                    EventType::Destroy => Record::Destroy(e.entry.orig),
+                    kind => Record::Upsert {
+                        new: kind == EventType::New,
+                        entry: Synced::from_snapshot(&e.entry),
+                    },
+                };
+                wire::put_record(&mut out.records, &r);
+                out.count += 1;
+            }
+        }
+        out
+    }
+
     /// Drains up to 256 events per worker and returns them (only called while someone
     /// subscribes: events are taken from the workers).
     pub(super) fn take_events(&mut self) -> (Vec<EventLine>, u64) {
@@ -210,10 +248,7 @@ impl<B: Backend> Server<B> {
                 lost_total += lost;
             }
         }
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let now_ms = epoch_ms();
         for e in &mut out {
             if e.timestamp_ms == 0 {
                 e.timestamp_ms = now_ms;
@@ -221,4 +256,27 @@ impl<B: Backend> Server<B> {
         }
         (out, lost_total)
     }
+}
+
+/// Events per worker a binary-stream poll takes at most (the event ring holds 4 096).
+pub const RAW_TAKE: u32 = 1024;
+
+/// What one poll took from the workers for the subscribers.
+#[derive(Debug, Default)]
+pub(super) struct TakenEvents {
+    /// Event lines (only when JSON subscribers listen).
+    pub lines: Vec<EventLine>,
+    /// Sync wire records back to back, `SYNCED` entries left out.
+    pub records: Vec<u8>,
+    pub count: u64,
+    pub synced_skipped: u64,
+    /// Events the workers lost (full event rings).
+    pub lost: u64,
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -53,6 +53,37 @@ impl<B: Backend> Server<B> {
                 },
             });
         }
+        self.apply_synced_records(records, target)
+    }
+
+    /// `ha_apply_records`: the binary form (base64 of wire records back to back), decoded
+    /// and checked as a whole before anything is applied.
+    pub(super) fn ha_apply_records(
+        &mut self,
+        records: &str,
+        target: HaTarget,
+    ) -> Result<Response, ControlError> {
+        let bytes = crate::ha::wire::base64_decode(records).map_err(|m| {
+            ControlError::new(ErrorCode::BadRequest, format!("not base64: {m}")).field("records")
+        })?;
+        let records = crate::ha::wire::decode_records(&bytes).map_err(|e| {
+            let at = match e {
+                crate::ha::wire::DecodeError::Record { index, offset } => {
+                    format!("records[{index}]: malformed record at byte {offset}")
+                }
+                e => e.to_string(),
+            };
+            ControlError::new(ErrorCode::BadRequest, at).field("records")
+        })?;
+        self.apply_synced_records(records, target)
+    }
+
+    /// Applies decoded records to the cache or the workers; answers what this request did.
+    fn apply_synced_records(
+        &mut self,
+        records: Vec<Record>,
+        target: HaTarget,
+    ) -> Result<Response, ControlError> {
         let before = self.ha.counters;
         match target {
             HaTarget::Cache => {

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::fanout::TakenEvents;
 use super::{Backend, CompiledFilter, MAX_CONNECTIONS, MAX_SUBSCRIBERS, Server};
 use crate::control::proto::{
-    ControlError, ErrorCode, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, Request,
-    RequestEnvelope, Response, ResponseEnvelope,
+    ControlError, ErrorCode, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, RecordBatch,
+    Request, RequestEnvelope, Response, ResponseEnvelope,
 };
 
 /// A subscription: which events, which connections.
@@ -25,6 +26,8 @@ pub(super) struct Subscription {
     filter: CompiledFilter,
     events: Vec<EventType>,
     lost: u64,
+    /// `subscribe_records`: sync wire records in [`RecordBatch`] lines.
+    records: bool,
 }
 
 impl<B: Backend> Server<B> {
@@ -69,21 +72,31 @@ impl<B: Backend> Server<B> {
         }
         let mut sub = None;
         let result = match env.request {
-            Request::Subscribe { .. } if !may_subscribe => Err(ControlError::new(
-                ErrorCode::Busy,
-                format!("{MAX_SUBSCRIBERS} event subscriptions are open already"),
-            )),
+            Request::Subscribe { .. } | Request::SubscribeRecords if !may_subscribe => {
+                Err(ControlError::new(
+                    ErrorCode::Busy,
+                    format!("{MAX_SUBSCRIBERS} event subscriptions are open already"),
+                ))
+            }
             Request::Subscribe { filter, events } => match CompiledFilter::new(&filter) {
                 Ok(filter) => {
                     sub = Some(Subscription {
                         filter,
                         events,
                         lost: 0,
+                        records: false,
                     });
                     Ok(Response::Subscribed)
                 }
                 Err(e) => Err(e),
             },
+            Request::SubscribeRecords => {
+                sub = Some(Subscription {
+                    records: true,
+                    ..Subscription::default()
+                });
+                Ok(Response::Subscribed)
+            }
             req => self.request(req),
         };
         let resp = match result {
@@ -128,7 +141,20 @@ impl<B: Backend> Server<B> {
                 let subscribers = conns.iter().filter(|c| c.sub.is_some()).count();
                 busy |= conns[i].poll(self, subscribers < MAX_SUBSCRIBERS);
             }
-            if conns.iter().any(|c| c.sub.is_some() && !c.closed) {
+            let listening = |records: bool| {
+                conns
+                    .iter()
+                    .any(|c| !c.closed && c.sub.as_ref().is_some_and(|s| s.records == records))
+            };
+            let (json, binary) = (listening(false), listening(true));
+            if binary {
+                let t = self.take_raw_events(json);
+                for c in &mut conns {
+                    c.push_events(&t.lines, t.lost);
+                    c.push_records(&t);
+                }
+                busy |= t.count + t.synced_skipped > 0;
+            } else if json {
                 let (events, lost) = self.take_events();
                 for c in &mut conns {
                     c.push_events(&events, lost);
@@ -157,6 +183,10 @@ struct Conn {
 /// Most bytes a subscriber may have pending before events are counted as lost (a slow
 /// reader costs at most this much memory).
 const MAX_PENDING: usize = 256 << 10;
+/// The same for a `subscribe_records` stream (the sync daemon, at most one or two): a
+/// lost batch costs the peer a whole-table resync, so it may fall this far behind (about
+/// 200 000 IPv4 records in base64) while it is descheduled.
+const MAX_PENDING_RECORDS: usize = 16 << 20;
 
 impl Conn {
     pub(super) fn new(stream: UnixStream) -> Self {
@@ -219,8 +249,32 @@ impl Conn {
         }
     }
 
+    /// A [`RecordBatch`] line for a `subscribe_records` stream (nothing when the poll took
+    /// no event); over [`MAX_PENDING`] the batch is counted lost instead.
+    pub(super) fn push_records(&mut self, t: &TakenEvents) {
+        let Some(sub) = self.sub.as_mut().filter(|s| s.records) else {
+            return;
+        };
+        sub.lost += t.lost;
+        if t.count == 0 && t.synced_skipped == 0 {
+            return;
+        }
+        if self.wbuf.len() > MAX_PENDING_RECORDS {
+            sub.lost += t.count;
+            return;
+        }
+        let line = RecordBatch {
+            records: crate::ha::wire::base64_encode(&t.records),
+            count: t.count,
+            lost: std::mem::take(&mut sub.lost),
+            synced_skipped: t.synced_skipped,
+        };
+        self.queue(&line);
+        self.flush();
+    }
+
     pub(super) fn push_events(&mut self, events: &[EventLine], lost: u64) {
-        let Some(sub) = self.sub.as_mut() else {
+        let Some(sub) = self.sub.as_mut().filter(|s| !s.records) else {
             return;
         };
         sub.lost += lost;

@@ -60,6 +60,7 @@ struct FakeWorker {
     mute: bool,
     tunables: Vec<(String, u64)>,
     events: Vec<EventLine>,
+    raw_events: Vec<crate::conntrack::CtEvent>,
     /// Every `CtSync` command: its records and `adopt`.
     synced: Vec<(Vec<crate::ha::wire::Record>, bool)>,
 }
@@ -117,6 +118,10 @@ impl Backend for Fake {
             }
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: std::mem::take(&mut fw.events),
+                lost: 0,
+            },
+            WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
+                events: std::mem::take(&mut fw.raw_events),
                 lost: 0,
             },
             WorkerCommand::CtSync { records, adopt } => {
@@ -1646,5 +1651,187 @@ fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
     assert!(v.elements.is_empty(), "{}", v.text);
     let e = s.set_elements(None, "t", "nope").unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
+/// The sync record of a change as `ha_apply` would read it.
+fn change_record(c: &crate::control::proto::HaChange) -> crate::ha::wire::Record {
+    use crate::ha::wire::Record;
+    let s = crate::conntrack::Synced::from_ct_entry(&c.entry).unwrap();
+    match c.kind {
+        EventType::Destroy => Record::Destroy(s.orig),
+        kind => Record::Upsert {
+            new: kind == EventType::New,
+            entry: s,
+        },
+    }
+}
+
+fn records_text(recs: &[crate::ha::wire::Record]) -> String {
+    let mut body = Vec::new();
+    for r in recs {
+        crate::ha::wire::put_record(&mut body, r);
+    }
+    crate::ha::wire::base64_encode(&body)
+}
+
+#[test]
+fn ha_apply_records_applies_what_ha_apply_does_and_refuses_bad_batches_whole() {
+    use crate::control::proto::HaTarget;
+    let (mut json, _) = server(&[0, 0], "ha_rec_json");
+    let (mut bin, _) = server(&[0, 0], "ha_rec_bin");
+    let mut all = changes(EventType::New, 30);
+    let mut gone = changes(EventType::Destroy, 3);
+    gone[2].entry = entry(0, 200); // not in the cache: refused by both
+    all.extend(gone);
+    let recs: Vec<_> = all.iter().map(change_record).collect();
+    let a = ha_request(
+        &mut json,
+        Request::HaApply {
+            changes: all,
+            target: HaTarget::Cache,
+        },
+    );
+    let b = ha_request(
+        &mut bin,
+        Request::HaApplyRecords {
+            records: records_text(&recs),
+            target: HaTarget::Cache,
+        },
+    );
+    assert_eq!(a, b);
+    assert_eq!((b.applied, b.failed, b.cache_entries), (32, 1, 28));
+    assert_eq!(
+        json.ha.cache, bin.ha.cache,
+        "the same entries, field by field"
+    );
+    // To the workers: each record reaches its owner, as with ha_apply.
+    let c = ha_request(
+        &mut bin,
+        Request::HaApplyRecords {
+            records: records_text(&recs[..10]),
+            target: HaTarget::Workers,
+        },
+    );
+    assert_eq!((c.applied, c.failed), (10, 0));
+    // A truncated batch, a garbled record, text that is not base64: refused whole,
+    // naming `records` (and the record), nothing applied.
+    let mut body = Vec::new();
+    for r in &recs[..4] {
+        crate::ha::wire::put_record(&mut body, r);
+    }
+    let good = crate::ha::wire::record_len(&recs[0]);
+    let mut garbled = body.clone();
+    garbled[2 * good] = 77;
+    for (text, says) in [
+        (
+            crate::ha::wire::base64_encode(&body[..body.len() - 1]),
+            "records[3]",
+        ),
+        (crate::ha::wire::base64_encode(&garbled), "records[2]"),
+        ("%%%".to_string(), "not base64"),
+    ] {
+        let (mut s, _) = server(&[0], "ha_rec_bad");
+        let e = s
+            .request(Request::HaApplyRecords {
+                records: text,
+                target: HaTarget::Cache,
+            })
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(e.field.as_deref(), Some("records"));
+        assert!(e.message.contains(says), "{}", e.message);
+        assert_eq!(ha_request(&mut s, Request::HaStatus).cache_entries, 0);
+    }
+}
+
+/// Raw events of worker-table snapshots: `entry(0, i)` with `kind`, SYNCED when asked.
+fn raw_event(kind: EventType, i: u8, synced: bool) -> crate::conntrack::CtEvent {
+    let mut snap = crate::conntrack::Synced::from_ct_entry(&entry(0, i))
+        .unwrap()
+        .to_snapshot();
+    if synced {
+        snap.status |= crate::conntrack::SYNCED;
+    }
+    crate::conntrack::CtEvent { kind, entry: snap }
+}
+
+#[test]
+fn a_raw_take_gives_sync_records_and_the_same_lines_as_the_json_take() {
+    use crate::ha::wire::{Record, decode_records};
+    let (mut s, _) = server(&[0, 0], "rawtake");
+    let evs = [
+        raw_event(EventType::New, 1, false),
+        raw_event(EventType::Update, 2, true),
+        raw_event(EventType::Destroy, 3, false),
+    ];
+    s.backend.workers[1].raw_events = evs.to_vec();
+    let t = s.take_raw_events(true);
+    assert_eq!((t.count, t.synced_skipped, t.lost), (2, 1, 0));
+    let recs = decode_records(&t.records).unwrap();
+    assert_eq!(
+        recs,
+        vec![
+            Record::Upsert {
+                new: true,
+                entry: crate::conntrack::Synced::from_snapshot(&evs[0].entry)
+            },
+            Record::Destroy(evs[2].entry.orig),
+        ]
+    );
+    // JSON subscribers of the same poll get every event (the SYNCED one too) as lines.
+    assert_eq!(t.lines.len(), 3);
+    for (l, e) in t.lines.iter().zip(&evs) {
+        assert_eq!(l.kind, e.kind);
+        assert_eq!(l.entry, e.entry.to_ct_entry(1));
+        assert!(l.timestamp_ms > 0);
+    }
+    // Taken: a second poll finds nothing; no lines without JSON subscribers.
+    let t = s.take_raw_events(false);
+    assert_eq!((t.count, t.lines.len(), t.records.len()), (0, 0, 0));
+}
+
+#[test]
+fn subscribe_records_streams_batches_over_the_socket() {
+    use crate::control::proto::RecordBatch;
+    use crate::ha::wire::{Record, base64_decode, decode_records};
+    let dir = tmpdir("subrec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.sock");
+    let listener = bind(&path).unwrap();
+    let (mut s, _) = server(&[1], "subrecstate");
+    s.backend.workers[0].raw_events = vec![
+        raw_event(EventType::Update, 5, false),
+        raw_event(EventType::Destroy, 6, true),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut polls = 0;
+        s.serve(&listener, &stop2, &mut |_| {
+            polls += 1;
+            if polls > 5000 {
+                stop2.store(true, Ordering::Relaxed);
+            }
+        });
+    });
+    let c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    w.write_all(b"{\"v\":1,\"id\":7,\"request\":{\"op\":\"subscribe_records\"}}\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+    assert_eq!(resp.into_result().unwrap(), Response::Subscribed);
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let b: RecordBatch = serde_json::from_str(&line).unwrap();
+    assert_eq!((b.count, b.synced_skipped, b.lost), (1, 1, 0));
+    let recs = decode_records(&base64_decode(&b.records).unwrap()).unwrap();
+    let Record::Upsert { new: false, entry } = recs[0] else {
+        panic!("{recs:?}")
+    };
+    assert_eq!(entry.orig.sport, 1005);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
