@@ -15,6 +15,8 @@ pub const MAX_ENTRIES: u64 = (1 << 30) - 1;
 
 /// Linux's `nf_conntrack_expect_max` for its default hash size (4 × 262144 / 256).
 pub const DEFAULT_EXPECT_MAX: u32 = 4096;
+/// Largest `nf_conntrack_expect_max`: the expectation table is built for this many.
+pub const MAX_EXPECT: u32 = 1 << 16;
 
 /// Connection-tracking tunables of one worker. Timeouts are in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +176,7 @@ fn range(name: &str) -> Option<(u64, u64)> {
             Some((0, 1))
         }
         "nf_conntrack_events" => Some((0, 2)),
-        "nf_conntrack_expect_max" => Some((1, u64::from(crate::helper::expect::MAX_EXPECT))),
+        "nf_conntrack_expect_max" => Some((1, u64::from(MAX_EXPECT))),
         "ipfrag_high_thresh"
         | "ipfrag_low_thresh"
         | "ip6frag_high_thresh"

@@ -30,8 +30,9 @@ const BUSY: u64 = 1;
 const DEAD: u64 = 2;
 /// Slots an expectation may sit in, from its hash on.
 pub const WINDOW: usize = 16;
-/// Largest `nf_conntrack_expect_max` a table may be built for.
-pub const MAX_EXPECT: u32 = 1 << 16;
+/// Largest `nf_conntrack_expect_max` a table may be built for (the tunable's bound,
+/// defined beside it so that conntrack does not import the helpers).
+pub use crate::conntrack::tunables::MAX_EXPECT;
 const WORDS: usize = 11;
 /// Slots one add at the limit sweeps for expired expectations.
 const GC_STEP: usize = 256;

@@ -109,7 +109,7 @@ pub fn read_obj_json(o: &Map<String, J>, path: &str) -> Result<CtHelperObj, Erro
             .ok_or_else(|| Error::json(path, format!("missing {k}")))
     };
     let name = s("name")?;
-    if let Some(m) = super::validate::name_problem(name) {
+    if let Some(m) = super::ident::name_problem(name) {
         return Err(Error::json(path, format!("ct helper name: {m}")));
     }
     let kind = s("type")?;
@@ -147,7 +147,7 @@ pub fn read_stmt_json(body: &J, path: &str, pos: Pos) -> Result<Stmt, Error> {
     let n = body
         .as_str()
         .ok_or_else(|| Error::json(path, "expected the helper object's name"))?;
-    if let Some(m) = super::validate::name_problem(n) {
+    if let Some(m) = super::ident::name_problem(n) {
         return Err(Error::json(path, format!("ct helper name: {m}")));
     }
     Ok(Stmt::CtHelperSet(n.to_owned(), pos))

@@ -1042,7 +1042,9 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
             crate::rules::dynset::elem_json(e, field_json(e.key), |s| stmt_json(s, None))
         }
         Stmt::MssSet(v, _) => super::mangle::mss_json(*v),
-        Stmt::DscpSet(f, v, _) => super::mangle::dscp_json(*f, *v),
+        Stmt::DscpSet(f, v, _) => {
+            super::mangle::dscp_json(*f, value_json(Kind::Dscp, &Value::Num(u64::from(*v))))
+        }
         Stmt::CtHelperSet(n, _) => json!({"ct helper": n}),
     }
 }

@@ -5,22 +5,22 @@
 //! without the option and a malformed option alone (docs/rules.md, "MSS clamping").
 
 use super::Error;
-use super::ast::{Field, Hook, Kind, MssValue, Pos, Value};
+use super::ast::{Field, Hook, Kind, MssValue, Pos};
 use serde_json::{Value as J, json};
 
 /// The listing of `ip|ip6 dscp set N` (nft writes a value's name, `cs1`, or its number
 /// in hex, `0x3f`).
-pub fn dscp_text(f: Field, v: u8) -> String {
+/// `value` is the number as the listing writes a DSCP (`print::value`).
+pub fn dscp_text(f: Field, value: &str) -> String {
     let (proto, _) = f.words();
-    let value = super::print::value(Kind::Dscp, &Value::Num(u64::from(v)));
     format!("{proto} dscp set {value}")
 }
 
 /// The `nft -j` form: `{"mangle": {"key": {"payload": {"protocol": "ip", "field":
 /// "dscp"}}, "value": "cs1" | 63}}`.
-pub fn dscp_json(f: Field, v: u8) -> J {
+/// `value` is the number in the JSON form of a DSCP (`json::value_json`).
+pub fn dscp_json(f: Field, value: J) -> J {
     let (proto, _) = f.words();
-    let value = super::json::value_json(Kind::Dscp, &Value::Num(u64::from(v)));
     json!({"mangle": {"key": {"payload": {"protocol": proto, "field": "dscp"}}, "value": value}})
 }
 

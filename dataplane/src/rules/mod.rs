@@ -22,6 +22,7 @@ mod facts;
 pub mod first;
 pub mod generation;
 pub mod helper;
+mod ident;
 pub mod iptables;
 pub mod json;
 pub mod limits;

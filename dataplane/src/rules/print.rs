@@ -315,7 +315,9 @@ pub fn stmt(s: &Stmt) -> String {
             format!("{kw}{fam} to {} map {els}{flags}", key_text(&n.key))
         }
         Stmt::MssSet(v, _) => super::mangle::mss_text(*v),
-        Stmt::DscpSet(f, v, _) => super::mangle::dscp_text(*f, *v),
+        Stmt::DscpSet(f, v, _) => {
+            super::mangle::dscp_text(*f, &value(Kind::Dscp, &Value::Num(u64::from(*v))))
+        }
         Stmt::CtHelperSet(n, _) => super::helper::stmt_text(n),
     }
 }

@@ -18,8 +18,7 @@ use super::ast::*;
 use crate::nat::NatKind;
 use crate::wire::Addr;
 
-/// Longest table, chain or set name (`NFT_NAME_MAXLEN` is 256 with the NUL).
-pub const MAX_NAME: usize = 255;
+pub use super::ident::{MAX_NAME, name_problem};
 /// Longest rule comment in bytes (`NFTNL_UDATA_COMMENT_MAXLEN`).
 pub const MAX_COMMENT: usize = 128;
 /// Longest `log prefix` in bytes (`NF_LOG_PREFIXLEN` is 128 with the NUL).
@@ -30,26 +29,6 @@ pub const MAX_IFNAME: usize = 15;
 pub const LOG_LEVELS: [&str; 9] = [
     "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
 ];
-
-/// Why `s` is not a valid table, chain or set name (`None`: it is).
-pub fn name_problem(s: &str) -> Option<String> {
-    let mut chars = s.chars();
-    let Some(first) = chars.next() else {
-        return Some("a name cannot be empty".into());
-    };
-    if s.len() > MAX_NAME {
-        return Some(format!("names have at most {MAX_NAME} bytes"));
-    }
-    if !(first.is_ascii_alphabetic() || first == '_' || first == '.') {
-        return Some(format!("{s:?}: a name starts with a letter, `_` or `.`"));
-    }
-    if chars.any(|c| !(c.is_ascii_alphanumeric() || "/-_.".contains(c))) {
-        return Some(format!(
-            "{s:?}: a name holds only letters, digits and `/ - _ .`"
-        ));
-    }
-    None
-}
 
 /// Why `s` cannot be written as a quoted string of at most `max` bytes.
 pub fn string_problem(what: &str, s: &str, max: usize) -> Option<String> {

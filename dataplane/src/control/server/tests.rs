@@ -1651,6 +1651,9 @@ fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
     assert!(v.elements.is_empty(), "{}", v.text);
     let e = s.set_elements(None, "t", "nope").unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The sync record of a change as `ha_apply` would read it.
 fn change_record(c: &crate::control::proto::HaChange) -> crate::ha::wire::Record {
     use crate::ha::wire::Record;
