@@ -128,17 +128,19 @@ pub fn parse(
 }
 
 /// A decimal number of at most `max`, from the start of `t`: (value, digits).
+/// Ten digits at most (a u64 holds them without overflow).
 fn number(t: &[u8], max: u32) -> Option<(u32, usize)> {
-    let mut v: u32 = 0;
+    let mut v: u64 = 0;
     let mut n = 0;
     for &b in t.iter().take(10) {
         if !b.is_ascii_digit() {
             break;
         }
-        v = v * 10 + u32::from(b - b'0');
+        v = v * 10 + u64::from(b - b'0');
         n += 1;
     }
-    (n > 0 && v <= max).then_some((v, n))
+    let v = u32::try_from(v).ok().filter(|&v| v <= max)?;
+    (n > 0).then_some((v, n))
 }
 
 /// `a1,a2,a3,a4,p1,p2` (Linux `try_rfc959`): six numbers 0..=255 separated by commas.
@@ -310,6 +312,11 @@ mod tests {
         );
         assert_eq!(
             parse(b"EPRT |1|1.2.3.4|\r\n", true, Family::V4),
+            Err(FtpError::Malformed)
+        );
+        // Ten digits overflow a u32 (found by the fuzz target).
+        assert_eq!(
+            parse(b"PORT 198,51,100,2,7777777777,1\r\n", true, Family::V4),
             Err(FtpError::Malformed)
         );
     }
