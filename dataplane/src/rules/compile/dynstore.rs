@@ -40,6 +40,9 @@ pub(crate) const WINDOW: usize = 16;
 pub(crate) const GC_STEP: usize = 256;
 /// Largest `size` of a dynamic set (its slots: twice that, 32 bytes each).
 pub(crate) const MAX_SIZE: u32 = 1 << 22;
+/// How long an adder waits for another adder's claimed slot to be published (a few ms
+/// at most, spent only when the other adder was descheduled between claim and publish).
+const CLAIM_SPINS: u32 = 1 << 20;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -209,10 +212,20 @@ impl DynStore {
                 s.tat.store(0, Ordering::Relaxed);
                 s.state.store(expiry.max(DEAD + 1), Ordering::Release);
                 // Another worker may have added the same key at once: the first in window
-                // order stays.
+                // order stays. Two adders of one key contend for the same free slots from
+                // the same home, so the other one's slot lies before ours and is claimed
+                // (BUSY) or published by now: wait out a claimed slot (a few stores; the
+                // spin is bounded for an adder descheduled in between).
                 for jj in 0..j {
                     let o = self.idx(home, jj);
-                    if let (st, true) = self.read(o, key)
+                    let mut seen = self.read(o, key);
+                    let mut spins = 0;
+                    while seen.0 == BUSY && spins < CLAIM_SPINS {
+                        std::hint::spin_loop();
+                        spins += 1;
+                        seen = self.read(o, key);
+                    }
+                    if let (st, true) = seen
                         && st > now
                     {
                         self.retire(i);
