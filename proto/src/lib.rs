@@ -167,6 +167,9 @@ pub enum Request {
     },
     /// `conntrack -S`: per worker and total.
     ConntrackStats,
+    /// The expectation table (`conntrack -L expect`) and its counters. Answers
+    /// `conntrack_expect`.
+    ConntrackExpect,
     /// The tunables by their sysctl names.
     TuningGet,
     /// Change tunables (validated as a whole; nothing is applied if one value is bad).
@@ -267,6 +270,8 @@ pub enum Response {
         deleted: u64,
     },
     ConntrackStats(ConntrackStats),
+    /// The expectation table.
+    ConntrackExpect(ExpectList),
     Tuning {
         values: BTreeMap<String, u64>,
     },
@@ -645,6 +650,79 @@ pub struct CtCounters {
 pub struct ConntrackStats {
     pub workers: Vec<CtCounters>,
     pub total: CtCounters,
+}
+
+/// One expected connection (`conntrack -L expect` line). The source port is a wildcard
+/// (`mask_sport` 0); the other fields are matched exactly.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtExpectation {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// Protocol name (`tcp`, `udp`) and number of the expected connection.
+    pub proto: String,
+    pub proto_num: u8,
+    /// Seconds until the expectation expires.
+    pub timeout: u64,
+    /// Who will open the expected connection, to where.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Always 0: any source port.
+    pub sport: u16,
+    pub dport: u16,
+    /// The master (control) connection's original tuple.
+    pub master_src: IpAddr,
+    pub master_dst: IpAddr,
+    pub master_sport: u16,
+    pub master_dport: u16,
+    pub master_proto_num: u8,
+    /// The helper that made it (`ftp`, `tftp`).
+    pub helper: String,
+    /// Worker that holds the master.
+    pub master_worker: u16,
+}
+
+/// The expectation table's counters (Linux's `conntrack -S` expectation names where
+/// they exist).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectCounters {
+    /// Expectations added (`expect_create`).
+    pub create: u64,
+    /// Connections that matched an expectation (`expect_new`).
+    pub new: u64,
+    /// Expectations removed unused: replaced, expired or flushed (`expect_delete`).
+    pub delete: u64,
+    /// Announcements refused: `nf_conntrack_expect_max` reached.
+    pub full: u64,
+    /// Held now.
+    pub count: u64,
+    /// `nf_conntrack_expect_max`.
+    pub max: u64,
+}
+
+/// A worker's helper counters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelperWorkerCounters {
+    /// Announcements (PORT, EPRT, 227, 229, TFTP requests) that made an expectation.
+    pub announced: u64,
+    /// Announcement lines that did not parse or named another address than the sender's.
+    pub malformed: u64,
+    /// First packets that matched an expectation (`ct state related`).
+    pub related: u64,
+}
+
+/// The answer to `conntrack_expect`: every live expectation, the table's counters and
+/// each worker's helper counters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectList {
+    pub expectations: Vec<CtExpectation>,
+    pub counters: ExpectCounters,
+    /// Per worker, by worker index (empty when the workers do not report them).
+    #[serde(default)]
+    pub workers: Vec<HelperWorkerCounters>,
 }
 
 /// General state of `fwd`.

@@ -348,6 +348,8 @@ struct DpdkBackend {
     counters: Vec<Arc<CounterBlock>>,
     lcores: Vec<u32>,
     ports: Vec<RunPort>,
+    /// The expectation table the pipelines share (the same `Arc`).
+    expect: Option<Arc<dataplane::helper::ExpectTable>>,
 }
 
 fn mac_string(m: [u8; 6]) -> String {
@@ -364,6 +366,10 @@ impl Backend for DpdkBackend {
 
     fn now_ns(&self) -> u64 {
         dataplane::worker::io::tsc_now_ns()
+    }
+
+    fn expectations(&self) -> Option<&Arc<dataplane::helper::ExpectTable>> {
+        self.expect.as_ref()
     }
 
     fn send(&mut self, w: usize, cmd: Box<WorkerCommand>) -> Result<(), Box<WorkerCommand>> {
@@ -845,6 +851,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), String> {
         counters: counters.clone(),
         lcores: lcores.iter().take(nworkers).map(|l| l.0).collect(),
         ports: run_ports,
+        expect: pcfg.expect.clone(),
     };
     let hk_core = cfg
         .housekeeping_cores

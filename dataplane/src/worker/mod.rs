@@ -75,6 +75,8 @@ pub enum WorkerCommand {
     },
     /// `conntrack -S` counters of this worker.
     CtStats,
+    /// This worker's helper counters (docs/helpers.md).
+    HelperStats,
     /// Apply tunables (sysctl name, value); `nf_conntrack_max` is the worker's share.
     SetTunables(Vec<(String, u64)>),
     /// Take up to `max` pending conntrack events.
@@ -108,6 +110,7 @@ pub enum WorkerReply {
         next_cursor: Option<u64>,
     },
     Stats(CtCounters),
+    HelperStats(pipeline::HelperCounters),
     Events {
         events: Vec<EventLine>,
         lost: u64,

@@ -551,6 +551,7 @@ impl Pipeline {
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
             WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
+            WorkerCommand::HelperStats => WorkerReply::HelperStats(self.helper_counters()),
             WorkerCommand::SetTunables(list) => {
                 // All or nothing: checked as a set before any is applied.
                 if let Err(e) = crate::conntrack::tunables::check_all(&self.ct, &list) {

@@ -286,6 +286,7 @@ impl Process for PortForward {
                 next_cursor: None,
             },
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters::default()),
+            WorkerCommand::HelperStats => WorkerReply::HelperStats(Default::default()),
             WorkerCommand::SetTunables(_) => WorkerReply::Done,
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: Vec::new(),

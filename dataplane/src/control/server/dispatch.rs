@@ -35,6 +35,11 @@ pub trait Backend {
     /// The workers' clock in nanoseconds (the TSC's; the time base of dynamic sets'
     /// expiry), for listing a dynamic set's live elements.
     fn now_ns(&self) -> u64;
+    /// The expectation table the workers share (`None`: this daemon has none; the
+    /// listing is then empty).
+    fn expectations(&self) -> Option<&std::sync::Arc<crate::helper::ExpectTable>> {
+        None
+    }
 }
 
 /// Validates one tunable (sysctl name, value).
@@ -213,6 +218,7 @@ impl<B: Backend> Server<B> {
             Request::ConntrackCount { filter } => self.ct_count(filter),
             Request::ConntrackDelete { filter, all } => self.ct_delete(filter, all),
             Request::ConntrackStats => self.ct_stats_response(),
+            Request::ConntrackExpect => self.ct_expect(),
             Request::TuningGet => Ok(Response::Tuning {
                 values: self.tunables.clone(),
             }),

@@ -21,6 +21,7 @@
 mod conntrack;
 mod dispatch;
 mod elements;
+mod expect;
 mod fanout;
 mod ha;
 mod ha_state;
@@ -34,6 +35,7 @@ pub use dispatch::{
     Backend, COUNT_SLICE, MAX_CONNECTIONS, MAX_SUBSCRIBERS, MAX_VIEW, Server, ServerConfig,
     TunableValidator,
 };
+pub use expect::{expect_counters, expectation_view};
 pub use fanout::worker_share;
 pub use ruleset::{RulesetState, ruleset_error, summary};
 pub use socket::bind;

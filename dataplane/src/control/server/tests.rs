@@ -63,6 +63,7 @@ struct FakeWorker {
     raw_events: Vec<crate::conntrack::CtEvent>,
     /// Every `CtSync` command: its records and `adopt`.
     synced: Vec<(Vec<crate::ha::wire::Record>, bool)>,
+    helper: crate::worker::pipeline::HelperCounters,
 }
 
 #[derive(Default)]
@@ -70,6 +71,7 @@ struct Fake {
     workers: Vec<FakeWorker>,
     /// The workers' clock `now_ns` reports.
     now_ns: u64,
+    expect: Option<Arc<crate::helper::ExpectTable>>,
 }
 
 impl Backend for Fake {
@@ -105,6 +107,7 @@ impl Backend for Fake {
                     next_cursor: (end < slots).then_some(end),
                 }
             }
+            WorkerCommand::HelperStats => WorkerReply::HelperStats(fw.helper),
             WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
                 entries: fw.table.len() as u64,
                 ..CtCounters::default()
@@ -162,6 +165,9 @@ impl Backend for Fake {
     }
     fn now_ns(&self) -> u64 {
         self.now_ns
+    }
+    fn expectations(&self) -> Option<&Arc<crate::helper::ExpectTable>> {
+        self.expect.as_ref()
     }
 }
 
@@ -1836,5 +1842,68 @@ fn subscribe_records_streams_batches_over_the_socket() {
     assert_eq!(entry.orig.sport, 1005);
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
+    use crate::conntrack::FlowKey;
+    use crate::helper::{ExpectTable, Expectation, HelperKind};
+    use crate::wire::{Addr, Family};
+    let (mut s, dir) = server(&[0, 0], "expect");
+    // Without a table: an empty answer, not an error.
+    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+        panic!("wrong response")
+    };
+    assert!(l.expectations.is_empty());
+    let t = Arc::new(ExpectTable::new(64));
+    let a = |x: [u8; 4]| Addr::from_v4(x);
+    let master = FlowKey {
+        src: a([198, 51, 100, 2]),
+        dst: a([203, 0, 113, 9]),
+        sport: 40000,
+        dport: 21,
+        zone: 0,
+        proto: 6,
+        family: Family::V4,
+    };
+    let e = Expectation {
+        family: Family::V4,
+        proto: 6,
+        src: a([203, 0, 113, 9]),
+        dst: a([198, 51, 100, 2]),
+        dport: 50123,
+        helper: HelperKind::Ftp,
+        master,
+        master_worker: 1,
+        master_id: 7,
+    };
+    let now = 1_000_000_000;
+    t.insert(&e, now + 299_500_000_000, now).unwrap();
+    s.backend.expect = Some(t.clone());
+    s.backend.now_ns = now;
+    s.backend.workers[1].helper.announced = 3;
+    s.backend.workers[0].helper.related = 2;
+    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+        panic!("wrong response")
+    };
+    assert_eq!(l.expectations.len(), 1);
+    let x = &l.expectations[0];
+    assert_eq!(x.timeout, 300, "299.5 s left shows as 300, rounded up");
+    assert_eq!(x.src, "203.0.113.9".parse::<IpAddr>().unwrap());
+    assert_eq!(x.dst, "198.51.100.2".parse::<IpAddr>().unwrap());
+    assert_eq!((x.sport, x.dport, x.proto.as_str()), (0, 50123, "tcp"));
+    assert_eq!((x.master_sport, x.master_dport), (40000, 21));
+    assert_eq!(x.master_src, "198.51.100.2".parse::<IpAddr>().unwrap());
+    assert_eq!((x.helper.as_str(), x.master_worker), ("ftp", 1));
+    assert_eq!((l.counters.create, l.counters.count, l.counters.max), (1, 1, 64));
+    assert_eq!(l.workers.len(), 2);
+    assert_eq!((l.workers[0].related, l.workers[1].announced), (2, 3));
+    // Past its expiry it is no longer listed.
+    s.backend.now_ns = now + 300_000_000_000;
+    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+        panic!("wrong response")
+    };
+    assert!(l.expectations.is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
