@@ -543,6 +543,22 @@ async fn ct_stats(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(st))
 }
 
+#[utoipa::path(get, path = "/api/v1/conntrack/expect", tag = "conntrack",
+    responses((status = 200, description = "Expectations (`conntrack -L expect`), the expectation table's counters and each worker's helper counters", body = proto::ExpectList),
+        (status = 503, body = ApiError)),
+    security(("bearer" = [])))]
+async fn ct_expect(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let r = call(
+        &s,
+        Request::ConntrackExpect {
+            counters_only: false,
+        },
+    )
+    .await?;
+    let l = expect!(r, proto::Response::ConntrackExpect(l) => l)?;
+    Ok(json(l))
+}
+
 #[utoipa::path(get, path = "/api/v1/conntrack/events", tag = "conntrack",
     params(schema::CtFilterParams, schema::EventParams),
     responses((status = 200, description = "Server-sent events (`conntrack -E`): `event:` NEW, UPDATE or DESTROY; `data:` an EventLine. An `error` event ends the stream when fwd goes away.",
@@ -939,7 +955,7 @@ impl utoipa::Modify for BearerAddon {
 #[openapi(
     info(title = "fwmgmt", description = "Management API of the fwd firewall/NAT appliance. Routes under /api/v1 need a bearer token (reads too, unless fwmgmt runs with --open-reads); /healthz, /readyz and /metrics are open. Request bodies: a ruleset or a list of set elements up to 16 MiB, a tuning patch up to 64 KiB (413 beyond); an empty body is a 400."),
     paths(healthz, readyz, status, ruleset_get, ruleset_put, ruleset_check, ruleset_commands, ruleset_commands_check,
-        set_elements_get, set_elements_post, set_elements_delete, ct_list, ct_delete, ct_count, ct_stats, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_takeover,
+        set_elements_get, set_elements_post, set_elements_delete, ct_list, ct_delete, ct_count, ct_stats, ct_expect, ct_events, tuning_get, tuning_patch, ports, workers, ha_get, ha_commit, ha_takeover,
         ha_resync, metrics, openapi_json),
     components(schemas(ApiError, proto::CtEntry, proto::CtTuple, proto::EventType, proto::NftablesJson,
         schema::FamilyParam, schema::RulesetFormat)),
@@ -985,6 +1001,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conntrack", get(ct_list).delete(ct_delete))
         .route("/api/v1/conntrack/count", get(ct_count))
         .route("/api/v1/conntrack/stats", get(ct_stats))
+        .route("/api/v1/conntrack/expect", get(ct_expect))
         .route("/api/v1/conntrack/events", get(ct_events))
         .route(
             "/api/v1/tuning",

@@ -1,6 +1,7 @@
-//! `/metrics`: Prometheus text built at scrape time from two control requests (`stats` and
-//! `rule_counters`, both answered by fwd's control thread from per-worker counters that it
-//! reads without stopping a worker), with a short deadline. A fresh registry is built per
+//! `/metrics`: Prometheus text built at scrape time from three control requests (`stats`,
+//! `rule_counters` and `conntrack_expect` with `counters_only`, each answered by fwd's
+//! control thread from counters that it reads without stopping a worker), with a short
+//! deadline. A fresh registry is built per
 //! scrape: fwd's counters are absolute, so there is no state to keep between scrapes, and
 //! a worker or port that disappears stops being exported.
 //!
@@ -73,6 +74,15 @@ pub const NAMES: &[&str] = &[
     "fwd_conntrack_expire_ticks_total",
     "fwd_rule_packets_total",
     "fwd_rule_bytes_total",
+    "fwd_conntrack_expect_entries",
+    "fwd_conntrack_expect_entries_limit",
+    "fwd_conntrack_expect_created_total",
+    "fwd_conntrack_expect_taken_total",
+    "fwd_conntrack_expect_deleted_total",
+    "fwd_conntrack_expect_full_total",
+    "fwd_worker_helper_announced_total",
+    "fwd_worker_helper_malformed_total",
+    "fwd_worker_helper_related_total",
     "fwmgmt_scrape_errors",
 ];
 
@@ -467,10 +477,76 @@ fn add_rules(f: &Families, counters: &[proto::RuleCounter]) {
     }
 }
 
+/// The expectation table's counters and each worker's helper counters
+/// (`conntrack_expect` with `counters_only`; docs/helpers.md).
+fn add_expect(f: &Families, l: &proto::ExpectList) {
+    let c = &l.counters;
+    f.gauge(
+        "fwd_conntrack_expect_entries",
+        "Expectations held (conntrack -L expect; expired ones not yet collected included).",
+    )
+    .set(clamp(c.count));
+    f.gauge(
+        "fwd_conntrack_expect_entries_limit",
+        "Maximum expectations (nf_conntrack_expect_max).",
+    )
+    .set(clamp(c.max));
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "fwd_conntrack_expect_created_total",
+            "Expectations added (conntrack -S expect_create).",
+            c.create,
+        ),
+        (
+            "fwd_conntrack_expect_taken_total",
+            "Connections that matched an expectation (conntrack -S expect_new).",
+            c.new,
+        ),
+        (
+            "fwd_conntrack_expect_deleted_total",
+            "Expectations removed unused: expired, replaced or flushed (conntrack -S expect_delete).",
+            c.delete,
+        ),
+        (
+            "fwd_conntrack_expect_full_total",
+            "Announcements refused because nf_conntrack_expect_max was reached.",
+            c.full,
+        ),
+    ];
+    for (name, help, v) in counters {
+        f.counter(name, help).inc_by(v);
+    }
+    let w = &["worker"];
+    let per: [Field<proto::HelperWorkerCounters>; 3] = [
+        (
+            "fwd_worker_helper_announced_total",
+            "Helper announcements (FTP PORT/EPRT/227/229, TFTP requests) that made an expectation.",
+            |h| h.announced,
+        ),
+        (
+            "fwd_worker_helper_malformed_total",
+            "Helper announcement lines that did not parse or named another address than the sender's.",
+            |h| h.malformed,
+        ),
+        (
+            "fwd_worker_helper_related_total",
+            "First packets that matched an expectation (ct state related).",
+            |h| h.related,
+        ),
+    ];
+    for (name, help, get) in per {
+        let c = f.counter_vec(name, help, w);
+        for (i, h) in l.workers.iter().enumerate() {
+            c.with_label_values(&[&i.to_string()]).inc_by(get(h));
+        }
+    }
+}
+
 /// Builds the exposition from the answers (or errors) of one scrape.
 pub fn render(
     stats: Option<&proto::Stats>,
     rules: Option<&[proto::RuleCounter]>,
+    expect: Option<&proto::ExpectList>,
     errors: u64,
 ) -> String {
     let f = Families::new();
@@ -489,6 +565,9 @@ pub fn render(
     }
     if let Some(r) = rules {
         add_rules(&f, r);
+    }
+    if let Some(l) = expect {
+        add_expect(&f, l);
     }
     f.encode()
 }
@@ -595,9 +674,15 @@ fn add_ha(f: &Families, s: &SyncStatus, fwd: Option<&proto::HaCounters>) {
 /// One scrape: `stats` and `rule_counters`, each within `timeout`; with the sync daemon,
 /// its counters and fwd's `ha_status` too (not counted as a scrape error).
 pub async fn scrape(client: &ControlClient, timeout: Duration, ha: Option<&HaHandle>) -> String {
-    let (stats, rules) = tokio::join!(
+    let (stats, rules, expect) = tokio::join!(
         client.call_within(Request::Stats, timeout),
-        client.call_within(Request::RuleCounters, timeout)
+        client.call_within(Request::RuleCounters, timeout),
+        client.call_within(
+            Request::ConntrackExpect {
+                counters_only: true
+            },
+            timeout
+        )
     );
     let mut errors = 0;
     let stats = match stats {
@@ -614,7 +699,12 @@ pub async fn scrape(client: &ControlClient, timeout: Duration, ha: Option<&HaHan
             None
         }
     };
-    let mut text = render(stats.as_ref(), rules.as_deref(), errors);
+    // Not a scrape error when it fails (as `ha_status`): its families are left out.
+    let expect = match expect {
+        Ok(Response::ConntrackExpect(l)) => Some(l),
+        _ => None,
+    };
+    let mut text = render(stats.as_ref(), rules.as_deref(), expect.as_ref(), errors);
     if let Some(h) = ha {
         let fwd = match client.call_within(Request::HaStatus, timeout).await {
             Ok(Response::HaStatus(c)) => Some(c),

@@ -145,6 +145,9 @@ async fn fwd_down_is_503_and_not_ready() {
     get(&e.app, "/api/v1/conntrack/count")
         .await
         .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
+    get(&e.app, "/api/v1/conntrack/expect")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE, "fwd_unreachable");
     // healthz does not depend on fwd.
     assert_eq!(get(&e.app, "/healthz").await.status, StatusCode::OK);
     // A write fwd did not apply is not a success.
@@ -229,6 +232,7 @@ async fn auth_for_writes_and_optional_reads() {
         "/api/v1/tuning",
         "/api/v1/conntrack",
         "/api/v1/conntrack/count",
+        "/api/v1/conntrack/expect",
         "/api/v1/ruleset",
         "/api/v1/status",
         "/api/v1/conntrack/events",
@@ -666,6 +670,31 @@ async fn conntrack_stats_ports_workers() {
 }
 
 #[tokio::test]
+async fn conntrack_expect_lists_expectations_and_counters() {
+    let e = env().await;
+    let v = get(&e.app, "/api/v1/conntrack/expect").await.json();
+    let x = &v["expectations"][0];
+    assert_eq!(v["expectations"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(x["src"], "203.0.113.9", "{v}");
+    assert_eq!(x["dport"], 50123);
+    assert_eq!(x["master_dport"], 21);
+    assert_eq!(x["helper"], "ftp");
+    assert_eq!(v["counters"]["full"], 2);
+    assert_eq!(v["counters"]["max"], 4096);
+    assert_eq!(v["workers"][1]["announced"], 3);
+    assert_eq!(
+        e.fake.state().log.last(),
+        Some(&fwd_proto::Request::ConntrackExpect {
+            counters_only: false
+        })
+    );
+    // An empty table is an empty list, not an error.
+    e.fake.state().expect = fwd_proto::ExpectList::default();
+    let v = get(&e.app, "/api/v1/conntrack/expect").await.json();
+    assert_eq!(v["expectations"], serde_json::json!([]), "{v}");
+}
+
+#[tokio::test]
 async fn tuning_get_and_patch() {
     let e = env().await;
     let v = get(&e.app, "/api/v1/tuning").await.json();
@@ -801,8 +830,8 @@ async fn metrics_scrape_has_the_names_and_values() {
     );
     assert_eq!(
         e.fake.state().log.len() - before,
-        2,
-        "a scrape makes two control requests"
+        3,
+        "a scrape makes three control requests"
     );
     let m = parse_metrics(&r.text());
     for name in mgmt::metrics::NAMES {
@@ -810,6 +839,32 @@ async fn metrics_scrape_has_the_names_and_values() {
     }
     assert_eq!(metric(&m, "fwd_up", ""), 1.0);
     assert_eq!(metric(&m, "fwd_conntrack_entries", ""), 23.0);
+    // The expectation families, from `conntrack_expect` without its listing.
+    assert_eq!(metric(&m, "fwd_conntrack_expect_entries", ""), 1.0);
+    assert_eq!(metric(&m, "fwd_conntrack_expect_entries_limit", ""), 4096.0);
+    assert_eq!(metric(&m, "fwd_conntrack_expect_created_total", ""), 5.0);
+    assert_eq!(metric(&m, "fwd_conntrack_expect_taken_total", ""), 3.0);
+    assert_eq!(metric(&m, "fwd_conntrack_expect_deleted_total", ""), 1.0);
+    assert_eq!(metric(&m, "fwd_conntrack_expect_full_total", ""), 2.0);
+    assert_eq!(
+        metric(&m, "fwd_worker_helper_announced_total", "worker=\"1\""),
+        3.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_worker_helper_related_total", "worker=\"0\""),
+        3.0
+    );
+    assert_eq!(
+        metric(&m, "fwd_worker_helper_malformed_total", "worker=\"0\""),
+        1.0
+    );
+    assert!(
+        e.fake.state().log.iter().any(|r| r
+            == &proto::Request::ConntrackExpect {
+                counters_only: true
+            }),
+        "the scrape asks for the counters only"
+    );
     assert_eq!(metric(&m, "fwd_conntrack_entries_limit", ""), 262144.0);
     assert_eq!(
         metric(&m, "fwd_conntrack_found_total", "worker=\"1\""),
@@ -1050,6 +1105,7 @@ async fn openapi_document_covers_every_route() {
         ("/api/v1/conntrack", "delete"),
         ("/api/v1/conntrack/count", "get"),
         ("/api/v1/conntrack/stats", "get"),
+        ("/api/v1/conntrack/expect", "get"),
         ("/api/v1/conntrack/events", "get"),
         ("/api/v1/tuning", "get"),
         ("/api/v1/tuning", "patch"),

@@ -74,6 +74,39 @@ impl Env {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conntrack_list_expect_like_conntrack_l_expect() {
+    let e = env().await;
+    let (ok, out, err) = e.run(&["conntrack", "list", "--expect"], true).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "297 proto=6 src=203.0.113.9 dst=198.51.100.2 sport=0 dport=50123 \
+         mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 \
+         master-src=198.51.100.2 master-dst=203.0.113.9 sport=40000 dport=21 class=0 helper=ftp\n"
+    );
+    assert!(err.contains("1 expectations have been shown"), "{err}");
+    assert_eq!(
+        e.fake.state().log.last(),
+        Some(&fwd_proto::Request::ConntrackExpect {
+            counters_only: false
+        })
+    );
+    let (ok, out, _) = e
+        .run(&["--json", "conntrack", "list", "--expect"], true)
+        .await;
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["helper"], "ftp", "{v}");
+    // A filter does not apply to expectations: refused before anything is sent.
+    let sent = e.fake.state().log.len();
+    let (ok, _, err) = e
+        .run(&["conntrack", "list", "--expect", "-p", "udp"], true)
+        .await;
+    assert!(!ok && err.contains("takes no filter"), "{err}");
+    assert_eq!(e.fake.state().log.len(), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conntrack_list_count_delete_like_conntrack() {
     let e = env().await;
     let (ok, out, err) = e.run(&["conntrack", "list", "--page", "10"], true).await;
@@ -104,6 +137,7 @@ async fn conntrack_list_count_delete_like_conntrack() {
     let sent = e.fake.state().log.len();
     for args in [
         &["conntrack", "list"][..],
+        &["conntrack", "list", "--expect"],
         &["conntrack", "count", "-p", "udp"],
         &["conntrack", "stats"],
     ] {

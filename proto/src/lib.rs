@@ -169,7 +169,12 @@ pub enum Request {
     ConntrackStats,
     /// The expectation table (`conntrack -L expect`) and its counters. Answers
     /// `conntrack_expect`.
-    ConntrackExpect,
+    ConntrackExpect {
+        /// Only the counters (the metrics scrape): the table, up to
+        /// `nf_conntrack_expect_max` slots, is not scanned.
+        #[serde(default)]
+        counters_only: bool,
+    },
     /// The tunables by their sysctl names.
     TuningGet,
     /// Change tunables (validated as a whole; nothing is applied if one value is bad).
@@ -653,7 +658,7 @@ pub struct ConntrackStats {
 }
 
 /// One expected connection (`conntrack -L expect` line). The source port is a wildcard
-/// (`mask_sport` 0); the other fields are matched exactly.
+/// (`sport` 0); the other fields are matched exactly.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtExpectation {
@@ -665,13 +670,17 @@ pub struct CtExpectation {
     /// Seconds until the expectation expires.
     pub timeout: u64,
     /// Who will open the expected connection, to where.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "203.0.113.9"))]
     pub src: IpAddr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.51.100.2"))]
     pub dst: IpAddr,
     /// Always 0: any source port.
     pub sport: u16,
     pub dport: u16,
     /// The master (control) connection's original tuple.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.51.100.2"))]
     pub master_src: IpAddr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "203.0.113.9"))]
     pub master_dst: IpAddr,
     pub master_sport: u16,
     pub master_dport: u16,

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fwd_proto::{ConntrackStats, CtCounters, CtEntry, CtTuple, EventLine, HaCounters};
+use fwd_proto::{
+    ConntrackStats, CtCounters, CtEntry, CtExpectation, CtTuple, EventLine, ExpectList, HaCounters,
+};
 use mgmt::error::ApiError;
 use mgmt::ha::HaView;
 use mgmt::schema::{ConntrackPage, Ports, Tuning, Workers};
@@ -168,6 +170,9 @@ enum Ct {
         /// Entries per request.
         #[arg(long, default_value_t = 1000)]
         page: u32,
+        /// List the expectation table instead (`conntrack -L expect`); takes no filter.
+        #[arg(long)]
+        expect: bool,
     },
     /// Delete connections (`conntrack -D`); with no filter, `--all` flushes the table.
     Delete {
@@ -357,6 +362,34 @@ fn tuple_text(t: &CtTuple) -> String {
         }
     }
     s + &format!("packets={} bytes={}", t.packets, t.bytes)
+}
+
+/// One line as `conntrack -L expect` prints it (libnetfilter_conntrack's order): the
+/// expected tuple, its mask (the source port is a wildcard), the master's original
+/// tuple, the class (always 0) and the helper.
+fn expectation_text(x: &CtExpectation) -> String {
+    let (mask_src, mask_dst) = match x.src {
+        std::net::IpAddr::V4(_) => ("255.255.255.255", "255.255.255.255"),
+        std::net::IpAddr::V6(_) => (
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ),
+    };
+    format!(
+        "{} proto={} src={} dst={} sport={} dport={} mask-src={mask_src} mask-dst={mask_dst} \
+         sport=0 dport=65535 master-src={} master-dst={} sport={} dport={} class=0 helper={}",
+        x.timeout,
+        x.proto_num,
+        x.src,
+        x.dst,
+        x.sport,
+        x.dport,
+        x.master_src,
+        x.master_dst,
+        x.master_sport,
+        x.master_dport,
+        x.helper
+    )
 }
 
 /// One line as `conntrack -L` prints it.
@@ -781,7 +814,31 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     };
     let json = cli.json;
     match &cli.command {
-        Command::Conntrack(Ct::List { filter, page }) => {
+        Command::Conntrack(Ct::List {
+            filter,
+            expect: true,
+            ..
+        }) => {
+            if !filter.pairs().is_empty() {
+                return Err(Failure::Local(
+                    "--expect lists every expectation: it takes no filter".into(),
+                ));
+            }
+            let v = c.json("GET", "/api/v1/conntrack/expect", &[])?;
+            if json {
+                print_json(&v["expectations"]);
+            } else {
+                let l: ExpectList = parse(v)?;
+                for x in &l.expectations {
+                    println!("{}", expectation_text(x));
+                }
+                eprintln!(
+                    "fwctl: {} expectations have been shown.",
+                    l.expectations.len()
+                );
+            }
+        }
+        Command::Conntrack(Ct::List { filter, page, .. }) => {
             let mut cursor: Option<String> = None;
             let mut all = Vec::new();
             let mut shown = 0u64;

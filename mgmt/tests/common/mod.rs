@@ -20,6 +20,8 @@ pub struct FakeState {
     pub entries: Vec<CtEntry>,
     pub tuning: BTreeMap<String, u64>,
     pub stats: Stats,
+    /// What `conntrack_expect` answers.
+    pub expect: ExpectList,
     /// Answer nothing (to test deadlines).
     pub stall: bool,
     /// Every request received, in order.
@@ -134,6 +136,50 @@ fn counters(k: u64) -> CtCounters {
         search_restart: 0,
         entries: 10 + k,
         max: 131_072,
+    }
+}
+
+/// One FTP data-connection expectation (active FTP: the server will connect from port
+/// 20 of 203.0.113.9 to the client's announced port) and the counters.
+pub fn initial_expect() -> ExpectList {
+    ExpectList {
+        expectations: vec![CtExpectation {
+            family: "ipv4".into(),
+            proto: "tcp".into(),
+            proto_num: 6,
+            timeout: 297,
+            src: "203.0.113.9".parse().unwrap(),
+            dst: "198.51.100.2".parse().unwrap(),
+            sport: 0,
+            dport: 50123,
+            master_src: "198.51.100.2".parse().unwrap(),
+            master_dst: "203.0.113.9".parse().unwrap(),
+            master_sport: 40000,
+            master_dport: 21,
+            master_proto_num: 6,
+            helper: "ftp".into(),
+            master_worker: 1,
+        }],
+        counters: ExpectCounters {
+            create: 5,
+            new: 3,
+            delete: 1,
+            full: 2,
+            count: 1,
+            max: 4096,
+        },
+        workers: vec![
+            HelperWorkerCounters {
+                announced: 2,
+                malformed: 1,
+                related: 3,
+            },
+            HelperWorkerCounters {
+                announced: 3,
+                malformed: 0,
+                related: 0,
+            },
+        ],
     }
 }
 
@@ -454,6 +500,13 @@ impl FakeState {
                     deleted: (before - self.entries.len()) as u64,
                 }
             }
+            Request::ConntrackExpect { counters_only } => {
+                let mut l = self.expect.clone();
+                if counters_only {
+                    l.expectations.clear();
+                }
+                Response::ConntrackExpect(l)
+            }
             Request::ConntrackStats => {
                 let workers: Vec<CtCounters> =
                     self.stats.workers.iter().map(|w| w.ct.clone()).collect();
@@ -530,6 +583,7 @@ impl FakeDataplane {
                 .collect(),
             tuning: initial_tuning(),
             stats: initial_stats(),
+            expect: initial_expect(),
             stall: false,
             log: Vec::new(),
         }));

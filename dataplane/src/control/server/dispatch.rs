@@ -218,7 +218,7 @@ impl<B: Backend> Server<B> {
             Request::ConntrackCount { filter } => self.ct_count(filter),
             Request::ConntrackDelete { filter, all } => self.ct_delete(filter, all),
             Request::ConntrackStats => self.ct_stats_response(),
-            Request::ConntrackExpect => self.ct_expect(),
+            Request::ConntrackExpect { counters_only } => self.ct_expect(counters_only),
             Request::TuningGet => Ok(Response::Tuning {
                 values: self.tunables.clone(),
             }),

@@ -49,13 +49,17 @@ pub fn expect_counters(s: &ExpectStats) -> ExpectCounters {
 }
 
 impl<B: Backend> Server<B> {
-    pub(super) fn ct_expect(&mut self) -> Result<Response, ControlError> {
-        let Some(table) = self.backend.expectations() else {
+    pub(super) fn ct_expect(&mut self, counters_only: bool) -> Result<Response, ControlError> {
+        let Some(table) = self.backend.expectations().cloned() else {
             return Ok(Response::ConntrackExpect(ExpectList::default()));
         };
         let now = self.backend.now_ns();
-        let mut expectations: Vec<CtExpectation> = table
-            .list(now)
+        let listed = if counters_only {
+            Vec::new()
+        } else {
+            table.list(now)
+        };
+        let mut expectations: Vec<CtExpectation> = listed
             .iter()
             .map(|(e, left)| expectation_view(e, *left))
             .collect();

@@ -1852,7 +1852,12 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     use crate::wire::{Addr, Family};
     let (mut s, dir) = server(&[0, 0], "expect");
     // Without a table: an empty answer, not an error.
-    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+    let Response::ConntrackExpect(l) = s
+        .request(Request::ConntrackExpect {
+            counters_only: false,
+        })
+        .unwrap()
+    else {
         panic!("wrong response")
     };
     assert!(l.expectations.is_empty());
@@ -1884,7 +1889,12 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     s.backend.now_ns = now;
     s.backend.workers[1].helper.announced = 3;
     s.backend.workers[0].helper.related = 2;
-    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+    let Response::ConntrackExpect(l) = s
+        .request(Request::ConntrackExpect {
+            counters_only: false,
+        })
+        .unwrap()
+    else {
         panic!("wrong response")
     };
     assert_eq!(l.expectations.len(), 1);
@@ -1896,14 +1906,42 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     assert_eq!((x.master_sport, x.master_dport), (40000, 21));
     assert_eq!(x.master_src, "198.51.100.2".parse::<IpAddr>().unwrap());
     assert_eq!((x.helper.as_str(), x.master_worker), ("ftp", 1));
-    assert_eq!((l.counters.create, l.counters.count, l.counters.max), (1, 1, 64));
+    assert_eq!(
+        (l.counters.create, l.counters.count, l.counters.max),
+        (1, 1, 64)
+    );
     assert_eq!(l.workers.len(), 2);
     assert_eq!((l.workers[0].related, l.workers[1].announced), (2, 3));
     // Past its expiry it is no longer listed.
     s.backend.now_ns = now + 300_000_000_000;
-    let Response::ConntrackExpect(l) = s.request(Request::ConntrackExpect).unwrap() else {
+    let Response::ConntrackExpect(l) = s
+        .request(Request::ConntrackExpect {
+            counters_only: false,
+        })
+        .unwrap()
+    else {
         panic!("wrong response")
     };
     assert!(l.expectations.is_empty());
+    // The scrape's form: counters, no listing.
+    s.backend.now_ns = now;
+    let Response::ConntrackExpect(l) = s
+        .request(Request::ConntrackExpect {
+            counters_only: true,
+        })
+        .unwrap()
+    else {
+        panic!("wrong response")
+    };
+    assert!(l.expectations.is_empty());
+    assert_eq!((l.counters.count, l.workers.len()), (1, 2));
+    // The wire form without the flag is the full listing.
+    let r: Request = serde_json::from_str(r#"{"op":"conntrack_expect"}"#).unwrap();
+    assert_eq!(
+        r,
+        Request::ConntrackExpect {
+            counters_only: false
+        }
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
