@@ -159,6 +159,16 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// One counter family per field, labelled by worker, from each worker's row.
+fn per_worker_counters<T>(f: &Families, fields: &[Field<T>], rows: &[(u16, &T)]) {
+    for (name, help, get) in fields {
+        let c = f.counter_vec(name, help, &["worker"]);
+        for (worker, row) in rows {
+            c.with_label_values(&[&worker.to_string()]).inc_by(get(row));
+        }
+    }
+}
+
 fn add_stats(f: &Families, stats: &proto::Stats) {
     f.gauge(
         "fwd_ruleset_generation",
@@ -223,13 +233,9 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
             |c| c.search_restart,
         ),
     ];
-    for (name, help, get) in ct {
-        let c = f.counter_vec(name, help, w);
-        for ws in &stats.workers {
-            c.with_label_values(&[&ws.worker.to_string()])
-                .inc_by(get(&ws.ct));
-        }
-    }
+    let rows: Vec<(u16, &proto::CtCounters)> =
+        stats.workers.iter().map(|ws| (ws.worker, &ws.ct)).collect();
+    per_worker_counters(f, &ct, &rows);
     let per_worker: [Field<proto::WorkerStats>; 26] = [
         (
             "fwd_worker_receive_packets_total",
@@ -358,13 +364,9 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
             |w| w.ct_expire_ticks,
         ),
     ];
-    for (name, help, get) in per_worker {
-        let c = f.counter_vec(name, help, w);
-        for ws in &stats.workers {
-            c.with_label_values(&[&ws.worker.to_string()])
-                .inc_by(get(ws));
-        }
-    }
+    let rows: Vec<(u16, &proto::WorkerStats)> =
+        stats.workers.iter().map(|ws| (ws.worker, ws)).collect();
+    per_worker_counters(f, &per_worker, &rows);
     let wentries = f.gauge_vec(
         "fwd_worker_conntrack_entries",
         "Live connection-tracking entries owned by the worker.",
@@ -516,7 +518,6 @@ fn add_expect(f: &Families, l: &proto::ExpectList) {
     for (name, help, v) in counters {
         f.counter(name, help).inc_by(v);
     }
-    let w = &["worker"];
     let per: [Field<proto::HelperWorkerCounters>; 3] = [
         (
             "fwd_worker_helper_announced_total",
@@ -534,12 +535,8 @@ fn add_expect(f: &Families, l: &proto::ExpectList) {
             |h| h.related,
         ),
     ];
-    for (name, help, get) in per {
-        let c = f.counter_vec(name, help, w);
-        for (i, h) in l.workers.iter().enumerate() {
-            c.with_label_values(&[&i.to_string()]).inc_by(get(h));
-        }
-    }
+    let rows: Vec<(u16, &proto::HelperWorkerCounters)> = (0..).zip(&l.workers).collect();
+    per_worker_counters(f, &per, &rows);
 }
 
 /// Builds the exposition from the answers (or errors) of one scrape.

@@ -1850,16 +1850,16 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     use crate::conntrack::FlowKey;
     use crate::helper::{ExpectTable, Expectation, HelperKind};
     use crate::wire::{Addr, Family};
+    let list = |s: &mut Server<Fake>, counters_only: bool| match s
+        .request(Request::ConntrackExpect { counters_only })
+        .unwrap()
+    {
+        Response::ConntrackExpect(l) => l,
+        other => panic!("wrong response {other:?}"),
+    };
     let (mut s, dir) = server(&[0, 0], "expect");
     // Without a table: an empty answer, not an error.
-    let Response::ConntrackExpect(l) = s
-        .request(Request::ConntrackExpect {
-            counters_only: false,
-        })
-        .unwrap()
-    else {
-        panic!("wrong response")
-    };
+    let l = list(&mut s, false);
     assert!(l.expectations.is_empty());
     let t = Arc::new(ExpectTable::new(64));
     let a = |x: [u8; 4]| Addr::from_v4(x);
@@ -1889,14 +1889,7 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     s.backend.now_ns = now;
     s.backend.workers[1].helper.announced = 3;
     s.backend.workers[0].helper.related = 2;
-    let Response::ConntrackExpect(l) = s
-        .request(Request::ConntrackExpect {
-            counters_only: false,
-        })
-        .unwrap()
-    else {
-        panic!("wrong response")
-    };
+    let l = list(&mut s, false);
     assert_eq!(l.expectations.len(), 1);
     let x = &l.expectations[0];
     assert_eq!(x.timeout, 300, "299.5 s left shows as 300, rounded up");
@@ -1914,25 +1907,11 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     assert_eq!((l.workers[0].related, l.workers[1].announced), (2, 3));
     // Past its expiry it is no longer listed.
     s.backend.now_ns = now + 300_000_000_000;
-    let Response::ConntrackExpect(l) = s
-        .request(Request::ConntrackExpect {
-            counters_only: false,
-        })
-        .unwrap()
-    else {
-        panic!("wrong response")
-    };
+    let l = list(&mut s, false);
     assert!(l.expectations.is_empty());
     // The scrape's form: counters, no listing.
     s.backend.now_ns = now;
-    let Response::ConntrackExpect(l) = s
-        .request(Request::ConntrackExpect {
-            counters_only: true,
-        })
-        .unwrap()
-    else {
-        panic!("wrong response")
-    };
+    let l = list(&mut s, true);
     assert!(l.expectations.is_empty());
     assert_eq!((l.counters.count, l.workers.len()), (1, 2));
     // The wire form without the flag is the full listing.
