@@ -309,6 +309,14 @@ pub enum Field {
     CtReplyProtoDst,
     FibDaddrType,
     FibSaddrIifOif,
+    /// `tcp option maxseg|window|sack-perm|timestamp exists|missing` (`tcpopt.rs`).
+    TcpOptMaxseg,
+    TcpOptWindow,
+    TcpOptSackPerm,
+    TcpOptTimestamp,
+    /// `tcp option maxseg size`, `tcp option window count`.
+    TcpOptMaxsegSize,
+    TcpOptWindowCount,
 }
 
 /// How the values of a field are written and compared.
@@ -338,8 +346,12 @@ pub enum Kind {
     Millis,
     /// `fib … type`: the route type (unicast, local, …).
     FibType,
-    /// `fib … oif missing|exists`.
+    /// `fib … oif missing|exists`, `tcp option … exists|missing`.
     Presence,
+    /// A plain 16-bit number (`tcp option maxseg size`).
+    Uint16,
+    /// A plain 8-bit number (`tcp option window count`).
+    Uint8,
 }
 
 impl Kind {
@@ -350,7 +362,7 @@ impl Kind {
 }
 
 impl Field {
-    pub const ALL: [Field; 46] = [
+    pub const ALL: [Field; 52] = [
         Field::IpSaddr,
         Field::IpDaddr,
         Field::IpProtocol,
@@ -397,6 +409,12 @@ impl Field {
         Field::CtReplyProtoDst,
         Field::FibDaddrType,
         Field::FibSaddrIifOif,
+        Field::TcpOptMaxseg,
+        Field::TcpOptWindow,
+        Field::TcpOptSackPerm,
+        Field::TcpOptTimestamp,
+        Field::TcpOptMaxsegSize,
+        Field::TcpOptWindowCount,
     ];
 
     /// The two words of the text syntax (`("ip", "saddr")`, `("meta", "mark")`).
@@ -448,6 +466,12 @@ impl Field {
             Field::CtReplyProtoDst => ("ct reply", "proto-dst"),
             Field::FibDaddrType => ("fib daddr", "type"),
             Field::FibSaddrIifOif => ("fib saddr . iif", "oif"),
+            Field::TcpOptMaxseg => ("tcp option", "maxseg"),
+            Field::TcpOptWindow => ("tcp option", "window"),
+            Field::TcpOptSackPerm => ("tcp option", "sack-perm"),
+            Field::TcpOptTimestamp => ("tcp option", "timestamp"),
+            Field::TcpOptMaxsegSize => ("tcp option maxseg", "size"),
+            Field::TcpOptWindowCount => ("tcp option window", "count"),
         }
     }
 
@@ -468,6 +492,19 @@ impl Field {
                 | Field::CtOrigProtoDst
                 | Field::CtReplyProtoSrc
                 | Field::CtReplyProtoDst
+        )
+    }
+
+    /// A match on the TCP options (`tcp option …`).
+    pub fn is_tcp_option(self) -> bool {
+        matches!(
+            self,
+            Field::TcpOptMaxseg
+                | Field::TcpOptWindow
+                | Field::TcpOptSackPerm
+                | Field::TcpOptTimestamp
+                | Field::TcpOptMaxsegSize
+                | Field::TcpOptWindowCount
         )
     }
 
@@ -513,7 +550,13 @@ impl Field {
             | Field::CtReplyProtoSrc
             | Field::CtReplyProtoDst => Kind::Port,
             Field::FibDaddrType => Kind::FibType,
-            Field::FibSaddrIifOif => Kind::Presence,
+            Field::FibSaddrIifOif
+            | Field::TcpOptMaxseg
+            | Field::TcpOptWindow
+            | Field::TcpOptSackPerm
+            | Field::TcpOptTimestamp => Kind::Presence,
+            Field::TcpOptMaxsegSize => Kind::Uint16,
+            Field::TcpOptWindowCount => Kind::Uint8,
         }
     }
 
@@ -549,6 +592,8 @@ impl Field {
         use crate::wire::proto;
         match self {
             Field::TcpSport | Field::TcpDport | Field::TcpFlags => Some(proto::TCP),
+            // The kernel's implied `meta l4proto tcp` before a TCP option.
+            f if f.is_tcp_option() => Some(proto::TCP),
             Field::UdpSport | Field::UdpDport => Some(proto::UDP),
             Field::IcmpType | Field::IcmpCode => Some(proto::ICMP),
             Field::Icmpv6Type | Field::Icmpv6Code => Some(proto::ICMPV6),

@@ -129,6 +129,7 @@ pub(crate) fn field_json(f: Field) -> Option<J> {
     Some(match f {
         Field::FibDaddrType => json!({"fib": {"result": "type", "flags": ["daddr"]}}),
         Field::FibSaddrIifOif => json!({"fib": {"result": "oif", "flags": ["saddr", "iif"]}}),
+        f if f.is_tcp_option() => return super::tcpopt::field_json(f),
         f if f.is_ct_tuple() => {
             let (a, b) = f.words();
             ct(a.trim_start_matches("ct "), b)
@@ -139,6 +140,9 @@ pub(crate) fn field_json(f: Field) -> Option<J> {
 
 /// Reads the operands [`field_json`] writes (`None`: not one of them).
 pub(crate) fn read_field_json(left: &J, path: &str) -> Option<Result<Field, Error>> {
+    if let Some(found) = super::tcpopt::read_field_json(left, path) {
+        return Some(found);
+    }
     if let Some(fib) = left.get("fib") {
         let result = fib.get("result").and_then(J::as_str).unwrap_or("");
         let flags: Vec<&str> = fib

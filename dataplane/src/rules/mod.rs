@@ -30,6 +30,7 @@ pub mod mangle;
 mod names;
 pub mod parse;
 pub mod print;
+mod tcpopt;
 pub mod validate;
 
 #[cfg(test)]
@@ -48,6 +49,8 @@ mod maps_tests;
 mod named_maps_tests;
 #[cfg(test)]
 mod roundtrip_tests;
+#[cfg(test)]
+mod tcpopt_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -46,7 +46,7 @@ pub fn string_problem(what: &str, s: &str, max: usize) -> Option<String> {
 /// Largest number a value of `kind` may be.
 pub fn max_value(kind: Kind) -> u64 {
     match kind {
-        Kind::Port => 65535,
+        Kind::Port | Kind::Uint16 => 65535,
         Kind::Mark | Kind::CtStatus | Kind::Millis => u64::from(u32::MAX),
         Kind::Dscp => 63,
         Kind::Presence => 1,

@@ -9,7 +9,7 @@
 //! decides: when it runs past the header or is shorter than 4 bytes the packet is
 //! [`Mss::Malformed`] (the kernel's rule ends there, as a failed match does; the packet
 //! is left alone), otherwise [`Mss::Found`]. A malformed option of another kind only ends
-//! the walk.
+//! the walk. The same walk gives the option matches their facts ([`read_opts`]).
 
 use super::checksum;
 use super::{IpInfo, L4Info};
@@ -30,37 +30,138 @@ pub enum Mss {
     Malformed,
 }
 
-/// The MSS option of the TCP segment `ip` describes in `frame`.
-pub fn find_mss(frame: &[u8], ip: &IpInfo) -> Mss {
+/// The TCP header of the segment `ip` describes in `frame`, to its data-offset length
+/// (`None`: not TCP, or the header is not in the frame).
+fn header<'a>(frame: &'a [u8], ip: &IpInfo) -> Option<&'a [u8]> {
     if !matches!(ip.l4, Some(L4Info::Tcp(_))) {
-        return Mss::NotTcp;
+        return None;
     }
     let l4 = usize::from(ip.l4_off);
     // Byte 12: the data offset (header length in 32-bit words) in its high nibble.
-    let Some(&doff) = frame.get(l4 + 12) else {
-        return Mss::NotTcp;
-    };
-    let hlen = usize::from(doff >> 4) * 4;
-    let Some(hdr) = frame.get(l4..l4 + hlen) else {
-        return Mss::NotTcp;
-    };
+    let hlen = usize::from(frame.get(l4 + 12)? >> 4) * 4;
+    frame.get(l4..l4 + hlen)
+}
+
+/// The options of a TCP header as the kernel walks them: (kind, offset in the header,
+/// length). The length may run past the header; the walk then ends.
+fn options(hdr: &[u8]) -> impl Iterator<Item = (u8, usize, usize)> + '_ {
     let mut i = super::tcp::HEADER_LEN;
-    while i + 1 < hlen {
+    std::iter::from_fn(move || {
+        if i + 1 >= hdr.len() {
+            return None;
+        }
         let len = match (hdr[i], hdr[i + 1]) {
             (0 | 1, _) | (_, 0) => 1,
             (_, l) => usize::from(l),
         };
-        if hdr[i] == KIND_MSS {
-            if i + len > hlen || len < 4 {
-                return Mss::Malformed;
-            }
-            let off = u16::try_from(l4 + i + 2).unwrap_or(u16::MAX);
-            let value = u16::from_be_bytes([hdr[i + 2], hdr[i + 3]]);
-            return Mss::Found { off, value };
-        }
+        let opt = (hdr[i], i, len);
         i += len;
+        Some(opt)
+    })
+}
+
+/// The MSS option of the TCP segment `ip` describes in `frame`.
+pub fn find_mss(frame: &[u8], ip: &IpInfo) -> Mss {
+    let Some(hdr) = header(frame, ip) else {
+        return Mss::NotTcp;
+    };
+    let l4 = usize::from(ip.l4_off);
+    match options(hdr).find(|&(kind, ..)| kind == KIND_MSS) {
+        None => Mss::Absent,
+        Some((_, i, len)) if i + len > hdr.len() || len < 4 => Mss::Malformed,
+        Some((_, i, _)) => Mss::Found {
+            off: u16::try_from(l4 + i + 2).unwrap_or(u16::MAX),
+            value: u16::from_be_bytes([hdr[i + 2], hdr[i + 3]]),
+        },
     }
-    Mss::Absent
+}
+
+/// What the TCP option matches read (`tcp option maxseg|window|sack-perm|timestamp
+/// exists|missing`, `tcp option maxseg size`, `tcp option window count`), from one walk.
+///
+/// As the kernel's `nft_exthdr_tcp_eval`: only the first option of a kind counts. It
+/// exists when it lies within the header (a truncated one reads as missing); a field is
+/// read when the option is also long enough to hold it, otherwise (and when the option
+/// is absent) the field's match fails. A segment whose header is not in the frame has no
+/// options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opts {
+    /// The packet is TCP (the kernel's implied `meta l4proto tcp`): without it every
+    /// option match fails, `missing` included.
+    pub tcp: bool,
+    /// The options that exist, one bit per [`OptKind`].
+    pub present: u8,
+    /// `maxseg size`.
+    pub mss: Option<u16>,
+    /// `window count` (the window scale shift).
+    pub wscale: Option<u8>,
+}
+
+/// The options a match can test for existence, with their TCP kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptKind {
+    Maxseg = 2,
+    Window = 3,
+    SackPerm = 4,
+    Timestamp = 8,
+}
+
+impl OptKind {
+    const ALL: [OptKind; 4] = [
+        OptKind::Maxseg,
+        OptKind::Window,
+        OptKind::SackPerm,
+        OptKind::Timestamp,
+    ];
+
+    fn bit(self) -> u8 {
+        match self {
+            OptKind::Maxseg => 1,
+            OptKind::Window => 2,
+            OptKind::SackPerm => 4,
+            OptKind::Timestamp => 8,
+        }
+    }
+}
+
+impl Opts {
+    /// Whether option `k` exists.
+    pub fn has(self, k: OptKind) -> bool {
+        self.present & k.bit() != 0
+    }
+}
+
+/// The options of the TCP segment `ip` describes in `frame` ([`Opts`]).
+pub fn read_opts(frame: &[u8], ip: &IpInfo) -> Opts {
+    let mut o = Opts {
+        tcp: matches!(ip.l4, Some(L4Info::Tcp(_))),
+        ..Opts::default()
+    };
+    let Some(hdr) = header(frame, ip) else {
+        return o;
+    };
+    let mut seen = 0u8;
+    for (kind, i, len) in options(hdr) {
+        let Some(k) = OptKind::ALL.into_iter().find(|&k| k as u8 == kind) else {
+            continue;
+        };
+        if seen & k.bit() != 0 {
+            continue;
+        }
+        seen |= k.bit();
+        if i + len > hdr.len() {
+            continue;
+        }
+        o.present |= k.bit();
+        match k {
+            OptKind::Maxseg if len >= 4 => {
+                o.mss = Some(u16::from_be_bytes([hdr[i + 2], hdr[i + 3]]));
+            }
+            OptKind::Window if len >= 3 => o.wscale = Some(hdr[i + 2]),
+            _ => {}
+        }
+    }
+    o
 }
 
 /// Writes `new` as the MSS value whose bytes start at frame offset `off` (from

@@ -71,6 +71,9 @@ impl Pipeline {
         if needs.has(Needs::MSS) {
             f.mss = tcpopt::find_mss(frame, ip);
         }
+        if needs.has(Needs::TCP_OPTS) {
+            f.tcp_opts = tcpopt::read_opts(frame, ip);
+        }
         if needs.has(Needs::PKTTYPE) {
             f.pkttype = pkttype(l2, self.port_mac(in_port));
         }
@@ -121,6 +124,7 @@ impl Pipeline {
         }
         if let (Some(new), Mss::Found { off, .. }) = (self.mss_to, f.mss) {
             f.mss = Mss::Found { off, value: new };
+            f.tcp_opts.mss = f.tcp_opts.mss.map(|_| new);
         }
         if let Some(d) = self.dscp_to {
             f.dscp = d;

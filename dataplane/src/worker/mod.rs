@@ -160,3 +160,5 @@ mod helper_tests;
 mod mss_tests;
 #[cfg(test)]
 mod pipe_tests;
+#[cfg(test)]
+mod tcpopt_tests;

@@ -8,7 +8,7 @@ use super::{Action, SCRATCH_LEN};
 use crate::wire::proto;
 
 /// A TCP segment lan host → wan server (or back) with `opts` as its options.
-fn seg(p: &Pkt, sport: u16, dport: u16, flags: u8, opts: &[u8]) -> Vec<u8> {
+pub(super) fn seg(p: &Pkt, sport: u16, dport: u16, flags: u8, opts: &[u8]) -> Vec<u8> {
     let mut l4 = vec![0u8; 20 + opts.len()];
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     l4[2..4].copy_from_slice(&dport.to_be_bytes());

@@ -104,7 +104,13 @@ pub(crate) fn keyed(f: Field) -> bool {
         | Field::CtReplyProtoSrc
         | Field::CtReplyProtoDst
         | Field::FibDaddrType
-        | Field::FibSaddrIifOif => false,
+        | Field::FibSaddrIifOif
+        | Field::TcpOptMaxseg
+        | Field::TcpOptWindow
+        | Field::TcpOptSackPerm
+        | Field::TcpOptTimestamp
+        | Field::TcpOptMaxsegSize
+        | Field::TcpOptWindowCount => false,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Packet facts beyond the parsed summary that some statements read: the TCP MSS option
 //! and the route's MSS for MSS clamping; the packet type, DSCP, conntrack direction,
-//! tuples and time left, and the `fib` lookups for matches. The worker fills only the
+//! tuples and time left, the `fib` lookups and the TCP options for matches. The worker fills only the
 //! facts the loaded ruleset reads (`CompiledRuleset::needs`, `facts_eval.rs`); the rest keep their
 //! defaults.
 //!
@@ -9,11 +9,11 @@
 //! statement is marked stateful when it runs. The verdict cache (and so the fast path)
 //! keeps the verdicts of rules reading the facts fixed for a flow and direction (`ct
 //! direction`, the tuples, `fib`: a route change starts a new epoch); a rule reading the
-//! DSCP, the packet type or the time left, or mangling, is not cacheable (`lower.rs`,
-//! `flow_field`).
+//! DSCP, the packet type, the time left or the TCP options (which differ from segment to
+//! segment of a flow), or mangling, is not cacheable (`lower.rs`, `flow_field`).
 
 use crate::rules::ast::Field;
-use crate::wire::tcpopt::Mss;
+use crate::wire::tcpopt::{Mss, Opts};
 use crate::wire::{Addr, Family};
 
 /// One direction's tuple of a connection: source, destination, ports (ICMP: the id).
@@ -48,6 +48,8 @@ pub struct Facts {
     /// `fib saddr . iif oif`: the route back to the source leaves by the input port
     /// ([`Needs::FIB`]).
     pub fib_rpf: bool,
+    /// What `tcp option …` matches read ([`Needs::TCP_OPTS`]).
+    pub tcp_opts: Opts,
 }
 
 impl Default for Facts {
@@ -62,6 +64,7 @@ impl Default for Facts {
             ct_expiration: None,
             fib_daddr_type: 0,
             fib_rpf: false,
+            tcp_opts: Opts::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl Needs {
     pub const CT: u32 = 1 << 4;
     pub const CT_EXPIRATION: u32 = 1 << 5;
     pub const FIB: u32 = 1 << 6;
+    pub const TCP_OPTS: u32 = 1 << 7;
 
     pub fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -107,6 +111,7 @@ impl Needs {
             f if f.is_ct_tuple() => Needs::CT,
             Field::CtExpiration => Needs::CT_EXPIRATION,
             Field::FibDaddrType | Field::FibSaddrIifOif => Needs::FIB,
+            f if f.is_tcp_option() => Needs::TCP_OPTS,
             _ => 0,
         }
     }

@@ -6,7 +6,7 @@ use super::ir::{CStmt, EvalResult, PacketCtx};
 use super::ruleset::CompiledRuleset;
 use crate::rules::ast::{Field, MssValue, addr_to_u128};
 use crate::wire::Family;
-use crate::wire::tcpopt::Mss;
+use crate::wire::tcpopt::{Mss, OptKind};
 
 /// Adds the facts statement `s` reads to `needs`.
 pub(super) fn add_needs(needs: &mut Needs, s: &CStmt) {
@@ -77,6 +77,25 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
         Field::CtReplyProtoDst => port(true, true),
         Field::FibDaddrType => Some(u128::from(x.fib_daddr_type)),
         Field::FibSaddrIifOif => Some(u128::from(x.fib_rpf)),
+        f if f.is_tcp_option() => tcp_option(f, x.tcp_opts),
+        _ => None,
+    }
+}
+
+/// The value of a `tcp option …` field (`None`: not TCP, or the option or its field is
+/// not there; `wire::tcpopt::Opts`).
+fn tcp_option(f: Field, o: crate::wire::tcpopt::Opts) -> Option<u128> {
+    if !o.tcp {
+        return None;
+    }
+    let exists = |k| Some(u128::from(o.has(k)));
+    match f {
+        Field::TcpOptMaxseg => exists(OptKind::Maxseg),
+        Field::TcpOptWindow => exists(OptKind::Window),
+        Field::TcpOptSackPerm => exists(OptKind::SackPerm),
+        Field::TcpOptTimestamp => exists(OptKind::Timestamp),
+        Field::TcpOptMaxsegSize => o.mss.map(u128::from),
+        Field::TcpOptWindowCount => o.wscale.map(u128::from),
         _ => None,
     }
 }
@@ -96,6 +115,7 @@ pub(super) fn mss_set(v: MssValue, ctx: &mut PacketCtx<'_>, res: &mut EvalResult
             };
             if new < value {
                 ctx.facts.mss = Mss::Found { off, value: new };
+                ctx.facts.tcp_opts.mss = ctx.facts.tcp_opts.mss.map(|_| new);
                 res.mss = Some(new);
             }
             true

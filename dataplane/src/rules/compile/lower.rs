@@ -387,17 +387,19 @@ fn compile_rule<'a>(
 /// do (a route table change starts a new verdict epoch); the DSCP, the packet type and
 /// the time left do not.
 fn flow_field(f: Field) -> bool {
-    !matches!(
-        f,
-        Field::TcpFlags
-            | Field::MetaMark
-            | Field::CtMark
-            | Field::CtStatus
-            | Field::MetaPkttype
-            | Field::IpDscp
-            | Field::Ip6Dscp
-            | Field::CtExpiration
-    )
+    // The TCP options differ from segment to segment of a flow.
+    !f.is_tcp_option()
+        && !matches!(
+            f,
+            Field::TcpFlags
+                | Field::MetaMark
+                | Field::CtMark
+                | Field::CtStatus
+                | Field::MetaPkttype
+                | Field::IpDscp
+                | Field::Ip6Dscp
+                | Field::CtExpiration
+        )
 }
 
 /// The port indices an interface name stands for (`eth*` with `iifname`/`oifname`: every

@@ -1,7 +1,7 @@
 //! Packet mangling statements: `tcp option maxseg size set N|rt mtu` (MSS clamping),
 //! `ip|ip6 dscp set N`.
 
-use super::cursor::{Parser, unsupported};
+use super::cursor::Parser;
 use crate::rules::Error;
 use crate::rules::ast::{Field, Kind, MssValue, Pos, Stmt, Value};
 
@@ -22,34 +22,9 @@ impl Parser {
         }
     }
 
-    /// After `tcp`, with `option` next: `option maxseg size set N|rt mtu`. Matches on TCP
-    /// options and other options are refused.
-    pub(super) fn tcp_option(&mut self, pos: Pos) -> Result<Stmt, Error> {
+    /// After `tcp option maxseg size`, with `set` next: `set N|rt mtu` (MSS clamping).
+    pub(super) fn mss_set(&mut self, pos: Pos) -> Result<Stmt, Error> {
         self.next();
-        let (name, np) = self.word("a TCP option name")?;
-        if name != "maxseg" {
-            return Err(Error::at(
-                np,
-                &name,
-                unsupported(&format!("tcp option {name}")),
-            ));
-        }
-        let (field, fp) = self.word("`size`")?;
-        if field != "size" {
-            return Err(Error::at(
-                fp,
-                &field,
-                unsupported(&format!("tcp option maxseg {field}")),
-            ));
-        }
-        if !self.eat_word("set") {
-            let t = self.next();
-            return self.err(
-                &t,
-                "matching on `tcp option maxseg size` is not supported by this appliance \
-                 (only `set`)",
-            );
-        }
         if self.eat_word("rt") {
             let (k, kp) = self.word("`mtu`")?;
             if k != "mtu" {

@@ -13,6 +13,7 @@ mod mangle;
 mod preproc;
 mod ruleset;
 mod stmt;
+mod tcpopt;
 mod value;
 
 pub use cmd::element;
