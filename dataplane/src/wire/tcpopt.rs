@@ -289,4 +289,69 @@ mod tests {
             assert_eq!(find_mss(&f, &ip), Mss::Found { off, value: 1360 });
         }
     }
+
+    #[test]
+    fn option_facts_as_the_kernel_reads_them() {
+        let all = |mss, wscale| Opts {
+            tcp: true,
+            present: 0b1111,
+            mss,
+            wscale,
+        };
+        let cases: &[(&[u8], Opts)] = &[
+            // MSS, SACK permitted, timestamp, NOP, window scale 7.
+            (
+                &[2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7],
+                all(Some(1460), Some(7)),
+            ),
+            // Only the first option of a kind counts.
+            (
+                &[2, 4, 0x05, 0xb4, 2, 4, 0x02, 0x18],
+                Opts {
+                    tcp: true,
+                    present: 0b0001,
+                    mss: Some(1460),
+                    wscale: None,
+                },
+            ),
+            // Too short to hold its field: it exists, its field is not there.
+            (
+                &[3, 2, 2, 3, 0, 0, 0, 0],
+                Opts {
+                    tcp: true,
+                    present: 0b0011,
+                    mss: None,
+                    wscale: None,
+                },
+            ),
+            // Running past the header: missing.
+            (
+                &[1, 1, 4, 2, 1, 1, 8, 10],
+                Opts {
+                    tcp: true,
+                    present: 0b0100,
+                    mss: None,
+                    wscale: None,
+                },
+            ),
+            // Past the end-of-list byte the walk goes on.
+            (
+                &[0, 0, 4, 2],
+                Opts {
+                    tcp: true,
+                    present: 0b0100,
+                    mss: None,
+                    wscale: None,
+                },
+            ),
+        ];
+        for &(opts, want) in cases {
+            let (f, ip) = syn(opts);
+            assert_eq!(read_opts(&f, &ip), want, "{opts:?}");
+        }
+        // Not TCP: no options, and the matches know it.
+        let (f, mut ip) = syn(&[2, 4, 0x05, 0xb4]);
+        ip.l4 = None;
+        assert_eq!(read_opts(&f, &ip), Opts::default());
+    }
 }
