@@ -126,6 +126,7 @@ impl Parser {
                 ("meta".to_owned(), w.clone())
             }
             "fib" => return self.fib_field(),
+            "tcp" if self.peek_word() == Some("option") => return self.tcp_option_field(),
             _ => (w.clone(), self.word("a field")?.0),
         };
         if a == "ct"

@@ -30,7 +30,7 @@ impl Parser {
 
     /// The field after `tcp`, with `option` next: `option NAME` (a presence) or `option
     /// NAME FIELD`.
-    fn tcp_option_field(&mut self) -> Result<Field, Error> {
+    pub(super) fn tcp_option_field(&mut self) -> Result<Field, Error> {
         self.next();
         let (name, np) = self.word("a TCP option name")?;
         let (words, at) = match self.peek_word() {
