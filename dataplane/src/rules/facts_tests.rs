@@ -13,7 +13,7 @@ use crate::wire::{Addr, TcpFlags};
 const KERNEL: &str = include_str!("testdata/facts.kernel.nft");
 const KERNEL_JSON: &str = include_str!("testdata/facts.kernel.json");
 
-fn rule_exprs(j: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(super) fn rule_exprs(j: &serde_json::Value) -> Vec<serde_json::Value> {
     j["nftables"]
         .as_array()
         .unwrap()
@@ -23,23 +23,30 @@ fn rule_exprs(j: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn fact_matches_list_and_read_as_the_kernel_writes_them() {
-    let rs = parse::parse(KERNEL).unwrap();
+/// A kernel listing (`nft list ruleset`) and its `nft -j` form: the listing reads, checks
+/// and prints back as itself, the JSON reads as the same ruleset, and our JSON statements
+/// are the kernel's, one by one. Returns the ruleset.
+pub(super) fn assert_kernel_forms(listing: &str, kernel_json: &str) -> Ruleset {
+    let rs = parse::parse(listing).unwrap();
     check::check(&rs).unwrap();
-    assert_eq!(print::to_text(&rs), KERNEL);
-    let kj: serde_json::Value = serde_json::from_str(KERNEL_JSON).unwrap();
+    assert_eq!(print::to_text(&rs), listing);
+    let kj: serde_json::Value = serde_json::from_str(kernel_json).unwrap();
     assert_eq!(
         handles_zero(json::from_json(&kj).unwrap()),
         handles_zero(rs.clone())
     );
-    // Our JSON statements are the kernel's, one by one.
     let ours = rule_exprs(&json::to_json(&rs));
     let theirs = rule_exprs(&kj);
     assert_eq!(ours.len(), theirs.len());
     for (o, t) in ours.iter().zip(&theirs) {
         assert_eq!(o, t);
     }
+    rs
+}
+
+#[test]
+fn fact_matches_list_and_read_as_the_kernel_writes_them() {
+    assert_kernel_forms(KERNEL, KERNEL_JSON);
     // Written forms read as the listed ones.
     let w = parse::parse(
         "table inet t { chain c { type filter hook input priority 0;

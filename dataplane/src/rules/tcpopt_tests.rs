@@ -4,6 +4,7 @@
 
 use super::ast::*;
 use super::compile::{Decision, ct_state};
+use super::facts_tests::{assert_kernel_forms, rule_exprs};
 use super::mangle_tests::handles_zero;
 use super::tests::{ctx, ports, tcp, udp, v4};
 use super::*;
@@ -13,32 +14,10 @@ use crate::wire::tcpopt::Opts;
 const KERNEL: &str = include_str!("testdata/tcpopt.kernel.nft");
 const KERNEL_JSON: &str = include_str!("testdata/tcpopt.kernel.json");
 
-fn rule_exprs(j: &serde_json::Value) -> Vec<serde_json::Value> {
-    j["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.get("rule"))
-        .map(|r| r["expr"].clone())
-        .collect()
-}
-
 #[test]
 fn option_matches_list_and_read_as_the_kernel_writes_them() {
-    let rs = parse::parse(KERNEL).unwrap();
-    check::check(&rs).unwrap();
-    assert_eq!(print::to_text(&rs), KERNEL);
-    let kj: serde_json::Value = serde_json::from_str(KERNEL_JSON).unwrap();
-    assert_eq!(
-        handles_zero(json::from_json(&kj).unwrap()),
-        handles_zero(rs.clone())
-    );
+    let rs = assert_kernel_forms(KERNEL, KERNEL_JSON);
     let ours = rule_exprs(&json::to_json(&rs));
-    let theirs = rule_exprs(&kj);
-    assert_eq!(ours.len(), theirs.len());
-    for (o, t) in ours.iter().zip(&theirs) {
-        assert_eq!(o, t);
-    }
     assert_eq!(
         ours[0][0],
         serde_json::json!({"match": {"op": "==", "left": {"tcp option": {"name": "maxseg"}}, "right": true}})

@@ -301,7 +301,9 @@ mod tests {
         let cases: &[(&[u8], Opts)] = &[
             // MSS, SACK permitted, timestamp, NOP, window scale 7.
             (
-                &[2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7],
+                &[
+                    2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+                ],
                 all(Some(1460), Some(7)),
             ),
             // Only the first option of a kind counts.
