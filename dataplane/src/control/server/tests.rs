@@ -461,6 +461,35 @@ fn state_dir_replaces_atomically() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Serves `s` on `listener` in a thread (bounded: about 10 s of polls at most) and
+/// connects to `path`: the stop flag, the thread, the writer and the line reader.
+fn serve_and_connect(
+    mut s: Server<Fake>,
+    listener: std::os::unix::net::UnixListener,
+    path: &std::path::Path,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+    UnixStream,
+    BufReader<UnixStream>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut polls = 0;
+        s.serve(&listener, &stop2, &mut |_| {
+            polls += 1;
+            if polls > 5000 {
+                stop2.store(true, Ordering::Relaxed);
+            }
+        });
+    });
+    let c = UnixStream::connect(path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let w = c.try_clone().unwrap();
+    (stop, t, w, BufReader::new(c))
+}
+
 #[test]
 fn serves_a_socket_with_mode_0600_and_streams_events() {
     let dir = tmpdir("sock");
@@ -479,22 +508,7 @@ fn serves_a_socket_with_mode_0600_and_streams_events() {
     s.backend.workers[0].events.push(ev.clone());
     ev.kind = EventType::Destroy;
     s.backend.workers[0].events.push(ev);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || {
-        let mut polls = 0;
-        s.serve(&listener, &stop2, &mut |_| {
-            polls += 1;
-            // Bounded: about 10 s at most.
-            if polls > 5000 {
-                stop2.store(true, Ordering::Relaxed);
-            }
-        });
-    });
-    let c = UnixStream::connect(&path).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = c.try_clone().unwrap();
-    let mut r = BufReader::new(c);
+    let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
     w.write_all(b"{\"v\":1,\"id\":1,\"request\":{\"op\":\"status\"}}\ngarbage\n")
         .unwrap();
     let mut line = String::new();
@@ -1810,21 +1824,7 @@ fn subscribe_records_streams_batches_over_the_socket() {
         raw_event(EventType::Update, 5, false),
         raw_event(EventType::Destroy, 6, true),
     ];
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || {
-        let mut polls = 0;
-        s.serve(&listener, &stop2, &mut |_| {
-            polls += 1;
-            if polls > 5000 {
-                stop2.store(true, Ordering::Relaxed);
-            }
-        });
-    });
-    let c = UnixStream::connect(&path).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = c.try_clone().unwrap();
-    let mut r = BufReader::new(c);
+    let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
     w.write_all(b"{\"v\":1,\"id\":7,\"request\":{\"op\":\"subscribe_records\"}}\n")
         .unwrap();
     let mut line = String::new();
