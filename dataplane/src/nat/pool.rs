@@ -147,6 +147,22 @@ impl PortPools {
         self.index.get(key).is_some_and(|&s| self.bit(s, port))
     }
 
+    /// Issues `hint` (a prefetch) for the bitmap word of `port` of `key`, the line a
+    /// [`PortPools::release`] of that port writes; nothing when `key` has no pool. Reads
+    /// only the index (a few lines shared by every pool), never the word itself.
+    pub fn hint_port(&self, key: &PoolKey, port: u16, hint: fn(*const u8)) {
+        let s = match self.last {
+            Some((k, s)) if k == *key => s,
+            _ => match self.index.get(key) {
+                Some(&s) => s,
+                None => return,
+            },
+        };
+        if let Some(w) = self.used.get(s as usize * WORDS + usize::from(port) / 64) {
+            hint(std::ptr::from_ref(w).cast());
+        }
+    }
+
     fn bit(&self, s: u32, port: u16) -> bool {
         let p = usize::from(port);
         self.used[s as usize * WORDS + p / 64] & (1 << (p % 64)) != 0

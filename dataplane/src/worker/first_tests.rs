@@ -213,7 +213,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn l4_frame(p: &Pkt, l4: u8, sport: u16, dport: u16) -> Vec<u8> {
+pub(super) fn l4_frame(p: &Pkt, l4: u8, sport: u16, dport: u16) -> Vec<u8> {
     match l4 {
         0 => p.udp(sport, dport, 12),
         1 => p.tcp(sport, dport, 0x02, 1000, 0),
@@ -228,7 +228,7 @@ fn l4_frame(p: &Pkt, l4: u8, sport: u16, dport: u16) -> Vec<u8> {
 
 /// The frame that answers `f` (a forwarded frame as it left): addresses and ports
 /// swapped, arriving on the other port from its next hop.
-fn reply_to(f: &[u8], out_port: u16) -> Option<Vec<u8>> {
+pub(super) fn reply_to(f: &[u8], out_port: u16) -> Option<Vec<u8>> {
     let ip = &f[14..];
     if ip[9] != proto::UDP && ip[9] != proto::TCP {
         return None;

@@ -74,6 +74,12 @@ impl HelperState {
         }
     }
 
+    /// No helper runs for the packet being processed, whatever its entry: none was
+    /// ever used on this worker and the packet neither set one nor took an expectation.
+    pub(super) fn idle(&self) -> bool {
+        !self.used && self.pending.is_none() && self.taken.is_none()
+    }
+
     fn slot(&self, id: EntryId, orig: &FlowKey) -> Option<Slot> {
         if !self.used {
             return None;

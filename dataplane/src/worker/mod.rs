@@ -159,6 +159,8 @@ mod helper_tests;
 #[cfg(test)]
 mod mss_tests;
 #[cfg(test)]
+mod newconn_tests;
+#[cfg(test)]
 mod pipe_tests;
 #[cfg(test)]
 mod tcpopt_tests;

@@ -265,6 +265,9 @@ pub struct Pipeline {
     /// was evaluated under the current generation takes the class's outcome per hook.
     first: FirstCache,
     first_on: bool,
+    /// A forwarded NEW packet is rewritten between its NAT binding and its insert
+    /// (`send_new`); off, in the order of `confirm` (tests compare both).
+    staged_new: bool,
     /// IP reassembly and refragmentation (`frag.rs`).
     frag: FragState,
     /// The packet's facts beyond its summary that the ruleset reads (`facts.rs`), and
@@ -384,6 +387,7 @@ impl Pipeline {
             sent: None,
             first: FirstCache::new(FIRST_CACHE_SLOTS),
             first_on: true,
+            staged_new: true,
             frag: FragState::new(&config.tunables),
             facts: Default::default(),
             mss_to: None,
@@ -471,6 +475,12 @@ impl Pipeline {
     /// packet is evaluated (tests compare both).
     pub fn set_first_cache(&mut self, on: bool) {
         self.first_on = on;
+    }
+
+    /// Turns the split insert of forwarded NEW packets on (the default) or off: off, the
+    /// entry is inserted before the packet is rewritten (tests compare both).
+    pub fn set_staged_insert(&mut self, on: bool) {
+        self.staged_new = on;
     }
 
     /// The cache-line prefetch the connection table issues ahead of its own misses
@@ -979,6 +989,39 @@ impl Pipeline {
         }
     }
 
+    /// The end of forwarding for a NEW packet whose connection `bind_new` bound, no
+    /// helper involved: the insert split around the packet's rewrite (docs/conntrack.md,
+    /// "Insert"). The reply tuple's buckets and the free slot's counters are prefetched
+    /// first; the neighbour lookup, MSS / DSCP and the NAT rewrite run while they arrive;
+    /// then the insert, then the rest of `send_out`. None of that work reads the
+    /// connection table, so the outcome is the one of inserting first: a refused insert
+    /// drops the (already rewritten) packet under `ct_insert_failed`, a rewrite error
+    /// drops it under `truncated` after the insert, as before.
+    #[allow(clippy::too_many_arguments)]
+    fn send_new(
+        &mut self,
+        mut nc: NewConn,
+        frame: &mut [u8],
+        l2: &L2Info,
+        ip: &IpInfo,
+        ct: CtInfo,
+        port: u16,
+        neighbor: Addr,
+    ) -> Action {
+        nc.hints.reply = Some(self.ct.prepare_insert(&nc.reply));
+        let target = (nc.reply != nc.key.inverse()).then(|| nc.reply.inverse());
+        let dst_mac = self.neigh.lookup(port, neighbor);
+        self.clamp_mss(frame, ip);
+        let rewritten = target.map_or(Ok(()), |t| rewrite_to(frame, ip, &t));
+        if let Err(a) = self.insert_new(nc, ip) {
+            return a;
+        }
+        if rewritten.is_err() {
+            return self.drop(DropReason::Truncated);
+        }
+        self.send_out(frame, l2, ip, ct, None, port, dst_mac)
+    }
+
     /// The port addresses NAT may need: the output port's for masquerade, the input
     /// port's for redirect; each looked up only when that action is taken (a scan of the
     /// port's routes, once per new connection otherwise).
@@ -1007,66 +1050,7 @@ impl Pipeline {
         ip: &IpInfo,
         target: &FlowKey,
     ) -> Result<(), Action> {
-        use wire::rewrite as rw;
-        let r = (|| {
-            match ip.l4 {
-                Some(L4Info::IcmpError { inner, .. }) => {
-                    // The embedded datagram travelled the other way: it becomes the
-                    // inverse of the target.
-                    if inner.src != target.dst {
-                        rw::set_inner_src_addr(frame, ip, &inner, target.dst)?;
-                    }
-                    if inner.dst != target.src {
-                        rw::set_inner_dst_addr(frame, ip, &inner, target.src)?;
-                    }
-                    if matches!(inner.proto, wire::proto::TCP | wire::proto::UDP) {
-                        if inner.sport != target.dport {
-                            rw::set_inner_sport(frame, ip, &inner, target.dport)?;
-                        }
-                        if inner.dport != target.sport {
-                            rw::set_inner_dport(frame, ip, &inner, target.sport)?;
-                        }
-                    } else if inner.sport != target.sport {
-                        rw::set_inner_sport(frame, ip, &inner, target.sport)?;
-                    }
-                    if ip.dst != target.dst {
-                        rw::set_dst_addr(frame, ip, target.dst)?;
-                    }
-                }
-                _ => {
-                    if ip.src != target.src {
-                        rw::set_src_addr(frame, ip, target.src)?;
-                    }
-                    if ip.dst != target.dst {
-                        rw::set_dst_addr(frame, ip, target.dst)?;
-                    }
-                    match ip.l4 {
-                        Some(L4Info::Tcp(t)) => {
-                            if t.sport != target.sport {
-                                rw::set_src_port(frame, ip, target.sport)?;
-                            }
-                            if t.dport != target.dport {
-                                rw::set_dst_port(frame, ip, target.dport)?;
-                            }
-                        }
-                        Some(L4Info::Udp { sport, dport }) => {
-                            if sport != target.sport {
-                                rw::set_src_port(frame, ip, target.sport)?;
-                            }
-                            if dport != target.dport {
-                                rw::set_dst_port(frame, ip, target.dport)?;
-                            }
-                        }
-                        Some(L4Info::IcmpEcho { id, .. }) if id != target.sport => {
-                            rw::set_src_port(frame, ip, target.sport)?;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Ok::<(), wire::rewrite::RewriteError>(())
-        })();
-        r.map_err(|_| self.drop(DropReason::Truncated))
+        rewrite_to(frame, ip, target).map_err(|()| self.drop(DropReason::Truncated))
     }
 
     /// Conntrack lookup and tracker update, or the classification of a miss.
@@ -1134,8 +1118,25 @@ impl Pipeline {
         in_port: u16,
         out_port: Option<u16>,
     ) -> Result<Option<FlowKey>, Action> {
+        match self.bind_new(ct, ip, nat, snat, in_port, out_port)? {
+            Some(nc) => self.insert_new(nc, ip),
+            None => Ok(nat.target),
+        }
+    }
+
+    /// The first half of [`Pipeline::confirm`]: the NAT binding of a NEW packet's
+    /// connection (its reply tuple); `None` for a packet that starts none.
+    fn bind_new(
+        &mut self,
+        ct: CtInfo,
+        ip: &IpInfo,
+        nat: &NatPlan,
+        snat: Option<NatAction>,
+        in_port: u16,
+        out_port: Option<u16>,
+    ) -> Result<Option<NewConn>, Action> {
         let Some(key) = ct.new_key else {
-            return Ok(nat.target);
+            return Ok(None);
         };
         let mut reply = key.inverse();
         let mut steering = None;
@@ -1165,10 +1166,27 @@ impl Pipeline {
             steering = b.steering;
             nat_port = b.port_held;
         }
-        let hints = InsertHints {
-            miss: ct.miss,
-            nat_port,
-        };
+        Ok(Some(NewConn {
+            key,
+            reply,
+            steering,
+            hints: InsertHints {
+                miss: ct.miss,
+                nat_port,
+                reply: None,
+            },
+        }))
+    }
+
+    /// The second half of [`Pipeline::confirm`]: the entry of the connection `bind_new`
+    /// bound. Returns the translated tuple to rewrite the packet to.
+    fn insert_new(&mut self, nc: NewConn, ip: &IpInfo) -> Result<Option<FlowKey>, Action> {
+        let NewConn {
+            key,
+            reply,
+            steering,
+            hints,
+        } = nc;
         match self.ct.insert_with(key, reply, ip, self.now_ns, hints) {
             Ok(id) => {
                 self.helpers.confirmed(id, &key);
@@ -1652,7 +1670,15 @@ impl Pipeline {
             }
         }
         self.cache_accept();
-        let target = match self.confirm(ct, ip, nat, snat, in_port, Some(port)) {
+        let target = match self.bind_new(ct, ip, nat, snat, in_port, Some(port)) {
+            Ok(Some(nc)) if self.staged_new && self.helpers.idle() => {
+                return self.send_new(nc, frame, l2, ip, ct, port, neighbor);
+            }
+            Ok(Some(nc)) => self.insert_new(nc, ip),
+            Ok(None) => Ok(nat.target),
+            Err(a) => Err(a),
+        };
+        let target = match target {
             Ok(t) => t,
             Err(a) => return a,
         };
@@ -1665,6 +1691,72 @@ impl Pipeline {
     }
 }
 
+/// Rewrites the packet to the translated tuple `target` (addresses and ports; for an ICMP
+/// error the embedded datagram and the outer destination) with incremental checksum
+/// updates. No-op where nothing differs. `Err`: the headers are cut short.
+fn rewrite_to(frame: &mut [u8], ip: &IpInfo, target: &FlowKey) -> Result<(), ()> {
+    use wire::rewrite as rw;
+    let r = (|| {
+        match ip.l4 {
+            Some(L4Info::IcmpError { inner, .. }) => {
+                // The embedded datagram travelled the other way: it becomes the
+                // inverse of the target.
+                if inner.src != target.dst {
+                    rw::set_inner_src_addr(frame, ip, &inner, target.dst)?;
+                }
+                if inner.dst != target.src {
+                    rw::set_inner_dst_addr(frame, ip, &inner, target.src)?;
+                }
+                if matches!(inner.proto, wire::proto::TCP | wire::proto::UDP) {
+                    if inner.sport != target.dport {
+                        rw::set_inner_sport(frame, ip, &inner, target.dport)?;
+                    }
+                    if inner.dport != target.sport {
+                        rw::set_inner_dport(frame, ip, &inner, target.sport)?;
+                    }
+                } else if inner.sport != target.sport {
+                    rw::set_inner_sport(frame, ip, &inner, target.sport)?;
+                }
+                if ip.dst != target.dst {
+                    rw::set_dst_addr(frame, ip, target.dst)?;
+                }
+            }
+            _ => {
+                if ip.src != target.src {
+                    rw::set_src_addr(frame, ip, target.src)?;
+                }
+                if ip.dst != target.dst {
+                    rw::set_dst_addr(frame, ip, target.dst)?;
+                }
+                match ip.l4 {
+                    Some(L4Info::Tcp(t)) => {
+                        if t.sport != target.sport {
+                            rw::set_src_port(frame, ip, target.sport)?;
+                        }
+                        if t.dport != target.dport {
+                            rw::set_dst_port(frame, ip, target.dport)?;
+                        }
+                    }
+                    Some(L4Info::Udp { sport, dport }) => {
+                        if sport != target.sport {
+                            rw::set_src_port(frame, ip, target.sport)?;
+                        }
+                        if dport != target.dport {
+                            rw::set_dst_port(frame, ip, target.dport)?;
+                        }
+                    }
+                    Some(L4Info::IcmpEcho { id, .. }) if id != target.sport => {
+                        rw::set_src_port(frame, ip, target.sport)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok::<(), wire::rewrite::RewriteError>(())
+    })();
+    r.map_err(|_| ())
+}
+
 fn state_bit(ct: CtState) -> u8 {
     match ct {
         CtState::New => ct_state::NEW,
@@ -1673,6 +1765,17 @@ fn state_bit(ct: CtState) -> u8 {
         CtState::Invalid => ct_state::INVALID,
         CtState::Untracked => ct_state::UNTRACKED,
     }
+}
+
+/// A NEW packet's connection between its NAT binding and its insert
+/// ([`Pipeline::bind_new`], [`Pipeline::insert_new`]).
+#[derive(Clone, Copy, Debug)]
+struct NewConn {
+    key: FlowKey,
+    /// The tuple replies carry (the translated one with NAT).
+    reply: FlowKey,
+    steering: Option<Steering>,
+    hints: InsertHints,
 }
 
 /// NAT facts of the packet being processed.

@@ -20,6 +20,9 @@ pub struct InsertHints {
     /// port pools for this connection (`nat::Binding::port_held`): the entry holds it and
     /// releases it when it dies; a refused insert releases it at once.
     pub nat_port: bool,
+    /// The reply tuple's hash from [`Table::prepare_insert`] (its buckets already
+    /// prefetched): not hashed again.
+    pub reply: Option<Probe>,
 }
 
 /// The state a first packet gives its connection.
@@ -54,6 +57,19 @@ impl Table {
         self.insert_with(orig, reply, info, now, InsertHints::default())
     }
 
+    /// The first stage of an insert, for a caller that has other work to do before it
+    /// (the pipeline rewrites the packet meanwhile): hashes the new connection's `reply`
+    /// tuple and prefetches its two index buckets (read for a clash, then written) and
+    /// the free slot's counters. Pass the result as [`InsertHints::reply`]. Changes no
+    /// result, only timing.
+    pub fn prepare_insert(&self, reply: &FlowKey) -> Probe {
+        let h = self.hashed(reply);
+        self.prefetch_bucket(h.b1);
+        self.prefetch_bucket(h.b2);
+        self.prefetch_acct(self.free);
+        Probe(h)
+    }
+
     /// [`Table::insert`] with what the caller already did (see [`InsertHints`]).
     pub fn insert_with(
         &mut self,
@@ -69,10 +85,13 @@ impl Table {
             // The reply's buckets (looked up for a clash, then written) and the free slot's
             // counters are fetched together while the first packet is tracked, instead of
             // one miss after the other.
-            let hr = self.hashed(&reply);
-            self.prefetch_bucket(hr.b1);
-            self.prefetch_bucket(hr.b2);
-            self.prefetch_acct(self.free);
+            let hr = match hints.reply {
+                Some(Probe(h)) => {
+                    debug_assert_eq!(h, self.hashed(&reply), "the probe is of the reply");
+                    h
+                }
+                None => self.prepare_insert(&reply).0,
+            };
             let first = match self.first_packet(&orig, info, now) {
                 Ok(f) => f,
                 Err(r) => {
@@ -293,12 +312,27 @@ impl Table {
 
     /// Gives the port an entry held back to the pools (its translated source).
     pub(super) fn release_port(&mut self, reply: &FlowKey) {
-        let port = if is_icmp(reply.family, reply.proto) {
-            reply.sport
-        } else {
-            reply.dport
-        };
-        let (key, port) = pool_port(&reply.dst, reply.proto, port);
+        let (key, port) = held_port(reply);
         self.ports.release(&key, port);
     }
+
+    /// Prefetches the port-pool bitmap word the death of entry `idx` will write, when
+    /// it holds a NAT port (expiry issues it a few deletions ahead, with the buckets).
+    pub(super) fn prefetch_port(&self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        if e.status & PORT_HELD != 0 {
+            let (key, port) = held_port(&e.reply);
+            self.ports.hint_port(&key, port, self.prefetch);
+        }
+    }
+}
+
+/// The pool and port a reply tuple holds (the translated source port, or ICMP id).
+fn held_port(reply: &FlowKey) -> (crate::nat::pool::PoolKey, u16) {
+    let port = if is_icmp(reply.family, reply.proto) {
+        reply.sport
+    } else {
+        reply.dport
+    };
+    pool_port(&reply.dst, reply.proto, port)
 }

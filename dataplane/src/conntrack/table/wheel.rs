@@ -127,6 +127,7 @@ impl Table {
             if tick_le(deadline, now_tick) {
                 self.prefetch_bucket(pos[0] as usize);
                 self.prefetch_bucket(pos[1] as usize);
+                self.prefetch_port(idx);
                 if due_len == REAP_AHEAD {
                     let old = due[due_head];
                     self.reap(old, now);
