@@ -395,6 +395,7 @@ impl Table {
     /// passes `dpdk_bindings::prefetch0_addr`). Changes no result, only timing.
     pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
         self.prefetch = hint;
+        self.ports.set_prefetch(hint);
     }
 
     /// Hints the index bucket `b` (a cache line).

@@ -334,12 +334,8 @@ impl PortAllocator {
     }
 
     fn next_rand(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
+        self.rng = xorshift(self.rng);
+        self.rng
     }
 
     fn masks_for(&mut self, owner: &Owner) -> &MineMasks {
@@ -554,6 +550,11 @@ impl PortAllocator {
         }) else {
             return Err(NatError::PortExhausted);
         };
+        // The word a search would start in (the next start of the sequence, not taken
+        // yet) is fetched while the kept port's word is read: the two misses overlap
+        // instead of following each other when the kept port is in use.
+        ct.ports()
+            .hint_word(slot, search_start((lo, hi), xorshift(self.rng)));
         if !random
             && (lo..=hi).contains(&orig.sport)
             && mine(orig.sport)
@@ -593,11 +594,7 @@ impl PortAllocator {
         base: Option<u32>,
         owner: &Owner,
     ) -> Result<u16, NatError> {
-        let size = u32::from(hi - lo) + 1;
-        let r = self.next_rand();
-        // lo + r * size / 2^32 < lo + size: in range.
-        let start =
-            u16::try_from(u64::from(lo) + ((u64::from(r) * u64::from(size)) >> 32)).unwrap_or(hi);
+        let start = search_start((lo, hi), self.next_rand());
         let found = match base {
             None => pools.take_first(slot, (lo, hi), start, ANY_PORT, |_| u64::MAX),
             Some(base) => {
@@ -650,6 +647,21 @@ struct Source {
     aligned: bool,
     /// The port is held in the pools.
     held: bool,
+}
+
+/// The next value of the xorshift32 sequence after `x`.
+fn xorshift(mut x: u32) -> u32 {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    x
+}
+
+/// Where a pool search over `lo ..= hi` starts for the random value `r`.
+fn search_start((lo, hi): (u16, u16), r: u32) -> u16 {
+    let size = u64::from(hi - lo) + 1;
+    // lo + r * size / 2^32 < lo + size: in range.
+    u16::try_from(u64::from(lo) + ((u64::from(r) * size) >> 32)).unwrap_or(hi)
 }
 
 /// The `i`-th candidate of a search over `lo .. lo + size` starting at offset `off`.

@@ -94,7 +94,12 @@ pub struct PortPools {
     /// The pool found last (masquerade and small pools look up the same key).
     last: Option<(PoolKey, u32)>,
     stats: PoolStats,
+    /// The cache-line prefetch hint (`PortPools::set_prefetch`; a no-op by default).
+    prefetch: fn(*const u8),
 }
+
+/// The default prefetch hint: nothing.
+fn no_prefetch(_: *const u8) {}
 
 /// Bytes one pool slot reserves (bitmap, summary and bookkeeping).
 pub const SLOT_BYTES: usize = (WORDS + SUMMARY) * 8 + size_of::<Meta>();
@@ -116,7 +121,14 @@ impl PortPools {
             empty: Vec::with_capacity(n),
             last: None,
             stats: PoolStats::default(),
+            prefetch: no_prefetch,
         }
+    }
+
+    /// Sets the prefetch hint [`PortPools::hint_port`] and [`PortPools::hint_word`]
+    /// issue (the connection table passes its own). Changes no result, only timing.
+    pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
+        self.prefetch = hint;
     }
 
     /// The slab for a connection table of `capacity` entries: one pool per 1 024 entries,
@@ -147,10 +159,10 @@ impl PortPools {
         self.index.get(key).is_some_and(|&s| self.bit(s, port))
     }
 
-    /// Issues `hint` (a prefetch) for the bitmap word of `port` of `key`, the line a
-    /// [`PortPools::release`] of that port writes; nothing when `key` has no pool. Reads
-    /// only the index (a few lines shared by every pool), never the word itself.
-    pub fn hint_port(&self, key: &PoolKey, port: u16, hint: fn(*const u8)) {
+    /// Prefetches the bitmap word of `port` of `key`, the line a [`PortPools::release`]
+    /// of that port writes; nothing when `key` has no pool. Reads only the index, never
+    /// the word itself.
+    pub fn hint_port(&self, key: &PoolKey, port: u16) {
         let s = match self.last {
             Some((k, s)) if k == *key => s,
             _ => match self.index.get(key) {
@@ -158,8 +170,17 @@ impl PortPools {
                 None => return,
             },
         };
-        if let Some(w) = self.used.get(s as usize * WORDS + usize::from(port) / 64) {
-            hint(std::ptr::from_ref(w).cast());
+        self.hint_word(Slot(s), port);
+    }
+
+    /// Prefetches the bitmap word of `port` in pool `slot` (a search that starts there
+    /// reads it first).
+    pub fn hint_word(&self, slot: Slot, port: u16) {
+        if let Some(w) = self
+            .used
+            .get(slot.0 as usize * WORDS + usize::from(port) / 64)
+        {
+            (self.prefetch)(std::ptr::from_ref(w).cast());
         }
     }
 

@@ -322,7 +322,7 @@ impl Table {
         let e = &self.entries[idx as usize];
         if e.status & PORT_HELD != 0 {
             let (key, port) = held_port(&e.reply);
-            self.ports.hint_port(&key, port, self.prefetch);
+            self.ports.hint_port(&key, port);
         }
     }
 }
