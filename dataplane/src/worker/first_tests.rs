@@ -88,7 +88,7 @@ table inet filter {
 
 const RULESETS: [&str; 3] = [RS_NAT, RS_LIMIT, RS_OPEN];
 
-fn names() -> PortsByName {
+pub(super) fn names() -> PortsByName {
     [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
         .collect()

@@ -9,12 +9,12 @@
 
 use proptest::prelude::*;
 
-use super::first_tests::{l4_frame, reply_to};
+use super::first_tests::{l4_frame, names, reply_to};
 use super::pipe_tests::{Pkt, assert_same_tables, config, neighbors, routes};
 use super::pipeline::Pipeline;
 use super::{Action, SCRATCH_LEN, WorkerCommand};
 use crate::conntrack::FlowKey;
-use crate::rules::{PortsByName, Publisher};
+use crate::rules::Publisher;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -39,12 +39,6 @@ table inet filter {
  }
 }
 "#;
-
-fn names() -> PortsByName {
-    [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
-        .into_iter()
-        .collect()
-}
 
 /// A pipeline with the split insert and one without, fed the same bursts.
 struct Twin {
