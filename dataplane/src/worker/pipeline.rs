@@ -25,8 +25,8 @@ use crate::DropReason;
 use crate::conntrack::listing::CtMatcher;
 use crate::conntrack::table::DST_NAT;
 use crate::conntrack::{
-    CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Table, Tunables,
-    random_seed,
+    CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Probe, Table,
+    Tunables, random_seed,
 };
 use crate::control::filter::MatcherFromFilter;
 use crate::control::proto::{ControlError, ErrorCode};
@@ -1008,7 +1008,7 @@ impl Pipeline {
         port: u16,
         neighbor: Addr,
     ) -> Action {
-        nc.hints.reply = Some(self.ct.prepare_insert(&nc.reply));
+        nc.probe = Some(self.ct.prepare_insert(&nc.reply));
         let target = (nc.reply != nc.key.inverse()).then(|| nc.reply.inverse());
         let dst_mac = self.neigh.lookup(port, neighbor);
         self.clamp_mss(frame, ip);
@@ -1173,8 +1173,8 @@ impl Pipeline {
             hints: InsertHints {
                 miss: ct.miss,
                 nat_port,
-                reply: None,
             },
+            probe: None,
         }))
     }
 
@@ -1186,8 +1186,15 @@ impl Pipeline {
             reply,
             steering,
             hints,
+            probe,
         } = nc;
-        match self.ct.insert_with(key, reply, ip, self.now_ns, hints) {
+        let r = match probe {
+            Some(p) => self
+                .ct
+                .insert_prepared(key, reply, ip, self.now_ns, hints, p),
+            None => self.ct.insert_with(key, reply, ip, self.now_ns, hints),
+        };
+        match r {
             Ok(id) => {
                 self.helpers.confirmed(id, &key);
                 if let Some(st) = steering {
@@ -1776,6 +1783,8 @@ struct NewConn {
     reply: FlowKey,
     steering: Option<Steering>,
     hints: InsertHints,
+    /// The reply's hash once `Table::prepare_insert` prefetched its buckets.
+    probe: Option<Probe>,
 }
 
 /// NAT facts of the packet being processed.

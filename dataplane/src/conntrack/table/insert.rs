@@ -20,9 +20,6 @@ pub struct InsertHints {
     /// port pools for this connection (`nat::Binding::port_held`): the entry holds it and
     /// releases it when it dies; a refused insert releases it at once.
     pub nat_port: bool,
-    /// The reply tuple's hash from [`Table::prepare_insert`] (its buckets already
-    /// prefetched): not hashed again.
-    pub reply: Option<Probe>,
 }
 
 /// The state a first packet gives its connection.
@@ -60,8 +57,8 @@ impl Table {
     /// The first stage of an insert, for a caller that has other work to do before it
     /// (the pipeline rewrites the packet meanwhile): hashes the new connection's `reply`
     /// tuple and prefetches its two index buckets (read for a clash, then written) and
-    /// the free slot's counters. Pass the result as [`InsertHints::reply`]. Changes no
-    /// result, only timing.
+    /// the free slot's counters. Pass the result to [`Table::insert_prepared`]. Changes
+    /// no result, only timing.
     pub fn prepare_insert(&self, reply: &FlowKey) -> Probe {
         let h = self.hashed(reply);
         self.prefetch_bucket(h.b1);
@@ -79,13 +76,39 @@ impl Table {
         now: u64,
         hints: InsertHints,
     ) -> Result<EntryId, InsertError> {
+        self.insert_inner(orig, reply, info, now, hints, None)
+    }
+
+    /// [`Table::insert_with`] after [`Table::prepare_insert`] of `reply` (`probe`, its
+    /// hash: the reply is not hashed again).
+    pub fn insert_prepared(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        info: &IpInfo,
+        now: u64,
+        hints: InsertHints,
+        probe: Probe,
+    ) -> Result<EntryId, InsertError> {
+        self.insert_inner(orig, reply, info, now, hints, Some(probe))
+    }
+
+    fn insert_inner(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        info: &IpInfo,
+        now: u64,
+        hints: InsertHints,
+        probe: Option<Probe>,
+    ) -> Result<EntryId, InsertError> {
         // Every refusal breaks out of this block, so a port the entry was to hold is
         // released in one place.
         let r = 'insert: {
             // The reply's buckets (looked up for a clash, then written) and the free slot's
             // counters are fetched together while the first packet is tracked, instead of
             // one miss after the other.
-            let hr = match hints.reply {
+            let hr = match probe {
                 Some(Probe(h)) => {
                     debug_assert_eq!(h, self.hashed(&reply), "the probe is of the reply");
                     h

@@ -89,7 +89,6 @@ fn a_miss_is_reused_and_a_stale_one_is_checked_again() {
     let hints = InsertHints {
         miss: Some(miss),
         nat_port: false,
-        reply: None,
     };
     let id = t.insert_with(k, k.inverse(), &q, 0, hints).unwrap();
     assert_eq!(t.lookup(&k), Some((id, Direction::Original)));
@@ -276,7 +275,6 @@ fn natted(t: &mut Table, i: u32, now: u64) -> (EntryId, PoolKey, u16) {
     let hints = InsertHints {
         miss: None,
         nat_port: true,
-        reply: None,
     };
     let id = t.insert_with(k, reply, &q, now, hints).unwrap();
     assert_eq!(
@@ -320,7 +318,6 @@ fn nat_ports_are_released_on_every_death() {
     let hints = InsertHints {
         miss: None,
         nat_port: true,
-        reply: None,
     };
     let clash = FlowKey {
         dst: pk.addr,
@@ -440,7 +437,6 @@ fn the_prefetch_hint_changes_no_result() {
                 let hints = InsertHints {
                     miss,
                     nat_port: false,
-                    reply: None,
                 };
                 ids.push(t.insert_with(key(&q), key(&q).inverse(), &q, now, hints));
             }

@@ -373,7 +373,6 @@ fn masquerade_through_conntrack_tables_on_four_workers() {
         let hints = InsertHints {
             miss: None,
             nat_port: b.port_held,
-            reply: None,
         };
         tables[w]
             .insert_with(key, b.reply_key(&key), &info, 1_000, hints)
