@@ -29,6 +29,8 @@
 //!   the workers), the protocol's view of a ruleset and of a connection filter. (`worker`
 //!   answers its commands in protocol types and `control` imports `worker`'s command
 //!   types.)
+//! - `daemon` (with the `dpdk` feature): the `fwd` daemon's wiring (ports, rings,
+//!   workers on their lcores, the control thread, teardown), which `bin/fwd.rs` calls.
 //!
 //! Everything except the I/O edge works on `&[u8]` and plain structs, so it is tested,
 //! fuzzed and benchmarked without EAL or hugepages.
@@ -37,6 +39,8 @@
 pub mod config;
 pub mod conntrack;
 pub mod control;
+#[cfg(feature = "dpdk")]
+pub mod daemon;
 pub mod drop;
 pub mod frag;
 pub mod ha;

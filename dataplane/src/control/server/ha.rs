@@ -5,7 +5,7 @@
 //! Each entry goes to the worker that owns its original tuple: the software owner
 //! function every worker uses without a configured one (symmetric key, RETA of 128 spread
 //! over the workers, `worker::pipeline`), which is also what the NIC's RSS is programmed
-//! to (`bin/fwd.rs`). A DNAT entry whose reply tuple another worker owns has no steering
+//! to (`daemon/ports.rs`). A DNAT entry whose reply tuple another worker owns has no steering
 //! record on the new box yet (docs/ha.md, "Limits").
 
 use super::dispatch::internal;
