@@ -4,10 +4,11 @@
 //! holds (event streams). The engine owns it; the control side converts its protocol's
 //! filter into [`FilterFields`] and a [`FilterError`] into its error.
 
-use std::net::IpAddr;
-
 use super::table::{ASSURED, CONFIRMED, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot};
 use super::tcp::TcpState;
+// A prefix matches addresses of its own family only, as `conntrack -d ::/0` lists no
+// IPv4 entry.
+use crate::route::Prefix;
 use crate::wire::{Addr, Family, proto};
 
 /// Protocol names a filter takes (any number 0..=255 too) and their numbers; the first
@@ -127,51 +128,6 @@ pub fn has_ports(p: u8) -> bool {
     matches!(p, proto::TCP | proto::UDP | proto::SCTP)
 }
 
-/// An address prefix in the 128-bit form of [`Addr`] (IPv4 as mapped, length + 96). It
-/// matches addresses of its own family only, as `conntrack -d ::/0` lists no IPv4 entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Prefix {
-    addr: [u8; 16],
-    len: u8,
-    v4: bool,
-}
-
-impl Prefix {
-    fn parse(s: &str) -> Option<Prefix> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = a.trim().parse().ok()?;
-        let (base, max) = if ip.is_ipv4() { (96, 32) } else { (0, 128) };
-        let len: u8 = match l {
-            Some(l) => l.trim().parse().ok().filter(|&n: &u8| n <= max)?,
-            None => max,
-        };
-        Some(Prefix {
-            addr: Addr::from(ip).0,
-            len: base + len,
-            v4: ip.is_ipv4(),
-        })
-    }
-
-    fn contains(&self, a: &Addr) -> bool {
-        if a.to_v4().is_some() != self.v4 {
-            return false;
-        }
-        let full = usize::from(self.len / 8);
-        let rest = self.len % 8;
-        if self.addr[..full] != a.0[..full] {
-            return false;
-        }
-        if rest == 0 {
-            return true;
-        }
-        let m = 0xffu8 << (8 - rest);
-        self.addr[full] & m == a.0[full] & m
-    }
-}
-
 /// A compiled filter: every set field must match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CtMatcher {
@@ -196,7 +152,9 @@ fn bad(field: &'static str, message: String) -> FilterError {
 
 fn prefix(field: &'static str, v: Option<&str>) -> Result<Option<Prefix>, FilterError> {
     v.map(|s| {
-        Prefix::parse(s).ok_or_else(|| bad(field, format!("{s:?} is not an address or prefix")))
+        s.parse::<Prefix>()
+            .ok()
+            .ok_or_else(|| bad(field, format!("{s:?} is not an address or prefix")))
     })
     .transpose()
 }
@@ -306,10 +264,10 @@ impl CtMatcher {
 
     /// Whether an entry with these facts matches.
     pub fn matches_facts(&self, e: &EntryFacts) -> bool {
-        self.src.is_none_or(|p| p.contains(&e.orig_src))
-            && self.dst.is_none_or(|p| p.contains(&e.orig_dst))
-            && self.reply_src.is_none_or(|p| p.contains(&e.reply_src))
-            && self.reply_dst.is_none_or(|p| p.contains(&e.reply_dst))
+        self.src.is_none_or(|p| p.contains(e.orig_src))
+            && self.dst.is_none_or(|p| p.contains(e.orig_dst))
+            && self.reply_src.is_none_or(|p| p.contains(e.reply_src))
+            && self.reply_dst.is_none_or(|p| p.contains(e.reply_dst))
             && self.sport.is_none_or(|p| e.sport == Some(p))
             && self.dport.is_none_or(|p| e.dport == Some(p))
             && self.proto.is_none_or(|p| p == e.proto)

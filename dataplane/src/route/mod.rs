@@ -9,4 +9,5 @@ pub use adj::{AdjTable, Adjacency};
 pub use neigh::{Mac, NeighConfig, NeighborCache, NeighborSnapshot};
 pub use table::{
     NextHop, PortIndex, Prefix, Route, RouteError, RouteTable, RouteTableBuilder, Via,
+    addr_to_u128, prefix_mask,
 };

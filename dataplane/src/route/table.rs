@@ -54,7 +54,7 @@ impl Prefix {
             return Err(RouteError::PrefixTooLong { family, len, max });
         }
         let masked = Addr(u128::to_be_bytes(
-            u128::from_be_bytes(addr.0) & mask(family, len),
+            addr_to_u128(addr) & prefix_mask(family, len),
         ));
         Ok(Prefix {
             family,
@@ -71,8 +71,7 @@ impl Prefix {
             Family::V6
         };
         fam == self.family
-            && u128::from_be_bytes(addr.0) & mask(self.family, self.len)
-                == u128::from_be_bytes(self.addr.0)
+            && addr_to_u128(addr) & prefix_mask(self.family, self.len) == addr_to_u128(self.addr)
     }
 }
 
@@ -116,8 +115,15 @@ const fn max_len(family: Family) -> u8 {
     }
 }
 
-/// The mask of a family-relative prefix length in the 128-bit (IPv4-mapped) space.
-fn mask(family: Family, len: u8) -> u128 {
+/// An address as one 128-bit number (IPv4 as mapped, as [`Addr`] stores it): what
+/// prefixes, route lookups, rule ranges and the classifier compare.
+pub fn addr_to_u128(a: Addr) -> u128 {
+    u128::from_be_bytes(a.0)
+}
+
+/// The mask of a family-relative prefix length in the 128-bit (IPv4-mapped) space: the
+/// one prefix arithmetic of [`Prefix`], the route lookup and the rule language.
+pub fn prefix_mask(family: Family, len: u8) -> u128 {
     let bits = match family {
         Family::V4 => 96 + u32::from(len),
         Family::V6 => u32::from(len),
@@ -175,15 +181,15 @@ impl Lpm {
                 p
             }
         };
-        let key = u128::from_be_bytes(prefix.addr.0) & mask(family, prefix.len);
+        let key = addr_to_u128(prefix.addr) & prefix_mask(family, prefix.len);
         self.levels[pos].1.insert(key, index).is_none()
     }
 
     fn lookup(&self, family: Family, addr: Addr) -> Option<u32> {
-        let a = u128::from_be_bytes(addr.0);
+        let a = addr_to_u128(addr);
         self.levels
             .iter()
-            .find_map(|(len, map)| map.get(&(a & mask(family, *len))).copied())
+            .find_map(|(len, map)| map.get(&(a & prefix_mask(family, *len))).copied())
     }
 }
 

@@ -7,7 +7,7 @@
 //! layout.
 
 use crate::nat::NatFlags;
-use crate::wire::Addr;
+use crate::wire::{Addr, Family};
 
 /// A 1-based line and column in the source text (0:0 for JSON input or built ASTs).
 /// Every `Pos` equals every other: positions never take part in AST equality.
@@ -617,11 +617,9 @@ pub enum Value {
     Str(String),
 }
 
-/// An address as one 128-bit number (an IPv4 address in the low 32 bits, as
-/// [`Addr`] stores it): what prefixes, ranges and the classifier compare.
-pub fn addr_to_u128(a: Addr) -> u128 {
-    u128::from_be_bytes(a.0)
-}
+/// An address as one 128-bit number: the route's (one prefix arithmetic for routes,
+/// the connection filter and rules).
+pub use crate::route::addr_to_u128;
 
 /// Most prefixes one range may expand to (a classifier dimension, a set element field).
 const MAX_PREFIXES: usize = 64;
@@ -653,18 +651,15 @@ pub(crate) fn prefixes(lo: u128, hi: u128, width: u32, out: &mut Vec<(u128, u8)>
     }
 }
 
-/// Mask of the top `len` bits of the family's part of a 128-bit address.
+/// Mask of the top `len` bits of the family's part of a 128-bit address
+/// ([`crate::route::prefix_mask`] of the kind's family; other kinds count as 128 bits).
 pub(crate) fn prefix_mask(kind: Kind, len: u8) -> u128 {
-    let len = if kind == Kind::Addr4 {
-        u32::from(len) + 96
+    let family = if kind == Kind::Addr4 {
+        Family::V4
     } else {
-        u32::from(len)
+        Family::V6
     };
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - len)
-    }
+    crate::route::prefix_mask(family, len)
 }
 
 /// The right-hand side of a match.
