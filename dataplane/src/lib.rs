@@ -7,6 +7,8 @@
 //! - `fwd_proto` (its own crate, `proto/`): the control protocol's types, plain serde
 //!   data; re-exported as [`control::proto`].
 //! - [`drop`]: [`DropReason`], the counted reasons a packet is dropped.
+//! - `slots`: the lock-free slot store shared by every worker (dynamic sets'
+//!   elements, the helpers' expectations).
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
 //!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].
 //! - [`frag`]: IP reassembly for tracking and refragmentation on output (per-worker
@@ -48,6 +50,7 @@ pub mod helper;
 pub mod nat;
 pub mod route;
 pub mod rules;
+pub(crate) mod slots;
 pub mod wire;
 pub mod worker;
 

@@ -43,11 +43,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
         "dataplane/src/worker/mod.rs",
         "Action, WorkerCommand, WorkerReply live in mod.rs, which re-exports the pipeline",
     ),
-    (
-        "dataplane/src/helper/expect.rs",
-        "dataplane/src/helper/mod.rs",
-        "HelperKind lives in mod.rs, which re-exports the expectation table",
-    ),
 ];
 
 /// Engine files that import `control` today, with why. (The protocol's types come from the

@@ -4,10 +4,10 @@
 //! An expectation is (family, protocol, source address, destination address, destination
 //! port) with the source port a wildcard, as every expectation the FTP and TFTP helpers
 //! make. The first packet of the data connection may land on any worker (RSS hashes its
-//! unknown source port), so the table is shared, lock-free, the way dynamic sets share
-//! their store (`rules/compile/dynstore.rs`): a fixed array of slots, open addressing over
-//! a window of [`WINDOW`] slots from a seeded hash of the key, each slot guarded by a
-//! `state` word that is [`EMPTY`], [`BUSY`] (being written), [`DEAD`], or the expiry time
+//! unknown source port), so the table is shared, lock-free, on the slot store dynamic sets
+//! share their elements on (`crate::slots`): a fixed array of slots, open addressing over
+//! a window of `WINDOW` (16) slots from a seeded hash of the key, each slot guarded by a
+//! `state` word that is `EMPTY`, `BUSY` (being written), `DEAD`, or the expiry time
 //! in ns of the workers' clock. Readers check `state`, read the words, and check `state`
 //! again (a seqlock). A worker takes an expectation with a compare-and-swap of `state`
 //! from its expiry to `DEAD`, so exactly one connection matches it (Linux unlinks an
@@ -23,25 +23,15 @@ use super::HelperKind;
 use crate::conntrack::FlowKey;
 use crate::wire::{Addr, Family};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const EMPTY: u64 = 0;
-const BUSY: u64 = 1;
-const DEAD: u64 = 2;
-/// Slots an expectation may sit in, from its hash on.
-pub const WINDOW: usize = 16;
 /// Largest `nf_conntrack_expect_max` a table may be built for (the tunable's bound,
 /// defined beside it so that conntrack does not import the helpers).
 pub use crate::conntrack::tunables::MAX_EXPECT;
+use crate::slots::{DEAD, EMPTY, Read, SlotStore};
 const WORDS: usize = 11;
 /// Slots one add at the limit sweeps for expired expectations.
 const GC_STEP: usize = 256;
-
-#[derive(Debug, Default)]
-struct Slot {
-    state: AtomicU64,
-    w: [AtomicU64; WORDS],
-}
 
 /// One expected connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,13 +78,11 @@ pub enum ExpectError {
 /// The shared expectation table (see the module documentation).
 #[derive(Debug)]
 pub struct ExpectTable {
-    slots: Box<[Slot]>,
-    mask: usize,
+    slots: SlotStore<WORDS>,
     capacity: u32,
     max: AtomicU32,
     len: AtomicU32,
     seed: u64,
-    gc_cursor: AtomicUsize,
     create: AtomicU64,
     new: AtomicU64,
     delete: AtomicU64,
@@ -183,14 +171,11 @@ impl ExpectTable {
     /// 1..=[`MAX_EXPECT`]); the limit may later be lowered, or raised up to this.
     pub fn new(max: u32) -> Self {
         let capacity = max.clamp(1, MAX_EXPECT);
-        let n = (capacity as usize * 2).next_power_of_two().max(WINDOW * 4);
         ExpectTable {
-            slots: (0..n).map(|_| Slot::default()).collect(),
-            mask: n - 1,
+            slots: SlotStore::new(capacity as usize),
             capacity,
             max: AtomicU32::new(capacity),
             len: AtomicU32::new(0),
-            gc_cursor: AtomicUsize::new(0),
             seed: std::collections::hash_map::RandomState::new().hash_one(0xe4_u64),
             create: AtomicU64::new(0),
             new: AtomicU64::new(0),
@@ -234,33 +219,25 @@ impl ExpectTable {
     fn home(&self, k: &[u64; 5]) -> usize {
         let h = std::hash::BuildHasherDefault::<rustc_hash::FxHasher>::default()
             .hash_one((self.seed, k));
-        (h as usize) & self.mask
+        self.slots.idx(h as usize, 0)
     }
 
     /// A consistent copy of slot `i`'s words and its state (`None`: not live at `now`).
     fn read(&self, i: usize, now: u64) -> Option<(u64, [u64; WORDS])> {
-        let s = &self.slots[i];
-        let st = s.state.load(Ordering::Acquire);
-        if st <= DEAD || st <= now {
-            return None;
+        match self.slots.read::<WORDS>(i) {
+            Read::Live(st, w) if st > now => Some((st, w)),
+            _ => None,
         }
-        let w: [u64; WORDS] = std::array::from_fn(|k| s.w[k].load(Ordering::Relaxed));
-        fence(Ordering::Acquire);
-        (s.state.load(Ordering::Relaxed) == st).then_some((st, w))
     }
 
     /// Claims slot `i` for writing when it is free or expired at `now`.
     fn claim(&self, i: usize, now: u64) -> bool {
-        let s = &self.slots[i];
-        let st = s.state.load(Ordering::Relaxed);
+        let st = self.slots.state(i).load(Ordering::Relaxed);
         let expired = st > DEAD && st <= now;
         if !(st == EMPTY || st == DEAD || expired) {
             return false;
         }
-        if s.state
-            .compare_exchange(st, BUSY, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.slots.claim(i, st) {
             return false;
         }
         if expired {
@@ -285,19 +262,13 @@ impl ExpectTable {
             self.full.fetch_add(1, Ordering::Relaxed);
             return Err(ExpectError::Full);
         }
-        let home = self.home(&k);
-        for d in 0..WINDOW {
-            let i = (home + d) & self.mask;
+        for i in self.slots.window(self.home(&k)) {
             if !self.claim(i, now) {
                 continue;
             }
-            let s = &self.slots[i];
-            for (slot, v) in s.w.iter().zip(encode(e)) {
-                slot.store(v, Ordering::Relaxed);
-            }
             self.len.fetch_add(1, Ordering::Relaxed);
             self.create.fetch_add(1, Ordering::Relaxed);
-            s.state.store(expiry.max(DEAD + 1), Ordering::Release);
+            self.slots.publish(i, &encode(e), expiry);
             return Ok(u32::try_from(i).unwrap_or(u32::MAX));
         }
         self.full.fetch_add(1, Ordering::Relaxed);
@@ -305,8 +276,7 @@ impl ExpectTable {
     }
 
     fn find(&self, k: &[u64; 5], now: u64) -> Option<usize> {
-        let home = self.home(k);
-        (0..WINDOW).map(|d| (home + d) & self.mask).find(|&i| {
+        self.slots.window(self.home(k)).find(|&i| {
             self.read(i, now)
                 .is_some_and(|(_, w)| w[..4] == k[..4] && w[4] & 0xffff_ffff == k[4])
         })
@@ -315,10 +285,8 @@ impl ExpectTable {
     /// Collects expired expectations in `n` slots from a rotating cursor (an add at the
     /// limit, and the workers' timer tick).
     pub fn gc(&self, now: u64, n: usize) {
-        let start = self.gc_cursor.fetch_add(n, Ordering::Relaxed);
-        for k in 0..n.min(self.slots.len()) {
-            let i = (start + k) & self.mask;
-            let st = self.slots[i].state.load(Ordering::Relaxed);
+        for i in self.slots.sweep(n) {
+            let st = self.slots.state(i).load(Ordering::Relaxed);
             if st > DEAD && st <= now {
                 self.kill(i);
             }
@@ -327,15 +295,8 @@ impl ExpectTable {
 
     /// Marks a live slot dead (counted as a delete).
     fn kill(&self, i: usize) -> bool {
-        let s = &self.slots[i];
-        let st = s.state.load(Ordering::Relaxed);
-        if st <= DEAD {
-            return false;
-        }
-        if s.state
-            .compare_exchange(st, DEAD, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        let st = self.slots.state(i).load(Ordering::Relaxed);
+        if self.slots.kill(i, st) {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.delete.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -358,20 +319,14 @@ impl ExpectTable {
             return None;
         }
         let k = key_words(family, proto, src, dst, dport);
-        let home = self.home(&k);
-        for d in 0..WINDOW {
-            let i = (home + d) & self.mask;
+        for i in self.slots.window(self.home(&k)) {
             let Some((st, w)) = self.read(i, now) else {
                 continue;
             };
             if w[..4] != k[..4] || w[4] & 0xffff_ffff != k[4] {
                 continue;
             }
-            if self.slots[i]
-                .state
-                .compare_exchange(st, DEAD, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
+            if self.slots.kill(i, st) {
                 self.len.fetch_sub(1, Ordering::Relaxed);
                 self.new.fetch_add(1, Ordering::Relaxed);
                 return decode(&w);
@@ -383,7 +338,7 @@ impl ExpectTable {
     /// Removes the expectation at `slot` if the master (`worker`, `id`) still owns it
     /// (a master replacing its older expectation, or dying).
     pub fn remove(&self, slot: u32, worker: u16, id: u32, now: u64) -> bool {
-        let i = slot as usize & self.mask;
+        let i = self.slots.idx(slot as usize, 0);
         match self.read(i, now) {
             Some((_, w)) if w[5] == u64::from(worker) << 32 | u64::from(id) => self.kill(i),
             _ => false,
@@ -392,7 +347,7 @@ impl ExpectTable {
 
     /// Every live expectation and the nanoseconds it has left (`conntrack -L expect`).
     pub fn list(&self, now: u64) -> Vec<(Expectation, u64)> {
-        (0..self.slots.len())
+        (0..self.slots.slots())
             .filter_map(|i| {
                 let (st, w) = self.read(i, now)?;
                 Some((decode(&w)?, st - now))
@@ -403,7 +358,7 @@ impl ExpectTable {
     /// Deletes every expectation (`conntrack -F expect`); returns how many.
     pub fn flush(&self, now: u64) -> u32 {
         let mut n = 0;
-        for i in 0..self.slots.len() {
+        for i in 0..self.slots.slots() {
             if self.read(i, now).is_some() && self.kill(i) {
                 n += 1;
             }

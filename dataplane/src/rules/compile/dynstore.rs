@@ -2,7 +2,8 @@
 //! one worker adds is matched by all at once (docs/rules.md, "Dynamic sets and meters").
 //!
 //! A fixed array of slots (twice the set's `size`, a power of two), open addressing over a
-//! bounded window of [`WINDOW`] slots from the key's seeded hash. Each slot is four atomics:
+//! bounded window of [`WINDOW`] slots from the key's seeded hash: the lock-free slot store
+//! of `crate::slots`, with three words per slot. Each slot is four atomics:
 //!
 //! - `state`: [`EMPTY`] (never used: a lookup stops here), [`BUSY`] (being written),
 //!   [`DEAD`] (deleted or collected: free, a lookup goes on), or the element's expiry time
@@ -27,15 +28,15 @@ use super::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
 use crate::rules::ast::{SetType, TableFamily};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-const EMPTY: u64 = 0;
-const BUSY: u64 = 1;
-const DEAD: u64 = 2;
+use crate::slots::{BUSY, DEAD, EMPTY, Read, SlotStore, WINDOW};
+
 /// The state of an element without a timeout.
 pub const NEVER: u64 = u64::MAX;
-/// Slots a key may sit in (from its hash on).
-pub(crate) const WINDOW: usize = 16;
+/// A slot's words: the key's high and low halves, then the element's `tat`.
+const WORDS: usize = 3;
+const TAT: usize = 2;
 /// Slots one full add sweeps for expired elements.
 pub(crate) const GC_STEP: usize = 256;
 /// Largest `size` of a dynamic set (its slots: twice that, 32 bytes each).
@@ -44,24 +45,15 @@ pub(crate) const MAX_SIZE: u32 = 1 << 22;
 /// at most, spent only when the other adder was descheduled between claim and publish).
 const CLAIM_SPINS: u32 = 1 << 20;
 
-#[derive(Debug, Default)]
-struct Slot {
-    state: AtomicU64,
-    key: [AtomicU64; 2],
-    tat: AtomicU64,
-}
-
 /// One dynamic set's elements, shared by every worker (see the module documentation).
 #[derive(Debug)]
 pub struct DynStore {
-    slots: Box<[Slot]>,
+    slots: SlotStore<WORDS>,
     /// `ct count` connections per slot (empty when no statement counts connections).
     conns: Box<[Arc<AtomicU32>]>,
-    mask: usize,
     size: u32,
     len: AtomicU32,
     seed: u64,
-    gc_cursor: AtomicUsize,
     /// Adds refused because the set was full.
     full: AtomicU64,
 }
@@ -78,29 +70,26 @@ impl DynStore {
     /// A store for at most `size` elements; `conns`: keep a `ct count` per element.
     pub(crate) fn new(size: u32, conns: bool) -> Self {
         let size = size.clamp(1, MAX_SIZE);
-        let n = (size as usize * 2).next_power_of_two().max(WINDOW * 4);
+        let slots = SlotStore::new(size as usize);
+        let n = slots.slots();
         DynStore {
-            slots: (0..n).map(|_| Slot::default()).collect(),
+            slots,
             conns: if conns {
                 (0..n).map(|_| Arc::new(AtomicU32::new(0))).collect()
             } else {
                 Box::default()
             },
-            mask: n - 1,
             size,
             len: AtomicU32::new(0),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
-            gc_cursor: AtomicUsize::new(0),
             full: AtomicU64::new(0),
         }
     }
 
     /// Bytes the slots of a store of `size` elements take (the compile budget).
     pub(crate) fn bytes(size: u32, conns: bool) -> usize {
-        let n = (size.clamp(1, MAX_SIZE) as usize * 2)
-            .next_power_of_two()
-            .max(WINDOW * 4);
-        n * (size_of::<Slot>() + if conns { 32 } else { 0 })
+        let n = SlotStore::<WORDS>::slots_for(size.clamp(1, MAX_SIZE) as usize);
+        n * (SlotStore::<WORDS>::SLOT_BYTES + if conns { 32 } else { 0 })
     }
 
     pub fn size(&self) -> u32 {
@@ -131,24 +120,14 @@ impl DynStore {
         usize::try_from((h ^ (h >> 32)) & u64::from(u32::MAX)).unwrap_or(0)
     }
 
-    fn idx(&self, home: usize, i: usize) -> usize {
-        home.wrapping_add(i) & self.mask
-    }
-
     /// The slot's state and whether it holds `key` (a consistent read: `None` while the
     /// slot changes under the reader).
     fn read(&self, i: usize, key: u128) -> (u64, bool) {
-        let s = &self.slots[i];
         for _ in 0..4 {
-            let st = s.state.load(Ordering::Acquire);
-            if st <= DEAD {
-                return (st, false);
-            }
-            let k = (u128::from(s.key[0].load(Ordering::Relaxed)) << 64)
-                | u128::from(s.key[1].load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if s.state.load(Ordering::Relaxed) == st {
-                return (st, k == key);
+            match self.slots.read::<2>(i) {
+                Read::Free(st) => return (st, false),
+                Read::Live(st, [hi, lo]) => return (st, join(hi, lo) == key),
+                Read::Changing => {}
             }
         }
         (BUSY, false)
@@ -158,7 +137,7 @@ impl DynStore {
     pub(crate) fn lookup(&self, key: u128, now: u64) -> Option<usize> {
         let home = self.home(key);
         for j in 0..WINDOW {
-            let i = self.idx(home, j);
+            let i = self.slots.idx(home, j);
             match self.read(i, key) {
                 (EMPTY, _) => return None,
                 (st, true) if st > now => return Some(i),
@@ -179,8 +158,8 @@ impl DynStore {
         let mut gc_done = false;
         'scan: loop {
             for j in 0..WINDOW {
-                let i = self.idx(home, j);
-                let st = self.slots[i].state.load(Ordering::Acquire);
+                let i = self.slots.idx(home, j);
+                let st = self.slots.state(i).load(Ordering::Acquire);
                 let reclaim = st > DEAD && st <= now && self.conns_of(i) == 0;
                 if !(st == EMPTY || st == DEAD || reclaim) {
                     continue;
@@ -194,30 +173,21 @@ impl DynStore {
                     self.gc(now, GC_STEP);
                     continue 'scan;
                 }
-                if self.slots[i]
-                    .state
-                    .compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
+                if !self.slots.claim(i, st) {
                     if !reclaim {
                         self.len.fetch_sub(1, Ordering::Relaxed);
                     }
                     continue;
                 }
-                fence(Ordering::Release);
-                let s = &self.slots[i];
                 let [hi, lo] = halves(key);
-                s.key[0].store(hi, Ordering::Relaxed);
-                s.key[1].store(lo, Ordering::Relaxed);
-                s.tat.store(0, Ordering::Relaxed);
-                s.state.store(expiry.max(DEAD + 1), Ordering::Release);
+                self.slots.publish(i, &[hi, lo, 0], expiry);
                 // Another worker may have added the same key at once: the first in window
                 // order stays. Two adders of one key contend for the same free slots from
                 // the same home, so the other one's slot lies before ours and is claimed
                 // (BUSY) or published by now: wait out a claimed slot (a few stores; the
                 // spin is bounded for an adder descheduled in between).
                 for jj in 0..j {
-                    let o = self.idx(home, jj);
+                    let o = self.slots.idx(home, jj);
                     let mut seen = self.read(o, key);
                     let mut spins = 0;
                     while seen.0 == BUSY && spins < CLAIM_SPINS {
@@ -250,14 +220,14 @@ impl DynStore {
     }
 
     fn retire(&self, i: usize) {
-        self.slots[i].state.store(DEAD, Ordering::Release);
+        self.slots.free(i);
         self.len.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Restarts a live element's timeout (`update`): its expiry becomes `expiry` unless
     /// the slot changed meanwhile.
     pub(crate) fn refresh(&self, i: usize, expiry: u64) {
-        let s = &self.slots[i].state;
+        let s = self.slots.state(i);
         let st = s.load(Ordering::Relaxed);
         if st > DEAD && st != NEVER {
             let _ = s.compare_exchange(
@@ -272,17 +242,9 @@ impl DynStore {
     /// Collects up to `n` slots from the sweep cursor: expired elements no connection
     /// counts against are freed.
     pub(crate) fn gc(&self, now: u64, n: usize) {
-        let start = self.gc_cursor.fetch_add(n, Ordering::Relaxed);
-        for j in 0..n.min(self.slots.len()) {
-            let i = start.wrapping_add(j) & self.mask;
-            let s = &self.slots[i].state;
-            let st = s.load(Ordering::Relaxed);
-            if st > DEAD
-                && st <= now
-                && self.conns_of(i) == 0
-                && s.compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
+        for i in self.slots.sweep(n) {
+            let st = self.slots.state(i).load(Ordering::Relaxed);
+            if st > DEAD && st <= now && self.conns_of(i) == 0 && self.slots.claim(i, st) {
                 self.retire(i);
             }
         }
@@ -291,7 +253,7 @@ impl DynStore {
     /// The per-element `limit` of slot `i` at `now`: true when the statement matches
     /// (within the rate, or over it for `over`).
     pub(crate) fn limit(&self, i: usize, l: &ElemLimit, now: u64) -> bool {
-        let tat = &self.slots[i].tat;
+        let tat = self.slots.word(i, TAT);
         let within = tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
                 let next = t.max(now).saturating_add(l.cost_ns);
@@ -326,19 +288,15 @@ impl DynStore {
     /// The live elements at `now`, in slot order (the control thread: a listing).
     pub fn elements(&self, now: u64) -> Vec<DynElement> {
         let mut out = Vec::new();
-        for s in self.slots.iter() {
-            let st = s.state.load(Ordering::Acquire);
-            if st <= DEAD || st <= now {
+        for i in 0..self.slots.slots() {
+            let Read::Live(st, [hi, lo]) = self.slots.read::<2>(i) else {
                 continue;
-            }
-            let key = (u128::from(s.key[0].load(Ordering::Relaxed)) << 64)
-                | u128::from(s.key[1].load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if s.state.load(Ordering::Relaxed) != st {
+            };
+            if st <= now {
                 continue;
             }
             out.push(DynElement {
-                key,
+                key: join(hi, lo),
                 expires_ns: (st != NEVER).then(|| st - now),
             });
         }
@@ -350,12 +308,8 @@ impl DynStore {
         let Some(i) = self.lookup(key, now) else {
             return false;
         };
-        let s = &self.slots[i].state;
-        let st = s.load(Ordering::Relaxed);
-        if st > DEAD
-            && s.compare_exchange(st, BUSY, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
+        let st = self.slots.state(i).load(Ordering::Relaxed);
+        if st > DEAD && self.slots.claim(i, st) {
             self.retire(i);
             return true;
         }
@@ -368,6 +322,11 @@ fn halves(key: u128) -> [u64; 2] {
     let b = key.to_be_bytes();
     let (hi, lo) = b.split_at(8);
     [hi, lo].map(|h| u64::from_be_bytes(h.try_into().unwrap_or_default()))
+}
+
+/// A key from its high and low halves.
+fn join(hi: u64, lo: u64) -> u128 {
+    u128::from(hi) << 64 | u128::from(lo)
 }
 
 /// What a store was built for: a new generation adopts the old generation's store (and
