@@ -114,6 +114,12 @@ drop_reasons! {
     /// A helper could not add its expectation: `nf_conntrack_expect_max` reached (Linux's
     /// helpers drop the announcing packet).
     HelperExpectFull = "helper_expect_full",
+    /// FTP NAT could not rewrite an announcement (Linux: "cannot mangle packet"): the
+    /// rewritten segment does not fit the buffer or the output MTU, its datagram was
+    /// reassembled from fragments and would change length, every sequence-adjustment
+    /// record is in use, a grown segment waits for its next hop's address, or its TCP
+    /// options are malformed for the sequence adjustment.
+    HelperMangle = "helper_mangle",
 }
 
 #[cfg(test)]

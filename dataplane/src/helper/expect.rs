@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// defined beside it so that conntrack does not import the helpers).
 pub use crate::conntrack::tunables::MAX_EXPECT;
 use crate::slots::{DEAD, EMPTY, Read, SlotStore};
-const WORDS: usize = 11;
+const WORDS: usize = 15;
 /// Slots one add at the limit sweeps for expired expectations.
 const GC_STEP: usize = 256;
 
@@ -49,6 +49,20 @@ pub struct Expectation {
     /// The worker that holds the master and the master's entry id there.
     pub master_worker: u16,
     pub master_id: u32,
+    /// Where the expected connection is translated when the master is NATed (Linux's
+    /// `nf_nat_follow_master`); `None`: the rules' NAT chains decide, as for any
+    /// connection.
+    pub nat: Option<ExpectNat>,
+}
+
+/// The translation of an expected connection that follows its NATed master: its source
+/// becomes `src` (the port kept if free) and its destination `dst`:`dport` (the address
+/// and port the announcement named before FTP NAT rewrote them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectNat {
+    pub src: Addr,
+    pub dst: Addr,
+    pub dport: u16,
 }
 
 /// Counters by Linux's `conntrack -S` names where they exist.
@@ -94,6 +108,8 @@ fn meta(e: &Expectation) -> u64 {
         | u64::from(e.proto) << 8
         | u64::from(e.dport) << 16
         | u64::from(e.helper as u8) << 32
+        | e.nat
+            .map_or(0, |n| 1 << 40 | u64::from(n.dport) << 48)
 }
 
 #[allow(clippy::cast_possible_truncation)] // the low half, on purpose
@@ -111,6 +127,11 @@ fn encode(e: &Expectation) -> [u64; WORDS] {
     let [d0, d1] = halves(e.dst);
     let [m0, m1] = halves(e.master.src);
     let [m2, m3] = halves(e.master.dst);
+    let nat = e.nat.map_or([0; 4], |n| {
+        let [a, b] = halves(n.src);
+        let [c, d] = halves(n.dst);
+        [a, b, c, d]
+    });
     [
         s0,
         s1,
@@ -126,6 +147,10 @@ fn encode(e: &Expectation) -> [u64; WORDS] {
             | u64::from(e.master.dport) << 16
             | u64::from(e.master.proto) << 32
             | u64::from(e.master.zone) << 40,
+        nat[0],
+        nat[1],
+        nat[2],
+        nat[3],
     ]
 }
 
@@ -155,6 +180,11 @@ fn decode(w: &[u64; WORDS]) -> Option<Expectation> {
         },
         master_worker: (w[5] >> 32) as u16,
         master_id: w[5] as u32,
+        nat: (w[4] >> 40 & 1 == 1).then(|| ExpectNat {
+            src: addr(w[11], w[12]),
+            dst: addr(w[13], w[14]),
+            dport: (w[4] >> 48) as u16,
+        }),
     })
 }
 
@@ -273,6 +303,27 @@ impl ExpectTable {
         }
         self.full.fetch_add(1, Ordering::Relaxed);
         Err(ExpectError::Full)
+    }
+
+    /// Whether a live expectation of this tuple belongs to another master than
+    /// (`worker`, `id`): FTP NAT then announces the next port (Linux's
+    /// `nf_nat_exp_find_port`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn held_by_other(
+        &self,
+        family: Family,
+        proto: u8,
+        src: Addr,
+        dst: Addr,
+        dport: u16,
+        (worker, id): (u16, u32),
+        now: u64,
+    ) -> bool {
+        let k = key_words(family, proto, src, dst, dport);
+        self.find(&k, now).is_some_and(|i| {
+            self.read(i, now)
+                .is_some_and(|(_, w)| w[5] != u64::from(worker) << 32 | u64::from(id))
+        })
     }
 
     fn find(&self, k: &[u64; 5], now: u64) -> Option<usize> {
@@ -395,6 +446,7 @@ mod tests {
             },
             master_worker: 3,
             master_id: id,
+            nat: None,
         }
     }
 
@@ -462,6 +514,25 @@ mod tests {
         assert!(l.iter().any(|(e, left)| e.dport == 2 && *left == 1_990));
         assert_eq!(t.flush(10), 2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn the_nat_of_an_expectation_round_trips_and_other_masters_are_seen() {
+        let t = ExpectTable::new(16);
+        let e = Expectation {
+            nat: Some(ExpectNat {
+                src: a(7),
+                dst: Addr::from_v4([198, 18, 0, 9]),
+                dport: 40_001,
+            }),
+            ..exp(5000, 4)
+        };
+        t.insert(&e, 1_000, 0).unwrap();
+        assert!(!t.held_by_other(Family::V4, proto::TCP, a(1), a(2), 5000, (3, 4), 1));
+        assert!(t.held_by_other(Family::V4, proto::TCP, a(1), a(2), 5000, (3, 5), 1));
+        assert!(!t.held_by_other(Family::V4, proto::TCP, a(1), a(2), 5001, (3, 5), 1));
+        assert_eq!(t.list(1)[0].0, e);
+        assert_eq!(t.take(Family::V4, proto::TCP, a(1), a(2), 5000, 1), Some(e));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The worker's side of connection helpers (`crate::helper`, docs/helpers.md): which of
 //! this worker's connections has a helper or was expected, the expectation a first packet
-//! took, and the inspection of a helper connection's payload on the full path.
+//! took, and the inspection of a helper connection's payload on the full path; with NAT,
+//! the rewrite of FTP's announcement text, the TCP sequence adjustment that follows it
+//! (`helper/ftp_nat.rs`, `helper/seqadj.rs`), and the NAT of an expected connection that
+//! follows its master's.
 //!
 //! Nothing here runs for a packet until a connection with a helper or an expected
 //! connection has been confirmed on this worker (`used`), apart from one load of the
@@ -10,12 +13,42 @@ use super::{CtInfo, Pipeline};
 use crate::conntrack::table::SYNCED;
 use crate::conntrack::{Direction, EntryId, FlowKey};
 use crate::drop::DropReason;
-use crate::helper::ftp::{self, FtpError, FtpKind};
-use crate::helper::{EXPECT_TIMEOUT_S, ExpectTable, Expectation, HelperKind, tftp};
+use crate::helper::ftp::{self, FtpError};
+use crate::helper::ftp_nat::{self, MAX_TEXT};
+use crate::helper::seqadj::SeqAdj;
+use crate::helper::{EXPECT_TIMEOUT_S, ExpectNat, ExpectTable, Expectation, HelperKind, tftp};
+use crate::nat::{NatAction, NatFlags, NatKind, NatRange};
 use crate::rules::ct_state;
-use crate::wire::{IpInfo, L4Info, proto};
+use crate::route::Mac;
+use crate::wire::{IpInfo, L2Info, L4Info, TcpFlags, proto};
 use crate::worker::Action;
 use std::sync::Arc;
+
+/// Sequence-adjustment records of a worker: connections whose FTP NAT changed a
+/// segment's length (128 KiB per worker).
+const SEQADJ_RECORDS: usize = 4096;
+
+/// Ports FTP NAT tries, from the announced one up, for an expectation that another
+/// master's does not already hold.
+const PORT_TRIES: u16 = 64;
+
+/// One connection's sequence adjustment, for entry `id - 1` (0: free) whose slot has
+/// `tag`.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeqAdjRec {
+    id: u32,
+    tag: u32,
+    adj: SeqAdj,
+}
+
+/// The announcement text FTP NAT writes over the parser's span of the payload.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rewrite {
+    start: usize,
+    end: usize,
+    text: [u8; MAX_TEXT],
+    len: usize,
+}
 
 /// Helper state of one entry slot (by [`EntryId`]); `tag` tells a stale slot (an entry
 /// inserted without the pipeline, by HA sync) from the entry it was written for.
@@ -26,6 +59,8 @@ struct Slot {
     tag: u32,
     /// The slot of the master's last expectation in the table, plus one (0: none).
     expect: u32,
+    /// Its sequence-adjustment record, plus one (0: none).
+    seqadj: u32,
 }
 
 /// Helper counters of one worker.
@@ -53,6 +88,9 @@ pub(crate) struct HelperState {
     pub(super) counters: HelperCounters,
     /// The entry the packet being processed confirmed.
     last_confirmed: Option<EntryId>,
+    seqadj: Vec<SeqAdjRec>,
+    /// Where the search for a free sequence-adjustment record starts.
+    seqadj_next: usize,
 }
 
 fn tag(k: &FlowKey) -> u32 {
@@ -71,6 +109,8 @@ impl HelperState {
             taken: None,
             counters: HelperCounters::default(),
             last_confirmed: None,
+            seqadj: vec![SeqAdjRec::default(); SEQADJ_RECORDS],
+            seqadj_next: 0,
         }
     }
 
@@ -78,6 +118,13 @@ impl HelperState {
     /// ever used on this worker and the packet neither set one nor took an expectation.
     pub(super) fn idle(&self) -> bool {
         !self.used && self.pending.is_none() && self.taken.is_none()
+    }
+
+    /// The sequence adjustment of entry `id` (original tuple `orig`), if it has one.
+    fn seqadj_of(&self, id: EntryId, orig: &FlowKey) -> Option<SeqAdj> {
+        let s = self.slot(id, orig)?;
+        let r = self.seqadj.get((s.seqadj as usize).checked_sub(1)?)?;
+        (r.id == id.0.wrapping_add(1) && r.tag == s.tag).then_some(r.adj)
     }
 
     fn slot(&self, id: EntryId, orig: &FlowKey) -> Option<Slot> {
@@ -131,11 +178,20 @@ impl HelperState {
         }
         self.used = true;
         if let Some(s) = self.slots.get_mut(id.0 as usize) {
+            // The entry the slot was written for is gone: so is its adjustment.
+            if let Some(r) = (s.seqadj as usize)
+                .checked_sub(1)
+                .and_then(|i| self.seqadj.get_mut(i))
+                && r.id == id.0.wrapping_add(1)
+            {
+                r.id = 0;
+            }
             *s = Slot {
                 kind,
                 expected,
                 tag: tag(orig),
                 expect: 0,
+                seqadj: 0,
             };
         }
     }
@@ -204,41 +260,252 @@ impl Pipeline {
         status & !u32::from(SYNCED) | u32::from(expected)
     }
 
-    /// A forwarded packet, after confirmation: runs its connection's helper. `Some`: the
-    /// helper dropped it.
-    pub(super) fn helper_inspect(
+    /// The end of forwarding once every hook accepted and the connection is confirmed:
+    /// runs the connection's helper (an announcement makes an expectation; with NAT its
+    /// text is rewritten, `Action::Reply` from `scratch` where the frame grew), adjusts
+    /// the TCP sequence numbers of a connection whose length changed, then MSS / DSCP
+    /// and [`Pipeline::send_out`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn helper_send(
         &mut self,
         ct: CtInfo,
-        ip: &IpInfo,
-        frame: &[u8],
-    ) -> Option<Action> {
-        if !self.helpers.used {
-            return None;
-        }
-        let (id, dir) = ct.entry.or(self
+        frame: &mut [u8],
+        scratch: &mut [u8],
+        (l2, ip): (&L2Info, &IpInfo),
+        target: Option<FlowKey>,
+        port: u16,
+        dst_mac: Option<Mac>,
+    ) -> Action {
+        let entry = ct.entry.or(self
             .helpers
             .last_confirmed
-            .map(|id| (id, Direction::Original)))?;
-        match self.run_helper(id, dir, ip, frame) {
-            Ok(()) => None,
-            Err(r) => Some(self.drop(r)),
+            .map(|id| (id, Direction::Original)));
+        let Some((id, dir)) = entry.filter(|_| self.helpers.used) else {
+            self.clamp_mss(frame, ip);
+            return self.send_out(frame, l2, ip, ct, target, port, dst_mac);
+        };
+        let rewrite = match self.run_helper(id, dir, ip, frame) {
+            Ok(r) => r,
+            Err(r) => return self.drop(r),
+        };
+        let (len, ip, grown) = match rewrite {
+            None => (frame.len(), *ip, false),
+            Some(rw) => match self.ftp_mangle(id, dir, ip, frame, scratch, port, &rw) {
+                Ok((n, new_ip)) if n <= frame.len() => {
+                    frame[..n].copy_from_slice(&scratch[..n]);
+                    (n, new_ip, false)
+                }
+                Ok((n, new_ip)) => (n, new_ip, true),
+                Err(r) => return self.drop(r),
+            },
+        };
+        let buf = if grown {
+            &mut scratch[..len]
+        } else {
+            &mut frame[..len]
+        };
+        if let Some(orig) = self.ct.tuple(id, Direction::Original)
+            && let Some(adj) = self.helpers.seqadj_of(id, &orig)
+            && adj.active()
+            && matches!(ip.l4, Some(L4Info::Tcp(_)))
+        {
+            let l4 = usize::from(ip.l4_off);
+            let end = usize::from(ip.l3_off) + usize::from(ip.ip_len);
+            let adjusted = buf
+                .get_mut(l4..end)
+                .is_some_and(|seg| adj.adjust(dir.index(), seg).is_ok());
+            if !adjusted {
+                return self.drop(DropReason::HelperMangle);
+            }
+        }
+        if grown && dst_mac.is_none() {
+            // A grown frame lives in the scratch buffer, which the slow path does not
+            // take: dropped (the sender retransmits once the neighbour is resolved).
+            return self.drop(DropReason::HelperMangle);
+        }
+        self.clamp_mss(buf, &ip);
+        match self.send_out(buf, l2, &ip, ct, target, port, dst_mac) {
+            Action::Forward { port, len } if grown => Action::Reply { port, len },
+            a => a,
         }
     }
 
+    /// FTP NAT of one announcement: the frame rebuilt into `scratch` with `rw`'s text,
+    /// the length change recorded for the sequence adjustment of direction `dir`.
+    /// Returns the new frame's length and summary.
+    #[allow(clippy::too_many_arguments)]
+    fn ftp_mangle(
+        &mut self,
+        id: EntryId,
+        dir: Direction,
+        ip: &IpInfo,
+        frame: &[u8],
+        scratch: &mut [u8],
+        port: u16,
+        rw: &Rewrite,
+    ) -> Result<(usize, IpInfo), DropReason> {
+        let Some(L4Info::Tcp(t)) = ip.l4 else {
+            return Err(DropReason::HelperMangle);
+        };
+        let (n, new_ip) = ftp_nat::mangle(
+            frame,
+            ip,
+            (rw.start, rw.end),
+            &rw.text[..rw.len],
+            scratch,
+        )
+        .map_err(|_| DropReason::HelperMangle)?;
+        let delta = i32::from(new_ip.ip_len) - i32::from(ip.ip_len);
+        if delta == 0 {
+            return Ok((n, new_ip));
+        }
+        // A reassembled datagram leaves as its fragments' boundaries allow: the same
+        // length only. A segment the output MTU no longer takes is not sent either.
+        let mtu = self
+            .ports
+            .get(usize::from(port))
+            .map_or(u16::MAX, |p| p.mtu);
+        if self.frag.in_datagram() || new_ip.ip_len > mtu {
+            return Err(DropReason::HelperMangle);
+        }
+        let Some(i) = self.seqadj_record(id) else {
+            return Err(DropReason::HelperMangle);
+        };
+        self.helpers.seqadj[i].adj.set(dir.index(), t.seq, delta);
+        Ok((n, new_ip))
+    }
+
+    /// The sequence-adjustment record of helper connection `id`: its own, else a free
+    /// one, else one whose connection is gone (`None`: every record is in use).
+    fn seqadj_record(&mut self, id: EntryId) -> Option<usize> {
+        let orig = self.ct.tuple(id, Direction::Original)?;
+        let h = &mut self.helpers;
+        let s = h.slot(id, &orig)?;
+        let own = (s.seqadj as usize).checked_sub(1);
+        if let Some(i) = own
+            && h.seqadj.get(i).is_some_and(|r| r.id == id.0 + 1 && r.tag == s.tag)
+        {
+            return Some(i);
+        }
+        let n = h.seqadj.len();
+        let ct = &self.ct;
+        let slots = &h.slots;
+        let free = (0..n).map(|k| (h.seqadj_next + k) % n).find(|&i| {
+            let r = h.seqadj[i];
+            let Some(rid) = r.id.checked_sub(1) else {
+                return true;
+            };
+            let live = slots.get(rid as usize).is_some_and(|o| {
+                o.seqadj as usize == i + 1
+                    && o.tag == r.tag
+                    && ct
+                        .tuple(EntryId(rid), Direction::Original)
+                        .is_some_and(|k| tag(&k) == r.tag)
+            });
+            !live
+        })?;
+        h.seqadj[free] = SeqAdjRec {
+            id: id.0 + 1,
+            tag: s.tag,
+            adj: SeqAdj::default(),
+        };
+        if let Some(slot) = h.slots.get_mut(id.0 as usize) {
+            slot.seqadj = u32::try_from(free + 1).unwrap_or(0);
+        }
+        h.seqadj_next = (free + 1) % n;
+        Some(free)
+    }
+
+    /// What the connection tracker sees of a packet of entry `id` travelling in `dir`:
+    /// with a sequence adjustment, its ack in the raw space of the other direction's
+    /// sender (Linux's `receiver_offset` in `tcp_in_window`). `None`: the packet as is.
+    pub(super) fn helper_unadjust(
+        &self,
+        id: EntryId,
+        dir: Direction,
+        ip: &IpInfo,
+    ) -> Option<IpInfo> {
+        if !self.helpers.used {
+            return None;
+        }
+        let Some(L4Info::Tcp(mut t)) = ip.l4 else {
+            return None;
+        };
+        let orig = self.ct.tuple(id, Direction::Original)?;
+        let adj = self.helpers.seqadj_of(id, &orig)?;
+        if !adj.active() || !t.flags.contains(TcpFlags::ACK) {
+            return None;
+        }
+        t.ack = adj.unadjust_ack(dir.index(), t.ack);
+        Some(IpInfo {
+            l4: Some(L4Info::Tcp(t)),
+            ..*ip
+        })
+    }
+
+    /// Prerouting NAT of a first packet: an expected connection whose expectation carries
+    /// its master's NAT gets that destination (Linux's `nf_nat_follow_master`: the NAT
+    /// chains are not consulted for it); any other keeps the rules' decision.
+    pub(super) fn helper_follow_dnat(
+        &self,
+        rules: Option<NatAction>,
+        ip: &IpInfo,
+    ) -> Option<NatAction> {
+        let Some(n) = self.helpers.taken.and_then(|e| e.nat) else {
+            return rules;
+        };
+        let dport = match ip.l4 {
+            Some(L4Info::Tcp(t)) => t.dport,
+            Some(L4Info::Udp { dport, .. }) => dport,
+            _ => return None,
+        };
+        (n.dst != ip.dst || n.dport != dport).then_some(NatAction {
+            kind: NatKind::Dnat,
+            range: NatRange {
+                addr: Some((n.dst, n.dst)),
+                ports: Some((n.dport, n.dport)),
+            },
+            flags: NatFlags::default(),
+        })
+    }
+
+    /// Postrouting NAT of a first packet, as [`Pipeline::helper_follow_dnat`]: the
+    /// master's source address for an expected connection that follows it (its port
+    /// kept where free).
+    pub(super) fn helper_follow_snat(
+        &self,
+        rules: Option<NatAction>,
+        ip: &IpInfo,
+    ) -> Option<NatAction> {
+        let Some(n) = self.helpers.taken.and_then(|e| e.nat) else {
+            return rules;
+        };
+        (n.src != ip.src).then_some(NatAction {
+            kind: NatKind::Snat,
+            range: NatRange {
+                addr: Some((n.src, n.src)),
+                ports: None,
+            },
+            flags: NatFlags::default(),
+        })
+    }
+
     /// Runs entry `id`'s helper over a forwarded packet travelling in `dir` (before NAT
-    /// rewrites it): an announcement makes an expectation. `Err`: drop the packet.
+    /// rewrites it): an announcement makes an expectation, and where the connection is
+    /// NATed its text is to be rewritten (`Some`, Linux's `nf_nat_ftp`). `Err`: drop the
+    /// packet.
     pub(super) fn run_helper(
         &mut self,
         id: EntryId,
         dir: Direction,
         ip: &IpInfo,
         frame: &[u8],
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<Rewrite>, DropReason> {
         let Some(orig) = self.ct.tuple(id, Direction::Original) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(kind) = self.helpers.helper_of(id, &orig) else {
-            return Ok(());
+            return Ok(None);
         };
         let end = usize::from(ip.l3_off) + usize::from(ip.ip_len);
         let (payload_len, from_client) = match (kind, ip.l4) {
@@ -246,60 +513,72 @@ impl Pipeline {
             (HelperKind::Tftp, Some(L4Info::Udp { .. })) if dir == Direction::Original => {
                 (ip.ip_len.saturating_sub(ip.l4_off - ip.l3_off + 8), true)
             }
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
         if payload_len == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let Some(payload) = frame.get(end - usize::from(payload_len)..end) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(reply) = self.ct.tuple(id, Direction::Reply) else {
-            return Ok(());
+            return Ok(None);
         };
-        // The data connection comes from the other side (its address as the other
-        // direction's tuple has it), Linux's `tuplehash[!dir].tuple.src`.
-        let peer = match dir {
-            Direction::Original => reply.src,
-            Direction::Reply => orig.src,
+        // `this` is the packet's direction's tuple, `other` the other one's. The data
+        // connection comes from the other side to where this packet goes after NAT:
+        // Linux's `tuplehash[!dir].tuple.src` and `.dst`.
+        let (this, other) = match dir {
+            Direction::Original => (orig, reply),
+            Direction::Reply => (reply, orig),
         };
-        let (dst, dport, proto) = match kind {
+        let (line, announced) = match kind {
             HelperKind::Tftp => {
                 if !tftp::is_request(payload) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 // The server answers from a new port to the client's port: the reply
                 // tuple's destination (`nf_conntrack_tftp.c`).
-                (reply.dst, reply.dport, proto::UDP)
+                (None, this.sport)
             }
             HelperKind::Ftp => match ftp::parse(payload, from_client, ip.family) {
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(FtpError::Partial) => return Err(DropReason::HelperPartial),
                 Err(FtpError::Malformed) => {
                     self.helpers.counters.malformed += 1;
-                    return Ok(());
+                    return Ok(None);
                 }
                 Ok(Some(line)) => {
-                    let addr = line.addr.unwrap_or(ip.src);
                     // Linux records only an address that is the sender's own.
-                    if addr != ip.src && line.kind != FtpKind::Epsv {
+                    if line.addr.is_some_and(|a| a != ip.src) {
                         self.helpers.counters.malformed += 1;
-                        return Ok(());
+                        return Ok(None);
                     }
-                    (addr, line.port, proto::TCP)
+                    (Some(line), line.port)
                 }
             },
         };
-        let e = Expectation {
+        // A NATed master (Linux's `IPS_NAT_MASK`): the expected connection follows its
+        // NAT, and an FTP line is rewritten to the address the other side sees.
+        let natted = reply != orig.inverse();
+        let (proto, dport) = match kind {
+            HelperKind::Tftp => (proto::UDP, other.dport),
+            HelperKind::Ftp => (proto::TCP, announced),
+        };
+        let mut e = Expectation {
             family: ip.family,
             proto,
-            src: peer,
-            dst,
+            src: other.src,
+            dst: other.dst,
             dport,
             helper: kind,
             master: orig,
             master_worker: self.worker_id,
             master_id: id.0,
+            nat: natted.then_some(ExpectNat {
+                src: this.dst,
+                dst: this.src,
+                dport: announced,
+            }),
         };
         let now = self.now_ns;
         let h = &mut self.helpers;
@@ -308,6 +587,26 @@ impl Pipeline {
             && s.expect != 0
         {
             h.expect.remove(s.expect - 1, e.master_worker, id.0, now);
+        }
+        if natted && kind == HelperKind::Ftp {
+            // Linux's `nf_nat_exp_find_port`: the announced port, else the next one
+            // that no other master's expectation holds.
+            let mut tries = 0;
+            while h.expect.held_by_other(
+                e.family,
+                e.proto,
+                e.src,
+                e.dst,
+                e.dport,
+                (e.master_worker, e.master_id),
+                now,
+            ) {
+                tries += 1;
+                e.dport = e.dport.wrapping_add(1);
+                if tries == PORT_TRIES || e.dport == 0 {
+                    return Err(DropReason::HelperExpectFull);
+                }
+            }
         }
         match h
             .expect
@@ -318,9 +617,24 @@ impl Pipeline {
                     s.expect = slot + 1;
                 }
                 h.counters.announced += 1;
-                Ok(())
             }
-            Err(_) => Err(DropReason::HelperExpectFull),
+            Err(_) => return Err(DropReason::HelperExpectFull),
         }
+        let Some(line) = line.filter(|_| natted) else {
+            return Ok(None);
+        };
+        let mut rw = Rewrite {
+            start: line.start,
+            end: line.end,
+            text: [0; MAX_TEXT],
+            len: 0,
+        };
+        rw.len = ftp_nat::format(line.kind, ip.family, e.dst, e.dport, &mut rw.text)
+            .ok_or(DropReason::HelperMangle)?;
+        // The same text (a master NATed on the other side only): nothing to rewrite.
+        if payload.get(line.start..line.end) == Some(&rw.text[..rw.len]) {
+            return Ok(None);
+        }
+        Ok(Some(rw))
     }
 }

@@ -269,6 +269,7 @@ fn a_partial_line_is_dropped_and_a_full_table_drops_the_announcement() {
             },
             master_worker: 5,
             master_id: 999,
+            nat: None,
         }
     };
     t.insert(&stranger, u64::MAX - 1, 0).unwrap();

@@ -856,6 +856,7 @@ impl Pipeline {
             }
         }
         let (pre, dnat) = self.eval(Hook::Prerouting, &ip, Some(in_port), None, ct);
+        let dnat = self.helper_follow_dnat(dnat, &ip);
         if let Some(a) = self.apply(pre, in_port, frame, &l2, &ip, scratch) {
             return a;
         }
@@ -1067,7 +1068,12 @@ impl Pipeline {
             && !matches!(ip.l4, Some(L4Info::IcmpError { .. }))
         {
             match self.lookup_or_miss(&key) {
-                Ok((id, dir)) => match self.ct.update(id, dir, ip, now) {
+                Ok((id, dir)) => match self.ct.update(
+                    id,
+                    dir,
+                    self.helper_unadjust(id, dir, ip).as_ref().unwrap_or(ip),
+                    now,
+                ) {
                     Outcome::Tracked { ct, destroyed, .. } => {
                         return CtInfo {
                             bit: state_bit(ct),
@@ -1676,6 +1682,7 @@ impl Pipeline {
                 snat = n;
             }
         }
+        let snat = self.helper_follow_snat(snat, ip);
         self.cache_accept();
         let target = match self.bind_new(ct, ip, nat, snat, in_port, Some(port)) {
             Ok(Some(nc)) if self.staged_new && self.helpers.idle() => {
@@ -1689,12 +1696,8 @@ impl Pipeline {
             Ok(t) => t,
             Err(a) => return a,
         };
-        if let Some(a) = self.helper_inspect(ct, ip, frame) {
-            return a;
-        }
         let dst_mac = self.neigh.lookup(port, neighbor);
-        self.clamp_mss(frame, ip);
-        self.send_out(frame, l2, ip, ct, target, port, dst_mac)
+        self.helper_send(ct, frame, scratch, (l2, ip), target, port, dst_mac)
     }
 }
 

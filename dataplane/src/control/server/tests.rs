@@ -1882,6 +1882,7 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
         master,
         master_worker: 1,
         master_id: 7,
+        nat: None,
     };
     let now = 1_000_000_000;
     t.insert(&e, now + 299_500_000_000, now).unwrap();
