@@ -108,8 +108,7 @@ fn meta(e: &Expectation) -> u64 {
         | u64::from(e.proto) << 8
         | u64::from(e.dport) << 16
         | u64::from(e.helper as u8) << 32
-        | e.nat
-            .map_or(0, |n| 1 << 40 | u64::from(n.dport) << 48)
+        | e.nat.map_or(0, |n| 1 << 40 | u64::from(n.dport) << 48)
 }
 
 #[allow(clippy::cast_possible_truncation)] // the low half, on purpose

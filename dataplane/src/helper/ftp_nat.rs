@@ -96,7 +96,10 @@ pub fn mangle(
     out[a + text.len()..new_len].copy_from_slice(&frame[b..ip_end]);
     let len_field = match ip.family {
         Family::V4 => (l3 + 2, new_ip_len16),
-        Family::V6 => (l3 + 4, new_ip_len16.checked_sub(40).ok_or(MangleError::Span)?),
+        Family::V6 => (
+            l3 + 4,
+            new_ip_len16.checked_sub(40).ok_or(MangleError::Span)?,
+        ),
     };
     out[len_field.0..len_field.0 + 2].copy_from_slice(&len_field.1.to_be_bytes());
     let mut t2 = t;

@@ -70,7 +70,10 @@ impl Way {
     /// The offset to take back from an ack (or SACK edge) that acknowledges this
     /// direction's data, as the receiver numbered it.
     fn ack_offset(&self, ack: u32) -> i32 {
-        if after(ack.wrapping_add_signed(self.before.wrapping_neg()), self.pos) {
+        if after(
+            ack.wrapping_add_signed(self.before.wrapping_neg()),
+            self.pos,
+        ) {
             self.after
         } else {
             self.before
@@ -200,4 +203,127 @@ fn wr16(b: &mut [u8], at: usize, v: u16) {
 
 fn wr32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP header (with `opts`) and `data`, checksummed over the segment alone (the
+    /// incremental updates must keep it valid whatever the pseudo-header).
+    fn seg(seq: u32, ack: u32, flags: u8, opts: &[u8], data: &[u8]) -> Vec<u8> {
+        let hl = 20 + opts.len();
+        let mut s = vec![0u8; hl];
+        s[4..8].copy_from_slice(&seq.to_be_bytes());
+        s[8..12].copy_from_slice(&ack.to_be_bytes());
+        s[12] = u8::try_from(hl / 4).unwrap() << 4;
+        s[13] = flags;
+        s[20..].copy_from_slice(opts);
+        s.extend_from_slice(data);
+        let c = checksum::checksum(&s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        s
+    }
+
+    fn valid(s: &[u8]) -> bool {
+        checksum::verify(checksum::sum(s))
+    }
+
+    #[test]
+    fn offsets_before_and_after_each_correction() {
+        let mut a = SeqAdj::default();
+        assert!(!a.active());
+        // The client's segment at 1000 grew by 3, then the one at 2000 shrank by 1.
+        assert!(a.set(0, 1000, 3));
+        assert!(a.set(0, 2000, -1));
+        assert!(a.active());
+        let w = a.way[0];
+        assert_eq!((w.pos, w.before, w.after), (2000, 3, 2));
+        assert_eq!(
+            w.offset(1000),
+            3,
+            "an older segment: before the last correction"
+        );
+        assert_eq!(w.offset(2000), 3, "the corrected segment itself");
+        assert_eq!(w.offset(2001), 2);
+        // A retransmission of either corrected segment changes nothing.
+        assert!(!a.set(0, 2000, -1));
+        assert!(!a.set(0, 1000, 3));
+        assert_eq!(a.way[0], w);
+        // The other direction is untouched; zero changes are not recorded.
+        assert_eq!(a.way[1], Way::default());
+        assert!(!a.set(1, 5, 0));
+        // Sequence numbers wrap.
+        let mut b = SeqAdj::default();
+        b.set(1, u32::MAX - 2, 5);
+        assert_eq!(b.way[1].offset(3), 5);
+        assert_eq!(b.way[1].offset(u32::MAX - 3), 0);
+    }
+
+    #[test]
+    fn seq_moves_forward_and_ack_back_with_the_checksum_kept() {
+        let mut a = SeqAdj::default();
+        a.set(0, 1000, 3);
+        // Client data after the correction: seq + 3.
+        let mut s = seg(1030, 77, 0x18, &[], b"LIST\r\n");
+        a.adjust(0, &mut s).unwrap();
+        assert_eq!(u32::from_be_bytes(s[4..8].try_into().unwrap()), 1033);
+        assert_eq!(u32::from_be_bytes(s[8..12].try_into().unwrap()), 77);
+        assert!(valid(&s));
+        // The server acks what the client sent as the server saw it: 1033 + 6 is the
+        // client's 1036 + 3; an ack of the corrected segment's own bytes maps with the
+        // offset before it.
+        let mut s = seg(77, 1039, 0x10, &[], b"");
+        a.adjust(1, &mut s).unwrap();
+        assert_eq!(u32::from_be_bytes(s[8..12].try_into().unwrap()), 1036);
+        assert!(valid(&s));
+        let mut s = seg(77, 1000, 0x10, &[], b"");
+        a.adjust(1, &mut s).unwrap();
+        assert_eq!(u32::from_be_bytes(s[8..12].try_into().unwrap()), 1000);
+        // Without ACK the ack field is left alone.
+        let mut s = seg(77, 1039, 0x02, &[], b"");
+        a.adjust(1, &mut s).unwrap();
+        assert_eq!(u32::from_be_bytes(s[8..12].try_into().unwrap()), 1039);
+        // The tracker's view of the server's ack, in the client's raw space.
+        assert_eq!(a.unadjust_ack(1, 1039), 1036);
+        assert_eq!(a.unadjust_ack(1, 1001), 1001);
+    }
+
+    #[test]
+    fn sack_blocks_move_back_at_any_alignment() {
+        let mut a = SeqAdj::default();
+        a.set(0, 1000, -2);
+        // NOP NOP SACK(2 blocks): even offsets; then a lone NOP before SACK: odd ones.
+        for pre in [&[1u8, 1][..], &[1u8, 1, 1][..]] {
+            let mut o = pre.to_vec();
+            o.extend_from_slice(&[5, 18]);
+            for v in [2000u32, 2100, 900, 950] {
+                o.extend_from_slice(&v.to_be_bytes());
+            }
+            while o.len() % 4 != 0 {
+                o.push(0);
+            }
+            let mut s = seg(5, 2000, 0x10, &o, b"");
+            a.adjust(1, &mut s).unwrap();
+            let at = 20 + pre.len() + 2;
+            let e: Vec<u32> = (0..4)
+                .map(|k| u32::from_be_bytes(s[at + 4 * k..at + 4 * k + 4].try_into().unwrap()))
+                .collect();
+            assert_eq!(e, [2002, 2102, 900, 950], "after the correction: +2");
+            assert!(valid(&s), "checksum with prefix {pre:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_options_are_refused() {
+        let mut a = SeqAdj::default();
+        a.set(0, 1000, 1);
+        // An option whose length runs past the header.
+        let mut s = seg(5, 2000, 0x10, &[5, 30, 0, 0], b"");
+        assert_eq!(a.adjust(1, &mut s), Err(BadOptions));
+        let mut s = seg(5, 2000, 0x10, &[8, 1, 0, 0], b"");
+        assert_eq!(a.adjust(1, &mut s), Err(BadOptions));
+        let mut short = vec![0u8; 19];
+        assert_eq!(a.adjust(1, &mut short), Err(BadOptions));
+    }
 }

@@ -18,8 +18,8 @@ use crate::helper::ftp_nat::{self, MAX_TEXT};
 use crate::helper::seqadj::SeqAdj;
 use crate::helper::{EXPECT_TIMEOUT_S, ExpectNat, ExpectTable, Expectation, HelperKind, tftp};
 use crate::nat::{NatAction, NatFlags, NatKind, NatRange};
-use crate::rules::ct_state;
 use crate::route::Mac;
+use crate::rules::ct_state;
 use crate::wire::{IpInfo, L2Info, L4Info, TcpFlags, proto};
 use crate::worker::Action;
 use std::sync::Arc;
@@ -347,14 +347,9 @@ impl Pipeline {
         let Some(L4Info::Tcp(t)) = ip.l4 else {
             return Err(DropReason::HelperMangle);
         };
-        let (n, new_ip) = ftp_nat::mangle(
-            frame,
-            ip,
-            (rw.start, rw.end),
-            &rw.text[..rw.len],
-            scratch,
-        )
-        .map_err(|_| DropReason::HelperMangle)?;
+        let (n, new_ip) =
+            ftp_nat::mangle(frame, ip, (rw.start, rw.end), &rw.text[..rw.len], scratch)
+                .map_err(|_| DropReason::HelperMangle)?;
         let delta = i32::from(new_ip.ip_len) - i32::from(ip.ip_len);
         if delta == 0 {
             return Ok((n, new_ip));
@@ -383,7 +378,9 @@ impl Pipeline {
         let s = h.slot(id, &orig)?;
         let own = (s.seqadj as usize).checked_sub(1);
         if let Some(i) = own
-            && h.seqadj.get(i).is_some_and(|r| r.id == id.0 + 1 && r.tag == s.tag)
+            && h.seqadj
+                .get(i)
+                .is_some_and(|r| r.id == id.0 + 1 && r.tag == s.tag)
         {
             return Some(i);
         }

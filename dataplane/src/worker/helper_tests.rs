@@ -40,7 +40,7 @@ fn pipeline(
     pipeline_with(RULES, worker, workers, expect)
 }
 
-fn pipeline_with(
+pub(super) fn pipeline_with(
     rules: &str,
     worker: u16,
     workers: u16,

@@ -155,6 +155,8 @@ mod first_tests;
 #[cfg(test)]
 mod frag_tests;
 #[cfg(test)]
+mod ftp_nat_tests;
+#[cfg(test)]
 mod helper_tests;
 #[cfg(test)]
 mod mss_tests;
