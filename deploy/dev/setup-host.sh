@@ -21,6 +21,8 @@ packages=(
     clang libclang-dev
     # reference hosts and the kernel as semantic reference in tests
     iproute2 ethtool nftables iptables conntrack iputils-ping netcat-openbsd tcpdump python3-scapy
+    # the FTP server of the FTP helper e2e test (curl is its client)
+    python3-pyftpdlib
     # deploy checks, perf plots
     systemd jq curl python3-matplotlib
     # the API fuzzer (schemathesis from PyPI) lives in a virtual environment (make api-fuzz)
