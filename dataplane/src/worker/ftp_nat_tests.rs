@@ -5,10 +5,10 @@
 //! translated tuple, and the data connection DNATed back to the client (FTP active,
 //! EPRT over IPv6, TFTP) or to the real server (passive behind DNAT).
 
-use super::helper_tests::pipeline_with;
-use super::pipe_tests::{Pkt, assert_checksums, from_wan};
+use super::Action;
+use super::helper_tests::{pipeline_with, udp};
+use super::pipe_tests::{Pkt, assert_checksums};
 use super::pipeline::Pipeline;
-use super::{Action, SCRATCH_LEN};
 use crate::helper::{ExpectNat, ExpectTable, Expectation, HelperKind};
 use crate::wire::{self, Addr, Family, IpInfo, L4Info, Parsed, proto};
 use std::sync::Arc;
@@ -56,21 +56,7 @@ const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH_ACK: u8 = 0x18;
 
-/// Runs a frame from the lan (port 0) or the wan (port 1); the action and the frame that
-/// leaves (the scratch buffer's for a grown one).
-fn run(p: &mut Pipeline, port: u16, mut f: Vec<u8>) -> (Action, Vec<u8>) {
-    let mut s = vec![0u8; SCRATCH_LEN];
-    if port == 1 {
-        f = from_wan(f);
-    }
-    let a = p.process_handoff(port, &mut f, 1_000, &mut s);
-    let out = match a {
-        Action::Forward { len, .. } => f[..usize::from(len)].to_vec(),
-        Action::Reply { len, .. } => s[..usize::from(len)].to_vec(),
-        _ => f,
-    };
-    (a, out)
-}
+use super::helper_tests::go_out as run;
 
 fn leaves(a: Action, port: u16) -> bool {
     matches!(a, Action::Forward { port: p, .. } | Action::Reply { port: p, .. } if p == port)
@@ -407,14 +393,6 @@ fn passive_ftp_to_a_dnat_server_rewrites_227_and_the_data_connection_follows() {
 fn tftp_through_masquerade_reaches_the_client() {
     let t = Arc::new(ExpectTable::new(64));
     let (mut p, _publisher) = pipeline_with(MASQ_RULES, 0, 1, &t);
-    let udp = |k: &Pkt, sport: u16, dport: u16, payload: &[u8]| {
-        let mut l4 = vec![0u8; 8 + payload.len()];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..6].copy_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
-        l4[8..].copy_from_slice(payload);
-        k.build(proto::UDP, l4, Some(6))
-    };
     let c = Pkt::v4(CLIENT, SERVER);
     let (a, out) = run(&mut p, 0, udp(&c, 3000, 69, b"\x00\x01f\x00octet\x00"));
     assert!(leaves(a, 1), "{a:?}");
@@ -437,4 +415,48 @@ fn tftp_through_masquerade_reaches_the_client() {
         })
     ));
     assert_eq!(p.helper_counters().related, 1);
+}
+
+#[test]
+fn a_data_connection_dnated_on_another_worker_gets_its_replies_steered() {
+    use crate::nat::{Owner, SYMMETRIC_RSS_KEY, Tuple};
+    let owner = Owner::spread(&SYMMETRIC_RSS_KEY, 128, 2).unwrap();
+    // A client port whose data connection's reply (client → server:20) hashes to worker
+    // 0, while the server's first packet is taken on worker 1.
+    let (client, server) = (Addr::from_v4(CLIENT), Addr::from_v4(SERVER));
+    let dport = (50_000..51_000)
+        .find(|&p| owner.owner(&Tuple::new(client, server, proto::TCP, p, 20)) == 0)
+        .unwrap();
+    let t = Arc::new(ExpectTable::new(64));
+    let (mut w0, _p0) = pipeline_with(MASQ_RULES, 0, 2, &t);
+    let (mut w1, _p1) = pipeline_with(MASQ_RULES, 1, 2, &t);
+    let c = Pkt::v4(CLIENT, SERVER);
+    let s = Pkt::v4(SERVER, MASQ);
+    control(&mut w0, &c, |m| s.tcp(21, m, SYN | ACK, 500, 101));
+    let line = format!("PORT 198,18,0,10,{},{}\r\n", dport >> 8, dport & 0xff);
+    let (a, _) = run(
+        &mut w0,
+        0,
+        c.tcp_data(40000, 21, PSH_ACK, 101, 501, line.as_bytes()),
+    );
+    assert!(leaves(a, 1), "{a:?}");
+    let (a, out) = run(&mut w1, 1, s.tcp(20, dport, SYN, 7000, 0));
+    assert!(leaves(a, 0), "{a:?}");
+    assert_eq!(tcp(&out).1, client);
+    assert_eq!(w1.helper_counters().related, 1);
+    // The binding's steering record sends the client's answer from worker 0 to 1.
+    let st: Vec<_> = w1.take_steering().collect();
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].reply_worker, st[0].owner), (0, 1));
+    w0.add_steering(st[0]);
+    let answer = c.tcp(dport, 20, SYN | ACK, 9000, 7001);
+    let (a, _) = run(&mut w0, 0, answer.clone());
+    assert_eq!(a, Action::Handoff { worker: 1 });
+    let (a, out) = run(&mut w1, 0, answer);
+    assert!(leaves(a, 1), "{a:?}");
+    let (src, dst, sport, dp, ..) = tcp(&out);
+    assert_eq!(
+        (src, dst, sport, dp),
+        (Addr::from_v4(MASQ), server, dport, 20)
+    );
 }

@@ -75,12 +75,33 @@ const PSH_ACK: u8 = 0x18;
 
 /// Runs a frame from the lan (port 0) or the wan (port 1) as a handed-off packet (no
 /// owner check: the tests choose the worker).
-fn go(p: &mut Pipeline, port: u16, mut f: Vec<u8>) -> Action {
+fn go(p: &mut Pipeline, port: u16, f: Vec<u8>) -> Action {
+    go_out(p, port, f).0
+}
+
+/// [`go`], with the frame that leaves (the scratch buffer's for a frame that grew).
+pub(super) fn go_out(p: &mut Pipeline, port: u16, mut f: Vec<u8>) -> (Action, Vec<u8>) {
     let mut s = vec![0u8; SCRATCH_LEN];
     if port == 1 {
         f = from_wan(f);
     }
-    p.process_handoff(port, &mut f, 1_000, &mut s)
+    let a = p.process_handoff(port, &mut f, 1_000, &mut s);
+    let out = match a {
+        Action::Forward { len, .. } => f[..usize::from(len)].to_vec(),
+        Action::Reply { len, .. } => s[..usize::from(len)].to_vec(),
+        _ => f,
+    };
+    (a, out)
+}
+
+/// A UDP datagram from `k` carrying `payload`.
+pub(super) fn udp(k: &Pkt, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![0u8; 8 + payload.len()];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..6].copy_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
+    l4[8..].copy_from_slice(payload);
+    k.build(proto::UDP, l4, Some(6))
 }
 
 fn forwarded(a: Action, port: u16) -> bool {
@@ -297,14 +318,6 @@ fn tftp_answer_from_a_new_server_port_is_related() {
     let (mut p, _publisher) = pipeline(0, 1, &t);
     let c = Pkt::v4(CLIENT, SERVER);
     let s = Pkt::v4(SERVER, CLIENT);
-    let udp = |k: &Pkt, sport: u16, dport: u16, payload: &[u8]| {
-        let mut l4 = vec![0u8; 8 + payload.len()];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..6].copy_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
-        l4[8..].copy_from_slice(payload);
-        k.build(proto::UDP, l4, Some(6))
-    };
     // Without a request, the server's data is a new inbound flow: dropped.
     assert!(!forwarded(
         go(&mut p, 1, udp(&s, 3333, 50000, b"\x00\x03\x00\x01x")),
