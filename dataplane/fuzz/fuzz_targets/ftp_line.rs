@@ -59,7 +59,15 @@ fuzz_target!(|data: &[u8]| {
         adj.set(0, w(4), i32::from(sel as i8));
         adj.set(1, w(8), i32::from(payload[20] as i8));
         adj.set(0, w(4).wrapping_add(w(20)), i32::from(payload[21] as i8));
-        if adj.adjust(usize::from(sel >> 7), &mut seg).is_ok() {
+        // A segment whose bytes sum to one's-complement zero (no real one: the
+        // pseudo-header has the protocol) has two checksum forms: not compared.
+        let zero = |s: &[u8]| {
+            let mut t = s.to_vec();
+            t[16] = 0;
+            t[17] = 0;
+            matches!(checksum::fold(checksum::sum(&t)), 0 | 0xffff)
+        };
+        if !zero(&seg) && adj.adjust(usize::from(sel >> 7), &mut seg).is_ok() && !zero(&seg) {
             assert!(checksum::verify(checksum::sum(&seg)));
         }
     }

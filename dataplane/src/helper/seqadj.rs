@@ -156,7 +156,7 @@ fn sack_adjust(seg: &mut [u8], other: &Way, csum: &mut u16) -> Result<(), BadOpt
                 if i + 1 == end || len < 2 || i + len > end {
                     return Err(BadOptions);
                 }
-                if kind == SACK && len >= 10 && (len - 2) % 8 == 0 {
+                if kind == SACK && len >= 10 && (len - 2).is_multiple_of(8) {
                     let mut b = i + 2;
                     while b < i + len {
                         let old = rd32(seg, b);
@@ -181,7 +181,7 @@ fn sack_adjust(seg: &mut [u8], other: &Way, csum: &mut u16) -> Result<(), BadOpt
 /// starts at an even offset of the pseudo-header sum): an odd offset swaps the bytes'
 /// weight, so the update uses the field as the checksum reads it.
 fn update_at(csum: u16, at: usize, old: u32, new: u32) -> u16 {
-    if at % 2 == 0 {
+    if at.is_multiple_of(2) {
         return checksum::update32(csum, old, new);
     }
     // At an odd offset the bytes pair with their neighbours: rotate by 8 bits (the
