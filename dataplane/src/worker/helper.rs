@@ -20,7 +20,7 @@ use crate::helper::{EXPECT_TIMEOUT_S, ExpectNat, ExpectTable, Expectation, Helpe
 use crate::nat::{NatAction, NatFlags, NatKind, NatRange};
 use crate::route::Mac;
 use crate::rules::ct_state;
-use crate::wire::{IpInfo, L2Info, L4Info, TcpFlags, proto};
+use crate::wire::{Addr, IpInfo, L2Info, L4Info, TcpFlags, proto};
 use crate::worker::Action;
 use std::sync::Arc;
 
@@ -91,6 +91,19 @@ pub(crate) struct HelperState {
     seqadj: Vec<SeqAdjRec>,
     /// Where the search for a free sequence-adjustment record starts.
     seqadj_next: usize,
+}
+
+/// `snat to ADDR` / `dnat to ADDR[:PORT]`: the translation of a connection that follows
+/// its master.
+fn to(kind: NatKind, addr: Addr, ports: Option<(u16, u16)>) -> NatAction {
+    NatAction {
+        kind,
+        range: NatRange {
+            addr: Some((addr, addr)),
+            ports,
+        },
+        flags: NatFlags::default(),
+    }
 }
 
 fn tag(k: &FlowKey) -> u32 {
@@ -456,14 +469,11 @@ impl Pipeline {
             Some(L4Info::Udp { dport, .. }) => dport,
             _ => return None,
         };
-        (n.dst != ip.dst || n.dport != dport).then_some(NatAction {
-            kind: NatKind::Dnat,
-            range: NatRange {
-                addr: Some((n.dst, n.dst)),
-                ports: Some((n.dport, n.dport)),
-            },
-            flags: NatFlags::default(),
-        })
+        (n.dst != ip.dst || n.dport != dport).then_some(to(
+            NatKind::Dnat,
+            n.dst,
+            Some((n.dport, n.dport)),
+        ))
     }
 
     /// Postrouting NAT of a first packet, as [`Pipeline::helper_follow_dnat`]: the
@@ -477,14 +487,7 @@ impl Pipeline {
         let Some(n) = self.helpers.taken.and_then(|e| e.nat) else {
             return rules;
         };
-        (n.src != ip.src).then_some(NatAction {
-            kind: NatKind::Snat,
-            range: NatRange {
-                addr: Some((n.src, n.src)),
-                ports: None,
-            },
-            flags: NatFlags::default(),
-        })
+        (n.src != ip.src).then_some(to(NatKind::Snat, n.src, None))
     }
 
     /// Runs entry `id`'s helper over a forwarded packet travelling in `dir` (before NAT
