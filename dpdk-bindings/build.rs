@@ -245,6 +245,7 @@ fn generate_bindings(cflags: &[String], src_dir: &std::path::Path, out_dir: &std
         .allowlist_function("rte_get_tsc_hz")
         .allowlist_function("rte_(malloc_socket|free)")
         .allowlist_function("rte_pktmbuf_pool_create(_by_ops)?")
+        .allowlist_function("rte_pktmbuf_free_bulk")
         .allowlist_function("rte_mbuf_best_mempool_ops")
         .allowlist_function(
             "rte_mempool_(lookup|free|avail_count|in_use_count|create_empty|set_ops_byname)",

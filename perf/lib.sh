@@ -155,9 +155,12 @@ PY
 # is 1 and the machine counts cycles; else why not). Not in a subshell: the variables must
 # survive.
 run_gen() {
-    local vdevs=("--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A")
+    # GEN_MEMIF_ARGS: further devargs of the generator's memif clients, which size the
+    # path's rings for both ends (e.g. rsize=8: 256 slots instead of memif's 1 024).
+    local margs=${GEN_MEMIF_ARGS:+,$GEN_MEMIF_ARGS}
+    local vdevs=("--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A$margs")
     # --tx-only: the rx port is not opened, so the DUT's second memif stays unconnected.
-    [[ " $* " == *" --tx-only "* ]] || vdevs+=("--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B")
+    [[ " $* " == *" --tx-only "* ]] || vdevs+=("--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B$margs")
     # GEN_VDEVS replaces the ports (e.g. a net_null of perfgen's own: no DUT at all).
     # shellcheck disable=SC2206
     [ -n "${GEN_VDEVS:-}" ] && vdevs=($GEN_VDEVS)
@@ -175,6 +178,8 @@ run_gen() {
     local gen_pid=$!
     if [ "${PERF_STAT_DUT:-0}" = 1 ] && [ "$PERF_STAT_STATE" = ok ]; then
         window=$(perf_stat_window)
+    elif [ -n "${PERF_RECORD_DUT:-}" ]; then
+        perf_record_window
     fi
     wait "$gen_pid" || { tail -20 "$RUN_DIR/gen.log" >&2; die "perfgen failed: $GEN_CMD"; }
     GEN=$(cat "$RUN_DIR/gen.json")
@@ -226,7 +231,8 @@ eal:
   file_prefix: perf-dut-$$
   in_memory: true
   memory_mb: $(( MEM_MB * 4 ))
-ports:
+${FWD_MBUFS:+  mbufs: $FWD_MBUFS
+}ports:
   - name: lan
     device: "net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A"
     addresses: ["192.0.2.1/24"]
@@ -474,6 +480,27 @@ perf_stat_window() {
     if perf stat -x, -e "$PERF_EVENTS" -t "$tid" -o "$RUN_DIR/perf-stat.csv" -- sleep "$w" > /dev/null 2>&1; then
         echo "$w"
     fi
+}
+
+# PERF_RECORD_DUT=DIR: a profile of the DUT's forwarding thread for the same window as
+# perf_stat_window (timer-sampled `cpu-clock`, which needs no PMU), one file per
+# generator run: DIR/NNN.data (`perf report -i DIR/NNN.data --no-children`). For where
+# the cycles go, A/B against testpmd io on the same path.
+PERF_RECORD_SEQ=0
+perf_record_window() {
+    local tid w
+    for _ in $(seq 300); do
+        grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
+        sleep 0.1
+    done
+    tid=$(dut_worker_tid)
+    [ -n "$tid" ] || return 0
+    w=$(( ${DURATION%.*} - 1 ))
+    [ "$w" -ge 1 ] || w=1
+    mkdir -p "$PERF_RECORD_DUT"
+    PERF_RECORD_SEQ=$(( PERF_RECORD_SEQ + 1 ))
+    perf record -q -e cpu-clock -F "${PERF_RECORD_HZ:-10000}" -t "$tid" \
+        -o "$PERF_RECORD_DUT/$(printf %03d "$PERF_RECORD_SEQ").data" -- sleep "$w" > /dev/null 2>&1 || true
 }
 
 # JSON of the last perf_stat_window: each event's count and count per packet, packets

@@ -174,14 +174,27 @@ impl<const N: usize> TxBuffer<N> {
         sent
     }
 
-    /// Send everything buffered; drop (free) what the device refuses. Returns the number
-    /// sent.
+    /// Send everything buffered; drop (free) what the device refuses, in one
+    /// `rte_pktmbuf_free_bulk` (one call and one return to the mempool for the lot,
+    /// where dropping them one by one was a call and a put per frame). Returns the
+    /// number sent.
     #[inline]
     pub fn flush(&mut self) -> usize {
         let sent = self.queue.tx_burst(&mut self.pkts);
         self.sent += sent as u64;
-        self.dropped += self.pkts.len() as u64;
-        self.pkts.clear();
+        let left = self.pkts.len();
+        if left > 0 {
+            self.dropped += left as u64;
+            let n = u32::try_from(left).unwrap_or(u32::MAX);
+            // SAFETY: the first `left` elements are initialised, exclusively owned Mbufs
+            // laid out as `*mut rte_mbuf` (repr(transparent)); rte_pktmbuf_free_bulk
+            // frees each (and its segments) exactly once, and the length is set to 0
+            // at once so no Mbuf of them is dropped or used again.
+            unsafe {
+                ffi::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().cast::<*mut ffi::rte_mbuf>(), n);
+                self.pkts.set_len(0);
+            }
+        }
         sent
     }
 

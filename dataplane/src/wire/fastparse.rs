@@ -94,7 +94,22 @@ fn l4_verifies(frame: &[u8], seg_end: usize, proto: u8) -> bool {
 #[inline(always)]
 pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
     let (tuple, proto) = peek_fast(frame)?;
-    let total = usize::from(be16(&frame[L3 + 2..L3 + 4]));
+    check_fast(frame, tuple, proto, opts)
+}
+
+/// [`parse_fast`] of a frame whose shape [`peek_fast`] already recognised as
+/// `(tuple, proto)` (the fast path's stage 1 did: the shape is not checked twice).
+/// `peek_fast(frame)` must have answered exactly that; any other frame gets an answer
+/// that means nothing (but no panic: every read is bounds-checked).
+#[inline(always)]
+pub fn check_fast(
+    frame: &[u8],
+    tuple: [u8; 12],
+    proto: u8,
+    opts: &ParseOptions,
+) -> Option<FastIpv4> {
+    debug_assert_eq!(peek_fast(frame), Some((tuple, proto)));
+    let total = usize::from(be16(frame.get(L3 + 2..L3 + 4)?));
     let end = L3 + total;
     if total < 20 || end > frame.len() {
         return None;
@@ -104,9 +119,19 @@ pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
     if (224..240).contains(&s0) || s0 == 127 || tuple[..4] == [255; 4] {
         return None;
     }
-    if !csum_ok(opts.verify_ip, opts.hw_ip, || {
-        checksum::verify(checksum::sum_native(&frame[L3..L4]))
-    }) {
+    // The header's sum inline (a closure here was an out-of-line call per packet).
+    let ip_ok = match opts.hw_ip {
+        HwCsum::Bad => false,
+        HwCsum::Good => true,
+        HwCsum::Unknown => {
+            !opts.verify_ip
+                || frame
+                    .get(L3..L4)
+                    .and_then(|h| <&[u8; 20]>::try_from(h).ok())
+                    .is_some_and(|h| checksum::verify(checksum::sum_ipv4_header(h)))
+        }
+    };
+    if !ip_ok {
         return None;
     }
     let payload = &frame[L4..end];
