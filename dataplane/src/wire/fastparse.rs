@@ -93,22 +93,19 @@ fn l4_verifies(frame: &[u8], seg_end: usize, proto: u8) -> bool {
 /// (including anything `parse` would drop).
 #[inline(always)]
 pub fn parse_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
-    let (tuple, proto) = peek_fast(frame)?;
-    check_fast(frame, tuple, proto, opts)
+    peek_fast(frame)?;
+    check_fast(frame, opts)
 }
 
-/// [`parse_fast`] of a frame whose shape [`peek_fast`] already recognised as
-/// `(tuple, proto)` (the fast path's stage 1 did: the shape is not checked twice).
-/// `peek_fast(frame)` must have answered exactly that; any other frame gets an answer
-/// that means nothing (but no panic: every read is bounds-checked).
+/// [`parse_fast`] of a frame whose shape [`peek_fast`] already accepted (the fast path's
+/// stage 1 did): the tuple and protocol are read, the shape is not checked twice. For a
+/// frame `peek_fast` refuses the answer means nothing (but nothing panics: every read
+/// is bounds-checked).
 #[inline(always)]
-pub fn check_fast(
-    frame: &[u8],
-    tuple: [u8; 12],
-    proto: u8,
-    opts: &ParseOptions,
-) -> Option<FastIpv4> {
-    debug_assert_eq!(peek_fast(frame), Some((tuple, proto)));
+pub fn check_fast(frame: &[u8], opts: &ParseOptions) -> Option<FastIpv4> {
+    debug_assert!(peek_fast(frame).is_some());
+    let tuple: [u8; 12] = frame.get(TUPLE_OFF..TUPLE_OFF + 12)?.try_into().ok()?;
+    let proto = *frame.get(L3 + 9)?;
     let total = usize::from(be16(frame.get(L3 + 2..L3 + 4)?));
     let end = L3 + total;
     if total < 20 || end > frame.len() {

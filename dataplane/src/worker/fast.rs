@@ -39,23 +39,12 @@ pub const MAX_VECTOR: usize = 256;
 /// Distinct rule paths whose credits one vector accumulates before crediting early.
 const CREDIT_SLOTS: usize = 8;
 
-/// What stages 1 and 2 found for one frame of the fast shape.
-#[derive(Clone, Copy, Debug)]
-struct Staged {
-    /// The key's hash.
-    probe: Probe,
-    /// The index reference whose recipe the fast path checks (0: none).
-    cand: u32,
-    /// `peek_fast`'s answer: stage 3 checks the rest of the frame, not its shape again.
-    tuple: [u8; 12],
-    proto: u8,
-}
-
 /// Stage-1 results of the vector being processed.
 #[derive(Debug, Default)]
 pub(super) struct VectorState {
-    /// Per frame: what stages 1 and 2 found (`None`: not the fast shape).
-    probes: ArrayVec<Option<Staged>, MAX_VECTOR>,
+    /// Per frame with the fast shape: its key's hash, then (stage 2) the index
+    /// reference whose recipe the fast path checks (0: none).
+    probes: ArrayVec<Option<(Probe, u32)>, MAX_VECTOR>,
     /// Rule credits not yet given: (path, packets, bytes).
     credits: ArrayVec<(u16, u64, u64), CREDIT_SLOTS>,
     /// Frames the fast path forwarded in this vector, not yet in the worker counters
@@ -100,12 +89,7 @@ impl Pipeline {
         let mut slow_probes: ArrayVec<Probe, 64> = ArrayVec::new();
         for f in frames.iter().take(MAX_VECTOR) {
             let p = match peek_fast(f) {
-                Some((tuple, proto)) => Some(Staged {
-                    probe: self.ct.probe_v4(&tuple, proto, &mut hint),
-                    cand: 0,
-                    tuple,
-                    proto,
-                }),
+                Some((t, proto)) => Some((self.ct.probe_v4(&t, proto, &mut hint), 0)),
                 None => {
                     // Other shapes: the slow path's lookup still gains from the prefetch.
                     if let Some(k) = FlowKey::peek(f) {
@@ -116,10 +100,11 @@ impl Pipeline {
             };
             v.probes.push(p);
         }
-        for s in v.probes.iter_mut().flatten() {
-            s.cand = self
-                .ct
-                .recipe_candidate(&s.probe, s.proto == proto::TCP, &mut hint);
+        for (f, p) in frames.iter().zip(v.probes.iter_mut()) {
+            if let Some((probe, cand)) = p {
+                let tcp = f.get(23) == Some(&proto::TCP);
+                *cand = self.ct.recipe_candidate(probe, tcp, &mut hint);
+            }
         }
         for p in &slow_probes {
             self.ct.probe_entries(p, &mut hint);
@@ -138,20 +123,20 @@ impl Pipeline {
         opts: &ParseOptions,
         now_ns: u64,
     ) -> Option<Action> {
-        let s = (*self.vector.probes.get(i)?)?;
-        let action = self.fast_apply(&s, in_port, frame, opts, now_ns);
+        let (probe, cand) = (*self.vector.probes.get(i)?)?;
+        let action = self.fast_apply(cand, in_port, frame, opts, now_ns);
         if action.is_none() {
             // The full path takes the frame next: it may look the key up with this hash.
-            self.vector.handed = Some((key_of(&s.tuple, s.proto), s.probe));
+            self.vector.handed = peek_fast(frame).map(|(t, p)| (key_of(&t, p), probe));
         }
         action
     }
 
-    /// [`Pipeline::fast_path`] with what stages 1 and 2 found for the frame.
+    /// [`Pipeline::fast_path`] with the frame's stage-2 candidate reference.
     #[inline(always)]
     fn fast_apply(
         &mut self,
-        s: &Staged,
+        cand: u32,
         in_port: u16,
         frame: &mut [u8],
         opts: &ParseOptions,
@@ -162,13 +147,14 @@ impl Pipeline {
             return None;
         }
         let opts = self.parse_options(opts);
-        let pkt = check_fast(frame, s.tuple, s.proto, &opts)?;
+        // Stage 1 recognised the frame's shape (it has a probe): not checked again.
+        let pkt = check_fast(frame, &opts)?;
         let key = FastKey {
             tuple: pkt.tuple,
             proto: pkt.proto,
             in_port: u8::try_from(in_port).ok()?,
         };
-        let plan = self.ct.recipe_match(s.cand, &key, self.recipe_epoch)?;
+        let plan = self.ct.recipe_match(cand, &key, self.recipe_epoch)?;
         let adj = self.adj.get(plan.adj)?;
         if pkt.ttl <= 1 || pkt.ip_len > adj.mtu {
             return None;
