@@ -464,10 +464,11 @@ dut_worker_tid() {
         | sort -rn | awk 'NR == 1 {print $2}'
 }
 
-# Counts PERF_EVENTS on the DUT's forwarding thread for a window inside perfgen's sending
-# (from its "perfgen: sending" line, DURATION - 1 s, at least 1 s): the counts then hold
-# no idle polling from before the traffic. Prints "SECONDS" (the window), or nothing.
-perf_stat_window() {
+# The measuring window inside perfgen's sending: waits for its "perfgen: sending" line,
+# then prints "TID SECONDS" (the DUT's forwarding thread, DURATION - 1 s, at least 1 s),
+# or nothing when the thread is not found. Counts then hold no idle polling from before
+# the traffic.
+dut_window() {
     local tid w
     for _ in $(seq 300); do
         grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
@@ -477,26 +478,29 @@ perf_stat_window() {
     [ -n "$tid" ] || return 0
     w=$(( ${DURATION%.*} - 1 ))
     [ "$w" -ge 1 ] || w=1
+    echo "$tid $w"
+}
+
+# Counts PERF_EVENTS on the DUT's forwarding thread for dut_window. Prints "SECONDS"
+# (the window), or nothing.
+perf_stat_window() {
+    local tid w
+    read -r tid w <<< "$(dut_window)"
+    [ -n "${w:-}" ] || return 0
     if perf stat -x, -e "$PERF_EVENTS" -t "$tid" -o "$RUN_DIR/perf-stat.csv" -- sleep "$w" > /dev/null 2>&1; then
         echo "$w"
     fi
 }
 
-# PERF_RECORD_DUT=DIR: a profile of the DUT's forwarding thread for the same window as
-# perf_stat_window (timer-sampled `cpu-clock`, which needs no PMU), one file per
-# generator run: DIR/NNN.data (`perf report -i DIR/NNN.data --no-children`). For where
-# the cycles go, A/B against testpmd io on the same path.
+# PERF_RECORD_DUT=DIR: a profile of the DUT's forwarding thread for dut_window
+# (timer-sampled `cpu-clock`, which needs no PMU), one file per generator run:
+# DIR/NNN.data (`perf report -i DIR/NNN.data --no-children --sort dso,sym`). Where the
+# cycles go, against testpmd io on the same path; sampling costs the DUT ~15 %.
 PERF_RECORD_SEQ=0
 perf_record_window() {
     local tid w
-    for _ in $(seq 300); do
-        grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
-        sleep 0.1
-    done
-    tid=$(dut_worker_tid)
-    [ -n "$tid" ] || return 0
-    w=$(( ${DURATION%.*} - 1 ))
-    [ "$w" -ge 1 ] || w=1
+    read -r tid w <<< "$(dut_window)"
+    [ -n "${w:-}" ] || return 0
     mkdir -p "$PERF_RECORD_DUT"
     PERF_RECORD_SEQ=$(( PERF_RECORD_SEQ + 1 ))
     perf record -q -e cpu-clock -F "${PERF_RECORD_HZ:-10000}" -t "$tid" \

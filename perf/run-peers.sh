@@ -44,6 +44,10 @@
 #   FWD_TUNING='{"nf_conntrack_checksum":0}' PEERS=fwd perf/run-peers.sh
 #                                                # fwd tunables set before the warm-up
 #                                                # (tuning_set; e.g. trust checksums)
+#   PERF_RECORD_DUT=/tmp/prof SIZE=1518 perf/run-peers.sh   # a cpu-clock profile of the
+#                                                # DUT's worker per run (lib.sh)
+#   GEN_MEMIF_ARGS=rsize=8 FWD_MBUFS=2047 ...    # the path's memif ring size (both
+#                                                # DUTs), fwd's mbuf pool size
 #
 # Results: perf/results/<time>-peers-{gen,io,fwd,ovs}-<flows>[-<size>].json; at the end
 # the side-by-side table (`python3 perf/report.py --peers FILE` writes it again). Needs
