@@ -186,14 +186,14 @@ impl<const N: usize> TxBuffer<N> {
         if left > 0 {
             self.dropped += left as u64;
             let n = u32::try_from(left).unwrap_or(u32::MAX);
+            let ptrs = self.pkts.as_mut_ptr().cast::<*mut ffi::rte_mbuf>();
             // SAFETY: the first `left` elements are initialised, exclusively owned Mbufs
             // laid out as `*mut rte_mbuf` (repr(transparent)); rte_pktmbuf_free_bulk
-            // frees each (and its segments) exactly once, and the length is set to 0
-            // at once so no Mbuf of them is dropped or used again.
-            unsafe {
-                ffi::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr().cast::<*mut ffi::rte_mbuf>(), n);
-                self.pkts.set_len(0);
-            }
+            // frees each (and its segments) exactly once and does not keep the array.
+            unsafe { ffi::rte_pktmbuf_free_bulk(ptrs, n) };
+            // SAFETY: 0 is within capacity, and the elements given up were freed just
+            // above: forgetting them (no Drop) is what keeps each freed exactly once.
+            unsafe { self.pkts.set_len(0) };
         }
         sent
     }
