@@ -49,6 +49,7 @@ pub fn router(
         owner: None,
         ct_seed: Some(0x5eed),
         expect: None,
+        nat_node: Default::default(),
     };
     Pipeline::new(
         0,

@@ -219,7 +219,9 @@ fn check(file: &Path, iptables: Option<rules::ast::TableFamily>, print: bool) ->
             &ports_by_name(&cfg),
             cfg.workers.cores.len(),
             &cfg.limits,
-        ) {
+        )
+        .and_then(|c| dataplane::nat::node::check_ruleset(c.source(), &cfg.nat_node_slice()))
+        {
             eprintln!(
                 "{}:{}:{}: {} (at `{}`)",
                 r.display(),

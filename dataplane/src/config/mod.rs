@@ -20,8 +20,9 @@ mod schema;
 mod validate;
 
 pub use schema::{
-    Config, ConntrackConfig, DeviceKind, EalConfig, HaConfig, HaRole, NeighborConfig, PortConfig,
-    QueueAssignment, RouteConfig, RxAssignment, WorkersConfig, parse_interface_address, parse_mac,
+    Config, ConntrackConfig, DeviceKind, EalConfig, HaConfig, HaRole, MAX_HA_NODES, NeighborConfig,
+    PortConfig, QueueAssignment, RouteConfig, RxAssignment, WorkersConfig, parse_interface_address,
+    parse_mac,
 };
 
 /// A configuration error: where (a field path or a file position) and what.
@@ -258,10 +259,16 @@ ruleset: ruleset.nft
         one.validate(&any_tunable).unwrap();
         assert_eq!(one.standby_addresses(), vec![v4]);
         let aa = Config::parse(&format!(
-            "{base}ha:\n  role: active-active\n  service_addresses: [198.18.1.1]\n"
+            "{base}ha:\n  role: active-active\n  service_addresses: [198.18.1.1]\n  \
+             local_node: 2\n  total_nodes: 2\n"
         ))
         .unwrap();
+        aa.validate(&any_tunable).unwrap();
         assert!(aa.standby_addresses().is_empty());
+        assert_eq!(
+            aa.nat_node_slice(),
+            crate::nat::NodeSlice::new(2, 2).unwrap()
+        );
         assert_eq!(
             field(check(&format!(
                 "{base}ha:\n  role: backup\n  service_addresses: [198.18.1.1, 198.18.1.2]\n"
@@ -274,5 +281,45 @@ ruleset: ruleset.nft
             "ha.service_addresses[0]"
         );
         assert!(Config::parse(&format!("{base}ha:\n  role: master\n")).is_err());
+    }
+
+    #[test]
+    fn active_active_needs_its_node_number_and_the_node_count() {
+        let base = "ports:\n  - name: lan\n    device: net_null0\n    addresses: [198.18.1.1/24]\n";
+        let ha = |rest: &str| format!("{base}ha:\n{rest}");
+        let aa = "  role: active-active\n";
+        let cases = [
+            (aa.to_string(), "ha.total_nodes"),
+            (format!("{aa}  total_nodes: 2\n"), "ha.local_node"),
+            (
+                format!("{aa}  total_nodes: 1\n  local_node: 1\n"),
+                "ha.total_nodes",
+            ),
+            (
+                format!("{aa}  total_nodes: 17\n  local_node: 1\n"),
+                "ha.total_nodes",
+            ),
+            (
+                format!("{aa}  total_nodes: 2\n  local_node: 0\n"),
+                "ha.local_node",
+            ),
+            (
+                format!("{aa}  total_nodes: 2\n  local_node: 3\n"),
+                "ha.local_node",
+            ),
+            ("  role: backup\n  local_node: 1\n".into(), "ha.local_node"),
+            ("  total_nodes: 2\n".into(), "ha.total_nodes"),
+        ];
+        for (rest, f) in cases {
+            assert_eq!(field(check(&ha(&rest))), f, "{rest}");
+        }
+        let ok = Config::parse(&ha(&format!("{aa}  total_nodes: 3\n  local_node: 3\n"))).unwrap();
+        ok.validate(&any_tunable).unwrap();
+        assert_eq!(
+            ok.nat_node_slice(),
+            crate::nat::NodeSlice::new(3, 3).unwrap()
+        );
+        let primary = Config::parse(base).unwrap();
+        assert_eq!(primary.nat_node_slice(), crate::nat::NodeSlice::default());
     }
 }

@@ -67,7 +67,19 @@ pub struct HaConfig {
     /// addresses, without prefix length); empty: every port address.
     #[serde(default)]
     pub service_addresses: Vec<String>,
+    /// Active/active: this box's number, 1 ..= `total_nodes` (as iptables'
+    /// `CLUSTERIP --local-node`). Required with `role: active-active`, refused otherwise.
+    #[serde(default)]
+    pub local_node: Option<u16>,
+    /// Active/active: how many boxes forward at once (2 ..= 16, as `CLUSTERIP
+    /// --total-nodes`). Each takes its own contiguous slice of every SNAT / masquerade
+    /// port range (`nat/node.rs`, docs/ha.md "Active/active NAT port slices").
+    #[serde(default)]
+    pub total_nodes: Option<u16>,
 }
+
+/// Most boxes of an active/active cluster (`ha.total_nodes`).
+pub const MAX_HA_NODES: u16 = 16;
 
 /// The role of `ha.role`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +92,17 @@ pub enum HaRole {
 }
 
 impl Config {
+    /// This box's slice of the NAT port ranges: node `local_node` of `total_nodes` in
+    /// active/active, the whole range otherwise. Call on a validated config.
+    pub fn nat_node_slice(&self) -> crate::nat::NodeSlice {
+        match (self.ha.role, self.ha.local_node, self.ha.total_nodes) {
+            (HaRole::ActiveActive, Some(l), Some(t)) => {
+                crate::nat::NodeSlice::new(l, t).unwrap_or_default()
+            }
+            _ => crate::nat::NodeSlice::default(),
+        }
+    }
+
     /// The addresses the slow path keeps silent at start: a backup's service addresses
     /// (every port address when none are listed); none for the other roles. Call on a
     /// validated config (unparsable entries are skipped).

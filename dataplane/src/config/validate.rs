@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::wire::Addr;
 
 use super::{
-    Config, ConfigError, DeviceKind, TunableCheck, invalid, parse_interface_address, parse_mac,
+    Config, ConfigError, DeviceKind, HaRole, MAX_HA_NODES, TunableCheck, invalid,
+    parse_interface_address, parse_mac,
 };
 
 impl Config {
@@ -152,6 +153,7 @@ impl Config {
                 return Err(invalid(field, format!("{a} is not an address of any port")));
             }
         }
+        self.validate_ha_nodes()?;
         let workers = self.workers.cores.len() as u64;
         if self.conntrack.max < workers {
             return Err(invalid(
@@ -180,6 +182,49 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `ha.local_node` / `ha.total_nodes`: both with `role: active-active`, neither
+    /// otherwise; `2 <= total_nodes <= MAX_HA_NODES`, `1 <= local_node <= total_nodes`.
+    fn validate_ha_nodes(&self) -> Result<(), ConfigError> {
+        let (local, total) = (self.ha.local_node, self.ha.total_nodes);
+        if self.ha.role != HaRole::ActiveActive {
+            return match (local, total) {
+                (None, None) => Ok(()),
+                (Some(_), _) => Err(invalid(
+                    "ha.local_node",
+                    "port slices are for role active-active only",
+                )),
+                (None, Some(_)) => Err(invalid(
+                    "ha.total_nodes",
+                    "port slices are for role active-active only",
+                )),
+            };
+        }
+        let Some(total) = total else {
+            return Err(invalid(
+                "ha.total_nodes",
+                "required with role active-active: the boxes must not pick the same NAT \
+                 port (each takes a slice of every SNAT / masquerade port range)",
+            ));
+        };
+        if !(2..=MAX_HA_NODES).contains(&total) {
+            return Err(invalid(
+                "ha.total_nodes",
+                format!("{total} is not in 2..={MAX_HA_NODES}"),
+            ));
+        }
+        match local {
+            None => Err(invalid(
+                "ha.local_node",
+                "required with role active-active (this box's number, 1..=total_nodes)",
+            )),
+            Some(l) if l < 1 || l > total => Err(invalid(
+                "ha.local_node",
+                format!("{l} is not in 1..={total} (ha.total_nodes)"),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     fn validate_workers(&self) -> Result<(), ConfigError> {

@@ -157,6 +157,8 @@ pub fn run(cfg: &Config, stats_interval: u64) -> Result<(), DaemonError> {
             t.set_max(crate::conntrack::tunables::DEFAULT_EXPECT_MAX);
             t
         })),
+        // HA active/active: this box's slice of every SNAT / masquerade port range.
+        nat_node: cfg.nat_node_slice(),
     };
 
     let rings::Rings {

@@ -50,12 +50,13 @@ pub fn load_state(
         .collect();
     tunables.extend(cfg.conntrack.sysctls());
     tunables.extend(state.load_tunables(&tunable_check(cfg))?);
-    let rules = RulesetState::load(
+    let rules = RulesetState::load_sliced(
         state,
         cfg.ruleset.clone(),
         ports_by_name(cfg),
         cfg.workers.cores.len(),
         cfg.limits,
+        cfg.nat_node_slice(),
     )?;
     Ok((tunables, rules))
 }

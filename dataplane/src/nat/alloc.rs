@@ -14,6 +14,7 @@
 //! whether the one tuple they would create is in use ([`NatTable::taken`]): those are
 //! per client by nature, and rare.
 
+use super::node::NodeSlice;
 use super::pool::{PoolKey, PortPools, Slot};
 use super::rss::Owner;
 use super::{NatAction, NatError, NatKind, Tuple};
@@ -288,6 +289,8 @@ pub struct PortAllocator {
     max_taken_checks: u32,
     /// Candidate masks for the owner function last used (built on first use).
     masks: Option<MineMasks>,
+    /// This box's slice of every source port range (HA active/active, `nat/node.rs`).
+    node: NodeSlice,
 }
 
 impl PortAllocator {
@@ -308,6 +311,7 @@ impl PortAllocator {
             rng: (folded ^ (u32::from(worker) << 16)) | 1,
             max_taken_checks: u32::MAX,
             masks: None,
+            node: NodeSlice::default(),
         }
     }
 
@@ -315,6 +319,12 @@ impl PortAllocator {
     /// pays for it; otherwise the first search under an owner builds them).
     pub fn prepared(mut self, owner: &Owner) -> Self {
         self.masks_for(owner);
+        self
+    }
+
+    /// Choose source ports only from this box's slice of each range (HA active/active).
+    pub fn with_node_slice(mut self, node: NodeSlice) -> Self {
+        self.node = node;
         self
     }
 
@@ -509,6 +519,7 @@ impl PortAllocator {
         if lo > hi {
             return Err(NatError::PortExhausted);
         }
+        let (lo, hi) = self.node.apply(lo, hi)?;
         // Where the reply's owner depends on the port (L4 RSS), use only ports whose reply
         // hashes here. Where it does not (ICMP ids, ports hashed on addresses only), use
         // this worker's fixed slice of the range so workers never collide.
@@ -672,7 +683,7 @@ fn port_at(lo: u16, size: u32, off: u32, i: u32) -> u16 {
 }
 
 /// Worker `w`'s share of `lo ..= hi` when it is split evenly among `n` workers.
-fn slice(lo: u16, hi: u16, w: u16, n: u16) -> Result<(u16, u16), NatError> {
+pub(super) fn slice(lo: u16, hi: u16, w: u16, n: u16) -> Result<(u16, u16), NatError> {
     let size = u32::from(hi - lo) + 1;
     let n = u32::from(n.max(1));
     let w = u32::from(w);

@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod apply;
+pub mod node;
 pub mod pool;
 pub mod rss;
 mod types;
@@ -16,6 +17,7 @@ pub use alloc::{
     Binding, MineMasks, NatEnv, NatStats, NatTable, PortAllocator, Steering, TupleSet,
 };
 pub use apply::{CtNat, apply};
+pub use node::NodeSlice;
 pub use pool::{PoolKey, PortPools};
 pub use rss::{Owner, SYMMETRIC_RSS_KEY, Toeplitz};
 

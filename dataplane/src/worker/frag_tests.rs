@@ -52,6 +52,7 @@ fn config(hw_rss: bool) -> PipelineConfig {
         owner: None,
         ct_seed: Some(0x5eed),
         expect: None,
+        nat_node: Default::default(),
     }
 }
 

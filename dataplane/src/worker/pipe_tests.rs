@@ -69,6 +69,7 @@ pub(super) fn config() -> PipelineConfig {
         owner: None,
         ct_seed: Some(0x5eed),
         expect: None,
+        nat_node: Default::default(),
     }
 }
 

@@ -84,6 +84,9 @@ pub struct PipelineConfig {
     /// The expectation table every worker shares (`crate::helper`). `None`: this pipeline
     /// makes its own (tests with one worker).
     pub expect: Option<Arc<crate::helper::ExpectTable>>,
+    /// This box's slice of every SNAT / masquerade port range (HA active/active,
+    /// `nat/node.rs`); the default is the whole range.
+    pub nat_node: crate::nat::NodeSlice,
 }
 
 /// Per-worker counters (plain `u64`s; the I/O edge publishes copies).
@@ -345,7 +348,9 @@ impl Pipeline {
                     .expect("the symmetric key and a 128-entry RETA are valid"),
             )
         });
-        let nat = PortAllocator::with_seed(worker_id, seed).prepared(&owner);
+        let nat = PortAllocator::with_seed(worker_id, seed)
+            .with_node_slice(config.nat_node)
+            .prepared(&owner);
         Pipeline {
             worker_id,
             n_workers,

@@ -108,6 +108,7 @@ impl<B: Backend> Server<B> {
             return Err(no_rules());
         };
         let bad = |e: rules::Error| ruleset_error(&e);
+        crate::nat::node::check_ruleset(ast, &r.nat_node).map_err(bad)?;
         let compiled = rules::compile_with(ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
         let view = crate::control::view::max_view_bytes(&compiled);
         if view > MAX_VIEW {

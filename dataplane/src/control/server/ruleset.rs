@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use super::{RULESET_FILE, StateDir};
 use crate::control::proto::{ControlError, RulesetSummary};
+use crate::nat::NodeSlice;
+use crate::nat::node::check_ruleset;
 use crate::rules::limits::Limits;
 use crate::rules::{self, CompiledRuleset, PortsByName, Publisher};
 
@@ -17,6 +19,9 @@ pub struct RulesetState {
     pub(super) workers: usize,
     pub(super) file: Option<PathBuf>,
     pub(super) limits: Limits,
+    /// This box's NAT port slice (HA active/active): every ruleset must have SNAT /
+    /// masquerade port ranges it can split (`nat::node::check_ruleset`).
+    pub(super) nat_node: NodeSlice,
     /// The rule handles each table has given out (never given twice; `fwd` restarts
     /// number from the persisted ruleset's).
     pub(super) handle_marks: rules::edit::HandleMarks,
@@ -51,6 +56,19 @@ impl RulesetState {
         workers: usize,
         limits: Limits,
     ) -> Result<Self, String> {
+        Self::load_sliced(state, file, ports, workers, limits, NodeSlice::default())
+    }
+
+    /// [`Self::load`] on a box that takes `nat_node`'s slice of the NAT port ranges (HA
+    /// active/active): a ruleset with a range it cannot split is refused too.
+    pub fn load_sliced(
+        state: &StateDir,
+        file: Option<PathBuf>,
+        ports: PortsByName,
+        workers: usize,
+        limits: Limits,
+        nat_node: NodeSlice,
+    ) -> Result<Self, String> {
         let (path, text) = match state.read_text(RULESET_FILE)? {
             Some(t) => (Some(state.path(RULESET_FILE)), t),
             None => match &file {
@@ -61,18 +79,21 @@ impl RulesetState {
                 None => (None, String::new()),
             },
         };
-        let compiled = rules::load_text_with(&text, &ports, workers, &limits).map_err(|e| {
-            let name = path
-                .as_ref()
-                .map_or("ruleset".into(), |p| p.display().to_string());
-            format!("{name}:{}:{}: {} (at `{}`)", e.line, e.col, e.msg, e.token)
-        })?;
+        let compiled = rules::load_text_with(&text, &ports, workers, &limits)
+            .and_then(|c| check_ruleset(c.source(), &nat_node).map(|()| c))
+            .map_err(|e| {
+                let name = path
+                    .as_ref()
+                    .map_or("ruleset".into(), |p| p.display().to_string());
+                format!("{name}:{}:{}: {} (at `{}`)", e.line, e.col, e.msg, e.token)
+            })?;
         Ok(RulesetState {
             publisher: Publisher::new(compiled),
             ports,
             workers,
             file,
             limits,
+            nat_node,
             handle_marks: rules::edit::HandleMarks::default(),
         })
     }

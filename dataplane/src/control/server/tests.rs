@@ -834,6 +834,41 @@ fn rulesets_over_the_limits_are_refused_at_check_time() {
 }
 
 #[test]
+fn an_active_active_node_refuses_a_nat_port_range_it_cannot_split() {
+    let dir = tmpdir("aaslice");
+    std::fs::create_dir_all(&dir).unwrap();
+    let one_port = "table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n  ip protocol tcp snat to 198.51.100.1:5000\n }\n}\n";
+    let file = dir.join("rules.nft");
+    std::fs::write(&file, one_port).unwrap();
+    let node = crate::nat::NodeSlice::new(1, 2).unwrap();
+    let load = |f: Option<PathBuf>| {
+        RulesetState::load_sliced(
+            &StateDir::new(dir.join("state")),
+            f,
+            PortsByName::new(),
+            1,
+            Limits::default(),
+            node,
+        )
+    };
+    let e = load(Some(file.clone())).unwrap_err();
+    assert!(
+        e.contains("rules.nft:4:") && e.contains("ha.total_nodes"),
+        "{e}"
+    );
+    let rules = load(None).unwrap();
+    let (s, _) = server(&[0], "aaslicesrv");
+    let mut s = s.with_rules(rules);
+    let e = s
+        .replace_ruleset(&RulesetSource::Text(one_port.into()), true)
+        .unwrap_err();
+    assert!(e.message.contains("ha.total_nodes"), "{e:?}");
+    let two = one_port.replace(":5000", ":5000-5001");
+    assert!(s.replace_ruleset(&RulesetSource::Text(two), true).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_persisted_ruleset_that_does_not_read_stops_the_start() {
     let dir = tmpdir("badstate");
     std::fs::create_dir_all(&dir).unwrap();

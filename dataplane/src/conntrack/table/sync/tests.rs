@@ -281,3 +281,77 @@ fn ct_entry_form_converts_back() {
         Some("state")
     );
 }
+
+/// Active/active (docs/ha.md, "Active/active NAT port slices"): node 2 masqueraded a
+/// connection to source port 61000, node 1 holds its synced copy; node 1 takes over
+/// (the commit adopts it). The peer's port stays held in node 1's pools, node 1's own
+/// new connections to the same server use only its slice of the range, and even a box
+/// with the whole range (one node) never picks the held port.
+#[test]
+fn an_active_active_takeover_keeps_the_peers_port_held_and_new_ports_in_its_slice() {
+    use crate::nat::{
+        CtNat, NatAction, NatEnv, NatError, NatFlags, NatKind, NatRange, NodeSlice, Owner,
+        PortAllocator, SYMMETRIC_RSS_KEY,
+    };
+    let mut a = table();
+    let (orig, reply) = established(&mut a);
+    let (id, _) = a.lookup(&orig).unwrap();
+    let s = Synced::from_snapshot(&a.snapshot(id, 3 * S).unwrap());
+    let mut b = table();
+    assert!(matches!(
+        b.apply_synced(&s, false, S),
+        Ok(SyncApplied::Inserted(_))
+    ));
+    assert!(matches!(
+        b.apply_synced(&s, true, 2 * S),
+        Ok(SyncApplied::Updated(_))
+    ));
+    let (k, p) = pool_port(&reply.dst, reply.proto, reply.dport);
+    assert!(b.port_pools().is_held(&k, p), "the peer's port stays held");
+    // 60990-61009 split in two: node 1 60990-60999, node 2 (the peer) 61000-61009.
+    let masq = NatAction {
+        kind: NatKind::Masquerade,
+        range: NatRange {
+            addr: None,
+            ports: Some((60990, 61009)),
+        },
+        flags: NatFlags::default(),
+    };
+    let env = NatEnv {
+        egress_addr: Some(reply.dst),
+        ingress_addr: None,
+    };
+    let owner = Owner::spread(&SYMMETRIC_RSS_KEY, 128, 1).unwrap();
+    let mut drain = |node: NodeSlice| {
+        let mut al = PortAllocator::new(0).with_node_slice(node);
+        let mut got = Vec::new();
+        for i in 0..=255u8 {
+            let syn = tcp4([198, 18, 1, i], 40000, [203, 0, 113, 9], 443, SYN, 1, 0);
+            let key = FlowKey::from_info(&syn, 0).unwrap();
+            let t = crate::nat::Tuple::from_key(&key);
+            match al.bind(
+                &t,
+                None,
+                Some(&masq),
+                &env,
+                &owner,
+                &mut CtNat::new(&mut b, &key),
+            ) {
+                Ok(bd) => got.push(bd.reply.dport),
+                Err(NatError::PortExhausted) => return got,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        panic!("never exhausted")
+    };
+    let mut mine = drain(NodeSlice::new(1, 2).unwrap());
+    mine.sort_unstable();
+    assert_eq!(mine, (60990..=60999).collect::<Vec<u16>>());
+    let mut rest = drain(NodeSlice::default());
+    rest.sort_unstable();
+    assert_eq!(
+        rest,
+        (61001..=61009).collect::<Vec<u16>>(),
+        "61000 stays the peer's"
+    );
+}
