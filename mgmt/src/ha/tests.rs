@@ -369,3 +369,15 @@ fn a_bad_record_batch_is_counted_and_sends_nothing() {
     );
     assert!(a.flush().is_some());
 }
+
+/// fwd reports a loss at once in a batch of no records: counted, nothing sent.
+#[test]
+fn a_loss_only_batch_is_counted_at_once_and_sends_nothing() {
+    let mut a = Sync::new(cfg("primary", 64), 1);
+    let mut b = batch_of(&[]);
+    b.lost = 7;
+    assert!(a.record_batch(&b).is_empty());
+    let c = a.status(Instant::now()).counters;
+    assert_eq!((c.events, c.events_lost, c.events_bad), (0, 7, 0));
+    assert!(a.flush().is_none(), "nothing was batched");
+}

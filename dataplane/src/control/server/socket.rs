@@ -250,13 +250,15 @@ impl Conn {
     }
 
     /// A [`RecordBatch`] line for a `subscribe_records` stream (nothing when the poll took
-    /// no event); over [`MAX_PENDING`] the batch is counted lost instead.
+    /// no event and nothing was lost: a loss is reported at once, in a batch of no
+    /// records); over [`MAX_PENDING`] the batch is counted lost instead (and reported
+    /// once the subscriber has read its backlog).
     pub(super) fn push_records(&mut self, t: &TakenEvents) {
         let Some(sub) = self.sub.as_mut().filter(|s| s.records) else {
             return;
         };
         sub.lost += t.lost;
-        if t.count == 0 && t.synced_skipped == 0 {
+        if t.count == 0 && t.synced_skipped == 0 && sub.lost == 0 {
             return;
         }
         if self.wbuf.len() > MAX_PENDING_RECORDS {

@@ -61,6 +61,8 @@ struct FakeWorker {
     tunables: Vec<(String, u64)>,
     events: Vec<EventLine>,
     raw_events: Vec<crate::conntrack::CtEvent>,
+    /// Events the worker's ring lost, reported by the next `TakeRawEvents`.
+    raw_lost: u64,
     /// Every `CtSync` command: its records and `adopt`.
     synced: Vec<(Vec<crate::ha::wire::Record>, bool)>,
     helper: crate::worker::pipeline::HelperCounters,
@@ -125,7 +127,7 @@ impl Backend for Fake {
             },
             WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
                 events: std::mem::take(&mut fw.raw_events),
-                lost: 0,
+                lost: std::mem::take(&mut fw.raw_lost),
             },
             WorkerCommand::CtSync { records, adopt } => {
                 let n = records.len() as u64;
@@ -1875,6 +1877,35 @@ fn subscribe_records_streams_batches_over_the_socket() {
         panic!("{recs:?}")
     };
     assert_eq!(entry.orig.sport, 1005);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Events lost in a worker's ring reach the record subscriber at the next poll, in a
+/// batch of no records, not only with the next event (which may never come).
+#[test]
+fn a_record_subscriber_hears_of_lost_events_without_waiting_for_new_ones() {
+    use crate::control::proto::RecordBatch;
+    let dir = tmpdir("sublost");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.sock");
+    let listener = bind(&path).unwrap();
+    let (mut s, _) = server(&[1, 1], "subloststate");
+    s.backend.workers[0].raw_lost = 3;
+    s.backend.workers[1].raw_lost = 4;
+    let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
+    w.write_all(b"{\"v\":1,\"id\":7,\"request\":{\"op\":\"subscribe_records\"}}\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
+    assert_eq!(resp.into_result().unwrap(), Response::Subscribed);
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let b: RecordBatch = serde_json::from_str(&line).unwrap();
+    assert_eq!((b.count, b.synced_skipped, b.lost), (0, 0, 7));
+    assert_eq!(b.records, "");
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
     let _ = std::fs::remove_dir_all(dir);
