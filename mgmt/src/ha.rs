@@ -316,12 +316,13 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// The records as `ha_apply`'s changes (what the JSON form would carry).
+    /// The connection records as `ha_apply`'s changes (what the JSON form would carry;
+    /// it has no form for expectations, which only the binary path carries).
     pub fn changes(&self) -> Vec<HaChange> {
         wire::decode_records(&self.records)
             .unwrap_or_default()
             .iter()
-            .map(record_change)
+            .filter_map(record_change)
             .collect()
     }
 }
@@ -336,9 +337,10 @@ pub struct Sync {
     last_heard: Option<Instant>,
 }
 
-/// A record as the change `ha_apply` takes.
-pub fn record_change(r: &Record) -> HaChange {
-    match r {
+/// A connection record as the change `ha_apply` takes (`None`: an expectation record,
+/// which `ha_apply` has no form for).
+pub fn record_change(r: &Record) -> Option<HaChange> {
+    Some(match r {
         Record::Upsert { new, entry } => HaChange {
             kind: if *new {
                 EventType::New
@@ -361,7 +363,8 @@ pub fn record_change(r: &Record) -> HaChange {
             .to_snapshot()
             .to_ct_entry(0),
         },
-    }
+        Record::Expect(_) | Record::ExpectDestroy(_) => return None,
+    })
 }
 
 /// Whether an entry came from the peer.
@@ -451,6 +454,13 @@ impl Sync {
             new: false,
             entry: s,
         })
+    }
+
+    /// One expectation of a table dump, sent as EXPECT (the peer's own left out).
+    pub fn dump_expect(&mut self, x: &fwd_proto::CtExpectation) -> Option<Vec<u8>> {
+        let e = wire::SyncedExpect::from_view(x)?;
+        self.counters.resync_records += 1;
+        self.push(Record::Expect(e))
     }
 
     /// Seals the batch (the flush timer, the end of a burst).
@@ -831,6 +841,19 @@ async fn timer_task(h: Arc<HaHandle>, sock: Arc<tokio::net::UdpSocket>, peer: So
     }
 }
 
+/// Paces a dump: waits while more than half the queue (`cap`) is unacknowledged;
+/// `false` when that lasted longer than `stall` (the dump is given up).
+async fn pace(h: &HaHandle, cap: usize, stall: Duration) -> bool {
+    let start = Instant::now();
+    while h.with(|s| s.queued()) > cap / 2 {
+        if start.elapsed() > stall {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    true
+}
+
 /// A peer's RESYNC: our table (paged listing, entries from the peer left out) as UPDATE
 /// records through the reliable sender, paced so the queue never overflows.
 async fn dump_task(
@@ -864,13 +887,8 @@ async fn dump_task(
                 break 'dump false;
             };
             for e in &entries {
-                // Pace: wait while more than half the queue is unacknowledged.
-                let start = Instant::now();
-                while h.with(|s| s.queued()) > cap / 2 {
-                    if start.elapsed() > stall {
-                        break 'dump false;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                if !pace(&h, cap, stall).await {
+                    break 'dump false;
                 }
                 if let Some(d) = h.with(|s| s.dump_entry(e)) {
                     send_all(&h, &sock, peer, vec![d]).await;
@@ -881,6 +899,29 @@ async fn dump_task(
                 None => break 'dump true,
             }
         };
+        // Then the expectations (at most `nf_conntrack_expect_max`, one listing).
+        let ok = ok
+            && match client
+                .call(Request::ConntrackExpect {
+                    counters_only: false,
+                })
+                .await
+            {
+                Ok(Response::ConntrackExpect(l)) => {
+                    let mut ok = true;
+                    for x in &l.expectations {
+                        ok = pace(&h, cap, stall).await;
+                        if !ok {
+                            break;
+                        }
+                        if let Some(d) = h.with(|s| s.dump_expect(x)) {
+                            send_all(&h, &sock, peer, vec![d]).await;
+                        }
+                    }
+                    ok
+                }
+                _ => false,
+            };
         let tail = h.with(|s| {
             if !ok {
                 s.counters_mut().resyncs_aborted += 1;

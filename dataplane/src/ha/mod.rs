@@ -24,6 +24,9 @@ pub fn apply_records(t: &mut Table, records: &[Record], adopt: bool, now: u64) -
         let done = match r {
             Record::Upsert { entry, .. } => t.apply_synced(entry, adopt, now).is_ok(),
             Record::Destroy(k) => t.remove_synced(k, now),
+            // The control thread applies these to the shared expectation table; a worker
+            // is never handed one.
+            Record::Expect(_) | Record::ExpectDestroy(_) => false,
         };
         ok += u64::from(done);
     }

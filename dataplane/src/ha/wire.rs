@@ -15,6 +15,7 @@
 //! RESYNC and ALIVE carry nothing (ALIVE's `seq` is the sender's next sequence number).
 
 use crate::conntrack::{FlowKey, Synced, TcpState, TcpWindow};
+use crate::helper::HelperKind;
 use crate::wire::{Addr, Family};
 
 /// `"FH"`: fwd HA.
@@ -59,6 +60,130 @@ pub enum Record {
     Upsert { new: bool, entry: Synced },
     /// The connection of this original tuple is gone.
     Destroy(FlowKey),
+    /// An expectation the peer's helper made (a data connection it announced).
+    Expect(SyncedExpect),
+    /// The peer's expectation of this key is gone (used, replaced or removed).
+    ExpectDestroy(ExpectKey),
+}
+
+/// What identifies an expectation: the expected connection with its source port a
+/// wildcard (`helper::expect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExpectKey {
+    pub family: Family,
+    pub proto: u8,
+    /// Who will open the data connection.
+    pub src: Addr,
+    /// Where to.
+    pub dst: Addr,
+    pub dport: u16,
+}
+
+/// An expectation as state sync carries it: the key, the helper that made it, the
+/// master connection's original tuple (of the same family; its zone is the record's),
+/// and the seconds it has left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncedExpect {
+    pub key: ExpectKey,
+    pub helper: HelperKind,
+    pub master: FlowKey,
+    pub timeout_s: u32,
+}
+
+/// `master_worker` of an expectation applied from the peer: no worker of this box holds
+/// its master, so no master here replaces or removes it (the peer's EXPECT_DESTROY or its
+/// timeout does), and it is never sent back.
+pub const SYNCED_MASTER: u16 = u16::MAX;
+
+impl SyncedExpect {
+    /// The expectation `e` with `left_ns` to live, as the peer will apply it.
+    pub fn from_expectation(e: &crate::helper::Expectation, left_ns: u64) -> Self {
+        SyncedExpect {
+            key: ExpectKey::of(e),
+            helper: e.helper,
+            master: e.master,
+            timeout_s: u32::try_from(left_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// An expectation as `conntrack_expect` lists it (a table dump: the daemon answers a
+    /// RESYNC with the listing); `None` for a peer's own ([`SYNCED_MASTER`]), a family,
+    /// helper or address that does not fit. The listing has no zone: the master's is 0.
+    pub fn from_view(v: &crate::control::proto::CtExpectation) -> Option<Self> {
+        let family = match v.family.as_str() {
+            "ipv4" => Family::V4,
+            "ipv6" => Family::V6,
+            _ => return None,
+        };
+        let addr = |ip: std::net::IpAddr| {
+            let a = Addr::from(ip);
+            (a.to_v4().is_some() == (family == Family::V4)).then_some(a)
+        };
+        if v.master_worker == SYNCED_MASTER {
+            return None;
+        }
+        Some(SyncedExpect {
+            key: ExpectKey {
+                family,
+                proto: v.proto_num,
+                src: addr(v.src)?,
+                dst: addr(v.dst)?,
+                dport: v.dport,
+            },
+            helper: HelperKind::by_name(&v.helper, v.proto_num)?,
+            master: FlowKey {
+                src: addr(v.master_src)?,
+                dst: addr(v.master_dst)?,
+                sport: v.master_sport,
+                dport: v.master_dport,
+                zone: 0,
+                proto: v.master_proto_num,
+                family,
+            },
+            timeout_s: u32::try_from(v.timeout).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The expectation to insert into this box's table (master: [`SYNCED_MASTER`]).
+    pub fn to_expectation(&self) -> crate::helper::Expectation {
+        crate::helper::Expectation {
+            family: self.key.family,
+            proto: self.key.proto,
+            src: self.key.src,
+            dst: self.key.dst,
+            dport: self.key.dport,
+            helper: self.helper,
+            master: self.master,
+            master_worker: SYNCED_MASTER,
+            master_id: 0,
+        }
+    }
+}
+
+impl ExpectKey {
+    /// The key of expectation `e`.
+    pub fn of(e: &crate::helper::Expectation) -> Self {
+        ExpectKey {
+            family: e.family,
+            proto: e.proto,
+            src: e.src,
+            dst: e.dst,
+            dport: e.dport,
+        }
+    }
+
+    /// The key as a tuple with source port 0 (its wire form).
+    fn tuple(&self, zone: u16) -> FlowKey {
+        FlowKey {
+            src: self.src,
+            dst: self.dst,
+            sport: 0,
+            dport: self.dport,
+            zone,
+            proto: self.proto,
+            family: self.family,
+        }
+    }
 }
 
 /// A decoded datagram.
@@ -111,6 +236,8 @@ impl DecodeError {
 const REC_NEW: u8 = 1;
 const REC_UPDATE: u8 = 2;
 const REC_DESTROY: u8 = 3;
+const REC_EXPECT: u8 = 4;
+const REC_EXPECT_DESTROY: u8 = 5;
 const F_TCP_STATE: u8 = 1;
 const F_WINDOW: u8 = 2;
 const F_TIMEOUT: u8 = 4;
@@ -157,6 +284,8 @@ fn crc_update(c: u32, data: &[u8]) -> u32 {
 pub fn record_len(r: &Record) -> usize {
     match r {
         Record::Destroy(k) => 6 + tuple_len(k.family),
+        Record::Expect(e) => 6 + 2 * tuple_len(e.key.family) + 6,
+        Record::ExpectDestroy(k) => 6 + tuple_len(k.family),
         Record::Upsert { entry: e, .. } => {
             6 + 2 * tuple_len(e.orig.family)
                 + 2
@@ -243,7 +372,8 @@ pub fn raw_record_len(buf: &[u8]) -> Option<usize> {
         _ => return None,
     };
     let n = match tag {
-        REC_DESTROY if flags == 0 => 6 + tuple,
+        REC_DESTROY | REC_EXPECT_DESTROY if flags == 0 => 6 + tuple,
+        REC_EXPECT if flags == 0 => 6 + 2 * tuple + 6,
         REC_NEW | REC_UPDATE if flags & !(F_TCP_STATE | F_WINDOW | F_TIMEOUT) == 0 => {
             6 + 2 * tuple
                 + 2
@@ -324,9 +454,11 @@ fn put_tuple(out: &mut Vec<u8>, k: &FlowKey) {
 /// stream carry).
 pub fn put_record(out: &mut Vec<u8>, r: &Record) {
     let (tag, key) = match r {
-        Record::Upsert { new: true, entry } => (REC_NEW, &entry.orig),
-        Record::Upsert { new: false, entry } => (REC_UPDATE, &entry.orig),
-        Record::Destroy(k) => (REC_DESTROY, k),
+        Record::Upsert { new: true, entry } => (REC_NEW, entry.orig),
+        Record::Upsert { new: false, entry } => (REC_UPDATE, entry.orig),
+        Record::Destroy(k) => (REC_DESTROY, *k),
+        Record::Expect(e) => (REC_EXPECT, e.key.tuple(e.master.zone)),
+        Record::ExpectDestroy(k) => (REC_EXPECT_DESTROY, k.tuple(0)),
     };
     let mut flags = 0;
     if let Record::Upsert { entry: e, .. } = r {
@@ -348,7 +480,14 @@ pub fn put_record(out: &mut Vec<u8>, r: &Record) {
     });
     out.push(key.proto);
     out.extend_from_slice(&key.zone.to_be_bytes());
-    put_tuple(out, key);
+    put_tuple(out, &key);
+    if let Record::Expect(e) = r {
+        put_tuple(out, &e.master);
+        out.push(e.master.proto);
+        out.push(e.helper as u8);
+        out.extend_from_slice(&e.timeout_s.to_be_bytes());
+        return;
+    }
     let Record::Upsert { entry: e, .. } = r else {
         return;
     };
@@ -442,6 +581,34 @@ impl<'a> Reader<'a> {
         w.last_flags = self.u8()?;
         Some(w)
     }
+    /// The rest of an expectation record whose first tuple (`key`, source port 0) is
+    /// read. One encoding each: no flags, source port 0, and zone 0 for a destroy.
+    fn expect(&mut self, tag: u8, flags: u8, key: FlowKey) -> Option<Record> {
+        if flags != 0 || key.sport != 0 {
+            return None;
+        }
+        let k = ExpectKey {
+            family: key.family,
+            proto: key.proto,
+            src: key.src,
+            dst: key.dst,
+            dport: key.dport,
+        };
+        if tag == REC_EXPECT_DESTROY {
+            return (key.zone == 0).then_some(Record::ExpectDestroy(k));
+        }
+        let mut master = self.tuple(key.family, 0, key.zone)?;
+        master.proto = self.u8()?;
+        let helper = HelperKind::from_u8(self.u8()?)?;
+        let timeout_s = self.u32()?;
+        Some(Record::Expect(SyncedExpect {
+            key: k,
+            helper,
+            master,
+            timeout_s,
+        }))
+    }
+
     fn record(&mut self) -> Option<Record> {
         let tag = self.u8()?;
         let flags = self.u8()?;
@@ -457,6 +624,7 @@ impl<'a> Reader<'a> {
             REC_NEW => true,
             REC_UPDATE => false,
             REC_DESTROY if flags == 0 => return Some(Record::Destroy(orig)),
+            REC_EXPECT | REC_EXPECT_DESTROY => return self.expect(tag, flags, orig),
             _ => return None,
         };
         if flags & !(F_TCP_STATE | F_WINDOW | F_TIMEOUT) != 0 {

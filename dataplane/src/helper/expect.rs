@@ -395,6 +395,21 @@ impl ExpectTable {
         }
     }
 
+    /// Removes the live expectation of this key, whoever made it (state sync: the peer's
+    /// expectation was used or removed there).
+    pub fn remove_key(
+        &self,
+        family: Family,
+        proto: u8,
+        src: Addr,
+        dst: Addr,
+        dport: u16,
+        now: u64,
+    ) -> bool {
+        let k = key_words(family, proto, src, dst, dport);
+        self.find(&k, now).is_some_and(|i| self.kill(i))
+    }
+
     /// Every live expectation and the nanoseconds it has left (`conntrack -L expect`).
     pub fn list(&self, now: u64) -> Vec<(Expectation, u64)> {
         (0..self.slots.slots())

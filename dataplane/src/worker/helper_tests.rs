@@ -361,3 +361,93 @@ fn without_a_helper_the_control_connection_is_cached() {
     ));
     assert!(t.is_empty());
 }
+
+/// HA failover (docs/ha.md, "Expectations in sync"): the primary's FTP control
+/// connection and the expectation its 227 made travel as sync records (encoded and
+/// decoded); the backup commits the entry and its control thread puts the expectation in
+/// the shared table; then the client's data connection (any source port) is related on
+/// the backup, once, and the control connection carries on.
+#[test]
+fn after_a_failover_the_data_connection_the_primary_expected_is_related_on_the_backup() {
+    use crate::conntrack::{FlowKey, Synced};
+    use crate::ha::wire::{Record, SyncedExpect, decode_records, put_record};
+    use crate::worker::{WorkerCommand, WorkerReply};
+    let tp = Arc::new(ExpectTable::new(64));
+    let (mut p, _pp) = pipeline(0, 1, &tp);
+    control(&mut p);
+    let c = Pkt::v4(CLIENT, SERVER);
+    let s = Pkt::v4(SERVER, CLIENT);
+    let pasv = b"227 Entering Passive Mode (203,0,113,5,39,16).\r\n";
+    assert!(forwarded(
+        go(&mut p, 1, seg(&s, 21, 40000, PSH_ACK, 501, 101, pasv)),
+        0
+    ));
+    // What the sync carries: the control connection's entry and the expectation.
+    let key = FlowKey {
+        src: c.src,
+        dst: c.dst,
+        sport: 40000,
+        dport: 21,
+        zone: 0,
+        proto: proto::TCP,
+        family: crate::wire::Family::V4,
+    };
+    let (id, _) = p.conntrack().lookup(&key).unwrap();
+    let entry = Synced::from_snapshot(&p.conntrack().snapshot(id, 1_000).unwrap());
+    let (e, left) = tp.list(1_000)[0];
+    let mut body = Vec::new();
+    put_record(&mut body, &Record::Upsert { new: true, entry });
+    put_record(
+        &mut body,
+        &Record::Expect(SyncedExpect::from_expectation(&e, left)),
+    );
+    let recs = decode_records(&body).unwrap();
+    // The backup: the entry committed (adopted) into its worker, the expectation into
+    // the shared table (what `ha_apply_records` and `ha_commit` do).
+    let tb = Arc::new(ExpectTable::new(64));
+    let (mut b, publisher) = pipeline(0, 1, &tb);
+    let Record::Expect(x) = recs[1] else {
+        panic!("{recs:?}")
+    };
+    tb.insert(
+        &x.to_expectation(),
+        1_000 + u64::from(x.timeout_s) * 1_000_000_000,
+        1_000,
+    )
+    .unwrap();
+    let r = b.command(WorkerCommand::CtSync {
+        records: recs[..1].to_vec(),
+        adopt: true,
+    });
+    assert!(
+        matches!(
+            r,
+            WorkerReply::Synced {
+                applied: 1,
+                failed: 0
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(forwarded(
+        go(&mut b, 0, seg(&c, 40002, 10000, SYN, 9, 0, &[])),
+        1
+    ));
+    assert_eq!(b.helper_counters().related, 1);
+    assert!(tb.is_empty(), "used once");
+    assert!(!forwarded(
+        go(&mut b, 0, seg(&c, 40003, 10000, SYN, 9, 0, &[])),
+        1
+    ));
+    // The control connection continues on the backup (established rule).
+    assert!(forwarded(
+        go(
+            &mut b,
+            0,
+            seg(&c, 40000, 21, ACK, 101, 501 + pasv.len() as u32, &[])
+        ),
+        1
+    ));
+    let counters = publisher.current().counters();
+    assert_eq!((counters[0].0, counters[1].0), (1, 1));
+}

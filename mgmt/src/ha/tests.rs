@@ -332,7 +332,7 @@ fn the_binary_stream_delivers_the_same_changes_as_the_json_events() {
     let bin: Vec<HaChange> = wire::decode_records(&body)
         .unwrap()
         .iter()
-        .map(record_change)
+        .filter_map(record_change)
         .collect();
     assert_eq!(bin, json);
     assert_eq!(json.len(), 50);
@@ -380,4 +380,39 @@ fn a_loss_only_batch_is_counted_at_once_and_sends_nothing() {
     let c = a.status(Instant::now()).counters;
     assert_eq!((c.events, c.events_lost, c.events_bad), (0, 7, 0));
     assert!(a.flush().is_none(), "nothing was batched");
+}
+
+/// A RESYNC dump sends our expectations as EXPECT records after the entries; the peer's
+/// own (master `SYNCED_MASTER`) are left out.
+#[test]
+fn a_dump_sends_our_expectations_and_leaves_the_peers_out() {
+    let view = |master_worker: u16| fwd_proto::CtExpectation {
+        family: "ipv4".into(),
+        proto: "tcp".into(),
+        proto_num: 6,
+        timeout: 299,
+        src: "203.0.113.9".parse().unwrap(),
+        dst: "198.51.100.1".parse().unwrap(),
+        sport: 0,
+        dport: 50000,
+        master_src: "198.18.0.2".parse().unwrap(),
+        master_dst: "203.0.113.9".parse().unwrap(),
+        master_sport: 40000,
+        master_dport: 21,
+        master_proto_num: 6,
+        helper: "ftp".into(),
+        master_worker,
+    };
+    let mut a = Sync::new(cfg("primary", 64), 1);
+    assert!(a.dump_expect(&view(wire::SYNCED_MASTER)).is_none());
+    assert!(a.dump_expect(&view(0)).is_none(), "batched, not full yet");
+    let d = wire::decode(&a.flush().unwrap()).unwrap();
+    let [Record::Expect(e)] = d.records[..] else {
+        panic!("{:?}", d.records)
+    };
+    assert_eq!(
+        (e.key.dport, e.master.sport, e.timeout_s),
+        (50000, 40000, 299)
+    );
+    assert_eq!(a.status(Instant::now()).counters.resync_records, 1);
 }

@@ -232,6 +232,7 @@ impl<B: Backend> Server<B> {
                 out.count += 1;
             }
         }
+        out.count += self.expect_records(&mut out.records);
         out
     }
 

@@ -14,7 +14,7 @@ use crate::conntrack::{FlowKey, Synced};
 use crate::control::proto::{
     ControlError, ErrorCode, EventType, HaChange, HaCounters, HaTakeover, HaTarget, Response,
 };
-use crate::ha::wire::Record;
+use crate::ha::wire::{ExpectKey, Record, SYNCED_MASTER, SyncedExpect, put_record};
 use crate::nat::{Owner, SYMMETRIC_RSS_KEY, Tuple};
 
 use crate::wire::Addr;
@@ -85,6 +85,7 @@ impl<B: Backend> Server<B> {
         target: HaTarget,
     ) -> Result<Response, ControlError> {
         let before = self.ha.counters;
+        let records = self.apply_expectations(records);
         match target {
             HaTarget::Cache => {
                 let max = usize::try_from(self.cfg.max_entries).unwrap_or(usize::MAX);
@@ -100,6 +101,7 @@ impl<B: Backend> Server<B> {
                             }
                         }
                         Record::Destroy(k) => self.ha.cache.remove(&k).is_some(),
+                        Record::Expect(_) | Record::ExpectDestroy(_) => false,
                     };
                     self.count(ok, 1);
                 }
@@ -110,6 +112,96 @@ impl<B: Backend> Server<B> {
         c.applied -= before.applied;
         c.failed -= before.failed;
         Ok(Response::HaApplied(c))
+    }
+
+    /// Applies the expectation records to the shared expectation table at once, whatever
+    /// the target (docs/ha.md, "Expectations"): marked as the peer's
+    /// ([`SYNCED_MASTER`]), with the time the peer said they have left. Returns the other
+    /// records.
+    fn apply_expectations(&mut self, records: Vec<Record>) -> Vec<Record> {
+        if !records
+            .iter()
+            .any(|r| matches!(r, Record::Expect(_) | Record::ExpectDestroy(_)))
+        {
+            return records;
+        }
+        let table = self.backend.expectations().cloned();
+        let now = self.backend.now_ns();
+        let mut rest = Vec::with_capacity(records.len());
+        for r in records {
+            let ok = match (&r, &table) {
+                (Record::Expect(e), Some(t)) => {
+                    let expiry = now.saturating_add(u64::from(e.timeout_s) * 1_000_000_000);
+                    t.insert(&e.to_expectation(), expiry, now).is_ok()
+                }
+                (Record::ExpectDestroy(k), Some(t)) => {
+                    t.remove_key(k.family, k.proto, k.src, k.dst, k.dport, now)
+                }
+                (Record::Expect(_) | Record::ExpectDestroy(_), None) => false,
+                _ => {
+                    rest.push(r);
+                    continue;
+                }
+            };
+            self.count(ok, 1);
+        }
+        rest
+    }
+
+    /// The expectation table's changes since the last call as sync records, appended to
+    /// `out` (the binary event stream): the table is listed only when its counters moved
+    /// since the last listing; an expectation not sent yet (or re-announced with a new
+    /// expiry) goes out as EXPECT, one sent before and gone since as EXPECT_DESTROY. The
+    /// peer's own ([`SYNCED_MASTER`]) are never sent back.
+    pub(super) fn expect_records(&mut self, out: &mut Vec<u8>) -> u64 {
+        let Some(table) = self.backend.expectations().cloned() else {
+            return 0;
+        };
+        let st = table.stats();
+        let stamp = st.create.wrapping_add(st.new).wrapping_add(st.delete);
+        if self.ha.expect_stamp == Some(stamp) {
+            return 0;
+        }
+        self.ha.expect_stamp = Some(stamp);
+        let now = self.backend.now_ns();
+        let mut count = 0;
+        let mut live = std::collections::HashSet::new();
+        for (e, left) in table.list(now) {
+            if e.master_worker == SYNCED_MASTER {
+                continue;
+            }
+            let key = ExpectKey::of(&e);
+            live.insert(key);
+            let expiry = now.saturating_add(left);
+            // The same expectation within a second of the expiry sent: nothing new.
+            let same = self
+                .ha
+                .expect_sent
+                .get(&key)
+                .is_some_and(|&(m, x)| m == e.master && x.abs_diff(expiry) < 1_000_000_000);
+            if same {
+                continue;
+            }
+            self.ha.expect_sent.insert(key, (e.master, expiry));
+            put_record(
+                out,
+                &Record::Expect(SyncedExpect::from_expectation(&e, left)),
+            );
+            count += 1;
+        }
+        let gone: Vec<ExpectKey> = self
+            .ha
+            .expect_sent
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .copied()
+            .collect();
+        for k in gone {
+            self.ha.expect_sent.remove(&k);
+            put_record(out, &Record::ExpectDestroy(k));
+            count += 1;
+        }
+        count
     }
 
     /// `ha_commit`: the cache into the owning workers, adopted.
@@ -199,6 +291,11 @@ impl<B: Backend> Server<B> {
             let k = match &r {
                 Record::Upsert { entry, .. } => entry.orig,
                 Record::Destroy(k) => *k,
+                // Applied by `apply_expectations`, never routed to a worker.
+                Record::Expect(_) | Record::ExpectDestroy(_) => {
+                    self.count(false, 1);
+                    continue;
+                }
             };
             let w = self.owner_of(&k)?;
             per.get_mut(w)

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::conntrack::{FlowKey, Synced};
 use crate::control::proto::HaCounters;
+use crate::ha::wire::ExpectKey;
 use crate::nat::Owner;
 
 /// The external cache (a backup's synced entries, held outside the workers until
@@ -14,4 +15,11 @@ pub struct HaState {
     pub(super) cache: HashMap<FlowKey, Synced>,
     pub(super) counters: HaCounters,
     pub(super) owner: Option<Owner>,
+    /// The expectation table's counters (create + new + delete) when it was last listed
+    /// for the record stream: listed again only when they moved.
+    /// `None`: list it at the next poll.
+    pub(super) expect_stamp: Option<u64>,
+    /// Expectations sent on the record stream: their master and expiry (ns), so that an
+    /// unchanged one is not sent again and a vanished one is sent as a destroy.
+    pub(super) expect_sent: HashMap<ExpectKey, (FlowKey, u64)>,
 }

@@ -91,6 +91,10 @@ impl<B: Backend> Server<B> {
                 Err(e) => Err(e),
             },
             Request::SubscribeRecords => {
+                // A new sync subscriber (the daemon restarted): every live expectation
+                // goes out again with the next poll.
+                self.ha.expect_stamp = None;
+                self.ha.expect_sent.clear();
                 sub = Some(Subscription {
                     records: true,
                     ..Subscription::default()

@@ -1991,3 +1991,136 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Expectations in sync (docs/ha.md, "Expectations"): the primary's control thread puts
+/// an expectation its helper made on the record stream once (not again while unchanged;
+/// never one that came from the peer), and its destroy when it is gone; the backup
+/// applies it to its shared table at once, where the expected data connection finds it,
+/// and removes it on the destroy.
+#[test]
+fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connection() {
+    use crate::conntrack::FlowKey;
+    use crate::control::proto::HaTarget;
+    use crate::ha::wire::{
+        ExpectKey, Record, SYNCED_MASTER, SyncedExpect, base64_decode, decode_records,
+    };
+    use crate::helper::{ExpectTable, Expectation, HelperKind};
+    use crate::wire::{Addr, Family};
+    const S: u64 = 1_000_000_000;
+    let a = |x: [u8; 4]| Addr::from_v4(x);
+    let e = Expectation {
+        family: Family::V4,
+        proto: 6,
+        src: a([203, 0, 113, 9]),
+        dst: a([198, 51, 100, 1]),
+        dport: 50000,
+        helper: HelperKind::Ftp,
+        master: FlowKey {
+            src: a([198, 18, 0, 2]),
+            dst: a([203, 0, 113, 9]),
+            sport: 40000,
+            dport: 21,
+            zone: 0,
+            proto: 6,
+            family: Family::V4,
+        },
+        master_worker: 1,
+        master_id: 7,
+    };
+    let (mut p, _) = server(&[0, 0], "ha_expect_p");
+    let t = Arc::new(ExpectTable::new(64));
+    p.backend.expect = Some(t.clone());
+    p.backend.now_ns = 10 * S;
+    let slot = t.insert(&e, 310 * S, 10 * S).unwrap();
+    let recs = |t: &super::fanout::TakenEvents| {
+        assert_eq!(t.count as usize, decode_records(&t.records).unwrap().len());
+        decode_records(&t.records).unwrap()
+    };
+    let first = p.take_raw_events(false);
+    let sent = SyncedExpect::from_expectation(&e, 300 * S);
+    assert_eq!(recs(&first), vec![Record::Expect(sent)]);
+    assert_eq!(sent.timeout_s, 300);
+    assert_eq!(
+        p.take_raw_events(false).count,
+        0,
+        "unchanged: not sent again"
+    );
+    // One that came from the peer moves the counters but is not sent back.
+    let peer = Expectation {
+        dport: 50001,
+        master_worker: SYNCED_MASTER,
+        ..e
+    };
+    t.insert(&peer, 300 * S, 10 * S).unwrap();
+    assert_eq!(p.take_raw_events(false).count, 0);
+
+    // The backup: applied to its table at once (target cache), found by the data
+    // connection's first packet (any source port).
+    let (mut b, _) = server(&[0, 0], "ha_expect_b");
+    let bt = Arc::new(ExpectTable::new(64));
+    b.backend.expect = Some(bt.clone());
+    b.backend.now_ns = 1000 * S;
+    let c = ha_request(
+        &mut b,
+        Request::HaApplyRecords {
+            records: crate::ha::wire::base64_encode(&first.records),
+            target: HaTarget::Cache,
+        },
+    );
+    assert_eq!((c.applied, c.failed, c.cache_entries), (1, 0, 0));
+    let listed = bt.list(1000 * S);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, sent.to_expectation());
+    assert_eq!(
+        listed[0].1,
+        300 * S,
+        "the time the primary said it had left"
+    );
+
+    // The primary's expectation goes (replaced, used or removed): its destroy follows.
+    assert!(t.remove(slot, 1, 7, 11 * S));
+    let gone = p.take_raw_events(false);
+    assert_eq!(recs(&gone), vec![Record::ExpectDestroy(ExpectKey::of(&e))]);
+    let c = ha_request(
+        &mut b,
+        Request::HaApplyRecords {
+            records: crate::ha::wire::base64_encode(&gone.records),
+            target: HaTarget::Workers,
+        },
+    );
+    assert_eq!((c.applied, c.failed), (1, 0));
+    assert!(bt.is_empty());
+    // Applied again: nothing to remove, counted failed.
+    let c = ha_request(
+        &mut b,
+        Request::HaApplyRecords {
+            records: crate::ha::wire::base64_encode(&gone.records),
+            target: HaTarget::Cache,
+        },
+    );
+    assert_eq!((c.applied, c.failed), (0, 1));
+    // Announced again later: sent again with its new time left.
+    t.insert(&e, 400 * S, 20 * S).unwrap();
+    let again = p.take_raw_events(false);
+    assert!(matches!(recs(&again)[..], [Record::Expect(x)] if x.timeout_s == 390));
+    // On the backup the data connection's first packet (any source port) takes it:
+    // `ct state related` there after a failover.
+    ha_request(
+        &mut b,
+        Request::HaApplyRecords {
+            records: crate::ha::wire::base64_encode(&again.records),
+            target: HaTarget::Cache,
+        },
+    );
+    let took = bt
+        .take(Family::V4, 6, e.src, e.dst, 50000, 1000 * S)
+        .unwrap();
+    assert_eq!((took.master, took.master_worker), (e.master, SYNCED_MASTER));
+    assert!(bt.is_empty());
+    // A table dump (RESYNC) carries the listing's form: the same record, the peer's own
+    // left out.
+    let view = super::expect::expectation_view(&e, 300 * S);
+    assert_eq!(SyncedExpect::from_view(&view), Some(sent));
+    let theirs = super::expect::expectation_view(&peer, 300 * S);
+    assert_eq!(SyncedExpect::from_view(&theirs), None);
+}

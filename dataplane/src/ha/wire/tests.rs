@@ -28,8 +28,26 @@ fn window() -> TcpWindow {
     }
 }
 
+/// An FTP data connection expected from 203.0.113.9 to 198.51.100.1:50000 (PORT of the
+/// control connection 198.18.0.2:40000 -> 203.0.113.9:21, zone 3), 299 s left.
+fn ftp_expect() -> SyncedExpect {
+    SyncedExpect {
+        key: ExpectKey {
+            family: Family::V4,
+            proto: 6,
+            src: Addr::from_v4([203, 0, 113, 9]),
+            dst: Addr::from_v4([198, 51, 100, 1]),
+            dport: 50000,
+        },
+        helper: HelperKind::Ftp,
+        master: v4([198, 18, 0, 2], [203, 0, 113, 9], 40000, 21, 6),
+        timeout_s: 299,
+    }
+}
+
 /// A masqueraded TCP connection (198.18.0.2:40000 -> 203.0.113.9:443 leaving as
-/// 198.51.100.1:61000) with its window, a v6 UDP one without timeout, and a destroy.
+/// 198.51.100.1:61000) with its window, a v6 UDP one without timeout, a destroy, an FTP
+/// expectation and an expectation's destroy.
 fn sample() -> Vec<Record> {
     let orig = v4([198, 18, 0, 2], [203, 0, 113, 9], 40000, 443, 6);
     let reply = v4([203, 0, 113, 9], [198, 51, 100, 1], 443, 61000, 6);
@@ -70,7 +88,59 @@ fn sample() -> Vec<Record> {
             entry: udp,
         },
         Record::Destroy(orig),
+        Record::Expect(ftp_expect()),
+        Record::ExpectDestroy(ExpectKey {
+            family: Family::V6,
+            proto: 17,
+            ..ExpectKey::of(&ftp_expect().to_expectation())
+        }),
     ]
+}
+
+#[test]
+fn an_expectation_record_has_its_documented_layout_and_converts_both_ways() {
+    let e = ftp_expect();
+    let mut b = Vec::new();
+    put_record(&mut b, &Record::Expect(e));
+    assert_eq!(b.len(), 36, "docs/ha.md: 36 bytes for IPv4");
+    assert_eq!(
+        &b[..6],
+        &[4, 0, 4, 6, 0, 3],
+        "kind, flags, family, proto, zone"
+    );
+    assert_eq!(
+        &b[6..18],
+        &[203, 0, 113, 9, 198, 51, 100, 1, 0, 0, 0xc3, 0x50]
+    );
+    assert_eq!(
+        &b[18..30],
+        &[198, 18, 0, 2, 203, 0, 113, 9, 0x9c, 0x40, 0, 21]
+    );
+    assert_eq!(
+        &b[30..],
+        &[6, 1, 0, 0, 1, 43],
+        "master proto, helper, timeout"
+    );
+    let mut d = Vec::new();
+    put_record(&mut d, &Record::ExpectDestroy(e.key));
+    assert_eq!(d, [&[5, 0, 4, 6, 0, 0][..], &b[6..18]].concat());
+    // Into this box's table as the peer's, and back with the time left.
+    let x = e.to_expectation();
+    assert_eq!(x.master_worker, SYNCED_MASTER);
+    assert_eq!(
+        (x.src, x.dst, x.dport, x.helper),
+        (e.key.src, e.key.dst, 50000, HelperKind::Ftp)
+    );
+    assert_eq!(SyncedExpect::from_expectation(&x, 298_500_000_000), e);
+    // One encoding: a source port, flags, or a destroy's zone are refused.
+    for (at, v) in [(14, 1), (1, 1), (5, 1)] {
+        let mut bad = if at == 5 { d.clone() } else { b.clone() };
+        bad[at] = v;
+        assert!(decode_records(&bad).is_err(), "byte {at}");
+    }
+    let mut bad = b.clone();
+    bad[31] = 9;
+    assert!(decode_records(&bad).is_err(), "an unknown helper");
 }
 
 #[test]
@@ -136,7 +206,7 @@ fn malformed_datagrams_are_errors() {
     b[16..20].copy_from_slice(&c.to_be_bytes());
     assert!(matches!(
         decode(&b),
-        Err(DecodeError::Record { index: 3, .. })
+        Err(DecodeError::Record { index: 5, .. })
     ));
     // Valid CRC, one record fewer: bytes left over.
     let mut b = good;
@@ -190,7 +260,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
     (
         arb_key(),
         arb_key(),
-        0u8..4,
+        0u8..6,
         proptest::option::of(0u8..10),
         any::<bool>(),
         any::<u8>(),
@@ -198,8 +268,38 @@ fn arb_record() -> impl Strategy<Value = Record> {
         proptest::option::of(any::<u32>()),
     )
         .prop_map(|(orig, r, kind, st, win, status, mark, timeout_s)| {
-            if kind == 3 {
-                return Record::Destroy(orig);
+            let key = ExpectKey {
+                family: orig.family,
+                proto: orig.proto,
+                src: orig.src,
+                dst: orig.dst,
+                dport: orig.dport,
+            };
+            match kind {
+                3 => return Record::Destroy(orig),
+                4 => {
+                    return Record::Expect(SyncedExpect {
+                        key,
+                        helper: if status % 2 == 0 {
+                            HelperKind::Ftp
+                        } else {
+                            HelperKind::Tftp
+                        },
+                        master: FlowKey {
+                            family: orig.family,
+                            src: if orig.family == Family::V4 {
+                                Addr::from_v4([r.src.0[12], r.src.0[13], r.src.0[14], r.src.0[15]])
+                            } else {
+                                r.src
+                            },
+                            dst: orig.dst,
+                            ..r
+                        },
+                        timeout_s: mark,
+                    });
+                }
+                5 => return Record::ExpectDestroy(key),
+                _ => {}
             }
             // The reply tuple shares the original's family, protocol and zone.
             let reply = FlowKey {
