@@ -444,7 +444,15 @@ fn after_a_failover_the_data_connection_the_primary_expected_is_related_on_the_b
         go(
             &mut b,
             0,
-            seg(&c, 40000, 21, ACK, 101, 501 + pasv.len() as u32, &[])
+            seg(
+                &c,
+                40000,
+                21,
+                ACK,
+                101,
+                501 + u32::try_from(pasv.len()).unwrap(),
+                &[]
+            )
         ),
         1
     ));

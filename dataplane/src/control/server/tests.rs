@@ -2001,9 +2001,7 @@ fn conntrack_expect_lists_the_shared_table_and_helper_counters() {
 fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connection() {
     use crate::conntrack::FlowKey;
     use crate::control::proto::HaTarget;
-    use crate::ha::wire::{
-        ExpectKey, Record, SYNCED_MASTER, SyncedExpect, base64_decode, decode_records,
-    };
+    use crate::ha::wire::{ExpectKey, Record, SYNCED_MASTER, SyncedExpect, decode_records};
     use crate::helper::{ExpectTable, Expectation, HelperKind};
     use crate::wire::{Addr, Family};
     const S: u64 = 1_000_000_000;
@@ -2032,8 +2030,8 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
     p.backend.expect = Some(t.clone());
     p.backend.now_ns = 10 * S;
     let slot = t.insert(&e, 310 * S, 10 * S).unwrap();
-    let recs = |t: &super::fanout::TakenEvents| {
-        assert_eq!(t.count as usize, decode_records(&t.records).unwrap().len());
+    let recs = |t: &fanout::TakenEvents| {
+        assert_eq!(t.count, decode_records(&t.records).unwrap().len() as u64);
         decode_records(&t.records).unwrap()
     };
     let first = p.take_raw_events(false);
@@ -2119,8 +2117,8 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
     assert!(bt.is_empty());
     // A table dump (RESYNC) carries the listing's form: the same record, the peer's own
     // left out.
-    let view = super::expect::expectation_view(&e, 300 * S);
+    let view = expectation_view(&e, 300 * S);
     assert_eq!(SyncedExpect::from_view(&view), Some(sent));
-    let theirs = super::expect::expectation_view(&peer, 300 * S);
+    let theirs = expectation_view(&peer, 300 * S);
     assert_eq!(SyncedExpect::from_view(&theirs), None);
 }
