@@ -14,7 +14,7 @@
 //! whether the one tuple they would create is in use ([`NatTable::taken`]): those are
 //! per client by nature, and rare.
 
-use super::node::NodeSlice;
+use super::node::{NodeSlice, split as slice};
 use super::pool::{PoolKey, PortPools, Slot};
 use super::rss::Owner;
 use super::{NatAction, NatError, NatKind, Tuple};
@@ -680,21 +680,6 @@ fn search_start((lo, hi): (u16, u16), r: u32) -> u16 {
 fn port_at(lo: u16, size: u32, off: u32, i: u32) -> u16 {
     // lo + (x % size) <= hi <= 65535, so the fallback is never taken.
     u16::try_from(u32::from(lo) + (off.wrapping_add(i) % size)).unwrap_or(u16::MAX)
-}
-
-/// Worker `w`'s share of `lo ..= hi` when it is split evenly among `n` workers.
-pub(super) fn slice(lo: u16, hi: u16, w: u16, n: u16) -> Result<(u16, u16), NatError> {
-    let size = u32::from(hi - lo) + 1;
-    let n = u32::from(n.max(1));
-    let w = u32::from(w);
-    let a = u32::from(lo) + size * w / n;
-    let b = u32::from(lo) + size * (w + 1) / n;
-    if w >= n || b <= a {
-        return Err(NatError::PortExhausted);
-    }
-    let a = u16::try_from(a).map_err(|_| NatError::PortExhausted)?;
-    let b = u16::try_from(b - 1).map_err(|_| NatError::PortExhausted)?;
-    Ok((a, b))
 }
 
 fn check_family(v4: bool, a: Addr) -> Result<(), NatError> {

@@ -55,7 +55,7 @@ impl NodeSlice {
         if self.total <= 1 {
             return Ok((lo, hi));
         }
-        super::alloc::slice(lo, hi, self.local - 1, self.total)
+        split(lo, hi, self.local - 1, self.total)
     }
 
     /// Why `lo ..= hi` cannot be split among the nodes (`None`: it can).
@@ -126,6 +126,22 @@ pub fn check_ruleset(rs: &Ruleset, slice: &NodeSlice) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Part `w` of `lo ..= hi` split evenly into `n` contiguous parts (a node's slice here,
+/// a worker's in `alloc.rs`); `PortExhausted` when it is empty.
+pub(super) fn split(lo: u16, hi: u16, w: u16, n: u16) -> Result<(u16, u16), NatError> {
+    let size = u32::from(hi - lo) + 1;
+    let n = u32::from(n.max(1));
+    let w = u32::from(w);
+    let a = u32::from(lo) + size * w / n;
+    let b = u32::from(lo) + size * (w + 1) / n;
+    if w >= n || b <= a {
+        return Err(NatError::PortExhausted);
+    }
+    let a = u16::try_from(a).map_err(|_| NatError::PortExhausted)?;
+    let b = u16::try_from(b - 1).map_err(|_| NatError::PortExhausted)?;
+    Ok((a, b))
 }
 
 #[cfg(test)]
