@@ -1848,19 +1848,14 @@ fn a_raw_take_gives_sync_records_and_the_same_lines_as_the_json_take() {
     assert_eq!((t.count, t.lines.len(), t.records.len()), (0, 0, 0));
 }
 
-#[test]
-fn subscribe_records_streams_batches_over_the_socket() {
-    use crate::control::proto::RecordBatch;
-    use crate::ha::wire::{Record, base64_decode, decode_records};
-    let dir = tmpdir("subrec");
-    std::fs::create_dir_all(&dir).unwrap();
+/// Serves `s` with a `subscribe_records` client: the first batch line it reads.
+fn first_record_batch(
+    s: Server<Fake>,
+    dir: &std::path::Path,
+) -> crate::control::proto::RecordBatch {
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("control.sock");
     let listener = bind(&path).unwrap();
-    let (mut s, _) = server(&[1], "subrecstate");
-    s.backend.workers[0].raw_events = vec![
-        raw_event(EventType::Update, 5, false),
-        raw_event(EventType::Destroy, 6, true),
-    ];
     let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
     w.write_all(b"{\"v\":1,\"id\":7,\"request\":{\"op\":\"subscribe_records\"}}\n")
         .unwrap();
@@ -1870,45 +1865,39 @@ fn subscribe_records_streams_batches_over_the_socket() {
     assert_eq!(resp.into_result().unwrap(), Response::Subscribed);
     line.clear();
     r.read_line(&mut line).unwrap();
-    let b: RecordBatch = serde_json::from_str(&line).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn subscribe_records_streams_batches_over_the_socket() {
+    use crate::ha::wire::{Record, base64_decode, decode_records};
+    let (mut s, _) = server(&[1], "subrecstate");
+    s.backend.workers[0].raw_events = vec![
+        raw_event(EventType::Update, 5, false),
+        raw_event(EventType::Destroy, 6, true),
+    ];
+    let b = first_record_batch(s, &tmpdir("subrec"));
     assert_eq!((b.count, b.synced_skipped, b.lost), (1, 1, 0));
     let recs = decode_records(&base64_decode(&b.records).unwrap()).unwrap();
     let Record::Upsert { new: false, entry } = recs[0] else {
         panic!("{recs:?}")
     };
     assert_eq!(entry.orig.sport, 1005);
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Events lost in a worker's ring reach the record subscriber at the next poll, in a
 /// batch of no records, not only with the next event (which may never come).
 #[test]
 fn a_record_subscriber_hears_of_lost_events_without_waiting_for_new_ones() {
-    use crate::control::proto::RecordBatch;
-    let dir = tmpdir("sublost");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("control.sock");
-    let listener = bind(&path).unwrap();
     let (mut s, _) = server(&[1, 1], "subloststate");
     s.backend.workers[0].raw_lost = 3;
     s.backend.workers[1].raw_lost = 4;
-    let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
-    w.write_all(b"{\"v\":1,\"id\":7,\"request\":{\"op\":\"subscribe_records\"}}\n")
-        .unwrap();
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let resp: ResponseEnvelope = serde_json::from_str(&line).unwrap();
-    assert_eq!(resp.into_result().unwrap(), Response::Subscribed);
-    line.clear();
-    r.read_line(&mut line).unwrap();
-    let b: RecordBatch = serde_json::from_str(&line).unwrap();
+    let b = first_record_batch(s, &tmpdir("sublost"));
     assert_eq!((b.count, b.synced_skipped, b.lost), (0, 0, 7));
     assert_eq!(b.records, "");
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -2054,17 +2043,15 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
 
     // The backup: applied to its table at once (target cache), found by the data
     // connection's first packet (any source port).
+    let apply = |b: &mut Server<Fake>, t: &fanout::TakenEvents, target| {
+        let records = crate::ha::wire::base64_encode(&t.records);
+        ha_request(b, Request::HaApplyRecords { records, target })
+    };
     let (mut b, _) = server(&[0, 0], "ha_expect_b");
     let bt = Arc::new(ExpectTable::new(64));
     b.backend.expect = Some(bt.clone());
     b.backend.now_ns = 1000 * S;
-    let c = ha_request(
-        &mut b,
-        Request::HaApplyRecords {
-            records: crate::ha::wire::base64_encode(&first.records),
-            target: HaTarget::Cache,
-        },
-    );
+    let c = apply(&mut b, &first, HaTarget::Cache);
     assert_eq!((c.applied, c.failed, c.cache_entries), (1, 0, 0));
     let listed = bt.list(1000 * S);
     assert_eq!(listed.len(), 1);
@@ -2079,23 +2066,11 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
     assert!(t.remove(slot, 1, 7, 11 * S));
     let gone = p.take_raw_events(false);
     assert_eq!(recs(&gone), vec![Record::ExpectDestroy(ExpectKey::of(&e))]);
-    let c = ha_request(
-        &mut b,
-        Request::HaApplyRecords {
-            records: crate::ha::wire::base64_encode(&gone.records),
-            target: HaTarget::Workers,
-        },
-    );
+    let c = apply(&mut b, &gone, HaTarget::Workers);
     assert_eq!((c.applied, c.failed), (1, 0));
     assert!(bt.is_empty());
     // Applied again: nothing to remove, counted failed.
-    let c = ha_request(
-        &mut b,
-        Request::HaApplyRecords {
-            records: crate::ha::wire::base64_encode(&gone.records),
-            target: HaTarget::Cache,
-        },
-    );
+    let c = apply(&mut b, &gone, HaTarget::Cache);
     assert_eq!((c.applied, c.failed), (0, 1));
     // Announced again later: sent again with its new time left.
     t.insert(&e, 400 * S, 20 * S).unwrap();
@@ -2103,13 +2078,7 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
     assert!(matches!(recs(&again)[..], [Record::Expect(x)] if x.timeout_s == 390));
     // On the backup the data connection's first packet (any source port) takes it:
     // `ct state related` there after a failover.
-    ha_request(
-        &mut b,
-        Request::HaApplyRecords {
-            records: crate::ha::wire::base64_encode(&again.records),
-            target: HaTarget::Cache,
-        },
-    );
+    apply(&mut b, &again, HaTarget::Cache);
     let took = bt
         .take(Family::V4, 6, e.src, e.dst, 50000, 1000 * S)
         .unwrap();
