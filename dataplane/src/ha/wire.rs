@@ -156,6 +156,9 @@ impl SyncedExpect {
             master: self.master,
             master_worker: SYNCED_MASTER,
             master_id: 0,
+            // The record carries no NAT: an expectation set up by FTP NAT arrives without
+            // the translation its data connection would follow (docs/ha.md, limits).
+            nat: None,
         }
     }
 }

@@ -2013,6 +2013,7 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
         },
         master_worker: 1,
         master_id: 7,
+        nat: None,
     };
     let (mut p, _) = server(&[0, 0], "ha_expect_p");
     let t = Arc::new(ExpectTable::new(64));
