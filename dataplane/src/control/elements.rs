@@ -14,7 +14,7 @@ use crate::control::proto::{
     ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
 };
 use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
-use crate::rules::compile::{DynElement, DynStore, NEVER, dyn_key};
+use crate::rules::compile::{DynElement, DynKey, DynStore, NEVER};
 use crate::rules::edit::{self, Element, ElementFault, ElementOp};
 use crate::rules::{self, dynlist, print};
 
@@ -135,26 +135,38 @@ pub fn view(
 }
 
 /// A copy of `rs` whose table `t` declares meter `name` as the dynamic set the kernel
-/// makes of it (`type T; size N; flags dynamic;`), for its listing.
-pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, ty: SetType, size: u32) -> Ruleset {
+/// makes of it (`type T [. T]…; size N; flags dynamic;`), for its listing.
+pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, key: &DynKey, size: u32) -> Ruleset {
     let mut out = rs.clone();
+    let dynamic = rules::ast::DynOpts {
+        dynamic: true,
+        size: Some(size),
+        ..Default::default()
+    };
     if let Some(tt) = out
         .tables
         .iter_mut()
         .find(|x| x.family == t.family && x.name == t.name)
     {
-        tt.sets.push(rules::ast::Set {
-            name: name.to_string(),
-            ty,
-            interval: false,
-            elements: Vec::new(),
-            dynamic: rules::ast::DynOpts {
-                dynamic: true,
-                size: Some(size),
-                ..Default::default()
-            },
-            pos: Pos::default(),
-        });
+        match &key.types[..] {
+            [ty] => tt.sets.push(rules::ast::Set {
+                name: name.to_string(),
+                ty: *ty,
+                interval: false,
+                elements: Vec::new(),
+                dynamic,
+                pos: Pos::default(),
+            }),
+            types => tt.maps.push(rules::ast::Map {
+                name: name.to_string(),
+                key: types.to_vec(),
+                data: None,
+                interval: false,
+                elements: Vec::new(),
+                dynamic,
+                pos: Pos::default(),
+            }),
+        }
     }
     out
 }
@@ -173,11 +185,11 @@ fn element(key: String, data: Option<String>) -> SetElement {
 /// too), each with the whole seconds until it expires rounded up (`expires`), and the
 /// text gains them as `nft list set` writes them (`elements = { 198.18.0.1 expires
 /// 9m58s784ms }`, in the store's order).
-pub(crate) fn live(v: &mut SetElementsView, ty: SetType, live: &[DynElement]) {
+pub(crate) fn live(v: &mut SetElementsView, key: &DynKey, live: &[DynElement]) {
     v.elements = live
         .iter()
         .map(|e| SetElement {
-            key: dynlist::key_text(ty, e.key),
+            key: key.text(e.key),
             data: None,
             timeout: None,
             expires: e.expires_ns.map(|ns| ns.div_ceil(1_000_000_000)),
@@ -193,7 +205,7 @@ pub(crate) fn live(v: &mut SetElementsView, ty: SetType, live: &[DynElement]) {
     let start = lines.iter().position(|l| *l == head);
     let end = start.and_then(|s| lines[s..].iter().position(|l| l == "\t}").map(|e| s + e));
     if let (Some(end), false) = (end, live.is_empty()) {
-        let els: Vec<String> = live.iter().map(|e| dynlist::element_text(ty, e)).collect();
+        let els: Vec<String> = live.iter().map(|e| dynlist::element_text(key, e)).collect();
         lines.insert(end, format!("\t\telements = {{ {} }}", els.join(", ")));
     }
     v.text = lines.join("\n") + "\n";
@@ -323,17 +335,24 @@ pub fn live_change(
     rs: &Ruleset,
     ti: usize,
     set: &str,
-    (ty, store): (SetType, &DynStore),
+    (ty, store): (&DynKey, &DynStore),
     op: ElementChange,
     elements: &[SetElement],
     now: u64,
 ) -> Result<LiveChange, ControlError> {
     not_empty(elements)?;
-    let declared = rs.tables[ti].sets.iter().position(|s| s.name == set);
+    let t = &rs.tables[ti];
+    let declared = t.sets.iter().position(|s| s.name == set);
+    let declared_concat = t
+        .maps
+        .iter()
+        .position(|m| m.name == set && m.data.is_none());
     // A meter has no declaration, and no default timeout.
-    let opts = declared
-        .map(|i| rs.tables[ti].sets[i].dynamic)
-        .unwrap_or_default();
+    let opts = match (declared, declared_concat) {
+        (Some(i), _) => t.sets[i].dynamic,
+        (None, Some(i)) => t.maps[i].dynamic,
+        (None, None) => Default::default(),
+    };
     let op = op_of(op);
     let mut keys = Vec::with_capacity(elements.len());
     for (i, e) in elements.iter().enumerate() {
@@ -354,13 +373,14 @@ pub fn live_change(
                 &format!("set `{set}` has no `flags timeout`: its elements have no timeout"),
             ));
         }
-        let (k, _) = rules::parse::element(&[ty], None, &e.key, None)
+        let (k, _) = rules::parse::element(&ty.types, None, &e.key, None)
             .map_err(|x| bad("key", &x.to_string()))?;
-        let key = match k.as_slice() {
-            [v] => dyn_key(ty, v),
-            _ => None,
-        }
-        .ok_or_else(|| bad("key", "a dynamic set's elements are single values"))?;
+        let key = ty.key(&k).ok_or_else(|| {
+            bad(
+                "key",
+                "a dynamic set's elements are single values (an interface name: a port's)",
+            )
+        })?;
         let ttl_ms = e
             .timeout
             .map(|s| s.saturating_mul(1000))
@@ -379,12 +399,27 @@ pub fn live_change(
         keys.push((key, expiry));
     }
     let mut declaration = None;
-    if let (ElementOp::Delete, Some(si)) = (op, declared) {
+    if op == ElementOp::Delete {
         let gone =
-            |v: &rules::ast::Value| dyn_key(ty, v).is_some_and(|k| keys.iter().any(|x| x.0 == k));
-        if rs.tables[ti].sets[si].elements.iter().any(gone) {
+            |e: &[rules::ast::Value]| ty.key(e).is_some_and(|k| keys.iter().any(|x| x.0 == k));
+        let hit = declared.is_some_and(|i| {
+            t.sets[i]
+                .elements
+                .iter()
+                .any(|v| gone(std::slice::from_ref(v)))
+        }) || declared_concat
+            .is_some_and(|i| t.maps[i].elements.iter().any(|(e, _)| gone(e)));
+        if hit {
             let mut next = rs.clone();
-            next.tables[ti].sets[si].elements.retain(|v| !gone(v));
+            let nt = &mut next.tables[ti];
+            if let Some(i) = declared {
+                nt.sets[i]
+                    .elements
+                    .retain(|v| !gone(std::slice::from_ref(v)));
+            }
+            if let Some(i) = declared_concat {
+                nt.maps[i].elements.retain(|(e, _)| !gone(e));
+            }
             declaration = Some(next);
         }
     }

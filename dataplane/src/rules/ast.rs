@@ -179,6 +179,9 @@ pub struct Map {
     pub data: Option<MapData>,
     pub interval: bool,
     pub elements: Vec<(Elem, MapValue)>,
+    /// A set of concatenations the data path updates (`flags dynamic,timeout`, `timeout`,
+    /// `size`); always default for a map.
+    pub dynamic: DynOpts,
     pub pos: Pos,
 }
 
@@ -945,7 +948,8 @@ impl SetOp {
 pub struct SetElem {
     pub op: SetOp,
     pub set: String,
-    pub key: Field,
+    /// One field or a concatenation (`ip saddr . tcp dport`).
+    pub key: Vec<Field>,
     pub timeout_ms: Option<u64>,
     /// Per-element statements: `limit`, `ct count`, `counter`.
     pub stmts: Vec<Stmt>,

@@ -469,8 +469,10 @@ fn check_rule(t: &Table, r: &Rule, edges: &mut Vec<usize>) -> Result<(), Error> 
                 field_fits(t, *f, *pos, s)?;
             }
             Stmt::SetElem(e, pos) => {
-                l4_known |= field_fits(t, e.key, *pos, s)?;
-                super::dynset::check_elem(e, *pos, &t.sets)?;
+                for &f in &e.key {
+                    l4_known |= field_fits(t, f, *pos, s)?;
+                }
+                super::dynset::check_elem(e, *pos, t)?;
             }
             Stmt::Verdict(Verdict::Jump(c) | Verdict::Goto(c), pos) => {
                 edges.push(jump_target(t, c, *pos)?);

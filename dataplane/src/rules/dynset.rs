@@ -188,7 +188,7 @@ pub(crate) fn elem_from_json(
     body: &J,
     meter: bool,
     path: &str,
-    field: impl Fn(&J, &str) -> Result<Field, Error>,
+    field: impl Fn(&J, &str) -> Result<Vec<Field>, Error>,
     stmt: impl Fn(&J, &str) -> Result<Stmt, Error>,
 ) -> Result<SetElem, Error> {
     let key_v = body
@@ -267,10 +267,12 @@ pub(crate) fn normalize(rs: &mut super::ast::Ruleset) {
                 _ => None,
             })
             .collect();
-        for s in &mut t.sets {
-            if s.dynamic.dynamic || s.dynamic.size.is_some() || updated.contains(&s.name) {
-                s.dynamic.dynamic = true;
-                s.dynamic.size.get_or_insert(DEFAULT_SIZE);
+        let sets = t.sets.iter_mut().map(|s| (&s.name, &mut s.dynamic));
+        let concat = t.maps.iter_mut().filter(|m| m.data.is_none());
+        for (name, d) in sets.chain(concat.map(|m| (&m.name, &mut m.dynamic))) {
+            if d.dynamic || d.size.is_some() || updated.contains(name) {
+                d.dynamic = true;
+                d.size.get_or_insert(DEFAULT_SIZE);
             }
         }
     }
@@ -280,6 +282,14 @@ pub(crate) fn normalize(rs: &mut super::ast::Ruleset) {
 pub(crate) fn timeout_problem(ms: u64) -> Option<String> {
     (ms == 0 || !ms.is_multiple_of(1000))
         .then(|| "a timeout is a positive number of whole seconds (`30s`, `10m`)".into())
+}
+
+/// What the text form cannot express in a set's dynamic options (`None`: fine).
+pub(crate) fn opts_problem(o: &DynOpts) -> Option<String> {
+    if o.size == Some(0) {
+        return Some("a set's size must be positive".into());
+    }
+    o.timeout_ms.and_then(timeout_problem)
 }
 
 /// What the text form cannot express in a set statement (`None`: fine; the set's name
@@ -302,12 +312,13 @@ pub(crate) fn elem_problem(e: &SetElem) -> Option<String> {
 /// Checks one statement against the table's sets: the set exists (a meter declares its
 /// own), its type fits the key, the element statements are `limit`, `ct count` or
 /// `counter`, and the set is not an interval set.
-pub(crate) fn check_elem(e: &SetElem, pos: Pos, sets: &[super::ast::Set]) -> Result<(), Error> {
+pub(crate) fn check_elem(e: &SetElem, pos: Pos, t: &super::ast::Table) -> Result<(), Error> {
     if let Some(m) = elem_problem(e) {
         return Err(Error::at(pos, &e.set, m));
     }
+    let declared = t.sets.iter().any(|s| s.name == e.set) || t.maps.iter().any(|m| m.name == e.set);
     if e.meter.is_some() {
-        if sets.iter().any(|s| s.name == e.set) {
+        if declared {
             return Err(Error::at(
                 pos,
                 &e.set,
@@ -316,23 +327,28 @@ pub(crate) fn check_elem(e: &SetElem, pos: Pos, sets: &[super::ast::Set]) -> Res
         }
         return Ok(());
     }
-    let Some(set) = sets.iter().find(|s| s.name == e.set) else {
-        return Err(Error::at(pos, &e.set, "undefined set"));
+    let (types, interval) = match (
+        t.sets.iter().find(|s| s.name == e.set),
+        t.maps.iter().find(|m| m.name == e.set && m.data.is_none()),
+    ) {
+        (Some(s), _) => (vec![s.ty], s.interval),
+        (None, Some(m)) => (m.key.clone(), m.interval),
+        (None, None) => return Err(Error::at(pos, &e.set, "undefined set")),
     };
-    if set.ty.kind() != e.key.kind() {
+    let kinds = types.iter().map(|t| t.kind());
+    if !kinds.eq(e.key.iter().map(|f| f.kind())) {
         return Err(Error::at(
             pos,
             &e.set,
             format!(
-                "set `{}` holds {} values, the key is `{} {}`",
-                set.name,
-                set.ty.name(),
-                e.key.words().0,
-                e.key.words().1
+                "set `{}` holds {} values, the key is `{}`",
+                e.set,
+                super::print::types_text(&types),
+                super::print::key_text(&e.key),
             ),
         ));
     }
-    if set.interval {
+    if interval {
         return Err(Error::at(
             pos,
             &e.set,

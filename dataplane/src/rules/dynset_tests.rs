@@ -181,9 +181,9 @@ fn an_element_added_by_one_worker_is_matched_by_all() {
     let (ty, els) = c
         .dynset_elements(TableFamily::Inet, "f", "bl", t0 + SEC)
         .unwrap();
-    assert_eq!(ty, SetType::Ipv4Addr);
+    assert_eq!(ty.types, [SetType::Ipv4Addr]);
     assert_eq!(els.len(), 1);
-    assert_eq!(els[0].key, addr_to_u128(a));
+    assert_eq!(ty.values(els[0].key), [Value::Prefix(a, 32)]);
     assert_eq!(els[0].expires_ns, Some(600 * SEC - SEC));
 }
 

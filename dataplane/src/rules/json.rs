@@ -236,6 +236,10 @@ fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Er
     }
     Ok(crate::rules::ast::Map {
         name: get_str(o, "name", path)?.to_owned(),
+        dynamic: match data {
+            None => crate::rules::dynset::opts_from_json(o),
+            Some(_) => DynOpts::default(),
+        },
         key,
         data,
         interval,
@@ -590,13 +594,7 @@ fn read_stmt(e: &J, path: &str) -> Result<Stmt, Error> {
         "match" => Stmt::Match(read_match(body, path)?, pos),
         "vmap" => Stmt::Vmap(read_vmap(body, path)?, pos),
         "set" | "meter" => Stmt::SetElem(
-            crate::rules::dynset::elem_from_json(
-                body,
-                k == "meter",
-                path,
-                |v, p| read_field(v, p).map(|(f, _)| f),
-                read_stmt,
-            )?,
+            crate::rules::dynset::elem_from_json(body, k == "meter", path, read_key, read_stmt)?,
             pos,
         ),
         "accept" => Stmt::Verdict(Verdict::Accept, pos),
@@ -895,7 +893,9 @@ fn map_json(fam: &str, table: &str, m: &crate::rules::ast::Map) -> J {
     if let Some(d) = &m.data {
         o["map"] = json!(print::map_data_text(d));
     }
-    if m.interval {
+    if m.dynamic.any() {
+        crate::rules::dynset::opts_json(&mut o, &m.dynamic, m.interval);
+    } else if m.interval {
         o["flags"] = json!(["interval"]);
     }
     if !m.elements.is_empty() {
@@ -1039,7 +1039,7 @@ fn stmt_json(s: &Stmt, counter: Option<(u64, u64)>) -> J {
         }
         Stmt::NatMap(n, _) => nat_map_json(n),
         Stmt::SetElem(e, _) => {
-            crate::rules::dynset::elem_json(e, field_json(e.key), |s| stmt_json(s, None))
+            crate::rules::dynset::elem_json(e, key_json(&e.key), |s| stmt_json(s, None))
         }
         Stmt::MssSet(v, _) => super::mangle::mss_json(*v),
         Stmt::DscpSet(f, v, _) => {

@@ -151,7 +151,9 @@ fn map_decl(out: &mut String, m: &Map) {
         let _ = write!(out, " : {}", map_data_text(d));
     }
     out.push('\n');
-    if m.interval {
+    if m.dynamic.any() {
+        crate::rules::dynset::opts_text(out, &m.dynamic, m.interval);
+    } else if m.interval {
         out.push_str("\t\tflags interval\n");
     }
     if !m.elements.is_empty() {
@@ -291,7 +293,7 @@ pub fn stmt(s: &Stmt) -> String {
             });
             format!("{} vmap {els}", key_text(&v.key))
         }
-        Stmt::SetElem(e, _) => crate::rules::dynset::elem_text(e, &field_text(e.key), stmt),
+        Stmt::SetElem(e, _) => crate::rules::dynset::elem_text(e, &key_text(&e.key), stmt),
         Stmt::NatMap(n, _) => {
             let els = elements_text(&n.elements, |(e, d)| {
                 format!(
@@ -323,7 +325,7 @@ pub fn stmt(s: &Stmt) -> String {
 }
 
 /// A concatenation key (`ip saddr . tcp dport`).
-fn key_text(key: &[Field]) -> String {
+pub(crate) fn key_text(key: &[Field]) -> String {
     key.iter()
         .map(|&f| field_text(f))
         .collect::<Vec<_>>()

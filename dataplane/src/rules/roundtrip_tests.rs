@@ -301,6 +301,23 @@ fn set_types(lo: usize, hi: usize) -> impl Strategy<Value = Vec<SetType>> {
     proptest::collection::vec((0..SET_TYPES.len()).prop_map(|i| SET_TYPES[i]), lo..=hi)
 }
 
+/// Dynamic-set options in the form the readers give them (`dynamic` exactly when a
+/// `size` is there; `timeout` implies the flag), or none.
+fn dyn_opts() -> impl Strategy<Value = DynOpts> {
+    let some = (
+        proptest::option::of(1u32..100_000),
+        proptest::option::of(1u64..100_000),
+        any::<bool>(),
+    )
+        .prop_map(|(size, secs, flag)| DynOpts {
+            dynamic: size.is_some(),
+            timeout_flag: flag || secs.is_some(),
+            timeout_ms: secs.map(|s| s * 1000),
+            size,
+        });
+    prop_oneof![2 => Just(DynOpts::default()), 1 => some]
+}
+
 /// A named map or set of concatenations with elements of its types (some not).
 fn map_decl() -> impl Strategy<Value = Map> {
     let data = prop_oneof![
@@ -308,8 +325,13 @@ fn map_decl() -> impl Strategy<Value = Map> {
         Just(Some(MapData::Verdict)),
         set_types(1, 2).prop_map(|t| Some(MapData::Types(t))),
     ];
-    (map_name(), set_types(1, 3), data, any::<bool>()).prop_flat_map(
-        |(name, key, data, interval)| {
+    (map_name(), set_types(1, 3), data, any::<bool>(), dyn_opts()).prop_flat_map(
+        |(name, key, data, interval, opts)| {
+            let dynamic = if data.is_none() && !interval {
+                opts
+            } else {
+                DynOpts::default()
+            };
             let elem = |ts: &[SetType]| ts.iter().map(|t| good_value(t.kind())).collect::<Vec<_>>();
             let value: BoxedStrategy<MapValue> = match &data {
                 None => Just(MapValue::None).boxed(),
@@ -322,6 +344,7 @@ fn map_decl() -> impl Strategy<Value = Map> {
                 data: data.clone(),
                 interval,
                 elements,
+                dynamic,
                 pos: Pos::default(),
             })
         },
@@ -395,17 +418,20 @@ fn chain() -> impl Strategy<Value = Chain> {
 }
 
 fn set() -> impl Strategy<Value = Set> {
-    (name(), 0..SET_TYPES.len(), any::<bool>()).prop_flat_map(move |(name, ti, interval)| {
-        let ty = SET_TYPES[ti];
-        proptest::collection::vec(value(ty.kind()), 0..4).prop_map(move |elements| Set {
-            name: name.clone(),
-            ty,
-            interval,
-            elements,
-            dynamic: Default::default(),
-            pos: Pos::default(),
-        })
-    })
+    (name(), 0..SET_TYPES.len(), any::<bool>(), dyn_opts()).prop_flat_map(
+        move |(name, ti, interval, opts)| {
+            let ty = SET_TYPES[ti];
+            let dynamic = if interval { DynOpts::default() } else { opts };
+            proptest::collection::vec(value(ty.kind()), 0..4).prop_map(move |elements| Set {
+                name: name.clone(),
+                ty,
+                interval,
+                elements,
+                dynamic,
+                pos: Pos::default(),
+            })
+        },
+    )
 }
 
 fn ruleset() -> impl Strategy<Value = Ruleset> {
@@ -486,23 +512,27 @@ fn the_generator_makes_valid_rulesets() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = ruleset();
-    let (mut valid, mut with_rules) = (0, 0);
-    for _ in 0..1000 {
+    let (mut valid, mut with_rules, mut dynamic) = (0, 0, 0);
+    for _ in 0..2000 {
         let rs = strategy.new_tree(&mut runner).unwrap().current();
         if validate::ruleset(&rs).is_ok() {
             valid += 1;
-            if rs
-                .tables
-                .iter()
+            let tables = || rs.tables.iter();
+            if tables()
                 .flat_map(|t| &t.chains)
                 .any(|c| !c.rules.is_empty())
             {
                 with_rules += 1;
             }
+            if tables().any(|t| {
+                t.sets.iter().any(|s| s.dynamic.any()) || t.maps.iter().any(|m| m.dynamic.any())
+            }) {
+                dynamic += 1;
+            }
         }
     }
     assert!(
-        valid >= 50 && with_rules >= 20,
-        "{valid} valid, {with_rules} with rules"
+        valid >= 100 && with_rules >= 20 && dynamic >= 5,
+        "{valid} valid, {with_rules} with rules, {dynamic} with dynamic sets"
     );
 }

@@ -160,17 +160,10 @@ pub fn set(s: &Set) -> Result<(), Error> {
             return Err(Error::at(s.pos, &s.name, format!("set element: {m}")));
         }
     }
-    if s.dynamic.size == Some(0) {
-        return Err(Error::at(s.pos, &s.name, "a set's size must be positive"));
+    match super::dynset::opts_problem(&s.dynamic) {
+        Some(m) => Err(Error::at(s.pos, &s.name, m)),
+        None => Ok(()),
     }
-    if let Some(m) = s
-        .dynamic
-        .timeout_ms
-        .and_then(super::dynset::timeout_problem)
-    {
-        return Err(Error::at(s.pos, &s.name, m));
-    }
-    Ok(())
 }
 
 /// Checks a named map or set of concatenations: its name, types and elements.
@@ -178,6 +171,12 @@ pub fn map(m: &Map) -> Result<(), Error> {
     let err = |msg: String| Err(Error::at(m.pos, &m.name, msg));
     if let Some(p) = name_problem(&m.name) {
         return err(format!("set name: {p}"));
+    }
+    if let Some(p) = super::dynset::opts_problem(&m.dynamic) {
+        return err(p);
+    }
+    if m.data.is_some() && m.dynamic.any() {
+        return err("a map is not dynamic here (only sets are)".into());
     }
     let min = if m.data.is_some() { 1 } else { 2 };
     if !(min..=MAX_CONCAT).contains(&m.key.len()) {

@@ -1402,7 +1402,8 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
     let sec = 1_000_000_000u64;
     let now = 100 * sec;
     s.backend.now_ns = now;
-    let key = |o: [u8; 4]| u128::from_be_bytes(crate::wire::Addr::from_v4(o).0);
+    // A store key: an IPv4 address in its 32 bits (`rules::compile::DynKey`).
+    let key = |o: [u8; 4]| u128::from(u32::from_be_bytes(o));
     {
         let cur = s.rules.as_ref().unwrap().current();
         let store = cur
@@ -1468,7 +1469,8 @@ fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
     let sec = 1_000_000_000u64;
     let now = 100 * sec;
     s.backend.now_ns = now;
-    let key = |o: [u8; 4]| u128::from_be_bytes(crate::wire::Addr::from_v4(o).0);
+    // A store key: an IPv4 address in its 32 bits (`rules::compile::DynKey`).
+    let key = |o: [u8; 4]| u128::from(u32::from_be_bytes(o));
     let store = |s: &Server<Fake>, set: &str| {
         let cur = s.rules.as_ref().unwrap().current();
         Arc::clone(cur.dynset_store(TableFamily::Ip, "filter", set).unwrap())
@@ -1675,7 +1677,7 @@ fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
     .unwrap();
     let now = 50_000_000_000u64;
     s.backend.now_ns = now;
-    let key = u128::from_be_bytes(crate::wire::Addr::from_v4([198, 18, 0, 7]).0);
+    let key = u128::from(u32::from_be_bytes([198, 18, 0, 7]));
     {
         let cur = s.rules.as_ref().unwrap().current();
         let store = cur.dynset_store(TableFamily::Ip, "t", "m").unwrap();

@@ -6,12 +6,16 @@ use crate::rules::ast::{Field, SetOp};
 /// A compiled statement on a dynamic set.
 #[derive(Clone, Debug)]
 pub(crate) enum DynStmt {
-    /// `FIELD [!=] @SET`: the packet's value is a live element.
-    Match { set: u32, field: Field, neg: bool },
-    /// `add|update @SET { FIELD [timeout T] [limit …] [ct count …] }` and `meter`.
+    /// `KEY [!=] @SET`: the packet's key (one field or a concatenation) is a live element.
+    Match {
+        set: u32,
+        key: Box<[Field]>,
+        neg: bool,
+    },
+    /// `add|update @SET { KEY [timeout T] [limit …] [ct count …] }` and `meter`.
     Elem {
         set: u32,
-        field: Field,
+        key: Box<[Field]>,
         op: SetOp,
         timeout_ns: Option<u64>,
         limit: Option<ElemLimit>,

@@ -3,11 +3,11 @@
 //! their evaluation.
 
 use super::dynir::{DynStmt, ElemLimit};
+use super::dynkey::{DynKey, push};
 use super::dynstore::{DynDef, DynElement, DynEntry, DynStore, NEVER};
 use super::eval::field_value;
 use super::ir::{CStmt, EvalResult, PacketCtx};
-use super::keytable::value_interval;
-use super::ruleset::{CompiledRuleset, u32_of};
+use super::ruleset::{CompiledRuleset, PortsByName, u32_of};
 use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::limits::Budget;
@@ -19,25 +19,6 @@ use std::sync::Arc;
 pub(super) struct DynSets {
     pub(super) entries: Vec<DynEntry>,
     by_name: BTreeMap<(usize, String), u32>,
-}
-
-fn set_type_of(kind: Kind) -> Option<SetType> {
-    Some(match kind {
-        Kind::Addr4 => SetType::Ipv4Addr,
-        Kind::Addr6 => SetType::Ipv6Addr,
-        Kind::Port => SetType::InetService,
-        Kind::Proto => SetType::InetProto,
-        Kind::Mark => SetType::Mark,
-        _ => return None,
-    })
-}
-
-/// The store's key of value `v` of a dynamic set of type `ty`: `None` for a range, a
-/// shorter prefix or a name (a dynamic set's elements are single values).
-pub fn dyn_key(ty: SetType, v: &Value) -> Option<u128> {
-    value_interval(ty.kind(), v)
-        .filter(|(lo, hi)| lo == hi)
-        .map(|(lo, _)| lo)
 }
 
 /// The set statements of table `t`'s rules.
@@ -52,75 +33,111 @@ fn elem_stmts(t: &Table) -> impl Iterator<Item = (&SetElem, Pos)> {
         })
 }
 
+/// One dynamic set of a table before its store is made.
+struct Wanted {
+    name: String,
+    key: DynKey,
+    size: u32,
+    timeout_ms: Option<u64>,
+    pos: Pos,
+    elements: Vec<Elem>,
+}
+
+/// The dynamic sets a table declares (sets and sets of concatenations with dynamic
+/// options or updated by a statement) and its meters.
+fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
+    let updated = |name: &str| elem_stmts(t).any(|(e, _)| e.meter.is_none() && e.set == name);
+    let sets = t.sets.iter().map(|s| {
+        let els = s.elements.iter().map(|v| vec![v.clone()]).collect();
+        (&s.name, vec![s.ty], s.dynamic, s.interval, s.pos, els)
+    });
+    let concat = t.maps.iter().filter(|m| m.data.is_none()).map(|m| {
+        let els = m.elements.iter().map(|(e, _)| e.clone()).collect();
+        (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
+    });
+    let mut out = Vec::new();
+    for (name, types, opts, interval, pos, elements) in sets.chain(concat) {
+        if !(opts.any() || updated(name)) {
+            continue;
+        }
+        if interval {
+            return Err(Error::at(pos, name, "a dynamic set has no intervals"));
+        }
+        let key = DynKey::new(types, ports).map_err(|m| Error::at(pos, name, m))?;
+        out.push(Wanted {
+            name: name.clone(),
+            key,
+            size: opts.size.unwrap_or(DEFAULT_SIZE),
+            timeout_ms: opts.timeout_ms,
+            pos,
+            elements,
+        });
+    }
+    for (e, pos) in elem_stmts(t) {
+        if let Some(size) = e.meter
+            && !out.iter().any(|w| w.name == e.set)
+        {
+            let key = DynKey::of_fields(&e.key, ports).map_err(|m| Error::at(pos, &e.set, m))?;
+            out.push(Wanted {
+                name: e.set.clone(),
+                key,
+                size,
+                timeout_ms: None,
+                pos,
+                elements: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl DynSets {
     /// A store for every set with dynamic options or updated by a statement, and for
     /// every meter; the declared elements of a dynamic set are added without a timeout.
-    pub(super) fn collect(rs: &Ruleset, budget: &mut Budget) -> Result<Self, Error> {
+    pub(super) fn collect(
+        rs: &Ruleset,
+        ports: &PortsByName,
+        budget: &mut Budget,
+    ) -> Result<Self, Error> {
         let mut out = DynSets::default();
         for (ti, t) in rs.tables.iter().enumerate() {
-            let mut wanted: Vec<(String, SetType, DynOptsLite, Pos, Vec<Value>)> = Vec::new();
-            for s in &t.sets {
-                let updated = elem_stmts(t).any(|(e, _)| e.meter.is_none() && e.set == s.name);
-                if s.dynamic.any() || updated {
-                    let size = s.dynamic.size.unwrap_or(DEFAULT_SIZE);
-                    wanted.push((
-                        s.name.clone(),
-                        s.ty,
-                        (size, s.dynamic.timeout_ms),
-                        s.pos,
-                        s.elements.clone(),
-                    ));
-                    if s.interval || set_type_of(s.ty.kind()).is_none() {
+            for w in wanted(t, ports)? {
+                let conns = elem_stmts(t).any(|(e, _)| {
+                    e.set == w.name && e.stmts.iter().any(|s| matches!(s, Stmt::CtCount { .. }))
+                });
+                if w.size > super::dynstore::MAX_SIZE
+                    || !budget.charge(DynStore::bytes(w.size, conns))
+                {
+                    return Err(Error::at(w.pos, &w.name, budget.exceeded()));
+                }
+                let store = DynStore::new(w.size, conns);
+                for e in &w.elements {
+                    let key = w.key.key(e).ok_or_else(|| {
+                        Error::at(
+                            w.pos,
+                            &w.name,
+                            "a dynamic set's elements are single values (interface names: \
+                             a port's)",
+                        )
+                    })?;
+                    if store.insert(key, NEVER, 0).is_none() {
                         return Err(Error::at(
-                            s.pos,
-                            &s.name,
-                            "a dynamic set holds addresses, ports, protocols or marks, \
-                             without intervals",
+                            w.pos,
+                            &w.name,
+                            "more elements than the set's size",
                         ));
                     }
                 }
-            }
-            for (e, pos) in elem_stmts(t) {
-                if let Some(size) = e.meter
-                    && !wanted.iter().any(|w| w.0 == e.set)
-                {
-                    let ty = set_type_of(e.key.kind()).ok_or_else(|| {
-                        Error::at(
-                            pos,
-                            &e.set,
-                            "a meter key is an address, port, protocol or mark",
-                        )
-                    })?;
-                    wanted.push((e.set.clone(), ty, (size, None), pos, Vec::new()));
-                }
-            }
-            for (name, ty, (size, timeout_ms), pos, elements) in wanted {
-                let conns = elem_stmts(t).any(|(e, _)| {
-                    e.set == name && e.stmts.iter().any(|s| matches!(s, Stmt::CtCount { .. }))
-                });
-                if size > super::dynstore::MAX_SIZE || !budget.charge(DynStore::bytes(size, conns))
-                {
-                    return Err(Error::at(pos, &name, budget.exceeded()));
-                }
-                let store = DynStore::new(size, conns);
-                for v in &elements {
-                    let key = dyn_key(ty, v).ok_or_else(|| {
-                        Error::at(pos, &name, "a dynamic set's elements are single values")
-                    })?;
-                    if store.insert(key, NEVER, 0).is_none() {
-                        return Err(Error::at(pos, &name, "more elements than the set's size"));
-                    }
-                }
                 out.by_name
-                    .insert((ti, name.clone()), u32_of(out.entries.len()));
+                    .insert((ti, w.name.clone()), u32_of(out.entries.len()));
                 out.entries.push(DynEntry {
                     def: DynDef {
                         family: t.family,
                         table: t.name.clone(),
-                        name,
-                        ty,
-                        size,
-                        timeout_ns: timeout_ms.map(|ms| ms.saturating_mul(1_000_000)),
+                        name: w.name,
+                        key: w.key,
+                        size: w.size,
+                        timeout_ns: w.timeout_ms.map(|ms| ms.saturating_mul(1_000_000)),
                         conns,
                     },
                     store: Arc::new(store),
@@ -130,15 +147,31 @@ impl DynSets {
         Ok(out)
     }
 
-    /// `FIELD [!=] @SET` on a dynamic set: its statement (`None`: not a dynamic set).
-    pub(super) fn lower_match(&self, ti: usize, m: &Match) -> Option<CStmt> {
-        let Rhs::Named(n) = &m.rhs else { return None };
-        let &set = self.by_name.get(&(ti, n.clone()))?;
-        Some(CStmt::Dyn(DynStmt::Match {
-            set,
-            field: m.field,
-            neg: m.op == Op::Ne,
-        }))
+    /// `KEY [!=] @SET` on a dynamic set (`m`: one field, `l`: a concatenation): its
+    /// statement (`None`: not a dynamic set).
+    pub(super) fn lower_match(&self, ti: usize, s: &Stmt) -> Option<CStmt> {
+        let (key, neg, name): (Box<[Field]>, bool, &String) = match s {
+            Stmt::Match(
+                Match {
+                    field,
+                    op,
+                    rhs: Rhs::Named(n),
+                    ..
+                },
+                _,
+            ) => (Box::new([*field]), *op == Op::Ne, n),
+            Stmt::Lookup(
+                Lookup {
+                    key,
+                    neg,
+                    elements: Elements::Named(n),
+                },
+                _,
+            ) => (key.clone().into(), *neg, n),
+            _ => return None,
+        };
+        let &set = self.by_name.get(&(ti, name.clone()))?;
+        Some(CStmt::Dyn(DynStmt::Match { set, key, neg }))
     }
 
     /// An `add`/`update`/`meter` statement.
@@ -148,6 +181,19 @@ impl DynSets {
             .get(&(ti, e.set.clone()))
             .ok_or_else(|| Error::at(pos, &e.set, "undefined set"))?;
         let def = &self.entries[set as usize].def;
+        if !def
+            .key
+            .types
+            .iter()
+            .map(|t| t.kind())
+            .eq(e.key.iter().map(|f| f.kind()))
+        {
+            return Err(Error::at(
+                pos,
+                &e.set,
+                format!("the key does not fit `{}`", def.key.type_text()),
+            ));
+        }
         let mut limit = None;
         let mut count = None;
         for s in &e.stmts {
@@ -172,7 +218,7 @@ impl DynSets {
         }
         Ok(CStmt::Dyn(DynStmt::Elem {
             set,
-            field: e.key,
+            key: e.key.clone().into(),
             op: e.op,
             timeout_ns: e
                 .timeout_ms
@@ -184,8 +230,15 @@ impl DynSets {
     }
 }
 
-/// (size, default timeout in ms).
-type DynOptsLite = (u32, Option<u64>);
+/// The packet's store key for `key` (`None` when a field does not apply to it).
+fn packet_key(key: &[Field], ctx: &PacketCtx<'_>) -> Option<u128> {
+    let mut acc = 0u128;
+    for &f in key {
+        let v = field_value(f, ctx)?;
+        acc = push(acc, f.kind(), v)?;
+    }
+    Some(acc)
+}
 
 impl CompiledRuleset {
     /// Runs a dynamic-set statement: true when the rule goes on (the element is there, or
@@ -200,8 +253,8 @@ impl CompiledRuleset {
         // The outcome depends on what other packets did: never cached.
         res.stateful = true;
         match d {
-            DynStmt::Match { set, field, neg } => {
-                let Some(v) = field_value(*field, ctx) else {
+            DynStmt::Match { set, key, neg } => {
+                let Some(v) = packet_key(key, ctx) else {
                     return false;
                 };
                 let hit = self.dynsets[*set as usize].store.lookup(v, now).is_some();
@@ -209,13 +262,13 @@ impl CompiledRuleset {
             }
             DynStmt::Elem {
                 set,
-                field,
+                key,
                 op,
                 timeout_ns,
                 limit,
                 count,
             } => {
-                let Some(v) = field_value(*field, ctx) else {
+                let Some(v) = packet_key(key, ctx) else {
                     return false;
                 };
                 let store = &self.dynsets[*set as usize].store;
@@ -256,9 +309,9 @@ impl CompiledRuleset {
         table: &str,
         name: &str,
         now_ns: u64,
-    ) -> Option<(SetType, Vec<DynElement>)> {
+    ) -> Option<(&DynKey, Vec<DynElement>)> {
         let e = self.dynset(family, table, name)?;
-        Some((e.def.ty, e.store.elements(now_ns)))
+        Some((&e.def.key, e.store.elements(now_ns)))
     }
 
     /// The key type and store of a dynamic set or meter (the element API).
@@ -267,9 +320,9 @@ impl CompiledRuleset {
         family: TableFamily,
         table: &str,
         name: &str,
-    ) -> Option<(SetType, &Arc<DynStore>)> {
+    ) -> Option<(&DynKey, &Arc<DynStore>)> {
         self.dynset(family, table, name)
-            .map(|e| (e.def.ty, &e.store))
+            .map(|e| (&e.def.key, &e.store))
     }
 
     /// The store of a dynamic set (tests, the control thread).

@@ -25,7 +25,7 @@
 
 use super::dynir::ElemLimit;
 use super::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
-use crate::rules::ast::{SetType, TableFamily};
+use crate::rules::ast::TableFamily;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -336,7 +336,7 @@ pub(crate) struct DynDef {
     pub family: TableFamily,
     pub table: String,
     pub name: String,
-    pub ty: SetType,
+    pub key: super::dynkey::DynKey,
     pub size: u32,
     pub timeout_ns: Option<u64>,
     pub conns: bool,

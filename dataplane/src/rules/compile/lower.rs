@@ -55,7 +55,7 @@ pub fn compile_with(
     let mut budget = Budget::new(limits);
     let mut sets: SetTables<'_> = BTreeMap::new();
     let mut maps: MapTables<'_> = BTreeMap::new();
-    let dyns = DynSets::collect(rs, &mut budget)?;
+    let dyns = DynSets::collect(rs, ports, &mut budget)?;
     let mut chain_ids = BTreeMap::new();
     let mut chain_pos = Vec::new();
     for (ti, t) in rs.tables.iter().enumerate() {
@@ -211,7 +211,7 @@ fn compile_rule<'a>(
         }
         stmts.push(match s {
             // A dynamic set's content changes with the traffic: never cached.
-            Stmt::Match(m, _) if let Some(d) = dyns.lower_match(ti, m) => {
+            Stmt::Match(..) | Stmt::Lookup(..) if let Some(d) = dyns.lower_match(ti, s) => {
                 cacheable = false;
                 d
             }

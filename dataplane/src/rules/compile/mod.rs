@@ -17,6 +17,7 @@
 
 mod classes;
 mod dynir;
+mod dynkey;
 mod dynstmt;
 mod dynstore;
 mod eval;
@@ -29,7 +30,7 @@ mod ruleset;
 
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
-pub use dynstmt::dyn_key;
+pub use dynkey::DynKey;
 pub use dynstore::{DynElement, DynStore, NEVER};
 pub(crate) use eval::icmp_code;
 pub use facts::{CtTuple, Facts, Needs, TCP_MSS_DEFAULT, rt_mss};

@@ -54,19 +54,7 @@ impl Parser {
         pos: Pos,
     ) -> Result<Stmt, Error> {
         self.expect_punct('{')?;
-        let (w, wp) = self.word("the element key (`ip saddr`)")?;
-        let (a, b) = match w.as_str() {
-            "iif" | "oif" | "iifname" | "oifname" | "mark" | "l4proto" | "nfproto" => {
-                ("meta".to_owned(), w.clone())
-            }
-            _ => (w.clone(), self.word("a field")?.0),
-        };
-        let key = Field::from_words(&a, &b)
-            .ok_or_else(|| Error::at(wp, &w, unsupported(&format!("{a} {b} as a set key"))))?;
-        if self.peek_word() == Some(".") {
-            let t = self.next();
-            return self.err(&t, unsupported("a concatenated key in a dynamic set"));
-        }
+        let key = self.set_key()?;
         let mut timeout_ms = None;
         if self.eat_word("timeout") {
             timeout_ms = Some(self.duration()?);

@@ -247,11 +247,11 @@ impl Parser {
             }
         }
         let key = key.ok_or_else(|| Error::at(pos, &name, "set has no `type`"))?;
-        if dynamic.any() && (key.len() > 1 || interval) {
+        if dynamic.any() && interval {
             return Err(Error::at(
                 pos,
                 &name,
-                unsupported("a dynamic set of a concatenation or with intervals"),
+                unsupported("a dynamic set with intervals"),
             ));
         }
         if let ([ty], None) = (&key[..], &data) {
@@ -270,6 +270,7 @@ impl Parser {
             data,
             interval,
             elements,
+            dynamic,
             pos,
         }))
     }

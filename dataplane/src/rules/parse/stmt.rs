@@ -170,6 +170,12 @@ impl Parser {
         Ok(Stmt::Lookup(Lookup { key, neg, elements }, pos))
     }
 
+    /// A dynamic-set statement's key: `FIELD [. FIELD]…` (`ip saddr . tcp dport`).
+    pub(super) fn set_key(&mut self) -> Result<Vec<Field>, Error> {
+        let first = self.key_field()?;
+        self.key_rest(first)
+    }
+
     /// The fields after a key's first: `[. FIELD]…`.
     fn key_rest(&mut self, first: Field) -> Result<Vec<Field>, Error> {
         let mut key = vec![first];
