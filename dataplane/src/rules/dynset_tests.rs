@@ -372,3 +372,90 @@ fn a_rule_on_a_dynamic_set_is_never_cached_for_first_packets() {
     assert!(r.stateful && !r.cacheable);
     assert!(FirstVerdict::of(&r).is_none());
 }
+
+/// What nft 1.0.6 listed for concatenated and interface-name keys (in a namespace; the
+/// sets declared in this order: fwd lists sets of concatenations after plain sets).
+const CONCAT_LISTED: &str = "table ip t {
+\tset i {
+\t\ttype ifname
+\t\tsize 65535
+\t\tflags dynamic
+\t}
+
+\tset s {
+\t\ttype ipv4_addr . inet_service
+\t\tsize 65535
+\t\tflags dynamic,timeout
+\t\ttimeout 1m
+\t}
+
+\tchain in {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tadd @s { ip saddr . tcp dport }
+\t\tupdate @i { iifname }
+\t\tip saddr . tcp dport @s accept
+\t\tmeter m size 65535 { ip saddr . tcp dport limit rate 5/second } accept
+\t\tmeter m2 size 65535 { iifname . ip saddr timeout 10s limit rate 5/second }
+\t}
+}
+";
+
+#[test]
+fn concatenated_and_ifname_keys_print_and_match_as_nft() {
+    let rs = parse::parse(CONCAT_LISTED).unwrap();
+    check::check(&rs).unwrap();
+    assert_eq!(print::to_text(&rs), CONCAT_LISTED);
+    // JSON as nft -j wrote it.
+    let j = json::to_json(&rs).to_string();
+    for want in [
+        r#""size":65535,"table":"t","timeout":60,"type":["ipv4_addr","inet_service"]"#,
+        r#"{"set":{"elem":{"concat":[{"payload":{"field":"saddr","protocol":"ip"}},{"payload":{"field":"dport","protocol":"tcp"}}]},"op":"add","set":"@s"}}"#,
+        r#"{"set":{"elem":{"meta":{"key":"iifname"}},"op":"update","set":"@i"}}"#,
+    ] {
+        assert!(j.contains(want), "{want}\nin\n{j}");
+    }
+    assert_eq!(json::from_json(&json::to_json(&rs)).unwrap(), rs);
+    // Semantics: the pair (source, port) is the element, per worker-shared store.
+    let c = load_text(CONCAT_LISTED, &ports(), 2).unwrap();
+    let a = v4([198, 18, 1, 2]);
+    let ip = syn(a, 22);
+    let mut x = ctx(&ip, ct_state::NEW);
+    x.iif = Some(1);
+    let r = c.eval(Hook::Input, &mut x, 0, SEC);
+    assert_eq!(r.verdict, Decision::Accept);
+    let (key, els) = c.dynset_elements(TableFamily::Ip, "t", "s", SEC).unwrap();
+    let texts: Vec<String> = els.iter().map(|e| key.text(e.key)).collect();
+    assert_eq!(texts, ["198.18.1.2 . 22"]);
+    let (key, els) = c.dynset_elements(TableFamily::Ip, "t", "i", SEC).unwrap();
+    assert_eq!(key.text(els[0].key), "\"eth1\"");
+    // The third rule (the pair the first added) accepted before the meters.
+    let (key, els) = c.dynset_elements(TableFamily::Ip, "t", "m2", SEC).unwrap();
+    assert_eq!(
+        (key.type_text(), els.len()),
+        ("ifname . ipv4_addr".into(), 0)
+    );
+    // Another port of the same source is another element.
+    let ip = syn(a, 23);
+    let mut y = ctx(&ip, ct_state::NEW);
+    y.iif = Some(1);
+    c.eval(Hook::Input, &mut y, 1, SEC);
+    let (_, els) = c.dynset_elements(TableFamily::Ip, "t", "s", SEC).unwrap();
+    assert_eq!(els.len(), 2);
+    // A key wider than the store's 128 bits, and a key that does not fit the set.
+    let e = load_text(
+        "table ip6 t { set s { type ipv6_addr . inet_service; flags dynamic; } }",
+        &ports(),
+        1,
+    )
+    .unwrap_err();
+    assert!(e.msg.contains("at most 128 bits"), "{e}");
+    let rs = parse::parse(
+        "table ip t { set s { type ipv4_addr . inet_service; flags dynamic; }\n chain c { add @s { ip saddr . udp dport . tcp dport } } }",
+    )
+    .unwrap();
+    let e = check::check(&rs).unwrap_err();
+    assert!(
+        e.msg.contains("holds ipv4_addr . inet_service values"),
+        "{e}"
+    );
+}
