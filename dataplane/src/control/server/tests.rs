@@ -2094,3 +2094,90 @@ fn expectations_go_out_on_the_record_stream_and_the_peer_finds_the_data_connecti
     let theirs = expectation_view(&peer, 300 * S);
     assert_eq!(SyncedExpect::from_view(&theirs), None);
 }
+
+#[test]
+fn concatenated_dynamic_set_elements_list_and_change_in_nfts_form() {
+    use crate::control::proto::{ElementChange, ErrorCode, SetElement};
+    use crate::rules::ast::TableFamily;
+    use crate::rules::compile::ct_state;
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("dynconcat");
+    replace(
+        &mut s,
+        "table ip filter {\n  set pairs {\n    type ipv4_addr . inet_service\n    flags dynamic,timeout\n    timeout 10m\n    elements = { 198.18.0.9 . 22 }\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr . tcp dport @pairs drop\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = 100 * sec;
+    s.backend.now_ns = now;
+    let el = |k: &str, timeout: Option<u64>| SetElement {
+        key: k.into(),
+        data: None,
+        timeout,
+        expires: None,
+    };
+    let change = |s: &mut Server<Fake>, change, elements| {
+        s.request(Request::SetElementsChange {
+            family: None,
+            table: "filter".into(),
+            set: "pairs".into(),
+            change,
+            elements,
+            dry_run: false,
+        })
+    };
+    change(
+        &mut s,
+        ElementChange::Add,
+        vec![el("198.18.0.7 . 80", Some(5))],
+    )
+    .unwrap();
+    let Response::SetElements(v) = s.set_elements(None, "filter", "pairs").unwrap() else {
+        panic!()
+    };
+    let mut keys: Vec<(&str, Option<u64>)> = v
+        .elements
+        .iter()
+        .map(|e| (e.key.as_str(), e.expires))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [("198.18.0.7 . 80", Some(5)), ("198.18.0.9 . 22", None)]
+    );
+    assert!(v.text.contains("198.18.0.7 . 80 expires 5s"), "{}", v.text);
+    assert_eq!(v.key_type, "ipv4_addr . inet_service");
+    let drops = |s: &Server<Fake>, src: [u8; 4], port: u16| {
+        let p = tcp(v4(src), v4([198, 18, 1, 1]), 1000, port, 0x02);
+        let cur = s.rules.as_ref().unwrap().current();
+        let r = cur.eval(
+            crate::rules::Hook::Input,
+            &mut ctx(&p, ct_state::NEW),
+            0,
+            now + sec,
+        );
+        r.verdict == crate::rules::compile::Decision::Drop
+    };
+    assert!(drops(&s, [198, 18, 0, 7], 80));
+    assert!(!drops(&s, [198, 18, 0, 7], 22), "the pair, not the address");
+    assert!(drops(&s, [198, 18, 0, 9], 22));
+    // A delete of the declared pair takes it out of the store and the declaration.
+    change(
+        &mut s,
+        ElementChange::Delete,
+        vec![el("198.18.0.9 . 22", None)],
+    )
+    .unwrap();
+    assert!(!drops(&s, [198, 18, 0, 9], 22));
+    let cur = s.rules.as_ref().unwrap().current();
+    assert_eq!(cur.source().tables[0].maps[0].elements.len(), 0);
+    let store = cur
+        .dynset_store(TableFamily::Ip, "filter", "pairs")
+        .unwrap();
+    assert_eq!(store.elements(now).len(), 1);
+    // A key that is not a pair is refused with its field.
+    let e = change(&mut s, ElementChange::Add, vec![el("198.18.0.7", None)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert_eq!(e.field.as_deref(), Some("elements[0].key"), "{e:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
