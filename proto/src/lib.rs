@@ -944,7 +944,7 @@ pub struct SetElementsView {
     pub family: TableFamilyName,
     pub table: String,
     pub set: String,
-    /// `set` or `map`.
+    /// `set`, `map`, or `meter` (a meter, listed as `nft list meter` writes it).
     pub keyword: String,
     /// The key type (`ipv4_addr`, `ipv4_addr . inet_service`).
     pub key_type: String,

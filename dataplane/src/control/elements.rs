@@ -135,11 +135,19 @@ pub fn view(
 }
 
 /// A copy of `rs` whose table `t` declares meter `name` as the dynamic set the kernel
-/// makes of it (`type T [. T]…; size N; flags dynamic;`), for its listing.
+/// makes of it (`type T [. T]…; size N; flags dynamic[,timeout];`, `timeout` when a
+/// statement of the meter gives its elements one), for its listing.
 pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, key: &DynKey, size: u32) -> Ruleset {
     let mut out = rs.clone();
+    let timeout = t
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.stmts)
+        .any(|s| matches!(s, rules::ast::Stmt::SetElem(e, _) if e.set == name && e.timeout_ms.is_some()));
     let dynamic = rules::ast::DynOpts {
         dynamic: true,
+        timeout_flag: timeout,
         size: Some(size),
         ..Default::default()
     };
@@ -169,6 +177,17 @@ pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, key: &DynKey, size
         }
     }
     out
+}
+
+/// A meter's listing as `nft list meter` writes it: `meter NAME { … }` where a set's
+/// says `set NAME { … }` (keyword `meter`).
+pub(crate) fn as_meter(mut v: SetElementsView) -> SetElementsView {
+    let set_head = format!("\t{} {} {{", v.keyword, v.set);
+    v.keyword = "meter".into();
+    v.text = v
+        .text
+        .replacen(&set_head, &format!("\tmeter {} {{", v.set), 1);
+    v
 }
 
 fn element(key: String, data: Option<String>) -> SetElement {

@@ -23,7 +23,7 @@ impl<B: Backend> Server<B> {
         let r = self.rules.as_ref().ok_or_else(no_rules)?;
         let cur = r.current();
         let mut v = match elements::view(cur.source(), cur.generation(), family, table, set) {
-            // A meter has no declaration: listed as the dynamic set it is.
+            // A meter has no declaration: listed as `nft list meter` writes it.
             Err(e) if e.code == ErrorCode::NotFound && e.field.as_deref() == Some("set") => {
                 let src = cur.source();
                 let t = &src.tables[elements::table_index(src, family, table)?];
@@ -31,7 +31,7 @@ impl<B: Backend> Server<B> {
                     return Err(e);
                 };
                 let with = elements::with_meter(src, t, set, ty, store.size());
-                elements::view(&with, cur.generation(), family, table, set)?
+                elements::as_meter(elements::view(&with, cur.generation(), family, table, set)?)
             }
             v => v?,
         };
