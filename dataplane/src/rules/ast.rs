@@ -595,8 +595,10 @@ impl Field {
         use crate::wire::proto;
         match self {
             Field::TcpSport | Field::TcpDport | Field::TcpFlags => Some(proto::TCP),
-            // The kernel's implied `meta l4proto tcp` before a TCP option.
-            f if f.is_tcp_option() => Some(proto::TCP),
+            // An option's field is read from a TCP header only (the kernel breaks the rule
+            // elsewhere); a presence (`exists`/`missing`) applies to every packet: nft
+            // 1.0.6 adds no `meta l4proto tcp` and reads a presence of 0 without one.
+            Field::TcpOptMaxsegSize | Field::TcpOptWindowCount => Some(proto::TCP),
             Field::UdpSport | Field::UdpDport => Some(proto::UDP),
             Field::IcmpType | Field::IcmpCode => Some(proto::ICMP),
             Field::Icmpv6Type | Field::Icmpv6Code => Some(proto::ICMPV6),

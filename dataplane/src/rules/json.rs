@@ -853,7 +853,11 @@ fn kinds_elem_json(kinds: &[Kind], e: &[Value]) -> J {
     let mut vals: Vec<J> = kinds
         .iter()
         .zip(e)
-        .map(|(&k, v)| value_json(k, v))
+        .map(|(&k, v)| match (k, v) {
+            // `nft -j` writes a presence inside a concatenation as 1 or 0.
+            (Kind::Presence, Value::Num(n)) if kinds.len() > 1 => json!(n),
+            _ => value_json(k, v),
+        })
         .collect();
     match vals.len() {
         1 => vals.remove(0),

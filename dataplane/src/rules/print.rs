@@ -183,7 +183,11 @@ pub fn kinds_elem(kinds: &[Kind], e: &[Value]) -> String {
     kinds
         .iter()
         .zip(e)
-        .map(|(&k, v)| set_element(k, v))
+        .map(|(&k, v)| match (k, v) {
+            // nft lists a presence inside a concatenation as its raw 1 or 0.
+            (Kind::Presence, Value::Num(n)) if kinds.len() > 1 => n.to_string(),
+            _ => set_element(k, v),
+        })
         .collect::<Vec<_>>()
         .join(" . ")
 }
@@ -334,11 +338,8 @@ pub(crate) fn key_text(key: &[Field]) -> String {
 
 /// One element of a concatenated set or map (`198.18.1.2 . 22`).
 fn elem(key: &[Field], e: &[Value]) -> String {
-    key.iter()
-        .zip(e)
-        .map(|(f, v)| set_element(f.kind(), v))
-        .collect::<Vec<_>>()
-        .join(" . ")
+    let kinds: Vec<Kind> = key.iter().map(|f| f.kind()).collect();
+    kinds_elem(&kinds, e)
 }
 
 fn code(kw: &str, t: &[(&'static str, u8)], c: u8) -> String {

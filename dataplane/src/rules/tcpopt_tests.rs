@@ -99,9 +99,9 @@ fn each_option_fact_decides_its_match() {
         c.facts.tcp_opts = o;
         let r = rs.eval(Hook::Forward, &mut c, 0, 1);
         assert_eq!(r.verdict, Decision::Accept);
-        // A TCP segment's verdict depends on its options; a UDP datagram's does not
-        // (the rules are skipped on the protocol).
-        assert_eq!(r.cacheable, !o.tcp, "{o:?}");
+        // A verdict that read an option presence is not cached (a UDP datagram's too:
+        // a presence applies to every packet, as in the kernel).
+        assert!(!r.cacheable, "{o:?}");
         let now: Vec<u64> = rs.counters().iter().map(|c| c.0).collect();
         now.iter().zip(&before).map(|(a, b)| a - b).collect()
     };
@@ -131,8 +131,51 @@ fn each_option_fact_decides_its_match() {
         ..all
     };
     assert_eq!(count(small, &seg), [0, 0, 1, 1, 0, 1]);
-    // Not TCP: nothing matches, `missing` included.
+    // Not TCP: a presence reads 0, so the `missing` matches match (as in the kernel,
+    // checked with nft 1.0.6: `udp dport 9999 tcp option maxseg missing` counts a UDP
+    // datagram), the field reads and `exists` do not.
     let u = udp(v4([198, 18, 0, 10]), v4([203, 0, 113, 5]), 40000, 53);
-    assert_eq!(count(Opts::default(), &u), [0; 6]);
+    assert_eq!(count(Opts::default(), &u), [1, 0, 0, 0, 1, 0]);
     assert!(rs.needs().has(compile::Needs::TCP_OPTS));
+}
+
+/// nft 1.0.6's listing of `tcp option window . tcp option sack-perm { exists . missing }`
+/// and `tcp option window . tcp dport vmap { missing . 22 : accept }` (a presence inside a
+/// concatenation is its raw 1 or 0, in text and JSON).
+#[test]
+fn a_presence_in_a_concatenation_lists_as_nft_lists_it() {
+    let listed = "table inet q3 {
+\tchain f {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\ttcp option window . tcp option sack-perm { 1 . 0 } counter packets 0 bytes 0
+\t\ttcp option window . tcp dport vmap { 0 . 22 : accept }
+\t}
+}
+";
+    let written = listed
+        .replace("{ 1 . 0 }", "{ exists . missing }")
+        .replace("{ 0 . 22 :", "{ missing . 22 :");
+    let rs = parse::parse(&written).unwrap();
+    assert_eq!(
+        rs,
+        parse::parse(listed).unwrap(),
+        "both spellings read alike"
+    );
+    assert_eq!(print::to_text(&rs), listed);
+    let exprs = rule_exprs(&json::to_json(&rs));
+    assert_eq!(
+        exprs[0][0]["match"]["right"],
+        serde_json::json!({"set": [{"concat": [1, 0]}]})
+    );
+    assert_eq!(
+        exprs[1][0]["vmap"]["data"],
+        serde_json::json!({"set": [[{"concat": [0, 22]}, {"accept": null}]]})
+    );
+    assert_eq!(json::from_json(&json::to_json(&rs)).unwrap(), rs);
+    // Alone, a presence is still `exists`/`missing` (and JSON `true`/`false`).
+    let one = parse::parse(
+        "table inet t { chain f { type filter hook forward priority filter; tcp option window exists } }",
+    )
+    .unwrap();
+    assert!(print::to_text(&one).contains("tcp option window exists\n"));
 }

@@ -82,11 +82,21 @@ pub(super) fn field_value(f: Field, ctx: &PacketCtx<'_>) -> Option<u128> {
     }
 }
 
-/// The value of a `tcp option …` field (`None`: not TCP, or the option or its field is
-/// not there; `wire::tcpopt::Opts`).
+/// The value of a `tcp option …` field (`None`: the option or its field is not there, or
+/// a field of a packet that is not TCP; `wire::tcpopt::Opts`). A presence reads 0 on a
+/// packet that is not TCP, as the kernel's (`nft_exthdr_tcp_eval` with the presence flag
+/// writes 0 where it finds no TCP header, and nft 1.0.6 adds no `meta l4proto tcp`):
+/// `tcp option maxseg missing` matches a UDP datagram.
 fn tcp_option(f: Field, o: crate::wire::tcpopt::Opts) -> Option<u128> {
     if !o.tcp {
-        return None;
+        return matches!(
+            f,
+            Field::TcpOptMaxseg
+                | Field::TcpOptWindow
+                | Field::TcpOptSackPerm
+                | Field::TcpOptTimestamp
+        )
+        .then_some(0);
     }
     let exists = |k| Some(u128::from(o.has(k)));
     match f {
