@@ -125,6 +125,18 @@ impl SetType {
             _ => return None,
         })
     }
+    /// The set type whose elements are values of `kind` (`None`: no set type holds them).
+    pub fn of_kind(kind: Kind) -> Option<Self> {
+        Some(match kind {
+            Kind::Addr4 => SetType::Ipv4Addr,
+            Kind::Addr6 => SetType::Ipv6Addr,
+            Kind::Port => SetType::InetService,
+            Kind::Proto => SetType::InetProto,
+            Kind::Mark => SetType::Mark,
+            Kind::IfName => SetType::IfName,
+            _ => return None,
+        })
+    }
     /// The value kind of the set's elements.
     pub fn kind(self) -> Kind {
         match self {

@@ -39,19 +39,6 @@ pub(crate) fn push(key: u128, kind: Kind, v: u128) -> Option<u128> {
     Some(key.checked_shl(w).unwrap_or(0) | low)
 }
 
-/// The set type a field's values have (`None`: a field no dynamic set can hold).
-pub(crate) fn set_type_of(kind: Kind) -> Option<SetType> {
-    Some(match kind {
-        Kind::Addr4 => SetType::Ipv4Addr,
-        Kind::Addr6 => SetType::Ipv6Addr,
-        Kind::Port => SetType::InetService,
-        Kind::Proto => SetType::InetProto,
-        Kind::Mark => SetType::Mark,
-        Kind::IfName => SetType::IfName,
-        _ => return None,
-    })
-}
-
 impl DynKey {
     /// The key of `types`, or why a dynamic set cannot hold it.
     pub(crate) fn new(types: Vec<SetType>, ports: &PortsByName) -> Result<Self, String> {
@@ -74,7 +61,7 @@ impl DynKey {
     pub(crate) fn of_fields(key: &[Field], ports: &PortsByName) -> Result<Self, String> {
         let types = key
             .iter()
-            .map(|f| set_type_of(f.kind()))
+            .map(|f| SetType::of_kind(f.kind()))
             .collect::<Option<Vec<_>>>()
             .ok_or(
                 "a dynamic set's key holds addresses, ports, protocols, marks and \

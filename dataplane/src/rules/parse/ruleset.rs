@@ -156,15 +156,8 @@ impl Parser {
         let (b, _) = self.word("field")?;
         let f = Field::from_words(&a, &b)
             .ok_or_else(|| Error::at(ap, &a, "unknown field in `typeof`"))?;
-        Ok(match f.kind() {
-            Kind::Addr4 => SetType::Ipv4Addr,
-            Kind::Addr6 => SetType::Ipv6Addr,
-            Kind::Port => SetType::InetService,
-            Kind::Proto => SetType::InetProto,
-            Kind::Mark => SetType::Mark,
-            Kind::IfName => SetType::IfName,
-            _ => return Err(Error::at(ap, &a, unsupported("typeof of this field"))),
-        })
+        SetType::of_kind(f.kind())
+            .ok_or_else(|| Error::at(ap, &a, unsupported("typeof of this field")))
     }
 
     /// Types joined by ` . ` (`ipv4_addr . inet_service`).
