@@ -343,8 +343,16 @@ pub(crate) fn check_elem(e: &SetElem, pos: Pos, t: &super::ast::Table) -> Result
             format!(
                 "set `{}` holds {} values, the key is `{}`",
                 e.set,
-                super::print::types_text(&types),
-                super::print::key_text(&e.key),
+                types
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(" . "),
+                e.key
+                    .iter()
+                    .map(|f| format!("{} {}", f.words().0, f.words().1))
+                    .collect::<Vec<_>>()
+                    .join(" . "),
             ),
         ));
     }

@@ -329,7 +329,7 @@ pub fn stmt(s: &Stmt) -> String {
 }
 
 /// A concatenation key (`ip saddr . tcp dport`).
-pub(crate) fn key_text(key: &[Field]) -> String {
+fn key_text(key: &[Field]) -> String {
     key.iter()
         .map(|&f| field_text(f))
         .collect::<Vec<_>>()

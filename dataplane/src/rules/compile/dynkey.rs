@@ -6,10 +6,13 @@
 //! inet_service`) is refused when the ruleset compiles.
 
 use super::keytable::value_interval;
-use super::ruleset::PortsByName;
 use crate::rules::ast::{Field, Kind, SetType, Value};
 use crate::rules::print;
 use serde_json::{Value as J, json};
+
+/// The appliance's ports by name (`compile::PortsByName`, spelled out: the compiled
+/// ruleset's module depends on this one).
+type PortsByName = std::collections::BTreeMap<String, u16>;
 
 /// The type of a dynamic set's key and what turns its values into store keys and back.
 #[derive(Clone, Debug, PartialEq, Eq)]
