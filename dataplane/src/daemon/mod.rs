@@ -61,6 +61,11 @@ pub fn run(cfg: &Config, stats_interval: u64) -> Result<(), DaemonError> {
     let args = cfg.eal_args();
     eprintln!("fwd: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(DaemonError::EalInit)?;
+    // Declared elements with a timeout start it now, on the workers' clock (the TSC's rate
+    // is known after EAL init), before any worker runs.
+    rules_state
+        .current()
+        .start_declared(crate::worker::io::tsc_now_ns());
     // Connection tables (created on the workers below, each on its lcore's socket) come
     // from DPDK's hugepages: hundreds of MiB read at random would otherwise miss the TLB
     // on most lookups, and reserved pages need no compaction at start-up. Short of

@@ -157,9 +157,22 @@ pub struct Set {
     pub ty: SetType,
     pub interval: bool,
     pub elements: Vec<Value>,
+    /// Declared elements' own `timeout` (`198.18.1.4 timeout 10s`), in milliseconds, in
+    /// `elements` order; only in a set with a timeout (the others take the set's).
+    pub elem_timeouts: Vec<(Value, u64)>,
     /// `flags dynamic,timeout`, `timeout`, `size` (a set the data path updates).
     pub dynamic: DynOpts,
     pub pos: Pos,
+}
+
+impl Set {
+    /// The own `timeout` (milliseconds) of declared element `v`.
+    pub fn elem_timeout(&self, v: &Value) -> Option<u64> {
+        self.elem_timeouts
+            .iter()
+            .find(|(e, _)| e == v)
+            .map(|&(_, ms)| ms)
+    }
 }
 
 /// What the elements of a named map map to.

@@ -83,7 +83,9 @@ pub(crate) fn opts_text(out: &mut String, o: &DynOpts, interval: bool) {
     if o.timeout_flag {
         flags.push("timeout");
     }
-    if !flags.is_empty() {
+    // nft 1.0.6 leaves out a `flags timeout` line that only repeats the `timeout` below
+    // (`set c { type ipv4_addr; flags timeout; timeout 30s; }` lists `timeout 30s`).
+    if !flags.is_empty() && !(flags == ["timeout"] && o.timeout_ms.is_some()) {
         let _ = writeln!(out, "\t\tflags {}", flags.join(","));
     }
     if let Some(t) = o.timeout_ms {

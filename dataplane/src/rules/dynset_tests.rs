@@ -459,3 +459,122 @@ fn concatenated_and_ifname_keys_print_and_match_as_nft() {
         "{e}"
     );
 }
+
+/// A set whose declared elements take the set's timeout or their own, as nft 1.0.6 lists
+/// it after `nft -f` (without the `expires` it adds to each element).
+const ELEM_TIMEOUTS: &str = "table ip t {
+\tset to {
+\t\ttype ipv4_addr
+\t\ttimeout 30s
+\t\telements = { 198.18.1.3, 198.18.1.4 timeout 10s }
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip saddr @to drop
+\t}
+}
+";
+
+#[test]
+fn declared_element_timeouts_print_and_read_back_as_nft_writes_them() {
+    let src = ELEM_TIMEOUTS.replace("timeout 30s\n", "flags timeout\n\t\ttimeout 30s\n");
+    let rs = parse::parse(&src).unwrap();
+    check::check(&rs).unwrap();
+    let to = &rs.tables[0].sets[0];
+    assert_eq!(
+        to.elem_timeouts,
+        [(Value::Prefix(v4([198, 18, 1, 4]), 32), 10_000)]
+    );
+    assert_eq!(print::to_text(&rs), ELEM_TIMEOUTS);
+    assert_eq!(parse::parse(ELEM_TIMEOUTS).unwrap(), rs);
+    // JSON as `nft -j list set` writes the elements (less `expires`).
+    let j = json::to_json(&rs).to_string();
+    let want = r#""elem":["198.18.1.3",{"elem":{"timeout":10,"val":"198.18.1.4"}}]"#;
+    assert!(j.contains(want), "{j}");
+    assert_eq!(json::from_json(&json::to_json(&rs)).unwrap(), rs);
+    // Only in a set with a timeout (the kernel refuses it with EINVAL), in whole seconds.
+    let e = parse::parse(
+        "table ip t { set s { type ipv4_addr; flags dynamic; elements = { 198.18.1.4 timeout 10s } } }",
+    )
+    .unwrap_err();
+    assert!(e.msg.contains("needs a set with `flags timeout`"), "{e}");
+    let e = parse::parse(
+        "table ip t { set s { type ipv4_addr; timeout 1m; elements = { 198.18.1.4 timeout 1500ms } } }",
+    )
+    .unwrap_err();
+    assert!(e.msg.contains("whole seconds"), "{e}");
+    let j = json::to_json(&rs)
+        .to_string()
+        .replace(r#""flags":["timeout"],"#, "")
+        .replace(r#""timeout":30,"#, "");
+    let e = json::from_json(&serde_json::from_str(&j).unwrap()).unwrap_err();
+    assert!(e.msg.contains("needs a set with `flags timeout`"), "{e}");
+}
+
+#[test]
+fn declared_elements_expire_from_install_with_their_own_or_the_sets_timeout() {
+    let c = load(ELEM_TIMEOUTS, 2);
+    let (a3, a4, a5) = (
+        v4([198, 18, 1, 3]),
+        v4([198, 18, 1, 4]),
+        v4([198, 18, 1, 5]),
+    );
+    let t0 = 7 * SEC;
+    c.start_declared(t0);
+    assert_eq!(verdict(&c, a3, 80, 0, t0 + SEC), Decision::Drop);
+    assert_eq!(verdict(&c, a4, 80, 1, t0 + SEC), Decision::Drop);
+    assert_eq!(verdict(&c, a5, 80, 1, t0 + SEC), Decision::Accept);
+    // The listing: each with the time to its expiry, as `nft list set` shows it.
+    let (ty, mut els) = c
+        .dynset_elements(TableFamily::Ip, "t", "to", t0 + SEC)
+        .unwrap();
+    els.sort_by_key(|e| e.key);
+    let text: Vec<String> = els.iter().map(|e| dynlist::element_text(ty, e)).collect();
+    assert_eq!(text, ["198.18.1.3 expires 29s", "198.18.1.4 expires 9s"]);
+    assert_eq!(
+        dynlist::element_json(ty, &els[1]).to_string(),
+        r#"{"elem":{"expires":9,"val":"198.18.1.4"}}"#
+    );
+    // `.4` expires at its own 10 s, `.3` at the set's 30 s.
+    assert_eq!(verdict(&c, a4, 80, 0, t0 + 10 * SEC - 1), Decision::Drop);
+    assert_eq!(verdict(&c, a4, 80, 0, t0 + 10 * SEC), Decision::Accept);
+    assert_eq!(verdict(&c, a3, 80, 1, t0 + 10 * SEC), Decision::Drop);
+    assert_eq!(verdict(&c, a3, 80, 1, t0 + 30 * SEC), Decision::Accept);
+    assert!(
+        c.dynset_elements(TableFamily::Ip, "t", "to", t0 + 30 * SEC)
+            .unwrap()
+            .1
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_whole_replacement_restarts_declared_timeouts_an_incremental_change_does_not() {
+    let a4 = v4([198, 18, 1, 4]);
+    let t0 = 7 * SEC;
+    let old = load(ELEM_TIMEOUTS, 1);
+    old.start_declared(t0);
+    let later = t0 + 20 * SEC;
+    assert_eq!(verdict(&old, a4, 80, 0, later), Decision::Accept);
+    // `nft add rule`: the kernel keeps the set's elements (`.4` stays expired).
+    let mut next = load(&ELEM_TIMEOUTS.replace("policy accept", "policy drop"), 1);
+    next.adopt_dynsets(&old);
+    next.start_declared(later);
+    let live = next
+        .dynset_elements(TableFamily::Ip, "t", "to", later)
+        .unwrap()
+        .1;
+    assert_eq!(live.len(), 1, "{live:?}");
+    // `nft -f` of the whole ruleset adds the elements again: `.4` has 10 s from now.
+    let fresh = load(ELEM_TIMEOUTS, 1);
+    fresh.start_declared(later);
+    assert_eq!(
+        verdict(&fresh, a4, 80, 0, later + 10 * SEC - 1),
+        Decision::Drop
+    );
+    assert_eq!(
+        verdict(&fresh, a4, 80, 0, later + 10 * SEC),
+        Decision::Accept
+    );
+}

@@ -153,12 +153,28 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
         Some(_) => return jerr(path, "bad flags"),
     };
     let mut elements = Vec::new();
+    let mut elem_timeouts = Vec::new();
     if let Some(e) = o.get("elem") {
         let list = e
             .as_array()
             .ok_or_else(|| Error::json(path, "elem must be a list"))?;
         for (i, x) in list.iter().enumerate() {
-            elements.push(read_value(ty.kind(), x, &format!("{path}.elem[{i}]"))?);
+            let p = format!("{path}.elem[{i}]");
+            // `{"elem": {"val": V, "timeout": S}}`: an element with its own timeout.
+            let (x, timeout) = match x.get("elem") {
+                Some(e) => (
+                    e.get("val").unwrap_or(&J::Null),
+                    e.get("timeout")
+                        .map(|t| t.as_u64().ok_or_else(|| Error::json(&p, "bad timeout")))
+                        .transpose()?,
+                ),
+                None => (x, None),
+            };
+            let v = read_value(ty.kind(), x, &p)?;
+            if let Some(t) = timeout {
+                elem_timeouts.push((v.clone(), t.saturating_mul(1000)));
+            }
+            elements.push(v);
         }
     }
     Ok(Set {
@@ -166,6 +182,7 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
         ty,
         interval,
         elements,
+        elem_timeouts,
         dynamic: crate::rules::dynset::opts_from_json(o),
         pos: Pos::default(),
     })
@@ -1082,7 +1099,13 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
                 o["elem"] = J::Array(
                     s.elements
                         .iter()
-                        .map(|v| value_json(s.ty.kind(), v))
+                        .map(|v| match s.elem_timeout(v) {
+                            Some(ms) => json!({"elem": {
+                                "val": value_json(s.ty.kind(), v),
+                                "timeout": ms / 1000,
+                            }}),
+                            None => value_json(s.ty.kind(), v),
+                        })
                         .collect(),
                 );
             }

@@ -82,7 +82,18 @@ fn write_text(rs: &Ruleset, counters: CounterLookup<'_>, handles: bool) -> Strin
                 out.push_str("\t\tflags interval\n");
             }
             if !s.elements.is_empty() {
-                let els: Vec<_> = s.elements.iter().map(|v| value(s.ty.kind(), v)).collect();
+                let els: Vec<_> = s
+                    .elements
+                    .iter()
+                    .map(|v| match s.elem_timeout(v) {
+                        Some(ms) => format!(
+                            "{} timeout {}",
+                            value(s.ty.kind(), v),
+                            crate::rules::dynset::duration_text(ms)
+                        ),
+                        None => value(s.ty.kind(), v),
+                    })
+                    .collect();
                 let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
             }
             out.push_str("\t}\n");

@@ -427,6 +427,7 @@ fn set() -> impl Strategy<Value = Set> {
                 ty,
                 interval,
                 elements,
+                elem_timeouts: Vec::new(),
                 dynamic,
                 pos: Pos::default(),
             })

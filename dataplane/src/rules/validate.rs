@@ -160,6 +160,22 @@ pub fn set(s: &Set) -> Result<(), Error> {
             return Err(Error::at(s.pos, &s.name, format!("set element: {m}")));
         }
     }
+    for (v, ms) in &s.elem_timeouts {
+        if !s.dynamic.timeout_flag {
+            return Err(Error::at(
+                s.pos,
+                &s.name,
+                "an element `timeout` needs a set with `flags timeout` or a `timeout` (the \
+                 kernel refuses it too)",
+            ));
+        }
+        if !s.elements.contains(v) {
+            return Err(Error::at(s.pos, &s.name, "a timeout of no element"));
+        }
+        if let Some(m) = super::dynset::timeout_problem(*ms) {
+            return Err(Error::at(s.pos, &s.name, format!("set element: {m}")));
+        }
+    }
     match super::dynset::opts_problem(&s.dynamic) {
         Some(m) => Err(Error::at(s.pos, &s.name, m)),
         None => Ok(()),

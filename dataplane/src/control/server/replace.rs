@@ -109,7 +109,7 @@ impl<B: Backend> Server<B> {
         };
         let bad = |e: rules::Error| ruleset_error(&e);
         crate::nat::node::check_ruleset(ast, &r.nat_node).map_err(bad)?;
-        let compiled = rules::compile_with(ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
+        let mut compiled = rules::compile_with(ast, &r.ports, r.workers, &r.limits).map_err(bad)?;
         let view = crate::control::view::max_view_bytes(&compiled);
         if view > MAX_VIEW {
             return Err(ControlError::new(
@@ -140,6 +140,12 @@ impl<B: Backend> Server<B> {
                     format!("{}: {e}", self.state.path(RULESET_FILE).display()),
                 )
             })?;
+        // Declared elements with a timeout start it at install (a whole replacement starts
+        // it again, as `nft -f` does; an incremental change keeps the running elements).
+        if keep_counters {
+            compiled.adopt_dynsets(&r.current());
+        }
+        compiled.start_declared(self.backend.now_ns());
         let generation = if keep_counters {
             r.publisher.publish_keeping_counters(compiled)
         } else {

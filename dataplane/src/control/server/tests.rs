@@ -1394,9 +1394,10 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
     use crate::control::proto::TableFamilyName;
     use crate::rules::ast::TableFamily;
     let (mut s, dir) = with_rules("dynlist");
+    // Installed at 0 s on the workers' clock: the declared elements' timeouts start then.
     replace(
         &mut s,
-        "table ip filter {\n  set bl {\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout 10m\n    elements = { 198.18.0.9 }\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr @bl drop\n  }\n}\n",
+        "table ip filter {\n  set bl {\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout 10m\n    elements = { 198.18.0.9, 198.18.0.8 timeout 5m }\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr @bl drop\n  }\n}\n",
     )
     .unwrap();
     let sec = 1_000_000_000u64;
@@ -1428,12 +1429,14 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
         .map(|e| (e.key.clone(), e.expires))
         .collect();
     got.sort();
-    // The declared element never expires; the live one has 598 s left.
+    // The live one has 598 s left; the declared ones, installed 100 s ago, the set's
+    // 10 m and their own 5 m less that (as `nft list set` after `nft -f`).
     assert_eq!(
         got,
         [
             ("198.18.0.7".to_string(), Some(598)),
-            ("198.18.0.9".to_string(), None)
+            ("198.18.0.8".to_string(), Some(200)),
+            ("198.18.0.9".to_string(), Some(500))
         ]
     );
     let line = v
@@ -1442,15 +1445,29 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
         .find(|l| l.trim_start().starts_with("elements = "))
         .unwrap_or_else(|| panic!("{}", v.text));
     assert!(line.contains("198.18.0.7 expires 9m58s"), "{}", v.text);
-    assert!(line.contains("198.18.0.9"), "{}", v.text);
+    assert!(line.contains("198.18.0.8 expires 3m20s"), "{}", v.text);
+    assert!(line.contains("198.18.0.9 expires 8m20s"), "{}", v.text);
     assert_eq!(v.text.matches("elements = ").count(), 1, "{}", v.text);
-    // Expired: gone from the listing.
-    s.backend.now_ns = now + 599 * sec;
+    // Expired: gone from the listing (`.8` 5 m and `.9` 10 m after the install, `.7` at
+    // 698 s).
+    s.backend.now_ns = now + 499 * sec;
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    let mut keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["198.18.0.7", "198.18.0.9"], "{}", v.text);
+    s.backend.now_ns = now + 500 * sec;
     let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
         panic!()
     };
     let keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["198.18.0.9"], "{}", v.text);
+    assert_eq!(keys, ["198.18.0.7"], "{}", v.text);
+    s.backend.now_ns = now + 598 * sec;
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    assert!(v.elements.is_empty(), "{}", v.text);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1538,7 +1555,7 @@ fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
             ("198.18.0.5".to_string(), Some(600)),
             ("198.18.0.6".to_string(), Some(30)),
             ("198.18.0.7".to_string(), Some(600)),
-            ("198.18.0.9".to_string(), None)
+            ("198.18.0.9".to_string(), Some(500))
         ]
     );
     // Add of a live element: nothing changes (its expiry included); create: conflict.
@@ -2150,7 +2167,7 @@ fn concatenated_dynamic_set_elements_list_and_change_in_nfts_form() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        [("198.18.0.7 . 80", Some(5)), ("198.18.0.9 . 22", None)]
+        [("198.18.0.7 . 80", Some(5)), ("198.18.0.9 . 22", Some(500))]
     );
     assert!(v.text.contains("198.18.0.7 . 80 expires 5s"), "{}", v.text);
     assert_eq!(v.key_type, "ipv4_addr . inet_service");

@@ -40,7 +40,8 @@ struct Wanted {
     size: u32,
     timeout_ms: Option<u64>,
     pos: Pos,
-    elements: Vec<Elem>,
+    /// Declared elements with their own `timeout` (ms).
+    elements: Vec<(Elem, Option<u64>)>,
 }
 
 /// The dynamic sets a table declares (sets and sets of concatenations with dynamic
@@ -48,11 +49,15 @@ struct Wanted {
 fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
     let updated = |name: &str| elem_stmts(t).any(|(e, _)| e.meter.is_none() && e.set == name);
     let sets = t.sets.iter().map(|s| {
-        let els = s.elements.iter().map(|v| vec![v.clone()]).collect();
+        let els = s
+            .elements
+            .iter()
+            .map(|v| (vec![v.clone()], s.elem_timeout(v)))
+            .collect();
         (&s.name, vec![s.ty], s.dynamic, s.interval, s.pos, els)
     });
     let concat = t.maps.iter().filter(|m| m.data.is_none()).map(|m| {
-        let els = m.elements.iter().map(|(e, _)| e.clone()).collect();
+        let els = m.elements.iter().map(|(e, _)| (e.clone(), None)).collect();
         (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
     });
     let mut out = Vec::new();
@@ -93,7 +98,9 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
 
 impl DynSets {
     /// A store for every set with dynamic options or updated by a statement, and for
-    /// every meter; the declared elements of a dynamic set are added without a timeout.
+    /// every meter. The declared elements of a dynamic set without a timeout are added
+    /// now; those with one (theirs or the set's) when the ruleset is installed
+    /// ([`CompiledRuleset::start_declared`]).
     pub(super) fn collect(
         rs: &Ruleset,
         ports: &PortsByName,
@@ -111,7 +118,8 @@ impl DynSets {
                     return Err(Error::at(w.pos, &w.name, budget.exceeded()));
                 }
                 let store = DynStore::new(w.size, conns);
-                for e in &w.elements {
+                let mut declared = Vec::new();
+                for (e, own) in &w.elements {
                     let key = w.key.key(e).ok_or_else(|| {
                         Error::at(
                             w.pos,
@@ -120,7 +128,16 @@ impl DynSets {
                              a port's)",
                         )
                     })?;
-                    if store.insert(key, NEVER, 0).is_none() {
+                    if let Some(ms) = own.or(w.timeout_ms) {
+                        declared.push((key, ms.saturating_mul(1_000_000)));
+                        if declared.len() + store.len() as usize > w.size as usize {
+                            return Err(Error::at(
+                                w.pos,
+                                &w.name,
+                                "more elements than the set's size",
+                            ));
+                        }
+                    } else if store.insert(key, NEVER, 0).is_none() {
                         return Err(Error::at(
                             w.pos,
                             &w.name,
@@ -141,6 +158,7 @@ impl DynSets {
                         conns,
                     },
                     store: Arc::new(store),
+                    declared,
                 });
             }
         }
@@ -348,6 +366,22 @@ impl CompiledRuleset {
         for e in self.dynsets.iter_mut() {
             if let Some(o) = old.dynsets.iter().find(|o| o.def == e.def) {
                 e.store = Arc::clone(&o.store);
+                e.declared.clear();
+            }
+        }
+    }
+
+    /// Adds the declared elements that have a timeout, expiring `timeout` after `now_ns`
+    /// (the workers' clock when the ruleset is installed: the kernel starts an element's
+    /// timeout when `nft -f` adds it). Call once, before publishing (after
+    /// [`Self::adopt_dynsets`]: an adopted store keeps its elements and their expiry, as
+    /// the kernel keeps them across `add rule`); an element already live is left alone.
+    pub fn start_declared(&self, now_ns: u64) {
+        for e in &self.dynsets {
+            for &(key, ns) in &e.declared {
+                if e.store.lookup(key, now_ns).is_none() {
+                    e.store.insert(key, now_ns.saturating_add(ns), now_ns);
+                }
             }
         }
     }

@@ -347,4 +347,8 @@ pub(crate) struct DynDef {
 pub(crate) struct DynEntry {
     pub def: DynDef,
     pub store: Arc<DynStore>,
+    /// Declared elements with a timeout (the element's own or the set's: key, lifetime in
+    /// ns), added when the ruleset is installed (their expiry runs from then, on the
+    /// workers' clock); empty once the store was adopted from the running generation.
+    pub declared: Vec<(u128, u64)>,
 }

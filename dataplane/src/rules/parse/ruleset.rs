@@ -186,6 +186,7 @@ impl Parser {
         let mut interval = false;
         let mut dynamic = DynOpts::default();
         let mut elements: Vec<(Elem, MapValue)> = Vec::new();
+        let mut elem_timeouts: Vec<(Elem, u64)> = Vec::new();
         loop {
             self.skip_separators();
             let t = self.next();
@@ -234,7 +235,15 @@ impl Parser {
                     };
                     let k = k.clone();
                     let data = data.clone();
-                    elements = self.brace_list(|p| p.map_element(&k, data.as_ref(), false))?;
+                    let mut timeouts = Vec::new();
+                    elements = self.brace_list(|p| {
+                        let (e, v) = p.map_element(&k, data.as_ref(), false)?;
+                        if data.is_none() && p.eat_word("timeout") {
+                            timeouts.push((e.clone(), p.duration()?));
+                        }
+                        Ok((e, v))
+                    })?;
+                    elem_timeouts = timeouts;
                 }
                 _ => return self.err(&t, "expected `type`, `flags`, `elements` or `}`"),
             }
@@ -254,8 +263,19 @@ impl Parser {
                 interval,
                 dynamic,
                 elements: elements.into_iter().flat_map(|(e, _)| e).collect(),
+                elem_timeouts: elem_timeouts
+                    .into_iter()
+                    .flat_map(|(e, ms)| e.into_iter().map(move |v| (v, ms)))
+                    .collect(),
                 pos,
             }));
+        }
+        if !elem_timeouts.is_empty() {
+            return Err(Error::at(
+                pos,
+                &name,
+                unsupported("an element `timeout` in a set of concatenations"),
+            ));
         }
         Ok(Keyed::Map(Map {
             name,
