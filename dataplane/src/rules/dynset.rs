@@ -85,7 +85,8 @@ pub(crate) fn opts_text(out: &mut String, o: &DynOpts, interval: bool) {
     }
     // nft 1.0.6 leaves out a `flags timeout` line that only repeats the `timeout` below
     // (`set c { type ipv4_addr; flags timeout; timeout 30s; }` lists `timeout 30s`).
-    if !flags.is_empty() && !(flags == ["timeout"] && o.timeout_ms.is_some()) {
+    let implied = flags == ["timeout"] && o.timeout_ms.is_some();
+    if !flags.is_empty() && !implied {
         let _ = writeln!(out, "\t\tflags {}", flags.join(","));
     }
     if let Some(t) = o.timeout_ms {

@@ -510,6 +510,17 @@ fn declared_element_timeouts_print_and_read_back_as_nft_writes_them() {
         .replace(r#""timeout":30,"#, "");
     let e = json::from_json(&serde_json::from_str(&j).unwrap()).unwrap_err();
     assert!(e.msg.contains("needs a set with `flags timeout`"), "{e}");
+    // A deleted element's own timeout goes with it (`delete element`, the element API).
+    let mut rs = rs;
+    let del = edit::Element {
+        key: vec![Value::Prefix(v4([198, 18, 1, 4]), 32)],
+        data: MapValue::None,
+        pos: Pos::default(),
+    };
+    let t = &mut rs.tables[0];
+    edit::change_elements(t, "to", Pos::default(), vec![del], edit::ElementOp::Delete).unwrap();
+    assert!(t.sets[0].elem_timeouts.is_empty());
+    check::check(&rs).unwrap();
 }
 
 #[test]

@@ -221,6 +221,9 @@ pub fn add_set(t: &mut Table, set: Set, create: bool) -> Result<(), Error> {
     }
     for e in set.elements {
         if !old.elements.contains(&e) {
+            if let Some(ms) = set.elem_timeouts.iter().find(|(v, _)| *v == e) {
+                old.elem_timeouts.push(ms.clone());
+            }
             old.elements.push(e);
         }
     }
@@ -404,7 +407,9 @@ pub fn flush_elements(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> 
         m.elements.clear();
         return Ok(());
     }
-    set_mut(t, name, pos)?.elements.clear();
+    let s = set_mut(t, name, pos)?;
+    s.elements.clear();
+    s.elem_timeouts.clear();
     Ok(())
 }
 
@@ -482,13 +487,17 @@ pub fn change_elements(
             }
         }
     }
-    change(
+    let r = change(
         &mut s.elements,
         values.into_iter(),
         op,
         |x, y| x == y,
         |x| crate::rules::print::value(kind, x),
-    )
+    );
+    // A deleted element's own timeout goes with it.
+    let els = &s.elements;
+    s.elem_timeouts.retain(|(v, _)| els.contains(v));
+    r
 }
 
 /// [`change_elements`] on the elements of one set or map.
