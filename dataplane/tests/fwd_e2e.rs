@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
+use common::lab::spawn_fwd;
 use common::netns::{attach_host, is_root, ok, sh};
 
 /// Two host namespaces and the appliance namespace, wired with two veth pairs.
@@ -105,32 +106,7 @@ impl Lab {
         .unwrap();
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
-        let log = std::fs::File::create(self.dir.join("fwd.log")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns_fw,
-                env!("CARGO_BIN_EXE_fwd"),
-                "--config",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        for _ in 0..300 {
-            if UnixStream::connect(self.socket()).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fwd exited early ({status}):\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no control socket after 30 s:\n{}", self.log());
+        self.child = Some(spawn_fwd(&self.ns_fw, &path, &self.dir, &self.socket()));
     }
 
     fn log(&self) -> String {

@@ -24,6 +24,36 @@ pub const LAN6_GW: &str = "2001:db8:1::1";
 pub const WAN6_HOST: &str = "2001:db8:2::2";
 pub const WAN6_FWD: &str = "2001:db8:2::1";
 
+/// Starts the real `fwd` in namespace `ns` on config `config`, its output in `dir`/fwd.log,
+/// and waits (30 s at most) until its control socket `socket` answers; panics with the log
+/// if fwd exits first or the socket never answers (then it stops that fwd).
+pub fn spawn_fwd(ns: &str, config: &Path, dir: &Path, socket: &Path) -> Child {
+    let log_path = dir.join("fwd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_fwd"), "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    for _ in 0..300 {
+        if UnixStream::connect(socket).is_ok() {
+            return child;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("fwd exited early ({st}):\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The caller never holds this fwd: stop it here (by its PID) before failing.
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("no control socket after 30 s:\n{}", log());
+}
+
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/nat_e2e")
@@ -222,33 +252,7 @@ impl Lab {
         );
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
-        let log = std::fs::File::create(self.dir.join("fwd.log")).unwrap();
-        self.fwd = Some(
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.fw,
-                    env!("CARGO_BIN_EXE_fwd"),
-                    "--config",
-                ])
-                .arg(&path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        for _ in 0..300 {
-            if UnixStream::connect(self.socket()).is_ok() {
-                return;
-            }
-            if let Some(st) = self.fwd.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fwd exited early ({st}):\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no control socket after 30 s:\n{}", self.log());
+        self.fwd = Some(spawn_fwd(&self.fw, &path, &self.dir, &self.socket()));
     }
 
     pub fn log(&self) -> String {
