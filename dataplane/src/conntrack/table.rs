@@ -10,9 +10,10 @@ pub(super) mod wheel;
 
 use super::alloc::{Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
+pub use super::state::EntryId;
+use super::state::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use super::tcp::{TcpConn, TcpState, TcpVerdict, TcpWindow};
 use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
-use super::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
@@ -22,11 +23,6 @@ use fwd_proto::{CtCounters, EventType};
 mod recipe;
 use recipe::Recipe;
 pub use recipe::{FastKey, FastPlan, NO_PATH, RecipeArgs, apply_delta};
-
-/// Index of an entry in its worker's table. Valid until the entry is deleted (by
-/// [`Table::remove`], expiry, early drop, or an [`Outcome`] that says so).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntryId(pub u32);
 
 // Status bits, numbered as Linux's `enum ip_conntrack_status` (IPS_*_BIT).
 pub const SEEN_REPLY: u8 = 1 << 1;

@@ -5,75 +5,11 @@
 //! summary carries none, so `sack == ack`), no retransmission counter (so no
 //! `nf_conntrack_tcp_timeout_max_retrans`), no NAT sequence offsets (no helpers).
 
-use super::InvalidReason;
 use super::key::Direction;
+use super::state::InvalidReason;
+pub use super::state::TcpState;
 use super::tunables::Tunables;
 use crate::wire::{TcpFlags, TcpInfo};
-
-/// TCP connection-tracking states, numbered as Linux's `enum tcp_conntrack`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum TcpState {
-    None = 0,
-    SynSent = 1,
-    SynRecv = 2,
-    Established = 3,
-    FinWait = 4,
-    CloseWait = 5,
-    LastAck = 6,
-    TimeWait = 7,
-    Close = 8,
-    SynSent2 = 9,
-}
-
-impl TcpState {
-    /// Number of states (the size of per-state arrays).
-    pub const COUNT: usize = 10;
-
-    pub const ALL: [TcpState; 10] = [
-        TcpState::None,
-        TcpState::SynSent,
-        TcpState::SynRecv,
-        TcpState::Established,
-        TcpState::FinWait,
-        TcpState::CloseWait,
-        TcpState::LastAck,
-        TcpState::TimeWait,
-        TcpState::Close,
-        TcpState::SynSent2,
-    ];
-
-    /// The state stored as a byte.
-    pub fn from_u8(v: u8) -> TcpState {
-        Self::ALL
-            .get(usize::from(v))
-            .copied()
-            .unwrap_or(TcpState::None)
-    }
-
-    /// The name `conntrack -L` prints.
-    pub const fn name(self) -> &'static str {
-        match self {
-            TcpState::None => "NONE",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::Established => "ESTABLISHED",
-            TcpState::FinWait => "FIN_WAIT",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::SynSent2 => "SYN_SENT2",
-        }
-    }
-
-    /// The state of a `conntrack` name (case-insensitive).
-    pub fn from_name(s: &str) -> Option<TcpState> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.name().eq_ignore_ascii_case(s))
-    }
-}
 
 // The transition table of nf_conntrack_proto_tcp.c (Linux 6.x), indexed
 // [direction][flag class][old state]. IV = invalid, IG = ignore.

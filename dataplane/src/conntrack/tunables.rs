@@ -1,7 +1,7 @@
 //! Tunables by their Linux sysctl names (`net.netfilter.nf_conntrack_*`), with Linux's
 //! defaults and validated ranges.
 
-use super::tcp::TcpState;
+use super::state::TcpState;
 use crate::frag::FragLimits;
 use crate::wire::Family;
 
@@ -187,16 +187,18 @@ fn range(name: &str) -> Option<(u64, u64)> {
     }
 }
 
-/// Checks a list of `(name, value)` as a whole against a worker's table without applying
-/// any: names, ranges, and `nf_conntrack_max` within the table's capacity. The worker
-/// applies the list only when this passes, so it never applies part of one.
+/// Checks a list of `(name, value)` as a whole against a worker's table (its `capacity`
+/// and the `current` tunables it holds) without applying any: names, ranges, and
+/// `nf_conntrack_max` within the table's capacity. The worker applies the list only when
+/// this passes, so it never applies part of one.
 pub fn check_all(
-    table: &super::Table,
+    capacity: u32,
+    current: &Tunables,
     list: &[(String, u64)],
 ) -> Result<(), fwd_proto::ControlError> {
     use fwd_proto::{ControlError, ErrorCode};
     for (name, value) in list {
-        let capacity = u64::from(table.capacity());
+        let capacity = u64::from(capacity);
         let err = match check(name, *value) {
             Err(e) => Some(e.to_string()),
             Ok(()) if name == "nf_conntrack_max" && *value > capacity => Some(format!(
@@ -210,7 +212,7 @@ pub fn check_all(
     }
     // Reassembly: the low threshold may not exceed the high one once the whole list is
     // applied (Linux bounds each by the other).
-    let mut t = table.tunables().clone();
+    let mut t = current.clone();
     for (name, value) in list {
         if FRAG_NAMES.iter().any(|(n, ..)| n == name) {
             let _ = t.set(name, *value);
@@ -414,13 +416,18 @@ mod tests {
         let list = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
             v.iter().map(|(n, x)| ((*n).to_string(), *x)).collect()
         };
-        let e = check_all(&table, &list(&[("ip6frag_high_thresh", 1 << 20)])).unwrap_err();
+        let e = check_all(
+            table.capacity(),
+            table.tunables(),
+            &list(&[("ip6frag_high_thresh", 1 << 20)]),
+        )
+        .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("ip6frag_low_thresh"));
         let both = list(&[
             ("ip6frag_high_thresh", 1 << 20),
             ("ip6frag_low_thresh", 1 << 19),
         ]);
-        assert!(check_all(&table, &both).is_ok());
+        assert!(check_all(table.capacity(), table.tunables(), &both).is_ok());
     }
 
     #[test]

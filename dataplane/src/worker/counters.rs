@@ -349,6 +349,19 @@ impl CounterBlock {
     }
 }
 
+/// Helper counters of one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelperCounters {
+    /// Announcements parsed (PORT, EPRT, 227, 229, TFTP requests) that made an
+    /// expectation.
+    pub announced: u64,
+    /// Announcement lines that did not parse, or named another address than their
+    /// sender's (no expectation; the packet goes on, as Linux).
+    pub malformed: u64,
+    /// First packets that matched an expectation (`ct state related`).
+    pub related: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

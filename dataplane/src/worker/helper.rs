@@ -22,6 +22,7 @@ use crate::route::Mac;
 use crate::rules::ct_state;
 use crate::wire::{Addr, IpInfo, L2Info, L4Info, TcpFlags, proto};
 use crate::worker::Action;
+pub use crate::worker::counters::HelperCounters;
 use std::sync::Arc;
 
 /// Sequence-adjustment records of a worker: connections whose FTP NAT changed a
@@ -61,19 +62,6 @@ struct Slot {
     expect: u32,
     /// Its sequence-adjustment record, plus one (0: none).
     seqadj: u32,
-}
-
-/// Helper counters of one worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HelperCounters {
-    /// Announcements parsed (PORT, EPRT, 227, 229, TFTP requests) that made an
-    /// expectation.
-    pub announced: u64,
-    /// Announcement lines that did not parse, or named another address than their
-    /// sender's (no expectation; the packet goes on, as Linux).
-    pub malformed: u64,
-    /// First packets that matched an expectation (`ct state related`).
-    pub related: u64,
 }
 
 #[derive(Debug)]

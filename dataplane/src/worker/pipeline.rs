@@ -569,7 +569,11 @@ impl Pipeline {
             WorkerCommand::HelperStats => WorkerReply::HelperStats(self.helper_counters()),
             WorkerCommand::SetTunables(list) => {
                 // All or nothing: checked as a set before any is applied.
-                if let Err(e) = crate::conntrack::tunables::check_all(&self.ct, &list) {
+                if let Err(e) = crate::conntrack::tunables::check_all(
+                    self.ct.capacity(),
+                    self.ct.tunables(),
+                    &list,
+                ) {
                     return WorkerReply::Error(e);
                 }
                 // Recipes hold timeouts: none survives a change of tunables.
