@@ -626,70 +626,18 @@ impl SlowPathIo {
         }
     }
 
-    /// Runs until `stop` is set, calling `between` (signal checks) every ~10 ms.
+    /// Runs `slow` (frames rewritten in place, [`SlowProcess`]) until `stop` is set,
+    /// calling `between` (signal checks) every ~10 ms: the loop [`Self::run_pipeline`]
+    /// runs, with `slow` in the pipeline's place.
     pub fn run<S: SlowProcess>(
         &mut self,
         slow: &mut S,
         stop: &AtomicBool,
         between: &mut dyn FnMut(),
     ) {
-        let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
-        let tick_cycles = (self.tsc_hz / 1000).max(1);
-        let mut last_tick = rdtsc();
-        let mut last_between = last_tick;
-        while !stop.load(Ordering::Relaxed) {
-            let now = rdtsc();
-            let now_ns = tsc_to_ns(now, self.tsc_hz);
-            let mut work = 0;
-            for ring in 0..self.from_workers.len() {
-                burst.clear();
-                work += self.from_workers[ring].dequeue_burst(&mut burst);
-                for mut m in burst.drain(..) {
-                    self.handled += 1;
-                    let Some(port) = untag_port(&mut m) else {
-                        self.dropped += 1;
-                        continue;
-                    };
-                    match slow.handle(port, m.data_mut(), now_ns) {
-                        Some((out, len)) if set_len(&mut m, usize::from(len)) => {
-                            if let Some(tx) =
-                                self.tx.get_mut(usize::from(out)).and_then(Option::as_mut)
-                            {
-                                tx.push(m);
-                                self.sent += 1;
-                            } else {
-                                self.dropped += 1;
-                            }
-                        }
-                        _ => self.dropped += 1,
-                    }
-                }
-            }
-            if now.wrapping_sub(last_tick) >= tick_cycles {
-                last_tick = now;
-                let (tx, pool) = (&mut self.tx, &self.pool);
-                let mut sent = 0u64;
-                slow.tick(now_ns, &mut |port, bytes| {
-                    let Some(tx) = tx.get_mut(usize::from(port)).and_then(Option::as_mut) else {
-                        return;
-                    };
-                    if let Some(mut m) = pool.alloc()
-                        && let Some(buf) = m.append(bytes.len())
-                    {
-                        buf.copy_from_slice(bytes);
-                        tx.push(m);
-                        sent += 1;
-                    }
-                });
-                self.sent += sent;
-            }
-            self.end_iteration(now, &mut last_between, tick_cycles, work, between);
-        }
-        self.flush_all();
+        self.run_stage(&mut InPlace(slow), stop, between);
     }
-}
 
-impl SlowPathIo {
     /// The pipeline's slow path ([`SlowPath`] on mbufs): frames from the workers, its
     /// output transmitted on the slow path's TX queues, neighbour snapshots published to
     /// `share` when they change, replaced snapshots from the workers freed here. Runs
@@ -702,6 +650,23 @@ impl SlowPathIo {
         stop: &AtomicBool,
         between: &mut dyn FnMut(),
     ) {
+        let mut stage = PipelineStage {
+            slow,
+            share,
+            returned,
+        };
+        self.run_stage(&mut stage, stop, between);
+    }
+
+    /// The one slow-path loop: frames from every worker's ring through `stage`, a tick
+    /// every millisecond, then what the stage put out transmitted on the slow path's TX
+    /// queues (a frame for a port without one, or one that finds no mbuf, is dropped).
+    fn run_stage(
+        &mut self,
+        stage: &mut dyn SlowStage,
+        stop: &AtomicBool,
+        between: &mut dyn FnMut(),
+    ) {
         let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
         let mut out: Vec<SlowOut<Mbuf>> = Vec::with_capacity(64);
         let tick_cycles = (self.tsc_hz / 1000).max(1);
@@ -709,7 +674,7 @@ impl SlowPathIo {
         let mut last_between = last_tick;
         while !stop.load(Ordering::Relaxed) {
             let now = rdtsc();
-            let now_ms = tsc_to_ns(now, self.tsc_hz) / 1_000_000;
+            let now_ns = tsc_to_ns(now, self.tsc_hz);
             let mut work = 0;
             for ring in 0..self.from_workers.len() {
                 burst.clear();
@@ -717,20 +682,14 @@ impl SlowPathIo {
                 for mut m in burst.drain(..) {
                     self.handled += 1;
                     match untag_port(&mut m) {
-                        Some(port) => slow.handle(port, m, now_ms, &mut out),
+                        Some(port) => stage.handle(port, m, now_ns, &mut out),
                         None => self.dropped += 1,
                     }
                 }
             }
             if now.wrapping_sub(last_tick) >= tick_cycles {
                 last_tick = now;
-                slow.tick(now_ms, &mut out);
-                if let Some(snap) = slow.snapshot_if_changed() {
-                    share.publish(snap);
-                }
-                for r in returned.iter_mut() {
-                    while r.dequeue().is_some() {}
-                }
+                stage.tick(now_ns, &mut out);
             }
             for o in out.drain(..) {
                 match o {
@@ -764,5 +723,65 @@ impl SlowPathIo {
             self.end_iteration(now, &mut last_between, tick_cycles, work, between);
         }
         self.flush_all();
+    }
+}
+
+/// What [`SlowPathIo`]'s loop runs: one frame at a time (its port tag removed), and a
+/// tick every millisecond; both put what is to be sent or freed in `out`.
+trait SlowStage {
+    fn handle(&mut self, port: u16, frame: Mbuf, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>);
+    fn tick(&mut self, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>);
+}
+
+/// The pipeline's slow path with where its neighbour snapshots go.
+struct PipelineStage<'a> {
+    slow: &'a mut SlowPath<Mbuf>,
+    share: &'a NeighShare,
+    // The rings' type (a thin pointer per slot), as `run_pipeline` takes it.
+    #[allow(clippy::redundant_allocation)]
+    returned: &'a mut [Consumer<Box<Arc<NeighborSnapshot>>>],
+}
+
+impl SlowStage for PipelineStage<'_> {
+    fn handle(&mut self, port: u16, frame: Mbuf, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>) {
+        self.slow.handle(port, frame, now_ns / 1_000_000, out);
+    }
+
+    fn tick(&mut self, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>) {
+        self.slow.tick(now_ns / 1_000_000, out);
+        if let Some(snap) = self.slow.snapshot_if_changed() {
+            self.share.publish(snap);
+        }
+        for r in self.returned.iter_mut() {
+            while r.dequeue().is_some() {}
+        }
+    }
+}
+
+/// A [`SlowProcess`] (frames rewritten in place) as a stage.
+struct InPlace<'a, S>(&'a mut S);
+
+impl<S: SlowProcess> SlowStage for InPlace<'_, S> {
+    fn handle(&mut self, port: u16, mut frame: Mbuf, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>) {
+        match self.0.handle(port, frame.data_mut(), now_ns) {
+            Some((port, len)) if set_len(&mut frame, usize::from(len)) => {
+                out.push(SlowOut::Transmit { port, frame });
+            }
+            // The loop counts a drop without reading its reason; a `SlowProcess` gives
+            // none.
+            _ => out.push(SlowOut::Drop {
+                frame,
+                reason: crate::DropReason::FilterDrop,
+            }),
+        }
+    }
+
+    fn tick(&mut self, now_ns: u64, out: &mut Vec<SlowOut<Mbuf>>) {
+        self.0.tick(now_ns, &mut |port, bytes| {
+            out.push(SlowOut::Send {
+                port,
+                frame: bytes.to_vec(),
+            });
+        });
     }
 }
