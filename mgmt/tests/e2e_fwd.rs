@@ -14,12 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-#[path = "../../dataplane/tests/common/netns.rs"]
-mod netns;
-#[path = "common/real_fwd.rs"]
-mod real_fwd;
-use netns::{attach_host, is_root, ok, sh};
-use real_fwd::{fwd_binary, kill};
+use fwd_testkit::fwd::{fwd_binary, kill, spawn_fwd};
+use fwd_testkit::netns::{attach_host, is_root, ok, sh};
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
@@ -170,32 +166,9 @@ impl Lab {
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
         // Appended: the log of a restarted fwd follows the first one's.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("fwd.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns_fw])
-            .arg(fwd_binary())
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.fwd = Some(child);
-        for _ in 0..300 {
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
-                return;
-            }
-            if let Some(st) = self.fwd.as_mut().unwrap().try_wait().unwrap() {
-                panic!("fwd exited early ({st}):\n{}", self.fwd_log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no control socket after 30 s:\n{}", self.fwd_log());
+        let log = self.dir.join("fwd.log");
+        let fwd = spawn_fwd(&fwd_binary(), &self.ns_fw, &path, &log, &self.socket());
+        self.fwd = Some(fwd);
     }
 
     /// `fwmgmt` on 127.0.0.1:`port` with a token file; waits (at most 10 s) for /healthz.

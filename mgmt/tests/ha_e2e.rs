@@ -34,12 +34,8 @@ use fwd_proto::{
     CtEntry, CtFilter, PROTOCOL_VERSION, Request, RequestEnvelope, Response, ResponseEnvelope,
 };
 
-#[path = "../../dataplane/tests/common/netns.rs"]
-mod netns;
-#[path = "common/real_fwd.rs"]
-mod real_fwd;
-use netns::{attach_host, is_root, ok, sh};
-use real_fwd::{fwd_binary, kill};
+use fwd_testkit::fwd::{fwd_binary, kill, spawn_fwd};
+use fwd_testkit::netns::{attach_host, is_root, ok, sh};
 
 const TOKEN: &str = "ha-e2e-token";
 
@@ -241,33 +237,14 @@ impl Box_ {
         self.starts += 1;
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
-        let log = self.append("fwd.log");
-        self.fwd = Some(
-            Command::new("ip")
-                .args(["netns", "exec", &self.ns])
-                .arg(fwd_binary())
-                .arg("--config")
-                .arg(&path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        for _ in 0..300 {
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
-                return;
-            }
-            if let Some(st) = self.fwd.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{} fwd exited early ({st}):\n{}", self.name, self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "{}: no control socket after 30 s:\n{}",
-            self.name,
-            self.logs()
-        );
+        let log = self.dir.join("fwd.log");
+        self.fwd = Some(spawn_fwd(
+            &fwd_binary(),
+            &self.ns,
+            &path,
+            &log,
+            &self.socket(),
+        ));
     }
 
     /// `fwmgmt --ha` in the box's namespace (HTTP on its own loopback).

@@ -24,34 +24,10 @@ pub const LAN6_GW: &str = "2001:db8:1::1";
 pub const WAN6_HOST: &str = "2001:db8:2::2";
 pub const WAN6_FWD: &str = "2001:db8:2::1";
 
-/// Starts the real `fwd` in namespace `ns` on config `config`, its output in `dir`/fwd.log,
-/// and waits (30 s at most) until its control socket `socket` answers; panics with the log
-/// if fwd exits first or the socket never answers (then it stops that fwd).
+/// [`fwd_testkit::fwd::spawn_fwd`] with this crate's `fwd`, its output in `dir`/fwd.log.
 pub fn spawn_fwd(ns: &str, config: &Path, dir: &Path, socket: &Path) -> Child {
-    let log_path = dir.join("fwd.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_fwd"), "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    for _ in 0..300 {
-        if UnixStream::connect(socket).is_ok() {
-            return child;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("fwd exited early ({st}):\n{}", log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The caller never holds this fwd: stop it here (by its PID) before failing.
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("no control socket after 30 s:\n{}", log());
+    let fwd = Path::new(env!("CARGO_BIN_EXE_fwd"));
+    fwd_testkit::fwd::spawn_fwd(fwd, ns, config, &dir.join("fwd.log"), socket)
 }
 
 pub fn data(name: &str) -> PathBuf {

@@ -2,4 +2,4 @@
 pub mod kernel_diff;
 #[cfg(feature = "dpdk")]
 pub mod lab;
-pub mod netns;
+pub use fwd_testkit::netns;

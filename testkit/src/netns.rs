@@ -1,7 +1,5 @@
-//! Network-namespace plumbing shared by the end-to-end tests that run the real `fwd` on
-//! `net_af_packet` ports (dataplane's fwd_e2e and fwd_nat_e2e, mgmt's e2e_fwd, which
-//! includes this file by path). Each test binary uses a subset.
-#![allow(dead_code)]
+//! Network-namespace plumbing of the end-to-end tests that run the real `fwd` on
+//! `net_af_packet` ports.
 
 use std::process::{Command, Output};
 
@@ -23,6 +21,7 @@ pub fn ok(args: &[&str]) {
     );
 }
 
+/// Whether the tests run as root (the namespace tests skip otherwise).
 pub fn is_root() -> bool {
     sh(&["id", "-u"]).stdout.starts_with(b"0\n")
 }
