@@ -312,36 +312,60 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// Writes the IP header of `ip` in `family` at `buf[l3..]` (IPv4 without options, its
+/// checksum filled in; IPv6 without extension headers) for `payload_len` bytes of
+/// `protocol`; returns the header length. The one IP header writer: [`Frame::write`] and
+/// the frames the router originates (`worker/pipe_build.rs`) use it. A length beyond
+/// 65535 is written as 65535 (callers check first). Panics if `buf` is shorter than
+/// `l3` plus the header.
+pub fn write_ip_header(
+    buf: &mut [u8],
+    l3: usize,
+    ip: &IpSpec,
+    family: Family,
+    protocol: u8,
+    payload_len: usize,
+) -> usize {
+    let len16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
+    let low4 = |a: Addr| [a.0[12], a.0[13], a.0[14], a.0[15]];
+    match family {
+        Family::V4 => {
+            buf[l3..l3 + 20].fill(0);
+            let mut p = Ipv4Packet::new_unchecked(&mut buf[l3..]);
+            p.set_version_and_len(20);
+            p.set_tos(ip.tos);
+            p.set_total_len(len16(20 + payload_len));
+            let [_, _, hi, lo] = ip.id.to_be_bytes();
+            p.set_ident(u16::from_be_bytes([hi, lo]));
+            p.set_frag(ip.dont_frag, false, 0);
+            p.set_ttl(ip.ttl);
+            p.set_protocol(protocol);
+            p.set_src_addr(low4(ip.src));
+            p.set_dst_addr(low4(ip.dst));
+            p.fill_checksum();
+            20
+        }
+        Family::V6 => {
+            buf[l3..l3 + 40].fill(0);
+            let mut p = Ipv6Packet::new_unchecked(&mut buf[l3..]);
+            p.set_version_tc_flow(ip.tos, ip.id);
+            p.set_payload_len(len16(payload_len));
+            p.set_next_header(protocol);
+            p.set_hop_limit(ip.ttl);
+            p.set_src_addr(ip.src.0);
+            p.set_dst_addr(ip.dst.0);
+            40
+        }
+    }
+}
+
 fn write_ip(buf: &mut [u8], l3: usize, ip: &IpSpec, l4: &L4Spec<'_>) -> Result<(), BuildError> {
     let family = ip.family()?;
     let (l4_len, protocol) = Frame::l4_len(family, l4);
     let hl = if family == Family::V4 { 20 } else { 40 };
     let l4_off = l3 + hl;
     let total = u16::try_from(hl + l4_len).map_err(|_| BuildError::TooLong)?;
-    match family {
-        Family::V4 => {
-            let mut p = Ipv4Packet::new_unchecked(&mut buf[l3..]);
-            p.set_version_and_len(20);
-            p.set_tos(ip.tos);
-            p.set_total_len(total);
-            let [_, _, hi, lo] = ip.id.to_be_bytes();
-            p.set_ident(u16::from_be_bytes([hi, lo]));
-            p.set_frag(ip.dont_frag, false, 0);
-            p.set_ttl(ip.ttl);
-            p.set_protocol(protocol);
-            p.set_src_addr(ip.src.to_v4().unwrap_or_default());
-            p.set_dst_addr(ip.dst.to_v4().unwrap_or_default());
-        }
-        Family::V6 => {
-            let mut p = Ipv6Packet::new_unchecked(&mut buf[l3..]);
-            p.set_version_tc_flow(ip.tos, ip.id);
-            p.set_payload_len(total - 40);
-            p.set_next_header(protocol);
-            p.set_hop_limit(ip.ttl);
-            p.set_src_addr(ip.src.0);
-            p.set_dst_addr(ip.dst.0);
-        }
-    }
+    write_ip_header(buf, l3, ip, family, protocol, l4_len);
     let seg = &mut buf[l4_off..l4_off + l4_len];
     let kind = write_l4(seg, family, l4)?;
     let info = IpInfo {

@@ -3,10 +3,12 @@
 //! neighbour solicitations/advertisements, and the Internet checksum (RFC 1071) with its
 //! incremental update (RFC 1624) from `wire::checksum`.
 //!
-//! `wire` has parsers and in-place rewrites but no builders for whole frames; these are
-//! the ones routing needs. Every builder writes into a caller buffer and returns the
-//! frame length, or `None` when the buffer is too small (never panics).
+//! These are the frames routing originates; their IP headers come from
+//! `wire::build::write_ip_header`, the writer of `wire::build`'s frames for tests, benches
+//! and fixtures. Every builder writes into a caller buffer and returns the frame length,
+//! or `None` when the buffer is too small (never panics).
 
+use crate::wire::build::{self, IpSpec};
 use crate::wire::checksum as cs;
 use crate::wire::{Addr, Family, IpInfo, TcpFlags, TcpInfo, proto};
 
@@ -61,7 +63,8 @@ pub fn write_eth(buf: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
 }
 
 /// Writes an IP header (IPv4 without options, or IPv6 without extension headers) at `off`
-/// for a payload of `payload_len` bytes; returns the header length.
+/// for a payload of `payload_len` bytes; returns the header length. The appliance's own
+/// packets: id 0, no DF, TOS 0 (`wire::build::write_ip_header` writes it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_ip(
     buf: &mut [u8],
@@ -73,32 +76,15 @@ pub(crate) fn write_ip(
     ttl: u8,
     payload_len: usize,
 ) -> usize {
-    match family {
-        Family::V4 => {
-            let h = &mut buf[off..off + 20];
-            h.fill(0);
-            h[0] = 0x45;
-            put16(h, 2, len16(20 + payload_len));
-            h[8] = ttl;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&src.0[12..]);
-            h[16..20].copy_from_slice(&dst.0[12..]);
-            let c = checksum(h, 0);
-            put16(h, 10, c);
-            20
-        }
-        Family::V6 => {
-            let h = &mut buf[off..off + 40];
-            h.fill(0);
-            h[0] = 0x60;
-            put16(h, 4, len16(payload_len));
-            h[6] = proto;
-            h[7] = ttl;
-            h[8..24].copy_from_slice(&src.0);
-            h[24..40].copy_from_slice(&dst.0);
-            40
-        }
-    }
+    let ip = IpSpec {
+        src,
+        dst,
+        ttl,
+        id: 0,
+        dont_frag: false,
+        tos: 0,
+    };
+    build::write_ip_header(buf, off, &ip, family, proto, payload_len)
 }
 
 fn ethertype(family: Family) -> u16 {
