@@ -1,8 +1,10 @@
 //! The firewall/NAT data plane.
 //!
-//! Layers, bottom up; a module imports only modules listed before it (see
-//! `docs/architecture.md`, "Layers"; `tests/import_graph.rs` checks that files import
-//! no cycles and that the engine does not import `control`):
+//! Layers, bottom up; a module imports only modules listed before it, but for two pairs
+//! whose files still import no cycle: `conntrack`'s table owns `nat`'s port pools and
+//! `nat` reads `rules`' AST to check NAT statements (see `docs/architecture.md`, "Layers";
+//! `tests/import_graph.rs` checks that files import no cycles and that the engine does
+//! not import `control`):
 //!
 //! - `fwd_proto` (its own crate, `proto/`): the control protocol's types, plain serde
 //!   data; re-exported as [`control::proto`].
@@ -15,18 +17,22 @@
 //!   tables with Linux's `ipfrag_*` limits; byte slices in, caller-owned buffers out).
 //! - [`route`]: interfaces, connected and static routes, neighbour tables.
 //! - [`conntrack`]: flow keys, the per-worker connection table, protocol trackers with
-//!   Linux `nf_conntrack` semantics, timers, statistics and events. (Today it still builds
-//!   the protocol's types for counters, events, listings and tunable errors, from
-//!   `fwd_proto` directly: phase 2 gives it its own types, converted by `control`.)
+//!   Linux `nf_conntrack` semantics, timers, statistics and events; the types its files
+//!   share are in `conntrack::state`. (Today it still builds the protocol's types for
+//!   counters, events, listings and tunable errors, from `fwd_proto` directly: phase 2
+//!   gives it its own types, converted by `control`.)
 //! - [`nat`]: SNAT / masquerade / DNAT bindings, port allocation aligned with RSS,
 //!   incremental checksum rewrite (uses conntrack's `FlowKey`).
+//! - [`helper`]: the FTP and TFTP connection helpers and their expectation table.
 //! - [`rules`]: the nftables-syntax rule language, its JSON form, the compiled ruleset
 //!   and its evaluation (NAT statements produce [`nat`] actions).
 //! - [`config`]: the `fwd` configuration file: schema, validation, runtime plans.
 //! - [`ha`]: the state-sync wire format and its reliable transport (used by `mgmt`'s
 //!   sync daemon; the data plane applies what it carries through `control`).
 //! - [`worker`]: the per-lcore run-to-completion loop (its I/O edge needs the `dpdk`
-//!   feature; the packet pipeline itself works on byte slices).
+//!   feature; the packet pipeline itself works on byte slices) and the slow-path loop; the
+//!   pipeline's `Action` and the control side's `WorkerCommand` / `WorkerReply` are leaf
+//!   files below both.
 //! - [`control`]: the server (persistence, ruleset replacement, fan-out of commands to
 //!   the workers), the protocol's view of a ruleset and of a connection filter. (`worker`
 //!   answers its commands in protocol types and `control` imports `worker`'s command
