@@ -8,7 +8,6 @@
 
 #![cfg(feature = "dpdk")]
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -154,13 +153,7 @@ impl Lab {
 
     /// One request on the control socket; the parsed response.
     fn control(&self, request: &str) -> serde_json::Value {
-        let s = UnixStream::connect(self.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        writeln!(w, r#"{{"v":1,"id":1,"request":{request}}}"#).unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        fwd_testkit::fwd::control(&self.socket(), request)
     }
 
     /// SIGTERM and wait (at most 20 s) for the exit status.

@@ -1,6 +1,7 @@
 //! The real `fwd` binary and its process: where it is, starting it in a namespace until
 //! its control socket answers, stopping it by its PID.
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,4 +78,16 @@ pub fn kill(child: &mut Option<Child>) {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// One request (its JSON text) on fwd's control socket `socket`; the parsed response line.
+/// Panics if fwd does not answer within 10 s or answers no JSON.
+pub fn control(socket: &Path, request: &str) -> serde_json::Value {
+    let s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    writeln!(w, r#"{{"v":1,"id":1,"request":{request}}}"#).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }

@@ -9,8 +9,6 @@
 #![allow(dead_code)]
 
 use super::netns::{attach_host, ok, sh};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -330,13 +328,7 @@ impl Lab {
 
     /// One request on the control socket; the parsed response.
     pub fn control(&self, request: &str) -> serde_json::Value {
-        let s = UnixStream::connect(self.socket()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        writeln!(w, r#"{{"v":1,"id":1,"request":{request}}}"#).unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        fwd_testkit::fwd::control(&self.socket(), request)
     }
 
     pub fn ct_count(&self) -> u64 {
