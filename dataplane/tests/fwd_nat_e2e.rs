@@ -396,8 +396,8 @@ fn nat_conntrack_flush_empties_table() {
 /// IPv6 only: DPDK's `net_af_packet` joins its sockets to a fanout group with
 /// `PACKET_FANOUT_FLAG_DEFRAG`, so the kernel reassembles IPv4 fragments before fwd sees
 /// them (the datagram then arrives whole, longer than an mbuf, and is dropped as
-/// `bad_ip_length`); IPv6 fragments are left alone. The IPv4 path is covered by the
-/// pipeline tests (`worker::frag_tests`, on the trains a Linux router forwarded).
+/// `bad_ip_length`); IPv6 fragments are left alone. Both families run end to end on
+/// `net_tap` ports in `fwd_frag_e2e.rs`.
 #[test]
 fn nat_masquerade_fragmented_udp_echo_v6() {
     if !can_run("nat_masquerade_fragmented_udp_echo_v6") {

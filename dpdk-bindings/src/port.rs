@@ -525,6 +525,19 @@ impl Port {
                     "{} cannot update the RSS key after configure; relying on rte_eth_conf",
                     info.driver_name
                 )),
+                // net_tap takes the RSS hash types but refuses any key: its queues are
+                // filled by the kernel's own flow hash, not the symmetric Toeplitz asked
+                // for, so the spreading is not reported as RSS (owners are then computed
+                // in software, as on ports without RSS).
+                Err(e) if e.errno() == Some(EINVAL) => {
+                    applied.notes.push(format!(
+                        "{} refuses the RSS key; its queue spreading is not symmetric RSS, \
+                         RSS treated as off",
+                        info.driver_name
+                    ));
+                    applied.rss = false;
+                    applied.rss_key = None;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -890,6 +903,8 @@ fn apply_hash_function(
 const ENODEV: i32 = 19;
 /// `ENOTSUP` on Linux.
 const ENOTSUP: i32 = 95;
+/// `EINVAL` on Linux.
+const EINVAL: i32 = 22;
 
 impl Eal {
     /// Two ports joined back to back by two `rte_ring`s (`rte_eth_from_rings`): what port

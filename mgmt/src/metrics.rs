@@ -48,6 +48,7 @@ pub const NAMES: &[&str] = &[
     "fwd_worker_transmit_packets_total",
     "fwd_worker_drops_total",
     "fwd_worker_frag_total",
+    "fwd_worker_frag_mem_peak_bytes",
     "fwd_worker_handoff_sent_total",
     "fwd_worker_handoff_received_total",
     "fwd_worker_handoff_dropped_total",
@@ -391,11 +392,23 @@ fn add_stats(f: &Families, stats: &proto::Stats) {
          the fragments dropped by reason (frag_*).",
         &["worker", "family", "counter"],
     );
+    let frag_peak = f.gauge_vec(
+        "fwd_worker_frag_mem_peak_bytes",
+        "Most bytes the worker's reassembly table of the family held at once (at most \
+         ipfrag_high_thresh / ip6frag_high_thresh).",
+        &["worker", "family"],
+    );
     for ws in &stats.workers {
         let id = ws.worker.to_string();
         for (key, n) in &ws.frag {
-            if let Some((family, counter)) = key.split_once('.') {
-                frag.with_label_values(&[&id, family, counter]).inc_by(*n);
+            match key.split_once('.') {
+                Some((family, counter)) if counter.ends_with("ReasmMemPeak") => {
+                    frag_peak.with_label_values(&[&id, family]).set(clamp(*n));
+                }
+                Some((family, counter)) => {
+                    frag.with_label_values(&[&id, family, counter]).inc_by(*n);
+                }
+                None => {}
             }
         }
     }

@@ -184,6 +184,9 @@ pub struct FragStats {
     /// Datagrams evicted to make room (Linux before 4.17 counted them in `ReasmFails`
     /// only; this is our own counter, `ReasmEvictions`).
     pub reasm_evictions: u64,
+    /// The most bytes held at once since the table was built (`ReasmMemPeak`, our own
+    /// name): a high-water mark of [`ReasmTable::mem`], never above `ipfrag_high_thresh`.
+    pub mem_peak: u64,
     /// Fragments dropped, by [`FragDrop`]: the refused ones (returned as `Err`) and the
     /// held ones discarded with their datagram (timeout, eviction, or a fragment that
     /// killed it).
@@ -191,9 +194,9 @@ pub struct FragStats {
 }
 
 impl FragStats {
-    /// Counter slots of [`FragStats::slots`]: the six datagram counters, then the dropped
-    /// fragments by [`FragDrop`].
-    pub const SLOTS: usize = 6 + FragDrop::ALL.len();
+    /// Counter slots of [`FragStats::slots`]: the six datagram counters, the memory
+    /// high-water mark, then the dropped fragments by [`FragDrop`].
+    pub const SLOTS: usize = 7 + FragDrop::ALL.len();
 
     /// The counters as slots, in the order of [`FragStats::names`].
     pub fn slots(&self) -> [u64; Self::SLOTS] {
@@ -205,6 +208,7 @@ impl FragStats {
             self.reasm_timeout,
             self.reasm_overlaps,
             self.reasm_evictions,
+            self.mem_peak,
             d[0],
             d[1],
             d[2],
@@ -228,6 +232,7 @@ impl FragStats {
                 "ReasmTimeout",
                 "ReasmOverlaps",
                 "ReasmEvictions",
+                "ReasmMemPeak",
             ],
             Family::V6 => [
                 "Ip6ReasmReqds",
@@ -236,11 +241,12 @@ impl FragStats {
                 "Ip6ReasmTimeout",
                 "Ip6ReasmOverlaps",
                 "Ip6ReasmEvictions",
+                "Ip6ReasmMemPeak",
             ],
         };
         [
-            snmp[0], snmp[1], snmp[2], snmp[3], snmp[4], snmp[5], d[0], d[1], d[2], d[3], d[4],
-            d[5], d[6], d[7],
+            snmp[0], snmp[1], snmp[2], snmp[3], snmp[4], snmp[5], snmp[6], d[0], d[1], d[2], d[3],
+            d[4], d[5], d[6], d[7],
         ]
     }
 }
@@ -254,6 +260,7 @@ impl Default for FragStats {
             reasm_timeout: 0,
             reasm_overlaps: 0,
             reasm_evictions: 0,
+            mem_peak: 0,
             drops: [0; FragDrop::ALL.len()],
         }
     }
@@ -526,6 +533,12 @@ impl ReasmTable {
         &self.stats
     }
 
+    /// Adds `bytes` to the memory held and to its high-water mark.
+    fn charge(&mut self, bytes: usize) {
+        self.mem += bytes;
+        self.stats.mem_peak = self.stats.mem_peak.max(self.mem as u64);
+    }
+
     /// Bytes held now (Linux `frag_mem_limit`).
     pub fn mem(&self) -> usize {
         self.mem
@@ -663,7 +676,7 @@ impl ReasmTable {
                 self.free_queues.pop().ok_or(FragDrop::NoMemory)?
             }
         };
-        self.mem += QUEUE_COST;
+        self.charge(QUEUE_COST);
         let b = self.bucket(&key);
         let q = &mut self.queues[qi as usize];
         *q = Queue::empty();
@@ -824,6 +837,7 @@ impl ReasmTable {
                 q.chunks[c] = free;
                 q.nchunks += 1;
                 self.mem += CHUNK;
+                self.stats.mem_peak = self.stats.mem_peak.max(self.mem as u64);
             }
         }
         let data = &inc.data[..usize::from(end16 - start)];

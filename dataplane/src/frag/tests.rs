@@ -323,6 +323,12 @@ fn budget_evicts_oldest_first_down_to_low_thresh() {
     assert!(s.reasm_evictions > 0);
     assert_eq!(s.drops[FragDrop::Evicted as usize], s.reasm_evictions);
     assert!(t.len() <= limits.high_thresh / per);
+    // The high-water mark reached the budget's neighbourhood and never passed it.
+    let peak = usize::try_from(s.mem_peak).unwrap();
+    assert!(
+        peak <= limits.high_thresh && peak > limits.low_thresh,
+        "peak {peak}"
+    );
     // The newest datagram is still there and completes; the oldest was evicted.
     let last = &firsts[199];
     t.push(200, &last[1], &mut out).unwrap();

@@ -1,7 +1,8 @@
 //! The lab of the end-to-end tests that run the real `fwd` as a router (fwd_nat_e2e,
 //! fwd_ftp_e2e): a lan namespace (198.18.1.2/24, gateway 198.18.1.1), a wan namespace
 //! (198.19.0.2/24; fwd's wan address 198.19.0.1) and fwd in a third namespace on
-//! `net_af_packet` ports attached to veths, with the clients and servers the tests
+//! `net_af_packet` ports attached to veths (or, for the fragment tests, `net_tap` ports
+//! bridged to those veths: [`Lab::start_tap`]), with the clients and servers the tests
 //! start. Every client and server runs under `timeout`; the drop guard stops what it
 //! started (by PID) and deletes the namespaces. A lock directory keeps two `fwd`s from
 //! busy-polling at once (nextest runs tests as parallel processes). Each test binary
@@ -104,6 +105,9 @@ pub struct Lab {
     pub bg: Vec<Child>,
     /// IPv6 too: fwd's ports and the hosts get addresses from 2001:db8::/32.
     pub v6: bool,
+    /// fwd's ports are `net_tap` devices, each bridged (in the appliance namespace) to the
+    /// veth of its host, instead of `net_af_packet` on the veth.
+    pub tap: bool,
     pub _lock: RunLock,
 }
 
@@ -140,6 +144,22 @@ impl Lab {
     /// [`Lab::start`] with IPv6 as well: lan 2001:db8:1::2/64 (gateway fwd's
     /// 2001:db8:1::1), wan 2001:db8:2::2/64 (fwd's 2001:db8:2::1).
     pub fn start_with(test: char, ruleset: &str, v6: bool) -> Lab {
+        Lab::start_ports(test, ruleset, v6, false)
+    }
+
+    /// [`Lab::start_with`] (IPv6 too) with fwd on `net_tap` ports: DPDK 22.11's
+    /// `net_af_packet` joins its sockets to a fanout group with `PACKET_FANOUT_FLAG_DEFRAG`
+    /// (not configurable), so the kernel reassembles IPv4 fragments before fwd could see
+    /// them. A tap hands fwd every frame as the kernel sent it. The tap's kernel side
+    /// and the host's veth are joined by a bridge in the appliance namespace (no
+    /// conntrack there, `bridge-nf-call-*` off: nothing reassembles); the kernel side
+    /// gets its own MAC, else the bridge would take frames for fwd's MAC (the PMD's,
+    /// which the tap shares by default) as its own.
+    pub fn start_tap(test: char, ruleset: &str) -> Lab {
+        Lab::start_ports(test, ruleset, true, true)
+    }
+
+    fn start_ports(test: char, ruleset: &str, v6: bool, tap: bool) -> Lab {
         let lock = RunLock::take();
         let pid = std::process::id();
         let short = pid % 100_000;
@@ -153,6 +173,7 @@ impl Lab {
             fwd: None,
             bg: Vec::new(),
             v6,
+            tap,
             _lock: lock,
         };
         std::fs::create_dir_all(&lab.dir).unwrap();
@@ -207,19 +228,29 @@ impl Lab {
         } else {
             (String::new(), String::new())
         };
+        // net_tap needs as many RX queues as TX queues (one worker + the slow path: 2).
+        let (lan_dev, wan_dev) = if self.tap {
+            (
+                format!("net_tap0,iface={}", tap_if(&self.fl)),
+                format!("net_tap1,iface={}", tap_if(&self.fwn)),
+            )
+        } else {
+            (
+                format!("net_af_packet0,iface={},qpairs=2", self.fl),
+                format!("net_af_packet1,iface={},qpairs=2", self.fwn),
+            )
+        };
         let cfg = format!(
             "eal:\n  main_core: 0\n  hugepages: false\n  in_memory: true\n  memory_mb: 256\n  \
              file_prefix: {fp}\n\
              ports:\n\
-             \x20 - name: lan\n    device: net_af_packet0,iface={fl},qpairs=2\n    \
+             \x20 - name: lan\n    device: {lan_dev}\n    \
              addresses: [198.18.1.1/24{lan6}]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
-             \x20 - name: wan\n    device: net_af_packet1,iface={fwn},qpairs=2\n    \
+             \x20 - name: wan\n    device: {wan_dev}\n    \
              addresses: [198.19.0.1/24{wan6}]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
              workers:\n  cores: [1]\n\
              control_socket: {sock}\nstate_dir: {state}\nruleset: {rules}\n",
             fp = self.fw,
-            fl = self.fl,
-            fwn = self.fwn,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
             rules = data(ruleset).display(),
@@ -227,6 +258,62 @@ impl Lab {
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
         self.fwd = Some(spawn_fwd(&self.fw, &path, &self.dir, &self.socket()));
+        if self.tap {
+            for (i, veth) in [self.fl.clone(), self.fwn.clone()].iter().enumerate() {
+                self.bridge_tap(veth, i);
+            }
+        }
+    }
+
+    /// Joins fwd's tap (created by the PMD when fwd started) and the host's veth `veth`
+    /// with a bridge; `i` makes the tap's kernel-side MAC unique (see [`Lab::start_tap`]).
+    fn bridge_tap(&self, veth: &str, i: usize) {
+        let (fw, tap, br) = (self.fw.as_str(), tap_if(veth), format!("b{veth}"));
+        // A restarted fwd made a new tap: the bridge may already be there.
+        let _ = sh(&["ip", "-n", fw, "link", "add", &br, "type", "bridge"]);
+        let mac = format!("02:00:5e:00:53:{:02x}", 0x10 + i);
+        ok(&["ip", "-n", fw, "link", "set", &tap, "address", &mac]);
+        ok(&["ip", "-n", fw, "link", "set", &tap, "master", &br]);
+        ok(&["ip", "-n", fw, "link", "set", veth, "master", &br]);
+        ok(&[
+            "ip", "netns", "exec", fw, "ethtool", "-K", &tap, "tx", "off", "rx", "off", "tso",
+            "off", "gso", "off", "gro", "off",
+        ]);
+        for dev in [&br, &tap] {
+            ok(&["ip", "-n", fw, "link", "set", dev, "up"]);
+            ok(&[
+                "ip",
+                "netns",
+                "exec",
+                fw,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+            ]);
+        }
+        for knob in ["iptables", "ip6tables", "arptables"] {
+            let _ = sh(&[
+                "ip",
+                "netns",
+                "exec",
+                fw,
+                "sysctl",
+                "-qw",
+                &format!("net.bridge.bridge-nf-call-{knob}=0"),
+            ]);
+        }
+    }
+
+    /// The counters of `ipv4.<name>` / `ipv6.<name>` (`stats`' `frag`) of worker 0.
+    pub fn frag(&self) -> serde_json::Value {
+        let stats = self.control(r#"{"op":"stats"}"#);
+        stats["result"]["workers"][0]["frag"].clone()
+    }
+
+    /// Worker 0's drops by reason.
+    pub fn drops(&self) -> serde_json::Value {
+        let stats = self.control(r#"{"op":"stats"}"#);
+        stats["result"]["workers"][0]["drops"].clone()
     }
 
     pub fn log(&self) -> String {
@@ -369,6 +456,11 @@ impl Lab {
             let _ = c.wait();
         }
     }
+}
+
+/// The name of fwd's tap for the host veth `veth` (both at most 15 bytes).
+fn tap_if(veth: &str) -> String {
+    format!("t{veth}")
 }
 
 pub fn read(p: &Path) -> String {

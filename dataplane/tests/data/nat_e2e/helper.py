@@ -189,6 +189,117 @@ def control(path, request):
     print(buf.decode().strip())
 
 
+def udp_datagram(src, dst, sport, dport, data):
+    """A UDP header and `data`, checksummed over the pseudo-header of either family."""
+    v6 = ":" in dst
+    fam = socket.AF_INET6 if v6 else socket.AF_INET
+    length = 8 + len(data)
+    hdr = struct.pack("!HHHH", int(sport), int(dport), length, 0)
+    if v6:
+        pseudo = socket.inet_pton(fam, src) + socket.inet_pton(fam, dst) + struct.pack("!IxxxB", length, 17)
+    else:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, length)
+    c = csum(pseudo + hdr + data) or 0xFFFF
+    return hdr[:6] + struct.pack("!H", c) + data
+
+
+def ip_fragment(src, dst, ident, off, more, piece):
+    """One fragment of a UDP datagram: `piece` at byte `off` of the IP payload."""
+    flags = (off >> 3) | (0x2000 if more else 0)
+    if ":" in dst:
+        fh = struct.pack("!BBHI", 17, 0, (off & ~7) | (1 if more else 0), ident)
+        return (struct.pack("!IHBB", 6 << 28, len(fh) + len(piece), 44, 64)
+                + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                + fh + piece)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(piece), ident & 0xFFFF, flags, 64, 17, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst))
+    return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + piece
+
+
+def raw_socket(dst):
+    """A raw socket that sends whole IP packets as built (IP_HDRINCL / IPv6 IPPROTO_RAW):
+    the kernel routes them and neither fragments nor reassembles."""
+    return socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_RAW,
+                         socket.IPPROTO_RAW)
+
+
+def frag_train(src, dst, sport, dport, tag, size, ident, spec):
+    """Send one UDP datagram of `size` data bytes starting with `tag` as the fragments of
+    `spec`: comma-separated `start-end` byte ranges of the IP payload (UDP header
+    included), sent in that order; a fragment has MF set unless it reaches the end.
+    `start-end!` forces the last-fragment bit, `start-end+` forces MF, `wN` waits N
+    seconds before going on."""
+    data = (tag + " ").encode()
+    data += bytes((i * 7 + 3) & 0xFF for i in range(int(size) - len(data)))
+    dgram = udp_datagram(src, dst, sport, dport, data)
+    s = raw_socket(dst)
+    sent = 0
+    for item in spec.split(","):
+        if item.startswith("w"):
+            time.sleep(float(item[1:]))
+            continue
+        more = None
+        if item[-1] in "!+":
+            more = item[-1] == "+"
+            item = item[:-1]
+        a, b = (int(x) for x in item.split("-"))
+        b = min(b, len(dgram))
+        if more is None:
+            more = b < len(dgram)
+        s.sendto(ip_fragment(src, dst, int(ident), a, more, dgram[a:b]), (dst, 0))
+        sent += 1
+        time.sleep(0.01)
+    print("sent %d of %d bytes" % (sent, len(dgram)))
+
+
+def frag_flood(src, dst, dport, count, size, seconds):
+    """`count` first fragments (MF set, offset 0, `size` bytes of payload, a fresh id
+    each) to `dst` paced evenly over `seconds`: datagrams that never complete."""
+    s = raw_socket(dst)
+    count, size = int(count), int(size)
+    gap = float(seconds) / max(count, 1)
+    start = time.time()
+    piece = udp_datagram(src, dst, 40000, dport, bytes(size - 8))[:size]
+    for i in range(count):
+        s.sendto(ip_fragment(src, dst, 0x10000 + i, 0, True, piece), (dst, 0))
+        delay = start + (i + 1) * gap - time.time()
+        if delay > 0:
+            time.sleep(delay)
+    print("flooded %d" % count)
+
+
+def udp_sink(addr, port, seconds):
+    """Log each datagram as `<length> <source> <first word>` for `seconds`."""
+
+    def answer(data, peer):
+        print(len(data), peer[0], data.split(b" ", 1)[0].decode(errors="replace"), flush=True)
+        return b"ok"
+
+    udp_serve(addr, port, seconds, answer)
+
+
+def udp_pings(host, port, count, gap):
+    """`count` request/answer exchanges, one every `gap` seconds, each answer awaited
+    1 s; print 'answered <k> of <count>'."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    s.connect((host, int(port)))
+    answered = 0
+    for i in range(int(count)):
+        msg = b"ping %d" % i
+        s.send(msg)
+        end = time.time() + 1.0
+        while time.time() < end:
+            try:
+                if s.recv(2048) == msg:
+                    answered += 1
+                    break
+            except (socket.timeout, ConnectionRefusedError):
+                break
+        time.sleep(float(gap))
+    print("answered %d of %s" % (answered, count))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     fn = {
@@ -201,5 +312,9 @@ if __name__ == "__main__":
         "echo-session": echo_session,
         "raw-tcp": raw_tcp,
         "control": control,
+        "frag-train": frag_train,
+        "frag-flood": frag_flood,
+        "udp-sink": udp_sink,
+        "udp-pings": udp_pings,
     }[cmd]
     fn(*sys.argv[2:])
