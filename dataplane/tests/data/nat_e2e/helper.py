@@ -19,7 +19,9 @@ def udp_serve(addr, port, seconds, answer):
             data, peer = s.recvfrom(65535)
         except socket.timeout:
             continue
-        s.sendto(answer(data, peer), peer)
+        reply = answer(data, peer)
+        if reply is not None:
+            s.sendto(reply, peer)
 
 
 def udp_echo(addr, port, seconds):
@@ -268,12 +270,13 @@ def frag_flood(src, dst, dport, count, size, seconds):
     print("flooded %d" % count)
 
 
-def udp_sink(addr, port, seconds):
-    """Log each datagram as `<length> <source> <first word>` for `seconds`."""
+def udp_sink(addr, port, seconds, reply="ok"):
+    """Log each datagram as `<length> <source> <first word>` for `seconds`; answer `ok`
+    (`reply` "none": no answer)."""
 
     def answer(data, peer):
         print(len(data), peer[0], data.split(b" ", 1)[0].decode(errors="replace"), flush=True)
-        return b"ok"
+        return None if reply == "none" else b"ok"
 
     udp_serve(addr, port, seconds, answer)
 
