@@ -355,7 +355,10 @@ fn fragment_trains_match_the_kernel() {
             sinks.push((fi, port, ours, theirs));
         }
     }
-    std::thread::sleep(Duration::from_millis(700));
+    lab.wait_udp(&lab.wan, 5410, 2);
+    lab.wait_udp(&lab.wan, 5411, 2);
+    lab.wait_udp(&linux.wan, 5410, 2);
+    lab.wait_udp(&linux.wan, 5411, 2);
     let families = [
         (LAN_HOST, WAN_HOST, WAN_FWD),
         (LAN6_HOST, WAN6_HOST, WAN6_FWD),

@@ -42,7 +42,7 @@ fn frag_masquerade_udp_echo_both_families() {
             &["udp-mirror", host, "5400", "25"],
         ));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    lab.wait_udp(&wan, 5400, 2);
     for ((host, fwd_addr), log) in [(WAN_HOST, WAN_FWD), (WAN6_HOST, WAN6_FWD)]
         .into_iter()
         .zip(&logs)
@@ -94,7 +94,7 @@ fn frag_overlap_dropped_both_families() {
             &["udp-sink", WAN6_HOST, "5401", "35"],
         ),
     ];
-    std::thread::sleep(Duration::from_millis(500));
+    lab.wait_udp(&wan, 5401, 2);
     let families = [
         (
             LAN_HOST,
@@ -204,7 +204,7 @@ fn frag_flood_bounded_by_budget_established_unharmed() {
         60,
         &["udp-mirror", WAN_HOST, "5402", "55"],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    lab.wait_udp(&wan, 5402, 1);
     // The flow is established (and its conntrack entry made) before the flood starts.
     let warm = lab.helper(&lan, 10, &["udp-pings", WAN_HOST, "5402", "3", "0.05"]);
     assert_eq!(warm.trim(), "answered 3 of 3", "{}", lab.log());
@@ -273,4 +273,75 @@ fn frag_flood_bounded_by_budget_established_unharmed() {
     // oldest and make room for it.
     let got = lab.helper(&lan, 10, &["udp-big", WAN_HOST, "5402", "4000"]);
     assert_eq!(got.trim(), "echo 4000 ok", "{}", lab.frag());
+}
+
+/// Refragmentation on a smaller egress MTU (fwd's wan port and the wan host's link at
+/// 1280): the lan host's 4000-byte IPv4 datagram arrives as three fragments cut for
+/// 1500 bytes (DF clear, as on every fragment Linux cuts); fwd reassembles, masquerades
+/// and sends it on as four fragments of at most 1280 bytes (a capture on the wan host
+/// shows them), and the echo comes back whole. IPv6 routers never fragment: the
+/// 1500-byte fragments are answered with packet-too-big (`packet_too_big` counted), the
+/// lan host's kernel learns the path MTU and its next try (cut for 1280) crosses.
+#[test]
+fn frag_refragmented_on_smaller_wan_mtu() {
+    if !can_run("frag_refragmented_on_smaller_wan_mtu") {
+        return;
+    }
+    let mut lab = Lab::start_tap_wan_mtu('l', "router-frag.nft", 1280);
+    let (lan, wan) = (lab.lan.clone(), lab.wan.clone());
+    for (i, host) in [WAN_HOST, WAN6_HOST].into_iter().enumerate() {
+        lab.spawn_helper(
+            &wan,
+            &format!("mirror-{i}.log"),
+            40,
+            &["udp-mirror", host, "5404", "35"],
+        );
+    }
+    lab.wait_udp(&wan, 5404, 2);
+    // fwd's IPv4 fragments as they reach the wan host (-v prints each one's length).
+    let filter = format!("src {WAN_FWD} and ip[6:2] & 0x3fff != 0");
+    let cap = lab.spawn(
+        &wan,
+        "frags.txt",
+        &[
+            "timeout", "30", "tcpdump", "-n", "-l", "-v", "-i", "eth0", "-c", "4", &filter,
+        ],
+    );
+    for _ in 0..50 {
+        if read(&cap).contains("listening on") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let got = lab.helper(&lan, 10, &["udp-big", WAN_HOST, "5404", "4000"]);
+    assert_eq!(
+        got.trim(),
+        "echo 4000 ok",
+        "{}\n{}",
+        lab.frag(),
+        lab.drops()
+    );
+    lab.wait_last();
+    let lengths: Vec<u64> = read(&cap)
+        .lines()
+        .filter(|l| l.contains("offset"))
+        .filter_map(|l| {
+            let rest = &l[l.rfind("length ")? + 7..];
+            rest.trim_end_matches(')').parse().ok()
+        })
+        .collect();
+    assert_eq!(lengths.len(), 4, "four fragments: {}", read(&cap));
+    assert!(
+        lengths.iter().all(|&n| n <= 1280) && lengths.iter().sum::<u64>() == 4008 + 4 * 20,
+        "at most 1280 bytes each, 4008 bytes of UDP in all: {lengths:?}"
+    );
+    let before = lab.drops();
+    let got = lab.helper(&lan, 15, &["udp-big", WAN6_HOST, "5404", "4000"]);
+    let after = lab.drops();
+    assert_eq!(got.trim(), "echo 4000 ok", "{}\n{after}", lab.frag());
+    assert!(
+        counter(&after, "packet_too_big") > counter(&before, "packet_too_big"),
+        "the 1500-byte IPv6 fragments were refused: {after}"
+    );
 }

@@ -108,6 +108,9 @@ pub struct Lab {
     /// fwd's ports are `net_tap` devices, each bridged (in the appliance namespace) to the
     /// veth of its host, instead of `net_af_packet` on the veth.
     pub tap: bool,
+    /// The MTU of fwd's wan port and of the wan host's link (1500 unless
+    /// [`Lab::start_tap_wan_mtu`]).
+    pub wan_mtu: u16,
     pub _lock: RunLock,
 }
 
@@ -144,7 +147,7 @@ impl Lab {
     /// [`Lab::start`] with IPv6 as well: lan 2001:db8:1::2/64 (gateway fwd's
     /// 2001:db8:1::1), wan 2001:db8:2::2/64 (fwd's 2001:db8:2::1).
     pub fn start_with(test: char, ruleset: &str, v6: bool) -> Lab {
-        Lab::start_ports(test, ruleset, v6, false)
+        Lab::start_ports(test, ruleset, v6, false, 1500)
     }
 
     /// [`Lab::start_with`] (IPv6 too) with fwd on `net_tap` ports: DPDK 22.11's
@@ -156,10 +159,16 @@ impl Lab {
     /// gets its own MAC, else the bridge would take frames for fwd's MAC (the PMD's,
     /// which the tap shares by default) as its own.
     pub fn start_tap(test: char, ruleset: &str) -> Lab {
-        Lab::start_ports(test, ruleset, true, true)
+        Lab::start_ports(test, ruleset, true, true, 1500)
     }
 
-    fn start_ports(test: char, ruleset: &str, v6: bool, tap: bool) -> Lab {
+    /// [`Lab::start_tap`] with a smaller MTU on the wan side: fwd's wan port (`mtu:`) and
+    /// the wan host's link.
+    pub fn start_tap_wan_mtu(test: char, ruleset: &str, wan_mtu: u16) -> Lab {
+        Lab::start_ports(test, ruleset, true, true, wan_mtu)
+    }
+
+    fn start_ports(test: char, ruleset: &str, v6: bool, tap: bool, wan_mtu: u16) -> Lab {
         let lock = RunLock::take();
         let pid = std::process::id();
         let short = pid % 100_000;
@@ -174,6 +183,7 @@ impl Lab {
             bg: Vec::new(),
             v6,
             tap,
+            wan_mtu,
             _lock: lock,
         };
         std::fs::create_dir_all(&lab.dir).unwrap();
@@ -193,6 +203,10 @@ impl Lab {
             ),
         ] {
             attach_host(&lab.fw, fw_if, host_ns, addr, route, gw);
+        }
+        if wan_mtu != 1500 {
+            let mtu = wan_mtu.to_string();
+            ok(&["ip", "-n", &lab.wan, "link", "set", "eth0", "mtu", &mtu]);
         }
         if v6 {
             for (ns, addr, route, gw) in [
@@ -247,10 +261,11 @@ impl Lab {
              \x20 - name: lan\n    device: {lan_dev}\n    \
              addresses: [198.18.1.1/24{lan6}]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
              \x20 - name: wan\n    device: {wan_dev}\n    \
-             addresses: [198.19.0.1/24{wan6}]\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
+             addresses: [198.19.0.1/24{wan6}]\n    mtu: {wan_mtu}\n    rx_queues: 2\n    rx_descriptors: 256\n    tx_descriptors: 256\n\
              workers:\n  cores: [1]\n\
              control_socket: {sock}\nstate_dir: {state}\nruleset: {rules}\n",
             fp = self.fw,
+            wan_mtu = self.wan_mtu,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
             rules = data(ruleset).display(),
@@ -411,6 +426,18 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("nothing listens on {ns} tcp/{port}");
+    }
+
+    /// `n` UDP sockets in `ns` are bound to `port` (polled with `ss`, at most 10 s).
+    pub fn wait_udp(&self, ns: &str, port: u16, n: usize) {
+        for _ in 0..100 {
+            let out = self.in_ns(ns, &["ss", "-Huln", &format!("sport = :{port}")]);
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("fewer than {n} sockets on {ns} udp/{port}");
     }
 
     /// One request on the control socket; the parsed response.
