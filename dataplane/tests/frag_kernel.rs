@@ -20,10 +20,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
+use common::kernel_diff::nft_rules;
 use common::lab::*;
 use common::netns::{ok, sh, veth_to_host};
 
@@ -45,14 +46,8 @@ struct LinuxRouter {
 
 impl Drop for LinuxRouter {
     fn drop(&mut self) {
-        for c in &mut self.bg {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.lan, &self.wan, &self.r] {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let procs = self.bg.iter_mut().collect();
+        stop_and_delete(procs, &[&self.lan, &self.wan, &self.r], &self.dir);
     }
 }
 
@@ -139,43 +134,20 @@ impl LinuxRouter {
     /// The helper script in the background in `ns`, its output in `dir/<name>`.
     fn spawn_helper(&mut self, ns: &str, name: &str, secs: u32, args: &[&str]) -> PathBuf {
         let out = self.dir.join(name);
-        let f = std::fs::File::create(&out).unwrap();
-        let script = data("helper.py");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "timeout", &secs.to_string(), "python3"])
-            .arg(&script)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        self.bg.push(child);
+        let cmd = helper_cmd(secs, args);
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        self.bg.push(spawn_in(ns, &out, &cmd));
         out
     }
 
     /// Packets per rule, keyed (family, table, chain, index in the chain).
     fn counters(&self) -> BTreeMap<(String, String, String, usize), u64> {
-        let o = in_ns(&self.r, &["nft", "-j", "list", "ruleset"]);
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft json");
-        let mut rules = Vec::new();
-        for item in j["nftables"].as_array().unwrap() {
-            let Some(r) = item.get("rule") else { continue };
-            let packets = r["expr"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-                .unwrap_or(0);
-            rules.push((
-                r["family"].as_str().unwrap().to_owned(),
-                r["table"].as_str().unwrap().to_owned(),
-                r["chain"].as_str().unwrap().to_owned(),
-                r["handle"].as_u64().unwrap(),
-                packets,
-            ));
-        }
-        index(rules)
+        index(
+            nft_rules(&self.r)
+                .into_iter()
+                .map(|r| (r.family, r.table, r.chain, r.handle, r.packets))
+                .collect(),
+        )
     }
 }
 

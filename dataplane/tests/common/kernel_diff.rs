@@ -94,24 +94,11 @@ impl Pair {
 
     /// Kernel counters: ((table, chain, rule index), packets), in listing order.
     pub fn kernel_counters(&self) -> Vec<((String, String, usize), u64)> {
-        let o = sh(&[
-            "ip", "netns", "exec", &self.k, "nft", "-j", "list", "ruleset",
-        ]);
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft json");
         let mut out = Vec::new();
         let mut idx: std::collections::HashMap<(String, String), usize> = Default::default();
-        for item in j["nftables"].as_array().unwrap() {
-            let Some(r) = item.get("rule") else { continue };
-            let table = r["table"].as_str().unwrap().to_owned();
-            let chain = r["chain"].as_str().unwrap().to_owned();
-            let i = idx.entry((table.clone(), chain.clone())).or_default();
-            let packets = r["expr"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-                .unwrap_or(0);
-            out.push(((table, chain, *i), packets));
+        for r in nft_rules(&self.k) {
+            let i = idx.entry((r.table.clone(), r.chain.clone())).or_default();
+            out.push(((r.table, r.chain, *i), r.packets));
             *i += 1;
         }
         out
@@ -200,6 +187,41 @@ impl Pair {
             eprintln!("{p:?}: {verdict:?} rules {ours_moved:?}");
         }
     }
+}
+
+/// One rule of `nft -j list ruleset`: where it is and its counter's packets (0 without a
+/// counter).
+pub struct NftRule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub packets: u64,
+}
+
+/// The rules of namespace `ns` (`nft -j list ruleset`), in listing order.
+pub fn nft_rules(ns: &str) -> Vec<NftRule> {
+    let o = sh(&["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("nft json");
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap().to_owned();
+    j["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .map(|r| NftRule {
+            family: field(r, "family"),
+            table: field(r, "table"),
+            chain: field(r, "chain"),
+            handle: r["handle"].as_u64().unwrap(),
+            packets: r["expr"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
+                .unwrap_or(0),
+        })
+        .collect()
 }
 
 impl Drop for Pair {

@@ -116,25 +116,57 @@ pub struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in self.bg.iter_mut().chain(self.fwd.as_mut()) {
-            // `timeout` passes SIGTERM on to its command; fwd stops on it.
-            let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
-        }
-        for c in self.bg.iter_mut().chain(self.fwd.as_mut()) {
-            for _ in 0..50 {
-                if c.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.lan, &self.wan, &self.fw] {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let procs = self.bg.iter_mut().chain(self.fwd.as_mut()).collect();
+        stop_and_delete(procs, &[&self.lan, &self.wan, &self.fw], &self.dir);
     }
+}
+
+/// Stops `procs` (SIGTERM, which `timeout` passes on and fwd stops on; SIGKILL after
+/// 5 s), deletes the namespaces `ns` and the scratch directory `dir`.
+pub fn stop_and_delete(procs: Vec<&mut Child>, ns: &[&str], dir: &Path) {
+    for c in &procs {
+        let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
+    }
+    for c in procs {
+        for _ in 0..50 {
+            if c.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for n in ns {
+        let _ = sh(&["ip", "netns", "del", n]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `cmd` started in the background in namespace `ns`, its output into `out`.
+pub fn spawn_in(ns: &str, out: &Path, cmd: &[&str]) -> Child {
+    let f = std::fs::File::create(out).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap()
+}
+
+/// The command line of the helper script bounded by `secs`: `timeout secs python3
+/// helper.py args...`.
+pub fn helper_cmd(secs: u32, args: &[&str]) -> Vec<String> {
+    let mut cmd = vec![
+        "timeout".to_owned(),
+        secs.to_string(),
+        "python3".to_owned(),
+        data("helper.py").display().to_string(),
+    ];
+    cmd.extend(args.iter().map(|a| (*a).to_owned()));
+    cmd
 }
 
 impl Lab {
@@ -321,14 +353,18 @@ impl Lab {
 
     /// The counters of `ipv4.<name>` / `ipv6.<name>` (`stats`' `frag`) of worker 0.
     pub fn frag(&self) -> serde_json::Value {
-        let stats = self.control(r#"{"op":"stats"}"#);
-        stats["result"]["workers"][0]["frag"].clone()
+        self.worker0("frag")
     }
 
     /// Worker 0's drops by reason.
     pub fn drops(&self) -> serde_json::Value {
+        self.worker0("drops")
+    }
+
+    /// Field `key` of worker 0's `stats`.
+    fn worker0(&self, key: &str) -> serde_json::Value {
         let stats = self.control(r#"{"op":"stats"}"#);
-        stats["result"]["workers"][0]["drops"].clone()
+        stats["result"]["workers"][0][key].clone()
     }
 
     pub fn log(&self) -> String {
@@ -343,36 +379,25 @@ impl Lab {
 
     /// The helper script in `ns`, bounded by `secs`.
     pub fn helper(&self, ns: &str, secs: u32, args: &[&str]) -> String {
-        let secs = secs.to_string();
-        let script = data("helper.py");
-        let mut cmd = vec!["timeout", &secs, "python3", script.to_str().unwrap()];
-        cmd.extend_from_slice(args);
-        text(&self.in_ns(ns, &cmd))
+        let cmd = helper_cmd(secs, args);
+        text(&self.in_ns(ns, &cmd.iter().map(String::as_str).collect::<Vec<_>>()))
     }
 
     /// A background command in `ns` (already bounded by the caller's `timeout`), its
     /// output into `dir/<name>`.
     pub fn spawn(&mut self, ns: &str, name: &str, cmd: &[&str]) -> PathBuf {
         let out = self.dir.join(name);
-        let f = std::fs::File::create(&out).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(cmd)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        self.bg.push(child);
+        self.bg.push(spawn_in(ns, &out, cmd));
         out
     }
 
     pub fn spawn_helper(&mut self, ns: &str, name: &str, secs: u32, args: &[&str]) -> PathBuf {
-        let secs = secs.to_string();
-        let script = data("helper.py");
-        let mut cmd = vec!["timeout", &secs, "python3", script.to_str().unwrap()];
-        cmd.extend_from_slice(args);
-        self.spawn(ns, name, &cmd)
+        let cmd = helper_cmd(secs, args);
+        self.spawn(
+            ns,
+            name,
+            &cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
     }
 
     /// `python3 -m http.server` on `bind:80` in `ns` (30 s at most), listening when this
