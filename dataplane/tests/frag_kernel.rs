@@ -300,7 +300,7 @@ const TRAINS: &[Train] = &[
 
 #[test]
 fn fragment_trains_match_the_kernel() {
-    if !can_run("fragment_trains_match_the_kernel") {
+    if !can_run_tap("fragment_trains_match_the_kernel") {
         return;
     }
     let found = Command::new("sh")

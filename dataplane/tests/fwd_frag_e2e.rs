@@ -28,7 +28,7 @@ fn counter(v: &serde_json::Value, key: &str) -> u64 {
 /// (`ReasmOKs`), the server saw fwd's wan address, the echo came back byte for byte.
 #[test]
 fn frag_masquerade_udp_echo_both_families() {
-    if !can_run("frag_masquerade_udp_echo_both_families") {
+    if !can_run_tap("frag_masquerade_udp_echo_both_families") {
         return;
     }
     let mut lab = Lab::start_tap('h', "router-frag.nft");
@@ -80,7 +80,7 @@ fn frag_masquerade_udp_echo_both_families() {
 /// works and "nothing" means dropped).
 #[test]
 fn frag_overlap_dropped_both_families() {
-    if !can_run("frag_overlap_dropped_both_families") {
+    if !can_run_tap("frag_overlap_dropped_both_families") {
         return;
     }
     let mut lab = Lab::start_tap('i', "router-frag.nft");
@@ -178,7 +178,7 @@ fn frag_overlap_dropped_both_families() {
 /// lost exchange is printed.
 #[test]
 fn frag_flood_bounded_by_budget_established_unharmed() {
-    if !can_run("frag_flood_bounded_by_budget_established_unharmed") {
+    if !can_run_tap("frag_flood_bounded_by_budget_established_unharmed") {
         return;
     }
     let mut lab = Lab::start_tap('j', "router-frag.nft");
@@ -274,7 +274,7 @@ fn frag_flood_bounded_by_budget_established_unharmed() {
 /// lan host's kernel learns the path MTU and its next try (cut for 1280) crosses.
 #[test]
 fn frag_refragmented_on_smaller_wan_mtu() {
-    if !can_run("frag_refragmented_on_smaller_wan_mtu") {
+    if !can_run_tap("frag_refragmented_on_smaller_wan_mtu") {
         return;
     }
     let mut lab = Lab::start_tap_wan_mtu('l', "router-frag.nft", 1280);

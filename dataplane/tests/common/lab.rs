@@ -64,6 +64,15 @@ pub fn can_run(test: &str) -> bool {
     true
 }
 
+/// [`can_run`] and `/dev/net/tun` (for [`Lab::start_tap`]'s `net_tap` ports).
+pub fn can_run_tap(test: &str) -> bool {
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("{test}: skipped (no /dev/net/tun for net_tap)");
+        return false;
+    }
+    can_run(test)
+}
+
 /// A lock directory held while a test runs `fwd` (stale after its holder died).
 pub struct RunLock(PathBuf);
 
