@@ -219,6 +219,7 @@ pub fn initial_stats() -> Stats {
         ct_expire_ticks: 50,
         frag: [
             ("ipv4.ReasmOKs".to_string(), 4),
+            ("ipv4.ReasmMemPeak".to_string(), 2768),
             ("ipv6.Ip6ReasmFails".to_string(), 1),
         ]
         .into(),
