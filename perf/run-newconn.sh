@@ -7,7 +7,10 @@
 #            with SNAT (perf/rulesets/router.nft), UDP timeouts shortened to UDP_TIMEOUT
 #            (2 s) so that entries expire throughout a DURATION (20 s) run: the steady
 #            rate is taken from 2 x UDP_TIMEOUT + 1 s on, when as many entries die as are
-#            made (`entries` flat).
+#            made (`entries` flat). conntrack.max CT_MAX_UDP (4 Mi): at 1 M/s about
+#            2 x UDP_TIMEOUT x 1 M entries are live or waiting for expiry, so a 2 Mi table
+#            would fill and the run would measure early drop (the `full` scenario) instead;
+#            a run whose `early_drop` rate is not 0 says so after the steady line.
 #   full     the same into a full table: conntrack.max FULL_MAX (256 Ki), timeouts of an
 #            hour; from the second the table is full on, every new connection early-drops
 #            an unreplied one.
@@ -136,6 +139,9 @@ measure() {
     fsave "$name" "$(jq -c --argjson s "$st" --arg fwd "$FWD" '{steady: $s, fwd_binary: $fwd}' <<< '{}')" "$before"
     jq -r '"  steady (from \(.from_s) s after the first insert): \(.rate // 0 | floor) inserts/s, early_drop \(.early_drop_rate // 0 | floor)/s, entries \(.entries_min)-\(.entries_max)"
         + if .assured_min then ", ASSURED \(.assured_min)-\(.assured_max)" else "" end' <<< "$st"
+    if [[ $name == fwd-newconn-udp* ]] && jq -e '(.early_drop_rate // 0) > 0' <<< "$st" > /dev/null; then
+        echo "  warning: the table filled (early drop ran): raise CT_MAX_UDP or lower UDP_TIMEOUT" >&2
+    fi
     jq -r 'select(.established) | .established
         | "  established flows: \(.alone_pps | floor) pps alone, \(.flood_pps | floor) pps during the flood (\(.ratio * 1000 | round / 1000)x)"' <<< "$GEN"
     cleanup_dut
@@ -157,7 +163,7 @@ both() {
 }
 
 if has udp; then
-    export CT_MAX=${CT_MAX_UDP:-2097152}
+    export CT_MAX=${CT_MAX_UDP:-4194304}
     export CT_TIMEOUTS="    nf_conntrack_udp_timeout: $UDP_TIMEOUT
     nf_conntrack_udp_timeout_stream: $UDP_TIMEOUT"
     write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null

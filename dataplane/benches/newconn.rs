@@ -13,6 +13,12 @@
 //!   public address and one server (perfgen's shape) with 50 / 90 / 99 % of the worker's
 //!   ports of the default range in use: port choice, insert, and removal of the oldest
 //!   connection (so the fill stays put), on 1 and 4 workers (worker 0's share).
+//! - `pipeline_newconn/snat_steady`: the whole worker pipeline (`Pipeline::process`) on
+//!   single-packet UDP flows from 198.18.0.0/16 through perf/rulesets/router.nft (the
+//!   appliance scenario's ruleset: forward chain, SNAT to a 64-address pool), a new flow
+//!   every 2 µs of virtual time with a 1 s UDP timeout and the worker's tick every 1 ms
+//!   (`Pipeline::tick`): parse, miss, three hooks of rules, route, NAT binding, rewrite,
+//!   insert, and the expiry each insert causes. Writing the frame is not in the step.
 //!
 //! `cargo bench -p dataplane --no-default-features --bench newconn -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -31,7 +37,11 @@ use dataplane::nat::{
     CtNat, NatAction, NatEnv, NatFlags, NatKind, NatRange, Owner, PortAllocator, SYMMETRIC_RSS_KEY,
     Tuple,
 };
+use dataplane::rules::{Publisher, load_text};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, proto};
+use dataplane::worker::{Action, Pipeline, SCRATCH_LEN};
+
+mod common;
 
 /// UDP flow `i` (distinct for 2^32 values): 198.18.0.0/15 x source ports 1024.. to
 /// 198.19.0.1:9, as perfgen sends.
@@ -340,5 +350,109 @@ fn nat(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conntrack, nat);
+/// New UDP flows through the appliance's router ruleset with SNAT, one `process` each.
+struct Piped {
+    p: Pipeline,
+    /// The frame as sent (`frame` is rewritten in place by each `process`).
+    template: [u8; 14 + 20 + 8 + 18],
+    frame: [u8; 14 + 20 + 8 + 18],
+    scratch: Vec<u8>,
+    i: u32,
+    now: u64,
+    next_tick: u64,
+}
+
+impl Piped {
+    fn new() -> Self {
+        let names = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
+            .into_iter()
+            .collect();
+        let text = include_str!("../../perf/rulesets/router.nft");
+        let rules = Publisher::new(load_text(text, &names, 1).expect("router.nft loads")).worker();
+        let tun = Tunables {
+            udp: 1,
+            udp_stream: 1,
+            ..Tunables::default()
+        };
+        let mut frame = [0u8; 14 + 20 + 8 + 18];
+        frame[0..6].copy_from_slice(&common::LAN_MAC);
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 10]);
+        frame[12..14].copy_from_slice(&[8, 0]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+        frame[22] = 64;
+        frame[23] = proto::UDP;
+        frame[30..34].copy_from_slice(&[203, 0, 50, 7]);
+        frame[36..38].copy_from_slice(&9u16.to_be_bytes());
+        frame[38..40].copy_from_slice(&26u16.to_be_bytes());
+        Piped {
+            p: common::router(16, 1 << 20, tun, Some(rules)),
+            template: frame,
+            frame,
+            scratch: vec![0; SCRATCH_LEN],
+            i: 0,
+            now: 1_000_000_000,
+            next_tick: 0,
+        }
+    }
+
+    /// Writes flow `i`'s frame: 198.18.0.0/16 x source ports 1024.. to 203.0.50.7:9
+    /// (distinct for 2^16 x 64 512 flows), UDP checksum 0, IPv4 checksum computed.
+    fn next_frame(&mut self) {
+        self.i = self.i.wrapping_add(1);
+        let [_, _, c, d] = self.i.to_be_bytes();
+        self.frame = self.template;
+        let f = &mut self.frame;
+        f[26..30].copy_from_slice(&[198, 18, c, d]);
+        let sport = 1024 + u16::try_from((self.i >> 16) % 64_512).unwrap_or(0);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[24..26].fill(0);
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = !u16::try_from(sum).unwrap_or(0);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[inline(never)]
+    fn step(&mut self) -> Action {
+        self.now += 2_000;
+        let a = self.p.process(0, &mut self.frame, self.now, &mut self.scratch);
+        if self.now >= self.next_tick {
+            self.next_tick = self.now + 1_000_000;
+            self.p.tick(self.now);
+        }
+        a
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    if !wanted("snat_steady") {
+        return;
+    }
+    let mut g = c.benchmark_group("pipeline_newconn");
+    g.throughput(Throughput::Elements(1));
+    let mut s = Piped::new();
+    for _ in 0..1_000_000 {
+        s.next_frame();
+        let a = s.step();
+        assert!(matches!(a, Action::Forward { port: 1, .. }), "{a:?}");
+    }
+    run(&mut g, "snat_steady", || {
+        s.next_frame();
+        black_box(s.step());
+    });
+    eprintln!(
+        "snat_steady: {} live, {:?}",
+        s.p.conntrack().len(),
+        s.p.conntrack().stats()
+    );
+    g.finish();
+}
+
+criterion_group!(benches, conntrack, nat, pipeline);
 criterion_main!(benches);

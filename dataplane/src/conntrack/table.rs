@@ -8,7 +8,7 @@ pub(super) mod insert;
 pub(super) mod sync;
 pub(super) mod wheel;
 
-use super::alloc::{Slab, on_hugepages};
+use super::alloc::{Prefetch, Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
 pub use super::state::EntryId;
 use super::state::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
@@ -314,14 +314,11 @@ pub struct Table {
     /// Resume point of an interrupted [`Table::delete_matching`].
     pub(crate) delete_cursor: u32,
     /// The cache-line prefetch the table issues ahead of its own misses (expiry's index
-    /// buckets, an insert's reply buckets and free slot): given by the edge
-    /// ([`Table::set_prefetch`]; `dataplane` has no `unsafe` to issue one), a no-op
-    /// until then. A hint only: nothing is read through the addresses it is given.
-    prefetch: fn(*const u8),
+    /// buckets, an insert's reply buckets and free slot): chosen by the edge
+    /// ([`Table::set_prefetch`], [`Table::use_cpu_prefetch`]), off until then. A hint
+    /// only: nothing is read through the addresses it is given.
+    prefetch: Prefetch,
 }
-
-/// The default prefetch hint: nothing.
-fn no_prefetch(_: *const u8) {}
 
 /// Auto events (`nf_conntrack_events` = 2) stop this long after the last take, and the
 /// ring is emptied: nobody subscribes any more.
@@ -383,22 +380,31 @@ impl Table {
             recipes: super::alloc::filled(2 * capacity as usize, Recipe::default()),
             last_track: (NIL, Direction::Original, 0),
             delete_cursor: 0,
-            prefetch: no_prefetch,
+            prefetch: Prefetch::Off,
         }
     }
 
-    /// Sets the prefetch hint the table issues ahead of its own cache misses (the daemon
-    /// passes `dpdk_bindings::prefetch0_addr`). Changes no result, only timing.
+    /// Sets a function the table calls with the address of each cache line it would
+    /// prefetch ahead of its own misses (tests watch the hints with it). Changes no
+    /// result, only timing.
     pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
-        self.prefetch = hint;
-        self.ports.set_prefetch(hint);
+        self.prefetch = Prefetch::Fn(hint);
+        self.ports.set_prefetch(self.prefetch);
+    }
+
+    /// Makes the table issue the CPU's prefetch ahead of its own cache misses (the
+    /// daemon's workers; a direct, inlined `prefetcht0` at each hint). Changes no result,
+    /// only timing; without the `dpdk` feature there is no prefetch to issue.
+    pub fn use_cpu_prefetch(&mut self) {
+        self.prefetch = Prefetch::Cpu;
+        self.ports.set_prefetch(self.prefetch);
     }
 
     /// Hints the index bucket `b` (a cache line).
     #[inline]
     fn prefetch_bucket(&self, b: usize) {
         if let Some(bk) = self.buckets.get(b) {
-            (self.prefetch)(std::ptr::from_ref(bk).cast());
+            self.prefetch.line(std::ptr::from_ref(bk).cast());
         }
     }
 
@@ -406,7 +412,7 @@ impl Table {
     #[inline]
     fn prefetch_acct(&self, idx: u32) {
         if let Some(a) = self.acct.get(idx as usize) {
-            (self.prefetch)(std::ptr::from_ref(a).cast());
+            self.prefetch.line(std::ptr::from_ref(a).cast());
         }
     }
 
@@ -415,8 +421,8 @@ impl Table {
     fn prefetch_entry(&self, idx: u32) {
         if let Some(e) = self.entries.get(idx as usize) {
             let p: *const u8 = std::ptr::from_ref(e).cast();
-            (self.prefetch)(p);
-            (self.prefetch)(p.wrapping_add(64));
+            self.prefetch.line(p);
+            self.prefetch.line(p.wrapping_add(64));
         }
     }
 

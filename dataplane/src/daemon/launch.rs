@@ -65,7 +65,7 @@ pub(super) fn workers(
         let h = eal
             .launch_on(*lcore, move || {
                 let mut p = Pipeline::new(io.index, nworkers16, &wcfg, wroutes, wneigh, wrules);
-                p.set_prefetch(dpdk_bindings::prefetch0_addr);
+                p.use_cpu_prefetch();
                 let ct = p.conntrack();
                 if whuge && !ct.on_hugepages() {
                     eprintln!(

@@ -20,6 +20,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::conntrack::alloc::Prefetch;
 use crate::wire::Addr;
 
 /// 64-bit words of one pool's bitmap (one bit per port).
@@ -94,12 +95,9 @@ pub struct PortPools {
     /// The pool found last (masquerade and small pools look up the same key).
     last: Option<(PoolKey, u32)>,
     stats: PoolStats,
-    /// The cache-line prefetch hint (`PortPools::set_prefetch`; a no-op by default).
-    prefetch: fn(*const u8),
+    /// The cache-line prefetch hint (`PortPools::set_prefetch`; off by default).
+    prefetch: Prefetch,
 }
-
-/// The default prefetch hint: nothing.
-fn no_prefetch(_: *const u8) {}
 
 /// Bytes one pool slot reserves (bitmap, summary and bookkeeping).
 pub const SLOT_BYTES: usize = (WORDS + SUMMARY) * 8 + size_of::<Meta>();
@@ -121,13 +119,13 @@ impl PortPools {
             empty: Vec::with_capacity(n),
             last: None,
             stats: PoolStats::default(),
-            prefetch: no_prefetch,
+            prefetch: Prefetch::Off,
         }
     }
 
     /// Sets the prefetch hint [`PortPools::hint_port`] and [`PortPools::hint_word`]
     /// issue (the connection table passes its own). Changes no result, only timing.
-    pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
+    pub fn set_prefetch(&mut self, hint: Prefetch) {
         self.prefetch = hint;
     }
 
@@ -180,7 +178,7 @@ impl PortPools {
             .used
             .get(slot.0 as usize * WORDS + usize::from(port) / 64)
         {
-            (self.prefetch)(std::ptr::from_ref(w).cast());
+            self.prefetch.line(std::ptr::from_ref(w).cast());
         }
     }
 

@@ -488,10 +488,16 @@ impl Pipeline {
         self.staged_new = on;
     }
 
-    /// The cache-line prefetch the connection table issues ahead of its own misses
-    /// (`Table::set_prefetch`; the daemon passes `dpdk_bindings::prefetch0_addr`).
+    /// A function the connection table calls with each cache line it would prefetch
+    /// ahead of its own misses (`Table::set_prefetch`; tests watch the hints with it).
     pub fn set_prefetch(&mut self, hint: fn(*const u8)) {
         self.ct.set_prefetch(hint);
+    }
+
+    /// Makes the connection table issue the CPU's prefetch ahead of its own misses
+    /// (`Table::use_cpu_prefetch`; the daemon's workers).
+    pub fn use_cpu_prefetch(&mut self) {
+        self.ct.use_cpu_prefetch();
     }
 
     /// The neighbour snapshot in use.
