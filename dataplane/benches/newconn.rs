@@ -370,6 +370,7 @@ impl Piped {
         let text = include_str!("../../perf/rulesets/router.nft");
         let rules = Publisher::new(load_text(text, &names, 1).expect("router.nft loads")).worker();
         let tun = Tunables {
+            max: 1 << 20,
             udp: 1,
             udp_stream: 1,
             ..Tunables::default()

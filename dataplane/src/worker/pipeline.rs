@@ -1328,7 +1328,9 @@ impl Pipeline {
     }
 
     /// Evaluates the base chains of `hook` (an empty ruleset accepts; a verdict-cache
-    /// hit accepts without evaluating). A cacheable drop is remembered in the entry.
+    /// hit accepts without evaluating; a hook without base chains accepts before any
+    /// work: no facts, no first-packet key or cache lookup, as its evaluation would
+    /// count nothing and change nothing). A cacheable drop is remembered in the entry.
     fn eval(
         &mut self,
         hook: Hook,
@@ -1344,6 +1346,9 @@ impl Pipeline {
         let Some(rules) = &self.rules else {
             return (Decision::Accept, None);
         };
+        if !rules.get().has_base_chains(hook) {
+            return (Decision::Accept, None);
+        }
         let (ct_status, ct_mark) = match ct.entry {
             Some((id, _)) => (
                 u32::from(self.ct.status(id).unwrap_or(0)),

@@ -163,6 +163,12 @@ impl CompiledRuleset {
         self.workers.len()
     }
 
+    /// Whether `hook` has a base chain: without one, [`eval`](Self::eval) accepts with
+    /// nothing counted, no NAT and no state touched (the worker skips the hook).
+    pub fn has_base_chains(&self, hook: Hook) -> bool {
+        !self.hooks[hook as usize].is_empty()
+    }
+
     /// Evaluates every base chain of `hook` (by priority) for one packet, with the
     /// classifier choosing candidate rules. `worker` selects the counter block; each
     /// worker index must be used by one thread only.
