@@ -422,7 +422,9 @@ impl Piped {
     #[inline(never)]
     fn step(&mut self) -> Action {
         self.now += 2_000;
-        let a = self.p.process(0, &mut self.frame, self.now, &mut self.scratch);
+        let a = self
+            .p
+            .process(0, &mut self.frame, self.now, &mut self.scratch);
         if self.now >= self.next_tick {
             self.next_tick = self.now + 1_000_000;
             self.p.tick(self.now);
