@@ -267,6 +267,7 @@ fn slow_vector(p: &mut Pipeline, bufs: &mut [[u8; FRAME]], scratch: &mut [u8]) {
 }
 
 /// Instruction counts per packet under callgrind: `FASTPATH_COUNT=fast|slow,FLOWS,VEC`
+/// (or `clock,N`: [`clock_mode`])
 /// runs 1000 vectors of VEC frames of FLOWS flows through one path and nothing else
 /// timed; count only inside `fast_vector` / `slow_vector` (`valgrind --tool=callgrind
 /// --toggle-collect='*fast_vector*' target/release/deps/fastpath-…`) and divide by
@@ -274,6 +275,9 @@ fn slow_vector(p: &mut Pipeline, bufs: &mut [[u8; FRAME]], scratch: &mut [u8]) {
 /// then shows the stages (`stage_prepare`, `stage_apply`, `stage_finish`) apart.
 fn count_mode(spec: &str) {
     let parts: Vec<&str> = spec.split(',').collect();
+    if let ["clock", n] = parts[..] {
+        return clock_mode(n.parse().unwrap());
+    }
     let (path, flows, vec_len) = match parts[..] {
         [p, f, v] => (p, f.parse::<u32>().unwrap(), v.parse::<usize>().unwrap()),
         _ => panic!("FASTPATH_COUNT=fast|slow,FLOWS,VEC"),
@@ -298,6 +302,37 @@ fn count_mode(spec: &str) {
         1000 * vec_len,
         p.counters().proc.fast_path
     );
+}
+
+/// The worker loop's TSC-to-ns conversion, once per loop iteration: the 128-bit division
+/// the loops ran before (`clock_exact`) and the multiply-shift they run now
+/// (`clock_fast`), N readings each (`FASTPATH_COUNT=clock,N`; toggle-collect each
+/// function and divide by N).
+fn clock_mode(n: u64) {
+    let hz = black_box(2_494_140_000u64);
+    // Readings of a TSC up some hours, as a running worker has (the division's slow path
+    // starts once `tsc * 1e9` passes 64 bits, after ~7 s at 2.5 GHz).
+    let start = hz * 3600 * 5;
+    let a = clock_exact(start, n, hz);
+    let b = clock_fast(start, n, dataplane::worker::clock::TscClock::new(hz));
+    eprintln!("clock: {n} conversions each, sums {a} / {b}");
+}
+
+#[inline(never)]
+fn clock_exact(start: u64, n: u64, hz: u64) -> u64 {
+    (0..n).fold(0u64, |acc, i| {
+        acc.wrapping_add(dataplane::worker::clock::tsc_to_ns_exact(
+            black_box(start + i * 97),
+            hz,
+        ))
+    })
+}
+
+#[inline(never)]
+fn clock_fast(start: u64, n: u64, clock: dataplane::worker::clock::TscClock) -> u64 {
+    (0..n).fold(0u64, |acc, i| {
+        acc.wrapping_add(clock.ns(black_box(start + i * 97)))
+    })
 }
 
 criterion_group!(benches, bench);

@@ -24,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::route::NeighborSnapshot;
 use crate::wire::{HwCsum, ParseOptions};
+use crate::worker::clock::TscClock;
 use crate::worker::counters::{CounterBlock, Counters, MAX_PORTS};
 use crate::worker::process::{Process, SlowProcess, SteerMsg};
 use crate::worker::slowpath::{SlowOut, SlowPath};
@@ -145,15 +146,10 @@ pub struct WorkerIo {
     pub pool: Option<dpdk_bindings::Mempool>,
 }
 
-/// The workers' clock now (nanoseconds since the TSC started), for the control thread.
+/// The workers' clock now (nanoseconds since the TSC started), for the control thread
+/// (the same conversion as the loops').
 pub fn tsc_now_ns() -> u64 {
-    tsc_to_ns(rdtsc(), dpdk_bindings::tsc_hz())
-}
-
-/// Nanoseconds since the TSC started, from a TSC reading.
-#[inline]
-fn tsc_to_ns(tsc: u64, hz: u64) -> u64 {
-    u64::try_from(u128::from(tsc) * 1_000_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
+    TscClock::new(dpdk_bindings::tsc_hz()).ns(rdtsc())
 }
 
 impl WorkerIo {
@@ -166,11 +162,12 @@ impl WorkerIo {
         let mut pending: Vec<ArrayVec<u32, BURST>> =
             (0..self.tx.len()).map(|_| ArrayVec::new()).collect();
         let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let clock = TscClock::new(self.tsc_hz);
         let start = rdtsc();
         let mut last_tick = start;
         while !stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
-            let now_ns = tsc_to_ns(t0, self.tsc_hz);
+            let now_ns = clock.ns(t0);
             let mut work = self.receive_steering(proc, &mut c);
             let mut ports: ArrayVec<u16, BURST> = ArrayVec::new();
             for ring in 0..self.handoff_in.len() {
@@ -670,11 +667,12 @@ impl SlowPathIo {
         let mut burst: ArrayVec<Mbuf, BURST> = ArrayVec::new();
         let mut out: Vec<SlowOut<Mbuf>> = Vec::with_capacity(64);
         let tick_cycles = (self.tsc_hz / 1000).max(1);
+        let clock = TscClock::new(self.tsc_hz);
         let mut last_tick = rdtsc();
         let mut last_between = last_tick;
         while !stop.load(Ordering::Relaxed) {
             let now = rdtsc();
-            let now_ns = tsc_to_ns(now, self.tsc_hz);
+            let now_ns = clock.ns(now);
             let mut work = 0;
             for ring in 0..self.from_workers.len() {
                 burst.clear();

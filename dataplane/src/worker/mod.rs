@@ -14,6 +14,7 @@
 //! See `docs/architecture.md` ("Worker loop").
 
 pub mod action;
+pub mod clock;
 pub mod command;
 pub mod counters;
 pub mod held;
