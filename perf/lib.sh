@@ -96,9 +96,32 @@ meta_json() {
           cores: {generator: $gen, dut_workers: $dut, queues: '"$QUEUES"'}}'
 }
 
-# The DUT's EAL devices: two memif servers with fixed MACs.
+# MEMIF_ZC=1: the DUT's memif ports are zero-copy clients (DPDK 22.11 net_memif
+# `zero-copy=yes`: the client's own mbufs are the shared buffers, so the DUT's PMD copies
+# nothing; the generator, now the memif server, copies into them) and the generator is
+# the server. DPDK's zero-copy needs the DUT's EAL in `--single-file-segments` mode
+# ("memif_set_zc(): Zero-copy doesn't support multi-file segments." otherwise), and a
+# DPDK 22.11 memif client connects once, when its port starts, and never again after the
+# server leaves: so the generator starts first (run_gen_zc), and each measured run has a
+# DUT of its own, started after it (fwd's warm-up happens inside that one generator run:
+# perfgen --warm-up). Default (unset or 0): the DUT is the server, copying, as before.
+MEMIF_ZC=${MEMIF_ZC:-0}
+
+# One memif port of the DUT: dut_memif INDEX SOCKET MAC.
+dut_memif() {
+    if [ "$MEMIF_ZC" = 1 ]; then
+        echo "net_memif$1,role=client,id=0,socket=$2,mac=$3,zero-copy=yes"
+    else
+        echo "net_memif$1,role=server,id=0,socket=$2,mac=$3"
+    fi
+}
+
+# The DUT's EAL arguments beyond its devices (zero-copy needs single-file segments).
+dut_eal_extra() { [ "$MEMIF_ZC" = 1 ] && echo "--single-file-segments" || true; }
+
+# The DUT's EAL devices: two memif ports (servers, or zero-copy clients) with fixed MACs.
 dut_vdevs() {
-    echo "--vdev=net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A --vdev=net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B"
+    echo "--vdev=$(dut_memif 0 "$SOCK_A" "$DUT_MAC_A") --vdev=$(dut_memif 1 "$SOCK_B" "$DUT_MAC_B")"
 }
 
 # Starts testpmd io on CORE_DUT. Sets DUT_CMD. Without argument it forwards between the
@@ -110,10 +133,10 @@ start_testpmd() {
     local vdevs extra=""
     vdevs=$(dut_vdevs)
     if [ "${1:-}" = null ]; then
-        vdevs="--vdev=net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A --vdev=net_null0,no-rx=1"
+        vdevs="--vdev=$(dut_memif 0 "$SOCK_A" "$DUT_MAC_A") --vdev=net_null0,no-rx=1"
         extra="--record-core-cycles"
     fi
-    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut-$$ --huge-unlink --no-pci -m $MEM_MB $vdevs -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 $extra --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut-$$ --huge-unlink $(dut_eal_extra) --no-pci -m $MEM_MB $vdevs -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 $extra --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -157,25 +180,49 @@ PY
 run_gen() {
     # GEN_MEMIF_ARGS: further devargs of the generator's memif clients, which size the
     # path's rings for both ends (e.g. rsize=8: 256 slots instead of memif's 1 024).
-    local margs=${GEN_MEMIF_ARGS:+,$GEN_MEMIF_ARGS}
-    local vdevs=("--vdev=net_memif0,role=client,id=0,socket=$SOCK_A,mac=$GEN_MAC_A$margs")
-    # --tx-only: the rx port is not opened, so the DUT's second memif stays unconnected.
-    [[ " $* " == *" --tx-only "* ]] || vdevs+=("--vdev=net_memif1,role=client,id=0,socket=$SOCK_B,mac=$GEN_MAC_B$margs")
+    local margs=${GEN_MEMIF_ARGS:+,$GEN_MEMIF_ARGS} role=client ZC_LINK_WAIT=()
+    # Zero-copy: the generator serves, and waits for a DUT started after it.
+    [ "$MEMIF_ZC" = 1 ] && role=server ZC_LINK_WAIT=(--link-timeout 120)
+    local vdevs=("--vdev=net_memif0,role=$role,id=0,socket=$SOCK_A,mac=$GEN_MAC_A$margs")
+    # --tx-only: the rx port is not opened, so the DUT's second memif stays unconnected
+    # (unless --warm-up, which uses it before the measured part).
+    [[ " $* " == *" --tx-only "* && " $* " != *" --warm-up "* ]] || vdevs+=("--vdev=net_memif1,role=$role,id=0,socket=$SOCK_B,mac=$GEN_MAC_B$margs")
     # GEN_VDEVS replaces the ports (e.g. a net_null of perfgen's own: no DUT at all).
     # shellcheck disable=SC2206
     [ -n "${GEN_VDEVS:-}" ] && vdevs=($GEN_VDEVS)
     local cmd=("$PERFGEN" --json "$RUN_DIR/gen.json" --duration "$DURATION" --tx-mac "$DUT_MAC_A"
-        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" -- -l "$GEN_CORES" --file-prefix perf-gen-$$ --huge-unlink --no-pci -m "$MEM_MB"
+        --rx-mac "$DUT_MAC_B" --queues "$QUEUES" --settle-ms "$SETTLE_MS" "$@" ${ZC_LINK_WAIT[@]+"${ZC_LINK_WAIT[@]}"} -- -l "$GEN_CORES" --file-prefix perf-gen-$$ --huge-unlink --no-pci -m "$MEM_MB"
         "${vdevs[@]}")
     GEN_CMD=$(printf '%q ' "${cmd[@]}")
     GEN_CMD=${GEN_CMD% }
     local before="" window=""
-    [ "$DUT_KIND" = fwd ] && before=$(fwd_stats)
-    [ "${PERF_STAT_DUT:-0}" = 1 ] && perf_stat_probe
+    [ "$MEMIF_ZC" = 1 ] || [ "$DUT_KIND" != fwd ] || before=$(fwd_stats)
+    [ "$MEMIF_ZC" = 1 ] || [ "${PERF_STAT_DUT:-0}" != 1 ] || perf_stat_probe
     PERF_JSON=$(jq -n --arg s "${PERF_STAT_STATE:-not asked (PERF_STAT_DUT=0)}" '{state: $s}')
     # Bounded: perfgen stops by itself after DURATION; the timeout is a safety net.
-    timeout $(( ${DURATION%.*} + 60 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 &
+    timeout $(( ${DURATION%.*} + 120 )) "${cmd[@]}" > "$RUN_DIR/gen.log" 2>&1 &
     local gen_pid=$!
+    if [ "$MEMIF_ZC" = 1 ]; then
+        # The generator is the memif server: once its socket listens, the DUT
+        # (ZC_START_DUT, e.g. "start_testpmd null") starts and connects as the client;
+        # fwd's counters are read once perfgen says it is sending (after its warm-up).
+        local _
+        for _ in $(seq 300); do
+            grep -q "@$SOCK_A" /proc/net/unix && break
+            kill -0 "$gen_pid" 2> /dev/null || break
+            sleep 0.1
+        done
+        $ZC_START_DUT
+        [ "${PERF_STAT_DUT:-0}" = 1 ] && perf_stat_probe
+        if [ "$DUT_KIND" = fwd ]; then
+            for _ in $(seq 1200); do
+                grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
+                kill -0 "$gen_pid" 2> /dev/null || break
+                sleep 0.05
+            done
+            before=$(fwd_stats)
+        fi
+    fi
     if [ "${PERF_STAT_DUT:-0}" = 1 ] && [ "$PERF_STAT_STATE" = ok ]; then
         window=$(perf_stat_window)
     elif [ -n "${PERF_RECORD_DUT:-}" ]; then
@@ -223,6 +270,8 @@ require_fwd() {
 # behind 203.0.113.2; FWD_WAN_DEVICE replaces it, e.g. net_null0,no-rx=1); static
 # neighbours so nothing waits for ARP.
 write_fwd_config() { # write_fwd_config RULESET
+    local zc_eal=""
+    [ "$MEMIF_ZC" = 1 ] && zc_eal='  extra_args: ["--single-file-segments"]'$'\n'
     cp "$1" "$RUN_DIR/ruleset.nft"
     mkdir -p "$RUN_DIR/state"
     cat > "$RUN_DIR/fwd.yaml" <<YAML
@@ -231,13 +280,13 @@ eal:
   file_prefix: perf-dut-$$
   in_memory: true
   memory_mb: $(( MEM_MB * 4 ))
-${FWD_MBUFS:+  mbufs: $FWD_MBUFS
+${zc_eal}${FWD_MBUFS:+  mbufs: $FWD_MBUFS
 }ports:
   - name: lan
-    device: "net_memif0,role=server,id=0,socket=$SOCK_A,mac=$DUT_MAC_A"
+    device: "$(dut_memif 0 "$SOCK_A" "$DUT_MAC_A")"
     addresses: ["192.0.2.1/24"]
   - name: wan
-    device: "${FWD_WAN_DEVICE:-net_memif1,role=server,id=0,socket=$SOCK_B,mac=$DUT_MAC_B}"
+    device: "${FWD_WAN_DEVICE:-$(dut_memif 1 "$SOCK_B" "$DUT_MAC_B")}"
     addresses: ["203.0.113.1/24"]
 workers:
   cores: [$DUT_CORES]

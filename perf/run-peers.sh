@@ -48,6 +48,12 @@
 #                                                # DUT's worker per run (lib.sh)
 #   GEN_MEMIF_ARGS=rsize=8 FWD_MBUFS=2047 ...    # the path's memif ring size (both
 #                                                # DUTs), fwd's mbuf pool size
+#   MEMIF_ZC=1 PEERS="io fwd" SIZE=1518 perf/run-peers.sh
+#                                                # io and fwd as zero-copy memif clients
+#                                                # of the generator (lib.sh MEMIF_ZC): a
+#                                                # fresh DUT per run, started after the
+#                                                # generator; fwd's warm-up inside that
+#                                                # generator run (perfgen --warm-up)
 #
 # Results: perf/results/<time>-peers-{gen,io,fwd,ovs}-<flows>[-<size>].json; at the end
 # the side-by-side table (`python3 perf/report.py --peers FILE` writes it again). Needs
@@ -67,14 +73,27 @@ FWD_EGRESS=${FWD_EGRESS:-detached}
 export PERF_STAT_DUT=${PERF_STAT_DUT:-1}
 export PERF_RUN_ID=${PERF_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-peers}
 has() { [[ " $PEERS " == *" $1 "* ]]; }
+# MEMIF_ZC=1: fwd started by run_gen after the generator (lib.sh), tunables set at once.
+zc_start_fwd() {
+    start_fwd
+    if [ -n "${FWD_TUNING:-}" ]; then
+        [ "$(fwd_req "{\"op\":\"tuning_set\",\"values\":$FWD_TUNING}")" != null ] ||
+            die "fwd refused tuning_set $FWD_TUNING"
+    fi
+}
+[ "$MEMIF_ZC" != 1 ] || ! has ovs || die "MEMIF_ZC=1: PEERS without ovs and gen (they are no memif clients here)"
+[ "$MEMIF_ZC" != 1 ] || ! has gen || die "MEMIF_ZC=1: PEERS without ovs and gen (they are no memif clients here)"
 has fwd && require_fwd
 trap 'ovs_stop; cleanup_dut; [ -n "${KEEP_RUN_DIR:-}" ] || rm -rf "$RUN_DIR"' EXIT
-suffix=""
+suffix="" zc=""
 [ "$SIZE" = 64 ] || suffix="-$SIZE"
+[ "$MEMIF_ZC" = 1 ] && zc="-zc"
 
-# The measured run: max rate, this flow count, into the DUT's sink.
+# The measured run: max rate, this flow count, into the DUT's sink (MEASURE_ARGS: more
+# perfgen arguments).
 measure() { # measure FLOWS LABEL
-    run_gen --mode udp --tx-only --flows "$1" --rate 0 --size "$SIZE" --order "$ORDER" --label "$2"
+    # shellcheck disable=SC2086
+    run_gen --mode udp --tx-only --flows "$1" --rate 0 --size "$SIZE" --order "$ORDER" --label "$2" ${MEASURE_ARGS:-}
 }
 
 # Result extras: the DUT's counters (with its rate over perfgen's sending time), perf
@@ -109,14 +128,19 @@ fi
 if has io; then
     for f in $FLOWS; do
         for rep in $(seq "$REPEAT"); do
-            # A fresh testpmd per run: its counters are printed at exit.
-            start_testpmd null
-            measure "$f" "peers: testpmd io, memif -> net_null"
+            # A fresh testpmd per run: its counters are printed at exit. Zero-copy: run_gen
+            # starts it once the generator listens.
+            if [ "$MEMIF_ZC" = 1 ]; then
+                ZC_START_DUT="start_testpmd null" measure "$f" "peers: testpmd io, zero-copy memif client -> net_null"
+            else
+                start_testpmd null
+                measure "$f" "peers: testpmd io, memif -> net_null"
+            fi
             cleanup_dut
             x=$(extras "$(testpmd_counters)" "{}" "net_null0,no-rx=1")
             report_line "$x"
             rep_meta "$rep"
-            save "peers-io-$f$suffix" testpmd-io "$GEN" "$x"
+            save "peers-io$zc-$f$suffix" testpmd-io "$GEN" "$x"
         done
     done
 fi
@@ -127,6 +151,24 @@ if has fwd; then
     [ "$FWD_EGRESS" = null ] && egress="net_null0,no-rx=1 (entries unreplied: no warm-up possible)"
     for f in $FLOWS; do
         write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
+        if [ "$MEMIF_ZC" = 1 ]; then
+            # Zero-copy: a fresh fwd per run, started by run_gen once the generator
+            # listens; the tunables set while perfgen settles (2 s), then its warm-up
+            # (every flow opened and answered) and the measurement in one perfgen run.
+            [ "$FWD_EGRESS" != null ] || die "MEMIF_ZC=1: FWD_EGRESS=null is not supported"
+            for rep in $(seq "$REPEAT"); do
+                SETTLE_MS=2000 ZC_START_DUT=zc_start_fwd MEASURE_ARGS=--warm-up \
+                    measure "$f" "peers: fwd router+snat, zero-copy memif client, detached egress"
+                WARM=$(jq -c '.warm_up' <<< "$GEN")
+                x=$(extras "$(jq '. + {egress_packets: .forwarded}' <<< "$FWD_WINDOW")" \
+                    "{\"warmup\": $WARM, \"fwd_egress\": \"$FWD_EGRESS\", \"memif_zero_copy\": true, \"fwd_tuning\": ${FWD_TUNING:-null}, \"fwd_binary\": \"$FWD\", \"fwd_stats\": $(fwd_stats)}" "$egress")
+                report_line "$x"
+                rep_meta "$rep"
+                save "peers-fwd$zc-$f$suffix" fwd "$GEN" "$x"
+                cleanup_dut
+            done
+            continue
+        fi
         start_fwd
         if [ -n "${FWD_TUNING:-}" ]; then
             # Before the warm-up: a tunables change makes every recipe stale.

@@ -32,6 +32,13 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
   --tx-only             udp, syn: open only --tx-port and send (no sink, no latency): for a
                         device whose egress is elsewhere (e.g. net_null); its rate is
                         what the port took
+  --warm-up             udp --tx-only, one queue: first open every flow once through the
+                        device and answer it (as --reflect, both ports open, 1 M
+                        frames/s, each flow once, then 1 s of draining), then send
+                        as --tx-only in the same process with the rx port no longer
+                        polled: for a device that cannot reconnect between two runs
+                        (a memif client, e.g. in zero-copy mode); `warm_up` in the
+                        result counts what was sent and answered
   --rate N              packets/s (udp, syn) or new connections/s (tcp); 0 = max [0]
   --count N             stop after N packets / connections; 0 = no limit   [0]
   --duration S          stop sending after S seconds (at most 600)         [10]
@@ -90,6 +97,8 @@ pub struct Args {
     pub stamp_every: u64,
     /// UDP: only the TX port is opened (`--tx-only`).
     pub tx_only: bool,
+    /// UDP `--tx-only`: a warm-up pass with answers first (`--warm-up`).
+    pub warm_up: bool,
     pub rate: u64,
     pub count: u64,
     pub duration_s: f64,
@@ -151,6 +160,7 @@ impl Args {
             seed: 1,
             stamp_every: 32,
             tx_only: false,
+            warm_up: false,
             rate: 0,
             count: 0,
             duration_s: 10.0,
@@ -190,6 +200,10 @@ impl Args {
             }
             if flag == "--tx-only" {
                 a.tx_only = true;
+                continue;
+            }
+            if flag == "--warm-up" {
+                a.warm_up = true;
                 continue;
             }
             let v = it
@@ -283,6 +297,9 @@ impl Args {
         if a.tx_only && (a.mode == Mode::Tcp || a.reflect) {
             return Err("--tx-only: only with --mode udp or syn, without --reflect".into());
         }
+        if a.warm_up && (a.mode != Mode::Udp || !a.tx_only || a.queues != 1) {
+            return Err("--warm-up: only with --mode udp --tx-only and one queue".into());
+        }
         if a.mode == Mode::Syn && a.size != 64 {
             return Err(format!(
                 "--size: {} with --mode syn (a SYN is 64 bytes)",
@@ -344,6 +361,8 @@ mod tests {
             ),
             (100, 100_000, 3000, true)
         );
+        let a = parse("--tx-only --warm-up --flows 10").unwrap();
+        assert!(a.warm_up && a.tx_only && !a.reflect);
         let a = parse("--reflect --flows 10 -- -l 0").unwrap();
         assert!(a.reflect, "a flag without a value");
         assert_eq!((a.flows, a.eal.len()), (10, 2));
@@ -371,6 +390,9 @@ mod tests {
             ("--mode tcp --tx-only", "--tx-only"),
             ("--mode syn --size 128", "--size"),
             ("--mode syn --reflect", "--reflect"),
+            ("--warm-up", "--warm-up"),
+            ("--warm-up --tx-only --queues 2", "--warm-up"),
+            ("--mode syn --tx-only --warm-up", "--warm-up"),
             ("--established 10", "--established"),
             ("--mode syn --established 2000", "--established"),
             ("--mode syn --established 10 --tx-only", "--established"),

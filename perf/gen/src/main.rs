@@ -114,6 +114,9 @@ impl Ctx {
     }
 }
 
+/// The rx port's queues of a lane: its RX queues and its TX queue (answers).
+type RxSide = (Vec<RxQueue>, TxQueue);
+
 /// One queue pair on each port (the rx port's pair absent with `--tx-only`). Lane 0 also
 /// polls the RX queues beyond `--queues` (`--rx-queues`).
 #[derive(Debug)]
@@ -121,7 +124,7 @@ struct Lane {
     k: u16,
     tx_rx: Vec<RxQueue>,
     tx_tx: TxQueue,
-    rx: Option<(Vec<RxQueue>, TxQueue)>,
+    rx: Option<RxSide>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,7 +154,19 @@ struct Report {
     tcp: Option<TcpReport>,
     /// `--established`: the established flows' rate alone and during the flood.
     established: Option<EstablishedReport>,
+    /// `--warm-up`: the pass before the measurement.
+    warm_up: Option<WarmReport>,
     ports: PortsReport,
+}
+
+/// `--warm-up`: the pass that opened and answered every flow before the measurement.
+#[derive(Debug, Serialize)]
+struct WarmReport {
+    sent: u64,
+    /// Answered by the rx port, and those answers back on the tx port.
+    reflected: u64,
+    answers_back: u64,
+    send_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -300,7 +315,7 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
         match name {
             Some(n) => eal.port_by_name(n).map_err(|e| format!("port {n}: {e}")),
             None => ids.get(k).copied().ok_or_else(|| {
-                let need = if a.tx_only {
+                let need = if a.tx_only && !a.warm_up {
                     "one DPDK port"
                 } else {
                     "two DPDK ports"
@@ -310,7 +325,7 @@ fn setup(eal: &Eal, a: &Args) -> Result<Io, String> {
         }
     };
     let t = pick(&a.tx_port, 0)?;
-    let r = if a.tx_only {
+    let r = if a.tx_only && !a.warm_up {
         None
     } else {
         Some(pick(&a.rx_port, 1)?)
@@ -720,6 +735,25 @@ fn run_tcp(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
 }
 
 /// Runs lane `lane` in the chosen mode.
+/// `--warm-up`'s pass (lane 0, the only one): every flow once at 1 M frames/s with the rx
+/// port answering (as `--reflect`) and 1 s of draining; then the rx port's queues are
+/// taken out of the lane (returned, to be dropped after the measurement), so the
+/// measured `--tx-only` run does not poll them.
+fn warm_up(lane: &mut Lane, x: &Ctx) -> Result<(WarmReport, Option<RxSide>), String> {
+    let mut a = x.a.clone();
+    (a.tx_only, a.reflect, a.count, a.rate) = (false, true, a.flows, 1_000_000);
+    (a.drain_ms, a.duration_s) = (1000, 60.0);
+    let wx = Ctx { a, ..x.clone() };
+    let r = run_udp(lane, &wx)?;
+    let report = WarmReport {
+        sent: r.c.tx_packets,
+        reflected: r.c.reflected,
+        answers_back: r.c.rx_replies,
+        send_s: r.send_s,
+    };
+    Ok((report, lane.rx.take()))
+}
+
 fn run_lane(lane: &mut Lane, x: &Ctx) -> Result<LaneResult, String> {
     match x.a.mode {
         // A SYN flood is the UDP loop with SYN frames (unstamped, never answered).
@@ -775,11 +809,18 @@ fn run(a: Args) -> Result<Report, String> {
             dst: a.rx_mac,
         },
     };
-    // Scripts wait for this line (e.g. to count the device's cycles while traffic flows).
-    eprintln!("perfgen: sending");
     // Lane 0 on the main lcore, lane k on worker lcore k.
     let mut lanes = std::mem::take(&mut io.lanes).into_iter();
     let mut main_lane = lanes.next().ok_or("no queue")?;
+    let (warm, parked) = if a.warm_up {
+        eprintln!("perfgen: warm-up");
+        let (w, parked) = warm_up(&mut main_lane, &x)?;
+        (Some(w), parked)
+    } else {
+        (None, None)
+    };
+    // Scripts wait for this line (e.g. to count the device's cycles while traffic flows).
+    eprintln!("perfgen: sending");
     let (done, results) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     for (mut lane, lcore) in lanes.zip(workers) {
@@ -794,6 +835,7 @@ fn run(a: Args) -> Result<Report, String> {
     }
     let mut all = vec![run_lane(&mut main_lane, &x)];
     drop(main_lane);
+    drop(parked);
     for h in handles {
         h.join();
     }
@@ -873,6 +915,7 @@ fn run(a: Args) -> Result<Report, String> {
             }
         }),
         tcp,
+        warm_up: warm,
         ports,
         counters: c,
         args: a,
