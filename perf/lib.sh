@@ -116,8 +116,10 @@ dut_memif() {
     fi
 }
 
-# The DUT's EAL arguments beyond its devices (zero-copy needs single-file segments).
-dut_eal_extra() { [ "$MEMIF_ZC" = 1 ] && echo "--single-file-segments" || true; }
+# testpmd's EAL memory options: hugepage files unlinked at once; zero-copy needs single-file
+# segments, which EAL refuses beside --huge-unlink ("Option --single-file-segments is not
+# compatible with --huge-unlink"): --in-memory then (memfd segments, as fwd runs).
+dut_eal_mem() { [ "$MEMIF_ZC" = 1 ] && echo "--in-memory --single-file-segments" || echo "--huge-unlink"; }
 
 # The DUT's EAL devices: two memif ports (servers, or zero-copy clients) with fixed MACs.
 dut_vdevs() {
@@ -136,7 +138,7 @@ start_testpmd() {
         vdevs="--vdev=$(dut_memif 0 "$SOCK_A" "$DUT_MAC_A") --vdev=net_null0,no-rx=1"
         extra="--record-core-cycles"
     fi
-    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut-$$ --huge-unlink $(dut_eal_extra) --no-pci -m $MEM_MB $vdevs -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 $extra --auto-start --stats-period 1"
+    DUT_CMD="$TESTPMD -l $DUT_MAIN,$DUT_CORES --main-lcore $DUT_MAIN --file-prefix perf-dut-$$ $(dut_eal_mem) --no-pci -m $MEM_MB $vdevs -- --forward-mode=io --nb-cores=$QUEUES --rxq=$QUEUES --txq=$QUEUES --burst=32 --rxd=1024 --txd=1024 --total-num-mbufs=16384 $extra --auto-start --stats-period 1"
     # shellcheck disable=SC2086
     $DUT_CMD > "$RUN_DIR/dut.log" 2>&1 &
     DUT_PID=$!
@@ -205,7 +207,8 @@ run_gen() {
     if [ "$MEMIF_ZC" = 1 ]; then
         # The generator is the memif server: once its socket listens, the DUT
         # (ZC_START_DUT, e.g. "start_testpmd null") starts and connects as the client;
-        # fwd's counters are read once perfgen says it is sending (after its warm-up).
+        # fwd's counters are read in the pause perfgen makes between its warm-up and
+        # the measured sending (--warm-up: SETTLE_MS).
         local _
         for _ in $(seq 300); do
             grep -q "@$SOCK_A" /proc/net/unix && break
@@ -216,7 +219,7 @@ run_gen() {
         [ "${PERF_STAT_DUT:-0}" = 1 ] && perf_stat_probe
         if [ "$DUT_KIND" = fwd ]; then
             for _ in $(seq 1200); do
-                grep -q "perfgen: sending" "$RUN_DIR/gen.log" 2> /dev/null && break
+                grep -q "perfgen: warmed up" "$RUN_DIR/gen.log" 2> /dev/null && break
                 kill -0 "$gen_pid" 2> /dev/null || break
                 sleep 0.05
             done

@@ -157,7 +157,10 @@ if has fwd; then
             # (every flow opened and answered) and the measurement in one perfgen run.
             [ "$FWD_EGRESS" != null ] || die "MEMIF_ZC=1: FWD_EGRESS=null is not supported"
             for rep in $(seq "$REPEAT"); do
-                SETTLE_MS=2000 ZC_START_DUT=zc_start_fwd MEASURE_ARGS=--warm-up \
+                # fwd's client has two TX queues per port (worker, slow path): the
+                # server needs as many RX rings, or it refuses the second ("Disconnect
+                # received: Invalid ring index").
+                SETTLE_MS=2000 ZC_START_DUT=zc_start_fwd MEASURE_ARGS="--warm-up --rx-queues 2" \
                     measure "$f" "peers: fwd router+snat, zero-copy memif client, detached egress"
                 WARM=$(jq -c '.warm_up' <<< "$GEN")
                 x=$(extras "$(jq '. + {egress_packets: .forwarded}' <<< "$FWD_WINDOW")" \

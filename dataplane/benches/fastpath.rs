@@ -313,9 +313,18 @@ fn clock_mode(n: u64) {
     // Readings of a TSC up some hours, as a running worker has (the division's slow path
     // starts once `tsc * 1e9` passes 64 bits, after ~7 s at 2.5 GHz).
     let start = hz * 3600 * 5;
+    let t = std::time::Instant::now();
     let a = clock_exact(start, n, hz);
+    let exact_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let b = clock_fast(start, n, dataplane::worker::clock::TscClock::new(hz));
-    eprintln!("clock: {n} conversions each, sums {a} / {b}");
+    let fast_s = t.elapsed().as_secs_f64();
+    // Wall time too (outside callgrind; one run, a noisy figure: read it as a ratio).
+    eprintln!(
+        "clock: {n} conversions each, sums {a} / {b}; {:.2} / {:.2} ns per conversion",
+        exact_s * 1e9 / n as f64,
+        fast_s * 1e9 / n as f64
+    );
 }
 
 #[inline(never)]

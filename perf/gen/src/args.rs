@@ -37,8 +37,9 @@ usage: perfgen [OPTIONS] -- EAL-ARGUMENTS (e.g. -l 0 --vdev=net_memif0,...)
                         frames/s, each flow once, then 1 s of draining), then send
                         as --tx-only in the same process with the rx port no longer
                         polled: for a device that cannot reconnect between two runs
-                        (a memif client, e.g. in zero-copy mode); `warm_up` in the
-                        result counts what was sent and answered
+                        (a memif client, e.g. in zero-copy mode); then it prints
+                        'perfgen: warmed up' and sleeps --settle-ms before sending;
+                        `warm_up` in the result counts what was sent and answered
   --rate N              packets/s (udp, syn) or new connections/s (tcp); 0 = max [0]
   --count N             stop after N packets / connections; 0 = no limit   [0]
   --duration S          stop sending after S seconds (at most 600)         [10]

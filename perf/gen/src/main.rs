@@ -815,6 +815,10 @@ fn run(a: Args) -> Result<Report, String> {
     let (warm, parked) = if a.warm_up {
         eprintln!("perfgen: warm-up");
         let (w, parked) = warm_up(&mut main_lane, &x)?;
+        // A pause (--settle-ms) in which scripts read the device's counters, so its
+        // measured window starts with the sending below, not during it.
+        eprintln!("perfgen: warmed up");
+        std::thread::sleep(Duration::from_millis(a.settle_ms));
         (Some(w), parked)
     } else {
         (None, None)
