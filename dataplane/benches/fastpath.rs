@@ -307,24 +307,15 @@ fn count_mode(spec: &str) {
 /// The worker loop's TSC-to-ns conversion, once per loop iteration: the 128-bit division
 /// the loops ran before (`clock_exact`) and the multiply-shift they run now
 /// (`clock_fast`), N readings each (`FASTPATH_COUNT=clock,N`; toggle-collect each
-/// function and divide by N).
+/// function and divide by N). Timed by criterion in [`bench_clock`].
 fn clock_mode(n: u64) {
     let hz = black_box(2_494_140_000u64);
     // Readings of a TSC up some hours, as a running worker has (the division's slow path
     // starts once `tsc * 1e9` passes 64 bits, after ~7 s at 2.5 GHz).
     let start = hz * 3600 * 5;
-    let t = std::time::Instant::now();
     let a = clock_exact(start, n, hz);
-    let exact_s = t.elapsed().as_secs_f64();
-    let t = std::time::Instant::now();
     let b = clock_fast(start, n, dataplane::worker::clock::TscClock::new(hz));
-    let fast_s = t.elapsed().as_secs_f64();
-    // Wall time too (outside callgrind; one run, a noisy figure: read it as a ratio).
-    eprintln!(
-        "clock: {n} conversions each, sums {a} / {b}; {:.2} / {:.2} ns per conversion",
-        exact_s * 1e9 / n as f64,
-        fast_s * 1e9 / n as f64
-    );
+    eprintln!("clock: {n} conversions each, sums {a} / {b}");
 }
 
 #[inline(never)]
@@ -344,7 +335,20 @@ fn clock_fast(start: u64, n: u64, clock: dataplane::worker::clock::TscClock) -> 
     })
 }
 
-criterion_group!(benches, bench);
+/// The same two conversions timed (`fastpath_clock/exact`, `/tsc_clock`): 1 000 readings
+/// of a TSC 5 h up per iteration.
+fn bench_clock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fastpath_clock");
+    let hz = black_box(2_494_140_000u64);
+    let start = hz * 3600 * 5;
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("exact", |b| b.iter(|| clock_exact(start, 1000, hz)));
+    let clock = dataplane::worker::clock::TscClock::new(hz);
+    g.bench_function("tsc_clock", |b| b.iter(|| clock_fast(start, 1000, clock)));
+    g.finish();
+}
+
+criterion_group!(benches, bench_clock, bench);
 
 fn main() {
     if let Ok(spec) = std::env::var("FASTPATH_COUNT") {

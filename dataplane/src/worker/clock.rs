@@ -114,7 +114,7 @@ mod tests {
         ) {
             // `at / 2^40` of the way into 30 years.
             let years30 = u128::from(hz) * 30 * 365 * 86_400;
-            let tsc = u64::try_from(years30 * u128::from(at) >> 40).unwrap_or(u64::MAX);
+            let tsc = u64::try_from((years30 * u128::from(at)) >> 40).unwrap_or(u64::MAX);
             let c = TscClock::new(hz);
             let exact = tsc_to_ns_exact(tsc, hz);
             prop_assert!(exact < 1 << 63);
