@@ -23,8 +23,22 @@
 # series, with both daemons' counters (events, events lost, records sent and lost,
 # apply_lost) and the primary workers' events_dropped (full event rings).
 #
+# CPU per thread (perf/cpu_threads.py, /proc's user+system time) of both fwds and both
+# daemons from just before perfgen starts to the end of the poll (the sync drained), in
+# `cpu`: the per-update cost of each stage is its seconds over the updates applied.
+#
 #   flock -x /tmp/cpu.lock perf/run-hasync.sh
 #   DURATION=3 perf/run-hasync.sh
+#   BASE_FWD=/tmp/fwd-main BASE_FWMGMT=/tmp/fwmgmt-main perf/run-hasync.sh
+#
+# BASE_FWD and BASE_FWMGMT (both or neither): the baseline build's binaries, run first
+# (off and on) in the same session; every result names its build (`build`: base or new).
+# HA_DATAGRAM: the daemons' `datagram_bytes` (the new build only; empty: its default).
+# PASSES: the passes to run (default "off on"). PERF_RECORD_SYNC=FILE: `perf record -a`
+# (every CPU, 499 Hz) over each `on` pass's window into FILE.<build> (symbols of where
+# the sync's CPU goes: perf report -i FILE.new --sort comm,sym).
+# DAEMON_CORES: a CPU list the daemons are pinned to (taskset -c; empty: unpinned, the
+# scheduler places them on either core).
 #
 # Results: perf/results/hasync/<time>-fwd-hasync-{off,on}.json. Needs root, hugepages,
 # release fwd, fwmgmt and perfgen (cargo build --release -p dataplane --bin fwd -p mgmt
@@ -39,7 +53,14 @@ POLL_S=${POLL_S:-0.25}
 FWMGMT=${FWMGMT:-$REPO/target/release/fwmgmt}
 BACKUP_MAIN=${BACKUP_MAIN:-0}
 BACKUP_WORKER=${BACKUP_WORKER:-1}
+HA_DATAGRAM=${HA_DATAGRAM:-}
+DAEMON_CORES=${DAEMON_CORES:-}
 [ -x "$FWMGMT" ] || die "$FWMGMT missing: cargo build --release -p mgmt --bin fwmgmt"
+if [ -n "${BASE_FWD:-}${BASE_FWMGMT:-}" ]; then
+    [ -x "${BASE_FWD:-}" ] && [ -x "${BASE_FWMGMT:-}" ] || die "BASE_FWD and BASE_FWMGMT must both name executables"
+fi
+NEW_FWD=$FWD
+NEW_FWMGMT=$FWMGMT
 mkdir -p "$RESULTS"
 NS=hasync-$$
 BACKUP_PID=""
@@ -97,10 +118,12 @@ start_backup() {
 
 # fwmgmt --ha ROLE BIND PEER SOCKET PORT (the API on the namespace's loopback).
 start_mgmt() {
-    local role=$1 bind=$2 peer=$3 sock=$4 port=$5
-    printf '{"role": "%s", "bind": "%s:7400", "peer": "%s:7400", "queue": 65536, "ack_every": 64, "alive_ms": 100}\n' \
-        "$role" "$bind" "$peer" > "$RUN_DIR/ha-$role.json"
-    ip netns exec "$NS" "$FWMGMT" --listen "127.0.0.1:$port" --control-socket "$sock" \
+    local role=$1 bind=$2 peer=$3 sock=$4 port=$5 more="" pin=()
+    [ "$build" = new ] && [ -n "$HA_DATAGRAM" ] && more=", \"datagram_bytes\": $HA_DATAGRAM"
+    [ -n "$DAEMON_CORES" ] && pin=(taskset -c "$DAEMON_CORES")
+    printf '{"role": "%s", "bind": "%s:7400", "peer": "%s:7400", "queue": 65536, "ack_every": 64, "alive_ms": 100%s}\n' \
+        "$role" "$bind" "$peer" "$more" > "$RUN_DIR/ha-$role.json"
+    ip netns exec "$NS" "${pin[@]}" "$FWMGMT" --listen "127.0.0.1:$port" --control-socket "$sock" \
         --token-file "$TOKEN_FILE" --ha "$RUN_DIR/ha-$role.json" > "$RUN_DIR/fwmgmt-$role.log" 2>&1 &
     MGMT_PIDS+=($!)
 }
@@ -150,7 +173,11 @@ export CT_TIMEOUTS="    nf_conntrack_udp_timeout: 3600
 write_fwd_config "$PERF_DIR/rulesets/router.nft" > /dev/null
 GEN_ARGS=(--mode udp --flows 16000000 --rate 0)
 
-for pass in off on; do
+builds=(new)
+[ -n "${BASE_FWD:-}" ] && builds=(base new)
+for build in "${builds[@]}"; do
+for pass in ${PASSES:-off on}; do
+    if [ "$build" = base ]; then FWD=$BASE_FWD FWMGMT=$BASE_FWMGMT; else FWD=$NEW_FWD FWMGMT=$NEW_FWMGMT; fi
     start_fwd
     start_backup
     if [ "$pass" = on ]; then
@@ -165,17 +192,37 @@ for pass in off on; do
         poll=$!
     fi
     before=$(fwd_stats)
-    run_gen "${GEN_ARGS[@]}" --label "fwd, single-packet UDP flows through SNAT, sync $pass"
+    procs=(primary_fwd="$DUT_PID" backup_fwd="$BACKUP_PID" primary_daemon="${MGMT_PIDS[0]:-}" backup_daemon="${MGMT_PIDS[1]:-}")
+    "$PERF_DIR/cpu_threads.py" snap "$RUN_DIR/cpu0.json" "${procs[@]}"
+    prec=""
+    if [ "$pass" = on ] && [ -n "${PERF_RECORD_SYNC:-}" ]; then
+        perf record -a -F 499 -o "$PERF_RECORD_SYNC.$build" > "$RUN_DIR/perf-record.log" 2>&1 &
+        prec=$!
+    fi
+    run_gen "${GEN_ARGS[@]}" --label "fwd ($build), single-packet UDP flows through SNAT, sync $pass"
     extra='{}'
     if [ "$pass" = on ]; then
         wait "$poll" || echo "run-hasync.sh: the poller failed" >&2
+    fi
+    "$PERF_DIR/cpu_threads.py" snap "$RUN_DIR/cpu1.json" "${procs[@]}"
+    if [ -n "$prec" ]; then
+        kill -INT "$prec" 2> /dev/null || true
+        wait "$prec" 2> /dev/null || true
+    fi
+    cpu=$("$PERF_DIR/cpu_threads.py" diff "$RUN_DIR/cpu0.json" "$RUN_DIR/cpu1.json")
+    echo "  cpu seconds ($build, sync $pass): $cpu"
+    if [ "$pass" = on ]; then
         extra=$(jq -n --argjson s "$(sync_rate "$RUN_DIR/ha.jsonl")" --argjson p "$(ha_view 9481)" \
             --argjson b "$(ha_view 9482)" --argjson st "$(fwd_stats)" \
             '{sync: $s, primary_daemon: $p.sync, backup_daemon: $b.sync, backup_fwd: $b.fwd,
               events_dropped: ($st.workers | map(.events_dropped) | add)}')
         jq -r '"  sync: \(.sync.rate // 0 | floor) updates/s applied on the backup (\(.sync.final_applied) in all, cache \(.sync.final_cache)); primary daemon: events \(.primary_daemon.counters.events), lost \(.primary_daemon.counters.events_lost), records sent \(.primary_daemon.counters.sent_records), lost \(.primary_daemon.counters.lost_records); backup daemon: apply_lost \(.backup_daemon.counters.apply_lost); fwd events_dropped \(.events_dropped)"' <<< "$extra"
     fi
-    fsave "fwd-hasync-$pass" "$(jq -c --arg fwd "$FWD" --arg pass "$pass" '. + {fwd_binary: $fwd, sync: (.sync // null), pass: $pass}' <<< "$extra")" "$before"
+    fsave "fwd-hasync-$build-$pass" "$(jq -c --arg fwd "$FWD" --arg mgmt "$FWMGMT" --arg pass "$pass" \
+        --arg build "$build" --argjson cpu "$cpu" --arg dg "$HA_DATAGRAM" --arg pin "$DAEMON_CORES" \
+        '. + {fwd_binary: $fwd, fwmgmt_binary: $mgmt, build: $build, sync: (.sync // null), pass: $pass,
+              cpu: $cpu, datagram_bytes: (if $build == "new" then $dg else "" end), daemon_cores: $pin}' <<< "$extra")" "$before"
     stop_sync
     cleanup_dut
+done
 done

@@ -61,6 +61,8 @@ pub struct HaConfig {
     pub ack_every: u32,
     /// ALIVE interval in milliseconds (the peer counts as down after three missed).
     pub alive_ms: u64,
+    /// Largest DATA datagram we send (bytes, `wire::DATAGRAM_RANGE`).
+    pub datagram_bytes: usize,
     /// The addresses a takeover announces (`POST /api/v1/ha/takeover` without a list);
     /// empty: every address of fwd's data ports.
     pub service_addresses: Vec<std::net::IpAddr>,
@@ -70,6 +72,8 @@ pub struct HaConfig {
 pub const QUEUE_RANGE: (u64, u64) = (16, 1 << 20);
 pub const ACK_EVERY_RANGE: (u64, u64) = (1, 1024);
 pub const ALIVE_MS_RANGE: (u64, u64) = (50, 60_000);
+pub const DATAGRAM_BYTES_RANGE: (u64, u64) =
+    (wire::DATAGRAM_RANGE.0 as u64, wire::DATAGRAM_RANGE.1 as u64);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +84,7 @@ struct RawConfig {
     queue: Option<u64>,
     ack_every: Option<u64>,
     alive_ms: Option<u64>,
+    datagram_bytes: Option<u64>,
     #[serde(default)]
     service_addresses: Vec<String>,
 }
@@ -160,6 +165,13 @@ impl HaConfig {
             queue: usize::try_from(queue).unwrap_or(4096),
             ack_every: u32::try_from(ack_every).unwrap_or(16),
             alive_ms: ranged("alive_ms", raw.alive_ms, 500, ALIVE_MS_RANGE)?,
+            datagram_bytes: usize::try_from(ranged(
+                "datagram_bytes",
+                raw.datagram_bytes,
+                wire::MAX_DATAGRAM as u64,
+                DATAGRAM_BYTES_RANGE,
+            )?)
+            .unwrap_or(wire::MAX_DATAGRAM),
             service_addresses: raw
                 .service_addresses
                 .iter()
@@ -376,7 +388,7 @@ impl Sync {
     /// A core with session id `session` (random per start).
     pub fn new(cfg: HaConfig, session: u32) -> Sync {
         Sync {
-            sender: Sender::new(session, cfg.queue),
+            sender: Sender::with_datagram(session, cfg.queue, cfg.datagram_bytes),
             receiver: Receiver::new(session, cfg.ack_every),
             cfg,
             counters: SyncCounters::default(),

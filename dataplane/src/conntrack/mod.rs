@@ -34,7 +34,7 @@ pub(crate) mod testutil;
 #[cfg(feature = "dpdk")]
 pub use alloc::use_dpdk_memory;
 pub use filter::CtMatcher;
-pub use key::{Direction, FlowKey, random_seed};
+pub use key::{Direction, FlowKey, KeyedHasher, KeyedState, random_seed};
 pub use state::{CtState, EntryId, InsertError, InvalidReason, NewFlow, Outcome, TcpState};
 pub use table::insert::InsertHints;
 pub use table::sync::{SyncApplied, Synced};

@@ -45,6 +45,8 @@ pub struct Sender {
     next_seq: u32,
     queue: VecDeque<Queued>,
     cap: usize,
+    /// Largest datagram built (bytes, header included).
+    max_datagram: usize,
     /// The records of the open batch, encoded back to back, and how many.
     batch: Vec<u8>,
     batch_count: usize,
@@ -55,12 +57,21 @@ impl Sender {
     /// A sender with session id `session` (random per start) holding at most `cap`
     /// unacknowledged datagrams.
     pub fn new(session: u32, cap: usize) -> Sender {
+        Self::with_datagram(session, cap, MAX_DATAGRAM)
+    }
+
+    /// [`Sender::new`] building datagrams of up to `max_datagram` bytes (clamped to
+    /// [`wire::DATAGRAM_RANGE`]).
+    pub fn with_datagram(session: u32, cap: usize, max_datagram: usize) -> Sender {
+        let (lo, hi) = wire::DATAGRAM_RANGE;
+        let max_datagram = max_datagram.clamp(lo, hi);
         Sender {
             session,
             next_seq: 0,
             queue: VecDeque::with_capacity(cap.min(65_536)),
             cap: cap.max(1),
-            batch: Vec::with_capacity(MAX_DATAGRAM),
+            max_datagram,
+            batch: Vec::with_capacity(max_datagram),
             batch_count: 0,
             stats: SenderStats::default(),
         }
@@ -99,7 +110,7 @@ impl Sender {
 
     /// Seals the batch if `n` more bytes would not fit in a datagram.
     fn room(&mut self, n: usize) -> Option<Vec<u8>> {
-        if wire::HEADER_LEN + self.batch.len() + n > MAX_DATAGRAM
+        if wire::HEADER_LEN + self.batch.len() + n > self.max_datagram
             || self.batch_count == usize::from(u16::MAX)
         {
             self.flush()

@@ -60,6 +60,7 @@ fn config_defaults_and_errors_name_the_field() {
     assert_eq!(c.role, Role::Backup);
     assert_eq!(c.role.target(), HaTarget::Cache);
     assert_eq!((c.queue, c.ack_every, c.alive_ms), (4096, 16, 500));
+    assert_eq!(c.datagram_bytes, wire::MAX_DATAGRAM);
     assert!(c.service_addresses.is_empty());
     let base = r#""peer": "198.18.9.1:7400", "bind": "198.18.9.2:7400""#;
     for (text, field) in [
@@ -87,6 +88,14 @@ fn config_defaults_and_errors_name_the_field() {
         (
             format!(r#"{{"role": "primary", {base}, "alive_ms": 10}}"#),
             "alive_ms",
+        ),
+        (
+            format!(r#"{{"role": "primary", {base}, "datagram_bytes": 100}}"#),
+            "datagram_bytes",
+        ),
+        (
+            format!(r#"{{"role": "primary", {base}, "datagram_bytes": 65536}}"#),
+            "datagram_bytes",
         ),
         (
             format!(r#"{{"role": "primary", {base}, "service_addresses": ["198.51.100.1", "x"]}}"#),

@@ -56,6 +56,31 @@ fn batches_fill_datagrams() {
 }
 
 #[test]
+fn a_larger_datagram_size_carries_more_records_each_and_the_receiver_takes_them() {
+    // A v4 DESTROY is 18 bytes: (size - 20) / 18 per datagram (1 is clamped to 256).
+    for (size, per) in [(MAX_DATAGRAM, 76), (16_000, 887), (65_000, 3610), (1, 13)] {
+        assert_eq!(wire::record_len(&rec(0)), 18);
+        let mut s = Sender::with_datagram(1, 8, size);
+        let mut r = Receiver::new(2, 4);
+        let mut out = Vec::new();
+        for i in 0..3 * per {
+            out.extend(s.push(rec(u16::try_from(i).unwrap())));
+        }
+        out.extend(s.flush());
+        assert_eq!(out.len(), 3, "size {size}");
+        let (lo, hi) = wire::DATAGRAM_RANGE;
+        for (i, b) in out.iter().enumerate() {
+            assert!(b.len() <= size.clamp(lo, hi), "size {size}: {}", b.len());
+            let d = wire::decode(b).unwrap();
+            assert_eq!(d.records.len(), per, "size {size}");
+            assert_eq!(d.records[0], rec(u16::try_from(i * per).unwrap()));
+            assert!(r.on_datagram(&d).deliver, "size {size}");
+        }
+        assert_eq!(r.stats().delivered, 3);
+    }
+}
+
+#[test]
 fn in_order_is_delivered_and_acked() {
     let mut s = Sender::new(1, 64);
     let mut r = Receiver::new(2, 4);

@@ -176,6 +176,35 @@ fn crc_is_ieee() {
     assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
 }
 
+/// The bitwise definition (no table), for the sliced one to agree with.
+fn crc32_bitwise(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn sliced_crc_matches_the_bitwise_definition_at_every_length_and_alignment() {
+    let data: Vec<u8> = (0..300u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for start in 0..9 {
+        for len in 0..(data.len() - start) {
+            let d = &data[start..start + len];
+            assert_eq!(crc32(d), crc32_bitwise(d), "start {start} len {len}");
+        }
+    }
+}
+
 #[test]
 fn malformed_datagrams_are_errors() {
     let good = encode_data(1, 1, &sample());
