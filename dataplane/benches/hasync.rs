@@ -81,7 +81,9 @@ fn run(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut step: impl FnMut())
                 step();
             }
         }
-        None => g.bench_function(name, |b| b.iter(&mut step)),
+        None => {
+            g.bench_function(name, |b| b.iter(&mut step));
+        }
     }
 }
 
