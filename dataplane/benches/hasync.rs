@@ -42,48 +42,40 @@ use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, proto};
 /// Records per batch (the control thread's `RAW_TAKE`, the daemon's apply batch order).
 const BATCH: usize = 1024;
 
-/// UDP flow `i` (distinct for 2^32 values), as perfgen sends.
+/// UDP flow `i`: source 198.18.x.y (the low 17 bits of `i`) and port 1024 + the rest,
+/// to 198.19.0.1:9 (perfgen's churn has this shape).
 fn udp(i: u32) -> IpInfo {
-    let a = i & 0x1_ffff;
-    let [_, b, c, d] = a.to_be_bytes();
+    let src = u32::from_be_bytes([198, 18, 0, 0]) | (i & 0x1_ffff);
+    let sport = 1024 + u16::try_from((i >> 17) & 0x7fff).unwrap_or(0);
+    let (ttl, l3_off, l4_off, ip_len) = (64, 14, 34, 50);
     IpInfo {
-        family: Family::V4,
-        src: Addr::from_v4([198, 18 | b, c, d]),
+        src: Addr::from_v4(src.to_be_bytes()),
+        l4: Some(L4Info::Udp { sport, dport: 9 }),
         dst: Addr::from_v4([198, 19, 0, 1]),
+        family: Family::V4,
         proto: proto::UDP,
-        ttl: 64,
-        l3_off: 14,
-        l4_off: 34,
-        ip_len: 50,
         frag: Fragment::None,
-        l4: Some(L4Info::Udp {
-            sport: 1024 + u16::try_from((i >> 17) & 0x7fff).unwrap_or(0),
-            dport: 9,
-        }),
+        ttl,
+        l3_off,
+        l4_off,
+        ip_len,
     }
 }
 
-fn key(p: &IpInfo) -> FlowKey {
-    FlowKey::from_info(p, 0).expect("UDP has a key")
+/// `HASYNC_STEPS`: run each scenario this many times without criterion.
+fn steps() -> Option<u64> {
+    std::env::var("HASYNC_STEPS").ok()?.parse().ok()
 }
 
-/// Benchmarks `step` under `name`, or (with `HASYNC_STEPS`) runs it that many times.
+/// Benchmarks `step` under `name` (or runs it [`steps`] times), if `name` is wanted.
 fn run(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut step: impl FnMut()) {
     if !wanted(name) {
         return;
     }
-    match std::env::var("HASYNC_STEPS")
-        .ok()
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        Some(n) => {
-            for _ in 0..n {
-                step();
-            }
-        }
-        None => {
-            g.bench_function(name, |b| b.iter(&mut step));
-        }
+    if let Some(n) = steps() {
+        (0..n).for_each(|_| step());
+    } else {
+        g.bench_function(name, |b| b.iter(&mut step));
     }
 }
 
@@ -119,7 +111,7 @@ impl Worker {
         self.i = self.i.wrapping_add(1);
         self.now += 2_000;
         let p = udp(self.i);
-        let k = key(&p);
+        let k = FlowKey::from_info(&p, 0).expect("UDP has a key");
         if let Err(miss) = self.t.lookup_or_miss(&k) {
             let hints = InsertHints {
                 miss: Some(miss),
@@ -127,7 +119,7 @@ impl Worker {
             };
             black_box(self.t.insert_with(k, k.inverse(), &p, self.now, hints).ok());
         }
-        if self.i % u32::try_from(BATCH).unwrap_or(1) == 0 {
+        if self.i.is_multiple_of(u32::try_from(BATCH).unwrap_or(1)) {
             // This round's NEW events and the previous round's DESTROY events.
             self.taken = self.t.take_events(2 * BATCH).collect();
             black_box(&self.taken);
@@ -144,7 +136,7 @@ fn events() -> Vec<CtEvent> {
     let mut t = table(4 * n, 1);
     for i in 0..n {
         let p = udp(i);
-        let k = key(&p);
+        let k = FlowKey::from_info(&p, 0).expect("UDP has a key");
         let mut reply = k.inverse();
         reply.dst = Addr::from_v4([203, 0, 113, 1]);
         reply.dport = 1024 + u16::try_from(i).unwrap_or(0);
