@@ -40,7 +40,7 @@
 # DAEMON_CORES: a CPU list the daemons are pinned to (taskset -c; empty: unpinned, the
 # scheduler places them on either core).
 #
-# Results: perf/results/hasync/<time>-fwd-hasync-{off,on}.json. Needs root, hugepages,
+# Results: perf/results/hasync/<time>-fwd-hasync-{base,new}-{off,on}.json. Needs root, hugepages,
 # release fwd, fwmgmt and perfgen (cargo build --release -p dataplane --bin fwd -p mgmt
 # --bin fwmgmt -p perfgen). Bounded: perfgen stops after DURATION, every poll has a limit,
 # everything started here is stopped by PID on exit.
