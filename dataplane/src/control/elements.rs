@@ -308,6 +308,7 @@ pub fn change(
             key: k,
             data: v,
             pos: Pos { line, col: 1 },
+            timeout_ms: None,
         });
     }
     let mut next = rs.clone();

@@ -516,6 +516,7 @@ fn declared_element_timeouts_print_and_read_back_as_nft_writes_them() {
         key: vec![Value::Prefix(v4([198, 18, 1, 4]), 32)],
         data: MapValue::None,
         pos: Pos::default(),
+        timeout_ms: None,
     };
     let t = &mut rs.tables[0];
     edit::change_elements(t, "to", Pos::default(), vec![del], edit::ElementOp::Delete).unwrap();
@@ -588,4 +589,76 @@ fn a_whole_replacement_restarts_declared_timeouts_an_incremental_change_does_not
         verdict(&fresh, a4, 80, 0, later + 10 * SEC),
         Decision::Accept
     );
+}
+
+#[test]
+fn an_element_command_with_a_timeout_reaches_the_live_store_of_every_worker() {
+    let (a3, a4, a5, a6) = (
+        v4([198, 18, 1, 3]),
+        v4([198, 18, 1, 4]),
+        v4([198, 18, 1, 5]),
+        v4([198, 18, 1, 6]),
+    );
+    let t0 = 7 * SEC;
+    let old = load(ELEM_TIMEOUTS, 2);
+    old.start_declared(t0);
+    let now = t0 + 20 * SEC;
+    // `.4` (10 s) has expired; the commands add `.5` with its own 5 s and `.6` with the
+    // set's 30 s, and delete `.3`.
+    let script = "add element ip t to { 198.18.1.5 timeout 5s, 198.18.1.6 }\n\
+                  delete element ip t to { 198.18.1.3 }\n";
+    let rs = parse::apply(old.source(), script).unwrap();
+    check::check(&rs).unwrap();
+    let to = &rs.tables[0].sets[0];
+    assert_eq!(to.elem_timeout(&Value::Prefix(a5, 32)), Some(5_000));
+    assert_eq!(to.elem_timeout(&Value::Prefix(a6, 32)), None);
+    assert!(
+        print::to_text(&rs)
+            .contains("elements = { 198.18.1.4 timeout 10s, 198.18.1.5 timeout 5s, 198.18.1.6 }"),
+        "{}",
+        print::to_text(&rs)
+    );
+    let mut next = compile(&rs, &ports(), 2).unwrap();
+    next.adopt_dynsets(&old);
+    next.start_declared(now);
+    for w in 0..2 {
+        assert_eq!(verdict(&next, a5, 80, w, now + 5 * SEC - 1), Decision::Drop);
+        assert_eq!(verdict(&next, a5, 80, w, now + 5 * SEC), Decision::Accept);
+        assert_eq!(verdict(&next, a6, 80, w, now + 30 * SEC - 1), Decision::Drop);
+        assert_eq!(verdict(&next, a6, 80, w, now + 30 * SEC), Decision::Accept);
+        // Deleted, and still expired (an incremental change keeps the running elements).
+        assert_eq!(verdict(&next, a3, 80, w, now), Decision::Accept);
+        assert_eq!(verdict(&next, a4, 80, w, now), Decision::Accept);
+    }
+    let live = next
+        .dynset_elements(TableFamily::Ip, "t", "to", now + SEC)
+        .unwrap()
+        .1;
+    let mut exp: Vec<_> = live.iter().map(|e| e.expires_ns).collect();
+    exp.sort();
+    assert_eq!(exp, [Some(4 * SEC), Some(29 * SEC)], "{live:?}");
+}
+
+#[test]
+fn element_command_timeouts_are_refused_where_the_kernel_refuses_them() {
+    let base = parse::parse(&format!(
+        "{ELEM_TIMEOUTS}table ip u {{\n\tset p {{ type ipv4_addr; }}\n\tset c {{ type ipv4_addr \
+         . inet_service; flags timeout; }}\n\tmap m {{ type ipv4_addr : verdict; }}\n}}\n"
+    ))
+    .unwrap();
+    let err = |script: &str| parse::apply(&base, script).unwrap_err();
+    // No `flags timeout` (nft 1.0.6: "Invalid argument", at the element).
+    let e = err("add element ip u p { 198.18.1.5 timeout 5s }");
+    assert_eq!((e.line, e.col), (1, 22), "{e}");
+    assert!(e.msg.contains("no `flags timeout`"), "{e}");
+    // Whole seconds only (`nft -j` has no smaller unit).
+    let e = err("add element ip t to {\n198.18.1.5 timeout 500ms }");
+    assert_eq!((e.line, e.col), (2, 20), "{e}");
+    assert!(e.msg.contains("whole seconds"), "{e}");
+    let e = err("add element ip u m { 198.18.1.5 timeout 5s : accept }");
+    assert_eq!((e.line, e.col), (1, 33), "{e}");
+    assert!(e.msg.contains("not supported"), "{e}");
+    // Without a timeout each is fine.
+    parse::apply(&base, "add element ip u p { 198.18.1.5 }\nadd element ip u m { 198.18.1.5 : accept }")
+        .unwrap();
 }

@@ -446,6 +446,9 @@ pub struct Element {
     pub key: Elem,
     pub data: MapValue,
     pub pos: Pos,
+    /// Its own `timeout` (ms; `add element … { 198.18.1.5 timeout 5s }`): only in a set
+    /// with `flags timeout` or a `timeout`, as the kernel.
+    pub timeout_ms: Option<u64>,
 }
 
 /// `add element` (an element whose key is there with the same data is left alone, with
@@ -460,6 +463,17 @@ pub fn change_elements(
     op: ElementOp,
 ) -> Result<(), ElementError> {
     if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
+        if let Some(e) = elements.iter().find(|e| e.timeout_ms.is_some()) {
+            return Err(fault(
+                ElementFault::Invalid,
+                Error::at(
+                    e.pos,
+                    name,
+                    "`an element `timeout` in a set of concatenations` is not supported by \
+                     this appliance",
+                ),
+            ));
+        }
         let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
         return change(
             &mut m.elements,
@@ -472,9 +486,28 @@ pub fn change_elements(
     let s = set_mut(t, name, pos).map_err(|e| fault(ElementFault::NoSet, e))?;
     let kind = s.ty.kind();
     let mut values = Vec::with_capacity(elements.len());
+    let mut timeouts = Vec::new();
     for e in elements {
+        if e.timeout_ms.is_some() && op != ElementOp::Delete && !s.dynamic.timeout_flag {
+            return Err(fault(
+                ElementFault::Invalid,
+                Error::at(
+                    e.pos,
+                    name,
+                    format!(
+                        "set `{name}` has no `flags timeout` or `timeout`: its elements have \
+                         no timeout (the kernel refuses it too)"
+                    ),
+                ),
+            ));
+        }
         match <[Value; 1]>::try_from(e.key) {
-            Ok([v]) => values.push((v, e.pos)),
+            Ok([v]) => {
+                if let (Some(ms), false) = (e.timeout_ms, s.elements.contains(&v)) {
+                    timeouts.push((v.clone(), ms));
+                }
+                values.push((v, e.pos));
+            }
             Err(key) => {
                 return Err(fault(
                     ElementFault::Invalid,
@@ -494,7 +527,15 @@ pub fn change_elements(
         |x, y| x == y,
         |x| crate::rules::print::value(kind, x),
     );
-    // A deleted element's own timeout goes with it.
+    // An added element keeps its own timeout (one already there keeps its own, as an
+    // `add` of it changes nothing); a deleted element's goes with it.
+    if r.is_ok() {
+        for (v, ms) in timeouts {
+            if !s.elem_timeouts.iter().any(|(x, _)| *x == v) {
+                s.elem_timeouts.push((v, ms));
+            }
+        }
+    }
     let els = &s.elements;
     s.elem_timeouts.retain(|(v, _)| els.contains(v));
     r

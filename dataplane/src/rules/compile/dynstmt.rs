@@ -11,7 +11,7 @@ use super::ruleset::{CompiledRuleset, PortsByName, u32_of};
 use crate::rules::Error;
 use crate::rules::ast::*;
 use crate::rules::limits::Budget;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// The dynamic sets of a ruleset while it is lowered: (table index, name) → entry index.
@@ -118,7 +118,7 @@ impl DynSets {
                     return Err(Error::at(w.pos, &w.name, budget.exceeded()));
                 }
                 let store = DynStore::new(w.size, conns);
-                let mut declared = Vec::new();
+                let (mut declared, mut all_declared) = (Vec::new(), Vec::new());
                 for (e, own) in &w.elements {
                     let key = w.key.key(e).ok_or_else(|| {
                         Error::at(
@@ -128,8 +128,12 @@ impl DynSets {
                              a port's)",
                         )
                     })?;
-                    if let Some(ms) = own.or(w.timeout_ms) {
-                        declared.push((key, ms.saturating_mul(1_000_000)));
+                    let lifetime = own
+                        .or(w.timeout_ms)
+                        .map_or(NEVER, |ms| ms.saturating_mul(1_000_000));
+                    all_declared.push((key, lifetime));
+                    if lifetime != NEVER {
+                        declared.push((key, lifetime));
                         if declared.len() + store.len() as usize > w.size as usize {
                             return Err(Error::at(
                                 w.pos,
@@ -159,6 +163,8 @@ impl DynSets {
                     },
                     store: Arc::new(store),
                     declared,
+                    all_declared,
+                    dropped: Vec::new(),
                 });
             }
         }
@@ -365,8 +371,25 @@ impl CompiledRuleset {
     pub fn adopt_dynsets(&mut self, old: &CompiledRuleset) {
         for e in self.dynsets.iter_mut() {
             if let Some(o) = old.dynsets.iter().find(|o| o.def == e.def) {
+                // The running elements stay as they are (an expired one stays expired, as
+                // `nft add rule` leaves the kernel's elements alone); what the change
+                // declared anew is added (`add element` in a command script, with its own
+                // timeout or the set's) and what it dropped is taken out.
+                let had: HashSet<u128> = o.all_declared.iter().map(|x| x.0).collect();
+                let has: HashSet<u128> = e.all_declared.iter().map(|x| x.0).collect();
                 e.store = Arc::clone(&o.store);
-                e.declared.clear();
+                e.declared = e
+                    .all_declared
+                    .iter()
+                    .filter(|x| !had.contains(&x.0))
+                    .copied()
+                    .collect();
+                e.dropped = o
+                    .all_declared
+                    .iter()
+                    .filter(|x| !has.contains(&x.0))
+                    .map(|x| x.0)
+                    .collect();
             }
         }
     }
@@ -378,6 +401,9 @@ impl CompiledRuleset {
     /// the kernel keeps them across `add rule`); an element already live is left alone.
     pub fn start_declared(&self, now_ns: u64) {
         for e in &self.dynsets {
+            for &key in &e.dropped {
+                e.store.delete(key, now_ns);
+            }
             for &(key, ns) in &e.declared {
                 if e.store.lookup(key, now_ns).is_none() {
                     e.store.insert(key, now_ns.saturating_add(ns), now_ns);

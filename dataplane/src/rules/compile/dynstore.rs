@@ -351,4 +351,10 @@ pub(crate) struct DynEntry {
     /// ns), added when the ruleset is installed (their expiry runs from then, on the
     /// workers' clock); empty once the store was adopted from the running generation.
     pub declared: Vec<(u128, u64)>,
+    /// Every declared element (key, lifetime in ns: [`NEVER`] for none), to tell an
+    /// incremental change's new and dropped declarations from the running generation's.
+    pub all_declared: Vec<(u128, u64)>,
+    /// Declared elements a change dropped (`delete element` in a command script): taken
+    /// out of the adopted store when the ruleset is installed.
+    pub dropped: Vec<u128>,
 }

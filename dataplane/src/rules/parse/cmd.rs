@@ -292,7 +292,17 @@ impl Parser {
         let elements = self.brace_list(|p| {
             let pos = p.peek().pos;
             let (key, data) = p.map_element(&key, data.as_ref(), op == ElementOp::Delete)?;
-            Ok(edit::Element { key, data, pos })
+            let timeout_ms = if data == MapValue::None && p.eat_word("timeout") {
+                Some(p.duration()?)
+            } else {
+                None
+            };
+            Ok(edit::Element {
+                key,
+                data,
+                pos,
+                timeout_ms,
+            })
         })?;
         Ok(edit::change_elements(
             &mut rs.tables[ti],

@@ -302,6 +302,14 @@ impl Parser {
         let Some(d) = data else {
             return Ok((e, MapValue::None));
         };
+        if self.peek_word() == Some("timeout") {
+            let t = self.next();
+            return Err(Error::at(
+                t.pos,
+                "timeout",
+                unsupported("an element `timeout` in a map"),
+            ));
+        }
         if data_optional && self.peek_word() != Some(":") {
             return Ok((e, MapValue::None));
         }
