@@ -211,7 +211,7 @@ pub(crate) fn live(v: &mut SetElementsView, key: &DynKey, live: &[DynElement]) {
         .map(|e| SetElement {
             key: key.text(e.key),
             data: None,
-            timeout: None,
+            timeout: e.timeout_ns.map(|ns| ns / 1_000_000_000),
             expires: e.expires_ns.map(|ns| ns.div_ceil(1_000_000_000)),
         })
         .collect();

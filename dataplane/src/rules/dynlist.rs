@@ -7,9 +7,13 @@ use serde_json::{Value as J, json};
 use std::fmt::Write as _;
 
 /// One live element as `nft list set` writes it (`198.18.0.1 expires 9m58s784ms`,
-/// `198.18.1.2 . 22`; the element's own timeout is not kept, so `timeout` is not written).
+/// `198.18.1.2 . 22`, `198.18.0.6 timeout 20s expires 19s996ms`: its own timeout where it
+/// is not the set's).
 pub fn element_text(key: &DynKey, e: &DynElement) -> String {
     let mut s = key.text(e.key);
+    if let Some(ns) = e.timeout_ns {
+        let _ = write!(s, " timeout {}", duration_text(ns / 1_000_000));
+    }
     if let Some(ns) = e.expires_ns {
         let _ = write!(s, " expires {}", duration_text(ns / 1_000_000));
     }
@@ -17,14 +21,22 @@ pub fn element_text(key: &DynKey, e: &DynElement) -> String {
 }
 
 /// One live element as `nft -j list set` writes it: the value (`{"concat": […]}` for a
-/// concatenation), or `{"elem": {"val": V, "expires": SECONDS}}` for an element with a
-/// timeout.
+/// concatenation), or `{"elem": {"val": V, "timeout": SECONDS, "expires": SECONDS}}` for
+/// an element with a timeout (`timeout` where it is not the set's).
 pub fn element_json(key: &DynKey, e: &DynElement) -> J {
     let v = key.json(e.key);
-    match e.expires_ns {
-        Some(ns) => json!({"elem": {"val": v, "expires": ns / 1_000_000_000}}),
-        None => v,
+    if e.expires_ns.is_none() && e.timeout_ns.is_none() {
+        return v;
     }
+    let mut o = serde_json::Map::new();
+    o.insert("val".into(), v);
+    if let Some(ns) = e.timeout_ns {
+        o.insert("timeout".into(), json!(ns / 1_000_000_000));
+    }
+    if let Some(ns) = e.expires_ns {
+        o.insert("expires".into(), json!(ns / 1_000_000_000));
+    }
+    json!({ "elem": o })
 }
 
 #[cfg(test)]
@@ -41,6 +53,7 @@ mod tests {
         let e = DynElement {
             key: a,
             expires_ns: Some(598_784_000_000),
+            timeout_ns: None,
         };
         assert_eq!(element_text(&ty, &e), "127.0.0.2 expires 9m58s784ms");
         assert_eq!(
@@ -51,6 +64,7 @@ mod tests {
         let p = DynElement {
             key: 22,
             expires_ns: None,
+            timeout_ns: None,
         };
         assert_eq!(element_text(&port, &p), "22");
         assert_eq!(element_json(&port, &p), json!(22));
@@ -58,11 +72,27 @@ mod tests {
         let c = DynElement {
             key: (a << 16) | 22,
             expires_ns: Some(9_500_000_000),
+            timeout_ns: None,
         };
         assert_eq!(element_text(&cat, &c), "127.0.0.2 . 22 expires 9s500ms");
         assert_eq!(
             element_json(&cat, &c),
             json!({"elem": {"val": {"concat": ["127.0.0.2", 22]}, "expires": 9}})
+        );
+        // Its own timeout, where it is not the set's (nft 1.0.6's listing of an element
+        // added with `update @s { ip daddr timeout 20s }` to a set with `timeout 1m`).
+        let own = DynElement {
+            key: a,
+            expires_ns: Some(19_996_000_000),
+            timeout_ns: Some(20_000_000_000),
+        };
+        assert_eq!(
+            element_text(&ty, &own),
+            "127.0.0.2 timeout 20s expires 19s996ms"
+        );
+        assert_eq!(
+            element_json(&ty, &own),
+            json!({"elem": {"val": "127.0.0.2", "timeout": 20, "expires": 19}})
         );
     }
 }

@@ -543,10 +543,17 @@ fn declared_elements_expire_from_install_with_their_own_or_the_sets_timeout() {
         .unwrap();
     els.sort_by_key(|e| e.key);
     let text: Vec<String> = els.iter().map(|e| dynlist::element_text(ty, e)).collect();
-    assert_eq!(text, ["198.18.1.3 expires 29s", "198.18.1.4 expires 9s"]);
+    // `.4`'s own timeout is written, as nft 1.0.6 writes it; `.3` has the set's.
+    assert_eq!(
+        text,
+        [
+            "198.18.1.3 expires 29s",
+            "198.18.1.4 timeout 10s expires 9s"
+        ]
+    );
     assert_eq!(
         dynlist::element_json(ty, &els[1]).to_string(),
-        r#"{"elem":{"expires":9,"val":"198.18.1.4"}}"#
+        r#"{"elem":{"expires":9,"timeout":10,"val":"198.18.1.4"}}"#
     );
     // `.4` expires at its own 10 s, `.3` at the set's 30 s.
     assert_eq!(verdict(&c, a4, 80, 0, t0 + 10 * SEC - 1), Decision::Drop);
@@ -624,7 +631,10 @@ fn an_element_command_with_a_timeout_reaches_the_live_store_of_every_worker() {
     for w in 0..2 {
         assert_eq!(verdict(&next, a5, 80, w, now + 5 * SEC - 1), Decision::Drop);
         assert_eq!(verdict(&next, a5, 80, w, now + 5 * SEC), Decision::Accept);
-        assert_eq!(verdict(&next, a6, 80, w, now + 30 * SEC - 1), Decision::Drop);
+        assert_eq!(
+            verdict(&next, a6, 80, w, now + 30 * SEC - 1),
+            Decision::Drop
+        );
         assert_eq!(verdict(&next, a6, 80, w, now + 30 * SEC), Decision::Accept);
         // Deleted, and still expired (an incremental change keeps the running elements).
         assert_eq!(verdict(&next, a3, 80, w, now), Decision::Accept);
@@ -659,6 +669,36 @@ fn element_command_timeouts_are_refused_where_the_kernel_refuses_them() {
     assert_eq!((e.line, e.col), (1, 33), "{e}");
     assert!(e.msg.contains("not supported"), "{e}");
     // Without a timeout each is fine.
-    parse::apply(&base, "add element ip u p { 198.18.1.5 }\nadd element ip u m { 198.18.1.5 : accept }")
+    parse::apply(
+        &base,
+        "add element ip u p { 198.18.1.5 }\nadd element ip u m { 198.18.1.5 : accept }",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_live_listing_writes_an_elements_own_timeout_where_it_is_not_the_sets() {
+    let c = load(BLOCK, 2);
+    let (a, b) = (v4([198, 51, 100, 1]), v4([198, 51, 100, 2]));
+    let t0 = 5 * SEC;
+    // `a` is added with the set's 10m, `b` by `update … timeout 1m` (nft 1.0.6 lists
+    // such an element as `198.18.0.6 timeout 20s expires 19s996ms`).
+    assert_eq!(verdict(&c, a, 22, 0, t0), Decision::Accept);
+    assert_eq!(verdict(&c, b, 53, 1, t0), Decision::Accept);
+    let (ty, mut els) = c
+        .dynset_elements(TableFamily::Inet, "f", "bl", t0 + SEC)
         .unwrap();
+    els.sort_by_key(|e| e.key);
+    let text: Vec<String> = els.iter().map(|e| dynlist::element_text(ty, e)).collect();
+    assert_eq!(
+        text,
+        [
+            "198.51.100.1 expires 9m59s",
+            "198.51.100.2 timeout 1m expires 59s"
+        ]
+    );
+    assert_eq!(
+        dynlist::element_json(ty, &els[1]),
+        serde_json::json!({"elem": {"val": "198.51.100.2", "timeout": 60, "expires": 59}})
+    );
 }

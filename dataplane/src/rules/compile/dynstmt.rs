@@ -39,6 +39,8 @@ struct Wanted {
     key: DynKey,
     size: u32,
     timeout_ms: Option<u64>,
+    /// Its elements may have a timeout (`flags timeout`, a `timeout`).
+    timeouts: bool,
     pos: Pos,
     /// Declared elements with their own `timeout` (ms).
     elements: Vec<(Elem, Option<u64>)>,
@@ -74,6 +76,7 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
             key,
             size: opts.size.unwrap_or(DEFAULT_SIZE),
             timeout_ms: opts.timeout_ms,
+            timeouts: opts.timeout_flag || opts.timeout_ms.is_some(),
             pos,
             elements,
         });
@@ -88,6 +91,7 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
                 key,
                 size,
                 timeout_ms: None,
+                timeouts: false,
                 pos,
                 elements: Vec::new(),
             });
@@ -112,12 +116,14 @@ impl DynSets {
                 let conns = elem_stmts(t).any(|(e, _)| {
                     e.set == w.name && e.stmts.iter().any(|s| matches!(s, Stmt::CtCount { .. }))
                 });
+                let lifetimes = w.timeouts
+                    || elem_stmts(t).any(|(e, _)| e.set == w.name && e.timeout_ms.is_some());
                 if w.size > super::dynstore::MAX_SIZE
-                    || !budget.charge(DynStore::bytes(w.size, conns))
+                    || !budget.charge(DynStore::bytes(w.size, conns, lifetimes))
                 {
                     return Err(Error::at(w.pos, &w.name, budget.exceeded()));
                 }
-                let store = DynStore::new(w.size, conns);
+                let store = DynStore::new(w.size, conns, lifetimes);
                 let (mut declared, mut all_declared) = (Vec::new(), Vec::new());
                 for (e, own) in &w.elements {
                     let key = w.key.key(e).ok_or_else(|| {
@@ -335,7 +341,14 @@ impl CompiledRuleset {
         now_ns: u64,
     ) -> Option<(&DynKey, Vec<DynElement>)> {
         let e = self.dynset(family, table, name)?;
-        Some((&e.def.key, e.store.elements(now_ns)))
+        let mut els = e.store.elements(now_ns);
+        for x in &mut els {
+            // The kernel lists an element's timeout where it is not the set's.
+            if x.timeout_ns == e.def.timeout_ns {
+                x.timeout_ns = None;
+            }
+        }
+        Some((&e.def.key, els))
     }
 
     /// The key type and store of a dynamic set or meter (the element API).

@@ -51,6 +51,10 @@ pub struct DynStore {
     slots: SlotStore<WORDS>,
     /// `ct count` connections per slot (empty when no statement counts connections).
     conns: Box<[Arc<AtomicU32>]>,
+    /// Each slot's element's own lifetime in ns (0: none), what the listing writes as its
+    /// `timeout` (empty in a set whose elements have no timeout). Written before the slot
+    /// is published, read by the listing only.
+    lifetimes: Box<[AtomicU64]>,
     size: u32,
     len: AtomicU32,
     seed: u64,
@@ -64,11 +68,15 @@ pub struct DynElement {
     pub key: u128,
     /// Nanoseconds until it expires (`None`: no timeout).
     pub expires_ns: Option<u64>,
+    /// Its own timeout in ns, where it differs from the set's (the kernel lists it then:
+    /// `198.18.0.6 timeout 20s expires 19s996ms`).
+    pub timeout_ns: Option<u64>,
 }
 
 impl DynStore {
-    /// A store for at most `size` elements; `conns`: keep a `ct count` per element.
-    pub(crate) fn new(size: u32, conns: bool) -> Self {
+    /// A store for at most `size` elements; `conns`: keep a `ct count` per element;
+    /// `lifetimes`: keep each element's own timeout (a set whose elements have one).
+    pub(crate) fn new(size: u32, conns: bool, lifetimes: bool) -> Self {
         let size = size.clamp(1, MAX_SIZE);
         let slots = SlotStore::new(size as usize);
         let n = slots.slots();
@@ -76,6 +84,11 @@ impl DynStore {
             slots,
             conns: if conns {
                 (0..n).map(|_| Arc::new(AtomicU32::new(0))).collect()
+            } else {
+                Box::default()
+            },
+            lifetimes: if lifetimes {
+                (0..n).map(|_| AtomicU64::new(0)).collect()
             } else {
                 Box::default()
             },
@@ -87,9 +100,11 @@ impl DynStore {
     }
 
     /// Bytes the slots of a store of `size` elements take (the compile budget).
-    pub(crate) fn bytes(size: u32, conns: bool) -> usize {
+    pub(crate) fn bytes(size: u32, conns: bool, lifetimes: bool) -> usize {
         let n = SlotStore::<WORDS>::slots_for(size.clamp(1, MAX_SIZE) as usize);
-        n * (SlotStore::<WORDS>::SLOT_BYTES + if conns { 32 } else { 0 })
+        n * (SlotStore::<WORDS>::SLOT_BYTES
+            + if conns { 32 } else { 0 }
+            + if lifetimes { 8 } else { 0 })
     }
 
     pub fn size(&self) -> u32 {
@@ -178,6 +193,14 @@ impl DynStore {
                         self.len.fetch_sub(1, Ordering::Relaxed);
                     }
                     continue;
+                }
+                if let Some(l) = self.lifetimes.get(i) {
+                    let own = if expiry == NEVER {
+                        0
+                    } else {
+                        expiry.saturating_sub(now)
+                    };
+                    l.store(own, Ordering::Relaxed);
                 }
                 let [hi, lo] = halves(key);
                 self.slots.publish(i, &[hi, lo, 0], expiry);
@@ -295,9 +318,14 @@ impl DynStore {
             if st <= now {
                 continue;
             }
+            let own = self
+                .lifetimes
+                .get(i)
+                .map_or(0, |l| l.load(Ordering::Relaxed));
             out.push(DynElement {
                 key: join(hi, lo),
                 expires_ns: (st != NEVER).then(|| st - now),
+                timeout_ns: (own != 0).then_some(own),
             });
         }
         out
