@@ -172,6 +172,7 @@ pub(crate) fn with_meter(rs: &Ruleset, t: &Table, name: &str, key: &DynKey, size
                 data: None,
                 interval: false,
                 elements: Vec::new(),
+                elem_timeouts: Vec::new(),
                 dynamic,
                 pos: Pos::default(),
             }),

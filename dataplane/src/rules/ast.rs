@@ -204,6 +204,9 @@ pub struct Map {
     pub data: Option<MapData>,
     pub interval: bool,
     pub elements: Vec<(Elem, MapValue)>,
+    /// A set of concatenations' declared elements' own `timeout` (ms; `198.18.1.2 . 22
+    /// timeout 10s`), as [`Set::elem_timeouts`]; always empty for a map.
+    pub elem_timeouts: Vec<(Elem, u64)>,
     /// A set of concatenations the data path updates (`flags dynamic,timeout`, `timeout`,
     /// `size`); always default for a map.
     pub dynamic: DynOpts,
@@ -214,6 +217,15 @@ impl Map {
     /// `set` or `map`, as the listing writes it.
     pub fn keyword(&self) -> &'static str {
         if self.data.is_some() { "map" } else { "set" }
+    }
+
+    /// The own `timeout` (milliseconds) of declared element `e` of a set of
+    /// concatenations.
+    pub fn elem_timeout(&self, e: &[Value]) -> Option<u64> {
+        self.elem_timeouts
+            .iter()
+            .find(|(x, _)| x == e)
+            .map(|&(_, ms)| ms)
     }
 }
 

@@ -668,6 +668,14 @@ fn element_command_timeouts_are_refused_where_the_kernel_refuses_them() {
     let e = err("add element ip u m { 198.18.1.5 timeout 5s : accept }");
     assert_eq!((e.line, e.col), (1, 33), "{e}");
     assert!(e.msg.contains("not supported"), "{e}");
+    // A set of concatenations with `flags timeout` takes one (nft 1.0.6 does).
+    let rs = parse::apply(&base, "add element ip u c { 198.18.1.5 . 80 timeout 5s }").unwrap();
+    check::check(&rs).unwrap();
+    assert!(
+        print::to_text(&rs).contains("elements = { 198.18.1.5 . 80 timeout 5s }"),
+        "{}",
+        print::to_text(&rs)
+    );
     // Without a timeout each is fine.
     parse::apply(
         &base,
@@ -701,4 +709,64 @@ fn the_live_listing_writes_an_elements_own_timeout_where_it_is_not_the_sets() {
         dynlist::element_json(ty, &els[1]),
         serde_json::json!({"elem": {"val": "198.51.100.2", "timeout": 60, "expires": 59}})
     );
+}
+
+/// A set of concatenations with declared element timeouts as nft 1.0.6 lists it (its
+/// `expires` left out: that is not read back).
+const CONCAT_TIMEOUTS: &str = "table ip t {
+\tset c {
+\t\ttype ipv4_addr . inet_service
+\t\tflags timeout
+\t\telements = { 198.18.1.2 . 22 timeout 10s, 198.18.1.3 . 22 }
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip saddr . tcp dport @c drop
+\t}
+}
+";
+
+#[test]
+fn concatenated_element_timeouts_print_match_and_expire_as_nft() {
+    let rs = parse::parse(CONCAT_TIMEOUTS).unwrap();
+    check::check(&rs).unwrap();
+    assert_eq!(print::to_text(&rs), CONCAT_TIMEOUTS);
+    // `nft -j list set ip t c`'s elements (nft 1.0.6, `expires` aside).
+    let j = json::to_json(&rs);
+    let set = j["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|x| x.get("set"))
+        .unwrap();
+    assert_eq!(
+        set["elem"],
+        serde_json::json!([
+            {"elem": {"val": {"concat": ["198.18.1.2", 22]}, "timeout": 10}},
+            {"concat": ["198.18.1.3", 22]}
+        ])
+    );
+    assert_eq!(json::from_json(&j).unwrap(), rs);
+    let c = load(CONCAT_TIMEOUTS, 2);
+    let t0 = 3 * SEC;
+    c.start_declared(t0);
+    let (a2, a3) = (v4([198, 18, 1, 2]), v4([198, 18, 1, 3]));
+    for w in 0..2 {
+        assert_eq!(verdict(&c, a2, 22, w, t0 + 10 * SEC - 1), Decision::Drop);
+        assert_eq!(verdict(&c, a2, 22, w, t0 + 10 * SEC), Decision::Accept);
+        // No timeout in a set with `flags timeout` and none of its own: never expires.
+        assert_eq!(verdict(&c, a3, 22, w, t0 + 1000 * SEC), Decision::Drop);
+    }
+    let (ty, els) = c
+        .dynset_elements(TableFamily::Ip, "t", "c", t0 + SEC)
+        .unwrap();
+    let text: Vec<String> = els.iter().map(|e| dynlist::element_text(ty, e)).collect();
+    assert!(
+        text.contains(&"198.18.1.2 . 22 timeout 10s expires 9s".to_string()),
+        "{text:?}"
+    );
+    // Refused where the kernel refuses it: a set of concatenations without a timeout.
+    let e = parse::parse(&CONCAT_TIMEOUTS.replace("\t\tflags timeout\n", "")).unwrap_err();
+    assert!(e.msg.contains("`flags timeout`"), "{e}");
 }

@@ -250,6 +250,9 @@ pub fn add_map(t: &mut Table, map: Map, create: bool) -> Result<(), Error> {
     }
     for e in map.elements {
         if !old.elements.iter().any(|x| x.0 == e.0) {
+            if let Some(ms) = map.elem_timeouts.iter().find(|(k, _)| *k == e.0) {
+                old.elem_timeouts.push(ms.clone());
+            }
             old.elements.push(e);
         }
     }
@@ -405,6 +408,7 @@ pub fn element_type(
 pub fn flush_elements(t: &mut Table, name: &str, pos: Pos) -> Result<(), Error> {
     if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
         m.elements.clear();
+        m.elem_timeouts.clear();
         return Ok(());
     }
     let s = set_mut(t, name, pos)?;
@@ -463,47 +467,37 @@ pub fn change_elements(
     op: ElementOp,
 ) -> Result<(), ElementError> {
     if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
-        if let Some(e) = elements.iter().find(|e| e.timeout_ms.is_some()) {
-            return Err(fault(
-                ElementFault::Invalid,
-                Error::at(
-                    e.pos,
-                    name,
-                    "`an element `timeout` in a set of concatenations` is not supported by \
-                     this appliance",
-                ),
-            ));
+        let mut timeouts = Vec::new();
+        for e in &elements {
+            if let Some(ms) = own_timeout(e, op, &m.dynamic, m.data.is_some(), name)?
+                && !m.elements.iter().any(|x| x.0 == e.key)
+            {
+                timeouts.push((e.key.clone(), ms));
+            }
         }
         let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
-        return change(
+        let r = change(
             &mut m.elements,
             elements.into_iter().map(|e| ((e.key, e.data), e.pos)),
             op,
             |x, y| x.0 == y.0,
             |x| crate::rules::print::kinds_elem(&kinds, &x.0),
         );
+        let els = &m.elements;
+        keep_timeouts(&mut m.elem_timeouts, timeouts, r.is_ok(), |k| {
+            els.iter().any(|x| x.0 == *k)
+        });
+        return r;
     }
     let s = set_mut(t, name, pos).map_err(|e| fault(ElementFault::NoSet, e))?;
     let kind = s.ty.kind();
     let mut values = Vec::with_capacity(elements.len());
     let mut timeouts = Vec::new();
     for e in elements {
-        if e.timeout_ms.is_some() && op != ElementOp::Delete && !s.dynamic.timeout_flag {
-            return Err(fault(
-                ElementFault::Invalid,
-                Error::at(
-                    e.pos,
-                    name,
-                    format!(
-                        "set `{name}` has no `flags timeout` or `timeout`: its elements have \
-                         no timeout (the kernel refuses it too)"
-                    ),
-                ),
-            ));
-        }
+        let own = own_timeout(&e, op, &s.dynamic, false, name)?;
         match <[Value; 1]>::try_from(e.key) {
             Ok([v]) => {
-                if let (Some(ms), false) = (e.timeout_ms, s.elements.contains(&v)) {
+                if let (Some(ms), false) = (own, s.elements.contains(&v)) {
                     timeouts.push((v.clone(), ms));
                 }
                 values.push((v, e.pos));
@@ -527,18 +521,56 @@ pub fn change_elements(
         |x, y| x == y,
         |x| crate::rules::print::value(kind, x),
     );
-    // An added element keeps its own timeout (one already there keeps its own, as an
-    // `add` of it changes nothing); a deleted element's goes with it.
-    if r.is_ok() {
-        for (v, ms) in timeouts {
-            if !s.elem_timeouts.iter().any(|(x, _)| *x == v) {
-                s.elem_timeouts.push((v, ms));
+    let els = &s.elements;
+    keep_timeouts(&mut s.elem_timeouts, timeouts, r.is_ok(), |v| {
+        els.contains(v)
+    });
+    r
+}
+
+/// The own timeout of element `e` of an add (`None` for a delete, which ignores it), an
+/// error where the kernel refuses one: a set without `flags timeout` or `timeout`
+/// ("Invalid argument"), and not built for a map (`map`: the set is one).
+fn own_timeout(
+    e: &Element,
+    op: ElementOp,
+    opts: &DynOpts,
+    map: bool,
+    name: &str,
+) -> Result<Option<u64>, ElementError> {
+    let Some(ms) = e.timeout_ms.filter(|_| op != ElementOp::Delete) else {
+        return Ok(None);
+    };
+    let msg = if map {
+        "`an element `timeout` in a map` is not supported by this appliance".to_string()
+    } else if !opts.timeout_flag {
+        format!(
+            "set `{name}` has no `flags timeout` or `timeout`: its elements have no timeout \
+             (the kernel refuses it too)"
+        )
+    } else {
+        return Ok(Some(ms));
+    };
+    Err(fault(ElementFault::Invalid, Error::at(e.pos, name, msg)))
+}
+
+/// After an element change (`applied`: it succeeded): the added elements keep their own
+/// timeout (`new`; one already there keeps its own, as an `add` of it changes nothing)
+/// and a deleted element's goes with it (`kept`: still an element).
+fn keep_timeouts<K: PartialEq>(
+    own: &mut Vec<(K, u64)>,
+    new: Vec<(K, u64)>,
+    applied: bool,
+    kept: impl Fn(&K) -> bool,
+) {
+    if applied {
+        for (k, ms) in new {
+            if !own.iter().any(|(x, _)| *x == k) {
+                own.push((k, ms));
             }
         }
     }
-    let els = &s.elements;
-    s.elem_timeouts.retain(|(v, _)| els.contains(v));
-    r
+    own.retain(|(k, _)| kept(k));
 }
 
 /// [`change_elements`] on the elements of one set or map.

@@ -161,15 +161,7 @@ fn read_set(o: &Map<String, J>, path: &str) -> Result<Set, Error> {
         for (i, x) in list.iter().enumerate() {
             let p = format!("{path}.elem[{i}]");
             // `{"elem": {"val": V, "timeout": S}}`: an element with its own timeout.
-            let (x, timeout) = match x.get("elem") {
-                Some(e) => (
-                    e.get("val").unwrap_or(&J::Null),
-                    e.get("timeout")
-                        .map(|t| t.as_u64().ok_or_else(|| Error::json(&p, "bad timeout")))
-                        .transpose()?,
-                ),
-                None => (x, None),
-            };
+            let (x, timeout) = elem_timeout_json(x, &p)?;
             let v = read_value(ty.kind(), x, &p)?;
             if let Some(t) = timeout {
                 elem_timeouts.push((v.clone(), t.saturating_mul(1000)));
@@ -219,7 +211,7 @@ fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Er
         Some(_) => return jerr(path, "bad flags"),
     };
     let kinds: Vec<Kind> = key.iter().map(|t| t.kind()).collect();
-    let mut elements = Vec::new();
+    let (mut elements, mut elem_timeouts) = (Vec::new(), Vec::new());
     for (i, x) in o
         .get("elem")
         .map(|e| {
@@ -237,7 +229,12 @@ fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Er
             (Some(_), Some([k, d])) => (k, Some(d)),
             _ => return jerr(&p, "a map element is [KEY, DATA]"),
         };
+        // `{"elem": {"val": {"concat": […]}, "timeout": S}}`: its own timeout.
+        let (k, timeout) = elem_timeout_json(k, &p)?;
         let e = read_kinds_elem(&kinds, k, &p)?;
+        if let Some(t) = timeout {
+            elem_timeouts.push((e.clone(), t.saturating_mul(1000)));
+        }
         let v = match (&data, d) {
             (Some(MapData::Verdict), Some(d)) => match read_stmt(d, &p)? {
                 Stmt::Verdict(v, _) => MapValue::Verdict(v),
@@ -261,7 +258,22 @@ fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Er
         data,
         interval,
         elements,
+        elem_timeouts,
         pos: Pos::default(),
+    })
+}
+
+/// An element that may carry its own timeout (`{"elem": {"val": V, "timeout": S}}`): V
+/// and the timeout in seconds; anything else is V itself.
+fn elem_timeout_json<'a>(x: &'a J, p: &str) -> Result<(&'a J, Option<u64>), Error> {
+    Ok(match x.get("elem") {
+        Some(e) => (
+            e.get("val").unwrap_or(&J::Null),
+            e.get("timeout")
+                .map(|t| t.as_u64().ok_or_else(|| Error::json(p, "bad timeout")))
+                .transpose()?,
+        ),
+        None => (x, None),
     })
 }
 
@@ -925,7 +937,7 @@ fn map_json(fam: &str, table: &str, m: &crate::rules::ast::Map) -> J {
             m.elements
                 .iter()
                 .map(|(e, v)| {
-                    let k = kinds_elem_json(&kinds, e);
+                    let k = with_timeout_json(kinds_elem_json(&kinds, e), m.elem_timeout(e));
                     match (v, &m.data) {
                         (MapValue::Verdict(d), _) => json!([k, verdict_json(d)]),
                         (MapValue::Data(d), Some(MapData::Types(ts))) => {
@@ -939,6 +951,14 @@ fn map_json(fam: &str, table: &str, m: &crate::rules::ast::Map) -> J {
         );
     }
     json!({m.keyword(): o})
+}
+
+/// A declared element's JSON with its own timeout (ms), as `nft -j` writes it.
+fn with_timeout_json(v: J, timeout_ms: Option<u64>) -> J {
+    match timeout_ms {
+        Some(ms) => json!({"elem": {"val": v, "timeout": ms / 1000}}),
+        None => v,
+    }
 }
 
 fn nat_json(n: &NatStmt) -> J {
@@ -1099,13 +1119,7 @@ pub fn to_json_with(rs: &Ruleset, counters: print::CounterLookup<'_>) -> J {
                 o["elem"] = J::Array(
                     s.elements
                         .iter()
-                        .map(|v| match s.elem_timeout(v) {
-                            Some(ms) => json!({"elem": {
-                                "val": value_json(s.ty.kind(), v),
-                                "timeout": ms / 1000,
-                            }}),
-                            None => value_json(s.ty.kind(), v),
-                        })
+                        .map(|v| with_timeout_json(value_json(s.ty.kind(), v), s.elem_timeout(v)))
                         .collect(),
                 );
             }

@@ -85,14 +85,7 @@ fn write_text(rs: &Ruleset, counters: CounterLookup<'_>, handles: bool) -> Strin
                 let els: Vec<_> = s
                     .elements
                     .iter()
-                    .map(|v| match s.elem_timeout(v) {
-                        Some(ms) => format!(
-                            "{} timeout {}",
-                            value(s.ty.kind(), v),
-                            crate::rules::dynset::duration_text(ms)
-                        ),
-                        None => value(s.ty.kind(), v),
-                    })
+                    .map(|v| with_timeout(value(s.ty.kind(), v), s.elem_timeout(v)))
                     .collect();
                 let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
             }
@@ -173,7 +166,7 @@ fn map_decl(out: &mut String, m: &Map) {
             .elements
             .iter()
             .map(|(e, v)| {
-                let k = kinds_elem(&kinds, e);
+                let k = with_timeout(kinds_elem(&kinds, e), m.elem_timeout(e));
                 match (v, &m.data) {
                     (MapValue::Verdict(d), _) => format!("{k} : {}", verdict(d)),
                     (MapValue::Data(d), Some(MapData::Types(ts))) => {
@@ -187,6 +180,14 @@ fn map_decl(out: &mut String, m: &Map) {
         let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
     }
     out.push_str("\t}\n");
+}
+
+/// A declared element with its own timeout (ms): `198.18.1.4 timeout 10s`.
+fn with_timeout(v: String, timeout_ms: Option<u64>) -> String {
+    match timeout_ms {
+        Some(ms) => format!("{v} timeout {}", crate::rules::dynset::duration_text(ms)),
+        None => v,
+    }
 }
 
 /// One element given its values' kinds (`198.18.1.2 . 22`).

@@ -344,6 +344,7 @@ fn map_decl() -> impl Strategy<Value = Map> {
                 data: data.clone(),
                 interval,
                 elements,
+                elem_timeouts: Vec::new(),
                 dynamic,
                 pos: Pos::default(),
             })

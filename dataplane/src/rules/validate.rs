@@ -161,25 +161,30 @@ pub fn set(s: &Set) -> Result<(), Error> {
         }
     }
     for (v, ms) in &s.elem_timeouts {
-        if !s.dynamic.timeout_flag {
-            return Err(Error::at(
-                s.pos,
-                &s.name,
-                "an element `timeout` needs a set with `flags timeout` or a `timeout` (the \
-                 kernel refuses it too)",
-            ));
-        }
-        if !s.elements.contains(v) {
-            return Err(Error::at(s.pos, &s.name, "a timeout of no element"));
-        }
-        if let Some(m) = super::dynset::timeout_problem(*ms) {
-            return Err(Error::at(s.pos, &s.name, format!("set element: {m}")));
+        if let Some(m) = elem_timeout_problem(&s.dynamic, s.elements.contains(v), *ms) {
+            return Err(Error::at(s.pos, &s.name, m));
         }
     }
     match super::dynset::opts_problem(&s.dynamic) {
         Some(m) => Err(Error::at(s.pos, &s.name, m)),
         None => Ok(()),
     }
+}
+
+/// What is wrong with a declared element's own timeout of `ms` in a set with `opts`
+/// (`declared`: the element is one of the set's).
+fn elem_timeout_problem(opts: &DynOpts, declared: bool, ms: u64) -> Option<String> {
+    if !opts.timeout_flag {
+        return Some(
+            "an element `timeout` needs a set with `flags timeout` or a `timeout` (the kernel \
+             refuses it too)"
+                .into(),
+        );
+    }
+    if !declared {
+        return Some("a timeout of no element".into());
+    }
+    super::dynset::timeout_problem(ms).map(|m| format!("set element: {m}"))
 }
 
 /// Checks a named map or set of concatenations: its name, types and elements.
@@ -193,6 +198,12 @@ pub fn map(m: &Map) -> Result<(), Error> {
     }
     if m.data.is_some() && m.dynamic.any() {
         return err("a map is not dynamic here (only sets are)".into());
+    }
+    for (e, ms) in &m.elem_timeouts {
+        let declared = m.elements.iter().any(|(x, _)| x == e);
+        if let Some(p) = elem_timeout_problem(&m.dynamic, declared, *ms) {
+            return err(p);
+        }
     }
     let min = if m.data.is_some() { 1 } else { 2 };
     if !(min..=MAX_CONCAT).contains(&m.key.len()) {

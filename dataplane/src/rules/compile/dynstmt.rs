@@ -59,7 +59,11 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
         (&s.name, vec![s.ty], s.dynamic, s.interval, s.pos, els)
     });
     let concat = t.maps.iter().filter(|m| m.data.is_none()).map(|m| {
-        let els = m.elements.iter().map(|(e, _)| (e.clone(), None)).collect();
+        let els = m
+            .elements
+            .iter()
+            .map(|(e, _)| (e.clone(), m.elem_timeout(e)))
+            .collect();
         (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
     });
     let mut out = Vec::new();

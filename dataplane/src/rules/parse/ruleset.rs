@@ -270,19 +270,13 @@ impl Parser {
                 pos,
             }));
         }
-        if !elem_timeouts.is_empty() {
-            return Err(Error::at(
-                pos,
-                &name,
-                unsupported("an element `timeout` in a set of concatenations"),
-            ));
-        }
         Ok(Keyed::Map(Map {
             name,
             key,
             data,
             interval,
             elements,
+            elem_timeouts,
             dynamic,
             pos,
         }))
