@@ -2220,3 +2220,58 @@ fn concatenated_dynamic_set_elements_list_and_change_in_nfts_form() {
     assert_eq!(e.field.as_deref(), Some("elements[0].key"), "{e:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_element_command_with_a_timeout_reaches_the_running_dynamic_set() {
+    use crate::rules::compile::ct_state;
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("elemcmd");
+    replace(
+        &mut s,
+        "table ip filter {\n  set bl {\n    type ipv4_addr . inet_service\n    flags dynamic,timeout\n    timeout 10m\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr . tcp dport @bl drop\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = 100 * sec;
+    s.backend.now_ns = now;
+    // `fwctl nft 'add element …'`: an incremental change; the element is in the live
+    // store from this generation on, with its own 5 s.
+    s.ruleset_commands("add element ip filter bl { 198.18.0.5 . 22 timeout 5s }\n", false)
+        .unwrap();
+    let drops = |s: &Server<Fake>, at: u64| {
+        let p = tcp(v4([198, 18, 0, 5]), v4([198, 18, 1, 1]), 1000, 22, 0x02);
+        let cur = s.rules.as_ref().unwrap().current();
+        let r = cur.eval(
+            crate::rules::Hook::Input,
+            &mut ctx(&p, ct_state::NEW),
+            1,
+            at,
+        );
+        r.verdict == crate::rules::compile::Decision::Drop
+    };
+    assert!(drops(&s, now + 5 * sec - 1));
+    assert!(!drops(&s, now + 5 * sec));
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    let els: Vec<_> = v
+        .elements
+        .iter()
+        .map(|e| (e.key.as_str(), e.timeout, e.expires))
+        .collect();
+    assert_eq!(els, [("198.18.0.5 . 22", Some(5), Some(5))]);
+    assert!(
+        v.text.contains("198.18.0.5 . 22 timeout 5s expires 5s"),
+        "{}",
+        v.text
+    );
+    // A set without `flags timeout`: refused with the element's line and column.
+    let e = s
+        .ruleset_commands(
+            "add table ip u\nadd set ip u p { type ipv4_addr; }\nadd element ip u p { 198.18.0.6 timeout 5s }\n",
+            false,
+        )
+        .unwrap_err();
+    assert_eq!((e.line, e.column), (Some(3), Some(22)), "{e:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
