@@ -172,3 +172,90 @@ fn concatenated_and_ifname_keys_match_the_kernel() {
         eprintln!("{set}: {vals:?}");
     }
 }
+
+const TIMEOUTS: &str = r#"table inet fw {
+	set to {
+		type ipv4_addr
+		timeout 1m
+		elements = { 198.18.9.1, 198.18.9.2 timeout 10s }
+	}
+
+	set c {
+		type ipv4_addr . inet_service
+		flags timeout
+		elements = { 198.18.9.3 . 22 timeout 20s, 198.18.9.4 . 22 }
+	}
+
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ip saddr @to counter drop
+		udp dport 53 update @to { ip saddr timeout 30s } counter
+		ip saddr . tcp dport @c counter drop
+		counter
+	}
+}
+"#;
+
+/// A set's elements as `nft -j list set` writes them, `expires` left out (it is a
+/// moment's reading), sorted by their JSON text.
+fn without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
+    let mut out: Vec<String> = els
+        .map(|mut e| {
+            if let Some(o) = e.get_mut("elem").and_then(|x| x.as_object_mut()) {
+                o.remove("expires");
+            }
+            e.to_string()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn kernel_elems(ns: &Pair, set: &str) -> Vec<String> {
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.k, "nft", "-j", "list", "set", "inet", "fw", set,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let els = j["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("set").and_then(|s| s.get("elem")))
+        .flat_map(|e| e.as_array().unwrap().clone());
+    without_expires(els)
+}
+
+/// Element timeouts: declared (a set's own and the elements' own, in a plain set and a
+/// set of concatenations), given by `update @s { … timeout 30s }` on the data path, and
+/// added by an element command (`add element … { E timeout 5s }`, an incremental change
+/// here): the same counters per probe and the same elements with the same `timeout`s in
+/// `nft -j list set` as in ours.
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn element_timeouts_list_as_the_kernel_lists_them() {
+    use dataplane::rules::{compile, dynlist, parse};
+    let ns = Pair::setup("dt");
+    ns.nft_f(&format!("flush ruleset\n{TIMEOUTS}"), &ns.k);
+    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
+    let first = load_text(TIMEOUTS, &ports, 1).unwrap();
+    first.start_declared(1);
+    let cmds = "add element inet fw to { 198.18.9.5 timeout 5s, 198.18.9.6 }\n\
+                add element inet fw c { 198.18.9.7 . 80 timeout 40s }\n";
+    ns.nft_f(cmds, &ns.k);
+    let mut ours = compile(&parse::apply(first.source(), cmds).unwrap(), &ports, 1).unwrap();
+    ours.adopt_dynsets(&first);
+    ours.start_declared(1);
+    ns.compare(&ours, &[Probe::Udp(53), Probe::Tcp(22), Probe::Udp(53)]);
+    for set in ["to", "c"] {
+        let (key, els) = ours
+            .dynset_elements(TableFamily::Inet, "fw", set, 2)
+            .unwrap();
+        let mine = without_expires(els.iter().map(|e| dynlist::element_json(key, e)));
+        assert_eq!(mine, kernel_elems(&ns, set), "set {set}");
+        eprintln!("{set}: {mine:?}");
+    }
+}

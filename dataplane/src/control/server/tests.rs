@@ -2236,8 +2236,11 @@ fn an_element_command_with_a_timeout_reaches_the_running_dynamic_set() {
     s.backend.now_ns = now;
     // `fwctl nft 'add element …'`: an incremental change; the element is in the live
     // store from this generation on, with its own 5 s.
-    s.ruleset_commands("add element ip filter bl { 198.18.0.5 . 22 timeout 5s }\n", false)
-        .unwrap();
+    s.ruleset_commands(
+        "add element ip filter bl { 198.18.0.5 . 22 timeout 5s }\n",
+        false,
+    )
+    .unwrap();
     let drops = |s: &Server<Fake>, at: u64| {
         let p = tcp(v4([198, 18, 0, 5]), v4([198, 18, 1, 1]), 1000, 22, 0x02);
         let cur = s.rules.as_ref().unwrap().current();
