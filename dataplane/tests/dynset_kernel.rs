@@ -105,9 +105,8 @@ const CONCAT: &str = r#"table inet fw {
 }
 "#;
 
-/// A set's elements as `nft -j list set` writes their values (the `expires` left out),
-/// sorted by their JSON text.
-fn kernel_vals(ns: &Pair, kind: &str, set: &str) -> Vec<String> {
+/// A set's (or meter's) elements as `nft -j list set` writes them.
+fn kernel_json(ns: &Pair, kind: &str, set: &str) -> Vec<serde_json::Value> {
     let o = Command::new("ip")
         .args([
             "netns", "exec", &ns.k, "nft", "-j", "list", kind, "inet", "fw", set,
@@ -116,15 +115,22 @@ fn kernel_vals(ns: &Pair, kind: &str, set: &str) -> Vec<String> {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut out = Vec::new();
-    for item in j["nftables"].as_array().unwrap() {
-        let Some(els) = item.get(kind).and_then(|s| s.get("elem")) else {
-            continue;
-        };
-        for e in els.as_array().unwrap() {
-            out.push(e.get("elem").map_or(e, |x| &x["val"]).to_string());
-        }
-    }
+    j["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get(kind).and_then(|s| s.get("elem")))
+        .flat_map(|e| e.as_array().unwrap().clone())
+        .collect()
+}
+
+/// A set's elements as `nft -j list set` writes their values (the `expires` left out),
+/// sorted by their JSON text.
+fn kernel_vals(ns: &Pair, kind: &str, set: &str) -> Vec<String> {
+    let mut out: Vec<String> = kernel_json(ns, kind, set)
+        .iter()
+        .map(|e| e.get("elem").map_or(e, |x| &x["val"]).to_string())
+        .collect();
     out.sort_unstable();
     out
 }
@@ -211,24 +217,6 @@ fn without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<String> 
     out
 }
 
-fn kernel_elems(ns: &Pair, set: &str) -> Vec<String> {
-    let o = Command::new("ip")
-        .args([
-            "netns", "exec", &ns.k, "nft", "-j", "list", "set", "inet", "fw", set,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let els = j["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i.get("set").and_then(|s| s.get("elem")))
-        .flat_map(|e| e.as_array().unwrap().clone());
-    without_expires(els)
-}
-
 /// Element timeouts: declared (a set's own and the elements' own, in a plain set and a
 /// set of concatenations), given by `update @s { … timeout 30s }` on the data path, and
 /// added by an element command (`add element … { E timeout 5s }`, an incremental change
@@ -255,7 +243,11 @@ fn element_timeouts_list_as_the_kernel_lists_them() {
             .dynset_elements(TableFamily::Inet, "fw", set, 2)
             .unwrap();
         let mine = without_expires(els.iter().map(|e| dynlist::element_json(key, e)));
-        assert_eq!(mine, kernel_elems(&ns, set), "set {set}");
+        assert_eq!(
+            mine,
+            without_expires(kernel_json(&ns, "set", set).into_iter()),
+            "set {set}"
+        );
         eprintln!("{set}: {mine:?}");
     }
 }
