@@ -23,6 +23,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dataplane::conntrack::Tunables;
 use dataplane::rules::{Publisher, load_text};
 use dataplane::wire::VERIFY_ALL;
+use dataplane::worker::process::Process;
 use dataplane::worker::{Action, Pipeline, SCRATCH_LEN};
 
 mod common;
@@ -127,6 +128,8 @@ fn flow(i: u32) -> [u8; FRAME] {
 fn established(n: u32) -> (Pipeline, Publisher, Vec<[u8; FRAME]>) {
     // At least 128 NAT pools (one per 1 024 entries): the 64 SNAT addresses times UDP.
     let (mut p, publisher) = pipeline((n + n / 4 + 1024).max(1 << 17));
+    // The table's own hints as the daemon's workers issue them (`daemon::launch`).
+    p.use_cpu_prefetch();
     let mut s = vec![0u8; SCRATCH_LEN];
     let frames: Vec<[u8; FRAME]> = (0..n).map(flow).collect();
     for (i, f) in frames.iter().enumerate() {
@@ -233,11 +236,12 @@ fn fast_vector(p: &mut Pipeline, bufs: &mut [[u8; FRAME]], scratch: &mut [u8]) {
     stage_finish(p);
 }
 
-/// Stages 1-2: key, hash, bucket prefetch, bucket scan, recipe prefetch.
+/// Stages 1-2: key, hash, bucket prefetch, bucket scan, recipe prefetch. Called
+/// through the `Process` trait with the hint the I/O edge gives (`WorkerIo::vector`).
 #[inline(never)]
 fn stage_prepare(p: &mut Pipeline, bufs: &[[u8; FRAME]]) {
     let frames: arrayvec::ArrayVec<&[u8], 256> = bufs.iter().map(|f| &f[..]).collect();
-    p.prepare_vector(&frames, hint);
+    Process::prepare_vector(p, &frames, hint);
 }
 
 /// Stage 3: each frame through the fast path, or the full pipeline when it declines.
