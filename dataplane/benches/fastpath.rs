@@ -21,6 +21,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dataplane::conntrack::Tunables;
+use dataplane::conntrack::alloc::Prefetch;
 use dataplane::rules::{Publisher, load_text};
 use dataplane::wire::VERIFY_ALL;
 use dataplane::worker::process::Process;
@@ -175,14 +176,6 @@ fn permutation(n: usize) -> Vec<u32> {
     v
 }
 
-#[cfg(feature = "dpdk")]
-fn hint(p: *const u8) {
-    dpdk_bindings::prefetch0_addr(p);
-}
-
-#[cfg(not(feature = "dpdk"))]
-fn hint(_: *const u8) {}
-
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("fastpath");
     let mut scratch = vec![0u8; SCRATCH_LEN];
@@ -241,7 +234,7 @@ fn fast_vector(p: &mut Pipeline, bufs: &mut [[u8; FRAME]], scratch: &mut [u8]) {
 #[inline(never)]
 fn stage_prepare(p: &mut Pipeline, bufs: &[[u8; FRAME]]) {
     let frames: arrayvec::ArrayVec<&[u8], 256> = bufs.iter().map(|f| &f[..]).collect();
-    Process::prepare_vector(p, &frames, hint);
+    Process::prepare_vector(p, &frames, Prefetch::Cpu);
 }
 
 /// Stage 3: each frame through the fast path, or the full pipeline when it declines.

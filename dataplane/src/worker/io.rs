@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
-use dpdk_bindings::{
-    CksumStatus, Consumer, Mbuf, Producer, RxQueue, TxBuffer, prefetch0_addr, rdtsc,
-};
+use dpdk_bindings::{CksumStatus, Consumer, Mbuf, Producer, RxQueue, TxBuffer, rdtsc};
 
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicU64;
 
+use crate::conntrack::alloc::Prefetch;
 use crate::route::NeighborSnapshot;
 use crate::wire::{HwCsum, ParseOptions};
 use crate::worker::clock::TscClock;
@@ -349,7 +348,7 @@ impl WorkerIo {
         }
         {
             let frames: ArrayVec<&[u8], BURST> = burst.iter().map(Mbuf::data).collect();
-            proc.prepare_vector(&frames, prefetch0_addr);
+            proc.prepare_vector(&frames, Prefetch::Cpu);
         }
         for (i, (mut m, &port)) in burst.drain(..).zip(ports).enumerate() {
             let opts = offload_opts(&m);

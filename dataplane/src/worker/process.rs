@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::conntrack::alloc::Prefetch;
 use crate::control::proto::CtCounters;
 use crate::nat::alloc::Steering;
 use crate::route::NeighborSnapshot;
@@ -53,9 +54,6 @@ pub trait Process: Send {
         let _ = opts;
         dispatch(self, handed_off, in_port, frame, now_ns, scratch)
     }
-    /// Before a vector (a received burst) is processed: whatever can be done for all its
-    /// frames at once (hash their keys, prefetch the connection table's lines they will
-    /// touch through `hint`, the edge's prefetch instruction). The default does nothing.
     /// The next fragment of an [`Action::Fragments`], written into `out`: its length, or
     /// `None` when there is none left or `out` is too short. The default has none
     /// (processors that do not reassemble).
@@ -63,7 +61,11 @@ pub trait Process: Send {
         let _ = out;
         None
     }
-    fn prepare_vector(&mut self, frames: &[&[u8]], hint: fn(*const u8)) {
+    /// Before a vector (a received burst) is processed: whatever can be done for all its
+    /// frames at once (hash their keys, prefetch the connection table's lines they will
+    /// touch with `hint`: the edge gives [`Prefetch::Cpu`], a direct `prefetcht0` per
+    /// line, no call). The default does nothing.
+    fn prepare_vector(&mut self, frames: &[&[u8]], hint: Prefetch) {
         let _ = (frames, hint);
     }
     /// Frame `i` of the vector given to [`Process::prepare_vector`], in order: its
@@ -171,8 +173,13 @@ impl Process for Pipeline {
         Pipeline::process_frame(self, in_port, frame, opts, handed_off, now_ns, scratch)
     }
 
-    fn prepare_vector(&mut self, frames: &[&[u8]], hint: fn(*const u8)) {
-        Pipeline::prepare_vector(self, frames, hint);
+    fn prepare_vector(&mut self, frames: &[&[u8]], hint: Prefetch) {
+        // One instance per arm: the edge's `Cpu` inlines the prefetch instruction at each
+        // of the stages' hints (a `fn` pointer was an indirect call per line).
+        match hint {
+            Prefetch::Cpu => Pipeline::prepare_vector(self, frames, |p| Prefetch::Cpu.line(p)),
+            other => Pipeline::prepare_vector(self, frames, |p| other.line(p)),
+        }
     }
 
     fn fast_path(
