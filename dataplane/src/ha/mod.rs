@@ -1,6 +1,7 @@
 //! High availability: connection-state sync between two fwd boxes (docs/ha.md).
 //!
 //! - [`wire`]: the sync datagram (versioned header, CRC-32, batched records).
+//! - [`cache`]: the backup's external cache of synced entries.
 //! - [`ftfw`]: reliable delivery as conntrackd's FT-FW mode does it (sequence numbers,
 //!   ACK, NACK and retransmission from a bounded queue, loss counters, resync).
 //!
@@ -9,6 +10,7 @@
 //! `ha_commit`), into its workers' tables with [`crate::conntrack::Table::apply_synced`].
 
 pub mod announce;
+pub mod cache;
 pub mod ftfw;
 pub mod wire;
 

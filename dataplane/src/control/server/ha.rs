@@ -92,13 +92,9 @@ impl<B: Backend> Server<B> {
                 for r in records {
                     let ok = match r {
                         Record::Upsert { entry, .. } => {
-                            if self.ha.cache.len() < max || self.ha.cache.contains_key(&entry.orig)
-                            {
-                                self.ha.cache.insert(entry.orig, entry);
-                                true
-                            } else {
-                                false
-                            }
+                            (self.ha.cache.len() < max
+                                || self.ha.cache.contains_key(&entry.orig))
+                                && self.ha.cache.insert(entry)
                         }
                         Record::Destroy(k) => self.ha.cache.remove(&k).is_some(),
                         Record::Expect(_) | Record::ExpectDestroy(_) => false,
@@ -210,7 +206,7 @@ impl<B: Backend> Server<B> {
             .ha
             .cache
             .drain()
-            .map(|(_, entry)| Record::Upsert { new: true, entry })
+            .map(|entry| Record::Upsert { new: true, entry })
             .collect();
         let before = self.ha.counters;
         self.apply_on_workers(records, true)?;

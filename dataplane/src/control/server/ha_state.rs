@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::conntrack::{FlowKey, KeyedState, Synced};
+use crate::conntrack::FlowKey;
 use crate::control::proto::HaCounters;
+use crate::ha::cache::SyncCache;
 use crate::ha::wire::ExpectKey;
 use crate::nat::Owner;
 
@@ -12,9 +13,9 @@ use crate::nat::Owner;
 /// `ha_commit`), the counters, and the owner function entries are routed with.
 #[derive(Debug, Default)]
 pub struct HaState {
-    /// Keyed with [`KeyedState`]: a million synced entries arrive at the sync's rate, and
-    /// SipHash was most of the control thread's time per record (docs/ha.md, "Throughput").
-    pub(super) cache: HashMap<FlowKey, Synced, KeyedState>,
+    /// Dense entries behind a keyed index ([`SyncCache`]): a million synced entries arrive
+    /// at the sync's rate (docs/ha.md, "Throughput").
+    pub(super) cache: SyncCache,
     pub(super) counters: HaCounters,
     pub(super) owner: Option<Owner>,
     /// The expectation table's counters (create + new + delete) when it was last listed
