@@ -15,8 +15,8 @@
 //!   records) and sequenced, its body collected, then one `ha_apply_records` request line
 //!   (base64, JSON).
 //! - `fwd_apply`: the backup fwd: the request line parsed, base64 decoded, records decoded
-//!   and put into an external cache like fwd's (`HashMap<FlowKey, Synced>`) that grows as
-//!   the stream runs.
+//!   and put into fwd's external cache (`ha::cache::SyncCache`), which grows as the
+//!   stream runs.
 //!
 //! Each step is one batch of 1 024 records (criterion's throughput is per record).
 //! `cargo bench -p dataplane --bench hasync`
@@ -26,7 +26,6 @@
 //! `valgrind --tool=callgrind --toggle-collect='*hasync::step*'` the collected instructions
 //! / (N * 1024) are one record's.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::measurement::WallTime;
@@ -35,6 +34,7 @@ use dataplane::conntrack::{CtEvent, FlowKey, InsertHints, Synced, Table, Tunable
 use dataplane::control::proto::{
     EventType, HaTarget, PROTOCOL_VERSION, RecordBatch, Request, RequestEnvelope,
 };
+use dataplane::ha::cache::SyncCache;
 use dataplane::ha::ftfw::{Receiver, Sender};
 use dataplane::ha::wire::{self, Record};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, proto};
@@ -215,7 +215,7 @@ fn step_receive(r: &mut Receiver, datagrams: &[Vec<u8>]) -> Vec<u8> {
 /// The backup fwd: a request line into the external cache (keys made distinct per step
 /// by `round`, so the cache grows as it does under churn).
 #[inline(never)]
-fn step_apply(cache: &mut HashMap<FlowKey, Synced>, line: &[u8], round: u32) -> usize {
+fn step_apply(cache: &mut SyncCache, line: &[u8], round: u32) -> usize {
     let text = String::from_utf8_lossy(line);
     let env: RequestEnvelope = serde_json::from_str(text.trim()).expect("a request");
     let Request::HaApplyRecords { records, .. } = env.request else {
@@ -225,7 +225,7 @@ fn step_apply(cache: &mut HashMap<FlowKey, Synced>, line: &[u8], round: u32) -> 
     for r in wire::decode_records(&bytes).expect("records") {
         if let Record::Upsert { mut entry, .. } = r {
             entry.orig.zone = u16::try_from(round & 0xffff).unwrap_or(0);
-            cache.insert(entry.orig, entry);
+            cache.insert(entry);
         }
     }
     cache.len()
@@ -283,7 +283,7 @@ fn hasync(c: &mut Criterion) {
     let mut r = Receiver::new(2, 64);
     let mut s = Sender::with_datagram(1, 1 << 20, 16_000);
     let request = step_receive(&mut r, &step_send(&mut s, &line));
-    let mut cache = HashMap::new();
+    let mut cache = SyncCache::new();
     let mut round = 0u32;
     run(&mut g, "fwd_apply", || {
         round = round.wrapping_add(1);

@@ -92,8 +92,7 @@ impl<B: Backend> Server<B> {
                 for r in records {
                     let ok = match r {
                         Record::Upsert { entry, .. } => {
-                            (self.ha.cache.len() < max
-                                || self.ha.cache.contains_key(&entry.orig))
+                            (self.ha.cache.len() < max || self.ha.cache.contains_key(&entry.orig))
                                 && self.ha.cache.insert(entry)
                         }
                         Record::Destroy(k) => self.ha.cache.remove(&k).is_some(),
