@@ -50,11 +50,11 @@ impl SyncCache {
     /// whether it is held: false only when the cache already has `u32::MAX` entries (the
     /// slots are 32-bit; fwd's `max_entries` stops it long before).
     pub fn insert(&mut self, entry: Synced) -> bool {
-        if let Some(&slot) = self.index.get(&entry.orig) {
-            if let Some(e) = self.entries.get_mut(slot as usize) {
-                *e = entry;
-                return true;
-            }
+        if let Some(&slot) = self.index.get(&entry.orig)
+            && let Some(e) = self.entries.get_mut(slot as usize)
+        {
+            *e = entry;
+            return true;
         }
         let Ok(slot) = u32::try_from(self.entries.len()) else {
             return false;
@@ -69,16 +69,17 @@ impl SyncCache {
 
     /// Removes the entry with this original tuple and returns it.
     pub fn remove(&mut self, k: &FlowKey) -> Option<Synced> {
-        let slot = self.index.remove(k)? as usize;
-        if slot >= self.entries.len() {
+        let slot = self.index.remove(k)?;
+        let at = slot as usize;
+        if at >= self.entries.len() {
             return None;
         }
-        let gone = self.entries.swap_remove(slot);
+        let gone = self.entries.swap_remove(at);
         // The entry moved into the freed slot (none when the last one was removed).
-        if let Some(moved) = self.entries.get(slot)
+        if let Some(moved) = self.entries.get(at)
             && let Some(s) = self.index.get_mut(&moved.orig)
         {
-            *s = slot as u32;
+            *s = slot;
         }
         Some(gone)
     }
@@ -155,7 +156,7 @@ mod tests {
         #[test]
         fn behaves_as_a_hash_map(ops in prop::collection::vec(op(), 0..300)) {
             let mut c = SyncCache::new();
-            let mut r: std::collections::HashMap<FlowKey, Synced> = Default::default();
+            let mut r: HashMap<FlowKey, Synced> = Default::default();
             for o in ops {
                 match o {
                     Op::Insert(k, m) => {
