@@ -41,13 +41,13 @@ impl<const W: usize> Default for Slot<W> {
     }
 }
 
-/// What a consistent read of a slot saw.
+/// What a consistent read of a slot saw (`T`: a word, or what a user makes of them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Read<const R: usize> {
+pub(crate) enum Read<const R: usize, T = u64> {
     /// `EMPTY`, `BUSY` or `DEAD`.
     Free(u64),
     /// A published entry: its state (expiry) and its first `R` words.
-    Live(u64, [u64; R]),
+    Live(u64, [T; R]),
     /// The slot changed while it was read.
     Changing,
 }

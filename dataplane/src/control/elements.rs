@@ -14,7 +14,7 @@ use crate::control::proto::{
     ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
 };
 use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
-use crate::rules::compile::{DynElement, DynKey, DynStore, NEVER};
+use crate::rules::compile::{DynElement, DynKey, DynStore, NEVER, Packed};
 use crate::rules::edit::{self, Element, ElementFault, ElementOp};
 use crate::rules::{self, dynlist, print};
 
@@ -339,7 +339,7 @@ pub fn change(
 pub struct LiveChange {
     op: ElementOp,
     /// Each element's key and, for an add, its expiry (ns of the workers' clock).
-    keys: Vec<(u128, u64)>,
+    keys: Vec<(Packed, u64)>,
     /// For a delete of declared elements: the ruleset without them (to publish first, so
     /// that a later ruleset does not bring them back).
     pub declaration: Option<Ruleset>,

@@ -51,7 +51,7 @@ mod tests {
         let ty = DynKey::new(vec![SetType::Ipv4Addr], &ports).unwrap();
         let a = crate::rules::ast::addr_to_u128(crate::wire::Addr::from_v4([127, 0, 0, 2]));
         let e = DynElement {
-            key: a,
+            key: a.into(),
             expires_ns: Some(598_784_000_000),
             timeout_ns: None,
         };
@@ -62,7 +62,7 @@ mod tests {
         );
         let port = DynKey::new(vec![SetType::InetService], &ports).unwrap();
         let p = DynElement {
-            key: 22,
+            key: 22.into(),
             expires_ns: None,
             timeout_ns: None,
         };
@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(element_json(&port, &p), json!(22));
         let cat = DynKey::new(vec![SetType::Ipv4Addr, SetType::InetService], &ports).unwrap();
         let c = DynElement {
-            key: (a << 16) | 22,
+            key: ((a << 16) | 22).into(),
             expires_ns: Some(9_500_000_000),
             timeout_ns: None,
         };
@@ -82,7 +82,7 @@ mod tests {
         // Its own timeout, where it is not the set's (nft 1.0.6's listing of an element
         // added with `update @s { ip daddr timeout 20s }` to a set with `timeout 1m`).
         let own = DynElement {
-            key: a,
+            key: a.into(),
             expires_ns: Some(19_996_000_000),
             timeout_ns: Some(20_000_000_000),
         };

@@ -1404,7 +1404,7 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
     let now = 100 * sec;
     s.backend.now_ns = now;
     // A store key: an IPv4 address in its 32 bits (`rules::compile::DynKey`).
-    let key = |o: [u8; 4]| u128::from(u32::from_be_bytes(o));
+    let key = |o: [u8; 4]| crate::rules::compile::Packed::from(u128::from(u32::from_be_bytes(o)));
     {
         let cur = s.rules.as_ref().unwrap().current();
         let store = cur
@@ -1498,7 +1498,7 @@ fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
     let now = 100 * sec;
     s.backend.now_ns = now;
     // A store key: an IPv4 address in its 32 bits (`rules::compile::DynKey`).
-    let key = |o: [u8; 4]| u128::from(u32::from_be_bytes(o));
+    let key = |o: [u8; 4]| crate::rules::compile::Packed::from(u128::from(u32::from_be_bytes(o)));
     let store = |s: &Server<Fake>, set: &str| {
         let cur = s.rules.as_ref().unwrap().current();
         Arc::clone(cur.dynset_store(TableFamily::Ip, "filter", set).unwrap())
@@ -1705,7 +1705,7 @@ fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
     .unwrap();
     let now = 50_000_000_000u64;
     s.backend.now_ns = now;
-    let key = u128::from(u32::from_be_bytes([198, 18, 0, 7]));
+    let key = crate::rules::compile::Packed::from(u128::from(u32::from_be_bytes([198, 18, 0, 7])));
     {
         let cur = s.rules.as_ref().unwrap().current();
         let store = cur.dynset_store(TableFamily::Ip, "t", "m").unwrap();

@@ -1,8 +1,10 @@
 //! The key of a dynamic set or meter: one value or a concatenation (`ipv4_addr .
-//! inet_service`, `ifname . ipv4_addr`) packed into the store's 128 bits, the first type
-//! in the highest bits used. Widths: IPv4 address and mark 32 bits, IPv6 address 128, port
-//! 16, protocol 8, interface name 16 (the port's index: the name is what a listing shows,
-//! the index what the data path reads). A key wider than 128 bits (`ipv6_addr .
+//! inet_service`, `ifname . ipv4_addr`, `ipv6_addr . inet_service`) packed into a
+//! [`Packed`] key of up to 256 bits, the first type in the highest bits used. Widths: IPv4
+//! address and mark 32 bits, IPv6 address 128, port 16, protocol 8, interface name 16 (the
+//! port's index: the name is what a listing shows, the index what the data path reads). A
+//! key of at most 128 bits lives in a narrow store (its `hi` is 0), a wider one in a wide
+//! store (`dynstore.rs`); a key wider than 256 bits (`ipv6_addr . ipv6_addr .
 //! inet_service`) is refused when the ruleset compiles.
 
 use super::keytable::value_interval;
@@ -22,6 +24,46 @@ pub struct DynKey {
     ports: PortsByName,
 }
 
+/// The most bits a key holds.
+pub(crate) const MAX_BITS: u32 = 256;
+
+/// A packed key: `hi` the high 128 bits (0 in a key of at most 128 bits), `lo` the low.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Packed {
+    pub hi: u128,
+    pub lo: u128,
+}
+
+impl From<u128> for Packed {
+    fn from(lo: u128) -> Self {
+        Packed { hi: 0, lo }
+    }
+}
+
+impl Packed {
+    /// The key shifted left by `w` bits (0 < `w` <= 128), the bits past 256 dropped.
+    fn shl(self, w: u32) -> Self {
+        if w >= 128 {
+            return Packed { hi: self.lo, lo: 0 };
+        }
+        Packed {
+            hi: self.hi << w | self.lo >> (128 - w),
+            lo: self.lo << w,
+        }
+    }
+
+    /// The key shifted right by `w` bits (0 < `w` <= 128).
+    fn shr(self, w: u32) -> Self {
+        if w >= 128 {
+            return Packed { hi: 0, lo: self.hi };
+        }
+        Packed {
+            hi: self.hi >> w,
+            lo: self.lo >> w | self.hi << (128 - w),
+        }
+    }
+}
+
 /// The bits a value of `kind` takes in a packed key (`None`: not a dynamic-set key).
 pub(crate) fn width(kind: Kind) -> Option<u32> {
     Some(match kind {
@@ -36,19 +78,21 @@ pub(crate) fn width(kind: Kind) -> Option<u32> {
 /// `key` with value `v` of `kind` appended in the lowest bits (the value cut to its
 /// width: an IPv4 address is held as an IPv4-mapped 128-bit number); `None` for a kind no
 /// dynamic set holds.
-pub(crate) fn push(key: u128, kind: Kind, v: u128) -> Option<u128> {
+pub(crate) fn push(key: Packed, kind: Kind, v: u128) -> Option<Packed> {
     let w = width(kind)?;
     let low = if w >= 128 { v } else { v & ((1u128 << w) - 1) };
-    Some(key.checked_shl(w).unwrap_or(0) | low)
+    let mut k = key.shl(w);
+    k.lo |= low;
+    Some(k)
 }
 
 impl DynKey {
     /// The key of `types`, or why a dynamic set cannot hold it.
     pub(crate) fn new(types: Vec<SetType>, ports: &PortsByName) -> Result<Self, String> {
         let bits: u32 = types.iter().filter_map(|t| width(t.kind())).sum();
-        if bits > 128 {
+        if bits > MAX_BITS {
             return Err(format!(
-                "a dynamic set's key is at most 128 bits; `{}` is {bits}",
+                "a dynamic set's key is at most {MAX_BITS} bits; `{}` is {bits}",
                 print::types_text(&types)
             ));
         }
@@ -73,6 +117,15 @@ impl DynKey {
         Self::new(types, ports)
     }
 
+    /// Whether the key needs a wide store (more than 128 bits).
+    pub(crate) fn wide(&self) -> bool {
+        self.types
+            .iter()
+            .filter_map(|t| width(t.kind()))
+            .sum::<u32>()
+            > 128
+    }
+
     /// The type as nft writes it (`ipv4_addr . inet_service`).
     pub fn type_text(&self) -> String {
         print::types_text(&self.types)
@@ -80,11 +133,11 @@ impl DynKey {
 
     /// The store key of one element (a value per type): `None` for a range, a shorter
     /// prefix, a wildcard name or a name that is no port's.
-    pub fn key(&self, elem: &[Value]) -> Option<u128> {
+    pub fn key(&self, elem: &[Value]) -> Option<Packed> {
         if elem.len() != self.types.len() {
             return None;
         }
-        let mut key = 0u128;
+        let mut key = Packed::default();
         for (t, v) in self.types.iter().zip(elem) {
             let x = match (t, v) {
                 (SetType::IfName, Value::Str(name)) => u128::from(*self.ports.get(name)?),
@@ -99,17 +152,17 @@ impl DynKey {
     }
 
     /// The values of a store key, one per type.
-    pub fn values(&self, key: u128) -> Vec<Value> {
+    pub fn values(&self, key: Packed) -> Vec<Value> {
         let mut out = Vec::with_capacity(self.types.len());
         let mut rest = key;
         for t in self.types.iter().rev() {
             let w = width(t.kind()).unwrap_or(128);
             let v = if w >= 128 {
-                rest
+                rest.lo
             } else {
-                rest & ((1u128 << w) - 1)
+                rest.lo & ((1u128 << w) - 1)
             };
-            rest = rest.checked_shr(w).unwrap_or(0);
+            rest = rest.shr(w);
             out.push(match t.kind() {
                 Kind::Addr4 => Value::Prefix(
                     crate::wire::Addr::from_v4(u32::try_from(v).unwrap_or(0).to_be_bytes()),
@@ -134,12 +187,12 @@ impl DynKey {
     }
 
     /// A store key as nft writes an element of the set (`198.18.1.2 . 22`).
-    pub fn text(&self, key: u128) -> String {
+    pub fn text(&self, key: Packed) -> String {
         print::kinds_elem(&self.kinds(), &self.values(key))
     }
 
     /// A store key as `nft -j` writes it (a value, or `{"concat": [V, …]}`).
-    pub fn json(&self, key: u128) -> J {
+    pub fn json(&self, key: Packed) -> J {
         let vals = self.values(key);
         let one: Vec<J> = self
             .types
@@ -170,7 +223,11 @@ mod tests {
             Value::Num(22),
         ];
         let key = k.key(&e).unwrap();
-        assert_eq!(key, (0xc612_0102u128 << 16) | 22, "each value in its width");
+        assert_eq!(
+            key,
+            Packed::from((0xc612_0102u128 << 16) | 22),
+            "each value in its width"
+        );
         assert_eq!(k.text(key), "198.18.1.2 . 22");
         assert_eq!(
             k.json(key),
@@ -186,13 +243,37 @@ mod tests {
         let a = Value::Prefix(Addr([0xff; 16]), 128);
         assert_eq!(
             one.values(one.key(std::slice::from_ref(&a)).unwrap()),
-            vec![a]
+            vec![a.clone()]
         );
         let two = DynKey::new(vec![SetType::Ipv4Addr, SetType::Ipv4Addr], &ports).unwrap();
         let b = Value::Prefix(Addr::from_v4([203, 0, 113, 9]), 32);
         let pair = [e[0].clone(), b];
         assert_eq!(two.values(two.key(&pair).unwrap()), pair);
-        let err = DynKey::new(vec![SetType::Ipv6Addr, SetType::InetService], &ports);
-        assert!(err.unwrap_err().contains("144"));
+        assert!(!two.wide());
+        // Wider than 128 bits: the address's top 16 bits move to `hi`.
+        let six = DynKey::new(vec![SetType::Ipv6Addr, SetType::InetService], &ports).unwrap();
+        assert!(six.wide());
+        let mut x = [0u8; 16];
+        x[0] = 0x20;
+        x[1] = 0x01;
+        x[15] = 0x09;
+        let a6 = Value::Prefix(Addr(x), 128);
+        let e6 = [a6.clone(), Value::Num(443)];
+        let key = six.key(&e6).unwrap();
+        assert_eq!(key.hi, 0x2001, "the first value in the highest bits");
+        assert_eq!(key.lo & 0xffff, 443);
+        assert_eq!(key.lo >> 16 & 0xff, 0x09);
+        assert_eq!(six.values(key), e6);
+        assert_eq!(six.text(key), "2001::9 . 443");
+        let pair6 = DynKey::new(vec![SetType::Ipv6Addr, SetType::Ipv6Addr], &ports).unwrap();
+        let p6 = [a6.clone(), a];
+        let key = pair6.key(&p6).unwrap();
+        assert_eq!(key.lo, u128::MAX);
+        assert_eq!(pair6.values(key), p6);
+        let err = DynKey::new(
+            vec![SetType::Ipv6Addr, SetType::Ipv6Addr, SetType::InetService],
+            &ports,
+        );
+        assert!(err.unwrap_err().contains("272"));
     }
 }

@@ -3,7 +3,7 @@
 //! their evaluation.
 
 use super::dynir::{DynStmt, ElemLimit};
-use super::dynkey::{DynKey, push};
+use super::dynkey::{DynKey, Packed, push};
 use super::dynstore::{DynDef, DynElement, DynEntry, DynStore, NEVER};
 use super::eval::field_value;
 use super::ir::{CStmt, EvalResult, PacketCtx};
@@ -123,11 +123,11 @@ impl DynSets {
                 let lifetimes = w.timeouts
                     || elem_stmts(t).any(|(e, _)| e.set == w.name && e.timeout_ms.is_some());
                 if w.size > super::dynstore::MAX_SIZE
-                    || !budget.charge(DynStore::bytes(w.size, conns, lifetimes))
+                    || !budget.charge(DynStore::bytes(w.size, conns, lifetimes, w.key.wide()))
                 {
                     return Err(Error::at(w.pos, &w.name, budget.exceeded()));
                 }
-                let store = DynStore::new(w.size, conns, lifetimes);
+                let store = DynStore::new(w.size, conns, lifetimes, w.key.wide());
                 let (mut declared, mut all_declared) = (Vec::new(), Vec::new());
                 for (e, own) in &w.elements {
                     let key = w.key.key(e).ok_or_else(|| {
@@ -265,8 +265,8 @@ impl DynSets {
 }
 
 /// The packet's store key for `key` (`None` when a field does not apply to it).
-fn packet_key(key: &[Field], ctx: &PacketCtx<'_>) -> Option<u128> {
-    let mut acc = 0u128;
+fn packet_key(key: &[Field], ctx: &PacketCtx<'_>) -> Option<Packed> {
+    let mut acc = Packed::default();
     for &f in key {
         let v = field_value(f, ctx)?;
         acc = push(acc, f.kind(), v)?;
@@ -392,8 +392,8 @@ impl CompiledRuleset {
                 // `nft add rule` leaves the kernel's elements alone); what the change
                 // declared anew is added (`add element` in a command script, with its own
                 // timeout or the set's) and what it dropped is taken out.
-                let had: HashSet<u128> = o.all_declared.iter().map(|x| x.0).collect();
-                let has: HashSet<u128> = e.all_declared.iter().map(|x| x.0).collect();
+                let had: HashSet<Packed> = o.all_declared.iter().map(|x| x.0).collect();
+                let has: HashSet<Packed> = e.all_declared.iter().map(|x| x.0).collect();
                 e.store = Arc::clone(&o.store);
                 e.declared = e
                     .all_declared

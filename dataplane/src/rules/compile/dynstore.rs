@@ -3,12 +3,14 @@
 //!
 //! A fixed array of slots (twice the set's `size`, a power of two), open addressing over a
 //! bounded window of [`WINDOW`] slots from the key's seeded hash: the lock-free slot store
-//! of `crate::slots`, with three words per slot. Each slot is four atomics:
+//! of `crate::slots`, with three words per slot for a key of at most 128 bits and five for
+//! a wider one (`ipv6_addr . inet_service`: only such a set pays the 16 bytes more a slot).
+//! Each slot of a narrow store is four atomics:
 //!
 //! - `state`: [`EMPTY`] (never used: a lookup stops here), [`BUSY`] (being written),
 //!   [`DEAD`] (deleted or collected: free, a lookup goes on), or the element's expiry time
 //!   in ns of the workers' clock ([`NEVER`]: no timeout);
-//! - `key`: the key's 128 bits;
+//! - `key`: the key's 128 bits (a wide store: 256 bits, four words);
 //! - `tat`: the per-element `limit` (GCRA: the theoretical arrival time; 0: a full bucket).
 //!
 //! Readers check `state`, read the key, and check `state` again (a seqlock: a slot being
@@ -24,6 +26,7 @@
 //! the rule), counted in `full`.
 
 use super::dynir::ElemLimit;
+use super::dynkey::Packed;
 use super::ir::{CtCountToken, EvalResult, MAX_CT_TOKENS};
 use crate::rules::ast::TableFamily;
 use std::hash::BuildHasher;
@@ -34,9 +37,91 @@ use crate::slots::{BUSY, DEAD, EMPTY, Read, SlotStore, WINDOW};
 
 /// The state of an element without a timeout.
 pub const NEVER: u64 = u64::MAX;
-/// A slot's words: the key's high and low halves, then the element's `tat`.
+/// A narrow slot's words: the key's high and low halves, then the element's `tat`.
 const WORDS: usize = 3;
-const TAT: usize = 2;
+/// A wide slot's words: the key's four 64-bit parts, highest first, then the `tat`.
+const WIDE_WORDS: usize = 5;
+
+/// The slots of a store: narrow (keys of at most 128 bits) or wide (at most 256).
+#[derive(Debug)]
+enum Slots {
+    Narrow(SlotStore<WORDS>),
+    Wide(SlotStore<WIDE_WORDS>),
+}
+
+/// `$body` with `$s` bound to the store's slots, whichever their width.
+macro_rules! each {
+    ($slots:expr, $s:ident => $body:expr) => {
+        match $slots {
+            Slots::Narrow($s) => $body,
+            Slots::Wide($s) => $body,
+        }
+    };
+}
+
+impl Slots {
+    fn slots(&self) -> usize {
+        each!(self, s => s.slots())
+    }
+
+    fn idx(&self, home: usize, d: usize) -> usize {
+        each!(self, s => s.idx(home, d))
+    }
+
+    fn state(&self, i: usize) -> &AtomicU64 {
+        each!(self, s => s.state(i))
+    }
+
+    /// Slot `i`'s `tat` word.
+    fn tat(&self, i: usize) -> &AtomicU64 {
+        match self {
+            Slots::Narrow(s) => s.word(i, WORDS - 1),
+            Slots::Wide(s) => s.word(i, WIDE_WORDS - 1),
+        }
+    }
+
+    fn claim(&self, i: usize, from: u64) -> bool {
+        each!(self, s => s.claim(i, from))
+    }
+
+    fn free(&self, i: usize) {
+        each!(self, s => s.free(i))
+    }
+
+    /// A seqlock read of slot `i`'s state and key (one try; the key as its one word).
+    fn read(&self, i: usize) -> Read<1, Packed> {
+        match self {
+            Slots::Narrow(s) => match s.read::<2>(i) {
+                Read::Live(st, [a, b]) => Read::Live(st, [Packed::from(join(a, b))]),
+                Read::Free(st) => Read::Free(st),
+                Read::Changing => Read::Changing,
+            },
+            Slots::Wide(s) => match s.read::<4>(i) {
+                Read::Live(st, [a, b, c, d]) => Read::Live(
+                    st,
+                    [Packed {
+                        hi: join(a, b),
+                        lo: join(c, d),
+                    }],
+                ),
+                Read::Free(st) => Read::Free(st),
+                Read::Changing => Read::Changing,
+            },
+        }
+    }
+
+    /// Stores `key` (and a full bucket) into claimed slot `i`, live until `expiry`.
+    fn publish(&self, i: usize, key: Packed, expiry: u64) {
+        let [c, d] = halves(key.lo);
+        match self {
+            Slots::Narrow(s) => s.publish(i, &[c, d, 0], expiry),
+            Slots::Wide(s) => {
+                let [a, b] = halves(key.hi);
+                s.publish(i, &[a, b, c, d, 0], expiry);
+            }
+        }
+    }
+}
 /// Slots one full add sweeps for expired elements.
 pub(crate) const GC_STEP: usize = 256;
 /// Largest `size` of a dynamic set (its slots: twice that, 32 bytes each).
@@ -48,7 +133,7 @@ const CLAIM_SPINS: u32 = 1 << 20;
 /// One dynamic set's elements, shared by every worker (see the module documentation).
 #[derive(Debug)]
 pub struct DynStore {
-    slots: SlotStore<WORDS>,
+    slots: Slots,
     /// `ct count` connections per slot (empty when no statement counts connections).
     conns: Box<[Arc<AtomicU32>]>,
     /// Each slot's element's own lifetime in ns (0: none), what the listing writes as its
@@ -65,7 +150,7 @@ pub struct DynStore {
 /// One element of a listing: the key and, for an element with a timeout, the time left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DynElement {
-    pub key: u128,
+    pub key: Packed,
     /// Nanoseconds until it expires (`None`: no timeout).
     pub expires_ns: Option<u64>,
     /// Its own timeout in ns, where it differs from the set's (the kernel lists it then:
@@ -75,10 +160,15 @@ pub struct DynElement {
 
 impl DynStore {
     /// A store for at most `size` elements; `conns`: keep a `ct count` per element;
-    /// `lifetimes`: keep each element's own timeout (a set whose elements have one).
-    pub(crate) fn new(size: u32, conns: bool, lifetimes: bool) -> Self {
+    /// `lifetimes`: keep each element's own timeout (a set whose elements have one);
+    /// `wide`: keys of more than 128 bits.
+    pub(crate) fn new(size: u32, conns: bool, lifetimes: bool, wide: bool) -> Self {
         let size = size.clamp(1, MAX_SIZE);
-        let slots = SlotStore::new(size as usize);
+        let slots = if wide {
+            Slots::Wide(SlotStore::new(size as usize))
+        } else {
+            Slots::Narrow(SlotStore::new(size as usize))
+        };
         let n = slots.slots();
         DynStore {
             slots,
@@ -100,10 +190,13 @@ impl DynStore {
     }
 
     /// Bytes the slots of a store of `size` elements take (the compile budget).
-    pub(crate) fn bytes(size: u32, conns: bool, lifetimes: bool) -> usize {
+    pub(crate) fn bytes(size: u32, conns: bool, lifetimes: bool, wide: bool) -> usize {
         let n = SlotStore::<WORDS>::slots_for(size.clamp(1, MAX_SIZE) as usize);
-        n * (SlotStore::<WORDS>::SLOT_BYTES
-            + if conns { 32 } else { 0 }
+        n * (if wide {
+            SlotStore::<WIDE_WORDS>::SLOT_BYTES
+        } else {
+            SlotStore::<WORDS>::SLOT_BYTES
+        } + if conns { 32 } else { 0 }
             + if lifetimes { 8 } else { 0 })
     }
 
@@ -125,11 +218,16 @@ impl DynStore {
         self.full.load(Ordering::Relaxed)
     }
 
-    fn home(&self, key: u128) -> usize {
-        let [hi, lo] = halves(key);
+    fn home(&self, key: Packed) -> usize {
+        let [hi, lo] = halves(key.lo);
         let mut h = lo ^ self.seed;
         h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         h ^= hi.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        if key.hi != 0 {
+            let [a, b] = halves(key.hi);
+            h = (h ^ (h >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        }
         h = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         // Only the low bits index the table (`mask` < 2^32 on any target).
         usize::try_from((h ^ (h >> 32)) & u64::from(u32::MAX)).unwrap_or(0)
@@ -137,11 +235,11 @@ impl DynStore {
 
     /// The slot's state and whether it holds `key` (a consistent read: `None` while the
     /// slot changes under the reader).
-    fn read(&self, i: usize, key: u128) -> (u64, bool) {
+    fn read(&self, i: usize, key: Packed) -> (u64, bool) {
         for _ in 0..4 {
-            match self.slots.read::<2>(i) {
+            match self.slots.read(i) {
                 Read::Free(st) => return (st, false),
-                Read::Live(st, [hi, lo]) => return (st, join(hi, lo) == key),
+                Read::Live(st, [k]) => return (st, k == key),
                 Read::Changing => {}
             }
         }
@@ -149,7 +247,7 @@ impl DynStore {
     }
 
     /// The slot of a live (not expired at `now`) element `key`.
-    pub(crate) fn lookup(&self, key: u128, now: u64) -> Option<usize> {
+    pub(crate) fn lookup(&self, key: Packed, now: u64) -> Option<usize> {
         let home = self.home(key);
         for j in 0..WINDOW {
             let i = self.slots.idx(home, j);
@@ -168,7 +266,7 @@ impl DynStore {
 
     /// Adds `key` (absent) expiring at `expiry` ([`NEVER`]); its slot, or `None` when the
     /// set is full (counted) or the key's window holds no free slot.
-    pub(crate) fn insert(&self, key: u128, expiry: u64, now: u64) -> Option<usize> {
+    pub(crate) fn insert(&self, key: Packed, expiry: u64, now: u64) -> Option<usize> {
         let home = self.home(key);
         let mut gc_done = false;
         'scan: loop {
@@ -202,8 +300,7 @@ impl DynStore {
                     };
                     l.store(own, Ordering::Relaxed);
                 }
-                let [hi, lo] = halves(key);
-                self.slots.publish(i, &[hi, lo, 0], expiry);
+                self.slots.publish(i, key, expiry);
                 // Another worker may have added the same key at once: the first in window
                 // order stays. Two adders of one key contend for the same free slots from
                 // the same home, so the other one's slot lies before ours and is claimed
@@ -265,18 +362,20 @@ impl DynStore {
     /// Collects up to `n` slots from the sweep cursor: expired elements no connection
     /// counts against are freed.
     pub(crate) fn gc(&self, now: u64, n: usize) {
-        for i in self.slots.sweep(n) {
-            let st = self.slots.state(i).load(Ordering::Relaxed);
-            if st > DEAD && st <= now && self.conns_of(i) == 0 && self.slots.claim(i, st) {
-                self.retire(i);
+        each!(&self.slots, s => {
+            for i in s.sweep(n) {
+                let st = s.state(i).load(Ordering::Relaxed);
+                if st > DEAD && st <= now && self.conns_of(i) == 0 && s.claim(i, st) {
+                    self.retire(i);
+                }
             }
-        }
+        });
     }
 
     /// The per-element `limit` of slot `i` at `now`: true when the statement matches
     /// (within the rate, or over it for `over`).
     pub(crate) fn limit(&self, i: usize, l: &ElemLimit, now: u64) -> bool {
-        let tat = self.slots.word(i, TAT);
+        let tat = self.slots.tat(i);
         let within = tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
                 let next = t.max(now).saturating_add(l.cost_ns);
@@ -312,7 +411,7 @@ impl DynStore {
     pub fn elements(&self, now: u64) -> Vec<DynElement> {
         let mut out = Vec::new();
         for i in 0..self.slots.slots() {
-            let Read::Live(st, [hi, lo]) = self.slots.read::<2>(i) else {
+            let Read::Live(st, [key]) = self.slots.read(i) else {
                 continue;
             };
             if st <= now {
@@ -323,7 +422,7 @@ impl DynStore {
                 .get(i)
                 .map_or(0, |l| l.load(Ordering::Relaxed));
             out.push(DynElement {
-                key: join(hi, lo),
+                key,
                 expires_ns: (st != NEVER).then(|| st - now),
                 timeout_ns: (own != 0).then_some(own),
             });
@@ -332,7 +431,7 @@ impl DynStore {
     }
 
     /// Deletes a live element (an API request); true when it was there.
-    pub fn delete(&self, key: u128, now: u64) -> bool {
+    pub fn delete(&self, key: Packed, now: u64) -> bool {
         let Some(i) = self.lookup(key, now) else {
             return false;
         };
@@ -378,11 +477,11 @@ pub(crate) struct DynEntry {
     /// Declared elements with a timeout (the element's own or the set's: key, lifetime in
     /// ns), added when the ruleset is installed (their expiry runs from then, on the
     /// workers' clock); empty once the store was adopted from the running generation.
-    pub declared: Vec<(u128, u64)>,
+    pub declared: Vec<(Packed, u64)>,
     /// Every declared element (key, lifetime in ns: [`NEVER`] for none), to tell an
     /// incremental change's new and dropped declarations from the running generation's.
-    pub all_declared: Vec<(u128, u64)>,
+    pub all_declared: Vec<(Packed, u64)>,
     /// Declared elements a change dropped (`delete element` in a command script): taken
     /// out of the adopted store when the ruleset is installed.
-    pub dropped: Vec<u128>,
+    pub dropped: Vec<Packed>,
 }

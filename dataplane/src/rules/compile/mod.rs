@@ -30,7 +30,7 @@ mod ruleset;
 
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
-pub use dynkey::DynKey;
+pub use dynkey::{DynKey, Packed};
 pub use dynstore::{DynElement, DynStore, NEVER};
 pub(crate) use eval::icmp_code;
 pub use facts::{CtTuple, Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
