@@ -485,3 +485,55 @@ pub(crate) struct DynEntry {
     /// out of the adopted store when the ruleset is installed.
     pub dropped: Vec<Packed>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_store_tells_keys_apart_by_their_high_bits_and_only_it_pays_for_them() {
+        let s = DynStore::new(64, false, true, true);
+        let now = 1_000;
+        let a = Packed { hi: 1, lo: 7 };
+        let b = Packed { hi: 2, lo: 7 };
+        let i = s.insert(a, NEVER, now).unwrap();
+        assert_eq!(s.lookup(a, now), Some(i));
+        assert_eq!(s.lookup(b, now), None, "same low bits, other high bits");
+        assert!(s.insert(b, now + 50, now).is_some());
+        let mut els = s.elements(now);
+        els.sort_by_key(|e| e.key);
+        assert_eq!(els.iter().map(|e| e.key).collect::<Vec<_>>(), [a, b]);
+        assert_eq!(els[1].timeout_ns, Some(50));
+        assert!(s.delete(a, now));
+        assert_eq!(s.lookup(a, now), None);
+        assert_eq!(s.lookup(b, now + 49).map(|_| ()), Some(()));
+        assert_eq!(s.lookup(b, now + 50), None, "expired");
+        // A narrow store's slot stays 32 bytes; a wide one takes 48.
+        let n = SlotStore::<WORDS>::slots_for(64);
+        assert_eq!(DynStore::bytes(64, false, false, false), n * 32);
+        assert_eq!(DynStore::bytes(64, false, false, true), n * 48);
+    }
+
+    #[test]
+    fn two_adders_of_the_same_wide_keys_keep_one_element_each() {
+        let s = DynStore::new(4096, false, false, true);
+        std::thread::scope(|sc| {
+            for _ in 0..2 {
+                let s = &s;
+                sc.spawn(move || {
+                    for k in 0..2000u128 {
+                        let key = Packed { hi: k, lo: !k };
+                        if s.lookup(key, 1).is_none() {
+                            s.insert(key, NEVER, 1);
+                        }
+                    }
+                });
+            }
+        });
+        let mut keys: Vec<Packed> = s.elements(1).iter().map(|e| e.key).collect();
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!((n, keys.len(), s.len()), (2000, 2000, 2000));
+    }
+}
