@@ -2278,3 +2278,80 @@ fn an_element_command_with_a_timeout_reaches_the_running_dynamic_set() {
     assert_eq!((e.line, e.column), (Some(3), Some(22)), "{e:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn element_changes_on_a_set_of_ipv6_address_and_port_act_on_the_data_path() {
+    use crate::control::proto::{ElementChange, SetElement};
+    use crate::rules::compile::{Decision, ct_state};
+    use crate::rules::tests::{ctx, tcp};
+    use crate::wire::Addr;
+    let (mut s, dir) = with_rules("dynwide");
+    replace(
+        &mut s,
+        "table ip6 filter {\n  set bl {\n    type ipv6_addr . inet_service\n    flags dynamic,timeout\n    timeout 10m\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    tcp dport 22 add @bl { ip6 saddr . tcp dport }\n    ip6 saddr . tcp dport @bl drop\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = 100 * sec;
+    s.backend.now_ns = now;
+    let v6 = |t: &str| Addr(t.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let drops = |s: &Server<Fake>, src: &str, dport: u16| {
+        let p = tcp(v6(src), v6("2001:db8::ff"), 1000, dport, 0x02);
+        let cur = s.rules.as_ref().unwrap().current();
+        let r = cur.eval(
+            crate::rules::Hook::Input,
+            &mut ctx(&p, ct_state::NEW),
+            0,
+            now + sec,
+        );
+        r.verdict == Decision::Drop
+    };
+    let change = |s: &mut Server<Fake>, change, keys: &[&str]| {
+        s.request(Request::SetElementsChange {
+            family: None,
+            table: "filter".into(),
+            set: "bl".into(),
+            change,
+            elements: keys
+                .iter()
+                .map(|k| SetElement {
+                    key: (*k).into(),
+                    data: None,
+                    timeout: Some(30),
+                    expires: None,
+                })
+                .collect(),
+            dry_run: false,
+        })
+    };
+    // Added over the API (as `nft add element ip6 filter bl { 2001:db8::5 . 443 timeout
+    // 30s }`), matched by the data path; the data path's own add is listed beside it.
+    change(&mut s, ElementChange::Add, &["2001:db8::5 . 443"]).unwrap();
+    assert!(drops(&s, "2001:db8::5", 443));
+    assert!(!drops(&s, "2001:db8::5", 80));
+    assert!(!drops(&s, "2002:db8::5", 443), "other high bits, other key");
+    assert!(
+        drops(&s, "2001:db8::6", 22),
+        "added by the first rule, matched by the next"
+    );
+    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
+        panic!()
+    };
+    let mut got: Vec<(String, Option<u64>)> = v
+        .elements
+        .iter()
+        .map(|e| (e.key.clone(), e.timeout))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("2001:db8::5 . 443".to_string(), Some(30)),
+            ("2001:db8::6 . 22".to_string(), None)
+        ]
+    );
+    // Deleted over the API: no longer matched.
+    change(&mut s, ElementChange::Delete, &["2001:db8::5 . 443"]).unwrap();
+    assert!(!drops(&s, "2001:db8::5", 443));
+    let _ = std::fs::remove_dir_all(dir);
+}
