@@ -1551,15 +1551,7 @@ fn element_changes_on_a_dynamic_set_act_on_the_data_paths_elements() {
         "{r:?}"
     );
     assert!(drops(&s, [198, 18, 0, 5]) && drops(&s, [198, 18, 0, 6]));
-    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
-        panic!()
-    };
-    let mut got: Vec<(String, Option<u64>)> = v
-        .elements
-        .iter()
-        .map(|e| (e.key.clone(), e.expires))
-        .collect();
-    got.sort();
+    let got = listed(&s, "bl", |e| e.expires);
     assert_eq!(
         got,
         [
@@ -2334,15 +2326,7 @@ fn element_changes_on_a_set_of_ipv6_address_and_port_act_on_the_data_path() {
         drops(&s, "2001:db8::6", 22),
         "added by the first rule, matched by the next"
     );
-    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
-        panic!()
-    };
-    let mut got: Vec<(String, Option<u64>)> = v
-        .elements
-        .iter()
-        .map(|e| (e.key.clone(), e.timeout))
-        .collect();
-    got.sort();
+    let got = listed(&s, "bl", |e| e.timeout);
     assert_eq!(
         got,
         [
@@ -2354,4 +2338,19 @@ fn element_changes_on_a_set_of_ipv6_address_and_port_act_on_the_data_path() {
     change(&mut s, ElementChange::Delete, &["2001:db8::5 . 443"]).unwrap();
     assert!(!drops(&s, "2001:db8::5", 443));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Table `filter`'s set `set` as the control API lists it: each element's key and `f` of
+/// it, sorted.
+fn listed(
+    s: &Server<Fake>,
+    set: &str,
+    f: impl Fn(&crate::control::proto::SetElement) -> Option<u64>,
+) -> Vec<(String, Option<u64>)> {
+    let Response::SetElements(v) = s.set_elements(None, "filter", set).unwrap() else {
+        panic!()
+    };
+    let mut got: Vec<_> = v.elements.iter().map(|e| (e.key.clone(), f(e))).collect();
+    got.sort();
+    got
 }
