@@ -36,7 +36,7 @@ use super::compile::{
     CompiledRuleset, Cuts, Decision, EvalResult, MAX_COUNTED, PacketCtx, RuleRef, addr_to_u128,
 };
 use crate::nat::NatAction;
-use crate::wire::{Family, L4Info};
+use crate::wire::{Family, IpInfo, L4Info};
 use arrayvec::ArrayVec;
 
 /// No value (the field does not apply to the packet: the match fails).
@@ -76,12 +76,33 @@ impl CompiledRuleset {
     /// The first-packet class of the packet `ctx` describes (its `ct state`, status,
     /// marks, ports in and out as the hook sees them).
     pub fn first_key(&self, ctx: &PacketCtx<'_>) -> FirstKey {
+        let fields = ClassInput::of(ctx.ip);
+        self.first_key_with(ctx, self.first_classes(&fields))
+    }
+
+    /// The address and port classes of `fields` under this ruleset's partitions.
+    fn first_classes(&self, fields: &ClassInput) -> Classes {
         let p = &self.first;
+        // Port classes are below 2^17 (at most two starts per port value).
+        let port = |c: &Cuts, v: Option<u16>| {
+            v.map_or(NONE, |v| {
+                u32::try_from(c.class(u128::from(v))).unwrap_or(NONE - 1)
+            })
+        };
+        Classes {
+            src: p.src.class(fields.src),
+            dst: p.dst.class(fields.dst),
+            sport: port(&p.sport, fields.ports.map(|x| x.0)),
+            dport: port(&p.dport, fields.ports.map(|x| x.1)),
+        }
+    }
+
+    /// [`Self::first_key`] with the packet's address and port classes already known.
+    fn first_key_with(&self, ctx: &PacketCtx<'_>, c: Classes) -> FirstKey {
         let ip = ctx.ip;
-        let (ports, flags) = match ip.l4 {
-            Some(L4Info::Tcp(t)) => (Some((t.sport, t.dport)), 0x100 | u16::from(t.flags.0)),
-            Some(L4Info::Udp { sport, dport }) => (Some((sport, dport)), 0),
-            _ => (None, 0),
+        let flags = match ip.l4 {
+            Some(L4Info::Tcp(t)) => 0x100 | u16::from(t.flags.0),
+            _ => 0,
         };
         let icmp_type = match ip.l4 {
             Some(L4Info::IcmpEcho { request, .. }) => {
@@ -98,17 +119,11 @@ impl CompiledRuleset {
             }
             _ => 0,
         };
-        // Port classes are below 2^17 (at most two starts per port value).
-        let port = |c: &Cuts, v: Option<u16>| {
-            v.map_or(NONE, |v| {
-                u32::try_from(c.class(u128::from(v))).unwrap_or(NONE - 1)
-            })
-        };
         FirstKey {
-            src: p.src.class(addr_to_u128(ip.src)),
-            dst: p.dst.class(addr_to_u128(ip.dst)),
-            sport: port(&p.sport, ports.map(|x| x.0)),
-            dport: port(&p.dport, ports.map(|x| x.1)),
+            src: c.src,
+            dst: c.dst,
+            sport: c.sport,
+            dport: c.dport,
             iif: ctx.iif.map_or(NONE, u32::from),
             oif: ctx.oif.map_or(NONE, u32::from),
             ct_status: ctx.ct_status,
@@ -123,6 +138,40 @@ impl CompiledRuleset {
             first: ctx.first_packet,
         }
     }
+}
+
+/// The fields a packet's address and port classes are computed from: addresses, and the
+/// ports of TCP and UDP. Equal inputs under one ruleset give equal classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClassInput {
+    src: u128,
+    dst: u128,
+    ports: Option<(u16, u16)>,
+}
+
+impl ClassInput {
+    fn of(ip: &IpInfo) -> Self {
+        let ports = match ip.l4 {
+            Some(L4Info::Tcp(t)) => Some((t.sport, t.dport)),
+            Some(L4Info::Udp { sport, dport }) => Some((sport, dport)),
+            _ => None,
+        };
+        ClassInput {
+            src: addr_to_u128(ip.src),
+            dst: addr_to_u128(ip.dst),
+            ports,
+        }
+    }
+}
+
+/// A packet's address and port classes (the part of [`FirstKey`] that the hook does not
+/// change while NAT leaves the packet's addresses and ports alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Classes {
+    src: u128,
+    dst: u128,
+    sport: u32,
+    dport: u32,
 }
 
 /// What a cached class's evaluation of one hook gave: everything the worker acts on.
@@ -165,6 +214,9 @@ struct Slot {
 pub struct FirstCache {
     slots: Box<[Option<Slot>]>,
     mask: usize,
+    /// The classes last computed, with the generation and the fields they came from: the
+    /// hooks of one packet (and packets alike in addresses and ports) reuse them.
+    last: Option<(u64, ClassInput, Classes)>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -176,9 +228,27 @@ impl FirstCache {
         FirstCache {
             slots: vec![None; n].into(),
             mask: n - 1,
+            last: None,
             hits: 0,
             misses: 0,
         }
+    }
+
+    /// [`CompiledRuleset::first_key`] of the packet `ctx` describes, reusing the address and
+    /// port classes of the previous call when the ruleset generation, addresses and ports
+    /// are the same (a packet's later hooks: only NAT changes those fields).
+    pub fn key(&mut self, rs: &CompiledRuleset, ctx: &PacketCtx<'_>) -> FirstKey {
+        let generation = rs.generation();
+        let fields = ClassInput::of(ctx.ip);
+        let classes = match self.last {
+            Some((g, f, c)) if g == generation && f == fields => c,
+            _ => {
+                let c = rs.first_classes(&fields);
+                self.last = Some((generation, fields, c));
+                c
+            }
+        };
+        rs.first_key_with(ctx, classes)
     }
 
     fn index(&self, hook: Hook, key: &FirstKey) -> usize {

@@ -1380,8 +1380,8 @@ impl Pipeline {
         // verdict and NAT decision, its rules credited, no chain walked. Only outcomes
         // without state are cached (`FirstVerdict::of`): no `ct count` token, no limit,
         // log or mark, so nothing else of the evaluation reaches the pipeline.
-        let first =
-            (self.first_on && ctx.first_packet && rs.first_cacheable()).then(|| rs.first_key(&ctx));
+        let first = (self.first_on && ctx.first_packet && rs.first_cacheable())
+            .then(|| self.first.key(rs, &ctx));
         if let Some(k) = &first
             && let Some(v) = self.first.get(rs.generation(), hook, k)
         {

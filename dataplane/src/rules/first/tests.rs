@@ -297,6 +297,9 @@ fn one_key_one_evaluation() {
                         x.iif = Some(*iif);
                         x.oif = (hook != Hook::Prerouting).then_some(*oif);
                         let k = c.first_key(&x);
+                        // The cache's key, classes reused across hooks and packets, is
+                        // the key computed afresh.
+                        prop_assert_eq!(cache.key(&c, &x), k);
                         let r = c.eval(hook, &mut x, 0, 1);
                         let Some(v) = FirstVerdict::of(&r) else {
                             continue;
@@ -322,6 +325,47 @@ fn one_key_one_evaluation() {
         .unwrap();
     // The property was exercised: many evaluations met a key seen before.
     assert!(compared.get() > 1000, "{} comparisons", compared.get());
+}
+
+/// The address and port classes a cache reuses follow the ruleset generation and the
+/// packet's addresses and ports: a new generation with other boundaries, or a rewritten
+/// destination (DNAT between hooks), gives the key computed afresh.
+#[test]
+fn reused_classes_follow_generation_and_fields() {
+    let load = |text: &str, generation: u64| {
+        let mut c = load_text(text, &ports(), 1).unwrap();
+        c.generation = generation;
+        c
+    };
+    let a = load(
+        "table ip t {\n chain f {\n  type filter hook forward priority 0;\n  \
+         udp dport 53 accept\n  ip daddr 192.0.2.0/28 drop\n }\n}\n",
+        1,
+    );
+    let b = load(
+        "table ip t {\n chain f {\n  type filter hook forward priority 0;\n  \
+         udp dport 1000-2000 accept\n  ip daddr 192.0.2.128/25 drop\n }\n}\n",
+        2,
+    );
+    let p = udp(v4([198, 18, 0, 1]), v4([192, 0, 2, 1]), 40000, 53);
+    let dnat = udp(v4([198, 18, 0, 1]), v4([192, 0, 2, 200]), 40000, 1500);
+    let mut cache = FirstCache::new(16);
+    for (rs, q) in [
+        (&a, &p),
+        (&a, &dnat),
+        (&b, &dnat),
+        (&b, &p),
+        (&a, &p),
+        (&a, &p),
+    ] {
+        let x = ctx(q, ct_state::NEW);
+        assert_eq!(cache.key(rs, &x), rs.first_key(&x));
+    }
+    // The two rulesets class the two packets apart, so a stale reuse would show above.
+    let k = |rs: &CompiledRuleset, q: &IpInfo| rs.first_key(&ctx(q, ct_state::NEW));
+    assert_ne!(k(&a, &p), k(&a, &dnat));
+    assert_ne!(k(&b, &p), k(&b, &dnat));
+    assert_ne!(k(&a, &dnat), k(&b, &dnat));
 }
 
 /// Fields read through a hash table (a concatenation, a verdict map) and the ICMP code
