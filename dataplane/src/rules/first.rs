@@ -251,13 +251,33 @@ impl FirstCache {
         rs.first_key_with(ctx, classes)
     }
 
+    /// The slot of (`hook`, `key`): the key's fields packed into seven words, folded
+    /// with one multiply each (a fraction of hashing every field on its own). Only the
+    /// slot depends on it: a slot answers an equal key only.
+    #[allow(clippy::cast_possible_truncation)] // folding the key's halves and words on purpose
     fn index(&self, hook: Hook, key: &FirstKey) -> usize {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = rustc_hash::FxBuildHasher.build_hasher();
-        hook.hash(&mut h);
-        key.hash(&mut h);
-        // The high bits of an Fx hash mix best.
-        (h.finish() >> 40) as usize & self.mask
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let k = key;
+        let half = |v: u128| (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        let words = [
+            half(k.src),
+            half(k.dst),
+            u64::from(k.sport) | u64::from(k.dport) << 32,
+            u64::from(k.iif) | u64::from(k.oif) << 32,
+            u64::from(k.ct_status) | u64::from(k.ct_mark) << 32,
+            u64::from(k.mark) | u64::from(k.tcp_flags) << 32 | u64::from(k.icmp_type) << 48,
+            u64::from(k.icmp_code)
+                | u64::from(k.proto) << 16
+                | u64::from(k.ct_state) << 24
+                | u64::from(k.v6) << 32
+                | u64::from(k.first) << 33
+                | (hook as u64) << 40,
+        ];
+        let h = words
+            .iter()
+            .fold(0u64, |h, &w| (h ^ w).wrapping_mul(K).rotate_left(23));
+        // The high bits of a product mix best.
+        (h.wrapping_mul(K) >> 40) as usize & self.mask
     }
 
     /// The verdict cached for `key` in `hook` under ruleset `generation`.
