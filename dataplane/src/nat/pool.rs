@@ -29,6 +29,8 @@ const WORDS: usize = 65_536 / 64;
 const SUMMARY: usize = WORDS / 64;
 /// Exhausted searches remembered per pool.
 const MEMO: usize = 4;
+/// Entries of the memory of pools found recently (direct-mapped, [`recent_index`]).
+const RECENT: usize = 256;
 
 /// The (address, protocol) a pool holds ports of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,11 +94,20 @@ pub struct PortPools {
     fresh: u32,
     /// Slots whose pool was empty when listed (candidates for a new key).
     empty: Vec<u32>,
-    /// The pool found last (masquerade and small pools look up the same key).
-    last: Option<(PoolKey, u32)>,
+    /// Pools found recently, by [`recent_index`]: the addresses of an SNAT range (and
+    /// masquerade's one address) find their pool without hashing the key.
+    recent: Box<[Option<(PoolKey, u32)>]>,
     stats: PoolStats,
     /// The cache-line prefetch hint (`PortPools::set_prefetch`; off by default).
     prefetch: Prefetch,
+}
+
+/// The entry of `key` in [`PortPools::recent`]: the address's last two bytes and the
+/// protocol, no hash. The addresses of a range up to 256 long (consecutive last bytes)
+/// take distinct entries.
+fn recent_index(key: &PoolKey) -> usize {
+    let a = &key.addr.0;
+    (usize::from(a[15]) ^ usize::from(a[14]) << 4 ^ usize::from(key.proto) << 3) % RECENT
 }
 
 /// Bytes one pool slot reserves (bitmap, summary and bookkeeping).
@@ -117,7 +128,7 @@ impl PortPools {
             index: FxHashMap::with_capacity_and_hasher(2 * n, Default::default()),
             fresh: 0,
             empty: Vec::with_capacity(n),
-            last: None,
+            recent: vec![None; RECENT].into(),
             stats: PoolStats::default(),
             prefetch: Prefetch::Off,
         }
@@ -161,7 +172,7 @@ impl PortPools {
     /// of that port writes; nothing when `key` has no pool. Reads only the index, never
     /// the word itself.
     pub fn hint_port(&self, key: &PoolKey, port: u16) {
-        let s = match self.last {
+        let s = match self.recent[recent_index(key)] {
             Some((k, s)) if k == *key => s,
             _ => match self.index.get(key) {
                 Some(&s) => s,
@@ -188,13 +199,14 @@ impl PortPools {
     }
 
     fn find(&mut self, key: &PoolKey) -> Option<u32> {
-        if let Some((k, s)) = self.last
+        let r = recent_index(key);
+        if let Some((k, s)) = self.recent[r]
             && k == *key
         {
             return Some(s);
         }
         let s = *self.index.get(key)?;
-        self.last = Some((*key, s));
+        self.recent[r] = Some((*key, s));
         Some(s)
     }
 
@@ -218,6 +230,10 @@ impl PortPools {
                 if m.in_use == 0 {
                     if let Some(old) = m.key.take() {
                         self.index.remove(&old);
+                        let r = &mut self.recent[recent_index(&old)];
+                        if r.is_some_and(|(k, _)| k == old) {
+                            *r = None;
+                        }
                     }
                     self.stats.recycled += 1;
                     break s;
@@ -233,7 +249,7 @@ impl PortPools {
         };
         self.empty.push(s);
         self.index.insert(key, s);
-        self.last = Some((key, s));
+        self.recent[recent_index(&key)] = Some((key, s));
         self.stats.created += 1;
         Some(Slot(s))
     }
@@ -451,6 +467,36 @@ mod tests {
         assert_eq!(p.stats().words_scanned - before, 1);
         assert_eq!(p.take_first(s, (0, 65535), 0, 0, all), None);
         assert_eq!(p.held(&key(1)), 65_536);
+    }
+
+    /// A key whose pool was taken over is forgotten by the memory of recent pools too: it
+    /// neither releases nor finds the new key's ports.
+    #[test]
+    fn a_taken_over_pool_is_not_found_under_its_old_key() {
+        let mut p = PortPools::new(2);
+        let a = p.slot(key(1)).unwrap();
+        let b = p.slot(key(2)).unwrap();
+        assert!(p.take(a, 10) && p.take(b, 10));
+        // Found (and remembered) under key 2, then emptied and taken over by key 3.
+        assert!(p.release(&key(2), 10));
+        let c = p.slot(key(3)).unwrap();
+        assert_eq!(c, b);
+        assert!(p.take(c, 10));
+        assert!(!p.release(&key(2), 10), "key 2 has no pool any more");
+        assert_eq!(p.stats().bad_releases, 1);
+        assert!(p.is_held(&key(3), 10));
+        assert!(p.slot(key(2)).is_none(), "every slot holds ports");
+        // Keys of a range take distinct entries: each finds its own pool.
+        let mut q = PortPools::new(64);
+        let slots: Vec<Slot> = (0..64).map(|i| q.slot(key(i)).unwrap()).collect();
+        for (i, &s) in (0..64).zip(&slots) {
+            assert_eq!(q.slot(key(i)), Some(s));
+            assert!(q.take(s, u16::from(i)));
+        }
+        for i in 0..64 {
+            assert!(q.release(&key(i), u16::from(i)));
+            assert_eq!(q.held(&key(i)), 0);
+        }
     }
 
     #[test]
