@@ -30,9 +30,9 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use dataplane::conntrack::{CtEvent, FlowKey, InsertHints, Synced, Table, Tunables};
+use dataplane::conntrack::{CtEvent, EventKind, FlowKey, InsertHints, Synced, Table, Tunables};
 use dataplane::control::proto::{
-    EventType, HaTarget, PROTOCOL_VERSION, RecordBatch, Request, RequestEnvelope,
+    HaTarget, PROTOCOL_VERSION, RecordBatch, Request, RequestEnvelope,
 };
 use dataplane::ha::cache::SyncCache;
 use dataplane::ha::ftfw::{Receiver, Sender};
@@ -153,9 +153,9 @@ fn step_stream(events: &[CtEvent]) -> Vec<u8> {
     let mut records = Vec::new();
     for e in events {
         let r = match e.kind {
-            EventType::Destroy => Record::Destroy(e.entry.orig),
+            EventKind::Destroy => Record::Destroy(e.entry.orig),
             kind => Record::Upsert {
-                new: kind == EventType::New,
+                new: kind == EventKind::New,
                 entry: Synced::from_snapshot(&e.entry),
             },
         };

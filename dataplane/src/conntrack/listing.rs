@@ -1,156 +1,16 @@
 //! `conntrack -L / -C / -D` for the control socket: bounded scans of the table with a
-//! compiled filter ([`super::filter`]), and the conversion to the control protocol's
-//! [`CtEntry`].
+//! compiled filter ([`super::filter`]). A listing page is [`Snapshot`]s: the control side
+//! writes the protocol's entries from them (`control::conntrack`), off the worker.
 
-use super::filter::has_ports;
 pub use super::filter::{CtMatcher, proto_name, proto_number};
-use super::key::FlowKey;
-use super::table::sync::Synced;
-use super::table::{ASSURED, CtEvent, DST_NAT, SEEN_REPLY, SRC_NAT, SYNCED, Snapshot, Table};
-use super::tcp::TcpState;
-use crate::wire::{Addr, Family};
-use fwd_proto::{ControlError, CtEntry, CtTuple, ErrorCode, EventLine};
-
-impl Synced {
-    /// The synced form of a control-protocol entry (what [`Snapshot::to_ct_entry`] wrote):
-    /// the inverse conversion, for entries a sync peer sent. Errors name the field.
-    pub fn from_ct_entry(e: &CtEntry) -> Result<Synced, ControlError> {
-        let bad = |field: &str, msg: String| {
-            let mut err = ControlError::new(ErrorCode::BadRequest, msg);
-            err.field = Some(field.to_string());
-            err
-        };
-        let family = match e.family.as_str() {
-            "ipv4" => Family::V4,
-            "ipv6" => Family::V6,
-            f => return Err(bad("family", format!("{f:?} is not ipv4 or ipv6"))),
-        };
-        let key = |name: &str, t: &CtTuple| -> Result<FlowKey, ControlError> {
-            let v4 = t.src.is_ipv4() && t.dst.is_ipv4();
-            if v4 != (family == Family::V4) {
-                return Err(bad(name, "address family differs from the entry's".into()));
-            }
-            let icmp = super::key::is_icmp(family, e.proto_num);
-            let (sport, dport) = if icmp {
-                (t.icmp_id.unwrap_or(0), t.icmp_type.map_or(0, u16::from))
-            } else {
-                (t.sport.unwrap_or(0), t.dport.unwrap_or(0))
-            };
-            Ok(FlowKey {
-                src: Addr::from(t.src),
-                dst: Addr::from(t.dst),
-                sport,
-                dport,
-                zone: e.zone,
-                proto: e.proto_num,
-                family,
-            })
-        };
-        let tcp_state = match &e.state {
-            Some(n) => Some(
-                TcpState::from_name(n)
-                    .ok_or_else(|| bad("state", format!("unknown TCP state {n:?}")))?,
-            ),
-            None => None,
-        };
-        let mut status = 0;
-        for f in &e.status {
-            status |= match f.as_str() {
-                "SEEN_REPLY" => SEEN_REPLY,
-                "ASSURED" => ASSURED,
-                "UNREPLIED" | "SRC_NAT" | "DST_NAT" | "SYNCED" | "CONFIRMED" => 0,
-                _ => return Err(bad("status", format!("unknown status flag {f:?}"))),
-            };
-        }
-        Ok(Synced {
-            orig: key("orig", &e.orig)?,
-            reply: key("reply", &e.reply)?,
-            tcp_state,
-            tcp_window: e.tcp_window.map(Into::into),
-            status,
-            mark: e.mark,
-            timeout_s: Some(u32::try_from(e.timeout).unwrap_or(u32::MAX)),
-        })
-    }
-}
-
-fn tuple(k: &FlowKey, packets: u64, bytes: u64) -> CtTuple {
-    let icmp = super::key::is_icmp(k.family, k.proto);
-    let ports = has_ports(k.proto);
-    CtTuple {
-        src: k.src.to_ip(),
-        dst: k.dst.to_ip(),
-        sport: ports.then_some(k.sport),
-        dport: ports.then_some(k.dport),
-        icmp_type: icmp.then(|| u8::try_from(k.dport).unwrap_or(u8::MAX)),
-        icmp_code: icmp.then_some(0),
-        icmp_id: icmp.then_some(k.sport),
-        packets,
-        bytes,
-    }
-}
-
-impl Snapshot {
-    /// The control protocol's form of the entry.
-    pub fn to_ct_entry(&self, worker: u16) -> CtEntry {
-        let o = &self.orig;
-        let mut status = Vec::new();
-        if self.status & SEEN_REPLY == 0 {
-            status.push("UNREPLIED".to_string());
-        } else {
-            status.push("SEEN_REPLY".to_string());
-        }
-        if self.status & ASSURED != 0 {
-            status.push("ASSURED".to_string());
-        }
-        if self.status & SRC_NAT != 0 {
-            status.push("SRC_NAT".to_string());
-        }
-        if self.status & DST_NAT != 0 {
-            status.push("DST_NAT".to_string());
-        }
-        if self.status & SYNCED != 0 {
-            status.push("SYNCED".to_string());
-        }
-        CtEntry {
-            family: match o.family {
-                Family::V4 => "ipv4",
-                Family::V6 => "ipv6",
-            }
-            .to_string(),
-            proto: proto_name(o.proto),
-            proto_num: o.proto,
-            state: self.tcp_state.map(|s| s.name().to_string()),
-            timeout: self.timeout_s,
-            orig: tuple(o, self.packets[0], self.bytes[0]),
-            reply: tuple(&self.reply, self.packets[1], self.bytes[1]),
-            status,
-            mark: self.mark,
-            zone: o.zone,
-            worker,
-            tcp_window: self.tcp_window.map(Into::into),
-        }
-    }
-}
-
-impl CtEvent {
-    /// The event-stream line for this event.
-    pub fn to_line(&self, timestamp_ms: u64, worker: u16, lost: u64) -> EventLine {
-        EventLine {
-            kind: self.kind,
-            timestamp_ms,
-            entry: self.entry.to_ct_entry(worker),
-            lost,
-        }
-    }
-}
+use super::table::{Snapshot, Table};
 
 /// Slots scanned per listed entry before a page is cut short (bounds the work of a page
 /// over a sparse table or a filter that matches little), between these bounds.
 const SCAN_PER_ENTRY: usize = 64;
 const SCAN_MIN: usize = 16_384;
 const SCAN_MAX: usize = 65_536;
-/// Most entries one call converts (the control thread asks again for the rest of a page).
+/// Most entries one call copies (the control thread asks again for the rest of a page).
 pub const ENTRIES_PER_CALL: usize = 1024;
 
 impl Table {
@@ -163,8 +23,7 @@ impl Table {
         limit: u32,
         m: &CtMatcher,
         now: u64,
-        worker: u16,
-    ) -> (Vec<CtEntry>, Option<u64>) {
+    ) -> (Vec<Snapshot>, Option<u64>) {
         let cap = u64::from(self.capacity());
         let limit = (limit as usize).min(ENTRIES_PER_CALL);
         let budget = (limit * SCAN_PER_ENTRY).clamp(SCAN_MIN, SCAN_MAX);
@@ -176,7 +35,7 @@ impl Table {
             if self.live_at(idx) {
                 let s = self.snapshot_at(idx, now);
                 if m.matches(&s) {
-                    out.push(s.to_ct_entry(worker));
+                    out.push(s);
                 }
             }
             i += 1;
@@ -230,8 +89,9 @@ mod tests {
     use super::*;
     use crate::conntrack::testutil::*;
     use crate::conntrack::{Direction, Tunables};
+    use crate::conntrack::{EventKind, FlowKey};
     use crate::control::filter::MatcherFromFilter;
-    use fwd_proto::CtFilter;
+    use crate::control::proto::{CtFilter, ErrorCode};
 
     fn filled() -> Table {
         let mut t = Table::new(64, Tunables::default(), 5);
@@ -328,9 +188,9 @@ mod tests {
         let mut cursor = Some(0);
         let mut seen = Vec::new();
         while let Some(c) = cursor {
-            let (page, next) = t.iter_page(c, 4, &CtMatcher::default(), 0, 2);
+            let (page, next) = t.iter_page(c, 4, &CtMatcher::default(), 0);
             assert!(page.len() <= 4);
-            seen.extend(page);
+            seen.extend(page.iter().map(|s| s.to_ct_entry(2)));
             cursor = next;
         }
         assert_eq!(seen.len(), 15);
@@ -380,7 +240,7 @@ mod tests {
         assert_eq!(t.len(), 5);
         let lines: Vec<_> = t
             .take_events(100)
-            .filter(|e| e.kind == fwd_proto::EventType::Destroy)
+            .filter(|e| e.kind == EventKind::Destroy)
             .map(|e| e.to_line(7, 1, 0))
             .collect();
         assert_eq!(lines.len(), 10);

@@ -10,8 +10,10 @@
 //!   UDP, ICMP/ICMPv6 echo and the generic tracker live in `table.rs` (a few lines each).
 //! - [`tunables`]: the `nf_conntrack_*` sysctls with Linux defaults.
 //! - [`filter`]: the one connection filter (listing, deletion, counts, event streams).
-//! - [`listing`]: `conntrack -L/-D/-C` table scans and the conversion to the control
-//!   protocol.
+//! - [`listing`]: `conntrack -L/-D/-C` table scans, pages of [`Snapshot`]s.
+//!
+//! The tracker answers in its own types ([`Counters`], [`EventKind`], [`Snapshot`],
+//! [`RefusedTunable`]); `control::conntrack` converts them to the control protocol's.
 //!
 //! Time is a `now` argument in nanoseconds from any monotonic origin (the worker's TSC
 //! converted). The design note is `docs/conntrack.md`.
@@ -40,8 +42,8 @@ pub use table::insert::InsertHints;
 pub use table::sync::{SyncApplied, Synced};
 pub use table::wheel::{EXPIRE_MAX, EXPIRE_MIN};
 pub use table::{
-    Bucket, CtEvent, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs, SYNCED, Snapshot, Stats,
-    Table, apply_delta,
+    Bucket, Counters, CtEvent, EventKind, FastKey, FastPlan, Miss, NO_PATH, Probe, RecipeArgs,
+    SYNCED, Snapshot, Stats, Table, apply_delta,
 };
 pub use tcp::TcpWindow;
-pub use tunables::{TunableError, Tunables, check_tunable};
+pub use tunables::{RefusedTunable, TunableError, Tunables, check_tunable};

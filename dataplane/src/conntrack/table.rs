@@ -17,7 +17,6 @@ use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
-use fwd_proto::{CtCounters, EventType};
 
 #[path = "recipe.rs"]
 mod recipe;
@@ -226,6 +225,15 @@ pub struct Stats {
     pub expired: u64,
 }
 
+/// `conntrack -S` of one table: its [`Stats`], live entries and its share of
+/// `nf_conntrack_max` (the control side converts it to the protocol's counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub stats: Stats,
+    pub entries: u64,
+    pub max: u64,
+}
+
 /// A copy of an entry's visible state, for events and listings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -244,10 +252,18 @@ pub struct Snapshot {
     pub tcp_window: Option<TcpWindow>,
 }
 
+/// What happened to an entry (`conntrack -E`): inserted, changed, deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    New,
+    Update,
+    Destroy,
+}
+
 /// One conntrack event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtEvent {
-    pub kind: EventType,
+    pub kind: EventKind,
     pub entry: Snapshot,
 }
 
@@ -502,18 +518,10 @@ impl Table {
         self.stats
     }
 
-    /// The counters as the control protocol carries them.
-    pub fn counters(&self) -> CtCounters {
-        let s = &self.stats;
-        CtCounters {
-            found: s.found,
-            invalid: s.invalid,
-            insert: s.insert,
-            insert_failed: s.insert_failed,
-            drop: s.drop,
-            early_drop: s.early_drop,
-            error: s.error,
-            search_restart: s.search_restart,
+    /// The `conntrack -S` counters: stats, live entries, maximum.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            stats: self.stats,
             entries: self.live.into(),
             max: self.max.into(),
         }
@@ -798,14 +806,14 @@ impl Table {
     /// Queues an event of entry `idx` if events are recorded: without a subscriber this is
     /// one inlined test.
     #[inline]
-    fn emit(&mut self, kind: EventType, idx: u32, now: u64) {
+    fn emit(&mut self, kind: EventKind, idx: u32, now: u64) {
         if self.event_cap != 0 && self.events_on() {
             self.record(kind, idx, now);
         }
     }
 
     #[inline(never)]
-    fn record(&mut self, kind: EventType, idx: u32, now: u64) {
+    fn record(&mut self, kind: EventKind, idx: u32, now: u64) {
         if self.events.len() >= self.event_cap {
             self.stats.events_dropped += 1;
             return;
@@ -831,7 +839,7 @@ impl Table {
     /// Removes a live entry: index references (from the buckets the entry records, no
     /// hashing), timer link, DESTROY event, its NAT port, free list.
     fn destroy(&mut self, idx: u32, now: u64) {
-        self.emit(EventType::Destroy, idx, now);
+        self.emit(EventKind::Destroy, idx, now);
         self.recipe_clear(idx);
         self.remove_ref(idx, Direction::Original);
         self.remove_ref(idx, Direction::Reply);
@@ -1217,7 +1225,7 @@ impl Table {
             self.refresh(idx, now, secs);
         }
         if changed && announce {
-            self.emit(EventType::Update, idx, now);
+            self.emit(EventKind::Update, idx, now);
         }
         Outcome::Tracked {
             ct,

@@ -1,11 +1,11 @@
 //! State-machine replays: packet sequences through the table, asserting TCP state,
 //! `ct state`, status bits and the timeout chosen (Linux 6.x behaviour).
 
+use super::EventKind;
 use super::table::{ASSURED, DST_NAT, SEEN_REPLY, SRC_NAT};
 use super::testutil::*;
 use super::*;
 use crate::wire::IpInfo;
-use fwd_proto::EventType;
 
 const A: [u8; 4] = [198, 18, 0, 1];
 const B: [u8; 4] = [198, 18, 0, 2];
@@ -170,7 +170,7 @@ fn tcp_rst_answering_syn_deletes_entry() {
     assert!(!s.t.contains(id));
     assert!(s.t.is_empty());
     let kinds: Vec<_> = s.t.take_events(10).map(|e| e.kind).collect();
-    assert_eq!(kinds, [EventType::New, EventType::Destroy]);
+    assert_eq!(kinds, [EventKind::New, EventKind::Destroy]);
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn expiry_is_bounded_and_never_early() {
     assert_eq!(s.t.stats().expired, 1000);
     let destroys =
         s.t.take_events(5000)
-            .filter(|e| e.kind == EventType::Destroy)
+            .filter(|e| e.kind == EventKind::Destroy)
             .count();
     // The ring holds 4096 events: 1000 NEW + 1000 DESTROY.
     assert_eq!(destroys, 1000);
@@ -566,7 +566,7 @@ fn events_new_update_destroy_and_overflow() {
     let kinds: Vec<_> = t.take_events(10).map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [EventType::New, EventType::Update, EventType::Destroy]
+        [EventKind::New, EventKind::Update, EventKind::Destroy]
     );
     assert_eq!(t.stats().events_dropped, 1);
 }
@@ -921,7 +921,10 @@ mod kernel {
             let mut s = Sim::new();
             for (i, (p, k)) in packets.iter().zip(kern).enumerate() {
                 let (ct, _) = s.pkt(&p.info);
-                let ours = s.t.iter_page(0, 10, &CtMatcher::default(), s.now, 0).0;
+                let ours: Vec<_> = (s.t.iter_page(0, 10, &CtMatcher::default(), s.now).0)
+                    .iter()
+                    .map(|e| e.to_ct_entry(0))
+                    .collect();
                 let theirs = k["entries"].as_array().unwrap();
                 let mut diff = Vec::new();
                 if k["ct"] != ct_name(ct) {

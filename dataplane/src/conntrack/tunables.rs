@@ -103,6 +103,25 @@ pub enum TunableError {
     },
 }
 
+/// Why a worker refused a change of tunables: the tunable at fault (`None` when the
+/// refusal names none) and the reason. The control side answers it as a `bad_tunable`
+/// error naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct RefusedTunable {
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl RefusedTunable {
+    pub fn new(field: Option<&str>, reason: impl Into<String>) -> Self {
+        RefusedTunable {
+            field: field.map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// TCP timeout sysctl names and the state each one sets.
 const TCP_NAMES: [(&str, TcpState); 9] = [
     ("nf_conntrack_tcp_timeout_syn_sent", TcpState::SynSent),
@@ -195,8 +214,7 @@ pub fn check_all(
     capacity: u32,
     current: &Tunables,
     list: &[(String, u64)],
-) -> Result<(), fwd_proto::ControlError> {
-    use fwd_proto::{ControlError, ErrorCode};
+) -> Result<(), RefusedTunable> {
     for (name, value) in list {
         let capacity = u64::from(capacity);
         let err = match check(name, *value) {
@@ -207,7 +225,7 @@ pub fn check_all(
             Ok(()) => None,
         };
         if let Some(m) = err {
-            return Err(ControlError::new(ErrorCode::BadTunable, m).field(name));
+            return Err(RefusedTunable::new(Some(name), m));
         }
     }
     // Reassembly: the low threshold may not exceed the high one once the whole list is
@@ -227,7 +245,7 @@ pub fn check_all(
                 "{low}: {} is above the high threshold {}",
                 limits.low_thresh, limits.high_thresh
             );
-            return Err(ControlError::new(ErrorCode::BadTunable, m).field(low));
+            return Err(RefusedTunable::new(Some(low), m));
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
-//! The TCP window-tracking state as plain data, in a file of its own that imports only
-//! the protocol crate: the tracker (`tcp.rs`) keeps it per connection, state sync and the
-//! control protocol (`fwd_proto::CtTcpWindow`, converted here field by field) carry it
-//! whole (docs/ha.md).
+//! The TCP window-tracking state as plain data, in a file of its own that imports
+//! nothing: the tracker (`tcp.rs`) keeps it per connection, state sync and the control
+//! protocol (`fwd_proto::CtTcpWindow`, converted field by field by `control::conntrack`)
+//! carry it whole (docs/ha.md).
 
 /// Per-connection TCP state (Linux `struct ip_ct_tcp` without the retransmission
 /// counter), 48 bytes: the two sides (`tcp.rs`'s `Side`) are stored split so no padding is wasted. The
@@ -19,67 +19,4 @@ pub struct TcpWindow {
     pub last_dir: u8,
     pub last_wscale: u8,
     pub last_flags: u8,
-}
-
-/// `From` both ways between the tracker's window and the protocol's copy. One field list:
-/// each side is destructured without `..` and built without defaults, so a field added to
-/// either type and not to this list fails to compile.
-macro_rules! convert_fields {
-    ($($f:ident),* $(,)?) => {
-        impl From<TcpWindow> for fwd_proto::CtTcpWindow {
-            fn from(w: TcpWindow) -> Self {
-                let TcpWindow { $($f),* } = w;
-                fwd_proto::CtTcpWindow { $($f),* }
-            }
-        }
-
-        impl From<fwd_proto::CtTcpWindow> for TcpWindow {
-            fn from(w: fwd_proto::CtTcpWindow) -> Self {
-                let fwd_proto::CtTcpWindow { $($f),* } = w;
-                TcpWindow { $($f),* }
-            }
-        }
-    };
-}
-
-convert_fields!(
-    win,
-    scale,
-    flags,
-    last_end,
-    last_win,
-    last_index,
-    last_dir,
-    last_wscale,
-    last_flags,
-);
-
-#[cfg(test)]
-mod tests {
-    use super::TcpWindow;
-
-    #[test]
-    fn a_window_goes_through_the_protocol_unchanged() {
-        let w = TcpWindow {
-            win: [[1, 2, 3, 4], [5, 6, 7, 8]],
-            scale: [7, 14],
-            flags: [0x3, 0x10],
-            last_end: 9,
-            last_win: 10,
-            last_index: 2,
-            last_dir: 1,
-            last_wscale: 6,
-            last_flags: 0x4,
-        };
-        let p = fwd_proto::CtTcpWindow::from(w);
-        assert_eq!(
-            (p.win, p.scale, p.last_end, p.last_wscale),
-            (w.win, w.scale, 9, 6)
-        );
-        assert_eq!(TcpWindow::from(p), w);
-        // And through its JSON, as a listing or an HA peer carries it.
-        let back: fwd_proto::CtTcpWindow =
-            serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        assert_eq!(TcpWindow::from(back), w);
-    }
 }

@@ -1,8 +1,11 @@
 //! The control path between `fwd` and its clients.
 //!
+//! - [`conntrack`]: the protocol's form of the tracker's counters, entries, events and
+//!   errors (the engine returns its own types; this converts them).
 //! - [`filter`]: the protocol's connection filter on the engine's compiled one.
 //! - [`proto`]: the versioned request/response protocol (JSON Lines over a Unix socket),
 //!   shared with `mgmt`, which must not link DPDK, so it only uses plain data types.
+pub mod conntrack;
 pub mod elements;
 pub mod filter;
 pub mod server;

@@ -571,7 +571,7 @@ impl Pipeline {
     /// `count_matching` and `delete_matching`).
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
-            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
+            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters().into()),
             WorkerCommand::HelperStats => WorkerReply::HelperStats(self.helper_counters()),
             WorkerCommand::SetTunables(list) => {
                 // All or nothing: checked as a set before any is applied.
@@ -580,7 +580,7 @@ impl Pipeline {
                     self.ct.tunables(),
                     &list,
                 ) {
-                    return WorkerReply::Error(e);
+                    return WorkerReply::Error(e.into());
                 }
                 // Recipes hold timeouts: none survives a change of tunables.
                 self.bump_recipe_epoch();
@@ -614,11 +614,9 @@ impl Pipeline {
                 limit,
             } => match CtMatcher::new(&filter) {
                 Ok(m) => {
-                    let (entries, next_cursor) =
-                        self.ct
-                            .iter_page(cursor, limit, &m, self.now_ns, self.worker_id);
+                    let (page, next_cursor) = self.ct.iter_page(cursor, limit, &m, self.now_ns);
                     WorkerReply::CtPage {
-                        entries,
+                        entries: page.iter().map(|s| s.to_ct_entry(self.worker_id)).collect(),
                         next_cursor,
                     }
                 }

@@ -192,7 +192,7 @@ impl Table {
             }
             self.schedule(idx);
             self.stats.insert += 1;
-            self.emit(EventType::New, idx, now);
+            self.emit(EventKind::New, idx, now);
             Ok(EntryId(idx))
         };
         if r.is_err() && hints.nat_port {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::dispatch::internal;
 use super::{Backend, Server, TUNABLES_FILE};
-use crate::conntrack::{SYNCED, Synced};
-use crate::control::proto::{ControlError, ErrorCode, EventLine, EventType, Response};
+use crate::conntrack::{EventKind, SYNCED, Synced};
+use crate::control::proto::{ControlError, ErrorCode, EventLine, Response};
 use crate::ha::wire::{self, Record};
 use crate::worker::{WorkerCommand, WorkerReply};
 
@@ -222,9 +222,9 @@ impl<B: Backend> Server<B> {
                     continue;
                 }
                 let r = match e.kind {
-                    EventType::Destroy => Record::Destroy(e.entry.orig),
+                    EventKind::Destroy => Record::Destroy(e.entry.orig),
                     kind => Record::Upsert {
-                        new: kind == EventType::New,
+                        new: kind == EventKind::New,
                         entry: Synced::from_snapshot(&e.entry),
                     },
                 };

@@ -1832,7 +1832,7 @@ fn ha_apply_records_applies_what_ha_apply_does_and_refuses_bad_batches_whole() {
 }
 
 /// Raw events of worker-table snapshots: `entry(0, i)` with `kind`, SYNCED when asked.
-fn raw_event(kind: EventType, i: u8, synced: bool) -> crate::conntrack::CtEvent {
+fn raw_event(kind: crate::conntrack::EventKind, i: u8, synced: bool) -> crate::conntrack::CtEvent {
     let mut snap = crate::conntrack::Synced::from_ct_entry(&entry(0, i))
         .unwrap()
         .to_snapshot();
@@ -1847,9 +1847,9 @@ fn a_raw_take_gives_sync_records_and_the_same_lines_as_the_json_take() {
     use crate::ha::wire::{Record, decode_records};
     let (mut s, _) = server(&[0, 0], "rawtake");
     let evs = [
-        raw_event(EventType::New, 1, false),
-        raw_event(EventType::Update, 2, true),
-        raw_event(EventType::Destroy, 3, false),
+        raw_event(crate::conntrack::EventKind::New, 1, false),
+        raw_event(crate::conntrack::EventKind::Update, 2, true),
+        raw_event(crate::conntrack::EventKind::Destroy, 3, false),
     ];
     s.backend.workers[1].raw_events = evs.to_vec();
     let t = s.take_raw_events(true);
@@ -1868,7 +1868,7 @@ fn a_raw_take_gives_sync_records_and_the_same_lines_as_the_json_take() {
     // JSON subscribers of the same poll get every event (the SYNCED one too) as lines.
     assert_eq!(t.lines.len(), 3);
     for (l, e) in t.lines.iter().zip(&evs) {
-        assert_eq!(l.kind, e.kind);
+        assert_eq!(l.kind, EventType::from(e.kind));
         assert_eq!(l.entry, e.entry.to_ct_entry(1));
         assert!(l.timestamp_ms > 0);
     }
@@ -1905,8 +1905,8 @@ fn subscribe_records_streams_batches_over_the_socket() {
     use crate::ha::wire::{Record, base64_decode, decode_records};
     let (mut s, _) = server(&[1], "subrecstate");
     s.backend.workers[0].raw_events = vec![
-        raw_event(EventType::Update, 5, false),
-        raw_event(EventType::Destroy, 6, true),
+        raw_event(crate::conntrack::EventKind::Update, 5, false),
+        raw_event(crate::conntrack::EventKind::Destroy, 6, true),
     ];
     let b = first_record_batch(s, &tmpdir("subrec"));
     assert_eq!((b.count, b.synced_skipped, b.lost), (1, 1, 0));
