@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrayvec::ArrayVec;
-use dataplane::control::proto::CtCounters;
+use dataplane::conntrack::{Counters, Stats};
 use dataplane::nat::Tuple;
 use dataplane::nat::alloc::Steering;
 use dataplane::wire::Addr;
@@ -88,10 +88,13 @@ impl Process for Steer {
                 count: self.seen,
                 next_cursor: None,
             },
-            WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
-                error: self.wrong_port + self.bad_steer,
+            WorkerCommand::CtStats => WorkerReply::Stats(Counters {
+                stats: Stats {
+                    error: self.wrong_port + self.bad_steer,
+                    ..Stats::default()
+                },
                 entries: self.steered.len() as u64,
-                ..CtCounters::default()
+                ..Counters::default()
             }),
             _ => WorkerReply::Done,
         }
@@ -384,7 +387,7 @@ fn fwd_worker_io_handoff_slowpath_commands_counters() {
     // Every steering record reached worker 1 through the edge, the withdrawn one is gone.
     match *stats.expect("CtStats reply") {
         WorkerReply::Stats(st) => {
-            assert_eq!(st.error, 0, "wrong in-port or misaddressed steering");
+            assert_eq!(st.stats.error, 0, "wrong in-port or misaddressed steering");
             assert_eq!(
                 st.entries,
                 u64::from(want_slow) - 1,

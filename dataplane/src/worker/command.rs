@@ -1,9 +1,11 @@
 //! The control thread's requests to a worker and the worker's answers, carried on its
 //! command ring (a leaf: the pipeline answers them, the I/O edge and the control side
-//! carry them).
+//! carry them). Both are in the engine's types: the control side compiles a protocol
+//! filter into the [`CtMatcher`] it sends, and converts the answers (entries, events,
+//! counters, errors) to the protocol's (`control::conntrack`), off the worker's lcore.
 
 use super::counters::HelperCounters;
-use crate::control::proto::{ControlError, CtCounters, CtEntry, CtFilter, EventLine};
+use crate::conntrack::{Counters, CtEvent, CtMatcher, RefusedTunable, Snapshot};
 
 /// A per-worker operation requested by the control thread, carried on the worker's
 /// command ring and answered between bursts (bounded work per call: long operations are
@@ -12,15 +14,15 @@ use crate::control::proto::{ControlError, CtCounters, CtEntry, CtFilter, EventLi
 pub enum WorkerCommand {
     /// One page of the connection table.
     CtList {
-        filter: CtFilter,
+        filter: CtMatcher,
         cursor: u64,
         limit: u32,
     },
     /// Delete matching entries (all when the filter is empty), at most `budget` per call.
-    CtDelete { filter: CtFilter, budget: u32 },
+    CtDelete { filter: CtMatcher, budget: u32 },
     /// Count matching entries in at most `budget` table slots from slot `cursor`.
     CtCount {
-        filter: CtFilter,
+        filter: CtMatcher,
         cursor: u64,
         budget: u32,
     },
@@ -47,7 +49,7 @@ pub enum WorkerCommand {
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerReply {
     CtPage {
-        entries: Vec<CtEntry>,
+        entries: Vec<Snapshot>,
         next_cursor: Option<u64>,
     },
     /// Entries deleted; `more` when the budget ran out before the table was scanned.
@@ -60,15 +62,18 @@ pub enum WorkerReply {
         count: u64,
         next_cursor: Option<u64>,
     },
-    Stats(CtCounters),
+    Stats(Counters),
     HelperStats(HelperCounters),
+    /// The answer to `TakeEvents`: the events, the worker's clock in milliseconds when it
+    /// took them, and the events its ring lost since the previous take.
     Events {
-        events: Vec<EventLine>,
+        events: Vec<CtEvent>,
+        timestamp_ms: u64,
         lost: u64,
     },
     /// The answer to `TakeRawEvents`.
     RawEvents {
-        events: Vec<crate::conntrack::CtEvent>,
+        events: Vec<CtEvent>,
         lost: u64,
     },
     /// Synced changes applied and refused.
@@ -77,5 +82,6 @@ pub enum WorkerReply {
         failed: u64,
     },
     Done,
-    Error(ControlError),
+    /// A refused `SetTunables` (the only command a worker refuses).
+    Error(RefusedTunable),
 }

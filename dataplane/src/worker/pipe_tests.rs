@@ -282,12 +282,19 @@ pub(super) fn assert_same_tables(
     pubs: &[crate::rules::Publisher; 2],
 ) {
     assert_eq!(a.conntrack().stats(), b.conntrack().stats(), "conntrack -S");
-    let list = |p: &mut Pipeline| {
-        p.command(super::WorkerCommand::CtList {
-            filter: crate::control::proto::CtFilter::default(),
-            cursor: 0,
-            limit: 100_000,
-        })
+    let list = |p: &mut Pipeline| match p.command(super::WorkerCommand::CtList {
+        filter: crate::conntrack::CtMatcher::default(),
+        cursor: 0,
+        limit: 100_000,
+    }) {
+        super::WorkerReply::CtPage {
+            entries,
+            next_cursor,
+        } => (
+            entries.iter().map(|s| s.to_ct_entry(0)).collect::<Vec<_>>(),
+            next_cursor,
+        ),
+        other => panic!("{other:?}"),
     };
     assert_eq!(list(a), list(b), "conntrack -L");
     assert_eq!(
@@ -955,7 +962,7 @@ fn input_chain_rejects_with_reset_or_port_unreachable() {
     let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
         panic!()
     };
-    assert_eq!(st.insert, 1);
+    assert_eq!(st.stats.insert, 1);
     let bad = p.command(super::WorkerCommand::SetTunables(vec![(
         "no_such".into(),
         1,
@@ -1216,7 +1223,10 @@ fn multi_worker_run(edge_marks_handoffs: bool) {
         let super::WorkerReply::Stats(st) = p.command(super::WorkerCommand::CtStats) else {
             panic!()
         };
-        assert_eq!(st.invalid, 0, "worker {w}: a packet was judged invalid");
+        assert_eq!(
+            st.stats.invalid, 0,
+            "worker {w}: a packet was judged invalid"
+        );
     }
 }
 
@@ -1263,6 +1273,8 @@ fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
 #[test]
 fn conntrack_listing_count_delete_and_events_use_the_filters() {
     use super::{WorkerCommand, WorkerReply};
+    use crate::conntrack::CtMatcher;
+    use crate::control::filter::MatcherFromFilter;
     use crate::control::proto::{CtFilter, EventType};
     let mut p = pipeline();
     let mut s = vec![0u8; SCRATCH_LEN];
@@ -1273,10 +1285,12 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
             Action::Forward { port: 1, .. }
         ));
     }
-    let dns = CtFilter {
+    // The control side compiles the protocol's filter; the worker gets the matcher.
+    let dns = CtMatcher::new(&CtFilter {
         dport: Some(53),
         ..Default::default()
-    };
+    })
+    .unwrap();
     // A filtered count covers at most `budget` slots per command and says where to go on.
     let slice = |p: &mut Pipeline, cursor, budget| {
         p.command(WorkerCommand::CtCount {
@@ -1312,6 +1326,7 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
         panic!("no page")
     };
     assert_eq!(next_cursor, None);
+    let entries: Vec<_> = entries.iter().map(|s| s.to_ct_entry(0)).collect();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].orig.dport, Some(53));
     assert_eq!(entries[0].proto, "udp");
@@ -1319,14 +1334,8 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
         src: Some("not an address".into()),
         ..Default::default()
     };
-    assert!(matches!(
-        p.command(WorkerCommand::CtCount {
-            filter: bad,
-            cursor: 0,
-            budget: 16
-        }),
-        WorkerReply::Error(_)
-    ));
+    // Refused where it is compiled, before any worker sees it.
+    assert!(CtMatcher::new(&bad).is_err());
     assert_eq!(
         p.command(WorkerCommand::CtDelete {
             filter: dns,
@@ -1338,11 +1347,13 @@ fn conntrack_listing_count_delete_and_events_use_the_filters() {
         }
     );
     assert_eq!(p.conntrack().len(), 2);
-    let WorkerReply::Events { events, lost } = p.command(WorkerCommand::TakeEvents { max: 100 })
+    let WorkerReply::Events { events, lost, .. } =
+        p.command(WorkerCommand::TakeEvents { max: 100 })
     else {
         panic!("no events")
     };
     assert_eq!(lost, 0);
+    let events: Vec<_> = events.iter().map(|e| e.to_line(0, 0, lost)).collect();
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds.iter().filter(|k| **k == EventType::New).count(),
@@ -1488,6 +1499,8 @@ fn cached_verdicts_credit_every_rule_the_evaluation_would_count() {
 #[test]
 fn ct_count_tokens_are_held_for_the_connection_lifetime() {
     use super::{WorkerCommand, WorkerReply};
+    use crate::conntrack::CtMatcher;
+    use crate::control::filter::MatcherFromFilter;
     use crate::control::proto::CtFilter;
     let names: crate::rules::PortsByName = [("lan".to_string(), 0u16), ("wan".to_string(), 1u16)]
         .into_iter()
@@ -1518,10 +1531,11 @@ fn ct_count_tokens_are_held_for_the_connection_lifetime() {
     assert!(fwd(flow(&mut p, 1001, 1_000)), "an established one passes");
     assert_eq!(p.held_len(), 2);
     // `conntrack -D` of one connection releases its token.
-    let one = CtFilter {
+    let one = CtMatcher::new(&CtFilter {
         sport: Some(1001),
         ..Default::default()
-    };
+    })
+    .unwrap();
     assert!(matches!(
         p.command(WorkerCommand::CtDelete {
             filter: one,

@@ -22,14 +22,11 @@ use super::held::{Held, HeldTable};
 use super::pipe_build::{self as build, L2Out};
 use super::{Action, WorkerCommand, WorkerReply};
 use crate::DropReason;
-use crate::conntrack::listing::CtMatcher;
 use crate::conntrack::table::DST_NAT;
 use crate::conntrack::{
-    CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Probe, Table,
-    Tunables, random_seed,
+    CtState, Direction, EntryId, FlowKey, InsertHints, Miss, NewFlow, Outcome, Probe,
+    RefusedTunable, Table, Tunables, random_seed,
 };
-use crate::control::filter::MatcherFromFilter;
-use crate::control::proto::{ControlError, ErrorCode};
 use crate::nat::alloc::{NatEnv, PortAllocator, Steering};
 use crate::nat::rss::{Owner, SYMMETRIC_RSS_KEY};
 use crate::nat::{CtNat, NatAction, NatKind, Tuple};
@@ -571,7 +568,7 @@ impl Pipeline {
     /// `count_matching` and `delete_matching`).
     pub fn command(&mut self, cmd: WorkerCommand) -> WorkerReply {
         match cmd {
-            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters().into()),
+            WorkerCommand::CtStats => WorkerReply::Stats(self.ct.counters()),
             WorkerCommand::HelperStats => WorkerReply::HelperStats(self.helper_counters()),
             WorkerCommand::SetTunables(list) => {
                 // All or nothing: checked as a set before any is applied.
@@ -580,19 +577,17 @@ impl Pipeline {
                     self.ct.tunables(),
                     &list,
                 ) {
-                    return WorkerReply::Error(e.into());
+                    return WorkerReply::Error(e);
                 }
                 // Recipes hold timeouts: none survives a change of tunables.
                 self.bump_recipe_epoch();
                 for (name, value) in list {
                     if let Err(e) = self.ct.set_tunable(&name, value) {
-                        let mut err = ControlError::new(ErrorCode::BadTunable, e.to_string());
-                        err.field = Some(name);
-                        return WorkerReply::Error(err);
+                        return WorkerReply::Error(RefusedTunable::new(Some(&name), e.to_string()));
                     }
                 }
                 if let Err(e) = self.frag.set_limits(self.ct.tunables()) {
-                    return WorkerReply::Error(ControlError::new(ErrorCode::BadTunable, e));
+                    return WorkerReply::Error(RefusedTunable::new(None, e));
                 }
                 self.helpers.expect.set_max(self.ct.tunables().expect_max);
                 WorkerReply::Done
@@ -601,38 +596,29 @@ impl Pipeline {
                 filter,
                 cursor,
                 budget,
-            } => match CtMatcher::new(&filter) {
-                Ok(m) => {
-                    let (count, next_cursor) = self.ct.count_matching(&m, cursor, budget as usize);
-                    WorkerReply::Count { count, next_cursor }
-                }
-                Err(e) => WorkerReply::Error(e),
-            },
+            } => {
+                let (count, next_cursor) = self.ct.count_matching(&filter, cursor, budget as usize);
+                WorkerReply::Count { count, next_cursor }
+            }
             WorkerCommand::CtList {
                 filter,
                 cursor,
                 limit,
-            } => match CtMatcher::new(&filter) {
-                Ok(m) => {
-                    let (page, next_cursor) = self.ct.iter_page(cursor, limit, &m, self.now_ns);
-                    WorkerReply::CtPage {
-                        entries: page.iter().map(|s| s.to_ct_entry(self.worker_id)).collect(),
-                        next_cursor,
-                    }
+            } => {
+                let (entries, next_cursor) = self.ct.iter_page(cursor, limit, &filter, self.now_ns);
+                WorkerReply::CtPage {
+                    entries,
+                    next_cursor,
                 }
-                Err(e) => WorkerReply::Error(e),
-            },
-            WorkerCommand::CtDelete { filter, budget } => match CtMatcher::new(&filter) {
-                Ok(m) => {
-                    let (count, more) =
-                        self.ct
-                            .delete_matching(&m, budget.max(1) as usize, self.now_ns);
-                    let n = self.held.len();
-                    self.held.sweep(&self.ct, n, &mut self.unsteer_out);
-                    WorkerReply::Deleted { count, more }
-                }
-                Err(e) => WorkerReply::Error(e),
-            },
+            }
+            WorkerCommand::CtDelete { filter, budget } => {
+                let (count, more) =
+                    self.ct
+                        .delete_matching(&filter, budget.max(1) as usize, self.now_ns);
+                let n = self.held.len();
+                self.held.sweep(&self.ct, n, &mut self.unsteer_out);
+                WorkerReply::Deleted { count, more }
+            }
             WorkerCommand::TakeRawEvents { max } => {
                 let lost = self.events_lost_since();
                 let events = self.ct.take_events(max as usize).collect();
@@ -640,14 +626,12 @@ impl Pipeline {
             }
             WorkerCommand::TakeEvents { max } => {
                 let lost = self.events_lost_since();
-                let ts = self.now_ns / 1_000_000;
-                let w = self.worker_id;
-                let events = self
-                    .ct
-                    .take_events(max as usize)
-                    .map(|e| e.to_line(ts, w, lost))
-                    .collect();
-                WorkerReply::Events { events, lost }
+                let events = self.ct.take_events(max as usize).collect();
+                WorkerReply::Events {
+                    events,
+                    timestamp_ms: self.now_ns / 1_000_000,
+                    lost,
+                }
             }
             WorkerCommand::CtSync { records, adopt } => {
                 let (applied, failed) =

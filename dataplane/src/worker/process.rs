@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use crate::conntrack::alloc::Prefetch;
-use crate::control::proto::CtCounters;
 use crate::nat::alloc::Steering;
 use crate::route::NeighborSnapshot;
 use crate::wire::ParseOptions;
@@ -292,11 +291,12 @@ impl Process for PortForward {
                 count: 0,
                 next_cursor: None,
             },
-            WorkerCommand::CtStats => WorkerReply::Stats(CtCounters::default()),
+            WorkerCommand::CtStats => WorkerReply::Stats(Default::default()),
             WorkerCommand::HelperStats => WorkerReply::HelperStats(Default::default()),
             WorkerCommand::SetTunables(_) => WorkerReply::Done,
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: Vec::new(),
+                timestamp_ms: 0,
                 lost: 0,
             },
             WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
@@ -333,7 +333,7 @@ impl SlowProcess for DropSlowPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::proto::CtFilter;
+    use crate::conntrack::CtMatcher;
 
     #[test]
     fn forwards_to_the_paired_port() {
@@ -360,7 +360,7 @@ mod tests {
         let mut f = PortForward::new(2);
         assert_eq!(
             f.command(WorkerCommand::CtCount {
-                filter: CtFilter::default(),
+                filter: CtMatcher::default(),
                 cursor: 0,
                 budget: 16,
             }),
@@ -371,7 +371,7 @@ mod tests {
         );
         assert!(matches!(
             f.command(WorkerCommand::CtList {
-                filter: CtFilter::default(),
+                filter: CtMatcher::default(),
                 cursor: 0,
                 limit: 10
             }),

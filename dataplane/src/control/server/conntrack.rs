@@ -2,7 +2,9 @@
 //! sliced counting, each fanned out to every worker and merged.
 
 use super::dispatch::internal;
-use super::{Backend, COUNT_SLICE, CompiledFilter, Server};
+use super::{Backend, COUNT_SLICE, Server};
+use crate::conntrack::CtMatcher;
+use crate::control::filter::MatcherFromFilter;
 use crate::control::proto::{
     ConntrackStats, ControlError, CtCounters, CtFilter, ErrorCode, MAX_PAGE, Response, WorkerStats,
 };
@@ -37,8 +39,8 @@ impl<B: Backend> Server<B> {
         self.ask_all(|_| WorkerCommand::CtStats)?
             .into_iter()
             .map(|r| match r {
-                WorkerReply::Stats(s) => Ok(s),
-                WorkerReply::Error(e) => Err(e),
+                WorkerReply::Stats(s) => Ok(s.into()),
+                WorkerReply::Error(e) => Err(e.into()),
                 other => Err(internal(format!("unexpected reply {other:?}"))),
             })
             .collect()
@@ -73,7 +75,7 @@ impl<B: Backend> Server<B> {
             )
             .field("limit"));
         }
-        CompiledFilter::new(&filter)?;
+        let filter = CtMatcher::new(&filter)?;
         let n = self.backend.workers();
         let (mut w, mut c) = match cursor.as_deref() {
             Some(s) => decode_cursor(s, n)?,
@@ -98,10 +100,11 @@ impl<B: Backend> Server<B> {
             )?;
             match r {
                 WorkerReply::CtPage {
-                    entries: mut page,
+                    entries: page,
                     next_cursor,
                 } => {
-                    entries.append(&mut page);
+                    let worker = u16::try_from(w).unwrap_or(u16::MAX);
+                    entries.extend(page.iter().map(|s| s.to_ct_entry(worker)));
                     match next_cursor {
                         Some(next) => c = next,
                         None => {
@@ -110,7 +113,7 @@ impl<B: Backend> Server<B> {
                         }
                     }
                 }
-                WorkerReply::Error(e) => return Err(e),
+                WorkerReply::Error(e) => return Err(e.into()),
                 other => return Err(internal(format!("unexpected reply {other:?}"))),
             }
         }
@@ -131,7 +134,7 @@ impl<B: Backend> Server<B> {
                 "an empty filter deletes every entry: set `all` to flush",
             ));
         }
-        CompiledFilter::new(&filter)?;
+        let filter = CtMatcher::new(&filter)?;
         let mut deleted = 0u64;
         for w in 0..self.backend.workers() {
             // Bounded: at most 10 000 rounds of 10 000 entries per worker.
@@ -149,7 +152,7 @@ impl<B: Backend> Server<B> {
                             break;
                         }
                     }
-                    WorkerReply::Error(e) => return Err(e),
+                    WorkerReply::Error(e) => return Err(e.into()),
                     other => return Err(internal(format!("unexpected reply {other:?}"))),
                 }
             }
@@ -160,7 +163,7 @@ impl<B: Backend> Server<B> {
     /// Counts matching entries in slices of [`COUNT_SLICE`] slots per worker command, the
     /// workers in parallel: no command scans a whole table.
     pub(super) fn ct_count(&mut self, filter: CtFilter) -> Result<Response, ControlError> {
-        CompiledFilter::new(&filter)?;
+        let filter = CtMatcher::new(&filter)?;
         let mut next: Vec<Option<u64>> = vec![Some(0); self.backend.workers()];
         let mut count = 0u64;
         while next.iter().any(Option::is_some) {
@@ -187,7 +190,7 @@ impl<B: Backend> Server<B> {
                         count += c;
                         next[w] = next_cursor;
                     }
-                    WorkerReply::Error(e) => return Err(e),
+                    WorkerReply::Error(e) => return Err(e.into()),
                     other => return Err(internal(format!("unexpected reply {other:?}"))),
                 }
             }

@@ -76,7 +76,7 @@ impl<B: Backend> Server<B> {
                     malformed: c.malformed,
                     related: c.related,
                 }),
-                WorkerReply::Error(e) => Err(e),
+                WorkerReply::Error(e) => Err(e.into()),
                 other => Err(internal(format!("unexpected reply {other:?}"))),
             })
             .collect::<Result<_, _>>()?;

@@ -50,7 +50,7 @@ impl<B: Backend> Server<B> {
             .collect();
         for r in self.ask_all(|_| WorkerCommand::SetTunables(list.clone()))? {
             if let WorkerReply::Error(e) = r {
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(())
@@ -242,10 +242,14 @@ impl<B: Backend> Server<B> {
         let mut out = Vec::new();
         let mut lost_total = 0;
         for w in 0..self.backend.workers() {
-            if let Ok(WorkerReply::Events { events, lost }) =
-                self.ask(w, WorkerCommand::TakeEvents { max: 256 })
+            if let Ok(WorkerReply::Events {
+                events,
+                timestamp_ms,
+                lost,
+            }) = self.ask(w, WorkerCommand::TakeEvents { max: 256 })
             {
-                out.extend(events);
+                let worker = u16::try_from(w).unwrap_or(u16::MAX);
+                out.extend(events.iter().map(|e| e.to_line(timestamp_ms, worker, lost)));
                 lost_total += lost;
             }
         }

@@ -314,7 +314,7 @@ impl<B: Backend> Server<B> {
                         self.count(true, applied);
                         self.count(false, failed);
                     }
-                    WorkerReply::Error(e) => return Err(e),
+                    WorkerReply::Error(e) => return Err(e.into()),
                     other => {
                         return Err(ControlError::new(
                             ErrorCode::Internal,

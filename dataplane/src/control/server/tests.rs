@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::control::proto::{
-    ControlError, CtCounters, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine, EventType,
-    PortStats, Request, Response, ResponseEnvelope, RulesetSource, RulesetSummary, TunableRange,
-    WorkerStats,
+    ControlError, CtEntry, CtFilter, CtTuple, ErrorCode, EventLine, EventType, PortStats, Request,
+    Response, ResponseEnvelope, RulesetSource, RulesetSummary, TunableRange, WorkerStats,
 };
 use crate::rules::PortsByName;
 use crate::rules::limits::Limits;
@@ -46,10 +45,17 @@ fn entry(worker: u16, i: u8) -> CtEntry {
     }
 }
 
+/// `entry(worker, i)` as a worker's table holds it.
+fn snapshot(worker: u16, i: u8) -> crate::conntrack::Snapshot {
+    crate::conntrack::Synced::from_ct_entry(&entry(worker, i))
+        .unwrap()
+        .to_snapshot()
+}
+
 /// A fake worker: a table, and whether it answers at all.
 #[derive(Default)]
 struct FakeWorker {
-    table: Vec<CtEntry>,
+    table: Vec<crate::conntrack::Snapshot>,
     /// Table slots a count scans (entry `i` sits in slot `i`); 0: the table's length.
     slots: u64,
     /// (cursor, budget) of every count command.
@@ -59,7 +65,7 @@ struct FakeWorker {
     replies: VecDeque<WorkerReply>,
     mute: bool,
     tunables: Vec<(String, u64)>,
-    events: Vec<EventLine>,
+    events: Vec<crate::conntrack::CtEvent>,
     raw_events: Vec<crate::conntrack::CtEvent>,
     /// Events the worker's ring lost, reported by the next `TakeRawEvents`.
     raw_lost: u64,
@@ -110,12 +116,12 @@ impl Backend for Fake {
                 }
             }
             WorkerCommand::HelperStats => WorkerReply::HelperStats(fw.helper),
-            WorkerCommand::CtStats => WorkerReply::Stats(CtCounters {
+            WorkerCommand::CtStats => WorkerReply::Stats(crate::conntrack::Counters {
                 entries: fw.table.len() as u64,
-                ..CtCounters::default()
+                ..Default::default()
             }),
             WorkerCommand::SetTunables(_) if fw.refuse_tunables => WorkerReply::Error(
-                ControlError::new(ErrorCode::BadTunable, "refused by the worker"),
+                crate::conntrack::RefusedTunable::new(None, "refused by the worker"),
             ),
             WorkerCommand::SetTunables(v) => {
                 fw.tunables = v;
@@ -123,6 +129,7 @@ impl Backend for Fake {
             }
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: std::mem::take(&mut fw.events),
+                timestamp_ms: 0,
                 lost: 0,
             },
             WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
@@ -184,8 +191,10 @@ fn server(tables: &[usize], name: &str) -> (Server<Fake>, PathBuf) {
     for (w, &n) in tables.iter().enumerate() {
         let mut fw = FakeWorker::default();
         for i in 0..n {
-            fw.table
-                .push(entry(u16::try_from(w).unwrap(), u8::try_from(i).unwrap()));
+            fw.table.push(snapshot(
+                u16::try_from(w).unwrap(),
+                u8::try_from(i).unwrap(),
+            ));
         }
         fake.workers.push(fw);
     }
@@ -501,14 +510,12 @@ fn serves_a_socket_with_mode_0600_and_streams_events() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let (mut s, _) = server(&[1], "sockstate");
-    let mut ev = EventLine {
-        kind: EventType::New,
-        timestamp_ms: 0,
-        entry: entry(0, 1),
-        lost: 0,
+    let mut ev = crate::conntrack::CtEvent {
+        kind: crate::conntrack::EventKind::New,
+        entry: snapshot(0, 1),
     };
-    s.backend.workers[0].events.push(ev.clone());
-    ev.kind = EventType::Destroy;
+    s.backend.workers[0].events.push(ev);
+    ev.kind = crate::conntrack::EventKind::Destroy;
     s.backend.workers[0].events.push(ev);
     let (stop, t, mut w, mut r) = serve_and_connect(s, listener, &path);
     w.write_all(b"{\"v\":1,\"id\":1,\"request\":{\"op\":\"status\"}}\ngarbage\n")
@@ -1833,9 +1840,7 @@ fn ha_apply_records_applies_what_ha_apply_does_and_refuses_bad_batches_whole() {
 
 /// Raw events of worker-table snapshots: `entry(0, i)` with `kind`, SYNCED when asked.
 fn raw_event(kind: crate::conntrack::EventKind, i: u8, synced: bool) -> crate::conntrack::CtEvent {
-    let mut snap = crate::conntrack::Synced::from_ct_entry(&entry(0, i))
-        .unwrap()
-        .to_snapshot();
+    let mut snap = snapshot(0, i);
     if synced {
         snap.status |= crate::conntrack::SYNCED;
     }
