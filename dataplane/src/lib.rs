@@ -7,7 +7,8 @@
 //! not import `control`):
 //!
 //! - `fwd_proto` (its own crate, `proto/`): the control protocol's types, plain serde
-//!   data; re-exported as [`control::proto`].
+//!   data; re-exported as [`control::proto`]. Only `control` (and `ha`'s wire, `daemon`)
+//!   names it: the modules below answer in their own types.
 //! - [`drop`]: [`DropReason`], the counted reasons a packet is dropped.
 //! - `slots`: the lock-free slot store shared by every worker (dynamic sets'
 //!   elements, the helpers' expectations).
@@ -18,9 +19,8 @@
 //! - [`route`]: interfaces, connected and static routes, neighbour tables.
 //! - [`conntrack`]: flow keys, the per-worker connection table, protocol trackers with
 //!   Linux `nf_conntrack` semantics, timers, statistics and events; the types its files
-//!   share are in `conntrack::state`. (Today it still builds the protocol's types for
-//!   counters, events, listings and tunable errors, from `fwd_proto` directly: phase 2
-//!   gives it its own types, converted by `control`.)
+//!   share are in `conntrack::state`. It answers in its own types (counters, event kinds,
+//!   snapshots, a refused tunable), converted by `control`.
 //! - [`nat`]: SNAT / masquerade / DNAT bindings, port allocation aligned with RSS,
 //!   incremental checksum rewrite (uses conntrack's `FlowKey`).
 //! - [`helper`]: the FTP and TFTP connection helpers and their expectation table.
@@ -31,12 +31,12 @@
 //!   sync daemon; the data plane applies what it carries through `control`).
 //! - [`worker`]: the per-lcore run-to-completion loop (its I/O edge needs the `dpdk`
 //!   feature; the packet pipeline itself works on byte slices) and the slow-path loop; the
-//!   pipeline's `Action` and the control side's `WorkerCommand` / `WorkerReply` are leaf
-//!   files below both.
+//!   pipeline's `Action` and the control side's `WorkerCommand` / `WorkerReply` (in the
+//!   engine's types) are leaf files below both.
 //! - [`control`]: the server (persistence, ruleset replacement, fan-out of commands to
-//!   the workers), the protocol's view of a ruleset and of a connection filter. (`worker`
-//!   answers its commands in protocol types and `control` imports `worker`'s command
-//!   types.)
+//!   the workers), the protocol's view of a ruleset and of a connection filter, and the
+//!   conversions of the engine's answers to the protocol's types (`control::conntrack`,
+//!   `control::worker`).
 //! - `daemon` (with the `dpdk` feature): the `fwd` daemon's wiring (ports, rings,
 //!   workers on their lcores, the control thread, teardown), which `bin/fwd.rs` calls.
 //!

@@ -639,3 +639,55 @@ fn mgmt_takes_the_protocol_from_fwd_proto_and_only_the_listed_engine_parts() {
         BTreeSet::from(["ha::wire".to_owned(), "rules::print".to_owned()])
     );
 }
+
+// ---------------------------------------------------------------- the engine's own types
+
+/// Modules that answer in their own types and never name the control protocol
+/// (`fwd_proto`, or its `control::proto` re-export): `control` converts (its `conntrack`,
+/// `filter` and `worker` files).
+const PROTOCOL_FREE: &[&str] = &[
+    "wire/",
+    "frag/",
+    "route/",
+    "conntrack/",
+    "nat/",
+    "helper/",
+    "rules/",
+    "worker/",
+];
+
+/// Whether `line` names the protocol crate or its re-export as a path of its own.
+fn names_protocol(line: &str) -> bool {
+    ["fwd_proto", "control::proto"].iter().any(|p| {
+        line.match_indices(p).any(|(i, _)| {
+            !line[..i].ends_with(is_ident_char) && !line[i + p.len()..].starts_with(is_ident_char)
+        })
+    })
+}
+
+#[test]
+fn the_engine_does_not_name_the_protocol() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let krate = Crate::load("dataplane", src.clone());
+    let mut bad = Vec::new();
+    for rel in krate.modules.values() {
+        if !PROTOCOL_FREE.iter().any(|m| rel.starts_with(m)) {
+            continue;
+        }
+        let (text, _) = production_text(&std::fs::read_to_string(src.join(rel)).unwrap());
+        bad.extend(
+            text.lines()
+                .filter(|l| names_protocol(l))
+                .map(|l| format!("dataplane/src/{rel}: {}", l.trim())),
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "the engine names the control protocol (return an engine type, convert it in \
+         control):\n{}",
+        bad.join("\n")
+    );
+    assert!(names_protocol("use fwd_proto::{CtEntry, EventLine};"));
+    assert!(names_protocol("let e: crate::control::proto::CtEntry;"));
+    assert!(!names_protocol("use my_fwd_proto::X; fwd_protocol::Y"));
+}
