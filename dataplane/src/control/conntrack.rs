@@ -222,32 +222,3 @@ impl CtEvent {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_window_goes_through_the_protocol_unchanged() {
-        let w = TcpWindow {
-            win: [[1, 2, 3, 4], [5, 6, 7, 8]],
-            scale: [7, 14],
-            flags: [0x3, 0x10],
-            last_end: 9,
-            last_win: 10,
-            last_index: 2,
-            last_dir: 1,
-            last_wscale: 6,
-            last_flags: 0x4,
-        };
-        let p = CtTcpWindow::from(w);
-        assert_eq!(
-            (p.win, p.scale, p.last_end, p.last_wscale),
-            (w.win, w.scale, 9, 6)
-        );
-        assert_eq!(TcpWindow::from(p), w);
-        // And through its JSON, as a listing or an HA peer carries it.
-        let back: CtTcpWindow = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        assert_eq!(TcpWindow::from(back), w);
-    }
-}
