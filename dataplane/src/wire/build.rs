@@ -1,5 +1,6 @@
-//! Frame builders for tests, the traffic generator and the router's own packets (echo
-//! replies, ICMP errors, ARP and neighbour discovery answers).
+//! The one frame builder: the router's own packets (ICMP errors, TCP resets, ARP and
+//! neighbour discovery, through `worker/pipe_build.rs`), the tests' frames (the pipeline
+//! tests' `Pkt` is a thin wrapper), the benches and perfgen's templates.
 //!
 //! A [`Frame`] describes a packet; [`Frame::write`] serialises it into a caller buffer
 //! without allocating and returns its length; [`Frame::to_vec`] is the allocating
@@ -51,6 +52,10 @@ pub struct IpSpec {
     pub dont_frag: bool,
     /// IPv4 TOS / IPv6 traffic class.
     pub tos: u8,
+    /// `None`: the family follows the addresses (IPv4-mapped = IPv4). `Some` writes that
+    /// family whatever the addresses look like (`Some(V6)`: IPv4-mapped addresses in an
+    /// IPv6 header, as the router answers what it received).
+    pub family: Option<Family>,
 }
 
 impl IpSpec {
@@ -63,13 +68,15 @@ impl IpSpec {
             id: 0,
             dont_frag: true,
             tos: 0,
+            family: None,
         }
     }
 
     fn family(&self) -> Result<Family, BuildError> {
-        match (self.src.to_v4(), self.dst.to_v4()) {
-            (Some(_), Some(_)) => Ok(Family::V4),
-            (None, None) => Ok(Family::V6),
+        match (self.family, self.src.to_v4(), self.dst.to_v4()) {
+            (Some(Family::V6), ..) => Ok(Family::V6),
+            (None | Some(Family::V4), Some(_), Some(_)) => Ok(Family::V4),
+            (None, None, None) => Ok(Family::V6),
             _ => Err(BuildError::FamilyMismatch),
         }
     }
@@ -90,6 +97,9 @@ pub struct TcpSpec<'a> {
     pub sack_perm: bool,
     /// Timestamps option (TSval, TSecr).
     pub timestamps: Option<(u32, u32)>,
+    /// Option bytes written as given after the ones above (tests of odd or malformed
+    /// options); the whole is padded with end-of-list to a 4-byte boundary.
+    pub raw_options: &'a [u8],
     pub payload: &'a [u8],
 }
 
@@ -98,7 +108,8 @@ impl TcpSpec<'_> {
         let raw = usize::from(self.mss.is_some()) * 4
             + usize::from(self.sack_perm) * 2
             + usize::from(self.timestamps.is_some()) * 10
-            + usize::from(self.wscale.is_some()) * 4;
+            + usize::from(self.wscale.is_some()) * 4
+            + self.raw_options.len();
         raw.div_ceil(4) * 4
     }
 
@@ -121,7 +132,9 @@ impl TcpSpec<'_> {
         }
         if let Some(w) = self.wscale {
             out[i..i + 4].copy_from_slice(&[1, 3, 3, w]);
+            i += 4;
         }
+        out[i..i + self.raw_options.len()].copy_from_slice(self.raw_options);
     }
 }
 
@@ -137,6 +150,9 @@ pub enum IcmpErrorKind {
     PacketTooBig { mtu: u16 },
     /// Parameter problem with a pointer to the offending byte.
     ParamProblem { pointer: u8 },
+    /// Any type and code, with the 4 bytes after the checksum as given (the router's
+    /// errors: the pipeline chooses the numbers).
+    Other { icmp_type: u8, code: u8, rest: u32 },
 }
 
 /// Layer 4 of an IP frame.
@@ -219,6 +235,13 @@ impl<'a> Frame<'a> {
             body: Body::Arp(arp),
             pad: true,
         }
+    }
+
+    /// The same frame, zero-padded to the 60-byte Ethernet minimum or not (`Frame::ip`
+    /// and `Frame::arp` pad; the router's own IP packets and the pipeline tests' frames
+    /// do not).
+    pub const fn padded(self, pad: bool) -> Self {
+        Frame { pad, ..self }
     }
 
     fn l2_len(&self) -> usize {
@@ -314,11 +337,9 @@ impl<'a> Frame<'a> {
 
 /// Writes the IP header of `ip` in `family` at `buf[l3..]` (IPv4 without options, its
 /// checksum filled in; IPv6 without extension headers) for `payload_len` bytes of
-/// `protocol`; returns the header length. The one IP header writer: [`Frame::write`] and
-/// the frames the router originates (`worker/pipe_build.rs`) use it. A length beyond
-/// 65535 is written as 65535 (callers check first). Panics if `buf` is shorter than
-/// `l3` plus the header.
-pub fn write_ip_header(
+/// `protocol`; returns the header length. A length beyond 65535 is written as 65535
+/// (callers check first). Panics if `buf` is shorter than `l3` plus the header.
+fn write_ip_header(
     buf: &mut [u8],
     l3: usize,
     ip: &IpSpec,
@@ -458,6 +479,14 @@ fn write_l4(seg: &mut [u8], family: Family, l4: &L4Spec<'_>) -> Result<L4Info, B
                 (IcmpErrorKind::ParamProblem { pointer }, false) => {
                     (icmp::v6::PARAM_PROBLEM, 0, u32::from(*pointer))
                 }
+                (
+                    IcmpErrorKind::Other {
+                        icmp_type,
+                        code,
+                        rest,
+                    },
+                    _,
+                ) => (*icmp_type, *code, *rest),
             };
             let mut p = IcmpPacket::new_unchecked(&mut *seg);
             p.set_msg_type(t);
@@ -528,6 +557,7 @@ mod tests {
             id: u32::from(p.ident()),
             dont_frag: p.dont_frag(),
             tos: p.tos(),
+            family: None,
         }
     }
 
@@ -540,6 +570,7 @@ mod tests {
             id: p.flow_label(),
             dont_frag: false,
             tos: p.traffic_class(),
+            family: None,
         }
     }
 
@@ -557,6 +588,7 @@ mod tests {
             wscale: Some(10),
             sack_perm: true,
             timestamps: Some((2_040_037_483, 0)),
+            raw_options: &[],
             payload: &[],
         };
         let built = Frame {
@@ -736,7 +768,7 @@ mod tests {
             let l4 = match kind {
                 0 => L4Spec::Tcp(TcpSpec {
                     sport, dport, seq, ack: !seq, flags: TcpFlags(flags), window: sport,
-                    mss, wscale, sack_perm, timestamps: ts, payload: &payload,
+                    mss, wscale, sack_perm, timestamps: ts, raw_options: &[], payload: &payload,
                 }),
                 1 => L4Spec::Udp { sport, dport, payload: &payload },
                 _ => L4Spec::IcmpEcho { request: sport & 1 == 0, id: dport, seq: sport, payload: &payload },

@@ -126,7 +126,7 @@ fn a_backup_is_silent_for_its_service_addresses_until_the_takeover_announces_the
     sp.set_standby(vec![v4(lan), v6("2001:db8:1::1")]);
     let arp_req = |target: [u8; 4]| {
         let mut f = vec![0u8; 60];
-        let a = super::pipe_build::ArpOut {
+        let a = crate::wire::ArpInfo {
             operation: 1,
             sender_mac: HOST_MAC,
             sender_ip: host,

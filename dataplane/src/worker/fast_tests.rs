@@ -20,7 +20,7 @@ use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, RouteTable, RouteTableBuilder,
 };
 use crate::rules::{PortsByName, Publisher};
-use crate::wire::{Addr, proto};
+use crate::wire::Addr;
 
 const HOST2_MAC: Mac = [2, 0, 0, 0, 1, 11];
 const SEC: u64 = 1_000_000_000;
@@ -268,18 +268,8 @@ impl Twin {
 }
 
 fn tcp(pk: &Pkt, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8> {
-    let mut l4 = vec![0u8; 20 + payload];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..8].copy_from_slice(&seq.to_be_bytes());
-    l4[8..12].copy_from_slice(&ack.to_be_bytes());
-    l4[12] = 5 << 4;
-    l4[13] = flags;
-    l4[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    for (i, b) in l4[20..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    pk.build(proto::TCP, l4, Some(16))
+    let data: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+    pk.tcp_window(sport, dport, flags, seq, ack, 8192, &data)
 }
 
 fn lan(src: [u8; 4], dst: [u8; 4]) -> Pkt {

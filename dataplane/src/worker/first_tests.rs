@@ -217,12 +217,12 @@ pub(super) fn l4_frame(p: &Pkt, l4: u8, sport: u16, dport: u16) -> Vec<u8> {
     match l4 {
         0 => p.udp(sport, dport, 12),
         1 => p.tcp(sport, dport, 0x02, 1000, 0),
-        _ => {
-            let mut m = vec![0u8; 16];
-            m[0] = 8;
-            m[4..6].copy_from_slice(&sport.to_be_bytes());
-            p.build(proto::ICMP, m, Some(2))
-        }
+        _ => p.frame(crate::wire::build::L4Spec::IcmpEcho {
+            request: true,
+            id: sport,
+            seq: 0,
+            payload: &[0; 8],
+        }),
     }
 }
 

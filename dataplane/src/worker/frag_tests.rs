@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
+use super::WorkerReply;
 use super::counters::Counters;
 use super::pipe_tests::{Pkt, assert_checksums};
 use super::{Action, FragOut, Pipeline, PipelineConfig, PortInfo, SCRATCH_LEN, WorkerCommand};
-use super::{WorkerReply, pipe_build::ETH_LEN};
 use crate::DropReason;
 use crate::conntrack::Tunables;
 use crate::frag::testdata::{fragments, linux};
 use crate::frag::{DatagramBuf, FragLimits, Outcome, ReasmTable};
 use crate::route::{Mac, NeighConfig, NeighborCache, RouteTable, RouteTableBuilder};
+use crate::wire::eth::HEADER_LEN as ETH_LEN;
 use crate::wire::{Addr, Family};
 
 const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];

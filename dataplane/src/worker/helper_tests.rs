@@ -9,6 +9,7 @@ use super::pipeline::Pipeline;
 use super::{Action, SCRATCH_LEN};
 use crate::drop::DropReason;
 use crate::helper::ExpectTable;
+use crate::wire::build::L4Spec;
 use crate::wire::proto;
 use std::sync::Arc;
 
@@ -96,12 +97,11 @@ pub(super) fn go_out(p: &mut Pipeline, port: u16, mut f: Vec<u8>) -> (Action, Ve
 
 /// A UDP datagram from `k` carrying `payload`.
 pub(super) fn udp(k: &Pkt, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = vec![0u8; 8 + payload.len()];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..6].copy_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
-    l4[8..].copy_from_slice(payload);
-    k.build(proto::UDP, l4, Some(6))
+    k.frame(L4Spec::Udp {
+        sport,
+        dport,
+        payload,
+    })
 }
 
 fn forwarded(a: Action, port: u16) -> bool {

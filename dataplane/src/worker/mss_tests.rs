@@ -5,22 +5,21 @@
 use super::pipe_tests::{Pkt, assert_checksums, config, from_wan, neighbors, routes, run};
 use super::pipeline::Pipeline;
 use super::{Action, SCRATCH_LEN};
-use crate::wire::proto;
+use crate::wire::TcpFlags;
+use crate::wire::build::{L4Spec, TcpSpec};
 
 /// A TCP segment lan host → wan server (or back) with `opts` as its options.
 pub(super) fn seg(p: &Pkt, sport: u16, dport: u16, flags: u8, opts: &[u8]) -> Vec<u8> {
-    let mut l4 = vec![0u8; 20 + opts.len()];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    if flags & 0x10 != 0 {
-        l4[8..12].copy_from_slice(&1001u32.to_be_bytes());
-    }
-    l4[12] = u8::try_from((20 + opts.len()) / 4).unwrap() << 4;
-    l4[13] = flags;
-    l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    l4[20..].copy_from_slice(opts);
-    p.build(proto::TCP, l4, Some(16))
+    p.frame(L4Spec::Tcp(TcpSpec {
+        sport,
+        dport,
+        seq: 1000,
+        ack: if flags & 0x10 != 0 { 1001 } else { 0 },
+        flags: TcpFlags(flags),
+        window: 64240,
+        raw_options: opts,
+        ..TcpSpec::default()
+    }))
 }
 
 /// A pipeline running `rules` with the wan port's MTU `wan_mtu`.

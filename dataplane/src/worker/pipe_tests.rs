@@ -1,12 +1,12 @@
 //! Tests of the pipeline (routing, local replies) and the slow path (ARP / ND, queued
-//! packets), on frames built here byte by byte and checksums verified by an independent
-//! naive implementation.
+//! packets), on frames built by `wire::build` (`Pkt` is a thin wrapper: no padding, the
+//! router's IP header fields) and checksums verified by an independent naive
+//! implementation.
 
 #![allow(clippy::cast_possible_truncation)] // test data generators
 
 use std::sync::Arc;
 
-use super::pipe_build::{ETH_LEN, write_eth, write_ip};
 use super::pipeline::{Pipeline, PipelineConfig, PortInfo};
 use super::slowpath::{SlowOut, SlowPath};
 use super::{Action, SCRATCH_LEN};
@@ -15,7 +15,9 @@ use crate::conntrack::Tunables;
 use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, Prefix, RouteTable, RouteTableBuilder,
 };
-use crate::wire::{Addr, Family, proto};
+use crate::wire::build::{EthSpec, Frame, IcmpErrorKind, IpSpec, L4Spec, TcpSpec};
+use crate::wire::eth::HEADER_LEN as ETH_LEN;
+use crate::wire::{Addr, Family, TcpFlags, proto};
 
 pub(super) const LAN_MAC: Mac = [2, 0, 0, 0, 0, 1];
 pub(super) const WAN_MAC: Mac = [2, 0, 0, 0, 0, 2];
@@ -188,55 +190,41 @@ impl Pkt {
         self
     }
 
-    /// A frame carrying `l4` (checksum field at `csum_off` filled in).
-    pub(super) fn build(&self, p: u8, mut l4: Vec<u8>, csum_off: Option<usize>) -> Vec<u8> {
-        let hl = if self.family == Family::V4 { 20 } else { 40 };
-        let mut f = vec![0u8; ETH_LEN + hl + l4.len()];
-        let et = if self.family == Family::V4 {
-            0x0800
-        } else {
-            0x86dd
+    /// The frame carrying `l4`, built by `wire::build` as the router builds its own: id 0,
+    /// no DF, TOS 0, not padded.
+    pub(super) fn frame(&self, l4: L4Spec<'_>) -> Vec<u8> {
+        let ip = IpSpec {
+            ttl: self.ttl,
+            dont_frag: false,
+            family: Some(self.family),
+            ..IpSpec::new(self.src, self.dst)
         };
-        write_eth(&mut f, self.dst_mac, self.src_mac, et);
-        write_ip(
-            &mut f,
-            ETH_LEN,
-            self.family,
-            self.src,
-            self.dst,
-            p,
-            self.ttl,
-            l4.len(),
-        );
-        if let Some(o) = csum_off {
-            let acc = if p == proto::ICMP {
-                0
-            } else {
-                super::pipe_build::pseudo_sum(self.family, self.src, self.dst, p, l4.len())
-            };
-            let c = super::pipe_build::checksum(&l4, acc);
-            l4[o..o + 2].copy_from_slice(&c.to_be_bytes());
-        }
-        f[ETH_LEN + hl..].copy_from_slice(&l4);
-        f
+        let eth = EthSpec {
+            src: self.src_mac,
+            dst: self.dst_mac,
+            vlan: None,
+        };
+        Frame::ip(eth, ip, l4)
+            .padded(false)
+            .to_vec()
+            .expect("test frame")
     }
 
+    /// A datagram with `payload` bytes 0, 1, 2, ...
     pub(super) fn udp(&self, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
-        let mut l4 = vec![0u8; 8 + payload];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..6].copy_from_slice(&u16::try_from(8 + payload).unwrap().to_be_bytes());
-        for (i, b) in l4[8..].iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        self.build(proto::UDP, l4, Some(6))
+        let data: Vec<u8> = (0..payload).map(|i| i as u8).collect();
+        self.frame(L4Spec::Udp {
+            sport,
+            dport,
+            payload: &data,
+        })
     }
 
     pub(super) fn tcp(&self, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
         self.tcp_data(sport, dport, flags, seq, ack, &[])
     }
 
-    /// A TCP segment carrying `payload`.
+    /// A TCP segment carrying `payload` (window 65535, no options).
     pub(super) fn tcp_data(
         &self,
         sport: u16,
@@ -246,30 +234,41 @@ impl Pkt {
         ack: u32,
         payload: &[u8],
     ) -> Vec<u8> {
-        let mut l4 = vec![0u8; 20 + payload.len()];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..8].copy_from_slice(&seq.to_be_bytes());
-        l4[8..12].copy_from_slice(&ack.to_be_bytes());
-        l4[12] = 5 << 4;
-        l4[13] = flags;
-        l4[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        l4[20..].copy_from_slice(payload);
-        self.build(proto::TCP, l4, Some(16))
+        self.tcp_window(sport, dport, flags, seq, ack, 65535, payload)
     }
 
+    /// A TCP segment with window `window` carrying `payload` (no options).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tcp_window(
+        &self,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        self.frame(L4Spec::Tcp(TcpSpec {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags: TcpFlags(flags),
+            window,
+            payload,
+            ..TcpSpec::default()
+        }))
+    }
+
+    /// An echo request with 24 bytes of 0xab.
     fn echo(&self, id: u16, seq: u16) -> Vec<u8> {
-        let (t, p) = if self.family == Family::V4 {
-            (8, proto::ICMP)
-        } else {
-            (128, proto::ICMPV6)
-        };
-        let mut l4 = vec![0u8; 8 + 24];
-        l4[0] = t;
-        l4[4..6].copy_from_slice(&id.to_be_bytes());
-        l4[6..8].copy_from_slice(&seq.to_be_bytes());
-        l4[8..].fill(0xab);
-        self.build(p, l4, Some(2))
+        self.frame(L4Spec::IcmpEcho {
+            request: true,
+            id,
+            seq,
+            payload: &[0xab; 24],
+        })
     }
 }
 
@@ -556,7 +555,7 @@ fn arp_frame(
     eth_dst: Mac,
 ) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    let a = super::pipe_build::ArpOut {
+    let a = crate::wire::ArpInfo {
         operation: op,
         sender_mac,
         sender_ip,
@@ -742,14 +741,7 @@ fn failed_resolution_drops_the_queue_after_the_probes() {
 
 fn ns_frame(src: Addr, target: Addr, slla: Option<Mac>) -> Vec<u8> {
     let (dst, eth) = super::pipe_build::solicited_node(target);
-    let mut l4 = vec![0u8; 24];
-    l4[0] = 135;
-    l4[8..24].copy_from_slice(&target.0);
-    if let Some(m) = slla {
-        l4.extend_from_slice(&[1, 1]);
-        l4.extend_from_slice(&m);
-    }
-    let mut pk = Pkt {
+    let pk = Pkt {
         family: Family::V6,
         src,
         dst,
@@ -757,8 +749,10 @@ fn ns_frame(src: Addr, target: Addr, slla: Option<Mac>) -> Vec<u8> {
         dst_mac: eth,
         src_mac: HOST_MAC,
     };
-    pk.ttl = 255;
-    pk.build(proto::ICMPV6, l4, Some(2))
+    pk.frame(L4Spec::NeighborSolicit {
+        target: target.0,
+        src_lladdr: slla,
+    })
 }
 
 #[test]
@@ -1243,8 +1237,6 @@ fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
     ));
     let (_, _, nat_port, _) = tuple_of(&f);
     // The server's port is closed: ICMP port unreachable quoting the translated datagram.
-    let mut l4 = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
-    l4.extend_from_slice(&f[ETH_LEN..orig_len]);
     let pk = Pkt {
         family: Family::V4,
         src: v4(server),
@@ -1253,7 +1245,10 @@ fn icmp_error_about_a_masqueraded_flow_is_related_and_translated_back() {
         dst_mac: WAN_MAC,
         src_mac: GW1_MAC,
     };
-    let mut err = pk.build(proto::ICMP, l4, Some(2));
+    let mut err = pk.frame(L4Spec::IcmpError {
+        kind: IcmpErrorKind::DestUnreachable(3),
+        quoted: &f[ETH_LEN..orig_len],
+    });
     let (a, _) = c.deliver(1, &mut err);
     assert!(matches!(a, Action::Forward { port: 0, .. }), "{a:?}");
     let ip = &err[ETH_LEN..];

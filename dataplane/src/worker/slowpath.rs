@@ -14,12 +14,13 @@
 
 use std::sync::Arc;
 
-use super::pipe_build::{self as build, ArpOut, L2Out};
+use super::pipe_build::{self as build, L2Out};
 use super::pipeline::PortInfo;
 use crate::DropReason;
 use crate::ha::announce::{Announced, Announcer};
 use crate::route::neigh::Action as NeighAction;
 use crate::route::{Mac, NeighConfig, NeighborCache, NeighborSnapshot, NextHop, RouteTable};
+use crate::wire::ArpInfo;
 use crate::wire::{self, Addr, Family, L4Info, Parsed};
 
 /// What the I/O edge does after the slow path handled a frame or a tick.
@@ -236,7 +237,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
         &mut self,
         in_port: u16,
         mut frame: P,
-        a: wire::ArpInfo,
+        a: ArpInfo,
         now_ms: u64,
         out: &mut Vec<SlowOut<P>>,
     ) {
@@ -258,7 +259,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
                 self.learn(in_port, sender, a.sender_mac, true, now_ms, out);
             }
             let mac = self.port_mac(in_port);
-            let reply = ArpOut {
+            let reply = ArpInfo {
                 operation: 2,
                 sender_mac: mac,
                 sender_ip: a.target_ip,
@@ -391,7 +392,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
                     .filter(|a| !self.standby.contains(a))
                     .and_then(Addr::to_v4)
                     .unwrap_or([0; 4]);
-                let req = ArpOut {
+                let req = ArpInfo {
                     operation: 1,
                     sender_mac: mac,
                     sender_ip,
@@ -478,7 +479,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> SlowPath<P> {
             let mut v = vec![0u8; 128];
             let len = match addr.to_v4() {
                 Some(ip) => {
-                    let garp = ArpOut {
+                    let garp = ArpInfo {
                         operation: 1,
                         sender_mac: mac,
                         sender_ip: ip,
