@@ -1,11 +1,13 @@
 //! Frames the generator sends and the parser for what comes back. Everything is IPv4
-//! without options, no VLAN. The payload starts with a stamp: TSC at transmission (u64),
+//! without options, no VLAN; the frames are `dataplane::wire::build` frames (the one
+//! builder: the router's own packets, the tests and the benches use it too). The payload starts with a stamp: TSC at transmission (u64),
 //! sequence number (u64), magic (u16), big-endian, so a received frame gives its latency.
 //! Frames shorter than 60 bytes (64 on the wire with the FCS) are padded.
 
 use std::net::Ipv4Addr;
 
-use dataplane::wire::checksum;
+use dataplane::wire::build::{EthSpec, Frame, IpSpec, L4Spec, TcpSpec};
+use dataplane::wire::{Addr, TcpFlags, checksum};
 
 pub const ETH_LEN: usize = 14;
 pub const IP_LEN: usize = 20;
@@ -39,40 +41,21 @@ fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
     checksum::pseudo_v4(src.octets(), dst.octets(), proto, len)
 }
 
-/// Checksum field value of `data` (checksum field zeroed) plus the partial sum `init`.
-fn csum(data: &[u8], init: u32) -> u16 {
-    checksum::finish(checksum::add(checksum::sum(data), init))
-}
-
 /// Whether `data`, checksum field included, plus `init` verifies.
 fn verifies(data: &[u8], init: u32) -> bool {
     checksum::verify(checksum::add(checksum::sum(data), init))
 }
 
-fn write_eth_ip(
-    buf: &mut [u8],
-    macs: &Macs,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: u8,
-    ip_len: usize,
-) {
-    buf[0..6].copy_from_slice(&macs.dst);
-    buf[6..12].copy_from_slice(&macs.src);
-    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut buf[ETH_LEN..ETH_LEN + IP_LEN];
-    ip[0] = 0x45;
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&u16::try_from(ip_len).unwrap_or(u16::MAX).to_be_bytes());
-    ip[4..6].copy_from_slice(&[0, 0]); // id
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-    ip[8] = 64;
-    ip[9] = proto;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = csum(ip, 0);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+/// The frame of `l4` from `src` to `dst` (IPv4, TTL 64, id 0, DF), built by
+/// `dataplane::wire::build`, the builder of the router's own frames and the tests'.
+fn frame<'a>(macs: &Macs, src: Ipv4Addr, dst: Ipv4Addr, l4: L4Spec<'a>) -> Frame<'a> {
+    let eth = EthSpec {
+        src: macs.src,
+        dst: macs.dst,
+        vlan: None,
+    };
+    let ip = IpSpec::new(Addr::from_v4(src.octets()), Addr::from_v4(dst.octets()));
+    Frame::ip(eth, ip, l4)
 }
 
 /// The UDP checksum field for a sum that finishes to `c`: 0 means "no checksum" in UDP
@@ -81,10 +64,12 @@ pub fn udp_csum_field(c: u16) -> u16 {
     if c == 0 { 0xffff } else { c }
 }
 
-fn write_stamp(p: &mut [u8], seq: u64, tsc: u64) {
+fn stamp(seq: u64, tsc: u64) -> [u8; STAMP_LEN] {
+    let mut p = [0u8; STAMP_LEN];
     p[0..8].copy_from_slice(&tsc.to_be_bytes());
     p[8..16].copy_from_slice(&seq.to_be_bytes());
     p[16..18].copy_from_slice(&MAGIC.to_be_bytes());
+    p
 }
 
 /// Writes a UDP frame of `len` bytes (without FCS, `MIN_UDP_FRAME..=MAX_FRAME`) into the
@@ -105,18 +90,14 @@ pub fn udp(
     if !(MIN_UDP_FRAME..=MAX_FRAME).contains(&len) || buf.len() < len {
         return None;
     }
-    let udp_len = len - ETH_LEN - IP_LEN;
-    write_eth_ip(buf, macs, src, dst, 17, len - ETH_LEN);
-    let u = &mut buf[ETH_LEN + IP_LEN..len];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&u16::try_from(udp_len).unwrap_or(u16::MAX).to_be_bytes());
-    u[6..8].copy_from_slice(&[0, 0]);
-    write_stamp(&mut u[UDP_LEN..], seq, tsc);
-    u[UDP_LEN + STAMP_LEN..].fill(0);
-    let c = udp_csum_field(csum(u, pseudo(src, dst, 17, udp_len)));
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    Some(len)
+    let mut payload = [0u8; MAX_FRAME - ETH_LEN - IP_LEN - UDP_LEN];
+    payload[..STAMP_LEN].copy_from_slice(&stamp(seq, tsc));
+    let l4 = L4Spec::Udp {
+        sport,
+        dport,
+        payload: &payload[..len - ETH_LEN - IP_LEN - UDP_LEN],
+    };
+    frame(macs, src, dst, l4).write(buf).ok()
 }
 
 /// One TCP segment to build.
@@ -136,29 +117,18 @@ pub struct Segment {
 /// Writes a TCP frame (padded to 60 bytes) into `buf`; returns its length, or `None` when
 /// `buf` is shorter than 60 bytes.
 pub fn tcp(buf: &mut [u8], macs: &Macs, s: &Segment) -> Option<usize> {
-    let payload = if s.stamp.is_some() { STAMP_LEN } else { 0 };
-    let ip_len = IP_LEN + TCP_LEN + payload;
-    let len = (ETH_LEN + ip_len).max(MIN_FRAME);
-    if buf.len() < len {
-        return None;
-    }
-    write_eth_ip(buf, macs, s.src, s.dst, 6, ip_len);
-    let t = &mut buf[ETH_LEN + IP_LEN..ETH_LEN + ip_len];
-    t[0..2].copy_from_slice(&s.sport.to_be_bytes());
-    t[2..4].copy_from_slice(&s.dport.to_be_bytes());
-    t[4..8].copy_from_slice(&s.seq.to_be_bytes());
-    t[8..12].copy_from_slice(&s.ack.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = s.flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t[16..20].copy_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-    if let Some((seq, tsc)) = s.stamp {
-        write_stamp(&mut t[TCP_LEN..], seq, tsc);
-    }
-    let c = csum(t, pseudo(s.src, s.dst, 6, TCP_LEN + payload));
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    buf[ETH_LEN + ip_len..len].fill(0);
-    Some(len)
+    let stamp = s.stamp.map(|(seq, tsc)| stamp(seq, tsc));
+    let seg = TcpSpec {
+        sport: s.sport,
+        dport: s.dport,
+        seq: s.seq,
+        ack: s.ack,
+        flags: TcpFlags(s.flags),
+        window: 65535,
+        payload: stamp.as_ref().map_or(&[], |p| &p[..]),
+        ..TcpSpec::default()
+    };
+    frame(macs, s.src, s.dst, L4Spec::Tcp(seg)).write(buf).ok()
 }
 
 /// Transport part of a parsed frame.
@@ -460,7 +430,7 @@ mod tests {
         // As a router would forward it: TTL decremented, header checksum fixed.
         buf[22] = 63;
         buf[24..26].copy_from_slice(&[0, 0]);
-        let c = csum(&buf[14..34], 0);
+        let c = checksum::checksum(&buf[14..34]);
         buf[24..26].copy_from_slice(&c.to_be_bytes());
         let back = Macs {
             src: [2, 0, 0, 0, 0, 9],
