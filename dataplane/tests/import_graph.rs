@@ -15,10 +15,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Edges (from, to) that close a cycle today, with why. None: a new cycle fails the test
-/// (move what both files need into a leaf below both, as conntrack/state.rs and
-/// worker/action.rs, worker/command.rs do).
-const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[];
+/// Edges (from, to) that close a cycle today, with why. Anything else: a new cycle fails
+/// the test (move what both files need into a leaf below both, as conntrack/state.rs and
+/// worker/action.rs, worker/command.rs do). The four below are `#[path]` files holding
+/// an `impl` block of their declarer's type (one type's methods in several files); they
+/// were hidden while the reader placed `#[path]` files beside their declarer.
+const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
+    (
+        "dataplane/src/conntrack/recipe.rs",
+        "dataplane/src/conntrack/table.rs",
+        "`impl Table` for the fast-path recipes: Table's slab, WAYS, EntryId, Miss",
+    ),
+    (
+        "dataplane/src/worker/fast.rs",
+        "dataplane/src/worker/pipeline.rs",
+        "`impl Pipeline` for the vector path: Pipeline's state, Action, CACHE_PATH",
+    ),
+    (
+        "dataplane/src/worker/frag.rs",
+        "dataplane/src/worker/pipeline.rs",
+        "`impl Pipeline` for fragments: Pipeline's state, Action",
+    ),
+    (
+        "dataplane/src/worker/helper.rs",
+        "dataplane/src/worker/pipeline.rs",
+        "`impl Pipeline` for the FTP helper: Pipeline's state, CtInfo",
+    ),
+];
 
 /// Engine files that import `control` today, with why. (The protocol's types come from the
 /// `fwd-proto` crate, below the engine: name them `fwd_proto::…`, not through the
@@ -70,6 +93,65 @@ fn module_of(rel: &str) -> Vec<String> {
         segs.pop();
     }
     segs
+}
+
+/// `(child module, file)` of each `#[path = "file"] mod child;` in `text`, the file
+/// relative to the declaring file's directory (as rustc reads it for a module declared
+/// in a file, not inline).
+fn path_children(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<String> = None;
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("#[path") {
+            pending = rest.split('"').nth(1).map(str::to_owned);
+            continue;
+        }
+        if t.starts_with("#[") {
+            continue; // other attributes between #[path] and its `mod`
+        }
+        if let Some(file) = pending.take() {
+            let decl = ["mod ", "pub mod ", "pub(crate) mod ", "pub(super) mod "]
+                .iter()
+                .find_map(|kw| t.strip_prefix(kw));
+            if let Some(m) = decl {
+                out.push((m.trim_end_matches([';', ' ']).to_owned(), file));
+            }
+        }
+    }
+    out
+}
+
+/// Each file's module path: from its place in the tree, except that a file declared with
+/// `#[path]` is the child of the module that declares it (`worker/fast.rs`, declared in
+/// `worker/pipeline.rs`, is `worker::pipeline::fast`, and its `super` is the pipeline).
+fn module_paths(texts: &BTreeMap<String, String>) -> BTreeMap<String, Vec<String>> {
+    let mut modules: BTreeMap<String, Vec<String>> = texts
+        .keys()
+        .map(|rel| (rel.clone(), module_of(rel)))
+        .collect();
+    // Declarers first: a `#[path]` file that declares more is placed before its children.
+    for _ in 0..texts.len() {
+        let mut changed = false;
+        for (rel, text) in texts {
+            let dir = rel.rfind('/').map_or("", |i| &rel[..=i]);
+            for (child, file) in path_children(text) {
+                let target = format!("{dir}{file}");
+                let mut m = modules[rel].clone();
+                m.push(child);
+                if let Some(old) = modules.get_mut(&target)
+                    && *old != m
+                {
+                    *old = m;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    modules
 }
 
 /// The source without comments and without `#[cfg(test)]` items (rustfmt layout: an
@@ -256,7 +338,7 @@ impl Crate {
             files: BTreeMap::new(),
         };
         let mut texts = BTreeMap::new();
-        let mut test_modules = Vec::new();
+        let mut test_mods = BTreeMap::new();
         for p in paths {
             let rel = p
                 .strip_prefix(&src)
@@ -266,15 +348,20 @@ impl Crate {
             if rel.starts_with("bin/") {
                 continue; // binaries are their own crates
             }
-            let module = module_of(&rel);
             let (text, tests) = production_text(&std::fs::read_to_string(&p).unwrap());
+            test_mods.insert(rel.clone(), tests);
+            texts.insert(rel, text);
+        }
+        let modules = module_paths(&texts);
+        let mut test_modules = Vec::new();
+        for (rel, tests) in test_mods {
+            let module = modules[&rel].clone();
             for t in tests {
                 let mut m = module.clone();
                 m.push(t);
                 test_modules.push(m);
             }
-            c.modules.insert(module, rel.clone());
-            texts.insert(rel, text);
+            c.modules.insert(module, rel);
         }
         // Test-only files (and everything below them) are not part of the graph.
         c.modules
@@ -284,7 +371,7 @@ impl Crate {
             if !kept.contains(&rel) {
                 continue;
             }
-            let module = module_of(&rel);
+            let module = modules[&rel].clone();
             let mut info = FileInfo::default();
             for l in text.lines() {
                 let t = l.trim();
@@ -549,6 +636,66 @@ fn the_reader_follows_re_exports_and_skips_tests() {
     expand_use("super::{a, b::{c, d as e}, self}", &[], &mut items);
     let names: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names, ["a", "c", "e", "super"]);
+}
+
+/// Files declared with `#[path]` are children of the module that declares them: in the
+/// real crate, and in a small crate where the only cycle runs through such a file (read
+/// as a child of `worker`, as before, `fast.rs`'s `super` would be `worker/mod.rs` and
+/// the cycle would go unseen).
+#[test]
+fn path_declared_files_are_children_of_their_declarer() {
+    let real = &crates()[0];
+    let module = |rel: &str| {
+        real.modules
+            .iter()
+            .find(|(_, f)| *f == rel)
+            .map(|(m, _)| m.join("::"))
+    };
+    for (rel, m) in [
+        ("worker/fast.rs", "worker::pipeline::fast"),
+        ("worker/frag.rs", "worker::pipeline::frag"),
+        ("worker/helper.rs", "worker::pipeline::helper"),
+        ("worker/facts.rs", "worker::pipeline::facts"),
+        ("conntrack/recipe.rs", "conntrack::table::recipe"),
+        ("worker/pipeline.rs", "worker::pipeline"),
+    ] {
+        assert_eq!(module(rel).as_deref(), Some(m), "{rel}");
+    }
+    assert_eq!(
+        path_children("#[path = \"a.rs\"]\n#[allow(x)]\npub(crate) mod b;\nmod c;\n"),
+        [("b".to_owned(), "a.rs".to_owned())]
+    );
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("import_graph_path_{}", std::process::id()));
+    let files = [
+        ("lib.rs", "pub mod worker;\n"),
+        ("worker/mod.rs", "pub mod pipeline;\n"),
+        (
+            "worker/pipeline.rs",
+            "#[path = \"fast.rs\"]\nmod fast;\npub struct G;\npub fn run() { fast::f(); }\n",
+        ),
+        (
+            "worker/fast.rs",
+            "use super::G;\npub fn f() -> Option<G> { None }\n",
+        ),
+    ];
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let small = Crate::load("small", dir.clone());
+    let found = cycles(&small.edges());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        found,
+        [vec![
+            "small/src/worker/fast.rs".to_owned(),
+            "small/src/worker/pipeline.rs".to_owned()
+        ]],
+        "the cycle through the #[path] file"
+    );
 }
 
 /// What `mgmt` takes from `dataplane` (its sources, tests left out), by the first two
