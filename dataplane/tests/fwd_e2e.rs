@@ -10,23 +10,19 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 mod common;
 use common::lab::spawn_fwd;
-use common::netns::{attach_host, is_root, ok, sh};
+use common::netns::{TwoHosts, is_root, ok};
 
 /// Two host namespaces and the appliance namespace, wired with two veth pairs.
 struct Lab {
-    ns_a: String,
-    ns_b: String,
-    ns_fw: String,
-    /// Appliance-side interfaces.
-    fa: String,
-    fb: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// The namespaces (none for the `net_null` test), deleted after `drop` has stopped fwd.
+    net: Option<TwoHosts>,
 }
 
 impl Drop for Lab {
@@ -34,11 +30,6 @@ impl Drop for Lab {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
-        }
-        for ns in [&self.ns_a, &self.ns_b, &self.ns_fw] {
-            if !ns.is_empty() {
-                let _ = sh(&["ip", "netns", "del", ns]);
-            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -48,26 +39,17 @@ impl Lab {
     fn new(test: &str) -> Lab {
         let pid = std::process::id();
         let short = pid % 100_000;
+        let dir = std::env::temp_dir().join(format!("fwd-{test}-{pid}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fa, fb) = (
+            format!("fa{}{short}", &test[..1]),
+            format!("fb{}{short}", &test[..1]),
+        );
         let lab = Lab {
-            ns_a: format!("fwd-{test}-{pid}-a"),
-            ns_b: format!("fwd-{test}-{pid}-b"),
-            ns_fw: format!("fwd-{test}-{pid}-fw"),
-            fa: format!("fa{}{short}", &test[..1]),
-            fb: format!("fb{}{short}", &test[..1]),
-            dir: std::env::temp_dir().join(format!("fwd-{test}-{pid}")),
+            dir,
             child: None,
+            net: Some(TwoHosts::new(&format!("fwd-{test}-{pid}"), &fa, &fb)),
         };
-        std::fs::create_dir_all(&lab.dir).unwrap();
-        for ns in [&lab.ns_a, &lab.ns_b, &lab.ns_fw] {
-            ok(&["ip", "netns", "add", ns]);
-            ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        for (host_ns, fw_if, addr, gw) in [
-            (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
-            (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
-        ] {
-            attach_host(&lab.ns_fw, fw_if, host_ns, addr, "default", gw);
-        }
         lab
     }
 
@@ -93,8 +75,8 @@ impl Lab {
             pid = std::process::id(),
             q = workers + 1,
             cores = vec!["1"; workers].join(", "),
-            fa = self.fa,
-            fb = self.fb,
+            fa = self.net().fa,
+            fb = self.net().fb,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
         );
@@ -105,50 +87,19 @@ impl Lab {
         .unwrap();
         let path = self.dir.join("fwd.yaml");
         std::fs::write(&path, cfg).unwrap();
-        self.child = Some(spawn_fwd(&self.ns_fw, &path, &self.dir, &self.socket()));
+        self.child = Some(spawn_fwd(&self.net().fw, &path, &self.dir, &self.socket()));
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("fwd.log")).unwrap_or_default()
     }
 
-    /// `msg` over TCP from host A to a listener (nc, 15 s at most) on host B's
-    /// 198.18.2.2:`port`, through fwd, connecting up to 20 times 200 ms apart: whether a
-    /// client got it out, and the listener's exit status and what it received.
-    fn tcp_through(&self, port: u16, msg: &str) -> (bool, std::process::Output) {
-        let port = port.to_string();
-        let server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns_b,
-                "timeout",
-                "15",
-                "nc",
-                "-l",
-                "-N",
-                "198.18.2.2",
-                &port,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let cmd = format!("echo {msg} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
-        let mut sent = false;
-        for _ in 0..20 {
-            if self.in_ns(&self.ns_a, &["sh", "-c", &cmd]).status.success() {
-                sent = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        (sent, server.wait_with_output().unwrap())
+    fn in_ns(&self, ns: &str, cmd: &[&str]) -> std::process::Output {
+        TwoHosts::exec(ns, cmd)
     }
 
-    fn in_ns(&self, ns: &str, cmd: &[&str]) -> std::process::Output {
-        let mut args = vec!["ip", "netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        sh(&args)
+    fn net(&self) -> &TwoHosts {
+        self.net.as_ref().expect("a namespace lab")
     }
 
     /// One request on the control socket; the parsed response.
@@ -193,8 +144,8 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     assert_eq!(st["result"]["ports"], 2, "{st}");
 
     // fwd answers ping on its own addresses (after ARP for the gateway).
-    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.1.1"]);
-    let out = lab.in_ns(&lab.ns_a, &["ping", "-c", "2", "-W", "2", "198.18.1.1"]);
+    let _ = lab.in_ns(&lab.net().a, &["ping", "-c", "1", "-W", "2", "198.18.1.1"]);
+    let out = lab.in_ns(&lab.net().a, &["ping", "-c", "2", "-W", "2", "198.18.1.1"]);
     assert!(
         out.status.success(),
         "ping fwd's address failed:\n{}\n{}",
@@ -203,8 +154,8 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     );
 
     // Ping through (bounded: 3 probes, 2 s each, after a warm-up for ARP).
-    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
-    let out = lab.in_ns(&lab.ns_a, &["ping", "-c", "3", "-W", "2", "198.18.2.2"]);
+    let _ = lab.in_ns(&lab.net().a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
+    let out = lab.in_ns(&lab.net().a, &["ping", "-c", "3", "-W", "2", "198.18.2.2"]);
     assert!(
         out.status.success(),
         "ping through fwd failed:\n{}\n{}",
@@ -219,7 +170,7 @@ fn fwd_e2e_ping_tcp_control_and_sigterm() {
     );
 
     // TCP through: a listener in B, a client in A.
-    let (sent, out) = lab.tcp_through(8080, "through-fwd");
+    let (sent, out) = lab.net().tcp_a_to_b(8080, "through-fwd");
     assert!(sent, "TCP connect through fwd failed:\n{}", lab.log());
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "through-fwd");
@@ -285,9 +236,9 @@ fn fwd_e2e_two_workers_route_ping_and_tcp() {
     lab.start_fwd(2);
     let st = lab.control(r#"{"op":"status"}"#);
     assert_eq!(st["result"]["workers"], 2, "{st}");
-    let _ = lab.in_ns(&lab.ns_a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
+    let _ = lab.in_ns(&lab.net().a, &["ping", "-c", "1", "-W", "2", "198.18.2.2"]);
     let out = lab.in_ns(
-        &lab.ns_a,
+        &lab.net().a,
         &["ping", "-c", "4", "-i", "0.2", "-W", "2", "198.18.2.2"],
     );
     assert!(
@@ -298,7 +249,7 @@ fn fwd_e2e_two_workers_route_ping_and_tcp() {
     );
     // Several TCP connections (different source ports spread over the af_packet fanout).
     for i in 0..3u16 {
-        let (sent, out) = lab.tcp_through(8081 + i, &format!("conn-{i}"));
+        let (sent, out) = lab.net().tcp_a_to_b(8081 + i, &format!("conn-{i}"));
         assert!(sent, "TCP connection {i} failed:\n{}", lab.log());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -341,11 +292,7 @@ fn fwd_null_ports_rss_reta_and_clean_stop() {
     std::fs::write(dir.join("fwd.yaml"), cfg).unwrap();
     let log = dir.join("fwd.log");
     let mut lab = Lab {
-        ns_a: String::new(),
-        ns_b: String::new(),
-        ns_fw: String::new(),
-        fa: String::new(),
-        fb: String::new(),
+        net: None,
         dir: dir.clone(),
         child: Some(
             Command::new(env!("CARGO_BIN_EXE_fwd"))

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fwd_testkit::fwd::{fwd_binary, kill, spawn_fwd};
-use fwd_testkit::netns::{attach_host, is_root, ok, sh};
+use fwd_testkit::netns::{TwoHosts, is_root, sh};
 
 /// The pipeline's seams, enabled as they land on main (the pipeline branch). While one is
 /// `false` its checks below are skipped and say so on stderr; what they guard answers
@@ -43,16 +43,13 @@ fn free_port() -> u16 {
 
 /// The namespaces, the two processes and a scratch directory; all removed on drop.
 struct Lab {
-    ns_a: String,
-    ns_b: String,
-    ns_fw: String,
-    fa: String,
-    fb: String,
     dir: PathBuf,
     fwd: Option<Child>,
     fwmgmt: Option<Child>,
     port: u16,
     mgmt_starts: u32,
+    /// The namespaces, deleted after `drop` has stopped the processes.
+    net: TwoHosts,
     /// Held (an exclusive `flock`) for the Lab's life, released after its cleanup: the
     /// tests of this file run one at a time even under nextest's one process per test, as
     /// several busy-polling `fwd`s pinned to the same core starve each other on a small box.
@@ -63,9 +60,6 @@ impl Drop for Lab {
     fn drop(&mut self) {
         kill(&mut self.fwmgmt);
         kill(&mut self.fwd);
-        for ns in [&self.ns_a, &self.ns_b, &self.ns_fw] {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -81,37 +75,22 @@ impl Lab {
         let serial = std::fs::File::create(std::env::temp_dir().join("integ-e2e_fwd.lock"))
             .expect("lock file");
         serial.lock().expect("flock");
-        let mut lab = Lab {
-            ns_a: String::new(),
-            ns_b: String::new(),
-            ns_fw: String::new(),
-            fa: format!("ia{short}"),
-            fb: format!("ib{short}"),
-            dir: std::env::temp_dir().join(format!("integ-{pid}")),
+        let dir = std::env::temp_dir().join(format!("integ-{pid}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let net = TwoHosts::new(
+            &format!("integ-{pid}"),
+            &format!("ia{short}"),
+            &format!("ib{short}"),
+        );
+        let lab = Lab {
+            dir,
             fwd: None,
             fwmgmt: None,
             port: free_port(),
             mgmt_starts: 0,
+            net,
             _serial: serial,
         };
-        std::fs::create_dir_all(&lab.dir).unwrap();
-        // Names set one by one so the guard deletes exactly the ones that were created.
-        for (slot, suffix) in [(0, "a"), (1, "b"), (2, "fw")] {
-            let ns = format!("integ-{pid}-{suffix}");
-            ok(&["ip", "netns", "add", &ns]);
-            ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            match slot {
-                0 => lab.ns_a = ns,
-                1 => lab.ns_b = ns,
-                _ => lab.ns_fw = ns,
-            }
-        }
-        for (host_ns, fw_if, addr, gw) in [
-            (&lab.ns_a, &lab.fa, "198.18.1.2/24", "198.18.1.1"),
-            (&lab.ns_b, &lab.fb, "198.18.2.2/24", "198.18.2.1"),
-        ] {
-            attach_host(&lab.ns_fw, fw_if, host_ns, addr, "default", gw);
-        }
         lab
     }
 
@@ -153,8 +132,8 @@ impl Lab {
              workers:\n  cores: [1]\n\
              control_socket: {sock}\nstate_dir: {state}\nruleset: rules.nft\n",
             pid = std::process::id(),
-            fa = self.fa,
-            fb = self.fb,
+            fa = self.net.fa,
+            fb = self.net.fb,
             sock = self.socket().display(),
             state = self.dir.join("state").display(),
         );
@@ -167,7 +146,7 @@ impl Lab {
         std::fs::write(&path, cfg).unwrap();
         // Appended: the log of a restarted fwd follows the first one's.
         let log = self.dir.join("fwd.log");
-        let fwd = spawn_fwd(&fwd_binary(), &self.ns_fw, &path, &log, &self.socket());
+        let fwd = spawn_fwd(&fwd_binary(), &self.net.fw, &path, &log, &self.socket());
         self.fwd = Some(fwd);
     }
 
@@ -264,59 +243,24 @@ impl Lab {
     }
 
     fn in_ns(&self, ns: &str, cmd: &[&str]) -> std::process::Output {
-        let mut args = vec!["ip", "netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        sh(&args)
+        TwoHosts::exec(ns, cmd)
     }
 
     /// `count` pings from A to B, 0.2 s apart, 1 s deadline each: all answered?
     fn ping_through(&self, count: u32) -> bool {
         let c = count.to_string();
         self.in_ns(
-            &self.ns_a,
+            &self.net.a,
             &["ping", "-c", &c, "-i", "0.2", "-W", "1", "198.18.2.2"],
         )
         .status
         .success()
     }
 
-    /// One TCP exchange A -> B:`port` (nc), bounded: 10 attempts, each at most 5 s.
+    /// One TCP exchange A -> B:`port` (`TwoHosts::tcp_a_to_b`): `msg` arrived.
     fn tcp_through(&self, port: u16, msg: &str) -> bool {
-        let received = self.dir.join(format!("received-{port}"));
-        let p = port.to_string();
-        let mut server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns_b,
-                "timeout",
-                "20",
-                "nc",
-                "-l",
-                "-N",
-                "198.18.2.2",
-                &p,
-            ])
-            .stdout(std::fs::File::create(&received).unwrap())
-            .spawn()
-            .unwrap();
-        let cmd = format!("echo {msg} | timeout 5 nc -N -w 3 198.18.2.2 {port}");
-        let mut sent = false;
-        for _ in 0..10 {
-            if self.in_ns(&self.ns_a, &["sh", "-c", &cmd]).status.success() {
-                sent = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        if !sent {
-            let _ = server.kill();
-        }
-        let _ = server.wait();
-        sent && std::fs::read_to_string(&received)
-            .unwrap_or_default()
-            .trim()
-            == msg
+        let (sent, out) = self.net.tcp_a_to_b(port, msg);
+        sent && String::from_utf8_lossy(&out.stdout).trim() == msg
     }
 }
 
@@ -690,7 +634,7 @@ fn fwd_fwmgmt_fwctl_end_to_end() {
         .args([
             "netns",
             "exec",
-            &lab.ns_a,
+            &lab.net.a,
             "ping",
             "-c",
             "20",
@@ -769,7 +713,7 @@ fn udp_timeout_change_expires_entries_sooner() {
     // One datagram A -> B:5353 (nobody answers: the entry stays UNREPLIED).
     let send = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
                 s.bind(('198.18.1.2', 40123)); s.sendto(b'expire-me', ('198.18.2.2', 5353))";
-    let out = lab.in_ns(&lab.ns_a, &["python3", "-c", send]);
+    let out = lab.in_ns(&lab.net.a, &["python3", "-c", send]);
     assert!(
         out.status.success(),
         "python3: {}",
