@@ -13,7 +13,8 @@
 //! - `slots`: the lock-free slot store shared by every worker (dynamic sets'
 //!   elements, the helpers' expectations).
 //! - [`wire`]: zero-copy header views and the parse step that turns a frame into a small
-//!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`].
+//!   `Copy` [`wire::Parsed`] summary, or a [`DropReason`]; `wire::build`, the one frame
+//!   builder (the router's own packets, the tests, the benches, perfgen).
 //! - [`frag`]: IP reassembly for tracking and refragmentation on output (per-worker
 //!   tables with Linux's `ipfrag_*` limits; byte slices in, caller-owned buffers out).
 //! - [`route`]: interfaces, connected and static routes, neighbour tables.

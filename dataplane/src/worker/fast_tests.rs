@@ -20,7 +20,8 @@ use crate::route::{
     Mac, NeighConfig, NeighborCache, NeighborSnapshot, RouteTable, RouteTableBuilder,
 };
 use crate::rules::{PortsByName, Publisher};
-use crate::wire::Addr;
+use crate::wire::build::{L4Spec, TcpSpec};
+use crate::wire::{Addr, TcpFlags};
 
 const HOST2_MAC: Mac = [2, 0, 0, 0, 1, 11];
 const SEC: u64 = 1_000_000_000;
@@ -269,7 +270,16 @@ impl Twin {
 
 fn tcp(pk: &Pkt, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, payload: usize) -> Vec<u8> {
     let data: Vec<u8> = (0..payload).map(|i| i as u8).collect();
-    pk.tcp_window(sport, dport, flags, seq, ack, 8192, &data)
+    pk.frame(L4Spec::Tcp(TcpSpec {
+        sport,
+        dport,
+        seq,
+        ack,
+        flags: TcpFlags(flags),
+        window: 8192,
+        payload: &data,
+        ..TcpSpec::default()
+    }))
 }
 
 fn lan(src: [u8; 4], dst: [u8; 4]) -> Pkt {

@@ -234,28 +234,13 @@ impl Pkt {
         ack: u32,
         payload: &[u8],
     ) -> Vec<u8> {
-        self.tcp_window(sport, dport, flags, seq, ack, 65535, payload)
-    }
-
-    /// A TCP segment with window `window` carrying `payload` (no options).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn tcp_window(
-        &self,
-        sport: u16,
-        dport: u16,
-        flags: u8,
-        seq: u32,
-        ack: u32,
-        window: u16,
-        payload: &[u8],
-    ) -> Vec<u8> {
         self.frame(L4Spec::Tcp(TcpSpec {
             sport,
             dport,
             seq,
             ack,
             flags: TcpFlags(flags),
-            window,
+            window: 65535,
             payload,
             ..TcpSpec::default()
         }))
