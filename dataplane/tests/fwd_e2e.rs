@@ -45,12 +45,11 @@ impl Lab {
             format!("fa{}{short}", &test[..1]),
             format!("fb{}{short}", &test[..1]),
         );
-        let lab = Lab {
+        Lab {
             dir,
             child: None,
             net: Some(TwoHosts::new(&format!("fwd-{test}-{pid}"), &fa, &fb)),
-        };
-        lab
+        }
     }
 
     fn socket(&self) -> PathBuf {

@@ -82,7 +82,7 @@ impl Lab {
             &format!("ia{short}"),
             &format!("ib{short}"),
         );
-        let lab = Lab {
+        Lab {
             dir,
             fwd: None,
             fwmgmt: None,
@@ -90,8 +90,7 @@ impl Lab {
             mgmt_starts: 0,
             net,
             _serial: serial,
-        };
-        lab
+        }
     }
 
     fn socket(&self) -> PathBuf {
