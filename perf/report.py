@@ -250,12 +250,32 @@ def table_section(latest):
 
 PEER_NAMES = {"fwd": "fwd", "ovs": "Open vSwitch-DPDK", "io": "testpmd io",
               "gen": "perfgen alone"}
-PEER_RE = re.compile(r"^peers-(io|fwd|ovs|gen)-(\d+)(?:-(\d+))?$")
+# peers-<dut>[-zc]-<flows>[-<size>]: `-zc` for MEMIF_ZC=1 runs (the DUT a zero-copy memif
+# client, lib.sh).
+PEER_RE = re.compile(r"^peers-(io|fwd|ovs|gen)(-zc)?-(\d+)(?:-(\d+))?$")
+
+
+def fwd_variant(r):
+    """Which fwd a result measured: its binary (the worktree's name for a
+    `.../<tree>/target/<profile>/fwd`, else the file's name) and the tunables set before
+    the warm-up. A session may hold main's and a branch's fwd, with and without tunables:
+    each is a row of its own."""
+    b = r.get("fwd_binary") or ""
+    parts = b.split("/")
+    if len(parts) >= 4 and parts[-3] == "target":
+        label = parts[-4]
+    else:
+        label = parts[-1] or "fwd"
+    tuning = r.get("fwd_tuning") or {}
+    if tuning:
+        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(tuning.items())) + ")"
+    return label
 
 
 def peers_session(every, run_id=None):
     """perf/run-peers.sh results of one session (the newest that has any, or `run_id`):
-    (run_id, {(size, flows): {"io"|"fwd"|"ovs"|"gen": [results, one per repeat]}})."""
+    (run_id, {(zero_copy, size, flows): {"io"|"fwd"|"ovs"|"gen": [results, one per
+    repeat]}})."""
     peers = [r for r in every if PEER_RE.match(r["scenario"])]
     if not peers:
         return None, {}
@@ -264,8 +284,8 @@ def peers_session(every, run_id=None):
     for r in peers:
         if r.get("run_id") != rid:
             continue
-        dut, flows, size = PEER_RE.match(r["scenario"]).groups()
-        table.setdefault((int(size or 64), int(flows)), {}).setdefault(dut, []).append(r)
+        dut, zc, flows, size = PEER_RE.match(r["scenario"]).groups()
+        table.setdefault((bool(zc), int(size or 64), int(flows)), {}).setdefault(dut, []).append(r)
     return rid, table
 
 
@@ -296,8 +316,10 @@ def median_cell(values, fmt):
 
 
 def peers_table(every, run_id=None):
-    """The side-by-side table (markdown lines) of one perf/run-peers.sh session: per flow
-    count and DUT the median [min - max] over its repeats."""
+    """The side-by-side table (markdown lines) of one perf/run-peers.sh session: per
+    memif mode (copying, or zero-copy with `MEMIF_ZC=1`), frame size, flow count and DUT
+    the median [min - max] over its repeats; one row per fwd build and tunables
+    (`fwd_variant`), so main's and a branch's runs of one session are never pooled."""
     rid, table = peers_session(every, run_id)
     if not table:
         return []
@@ -305,59 +327,78 @@ def peers_table(every, run_id=None):
     anyr = max(allr, key=lambda r: r["_file"])
     m = anyr["machine"]
     perf = {(r.get("perf_stat") or {}).get("state", "not recorded") for r in allr}
-    reps = sorted({len(runs) for cell in table.values() for runs in cell.values()})
     hz = anyr["generator"].get("tsc_hz", 0)
+    # fwd's runs split by variant, in the order the session first ran each.
+    cells = {}
+    for key, cell in table.items():
+        fwd = {}
+        for r in sorted(cell.get("fwd", []), key=lambda r: r["_file"]):
+            fwd.setdefault(fwd_variant(r), []).append(r)
+        cells[key] = (cell, fwd)
+    reps = sorted({len(runs) for cell, fwd in cells.values()
+                   for runs in [*(v for d, v in cell.items() if d != "fwd"), *fwd.values()]})
     out = [f"Session `{rid}` ({anyr['date']}; {m['cpu']}, {m['cores']} cores, TSC "
            f"{hz / 1e6:,.0f} MHz; DPDK {anyr['dpdk']}; commit {anyr['commit'][:12]}"
            + (" (dirty tree)" if anyr.get("dirty") else "") + f"): `{anyr.get('invocation', '?')}`; "
            f"{'/'.join(map(str, reps))} run(s) per cell, median [min - max].",
            "",
-           "| flows | frame | fwd Mpps | fwd cycles/pkt | OVS-DPDK Mpps | OVS cycles/pkt | "
-           "testpmd io Mpps | io cycles/pkt | fwd / OVS | fwd / io (best) | perfgen alone Mpps |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| memif | flows | frame | fwd build | fwd Mpps | fwd cycles/pkt | OVS-DPDK Mpps | "
+           "OVS cycles/pkt | testpmd io Mpps | io cycles/pkt | fwd / OVS | fwd / io (best) | "
+           "perfgen alone Mpps |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     io_best = {}
-    for (size, _), cell in table.items():
+    for (zc, size, _), cell in table.items():
         for r in cell.get("io", []):
-            io_best[size] = max(io_best.get(size, 0), peer_pps(r))
+            io_best[zc, size] = max(io_best.get((zc, size), 0), peer_pps(r))
     mpps = lambda v: f"{v / 1e6:.2f}"  # noqa: E731
     cyc = lambda v: f"{v:,.0f}"  # noqa: E731
     has_perf = False
-    for (size, flows), cell in sorted(table.items()):
-        rate = {d: statistics.median(peer_pps(r) for r in runs) for d, runs in cell.items()}
+    for (zc, size, flows), (cell, fwd) in sorted(cells.items()):
+        rate = {d: statistics.median(peer_pps(r) for r in runs)
+                for d, runs in cell.items() if d != "fwd"}
         # testpmd io is the path's limit: interference only lowers a run, and io never
         # reads a frame, so its limit is the same for every flow count: its best run.
-        if io_best.get(size):
-            rate["io"] = io_best[size]
+        if io_best.get((zc, size)):
+            rate["io"] = io_best[zc, size]
 
-        def col(d, f, fmt):
-            return median_cell([f(r) for r in cell.get(d, [])], fmt)
+        def col(runs, f, fmt):
+            return median_cell([f(r) for r in runs], fmt)
 
         def ratio(a, b):
-            return f"{rate[a] / rate[b]:.2f}" if a in rate and b in rate and rate[b] else "-"
-        out.append(f"| {flows:,} | {size} B | {col('fwd', peer_pps, mpps)} | "
-                   f"{col('fwd', peer_cpp, cyc)} | {col('ovs', peer_pps, mpps)} | "
-                   f"{col('ovs', peer_cpp, cyc)} | {col('io', peer_pps, mpps)} | "
-                   f"{col('io', peer_cpp, cyc)} | {ratio('fwd', 'ovs')} | {ratio('fwd', 'io')} | "
-                   f"{col('gen', peer_pps, mpps)} |")
+            return f"{a / b:.2f}" if a is not None and b else "-"
+        for label, runs in (fwd.items() or [("-", [])]):
+            f = statistics.median(peer_pps(r) for r in runs) if runs else None
+            out.append(f"| {'zero-copy' if zc else 'copying'} | {flows:,} | {size} B | {label} | "
+                       f"{col(runs, peer_pps, mpps)} | {col(runs, peer_cpp, cyc)} | "
+                       f"{col(cell.get('ovs', []), peer_pps, mpps)} | "
+                       f"{col(cell.get('ovs', []), peer_cpp, cyc)} | "
+                       f"{col(cell.get('io', []), peer_pps, mpps)} | "
+                       f"{col(cell.get('io', []), peer_cpp, cyc)} | {ratio(f, rate.get('ovs'))} | "
+                       f"{ratio(f, rate.get('io'))} | {col(cell.get('gen', []), peer_pps, mpps)} |")
         has_perf |= any(peer_perf(r, "instructions") for runs in cell.values() for r in runs)
     out += ["", "Rates: frames the DUT sent on per second of the generator's sending (its own "
             "counter: testpmd's net_null TX, fwd's `forwarded`, OVS's net_null port TX); "
             "cycles/pkt: the DUT's own busy cycles (loop iterations or polls that had "
             "packets, PMD included) per packet received (TSC cycles). fwd / OVS: of the "
             "medians; fwd / io: fwd's median over testpmd io's best run of the session at "
-            "that frame size (io is the path's limit: interference on a shared machine only "
-            "lowers a run, and io never reads a frame, so the flow count does not change "
-            "it). perfgen alone: the generator into a net_null port of its own, no DUT: "
-            "its ceiling on one core. perf stat (cycles, instructions per packet): "
-            + "; ".join(sorted(perf)) + "."]
+            "that frame size and memif mode (io is the path's limit: interference on a "
+            "shared machine only lowers a run, and io never reads a frame, so the flow count "
+            "does not change it). memif: copying (the DUT serves and its PMD copies every "
+            "frame) or zero-copy (`MEMIF_ZC=1`: the DUT a zero-copy client, the generator "
+            "copies). fwd build: the binary (its worktree's name) and the tunables set "
+            "before the warm-up. perfgen alone: the generator into a net_null port of its "
+            "own, no DUT: its ceiling on one core. perf stat (cycles, instructions per "
+            "packet): " + "; ".join(sorted(perf)) + "."]
     if has_perf:
-        out += ["", "| flows | frame | DUT | cycles/pkt (perf) | instructions/pkt (perf) |",
-                "|---:|---:|---|---:|---:|"]
-        for (size, flows), cell in sorted(table.items()):
-            for d in ("fwd", "ovs", "io"):
-                runs = cell.get(d, [])
+        out += ["", "| memif | flows | frame | DUT | cycles/pkt (perf) | instructions/pkt (perf) |",
+                "|---|---:|---:|---|---:|---:|"]
+        for (zc, size, flows), (cell, fwd) in sorted(cells.items()):
+            duts = [(f"fwd {label}", runs) for label, runs in fwd.items()]
+            duts += [(PEER_NAMES[d], cell.get(d, [])) for d in ("ovs", "io")]
+            for name, runs in duts:
                 if any(peer_perf(r, "instructions") for r in runs):
-                    out.append(f"| {flows:,} | {size} B | {PEER_NAMES[d]} | "
+                    out.append(f"| {'zero-copy' if zc else 'copying'} | {flows:,} | {size} B | "
+                               f"{name} | "
                                f"{median_cell([peer_perf(r, 'cycles') for r in runs], cyc)} | "
                                f"{median_cell([peer_perf(r, 'instructions') for r in runs], cyc)} |")
     return out

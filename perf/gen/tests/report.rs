@@ -40,8 +40,22 @@ fn result(
     })
 }
 
+/// A fwd result of `binary` with the tunables `tuning` (null: none set).
+fn fwd_result(
+    scenario: &str,
+    dut_pps: f64,
+    cycles: f64,
+    binary: &str,
+    tuning: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = result(scenario, "new", dut_pps, dut_pps, Some(cycles));
+    v["fwd_binary"] = binary.into();
+    v["fwd_tuning"] = tuning;
+    v
+}
+
 #[test]
-fn peers_table_divides_the_duts_own_rates_of_the_newest_session() {
+fn peers_table_divides_the_duts_own_rates_of_the_newest_session_per_memif_mode_and_fwd_build() {
     let dir = std::env::temp_dir().join(format!("perfgen-report-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let files = [
@@ -71,6 +85,47 @@ fn peers_table_divides_the_duts_own_rates_of_the_newest_session() {
             "20260102T000004Z-peers-io-1000000.json",
             result("peers-io-1000000", "new", 18e6, 18e6, Some(110.0)),
         ),
+        // Zero-copy runs (`MEMIF_ZC=1`) of io and of two fwd builds, one of them also with
+        // a tunable: each fwd build and tuning a row of its own, divided by zero-copy io.
+        (
+            "20260102T000005Z-peers-io-zc-1000-1518.json",
+            result("peers-io-zc-1000-1518", "new", 8e6, 8e6, Some(300.0)),
+        ),
+        (
+            "20260102T000006Z-peers-fwd-zc-1000-1518.json",
+            fwd_result(
+                "peers-fwd-zc-1000-1518",
+                6e6,
+                400.0,
+                "/tmp/fwd-main-59c620a",
+                serde_json::Value::Null,
+            ),
+        ),
+        (
+            "20260102T000007Z-peers-fwd-zc-1000-1518.json",
+            fwd_result(
+                "peers-fwd-zc-1000-1518",
+                7.6e6,
+                310.0,
+                "/work/wt/branch/target/release/fwd",
+                serde_json::Value::Null,
+            ),
+        ),
+        (
+            "20260102T000008Z-peers-fwd-zc-1000-1518.json",
+            fwd_result(
+                "peers-fwd-zc-1000-1518",
+                8e6,
+                250.0,
+                "/work/wt/branch/target/release/fwd",
+                serde_json::json!({"nf_conntrack_checksum": 0}),
+            ),
+        ),
+        // A copying io run at 1518 B: not the zero-copy rows' divisor.
+        (
+            "20260102T000009Z-peers-io-1000-1518.json",
+            result("peers-io-1000-1518", "new", 16e6, 16e6, Some(190.0)),
+        ),
     ];
     for (name, v) in &files {
         std::fs::write(dir.join(name), serde_json::to_vec(v).unwrap()).unwrap();
@@ -94,7 +149,7 @@ fn peers_table_divides_the_duts_own_rates_of_the_newest_session() {
     assert!(table.contains("Session `new`"), "{table}");
     assert!(
         table.contains(
-            "| 1,000 | 64 B | 4.00 | 650 | 2.00 | 1,300 | 20.00 | 97 | 2.00 | 0.20 | 31.00 |"
+            "| copying | 1,000 | 64 B | fwd | 4.00 | 650 | 2.00 | 1,300 | 20.00 | 97 | 2.00 | 0.20 | 31.00 |"
         ),
         "{table}"
     );
@@ -102,13 +157,23 @@ fn peers_table_divides_the_duts_own_rates_of_the_newest_session() {
     // 18 does not lower it), the path's limit; fwd / OVS divides medians.
     // A flow count measured by one peer only: the others are dashes, no ratio.
     assert!(
-        table.contains("| 1,000,000 | 64 B | - | - | - | - | 18.00 | 110 | - | - | - |"),
+        table.contains(
+            "| copying | 1,000,000 | 64 B | - | - | - | - | - | 18.00 | 110 | - | - | - |"
+        ),
         "{table}"
     );
     assert!(
         !table.contains("9.00"),
         "the old session leaked in: {table}"
     );
+    for row in [
+        "| zero-copy | 1,000 | 1518 B | fwd-main-59c620a | 6.00 | 400 | - | - | 8.00 | 300 | - | 0.75 | - |",
+        "| zero-copy | 1,000 | 1518 B | branch | 7.60 | 310 | - | - | 8.00 | 300 | - | 0.95 | - |",
+        "| zero-copy | 1,000 | 1518 B | branch (nf_conntrack_checksum=0) | 8.00 | 250 | - | - | 8.00 | 300 | - | 1.00 | - |",
+        "| copying | 1,000 | 1518 B | - | - | - | - | - | 16.00 | 190 | - | - | - |",
+    ] {
+        assert!(table.contains(row), "{row} missing: {table}");
+    }
     assert!(
         table.contains("unsupported: test"),
         "perf stat's state is said: {table}"
