@@ -32,10 +32,11 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::conntrack::{CtEvent, EventKind, FlowKey, InsertHints, Synced, Table, Tunables};
 use dataplane::control::proto::{
-    HaTarget, PROTOCOL_VERSION, RecordBatch, Request, RequestEnvelope,
+    HaTarget, RecordBatch, Request, RequestEnvelope,
 };
 use dataplane::ha::cache::SyncCache;
 use dataplane::ha::ftfw::{Receiver, Sender};
+use dataplane::ha::line;
 use dataplane::ha::wire::{self, Record};
 use dataplane::wire::{Addr, Family, Fragment, IpInfo, L4Info, proto};
 
@@ -161,14 +162,8 @@ fn step_stream(events: &[CtEvent]) -> Vec<u8> {
         };
         wire::put_record(&mut records, &r);
     }
-    let mut line = serde_json::to_vec(&RecordBatch {
-        records: wire::base64_encode(&records),
-        count: events.len() as u64,
-        lost: 0,
-        synced_skipped: 0,
-    })
-    .expect("serializes");
-    line.push(b'\n');
+    let mut line = Vec::new();
+    line::put_record_batch(&mut line, &records, events.len() as u64, 0, 0);
     line
 }
 
@@ -199,16 +194,8 @@ fn step_receive(r: &mut Receiver, datagrams: &[Vec<u8>]) -> Vec<u8> {
             records.extend_from_slice(wire::data_body(b));
         }
     }
-    let mut line = serde_json::to_vec(&RequestEnvelope {
-        v: PROTOCOL_VERSION,
-        id: 1,
-        request: Request::HaApplyRecords {
-            records: wire::base64_encode(&records),
-            target: HaTarget::Cache,
-        },
-    })
-    .expect("serializes");
-    line.push(b'\n');
+    let mut line = Vec::new();
+    line::put_apply_records(&mut line, 1, &records, HaTarget::Cache);
     line
 }
 

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fwd_proto::{
-    ControlError, CtFilter, EventLine, EventType, MAX_LINE, PROTOCOL_VERSION, RecordBatch, Request,
-    RequestEnvelope, Response, ResponseEnvelope,
+    ControlError, CtFilter, EventLine, EventType, HaTarget, MAX_LINE, PROTOCOL_VERSION,
+    RecordBatch, Request, Response, ResponseEnvelope,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -85,20 +85,14 @@ impl Conn {
         Ok(Some(buf))
     }
 
-    async fn send(&mut self, id: u64, request: &Request) -> Result<(), std::io::Error> {
-        let env = RequestEnvelope {
-            v: PROTOCOL_VERSION,
-            id,
-            request: request.clone(),
-        };
-        let mut line = serde_json::to_vec(&env).map_err(std::io::Error::other)?;
-        if line.len() >= MAX_LINE {
+    async fn send(&mut self, id: u64, request: &Line<'_>) -> Result<(), std::io::Error> {
+        let line = request.write(id)?;
+        if line.len() > MAX_LINE {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                TooLargeLine(line.len()),
+                TooLargeLine(line.len() - 1),
             ));
         }
-        line.push(b'\n');
         self.writer.write_all(&line).await?;
         self.writer.flush().await
     }
@@ -117,6 +111,56 @@ impl Conn {
                 continue;
             }
             return env.into_result().map_err(ClientError::Fwd);
+        }
+    }
+}
+
+/// A request as it goes on the wire.
+#[derive(Clone, Copy, Debug)]
+enum Line<'a> {
+    /// Serialized by serde_json.
+    Request(&'a Request),
+    /// `ha_apply_records` of these wire records (back to back), written by
+    /// `dataplane::ha::line` without an intermediate base64 `String`.
+    ApplyRecords { records: &'a [u8], target: HaTarget },
+}
+
+/// A request envelope that borrows its request (the same JSON as
+/// [`fwd_proto::RequestEnvelope`]).
+#[derive(serde::Serialize)]
+struct EnvelopeRef<'a> {
+    v: u32,
+    id: u64,
+    request: &'a Request,
+}
+
+impl Line<'_> {
+    /// The request line with id `id`, `\n` included.
+    fn write(&self, id: u64) -> Result<Vec<u8>, std::io::Error> {
+        match *self {
+            Line::Request(request) => {
+                let env = EnvelopeRef {
+                    v: PROTOCOL_VERSION,
+                    id,
+                    request,
+                };
+                let mut line = serde_json::to_vec(&env).map_err(std::io::Error::other)?;
+                line.push(b'\n');
+                Ok(line)
+            }
+            Line::ApplyRecords { records, target } => {
+                let mut line = Vec::with_capacity(records.len() / 3 * 4 + 96);
+                dataplane::ha::line::put_apply_records(&mut line, id, records, target);
+                Ok(line)
+            }
+        }
+    }
+
+    /// Whether sending it twice is harmless ([`is_read`]).
+    fn is_read(&self) -> bool {
+        match self {
+            Line::Request(r) => is_read(r),
+            Line::ApplyRecords { .. } => false,
         }
     }
 }
@@ -197,13 +241,30 @@ impl ControlClient {
         request: Request,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
+        self.call_line(Line::Request(&request), timeout).await
+    }
+
+    /// `ha_apply_records` of `records` (sync wire records back to back, as a DATA
+    /// datagram's body holds them), within the default deadline. The line is written
+    /// straight from the bytes (`dataplane::ha::line`): the same request as
+    /// `call(Request::HaApplyRecords { records: base64, target })` without building it.
+    pub async fn call_apply_records(
+        &self,
+        records: &[u8],
+        target: HaTarget,
+    ) -> Result<Response, ClientError> {
+        self.call_line(Line::ApplyRecords { records, target }, self.timeout)
+            .await
+    }
+
+    async fn call_line(&self, line: Line<'_>, timeout: Duration) -> Result<Response, ClientError> {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        tokio::time::timeout(timeout, self.call_inner(&request))
+        tokio::time::timeout(timeout, self.call_inner(&line))
             .await
             .unwrap_or(Err(ClientError::Timeout(ms)))
     }
 
-    async fn call_inner(&self, request: &Request) -> Result<Response, ClientError> {
+    async fn call_inner(&self, request: &Line<'_>) -> Result<Response, ClientError> {
         // The first idle slot (so a lone client reuses one connection), else wait for one.
         let mut slot = match self.slots.iter().find_map(|s| s.try_lock().ok()) {
             Some(s) => s,
@@ -230,7 +291,7 @@ impl ControlClient {
         let retry = reused
             && match &result {
                 Err(ClientError::Unreachable(_)) => true,
-                Err(ClientError::Lost(_)) => is_read(request),
+                Err(ClientError::Lost(_)) => request.is_read(),
                 _ => false,
             };
         if retry {
@@ -275,7 +336,7 @@ impl ControlClient {
         let fut = async {
             let mut conn = Conn::open(&self.path).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            conn.send(id, request)
+            conn.send(id, &Line::Request(request))
                 .await
                 .map_err(|e| send_error(e, ClientError::Lost))?;
             match conn.answer(id).await? {
@@ -342,7 +403,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
-    use fwd_proto::{ControlError, ErrorCode};
+    use fwd_proto::{ControlError, ErrorCode, RequestEnvelope};
     use tokio::io::AsyncWriteExt;
     use tokio::net::UnixListener;
 
@@ -486,6 +547,32 @@ mod tests {
         assert_eq!(sets, 1, "a write is sent once");
         // The next request reconnects.
         assert_eq!(count(c.call(Request::Status).await), 3);
+    }
+
+    /// The raw-line `ha_apply_records` is the request `call` would send (the records as
+    /// base64, the target), and as a write it is not sent again when its answer is lost.
+    #[tokio::test]
+    async fn apply_records_goes_out_as_its_request_and_is_not_retried() {
+        let s = server(|n| if n == 3 { Act::Close } else { Act::Answer }).await;
+        let c = ControlClient::new(&s.path, Duration::from_secs(5));
+        let records: Vec<u8> = (0..=255).collect();
+        let r = c.call_apply_records(&records, HaTarget::Workers).await;
+        assert_eq!(count(r), 1);
+        assert_eq!(count(c.call_apply_records(&[], HaTarget::Cache).await), 2);
+        let lost = c.call_apply_records(&records, HaTarget::Cache).await;
+        assert!(matches!(lost, Err(ClientError::Lost(_))), "{lost:?}");
+        let want = |records: &[u8], target| Request::HaApplyRecords {
+            records: dataplane::ha::wire::base64_encode(records),
+            target,
+        };
+        assert_eq!(
+            *s.requests.lock().unwrap(),
+            [
+                want(&records, HaTarget::Workers),
+                want(&[], HaTarget::Cache),
+                want(&records, HaTarget::Cache),
+            ]
+        );
     }
 
     #[tokio::test]

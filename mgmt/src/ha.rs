@@ -819,11 +819,7 @@ async fn apply_task(
                 Err(_) => break,
             }
         }
-        let records = wire::base64_encode(&records);
-        match client
-            .call(Request::HaApplyRecords { records, target })
-            .await
-        {
+        match client.call_apply_records(&records, target).await {
             Ok(Response::HaApplied(c)) => {
                 let q = h.with(|s| {
                     let k = s.counters_mut();

@@ -2,6 +2,7 @@
 //!
 //! - [`wire`]: the sync datagram (versioned header, CRC-32, batched records).
 //! - [`cache`]: the backup's external cache of synced entries.
+//! - [`line`]: the binary sync path's two control lines, written without serde_json.
 //! - [`ftfw`]: reliable delivery as conntrackd's FT-FW mode does it (sequence numbers,
 //!   ACK, NACK and retransmission from a bounded queue, loss counters, resync).
 //!
@@ -12,6 +13,7 @@
 pub mod announce;
 pub mod cache;
 pub mod ftfw;
+pub mod line;
 pub mod wire;
 
 use crate::conntrack::Table;
