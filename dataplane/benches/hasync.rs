@@ -203,7 +203,8 @@ fn step_receive(r: &mut Receiver, datagrams: &[Vec<u8>]) -> Vec<u8> {
 /// by `round`, so the cache grows as it does under churn).
 #[inline(never)]
 fn step_apply(cache: &mut SyncCache, line: &[u8], round: u32) -> usize {
-    let text = String::from_utf8_lossy(line);
+    // As the control socket reads a line: UTF-8 checked, then parsed.
+    let text = std::str::from_utf8(line).expect("UTF-8");
     let env: RequestEnvelope = serde_json::from_str(text.trim()).expect("a request");
     let Request::HaApplyRecords { records, .. } = env.request else {
         unreachable!("built above")
