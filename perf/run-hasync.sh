@@ -33,7 +33,9 @@
 #
 # BASE_FWD and BASE_FWMGMT (both or neither): the baseline build's binaries, run first
 # (off and on) in the same session; every result names its build (`build`: base or new).
-# HA_DATAGRAM: the daemons' `datagram_bytes` (the new build only; empty: its default).
+# HA_DATAGRAM: the daemons' `datagram_bytes` (empty: their default). BASE_HA_DATAGRAM: the
+# baseline's (default HA_DATAGRAM, so both builds run with the same datagrams; set it empty
+# for a baseline older than the setting, which refuses the field).
 # PASSES: the passes to run (default "off on"). PERF_RECORD_SYNC=FILE: `perf record -a`
 # (every CPU, 499 Hz) over each `on` pass's window into FILE.<build> (symbols of where
 # the sync's CPU goes: perf report -i FILE.new --sort comm,sym).
@@ -54,6 +56,7 @@ FWMGMT=${FWMGMT:-$REPO/target/release/fwmgmt}
 BACKUP_MAIN=${BACKUP_MAIN:-0}
 BACKUP_WORKER=${BACKUP_WORKER:-1}
 HA_DATAGRAM=${HA_DATAGRAM:-}
+BASE_HA_DATAGRAM=${BASE_HA_DATAGRAM-$HA_DATAGRAM}
 DAEMON_CORES=${DAEMON_CORES:-}
 [ -x "$FWMGMT" ] || die "$FWMGMT missing: cargo build --release -p mgmt --bin fwmgmt"
 if [ -n "${BASE_FWD:-}${BASE_FWMGMT:-}" ]; then
@@ -116,10 +119,16 @@ start_backup() {
     die "backup fwd did not open its control socket in 60 s"
 }
 
+# The daemons' datagram_bytes for a build (empty: their default).
+datagram_of() {
+    if [ "$1" = new ]; then echo "$HA_DATAGRAM"; else echo "$BASE_HA_DATAGRAM"; fi
+}
+
 # fwmgmt --ha ROLE BIND PEER SOCKET PORT (the API on the namespace's loopback).
 start_mgmt() {
-    local role=$1 bind=$2 peer=$3 sock=$4 port=$5 more="" pin=()
-    [ "$build" = new ] && [ -n "$HA_DATAGRAM" ] && more=", \"datagram_bytes\": $HA_DATAGRAM"
+    local role=$1 bind=$2 peer=$3 sock=$4 port=$5 more="" pin=() dg
+    dg=$(datagram_of "$build")
+    [ -n "$dg" ] && more=", \"datagram_bytes\": $dg"
     [ -n "$DAEMON_CORES" ] && pin=(taskset -c "$DAEMON_CORES")
     printf '{"role": "%s", "bind": "%s:7400", "peer": "%s:7400", "queue": 65536, "ack_every": 64, "alive_ms": 100%s}\n' \
         "$role" "$bind" "$peer" "$more" > "$RUN_DIR/ha-$role.json"
@@ -219,9 +228,9 @@ for pass in ${PASSES:-off on}; do
         jq -r '"  sync: \(.sync.rate // 0 | floor) updates/s applied on the backup (\(.sync.final_applied) in all, cache \(.sync.final_cache)); primary daemon: events \(.primary_daemon.counters.events), lost \(.primary_daemon.counters.events_lost), records sent \(.primary_daemon.counters.sent_records), lost \(.primary_daemon.counters.lost_records); backup daemon: apply_lost \(.backup_daemon.counters.apply_lost); fwd events_dropped \(.events_dropped)"' <<< "$extra"
     fi
     fsave "fwd-hasync-$build-$pass" "$(jq -c --arg fwd "$FWD" --arg mgmt "$FWMGMT" --arg pass "$pass" \
-        --arg build "$build" --argjson cpu "$cpu" --arg dg "$HA_DATAGRAM" --arg pin "$DAEMON_CORES" \
+        --arg build "$build" --argjson cpu "$cpu" --arg dg "$(datagram_of "$build")" --arg pin "$DAEMON_CORES" \
         '. + {fwd_binary: $fwd, fwmgmt_binary: $mgmt, build: $build, sync: (.sync // null), pass: $pass,
-              cpu: $cpu, datagram_bytes: (if $build == "new" then $dg else "" end), daemon_cores: $pin}' <<< "$extra")" "$before"
+              cpu: $cpu, datagram_bytes: $dg, daemon_cores: $pin}' <<< "$extra")" "$before"
     stop_sync
     cleanup_dut
 done
