@@ -33,9 +33,9 @@
 #
 # BASE_FWD and BASE_FWMGMT (both or neither): the baseline build's binaries, run first
 # (off and on) in the same session; every result names its build (`build`: base or new).
-# HA_DATAGRAM: the daemons' `datagram_bytes` (empty: their default). BASE_HA_DATAGRAM: the
-# baseline's (default HA_DATAGRAM, so both builds run with the same datagrams; set it empty
-# for a baseline older than the setting, which refuses the field).
+# HA_DATAGRAM: the new build's daemons' `datagram_bytes` (empty: their default).
+# BASE_HA_DATAGRAM: the baseline's (default empty: main 59c620a's fwmgmt refuses the field;
+# a baseline that has the setting can be given the same datagrams).
 # PASSES: the passes to run (default "off on"). PERF_RECORD_SYNC=FILE: `perf record -a`
 # (every CPU, 499 Hz) over each `on` pass's window into FILE.<build> (symbols of where
 # the sync's CPU goes: perf report -i FILE.new --sort comm,sym).
@@ -56,7 +56,7 @@ FWMGMT=${FWMGMT:-$REPO/target/release/fwmgmt}
 BACKUP_MAIN=${BACKUP_MAIN:-0}
 BACKUP_WORKER=${BACKUP_WORKER:-1}
 HA_DATAGRAM=${HA_DATAGRAM:-}
-BASE_HA_DATAGRAM=${BASE_HA_DATAGRAM-$HA_DATAGRAM}
+BASE_HA_DATAGRAM=${BASE_HA_DATAGRAM:-}
 DAEMON_CORES=${DAEMON_CORES:-}
 [ -x "$FWMGMT" ] || die "$FWMGMT missing: cargo build --release -p mgmt --bin fwmgmt"
 if [ -n "${BASE_FWD:-}${BASE_FWMGMT:-}" ]; then
