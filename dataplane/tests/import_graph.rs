@@ -716,6 +716,10 @@ const MGMT_FROM_DATAPLANE: &[(&str, &str)] = &[
         "the tunables' static ranges, when fwd does not answer",
     ),
     ("ha::ftfw", "the sync daemon's reliable transport"),
+    (
+        "ha::line",
+        "the ha_apply_records request line, written from the records' bytes",
+    ),
     ("ha::wire", "the sync wire format"),
     (
         "rules::ast",
