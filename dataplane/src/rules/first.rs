@@ -280,7 +280,9 @@ impl FirstCache {
         (h.wrapping_mul(K) >> 40) as usize & self.mask
     }
 
-    /// The verdict cached for `key` in `hook` under ruleset `generation`.
+    /// The verdict cached for `key` in `hook` under ruleset `generation`. Inlined: the
+    /// pipeline asks once per hook of every first packet.
+    #[inline]
     pub fn get(&mut self, generation: u64, hook: Hook, key: &FirstKey) -> Option<&FirstVerdict> {
         let i = self.index(hook, key);
         match &self.slots[i] {
