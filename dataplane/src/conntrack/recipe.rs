@@ -174,10 +174,10 @@ pub fn apply_delta(csum: u16, delta: u16) -> u16 {
 
 /// The lanes equal to `v`, as a bit mask (SSE2 from `dpdk-bindings` where there is one).
 #[cfg(feature = "dpdk")]
-use dpdk_bindings::eq_mask8;
+pub(super) use dpdk_bindings::eq_mask8;
 
 #[cfg(not(feature = "dpdk"))]
-fn eq_mask8(lanes: &[u32; super::WAYS], v: u32) -> u32 {
+pub(super) fn eq_mask8(lanes: &[u32; super::WAYS], v: u32) -> u32 {
     lanes
         .iter()
         .enumerate()

@@ -10,6 +10,7 @@ pub(super) mod wheel;
 
 use super::alloc::{Prefetch, Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
+use recipe::eq_mask8;
 pub use super::state::EntryId;
 use super::state::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use super::tcp::{TcpConn, TcpState, TcpVerdict, TcpWindow};
@@ -554,12 +555,18 @@ impl Table {
         (b ^ (f | 1)) & self.mask
     }
 
+    /// The reference in bucket `b` whose entry's tuple is `key`: the ways whose signature
+    /// is `sig` are found together ([`eq_mask8`]), then only those are read, lowest
+    /// way first. A miss, the common case of a new connection, reads no entry.
     #[inline]
     fn find_in(&self, b: usize, sig: u32, key: &FlowKey) -> Option<(EntryId, Direction)> {
         let bk = &self.buckets[b];
-        for i in 0..WAYS {
+        let mut ways = eq_mask8(&bk.sig, sig);
+        while ways != 0 {
+            let i = ways.trailing_zeros() as usize;
+            ways &= ways - 1;
             let r = bk.refs[i];
-            if r != 0 && bk.sig[i] == sig {
+            if r != 0 {
                 let (idx, dir) = Self::split_ref(r);
                 if self.entries[idx as usize].tuple(dir) == key {
                     return Some((EntryId(idx), dir));
