@@ -10,7 +10,6 @@ pub(super) mod wheel;
 
 use super::alloc::{Prefetch, Slab, on_hugepages};
 use super::key::{Direction, FlowKey, is_icmp, splitmix};
-use recipe::eq_mask8;
 pub use super::state::EntryId;
 use super::state::{CtState, InsertError, InvalidReason, NewFlow, Outcome};
 use super::tcp::{TcpConn, TcpState, TcpVerdict, TcpWindow};
@@ -18,6 +17,7 @@ use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
+use recipe::eq_mask8;
 
 #[path = "recipe.rs"]
 mod recipe;

@@ -289,6 +289,9 @@ pub struct PortAllocator {
     max_taken_checks: u32,
     /// Candidate masks for the owner function last used (built on first use).
     masks: Option<MineMasks>,
+    /// The last destination an address choice hashed, with its hash ([`dst_seed`]): the
+    /// clients of one server reuse it.
+    last_dst: (Addr, u64),
     /// This box's slice of every source port range (HA active/active, `nat/node.rs`).
     node: NodeSlice,
 }
@@ -311,6 +314,7 @@ impl PortAllocator {
             rng: (folded ^ (u32::from(worker) << 16)) | 1,
             max_taken_checks: u32::MAX,
             masks: None,
+            last_dst: (Addr::default(), dst_seed(Addr::default())),
             node: NodeSlice::default(),
         }
     }
@@ -341,6 +345,24 @@ impl PortAllocator {
 
     pub fn stats(&self) -> &NatStats {
         &self.stats
+    }
+
+    /// [`pick_addr`] of `r` for `t`, the destination's seed remembered from the last call.
+    fn choose_addr(
+        &mut self,
+        r: (Addr, Addr),
+        t: &Tuple,
+        persistent: bool,
+    ) -> Result<Addr, NatError> {
+        let seed = if persistent {
+            0
+        } else {
+            if self.last_dst.0 != t.dst {
+                self.last_dst = (t.dst, dst_seed(t.dst));
+            }
+            self.last_dst.1
+        };
+        pick_addr(r, t, seed)
     }
 
     fn next_rand(&mut self) -> u32 {
@@ -449,7 +471,7 @@ impl PortAllocator {
         let v4 = t.is_v4();
         t.dst = match (a.kind, a.range.addr) {
             (NatKind::Redirect, _) => env.ingress_addr.ok_or(NatError::NoAddress)?,
-            (NatKind::Dnat, Some(r)) => pick_addr(r, &t, a.flags.persistent)?,
+            (NatKind::Dnat, Some(r)) => self.choose_addr(r, &t, a.flags.persistent)?,
             (NatKind::Dnat, None) => t.dst,
             (NatKind::Snat | NatKind::Masquerade, _) => return Err(NatError::WrongKind),
         };
@@ -492,7 +514,7 @@ impl PortAllocator {
         t.src = match (a.kind, a.range.addr) {
             (NatKind::Masquerade, _) => env.egress_addr.ok_or(NatError::NoAddress)?,
             (NatKind::Snat, Some(r)) if in_range(r, t.src) => t.src,
-            (NatKind::Snat, Some(r)) => pick_addr(r, &t, a.flags.persistent)?,
+            (NatKind::Snat, Some(r)) => self.choose_addr(r, &t, a.flags.persistent)?,
             (NatKind::Snat, None) => t.src,
             (NatKind::Dnat | NatKind::Redirect, _) => return Err(NatError::WrongKind),
         };
@@ -701,25 +723,28 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The address's two big-endian 8-byte halves, mixed with `seed`.
+#[allow(clippy::cast_possible_truncation)] // the address's halves, on purpose
 fn hash_addr(a: Addr, seed: u64) -> u64 {
-    let (hi, lo) = a.0.split_at(8);
-    let word = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
-    mix64(mix64(seed ^ word(hi)) ^ word(lo))
+    let v = u128::from_be_bytes(a.0);
+    mix64(mix64(seed ^ (v >> 64) as u64) ^ v as u64)
+}
+
+/// The seed a destination gives the address choice ([`pick_addr`]) of a connection that
+/// is not `persistent`.
+fn dst_seed(dst: Addr) -> u64 {
+    hash_addr(dst, 0x5eed)
 }
 
 /// Pick an address of `r` for the connection `t`, as Linux's `find_best_ips_proto`: by a
-/// hash of the source address, mixed with the destination unless `persistent`, so one
-/// client keeps one address (for all destinations when persistent).
-fn pick_addr(r: (Addr, Addr), t: &Tuple, persistent: bool) -> Result<Addr, NatError> {
+/// hash of the source address, mixed with the destination's ([`dst_seed`]) unless
+/// `persistent` (`seed` 0), so one client keeps one address (for all destinations when
+/// persistent).
+fn pick_addr(r: (Addr, Addr), t: &Tuple, seed: u64) -> Result<Addr, NatError> {
     let (lo, hi) = (u128::from_be_bytes(r.0.0), u128::from_be_bytes(r.1.0));
     if hi < lo || r.0.to_v4().is_some() != r.1.to_v4().is_some() {
         return Err(NatError::NoAddress);
     }
-    let seed = if persistent {
-        0
-    } else {
-        hash_addr(t.dst, 0x5eed)
-    };
     let h = hash_addr(t.src, seed);
     // `h * size / 2^64` (one 64 x 64 multiply) picks uniformly in a range of up to 2^64
     // addresses; a wider (IPv6) range takes `h` itself, which is below its size.

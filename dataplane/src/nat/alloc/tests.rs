@@ -520,13 +520,59 @@ fn address_ranges_pick_by_source_hash() {
     assert_eq!(b.reply.dst, orig.src);
 }
 
+proptest! {
+    /// The address hash reads the address as two big-endian 8-byte words (the choice of
+    /// address, and so every SNAT/DNAT range's choice, depends on it).
+    #[test]
+    fn address_hash_reads_two_big_endian_words(a in any::<[u8; 16]>(), seed in any::<u64>()) {
+        let word = |b: &[u8]| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+        let want = mix64(mix64(seed ^ word(&a[..8])) ^ word(&a[8..]));
+        prop_assert_eq!(hash_addr(Addr(a), seed), want);
+    }
+}
+
+#[test]
+fn remembered_destination_seed_picks_as_the_stateless_choice() {
+    // The allocator keeps the last destination's seed: destinations that repeat, change
+    // and come back (SNAT and DNAT, persistent or not) choose exactly what `pick_addr`
+    // with the destination's own seed chooses.
+    let o = owner(1);
+    let mut al = PortAllocator::new(0);
+    let mut t = TupleSet::default();
+    let (lo, hi) = (ip(198, 51, 100, 10), ip(198, 51, 100, 73));
+    let dsts = [1u8, 1, 2, 1, 3, 3, 2, 200, 1];
+    let mut seen = HashSet::new();
+    for persistent in [false, true] {
+        let mut snat = action(NatKind::Snat, Some((lo, hi)), None);
+        let mut dnat = action(NatKind::Dnat, Some((lo, hi)), None);
+        snat.flags.persistent = persistent;
+        dnat.flags.persistent = persistent;
+        for (i, &d) in dsts.iter().cycle().take(90).enumerate() {
+            let orig = tcp(ip(198, 18, 7, i as u8), 40000, ip(203, 0, 113, d), 443);
+            let seed = if persistent { 0 } else { dst_seed(orig.dst) };
+            let want = pick_addr((lo, hi), &orig, seed).unwrap();
+            let b = al
+                .bind(&orig, None, Some(&snat), &env(), &o, &mut t)
+                .unwrap();
+            assert_eq!(b.reply.dst, want, "snat {orig:?} persistent={persistent}");
+            b.release(&mut t.pools);
+            let b = al
+                .bind(&orig, Some(&dnat), None, &env(), &o, &mut t)
+                .unwrap();
+            assert_eq!(b.reply.src, want, "dnat {orig:?} persistent={persistent}");
+            seen.insert((persistent, want));
+        }
+    }
+    assert!(seen.len() > 20, "the choices differ: {seen:?}");
+}
+
 #[test]
 fn address_pick_covers_a_range_evenly_and_handles_wide_v6_ranges() {
     let (lo, hi) = (ip(198, 51, 100, 0), ip(198, 51, 100, 3));
     let mut count = [0u32; 4];
     for i in 0..4000u16 {
         let t = tcp(ip(198, 18, (i >> 8) as u8, i as u8), 1, REMOTE, 2);
-        let a = pick_addr((lo, hi), &t, true).unwrap();
+        let a = pick_addr((lo, hi), &t, 0).unwrap();
         count[usize::from(a.to_v4().unwrap()[3])] += 1;
     }
     assert!(count.iter().all(|&c| (800..1200).contains(&c)), "{count:?}");
@@ -539,7 +585,7 @@ fn address_pick_covers_a_range_evenly_and_handles_wide_v6_ranges() {
         1,
         2,
     );
-    assert!(pick_addr(all, &t6, false).is_ok());
+    assert!(pick_addr(all, &t6, dst_seed(t6.dst)).is_ok());
 }
 
 #[test]
@@ -811,7 +857,7 @@ proptest! {
                     prop_assert_eq!(e, NatError::PortExhausted);
                     // The address `orig` would get (by source hash), all of its ports
                     // that hash here in use.
-                    let addr = pick_addr((PUBLIC, ip(198, 51, 100, 2)), &orig, false).unwrap();
+                    let addr = pick_addr((PUBLIC, ip(198, 51, 100, 2)), &orig, dst_seed(orig.dst)).unwrap();
                     for p in lo..=hi {
                         if mine(&o, w, &orig, addr, p) {
                             prop_assert!(model.contains(&(addr, p)), "refused with {:?}:{} free", addr, p);
