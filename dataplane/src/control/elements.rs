@@ -216,6 +216,38 @@ pub(crate) fn live(v: &mut SetElementsView, key: &DynKey, live: &[DynElement]) {
             expires: e.expires_ns.map(|ns| ns.div_ceil(1_000_000_000)),
         })
         .collect();
+    let els: Vec<String> = live.iter().map(|e| dynlist::element_text(key, e)).collect();
+    with_elements_line(v, &els);
+}
+
+/// A map whose elements may time out (`flags timeout`, `timeout`) lists what the workers
+/// see, as `nft list map` does: its declared elements less the expired ones, each one with
+/// a timeout with its `expires` (and its own `timeout` where it is not the map's), read
+/// from the store at the workers' clock (`live`: `CompiledRuleset::timed_map_elements`).
+pub(crate) fn timed_map(
+    v: &mut SetElementsView,
+    m: &rules::ast::Map,
+    key: &DynKey,
+    live: &[(usize, Option<DynElement>)],
+) {
+    let declared = std::mem::take(&mut v.elements);
+    let mut text = Vec::with_capacity(live.len());
+    for (i, x) in live {
+        let Some(mut e) = declared.get(*i).cloned() else {
+            continue;
+        };
+        e.timeout = x.and_then(|x| x.timeout_ns).map(|ns| ns / 1_000_000_000);
+        e.expires = x
+            .and_then(|x| x.expires_ns)
+            .map(|ns| ns.div_ceil(1_000_000_000));
+        v.elements.push(e);
+        text.push(dynlist::map_element(m, key, *i, x.as_ref()).0);
+    }
+    with_elements_line(v, &text);
+}
+
+/// `v`'s text with its `elements = { … }` line holding `els` (none: no line).
+fn with_elements_line(v: &mut SetElementsView, els: &[String]) {
     let mut lines: Vec<String> = v
         .text
         .lines()
@@ -225,8 +257,7 @@ pub(crate) fn live(v: &mut SetElementsView, key: &DynKey, live: &[DynElement]) {
     let head = format!("\t{} {} {{", v.keyword, v.set);
     let start = lines.iter().position(|l| *l == head);
     let end = start.and_then(|s| lines[s..].iter().position(|l| l == "\t}").map(|e| s + e));
-    if let (Some(end), false) = (end, live.is_empty()) {
-        let els: Vec<String> = live.iter().map(|e| dynlist::element_text(key, e)).collect();
+    if let (Some(end), false) = (end, els.is_empty()) {
         lines.insert(end, format!("\t\telements = {{ {} }}", els.join(", ")));
     }
     v.text = lines.join("\n") + "\n";
@@ -269,6 +300,14 @@ pub fn change(
     let (key, data) =
         edit::element_type(&rs.tables[ti], set, Pos::default()).map_err(|_| no_set(set))?;
     let op = op_of(op);
+    let t = &rs.tables[ti];
+    let timeouts = t
+        .sets
+        .iter()
+        .find(|s| s.name == set)
+        .map(|s| s.dynamic)
+        .or_else(|| t.maps.iter().find(|m| m.name == set).map(|m| m.dynamic))
+        .is_some_and(|o| o.timeout_flag);
     let mut parsed = Vec::with_capacity(elements.len());
     for (i, e) in elements.iter().enumerate() {
         let bad = |field: &str, msg: String| {
@@ -278,15 +317,15 @@ pub fn change(
             )
             .field(format!("elements[{i}].{field}"))
         };
-        if e.timeout.is_some() || e.expires.is_some() {
-            let field = if e.timeout.is_some() {
-                "timeout"
-            } else {
-                "expires"
-            };
+        if e.expires.is_some() {
+            return Err(bad("expires", "`expires` is listed, not sent".into()));
+        }
+        if e.timeout.is_some() && !timeouts {
             return Err(bad(
-                field,
-                "an element timeout needs a set with `flags timeout` (a dynamic set)".into(),
+                "timeout",
+                format!(
+                    "`{set}` has no `flags timeout` or `timeout`: its elements have no timeout"
+                ),
             ));
         }
         if data.is_some() && e.data.is_none() && op != ElementOp::Delete {
@@ -309,7 +348,9 @@ pub fn change(
             key: k,
             data: v,
             pos: Pos { line, col: 1 },
-            timeout_ms: None,
+            // Only in a set or map with `flags timeout` or a `timeout` (the edit layer
+            // refuses it elsewhere, as the kernel).
+            timeout_ms: e.timeout.map(|s| s.saturating_mul(1000)),
         });
     }
     let mut next = rs.clone();

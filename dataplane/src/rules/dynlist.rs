@@ -1,6 +1,7 @@
 //! A dynamic set's live elements as `nft list set` and `nft -j list set` write them (what
 //! the element API lists: `CompiledRuleset::dynset_elements`).
 
+use super::ast::{Kind, Map};
 use super::compile::{DynElement, DynKey};
 use super::dynset::duration_text;
 use serde_json::{Value as J, json};
@@ -37,6 +38,27 @@ pub fn element_json(key: &DynKey, e: &DynElement) -> J {
         o.insert("expires".into(), json!(ns / 1_000_000_000));
     }
     json!({ "elem": o })
+}
+
+/// Element `i` of map `m` whose elements may time out, as `nft list map` and `nft -j
+/// list map` write it: with the store's reading `live` where it has a timeout
+/// (`198.18.1.2 timeout 10s expires 9s972ms : accept`, `[{"elem": {"val": "198.18.1.2",
+/// "timeout": 10, "expires": 9}}, {"accept": null}]`), else as declared (`198.18.1.4 :
+/// drop`); `CompiledRuleset::timed_map_elements` gives the live ones.
+pub fn map_element(m: &Map, key: &DynKey, i: usize, live: Option<&DynElement>) -> (String, J) {
+    let (e, v) = &m.elements[i];
+    let kinds: Vec<Kind> = m.key.iter().map(|t| t.kind()).collect();
+    let (k, kj) = match live {
+        Some(x) => (element_text(key, x), element_json(key, x)),
+        None => (
+            super::print::kinds_elem(&kinds, e),
+            super::json::kinds_elem_json(&kinds, e),
+        ),
+    };
+    (
+        super::print::map_elem(m, k, v),
+        super::json::map_elem_json(m, kj, v),
+    )
 }
 
 #[cfg(test)]

@@ -469,7 +469,7 @@ pub fn change_elements(
     if let Some(m) = t.maps.iter_mut().find(|m| m.name == name) {
         let mut timeouts = Vec::new();
         for e in &elements {
-            if let Some(ms) = own_timeout(e, op, &m.dynamic, m.data.is_some(), name)?
+            if let Some(ms) = own_timeout(e, op, &m.dynamic, name)?
                 && !m.elements.iter().any(|x| x.0 == e.key)
             {
                 timeouts.push((e.key.clone(), ms));
@@ -494,7 +494,7 @@ pub fn change_elements(
     let mut values = Vec::with_capacity(elements.len());
     let mut timeouts = Vec::new();
     for e in elements {
-        let own = own_timeout(&e, op, &s.dynamic, false, name)?;
+        let own = own_timeout(&e, op, &s.dynamic, name)?;
         match <[Value; 1]>::try_from(e.key) {
             Ok([v]) => {
                 if let (Some(ms), false) = (own, s.elements.contains(&v)) {
@@ -530,27 +530,23 @@ pub fn change_elements(
 
 /// The own timeout of element `e` of an add (`None` for a delete, which ignores it), an
 /// error where the kernel refuses one: a set without `flags timeout` or `timeout`
-/// ("Invalid argument"), and not built for a map (`map`: the set is one).
+/// ("Invalid argument"; a map alike).
 fn own_timeout(
     e: &Element,
     op: ElementOp,
     opts: &DynOpts,
-    map: bool,
     name: &str,
 ) -> Result<Option<u64>, ElementError> {
     let Some(ms) = e.timeout_ms.filter(|_| op != ElementOp::Delete) else {
         return Ok(None);
     };
-    let msg = if map {
-        "`an element `timeout` in a map` is not supported by this appliance".to_string()
-    } else if !opts.timeout_flag {
-        format!(
-            "set `{name}` has no `flags timeout` or `timeout`: its elements have no timeout \
-             (the kernel refuses it too)"
-        )
-    } else {
+    if opts.timeout_flag {
         return Ok(Some(ms));
-    };
+    }
+    let msg = format!(
+        "set `{name}` has no `flags timeout` or `timeout`: its elements have no timeout (the \
+         kernel refuses it too)"
+    );
     Err(fault(ElementFault::Invalid, Error::at(e.pos, name, msg)))
 }
 

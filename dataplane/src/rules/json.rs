@@ -250,10 +250,7 @@ fn read_map(o: &Map<String, J>, path: &str) -> Result<crate::rules::ast::Map, Er
     }
     Ok(crate::rules::ast::Map {
         name: get_str(o, "name", path)?.to_owned(),
-        dynamic: match data {
-            None => crate::rules::dynset::opts_from_json(o),
-            Some(_) => DynOpts::default(),
-        },
+        dynamic: crate::rules::dynset::opts_from_json(o),
         key,
         data,
         interval,
@@ -878,7 +875,7 @@ fn elements_json<T>(els: &Elements<T>, one: impl Fn(&T) -> J) -> J {
     }
 }
 
-fn kinds_elem_json(kinds: &[Kind], e: &[Value]) -> J {
+pub(crate) fn kinds_elem_json(kinds: &[Kind], e: &[Value]) -> J {
     let mut vals: Vec<J> = kinds
         .iter()
         .zip(e)
@@ -937,20 +934,29 @@ fn map_json(fam: &str, table: &str, m: &crate::rules::ast::Map) -> J {
             m.elements
                 .iter()
                 .map(|(e, v)| {
-                    let k = with_timeout_json(kinds_elem_json(&kinds, e), m.elem_timeout(e));
-                    match (v, &m.data) {
-                        (MapValue::Verdict(d), _) => json!([k, verdict_json(d)]),
-                        (MapValue::Data(d), Some(MapData::Types(ts))) => {
-                            let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
-                            json!([k, kinds_elem_json(&dk, d)])
-                        }
-                        _ => k,
-                    }
+                    map_elem_json(
+                        m,
+                        with_timeout_json(kinds_elem_json(&kinds, e), m.elem_timeout(e)),
+                        v,
+                    )
                 })
                 .collect(),
         );
     }
     json!({m.keyword(): o})
+}
+
+/// A map element as `nft -j` writes it: `[KEY, DATA]` with the key's JSON `k` (a set of
+/// concatenations: the key alone).
+pub(crate) fn map_elem_json(m: &crate::rules::ast::Map, k: J, v: &MapValue) -> J {
+    match (v, &m.data) {
+        (MapValue::Verdict(d), _) => json!([k, verdict_json(d)]),
+        (MapValue::Data(d), Some(MapData::Types(ts))) => {
+            let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+            json!([k, kinds_elem_json(&dk, d)])
+        }
+        _ => k,
+    }
 }
 
 /// A declared element's JSON with its own timeout (ms), as `nft -j` writes it.

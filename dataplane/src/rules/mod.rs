@@ -44,6 +44,8 @@ mod facts_tests;
 #[cfg(test)]
 mod mangle_tests;
 #[cfg(test)]
+mod map_timeouts_tests;
+#[cfg(test)]
 mod maps_tests;
 #[cfg(test)]
 mod named_maps_tests;

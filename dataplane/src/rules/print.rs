@@ -165,21 +165,24 @@ fn map_decl(out: &mut String, m: &Map) {
         let els: Vec<_> = m
             .elements
             .iter()
-            .map(|(e, v)| {
-                let k = with_timeout(kinds_elem(&kinds, e), m.elem_timeout(e));
-                match (v, &m.data) {
-                    (MapValue::Verdict(d), _) => format!("{k} : {}", verdict(d)),
-                    (MapValue::Data(d), Some(MapData::Types(ts))) => {
-                        let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
-                        format!("{k} : {}", kinds_elem(&dk, d))
-                    }
-                    _ => k,
-                }
-            })
+            .map(|(e, v)| map_elem(m, with_timeout(kinds_elem(&kinds, e), m.elem_timeout(e)), v))
             .collect();
         let _ = writeln!(out, "\t\telements = {{ {} }}", els.join(", "));
     }
     out.push_str("\t}\n");
+}
+
+/// A map element as the listing writes it: its key's text `k` (with its timeout), ` : `
+/// and its data (a set of concatenations: the key alone).
+pub fn map_elem(m: &Map, k: String, v: &MapValue) -> String {
+    match (v, &m.data) {
+        (MapValue::Verdict(d), _) => format!("{k} : {}", verdict(d)),
+        (MapValue::Data(d), Some(MapData::Types(ts))) => {
+            let dk: Vec<Kind> = ts.iter().map(|t| t.kind()).collect();
+            format!("{k} : {}", kinds_elem(&dk, d))
+        }
+        _ => k,
+    }
 }
 
 /// A declared element with its own timeout (ms): `198.18.1.4 timeout 10s`.

@@ -196,8 +196,18 @@ pub fn map(m: &Map) -> Result<(), Error> {
     if let Some(p) = super::dynset::opts_problem(&m.dynamic) {
         return err(p);
     }
-    if m.data.is_some() && m.dynamic.any() {
-        return err("a map is not dynamic here (only sets are)".into());
+    // A map's elements may time out (`flags timeout`, `timeout 30s`); the data path
+    // does not add to a map here (`update @m { … : … }`), so it has no `size` nor
+    // `flags dynamic`, and its timed elements are exact keys (no `flags interval`).
+    if m.data.is_some() && (m.dynamic.dynamic || m.dynamic.size.is_some()) {
+        return err(
+            "a map is not dynamic here (only sets are): no `flags dynamic` nor `size`".into(),
+        );
+    }
+    if m.data.is_some() && m.dynamic.timeout_flag && m.interval {
+        return err(
+            "`flags interval` with timeouts in a map is not supported by this appliance".into(),
+        );
     }
     for (e, ms) in &m.elem_timeouts {
         let declared = m.elements.iter().any(|(x, _)| x == e);

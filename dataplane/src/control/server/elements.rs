@@ -39,6 +39,16 @@ impl<B: Backend> Server<B> {
         if let Some((ty, live)) = cur.dynset_elements(fam, &v.table, &v.set, self.backend.now_ns())
         {
             elements::live(&mut v, ty, &live);
+        } else if let Some((ty, live)) =
+            cur.timed_map_elements(fam, &v.table, &v.set, self.backend.now_ns())
+            && let Some(m) = cur
+                .source()
+                .tables
+                .iter()
+                .find(|t| t.family == fam && t.name == v.table)
+                .and_then(|t| t.maps.iter().find(|m| m.name == v.set))
+        {
+            elements::timed_map(&mut v, m, ty, &live);
         }
         Ok(Response::SetElements(v))
     }

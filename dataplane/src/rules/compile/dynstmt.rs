@@ -2,7 +2,7 @@
 //! (shared by every rule and every worker), the statements that read and update it, and
 //! their evaluation.
 
-use super::dynir::{DynStmt, ElemLimit};
+use super::dynir::{DynStmt, ElemLimit, TimedMap};
 use super::dynkey::{DynKey, Packed, push};
 use super::dynstore::{DynDef, DynElement, DynEntry, DynStore, NEVER};
 use super::eval::field_value;
@@ -19,6 +19,8 @@ use std::sync::Arc;
 pub(super) struct DynSets {
     pub(super) entries: Vec<DynEntry>,
     by_name: BTreeMap<(usize, String), u32>,
+    /// The maps whose elements may time out: (table index, name) → their store.
+    timed_maps: BTreeMap<(usize, String), TimedMap>,
 }
 
 /// The set statements of table `t`'s rules.
@@ -44,6 +46,9 @@ struct Wanted {
     pos: Pos,
     /// Declared elements with their own `timeout` (ms).
     elements: Vec<(Elem, Option<u64>)>,
+    /// A map with timeouts: only its elements with a timeout go into the store (the others
+    /// stay in the map's hash table alone), and no statement adds to it.
+    map: bool,
 }
 
 /// The dynamic sets a table declares (sets and sets of concatenations with dynamic
@@ -66,9 +71,25 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
             .collect();
         (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
     });
+    let timed = t
+        .maps
+        .iter()
+        .filter(|m| m.data.is_some() && m.dynamic.timeout_flag)
+        .map(|m| {
+            let els = m
+                .elements
+                .iter()
+                .map(|(e, _)| (e.clone(), m.elem_timeout(e)))
+                .collect();
+            (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
+        });
     let mut out = Vec::new();
-    for (name, types, opts, interval, pos, elements) in sets.chain(concat) {
-        if !(opts.any() || updated(name)) {
+    let n_sets = t.sets.len() + t.maps.iter().filter(|m| m.data.is_none()).count();
+    for (i, (name, types, opts, interval, pos, elements)) in
+        sets.chain(concat).chain(timed).enumerate()
+    {
+        let map = i >= n_sets;
+        if !(map || opts.any() || updated(name)) {
             continue;
         }
         if interval {
@@ -83,6 +104,7 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
             timeouts: opts.timeout_flag || opts.timeout_ms.is_some(),
             pos,
             elements,
+            map,
         });
     }
     for (e, pos) in elem_stmts(t) {
@@ -98,6 +120,7 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
                 timeouts: false,
                 pos,
                 elements: Vec::new(),
+                map: false,
             });
         }
     }
@@ -129,7 +152,13 @@ impl DynSets {
                 }
                 let store = DynStore::new(w.size, conns, lifetimes, w.key.wide());
                 let (mut declared, mut all_declared) = (Vec::new(), Vec::new());
+                let mut map_keys = Vec::new();
                 for (e, own) in &w.elements {
+                    if w.map && own.or(w.timeout_ms).is_none() {
+                        // Never expires: the map's hash table alone holds it.
+                        map_keys.push(None);
+                        continue;
+                    }
                     let key = w.key.key(e).ok_or_else(|| {
                         Error::at(
                             w.pos,
@@ -141,6 +170,7 @@ impl DynSets {
                     let lifetime = own
                         .or(w.timeout_ms)
                         .map_or(NEVER, |ms| ms.saturating_mul(1_000_000));
+                    map_keys.push(Some(key));
                     all_declared.push((key, lifetime));
                     if lifetime != NEVER {
                         declared.push((key, lifetime));
@@ -159,8 +189,14 @@ impl DynSets {
                         ));
                     }
                 }
-                out.by_name
-                    .insert((ti, w.name.clone()), u32_of(out.entries.len()));
+                let id = u32_of(out.entries.len());
+                if w.map {
+                    let keys = map_keys.into();
+                    out.timed_maps
+                        .insert((ti, w.name.clone()), TimedMap { set: id, keys });
+                } else {
+                    out.by_name.insert((ti, w.name.clone()), id);
+                }
                 out.entries.push(DynEntry {
                     def: DynDef {
                         family: t.family,
@@ -170,6 +206,7 @@ impl DynSets {
                         size: w.size,
                         timeout_ns: w.timeout_ms.map(|ms| ms.saturating_mul(1_000_000)),
                         conns,
+                        map: w.map,
                     },
                     store: Arc::new(store),
                     declared,
@@ -206,6 +243,14 @@ impl DynSets {
         };
         let &set = self.by_name.get(&(ti, name.clone()))?;
         Some(CStmt::Dyn(DynStmt::Match { set, key, neg }))
+    }
+
+    /// The store of named map `els` of table `ti` when its elements may time out.
+    pub(super) fn timed_map<T>(&self, ti: usize, els: &Elements<T>) -> Option<TimedMap> {
+        match els {
+            Elements::Named(name) => self.timed_maps.get(&(ti, name.clone())).cloned(),
+            Elements::Anon(_) => None,
+        }
     }
 
     /// An `add`/`update`/`meter` statement.
@@ -334,6 +379,28 @@ impl CompiledRuleset {
         }
     }
 
+    /// Whether element `e` (a hit in the hash table of map `timed`) is live at `now`: one
+    /// that never expires is; one with a timeout while the store holds it. The outcome
+    /// depends on the time: the evaluation is `stateful` (no first-packet cache).
+    pub(super) fn live_elem(
+        &self,
+        timed: Option<&TimedMap>,
+        e: u32,
+        now: u64,
+        res: &mut EvalResult,
+    ) -> bool {
+        let Some(Some(key)) = timed.and_then(|t| t.keys.get(e as usize)) else {
+            return true;
+        };
+        res.stateful = true;
+        timed.is_some_and(|t| {
+            self.dynsets[t.set as usize]
+                .store
+                .lookup(*key, now)
+                .is_some()
+        })
+    }
+
     /// The live elements of dynamic set (or meter) `name` of table `family`/`table` at
     /// `now_ns` (the workers' clock): `None` when the ruleset has no such dynamic set.
     /// What `nft list set` shows of a dynamic set; the element API lists it.
@@ -377,9 +444,60 @@ impl CompiledRuleset {
     }
 
     fn dynset(&self, family: TableFamily, table: &str, name: &str) -> Option<&DynEntry> {
+        self.dynset_or_map(family, table, name)
+            .filter(|e| !e.def.map)
+    }
+
+    fn dynset_or_map(&self, family: TableFamily, table: &str, name: &str) -> Option<&DynEntry> {
         self.dynsets
             .iter()
             .find(|e| e.def.family == family && e.def.table == table && e.def.name == name)
+    }
+
+    /// The live elements of map `name` of table `family`/`table` whose elements may time
+    /// out (`flags timeout`, `timeout`), at `now_ns` (the workers' clock): each element
+    /// of the declaration by its index, with the store's reading for one with a timeout
+    /// (`None`: it never expires; its own timeout only where it is not the map's), an
+    /// expired one left out. `None` when the map has no timeouts. What `nft list map`
+    /// shows: the hash table's elements and the store's, merged.
+    pub fn timed_map_elements(
+        &self,
+        family: TableFamily,
+        table: &str,
+        name: &str,
+        now_ns: u64,
+    ) -> Option<(&DynKey, Vec<(usize, Option<DynElement>)>)> {
+        let e = self
+            .dynset_or_map(family, table, name)
+            .filter(|e| e.def.map)?;
+        let m = self
+            .source
+            .tables
+            .iter()
+            .find(|t| t.family == family && t.name == table)?
+            .maps
+            .iter()
+            .find(|m| m.name == name)?;
+        let live: std::collections::HashMap<Packed, DynElement> = e
+            .store
+            .elements(now_ns)
+            .into_iter()
+            .map(|mut x| {
+                if x.timeout_ns == e.def.timeout_ns {
+                    x.timeout_ns = None;
+                }
+                (x.key, x)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(m.elements.len());
+        for (i, (k, _)) in m.elements.iter().enumerate() {
+            if m.elem_timeout(k).or(m.dynamic.timeout_ms).is_none() {
+                out.push((i, None));
+            } else if let Some(x) = e.def.key.key(k).and_then(|p| live.get(&p)) {
+                out.push((i, Some(*x)));
+            }
+        }
+        Some((&e.def.key, out))
     }
 
     /// Takes over the stores (and so the elements) of `old`'s dynamic sets that this

@@ -467,6 +467,8 @@ pub(crate) struct DynDef {
     pub size: u32,
     pub timeout_ns: Option<u64>,
     pub conns: bool,
+    /// The store of a map's elements with a timeout (`TimedMap`), not a dynamic set.
+    pub map: bool,
 }
 
 /// One dynamic set or meter of the compiled ruleset.

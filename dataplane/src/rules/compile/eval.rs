@@ -327,10 +327,14 @@ impl CompiledRuleset {
                     table,
                     verdicts,
                     count,
+                    timed,
                 } => {
                     let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
                         return Step::Next;
                     };
+                    if !self.live_elem(timed.as_ref(), e, now, res) {
+                        return Step::Next;
+                    }
                     if *count {
                         count_rule(&block.counters[id as usize], id, ctx.len, res);
                     }
@@ -340,10 +344,14 @@ impl CompiledRuleset {
                     table,
                     actions,
                     count,
+                    timed,
                 } => {
                     let Some(Some(e)) = table.lookup(|f| field_value(f, ctx)) else {
                         return Step::Next;
                     };
+                    if !self.live_elem(timed.as_ref(), e, now, res) {
+                        return Step::Next;
+                    }
                     let Some(a) = actions.get(e as usize) else {
                         return Step::Next;
                     };

@@ -219,10 +219,12 @@ pub(crate) enum CStmt {
     },
     /// A verdict map: the element's verdict; no element: the rule ends. `count`: the rule
     /// has no counter before this statement, so a hit bumps the rule's counter.
+    /// `timed`: a named map whose elements may time out (an expired element is no hit).
     Vmap {
         table: Arc<KeyTable>,
         verdicts: Box<[CVerdict]>,
         count: bool,
+        timed: Option<super::dynir::TimedMap>,
     },
     /// A NAT map: the element's NAT action ends the chain; no element: the rule ends.
     /// `count` as for [`CStmt::Vmap`].
@@ -230,6 +232,7 @@ pub(crate) enum CStmt {
         table: Arc<KeyTable>,
         actions: Box<[NatAction]>,
         count: bool,
+        timed: Option<super::dynir::TimedMap>,
     },
     /// A dynamic set's match or update (`compile/dynstmt.rs`).
     Dyn(super::dynir::DynStmt),

@@ -234,7 +234,9 @@ fn compile_rule<'a>(
                 CStmt::Lookup { table, neg: l.neg }
             }
             Stmt::Vmap(v, pos) => {
-                cacheable &= v.key.iter().all(|&f| flow_field(f));
+                let timed = dyns.timed_map(ti, &v.elements);
+                // An element that may expire: never cached, as a dynamic set's match.
+                cacheable &= timed.is_none() && v.key.iter().all(|&f| flow_field(f));
                 let (table, data) = keyed_table(
                     (ti, t),
                     (&v.key, &v.elements, |(e, d): &(Elem, Verdict)| {
@@ -254,10 +256,12 @@ fn compile_rule<'a>(
                     table,
                     verdicts,
                     count: !counted,
+                    timed,
                 }
             }
             Stmt::NatMap(n, pos) => {
-                cacheable &= n.key.iter().all(|&f| flow_field(f));
+                let timed = dyns.timed_map(ti, &n.elements);
+                cacheable &= timed.is_none() && n.key.iter().all(|&f| flow_field(f));
                 let (table, data) = keyed_table(
                     (ti, t),
                     (&n.key, &n.elements, |(e, d): &(Elem, Elem)| {
@@ -293,6 +297,7 @@ fn compile_rule<'a>(
                     table,
                     actions,
                     count: !counted,
+                    timed,
                 }
             }
             Stmt::Counter { .. } => CStmt::Counter,

@@ -40,7 +40,7 @@ pub fn element(
     };
     let mut k = Vec::new();
     whole(key_text, &mut |p| {
-        k = p.map_element(key, None, false)?.0;
+        k = p.map_element(key, None, false).and_then(no_timeout)?;
         Ok(())
     })?;
     let v = match (data, data_text) {
@@ -53,7 +53,9 @@ pub fn element(
             whole(t, &mut |p| {
                 v = match d {
                     MapData::Verdict => MapValue::Verdict(p.verdict()?),
-                    MapData::Types(ts) => MapValue::Data(p.map_element(ts, None, false)?.0),
+                    MapData::Types(ts) => {
+                        MapValue::Data(p.map_element(ts, None, false).and_then(no_timeout)?)
+                    }
                 };
                 Ok(())
             })?;
@@ -61,6 +63,18 @@ pub fn element(
         }
     };
     Ok((k, v))
+}
+
+/// An element's key or data without a `timeout` (the element API sends it apart).
+fn no_timeout((e, _, timeout): (Elem, MapValue, Option<u64>)) -> Result<Elem, Error> {
+    match timeout {
+        Some(_) => Err(Error::at(
+            Pos::default(),
+            "timeout",
+            "the timeout is the element's `timeout` field, not part of its value",
+        )),
+        None => Ok(e),
+    }
 }
 
 /// Whether a word starts a command other than `table` and `flush ruleset`.
@@ -291,12 +305,8 @@ impl Parser {
         let (key, data) = edit::element_type(&rs.tables[ti], &name, np)?;
         let elements = self.brace_list(|p| {
             let pos = p.peek().pos;
-            let (key, data) = p.map_element(&key, data.as_ref(), op == ElementOp::Delete)?;
-            let timeout_ms = if data == MapValue::None && p.eat_word("timeout") {
-                Some(p.duration()?)
-            } else {
-                None
-            };
+            let (key, data, timeout_ms) =
+                p.map_element(&key, data.as_ref(), op == ElementOp::Delete)?;
             Ok(edit::Element {
                 key,
                 data,

@@ -215,7 +215,7 @@ impl Parser {
                         "interval" => interval = true,
                         "constant" => {}
                         "dynamic" if !is_map => dynamic.dynamic = true,
-                        "timeout" if !is_map => dynamic.timeout_flag = true,
+                        "timeout" => dynamic.timeout_flag = true,
                         _ => return Err(Error::at(fp, &f, unsupported(&format!("set flag {f}")))),
                     }
                     if !self.eat_punct(',') {
@@ -223,7 +223,7 @@ impl Parser {
                     }
                 },
                 Tok::Word(w) if w == "auto-merge" => {}
-                Tok::Word(w) if w == "timeout" && !is_map => {
+                Tok::Word(w) if w == "timeout" => {
                     dynamic.timeout_ms = Some(self.duration()?);
                     dynamic.timeout_flag = true;
                 }
@@ -237,9 +237,9 @@ impl Parser {
                     let data = data.clone();
                     let mut timeouts = Vec::new();
                     elements = self.brace_list(|p| {
-                        let (e, v) = p.map_element(&k, data.as_ref(), false)?;
-                        if data.is_none() && p.eat_word("timeout") {
-                            timeouts.push((e.clone(), p.duration()?));
+                        let (e, v, timeout) = p.map_element(&k, data.as_ref(), false)?;
+                        if let Some(ms) = timeout {
+                            timeouts.push((e.clone(), ms));
                         }
                         Ok((e, v))
                     })?;
@@ -282,30 +282,28 @@ impl Parser {
         }))
     }
 
-    /// One element of a set or map: `KEY [. KEY]…` and, for a map (`data`), ` : DATA`
-    /// (a verdict or values); with `data_optional` (`delete element`) the data may be
-    /// left out, and is then [`MapValue::None`].
+    /// One element of a set or map: `KEY [. KEY]… [timeout T]` and, for a map (`data`),
+    /// ` : DATA` (a verdict or values); with `data_optional` (`delete element`) the data
+    /// may be left out, and is then [`MapValue::None`]. The element's own timeout (ms)
+    /// comes back beside it.
     pub(super) fn map_element(
         &mut self,
         key: &[SetType],
         data: Option<&MapData>,
         data_optional: bool,
-    ) -> Result<(Elem, MapValue), Error> {
+    ) -> Result<(Elem, MapValue, Option<u64>), Error> {
         let kinds: Vec<Kind> = key.iter().map(|t| t.kind()).collect();
         let e = self.elem_of(&kinds)?;
-        let Some(d) = data else {
-            return Ok((e, MapValue::None));
+        let timeout = if self.eat_word("timeout") {
+            Some(self.duration()?)
+        } else {
+            None
         };
-        if self.peek_word() == Some("timeout") {
-            let t = self.next();
-            return Err(Error::at(
-                t.pos,
-                "timeout",
-                unsupported("an element `timeout` in a map"),
-            ));
-        }
+        let Some(d) = data else {
+            return Ok((e, MapValue::None, timeout));
+        };
         if data_optional && self.peek_word() != Some(":") {
-            return Ok((e, MapValue::None));
+            return Ok((e, MapValue::None, timeout));
         }
         let c = self.next();
         if c.tok != Tok::Word(":".into()) {
@@ -318,7 +316,7 @@ impl Parser {
                 MapValue::Data(self.elem_of(&kinds)?)
             }
         };
-        Ok((e, v))
+        Ok((e, v, timeout))
     }
 
     pub(super) fn chain(&mut self, pos: Pos, handle: &mut u64) -> Result<Chain, Error> {
