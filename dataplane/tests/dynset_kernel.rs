@@ -320,3 +320,113 @@ fn keys_wider_than_128_bits_list_as_the_kernel_lists_them() {
         eprintln!("{set}: {mine:?}");
     }
 }
+
+const MAP_TIMEOUTS: &str = r#"table inet fw {
+	map m {
+		type inet_service : verdict
+		flags timeout
+		elements = { 22 timeout 5s : jump hit, 23 : jump hit }
+	}
+
+	map d {
+		type inet_service : ipv4_addr
+		timeout 5s
+		elements = { 24 : 198.18.0.2 }
+	}
+
+	chain hit {
+		counter
+	}
+
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		counter dnat ip to tcp dport map @d
+		counter
+	}
+
+	chain input {
+		type filter hook input priority filter; policy accept;
+		counter tcp dport vmap @m
+		counter
+	}
+}
+"#;
+
+/// A map's elements as `nft -j list map` writes them (`[KEY, DATA]`), `expires` left
+/// out, sorted by their JSON text.
+fn map_without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
+    let mut out: Vec<String> = els
+        .map(|mut e| {
+            if let Some(o) = e
+                .get_mut(0)
+                .and_then(|k| k.get_mut("elem"))
+                .and_then(|x| x.as_object_mut())
+            {
+                o.remove("expires");
+            }
+            e.to_string()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Element timeouts in a verdict map and a NAT map: declared (the element's own, the
+/// map's) and added by element commands (`add element … { 25 timeout 60s : jump hit }`,
+/// an incremental change here), probed before and after the 5-second ones expire (ours
+/// on the workers' clock at the time elapsed since the kernel loaded the ruleset): the
+/// same counters per probe, and the same elements with the same `timeout`s in `nft -j
+/// list map` as in ours, both times.
+#[test]
+#[ignore = "needs root, ip, nft (run with --ignored)"]
+fn map_element_timeouts_match_and_expire_as_in_the_kernel() {
+    use dataplane::rules::ast::Hook;
+    use dataplane::rules::compile::Facts;
+    use dataplane::rules::{compile, dynlist, parse};
+    use std::time::{Duration, Instant};
+    let ns = Pair::setup("mt");
+    ns.nft_f(&format!("flush ruleset\n{MAP_TIMEOUTS}"), &ns.k);
+    let start = Instant::now();
+    let t0 = 1_000_000_000u64;
+    let now = || t0 + u64::try_from(start.elapsed().as_nanos()).unwrap();
+    let ports: PortsByName = [(ns.k_if.clone(), 0u16)].into_iter().collect();
+    let first = load_text(MAP_TIMEOUTS, &ports, 1).unwrap();
+    first.start_declared(t0);
+    let cmds = "add element inet fw m { 25 timeout 60s : jump hit, 26 timeout 5s : drop }\n\
+                add element inet fw d { 27 timeout 60s : 198.18.0.2 }\n";
+    ns.nft_f(cmds, &ns.k);
+    let mut ours = compile(&parse::apply(first.source(), cmds).unwrap(), &ports, 1).unwrap();
+    ours.adopt_dynsets(&first);
+    ours.start_declared(now());
+    let hooks = [Hook::Prerouting, Hook::Input];
+    let elements = |ours: &dataplane::rules::CompiledRuleset, at: u64| {
+        for name in ["m", "d"] {
+            let (key, live) = ours
+                .timed_map_elements(TableFamily::Inet, "fw", name, at)
+                .unwrap();
+            let m = ours.source().tables[0]
+                .maps
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap();
+            let mine = map_without_expires(
+                live.iter()
+                    .map(|(i, x)| dynlist::map_element(m, key, *i, x.as_ref()).1),
+            );
+            let kernel = map_without_expires(kernel_json(&ns, "map", name).into_iter());
+            assert_eq!(mine, kernel, "map {name}");
+            eprintln!("{name}: {mine:?}");
+        }
+    };
+    let probes = [22, 23, 24, 25, 26, 27, 28].map(Probe::Tcp);
+    ns.compare_at(&ours, &probes, &hooks, &|_| Facts::default(), now());
+    elements(&ours, now());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "the probes before the expiry took {:?}: too loaded to compare",
+        start.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(start.elapsed()));
+    ns.compare_at(&ours, &probes, &hooks, &|_| Facts::default(), now());
+    elements(&ours, now());
+}

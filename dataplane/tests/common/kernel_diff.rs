@@ -137,6 +137,19 @@ impl Pair {
         hooks: &[Hook],
         facts: &dyn Fn(&IpInfo) -> Facts,
     ) {
+        self.compare_at(ours, probes, hooks, facts, 1);
+    }
+
+    /// [`compare_with_facts`](Self::compare_with_facts) with ours evaluated at `now_ns`
+    /// of the workers' clock (elements that time out).
+    pub fn compare_at(
+        &self,
+        ours: &CompiledRuleset,
+        probes: &[Probe],
+        hooks: &[Hook],
+        facts: &dyn Fn(&IpInfo) -> Facts,
+        now_ns: u64,
+    ) {
         let mut before = self.kernel_counters();
         let mut ours_before = ours.counters();
         for &p in probes {
@@ -165,7 +178,7 @@ impl Pair {
             };
             let mut verdict = None;
             for &h in hooks {
-                verdict = Some(ours.eval(h, &mut ctx, 0, 1).verdict);
+                verdict = Some(ours.eval(h, &mut ctx, 0, now_ns).verdict);
             }
             let now = ours.counters();
             let src = ours.source();
