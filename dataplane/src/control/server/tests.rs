@@ -2359,3 +2359,88 @@ fn listed(
     got.sort();
     got
 }
+
+/// A verdict map with element timeouts over the element API and `fwctl nft`: an element
+/// added with its own `timeout` (and one without) acts on the data path until it expires,
+/// the listing merges the elements that never expire with the live ones (`timeout`,
+/// `expires`; an expired one left out, as `nft list map`), and a timeout on a map
+/// without `flags timeout` is refused at the element's `timeout` field.
+#[test]
+fn map_elements_with_a_timeout_over_the_api_expire_and_list_as_nft() {
+    use crate::control::proto::{ElementChange, SetElement};
+    use crate::rules::compile::{Decision, ct_state};
+    use crate::rules::tests::{ctx, tcp, v4};
+    let (mut s, dir) = with_rules("maptimeout");
+    replace(
+        &mut s,
+        "table ip filter {\n  map m {\n    type ipv4_addr : verdict\n    flags timeout\n    elements = { 198.18.0.4 timeout 10s : drop }\n  }\n  map p {\n    type ipv4_addr : verdict\n  }\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip saddr vmap @m\n  }\n}\n",
+    )
+    .unwrap();
+    let sec = 1_000_000_000u64;
+    let now = s.backend.now_ns;
+    let drops = |s: &Server<Fake>, last: u8, at: u64| {
+        let p = tcp(v4([198, 18, 0, last]), v4([198, 18, 1, 1]), 1000, 22, 0x02);
+        let cur = s.rules.as_ref().unwrap().current();
+        let r = cur.eval(
+            crate::rules::Hook::Input,
+            &mut ctx(&p, ct_state::NEW),
+            0,
+            at,
+        );
+        r.verdict == Decision::Drop
+    };
+    let add = |s: &mut Server<Fake>, set: &str, key: &str, timeout| {
+        s.request(Request::SetElementsChange {
+            family: None,
+            table: "filter".into(),
+            set: set.into(),
+            change: ElementChange::Add,
+            elements: vec![SetElement {
+                key: key.into(),
+                data: Some("drop".into()),
+                timeout,
+                expires: None,
+            }],
+            dry_run: false,
+        })
+    };
+    add(&mut s, "m", "198.18.0.5", Some(30)).unwrap();
+    add(&mut s, "m", "198.18.0.6", None).unwrap();
+    s.ruleset_commands(
+        "add element ip filter m { 198.18.0.7 timeout 5s : drop }\n",
+        false,
+    )
+    .unwrap();
+    assert!(drops(&s, 4, now + 10 * sec - 1));
+    assert!(!drops(&s, 4, now + 10 * sec), "declared 10 s: expired");
+    assert!(drops(&s, 5, now + 30 * sec - 1));
+    assert!(!drops(&s, 5, now + 30 * sec));
+    assert!(drops(&s, 6, now + 1000 * sec), "no timeout: never expires");
+    assert!(!drops(&s, 7, now + 5 * sec));
+    s.backend.now_ns = now + 6 * sec;
+    let got = listed(&s, "m", |e| {
+        e.timeout.map(|t| t * 1000 + e.expires.unwrap_or(0))
+    });
+    assert_eq!(
+        got,
+        [
+            ("198.18.0.4".to_string(), Some(10_004)),
+            ("198.18.0.5".to_string(), Some(30_024)),
+            ("198.18.0.6".to_string(), None),
+        ],
+        "own timeout and seconds left; `.7` expired"
+    );
+    let Response::SetElements(v) = s.set_elements(None, "filter", "m").unwrap() else {
+        panic!()
+    };
+    assert!(
+        v.text.contains(
+            "elements = { 198.18.0.4 timeout 10s expires 4s : drop, 198.18.0.5 timeout 30s expires 24s : drop, 198.18.0.6 : drop }"
+        ),
+        "{}",
+        v.text
+    );
+    let e = add(&mut s, "p", "198.18.0.8", Some(30)).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("elements[0].timeout"), "{e:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
