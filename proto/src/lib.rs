@@ -925,12 +925,13 @@ pub struct SetElement {
     /// (`198.18.1.2 . 8080`). Absent for a set; may be left out to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-    /// The element's timeout in seconds (`timeout 10m`): only elements of a set with
-    /// `flags timeout` (a dynamic set) have one; absent, such an element takes the set's.
+    /// The element's timeout in seconds (`timeout 10m`): only elements of a set or map
+    /// with `flags timeout` or a `timeout` have one; absent, such an element takes the
+    /// set's or map's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
-    /// Seconds until the element expires (listings of sets with timeouts); refused when
-    /// sent.
+    /// Seconds until the element expires (listings of sets and maps with timeouts);
+    /// refused when sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
 }

@@ -600,17 +600,25 @@ fn elements_of(words: &[String]) -> Vec<Value> {
         .iter()
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once(" : ") {
-            Some((k, d)) => serde_json::json!({"key": k.trim(), "data": d.trim()}),
-            None => match element_timeout(p) {
+        .map(|p| {
+            let (k, d) = match p.split_once(" : ") {
+                Some((k, d)) => (k.trim(), Some(d.trim())),
+                None => (p, None),
+            };
+            let mut e = match element_timeout(k) {
                 Some((k, secs)) => serde_json::json!({"key": k, "timeout": secs}),
-                None => serde_json::json!({"key": p}),
-            },
+                None => serde_json::json!({"key": k}),
+            };
+            if let Some(d) = d {
+                e["data"] = serde_json::json!(d);
+            }
+            e
         })
         .collect()
 }
 
-/// `KEY timeout T` (an element of a set with `flags timeout`): the key and T in whole
+/// `KEY timeout T` (an element of a set or map with `flags timeout`; a map's data follows
+/// ` : `): the key and T in whole
 /// seconds (rounded up; the API takes seconds).
 fn element_timeout(p: &str) -> Option<(&str, u64)> {
     let (k, t) = p.rsplit_once(" timeout ")?;
