@@ -1469,23 +1469,11 @@ fn a_dynamic_sets_listing_holds_the_data_paths_elements_with_their_expiry() {
     // Expired: gone from the listing (`.8` 5 m and `.9` 10 m after the install, `.7` at
     // 698 s).
     s.backend.now_ns = now + 499 * sec;
-    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
-        panic!()
-    };
-    let mut keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["198.18.0.7", "198.18.0.9"], "{}", v.text);
+    assert_eq!(keys_of(&s, "filter", "bl"), ["198.18.0.7", "198.18.0.9"]);
     s.backend.now_ns = now + 500 * sec;
-    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
-        panic!()
-    };
-    let keys: Vec<&str> = v.elements.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["198.18.0.7"], "{}", v.text);
+    assert_eq!(keys_of(&s, "filter", "bl"), ["198.18.0.7"]);
     s.backend.now_ns = now + 598 * sec;
-    let Response::SetElements(v) = s.set_elements(None, "filter", "bl").unwrap() else {
-        panic!()
-    };
-    assert!(v.elements.is_empty(), "{}", v.text);
+    assert!(keys_of(&s, "filter", "bl").is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1738,10 +1726,7 @@ fn a_meter_lists_and_loses_elements_as_a_dynamic_set() {
         dry_run: false,
     })
     .unwrap();
-    let Response::SetElements(v) = s.set_elements(None, "t", "m").unwrap() else {
-        panic!()
-    };
-    assert!(v.elements.is_empty(), "{}", v.text);
+    assert!(keys_of(&s, "t", "m").is_empty());
     let e = s.set_elements(None, "t", "nope").unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
     let _ = std::fs::remove_dir_all(dir);
@@ -2352,12 +2337,30 @@ fn listed(
     set: &str,
     f: impl Fn(&crate::control::proto::SetElement) -> Option<u64>,
 ) -> Vec<(String, Option<u64>)> {
-    let Response::SetElements(v) = s.set_elements(None, "filter", set).unwrap() else {
+    listed_in(s, "filter", set, f)
+}
+
+/// [`listed`] for a set of table `table`.
+fn listed_in(
+    s: &Server<Fake>,
+    table: &str,
+    set: &str,
+    f: impl Fn(&crate::control::proto::SetElement) -> Option<u64>,
+) -> Vec<(String, Option<u64>)> {
+    let Response::SetElements(v) = s.set_elements(None, table, set).unwrap() else {
         panic!()
     };
     let mut got: Vec<_> = v.elements.iter().map(|e| (e.key.clone(), f(e))).collect();
     got.sort();
     got
+}
+
+/// The keys of table `table`'s set `set` as the control API lists them, sorted.
+fn keys_of(s: &Server<Fake>, table: &str, set: &str) -> Vec<String> {
+    listed_in(s, table, set, |_| None)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// A verdict map with element timeouts over the element API and `fwctl nft`: an element
