@@ -379,6 +379,10 @@ fn map_without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<Stri
 /// list map` as in ours, both times.
 #[test]
 #[ignore = "needs root, ip, nft (run with --ignored)"]
+#[allow(
+    clippy::disallowed_types,
+    reason = "test: the kernel's timeouts run on the wall clock; ours is set to the time elapsed"
+)]
 fn map_element_timeouts_match_and_expire_as_in_the_kernel() {
     use dataplane::rules::ast::Hook;
     use dataplane::rules::compile::Facts;

@@ -14,7 +14,7 @@ use crate::control::proto::{
     ControlError, ElementChange, ErrorCode, SetElement, SetElementsView, TableFamilyName,
 };
 use crate::rules::ast::{Kind, MapData, MapValue, Pos, Ruleset, SetType, Table, TableFamily};
-use crate::rules::compile::{DynElement, DynKey, DynStore, NEVER, Packed};
+use crate::rules::compile::{DynElement, DynKey, DynStore, MapElement, NEVER, Packed};
 use crate::rules::edit::{self, Element, ElementFault, ElementOp};
 use crate::rules::{self, dynlist, print};
 
@@ -228,7 +228,7 @@ pub(crate) fn timed_map(
     v: &mut SetElementsView,
     m: &rules::ast::Map,
     key: &DynKey,
-    live: &[(usize, Option<DynElement>)],
+    live: &[MapElement],
 ) {
     let declared = std::mem::take(&mut v.elements);
     let mut text = Vec::with_capacity(live.len());

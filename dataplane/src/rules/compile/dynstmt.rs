@@ -14,6 +14,10 @@ use crate::rules::limits::Budget;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+/// A live element of a map with timeouts: its index in the map's declaration, and the
+/// store's reading where it has a timeout (`None`: it never expires).
+pub type MapElement = (usize, Option<DynElement>);
+
 /// The dynamic sets of a ruleset while it is lowered: (table index, name) → entry index.
 #[derive(Debug, Default)]
 pub(super) struct DynSets {
@@ -466,7 +470,7 @@ impl CompiledRuleset {
         table: &str,
         name: &str,
         now_ns: u64,
-    ) -> Option<(&DynKey, Vec<(usize, Option<DynElement>)>)> {
+    ) -> Option<(&DynKey, Vec<MapElement>)> {
         let e = self
             .dynset_or_map(family, table, name)
             .filter(|e| e.def.map)?;

@@ -31,6 +31,7 @@ mod ruleset;
 pub use super::ast::addr_to_u128;
 pub(crate) use classes::Cuts;
 pub use dynkey::{DynKey, Packed};
+pub use dynstmt::MapElement;
 pub use dynstore::{DynElement, DynStore, NEVER};
 pub(crate) use eval::icmp_code;
 pub use facts::{CtTuple, Facts, Needs, TCP_MSS_DEFAULT, rt_mss};
