@@ -202,12 +202,13 @@ const TIMEOUTS: &str = r#"table inet fw {
 }
 "#;
 
-/// A set's elements as `nft -j list set` writes them, `expires` left out (it is a
-/// moment's reading), sorted by their JSON text.
+/// A set's (or map's) elements as `nft -j list set` writes them, `expires` left out (it
+/// is a moment's reading), sorted by their JSON text. A map's element is `[KEY, DATA]`.
 fn without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
     let mut out: Vec<String> = els
         .map(|mut e| {
-            if let Some(o) = e.get_mut("elem").and_then(|x| x.as_object_mut()) {
+            let key = if e.is_array() { &mut e[0] } else { &mut e };
+            if let Some(o) = key.get_mut("elem").and_then(|x| x.as_object_mut()) {
                 o.remove("expires");
             }
             e.to_string()
@@ -352,25 +353,6 @@ const MAP_TIMEOUTS: &str = r#"table inet fw {
 }
 "#;
 
-/// A map's elements as `nft -j list map` writes them (`[KEY, DATA]`), `expires` left
-/// out, sorted by their JSON text.
-fn map_without_expires(els: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
-    let mut out: Vec<String> = els
-        .map(|mut e| {
-            if let Some(o) = e
-                .get_mut(0)
-                .and_then(|k| k.get_mut("elem"))
-                .and_then(|x| x.as_object_mut())
-            {
-                o.remove("expires");
-            }
-            e.to_string()
-        })
-        .collect();
-    out.sort_unstable();
-    out
-}
-
 /// Element timeouts in a verdict map and a NAT map: declared (the element's own, the
 /// map's) and added by element commands (`add element … { 25 timeout 60s : jump hit }`,
 /// an incremental change here), probed before and after the 5-second ones expire (ours
@@ -413,11 +395,11 @@ fn map_element_timeouts_match_and_expire_as_in_the_kernel() {
                 .iter()
                 .find(|m| m.name == name)
                 .unwrap();
-            let mine = map_without_expires(
+            let mine = without_expires(
                 live.iter()
                     .map(|(i, x)| dynlist::map_element(m, key, *i, x.as_ref()).1),
             );
-            let kernel = map_without_expires(kernel_json(&ns, "map", name).into_iter());
+            let kernel = without_expires(kernel_json(&ns, "map", name).into_iter());
             assert_eq!(mine, kernel, "map {name}");
             eprintln!("{name}: {mine:?}");
         }

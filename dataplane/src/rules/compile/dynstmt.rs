@@ -55,6 +55,27 @@ struct Wanted {
     map: bool,
 }
 
+/// A set's or map's declaration as [`wanted`] reads it: name, key types, options,
+/// `flags interval`, position, elements with their own timeouts.
+type Decl<'a> = (
+    &'a String,
+    Vec<SetType>,
+    DynOpts,
+    bool,
+    Pos,
+    Vec<(Elem, Option<u64>)>,
+);
+
+/// A map's (or set of concatenations') declaration.
+fn of_map(m: &Map) -> Decl<'_> {
+    let els = m
+        .elements
+        .iter()
+        .map(|(e, _)| (e.clone(), m.elem_timeout(e)))
+        .collect();
+    (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
+}
+
 /// The dynamic sets a table declares (sets and sets of concatenations with dynamic
 /// options or updated by a statement) and its meters.
 fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
@@ -67,30 +88,16 @@ fn wanted(t: &Table, ports: &PortsByName) -> Result<Vec<Wanted>, Error> {
             .collect();
         (&s.name, vec![s.ty], s.dynamic, s.interval, s.pos, els)
     });
-    let concat = t.maps.iter().filter(|m| m.data.is_none()).map(|m| {
-        let els = m
-            .elements
-            .iter()
-            .map(|(e, _)| (e.clone(), m.elem_timeout(e)))
-            .collect();
-        (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
-    });
+    // Sets of concatenations, then the maps whose elements may time out.
+    let concat = t.maps.iter().filter(|m| m.data.is_none());
     let timed = t
         .maps
         .iter()
-        .filter(|m| m.data.is_some() && m.dynamic.timeout_flag)
-        .map(|m| {
-            let els = m
-                .elements
-                .iter()
-                .map(|(e, _)| (e.clone(), m.elem_timeout(e)))
-                .collect();
-            (&m.name, m.key.clone(), m.dynamic, m.interval, m.pos, els)
-        });
+        .filter(|m| m.data.is_some() && m.dynamic.timeout_flag);
     let mut out = Vec::new();
-    let n_sets = t.sets.len() + t.maps.iter().filter(|m| m.data.is_none()).count();
+    let n_sets = t.sets.len() + concat.clone().count();
     for (i, (name, types, opts, interval, pos, elements)) in
-        sets.chain(concat).chain(timed).enumerate()
+        sets.chain(concat.chain(timed).map(of_map)).enumerate()
     {
         let map = i >= n_sets;
         if !(map || opts.any() || updated(name)) {
