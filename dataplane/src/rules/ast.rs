@@ -204,11 +204,12 @@ pub struct Map {
     pub data: Option<MapData>,
     pub interval: bool,
     pub elements: Vec<(Elem, MapValue)>,
-    /// A set of concatenations' declared elements' own `timeout` (ms; `198.18.1.2 . 22
-    /// timeout 10s`), as [`Set::elem_timeouts`]; always empty for a map.
+    /// Declared elements' own `timeout` (ms; `198.18.1.2 . 22 timeout 10s`, a map's
+    /// `198.18.1.2 timeout 10s : accept`), as [`Set::elem_timeouts`].
     pub elem_timeouts: Vec<(Elem, u64)>,
     /// A set of concatenations the data path updates (`flags dynamic,timeout`, `timeout`,
-    /// `size`); always default for a map.
+    /// `size`); for a map only `flags timeout` and `timeout` (its elements may expire:
+    /// docs/rules.md, "Element timeouts in maps").
     pub dynamic: DynOpts,
     pub pos: Pos,
 }
