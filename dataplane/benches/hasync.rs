@@ -31,9 +31,7 @@ use std::hint::black_box;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use dataplane::conntrack::{CtEvent, EventKind, FlowKey, InsertHints, Synced, Table, Tunables};
-use dataplane::control::proto::{
-    HaTarget, RecordBatch, Request, RequestEnvelope,
-};
+use dataplane::control::proto::{HaTarget, RecordBatch, Request, RequestEnvelope};
 use dataplane::ha::cache::SyncCache;
 use dataplane::ha::ftfw::{Receiver, Sender};
 use dataplane::ha::line;

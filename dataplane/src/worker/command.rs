@@ -64,11 +64,10 @@ pub enum WorkerReply {
     },
     Stats(Counters),
     HelperStats(HelperCounters),
-    /// The answer to `TakeEvents`: the events, the worker's clock in milliseconds when it
-    /// took them, and the events its ring lost since the previous take.
+    /// The answer to `TakeEvents`: the events and the events its ring lost since the
+    /// previous take (the control side stamps the lines with the wall clock).
     Events {
         events: Vec<CtEvent>,
-        timestamp_ms: u64,
         lost: u64,
     },
     /// The answer to `TakeRawEvents`.

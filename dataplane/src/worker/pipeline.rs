@@ -627,11 +627,7 @@ impl Pipeline {
             WorkerCommand::TakeEvents { max } => {
                 let lost = self.events_lost_since();
                 let events = self.ct.take_events(max as usize).collect();
-                WorkerReply::Events {
-                    events,
-                    timestamp_ms: self.now_ns / 1_000_000,
-                    lost,
-                }
+                WorkerReply::Events { events, lost }
             }
             WorkerCommand::CtSync { records, adopt } => {
                 let (applied, failed) =

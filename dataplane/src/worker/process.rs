@@ -296,7 +296,6 @@ impl Process for PortForward {
             WorkerCommand::SetTunables(_) => WorkerReply::Done,
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: Vec::new(),
-                timestamp_ms: 0,
                 lost: 0,
             },
             WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {

@@ -237,26 +237,20 @@ impl<B: Backend> Server<B> {
     }
 
     /// Drains up to 256 events per worker and returns them (only called while someone
-    /// subscribes: events are taken from the workers).
+    /// subscribes: events are taken from the workers), each line stamped with the wall
+    /// clock in milliseconds since the Unix epoch when it was read, as the protocol says
+    /// and as `take_raw_events` stamps them.
     pub(super) fn take_events(&mut self) -> (Vec<EventLine>, u64) {
         let mut out = Vec::new();
         let mut lost_total = 0;
+        let now_ms = epoch_ms();
         for w in 0..self.backend.workers() {
-            if let Ok(WorkerReply::Events {
-                events,
-                timestamp_ms,
-                lost,
-            }) = self.ask(w, WorkerCommand::TakeEvents { max: 256 })
+            if let Ok(WorkerReply::Events { events, lost }) =
+                self.ask(w, WorkerCommand::TakeEvents { max: 256 })
             {
                 let worker = u16::try_from(w).unwrap_or(u16::MAX);
-                out.extend(events.iter().map(|e| e.to_line(timestamp_ms, worker, lost)));
+                out.extend(events.iter().map(|e| e.to_line(now_ms, worker, lost)));
                 lost_total += lost;
-            }
-        }
-        let now_ms = epoch_ms();
-        for e in &mut out {
-            if e.timestamp_ms == 0 {
-                e.timestamp_ms = now_ms;
             }
         }
         (out, lost_total)

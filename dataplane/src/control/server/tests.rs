@@ -129,7 +129,6 @@ impl Backend for Fake {
             }
             WorkerCommand::TakeEvents { .. } => WorkerReply::Events {
                 events: std::mem::take(&mut fw.events),
-                timestamp_ms: 0,
                 lost: 0,
             },
             WorkerCommand::TakeRawEvents { .. } => WorkerReply::RawEvents {
@@ -544,7 +543,8 @@ fn serves_a_socket_with_mode_0600_and_streams_events() {
         EventType::Destroy,
         "the NEW event was not filtered out"
     );
-    assert!(ev.timestamp_ms > 0);
+    // Wall-clock milliseconds since the Unix epoch (after 2023-11-14), not a worker's uptime.
+    assert!(ev.timestamp_ms > 1_700_000_000_000, "{}", ev.timestamp_ms);
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
     let _ = std::fs::remove_dir_all(dir);
@@ -1860,7 +1860,7 @@ fn a_raw_take_gives_sync_records_and_the_same_lines_as_the_json_take() {
     for (l, e) in t.lines.iter().zip(&evs) {
         assert_eq!(l.kind, EventType::from(e.kind));
         assert_eq!(l.entry, e.entry.to_ct_entry(1));
-        assert!(l.timestamp_ms > 0);
+        assert!(l.timestamp_ms > 1_700_000_000_000, "{}", l.timestamp_ms);
     }
     // Taken: a second poll finds nothing; no lines without JSON subscribers.
     let t = s.take_raw_events(false);
