@@ -34,8 +34,9 @@
 # BASE_FWD and BASE_FWMGMT (both or neither): the baseline build's binaries, run first
 # (off and on) in the same session; every result names its build (`build`: base or new).
 # HA_DATAGRAM: the new build's daemons' `datagram_bytes` (empty: their default).
-# BASE_HA_DATAGRAM: the baseline's (default empty: main 59c620a's fwmgmt refuses the field;
-# a baseline that has the setting can be given the same datagrams).
+# BASE_HA_DATAGRAM: the baseline's (default empty: its default; a baseline fwmgmt older
+# than the `datagram_bytes` setting refuses the field, one that has it can be given the
+# same datagrams as the new build for a like-for-like run).
 # PASSES: the passes to run (default "off on"). PERF_RECORD_SYNC=FILE: `perf record -a`
 # (every CPU, 499 Hz) over each `on` pass's window into FILE.<build> (symbols of where
 # the sync's CPU goes: perf report -i FILE.new --sort comm,sym).
