@@ -17,12 +17,16 @@ use super::tunables::{MAX_ENTRIES, TunableError, Tunables};
 use crate::nat::alloc::pool_port;
 use crate::nat::pool::PortPools;
 use crate::wire::{Family, IpInfo, L4Info, TcpFlags, proto};
-use recipe::eq_mask8;
 
+#[path = "lanes.rs"]
+mod lanes;
 #[path = "recipe.rs"]
 mod recipe;
-use recipe::Recipe;
-pub use recipe::{FastKey, FastPlan, NO_PATH, RecipeArgs, apply_delta};
+#[path = "recipe_types.rs"]
+mod recipe_types;
+use lanes::{WAYS, eq_mask8};
+use recipe_types::Recipe;
+pub use recipe_types::{FastKey, FastPlan, NO_PATH, RecipeArgs, apply_delta};
 
 // Status bits, numbered as Linux's `enum ip_conntrack_status` (IPS_*_BIT).
 pub const SEEN_REPLY: u8 = 1 << 1;
@@ -196,8 +200,6 @@ fn deadline_of(now: u64, secs: u32) -> u32 {
             .saturating_add(TICK_NS - 1),
     )
 }
-
-const WAYS: usize = 8;
 
 /// One cache line of the index: 8 signatures and 8 references (`(entry << 1 | dir) + 1`,
 /// 0 = empty).
