@@ -25,6 +25,7 @@
 //! for the same packets (`rx`, `forwarded`, `verdict_cache_hits`, conntrack's `found`,
 //! accounting, rule counters), plus `fast_path`.
 
+use super::fast_state::{MAX_VECTOR, Sent};
 use super::{Action, Pipeline};
 use crate::conntrack::{FastKey, FlowKey, NO_PATH, Probe, RecipeArgs};
 use crate::route::Adjacency;
@@ -32,38 +33,6 @@ use crate::rules::ct_state;
 use crate::wire::fastparse::{check_fast, peek_fast};
 use crate::wire::{Addr, Family, ParseOptions, proto};
 use arrayvec::ArrayVec;
-
-/// Most frames in one vector (longer slices are handled by the full path beyond it).
-pub const MAX_VECTOR: usize = 256;
-
-/// Distinct rule paths whose credits one vector accumulates before crediting early.
-const CREDIT_SLOTS: usize = 8;
-
-/// Stage-1 results of the vector being processed.
-#[derive(Debug, Default)]
-pub(super) struct VectorState {
-    /// Per frame with the fast shape: its key's hash, then (stage 2) the index
-    /// reference whose recipe the fast path checks (0: none).
-    probes: ArrayVec<Option<(Probe, u32)>, MAX_VECTOR>,
-    /// Rule credits not yet given: (path, packets, bytes).
-    credits: ArrayVec<(u16, u64, u64), CREDIT_SLOTS>,
-    /// Frames the fast path forwarded in this vector, not yet in the worker counters
-    /// (added once per vector by `finish_vector`).
-    forwarded: u64,
-    /// The key and stage-1 hash of the frame the fast path just gave back to the full
-    /// path, which looks it up with that hash (`Pipeline::lookup`) instead of hashing it
-    /// again; cleared once that frame is processed.
-    pub(super) handed: Option<(FlowKey, Probe)>,
-}
-
-/// A forwarded packet of an established connection, noted by `send_out` for
-/// [`Pipeline::build_recipe`].
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Sent {
-    pub entry: (crate::conntrack::EntryId, crate::conntrack::Direction),
-    pub port: u16,
-    pub dst_mac: crate::route::Mac,
-}
 
 /// The conntrack key of a fast-shape tuple (IPv4, zone 0), as `FlowKey::from_info`.
 fn key_of(t: &[u8; 12], proto: u8) -> FlowKey {

@@ -42,13 +42,19 @@ use rustc_hash::FxHashMap;
 mod facts;
 #[path = "fast.rs"]
 mod fast;
-pub use fast::MAX_VECTOR;
+#[path = "fast_state.rs"]
+mod fast_state;
+pub use fast_state::MAX_VECTOR;
 #[path = "frag.rs"]
 mod frag;
+#[path = "frag_state.rs"]
+mod frag_state;
 #[path = "helper.rs"]
 mod helper;
-pub use frag::{FRAG_COUNTERS, FragState};
-pub use helper::HelperCounters;
+#[path = "helper_state.rs"]
+mod helper_state;
+pub use super::counters::HelperCounters;
+pub use frag_state::{FRAG_COUNTERS, FragState};
 
 /// What the pipeline needs to know about one port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,7 +210,7 @@ pub struct Pipeline {
     n_workers: u16,
     ports: Vec<PortInfo>,
     /// Connection helpers: expectations, helper state of entries (`helper.rs`).
-    helpers: helper::HelperState,
+    helpers: helper_state::HelperState,
     routes: Arc<RouteTable>,
     neigh: Arc<NeighborSnapshot>,
     counters: Counters,
@@ -257,10 +263,10 @@ pub struct Pipeline {
     /// current epoch, the epoch recipes are valid for (bumped whenever a ruleset
     /// generation, route table, neighbour snapshot or tunables are adopted), and the
     /// forwarded established packet that may leave a recipe.
-    vector: fast::VectorState,
+    vector: fast_state::VectorState,
     adj: AdjTable,
     recipe_epoch: u64,
-    sent: Option<fast::Sent>,
+    sent: Option<fast_state::Sent>,
     /// The verdicts of first-packet classes (`rules::first`): a first packet whose class
     /// was evaluated under the current generation takes the class's outcome per hook.
     first: FirstCache,
@@ -352,7 +358,7 @@ impl Pipeline {
             worker_id,
             n_workers,
             ports: config.ports.clone(),
-            helpers: helper::HelperState::new(
+            helpers: helper_state::HelperState::new(
                 config.expect.clone().unwrap_or_else(|| {
                     Arc::new(crate::helper::ExpectTable::new(config.tunables.expect_max))
                 }),
@@ -383,7 +389,7 @@ impl Pipeline {
             pending_status: 0,
             held: HeldTable::with_capacity((config.ct_capacity as usize).min(4096)),
             unsteer_out: Vec::new(),
-            vector: fast::VectorState::default(),
+            vector: fast_state::VectorState::default(),
             adj: AdjTable::with_capacity(MAX_ADJACENCIES),
             recipe_epoch: 1,
             sent: None,
@@ -971,7 +977,7 @@ impl Pipeline {
         build::write_eth(frame, dst_mac, src_mac, l2.ethertype);
         self.counters.proc.forwarded += 1;
         if let Some(entry) = Self::recipe_candidate(ct.bit, ct.new_key.is_some(), ct.entry) {
-            self.sent = Some(fast::Sent {
+            self.sent = Some(fast_state::Sent {
                 entry,
                 port,
                 dst_mac,
